@@ -1,0 +1,285 @@
+//! Topic metadata: which topics exist, their settings, and which shard owns each
+//! partition.
+//!
+//! Owned by shard 0 (the metadata controller), which is the only writer of the file;
+//! every other shard holds an immutable snapshot (`Arc<Catalog>`) broadcast after each
+//! change. Placement is computed once at topic creation and recorded here, so it
+//! survives restarts and changes of `--shards`/`--cores`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Longest topic name, as in Kafka.
+pub const TOPIC_NAME_MAX: usize = 249;
+/// Upper bound on partitions per topic: every partition holds open files.
+pub const PARTITIONS_MAX: i32 = 10_000;
+/// Default segment size when a topic does not set one.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Smallest segment size accepted: one preallocation chunk must fit meaningfully.
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub partitions: i32,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Unique per creation, so a topic deleted and created again never reuses files.
+    pub id: u64,
+    pub config: TopicConfig,
+    /// Owning shard of each partition, as placed at creation.
+    pub placement: Vec<u32>,
+    pub created_ms: i64,
+}
+
+impl TopicMeta {
+    /// The shard that owns `partition` when the broker runs `nshards` shards. A recorded
+    /// shard beyond the current count (the broker restarted with fewer) wraps around.
+    pub fn owner(&self, partition: i32, nshards: u32) -> Option<u32> {
+        let recorded = *self.placement.get(usize::try_from(partition).ok()?)?;
+        Some(recorded % nshards.max(1))
+    }
+
+    /// Directory of one partition under the data directory.
+    pub fn partition_dir(&self, data_dir: &Path, partition: i32) -> PathBuf {
+        data_dir
+            .join("topics")
+            .join(format!("{}-{}", self.name, self.id))
+            .join(partition.to_string())
+    }
+
+    pub fn topic_dir(&self, data_dir: &Path) -> PathBuf {
+        data_dir
+            .join("topics")
+            .join(format!("{}-{}", self.name, self.id))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CatalogError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist (create it with `peregrine topic create {0}`)")]
+    UnknownTopic(String),
+    #[error(
+        "invalid topic name '{0}': use 1 to 249 characters from [A-Za-z0-9._-], not '.' or '..'"
+    )]
+    InvalidName(String),
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    #[error("metadata file {path}: {reason}")]
+    Storage { path: String, reason: String },
+}
+
+/// Every topic of the broker. Immutable once shared: a change builds a new value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Grows by one on every change; shards apply snapshots in version order.
+    pub version: u64,
+    pub next_topic_id: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > TOPIC_NAME_MAX || !ok_chars || name == "." || name == ".." {
+        return Err(CatalogError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Stable placement: partitions of one topic go round-robin over the shards, starting at
+/// a shard chosen by the topic's name hash so that many small topics spread too.
+pub fn place_partition(topic: &str, partition: i32, nshards: u32) -> u32 {
+    let start = crc32c::crc32c(topic.as_bytes());
+    let p = u32::try_from(partition).unwrap_or(0);
+    start.wrapping_add(p) % nshards.max(1)
+}
+
+/// The shard that owns a consumer group.
+pub fn group_owner(group: &str, nshards: u32) -> u32 {
+    crc32c::crc32c(group.as_bytes()) % nshards.max(1)
+}
+
+impl Catalog {
+    /// A new catalog with `topic` added.
+    pub fn with_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        nshards: u32,
+        now_ms: i64,
+    ) -> Result<Catalog, CatalogError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(CatalogError::TopicExists(name.to_string()));
+        }
+        if config.partitions < 1 || config.partitions > PARTITIONS_MAX {
+            return Err(CatalogError::InvalidConfig(format!(
+                "partitions must be between 1 and {PARTITIONS_MAX}, got {}",
+                config.partitions
+            )));
+        }
+        if config.segment_bytes < SEGMENT_BYTES_MIN {
+            return Err(CatalogError::InvalidConfig(format!(
+                "segment bytes must be at least {SEGMENT_BYTES_MIN}, got {}",
+                config.segment_bytes
+            )));
+        }
+        if matches!(config.retention_ms, Some(ms) if ms < 1) {
+            return Err(CatalogError::InvalidConfig(
+                "retention ms must be positive".into(),
+            ));
+        }
+        let placement = (0..config.partitions)
+            .map(|p| place_partition(name, p, nshards))
+            .collect();
+        let mut next = self.clone();
+        next.version += 1;
+        next.next_topic_id += 1;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: self.next_topic_id,
+            config,
+            placement,
+            created_ms: now_ms,
+        };
+        next.topics.insert(name.to_string(), meta);
+        Ok(next)
+    }
+
+    /// A new catalog without `name`; returns the removed topic too.
+    pub fn without_topic(&self, name: &str) -> Result<(Catalog, TopicMeta), CatalogError> {
+        let mut next = self.clone();
+        let removed = next
+            .topics
+            .remove(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        next.version += 1;
+        Ok((next, removed))
+    }
+
+    pub fn topic(&self, name: &str) -> Result<&TopicMeta, CatalogError> {
+        self.topics
+            .get(name)
+            .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))
+    }
+
+    /// Loads the catalog, or an empty one when the file does not exist yet.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let err = |reason: String| CatalogError::Storage {
+            path: path.display().to_string(),
+            reason,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    /// Writes the catalog atomically: temp file, fsync, rename, fsync of the directory.
+    /// Rare and small, so plain blocking I/O on the controller shard is acceptable.
+    pub fn save(&self, path: &Path) -> Result<(), CatalogError> {
+        let err = |reason: String| CatalogError::Storage {
+            path: path.display().to_string(),
+            reason,
+        };
+        let dir = path
+            .parent()
+            .ok_or_else(|| err("no parent directory".into()))?;
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
+        file.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(partitions: i32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+        }
+    }
+
+    #[test]
+    fn placement_spreads_partitions_over_every_shard() {
+        let cat = Catalog::default()
+            .with_topic("orders", config(8), 4, 0)
+            .expect("valid topic");
+        let meta = cat.topic("orders").expect("exists");
+        let mut per_shard = [0; 4];
+        for p in 0..8 {
+            per_shard[meta.owner(p, 4).expect("partition") as usize] += 1;
+        }
+        assert_eq!(per_shard, [2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn owner_wraps_when_restarted_with_fewer_shards() {
+        let cat = Catalog::default()
+            .with_topic("t", config(4), 8, 0)
+            .expect("valid topic");
+        let meta = cat.topic("t").expect("exists");
+        for p in 0..4 {
+            assert!(meta.owner(p, 2).expect("partition") < 2);
+        }
+        assert_eq!(meta.owner(4, 2), None);
+        assert_eq!(meta.owner(-1, 2), None);
+    }
+
+    #[test]
+    fn bad_names_and_duplicates_are_refused() {
+        let cat = Catalog::default();
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(250)] {
+            assert!(matches!(
+                cat.with_topic(bad, config(1), 1, 0),
+                Err(CatalogError::InvalidName(_))
+            ));
+        }
+        let cat = cat.with_topic("a", config(1), 1, 0).expect("valid");
+        assert_eq!(
+            cat.with_topic("a", config(1), 1, 0),
+            Err(CatalogError::TopicExists("a".into()))
+        );
+        assert!(cat.with_topic("b", config(0), 1, 0).is_err());
+    }
+
+    #[test]
+    fn catalog_survives_save_and_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta").join("topics.json");
+        assert_eq!(Catalog::load(&path).expect("empty"), Catalog::default());
+        let cat = Catalog::default()
+            .with_topic("a", config(3), 2, 7)
+            .expect("valid");
+        cat.save(&path).expect("saved");
+        assert_eq!(Catalog::load(&path).expect("loaded"), cat);
+        let (without, removed) = cat.without_topic("a").expect("exists");
+        assert_eq!(removed.name, "a");
+        assert!(without.topics.is_empty());
+        assert!(without.version > cat.version);
+    }
+}

@@ -1,0 +1,11 @@
+//! Peregrine's data plane: everything one core owns.
+//!
+//! Each type here lives on exactly one shard (one pinned glommio executor) and is
+//! `!Send` where it holds I/O state. Nothing in this crate opens a socket or parses a
+//! wire protocol; `src/` turns bytes on sockets into calls on these types.
+
+pub mod batch;
+pub mod catalog;
+pub mod groups;
+pub mod log;
+pub mod sys;

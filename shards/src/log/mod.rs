@@ -1,0 +1,35 @@
+//! Partition log storage (DESIGN.md "Storage").
+//!
+//! A partition is a directory of segments named by base offset (20 digits): a `.log`
+//! of Kafka v2 record batches written with O_DIRECT, a sparse `.index` and a
+//! `.timeindex`. `PartitionLog` is the API; the modules below each own one concern:
+//!
+//! * `segment`   one segment file: aligned appends with the tail block kept in memory,
+//!   preallocation, reading batches back with CRC checks
+//! * `index`     sparse offset and time indexes: in memory, persisted, validated
+//! * `recovery`  start-up scan: validate batches, cut a torn tail, rebuild indexes
+//! * `retention` which whole segments to delete by time and bytes (pure)
+//! * `cache`     the shard-wide bounded cache of recent batches
+//! * `file`      the only user of glommio's file types
+//!
+//! Everything here is owned by one shard and is `!Send`.
+
+mod cache;
+mod config;
+mod error;
+mod file;
+mod index;
+mod notify;
+mod partition_log;
+mod recovery;
+mod retention;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use cache::BatchCache;
+pub use config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX, SEGMENT_BYTES_MAX};
+pub use error::LogError;
+pub use file::prepare_direct_io;
+pub use partition_log::{AppendResult, Durability, PartitionLog, ReadResult};

@@ -1,0 +1,887 @@
+//! `PartitionLog`: the append-only log of one partition, its public API.
+//!
+//! Data flow: `append` validates the request's batches, assigns offsets by writing
+//! their base-offset fields, and queues them in memory (the pending queue) before it
+//! returns, without awaiting, so appends are ordered and `acks=leader` costs no I/O.
+//! One flusher task per log writes everything pending in one aligned O_DIRECT write
+//! per cycle and, when someone waits for durability (or the policy says so), one
+//! fdatasync. Appends that arrive meanwhile go into the next cycle: group commit.
+//!
+//! Offsets: `start_offset <= durable_offset <= written_offset <= end_offset`.
+//! Offsets below `written_offset` are in segment files (and maybe the cache); the
+//! rest are in the pending queue, which reads always consult.
+//!
+//! Owned by the partition's shard: `!Send`, used inside that shard's glommio executor.
+//! The flusher task shares `Inner` through `Rc`; no `RefCell` borrow is held across an
+//! await.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tracing::error;
+
+use super::cache::BatchCache;
+use super::config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX};
+use super::error::LogError;
+use super::file;
+use super::notify::{Notify, WaitList};
+use super::recovery;
+use super::retention::{self, SegmentStats};
+use super::segment::{self, DiskRead, Segment, SegmentAppender};
+use crate::batch::{self, BatchError, BatchHeader};
+
+/// Largest single write of one flush cycle; more pending data takes more writes.
+const WRITE_BYTES_MAX: usize = 8 << 20;
+/// Batches read per step while searching by timestamp.
+const TIME_SCAN_READ_BYTES: usize = 256 << 10;
+
+/// How long an append waits before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Fire and forget: no answer at all.
+    None,
+    /// Acknowledge once appended in memory.
+    Leader,
+    /// Acknowledge after the data is written and covered by an fdatasync.
+    Durable,
+}
+
+impl Durability {
+    /// Kafka's produce `acks`: 0 none, 1 leader, -1 (all) durable, as DESIGN.md says.
+    pub fn from_kafka_acks(acks: i16) -> Option<Durability> {
+        match acks {
+            0 => Some(Durability::None),
+            1 => Some(Durability::Leader),
+            -1 => Some(Durability::Durable),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Broker wall-clock time of the append (for Kafka's LogAppendTime topics).
+    pub log_append_time_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches with their base offsets set; the first contains the requested offset.
+    pub batches: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// A batch with its offsets assigned, waiting for the flusher to write it.
+struct PendingBatch {
+    segment_base: i64,
+    base_offset: i64,
+    last_offset: i64,
+    bytes: Bytes,
+}
+
+struct State {
+    /// Oldest first; never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    pending: VecDeque<PendingBatch>,
+    start_offset: i64,
+    end_offset: i64,
+    written_offset: i64,
+    durable_offset: i64,
+    size_bytes: u64,
+    /// Bytes in the pending queue (appended, not yet written).
+    pending_bytes: u64,
+    /// Set by close (or drop): no more appends; the flusher drains and stops.
+    closing: bool,
+    flusher_done: bool,
+    /// A write or fdatasync failed: what we have on disk is uncertain, so the log
+    /// refuses appends and durable waits until it is reopened (and recovered).
+    failure: Option<(std::io::ErrorKind, String)>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    cache: Rc<BatchCache>,
+    cache_key: u64,
+    state: RefCell<State>,
+    flusher_wake: Notify,
+    data_waiters: WaitList,
+    durable_waiters: WaitList,
+    stopped_waiters: WaitList,
+    fsync_count: Cell<u64>,
+}
+
+/// The log of one partition. Owned by the partition's shard.
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl PartitionLog {
+    /// Opens the partition in `dir` (created if missing), recovers it and starts its
+    /// flusher task on the current executor.
+    pub async fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        let config = config.normalized();
+        file::create_dir_all(&dir).map_err(|e| {
+            LogError::io(format!("creating partition directory {}", dir.display()), e)
+        })?;
+        let segments = recover_segments(&dir, &config).await?;
+        let appender = match segments.last() {
+            Some(Segment {
+                file: Some(file),
+                base_offset,
+                written_size,
+                ..
+            }) => {
+                SegmentAppender::resume(
+                    file.clone(),
+                    *base_offset,
+                    *written_size,
+                    config.preallocate_bytes,
+                )
+                .await?
+            }
+            _ => {
+                return Err(LogError::io(
+                    "recovering partition",
+                    std::io::Error::other("no active segment"),
+                ))
+            }
+        };
+        let state = State::new(segments);
+        let cache_key = cache.register();
+        let inner = Rc::new(Inner {
+            dir,
+            config,
+            cache,
+            cache_key,
+            state: RefCell::new(state),
+            flusher_wake: Notify::default(),
+            data_waiters: WaitList::default(),
+            durable_waiters: WaitList::default(),
+            stopped_waiters: WaitList::default(),
+            fsync_count: Cell::new(0),
+        });
+        glommio::spawn_local(run_flusher(inner.clone(), appender)).detach();
+        Ok(Rc::new(PartitionLog { inner }))
+    }
+
+    /// Validates every batch, assigns consecutive offsets, queues them for writing and
+    /// returns. A request with any bad batch is rejected whole; nothing is appended.
+    pub fn append(&self, mut batches: BytesMut) -> Result<AppendResult, LogError> {
+        self.inner.check_writable()?;
+        let parts = batch::split(&batches)?;
+        if parts.is_empty() {
+            return Err(LogError::InvalidBatch(BatchError::Invalid(
+                "no record batch in the request",
+            )));
+        }
+        if let Some((range, _)) = parts.iter().find(|(r, _)| r.len() > BATCH_BYTES_MAX) {
+            return Err(LogError::MessageTooLarge {
+                size: range.len(),
+                max: BATCH_BYTES_MAX,
+            });
+        }
+        let inner = &self.inner;
+        let mut st = inner.state.borrow_mut();
+        let base_offset = st.end_offset;
+        let mut next = base_offset;
+        for (range, header) in &parts {
+            batch::set_base_offset(&mut batches[range.clone()], next);
+            next = next
+                .checked_add(i64::from(header.last_offset_delta) + 1)
+                .ok_or(LogError::InvalidBatch(BatchError::Invalid(
+                    "offsets overflow i64",
+                )))?;
+        }
+        let frozen = batches.freeze();
+        let mut offset = base_offset;
+        for (range, header) in parts {
+            let last_offset = offset + i64::from(header.last_offset_delta);
+            st.push_batch(
+                &inner.config,
+                frozen.slice(range),
+                offset,
+                last_offset,
+                header.max_timestamp,
+            );
+            offset = last_offset + 1;
+        }
+        st.end_offset = next;
+        drop(st);
+        inner.data_waiters.wake_past(next);
+        inner.flusher_wake.notify();
+        Ok(AppendResult {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time_ms: now_ms(),
+        })
+    }
+
+    /// Waits until everything up to and including `offset` is written and covered by an
+    /// fdatasync. All waiters that arrive during one write + fdatasync share the next.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        let inner = &self.inner;
+        {
+            let st = inner.state.borrow();
+            if offset >= st.end_offset {
+                let (start, end) = (st.start_offset, st.end_offset);
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    start,
+                    end,
+                });
+            }
+            if st.durable_offset > offset {
+                return Ok(());
+            }
+        }
+        inner.check_failure()?;
+        // Registering happens on the first poll, before the flusher can run.
+        inner.flusher_wake.notify();
+        let ready = || {
+            let st = inner.state.borrow();
+            st.durable_offset > offset || st.failure.is_some() || st.flusher_done
+        };
+        inner.durable_waiters.wait_until(offset, ready).await;
+        if inner.state.borrow().durable_offset > offset {
+            return Ok(());
+        }
+        inner.check_failure()?;
+        Err(LogError::Closed)
+    }
+
+    /// Reads whole batches from `offset` on, up to about `max_bytes` (at least one batch
+    /// when any exists at `offset`).
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let end = {
+            let st = self.inner.state.borrow();
+            if offset < st.start_offset || offset > st.end_offset {
+                let (start, end) = (st.start_offset, st.end_offset);
+                return Err(LogError::OffsetOutOfRange {
+                    requested: offset,
+                    start,
+                    end,
+                });
+            }
+            st.end_offset
+        };
+        let mut batches: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut next = offset;
+        while next < end && (batches.is_empty() || total < max_bytes) {
+            if let Some((bytes, last_offset)) = self.inner.memory_batch(next) {
+                if !batches.is_empty() && total + bytes.len() > max_bytes {
+                    break;
+                }
+                total += bytes.len();
+                batches.push(bytes);
+                next = last_offset + 1;
+                continue;
+            }
+            let (file, request) =
+                self.inner
+                    .disk_plan(next, max_bytes.saturating_sub(total), batches.is_empty())?;
+            let read = segment::read_batches(&file, request).await?;
+            if read.is_empty() {
+                break;
+            }
+            for bytes in read {
+                // Already validated by the disk reader.
+                let header = BatchHeader::parse(&bytes)?;
+                total += bytes.len();
+                next = header.last_offset() + 1;
+                batches.push(bytes);
+            }
+        }
+        let st = self.inner.state.borrow();
+        Ok(ReadResult {
+            batches,
+            high_watermark: st.end_offset,
+            log_start_offset: st.start_offset,
+        })
+    }
+
+    pub fn start_offset(&self) -> i64 {
+        self.inner.state.borrow().start_offset
+    }
+
+    /// The next offset to assign; also the high watermark (single replica).
+    pub fn end_offset(&self) -> i64 {
+        self.inner.state.borrow().end_offset
+    }
+
+    /// Bytes of all segments, including batches not yet written.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().size_bytes
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Bytes appended but not yet written to disk. The server should stop reading
+    /// produce requests for this partition while this is high (backpressure): the log
+    /// itself never refuses an append for being busy.
+    pub fn pending_bytes(&self) -> u64 {
+        self.inner.state.borrow().pending_bytes
+    }
+
+    /// fdatasync calls made on segment files since open (for tests and metrics).
+    pub fn fsync_count(&self) -> u64 {
+        self.inner.fsync_count.get()
+    }
+
+    /// Offsets below this are written and synced.
+    pub fn durable_offset(&self) -> i64 {
+        self.inner.state.borrow().durable_offset
+    }
+
+    /// Resolves when `end_offset() > offset` or after `timeout` (long polling).
+    pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
+        let inner = &self.inner;
+        let ready = || {
+            let st = inner.state.borrow();
+            st.end_offset > offset || st.closing
+        };
+        if ready() {
+            return;
+        }
+        let waiting = inner.data_waiters.wait_until(offset, ready);
+        futures_lite::future::or(waiting, glommio::timer::sleep(timeout)).await;
+    }
+}
+
+impl PartitionLog {
+    /// Base offset of the first batch whose max timestamp is >= `timestamp_ms`.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
+        let (mut next, end) = {
+            let st = self.inner.state.borrow();
+            let found = st
+                .segments
+                .iter()
+                .find(|s| s.index.max_timestamp_ms() >= timestamp_ms);
+            let Some(seg) = found else { return Ok(None) };
+            let from = seg.base_offset + i64::from(seg.index.lookup_time(timestamp_ms));
+            (from.max(st.start_offset), st.end_offset)
+        };
+        while next < end {
+            let read = self.read(next, TIME_SCAN_READ_BYTES).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for bytes in &read.batches {
+                let header = BatchHeader::parse(bytes)?;
+                if header.max_timestamp >= timestamp_ms {
+                    return Ok(Some(header.base_offset));
+                }
+                next = header.last_offset() + 1;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole closed segments that retention no longer keeps (never the active
+    /// one) and moves the start offset. Returns how many were removed.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let inner = &self.inner;
+        let removed: Vec<Segment> = {
+            let mut st = inner.state.borrow_mut();
+            let last = st.segments.len().saturating_sub(1);
+            let closed: Vec<SegmentStats> = st.segments[..last]
+                .iter()
+                .take_while(|s| s.sealed)
+                .map(|s| SegmentStats {
+                    size_bytes: s.size,
+                    max_timestamp_ms: s.index.max_timestamp_ms(),
+                })
+                .collect();
+            let cfg = &inner.config;
+            let count = retention::segments_to_delete(
+                &closed,
+                st.size_bytes,
+                now_ms,
+                cfg.retention_ms,
+                cfg.retention_bytes,
+            );
+            let removed: Vec<Segment> = st.segments.drain(..count).collect();
+            st.size_bytes -= removed.iter().map(|s| s.size).sum::<u64>();
+            st.start_offset = st.segments.first().map_or(st.end_offset, |s| s.base_offset);
+            removed
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        inner
+            .cache
+            .remove_below(inner.cache_key, inner.state.borrow().start_offset);
+        let count = removed.len();
+        for seg in removed {
+            // A reader may still hold the file; then it closes when that read ends.
+            if let Some(file) = seg.file.and_then(|f| Rc::try_unwrap(f).ok()) {
+                let path = file.path().to_owned();
+                file.close()
+                    .await
+                    .map_err(|e| LogError::io(format!("closing {}", path.display()), e))?;
+            }
+            for ext in ["log", "index", "timeindex"] {
+                let path = segment::segment_path(&inner.dir, seg.base_offset, ext);
+                file::remove_file(&path).await.map_err(|e| {
+                    LogError::io(
+                        format!("removing expired segment file {}", path.display()),
+                        e,
+                    )
+                })?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Writes everything pending, fdatasyncs, persists the active segment's indexes and
+    /// stops the flusher. Later appends fail with `Closed`. Idempotent.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let inner = &self.inner;
+        inner.state.borrow_mut().closing = true;
+        inner.flusher_wake.notify();
+        inner.data_waiters.wake_all();
+        inner
+            .stopped_waiters
+            .wait_until(0, || inner.state.borrow().flusher_done)
+            .await;
+        inner.cache.remove_partition(inner.cache_key);
+        inner.check_failure()
+    }
+
+    /// Closes the log and removes its directory with every file in it.
+    pub async fn delete(&self) -> Result<(), LogError> {
+        let closed = self.close().await;
+        let dir = &self.inner.dir;
+        let names = file::list_dir(dir)
+            .map_err(|e| LogError::io(format!("listing {} to delete it", dir.display()), e))?;
+        for name in names {
+            let path = dir.join(&name);
+            file::remove_file(&path)
+                .await
+                .map_err(|e| LogError::io(format!("deleting {}", path.display()), e))?;
+        }
+        file::remove_dir(dir)
+            .map_err(|e| LogError::io(format!("removing directory {}", dir.display()), e))?;
+        // A failed final flush does not matter once the data is deleted.
+        match closed {
+            Ok(()) | Err(LogError::Io { .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+impl Drop for PartitionLog {
+    /// A log dropped without `close` still gets its pending data written: the flusher
+    /// drains and exits.
+    fn drop(&mut self) {
+        self.inner.state.borrow_mut().closing = true;
+        self.inner.flusher_wake.notify();
+        self.inner.data_waiters.wake_all();
+    }
+}
+
+/// Opens every segment in `dir`, creating the first one for a new partition.
+async fn recover_segments(
+    dir: &std::path::Path,
+    config: &LogConfig,
+) -> Result<Vec<Segment>, LogError> {
+    let mut bases = recovery::list_segments(dir).await?;
+    if bases.is_empty() {
+        bases.push(0);
+    }
+    let interval = config.index_interval_bytes;
+    let mut segments = Vec::with_capacity(bases.len());
+    for pair in bases.windows(2) {
+        segments.push(recovery::recover_closed(dir, pair[0], pair[1], interval).await?);
+    }
+    let active_base = bases[bases.len() - 1];
+    segments.push(recovery::recover_active(dir, active_base, interval).await?);
+    file::sync_dir(dir)
+        .await
+        .map_err(|e| LogError::io(format!("syncing directory {}", dir.display()), e))?;
+    Ok(segments)
+}
+
+impl State {
+    fn new(segments: Vec<Segment>) -> State {
+        let start_offset = segments.first().map_or(0, |s| s.base_offset);
+        let end_offset = segments.last().map_or(0, |s| s.next_offset);
+        let size_bytes = segments.iter().map(|s| s.size).sum();
+        State {
+            segments,
+            pending: VecDeque::new(),
+            start_offset,
+            end_offset,
+            written_offset: end_offset,
+            durable_offset: end_offset,
+            size_bytes,
+            pending_bytes: 0,
+            closing: false,
+            flusher_done: false,
+            failure: None,
+        }
+    }
+
+    /// Places one offset-assigned batch in the active segment, rolling first when it
+    /// would overflow (a batch larger than a segment gets a fresh segment of its own).
+    fn push_batch(
+        &mut self,
+        config: &LogConfig,
+        bytes: Bytes,
+        base_offset: i64,
+        last_offset: i64,
+        max_ts: i64,
+    ) {
+        let len = bytes.len() as u64;
+        let needs_roll = self.segments.last().is_none_or(|active| {
+            active.size > 0
+                && (active.size + len > config.segment_bytes
+                    || active.relative(last_offset).is_none())
+        });
+        if needs_roll {
+            self.segments
+                .push(Segment::rolled(base_offset, config.index_interval_bytes));
+        }
+        let Some(seg) = self.segments.last_mut() else {
+            return;
+        };
+        // Both fit u32: the segment was rolled otherwise, and sizes are capped.
+        let rel = seg.relative(base_offset).unwrap_or(u32::MAX);
+        seg.index.on_batch(rel, seg.size as u32, len as u32, max_ts);
+        seg.size += len;
+        seg.next_offset = last_offset + 1;
+        self.size_bytes += len;
+        self.pending_bytes += len;
+        let segment_base = seg.base_offset;
+        self.pending.push_back(PendingBatch {
+            segment_base,
+            base_offset,
+            last_offset,
+            bytes,
+        });
+    }
+
+    fn segment_index(&self, offset: i64) -> Option<usize> {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .checked_sub(1)
+    }
+}
+
+/// The batches of one segment that the flusher writes in one go.
+struct PendingRun {
+    segment_base: i64,
+    chunks: Vec<Bytes>,
+}
+
+impl Inner {
+    fn check_failure(&self) -> Result<(), LogError> {
+        match &self.state.borrow().failure {
+            Some((kind, message)) => Err(LogError::io(
+                format!(
+                    "partition log {} failed earlier and must be reopened",
+                    self.dir.display()
+                ),
+                std::io::Error::new(*kind, message.clone()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), LogError> {
+        if self.state.borrow().closing {
+            return Err(LogError::Closed);
+        }
+        self.check_failure()
+    }
+
+    /// The batch holding `offset` if it is in memory: pending, or cached.
+    fn memory_batch(&self, offset: i64) -> Option<(Bytes, i64)> {
+        let st = self.state.borrow();
+        if offset >= st.written_offset {
+            let i = st
+                .pending
+                .partition_point(|p| p.base_offset <= offset)
+                .checked_sub(1)?;
+            let p = &st.pending[i];
+            return (p.last_offset >= offset).then(|| (p.bytes.clone(), p.last_offset));
+        }
+        drop(st);
+        self.cache.get(self.cache_key, offset)
+    }
+
+    /// Where on disk to read `offset` from: the segment's file and the index position.
+    fn disk_plan(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        allow_oversized_first: bool,
+    ) -> Result<(Rc<file::DirectFile>, DiskRead), LogError> {
+        let st = self.state.borrow();
+        let found = st.segment_index(offset).map(|i| &st.segments[i]);
+        let (Some(seg), Some(rel)) = (found, found.and_then(|s| s.relative(offset))) else {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: st.start_offset,
+                end: st.end_offset,
+            });
+        };
+        let Some(file) = seg
+            .file
+            .clone()
+            .filter(|_| offset < seg.written_next_offset)
+        else {
+            let path = segment::segment_path(&self.dir, seg.base_offset, "log");
+            let reason = format!("offset {offset} is neither in memory nor written");
+            return Err(LogError::Corrupt {
+                path,
+                position: seg.written_size,
+                reason,
+            });
+        };
+        let entry = seg.index.lookup(rel);
+        let request = DiskRead {
+            position: u64::from(entry.position),
+            position_offset: seg.base_offset + i64::from(entry.rel_offset),
+            end_position: seg.written_size,
+            end_offset: seg.written_next_offset,
+            offset,
+            max_bytes,
+            allow_oversized_first,
+        };
+        Ok((file, request))
+    }
+
+    /// Clones the oldest pending batches of one segment, up to `WRITE_BYTES_MAX`.
+    fn pending_run(&self) -> Option<PendingRun> {
+        let st = self.state.borrow();
+        let segment_base = st.pending.front()?.segment_base;
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        for p in st
+            .pending
+            .iter()
+            .take_while(|p| p.segment_base == segment_base)
+        {
+            if !chunks.is_empty() && bytes + p.bytes.len() > WRITE_BYTES_MAX {
+                break;
+            }
+            bytes += p.bytes.len();
+            chunks.push(p.bytes.clone());
+        }
+        Some(PendingRun {
+            segment_base,
+            chunks,
+        })
+    }
+
+    /// The run's batches are on disk: move them from the pending queue to the cache.
+    fn mark_written(&self, run: &PendingRun) {
+        let mut st = self.state.borrow_mut();
+        let mut written_bytes = 0u64;
+        let mut next = st.written_offset;
+        for _ in 0..run.chunks.len() {
+            let Some(p) = st.pending.pop_front() else {
+                break;
+            };
+            debug_assert_eq!(p.segment_base, run.segment_base);
+            debug_assert_eq!(p.base_offset, next);
+            written_bytes += p.bytes.len() as u64;
+            next = p.last_offset + 1;
+            self.cache
+                .insert(self.cache_key, p.base_offset, p.last_offset, p.bytes);
+        }
+        st.written_offset = next;
+        st.pending_bytes -= written_bytes;
+        if let Some(i) = st.segment_index(run.segment_base) {
+            let seg = &mut st.segments[i];
+            seg.written_size += written_bytes;
+            seg.written_next_offset = next;
+        }
+    }
+
+    fn set_segment_file(&self, base_offset: i64, file: Rc<file::DirectFile>) {
+        let mut st = self.state.borrow_mut();
+        if let Some(i) = st.segment_index(base_offset) {
+            st.segments[i].file = Some(file);
+        }
+    }
+
+    fn advance_durable(&self, offset: i64) {
+        let mut st = self.state.borrow_mut();
+        if offset > st.durable_offset {
+            st.durable_offset = offset;
+            drop(st);
+            self.durable_waiters.wake_past(offset);
+        }
+    }
+
+    fn written_size_of(&self, base_offset: i64) -> Option<u64> {
+        let st = self.state.borrow();
+        st.segment_index(base_offset)
+            .map(|i| st.segments[i].written_size)
+    }
+
+    fn count_fsync(&self) {
+        self.fsync_count.set(self.fsync_count.get() + 1);
+    }
+}
+
+/// The log's writer task: drains the pending queue, one aligned write per segment run,
+/// and fdatasyncs when durability is wanted. Exits after close (or a failure).
+async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
+    let mut last_sync = std::time::Instant::now();
+    let result = loop {
+        if !inner.state.borrow().closing {
+            wait_for_work(&inner, last_sync).await;
+        }
+        let closing = inner.state.borrow().closing;
+        let interval_due = match inner.config.fsync {
+            FsyncPolicy::IntervalMs(ms) => last_sync.elapsed() >= Duration::from_millis(ms),
+            _ => false,
+        };
+        match flush_cycle(&inner, &mut appender, interval_due).await {
+            Ok(true) => last_sync = std::time::Instant::now(),
+            Ok(false) => {}
+            Err(err) => break Err(err),
+        }
+        // Appends are refused once closing is set, so this cycle drained everything.
+        if closing {
+            break finish(&inner, &mut appender).await;
+        }
+    };
+    if let Err(err) = result {
+        error!(dir = %inner.dir.display(), %err, "partition log flush failed; refusing appends until reopened");
+        let kind = match &err {
+            LogError::Io { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        inner.state.borrow_mut().failure = Some((kind, err.to_string()));
+    }
+    inner.state.borrow_mut().flusher_done = true;
+    inner.stopped_waiters.wake_all();
+    inner.durable_waiters.wake_all();
+    inner.data_waiters.wake_all();
+}
+
+/// Sleeps until notified, or, under an interval policy with unsynced data, until the
+/// next sync is due.
+async fn wait_for_work(inner: &Inner, last_sync: std::time::Instant) {
+    let unsynced = {
+        let st = inner.state.borrow();
+        st.durable_offset < st.end_offset
+    };
+    match inner.config.fsync {
+        FsyncPolicy::IntervalMs(ms) if unsynced => {
+            let due = Duration::from_millis(ms).saturating_sub(last_sync.elapsed());
+            futures_lite::future::or(inner.flusher_wake.wait(), glommio::timer::sleep(due)).await;
+        }
+        _ => inner.flusher_wake.wait().await,
+    }
+}
+
+/// Writes everything pending, then fdatasyncs if anyone waits for durability, the
+/// policy says always, or `force_sync`. Returns whether it synced.
+async fn flush_cycle(
+    inner: &Inner,
+    appender: &mut SegmentAppender,
+    force_sync: bool,
+) -> Result<bool, LogError> {
+    while let Some(run) = inner.pending_run() {
+        if run.segment_base != appender.base_offset {
+            seal_and_roll(inner, appender, run.segment_base).await?;
+        }
+        appender.append(&run.chunks).await?;
+        inner.mark_written(&run);
+        debug_assert_eq!(
+            inner.written_size_of(appender.base_offset),
+            Some(appender.written())
+        );
+    }
+    let wanted = force_sync
+        || inner.config.fsync == FsyncPolicy::Always
+        || !inner.durable_waiters.is_empty();
+    let written = inner.state.borrow().written_offset;
+    if !wanted || inner.state.borrow().durable_offset >= written {
+        return Ok(false);
+    }
+    appender.sync().await?;
+    inner.count_fsync();
+    inner.advance_durable(written);
+    Ok(true)
+}
+
+/// Closes the current segment (trimmed, synced, indexes persisted) and starts the file
+/// of the next one.
+async fn seal_and_roll(
+    inner: &Inner,
+    appender: &mut SegmentAppender,
+    next_base: i64,
+) -> Result<(), LogError> {
+    appender.trim_and_sync().await?;
+    inner.count_fsync();
+    let base = appender.base_offset;
+    let (index, end) = {
+        let mut st = inner.state.borrow_mut();
+        let i = st
+            .segment_index(base)
+            .filter(|i| st.segments[*i].base_offset == base);
+        let Some(seg) = i.map(|i| &mut st.segments[i]) else {
+            return Err(LogError::io(
+                "sealing segment",
+                std::io::Error::other("segment vanished"),
+            ));
+        };
+        seg.index.seal();
+        (seg.index.clone(), seg.next_offset)
+    };
+    inner.advance_durable(end);
+    recovery::persist_index(&inner.dir, base, &index).await?;
+    {
+        let mut st = inner.state.borrow_mut();
+        if let Some(i) = st.segment_index(base) {
+            st.segments[i].sealed = true;
+        }
+    }
+    *appender =
+        SegmentAppender::create(&inner.dir, next_base, inner.config.preallocate_bytes).await?;
+    inner.set_segment_file(next_base, appender.file().clone());
+    Ok(())
+}
+
+/// Last step of close: trim and sync the active segment and persist its indexes.
+async fn finish(inner: &Inner, appender: &mut SegmentAppender) -> Result<(), LogError> {
+    appender.trim_and_sync().await?;
+    inner.count_fsync();
+    let written = inner.state.borrow().written_offset;
+    inner.advance_durable(written);
+    let index = {
+        let mut st = inner.state.borrow_mut();
+        let Some(seg) = st.segments.last_mut() else {
+            return Ok(());
+        };
+        seg.index.seal();
+        seg.index.clone()
+    };
+    recovery::persist_index(&inner.dir, appender.base_offset, &index).await
+}

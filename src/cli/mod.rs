@@ -1,0 +1,51 @@
+//! Command-line front end: `serve` runs the broker; the other commands are native
+//! clients of a running broker.
+
+mod consume;
+mod group;
+mod produce;
+mod serve;
+mod topic;
+
+use clap::{Parser, Subcommand};
+
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:7070";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "peregrine",
+    version,
+    about = "Thread-per-core message broker: Kafka-style streams and RabbitMQ/SQS-style queues"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Send stdin lines to a topic, one message per line.
+    Produce(produce::ProduceArgs),
+    /// Print messages of a topic.
+    Consume(consume::ConsumeArgs),
+    /// List and describe consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topic(cmd) => topic::run(cmd),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(cmd) => group::run(cmd),
+    }
+}

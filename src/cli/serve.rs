@@ -1,0 +1,141 @@
+//! `peregrine serve`: flags, their defaults, and the broker start.
+
+use super::CliResult;
+use crate::server::config::{self, ServerConfig};
+use clap::Args;
+use peregrine_shards::log::FsyncPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where topics, groups and metadata are stored.
+    #[arg(long, default_value = config::DATA_DIR_DEFAULT)]
+    pub data_dir: PathBuf,
+    /// Native protocol address, shared by every shard (SO_REUSEPORT).
+    #[arg(long, default_value = config::NATIVE_ADDR_DEFAULT)]
+    pub native_addr: SocketAddr,
+    /// Kafka protocol address (reserved; served once the Kafka front end lands).
+    #[arg(long, default_value = config::KAFKA_ADDR_DEFAULT)]
+    pub kafka_addr: SocketAddr,
+    /// First per-shard native port (shard i listens on base + i). Default: native port
+    /// + 1, or free ports when the native port is 0.
+    #[arg(long)]
+    pub shard_port_base: Option<u16>,
+    /// Number of shards (pinned executors). Default: one per available core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Cores to pin the shards to, e.g. `0-3` or `0,2,4`. Default: every available core.
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Largest native frame accepted, in bytes.
+    #[arg(long, default_value_t = config::MAX_FRAME_BYTES_DEFAULT)]
+    pub max_frame_bytes: u32,
+    /// When to fdatasync: `durable` (only for acks=durable, group-committed),
+    /// `always` (after every write), or `interval:MS`.
+    #[arg(long, default_value = "durable")]
+    pub fsync: FsyncPolicy,
+    /// Per-shard cache of recent batches, in MiB.
+    #[arg(long, default_value_t = config::CACHE_MB_DEFAULT)]
+    pub cache_mb: usize,
+    /// How often retention runs, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub retention_check_ms: u64,
+    /// Busy-poll this many µs before an idle shard sleeps (latency vs. CPU).
+    #[arg(long, default_value_t = 0)]
+    pub poll_us: u64,
+}
+
+/// Parses `0-3,6,8-9`.
+pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad core list '{list}': use e.g. 0-3 or 0,2,4");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cores.is_empty() {
+        return Err(format!("core list '{list}' names no core"));
+    }
+    Ok(cores)
+}
+
+pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let cores = match &args.cores {
+        Some(list) => parse_cores(list)?,
+        None => available.clone(),
+    };
+    if let Some(c) = cores
+        .iter()
+        .find(|c| !available.is_empty() && !available.contains(c))
+    {
+        return Err(format!(
+            "core {c} is not available to this process (available: {available:?})"
+        ));
+    }
+    let shards = args.shards.unwrap_or(cores.len().max(1));
+    if shards == 0 || shards > 1024 {
+        return Err(format!("--shards must be between 1 and 1024, got {shards}"));
+    }
+    // More shards than cores: they share cores round robin (useful for tests only).
+    let cores = if cores.is_empty() {
+        Vec::new()
+    } else {
+        (0..shards).map(|i| cores[i % cores.len()]).collect()
+    };
+    let shard_port_base = args
+        .shard_port_base
+        .unwrap_or(match args.native_addr.port() {
+            0 => 0,
+            p => p.saturating_add(1),
+        });
+    if args.max_frame_bytes < 1024 {
+        return Err("--max-frame-bytes must be at least 1024".into());
+    }
+    Ok(ServerConfig {
+        data_dir: args.data_dir,
+        native_addr: args.native_addr,
+        kafka_addr: args.kafka_addr,
+        shard_port_base,
+        shards,
+        cores,
+        max_frame_bytes: args.max_frame_bytes,
+        fsync: args.fsync,
+        cache_mb: args.cache_mb,
+        retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
+        poll_us: args.poll_us,
+    })
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    let config = config_from(args)?;
+    crate::server::run(config)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cores;
+
+    #[test]
+    fn core_lists_parse() {
+        assert_eq!(parse_cores("0-3"), Ok(vec![0, 1, 2, 3]));
+        assert_eq!(parse_cores("0,2, 5-6"), Ok(vec![0, 2, 5, 6]));
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("x").is_err());
+        assert!(parse_cores("").is_err());
+    }
+}

@@ -1,0 +1,386 @@
+//! A consumer: reads assigned partitions with pipelined long-poll fetches, optionally
+//! as a member of a consumer group (join, heartbeat, rebalance, commit).
+
+use super::records::{decode_batches, InRecord};
+use super::{check, Client, ClientError};
+use crate::native::messages::{Assignment, CommitEntry, ErrorCode, OffsetSpec, Request, Response};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Bytes asked per partition per fetch.
+pub const FETCH_MAX_BYTES: u32 = 1 << 20;
+
+/// Where a partition without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    Offset(i64),
+    /// Unix time in ms: the first message at or after it.
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            _ => {
+                if let Some(ms) = s.strip_prefix('@') {
+                    return ms
+                        .parse()
+                        .map(StartFrom::Timestamp)
+                        .map_err(|_| format!("bad timestamp '{s}'"));
+                }
+                s.parse()
+                    .map(StartFrom::Offset)
+                    .map_err(|_| format!("'{s}' is not earliest, latest, an offset or @UNIX_MS"))
+            }
+        }
+    }
+}
+
+pub struct GroupConfig {
+    pub group: String,
+    pub client_id: String,
+    pub session_timeout_ms: u32,
+    pub rebalance_timeout_ms: u32,
+}
+
+struct Membership {
+    config: GroupConfig,
+    member_id: String,
+    generation: i32,
+    last_heartbeat: Instant,
+}
+
+pub struct Consumer {
+    client: Client,
+    topic: String,
+    from: StartFrom,
+    /// Next offset to read, per assigned partition.
+    positions: BTreeMap<i32, i64>,
+    /// Skip records older than this (a timestamp start lands on a whole batch).
+    skip_before_ms: BTreeMap<i32, i64>,
+    group: Option<Membership>,
+}
+
+impl Consumer {
+    /// A consumer of the given partitions (all when `None`), outside any group.
+    pub fn assign(
+        mut client: Client,
+        topic: &str,
+        partitions: Option<Vec<i32>>,
+        from: StartFrom,
+    ) -> Result<Consumer, ClientError> {
+        let info = client.topic(topic)?;
+        let all: Vec<i32> = (0..info.owners.len() as i32).collect();
+        let mut consumer = Consumer {
+            client,
+            topic: topic.to_string(),
+            from,
+            positions: BTreeMap::new(),
+            skip_before_ms: BTreeMap::new(),
+            group: None,
+        };
+        for p in partitions.unwrap_or(all) {
+            let offset = consumer.start_offset(p, None)?;
+            consumer.positions.insert(p, offset);
+        }
+        Ok(consumer)
+    }
+
+    /// A consumer that joins `config.group` and reads what the group assigns it.
+    pub fn join(
+        client: Client,
+        topic: &str,
+        from: StartFrom,
+        config: GroupConfig,
+    ) -> Result<Consumer, ClientError> {
+        let mut consumer = Consumer {
+            client,
+            topic: topic.to_string(),
+            from,
+            positions: BTreeMap::new(),
+            skip_before_ms: BTreeMap::new(),
+            group: Some(Membership {
+                config,
+                member_id: String::new(),
+                generation: -1,
+                last_heartbeat: Instant::now(),
+            }),
+        };
+        consumer.rejoin()?;
+        Ok(consumer)
+    }
+
+    pub fn assignment(&self) -> Vec<i32> {
+        self.positions.keys().copied().collect()
+    }
+
+    pub fn positions(&self) -> &BTreeMap<i32, i64> {
+        &self.positions
+    }
+
+    pub fn member_id(&self) -> Option<&str> {
+        self.group.as_ref().map(|g| g.member_id.as_str())
+    }
+
+    fn start_offset(&mut self, partition: i32, committed: Option<i64>) -> Result<i64, ClientError> {
+        if let Some(c) = committed {
+            return Ok(c);
+        }
+        let spec = match self.from {
+            StartFrom::Earliest => OffsetSpec::Earliest,
+            StartFrom::Latest => OffsetSpec::Latest,
+            StartFrom::Offset(o) => return Ok(o),
+            StartFrom::Timestamp(ts) => {
+                self.skip_before_ms.insert(partition, ts);
+                OffsetSpec::Timestamp(ts)
+            }
+        };
+        self.client.list_offset(&self.topic, partition, spec)
+    }
+
+    /// (Re)joins the group, then starts each assigned partition at its committed offset.
+    fn rejoin(&mut self) -> Result<(), ClientError> {
+        let Some(m) = self.group.as_mut() else {
+            return Ok(());
+        };
+        let request = Request::JoinGroup {
+            group: m.config.group.clone(),
+            member_id: m.member_id.clone(),
+            client_id: m.config.client_id.clone(),
+            topics: vec![self.topic.clone()],
+            session_timeout_ms: m.config.session_timeout_ms,
+            rebalance_timeout_ms: m.config.rebalance_timeout_ms,
+        };
+        let (member_id, generation, assignment) = match self.client.call(request, &[])?.0 {
+            Response::Joined {
+                member_id,
+                generation,
+                assignment,
+                ..
+            } => (member_id, generation, assignment),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected answer to join: {other:?}"
+                )))
+            }
+        };
+        m.member_id = member_id;
+        m.generation = generation;
+        m.last_heartbeat = Instant::now();
+        let group = m.config.group.clone();
+        let mine = partitions_of(&assignment, &self.topic);
+        let committed: BTreeMap<i32, i64> = self
+            .client
+            .committed(&group, &self.topic)?
+            .into_iter()
+            .map(|c| (c.partition, c.offset))
+            .collect();
+        self.positions.clear();
+        self.skip_before_ms.clear();
+        for p in mine {
+            let offset = self.start_offset(p, committed.get(&p).copied())?;
+            self.positions.insert(p, offset);
+        }
+        Ok(())
+    }
+
+    /// Keeps the membership alive; on a rebalance commits, rejoins and reassigns.
+    fn heartbeat(&mut self) -> Result<(), ClientError> {
+        let Some(m) = self.group.as_mut() else {
+            return Ok(());
+        };
+        let interval = Duration::from_millis(u64::from(m.config.session_timeout_ms / 3).max(10));
+        if m.last_heartbeat.elapsed() < interval {
+            return Ok(());
+        }
+        let request = Request::Heartbeat {
+            group: m.config.group.clone(),
+            member_id: m.member_id.clone(),
+            generation: m.generation,
+        };
+        m.last_heartbeat = Instant::now();
+        match self.client.call(request, &[]) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::RebalanceInProgress) => {
+                // A failed commit only means re-reading from the last one (at least once).
+                if let Err(e) = self.commit() {
+                    tracing::warn!("commit before rebalance failed: {e}");
+                }
+                self.rejoin()
+            }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::UnknownMember | ErrorCode::IllegalGeneration)
+                ) =>
+            {
+                if let Some(m) = self.group.as_mut() {
+                    m.member_id.clear();
+                }
+                self.rejoin()
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fetches from every assigned partition at once (pipelined) and returns the
+    /// records in partition order, waiting up to `max_wait` when there are none.
+    pub fn poll(&mut self, max_wait: Duration) -> Result<Vec<InRecord>, ClientError> {
+        self.heartbeat()?;
+        let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let mut sent = Vec::with_capacity(self.positions.len());
+        let partitions: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        for (partition, offset) in partitions {
+            let request = Request::Fetch {
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                max_bytes: FETCH_MAX_BYTES,
+                max_wait_ms: wait_ms,
+                min_bytes: 1,
+            };
+            let (shard, conn) = self.client.connection_for(&self.topic, partition)?;
+            let id = conn.send(request, &[])?;
+            sent.push((shard, id, partition, offset));
+        }
+        if sent.is_empty() {
+            std::thread::sleep(max_wait);
+            return Ok(Vec::new());
+        }
+        // Answers on one connection come back in completion order, matched by id.
+        let mut answers = Vec::with_capacity(sent.len());
+        let mut by_shard: BTreeMap<Option<u32>, usize> = BTreeMap::new();
+        for (shard, ..) in &sent {
+            *by_shard.entry(*shard).or_default() += 1;
+        }
+        for (shard, count) in by_shard {
+            let conn = self.client.connection(shard)?;
+            for _ in 0..count {
+                answers.push(conn.recv()?);
+            }
+        }
+        let mut out = Vec::new();
+        for (id, response, payload) in answers {
+            let Some(&(_, _, partition, offset)) = sent.iter().find(|s| s.1 == id) else {
+                check(response)?;
+                return Err(ClientError::Protocol(format!(
+                    "answer for unknown request {id}"
+                )));
+            };
+            self.absorb(partition, offset, response, payload, &mut out)?;
+        }
+        out.sort_by_key(|r| (r.partition, r.offset));
+        Ok(out)
+    }
+
+    /// Applies one fetch answer: records out, position forward, or an offset reset.
+    fn absorb(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        response: Response,
+        payload: bytes::Bytes,
+        out: &mut Vec<InRecord>,
+    ) -> Result<(), ClientError> {
+        match check(response) {
+            Ok(Response::Fetched { .. }) => {
+                let mut records = decode_batches(partition, payload, offset)?;
+                if let Some(ts) = self.skip_before_ms.get(&partition).copied() {
+                    records.retain(|r| r.timestamp_ms >= ts);
+                    if !records.is_empty() {
+                        self.skip_before_ms.remove(&partition);
+                    }
+                }
+                if let Some(last) = records.last() {
+                    self.positions.insert(partition, last.offset + 1);
+                }
+                out.extend(records);
+                Ok(())
+            }
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "unexpected answer to fetch: {other:?}"
+            ))),
+            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) => {
+                // Like auto.offset.reset: start over where the policy says.
+                let reset = self.start_offset(partition, None)?;
+                self.positions.insert(partition, reset);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a partition's position back to `offset` (never forward).
+    pub fn rewind(&mut self, partition: i32, offset: i64) {
+        if let Some(position) = self.positions.get_mut(&partition) {
+            *position = (*position).min(offset);
+        }
+    }
+
+    /// Whether every assigned partition has been read up to its current end.
+    pub fn caught_up(&mut self) -> Result<bool, ClientError> {
+        let partitions: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        for (p, position) in partitions {
+            if self
+                .client
+                .list_offset(&self.topic, p, OffsetSpec::Latest)?
+                > position
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Commits the current positions for the group (no-op outside a group).
+    pub fn commit(&mut self) -> Result<(), ClientError> {
+        let Some(m) = self.group.as_ref() else {
+            return Ok(());
+        };
+        let offsets: Vec<CommitEntry> = self
+            .positions
+            .iter()
+            .map(|(p, o)| CommitEntry {
+                topic: self.topic.clone(),
+                partition: *p,
+                offset: *o,
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (group, member, generation) =
+            (m.config.group.clone(), m.member_id.clone(), m.generation);
+        self.client.commit(&group, &member, generation, offsets)
+    }
+
+    /// Commits and leaves the group so the others take over at once.
+    pub fn close(mut self) -> Result<(), ClientError> {
+        let Some(m) = self.group.take() else {
+            return Ok(());
+        };
+        self.group = Some(m);
+        self.commit()?;
+        if let Some(m) = self.group.take() {
+            let request = Request::LeaveGroup {
+                group: m.config.group,
+                member_id: m.member_id,
+            };
+            self.client.call(request, &[])?;
+        }
+        Ok(())
+    }
+}
+
+fn partitions_of(assignment: &[Assignment], topic: &str) -> Vec<i32> {
+    assignment
+        .iter()
+        .filter(|a| a.topic == topic)
+        .flat_map(|a| a.partitions.iter().copied())
+        .collect()
+}

@@ -1,0 +1,311 @@
+//! The native client library: used by the CLI, the bench and the tests.
+//!
+//! Blocking and simple on purpose: one `Connection` per broker port, requests pipelined
+//! by id. A shard-aware client keeps one connection per shard and sends each
+//! partition's requests straight to the shard that owns it, skipping the broker's
+//! cross-core hop; otherwise every request goes through the bootstrap connection.
+
+pub mod connection;
+pub mod consumer;
+pub mod partitioner;
+pub mod producer;
+pub mod records;
+
+use crate::native::messages::{
+    Acks, CommitEntry, ErrorCode, OffsetSpec, PartitionStats, Request, Response, TopicInfo,
+    TopicSpec,
+};
+use bytes::Bytes;
+pub use connection::Connection;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("{message} ({code:?})")]
+    Broker { code: ErrorCode, message: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// What a fetch returned: raw batches plus the partition's bounds.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub batches: Bytes,
+}
+
+/// Turns an error answer into `Err`.
+pub fn check(response: Response) -> Result<Response, ClientError> {
+    match response {
+        Response::Error { code, message } => Err(ClientError::Broker { code, message }),
+        other => Ok(other),
+    }
+}
+
+fn unexpected(what: &str, got: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer to {what}: {got:?}"))
+}
+
+pub struct Client {
+    host: String,
+    bootstrap: Connection,
+    shard_aware: bool,
+    shard_ports: Vec<u16>,
+    shard_conns: HashMap<u32, Connection>,
+    topics: HashMap<String, TopicInfo>,
+}
+
+impl Client {
+    /// Connects to `bootstrap` (`host:port`).
+    pub fn connect(bootstrap: &str) -> Result<Client, ClientError> {
+        let host = bootstrap
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .ok_or_else(|| ClientError::Protocol(format!("'{bootstrap}' is not host:port")))?;
+        Ok(Client {
+            host,
+            bootstrap: Connection::connect(bootstrap)?,
+            shard_aware: false,
+            shard_ports: Vec::new(),
+            shard_conns: HashMap::new(),
+            topics: HashMap::new(),
+        })
+    }
+
+    /// Sends partition requests straight to their owning shard's own port.
+    pub fn set_shard_aware(&mut self, on: bool) {
+        self.shard_aware = on;
+    }
+
+    /// One request on the bootstrap connection; error answers become `Err`.
+    pub fn call(
+        &mut self,
+        request: Request,
+        payload: &[&[u8]],
+    ) -> Result<(Response, Bytes), ClientError> {
+        let (response, payload) = self.bootstrap.call(request, payload)?;
+        Ok((check(response)?, payload))
+    }
+
+    pub fn metadata(&mut self, topics: Option<Vec<String>>) -> Result<Vec<TopicInfo>, ClientError> {
+        match self.call(Request::Metadata { topics }, &[])?.0 {
+            Response::Metadata { shards, topics } => {
+                self.shard_ports = shards.iter().map(|s| s.port).collect();
+                for t in &topics {
+                    self.topics.insert(t.name.clone(), t.clone());
+                }
+                Ok(topics)
+            }
+            other => Err(unexpected("metadata", &other)),
+        }
+    }
+
+    /// The topic's metadata, from the cache or the broker.
+    pub fn topic(&mut self, name: &str) -> Result<TopicInfo, ClientError> {
+        if let Some(t) = self.topics.get(name) {
+            return Ok(t.clone());
+        }
+        self.metadata(Some(vec![name.to_string()]))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol(format!("no metadata for '{name}'")))
+    }
+
+    pub fn create_topic(&mut self, spec: TopicSpec) -> Result<(), ClientError> {
+        self.call(Request::CreateTopic(spec), &[]).map(|_| ())
+    }
+
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        self.topics.remove(name);
+        let request = Request::DeleteTopic {
+            name: name.to_string(),
+        };
+        self.call(request, &[]).map(|_| ())
+    }
+
+    pub fn describe_topic(
+        &mut self,
+        name: &str,
+    ) -> Result<(TopicInfo, Vec<PartitionStats>), ClientError> {
+        let request = Request::DescribeTopic {
+            name: name.to_string(),
+        };
+        match self.call(request, &[])?.0 {
+            Response::TopicDescribed { topic, partitions } => Ok((topic, partitions)),
+            other => Err(unexpected("describe", &other)),
+        }
+    }
+
+    /// The connection partition requests should use, and the shard it leads to (None:
+    /// the bootstrap connection, which routes).
+    pub fn connection_for(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Option<u32>, &mut Connection), ClientError> {
+        if !self.shard_aware {
+            return Ok((None, &mut self.bootstrap));
+        }
+        let info = self.topic(topic)?;
+        if self.shard_ports.is_empty() {
+            self.metadata(Some(vec![topic.to_string()]))?;
+        }
+        let Some(&shard) = info.owners.get(partition as usize) else {
+            return Ok((None, &mut self.bootstrap));
+        };
+        let Some(&port) = self.shard_ports.get(shard as usize) else {
+            return Ok((None, &mut self.bootstrap));
+        };
+        if !self.shard_conns.contains_key(&shard) {
+            let conn = Connection::connect((self.host.as_str(), port))?;
+            self.shard_conns.insert(shard, conn);
+        }
+        let conn = self
+            .shard_conns
+            .get_mut(&shard)
+            .ok_or_else(|| ClientError::Protocol("shard connection vanished".into()))?;
+        Ok((Some(shard), conn))
+    }
+
+    /// The connection for a shard returned by `connection_for`.
+    pub fn connection(&mut self, shard: Option<u32>) -> Result<&mut Connection, ClientError> {
+        match shard {
+            None => Ok(&mut self.bootstrap),
+            Some(s) => self
+                .shard_conns
+                .get_mut(&s)
+                .ok_or_else(|| ClientError::Protocol(format!("no connection to shard {s}"))),
+        }
+    }
+
+    fn partition_call(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        request: Request,
+        payload: &[&[u8]],
+    ) -> Result<(Response, Bytes), ClientError> {
+        let (_, conn) = self.connection_for(topic, partition)?;
+        let (response, payload) = conn.call(request, payload)?;
+        Ok((check(response)?, payload))
+    }
+
+    /// Sends one or more encoded batches and waits for the acknowledgement (returns
+    /// `None` for acks=none, which is never answered).
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: Acks,
+        batches: &[u8],
+    ) -> Result<Option<(i64, i64)>, ClientError> {
+        let request = Request::Produce {
+            topic: topic.to_string(),
+            partition,
+            acks,
+        };
+        if acks == Acks::None {
+            let (_, conn) = self.connection_for(topic, partition)?;
+            conn.send(request, &[batches])?;
+            return Ok(None);
+        }
+        match self
+            .partition_call(topic, partition, request, &[batches])?
+            .0
+        {
+            Response::Produced {
+                base_offset,
+                last_offset,
+            } => Ok(Some((base_offset, last_offset))),
+            other => Err(unexpected("produce", &other)),
+        }
+    }
+
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<Fetched, ClientError> {
+        let request = Request::Fetch {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+            min_bytes: 1,
+        };
+        match self.partition_call(topic, partition, request, &[])? {
+            (
+                Response::Fetched {
+                    high_watermark,
+                    log_start_offset,
+                },
+                batches,
+            ) => Ok(Fetched {
+                high_watermark,
+                log_start_offset,
+                batches,
+            }),
+            (other, _) => Err(unexpected("fetch", &other)),
+        }
+    }
+
+    pub fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+    ) -> Result<i64, ClientError> {
+        let request = Request::ListOffsets {
+            topic: topic.to_string(),
+            partition,
+            spec,
+        };
+        match self.partition_call(topic, partition, request, &[])?.0 {
+            Response::Offset { offset } => Ok(offset),
+            other => Err(unexpected("list offsets", &other)),
+        }
+    }
+
+    pub fn commit(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: Vec<CommitEntry>,
+    ) -> Result<(), ClientError> {
+        let request = Request::CommitOffsets {
+            group: group.to_string(),
+            member_id: member_id.to_string(),
+            generation,
+            offsets,
+        };
+        self.call(request, &[]).map(|_| ())
+    }
+
+    pub fn committed(&mut self, group: &str, topic: &str) -> Result<Vec<CommitEntry>, ClientError> {
+        let request = Request::FetchOffsets {
+            group: group.to_string(),
+            topic: topic.to_string(),
+        };
+        match self.call(request, &[])?.0 {
+            Response::Offsets { offsets } => Ok(offsets),
+            other => Err(unexpected("fetch offsets", &other)),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! One native-protocol connection on a shard: read frames, run each request where it
+//! belongs (requests are pipelined, answered by id in completion order), write answers.
+
+use super::frame::{self, FrameError, HEAD_LEN};
+use super::messages::{ErrorCode, Response, ResponseEnvelope};
+use crate::server::router::Reply;
+use crate::server::runtime::{spawn_local, TcpStream};
+use crate::server::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+
+/// Requests one connection may have in flight before the broker stops reading from it.
+pub const IN_FLIGHT_MAX: usize = 1024;
+/// Bytes asked of the socket per read when the buffer runs dry.
+const READ_CHUNK: usize = 64 * 1024;
+/// Payloads above this are written straight from the batch buffers, not copied.
+const COPY_PAYLOAD_MAX: usize = 64 * 1024;
+
+type Stream = Rc<RefCell<TcpStream>>;
+type Outgoing = (u64, Reply);
+
+/// Reads from a stream shared by the reader and writer tasks. The borrow lasts for one
+/// poll only, never across an await; glommio keeps separate read and write sources.
+async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+    future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
+}
+
+async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n =
+            future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Splits whole frames off a receive buffer; payloads stay in that buffer (no copy).
+struct FrameReader {
+    stream: Stream,
+    buf: BytesMut,
+    max_frame_bytes: u32,
+}
+
+enum Incoming {
+    Frame {
+        envelope: BytesMut,
+        payload: BytesMut,
+    },
+    Closed,
+}
+
+impl FrameReader {
+    async fn fill(&mut self, want: usize) -> std::io::Result<bool> {
+        while self.buf.len() < want {
+            let start = self.buf.len();
+            self.buf.resize(start + READ_CHUNK.max(want - start), 0);
+            let n = match read_some(&self.stream, &mut self.buf[start..]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(start + n);
+            if n == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn next(&mut self) -> Result<Incoming, ReadError> {
+        if !self.fill(HEAD_LEN).await? {
+            return if self.buf.is_empty() {
+                Ok(Incoming::Closed)
+            } else {
+                Err(ReadError::Truncated)
+            };
+        }
+        let mut head = [0u8; HEAD_LEN];
+        head.copy_from_slice(&self.buf[..HEAD_LEN]);
+        let head = frame::parse_head(head, self.max_frame_bytes)?;
+        if !self.fill(HEAD_LEN + head.body_len()).await? {
+            return Err(ReadError::Truncated);
+        }
+        let mut body = self.buf.split_to(HEAD_LEN + head.body_len());
+        let _ = body.split_to(HEAD_LEN);
+        let payload = body.split_off(head.envelope_len as usize);
+        Ok(Incoming::Frame {
+            envelope: body,
+            payload,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let stream: Stream = Rc::new(RefCell::new(stream));
+    let (tx, rx) = local_channel::new_bounded::<Outgoing>(IN_FLIGHT_MAX);
+    let tx = Rc::new(tx);
+    let writer = spawn_local(write_loop(stream.clone(), rx));
+    let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
+    let mut reader = FrameReader {
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        max_frame_bytes: shard.config.max_frame_bytes,
+    };
+    loop {
+        let next = future::or(async { Some(reader.next().await) }, async {
+            shard.shutdown.wait().await;
+            None
+        });
+        let (envelope, payload) = match next.await {
+            None | Some(Ok(Incoming::Closed)) => break,
+            Some(Ok(Incoming::Frame { envelope, payload })) => (envelope, payload),
+            Some(Err(e)) => {
+                // The stream cannot be resynchronised: say why, then close.
+                tracing::warn!(%peer, "closing native connection: {e}");
+                let _ = tx.send((0, invalid(e.to_string()))).await;
+                break;
+            }
+        };
+        let envelope = match frame::decode_request(&envelope) {
+            Ok(env) => env,
+            Err(e) => {
+                // Frame boundaries are intact, so the connection can go on.
+                tracing::warn!(%peer, "bad request envelope: {e}");
+                let _ = tx.send((0, invalid(e.to_string()))).await;
+                continue;
+            }
+        };
+        let Ok(permit) = in_flight.acquire_static_permit(1).await else {
+            break;
+        };
+        let (shard, tx) = (shard.clone(), tx.clone());
+        spawn_local(async move {
+            if let Some(reply) = shard.dispatch(envelope.request, payload).await {
+                let _ = tx.send((envelope.id, reply)).await;
+            }
+            drop(permit);
+        })
+        .detach();
+    }
+    // Let every request already read finish and be answered before closing.
+    let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
+    drop(tx);
+    writer.await;
+}
+
+fn invalid(message: String) -> Reply {
+    (
+        Response::error(ErrorCode::InvalidRequest, message),
+        Vec::new(),
+    )
+}
+
+async fn write_loop(stream: Stream, rx: LocalReceiver<Outgoing>) {
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    while let Some(first) = rx.recv().await {
+        let mut pending = Some(first);
+        // One write per wake-up: gather every answer that is ready now.
+        while let Some((id, (response, payload))) = pending.take() {
+            if let Err(e) = encode_into(&stream, &mut out, id, response, payload).await {
+                tracing::debug!("native connection write failed: {e}");
+                return;
+            }
+            pending = future::poll_once(rx.recv()).await.flatten();
+        }
+        if let Err(e) = write_all(&stream, &out).await {
+            tracing::debug!("native connection write failed: {e}");
+            return;
+        }
+        out.clear();
+    }
+}
+
+/// Appends one answer to `out`; a large payload is written in place after flushing.
+async fn encode_into(
+    stream: &Stream,
+    out: &mut Vec<u8>,
+    id: u64,
+    response: Response,
+    payload: Vec<Bytes>,
+) -> std::io::Result<()> {
+    let payload_len: usize = payload.iter().map(|b| b.len()).sum();
+    let env = ResponseEnvelope { id, response };
+    let head = frame::encode_response(&env, payload_len).map_err(std::io::Error::other)?;
+    out.extend_from_slice(&head);
+    if payload_len <= COPY_PAYLOAD_MAX {
+        for b in &payload {
+            out.extend_from_slice(b);
+        }
+        return Ok(());
+    }
+    write_all(stream, out).await?;
+    out.clear();
+    for b in &payload {
+        write_all(stream, b).await?;
+    }
+    Ok(())
+}

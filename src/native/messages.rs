@@ -1,0 +1,253 @@
+//! Native protocol messages: the rkyv-archived envelopes of requests and responses.
+//!
+//! A frame carries one envelope and an optional raw payload. Record data never goes
+//! through rkyv: a Produce payload is one or more Kafka v2 record batches, a Fetch
+//! response payload the batches read from the log, referenced in place on both ends.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Durability the producer waits for before the broker answers.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Fire and forget: the broker sends no response.
+    None,
+    /// Appended to the partition (in memory) on the owning shard.
+    Leader,
+    /// Written and covered by an fdatasync (group commit).
+    Durable,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// First offset whose batch has a timestamp at or after this Unix time in ms.
+    Timestamp(i64),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: Option<u64>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Topics (all when `None`), their partitions' owning shards and each shard's port.
+    Metadata {
+        topics: Option<Vec<String>>,
+    },
+    CreateTopic(TopicSpec),
+    DeleteTopic {
+        name: String,
+    },
+    /// Per-partition start/end offsets and bytes, answered by the owning shards.
+    DescribeTopic {
+        name: String,
+    },
+    /// Payload: one or more record batches for this partition.
+    Produce {
+        topic: String,
+        partition: i32,
+        acks: Acks,
+    },
+    Fetch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+        min_bytes: u32,
+    },
+    ListOffsets {
+        topic: String,
+        partition: i32,
+        spec: OffsetSpec,
+    },
+    /// Start/end offsets, bytes and owner of one partition.
+    PartitionStats {
+        topic: String,
+        partition: i32,
+    },
+    JoinGroup {
+        group: String,
+        member_id: String,
+        client_id: String,
+        topics: Vec<String>,
+        session_timeout_ms: u32,
+        rebalance_timeout_ms: u32,
+    },
+    Heartbeat {
+        group: String,
+        member_id: String,
+        generation: i32,
+    },
+    LeaveGroup {
+        group: String,
+        member_id: String,
+    },
+    CommitOffsets {
+        group: String,
+        member_id: String,
+        generation: i32,
+        offsets: Vec<CommitEntry>,
+    },
+    /// Committed offsets of a group for one topic (every partition that has one).
+    FetchOffsets {
+        group: String,
+        topic: String,
+    },
+    DescribeGroup {
+        group: String,
+    },
+    ListGroups,
+    /// The groups owned by one shard (ListGroups asks every shard this).
+    ListShardGroups {
+        shard: u32,
+    },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RequestEnvelope {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// Error classes a client can act on; the message says the rest.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame or envelope could not be decoded.
+    InvalidRequest,
+    UnknownTopic,
+    UnknownPartition,
+    TopicExists,
+    InvalidTopic,
+    OffsetOutOfRange,
+    /// A record batch failed validation (length, magic or CRC32C).
+    CorruptBatch,
+    MessageTooLarge,
+    UnknownMember,
+    IllegalGeneration,
+    RebalanceInProgress,
+    InvalidSessionTimeout,
+    InvalidGroup,
+    GroupNotEmpty,
+    /// The broker is shutting down.
+    ShuttingDown,
+    /// A storage or internal failure on the broker.
+    Internal,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard: u32,
+    /// The shard's own port: connections there are served by the owning core directly.
+    pub port: u16,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    /// Owning shard of each partition, indexed by partition.
+    pub owners: Vec<u32>,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub partition: i32,
+    pub shard: u32,
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub size_bytes: u64,
+    pub segments: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub client_id: String,
+    pub assignment: Vec<Assignment>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Ok,
+    Metadata {
+        shards: Vec<ShardInfo>,
+        topics: Vec<TopicInfo>,
+    },
+    TopicDescribed {
+        topic: TopicInfo,
+        partitions: Vec<PartitionStats>,
+    },
+    Produced {
+        base_offset: i64,
+        last_offset: i64,
+    },
+    /// Payload: whole record batches starting with the one that holds the offset.
+    Fetched {
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+    Offset {
+        offset: i64,
+    },
+    PartitionStats(PartitionStats),
+    Joined {
+        member_id: String,
+        generation: i32,
+        leader: String,
+        members: Vec<String>,
+        assignment: Vec<Assignment>,
+    },
+    Offsets {
+        offsets: Vec<CommitEntry>,
+    },
+    GroupDescribed {
+        group: String,
+        state: String,
+        generation: i32,
+        members: Vec<MemberInfo>,
+    },
+    Groups {
+        groups: Vec<(String, String)>,
+    },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ResponseEnvelope {
+    pub id: u64,
+    pub response: Response,
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Topic administration and metadata. Catalog changes run on the controller shard,
+//! which writes the catalog file and then hands the new snapshot to every shard.
+
+use super::router::Reply;
+use super::shard::{reply, Shard, CONTROLLER_SHARD};
+use crate::native::messages::{ErrorCode, Request, Response, ShardInfo, TopicInfo, TopicSpec};
+use bytes::BytesMut;
+use peregrine_shards::catalog::{
+    Catalog, CatalogError, TopicConfig, TopicMeta, SEGMENT_BYTES_DEFAULT,
+};
+use std::rc::Rc;
+use std::sync::Arc;
+
+fn catalog_error(e: CatalogError) -> Option<Reply> {
+    let code = match e {
+        CatalogError::TopicExists(_) => ErrorCode::TopicExists,
+        CatalogError::UnknownTopic(_) => ErrorCode::UnknownTopic,
+        CatalogError::InvalidName(_) | CatalogError::InvalidConfig(_) => ErrorCode::InvalidTopic,
+        CatalogError::Storage { .. } => ErrorCode::Internal,
+    };
+    reply(Response::error(code, e.to_string()))
+}
+
+pub fn topic_info(meta: &TopicMeta, nshards: u32) -> TopicInfo {
+    TopicInfo {
+        name: meta.name.clone(),
+        owners: (0..meta.config.partitions)
+            .map(|p| meta.owner(p, nshards).unwrap_or(0))
+            .collect(),
+        retention_ms: meta.config.retention_ms,
+        retention_bytes: meta.config.retention_bytes,
+        segment_bytes: meta.config.segment_bytes,
+    }
+}
+
+pub fn metadata(shard: &Rc<Shard>, topics: Option<Vec<String>>) -> Option<Reply> {
+    let catalog = shard.catalog();
+    let mut infos = Vec::new();
+    match topics {
+        None => infos.extend(
+            catalog
+                .topics
+                .values()
+                .map(|m| topic_info(m, shard.nshards)),
+        ),
+        Some(names) => {
+            for name in names {
+                match catalog.topic(&name) {
+                    Ok(meta) => infos.push(topic_info(meta, shard.nshards)),
+                    Err(e) => return catalog_error(e),
+                }
+            }
+        }
+    }
+    let shards = shard
+        .shard_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| ShardInfo {
+            shard: i as u32,
+            port: *port,
+        })
+        .collect();
+    reply(Response::Metadata {
+        shards,
+        topics: infos,
+    })
+}
+
+pub async fn create_topic(shard: &Rc<Shard>, spec: TopicSpec) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let config = TopicConfig {
+        partitions: spec.partitions,
+        retention_ms: spec.retention_ms,
+        retention_bytes: spec.retention_bytes,
+        segment_bytes: spec.segment_bytes.unwrap_or(SEGMENT_BYTES_DEFAULT),
+    };
+    let now = crate::time::now_ms();
+    let next = match shard
+        .catalog()
+        .with_topic(&spec.name, config, shard.nshards, now)
+    {
+        Ok(next) => next,
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
+    tracing::info!(topic = %spec.name, partitions = spec.partitions, "topic created");
+    reply(Response::Ok)
+}
+
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let (next, removed) = match shard.catalog().without_topic(name) {
+        Ok(r) => r,
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
+    // Every owner has deleted its partitions; the topic's own folder goes last.
+    let dir = removed.topic_dir(&shard.config.data_dir);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), "removing topic folder: {e}");
+        }
+    }
+    tracing::info!(topic = %name, "topic deleted");
+    reply(Response::Ok)
+}
+
+/// Persists `next`, then applies it on every shard; the change is visible to clients
+/// once this returns.
+async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
+    next.save(&shard.catalog_path())
+        .map_err(|e| e.to_string())?;
+    let next = Arc::new(next);
+    shard.apply_catalog(next.clone()).await?;
+    for other in (0..shard.nshards).filter(|s| *s != shard.id) {
+        shard.router.send_catalog(other, next.clone()).await?;
+    }
+    Ok(())
+}
+
+pub async fn describe_topic(shard: &Rc<Shard>, name: &str) -> Option<Reply> {
+    let catalog = shard.catalog();
+    let meta = match catalog.topic(name) {
+        Ok(m) => m,
+        Err(e) => return catalog_error(e),
+    };
+    let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
+    for partition in 0..meta.config.partitions {
+        let request = Request::PartitionStats {
+            topic: name.to_string(),
+            partition,
+        };
+        match Box::pin(shard.dispatch(request, BytesMut::new())).await {
+            Some((Response::PartitionStats(stats), _)) => partitions.push(stats),
+            Some((other, _)) => return reply(other),
+            None => return reply(Response::error(ErrorCode::Internal, "no answer from owner")),
+        }
+    }
+    reply(Response::TopicDescribed {
+        topic: topic_info(meta, shard.nshards),
+        partitions,
+    })
+}

@@ -1,0 +1,34 @@
+//! The broker's settings, with the embedded defaults a bare `peregrine serve` uses.
+
+use peregrine_shards::log::FsyncPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DATA_DIR_DEFAULT: &str = "./peregrine-data";
+pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:7070";
+pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
+pub const MAX_FRAME_BYTES_DEFAULT: u32 = 8 << 20;
+pub const CACHE_MB_DEFAULT: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Shared native port: every shard listens on it with SO_REUSEPORT.
+    pub native_addr: SocketAddr,
+    pub kafka_addr: SocketAddr,
+    /// First port of the per-shard native ports (shard i listens on base + i); 0 picks
+    /// free ports, reported by Metadata.
+    pub shard_port_base: u16,
+    pub shards: usize,
+    /// Core to pin each shard to, by shard index.
+    pub cores: Vec<usize>,
+    pub max_frame_bytes: u32,
+    pub fsync: FsyncPolicy,
+    /// Per-shard cache of recent batches, in MiB.
+    pub cache_mb: usize,
+    /// How often each shard applies retention to its partitions.
+    pub retention_check: Duration,
+    /// Busy-poll this long before an idle shard parks (glommio spin_before_park).
+    pub poll_us: u64,
+}

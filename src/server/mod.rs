@@ -1,0 +1,316 @@
+//! The broker process: listeners, one pinned executor per shard, clean shutdown.
+
+pub mod admin;
+pub mod config;
+pub mod group_calls;
+pub mod listeners;
+pub mod partitions;
+pub mod router;
+pub mod runtime;
+pub mod shard;
+pub mod shutdown;
+
+use config::ServerConfig;
+use peregrine_shards::catalog::Catalog;
+use router::{Mesh, Router, ShardMsg};
+use shard::Shard;
+use shutdown::{ProcessShutdown, ShardShutdown};
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// How often each shard's group coordinator expires sessions and rebalance timeouts.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error("{0}")]
+    Catalog(#[from] peregrine_shards::catalog::CatalogError),
+    #[error("shard failed: {0}")]
+    Shard(String),
+}
+
+/// The sockets one shard serves.
+struct ShardSockets {
+    native: StdListener,
+    own: StdListener,
+    kafka: StdListener,
+}
+
+/// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
+pub fn run(config: ServerConfig) -> Result<(), ServeError> {
+    if let Err(e) = peregrine_shards::sys::raise_memlock_limit() {
+        tracing::warn!("cannot raise the locked-memory limit ({e}); io_uring may fail to start");
+    }
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
+        dir: data_dir.display().to_string(),
+        source,
+    })?;
+    let catalog = Arc::new(Catalog::load(&data_dir.join("meta").join("topics.json"))?);
+    let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
+    let native = listeners::bind_shared(config.native_addr, config.shards)
+        .map_err(listen_err(config.native_addr.to_string()))?;
+    let kafka = listeners::bind_shared(config.kafka_addr, config.shards)
+        .map_err(listen_err(config.kafka_addr.to_string()))?;
+    let own =
+        listeners::bind_own(config.native_addr, config.shard_port_base, config.shards).map_err(
+            listen_err(format!("shard ports from {}", config.shard_port_base)),
+        )?;
+    let shard_ports: Vec<u16> = own
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+        .collect();
+    let native_addr = native[0]
+        .local_addr()
+        .map_err(listen_err("native".into()))?;
+    let kafka_addr = kafka[0].local_addr().map_err(listen_err("kafka".into()))?;
+
+    let process = Arc::new(ProcessShutdown::default());
+    install_signal_handler(process.clone());
+    let config = Arc::new(config);
+    let mesh = router::mesh(config.shards);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
+    let mut handles = Vec::new();
+    let sockets = native.into_iter().zip(own).zip(kafka);
+    for (i, ((native, own), kafka)) in sockets.enumerate() {
+        let start = ShardStart {
+            config: config.clone(),
+            mesh: mesh.clone(),
+            catalog: catalog.clone(),
+            shard_ports: shard_ports.clone(),
+            process: process.clone(),
+            sockets: ShardSockets { native, own, kafka },
+            ready: ready_tx.clone(),
+        };
+        let core = config.cores.get(i).copied();
+        let spin = Duration::from_micros(config.poll_us);
+        let handle = runtime::start_shard(i, core, spin, move || shard_main(start))
+            .map_err(|e| ServeError::Shard(e.to_string()))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut failure = None;
+    for _ in 0..config.shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some("a shard exited during start-up".to_string()),
+        }
+    }
+    if let Some(e) = failure {
+        process.request();
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(ServeError::Shard(e));
+    }
+    let ports: Vec<String> = shard_ports.iter().map(u16::to_string).collect();
+    // Tests and scripts read this line to find the ports.
+    println!(
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={}",
+        config.shards,
+        ports.join(",")
+    );
+    tracing::info!(%native_addr, %kafka_addr, shards = config.shards, "broker ready");
+    let mut result = Ok(());
+    for h in handles {
+        if let Err(e) = h.join() {
+            process.request();
+            result = Err(ServeError::Shard(e.to_string()));
+        }
+    }
+    tracing::info!("broker stopped");
+    result
+}
+
+fn install_signal_handler(process: Arc<ProcessShutdown>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!(signal = sig, "shutting down");
+                    process.request();
+                }
+            });
+        }
+        Err(e) => tracing::error!("cannot install signal handlers: {e}"),
+    }
+}
+
+struct ShardStart {
+    config: Arc<ServerConfig>,
+    mesh: Mesh,
+    catalog: Arc<Catalog>,
+    shard_ports: Vec<u16>,
+    process: Arc<ProcessShutdown>,
+    sockets: ShardSockets,
+    ready: mpsc::Sender<Result<u32, String>>,
+}
+
+async fn shard_main(start: ShardStart) {
+    let nshards = start.config.shards;
+    let (router, receivers) = match Router::join(start.mesh).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = start.ready.send(Err(e));
+            return;
+        }
+    };
+    let shutdown = ShardShutdown::new(start.process.clone());
+    let shard = Rc::new(Shard::new(
+        start.config.clone(),
+        router,
+        shutdown,
+        start.shard_ports,
+    ));
+    if let Err(e) = shard.apply_catalog(start.catalog).await {
+        let _ = start.ready.send(Err(format!("shard {}: {e}", shard.id)));
+        return;
+    }
+    serve_mesh(&shard, receivers);
+    spawn_background(&shard);
+    let gate = Rc::new(glommio::sync::Gate::new());
+    let ShardSockets { native, own, kafka } = start.sockets;
+    let accepts = [
+        accept_loop(
+            shard.clone(),
+            gate.clone(),
+            runtime::adopt_listener(native),
+            Protocol::Native,
+        ),
+        accept_loop(
+            shard.clone(),
+            gate.clone(),
+            runtime::adopt_listener(own),
+            Protocol::Native,
+        ),
+        accept_loop(
+            shard.clone(),
+            gate.clone(),
+            runtime::adopt_listener(kafka),
+            Protocol::Kafka,
+        ),
+    ];
+    let accepts: Vec<_> = accepts.into_iter().map(runtime::spawn_local).collect();
+    let _ = start.ready.send(Ok(shard.id));
+    shard.shutdown.watch().await;
+    for a in accepts {
+        a.await;
+    }
+    if let Err(e) = gate.close().await {
+        tracing::warn!("draining connections: {e}");
+    }
+    shard.shutdown.drained_and_wait_all(nshards).await;
+    shard.close().await;
+    tracing::debug!(shard = shard.id, "shard stopped");
+}
+
+/// Serves requests that other shards forward here, each in its own task.
+fn serve_mesh(
+    shard: &Rc<Shard>,
+    mut receivers: glommio::channels::channel_mesh::Receivers<ShardMsg>,
+) {
+    for (_, rx) in receivers.streams() {
+        let shard = shard.clone();
+        runtime::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                let shard = shard.clone();
+                runtime::spawn_local(handle_shard_msg(shard, msg)).detach();
+            }
+        })
+        .detach();
+    }
+}
+
+async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Request {
+            request,
+            payload,
+            reply,
+        } => {
+            let answer = shard.dispatch(request, payload).await;
+            let _ = reply.send(answer);
+        }
+        ShardMsg::Catalog { catalog, done } => {
+            if let Err(e) = shard.apply_catalog(catalog).await {
+                tracing::error!(shard = shard.id, "applying catalog: {e}");
+            }
+            let _ = done.send(());
+        }
+    }
+}
+
+fn spawn_background(shard: &Rc<Shard>) {
+    let s = shard.clone();
+    runtime::spawn_local(async move {
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(GROUP_TICK).await;
+            s.groups.tick(std::time::Instant::now());
+        }
+    })
+    .detach();
+    let s = shard.clone();
+    runtime::spawn_local(async move {
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(s.config.retention_check).await;
+            partitions::enforce_retention(&s).await;
+        }
+    })
+    .detach();
+}
+
+#[derive(Clone, Copy)]
+enum Protocol {
+    Native,
+    /// The Kafka port is bound and reserved; the Kafka front end serves it later.
+    Kafka,
+}
+
+async fn accept_loop(
+    shard: Rc<Shard>,
+    gate: Rc<glommio::sync::Gate>,
+    listener: runtime::TcpListener,
+    protocol: Protocol,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.shutdown.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::warn!("accept failed: {e}");
+                runtime::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        match protocol {
+            Protocol::Native => {
+                let spawned = gate.spawn(crate::native::connection::serve(shard.clone(), stream));
+                if let Ok(task) = spawned {
+                    task.detach();
+                }
+            }
+            Protocol::Kafka => {
+                tracing::warn!(
+                    "Kafka protocol connection refused: the Kafka front end is not served yet"
+                );
+                drop(stream);
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! One shard: the partitions, groups and cache owned by one pinned core, and the
+//! routing of every request to the shard that owns what it touches.
+
+use super::config::ServerConfig;
+use super::router::{Reply, Router};
+use super::shutdown::ShardShutdown;
+use crate::native::messages::{ErrorCode, Request, Response};
+use bytes::BytesMut;
+use peregrine_shards::catalog::{group_owner, Catalog, TopicMeta};
+use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
+use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The shard that writes the catalog (topic create/delete go through it).
+pub const CONTROLLER_SHARD: u32 = 0;
+
+/// An open partition log and the topic incarnation it belongs to.
+pub struct OpenPartition {
+    pub topic_id: u64,
+    pub log: Rc<PartitionLog>,
+}
+
+/// Everything one core owns. Lives on its shard for the executor's lifetime; only
+/// that shard's tasks touch it.
+pub struct Shard {
+    pub id: u32,
+    pub nshards: u32,
+    pub config: Arc<ServerConfig>,
+    /// Each shard's own native port, by shard index.
+    pub shard_ports: Vec<u16>,
+    pub router: Router,
+    pub shutdown: ShardShutdown,
+    pub groups: Rc<GroupCoordinator>,
+    catalog: RefCell<Arc<Catalog>>,
+    partitions: RefCell<HashMap<(String, i32), OpenPartition>>,
+    cache: Rc<BatchCache>,
+    /// Serialises catalog changes on the controller (a local async lock, no threads).
+    pub admin_lock: glommio::sync::Semaphore,
+}
+
+/// Where a request runs.
+enum Route {
+    Local,
+    Shard(u32),
+}
+
+pub fn reply(response: Response) -> Option<Reply> {
+    Some((response, Vec::new()))
+}
+
+pub fn error_reply(code: ErrorCode, message: impl Into<String>) -> Option<Reply> {
+    reply(Response::error(code, message))
+}
+
+impl Shard {
+    pub fn new(
+        config: Arc<ServerConfig>,
+        router: Router,
+        shutdown: ShardShutdown,
+        shard_ports: Vec<u16>,
+    ) -> Shard {
+        let id = router.shard_id();
+        let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
+        Shard {
+            id,
+            nshards: config.shards as u32,
+            cache: BatchCache::new(config.cache_mb << 20),
+            config,
+            shard_ports,
+            router,
+            shutdown,
+            groups,
+            catalog: RefCell::new(Arc::new(Catalog::default())),
+            partitions: RefCell::new(HashMap::new()),
+            admin_lock: glommio::sync::Semaphore::new(1),
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    pub fn catalog_path(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("meta").join("topics.json")
+    }
+
+    /// Runs `request` where it belongs and returns its answer (`None`: no answer is
+    /// owed, as for a produce with acks=none).
+    pub async fn dispatch(self: &Rc<Self>, request: Request, payload: BytesMut) -> Option<Reply> {
+        match self.route(&request) {
+            Ok(Route::Local) => self.execute(request, payload).await,
+            Ok(Route::Shard(shard)) => self.router.call(shard, request, payload).await,
+            Err(response) => match request {
+                Request::Produce {
+                    acks: crate::native::messages::Acks::None,
+                    ..
+                } => None,
+                _ => reply(response),
+            },
+        }
+    }
+
+    fn route(&self, request: &Request) -> Result<Route, Response> {
+        let owner = match request {
+            Request::Produce {
+                topic, partition, ..
+            }
+            | Request::Fetch {
+                topic, partition, ..
+            }
+            | Request::ListOffsets {
+                topic, partition, ..
+            }
+            | Request::PartitionStats { topic, partition } => {
+                self.partition_owner(topic, *partition)?
+            }
+            Request::CreateTopic(_) | Request::DeleteTopic { .. } => CONTROLLER_SHARD,
+            Request::JoinGroup { group, .. }
+            | Request::Heartbeat { group, .. }
+            | Request::LeaveGroup { group, .. }
+            | Request::CommitOffsets { group, .. }
+            | Request::FetchOffsets { group, .. }
+            | Request::DescribeGroup { group } => group_owner(group, self.nshards),
+            Request::Metadata { .. }
+            | Request::DescribeTopic { .. }
+            | Request::ListGroups
+            | Request::ListShardGroups { .. } => self.id,
+        };
+        if let Request::ListShardGroups { shard } = request {
+            return Ok(if *shard == self.id {
+                Route::Local
+            } else {
+                Route::Shard(*shard % self.nshards)
+            });
+        }
+        Ok(if owner == self.id {
+            Route::Local
+        } else {
+            Route::Shard(owner)
+        })
+    }
+
+    /// The shard owning a partition, or the error a client should see.
+    pub fn partition_owner(&self, topic: &str, partition: i32) -> Result<u32, Response> {
+        let catalog = self.catalog.borrow();
+        let meta = catalog
+            .topic(topic)
+            .map_err(|e| Response::error(ErrorCode::UnknownTopic, e.to_string()))?;
+        meta.owner(partition, self.nshards).ok_or_else(|| {
+            Response::error(
+                ErrorCode::UnknownPartition,
+                format!(
+                    "topic '{topic}' has no partition {partition} (it has {})",
+                    meta.config.partitions
+                ),
+            )
+        })
+    }
+
+    /// The open log of a partition this shard owns.
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, Response> {
+        self.partition_owner(topic, partition)?;
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .map(|p| p.log.clone())
+            .ok_or_else(|| {
+                Response::error(
+                    ErrorCode::UnknownPartition,
+                    format!(
+                        "partition {topic}/{partition} is not open on shard {}",
+                        self.id
+                    ),
+                )
+            })
+    }
+
+    pub fn open_logs(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .values()
+            .map(|p| p.log.clone())
+            .collect()
+    }
+
+    async fn execute(self: &Rc<Self>, request: Request, payload: BytesMut) -> Option<Reply> {
+        match request {
+            Request::Produce {
+                topic,
+                partition,
+                acks,
+            } => super::partitions::produce(self, &topic, partition, acks, payload).await,
+            Request::Fetch {
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+                min_bytes,
+            } => {
+                let fetch = super::partitions::FetchArgs {
+                    offset,
+                    max_bytes,
+                    max_wait_ms,
+                    min_bytes,
+                };
+                super::partitions::fetch(self, &topic, partition, fetch).await
+            }
+            Request::ListOffsets {
+                topic,
+                partition,
+                spec,
+            } => super::partitions::list_offsets(self, &topic, partition, spec).await,
+            Request::PartitionStats { topic, partition } => {
+                super::partitions::stats(self, &topic, partition)
+            }
+            Request::Metadata { topics } => super::admin::metadata(self, topics),
+            Request::CreateTopic(spec) => super::admin::create_topic(self, spec).await,
+            Request::DeleteTopic { name } => super::admin::delete_topic(self, &name).await,
+            Request::DescribeTopic { name } => super::admin::describe_topic(self, &name).await,
+            other => super::group_calls::execute(self, other).await,
+        }
+    }
+
+    /// Makes `next` this shard's catalog: opens the partitions it now owns first (so no
+    /// request is routed here before its log is open), then drops deleted topics.
+    pub async fn apply_catalog(&self, next: Arc<Catalog>) -> Result<(), String> {
+        if next.version < self.catalog.borrow().version {
+            return Ok(());
+        }
+        for meta in next.topics.values() {
+            self.open_owned(meta).await?;
+        }
+        *self.catalog.borrow_mut() = next.clone();
+        let stale: Vec<(String, i32)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|((topic, _), open)| {
+                next.topics.get(topic).map(|m| m.id) != Some(open.topic_id)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(open) = removed {
+                if let Err(e) = open.log.delete().await {
+                    tracing::warn!(topic = %key.0, partition = key.1, "deleting partition: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_owned(&self, meta: &TopicMeta) -> Result<(), String> {
+        for partition in 0..meta.config.partitions {
+            if meta.owner(partition, self.nshards) != Some(self.id) {
+                continue;
+            }
+            let key = (meta.name.clone(), partition);
+            let current = self.partitions.borrow().get(&key).map(|p| p.topic_id);
+            if current == Some(meta.id) {
+                continue;
+            }
+            let log_config = LogConfig {
+                segment_bytes: meta.config.segment_bytes,
+                retention_ms: meta.config.retention_ms,
+                retention_bytes: meta.config.retention_bytes,
+                fsync: self.config.fsync,
+                ..LogConfig::default()
+            };
+            let dir = meta.partition_dir(&self.config.data_dir, partition);
+            let log = PartitionLog::open(dir, log_config, self.cache.clone())
+                .await
+                .map_err(|e| format!("opening {}/{partition}: {e}", meta.name))?;
+            let open = OpenPartition {
+                topic_id: meta.id,
+                log,
+            };
+            let replaced = self.partitions.borrow_mut().insert(key, open);
+            if let Some(old) = replaced {
+                // The topic was deleted and created again while this shard missed it.
+                if let Err(e) = old.log.delete().await {
+                    tracing::warn!("deleting a replaced partition: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every partition and group file; the last step of shutdown.
+    pub async fn close(&self) {
+        let logs: Vec<_> = self.partitions.borrow_mut().drain().collect();
+        for ((topic, partition), open) in logs {
+            if let Err(e) = open.log.close().await {
+                tracing::error!(%topic, partition, "closing partition: {e}");
+            }
+        }
+        if let Err(e) = self.groups.close().await {
+            tracing::error!("closing groups: {e}");
+        }
+    }
+}

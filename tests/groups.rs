@@ -1,0 +1,250 @@
+//! Consumer groups: every group gets every message; inside a group partitions are split
+//! between members; a dead member's partitions move to the others, who resume from its
+//! last commit.
+
+mod common;
+use common::{run_cli, Broker, BIN};
+use peregrine::native::messages::{Request, Response};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn produce(b: &Broker, topic: &str, from: usize, to: usize) {
+    let input: String = (from..to).map(|i| format!("k{i}:m{i}\n")).collect();
+    run_cli(
+        &[
+            "produce",
+            topic,
+            "--key-separator",
+            ":",
+            "--acks",
+            "durable",
+            "--bootstrap",
+            &b.addr,
+        ],
+        &input,
+    );
+}
+
+#[test]
+fn second_group_receives_every_message() {
+    let b = Broker::start();
+    b.create_topic("events", 3);
+    produce(&b, "events", 0, 300);
+    let sorted = |s: String| s.lines().map(String::from).collect::<BTreeSet<_>>();
+    let g1 = sorted(run_cli(
+        &["consume", "events", "--group", "g1", "--bootstrap", &b.addr],
+        "",
+    ));
+    let g2 = sorted(run_cli(
+        &["consume", "events", "--group", "g2", "--bootstrap", &b.addr],
+        "",
+    ));
+    let all: BTreeSet<String> = (0..300).map(|i| format!("m{i}")).collect();
+    assert_eq!(g1, all);
+    assert_eq!(g2, all);
+    // g1 committed everything: a new member of g1 reads nothing old.
+    produce(&b, "events", 300, 310);
+    let again = sorted(run_cli(
+        &["consume", "events", "--group", "g1", "--bootstrap", &b.addr],
+        "",
+    ));
+    assert_eq!(again, (300..310).map(|i| format!("m{i}")).collect());
+}
+
+/// A `peregrine consume --group --follow` process and the lines it printed.
+struct Member {
+    child: Child,
+    lines: Arc<Mutex<Vec<(i32, i64, String)>>>,
+}
+
+impl Member {
+    fn start(b: &Broker, topic: &str, group: &str) -> Member {
+        let mut child = Command::new(BIN)
+            .args([
+                "consume",
+                topic,
+                "--group",
+                group,
+                "--follow",
+                "--session-timeout-ms",
+                "1500",
+            ])
+            .args(["--format", "%p %o %v", "--bootstrap", &b.addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn consumer");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, ' ');
+                let (Some(p), Some(o), Some(v)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                if let (Ok(p), Ok(o)) = (p.parse(), o.parse()) {
+                    sink.lock().expect("lock").push((p, o, v.to_string()));
+                }
+            }
+        });
+        Member { child, lines }
+    }
+
+    fn partitions(&self) -> BTreeSet<i32> {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|l| l.0)
+            .collect()
+    }
+
+    fn values(&self) -> BTreeSet<String> {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|l| l.2.clone())
+            .collect()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn describe(b: &Broker, group: &str) -> (String, BTreeMap<String, Vec<i32>>) {
+    match b
+        .client()
+        .call(
+            Request::DescribeGroup {
+                group: group.into(),
+            },
+            &[],
+        )
+        .expect("describe")
+        .0
+    {
+        Response::GroupDescribed { state, members, .. } => (
+            state,
+            members
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.member_id,
+                        m.assignment
+                            .into_iter()
+                            .flat_map(|a| a.partitions)
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stable_split(b: &Broker, group: &str, members: usize) -> BTreeMap<String, Vec<i32>> {
+    let mut split = BTreeMap::new();
+    wait_until("a stable assignment", Duration::from_secs(30), || {
+        let (state, m) = describe(b, group);
+        let ok = state == "Stable" && m.len() == members;
+        split = m;
+        ok
+    });
+    split
+}
+
+#[test]
+fn three_members_split_six_partitions_and_take_over_from_a_dead_one() {
+    let b = Broker::start();
+    b.create_topic("work", 6);
+    let mut members: Vec<Member> = (0..3).map(|_| Member::start(&b, "work", "crew")).collect();
+    let split = stable_split(&b, "crew", 3);
+    let mut all_parts = Vec::new();
+    for parts in split.values() {
+        assert_eq!(parts.len(), 2, "each member owns two partitions: {split:?}");
+        all_parts.extend(parts.iter().copied());
+    }
+    all_parts.sort();
+    assert_eq!(
+        all_parts,
+        vec![0, 1, 2, 3, 4, 5],
+        "every partition exactly once"
+    );
+
+    produce(&b, "work", 0, 600);
+    let everything: BTreeSet<String> = (0..600).map(|i| format!("m{i}")).collect();
+    wait_until("all 600 messages consumed", Duration::from_secs(30), || {
+        members
+            .iter()
+            .flat_map(|m| m.values())
+            .collect::<BTreeSet<_>>()
+            == everything
+    });
+    // Inside one group nothing was read by two members.
+    let per_member: Vec<BTreeSet<i32>> = members.iter().map(Member::partitions).collect();
+    for i in 0..3 {
+        for j in (i + 1)..3 {
+            assert!(
+                per_member[i].is_disjoint(&per_member[j]),
+                "partition read by two members: {per_member:?}"
+            );
+        }
+    }
+
+    // Kill one member; its partitions go to the others, from its last commit.
+    let victim = members.remove(0);
+    let victim_parts = victim.partitions();
+    drop(victim);
+    let committed: BTreeMap<i32, i64> = {
+        let mut c = b.client();
+        c.committed("crew", "work")
+            .expect("committed")
+            .into_iter()
+            .map(|e| (e.partition, e.offset))
+            .collect()
+    };
+    let seen_before: Vec<usize> = members
+        .iter()
+        .map(|m| m.lines.lock().expect("lock").len())
+        .collect();
+    stable_split(&b, "crew", 2);
+    produce(&b, "work", 600, 900);
+    let late: BTreeSet<String> = (600..900).map(|i| format!("m{i}")).collect();
+    wait_until(
+        "the survivors read every new message",
+        Duration::from_secs(30),
+        || {
+            let got: BTreeSet<String> = members.iter().flat_map(|m| m.values()).collect();
+            late.is_subset(&got)
+        },
+    );
+    for (m, before) in members.iter().zip(seen_before) {
+        let lines = m.lines.lock().expect("lock");
+        for p in &victim_parts {
+            if let Some(first) = lines[before..].iter().find(|l| l.0 == *p) {
+                assert_eq!(
+                    Some(&first.1),
+                    committed.get(p),
+                    "partition {p} resumed at the dead member's commit"
+                );
+            }
+        }
+    }
+}
