@@ -40,7 +40,9 @@ pub fn encode_batch(records: &[OutRecord]) -> Result<BytesMut, ClientError> {
             producer_epoch: NO_PRODUCER_EPOCH,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: NO_SEQUENCE,
+            // kafka-protocol keeps records in one batch while offset - sequence stays
+            // constant; this also leaves the batch's base sequence at NO_SEQUENCE.
+            sequence: NO_SEQUENCE.wrapping_add(i as i32),
             timestamp: r.timestamp_ms,
             key: r.key.clone(),
             value: Some(r.value.clone()),
@@ -95,6 +97,9 @@ mod tests {
             })
             .collect();
         let batch = encode_batch(&out).expect("encodes").freeze();
+        let header = peregrine_shards::batch::validate(&batch).expect("one whole batch");
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.base_sequence, -1);
         let back = decode_batches(0, batch, 1).expect("decodes");
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].offset, 1);
