@@ -134,8 +134,8 @@ fn keyed_messages_keep_per_key_order_on_one_partition() {
         let parts: Vec<&str> = line.split(' ').collect();
         let (key, partition, value): (&str, i32, i64) = (
             parts[0],
-            parts[1].parse().unwrap(),
-            parts[3].parse().unwrap(),
+            parts[1].parse().expect("partition"),
+            parts[3].parse().expect("value"),
         );
         let expected = peregrine::client::partitioner::partition_for_key(key.as_bytes(), 6);
         assert_eq!(partition, expected, "key {key} on Kafka's partition");

@@ -255,7 +255,7 @@ fn retention_by_bytes_and_time_removes_only_whole_segments() {
         assert_eq!(end, if topic == "sized" { 6000 } else { 3000 });
         if topic == "sized" {
             assert!(
-                bytes >= 200_000 - 65_536 && bytes <= 200_000 + 65_536,
+                (200_000 - 65_536..=200_000 + 65_536).contains(&bytes),
                 "{desc}"
             );
         }

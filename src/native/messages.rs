@@ -115,6 +115,10 @@ pub enum Request {
     ListShardGroups {
         shard: u32,
     },
+    /// Counters of one shard.
+    ShardStats {
+        shard: u32,
+    },
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -234,6 +238,13 @@ pub enum Response {
     },
     Groups {
         groups: Vec<(String, String)>,
+    },
+    ShardStats {
+        shard: u32,
+        /// Partition requests (produce, fetch, list offsets) served on this shard.
+        partition_requests: u64,
+        /// Partition requests that arrived here and were forwarded to their owner.
+        forwarded: u64,
     },
 }
 

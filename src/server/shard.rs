@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use peregrine_shards::catalog::{group_owner, Catalog, TopicMeta};
 use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
 use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,6 +37,9 @@ pub struct Shard {
     catalog: RefCell<Arc<Catalog>>,
     partitions: RefCell<HashMap<(String, i32), OpenPartition>>,
     cache: Rc<BatchCache>,
+    /// Partition requests served here, and those forwarded to another shard.
+    pub partition_requests: Cell<u64>,
+    pub forwarded: Cell<u64>,
     /// Serialises catalog changes on the controller (a local async lock, no threads).
     pub admin_lock: glommio::sync::Semaphore,
 }
@@ -76,6 +79,8 @@ impl Shard {
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
+            partition_requests: Cell::new(0),
+            forwarded: Cell::new(0),
         }
     }
 
@@ -90,9 +95,24 @@ impl Shard {
     /// Runs `request` where it belongs and returns its answer (`None`: no answer is
     /// owed, as for a produce with acks=none).
     pub async fn dispatch(self: &Rc<Self>, request: Request, payload: BytesMut) -> Option<Reply> {
+        let counted = matches!(
+            request,
+            Request::Produce { .. } | Request::Fetch { .. } | Request::ListOffsets { .. }
+        );
         match self.route(&request) {
-            Ok(Route::Local) => self.execute(request, payload).await,
-            Ok(Route::Shard(shard)) => self.router.call(shard, request, payload).await,
+            Ok(Route::Local) => {
+                if counted {
+                    self.partition_requests
+                        .set(self.partition_requests.get() + 1);
+                }
+                self.execute(request, payload).await
+            }
+            Ok(Route::Shard(shard)) => {
+                if counted {
+                    self.forwarded.set(self.forwarded.get() + 1);
+                }
+                self.router.call(shard, request, payload).await
+            }
             Err(response) => match request {
                 Request::Produce {
                     acks: crate::native::messages::Acks::None,
@@ -127,9 +147,10 @@ impl Shard {
             Request::Metadata { .. }
             | Request::DescribeTopic { .. }
             | Request::ListGroups
-            | Request::ListShardGroups { .. } => self.id,
+            | Request::ListShardGroups { .. }
+            | Request::ShardStats { .. } => self.id,
         };
-        if let Request::ListShardGroups { shard } = request {
+        if let Request::ListShardGroups { shard } | Request::ShardStats { shard } = request {
             return Ok(if *shard == self.id {
                 Route::Local
             } else {
@@ -218,6 +239,11 @@ impl Shard {
                 super::partitions::stats(self, &topic, partition)
             }
             Request::Metadata { topics } => super::admin::metadata(self, topics),
+            Request::ShardStats { .. } => reply(Response::ShardStats {
+                shard: self.id,
+                partition_requests: self.partition_requests.get(),
+                forwarded: self.forwarded.get(),
+            }),
             Request::CreateTopic(spec) => super::admin::create_topic(self, spec).await,
             Request::DeleteTopic { name } => super::admin::delete_topic(self, &name).await,
             Request::DescribeTopic { name } => super::admin::describe_topic(self, &name).await,

@@ -140,7 +140,7 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String, Vec<u16>) {
             "--kafka-addr",
             "127.0.0.1:0",
         ])
-        .args(["--shards", "2", "--cache-mb", "64"])
+        .args(["--cache-mb", "64"])
         .args(extra)
         .env(
             "RUST_LOG",
@@ -148,6 +148,9 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String, Vec<u16>) {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
+    if !extra.iter().any(|a| a == "--shards") {
+        cmd.args(["--shards", "2"]);
+    }
     let mut child = cmd.spawn().expect("spawn peregrine");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
