@@ -15,6 +15,9 @@ use std::rc::Rc;
 
 /// Requests one connection may have in flight before the broker stops reading from it.
 pub const IN_FLIGHT_MAX: usize = 1024;
+/// Request payload bytes one connection may hold in flight (at least one whole frame):
+/// with the count above, this bounds a connection's memory.
+pub const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
 /// Bytes asked of the socket per read when the buffer runs dry.
 const READ_CHUNK: usize = 64 * 1024;
 /// Payloads above this are written straight from the batch buffers, not copied.
@@ -121,6 +124,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let tx = Rc::new(tx);
     let writer = spawn_local(write_loop(stream.clone(), rx));
     let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
+    let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(shard.config.max_frame_bytes));
+    let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
     let mut reader = FrameReader {
         stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
@@ -150,7 +155,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 continue;
             }
         };
+        // Waiting here stops reading: the client feels TCP backpressure.
         let Ok(permit) = in_flight.acquire_static_permit(1).await else {
+            break;
+        };
+        let size = (payload.len() as u64).clamp(1, bytes_max);
+        let Ok(bytes_permit) = in_flight_bytes.acquire_static_permit(size).await else {
             break;
         };
         let (shard, tx) = (shard.clone(), tx.clone());
@@ -158,7 +168,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             if let Some(reply) = shard.dispatch(envelope.request, payload).await {
                 let _ = tx.send((envelope.id, reply)).await;
             }
-            drop(permit);
+            drop((permit, bytes_permit));
         })
         .detach();
     }

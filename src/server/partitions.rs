@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 /// Longest a fetch may wait for data, whatever the client asks.
 pub const FETCH_MAX_WAIT: Duration = Duration::from_secs(30);
+/// Unwritten bytes a partition may queue before acknowledgements wait for the disk.
+const PENDING_BYTES_MAX: u64 = 64 << 20;
 /// Room left in a response frame for its head and envelope.
 const FRAME_HEADROOM_BYTES: u32 = 64 * 1024;
 
@@ -51,7 +53,11 @@ pub async fn produce(
             return answer(log_error_response(&e));
         }
     };
-    if acks == Acks::Durable {
+    // Past the pending limit even acks=leader waits for the disk: the producer's window
+    // fills and it slows down to what the disk takes. Appending first keeps the order
+    // of pipelined requests.
+    let backlogged = log.pending_bytes() > PENDING_BYTES_MAX;
+    if acks == Acks::Durable || backlogged {
         if let Err(e) = log.wait_durable(appended.last_offset).await {
             tracing::error!(topic, partition, "fdatasync failed: {e}");
             return answer(log_error_response(&e));
