@@ -67,6 +67,17 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    fn new(client: Client, topic: &str, from: StartFrom, group: Option<Membership>) -> Consumer {
+        Consumer {
+            client,
+            topic: topic.to_string(),
+            from,
+            positions: BTreeMap::new(),
+            skip_before_ms: BTreeMap::new(),
+            group,
+        }
+    }
+
     /// A consumer of the given partitions (all when `None`), outside any group.
     pub fn assign(
         mut client: Client,
@@ -76,14 +87,7 @@ impl Consumer {
     ) -> Result<Consumer, ClientError> {
         let info = client.topic(topic)?;
         let all: Vec<i32> = (0..info.owners.len() as i32).collect();
-        let mut consumer = Consumer {
-            client,
-            topic: topic.to_string(),
-            from,
-            positions: BTreeMap::new(),
-            skip_before_ms: BTreeMap::new(),
-            group: None,
-        };
+        let mut consumer = Consumer::new(client, topic, from, None);
         for p in partitions.unwrap_or(all) {
             let offset = consumer.start_offset(p, None)?;
             consumer.positions.insert(p, offset);
@@ -98,19 +102,13 @@ impl Consumer {
         from: StartFrom,
         config: GroupConfig,
     ) -> Result<Consumer, ClientError> {
-        let mut consumer = Consumer {
-            client,
-            topic: topic.to_string(),
-            from,
-            positions: BTreeMap::new(),
-            skip_before_ms: BTreeMap::new(),
-            group: Some(Membership {
-                config,
-                member_id: String::new(),
-                generation: -1,
-                last_heartbeat: Instant::now(),
-            }),
+        let membership = Membership {
+            config,
+            member_id: String::new(),
+            generation: -1,
+            last_heartbeat: Instant::now(),
         };
+        let mut consumer = Consumer::new(client, topic, from, Some(membership));
         consumer.rejoin()?;
         Ok(consumer)
     }
