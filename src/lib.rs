@@ -5,8 +5,11 @@
 //! the tests, `cli` the command-line front end. The data plane lives in the
 //! `peregrine-shards` crate.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod embedded;
 pub mod native;
 pub mod server;
 pub mod time;
+pub mod tune;

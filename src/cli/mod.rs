@@ -38,6 +38,10 @@ pub enum Command {
     /// List and describe consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Load-generate against a broker and report throughput and latency (HDR).
+    Bench(crate::bench::BenchArgs),
+    /// Check how far this host is from a low-latency setup.
+    Tune(crate::tune::TuneArgs),
 }
 
 pub fn run(cli: Cli) -> CliResult {
@@ -47,5 +51,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(cmd) => group::run(cmd),
+        Command::Bench(args) => crate::bench::run(args),
+        Command::Tune(args) => crate::tune::run(args),
     }
 }
