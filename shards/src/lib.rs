@@ -8,4 +8,5 @@ pub mod batch;
 pub mod catalog;
 pub mod groups;
 pub mod log;
+pub mod records;
 pub mod sys;

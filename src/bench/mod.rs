@@ -1,10 +1,466 @@
-//! `peregrine bench`: load generator with HDR-histogram reports.
+//! `peregrine bench`: a load generator with HDR-histogram reports.
+//!
+//! Producers stamp every message with its producer, sequence number and intended send
+//! time; consumers measure end-to-end latency from that time (so a fixed-rate run is
+//! corrected for coordinated omission) and record what arrived, and every run checks
+//! delivery: acknowledged messages never received are lost, and fail the run.
 
+mod consumer;
+mod delivery;
+mod payload;
+mod producer;
+pub mod report;
+
+use crate::cli::serve::parse_cores;
 use crate::cli::CliResult;
+use crate::client::Client;
+use crate::embedded::BrokerProcess;
+use crate::native::messages::{Acks, TopicSpec};
+use clap::{Args, ValueEnum};
+use consumer::{ConsumerPlan, Progress};
+use delivery::Ledger;
+use producer::ProducerPlan;
+use report::{histogram, Percentiles, Summary};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
+/// How long consumers wait for missing messages after the producers finished.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(_args: BenchArgs) -> CliResult {
-    Err("peregrine bench is not built yet".into())
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// As fast as possible, producers and consumers together.
+    Throughput,
+    /// A fixed `--rate`, latency measured from each message's intended send time.
+    Latency,
+    /// Producers only: publish throughput and acknowledgement latency.
+    Produce,
+    /// Consumers only, from a backlog filled first (not timed).
+    Consume,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcksArg {
+    None,
+    Leader,
+    Durable,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "throughput")]
+    pub mode: Mode,
+    /// A running broker; without it (or with --embedded) the bench starts its own.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Start a broker for the run, on a temporary data directory.
+    #[arg(long)]
+    pub embedded: bool,
+    /// Shards of the embedded broker (default: one per core).
+    #[arg(long)]
+    pub broker_shards: Option<usize>,
+    /// Extra flags for the embedded broker, e.g. "--poll-us 50".
+    #[arg(long, allow_hyphen_values = true)]
+    pub broker_args: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Message size in bytes (at least 20, the bench's own header).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Messages in all (split over the producers).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Run for this many seconds instead of a message count.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Most messages per batch (latency mode sends what is due, up to this).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Messages per second in latency mode (all producers together).
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    #[arg(long, value_enum, default_value = "leader")]
+    pub acks: AcksArg,
+    /// Send each partition's requests to its owning shard's own port.
+    #[arg(long)]
+    pub shard_aware: bool,
+    /// Print one JSON line instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the end-to-end latency distribution (.hgrm); the ack one goes to FILE.ack.
+    #[arg(long)]
+    pub hgrm: Option<std::path::PathBuf>,
+    /// Write a latency-by-percentile chart (SVG).
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Pin the bench's own threads to these cores, e.g. `1` (default: not pinned).
+    #[arg(long)]
+    pub cores: Option<String>,
+}
+
+impl From<AcksArg> for Acks {
+    fn from(a: AcksArg) -> Acks {
+        match a {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::Durable => Acks::Durable,
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> CliResult {
+    payload::start_clock();
+    let args = validated(args)?;
+    let _tmp;
+    let mut _broker = None;
+    let bootstrap = match (&args.bootstrap, args.embedded) {
+        (Some(b), false) => b.clone(),
+        _ => {
+            let dir = tempfile::Builder::new()
+                .prefix("peregrine-bench-")
+                .tempdir()?;
+            let mut extra = Vec::new();
+            if let Some(n) = args.broker_shards {
+                extra.extend(["--shards".to_string(), n.to_string()]);
+            }
+            extra.extend(
+                args.broker_args
+                    .iter()
+                    .flat_map(|a| a.split_whitespace().map(String::from)),
+            );
+            let bin = crate::embedded::current_binary()?;
+            let broker = BrokerProcess::spawn(&bin, dir.path(), &extra)?;
+            let addr = broker.addr.clone();
+            _broker = Some(broker);
+            _tmp = dir;
+            addr
+        }
+    };
+    if let Some(cores) = &args.cores {
+        pin_current_thread_family(&parse_cores(cores)?);
+    }
+    let topic = format!("bench-{}-{}", std::process::id(), crate::time::now_ms());
+    Client::connect(&bootstrap)?.create_topic(TopicSpec {
+        name: topic.clone(),
+        partitions: args.partitions,
+        retention_ms: None,
+        retention_bytes: None,
+        segment_bytes: None,
+    })?;
+    let summary = execute(&args, &bootstrap, &topic)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary.0)?);
+    } else {
+        println!("{}", summary.0.human());
+    }
+    write_outputs(&args, &summary.1, &summary.2)?;
+    if summary.0.lost > 0 {
+        return Err(format!("{} acknowledged messages were lost", summary.0.lost).into());
+    }
+    Ok(())
+}
+
+fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
+    if args.size < payload::HEADER_LEN {
+        return Err(format!(
+            "--size must be at least {} bytes (the bench header)",
+            payload::HEADER_LEN
+        ));
+    }
+    if args.producers == 0 && args.mode != Mode::Consume || args.partitions < 1 || args.batch == 0 {
+        return Err("--producers, --partitions and --batch must be at least 1".into());
+    }
+    if args.consumers == 0 && matches!(args.mode, Mode::Throughput | Mode::Latency | Mode::Consume)
+    {
+        return Err("this mode needs at least one consumer".into());
+    }
+    if args.messages.is_none() && args.duration.is_none() {
+        args.messages = Some(if args.mode == Mode::Latency {
+            100_000
+        } else {
+            1_000_000
+        });
+    }
+    if args.mode == Mode::Consume && args.messages.is_none() {
+        return Err("consume mode needs --messages (the backlog to fill)".into());
+    }
+    Ok(args)
+}
+
+fn pin_current_thread_family(cores: &[usize]) {
+    // Threads spawned later inherit this affinity.
+    // SAFETY: sched_setaffinity on the calling thread with a set we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cores {
+            libc::CPU_SET(*c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn producer_plans(
+    args: &BenchArgs,
+    bootstrap: &str,
+    topic: &str,
+    messages: Option<u64>,
+    deadline: Option<u64>,
+) -> Vec<ProducerPlan> {
+    let n = args.producers.max(1) as u64;
+    (0..n)
+        .map(|i| ProducerPlan {
+            id: i as u32,
+            bootstrap: bootstrap.to_string(),
+            topic: topic.to_string(),
+            partitions: args.partitions,
+            messages: messages.map(|m| m / n + u64::from(i < m % n)),
+            deadline_ns: deadline,
+            size: args.size,
+            batch: args.batch,
+            acks: args.acks.into(),
+            rate: (args.mode == Mode::Latency).then(|| args.rate as f64 / n as f64),
+            shard_aware: args.shard_aware,
+        })
+        .collect()
+}
+
+fn consumer_plans(args: &BenchArgs, bootstrap: &str, topic: &str) -> Vec<ConsumerPlan> {
+    let n = args.consumers.max(1);
+    (0..n)
+        .map(|i| ConsumerPlan {
+            bootstrap: bootstrap.to_string(),
+            topic: topic.to_string(),
+            partitions: (0..args.partitions)
+                .filter(|p| *p as usize % n == i)
+                .collect(),
+            producers: args.producers.max(1),
+            shard_aware: args.shard_aware,
+        })
+        .filter(|p| !p.partitions.is_empty())
+        .collect()
+}
+
+type Outcome = (
+    Summary,
+    hdrhistogram::Histogram<u64>,
+    hdrhistogram::Histogram<u64>,
+);
+
+fn execute(
+    args: &BenchArgs,
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Progress::default());
+    if args.mode == Mode::Consume {
+        // The backlog, not timed.
+        for h in spawn_producers(
+            producer_plans(args, bootstrap, topic, args.messages, None),
+            &sent,
+        ) {
+            if let Some(e) = h.join().map_err(|_| "producer panicked")?.error {
+                return Err(e.into());
+            }
+        }
+    }
+    let start_ns = payload::now_ns();
+    let consumers: Vec<_> = if args.mode == Mode::Produce {
+        Vec::new()
+    } else {
+        consumer_plans(args, bootstrap, topic)
+            .into_iter()
+            .map(|plan| {
+                let p = progress.clone();
+                std::thread::spawn(move || consumer::run(plan, p))
+            })
+            .collect()
+    };
+    let deadline = args.duration.map(|d| start_ns + (d * 1e9) as u64);
+    let producers = if args.mode == Mode::Consume {
+        Vec::new()
+    } else {
+        spawn_producers(
+            producer_plans(args, bootstrap, topic, args.messages, deadline),
+            &sent,
+        )
+    };
+    let reporter = spawn_progress(sent.clone(), progress.clone(), args.json);
+    let mut ack_ns = histogram();
+    let mut ledger = Ledger::new(args.producers.max(1));
+    let (mut first_send, mut last_ack) = (u64::MAX, 0);
+    let mut messages_sent = 0;
+    for (i, h) in producers.into_iter().enumerate() {
+        let r = h.join().map_err(|_| "producer panicked")?;
+        if let Some(e) = &r.error {
+            eprintln!("producer {i}: {e}");
+        }
+        messages_sent += r.sent;
+        first_send = first_send.min(r.first_send_ns);
+        last_ack = last_ack.max(r.last_ack_ns);
+        let _ = ack_ns.add(&r.ack_ns);
+        ledger.acked[i] = r.acked;
+    }
+    let expected = match (args.mode, Acks::from(args.acks)) {
+        (Mode::Consume, _) => args.messages.unwrap_or(0),
+        (_, Acks::None) => messages_sent,
+        _ => ledger.acked_total(),
+    };
+    wait_for(&progress, expected, !consumers.is_empty());
+    progress.stop.store(true, Ordering::Relaxed);
+    let mut e2e_ns = histogram();
+    let (mut first_recv, mut last_recv) = (u64::MAX, 0);
+    for h in consumers {
+        let r = h.join().map_err(|_| "consumer panicked")?;
+        if let Some(e) = &r.error {
+            eprintln!("consumer: {e}");
+        }
+        let _ = e2e_ns.add(&r.e2e_ns);
+        first_recv = first_recv.min(r.first_receive_ns);
+        last_recv = last_recv.max(r.last_receive_ns);
+        for (p, set) in r.ledger.received.iter().enumerate() {
+            ledger.received[p].merge(set);
+        }
+        ledger.duplicated += r.ledger.duplicated;
+    }
+    drop(reporter);
+    let received = ledger.received_total();
+    let (count, from, to) = match args.mode {
+        Mode::Produce => (
+            ledger
+                .acked_total()
+                .max(if Acks::from(args.acks) == Acks::None {
+                    messages_sent
+                } else {
+                    0
+                }),
+            first_send,
+            last_ack.max(first_send + 1),
+        ),
+        Mode::Consume => (received, start_ns, last_recv),
+        _ => (received, first_send, last_recv),
+    };
+    let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
+    let msgs_per_s = count as f64 / duration_s;
+    let summary = Summary {
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        acks: format!("{:?}", args.acks).to_lowercase(),
+        producers: args.producers,
+        consumers: args.consumers,
+        partitions: args.partitions,
+        size: args.size,
+        batch: args.batch,
+        shard_aware: args.shard_aware,
+        rate: (args.mode == Mode::Latency).then_some(args.rate),
+        messages_sent: if args.mode == Mode::Consume {
+            args.messages.unwrap_or(0)
+        } else {
+            messages_sent
+        },
+        messages_acked: ledger.acked_total(),
+        messages_received: received,
+        duration_s,
+        msgs_per_s,
+        mb_per_s: msgs_per_s * args.size as f64 / 1e6,
+        e2e_us: Percentiles::of(&e2e_ns),
+        ack_us: Percentiles::of(&ack_ns),
+        lost: if args.mode == Mode::Produce {
+            0
+        } else {
+            ledger.lost()
+        },
+        duplicated: ledger.duplicated,
+    };
+    Ok((summary, e2e_ns, ack_ns))
+}
+
+fn spawn_producers(
+    plans: Vec<ProducerPlan>,
+    sent: &Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<producer::ProducerResult>> {
+    plans
+        .into_iter()
+        .map(|plan| {
+            let s = sent.clone();
+            std::thread::spawn(move || producer::run(plan, s))
+        })
+        .collect()
+}
+
+/// Waits until the consumers have `expected` messages, or made no progress for a while.
+fn wait_for(progress: &Progress, expected: u64, consuming: bool) {
+    if !consuming {
+        return;
+    }
+    let mut last = progress.received.load(Ordering::Relaxed);
+    let mut idle = Duration::ZERO;
+    let step = Duration::from_millis(5);
+    while progress.received.load(Ordering::Relaxed) < expected && idle < DRAIN_TIMEOUT {
+        std::thread::sleep(step);
+        let now = progress.received.load(Ordering::Relaxed);
+        idle = if now == last {
+            idle + step
+        } else {
+            Duration::ZERO
+        };
+        last = now;
+    }
+}
+
+/// Prints a progress line every second on stderr until dropped.
+struct Reporter(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_progress(sent: Arc<AtomicU64>, progress: Arc<Progress>, quiet: bool) -> Reporter {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut ticks = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            ticks += 1;
+            if ticks % 10 == 0 && !quiet {
+                eprintln!(
+                    "[{:>4.0} s] sent {} received {}",
+                    start.elapsed().as_secs_f64(),
+                    sent.load(Ordering::Relaxed),
+                    progress.received.load(Ordering::Relaxed)
+                );
+            }
+        }
+    });
+    Reporter(done)
+}
+
+fn write_outputs(
+    args: &BenchArgs,
+    e2e: &hdrhistogram::Histogram<u64>,
+    ack: &hdrhistogram::Histogram<u64>,
+) -> CliResult {
+    if let Some(path) = &args.hgrm {
+        std::fs::write(path, report::hgrm(e2e))?;
+        let mut ack_path = path.clone().into_os_string();
+        ack_path.push(".ack");
+        std::fs::write(ack_path, report::hgrm(ack))?;
+    }
+    if let Some(path) = &args.plot {
+        let title =
+            format!("peregrine bench {:?}: latency by percentile", args.mode).to_lowercase();
+        std::fs::write(
+            path,
+            report::svg(&[("end to end", e2e), ("publish ack", ack)], &title),
+        )?;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 mod consume;
 mod group;
 mod produce;
-mod serve;
+pub mod serve;
 mod topic;
 
 use clap::{Parser, Subcommand};

@@ -13,49 +13,49 @@ use std::time::Duration;
 pub const RESPONSE_MAX_BYTES: u32 = 256 << 20;
 
 pub struct Connection {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-    next_id: u64,
+    writer: FrameWriter,
+    reader: FrameReader,
 }
 
-impl Connection {
-    pub fn connect(addr: impl ToSocketAddrs) -> Result<Connection, ClientError> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
-        Ok(Connection {
-            writer: stream,
-            reader,
-            next_id: 1,
-        })
-    }
+/// The sending half of a connection (see `Connection::into_split`).
+pub struct FrameWriter {
+    stream: TcpStream,
+    next_id: u64,
+    out: Vec<u8>,
+}
 
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        self.writer.set_read_timeout(timeout)?;
-        Ok(())
-    }
+/// The receiving half of a connection.
+pub struct FrameReader {
+    reader: BufReader<TcpStream>,
+}
 
+impl FrameWriter {
     /// Sends one request without waiting; returns its id.
     pub fn send(&mut self, request: Request, payload: &[&[u8]]) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let payload_len = payload.iter().map(|p| p.len()).sum();
         let env = RequestEnvelope { id, request };
-        let mut out = frame::encode_request(&env, payload_len)
+        let head = frame::encode_request(&env, payload_len)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // One write per request: head, envelope and payload together.
+        self.out.clear();
+        self.out.extend_from_slice(&head);
         for p in payload {
-            out.extend_from_slice(p);
+            self.out.extend_from_slice(p);
         }
-        self.writer.write_all(&out)?;
+        self.stream.write_all(&self.out)?;
         Ok(id)
     }
 
     /// Sends raw bytes (tests use this to send malformed frames).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.writer.write_all(bytes)?;
+        self.stream.write_all(bytes)?;
         Ok(())
     }
+}
 
+impl FrameReader {
     /// Reads the next answer, whichever request it belongs to.
     pub fn recv(&mut self) -> Result<(u64, Response, Bytes), ClientError> {
         let mut head = [0u8; HEAD_LEN];
@@ -69,6 +69,47 @@ impl Connection {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let payload = body.slice(head.envelope_len as usize..);
         Ok((env.id, env.response, payload))
+    }
+}
+
+impl Connection {
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Connection, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
+        Ok(Connection {
+            writer: FrameWriter {
+                stream,
+                next_id: 1,
+                out: Vec::new(),
+            },
+            reader: FrameReader { reader },
+        })
+    }
+
+    /// Separate halves, so that one thread can send while another reads answers.
+    pub fn into_split(self) -> (FrameWriter, FrameReader) {
+        (self.writer, self.reader)
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.writer.stream.set_read_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// Sends one request without waiting; returns its id.
+    pub fn send(&mut self, request: Request, payload: &[&[u8]]) -> Result<u64, ClientError> {
+        self.writer.send(request, payload)
+    }
+
+    /// Sends raw bytes (tests use this to send malformed frames).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.writer.send_raw(bytes)
+    }
+
+    /// Reads the next answer, whichever request it belongs to.
+    pub fn recv(&mut self) -> Result<(u64, Response, Bytes), ClientError> {
+        self.reader.recv()
     }
 
     /// Sends one request and waits for its answer (no other request may be in flight).

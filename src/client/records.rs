@@ -1,12 +1,12 @@
-//! Building and reading record batches on the client side, with kafka-protocol's codec
-//! so that native clients produce exactly what a Kafka producer would.
+//! Building and reading record batches on the client side: uncompressed batches with
+//! `peregrine_shards::records` (no allocation per record), compressed ones with
+//! kafka-protocol's codec.
 
 use super::ClientError;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
-};
+use kafka_protocol::records::RecordBatchDecoder;
+use peregrine_shards::batch::{BatchError, BatchHeader};
+use peregrine_shards::records::{self, BatchBuilder};
 
 /// One message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,59 +28,79 @@ pub struct InRecord {
 
 /// Encodes `records` as one uncompressed v2 batch (base offset 0: the broker sets it).
 pub fn encode_batch(records: &[OutRecord]) -> Result<BytesMut, ClientError> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol keeps records in one batch while offset - sequence stays
-            // constant; this also leaves the batch's base sequence at NO_SEQUENCE.
-            sequence: NO_SEQUENCE.wrapping_add(i as i32),
-            timestamp: r.timestamp_ms,
-            key: r.key.clone(),
-            value: Some(r.value.clone()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options)
-        .map_err(|e| ClientError::Protocol(format!("encoding a batch: {e}")))?;
-    Ok(buf)
+    let base_ts = records.first().map_or(0, |r| r.timestamp_ms);
+    let size: usize = records.iter().map(|r| r.value.len() + 16).sum();
+    let mut builder = BatchBuilder::new(base_ts, size);
+    for r in records {
+        builder.push(r.key.as_deref(), Some(&r.value), r.timestamp_ms, &[]);
+    }
+    let batch = builder
+        .finish()
+        .ok_or_else(|| ClientError::Protocol("a batch needs at least one record".into()))?;
+    Ok(BytesMut::from(Bytes::from(batch)))
 }
 
 /// Decodes every record of the batches in a fetch payload, skipping control records and
-/// records before `from_offset` (a fetch starts at the batch that holds it).
+/// records before `from_offset` (a fetch starts at the batch that holds it). Keys and
+/// values are slices of `payload`, not copies.
 pub fn decode_batches(
     partition: i32,
     payload: Bytes,
     from_offset: i64,
 ) -> Result<Vec<InRecord>, ClientError> {
-    let mut buf = payload;
-    let sets = RecordBatchDecoder::decode_all(&mut buf)
-        .map_err(|e| ClientError::Protocol(format!("decoding fetched batches: {e}")))?;
-    Ok(sets
-        .into_iter()
-        .flat_map(|set| set.records)
-        .filter(|r| !r.control && r.offset >= from_offset)
-        .map(|r| InRecord {
-            partition,
-            offset: r.offset,
-            timestamp_ms: r.timestamp,
-            key: r.key,
-            value: r.value,
-        })
-        .collect())
+    let bad = |e: BatchError| ClientError::Protocol(format!("decoding fetched batches: {e}"));
+    let mut out = Vec::new();
+    let mut rest = &payload[..];
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(rest).map_err(bad)?;
+        let whole = rest
+            .get(..header.total_len())
+            .ok_or_else(|| ClientError::Protocol("fetched batch is cut short".into()))?;
+        if header.compression() != 0 {
+            decode_compressed(partition, payload.slice_ref(whole), from_offset, &mut out)?;
+        } else if !header.is_control() {
+            for r in records::records(whole).map_err(bad)? {
+                let r = r.map_err(bad)?;
+                if r.offset < from_offset {
+                    continue;
+                }
+                out.push(InRecord {
+                    partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key.map(|k| payload.slice_ref(k)),
+                    value: r.value.map(|v| payload.slice_ref(v)),
+                });
+            }
+        }
+        rest = &rest[whole.len()..];
+    }
+    Ok(out)
+}
+
+/// Compressed batches go through kafka-protocol's codec.
+fn decode_compressed(
+    partition: i32,
+    batch: Bytes,
+    from_offset: i64,
+    out: &mut Vec<InRecord>,
+) -> Result<(), ClientError> {
+    let mut buf = batch;
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| ClientError::Protocol(format!("decoding a compressed batch: {e}")))?;
+    out.extend(
+        set.records
+            .into_iter()
+            .filter(|r| !r.control && r.offset >= from_offset)
+            .map(|r| InRecord {
+                partition,
+                offset: r.offset,
+                timestamp_ms: r.timestamp,
+                key: r.key,
+                value: r.value,
+            }),
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,330 @@
+//! Records inside an uncompressed Kafka v2 record batch, without allocating per record:
+//! a builder that writes a batch straight into one buffer, and an iterator that yields
+//! borrowed views of each record.
+//!
+//! kafka-protocol's codec needs an owned `Record` per message (an allocation each), too
+//! slow for a hot path that must move millions of messages per second; it remains the
+//! reference these are tested against, and the decoder for compressed batches.
+//!
+//! Record layout (after the 61-byte batch header): length varint | attributes i8 |
+//! timestampDelta varlong | offsetDelta varint | keyLength varint | key |
+//! valueLength varint | value | headerCount varint | headers (key/value pairs). Varints
+//! are zigzag-encoded.
+
+use crate::batch::{BatchError, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+
+/// Builds one uncompressed v2 batch; the broker assigns the base offset.
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    scratch: Vec<u8>,
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => put_varint(out, -1),
+    }
+}
+
+impl BatchBuilder {
+    /// A builder whose timestamps are relative to `base_timestamp_ms`.
+    pub fn new(base_timestamp_ms: i64, capacity: usize) -> BatchBuilder {
+        let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + capacity);
+        buf.resize(BATCH_HEADER_LEN, 0);
+        BatchBuilder {
+            buf,
+            count: 0,
+            base_timestamp: base_timestamp_ms,
+            max_timestamp: base_timestamp_ms,
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn records(&self) -> i32 {
+        self.count
+    }
+
+    /// Bytes the finished batch will take.
+    pub fn size_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+        headers: &[(&[u8], &[u8])],
+    ) {
+        let body = &mut self.scratch;
+        body.clear();
+        body.push(0); // record attributes: unused
+        put_varint(body, timestamp_ms - self.base_timestamp);
+        put_varint(body, i64::from(self.count));
+        put_bytes(body, key);
+        put_bytes(body, value);
+        put_varint(body, headers.len() as i64);
+        for (k, v) in headers {
+            put_bytes(body, Some(k));
+            put_bytes(body, Some(v));
+        }
+        put_varint(&mut self.buf, body.len() as i64);
+        self.buf.extend_from_slice(body);
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+    }
+
+    /// Fills in the header and CRC32C; `None` when no record was pushed.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        let batch_length = (self.buf.len() - LOG_OVERHEAD) as i32;
+        let b = &mut self.buf;
+        b[0..8].copy_from_slice(&0i64.to_be_bytes());
+        b[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        b[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        b[16] = MAGIC_V2 as u8;
+        b[21..23].copy_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+        b[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
+        b[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producer id
+        b[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        b[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        b[57..61].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        Some(self.buf)
+    }
+}
+
+/// One record, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    headers: &'a [u8],
+    header_count: i64,
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's headers as (key, value) pairs.
+    pub fn headers(&self) -> Result<Vec<(&'a [u8], Option<&'a [u8]>)>, BatchError> {
+        let mut cur = Cursor { buf: self.headers };
+        let mut out = Vec::with_capacity(self.header_count.clamp(0, 64) as usize);
+        for _ in 0..self.header_count {
+            let key = cur.bytes()?.ok_or(BatchError::Invalid("null header key"))?;
+            out.push((key, cur.bytes()?));
+        }
+        Ok(out)
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Result<i64, BatchError> {
+        let mut z: u64 = 0;
+        for (i, byte) in self.buf.iter().take(10).enumerate() {
+            z |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err(BatchError::Invalid("bad varint in record"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        if n > self.buf.len() {
+            return Err(BatchError::Invalid("record field runs past its batch"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        match self.varint()? {
+            -1 => Ok(None),
+            n if n < 0 => Err(BatchError::Invalid("negative length in record")),
+            n => self.take(n as usize).map(Some),
+        }
+    }
+}
+
+/// Iterates the records of one whole uncompressed batch (validate it first).
+pub struct Records<'a> {
+    header: BatchHeader,
+    cur: Cursor<'a>,
+    left: i32,
+}
+
+/// The records of `batch`; compressed batches are refused (decode those with a codec).
+pub fn records(batch: &[u8]) -> Result<Records<'_>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression() != 0 {
+        return Err(BatchError::Invalid(
+            "compressed batch: records need decompressing",
+        ));
+    }
+    let end = header.total_len().min(batch.len());
+    Ok(Records {
+        header,
+        cur: Cursor {
+            buf: batch.get(BATCH_HEADER_LEN..end).unwrap_or_default(),
+        },
+        left: header.records_count.max(0),
+    })
+}
+
+impl<'a> Records<'a> {
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    fn next_record(&mut self) -> Result<RecordView<'a>, BatchError> {
+        let len = self.cur.varint()?;
+        let body = self.cur.take(
+            usize::try_from(len).map_err(|_| BatchError::Invalid("negative record length"))?,
+        )?;
+        let mut r = Cursor { buf: body };
+        r.take(1)?; // attributes
+        let ts_delta = r.varint()?;
+        let offset_delta = r.varint()?;
+        let key = r.bytes()?;
+        let value = r.bytes()?;
+        let header_count = r.varint()?;
+        Ok(RecordView {
+            offset: self.header.base_offset.wrapping_add(offset_delta),
+            timestamp_ms: self.header.base_timestamp.wrapping_add(ts_delta),
+            key,
+            value,
+            headers: r.buf,
+            header_count,
+        })
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let r = self.next_record();
+        if r.is_err() {
+            self.left = 0;
+        }
+        Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    fn built() -> Vec<u8> {
+        let mut b = BatchBuilder::new(1_000, 1024);
+        b.push(Some(b"k0"), Some(b"v0"), 1_000, &[]);
+        b.push(None, Some(&[7u8; 300]), 1_005, &[(b"h", b"x")]);
+        b.push(Some(b""), None, 999, &[]);
+        b.finish().expect("three records")
+    }
+
+    #[test]
+    fn built_batch_validates_and_kafka_protocol_decodes_it() {
+        let mut bytes = built();
+        batch::set_base_offset(&mut bytes, 40);
+        let header = batch::validate(&bytes).expect("valid batch");
+        assert_eq!((header.records_count, header.last_offset_delta), (3, 2));
+        assert_eq!(
+            (header.base_timestamp, header.max_timestamp),
+            (1_000, 1_005)
+        );
+        assert_eq!((header.producer_id, header.base_sequence), (-1, -1));
+        let mut buf = bytes::Bytes::from(bytes);
+        let set = RecordBatchDecoder::decode(&mut buf).expect("kafka-protocol decodes it");
+        let r = &set.records;
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].offset, r[0].timestamp), (40, 1_000));
+        assert_eq!(r[0].key.as_deref(), Some(&b"k0"[..]));
+        assert_eq!(r[1].value.as_deref(), Some(&[7u8; 300][..]));
+        assert_eq!(r[1].headers.len(), 1);
+        assert_eq!(
+            (r[2].key.as_deref(), r[2].value.as_deref()),
+            (Some(&b""[..]), None)
+        );
+    }
+
+    #[test]
+    fn iterator_reads_what_the_builder_wrote() {
+        let mut bytes = built();
+        batch::set_base_offset(&mut bytes, 7);
+        let views: Vec<RecordView> = records(&bytes)
+            .expect("records")
+            .collect::<Result<_, _>>()
+            .expect("all parse");
+        assert_eq!(views.len(), 3);
+        assert_eq!(views[0].offset, 7);
+        assert_eq!(views[1].offset, 8);
+        assert_eq!(views[1].timestamp_ms, 1_005);
+        assert_eq!(views[1].key, None);
+        assert_eq!(
+            views[1].headers().expect("headers"),
+            vec![(&b"h"[..], Some(&b"x"[..]))]
+        );
+        assert_eq!(views[2].timestamp_ms, 999);
+        assert_eq!(views[2].value, None);
+    }
+
+    #[test]
+    fn truncated_or_garbage_records_are_errors_not_panics() {
+        let bytes = built();
+        for cut in BATCH_HEADER_LEN..bytes.len() {
+            let _ = records(&bytes[..cut]).map(|it| it.count());
+        }
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..2000 {
+            let mut b = bytes.clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = BATCH_HEADER_LEN + (x as usize % (b.len() - BATCH_HEADER_LEN));
+            b[i] = (x >> 32) as u8;
+            if let Ok(it) = records(&b) {
+                for r in it {
+                    let _ = r.map(|v| v.headers());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! A bench consumer: reads its partitions, measures end-to-end latency from each
+//! message's intended send time, and records what it received for the delivery check.
+
+use super::delivery::Ledger;
+use super::payload::{self, now_ns};
+use super::report::histogram;
+use crate::client::consumer::{Consumer, StartFrom};
+use crate::client::Client;
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest one fetch round waits for new data.
+const POLL_WAIT: Duration = Duration::from_millis(50);
+
+#[derive(Clone)]
+pub struct ConsumerPlan {
+    pub bootstrap: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+    pub producers: usize,
+    pub shard_aware: bool,
+}
+
+pub struct ConsumerResult {
+    pub ledger: Ledger,
+    pub e2e_ns: Histogram<u64>,
+    pub first_receive_ns: u64,
+    pub last_receive_ns: u64,
+    pub error: Option<String>,
+}
+
+/// Shared by the consumers and the orchestrator.
+#[derive(Default)]
+pub struct Progress {
+    pub received: AtomicU64,
+    /// Set once every consumer may stop (all expected messages arrived, or given up).
+    pub stop: AtomicBool,
+}
+
+pub fn run(plan: ConsumerPlan, progress: Arc<Progress>) -> ConsumerResult {
+    let mut result = ConsumerResult {
+        ledger: Ledger::new(plan.producers),
+        e2e_ns: histogram(),
+        first_receive_ns: 0,
+        last_receive_ns: 0,
+        error: None,
+    };
+    let consumer = Client::connect(&plan.bootstrap).and_then(|mut client| {
+        client.set_shard_aware(plan.shard_aware);
+        Consumer::assign(
+            client,
+            &plan.topic,
+            Some(plan.partitions.clone()),
+            StartFrom::Earliest,
+        )
+    });
+    let mut consumer = match consumer {
+        Ok(c) => c,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    while !progress.stop.load(Ordering::Relaxed) {
+        let records = match consumer.poll(POLL_WAIT) {
+            Ok(r) => r,
+            Err(e) => {
+                result.error = Some(e.to_string());
+                break;
+            }
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let now = now_ns();
+        if result.first_receive_ns == 0 {
+            result.first_receive_ns = now;
+        }
+        result.last_receive_ns = now;
+        for r in &records {
+            let Some(stamp) = r.value.as_deref().and_then(payload::read) else {
+                continue;
+            };
+            let _ = result
+                .e2e_ns
+                .record(now.saturating_sub(stamp.sent_ns).max(1));
+            result.ledger.receive(stamp.producer, stamp.seq);
+        }
+        progress
+            .received
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+    }
+    result
+}
