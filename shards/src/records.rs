@@ -129,9 +129,12 @@ pub struct RecordView<'a> {
     header_count: i64,
 }
 
+/// A record header: key and (nullable) value, borrowed from the batch.
+pub type HeaderView<'a> = (&'a [u8], Option<&'a [u8]>);
+
 impl<'a> RecordView<'a> {
     /// The record's headers as (key, value) pairs.
-    pub fn headers(&self) -> Result<Vec<(&'a [u8], Option<&'a [u8]>)>, BatchError> {
+    pub fn headers(&self) -> Result<Vec<HeaderView<'a>>, BatchError> {
         let mut cur = Cursor { buf: self.headers };
         let mut out = Vec::with_capacity(self.header_count.clamp(0, 64) as usize);
         for _ in 0..self.header_count {

@@ -152,7 +152,19 @@ pub fn run(args: BenchArgs) -> CliResult {
         retention_bytes: None,
         segment_bytes: None,
     })?;
-    let summary = execute(&args, &bootstrap, &topic)?;
+    let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
+    let cpu_before = broker_pid.and_then(process_cpu_s);
+    let mut summary = execute(&args, &bootstrap, &topic)?;
+    if let (Some(before), Some(after)) = (cpu_before, broker_pid.and_then(process_cpu_s)) {
+        let cpu = after - before;
+        let moved = summary
+            .0
+            .messages_received
+            .max(summary.0.messages_acked)
+            .max(1);
+        summary.0.broker_cpu_s = Some(cpu);
+        summary.0.broker_cpu_ns_per_msg = Some(cpu * 1e9 / moved as f64);
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary.0)?);
     } else {
@@ -190,6 +202,18 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         return Err("consume mode needs --messages (the backlog to fill)".into());
     }
     Ok(args)
+}
+
+/// User + system CPU seconds of a process, from /proc/PID/stat.
+fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
 }
 
 fn pin_current_thread_family(cores: &[usize]) {
@@ -375,6 +399,8 @@ fn execute(
             ledger.lost()
         },
         duplicated: ledger.duplicated,
+        broker_cpu_s: None,
+        broker_cpu_ns_per_msg: None,
     };
     Ok((summary, e2e_ns, ack_ns))
 }
@@ -430,7 +456,7 @@ fn spawn_progress(sent: Arc<AtomicU64>, progress: Arc<Progress>, quiet: bool) ->
         while !flag.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             ticks += 1;
-            if ticks % 10 == 0 && !quiet {
+            if ticks.is_multiple_of(10) && !quiet {
                 eprintln!(
                     "[{:>4.0} s] sent {} received {}",
                     start.elapsed().as_secs_f64(),

@@ -64,6 +64,11 @@ pub struct Summary {
     pub ack_us: Option<Percentiles>,
     pub lost: u64,
     pub duplicated: u64,
+    /// CPU time the embedded broker used during the run (user + system), if known.
+    pub broker_cpu_s: Option<f64>,
+    /// Broker CPU per message moved: the cost figure that noise on a shared machine
+    /// disturbs least.
+    pub broker_cpu_ns_per_msg: Option<f64>,
 }
 
 fn line(name: &str, p: &Option<Percentiles>) -> String {
@@ -100,6 +105,9 @@ impl Summary {
         );
         let _ = writeln!(s, "{}", line("e2e", &self.e2e_us));
         let _ = writeln!(s, "{}", line("ack", &self.ack_us));
+        if let (Some(cpu), Some(per)) = (self.broker_cpu_s, self.broker_cpu_ns_per_msg) {
+            let _ = writeln!(s, "broker cpu {cpu:.2} s, {per:.0} ns per message");
+        }
         let _ = write!(
             s,
             "delivery lost {} duplicated {}",
@@ -172,7 +180,7 @@ pub fn svg(series: &[(&str, &Histogram<u64>)], title: &str) -> String {
         xml_escape(title)
     );
     let ticks = [
-        (0.30103, "50%"),
+        (std::f64::consts::LOG10_2, "50%"),
         (1.0, "90%"),
         (2.0, "99%"),
         (3.0, "99.9%"),

@@ -18,8 +18,8 @@ pub const IN_FLIGHT_MAX: usize = 1024;
 /// Request payload bytes one connection may hold in flight (at least one whole frame):
 /// with the count above, this bounds a connection's memory.
 pub const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
-/// Bytes asked of the socket per read when the buffer runs dry.
-const READ_CHUNK: usize = 64 * 1024;
+/// Size of each receive buffer (a larger frame gets a buffer of its own size).
+const READ_CHUNK: usize = 256 * 1024;
 /// Payloads above this are written straight from the batch buffers, not copied.
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
 
@@ -45,9 +45,16 @@ async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
 }
 
 /// Splits whole frames off a receive buffer; payloads stay in that buffer (no copy).
+///
+/// The buffer is allocated zeroed once (fresh pages, no memset) and read into until it
+/// is full; a frame that does not fit moves, with whatever part of it was read, to a new
+/// buffer sized for it. Frames split off keep their buffer alive while the log's cache
+/// holds their batches.
 struct FrameReader {
     stream: Stream,
     buf: BytesMut,
+    /// Bytes of `buf` holding received data; the rest is zeroed room to read into.
+    filled: usize,
     max_frame_bytes: u32,
 }
 
@@ -60,28 +67,40 @@ enum Incoming {
 }
 
 impl FrameReader {
+    fn new(stream: Stream, max_frame_bytes: u32) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: BytesMut::zeroed(READ_CHUNK),
+            filled: 0,
+            max_frame_bytes,
+        }
+    }
+
+    /// Makes room for `want` bytes in the current buffer, moving to a new one if needed.
+    fn make_room(&mut self, want: usize) {
+        if self.buf.len() >= want {
+            return;
+        }
+        let mut fresh = BytesMut::zeroed(want.max(READ_CHUNK));
+        fresh[..self.filled].copy_from_slice(&self.buf[..self.filled]);
+        self.buf = fresh;
+    }
+
     async fn fill(&mut self, want: usize) -> std::io::Result<bool> {
-        while self.buf.len() < want {
-            let start = self.buf.len();
-            self.buf.resize(start + READ_CHUNK.max(want - start), 0);
-            let n = match read_some(&self.stream, &mut self.buf[start..]).await {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(start + n);
+        self.make_room(want);
+        while self.filled < want {
+            let n = read_some(&self.stream, &mut self.buf[self.filled..]).await?;
             if n == 0 {
                 return Ok(false);
             }
+            self.filled += n;
         }
         Ok(true)
     }
 
     async fn next(&mut self) -> Result<Incoming, ReadError> {
         if !self.fill(HEAD_LEN).await? {
-            return if self.buf.is_empty() {
+            return if self.filled == 0 {
                 Ok(Incoming::Closed)
             } else {
                 Err(ReadError::Truncated)
@@ -90,10 +109,12 @@ impl FrameReader {
         let mut head = [0u8; HEAD_LEN];
         head.copy_from_slice(&self.buf[..HEAD_LEN]);
         let head = frame::parse_head(head, self.max_frame_bytes)?;
-        if !self.fill(HEAD_LEN + head.body_len()).await? {
+        let frame_len = HEAD_LEN + head.body_len();
+        if !self.fill(frame_len).await? {
             return Err(ReadError::Truncated);
         }
-        let mut body = self.buf.split_to(HEAD_LEN + head.body_len());
+        let mut body = self.buf.split_to(frame_len);
+        self.filled -= frame_len;
         let _ = body.split_to(HEAD_LEN);
         let payload = body.split_off(head.envelope_len as usize);
         Ok(Incoming::Frame {
@@ -126,11 +147,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
     let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(shard.config.max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
-    let mut reader = FrameReader {
-        stream,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        max_frame_bytes: shard.config.max_frame_bytes,
-    };
+    let mut reader = FrameReader::new(stream, shard.config.max_frame_bytes);
     loop {
         let next = future::or(async { Some(reader.next().await) }, async {
             shard.shutdown.wait().await;
