@@ -47,23 +47,10 @@ pub struct ServeArgs {
     pub poll_us: u64,
 }
 
-/// Parses `0-3,6,8-9`.
+/// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
+/// one core.
 pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
-    let mut cores = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("bad core list '{list}': use e.g. 0-3 or 0,2,4");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                if a > b {
-                    return Err(bad());
-                }
-                cores.extend(a..=b);
-            }
-            None => cores.push(part.parse().map_err(|_| bad())?),
-        }
-    }
+    let cores = crate::tune::cpulist::parse(list)?;
     if cores.is_empty() {
         return Err(format!("core list '{list}' names no core"));
     }

@@ -9,7 +9,7 @@
 //! The exit code is 0 unless `--strict` is given and a check warns.
 
 mod cpu;
-mod cpulist;
+pub(crate) mod cpulist;
 mod disk;
 mod host;
 mod irq;
