@@ -1,0 +1,88 @@
+//! `peregrine bench` end to end: every mode runs against a real broker, reports the
+//! documented fields, writes its .hgrm and SVG files, and checks delivery.
+
+mod common;
+use common::{Broker, BIN};
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(BIN).arg("bench").args(args).arg("--json").output().expect("run bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("valid JSON")
+}
+
+fn assert_percentiles(v: &Value) {
+    for field in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {v}");
+    }
+    assert!(v["p50"].as_f64() <= v["p99"].as_f64() && v["p99"].as_f64() <= v["max"].as_f64());
+}
+
+#[test]
+fn throughput_run_reports_every_field_and_writes_hgrm_and_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hgrm = dir.path().join("e2e.hgrm");
+    let svg = dir.path().join("latency.svg");
+    let (h, s) = (hgrm.to_str().expect("path"), svg.to_str().expect("path"));
+    let r = bench(&["--embedded", "--broker-shards", "2", "--messages", "20000", "--hgrm", h, "--plot", s]);
+    assert_eq!(r["messages_received"], 20000);
+    assert_eq!(r["messages_acked"], 20000);
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["duplicated"], 0);
+    assert!(r["msgs_per_s"].as_f64().is_some_and(|x| x > 0.0));
+    assert!(r["mb_per_s"].as_f64().is_some_and(|x| x > 0.0));
+    assert_percentiles(&r["e2e_us"]);
+    assert_percentiles(&r["ack_us"]);
+    let text = std::fs::read_to_string(&hgrm).expect("hgrm written");
+    assert!(text.starts_with("       Value     Percentile TotalCount"), "{text}");
+    assert!(std::fs::read_to_string(format!("{h}.ack")).expect("ack hgrm").contains("Total count"));
+    let chart = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(chart.starts_with("<svg") && chart.matches("<polyline").count() == 2);
+}
+
+#[test]
+fn latency_mode_paces_sends_at_the_fixed_rate() {
+    let r = bench(&["latency", "--embedded", "--rate", "2000", "--messages", "2000"]);
+    assert_eq!(r["rate"], 2000);
+    assert_eq!(r["messages_received"], 2000);
+    assert_eq!(r["lost"], 0);
+    // 2000 messages at 2000/s cannot finish much before one second.
+    assert!(r["duration_s"].as_f64().is_some_and(|d| d >= 0.9), "{r}");
+    assert_percentiles(&r["e2e_us"]);
+}
+
+#[test]
+fn produce_only_and_consume_only_modes() {
+    let p = bench(&["produce", "--embedded", "--messages", "10000", "--acks", "durable"]);
+    assert_eq!(p["messages_acked"], 10000);
+    assert!(p["e2e_us"].is_null());
+    assert_percentiles(&p["ack_us"]);
+    let c = bench(&["consume", "--embedded", "--messages", "10000"]);
+    assert_eq!(c["messages_received"], 10000);
+    assert_eq!(c["lost"], 0);
+    assert_percentiles(&c["e2e_us"]);
+}
+
+#[test]
+fn many_producers_consumers_and_partitions_against_a_running_broker() {
+    let b = Broker::start();
+    for aware in [false, true] {
+        let mut args = vec!["--bootstrap", &b.addr, "--producers", "2", "--consumers", "2", "--partitions", "4", "--messages", "20000", "--batch", "100"];
+        if aware {
+            args.push("--shard-aware");
+        }
+        let r = bench(&args);
+        assert_eq!(r["messages_received"], 20000, "shard-aware {aware}: {r}");
+        assert_eq!(r["lost"], 0);
+        assert_eq!(r["duplicated"], 0);
+    }
+}
+
+#[test]
+fn bad_bench_arguments_are_refused() {
+    let out = Command::new(BIN).args(["bench", "--embedded", "--size", "8"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--size must be at least"));
+}
