@@ -224,7 +224,14 @@ fn three_members_split_six_partitions_and_take_over_from_a_dead_one() {
         .iter()
         .map(|m| m.lines.lock().expect("lock").len())
         .collect();
+    let killed_at = Instant::now();
     stable_split(&b, "crew", 2);
+    // Detected within the 1.5 s session timeout, then one rebalance round.
+    let handover = killed_at.elapsed();
+    assert!(
+        handover < Duration::from_secs(5),
+        "hand-over took {handover:?}"
+    );
     produce(&b, "work", 600, 900);
     let late: BTreeSet<String> = (600..900).map(|i| format!("m{i}")).collect();
     wait_until(

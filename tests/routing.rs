@@ -110,15 +110,28 @@ fn shard_aware_client_skips_the_hop_and_routed_client_reaches_every_partition() 
         }
     }
 
-    let mut consumer =
-        Consumer::assign(b.client(), "spread", None, StartFrom::Earliest).expect("consumer");
-    let mut seen = BTreeSet::new();
-    while seen.len() < (PARTITIONS * 100) as usize {
-        for r in consumer.poll(Duration::from_millis(200)).expect("poll") {
-            assert!(seen.insert(
-                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
-            ));
+    // Both consumers read everything once: routed, and shard-aware (one connection per
+    // shard, answers matched per connection).
+    for aware in [false, true] {
+        let mut client = b.client();
+        client.set_shard_aware(aware);
+        let mut consumer =
+            Consumer::assign(client, "spread", None, StartFrom::Earliest).expect("consumer");
+        let mut seen = BTreeSet::new();
+        while seen.len() < (PARTITIONS * 100) as usize {
+            for r in consumer.poll(Duration::from_millis(200)).expect("poll") {
+                let value =
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+                let partition = value.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+                assert_eq!(
+                    partition,
+                    Some(r.partition),
+                    "{value} reported on {}",
+                    r.partition
+                );
+                assert!(seen.insert(value), "read twice (shard-aware {aware})");
+            }
         }
+        assert!(seen.contains("aware-7-49") && seen.contains("routed-0-0"));
     }
-    assert!(seen.contains("aware-7-49") && seen.contains("routed-0-0"));
 }

@@ -165,6 +165,7 @@ pub fn run(args: BenchArgs) -> CliResult {
         summary.0.broker_cpu_s = Some(cpu);
         summary.0.broker_cpu_ns_per_msg = Some(cpu * 1e9 / moved as f64);
     }
+    summary.0.broker_peak_rss_mb = broker_pid.and_then(peak_rss_mb);
     if args.json {
         println!("{}", serde_json::to_string(&summary.0)?);
     } else {
@@ -202,6 +203,14 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         return Err("consume mode needs --messages (the backlog to fill)".into());
     }
     Ok(args)
+}
+
+/// Peak resident set size of a process (VmHWM in /proc/PID/status), MiB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// User + system CPU seconds of a process, from /proc/PID/stat.
@@ -401,6 +410,7 @@ fn execute(
         duplicated: ledger.duplicated,
         broker_cpu_s: None,
         broker_cpu_ns_per_msg: None,
+        broker_peak_rss_mb: None,
     };
     Ok((summary, e2e_ns, ack_ns))
 }

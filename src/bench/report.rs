@@ -69,6 +69,8 @@ pub struct Summary {
     /// Broker CPU per message moved: the cost figure that noise on a shared machine
     /// disturbs least.
     pub broker_cpu_ns_per_msg: Option<f64>,
+    /// Peak resident memory of the embedded broker (VmHWM), MiB.
+    pub broker_peak_rss_mb: Option<f64>,
 }
 
 fn line(name: &str, p: &Option<Percentiles>) -> String {
@@ -107,6 +109,9 @@ impl Summary {
         let _ = writeln!(s, "{}", line("ack", &self.ack_us));
         if let (Some(cpu), Some(per)) = (self.broker_cpu_s, self.broker_cpu_ns_per_msg) {
             let _ = writeln!(s, "broker cpu {cpu:.2} s, {per:.0} ns per message");
+        }
+        if let Some(rss) = self.broker_peak_rss_mb {
+            let _ = writeln!(s, "broker peak resident memory {rss:.0} MiB");
         }
         let _ = write!(
             s,

@@ -259,12 +259,14 @@ impl Consumer {
         for (shard, count) in by_shard {
             let conn = self.client.connection(shard)?;
             for _ in 0..count {
-                answers.push(conn.recv()?);
+                answers.push((shard, conn.recv()?));
             }
         }
         let mut out = Vec::new();
-        for (id, response, payload) in answers {
-            let Some(&(_, _, partition, offset)) = sent.iter().find(|s| s.1 == id) else {
+        for (shard, (id, response, payload)) in answers {
+            // Ids are per connection: match on the connection too.
+            let Some(&(_, _, partition, offset)) = sent.iter().find(|s| s.0 == shard && s.1 == id)
+            else {
                 check(response)?;
                 return Err(ClientError::Protocol(format!(
                     "answer for unknown request {id}"
