@@ -62,8 +62,14 @@ impl FrameReader {
         self.reader.read_exact(&mut head)?;
         let head = frame::parse_head(head, RESPONSE_MAX_BYTES)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let mut body = vec![0u8; head.body_len()];
-        self.reader.read_exact(&mut body)?;
+        // read_to_end fills spare capacity without zeroing it first (a fetch answer can
+        // be megabytes).
+        let len = head.body_len();
+        let mut body = Vec::with_capacity(len);
+        (&mut self.reader).take(len as u64).read_to_end(&mut body)?;
+        if body.len() != len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
         let body = Bytes::from(body);
         let env = frame::decode_response(&body[..head.envelope_len as usize])
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
