@@ -7,9 +7,18 @@ use serde_json::Value;
 use std::process::Command;
 
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(BIN).arg("bench").args(args).arg("--json").output().expect("run bench");
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bench {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("valid JSON")
 }
 
@@ -26,7 +35,17 @@ fn throughput_run_reports_every_field_and_writes_hgrm_and_plot() {
     let hgrm = dir.path().join("e2e.hgrm");
     let svg = dir.path().join("latency.svg");
     let (h, s) = (hgrm.to_str().expect("path"), svg.to_str().expect("path"));
-    let r = bench(&["--embedded", "--broker-shards", "2", "--messages", "20000", "--hgrm", h, "--plot", s]);
+    let r = bench(&[
+        "--embedded",
+        "--broker-shards",
+        "2",
+        "--messages",
+        "20000",
+        "--hgrm",
+        h,
+        "--plot",
+        s,
+    ]);
     assert_eq!(r["messages_received"], 20000);
     assert_eq!(r["messages_acked"], 20000);
     assert_eq!(r["lost"], 0);
@@ -36,15 +55,27 @@ fn throughput_run_reports_every_field_and_writes_hgrm_and_plot() {
     assert_percentiles(&r["e2e_us"]);
     assert_percentiles(&r["ack_us"]);
     let text = std::fs::read_to_string(&hgrm).expect("hgrm written");
-    assert!(text.starts_with("       Value     Percentile TotalCount"), "{text}");
-    assert!(std::fs::read_to_string(format!("{h}.ack")).expect("ack hgrm").contains("Total count"));
+    assert!(
+        text.starts_with("       Value     Percentile TotalCount"),
+        "{text}"
+    );
+    assert!(std::fs::read_to_string(format!("{h}.ack"))
+        .expect("ack hgrm")
+        .contains("Total count"));
     let chart = std::fs::read_to_string(&svg).expect("svg written");
     assert!(chart.starts_with("<svg") && chart.matches("<polyline").count() == 2);
 }
 
 #[test]
 fn latency_mode_paces_sends_at_the_fixed_rate() {
-    let r = bench(&["latency", "--embedded", "--rate", "2000", "--messages", "2000"]);
+    let r = bench(&[
+        "latency",
+        "--embedded",
+        "--rate",
+        "2000",
+        "--messages",
+        "2000",
+    ]);
     assert_eq!(r["rate"], 2000);
     assert_eq!(r["messages_received"], 2000);
     assert_eq!(r["lost"], 0);
@@ -55,7 +86,14 @@ fn latency_mode_paces_sends_at_the_fixed_rate() {
 
 #[test]
 fn produce_only_and_consume_only_modes() {
-    let p = bench(&["produce", "--embedded", "--messages", "10000", "--acks", "durable"]);
+    let p = bench(&[
+        "produce",
+        "--embedded",
+        "--messages",
+        "10000",
+        "--acks",
+        "durable",
+    ]);
     assert_eq!(p["messages_acked"], 10000);
     assert!(p["e2e_us"].is_null());
     assert_percentiles(&p["ack_us"]);
@@ -69,7 +107,20 @@ fn produce_only_and_consume_only_modes() {
 fn many_producers_consumers_and_partitions_against_a_running_broker() {
     let b = Broker::start();
     for aware in [false, true] {
-        let mut args = vec!["--bootstrap", &b.addr, "--producers", "2", "--consumers", "2", "--partitions", "4", "--messages", "20000", "--batch", "100"];
+        let mut args = vec![
+            "--bootstrap",
+            &b.addr,
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--partitions",
+            "4",
+            "--messages",
+            "20000",
+            "--batch",
+            "100",
+        ];
         if aware {
             args.push("--shard-aware");
         }
@@ -82,7 +133,10 @@ fn many_producers_consumers_and_partitions_against_a_running_broker() {
 
 #[test]
 fn bad_bench_arguments_are_refused() {
-    let out = Command::new(BIN).args(["bench", "--embedded", "--size", "8"]).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["bench", "--embedded", "--size", "8"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size must be at least"));
 }

@@ -259,6 +259,7 @@ impl Shard {
         }
         for meta in next.topics.values() {
             self.open_owned(meta).await?;
+            glommio::yield_if_needed().await;
         }
         *self.catalog.borrow_mut() = next.clone();
         let stale: Vec<(String, i32)> = self
