@@ -5,7 +5,7 @@ use super::ClientError;
 use crate::native::frame::{self, HEAD_LEN};
 use crate::native::messages::{Request, RequestEnvelope, Response};
 use bytes::Bytes;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -21,7 +21,19 @@ pub struct Connection {
 pub struct FrameWriter {
     stream: TcpStream,
     next_id: u64,
-    out: Vec<u8>,
+}
+
+fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The receiving half of a connection.
@@ -38,13 +50,11 @@ impl FrameWriter {
         let env = RequestEnvelope { id, request };
         let head = frame::encode_request(&env, payload_len)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        // One write per request: head, envelope and payload together.
-        self.out.clear();
-        self.out.extend_from_slice(&head);
-        for p in payload {
-            self.out.extend_from_slice(p);
-        }
-        self.stream.write_all(&self.out)?;
+        // One gathered write per request: head, envelope and payload, no copy.
+        let mut slices: Vec<IoSlice> = Vec::with_capacity(1 + payload.len());
+        slices.push(IoSlice::new(&head));
+        slices.extend(payload.iter().map(|p| IoSlice::new(p)));
+        write_all_vectored(&mut self.stream, &mut slices)?;
         Ok(id)
     }
 
@@ -84,11 +94,7 @@ impl Connection {
         stream.set_nodelay(true)?;
         let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
         Ok(Connection {
-            writer: FrameWriter {
-                stream,
-                next_id: 1,
-                out: Vec::new(),
-            },
+            writer: FrameWriter { stream, next_id: 1 },
             reader: FrameReader { reader },
         })
     }
