@@ -36,7 +36,7 @@ use crate::batch::{self, BatchError, BatchHeader};
 
 /// Largest single write of one flush cycle; more pending data takes more writes.
 const WRITE_BYTES_MAX: usize = 8 << 20;
-/// Batches read per step while searching by timestamp.
+/// Most bytes read per step while searching by timestamp.
 const TIME_SCAN_READ_BYTES: usize = 256 << 10;
 
 /// How long an append waits before it is acknowledged.
@@ -381,8 +381,12 @@ impl PartitionLog {
             let from = seg.base_offset + i64::from(seg.index.lookup_time(timestamp_ms));
             (from.max(st.start_offset), st.end_offset)
         };
+        // The time index lands within about one index interval of the answer: read that
+        // much first, then widen the step for long scans.
+        let mut step = (self.inner.config.index_interval_bytes as usize).min(TIME_SCAN_READ_BYTES);
         while next < end {
-            let read = self.read(next, TIME_SCAN_READ_BYTES).await?;
+            let read = self.read(next, step).await?;
+            step = (step * 4).min(TIME_SCAN_READ_BYTES);
             if read.batches.is_empty() {
                 break;
             }
