@@ -11,6 +11,7 @@ mod payload;
 mod producer;
 pub mod report;
 
+use crate::cli::produce::AcksArg;
 use crate::cli::serve::parse_cores;
 use crate::cli::CliResult;
 use crate::client::Client;
@@ -38,13 +39,6 @@ pub enum Mode {
     Produce,
     /// Consumers only, from a backlog filled first (not timed).
     Consume,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AcksArg {
-    None,
-    Leader,
-    Durable,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,16 +95,6 @@ pub struct BenchArgs {
     /// Pin the bench's own threads to these cores, e.g. `1` (default: not pinned).
     #[arg(long)]
     pub cores: Option<String>,
-}
-
-impl From<AcksArg> for Acks {
-    fn from(a: AcksArg) -> Acks {
-        match a {
-            AcksArg::None => Acks::None,
-            AcksArg::Leader => Acks::Leader,
-            AcksArg::Durable => Acks::Durable,
-        }
-    }
 }
 
 pub fn run(args: BenchArgs) -> CliResult {

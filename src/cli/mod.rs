@@ -3,7 +3,7 @@
 
 mod consume;
 mod group;
-mod produce;
+pub mod produce;
 pub mod serve;
 mod topic;
 

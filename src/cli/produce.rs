@@ -9,7 +9,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use std::io::BufRead;
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+/// `--acks`, shared by `produce` and `bench`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcksArg {
     None,
     Leader,
