@@ -18,8 +18,11 @@ pub const IN_FLIGHT_MAX: usize = 1024;
 /// Request payload bytes one connection may hold in flight (at least one whole frame):
 /// with the count above, this bounds a connection's memory.
 pub const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
-/// Size of each receive buffer (a larger frame gets a buffer of its own size).
-const READ_CHUNK: usize = 256 * 1024;
+/// Size of each receive buffer (a larger frame gets a buffer of its own size). When a
+/// frame does not fit in what is left, the part of it already read moves to a new
+/// buffer: the larger the buffer, the rarer that copy (1 MiB measured 25 % less broker
+/// CPU per message than 256 KiB; pages never written are never faulted in).
+const READ_CHUNK: usize = 1 << 20;
 /// Payloads above this are written straight from the batch buffers, not copied.
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
 
