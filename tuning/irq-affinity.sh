@@ -17,16 +17,7 @@ queue count (tuning/rss.sh), since the IRQs change. Not persistent across reboot
 USAGE
 }
 
-args=()
-while (($#)); do
-    case $1 in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help) usage && exit 0 ;;
-    -*) die "unknown option $1 (see --help)" ;;
-    *) args+=("$1") ;;
-    esac
-    shift
-done
+parse_args "$@"
 ((${#args[@]} == 2)) || die "need IFACE and CORES, e.g. $PROG eth0 2-7 (see --help)"
 iface=${args[0]}
 mapfile -t cores < <(expand_cpus "${args[1]}")

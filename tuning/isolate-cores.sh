@@ -17,16 +17,8 @@ and how to add them to the bootloader. They take effect after a reboot.
 USAGE
 }
 
-cores=""
-while (($#)); do
-    case $1 in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help) usage && exit 0 ;;
-    -*) die "unknown option $1 (see --help)" ;;
-    *) cores=$1 ;;
-    esac
-    shift
-done
+parse_args "$@"
+cores=${args[-1]:-}
 [[ -n $cores ]] || die "which cores? e.g. $PROG 2-7 (see --help)"
 shard=$(expand_cpus "$cores")
 

@@ -79,3 +79,18 @@ expand_cpus() {
         fi
     done
 }
+
+# Parses the options every script takes (--dry-run, -h/--help; `usage` is the calling
+# script's) and leaves the positional arguments in the global array `args`.
+parse_args() {
+    args=()
+    while (($#)); do
+        case $1 in
+        --dry-run) DRY_RUN=1 ;;
+        -h | --help) usage && exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) args+=("$1") ;;
+        esac
+        shift
+    done
+}

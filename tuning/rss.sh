@@ -17,16 +17,7 @@ The queue IRQs change: run tuning/irq-affinity.sh IFACE CORES afterwards.
 USAGE
 }
 
-args=()
-while (($#)); do
-    case $1 in
-    --dry-run) DRY_RUN=1 ;;
-    -h | --help) usage && exit 0 ;;
-    -*) die "unknown option $1 (see --help)" ;;
-    *) args+=("$1") ;;
-    esac
-    shift
-done
+parse_args "$@"
 ((${#args[@]} == 2)) || die "need IFACE and N, e.g. $PROG eth0 8 (see --help)"
 iface=${args[0]}
 n=${args[1]}
