@@ -54,10 +54,6 @@ pub fn reply(response: Response) -> Option<Reply> {
     Some((response, Vec::new()))
 }
 
-pub fn error_reply(code: ErrorCode, message: impl Into<String>) -> Option<Reply> {
-    reply(Response::error(code, message))
-}
-
 impl Shard {
     pub fn new(
         config: Arc<ServerConfig>,
