@@ -19,7 +19,6 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
-    scratch: Vec<u8>,
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
@@ -29,6 +28,18 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
         z >>= 7;
     }
     out.push(z as u8);
+}
+
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - z.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+        None => varint_len(-1),
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
@@ -51,7 +62,6 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: base_timestamp_ms,
             max_timestamp: base_timestamp_ms,
-            scratch: Vec::with_capacity(64),
         }
     }
 
@@ -68,6 +78,7 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Appends one record, written straight into the batch (each value is copied once).
     pub fn push(
         &mut self,
         key: Option<&[u8]>,
@@ -75,20 +86,37 @@ impl BatchBuilder {
         timestamp_ms: i64,
         headers: &[(&[u8], &[u8])],
     ) {
-        let body = &mut self.scratch;
-        body.clear();
-        body.push(0); // record attributes: unused
-        put_varint(body, timestamp_ms - self.base_timestamp);
-        put_varint(body, i64::from(self.count));
-        put_bytes(body, key);
-        put_bytes(body, value);
-        put_varint(body, headers.len() as i64);
+        let ts_delta = timestamp_ms - self.base_timestamp;
+        let offset_delta = i64::from(self.count);
+        let body_len = 1
+            + varint_len(ts_delta)
+            + varint_len(offset_delta)
+            + bytes_len(key)
+            + bytes_len(value)
+            + varint_len(headers.len() as i64)
+            + headers
+                .iter()
+                .map(|(k, v)| bytes_len(Some(k)) + bytes_len(Some(v)))
+                .sum::<usize>();
+        let out = &mut self.buf;
+        out.reserve(body_len + 5);
+        put_varint(out, body_len as i64);
+        let start = out.len();
+        out.push(0); // record attributes: unused
+        put_varint(out, ts_delta);
+        put_varint(out, offset_delta);
+        put_bytes(out, key);
+        put_bytes(out, value);
+        put_varint(out, headers.len() as i64);
         for (k, v) in headers {
-            put_bytes(body, Some(k));
-            put_bytes(body, Some(v));
+            put_bytes(out, Some(k));
+            put_bytes(out, Some(v));
         }
-        put_varint(&mut self.buf, body.len() as i64);
-        self.buf.extend_from_slice(body);
+        debug_assert_eq!(
+            out.len() - start,
+            body_len,
+            "record length computed up front"
+        );
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
     }
@@ -286,6 +314,28 @@ mod tests {
             (r[2].key.as_deref(), r[2].value.as_deref()),
             (Some(&b""[..]), None)
         );
+    }
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+        }
     }
 
     #[test]

@@ -64,33 +64,34 @@ pub fn run(plan: ConsumerPlan, progress: Arc<Progress>) -> ConsumerResult {
         }
     };
     while !progress.stop.load(Ordering::Relaxed) {
-        let records = match consumer.poll(POLL_WAIT) {
-            Ok(r) => r,
+        // The receive time is taken once per fetch round, when its answers are in.
+        let mut now = 0;
+        let (e2e, ledger) = (&mut result.e2e_ns, &mut result.ledger);
+        let polled = consumer.poll_with(POLL_WAIT, &mut |r, _| {
+            if now == 0 {
+                now = now_ns();
+            }
+            let Some(stamp) = r.value.and_then(payload::read) else {
+                return;
+            };
+            let _ = e2e.record(now.saturating_sub(stamp.sent_ns).max(1));
+            ledger.receive(stamp.producer, stamp.seq);
+        });
+        let count = match polled {
+            Ok(n) => n,
             Err(e) => {
                 result.error = Some(e.to_string());
                 break;
             }
         };
-        if records.is_empty() {
+        if count == 0 {
             continue;
         }
-        let now = now_ns();
         if result.first_receive_ns == 0 {
             result.first_receive_ns = now;
         }
         result.last_receive_ns = now;
-        for r in &records {
-            let Some(stamp) = r.value.as_deref().and_then(payload::read) else {
-                continue;
-            };
-            let _ = result
-                .e2e_ns
-                .record(now.saturating_sub(stamp.sent_ns).max(1));
-            result.ledger.receive(stamp.producer, stamp.seq);
-        }
-        progress
-            .received
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        progress.received.fetch_add(count as u64, Ordering::Relaxed);
     }
     result
 }

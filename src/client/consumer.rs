@@ -1,9 +1,10 @@
 //! A consumer: reads assigned partitions with pipelined long-poll fetches, optionally
 //! as a member of a consumer group (join, heartbeat, rebalance, commit).
 
-use super::records::{decode_batches, InRecord};
+use super::records::{visit_batches, InRecord, RecordRef};
 use super::{check, Client, ClientError};
 use crate::native::messages::{Assignment, CommitEntry, ErrorCode, OffsetSpec, Request, Response};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -229,6 +230,20 @@ impl Consumer {
     /// Fetches from every assigned partition at once (pipelined) and returns the
     /// records in partition order, waiting up to `max_wait` when there are none.
     pub fn poll(&mut self, max_wait: Duration) -> Result<Vec<InRecord>, ClientError> {
+        let mut out = Vec::new();
+        self.poll_with(max_wait, &mut |r, payload| out.push(r.to_owned_in(payload)))?;
+        out.sort_by_key(|r| (r.partition, r.offset));
+        Ok(out)
+    }
+
+    /// Like `poll`, but hands each record to `visit` borrowed from the fetched bytes
+    /// (the payload it came from is passed along), in order per partition: no
+    /// allocation per record. Returns how many records were visited.
+    pub fn poll_with(
+        &mut self,
+        max_wait: Duration,
+        visit: &mut dyn FnMut(RecordRef<'_>, &Bytes),
+    ) -> Result<usize, ClientError> {
         self.heartbeat()?;
         let wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
         let mut sent = Vec::with_capacity(self.positions.len());
@@ -248,7 +263,7 @@ impl Consumer {
         }
         if sent.is_empty() {
             std::thread::sleep(max_wait);
-            return Ok(Vec::new());
+            return Ok(0);
         }
         // Answers on one connection come back in completion order, matched by id.
         let mut answers = Vec::with_capacity(sent.len());
@@ -262,7 +277,7 @@ impl Consumer {
                 answers.push((shard, conn.recv()?));
             }
         }
-        let mut out = Vec::new();
+        let mut visited = 0;
         for (shard, (id, response, payload)) in answers {
             // Ids are per connection: match on the connection too.
             let Some(&(_, _, partition, offset)) = sent.iter().find(|s| s.0 == shard && s.1 == id)
@@ -272,10 +287,9 @@ impl Consumer {
                     "answer for unknown request {id}"
                 )));
             };
-            self.absorb(partition, offset, response, payload, &mut out)?;
+            visited += self.absorb(partition, offset, response, &payload, visit)?;
         }
-        out.sort_by_key(|r| (r.partition, r.offset));
-        Ok(out)
+        Ok(visited)
     }
 
     /// Applies one fetch answer: records out, position forward, or an offset reset.
@@ -284,23 +298,28 @@ impl Consumer {
         partition: i32,
         offset: i64,
         response: Response,
-        payload: bytes::Bytes,
-        out: &mut Vec<InRecord>,
-    ) -> Result<(), ClientError> {
+        payload: &Bytes,
+        visit: &mut dyn FnMut(RecordRef<'_>, &Bytes),
+    ) -> Result<usize, ClientError> {
         match check(response) {
             Ok(Response::Fetched { .. }) => {
-                let mut records = decode_batches(partition, payload, offset)?;
-                if let Some(ts) = self.skip_before_ms.get(&partition).copied() {
-                    records.retain(|r| r.timestamp_ms >= ts);
-                    if !records.is_empty() {
-                        self.skip_before_ms.remove(&partition);
+                // A timestamp start lands on a whole batch: skip what is older.
+                let skip_before = self.skip_before_ms.get(&partition).copied();
+                let (mut last, mut kept) = (None, 0usize);
+                visit_batches(partition, payload, offset, &mut |r| {
+                    last = Some(r.offset);
+                    if skip_before.is_none_or(|ts| r.timestamp_ms >= ts) {
+                        kept += 1;
+                        visit(r, payload);
                     }
+                })?;
+                if kept > 0 {
+                    self.skip_before_ms.remove(&partition);
                 }
-                if let Some(last) = records.last() {
-                    self.positions.insert(partition, last.offset + 1);
+                if let Some(last) = last {
+                    self.positions.insert(partition, last + 1);
                 }
-                out.extend(records);
-                Ok(())
+                Ok(kept)
             }
             Ok(other) => Err(ClientError::Protocol(format!(
                 "unexpected answer to fetch: {other:?}"
@@ -309,7 +328,7 @@ impl Consumer {
                 // Like auto.offset.reset: start over where the policy says.
                 let reset = self.start_offset(partition, None)?;
                 self.positions.insert(partition, reset);
-                Ok(())
+                Ok(0)
             }
             Err(e) => Err(e),
         }

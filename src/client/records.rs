@@ -40,16 +40,26 @@ pub fn encode_batch(records: &[OutRecord]) -> Result<BytesMut, ClientError> {
     Ok(BytesMut::from(Bytes::from(batch)))
 }
 
-/// Decodes every record of the batches in a fetch payload, skipping control records and
-/// records before `from_offset` (a fetch starts at the batch that holds it). Keys and
-/// values are slices of `payload`, not copies.
-pub fn decode_batches(
+/// One record borrowed from a fetch payload (or from a decompressed batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Calls `visit` for every record of the batches in a fetch payload, skipping control
+/// records and records before `from_offset` (a fetch starts at the batch that holds
+/// it). Uncompressed batches are read in place, without allocating.
+pub fn visit_batches(
     partition: i32,
-    payload: Bytes,
+    payload: &Bytes,
     from_offset: i64,
-) -> Result<Vec<InRecord>, ClientError> {
+    visit: &mut dyn FnMut(RecordRef<'_>),
+) -> Result<(), ClientError> {
     let bad = |e: BatchError| ClientError::Protocol(format!("decoding fetched batches: {e}"));
-    let mut out = Vec::new();
     let mut rest = &payload[..];
     while !rest.is_empty() {
         let header = BatchHeader::parse(rest).map_err(bad)?;
@@ -57,50 +67,88 @@ pub fn decode_batches(
             .get(..header.total_len())
             .ok_or_else(|| ClientError::Protocol("fetched batch is cut short".into()))?;
         if header.compression() != 0 {
-            decode_compressed(partition, payload.slice_ref(whole), from_offset, &mut out)?;
+            visit_compressed(partition, payload.slice_ref(whole), from_offset, visit)?;
         } else if !header.is_control() {
             for r in records::records(whole).map_err(bad)? {
                 let r = r.map_err(bad)?;
-                if r.offset < from_offset {
-                    continue;
+                if r.offset >= from_offset {
+                    visit(RecordRef {
+                        partition,
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key,
+                        value: r.value,
+                    });
                 }
-                out.push(InRecord {
-                    partition,
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms,
-                    key: r.key.map(|k| payload.slice_ref(k)),
-                    value: r.value.map(|v| payload.slice_ref(v)),
-                });
             }
         }
         rest = &rest[whole.len()..];
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Compressed batches go through kafka-protocol's codec.
-fn decode_compressed(
+fn visit_compressed(
     partition: i32,
     batch: Bytes,
     from_offset: i64,
-    out: &mut Vec<InRecord>,
+    visit: &mut dyn FnMut(RecordRef<'_>),
 ) -> Result<(), ClientError> {
     let mut buf = batch;
     let set = RecordBatchDecoder::decode(&mut buf)
         .map_err(|e| ClientError::Protocol(format!("decoding a compressed batch: {e}")))?;
-    out.extend(
-        set.records
-            .into_iter()
-            .filter(|r| !r.control && r.offset >= from_offset)
-            .map(|r| InRecord {
-                partition,
-                offset: r.offset,
-                timestamp_ms: r.timestamp,
-                key: r.key,
-                value: r.value,
-            }),
-    );
+    for r in set
+        .records
+        .iter()
+        .filter(|r| !r.control && r.offset >= from_offset)
+    {
+        visit(RecordRef {
+            partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+        });
+    }
     Ok(())
+}
+
+/// `part` as a `Bytes`: a reference into `payload` when it lies inside it (no copy),
+/// else a copy (records of a decompressed batch).
+fn share(payload: &Bytes, part: &[u8]) -> Bytes {
+    let inside = payload.as_ptr_range();
+    let range = part.as_ptr_range();
+    if inside.start <= range.start && range.end <= inside.end {
+        payload.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+impl RecordRef<'_> {
+    /// An owned record; keys and values stay references into `payload` when they are.
+    pub fn to_owned_in(&self, payload: &Bytes) -> InRecord {
+        InRecord {
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key.map(|k| share(payload, k)),
+            value: self.value.map(|v| share(payload, v)),
+        }
+    }
+}
+
+/// Every record of a fetch payload, owned (see `visit_batches`).
+pub fn decode_batches(
+    partition: i32,
+    payload: Bytes,
+    from_offset: i64,
+) -> Result<Vec<InRecord>, ClientError> {
+    let mut out = Vec::new();
+    visit_batches(partition, &payload, from_offset, &mut |r| {
+        out.push(r.to_owned_in(&payload))
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]
