@@ -172,6 +172,7 @@ async fn shard_main(start: ShardStart) {
         router,
         shutdown,
         start.shard_ports,
+        runtime::create_queues(),
     ));
     if let Err(e) = shard.apply_catalog(start.catalog).await {
         let _ = start.ready.send(Err(format!("shard {}: {e}", shard.id)));
@@ -201,7 +202,17 @@ async fn shard_main(start: ShardStart) {
             Protocol::Kafka,
         ),
     ];
-    let accepts: Vec<_> = accepts.into_iter().map(runtime::spawn_local).collect();
+    // Connections and the request tasks they spawn run in the latency-class queue.
+    let accepts: Vec<_> = accepts
+        .into_iter()
+        .filter_map(|a| match runtime::spawn_into(a, shard.queues.requests) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::error!("starting an accept loop: {e}");
+                None
+            }
+        })
+        .collect();
     let _ = start.ready.send(Ok(shard.id));
     shard.shutdown.watch().await;
     for a in accepts {
@@ -222,13 +233,19 @@ fn serve_mesh(
 ) {
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
-        runtime::spawn_local(async move {
+        let queue = shard.queues.requests;
+        let serve = async move {
             while let Some(msg) = rx.recv().await {
                 let shard = shard.clone();
                 runtime::spawn_local(handle_shard_msg(shard, msg)).detach();
             }
-        })
-        .detach();
+        };
+        match runtime::spawn_into(serve, queue) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => tracing::error!("starting a mesh receiver: {e}"),
+        };
     }
 }
 
@@ -253,21 +270,30 @@ async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
 
 fn spawn_background(shard: &Rc<Shard>) {
     let s = shard.clone();
-    runtime::spawn_local(async move {
+    let ticks = async move {
         while !s.shutdown.is_triggered() {
             runtime::sleep(GROUP_TICK).await;
             s.groups.tick(std::time::Instant::now());
         }
-    })
-    .detach();
+    };
     let s = shard.clone();
-    runtime::spawn_local(async move {
+    let retention = async move {
         while !s.shutdown.is_triggered() {
             runtime::sleep(s.config.retention_check).await;
             partitions::enforce_retention(&s).await;
         }
-    })
-    .detach();
+    };
+    for spawned in [
+        runtime::spawn_into(ticks, shard.queues.background),
+        runtime::spawn_into(retention, shard.queues.background),
+    ] {
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => tracing::error!("starting background work: {e}"),
+        };
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -17,6 +17,42 @@ pub use glommio::{spawn_local, yield_if_needed};
 const IO_MEMORY_BYTES: usize = 16 << 20;
 
 pub type ShardHandle = glommio::ExecutorJoinHandle<()>;
+pub use glommio::TaskQueueHandle;
+
+/// How soon request work must get the core back when background work runs (glommio
+/// preempts between task queues at this deadline).
+const REQUEST_LATENCY: Duration = Duration::from_micros(500);
+
+/// A shard's task queues: requests (connections, forwarded calls) are latency-class and
+/// get most of the core; background work (log flushers, retention, group ticks) gets
+/// the rest, so a flush never holds a fetch back longer than `REQUEST_LATENCY`.
+#[derive(Clone, Copy, Debug)]
+pub struct Queues {
+    pub requests: TaskQueueHandle,
+    pub background: TaskQueueHandle,
+}
+
+/// Creates the queues on the current shard (call once, inside its executor).
+pub fn create_queues() -> Queues {
+    use glommio::{Latency, Shares};
+    let ex = glommio::executor();
+    Queues {
+        requests: ex.create_task_queue(
+            Shares::Static(1000),
+            Latency::Matters(REQUEST_LATENCY),
+            "requests",
+        ),
+        background: ex.create_task_queue(Shares::Static(250), Latency::NotImportant, "background"),
+    }
+}
+
+/// Spawns `future` into `queue` on the current shard.
+pub fn spawn_into<T: 'static>(
+    future: impl Future<Output = T> + 'static,
+    queue: TaskQueueHandle,
+) -> std::io::Result<glommio::Task<T>> {
+    glommio::spawn_local_into(future, queue).map_err(|e| std::io::Error::other(e.to_string()))
+}
 
 /// Starts one executor thread, pinned to `core` when given.
 pub fn start_shard<G, F>(

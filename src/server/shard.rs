@@ -40,6 +40,7 @@ pub struct Shard {
     /// Partition requests served here, and those forwarded to another shard.
     pub partition_requests: Cell<u64>,
     pub forwarded: Cell<u64>,
+    pub queues: super::runtime::Queues,
     /// Serialises catalog changes on the controller (a local async lock, no threads).
     pub admin_lock: glommio::sync::Semaphore,
 }
@@ -60,6 +61,7 @@ impl Shard {
         router: Router,
         shutdown: ShardShutdown,
         shard_ports: Vec<u16>,
+        queues: super::runtime::Queues,
     ) -> Shard {
         let id = router.shard_id();
         let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
@@ -75,6 +77,7 @@ impl Shard {
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
+            queues,
             partition_requests: Cell::new(0),
             forwarded: Cell::new(0),
         }
@@ -296,7 +299,10 @@ impl Shard {
                 ..LogConfig::default()
             };
             let dir = meta.partition_dir(&self.config.data_dir, partition);
-            let log = PartitionLog::open(dir, log_config, self.cache.clone())
+            // Opened from the background queue, so its flusher task runs there.
+            let open = PartitionLog::open(dir, log_config, self.cache.clone());
+            let log = super::runtime::spawn_into(open, self.queues.background)
+                .map_err(|e| format!("opening {}/{partition}: {e}", meta.name))?
                 .await
                 .map_err(|e| format!("opening {}/{partition}: {e}", meta.name))?;
             let open = OpenPartition {
