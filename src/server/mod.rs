@@ -46,15 +46,19 @@ struct ShardSockets {
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
-pub fn run(config: ServerConfig) -> Result<(), ServeError> {
+pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
     if let Err(e) = peregrine_shards::sys::raise_memlock_limit() {
         tracing::warn!("cannot raise the locked-memory limit ({e}); io_uring may fail to start");
     }
+    let dir_err = |dir: &std::path::Path| {
+        let dir = dir.display().to_string();
+        move |source| ServeError::DataDir { dir, source }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(dir_err(&config.data_dir))?;
+    // Absolute from here on: glommio's directory operations fail on relative paths
+    // (the default `./peregrine-data` included).
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(dir_err(&config.data_dir))?;
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
-        dir: data_dir.display().to_string(),
-        source,
-    })?;
     let catalog = Arc::new(Catalog::load(&data_dir.join("meta").join("topics.json"))?);
     let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
     let native = listeners::bind_shared(config.native_addr, config.shards)
