@@ -331,3 +331,59 @@ fn metadata_and_data_survive_restart() {
     );
     assert_eq!(out, "100 after\n");
 }
+
+#[test]
+fn failed_topic_creation_leaves_no_trace_in_the_catalog() {
+    let mut b = Broker::start_with(&["--shards", "1"]);
+    let bs = b.addr.clone();
+    // The first topic gets id 0: a file where its folder must go makes opening fail.
+    let blocker = b.data_dir.join("topics").join("x-0");
+    std::fs::create_dir_all(blocker.parent().expect("parent")).expect("topics dir");
+    std::fs::write(&blocker, b"in the way").expect("blocker");
+    let (ok, _, err) = run_cli_status(
+        &[
+            "topic",
+            "create",
+            "x",
+            "--partitions",
+            "2",
+            "--bootstrap",
+            &bs,
+        ],
+        "",
+    );
+    assert!(!ok, "creation must fail");
+    assert!(err.contains("opening x/"), "{err}");
+    let list = run_cli(&["topic", "list", "--bootstrap", &bs], "");
+    assert!(!list.contains("x\t"), "rolled back: {list}");
+    b.restart();
+    let list = run_cli(&["topic", "list", "--bootstrap", &b.addr], "");
+    assert!(
+        !list.contains("x\t"),
+        "not in the catalog file either: {list}"
+    );
+    std::fs::remove_file(&blocker).expect("unblock");
+    run_cli(
+        &[
+            "topic",
+            "create",
+            "x",
+            "--partitions",
+            "2",
+            "--bootstrap",
+            &b.addr,
+        ],
+        "",
+    );
+    run_cli(
+        &["produce", "x", "--partition", "1", "--bootstrap", &b.addr],
+        "ok\n",
+    );
+    assert_eq!(
+        run_cli(
+            &["consume", "x", "--partition", "1", "--bootstrap", &b.addr],
+            ""
+        ),
+        "ok\n"
+    );
+}

@@ -113,14 +113,34 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Option<Reply> {
 }
 
 /// Persists `next`, then applies it on every shard; the change is visible to clients
-/// once this returns.
+/// once this returns. If a shard cannot apply it (a partition that will not open), the
+/// previous catalog is restored on disk and on every shard, so the file never lists a
+/// topic the shards do not serve.
 async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
+    let previous = shard.catalog();
     next.save(&shard.catalog_path())
         .map_err(|e| e.to_string())?;
     let next = Arc::new(next);
-    shard.apply_catalog(next.clone()).await?;
+    let Err(e) = apply_everywhere(shard, next.clone()).await else {
+        return Ok(());
+    };
+    tracing::error!("catalog change failed, restoring the previous one: {e}");
+    let mut undo = (*previous).clone();
+    undo.version = next.version + 1;
+    let restored = match undo.save(&shard.catalog_path()) {
+        Ok(()) => apply_everywhere(shard, Arc::new(undo)).await,
+        Err(save) => Err(save.to_string()),
+    };
+    if let Err(undo_error) = restored {
+        tracing::error!("restoring the previous catalog failed too: {undo_error}");
+    }
+    Err(e)
+}
+
+async fn apply_everywhere(shard: &Rc<Shard>, catalog: Arc<Catalog>) -> Result<(), String> {
+    shard.apply_catalog(catalog.clone()).await?;
     for other in (0..shard.nshards).filter(|s| *s != shard.id) {
-        shard.router.send_catalog(other, next.clone()).await?;
+        shard.router.send_catalog(other, catalog.clone()).await?;
     }
     Ok(())
 }

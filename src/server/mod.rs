@@ -264,10 +264,11 @@ async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
             let _ = reply.send(answer);
         }
         ShardMsg::Catalog { catalog, done } => {
-            if let Err(e) = shard.apply_catalog(catalog).await {
+            let applied = shard.apply_catalog(catalog).await;
+            if let Err(e) = &applied {
                 tracing::error!(shard = shard.id, "applying catalog: {e}");
             }
-            let _ = done.send(());
+            let _ = done.send(applied.map_err(|e| format!("shard {}: {e}", shard.id)));
         }
     }
 }

@@ -27,7 +27,7 @@ pub enum ShardMsg {
     /// A new topic catalog from the controller; acknowledged once applied.
     Catalog {
         catalog: Arc<Catalog>,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -77,7 +77,7 @@ impl Router {
             return Err(format!("shard {shard} is not reachable"));
         }
         rx.await
-            .map_err(|_| format!("shard {shard} dropped the catalog update"))
+            .map_err(|_| format!("shard {shard} dropped the catalog update"))?
     }
 }
 
