@@ -226,10 +226,11 @@ fn three_members_split_six_partitions_and_take_over_from_a_dead_one() {
         .collect();
     let killed_at = Instant::now();
     stable_split(&b, "crew", 2);
-    // Detected within the 1.5 s session timeout, then one rebalance round.
+    // Detected within the 1.5 s session timeout, then one rebalance round (the bound
+    // leaves room for a loaded CI machine; here it takes about 2 s).
     let handover = killed_at.elapsed();
     assert!(
-        handover < Duration::from_secs(5),
+        handover < Duration::from_secs(8),
         "hand-over took {handover:?}"
     );
     produce(&b, "work", 600, 900);
