@@ -323,10 +323,15 @@ fn execute(
         let _ = ack_ns.add(&r.ack_ns);
         ledger.acked[i] = r.acked;
     }
-    let expected = match (args.mode, Acks::from(args.acks)) {
-        (Mode::Consume, _) => args.messages.unwrap_or(0),
-        (_, Acks::None) => messages_sent,
+    // What the consumers should see: with acks=none nothing is acknowledged, so every
+    // message sent counts.
+    let delivered = match Acks::from(args.acks) {
+        Acks::None => messages_sent,
         _ => ledger.acked_total(),
+    };
+    let expected = match args.mode {
+        Mode::Consume => args.messages.unwrap_or(0),
+        _ => delivered,
     };
     wait_for(&progress, expected, !consumers.is_empty());
     progress.stop.store(true, Ordering::Relaxed);
@@ -348,17 +353,7 @@ fn execute(
     drop(reporter);
     let received = ledger.received_total();
     let (count, from, to) = match args.mode {
-        Mode::Produce => (
-            ledger
-                .acked_total()
-                .max(if Acks::from(args.acks) == Acks::None {
-                    messages_sent
-                } else {
-                    0
-                }),
-            first_send,
-            last_ack.max(first_send + 1),
-        ),
+        Mode::Produce => (delivered, first_send, last_ack.max(first_send + 1)),
         Mode::Consume => (received, start_ns, last_recv),
         _ => (received, first_send, last_recv),
     };

@@ -122,32 +122,23 @@ struct Lane {
 
 fn open_lanes(plan: &ProducerPlan) -> Result<(Vec<Lane>, Vec<usize>), ClientError> {
     let mut client = Client::connect(&plan.bootstrap)?;
-    let info = client.topic(&plan.topic)?;
-    let host = plan
-        .bootstrap
-        .rsplit_once(':')
-        .map_or("127.0.0.1", |(h, _)| h)
-        .to_string();
-    let shard_ports: Vec<u16> = match client.call(Request::Metadata { topics: None }, &[])?.0 {
-        Response::Metadata { shards, .. } => shards.iter().map(|s| s.port).collect(),
-        _ => Vec::new(),
-    };
     // Which lane each partition uses: one per owning shard when shard-aware, else one.
     let mut lane_of_shard: HashMap<u32, usize> = HashMap::new();
     let mut lane_of_partition = Vec::new();
     let mut lanes = Vec::new();
     for p in 0..plan.partitions {
-        let shard = if plan.shard_aware {
-            info.owners.get(p as usize).copied().unwrap_or(0)
-        } else {
-            u32::MAX
+        let owner = match plan.shard_aware {
+            true => client.owner_port(&plan.topic, p)?,
+            false => None,
         };
+        // u32::MAX: the bootstrap connection, which routes.
+        let shard = owner.map_or(u32::MAX, |(shard, _)| shard);
         let lane = match lane_of_shard.get(&shard) {
             Some(l) => *l,
             None => {
-                let conn = match shard_ports.get(shard as usize) {
-                    Some(port) if plan.shard_aware => Connection::connect((host.as_str(), *port))?,
-                    _ => Connection::connect(plan.bootstrap.as_str())?,
+                let conn = match owner {
+                    Some((_, port)) => Connection::connect((client.host(), port))?,
+                    None => Connection::connect(plan.bootstrap.as_str())?,
                 };
                 let (writer, reader) = conn.into_split();
                 let (tx, rx) = sync_channel(WINDOW);

@@ -380,10 +380,9 @@ impl Consumer {
 
     /// Commits and leaves the group so the others take over at once.
     pub fn close(mut self) -> Result<(), ClientError> {
-        let Some(m) = self.group.take() else {
+        if self.group.is_none() {
             return Ok(());
-        };
-        self.group = Some(m);
+        }
         self.commit()?;
         if let Some(m) = self.group.take() {
             let request = Request::LeaveGroup {

@@ -158,14 +158,7 @@ impl Client {
         if !self.shard_aware {
             return Ok((None, &mut self.bootstrap));
         }
-        let info = self.topic(topic)?;
-        if self.shard_ports.is_empty() {
-            self.metadata(Some(vec![topic.to_string()]))?;
-        }
-        let Some(&shard) = info.owners.get(partition as usize) else {
-            return Ok((None, &mut self.bootstrap));
-        };
-        let Some(&port) = self.shard_ports.get(shard as usize) else {
+        let Some((shard, port)) = self.owner_port(topic, partition)? else {
             return Ok((None, &mut self.bootstrap));
         };
         if !self.shard_conns.contains_key(&shard) {
@@ -177,6 +170,34 @@ impl Client {
             .get_mut(&shard)
             .ok_or_else(|| ClientError::Protocol("shard connection vanished".into()))?;
         Ok((Some(shard), conn))
+    }
+
+    /// The shard that owns a partition and that shard's own port (None when the
+    /// metadata does not say).
+    pub fn owner_port(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<(u32, u16)>, ClientError> {
+        let info = self.topic(topic)?;
+        if self.shard_ports.is_empty() {
+            self.metadata(Some(vec![topic.to_string()]))?;
+        }
+        let Some(&shard) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| info.owners.get(p))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .shard_ports
+            .get(shard as usize)
+            .map(|port| (shard, *port)))
+    }
+
+    /// The host of the bootstrap address; shard ports are on it.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The connection for a shard returned by `connection_for`.

@@ -143,19 +143,13 @@ impl Shard {
             | Request::CommitOffsets { group, .. }
             | Request::FetchOffsets { group, .. }
             | Request::DescribeGroup { group } => group_owner(group, self.nshards),
-            Request::Metadata { .. }
-            | Request::DescribeTopic { .. }
-            | Request::ListGroups
-            | Request::ListShardGroups { .. }
-            | Request::ShardStats { .. } => self.id,
+            Request::Metadata { .. } | Request::DescribeTopic { .. } | Request::ListGroups => {
+                self.id
+            }
+            Request::ListShardGroups { shard } | Request::ShardStats { shard } => {
+                *shard % self.nshards
+            }
         };
-        if let Request::ListShardGroups { shard } | Request::ShardStats { shard } = request {
-            return Ok(if *shard == self.id {
-                Route::Local
-            } else {
-                Route::Shard(*shard % self.nshards)
-            });
-        }
         Ok(if owner == self.id {
             Route::Local
         } else {
