@@ -85,6 +85,38 @@ fn latency_mode_paces_sends_at_the_fixed_rate() {
 }
 
 #[test]
+fn spin_latency_client_delivers_everything_routed_or_shard_aware() {
+    let b = Broker::start();
+    for (aware, acks) in [(false, "leader"), (true, "leader"), (true, "none")] {
+        let mut args = vec![
+            "latency",
+            "--bootstrap",
+            &b.addr,
+            "--spin",
+            "--rate",
+            "5000",
+            "--messages",
+            "2000",
+            "--acks",
+            acks,
+        ];
+        if aware {
+            args.push("--shard-aware");
+        }
+        let r = bench(&args);
+        assert_eq!(r["messages_received"], 2000, "{args:?}: {r}");
+        assert_eq!(r["lost"], 0);
+        assert_eq!(r["duplicated"], 0);
+        assert!(r["duration_s"].as_f64().is_some_and(|d| d >= 0.35), "{r}");
+        assert_percentiles(&r["e2e_us"]);
+        if acks == "leader" {
+            assert_eq!(r["messages_acked"], 2000);
+            assert_percentiles(&r["ack_us"]);
+        }
+    }
+}
+
+#[test]
 fn produce_only_and_consume_only_modes() {
     let p = bench(&[
         "produce",
@@ -139,4 +171,17 @@ fn bad_bench_arguments_are_refused() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size must be at least"));
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "latency",
+            "--embedded",
+            "--spin",
+            "--partitions",
+            "2",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--spin runs latency mode"));
 }

@@ -165,6 +165,33 @@ fn check_json_on_this_host_lists_every_check_and_exits_zero() {
 }
 
 #[test]
+fn jitter_measures_each_named_core() {
+    let out = peregrine(&[
+        "tune",
+        "--check",
+        "--json",
+        "--cores",
+        "0",
+        "--jitter-ms",
+        "50",
+    ]);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let jitter: Vec<&serde_json::Value> = v["checks"]
+        .as_array()
+        .expect("checks array")
+        .iter()
+        .filter(|c| c["check"] == "cpu.jitter")
+        .collect();
+    assert_eq!(jitter.len(), 1, "{}", out.stdout);
+    let current = jitter[0]["current"].as_str().unwrap_or("");
+    assert!(
+        current.starts_with("core 0: ") && current.contains("in 50 ms, longest"),
+        "{current}"
+    );
+}
+
+#[test]
 fn check_prints_a_table_and_tune_alone_points_to_check() {
     let out = peregrine(&["tune", "--check"]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);

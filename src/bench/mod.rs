@@ -10,6 +10,7 @@ mod delivery;
 mod payload;
 mod producer;
 pub mod report;
+mod spin;
 
 use crate::cli::produce::AcksArg;
 use crate::cli::serve::parse_cores;
@@ -95,6 +96,11 @@ pub struct BenchArgs {
     /// Pin the bench's own threads to these cores, e.g. `1` (default: not pinned).
     #[arg(long)]
     pub cores: Option<String>,
+    /// Latency mode with one busy-polling thread that sends, reads acknowledgements and
+    /// consumes (1 producer, 1 consumer, 1 partition): no wake-up on the measured path.
+    /// Give it a core of its own with `--cores`.
+    #[arg(long)]
+    pub spin: bool,
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
@@ -182,6 +188,14 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         } else {
             1_000_000
         });
+    }
+    if args.spin
+        && (args.mode != Mode::Latency
+            || args.producers != 1
+            || args.consumers != 1
+            || args.partitions != 1)
+    {
+        return Err("--spin runs latency mode with 1 producer, 1 consumer and 1 partition".into());
     }
     if args.mode == Mode::Consume && args.messages.is_none() {
         return Err("consume mode needs --messages (the backlog to fill)".into());
@@ -287,6 +301,15 @@ fn execute(
         }
     }
     let start_ns = payload::now_ns();
+    let deadline = args.duration.map(|d| start_ns + (d * 1e9) as u64);
+    let plans = producer_plans(args, bootstrap, topic, args.messages, deadline);
+    let reporter = spawn_progress(sent.clone(), progress.clone(), args.json);
+    if args.spin {
+        let plan = plans.into_iter().next().ok_or("no producer")?;
+        let (p, c) = spin::run(plan, 1, DRAIN_TIMEOUT, &progress, &sent);
+        drop(reporter);
+        return Ok(summarize(args, start_ns, vec![p], vec![c]));
+    }
     let consumers: Vec<_> = if args.mode == Mode::Produce {
         Vec::new()
     } else {
@@ -298,22 +321,44 @@ fn execute(
             })
             .collect()
     };
-    let deadline = args.duration.map(|d| start_ns + (d * 1e9) as u64);
     let producers = if args.mode == Mode::Consume {
         Vec::new()
     } else {
-        spawn_producers(
-            producer_plans(args, bootstrap, topic, args.messages, deadline),
-            &sent,
-        )
+        spawn_producers(plans, &sent)
     };
-    let reporter = spawn_progress(sent.clone(), progress.clone(), args.json);
+    let producers: Vec<_> = producers
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "producer panicked"))
+        .collect::<Result<_, _>>()?;
+    // What the consumers should see: with acks=none nothing is acknowledged, so every
+    // message sent counts.
+    let expected = match (args.mode, Acks::from(args.acks)) {
+        (Mode::Consume, _) => args.messages.unwrap_or(0),
+        (_, Acks::None) => producers.iter().map(|p| p.sent).sum(),
+        _ => producers.iter().map(|p| p.acked.len()).sum(),
+    };
+    wait_for(&progress, expected, !consumers.is_empty());
+    progress.stop.store(true, Ordering::Relaxed);
+    let consumers: Vec<_> = consumers
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "consumer panicked"))
+        .collect::<Result<_, _>>()?;
+    drop(reporter);
+    Ok(summarize(args, start_ns, producers, consumers))
+}
+
+/// Folds every producer's and consumer's results into one report.
+fn summarize(
+    args: &BenchArgs,
+    start_ns: u64,
+    producers: Vec<producer::ProducerResult>,
+    consumers: Vec<consumer::ConsumerResult>,
+) -> Outcome {
     let mut ack_ns = histogram();
     let mut ledger = Ledger::new(args.producers.max(1));
     let (mut first_send, mut last_ack) = (u64::MAX, 0);
     let mut messages_sent = 0;
-    for (i, h) in producers.into_iter().enumerate() {
-        let r = h.join().map_err(|_| "producer panicked")?;
+    for (i, r) in producers.into_iter().enumerate() {
         if let Some(e) = &r.error {
             eprintln!("producer {i}: {e}");
         }
@@ -329,16 +374,9 @@ fn execute(
         Acks::None => messages_sent,
         _ => ledger.acked_total(),
     };
-    let expected = match args.mode {
-        Mode::Consume => args.messages.unwrap_or(0),
-        _ => delivered,
-    };
-    wait_for(&progress, expected, !consumers.is_empty());
-    progress.stop.store(true, Ordering::Relaxed);
     let mut e2e_ns = histogram();
     let (mut first_recv, mut last_recv) = (u64::MAX, 0);
-    for h in consumers {
-        let r = h.join().map_err(|_| "consumer panicked")?;
+    for r in consumers {
         if let Some(e) = &r.error {
             eprintln!("consumer: {e}");
         }
@@ -350,7 +388,6 @@ fn execute(
         }
         ledger.duplicated += r.ledger.duplicated;
     }
-    drop(reporter);
     let received = ledger.received_total();
     let (count, from, to) = match args.mode {
         Mode::Produce => (delivered, first_send, last_ack.max(first_send + 1)),
@@ -391,7 +428,7 @@ fn execute(
         broker_cpu_ns_per_msg: None,
         broker_peak_rss_mb: None,
     };
-    Ok((summary, e2e_ns, ack_ns))
+    (summary, e2e_ns, ack_ns)
 }
 
 fn spawn_producers(
@@ -438,6 +475,9 @@ impl Drop for Reporter {
 
 fn spawn_progress(sent: Arc<AtomicU64>, progress: Arc<Progress>, quiet: bool) -> Reporter {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if quiet {
+        return Reporter(done);
+    }
     let flag = done.clone();
     std::thread::spawn(move || {
         let start = std::time::Instant::now();
@@ -445,7 +485,7 @@ fn spawn_progress(sent: Arc<AtomicU64>, progress: Arc<Progress>, quiet: bool) ->
         while !flag.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             ticks += 1;
-            if ticks.is_multiple_of(10) && !quiet {
+            if ticks.is_multiple_of(10) {
                 eprintln!(
                     "[{:>4.0} s] sent {} received {}",
                     start.elapsed().as_secs_f64(),

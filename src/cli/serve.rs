@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// How often retention runs, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub retention_check_ms: u64,
+    /// How long small acks=leader appends may wait to share one disk write, in µs
+    /// (0: write each at once). Durable appends never wait.
+    #[arg(long, default_value_t = 1000)]
+    pub write_linger_us: u64,
     /// Busy-poll this many µs before an idle shard sleeps (latency vs. CPU).
     #[arg(long, default_value_t = 0)]
     pub poll_us: u64,
@@ -101,6 +105,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         cores,
         max_frame_bytes: args.max_frame_bytes,
         fsync: args.fsync,
+        write_linger: Duration::from_micros(args.write_linger_us),
         cache_mb: args.cache_mb,
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,

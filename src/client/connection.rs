@@ -30,6 +30,8 @@ fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice]) -> std
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut slices, n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A busy-polling caller's socket is non-blocking (see `into_polling`).
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
             Err(e) => return Err(e),
         }
     }
@@ -88,6 +90,68 @@ impl FrameReader {
     }
 }
 
+/// The receiving half of a connection for a caller that busy-polls: `try_recv` never
+/// blocks, so one thread can watch several connections without a wake-up in between.
+pub struct PollReader {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Unparsed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl PollReader {
+    /// The next whole answer if one has arrived, else `None` at once.
+    pub fn try_recv(&mut self) -> Result<Option<(u64, Response, Bytes)>, ClientError> {
+        loop {
+            if let Some(answer) = self.take_answer()? {
+                return Ok(Some(answer));
+            }
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Parses one buffered answer, or makes room in the buffer for the rest of it.
+    fn take_answer(&mut self) -> Result<Option<(u64, Response, Bytes)>, ClientError> {
+        let have = self.end - self.start;
+        let mut needed = HEAD_LEN;
+        if have >= HEAD_LEN {
+            let mut head = [0u8; HEAD_LEN];
+            head.copy_from_slice(&self.buf[self.start..self.start + HEAD_LEN]);
+            let head = frame::parse_head(head, RESPONSE_MAX_BYTES)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            needed = HEAD_LEN + head.body_len();
+            if have >= needed {
+                let body_at = self.start + HEAD_LEN;
+                let body = Bytes::copy_from_slice(&self.buf[body_at..self.start + needed]);
+                self.start += needed;
+                if self.start == self.end {
+                    (self.start, self.end) = (0, 0);
+                }
+                let env = frame::decode_response(&body[..head.envelope_len as usize])
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let payload = body.slice(head.envelope_len as usize..);
+                return Ok(Some((env.id, env.response, payload)));
+            }
+        }
+        // Not all here: keep the partial answer at the front, with room for all of it.
+        if self.buf.len() - self.start < needed {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, have);
+            if self.buf.len() < needed {
+                self.buf.resize(needed, 0);
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Connection {
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)?;
@@ -102,6 +166,23 @@ impl Connection {
     /// Separate halves, so that one thread can send while another reads answers.
     pub fn into_split(self) -> (FrameWriter, FrameReader) {
         (self.writer, self.reader)
+    }
+
+    /// Halves for a busy-polling caller: the socket becomes non-blocking (sends spin
+    /// while the socket buffer is full) and answers are read with `PollReader::try_recv`.
+    pub fn into_polling(self) -> Result<(FrameWriter, PollReader), ClientError> {
+        let buffered = self.reader.reader.buffer().to_vec();
+        let stream = self.reader.reader.into_inner();
+        stream.set_nonblocking(true)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        buf[..buffered.len()].copy_from_slice(&buffered);
+        let reader = PollReader {
+            stream,
+            buf,
+            start: 0,
+            end: buffered.len(),
+        };
+        Ok((self.writer, reader))
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
@@ -141,5 +222,65 @@ impl Connection {
             )));
         }
         Ok((response, payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::messages::ResponseEnvelope;
+    use std::net::TcpListener;
+
+    fn answer(id: u64, payload: &[u8]) -> Vec<u8> {
+        let env = ResponseEnvelope {
+            id,
+            response: Response::Offset { offset: id as i64 },
+        };
+        let mut frame = frame::encode_response(&env, payload.len()).expect("encodes");
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn poll_reader_reassembles_answers_cut_anywhere_and_never_blocks() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let big = vec![7u8; 600 * 1024]; // larger than the initial buffer
+        let mut bytes = answer(1, b"abc");
+        bytes.extend(answer(2, &big));
+        bytes.extend(answer(3, b""));
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            // Cuts inside a head, inside an envelope and inside a payload.
+            for piece in bytes.chunks(5 + bytes.len() / 7) {
+                s.write_all(piece).expect("write");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            s
+        });
+        let (_, mut reader) = Connection::connect(addr)
+            .and_then(Connection::into_polling)
+            .expect("connect");
+        let mut got = Vec::new();
+        let started = std::time::Instant::now();
+        while got.len() < 3 && started.elapsed() < Duration::from_secs(10) {
+            if let Some((id, response, payload)) = reader.try_recv().expect("valid answers") {
+                assert_eq!(response, Response::Offset { offset: id as i64 });
+                got.push((id, payload.len()));
+            }
+        }
+        let open = server.join().expect("server");
+        assert_eq!(got, vec![(1, 3), (2, 600 * 1024), (3, 0)]);
+        // Nothing more while the peer stays: returns at once instead of blocking.
+        assert!(matches!(reader.try_recv(), Ok(None)));
+        drop(open);
+        let started = std::time::Instant::now();
+        let closed = loop {
+            match reader.try_recv() {
+                Ok(None) if started.elapsed() < Duration::from_secs(10) => continue,
+                other => break other,
+            }
+        };
+        assert!(closed.is_err(), "a closed peer is an error");
     }
 }

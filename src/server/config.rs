@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub cores: Vec<usize>,
     pub max_frame_bytes: u32,
     pub fsync: FsyncPolicy,
+    /// See `LogConfig::write_linger`.
+    pub write_linger: std::time::Duration,
     /// Per-shard cache of recent batches, in MiB.
     pub cache_mb: usize,
     /// How often each shard applies retention to its partitions.

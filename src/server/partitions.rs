@@ -63,6 +63,13 @@ pub async fn produce(
             return answer(log_error_response(&e));
         }
     }
+    // Consumers first: each answer costs the shard a send (on loopback the kernel
+    // delivers it inline, ~5 µs), so letting the woken fetches answer before the
+    // producer's acknowledgement takes that off the end-to-end path (bench latency --spin:
+    // p50 28 → 25 µs; the ack waits that much longer).
+    if acks == Acks::Leader && appended.woke_readers > 0 {
+        future::yield_now().await;
+    }
     answer(Response::Produced {
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,

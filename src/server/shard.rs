@@ -290,6 +290,7 @@ impl Shard {
                 retention_ms: meta.config.retention_ms,
                 retention_bytes: meta.config.retention_bytes,
                 fsync: self.config.fsync,
+                write_linger: self.config.write_linger,
                 ..LogConfig::default()
             };
             let dir = meta.partition_dir(&self.config.data_dir, partition);

@@ -13,6 +13,7 @@ pub(crate) mod cpulist;
 mod disk;
 mod host;
 mod irq;
+mod jitter;
 mod memory;
 mod report;
 mod sysctl;
@@ -39,6 +40,10 @@ pub struct TuneArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also spin on each core for this many ms and report how long it lost the CPU
+    /// (`cpu.jitter`): the floor under a polling shard's latency tail.
+    #[arg(long)]
+    pub jitter_ms: Option<u64>,
     /// Exit nonzero if any check warns (for provisioning pipelines).
     #[arg(long)]
     pub strict: bool,
@@ -50,11 +55,13 @@ pub struct TuneArgs {
 const USAGE: &str = "\
 peregrine tune: check how far this host is from a low-latency setup.
 
-  peregrine tune --check [--cores LIST] [--nic IFACE] [--data-dir DIR] [--json] [--strict]
+  peregrine tune --check [--cores LIST] [--nic IFACE] [--data-dir DIR] [--jitter-ms N]
+                         [--json] [--strict]
 
 --check reports every setting (CPU governor and isolation, NIC IRQs and RSS queues,
 transparent hugepages, memlock, disk scheduler, sysctls) with the recommended value and
-the tuning/ script that changes it. Guide: tuning/README.md.
+the tuning/ script that changes it; --jitter-ms also measures how long each core stalls
+while it spins. Guide: tuning/README.md.
 ";
 
 pub fn run(args: TuneArgs) -> CliResult {
@@ -73,7 +80,11 @@ pub fn run(args: TuneArgs) -> CliResult {
     };
     let nic = args.nic.clone().or_else(|| irq::default_nic(&host));
     let dev = disk::device_of(&args.data_dir);
-    let checks = collect(&host, &cores, nic.as_deref(), memory::memlock_limit(), dev);
+    let mut checks = collect(&host, &cores, nic.as_deref(), memory::memlock_limit(), dev);
+    if let Some(ms) = args.jitter_ms {
+        let length = std::time::Duration::from_millis(ms);
+        checks.extend(jitter::findings(&jitter::measure(&cores, length), length));
+    }
     let context = Context {
         root: args.root.display().to_string(),
         cores: cpulist::format(&cores),

@@ -50,6 +50,9 @@ pub struct LogConfig {
     /// Preallocation chunk for segment files (default 64 MiB, capped at segment_bytes).
     pub preallocate_bytes: u64,
     pub fsync: FsyncPolicy,
+    /// How long small appends that nobody waits on durably may wait to share one write
+    /// (zero: write at once). See `partition_log::linger`.
+    pub write_linger: std::time::Duration,
 }
 
 impl Default for LogConfig {
@@ -61,6 +64,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             preallocate_bytes: 64 << 20,
             fsync: FsyncPolicy::OnDurable,
+            write_linger: std::time::Duration::from_millis(1),
         }
     }
 }

@@ -85,8 +85,12 @@ impl WaitList {
         .await
     }
 
-    /// Wakes (and forgets) every waiter whose threshold is below `value`.
-    pub(crate) fn wake_past(&self, value: i64) {
+    /// Wakes (and forgets) every waiter whose threshold is below `value`; returns how
+    /// many it woke.
+    pub(crate) fn wake_past(&self, value: i64) -> usize {
+        if self.waiters.borrow().is_empty() {
+            return 0;
+        }
         let woken: Vec<Waker> = {
             let mut waiters = self.waiters.borrow_mut();
             let mut woken = Vec::new();
@@ -99,7 +103,9 @@ impl WaitList {
             });
             woken
         };
+        let count = woken.len();
         woken.into_iter().for_each(Waker::wake);
+        count
     }
 
     /// Wakes every waiter (close, failure); each re-checks its own condition.

@@ -588,6 +588,53 @@ fn fsync_policy_always_and_interval_sync_without_waiters() {
     });
 }
 
+#[test]
+fn small_leader_appends_linger_and_durable_waiters_or_size_end_the_linger() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        // A linger far longer than the test: whatever gets written, something ended it.
+        let config = LogConfig {
+            write_linger: Duration::from_secs(60),
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config.clone()).await;
+        let within = |limit: Duration| {
+            let log = log.clone();
+            async move {
+                let start = std::time::Instant::now();
+                while log.pending_bytes() > 0 && start.elapsed() < limit {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+                log.pending_bytes() == 0
+            }
+        };
+        append_tags(&log, 0..3);
+        assert!(
+            !within(Duration::from_millis(100)).await,
+            "small appends wait"
+        );
+        // A durable waiter ends the linger for everything pending.
+        let last = log.append(batch(3)).expect("append").last_offset;
+        log.wait_durable(last).await.expect("durable");
+        assert_eq!(log.pending_bytes(), 0);
+        // So does a block of data worth writing.
+        append_tags(&log, 4..5);
+        assert!(!within(Duration::from_millis(50)).await);
+        log.append(batch_with(5, 100, 1000, 5_000)).expect("append");
+        assert!(
+            within(Duration::from_secs(10)).await,
+            "64 KiB pending is written"
+        );
+        // And close.
+        append_tags(&log, 6..8);
+        log.close().await.expect("close");
+        let log = open(&dir, config).await;
+        // Records: tags 0..3 hold 1+2+3, tag 3 one, tag 4 two, the big batch 100, tags 6..8 1+2.
+        assert_eq!(log.end_offset(), 6 + 1 + 2 + 100 + 3);
+        log.close().await.expect("close");
+    });
+}
+
 /// Copies the partition directory while its log is open: what a kill -9 leaves on
 /// disk, since O_DIRECT bypasses the page cache.
 fn crash_copy(dir: &Path, to: &Path) {
