@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod embedded;
+pub mod kafka;
 pub mod native;
 pub mod server;
 pub mod time;

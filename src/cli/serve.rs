@@ -16,9 +16,15 @@ pub struct ServeArgs {
     /// Native protocol address, shared by every shard (SO_REUSEPORT).
     #[arg(long, default_value = config::NATIVE_ADDR_DEFAULT)]
     pub native_addr: SocketAddr,
-    /// Kafka protocol address (reserved; served once the Kafka front end lands).
+    /// Kafka protocol address, shared by every shard (SO_REUSEPORT).
     #[arg(long, default_value = config::KAFKA_ADDR_DEFAULT)]
     pub kafka_addr: SocketAddr,
+    /// `host:port` Kafka clients are told to connect to. Default: the Kafka address.
+    #[arg(long)]
+    pub advertised_kafka_addr: Option<String>,
+    /// Create unknown topics named by Kafka Metadata or Produce requests (one partition).
+    #[arg(long)]
+    pub auto_create_topics: bool,
     /// First per-shard native port (shard i listens on base + i). Default: native port
     /// + 1, or free ports when the native port is 0.
     #[arg(long)]
@@ -100,6 +106,8 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         data_dir: args.data_dir,
         native_addr: args.native_addr,
         kafka_addr: args.kafka_addr,
+        advertised_kafka_addr: args.advertised_kafka_addr,
+        auto_create_topics: args.auto_create_topics,
         shard_port_base,
         shards,
         cores,

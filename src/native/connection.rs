@@ -26,16 +26,16 @@ const READ_CHUNK: usize = 1 << 20;
 /// Payloads above this are written straight from the batch buffers, not copied.
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
 
-type Stream = Rc<RefCell<TcpStream>>;
+pub(crate) type Stream = Rc<RefCell<TcpStream>>;
 type Outgoing = (u64, Reply);
 
 /// Reads from a stream shared by the reader and writer tasks. The borrow lasts for one
 /// poll only, never across an await; glommio keeps separate read and write sources.
-async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
     future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
 }
 
-async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
     while !buf.is_empty() {
         let n =
             future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;

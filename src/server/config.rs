@@ -17,6 +17,11 @@ pub struct ServerConfig {
     /// Shared native port: every shard listens on it with SO_REUSEPORT.
     pub native_addr: SocketAddr,
     pub kafka_addr: SocketAddr,
+    /// `host:port` Kafka clients are told to connect to (Metadata, FindCoordinator).
+    /// None: the bound Kafka address (127.0.0.1 in place of an unspecified address).
+    pub advertised_kafka_addr: Option<String>,
+    /// Create a topic on a Kafka Metadata or Produce request that names an unknown one.
+    pub auto_create_topics: bool,
     /// First port of the per-shard native ports (shard i listens on base + i); 0 picks
     /// free ports, reported by Metadata.
     pub shard_port_base: u16,

@@ -77,6 +77,14 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         .local_addr()
         .map_err(listen_err("native".into()))?;
     let kafka_addr = kafka[0].local_addr().map_err(listen_err("kafka".into()))?;
+    if config.advertised_kafka_addr.is_none() {
+        let mut advertised = kafka_addr;
+        if advertised.ip().is_unspecified() {
+            tracing::warn!("Kafka port listens on every address; advertising 127.0.0.1 (set --advertised-kafka-addr)");
+            advertised.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        config.advertised_kafka_addr = Some(advertised.to_string());
+    }
 
     let process = Arc::new(ProcessShutdown::default());
     install_signal_handler(process.clone());
@@ -337,10 +345,10 @@ async fn accept_loop(
                 }
             }
             Protocol::Kafka => {
-                tracing::warn!(
-                    "Kafka protocol connection refused: the Kafka front end is not served yet"
-                );
-                drop(stream);
+                let spawned = gate.spawn(crate::kafka::serve(shard.clone(), stream));
+                if let Ok(task) = spawned {
+                    task.detach();
+                }
             }
         }
     }

@@ -1,0 +1,60 @@
+//! The APIs and version ranges this broker implements, as ApiVersions advertises them.
+//! Ranges stop below versions that need what the broker lacks (topic ids in Fetch v13+,
+//! Produce v10+ and Metadata v13), and include every version librdkafka 2.x,
+//! kafka-python, aiokafka and KafkaJS negotiate.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The version range of an API, if it is implemented.
+pub fn range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let keys = SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::RequestKind;
+
+    #[test]
+    fn every_advertised_version_is_one_the_codec_knows() {
+        for (key, min, max) in SUPPORTED {
+            let (lo, hi) = (key.valid_versions().min, key.valid_versions().max);
+            assert!(
+                lo <= *min && *max <= hi,
+                "{key:?} {min}-{max} outside {lo}-{hi}"
+            );
+            assert!(min <= max);
+        }
+        let _ = std::mem::size_of::<RequestKind>();
+    }
+}

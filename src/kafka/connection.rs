@@ -1,0 +1,144 @@
+//! One Kafka connection on a shard. Requests are read as they come and run
+//! concurrently, but answered in the order they arrived, as Kafka clients require.
+
+use super::codec::{self, Incoming};
+use super::Ctx;
+use crate::native::connection::{read_some, write_all, Stream};
+use crate::server::runtime::{spawn_local, TcpStream};
+use crate::server::shard::Shard;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::Task;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Requests one connection may have in flight before the broker stops reading it.
+const IN_FLIGHT_MAX: usize = 128;
+/// Smallest read into the receive buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A request's answer: `None` for requests Kafka does not answer (acks=0 produce).
+type Answer = Task<Option<BytesMut>>;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let stream: Stream = Rc::new(RefCell::new(stream));
+    let ctx = Rc::new(Ctx::new(shard.clone()));
+    let (tx, rx) = local_channel::new_bounded::<Answer>(IN_FLIGHT_MAX);
+    let writer = spawn_local(write_loop(stream.clone(), rx, peer.clone()));
+    let max_frame = shard.config.max_frame_bytes as usize;
+    let mut reader = FrameReader {
+        stream,
+        buf: BytesMut::new(),
+    };
+    loop {
+        let next = future::or(async { Some(reader.next(max_frame).await) }, async {
+            shard.shutdown.wait().await;
+            None
+        });
+        let frame = match next.await {
+            None | Some(Ok(None)) => break,
+            Some(Ok(Some(frame))) => frame,
+            Some(Err(e)) => {
+                tracing::warn!(%peer, "closing Kafka connection: {e}");
+                break;
+            }
+        };
+        let answer = match codec::decode(frame) {
+            Ok(Incoming::Answered(bytes)) => spawn_local(async move { Some(bytes) }),
+            Ok(Incoming::Request(request)) => {
+                let ctx = ctx.clone();
+                let peer = peer.clone();
+                spawn_local(async move {
+                    let (id, key, version) = (
+                        request.header.correlation_id,
+                        request.api_key,
+                        request.header.request_api_version,
+                    );
+                    let body = super::handle(&ctx, request).await?;
+                    match codec::encode(id, key, version, &body) {
+                        Ok(bytes) => Some(bytes),
+                        Err(e) => {
+                            tracing::error!(%peer, "{e}");
+                            None
+                        }
+                    }
+                })
+            }
+            Err(e) => {
+                // Framing is intact but the request is not: Kafka closes, so do we.
+                tracing::warn!(%peer, "closing Kafka connection: {e}");
+                break;
+            }
+        };
+        if tx.send(answer).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer.await;
+}
+
+async fn write_loop(stream: Stream, rx: LocalReceiver<Answer>, peer: String) {
+    while let Some(answer) = rx.recv().await {
+        let Some(bytes) = answer.await else {
+            continue;
+        };
+        if let Err(e) = write_all(&stream, &bytes).await {
+            tracing::debug!(%peer, "Kafka connection write failed: {e}");
+            return;
+        }
+    }
+}
+
+/// Splits `i32 length | request` frames off the stream.
+struct FrameReader {
+    stream: Stream,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// The next frame, `None` at a clean end of stream.
+    async fn next(&mut self, max: usize) -> Result<Option<Bytes>, String> {
+        loop {
+            let mut want = 4;
+            if self.buf.len() >= 4 {
+                let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| format!("frame length {len} outside 0..={max}"))?;
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+                want = 4 + len;
+            }
+            let have = self.buf.len();
+            let room = (want - have).max(READ_CHUNK);
+            self.buf.resize(have + room, 0);
+            let read = read_some(&self.stream, &mut self.buf[have..]).await;
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(format!("read failed: {e}"));
+                }
+            };
+            self.buf.truncate(have + n);
+            if n == 0 {
+                return match have {
+                    0 => Ok(None),
+                    _ => Err(format!(
+                        "connection closed inside a frame ({have} bytes read)"
+                    )),
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Produce: each partition's record batches go to the owning shard as received (the
+//! broker writes only their base offsets). acks 0 → none (no answer at all), 1 →
+//! leader, -1 → durable (group-committed fdatasync), as DESIGN.md maps them.
+
+use super::{call, errors, metadata, Ctx};
+use crate::native::messages::{Acks, Request, Response};
+use crate::server::runtime::spawn_local;
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+
+/// `None` for acks=0, which Kafka never answers.
+pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = match req.acks {
+        0 => Ok(Acks::None),
+        1 => Ok(Acks::Leader),
+        -1 => Ok(Acks::Durable),
+        other => Err(other),
+    };
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        if ctx.shard.config.auto_create_topics {
+            ensure_topic(ctx, &name).await;
+        }
+        // Partitions run concurrently, on their own shards.
+        let tasks: Vec<_> = topic
+            .partition_data
+            .into_iter()
+            .map(|p| {
+                let (ctx, name) = (ctx.clone(), name.clone());
+                spawn_local(async move {
+                    let index = p.index;
+                    let result = match (acks, p.records) {
+                        (Err(a), _) => Err((
+                            ResponseError::InvalidRequiredAcks.code(),
+                            format!("acks must be 0, 1 or -1, not {a}"),
+                        )),
+                        (_, None) => Err((
+                            ResponseError::CorruptMessage.code(),
+                            "produce without records".to_string(),
+                        )),
+                        (Ok(acks), Some(records)) => {
+                            // The broker sets base offsets in place: one copy out of the
+                            // request frame, which the other partitions still share.
+                            let request = Request::Produce {
+                                topic: name,
+                                partition: index,
+                                acks,
+                            };
+                            call(&ctx, request, BytesMut::from(&records[..])).await
+                        }
+                    };
+                    partition_response(index, result, version)
+                })
+            })
+            .collect();
+        let mut partitions = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            partitions.push(task.await);
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if req.acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}
+
+async fn ensure_topic(ctx: &Ctx, name: &str) {
+    let known = metadata::all_topics(ctx)
+        .await
+        .map(|t| t.iter().any(|t| t.name == name))
+        .unwrap_or(true);
+    if !known {
+        metadata::auto_create(ctx, name).await;
+    }
+}
+
+fn partition_response(
+    index: i32,
+    result: Result<(Response, Vec<bytes::Bytes>), (i16, String)>,
+    version: i16,
+) -> PartitionProduceResponse {
+    // Error messages exist from v8 on; setting one earlier would not encode.
+    let message = |m: String| (version >= 8).then(|| super::str_bytes(&m));
+    let base = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok((Response::Produced { base_offset, .. }, _)) => base.with_base_offset(base_offset),
+        // acks=0: the shard does not answer; nobody reads this either.
+        Err((code, _)) if code == errors::no_answer().0 => base,
+        Ok((other, _)) => base
+            .with_error_code(ResponseError::UnknownServerError.code())
+            .with_base_offset(-1)
+            .with_error_message(message(format!("unexpected answer: {other:?}"))),
+        Err((code, message_text)) => base
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_error_message(message(message_text)),
+    }
+}
