@@ -15,6 +15,7 @@ mod codec;
 mod connection;
 mod errors;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -75,6 +76,22 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(ctx, r).await)
         }
+        RequestKind::JoinGroup(r) => {
+            let client = request.header.client_id.as_ref().map_or("", |c| c.as_str());
+            ResponseKind::JoinGroup(groups::join(ctx, r, client, v).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r, v).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(groups::commit(ctx, r).await),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::fetch_offsets(ctx, r, v).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(ctx, r).await)
+        }
+        RequestKind::ListGroups(_) => ResponseKind::ListGroups(groups::list(ctx, v).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(ctx, r, v).await)
         }

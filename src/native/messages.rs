@@ -102,12 +102,17 @@ pub enum Request {
         generation: i32,
         offsets: Vec<CommitEntry>,
     },
-    /// Committed offsets of a group for one topic (every partition that has one).
+    /// Committed offsets of a group for one topic (every partition that has one); an
+    /// empty topic name (never a valid one) asks for every topic.
     FetchOffsets {
         group: String,
         topic: String,
     },
     DescribeGroup {
+        group: String,
+    },
+    /// Deletes a group without members, and its committed offsets.
+    DeleteGroup {
         group: String,
     },
     ListGroups,

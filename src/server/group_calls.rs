@@ -100,7 +100,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request) -> Option<Reply> {
             Ok(all) => reply(Response::Offsets {
                 offsets: all
                     .into_iter()
-                    .filter(|c| c.topic == topic)
+                    .filter(|c| topic.is_empty() || c.topic == topic)
                     .map(|c| CommitEntry {
                         topic: c.topic,
                         partition: c.partition,
@@ -127,6 +127,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request) -> Option<Reply> {
                     .collect(),
             })
         }
+        Request::DeleteGroup { group } => ok_or(groups.delete(&group).await),
         Request::ListShardGroups { .. } => reply(Response::Groups {
             groups: groups.list(),
         }),

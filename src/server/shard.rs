@@ -142,7 +142,8 @@ impl Shard {
             | Request::LeaveGroup { group, .. }
             | Request::CommitOffsets { group, .. }
             | Request::FetchOffsets { group, .. }
-            | Request::DescribeGroup { group } => group_owner(group, self.nshards),
+            | Request::DescribeGroup { group }
+            | Request::DeleteGroup { group } => group_owner(group, self.nshards),
             Request::Metadata { .. } | Request::DescribeTopic { .. } | Request::ListGroups => {
                 self.id
             }

@@ -1,0 +1,438 @@
+//! Consumer groups for Kafka clients on the native coordinator.
+//!
+//! The coordinator assigns partitions itself (its JoinGroup is JoinGroup and SyncGroup
+//! in one, `shards/src/groups`), so the Kafka protocol's client-side assignment is
+//! reduced to a formality: JoinGroup waits for the rebalance and gives the leader the
+//! member list, the leader's SyncGroup assignment is accepted and not used, and every
+//! member's SyncGroup returns what the coordinator assigned it for that generation.
+//! Only the "consumer" protocol type is served; its subscription metadata says which
+//! topics a member wants.
+
+use super::{call, errors, str_bytes, Ctx};
+use crate::native::messages::{Assignment, CommitEntry, Request, Response};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+
+const PROTOCOL_TYPE: &str = "consumer";
+/// Version of the consumer protocol assignment we write (topic partitions + user data).
+const ASSIGNMENT_VERSION: i16 = 0;
+
+fn unexpected(what: &str, r: &Response) -> (i16, String) {
+    (
+        ResponseError::UnknownServerError.code(),
+        format!("unexpected answer to {what}: {r:?}"),
+    )
+}
+
+/// The topics of a consumer-protocol subscription (`i16 version | subscription`).
+fn subscribed_topics(mut metadata: Bytes) -> Result<Vec<String>, String> {
+    if metadata.len() < 2 {
+        return Err("subscription metadata too short".into());
+    }
+    // Later versions only append fields: read them as the newest we know.
+    let version = metadata.get_i16().clamp(0, 3);
+    let sub = ConsumerProtocolSubscription::decode(&mut metadata, version)
+        .map_err(|e| format!("bad subscription metadata: {e}"))?;
+    Ok(sub.topics.iter().map(|t| t.to_string()).collect())
+}
+
+fn subscription_bytes(topics: &[String]) -> Bytes {
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| str_bytes(t)).collect());
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    // Encoding a struct we just built at version 0 cannot fail.
+    let _ = sub.encode(&mut buf, 0);
+    buf.freeze()
+}
+
+fn assignment_bytes(assignment: &[Assignment]) -> Bytes {
+    let parts = assignment
+        .iter()
+        .map(|a| {
+            TopicPartition::default()
+                .with_topic(TopicName(str_bytes(&a.topic)))
+                .with_partitions(a.partitions.clone())
+        })
+        .collect();
+    let body = ConsumerProtocolAssignment::default().with_assigned_partitions(parts);
+    let mut buf = BytesMut::new();
+    buf.put_i16(ASSIGNMENT_VERSION);
+    let _ = body.encode(&mut buf, ASSIGNMENT_VERSION);
+    buf.freeze()
+}
+
+pub async fn join(
+    ctx: &Ctx,
+    req: JoinGroupRequest,
+    client_id: &str,
+    version: i16,
+) -> JoinGroupResponse {
+    let failed = |code: i16| {
+        JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone())
+    };
+    if req.protocol_type.as_str() != PROTOCOL_TYPE {
+        return failed(ResponseError::InconsistentGroupProtocol.code());
+    }
+    // The member's first choice names the protocol; the leader's assignor is not used.
+    let Some(protocol) = req.protocols.first() else {
+        return failed(ResponseError::InconsistentGroupProtocol.code());
+    };
+    let topics = match subscribed_topics(protocol.metadata.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(group = %req.group_id.0, "JoinGroup refused: {e}");
+            return failed(ResponseError::InconsistentGroupProtocol.code());
+        }
+    };
+    // A subscription may name topics that do not exist (yet): join with the others.
+    let known = super::metadata::all_topics(ctx).await.unwrap_or_default();
+    let topics: Vec<String> = topics
+        .into_iter()
+        .filter(|t| known.iter().any(|k| &k.name == t))
+        .collect();
+    let request = Request::JoinGroup {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        client_id: client_id.to_string(),
+        topics: topics.clone(),
+        session_timeout_ms: req.session_timeout_ms.max(0) as u32,
+        rebalance_timeout_ms: if version >= 1 {
+            req.rebalance_timeout_ms.max(0) as u32
+        } else {
+            0
+        },
+    };
+    let (member_id, generation, leader, members) = match call(ctx, request, BytesMut::new()).await {
+        Ok((
+            Response::Joined {
+                member_id,
+                generation,
+                leader,
+                members,
+                ..
+            },
+            _,
+        )) => (member_id, generation, leader, members),
+        Ok((other, _)) => return failed(unexpected("join", &other).0),
+        Err((code, _)) => return failed(code),
+    };
+    let metadata = subscription_bytes(&topics);
+    let listed = if member_id == leader {
+        members
+            .iter()
+            .map(|m| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(str_bytes(m))
+                    .with_metadata(metadata.clone())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut response = JoinGroupResponse::default()
+        .with_generation_id(generation)
+        .with_protocol_name(Some(protocol.name.clone()))
+        .with_leader(str_bytes(&leader))
+        .with_member_id(str_bytes(&member_id))
+        .with_members(listed);
+    if version >= 7 {
+        response = response.with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)));
+    }
+    response
+}
+
+pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let mut response = SyncGroupResponse::default();
+    if version >= 5 {
+        response = response
+            .with_protocol_type(req.protocol_type.clone())
+            .with_protocol_name(req.protocol_name.clone());
+    }
+    let request = Request::DescribeGroup {
+        group: req.group_id.0.to_string(),
+    };
+    let described = call(ctx, request, BytesMut::new()).await;
+    let code = match described {
+        Ok((
+            Response::GroupDescribed {
+                state,
+                generation,
+                members,
+                ..
+            },
+            _,
+        )) => {
+            match members
+                .iter()
+                .find(|m| m.member_id == req.member_id.as_str())
+            {
+                None => ResponseError::UnknownMemberId.code(),
+                Some(_) if generation != req.generation_id => {
+                    ResponseError::IllegalGeneration.code()
+                }
+                Some(_) if state != "Stable" => ResponseError::RebalanceInProgress.code(),
+                Some(m) => return response.with_assignment(assignment_bytes(&m.assignment)),
+            }
+        }
+        Ok((other, _)) => unexpected("describe group", &other).0,
+        Err((code, _)) => code,
+    };
+    response.with_error_code(code)
+}
+
+pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    let request = Request::Heartbeat {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        generation: req.generation_id,
+    };
+    let code = match call(ctx, request, BytesMut::new()).await {
+        Ok(_) => errors::NONE,
+        Err((code, _)) => code,
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = req.group_id.0.to_string();
+    let ids: Vec<StrBytes> = if version >= 3 {
+        req.members.iter().map(|m| m.member_id.clone()).collect()
+    } else {
+        vec![req.member_id.clone()]
+    };
+    let mut members = Vec::with_capacity(ids.len());
+    let mut first_error = errors::NONE;
+    for id in ids {
+        let request = Request::LeaveGroup {
+            group: group.clone(),
+            member_id: id.to_string(),
+        };
+        let code = match call(ctx, request, BytesMut::new()).await {
+            Ok(_) => errors::NONE,
+            Err((code, _)) => code,
+        };
+        if first_error == errors::NONE {
+            first_error = code;
+        }
+        members.push(
+            MemberResponse::default()
+                .with_member_id(id)
+                .with_error_code(code),
+        );
+    }
+    if version >= 3 {
+        // Per-member errors; the top level only fails for the whole request.
+        return LeaveGroupResponse::default().with_members(members);
+    }
+    LeaveGroupResponse::default().with_error_code(first_error)
+}
+
+pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let offsets: Vec<CommitEntry> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| CommitEntry {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+            })
+        })
+        .collect();
+    let request = Request::CommitOffsets {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        generation: req.generation_id_or_member_epoch,
+        offsets,
+    };
+    // The coordinator commits all or nothing: one code for every partition.
+    let code = match call(ctx, request, BytesMut::new()).await {
+        Ok(_) => errors::NONE,
+        Err((code, _)) => code,
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+pub async fn fetch_offsets(
+    ctx: &Ctx,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let request = Request::FetchOffsets {
+        group: req.group_id.0.to_string(),
+        topic: String::new(),
+    };
+    let committed = match call(ctx, request, BytesMut::new()).await {
+        Ok((Response::Offsets { offsets }, _)) => offsets,
+        Ok((other, _)) => return fetch_failed(unexpected("offset fetch", &other).0, version),
+        Err((code, _)) => return fetch_failed(code, version),
+    };
+    let entry = |partition: i32, offset: i64| {
+        OffsetFetchResponsePartition::default()
+            .with_partition_index(partition)
+            .with_committed_offset(offset)
+            .with_metadata(Some(StrBytes::from_static_str("")))
+    };
+    let topics = match req.topics {
+        // Every partition asked for; -1 where nothing was committed.
+        Some(wanted) => wanted
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|p| {
+                        let found = committed
+                            .iter()
+                            .find(|c| c.topic == t.name.as_str() && c.partition == *p);
+                        entry(*p, found.map_or(-1, |c| c.offset))
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect(),
+        // Null (v2+): everything the group committed.
+        None => {
+            let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+            for c in committed {
+                match topics.iter_mut().find(|t| t.name.as_str() == c.topic) {
+                    Some(t) => t.partitions.push(entry(c.partition, c.offset)),
+                    None => topics.push(
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(str_bytes(&c.topic)))
+                            .with_partitions(vec![entry(c.partition, c.offset)]),
+                    ),
+                }
+            }
+            topics
+        }
+    };
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+fn fetch_failed(code: i16, version: i16) -> OffsetFetchResponse {
+    // v0-1 have no top-level error; the client sees no offsets and uses its reset policy.
+    if version >= 2 {
+        return OffsetFetchResponse::default().with_error_code(code);
+    }
+    OffsetFetchResponse::default()
+}
+
+pub async fn describe(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for group in req.groups {
+        let request = Request::DescribeGroup {
+            group: group.0.to_string(),
+        };
+        let described = DescribedGroup::default().with_group_id(group.clone());
+        groups.push(match call(ctx, request, BytesMut::new()).await {
+            Ok((Response::GroupDescribed { state, members, .. }, _)) => {
+                let live = state != "Dead";
+                let members = members
+                    .iter()
+                    .map(|m| {
+                        let topics: Vec<String> =
+                            m.assignment.iter().map(|a| a.topic.clone()).collect();
+                        DescribedGroupMember::default()
+                            .with_member_id(str_bytes(&m.member_id))
+                            .with_client_id(str_bytes(&m.client_id))
+                            .with_member_metadata(subscription_bytes(&topics))
+                            .with_member_assignment(assignment_bytes(&m.assignment))
+                    })
+                    .collect();
+                described
+                    .with_group_state(str_bytes(&state))
+                    .with_protocol_type(if live {
+                        StrBytes::from_static_str(PROTOCOL_TYPE)
+                    } else {
+                        StrBytes::default()
+                    })
+                    .with_members(members)
+            }
+            Ok((other, _)) => described.with_error_code(unexpected("describe group", &other).0),
+            Err((code, _)) => described.with_error_code(code),
+        });
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn list(ctx: &Ctx, version: i16) -> ListGroupsResponse {
+    match call(ctx, Request::ListGroups, BytesMut::new()).await {
+        Ok((Response::Groups { groups }, _)) => {
+            let listed = groups
+                .into_iter()
+                .map(|(id, state)| {
+                    let g = ListedGroup::default()
+                        .with_group_id(GroupId(str_bytes(&id)))
+                        .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE));
+                    if version >= 4 {
+                        return g.with_group_state(str_bytes(&state));
+                    }
+                    g
+                })
+                .collect();
+            ListGroupsResponse::default().with_groups(listed)
+        }
+        Ok((other, _)) => {
+            ListGroupsResponse::default().with_error_code(unexpected("list groups", &other).0)
+        }
+        Err((code, _)) => ListGroupsResponse::default().with_error_code(code),
+    }
+}
+
+pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for group in req.groups_names {
+        let request = Request::DeleteGroup {
+            group: group.0.to_string(),
+        };
+        let code = match call(ctx, request, BytesMut::new()).await {
+            Ok(_) => errors::NONE,
+            Err((code, _)) => code,
+        };
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group)
+                .with_error_code(code),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
