@@ -15,6 +15,8 @@ pub struct BrokerProcess {
     child: Option<Child>,
     /// The shared native address (`host:port`).
     pub addr: String,
+    /// The Kafka protocol address (`host:port`).
+    pub kafka_addr: String,
     /// Each shard's own native port.
     pub shard_ports: Vec<u16>,
 }
@@ -28,8 +30,9 @@ pub enum SpawnError {
 }
 
 impl BrokerProcess {
-    /// Runs `bin serve --data-dir DIR` on ephemeral loopback ports plus `extra` flags;
-    /// the broker's stderr goes to `DIR/broker.log`.
+    /// Runs `bin serve --data-dir DIR` on ephemeral loopback ports plus `extra` flags
+    /// (a `--kafka-addr` among them replaces the ephemeral one); the broker's stderr
+    /// goes to `DIR/broker.log`.
     pub fn spawn(
         bin: &Path,
         data_dir: &Path,
@@ -50,13 +53,11 @@ impl BrokerProcess {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--native-addr",
-                "127.0.0.1:0",
-                "--kafka-addr",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
+            .args(["--native-addr", "127.0.0.1:0"]);
+        if !extra.iter().any(|a| a == "--kafka-addr") {
+            cmd.args(["--kafka-addr", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         let mut child = cmd.spawn().map_err(spawn_err)?;
@@ -89,6 +90,7 @@ impl BrokerProcess {
         Ok(BrokerProcess {
             child: Some(child),
             addr: field("native="),
+            kafka_addr: field("kafka="),
             shard_ports: field("shard_ports=")
                 .split(',')
                 .filter_map(|p| p.parse().ok())

@@ -14,6 +14,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_peregrine");
 pub struct Broker {
     process: Option<BrokerProcess>,
     pub addr: String,
+    pub kafka_addr: String,
     pub shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     extra: Vec<String>,
@@ -44,6 +45,7 @@ impl Broker {
         let process = spawn(data_dir, &extra);
         Broker {
             addr: process.addr.clone(),
+            kafka_addr: process.kafka_addr.clone(),
             shard_ports: process.shard_ports.clone(),
             process: Some(process),
             data_dir: data_dir.to_path_buf(),
@@ -87,6 +89,7 @@ impl Broker {
         self.kill9();
         let process = spawn(&self.data_dir, &self.extra);
         self.addr = process.addr.clone();
+        self.kafka_addr = process.kafka_addr.clone();
         self.shard_ports = process.shard_ports.clone();
         self.process = Some(process);
     }

@@ -1,0 +1,402 @@
+//! Existing Kafka clients against the real broker: librdkafka through the `rdkafka`
+//! crate (built from source), on the broker's Kafka port.
+
+mod common;
+use common::Broker;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts delivery reports, keeping the errors.
+#[derive(Clone, Default)]
+struct Deliveries {
+    ok: Arc<AtomicUsize>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Err((e, _)) => self.errors.lock().expect("lock").push(e.to_string()),
+        }
+    }
+}
+
+fn config(b: &Broker) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &b.kafka_addr)
+        .set("socket.timeout.ms", "10000")
+        .set("message.timeout.ms", "20000");
+    c
+}
+
+fn producer(b: &Broker, extra: &[(&str, &str)]) -> (BaseProducer<Deliveries>, Deliveries) {
+    let mut c = config(b);
+    c.set("acks", "all").set("linger.ms", "5");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let deliveries = Deliveries::default();
+    let p = c
+        .create_with_context(deliveries.clone())
+        .expect("create producer");
+    (p, deliveries)
+}
+
+/// Sends (key, value) pairs to `topic` and waits until every one is acknowledged.
+fn produce_all(
+    p: &BaseProducer<Deliveries>,
+    d: &Deliveries,
+    topic: &str,
+    msgs: &[(String, String)],
+) {
+    let before = d.ok.load(Ordering::SeqCst);
+    for (k, v) in msgs {
+        let mut record = BaseRecord::to(topic).key(k.as_str()).payload(v.as_str());
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    // Queue full: serve delivery reports, then retry.
+                    assert!(e.to_string().contains("Queue full"), "send: {e}");
+                    p.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+    }
+    p.flush(TIMEOUT).expect("flush");
+    let errors = d.errors.lock().expect("lock").clone();
+    assert!(errors.is_empty(), "delivery errors: {errors:?}");
+    assert_eq!(d.ok.load(Ordering::SeqCst) - before, msgs.len());
+}
+
+fn consumer(b: &Broker, group: &str) -> BaseConsumer {
+    config(b)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .create()
+        .expect("create consumer")
+}
+
+/// One received message: (partition, offset, key, value).
+type Got = (i32, i64, String, String);
+
+/// Polls until `want` messages arrived (or the timeout), committing each synchronously
+/// when `commit` is set.
+fn consume(c: &BaseConsumer, want: usize, commit: bool) -> Vec<Got> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            got.push((m.partition(), m.offset(), text(m.key()), text(m.payload())));
+            if commit {
+                c.commit_message(&m, CommitMode::Sync).expect("commit");
+            }
+        }
+    }
+    got
+}
+
+fn keyed(n: usize, keys: usize, tag: &str) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("key-{}", i % keys), format!("{tag}-{i}")))
+        .collect()
+}
+
+fn seq_of(value: &str) -> usize {
+    value
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("value ends in its index")
+}
+
+#[test]
+fn keyed_messages_with_acks_all_reach_every_group_in_per_key_order() {
+    let b = Broker::start();
+    b.create_topic("orders", 4);
+    let (p, d) = producer(&b, &[]);
+    let msgs = keyed(400, 8, "order");
+    produce_all(&p, &d, "orders", &msgs);
+    for group in ["billing", "audit"] {
+        let c = consumer(&b, group);
+        c.subscribe(&["orders"]).expect("subscribe");
+        let got = consume(&c, msgs.len(), false);
+        assert_eq!(got.len(), msgs.len(), "group {group}");
+        let mut per_key: HashMap<&str, (i32, usize)> = HashMap::new();
+        for (partition, _, key, value) in &got {
+            let seq = seq_of(value);
+            if let Some((p, last)) = per_key.insert(key, (*partition, seq)) {
+                assert_eq!(p, *partition, "key {key} moved partitions");
+                assert!(last < seq, "key {key}: {last} before {seq} out of order");
+            }
+        }
+        let distinct: HashSet<&String> = got.iter().map(|g| &g.3).collect();
+        assert_eq!(distinct.len(), msgs.len(), "group {group} got duplicates");
+    }
+}
+
+#[test]
+fn a_joining_consumer_rebalances_without_loss_or_rereading_commits() {
+    let b = Broker::start();
+    b.create_topic("work", 4);
+    let (p, d) = producer(&b, &[]);
+    let msgs = keyed(300, 30, "job");
+    produce_all(&p, &d, "work", &msgs[..150]);
+    let first = consumer(&b, "workers");
+    first.subscribe(&["work"]).expect("subscribe");
+    let mut got = consume(&first, 100, true);
+    assert_eq!(got.len(), 100);
+    // A second member joins: both poll until the rebalance gave it partitions.
+    let second = consumer(&b, "workers");
+    second.subscribe(&["work"]).expect("subscribe");
+    let deadline = Instant::now() + TIMEOUT;
+    let assigned = |c: &BaseConsumer| c.assignment().map_or(0, |a| a.count());
+    while assigned(&second) == 0 && Instant::now() < deadline {
+        got.extend(consume_for(&first, Duration::from_millis(100)));
+        got.extend(consume_for(&second, Duration::from_millis(100)));
+    }
+    assert_eq!(
+        assigned(&first) + assigned(&second),
+        4,
+        "every partition assigned once"
+    );
+    assert!(
+        assigned(&second) > 0,
+        "the second consumer never got a partition"
+    );
+    produce_all(&p, &d, "work", &msgs[150..]);
+    let mut second_got = 0;
+    while got.len() < msgs.len() && Instant::now() < deadline {
+        got.extend(consume_for(&first, Duration::from_millis(100)));
+        let batch = consume_for(&second, Duration::from_millis(100));
+        second_got += batch.len();
+        got.extend(batch);
+    }
+    let offsets: HashSet<(i32, i64)> = got.iter().map(|g| (g.0, g.1)).collect();
+    assert_eq!(
+        offsets.len(),
+        got.len(),
+        "a committed message was read again"
+    );
+    assert_eq!(got.len(), msgs.len(), "messages lost");
+    assert!(
+        second_got > 0,
+        "the second consumer got nothing after the rebalance"
+    );
+}
+
+/// Polls (committing each message) for a while.
+fn consume_for(c: &BaseConsumer, time: Duration) -> Vec<Got> {
+    let mut got = Vec::new();
+    let end = Instant::now() + time;
+    while Instant::now() < end {
+        if let Some(m) = c.poll(Duration::from_millis(50)) {
+            let m = m.expect("consume");
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            got.push((m.partition(), m.offset(), text(m.key()), text(m.payload())));
+            c.commit_message(&m, CommitMode::Sync).expect("commit");
+        }
+    }
+    got
+}
+
+#[test]
+fn a_restarted_consumer_resumes_from_its_commit_and_seek_replays() {
+    let b = Broker::start();
+    b.create_topic("events", 1);
+    let (p, d) = producer(&b, &[]);
+    let msgs = keyed(100, 1, "event");
+    produce_all(&p, &d, "events", &msgs);
+    {
+        let c = consumer(&b, "resumer");
+        c.subscribe(&["events"]).expect("subscribe");
+        let got = consume(&c, 40, true);
+        assert_eq!(got.len(), 40);
+    }
+    let c = consumer(&b, "resumer");
+    c.subscribe(&["events"]).expect("subscribe");
+    let rest = consume(&c, 60, false);
+    assert_eq!(rest.len(), 60);
+    assert_eq!(rest[0].1, 40, "resumes at the committed offset");
+    // Committed offsets are what OffsetFetch reports.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("events", 0);
+    let committed = c.committed_offsets(tpl, TIMEOUT).expect("committed");
+    let offset = committed
+        .find_partition("events", 0)
+        .expect("partition")
+        .offset();
+    assert_eq!(offset, Offset::Offset(40));
+    // Replay from the beginning with an explicit assignment and a seek.
+    let r = consumer(&b, "replayer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("events", 0, Offset::Offset(90))
+        .expect("add");
+    r.assign(&tpl).expect("assign");
+    assert_eq!(consume(&r, 10, false).len(), 10);
+    r.seek("events", 0, Offset::Beginning, TIMEOUT)
+        .expect("seek");
+    let replay = consume(&r, 100, false);
+    assert_eq!(replay.len(), 100);
+    assert_eq!(replay[0].1, 0);
+    let values: Vec<&String> = replay.iter().map(|g| &g.3).collect();
+    let sent: Vec<&String> = msgs.iter().map(|m| &m.1).collect();
+    assert_eq!(values, sent);
+}
+
+#[test]
+fn every_compression_codec_round_trips_and_is_stored_as_sent() {
+    let b = Broker::start();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("packed-{codec}");
+        b.create_topic(&topic, 1);
+        let (p, d) = producer(&b, &[("compression.codec", codec)]);
+        let msgs = keyed(200, 5, codec);
+        produce_all(&p, &d, &topic, &msgs);
+        let c = consumer(&b, &format!("reader-{codec}"));
+        c.subscribe(&[topic.as_str()]).expect("subscribe");
+        let got = consume(&c, msgs.len(), false);
+        let values: Vec<&String> = got.iter().map(|g| &g.3).collect();
+        let sent: Vec<&String> = msgs.iter().map(|m| &m.1).collect();
+        assert_eq!(values, sent, "{codec}");
+        // The broker kept the producer's compressed batches.
+        let fetched = b
+            .client()
+            .fetch(&topic, 0, 0, 1 << 20, 0)
+            .expect("native fetch");
+        let header = peregrine_shards::batch::BatchHeader::parse(&fetched.batches).expect("batch");
+        assert_ne!(header.compression(), 0, "{codec} batch stored uncompressed");
+    }
+}
+
+#[test]
+fn admin_creates_and_deletes_topics_and_refuses_what_it_cannot_do() {
+    let b = Broker::start();
+    let admin: AdminClient<DefaultClientContext> = config(&b).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let topics = [
+        NewTopic::new("made-by-admin", 3, TopicReplication::Fixed(1)).set("retention.ms", "60000"),
+        NewTopic::new("too-replicated", 1, TopicReplication::Fixed(3)),
+        NewTopic::new("compacted", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+    ];
+    let results =
+        futures_lite::future::block_on(admin.create_topics(&topics, &opts)).expect("create");
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[1].is_err(), "replication factor 3 on one node");
+    assert!(results[2].is_err(), "compaction is not offered");
+    let again =
+        futures_lite::future::block_on(admin.create_topics(&topics[..1], &opts)).expect("create");
+    assert!(
+        format!("{:?}", again[0]).contains("TopicAlreadyExists"),
+        "{again:?}"
+    );
+    let described = b.client().topic("made-by-admin").expect("exists natively");
+    assert_eq!(described.owners.len(), 3);
+    assert_eq!(described.retention_ms, Some(60_000));
+    let deleted =
+        futures_lite::future::block_on(admin.delete_topics(&["made-by-admin", "never-was"], &opts))
+            .expect("delete");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    assert!(
+        format!("{:?}", deleted[1]).contains("UnknownTopicOrPartition"),
+        "{deleted:?}"
+    );
+    let md = admin
+        .inner()
+        .fetch_metadata(None, TIMEOUT)
+        .expect("metadata");
+    assert!(md.topics().iter().all(|t| t.name() != "made-by-admin"));
+}
+
+#[test]
+fn metadata_lists_the_broker_and_unknown_topics_are_refused() {
+    let b = Broker::start();
+    b.create_topic("listed", 2);
+    let c = consumer(&b, "meta");
+    let md = c.fetch_metadata(None, TIMEOUT).expect("metadata");
+    assert_eq!(md.brokers().len(), 1);
+    assert_eq!(
+        format!("{}:{}", md.brokers()[0].host(), md.brokers()[0].port()),
+        b.kafka_addr
+    );
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == "listed")
+        .expect("topic");
+    assert_eq!(t.partitions().len(), 2);
+    let md = c.fetch_metadata(Some("nope"), TIMEOUT).expect("metadata");
+    assert!(
+        md.topics()[0].error().is_some(),
+        "unknown topic has an error"
+    );
+    // Producing to it fails with the unknown-topic error, not a hang.
+    let (p, d) = producer(&b, &[("message.timeout.ms", "3000")]);
+    p.send(BaseRecord::to("nope").key("k").payload("v"))
+        .expect("queued");
+    let _ = p.flush(Duration::from_secs(10));
+    let errors = d.errors.lock().expect("lock").clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn auto_created_topics_when_asked_for() {
+    let b = Broker::start_with(&["--auto-create-topics"]);
+    let (p, d) = producer(&b, &[]);
+    produce_all(&p, &d, "appears", &keyed(10, 2, "auto"));
+    let info = b.client().topic("appears").expect("created");
+    assert_eq!(info.owners.len(), 1);
+}
+
+#[test]
+fn a_malformed_kafka_request_closes_only_that_connection() {
+    use std::io::{Read, Write};
+    let b = Broker::start();
+    b.create_topic("steady", 1);
+    let (p, d) = producer(&b, &[]);
+    produce_all(&p, &d, "steady", &keyed(10, 1, "before"));
+    let bad_frames: [&[u8]; 3] = [
+        // Length prefix far over the frame limit.
+        &[0x7f, 0xff, 0xff, 0xff],
+        // An API key that does not exist.
+        &[0, 0, 0, 8, 0x7f, 0x00, 0, 0, 0, 0, 0, 1],
+        // A Metadata v1 request cut off inside its topic array.
+        &[0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 9],
+    ];
+    for frame in bad_frames {
+        let mut s = std::net::TcpStream::connect(&b.kafka_addr).expect("connect");
+        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        s.write_all(frame).expect("write");
+        let mut buf = [0u8; 64];
+        // The broker closes the connection (read returns 0) rather than hang or crash.
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "frame {frame:?}");
+    }
+    produce_all(&p, &d, "steady", &keyed(10, 1, "after"));
+    let fetched = b.client().fetch("steady", 0, 0, 1 << 20, 0).expect("fetch");
+    assert_eq!(fetched.high_watermark, 20);
+}
