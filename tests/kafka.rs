@@ -3,7 +3,7 @@
 
 mod common;
 use common::Broker;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -318,6 +318,31 @@ fn admin_creates_and_deletes_topics_and_refuses_what_it_cannot_do() {
     let described = b.client().topic("made-by-admin").expect("exists natively");
     assert_eq!(described.owners.len(), 3);
     assert_eq!(described.retention_ms, Some(60_000));
+    let configs = futures_lite::future::block_on(
+        admin.describe_configs(&[ResourceSpecifier::Topic("made-by-admin")], &opts),
+    )
+    .expect("describe configs");
+    let resource = configs[0].as_ref().expect("topic configs");
+    let value = |name: &str| {
+        resource
+            .get(name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("{name} missing: {resource:?}"))
+    };
+    assert_eq!(value("retention.ms"), "60000");
+    assert_eq!(value("retention.bytes"), "-1");
+    assert_eq!(value("segment.bytes"), (1u64 << 30).to_string());
+    assert_eq!(value("cleanup.policy"), "delete");
+    let unknown = futures_lite::future::block_on(
+        admin.describe_configs(&[ResourceSpecifier::Topic("never-was")], &opts),
+    )
+    .expect("describe configs");
+    // The broker answers UNKNOWN_TOPIC_OR_PARTITION; rdkafka 0.38 drops per-resource
+    // errors, so all that shows here is that no configs came back.
+    assert!(
+        unknown[0].as_ref().map_or(true, |r| r.entries.is_empty()),
+        "{unknown:?}"
+    );
     let deleted =
         futures_lite::future::block_on(admin.delete_topics(&["made-by-admin", "never-was"], &opts))
             .expect("delete");

@@ -10,6 +10,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 /// Topic configs the broker honours; others are refused rather than ignored.
@@ -167,4 +168,106 @@ pub async fn delete_topics(
         results.push(result);
     }
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+/// DescribeConfigs resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Config sources: set on the topic, or the broker's default.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+/// Config types (v3+).
+const TYPE_STRING: i8 = 2;
+const TYPE_LONG: i8 = 5;
+
+/// A topic's configs as Kafka names them: (name, value, set on the topic, type).
+fn topic_configs(t: &crate::native::messages::TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
+    vec![
+        (
+            "retention.ms",
+            t.retention_ms.unwrap_or(-1).to_string(),
+            t.retention_ms.is_some(),
+            TYPE_LONG,
+        ),
+        (
+            "retention.bytes",
+            t.retention_bytes.map_or(-1, |b| b as i64).to_string(),
+            t.retention_bytes.is_some(),
+            TYPE_LONG,
+        ),
+        (
+            "segment.bytes",
+            t.segment_bytes.to_string(),
+            false,
+            TYPE_LONG,
+        ),
+        ("cleanup.policy", "delete".to_string(), false, TYPE_STRING),
+    ]
+}
+
+pub async fn describe_configs(
+    ctx: &Ctx,
+    req: kafka_protocol::messages::DescribeConfigsRequest,
+    version: i16,
+) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
+    let topics = super::metadata::all_topics(ctx).await;
+    let mut results = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let wanted = |name: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        };
+        let fail = |code: i16, message: String| (code, Some(str_bytes(&message)));
+        let outcome = match (resource.resource_type, &topics) {
+            (RESOURCE_TOPIC, Ok(all)) => match all
+                .iter()
+                .find(|t| t.name == resource.resource_name.as_str())
+            {
+                Some(t) => Ok(topic_configs(t)),
+                None => Err(fail(
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    format!("unknown topic '{}'", resource.resource_name.as_str()),
+                )),
+            },
+            (RESOURCE_TOPIC, Err((code, message))) => Err(fail(*code, message.clone())),
+            // No broker-level settings are exposed as Kafka configs yet.
+            (RESOURCE_BROKER, _) => Ok(Vec::new()),
+            (other, _) => Err(fail(
+                ResponseError::InvalidRequest.code(),
+                format!("resource type {other} is not described by this broker"),
+            )),
+        };
+        match outcome {
+            Ok(configs) => {
+                let configs = configs
+                    .into_iter()
+                    .filter(|(name, ..)| wanted(name))
+                    .map(|(name, value, set, kind)| {
+                        let mut c = DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_static_str(name))
+                            .with_value(Some(str_bytes(&value)))
+                            .with_config_source(if set { SOURCE_TOPIC } else { SOURCE_DEFAULT });
+                        if version >= 3 {
+                            c = c.with_config_type(kind);
+                        }
+                        c
+                    })
+                    .collect();
+                result = result.with_configs(configs);
+            }
+            Err((code, message)) => {
+                result = result.with_error_code(code).with_error_message(message)
+            }
+        }
+        results.push(result);
+    }
+    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
 }

@@ -92,6 +92,9 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         }
         RequestKind::ListGroups(_) => ResponseKind::ListGroups(groups::list(ctx, v).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r, v).await)
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(ctx, r, v).await)
         }
