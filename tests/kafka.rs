@@ -425,3 +425,56 @@ fn a_malformed_kafka_request_closes_only_that_connection() {
     let fetched = b.client().fetch("steady", 0, 0, 1 << 20, 0).expect("fetch");
     assert_eq!(fetched.high_watermark, 20);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
+    // The same Kafka address after the restart, so the producer reconnects by itself.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut b = Broker::start_with(&["--kafka-addr", &addr]);
+    b.create_topic("ledger", 2);
+    let (p, d) = producer(
+        &b,
+        &[
+            ("enable.idempotence", "true"),
+            ("retry.backoff.ms", "50"),
+            ("message.timeout.ms", "60000"),
+        ],
+    );
+    let msgs = keyed(2000, 8, "entry");
+    produce_all(&p, &d, "ledger", &msgs[..1000]);
+    // The rest is in flight when the broker is killed: some batches are written and
+    // their acknowledgements lost, and the producer retries them after the restart.
+    for (k, v) in &msgs[1000..] {
+        let _ = p.send(BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str()));
+    }
+    p.poll(Duration::from_millis(5));
+    b.restart();
+    assert_eq!(b.kafka_addr, addr);
+    p.flush(Duration::from_secs(60))
+        .expect("flush after restart");
+    let errors = d.errors.lock().expect("lock").clone();
+    assert!(errors.is_empty(), "delivery errors: {errors:?}");
+    assert_eq!(d.ok.load(Ordering::SeqCst), msgs.len());
+    let c = consumer(&b, "auditor");
+    c.subscribe(&["ledger"]).expect("subscribe");
+    let got = consume(&c, msgs.len(), false);
+    // Anything more would be a duplicate; give one a moment to show up.
+    let mut extra = Vec::new();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            extra.push(m.expect("consume").offset());
+        }
+    }
+    let distinct: HashSet<&String> = got.iter().map(|g| &g.3).collect();
+    assert_eq!(got.len(), msgs.len(), "messages missing");
+    assert_eq!(distinct.len(), msgs.len(), "duplicates written");
+    assert!(extra.is_empty(), "duplicate after the end: {extra:?}");
+}

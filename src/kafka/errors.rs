@@ -20,6 +20,8 @@ pub fn code(code: ErrorCode) -> i16 {
         ErrorCode::InvalidSessionTimeout => K::InvalidSessionTimeout,
         ErrorCode::InvalidGroup => K::InvalidGroupId,
         ErrorCode::GroupNotEmpty => K::NonEmptyGroup,
+        ErrorCode::OutOfOrderSequence => K::OutOfOrderSequenceNumber,
+        ErrorCode::ProducerFenced => K::InvalidProducerEpoch,
         // Retriable: the client refreshes metadata and tries again.
         ErrorCode::ShuttingDown => K::NotLeaderOrFollower,
         ErrorCode::Internal => K::UnknownServerError,

@@ -95,6 +95,9 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r, v).await)
         }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(admin::init_producer_id(ctx, r, v).await)
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(admin::create_topics(ctx, r, v).await)
         }

@@ -120,6 +120,12 @@ pub enum Request {
     ListShardGroups {
         shard: u32,
     },
+    /// A producer id for an idempotent producer; with an existing id and epoch
+    /// (Kafka KIP-360) the same id with the next epoch.
+    InitProducerId {
+        producer_id: i64,
+        epoch: i16,
+    },
     /// Counters of one shard.
     ShardStats {
         shard: u32,
@@ -151,6 +157,10 @@ pub enum ErrorCode {
     InvalidSessionTimeout,
     InvalidGroup,
     GroupNotEmpty,
+    /// An idempotent producer's batch skipped or repeated sequence numbers.
+    OutOfOrderSequence,
+    /// An idempotent producer's epoch is older than the partition has seen.
+    ProducerFenced,
     /// The broker is shutting down.
     ShuttingDown,
     /// A storage or internal failure on the broker.
@@ -223,6 +233,10 @@ pub enum Response {
     },
     Offset {
         offset: i64,
+    },
+    ProducerId {
+        producer_id: i64,
+        epoch: i16,
     },
     PartitionStats(PartitionStats),
     Joined {

@@ -33,6 +33,30 @@ pub fn topic_info(meta: &TopicMeta, nshards: u32) -> TopicInfo {
     }
 }
 
+/// Kafka InitProducerId on the controller: a new id, or the next epoch of a known one.
+pub fn init_producer_id(shard: &Rc<Shard>, producer_id: i64, epoch: i16) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return reply(Response::ProducerId {
+            producer_id,
+            epoch: epoch + 1,
+        });
+    }
+    match shard.producer_ids.allocate() {
+        Ok(producer_id) => reply(Response::ProducerId {
+            producer_id,
+            epoch: 0,
+        }),
+        Err(e) => {
+            tracing::error!("allocating a producer id: {e}");
+            reply(Response::error(
+                ErrorCode::Internal,
+                format!("allocating a producer id: {e}"),
+            ))
+        }
+    }
+}
+
 pub fn metadata(shard: &Rc<Shard>, topics: Option<Vec<String>>) -> Option<Reply> {
     let catalog = shard.catalog();
     let mut infos = Vec::new();

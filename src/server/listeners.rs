@@ -5,6 +5,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
 
 const BACKLOG: i32 = 1024;
+/// How long a fixed port that is still in use is retried at start. A broker killed with
+/// -9 leaves its listening sockets open until the kernel has torn down its io_uring
+/// instances (pending accepts hold them), which takes a moment after the process is gone.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Binds `addr`; with SO_REUSEPORT several shards listen on one port and the kernel
 /// spreads connections between them.
@@ -23,7 +27,20 @@ pub fn bind_shared(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<TcpLi
     if addr.port() != 0 {
         // SO_REUSEPORT would let a second broker silently share the port with a first
         // one; a plain bind fails if anyone holds it.
-        drop(bind_with(addr, false)?);
+        let deadline = std::time::Instant::now() + BIND_RETRY;
+        loop {
+            match bind_with(addr, false) {
+                Ok(probe) => break drop(probe),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!(%addr, "address in use; retrying (a killed broker's sockets may still be closing)");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     let first = bind_with(addr, true)?;
     let resolved = first.local_addr()?;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod group_calls;
 pub mod listeners;
 pub mod partitions;
+pub mod producer_ids;
 pub mod router;
 pub mod runtime;
 pub mod shard;

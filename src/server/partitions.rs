@@ -23,6 +23,8 @@ pub fn log_error_response(e: &LogError) -> Response {
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::Closed => ErrorCode::ShuttingDown,
+        LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+        LogError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
         _ => ErrorCode::Internal,
     };
     Response::error(code, e.to_string())

@@ -2,6 +2,7 @@
 //! routing of every request to the shard that owns what it touches.
 
 use super::config::ServerConfig;
+use super::producer_ids::ProducerIds;
 use super::router::{Reply, Router};
 use super::shutdown::ShardShutdown;
 use crate::native::messages::{ErrorCode, Request, Response};
@@ -34,6 +35,8 @@ pub struct Shard {
     pub router: Router,
     pub shutdown: ShardShutdown,
     pub groups: Rc<GroupCoordinator>,
+    /// Used on the controller shard only.
+    pub producer_ids: ProducerIds,
     catalog: RefCell<Arc<Catalog>>,
     partitions: RefCell<HashMap<(String, i32), OpenPartition>>,
     cache: Rc<BatchCache>,
@@ -65,6 +68,7 @@ impl Shard {
     ) -> Shard {
         let id = router.shard_id();
         let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
+        let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
         Shard {
             id,
             nshards: config.shards as u32,
@@ -74,6 +78,7 @@ impl Shard {
             router,
             shutdown,
             groups,
+            producer_ids,
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
@@ -136,7 +141,9 @@ impl Shard {
             | Request::PartitionStats { topic, partition } => {
                 self.partition_owner(topic, *partition)?
             }
-            Request::CreateTopic(_) | Request::DeleteTopic { .. } => CONTROLLER_SHARD,
+            Request::CreateTopic(_)
+            | Request::DeleteTopic { .. }
+            | Request::InitProducerId { .. } => CONTROLLER_SHARD,
             Request::JoinGroup { group, .. }
             | Request::Heartbeat { group, .. }
             | Request::LeaveGroup { group, .. }
@@ -239,6 +246,9 @@ impl Shard {
                 forwarded: self.forwarded.get(),
             }),
             Request::CreateTopic(spec) => super::admin::create_topic(self, spec).await,
+            Request::InitProducerId { producer_id, epoch } => {
+                super::admin::init_producer_id(self, producer_id, epoch)
+            }
             Request::DeleteTopic { name } => super::admin::delete_topic(self, &name).await,
             Request::DescribeTopic { name } => super::admin::describe_topic(self, &name).await,
             other => super::group_calls::execute(self, other).await,

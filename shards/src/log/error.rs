@@ -33,6 +33,20 @@ pub enum LogError {
     Closed,
     #[error("record batch of {size} bytes is larger than the log's limit of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    /// A batch from an epoch older than the producer's current one.
+    #[error("producer {producer_id}: epoch {epoch} is fenced by epoch {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
 }
 
 impl LogError {

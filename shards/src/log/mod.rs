@@ -21,6 +21,7 @@ mod file;
 mod index;
 mod notify;
 mod partition_log;
+mod producers;
 mod recovery;
 mod retention;
 mod segment;

@@ -29,6 +29,7 @@ use super::config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX};
 use super::error::LogError;
 use super::file;
 use super::notify::{Notify, WaitList};
+use super::producers::{ProducerStates, Verdict};
 use super::recovery;
 use super::retention::{self, SegmentStats};
 use super::segment::{self, DiskRead, Segment, SegmentAppender};
@@ -72,6 +73,9 @@ pub struct AppendResult {
     pub log_append_time_ms: i64,
     /// Long-polling reads this append woke.
     pub woke_readers: usize,
+    /// An idempotent producer's retry: nothing was appended, the offsets are those the
+    /// batches got the first time.
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +111,8 @@ struct State {
     /// A write or fdatasync failed: what we have on disk is uncertain, so the log
     /// refuses appends and durable waits until it is reopened (and recovered).
     failure: Option<(std::io::ErrorKind, String)>,
+    /// Idempotent producers' sequence state.
+    producers: ProducerStates,
 }
 
 struct Inner {
@@ -183,7 +189,41 @@ impl PartitionLog {
             fsync_count: Cell::new(0),
         });
         glommio::spawn_local(run_flusher(inner.clone(), appender)).detach();
-        Ok(Rc::new(PartitionLog { inner }))
+        let log = Rc::new(PartitionLog { inner });
+        log.rebuild_producers().await?;
+        Ok(log)
+    }
+
+    /// Producer state at open: the clean-close snapshot, then the batches after it (or
+    /// the active segment alone when there is no usable snapshot).
+    async fn rebuild_producers(&self) -> Result<(), LogError> {
+        let (start, end, active_base) = {
+            let st = self.inner.state.borrow();
+            let active = st
+                .segments
+                .last()
+                .map_or(st.start_offset, |s| s.base_offset);
+            (st.start_offset, st.end_offset, active)
+        };
+        let (mut states, mut next) = match ProducerStates::load(&self.inner.dir) {
+            Some((states, covered)) if covered <= end && covered >= start => (states, covered),
+            _ => (ProducerStates::default(), active_base.max(start)),
+        };
+        while next < end {
+            let read = self.read(next, 1 << 20).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for bytes in &read.batches {
+                let header = BatchHeader::parse(bytes)?;
+                if header.base_offset >= next {
+                    states.record(&header, header.base_offset);
+                }
+                next = next.max(header.last_offset() + 1);
+            }
+        }
+        self.inner.state.borrow_mut().producers = states;
+        Ok(())
     }
 
     /// Validates every batch, assigns consecutive offsets, queues them for writing and
@@ -204,6 +244,20 @@ impl PartitionLog {
         }
         let inner = &self.inner;
         let mut st = inner.state.borrow_mut();
+        let headers: Vec<&BatchHeader> = parts.iter().map(|(_, h)| h).collect();
+        if let Verdict::Duplicate {
+            base_offset,
+            last_offset,
+        } = st.producers.check(&headers)?
+        {
+            return Ok(AppendResult {
+                base_offset,
+                last_offset,
+                log_append_time_ms: now_ms(),
+                woke_readers: 0,
+                duplicate: true,
+            });
+        }
         let base_offset = st.end_offset;
         let mut next = base_offset;
         for (range, header) in &parts {
@@ -218,6 +272,7 @@ impl PartitionLog {
         let mut offset = base_offset;
         for (range, header) in parts {
             let last_offset = offset + i64::from(header.last_offset_delta);
+            st.producers.record(&header, offset);
             st.push_batch(
                 &inner.config,
                 frozen.slice(range),
@@ -236,6 +291,7 @@ impl PartitionLog {
             last_offset: next - 1,
             log_append_time_ms: now_ms(),
             woke_readers,
+            duplicate: false,
         })
     }
 
@@ -474,7 +530,17 @@ impl PartitionLog {
             .wait_until(0, || inner.state.borrow().flusher_done)
             .await;
         inner.cache.remove_partition(inner.cache_key);
-        inner.check_failure()
+        inner.check_failure()?;
+        let st = inner.state.borrow();
+        if !st.producers.is_empty() {
+            st.producers.save(&inner.dir, st.end_offset).map_err(|e| {
+                LogError::io(
+                    format!("saving producer state in {}", inner.dir.display()),
+                    e,
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Closes the log and removes its directory with every file in it.
@@ -548,6 +614,7 @@ impl State {
             closing: false,
             flusher_done: false,
             failure: None,
+            producers: ProducerStates::default(),
         }
     }
 

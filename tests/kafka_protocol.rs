@@ -1,0 +1,227 @@
+//! The Kafka protocol at the byte level, for what a well-behaved client never sends:
+//! retried and out-of-order idempotent batches, fenced epochs, unsupported versions.
+
+mod common;
+use bytes::{BufMut, Bytes, BytesMut};
+use common::Broker;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kafka_protocol::ResponseError;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+struct Raw {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Raw {
+    fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        Raw { stream, next_id: 1 }
+    }
+
+    /// Sends one request and decodes its answer.
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.call_answered_as(key, version, req, version)
+    }
+
+    /// Like `call`, with the answer decoded as `answer_version`.
+    fn call_answered_as<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+        answer_version: i16,
+    ) -> Resp {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let mut body = BytesMut::new();
+        encode_request_header_into_buffer(&mut body, &header).expect("header");
+        req.encode(&mut body, version).expect("body");
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).expect("send");
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).expect("answer length");
+        let mut answer = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut answer).expect("answer");
+        let mut answer = Bytes::from(answer);
+        let header =
+            ResponseHeader::decode(&mut answer, key.response_header_version(answer_version))
+                .expect("response header");
+        assert_eq!(header.correlation_id, id);
+        Resp::decode(&mut answer, answer_version).expect("response body")
+    }
+}
+
+fn idempotent_batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: first_seq + i,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(format!("seq-{}", first_seq + i))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.freeze()
+}
+
+/// Produces one batch to partition 0 of `topic`; returns (error code, base offset).
+fn produce(raw: &mut Raw, topic: &str, batch: Bytes) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn init_producer_id(raw: &mut Raw, id: i64, epoch: i16) -> (i16, i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch);
+    let resp: InitProducerIdResponse = raw.call(ApiKey::InitProducerId, 4, &req);
+    (resp.error_code, resp.producer_id.0, resp.producer_epoch)
+}
+
+#[test]
+fn idempotent_batches_dedup_retries_refuse_gaps_and_fence_old_epochs() {
+    let b = Broker::start();
+    b.create_topic("idem", 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let (err, pid, epoch) = init_producer_id(&mut raw, -1, -1);
+    assert_eq!((err, epoch), (0, 0));
+    let (_, other, _) = init_producer_id(&mut raw, -1, -1);
+    assert_ne!(pid, other, "every InitProducerId gets its own id");
+
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 0, 0, 3)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 0, 3, 2)),
+        (0, 3)
+    );
+    // The retry of the first batch: acknowledged with its first offsets, not appended.
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 0, 0, 3)),
+        (0, 0)
+    );
+    assert_eq!(
+        b.client()
+            .fetch("idem", 0, 0, 1 << 20, 0)
+            .expect("fetch")
+            .high_watermark,
+        5
+    );
+    // A gap in the sequence.
+    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 0, 9, 1));
+    assert_eq!(code, ResponseError::OutOfOrderSequenceNumber.code());
+    // KIP-360: the same id with the next epoch, sequences start over; the old epoch is
+    // fenced from then on.
+    let (err, same, bumped) = init_producer_id(&mut raw, pid, 0);
+    assert_eq!((err, same, bumped), (0, pid, 1));
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 1, 0, 1)),
+        (0, 5)
+    );
+    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 0, 5, 1));
+    assert_eq!(code, ResponseError::InvalidProducerEpoch.code());
+    // Producer state survives a restart (kill -9: rebuilt from the log).
+    let mut b = b;
+    b.restart();
+    let mut raw = Raw::connect(&b.kafka_addr);
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 1, 0, 1)),
+        (0, 5),
+        "retry after restart"
+    );
+    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 1, 4, 1));
+    assert_eq!(code, ResponseError::OutOfOrderSequenceNumber.code());
+    assert_eq!(
+        produce(&mut raw, "idem", idempotent_batch(pid, 1, 1, 1)),
+        (0, 6)
+    );
+    // Ids are never handed out twice, restarts included.
+    let (_, after_restart, _) = init_producer_id(&mut raw, -1, -1);
+    assert!(after_restart > other, "{after_restart} after {other}");
+}
+
+#[test]
+fn transactional_ids_are_refused_and_old_api_versions_get_the_fallback() {
+    let b = Broker::start();
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+        .with_transaction_timeout_ms(60_000);
+    let resp: InitProducerIdResponse = raw.call(ApiKey::InitProducerId, 4, &req);
+    assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
+    // Every advertised API answers ApiVersions v3 with its range.
+    let resp: ApiVersionsResponse = raw.call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("raw"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    assert_eq!(resp.error_code, 0);
+    let produce = resp
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("produce advertised");
+    assert_eq!((produce.min_version, produce.max_version), (3, 9));
+    // A client newer than the broker (ApiVersions v4) gets the v0 answer saying so, with
+    // the ranges to pick from (KIP-511), on a connection that stays open.
+    let resp: ApiVersionsResponse =
+        raw.call_answered_as(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default(), 0);
+    assert_eq!(resp.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Fetch as i16));
+    let again: ApiVersionsResponse =
+        raw.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(again.error_code, 0);
+}
