@@ -361,20 +361,41 @@ fn admin_creates_and_deletes_topics_and_refuses_what_it_cannot_do() {
 #[test]
 fn metadata_lists_the_broker_and_unknown_topics_are_refused() {
     let b = Broker::start();
-    b.create_topic("listed", 2);
+    b.create_topic("listed", 4);
     let c = consumer(&b, "meta");
+    // Every shard is a node on its own port and leads the partitions it owns.
     let md = c.fetch_metadata(None, TIMEOUT).expect("metadata");
-    assert_eq!(md.brokers().len(), 1);
-    assert_eq!(
-        format!("{}:{}", md.brokers()[0].host(), md.brokers()[0].port()),
-        b.kafka_addr
-    );
+    assert_eq!(md.brokers().len(), 2);
     let t = md
         .topics()
         .iter()
         .find(|t| t.name() == "listed")
         .expect("topic");
-    assert_eq!(t.partitions().len(), 2);
+    assert_eq!(t.partitions().len(), 4);
+    let owners = b.client().topic("listed").expect("native metadata").owners;
+    for p in t.partitions() {
+        assert_eq!(
+            p.leader(),
+            owners[p.id() as usize] as i32,
+            "partition {}",
+            p.id()
+        );
+    }
+    for broker in md.brokers() {
+        assert_eq!(broker.host(), "127.0.0.1");
+        assert_ne!(format!("127.0.0.1:{}", broker.port()), b.kafka_addr);
+    }
+    // One node on the shared port when asked.
+    let single = Broker::start_with(&["--kafka-nodes", "single"]);
+    single.create_topic("listed", 2);
+    let md = consumer(&single, "meta")
+        .fetch_metadata(None, TIMEOUT)
+        .expect("metadata");
+    assert_eq!(md.brokers().len(), 1);
+    assert_eq!(
+        format!("{}:{}", md.brokers()[0].host(), md.brokers()[0].port()),
+        single.kafka_addr
+    );
     let md = c.fetch_metadata(Some("nope"), TIMEOUT).expect("metadata");
     assert!(
         md.topics()[0].error().is_some(),
@@ -426,17 +447,27 @@ fn a_malformed_kafka_request_closes_only_that_connection() {
     assert_eq!(fetched.high_watermark, 20);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A port with the next `span` ports free too (the shards' own Kafka ports follow it),
+/// below the ephemeral range so no client connection takes one meanwhile.
+fn free_ports(span: u16) -> u16 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let seed = u64::from(std::process::id()) ^ now.map_or(0, |d| u64::from(d.subsec_nanos()));
+    (0..1000u64)
+        .map(|i| {
+            20_000
+                + ((seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(i * 7919))
+                    % 12_000) as u16
+        })
+        .find(|p| (0..=span).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()))
+        .expect("free ports")
 }
 
 #[test]
 fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
     // The same Kafka address after the restart, so the producer reconnects by itself.
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = format!("127.0.0.1:{}", free_ports(2));
     let mut b = Broker::start_with(&["--kafka-addr", &addr]);
     b.create_topic("ledger", 2);
     let (p, d) = producer(

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Create unknown topics named by Kafka Metadata or Produce requests (one partition).
     #[arg(long)]
     pub auto_create_topics: bool,
+    /// How Kafka clients see the broker: each shard as a node on its own Kafka port
+    /// (Kafka port + 1 + shard, or free ports when the Kafka port is 0), or one node.
+    #[arg(long, value_enum, default_value = "per-shard")]
+    pub kafka_nodes: config::KafkaNodes,
     /// First per-shard native port (shard i listens on base + i). Default: native port
     /// + 1, or free ports when the native port is 0.
     #[arg(long)]
@@ -108,6 +112,8 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         kafka_addr: args.kafka_addr,
         advertised_kafka_addr: args.advertised_kafka_addr,
         auto_create_topics: args.auto_create_topics,
+        kafka_nodes: args.kafka_nodes,
+        kafka_shard_ports: Vec::new(),
         shard_port_base,
         shards,
         cores,

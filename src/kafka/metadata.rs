@@ -1,9 +1,13 @@
 //! Where things are: Metadata (topics, partitions, the broker that leads them) and
-//! FindCoordinator. The broker is one Kafka node (`NODE_ID`) at the advertised address;
-//! a request that lands on a shard that does not own the partition is forwarded inside.
+//! FindCoordinator. With `--kafka-nodes per-shard` (the default) every shard is a node
+//! (id = shard index) on its own Kafka port and leads the partitions it owns, so clients
+//! send each partition's requests to the core that owns it; with `single` the broker is
+//! one node (`NODE_ID`) at the advertised address. Either way a request that lands on a
+//! shard that does not own its partition or group is forwarded inside.
 
 use super::{call, str_bytes, Ctx, NODE_ID};
 use crate::native::messages::{Request, Response, TopicInfo, TopicSpec};
+use crate::server::config::KafkaNodes;
 use bytes::BytesMut;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
@@ -14,6 +18,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::ResponseError;
+use peregrine_shards::catalog::group_owner;
 
 pub const CLUSTER_ID: &str = "peregrine";
 
@@ -43,14 +48,45 @@ pub async fn auto_create(ctx: &Ctx, name: &str) -> bool {
     }
 }
 
-fn topic_entry(info: &TopicInfo) -> MetadataResponseTopic {
-    let partitions = (0..info.owners.len() as i32)
-        .map(|p| {
+/// The nodes Kafka clients see: (node id, port).
+fn nodes(ctx: &Ctx) -> Vec<(i32, i32)> {
+    match ctx.shard.config.kafka_nodes {
+        KafkaNodes::Single => vec![(NODE_ID, ctx.port)],
+        KafkaNodes::PerShard => ctx
+            .shard
+            .config
+            .kafka_shard_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| (i as i32, i32::from(*port)))
+            .collect(),
+    }
+}
+
+/// The node that leads a partition owned by `shard`, or coordinates a group owned by it.
+fn node_of(ctx: &Ctx, shard: u32) -> (i32, i32) {
+    let all = nodes(ctx);
+    match ctx.shard.config.kafka_nodes {
+        KafkaNodes::Single => all[0],
+        KafkaNodes::PerShard => all
+            .get(shard as usize)
+            .copied()
+            .unwrap_or((NODE_ID, ctx.port)),
+    }
+}
+
+fn topic_entry(ctx: &Ctx, info: &TopicInfo) -> MetadataResponseTopic {
+    let partitions = info
+        .owners
+        .iter()
+        .enumerate()
+        .map(|(p, owner)| {
+            let (leader, _) = node_of(ctx, *owner);
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(BrokerId(NODE_ID))
-                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(leader))
+                .with_replica_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(vec![BrokerId(leader)])
         })
         .collect();
     MetadataResponseTopic::default()
@@ -79,28 +115,39 @@ pub async fn metadata(ctx: &Ctx, req: MetadataRequest, version: i16) -> Metadata
         ctx.shard.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = all_topics(ctx).await.unwrap_or_default();
     let entries = match wanted {
-        None => topics.iter().map(topic_entry).collect(),
+        None => topics.iter().map(|t| topic_entry(ctx, t)).collect(),
         Some(names) => {
             let mut entries = Vec::with_capacity(names.len());
             for name in names {
-                let mut found = topics.iter().find(|t| t.name == name).map(topic_entry);
+                let mut found = topics
+                    .iter()
+                    .find(|t| t.name == name)
+                    .map(|t| topic_entry(ctx, t));
                 if found.is_none()
                     && auto_create
                     && auto_create_then_reload(ctx, &name, &mut topics).await
                 {
-                    found = topics.iter().find(|t| t.name == name).map(topic_entry);
+                    found = topics
+                        .iter()
+                        .find(|t| t.name == name)
+                        .map(|t| topic_entry(ctx, t));
                 }
                 entries.push(found.unwrap_or_else(|| unknown_topic(&name)));
             }
             entries
         }
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(ctx.host.clone())
-        .with_port(ctx.port);
+    let brokers = nodes(ctx)
+        .into_iter()
+        .map(|(id, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(ctx.host.clone())
+                .with_port(port)
+        })
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_controller_id(BrokerId(if version >= 1 { NODE_ID } else { -1 }))
         .with_topics(entries);
     if version >= 2 {
@@ -128,22 +175,27 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    // Groups live on the shard their id hashes to; transactions are not offered, so a
+    // transaction coordinator lookup gets the same answer for its key.
+    let coordinator = |key: &str| node_of(ctx, group_owner(key, ctx.shard.nshards));
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let (node, port) = coordinator(key.as_str());
                 Coordinator::default()
                     .with_key(key)
-                    .with_node_id(BrokerId(NODE_ID))
+                    .with_node_id(BrokerId(node))
                     .with_host(ctx.host.clone())
-                    .with_port(ctx.port)
+                    .with_port(port)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let (node, port) = coordinator(req.key.as_str());
     FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(NODE_ID))
+        .with_node_id(BrokerId(node))
         .with_host(ctx.host.clone())
-        .with_port(ctx.port)
+        .with_port(port)
 }

@@ -11,6 +11,16 @@ pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
 pub const MAX_FRAME_BYTES_DEFAULT: u32 = 8 << 20;
 pub const CACHE_MB_DEFAULT: usize = 256;
 
+/// What Kafka Metadata says the cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaNodes {
+    /// Every shard is a node (id = shard index) on its own Kafka port, leading the
+    /// partitions it owns: clients send each partition's requests to the owning core.
+    PerShard,
+    /// One node (id 0) on the shared Kafka port; shards forward to the owner.
+    Single,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
@@ -22,6 +32,10 @@ pub struct ServerConfig {
     pub advertised_kafka_addr: Option<String>,
     /// Create a topic on a Kafka Metadata or Produce request that names an unknown one.
     pub auto_create_topics: bool,
+    /// How the broker describes itself to Kafka clients.
+    pub kafka_nodes: KafkaNodes,
+    /// Each shard's own Kafka port, by shard index (filled in when the ports are bound).
+    pub kafka_shard_ports: Vec<u16>,
     /// First port of the per-shard native ports (shard i listens on base + i); 0 picks
     /// free ports, reported by Metadata.
     pub shard_port_base: u16,

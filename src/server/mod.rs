@@ -44,6 +44,7 @@ struct ShardSockets {
     native: StdListener,
     own: StdListener,
     kafka: StdListener,
+    kafka_own: StdListener,
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
@@ -78,6 +79,16 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         .local_addr()
         .map_err(listen_err("native".into()))?;
     let kafka_addr = kafka[0].local_addr().map_err(listen_err("kafka".into()))?;
+    let kafka_base = match kafka_addr.port() {
+        _ if config.kafka_addr.port() == 0 => 0,
+        p => p.saturating_add(1),
+    };
+    let kafka_own = listeners::bind_own(kafka_addr, kafka_base, config.shards)
+        .map_err(listen_err(format!("Kafka shard ports from {kafka_base}")))?;
+    config.kafka_shard_ports = kafka_own
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+        .collect();
     if config.advertised_kafka_addr.is_none() {
         let mut advertised = kafka_addr;
         if advertised.ip().is_unspecified() {
@@ -93,15 +104,20 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
     let mesh = router::mesh(config.shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
-    let sockets = native.into_iter().zip(own).zip(kafka);
-    for (i, ((native, own), kafka)) in sockets.enumerate() {
+    let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
+    for (i, (((native, own), kafka), kafka_own)) in sockets.enumerate() {
         let start = ShardStart {
             config: config.clone(),
             mesh: mesh.clone(),
             catalog: catalog.clone(),
             shard_ports: shard_ports.clone(),
             process: process.clone(),
-            sockets: ShardSockets { native, own, kafka },
+            sockets: ShardSockets {
+                native,
+                own,
+                kafka,
+                kafka_own,
+            },
             ready: ready_tx.clone(),
         };
         let core = config.cores.get(i).copied();
@@ -127,11 +143,17 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         return Err(ServeError::Shard(e));
     }
     let ports: Vec<String> = shard_ports.iter().map(u16::to_string).collect();
+    let kafka_ports: Vec<String> = config
+        .kafka_shard_ports
+        .iter()
+        .map(u16::to_string)
+        .collect();
     // Tests and scripts read this line to find the ports.
     println!(
-        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={}",
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={}",
         config.shards,
-        ports.join(",")
+        ports.join(","),
+        kafka_ports.join(",")
     );
     tracing::info!(%native_addr, %kafka_addr, shards = config.shards, "broker ready");
     let mut result = Ok(());
@@ -194,7 +216,12 @@ async fn shard_main(start: ShardStart) {
     serve_mesh(&shard, receivers);
     spawn_background(&shard);
     let gate = Rc::new(glommio::sync::Gate::new());
-    let ShardSockets { native, own, kafka } = start.sockets;
+    let ShardSockets {
+        native,
+        own,
+        kafka,
+        kafka_own,
+    } = start.sockets;
     let accepts = [
         accept_loop(
             shard.clone(),
@@ -212,6 +239,12 @@ async fn shard_main(start: ShardStart) {
             shard.clone(),
             gate.clone(),
             runtime::adopt_listener(kafka),
+            Protocol::Kafka,
+        ),
+        accept_loop(
+            shard.clone(),
+            gate.clone(),
+            runtime::adopt_listener(kafka_own),
             Protocol::Kafka,
         ),
     ];
