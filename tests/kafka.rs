@@ -3,7 +3,9 @@
 
 mod common;
 use common::Broker;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -508,4 +510,80 @@ fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
     assert_eq!(got.len(), msgs.len(), "messages missing");
     assert_eq!(distinct.len(), msgs.len(), "duplicates written");
     assert!(extra.is_empty(), "duplicate after the end: {extra:?}");
+}
+
+#[test]
+fn admin_adds_partitions_deletes_records_and_groups() {
+    let b = Broker::start();
+    b.create_topic("growing", 2);
+    let admin: AdminClient<DefaultClientContext> = config(&b).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    // CreatePartitions: 2 → 5; shrinking is refused.
+    let grown = futures_lite::future::block_on(
+        admin.create_partitions(&[NewPartitions::new("growing", 5)], &opts),
+    )
+    .expect("create partitions");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    let shrink = futures_lite::future::block_on(
+        admin.create_partitions(&[NewPartitions::new("growing", 3)], &opts),
+    )
+    .expect("create partitions");
+    assert!(
+        format!("{shrink:?}").contains("InvalidPartitions"),
+        "{shrink:?}"
+    );
+    assert_eq!(b.client().topic("growing").expect("topic").owners.len(), 5);
+    let (p, d) = producer(&b, &[]);
+    let msgs: Vec<(String, String)> = keyed(50, 5, "row");
+    for (i, (k, v)) in msgs.iter().enumerate() {
+        let record = BaseRecord::to("growing")
+            .key(k.as_str())
+            .payload(v.as_str())
+            .partition((i % 5) as i32);
+        p.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    p.flush(TIMEOUT).expect("flush");
+    assert_eq!(
+        d.ok.load(Ordering::SeqCst),
+        50,
+        "the new partitions take writes"
+    );
+    // DeleteRecords: partition 4 keeps offsets 6.. (10 written), partition 0 loses all.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("growing", 4, Offset::Offset(6))
+        .expect("add");
+    tpl.add_partition_offset("growing", 0, Offset::End)
+        .expect("add");
+    let deleted =
+        futures_lite::future::block_on(admin.delete_records(&tpl, &opts)).expect("delete records");
+    let low = |p: i32| deleted.find_partition("growing", p).map(|e| e.offset());
+    assert_eq!(low(4), Some(Offset::Offset(6)));
+    assert_eq!(low(0), Some(Offset::Offset(10)));
+    let c = consumer(&b, "after-delete");
+    let (start, _) = c
+        .fetch_watermarks("growing", 4, TIMEOUT)
+        .expect("watermarks");
+    assert_eq!(start, 6);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("growing", 4, Offset::Beginning)
+        .expect("add");
+    c.assign(&tpl).expect("assign");
+    let rest = consume(&c, 4, false);
+    assert_eq!(
+        rest.iter().map(|g| g.1).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9]
+    );
+    // DeleteGroups: a group with committed offsets and no members goes away.
+    let g = consumer(&b, "short-lived");
+    g.subscribe(&["growing"]).expect("subscribe");
+    assert_eq!(consume(&g, 1, true).len(), 1);
+    drop(g);
+    let gone = futures_lite::future::block_on(admin.delete_groups(&["short-lived"], &opts))
+        .expect("delete groups");
+    assert!(gone[0].is_ok(), "{gone:?}");
+    let committed = b
+        .client()
+        .committed("short-lived", "growing")
+        .expect("committed");
+    assert!(committed.is_empty(), "{committed:?}");
 }

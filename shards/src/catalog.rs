@@ -74,6 +74,8 @@ pub enum CatalogError {
     InvalidName(String),
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
     #[error("metadata file {path}: {reason}")]
     Storage { path: String, reason: String },
 }
@@ -154,6 +156,32 @@ impl Catalog {
             created_ms: now_ms,
         };
         next.topics.insert(name.to_string(), meta);
+        Ok(next)
+    }
+
+    /// A new catalog where topic `name` has `count` partitions, more than it has now.
+    /// Existing partitions keep their shards; new ones are placed as at creation (keys
+    /// map to partitions by count, so producers' keyed partitions move, as in Kafka).
+    pub fn with_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        nshards: u32,
+    ) -> Result<Catalog, CatalogError> {
+        let current = self.topic(name)?.config.partitions;
+        if count <= current || count > PARTITIONS_MAX {
+            return Err(CatalogError::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; the new count must be more, \
+                 and at most {PARTITIONS_MAX}, got {count}"
+            )));
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        if let Some(meta) = next.topics.get_mut(name) {
+            meta.placement
+                .extend((current..count).map(|p| place_partition(name, p, nshards)));
+            meta.config.partitions = count;
+        }
         Ok(next)
     }
 
@@ -248,6 +276,28 @@ mod tests {
         }
         assert_eq!(meta.owner(4, 2), None);
         assert_eq!(meta.owner(-1, 2), None);
+    }
+
+    #[test]
+    fn added_partitions_keep_the_old_placement_and_only_grow() {
+        let c = Catalog::default()
+            .with_topic("grow", config(3), 4, 0)
+            .expect("create");
+        let before = c.topic("grow").expect("topic").placement.clone();
+        let next = c.with_partitions("grow", 7, 4).expect("grow");
+        let meta = next.topic("grow").expect("topic");
+        assert_eq!(meta.config.partitions, 7);
+        assert_eq!(meta.placement[..3], before[..]);
+        assert_eq!(meta.placement[6], place_partition("grow", 6, 4));
+        assert!(next.version > c.version);
+        assert!(matches!(
+            next.with_partitions("grow", 7, 4),
+            Err(CatalogError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            next.with_partitions("nope", 9, 4),
+            Err(CatalogError::UnknownTopic(_))
+        ));
     }
 
     #[test]

@@ -313,3 +313,93 @@ pub async fn init_producer_id(
         Err((code, _)) => failed(code),
     }
 }
+
+pub async fn create_partitions(
+    ctx: &Ctx,
+    req: kafka_protocol::messages::CreatePartitionsRequest,
+) -> kafka_protocol::messages::CreatePartitionsResponse {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let outcome = if topic.assignments.is_some() {
+            Err((
+                ResponseError::InvalidReplicaAssignment.code(),
+                "manual replica assignment is not supported (one node per shard)".to_string(),
+            ))
+        } else if req.validate_only {
+            validate_partition_count(ctx, &name, topic.count).await
+        } else {
+            let request = Request::CreatePartitions {
+                topic: name,
+                count: topic.count,
+            };
+            call(ctx, request, BytesMut::new()).await.map(|_| ())
+        };
+        let mut result = CreatePartitionsTopicResult::default().with_name(topic.name);
+        if let Err((code, message)) = outcome {
+            result = result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(&message)));
+        }
+        results.push(result);
+    }
+    kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn validate_partition_count(ctx: &Ctx, name: &str, count: i32) -> Result<(), Refusal> {
+    let topics = super::metadata::all_topics(ctx).await?;
+    let Some(t) = topics.iter().find(|t| t.name == name) else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("unknown topic '{name}'"),
+        ));
+    };
+    if count <= t.owners.len() as i32 {
+        return Err((
+            ResponseError::InvalidPartitions.code(),
+            format!(
+                "topic '{name}' has {} partitions; the new count must be more",
+                t.owners.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn delete_records(
+    ctx: &Ctx,
+    req: kafka_protocol::messages::DeleteRecordsRequest,
+) -> kafka_protocol::messages::DeleteRecordsResponse {
+    use kafka_protocol::messages::delete_records_response::{
+        DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let request = Request::DeleteRecords {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.offset,
+            };
+            let result =
+                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            partitions.push(match call(ctx, request, BytesMut::new()).await {
+                Ok((crate::native::messages::Response::Offset { offset }, _)) => {
+                    result.with_low_watermark(offset)
+                }
+                Ok(_) => result
+                    .with_low_watermark(-1)
+                    .with_error_code(ResponseError::UnknownServerError.code()),
+                Err((code, _)) => result.with_low_watermark(-1).with_error_code(code),
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    kafka_protocol::messages::DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -11,6 +11,7 @@ pub fn code(code: ErrorCode) -> i16 {
         ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => K::UnknownTopicOrPartition,
         ErrorCode::TopicExists => K::TopicAlreadyExists,
         ErrorCode::InvalidTopic => K::InvalidTopicException,
+        ErrorCode::InvalidPartitions => K::InvalidPartitions,
         ErrorCode::OffsetOutOfRange => K::OffsetOutOfRange,
         ErrorCode::CorruptBatch => K::CorruptMessage,
         ErrorCode::MessageTooLarge => K::MessageTooLarge,

@@ -74,6 +74,13 @@ pub enum Request {
         partition: i32,
         spec: OffsetSpec,
     },
+    /// Deletes the records below `offset` (-1: all up to the end); answered with the
+    /// partition's start offset afterwards.
+    DeleteRecords {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// Start/end offsets, bytes and owner of one partition.
     PartitionStats {
         topic: String,
@@ -111,6 +118,11 @@ pub enum Request {
     DescribeGroup {
         group: String,
     },
+    /// Grows a topic to `count` partitions.
+    CreatePartitions {
+        topic: String,
+        count: i32,
+    },
     /// Deletes a group without members, and its committed offsets.
     DeleteGroup {
         group: String,
@@ -147,6 +159,8 @@ pub enum ErrorCode {
     UnknownPartition,
     TopicExists,
     InvalidTopic,
+    /// A partition count that is not more than the topic's current one.
+    InvalidPartitions,
     OffsetOutOfRange,
     /// A record batch failed validation (length, magic or CRC32C).
     CorruptBatch,

@@ -16,6 +16,7 @@ fn catalog_error(e: CatalogError) -> Option<Reply> {
         CatalogError::TopicExists(_) => ErrorCode::TopicExists,
         CatalogError::UnknownTopic(_) => ErrorCode::UnknownTopic,
         CatalogError::InvalidName(_) | CatalogError::InvalidConfig(_) => ErrorCode::InvalidTopic,
+        CatalogError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         CatalogError::Storage { .. } => ErrorCode::Internal,
     };
     reply(Response::error(code, e.to_string()))
@@ -112,6 +113,20 @@ pub async fn create_topic(shard: &Rc<Shard>, spec: TopicSpec) -> Option<Reply> {
         return reply(Response::error(ErrorCode::Internal, e));
     }
     tracing::info!(topic = %spec.name, partitions = spec.partitions, "topic created");
+    reply(Response::Ok)
+}
+
+pub async fn create_partitions(shard: &Rc<Shard>, name: &str, count: i32) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let next = match shard.catalog().with_partitions(name, count, shard.nshards) {
+        Ok(next) => next,
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
+    tracing::info!(topic = %name, partitions = count, "partitions added");
     reply(Response::Ok)
 }
 

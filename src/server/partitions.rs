@@ -150,6 +150,25 @@ pub async fn list_offsets(
     reply(Response::Offset { offset })
 }
 
+pub async fn delete_records(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Option<Reply> {
+    let log = match shard.partition(topic, partition) {
+        Ok(log) => log,
+        Err(e) => return reply(e),
+    };
+    match log.delete_records_before(offset).await {
+        Ok(start) => {
+            tracing::info!(topic, partition, start, "records deleted");
+            reply(Response::Offset { offset: start })
+        }
+        Err(e) => reply(log_error_response(&e)),
+    }
+}
+
 pub fn stats(shard: &Rc<Shard>, topic: &str, partition: i32) -> Option<Reply> {
     let log = match shard.partition(topic, partition) {
         Ok(log) => log,

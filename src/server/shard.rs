@@ -138,11 +138,15 @@ impl Shard {
             | Request::ListOffsets {
                 topic, partition, ..
             }
+            | Request::DeleteRecords {
+                topic, partition, ..
+            }
             | Request::PartitionStats { topic, partition } => {
                 self.partition_owner(topic, *partition)?
             }
             Request::CreateTopic(_)
             | Request::DeleteTopic { .. }
+            | Request::CreatePartitions { .. }
             | Request::InitProducerId { .. } => CONTROLLER_SHARD,
             Request::JoinGroup { group, .. }
             | Request::Heartbeat { group, .. }
@@ -239,6 +243,11 @@ impl Shard {
             Request::PartitionStats { topic, partition } => {
                 super::partitions::stats(self, &topic, partition)
             }
+            Request::DeleteRecords {
+                topic,
+                partition,
+                offset,
+            } => super::partitions::delete_records(self, &topic, partition, offset).await,
             Request::Metadata { topics } => super::admin::metadata(self, topics),
             Request::ShardStats { .. } => reply(Response::ShardStats {
                 shard: self.id,
@@ -250,6 +259,9 @@ impl Shard {
                 super::admin::init_producer_id(self, producer_id, epoch)
             }
             Request::DeleteTopic { name } => super::admin::delete_topic(self, &name).await,
+            Request::CreatePartitions { topic, count } => {
+                super::admin::create_partitions(self, &topic, count).await
+            }
             Request::DescribeTopic { name } => super::admin::describe_topic(self, &name).await,
             other => super::group_calls::execute(self, other).await,
         }

@@ -113,6 +113,8 @@ struct State {
     failure: Option<(std::io::ErrorKind, String)>,
     /// Idempotent producers' sequence state.
     producers: ProducerStates,
+    /// Records below this were deleted by `delete_records_before` (0: none).
+    deleted_below: i64,
 }
 
 struct Inner {
@@ -174,7 +176,12 @@ impl PartitionLog {
                 ))
             }
         };
-        let state = State::new(segments);
+        let mut state = State::new(segments);
+        // A start moved by DeleteRecords (never past what recovery kept).
+        if let Some(deleted_below) = load_log_start(&dir) {
+            state.deleted_below = deleted_below.min(state.end_offset);
+            state.start_offset = state.start_offset.max(state.deleted_below);
+        }
         let cache_key = cache.register();
         let inner = Rc::new(Inner {
             dir,
@@ -487,7 +494,8 @@ impl PartitionLog {
             );
             let removed: Vec<Segment> = st.segments.drain(..count).collect();
             st.size_bytes -= removed.iter().map(|s| s.size).sum::<u64>();
-            st.start_offset = st.segments.first().map_or(st.end_offset, |s| s.base_offset);
+            let first = st.segments.first().map_or(st.end_offset, |s| s.base_offset);
+            st.start_offset = first.max(st.deleted_below);
             removed
         };
         if removed.is_empty() {
@@ -497,6 +505,58 @@ impl PartitionLog {
             .cache
             .remove_below(inner.cache_key, inner.state.borrow().start_offset);
         let count = removed.len();
+        self.remove_segment_files(removed).await?;
+        Ok(count)
+    }
+
+    /// Kafka DeleteRecords: records below `offset` (-1: below the high watermark) are
+    /// gone from now on, whatever retention says; whole segments below it are removed.
+    /// The new start is recorded durably (`log-start-offset`) before it takes effect.
+    /// Returns the log start offset afterwards.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let (start, end) = {
+            let st = inner.state.borrow();
+            (st.start_offset, st.end_offset)
+        };
+        let offset = if offset == -1 { end } else { offset };
+        if offset < 0 || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start,
+                end,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        save_log_start(&inner.dir, offset).map_err(|e| {
+            LogError::io(
+                format!("recording the log start in {}", inner.dir.display()),
+                e,
+            )
+        })?;
+        let removed: Vec<Segment> = {
+            let mut st = inner.state.borrow_mut();
+            st.deleted_below = offset;
+            st.start_offset = offset;
+            let last = st.segments.len().saturating_sub(1);
+            let count = st.segments[..last]
+                .iter()
+                .take_while(|s| s.sealed && s.next_offset <= offset)
+                .count();
+            let removed: Vec<Segment> = st.segments.drain(..count).collect();
+            st.size_bytes -= removed.iter().map(|s| s.size).sum::<u64>();
+            removed
+        };
+        inner.cache.remove_below(inner.cache_key, offset);
+        self.remove_segment_files(removed).await?;
+        Ok(offset)
+    }
+
+    async fn remove_segment_files(&self, removed: Vec<Segment>) -> Result<(), LogError> {
+        let inner = &self.inner;
         for seg in removed {
             // A reader may still hold the file; then it closes when that read ends.
             if let Some(file) = seg.file.and_then(|f| Rc::try_unwrap(f).ok()) {
@@ -515,7 +575,7 @@ impl PartitionLog {
                 })?;
             }
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Writes everything pending, fdatasyncs, persists the active segment's indexes and
@@ -575,6 +635,28 @@ impl Drop for PartitionLog {
     }
 }
 
+/// File recording the start offset set by DeleteRecords.
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// Small and rare (DeleteRecords), so plain blocking calls: write, fsync, rename.
+fn save_log_start(dir: &std::path::Path, offset: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{offset}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn load_log_start(dir: &std::path::Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Opens every segment in `dir`, creating the first one for a new partition.
 async fn recover_segments(
     dir: &std::path::Path,
@@ -615,6 +697,7 @@ impl State {
             flusher_done: false,
             failure: None,
             producers: ProducerStates::default(),
+            deleted_below: 0,
         }
     }
 

@@ -635,6 +635,46 @@ fn small_leader_appends_linger_and_durable_waiters_or_size_end_the_linger() {
     });
 }
 
+#[test]
+fn delete_records_moves_the_start_removes_whole_segments_and_survives_reopen() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(4096)).await;
+        let appended = append_tags(&log, 0..60);
+        let end = log.end_offset();
+        // Let the flusher write and seal segments.
+        log.wait_durable(end - 1).await.expect("durable");
+        let segments_before = segment_files(&dir, "log").len();
+        assert!(segments_before > 3, "{segments_before} segments");
+        let cut = appended[40].1;
+        assert_eq!(log.delete_records_before(cut).await.expect("delete"), cut);
+        assert_eq!(log.start_offset(), cut);
+        assert!(matches!(
+            log.read(cut - 1, 1 << 20).await,
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let first = log.read(cut, 1 << 20).await.expect("read");
+        assert!(!first.batches.is_empty());
+        assert!(
+            segment_files(&dir, "log").len() < segments_before,
+            "whole segments removed"
+        );
+        // Below the start is a no-op; past the end is refused.
+        assert_eq!(log.delete_records_before(3).await.expect("no-op"), cut);
+        assert!(log.delete_records_before(end + 1).await.is_err());
+        log.close().await.expect("close");
+        let log = open(&dir, config(4096)).await;
+        assert_eq!(log.start_offset(), cut, "the start survives a reopen");
+        // Retention never moves the start back below it.
+        log.enforce_retention(i64::MAX).await.expect("retention");
+        assert!(log.start_offset() >= cut);
+        // -1: everything up to the end.
+        assert_eq!(log.delete_records_before(-1).await.expect("all"), end);
+        assert_eq!(log.start_offset(), end);
+        log.close().await.expect("close");
+    });
+}
+
 /// Copies the partition directory while its log is open: what a kill -9 leaves on
 /// disk, since O_DIRECT bypasses the page cache.
 fn crash_copy(dir: &Path, to: &Path) {
