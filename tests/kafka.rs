@@ -587,3 +587,40 @@ fn admin_adds_partitions_deletes_records_and_groups() {
         .expect("committed");
     assert!(committed.is_empty(), "{committed:?}");
 }
+
+#[test]
+fn offsets_for_times_finds_the_exact_record() {
+    let b = Broker::start();
+    b.create_topic("timed", 1);
+    let (p, d) = producer(&b, &[]);
+    let base = 1_700_000_000_000i64;
+    // Sent together, so several records share a batch.
+    for i in 0..20i64 {
+        let v = format!("t{i}");
+        let record = BaseRecord::<(), str>::to("timed")
+            .payload(v.as_str())
+            .timestamp(base + i * 1000);
+        p.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    p.flush(TIMEOUT).expect("flush");
+    assert_eq!(d.ok.load(Ordering::SeqCst), 20);
+    let c = consumer(&b, "timekeeper");
+    for (ts, want) in [
+        (base + 7000, Offset::Offset(7)),
+        (base + 6500, Offset::Offset(7)),
+        (base - 1, Offset::Offset(0)),
+        (base + 60_000, Offset::End),
+    ] {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("timed", 0, Offset::Offset(ts))
+            .expect("add");
+        let found = c
+            .offsets_for_times(tpl, TIMEOUT)
+            .expect("offsets for times");
+        let got = found
+            .find_partition("timed", 0)
+            .expect("partition")
+            .offset();
+        assert_eq!(got, want, "timestamp {ts}");
+    }
+}

@@ -225,3 +225,158 @@ fn transactional_ids_are_refused_and_old_api_versions_get_the_fallback() {
         raw.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
     assert_eq!(again.error_code, 0);
 }
+
+fn plain_batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+    buf.freeze()
+}
+
+fn produce_request(topic: &str, acks: i16, batch: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])])
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32) -> FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+#[test]
+fn acks_zero_is_never_answered_and_a_bad_crc_is_corrupt_message() {
+    let b = Broker::start();
+    b.create_topic("quiet", 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    // acks=0: no answer; the next request's answer is the next thing on the wire.
+    let req = produce_request("quiet", 0, plain_batch(&["a", "b"]));
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(99);
+    let mut body = BytesMut::new();
+    encode_request_header_into_buffer(&mut body, &header).expect("header");
+    req.encode(&mut body, 9).expect("body");
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    raw.stream.write_all(&frame).expect("send");
+    let (code, base) = produce(&mut raw, "quiet", plain_batch(&["c"]));
+    assert_eq!((code, base), (0, 2), "the acks=0 batch was stored first");
+    // A flipped byte in the records: CORRUPT_MESSAGE, nothing stored.
+    let mut bad = BytesMut::from(&plain_batch(&["d"])[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let (code, _) = produce(&mut raw, "quiet", bad.freeze());
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    let resp: ProduceResponse = raw.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("no-such-topic", -1, plain_batch(&["e"])),
+    );
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    // A batch over message.max.bytes (1 MiB by default): MESSAGE_TOO_LARGE.
+    let big = "x".repeat(1_100_000);
+    let (code, _) = produce(&mut raw, "quiet", plain_batch(&[big.as_str()]));
+    assert_eq!(code, ResponseError::MessageTooLarge.code());
+    assert_eq!(
+        b.client()
+            .fetch("quiet", 0, 0, 1 << 20, 0)
+            .expect("fetch")
+            .high_watermark,
+        3
+    );
+}
+
+#[test]
+fn fetch_long_polls_until_data_or_max_wait_and_out_of_range_is_an_error() {
+    let b = Broker::start();
+    b.create_topic("poll", 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    // Nothing there: the answer waits max_wait_ms, then comes back empty.
+    let started = std::time::Instant::now();
+    let resp: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("poll", 0, 400, 1));
+    let waited = started.elapsed();
+    let part = &resp.responses[0].partitions[0];
+    assert_eq!(part.error_code, 0);
+    assert!(part.records.as_ref().is_none_or(|r| r.is_empty()));
+    assert!(
+        waited >= std::time::Duration::from_millis(350),
+        "{waited:?}"
+    );
+    // Data arriving during a long poll answers it at once.
+    let addr = b.kafka_addr.clone();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut raw = Raw::connect(&addr);
+        produce(&mut raw, "poll", plain_batch(&["late"]))
+    });
+    let started = std::time::Instant::now();
+    let resp: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("poll", 0, 20_000, 1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered when data came"
+    );
+    assert_eq!(producer.join().expect("producer"), (0, 0));
+    let part = &resp.responses[0].partitions[0];
+    assert_eq!(part.high_watermark, 1);
+    assert!(part.records.as_ref().is_some_and(|r| !r.is_empty()));
+    // Past the end: OFFSET_OUT_OF_RANGE, so the client applies its reset policy.
+    let resp: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("poll", 5, 0, 1));
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    // An incremental fetch session that was never handed out.
+    let resp: FetchResponse = raw.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("poll", 0, 0, 1)
+            .with_session_id(42)
+            .with_session_epoch(1),
+    );
+    assert_eq!(
+        resp.error_code,
+        ResponseError::FetchSessionIdNotFound.code()
+    );
+}

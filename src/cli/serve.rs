@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Create unknown topics named by Kafka Metadata or Produce requests (one partition).
     #[arg(long)]
     pub auto_create_topics: bool,
+    /// Largest record batch a Kafka produce may carry; larger ones get
+    /// MESSAGE_TOO_LARGE (Kafka's `message.max.bytes`, same default).
+    #[arg(long, default_value_t = 1_048_588)]
+    pub kafka_message_max_bytes: u32,
     /// How Kafka clients see the broker: each shard as a node on its own Kafka port
     /// (Kafka port + 1 + shard, or free ports when the Kafka port is 0), or one node.
     #[arg(long, value_enum, default_value = "per-shard")]
@@ -113,6 +117,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         advertised_kafka_addr: args.advertised_kafka_addr,
         auto_create_topics: args.auto_create_topics,
         kafka_nodes: args.kafka_nodes,
+        kafka_message_max_bytes: args.kafka_message_max_bytes,
         kafka_shard_ports: Vec::new(),
         shard_port_base,
         shards,

@@ -19,6 +19,7 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
         -1 => Ok(Acks::Durable),
         other => Err(other),
     };
+    let max_batch = ctx.shard.config.kafka_message_max_bytes as usize;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
@@ -41,6 +42,13 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
                         (_, None) => Err((
                             ResponseError::CorruptMessage.code(),
                             "produce without records".to_string(),
+                        )),
+                        (_, Some(records)) if records.len() > max_batch => Err((
+                            ResponseError::MessageTooLarge.code(),
+                            format!(
+                                "{} bytes of records, more than message.max.bytes ({max_batch})",
+                                records.len()
+                            ),
                         )),
                         (Ok(acks), Some(records)) => {
                             // The broker sets base offsets in place: one copy out of the

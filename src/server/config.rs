@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub advertised_kafka_addr: Option<String>,
     /// Create a topic on a Kafka Metadata or Produce request that names an unknown one.
     pub auto_create_topics: bool,
+    /// Largest record batch a Kafka produce may carry (Kafka's `message.max.bytes`).
+    pub kafka_message_max_bytes: u32,
     /// How the broker describes itself to Kafka clients.
     pub kafka_nodes: KafkaNodes,
     /// Each shard's own Kafka port, by shard index (filled in when the ports are bound).
