@@ -103,6 +103,11 @@ fn consumer(b: &Broker, group: &str) -> BaseConsumer {
 /// One received message: (partition, offset, key, value).
 type Got = (i32, i64, String, String);
 
+fn got_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Got {
+    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+    (m.partition(), m.offset(), text(m.key()), text(m.payload()))
+}
+
 /// Polls until `want` messages arrived (or the timeout), committing each synchronously
 /// when `commit` is set.
 fn consume(c: &BaseConsumer, want: usize, commit: bool) -> Vec<Got> {
@@ -111,9 +116,7 @@ fn consume(c: &BaseConsumer, want: usize, commit: bool) -> Vec<Got> {
     while got.len() < want && Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.expect("consume");
-            let text =
-                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
-            got.push((m.partition(), m.offset(), text(m.key()), text(m.payload())));
+            got.push(got_of(&m));
             if commit {
                 c.commit_message(&m, CommitMode::Sync).expect("commit");
             }
@@ -218,9 +221,7 @@ fn consume_for(c: &BaseConsumer, time: Duration) -> Vec<Got> {
     while Instant::now() < end {
         if let Some(m) = c.poll(Duration::from_millis(50)) {
             let m = m.expect("consume");
-            let text =
-                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
-            got.push((m.partition(), m.offset(), text(m.key()), text(m.payload())));
+            got.push(got_of(&m));
             c.commit_message(&m, CommitMode::Sync).expect("commit");
         }
     }

@@ -74,19 +74,34 @@ impl Raw {
 }
 
 fn idempotent_batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
+    let values: Vec<String> = (first_seq..first_seq + count)
+        .map(|i| format!("seq-{i}"))
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    batch(producer_id, epoch, first_seq, &values)
+}
+
+/// One uncompressed v2 batch of `values`; `producer_id` -1 for a plain producer.
+fn batch(producer_id: i64, epoch: i16, first_seq: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
             producer_id,
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: first_seq + i,
+            offset: i as i64,
+            sequence: if producer_id < 0 {
+                -1
+            } else {
+                first_seq + i as i32
+            },
             timestamp: 1_700_000_000_000,
             key: None,
-            value: Some(Bytes::from(format!("seq-{}", first_seq + i))),
+            value: Some(Bytes::from(v.to_string())),
             headers: Default::default(),
             delete_horizon: false,
         })
@@ -227,32 +242,7 @@ fn transactional_ids_are_refused_and_old_api_versions_get_the_fallback() {
 }
 
 fn plain_batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
-    buf.freeze()
+    batch(-1, -1, -1, values)
 }
 
 fn produce_request(topic: &str, acks: i16, batch: Bytes) -> ProduceRequest {
