@@ -8,5 +8,6 @@ pub mod batch;
 pub mod catalog;
 pub mod groups;
 pub mod log;
+pub mod queues;
 pub mod records;
 pub mod sys;

@@ -1,0 +1,136 @@
+//! Message queues (RabbitMQ/SQS semantics) on the shard that owns each queue.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
+//!
+//! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
+//! after a restart.
+
+mod queue;
+
+pub use queue::{Queue, Stats};
+
+use bytes::Bytes;
+
+/// Highest priority a queue may be declared with (AMQP's range).
+pub const PRIORITY_MAX: u8 = 255;
+/// How long a FIFO queue remembers a deduplication id (SQS: 5 minutes).
+pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Default visibility timeout of a lease (SQS default).
+pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// A queue's declaration; redeclaring with other values is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// 0: no priorities (every message is priority 0).
+    pub max_priority: u8,
+    /// Messages older than this are never delivered.
+    pub ttl_ms: Option<u64>,
+    pub visibility_timeout_ms: u64,
+    /// Deliveries after which a message that is not acked goes to the dead-letter target.
+    pub max_deliveries: Option<u32>,
+    /// Queue or exchange that dead letters go to; `None`: they are dropped.
+    pub dead_letter: Option<String>,
+    /// Strict order per group id, one message in flight per group, deduplication.
+    pub fifo: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_priority: 0,
+            ttl_ms: None,
+            visibility_timeout_ms: VISIBILITY_TIMEOUT_MS_DEFAULT,
+            max_deliveries: None,
+            dead_letter: None,
+            fifo: false,
+        }
+    }
+}
+
+/// How a message is published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    pub priority: u8,
+    /// Not visible before this time (Unix ms).
+    pub deliver_at_ms: Option<i64>,
+    /// Per-message TTL; the shorter of it and the queue's applies.
+    pub ttl_ms: Option<u64>,
+    pub headers: Vec<(String, String)>,
+    /// FIFO queues: the message group (required there).
+    pub group_id: Option<String>,
+    /// FIFO queues: a publish with an id seen in the last 5 minutes is dropped.
+    pub dedup_id: Option<String>,
+}
+
+/// One message and what the queue knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Unique within the queue, in publish order.
+    pub id: u64,
+    pub body: Bytes,
+    pub headers: Vec<(String, String)>,
+    pub priority: u8,
+    pub group_id: Option<String>,
+    pub published_ms: i64,
+    pub visible_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    /// Times it was handed to a consumer.
+    pub deliveries: u32,
+}
+
+/// A message handed to a consumer under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Names this lease in ack/nack; a new one on every delivery.
+    pub handle: u64,
+    pub message: Message,
+}
+
+/// Why a message left its queue for the dead-letter target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    Rejected,
+    Expired,
+    MaxDeliveries,
+}
+
+impl DeadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Rejected => "rejected",
+            DeadReason::Expired => "expired",
+            DeadReason::MaxDeliveries => "max-deliveries",
+        }
+    }
+}
+
+/// A message leaving its queue: to the dead-letter target if the queue has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message: Message,
+    pub reason: DeadReason,
+    pub queue: String,
+    pub at_ms: i64,
+    /// Where it goes; `None`: dropped.
+    pub target: Option<String>,
+}
+
+/// Who holds a lease: a subscription's leases return when it goes away; pull receives
+/// hold theirs until ack, nack or the visibility timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Holder {
+    Subscription(u64),
+    Pull,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    #[error("priority {got} is over the queue's maximum of {max}")]
+    PriorityTooHigh { got: u8, max: u8 },
+    #[error("a FIFO queue needs a message group id")]
+    GroupIdRequired,
+    #[error("unknown or expired receipt handle {0} (the lease ended; the message may have been redelivered)")]
+    UnknownHandle(u64),
+}

@@ -1,0 +1,606 @@
+//! One queue's delivery state machine. Pure: every call takes `now_ms` and returns what
+//! happened (deliveries, dead letters); it holds no timers or files, so tests drive it
+//! exactly and the owner persists what it returns.
+//!
+//! A message is in exactly one place: `ready` (ordered by priority, highest first, then
+//! publish order), `delayed` (by the time it becomes visible) or leased (under a receipt
+//! handle until ack, nack, its holder going away or the visibility timeout). Settled
+//! messages (acked, dropped, dead-lettered) are gone from the queue.
+//!
+//! Expiry (TTL) applies to ready and delayed messages; a leased message is not expired
+//! under its consumer, and is checked again when it comes back. Max deliveries counts
+//! deliveries: a message that comes back (timeout, requeue, holder gone) with that many
+//! behind it is dead-lettered instead of made ready again.
+
+use super::{
+    DeadLetter, DeadReason, Delivery, Holder, Message, PublishOptions, QueueConfig, QueueError,
+    DEDUP_WINDOW_MS,
+};
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lease {
+    id: u64,
+    holder: Holder,
+    deadline_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub ready: usize,
+    pub delayed: usize,
+    pub in_flight: usize,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    name: String,
+    config: QueueConfig,
+    next_id: u64,
+    next_handle: u64,
+    /// Every message not settled.
+    messages: HashMap<u64, Message>,
+    ready: BTreeSet<(Reverse<u8>, u64)>,
+    delayed: BTreeSet<(i64, u64)>,
+    /// Expiry times of ready and delayed messages.
+    expiring: BTreeSet<(i64, u64)>,
+    leases: HashMap<u64, Lease>,
+    lease_deadlines: BTreeSet<(i64, u64)>,
+    /// FIFO queues: groups with a message in flight.
+    busy_groups: HashSet<String>,
+    /// FIFO queues: deduplication ids seen, with when they are forgotten.
+    dedup: HashMap<String, i64>,
+    dedup_order: VecDeque<(i64, String)>,
+}
+
+impl Queue {
+    pub fn new(name: &str, config: QueueConfig) -> Queue {
+        Queue {
+            name: name.to_string(),
+            config,
+            next_id: 0,
+            next_handle: 1,
+            messages: HashMap::new(),
+            ready: BTreeSet::new(),
+            delayed: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+            leases: HashMap::new(),
+            lease_deadlines: BTreeSet::new(),
+            busy_groups: HashSet::new(),
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Adds a message; `Ok(None)` when a FIFO queue drops it as a duplicate.
+    pub fn publish(
+        &mut self,
+        body: Bytes,
+        opts: PublishOptions,
+        now_ms: i64,
+    ) -> Result<Option<u64>, QueueError> {
+        if opts.priority > self.config.max_priority {
+            return Err(QueueError::PriorityTooHigh {
+                got: opts.priority,
+                max: self.config.max_priority,
+            });
+        }
+        if self.config.fifo {
+            if opts.group_id.is_none() {
+                return Err(QueueError::GroupIdRequired);
+            }
+            self.forget_dedup(now_ms);
+            if let Some(id) = &opts.dedup_id {
+                if self.dedup.contains_key(id) {
+                    return Ok(None);
+                }
+                let until = now_ms + DEDUP_WINDOW_MS;
+                self.dedup.insert(id.clone(), until);
+                self.dedup_order.push_back((until, id.clone()));
+            }
+        }
+        let ttl = match (self.config.ttl_ms, opts.ttl_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = Message {
+            id,
+            body,
+            headers: opts.headers,
+            priority: opts.priority,
+            group_id: opts.group_id,
+            published_ms: now_ms,
+            visible_at_ms: opts.deliver_at_ms.unwrap_or(now_ms).max(now_ms),
+            expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
+            deliveries: 0,
+        };
+        self.place(message, now_ms);
+        Ok(Some(id))
+    }
+
+    /// Puts an unleased message where it belongs: delayed or ready.
+    fn place(&mut self, message: Message, now_ms: i64) {
+        let id = message.id;
+        if let Some(at) = message.expires_at_ms {
+            self.expiring.insert((at, id));
+        }
+        if message.visible_at_ms > now_ms {
+            self.delayed.insert((message.visible_at_ms, id));
+        } else {
+            self.ready.insert((Reverse(message.priority), id));
+        }
+        self.messages.insert(id, message);
+    }
+
+    fn forget_dedup(&mut self, now_ms: i64) {
+        while let Some((until, _)) = self.dedup_order.front() {
+            if *until > now_ms {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
+    }
+
+    /// Hands out up to `max` ready messages under leases held by `holder`.
+    pub fn receive(
+        &mut self,
+        max: usize,
+        holder: Holder,
+        now_ms: i64,
+    ) -> (Vec<Delivery>, Vec<DeadLetter>) {
+        let dead = self.tick(now_ms);
+        let mut picked = Vec::new();
+        for &(prio, id) in &self.ready {
+            if picked.len() >= max {
+                break;
+            }
+            let Some(m) = self.messages.get(&id) else {
+                continue;
+            };
+            if self.config.fifo {
+                let group = m.group_id.as_deref().unwrap_or("");
+                // One message in flight per group; later ones wait their turn.
+                if self.busy_groups.contains(group)
+                    || picked
+                        .iter()
+                        .any(|(_, g): &(_, Option<String>)| g.as_deref() == Some(group))
+                {
+                    continue;
+                }
+            }
+            picked.push(((prio, id), m.group_id.clone()));
+        }
+        let mut out = Vec::with_capacity(picked.len());
+        for (key, group) in picked {
+            self.ready.remove(&key);
+            let id = key.1;
+            if let Some(m) = self.messages.get(&id) {
+                if let Some(at) = m.expires_at_ms {
+                    self.expiring.remove(&(at, id));
+                }
+            }
+            let Some(m) = self.messages.get_mut(&id) else {
+                continue;
+            };
+            m.deliveries += 1;
+            let handle = self.next_handle;
+            self.next_handle += 1;
+            let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
+            self.leases.insert(
+                handle,
+                Lease {
+                    id,
+                    holder,
+                    deadline_ms,
+                },
+            );
+            self.lease_deadlines.insert((deadline_ms, handle));
+            if self.config.fifo {
+                self.busy_groups.insert(group.unwrap_or_default());
+            }
+            out.push(Delivery {
+                handle,
+                message: m.clone(),
+            });
+        }
+        (out, dead)
+    }
+
+    fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
+        let lease = self
+            .leases
+            .remove(&handle)
+            .ok_or(QueueError::UnknownHandle(handle))?;
+        self.lease_deadlines.remove(&(lease.deadline_ms, handle));
+        let message = self
+            .messages
+            .remove(&lease.id)
+            .ok_or(QueueError::UnknownHandle(handle))?;
+        if self.config.fifo {
+            self.busy_groups
+                .remove(message.group_id.as_deref().unwrap_or(""));
+        }
+        Ok(message)
+    }
+
+    /// Settles a delivered message: it is gone. Returns it (the owner records the ack).
+    pub fn ack(&mut self, handle: u64) -> Result<Message, QueueError> {
+        self.end_lease(handle)
+    }
+
+    /// Gives a delivered message back: ready again (`requeue`), else dead-lettered as
+    /// rejected. A requeue past max deliveries or TTL dead-letters it instead.
+    pub fn nack(
+        &mut self,
+        handle: u64,
+        requeue: bool,
+        now_ms: i64,
+    ) -> Result<Option<DeadLetter>, QueueError> {
+        let message = self.end_lease(handle)?;
+        if !requeue {
+            return Ok(Some(self.dead(message, DeadReason::Rejected, now_ms)));
+        }
+        Ok(self.come_back(message, now_ms))
+    }
+
+    /// A message whose lease ended without an ack: ready again unless it has had its
+    /// deliveries or has expired.
+    fn come_back(&mut self, mut message: Message, now_ms: i64) -> Option<DeadLetter> {
+        if self
+            .config
+            .max_deliveries
+            .is_some_and(|max| message.deliveries >= max)
+        {
+            return Some(self.dead(message, DeadReason::MaxDeliveries, now_ms));
+        }
+        if message.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Some(self.dead(message, DeadReason::Expired, now_ms));
+        }
+        message.visible_at_ms = message.visible_at_ms.min(now_ms);
+        self.place(message, now_ms);
+        None
+    }
+
+    fn dead(&self, message: Message, reason: DeadReason, now_ms: i64) -> DeadLetter {
+        DeadLetter {
+            message,
+            reason,
+            queue: self.name.clone(),
+            at_ms: now_ms,
+            target: self.config.dead_letter.clone(),
+        }
+    }
+
+    /// Every lease a subscription held comes back at once (it disconnected).
+    pub fn release(&mut self, holder: Holder, now_ms: i64) -> Vec<DeadLetter> {
+        let handles: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.holder == holder)
+            .map(|(h, _)| *h)
+            .collect();
+        let mut dead = Vec::new();
+        for handle in handles {
+            if let Ok(message) = self.end_lease(handle) {
+                dead.extend(self.come_back(message, now_ms));
+            }
+        }
+        dead
+    }
+
+    /// Applies time: visibility timeouts, delays that ended, expiries.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
+        let mut dead = Vec::new();
+        while let Some(&(deadline, handle)) = self.lease_deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            if let Ok(message) = self.end_lease(handle) {
+                dead.extend(self.come_back(message, now_ms));
+            }
+        }
+        while let Some(&(at, id)) = self.delayed.first() {
+            if at > now_ms {
+                break;
+            }
+            self.delayed.remove(&(at, id));
+            if let Some(m) = self.messages.get(&id) {
+                self.ready.insert((Reverse(m.priority), id));
+            }
+        }
+        while let Some(&(at, id)) = self.expiring.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiring.remove(&(at, id));
+            let Some(message) = self.messages.remove(&id) else {
+                continue;
+            };
+            self.ready.remove(&(Reverse(message.priority), id));
+            self.delayed.remove(&(message.visible_at_ms, id));
+            dead.push(self.dead(message, DeadReason::Expired, now_ms));
+        }
+        dead
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        [
+            self.lease_deadlines.first().map(|d| d.0),
+            self.delayed.first().map(|d| d.0),
+            self.expiring.first().map(|d| d.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Drops every ready and delayed message (leased ones stay with their consumers).
+    pub fn purge(&mut self) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .ready
+            .iter()
+            .map(|(_, id)| *id)
+            .chain(self.delayed.iter().map(|(_, id)| *id))
+            .collect();
+        for id in &ids {
+            self.messages.remove(id);
+        }
+        self.ready.clear();
+        self.delayed.clear();
+        self.expiring.clear();
+        ids
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            ready: self.ready.len(),
+            delayed: self.delayed.len(),
+            in_flight: self.leases.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    fn bodies(d: &[Delivery]) -> Vec<String> {
+        d.iter()
+            .map(|d| String::from_utf8_lossy(&d.message.body).to_string())
+            .collect()
+    }
+
+    fn queue(config: QueueConfig) -> Queue {
+        Queue::new("q", config)
+    }
+
+    fn publish(q: &mut Queue, s: &str, now: i64) -> u64 {
+        q.publish(body(s), PublishOptions::default(), now)
+            .expect("publish")
+            .expect("accepted")
+    }
+
+    #[test]
+    fn competing_receivers_never_get_the_same_message_and_acks_settle() {
+        let mut q = queue(QueueConfig::default());
+        for i in 0..10 {
+            publish(&mut q, &format!("m{i}"), 0);
+        }
+        let (a, _) = q.receive(4, Holder::Subscription(1), 0);
+        let (b, _) = q.receive(10, Holder::Subscription(2), 0);
+        assert_eq!(bodies(&a), ["m0", "m1", "m2", "m3"]);
+        assert_eq!(b.len(), 6);
+        assert_eq!(
+            q.stats(),
+            Stats {
+                ready: 0,
+                delayed: 0,
+                in_flight: 10
+            }
+        );
+        for d in a.iter().chain(&b) {
+            q.ack(d.handle).expect("ack");
+        }
+        assert_eq!(q.stats(), Stats::default());
+        assert!(matches!(
+            q.ack(a[0].handle),
+            Err(QueueError::UnknownHandle(_))
+        ));
+    }
+
+    #[test]
+    fn an_unacked_lease_is_redelivered_after_the_visibility_timeout() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "job", 0);
+        let (first, _) = q.receive(1, Holder::Pull, 0);
+        assert!(q.receive(1, Holder::Pull, 999).0.is_empty(), "still leased");
+        assert_eq!(q.next_deadline_ms(), Some(1000));
+        let (again, _) = q.receive(1, Holder::Pull, 1000);
+        assert_eq!(bodies(&again), ["job"]);
+        assert_eq!(again[0].message.deliveries, 2);
+        assert_ne!(again[0].handle, first[0].handle);
+        assert!(q.ack(first[0].handle).is_err(), "the old handle is dead");
+        q.ack(again[0].handle).expect("ack");
+    }
+
+    #[test]
+    fn nack_requeues_or_rejects_and_max_deliveries_dead_letters() {
+        let mut q = queue(QueueConfig {
+            max_deliveries: Some(2),
+            dead_letter: Some("dlq".into()),
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(q.nack(d[0].handle, true, 1).expect("nack"), None);
+        let rejected = q.nack(d[1].handle, false, 1).expect("nack").expect("dead");
+        assert_eq!(rejected.reason, DeadReason::Rejected);
+        assert_eq!(rejected.target.as_deref(), Some("dlq"));
+        let (d, _) = q.receive(1, Holder::Pull, 2);
+        assert_eq!(bodies(&d), ["a"]);
+        let dead = q.nack(d[0].handle, true, 3).expect("nack").expect("dead");
+        assert_eq!(
+            (dead.reason, dead.message.deliveries),
+            (DeadReason::MaxDeliveries, 2)
+        );
+        assert_eq!(dead.queue, "q");
+        assert_eq!(q.stats(), Stats::default());
+    }
+
+    #[test]
+    fn a_gone_subscription_gives_its_leases_back_at_once() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let (held, _) = q.receive(1, Holder::Subscription(7), 0);
+        let (pulled, _) = q.receive(1, Holder::Pull, 0);
+        assert!(q.release(Holder::Subscription(7), 5).is_empty());
+        assert_eq!(q.stats().ready, 1);
+        assert!(q.ack(held[0].handle).is_err());
+        q.ack(pulled[0].handle).expect("pull leases stay");
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 6).0), ["a"]);
+    }
+
+    #[test]
+    fn higher_priorities_first_fifo_within_one_and_over_the_maximum_refused() {
+        let mut q = queue(QueueConfig {
+            max_priority: 9,
+            ..QueueConfig::default()
+        });
+        for (s, p) in [
+            ("low1", 1),
+            ("high1", 9),
+            ("mid", 5),
+            ("high2", 9),
+            ("low2", 1),
+        ] {
+            let opts = PublishOptions {
+                priority: p,
+                ..PublishOptions::default()
+            };
+            q.publish(body(s), opts, 0).expect("publish");
+        }
+        let (d, _) = q.receive(10, Holder::Pull, 0);
+        assert_eq!(bodies(&d), ["high1", "high2", "mid", "low1", "low2"]);
+        let over = PublishOptions {
+            priority: 10,
+            ..PublishOptions::default()
+        };
+        assert_eq!(
+            q.publish(body("x"), over, 0),
+            Err(QueueError::PriorityTooHigh { got: 10, max: 9 })
+        );
+    }
+
+    #[test]
+    fn delayed_messages_appear_on_time_and_ttl_expires_unread_ones() {
+        let mut q = queue(QueueConfig {
+            ttl_ms: Some(1000),
+            dead_letter: Some("dlx".into()),
+            ..QueueConfig::default()
+        });
+        let later = PublishOptions {
+            deliver_at_ms: Some(500),
+            ..PublishOptions::default()
+        };
+        q.publish(body("later"), later, 0).expect("publish");
+        let short = PublishOptions {
+            ttl_ms: Some(100),
+            ..PublishOptions::default()
+        };
+        q.publish(body("short"), short, 0).expect("publish");
+        assert_eq!(q.stats().delayed, 1);
+        let (d, dead) = q.receive(10, Holder::Pull, 200);
+        assert!(d.is_empty(), "{:?}", bodies(&d));
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeadReason::Expired);
+        assert_eq!(dead[0].message.body, body("short"));
+        assert_eq!(bodies(&q.receive(10, Holder::Pull, 500).0), ["later"]);
+        // The queue TTL counts from publish; an expired message is never delivered.
+        publish(&mut q, "stale", 600);
+        let (d, dead) = q.receive(10, Holder::Pull, 1600);
+        assert!(d.is_empty());
+        assert_eq!(dead[0].message.body, body("stale"));
+    }
+
+    #[test]
+    fn fifo_groups_keep_order_one_in_flight_and_drop_duplicates() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let msg = |g: &str, dedup: &str| PublishOptions {
+            group_id: Some(g.into()),
+            dedup_id: Some(dedup.into()),
+            ..PublishOptions::default()
+        };
+        for (s, g, d) in [
+            ("a1", "a", "1"),
+            ("b1", "b", "2"),
+            ("a2", "a", "3"),
+            ("b2", "b", "4"),
+        ] {
+            assert!(q.publish(body(s), msg(g, d), 0).expect("publish").is_some());
+        }
+        assert_eq!(q.publish(body("a1 again"), msg("a", "1"), 10), Ok(None));
+        assert_eq!(
+            q.publish(body("x"), PublishOptions::default(), 0),
+            Err(QueueError::GroupIdRequired)
+        );
+        let (first, _) = q.receive(10, Holder::Pull, 0);
+        assert_eq!(bodies(&first), ["a1", "b1"], "one per group");
+        assert!(q.receive(10, Holder::Pull, 0).0.is_empty());
+        // a1 comes back before a2: order within the group holds.
+        q.nack(first[0].handle, true, 1).expect("nack");
+        q.ack(first[1].handle).expect("ack");
+        let (next, _) = q.receive(10, Holder::Pull, 2);
+        assert_eq!(bodies(&next), ["a1", "b2"]);
+        // The dedup window ends after 5 minutes.
+        assert!(q
+            .publish(body("a1 late"), msg("a", "1"), DEDUP_WINDOW_MS + 1)
+            .expect("publish")
+            .is_some());
+    }
+
+    #[test]
+    fn purge_drops_ready_and_delayed_but_not_leased() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let delayed = PublishOptions {
+            deliver_at_ms: Some(100),
+            ..PublishOptions::default()
+        };
+        q.publish(body("c"), delayed, 0).expect("publish");
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        assert_eq!(q.purge().len(), 2);
+        assert_eq!(
+            q.stats(),
+            Stats {
+                ready: 0,
+                delayed: 0,
+                in_flight: 1
+            }
+        );
+        q.ack(d[0].handle).expect("ack");
+    }
+}
