@@ -400,6 +400,17 @@ impl PartitionLog {
         self.inner.state.borrow().size_bytes
     }
 
+    /// Where the oldest segment ends, if it is sealed: records below that offset can be
+    /// reclaimed with `delete_records_before` by whole segments.
+    pub fn first_sealed_end(&self) -> Option<i64> {
+        let st = self.inner.state.borrow();
+        let last = st.segments.len().saturating_sub(1);
+        st.segments[..last]
+            .first()
+            .filter(|s| s.sealed)
+            .map(|s| s.next_offset)
+    }
+
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
     }

@@ -3,13 +3,16 @@
 //! | file | owns |
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
+//! | `store.rs` | the queue's durable journal (publish, delivered, settled, dead-lettering events in a partition log of its own), replay and reclamation |
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
 
 mod queue;
+mod store;
 
 pub use queue::{Queue, Stats};
+pub use store::{Event, QueueStore, Recovered, StoredMessage};
 
 use bytes::Bytes;
 

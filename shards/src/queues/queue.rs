@@ -74,6 +74,43 @@ impl Queue {
         }
     }
 
+    /// A queue rebuilt from its journal: every unsettled message ready again (or
+    /// delayed), delivery counts kept; dedup ids still inside their window.
+    pub fn restore(
+        name: &str,
+        config: QueueConfig,
+        messages: Vec<Message>,
+        dedup: Vec<(String, i64)>,
+        next_id: u64,
+        now_ms: i64,
+    ) -> Queue {
+        let mut q = Queue::new(name, config);
+        q.next_id = next_id;
+        for m in messages {
+            q.next_id = q.next_id.max(m.id + 1);
+            q.place(m, now_ms);
+        }
+        let mut dedup: Vec<(i64, String)> = dedup
+            .into_iter()
+            .map(|(id, published)| (published + DEDUP_WINDOW_MS, id))
+            .filter(|(until, _)| *until > now_ms)
+            .collect();
+        dedup.sort();
+        for (until, id) in dedup {
+            q.dedup.insert(id.clone(), until);
+            q.dedup_order.push_back((until, id));
+        }
+        q
+    }
+
+    pub fn message(&self, id: u64) -> Option<&Message> {
+        self.messages.get(&id)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn config(&self) -> &QueueConfig {
         &self.config
     }
