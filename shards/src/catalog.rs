@@ -6,6 +6,7 @@
 //! change. Placement is computed once at topic creation and recorded here, so it
 //! survives restarts and changes of `--shards`/`--cores`.
 
+use crate::queues::QueueConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -76,6 +77,10 @@ pub enum CatalogError {
     InvalidConfig(String),
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
+    #[error("queue '{0}' does not exist (declare it with `peregrine queue declare {0}`)")]
+    UnknownQueue(String),
+    #[error("queue '{0}' exists with other settings (delete it first to change them)")]
+    QueueMismatch(String),
     #[error("metadata file {path}: {reason}")]
     Storage { path: String, reason: String },
 }
@@ -87,6 +92,35 @@ pub struct Catalog {
     pub version: u64,
     pub next_topic_id: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Message queues, each owned by the shard its name hashes to.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMeta {
+    pub name: String,
+    /// Unique per declaration (shared with topic ids), so files are never reused.
+    pub id: u64,
+    pub config: QueueConfig,
+    pub created_ms: i64,
+}
+
+impl QueueMeta {
+    pub fn owner(&self, nshards: u32) -> u32 {
+        queue_owner(&self.name, nshards)
+    }
+
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        data_dir
+            .join("queues")
+            .join(format!("{}-{}", self.name, self.id))
+    }
+}
+
+/// The shard that owns a queue: a stable hash of its name.
+pub fn queue_owner(queue: &str, nshards: u32) -> u32 {
+    crc32c::crc32c(queue.as_bytes()).rotate_left(7) % nshards.max(1)
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), CatalogError> {
@@ -183,6 +217,53 @@ impl Catalog {
             meta.config.partitions = count;
         }
         Ok(next)
+    }
+
+    /// A new catalog with queue `name` declared; `None` when it already exists with
+    /// exactly these settings (a redeclare changes nothing).
+    pub fn with_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        now_ms: i64,
+    ) -> Result<Option<Catalog>, CatalogError> {
+        validate_topic_name(name)?;
+        if let Some(existing) = self.queues.get(name) {
+            if existing.config == config {
+                return Ok(None);
+            }
+            return Err(CatalogError::QueueMismatch(name.to_string()));
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.next_topic_id += 1;
+        next.queues.insert(
+            name.to_string(),
+            QueueMeta {
+                name: name.to_string(),
+                id: self.next_topic_id,
+                config,
+                created_ms: now_ms,
+            },
+        );
+        Ok(Some(next))
+    }
+
+    /// A new catalog without queue `name`; returns the removed queue too.
+    pub fn without_queue(&self, name: &str) -> Result<(Catalog, QueueMeta), CatalogError> {
+        let mut next = self.clone();
+        let removed = next
+            .queues
+            .remove(name)
+            .ok_or_else(|| CatalogError::UnknownQueue(name.to_string()))?;
+        next.version += 1;
+        Ok((next, removed))
+    }
+
+    pub fn queue(&self, name: &str) -> Result<&QueueMeta, CatalogError> {
+        self.queues
+            .get(name)
+            .ok_or_else(|| CatalogError::UnknownQueue(name.to_string()))
     }
 
     /// A new catalog without `name`; returns the removed topic too.

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod consumer;
 pub mod partitioner;
 pub mod producer;
+pub mod queues;
 pub mod records;
 
 use crate::native::messages::{

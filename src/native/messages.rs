@@ -34,6 +34,61 @@ pub struct TopicSpec {
     pub segment_bytes: Option<u64>,
 }
 
+/// A queue declaration (see `peregrine_shards::queues::QueueConfig`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueSpec {
+    pub name: String,
+    pub max_priority: u8,
+    pub ttl_ms: Option<u64>,
+    /// None: the default (30 s).
+    pub visibility_timeout_ms: Option<u64>,
+    pub max_deliveries: Option<u32>,
+    pub dead_letter: Option<String>,
+    pub fifo: bool,
+}
+
+/// How one message is published to a queue.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublishSpec {
+    pub priority: u8,
+    pub delay_ms: Option<u64>,
+    pub ttl_ms: Option<u64>,
+    pub headers: Vec<(String, String)>,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    /// Answer once the message is on disk (fdatasync, group-committed).
+    pub durable: bool,
+    /// Set by the broker when it moves a dead letter: `source-queue/id`.
+    pub origin: Option<String>,
+}
+
+/// A message received from a queue; its body is the `len` bytes at its place in the
+/// answer's payload.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueDelivery {
+    /// Receipt handle for ack/nack (0 with auto-ack: already settled).
+    pub handle: u64,
+    pub id: u64,
+    pub deliveries: u32,
+    pub priority: u8,
+    pub headers: Vec<(String, String)>,
+    pub group_id: Option<String>,
+    pub published_ms: i64,
+    pub len: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatsInfo {
+    pub name: String,
+    pub ready: u64,
+    pub delayed: u64,
+    pub in_flight: u64,
+    /// Messages this queue sent to its dead-letter target since the broker started.
+    pub dead_lettered: u64,
+    /// Receives waiting on this queue now.
+    pub consumers: u64,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct CommitEntry {
     pub topic: String,
@@ -138,6 +193,40 @@ pub enum Request {
         producer_id: i64,
         epoch: i16,
     },
+    DeclareQueue(QueueSpec),
+    DeleteQueue {
+        name: String,
+    },
+    ListQueues,
+    QueueStats {
+        name: String,
+    },
+    PurgeQueue {
+        name: String,
+    },
+    /// Payload: the message body.
+    Publish {
+        queue: String,
+        spec: PublishSpec,
+    },
+    /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
+    Receive {
+        queue: String,
+        max: u32,
+        wait_ms: u32,
+        /// Settle on delivery (at-most-once) instead of leasing.
+        auto_ack: bool,
+    },
+    Ack {
+        queue: String,
+        handles: Vec<u64>,
+    },
+    /// Gives leases back: ready again with `requeue`, else dead-lettered as rejected.
+    Nack {
+        queue: String,
+        handles: Vec<u64>,
+        requeue: bool,
+    },
     /// Counters of one shard.
     ShardStats {
         shard: u32,
@@ -161,6 +250,11 @@ pub enum ErrorCode {
     InvalidTopic,
     /// A partition count that is not more than the topic's current one.
     InvalidPartitions,
+    UnknownQueue,
+    /// A queue redeclared with other settings.
+    QueueMismatch,
+    /// A receipt handle whose lease ended (acked, timed out, or never handed out).
+    UnknownHandle,
     OffsetOutOfRange,
     /// A record batch failed validation (length, magic or CRC32C).
     CorruptBatch,
@@ -251,6 +345,22 @@ pub enum Response {
     ProducerId {
         producer_id: i64,
         epoch: i16,
+    },
+    Queues {
+        queues: Vec<QueueSpec>,
+    },
+    QueueStats(QueueStatsInfo),
+    /// `id` None: a FIFO queue dropped the message as a duplicate.
+    Published {
+        id: Option<u64>,
+    },
+    /// Payload: the bodies, one after another.
+    Received {
+        messages: Vec<QueueDelivery>,
+    },
+    /// Purged messages.
+    Count {
+        count: u64,
     },
     PartitionStats(PartitionStats),
     Joined {

@@ -17,6 +17,8 @@ fn catalog_error(e: CatalogError) -> Option<Reply> {
         CatalogError::UnknownTopic(_) => ErrorCode::UnknownTopic,
         CatalogError::InvalidName(_) | CatalogError::InvalidConfig(_) => ErrorCode::InvalidTopic,
         CatalogError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        CatalogError::UnknownQueue(_) => ErrorCode::UnknownQueue,
+        CatalogError::QueueMismatch(_) => ErrorCode::QueueMismatch,
         CatalogError::Storage { .. } => ErrorCode::Internal,
     };
     reply(Response::error(code, e.to_string()))
@@ -127,6 +129,56 @@ pub async fn create_partitions(shard: &Rc<Shard>, name: &str, count: i32) -> Opt
         return reply(Response::error(ErrorCode::Internal, e));
     }
     tracing::info!(topic = %name, partitions = count, "partitions added");
+    reply(Response::Ok)
+}
+
+/// Declares a queue (idempotent with the same settings). A dead-letter target must be an
+/// existing queue.
+pub async fn declare_queue(
+    shard: &Rc<Shard>,
+    spec: crate::native::messages::QueueSpec,
+) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    if let Some(target) = &spec.dead_letter {
+        if target != &spec.name && catalog.queue(target).is_err() {
+            return reply(Response::error(
+                ErrorCode::UnknownQueue,
+                format!("dead-letter target '{target}' is not a queue (declare it first)"),
+            ));
+        }
+    }
+    let config = super::queues::config_of(&spec);
+    let next = match catalog.with_queue(&spec.name, config, crate::time::now_ms()) {
+        Ok(Some(next)) => next,
+        Ok(None) => return reply(Response::Ok),
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
+    tracing::info!(queue = %spec.name, "queue declared");
+    reply(Response::Ok)
+}
+
+pub async fn delete_queue(shard: &Rc<Shard>, name: &str) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let (next, removed) = match shard.catalog().without_queue(name) {
+        Ok(r) => r,
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
+    let dir = removed.dir(&shard.config.data_dir);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), "removing queue folder: {e}");
+        }
+    }
+    tracing::info!(queue = %name, "queue deleted");
     reply(Response::Ok)
 }
 

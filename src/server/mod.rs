@@ -6,6 +6,7 @@ pub mod group_calls;
 pub mod listeners;
 pub mod partitions;
 pub mod producer_ids;
+pub mod queues;
 pub mod router;
 pub mod runtime;
 pub mod shard;
@@ -23,6 +24,9 @@ use std::time::Duration;
 
 /// How often each shard's group coordinator expires sessions and rebalance timeouts.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// How often queue timers (visibility timeouts, delays, TTLs) are applied; journals are
+/// reclaimed every 50 ticks.
+const QUEUE_TICK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -324,6 +328,15 @@ fn spawn_background(shard: &Rc<Shard>) {
         }
     };
     let s = shard.clone();
+    let queue_timers = async move {
+        let mut ticks = 0u64;
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(QUEUE_TICK).await;
+            ticks += 1;
+            queues::tick(&s, ticks.is_multiple_of(50)).await;
+        }
+    };
+    let s = shard.clone();
     let retention = async move {
         while !s.shutdown.is_triggered() {
             runtime::sleep(s.config.retention_check).await;
@@ -332,6 +345,7 @@ fn spawn_background(shard: &Rc<Shard>) {
     };
     for spawned in [
         runtime::spawn_into(ticks, shard.queues.background),
+        runtime::spawn_into(queue_timers, shard.queues.background),
         runtime::spawn_into(retention, shard.queues.background),
     ] {
         match spawned {

@@ -7,7 +7,7 @@ use super::router::{Reply, Router};
 use super::shutdown::ShardShutdown;
 use crate::native::messages::{ErrorCode, Request, Response};
 use bytes::BytesMut;
-use peregrine_shards::catalog::{group_owner, Catalog, TopicMeta};
+use peregrine_shards::catalog::{group_owner, queue_owner, Catalog, TopicMeta};
 use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
 use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};
 use std::cell::{Cell, RefCell};
@@ -39,6 +39,8 @@ pub struct Shard {
     pub producer_ids: ProducerIds,
     catalog: RefCell<Arc<Catalog>>,
     partitions: RefCell<HashMap<(String, i32), OpenPartition>>,
+    /// Message queues this shard owns.
+    mq: RefCell<HashMap<String, Rc<super::queues::OpenQueue>>>,
     cache: Rc<BatchCache>,
     /// Partition requests served here, and those forwarded to another shard.
     pub partition_requests: Cell<u64>,
@@ -81,6 +83,7 @@ impl Shard {
             producer_ids,
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
+            mq: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
             queues,
             partition_requests: Cell::new(0),
@@ -90,6 +93,14 @@ impl Shard {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.borrow().clone()
+    }
+
+    pub fn message_queue(&self, name: &str) -> Option<Rc<super::queues::OpenQueue>> {
+        self.mq.borrow().get(name).cloned()
+    }
+
+    pub fn message_queues(&self) -> Vec<Rc<super::queues::OpenQueue>> {
+        self.mq.borrow().values().cloned().collect()
     }
 
     pub fn catalog_path(&self) -> std::path::PathBuf {
@@ -147,6 +158,8 @@ impl Shard {
             Request::CreateTopic(_)
             | Request::DeleteTopic { .. }
             | Request::CreatePartitions { .. }
+            | Request::DeclareQueue(_)
+            | Request::DeleteQueue { .. }
             | Request::InitProducerId { .. } => CONTROLLER_SHARD,
             Request::JoinGroup { group, .. }
             | Request::Heartbeat { group, .. }
@@ -155,9 +168,17 @@ impl Shard {
             | Request::FetchOffsets { group, .. }
             | Request::DescribeGroup { group }
             | Request::DeleteGroup { group } => group_owner(group, self.nshards),
-            Request::Metadata { .. } | Request::DescribeTopic { .. } | Request::ListGroups => {
-                self.id
+            Request::QueueStats { name } | Request::PurgeQueue { name } => {
+                queue_owner(name, self.nshards)
             }
+            Request::Publish { queue, .. }
+            | Request::Receive { queue, .. }
+            | Request::Ack { queue, .. }
+            | Request::Nack { queue, .. } => queue_owner(queue, self.nshards),
+            Request::Metadata { .. }
+            | Request::DescribeTopic { .. }
+            | Request::ListGroups
+            | Request::ListQueues => self.id,
             Request::ListShardGroups { shard } | Request::ShardStats { shard } => {
                 *shard % self.nshards
             }
@@ -255,6 +276,22 @@ impl Shard {
                 forwarded: self.forwarded.get(),
             }),
             Request::CreateTopic(spec) => super::admin::create_topic(self, spec).await,
+            Request::DeclareQueue(spec) => super::admin::declare_queue(self, spec).await,
+            Request::DeleteQueue { name } => super::admin::delete_queue(self, &name).await,
+            Request::ListQueues => reply(Response::Queues {
+                queues: self
+                    .catalog()
+                    .queues
+                    .values()
+                    .map(|m| super::queues::spec_of(&m.name, &m.config))
+                    .collect(),
+            }),
+            request @ (Request::QueueStats { .. }
+            | Request::PurgeQueue { .. }
+            | Request::Publish { .. }
+            | Request::Receive { .. }
+            | Request::Ack { .. }
+            | Request::Nack { .. }) => super::queues::execute(self, request, payload).await,
             Request::InitProducerId { producer_id, epoch } => {
                 super::admin::init_producer_id(self, producer_id, epoch)
             }
@@ -276,6 +313,38 @@ impl Shard {
         for meta in next.topics.values() {
             self.open_owned(meta).await?;
             glommio::yield_if_needed().await;
+        }
+        for meta in next.queues.values() {
+            if meta.owner(self.nshards) != self.id
+                || self.mq.borrow().get(&meta.name).map(|q| q.id) == Some(meta.id)
+            {
+                continue;
+            }
+            let (owned, data_dir, cache, fsync) = (
+                meta.clone(),
+                self.config.data_dir.clone(),
+                self.cache.clone(),
+                self.config.fsync,
+            );
+            // Opened from the background queue, so the journal's flusher runs there.
+            let open = async move { super::queues::open(&owned, &data_dir, cache, fsync).await };
+            let q = super::runtime::spawn_into(open, self.queues.background)
+                .map_err(|e| format!("opening queue {}: {e}", meta.name))?
+                .await?;
+            self.mq.borrow_mut().insert(meta.name.clone(), q);
+        }
+        let gone: Vec<String> = self
+            .mq
+            .borrow()
+            .iter()
+            .filter(|(name, q)| next.queues.get(*name).map(|m| m.id) != Some(q.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            let removed = self.mq.borrow_mut().remove(&name);
+            if let Some(q) = removed {
+                q.delete().await;
+            }
         }
         *self.catalog.borrow_mut() = next.clone();
         let stale: Vec<(String, i32)> = self
@@ -345,6 +414,10 @@ impl Shard {
             if let Err(e) = open.log.close().await {
                 tracing::error!(%topic, partition, "closing partition: {e}");
             }
+        }
+        let queues: Vec<_> = self.mq.borrow_mut().drain().collect();
+        for (_, q) in queues {
+            q.close().await;
         }
         if let Err(e) = self.groups.close().await {
             tracing::error!("closing groups: {e}");

@@ -24,7 +24,7 @@ pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
 /// A queue's declaration; redeclaring with other values is an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueConfig {
     /// 0: no priorities (every message is priority 0).
     pub max_priority: u8,

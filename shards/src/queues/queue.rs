@@ -103,6 +103,20 @@ impl Queue {
         q
     }
 
+    /// Takes a ready or delayed message out (to finish moving it elsewhere).
+    pub fn take(&mut self, id: u64) -> Option<Message> {
+        if self.leases.values().any(|l| l.id == id) {
+            return None;
+        }
+        let m = self.messages.remove(&id)?;
+        self.ready.remove(&(Reverse(m.priority), id));
+        self.delayed.remove(&(m.visible_at_ms, id));
+        if let Some(at) = m.expires_at_ms {
+            self.expiring.remove(&(at, id));
+        }
+        Some(m)
+    }
+
     pub fn message(&self, id: u64) -> Option<&Message> {
         self.messages.get(&id)
     }

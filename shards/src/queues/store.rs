@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -76,9 +77,27 @@ pub struct Recovered {
 
 pub struct QueueStore {
     log: Rc<PartitionLog>,
-    /// Log offset of the publish of every unsettled message.
-    live: HashMap<u64, i64>,
-    live_order: BTreeSet<(i64, u64)>,
+    live: RefCell<Live>,
+}
+
+/// Log offset of the publish of every unsettled message.
+#[derive(Default)]
+struct Live {
+    offsets: HashMap<u64, i64>,
+    order: BTreeSet<(i64, u64)>,
+}
+
+impl Live {
+    fn insert(&mut self, id: u64, offset: i64) {
+        self.offsets.insert(id, offset);
+        self.order.insert((offset, id));
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(offset) = self.offsets.remove(&id) {
+            self.order.remove(&(offset, id));
+        }
+    }
 }
 
 impl StoredMessage {
@@ -127,16 +146,15 @@ impl QueueStore {
         cache: Rc<BatchCache>,
     ) -> Result<(QueueStore, Recovered), LogError> {
         let log = PartitionLog::open(dir, config, cache).await?;
-        let mut store = QueueStore {
+        let store = QueueStore {
             log,
-            live: HashMap::new(),
-            live_order: BTreeSet::new(),
+            live: RefCell::new(Live::default()),
         };
         let recovered = store.replay().await?;
         Ok((store, recovered))
     }
 
-    async fn replay(&mut self) -> Result<Recovered, LogError> {
+    async fn replay(&self) -> Result<Recovered, LogError> {
         let mut messages: HashMap<u64, (StoredMessage, u32)> = HashMap::new();
         let mut dead: HashMap<u64, DeadReason> = HashMap::new();
         let mut out = Recovered::default();
@@ -165,8 +183,7 @@ impl QueueStore {
                             if let Some(o) = &m.origin {
                                 out.origins.insert(o.clone());
                             }
-                            self.live.insert(m.id, r.offset);
-                            self.live_order.insert((r.offset, m.id));
+                            self.live.borrow_mut().insert(m.id, r.offset);
                             messages.insert(m.id, (m, 0));
                         }
                         Event::Delivered { id, deliveries } => {
@@ -177,7 +194,7 @@ impl QueueStore {
                         Event::Settled { id } => {
                             messages.remove(&id);
                             dead.remove(&id);
-                            self.forget(id);
+                            self.live.borrow_mut().remove(id);
                         }
                         Event::DeadLettering { id, reason } => {
                             dead.insert(id, reason_of(reason));
@@ -201,15 +218,9 @@ impl QueueStore {
         Ok(out)
     }
 
-    fn forget(&mut self, id: u64) {
-        if let Some(offset) = self.live.remove(&id) {
-            self.live_order.remove(&(offset, id));
-        }
-    }
-
     /// Appends events as one batch; with `durable` returns once they are on disk.
     pub async fn append(
-        &mut self,
+        &self,
         events: &[Event],
         durable: bool,
         now_ms: i64,
@@ -229,15 +240,14 @@ impl QueueStore {
             return Ok(());
         };
         let appended = self.log.append(BytesMut::from(&batch[..]))?;
-        for (i, e) in events.iter().enumerate() {
-            match e {
-                Event::Published(m) => {
-                    let offset = appended.base_offset + i as i64;
-                    self.live.insert(m.id, offset);
-                    self.live_order.insert((offset, m.id));
+        {
+            let mut live = self.live.borrow_mut();
+            for (i, e) in events.iter().enumerate() {
+                match e {
+                    Event::Published(m) => live.insert(m.id, appended.base_offset + i as i64),
+                    Event::Settled { id } => live.remove(*id),
+                    _ => {}
                 }
-                Event::Settled { id } => self.forget(*id),
-                _ => {}
             }
         }
         if durable {
@@ -249,7 +259,9 @@ impl QueueStore {
     /// Removes whole segments that hold no unsettled publish; returns how many went.
     pub async fn reclaim(&self) -> Result<usize, LogError> {
         let oldest_live = self
-            .live_order
+            .live
+            .borrow()
+            .order
             .first()
             .map_or(self.log.end_offset(), |(offset, _)| *offset);
         let mut removed = 0;
@@ -320,7 +332,7 @@ mod tests {
     /// Publishes through the queue and journals it, as the owner does.
     async fn publish(
         q: &mut Queue,
-        s: &mut QueueStore,
+        s: &QueueStore,
         body: &str,
         opts: PublishOptions,
         now: i64,
@@ -342,11 +354,11 @@ mod tests {
         run(|| async {
             let tmp = tempfile::tempdir().expect("tempdir");
             let dir = tmp.path().join("q");
-            let (mut s, rec) = open(&dir, 1 << 20).await;
+            let (s, rec) = open(&dir, 1 << 20).await;
             assert!(rec.messages.is_empty());
             let mut q = Queue::new("q", QueueConfig::default());
             for body in ["a", "b", "c", "d"] {
-                publish(&mut q, &mut s, body, PublishOptions::default(), 0).await;
+                publish(&mut q, &s, body, PublishOptions::default(), 0).await;
             }
             let (d, _) = q.receive(3, Holder::Pull, 0);
             let delivered: Vec<Event> = d
@@ -418,7 +430,7 @@ mod tests {
         run(|| async {
             let tmp = tempfile::tempdir().expect("tempdir");
             let dir = tmp.path().join("q");
-            let (mut s, _) = open(&dir, 1 << 20).await;
+            let (s, _) = open(&dir, 1 << 20).await;
             let fifo = QueueConfig {
                 fifo: true,
                 ..QueueConfig::default()
@@ -429,7 +441,7 @@ mod tests {
                 dedup_id: Some("once".into()),
                 ..PublishOptions::default()
             };
-            publish(&mut q, &mut s, "first", opts.clone(), 1000).await;
+            publish(&mut q, &s, "first", opts.clone(), 1000).await;
             let moved = StoredMessage {
                 origin: Some("src/7".into()),
                 ..StoredMessage::of(q.message(0).expect("m"), None, None)
@@ -459,11 +471,11 @@ mod tests {
             let tmp = tempfile::tempdir().expect("tempdir");
             let dir = tmp.path().join("q");
             // Small segments: each publish of ~1 KiB rolls often.
-            let (mut s, _) = open(&dir, 4096).await;
+            let (s, _) = open(&dir, 4096).await;
             let mut q = Queue::new("q", QueueConfig::default());
             let body = "x".repeat(1000);
             for _ in 0..20 {
-                publish(&mut q, &mut s, &body, PublishOptions::default(), 0).await;
+                publish(&mut q, &s, &body, PublishOptions::default(), 0).await;
             }
             let segments = s.log().segment_count();
             assert!(segments > 4, "{segments} segments");

@@ -1,0 +1,119 @@
+//! Message-queue calls of the native client. Every call goes to the bootstrap
+//! connection, and the broker forwards it to the shard that owns the queue.
+
+use super::{unexpected, Client, ClientError};
+use crate::native::messages::{
+    PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
+};
+use bytes::Bytes;
+
+/// A received message with its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub delivery: QueueDelivery,
+    pub body: Bytes,
+}
+
+impl Client {
+    pub fn declare_queue(&mut self, spec: QueueSpec) -> Result<(), ClientError> {
+        self.call(Request::DeclareQueue(spec), &[]).map(|_| ())
+    }
+
+    pub fn delete_queue(&mut self, name: &str) -> Result<(), ClientError> {
+        let name = name.to_string();
+        self.call(Request::DeleteQueue { name }, &[]).map(|_| ())
+    }
+
+    pub fn list_queues(&mut self) -> Result<Vec<QueueSpec>, ClientError> {
+        match self.call(Request::ListQueues, &[])?.0 {
+            Response::Queues { queues } => Ok(queues),
+            other => Err(unexpected("list queues", &other)),
+        }
+    }
+
+    pub fn queue_stats(&mut self, name: &str) -> Result<QueueStatsInfo, ClientError> {
+        let name = name.to_string();
+        match self.call(Request::QueueStats { name }, &[])?.0 {
+            Response::QueueStats(stats) => Ok(stats),
+            other => Err(unexpected("queue stats", &other)),
+        }
+    }
+
+    /// Drops every ready and delayed message; returns how many.
+    pub fn purge_queue(&mut self, name: &str) -> Result<u64, ClientError> {
+        let name = name.to_string();
+        match self.call(Request::PurgeQueue { name }, &[])?.0 {
+            Response::Count { count } => Ok(count),
+            other => Err(unexpected("purge", &other)),
+        }
+    }
+
+    /// Publishes one message; `None` when a FIFO queue dropped it as a duplicate.
+    pub fn publish(
+        &mut self,
+        queue: &str,
+        spec: PublishSpec,
+        body: &[u8],
+    ) -> Result<Option<u64>, ClientError> {
+        let request = Request::Publish {
+            queue: queue.to_string(),
+            spec,
+        };
+        match self.call(request, &[body])?.0 {
+            Response::Published { id } => Ok(id),
+            other => Err(unexpected("publish", &other)),
+        }
+    }
+
+    /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
+    pub fn receive(
+        &mut self,
+        queue: &str,
+        max: u32,
+        wait_ms: u32,
+        auto_ack: bool,
+    ) -> Result<Vec<Received>, ClientError> {
+        let request = Request::Receive {
+            queue: queue.to_string(),
+            max,
+            wait_ms,
+            auto_ack,
+        };
+        let (response, payload) = self.call(request, &[])?;
+        let Response::Received { messages } = response else {
+            return Err(unexpected("receive", &response));
+        };
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(messages.len());
+        for delivery in messages {
+            let end = at + delivery.len as usize;
+            let body = payload
+                .get(at..end)
+                .map(|_| payload.slice(at..end))
+                .ok_or_else(|| {
+                    ClientError::Protocol("receive answer shorter than its bodies".into())
+                })?;
+            at = end;
+            out.push(Received { delivery, body });
+        }
+        Ok(out)
+    }
+
+    pub fn ack(&mut self, queue: &str, handles: &[u64]) -> Result<(), ClientError> {
+        let request = Request::Ack {
+            queue: queue.to_string(),
+            handles: handles.to_vec(),
+        };
+        self.call(request, &[]).map(|_| ())
+    }
+
+    /// Gives leases back: ready again (`requeue`) or dead-lettered as rejected.
+    pub fn nack(&mut self, queue: &str, handles: &[u64], requeue: bool) -> Result<(), ClientError> {
+        let request = Request::Nack {
+            queue: queue.to_string(),
+            handles: handles.to_vec(),
+            requeue,
+        };
+        self.call(request, &[]).map(|_| ())
+    }
+}

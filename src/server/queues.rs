@@ -1,0 +1,481 @@
+//! Message queues on the shard that owns each one: the delivery state machine
+//! (`peregrine_shards::queues::Queue`) beside its journal (`QueueStore`), the native
+//! calls (publish, receive with long polling, ack, nack, stats, purge), the timer that
+//! applies visibility timeouts, delays and TTLs, and dead-letter moves.
+//!
+//! Durability: a publish is journaled before it is answered (and on disk first when the
+//! publisher asks for `durable`); an ack or an auto-ack settle is on disk before it is
+//! answered, so an acknowledged delivery never comes back; delivery counts are journaled
+//! without waiting. A dead letter is moved with an intent record first (on disk), then
+//! a publish to the target carrying `queue/id` as its origin, then the settle: after a
+//! crash the move resumes and the target drops the copy it already has.
+
+use super::router::Reply;
+use super::shard::{reply, Shard};
+use crate::native::messages::{
+    ErrorCode, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
+};
+use bytes::{Bytes, BytesMut};
+use event_listener::Event as Notify;
+use peregrine_shards::catalog::QueueMeta;
+use peregrine_shards::log::{BatchCache, LogConfig};
+use peregrine_shards::queues::{
+    DeadLetter, Delivery, Event, Holder, PublishOptions, Queue, QueueConfig, QueueError,
+    QueueStore, StoredMessage,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Longest a receive waits for a message (SQS's limit).
+const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
+/// Most messages one receive hands out.
+const RECEIVE_MAX: u32 = 10_000;
+/// Segment size of queue journals: small, so settled ones are reclaimed early.
+const JOURNAL_SEGMENT_BYTES: u64 = 64 << 20;
+
+pub struct OpenQueue {
+    /// The catalog id this was opened for.
+    pub id: u64,
+    name: String,
+    queue: RefCell<Queue>,
+    store: QueueStore,
+    /// Notified when messages may have become ready.
+    ready: Notify,
+    waiting: Cell<u64>,
+    dead_lettered: Cell<u64>,
+    /// Origin keys of dead letters received (a resumed move is not stored twice).
+    origins: RefCell<HashSet<String>>,
+    /// Dead letters whose move to the target has not finished.
+    pending_moves: RefCell<Vec<DeadLetter>>,
+}
+
+pub fn config_of(spec: &QueueSpec) -> QueueConfig {
+    QueueConfig {
+        max_priority: spec.max_priority,
+        ttl_ms: spec.ttl_ms,
+        visibility_timeout_ms: spec
+            .visibility_timeout_ms
+            .unwrap_or(peregrine_shards::queues::VISIBILITY_TIMEOUT_MS_DEFAULT),
+        max_deliveries: spec.max_deliveries,
+        dead_letter: spec.dead_letter.clone(),
+        fifo: spec.fifo,
+    }
+}
+
+pub fn spec_of(name: &str, c: &QueueConfig) -> QueueSpec {
+    QueueSpec {
+        name: name.to_string(),
+        max_priority: c.max_priority,
+        ttl_ms: c.ttl_ms,
+        visibility_timeout_ms: Some(c.visibility_timeout_ms),
+        max_deliveries: c.max_deliveries,
+        dead_letter: c.dead_letter.clone(),
+        fifo: c.fifo,
+    }
+}
+
+fn queue_error(e: QueueError) -> Option<Reply> {
+    let code = match e {
+        QueueError::UnknownHandle(_) => ErrorCode::UnknownHandle,
+        QueueError::PriorityTooHigh { .. } | QueueError::GroupIdRequired => {
+            ErrorCode::InvalidRequest
+        }
+    };
+    reply(Response::error(code, e.to_string()))
+}
+
+fn io_error(e: impl std::fmt::Display) -> Option<Reply> {
+    reply(Response::error(ErrorCode::Internal, e.to_string()))
+}
+
+/// Opens a queue's journal and rebuilds its state.
+pub async fn open(
+    meta: &QueueMeta,
+    data_dir: &std::path::Path,
+    cache: Rc<BatchCache>,
+    fsync: peregrine_shards::log::FsyncPolicy,
+) -> Result<Rc<OpenQueue>, String> {
+    let config = LogConfig {
+        segment_bytes: JOURNAL_SEGMENT_BYTES,
+        fsync,
+        ..LogConfig::default()
+    };
+    let (store, rec) = QueueStore::open(meta.dir(data_dir), config, cache)
+        .await
+        .map_err(|e| format!("opening queue {}: {e}", meta.name))?;
+    let now = crate::time::now_ms();
+    let mut queue = Queue::restore(
+        &meta.name,
+        meta.config.clone(),
+        rec.messages,
+        rec.dedup,
+        rec.next_id,
+        now,
+    );
+    // Moves begun before a crash are finished by the timer.
+    let pending = rec
+        .dead_lettering
+        .into_iter()
+        .filter_map(|(id, reason)| {
+            queue.take(id).map(|message| DeadLetter {
+                message,
+                reason,
+                queue: meta.name.clone(),
+                at_ms: now,
+                target: meta.config.dead_letter.clone(),
+            })
+        })
+        .collect();
+    Ok(Rc::new(OpenQueue {
+        id: meta.id,
+        name: meta.name.clone(),
+        queue: RefCell::new(queue),
+        store,
+        ready: Notify::new(),
+        waiting: Cell::new(0),
+        dead_lettered: Cell::new(0),
+        origins: RefCell::new(rec.origins),
+        pending_moves: RefCell::new(pending),
+    }))
+}
+
+impl OpenQueue {
+    pub async fn close(&self) {
+        if let Err(e) = self.store.close().await {
+            tracing::error!(queue = %self.name, "closing queue journal: {e}");
+        }
+    }
+
+    pub async fn delete(&self) {
+        if let Err(e) = self.store.log().delete().await {
+            tracing::warn!(queue = %self.name, "deleting queue journal: {e}");
+        }
+    }
+}
+
+pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> Option<Reply> {
+    let name = match &request {
+        Request::QueueStats { name } | Request::PurgeQueue { name } => name.clone(),
+        Request::Publish { queue, .. }
+        | Request::Receive { queue, .. }
+        | Request::Ack { queue, .. }
+        | Request::Nack { queue, .. } => queue.clone(),
+        _ => {
+            return reply(Response::error(
+                ErrorCode::InvalidRequest,
+                "not a queue call",
+            ))
+        }
+    };
+    let Some(q) = shard.message_queue(&name) else {
+        return reply(Response::error(
+            ErrorCode::UnknownQueue,
+            format!(
+                "queue '{name}' does not exist (declare it with `peregrine queue declare {name}`)"
+            ),
+        ));
+    };
+    match request {
+        Request::Publish { spec, .. } => publish(&q, spec, payload.freeze()).await,
+        Request::Receive {
+            max,
+            wait_ms,
+            auto_ack,
+            ..
+        } => receive(shard, &q, max, wait_ms, auto_ack).await,
+        Request::Ack { handles, .. } => ack(&q, &handles).await,
+        Request::Nack {
+            handles, requeue, ..
+        } => nack(shard, &q, &handles, requeue).await,
+        Request::QueueStats { .. } => {
+            let s = q.queue.borrow().stats();
+            reply(Response::QueueStats(QueueStatsInfo {
+                name,
+                ready: s.ready as u64,
+                delayed: s.delayed as u64,
+                in_flight: s.in_flight as u64,
+                dead_lettered: q.dead_lettered.get(),
+                consumers: q.waiting.get(),
+            }))
+        }
+        Request::PurgeQueue { .. } => {
+            let ids = q.queue.borrow_mut().purge();
+            let events: Vec<Event> = ids.iter().map(|id| Event::Settled { id: *id }).collect();
+            if let Err(e) = q.store.append(&events, true, crate::time::now_ms()).await {
+                return io_error(e);
+            }
+            reply(Response::Count {
+                count: ids.len() as u64,
+            })
+        }
+        _ => None,
+    }
+}
+
+async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply> {
+    if let Some(origin) = &spec.origin {
+        if q.origins.borrow().contains(origin) {
+            return reply(Response::Published { id: None });
+        }
+    }
+    let now = crate::time::now_ms();
+    let opts = PublishOptions {
+        priority: spec.priority,
+        deliver_at_ms: spec
+            .delay_ms
+            .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
+        ttl_ms: spec.ttl_ms,
+        headers: spec.headers,
+        group_id: spec.group_id,
+        dedup_id: spec.dedup_id.clone(),
+    };
+    let published = q.queue.borrow_mut().publish(body, opts, now);
+    let id = match published {
+        Ok(Some(id)) => id,
+        Ok(None) => return reply(Response::Published { id: None }),
+        Err(e) => return queue_error(e),
+    };
+    let stored = {
+        let queue = q.queue.borrow();
+        let Some(m) = queue.message(id) else {
+            return io_error("published message vanished");
+        };
+        StoredMessage::of(m, spec.dedup_id, spec.origin.clone())
+    };
+    if let Err(e) = q
+        .store
+        .append(&[Event::Published(stored)], spec.durable, now)
+        .await
+    {
+        return io_error(e);
+    }
+    if let Some(origin) = spec.origin {
+        q.origins.borrow_mut().insert(origin);
+    }
+    q.ready.notify(usize::MAX);
+    reply(Response::Published { id: Some(id) })
+}
+
+async fn receive(
+    shard: &Rc<Shard>,
+    q: &Rc<OpenQueue>,
+    max: u32,
+    wait_ms: u32,
+    auto_ack: bool,
+) -> Option<Reply> {
+    let max = max.clamp(1, RECEIVE_MAX) as usize;
+    let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
+    let deliveries = loop {
+        let listener = q.ready.listen();
+        let now = crate::time::now_ms();
+        let (deliveries, dead) = q.queue.borrow_mut().receive(max, Holder::Pull, now);
+        spawn_dead_letters(shard, q, dead);
+        if !deliveries.is_empty() || now >= deadline {
+            break deliveries;
+        }
+        // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline.
+        let due = q
+            .queue
+            .borrow()
+            .next_deadline_ms()
+            .map_or(deadline, |d| d.min(deadline));
+        let sleep = Duration::from_millis(u64::try_from(due - now).unwrap_or(0).max(1));
+        q.waiting.set(q.waiting.get() + 1);
+        futures_lite::future::or(listener, glommio::timer::sleep(sleep)).await;
+        q.waiting.set(q.waiting.get() - 1);
+    };
+    let now = crate::time::now_ms();
+    let events: Vec<Event> = if auto_ack {
+        // At-most-once: settled on disk before anything is sent.
+        let mut queue = q.queue.borrow_mut();
+        deliveries
+            .iter()
+            .filter_map(|d| queue.ack(d.handle).ok())
+            .map(|m| Event::Settled { id: m.id })
+            .collect()
+    } else {
+        deliveries
+            .iter()
+            .map(|d| Event::Delivered {
+                id: d.message.id,
+                deliveries: d.message.deliveries,
+            })
+            .collect()
+    };
+    if let Err(e) = q.store.append(&events, auto_ack, now).await {
+        return io_error(e);
+    }
+    let (messages, bodies) = described(&deliveries, auto_ack);
+    Some((Response::Received { messages }, bodies))
+}
+
+fn described(deliveries: &[Delivery], settled: bool) -> (Vec<QueueDelivery>, Vec<Bytes>) {
+    let messages = deliveries
+        .iter()
+        .map(|d| QueueDelivery {
+            handle: if settled { 0 } else { d.handle },
+            id: d.message.id,
+            deliveries: d.message.deliveries,
+            priority: d.message.priority,
+            headers: d.message.headers.clone(),
+            group_id: d.message.group_id.clone(),
+            published_ms: d.message.published_ms,
+            len: d.message.body.len() as u32,
+        })
+        .collect();
+    let bodies = deliveries.iter().map(|d| d.message.body.clone()).collect();
+    (messages, bodies)
+}
+
+async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
+    let (mut settled, mut unknown) = (Vec::new(), Vec::new());
+    {
+        let mut queue = q.queue.borrow_mut();
+        for h in handles {
+            match queue.ack(*h) {
+                Ok(m) => settled.push(Event::Settled { id: m.id }),
+                Err(_) => unknown.push(*h),
+            }
+        }
+    }
+    // An ack is answered only once it is on disk: acked messages never come back.
+    if let Err(e) = q.store.append(&settled, true, crate::time::now_ms()).await {
+        return io_error(e);
+    }
+    if !unknown.is_empty() {
+        return reply(Response::error(
+            ErrorCode::UnknownHandle,
+            format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
+        ));
+    }
+    reply(Response::Ok)
+}
+
+async fn nack(
+    shard: &Rc<Shard>,
+    q: &Rc<OpenQueue>,
+    handles: &[u64],
+    requeue: bool,
+) -> Option<Reply> {
+    let now = crate::time::now_ms();
+    let (mut dead, mut unknown) = (Vec::new(), Vec::new());
+    {
+        let mut queue = q.queue.borrow_mut();
+        for h in handles {
+            match queue.nack(*h, requeue, now) {
+                Ok(d) => dead.extend(d),
+                Err(_) => unknown.push(*h),
+            }
+        }
+    }
+    q.ready.notify(usize::MAX);
+    for d in dead {
+        if let Err(e) = dead_letter(shard, q, d).await {
+            return io_error(e);
+        }
+    }
+    if !unknown.is_empty() {
+        return reply(Response::error(
+            ErrorCode::UnknownHandle,
+            format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
+        ));
+    }
+    reply(Response::Ok)
+}
+
+fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter>) {
+    if dead.is_empty() {
+        return;
+    }
+    let (shard, q) = (shard.clone(), q.clone());
+    super::runtime::spawn_local(async move {
+        for d in dead {
+            if let Err(e) = dead_letter(&shard, &q, d).await {
+                tracing::error!(queue = %q.name, "dead-lettering: {e}");
+            }
+        }
+    })
+    .detach();
+}
+
+/// Moves one message out of its queue: dropped (no target) or to the target queue,
+/// with an intent record first so that a crash in between resumes the move.
+async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Result<(), String> {
+    let now = crate::time::now_ms();
+    let id = d.message.id;
+    let Some(target) = d.target.clone() else {
+        return q
+            .store
+            .append(&[Event::Settled { id }], false, now)
+            .await
+            .map_err(|e| e.to_string());
+    };
+    q.store
+        .append(&[QueueStore::dead_lettering(id, d.reason)], true, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut headers = d.message.headers.clone();
+    headers.extend([
+        ("x-death-reason".to_string(), d.reason.as_str().to_string()),
+        ("x-death-queue".to_string(), d.queue.clone()),
+        (
+            "x-death-count".to_string(),
+            d.message.deliveries.to_string(),
+        ),
+        ("x-death-time".to_string(), d.at_ms.to_string()),
+    ]);
+    let spec = PublishSpec {
+        priority: 0,
+        headers,
+        group_id: d.message.group_id.clone(),
+        durable: true,
+        origin: Some(format!("{}/{id}", d.queue)),
+        ..PublishSpec::default()
+    };
+    let request = Request::Publish {
+        queue: target.clone(),
+        spec,
+    };
+    let body = BytesMut::from(&d.message.body[..]);
+    match Box::pin(shard.dispatch(request, body)).await {
+        Some((Response::Published { .. }, _)) => {}
+        other => {
+            tracing::warn!(queue = %q.name, %target, "dead letter not delivered yet: {other:?}");
+            q.pending_moves.borrow_mut().push(d);
+            return Ok(());
+        }
+    }
+    q.store
+        .append(&[Event::Settled { id }], true, crate::time::now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    q.dead_lettered.set(q.dead_lettered.get() + 1);
+    Ok(())
+}
+
+/// Applies time to every queue of a shard: visibility timeouts, delays, expiries,
+/// unfinished dead-letter moves, and journal reclamation.
+pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
+    let now = crate::time::now_ms();
+    for q in shard.message_queues() {
+        let due = q
+            .queue
+            .borrow()
+            .next_deadline_ms()
+            .is_some_and(|d| d <= now);
+        if due {
+            let dead = q.queue.borrow_mut().tick(now);
+            q.ready.notify(usize::MAX);
+            spawn_dead_letters(shard, &q, dead);
+        }
+        let retry: Vec<DeadLetter> = q.pending_moves.borrow_mut().drain(..).collect();
+        spawn_dead_letters(shard, &q, retry);
+        if reclaim {
+            if let Err(e) = q.store.reclaim().await {
+                tracing::warn!(queue = %q.name, "reclaiming journal segments: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Message queues through the real broker with the native client: every delivery
+//! semantic by name, restarts and a kill -9 under load.
+
+mod common;
+use common::Broker;
+use peregrine::client::queues::Received;
+use peregrine::client::Client;
+use peregrine::native::messages::{ErrorCode, PublishSpec, QueueSpec};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn declare(c: &mut Client, spec: QueueSpec) {
+    c.declare_queue(spec).expect("declare");
+}
+
+fn queue(name: &str) -> QueueSpec {
+    QueueSpec {
+        name: name.into(),
+        ..QueueSpec::default()
+    }
+}
+
+fn durable() -> PublishSpec {
+    PublishSpec {
+        durable: true,
+        ..PublishSpec::default()
+    }
+}
+
+fn text(r: &Received) -> String {
+    String::from_utf8_lossy(&r.body).to_string()
+}
+
+fn texts(rs: &[Received]) -> Vec<String> {
+    rs.iter().map(text).collect()
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
+    r.delivery
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn competing_consumers_share_work_and_acks_settle() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("work"));
+    for i in 0..100 {
+        c.publish("work", durable(), format!("job-{i}").as_bytes())
+            .expect("publish");
+    }
+    let (mut a, mut z) = (b.client(), b.client());
+    let mut seen = HashSet::new();
+    loop {
+        let mut got = a.receive("work", 7, 0, false).expect("receive");
+        got.extend(z.receive("work", 5, 0, false).expect("receive"));
+        if got.is_empty() {
+            break;
+        }
+        for r in &got {
+            assert!(seen.insert(text(r)), "{} delivered twice", text(r));
+        }
+        let handles: Vec<u64> = got.iter().map(|r| r.delivery.handle).collect();
+        c.ack("work", &handles).expect("ack");
+    }
+    assert_eq!(seen.len(), 100);
+    let stats = c.queue_stats("work").expect("stats");
+    assert_eq!((stats.ready, stats.in_flight), (0, 0));
+}
+
+#[test]
+fn an_unacked_message_is_redelivered_after_the_visibility_timeout() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(
+        &mut c,
+        QueueSpec {
+            visibility_timeout_ms: Some(300),
+            ..queue("slow")
+        },
+    );
+    c.publish("slow", durable(), b"task").expect("publish");
+    let first = c.receive("slow", 1, 0, false).expect("receive");
+    assert_eq!(first[0].delivery.deliveries, 1);
+    assert!(
+        c.receive("slow", 1, 0, false).expect("receive").is_empty(),
+        "leased"
+    );
+    // A long poll picks it up when the lease runs out.
+    let again = c.receive("slow", 1, 5_000, false).expect("receive");
+    assert_eq!(texts(&again), ["task"]);
+    assert_eq!(again[0].delivery.deliveries, 2);
+    let stale = c
+        .ack("slow", &[first[0].delivery.handle])
+        .expect_err("old handle");
+    assert_eq!(stale.code(), Some(ErrorCode::UnknownHandle));
+    c.ack("slow", &[again[0].delivery.handle]).expect("ack");
+}
+
+#[test]
+fn after_max_deliveries_and_on_reject_messages_are_dead_lettered_with_reasons() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("dead"));
+    declare(
+        &mut c,
+        QueueSpec {
+            max_deliveries: Some(2),
+            dead_letter: Some("dead".into()),
+            ..queue("flaky")
+        },
+    );
+    c.publish("flaky", durable(), b"poison").expect("publish");
+    c.publish("flaky", durable(), b"refused").expect("publish");
+    let got = c.receive("flaky", 2, 0, false).expect("receive");
+    c.nack("flaky", &[got[1].delivery.handle], false)
+        .expect("reject");
+    c.nack("flaky", &[got[0].delivery.handle], true)
+        .expect("requeue");
+    let again = c.receive("flaky", 1, 0, false).expect("receive");
+    assert_eq!(texts(&again), ["poison"]);
+    c.nack("flaky", &[again[0].delivery.handle], true)
+        .expect("requeue");
+    let dead = c.receive("dead", 10, 2_000, false).expect("receive");
+    assert_eq!(texts(&dead), ["refused", "poison"]);
+    assert_eq!(header(&dead[0], "x-death-reason"), Some("rejected"));
+    assert_eq!(header(&dead[1], "x-death-reason"), Some("max-deliveries"));
+    assert_eq!(header(&dead[1], "x-death-queue"), Some("flaky"));
+    assert_eq!(header(&dead[1], "x-death-count"), Some("2"));
+    assert!(header(&dead[1], "x-death-time").is_some());
+    assert_eq!(c.queue_stats("flaky").expect("stats").dead_lettered, 2);
+    // A dead-letter target must exist.
+    let missing = QueueSpec {
+        dead_letter: Some("nowhere".into()),
+        ..queue("orphan")
+    };
+    assert!(c.declare_queue(missing).is_err());
+}
+
+#[test]
+fn priorities_come_out_highest_first_and_over_the_maximum_is_refused() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(
+        &mut c,
+        QueueSpec {
+            max_priority: 10,
+            ..queue("urgent")
+        },
+    );
+    for (body, priority) in [("low", 1), ("high", 9), ("mid", 5), ("high2", 9)] {
+        let spec = PublishSpec {
+            priority,
+            ..durable()
+        };
+        c.publish("urgent", spec, body.as_bytes()).expect("publish");
+    }
+    let got = c.receive("urgent", 10, 0, true).expect("receive");
+    assert_eq!(texts(&got), ["high", "high2", "mid", "low"]);
+    let over = PublishSpec {
+        priority: 11,
+        ..durable()
+    };
+    assert!(c.publish("urgent", over, b"x").is_err());
+}
+
+#[test]
+fn expired_messages_are_never_delivered() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("expired"));
+    declare(
+        &mut c,
+        QueueSpec {
+            ttl_ms: Some(200),
+            dead_letter: Some("expired".into()),
+            ..queue("fresh")
+        },
+    );
+    c.publish("fresh", durable(), b"stale").expect("publish");
+    let short = PublishSpec {
+        ttl_ms: Some(50),
+        ..durable()
+    };
+    c.publish("fresh", short, b"short").expect("publish");
+    std::thread::sleep(Duration::from_millis(400));
+    c.publish("fresh", durable(), b"new").expect("publish");
+    assert_eq!(
+        texts(&c.receive("fresh", 10, 0, true).expect("receive")),
+        ["new"]
+    );
+    let dead = c.receive("expired", 10, 2_000, true).expect("receive");
+    let mut dead = texts(&dead);
+    dead.sort();
+    assert_eq!(dead, ["short", "stale"]);
+}
+
+#[test]
+fn fifo_groups_keep_order_one_in_flight_and_drop_duplicate_ids() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(
+        &mut c,
+        QueueSpec {
+            fifo: true,
+            ..queue("orders.fifo")
+        },
+    );
+    let msg = |g: &str, d: &str| PublishSpec {
+        group_id: Some(g.into()),
+        dedup_id: Some(d.into()),
+        ..durable()
+    };
+    for (body, g, d) in [
+        ("a1", "a", "1"),
+        ("b1", "b", "2"),
+        ("a2", "a", "3"),
+        ("a3", "a", "4"),
+    ] {
+        assert!(c
+            .publish("orders.fifo", msg(g, d), body.as_bytes())
+            .expect("publish")
+            .is_some());
+    }
+    assert_eq!(
+        c.publish("orders.fifo", msg("a", "1"), b"again")
+            .expect("publish"),
+        None
+    );
+    let first = c.receive("orders.fifo", 10, 0, false).expect("receive");
+    assert_eq!(texts(&first), ["a1", "b1"]);
+    c.ack("orders.fifo", &[first[0].delivery.handle])
+        .expect("ack");
+    let next = c.receive("orders.fifo", 10, 0, false).expect("receive");
+    assert_eq!(texts(&next), ["a2"]);
+}
+
+#[test]
+fn a_receive_waits_for_a_publish_and_a_delayed_message_is_not_visible_early() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("later"));
+    let addr = b.addr.clone();
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut p = Client::connect(&addr).expect("connect");
+        p.publish("later", durable(), b"now").expect("publish");
+    });
+    let started = Instant::now();
+    let got = c.receive("later", 1, 10_000, true).expect("receive");
+    assert_eq!(texts(&got), ["now"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered when it came"
+    );
+    publisher.join().expect("publisher");
+    let delayed = PublishSpec {
+        delay_ms: Some(600),
+        ..durable()
+    };
+    c.publish("later", delayed, b"delayed").expect("publish");
+    assert!(c.receive("later", 1, 0, true).expect("receive").is_empty());
+    assert_eq!(c.queue_stats("later").expect("stats").delayed, 1);
+    let got = c.receive("later", 1, 5_000, true).expect("receive");
+    assert_eq!(texts(&got), ["delayed"]);
+}
+
+#[test]
+fn a_restart_keeps_ready_delayed_dead_and_in_flight_and_never_brings_back_acked() {
+    let mut b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("dlq"));
+    declare(
+        &mut c,
+        QueueSpec {
+            dead_letter: Some("dlq".into()),
+            ..queue("jobs")
+        },
+    );
+    for body in ["acked", "in-flight", "ready", "rejected"] {
+        c.publish("jobs", durable(), body.as_bytes())
+            .expect("publish");
+    }
+    let delayed = PublishSpec {
+        delay_ms: Some(1_500),
+        ..durable()
+    };
+    c.publish("jobs", delayed, b"delayed").expect("publish");
+    let got = c.receive("jobs", 2, 0, false).expect("receive");
+    c.ack("jobs", &[got[0].delivery.handle]).expect("ack");
+    let rejected = c.receive("jobs", 2, 0, false).expect("receive");
+    assert_eq!(texts(&rejected), ["ready", "rejected"]);
+    c.nack("jobs", &[rejected[1].delivery.handle], false)
+        .expect("reject");
+    c.nack("jobs", &[rejected[0].delivery.handle], true)
+        .expect("requeue");
+    b.restart();
+    let mut c = b.client();
+    let stats = c.queue_stats("jobs").expect("stats");
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.in_flight),
+        (2, 1, 0),
+        "{stats:?}"
+    );
+    let back = c.receive("jobs", 10, 0, false).expect("receive");
+    assert_eq!(texts(&back), ["in-flight", "ready"]);
+    assert_eq!(back[0].delivery.deliveries, 2, "the count survives");
+    let later = c.receive("jobs", 10, 5_000, false).expect("receive");
+    assert_eq!(texts(&later), ["delayed"]);
+    assert_eq!(
+        texts(&c.receive("dlq", 10, 0, false).expect("receive")),
+        ["rejected"]
+    );
+    assert!(
+        c.receive("jobs", 10, 0, false).expect("receive").is_empty(),
+        "acked stays gone"
+    );
+    let queues: Vec<String> = c
+        .list_queues()
+        .expect("list")
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(queues, ["dlq", "jobs"]);
+}
+
+#[test]
+fn kill_9_under_publish_and_ack_load_loses_and_resurrects_nothing() {
+    let mut b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("ledger"));
+    let addr = b.addr.clone();
+    // A publisher and a consumer run until the broker dies under them.
+    let publisher = std::thread::spawn(move || {
+        let mut p = Client::connect(&addr).expect("connect");
+        let mut acked = Vec::new();
+        for i in 0..100_000u64 {
+            match p.publish("ledger", durable(), format!("{i}").as_bytes()) {
+                Ok(_) => acked.push(i),
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    let addr = b.addr.clone();
+    let consumer = std::thread::spawn(move || {
+        let mut k = Client::connect(&addr).expect("connect");
+        let (mut settled, mut in_doubt) = (Vec::new(), Vec::new());
+        loop {
+            let Ok(got) = k.receive("ledger", 20, 100, false) else {
+                break;
+            };
+            let handles: Vec<u64> = got.iter().map(|r| r.delivery.handle).collect();
+            if handles.is_empty() {
+                continue;
+            }
+            let values = got
+                .iter()
+                .map(|r| text(r).parse::<u64>().unwrap_or(u64::MAX));
+            if k.ack("ledger", &handles).is_err() {
+                // The broker died during this ack: it may or may not have reached disk.
+                in_doubt.extend(values);
+                break;
+            }
+            settled.extend(values);
+        }
+        (settled, in_doubt)
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    b.kill9();
+    let published = publisher.join().expect("publisher");
+    let (settled, in_doubt) = consumer.join().expect("consumer");
+    let settled: HashSet<u64> = settled.into_iter().collect();
+    assert!(
+        published.len() > 100 && !settled.is_empty(),
+        "load ran: {} {}",
+        published.len(),
+        settled.len()
+    );
+    b.restart();
+    let mut c = b.client();
+    let mut left = HashSet::new();
+    loop {
+        let got = c.receive("ledger", 1000, 0, true).expect("receive");
+        if got.is_empty() {
+            break;
+        }
+        left.extend(
+            got.iter()
+                .map(|r| text(r).parse::<u64>().unwrap_or(u64::MAX)),
+        );
+    }
+    let resurrected: Vec<&u64> = left.intersection(&settled).collect();
+    assert!(
+        resurrected.is_empty(),
+        "acked deliveries came back: {resurrected:?}"
+    );
+    let lost: Vec<&u64> = published
+        .iter()
+        .filter(|i| !left.contains(i) && !settled.contains(i) && !in_doubt.contains(i))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged publishes lost: {} of them",
+        lost.len()
+    );
+}
+
+#[test]
+fn bad_declarations_and_unknown_queues_get_clear_errors() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("once"));
+    declare(&mut c, queue("once"));
+    let other = QueueSpec {
+        max_priority: 3,
+        ..queue("once")
+    };
+    let err = c
+        .declare_queue(other)
+        .expect_err("redeclare with other settings");
+    assert_eq!(err.code(), Some(ErrorCode::QueueMismatch));
+    let err = c
+        .publish("nope", durable(), b"x")
+        .expect_err("unknown queue");
+    assert_eq!(err.code(), Some(ErrorCode::UnknownQueue));
+    assert!(c.declare_queue(queue("bad name!")).is_err());
+    c.delete_queue("once").expect("delete");
+    assert!(c.queue_stats("once").is_err());
+}
