@@ -431,3 +431,99 @@ fn bad_declarations_and_unknown_queues_get_clear_errors() {
     c.delete_queue("once").expect("delete");
     assert!(c.queue_stats("once").is_err());
 }
+
+#[test]
+fn the_cli_declares_publishes_receives_acks_and_rejects() {
+    use common::{run_cli, run_cli_status};
+    let b = Broker::start();
+    let bs = ["--bootstrap", b.addr.as_str()];
+    let cli = |args: &[&str], stdin: &str| {
+        let all: Vec<&str> = args.iter().chain(bs.iter()).copied().collect();
+        run_cli(&all, stdin)
+    };
+    cli(&["queue", "declare", "parked"], "");
+    let out = cli(
+        &[
+            "queue",
+            "declare",
+            "tasks",
+            "--max-priority",
+            "5",
+            "--max-deliveries",
+            "3",
+            "--dead-letter",
+            "parked",
+        ],
+        "",
+    );
+    assert!(out.contains("declared queue tasks"), "{out}");
+    cli(
+        &[
+            "publish",
+            "--queue",
+            "tasks",
+            "--durable",
+            "--header",
+            "k=v",
+        ],
+        "one\ntwo\nthree\n",
+    );
+    cli(
+        &["publish", "--queue", "tasks", "--priority", "5"],
+        "urgent\n",
+    );
+    let got = cli(
+        &[
+            "receive",
+            "tasks",
+            "--max",
+            "3",
+            "--then",
+            "none",
+            "--show-handles",
+        ],
+        "",
+    );
+    let lines: Vec<(&str, &str)> = got
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let handle = f.next().unwrap_or("");
+            let _count = f.next();
+            (handle, f.next().unwrap_or(""))
+        })
+        .collect();
+    let bodies: Vec<&str> = lines.iter().map(|(_, b)| *b).collect();
+    assert_eq!(bodies, ["urgent", "one", "two"], "{got}");
+    cli(&["ack", "tasks", lines[0].0], "");
+    cli(&["nack", "tasks", lines[1].0, "--reject"], "");
+    cli(&["nack", "tasks", lines[2].0], "");
+    let stats = cli(&["queue", "stats", "tasks"], "");
+    assert!(
+        stats.contains("ready=2 in_flight=0") && stats.contains("dead_lettered=1"),
+        "{stats}"
+    );
+    assert_eq!(
+        cli(&["receive", "parked", "--wait-ms", "2000"], ""),
+        "one\n"
+    );
+    assert_eq!(
+        cli(&["receive", "tasks", "--max", "5", "--ack", "auto"], ""),
+        "two\nthree\n"
+    );
+    let list = cli(&["queue", "list"], "");
+    assert!(
+        list.contains("tasks\t5\t-\t30000\t3\tparked\tfalse"),
+        "{list}"
+    );
+    cli(&["publish", "--queue", "tasks"], "x\ny\n");
+    assert!(cli(&["queue", "purge", "tasks"], "").contains("purged 2"));
+    cli(&["queue", "delete", "tasks"], "");
+    let all: Vec<&str> = ["queue", "stats", "tasks"]
+        .iter()
+        .chain(bs.iter())
+        .copied()
+        .collect();
+    let (ok, _, err) = run_cli_status(&all, "");
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}

@@ -4,6 +4,7 @@
 mod consume;
 mod group;
 pub mod produce;
+mod queue;
 pub mod serve;
 mod topic;
 
@@ -38,6 +39,17 @@ pub enum Command {
     /// List and describe consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Declare, list, inspect, purge and delete message queues.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Publish stdin lines to a queue, one message per line.
+    Publish(queue::PublishArgs),
+    /// Receive messages from a queue (pull), one per line.
+    Receive(queue::ReceiveArgs),
+    /// Acknowledge received messages by receipt handle.
+    Ack(queue::HandlesArgs),
+    /// Give received messages back (requeue), or `--reject` them to the dead-letter target.
+    Nack(queue::HandlesArgs),
     /// Load-generate against a broker and report throughput and latency (HDR).
     Bench(crate::bench::BenchArgs),
     /// Check how far this host is from a low-latency setup.
@@ -51,6 +63,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(cmd) => group::run(cmd),
+        Command::Queue(cmd) => queue::run(cmd),
+        Command::Publish(args) => queue::publish(args),
+        Command::Receive(args) => queue::receive(args),
+        Command::Ack(args) => queue::ack(args),
+        Command::Nack(args) => queue::nack(args),
         Command::Bench(args) => crate::bench::run(args),
         Command::Tune(args) => crate::tune::run(args),
     }

@@ -1,0 +1,275 @@
+//! `peregrine queue ...`, `publish`, `receive`, `ack` and `nack`: message queues from
+//! the command line.
+
+use super::{CliResult, BOOTSTRAP_DEFAULT};
+use crate::client::Client;
+use crate::native::messages::{PublishSpec, QueueSpec};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::{BufRead, Write};
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Declare a queue (the same settings again is a no-op; other settings are refused).
+    Declare {
+        name: String,
+        /// Deliver higher priorities first, up to this one (0-255; 0: no priorities).
+        #[arg(long, default_value_t = 0)]
+        max_priority: u8,
+        /// Messages older than this are never delivered.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+        /// How long a received message stays leased before it is redelivered.
+        #[arg(long)]
+        visibility_timeout_ms: Option<u64>,
+        /// After this many deliveries without an ack, dead-letter the message.
+        #[arg(long)]
+        max_deliveries: Option<u32>,
+        /// Queue that rejected, expired and over-delivered messages move to.
+        #[arg(long)]
+        dead_letter: Option<String>,
+        /// Strict order per message group, one in flight per group, deduplication.
+        #[arg(long)]
+        fifo: bool,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// List queues and their settings.
+    List {
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// Ready, in flight, delayed, dead-lettered, waiting consumers.
+    Stats {
+        name: String,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// Drop every ready and delayed message.
+    Purge {
+        name: String,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// Delete a queue and its messages.
+    Delete {
+        name: String,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+pub fn run(cmd: QueueCommand) -> CliResult {
+    match cmd {
+        QueueCommand::Declare {
+            name,
+            max_priority,
+            ttl_ms,
+            visibility_timeout_ms,
+            max_deliveries,
+            dead_letter,
+            fifo,
+            bootstrap,
+        } => {
+            let spec = QueueSpec {
+                name: name.clone(),
+                max_priority,
+                ttl_ms,
+                visibility_timeout_ms,
+                max_deliveries,
+                dead_letter,
+                fifo,
+            };
+            Client::connect(&bootstrap)?.declare_queue(spec)?;
+            println!("declared queue {name}");
+        }
+        QueueCommand::List { bootstrap } => {
+            println!(
+                "NAME\tMAX_PRIORITY\tTTL_MS\tVISIBILITY_MS\tMAX_DELIVERIES\tDEAD_LETTER\tFIFO"
+            );
+            for q in Client::connect(&bootstrap)?.list_queues()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    q.name,
+                    q.max_priority,
+                    opt(q.ttl_ms),
+                    opt(q.visibility_timeout_ms),
+                    opt(q.max_deliveries),
+                    opt(q.dead_letter),
+                    q.fifo
+                );
+            }
+        }
+        QueueCommand::Stats { name, bootstrap } => {
+            let s = Client::connect(&bootstrap)?.queue_stats(&name)?;
+            println!(
+                "queue {} ready={} in_flight={} delayed={} dead_lettered={} consumers={}",
+                s.name, s.ready, s.in_flight, s.delayed, s.dead_lettered, s.consumers
+            );
+        }
+        QueueCommand::Purge { name, bootstrap } => {
+            let n = Client::connect(&bootstrap)?.purge_queue(&name)?;
+            println!("purged {n} messages from {name}");
+        }
+        QueueCommand::Delete { name, bootstrap } => {
+            Client::connect(&bootstrap)?.delete_queue(&name)?;
+            println!("deleted queue {name}");
+        }
+    }
+    Ok(())
+}
+
+fn header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("header '{s}' is not key=value"))
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The queue to publish to.
+    #[arg(long)]
+    pub queue: String,
+    #[arg(long, default_value_t = 0)]
+    pub priority: u8,
+    /// Visible only after this long.
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+    /// Never delivered after this long.
+    #[arg(long)]
+    pub ttl_ms: Option<u64>,
+    /// A header, `key=value` (repeatable).
+    #[arg(long = "header", value_parser = header)]
+    pub headers: Vec<(String, String)>,
+    /// FIFO queues: the message group.
+    #[arg(long)]
+    pub group_id: Option<String>,
+    /// FIFO queues: drop a publish whose id was seen in the last 5 minutes.
+    #[arg(long)]
+    pub dedup_id: Option<String>,
+    /// Answer only once each message is on disk.
+    #[arg(long)]
+    pub durable: bool,
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+}
+
+/// Publishes stdin lines, one message each.
+pub fn publish(args: PublishArgs) -> CliResult {
+    let mut client = Client::connect(&args.bootstrap)?;
+    let (mut sent, mut dropped) = (0u64, 0u64);
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let spec = PublishSpec {
+            priority: args.priority,
+            delay_ms: args.delay_ms,
+            ttl_ms: args.ttl_ms,
+            headers: args.headers.clone(),
+            group_id: args.group_id.clone(),
+            dedup_id: args.dedup_id.clone(),
+            durable: args.durable,
+            origin: None,
+        };
+        match client.publish(&args.queue, spec, line.as_bytes())? {
+            Some(_) => sent += 1,
+            None => dropped += 1,
+        }
+    }
+    eprintln!("published {sent} messages ({dropped} dropped as duplicates)");
+    Ok(())
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckMode {
+    /// Settled on delivery: at-most-once.
+    Auto,
+    /// Leased until acked, nacked or timed out: at-least-once.
+    Manual,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Ack,
+    /// Back to the queue.
+    Nack,
+    /// To the dead-letter target.
+    Reject,
+    /// Keep the leases (see `--show-handles`).
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    pub queue: String,
+    #[arg(long, default_value_t = 1)]
+    pub max: u32,
+    /// Wait up to this long for a first message (at most 20000).
+    #[arg(long, default_value_t = 0)]
+    pub wait_ms: u32,
+    #[arg(long, value_enum, default_value = "manual")]
+    pub ack: AckMode,
+    /// With manual acks, what to do with the messages once printed.
+    #[arg(long, value_enum, default_value = "ack")]
+    pub then: Then,
+    /// Print each receipt handle (and the delivery count) before the message.
+    #[arg(long)]
+    pub show_handles: bool,
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+}
+
+/// Pull receive: prints one message per line.
+pub fn receive(args: ReceiveArgs) -> CliResult {
+    let mut client = Client::connect(&args.bootstrap)?;
+    let got = client.receive(
+        &args.queue,
+        args.max,
+        args.wait_ms,
+        args.ack == AckMode::Auto,
+    )?;
+    let mut out = std::io::stdout().lock();
+    for r in &got {
+        if args.show_handles {
+            write!(out, "{}\t{}\t", r.delivery.handle, r.delivery.deliveries)?;
+        }
+        out.write_all(&r.body)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if args.ack == AckMode::Auto || got.is_empty() {
+        return Ok(());
+    }
+    let handles: Vec<u64> = got.iter().map(|r| r.delivery.handle).collect();
+    match args.then {
+        Then::Ack => client.ack(&args.queue, &handles)?,
+        Then::Nack => client.nack(&args.queue, &handles, true)?,
+        Then::Reject => client.nack(&args.queue, &handles, false)?,
+        Then::None => {}
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct HandlesArgs {
+    pub queue: String,
+    #[arg(required = true)]
+    pub handles: Vec<u64>,
+    /// nack only: dead-letter instead of requeueing.
+    #[arg(long)]
+    pub reject: bool,
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+}
+
+pub fn ack(args: HandlesArgs) -> CliResult {
+    Client::connect(&args.bootstrap)?.ack(&args.queue, &args.handles)?;
+    Ok(())
+}
+
+pub fn nack(args: HandlesArgs) -> CliResult {
+    Client::connect(&args.bootstrap)?.nack(&args.queue, &args.handles, !args.reject)?;
+    Ok(())
+}
