@@ -527,3 +527,148 @@ fn the_cli_declares_publishes_receives_acks_and_rejects() {
     let (ok, _, err) = run_cli_status(&all, "");
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn each_exchange_type_routes_exactly_to_its_matching_bindings() {
+    let b = Broker::start();
+    let mut c = b.client();
+    for q in [
+        "red",
+        "blue",
+        "all-logs",
+        "errors",
+        "pdf-reports",
+        "any-pdf",
+    ] {
+        declare(&mut c, queue(q));
+    }
+    b.create_topic("audit", 2);
+    use peregrine::native::messages::{BindingSpec, ExchangeType};
+    let bind = |c: &mut Client,
+                ex: &str,
+                q: Option<&str>,
+                t: Option<&str>,
+                key: &str,
+                headers: &[(&str, &str)],
+                all: bool| {
+        c.bind(BindingSpec {
+            exchange: ex.into(),
+            queue: q.map(String::from),
+            topic: t.map(String::from),
+            routing_key: key.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            match_all: all,
+        })
+        .expect("bind");
+    };
+    c.declare_exchange("colors", ExchangeType::Direct)
+        .expect("declare");
+    c.declare_exchange("broadcast", ExchangeType::Fanout)
+        .expect("declare");
+    c.declare_exchange("logs", ExchangeType::Topic)
+        .expect("declare");
+    c.declare_exchange("docs", ExchangeType::Headers)
+        .expect("declare");
+    bind(&mut c, "colors", Some("red"), None, "red", &[], true);
+    bind(&mut c, "colors", Some("blue"), None, "blue", &[], true);
+    bind(&mut c, "broadcast", Some("red"), None, "", &[], true);
+    bind(&mut c, "broadcast", Some("blue"), None, "", &[], true);
+    bind(&mut c, "broadcast", None, Some("audit"), "", &[], true);
+    bind(&mut c, "logs", Some("all-logs"), None, "log.#", &[], true);
+    bind(
+        &mut c,
+        "logs",
+        Some("errors"),
+        None,
+        "log.*.error",
+        &[],
+        true,
+    );
+    bind(
+        &mut c,
+        "docs",
+        Some("pdf-reports"),
+        None,
+        "",
+        &[("format", "pdf"), ("type", "report")],
+        true,
+    );
+    bind(
+        &mut c,
+        "docs",
+        Some("any-pdf"),
+        None,
+        "",
+        &[("format", "pdf"), ("type", "report")],
+        false,
+    );
+    let send = |c: &mut Client, ex: &str, key: &str, headers: &[(&str, &str)], body: &str| {
+        let spec = PublishSpec {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..durable()
+        };
+        c.publish_to_exchange(ex, key, spec, body.as_bytes())
+            .expect("publish")
+    };
+    assert_eq!(send(&mut c, "colors", "red", &[], "r1"), (1, 0));
+    assert_eq!(
+        send(&mut c, "colors", "green", &[], "g1"),
+        (0, 0),
+        "unroutable"
+    );
+    assert_eq!(
+        send(&mut c, "broadcast", "x", &[], "b1"),
+        (2, 1),
+        "queues and the topic"
+    );
+    assert_eq!(send(&mut c, "logs", "log.db.error", &[], "e1"), (2, 0));
+    assert_eq!(send(&mut c, "logs", "log.db.info", &[], "i1"), (1, 0));
+    assert_eq!(
+        send(
+            &mut c,
+            "docs",
+            "",
+            &[("format", "pdf"), ("type", "report")],
+            "d1"
+        ),
+        (2, 0)
+    );
+    assert_eq!(send(&mut c, "docs", "", &[("format", "pdf")], "d2"), (1, 0));
+    // The default exchange routes by queue name.
+    assert_eq!(send(&mut c, "", "blue", &[], "direct-to-blue"), (1, 0));
+    let drain = |c: &mut Client, q: &str| texts(&c.receive(q, 100, 0, true).expect("receive"));
+    assert_eq!(drain(&mut c, "red"), ["r1", "b1"]);
+    assert_eq!(drain(&mut c, "blue"), ["b1", "direct-to-blue"]);
+    assert_eq!(drain(&mut c, "all-logs"), ["e1", "i1"]);
+    assert_eq!(drain(&mut c, "errors"), ["e1"]);
+    assert_eq!(drain(&mut c, "pdf-reports"), ["d1"]);
+    assert_eq!(drain(&mut c, "any-pdf"), ["d1", "d2"]);
+    // The topic got a record (on the partition of its routing key).
+    let described = c.describe_topic("audit").expect("describe");
+    let records: i64 = described
+        .1
+        .iter()
+        .map(|p| p.end_offset - p.start_offset)
+        .sum();
+    assert_eq!(records, 1);
+    // Binding to something missing is refused; bindings survive a restart.
+    let missing = BindingSpec {
+        exchange: "colors".into(),
+        queue: Some("nope".into()),
+        ..BindingSpec::default()
+    };
+    assert!(c.bind(missing).is_err());
+    let mut b = b;
+    b.restart();
+    let mut c = b.client();
+    assert_eq!(send(&mut c, "logs", "log.x.error", &[], "after"), (2, 0));
+    let (exchanges, bindings) = c.list_exchanges().expect("list");
+    assert_eq!(exchanges.len(), 4);
+    assert_eq!(bindings.len(), 9);
+}

@@ -6,6 +6,7 @@
 //! change. Placement is computed once at topic creation and recorded here, so it
 //! survives restarts and changes of `--shards`/`--cores`.
 
+use crate::queues::exchange::{BindTarget, Binding, ExchangeKind};
 use crate::queues::QueueConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,6 +82,12 @@ pub enum CatalogError {
     UnknownQueue(String),
     #[error("queue '{0}' exists with other settings (delete it first to change them)")]
     QueueMismatch(String),
+    #[error("exchange '{0}' does not exist (declare it with `peregrine exchange declare {0}`)")]
+    UnknownExchange(String),
+    #[error("exchange '{0}' exists with another type (delete it first)")]
+    ExchangeMismatch(String),
+    #[error("no such binding: {0}")]
+    UnknownBinding(String),
     #[error("metadata file {path}: {reason}")]
     Storage { path: String, reason: String },
 }
@@ -95,6 +102,10 @@ pub struct Catalog {
     /// Message queues, each owned by the shard its name hashes to.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueMeta>,
+    #[serde(default)]
+    pub exchanges: BTreeMap<String, ExchangeKind>,
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,8 +267,85 @@ impl Catalog {
             .queues
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownQueue(name.to_string()))?;
+        // Bindings to it go with it.
+        next.bindings
+            .retain(|b| b.target != BindTarget::Queue(name.to_string()));
         next.version += 1;
         Ok((next, removed))
+    }
+
+    /// A new catalog with exchange `name`; `None` when it exists with this type.
+    pub fn with_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+    ) -> Result<Option<Catalog>, CatalogError> {
+        validate_topic_name(name)?;
+        match self.exchanges.get(name) {
+            Some(k) if *k == kind => return Ok(None),
+            Some(_) => return Err(CatalogError::ExchangeMismatch(name.to_string())),
+            None => {}
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.exchanges.insert(name.to_string(), kind);
+        Ok(Some(next))
+    }
+
+    /// A new catalog without exchange `name` and its bindings.
+    pub fn without_exchange(&self, name: &str) -> Result<Catalog, CatalogError> {
+        let mut next = self.clone();
+        next.exchanges
+            .remove(name)
+            .ok_or_else(|| CatalogError::UnknownExchange(name.to_string()))?;
+        next.bindings.retain(|b| b.exchange != name);
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// A new catalog with `binding` (its exchange and target must exist); `None` when
+    /// the same binding is there already.
+    pub fn with_binding(&self, binding: Binding) -> Result<Option<Catalog>, CatalogError> {
+        if !self.exchanges.contains_key(&binding.exchange) {
+            return Err(CatalogError::UnknownExchange(binding.exchange));
+        }
+        match &binding.target {
+            BindTarget::Queue(q) => {
+                self.queue(q)?;
+            }
+            BindTarget::Topic(t) => {
+                self.topic(t)?;
+            }
+        }
+        if self.bindings.contains(&binding) {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.bindings.push(binding);
+        Ok(Some(next))
+    }
+
+    pub fn without_binding(&self, binding: &Binding) -> Result<Catalog, CatalogError> {
+        let mut next = self.clone();
+        let before = next.bindings.len();
+        next.bindings.retain(|b| b != binding);
+        if next.bindings.len() == before {
+            return Err(CatalogError::UnknownBinding(format!(
+                "{} -> {:?} ({})",
+                binding.exchange, binding.target, binding.routing_key
+            )));
+        }
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// The bindings of one exchange.
+    pub fn bindings_of(&self, exchange: &str) -> Vec<&Binding> {
+        self.bindings
+            .iter()
+            .filter(|b| b.exchange == exchange)
+            .collect()
     }
 
     pub fn queue(&self, name: &str) -> Result<&QueueMeta, CatalogError> {
@@ -273,6 +361,8 @@ impl Catalog {
             .topics
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
+        next.bindings
+            .retain(|b| b.target != BindTarget::Topic(name.to_string()));
         next.version += 1;
         Ok((next, removed))
     }

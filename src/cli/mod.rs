@@ -42,7 +42,14 @@ pub enum Command {
     /// Declare, list, inspect, purge and delete message queues.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
-    /// Publish stdin lines to a queue, one message per line.
+    /// Declare, list and delete exchanges.
+    #[command(subcommand)]
+    Exchange(queue::ExchangeCommand),
+    /// Bind an exchange to a queue or a topic.
+    Bind(queue::BindArgs),
+    /// Remove a binding.
+    Unbind(queue::BindArgs),
+    /// Publish stdin lines to a queue or through an exchange, one message per line.
     Publish(queue::PublishArgs),
     /// Receive messages from a queue (pull), one per line.
     Receive(queue::ReceiveArgs),
@@ -64,6 +71,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Consume(args) => consume::run(args),
         Command::Group(cmd) => group::run(cmd),
         Command::Queue(cmd) => queue::run(cmd),
+        Command::Exchange(cmd) => queue::exchange(cmd),
+        Command::Bind(args) => queue::bind(args),
+        Command::Unbind(args) => queue::unbind(args),
         Command::Publish(args) => queue::publish(args),
         Command::Receive(args) => queue::receive(args),
         Command::Ack(args) => queue::ack(args),

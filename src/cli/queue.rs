@@ -3,7 +3,7 @@
 
 use super::{CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
-use crate::native::messages::{PublishSpec, QueueSpec};
+use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 
@@ -122,6 +122,135 @@ pub fn run(cmd: QueueCommand) -> CliResult {
     Ok(())
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeTypeArg {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl From<ExchangeTypeArg> for ExchangeType {
+    fn from(t: ExchangeTypeArg) -> ExchangeType {
+        match t {
+            ExchangeTypeArg::Direct => ExchangeType::Direct,
+            ExchangeTypeArg::Fanout => ExchangeType::Fanout,
+            ExchangeTypeArg::Topic => ExchangeType::Topic,
+            ExchangeTypeArg::Headers => ExchangeType::Headers,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExchangeCommand {
+    /// Declare an exchange (the same type again is a no-op).
+    Declare {
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: ExchangeTypeArg,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// List exchanges and their bindings.
+    List {
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+    /// Delete an exchange and its bindings.
+    Delete {
+        name: String,
+        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+        bootstrap: String,
+    },
+}
+
+pub fn exchange(cmd: ExchangeCommand) -> CliResult {
+    match cmd {
+        ExchangeCommand::Declare {
+            name,
+            kind,
+            bootstrap,
+        } => {
+            Client::connect(&bootstrap)?.declare_exchange(&name, kind.into())?;
+            println!("declared exchange {name}");
+        }
+        ExchangeCommand::List { bootstrap } => {
+            let (exchanges, bindings) = Client::connect(&bootstrap)?.list_exchanges()?;
+            for (name, kind) in exchanges {
+                println!("{name}\t{}", format!("{kind:?}").to_lowercase());
+                for b in bindings.iter().filter(|b| b.exchange == name) {
+                    let target = match (&b.queue, &b.topic) {
+                        (Some(q), _) => format!("queue {q}"),
+                        (_, Some(t)) => format!("topic {t}"),
+                        _ => "?".to_string(),
+                    };
+                    let headers: Vec<String> =
+                        b.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "  -> {target} key={} headers=[{}] match={}",
+                        b.routing_key,
+                        headers.join(","),
+                        if b.match_all { "all" } else { "any" }
+                    );
+                }
+            }
+        }
+        ExchangeCommand::Delete { name, bootstrap } => {
+            Client::connect(&bootstrap)?.delete_exchange(&name)?;
+            println!("deleted exchange {name}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchArg {
+    All,
+    Any,
+}
+
+#[derive(Args, Debug)]
+pub struct BindArgs {
+    #[arg(long)]
+    pub exchange: String,
+    #[arg(long, conflicts_with = "topic", required_unless_present = "topic")]
+    pub queue: Option<String>,
+    /// A stream topic: routed messages become records (key = routing key).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Direct: the key; topic exchanges: the pattern (`*` one word, `#` any).
+    #[arg(long, default_value = "")]
+    pub routing_key: String,
+    /// Headers exchanges: a `key=value` to match (repeatable).
+    #[arg(long = "header", value_parser = header)]
+    pub headers: Vec<(String, String)>,
+    #[arg(long = "match", value_enum, default_value = "all")]
+    pub match_mode: MatchArg,
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+}
+
+fn binding_spec(args: &BindArgs) -> BindingSpec {
+    BindingSpec {
+        exchange: args.exchange.clone(),
+        queue: args.queue.clone(),
+        topic: args.topic.clone(),
+        routing_key: args.routing_key.clone(),
+        headers: args.headers.clone(),
+        match_all: args.match_mode == MatchArg::All,
+    }
+}
+
+pub fn bind(args: BindArgs) -> CliResult {
+    Client::connect(&args.bootstrap)?.bind(binding_spec(&args))?;
+    Ok(())
+}
+
+pub fn unbind(args: BindArgs) -> CliResult {
+    Client::connect(&args.bootstrap)?.unbind(binding_spec(&args))?;
+    Ok(())
+}
+
 fn header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -130,9 +259,19 @@ fn header(s: &str) -> Result<(String, String), String> {
 
 #[derive(Args, Debug)]
 pub struct PublishArgs {
-    /// The queue to publish to.
+    /// The queue to publish to (the default exchange).
+    #[arg(
+        long,
+        conflicts_with = "exchange",
+        required_unless_present = "exchange"
+    )]
+    pub queue: Option<String>,
+    /// The exchange to publish through.
     #[arg(long)]
-    pub queue: String,
+    pub exchange: Option<String>,
+    /// Routing key for `--exchange`.
+    #[arg(long, default_value = "", requires = "exchange")]
+    pub routing_key: String,
     #[arg(long, default_value_t = 0)]
     pub priority: u8,
     /// Visible only after this long.
@@ -173,12 +312,28 @@ pub fn publish(args: PublishArgs) -> CliResult {
             durable: args.durable,
             origin: None,
         };
-        match client.publish(&args.queue, spec, line.as_bytes())? {
-            Some(_) => sent += 1,
-            None => dropped += 1,
+        match (&args.queue, &args.exchange) {
+            (Some(queue), _) => match client.publish(queue, spec, line.as_bytes())? {
+                Some(_) => sent += 1,
+                None => dropped += 1,
+            },
+            (None, Some(exchange)) => {
+                let (queues, topics) = client.publish_to_exchange(
+                    exchange,
+                    &args.routing_key,
+                    spec,
+                    line.as_bytes(),
+                )?;
+                if queues + topics == 0 {
+                    dropped += 1;
+                } else {
+                    sent += 1;
+                }
+            }
+            (None, None) => return Err("name --queue or --exchange".into()),
         }
     }
-    eprintln!("published {sent} messages ({dropped} dropped as duplicates)");
+    eprintln!("published {sent} messages ({dropped} dropped: duplicates or unroutable)");
     Ok(())
 }
 

@@ -3,9 +3,13 @@
 
 use super::{unexpected, Client, ClientError};
 use crate::native::messages::{
-    PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
+    BindingSpec, ExchangeType, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request,
+    Response,
 };
 use bytes::Bytes;
+
+/// Exchanges with their types, and every binding.
+pub type ExchangeList = (Vec<(String, ExchangeType)>, Vec<BindingSpec>);
 
 /// A received message with its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,5 +119,56 @@ impl Client {
             requeue,
         };
         self.call(request, &[]).map(|_| ())
+    }
+}
+
+impl Client {
+    pub fn declare_exchange(&mut self, name: &str, kind: ExchangeType) -> Result<(), ClientError> {
+        let name = name.to_string();
+        self.call(Request::DeclareExchange { name, kind }, &[])
+            .map(|_| ())
+    }
+
+    pub fn delete_exchange(&mut self, name: &str) -> Result<(), ClientError> {
+        let name = name.to_string();
+        self.call(Request::DeleteExchange { name }, &[]).map(|_| ())
+    }
+
+    /// Exchanges with their types, and every binding.
+    pub fn list_exchanges(&mut self) -> Result<ExchangeList, ClientError> {
+        match self.call(Request::ListExchanges, &[])?.0 {
+            Response::Exchanges {
+                exchanges,
+                bindings,
+            } => Ok((exchanges, bindings)),
+            other => Err(unexpected("list exchanges", &other)),
+        }
+    }
+
+    pub fn bind(&mut self, spec: BindingSpec) -> Result<(), ClientError> {
+        self.call(Request::Bind(spec), &[]).map(|_| ())
+    }
+
+    pub fn unbind(&mut self, spec: BindingSpec) -> Result<(), ClientError> {
+        self.call(Request::Unbind(spec), &[]).map(|_| ())
+    }
+
+    /// Publishes through an exchange; returns how many queues and topics it reached.
+    pub fn publish_to_exchange(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        spec: PublishSpec,
+        body: &[u8],
+    ) -> Result<(u32, u32), ClientError> {
+        let request = Request::PublishToExchange {
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            spec,
+        };
+        match self.call(request, &[body])?.0 {
+            Response::Routed { queues, topics } => Ok((queues, topics)),
+            other => Err(unexpected("publish", &other)),
+        }
     }
 }

@@ -13,9 +13,10 @@ pub fn code(code: ErrorCode) -> i16 {
         ErrorCode::InvalidTopic => K::InvalidTopicException,
         ErrorCode::InvalidPartitions => K::InvalidPartitions,
         // Queues are not reachable through the Kafka protocol.
-        ErrorCode::UnknownQueue | ErrorCode::QueueMismatch | ErrorCode::UnknownHandle => {
-            K::InvalidRequest
-        }
+        ErrorCode::UnknownQueue
+        | ErrorCode::UnknownExchange
+        | ErrorCode::QueueMismatch
+        | ErrorCode::UnknownHandle => K::InvalidRequest,
         ErrorCode::OffsetOutOfRange => K::OffsetOutOfRange,
         ErrorCode::CorruptBatch => K::CorruptMessage,
         ErrorCode::MessageTooLarge => K::MessageTooLarge,

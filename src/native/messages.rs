@@ -47,6 +47,27 @@ pub struct QueueSpec {
     pub fifo: bool,
 }
 
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeType {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+/// A binding of an exchange to a queue or a topic.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct BindingSpec {
+    pub exchange: String,
+    /// Exactly one of `queue` and `topic`.
+    pub queue: Option<String>,
+    pub topic: Option<String>,
+    pub routing_key: String,
+    pub headers: Vec<(String, String)>,
+    /// Headers exchanges: match all bound headers (else any).
+    pub match_all: bool,
+}
+
 /// How one message is published to a queue.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct PublishSpec {
@@ -209,6 +230,24 @@ pub enum Request {
         queue: String,
         spec: PublishSpec,
     },
+    DeclareExchange {
+        name: String,
+        kind: ExchangeType,
+    },
+    DeleteExchange {
+        name: String,
+    },
+    /// Exchanges and their bindings.
+    ListExchanges,
+    Bind(BindingSpec),
+    Unbind(BindingSpec),
+    /// Payload: the message body. Routed to every matching queue and topic; the
+    /// default exchange ("") routes to the queue named by the routing key.
+    PublishToExchange {
+        exchange: String,
+        routing_key: String,
+        spec: PublishSpec,
+    },
     /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
     Receive {
         queue: String,
@@ -251,6 +290,7 @@ pub enum ErrorCode {
     /// A partition count that is not more than the topic's current one.
     InvalidPartitions,
     UnknownQueue,
+    UnknownExchange,
     /// A queue redeclared with other settings.
     QueueMismatch,
     /// A receipt handle whose lease ended (acked, timed out, or never handed out).
@@ -357,6 +397,15 @@ pub enum Response {
     /// Payload: the bodies, one after another.
     Received {
         messages: Vec<QueueDelivery>,
+    },
+    Exchanges {
+        exchanges: Vec<(String, ExchangeType)>,
+        bindings: Vec<BindingSpec>,
+    },
+    /// How many queues and topics a publish through an exchange reached.
+    Routed {
+        queues: u32,
+        topics: u32,
     },
     /// Purged messages.
     Count {

@@ -19,6 +19,10 @@ fn catalog_error(e: CatalogError) -> Option<Reply> {
         CatalogError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         CatalogError::UnknownQueue(_) => ErrorCode::UnknownQueue,
         CatalogError::QueueMismatch(_) => ErrorCode::QueueMismatch,
+        CatalogError::UnknownExchange(_) => ErrorCode::UnknownExchange,
+        CatalogError::ExchangeMismatch(_) | CatalogError::UnknownBinding(_) => {
+            ErrorCode::InvalidRequest
+        }
         CatalogError::Storage { .. } => ErrorCode::Internal,
     };
     reply(Response::error(code, e.to_string()))
@@ -142,10 +146,15 @@ pub async fn declare_queue(
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let catalog = shard.catalog();
     if let Some(target) = &spec.dead_letter {
-        if target != &spec.name && catalog.queue(target).is_err() {
+        let known = target == &spec.name
+            || catalog.queue(target).is_ok()
+            || catalog.exchanges.contains_key(target);
+        if !known {
             return reply(Response::error(
                 ErrorCode::UnknownQueue,
-                format!("dead-letter target '{target}' is not a queue (declare it first)"),
+                format!(
+                    "dead-letter target '{target}' is neither a queue nor an exchange (declare it first)"
+                ),
             ));
         }
     }
@@ -159,6 +168,45 @@ pub async fn declare_queue(
         return reply(Response::error(ErrorCode::Internal, e));
     }
     tracing::info!(queue = %spec.name, "queue declared");
+    reply(Response::Ok)
+}
+
+/// Runs one exchange or binding change on the controller.
+pub async fn change_exchanges(shard: &Rc<Shard>, request: Request) -> Option<Reply> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    let changed = match &request {
+        Request::DeclareExchange { name, kind } => {
+            catalog.with_exchange(name, super::exchanges::kind_of(*kind))
+        }
+        Request::DeleteExchange { name } => catalog.without_exchange(name).map(Some),
+        Request::Bind(spec) | Request::Unbind(spec) => {
+            let binding = match super::exchanges::binding_of(spec) {
+                Ok(b) => b,
+                Err(e) => return reply(Response::error(ErrorCode::InvalidRequest, e)),
+            };
+            if matches!(request, Request::Bind(_)) {
+                catalog.with_binding(binding)
+            } else {
+                catalog.without_binding(&binding).map(Some)
+            }
+        }
+        _ => {
+            return reply(Response::error(
+                ErrorCode::InvalidRequest,
+                "not an exchange change",
+            ))
+        }
+    };
+    let next = match changed {
+        Ok(Some(next)) => next,
+        Ok(None) => return reply(Response::Ok),
+        Err(e) => return catalog_error(e),
+    };
+    if let Err(e) = publish(shard, next).await {
+        return reply(Response::error(ErrorCode::Internal, e));
+    }
     reply(Response::Ok)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod exchanges;
 pub mod group_calls;
 pub mod listeners;
 pub mod partitions;
@@ -306,7 +307,7 @@ async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
             payload,
             reply,
         } => {
-            let answer = shard.dispatch(request, payload).await;
+            let answer = shard.dispatch(*request, payload).await;
             let _ = reply.send(answer);
         }
         ShardMsg::Catalog { catalog, done } => {

@@ -434,13 +434,22 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         origin: Some(format!("{}/{id}", d.queue)),
         ..PublishSpec::default()
     };
-    let request = Request::Publish {
-        queue: target.clone(),
-        spec,
+    // A queue, or an exchange (routed with the source queue's name as routing key).
+    let request = if shard.catalog().queue(&target).is_ok() {
+        Request::Publish {
+            queue: target.clone(),
+            spec,
+        }
+    } else {
+        Request::PublishToExchange {
+            exchange: target.clone(),
+            routing_key: d.queue.clone(),
+            spec,
+        }
     };
     let body = BytesMut::from(&d.message.body[..]);
     match Box::pin(shard.dispatch(request, body)).await {
-        Some((Response::Published { .. }, _)) => {}
+        Some((Response::Published { .. } | Response::Routed { .. }, _)) => {}
         other => {
             tracing::warn!(queue = %q.name, %target, "dead letter not delivered yet: {other:?}");
             q.pending_moves.borrow_mut().push(d);

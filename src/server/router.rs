@@ -20,7 +20,8 @@ pub type Reply = (Response, Vec<Bytes>);
 pub enum ShardMsg {
     /// A client request forwarded to its owner.
     Request {
-        request: Request,
+        /// Boxed: requests vary a lot in size, the mesh carries many.
+        request: Box<Request>,
         payload: BytesMut,
         reply: oneshot::Sender<Option<Reply>>,
     },
@@ -59,7 +60,7 @@ impl Router {
     pub async fn call(&self, shard: u32, request: Request, payload: BytesMut) -> Option<Reply> {
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Request {
-            request,
+            request: Box::new(request),
             payload,
             reply: tx,
         };

@@ -160,6 +160,10 @@ impl Shard {
             | Request::CreatePartitions { .. }
             | Request::DeclareQueue(_)
             | Request::DeleteQueue { .. }
+            | Request::DeclareExchange { .. }
+            | Request::DeleteExchange { .. }
+            | Request::Bind(_)
+            | Request::Unbind(_)
             | Request::InitProducerId { .. } => CONTROLLER_SHARD,
             Request::JoinGroup { group, .. }
             | Request::Heartbeat { group, .. }
@@ -178,7 +182,9 @@ impl Shard {
             Request::Metadata { .. }
             | Request::DescribeTopic { .. }
             | Request::ListGroups
-            | Request::ListQueues => self.id,
+            | Request::ListQueues
+            | Request::ListExchanges
+            | Request::PublishToExchange { .. } => self.id,
             Request::ListShardGroups { shard } | Request::ShardStats { shard } => {
                 *shard % self.nshards
             }
@@ -278,6 +284,16 @@ impl Shard {
             Request::CreateTopic(spec) => super::admin::create_topic(self, spec).await,
             Request::DeclareQueue(spec) => super::admin::declare_queue(self, spec).await,
             Request::DeleteQueue { name } => super::admin::delete_queue(self, &name).await,
+            request @ (Request::DeclareExchange { .. }
+            | Request::DeleteExchange { .. }
+            | Request::Bind(_)
+            | Request::Unbind(_)) => super::admin::change_exchanges(self, request).await,
+            Request::ListExchanges => super::exchanges::list(self),
+            Request::PublishToExchange {
+                exchange,
+                routing_key,
+                spec,
+            } => super::exchanges::publish(self, &exchange, &routing_key, spec, payload).await,
             Request::ListQueues => reply(Response::Queues {
                 queues: self
                     .catalog()

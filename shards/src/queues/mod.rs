@@ -3,11 +3,13 @@
 //! | file | owns |
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
+//! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `store.rs` | the queue's durable journal (publish, delivered, settled, dead-lettering events in a partition log of its own), replay and reclamation |
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
 
+pub mod exchange;
 mod queue;
 mod store;
 
