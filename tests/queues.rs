@@ -518,6 +518,15 @@ fn the_cli_declares_publishes_receives_acks_and_rejects() {
     );
     cli(&["publish", "--queue", "tasks"], "x\ny\n");
     assert!(cli(&["queue", "purge", "tasks"], "").contains("purged 2"));
+    cli(&["publish", "--queue", "parked"], "p1\np2\np3\n");
+    assert_eq!(
+        cli(
+            &["subscribe", "parked", "--prefetch", "2", "--max", "3"],
+            ""
+        ),
+        "p1\np2\np3\n"
+    );
+    assert!(cli(&["queue", "stats", "parked"], "").contains("ready=0 in_flight=0"));
     cli(&["queue", "delete", "tasks"], "");
     let all: Vec<&str> = ["queue", "stats", "tasks"]
         .iter()
@@ -671,4 +680,83 @@ fn each_exchange_type_routes_exactly_to_its_matching_bindings() {
     let (exchanges, bindings) = c.list_exchanges().expect("list");
     assert_eq!(exchanges.len(), 4);
     assert_eq!(bindings.len(), 9);
+}
+
+#[test]
+fn a_subscription_never_holds_more_than_its_prefetch() {
+    use peregrine::client::queues::Subscription;
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("pushed"));
+    for i in 0..10 {
+        c.publish("pushed", durable(), format!("m{i}").as_bytes())
+            .expect("publish");
+    }
+    let mut sub = Subscription::open(&b.addr, "pushed", 3, false).expect("subscribe");
+    let wait = Duration::from_secs(5);
+    let got: Vec<Received> = (0..3)
+        .map(|_| sub.next(wait).expect("next").expect("a message"))
+        .collect();
+    assert_eq!(texts(&got), ["m0", "m1", "m2"]);
+    assert!(
+        sub.next(Duration::from_millis(300))
+            .expect("next")
+            .is_none(),
+        "prefetch reached"
+    );
+    assert_eq!(c.queue_stats("pushed").expect("stats").in_flight, 3);
+    sub.ack(&[got[0].delivery.handle]).expect("ack");
+    let more = sub
+        .next(wait)
+        .expect("next")
+        .expect("one more after an ack");
+    assert_eq!(text(&more), "m3");
+    assert!(sub
+        .next(Duration::from_millis(300))
+        .expect("next")
+        .is_none());
+}
+
+#[test]
+fn a_consumer_that_goes_away_mid_work_has_its_messages_redelivered_at_once() {
+    use peregrine::client::queues::Subscription;
+    let b = Broker::start();
+    let mut c = b.client();
+    // A visibility timeout far longer than the test: only the disconnect can bring
+    // the messages back.
+    declare(
+        &mut c,
+        QueueSpec {
+            visibility_timeout_ms: Some(600_000),
+            ..queue("crashy")
+        },
+    );
+    for i in 0..4 {
+        c.publish("crashy", durable(), format!("w{i}").as_bytes())
+            .expect("publish");
+    }
+    {
+        let mut sub = Subscription::open(&b.addr, "crashy", 10, false).expect("subscribe");
+        let first = sub
+            .next(Duration::from_secs(5))
+            .expect("next")
+            .expect("message");
+        sub.ack(&[first.delivery.handle]).expect("ack");
+        for _ in 0..3 {
+            sub.next(Duration::from_secs(5))
+                .expect("next")
+                .expect("message");
+        }
+        // The consumer dies with three messages unacked.
+    }
+    let again = c.receive("crashy", 10, 5_000, false).expect("receive");
+    let mut back = texts(&again);
+    if back.len() < 3 {
+        back.extend(texts(
+            &c.receive("crashy", 10, 2_000, false).expect("receive"),
+        ));
+    }
+    back.sort();
+    assert_eq!(back, ["w1", "w2", "w3"], "the acked one stays gone");
+    assert!(again.iter().all(|r| r.delivery.deliveries == 2));
 }

@@ -53,6 +53,8 @@ pub enum Command {
     Publish(queue::PublishArgs),
     /// Receive messages from a queue (pull), one per line.
     Receive(queue::ReceiveArgs),
+    /// Push mode: print messages as they come (acking each), up to `--prefetch` unacked.
+    Subscribe(queue::SubscribeArgs),
     /// Acknowledge received messages by receipt handle.
     Ack(queue::HandlesArgs),
     /// Give received messages back (requeue), or `--reject` them to the dead-letter target.
@@ -76,6 +78,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Unbind(args) => queue::unbind(args),
         Command::Publish(args) => queue::publish(args),
         Command::Receive(args) => queue::receive(args),
+        Command::Subscribe(args) => queue::subscribe(args),
         Command::Ack(args) => queue::ack(args),
         Command::Nack(args) => queue::nack(args),
         Command::Bench(args) => crate::bench::run(args),

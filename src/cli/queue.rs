@@ -428,3 +428,46 @@ pub fn nack(args: HandlesArgs) -> CliResult {
     Client::connect(&args.bootstrap)?.nack(&args.queue, &args.handles, !args.reject)?;
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct SubscribeArgs {
+    pub queue: String,
+    /// Most messages unacked at once.
+    #[arg(long, default_value_t = 100)]
+    pub prefetch: u32,
+    #[arg(long, value_enum, default_value = "manual")]
+    pub ack: AckMode,
+    /// Stop after this many messages (default: run until interrupted).
+    #[arg(long)]
+    pub max: Option<u64>,
+    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+}
+
+/// Push mode: prints messages as they come, acking each once printed (manual mode).
+pub fn subscribe(args: SubscribeArgs) -> CliResult {
+    let auto = args.ack == AckMode::Auto;
+    let mut sub = crate::client::queues::Subscription::open(
+        &args.bootstrap,
+        &args.queue,
+        args.prefetch,
+        auto,
+    )?;
+    let mut out = std::io::stdout().lock();
+    let mut seen = 0u64;
+    while args.max.is_none_or(|m| seen < m) {
+        let Some(r) = sub.next(std::time::Duration::from_secs(1))? else {
+            continue;
+        };
+        out.write_all(&r.body)?;
+        writeln!(out)?;
+        out.flush()?;
+        if !auto {
+            sub.ack(&[r.delivery.handle])?;
+        }
+        seen += 1;
+    }
+    // Let the last acks be answered before the connection closes.
+    let _ = sub.next(std::time::Duration::from_millis(200));
+    Ok(())
+}

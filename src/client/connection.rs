@@ -185,6 +185,31 @@ impl Connection {
         Ok((self.writer, reader))
     }
 
+    /// Waits up to `timeout` for an answer to start arriving; true if one has (so a
+    /// `recv` then reads a whole frame without a timeout cutting it in half).
+    pub fn wait_readable(&self, timeout: Duration) -> Result<bool, ClientError> {
+        use std::os::fd::AsRawFd;
+        if !self.reader.reader.buffer().is_empty() {
+            return Ok(true);
+        }
+        let mut fd = libc::pollfd {
+            fd: self.reader.reader.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one pollfd we own, for a socket that outlives the call.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(e.into());
+        }
+        Ok(n > 0)
+    }
+
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
         self.writer.stream.set_read_timeout(timeout)?;
         Ok(())

@@ -172,3 +172,107 @@ impl Client {
         }
     }
 }
+
+/// A push subscription on a connection of its own: the broker sends messages as they
+/// come, never more than `prefetch` unacked; acks and nacks go on the same connection.
+/// Dropping it (or the process dying) gives every unacked message back at once.
+pub struct Subscription {
+    conn: super::Connection,
+    queue: String,
+    id: u64,
+    buffered: std::collections::VecDeque<Received>,
+    /// Ack/nack requests not answered yet.
+    pending: std::collections::HashSet<u64>,
+}
+
+impl Subscription {
+    pub fn open(
+        bootstrap: &str,
+        queue: &str,
+        prefetch: u32,
+        auto_ack: bool,
+    ) -> Result<Subscription, ClientError> {
+        let mut conn = super::Connection::connect(bootstrap)?;
+        let request = Request::Subscribe {
+            queue: queue.to_string(),
+            prefetch,
+            auto_ack,
+        };
+        let id = conn.send(request, &[])?;
+        Ok(Subscription {
+            conn,
+            queue: queue.to_string(),
+            id,
+            buffered: Default::default(),
+            pending: Default::default(),
+        })
+    }
+
+    /// The next message, waiting up to `timeout`; `None` when none came.
+    pub fn next(&mut self, timeout: std::time::Duration) -> Result<Option<Received>, ClientError> {
+        if let Some(r) = self.buffered.pop_front() {
+            return Ok(Some(r));
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !self.conn.wait_readable(left)? {
+                return Ok(None);
+            }
+            let (id, response, payload) = self.conn.recv()?;
+            if self.pending.remove(&id) {
+                super::check(response)?;
+                continue;
+            }
+            if id != self.id {
+                return Err(ClientError::Protocol(format!(
+                    "answer for unknown request {id}"
+                )));
+            }
+            let Response::Received { messages } = super::check(response)? else {
+                return Err(ClientError::Protocol(
+                    "unexpected answer to subscribe".into(),
+                ));
+            };
+            let mut at = 0usize;
+            for delivery in messages {
+                let end = at + delivery.len as usize;
+                if end > payload.len() {
+                    return Err(ClientError::Protocol(
+                        "delivery shorter than its bodies".into(),
+                    ));
+                }
+                self.buffered.push_back(Received {
+                    delivery,
+                    body: payload.slice(at..end),
+                });
+                at = end;
+            }
+            if let Some(r) = self.buffered.pop_front() {
+                return Ok(Some(r));
+            }
+        }
+    }
+
+    /// Acknowledges without waiting (the answer is checked by a later `next`).
+    pub fn ack(&mut self, handles: &[u64]) -> Result<(), ClientError> {
+        let request = Request::Ack {
+            queue: self.queue.clone(),
+            handles: handles.to_vec(),
+        };
+        let id = self.conn.send(request, &[])?;
+        self.pending.insert(id);
+        Ok(())
+    }
+
+    pub fn nack(&mut self, handles: &[u64], requeue: bool) -> Result<(), ClientError> {
+        let request = Request::Nack {
+            queue: self.queue.clone(),
+            handles: handles.to_vec(),
+            requeue,
+        };
+        let id = self.conn.send(request, &[])?;
+        self.pending.insert(id);
+        Ok(())
+    }
+}

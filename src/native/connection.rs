@@ -2,14 +2,14 @@
 //! belongs (requests are pipelined, answered by id in completion order), write answers.
 
 use super::frame::{self, FrameError, HEAD_LEN};
-use super::messages::{ErrorCode, Response, ResponseEnvelope};
+use super::messages::{ErrorCode, Request, Response, ResponseEnvelope};
 use crate::server::router::Reply;
 use crate::server::runtime::{spawn_local, TcpStream};
 use crate::server::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalReceiver};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -151,6 +151,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(shard.config.max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
     let mut reader = FrameReader::new(stream, shard.config.max_frame_bytes);
+    let closed = Rc::new(Cell::new(false));
+    let mut subscriptions: Vec<(String, u64)> = Vec::new();
     loop {
         let next = future::or(async { Some(reader.next().await) }, async {
             shard.shutdown.wait().await;
@@ -175,6 +177,27 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 continue;
             }
         };
+        if let Request::Subscribe {
+            queue,
+            prefetch,
+            auto_ack,
+        } = envelope.request
+        {
+            let holder = next_holder(shard.id);
+            subscriptions.push((queue.clone(), holder));
+            let sub = Subscription {
+                shard: shard.clone(),
+                answers: Rc::downgrade(&tx),
+                id: envelope.id,
+                queue,
+                holder,
+                prefetch: prefetch.max(1),
+                auto_ack,
+                closed: closed.clone(),
+            };
+            spawn_local(sub.run()).detach();
+            continue;
+        }
         // Waiting here stops reading: the client feels TCP backpressure.
         let Ok(permit) = in_flight.acquire_static_permit(1).await else {
             break;
@@ -192,10 +215,83 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         })
         .detach();
     }
+    // A subscription's leases return at once when its connection goes.
+    closed.set(true);
+    for (queue, holder) in subscriptions {
+        let _ = shard
+            .dispatch(Request::Unsubscribe { queue, holder }, BytesMut::new())
+            .await;
+    }
     // Let every request already read finish and be answered before closing.
     let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
     drop(tx);
     writer.await;
+}
+
+/// A unique subscription id: the shard's index above a per-shard counter.
+fn next_holder(shard: u32) -> u64 {
+    thread_local! {
+        static NEXT: Cell<u64> = const { Cell::new(1) };
+    }
+    let n = NEXT.with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        n
+    });
+    (u64::from(shard) << 40) | n
+}
+
+/// One push subscription on a connection: pulls from the queue's owner up to the
+/// prefetch, answering the Subscribe request again with every batch.
+struct Subscription {
+    shard: Rc<Shard>,
+    /// Weak, so a closing connection need not wait for a pull in progress.
+    answers: std::rc::Weak<glommio::channels::local_channel::LocalSender<Outgoing>>,
+    id: u64,
+    queue: String,
+    holder: u64,
+    prefetch: u32,
+    auto_ack: bool,
+    closed: Rc<Cell<bool>>,
+}
+
+/// How long one pull of a subscription waits before it asks again.
+const SUBSCRIPTION_PULL_WAIT_MS: u32 = 20_000;
+
+impl Subscription {
+    async fn run(self) {
+        while !self.closed.get() {
+            let pull = Request::SubscriptionPull {
+                queue: self.queue.clone(),
+                holder: self.holder,
+                prefetch: self.prefetch,
+                wait_ms: SUBSCRIPTION_PULL_WAIT_MS,
+                auto_ack: self.auto_ack,
+            };
+            let answer = self.shard.dispatch(pull, BytesMut::new()).await;
+            if self.closed.get() {
+                break;
+            }
+            let (reply, more) = match answer {
+                Some((Response::Received { messages }, _)) if messages.is_empty() => continue,
+                Some(reply @ (Response::Received { .. }, _)) => (reply, true),
+                Some(other) => (other, false),
+                None => break,
+            };
+            let Some(answers) = self.answers.upgrade() else {
+                break;
+            };
+            if answers.send((self.id, reply)).await.is_err() || !more {
+                break;
+            }
+        }
+        // Whatever a last pull leased after the connection went returns too.
+        let done = Request::Unsubscribe {
+            queue: self.queue.clone(),
+            holder: self.holder,
+        };
+        let _ = self.shard.dispatch(done, BytesMut::new()).await;
+    }
 }
 
 fn invalid(message: String) -> Reply {

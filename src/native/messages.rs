@@ -260,6 +260,28 @@ pub enum Request {
         queue: String,
         handles: Vec<u64>,
     },
+    /// Push mode: the broker keeps answering this request with `Received` batches,
+    /// never more than `prefetch` unacked at once, until the connection closes; then
+    /// every lease it holds returns to the queue at once.
+    Subscribe {
+        queue: String,
+        prefetch: u32,
+        auto_ack: bool,
+    },
+    /// Broker-internal, for a subscription: up to `prefetch` minus what `holder`
+    /// holds, waiting up to `wait_ms`.
+    SubscriptionPull {
+        queue: String,
+        holder: u64,
+        prefetch: u32,
+        wait_ms: u32,
+        auto_ack: bool,
+    },
+    /// Broker-internal: a subscription ended; its leases return.
+    Unsubscribe {
+        queue: String,
+        holder: u64,
+    },
     /// Gives leases back: ready again with `requeue`, else dead-lettered as rejected.
     Nack {
         queue: String,

@@ -161,7 +161,9 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
         Request::Publish { queue, .. }
         | Request::Receive { queue, .. }
         | Request::Ack { queue, .. }
-        | Request::Nack { queue, .. } => queue.clone(),
+        | Request::Nack { queue, .. }
+        | Request::SubscriptionPull { queue, .. }
+        | Request::Unsubscribe { queue, .. } => queue.clone(),
         _ => {
             return reply(Response::error(
                 ErrorCode::InvalidRequest,
@@ -184,7 +186,27 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
             wait_ms,
             auto_ack,
             ..
-        } => receive(shard, &q, max, wait_ms, auto_ack).await,
+        } => receive(shard, &q, Holder::Pull, max, wait_ms, auto_ack).await,
+        Request::SubscriptionPull {
+            holder,
+            prefetch,
+            wait_ms,
+            auto_ack,
+            ..
+        } => {
+            let holder = Holder::Subscription(holder);
+            receive(shard, &q, holder, prefetch, wait_ms, auto_ack).await
+        }
+        Request::Unsubscribe { holder, .. } => {
+            let now = crate::time::now_ms();
+            let dead = q
+                .queue
+                .borrow_mut()
+                .release(Holder::Subscription(holder), now);
+            q.ready.notify(usize::MAX);
+            spawn_dead_letters(shard, &q, dead);
+            reply(Response::Ok)
+        }
         Request::Ack { handles, .. } => ack(&q, &handles).await,
         Request::Nack {
             handles, requeue, ..
@@ -258,9 +280,12 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
     reply(Response::Published { id: Some(id) })
 }
 
+/// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
+/// minus the leases it holds: its prefetch).
 async fn receive(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,
+    holder: Holder,
     max: u32,
     wait_ms: u32,
     auto_ack: bool,
@@ -270,7 +295,15 @@ async fn receive(
     let deliveries = loop {
         let listener = q.ready.listen();
         let now = crate::time::now_ms();
-        let (deliveries, dead) = q.queue.borrow_mut().receive(max, Holder::Pull, now);
+        let room = match holder {
+            Holder::Pull => max,
+            Holder::Subscription(_) => max.saturating_sub(q.queue.borrow().held_by(holder)),
+        };
+        let (deliveries, dead) = if room > 0 {
+            q.queue.borrow_mut().receive(room, holder, now)
+        } else {
+            (Vec::new(), q.queue.borrow_mut().tick(now))
+        };
         spawn_dead_letters(shard, q, dead);
         if !deliveries.is_empty() || now >= deadline {
             break deliveries;
@@ -340,6 +373,8 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
             }
         }
     }
+    // A subscription at its prefetch may take more now.
+    q.ready.notify(usize::MAX);
     // An ack is answered only once it is on disk: acked messages never come back.
     if let Err(e) = q.store.append(&settled, true, crate::time::now_ms()).await {
         return io_error(e);

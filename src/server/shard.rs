@@ -178,13 +178,16 @@ impl Shard {
             Request::Publish { queue, .. }
             | Request::Receive { queue, .. }
             | Request::Ack { queue, .. }
-            | Request::Nack { queue, .. } => queue_owner(queue, self.nshards),
+            | Request::Nack { queue, .. }
+            | Request::SubscriptionPull { queue, .. }
+            | Request::Unsubscribe { queue, .. } => queue_owner(queue, self.nshards),
             Request::Metadata { .. }
             | Request::DescribeTopic { .. }
             | Request::ListGroups
             | Request::ListQueues
             | Request::ListExchanges
-            | Request::PublishToExchange { .. } => self.id,
+            | Request::PublishToExchange { .. }
+            | Request::Subscribe { .. } => self.id,
             Request::ListShardGroups { shard } | Request::ShardStats { shard } => {
                 *shard % self.nshards
             }
@@ -307,7 +310,13 @@ impl Shard {
             | Request::Publish { .. }
             | Request::Receive { .. }
             | Request::Ack { .. }
-            | Request::Nack { .. }) => super::queues::execute(self, request, payload).await,
+            | Request::Nack { .. }
+            | Request::SubscriptionPull { .. }
+            | Request::Unsubscribe { .. }) => super::queues::execute(self, request, payload).await,
+            Request::Subscribe { .. } => reply(Response::error(
+                ErrorCode::InvalidRequest,
+                "a subscription runs on a client connection",
+            )),
             Request::InitProducerId { producer_id, epoch } => {
                 super::admin::init_producer_id(self, producer_id, epoch)
             }

@@ -48,6 +48,8 @@ pub struct Queue {
     expiring: BTreeSet<(i64, u64)>,
     leases: HashMap<u64, Lease>,
     lease_deadlines: BTreeSet<(i64, u64)>,
+    /// Leases per holder (a subscription's prefetch bound).
+    held: HashMap<Holder, usize>,
     /// FIFO queues: groups with a message in flight.
     busy_groups: HashSet<String>,
     /// FIFO queues: deduplication ids seen, with when they are forgotten.
@@ -68,6 +70,7 @@ impl Queue {
             expiring: BTreeSet::new(),
             leases: HashMap::new(),
             lease_deadlines: BTreeSet::new(),
+            held: HashMap::new(),
             busy_groups: HashSet::new(),
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
@@ -115,6 +118,11 @@ impl Queue {
             self.expiring.remove(&(at, id));
         }
         Some(m)
+    }
+
+    /// Leases `holder` has now.
+    pub fn held_by(&self, holder: Holder) -> usize {
+        self.held.get(&holder).copied().unwrap_or(0)
     }
 
     pub fn message(&self, id: u64) -> Option<&Message> {
@@ -256,6 +264,7 @@ impl Queue {
                 },
             );
             self.lease_deadlines.insert((deadline_ms, handle));
+            *self.held.entry(holder).or_default() += 1;
             if self.config.fifo {
                 self.busy_groups.insert(group.unwrap_or_default());
             }
@@ -273,6 +282,12 @@ impl Queue {
             .remove(&handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
         self.lease_deadlines.remove(&(lease.deadline_ms, handle));
+        if let Some(n) = self.held.get_mut(&lease.holder) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&lease.holder);
+            }
+        }
         let message = self
             .messages
             .remove(&lease.id)
@@ -523,8 +538,10 @@ mod tests {
         publish(&mut q, "a", 0);
         publish(&mut q, "b", 0);
         let (held, _) = q.receive(1, Holder::Subscription(7), 0);
+        assert_eq!(q.held_by(Holder::Subscription(7)), 1);
         let (pulled, _) = q.receive(1, Holder::Pull, 0);
         assert!(q.release(Holder::Subscription(7), 5).is_empty());
+        assert_eq!(q.held_by(Holder::Subscription(7)), 0);
         assert_eq!(q.stats().ready, 1);
         assert!(q.ack(held[0].handle).is_err());
         q.ack(pulled[0].handle).expect("pull leases stay");
