@@ -117,6 +117,42 @@ fn spin_latency_client_delivers_everything_routed_or_shard_aware() {
 }
 
 #[test]
+fn queue_modes_publish_receive_and_ack_everything() {
+    let r = bench(&[
+        "queue",
+        "--embedded",
+        "--messages",
+        "20000",
+        "--batch",
+        "500",
+        "--acks",
+        "durable",
+    ]);
+    assert_eq!(r["mode"], "queue");
+    assert_eq!(r["messages_acked"], 20000);
+    assert_eq!(r["messages_received"], 20000);
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["duplicated"], 0);
+    assert_percentiles(&r["e2e_us"]);
+    assert_percentiles(&r["ack_us"]);
+    let r = bench(&[
+        "queue-latency",
+        "--embedded",
+        "--rate",
+        "2000",
+        "--messages",
+        "2000",
+        "--consumers",
+        "2",
+        "--prefetch",
+        "10",
+    ]);
+    assert_eq!(r["messages_received"], 2000);
+    assert_eq!(r["rate"], 2000);
+    assert!(r["duration_s"].as_f64().is_some_and(|d| d >= 0.9), "{r}");
+}
+
+#[test]
 fn produce_only_and_consume_only_modes() {
     let p = bench(&[
         "produce",

@@ -9,6 +9,7 @@ mod consumer;
 mod delivery;
 mod payload;
 mod producer;
+mod queue;
 pub mod report;
 mod spin;
 
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long consumers wait for missing messages after the producers finished.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -40,6 +41,11 @@ pub enum Mode {
     Produce,
     /// Consumers only, from a backlog filled first (not timed).
     Consume,
+    /// A message queue: batched publishes, a push subscription per consumer with
+    /// `--prefetch`, manual acks in batches.
+    Queue,
+    /// `queue` at a fixed `--rate`, latency from each message's intended send time.
+    QueueLatency,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +107,9 @@ pub struct BenchArgs {
     /// Give it a core of its own with `--cores`.
     #[arg(long)]
     pub spin: bool,
+    /// Queue modes: most unacked messages per consumer.
+    #[arg(long, default_value_t = 100)]
+    pub prefetch: u32,
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
@@ -134,6 +143,12 @@ pub fn run(args: BenchArgs) -> CliResult {
     if let Some(cores) = &args.cores {
         pin_current_thread_family(&parse_cores(cores)?);
     }
+    let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
+    if matches!(args.mode, Mode::Queue | Mode::QueueLatency) {
+        let cpu_before = broker_pid.and_then(process_cpu_s);
+        let mut outcome = queue::run(&args, &bootstrap)?;
+        return finish(&args, broker_pid, cpu_before, &mut outcome);
+    }
     let topic = format!("bench-{}-{}", std::process::id(), crate::time::now_ms());
     Client::connect(&bootstrap)?.create_topic(TopicSpec {
         name: topic.clone(),
@@ -142,9 +157,19 @@ pub fn run(args: BenchArgs) -> CliResult {
         retention_bytes: None,
         segment_bytes: None,
     })?;
-    let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
     let cpu_before = broker_pid.and_then(process_cpu_s);
     let mut summary = execute(&args, &bootstrap, &topic)?;
+    finish(&args, broker_pid, cpu_before, &mut summary)
+}
+
+/// Adds the broker's CPU and memory to a run's outcome, prints it, writes the files,
+/// and fails a run that lost acknowledged messages.
+fn finish(
+    args: &BenchArgs,
+    broker_pid: Option<u32>,
+    cpu_before: Option<f64>,
+    summary: &mut Outcome,
+) -> CliResult {
     if let (Some(before), Some(after)) = (cpu_before, broker_pid.and_then(process_cpu_s)) {
         let cpu = after - before;
         let moved = summary
@@ -161,7 +186,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     } else {
         println!("{}", summary.0.human());
     }
-    write_outputs(&args, &summary.1, &summary.2)?;
+    write_outputs(args, &summary.1, &summary.2)?;
     if summary.0.lost > 0 {
         return Err(format!("{} acknowledged messages were lost", summary.0.lost).into());
     }
@@ -178,12 +203,15 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     if args.producers == 0 && args.mode != Mode::Consume || args.partitions < 1 || args.batch == 0 {
         return Err("--producers, --partitions and --batch must be at least 1".into());
     }
-    if args.consumers == 0 && matches!(args.mode, Mode::Throughput | Mode::Latency | Mode::Consume)
-    {
+    let consuming = matches!(
+        args.mode,
+        Mode::Throughput | Mode::Latency | Mode::Consume | Mode::Queue | Mode::QueueLatency
+    );
+    if args.consumers == 0 && consuming {
         return Err("this mode needs at least one consumer".into());
     }
     if args.messages.is_none() && args.duration.is_none() {
-        args.messages = Some(if args.mode == Mode::Latency {
+        args.messages = Some(if matches!(args.mode, Mode::Latency | Mode::QueueLatency) {
             100_000
         } else {
             1_000_000
@@ -276,7 +304,7 @@ fn consumer_plans(args: &BenchArgs, bootstrap: &str, topic: &str) -> Vec<Consume
         .collect()
 }
 
-type Outcome = (
+pub(crate) type Outcome = (
     Summary,
     hdrhistogram::Histogram<u64>,
     hdrhistogram::Histogram<u64>,

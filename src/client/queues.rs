@@ -69,6 +69,25 @@ impl Client {
         }
     }
 
+    /// Publishes many messages with the same options in one request (one journal
+    /// batch, one fdatasync when durable); returns how many were stored.
+    pub fn publish_batch(
+        &mut self,
+        queue: &str,
+        spec: PublishSpec,
+        bodies: &[&[u8]],
+    ) -> Result<u32, ClientError> {
+        let request = Request::PublishBatch {
+            queue: queue.to_string(),
+            spec,
+            lens: bodies.iter().map(|b| b.len() as u32).collect(),
+        };
+        match self.call(request, bodies)?.0 {
+            Response::PublishedBatch { stored } => Ok(stored),
+            other => Err(unexpected("publish batch", &other)),
+        }
+    }
+
     /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
     pub fn receive(
         &mut self,

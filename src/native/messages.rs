@@ -248,6 +248,13 @@ pub enum Request {
         routing_key: String,
         spec: PublishSpec,
     },
+    /// Payload: the bodies one after another, `lens` long each; all published with
+    /// `spec`, journaled as one batch (one fdatasync when durable).
+    PublishBatch {
+        queue: String,
+        spec: PublishSpec,
+        lens: Vec<u32>,
+    },
     /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
     Receive {
         queue: String,
@@ -415,6 +422,10 @@ pub enum Response {
     /// `id` None: a FIFO queue dropped the message as a duplicate.
     Published {
         id: Option<u64>,
+    },
+    /// A batch publish: how many messages were stored (duplicates dropped).
+    PublishedBatch {
+        stored: u32,
     },
     /// Payload: the bodies, one after another.
     Received {

@@ -162,6 +162,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
         | Request::Receive { queue, .. }
         | Request::Ack { queue, .. }
         | Request::Nack { queue, .. }
+        | Request::PublishBatch { queue, .. }
         | Request::SubscriptionPull { queue, .. }
         | Request::Unsubscribe { queue, .. } => queue.clone(),
         _ => {
@@ -181,6 +182,9 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
     };
     match request {
         Request::Publish { spec, .. } => publish(&q, spec, payload.freeze()).await,
+        Request::PublishBatch { spec, lens, .. } => {
+            publish_batch(&q, spec, &lens, payload.freeze()).await
+        }
         Request::Receive {
             max,
             wait_ms,
@@ -282,6 +286,57 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
 
 /// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
 /// minus the leases it holds: its prefetch).
+async fn publish_batch(
+    q: &OpenQueue,
+    spec: PublishSpec,
+    lens: &[u32],
+    bodies: Bytes,
+) -> Option<Reply> {
+    let total: usize = lens.iter().map(|l| *l as usize).sum();
+    if total != bodies.len() || spec.origin.is_some() || spec.dedup_id.is_some() {
+        return reply(Response::error(
+            ErrorCode::InvalidRequest,
+            "a batch publish needs bodies matching its lengths, and no dedup or origin ids",
+        ));
+    }
+    let now = crate::time::now_ms();
+    let mut events = Vec::with_capacity(lens.len());
+    {
+        let mut queue = q.queue.borrow_mut();
+        let mut at = 0usize;
+        for len in lens {
+            let body = bodies.slice(at..at + *len as usize);
+            at += *len as usize;
+            let opts = PublishOptions {
+                priority: spec.priority,
+                deliver_at_ms: spec
+                    .delay_ms
+                    .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
+                ttl_ms: spec.ttl_ms,
+                headers: spec.headers.clone(),
+                group_id: spec.group_id.clone(),
+                dedup_id: None,
+            };
+            match queue.publish(body, opts, now) {
+                Ok(Some(id)) => {
+                    if let Some(m) = queue.message(id) {
+                        events.push(Event::Published(StoredMessage::of(m, None, None)));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return queue_error(e),
+            }
+        }
+    }
+    if let Err(e) = q.store.append(&events, spec.durable, now).await {
+        return io_error(e);
+    }
+    q.ready.notify(usize::MAX);
+    reply(Response::PublishedBatch {
+        stored: events.len() as u32,
+    })
+}
+
 async fn receive(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,

@@ -179,6 +179,7 @@ impl Shard {
             | Request::Receive { queue, .. }
             | Request::Ack { queue, .. }
             | Request::Nack { queue, .. }
+            | Request::PublishBatch { queue, .. }
             | Request::SubscriptionPull { queue, .. }
             | Request::Unsubscribe { queue, .. } => queue_owner(queue, self.nshards),
             Request::Metadata { .. }
@@ -311,6 +312,7 @@ impl Shard {
             | Request::Receive { .. }
             | Request::Ack { .. }
             | Request::Nack { .. }
+            | Request::PublishBatch { .. }
             | Request::SubscriptionPull { .. }
             | Request::Unsubscribe { .. }) => super::queues::execute(self, request, payload).await,
             Request::Subscribe { .. } => reply(Response::error(
