@@ -760,3 +760,56 @@ fn a_consumer_that_goes_away_mid_work_has_its_messages_redelivered_at_once() {
     assert_eq!(back, ["w1", "w2", "w3"], "the acked one stays gone");
     assert!(again.iter().all(|r| r.delivery.deliveries == 2));
 }
+
+#[test]
+fn bad_exchange_declarations_and_bindings_are_refused_clearly() {
+    use common::run_cli_status;
+    use peregrine::native::messages::{BindingSpec, ExchangeType};
+    let b = Broker::start();
+    let (ok, _, err) = run_cli_status(
+        &[
+            "exchange",
+            "declare",
+            "x",
+            "--type",
+            "sideways",
+            "--bootstrap",
+            &b.addr,
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("invalid value 'sideways'"), "{err}");
+    let mut c = b.client();
+    c.declare_exchange("x", ExchangeType::Direct)
+        .expect("declare");
+    c.declare_exchange("x", ExchangeType::Direct)
+        .expect("same again is fine");
+    let err = c
+        .declare_exchange("x", ExchangeType::Fanout)
+        .expect_err("other type");
+    assert!(err.to_string().contains("another type"), "{err}");
+    let to_nothing = BindingSpec {
+        exchange: "x".into(),
+        routing_key: "k".into(),
+        ..BindingSpec::default()
+    };
+    assert!(
+        c.bind(to_nothing).is_err(),
+        "a binding needs a queue or a topic"
+    );
+    let unknown = BindingSpec {
+        exchange: "nope".into(),
+        queue: Some("q".into()),
+        ..BindingSpec::default()
+    };
+    assert_eq!(
+        c.bind(unknown).expect_err("no exchange").code(),
+        Some(ErrorCode::UnknownExchange)
+    );
+    assert_eq!(
+        c.publish_to_exchange("nope", "k", durable(), b"x")
+            .expect_err("no exchange")
+            .code(),
+        Some(ErrorCode::UnknownExchange)
+    );
+}
