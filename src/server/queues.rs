@@ -434,13 +434,18 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
     if let Err(e) = q.store.append(&settled, true, crate::time::now_ms()).await {
         return io_error(e);
     }
-    if !unknown.is_empty() {
-        return reply(Response::error(
-            ErrorCode::UnknownHandle,
-            format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
-        ));
+    handles_answer(&unknown)
+}
+
+/// Ok, or which receipt handles were not leases any more.
+fn handles_answer(unknown: &[u64]) -> Option<Reply> {
+    if unknown.is_empty() {
+        return reply(Response::Ok);
     }
-    reply(Response::Ok)
+    reply(Response::error(
+        ErrorCode::UnknownHandle,
+        format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
+    ))
 }
 
 async fn nack(
@@ -466,13 +471,7 @@ async fn nack(
             return io_error(e);
         }
     }
-    if !unknown.is_empty() {
-        return reply(Response::error(
-            ErrorCode::UnknownHandle,
-            format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
-        ));
-    }
-    reply(Response::Ok)
+    handles_answer(&unknown)
 }
 
 fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter>) {
