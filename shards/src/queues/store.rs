@@ -78,6 +78,8 @@ pub struct Recovered {
 pub struct QueueStore {
     log: Rc<PartitionLog>,
     live: RefCell<Live>,
+    /// Reused for encoding journal records.
+    scratch: std::cell::Cell<AlignedVec<16>>,
 }
 
 /// Log offset of the publish of every unsettled message.
@@ -149,6 +151,7 @@ impl QueueStore {
         let store = QueueStore {
             log,
             live: RefCell::new(Live::default()),
+            scratch: std::cell::Cell::new(AlignedVec::new()),
         };
         let recovered = store.replay().await?;
         Ok((store, recovered))
@@ -228,18 +231,21 @@ impl QueueStore {
         if events.is_empty() {
             return Ok(());
         }
-        let encoded: Vec<rkyv::util::AlignedVec> = events
-            .iter()
-            .map(|e| rkyv::to_bytes::<rancor::Error>(e).map_err(|e| corrupt(e.to_string())))
-            .collect::<Result<_, _>>()?;
-        let mut builder = BatchBuilder::new(now_ms, encoded.iter().map(|e| e.len() + 16).sum());
-        for e in &encoded {
-            builder.push(None, Some(e), now_ms, &[]);
+        // One scratch buffer for every record (its capacity stays), copied into the
+        // batch as it is built.
+        let mut scratch = self.scratch.take();
+        let mut builder = BatchBuilder::new(now_ms, events.len() * 64);
+        for e in events {
+            scratch.clear();
+            scratch = rkyv::api::high::to_bytes_in::<_, rancor::Error>(e, scratch)
+                .map_err(|e| corrupt(e.to_string()))?;
+            builder.push(None, Some(&scratch), now_ms, &[]);
         }
+        self.scratch.set(scratch);
         let Some(batch) = builder.finish() else {
             return Ok(());
         };
-        let appended = self.log.append(BytesMut::from(&batch[..]))?;
+        let appended = self.log.append(BytesMut::from(Bytes::from(batch)))?;
         {
             let mut live = self.live.borrow_mut();
             for (i, e) in events.iter().enumerate() {
