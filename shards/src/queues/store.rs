@@ -18,7 +18,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -82,23 +82,24 @@ pub struct QueueStore {
     scratch: std::cell::Cell<AlignedVec<16>>,
 }
 
-/// Log offset of the publish of every unsettled message.
+/// Log offset of the publish of every unsettled message, by id. Ids are assigned in
+/// journal order (one writer per queue), so the first entry is the oldest publish.
 #[derive(Default)]
 struct Live {
-    offsets: HashMap<u64, i64>,
-    order: BTreeSet<(i64, u64)>,
+    offsets: BTreeMap<u64, i64>,
 }
 
 impl Live {
     fn insert(&mut self, id: u64, offset: i64) {
         self.offsets.insert(id, offset);
-        self.order.insert((offset, id));
     }
 
     fn remove(&mut self, id: u64) {
-        if let Some(offset) = self.offsets.remove(&id) {
-            self.order.remove(&(offset, id));
-        }
+        self.offsets.remove(&id);
+    }
+
+    fn oldest(&self) -> Option<i64> {
+        self.offsets.first_key_value().map(|(_, offset)| *offset)
     }
 }
 
@@ -267,9 +268,8 @@ impl QueueStore {
         let oldest_live = self
             .live
             .borrow()
-            .order
-            .first()
-            .map_or(self.log.end_offset(), |(offset, _)| *offset);
+            .oldest()
+            .unwrap_or_else(|| self.log.end_offset());
         let mut removed = 0;
         while let Some(end) = self
             .log
