@@ -218,9 +218,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // A subscription's leases return at once when its connection goes.
     closed.set(true);
     for (queue, holder) in subscriptions {
-        let _ = shard
-            .dispatch(Request::Unsubscribe { queue, holder }, BytesMut::new())
-            .await;
+        let gone = Request::Unsubscribe {
+            queue,
+            holder,
+            last: false,
+        };
+        let _ = shard.dispatch(gone, BytesMut::new()).await;
     }
     // Let every request already read finish and be answered before closing.
     let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
@@ -289,6 +292,7 @@ impl Subscription {
         let done = Request::Unsubscribe {
             queue: self.queue.clone(),
             holder: self.holder,
+            last: true,
         };
         let _ = self.shard.dispatch(done, BytesMut::new()).await;
     }

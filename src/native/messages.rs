@@ -284,10 +284,13 @@ pub enum Request {
         wait_ms: u32,
         auto_ack: bool,
     },
-    /// Broker-internal: a subscription ended; its leases return.
+    /// Broker-internal: a subscription ended; its leases return. The connection sends
+    /// it when it closes (`last` false: later pulls of the holder get nothing), the
+    /// subscription's task once its last pull is over (`last` true: forget the holder).
     Unsubscribe {
         queue: String,
         holder: u64,
+        last: bool,
     },
     /// Gives leases back: ready again with `requeue`, else dead-lettered as rejected.
     Nack {

@@ -49,6 +49,9 @@ pub struct OpenQueue {
     origins: RefCell<HashSet<String>>,
     /// Dead letters whose move to the target has not finished.
     pending_moves: RefCell<Vec<DeadLetter>>,
+    /// Subscriptions whose connection closed while a pull may still be waiting: such a
+    /// pull must not lease anything (it would only go back, one delivery later).
+    closed_holders: RefCell<HashSet<u64>>,
 }
 
 pub fn config_of(spec: &QueueSpec) -> QueueConfig {
@@ -138,6 +141,7 @@ pub async fn open(
         dead_lettered: Cell::new(0),
         origins: RefCell::new(rec.origins),
         pending_moves: RefCell::new(pending),
+        closed_holders: RefCell::new(HashSet::new()),
     }))
 }
 
@@ -201,7 +205,12 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
             let holder = Holder::Subscription(holder);
             receive(shard, &q, holder, prefetch, wait_ms, auto_ack).await
         }
-        Request::Unsubscribe { holder, .. } => {
+        Request::Unsubscribe { holder, last, .. } => {
+            if last {
+                q.closed_holders.borrow_mut().remove(&holder);
+            } else {
+                q.closed_holders.borrow_mut().insert(holder);
+            }
             let now = crate::time::now_ms();
             let dead = q
                 .queue
@@ -352,6 +361,7 @@ async fn receive(
         let now = crate::time::now_ms();
         let room = match holder {
             Holder::Pull => max,
+            Holder::Subscription(h) if q.closed_holders.borrow().contains(&h) => break Vec::new(),
             Holder::Subscription(_) => max.saturating_sub(q.queue.borrow().held_by(holder)),
         };
         let (deliveries, dead) = if room > 0 {
