@@ -704,7 +704,8 @@ fn a_subscription_never_holds_more_than_its_prefetch() {
             .is_none(),
         "prefetch reached"
     );
-    assert_eq!(c.queue_stats("pushed").expect("stats").in_flight, 3);
+    let stats = c.queue_stats("pushed").expect("stats");
+    assert_eq!((stats.in_flight, stats.consumers), (3, 1));
     sub.ack(&[got[0].delivery.handle]).expect("ack");
     let more = sub
         .next(wait)
@@ -750,6 +751,11 @@ fn a_consumer_that_goes_away_mid_work_has_its_messages_redelivered_at_once() {
         // The consumer dies with three messages unacked.
     }
     let again = c.receive("crashy", 10, 5_000, false).expect("receive");
+    assert_eq!(
+        c.queue_stats("crashy").expect("stats").consumers,
+        0,
+        "the subscription is gone"
+    );
     let mut back = texts(&again);
     if back.len() < 3 {
         back.extend(texts(

@@ -43,7 +43,10 @@ pub struct OpenQueue {
     store: QueueStore,
     /// Notified when messages may have become ready.
     ready: Notify,
+    /// Pull receives waiting for a message now.
     waiting: Cell<u64>,
+    /// Push subscriptions attached (until their last unsubscribe).
+    subscribers: RefCell<HashSet<u64>>,
     dead_lettered: Cell<u64>,
     /// Origin keys of dead letters received (a resumed move is not stored twice).
     origins: RefCell<HashSet<String>>,
@@ -138,6 +141,7 @@ pub async fn open(
         store,
         ready: Notify::new(),
         waiting: Cell::new(0),
+        subscribers: RefCell::new(HashSet::new()),
         dead_lettered: Cell::new(0),
         origins: RefCell::new(rec.origins),
         pending_moves: RefCell::new(pending),
@@ -202,6 +206,9 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
             auto_ack,
             ..
         } => {
+            if !q.closed_holders.borrow().contains(&holder) {
+                q.subscribers.borrow_mut().insert(holder);
+            }
             let holder = Holder::Subscription(holder);
             receive(shard, &q, holder, prefetch, wait_ms, auto_ack).await
         }
@@ -211,6 +218,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
             } else {
                 q.closed_holders.borrow_mut().insert(holder);
             }
+            q.subscribers.borrow_mut().remove(&holder);
             let now = crate::time::now_ms();
             let dead = q
                 .queue
@@ -232,7 +240,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
                 delayed: s.delayed as u64,
                 in_flight: s.in_flight as u64,
                 dead_lettered: q.dead_lettered.get(),
-                consumers: q.waiting.get(),
+                consumers: q.waiting.get() + q.subscribers.borrow().len() as u64,
             }))
         }
         Request::PurgeQueue { .. } => {
@@ -380,9 +388,14 @@ async fn receive(
             .next_deadline_ms()
             .map_or(deadline, |d| d.min(deadline));
         let sleep = Duration::from_millis(u64::try_from(due - now).unwrap_or(0).max(1));
-        q.waiting.set(q.waiting.get() + 1);
+        let pulling = holder == Holder::Pull;
+        if pulling {
+            q.waiting.set(q.waiting.get() + 1);
+        }
         futures_lite::future::or(listener, glommio::timer::sleep(sleep)).await;
-        q.waiting.set(q.waiting.get() - 1);
+        if pulling {
+            q.waiting.set(q.waiting.get() - 1);
+        }
     };
     let now = crate::time::now_ms();
     let events: Vec<Event> = if auto_ack {
