@@ -103,10 +103,10 @@ pub async fn join(
         }
     };
     // A subscription may name topics that do not exist (yet): join with the others.
-    let known = super::metadata::all_topics(ctx).await.unwrap_or_default();
+    let catalog = ctx.shard.catalog();
     let topics: Vec<String> = topics
         .into_iter()
-        .filter(|t| known.iter().any(|k| &k.name == t))
+        .filter(|t| catalog.topic(t).is_ok())
         .collect();
     let request = Request::JoinGroup {
         group: req.group_id.0.to_string(),

@@ -81,12 +81,10 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
     Some(ProduceResponse::default().with_responses(topics))
 }
 
+/// Every produce checks this, so it reads the shard's own catalog snapshot rather than
+/// building the whole topic list.
 async fn ensure_topic(ctx: &Ctx, name: &str) {
-    let known = metadata::all_topics(ctx)
-        .await
-        .map(|t| t.iter().any(|t| t.name == name))
-        .unwrap_or(true);
-    if !known {
+    if ctx.shard.catalog().topic(name).is_err() {
         metadata::auto_create(ctx, name).await;
     }
 }
