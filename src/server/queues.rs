@@ -257,6 +257,20 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
     }
 }
 
+/// The state machine's options for a publish made at `now`.
+fn publish_options(spec: &PublishSpec, now: i64) -> PublishOptions {
+    PublishOptions {
+        priority: spec.priority,
+        deliver_at_ms: spec
+            .delay_ms
+            .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
+        ttl_ms: spec.ttl_ms,
+        headers: spec.headers.clone(),
+        group_id: spec.group_id.clone(),
+        dedup_id: spec.dedup_id.clone(),
+    }
+}
+
 async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply> {
     if let Some(origin) = &spec.origin {
         if q.origins.borrow().contains(origin) {
@@ -264,16 +278,7 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
         }
     }
     let now = crate::time::now_ms();
-    let opts = PublishOptions {
-        priority: spec.priority,
-        deliver_at_ms: spec
-            .delay_ms
-            .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
-        ttl_ms: spec.ttl_ms,
-        headers: spec.headers,
-        group_id: spec.group_id,
-        dedup_id: spec.dedup_id.clone(),
-    };
+    let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
     let id = match published {
         Ok(Some(id)) => id,
@@ -324,17 +329,7 @@ async fn publish_batch(
         for len in lens {
             let body = bodies.slice(at..at + *len as usize);
             at += *len as usize;
-            let opts = PublishOptions {
-                priority: spec.priority,
-                deliver_at_ms: spec
-                    .delay_ms
-                    .map(|d| now.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
-                ttl_ms: spec.ttl_ms,
-                headers: spec.headers.clone(),
-                group_id: spec.group_id.clone(),
-                dedup_id: None,
-            };
-            match queue.publish(body, opts, now) {
+            match queue.publish(body, publish_options(&spec, now), now) {
                 Ok(Some(id)) => {
                     if let Some(m) = queue.message(id) {
                         events.push(Event::Published(StoredMessage::of(m, None, None)));
