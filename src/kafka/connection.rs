@@ -3,14 +3,13 @@
 
 use super::codec::{self, Incoming};
 use super::Ctx;
-use crate::native::connection::{read_some, write_all, Stream};
+use crate::native::connection::{adopt, read_some, write_all, Stream};
 use crate::server::runtime::{spawn_local, TcpStream};
 use crate::server::shard::Shard;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::Task;
-use std::cell::RefCell;
 use std::rc::Rc;
 
 /// Requests one connection may have in flight before the broker stops reading it.
@@ -22,12 +21,7 @@ const READ_CHUNK: usize = 64 * 1024;
 type Answer = Task<Option<BytesMut>>;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let _ = stream.set_nodelay(true);
-    let stream: Stream = Rc::new(RefCell::new(stream));
+    let (peer, stream) = adopt(stream);
     let ctx = Rc::new(Ctx::new(shard.clone()));
     let (tx, rx) = local_channel::new_bounded::<Answer>(IN_FLIGHT_MAX);
     let writer = spawn_local(write_loop(stream.clone(), rx, peer.clone()));

@@ -137,13 +137,19 @@ enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// An accepted connection made ready for a reader and a writer task: its peer's
+/// address (for logs) and the shared stream, with Nagle off.
+pub(crate) fn adopt(stream: TcpStream) -> (String, Stream) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
-    let stream: Stream = Rc::new(RefCell::new(stream));
+    (peer, Rc::new(RefCell::new(stream)))
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let (peer, stream) = adopt(stream);
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(IN_FLIGHT_MAX);
     let tx = Rc::new(tx);
     let writer = spawn_local(write_loop(stream.clone(), rx));
