@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long consumers wait for missing messages after the producers finished.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -376,7 +376,7 @@ fn execute(
 }
 
 /// Folds every producer's and consumer's results into one report.
-fn summarize(
+pub(crate) fn summarize(
     args: &BenchArgs,
     start_ns: u64,
     producers: Vec<producer::ProducerResult>,
@@ -424,16 +424,17 @@ fn summarize(
     };
     let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
     let msgs_per_s = count as f64 / duration_s;
+    let queue_mode = matches!(args.mode, Mode::Queue | Mode::QueueLatency);
     let summary = Summary {
         mode: format!("{:?}", args.mode).to_lowercase(),
         acks: format!("{:?}", args.acks).to_lowercase(),
         producers: args.producers,
         consumers: args.consumers,
-        partitions: args.partitions,
+        partitions: if queue_mode { 0 } else { args.partitions },
         size: args.size,
         batch: args.batch,
         shard_aware: args.shard_aware,
-        rate: (args.mode == Mode::Latency).then_some(args.rate),
+        rate: matches!(args.mode, Mode::Latency | Mode::QueueLatency).then_some(args.rate),
         messages_sent: if args.mode == Mode::Consume {
             args.messages.unwrap_or(0)
         } else {
@@ -473,7 +474,7 @@ fn spawn_producers(
 }
 
 /// Waits until the consumers have `expected` messages, or made no progress for a while.
-fn wait_for(progress: &Progress, expected: u64, consuming: bool) {
+pub(crate) fn wait_for(progress: &Progress, expected: u64, consuming: bool) {
     if !consuming {
         return;
     }

@@ -34,6 +34,35 @@ pub fn write(value: &mut [u8], stamp: Stamp) {
     value[12..20].copy_from_slice(&stamp.sent_ns.to_le_bytes());
 }
 
+/// One record batch of the messages `seqs` of `producer`, each a copy of `value` stamped
+/// with its sequence number and `intended(seq)`, the time it was meant to go; returns
+/// the batch and those times.
+pub fn stamped_batch(
+    value: &mut [u8],
+    producer: u32,
+    seqs: std::ops::Range<u64>,
+    intended: impl Fn(u64) -> u64,
+) -> (Option<Vec<u8>>, Vec<u64>) {
+    let ts = crate::time::now_ms();
+    let count = (seqs.end - seqs.start) as usize;
+    let mut builder = peregrine_shards::records::BatchBuilder::new(ts, count * (value.len() + 8));
+    let mut sent_ns = Vec::with_capacity(count);
+    for seq in seqs {
+        let at = intended(seq);
+        write(
+            value,
+            Stamp {
+                producer,
+                seq,
+                sent_ns: at,
+            },
+        );
+        builder.push(None, Some(value), ts, &[]);
+        sent_ns.push(at);
+    }
+    (builder.finish(), sent_ns)
+}
+
 pub fn read(value: &[u8]) -> Option<Stamp> {
     let h = value.get(..HEADER_LEN)?;
     Some(Stamp {

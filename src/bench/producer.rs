@@ -3,13 +3,12 @@
 //! pipelining batches with a reader thread per connection collecting acknowledgements.
 
 use super::delivery::SeqSet;
-use super::payload::{self, now_ns, Stamp};
+use super::payload::{self, now_ns};
 use super::report::histogram;
 use crate::client::connection::{FrameReader, FrameWriter};
 use crate::client::{check, Client, ClientError, Connection};
 use crate::native::messages::{Acks, Request, Response};
 use hdrhistogram::Histogram;
-use peregrine_shards::records::BatchBuilder;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -102,14 +101,32 @@ fn read_acks(mut reader: FrameReader, rx: Receiver<InFlight>) -> AckResult {
             Ok(Response::Produced { .. }) => {
                 let now = now_ns();
                 out.last_ack_ns = now;
-                for (i, sent) in batch.sent_ns.iter().enumerate() {
-                    out.acked.insert(batch.first_seq + i as u64);
-                    let _ = out.ack_ns.record(now.saturating_sub(*sent).max(1));
-                }
+                record_acks(
+                    &mut out.acked,
+                    &mut out.ack_ns,
+                    batch.first_seq,
+                    &batch.sent_ns,
+                    now,
+                );
             }
             Ok(other) => out.error = Some(format!("unexpected answer to produce: {other:?}")),
             Err(e) => out.error = Some(e.to_string()),
         }
+    }
+}
+
+/// Counts the messages of one acknowledged batch (from `first_seq` on) as acked, with
+/// their latency from each intended send time to `now`.
+pub(super) fn record_acks(
+    acked: &mut SeqSet,
+    ack_ns: &mut Histogram<u64>,
+    first_seq: u64,
+    sent_ns: &[u64],
+    now: u64,
+) {
+    for (i, sent) in sent_ns.iter().enumerate() {
+        acked.insert(first_seq + i as u64);
+        let _ = ack_ns.record(now.saturating_sub(*sent).max(1));
     }
 }
 
@@ -239,24 +256,9 @@ fn send_loop(
                 )
             }
         };
-        let mut builder =
-            BatchBuilder::new(crate::time::now_ms(), count as usize * (value.len() + 8));
-        let mut sent_ns = Vec::with_capacity(count as usize);
-        let ts = crate::time::now_ms();
-        for i in 0..count {
-            let at = intended(seq + i);
-            payload::write(
-                &mut value,
-                Stamp {
-                    producer: plan.id,
-                    seq: seq + i,
-                    sent_ns: at,
-                },
-            );
-            builder.push(None, Some(&value), ts, &[]);
-            sent_ns.push(at);
-        }
-        let Some(batch) = builder.finish() else {
+        let (batch, sent_ns) =
+            payload::stamped_batch(&mut value, plan.id, seq..seq + count, intended);
+        let Some(batch) = batch else {
             continue;
         };
         let lane = &mut lanes[lane_of_partition[partition as usize]];

@@ -5,39 +5,26 @@
 //! received once its ack is answered; latency runs from each message's intended send
 //! time to its delivery.
 
+use super::consumer::{ConsumerResult, Progress};
 use super::delivery::Ledger;
 use super::payload::{self, now_ns, Stamp};
-use super::report::{histogram, Percentiles, Summary};
-use super::{BenchArgs, Mode, Outcome, DRAIN_TIMEOUT};
+use super::producer::ProducerResult;
+use super::report::histogram;
+use super::{summarize, wait_for, BenchArgs, Mode, Outcome};
 use crate::client::queues::Subscription;
 use crate::client::Client;
 use crate::native::messages::{Acks, PublishSpec, QueueSpec};
-use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Produced {
-    acked: super::delivery::SeqSet,
-    sent: u64,
-    ack_ns: Histogram<u64>,
-    first_ns: u64,
-    error: Option<String>,
-}
-
-struct Consumed {
-    ledger: Ledger,
-    e2e_ns: Histogram<u64>,
-    last_ns: u64,
-    error: Option<String>,
-}
-
-fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) -> Produced {
-    let mut out = Produced {
-        acked: Default::default(),
+fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) -> ProducerResult {
+    let mut out = ProducerResult {
         sent: 0,
+        acked: Default::default(),
         ack_ns: histogram(),
-        first_ns: now_ns(),
+        first_send_ns: now_ns(),
+        last_ack_ns: 0,
         error: None,
     };
     let mut client = match Client::connect(bootstrap) {
@@ -90,10 +77,11 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
             out.error = Some(e.to_string());
             break;
         }
-        let took = now_ns().saturating_sub(sent_at).max(1);
+        let now = now_ns();
+        out.last_ack_ns = now;
         for s in seq..seq + n {
             out.acked.insert(s);
-            let _ = out.ack_ns.record(took);
+            let _ = out.ack_ns.record(now.saturating_sub(sent_at).max(1));
         }
         seq += n;
         out.sent = seq;
@@ -101,17 +89,12 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
     out
 }
 
-fn consume(
-    args: &BenchArgs,
-    bootstrap: &str,
-    queue: &str,
-    stop: &AtomicBool,
-    received: &AtomicU64,
-) -> Consumed {
-    let mut out = Consumed {
+fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) -> ConsumerResult {
+    let mut out = ConsumerResult {
         ledger: Ledger::new(args.producers.max(1)),
         e2e_ns: histogram(),
-        last_ns: 0,
+        first_receive_ns: 0,
+        last_receive_ns: 0,
         error: None,
     };
     let mut sub = match Subscription::open(bootstrap, queue, args.prefetch, false) {
@@ -124,7 +107,7 @@ fn consume(
     let ack_every = (args.prefetch as usize / 2).max(1);
     let mut handles = Vec::with_capacity(ack_every);
     let mut stamps = Vec::with_capacity(ack_every);
-    while !stop.load(Ordering::Relaxed) {
+    while !progress.stop.load(Ordering::Relaxed) {
         let next = match sub.next(Duration::from_millis(20)) {
             Ok(n) => n,
             Err(e) => {
@@ -149,9 +132,15 @@ fn consume(
             for s in stamps.drain(..) {
                 out.ledger.receive(s.producer, s.seq);
             }
-            received.fetch_add(handles.len() as u64, Ordering::Relaxed);
+            progress
+                .received
+                .fetch_add(handles.len() as u64, Ordering::Relaxed);
             handles.clear();
-            out.last_ns = now_ns();
+            let now = now_ns();
+            if out.first_receive_ns == 0 {
+                out.first_receive_ns = now;
+            }
+            out.last_receive_ns = now;
         }
     }
     out
@@ -165,90 +154,31 @@ pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::er
     })?;
     let total = args.messages.unwrap_or(1_000_000);
     let producers = args.producers.max(1) as u64;
-    let stop = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Progress::default());
     let consumers: Vec<_> = (0..args.consumers.max(1))
         .map(|_| {
             let (a, b, q) = (args.clone(), bootstrap.to_string(), queue.clone());
-            let (stop, received) = (stop.clone(), received.clone());
-            std::thread::spawn(move || consume(&a, &b, &q, &stop, &received))
+            let progress = progress.clone();
+            std::thread::spawn(move || consume(&a, &b, &q, &progress))
         })
         .collect();
     let start = now_ns();
-    let handles: Vec<_> = (0..producers)
+    let producers: Vec<ProducerResult> = (0..producers)
         .map(|i| {
             let (a, b, q) = (args.clone(), bootstrap.to_string(), queue.clone());
             let count = total / producers + u64::from(i < total % producers);
             std::thread::spawn(move || produce(&a, &b, &q, i as u32, count))
         })
-        .collect();
-    let mut ledger = Ledger::new(producers as usize);
-    let mut ack_ns = histogram();
-    let mut sent = 0;
-    let mut first = u64::MAX;
-    for (i, h) in handles.into_iter().enumerate() {
-        let p = h.join().map_err(|_| "producer panicked")?;
-        if let Some(e) = p.error {
-            eprintln!("producer {i}: {e}");
-        }
-        sent += p.sent;
-        first = first.min(p.first_ns);
-        let _ = ack_ns.add(&p.ack_ns);
-        ledger.acked[i] = p.acked;
-    }
-    let expected = ledger.acked_total();
-    let (mut last, mut idle) = (received.load(Ordering::Relaxed), Duration::ZERO);
-    while received.load(Ordering::Relaxed) < expected && idle < DRAIN_TIMEOUT {
-        std::thread::sleep(Duration::from_millis(5));
-        let now = received.load(Ordering::Relaxed);
-        idle = if now == last {
-            idle + Duration::from_millis(5)
-        } else {
-            Duration::ZERO
-        };
-        last = now;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut e2e_ns = histogram();
-    let mut end = start;
-    for h in consumers {
-        let c = h.join().map_err(|_| "consumer panicked")?;
-        if let Some(e) = c.error {
-            eprintln!("consumer: {e}");
-        }
-        let _ = e2e_ns.add(&c.e2e_ns);
-        end = end.max(c.last_ns);
-        for (p, set) in c.ledger.received.iter().enumerate() {
-            ledger.received[p].merge(set);
-        }
-        ledger.duplicated += c.ledger.duplicated;
-    }
-    let count = ledger.received_total();
-    let duration_s = end.saturating_sub(first.min(start)).max(1) as f64 / 1e9;
-    let msgs_per_s = count as f64 / duration_s;
-    let summary = Summary {
-        mode: format!("{:?}", args.mode).to_lowercase(),
-        acks: format!("{:?}", args.acks).to_lowercase(),
-        producers: args.producers,
-        consumers: args.consumers,
-        partitions: 0,
-        size: args.size,
-        batch: args.batch,
-        shard_aware: false,
-        rate: (args.mode == Mode::QueueLatency).then_some(args.rate),
-        messages_sent: sent,
-        messages_acked: expected,
-        messages_received: count,
-        duration_s,
-        msgs_per_s,
-        mb_per_s: msgs_per_s * args.size as f64 / 1e6,
-        e2e_us: Percentiles::of(&e2e_ns),
-        ack_us: Percentiles::of(&ack_ns),
-        lost: ledger.lost(),
-        duplicated: ledger.duplicated,
-        broker_cpu_s: None,
-        broker_cpu_ns_per_msg: None,
-        broker_peak_rss_mb: None,
-    };
-    Ok((summary, e2e_ns, ack_ns))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "producer panicked"))
+        .collect::<Result<_, _>>()?;
+    let expected = producers.iter().map(|p| p.acked.len()).sum();
+    wait_for(&progress, expected, true);
+    progress.stop.store(true, Ordering::Relaxed);
+    let consumers: Vec<ConsumerResult> = consumers
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "consumer panicked"))
+        .collect::<Result<_, _>>()?;
+    Ok(summarize(args, start, producers, consumers))
 }

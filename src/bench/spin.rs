@@ -5,14 +5,13 @@
 
 use super::consumer::{ConsumerResult, Progress};
 use super::delivery::Ledger;
-use super::payload::{self, now_ns, Stamp};
-use super::producer::{ProducerPlan, ProducerResult};
+use super::payload::{self, now_ns};
+use super::producer::{record_acks, ProducerPlan, ProducerResult};
 use super::report::histogram;
 use crate::client::connection::{FrameWriter, PollReader};
 use crate::client::records::visit_batches;
 use crate::client::{check, Client, ClientError, Connection};
 use crate::native::messages::{Acks, OffsetSpec, Request, Response};
-use peregrine_shards::records::BatchBuilder;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,21 +131,10 @@ fn spin(
         let due = ((now - start) as f64 / gap) as u64 + 1;
         if sending && due > seq {
             let count = (due - seq).min(plan.batch as u64).min(total - seq);
-            let ts = crate::time::now_ms();
-            let mut builder = BatchBuilder::new(ts, count as usize * (value.len() + 8));
-            let mut sent_ns = Vec::with_capacity(count as usize);
-            for s in seq..seq + count {
-                let at = start + (s as f64 * gap) as u64;
-                let stamp = Stamp {
-                    producer: plan.id,
-                    seq: s,
-                    sent_ns: at,
-                };
-                payload::write(&mut value, stamp);
-                builder.push(None, Some(&value), ts, &[]);
-                sent_ns.push(at);
-            }
-            if let Some(batch) = builder.finish() {
+            let intended = |s: u64| start + (s as f64 * gap) as u64;
+            let (batch, sent_ns) =
+                payload::stamped_batch(&mut value, plan.id, seq..seq + count, intended);
+            if let Some(batch) = batch {
                 let request = Request::Produce {
                     topic: plan.topic.clone(),
                     partition: 0,
@@ -170,10 +158,13 @@ fn spin(
                 Ok(Response::Produced { .. }) => {
                     let now = now_ns();
                     p.last_ack_ns = now;
-                    for (i, sent) in batch.sent_ns.iter().enumerate() {
-                        p.acked.insert(batch.first_seq + i as u64);
-                        let _ = p.ack_ns.record(now.saturating_sub(*sent).max(1));
-                    }
+                    record_acks(
+                        &mut p.acked,
+                        &mut p.ack_ns,
+                        batch.first_seq,
+                        &batch.sent_ns,
+                        now,
+                    );
                 }
                 Ok(other) => p.error = Some(format!("unexpected answer to produce: {other:?}")),
                 Err(e) => p.error = Some(e.to_string()),
