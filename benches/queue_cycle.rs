@@ -1,0 +1,151 @@
+//! The broker-side CPU of one message's life in a work queue, without the network:
+//!
+//! * `queue/cycle`: the delivery state machine (`Queue`) alone: publish a batch of 1000,
+//!   hand them out 100 at a time (a subscription's prefetch), ack 50 at a time.
+//! * `journal/cycle`: the same life in the queue's journal (`QueueStore`) on a real
+//!   O_DIRECT log: the publish batch, one delivery record per hand-out, one settle
+//!   record per ack, not waiting for the disk (the flusher drains between chunks,
+//!   untimed), so the figure is encoding and appending on the shard.
+//!
+//! Throughput is in messages: time per element is the cost of one message's publish,
+//! delivery and ack.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use peregrine_shards::log::{BatchCache, LogConfig};
+use peregrine_shards::queues::{Event, Holder, PublishOptions, Queue, QueueConfig, QueueStore};
+
+const BATCH: usize = 1000;
+const PREFETCH: usize = 100;
+const ACK_EVERY: usize = 50;
+/// Message batches timed back to back before the flusher drains (about 1.3 MB).
+const CHUNK_BATCHES: u64 = 8;
+
+/// One request's bodies: slices of one buffer, as the broker gets them.
+fn bodies() -> Vec<Bytes> {
+    let all = Bytes::from(vec![b'x'; BATCH * common::VALUE_BYTES]);
+    (0..BATCH)
+        .map(|i| all.slice(i * common::VALUE_BYTES..(i + 1) * common::VALUE_BYTES))
+        .collect()
+}
+
+/// Publishes, delivers and acks one batch; returns the ids published.
+fn cycle(q: &mut Queue, bodies: &[Bytes], now: i64) -> Vec<u64> {
+    let ids: Vec<u64> = bodies
+        .iter()
+        .filter_map(|b| {
+            q.publish(b.clone(), PublishOptions::default(), now)
+                .ok()
+                .flatten()
+        })
+        .collect();
+    let holder = Holder::Subscription(1);
+    loop {
+        let (deliveries, _) = q.receive(PREFETCH, holder, now);
+        if deliveries.is_empty() {
+            break;
+        }
+        for chunk in deliveries.chunks(ACK_EVERY) {
+            for d in chunk {
+                black_box(q.ack(d.handle).is_ok());
+            }
+        }
+    }
+    ids
+}
+
+fn bench_queue(c: &mut Criterion) {
+    let bodies = bodies();
+    let mut group = c.benchmark_group("queue");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut q = Queue::new("bench", QueueConfig::default());
+    group.bench_function("cycle", |b| {
+        b.iter(|| black_box(cycle(&mut q, &bodies, 1_000)))
+    });
+    group.finish();
+}
+
+async fn journal_cycles(
+    store: &QueueStore,
+    q: &mut Queue,
+    bodies: &[Bytes],
+    iters: u64,
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    let holder = Holder::Subscription(1);
+    for i in 0..iters {
+        let start = Instant::now();
+        let mut events = Vec::with_capacity(BATCH);
+        for b in bodies {
+            if let Ok(Some(id)) = q.publish(b.clone(), PublishOptions::default(), 1_000) {
+                if let Some(m) = q.message(id) {
+                    events.push(Event::Published(
+                        peregrine_shards::queues::StoredMessage::of(m, None, None),
+                    ));
+                }
+            }
+        }
+        let _ = store.append(&events, false, 1_000).await;
+        loop {
+            let (deliveries, _) = q.receive(PREFETCH, holder, 1_000);
+            if deliveries.is_empty() {
+                break;
+            }
+            let delivered: Vec<Event> = deliveries
+                .iter()
+                .map(|d| Event::Delivered {
+                    id: d.message.id,
+                    deliveries: d.message.deliveries,
+                })
+                .collect();
+            let _ = store.append(&delivered, false, 1_000).await;
+            for chunk in deliveries.chunks(ACK_EVERY) {
+                let settled: Vec<Event> = chunk
+                    .iter()
+                    .filter_map(|d| q.ack(d.handle).ok())
+                    .map(|m| Event::Settled { id: m.id })
+                    .collect();
+                let _ = store.append(&settled, false, 1_000).await;
+            }
+        }
+        timed += start.elapsed();
+        if i % CHUNK_BATCHES == CHUNK_BATCHES - 1 {
+            common::drain(store.log()).await;
+            let _ = store.reclaim().await;
+        }
+    }
+    common::drain(store.log()).await;
+    timed
+}
+
+fn bench_journal(c: &mut Criterion) {
+    let ex = common::executor(None);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let bodies = bodies();
+    let config = LogConfig {
+        segment_bytes: 16 << 20,
+        ..LogConfig::default()
+    };
+    let (store, _) = ex
+        .run(QueueStore::open(
+            dir.path().join("journal"),
+            config,
+            BatchCache::new(64 << 20),
+        ))
+        .expect("opening the journal");
+    let mut q = Queue::new("bench", QueueConfig::default());
+    let mut group = c.benchmark_group("journal");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("cycle", |b| {
+        b.iter_custom(|iters| ex.run(journal_cycles(&store, &mut q, &bodies, iters)))
+    });
+    group.finish();
+    ex.run(store.close()).expect("closing the journal");
+}
+
+criterion_group!(benches, bench_queue, bench_journal);
+criterion_main!(benches);
