@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use peregrine_shards::log::{BatchCache, LogConfig};
-use peregrine_shards::queues::{Event, Holder, PublishOptions, Queue, QueueConfig, QueueStore};
+use peregrine_shards::queues::{
+    Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueStore,
+};
 
 const BATCH: usize = 1000;
 const PREFETCH: usize = 100;
@@ -79,37 +81,35 @@ async fn journal_cycles(
     let holder = Holder::Subscription(1);
     for i in 0..iters {
         let start = Instant::now();
-        let mut events = Vec::with_capacity(BATCH);
+        let mut ids = Vec::with_capacity(BATCH);
         for b in bodies {
             if let Ok(Some(id)) = q.publish(b.clone(), PublishOptions::default(), 1_000) {
-                if let Some(m) = q.message(id) {
-                    events.push(Event::Published(
-                        peregrine_shards::queues::StoredMessage::of(m, None, None),
-                    ));
-                }
+                ids.push(id);
             }
         }
-        let _ = store.append(&events, false, 1_000).await;
+        let publishes = ids
+            .iter()
+            .filter_map(|id| q.message(*id))
+            .map(|message| Publish {
+                message,
+                dedup_id: None,
+                origin: None,
+            });
+        let _ = store.append_published(publishes, 1_000);
         loop {
             let (deliveries, _) = q.receive(PREFETCH, holder, 1_000);
             if deliveries.is_empty() {
                 break;
             }
-            let delivered: Vec<Event> = deliveries
-                .iter()
-                .map(|d| Event::Delivered {
-                    id: d.message.id,
-                    deliveries: d.message.deliveries,
-                })
-                .collect();
-            let _ = store.append(&delivered, false, 1_000).await;
+            let ids = deliveries.iter().map(|d| d.message.id).collect();
+            let _ = store.append_event(&Event::Delivered { ids }, 1_000);
             for chunk in deliveries.chunks(ACK_EVERY) {
-                let settled: Vec<Event> = chunk
+                let ids = chunk
                     .iter()
                     .filter_map(|d| q.ack(d.handle).ok())
-                    .map(|m| Event::Settled { id: m.id })
+                    .map(|m| m.id)
                     .collect();
-                let _ = store.append(&settled, false, 1_000).await;
+                let _ = store.append_event(&Event::Settled { ids }, 1_000);
             }
         }
         timed += start.elapsed();

@@ -20,8 +20,8 @@ use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::{BatchCache, LogConfig};
 use peregrine_shards::queues::{
-    DeadLetter, Delivery, Event, Holder, PublishOptions, Queue, QueueConfig, QueueError,
-    QueueStore, StoredMessage,
+    DeadLetter, Delivery, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError,
+    QueueStore,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -245,13 +245,12 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
         }
         Request::PurgeQueue { .. } => {
             let ids = q.queue.borrow_mut().purge();
-            let events: Vec<Event> = ids.iter().map(|id| Event::Settled { id: *id }).collect();
-            if let Err(e) = q.store.append(&events, true, crate::time::now_ms()).await {
+            let count = ids.len() as u64;
+            let settled = Event::Settled { ids };
+            if let Err(e) = q.store.record(&settled, true, crate::time::now_ms()).await {
                 return io_error(e);
             }
-            reply(Response::Count {
-                count: ids.len() as u64,
-            })
+            reply(Response::Count { count })
         }
         _ => None,
     }
@@ -285,18 +284,19 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
         Ok(None) => return reply(Response::Published { id: None }),
         Err(e) => return queue_error(e),
     };
-    let stored = {
+    let appended = {
         let queue = q.queue.borrow();
-        let Some(m) = queue.message(id) else {
+        let Some(message) = queue.message(id) else {
             return io_error("published message vanished");
         };
-        StoredMessage::of(m, spec.dedup_id, spec.origin.clone())
+        let publish = Publish {
+            message,
+            dedup_id: spec.dedup_id.as_deref(),
+            origin: spec.origin.as_deref(),
+        };
+        q.store.append_published([publish], now)
     };
-    if let Err(e) = q
-        .store
-        .append(&[Event::Published(stored)], spec.durable, now)
-        .await
-    {
+    if let Err(e) = durable(q, appended, spec.durable).await {
         return io_error(e);
     }
     if let Some(origin) = spec.origin {
@@ -306,8 +306,18 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
     reply(Response::Published { id: Some(id) })
 }
 
-/// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
-/// minus the leases it holds: its prefetch).
+/// Waits for journaled publishes to be on disk when the publisher asked for that.
+async fn durable(
+    q: &OpenQueue,
+    appended: Result<Option<i64>, peregrine_shards::log::LogError>,
+    durable: bool,
+) -> Result<(), peregrine_shards::log::LogError> {
+    match appended? {
+        Some(last) if durable => q.store.wait_durable(last).await,
+        _ => Ok(()),
+    }
+}
+
 async fn publish_batch(
     q: &OpenQueue,
     spec: PublishSpec,
@@ -322,33 +332,46 @@ async fn publish_batch(
         ));
     }
     let now = crate::time::now_ms();
-    let mut events = Vec::with_capacity(lens.len());
-    {
+    let mut ids = Vec::with_capacity(lens.len());
+    let appended = {
         let mut queue = q.queue.borrow_mut();
         let mut at = 0usize;
         for len in lens {
             let body = bodies.slice(at..at + *len as usize);
             at += *len as usize;
             match queue.publish(body, publish_options(&spec, now), now) {
-                Ok(Some(id)) => {
-                    if let Some(m) = queue.message(id) {
-                        events.push(Event::Published(StoredMessage::of(m, None, None)));
-                    }
-                }
+                Ok(Some(id)) => ids.push(id),
                 Ok(None) => {}
-                Err(e) => return queue_error(e),
+                Err(e) => {
+                    // Those already taken must not stay unjournaled in the queue.
+                    for id in ids {
+                        queue.take(id);
+                    }
+                    return queue_error(e);
+                }
             }
         }
-    }
-    if let Err(e) = q.store.append(&events, spec.durable, now).await {
+        let publishes = ids
+            .iter()
+            .filter_map(|id| queue.message(*id))
+            .map(|message| Publish {
+                message,
+                dedup_id: None,
+                origin: None,
+            });
+        q.store.append_published(publishes, now)
+    };
+    if let Err(e) = durable(q, appended, spec.durable).await {
         return io_error(e);
     }
     q.ready.notify(usize::MAX);
     reply(Response::PublishedBatch {
-        stored: events.len() as u32,
+        stored: ids.len() as u32,
     })
 }
 
+/// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
+/// minus the leases it holds: its prefetch).
 async fn receive(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,
@@ -392,26 +415,27 @@ async fn receive(
             q.waiting.set(q.waiting.get() - 1);
         }
     };
-    let now = crate::time::now_ms();
-    let events: Vec<Event> = if auto_ack {
-        // At-most-once: settled on disk before anything is sent.
-        let mut queue = q.queue.borrow_mut();
-        deliveries
-            .iter()
-            .filter_map(|d| queue.ack(d.handle).ok())
-            .map(|m| Event::Settled { id: m.id })
-            .collect()
-    } else {
-        deliveries
-            .iter()
-            .map(|d| Event::Delivered {
-                id: d.message.id,
-                deliveries: d.message.deliveries,
-            })
-            .collect()
-    };
-    if let Err(e) = q.store.append(&events, auto_ack, now).await {
-        return io_error(e);
+    if !deliveries.is_empty() {
+        let event = if auto_ack {
+            // At-most-once: settled on disk before anything is sent.
+            let mut queue = q.queue.borrow_mut();
+            let ids = deliveries
+                .iter()
+                .filter_map(|d| queue.ack(d.handle).ok())
+                .map(|m| m.id)
+                .collect();
+            Event::Settled { ids }
+        } else {
+            let ids = deliveries.iter().map(|d| d.message.id).collect();
+            Event::Delivered { ids }
+        };
+        if let Err(e) = q
+            .store
+            .record(&event, auto_ack, crate::time::now_ms())
+            .await
+        {
+            return io_error(e);
+        }
     }
     let (messages, bodies) = described(&deliveries, auto_ack);
     Some((Response::Received { messages }, bodies))
@@ -436,12 +460,12 @@ fn described(deliveries: &[Delivery], settled: bool) -> (Vec<QueueDelivery>, Vec
 }
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
-    let (mut settled, mut unknown) = (Vec::new(), Vec::new());
+    let (mut settled, mut unknown) = (Vec::with_capacity(handles.len()), Vec::new());
     {
         let mut queue = q.queue.borrow_mut();
         for h in handles {
             match queue.ack(*h) {
-                Ok(m) => settled.push(Event::Settled { id: m.id }),
+                Ok(m) => settled.push(m.id),
                 Err(_) => unknown.push(*h),
             }
         }
@@ -449,8 +473,11 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
     // A subscription at its prefetch may take more now.
     q.ready.notify(usize::MAX);
     // An ack is answered only once it is on disk: acked messages never come back.
-    if let Err(e) = q.store.append(&settled, true, crate::time::now_ms()).await {
-        return io_error(e);
+    if !settled.is_empty() {
+        let event = Event::Settled { ids: settled };
+        if let Err(e) = q.store.record(&event, true, crate::time::now_ms()).await {
+            return io_error(e);
+        }
     }
     handles_answer(&unknown)
 }
@@ -515,12 +542,12 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     let Some(target) = d.target.clone() else {
         return q
             .store
-            .append(&[Event::Settled { id }], false, now)
+            .record(&Event::Settled { ids: vec![id] }, false, now)
             .await
             .map_err(|e| e.to_string());
     };
     q.store
-        .append(&[QueueStore::dead_lettering(id, d.reason)], true, now)
+        .record(&QueueStore::dead_lettering(id, d.reason), true, now)
         .await
         .map_err(|e| e.to_string())?;
     let mut headers = d.message.headers.clone();
@@ -564,7 +591,11 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         }
     }
     q.store
-        .append(&[Event::Settled { id }], true, crate::time::now_ms())
+        .record(
+            &Event::Settled { ids: vec![id] },
+            true,
+            crate::time::now_ms(),
+        )
         .await
         .map_err(|e| e.to_string())?;
     q.dead_lettered.set(q.dead_lettered.get() + 1);

@@ -129,11 +129,13 @@ impl DirectFile {
         self.file.alignment()
     }
 
-    /// Allocates a zeroed buffer of `len` bytes; `len` must be a multiple of `alignment()`.
-    pub(crate) fn alloc(&self, len: usize) -> AlignedBuf {
+    /// Allocates a buffer of `len` bytes (a multiple of `alignment()`) whose bytes from
+    /// `data_len` on are zero; the caller fills the first `data_len`.
+    pub(crate) fn alloc(&self, len: usize, data_len: usize) -> AlignedBuf {
         let mut buf = self.file.alloc_dma_buffer(len);
         // Padding after the data must be zeros: recovery reads zeros as "no more batches".
-        buf.as_bytes_mut().fill(0);
+        // Only the padding: zeroing what is overwritten next cost a memset per write.
+        buf.as_bytes_mut()[data_len.min(len)..].fill(0);
         AlignedBuf { buf }
     }
 
@@ -274,7 +276,7 @@ pub(crate) async fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()
         let align = file.alignment();
         let padded = (data.len() as u64).div_ceil(align) * align;
         if padded > 0 {
-            let mut buf = file.alloc(padded as usize);
+            let mut buf = file.alloc(padded as usize, data.len());
             buf.as_mut_slice()[..data.len()].copy_from_slice(data);
             file.write_aligned(buf, 0).await?;
         }

@@ -178,7 +178,9 @@ impl SegmentAppender {
         let end = self.written + data_len;
         self.reserve(align_up(end)).await?;
 
-        let mut buf = self.file.alloc((align_up(end) - start) as usize);
+        let mut buf = self
+            .file
+            .alloc((align_up(end) - start) as usize, (end - start) as usize);
         let out = buf.as_mut_slice();
         out[..self.tail.len()].copy_from_slice(&self.tail);
         let mut at = self.tail.len();

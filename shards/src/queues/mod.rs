@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
-//! | `store.rs` | the queue's durable journal (publish, delivered, settled, dead-lettering events in a partition log of its own), replay and reclamation |
+//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay and reclamation |
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
@@ -14,7 +14,7 @@ mod queue;
 mod store;
 
 pub use queue::{Queue, Stats};
-pub use store::{Event, QueueStore, Recovered, StoredMessage};
+pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered};
 
 use bytes::Bytes;
 

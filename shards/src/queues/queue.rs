@@ -2,23 +2,28 @@
 //! happened (deliveries, dead letters); it holds no timers or files, so tests drive it
 //! exactly and the owner persists what it returns.
 //!
-//! A message is in exactly one place: `ready` (ordered by priority, highest first, then
-//! publish order), `delayed` (by the time it becomes visible) or leased (under a receipt
-//! handle until ack, nack, its holder going away or the visibility timeout). Settled
-//! messages (acked, dropped, dead-lettered) are gone from the queue.
+//! A message is in exactly one place: ready (by priority, highest first, then publish
+//! order), delayed (by the time it becomes visible) or leased (under a receipt handle
+//! until ack, nack, its holder going away or the visibility timeout). Settled messages
+//! (acked, dropped, dead-lettered) are gone from the queue.
 //!
 //! Expiry (TTL) applies to ready and delayed messages; a leased message is not expired
 //! under its consumer, and is checked again when it comes back. Max deliveries counts
 //! deliveries: a message that comes back (timeout, requeue, holder gone) with that many
 //! behind it is dead-lettered instead of made ready again.
+//!
+//! The common path (publish in order, hand out from the front, ack) touches no ordered
+//! tree: fresh messages wait in a deque per priority and lease timeouts in a deque in
+//! the order they were given, both cleaned lazily; only messages that come back, delays
+//! and TTLs use ordered sets.
 
 use super::{
     DeadLetter, DeadReason, Delivery, Holder, Message, PublishOptions, QueueConfig, QueueError,
     DEDUP_WINDOW_MS,
 };
 use bytes::Bytes;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Lease {
@@ -34,6 +39,39 @@ pub struct Stats {
     pub in_flight: usize,
 }
 
+/// Where a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In its level's `fresh` deque (`fresh`) or `back` set.
+    Ready {
+        fresh: bool,
+    },
+    Delayed,
+    Leased,
+}
+
+#[derive(Debug)]
+struct Entry {
+    message: Message,
+    place: Place,
+}
+
+/// The ready messages of one priority, in publish (id) order across both parts.
+#[derive(Debug, Default)]
+struct Level {
+    /// Published (or restored) in id order and not handed out since: pushed at the
+    /// back, taken from the front. An id whose message went elsewhere meanwhile (expired,
+    /// taken, leased from the middle of a FIFO queue) stays until met, then is skipped:
+    /// only an entry at `Ready { fresh: true }` is live here, and an id never re-enters.
+    fresh: VecDeque<u64>,
+    /// Ready again after a lease, a delay or a requeue.
+    back: BTreeSet<u64>,
+}
+
+/// Ended leases may pile up in the deadline deque this far beyond the live ones before
+/// a sweep drops them.
+const STALE_DEADLINES_MAX: usize = 1024;
+
 #[derive(Debug)]
 pub struct Queue {
     name: String,
@@ -41,44 +79,54 @@ pub struct Queue {
     next_id: u64,
     next_handle: u64,
     /// Every message not settled.
-    messages: HashMap<u64, Message>,
-    ready: BTreeSet<(Reverse<u8>, u64)>,
+    entries: FxHashMap<u64, Entry>,
+    /// Ready messages by priority (index = priority).
+    levels: Vec<Level>,
+    ready: usize,
     delayed: BTreeSet<(i64, u64)>,
     /// Expiry times of ready and delayed messages.
     expiring: BTreeSet<(i64, u64)>,
-    leases: HashMap<u64, Lease>,
-    lease_deadlines: BTreeSet<(i64, u64)>,
+    leases: FxHashMap<u64, Lease>,
+    /// (deadline, handle) in the order leases were given. One visibility timeout per
+    /// queue makes that deadline order (a wall clock stepping back only delays some
+    /// timeouts by the step). Ended leases leave at the front or in a sweep.
+    lease_deadlines: VecDeque<(i64, u64)>,
     /// Leases per holder (a subscription's prefetch bound).
-    held: HashMap<Holder, usize>,
+    held: FxHashMap<Holder, usize>,
     /// FIFO queues: groups with a message in flight.
-    busy_groups: HashSet<String>,
+    busy_groups: FxHashSet<String>,
     /// FIFO queues: deduplication ids seen, with when they are forgotten.
-    dedup: HashMap<String, i64>,
+    dedup: FxHashMap<String, i64>,
     dedup_order: VecDeque<(i64, String)>,
 }
 
 impl Queue {
     pub fn new(name: &str, config: QueueConfig) -> Queue {
+        let levels = (0..=config.max_priority)
+            .map(|_| Level::default())
+            .collect();
         Queue {
             name: name.to_string(),
             config,
             next_id: 0,
             next_handle: 1,
-            messages: HashMap::new(),
-            ready: BTreeSet::new(),
+            entries: FxHashMap::default(),
+            levels,
+            ready: 0,
             delayed: BTreeSet::new(),
             expiring: BTreeSet::new(),
-            leases: HashMap::new(),
-            lease_deadlines: BTreeSet::new(),
-            held: HashMap::new(),
-            busy_groups: HashSet::new(),
-            dedup: HashMap::new(),
+            leases: FxHashMap::default(),
+            lease_deadlines: VecDeque::new(),
+            held: FxHashMap::default(),
+            busy_groups: FxHashSet::default(),
+            dedup: FxHashMap::default(),
             dedup_order: VecDeque::new(),
         }
     }
 
     /// A queue rebuilt from its journal: every unsettled message ready again (or
-    /// delayed), delivery counts kept; dedup ids still inside their window.
+    /// delayed), delivery counts kept; dedup ids still inside their window. `messages`
+    /// come in id order.
     pub fn restore(
         name: &str,
         config: QueueConfig,
@@ -91,7 +139,7 @@ impl Queue {
         q.next_id = next_id;
         for m in messages {
             q.next_id = q.next_id.max(m.id + 1);
-            q.place(m, now_ms);
+            q.place(m, now_ms, true);
         }
         let mut dedup: Vec<(i64, String)> = dedup
             .into_iter()
@@ -106,18 +154,41 @@ impl Queue {
         q
     }
 
+    fn level(&mut self, priority: u8) -> &mut Level {
+        // Publish refuses priorities over the maximum; clamp anything else.
+        let i = usize::from(priority).min(self.levels.len() - 1);
+        &mut self.levels[i]
+    }
+
     /// Takes a ready or delayed message out (to finish moving it elsewhere).
     pub fn take(&mut self, id: u64) -> Option<Message> {
-        if self.leases.values().any(|l| l.id == id) {
+        let entry = self.entries.get(&id)?;
+        if entry.place == Place::Leased {
             return None;
         }
-        let m = self.messages.remove(&id)?;
-        self.ready.remove(&(Reverse(m.priority), id));
-        self.delayed.remove(&(m.visible_at_ms, id));
-        if let Some(at) = m.expires_at_ms {
-            self.expiring.remove(&(at, id));
+        let entry = self.entries.remove(&id)?;
+        self.unplace(&entry);
+        Some(entry.message)
+    }
+
+    /// Removes a ready or delayed message's traces (its entry is already out).
+    fn unplace(&mut self, entry: &Entry) {
+        let m = &entry.message;
+        match entry.place {
+            Place::Ready { fresh } => {
+                if !fresh {
+                    self.level(m.priority).back.remove(&m.id);
+                }
+                self.ready -= 1;
+            }
+            Place::Delayed => {
+                self.delayed.remove(&(m.visible_at_ms, m.id));
+            }
+            Place::Leased => {}
         }
-        Some(m)
+        if let Some(at) = m.expires_at_ms {
+            self.expiring.remove(&(at, m.id));
+        }
     }
 
     /// Leases `holder` has now.
@@ -126,7 +197,7 @@ impl Queue {
     }
 
     pub fn message(&self, id: u64) -> Option<&Message> {
-        self.messages.get(&id)
+        self.entries.get(&id).map(|e| &e.message)
     }
 
     pub fn name(&self) -> &str {
@@ -181,22 +252,36 @@ impl Queue {
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
             deliveries: 0,
         };
-        self.place(message, now_ms);
+        self.place(message, now_ms, true);
         Ok(Some(id))
     }
 
-    /// Puts an unleased message where it belongs: delayed or ready.
-    fn place(&mut self, message: Message, now_ms: i64) {
+    /// Puts an unleased message where it belongs: delayed or ready. `fresh`: it is the
+    /// newest id placed so far (a publish, a restore in id order), so it can join the
+    /// back of its level's deque.
+    fn place(&mut self, message: Message, now_ms: i64, fresh: bool) {
         let id = message.id;
         if let Some(at) = message.expires_at_ms {
             self.expiring.insert((at, id));
         }
-        if message.visible_at_ms > now_ms {
+        let place = if message.visible_at_ms > now_ms {
             self.delayed.insert((message.visible_at_ms, id));
+            Place::Delayed
         } else {
-            self.ready.insert((Reverse(message.priority), id));
+            self.make_ready(id, message.priority, fresh);
+            Place::Ready { fresh }
+        };
+        self.entries.insert(id, Entry { message, place });
+    }
+
+    fn make_ready(&mut self, id: u64, priority: u8, fresh: bool) {
+        let level = self.level(priority);
+        if fresh {
+            level.fresh.push_back(id);
+        } else {
+            level.back.insert(id);
         }
-        self.messages.insert(id, message);
+        self.ready += 1;
     }
 
     fn forget_dedup(&mut self, now_ms: i64) {
@@ -218,62 +303,119 @@ impl Queue {
         now_ms: i64,
     ) -> (Vec<Delivery>, Vec<DeadLetter>) {
         let dead = self.tick(now_ms);
-        let mut picked = Vec::new();
-        for &(prio, id) in &self.ready {
-            if picked.len() >= max {
+        let mut out = Vec::with_capacity(max.min(self.ready));
+        for p in (0..self.levels.len()).rev() {
+            if out.len() >= max || self.ready == 0 {
                 break;
             }
-            let Some(m) = self.messages.get(&id) else {
-                continue;
+            let picked = if self.config.fifo {
+                self.pick_fifo(p, max - out.len())
+            } else {
+                self.pick(p, max - out.len())
             };
-            if self.config.fifo {
-                let group = m.group_id.as_deref().unwrap_or("");
-                // One message in flight per group; later ones wait their turn.
-                if self.busy_groups.contains(group)
-                    || picked
-                        .iter()
-                        .any(|(_, g): &(_, Option<String>)| g.as_deref() == Some(group))
-                {
-                    continue;
-                }
+            for id in picked {
+                self.lease(id, holder, now_ms, &mut out);
             }
-            picked.push(((prio, id), m.group_id.clone()));
-        }
-        let mut out = Vec::with_capacity(picked.len());
-        for (key, group) in picked {
-            self.ready.remove(&key);
-            let id = key.1;
-            if let Some(m) = self.messages.get(&id) {
-                if let Some(at) = m.expires_at_ms {
-                    self.expiring.remove(&(at, id));
-                }
-            }
-            let Some(m) = self.messages.get_mut(&id) else {
-                continue;
-            };
-            m.deliveries += 1;
-            let handle = self.next_handle;
-            self.next_handle += 1;
-            let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
-            self.leases.insert(
-                handle,
-                Lease {
-                    id,
-                    holder,
-                    deadline_ms,
-                },
-            );
-            self.lease_deadlines.insert((deadline_ms, handle));
-            *self.held.entry(holder).or_default() += 1;
-            if self.config.fifo {
-                self.busy_groups.insert(group.unwrap_or_default());
-            }
-            out.push(Delivery {
-                handle,
-                message: m.clone(),
-            });
         }
         (out, dead)
+    }
+
+    /// Takes up to `max` ready ids of level `p` off it, oldest first.
+    fn pick(&mut self, p: usize, max: usize) -> Vec<u64> {
+        let (level, entries) = (&mut self.levels[p], &self.entries);
+        let mut picked = Vec::with_capacity(max.min(self.ready));
+        while picked.len() < max {
+            while let Some(id) = level.fresh.front() {
+                if entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true }) {
+                    break;
+                }
+                level.fresh.pop_front();
+            }
+            let id = match (level.fresh.front().copied(), level.back.first().copied()) {
+                (Some(f), Some(b)) if b < f => level.back.pop_first(),
+                (Some(_), _) => level.fresh.pop_front(),
+                (None, Some(_)) => level.back.pop_first(),
+                (None, None) => None,
+            };
+            let Some(id) = id else { break };
+            picked.push(id);
+        }
+        self.ready -= picked.len();
+        picked
+    }
+
+    /// `pick` for a FIFO queue: the oldest ready message of each group with none in
+    /// flight, skipping the others.
+    fn pick_fifo(&mut self, p: usize, max: usize) -> Vec<u64> {
+        let (level, entries) = (&self.levels[p], &self.entries);
+        let live_fresh =
+            level.fresh.iter().copied().filter(|id| {
+                entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true })
+            });
+        let mut fresh = live_fresh.peekable();
+        let mut back = level.back.iter().copied().peekable();
+        let mut groups: FxHashSet<&str> = FxHashSet::default();
+        let mut picked = Vec::new();
+        while picked.len() < max {
+            let id = match (fresh.peek().copied(), back.peek().copied()) {
+                (Some(f), Some(b)) if b < f => back.next(),
+                (Some(_), _) => fresh.next(),
+                (None, Some(_)) => back.next(),
+                (None, None) => None,
+            };
+            let Some(id) = id else { break };
+            let Some(entry) = entries.get(&id) else {
+                continue;
+            };
+            let group = entry.message.group_id.as_deref().unwrap_or("");
+            // One message in flight per group; later ones wait their turn.
+            if self.busy_groups.contains(group) || !groups.insert(group) {
+                continue;
+            }
+            picked.push((id, entry.place));
+        }
+        let level = &mut self.levels[p];
+        for (id, place) in &picked {
+            // A fresh id goes stale by its lease; a back one leaves its set.
+            if *place == (Place::Ready { fresh: false }) {
+                level.back.remove(id);
+            }
+        }
+        self.ready -= picked.len();
+        picked.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Leases a message just taken off the ready set to `holder`.
+    fn lease(&mut self, id: u64, holder: Holder, now_ms: i64, out: &mut Vec<Delivery>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if let Some(at) = entry.message.expires_at_ms {
+            self.expiring.remove(&(at, id));
+        }
+        entry.place = Place::Leased;
+        entry.message.deliveries += 1;
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
+        self.leases.insert(
+            handle,
+            Lease {
+                id,
+                holder,
+                deadline_ms,
+            },
+        );
+        self.lease_deadlines.push_back((deadline_ms, handle));
+        *self.held.entry(holder).or_default() += 1;
+        if self.config.fifo {
+            let group = entry.message.group_id.clone().unwrap_or_default();
+            self.busy_groups.insert(group);
+        }
+        out.push(Delivery {
+            handle,
+            message: entry.message.clone(),
+        });
     }
 
     fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
@@ -281,22 +423,27 @@ impl Queue {
             .leases
             .remove(&handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
-        self.lease_deadlines.remove(&(lease.deadline_ms, handle));
         if let Some(n) = self.held.get_mut(&lease.holder) {
             *n -= 1;
             if *n == 0 {
                 self.held.remove(&lease.holder);
             }
         }
-        let message = self
-            .messages
+        // Its deadline stays queued until met or swept: sweep when those pile up.
+        if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
+            let leases = &self.leases;
+            self.lease_deadlines
+                .retain(|(_, handle)| leases.contains_key(handle));
+        }
+        let entry = self
+            .entries
             .remove(&lease.id)
             .ok_or(QueueError::UnknownHandle(handle))?;
         if self.config.fifo {
             self.busy_groups
-                .remove(message.group_id.as_deref().unwrap_or(""));
+                .remove(entry.message.group_id.as_deref().unwrap_or(""));
         }
-        Ok(message)
+        Ok(entry.message)
     }
 
     /// Settles a delivered message: it is gone. Returns it (the owner records the ack).
@@ -333,7 +480,7 @@ impl Queue {
             return Some(self.dead(message, DeadReason::Expired, now_ms));
         }
         message.visible_at_ms = message.visible_at_ms.min(now_ms);
-        self.place(message, now_ms);
+        self.place(message, now_ms, false);
         None
     }
 
@@ -349,12 +496,14 @@ impl Queue {
 
     /// Every lease a subscription held comes back at once (it disconnected).
     pub fn release(&mut self, holder: Holder, now_ms: i64) -> Vec<DeadLetter> {
-        let handles: Vec<u64> = self
+        let mut handles: Vec<u64> = self
             .leases
             .iter()
             .filter(|(_, l)| l.holder == holder)
             .map(|(h, _)| *h)
             .collect();
+        // In the order they were given, so they come back in that order.
+        handles.sort_unstable();
         let mut dead = Vec::new();
         for handle in handles {
             if let Ok(message) = self.end_lease(handle) {
@@ -367,10 +516,15 @@ impl Queue {
     /// Applies time: visibility timeouts, delays that ended, expiries.
     pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
         let mut dead = Vec::new();
-        while let Some(&(deadline, handle)) = self.lease_deadlines.first() {
+        while let Some(&(deadline, handle)) = self.lease_deadlines.front() {
+            if !self.leases.contains_key(&handle) {
+                self.lease_deadlines.pop_front();
+                continue;
+            }
             if deadline > now_ms {
                 break;
             }
+            self.lease_deadlines.pop_front();
             if let Ok(message) = self.end_lease(handle) {
                 dead.extend(self.come_back(message, now_ms));
             }
@@ -380,29 +534,32 @@ impl Queue {
                 break;
             }
             self.delayed.remove(&(at, id));
-            if let Some(m) = self.messages.get(&id) {
-                self.ready.insert((Reverse(m.priority), id));
-            }
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            entry.place = Place::Ready { fresh: false };
+            let priority = entry.message.priority;
+            self.make_ready(id, priority, false);
         }
         while let Some(&(at, id)) = self.expiring.first() {
             if at > now_ms {
                 break;
             }
             self.expiring.remove(&(at, id));
-            let Some(message) = self.messages.remove(&id) else {
+            let Some(entry) = self.entries.remove(&id) else {
                 continue;
             };
-            self.ready.remove(&(Reverse(message.priority), id));
-            self.delayed.remove(&(message.visible_at_ms, id));
-            dead.push(self.dead(message, DeadReason::Expired, now_ms));
+            self.unplace(&entry);
+            dead.push(self.dead(entry.message, DeadReason::Expired, now_ms));
         }
         dead
     }
 
-    /// When `tick` next has something to do.
+    /// When `tick` next has something to do (possibly nothing: an ended lease's
+    /// deadline is dropped only then).
     pub fn next_deadline_ms(&self) -> Option<i64> {
         [
-            self.lease_deadlines.first().map(|d| d.0),
+            self.lease_deadlines.front().map(|d| d.0),
             self.delayed.first().map(|d| d.0),
             self.expiring.first().map(|d| d.0),
         ]
@@ -413,16 +570,21 @@ impl Queue {
 
     /// Drops every ready and delayed message (leased ones stay with their consumers).
     pub fn purge(&mut self) -> Vec<u64> {
-        let ids: Vec<u64> = self
-            .ready
+        let mut ids: Vec<u64> = self
+            .entries
             .iter()
-            .map(|(_, id)| *id)
-            .chain(self.delayed.iter().map(|(_, id)| *id))
+            .filter(|(_, e)| e.place != Place::Leased)
+            .map(|(id, _)| *id)
             .collect();
+        ids.sort_unstable();
         for id in &ids {
-            self.messages.remove(id);
+            self.entries.remove(id);
         }
-        self.ready.clear();
+        for level in &mut self.levels {
+            level.fresh.clear();
+            level.back.clear();
+        }
+        self.ready = 0;
         self.delayed.clear();
         self.expiring.clear();
         ids
@@ -430,7 +592,7 @@ impl Queue {
 
     pub fn stats(&self) -> Stats {
         Stats {
-            ready: self.ready.len(),
+            ready: self.ready,
             delayed: self.delayed.len(),
             in_flight: self.leases.len(),
         }
@@ -530,6 +692,47 @@ mod tests {
         );
         assert_eq!(dead.queue, "q");
         assert_eq!(q.stats(), Stats::default());
+    }
+
+    #[test]
+    fn requeued_messages_keep_their_place_in_publish_order() {
+        let mut q = queue(QueueConfig::default());
+        for s in ["a", "b", "c", "d"] {
+            publish(&mut q, s, 0);
+        }
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(bodies(&d), ["a", "b"]);
+        assert_eq!(q.nack(d[1].handle, true, 1).expect("nack"), None);
+        publish(&mut q, "e", 1);
+        assert_eq!(q.nack(d[0].handle, true, 1).expect("nack"), None);
+        let (again, _) = q.receive(10, Holder::Pull, 2);
+        assert_eq!(bodies(&again), ["a", "b", "c", "d", "e"]);
+        assert_eq!(q.stats().ready, 0);
+    }
+
+    #[test]
+    fn ended_leases_do_not_pile_up_in_the_timeout_queue() {
+        let mut q = queue(QueueConfig::default());
+        for round in 0..10_000 {
+            publish(&mut q, "m", round);
+            let (d, _) = q.receive(1, Holder::Subscription(1), round);
+            q.ack(d[0].handle).expect("ack");
+        }
+        assert!(q.lease_deadlines.len() <= STALE_DEADLINES_MAX + 1);
+        assert_eq!(q.stats(), Stats::default());
+        // A timeout still fires for a lease given among thousands of acked ones.
+        publish(&mut q, "slow", 20_000);
+        let (slow, _) = q.receive(1, Holder::Pull, 20_000);
+        for round in 0..5_000 {
+            publish(&mut q, "m", 20_000 + round);
+            let (d, _) = q.receive(1, Holder::Subscription(1), 20_000 + round);
+            q.ack(d[0].handle).expect("ack");
+        }
+        let timeout = 20_000 + crate::queues::VISIBILITY_TIMEOUT_MS_DEFAULT as i64;
+        assert_eq!(q.next_deadline_ms(), Some(timeout));
+        let (again, _) = q.receive(1, Holder::Pull, timeout);
+        assert_eq!(again[0].message.id, slow[0].message.id);
+        assert_eq!(again[0].message.deliveries, 2);
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! A queue's durable journal. Every change to its messages is an event appended to a
-//! partition log of the queue's own (the same O_DIRECT segments, group commit and
-//! recovery as topics): a publish with the whole message, a delivery with the new count,
-//! a settle (ack, drop, dead-letter done), and the intent to dead-letter, written before
-//! the message is published to its target, so a crash in between resumes the move and
-//! the target's origin key (`queue/id`) drops the second copy.
+//! A queue's durable journal. Every change to its messages goes into a partition log of
+//! the queue's own (the same O_DIRECT segments, group commit and recovery as topics):
+//!
+//! - a publish is one record whose key is the message's metadata (`PublishedMeta`, rkyv)
+//!   and whose value is its body, written straight into the batch (one copy);
+//! - the other events are records with no key and an rkyv `Event` as value, one record
+//!   per request whatever its size: the ids delivered by one hand-out (each one delivery
+//!   more), the ids settled by one ack (acked, dropped, dead-letter move done), and the
+//!   intent to dead-letter one message, written before it is published to its target,
+//!   so a crash in between resumes the move and the target's origin key (`queue/id`)
+//!   drops the second copy.
 //!
 //! Replaying the log gives back every unsettled message with its delivery count; those
 //! that were leased come back ready, as after a consumer's timeout. Leases themselves
@@ -15,23 +20,24 @@ use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
 use crate::records::{self, BatchBuilder};
 use bytes::{Bytes, BytesMut};
 use rkyv::rancor;
+use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
+/// A publish record's key: everything about the message but its body.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct StoredMessage {
+pub struct PublishedMeta {
     pub id: u64,
-    pub body: Vec<u8>,
-    pub headers: Vec<(String, String)>,
     pub priority: u8,
-    pub group_id: Option<String>,
     pub published_ms: i64,
     pub visible_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    pub headers: Vec<(String, String)>,
+    pub group_id: Option<String>,
     pub dedup_id: Option<String>,
     /// For a dead letter: `source-queue/id`, so a resumed move is not stored twice.
     pub origin: Option<String>,
@@ -39,10 +45,18 @@ pub struct StoredMessage {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Published(StoredMessage),
-    Delivered { id: u64, deliveries: u32 },
-    Settled { id: u64 },
-    DeadLettering { id: u64, reason: u8 },
+    /// Each of these messages was handed out once more.
+    Delivered {
+        ids: Vec<u64>,
+    },
+    /// These messages are gone: acked, dropped, or moved to their dead-letter target.
+    Settled {
+        ids: Vec<u64>,
+    },
+    DeadLettering {
+        id: u64,
+        reason: u8,
+    },
 }
 
 fn reason_code(r: DeadReason) -> u8 {
@@ -61,6 +75,13 @@ fn reason_of(code: u8) -> DeadReason {
     }
 }
 
+/// One message to journal as published, with what only the journal keeps.
+pub struct Publish<'a> {
+    pub message: &'a Message,
+    pub dedup_id: Option<&'a str>,
+    pub origin: Option<&'a str>,
+}
+
 /// What replaying a queue's journal gives back.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -75,54 +96,149 @@ pub struct Recovered {
     pub next_id: u64,
 }
 
+/// Reused across appends so that encoding allocates nothing in the steady state.
+#[derive(Default)]
+struct Encoder {
+    scratch: AlignedVec<16>,
+    arena: Arena,
+}
+
+impl Encoder {
+    fn encode<T>(&mut self, value: &T) -> Result<&[u8], LogError>
+    where
+        T: for<'a> Serialize<
+            rkyv::api::low::LowSerializer<
+                AlignedVec<16>,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rancor::Error,
+            >,
+        >,
+    {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        self.scratch = rkyv::api::low::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+            value,
+            out,
+            self.arena.acquire(),
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
+        Ok(&self.scratch)
+    }
+}
+
 pub struct QueueStore {
     log: Rc<PartitionLog>,
     live: RefCell<Live>,
-    /// Reused for encoding journal records.
-    scratch: std::cell::Cell<AlignedVec<16>>,
+    encoder: RefCell<Encoder>,
 }
 
-/// Log offset of the publish of every unsettled message, by id. Ids are assigned in
-/// journal order (one writer per queue), so the first entry is the oldest publish.
+/// Where the unsettled publishes are: runs of consecutive ids journaled together, in
+/// id order (one writer per queue assigns ids in journal order), so the first run with
+/// something unsettled holds the oldest publish the log must keep. A run is a handful
+/// of words however many messages it covers.
 #[derive(Default)]
 struct Live {
-    offsets: BTreeMap<u64, i64>,
+    runs: VecDeque<Run>,
 }
+
+struct Run {
+    first_id: u64,
+    /// Log offset of the first id's publish; the others follow it.
+    offset: i64,
+    count: u32,
+    unsettled: u32,
+    /// One bit per id, set once settled (a second settle of an id changes nothing).
+    settled: Vec<u64>,
+}
+
+impl Run {
+    fn new(id: u64, offset: i64) -> Run {
+        Run {
+            first_id: id,
+            offset,
+            count: 1,
+            unsettled: 1,
+            settled: vec![0],
+        }
+    }
+}
+
+/// Longest run: keeps a settle's bit lookup cheap and a run's bitmap small.
+const RUN_MAX: u32 = 1 << 16;
 
 impl Live {
     fn insert(&mut self, id: u64, offset: i64) {
-        self.offsets.insert(id, offset);
+        if let Some(run) = self.runs.back_mut() {
+            let next = run.first_id + u64::from(run.count);
+            if id == next && offset == run.offset + i64::from(run.count) && run.count < RUN_MAX {
+                if run.count % 64 == 0 {
+                    run.settled.push(0);
+                }
+                run.count += 1;
+                run.unsettled += 1;
+                return;
+            }
+        }
+        self.runs.push_back(Run::new(id, offset));
     }
 
     fn remove(&mut self, id: u64) {
-        self.offsets.remove(&id);
-    }
-
-    fn oldest(&self) -> Option<i64> {
-        self.offsets.first_key_value().map(|(_, offset)| *offset)
-    }
-}
-
-impl StoredMessage {
-    pub fn of(m: &Message, dedup_id: Option<String>, origin: Option<String>) -> StoredMessage {
-        StoredMessage {
-            id: m.id,
-            body: m.body.to_vec(),
-            headers: m.headers.clone(),
-            priority: m.priority,
-            group_id: m.group_id.clone(),
-            published_ms: m.published_ms,
-            visible_at_ms: m.visible_at_ms,
-            expires_at_ms: m.expires_at_ms,
-            dedup_id,
-            origin,
+        // Runs are in id order: the last one starting at or before `id`.
+        let at = self.runs.partition_point(|r| r.first_id <= id);
+        let Some(run) = at.checked_sub(1).and_then(|i| self.runs.get_mut(i)) else {
+            return;
+        };
+        let Some(i) = id
+            .checked_sub(run.first_id)
+            .filter(|i| *i < u64::from(run.count))
+        else {
+            return;
+        };
+        let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        if run.settled[word] & bit != 0 {
+            return;
+        }
+        run.settled[word] |= bit;
+        run.unsettled -= 1;
+        while self.runs.front().is_some_and(|r| r.unsettled == 0) {
+            self.runs.pop_front();
         }
     }
 
-    fn into_message(self) -> Message {
+    /// Log offset of the oldest unsettled publish.
+    fn oldest(&self) -> Option<i64> {
+        // The front run has something unsettled (emptied ones are popped): its first
+        // clear bit. Offsets within a run follow its ids.
+        let run = self.runs.front()?;
+        let (word, bits) = run
+            .settled
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != u64::MAX)?;
+        Some(run.offset + (word * 64) as i64 + i64::from(bits.trailing_ones()))
+    }
+}
+
+impl PublishedMeta {
+    fn of(p: &Publish<'_>) -> PublishedMeta {
+        let m = p.message;
+        PublishedMeta {
+            id: m.id,
+            priority: m.priority,
+            published_ms: m.published_ms,
+            visible_at_ms: m.visible_at_ms,
+            expires_at_ms: m.expires_at_ms,
+            headers: m.headers.clone(),
+            group_id: m.group_id.clone(),
+            dedup_id: p.dedup_id.map(str::to_string),
+            origin: p.origin.map(str::to_string),
+        }
+    }
+
+    fn into_message(self, body: Bytes) -> Message {
         Message {
             id: self.id,
-            body: Bytes::from(self.body),
+            body,
             headers: self.headers,
             priority: self.priority,
             group_id: self.group_id,
@@ -141,6 +257,24 @@ fn corrupt(reason: String) -> LogError {
     }
 }
 
+/// rkyv needs its input aligned; records sit anywhere in their batch.
+fn decode<T>(
+    bytes: &[u8],
+    aligned: &mut AlignedVec<16>,
+    what: &str,
+    offset: i64,
+) -> Result<T, LogError>
+where
+    T: Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
+        + Deserialize<T, rkyv::api::high::HighDeserializer<rancor::Error>>,
+{
+    aligned.clear();
+    aligned.extend_from_slice(bytes);
+    rkyv::from_bytes::<T, rancor::Error>(aligned)
+        .map_err(|e| corrupt(format!("{what} at offset {offset}: {e}")))
+}
+
 impl QueueStore {
     /// Opens (or creates) the journal in `dir` and replays it.
     pub async fn open(
@@ -152,16 +286,17 @@ impl QueueStore {
         let store = QueueStore {
             log,
             live: RefCell::new(Live::default()),
-            scratch: std::cell::Cell::new(AlignedVec::new()),
+            encoder: RefCell::new(Encoder::default()),
         };
         let recovered = store.replay().await?;
         Ok((store, recovered))
     }
 
     async fn replay(&self) -> Result<Recovered, LogError> {
-        let mut messages: HashMap<u64, (StoredMessage, u32)> = HashMap::new();
+        let mut messages: HashMap<u64, Message> = HashMap::new();
         let mut dead: HashMap<u64, DeadReason> = HashMap::new();
         let mut out = Recovered::default();
+        let mut aligned = AlignedVec::<16>::new();
         let mut next = self.log.start_offset();
         let end = self.log.end_offset();
         while next < end {
@@ -174,31 +309,35 @@ impl QueueStore {
                     let r = r?;
                     next = next.max(r.offset + 1);
                     let Some(value) = r.value else { continue };
-                    let mut aligned = AlignedVec::<16>::with_capacity(value.len());
-                    aligned.extend_from_slice(value);
-                    let event = rkyv::from_bytes::<Event, rancor::Error>(&aligned)
-                        .map_err(|e| corrupt(format!("event at offset {}: {e}", r.offset)))?;
-                    match event {
-                        Event::Published(m) => {
-                            out.next_id = out.next_id.max(m.id + 1);
-                            if let Some(d) = &m.dedup_id {
-                                out.dedup.push((d.clone(), m.published_ms));
-                            }
-                            if let Some(o) = &m.origin {
-                                out.origins.insert(o.clone());
-                            }
-                            self.live.borrow_mut().insert(m.id, r.offset);
-                            messages.insert(m.id, (m, 0));
+                    if let Some(key) = r.key {
+                        let meta: PublishedMeta = decode(key, &mut aligned, "publish", r.offset)?;
+                        out.next_id = out.next_id.max(meta.id + 1);
+                        if let Some(d) = &meta.dedup_id {
+                            out.dedup.push((d.clone(), meta.published_ms));
                         }
-                        Event::Delivered { id, deliveries } => {
-                            if let Some(entry) = messages.get_mut(&id) {
-                                entry.1 = deliveries;
+                        if let Some(o) = &meta.origin {
+                            out.origins.insert(o.clone());
+                        }
+                        self.live.borrow_mut().insert(meta.id, r.offset);
+                        let body = Bytes::copy_from_slice(value);
+                        messages.insert(meta.id, meta.into_message(body));
+                        continue;
+                    }
+                    match decode::<Event>(value, &mut aligned, "event", r.offset)? {
+                        Event::Delivered { ids } => {
+                            for id in ids {
+                                if let Some(m) = messages.get_mut(&id) {
+                                    m.deliveries += 1;
+                                }
                             }
                         }
-                        Event::Settled { id } => {
-                            messages.remove(&id);
-                            dead.remove(&id);
-                            self.live.borrow_mut().remove(id);
+                        Event::Settled { ids } => {
+                            let mut live = self.live.borrow_mut();
+                            for id in ids {
+                                messages.remove(&id);
+                                dead.remove(&id);
+                                live.remove(id);
+                            }
                         }
                         Event::DeadLettering { id, reason } => {
                             dead.insert(id, reason_of(reason));
@@ -207,60 +346,81 @@ impl QueueStore {
                 }
             }
         }
-        let mut live: Vec<(StoredMessage, u32)> = messages.into_values().collect();
-        live.sort_by_key(|(m, _)| m.id);
-        out.messages = live
-            .into_iter()
-            .map(|(m, deliveries)| Message {
-                deliveries,
-                ..m.into_message()
-            })
-            .collect();
+        let mut live: Vec<Message> = messages.into_values().collect();
+        live.sort_by_key(|m| m.id);
+        out.messages = live;
         let mut dead: Vec<(u64, DeadReason)> = dead.into_iter().collect();
         dead.sort_by_key(|(id, _)| *id);
         out.dead_lettering = dead;
         Ok(out)
     }
 
-    /// Appends events as one batch; with `durable` returns once they are on disk.
-    pub async fn append(
+    /// Journals publishes as one batch, bodies copied once, straight into it. Returns
+    /// the last offset written (for `wait_durable`), `None` when there was nothing.
+    pub fn append_published<'a>(
         &self,
-        events: &[Event],
-        durable: bool,
+        publishes: impl IntoIterator<Item = Publish<'a>>,
         now_ms: i64,
-    ) -> Result<(), LogError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        // One scratch buffer for every record (its capacity stays), copied into the
-        // batch as it is built.
-        let mut scratch = self.scratch.take();
-        let mut builder = BatchBuilder::new(now_ms, events.len() * 64);
-        for e in events {
-            scratch.clear();
-            scratch = rkyv::api::high::to_bytes_in::<_, rancor::Error>(e, scratch)
-                .map_err(|e| corrupt(e.to_string()))?;
-            builder.push(None, Some(&scratch), now_ms, &[]);
-        }
-        self.scratch.set(scratch);
-        let Some(batch) = builder.finish() else {
-            return Ok(());
-        };
-        let appended = self.log.append(BytesMut::from(Bytes::from(batch)))?;
+    ) -> Result<Option<i64>, LogError> {
+        let mut builder = BatchBuilder::new(now_ms, 0);
+        let mut ids = Vec::new();
         {
-            let mut live = self.live.borrow_mut();
-            for (i, e) in events.iter().enumerate() {
-                match e {
-                    Event::Published(m) => live.insert(m.id, appended.base_offset + i as i64),
-                    Event::Settled { id } => live.remove(*id),
-                    _ => {}
-                }
+            let mut encoder = self.encoder.borrow_mut();
+            for p in publishes {
+                let key = encoder.encode(&PublishedMeta::of(&p))?;
+                builder.push(Some(key), Some(&p.message.body), now_ms, &[]);
+                ids.push(p.message.id);
             }
         }
+        let Some(base) = self.append_batch(builder)? else {
+            return Ok(None);
+        };
+        let mut live = self.live.borrow_mut();
+        for (i, id) in ids.iter().enumerate() {
+            live.insert(*id, base + i as i64);
+        }
+        Ok(Some(base + ids.len() as i64 - 1))
+    }
+
+    /// Journals one event as one record; returns its offset.
+    pub fn append_event(&self, event: &Event, now_ms: i64) -> Result<i64, LogError> {
+        let mut builder = BatchBuilder::new(now_ms, 0);
+        {
+            let mut encoder = self.encoder.borrow_mut();
+            let value = encoder.encode(event)?;
+            builder.push(None, Some(value), now_ms, &[]);
+        }
+        let offset = self.append_batch(builder)?.unwrap_or(-1);
+        if let Event::Settled { ids } = event {
+            let mut live = self.live.borrow_mut();
+            for id in ids {
+                live.remove(*id);
+            }
+        }
+        Ok(offset)
+    }
+
+    /// `append_event`, then (with `durable`) waiting until it is on disk.
+    pub async fn record(&self, event: &Event, durable: bool, now_ms: i64) -> Result<(), LogError> {
+        let offset = self.append_event(event, now_ms)?;
         if durable {
-            self.log.wait_durable(appended.last_offset).await?;
+            self.wait_durable(offset).await?;
         }
         Ok(())
+    }
+
+    /// Returns once everything up to `offset` is on disk.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        self.log.wait_durable(offset).await
+    }
+
+    /// Hands a built batch to the log; its base offset, `None` when it was empty.
+    fn append_batch(&self, builder: BatchBuilder) -> Result<Option<i64>, LogError> {
+        let Some(batch) = builder.finish() else {
+            return Ok(None);
+        };
+        let appended = self.log.append(BytesMut::from(Bytes::from(batch)))?;
+        Ok(Some(appended.base_offset))
     }
 
     /// Removes whole segments that hold no unsettled publish; returns how many went.
@@ -348,10 +508,15 @@ mod tests {
             .publish(Bytes::from(body.to_string()), opts, now)
             .expect("publish")
             .expect("accepted");
-        let stored = StoredMessage::of(q.message(id).expect("message"), dedup, None);
-        s.append(&[Event::Published(stored)], true, now)
+        let publish = Publish {
+            message: q.message(id).expect("message"),
+            dedup_id: dedup.as_deref(),
+            origin: None,
+        };
+        let last = s.append_published([publish], now).expect("journal");
+        s.wait_durable(last.expect("appended"))
             .await
-            .expect("journal");
+            .expect("durable");
         id
     }
 
@@ -367,35 +532,18 @@ mod tests {
                 publish(&mut q, &s, body, PublishOptions::default(), 0).await;
             }
             let (d, _) = q.receive(3, Holder::Pull, 0);
-            let delivered: Vec<Event> = d
-                .iter()
-                .map(|d| Event::Delivered {
-                    id: d.message.id,
-                    deliveries: d.message.deliveries,
-                })
-                .collect();
-            s.append(&delivered, true, 0).await.expect("journal");
+            let ids = d.iter().map(|d| d.message.id).collect();
+            s.record(&Event::Delivered { ids }, true, 0)
+                .await
+                .expect("journal");
             // a acked, b being dead-lettered, c still leased, d never delivered.
             q.ack(d[0].handle).expect("ack");
-            s.append(
-                &[Event::Settled {
-                    id: d[0].message.id,
-                }],
-                true,
-                1,
-            )
-            .await
-            .expect("journal");
-            s.append(
-                &[QueueStore::dead_lettering(
-                    d[1].message.id,
-                    DeadReason::Rejected,
-                )],
-                true,
-                1,
-            )
-            .await
-            .expect("journal");
+            let settled = Event::Settled {
+                ids: vec![d[0].message.id],
+            };
+            s.record(&settled, true, 1).await.expect("journal");
+            let dead = QueueStore::dead_lettering(d[1].message.id, DeadReason::Rejected);
+            s.record(&dead, true, 1).await.expect("journal");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
             let bodies: Vec<(&[u8], u32)> = rec
@@ -448,17 +596,19 @@ mod tests {
                 ..PublishOptions::default()
             };
             publish(&mut q, &s, "first", opts.clone(), 1000).await;
-            let moved = StoredMessage {
-                origin: Some("src/7".into()),
-                ..StoredMessage::of(q.message(0).expect("m"), None, None)
+            let moved = Message {
+                id: 1,
+                ..q.message(0).expect("m").clone()
             };
-            s.append(
-                &[Event::Published(StoredMessage { id: 1, ..moved })],
-                true,
-                1000,
-            )
-            .await
-            .expect("journal");
+            let publish = Publish {
+                message: &moved,
+                dedup_id: None,
+                origin: Some("src/7"),
+            };
+            let last = s.append_published([publish], 1000).expect("journal");
+            s.wait_durable(last.expect("appended"))
+                .await
+                .expect("durable");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
             assert!(rec.origins.contains("src/7"));
@@ -469,6 +619,36 @@ mod tests {
             assert_eq!(dup, None, "dedup window survives a restart");
             s.close().await.expect("close");
         });
+    }
+
+    #[test]
+    fn live_runs_track_the_oldest_unsettled_publish() {
+        let mut live = Live::default();
+        assert_eq!(live.oldest(), None);
+        // Ids 0..100 at offsets 10..110 (one batch), then 100..103 after two events.
+        for id in 0..100 {
+            live.insert(id, 10 + id as i64);
+        }
+        for id in 100..103 {
+            live.insert(id, 12 + id as i64);
+        }
+        assert_eq!(live.runs.len(), 2, "a gap in offsets starts a run");
+        live.remove(1);
+        live.remove(1);
+        live.remove(500);
+        assert_eq!(live.oldest(), Some(10), "settled twice counts once");
+        live.remove(0);
+        assert_eq!(live.oldest(), Some(12));
+        for id in 2..100 {
+            live.remove(id);
+        }
+        assert_eq!(live.runs.len(), 1, "an emptied front run goes");
+        assert_eq!(live.oldest(), Some(112));
+        live.remove(101);
+        live.remove(100);
+        assert_eq!(live.oldest(), Some(114));
+        live.remove(102);
+        assert_eq!(live.oldest(), None);
     }
 
     #[test]
@@ -487,11 +667,10 @@ mod tests {
             assert!(segments > 4, "{segments} segments");
             // Settle all but the last five.
             let (d, _) = q.receive(15, Holder::Pull, 0);
-            let settled: Vec<Event> = d
-                .iter()
-                .map(|d| Event::Settled { id: d.message.id })
-                .collect();
-            s.append(&settled, true, 0).await.expect("journal");
+            let ids = d.iter().map(|d| d.message.id).collect();
+            s.record(&Event::Settled { ids }, true, 0)
+                .await
+                .expect("journal");
             let removed = s.reclaim().await.expect("reclaim");
             assert!(removed > 0 && s.log().segment_count() < segments);
             s.close().await.expect("close");
