@@ -127,6 +127,7 @@ fn queue_modes_publish_receive_and_ack_everything() {
         "500",
         "--acks",
         "durable",
+        "--shard-aware",
     ]);
     assert_eq!(r["mode"], "queue");
     assert_eq!(r["messages_acked"], 20000);

@@ -819,3 +819,38 @@ fn bad_exchange_declarations_and_bindings_are_refused_clearly() {
         Some(ErrorCode::UnknownExchange)
     );
 }
+
+#[test]
+fn a_shard_aware_client_talks_to_each_queues_owner_shard() {
+    use peregrine::client::queues::Subscription;
+    let b = Broker::start();
+    let mut c = b.client();
+    c.set_shard_aware(true);
+    let mut owners = HashSet::new();
+    for i in 0..8 {
+        let name = format!("local-{i}");
+        declare(&mut c, queue(&name));
+        let (owner, port) = c
+            .queue_owner_port(&name)
+            .expect("owner")
+            .expect("metadata names the owner's port");
+        assert_eq!(c.queue_stats(&name).expect("stats").owner, owner);
+        owners.insert(owner);
+        let address = c.queue_address(&name, &b.addr).expect("address");
+        assert!(address.ends_with(&format!(":{port}")), "{address}");
+        // Publish, receive and ack on the owner's connection; push on its port.
+        c.publish(&name, durable(), b"pulled").expect("publish");
+        let got = c.receive(&name, 10, 1000, false).expect("receive");
+        assert_eq!(texts(&got), ["pulled"]);
+        c.ack(&name, &[got[0].delivery.handle]).expect("ack");
+        c.publish(&name, durable(), b"pushed").expect("publish");
+        let mut sub = Subscription::open(&address, &name, 10, false).expect("subscribe");
+        let pushed = sub
+            .next(Duration::from_secs(5))
+            .expect("next")
+            .expect("a pushed message");
+        assert_eq!(text(&pushed), "pushed");
+        sub.ack(&[pushed.delivery.handle]).expect("ack");
+    }
+    assert_eq!(owners.len(), 2, "eight queues land on both shards");
+}

@@ -87,7 +87,7 @@ pub struct BenchArgs {
     pub rate: u64,
     #[arg(long, value_enum, default_value = "leader")]
     pub acks: AcksArg,
-    /// Send each partition's requests to its owning shard's own port.
+    /// Send each partition's and queue's requests to its owning shard's own port.
     #[arg(long)]
     pub shard_aware: bool,
     /// Print one JSON line instead of the human summary.

@@ -34,6 +34,7 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
             return out;
         }
     };
+    client.set_shard_aware(args.shard_aware);
     let spec = PublishSpec {
         durable: Acks::from(args.acks) == Acks::Durable,
         ..PublishSpec::default()
@@ -97,7 +98,13 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
         last_receive_ns: 0,
         error: None,
     };
-    let mut sub = match Subscription::open(bootstrap, queue, args.prefetch, false) {
+    // Shard-aware: the subscription's connection goes to the queue's owner shard.
+    let address = Client::connect(bootstrap).and_then(|mut c| {
+        c.set_shard_aware(args.shard_aware);
+        c.queue_address(queue, bootstrap)
+    });
+    let opened = address.and_then(|a| Subscription::open(&a, queue, args.prefetch, false));
+    let mut sub = match opened {
         Ok(s) => s,
         Err(e) => {
             out.error = Some(e.to_string());

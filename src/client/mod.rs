@@ -66,6 +66,8 @@ pub struct Client {
     shard_ports: Vec<u16>,
     shard_conns: HashMap<u32, Connection>,
     topics: HashMap<String, TopicInfo>,
+    /// Owner shard of each queue used shard-aware.
+    queue_owners: HashMap<String, u32>,
 }
 
 impl Client {
@@ -82,10 +84,11 @@ impl Client {
             shard_ports: Vec::new(),
             shard_conns: HashMap::new(),
             topics: HashMap::new(),
+            queue_owners: HashMap::new(),
         })
     }
 
-    /// Sends partition requests straight to their owning shard's own port.
+    /// Sends partition and queue requests straight to their owning shard's own port.
     pub fn set_shard_aware(&mut self, on: bool) {
         self.shard_aware = on;
     }
@@ -194,6 +197,53 @@ impl Client {
             .shard_ports
             .get(shard as usize)
             .map(|port| (shard, *port)))
+    }
+
+    /// The shard that owns a queue and that shard's own port (None when the metadata
+    /// does not say).
+    pub fn queue_owner_port(&mut self, queue: &str) -> Result<Option<(u32, u16)>, ClientError> {
+        let owner = match self.queue_owners.get(queue) {
+            Some(owner) => *owner,
+            None => {
+                let owner = self.queue_stats(queue)?.owner;
+                self.queue_owners.insert(queue.to_string(), owner);
+                owner
+            }
+        };
+        if self.shard_ports.is_empty() {
+            self.metadata(Some(Vec::new()))?;
+        }
+        Ok(self
+            .shard_ports
+            .get(owner as usize)
+            .map(|port| (owner, *port)))
+    }
+
+    /// The connection a queue's calls use: its owner shard's when shard-aware.
+    pub fn queue_connection(&mut self, queue: &str) -> Result<&mut Connection, ClientError> {
+        if !self.shard_aware {
+            return Ok(&mut self.bootstrap);
+        }
+        let Some((shard, port)) = self.queue_owner_port(queue)? else {
+            return Ok(&mut self.bootstrap);
+        };
+        if !self.shard_conns.contains_key(&shard) {
+            let conn = Connection::connect((self.host.as_str(), port))?;
+            self.shard_conns.insert(shard, conn);
+        }
+        self.connection(Some(shard))
+    }
+
+    /// Where a new connection for `queue` should go (`host:port`): its owner shard's
+    /// port when shard-aware, else `bootstrap`.
+    pub fn queue_address(&mut self, queue: &str, bootstrap: &str) -> Result<String, ClientError> {
+        if !self.shard_aware {
+            return Ok(bootstrap.to_string());
+        }
+        Ok(match self.queue_owner_port(queue)? {
+            Some((_, port)) => format!("{}:{port}", self.host),
+            None => bootstrap.to_string(),
+        })
     }
 
     /// The host of the bootstrap address; shard ports are on it.

@@ -63,7 +63,7 @@ impl Client {
             queue: queue.to_string(),
             spec,
         };
-        match self.call(request, &[body])?.0 {
+        match self.queue_call(queue, request, &[body])?.0 {
             Response::Published { id } => Ok(id),
             other => Err(unexpected("publish", &other)),
         }
@@ -82,7 +82,7 @@ impl Client {
             spec,
             lens: bodies.iter().map(|b| b.len() as u32).collect(),
         };
-        match self.call(request, bodies)?.0 {
+        match self.queue_call(queue, request, bodies)?.0 {
             Response::PublishedBatch { stored } => Ok(stored),
             other => Err(unexpected("publish batch", &other)),
         }
@@ -102,10 +102,11 @@ impl Client {
             wait_ms,
             auto_ack,
         };
-        let (response, payload) = self.call(request, &[])?;
+        let (response, payload) = self.queue_call(queue, request, &[])?;
         let Response::Received { messages } = response else {
             return Err(unexpected("receive", &response));
         };
+        let messages = messages.into_vec().map_err(ClientError::Protocol)?;
         let mut at = 0usize;
         let mut out = Vec::with_capacity(messages.len());
         for delivery in messages {
@@ -127,7 +128,7 @@ impl Client {
             queue: queue.to_string(),
             handles: handles.to_vec(),
         };
-        self.call(request, &[]).map(|_| ())
+        self.queue_call(queue, request, &[]).map(|_| ())
     }
 
     /// Gives leases back: ready again (`requeue`) or dead-lettered as rejected.
@@ -137,7 +138,18 @@ impl Client {
             handles: handles.to_vec(),
             requeue,
         };
-        self.call(request, &[]).map(|_| ())
+        self.queue_call(queue, request, &[]).map(|_| ())
+    }
+
+    /// One call about a queue, on the connection `queue_connection` picks.
+    fn queue_call(
+        &mut self,
+        queue: &str,
+        request: Request,
+        payload: &[&[u8]],
+    ) -> Result<(Response, Bytes), ClientError> {
+        let (response, payload) = self.queue_connection(queue)?.call(request, payload)?;
+        Ok((super::check(response)?, payload))
     }
 }
 
@@ -253,6 +265,7 @@ impl Subscription {
                     "unexpected answer to subscribe".into(),
                 ));
             };
+            let messages = messages.into_vec().map_err(ClientError::Protocol)?;
             let mut at = 0usize;
             for delivery in messages {
                 let end = at + delivery.len as usize;

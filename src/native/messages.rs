@@ -83,6 +83,100 @@ pub struct PublishSpec {
     pub origin: Option<String>,
 }
 
+/// Messages handed out by one receive, column by column: rkyv writes a column of
+/// numbers in one copy, where a list of structs costs a zeroed temporary and a resolve
+/// per element. Bodies follow one another in the answer's payload, in this order.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    pub handles: Vec<u64>,
+    pub ids: Vec<u64>,
+    pub published_ms: Vec<i64>,
+    pub deliveries: Vec<u32>,
+    pub lens: Vec<u32>,
+    pub priorities: Vec<u8>,
+    /// Headers and group ids, only for the messages that have any.
+    pub extras: Vec<DeliveryExtras>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryExtras {
+    /// Position of the message in its `Deliveries`.
+    pub index: u32,
+    pub headers: Vec<(String, String)>,
+    pub group_id: Option<String>,
+}
+
+impl Deliveries {
+    pub fn with_capacity(n: usize) -> Deliveries {
+        Deliveries {
+            handles: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            published_ms: Vec::with_capacity(n),
+            deliveries: Vec::with_capacity(n),
+            lens: Vec::with_capacity(n),
+            priorities: Vec::with_capacity(n),
+            extras: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn push(&mut self, d: QueueDelivery) {
+        if !d.headers.is_empty() || d.group_id.is_some() {
+            self.extras.push(DeliveryExtras {
+                index: self.ids.len() as u32,
+                headers: d.headers,
+                group_id: d.group_id,
+            });
+        }
+        self.handles.push(d.handle);
+        self.ids.push(d.id);
+        self.published_ms.push(d.published_ms);
+        self.deliveries.push(d.deliveries);
+        self.lens.push(d.len);
+        self.priorities.push(d.priority);
+    }
+
+    /// One `QueueDelivery` per message again; an error when the columns disagree.
+    pub fn into_vec(self) -> Result<Vec<QueueDelivery>, String> {
+        let n = self.ids.len();
+        let lengths = [
+            self.handles.len(),
+            self.published_ms.len(),
+            self.deliveries.len(),
+            self.lens.len(),
+            self.priorities.len(),
+        ];
+        if lengths.iter().any(|l| *l != n) || self.extras.iter().any(|e| e.index as usize >= n) {
+            return Err("deliveries whose columns disagree".into());
+        }
+        let mut out: Vec<QueueDelivery> = (0..n)
+            .map(|i| QueueDelivery {
+                handle: self.handles[i],
+                id: self.ids[i],
+                deliveries: self.deliveries[i],
+                priority: self.priorities[i],
+                headers: Vec::new(),
+                group_id: None,
+                published_ms: self.published_ms[i],
+                len: self.lens[i],
+            })
+            .collect();
+        for e in self.extras {
+            let d = &mut out[e.index as usize];
+            d.headers = e.headers;
+            d.group_id = e.group_id;
+        }
+        Ok(out)
+    }
+}
+
 /// A message received from a queue; its body is the `len` bytes at its place in the
 /// answer's payload.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -108,6 +202,8 @@ pub struct QueueStatsInfo {
     pub dead_lettered: u64,
     /// Receives waiting on this queue now.
     pub consumers: u64,
+    /// The shard that owns the queue: a shard-aware client sends its calls there.
+    pub owner: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -432,7 +528,7 @@ pub enum Response {
     },
     /// Payload: the bodies, one after another.
     Received {
-        messages: Vec<QueueDelivery>,
+        messages: Box<Deliveries>,
     },
     Exchanges {
         exchanges: Vec<(String, ExchangeType)>,
@@ -488,5 +584,42 @@ impl Response {
             code,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: u64, group: Option<&str>) -> QueueDelivery {
+        QueueDelivery {
+            handle: id + 100,
+            id,
+            deliveries: 1,
+            priority: (id % 3) as u8,
+            headers: group.map_or_else(Vec::new, |g| vec![("k".into(), g.into())]),
+            group_id: group.map(str::to_string),
+            published_ms: 1_000 + id as i64,
+            len: id as u32,
+        }
+    }
+
+    #[test]
+    fn deliveries_round_trip_through_columns_and_refuse_ragged_ones() {
+        let all = vec![delivery(0, None), delivery(1, Some("g")), delivery(2, None)];
+        let mut columns = Deliveries::with_capacity(3);
+        for d in all.clone() {
+            columns.push(d);
+        }
+        assert_eq!(columns.extras.len(), 1, "extras only where there are any");
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&columns).expect("encode");
+        let back = rkyv::from_bytes::<Deliveries, rkyv::rancor::Error>(&bytes).expect("decode");
+        assert_eq!(back.into_vec(), Ok(all));
+        let mut ragged = columns.clone();
+        ragged.lens.pop();
+        assert!(ragged.into_vec().is_err());
+        let mut stray = columns;
+        stray.extras[0].index = 7;
+        assert!(stray.into_vec().is_err());
     }
 }

@@ -13,7 +13,7 @@
 use super::router::Reply;
 use super::shard::{reply, Shard};
 use crate::native::messages::{
-    ErrorCode, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
+    Deliveries, ErrorCode, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
 };
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
@@ -241,6 +241,7 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
                 in_flight: s.in_flight as u64,
                 dead_lettered: q.dead_lettered.get(),
                 consumers: q.waiting.get() + q.subscribers.borrow().len() as u64,
+                owner: shard.id,
             }))
         }
         Request::PurgeQueue { .. } => {
@@ -437,26 +438,29 @@ async fn receive(
             return io_error(e);
         }
     }
-    let (messages, bodies) = described(&deliveries, auto_ack);
+    let (messages, bodies) = described(deliveries, auto_ack);
+    let messages = Box::new(messages);
     Some((Response::Received { messages }, bodies))
 }
 
-fn described(deliveries: &[Delivery], settled: bool) -> (Vec<QueueDelivery>, Vec<Bytes>) {
-    let messages = deliveries
-        .iter()
-        .map(|d| QueueDelivery {
+fn described(deliveries: Vec<Delivery>, settled: bool) -> (Deliveries, Vec<Bytes>) {
+    let mut out = Deliveries::with_capacity(deliveries.len());
+    let mut bodies = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let m = d.message;
+        out.push(QueueDelivery {
             handle: if settled { 0 } else { d.handle },
-            id: d.message.id,
-            deliveries: d.message.deliveries,
-            priority: d.message.priority,
-            headers: d.message.headers.clone(),
-            group_id: d.message.group_id.clone(),
-            published_ms: d.message.published_ms,
-            len: d.message.body.len() as u32,
-        })
-        .collect();
-    let bodies = deliveries.iter().map(|d| d.message.body.clone()).collect();
-    (messages, bodies)
+            id: m.id,
+            deliveries: m.deliveries,
+            priority: m.priority,
+            headers: m.headers,
+            group_id: m.group_id,
+            published_ms: m.published_ms,
+            len: m.body.len() as u32,
+        });
+        bodies.push(m.body);
+    }
+    (out, bodies)
 }
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
