@@ -87,15 +87,13 @@ async fn journal_cycles(
                 ids.push(id);
             }
         }
-        let publishes = ids
-            .iter()
-            .filter_map(|id| q.message(*id))
-            .map(|message| Publish {
-                message,
-                dedup_id: None,
-                origin: None,
-            });
-        let _ = store.append_published(publishes, 1_000);
+        let messages: Vec<_> = ids.iter().filter_map(|id| q.message(*id)).collect();
+        let publish = Publish {
+            messages: &messages,
+            dedup_id: None,
+            origin: None,
+        };
+        let _ = store.append_published(publish, 1_000);
         loop {
             let (deliveries, _) = q.receive(PREFETCH, holder, 1_000);
             if deliveries.is_empty() {

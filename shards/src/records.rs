@@ -86,13 +86,49 @@ impl BatchBuilder {
         timestamp_ms: i64,
         headers: &[(&[u8], &[u8])],
     ) {
+        let value_len = value.map(<[u8]>::len);
+        self.push_with(key, value_len, timestamp_ms, headers, |out| {
+            if let Some(v) = value {
+                out.extend_from_slice(v);
+            }
+        });
+    }
+
+    /// Appends one record whose value is `parts` one after another, each copied once
+    /// straight into the batch.
+    pub fn push_parts<'a>(
+        &mut self,
+        key: Option<&[u8]>,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+        timestamp_ms: i64,
+    ) {
+        let value_len = parts.clone().map(<[u8]>::len).sum();
+        self.push_with(key, Some(value_len), timestamp_ms, &[], |out| {
+            for part in parts {
+                out.extend_from_slice(part);
+            }
+        });
+    }
+
+    fn push_with(
+        &mut self,
+        key: Option<&[u8]>,
+        value_len: Option<usize>,
+        timestamp_ms: i64,
+        headers: &[(&[u8], &[u8])],
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) {
         let ts_delta = timestamp_ms - self.base_timestamp;
         let offset_delta = i64::from(self.count);
+        let value_field_len = match value_len {
+            Some(n) => varint_len(n as i64) + n,
+            None => varint_len(-1),
+        };
         let body_len = 1
             + varint_len(ts_delta)
             + varint_len(offset_delta)
             + bytes_len(key)
-            + bytes_len(value)
+            + value_field_len
             + varint_len(headers.len() as i64)
             + headers
                 .iter()
@@ -106,7 +142,15 @@ impl BatchBuilder {
         put_varint(out, ts_delta);
         put_varint(out, offset_delta);
         put_bytes(out, key);
-        put_bytes(out, value);
+        match value_len {
+            Some(n) => {
+                put_varint(out, n as i64);
+                let before = out.len();
+                write_value(out);
+                debug_assert_eq!(out.len() - before, n, "value length given up front");
+            }
+            None => put_varint(out, -1),
+        }
         put_varint(out, headers.len() as i64);
         for (k, v) in headers {
             put_bytes(out, Some(k));

@@ -20,8 +20,7 @@ use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::{BatchCache, LogConfig};
 use peregrine_shards::queues::{
-    DeadLetter, Delivery, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError,
-    QueueStore,
+    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError, QueueStore,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -291,11 +290,11 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
             return io_error("published message vanished");
         };
         let publish = Publish {
-            message,
+            messages: &[message],
             dedup_id: spec.dedup_id.as_deref(),
             origin: spec.origin.as_deref(),
         };
-        q.store.append_published([publish], now)
+        q.store.append_published(publish, now)
     };
     if let Err(e) = durable(q, appended, spec.durable).await {
         return io_error(e);
@@ -352,15 +351,13 @@ async fn publish_batch(
                 }
             }
         }
-        let publishes = ids
-            .iter()
-            .filter_map(|id| queue.message(*id))
-            .map(|message| Publish {
-                message,
-                dedup_id: None,
-                origin: None,
-            });
-        q.store.append_published(publishes, now)
+        let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
+        let publish = Publish {
+            messages: &messages,
+            dedup_id: None,
+            origin: None,
+        };
+        q.store.append_published(publish, now)
     };
     if let Err(e) = durable(q, appended, spec.durable).await {
         return io_error(e);
@@ -383,22 +380,40 @@ async fn receive(
 ) -> Option<Reply> {
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
-    let deliveries = loop {
+    let mut out = Deliveries::default();
+    let mut bodies = BytesMut::new();
+    loop {
         let listener = q.ready.listen();
         let now = crate::time::now_ms();
         let room = match holder {
             Holder::Pull => max,
-            Holder::Subscription(h) if q.closed_holders.borrow().contains(&h) => break Vec::new(),
+            Holder::Subscription(h) if q.closed_holders.borrow().contains(&h) => break,
             Holder::Subscription(_) => max.saturating_sub(q.queue.borrow().held_by(holder)),
         };
-        let (deliveries, dead) = if room > 0 {
-            q.queue.borrow_mut().receive(room, holder, now)
+        let dead = if room > 0 {
+            // Each message's metadata into its columns and its body straight into the
+            // answer: no clone of the message, one copy of the body.
+            q.queue
+                .borrow_mut()
+                .receive_with(room, holder, now, |handle, m| {
+                    out.push(QueueDelivery {
+                        handle,
+                        id: m.id,
+                        deliveries: m.deliveries,
+                        priority: m.priority,
+                        headers: m.headers.clone(),
+                        group_id: m.group_id.clone(),
+                        published_ms: m.published_ms,
+                        len: m.body.len() as u32,
+                    });
+                    bodies.extend_from_slice(&m.body);
+                })
         } else {
-            (Vec::new(), q.queue.borrow_mut().tick(now))
+            q.queue.borrow_mut().tick(now)
         };
         spawn_dead_letters(shard, q, dead);
-        if !deliveries.is_empty() || now >= deadline {
-            break deliveries;
+        if !out.is_empty() || now >= deadline {
+            break;
         }
         // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline.
         let due = q
@@ -415,20 +430,23 @@ async fn receive(
         if pulling {
             q.waiting.set(q.waiting.get() - 1);
         }
-    };
-    if !deliveries.is_empty() {
+    }
+    if !out.is_empty() {
         let event = if auto_ack {
             // At-most-once: settled on disk before anything is sent.
             let mut queue = q.queue.borrow_mut();
-            let ids = deliveries
+            let ids = out
+                .handles
                 .iter()
-                .filter_map(|d| queue.ack(d.handle).ok())
+                .filter_map(|h| queue.ack(*h).ok())
                 .map(|m| m.id)
                 .collect();
+            out.handles.iter_mut().for_each(|h| *h = 0);
             Event::Settled { ids }
         } else {
-            let ids = deliveries.iter().map(|d| d.message.id).collect();
-            Event::Delivered { ids }
+            Event::Delivered {
+                ids: out.ids.clone(),
+            }
         };
         if let Err(e) = q
             .store
@@ -438,29 +456,8 @@ async fn receive(
             return io_error(e);
         }
     }
-    let (messages, bodies) = described(deliveries, auto_ack);
-    let messages = Box::new(messages);
-    Some((Response::Received { messages }, bodies))
-}
-
-fn described(deliveries: Vec<Delivery>, settled: bool) -> (Deliveries, Vec<Bytes>) {
-    let mut out = Deliveries::with_capacity(deliveries.len());
-    let mut bodies = Vec::with_capacity(deliveries.len());
-    for d in deliveries {
-        let m = d.message;
-        out.push(QueueDelivery {
-            handle: if settled { 0 } else { d.handle },
-            id: m.id,
-            deliveries: m.deliveries,
-            priority: m.priority,
-            headers: m.headers,
-            group_id: m.group_id,
-            published_ms: m.published_ms,
-            len: m.body.len() as u32,
-        });
-        bodies.push(m.body);
-    }
-    (out, bodies)
+    let messages = Box::new(out);
+    Some((Response::Received { messages }, vec![bodies.freeze()]))
 }
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {

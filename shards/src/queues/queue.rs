@@ -302,22 +302,42 @@ impl Queue {
         holder: Holder,
         now_ms: i64,
     ) -> (Vec<Delivery>, Vec<DeadLetter>) {
+        let mut out = Vec::new();
+        let dead = self.receive_with(max, holder, now_ms, |handle, m| {
+            out.push(Delivery {
+                handle,
+                message: m.clone(),
+            })
+        });
+        (out, dead)
+    }
+
+    /// `receive`, showing each leased message (with its new handle and count) to
+    /// `each` instead of cloning it out.
+    pub fn receive_with(
+        &mut self,
+        max: usize,
+        holder: Holder,
+        now_ms: i64,
+        mut each: impl FnMut(u64, &Message),
+    ) -> Vec<DeadLetter> {
         let dead = self.tick(now_ms);
-        let mut out = Vec::with_capacity(max.min(self.ready));
+        let mut left = max;
         for p in (0..self.levels.len()).rev() {
-            if out.len() >= max || self.ready == 0 {
+            if left == 0 || self.ready == 0 {
                 break;
             }
             let picked = if self.config.fifo {
-                self.pick_fifo(p, max - out.len())
+                self.pick_fifo(p, left)
             } else {
-                self.pick(p, max - out.len())
+                self.pick(p, left)
             };
+            left -= picked.len();
             for id in picked {
-                self.lease(id, holder, now_ms, &mut out);
+                self.lease(id, holder, now_ms, &mut each);
             }
         }
-        (out, dead)
+        dead
     }
 
     /// Takes up to `max` ready ids of level `p` off it, oldest first.
@@ -386,7 +406,13 @@ impl Queue {
     }
 
     /// Leases a message just taken off the ready set to `holder`.
-    fn lease(&mut self, id: u64, holder: Holder, now_ms: i64, out: &mut Vec<Delivery>) {
+    fn lease(
+        &mut self,
+        id: u64,
+        holder: Holder,
+        now_ms: i64,
+        each: &mut impl FnMut(u64, &Message),
+    ) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -412,10 +438,7 @@ impl Queue {
             let group = entry.message.group_id.clone().unwrap_or_default();
             self.busy_groups.insert(group);
         }
-        out.push(Delivery {
-            handle,
-            message: entry.message.clone(),
-        });
+        each(handle, &entry.message);
     }
 
     fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {

@@ -1,8 +1,10 @@
 //! A queue's durable journal. Every change to its messages goes into a partition log of
 //! the queue's own (the same O_DIRECT segments, group commit and recovery as topics):
 //!
-//! - a publish is one record whose key is the message's metadata (`PublishedMeta`, rkyv)
-//!   and whose value is its body, written straight into the batch (one copy);
+//! - messages published together with the same options (a batch publish) are one
+//!   record whose key is their shared metadata (`PublishedMeta`, rkyv: the first id,
+//!   each body's length, the options) and whose value is their bodies one after
+//!   another, written straight into the batch (one copy, no per-message encoding);
 //! - the other events are records with no key and an rkyv `Event` as value, one record
 //!   per request whatever its size: the ids delivered by one hand-out (each one delivery
 //!   more), the ids settled by one ack (acked, dropped, dead-letter move done), and the
@@ -28,10 +30,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-/// A publish record's key: everything about the message but its body.
+/// A publish record's key: messages with consecutive ids from `first_id`, one per
+/// body length, sharing everything else.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct PublishedMeta {
-    pub id: u64,
+    pub first_id: u64,
+    pub lens: Vec<u32>,
     pub priority: u8,
     pub published_ms: i64,
     pub visible_at_ms: i64,
@@ -75,9 +79,10 @@ fn reason_of(code: u8) -> DeadReason {
     }
 }
 
-/// One message to journal as published, with what only the journal keeps.
+/// Messages to journal as published, with what only the journal keeps (a dedup id
+/// or an origin applies to a single message).
 pub struct Publish<'a> {
-    pub message: &'a Message,
+    pub messages: &'a [&'a Message],
     pub dedup_id: Option<&'a str>,
     pub origin: Option<&'a str>,
 }
@@ -132,10 +137,9 @@ pub struct QueueStore {
     encoder: RefCell<Encoder>,
 }
 
-/// Where the unsettled publishes are: runs of consecutive ids journaled together, in
-/// id order (one writer per queue assigns ids in journal order), so the first run with
-/// something unsettled holds the oldest publish the log must keep. A run is a handful
-/// of words however many messages it covers.
+/// Where the unsettled publishes are: one run per publish record (consecutive ids at
+/// one log offset), in id order (one writer per queue assigns ids in journal order), so
+/// the first run with something unsettled holds the oldest publish the log must keep.
 #[derive(Default)]
 struct Live {
     runs: VecDeque<Run>,
@@ -143,7 +147,7 @@ struct Live {
 
 struct Run {
     first_id: u64,
-    /// Log offset of the first id's publish; the others follow it.
+    /// Log offset of the record holding these publishes.
     offset: i64,
     count: u32,
     unsettled: u32,
@@ -151,35 +155,18 @@ struct Run {
     settled: Vec<u64>,
 }
 
-impl Run {
-    fn new(id: u64, offset: i64) -> Run {
-        Run {
-            first_id: id,
-            offset,
-            count: 1,
-            unsettled: 1,
-            settled: vec![0],
-        }
-    }
-}
-
-/// Longest run: keeps a settle's bit lookup cheap and a run's bitmap small.
-const RUN_MAX: u32 = 1 << 16;
-
 impl Live {
-    fn insert(&mut self, id: u64, offset: i64) {
-        if let Some(run) = self.runs.back_mut() {
-            let next = run.first_id + u64::from(run.count);
-            if id == next && offset == run.offset + i64::from(run.count) && run.count < RUN_MAX {
-                if run.count % 64 == 0 {
-                    run.settled.push(0);
-                }
-                run.count += 1;
-                run.unsettled += 1;
-                return;
-            }
+    fn insert(&mut self, first_id: u64, count: u32, offset: i64) {
+        if count == 0 {
+            return;
         }
-        self.runs.push_back(Run::new(id, offset));
+        self.runs.push_back(Run {
+            first_id,
+            offset,
+            count,
+            unsettled: count,
+            settled: vec![0; (count as usize).div_ceil(64)],
+        });
     }
 
     fn remove(&mut self, id: u64) {
@@ -207,46 +194,67 @@ impl Live {
 
     /// Log offset of the oldest unsettled publish.
     fn oldest(&self) -> Option<i64> {
-        // The front run has something unsettled (emptied ones are popped): its first
-        // clear bit. Offsets within a run follow its ids.
-        let run = self.runs.front()?;
-        let (word, bits) = run
-            .settled
-            .iter()
-            .enumerate()
-            .find(|(_, w)| **w != u64::MAX)?;
-        Some(run.offset + (word * 64) as i64 + i64::from(bits.trailing_ones()))
+        // Emptied runs at the front are popped, so the front one holds something.
+        self.runs.front().map(|r| r.offset)
     }
 }
 
 impl PublishedMeta {
-    fn of(p: &Publish<'_>) -> PublishedMeta {
-        let m = p.message;
+    /// The metadata `m` shares with the messages published with it.
+    fn of(m: &Message, dedup_id: Option<&str>, origin: Option<&str>) -> PublishedMeta {
         PublishedMeta {
-            id: m.id,
+            first_id: m.id,
+            lens: Vec::new(),
             priority: m.priority,
             published_ms: m.published_ms,
             visible_at_ms: m.visible_at_ms,
             expires_at_ms: m.expires_at_ms,
             headers: m.headers.clone(),
             group_id: m.group_id.clone(),
-            dedup_id: p.dedup_id.map(str::to_string),
-            origin: p.origin.map(str::to_string),
+            dedup_id: dedup_id.map(str::to_string),
+            origin: origin.map(str::to_string),
         }
     }
 
-    fn into_message(self, body: Bytes) -> Message {
-        Message {
-            id: self.id,
-            body,
-            headers: self.headers,
-            priority: self.priority,
-            group_id: self.group_id,
-            published_ms: self.published_ms,
-            visible_at_ms: self.visible_at_ms,
-            expires_at_ms: self.expires_at_ms,
-            deliveries: 0,
+    /// Whether `m` can join this record: the next id, with the same options.
+    fn takes(&self, m: &Message) -> bool {
+        m.id == self.first_id + self.lens.len() as u64
+            && m.priority == self.priority
+            && m.published_ms == self.published_ms
+            && m.visible_at_ms == self.visible_at_ms
+            && m.expires_at_ms == self.expires_at_ms
+            && m.headers == self.headers
+            && m.group_id == self.group_id
+    }
+
+    /// The messages of a record, given its value (their bodies one after another).
+    fn into_messages(self, value: &[u8], offset: i64) -> Result<Vec<Message>, LogError> {
+        let total: usize = self.lens.iter().map(|l| *l as usize).sum();
+        if total != value.len() {
+            return Err(corrupt(format!(
+                "publish at offset {offset}: bodies of {total} bytes in a value of {}",
+                value.len()
+            )));
         }
+        let bodies = Bytes::copy_from_slice(value);
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(self.lens.len());
+        for (i, len) in self.lens.iter().enumerate() {
+            let body = bodies.slice(at..at + *len as usize);
+            at += *len as usize;
+            out.push(Message {
+                id: self.first_id + i as u64,
+                body,
+                headers: self.headers.clone(),
+                priority: self.priority,
+                group_id: self.group_id.clone(),
+                published_ms: self.published_ms,
+                visible_at_ms: self.visible_at_ms,
+                expires_at_ms: self.expires_at_ms,
+                deliveries: 0,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -311,16 +319,20 @@ impl QueueStore {
                     let Some(value) = r.value else { continue };
                     if let Some(key) = r.key {
                         let meta: PublishedMeta = decode(key, &mut aligned, "publish", r.offset)?;
-                        out.next_id = out.next_id.max(meta.id + 1);
+                        let count = meta.lens.len() as u64;
+                        out.next_id = out.next_id.max(meta.first_id + count);
                         if let Some(d) = &meta.dedup_id {
                             out.dedup.push((d.clone(), meta.published_ms));
                         }
                         if let Some(o) = &meta.origin {
                             out.origins.insert(o.clone());
                         }
-                        self.live.borrow_mut().insert(meta.id, r.offset);
-                        let body = Bytes::copy_from_slice(value);
-                        messages.insert(meta.id, meta.into_message(body));
+                        self.live
+                            .borrow_mut()
+                            .insert(meta.first_id, count as u32, r.offset);
+                        for m in meta.into_messages(value, r.offset)? {
+                            messages.insert(m.id, m);
+                        }
                         continue;
                     }
                     match decode::<Event>(value, &mut aligned, "event", r.offset)? {
@@ -355,31 +367,47 @@ impl QueueStore {
         Ok(out)
     }
 
-    /// Journals publishes as one batch, bodies copied once, straight into it. Returns
-    /// the last offset written (for `wait_durable`), `None` when there was nothing.
-    pub fn append_published<'a>(
+    /// Journals publishes as one batch: one record per run of consecutive ids with the
+    /// same options, bodies copied once, straight into it. Returns the last offset
+    /// written (for `wait_durable`), `None` when there was nothing.
+    pub fn append_published(
         &self,
-        publishes: impl IntoIterator<Item = Publish<'a>>,
+        publish: Publish<'_>,
         now_ms: i64,
     ) -> Result<Option<i64>, LogError> {
         let mut builder = BatchBuilder::new(now_ms, 0);
-        let mut ids = Vec::new();
+        let mut runs: Vec<(u64, u32)> = Vec::new();
         {
             let mut encoder = self.encoder.borrow_mut();
-            for p in publishes {
-                let key = encoder.encode(&PublishedMeta::of(&p))?;
-                builder.push(Some(key), Some(&p.message.body), now_ms, &[]);
-                ids.push(p.message.id);
+            let mut rest = publish.messages;
+            while let Some(first) = rest.first() {
+                let mut meta = PublishedMeta::of(first, publish.dedup_id, publish.origin);
+                let n = rest
+                    .iter()
+                    .take_while(|m| {
+                        let joins = meta.takes(m);
+                        if joins {
+                            meta.lens.push(m.body.len() as u32);
+                        }
+                        joins
+                    })
+                    .count();
+                let (run, after) = rest.split_at(n.max(1));
+                let key = encoder.encode(&meta)?;
+                let bodies = run.iter().map(|m| &m.body[..]);
+                builder.push_parts(Some(key), bodies, now_ms);
+                runs.push((first.id, run.len() as u32));
+                rest = after;
             }
         }
         let Some(base) = self.append_batch(builder)? else {
             return Ok(None);
         };
         let mut live = self.live.borrow_mut();
-        for (i, id) in ids.iter().enumerate() {
-            live.insert(*id, base + i as i64);
+        for (i, (first_id, count)) in runs.iter().enumerate() {
+            live.insert(*first_id, *count, base + i as i64);
         }
-        Ok(Some(base + ids.len() as i64 - 1))
+        Ok(Some(base + runs.len() as i64 - 1))
     }
 
     /// Journals one event as one record; returns its offset.
@@ -509,11 +537,11 @@ mod tests {
             .expect("publish")
             .expect("accepted");
         let publish = Publish {
-            message: q.message(id).expect("message"),
+            messages: &[q.message(id).expect("message")],
             dedup_id: dedup.as_deref(),
             origin: None,
         };
-        let last = s.append_published([publish], now).expect("journal");
+        let last = s.append_published(publish, now).expect("journal");
         s.wait_durable(last.expect("appended"))
             .await
             .expect("durable");
@@ -601,11 +629,11 @@ mod tests {
                 ..q.message(0).expect("m").clone()
             };
             let publish = Publish {
-                message: &moved,
+                messages: &[&moved],
                 dedup_id: None,
                 origin: Some("src/7"),
             };
-            let last = s.append_published([publish], 1000).expect("journal");
+            let last = s.append_published(publish, 1000).expect("journal");
             s.wait_durable(last.expect("appended"))
                 .await
                 .expect("durable");
@@ -625,30 +653,81 @@ mod tests {
     fn live_runs_track_the_oldest_unsettled_publish() {
         let mut live = Live::default();
         assert_eq!(live.oldest(), None);
-        // Ids 0..100 at offsets 10..110 (one batch), then 100..103 after two events.
-        for id in 0..100 {
-            live.insert(id, 10 + id as i64);
-        }
-        for id in 100..103 {
-            live.insert(id, 12 + id as i64);
-        }
-        assert_eq!(live.runs.len(), 2, "a gap in offsets starts a run");
+        // Ids 0..100 in the record at offset 10, then 100..103 at 12.
+        live.insert(0, 100, 10);
+        live.insert(100, 3, 12);
         live.remove(1);
         live.remove(1);
         live.remove(500);
         assert_eq!(live.oldest(), Some(10), "settled twice counts once");
-        live.remove(0);
-        assert_eq!(live.oldest(), Some(12));
-        for id in 2..100 {
+        for id in (0..100).rev() {
             live.remove(id);
         }
         assert_eq!(live.runs.len(), 1, "an emptied front run goes");
-        assert_eq!(live.oldest(), Some(112));
-        live.remove(101);
-        live.remove(100);
-        assert_eq!(live.oldest(), Some(114));
+        assert_eq!(live.oldest(), Some(12));
         live.remove(102);
+        live.remove(100);
+        assert_eq!(live.oldest(), Some(12));
+        live.remove(101);
         assert_eq!(live.oldest(), None);
+    }
+
+    #[test]
+    fn a_batch_is_one_record_and_replays_message_by_message() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("q");
+            let (s, _) = open(&dir, 1 << 20).await;
+            let mut q = Queue::new("q", QueueConfig::default());
+            let ids: Vec<u64> = ["a", "bb", "", "dddd"]
+                .iter()
+                .map(|b| {
+                    q.publish(Bytes::from(b.to_string()), PublishOptions::default(), 5)
+                        .expect("publish")
+                        .expect("accepted")
+                })
+                .collect();
+            // A delayed one after them starts a record of its own.
+            let delayed = PublishOptions {
+                deliver_at_ms: Some(50),
+                ..PublishOptions::default()
+            };
+            let late = q
+                .publish(Bytes::from_static(b"late"), delayed, 5)
+                .expect("publish")
+                .expect("accepted");
+            let messages: Vec<&Message> = ids
+                .iter()
+                .chain([&late])
+                .filter_map(|id| q.message(*id))
+                .collect();
+            let publish = Publish {
+                messages: &messages,
+                dedup_id: None,
+                origin: None,
+            };
+            let before = s.log().end_offset();
+            let last = s.append_published(publish, 5).expect("journal");
+            assert_eq!(last, Some(before + 1), "two records: four, then one");
+            s.wait_durable(before + 1).await.expect("durable");
+            s.close().await.expect("close");
+            let (s, rec) = open(&dir, 1 << 20).await;
+            let got: Vec<(u64, &[u8], i64)> = rec
+                .messages
+                .iter()
+                .map(|m| (m.id, &m.body[..], m.visible_at_ms))
+                .collect();
+            let want: Vec<(u64, &[u8], i64)> = vec![
+                (0, b"a", 5),
+                (1, b"bb", 5),
+                (2, b"", 5),
+                (3, b"dddd", 5),
+                (4, b"late", 50),
+            ];
+            assert_eq!(got, want);
+            assert_eq!(rec.next_id, 5);
+            s.close().await.expect("close");
+        });
     }
 
     #[test]
