@@ -25,12 +25,15 @@ use peregrine_shards::queues::{
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Longest a receive waits for a message (SQS's limit).
 const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
 /// Most messages one receive hands out.
 const RECEIVE_MAX: u32 = 10_000;
+/// Deliveries a receive reserves room for up front (more grow the buffers).
+const BATCH_RESERVE: usize = 1024;
+/// Bytes reserved per delivery for its body.
+const BODY_RESERVE: usize = 256;
 /// Segment size of queue journals: small, so settled ones are reclaimed early.
 const JOURNAL_SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -44,6 +47,10 @@ pub struct OpenQueue {
     ready: Notify,
     /// Pull receives waiting for a message now.
     waiting: Cell<u64>,
+    /// Earliest time a waiting receive must look again (its deadline, or a lease,
+    /// delay or TTL falling due): the shard's queue timer wakes them then, so a wait
+    /// costs no timer of its own (timers are io_uring operations, set and cancelled).
+    wake_at: Cell<i64>,
     /// Push subscriptions attached (until their last unsubscribe).
     subscribers: RefCell<HashSet<u64>>,
     dead_lettered: Cell<u64>,
@@ -140,6 +147,7 @@ pub async fn open(
         store,
         ready: Notify::new(),
         waiting: Cell::new(0),
+        wake_at: Cell::new(i64::MAX),
         subscribers: RefCell::new(HashSet::new()),
         dead_lettered: Cell::new(0),
         origins: RefCell::new(rec.origins),
@@ -380,8 +388,8 @@ async fn receive(
 ) -> Option<Reply> {
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
-    let mut out = Deliveries::default();
-    let mut bodies = BytesMut::new();
+    let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
+    let mut bodies = BytesMut::with_capacity(max.min(BATCH_RESERVE) * BODY_RESERVE);
     loop {
         let listener = q.ready.listen();
         let now = crate::time::now_ms();
@@ -415,18 +423,19 @@ async fn receive(
         if !out.is_empty() || now >= deadline {
             break;
         }
-        // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline.
+        // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline
+        // (the queue timer's next tick after it).
         let due = q
             .queue
             .borrow()
             .next_deadline_ms()
             .map_or(deadline, |d| d.min(deadline));
-        let sleep = Duration::from_millis(u64::try_from(due - now).unwrap_or(0).max(1));
+        q.wake_at.set(q.wake_at.get().min(due));
         let pulling = holder == Holder::Pull;
         if pulling {
             q.waiting.set(q.waiting.get() + 1);
         }
-        futures_lite::future::or(listener, glommio::timer::sleep(sleep)).await;
+        listener.await;
         if pulling {
             q.waiting.set(q.waiting.get() - 1);
         }
@@ -617,6 +626,11 @@ pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
             let dead = q.queue.borrow_mut().tick(now);
             q.ready.notify(usize::MAX);
             spawn_dead_letters(shard, &q, dead);
+        }
+        if q.wake_at.get() <= now {
+            // Every waiting receive looks again and says when it next must.
+            q.wake_at.set(i64::MAX);
+            q.ready.notify(usize::MAX);
         }
         let retry: Vec<DeadLetter> = q.pending_moves.borrow_mut().drain(..).collect();
         spawn_dead_letters(shard, &q, retry);
