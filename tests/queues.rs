@@ -259,7 +259,10 @@ fn a_receive_waits_for_a_publish_and_a_delayed_message_is_not_visible_early() {
     publisher.join().expect("publisher");
     // With nothing to hand out, a long poll answers (empty) at its deadline.
     let started = Instant::now();
-    assert!(c.receive("later", 1, 300, true).expect("receive").is_empty());
+    assert!(c
+        .receive("later", 1, 300, true)
+        .expect("receive")
+        .is_empty());
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
