@@ -854,14 +854,33 @@ fn a_shard_aware_client_talks_to_each_queues_owner_shard() {
         let got = c.receive(&name, 10, 1000, false).expect("receive");
         assert_eq!(texts(&got), ["pulled"]);
         c.ack(&name, &[got[0].delivery.handle]).expect("ack");
-        c.publish(&name, durable(), b"pushed").expect("publish");
-        let mut sub = Subscription::open(&address, &name, 10, false).expect("subscribe");
-        let pushed = sub
-            .next(Duration::from_secs(5))
-            .expect("next")
-            .expect("a pushed message");
-        assert_eq!(text(&pushed), "pushed");
-        sub.ack(&[pushed.delivery.handle]).expect("ack");
+        // A subscription opened on the bootstrap address finds the owner by itself.
+        for (body, via) in [
+            ("pushed", b.addr.as_str()),
+            ("pushed there", address.as_str()),
+        ] {
+            c.publish(&name, durable(), body.as_bytes())
+                .expect("publish");
+            let mut sub = if via == b.addr {
+                Subscription::open(via, &name, 10, false)
+            } else {
+                Subscription::open_at(via, &name, 10, false)
+            }
+            .expect("subscribe");
+            let pushed = sub
+                .next(Duration::from_secs(5))
+                .expect("next")
+                .expect("a pushed message");
+            assert_eq!(text(&pushed), body);
+            sub.ack(&[pushed.delivery.handle]).expect("ack");
+            // The ack is answered before the next subscription takes over.
+            while sub.next(Duration::from_millis(50)).expect("next").is_some() {}
+        }
     }
+    let missing = Subscription::open(&b.addr, "no-such-queue", 10, false);
+    assert!(
+        missing.is_err(),
+        "a subscription to a missing queue fails at once"
+    );
     assert_eq!(owners.len(), 2, "eight queues land on both shards");
 }

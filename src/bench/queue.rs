@@ -98,13 +98,8 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
         last_receive_ns: 0,
         error: None,
     };
-    // Shard-aware: the subscription's connection goes to the queue's owner shard.
-    let address = Client::connect(bootstrap).and_then(|mut c| {
-        c.set_shard_aware(args.shard_aware);
-        c.queue_address(queue, bootstrap)
-    });
-    let opened = address.and_then(|a| Subscription::open(&a, queue, args.prefetch, false));
-    let mut sub = match opened {
+    // A subscription connects to the queue's owner shard by itself.
+    let mut sub = match Subscription::open(bootstrap, queue, args.prefetch, false) {
         Ok(s) => s,
         Err(e) => {
             out.error = Some(e.to_string());

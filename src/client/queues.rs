@@ -207,6 +207,10 @@ impl Client {
 /// A push subscription on a connection of its own: the broker sends messages as they
 /// come, never more than `prefetch` unacked; acks and nacks go on the same connection.
 /// Dropping it (or the process dying) gives every unacked message back at once.
+///
+/// The connection goes to the port of the shard that owns the queue (asked of the
+/// bootstrap broker first): a subscription on another shard would cross cores with
+/// every delivery batch and ack.
 pub struct Subscription {
     conn: super::Connection,
     queue: String,
@@ -223,7 +227,22 @@ impl Subscription {
         prefetch: u32,
         auto_ack: bool,
     ) -> Result<Subscription, ClientError> {
-        let mut conn = super::Connection::connect(bootstrap)?;
+        let address = {
+            let mut client = Client::connect(bootstrap)?;
+            client.set_shard_aware(true);
+            client.queue_address(queue, bootstrap)?
+        };
+        Subscription::open_at(&address, queue, prefetch, auto_ack)
+    }
+
+    /// `open` on exactly this address (`host:port`), wherever the queue lives.
+    pub fn open_at(
+        address: &str,
+        queue: &str,
+        prefetch: u32,
+        auto_ack: bool,
+    ) -> Result<Subscription, ClientError> {
+        let mut conn = super::Connection::connect(address)?;
         let request = Request::Subscribe {
             queue: queue.to_string(),
             prefetch,
