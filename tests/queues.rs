@@ -884,3 +884,43 @@ fn a_shard_aware_client_talks_to_each_queues_owner_shard() {
     );
     assert_eq!(owners.len(), 2, "eight queues land on both shards");
 }
+
+#[test]
+fn batch_publishes_survive_a_kill_9_with_part_of_each_batch_acked() {
+    let mut b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("batched"));
+    let mut all = Vec::new();
+    for batch in 0..5 {
+        let bodies: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("b{batch}-{i:03}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let stored = c
+            .publish_batch("batched", durable(), &refs)
+            .expect("publish");
+        assert_eq!(stored, 100);
+        all.extend(
+            bodies
+                .into_iter()
+                .map(|b| String::from_utf8_lossy(&b).to_string()),
+        );
+    }
+    // Half of the first 250 acked (every other one, across batch boundaries).
+    let got = c.receive("batched", 250, 0, false).expect("receive");
+    assert_eq!(got.len(), 250);
+    let acked: Vec<&Received> = got.iter().step_by(2).collect();
+    let handles: Vec<u64> = acked.iter().map(|r| r.delivery.handle).collect();
+    c.ack("batched", &handles).expect("ack");
+    let acked: HashSet<String> = acked.iter().map(|r| text(r)).collect();
+    b.kill9();
+    b.restart();
+    let mut c = b.client();
+    let back = c.receive("batched", 1000, 0, true).expect("receive");
+    let want: Vec<String> = all.into_iter().filter(|m| !acked.contains(m)).collect();
+    assert_eq!(
+        texts(&back),
+        want,
+        "every unacked message, in order, none acked"
+    );
+}
