@@ -304,7 +304,7 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
         };
         q.store.append_published(publish, now)
     };
-    if let Err(e) = durable(q, appended, spec.durable).await {
+    if let Err(e) = durable(q, (&[id], spec.dedup_id.as_deref()), appended, spec.durable).await {
         return io_error(e);
     }
     if let Some(origin) = spec.origin {
@@ -314,13 +314,25 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
     reply(Response::Published { id: Some(id) })
 }
 
-/// Waits for journaled publishes to be on disk when the publisher asked for that.
+/// Waits for journaled publishes to be on disk when the publisher asked for that; when
+/// the journal refused them, they leave the queue again (never delivered unjournaled).
 async fn durable(
     q: &OpenQueue,
+    (ids, dedup_id): (&[u64], Option<&str>),
     appended: Result<Option<i64>, peregrine_shards::log::LogError>,
     durable: bool,
 ) -> Result<(), peregrine_shards::log::LogError> {
-    match appended? {
+    let appended = match appended {
+        Ok(appended) => appended,
+        Err(e) => {
+            let mut queue = q.queue.borrow_mut();
+            for id in ids {
+                queue.unpublish(*id, dedup_id);
+            }
+            return Err(e);
+        }
+    };
+    match appended {
         Some(last) if durable => q.store.wait_durable(last).await,
         _ => Ok(()),
     }
@@ -367,7 +379,7 @@ async fn publish_batch(
         };
         q.store.append_published(publish, now)
     };
-    if let Err(e) = durable(q, appended, spec.durable).await {
+    if let Err(e) = durable(q, (&ids, None), appended, spec.durable).await {
         return io_error(e);
     }
     q.ready.notify(usize::MAX);

@@ -160,6 +160,15 @@ impl Queue {
         &mut self.levels[i]
     }
 
+    /// Takes back a publish that could not be journaled: the message leaves and its
+    /// deduplication id is forgotten, so a retry is not dropped as a duplicate.
+    pub fn unpublish(&mut self, id: u64, dedup_id: Option<&str>) -> Option<Message> {
+        if let Some(d) = dedup_id {
+            self.dedup.remove(d);
+        }
+        self.take(id)
+    }
+
     /// Takes a ready or delayed message out (to finish moving it elsewhere).
     pub fn take(&mut self, id: u64) -> Option<Message> {
         let entry = self.entries.get(&id)?;
@@ -873,6 +882,28 @@ mod tests {
             .publish(body("a1 late"), msg("a", "1"), DEDUP_WINDOW_MS + 1)
             .expect("publish")
             .is_some());
+    }
+
+    #[test]
+    fn an_unpublished_message_is_gone_and_its_dedup_id_free_again() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let opts = PublishOptions {
+            group_id: Some("g".into()),
+            dedup_id: Some("d".into()),
+            ..PublishOptions::default()
+        };
+        let id = q
+            .publish(body("first"), opts.clone(), 0)
+            .expect("publish")
+            .expect("accepted");
+        assert!(q.unpublish(id, Some("d")).is_some());
+        assert_eq!(q.stats(), Stats::default());
+        let again = q.publish(body("retry"), opts, 1).expect("publish");
+        assert!(again.is_some(), "the retry is not a duplicate");
+        assert_eq!(bodies(&q.receive(10, Holder::Pull, 1).0), ["retry"]);
     }
 
     #[test]
