@@ -924,3 +924,63 @@ fn batch_publishes_survive_a_kill_9_with_part_of_each_batch_acked() {
         "every unacked message, in order, none acked"
     );
 }
+
+/// Forwards every connection on `listen` to `to`, both ways, until the test ends.
+fn forward(listen: &str, to: String) -> String {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind(listen).expect("bind the forwarder");
+    let addr = listener
+        .local_addr()
+        .expect("forwarder address")
+        .to_string();
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(inbound) = inbound else { return };
+            let Ok(outbound) = TcpStream::connect(&to) else {
+                return;
+            };
+            for (mut from, mut into) in [
+                (
+                    inbound.try_clone().expect("clone"),
+                    outbound.try_clone().expect("clone"),
+                ),
+                (outbound, inbound),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_subscription_falls_back_to_the_bootstrap_port_when_the_owners_port_is_unreachable() {
+    use peregrine::client::queues::Subscription;
+    let b = Broker::start();
+    // Only the main port is published, on another address: the shards' own ports,
+    // bound to 127.0.0.1, cannot be reached through it.
+    let bootstrap = forward("127.0.0.2:0", b.addr.clone());
+    let mut c = Client::connect(&bootstrap).expect("connect through the forwarder");
+    for i in 0..4 {
+        let name = format!("behind-{i}");
+        declare(&mut c, queue(&name));
+        c.set_shard_aware(true);
+        let (_, port) = c.queue_owner_port(&name).expect("owner").expect("port");
+        c.set_shard_aware(false);
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.2", port)).is_err(),
+            "the owner's port must be unreachable for this test to mean anything"
+        );
+        c.publish(&name, durable(), b"through").expect("publish");
+        let mut sub = Subscription::open(&bootstrap, &name, 10, false).expect("subscribe");
+        let got = sub
+            .next(Duration::from_secs(5))
+            .expect("next")
+            .expect("a pushed message");
+        assert_eq!(text(&got), "through");
+        sub.ack(&[got.delivery.handle]).expect("ack");
+    }
+}

@@ -209,8 +209,8 @@ impl Client {
 /// Dropping it (or the process dying) gives every unacked message back at once.
 ///
 /// The connection goes to the port of the shard that owns the queue (asked of the
-/// bootstrap broker first): a subscription on another shard would cross cores with
-/// every delivery batch and ack.
+/// bootstrap broker first; the bootstrap address when that port cannot be reached): a
+/// subscription on another shard would cross cores with every delivery batch and ack.
 pub struct Subscription {
     conn: super::Connection,
     queue: String,
@@ -232,7 +232,14 @@ impl Subscription {
             client.set_shard_aware(true);
             client.queue_address(queue, bootstrap)?
         };
-        Subscription::open_at(&address, queue, prefetch, auto_ack)
+        match Subscription::open_at(&address, queue, prefetch, auto_ack) {
+            // The owner's own port may not be reachable from here (only the main
+            // port published): the bootstrap broker routes instead.
+            Err(ClientError::Io(_)) if address != bootstrap => {
+                Subscription::open_at(bootstrap, queue, prefetch, auto_ack)
+            }
+            opened => opened,
+        }
     }
 
     /// `open` on exactly this address (`host:port`), wherever the queue lives.
