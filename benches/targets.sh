@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the issue-3 target workloads with `peregrine bench` (embedded broker, 100-byte
-# messages) RUNS times each and prints one JSON line per run, prefixed with its name.
+# Runs the target workloads of issues 3 (streams) and 5 (queues) with `peregrine bench`
+# (embedded broker, 100-byte messages) RUNS times each and prints one JSON line per run, prefixed with its name.
 #   benches/targets.sh [RUNS]   (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +21,5 @@ run durable-latency-10k    latency --embedded --rate 10000 --messages 50000 --ac
 run routed-4p              --embedded --messages 5000000 --partitions 4
 run shard-aware-4p         --embedded --messages 5000000 --partitions 4 --shard-aware
 run lag-2gb-cache-256      produce --embedded --messages 20000000 --broker-args "--cache-mb 256"
+run queue-throughput       queue --embedded --messages 1000000 --acks durable --batch 1000 --prefetch 100 --shard-aware
+run queue-latency-10k      queue-latency --embedded --rate 10000 --messages 100000 --acks durable --shard-aware
