@@ -331,50 +331,62 @@ impl Queue {
         mut each: impl FnMut(u64, &Message),
     ) -> Vec<DeadLetter> {
         let dead = self.tick(now_ms);
-        let mut left = max;
+        let mut leased = 0;
         for p in (0..self.levels.len()).rev() {
-            if left == 0 || self.ready == 0 {
+            if leased == max || self.ready == 0 {
                 break;
             }
-            let picked = if self.config.fifo {
-                self.pick_fifo(p, left)
+            if self.config.fifo {
+                for id in self.pick_fifo(p, max - leased) {
+                    leased += usize::from(self.lease(id, None, holder, now_ms, &mut each));
+                }
             } else {
-                self.pick(p, left)
-            };
-            left -= picked.len();
-            for id in picked {
-                self.lease(id, holder, now_ms, &mut each);
+                leased += self.lease_oldest(p, max - leased, holder, now_ms, &mut each);
             }
+        }
+        if leased > 0 {
+            *self.held.entry(holder).or_default() += leased;
         }
         dead
     }
 
-    /// Takes up to `max` ready ids of level `p` off it, oldest first.
-    fn pick(&mut self, p: usize, max: usize) -> Vec<u64> {
-        let (level, entries) = (&mut self.levels[p], &self.entries);
-        let mut picked = Vec::with_capacity(max.min(self.ready));
-        while picked.len() < max {
-            while let Some(id) = level.fresh.front() {
-                if entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true }) {
-                    break;
-                }
-                level.fresh.pop_front();
-            }
-            let id = match (level.fresh.front().copied(), level.back.first().copied()) {
-                (Some(f), Some(b)) if b < f => level.back.pop_first(),
-                (Some(_), _) => level.fresh.pop_front(),
-                (None, Some(_)) => level.back.pop_first(),
-                (None, None) => None,
+    /// Leases up to `max` ready messages of level `p` to `holder`, oldest first, looking
+    /// each up once; returns how many.
+    fn lease_oldest(
+        &mut self,
+        p: usize,
+        max: usize,
+        holder: Holder,
+        now_ms: i64,
+        each: &mut impl FnMut(u64, &Message),
+    ) -> usize {
+        let mut leased = 0;
+        while leased < max {
+            let level = &mut self.levels[p];
+            let fresh = match (level.fresh.front(), level.back.first()) {
+                (Some(f), Some(b)) => f < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let id = if fresh {
+                level.fresh.pop_front()
+            } else {
+                level.back.pop_first()
             };
             let Some(id) = id else { break };
-            picked.push(id);
+            // A fresh id whose message went elsewhere meanwhile is skipped (see `Level`).
+            let expected = Place::Ready { fresh };
+            if self.lease(id, Some(expected), holder, now_ms, each) {
+                self.ready -= 1;
+                leased += 1;
+            }
         }
-        self.ready -= picked.len();
-        picked
+        leased
     }
 
-    /// `pick` for a FIFO queue: the oldest ready message of each group with none in
-    /// flight, skipping the others.
+    /// Takes ready ids of level `p` off it for a FIFO queue: the oldest ready message
+    /// of each group with none in flight, skipping the others; up to `max`.
     fn pick_fifo(&mut self, p: usize, max: usize) -> Vec<u64> {
         let (level, entries) = (&self.levels[p], &self.entries);
         let live_fresh =
@@ -414,17 +426,23 @@ impl Queue {
         picked.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Leases a message just taken off the ready set to `holder`.
+    /// Leases a message just taken off the ready set to `holder` (the caller counts it
+    /// in `held` and `ready`); false when there is no such message, or it is not at
+    /// `expected` (one lookup checks and leases).
     fn lease(
         &mut self,
         id: u64,
+        expected: Option<Place>,
         holder: Holder,
         now_ms: i64,
         each: &mut impl FnMut(u64, &Message),
-    ) {
+    ) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
-            return;
+            return false;
         };
+        if expected.is_some_and(|place| place != entry.place) {
+            return false;
+        }
         if let Some(at) = entry.message.expires_at_ms {
             self.expiring.remove(&(at, id));
         }
@@ -442,12 +460,12 @@ impl Queue {
             },
         );
         self.lease_deadlines.push_back((deadline_ms, handle));
-        *self.held.entry(holder).or_default() += 1;
         if self.config.fifo {
             let group = entry.message.group_id.clone().unwrap_or_default();
             self.busy_groups.insert(group);
         }
         each(handle, &entry.message);
+        true
     }
 
     fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
