@@ -61,9 +61,15 @@ fn cycle(q: &mut Queue, bodies: &[Bytes], now: i64) -> Vec<u64> {
         }
         black_box(&answer);
         for chunk in handles.chunks(ACK_EVERY) {
-            for h in chunk {
-                black_box(q.ack(*h).is_ok());
-            }
+            q.ack_all(
+                chunk,
+                |id| {
+                    black_box(id);
+                },
+                |h| {
+                    black_box(h);
+                },
+            );
         }
     }
     ids
@@ -111,11 +117,9 @@ async fn journal_cycles(
             let ids = deliveries.iter().map(|d| d.message.id).collect();
             let _ = store.append_event(&Event::Delivered { ids }, 1_000);
             for chunk in deliveries.chunks(ACK_EVERY) {
-                let ids = chunk
-                    .iter()
-                    .filter_map(|d| q.ack(d.handle).ok())
-                    .map(|m| m.id)
-                    .collect();
+                let handles: Vec<u64> = chunk.iter().map(|d| d.handle).collect();
+                let mut ids = Vec::with_capacity(handles.len());
+                q.ack_all(&handles, |id| ids.push(id), |_| {});
                 let _ = store.append_event(&Event::Settled { ids }, 1_000);
             }
         }

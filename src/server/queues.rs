@@ -483,15 +483,9 @@ async fn receive(
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
     let (mut settled, mut unknown) = (Vec::with_capacity(handles.len()), Vec::new());
-    {
-        let mut queue = q.queue.borrow_mut();
-        for h in handles {
-            match queue.ack(*h) {
-                Ok(m) => settled.push(m.id),
-                Err(_) => unknown.push(*h),
-            }
-        }
-    }
+    q.queue
+        .borrow_mut()
+        .ack_all(handles, |id| settled.push(id), |h| unknown.push(h));
     // A subscription at its prefetch may take more now.
     q.ready.notify(usize::MAX);
     // An ack is answered only once it is on disk: acked messages never come back.

@@ -473,18 +473,8 @@ impl Queue {
             .leases
             .remove(&handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
-        if let Some(n) = self.held.get_mut(&lease.holder) {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(&lease.holder);
-            }
-        }
-        // Its deadline stays queued until met or swept: sweep when those pile up.
-        if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
-            let leases = &self.leases;
-            self.lease_deadlines
-                .retain(|(_, handle)| leases.contains_key(handle));
-        }
+        self.release_held(lease.holder, 1);
+        self.sweep_deadlines();
         let entry = self
             .entries
             .remove(&lease.id)
@@ -496,9 +486,67 @@ impl Queue {
         Ok(entry.message)
     }
 
+    fn release_held(&mut self, holder: Holder, n: usize) {
+        if let Some(held) = self.held.get_mut(&holder) {
+            *held = held.saturating_sub(n);
+            if *held == 0 {
+                self.held.remove(&holder);
+            }
+        }
+    }
+
+    /// Ended leases' deadlines stay queued until met or swept: sweep when they pile up.
+    fn sweep_deadlines(&mut self) {
+        if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
+            let leases = &self.leases;
+            self.lease_deadlines
+                .retain(|(_, handle)| leases.contains_key(handle));
+        }
+    }
+
     /// Settles a delivered message: it is gone. Returns it (the owner records the ack).
     pub fn ack(&mut self, handle: u64) -> Result<Message, QueueError> {
         self.end_lease(handle)
+    }
+
+    /// Settles many deliveries at once: `settled` sees each acked message's id,
+    /// `unknown` each handle that was not a lease. The holders' lease counts are
+    /// lowered once per run of one holder's handles.
+    pub fn ack_all(
+        &mut self,
+        handles: &[u64],
+        mut settled: impl FnMut(u64),
+        mut unknown: impl FnMut(u64),
+    ) {
+        let mut run: Option<(Holder, usize)> = None;
+        for &handle in handles {
+            let Some(lease) = self.leases.remove(&handle) else {
+                unknown(handle);
+                continue;
+            };
+            match &mut run {
+                Some((holder, n)) if *holder == lease.holder => *n += 1,
+                _ => {
+                    if let Some((holder, n)) = run.replace((lease.holder, 1)) {
+                        self.release_held(holder, n);
+                    }
+                }
+            }
+            match self.entries.remove(&lease.id) {
+                Some(entry) => {
+                    if self.config.fifo {
+                        let group = entry.message.group_id.as_deref().unwrap_or("");
+                        self.busy_groups.remove(group);
+                    }
+                    settled(lease.id);
+                }
+                None => unknown(handle),
+            }
+        }
+        if let Some((holder, n)) = run {
+            self.release_held(holder, n);
+        }
+        self.sweep_deadlines();
     }
 
     /// Gives a delivered message back: ready again (`requeue`), else dead-lettered as
@@ -922,6 +970,31 @@ mod tests {
         let again = q.publish(body("retry"), opts, 1).expect("publish");
         assert!(again.is_some(), "the retry is not a duplicate");
         assert_eq!(bodies(&q.receive(10, Holder::Pull, 1).0), ["retry"]);
+    }
+
+    #[test]
+    fn ack_all_settles_each_lease_once_and_names_the_unknown_handles() {
+        let mut q = queue(QueueConfig::default());
+        for i in 0..6 {
+            publish(&mut q, &format!("m{i}"), 0);
+        }
+        let (a, _) = q.receive(3, Holder::Subscription(1), 0);
+        let (b, _) = q.receive(3, Holder::Subscription(2), 0);
+        let handles = [
+            a[0].handle,
+            b[0].handle,
+            a[1].handle,
+            a[0].handle,
+            999,
+            b[1].handle,
+        ];
+        let (mut settled, mut unknown) = (Vec::new(), Vec::new());
+        q.ack_all(&handles, |id| settled.push(id), |h| unknown.push(h));
+        assert_eq!(settled, [0, 3, 1, 4]);
+        assert_eq!(unknown, [a[0].handle, 999]);
+        assert_eq!(q.held_by(Holder::Subscription(1)), 1);
+        assert_eq!(q.held_by(Holder::Subscription(2)), 1);
+        assert_eq!(q.stats().in_flight, 2);
     }
 
     #[test]
