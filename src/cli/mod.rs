@@ -14,6 +14,11 @@ pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 pub const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:7070";
 
+/// An optional setting for a listing: its value, or "-" when unset.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "peregrine",

@@ -1,7 +1,7 @@
 //! `peregrine queue ...`, `publish`, `receive`, `ack` and `nack`: message queues from
 //! the command line.
 
-use super::{CliResult, BOOTSTRAP_DEFAULT};
+use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
 use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
@@ -56,10 +56,6 @@ pub enum QueueCommand {
         #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
         bootstrap: String,
     },
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 pub fn run(cmd: QueueCommand) -> CliResult {

@@ -1,6 +1,6 @@
 //! `peregrine topic ...`
 
-use super::{CliResult, BOOTSTRAP_DEFAULT};
+use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
 use crate::native::messages::TopicSpec;
 use clap::Subcommand;
@@ -41,10 +41,6 @@ pub enum TopicCommand {
         #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
         bootstrap: String,
     },
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 pub fn run(cmd: TopicCommand) -> CliResult {
