@@ -365,7 +365,7 @@ async fn publish_batch(
                 Err(e) => {
                     // Those already taken must not stay unjournaled in the queue.
                     for id in ids {
-                        queue.take(id);
+                        queue.unpublish(id, None);
                     }
                     return queue_error(e);
                 }
@@ -455,13 +455,10 @@ async fn receive(
     if !out.is_empty() {
         let event = if auto_ack {
             // At-most-once: settled on disk before anything is sent.
-            let mut queue = q.queue.borrow_mut();
-            let ids = out
-                .handles
-                .iter()
-                .filter_map(|h| queue.ack(*h).ok())
-                .map(|m| m.id)
-                .collect();
+            let mut ids = Vec::with_capacity(out.handles.len());
+            q.queue
+                .borrow_mut()
+                .ack_all(&out.handles, |id| ids.push(id), |_| {});
             out.handles.iter_mut().for_each(|h| *h = 0);
             Event::Settled { ids }
         } else {
