@@ -2,6 +2,10 @@
 //!
 //! * `queue/cycle`: the delivery state machine (`Queue`) alone: publish a batch of 1000,
 //!   hand them out 100 at a time (a subscription's prefetch), ack 50 at a time.
+//! * `queue/cycle_backlog`: the same with `BACKLOG` messages standing ready ahead (a
+//!   consumer a little behind its publishers, as under load): each cycle publishes a
+//!   batch and hands out and acks as many of the oldest, so the entries in use are not
+//!   the ones just written.
 //! * `journal/cycle`: the same life in the queue's journal (`QueueStore`) on a real
 //!   O_DIRECT log: the publish batch, one delivery record per hand-out, one settle
 //!   record per ack, not waiting for the disk (the flusher drains between chunks,
@@ -22,6 +26,8 @@ use peregrine_shards::queues::{
 };
 
 const BATCH: usize = 1000;
+/// Ready messages standing ahead of the consumer in `queue/cycle_backlog`.
+const BACKLOG: usize = 20_000;
 const PREFETCH: usize = 100;
 const ACK_EVERY: usize = 50;
 /// Message batches timed back to back before the flusher drains (about 1.3 MB).
@@ -35,30 +41,43 @@ fn bodies() -> Vec<Bytes> {
         .collect()
 }
 
-/// Publishes, delivers and acks one batch; returns the ids published.
+/// Publishes one batch, then delivers and acks until the queue is empty; returns the
+/// ids published.
 fn cycle(q: &mut Queue, bodies: &[Bytes], now: i64) -> Vec<u64> {
-    let ids: Vec<u64> = bodies
+    let ids = publish(q, bodies, now);
+    deliver_and_ack(q, usize::MAX, now);
+    ids
+}
+
+fn publish(q: &mut Queue, bodies: &[Bytes], now: i64) -> Vec<u64> {
+    bodies
         .iter()
         .filter_map(|b| {
             q.publish(b.clone(), PublishOptions::default(), now)
                 .ok()
                 .flatten()
         })
-        .collect();
+        .collect()
+}
+
+/// Hands out up to `max` messages a prefetch at a time, acking each hand-out in halves.
+fn deliver_and_ack(q: &mut Queue, max: usize, now: i64) {
     let holder = Holder::Subscription(1);
     let mut handles = Vec::with_capacity(PREFETCH);
     let mut answer = Vec::with_capacity(PREFETCH * common::VALUE_BYTES);
-    loop {
+    let mut left = max;
+    while left > 0 {
         // As the broker hands out: each body copied into the answer, no message cloned.
         handles.clear();
         answer.clear();
-        q.receive_with(PREFETCH, holder, now, |handle, m| {
+        q.receive_with(PREFETCH.min(left), holder, now, |handle, m| {
             handles.push(handle);
             answer.extend_from_slice(&m.body);
         });
         if handles.is_empty() {
             break;
         }
+        left -= handles.len();
         black_box(&answer);
         for chunk in handles.chunks(ACK_EVERY) {
             q.ack_all(
@@ -72,7 +91,6 @@ fn cycle(q: &mut Queue, bodies: &[Bytes], now: i64) -> Vec<u64> {
             );
         }
     }
-    ids
 }
 
 fn bench_queue(c: &mut Criterion) {
@@ -82,6 +100,17 @@ fn bench_queue(c: &mut Criterion) {
     let mut q = Queue::new("bench", QueueConfig::default());
     group.bench_function("cycle", |b| {
         b.iter(|| black_box(cycle(&mut q, &bodies, 1_000)))
+    });
+    let mut q = Queue::new("bench", QueueConfig::default());
+    for _ in 0..BACKLOG / BATCH {
+        publish(&mut q, &bodies, 1_000);
+    }
+    group.bench_function("cycle_backlog", |b| {
+        b.iter(|| {
+            let ids = publish(&mut q, &bodies, 1_000);
+            deliver_and_ack(&mut q, BATCH, 1_000);
+            black_box(ids)
+        })
     });
     group.finish();
 }

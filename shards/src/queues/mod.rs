@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
+//! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
 //! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay and reclamation |
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
@@ -11,6 +12,7 @@
 
 pub mod exchange;
 mod queue;
+mod slots;
 mod store;
 
 pub use queue::{Queue, Stats};

@@ -17,6 +17,7 @@
 //! the order they were given, both cleaned lazily; only messages that come back, delays
 //! and TTLs use ordered sets.
 
+use super::slots::IdSlots;
 use super::{
     DeadLetter, DeadReason, Delivery, Holder, Message, PublishOptions, QueueConfig, QueueError,
     DEDUP_WINDOW_MS,
@@ -79,14 +80,14 @@ pub struct Queue {
     next_id: u64,
     next_handle: u64,
     /// Every message not settled.
-    entries: FxHashMap<u64, Entry>,
+    entries: IdSlots<Entry>,
     /// Ready messages by priority (index = priority).
     levels: Vec<Level>,
     ready: usize,
     delayed: BTreeSet<(i64, u64)>,
     /// Expiry times of ready and delayed messages.
     expiring: BTreeSet<(i64, u64)>,
-    leases: FxHashMap<u64, Lease>,
+    leases: IdSlots<Lease>,
     /// (deadline, handle) in the order leases were given. One visibility timeout per
     /// queue makes that deadline order (a wall clock stepping back only delays some
     /// timeouts by the step). Ended leases leave at the front or in a sweep.
@@ -110,12 +111,12 @@ impl Queue {
             config,
             next_id: 0,
             next_handle: 1,
-            entries: FxHashMap::default(),
+            entries: IdSlots::default(),
             levels,
             ready: 0,
             delayed: BTreeSet::new(),
             expiring: BTreeSet::new(),
-            leases: FxHashMap::default(),
+            leases: IdSlots::default(),
             lease_deadlines: VecDeque::new(),
             held: FxHashMap::default(),
             busy_groups: FxHashSet::default(),
@@ -171,11 +172,11 @@ impl Queue {
 
     /// Takes a ready or delayed message out (to finish moving it elsewhere).
     pub fn take(&mut self, id: u64) -> Option<Message> {
-        let entry = self.entries.get(&id)?;
+        let entry = self.entries.get(id)?;
         if entry.place == Place::Leased {
             return None;
         }
-        let entry = self.entries.remove(&id)?;
+        let entry = self.entries.remove(id)?;
         self.unplace(&entry);
         Some(entry.message)
     }
@@ -206,7 +207,7 @@ impl Queue {
     }
 
     pub fn message(&self, id: u64) -> Option<&Message> {
-        self.entries.get(&id).map(|e| &e.message)
+        self.entries.get(id).map(|e| &e.message)
     }
 
     pub fn name(&self) -> &str {
@@ -391,7 +392,7 @@ impl Queue {
         let (level, entries) = (&self.levels[p], &self.entries);
         let live_fresh =
             level.fresh.iter().copied().filter(|id| {
-                entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true })
+                entries.get(*id).map(|e| e.place) == Some(Place::Ready { fresh: true })
             });
         let mut fresh = live_fresh.peekable();
         let mut back = level.back.iter().copied().peekable();
@@ -405,7 +406,7 @@ impl Queue {
                 (None, None) => None,
             };
             let Some(id) = id else { break };
-            let Some(entry) = entries.get(&id) else {
+            let Some(entry) = entries.get(id) else {
                 continue;
             };
             let group = entry.message.group_id.as_deref().unwrap_or("");
@@ -437,7 +438,7 @@ impl Queue {
         now_ms: i64,
         each: &mut impl FnMut(u64, &Message),
     ) -> bool {
-        let Some(entry) = self.entries.get_mut(&id) else {
+        let Some(entry) = self.entries.get_mut(id) else {
             return false;
         };
         if expected.is_some_and(|place| place != entry.place) {
@@ -471,13 +472,13 @@ impl Queue {
     fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
         let lease = self
             .leases
-            .remove(&handle)
+            .remove(handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
         self.release_held(lease.holder, 1);
         self.sweep_deadlines();
         let entry = self
             .entries
-            .remove(&lease.id)
+            .remove(lease.id)
             .ok_or(QueueError::UnknownHandle(handle))?;
         if self.config.fifo {
             self.busy_groups
@@ -500,7 +501,7 @@ impl Queue {
         if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
             let leases = &self.leases;
             self.lease_deadlines
-                .retain(|(_, handle)| leases.contains_key(handle));
+                .retain(|(_, handle)| leases.contains(*handle));
         }
     }
 
@@ -520,7 +521,7 @@ impl Queue {
     ) {
         let mut run: Option<(Holder, usize)> = None;
         for &handle in handles {
-            let Some(lease) = self.leases.remove(&handle) else {
+            let Some(lease) = self.leases.remove(handle) else {
                 unknown(handle);
                 continue;
             };
@@ -532,15 +533,16 @@ impl Queue {
                     }
                 }
             }
-            match self.entries.remove(&lease.id) {
-                Some(entry) => {
-                    if self.config.fifo {
-                        let group = entry.message.group_id.as_deref().unwrap_or("");
-                        self.busy_groups.remove(group);
-                    }
-                    settled(lease.id);
+            let (fifo, busy_groups) = (self.config.fifo, &mut self.busy_groups);
+            let removed = self.entries.remove_with(lease.id, |entry| {
+                if fifo {
+                    busy_groups.remove(entry.message.group_id.as_deref().unwrap_or(""));
                 }
-                None => unknown(handle),
+            });
+            if removed {
+                settled(lease.id);
+            } else {
+                unknown(handle);
             }
         }
         if let Some((holder, n)) = run {
@@ -598,7 +600,7 @@ impl Queue {
             .leases
             .iter()
             .filter(|(_, l)| l.holder == holder)
-            .map(|(h, _)| *h)
+            .map(|(h, _)| h)
             .collect();
         // In the order they were given, so they come back in that order.
         handles.sort_unstable();
@@ -615,7 +617,7 @@ impl Queue {
     pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
         let mut dead = Vec::new();
         while let Some(&(deadline, handle)) = self.lease_deadlines.front() {
-            if !self.leases.contains_key(&handle) {
+            if !self.leases.contains(handle) {
                 self.lease_deadlines.pop_front();
                 continue;
             }
@@ -632,7 +634,7 @@ impl Queue {
                 break;
             }
             self.delayed.remove(&(at, id));
-            let Some(entry) = self.entries.get_mut(&id) else {
+            let Some(entry) = self.entries.get_mut(id) else {
                 continue;
             };
             entry.place = Place::Ready { fresh: false };
@@ -644,7 +646,7 @@ impl Queue {
                 break;
             }
             self.expiring.remove(&(at, id));
-            let Some(entry) = self.entries.remove(&id) else {
+            let Some(entry) = self.entries.remove(id) else {
                 continue;
             };
             self.unplace(&entry);
@@ -672,11 +674,11 @@ impl Queue {
             .entries
             .iter()
             .filter(|(_, e)| e.place != Place::Leased)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         ids.sort_unstable();
         for id in &ids {
-            self.entries.remove(id);
+            self.entries.remove(*id);
         }
         for level in &mut self.levels {
             level.fresh.clear();
