@@ -984,3 +984,67 @@ fn a_subscription_falls_back_to_the_bootstrap_port_when_the_owners_port_is_unrea
         sub.ack(&[got.delivery.handle]).expect("ack");
     }
 }
+
+/// A dead-letter move that reached a topic but not every target is retried (every
+/// queue tick) until all take it: the topic keeps one record, found again by its
+/// `x-origin` header, however often the move is retried. A move resumed after a crash
+/// takes the same path, from the time its intent was journaled.
+#[test]
+fn a_retried_dead_letter_move_writes_its_topic_record_once() {
+    use peregrine::native::messages::{BindingSpec, ExchangeType};
+    let b = Broker::start();
+    let mut c = b.client();
+    b.create_topic("graveyard", 1);
+    // A FIFO queue refuses a message without a group id: the move fails there.
+    declare(
+        &mut c,
+        QueueSpec {
+            fifo: true,
+            ..queue("strict")
+        },
+    );
+    c.declare_exchange("dlx", ExchangeType::Fanout)
+        .expect("declare");
+    for (queue, topic) in [(None, Some("graveyard")), (Some("strict"), None)] {
+        c.bind(BindingSpec {
+            exchange: "dlx".into(),
+            queue: queue.map(String::from),
+            topic: topic.map(String::from),
+            routing_key: String::new(),
+            headers: Vec::new(),
+            match_all: true,
+        })
+        .expect("bind");
+    }
+    declare(
+        &mut c,
+        QueueSpec {
+            dead_letter: Some("dlx".into()),
+            ..queue("work")
+        },
+    );
+    c.publish("work", durable(), b"doomed").expect("publish");
+    let got = c.receive("work", 1, 0, false).expect("receive");
+    c.nack("work", &[got[0].delivery.handle], false)
+        .expect("reject");
+    // Dozens of retries at one per 20 ms tick.
+    std::thread::sleep(Duration::from_millis(600));
+    let fetched = c.fetch("graveyard", 0, 0, 1 << 20, 0).expect("fetch");
+    let mut origins = Vec::new();
+    for (range, _) in peregrine_shards::batch::split(&fetched.batches).expect("batches") {
+        let batch = &fetched.batches[range];
+        for r in peregrine_shards::records::records(batch).expect("records") {
+            let r = r.expect("record");
+            assert_eq!(r.value, Some(&b"doomed"[..]));
+            for (k, v) in r.headers().expect("headers") {
+                if k == b"x-origin" {
+                    origins.push(String::from_utf8_lossy(v.unwrap_or_default()).to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(origins, ["work/0"], "one record, stamped with its origin");
+    let stats = c.queue_stats("work").expect("stats");
+    assert_eq!(stats.dead_lettered, 0, "the move is not finished");
+    assert_eq!(stats.ready + stats.in_flight, 0, "nor back in its queue");
+}

@@ -6,11 +6,12 @@
 use super::router::Reply;
 use super::shard::{reply, Shard};
 use crate::native::messages::{
-    Acks, BindingSpec, ErrorCode, ExchangeType, PublishSpec, Request, Response,
+    Acks, BindingSpec, ErrorCode, ExchangeType, OffsetSpec, PublishSpec, Request, Response,
 };
 use bytes::BytesMut;
+use peregrine_shards::batch;
 use peregrine_shards::queues::exchange::{self, BindTarget, Binding, ExchangeKind};
-use peregrine_shards::records::BatchBuilder;
+use peregrine_shards::records::{self, BatchBuilder};
 use std::rc::Rc;
 
 pub fn kind_of(t: ExchangeType) -> ExchangeKind {
@@ -73,6 +74,11 @@ pub fn list(shard: &Rc<Shard>) -> Option<Reply> {
     })
 }
 
+/// Header naming a dead letter's origin (`source-queue/id`) on a topic record.
+pub const ORIGIN_HEADER: &str = "x-origin";
+/// Bytes read per fetch while looking for an origin in a topic partition.
+const ORIGIN_SCAN_BYTES: u32 = 1 << 20;
+
 /// Routes one publish and hands it to every target; answers how many it reached.
 pub async fn publish(
     shard: &Rc<Shard>,
@@ -80,6 +86,22 @@ pub async fn publish(
     routing_key: &str,
     spec: PublishSpec,
     body: BytesMut,
+) -> Option<Reply> {
+    publish_once(shard, exchange, routing_key, spec, body, None).await
+}
+
+/// `publish`; with `since_ms`, the publish (a dead letter, `spec.origin` set) may have
+/// reached some targets already, at or after that time: its move was retried after a
+/// target refused it, or resumed after a crash. A queue drops the copy by its origin
+/// key; a topic partition is searched from `since_ms` for a record with the origin
+/// header and not written again when it has one.
+pub async fn publish_once(
+    shard: &Rc<Shard>,
+    exchange: &str,
+    routing_key: &str,
+    spec: PublishSpec,
+    body: BytesMut,
+    since_ms: Option<i64>,
 ) -> Option<Reply> {
     let catalog = shard.catalog();
     let targets = if exchange.is_empty() {
@@ -122,11 +144,29 @@ pub async fn publish(
                         meta.config.partitions,
                     )
                 };
-                let headers: Vec<(&[u8], &[u8])> = spec
+                let mut headers: Vec<(&[u8], &[u8])> = spec
                     .headers
                     .iter()
                     .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
                     .collect();
+                if let Some(origin) = &spec.origin {
+                    if let Some(since) = since_ms {
+                        match topic_has_origin(shard, t, partition, origin, since).await {
+                            Ok(true) => {
+                                topics += 1;
+                                continue;
+                            }
+                            Ok(false) => {}
+                            Err(message) => {
+                                return reply(Response::error(
+                                    ErrorCode::InvalidRequest,
+                                    format!("routing to {target:?}: {message}"),
+                                ))
+                            }
+                        }
+                    }
+                    headers.push((ORIGIN_HEADER.as_bytes(), origin.as_bytes()));
+                }
                 let now = crate::time::now_ms();
                 let mut builder = BatchBuilder::new(now, body.len() + routing_key.len() + 64);
                 let key = (!routing_key.is_empty()).then_some(routing_key.as_bytes());
@@ -163,4 +203,70 @@ pub async fn publish(
         }
     }
     reply(Response::Routed { queues, topics })
+}
+
+/// Whether `topic`/`partition` holds a record with `origin` in its origin header,
+/// appended at or after `since_ms` (found through the time index, read forward).
+async fn topic_has_origin(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    origin: &str,
+    since_ms: i64,
+) -> Result<bool, String> {
+    let list = Request::ListOffsets {
+        topic: topic.to_string(),
+        partition,
+        spec: OffsetSpec::Timestamp(since_ms),
+    };
+    let mut offset = match Box::pin(shard.dispatch(list, BytesMut::new())).await {
+        Some((Response::Offset { offset }, _)) => offset,
+        other => return Err(format!("finding where to look for {origin}: {other:?}")),
+    };
+    loop {
+        let fetch = Request::Fetch {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            max_bytes: ORIGIN_SCAN_BYTES,
+            max_wait_ms: 0,
+            min_bytes: 0,
+        };
+        let (high_watermark, chunks) = match Box::pin(shard.dispatch(fetch, BytesMut::new())).await
+        {
+            Some((Response::Fetched { high_watermark, .. }, chunks)) => (high_watermark, chunks),
+            other => return Err(format!("looking for {origin}: {other:?}")),
+        };
+        let mut next = offset;
+        for chunk in &chunks {
+            // Stored batches were validated when appended; one that does not parse
+            // cannot hold the record looked for (ours are plain, uncompressed).
+            let Ok(batches) = batch::split(chunk) else {
+                continue;
+            };
+            for (range, header) in batches {
+                next = next.max(header.last_offset() + 1);
+                if header.compression() != 0 || header.is_control() {
+                    continue;
+                }
+                let Ok(found) = records::records(&chunk[range]) else {
+                    continue;
+                };
+                let has = |r: &records::RecordView<'_>| {
+                    r.headers().is_ok_and(|hs| {
+                        hs.iter().any(|(k, v)| {
+                            *k == ORIGIN_HEADER.as_bytes() && *v == Some(origin.as_bytes())
+                        })
+                    })
+                };
+                if found.flatten().any(|r| r.offset >= offset && has(&r)) {
+                    return Ok(true);
+                }
+            }
+        }
+        if next <= offset || next >= high_watermark {
+            return Ok(false);
+        }
+        offset = next;
+    }
 }

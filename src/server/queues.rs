@@ -8,7 +8,9 @@
 //! answered, so an acknowledged delivery never comes back; delivery counts are journaled
 //! without waiting. A dead letter is moved with an intent record first (on disk), then
 //! a publish to the target carrying `queue/id` as its origin, then the settle: after a
-//! crash the move resumes and the target drops the copy it already has.
+//! crash, or when one of an exchange's targets refused it, the move is done again and
+//! each target keeps the copy it already has (a queue knows its origins; a topic
+//! partition is searched for its `x-origin` header from the time the move began).
 
 use super::router::Reply;
 use super::shard::{reply, Shard};
@@ -130,12 +132,12 @@ pub async fn open(
     let pending = rec
         .dead_lettering
         .into_iter()
-        .filter_map(|(id, reason)| {
+        .filter_map(|(id, reason, began_ms)| {
             queue.take(id).map(|message| DeadLetter {
                 message,
                 reason,
                 queue: meta.name.clone(),
-                at_ms: now,
+                at_ms: began_ms,
                 target: meta.config.dead_letter.clone(),
             })
         })
@@ -581,21 +583,23 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         origin: Some(format!("{}/{id}", d.queue)),
         ..PublishSpec::default()
     };
-    // A queue, or an exchange (routed with the source queue's name as routing key).
-    let request = if shard.catalog().queue(&target).is_ok() {
-        Request::Publish {
+    // A queue, or an exchange (routed here, with the source queue's name as routing
+    // key); either way a target that has this dead letter already keeps one copy.
+    let body = BytesMut::from(&d.message.body[..]);
+    let moved = if shard.catalog().queue(&target).is_ok() {
+        let request = Request::Publish {
             queue: target.clone(),
             spec,
-        }
+        };
+        Box::pin(shard.dispatch(request, body)).await
     } else {
-        Request::PublishToExchange {
-            exchange: target.clone(),
-            routing_key: d.queue.clone(),
-            spec,
-        }
+        let since = Some(d.at_ms);
+        Box::pin(super::exchanges::publish_once(
+            shard, &target, &d.queue, spec, body, since,
+        ))
+        .await
     };
-    let body = BytesMut::from(&d.message.body[..]);
-    match Box::pin(shard.dispatch(request, body)).await {
+    match moved {
         Some((Response::Published { .. } | Response::Routed { .. }, _)) => {}
         other => {
             tracing::warn!(queue = %q.name, %target, "dead letter not delivered yet: {other:?}");

@@ -9,8 +9,8 @@
 //!   per request whatever its size: the ids delivered by one hand-out (each one delivery
 //!   more), the ids settled by one ack (acked, dropped, dead-letter move done), and the
 //!   intent to dead-letter one message, written before it is published to its target,
-//!   so a crash in between resumes the move and the target's origin key (`queue/id`)
-//!   drops the second copy.
+//!   so a crash in between resumes the move (from the intent's time) and the target's
+//!   origin key (`queue/id`) drops the second copy.
 //!
 //! Replaying the log gives back every unsettled message with its delivery count; those
 //! that were leased come back ready, as after a consumer's timeout. Leases themselves
@@ -92,8 +92,9 @@ pub struct Publish<'a> {
 pub struct Recovered {
     /// Unsettled messages in publish order, delivery counts included.
     pub messages: Vec<Message>,
-    /// Messages whose move to the dead-letter target was begun and not finished.
-    pub dead_lettering: Vec<(u64, DeadReason)>,
+    /// Messages whose move to the dead-letter target was begun and not finished, with
+    /// when it began (the intent's time: whatever the move wrote is no older).
+    pub dead_lettering: Vec<(u64, DeadReason, i64)>,
     /// Deduplication ids with their publish times.
     pub dedup: Vec<(String, i64)>,
     /// Origin keys of dead letters received.
@@ -302,7 +303,7 @@ impl QueueStore {
 
     async fn replay(&self) -> Result<Recovered, LogError> {
         let mut messages: HashMap<u64, Message> = HashMap::new();
-        let mut dead: HashMap<u64, DeadReason> = HashMap::new();
+        let mut dead: HashMap<u64, (DeadReason, i64)> = HashMap::new();
         let mut out = Recovered::default();
         let mut aligned = AlignedVec::<16>::new();
         let mut next = self.log.start_offset();
@@ -352,7 +353,7 @@ impl QueueStore {
                             }
                         }
                         Event::DeadLettering { id, reason } => {
-                            dead.insert(id, reason_of(reason));
+                            dead.insert(id, (reason_of(reason), r.timestamp_ms));
                         }
                     }
                 }
@@ -361,8 +362,11 @@ impl QueueStore {
         let mut live: Vec<Message> = messages.into_values().collect();
         live.sort_by_key(|m| m.id);
         out.messages = live;
-        let mut dead: Vec<(u64, DeadReason)> = dead.into_iter().collect();
-        dead.sort_by_key(|(id, _)| *id);
+        let mut dead: Vec<(u64, DeadReason, i64)> = dead
+            .into_iter()
+            .map(|(id, (reason, at))| (id, reason, at))
+            .collect();
+        dead.sort_by_key(|(id, _, _)| *id);
         out.dead_lettering = dead;
         Ok(out)
     }
@@ -571,7 +575,7 @@ mod tests {
             };
             s.record(&settled, true, 1).await.expect("journal");
             let dead = QueueStore::dead_lettering(d[1].message.id, DeadReason::Rejected);
-            s.record(&dead, true, 1).await.expect("journal");
+            s.record(&dead, true, 7).await.expect("journal");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
             let bodies: Vec<(&[u8], u32)> = rec
@@ -582,7 +586,8 @@ mod tests {
             assert_eq!(bodies, vec![(&b"b"[..], 1), (&b"c"[..], 1), (&b"d"[..], 0)]);
             assert_eq!(
                 rec.dead_lettering,
-                vec![(d[1].message.id, DeadReason::Rejected)]
+                vec![(d[1].message.id, DeadReason::Rejected, 7)],
+                "with the time the move began"
             );
             assert_eq!(rec.next_id, 4);
             // The acked message never comes back; the leased one is ready again.
