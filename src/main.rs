@@ -2,12 +2,6 @@
 
 use clap::Parser;
 
-/// glibc returns freed large blocks (receive buffers, journal batches) to the kernel and
-/// faults fresh pages in for the next: about 28 k page faults per million queued
-/// messages, 4 % of the owning shard's time; mimalloc keeps them (1.7 k faults).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = peregrine::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
