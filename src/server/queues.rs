@@ -423,8 +423,8 @@ async fn receive(
                         id: m.id,
                         deliveries: m.deliveries,
                         priority: m.priority,
-                        headers: m.headers.clone(),
-                        group_id: m.group_id.clone(),
+                        headers: m.headers().to_vec(),
+                        group_id: m.group_id().map(str::to_string),
                         published_ms: m.published_ms,
                         len: m.body.len() as u32,
                     });
@@ -565,7 +565,7 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         .record(&QueueStore::dead_lettering(id, d.reason), true, now)
         .await
         .map_err(|e| e.to_string())?;
-    let mut headers = d.message.headers.clone();
+    let mut headers = d.message.headers().to_vec();
     headers.extend([
         ("x-death-reason".to_string(), d.reason.as_str().to_string()),
         ("x-death-queue".to_string(), d.queue.clone()),
@@ -578,7 +578,7 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     let spec = PublishSpec {
         priority: 0,
         headers,
-        group_id: d.message.group_id.clone(),
+        group_id: d.message.group_id().map(str::to_string),
         durable: true,
         origin: Some(format!("{}/{id}", d.queue)),
         ..PublishSpec::default()

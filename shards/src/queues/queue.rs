@@ -19,8 +19,8 @@
 
 use super::slots::IdSlots;
 use super::{
-    DeadLetter, DeadReason, Delivery, Holder, Message, PublishOptions, QueueConfig, QueueError,
-    DEDUP_WINDOW_MS,
+    DeadLetter, DeadReason, Delivery, Extras, Holder, Message, PublishOptions, QueueConfig,
+    QueueError, DEDUP_WINDOW_MS,
 };
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -254,9 +254,8 @@ impl Queue {
         let message = Message {
             id,
             body,
-            headers: opts.headers,
+            extras: Extras::boxed(opts.headers, opts.group_id),
             priority: opts.priority,
-            group_id: opts.group_id,
             published_ms: now_ms,
             visible_at_ms: opts.deliver_at_ms.unwrap_or(now_ms).max(now_ms),
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
@@ -409,7 +408,7 @@ impl Queue {
             let Some(entry) = entries.get(id) else {
                 continue;
             };
-            let group = entry.message.group_id.as_deref().unwrap_or("");
+            let group = entry.message.group_id().unwrap_or("");
             // One message in flight per group; later ones wait their turn.
             if self.busy_groups.contains(group) || !groups.insert(group) {
                 continue;
@@ -462,7 +461,7 @@ impl Queue {
         );
         self.lease_deadlines.push_back((deadline_ms, handle));
         if self.config.fifo {
-            let group = entry.message.group_id.clone().unwrap_or_default();
+            let group = entry.message.group_id().unwrap_or_default().to_string();
             self.busy_groups.insert(group);
         }
         each(handle, &entry.message);
@@ -482,7 +481,7 @@ impl Queue {
             .ok_or(QueueError::UnknownHandle(handle))?;
         if self.config.fifo {
             self.busy_groups
-                .remove(entry.message.group_id.as_deref().unwrap_or(""));
+                .remove(entry.message.group_id().unwrap_or(""));
         }
         Ok(entry.message)
     }
@@ -536,7 +535,7 @@ impl Queue {
             let (fifo, busy_groups) = (self.config.fifo, &mut self.busy_groups);
             let removed = self.entries.remove_with(lease.id, |entry| {
                 if fifo {
-                    busy_groups.remove(entry.message.group_id.as_deref().unwrap_or(""));
+                    busy_groups.remove(entry.message.group_id().unwrap_or(""));
                 }
             });
             if removed {
@@ -702,6 +701,13 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every hand-out and ack walks entries: headers and group ids stay out of line.
+    #[test]
+    fn a_queue_entry_stays_small() {
+        let size = std::mem::size_of::<Option<Entry>>();
+        assert!(size <= 96, "a queue entry is {size} bytes");
+    }
 
     fn body(s: &str) -> Bytes {
         Bytes::from(s.to_string())

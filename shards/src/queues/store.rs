@@ -17,7 +17,7 @@
 //! are not journaled. The log is reclaimed by whole segments below the oldest publish
 //! still unsettled.
 
-use super::{DeadReason, Message};
+use super::{DeadReason, Extras, Message};
 use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
 use crate::records::{self, BatchBuilder};
 use bytes::{Bytes, BytesMut};
@@ -210,8 +210,8 @@ impl PublishedMeta {
             published_ms: m.published_ms,
             visible_at_ms: m.visible_at_ms,
             expires_at_ms: m.expires_at_ms,
-            headers: m.headers.clone(),
-            group_id: m.group_id.clone(),
+            headers: m.headers().to_vec(),
+            group_id: m.group_id().map(str::to_string),
             dedup_id: dedup_id.map(str::to_string),
             origin: origin.map(str::to_string),
         }
@@ -224,8 +224,8 @@ impl PublishedMeta {
             && m.published_ms == self.published_ms
             && m.visible_at_ms == self.visible_at_ms
             && m.expires_at_ms == self.expires_at_ms
-            && m.headers == self.headers
-            && m.group_id == self.group_id
+            && m.headers() == self.headers
+            && m.group_id() == self.group_id.as_deref()
     }
 
     /// The messages of a record, given its value (their bodies one after another).
@@ -246,9 +246,8 @@ impl PublishedMeta {
             out.push(Message {
                 id: self.first_id + i as u64,
                 body,
-                headers: self.headers.clone(),
+                extras: Extras::boxed(self.headers.clone(), self.group_id.clone()),
                 priority: self.priority,
-                group_id: self.group_id.clone(),
                 published_ms: self.published_ms,
                 visible_at_ms: self.visible_at_ms,
                 expires_at_ms: self.expires_at_ms,
