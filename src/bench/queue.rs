@@ -1,9 +1,9 @@
 //! `peregrine bench queue` and `queue-latency`: publish, receive and ack through one
 //! message queue. Producers publish stamped messages in batches (durable with
 //! `--acks durable`: one group-committed fdatasync per batch); consumers hold a push
-//! subscription with `--prefetch` and ack in batches (manual acks). A message counts as
-//! received once its ack is answered; latency runs from each message's intended send
-//! time to its delivery.
+//! subscription with `--prefetch` and ack in batches (manual acks), without waiting for
+//! each answer. A message counts as received once its ack is answered (on disk); latency
+//! runs from each message's intended send time to its delivery.
 
 use super::consumer::{ConsumerResult, Progress};
 use super::delivery::Ledger;
@@ -109,8 +109,12 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
     let ack_every = (args.prefetch as usize / 2).max(1);
     let mut handles = Vec::with_capacity(ack_every);
     let mut stamps = Vec::with_capacity(ack_every);
+    // Messages acked, and those whose ack was answered (counted in `progress`).
+    let (mut sent, mut counted) = (0u64, 0u64);
     while !progress.stop.load(Ordering::Relaxed) {
-        let next = match sub.next(Duration::from_millis(20)) {
+        // Answers still to come are read by `next`: look again soon for them.
+        let wait = if counted < sent { 1 } else { 20 };
+        let next = match sub.next(Duration::from_millis(wait)) {
             Ok(n) => n,
             Err(e) => {
                 out.error = Some(e.to_string());
@@ -134,10 +138,15 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
             for s in stamps.drain(..) {
                 out.ledger.receive(s.producer, s.seq);
             }
+            sent += handles.len() as u64;
+            handles.clear();
+        }
+        let answered = sub.answered();
+        if answered > counted {
             progress
                 .received
-                .fetch_add(handles.len() as u64, Ordering::Relaxed);
-            handles.clear();
+                .fetch_add(answered - counted, Ordering::Relaxed);
+            counted = answered;
             let now = now_ns();
             if out.first_receive_ns == 0 {
                 out.first_receive_ns = now;

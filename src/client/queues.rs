@@ -216,8 +216,10 @@ pub struct Subscription {
     queue: String,
     id: u64,
     buffered: std::collections::VecDeque<Received>,
-    /// Ack/nack requests not answered yet.
-    pending: std::collections::HashSet<u64>,
+    /// Ack/nack requests not answered yet, with how many handles each settles.
+    pending: std::collections::HashMap<u64, usize>,
+    /// Handles whose ack or nack the broker has answered (acks: on disk).
+    answered: u64,
 }
 
 impl Subscription {
@@ -262,6 +264,7 @@ impl Subscription {
             id,
             buffered: Default::default(),
             pending: Default::default(),
+            answered: 0,
         })
     }
 
@@ -277,8 +280,9 @@ impl Subscription {
                 return Ok(None);
             }
             let (id, response, payload) = self.conn.recv()?;
-            if self.pending.remove(&id) {
+            if let Some(handles) = self.pending.remove(&id) {
                 super::check(response)?;
+                self.answered += handles as u64;
                 continue;
             }
             if id != self.id {
@@ -312,6 +316,12 @@ impl Subscription {
         }
     }
 
+    /// Handles acked or nacked so far whose answer has come back (an ack is answered
+    /// once it is on disk); answers are read by `next`.
+    pub fn answered(&self) -> u64 {
+        self.answered
+    }
+
     /// Acknowledges without waiting (the answer is checked by a later `next`).
     pub fn ack(&mut self, handles: &[u64]) -> Result<(), ClientError> {
         let request = Request::Ack {
@@ -319,7 +329,7 @@ impl Subscription {
             handles: handles.to_vec(),
         };
         let id = self.conn.send(request, &[])?;
-        self.pending.insert(id);
+        self.pending.insert(id, handles.len());
         Ok(())
     }
 
@@ -330,7 +340,7 @@ impl Subscription {
             requeue,
         };
         let id = self.conn.send(request, &[])?;
-        self.pending.insert(id);
+        self.pending.insert(id, handles.len());
         Ok(())
     }
 }
