@@ -15,7 +15,8 @@
 //! The common path (publish in order, hand out from the front, ack) touches no ordered
 //! tree: fresh messages wait in a deque per priority and lease timeouts in a deque in
 //! the order they were given, both cleaned lazily; only messages that come back, delays
-//! and TTLs use ordered sets.
+//! and TTLs use ordered sets. Entries and leases are found by id in `IdSlots`, a ring in
+//! id order, so that path walks memory forward.
 
 use super::slots::IdSlots;
 use super::{
