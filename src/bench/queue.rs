@@ -111,6 +111,8 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
     let mut stamps = Vec::with_capacity(ack_every);
     // Messages acked, and those whose ack was answered (counted in `progress`).
     let (mut sent, mut counted) = (0u64, 0u64);
+    // How long no message has come (ms): what is held is acked after a 20 ms pause.
+    let mut paused = 0u64;
     while !progress.stop.load(Ordering::Relaxed) {
         // Answers still to come are read by `next`: look again soon for them.
         let wait = if counted < sent { 1 } else { 20 };
@@ -121,6 +123,7 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
                 break;
             }
         };
+        paused = if next.is_some() { 0 } else { paused + wait };
         if let Some(r) = &next {
             let now = now_ns();
             if let Some(stamp) = payload::read(&r.body) {
@@ -130,7 +133,7 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
             handles.push(r.delivery.handle);
         }
         // Ack in batches, and whatever is held when the stream pauses.
-        if handles.len() >= ack_every || (next.is_none() && !handles.is_empty()) {
+        if handles.len() >= ack_every || (paused >= 20 && !handles.is_empty()) {
             if let Err(e) = sub.ack(&handles) {
                 out.error = Some(e.to_string());
                 break;
