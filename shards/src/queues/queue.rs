@@ -505,9 +505,12 @@ impl Queue {
         }
     }
 
-    /// Settles a delivered message: it is gone. Returns it (the owner records the ack).
-    pub fn ack(&mut self, handle: u64) -> Result<Message, QueueError> {
-        self.end_lease(handle)
+    /// Settles one delivered message (`ack_all` with one handle): it is gone. Returns
+    /// its id (the owner records the ack).
+    pub fn ack(&mut self, handle: u64) -> Result<u64, QueueError> {
+        let mut settled = None;
+        self.ack_all(&[handle], |id| settled = Some(id), |_| {});
+        settled.ok_or(QueueError::UnknownHandle(handle))
     }
 
     /// Settles many deliveries at once: `settled` sees each acked message's id,

@@ -111,7 +111,7 @@ impl<T> IdSlots<T> {
     }
 
     /// Removes the value of `id` after showing it to `f`, dropping it where it lies (a
-    /// queue entry is over a hundred bytes: an ack need not move it out to drop it).
+    /// queue entry is 96 bytes: an ack need not move it out to drop it).
     #[inline]
     pub fn remove_with(&mut self, id: u64, f: impl FnOnce(&T)) -> bool {
         let Some(i) = self.index(id) else {
