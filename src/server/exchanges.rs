@@ -75,7 +75,7 @@ pub fn list(shard: &Rc<Shard>) -> Option<Reply> {
 }
 
 /// Header naming a dead letter's origin (`source-queue/id`) on a topic record.
-pub const ORIGIN_HEADER: &str = "x-origin";
+const ORIGIN_HEADER: &str = "x-origin";
 /// Bytes read per fetch while looking for an origin in a topic partition.
 const ORIGIN_SCAN_BYTES: u32 = 1 << 20;
 
@@ -157,9 +157,9 @@ pub async fn publish_once(
                                 continue;
                             }
                             Ok(false) => {}
-                            Err(message) => {
+                            Err((code, message)) => {
                                 return reply(Response::error(
-                                    ErrorCode::InvalidRequest,
+                                    code,
                                     format!("routing to {target:?}: {message}"),
                                 ))
                             }
@@ -206,14 +206,19 @@ pub async fn publish_once(
 }
 
 /// Whether `topic`/`partition` holds a record with `origin` in its origin header,
-/// appended at or after `since_ms` (found through the time index, read forward).
+/// appended at or after `since_ms` (found through the time index, read forward); the
+/// error of a lookup or read that failed.
 async fn topic_has_origin(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
     origin: &str,
     since_ms: i64,
-) -> Result<bool, String> {
+) -> Result<bool, (ErrorCode, String)> {
+    let failed = |what: &str, answer: Option<Reply>| match answer {
+        Some((Response::Error { code, message }, _)) => (code, format!("{what}: {message}")),
+        other => (ErrorCode::Internal, format!("{what}: {other:?}")),
+    };
     let list = Request::ListOffsets {
         topic: topic.to_string(),
         partition,
@@ -221,7 +226,12 @@ async fn topic_has_origin(
     };
     let mut offset = match Box::pin(shard.dispatch(list, BytesMut::new())).await {
         Some((Response::Offset { offset }, _)) => offset,
-        other => return Err(format!("finding where to look for {origin}: {other:?}")),
+        other => {
+            return Err(failed(
+                &format!("finding where to look for {origin}"),
+                other,
+            ))
+        }
     };
     loop {
         let fetch = Request::Fetch {
@@ -235,7 +245,7 @@ async fn topic_has_origin(
         let (high_watermark, chunks) = match Box::pin(shard.dispatch(fetch, BytesMut::new())).await
         {
             Some((Response::Fetched { high_watermark, .. }, chunks)) => (high_watermark, chunks),
-            other => return Err(format!("looking for {origin}: {other:?}")),
+            other => return Err(failed(&format!("looking for {origin}"), other)),
         };
         let mut next = offset;
         for chunk in &chunks {
