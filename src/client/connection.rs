@@ -197,7 +197,9 @@ impl Connection {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // Rounded up: a deadline under a millisecond away must still wait, not spin
+        // through poll(0) until it passes.
+        let ms = i32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
         // SAFETY: one pollfd we own, for a socket that outlives the call.
         let n = unsafe { libc::poll(&mut fd, 1, ms) };
         if n < 0 {
@@ -307,5 +309,25 @@ mod tests {
             }
         };
         assert!(closed.is_err(), "a closed peer is an error");
+    }
+
+    #[test]
+    fn waiting_less_than_a_millisecond_still_waits() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let conn = Connection::connect(listener.local_addr().expect("addr")).expect("connect");
+        let _peer = listener.accept().expect("accept");
+        // A silent peer: each wait lasts its whole timeout (poll(0) would return at once).
+        for wait in [Duration::from_micros(300), Duration::from_micros(1500)] {
+            let started = std::time::Instant::now();
+            assert!(!conn.wait_readable(wait).expect("waits"));
+            assert!(
+                started.elapsed() >= wait,
+                "{wait:?} returned after {:?}",
+                started.elapsed()
+            );
+        }
+        assert!(!conn
+            .wait_readable(Duration::ZERO)
+            .expect("a zero wait only looks"));
     }
 }
