@@ -1048,3 +1048,45 @@ fn a_retried_dead_letter_move_writes_its_topic_record_once() {
     assert_eq!(stats.dead_lettered, 0, "the move is not finished");
     assert_eq!(stats.ready + stats.in_flight, 0, "nor back in its queue");
 }
+
+#[test]
+fn a_batch_publisher_keeps_several_batches_in_flight_and_answers_each() {
+    use peregrine::client::queues::BatchPublisher;
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("piped"));
+    let mut client = b.client();
+    client.set_shard_aware(true);
+    let mut publisher = BatchPublisher::new(client, "piped", durable());
+    assert_eq!(publisher.wait_oldest().expect("nothing to wait for"), None);
+    // Ten batches of 3, up to four on the wire at once.
+    let mut stored = Vec::new();
+    for batch in 0..10 {
+        let bodies: Vec<String> = (0..3).map(|i| format!("m-{batch}-{i}")).collect();
+        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_bytes()).collect();
+        publisher.send(&refs).expect("send");
+        if publisher.in_flight() == 4 {
+            stored.push(publisher.wait_oldest().expect("answer").expect("in flight"));
+        }
+    }
+    while let Some(n) = publisher.wait_oldest().expect("answer") {
+        stored.push(n);
+    }
+    assert_eq!(
+        stored,
+        vec![3; 10],
+        "every batch answered once, oldest first"
+    );
+    let got = c.receive("piped", 100, 1000, true).expect("receive");
+    let want: Vec<String> = (0..10)
+        .flat_map(|b| (0..3).map(move |i| format!("m-{b}-{i}")))
+        .collect();
+    assert_eq!(texts(&got), want, "in publish order");
+
+    // A batch the broker refuses answers with its error; the pipeline goes on.
+    let mut publisher = BatchPublisher::new(b.client(), "no-such-queue", durable());
+    publisher.send(&[b"lost"]).expect("send");
+    let err = publisher.wait_oldest().expect_err("unknown queue");
+    assert_eq!(err.code(), Some(ErrorCode::UnknownQueue), "{err}");
+    assert_eq!(publisher.in_flight(), 0);
+}

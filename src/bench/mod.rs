@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Queue modes: most unacked messages per consumer.
     #[arg(long, default_value_t = 100)]
     pub prefetch: u32,
+    /// Queue modes: publish batches each producer keeps in flight (sent before the
+    /// answer to an earlier one is in, as a Kafka producer pipelines).
+    #[arg(long, default_value_t = 2)]
+    pub in_flight: usize,
 }
 
 pub fn run(args: BenchArgs) -> CliResult {

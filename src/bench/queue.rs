@@ -11,7 +11,7 @@ use super::payload::{self, now_ns, Stamp};
 use super::producer::ProducerResult;
 use super::report::histogram;
 use super::{summarize, wait_for, BenchArgs, Mode, Outcome};
-use crate::client::queues::Subscription;
+use crate::client::queues::{BatchPublisher, Subscription};
 use crate::client::Client;
 use crate::native::messages::{Acks, PublishSpec, QueueSpec};
 use std::sync::atomic::Ordering;
@@ -39,6 +39,9 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
         durable: Acks::from(args.acks) == Acks::Durable,
         ..PublishSpec::default()
     };
+    let mut publisher = BatchPublisher::new(client, queue, spec);
+    // Each batch in flight: its first sequence number, its size and when it was sent.
+    let mut in_flight: std::collections::VecDeque<(u64, u64, u64)> = Default::default();
     let gap = (args.mode == Mode::QueueLatency)
         .then(|| 1e9 * args.producers.max(1) as f64 / args.rate.max(1) as f64);
     let mut bodies: Vec<Vec<u8>> = Vec::new();
@@ -73,21 +76,40 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
             bodies.push(body);
         }
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-        let sent_at = now_ns();
-        if let Err(e) = client.publish_batch(queue, spec.clone(), &refs) {
+        if let Err(e) = publisher.send(&refs) {
             out.error = Some(e.to_string());
             break;
         }
-        let now = now_ns();
-        out.last_ack_ns = now;
-        for s in seq..seq + n {
-            out.acked.insert(s);
-            let _ = out.ack_ns.record(now.saturating_sub(sent_at).max(1));
-        }
+        in_flight.push_back((seq, n, now_ns()));
         seq += n;
         out.sent = seq;
+        while in_flight.len() >= args.in_flight.max(1) || (seq >= count && !in_flight.is_empty()) {
+            if let Err(e) = take_answer(&mut publisher, &mut in_flight, &mut out) {
+                out.error = Some(e.to_string());
+                return out;
+            }
+        }
     }
     out
+}
+
+/// Waits for the oldest batch in flight and counts its messages as acknowledged.
+fn take_answer(
+    publisher: &mut BatchPublisher,
+    in_flight: &mut std::collections::VecDeque<(u64, u64, u64)>,
+    out: &mut ProducerResult,
+) -> Result<(), crate::client::ClientError> {
+    publisher.wait_oldest()?;
+    let Some((first, n, sent_at)) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    let now = now_ns();
+    out.last_ack_ns = now;
+    for s in first..first + n {
+        out.acked.insert(s);
+        let _ = out.ack_ns.record(now.saturating_sub(sent_at).max(1));
+    }
+    Ok(())
 }
 
 fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) -> ConsumerResult {

@@ -204,6 +204,77 @@ impl Client {
     }
 }
 
+/// Batch publishes to one queue with several requests in flight on the queue's
+/// connection, as a Kafka producer pipelines: one thread keeps the owner shard busy
+/// while earlier batches are on their way to disk. Answers are taken oldest first.
+pub struct BatchPublisher {
+    client: Client,
+    queue: String,
+    spec: PublishSpec,
+    /// Request ids in the order sent.
+    in_flight: std::collections::VecDeque<u64>,
+    /// Answers that came back ahead of an older one, by request id.
+    early: std::collections::HashMap<u64, Result<u32, ClientError>>,
+}
+
+impl BatchPublisher {
+    pub fn new(client: Client, queue: &str, spec: PublishSpec) -> BatchPublisher {
+        BatchPublisher {
+            client,
+            queue: queue.to_string(),
+            spec,
+            in_flight: Default::default(),
+            early: Default::default(),
+        }
+    }
+
+    /// Sends one batch without waiting for its answer.
+    pub fn send(&mut self, bodies: &[&[u8]]) -> Result<(), ClientError> {
+        let request = Request::PublishBatch {
+            queue: self.queue.clone(),
+            spec: self.spec.clone(),
+            lens: bodies.iter().map(|b| b.len() as u32).collect(),
+        };
+        let id = self
+            .client
+            .queue_connection(&self.queue)?
+            .send(request, bodies)?;
+        self.in_flight.push_back(id);
+        Ok(())
+    }
+
+    /// Batches sent whose answer has not been taken yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for the oldest batch in flight: how many messages it stored; `None` when
+    /// nothing is in flight.
+    pub fn wait_oldest(&mut self) -> Result<Option<u32>, ClientError> {
+        let Some(oldest) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(answer) = self.early.remove(&oldest) {
+                return answer.map(Some);
+            }
+            let (id, response, _) = self.client.queue_connection(&self.queue)?.recv()?;
+            let answer = match super::check(response) {
+                Ok(Response::PublishedBatch { stored }) => Ok(stored),
+                Ok(other) => Err(unexpected("publish batch", &other)),
+                Err(e) => Err(e),
+            };
+            if id != oldest && !self.in_flight.contains(&id) {
+                answer?; // an error about the connection as a whole, say
+                return Err(ClientError::Protocol(format!(
+                    "answer for unknown request {id}"
+                )));
+            }
+            self.early.insert(id, answer);
+        }
+    }
+}
+
 /// A push subscription on a connection of its own: the broker sends messages as they
 /// come, never more than `prefetch` unacked; acks and nacks go on the same connection.
 /// Dropping it (or the process dying) gives every unacked message back at once.
