@@ -1083,7 +1083,7 @@ fn a_batch_publisher_keeps_several_batches_in_flight_and_answers_each() {
         .collect();
     assert_eq!(texts(&got), want, "in publish order");
 
-    // A batch the broker refuses answers with its error; the pipeline goes on.
+    // A batch the broker refuses answers with the broker's error, and leaves the pipeline.
     let mut publisher = BatchPublisher::new(b.client(), "no-such-queue", durable());
     publisher.send(&[b"lost"]).expect("send");
     let err = publisher.wait_oldest().expect_err("unknown queue");
