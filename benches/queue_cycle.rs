@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use peregrine_shards::log::{BatchCache, LogConfig};
+use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
     Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueStore,
 };
@@ -171,11 +171,7 @@ fn bench_journal(c: &mut Criterion) {
         ..LogConfig::default()
     };
     let (store, _) = ex
-        .run(QueueStore::open(
-            dir.path().join("journal"),
-            config,
-            BatchCache::new(64 << 20),
-        ))
+        .run(QueueStore::open(dir.path().join("journal"), config))
         .expect("opening the journal");
     let mut q = Queue::new("bench", QueueConfig::default());
     let mut group = c.benchmark_group("journal");

@@ -20,7 +20,7 @@ use crate::native::messages::{
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
-use peregrine_shards::log::{BatchCache, LogConfig};
+use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
     DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError, QueueStore,
 };
@@ -108,7 +108,6 @@ fn io_error(e: impl std::fmt::Display) -> Option<Reply> {
 pub async fn open(
     meta: &QueueMeta,
     data_dir: &std::path::Path,
-    cache: Rc<BatchCache>,
     fsync: peregrine_shards::log::FsyncPolicy,
 ) -> Result<Rc<OpenQueue>, String> {
     let config = LogConfig {
@@ -116,7 +115,7 @@ pub async fn open(
         fsync,
         ..LogConfig::default()
     };
-    let (store, rec) = QueueStore::open(meta.dir(data_dir), config, cache)
+    let (store, rec) = QueueStore::open(meta.dir(data_dir), config)
         .await
         .map_err(|e| format!("opening queue {}: {e}", meta.name))?;
     let now = crate::time::now_ms();

@@ -347,14 +347,13 @@ impl Shard {
             {
                 continue;
             }
-            let (owned, data_dir, cache, fsync) = (
+            let (owned, data_dir, fsync) = (
                 meta.clone(),
                 self.config.data_dir.clone(),
-                self.cache.clone(),
                 self.config.fsync,
             );
             // Opened from the background queue, so the journal's flusher runs there.
-            let open = async move { super::queues::open(&owned, &data_dir, cache, fsync).await };
+            let open = async move { super::queues::open(&owned, &data_dir, fsync).await };
             let q = super::runtime::spawn_into(open, self.queues.background)
                 .map_err(|e| format!("opening queue {}: {e}", meta.name))?
                 .await?;

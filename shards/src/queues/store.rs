@@ -136,6 +136,9 @@ pub struct QueueStore {
     log: Rc<PartitionLog>,
     live: RefCell<Live>,
     encoder: RefCell<Encoder>,
+    /// The journal's own batch cache, which never holds anything (see `open`).
+    #[cfg(test)]
+    cache: Rc<BatchCache>,
 }
 
 /// Where the unsettled publishes are: one run per publish record (consecutive ids at
@@ -288,10 +291,14 @@ impl QueueStore {
     pub async fn open(
         dir: PathBuf,
         config: LogConfig,
-        cache: Rc<BatchCache>,
     ) -> Result<(QueueStore, Recovered), LogError> {
-        let log = PartitionLog::open(dir, config, cache).await?;
+        // A journal is read back only here, at open: in the shard's batch cache its
+        // batches would only push out topic data that consumers read.
+        let cache = BatchCache::new(0);
+        let log = PartitionLog::open(dir, config, cache.clone()).await?;
         let store = QueueStore {
+            #[cfg(test)]
+            cache,
             log,
             live: RefCell::new(Live::default()),
             encoder: RefCell::new(Encoder::default()),
@@ -517,13 +524,9 @@ mod tests {
     }
 
     async fn open(dir: &std::path::Path, segment_bytes: u64) -> (QueueStore, Recovered) {
-        QueueStore::open(
-            dir.to_owned(),
-            config(segment_bytes),
-            BatchCache::new(16 << 20),
-        )
-        .await
-        .expect("open store")
+        QueueStore::open(dir.to_owned(), config(segment_bytes))
+            .await
+            .expect("open store")
     }
 
     /// Publishes through the queue and journals it, as the owner does.
@@ -549,6 +552,22 @@ mod tests {
             .await
             .expect("durable");
         id
+    }
+
+    #[test]
+    fn a_journal_keeps_nothing_in_a_batch_cache() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let (s, _) = open(&tmp.path().join("q"), 1 << 20).await;
+            let mut q = Queue::new("q", QueueConfig::default());
+            for body in ["a", "b", "c"] {
+                publish(&mut q, &s, body, PublishOptions::default(), 0).await;
+            }
+            let settled = Event::Settled { ids: vec![0, 1, 2] };
+            s.record(&settled, true, 1).await.expect("journal");
+            assert_eq!(s.cache.used_bytes(), 0, "journal batches are never cached");
+            s.close().await.expect("close");
+        });
     }
 
     #[test]
