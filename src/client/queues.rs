@@ -77,15 +77,8 @@ impl Client {
         spec: PublishSpec,
         bodies: &[&[u8]],
     ) -> Result<u32, ClientError> {
-        let request = Request::PublishBatch {
-            queue: queue.to_string(),
-            spec,
-            lens: bodies.iter().map(|b| b.len() as u32).collect(),
-        };
-        match self.queue_call(queue, request, bodies)?.0 {
-            Response::PublishedBatch { stored } => Ok(stored),
-            other => Err(unexpected("publish batch", &other)),
-        }
+        let request = batch_request(queue, spec, bodies);
+        batch_stored(self.queue_call(queue, request, bodies)?.0)
     }
 
     /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first.
@@ -204,6 +197,23 @@ impl Client {
     }
 }
 
+/// One request publishing `bodies` with the same options.
+fn batch_request(queue: &str, spec: PublishSpec, bodies: &[&[u8]]) -> Request {
+    Request::PublishBatch {
+        queue: queue.to_string(),
+        spec,
+        lens: bodies.iter().map(|b| b.len() as u32).collect(),
+    }
+}
+
+/// How many messages a batch publish stored, from its (checked) answer.
+fn batch_stored(response: Response) -> Result<u32, ClientError> {
+    match response {
+        Response::PublishedBatch { stored } => Ok(stored),
+        other => Err(unexpected("publish batch", &other)),
+    }
+}
+
 /// Batch publishes to one queue with several requests in flight on the queue's
 /// connection, as a Kafka producer pipelines: one thread keeps the owner shard busy
 /// while earlier batches are on their way to disk. Answers are taken oldest first.
@@ -230,11 +240,7 @@ impl BatchPublisher {
 
     /// Sends one batch without waiting for its answer.
     pub fn send(&mut self, bodies: &[&[u8]]) -> Result<(), ClientError> {
-        let request = Request::PublishBatch {
-            queue: self.queue.clone(),
-            spec: self.spec.clone(),
-            lens: bodies.iter().map(|b| b.len() as u32).collect(),
-        };
+        let request = batch_request(&self.queue, self.spec.clone(), bodies);
         let id = self
             .client
             .queue_connection(&self.queue)?
@@ -259,11 +265,7 @@ impl BatchPublisher {
                 return answer.map(Some);
             }
             let (id, response, _) = self.client.queue_connection(&self.queue)?.recv()?;
-            let answer = match super::check(response) {
-                Ok(Response::PublishedBatch { stored }) => Ok(stored),
-                Ok(other) => Err(unexpected("publish batch", &other)),
-                Err(e) => Err(e),
-            };
+            let answer = super::check(response).and_then(batch_stored);
             if id != oldest && !self.in_flight.contains(&id) {
                 answer?; // an error about the connection as a whole, say
                 return Err(ClientError::Protocol(format!(
