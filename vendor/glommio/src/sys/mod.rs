@@ -305,8 +305,9 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
-        // Peregrine: orders what the caller sent before the look at `should_notify`;
-        // pairs with the fence the sleeping reactor issues after setting it.
+        // Peregrine's fork: orders what the caller sent before the look at
+        // `should_notify`; pairs with the fence the sleeping reactor issues after
+        // setting it.
         std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify

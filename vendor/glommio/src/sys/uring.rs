@@ -1883,12 +1883,13 @@ impl Reactor {
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
-            // Peregrine: a full fence here pairs with the one in `SleepNotifier::notify`
-            // (Dekker): either a remote sender sees `should_notify` and writes the
-            // eventfd, or the sweep below sees what it sent. Upstream used
-            // `membarrier(PRIVATE_EXPEDITED)` to keep senders fence-free: an IPI to
-            // every CPU running the process on each sleep, which on a VM costs exits on
-            // both sides, thousands of times a second under request/response load.
+            // Peregrine's fork: a full fence here pairs with the one in
+            // `SleepNotifier::notify` (Dekker): either a remote sender sees
+            // `should_notify` and writes the eventfd, or the sweep below sees what it
+            // sent. Upstream used `membarrier(PRIVATE_EXPEDITED)` to keep senders
+            // fence-free: an IPI to every CPU running the process on each sleep, which on
+            // a VM costs exits on both sides, thousands of times a second under
+            // request/response load.
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
