@@ -39,6 +39,10 @@ use crate::batch::{self, BatchError, BatchHeader};
 const WRITE_BYTES_MAX: usize = 8 << 20;
 /// Pending bytes that end a write linger at once.
 const LINGER_BYTES_MAX: u64 = 64 << 10;
+/// Longest a flush cycle goes on writing before it syncs for a durable waiter. A cycle
+/// writes until nothing is pending, and under a steady stream of appends something
+/// always is: without this bound, a durable waiter would wait for the stream to pause.
+const SYNC_DEFER_MAX: Duration = Duration::from_millis(1);
 /// Most bytes read per step while searching by timestamp.
 const TIME_SCAN_READ_BYTES: usize = 256 << 10;
 
@@ -1016,6 +1020,7 @@ async fn flush_cycle(
     appender: &mut SegmentAppender,
     force_sync: bool,
 ) -> Result<bool, LogError> {
+    let started = std::time::Instant::now();
     while let Some(run) = inner.pending_run() {
         if run.segment_base != appender.base_offset {
             seal_and_roll(inner, appender, run.segment_base).await?;
@@ -1026,6 +1031,11 @@ async fn flush_cycle(
             inner.written_size_of(appender.base_offset),
             Some(appender.written())
         );
+        if !inner.durable_waiters.is_empty() && started.elapsed() >= SYNC_DEFER_MAX {
+            // What is still pending goes in the next cycle, which must not wait.
+            inner.flusher_wake.notify();
+            break;
+        }
     }
     let wanted = force_sync
         || inner.config.fsync == FsyncPolicy::Always

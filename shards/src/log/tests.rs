@@ -522,6 +522,50 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
 }
 
 #[test]
+fn a_durable_wait_ends_while_appends_keep_coming() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, LogConfig::default()).await;
+        // A stream of appends that never pauses: it keeps up to 64 KiB waiting for the
+        // flusher, so every write the flusher finishes finds more data behind it.
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let stream = {
+            let (log, stop) = (log.clone(), stop.clone());
+            glommio::spawn_local(async move {
+                let mut tag = 0u64;
+                while !stop.get() {
+                    if log.pending_bytes() < 64 << 10 {
+                        log.append(batch(tag)).expect("append");
+                        tag += 1;
+                    }
+                    futures_lite::future::yield_now().await;
+                }
+                tag
+            })
+        };
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        for _ in 0..3 {
+            let appended = log.append(batch(1 << 40)).expect("append");
+            let durable = futures_lite::future::or(
+                async { Some(log.wait_durable(appended.last_offset).await) },
+                async {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    None
+                },
+            )
+            .await;
+            assert!(
+                matches!(durable, Some(Ok(()))),
+                "the durable wait must not need the stream to pause"
+            );
+        }
+        stop.set(true);
+        assert!(stream.await > 0);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn concurrent_durable_appends_share_fsyncs() {
     run(|| async {
         let (_tmp, dir) = tempdir();
