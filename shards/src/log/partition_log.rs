@@ -1031,7 +1031,9 @@ async fn flush_cycle(
             inner.written_size_of(appender.base_offset),
             Some(appender.written())
         );
-        if !inner.durable_waiters.is_empty() && started.elapsed() >= SYNC_DEFER_MAX {
+        // The cycle that closes the log must drain it, whoever waits.
+        let closing = inner.state.borrow().closing;
+        if !closing && !inner.durable_waiters.is_empty() && started.elapsed() >= SYNC_DEFER_MAX {
             // What is still pending goes in the next cycle, which must not wait.
             inner.flusher_wake.notify();
             break;

@@ -566,6 +566,38 @@ fn a_durable_wait_ends_while_appends_keep_coming() {
 }
 
 #[test]
+fn closing_writes_everything_pending_while_a_durable_waiter_waits() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        // More than one write's worth (8 MiB) pending when the log closes, and a
+        // durable waiter, so the closing cycle runs long enough to be cut short.
+        let log = open(&dir, config(64 << 20)).await;
+        let mut tag = 0u64;
+        while log.pending_bytes() < 20 << 20 {
+            log.append(batch_with(tag, 4, 4_000, 1_000))
+                .expect("append");
+            tag += 1;
+        }
+        let end = log.end_offset();
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_durable(end - 1).await })
+        };
+        futures_lite::future::yield_now().await;
+        log.close().await.expect("close");
+        waiter.await.expect("durable");
+        drop(log);
+        let log = open(&dir, config(64 << 20)).await;
+        assert_eq!(
+            log.end_offset(),
+            end,
+            "everything appended before close is kept"
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn concurrent_durable_appends_share_fsyncs() {
     run(|| async {
         let (_tmp, dir) = tempdir();
