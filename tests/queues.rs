@@ -925,10 +925,15 @@ fn batch_publishes_survive_a_kill_9_with_part_of_each_batch_acked() {
     );
 }
 
-/// Forwards every connection on `listen` to `to`, both ways, until the test ends.
-fn forward(listen: &str, to: String) -> String {
+/// Forwards every connection on `ip`, on a port none of `avoid`, to `to`, both ways,
+/// until the test ends. (A port taken on another address can be handed out again, and
+/// the forwarder must not sit where a test expects nothing.)
+fn forward(ip: &str, avoid: &[u16], to: String) -> String {
     use std::net::{TcpListener, TcpStream};
-    let listener = TcpListener::bind(listen).expect("bind the forwarder");
+    let listener =
+        std::iter::repeat_with(|| TcpListener::bind((ip, 0)).expect("bind the forwarder"))
+            .find(|l| l.local_addr().is_ok_and(|a| !avoid.contains(&a.port())))
+            .expect("a free port");
     let addr = listener
         .local_addr()
         .expect("forwarder address")
@@ -960,22 +965,26 @@ fn forward(listen: &str, to: String) -> String {
 fn a_subscription_falls_back_to_the_bootstrap_port_when_the_owners_port_is_unreachable() {
     use peregrine::client::queues::Subscription;
     let b = Broker::start();
+    let names: Vec<String> = (0..4).map(|i| format!("behind-{i}")).collect();
+    let mut direct = Client::connect(&b.addr).expect("connect");
+    direct.set_shard_aware(true);
+    let mut ports = Vec::new();
+    for name in &names {
+        declare(&mut direct, queue(name));
+        let (_, port) = direct.queue_owner_port(name).expect("owner").expect("port");
+        ports.push(port);
+    }
     // Only the main port is published, on another address: the shards' own ports,
     // bound to 127.0.0.1, cannot be reached through it.
-    let bootstrap = forward("127.0.0.2:0", b.addr.clone());
+    let bootstrap = forward("127.0.0.2", &ports, b.addr.clone());
     let mut c = Client::connect(&bootstrap).expect("connect through the forwarder");
-    for i in 0..4 {
-        let name = format!("behind-{i}");
-        declare(&mut c, queue(&name));
-        c.set_shard_aware(true);
-        let (_, port) = c.queue_owner_port(&name).expect("owner").expect("port");
-        c.set_shard_aware(false);
+    for (name, port) in names.iter().zip(ports) {
         assert!(
             std::net::TcpStream::connect(("127.0.0.2", port)).is_err(),
             "the owner's port must be unreachable for this test to mean anything"
         );
-        c.publish(&name, durable(), b"through").expect("publish");
-        let mut sub = Subscription::open(&bootstrap, &name, 10, false).expect("subscribe");
+        c.publish(name, durable(), b"through").expect("publish");
+        let mut sub = Subscription::open(&bootstrap, name, 10, false).expect("subscribe");
         let got = sub
             .next(Duration::from_secs(5))
             .expect("next")
