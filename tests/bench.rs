@@ -154,6 +154,42 @@ fn queue_modes_publish_receive_and_ack_everything() {
 }
 
 #[test]
+fn queue_bench_spreads_its_queues_over_the_shards() {
+    let b = Broker::start();
+    let r = bench(&[
+        "queue",
+        "--bootstrap",
+        &b.addr,
+        "--queues",
+        "3",
+        "--messages",
+        "9000",
+        "--batch",
+        "300",
+        "--acks",
+        "durable",
+    ]);
+    assert_eq!(r["queues"], 3, "{r}");
+    // Every queue gets its own producer and consumer.
+    assert_eq!(r["producers"], 3, "{r}");
+    assert_eq!(r["consumers"], 3, "{r}");
+    assert_eq!(r["messages_acked"], 9000, "{r}");
+    assert_eq!(r["messages_received"], 9000, "{r}");
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["duplicated"], 0);
+    let mut client = b.client();
+    let mut owners: Vec<u32> = client
+        .list_queues()
+        .expect("list")
+        .iter()
+        .map(|q| client.queue_stats(&q.name).expect("stats").owner)
+        .collect();
+    owners.sort_unstable();
+    // Queue i is owned by shard i % 2, and the names tried on the way were deleted.
+    assert_eq!(owners, vec![0, 0, 1], "owners of the bench's queues");
+}
+
+#[test]
 fn produce_only_and_consume_only_modes() {
     let p = bench(&[
         "produce",
@@ -221,4 +257,10 @@ fn bad_bench_arguments_are_refused() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--spin runs latency mode"));
+    let out = Command::new(BIN)
+        .args(["bench", "queue", "--embedded", "--queues", "0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--queues must be at least 1"));
 }

@@ -114,6 +114,11 @@ pub struct BenchArgs {
     /// answer to an earlier one is in, as a Kafka producer pipelines).
     #[arg(long, default_value_t = 2)]
     pub in_flight: usize,
+    /// Queue modes: queues, spread over the broker's shards as partitions are. Producer
+    /// and consumer `i` use queue `i % queues`; `--producers` and `--consumers` are
+    /// raised to this when lower, so that every queue has both.
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
@@ -228,6 +233,13 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
             || args.partitions != 1)
     {
         return Err("--spin runs latency mode with 1 producer, 1 consumer and 1 partition".into());
+    }
+    if matches!(args.mode, Mode::Queue | Mode::QueueLatency) {
+        if args.queues == 0 {
+            return Err("--queues must be at least 1".into());
+        }
+        args.producers = args.producers.max(args.queues);
+        args.consumers = args.consumers.max(args.queues);
     }
     if args.mode == Mode::Consume && args.messages.is_none() {
         return Err("consume mode needs --messages (the backlog to fill)".into());
@@ -435,6 +447,7 @@ pub(crate) fn summarize(
         producers: args.producers,
         consumers: args.consumers,
         partitions: if queue_mode { 0 } else { args.partitions },
+        queues: if queue_mode { args.queues } else { 0 },
         size: args.size,
         batch: args.batch,
         shard_aware: args.shard_aware,

@@ -184,18 +184,44 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
     out
 }
 
+/// Declares `n` bench queues, queue `i` owned by shard `i % shards`, so that several
+/// queues spread over the broker's cores as partitions do.
+fn declare_queues(bootstrap: &str, n: usize) -> Result<Vec<String>, crate::client::ClientError> {
+    let mut client = Client::connect(bootstrap)?;
+    let shards = client.shard_count()?.max(1) as u32;
+    let base = format!("bench-q-{}-{}", std::process::id(), crate::time::now_ms());
+    let mut names = Vec::with_capacity(n);
+    let mut suffix = 0u32;
+    for i in 0..n {
+        let want = i as u32 % shards;
+        loop {
+            let name = format!("{base}-{suffix}");
+            suffix += 1;
+            client.declare_queue(QueueSpec {
+                name: name.clone(),
+                ..QueueSpec::default()
+            })?;
+            // Names hash to owners: keep one that landed where this queue should be.
+            if client.queue_stats(&name)?.owner == want {
+                names.push(name);
+                break;
+            }
+            client.delete_queue(&name)?;
+        }
+    }
+    Ok(names)
+}
+
 pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let queue = format!("bench-q-{}-{}", std::process::id(), crate::time::now_ms());
-    Client::connect(bootstrap)?.declare_queue(QueueSpec {
-        name: queue.clone(),
-        ..QueueSpec::default()
-    })?;
+    let queues = declare_queues(bootstrap, args.queues.max(1))?;
     let total = args.messages.unwrap_or(1_000_000);
     let producers = args.producers.max(1) as u64;
     let progress = Arc::new(Progress::default());
+    // Producer and consumer `i` use queue `i % queues`.
     let consumers: Vec<_> = (0..args.consumers.max(1))
-        .map(|_| {
-            let (a, b, q) = (args.clone(), bootstrap.to_string(), queue.clone());
+        .map(|i| {
+            let (a, b) = (args.clone(), bootstrap.to_string());
+            let q = queues[i % queues.len()].clone();
             let progress = progress.clone();
             std::thread::spawn(move || consume(&a, &b, &q, &progress))
         })
@@ -203,7 +229,8 @@ pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::er
     let start = now_ns();
     let producers: Vec<ProducerResult> = (0..producers)
         .map(|i| {
-            let (a, b, q) = (args.clone(), bootstrap.to_string(), queue.clone());
+            let (a, b) = (args.clone(), bootstrap.to_string());
+            let q = queues[i as usize % queues.len()].clone();
             let count = total / producers + u64::from(i < total % producers);
             std::thread::spawn(move || produce(&a, &b, &q, i as u32, count))
         })

@@ -49,6 +49,8 @@ pub struct Summary {
     pub producers: usize,
     pub consumers: usize,
     pub partitions: i32,
+    /// Queues of the queue modes (0 in the topic modes).
+    pub queues: usize,
     pub size: usize,
     pub batch: usize,
     pub shard_aware: bool,
@@ -90,10 +92,15 @@ impl Summary {
             .rate
             .map(|r| format!(" rate={r}/s"))
             .unwrap_or_default();
+        let spread = if self.queues > 0 {
+            format!("{} queue(s)", self.queues)
+        } else {
+            format!("{} partition(s)", self.partitions)
+        };
         let _ = writeln!(
             s,
-            "peregrine bench {}: {} producer(s), {} consumer(s), {} partition(s), {} B messages, batch {}, acks={}, shard-aware={}{}",
-            self.mode, self.producers, self.consumers, self.partitions, self.size, self.batch, self.acks, self.shard_aware, rate
+            "peregrine bench {}: {} producer(s), {} consumer(s), {}, {} B messages, batch {}, acks={}, shard-aware={}{}",
+            self.mode, self.producers, self.consumers, spread, self.size, self.batch, self.acks, self.shard_aware, rate
         );
         let _ = writeln!(
             s,

@@ -88,6 +88,14 @@ impl Client {
         })
     }
 
+    /// How many shards the broker runs (from its metadata).
+    pub fn shard_count(&mut self) -> Result<usize, ClientError> {
+        if self.shard_ports.is_empty() {
+            self.metadata(Some(Vec::new()))?;
+        }
+        Ok(self.shard_ports.len())
+    }
+
     /// Sends partition and queue requests straight to their owning shard's own port.
     pub fn set_shard_aware(&mut self, on: bool) {
         self.shard_aware = on;
