@@ -22,4 +22,5 @@ run routed-4p              --embedded --messages 5000000 --partitions 4
 run shard-aware-4p         --embedded --messages 5000000 --partitions 4 --shard-aware
 run lag-2gb-cache-256      produce --embedded --messages 20000000 --broker-args "--cache-mb 256"
 run queue-throughput       queue --embedded --messages 1000000 --acks durable --batch 1000 --prefetch 100 --shard-aware
+run queue-throughput-2q    queue --embedded --messages 1000000 --acks durable --batch 1000 --prefetch 100 --shard-aware --queues 2
 run queue-latency-10k      queue-latency --embedded --rate 10000 --messages 100000 --acks durable --shard-aware
