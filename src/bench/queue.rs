@@ -195,6 +195,13 @@ fn declare_queues(bootstrap: &str, n: usize) -> Result<Vec<String>, crate::clien
     for i in 0..n {
         let want = i as u32 % shards;
         loop {
+            // A name lands on a given shard one time in `shards`: this many misses
+            // mean the broker's owners are not what its metadata says.
+            if suffix > 64 * (shards + n as u32) {
+                return Err(crate::client::ClientError::Protocol(format!(
+                    "no queue name landed on shard {want} of {shards}"
+                )));
+            }
             let name = format!("{base}-{suffix}");
             suffix += 1;
             client.declare_queue(QueueSpec {
