@@ -151,6 +151,27 @@ fn queue_modes_publish_receive_and_ack_everything() {
     assert_eq!(r["messages_received"], 2000);
     assert_eq!(r["rate"], 2000);
     assert!(r["duration_s"].as_f64().is_some_and(|d| d >= 0.9), "{r}");
+    // `--duration` without `--messages`: the deadline ends the publishing.
+    let r = bench(&[
+        "queue-latency",
+        "--embedded",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+        "--queues",
+        "2",
+    ]);
+    let acked = r["messages_acked"].as_u64().expect("acked");
+    assert!((1500..=2100).contains(&acked), "{r}");
+    assert_eq!(r["messages_received"], acked, "{r}");
+    assert_eq!(r["lost"], 0);
+    assert!(
+        r["duration_s"]
+            .as_f64()
+            .is_some_and(|d| (0.9..3.0).contains(&d)),
+        "{r}"
+    );
 }
 
 #[test]

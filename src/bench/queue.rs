@@ -18,7 +18,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) -> ProducerResult {
+/// Publishes `count` messages, or until `deadline_ns` (`now_ns` clock) if that comes first.
+fn produce(
+    args: &BenchArgs,
+    bootstrap: &str,
+    queue: &str,
+    id: u32,
+    count: u64,
+    deadline_ns: Option<u64>,
+) -> ProducerResult {
     let mut out = ProducerResult {
         sent: 0,
         acked: Default::default(),
@@ -48,7 +56,7 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
     let mut bodies: Vec<Vec<u8>> = Vec::new();
     let start = now_ns();
     let mut seq = 0u64;
-    while seq < count {
+    while seq < count && deadline_ns.is_none_or(|d| now_ns() < d) {
         // At a fixed rate: whatever is due now (at least one), else a full batch.
         let n = match gap {
             Some(gap) => {
@@ -84,11 +92,18 @@ fn produce(args: &BenchArgs, bootstrap: &str, queue: &str, id: u32, count: u64) 
         in_flight.push_back((seq, n, now_ns()));
         seq += n;
         out.sent = seq;
-        while in_flight.len() >= args.in_flight.max(1) || (seq >= count && !in_flight.is_empty()) {
+        while in_flight.len() >= args.in_flight.max(1) {
             if let Err(e) = take_answer(&mut publisher, &mut in_flight, &mut out) {
                 out.error = Some(e.to_string());
                 return out;
             }
+        }
+    }
+    // The batches still in flight when the count or the deadline was reached.
+    while !in_flight.is_empty() {
+        if let Err(e) = take_answer(&mut publisher, &mut in_flight, &mut out) {
+            out.error = Some(e.to_string());
+            break;
         }
     }
     out
@@ -221,7 +236,8 @@ fn declare_queues(bootstrap: &str, n: usize) -> Result<Vec<String>, crate::clien
 
 pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
     let queues = declare_queues(bootstrap, args.queues.max(1))?;
-    let total = args.messages.unwrap_or(1_000_000);
+    // `--duration` alone: no count, the deadline ends the run.
+    let total = args.messages.unwrap_or(u64::MAX);
     let producers = args.producers.max(1) as u64;
     let progress = Arc::new(Progress::default());
     // Producer and consumer `i` use queue `i % queues`.
@@ -234,12 +250,13 @@ pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::er
         })
         .collect();
     let start = now_ns();
+    let deadline = args.duration.map(|d| start + (d * 1e9) as u64);
     let producers: Vec<ProducerResult> = (0..producers)
         .map(|i| {
             let (a, b) = (args.clone(), bootstrap.to_string());
             let q = queues[i as usize % queues.len()].clone();
             let count = total / producers + u64::from(i < total % producers);
-            std::thread::spawn(move || produce(&a, &b, &q, i as u32, count))
+            std::thread::spawn(move || produce(&a, &b, &q, i as u32, count, deadline))
         })
         .collect::<Vec<_>>()
         .into_iter()
