@@ -284,4 +284,23 @@ fn bad_bench_arguments_are_refused() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--queues must be at least 1"));
+    for (args, error) in [
+        (["queue", "--partitions", "2"], "not --partitions"),
+        (
+            ["throughput", "--queues", "2"],
+            "--queues is for the queue modes",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .arg("bench")
+            .args(args)
+            .arg("--embedded")
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(error),
+            "{args:?}"
+        );
+    }
 }

@@ -238,8 +238,13 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         if args.queues == 0 {
             return Err("--queues must be at least 1".into());
         }
+        if args.partitions != 1 {
+            return Err("the queue modes spread over --queues, not --partitions".into());
+        }
         args.producers = args.producers.max(args.queues);
         args.consumers = args.consumers.max(args.queues);
+    } else if args.queues != 1 {
+        return Err("--queues is for the queue modes; topics spread over --partitions".into());
     }
     if args.mode == Mode::Consume && args.messages.is_none() {
         return Err("consume mode needs --messages (the backlog to fill)".into());
