@@ -1,9 +1,10 @@
 //! `peregrine bench queue` and `queue-latency`: publish, receive and ack through one
-//! message queue. Producers publish stamped messages in batches (durable with
-//! `--acks durable`: one group-committed fdatasync per batch); consumers hold a push
-//! subscription with `--prefetch` and ack in batches (manual acks), without waiting for
-//! each answer. A message counts as received once its ack is answered (on disk); latency
-//! runs from each message's intended send time to its delivery.
+//! message queue, or through `--queues N` spread over the shards. Producers publish
+//! stamped messages in batches (durable with `--acks durable`: one group-committed
+//! fdatasync per batch); consumers hold a push subscription with `--prefetch` and ack in
+//! batches (manual acks), without waiting for each answer. A message counts as received
+//! once its ack is answered (on disk); latency runs from each message's intended send
+//! time to its delivery.
 
 use super::consumer::{ConsumerResult, Progress};
 use super::delivery::Ledger;
