@@ -48,6 +48,13 @@ pub enum Mode {
     QueueLatency,
 }
 
+impl Mode {
+    /// The modes that run through message queues rather than a topic.
+    fn is_queue(self) -> bool {
+        matches!(self, Mode::Queue | Mode::QueueLatency)
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     #[arg(value_enum, default_value = "throughput")]
@@ -153,7 +160,7 @@ pub fn run(args: BenchArgs) -> CliResult {
         pin_current_thread_family(&parse_cores(cores)?);
     }
     let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
-    if matches!(args.mode, Mode::Queue | Mode::QueueLatency) {
+    if args.mode.is_queue() {
         let cpu_before = broker_pid.and_then(process_cpu_s);
         let mut outcome = queue::run(&args, &bootstrap)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
@@ -234,7 +241,7 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     {
         return Err("--spin runs latency mode with 1 producer, 1 consumer and 1 partition".into());
     }
-    if matches!(args.mode, Mode::Queue | Mode::QueueLatency) {
+    if args.mode.is_queue() {
         if args.queues == 0 {
             return Err("--queues must be at least 1".into());
         }
@@ -445,7 +452,7 @@ pub(crate) fn summarize(
     };
     let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
     let msgs_per_s = count as f64 / duration_s;
-    let queue_mode = matches!(args.mode, Mode::Queue | Mode::QueueLatency);
+    let queue_mode = args.mode.is_queue();
     let summary = Summary {
         mode: format!("{:?}", args.mode).to_lowercase(),
         acks: format!("{:?}", args.acks).to_lowercase(),

@@ -90,10 +90,15 @@ impl Client {
 
     /// How many shards the broker runs (from its metadata).
     pub fn shard_count(&mut self) -> Result<usize, ClientError> {
+        Ok(self.known_shard_ports()?.len())
+    }
+
+    /// Each shard's own port, asked for once.
+    fn known_shard_ports(&mut self) -> Result<&[u16], ClientError> {
         if self.shard_ports.is_empty() {
             self.metadata(Some(Vec::new()))?;
         }
-        Ok(self.shard_ports.len())
+        Ok(&self.shard_ports)
     }
 
     /// Sends partition and queue requests straight to their owning shard's own port.
@@ -192,9 +197,6 @@ impl Client {
         partition: i32,
     ) -> Result<Option<(u32, u16)>, ClientError> {
         let info = self.topic(topic)?;
-        if self.shard_ports.is_empty() {
-            self.metadata(Some(vec![topic.to_string()]))?;
-        }
         let Some(&shard) = usize::try_from(partition)
             .ok()
             .and_then(|p| info.owners.get(p))
@@ -202,7 +204,7 @@ impl Client {
             return Ok(None);
         };
         Ok(self
-            .shard_ports
+            .known_shard_ports()?
             .get(shard as usize)
             .map(|port| (shard, *port)))
     }
@@ -218,11 +220,8 @@ impl Client {
                 owner
             }
         };
-        if self.shard_ports.is_empty() {
-            self.metadata(Some(Vec::new()))?;
-        }
         Ok(self
-            .shard_ports
+            .known_shard_ports()?
             .get(owner as usize)
             .map(|port| (owner, *port)))
     }
