@@ -46,9 +46,11 @@ pub fn decode(mut frame: Bytes) -> Result<Incoming, String> {
         ));
     }
     let header = decode_request_header_from_buffer(&mut frame)
-        .map_err(|e| format!("bad {api_key:?} v{version} request header: {e}"))?;
+        .map_err(|e| format!("bad {api_key:?} v{version} request header: {e:#}"))?;
+    // `{e:#}`: the whole chain, so the log names the field's cause (a count over the
+    // bytes left, say), not only "failed to decode".
     let body = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| format!("bad {api_key:?} v{version} request: {e}"))?;
+        .map_err(|e| format!("bad {api_key:?} v{version} request: {e:#}"))?;
     Ok(Incoming::Request(Box::new(Decoded {
         header,
         api_key,
