@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod compression;
 pub mod groups;
 pub mod log;
 pub mod queues;
