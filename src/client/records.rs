@@ -1,11 +1,12 @@
-//! Building and reading record batches on the client side: uncompressed batches with
-//! `peregrine_shards::records` (no allocation per record), compressed ones with
-//! kafka-protocol's codec.
+//! Building and reading record batches on the client side with
+//! `peregrine_shards::records` (no allocation per record); compressed batches (from
+//! Kafka producers) are first decompressed whole, up to
+//! `compression::DECOMPRESSED_BYTES_MAX_DEFAULT` bytes of records per batch.
 
 use super::ClientError;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 use peregrine_shards::batch::{BatchError, BatchHeader};
+use peregrine_shards::compression::{self, DECOMPRESSED_BYTES_MAX_DEFAULT};
 use peregrine_shards::records::{self, BatchBuilder};
 
 /// One message to send.
@@ -66,10 +67,14 @@ pub fn visit_batches(
         let whole = rest
             .get(..header.total_len())
             .ok_or_else(|| ClientError::Protocol("fetched batch is cut short".into()))?;
-        if header.compression() != 0 {
-            visit_compressed(partition, payload.slice_ref(whole), from_offset, visit)?;
-        } else if !header.is_control() {
-            for r in records::records(whole).map_err(bad)? {
+        if !header.is_control() {
+            // Borrowed as it is when uncompressed; records of a compressed batch are
+            // copied out by `to_owned_in`.
+            let plain = compression::uncompressed_batch(whole, DECOMPRESSED_BYTES_MAX_DEFAULT)
+                .map_err(|e| {
+                    ClientError::Protocol(format!("decompressing a fetched batch: {e}"))
+                })?;
+            for r in records::records(&plain).map_err(bad)? {
                 let r = r.map_err(bad)?;
                 if r.offset >= from_offset {
                     visit(RecordRef {
@@ -83,32 +88,6 @@ pub fn visit_batches(
             }
         }
         rest = &rest[whole.len()..];
-    }
-    Ok(())
-}
-
-/// Compressed batches go through kafka-protocol's codec.
-fn visit_compressed(
-    partition: i32,
-    batch: Bytes,
-    from_offset: i64,
-    visit: &mut dyn FnMut(RecordRef<'_>),
-) -> Result<(), ClientError> {
-    let mut buf = batch;
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| ClientError::Protocol(format!("decoding a compressed batch: {e}")))?;
-    for r in set
-        .records
-        .iter()
-        .filter(|r| !r.control && r.offset >= from_offset)
-    {
-        visit(RecordRef {
-            partition,
-            offset: r.offset,
-            timestamp_ms: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-        });
     }
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a timestamp.
 //! The log's time index finds the batch; the records of that batch are then read to
 //! answer with the exact record, as Kafka does (offset -1 when no record is that new).
+//!
+//! Batches stay compressed in the log as producers sent them (Produce does not
+//! decompress: the hot path copies bytes, and the broker reads records only here), so
+//! the lookup decompresses the batches it must look inside, each with a hard output
+//! limit (`peregrine_shards::compression`): a compression bomb in the log answers
+//! MESSAGE_TOO_LARGE for that lookup and costs the shard at most the limit in memory.
 
 use super::{call, Ctx};
 use crate::native::messages::{OffsetSpec, Request, Response};
@@ -10,9 +16,94 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
+use peregrine_shards::batch::{BatchHeader, BATCH_HEADER_LEN};
+use peregrine_shards::compression::{self, DecompressError, DECOMPRESSED_BYTES_MAX_DEFAULT};
+use peregrine_shards::records;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// Fetches made to find the record after the index's batch; see `first_at_or_after`.
+const LOOKUP_FETCHES_MAX: usize = 8;
+/// Bytes read per fetch while looking for the record.
+const LOOKUP_FETCH_BYTES: u32 = 1 << 20;
+
+/// Most bytes one batch's records may expand to here: the default limit, or more when
+/// `--kafka-message-max-bytes` lets an uncompressed batch be larger than that.
+fn decompressed_bytes_max(ctx: &Ctx) -> usize {
+    let message_max = usize::try_from(ctx.shard.config.kafka_message_max_bytes).unwrap_or(0);
+    DECOMPRESSED_BYTES_MAX_DEFAULT.max(message_max)
+}
+
+/// A batch the lookup cannot read, as a Kafka error code (and a message for the log).
+fn unreadable(e: DecompressError) -> (i16, String) {
+    let code = match e {
+        DecompressError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        DecompressError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType,
+        DecompressError::Corrupt { .. } | DecompressError::Batch(_) => {
+            ResponseError::CorruptMessage
+        }
+    };
+    (code.code(), e.to_string())
+}
+
+/// The first record of `batch` (one whole batch) at or after both offset `from` and
+/// timestamp `ts`: (offset, timestamp).
+fn first_in_batch(
+    batch: &[u8],
+    from: i64,
+    ts: i64,
+    limit: usize,
+) -> Result<Option<(i64, i64)>, DecompressError> {
+    let plain = compression::uncompressed_batch(batch, limit)?;
+    for r in records::records(&plain)? {
+        let r = r?;
+        if r.offset >= from && r.timestamp_ms >= ts {
+            return Ok(Some((r.offset, r.timestamp_ms)));
+        }
+    }
+    Ok(None)
+}
+
+/// Where the search stands after one fetched payload.
+enum Scan {
+    Found(i64, i64),
+    /// No record there; the next offset to fetch from.
+    Next(i64),
+}
+
+/// Walks the batches of one fetch payload, opening only those that may hold the
+/// answer: a batch whose max timestamp is older than `ts` holds no such record.
+fn scan_payload(payload: &[u8], from: i64, ts: i64, limit: usize) -> Result<Scan, DecompressError> {
+    let cut_short = || {
+        DecompressError::Batch(peregrine_shards::batch::BatchError::Invalid(
+            "fetched batch is cut short",
+        ))
+    };
+    let mut next = from;
+    let mut rest = payload;
+    // Each step consumes at least a batch header, so this ends.
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(rest)?;
+        let len = header.total_len();
+        if len < BATCH_HEADER_LEN {
+            return Err(cut_short());
+        }
+        let batch = rest.get(..len).ok_or_else(cut_short)?;
+        rest = &rest[len..];
+        let Some(after) = header.next_offset() else {
+            return Err(cut_short());
+        };
+        if after <= from || header.is_control() || header.max_timestamp < ts {
+            next = next.max(after);
+            continue;
+        }
+        if let Some((offset, timestamp)) = first_in_batch(batch, from, ts, limit)? {
+            return Ok(Scan::Found(offset, timestamp));
+        }
+        next = next.max(after);
+    }
+    Ok(Scan::Next(next))
+}
 
 /// The first record at or after `ts` from the batch at `from` on: (offset, timestamp).
 async fn first_at_or_after(
@@ -22,15 +113,16 @@ async fn first_at_or_after(
     from: i64,
     ts: i64,
 ) -> Result<Option<(i64, i64)>, (i16, String)> {
+    let limit = decompressed_bytes_max(ctx);
     let mut next = from;
     // The batch found by the index holds a record at or after `ts` (its max timestamp
     // is); a few reads cover batches whose first records are older.
-    for _ in 0..8 {
+    for _ in 0..LOOKUP_FETCHES_MAX {
         let request = Request::Fetch {
             topic: topic.to_string(),
             partition,
             offset: next,
-            max_bytes: 1 << 20,
+            max_bytes: LOOKUP_FETCH_BYTES,
             max_wait_ms: 0,
             min_bytes: 1,
         };
@@ -43,20 +135,16 @@ async fn first_at_or_after(
         if batches.is_empty() {
             return Ok(None);
         }
-        let (mut found, mut last) = (None, None);
+        let start = next;
         for payload in &batches {
-            crate::client::records::visit_batches(partition, payload, next, &mut |r| {
-                last = Some(r.offset);
-                if found.is_none() && r.timestamp_ms >= ts {
-                    found = Some((r.offset, r.timestamp_ms));
-                }
-            })
-            .map_err(|e| (ResponseError::CorruptMessage.code(), e.to_string()))?;
+            match scan_payload(payload, next, ts, limit).map_err(unreadable)? {
+                Scan::Found(offset, timestamp) => return Ok(Some((offset, timestamp))),
+                Scan::Next(after) => next = after,
+            }
         }
-        match (found, last) {
-            (Some(hit), _) => return Ok(Some(hit)),
-            (None, Some(last)) => next = last + 1,
-            (None, None) => return Ok(None),
+        if next == start {
+            // No batch past `start`: a log that does not advance has nothing newer.
+            return Ok(None);
         }
     }
     Ok(None)
@@ -102,7 +190,12 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
                     {
                         Ok(Some((offset, ts))) => answer.with_offset(offset).with_timestamp(ts),
                         Ok(None) => answer,
-                        Err((code, _)) => answer.with_error_code(code),
+                        Err((code, message)) => {
+                            // Debug, not warn: a client could repeat this at will.
+                            tracing::debug!(topic = %topic_name, partition = p.partition_index,
+                                timestamp = p.timestamp, "ListOffsets: {message}");
+                            answer.with_error_code(code)
+                        }
                     }
                 }
                 Ok((Response::Offset { offset }, _)) => answer.with_offset(offset),
