@@ -83,12 +83,22 @@ fn produce_timed(b: &Broker, topic: &str, codec: &str) {
     assert_eq!(got, want, "{codec}: delivery reports");
 }
 
-/// The stored batches of `topic` partition 0: (codec id, record count) of each.
-fn stored_batches(b: &Broker, topic: &str) -> Vec<(u8, i32)> {
+/// The stored batches of `topic` partition 0: (codec id, record count) of each; and
+/// the native client reads their records back as produced.
+fn stored_batches(b: &Broker, topic: &str, codec: &str) -> Vec<(u8, i32)> {
     let fetched = b
         .client()
         .fetch(topic, 0, 0, 1 << 20, 0)
         .expect("native fetch");
+    let records = peregrine::client::records::decode_batches(0, fetched.batches.clone(), 3)
+        .expect("native client decodes the batches");
+    let got: Vec<(i64, i64)> = records.iter().map(|r| (r.offset, r.timestamp_ms)).collect();
+    let want: Vec<(i64, i64)> = (3..2 * PER_BATCH)
+        .map(|i| (i, BASE_TS + i * STEP_MS))
+        .collect();
+    assert_eq!(got, want, "{codec}: records read by the native client");
+    let value = records[0].value.as_deref().unwrap_or_default();
+    assert!(value.starts_with(format!("{codec} record 3 ").as_bytes()));
     batch::split(&fetched.batches)
         .expect("whole batches")
         .into_iter()
@@ -118,7 +128,7 @@ fn offsets_for_times_in(codec: &str, codec_id: u8) {
     produce_timed(&b, &topic, codec);
     // The cases below test the lookup inside a batch only if batches hold many records.
     assert_eq!(
-        stored_batches(&b, &topic),
+        stored_batches(&b, &topic, codec),
         vec![(codec_id, PER_BATCH as i32); 2],
         "{codec}: stored batches (codec, records)"
     );
