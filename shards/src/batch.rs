@@ -116,6 +116,14 @@ impl BatchHeader {
             .saturating_add(i64::from(self.last_offset_delta))
     }
 
+    /// The offset after this batch; `None` when that is past `i64::MAX`, which no log
+    /// can reach: a batch claiming it is corrupt (offsets must never wrap and repeat).
+    pub fn next_offset(&self) -> Option<i64> {
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))?
+            .checked_add(1)
+    }
+
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub fn compression(&self) -> u8 {
         (self.attributes & ATTR_COMPRESSION_MASK) as u8
@@ -145,6 +153,15 @@ fn check_header(header: &BatchHeader) -> Result<(), BatchError> {
     }
     if header.records_count < 0 {
         return Err(BatchError::Invalid("record count is negative"));
+    }
+    // An uncompressed record takes at least one byte, so more records than bytes is a
+    // lie that readers sizing by the count must never see. Compressed records may take
+    // less than a byte each on the wire; the decompressor bounds those.
+    let records_bytes = header.total_len() - BATCH_HEADER_LEN;
+    if header.compression() == 0 && header.records_count as usize > records_bytes {
+        return Err(BatchError::Invalid(
+            "record count is larger than the batch's bytes",
+        ));
     }
     Ok(())
 }
@@ -335,6 +352,33 @@ mod tests {
         let mut short = encoded(1);
         short[8..12].copy_from_slice(&10i32.to_be_bytes());
         assert!(matches!(validate(&short), Err(BatchError::Invalid(_))));
+    }
+
+    #[test]
+    fn record_count_beyond_the_batch_bytes_is_rejected() {
+        let mut buf = encoded(2);
+        buf[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        // Give it a right CRC so only the count can be what fails.
+        let crc = crc_of(&buf);
+        buf[POS_CRC..POS_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            validate(&buf),
+            Err(BatchError::Invalid(
+                "record count is larger than the batch's bytes"
+            ))
+        );
+        assert!(split(&buf).is_err());
+    }
+
+    #[test]
+    fn next_offset_past_i64_max_is_none_not_a_wrap() {
+        let mut header = BatchHeader::parse(&encoded(2)).expect("header");
+        assert_eq!(header.next_offset(), Some(2));
+        header.base_offset = i64::MAX - 1;
+        header.last_offset_delta = 1;
+        assert_eq!(header.next_offset(), None);
+        header.last_offset_delta = 0;
+        assert_eq!(header.next_offset(), Some(i64::MAX));
     }
 
     /// Deterministic xorshift64 so a failure replays from its seed.

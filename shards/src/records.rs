@@ -201,6 +201,9 @@ pub struct RecordView<'a> {
     header_count: i64,
 }
 
+/// Most headers reserved up front; a record with more grows its vector as it reads.
+const HEADERS_RESERVE_MAX: usize = 64;
+
 /// A record header: key and (nullable) value, borrowed from the batch.
 pub type HeaderView<'a> = (&'a [u8], Option<&'a [u8]>);
 
@@ -208,8 +211,17 @@ impl<'a> RecordView<'a> {
     /// The record's headers as (key, value) pairs.
     pub fn headers(&self) -> Result<Vec<HeaderView<'a>>, BatchError> {
         let mut cur = Cursor { buf: self.headers };
-        let mut out = Vec::with_capacity(self.header_count.clamp(0, 64) as usize);
-        for _ in 0..self.header_count {
+        // Every header takes at least one byte, so a count above the bytes left is a
+        // lie; checked before the loop and the reservation trust it.
+        let count = usize::try_from(self.header_count)
+            .map_err(|_| BatchError::Invalid("negative header count in record"))?;
+        if count > self.headers.len() {
+            return Err(BatchError::Invalid(
+                "header count is larger than the record's bytes",
+            ));
+        }
+        let mut out = Vec::with_capacity(count.min(HEADERS_RESERVE_MAX));
+        for _ in 0..count {
             let key = cur.bytes()?.ok_or(BatchError::Invalid("null header key"))?;
             out.push((key, cur.bytes()?));
         }
@@ -268,12 +280,20 @@ pub fn records(batch: &[u8]) -> Result<Records<'_>, BatchError> {
         ));
     }
     let end = header.total_len().min(batch.len());
+    let body = batch.get(BATCH_HEADER_LEN..end).unwrap_or_default();
+    // Every record takes at least one byte: a larger count cannot be honest, and a
+    // caller sizing anything by `records_count` must not be handed it.
+    let left = usize::try_from(header.records_count)
+        .map_err(|_| BatchError::Invalid("record count is negative"))?;
+    if left > body.len() {
+        return Err(BatchError::Invalid(
+            "record count is larger than the batch's bytes",
+        ));
+    }
     Ok(Records {
         header,
-        cur: Cursor {
-            buf: batch.get(BATCH_HEADER_LEN..end).unwrap_or_default(),
-        },
-        left: header.records_count.max(0),
+        cur: Cursor { buf: body },
+        left: header.records_count,
     })
 }
 
@@ -401,6 +421,46 @@ mod tests {
         );
         assert_eq!(views[2].timestamp_ms, 999);
         assert_eq!(views[2].value, None);
+    }
+
+    fn view(headers: &[u8], header_count: i64) -> RecordView<'_> {
+        RecordView {
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: None,
+            headers,
+            header_count,
+        }
+    }
+
+    #[test]
+    fn header_count_beyond_the_bytes_left_is_refused_up_front() {
+        // One real header ("h" = "x"), then a count that claims a million.
+        let one = [2u8, b'h', 2, b'x'];
+        assert_eq!(view(&one, 1).headers().map(|h| h.len()), Ok(1));
+        assert_eq!(
+            view(&one, 1_000_000).headers(),
+            Err(BatchError::Invalid(
+                "header count is larger than the record's bytes"
+            ))
+        );
+        assert_eq!(
+            view(&one, -2).headers(),
+            Err(BatchError::Invalid("negative header count in record"))
+        );
+    }
+
+    #[test]
+    fn record_count_beyond_the_bytes_left_is_refused_up_front() {
+        let mut bytes = built();
+        bytes[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(records(&bytes), Err(BatchError::Invalid(_))));
+        bytes[57..61].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(matches!(records(&bytes), Err(BatchError::Invalid(_))));
+        // The honest count still reads every record.
+        bytes[57..61].copy_from_slice(&3i32.to_be_bytes());
+        assert_eq!(records(&bytes).map(Iterator::count), Ok(3));
     }
 
     #[test]
