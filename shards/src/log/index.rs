@@ -23,15 +23,15 @@ pub(crate) const TIME_ENTRY_LEN: usize = 12;
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OffsetEntry {
-    pub(crate) rel_offset: u32,
-    pub(crate) position: u32,
+pub struct OffsetEntry {
+    pub rel_offset: u32,
+    pub position: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimeEntry {
-    pub(crate) timestamp_ms: i64,
-    pub(crate) rel_offset: u32,
+pub struct TimeEntry {
+    pub timestamp_ms: i64,
+    pub rel_offset: u32,
 }
 
 /// Where a segment's index is and how it grows; owned by the segment's metadata.
@@ -190,7 +190,7 @@ fn be_u32(bytes: &[u8]) -> u32 {
 
 /// Decodes and validates an offset index: whole entries, both columns strictly
 /// increasing, positions inside `log_size`, offsets below `rel_offset_end`.
-pub(crate) fn decode_offsets(
+pub fn decode_offsets(
     data: &[u8],
     log_size: u64,
     rel_offset_end: u64,
@@ -219,10 +219,7 @@ pub(crate) fn decode_offsets(
 
 /// Decodes and validates a time index: whole entries, timestamps strictly increasing,
 /// offsets non-decreasing and below `rel_offset_end`.
-pub(crate) fn decode_times(
-    data: &[u8],
-    rel_offset_end: u64,
-) -> Result<Vec<TimeEntry>, &'static str> {
+pub fn decode_times(data: &[u8], rel_offset_end: u64) -> Result<Vec<TimeEntry>, &'static str> {
     if !data.len().is_multiple_of(TIME_ENTRY_LEN) {
         return Err("time index size is not a whole number of entries");
     }

@@ -33,4 +33,8 @@ pub use cache::BatchCache;
 pub use config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX, SEGMENT_BYTES_MAX};
 pub use error::LogError;
 pub use file::prepare_direct_io;
+// Pure decoders of what recovery reads from disk, for the fuzz targets (fuzz/).
+pub use index::{decode_offsets, decode_times, OffsetEntry, TimeEntry};
 pub use partition_log::{AppendResult, Durability, PartitionLog, ReadResult};
+pub use recovery::{scan_segment_bytes, ScanOutcome};
+pub use segment::batch_at;

@@ -29,16 +29,16 @@ use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
 /// What a scan of a segment found.
-#[derive(Debug)]
-pub(crate) struct ScanOutcome {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
     /// File position after the last valid batch.
-    pub(crate) end_position: u64,
+    pub end_position: u64,
     /// Offset after the last valid batch.
-    pub(crate) next_offset: i64,
+    pub next_offset: i64,
     /// Why the scan stopped before the end of the file; None if it reached the end.
-    pub(crate) stopped: Option<String>,
+    pub stopped: Option<String>,
     /// Whether the bytes where it stopped are zeros (preallocated, never written).
-    pub(crate) zero_fill: bool,
+    pub zero_fill: bool,
 }
 
 /// A window of the file being scanned, read a large chunk at a time.
@@ -67,6 +67,77 @@ impl ScanBuffer {
     }
 }
 
+/// Where a scan is: the position and offset of the next batch expected.
+struct ScanState {
+    base_offset: i64,
+    pos: u64,
+    next: i64,
+}
+
+impl ScanState {
+    fn stop(&self, reason: String, zero_fill: bool) -> ScanOutcome {
+        ScanOutcome {
+            end_position: self.pos,
+            next_offset: self.next,
+            stopped: Some(reason),
+            zero_fill,
+        }
+    }
+
+    /// Checks the head (up to `BATCH_HEADER_LEN` bytes) of the batch at `pos`, with
+    /// `remaining` file bytes from there. Returns the whole batch's length, which the
+    /// caller may then read: it is checked against the file and `BATCH_BYTES_MAX` first.
+    fn check_head(&self, head: &[u8], remaining: u64) -> Result<usize, ScanOutcome> {
+        let zero_fill = is_zero(&head[..LOG_OVERHEAD.min(head.len())]);
+        let header = BatchHeader::parse(head).map_err(|e| self.stop(e.to_string(), zero_fill))?;
+        let len = header.total_len();
+        if header.batch_length < batch::BATCH_LENGTH_MIN
+            || len as u64 > remaining
+            || len > BATCH_BYTES_MAX
+        {
+            let reason = format!("batch length {} does not fit", header.batch_length);
+            return Err(self.stop(reason, zero_fill));
+        }
+        Ok(len)
+    }
+
+    /// Validates the whole batch at `pos`, indexes it and moves past it.
+    fn accept(&mut self, whole: &[u8], index: &mut SegmentIndex) -> Result<(), ScanOutcome> {
+        let header = match batch::validate(whole) {
+            Ok(h) if h.base_offset == self.next => h,
+            Ok(h) => {
+                let reason = format!("batch has offset {}, expected {}", h.base_offset, self.next);
+                return Err(self.stop(reason, false));
+            }
+            Err(e) => return Err(self.stop(e.to_string(), false)),
+        };
+        let Some(next) = header.next_offset() else {
+            return Err(self.stop("batch offsets run past i64::MAX".into(), false));
+        };
+        let (Ok(rel), Ok(position)) = (
+            u32::try_from(self.next - self.base_offset),
+            u32::try_from(self.pos),
+        ) else {
+            let reason = "batch does not fit the segment's u32 index".into();
+            return Err(self.stop(reason, false));
+        };
+        // `whole` is at most BATCH_BYTES_MAX (check_head), so its length fits a u32.
+        index.on_batch(rel, position, whole.len() as u32, header.max_timestamp);
+        self.pos += whole.len() as u64;
+        self.next = next;
+        Ok(())
+    }
+
+    fn finished(&self) -> ScanOutcome {
+        ScanOutcome {
+            end_position: self.pos,
+            next_offset: self.next,
+            stopped: None,
+            zero_fill: false,
+        }
+    }
+}
+
 /// Scans batches from `start` (a batch boundary holding offset `start_offset`) to the
 /// end of the file, feeding each valid batch to `index`.
 pub(crate) async fn scan_segment(
@@ -81,66 +152,67 @@ pub(crate) async fn scan_segment(
         chunk: Bytes::new(),
         chunk_pos: start,
     };
-    let (mut pos, mut next) = (start, start_offset);
-    while pos < file_size {
-        let stop = |reason: String, zero_fill: bool| ScanOutcome {
-            end_position: pos,
-            next_offset: next,
-            stopped: Some(reason),
-            zero_fill,
+    let mut state = ScanState {
+        base_offset,
+        pos: start,
+        next: start_offset,
+    };
+    while state.pos < file_size {
+        let (pos, remaining) = (state.pos, file_size - state.pos);
+        let head_len = BATCH_HEADER_LEN.min(remaining as usize);
+        let head = buf.window(file, pos, head_len, remaining).await?;
+        let len = match state.check_head(head, remaining) {
+            Ok(len) => len,
+            Err(stopped) => return Ok(stopped),
         };
-        let remaining = file_size - pos;
-        let head = buf
-            .window(
-                file,
-                pos,
-                BATCH_HEADER_LEN.min(remaining as usize),
-                remaining,
-            )
-            .await?;
-        let zero_fill = is_zero(&head[..LOG_OVERHEAD.min(head.len())]);
-        let header = match BatchHeader::parse(head) {
-            Ok(h) => h,
-            Err(e) => return Ok(stop(e.to_string(), zero_fill)),
-        };
-        let len = header.total_len();
-        if header.batch_length < batch::BATCH_LENGTH_MIN
-            || len as u64 > remaining
-            || len > BATCH_BYTES_MAX
-        {
-            return Ok(stop(
-                format!("batch length {} does not fit", header.batch_length),
-                zero_fill,
-            ));
-        }
         let whole = buf.window(file, pos, len, remaining).await?;
-        let header = match batch::validate(whole) {
-            Ok(h) if h.base_offset == next => h,
-            Ok(h) => {
-                return Ok(stop(
-                    format!("batch has offset {}, expected {next}", h.base_offset),
-                    false,
-                ))
-            }
-            Err(e) => return Ok(stop(e.to_string(), false)),
-        };
-        let (Ok(rel), Ok(position)) = (u32::try_from(next - base_offset), u32::try_from(pos))
-        else {
-            return Ok(stop(
-                "batch does not fit the segment's u32 index".into(),
-                false,
-            ));
-        };
-        index.on_batch(rel, position, len as u32, header.max_timestamp);
-        pos += len as u64;
-        next = header.last_offset() + 1;
+        if let Err(stopped) = state.accept(whole, index) {
+            return Ok(stopped);
+        }
     }
-    Ok(ScanOutcome {
-        end_position: pos,
-        next_offset: next,
-        stopped: None,
-        zero_fill: false,
-    })
+    Ok(state.finished())
+}
+
+/// `scan_segment` over a segment held in memory, with the same checks; what the
+/// recovery fuzz target and the corpus replay run.
+pub(crate) fn scan_slice(
+    data: &[u8],
+    base_offset: i64,
+    start: u64,
+    start_offset: i64,
+    index: &mut SegmentIndex,
+) -> ScanOutcome {
+    let mut state = ScanState {
+        base_offset,
+        pos: start,
+        next: start_offset,
+    };
+    let file_size = data.len() as u64;
+    while state.pos < file_size {
+        let (pos, remaining) = (state.pos as usize, file_size - state.pos);
+        let head = &data[pos..pos + BATCH_HEADER_LEN.min(remaining as usize)];
+        let len = match state.check_head(head, remaining) {
+            Ok(len) => len,
+            Err(stopped) => return stopped,
+        };
+        if let Err(stopped) = state.accept(&data[pos..pos + len], index) {
+            return stopped;
+        }
+    }
+    state.finished()
+}
+
+/// Recovers a whole active segment held in memory, as `recover_active` does with no
+/// index file: the outcome and the rebuilt index's entry counts.
+pub fn scan_segment_bytes(
+    data: &[u8],
+    base_offset: i64,
+    interval_bytes: u32,
+) -> (ScanOutcome, usize, usize) {
+    let mut index = SegmentIndex::new(interval_bytes);
+    let outcome = scan_slice(data, base_offset, 0, base_offset, &mut index);
+    index.seal();
+    (outcome, index.offsets.len(), index.times.len())
 }
 
 fn is_zero(bytes: &[u8]) -> bool {
@@ -275,6 +347,13 @@ pub(crate) async fn recover_closed(
     })
 }
 
+/// Bound on the relative offsets of an active segment's index: a u32, and small enough
+/// that base + relative cannot pass `i64::MAX` (the base comes from a file name).
+fn active_rel_end(base_offset: i64) -> u64 {
+    let room = u64::try_from(i64::MAX.saturating_sub(base_offset)).unwrap_or(0);
+    room.min(u64::from(u32::MAX) + 1)
+}
+
 /// Opens (or creates) the active segment, scans it after its last trusted index entry,
 /// and cuts a torn tail off the file.
 pub(crate) async fn recover_active(
@@ -290,7 +369,7 @@ pub(crate) async fn recover_active(
         .size()
         .await
         .map_err(|e| LogError::io(format!("sizing {}", path.display()), e))?;
-    let rel_end = u64::from(u32::MAX) + 1;
+    let rel_end = active_rel_end(base_offset);
     let loaded = load_index(dir, base_offset, size, rel_end, interval_bytes).await;
     let mut scan = None;
     if let Some(mut index) = loaded {
@@ -361,4 +440,55 @@ async fn cut_torn_tail(
     file.fdatasync()
         .await
         .map_err(|e| LogError::io(format!("fdatasync of {path}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::BatchBuilder;
+
+    fn batch(base_offset: i64, records: usize) -> Vec<u8> {
+        let mut b = BatchBuilder::new(1_000, 256);
+        for i in 0..records {
+            b.push(None, Some(format!("v{i}").as_bytes()), 1_000, &[]);
+        }
+        let mut bytes = b.finish().expect("records pushed");
+        batch::set_base_offset(&mut bytes, base_offset);
+        bytes
+    }
+
+    #[test]
+    fn scan_of_memory_matches_a_segment_of_valid_batches_and_a_torn_tail() {
+        let mut data = batch(100, 3);
+        let first = data.len() as u64;
+        data.extend_from_slice(&batch(103, 2));
+        let whole = data.len() as u64;
+        data.extend_from_slice(&batch(105, 1)[..30]);
+        let (outcome, offsets, times) = scan_segment_bytes(&data, 100, 1);
+        assert_eq!((outcome.end_position, outcome.next_offset), (whole, 105));
+        assert!(outcome.stopped.is_some() && !outcome.zero_fill);
+        assert_eq!((offsets, times), (1, 1));
+        assert!(first < whole);
+    }
+
+    #[test]
+    fn a_batch_whose_offsets_pass_i64_max_ends_the_scan_instead_of_wrapping() {
+        // Two records from i64::MAX - 1: the offset after it would be i64::MAX + 1.
+        let base = i64::MAX - 1;
+        let data = batch(base, 2);
+        let (outcome, ..) = scan_segment_bytes(&data, base, 4096);
+        assert_eq!(outcome.end_position, 0);
+        assert_eq!(outcome.next_offset, base);
+        assert_eq!(
+            outcome.stopped.as_deref(),
+            Some("batch offsets run past i64::MAX")
+        );
+    }
+
+    #[test]
+    fn an_active_index_never_points_past_i64_max() {
+        assert_eq!(active_rel_end(0), 1 << 32);
+        assert_eq!(active_rel_end(i64::MAX - 10), 10);
+        assert_eq!(active_rel_end(i64::MAX), 0);
+    }
 }

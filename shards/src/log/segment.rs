@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::config::BATCH_BYTES_MAX;
 use super::error::LogError;
 use super::file::{self, DirectFile};
 use super::index::SegmentIndex;
@@ -295,7 +296,9 @@ pub(crate) async fn read_batches(file: &DirectFile, req: DiskRead) -> Result<Vec
                 );
                 return Err(corrupt(file, position, reason));
             }
-            expected = header.last_offset() + 1;
+            expected = header
+                .next_offset()
+                .ok_or_else(|| corrupt(file, position, "batch offsets run past i64::MAX"))?;
             at += len;
             if header.last_offset() < req.offset {
                 continue;
@@ -330,27 +333,34 @@ fn next_header(
     end_position: u64,
 ) -> Result<Option<BatchHeader>, LogError> {
     let position = chunk_pos + at as u64;
-    if chunk.len() - at < BATCH_HEADER_LEN {
+    batch_at(chunk, at, position, end_position).map_err(|reason| corrupt(file, position, reason))
+}
+
+/// The pure part of `next_header`: `position` is where `chunk[at..]` sits in the file.
+/// The batch length read here sizes the next disk read, so it is checked against the
+/// data left and against `BATCH_BYTES_MAX` before anyone trusts it.
+pub fn batch_at(
+    chunk: &[u8],
+    at: usize,
+    position: u64,
+    end_position: u64,
+) -> Result<Option<BatchHeader>, &'static str> {
+    let rest = chunk.get(at..).unwrap_or_default();
+    if rest.len() < BATCH_HEADER_LEN {
         if position + BATCH_HEADER_LEN as u64 > end_position && position < end_position {
-            return Err(corrupt(
-                file,
-                position,
-                "partial batch header at the end of the data",
-            ));
+            return Err("partial batch header at the end of the data");
         }
         return Ok(None);
     }
-    let header =
-        BatchHeader::parse(&chunk[at..]).map_err(|e| corrupt(file, position, e.to_string()))?;
+    let header = BatchHeader::parse(rest).map_err(|_| "truncated batch header")?;
     if header.batch_length < batch::BATCH_LENGTH_MIN || header.magic != batch::MAGIC_V2 {
-        return Err(corrupt(file, position, "bad batch length or magic"));
+        return Err("bad batch length or magic");
     }
-    if position + header.total_len() as u64 > end_position {
-        return Err(corrupt(
-            file,
-            position,
-            "batch runs past the end of the segment data",
-        ));
+    if header.total_len() > BATCH_BYTES_MAX {
+        return Err("batch is larger than any the log accepts");
+    }
+    if position.saturating_add(header.total_len() as u64) > end_position {
+        return Err("batch runs past the end of the segment data");
     }
     Ok(Some(header))
 }
@@ -358,6 +368,33 @@ fn next_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(batch_length: i32) -> Vec<u8> {
+        let mut b = vec![0u8; BATCH_HEADER_LEN];
+        b[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        b[16] = batch::MAGIC_V2 as u8;
+        b
+    }
+
+    #[test]
+    fn a_batch_length_over_the_log_limit_is_corrupt_not_a_giant_read() {
+        // The length would fit the segment's data, so only the limit stops a read
+        // (and a buffer) of a gigabyte sized by one corrupt field.
+        let huge = (BATCH_BYTES_MAX - batch::LOG_OVERHEAD + 1) as i32;
+        let end = 1u64 << 31;
+        assert_eq!(
+            batch_at(&head(huge), 0, 0, end),
+            Err("batch is larger than any the log accepts")
+        );
+        let ok = batch_at(&head(1000), 0, 0, end).map(|h| h.map(|h| h.total_len()));
+        assert_eq!(ok, Ok(Some(1012)));
+        assert_eq!(
+            batch_at(&head(1000), 0, 0, 500),
+            Err("batch runs past the end of the segment data")
+        );
+        assert_eq!(batch_at(&head(1000)[..20], 0, 0, 1 << 20), Ok(None));
+        assert!(batch_at(&head(1000)[..20], 0, 0, 30).is_err());
+    }
 
     #[test]
     fn segment_names_are_twenty_digit_base_offsets() {
