@@ -16,7 +16,7 @@ mod slots;
 mod store;
 
 pub use queue::{Queue, Stats};
-pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered};
+pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
 use bytes::Bytes;
 

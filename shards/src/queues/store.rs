@@ -246,8 +246,9 @@ impl PublishedMeta {
         for (i, len) in self.lens.iter().enumerate() {
             let body = bodies.slice(at..at + *len as usize);
             at += *len as usize;
+            // The caller checked that first_id + lens.len() fits a u64.
             out.push(Message {
-                id: self.first_id + i as u64,
+                id: self.first_id.saturating_add(i as u64),
                 body,
                 extras: Extras::boxed(self.headers.clone(), self.group_id.clone()),
                 priority: self.priority,
@@ -286,6 +287,103 @@ where
         .map_err(|e| corrupt(format!("{what} at offset {offset}: {e}")))
 }
 
+/// Replays a journal one batch at a time, in log order. Pure: `QueueStore::open` feeds
+/// it what the log reads back, the fuzz target and the corpus replay feed it bytes.
+#[derive(Default)]
+pub struct Replay {
+    messages: HashMap<u64, Message>,
+    dead: HashMap<u64, (DeadReason, i64)>,
+    out: Recovered,
+    live: Live,
+    aligned: AlignedVec<16>,
+}
+
+impl Replay {
+    /// Applies every record of one uncompressed batch; returns the offset after it.
+    /// Ids and offsets come from disk: sums that would overflow are corruption.
+    pub fn batch(&mut self, batch: &[u8]) -> Result<i64, LogError> {
+        let records = records::records(batch)?;
+        // At least past the batch's last offset, so a caller reading on always advances.
+        let mut next = records.header().next_offset().unwrap_or(i64::MAX);
+        for r in records {
+            let r = r?;
+            next = next.max(r.offset.saturating_add(1));
+            let Some(value) = r.value else { continue };
+            match r.key {
+                Some(key) => self.publish(key, value, r.offset)?,
+                None => self.event(value, r.offset, r.timestamp_ms)?,
+            }
+        }
+        Ok(next)
+    }
+
+    fn publish(&mut self, key: &[u8], value: &[u8], offset: i64) -> Result<(), LogError> {
+        let meta: PublishedMeta = decode(key, &mut self.aligned, "publish", offset)?;
+        let count = u32::try_from(meta.lens.len())
+            .map_err(|_| corrupt(format!("publish at offset {offset}: too many bodies")))?;
+        let end_id = meta
+            .first_id
+            .checked_add(u64::from(count))
+            .ok_or_else(|| corrupt(format!("publish at offset {offset}: ids run past u64")))?;
+        self.out.next_id = self.out.next_id.max(end_id);
+        if let Some(d) = &meta.dedup_id {
+            self.out.dedup.push((d.clone(), meta.published_ms));
+        }
+        if let Some(o) = &meta.origin {
+            self.out.origins.insert(o.clone());
+        }
+        self.live.insert(meta.first_id, count, offset);
+        for m in meta.into_messages(value, offset)? {
+            self.messages.insert(m.id, m);
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, value: &[u8], offset: i64, timestamp_ms: i64) -> Result<(), LogError> {
+        match decode::<Event>(value, &mut self.aligned, "event", offset)? {
+            Event::Delivered { ids } => {
+                for id in ids {
+                    if let Some(m) = self.messages.get_mut(&id) {
+                        m.deliveries = m.deliveries.saturating_add(1);
+                    }
+                }
+            }
+            Event::Settled { ids } => {
+                for id in ids {
+                    self.messages.remove(&id);
+                    self.dead.remove(&id);
+                    self.live.remove(id);
+                }
+            }
+            Event::DeadLettering { id, reason } => {
+                self.dead.insert(id, (reason_of(reason), timestamp_ms));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the journal held, and where its unsettled publishes are.
+    fn finish(self) -> (Recovered, Live) {
+        let mut out = self.out;
+        let mut live: Vec<Message> = self.messages.into_values().collect();
+        live.sort_by_key(|m| m.id);
+        out.messages = live;
+        let mut dead: Vec<(u64, DeadReason, i64)> = self
+            .dead
+            .into_iter()
+            .map(|(id, (reason, at))| (id, reason, at))
+            .collect();
+        dead.sort_by_key(|(id, _, _)| *id);
+        out.dead_lettering = dead;
+        (out, self.live)
+    }
+
+    /// What the journal held (the fuzz target's and corpus replay's end).
+    pub fn recovered(self) -> Recovered {
+        self.finish().0
+    }
+}
+
 impl QueueStore {
     /// Opens (or creates) the journal in `dir` and replays it.
     pub async fn open(
@@ -308,10 +406,7 @@ impl QueueStore {
     }
 
     async fn replay(&self) -> Result<Recovered, LogError> {
-        let mut messages: HashMap<u64, Message> = HashMap::new();
-        let mut dead: HashMap<u64, (DeadReason, i64)> = HashMap::new();
-        let mut out = Recovered::default();
-        let mut aligned = AlignedVec::<16>::new();
+        let mut replay = Replay::default();
         let mut next = self.log.start_offset();
         let end = self.log.end_offset();
         while next < end {
@@ -320,61 +415,12 @@ impl QueueStore {
                 break;
             }
             for batch in &read.batches {
-                for r in records::records(batch)? {
-                    let r = r?;
-                    next = next.max(r.offset + 1);
-                    let Some(value) = r.value else { continue };
-                    if let Some(key) = r.key {
-                        let meta: PublishedMeta = decode(key, &mut aligned, "publish", r.offset)?;
-                        let count = meta.lens.len() as u64;
-                        out.next_id = out.next_id.max(meta.first_id + count);
-                        if let Some(d) = &meta.dedup_id {
-                            out.dedup.push((d.clone(), meta.published_ms));
-                        }
-                        if let Some(o) = &meta.origin {
-                            out.origins.insert(o.clone());
-                        }
-                        self.live
-                            .borrow_mut()
-                            .insert(meta.first_id, count as u32, r.offset);
-                        for m in meta.into_messages(value, r.offset)? {
-                            messages.insert(m.id, m);
-                        }
-                        continue;
-                    }
-                    match decode::<Event>(value, &mut aligned, "event", r.offset)? {
-                        Event::Delivered { ids } => {
-                            for id in ids {
-                                if let Some(m) = messages.get_mut(&id) {
-                                    m.deliveries += 1;
-                                }
-                            }
-                        }
-                        Event::Settled { ids } => {
-                            let mut live = self.live.borrow_mut();
-                            for id in ids {
-                                messages.remove(&id);
-                                dead.remove(&id);
-                                live.remove(id);
-                            }
-                        }
-                        Event::DeadLettering { id, reason } => {
-                            dead.insert(id, (reason_of(reason), r.timestamp_ms));
-                        }
-                    }
-                }
+                next = next.max(replay.batch(batch)?);
             }
         }
-        let mut live: Vec<Message> = messages.into_values().collect();
-        live.sort_by_key(|m| m.id);
-        out.messages = live;
-        let mut dead: Vec<(u64, DeadReason, i64)> = dead
-            .into_iter()
-            .map(|(id, (reason, at))| (id, reason, at))
-            .collect();
-        dead.sort_by_key(|(id, _, _)| *id);
-        out.dead_lettering = dead;
-        Ok(out)
+        let (recovered, live) = replay.finish();
+        *self.live.borrow_mut() = live;
+        Ok(recovered)
     }
 
     /// Journals publishes as one batch: one record per run of consecutive ids with the
@@ -500,6 +546,63 @@ impl QueueStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(first_id: u64, lens: Vec<u32>) -> PublishedMeta {
+        PublishedMeta {
+            first_id,
+            lens,
+            priority: 0,
+            published_ms: 5,
+            visible_at_ms: 5,
+            expires_at_ms: None,
+            headers: Vec::new(),
+            group_id: None,
+            dedup_id: None,
+            origin: None,
+        }
+    }
+
+    fn journal_batch(records: &[(Option<Vec<u8>>, Vec<u8>)]) -> Vec<u8> {
+        let mut b = BatchBuilder::new(5, 256);
+        for (key, value) in records {
+            b.push(key.as_deref(), Some(value), 5, &[]);
+        }
+        b.finish().expect("records pushed")
+    }
+
+    fn rkyv_bytes<T>(value: &T) -> Vec<u8>
+    where
+        T: for<'a> Serialize<
+            rkyv::api::low::LowSerializer<
+                AlignedVec<16>,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rancor::Error,
+            >,
+        >,
+    {
+        Encoder::default().encode(value).expect("encodes").to_vec()
+    }
+
+    #[test]
+    fn replay_of_bytes_gives_back_what_was_published_and_not_settled() {
+        let key = rkyv_bytes(&meta(10, vec![1, 2]));
+        let settle = rkyv_bytes(&Event::Settled { ids: vec![10] });
+        let batch = journal_batch(&[(Some(key), b"abc".to_vec()), (None, settle)]);
+        let mut replay = Replay::default();
+        assert_eq!(replay.batch(&batch).expect("replays"), 2);
+        let recovered = replay.recovered();
+        assert_eq!(recovered.next_id, 12);
+        let ids: Vec<u64> = recovered.messages.iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![11]);
+        assert_eq!(&recovered.messages[0].body[..], b"bc");
+    }
+
+    #[test]
+    fn publish_ids_past_u64_max_are_corruption_not_an_overflow() {
+        let key = rkyv_bytes(&meta(u64::MAX, vec![1, 1]));
+        let batch = journal_batch(&[(Some(key), b"ab".to_vec())]);
+        assert!(Replay::default().batch(&batch).is_err());
+    }
     use crate::queues::{Holder, PublishOptions, Queue, QueueConfig};
     use std::future::Future;
 
