@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 pub const TOPIC_NAME_MAX: usize = 249;
 /// Upper bound on partitions per topic: every partition holds open files.
 pub const PARTITIONS_MAX: i32 = 10_000;
+/// Largest catalog file read at start-up: far above any real one (a topic is a few
+/// hundred bytes plus four per partition), far below what memory could not hold.
+pub const CATALOG_BYTES_MAX: u64 = 64 << 20;
 /// Default segment size when a topic does not set one.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 /// Smallest segment size accepted: one preallocation chunk must fit meaningfully.
@@ -379,11 +382,71 @@ impl Catalog {
             path: path.display().to_string(),
             reason,
         };
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() > CATALOG_BYTES_MAX => {
+                return Err(err(format!(
+                    "{} bytes is more than a catalog may be ({CATALOG_BYTES_MAX})",
+                    m.len()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            _ => {}
+        }
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(e.to_string())),
+            Ok(bytes) => Catalog::decode(&bytes).map_err(err),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// Parses a catalog file and checks what the broker trusts it for: names that are
+    /// safe in paths, partition counts within `PARTITIONS_MAX` with one placement each
+    /// (handlers size vectors and open directories by them), settings create accepts.
+    pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
+        if bytes.len() as u64 > CATALOG_BYTES_MAX {
+            return Err(format!("catalog of {} bytes is too large", bytes.len()));
+        }
+        let catalog: Catalog = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        catalog.check().map_err(|e| e.to_string())?;
+        Ok(catalog)
+    }
+
+    fn check(&self) -> Result<(), CatalogError> {
+        let invalid = |what: String| CatalogError::InvalidConfig(what);
+        for (key, t) in &self.topics {
+            validate_topic_name(&t.name)?;
+            if *key != t.name {
+                return Err(invalid(format!("topic '{}' is filed as '{key}'", t.name)));
+            }
+            if t.config.partitions < 1 || t.config.partitions > PARTITIONS_MAX {
+                return Err(invalid(format!(
+                    "topic '{key}' has {} partitions",
+                    t.config.partitions
+                )));
+            }
+            if t.placement.len() != t.config.partitions as usize {
+                return Err(invalid(format!(
+                    "topic '{key}' places {} of its {} partitions",
+                    t.placement.len(),
+                    t.config.partitions
+                )));
+            }
+            if t.config.segment_bytes < SEGMENT_BYTES_MIN {
+                return Err(invalid(format!(
+                    "topic '{key}' has a segment size below the minimum"
+                )));
+            }
+        }
+        for (key, q) in &self.queues {
+            validate_topic_name(&q.name)?;
+            if *key != q.name {
+                return Err(invalid(format!("queue '{}' is filed as '{key}'", q.name)));
+            }
+        }
+        for name in self.exchanges.keys() {
+            validate_topic_name(name)?;
+        }
+        Ok(())
     }
 
     /// Writes the catalog atomically: temp file, fsync, rename, fsync of the directory.
@@ -486,6 +549,45 @@ mod tests {
             Err(CatalogError::TopicExists("a".into()))
         );
         assert!(cat.with_topic("b", config(0), 1, 0).is_err());
+    }
+
+    fn one_topic() -> Catalog {
+        Catalog::default()
+            .with_topic("orders", config(3), 2, 1)
+            .expect("valid topic")
+    }
+
+    fn reencoded(catalog: &Catalog) -> Result<Catalog, String> {
+        Catalog::decode(&serde_json::to_vec(catalog).expect("encodes"))
+    }
+
+    #[test]
+    fn a_catalog_file_with_counts_or_names_create_refuses_does_not_load() {
+        assert_eq!(reencoded(&one_topic()), Ok(one_topic()));
+        let mut bad = one_topic();
+        bad.topics
+            .get_mut("orders")
+            .expect("topic")
+            .config
+            .partitions = -1;
+        assert!(reencoded(&bad).is_err(), "negative partition count");
+        let mut bad = one_topic();
+        bad.topics
+            .get_mut("orders")
+            .expect("topic")
+            .config
+            .partitions = 4;
+        assert!(reencoded(&bad).is_err(), "a partition without placement");
+        let mut bad = one_topic();
+        bad.topics.get_mut("orders").expect("topic").name = "../../etc".into();
+        assert!(
+            reencoded(&bad).is_err(),
+            "a name that climbs out of the data dir"
+        );
+        let mut bad = one_topic();
+        let meta = bad.topics.remove("orders").expect("topic");
+        bad.topics.insert("other".into(), meta);
+        assert!(reencoded(&bad).is_err(), "filed under another name");
     }
 
     #[test]
