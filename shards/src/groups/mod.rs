@@ -38,6 +38,7 @@ use std::path::PathBuf;
 
 pub use assignor::Assignment;
 pub use coordinator::GroupCoordinator;
+pub use offsets::parse_records as parse_offsets_file;
 
 /// Longest group id accepted (Kafka has no limit; ours bounds file names and memory).
 pub const GROUP_ID_MAX_CHARS: usize = 255;

@@ -98,8 +98,8 @@ fn encode_record(offsets: &[CommittedOffset]) -> Result<Vec<u8>, GroupError> {
 }
 
 /// Decodes records in order; stops at the first invalid one. Returns the commits and
-/// the length of the valid prefix.
-fn parse_records(buf: &[u8]) -> (Vec<Vec<CommittedOffset>>, usize) {
+/// the length of the valid prefix. Pure, so the fuzz target runs the load path's code.
+pub fn parse_records(buf: &[u8]) -> (Vec<Vec<CommittedOffset>>, usize) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while let Some(header) = buf.get(pos..pos + RECORD_HEADER_BYTES) {
@@ -405,6 +405,15 @@ fn apply(map: &mut BTreeMap<(String, i32), (i64, String)>, commit: Vec<Committed
     }
 }
 
+/// Bytes reserved before loading a file of `size` bytes. The size is the disk's word,
+/// not a measure of what will be read (a file can shrink, or be sparse), so the buffer
+/// starts at most one payload large and grows with what is actually read.
+fn load_reserve(size: u64) -> usize {
+    usize::try_from(size).map_or(RECORD_PAYLOAD_MAX_BYTES, |s| {
+        s.min(RECORD_PAYLOAD_MAX_BYTES)
+    })
+}
+
 /// Reads and validates the whole file; truncates a torn or corrupt tail.
 async fn load_file(
     file: &BufferedFile,
@@ -414,7 +423,7 @@ async fn load_file(
         .file_size()
         .await
         .map_err(|e| io_err("stat", path, e))?;
-    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut buf = Vec::with_capacity(load_reserve(size));
     while (buf.len() as u64) < size {
         let want = usize::try_from(size - buf.len() as u64).unwrap_or(READ_CHUNK_BYTES);
         let chunk = file
@@ -787,6 +796,13 @@ mod tests {
 
     fn ok<T>(r: Result<T, GroupError>) -> T {
         r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_load_buffer_is_not_sized_by_the_file_size_alone() {
+        assert_eq!(load_reserve(4096), 4096);
+        assert_eq!(load_reserve(u64::MAX), RECORD_PAYLOAD_MAX_BYTES);
+        assert_eq!(load_reserve(1 << 40), RECORD_PAYLOAD_MAX_BYTES);
     }
 
     #[test]
