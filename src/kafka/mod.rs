@@ -20,6 +20,7 @@ mod metadata;
 mod offsets;
 mod produce;
 
+pub use codec::{decode as decode_request, Decoded, Incoming};
 pub use connection::serve;
 
 use crate::server::shard::Shard;
