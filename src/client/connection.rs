@@ -11,6 +11,14 @@ use std::time::Duration;
 
 /// Largest answer the client accepts (fetch responses are bounded by max_bytes).
 pub const RESPONSE_MAX_BYTES: u32 = 256 << 20;
+/// Most bytes reserved for an answer before they arrive: a frame head alone must not
+/// make the client allocate `RESPONSE_MAX_BYTES`; larger answers grow as they are read.
+const RESPONSE_RESERVE_MAX: usize = 8 << 20;
+
+/// Bytes to reserve for an answer whose head says `len`.
+fn response_reserve(len: usize) -> usize {
+    len.min(RESPONSE_RESERVE_MAX)
+}
 
 pub struct Connection {
     writer: FrameWriter,
@@ -77,7 +85,7 @@ impl FrameReader {
         // read_to_end fills spare capacity without zeroing it first (a fetch answer can
         // be megabytes).
         let len = head.body_len();
-        let mut body = Vec::with_capacity(len);
+        let mut body = Vec::with_capacity(response_reserve(len));
         (&mut self.reader).take(len as u64).read_to_end(&mut body)?;
         if body.len() != len {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
@@ -257,6 +265,14 @@ mod tests {
     use super::*;
     use crate::native::messages::ResponseEnvelope;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_frame_head_alone_reserves_at_most_the_reserve_limit() {
+        assert_eq!(response_reserve(100), 100);
+        let claimed = RESPONSE_MAX_BYTES as usize;
+        assert_eq!(response_reserve(claimed), RESPONSE_RESERVE_MAX);
+        assert!(RESPONSE_RESERVE_MAX < claimed);
+    }
 
     fn answer(id: u64, payload: &[u8]) -> Vec<u8> {
         let env = ResponseEnvelope {
