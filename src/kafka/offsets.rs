@@ -16,7 +16,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-use peregrine_shards::batch::{BatchHeader, BATCH_HEADER_LEN};
+use peregrine_shards::batch::{BatchError, BatchHeader, BATCH_HEADER_LEN};
 use peregrine_shards::compression::{self, DecompressError, DECOMPRESSED_BYTES_MAX_DEFAULT};
 use peregrine_shards::records;
 
@@ -74,11 +74,7 @@ enum Scan {
 /// Walks the batches of one fetch payload, opening only those that may hold the
 /// answer: a batch whose max timestamp is older than `ts` holds no such record.
 fn scan_payload(payload: &[u8], from: i64, ts: i64, limit: usize) -> Result<Scan, DecompressError> {
-    let cut_short = || {
-        DecompressError::Batch(peregrine_shards::batch::BatchError::Invalid(
-            "fetched batch is cut short",
-        ))
-    };
+    let invalid = |what| DecompressError::Batch(BatchError::Invalid(what));
     let mut next = from;
     let mut rest = payload;
     // Each step consumes at least a batch header, so this ends.
@@ -86,13 +82,15 @@ fn scan_payload(payload: &[u8], from: i64, ts: i64, limit: usize) -> Result<Scan
         let header = BatchHeader::parse(rest)?;
         let len = header.total_len();
         if len < BATCH_HEADER_LEN {
-            return Err(cut_short());
+            return Err(invalid("batch length is shorter than the v2 header"));
         }
-        let batch = rest.get(..len).ok_or_else(cut_short)?;
+        let batch = rest
+            .get(..len)
+            .ok_or_else(|| invalid("fetched batch is cut short"))?;
         rest = &rest[len..];
-        let Some(after) = header.next_offset() else {
-            return Err(cut_short());
-        };
+        let after = header
+            .next_offset()
+            .ok_or_else(|| invalid("batch offsets run past i64::MAX"))?;
         if after <= from || header.is_control() || header.max_timestamp < ts {
             next = next.max(after);
             continue;
