@@ -1,0 +1,150 @@
+//! What each fuzz target runs: one pure decoder of ours on the fuzzer's bytes.
+//!
+//! The fuzz targets (`fuzz_targets/*.rs`, nightly, libFuzzer) and the corpus replay
+//! that CI runs on stable (`tests/fuzz_corpora.rs`, which includes this file by path)
+//! call the same functions, so a committed reproducer keeps failing until it is fixed.
+//! A function here never asserts what the decoder may legitimately refuse; it asserts
+//! only what must hold of anything the decoder accepts.
+
+use bytes::Bytes;
+use peregrine::kafka::{decode_request, Incoming};
+use peregrine::native::frame;
+use peregrine_shards::batch::{self, BatchHeader};
+use peregrine_shards::catalog::Catalog;
+use peregrine_shards::groups::parse_offsets_file;
+use peregrine_shards::log::{batch_at, decode_offsets, decode_times, scan_segment_bytes};
+use peregrine_shards::queues::Replay;
+use peregrine_shards::records;
+
+/// What a target runs on one input.
+pub type Target = fn(&[u8]);
+
+/// The targets, by name: the corpus replay walks `fuzz/corpus/<name>/` with each.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("kafka_request", kafka_request),
+    ("native_frame", native_frame),
+    ("record_batch", record_batch),
+    ("segment_recovery", segment_recovery),
+    ("index", index),
+    ("queue_journal", queue_journal),
+    ("catalog", catalog),
+    ("group_offsets", group_offsets),
+];
+
+/// The largest native frame the broker accepts by default (`--max-frame-bytes`).
+const NATIVE_FRAME_MAX: u32 = 64 << 20;
+/// Index interval the recovery target rebuilds with: small, so entries are made.
+const INDEX_INTERVAL_BYTES: u32 = 256;
+
+/// A Kafka request frame without its length prefix: header and body of any API and
+/// version (`decode` refuses what `apis::SUPPORTED` does not list).
+pub fn kafka_request(data: &[u8]) {
+    if let Ok(Incoming::Request(decoded)) = decode_request(Bytes::copy_from_slice(data)) {
+        assert_eq!(decoded.header.request_api_key, decoded.api_key as i16);
+    }
+}
+
+/// A native frame: the 8-byte head, then the envelope, read as a request and as a
+/// response (the broker decodes the one, the client the other).
+pub fn native_frame(data: &[u8]) {
+    let Some((head, body)) = data.split_first_chunk::<{ frame::HEAD_LEN }>() else {
+        return;
+    };
+    let envelope = match frame::parse_head(*head, NATIVE_FRAME_MAX) {
+        Ok(h) => {
+            assert!(h.envelope_len as usize <= h.body_len());
+            body.get(..h.envelope_len as usize).unwrap_or(body)
+        }
+        Err(_) => body,
+    };
+    let _ = frame::decode_request(envelope);
+    let _ = frame::decode_response(envelope);
+}
+
+/// Produce payloads: whole-batch validation, splitting, and the record iterator with
+/// each record's headers.
+pub fn record_batch(data: &[u8]) {
+    if let Ok(parts) = batch::split(data) {
+        for (range, header) in parts {
+            assert_eq!(range.len(), header.total_len());
+        }
+    }
+    let _ = batch::validate(data);
+    if let Ok(it) = records::records(data) {
+        for record in it.flatten() {
+            let _ = record.headers();
+        }
+    }
+}
+
+/// An active segment at start-up with no index: the recovery scan, then the read path's
+/// walk over whatever the scan kept.
+pub fn segment_recovery(data: &[u8]) {
+    let (outcome, offsets, times) = scan_segment_bytes(data, 0, INDEX_INTERVAL_BYTES);
+    assert!(outcome.end_position <= data.len() as u64);
+    assert!(outcome.stopped.is_some() || outcome.end_position == data.len() as u64);
+    assert!(offsets <= data.len() && times <= data.len() + 1);
+    let kept = &data[..outcome.end_position as usize];
+    let mut at = 0usize;
+    while let Ok(Some(header)) = batch_at(kept, at, at as u64, kept.len() as u64) {
+        let len = header.total_len();
+        assert!(batch::validate(&kept[at..at + len]).is_ok(), "scan kept it");
+        at += len;
+    }
+    assert_eq!(
+        at,
+        kept.len(),
+        "the read path walks every batch the scan kept"
+    );
+}
+
+/// Offset and time index files as recovery loads them, against a 1 MiB segment.
+pub fn index(data: &[u8]) {
+    let (log_size, rel_end) = (1 << 20, 1 << 32);
+    if let Ok(entries) = decode_offsets(data, log_size, rel_end) {
+        assert!(entries
+            .windows(2)
+            .all(|w| w[0].rel_offset < w[1].rel_offset));
+    }
+    if let Ok(entries) = decode_times(data, rel_end) {
+        assert!(entries
+            .windows(2)
+            .all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
+    }
+}
+
+/// A queue journal replayed at open: batches one after another, each cut where its
+/// header says (no CRC check here: the log does that, and the fuzzer gets further).
+pub fn queue_journal(data: &[u8]) {
+    let mut replay = Replay::default();
+    let mut rest = data;
+    while let Ok(header) = BatchHeader::parse(rest) {
+        let len = header
+            .total_len()
+            .clamp(batch::BATCH_HEADER_LEN, rest.len());
+        if replay.batch(&rest[..len]).is_err() {
+            return;
+        }
+        rest = &rest[len..];
+    }
+    let recovered = replay.recovered();
+    assert!(recovered.messages.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+/// The topic catalog file read at start-up, and what the broker does with each topic.
+pub fn catalog(data: &[u8]) {
+    let Ok(catalog) = Catalog::decode(data) else {
+        return;
+    };
+    for topic in catalog.topics.values() {
+        for p in 0..topic.config.partitions {
+            assert!(topic.owner(p, 3).is_some(), "every partition is placed");
+        }
+    }
+}
+
+/// A group's committed-offsets file, as loaded on first touch.
+pub fn group_offsets(data: &[u8]) {
+    let (_commits, valid) = parse_offsets_file(data);
+    assert!(valid <= data.len());
+}

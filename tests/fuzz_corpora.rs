@@ -1,0 +1,310 @@
+//! Replays every committed fuzz corpus (`fuzz/corpus/<target>/`) through the functions
+//! the fuzz targets run (`fuzz/src/lib.rs`, included here by path), on stable and
+//! without libFuzzer: what the fuzzers found stays fixed, and seeds keep decoding.
+//!
+//! `write_seed_corpora` (ignored) wrote the seeds: real encodings of every Kafka API
+//! and version we serve, native envelopes, record batches, segments, indexes, queue
+//! journals, catalogs and offsets files. The fuzzers grew and `cargo fuzz cmin`
+//! minimized the corpora from there (benches/RESULTS.md, "Fuzzing the decoders").
+
+#[path = "../fuzz/src/lib.rs"]
+mod targets;
+
+use std::path::{Path, PathBuf};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn every_corpus_input_decodes_without_a_panic() {
+    for (name, run) in targets::TARGETS {
+        let dir = corpus_dir(name);
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()));
+        let mut inputs = 0;
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path();
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // A panic names the input: rerun it with `cargo fuzz run <target> <file>`.
+            eprintln!("{name}: {}", path.display());
+            run(&data);
+            inputs += 1;
+        }
+        assert!(inputs > 0, "corpus {} is empty", dir.display());
+    }
+}
+
+mod seeds {
+    use super::corpus_dir;
+    use bytes::BytesMut;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, Message};
+    use peregrine::native::frame;
+    use peregrine::native::messages::{Acks, Request, RequestEnvelope, Response, ResponseEnvelope};
+    use peregrine_shards::batch;
+    use peregrine_shards::catalog::{Catalog, TopicConfig};
+    use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind};
+    use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
+    use peregrine_shards::records::BatchBuilder;
+
+    fn write(target: &str, name: &str, data: &[u8]) {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).expect("corpus dir");
+        std::fs::write(dir.join(format!("seed-{name}")), data).expect("seed written");
+    }
+
+    /// A request frame (no length prefix) of `T::default()` at every version of `T`.
+    fn kafka<T: Encodable + Message + Default>(key: ApiKey) {
+        for version in T::VERSIONS.min..=T::VERSIONS.max {
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(version.into())
+                .with_client_id(Some("seed".into()));
+            let mut buf = BytesMut::new();
+            let encoded = encode_request_header_into_buffer(&mut buf, &header)
+                .and_then(|_| T::default().encode(&mut buf, version));
+            if encoded.is_ok() {
+                write("kafka_request", &format!("{key:?}-v{version}"), &buf);
+            }
+        }
+    }
+
+    fn kafka_requests() {
+        kafka::<ProduceRequest>(ApiKey::Produce);
+        kafka::<FetchRequest>(ApiKey::Fetch);
+        kafka::<ListOffsetsRequest>(ApiKey::ListOffsets);
+        kafka::<MetadataRequest>(ApiKey::Metadata);
+        kafka::<FindCoordinatorRequest>(ApiKey::FindCoordinator);
+        kafka::<ApiVersionsRequest>(ApiKey::ApiVersions);
+        kafka::<OffsetCommitRequest>(ApiKey::OffsetCommit);
+        kafka::<OffsetFetchRequest>(ApiKey::OffsetFetch);
+        kafka::<JoinGroupRequest>(ApiKey::JoinGroup);
+        kafka::<HeartbeatRequest>(ApiKey::Heartbeat);
+        kafka::<LeaveGroupRequest>(ApiKey::LeaveGroup);
+        kafka::<SyncGroupRequest>(ApiKey::SyncGroup);
+        kafka::<DescribeGroupsRequest>(ApiKey::DescribeGroups);
+        kafka::<ListGroupsRequest>(ApiKey::ListGroups);
+        kafka::<DeleteGroupsRequest>(ApiKey::DeleteGroups);
+        kafka::<CreateTopicsRequest>(ApiKey::CreateTopics);
+        kafka::<DescribeConfigsRequest>(ApiKey::DescribeConfigs);
+        kafka::<InitProducerIdRequest>(ApiKey::InitProducerId);
+        kafka::<CreatePartitionsRequest>(ApiKey::CreatePartitions);
+        kafka::<DeleteRecordsRequest>(ApiKey::DeleteRecords);
+        kafka::<DeleteTopicsRequest>(ApiKey::DeleteTopics);
+    }
+
+    fn native_frames() {
+        let requests = [
+            Request::Metadata { topics: None },
+            Request::Metadata {
+                topics: Some(vec!["orders".into(), "t".into()]),
+            },
+            Request::Produce {
+                topic: "orders".into(),
+                partition: 3,
+                acks: Acks::Durable,
+            },
+            Request::Fetch {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 42,
+                max_bytes: 1 << 20,
+                max_wait_ms: 100,
+                min_bytes: 1,
+            },
+            Request::DeleteTopic { name: "t".into() },
+        ];
+        for (i, request) in requests.into_iter().enumerate() {
+            let env = RequestEnvelope {
+                id: i as u64,
+                request,
+            };
+            let bytes = frame::encode_request(&env, 0).expect("encodes");
+            write("native_frame", &format!("request-{i}"), &bytes);
+        }
+        let responses = [
+            Response::Ok,
+            Response::Produced {
+                base_offset: 10,
+                last_offset: 12,
+            },
+            Response::Fetched {
+                high_watermark: 100,
+                log_start_offset: 0,
+            },
+        ];
+        for (i, response) in responses.into_iter().enumerate() {
+            let env = ResponseEnvelope {
+                id: i as u64,
+                response,
+            };
+            let bytes = frame::encode_response(&env, 0).expect("encodes");
+            write("native_frame", &format!("response-{i}"), &bytes);
+        }
+    }
+
+    fn built_batch(base_offset: i64, records: usize) -> Vec<u8> {
+        let mut b = BatchBuilder::new(1_700_000_000_000, 256);
+        for i in 0..records {
+            let key = format!("k{i}");
+            let headers: &[(&[u8], &[u8])] = if i % 2 == 0 { &[(b"h", b"v")] } else { &[] };
+            let key = (i % 3 != 0).then_some(key.as_bytes());
+            b.push(
+                key,
+                Some(format!("value {i}").as_bytes()),
+                1_700_000_000_000 + i as i64,
+                headers,
+            );
+        }
+        let mut bytes = b.finish().expect("records pushed");
+        batch::set_base_offset(&mut bytes, base_offset);
+        bytes
+    }
+
+    fn batches_and_segments() {
+        let one = built_batch(0, 1);
+        let three = built_batch(1, 3);
+        write("record_batch", "one", &one);
+        write("record_batch", "three", &three);
+        let mut two = one.clone();
+        two.extend_from_slice(&three);
+        write("record_batch", "two-batches", &two);
+        let mut segment = two.clone();
+        segment.extend_from_slice(&built_batch(4, 5));
+        write("segment_recovery", "three-batches", &segment);
+        let mut torn = segment.clone();
+        torn.extend_from_slice(&built_batch(9, 2)[..40]);
+        write("segment_recovery", "torn-tail", &torn);
+        let mut zeros = segment;
+        zeros.resize(zeros.len() + 4096, 0);
+        write("segment_recovery", "preallocated-tail", &zeros);
+    }
+
+    fn indexes() {
+        let offsets: Vec<u8> = [(0u32, 0u32), (5, 300), (9, 700)]
+            .iter()
+            .flat_map(|(rel, pos)| [rel.to_be_bytes(), pos.to_be_bytes()].concat())
+            .collect();
+        write("index", "offsets", &offsets);
+        let times: Vec<u8> = [(1_700_000_000_000i64, 0u32), (1_700_000_000_005, 5)]
+            .iter()
+            .flat_map(|(ts, rel)| [&ts.to_be_bytes()[..], &rel.to_be_bytes()].concat())
+            .collect();
+        write("index", "times", &times);
+    }
+
+    fn rkyv<T>(value: &T) -> Vec<u8>
+    where
+        T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                rkyv::util::AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rkyv::rancor::Error,
+            >,
+        >,
+    {
+        rkyv::to_bytes::<rkyv::rancor::Error>(value)
+            .expect("encodes")
+            .to_vec()
+    }
+
+    fn journal() {
+        let meta = PublishedMeta {
+            first_id: 0,
+            lens: vec![3, 4],
+            priority: 1,
+            published_ms: 1_700_000_000_000,
+            visible_at_ms: 1_700_000_000_000,
+            expires_at_ms: Some(1_700_000_060_000),
+            headers: vec![("h".into(), "v".into())],
+            group_id: Some("g".into()),
+            dedup_id: Some("d".into()),
+            origin: None,
+        };
+        let events = [
+            Event::Delivered { ids: vec![0, 1] },
+            Event::DeadLettering { id: 1, reason: 0 },
+            Event::Settled { ids: vec![0] },
+        ];
+        let mut b = BatchBuilder::new(1_700_000_000_000, 256);
+        b.push(Some(&rkyv(&meta)), Some(b"abcdefg"), 1_700_000_000_000, &[]);
+        let mut journal = b.finish().expect("publish");
+        for (i, event) in events.iter().enumerate() {
+            let mut b = BatchBuilder::new(1_700_000_000_001, 64);
+            b.push(None, Some(&rkyv(event)), 1_700_000_000_001, &[]);
+            let mut bytes = b.finish().expect("event");
+            batch::set_base_offset(&mut bytes, 1 + i as i64);
+            journal.extend_from_slice(&bytes);
+        }
+        write(
+            "queue_journal",
+            "publish-deliver-deadletter-settle",
+            &journal,
+        );
+    }
+
+    fn catalog() {
+        let config = TopicConfig {
+            partitions: 4,
+            retention_ms: Some(60_000),
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+        };
+        let catalog = Catalog::default()
+            .with_topic("orders", config, 2, 1_700_000_000_000)
+            .and_then(|c| c.with_queue("jobs", QueueConfig::default(), 1_700_000_000_000))
+            .and_then(|c| {
+                c.expect("new queue")
+                    .with_exchange("ex", ExchangeKind::Topic)
+            })
+            .and_then(|c| {
+                c.expect("new exchange").with_binding(Binding {
+                    exchange: "ex".into(),
+                    target: BindTarget::Queue("jobs".into()),
+                    routing_key: "a.*".into(),
+                    headers: Vec::new(),
+                    match_all: false,
+                })
+            })
+            .expect("valid catalog")
+            .expect("new binding");
+        let bytes = serde_json::to_vec_pretty(&catalog).expect("encodes");
+        write("catalog", "topic-queue-exchange-binding", &bytes);
+        write(
+            "catalog",
+            "empty",
+            b"{\"version\":0,\"next_topic_id\":0,\"topics\":{}}",
+        );
+    }
+
+    fn offsets_file() {
+        let mut file = Vec::new();
+        for payload in [
+            &br#"{"v":1,"o":[{"t":"orders","p":0,"o":42,"m":""}]}"#[..],
+            br#"{"v":1,"o":[{"t":"orders","p":1,"o":7,"m":"meta"},{"t":"t","p":0,"o":-1,"m":""}]}"#,
+        ] {
+            file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            file.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+            file.extend_from_slice(payload);
+        }
+        write("group_offsets", "two-commits", &file);
+    }
+
+    #[test]
+    #[ignore = "writes the seed corpora into fuzz/corpus (run once, by hand)"]
+    fn write_seed_corpora() {
+        kafka_requests();
+        native_frames();
+        batches_and_segments();
+        indexes();
+        journal();
+        catalog();
+        offsets_file();
+    }
+}
