@@ -136,3 +136,32 @@ pub fn run_cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+impl Broker {
+    /// The broker process's id (changes on `restart`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(BrokerProcess::pid)
+    }
+
+    /// The broker's peak resident set so far (`VmHWM` in /proc/PID/status), in bytes.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// The broker's resident set now (`VmRSS`), in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// What the broker wrote to stderr (its log), across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("broker.log")).unwrap_or_default()
+    }
+}
+
+/// One `kB` field of /proc/PID/status, e.g. `VmHWM:`.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
