@@ -1334,7 +1334,7 @@ fn hostile_bytes_on_every_listener_leave_the_broker_serving() {
     let log = b.log();
     println!(
         "broker peak RSS: {} MiB before the hammer, {} MiB after it, {} MiB at the end (bound {} MiB); \
-         log {} bytes, {} lines; test took {:?}",
+         log {} bytes, {} lines; hammer and checks took {:?}",
         peak_before >> 20,
         peak_after_hammer >> 20,
         peak >> 20,
@@ -1343,6 +1343,11 @@ fn hostile_bytes_on_every_listener_leave_the_broker_serving() {
         log.lines().count(),
         started.elapsed()
     );
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    println!("broker log: {} ERROR lines", errors.len());
+    for line in errors.iter().take(10) {
+        println!("  {line}");
+    }
     assert!(
         peak < PEAK_RSS_MAX_BYTES,
         "peak RSS {peak} bytes over {PEAK_RSS_MAX_BYTES}"
