@@ -16,6 +16,10 @@ use std::rc::Rc;
 const IN_FLIGHT_MAX: usize = 128;
 /// Smallest read into the receive buffer.
 const READ_CHUNK: usize = 64 * 1024;
+/// A frame split off the receive buffer keeps the whole buffer alive while the batch
+/// cache holds its records; frames under this size are copied out instead, so what is
+/// held stays within about 16 times what is counted (as in the native connection).
+const FRAME_COPY_BELOW: usize = READ_CHUNK / 16;
 
 /// A request's answer: `None` for requests Kafka does not answer (acks=0 produce).
 type Answer = Task<Option<BytesMut>>;
@@ -109,6 +113,11 @@ impl FrameReader {
                     .ok_or_else(|| format!("frame length {len} outside 0..={max}"))?;
                 if self.buf.len() >= 4 + len {
                     self.buf.advance(4);
+                    if len < FRAME_COPY_BELOW {
+                        let frame = Bytes::copy_from_slice(&self.buf[..len]);
+                        self.buf.advance(len);
+                        return Ok(Some(frame));
+                    }
                     return Ok(Some(self.buf.split_to(len).freeze()));
                 }
                 want = 4 + len;

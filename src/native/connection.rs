@@ -23,6 +23,12 @@ pub const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
 /// buffer: the larger the buffer, the rarer that copy (1 MiB measured 25 % less broker
 /// CPU per message than 256 KiB; pages never written are never faulted in).
 const READ_CHUNK: usize = 1 << 20;
+/// A payload split off the receive buffer keeps that whole buffer alive for as long as
+/// the log's batch cache or a queue holds it, and they count only the payload: a 69-byte
+/// batch produced on a fresh connection kept ~200 KiB resident (found by the hammer
+/// test). Payloads under this size are copied out instead, so what is held is at most
+/// 16 times what is counted, while large batches stay zero-copy.
+const PAYLOAD_COPY_BELOW: usize = READ_CHUNK / 16;
 /// Payloads above this are written straight from the batch buffers, not copied.
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
 
@@ -119,7 +125,10 @@ impl FrameReader {
         let mut body = self.buf.split_to(frame_len);
         self.filled -= frame_len;
         let _ = body.split_to(HEAD_LEN);
-        let payload = body.split_off(head.envelope_len as usize);
+        let mut payload = body.split_off(head.envelope_len as usize);
+        if payload.len() < PAYLOAD_COPY_BELOW {
+            payload = BytesMut::from(&payload[..]);
+        }
         Ok(Incoming::Frame {
             envelope: body,
             payload,
