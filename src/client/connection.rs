@@ -148,12 +148,15 @@ impl PollReader {
                 return Ok(Some((env.id, env.response, payload)));
             }
         }
-        // Not all here: keep the partial answer at the front, with room for all of it.
+        // Not all here: keep the partial answer at the front, with room for more of it.
         if self.buf.len() - self.start < needed {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, have);
-            if self.buf.len() < needed {
-                self.buf.resize(needed, 0);
+            // Grow only once what arrived fills the buffer, and at most double it: the
+            // room follows the bytes received, not what a frame head claims.
+            if self.buf.len() < needed && self.end == self.buf.len() {
+                let grown = needed.min(self.buf.len().saturating_mul(2));
+                self.buf.resize(grown, 0);
             }
         }
         Ok(None)
@@ -272,6 +275,35 @@ mod tests {
         let claimed = RESPONSE_MAX_BYTES as usize;
         assert_eq!(response_reserve(claimed), RESPONSE_RESERVE_MAX);
         assert!(RESPONSE_RESERVE_MAX < claimed);
+    }
+
+    #[test]
+    fn a_poll_reader_does_not_size_its_buffer_by_a_head_alone() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            // A head that claims 200 MiB, then a few bytes of it.
+            let mut head = (200u32 << 20).to_be_bytes().to_vec();
+            head.extend_from_slice(&16u32.to_be_bytes());
+            head.extend_from_slice(&[0u8; 100]);
+            s.write_all(&head).expect("write");
+            s
+        });
+        let (_, mut reader) = Connection::connect(addr)
+            .and_then(Connection::into_polling)
+            .expect("connect");
+        let started = std::time::Instant::now();
+        while reader.end < 108 && started.elapsed() < Duration::from_secs(10) {
+            assert!(matches!(reader.try_recv(), Ok(None)));
+        }
+        assert_eq!(reader.end, 108);
+        assert_eq!(
+            reader.buf.len(),
+            256 * 1024,
+            "no room reserved for bytes not sent"
+        );
+        drop(server.join().expect("server"));
     }
 
     fn answer(id: u64, payload: &[u8]) -> Vec<u8> {
