@@ -3,12 +3,12 @@
 //! the log gets an error answer while the broker keeps serving in bounded memory.
 
 mod common;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::kafka_raw::RawKafka as Raw;
 use common::Broker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use peregrine_shards::batch::{self, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use peregrine_shards::compression::DECOMPRESSED_BYTES_MAX_DEFAULT;
@@ -17,8 +17,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -178,78 +176,18 @@ fn offsets_for_times_finds_the_exact_record_in_zstd_batches() {
     offsets_for_times_in("zstd", 4);
 }
 
-/// A Kafka connection that sends requests encoded by kafka-protocol, one at a time.
-struct Raw {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        Raw { stream, next_id: 1 }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("bomb-test")));
-        let mut body = BytesMut::new();
-        encode_request_header_into_buffer(&mut body, &header).expect("header");
-        req.encode(&mut body, version).expect("body");
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).expect("send");
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).expect("answer length");
-        let mut answer = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut answer).expect("answer");
-        let mut answer = Bytes::from(answer);
-        let header = ResponseHeader::decode(&mut answer, key.response_header_version(version))
-            .expect("response header");
-        assert_eq!(header.correlation_id, id);
-        Resp::decode(&mut answer, version).expect("response body")
-    }
-
-    /// Produces `batch` to partition 0 of `topic`: (error code, base offset).
-    fn produce(&mut self, topic: &str, batch: Bytes) -> (i16, i64) {
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch))])]);
-        let resp: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
-        let p = &resp.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
-    }
-
-    /// ListOffsets for partition 0 of `topic`: (error code, offset).
-    fn list_offset(&mut self, topic: &str, timestamp: i64) -> (i16, i64) {
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(timestamp)])]);
-        let resp: ListOffsetsResponse = self.call(ApiKey::ListOffsets, 1, &req);
-        let p = &resp.topics[0].partitions[0];
-        (p.error_code, p.offset)
-    }
+/// ListOffsets for partition 0 of `topic`: (error code, offset).
+fn list_offset(raw: &mut Raw, topic: &str, timestamp: i64) -> (i16, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)])]);
+    let resp: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 1, &req);
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.offset)
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
@@ -334,12 +272,12 @@ fn compression_bomb_in_the_log_gets_an_error_and_the_broker_keeps_serving() {
     let too_large = ResponseError::MessageTooLarge.code();
     for _ in 0..3 {
         // The first record at or after ts + 500 is inside the bomb.
-        assert_eq!(raw.list_offset("bombed", ts + 500), (too_large, -1));
+        assert_eq!(list_offset(&mut raw, "bombed", ts + 500), (too_large, -1));
     }
     // Records before and after the bomb are still found, and the broker still serves.
-    assert_eq!(raw.list_offset("bombed", ts), (0, 0));
-    assert_eq!(raw.list_offset("bombed", ts + 1_500), (0, 2));
-    assert_eq!(raw.list_offset("bombed", -1), (0, 3));
+    assert_eq!(list_offset(&mut raw, "bombed", ts), (0, 0));
+    assert_eq!(list_offset(&mut raw, "bombed", ts + 1_500), (0, 2));
+    assert_eq!(list_offset(&mut raw, "bombed", -1), (0, 3));
     assert!(b.is_running(), "broker died");
     let grown_mib = peak_mib(&b).saturating_sub(before);
     // A gigabyte of output is refused after the limit (64 MiB) and read_to_end's

@@ -9,6 +9,7 @@
 
 mod common;
 use bytes::{Bytes, BytesMut};
+use common::kafka_raw::{read_frame, request_frame as request};
 use common::Broker;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
@@ -33,7 +34,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use peregrine::native::messages::{Acks, OffsetSpec};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,29 +67,6 @@ fn advertised(addr: &str) -> Vec<(ApiKey, i16, i16)> {
             (key, v.min_version, v.max_version)
         })
         .collect()
-}
-
-/// A whole request frame: length, header of the version `key`/`version` implies, body.
-fn request(key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("x")));
-    let mut buf = BytesMut::new();
-    encode_request_header_into_buffer(&mut buf, &header).expect("header");
-    buf.extend_from_slice(body);
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
-
-fn read_frame(conn: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len)?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    conn.read_exact(&mut body)?;
-    Ok(Bytes::from(body))
 }
 
 /// Each API empty, then with one element in each of its arrays (nested ones included).

@@ -3,75 +3,16 @@
 
 mod common;
 use bytes::{BufMut, Bytes, BytesMut};
+use common::kafka_raw::RawKafka as Raw;
 use common::Broker;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use kafka_protocol::ResponseError;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
-struct Raw {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .expect("timeout");
-        Raw { stream, next_id: 1 }
-    }
-
-    /// Sends one request and decodes its answer.
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.call_answered_as(key, version, req, version)
-    }
-
-    /// Like `call`, with the answer decoded as `answer_version`.
-    fn call_answered_as<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-        answer_version: i16,
-    ) -> Resp {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-        let mut body = BytesMut::new();
-        encode_request_header_into_buffer(&mut body, &header).expect("header");
-        req.encode(&mut body, version).expect("body");
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).expect("send");
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).expect("answer length");
-        let mut answer = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut answer).expect("answer");
-        let mut answer = Bytes::from(answer);
-        let header =
-            ResponseHeader::decode(&mut answer, key.response_header_version(answer_version))
-                .expect("response header");
-        assert_eq!(header.correlation_id, id);
-        Resp::decode(&mut answer, answer_version).expect("response body")
-    }
-}
+use std::io::Write;
 
 fn idempotent_batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
     let values: Vec<String> = (first_seq..first_seq + count)
@@ -115,21 +56,6 @@ fn batch(producer_id: i64, epoch: i16, first_seq: i32, values: &[&str]) -> Bytes
     buf.freeze()
 }
 
-/// Produces one batch to partition 0 of `topic`; returns (error code, base offset).
-fn produce(raw: &mut Raw, topic: &str, batch: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
-    let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req);
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
-
 fn init_producer_id(raw: &mut Raw, id: i64, epoch: i16) -> (i16, i64, i16) {
     let req = InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -150,19 +76,10 @@ fn idempotent_batches_dedup_retries_refuse_gaps_and_fence_old_epochs() {
     let (_, other, _) = init_producer_id(&mut raw, -1, -1);
     assert_ne!(pid, other, "every InitProducerId gets its own id");
 
-    assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 0, 0, 3)),
-        (0, 0)
-    );
-    assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 0, 3, 2)),
-        (0, 3)
-    );
+    assert_eq!(raw.produce("idem", idempotent_batch(pid, 0, 0, 3)), (0, 0));
+    assert_eq!(raw.produce("idem", idempotent_batch(pid, 0, 3, 2)), (0, 3));
     // The retry of the first batch: acknowledged with its first offsets, not appended.
-    assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 0, 0, 3)),
-        (0, 0)
-    );
+    assert_eq!(raw.produce("idem", idempotent_batch(pid, 0, 0, 3)), (0, 0));
     assert_eq!(
         b.client()
             .fetch("idem", 0, 0, 1 << 20, 0)
@@ -171,33 +88,27 @@ fn idempotent_batches_dedup_retries_refuse_gaps_and_fence_old_epochs() {
         5
     );
     // A gap in the sequence.
-    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 0, 9, 1));
+    let (code, _) = raw.produce("idem", idempotent_batch(pid, 0, 9, 1));
     assert_eq!(code, ResponseError::OutOfOrderSequenceNumber.code());
     // KIP-360: the same id with the next epoch, sequences start over; the old epoch is
     // fenced from then on.
     let (err, same, bumped) = init_producer_id(&mut raw, pid, 0);
     assert_eq!((err, same, bumped), (0, pid, 1));
-    assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 1, 0, 1)),
-        (0, 5)
-    );
-    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 0, 5, 1));
+    assert_eq!(raw.produce("idem", idempotent_batch(pid, 1, 0, 1)), (0, 5));
+    let (code, _) = raw.produce("idem", idempotent_batch(pid, 0, 5, 1));
     assert_eq!(code, ResponseError::InvalidProducerEpoch.code());
     // Producer state survives a restart (kill -9: rebuilt from the log).
     let mut b = b;
     b.restart();
     let mut raw = Raw::connect(&b.kafka_addr);
     assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 1, 0, 1)),
+        raw.produce("idem", idempotent_batch(pid, 1, 0, 1)),
         (0, 5),
         "retry after restart"
     );
-    let (code, _) = produce(&mut raw, "idem", idempotent_batch(pid, 1, 4, 1));
+    let (code, _) = raw.produce("idem", idempotent_batch(pid, 1, 4, 1));
     assert_eq!(code, ResponseError::OutOfOrderSequenceNumber.code());
-    assert_eq!(
-        produce(&mut raw, "idem", idempotent_batch(pid, 1, 1, 1)),
-        (0, 6)
-    );
+    assert_eq!(raw.produce("idem", idempotent_batch(pid, 1, 1, 1)), (0, 6));
     // Ids are never handed out twice, restarts included.
     let (_, after_restart, _) = init_producer_id(&mut raw, -1, -1);
     assert!(after_restart > other, "{after_restart} after {other}");
@@ -288,13 +199,13 @@ fn acks_zero_is_never_answered_and_a_bad_crc_is_corrupt_message() {
     frame.put_i32(body.len() as i32);
     frame.extend_from_slice(&body);
     raw.stream.write_all(&frame).expect("send");
-    let (code, base) = produce(&mut raw, "quiet", plain_batch(&["c"]));
+    let (code, base) = raw.produce("quiet", plain_batch(&["c"]));
     assert_eq!((code, base), (0, 2), "the acks=0 batch was stored first");
     // A flipped byte in the records: CORRUPT_MESSAGE, nothing stored.
     let mut bad = BytesMut::from(&plain_batch(&["d"])[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let (code, _) = produce(&mut raw, "quiet", bad.freeze());
+    let (code, _) = raw.produce("quiet", bad.freeze());
     assert_eq!(code, ResponseError::CorruptMessage.code());
     let resp: ProduceResponse = raw.call(
         ApiKey::Produce,
@@ -307,7 +218,7 @@ fn acks_zero_is_never_answered_and_a_bad_crc_is_corrupt_message() {
     );
     // A batch over message.max.bytes (1 MiB by default): MESSAGE_TOO_LARGE.
     let big = "x".repeat(1_100_000);
-    let (code, _) = produce(&mut raw, "quiet", plain_batch(&[big.as_str()]));
+    let (code, _) = raw.produce("quiet", plain_batch(&[big.as_str()]));
     assert_eq!(code, ResponseError::MessageTooLarge.code());
     assert_eq!(
         b.client()
@@ -339,7 +250,7 @@ fn fetch_long_polls_until_data_or_max_wait_and_out_of_range_is_an_error() {
     let producer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let mut raw = Raw::connect(&addr);
-        produce(&mut raw, "poll", plain_batch(&["late"]))
+        raw.produce("poll", plain_batch(&["late"]))
     });
     let started = std::time::Instant::now();
     let resp: FetchResponse = raw.call(ApiKey::Fetch, 12, &fetch_request("poll", 0, 20_000, 1));

@@ -2,6 +2,8 @@
 //! data directory, and hands out native clients and CLI commands pointed at it.
 #![allow(dead_code)]
 
+pub mod kafka_raw;
+
 use peregrine::client::Client;
 use peregrine::embedded::BrokerProcess;
 use peregrine::native::messages::TopicSpec;
