@@ -1318,9 +1318,20 @@ fn hostile_bytes_on_every_listener_leave_the_broker_serving() {
     let (topics, queues) = within("native metadata", move || {
         let mut c = peregrine::client::Client::connect(&addr).expect("connect");
         let topics = c.metadata(None).expect("metadata").len();
-        (topics, c.list_queues().expect("queues").len())
+        let queues = c.list_queues().expect("queues");
+        for q in &queues {
+            let stats = c.queue_stats(&q.name).expect("queue stats");
+            println!(
+                "queue {}: {} ready, {} delayed, {} in flight",
+                q.name, stats.ready, stats.delayed, stats.in_flight
+            );
+        }
+        (topics, queues.len())
     });
-    println!("after the hammer: {topics} topics, {queues} queues");
+    println!(
+        "after the hammer: {topics} topics, {queues} queues; RSS now {} MiB",
+        b.rss_bytes().unwrap_or(0) >> 20
+    );
     assert_kafka_client_works(&b);
     assert_native_client_works(&b);
     assert!(

@@ -4,6 +4,7 @@
 use super::codec::{self, Incoming};
 use super::Ctx;
 use crate::native::connection::{adopt, read_some, write_all, Stream};
+use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
 use crate::server::runtime::{spawn_local, TcpStream};
 use crate::server::shard::Shard;
 use bytes::{Buf, Bytes, BytesMut};
@@ -28,14 +29,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
     let ctx = Rc::new(Ctx::new(shard.clone()));
     let (tx, rx) = local_channel::new_bounded::<Answer>(IN_FLIGHT_MAX);
-    let writer = spawn_local(write_loop(stream.clone(), rx, peer.clone()));
+    let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
+    let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone(), peer.clone()));
     let max_frame = shard.config.max_frame_bytes as usize;
     let mut reader = FrameReader {
         stream,
         buf: BytesMut::new(),
     };
     loop {
-        let next = future::or(async { Some(reader.next(max_frame).await) }, async {
+        let read = async {
+            // A client that does not read its answers is not read either.
+            budget.room().await;
+            Some(reader.next(max_frame).await)
+        };
+        let next = future::or(read, async {
             shard.shutdown.wait().await;
             None
         });
@@ -48,10 +55,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             }
         };
         let answer = match codec::decode(frame) {
-            Ok(Incoming::Answered(bytes)) => spawn_local(async move { Some(bytes) }),
+            Ok(Incoming::Answered(bytes)) => {
+                budget.hold(bytes.len());
+                spawn_local(async move { Some(bytes) })
+            }
             Ok(Incoming::Request(request)) => {
                 let ctx = ctx.clone();
                 let peer = peer.clone();
+                let budget = budget.clone();
                 spawn_local(async move {
                     let (id, key, version) = (
                         request.header.correlation_id,
@@ -60,7 +71,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     );
                     let body = super::handle(&ctx, request).await?;
                     match codec::encode(id, key, version, &body) {
-                        Ok(bytes) => Some(bytes),
+                        Ok(bytes) => {
+                            budget.hold(bytes.len());
+                            Some(bytes)
+                        }
                         Err(e) => {
                             tracing::error!(%peer, "{e}");
                             None
@@ -82,16 +96,24 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
-async fn write_loop(stream: Stream, rx: LocalReceiver<Answer>, peer: String) {
+async fn write_loop(
+    stream: Stream,
+    rx: LocalReceiver<Answer>,
+    budget: Rc<AnswerBudget>,
+    peer: String,
+) {
     while let Some(answer) = rx.recv().await {
         let Some(bytes) = answer.await else {
             continue;
         };
-        if let Err(e) = write_all(&stream, &bytes).await {
+        let written = write_all(&stream, &bytes).await;
+        budget.release(bytes.len());
+        if let Err(e) = written {
             tracing::debug!(%peer, "Kafka connection write failed: {e}");
-            return;
+            break;
         }
     }
+    budget.close();
 }
 
 /// Splits `i32 length | request` frames off the stream.

@@ -3,12 +3,13 @@
 
 use super::frame::{self, FrameError, HEAD_LEN};
 use super::messages::{ErrorCode, Request, Response, ResponseEnvelope};
+use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
 use crate::server::router::Reply;
 use crate::server::runtime::{spawn_local, TcpStream};
 use crate::server::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite};
-use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -33,7 +34,56 @@ const PAYLOAD_COPY_BELOW: usize = READ_CHUNK / 16;
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
 
 pub(crate) type Stream = Rc<RefCell<TcpStream>>;
-type Outgoing = (u64, Reply);
+
+/// An answer encoded by whoever produced it, so that its size is known (and counted
+/// against the connection's `AnswerBudget`) before it waits for the writer.
+struct Outgoing {
+    /// Frame head and envelope.
+    head: Vec<u8>,
+    payload: Vec<Bytes>,
+}
+
+impl Outgoing {
+    fn encode(id: u64, (response, payload): Reply) -> Outgoing {
+        let payload_len = payload.iter().map(|b| b.len()).sum();
+        let env = ResponseEnvelope { id, response };
+        match frame::encode_response(&env, payload_len) {
+            Ok(head) => Outgoing { head, payload },
+            Err(e) => {
+                tracing::error!("encoding answer {id}: {e}");
+                let (response, _) = invalid(format!("the answer could not be encoded: {e}"));
+                let env = ResponseEnvelope { id, response };
+                Outgoing {
+                    // An error envelope of one short string always encodes.
+                    head: frame::encode_response(&env, 0).unwrap_or_default(),
+                    payload: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.payload.iter().map(|b| b.len()).sum::<usize>()
+    }
+}
+
+/// Sends an answer to the writer, counting it against the connection's budget;
+/// false once the writer is gone.
+async fn send_answer(
+    tx: &LocalSender<Outgoing>,
+    budget: &AnswerBudget,
+    id: u64,
+    reply: Reply,
+) -> bool {
+    let out = Outgoing::encode(id, reply);
+    let len = out.len();
+    budget.hold(len);
+    if tx.send(out).await.is_err() {
+        budget.release(len);
+        return false;
+    }
+    true
+}
 
 /// Reads from a stream shared by the reader and writer tasks. The borrow lasts for one
 /// poll only, never across an await; glommio keeps separate read and write sources.
@@ -161,7 +211,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(IN_FLIGHT_MAX);
     let tx = Rc::new(tx);
-    let writer = spawn_local(write_loop(stream.clone(), rx));
+    let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
+    let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone()));
     let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
     let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(shard.config.max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
@@ -169,7 +220,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let closed = Rc::new(Cell::new(false));
     let mut subscriptions: Vec<(String, u64)> = Vec::new();
     loop {
-        let next = future::or(async { Some(reader.next().await) }, async {
+        let read = async {
+            // A client that does not read its answers is not read either.
+            budget.room().await;
+            Some(reader.next().await)
+        };
+        let next = future::or(read, async {
             shard.shutdown.wait().await;
             None
         });
@@ -179,7 +235,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Some(Err(e)) => {
                 // The stream cannot be resynchronised: say why, then close.
                 tracing::warn!(%peer, "closing native connection: {e}");
-                let _ = tx.send((0, invalid(e.to_string()))).await;
+                send_answer(&tx, &budget, 0, invalid(e.to_string())).await;
                 break;
             }
         };
@@ -188,7 +244,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Err(e) => {
                 // Frame boundaries are intact, so the connection can go on.
                 tracing::warn!(%peer, "bad request envelope: {e}");
-                let _ = tx.send((0, invalid(e.to_string()))).await;
+                send_answer(&tx, &budget, 0, invalid(e.to_string())).await;
                 continue;
             }
         };
@@ -203,6 +259,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let sub = Subscription {
                 shard: shard.clone(),
                 answers: Rc::downgrade(&tx),
+                budget: budget.clone(),
                 id: envelope.id,
                 queue,
                 holder,
@@ -221,10 +278,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let Ok(bytes_permit) = in_flight_bytes.acquire_static_permit(size).await else {
             break;
         };
-        let (shard, tx) = (shard.clone(), tx.clone());
+        let (shard, tx, budget) = (shard.clone(), tx.clone(), budget.clone());
         spawn_local(async move {
             if let Some(reply) = shard.dispatch(envelope.request, payload).await {
-                let _ = tx.send((envelope.id, reply)).await;
+                send_answer(&tx, &budget, envelope.id, reply).await;
             }
             drop((permit, bytes_permit));
         })
@@ -264,7 +321,8 @@ fn next_holder(shard: u32) -> u64 {
 struct Subscription {
     shard: Rc<Shard>,
     /// Weak, so a closing connection need not wait for a pull in progress.
-    answers: std::rc::Weak<glommio::channels::local_channel::LocalSender<Outgoing>>,
+    answers: std::rc::Weak<LocalSender<Outgoing>>,
+    budget: Rc<AnswerBudget>,
     id: u64,
     queue: String,
     holder: u64,
@@ -299,7 +357,7 @@ impl Subscription {
             let Some(answers) = self.answers.upgrade() else {
                 break;
             };
-            if answers.send((self.id, reply)).await.is_err() || !more {
+            if !send_answer(&answers, &self.budget, self.id, reply).await || !more {
                 break;
             }
         }
@@ -320,47 +378,50 @@ fn invalid(message: String) -> Reply {
     )
 }
 
-async fn write_loop(stream: Stream, rx: LocalReceiver<Outgoing>) {
+async fn write_loop(stream: Stream, rx: LocalReceiver<Outgoing>, budget: Rc<AnswerBudget>) {
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    if let Err(e) = write_answers(&stream, &rx, &budget, &mut out).await {
+        tracing::debug!("native connection write failed: {e}");
+    }
+    // Nothing will be written any more: the reader must not wait for room.
+    budget.close();
+}
+
+async fn write_answers(
+    stream: &Stream,
+    rx: &LocalReceiver<Outgoing>,
+    budget: &AnswerBudget,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     while let Some(first) = rx.recv().await {
         let mut pending = Some(first);
+        let mut written = 0;
         // One write per wake-up: gather every answer that is ready now.
-        while let Some((id, (response, payload))) = pending.take() {
-            if let Err(e) = encode_into(&stream, &mut out, id, response, payload).await {
-                tracing::debug!("native connection write failed: {e}");
-                return;
-            }
+        while let Some(answer) = pending.take() {
+            written += answer.len();
+            append(stream, out, answer).await?;
             pending = future::poll_once(rx.recv()).await.flatten();
         }
-        if let Err(e) = write_all(&stream, &out).await {
-            tracing::debug!("native connection write failed: {e}");
-            return;
-        }
+        write_all(stream, out).await?;
         out.clear();
+        budget.release(written);
     }
+    Ok(())
 }
 
 /// Appends one answer to `out`; a large payload is written in place after flushing.
-async fn encode_into(
-    stream: &Stream,
-    out: &mut Vec<u8>,
-    id: u64,
-    response: Response,
-    payload: Vec<Bytes>,
-) -> std::io::Result<()> {
-    let payload_len: usize = payload.iter().map(|b| b.len()).sum();
-    let env = ResponseEnvelope { id, response };
-    let head = frame::encode_response(&env, payload_len).map_err(std::io::Error::other)?;
-    out.extend_from_slice(&head);
+async fn append(stream: &Stream, out: &mut Vec<u8>, answer: Outgoing) -> std::io::Result<()> {
+    let payload_len: usize = answer.payload.iter().map(|b| b.len()).sum();
+    out.extend_from_slice(&answer.head);
     if payload_len <= COPY_PAYLOAD_MAX {
-        for b in &payload {
+        for b in &answer.payload {
             out.extend_from_slice(b);
         }
         return Ok(());
     }
     write_all(stream, out).await?;
     out.clear();
-    for b in &payload {
+    for b in &answer.payload {
         write_all(stream, b).await?;
     }
     Ok(())

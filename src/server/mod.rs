@@ -1,6 +1,7 @@
 //! The broker process: listeners, one pinned executor per shard, clean shutdown.
 
 pub mod admin;
+pub mod answer_budget;
 pub mod config;
 pub mod exchanges;
 pub mod group_calls;
