@@ -11,6 +11,7 @@ use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
 use peregrine_shards::batch::{self, BatchHeader};
 use peregrine_shards::catalog::Catalog;
+use peregrine_shards::compression::{self, Codec};
 use peregrine_shards::groups::parse_offsets_file;
 use peregrine_shards::log::{batch_at, decode_offsets, decode_times, scan_segment_bytes};
 use peregrine_shards::queues::Replay;
@@ -29,10 +30,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("queue_journal", queue_journal),
     ("catalog", catalog),
     ("group_offsets", group_offsets),
+    ("decompress", decompress),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
 const NATIVE_FRAME_MAX: u32 = 64 << 20;
+/// Output limit of the decompress target: small, so that bombs are cheap to find and
+/// refusing them is what gets exercised.
+const DECOMPRESSED_BYTES_MAX: usize = 1 << 20;
 /// Index interval the recovery target rebuilds with: small, so entries are made.
 const INDEX_INTERVAL_BYTES: u32 = 256;
 
@@ -147,4 +152,29 @@ pub fn catalog(data: &[u8]) {
 pub fn group_offsets(data: &[u8]) {
     let (_commits, valid) = parse_offsets_file(data);
     assert!(valid <= data.len());
+}
+
+/// Decompression of client batches, as ListOffsets and the native client do it. The
+/// first byte picks the path: 0-3 one codec's raw stream (gzip, snappy, lz4, zstd),
+/// anything else a whole batch whose header names the codec, then its records.
+pub fn decompress(data: &[u8]) {
+    let Some((&pick, input)) = data.split_first() else {
+        return;
+    };
+    let codecs = [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd];
+    if let Some(&codec) = codecs.get(usize::from(pick)) {
+        if let Ok(out) = compression::decompress(codec, input, DECOMPRESSED_BYTES_MAX) {
+            assert!(out.len() <= DECOMPRESSED_BYTES_MAX, "over the limit");
+        }
+        return;
+    }
+    let Ok(plain) = compression::uncompressed_batch(input, DECOMPRESSED_BYTES_MAX) else {
+        return;
+    };
+    assert!(plain.len() <= batch::BATCH_HEADER_LEN + DECOMPRESSED_BYTES_MAX);
+    if let Ok(it) = records::records(&plain) {
+        for record in it.flatten() {
+            let _ = record.headers();
+        }
+    }
 }
