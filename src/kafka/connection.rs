@@ -145,7 +145,10 @@ impl FrameReader {
                 want = 4 + len;
             }
             let have = self.buf.len();
-            let room = (want - have).max(READ_CHUNK);
+            // Grow with what arrives, not with what the length prefix claims: a client
+            // that declares a large frame and sends it slowly (or never) makes the
+            // broker hold about twice what it sent, not the whole frame, zeroed.
+            let room = (want - have).min(have.max(READ_CHUNK));
             self.buf.resize(have + room, 0);
             let read = read_some(&self.stream, &mut self.buf[have..]).await;
             let n = match read {

@@ -146,8 +146,11 @@ impl FrameReader {
     }
 
     async fn fill(&mut self, want: usize) -> std::io::Result<bool> {
-        self.make_room(want);
         while self.filled < want {
+            // Grow with what arrives, not with what the head claims: a client that
+            // declares a large frame and sends it slowly (or never) makes the broker
+            // hold about twice what it sent.
+            self.make_room(want.min((2 * self.filled).max(READ_CHUNK)));
             let n = read_some(&self.stream, &mut self.buf[self.filled..]).await?;
             if n == 0 {
                 return Ok(false);
