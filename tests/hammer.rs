@@ -8,13 +8,11 @@
 //! `PEREGRINE_HAMMER_SEED=<n>` replays it (the threads' interleaving still varies).
 
 mod common;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use common::kafka_raw::{self, request_frame};
 use common::Broker;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::{encode_request_header_into_buffer, StrBytes};
 use peregrine::client::records::{decode_batches, encode_batch, OutRecord};
 use peregrine::client::Connection;
 use peregrine::native::frame;
@@ -169,33 +167,6 @@ struct Corpus {
     kafka_versions: Vec<(i16, i16)>,
 }
 
-fn kafka_batch() -> Bytes {
-    let records: Vec<Record> = (0..3)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("hammer value {i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
-    buf.freeze()
-}
-
 fn s(text: &'static str) -> StrBytes {
     StrBytes::from_static_str(text)
 }
@@ -213,7 +184,7 @@ fn kafka_data_request(key: ApiKey) -> Option<RequestKind> {
     Some(match key {
         ApiKey::Produce => {
             let mut p = produce_request::PartitionProduceData::default();
-            p.records = Some(kafka_batch());
+            p.records = Some(Bytes::from(record_batch()));
             let mut t = produce_request::TopicProduceData::default();
             t.name = topic_name();
             t.partition_data = vec![p];
@@ -410,18 +381,9 @@ fn kafka_frame(
     body: &RequestKind,
     correlation_id: i32,
 ) -> Option<Vec<u8>> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(s("hammer")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    encode_request_header_into_buffer(&mut buf, &header).ok()?;
-    body.encode(&mut buf, version).ok()?;
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Some(buf.to_vec())
+    let mut encoded = BytesMut::new();
+    body.encode(&mut encoded, version).ok()?;
+    Some(request_frame(key, version, correlation_id, &encoded))
 }
 
 /// Requests whose defaults are already meaningful.
@@ -454,7 +416,9 @@ fn kafka_corpus(versions: &[(i16, i16)]) -> (Vec<Vec<u8>>, Vec<(i16, i16)>) {
     (out, skipped)
 }
 
-fn native_batch() -> Vec<u8> {
+/// Three keyed records in one v2 batch: the native and the Kafka protocols carry the same
+/// batches.
+fn record_batch() -> Vec<u8> {
     let records: Vec<OutRecord> = (0..3)
         .map(|i| OutRecord {
             key: Some(Bytes::from(format!("k{i}"))),
@@ -513,7 +477,7 @@ fn native_stream_requests() -> Vec<(Request, Vec<u8>)> {
                 partition: 0,
                 acks: Acks::Leader,
             },
-            native_batch(),
+            record_batch(),
         ),
         (
             Request::Fetch {
@@ -1087,38 +1051,9 @@ fn listeners(b: &Broker) -> Vec<Listener> {
 
 /// ApiVersions v0 on one Kafka listener: every (api key, version) it serves.
 fn kafka_served_versions(addr: SocketAddr) -> Result<Vec<(i16, i16)>, String> {
-    let body: RequestKind = ApiVersionsRequest::default().into();
-    let request = kafka_frame(ApiKey::ApiVersions, 0, &body, 7).ok_or("encode")?;
-    let mut stream = TcpStream::connect_timeout(&addr, CHECK_TIMEOUT).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(CHECK_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(CHECK_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    stream.write_all(&request).map_err(|e| e.to_string())?;
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .map_err(|e| format!("answer length: {e}"))?;
-    let len = u32::from_be_bytes(len).min(1 << 20) as usize;
-    let mut answer = vec![0u8; len];
-    stream
-        .read_exact(&mut answer)
-        .map_err(|e| format!("answer: {e}"))?;
-    let mut answer = Bytes::from(answer);
-    let header = ResponseHeader::decode(&mut answer, 0).map_err(|e| e.to_string())?;
-    if header.correlation_id != 7 {
-        return Err(format!(
-            "answer for correlation id {}",
-            header.correlation_id
-        ));
-    }
-    let versions = ApiVersionsResponse::decode(&mut answer, 0).map_err(|e| e.to_string())?;
-    Ok(versions
-        .api_keys
-        .iter()
-        .flat_map(|k| (k.min_version..=k.max_version).map(move |v| (k.api_key, v)))
+    Ok(kafka_raw::advertised(&addr.to_string())?
+        .into_iter()
+        .flat_map(|(key, min, max)| (min..=max).map(move |v| (key, v)))
         .collect())
 }
 

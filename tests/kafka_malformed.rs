@@ -9,7 +9,7 @@
 
 mod common;
 use bytes::{Bytes, BytesMut};
-use common::kafka_raw::{read_frame, request_frame as request};
+use common::kafka_raw::{self, read_frame, request_frame as request};
 use common::Broker;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
@@ -34,7 +34,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use peregrine::native::messages::{Acks, OffsetSpec};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -48,24 +48,12 @@ const HUGE_COMPACT: [u8; 5] = [0x80, 0x80, 0x80, 0x80, 0x08];
 /// How long the broker may take to close a connection it cannot decode.
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
-/// The APIs and version ranges the broker advertises, asked with ApiVersions v0.
+/// The APIs and version ranges the broker advertises.
 fn advertised(addr: &str) -> Vec<(ApiKey, i16, i16)> {
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    conn.write_all(&request(ApiKey::ApiVersions, 0, 1, &[]))
-        .expect("send");
-    let mut body = read_frame(&mut conn).expect("ApiVersions answer");
-    let _correlation = bytes::Buf::get_i32(&mut body);
-    let answer = ApiVersionsResponse::decode(&mut body, 0).expect("decode");
-    assert_eq!(answer.error_code, 0);
-    answer
-        .api_keys
-        .iter()
-        .map(|v| {
-            let key = ApiKey::try_from(v.api_key).expect("known key");
-            (key, v.min_version, v.max_version)
-        })
+    kafka_raw::advertised(addr)
+        .expect("ApiVersions")
+        .into_iter()
+        .map(|(key, min, max)| (ApiKey::try_from(key).expect("known key"), min, max))
         .collect()
 }
 

@@ -4,7 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Decodable, Encodable, StrBytes};
 use std::io::{Read, Write};
@@ -36,6 +37,37 @@ pub fn read_frame(conn: &mut TcpStream) -> std::io::Result<Bytes> {
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
     conn.read_exact(&mut body)?;
     Ok(Bytes::from(body))
+}
+
+/// The APIs the broker at `addr` advertises, as (key, min version, max version), asked
+/// with ApiVersions v0; an error says what failed, for tests that report it themselves.
+pub fn advertised(addr: &str) -> Result<Vec<(i16, i16, i16)>, String> {
+    let mut conn = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    conn.set_read_timeout(Some(ANSWER_WITHIN))
+        .map_err(|e| e.to_string())?;
+    let mut body = BytesMut::new();
+    ApiVersionsRequest::default()
+        .encode(&mut body, 0)
+        .map_err(|e| e.to_string())?;
+    conn.write_all(&request_frame(ApiKey::ApiVersions, 0, 7, &body))
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = read_frame(&mut conn).map_err(|e| format!("answer: {e}"))?;
+    let header = ResponseHeader::decode(&mut answer, 0).map_err(|e| e.to_string())?;
+    if header.correlation_id != 7 {
+        return Err(format!(
+            "answer for correlation id {}",
+            header.correlation_id
+        ));
+    }
+    let versions = ApiVersionsResponse::decode(&mut answer, 0).map_err(|e| e.to_string())?;
+    if versions.error_code != 0 {
+        return Err(format!("ApiVersions error {}", versions.error_code));
+    }
+    Ok(versions
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect())
 }
 
 pub struct RawKafka {
