@@ -1,7 +1,8 @@
-//! Cross-shard round trip through the broker's own `server::router`: shard 0 calls
-//! `Router::call` (a `ShardMsg` over glommio's full channel mesh, answered through a
-//! `futures_channel` oneshot) and shard 1 answers from a task spawned per message, as
-//! `serve_mesh` does. Executors are pinned to cores 0 and 1 when both exist.
+//! Cross-shard round trip through the broker's own `engine::mesh`: shard 0 calls
+//! `Router::invoke` (a boxed closure in a `ShardMsg` over glommio's full channel mesh,
+//! answered through a `futures_channel` oneshot, inside the in-flight budget) and shard
+//! 1 runs it from a task spawned per message, as the engine's `serve_mesh` does.
+//! Executors are pinned to cores 0 and 1 when both exist.
 //!
 //! * `cross_shard/round_trip/{park,spin}`: one call at a time, i.e. latency. `park`
 //!   is the broker's default (`--poll-us 0`): an idle shard sleeps in io_uring and is
@@ -17,8 +18,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::{ExecutorJoinHandle, LocalExecutor, LocalExecutorBuilder, Placement};
-use peregrine::native::messages::{Acks, Request, Response};
-use peregrine::server::router::{self, Router, ShardMsg};
+use peregrine::engine::mesh::{self, CallClass, ShardMsg};
+use peregrine::engine::Produced;
+use peregrine::server::config::CROSS_CORE_IN_FLIGHT_MAX_DEFAULT;
+
+/// What a shard is to the calls in this bench: nothing (the call's work is the hop).
+type Router = mesh::Router<()>;
 
 const CALLER_CORE: usize = 0;
 const ANSWERER_CORE: usize = 1;
@@ -44,19 +49,19 @@ fn builder(core: usize, spin: Duration) -> LocalExecutorBuilder {
     }
 }
 
-/// Shard 1: answers every forwarded request, a task per message like `serve_mesh`.
-async fn answer(mesh: router::Mesh) {
-    let (_router, mut receivers) = Router::join(mesh).await.expect("joining the mesh");
+/// Shard 1: runs every call sent here, a task per message like `serve_mesh`.
+async fn answer(mesh: mesh::Mesh<()>) {
+    let (_router, mut receivers) = Router::join(mesh, CROSS_CORE_IN_FLIGHT_MAX_DEFAULT)
+        .await
+        .expect("joining the mesh");
+    let here = Rc::new(());
     let streams = receivers.streams();
     for (_, rx) in streams {
         while let Some(msg) = rx.recv().await {
+            let here = here.clone();
             glommio::spawn_local(async move {
-                if let ShardMsg::Request { reply, .. } = msg {
-                    let response = Response::Produced {
-                        base_offset: 0,
-                        last_offset: 99,
-                    };
-                    let _ = reply.send(Some((response, Vec::new())));
+                if let ShardMsg::Invoke(job) = msg {
+                    job(here).await;
                 }
             })
             .detach();
@@ -68,21 +73,23 @@ async fn answer(mesh: router::Mesh) {
 struct Pair {
     ex: LocalExecutor,
     router: Rc<Router>,
-    receivers: glommio::channels::channel_mesh::Receivers<ShardMsg>,
+    receivers: glommio::channels::channel_mesh::Receivers<ShardMsg<()>>,
     answerer: ExecutorJoinHandle<()>,
 }
 
 impl Pair {
     fn start(spin: Duration) -> Pair {
         peregrine_shards::sys::raise_memlock_limit().expect("raising RLIMIT_MEMLOCK");
-        let mesh = router::mesh(2);
+        let mesh = mesh::mesh(2);
         let theirs = mesh.clone();
         let answerer = builder(ANSWERER_CORE, spin)
             .name("bench-shard-1")
             .spawn(move || answer(theirs))
             .expect("starting shard 1");
         let ex = builder(CALLER_CORE, spin).make().expect("building shard 0");
-        let (router, receivers) = ex.run(Router::join(mesh)).expect("joining the mesh");
+        let (router, receivers) = ex
+            .run(Router::join(mesh, CROSS_CORE_IN_FLIGHT_MAX_DEFAULT))
+            .expect("joining the mesh");
         Pair {
             ex,
             router: Rc::new(router),
@@ -107,23 +114,24 @@ impl Pair {
     }
 }
 
-fn request() -> Request {
-    Request::Produce {
-        topic: "orders".into(),
-        partition: 0,
-        acks: Acks::Leader,
-    }
-}
-
-/// One forwarded request; a failed hop answers at once with an error, which would make
-/// the timing meaningless, so anything but `Produced` stops the bench.
+/// One call carrying what a produce carries (a topic name and a payload) and answering
+/// what it answers; a failed hop answers at once with an error, which would make the
+/// timing meaningless, so anything but `Produced` stops the bench.
 async fn call(router: &Router) {
     // Mesh peer ids follow glommio's join order, not the core: ask for the other one.
     let answerer = 1 - router.shard_id();
-    let reply = router.call(answerer, request(), BytesMut::new()).await;
-    match reply {
-        Some((Response::Produced { .. }, _)) => {}
-        other => panic!("shard {answerer} did not answer the forwarded request: {other:?}"),
+    let (topic, payload) = ("orders".to_string(), BytesMut::new());
+    let job = move |_: Rc<()>| async move {
+        let _ = (topic, payload);
+        Produced {
+            base_offset: 0,
+            last_offset: 99,
+        }
+    };
+    let answer = router.invoke(answerer, CallClass::Client, job).await;
+    match answer {
+        Ok(Produced { .. }) => {}
+        Err(e) => panic!("shard {answerer} did not answer the call: {e}"),
     }
 }
 

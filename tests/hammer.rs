@@ -569,7 +569,6 @@ fn native_stream_requests() -> Vec<(Request, Vec<u8>)> {
         ),
         (Request::DeleteGroup { group: group() }, vec![]),
         (Request::ListGroups, vec![]),
-        (Request::ListShardGroups { shard: 1 }, vec![]),
         (
             Request::InitProducerId {
                 producer_id: -1,
@@ -674,24 +673,6 @@ fn native_queue_requests() -> Vec<(Request, Vec<u8>)> {
                 queue: queue(),
                 prefetch: 2,
                 auto_ack: false,
-            },
-            vec![],
-        ),
-        (
-            Request::SubscriptionPull {
-                queue: queue(),
-                holder: 7,
-                prefetch: 2,
-                wait_ms: 10,
-                auto_ack: true,
-            },
-            vec![],
-        ),
-        (
-            Request::Unsubscribe {
-                queue: queue(),
-                holder: 7,
-                last: false,
             },
             vec![],
         ),

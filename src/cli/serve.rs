@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Busy-poll this many µs before an idle shard sleeps (latency vs. CPU).
     #[arg(long, default_value_t = 0)]
     pub poll_us: u64,
+    /// Calls one shard may have running on other shards at once, per kind of call
+    /// (client calls, long polls, the broker's own); a call past it waits.
+    #[arg(long, default_value_t = config::CROSS_CORE_IN_FLIGHT_MAX_DEFAULT)]
+    pub cross_core_in_flight_max: usize,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -107,6 +111,9 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             0 => 0,
             p => p.saturating_add(1),
         });
+    if args.cross_core_in_flight_max == 0 {
+        return Err("--cross-core-in-flight-max must be at least 1".into());
+    }
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
@@ -128,13 +135,22 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         cache_mb: args.cache_mb,
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,
+        cross_core_in_flight_max: args.cross_core_in_flight_max,
     })
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
     let config = config_from(args)?;
-    crate::server::run(config)?;
+    crate::server::run(config, front_ends())?;
     Ok(())
+}
+
+/// The protocols a broker serves: each listener's connections go to one front end.
+pub fn front_ends() -> crate::server::FrontEnds {
+    crate::server::FrontEnds {
+        native: |engine, stream| Box::pin(crate::native::connection::serve(engine, stream)),
+        kafka: |engine, stream| Box::pin(crate::kafka::serve(engine, stream)),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! CreateTopics and DeleteTopics on the native catalog (shard 0 writes it and hands it to
 //! every shard). The broker is one node, so a replication factor above 1 is refused.
 
-use super::{call, str_bytes, Ctx};
-use crate::native::messages::{Request, TopicSpec};
-use bytes::BytesMut;
+use super::{errors, str_bytes, Ctx};
+use crate::engine::{TopicConfig, TopicInfo};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -12,6 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT;
 
 /// Topic configs the broker honours; others are refused rather than ignored.
 pub const TOPIC_CONFIGS: &[&str] = &[
@@ -27,8 +27,8 @@ fn invalid_config(message: String) -> Refusal {
     (ResponseError::InvalidConfig.code(), message)
 }
 
-/// The native spec of a Kafka topic creation, or why it is refused.
-fn spec_of(topic: &CreatableTopic) -> Result<TopicSpec, Refusal> {
+/// The engine's config of a Kafka topic creation, or why it is refused.
+fn spec_of(topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
     let partitions = match topic.num_partitions {
         -1 => 1,
         n if n >= 1 => n,
@@ -54,12 +54,11 @@ fn spec_of(topic: &CreatableTopic) -> Result<TopicSpec, Refusal> {
             "manual replica assignment is not supported (one node)".into(),
         ));
     }
-    let mut spec = TopicSpec {
-        name: topic.name.0.to_string(),
+    let mut spec = TopicConfig {
         partitions,
         retention_ms: None,
         retention_bytes: None,
-        segment_bytes: None,
+        segment_bytes: SEGMENT_BYTES_DEFAULT,
     };
     for config in &topic.configs {
         let name = config.name.as_str();
@@ -74,10 +73,8 @@ fn spec_of(topic: &CreatableTopic) -> Result<TopicSpec, Refusal> {
             "retention.ms" => spec.retention_ms = Some(number()?).filter(|v| *v >= 0),
             "retention.bytes" => spec.retention_bytes = u64::try_from(number()?).ok(),
             "segment.bytes" => {
-                spec.segment_bytes = Some(
-                    u64::try_from(number()?)
-                        .map_err(|_| invalid_config(format!("{name}={value}")))?,
-                )
+                spec.segment_bytes = u64::try_from(number()?)
+                    .map_err(|_| invalid_config(format!("{name}={value}")))?
             }
             "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => {
@@ -106,9 +103,12 @@ pub async fn create_topics(
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = match spec_of(&topic) {
             Ok(spec) if req.validate_only => Ok(spec),
-            Ok(spec) => call(ctx, Request::CreateTopic(spec.clone()), BytesMut::new())
+            Ok(spec) => ctx
+                .engine
+                .create_topic(topic.name.0.as_str(), spec.clone())
                 .await
-                .map(|_| spec),
+                .map(|()| spec)
+                .map_err(errors::of),
             Err(e) => Err(e),
         };
         match outcome {
@@ -145,15 +145,11 @@ pub async fn delete_topics(
     for name in names {
         let mut result = DeletableTopicResult::default().with_name(name.clone());
         let outcome = match &name {
-            Some(n) => call(
-                ctx,
-                Request::DeleteTopic {
-                    name: n.0.to_string(),
-                },
-                BytesMut::new(),
-            )
-            .await
-            .map(|_| ()),
+            Some(n) => ctx
+                .engine
+                .delete_topic(n.0.as_str())
+                .await
+                .map_err(errors::of),
             None => Err((
                 ResponseError::UnknownTopicId.code(),
                 "topics are deleted by name (no topic ids)".to_string(),
@@ -181,7 +177,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 
 /// A topic's configs as Kafka names them: (name, value, set on the topic, type).
-fn topic_configs(t: &crate::native::messages::TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
+fn topic_configs(t: &TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
     vec![
         (
             "retention.ms",
@@ -302,15 +298,11 @@ pub async fn init_producer_id(
     } else {
         (-1, -1)
     };
-    let request = Request::InitProducerId { producer_id, epoch };
-    match call(ctx, request, BytesMut::new()).await {
-        Ok((crate::native::messages::Response::ProducerId { producer_id, epoch }, _)) => {
-            InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(producer_id))
-                .with_producer_epoch(epoch)
-        }
-        Ok(_) => failed(ResponseError::UnknownServerError.code()),
-        Err((code, _)) => failed(code),
+    match ctx.engine.init_producer_id(producer_id, epoch).await {
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
+        Err(e) => failed(errors::code(&e)),
     }
 }
 
@@ -330,11 +322,10 @@ pub async fn create_partitions(
         } else if req.validate_only {
             validate_partition_count(ctx, &name, topic.count).await
         } else {
-            let request = Request::CreatePartitions {
-                topic: name,
-                count: topic.count,
-            };
-            call(ctx, request, BytesMut::new()).await.map(|_| ())
+            ctx.engine
+                .create_partitions(&name, topic.count)
+                .await
+                .map_err(errors::of)
         };
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name);
         if let Err((code, message)) = outcome {
@@ -378,21 +369,17 @@ pub async fn delete_records(
     for topic in req.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            let request = Request::DeleteRecords {
-                topic: topic.name.0.to_string(),
-                partition: p.partition_index,
-                offset: p.offset,
-            };
+            let deleted = ctx
+                .engine
+                .delete_records(topic.name.0.as_str(), p.partition_index, p.offset)
+                .await;
             let result =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            partitions.push(match call(ctx, request, BytesMut::new()).await {
-                Ok((crate::native::messages::Response::Offset { offset }, _)) => {
-                    result.with_low_watermark(offset)
-                }
-                Ok(_) => result
+            partitions.push(match deleted {
+                Ok(offset) => result.with_low_watermark(offset),
+                Err(e) => result
                     .with_low_watermark(-1)
-                    .with_error_code(ResponseError::UnknownServerError.code()),
-                Err((code, _)) => result.with_low_watermark(-1).with_error_code(code),
+                    .with_error_code(errors::code(&e)),
             });
         }
         topics.push(

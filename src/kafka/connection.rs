@@ -3,10 +3,10 @@
 
 use super::codec::{self, Incoming};
 use super::Ctx;
-use crate::native::connection::{adopt, read_some, write_all, Stream};
+use crate::engine::Engine;
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
 use crate::server::runtime::{spawn_local, TcpStream};
-use crate::server::shard::Shard;
+use crate::server::stream::{adopt, read_some, write_all, Stream};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver};
@@ -25,13 +25,13 @@ const FRAME_COPY_BELOW: usize = READ_CHUNK / 16;
 /// A request's answer: `None` for requests Kafka does not answer (acks=0 produce).
 type Answer = Task<Option<BytesMut>>;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(engine: Engine, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
-    let ctx = Rc::new(Ctx::new(shard.clone()));
+    let ctx = Rc::new(Ctx::new(engine.clone()));
     let (tx, rx) = local_channel::new_bounded::<Answer>(IN_FLIGHT_MAX);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
     let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone(), peer.clone()));
-    let max_frame = shard.config.max_frame_bytes as usize;
+    let max_frame = engine.config().max_frame_bytes as usize;
     let mut reader = FrameReader {
         stream,
         buf: BytesMut::new(),
@@ -43,7 +43,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Some(reader.next(max_frame).await)
         };
         let next = future::or(read, async {
-            shard.shutdown.wait().await;
+            engine.shutdown().wait().await;
             None
         });
         let frame = match next.await {

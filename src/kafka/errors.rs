@@ -1,52 +1,46 @@
-//! Native error codes as the Kafka error codes clients act on.
+//! Engine errors as the Kafka error codes clients act on: the one place the Kafka front
+//! end maps them.
 
-use crate::native::messages::{ErrorCode, Response};
+use crate::engine::EngineError;
 use kafka_protocol::ResponseError as K;
 
 pub const NONE: i16 = 0;
 
-pub fn code(code: ErrorCode) -> i16 {
-    match code {
-        ErrorCode::InvalidRequest => K::InvalidRequest,
-        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => K::UnknownTopicOrPartition,
-        ErrorCode::TopicExists => K::TopicAlreadyExists,
-        ErrorCode::InvalidTopic => K::InvalidTopicException,
-        ErrorCode::InvalidPartitions => K::InvalidPartitions,
+pub fn code(e: &EngineError) -> i16 {
+    match e {
+        EngineError::InvalidRequest(_) => K::InvalidRequest,
+        EngineError::UnknownTopic(_) | EngineError::UnknownPartition(_) => {
+            K::UnknownTopicOrPartition
+        }
+        EngineError::TopicExists(_) => K::TopicAlreadyExists,
+        EngineError::InvalidTopic(_) => K::InvalidTopicException,
+        EngineError::InvalidPartitions(_) => K::InvalidPartitions,
         // Queues are not reachable through the Kafka protocol.
-        ErrorCode::UnknownQueue
-        | ErrorCode::UnknownExchange
-        | ErrorCode::QueueMismatch
-        | ErrorCode::UnknownHandle => K::InvalidRequest,
-        ErrorCode::OffsetOutOfRange => K::OffsetOutOfRange,
-        ErrorCode::CorruptBatch => K::CorruptMessage,
-        ErrorCode::MessageTooLarge => K::MessageTooLarge,
-        ErrorCode::UnknownMember => K::UnknownMemberId,
-        ErrorCode::IllegalGeneration => K::IllegalGeneration,
-        ErrorCode::RebalanceInProgress => K::RebalanceInProgress,
-        ErrorCode::InvalidSessionTimeout => K::InvalidSessionTimeout,
-        ErrorCode::InvalidGroup => K::InvalidGroupId,
-        ErrorCode::GroupNotEmpty => K::NonEmptyGroup,
-        ErrorCode::OutOfOrderSequence => K::OutOfOrderSequenceNumber,
-        ErrorCode::ProducerFenced => K::InvalidProducerEpoch,
+        EngineError::UnknownQueue(_)
+        | EngineError::UnknownExchange(_)
+        | EngineError::QueueMismatch(_)
+        | EngineError::UnknownHandle(_)
+        | EngineError::SubscriptionClosed => K::InvalidRequest,
+        EngineError::OffsetOutOfRange(_) => K::OffsetOutOfRange,
+        EngineError::CorruptBatch(_) => K::CorruptMessage,
+        EngineError::MessageTooLarge(_) => K::MessageTooLarge,
+        EngineError::UnknownMember(_) => K::UnknownMemberId,
+        EngineError::IllegalGeneration(_) => K::IllegalGeneration,
+        EngineError::RebalanceInProgress(_) => K::RebalanceInProgress,
+        EngineError::InvalidSessionTimeout(_) => K::InvalidSessionTimeout,
+        EngineError::InvalidGroup(_) => K::InvalidGroupId,
+        EngineError::GroupNotEmpty(_) => K::NonEmptyGroup,
+        EngineError::OutOfOrderSequence(_) => K::OutOfOrderSequenceNumber,
+        EngineError::ProducerFenced(_) => K::InvalidProducerEpoch,
+        EngineError::NotSupported(_) => K::UnsupportedVersion,
         // Retriable: the client refreshes metadata and tries again.
-        ErrorCode::ShuttingDown => K::NotLeaderOrFollower,
-        ErrorCode::Internal => K::UnknownServerError,
+        EngineError::ShuttingDown(_) => K::NotLeaderOrFollower,
+        EngineError::Internal(_) => K::UnknownServerError,
     }
     .code()
 }
 
-/// The Kafka error code and message of a native answer that is an error.
-pub fn of(response: &Response) -> Option<(i16, String)> {
-    match response {
-        Response::Error { code: c, message } => Some((code(*c), message.clone())),
-        _ => None,
-    }
-}
-
-/// The answer of a dispatch that did not answer (only acks=none produces do that).
-pub fn no_answer() -> (i16, String) {
-    (
-        K::UnknownServerError.code(),
-        "no answer from the owning shard".into(),
-    )
+/// The Kafka error code and message of an engine error.
+pub fn of(e: EngineError) -> (i16, String) {
+    (code(&e), e.to_string())
 }

@@ -5,13 +5,15 @@
 //! requests; an incremental request for a session never handed out gets
 //! FETCH_SESSION_ID_NOT_FOUND.
 
-use super::{call, Ctx};
-use crate::native::messages::{Request, Response};
+use super::{errors, Ctx};
+use crate::engine::{FetchArgs, Fetched};
 use crate::server::runtime::spawn_local;
 use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
 
@@ -25,13 +27,7 @@ struct Wanted {
     max_bytes: u32,
 }
 
-struct Got {
-    high_watermark: i64,
-    log_start_offset: i64,
-    batches: Vec<Bytes>,
-}
-
-type Outcome = Result<Got, (i16, String)>;
+type Outcome = Result<Fetched, (i16, String)>;
 
 pub async fn fetch(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchResponse {
     if version >= 7 && req.session_id != 0 {
@@ -72,32 +68,21 @@ async fn fetch_all(ctx: &Rc<Ctx>, wanted: &[Wanted], wait_ms: u32) -> Vec<Outcom
         .iter()
         .map(|w| {
             let ctx = ctx.clone();
-            let request = Request::Fetch {
-                topic: w.topic.0.to_string(),
-                partition: w.partition,
-                offset: w.offset,
-                max_bytes: w.max_bytes,
-                max_wait_ms: wait_ms,
-                min_bytes: 1,
-            };
+            let topic = w.topic.clone();
+            let (partition, args) = (
+                w.partition,
+                FetchArgs {
+                    offset: w.offset,
+                    max_bytes: w.max_bytes,
+                    max_wait_ms: wait_ms,
+                    min_bytes: 1,
+                },
+            );
             spawn_local(async move {
-                match call(&ctx, request, BytesMut::new()).await? {
-                    (
-                        Response::Fetched {
-                            high_watermark,
-                            log_start_offset,
-                        },
-                        batches,
-                    ) => Ok(Got {
-                        high_watermark,
-                        log_start_offset,
-                        batches,
-                    }),
-                    (other, _) => Err((
-                        ResponseError::UnknownServerError.code(),
-                        format!("unexpected answer to fetch: {other:?}"),
-                    )),
-                }
+                ctx.engine
+                    .fetch(topic.0.as_str(), partition, args)
+                    .await
+                    .map_err(errors::of)
             })
         })
         .collect();
@@ -115,17 +100,19 @@ async fn wait_for_any(ctx: &Rc<Ctx>, wanted: &[Wanted], max_wait_ms: u32) {
     let tx = Rc::new(tx);
     for w in wanted {
         let (ctx, tx) = (ctx.clone(), tx.clone());
-        let request = Request::Fetch {
-            topic: w.topic.0.to_string(),
-            partition: w.partition,
-            offset: w.offset,
-            max_bytes: 1,
-            max_wait_ms,
-            min_bytes: 1,
-        };
+        let topic = w.topic.clone();
+        let (partition, args) = (
+            w.partition,
+            FetchArgs {
+                offset: w.offset,
+                max_bytes: 1,
+                max_wait_ms,
+                min_bytes: 1,
+            },
+        );
         spawn_local(async move {
-            let data =
-                matches!(call(&ctx, request, BytesMut::new()).await, Ok((_, b)) if !b.is_empty());
+            let fetched = ctx.engine.fetch(topic.0.as_str(), partition, args).await;
+            let data = matches!(fetched, Ok(f) if !f.batches.is_empty());
             let _ = tx.try_send(data);
         })
         .detach();
@@ -162,8 +149,20 @@ fn response(wanted: &[Wanted], got: Vec<Outcome>, max_bytes: usize, version: i16
                 };
                 data = data
                     .with_high_watermark(g.high_watermark)
-                    .with_last_stable_offset(g.high_watermark)
+                    .with_last_stable_offset(g.last_stable_offset)
                     .with_records(Some(records));
+                if version >= 4 && !g.aborted.is_empty() {
+                    let aborted = g
+                        .aborted
+                        .iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    data = data.with_aborted_transactions(Some(aborted));
+                }
                 if version >= 5 {
                     data = data.with_log_start_offset(g.log_start_offset);
                 }

@@ -8,8 +8,8 @@
 //! Only the "consumer" protocol type is served; its subscription metadata says which
 //! topics a member wants.
 
-use super::{call, errors, str_bytes, Ctx};
-use crate::native::messages::{Assignment, CommitEntry, Request, Response};
+use super::{errors, str_bytes, Ctx};
+use crate::engine::{Assignment, CommitEntry, JoinArgs};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -31,11 +31,9 @@ const PROTOCOL_TYPE: &str = "consumer";
 /// Version of the consumer protocol assignment we write (topic partitions + user data).
 const ASSIGNMENT_VERSION: i16 = 0;
 
-fn unexpected(what: &str, r: &Response) -> (i16, String) {
-    (
-        ResponseError::UnknownServerError.code(),
-        format!("unexpected answer to {what}: {r:?}"),
-    )
+/// The Kafka code of an engine call's outcome.
+fn code_of<T>(result: &Result<T, crate::engine::EngineError>) -> i16 {
+    result.as_ref().map_or_else(errors::code, |_| errors::NONE)
 }
 
 /// The topics of a consumer-protocol subscription (`i16 version | subscription`).
@@ -103,12 +101,11 @@ pub async fn join(
         }
     };
     // A subscription may name topics that do not exist (yet): join with the others.
-    let catalog = ctx.shard.catalog();
     let topics: Vec<String> = topics
         .into_iter()
-        .filter(|t| catalog.topic(t).is_ok())
+        .filter(|t| ctx.engine.topic_exists(t))
         .collect();
-    let request = Request::JoinGroup {
+    let args = JoinArgs {
         group: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
         client_id: client_id.to_string(),
@@ -120,19 +117,9 @@ pub async fn join(
             0
         },
     };
-    let (member_id, generation, leader, members) = match call(ctx, request, BytesMut::new()).await {
-        Ok((
-            Response::Joined {
-                member_id,
-                generation,
-                leader,
-                members,
-                ..
-            },
-            _,
-        )) => (member_id, generation, leader, members),
-        Ok((other, _)) => return failed(unexpected("join", &other).0),
-        Err((code, _)) => return failed(code),
+    let (member_id, generation, leader, members) = match ctx.engine.join_group(args).await {
+        Ok(j) => (j.member_id, j.generation, j.leader, j.members),
+        Err(e) => return failed(errors::code(&e)),
     };
     let metadata = subscription_bytes(&topics);
     let listed = if member_id == leader {
@@ -166,20 +153,10 @@ pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupRe
             .with_protocol_type(req.protocol_type.clone())
             .with_protocol_name(req.protocol_name.clone());
     }
-    let request = Request::DescribeGroup {
-        group: req.group_id.0.to_string(),
-    };
-    let described = call(ctx, request, BytesMut::new()).await;
+    let described = ctx.engine.describe_group(req.group_id.0.as_str()).await;
     let code = match described {
-        Ok((
-            Response::GroupDescribed {
-                state,
-                generation,
-                members,
-                ..
-            },
-            _,
-        )) => {
+        Ok(d) => {
+            let (state, generation, members) = (d.state, d.generation, d.members);
             match members
                 .iter()
                 .find(|m| m.member_id == req.member_id.as_str())
@@ -192,22 +169,21 @@ pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupRe
                 Some(m) => return response.with_assignment(assignment_bytes(&m.assignment)),
             }
         }
-        Ok((other, _)) => unexpected("describe group", &other).0,
-        Err((code, _)) => code,
+        Err(e) => errors::code(&e),
     };
     response.with_error_code(code)
 }
 
 pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
-    let request = Request::Heartbeat {
-        group: req.group_id.0.to_string(),
-        member_id: req.member_id.to_string(),
-        generation: req.generation_id,
-    };
-    let code = match call(ctx, request, BytesMut::new()).await {
-        Ok(_) => errors::NONE,
-        Err((code, _)) => code,
-    };
+    let beat = ctx
+        .engine
+        .heartbeat(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.generation_id,
+        )
+        .await;
+    let code = code_of(&beat);
     HeartbeatResponse::default().with_error_code(code)
 }
 
@@ -221,14 +197,7 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     let mut members = Vec::with_capacity(ids.len());
     let mut first_error = errors::NONE;
     for id in ids {
-        let request = Request::LeaveGroup {
-            group: group.clone(),
-            member_id: id.to_string(),
-        };
-        let code = match call(ctx, request, BytesMut::new()).await {
-            Ok(_) => errors::NONE,
-            Err((code, _)) => code,
-        };
+        let code = code_of(&ctx.engine.leave_group(&group, id.as_str()).await);
         if first_error == errors::NONE {
             first_error = code;
         }
@@ -257,17 +226,17 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             })
         })
         .collect();
-    let request = Request::CommitOffsets {
-        group: req.group_id.0.to_string(),
-        member_id: req.member_id.to_string(),
-        generation: req.generation_id_or_member_epoch,
-        offsets,
-    };
+    let committed = ctx
+        .engine
+        .commit_offsets(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.generation_id_or_member_epoch,
+            offsets,
+        )
+        .await;
     // The coordinator commits all or nothing: one code for every partition.
-    let code = match call(ctx, request, BytesMut::new()).await {
-        Ok(_) => errors::NONE,
-        Err((code, _)) => code,
-    };
+    let code = code_of(&committed);
     let topics = req
         .topics
         .into_iter()
@@ -294,14 +263,13 @@ pub async fn fetch_offsets(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    let request = Request::FetchOffsets {
-        group: req.group_id.0.to_string(),
-        topic: String::new(),
-    };
-    let committed = match call(ctx, request, BytesMut::new()).await {
-        Ok((Response::Offsets { offsets }, _)) => offsets,
-        Ok((other, _)) => return fetch_failed(unexpected("offset fetch", &other).0, version),
-        Err((code, _)) => return fetch_failed(code, version),
+    let committed = match ctx
+        .engine
+        .fetch_offsets(req.group_id.0.as_str(), None)
+        .await
+    {
+        Ok(offsets) => offsets,
+        Err(e) => return fetch_failed(errors::code(&e), version),
     };
     let entry = |partition: i32, offset: i64| {
         OffsetFetchResponsePartition::default()
@@ -359,12 +327,10 @@ fn fetch_failed(code: i16, version: i16) -> OffsetFetchResponse {
 pub async fn describe(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
     for group in req.groups {
-        let request = Request::DescribeGroup {
-            group: group.0.to_string(),
-        };
         let described = DescribedGroup::default().with_group_id(group.clone());
-        groups.push(match call(ctx, request, BytesMut::new()).await {
-            Ok((Response::GroupDescribed { state, members, .. }, _)) => {
+        groups.push(match ctx.engine.describe_group(group.0.as_str()).await {
+            Ok(d) => {
+                let (state, members) = (d.state, d.members);
                 let live = state != "Dead";
                 let members = members
                     .iter()
@@ -387,16 +353,15 @@ pub async fn describe(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsRe
                     })
                     .with_members(members)
             }
-            Ok((other, _)) => described.with_error_code(unexpected("describe group", &other).0),
-            Err((code, _)) => described.with_error_code(code),
+            Err(e) => described.with_error_code(errors::code(&e)),
         });
     }
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
 pub async fn list(ctx: &Ctx, version: i16) -> ListGroupsResponse {
-    match call(ctx, Request::ListGroups, BytesMut::new()).await {
-        Ok((Response::Groups { groups }, _)) => {
+    match ctx.engine.list_groups().await {
+        Ok(groups) => {
             let listed = groups
                 .into_iter()
                 .map(|(id, state)| {
@@ -411,23 +376,14 @@ pub async fn list(ctx: &Ctx, version: i16) -> ListGroupsResponse {
                 .collect();
             ListGroupsResponse::default().with_groups(listed)
         }
-        Ok((other, _)) => {
-            ListGroupsResponse::default().with_error_code(unexpected("list groups", &other).0)
-        }
-        Err((code, _)) => ListGroupsResponse::default().with_error_code(code),
+        Err(e) => ListGroupsResponse::default().with_error_code(errors::code(&e)),
     }
 }
 
 pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for group in req.groups_names {
-        let request = Request::DeleteGroup {
-            group: group.0.to_string(),
-        };
-        let code = match call(ctx, request, BytesMut::new()).await {
-            Ok(_) => errors::NONE,
-            Err((code, _)) => code,
-        };
+        let code = code_of(&ctx.engine.delete_group(group.0.as_str()).await);
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(group)

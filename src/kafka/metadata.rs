@@ -5,10 +5,9 @@
 //! one node (`NODE_ID`) at the advertised address. Either way a request that lands on a
 //! shard that does not own its partition or group is forwarded inside.
 
-use super::{call, str_bytes, Ctx, NODE_ID};
-use crate::native::messages::{Request, Response, TopicInfo, TopicSpec};
+use super::{errors, str_bytes, Ctx, NODE_ID};
+use crate::engine::{Object, TopicConfig, TopicInfo};
 use crate::server::config::KafkaNodes;
-use bytes::BytesMut;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -18,43 +17,39 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::ResponseError;
-use peregrine_shards::catalog::group_owner;
+use peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT;
 
 pub const CLUSTER_ID: &str = "peregrine";
 
 /// Every topic the catalog holds.
 pub async fn all_topics(ctx: &Ctx) -> Result<Vec<TopicInfo>, (i16, String)> {
-    match call(ctx, Request::Metadata { topics: None }, BytesMut::new()).await? {
-        (Response::Metadata { topics, .. }, _) => Ok(topics),
-        (other, _) => Err((
-            ResponseError::UnknownServerError.code(),
-            format!("unexpected answer to metadata: {other:?}"),
-        )),
+    match ctx.engine.metadata(None) {
+        Ok(m) => Ok(m.topics),
+        Err(e) => Err(errors::of(e)),
     }
 }
 
 /// Creates a one-partition topic for auto-creation; true when it exists afterwards.
 pub async fn auto_create(ctx: &Ctx, name: &str) -> bool {
-    let spec = TopicSpec {
-        name: name.to_string(),
+    let config = TopicConfig {
         partitions: 1,
         retention_ms: None,
         retention_bytes: None,
-        segment_bytes: None,
+        segment_bytes: SEGMENT_BYTES_DEFAULT,
     };
-    match call(ctx, Request::CreateTopic(spec), BytesMut::new()).await {
-        Ok(_) => true,
-        Err((code, _)) => code == ResponseError::TopicAlreadyExists.code(),
+    match ctx.engine.create_topic(name, config).await {
+        Ok(()) => true,
+        Err(e) => errors::code(&e) == ResponseError::TopicAlreadyExists.code(),
     }
 }
 
 /// The nodes Kafka clients see: (node id, port).
 fn nodes(ctx: &Ctx) -> Vec<(i32, i32)> {
-    match ctx.shard.config.kafka_nodes {
+    match ctx.engine.config().kafka_nodes {
         KafkaNodes::Single => vec![(NODE_ID, ctx.port)],
         KafkaNodes::PerShard => ctx
-            .shard
-            .config
+            .engine
+            .config()
             .kafka_shard_ports
             .iter()
             .enumerate()
@@ -66,7 +61,7 @@ fn nodes(ctx: &Ctx) -> Vec<(i32, i32)> {
 /// The node that leads a partition owned by `shard`, or coordinates a group owned by it.
 fn node_of(ctx: &Ctx, shard: u32) -> (i32, i32) {
     let all = nodes(ctx);
-    match ctx.shard.config.kafka_nodes {
+    match ctx.engine.config().kafka_nodes {
         KafkaNodes::Single => all[0],
         KafkaNodes::PerShard => all
             .get(shard as usize)
@@ -112,7 +107,7 @@ pub async fn metadata(ctx: &Ctx, req: MetadataRequest, version: i16) -> Metadata
         ),
     };
     let auto_create =
-        ctx.shard.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+        ctx.engine.config().auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = all_topics(ctx).await.unwrap_or_default();
     let entries = match wanted {
         None => topics.iter().map(|t| topic_entry(ctx, t)).collect(),
@@ -177,7 +172,10 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     // Groups live on the shard their id hashes to; transactions are not offered, so a
     // transaction coordinator lookup gets the same answer for its key.
-    let coordinator = |key: &str| node_of(ctx, group_owner(key, ctx.shard.nshards));
+    let coordinator = |key: &str| {
+        let owner = ctx.engine.owner(Object::Group(key)).unwrap_or(0);
+        node_of(ctx, owner)
+    };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

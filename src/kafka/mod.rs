@@ -1,10 +1,10 @@
 //! The Kafka wire protocol on every shard's Kafka port, so existing Kafka clients
 //! (librdkafka and kcat, the Java client, kafka-python, ...) work unchanged.
 //!
-//! Requests are decoded with `kafka-protocol`, turned into the broker's own requests and
-//! run where they belong through `Shard::dispatch`: storage, routing and consumer groups
-//! are the native ones, and record batches pass through as the bytes the client sent
-//! (no per-record decode on produce or fetch).
+//! Requests are decoded with `kafka-protocol` and turned into calls on the shard's
+//! `Engine`, which runs them where they belong; engine errors become Kafka codes in one
+//! place (`errors`). Record batches pass through as the bytes the client sent (no
+//! per-record decode on produce or fetch).
 //!
 //! `connection` owns framing and response order, `codec` headers and versions, `apis`
 //! what is advertised; one module per API family does the translation.
@@ -23,27 +23,27 @@ mod produce;
 pub use codec::{decode as decode_request, Decoded, Incoming};
 pub use connection::serve;
 
-use crate::server::shard::Shard;
+use crate::engine::Engine;
 use kafka_protocol::protocol::StrBytes;
 use std::rc::Rc;
 
 /// This broker's node id: one node, whatever the number of shards.
 pub const NODE_ID: i32 = 0;
 
-/// What every handler needs: the shard it runs on and the address clients are told.
+/// What every handler needs: the shard's engine and the address clients are told.
 pub struct Ctx {
-    pub shard: Rc<Shard>,
+    pub engine: Engine,
     pub host: StrBytes,
     pub port: i32,
 }
 
 impl Ctx {
-    pub fn new(shard: Rc<Shard>) -> Ctx {
-        let advertised = shard
-            .config
+    pub fn new(engine: Engine) -> Ctx {
+        let config = engine.config();
+        let advertised = config
             .advertised_kafka_addr
             .clone()
-            .unwrap_or_else(|| shard.config.kafka_addr.to_string());
+            .unwrap_or_else(|| config.kafka_addr.to_string());
         let (host, port) = match advertised.rsplit_once(':') {
             Some((h, p)) => (
                 h.trim_matches(['[', ']']).to_string(),
@@ -52,15 +52,13 @@ impl Ctx {
             None => (advertised, 9092),
         };
         Ctx {
-            shard,
+            engine,
             host: StrBytes::from_string(host),
             port,
         }
     }
 }
 
-use crate::native::messages::{Request, Response};
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 /// Runs one decoded request; `None` when Kafka sends no answer (acks=0 produce).
@@ -117,24 +115,6 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
             return None;
         }
     })
-}
-
-/// Runs a native request where it belongs; a native error comes back as the Kafka
-/// error code and message.
-pub(crate) async fn call(
-    ctx: &Ctx,
-    request: Request,
-    payload: BytesMut,
-) -> Result<(Response, Vec<Bytes>), (i16, String)> {
-    let (response, payload) = ctx
-        .shard
-        .dispatch(request, payload)
-        .await
-        .ok_or_else(errors::no_answer)?;
-    match errors::of(&response) {
-        Some(err) => Err(err),
-        None => Ok((response, payload)),
-    }
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

@@ -8,9 +8,8 @@
 //! limit (`peregrine_shards::compression`): a compression bomb in the log answers
 //! MESSAGE_TOO_LARGE for that lookup and costs the shard at most the limit in memory.
 
-use super::{call, Ctx};
-use crate::native::messages::{OffsetSpec, Request, Response};
-use bytes::BytesMut;
+use super::{errors, Ctx};
+use crate::engine::{FetchArgs, OffsetSpec};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -30,7 +29,7 @@ const LOOKUP_FETCH_BYTES: u32 = 1 << 20;
 /// Most bytes one batch's records may expand to here: the default limit, or more when
 /// `--kafka-message-max-bytes` lets an uncompressed batch be larger than that.
 fn decompressed_bytes_max(ctx: &Ctx) -> usize {
-    let message_max = usize::try_from(ctx.shard.config.kafka_message_max_bytes).unwrap_or(0);
+    let message_max = usize::try_from(ctx.engine.config().kafka_message_max_bytes).unwrap_or(0);
     DECOMPRESSED_BYTES_MAX_DEFAULT.max(message_max)
 }
 
@@ -116,19 +115,17 @@ async fn first_at_or_after(
     // The batch found by the index holds a record at or after `ts` (its max timestamp
     // is); a few reads cover batches whose first records are older.
     for _ in 0..LOOKUP_FETCHES_MAX {
-        let request = Request::Fetch {
-            topic: topic.to_string(),
-            partition,
+        let args = FetchArgs {
             offset: next,
             max_bytes: LOOKUP_FETCH_BYTES,
             max_wait_ms: 0,
             min_bytes: 1,
         };
-        let (_, batches) = match call(ctx, request, BytesMut::new()).await {
-            Ok(answer) => answer,
+        let batches = match ctx.engine.fetch(topic, partition, args).await {
+            Ok(fetched) => fetched.batches,
             // At the end of the log: nothing that new.
-            Err((code, _)) if code == ResponseError::OffsetOutOfRange.code() => return Ok(None),
-            Err(e) => return Err(e),
+            Err(crate::engine::EngineError::OffsetOutOfRange(_)) => return Ok(None),
+            Err(e) => return Err(errors::of(e)),
         };
         if batches.is_empty() {
             return Ok(None);
@@ -169,14 +166,13 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
                     continue;
                 }
             };
-            let request = Request::ListOffsets {
-                topic: topic.name.0.to_string(),
-                partition: p.partition_index,
-                spec,
-            };
             let topic_name = topic.name.0.to_string();
-            partitions.push(match call(ctx, request, BytesMut::new()).await {
-                Ok((Response::Offset { offset }, _)) if p.timestamp >= 0 => {
+            let listed = ctx
+                .engine
+                .list_offsets(&topic_name, p.partition_index, spec)
+                .await;
+            partitions.push(match listed {
+                Ok(offset) if p.timestamp >= 0 => {
                     match first_at_or_after(
                         ctx,
                         &topic_name,
@@ -196,9 +192,8 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
                         }
                     }
                 }
-                Ok((Response::Offset { offset }, _)) => answer.with_offset(offset),
-                Ok(_) => answer.with_error_code(ResponseError::UnknownServerError.code()),
-                Err((code, _)) => answer.with_error_code(code),
+                Ok(offset) => answer.with_offset(offset),
+                Err(e) => answer.with_error_code(errors::code(&e)),
             });
         }
         topics.push(

@@ -2,8 +2,8 @@
 //! broker writes only their base offsets). acks 0 → none (no answer at all), 1 →
 //! leader, -1 → durable (group-committed fdatasync), as DESIGN.md maps them.
 
-use super::{call, errors, metadata, Ctx};
-use crate::native::messages::{Acks, Request, Response};
+use super::{errors, metadata, Ctx};
+use crate::engine::{Acks, Produced};
 use crate::server::runtime::spawn_local;
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -19,11 +19,11 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
         -1 => Ok(Acks::Durable),
         other => Err(other),
     };
-    let max_batch = ctx.shard.config.kafka_message_max_bytes as usize;
+    let max_batch = ctx.engine.config().kafka_message_max_bytes as usize;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
-        if ctx.shard.config.auto_create_topics {
+        if ctx.engine.config().auto_create_topics {
             ensure_topic(ctx, &name).await;
         }
         // Partitions run concurrently, on their own shards.
@@ -53,12 +53,11 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
                         (Ok(acks), Some(records)) => {
                             // The broker sets base offsets in place: one copy out of the
                             // request frame, which the other partitions still share.
-                            let request = Request::Produce {
-                                topic: name,
-                                partition: index,
-                                acks,
-                            };
-                            call(&ctx, request, BytesMut::from(&records[..])).await
+                            let payload = BytesMut::from(&records[..]);
+                            ctx.engine
+                                .produce(&name, index, acks, payload)
+                                .await
+                                .map_err(errors::of)
                         }
                     };
                     partition_response(index, result, version)
@@ -84,27 +83,21 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
 /// Every produce checks this, so it reads the shard's own catalog snapshot rather than
 /// building the whole topic list.
 async fn ensure_topic(ctx: &Ctx, name: &str) {
-    if ctx.shard.catalog().topic(name).is_err() {
+    if !ctx.engine.topic_exists(name) {
         metadata::auto_create(ctx, name).await;
     }
 }
 
 fn partition_response(
     index: i32,
-    result: Result<(Response, Vec<bytes::Bytes>), (i16, String)>,
+    result: Result<Produced, (i16, String)>,
     version: i16,
 ) -> PartitionProduceResponse {
     // Error messages exist from v8 on; setting one earlier would not encode.
     let message = |m: String| (version >= 8).then(|| super::str_bytes(&m));
     let base = PartitionProduceResponse::default().with_index(index);
     match result {
-        Ok((Response::Produced { base_offset, .. }, _)) => base.with_base_offset(base_offset),
-        // acks=0: the shard does not answer; nobody reads this either.
-        Err((code, _)) if code == errors::no_answer().0 => base,
-        Ok((other, _)) => base
-            .with_error_code(ResponseError::UnknownServerError.code())
-            .with_base_offset(-1)
-            .with_error_message(message(format!("unexpected answer: {other:?}"))),
+        Ok(p) => base.with_base_offset(p.base_offset),
         Err((code, message_text)) => base
             .with_error_code(code)
             .with_base_offset(-1)

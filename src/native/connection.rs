@@ -1,17 +1,18 @@
-//! One native-protocol connection on a shard: read frames, run each request where it
-//! belongs (requests are pipelined, answered by id in completion order), write answers.
+//! One native-protocol connection on a shard: read frames, run each request as an
+//! engine call (requests are pipelined, answered by id in completion order), write
+//! answers. A `Subscribe` becomes an engine `Subscription` owned by the connection;
+//! when the connection goes, so does the subscription, and its leases return.
 
 use super::frame::{self, FrameError, HEAD_LEN};
+use super::handler::{self, Reply};
 use super::messages::{ErrorCode, Request, Response, ResponseEnvelope};
+use crate::engine::{Engine, EngineError, Subscription};
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
-use crate::server::router::Reply;
 use crate::server::runtime::{spawn_local, TcpStream};
-use crate::server::shard::Shard;
+use crate::server::stream::{adopt, read_some, write_all, Stream};
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use std::cell::{Cell, RefCell};
-use std::pin::Pin;
 use std::rc::Rc;
 
 /// Requests one connection may have in flight before the broker stops reading from it.
@@ -32,8 +33,6 @@ const READ_CHUNK: usize = 1 << 20;
 const PAYLOAD_COPY_BELOW: usize = READ_CHUNK / 16;
 /// Payloads above this are written straight from the batch buffers, not copied.
 const COPY_PAYLOAD_MAX: usize = 64 * 1024;
-
-pub(crate) type Stream = Rc<RefCell<TcpStream>>;
 
 /// An answer encoded by whoever produced it, so that its size is known (and counted
 /// against the connection's `AnswerBudget`) before it waits for the writer.
@@ -83,24 +82,6 @@ async fn send_answer(
         return false;
     }
     true
-}
-
-/// Reads from a stream shared by the reader and writer tasks. The borrow lasts for one
-/// poll only, never across an await; glommio keeps separate read and write sources.
-pub(crate) async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
-    future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
-}
-
-pub(crate) async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n =
-            future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
 }
 
 /// Splits whole frames off a receive buffer; payloads stay in that buffer (no copy).
@@ -199,29 +180,23 @@ enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-/// An accepted connection made ready for a reader and a writer task: its peer's
-/// address (for logs) and the shared stream, with Nagle off.
-pub(crate) fn adopt(stream: TcpStream) -> (String, Stream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let _ = stream.set_nodelay(true);
-    (peer, Rc::new(RefCell::new(stream)))
-}
+/// Most push subscriptions one connection may hold at once; a `Subscribe` past it is
+/// refused (each holds up to its prefetch in leases and one pull in flight).
+pub const SUBSCRIPTIONS_MAX: usize = 1024;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(engine: Engine, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(IN_FLIGHT_MAX);
     let tx = Rc::new(tx);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
     let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone()));
     let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
-    let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(shard.config.max_frame_bytes));
+    let max_frame_bytes = engine.config().max_frame_bytes;
+    let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
-    let mut reader = FrameReader::new(stream, shard.config.max_frame_bytes);
-    let closed = Rc::new(Cell::new(false));
-    let mut subscriptions: Vec<(String, u64)> = Vec::new();
+    let mut reader = FrameReader::new(stream, max_frame_bytes);
+    // Dropping one cancels it, which drops its subscription: its leases return.
+    let mut subscriptions: Vec<glommio::Task<()>> = Vec::new();
     loop {
         let read = async {
             // A client that does not read its answers is not read either.
@@ -229,7 +204,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Some(reader.next().await)
         };
         let next = future::or(read, async {
-            shard.shutdown.wait().await;
+            engine.shutdown().wait().await;
             None
         });
         let (envelope, payload) = match next.await {
@@ -257,20 +232,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             auto_ack,
         } = envelope.request
         {
-            let holder = next_holder(shard.id);
-            subscriptions.push((queue.clone(), holder));
-            let sub = Subscription {
-                shard: shard.clone(),
+            if subscriptions.len() >= SUBSCRIPTIONS_MAX {
+                let refused = invalid(format!(
+                    "this connection holds {SUBSCRIPTIONS_MAX} subscriptions, the most it may"
+                ));
+                send_answer(&tx, &budget, envelope.id, refused).await;
+                continue;
+            }
+            let push = Push {
+                subscription: engine.subscribe(&queue, prefetch, auto_ack),
                 answers: Rc::downgrade(&tx),
                 budget: budget.clone(),
                 id: envelope.id,
-                queue,
-                holder,
-                prefetch: prefetch.max(1),
-                auto_ack,
-                closed: closed.clone(),
             };
-            spawn_local(sub.run()).detach();
+            subscriptions.push(spawn_local(push.run()));
             continue;
         }
         // Waiting here stops reading: the client feels TCP backpressure.
@@ -281,9 +256,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let Ok(bytes_permit) = in_flight_bytes.acquire_static_permit(size).await else {
             break;
         };
-        let (shard, tx, budget) = (shard.clone(), tx.clone(), budget.clone());
+        let (engine, tx, budget) = (engine.clone(), tx.clone(), budget.clone());
         spawn_local(async move {
-            if let Some(reply) = shard.dispatch(envelope.request, payload).await {
+            if let Some(reply) = handler::handle(&engine, envelope.request, payload).await {
                 send_answer(&tx, &budget, envelope.id, reply).await;
             }
             drop((permit, bytes_permit));
@@ -291,14 +266,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .detach();
     }
     // A subscription's leases return at once when its connection goes.
-    closed.set(true);
-    for (queue, holder) in subscriptions {
-        let gone = Request::Unsubscribe {
-            queue,
-            holder,
-            last: false,
-        };
-        let _ = shard.dispatch(gone, BytesMut::new()).await;
+    for task in subscriptions {
+        task.cancel().await;
     }
     // Let every request already read finish and be answered before closing.
     let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
@@ -306,56 +275,24 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
-/// A unique subscription id: the shard's index above a per-shard counter.
-fn next_holder(shard: u32) -> u64 {
-    thread_local! {
-        static NEXT: Cell<u64> = const { Cell::new(1) };
-    }
-    let n = NEXT.with(|c| {
-        let n = c.get();
-        c.set(n + 1);
-        n
-    });
-    (u64::from(shard) << 40) | n
-}
-
-/// One push subscription on a connection: pulls from the queue's owner up to the
-/// prefetch, answering the Subscribe request again with every batch.
-struct Subscription {
-    shard: Rc<Shard>,
+/// One push subscription on a connection: answers the Subscribe request again with
+/// every batch the engine's `Subscription` hands out.
+struct Push {
+    subscription: Subscription,
     /// Weak, so a closing connection need not wait for a pull in progress.
     answers: std::rc::Weak<LocalSender<Outgoing>>,
     budget: Rc<AnswerBudget>,
     id: u64,
-    queue: String,
-    holder: u64,
-    prefetch: u32,
-    auto_ack: bool,
-    closed: Rc<Cell<bool>>,
 }
 
-/// How long one pull of a subscription waits before it asks again.
-const SUBSCRIPTION_PULL_WAIT_MS: u32 = 20_000;
-
-impl Subscription {
+impl Push {
     async fn run(self) {
-        while !self.closed.get() {
-            let pull = Request::SubscriptionPull {
-                queue: self.queue.clone(),
-                holder: self.holder,
-                prefetch: self.prefetch,
-                wait_ms: SUBSCRIPTION_PULL_WAIT_MS,
-                auto_ack: self.auto_ack,
-            };
-            let answer = self.shard.dispatch(pull, BytesMut::new()).await;
-            if self.closed.get() {
-                break;
-            }
-            let (reply, more) = match answer {
-                Some((Response::Received { messages }, _)) if messages.is_empty() => continue,
-                Some(reply @ (Response::Received { .. }, _)) => (reply, true),
-                Some(other) => (other, false),
-                None => break,
+        loop {
+            let (reply, more) = match self.subscription.next().await {
+                Ok(got) => (handler::received(got), true),
+                // Closed by the connection itself: nobody to tell.
+                Err(EngineError::SubscriptionClosed) => break,
+                Err(e) => ((Response::from(e), Vec::new()), false),
             };
             let Some(answers) = self.answers.upgrade() else {
                 break;
@@ -364,13 +301,7 @@ impl Subscription {
                 break;
             }
         }
-        // Whatever a last pull leased after the connection went returns too.
-        let done = Request::Unsubscribe {
-            queue: self.queue.clone(),
-            holder: self.holder,
-            last: true,
-        };
-        let _ = self.shard.dispatch(done, BytesMut::new()).await;
+        tracing::debug!(queue = self.subscription.queue(), "subscription ended");
     }
 }
 

@@ -1,4 +1,6 @@
 //! Native protocol messages: the rkyv-archived envelopes of requests and responses.
+//! `Request` holds what a client may ask and nothing else: calls between shards are the
+//! engine's own (`engine::mesh`), never a wire message.
 //!
 //! A frame carries one envelope and an optional raw payload. Record data never goes
 //! through rkyv: a Produce payload is one or more Kafka v2 record batches, a Fetch
@@ -300,10 +302,6 @@ pub enum Request {
         group: String,
     },
     ListGroups,
-    /// The groups owned by one shard (ListGroups asks every shard this).
-    ListShardGroups {
-        shard: u32,
-    },
     /// A producer id for an idempotent producer; with an existing id and epoch
     /// (Kafka KIP-360) the same id with the next epoch.
     InitProducerId {
@@ -371,30 +369,14 @@ pub enum Request {
         prefetch: u32,
         auto_ack: bool,
     },
-    /// Broker-internal, for a subscription: up to `prefetch` minus what `holder`
-    /// holds, waiting up to `wait_ms`.
-    SubscriptionPull {
-        queue: String,
-        holder: u64,
-        prefetch: u32,
-        wait_ms: u32,
-        auto_ack: bool,
-    },
-    /// Broker-internal: a subscription ended; its leases return. The connection sends
-    /// it when it closes (`last` false: later pulls of the holder get nothing), the
-    /// subscription's task once its last pull is over (`last` true: forget the holder).
-    Unsubscribe {
-        queue: String,
-        holder: u64,
-        last: bool,
-    },
     /// Gives leases back: ready again with `requeue`, else dead-lettered as rejected.
     Nack {
         queue: String,
         handles: Vec<u64>,
         requeue: bool,
     },
-    /// Counters of one shard.
+    /// Counters of one shard (`shard` modulo the shard count): diagnostics for tools
+    /// and tests that check where calls ran.
     ShardStats {
         shard: u32,
     },

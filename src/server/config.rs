@@ -10,6 +10,9 @@ pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:7070";
 pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
 pub const MAX_FRAME_BYTES_DEFAULT: u32 = 8 << 20;
 pub const CACHE_MB_DEFAULT: usize = 256;
+/// Cross-core calls of each kind one shard may have in flight: four native connections'
+/// worth of pipelined requests (1,024 each), a few hundred bytes each while they wait.
+pub const CROSS_CORE_IN_FLIGHT_MAX_DEFAULT: usize = 4096;
 
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,4 +57,7 @@ pub struct ServerConfig {
     pub retention_check: Duration,
     /// Busy-poll this long before an idle shard parks (glommio spin_before_park).
     pub poll_us: u64,
+    /// Cross-core calls of each kind (`engine::CallClass`) one shard may have in flight;
+    /// a call past it waits.
+    pub cross_core_in_flight_max: usize,
 }

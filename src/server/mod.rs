@@ -1,34 +1,40 @@
-//! The broker process: listeners, one pinned executor per shard, clean shutdown.
+//! The broker process: listeners, one pinned executor per shard with its engine, the
+//! accept loops that hand connections to the front ends, clean shutdown.
+//!
+//! The server knows no protocol: `run` is given one connection handler per listener kind
+//! (`FrontEnds`), so a new protocol is a new front-end module and its listener here.
+//! `stream` is the connection plumbing front ends share.
 
-pub mod admin;
 pub mod answer_budget;
 pub mod config;
-pub mod exchanges;
-pub mod group_calls;
 pub mod listeners;
-pub mod partitions;
 pub mod producer_ids;
-pub mod queues;
-pub mod router;
 pub mod runtime;
-pub mod shard;
 pub mod shutdown;
+pub mod stream;
 
+use crate::engine::mesh::{self as engine_mesh, Mesh};
+use crate::engine::start::EngineStart;
+use crate::engine::Engine;
 use config::ServerConfig;
 use peregrine_shards::catalog::Catalog;
-use router::{Mesh, Router, ShardMsg};
-use shard::Shard;
 use shutdown::{ProcessShutdown, ShardShutdown};
+use std::future::Future;
 use std::net::TcpListener as StdListener;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-/// How often each shard's group coordinator expires sessions and rebalance timeouts.
-const GROUP_TICK: Duration = Duration::from_millis(100);
-/// How often queue timers (visibility timeouts, delays, TTLs) are applied; journals are
-/// reclaimed every 50 ticks.
-const QUEUE_TICK: Duration = Duration::from_millis(20);
+/// A front end's connection handler: serves one accepted connection until it closes.
+pub type ServeConnection = fn(Engine, runtime::TcpStream) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// The front end that serves each kind of listener.
+#[derive(Clone, Copy)]
+pub struct FrontEnds {
+    pub native: ServeConnection,
+    pub kafka: ServeConnection,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -54,7 +60,7 @@ struct ShardSockets {
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
-pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
+pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeError> {
     if let Err(e) = peregrine_shards::sys::raise_memlock_limit() {
         tracing::warn!("cannot raise the locked-memory limit ({e}); io_uring may fail to start");
     }
@@ -107,7 +113,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
     let process = Arc::new(ProcessShutdown::default());
     install_signal_handler(process.clone());
     let config = Arc::new(config);
-    let mesh = router::mesh(config.shards);
+    let mesh = engine_mesh::mesh(config.shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
     let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
@@ -125,6 +131,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
                 kafka_own,
             },
             ready: ready_tx.clone(),
+            front_ends,
         };
         let core = config.cores.get(i).copied();
         let spin = Duration::from_micros(config.poll_us);
@@ -196,31 +203,25 @@ struct ShardStart {
     process: Arc<ProcessShutdown>,
     sockets: ShardSockets,
     ready: mpsc::Sender<Result<u32, String>>,
+    front_ends: FrontEnds,
 }
 
 async fn shard_main(start: ShardStart) {
-    let nshards = start.config.shards;
-    let (router, receivers) = match Router::join(start.mesh).await {
-        Ok(r) => r,
+    let engine = crate::engine::start::start(EngineStart {
+        config: start.config.clone(),
+        mesh: start.mesh,
+        catalog: start.catalog,
+        shard_ports: start.shard_ports,
+        shutdown: ShardShutdown::new(start.process.clone()),
+    })
+    .await;
+    let engine = match engine {
+        Ok(engine) => engine,
         Err(e) => {
             let _ = start.ready.send(Err(e));
             return;
         }
     };
-    let shutdown = ShardShutdown::new(start.process.clone());
-    let shard = Rc::new(Shard::new(
-        start.config.clone(),
-        router,
-        shutdown,
-        start.shard_ports,
-        runtime::create_queues(),
-    ));
-    if let Err(e) = shard.apply_catalog(start.catalog).await {
-        let _ = start.ready.send(Err(format!("shard {}: {e}", shard.id)));
-        return;
-    }
-    serve_mesh(&shard, receivers);
-    spawn_background(&shard);
     let gate = Rc::new(glommio::sync::Gate::new());
     let ShardSockets {
         native,
@@ -228,36 +229,21 @@ async fn shard_main(start: ShardStart) {
         kafka,
         kafka_own,
     } = start.sockets;
+    let serve = start.front_ends;
     let accepts = [
-        accept_loop(
-            shard.clone(),
-            gate.clone(),
-            runtime::adopt_listener(native),
-            Protocol::Native,
-        ),
-        accept_loop(
-            shard.clone(),
-            gate.clone(),
-            runtime::adopt_listener(own),
-            Protocol::Native,
-        ),
-        accept_loop(
-            shard.clone(),
-            gate.clone(),
-            runtime::adopt_listener(kafka),
-            Protocol::Kafka,
-        ),
-        accept_loop(
-            shard.clone(),
-            gate.clone(),
-            runtime::adopt_listener(kafka_own),
-            Protocol::Kafka,
-        ),
-    ];
+        (native, serve.native),
+        (own, serve.native),
+        (kafka, serve.kafka),
+        (kafka_own, serve.kafka),
+    ]
+    .map(|(listener, front_end)| {
+        let listener = runtime::adopt_listener(listener);
+        accept_loop(engine.clone(), gate.clone(), listener, front_end)
+    });
     // Connections and the request tasks they spawn run in the latency-class queue.
     let accepts: Vec<_> = accepts
         .into_iter()
-        .filter_map(|a| match runtime::spawn_into(a, shard.queues.requests) {
+        .filter_map(|a| match runtime::spawn_into(a, engine.request_queue()) {
             Ok(task) => Some(task),
             Err(e) => {
                 tracing::error!("starting an accept loop: {e}");
@@ -265,116 +251,27 @@ async fn shard_main(start: ShardStart) {
             }
         })
         .collect();
-    let _ = start.ready.send(Ok(shard.id));
-    shard.shutdown.watch().await;
+    let _ = start.ready.send(Ok(engine.shard_id()));
+    engine.shutdown().watch().await;
     for a in accepts {
         a.await;
     }
     if let Err(e) = gate.close().await {
         tracing::warn!("draining connections: {e}");
     }
-    shard.shutdown.drained_and_wait_all(nshards).await;
-    shard.close().await;
-    tracing::debug!(shard = shard.id, "shard stopped");
-}
-
-/// Serves requests that other shards forward here, each in its own task.
-fn serve_mesh(
-    shard: &Rc<Shard>,
-    mut receivers: glommio::channels::channel_mesh::Receivers<ShardMsg>,
-) {
-    for (_, rx) in receivers.streams() {
-        let shard = shard.clone();
-        let queue = shard.queues.requests;
-        let serve = async move {
-            while let Some(msg) = rx.recv().await {
-                let shard = shard.clone();
-                runtime::spawn_local(handle_shard_msg(shard, msg)).detach();
-            }
-        };
-        match runtime::spawn_into(serve, queue) {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(e) => tracing::error!("starting a mesh receiver: {e}"),
-        };
-    }
-}
-
-async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
-    match msg {
-        ShardMsg::Request {
-            request,
-            payload,
-            reply,
-        } => {
-            let answer = shard.dispatch(*request, payload).await;
-            let _ = reply.send(answer);
-        }
-        ShardMsg::Catalog { catalog, done } => {
-            let applied = shard.apply_catalog(catalog).await;
-            if let Err(e) = &applied {
-                tracing::error!(shard = shard.id, "applying catalog: {e}");
-            }
-            let _ = done.send(applied.map_err(|e| format!("shard {}: {e}", shard.id)));
-        }
-    }
-}
-
-fn spawn_background(shard: &Rc<Shard>) {
-    let s = shard.clone();
-    let ticks = async move {
-        while !s.shutdown.is_triggered() {
-            runtime::sleep(GROUP_TICK).await;
-            s.groups.tick(std::time::Instant::now());
-        }
-    };
-    let s = shard.clone();
-    let queue_timers = async move {
-        let mut ticks = 0u64;
-        while !s.shutdown.is_triggered() {
-            runtime::sleep(QUEUE_TICK).await;
-            ticks += 1;
-            queues::tick(&s, ticks.is_multiple_of(50)).await;
-        }
-    };
-    let s = shard.clone();
-    let retention = async move {
-        while !s.shutdown.is_triggered() {
-            runtime::sleep(s.config.retention_check).await;
-            partitions::enforce_retention(&s).await;
-        }
-    };
-    for spawned in [
-        runtime::spawn_into(ticks, shard.queues.background),
-        runtime::spawn_into(queue_timers, shard.queues.background),
-        runtime::spawn_into(retention, shard.queues.background),
-    ] {
-        match spawned {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(e) => tracing::error!("starting background work: {e}"),
-        };
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Protocol {
-    Native,
-    /// The Kafka port is bound and reserved; the Kafka front end serves it later.
-    Kafka,
+    engine.stop().await;
+    tracing::debug!(shard = engine.shard_id(), "shard stopped");
 }
 
 async fn accept_loop(
-    shard: Rc<Shard>,
+    engine: Engine,
     gate: Rc<glommio::sync::Gate>,
     listener: runtime::TcpListener,
-    protocol: Protocol,
+    front_end: ServeConnection,
 ) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.shutdown.wait().await;
+            engine.shutdown().wait().await;
             None
         })
         .await;
@@ -387,19 +284,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        match protocol {
-            Protocol::Native => {
-                let spawned = gate.spawn(crate::native::connection::serve(shard.clone(), stream));
-                if let Ok(task) = spawned {
-                    task.detach();
-                }
-            }
-            Protocol::Kafka => {
-                let spawned = gate.spawn(crate::kafka::serve(shard.clone(), stream));
-                if let Ok(task) = spawned {
-                    task.detach();
-                }
-            }
+        if let Ok(task) = gate.spawn(front_end(engine.clone(), stream)) {
+            task.detach();
         }
     }
 }

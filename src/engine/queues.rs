@@ -12,20 +12,19 @@
 //! each target keeps the copy it already has (a queue knows its origins; a topic
 //! partition is searched for its `x-origin` header from the time the move began).
 
-use super::router::Reply;
-use super::shard::{reply, Shard};
-use crate::native::messages::{
-    Deliveries, ErrorCode, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
-};
+use super::error::EngineError;
+use super::mesh::CallClass;
+use super::shard::Shard;
+use super::types::{Deliveries, DeliveryExtras, PublishSpec, QueueStats, Received, Settle};
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError, QueueStore,
+    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
 };
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Longest a receive waits for a message (SQS's limit).
@@ -53,55 +52,27 @@ pub struct OpenQueue {
     /// delay or TTL falling due): the shard's queue timer wakes them then, so a wait
     /// costs no timer of its own (timers are io_uring operations, set and cancelled).
     wake_at: Cell<i64>,
-    /// Push subscriptions attached (until their last unsubscribe).
-    subscribers: RefCell<HashSet<u64>>,
+    /// Push subscriptions attached, by holder id.
+    subscribers: RefCell<HashMap<u64, Attached>>,
     dead_lettered: Cell<u64>,
     /// Origin keys of dead letters received (a resumed move is not stored twice).
     origins: RefCell<HashSet<String>>,
     /// Dead letters whose move to the target has not finished.
     pending_moves: RefCell<Vec<DeadLetter>>,
-    /// Subscriptions whose connection closed while a pull may still be waiting: such a
-    /// pull must not lease anything (it would only go back, one delivery later).
-    closed_holders: RefCell<HashSet<u64>>,
 }
 
-pub fn config_of(spec: &QueueSpec) -> QueueConfig {
-    QueueConfig {
-        max_priority: spec.max_priority,
-        ttl_ms: spec.ttl_ms,
-        visibility_timeout_ms: spec
-            .visibility_timeout_ms
-            .unwrap_or(peregrine_shards::queues::VISIBILITY_TIMEOUT_MS_DEFAULT),
-        max_deliveries: spec.max_deliveries,
-        dead_letter: spec.dead_letter.clone(),
-        fifo: spec.fifo,
-    }
+/// A push subscription as its queue sees it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Attached {
+    /// One of its pulls is running (a subscription has at most one at a time).
+    pulling: bool,
+    /// The subscription ended while a pull of it was running or on its way: that pull
+    /// leases nothing (it would only go back, one delivery later) and forgets it.
+    closed: bool,
 }
 
-pub fn spec_of(name: &str, c: &QueueConfig) -> QueueSpec {
-    QueueSpec {
-        name: name.to_string(),
-        max_priority: c.max_priority,
-        ttl_ms: c.ttl_ms,
-        visibility_timeout_ms: Some(c.visibility_timeout_ms),
-        max_deliveries: c.max_deliveries,
-        dead_letter: c.dead_letter.clone(),
-        fifo: c.fifo,
-    }
-}
-
-fn queue_error(e: QueueError) -> Option<Reply> {
-    let code = match e {
-        QueueError::UnknownHandle(_) => ErrorCode::UnknownHandle,
-        QueueError::PriorityTooHigh { .. } | QueueError::GroupIdRequired => {
-            ErrorCode::InvalidRequest
-        }
-    };
-    reply(Response::error(code, e.to_string()))
-}
-
-fn io_error(e: impl std::fmt::Display) -> Option<Reply> {
-    reply(Response::error(ErrorCode::Internal, e.to_string()))
+fn io_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(e.to_string())
 }
 
 /// Opens a queue's journal and rebuilds its state.
@@ -149,15 +120,21 @@ pub async fn open(
         ready: Notify::new(),
         waiting: Cell::new(0),
         wake_at: Cell::new(i64::MAX),
-        subscribers: RefCell::new(HashSet::new()),
+        subscribers: RefCell::new(HashMap::new()),
         dead_lettered: Cell::new(0),
         origins: RefCell::new(rec.origins),
         pending_moves: RefCell::new(pending),
-        closed_holders: RefCell::new(HashSet::new()),
     }))
 }
 
 impl OpenQueue {
+    fn is_closed(&self, holder: u64) -> bool {
+        self.subscribers
+            .borrow()
+            .get(&holder)
+            .is_some_and(|a| a.closed)
+    }
+
     pub async fn close(&self) {
         if let Err(e) = self.store.close().await {
             tracing::error!(queue = %self.name, "closing queue journal: {e}");
@@ -171,98 +148,146 @@ impl OpenQueue {
     }
 }
 
-pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> Option<Reply> {
-    let name = match &request {
-        Request::QueueStats { name } | Request::PurgeQueue { name } => name.clone(),
-        Request::Publish { queue, .. }
-        | Request::Receive { queue, .. }
-        | Request::Ack { queue, .. }
-        | Request::Nack { queue, .. }
-        | Request::PublishBatch { queue, .. }
-        | Request::SubscriptionPull { queue, .. }
-        | Request::Unsubscribe { queue, .. } => queue.clone(),
-        _ => {
-            return reply(Response::error(
-                ErrorCode::InvalidRequest,
-                "not a queue call",
-            ))
+/// A subscription's pull: up to `prefetch` minus what `holder` holds, waiting up to
+/// `wait_ms`. Runs to its end even when its caller goes (the engine spawns it), so
+/// that the bookkeeping below always completes.
+pub async fn subscription_pull(
+    shard: &Rc<Shard>,
+    name: &str,
+    pull: SubscriptionPull,
+) -> Result<Received, EngineError> {
+    let q = shard.queue(name)?;
+    let holder = pull.holder;
+    {
+        let mut subscribers = q.subscribers.borrow_mut();
+        let attached = subscribers.entry(holder).or_default();
+        if attached.closed {
+            subscribers.remove(&holder);
+            return Err(EngineError::SubscriptionClosed);
         }
-    };
-    let Some(q) = shard.message_queue(&name) else {
-        return reply(Response::error(
-            ErrorCode::UnknownQueue,
-            format!(
-                "queue '{name}' does not exist (declare it with `peregrine queue declare {name}`)"
-            ),
-        ));
-    };
-    match request {
-        Request::Publish { spec, .. } => publish(&q, spec, payload.freeze()).await,
-        Request::PublishBatch { spec, lens, .. } => {
-            publish_batch(&q, spec, &lens, payload.freeze()).await
-        }
-        Request::Receive {
-            max,
-            wait_ms,
-            auto_ack,
-            ..
-        } => receive(shard, &q, Holder::Pull, max, wait_ms, auto_ack).await,
-        Request::SubscriptionPull {
-            holder,
-            prefetch,
-            wait_ms,
-            auto_ack,
-            ..
-        } => {
-            if !q.closed_holders.borrow().contains(&holder) {
-                q.subscribers.borrow_mut().insert(holder);
-            }
-            let holder = Holder::Subscription(holder);
-            receive(shard, &q, holder, prefetch, wait_ms, auto_ack).await
-        }
-        Request::Unsubscribe { holder, last, .. } => {
-            if last {
-                q.closed_holders.borrow_mut().remove(&holder);
-            } else {
-                q.closed_holders.borrow_mut().insert(holder);
-            }
-            q.subscribers.borrow_mut().remove(&holder);
-            let now = crate::time::now_ms();
-            let dead = q
-                .queue
-                .borrow_mut()
-                .release(Holder::Subscription(holder), now);
-            q.ready.notify(usize::MAX);
-            spawn_dead_letters(shard, &q, dead);
-            reply(Response::Ok)
-        }
-        Request::Ack { handles, .. } => ack(&q, &handles).await,
-        Request::Nack {
-            handles, requeue, ..
-        } => nack(shard, &q, &handles, requeue).await,
-        Request::QueueStats { .. } => {
-            let s = q.queue.borrow().stats();
-            reply(Response::QueueStats(QueueStatsInfo {
-                name,
-                ready: s.ready as u64,
-                delayed: s.delayed as u64,
-                in_flight: s.in_flight as u64,
-                dead_lettered: q.dead_lettered.get(),
-                consumers: q.waiting.get() + q.subscribers.borrow().len() as u64,
-                owner: shard.id,
-            }))
-        }
-        Request::PurgeQueue { .. } => {
-            let ids = q.queue.borrow_mut().purge();
-            let count = ids.len() as u64;
-            let settled = Event::Settled { ids };
-            if let Err(e) = q.store.record(&settled, true, crate::time::now_ms()).await {
-                return io_error(e);
-            }
-            reply(Response::Count { count })
-        }
-        _ => None,
+        attached.pulling = true;
     }
+    let holder_of = Holder::Subscription(holder);
+    let got = receive_on(
+        shard,
+        &q,
+        holder_of,
+        pull.prefetch,
+        pull.wait_ms,
+        pull.auto_ack,
+    )
+    .await;
+    let closed = {
+        let mut subscribers = q.subscribers.borrow_mut();
+        match subscribers.get_mut(&holder) {
+            Some(a) if a.closed => {
+                subscribers.remove(&holder);
+                true
+            }
+            Some(a) => {
+                a.pulling = false;
+                false
+            }
+            None => true,
+        }
+    };
+    if closed {
+        release(shard, &q, holder);
+        return Err(EngineError::SubscriptionClosed);
+    }
+    got
+}
+
+/// What a subscription's pull asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionPull {
+    pub holder: u64,
+    pub prefetch: u32,
+    pub wait_ms: u32,
+    pub auto_ack: bool,
+}
+
+/// A subscription ended: its leases return to the queue now. `pull_outstanding`: a pull
+/// of it may still run or arrive, and must find it closed.
+pub fn subscription_close(shard: &Rc<Shard>, name: &str, holder: u64, pull_outstanding: bool) {
+    let Ok(q) = shard.queue(name) else {
+        return;
+    };
+    {
+        let mut subscribers = q.subscribers.borrow_mut();
+        let pulling = subscribers.get(&holder).is_some_and(|a| a.pulling);
+        if pulling || pull_outstanding {
+            subscribers.entry(holder).or_default().closed = true;
+        } else {
+            subscribers.remove(&holder);
+        }
+    }
+    release(shard, &q, holder);
+}
+
+fn release(shard: &Rc<Shard>, q: &Rc<OpenQueue>, holder: u64) {
+    let now = crate::time::now_ms();
+    let dead = q
+        .queue
+        .borrow_mut()
+        .release(Holder::Subscription(holder), now);
+    q.ready.notify(usize::MAX);
+    spawn_dead_letters(shard, q, dead);
+}
+
+pub async fn receive(
+    shard: &Rc<Shard>,
+    name: &str,
+    max: u32,
+    wait_ms: u32,
+    auto_ack: bool,
+) -> Result<Received, EngineError> {
+    let q = shard.queue(name)?;
+    receive_on(shard, &q, Holder::Pull, max, wait_ms, auto_ack).await
+}
+
+pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(), EngineError> {
+    let q = shard.queue(name)?;
+    match settle {
+        Settle::Ack { handles } => ack(&q, &handles).await,
+        Settle::Requeue { handles } => nack(shard, &q, &handles, true).await,
+        Settle::Reject { handles } => nack(shard, &q, &handles, false).await,
+        Settle::ChangeVisibility { handle, timeout_ms } => Err(EngineError::NotSupported(format!(
+            "changing the visibility of lease {handle} to {timeout_ms} ms is not supported yet"
+        ))),
+    }
+}
+
+pub fn stats(shard: &Rc<Shard>, name: &str) -> Result<QueueStats, EngineError> {
+    let q = shard.queue(name)?;
+    let s = q.queue.borrow().stats();
+    let attached = q
+        .subscribers
+        .borrow()
+        .values()
+        .filter(|a| !a.closed)
+        .count();
+    Ok(QueueStats {
+        name: name.to_string(),
+        ready: s.ready as u64,
+        delayed: s.delayed as u64,
+        in_flight: s.in_flight as u64,
+        dead_lettered: q.dead_lettered.get(),
+        consumers: q.waiting.get() + attached as u64,
+        owner: shard.id,
+    })
+}
+
+pub async fn purge(shard: &Rc<Shard>, name: &str) -> Result<u64, EngineError> {
+    let q = shard.queue(name)?;
+    let ids = q.queue.borrow_mut().purge();
+    let count = ids.len() as u64;
+    let settled = Event::Settled { ids };
+    q.store
+        .record(&settled, true, crate::time::now_ms())
+        .await
+        .map_err(io_error)?;
+    Ok(count)
 }
 
 /// The state machine's options for a publish made at `now`.
@@ -279,24 +304,28 @@ fn publish_options(spec: &PublishSpec, now: i64) -> PublishOptions {
     }
 }
 
-async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply> {
+pub async fn publish(
+    shard: &Rc<Shard>,
+    name: &str,
+    spec: PublishSpec,
+    body: Bytes,
+) -> Result<Option<u64>, EngineError> {
+    let q = shard.queue(name)?;
     if let Some(origin) = &spec.origin {
         if q.origins.borrow().contains(origin) {
-            return reply(Response::Published { id: None });
+            return Ok(None);
         }
     }
     let now = crate::time::now_ms();
     let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
-    let id = match published {
-        Ok(Some(id)) => id,
-        Ok(None) => return reply(Response::Published { id: None }),
-        Err(e) => return queue_error(e),
+    let Some(id) = published? else {
+        return Ok(None);
     };
     let appended = {
         let queue = q.queue.borrow();
         let Some(message) = queue.message(id) else {
-            return io_error("published message vanished");
+            return Err(io_error("published message vanished"));
         };
         let publish = Publish {
             messages: &[message],
@@ -305,14 +334,19 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
         };
         q.store.append_published(publish, now)
     };
-    if let Err(e) = durable(q, (&[id], spec.dedup_id.as_deref()), appended, spec.durable).await {
-        return io_error(e);
-    }
+    durable(
+        &q,
+        (&[id], spec.dedup_id.as_deref()),
+        appended,
+        spec.durable,
+    )
+    .await
+    .map_err(io_error)?;
     if let Some(origin) = spec.origin {
         q.origins.borrow_mut().insert(origin);
     }
     q.ready.notify(usize::MAX);
-    reply(Response::Published { id: Some(id) })
+    Ok(Some(id))
 }
 
 /// Waits for journaled publishes to be on disk when the publisher asked for that; when
@@ -339,17 +373,18 @@ async fn durable(
     }
 }
 
-async fn publish_batch(
-    q: &OpenQueue,
+pub async fn publish_batch(
+    shard: &Rc<Shard>,
+    name: &str,
     spec: PublishSpec,
     lens: &[u32],
     bodies: Bytes,
-) -> Option<Reply> {
+) -> Result<u32, EngineError> {
+    let q = shard.queue(name)?;
     let total: usize = lens.iter().map(|l| *l as usize).sum();
     if total != bodies.len() || spec.origin.is_some() || spec.dedup_id.is_some() {
-        return reply(Response::error(
-            ErrorCode::InvalidRequest,
-            "a batch publish needs bodies matching its lengths, and no dedup or origin ids",
+        return Err(EngineError::InvalidRequest(
+            "a batch publish needs bodies matching its lengths, and no dedup or origin ids".into(),
         ));
     }
     let now = crate::time::now_ms();
@@ -368,7 +403,7 @@ async fn publish_batch(
                     for id in ids {
                         queue.unpublish(id, None);
                     }
-                    return queue_error(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -380,25 +415,23 @@ async fn publish_batch(
         };
         q.store.append_published(publish, now)
     };
-    if let Err(e) = durable(q, (&ids, None), appended, spec.durable).await {
-        return io_error(e);
-    }
+    durable(&q, (&ids, None), appended, spec.durable)
+        .await
+        .map_err(io_error)?;
     q.ready.notify(usize::MAX);
-    reply(Response::PublishedBatch {
-        stored: ids.len() as u32,
-    })
+    Ok(ids.len() as u32)
 }
 
 /// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
 /// minus the leases it holds: its prefetch).
-async fn receive(
+async fn receive_on(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,
     holder: Holder,
     max: u32,
     wait_ms: u32,
     auto_ack: bool,
-) -> Option<Reply> {
+) -> Result<Received, EngineError> {
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
     let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
@@ -408,7 +441,7 @@ async fn receive(
         let now = crate::time::now_ms();
         let room = match holder {
             Holder::Pull => max,
-            Holder::Subscription(h) if q.closed_holders.borrow().contains(&h) => break,
+            Holder::Subscription(h) if q.is_closed(h) => break,
             Holder::Subscription(_) => max.saturating_sub(q.queue.borrow().held_by(holder)),
         };
         let dead = if room > 0 {
@@ -417,16 +450,19 @@ async fn receive(
             q.queue
                 .borrow_mut()
                 .receive_with(room, holder, now, |handle, m| {
-                    out.push(QueueDelivery {
-                        handle,
-                        id: m.id,
-                        deliveries: m.deliveries,
-                        priority: m.priority,
-                        headers: m.headers().to_vec(),
-                        group_id: m.group_id().map(str::to_string),
-                        published_ms: m.published_ms,
-                        len: m.body.len() as u32,
-                    });
+                    if !m.headers().is_empty() || m.group_id().is_some() {
+                        out.extras.push(DeliveryExtras {
+                            index: out.ids.len() as u32,
+                            headers: m.headers().to_vec(),
+                            group_id: m.group_id().map(str::to_string),
+                        });
+                    }
+                    out.handles.push(handle);
+                    out.ids.push(m.id);
+                    out.published_ms.push(m.published_ms);
+                    out.deliveries.push(m.deliveries);
+                    out.lens.push(m.body.len() as u32);
+                    out.priorities.push(m.priority);
                     bodies.extend_from_slice(&m.body);
                 })
         } else {
@@ -467,19 +503,18 @@ async fn receive(
                 ids: out.ids.clone(),
             }
         };
-        if let Err(e) = q
-            .store
+        q.store
             .record(&event, auto_ack, crate::time::now_ms())
             .await
-        {
-            return io_error(e);
-        }
+            .map_err(io_error)?;
     }
-    let messages = Box::new(out);
-    Some((Response::Received { messages }, vec![bodies.freeze()]))
+    Ok(Received {
+        messages: out,
+        bodies: bodies.freeze(),
+    })
 }
 
-async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
+async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
     let (mut settled, mut unknown) = (Vec::with_capacity(handles.len()), Vec::new());
     q.queue
         .borrow_mut()
@@ -489,22 +524,22 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Option<Reply> {
     // An ack is answered only once it is on disk: acked messages never come back.
     if !settled.is_empty() {
         let event = Event::Settled { ids: settled };
-        if let Err(e) = q.store.record(&event, true, crate::time::now_ms()).await {
-            return io_error(e);
-        }
+        q.store
+            .record(&event, true, crate::time::now_ms())
+            .await
+            .map_err(io_error)?;
     }
     handles_answer(&unknown)
 }
 
 /// Ok, or which receipt handles were not leases any more.
-fn handles_answer(unknown: &[u64]) -> Option<Reply> {
+fn handles_answer(unknown: &[u64]) -> Result<(), EngineError> {
     if unknown.is_empty() {
-        return reply(Response::Ok);
+        return Ok(());
     }
-    reply(Response::error(
-        ErrorCode::UnknownHandle,
-        format!("unknown or expired receipt handles {unknown:?} (their leases ended)"),
-    ))
+    Err(EngineError::UnknownHandle(format!(
+        "unknown or expired receipt handles {unknown:?} (their leases ended)"
+    )))
 }
 
 async fn nack(
@@ -512,7 +547,7 @@ async fn nack(
     q: &Rc<OpenQueue>,
     handles: &[u64],
     requeue: bool,
-) -> Option<Reply> {
+) -> Result<(), EngineError> {
     let now = crate::time::now_ms();
     let (mut dead, mut unknown) = (Vec::new(), Vec::new());
     {
@@ -526,9 +561,7 @@ async fn nack(
     }
     q.ready.notify(usize::MAX);
     for d in dead {
-        if let Err(e) = dead_letter(shard, q, d).await {
-            return io_error(e);
-        }
+        dead_letter(shard, q, d).await.map_err(io_error)?;
     }
     handles_answer(&unknown)
 }
@@ -538,7 +571,7 @@ fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter
         return;
     }
     let (shard, q) = (shard.clone(), q.clone());
-    super::runtime::spawn_local(async move {
+    crate::server::runtime::spawn_local(async move {
         for d in dead {
             if let Err(e) = dead_letter(&shard, &q, d).await {
                 tracing::error!(queue = %q.name, "dead-lettering: {e}");
@@ -583,28 +616,31 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         ..PublishSpec::default()
     };
     // A queue, or an exchange (routed here, with the source queue's name as routing
-    // key); either way a target that has this dead letter already keeps one copy.
-    let body = BytesMut::from(&d.message.body[..]);
+    // key); either way a target that has this dead letter already keeps one copy. The
+    // move is the engine's own call, in its own in-flight budget (`CallClass`).
+    let body = d.message.body.clone();
     let moved = if shard.catalog().queue(&target).is_ok() {
-        let request = Request::Publish {
-            queue: target.clone(),
-            spec,
-        };
-        Box::pin(shard.dispatch(request, body)).await
+        let engine = super::Engine::new(shard.clone());
+        Box::pin(engine.publish_as(CallClass::Internal, &target, spec, body))
+            .await
+            .map(|_| ())
     } else {
         let since = Some(d.at_ms);
         Box::pin(super::exchanges::publish_once(
-            shard, &target, &d.queue, spec, body, since,
+            shard,
+            CallClass::Internal,
+            (&target, &d.queue),
+            spec,
+            body,
+            since,
         ))
         .await
+        .map(|_| ())
     };
-    match moved {
-        Some((Response::Published { .. } | Response::Routed { .. }, _)) => {}
-        other => {
-            tracing::warn!(queue = %q.name, %target, "dead letter not delivered yet: {other:?}");
-            q.pending_moves.borrow_mut().push(d);
-            return Ok(());
-        }
+    if let Err(e) = moved {
+        tracing::warn!(queue = %q.name, %target, "dead letter not delivered yet: {e}");
+        q.pending_moves.borrow_mut().push(d);
+        return Ok(());
     }
     q.store
         .record(

@@ -1,0 +1,249 @@
+//! Topic administration and metadata. Catalog changes run on the controller shard,
+//! which writes the catalog file and then hands the new snapshot to every shard.
+
+use super::error::EngineError;
+use super::placement::CONTROLLER_SHARD;
+use super::shard::Shard;
+use super::types::{
+    Binding, ExchangeKind, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
+    TopicInfo,
+};
+use peregrine_shards::catalog::{Catalog, TopicMeta};
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub fn topic_info(meta: &TopicMeta, nshards: u32) -> TopicInfo {
+    TopicInfo {
+        name: meta.name.clone(),
+        owners: (0..meta.config.partitions)
+            .map(|p| meta.owner(p, nshards).unwrap_or(0))
+            .collect(),
+        retention_ms: meta.config.retention_ms,
+        retention_bytes: meta.config.retention_bytes,
+        segment_bytes: meta.config.segment_bytes,
+    }
+}
+
+/// Kafka InitProducerId on the controller: a new id, or the next epoch of a known one.
+pub fn init_producer_id(
+    shard: &Rc<Shard>,
+    producer_id: i64,
+    epoch: i16,
+) -> Result<(i64, i16), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return Ok((producer_id, epoch + 1));
+    }
+    match shard.producer_ids.allocate() {
+        Ok(producer_id) => Ok((producer_id, 0)),
+        Err(e) => {
+            tracing::error!("allocating a producer id: {e}");
+            Err(EngineError::Internal(format!(
+                "allocating a producer id: {e}"
+            )))
+        }
+    }
+}
+
+/// Topics (all when `None`) and every shard's own port.
+pub fn metadata(shard: &Rc<Shard>, topics: Option<Vec<String>>) -> Result<Metadata, EngineError> {
+    let catalog = shard.catalog();
+    let mut infos = Vec::new();
+    match topics {
+        None => infos.extend(
+            catalog
+                .topics
+                .values()
+                .map(|m| topic_info(m, shard.nshards)),
+        ),
+        Some(names) => {
+            for name in names {
+                infos.push(topic_info(catalog.topic(&name)?, shard.nshards));
+            }
+        }
+    }
+    let shards = shard
+        .shard_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| ShardInfo {
+            shard: i as u32,
+            port: *port,
+        })
+        .collect();
+    Ok(Metadata {
+        shards,
+        topics: infos,
+    })
+}
+
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: TopicConfig,
+) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let partitions = config.partitions;
+    let now = crate::time::now_ms();
+    let next = shard
+        .catalog()
+        .with_topic(name, config, shard.nshards, now)?;
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    tracing::info!(topic = %name, partitions, "topic created");
+    Ok(())
+}
+
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    name: &str,
+    count: i32,
+) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let next = shard
+        .catalog()
+        .with_partitions(name, count, shard.nshards)?;
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    tracing::info!(topic = %name, partitions = count, "partitions added");
+    Ok(())
+}
+
+/// Declares a queue (idempotent with the same settings). A dead-letter target must be an
+/// existing queue or exchange.
+pub async fn declare_queue(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: QueueConfig,
+) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    if let Some(target) = &config.dead_letter {
+        let known = target == name
+            || catalog.queue(target).is_ok()
+            || catalog.exchanges.contains_key(target);
+        if !known {
+            return Err(EngineError::UnknownQueue(format!(
+                "dead-letter target '{target}' is neither a queue nor an exchange (declare it first)"
+            )));
+        }
+    }
+    let Some(next) = catalog.with_queue(name, config, crate::time::now_ms())? else {
+        return Ok(());
+    };
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    tracing::info!(queue = %name, "queue declared");
+    Ok(())
+}
+
+/// One change to the exchanges and their bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeChange {
+    Declare { name: String, kind: ExchangeKind },
+    Delete { name: String },
+    Bind(Binding),
+    Unbind(Binding),
+}
+
+/// Runs one exchange or binding change on the controller.
+pub async fn change_exchanges(
+    shard: &Rc<Shard>,
+    change: ExchangeChange,
+) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    let changed = match change {
+        ExchangeChange::Declare { name, kind } => catalog.with_exchange(&name, kind),
+        ExchangeChange::Delete { name } => catalog.without_exchange(&name).map(Some),
+        ExchangeChange::Bind(binding) => catalog.with_binding(binding),
+        ExchangeChange::Unbind(binding) => catalog.without_binding(&binding).map(Some),
+    };
+    let Some(next) = changed? else {
+        return Ok(());
+    };
+    publish(shard, next).await.map_err(EngineError::Internal)
+}
+
+pub async fn delete_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let (next, removed) = shard.catalog().without_queue(name)?;
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    let dir = removed.dir(&shard.config.data_dir);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), "removing queue folder: {e}");
+        }
+    }
+    tracing::info!(queue = %name, "queue deleted");
+    Ok(())
+}
+
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let (next, removed) = shard.catalog().without_topic(name)?;
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    // Every owner has deleted its partitions; the topic's own folder goes last.
+    let dir = removed.topic_dir(&shard.config.data_dir);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), "removing topic folder: {e}");
+        }
+    }
+    tracing::info!(topic = %name, "topic deleted");
+    Ok(())
+}
+
+/// Persists `next`, then applies it on every shard; the change is visible to clients
+/// once this returns. If a shard cannot apply it (a partition that will not open), the
+/// previous catalog is restored on disk and on every shard, so the file never lists a
+/// topic the shards do not serve.
+async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
+    let previous = shard.catalog();
+    next.save(&shard.catalog_path())
+        .map_err(|e| e.to_string())?;
+    let next = Arc::new(next);
+    let Err(e) = apply_everywhere(shard, next.clone()).await else {
+        return Ok(());
+    };
+    tracing::error!("catalog change failed, restoring the previous one: {e}");
+    let mut undo = (*previous).clone();
+    undo.version = next.version + 1;
+    let restored = match undo.save(&shard.catalog_path()) {
+        Ok(()) => apply_everywhere(shard, Arc::new(undo)).await,
+        Err(save) => Err(save.to_string()),
+    };
+    if let Err(undo_error) = restored {
+        tracing::error!("restoring the previous catalog failed too: {undo_error}");
+    }
+    Err(e)
+}
+
+async fn apply_everywhere(shard: &Rc<Shard>, catalog: Arc<Catalog>) -> Result<(), String> {
+    shard.apply_catalog(catalog.clone()).await?;
+    for other in (0..shard.nshards).filter(|s| *s != shard.id) {
+        shard.router.send_catalog(other, catalog.clone()).await?;
+    }
+    Ok(())
+}
+
+/// A topic and the stats of each partition, asked of each partition's owner.
+pub async fn describe_topic(
+    engine: &super::Engine,
+    name: &str,
+) -> Result<TopicDescription, EngineError> {
+    let shard = engine.shard();
+    let catalog = shard.catalog();
+    let meta = catalog.topic(name)?;
+    let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
+    for partition in 0..meta.config.partitions {
+        partitions.push(engine.partition_stats(name, partition).await?);
+    }
+    Ok(TopicDescription {
+        topic: topic_info(meta, shard.nshards),
+        partitions,
+    })
+}

@@ -1,0 +1,142 @@
+//! The one error type of the engine. Each kind is a class a client can act on; the text
+//! says the rest and is what the client sees. Each front end maps the kinds to its
+//! protocol's codes in one function (`native::errors`, `kafka::errors`).
+
+use peregrine_shards::catalog::CatalogError;
+use peregrine_shards::groups::GroupError;
+use peregrine_shards::log::LogError;
+use peregrine_shards::queues::QueueError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A request the engine cannot act on as asked (bad arguments, bad combination).
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    UnknownPartition(String),
+    #[error("{0}")]
+    TopicExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// A partition count that is not more than the topic's current one.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    UnknownQueue(String),
+    #[error("{0}")]
+    UnknownExchange(String),
+    /// A queue redeclared with other settings.
+    #[error("{0}")]
+    QueueMismatch(String),
+    /// A receipt handle whose lease ended (settled, timed out, or never handed out).
+    #[error("{0}")]
+    UnknownHandle(String),
+    #[error("{0}")]
+    OffsetOutOfRange(String),
+    /// A record batch failed validation (length, magic or CRC32C).
+    #[error("{0}")]
+    CorruptBatch(String),
+    #[error("{0}")]
+    MessageTooLarge(String),
+    #[error("{0}")]
+    UnknownMember(String),
+    #[error("{0}")]
+    IllegalGeneration(String),
+    #[error("{0}")]
+    RebalanceInProgress(String),
+    #[error("{0}")]
+    InvalidSessionTimeout(String),
+    #[error("{0}")]
+    InvalidGroup(String),
+    #[error("{0}")]
+    GroupNotEmpty(String),
+    /// An idempotent producer's batch skipped or repeated sequence numbers.
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's epoch is older than the partition has seen.
+    #[error("{0}")]
+    ProducerFenced(String),
+    /// An operation the engine names but does not offer yet.
+    #[error("{0}")]
+    NotSupported(String),
+    /// A push subscription that was closed (its leases returned) was asked for more.
+    #[error("the subscription is closed")]
+    SubscriptionClosed,
+    /// The broker is shutting down (or the owning shard is gone).
+    #[error("{0}")]
+    ShuttingDown(String),
+    /// A storage or internal failure on the broker.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn internal(e: impl std::fmt::Display) -> EngineError {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<LogError> for EngineError {
+    fn from(e: LogError) -> EngineError {
+        let text = e.to_string();
+        match e {
+            LogError::InvalidBatch(_) | LogError::Corrupt { .. } => EngineError::CorruptBatch(text),
+            LogError::OffsetOutOfRange { .. } => EngineError::OffsetOutOfRange(text),
+            LogError::MessageTooLarge { .. } => EngineError::MessageTooLarge(text),
+            LogError::Closed => EngineError::ShuttingDown(text),
+            LogError::OutOfOrderSequence { .. } => EngineError::OutOfOrderSequence(text),
+            LogError::ProducerFenced { .. } => EngineError::ProducerFenced(text),
+            _ => EngineError::Internal(text),
+        }
+    }
+}
+
+impl From<CatalogError> for EngineError {
+    fn from(e: CatalogError) -> EngineError {
+        let text = e.to_string();
+        match e {
+            CatalogError::TopicExists(_) => EngineError::TopicExists(text),
+            CatalogError::UnknownTopic(_) => EngineError::UnknownTopic(text),
+            CatalogError::InvalidName(_) | CatalogError::InvalidConfig(_) => {
+                EngineError::InvalidTopic(text)
+            }
+            CatalogError::InvalidPartitions(_) => EngineError::InvalidPartitions(text),
+            CatalogError::UnknownQueue(_) => EngineError::UnknownQueue(text),
+            CatalogError::QueueMismatch(_) => EngineError::QueueMismatch(text),
+            CatalogError::UnknownExchange(_) => EngineError::UnknownExchange(text),
+            CatalogError::ExchangeMismatch(_) | CatalogError::UnknownBinding(_) => {
+                EngineError::InvalidRequest(text)
+            }
+            CatalogError::Storage { .. } => EngineError::Internal(text),
+        }
+    }
+}
+
+impl From<GroupError> for EngineError {
+    fn from(e: GroupError) -> EngineError {
+        let text = e.to_string();
+        match e {
+            GroupError::UnknownMember => EngineError::UnknownMember(text),
+            GroupError::IllegalGeneration => EngineError::IllegalGeneration(text),
+            GroupError::RebalanceInProgress => EngineError::RebalanceInProgress(text),
+            GroupError::InvalidSessionTimeout => EngineError::InvalidSessionTimeout(text),
+            GroupError::InvalidGroupId => EngineError::InvalidGroup(text),
+            GroupError::NotEmpty => EngineError::GroupNotEmpty(text),
+            _ => EngineError::Internal(text),
+        }
+    }
+}
+
+impl From<QueueError> for EngineError {
+    fn from(e: QueueError) -> EngineError {
+        let text = e.to_string();
+        match e {
+            QueueError::UnknownHandle(_) => EngineError::UnknownHandle(text),
+            QueueError::PriorityTooHigh { .. } | QueueError::GroupIdRequired => {
+                EngineError::InvalidRequest(text)
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Exchanges: declarations and bindings live in the catalog (the controller changes
+//! them, `admin`), and a publish through an exchange is routed on whichever shard received it
+//! (every shard holds the catalog) to each matching queue (on its owner) and topic
+//! (a record on a partition chosen by the routing key, as Kafka's partitioner does).
+
+use super::error::EngineError;
+use super::mesh::CallClass;
+use super::shard::Shard;
+use super::types::{Acks, BindTarget, Exchanges, FetchArgs, OffsetSpec, PublishSpec, Routed};
+use super::Engine;
+use bytes::{Bytes, BytesMut};
+use peregrine_shards::batch;
+use peregrine_shards::queues::exchange;
+use peregrine_shards::records::{self, BatchBuilder};
+use std::rc::Rc;
+
+pub fn list(shard: &Rc<Shard>) -> Exchanges {
+    let catalog = shard.catalog();
+    Exchanges {
+        exchanges: catalog
+            .exchanges
+            .iter()
+            .map(|(name, kind)| (name.clone(), *kind))
+            .collect(),
+        bindings: catalog.bindings.clone(),
+    }
+}
+
+/// Header naming a dead letter's origin (`source-queue/id`) on a topic record.
+const ORIGIN_HEADER: &str = "x-origin";
+/// Bytes read per fetch while looking for an origin in a topic partition.
+const ORIGIN_SCAN_BYTES: u32 = 1 << 20;
+
+/// `publish` through an exchange (`exchange`, `routing_key`); with `since_ms`, the
+/// publish (a dead letter, `spec.origin` set) may have reached some targets already, at
+/// or after that time: its move was retried after a target refused it, or resumed after
+/// a crash. A queue drops the copy by its origin key; a topic partition is searched from
+/// `since_ms` for a record with the origin header and not written again when it has one.
+/// Runs on the shard that received it (every shard holds the catalog).
+pub async fn publish_once(
+    shard: &Rc<Shard>,
+    class: CallClass,
+    (exchange, routing_key): (&str, &str),
+    spec: PublishSpec,
+    body: Bytes,
+    since_ms: Option<i64>,
+) -> Result<Routed, EngineError> {
+    let engine = Engine::new(shard.clone());
+    let catalog = shard.catalog();
+    let targets = if exchange.is_empty() {
+        // The default exchange: the queue named by the routing key.
+        match catalog.queue(routing_key) {
+            Ok(_) => vec![BindTarget::Queue(routing_key.to_string())],
+            Err(_) => Vec::new(),
+        }
+    } else {
+        let Some(kind) = catalog.exchanges.get(exchange) else {
+            return Err(EngineError::UnknownExchange(format!(
+                "exchange '{exchange}' does not exist"
+            )));
+        };
+        exchange::route(
+            *kind,
+            &catalog.bindings_of(exchange),
+            routing_key,
+            &spec.headers,
+        )
+    };
+    let mut routed = Routed {
+        queues: 0,
+        topics: 0,
+    };
+    let failed = |target: &BindTarget, e: EngineError| {
+        with_message(e, |m| format!("routing to {target:?}: {m}"))
+    };
+    for target in targets {
+        match &target {
+            BindTarget::Queue(q) => {
+                Box::pin(engine.publish_as(class, q, spec.clone(), body.clone()))
+                    .await
+                    .map_err(|e| failed(&target, e))?;
+                routed.queues += 1;
+            }
+            BindTarget::Topic(t) => {
+                let Ok(meta) = catalog.topic(t) else { continue };
+                let partition = if routing_key.is_empty() {
+                    0
+                } else {
+                    crate::client::partitioner::partition_for_key(
+                        routing_key.as_bytes(),
+                        meta.config.partitions,
+                    )
+                };
+                let mut headers: Vec<(&[u8], &[u8])> = spec
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                    .collect();
+                if let Some(origin) = &spec.origin {
+                    if let Some(since) = since_ms {
+                        let found = topic_has_origin(&engine, class, (t, partition), origin, since)
+                            .await
+                            .map_err(|e| failed(&target, e))?;
+                        if found {
+                            routed.topics += 1;
+                            continue;
+                        }
+                    }
+                    headers.push((ORIGIN_HEADER.as_bytes(), origin.as_bytes()));
+                }
+                let now = crate::time::now_ms();
+                let mut builder = BatchBuilder::new(now, body.len() + routing_key.len() + 64);
+                let key = (!routing_key.is_empty()).then_some(routing_key.as_bytes());
+                builder.push(key, Some(&body), now, &headers);
+                let Some(batch) = builder.finish() else {
+                    continue;
+                };
+                let acks = if spec.durable {
+                    Acks::Durable
+                } else {
+                    Acks::Leader
+                };
+                let payload = BytesMut::from(&batch[..]);
+                Box::pin(engine.produce_as(class, t, partition, acks, payload))
+                    .await
+                    .map_err(|e| failed(&target, e))?;
+                routed.topics += 1;
+            }
+        }
+    }
+    Ok(routed)
+}
+
+/// The same kind of error with its text rewritten.
+fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
+    use EngineError as E;
+    match e {
+        E::InvalidRequest(m) => E::InvalidRequest(f(&m)),
+        E::UnknownTopic(m) => E::UnknownTopic(f(&m)),
+        E::UnknownPartition(m) => E::UnknownPartition(f(&m)),
+        E::TopicExists(m) => E::TopicExists(f(&m)),
+        E::InvalidTopic(m) => E::InvalidTopic(f(&m)),
+        E::InvalidPartitions(m) => E::InvalidPartitions(f(&m)),
+        E::UnknownQueue(m) => E::UnknownQueue(f(&m)),
+        E::UnknownExchange(m) => E::UnknownExchange(f(&m)),
+        E::QueueMismatch(m) => E::QueueMismatch(f(&m)),
+        E::UnknownHandle(m) => E::UnknownHandle(f(&m)),
+        E::OffsetOutOfRange(m) => E::OffsetOutOfRange(f(&m)),
+        E::CorruptBatch(m) => E::CorruptBatch(f(&m)),
+        E::MessageTooLarge(m) => E::MessageTooLarge(f(&m)),
+        E::UnknownMember(m) => E::UnknownMember(f(&m)),
+        E::IllegalGeneration(m) => E::IllegalGeneration(f(&m)),
+        E::RebalanceInProgress(m) => E::RebalanceInProgress(f(&m)),
+        E::InvalidSessionTimeout(m) => E::InvalidSessionTimeout(f(&m)),
+        E::InvalidGroup(m) => E::InvalidGroup(f(&m)),
+        E::GroupNotEmpty(m) => E::GroupNotEmpty(f(&m)),
+        E::OutOfOrderSequence(m) => E::OutOfOrderSequence(f(&m)),
+        E::ProducerFenced(m) => E::ProducerFenced(f(&m)),
+        E::NotSupported(m) => E::NotSupported(f(&m)),
+        E::ShuttingDown(m) => E::ShuttingDown(f(&m)),
+        E::Internal(m) => E::Internal(f(&m)),
+        E::SubscriptionClosed => E::SubscriptionClosed,
+    }
+}
+
+/// Whether `topic`/`partition` holds a record with `origin` in its origin header,
+/// appended at or after `since_ms` (found through the time index, read forward); the
+/// error of a lookup or read that failed.
+async fn topic_has_origin(
+    engine: &Engine,
+    class: CallClass,
+    (topic, partition): (&str, i32),
+    origin: &str,
+    since_ms: i64,
+) -> Result<bool, EngineError> {
+    let spec = OffsetSpec::Timestamp(since_ms);
+    let mut offset = Box::pin(engine.list_offsets_as(class, topic, partition, spec))
+        .await
+        .map_err(|e| with_message(e, |m| format!("finding where to look for {origin}: {m}")))?;
+    loop {
+        let args = FetchArgs {
+            offset,
+            max_bytes: ORIGIN_SCAN_BYTES,
+            max_wait_ms: 0,
+            min_bytes: 0,
+        };
+        let fetched = Box::pin(engine.fetch_as(class, topic, partition, args))
+            .await
+            .map_err(|e| with_message(e, |m| format!("looking for {origin}: {m}")))?;
+        let mut next = offset;
+        for chunk in &fetched.batches {
+            // Stored batches were validated when appended; one that does not parse
+            // cannot hold the record looked for (ours are plain, uncompressed).
+            let Ok(batches) = batch::split(chunk) else {
+                continue;
+            };
+            for (range, header) in batches {
+                next = next.max(header.last_offset() + 1);
+                if header.compression() != 0 || header.is_control() {
+                    continue;
+                }
+                let Ok(found) = records::records(&chunk[range]) else {
+                    continue;
+                };
+                let has = |r: &records::RecordView<'_>| {
+                    r.headers().is_ok_and(|hs| {
+                        hs.iter().any(|(k, v)| {
+                            *k == ORIGIN_HEADER.as_bytes() && *v == Some(origin.as_bytes())
+                        })
+                    })
+                };
+                if found.flatten().any(|r| r.offset >= offset && has(&r)) {
+                    return Ok(true);
+                }
+            }
+        }
+        if next <= offset || next >= fetched.high_watermark {
+            return Ok(false);
+        }
+        offset = next;
+    }
+}

@@ -1,0 +1,137 @@
+//! Consumer-group calls on the shard that owns the group.
+
+use super::error::EngineError;
+use super::placement::{self, Object};
+use super::shard::Shard;
+use super::types::{Assignment, CommitEntry, GroupDescription, JoinArgs, Joined, MemberInfo};
+use peregrine_shards::groups::{CommittedOffset, JoinRequest};
+use std::rc::Rc;
+
+fn assignments(list: Vec<(String, Vec<i32>)>) -> Vec<Assignment> {
+    list.into_iter()
+        .map(|(topic, partitions)| Assignment { topic, partitions })
+        .collect()
+}
+
+/// Placement is a hash of the group id: the shard that routed here computed the same.
+fn assert_owned(shard: &Shard, group: &str) {
+    debug_assert_eq!(
+        placement::owner(&shard.catalog(), shard.nshards, Object::Group(group)),
+        Ok(shard.id),
+        "group '{group}' runs on its owner"
+    );
+}
+
+pub async fn join(shard: &Rc<Shard>, args: JoinArgs) -> Result<Joined, EngineError> {
+    assert_owned(shard, &args.group);
+    let catalog = shard.catalog();
+    let mut subscribed = Vec::with_capacity(args.topics.len());
+    for topic in args.topics {
+        let meta = catalog
+            .topic(&topic)
+            .map_err(|e| EngineError::UnknownTopic(e.to_string()))?;
+        subscribed.push((topic, meta.config.partitions));
+    }
+    let join = JoinRequest {
+        group: args.group,
+        member_id: (!args.member_id.is_empty()).then_some(args.member_id),
+        client_id: args.client_id,
+        topics: subscribed,
+        session_timeout_ms: args.session_timeout_ms,
+        rebalance_timeout_ms: args.rebalance_timeout_ms,
+    };
+    let j = shard.groups.join(join).await?;
+    Ok(Joined {
+        member_id: j.member_id,
+        generation: j.generation,
+        leader: j.leader,
+        members: j.members,
+        assignment: assignments(j.assignment),
+    })
+}
+
+pub fn heartbeat(
+    shard: &Rc<Shard>,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    Ok(shard.groups.heartbeat(group, member_id, generation)?)
+}
+
+pub fn leave(shard: &Rc<Shard>, group: &str, member_id: &str) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    Ok(shard.groups.leave(group, member_id)?)
+}
+
+pub async fn commit(
+    shard: &Rc<Shard>,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+    offsets: Vec<CommitEntry>,
+) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    let offsets = offsets
+        .into_iter()
+        .map(|c| CommittedOffset {
+            topic: c.topic,
+            partition: c.partition,
+            offset: c.offset,
+            metadata: String::new(),
+        })
+        .collect();
+    Ok(shard
+        .groups
+        .commit(group, member_id, generation, offsets)
+        .await?)
+}
+
+/// Committed offsets of a group, of one topic or (`None`) of every topic.
+pub async fn fetch_offsets(
+    shard: &Rc<Shard>,
+    group: &str,
+    topic: Option<&str>,
+) -> Result<Vec<CommitEntry>, EngineError> {
+    assert_owned(shard, group);
+    let all = shard.groups.fetch_offsets(group, None).await?;
+    Ok(all
+        .into_iter()
+        .filter(|c| topic.is_none_or(|t| c.topic == t))
+        .map(|c| CommitEntry {
+            topic: c.topic,
+            partition: c.partition,
+            offset: c.offset,
+        })
+        .collect())
+}
+
+pub fn describe(shard: &Rc<Shard>, group: &str) -> GroupDescription {
+    assert_owned(shard, group);
+    let d = shard.groups.describe(group);
+    GroupDescription {
+        group: d.group,
+        state: d.state,
+        generation: d.generation,
+        members: d
+            .members
+            .into_iter()
+            .map(|(member_id, client_id, a)| MemberInfo {
+                member_id,
+                client_id,
+                assignment: assignments(a),
+            })
+            .collect(),
+    }
+}
+
+pub async fn delete(shard: &Rc<Shard>, group: &str) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    Ok(shard.groups.delete(group).await?)
+}
+
+/// The groups this shard owns: (id, state).
+pub fn list_here(shard: &Rc<Shard>) -> Vec<(String, String)> {
+    shard.groups.list()
+}

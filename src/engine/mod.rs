@@ -1,0 +1,528 @@
+//! The engine: one typed API, per core, over everything the shards own. Every front
+//! end (`native`, `kafka`, and the ones to come) calls an `Engine` and nothing else;
+//! the engine finds the shard that owns what a call touches (`placement`), runs the
+//! call there (`mesh`: a closure sent to the owner, in a bounded budget of calls in
+//! flight) and answers with its own types (`types`) or its one error (`error`).
+//!
+//! What lives here: `shard` (one core's state: partitions, queues, groups, catalog),
+//! `partitions` (produce, fetch, offsets), `queues` (publish, receive, settle,
+//! subscriptions' pulls, dead letters, timers), `groups`, `admin` (topics, queues,
+//! exchanges on the controller; metadata), `exchanges` (routing a publish),
+//! `subscription` (a push subscription as an object), `start` (a shard's engine coming
+//! up: mesh, catalog, background work).
+//!
+//! A new protocol is a new front-end module that maps its requests to these methods and
+//! `EngineError` to its codes; nothing here changes. A new operation is a method here
+//! and a line in each front end that offers it.
+
+pub mod admin;
+pub mod error;
+pub mod exchanges;
+pub mod groups;
+pub mod mesh;
+pub mod partitions;
+pub mod placement;
+pub mod queues;
+pub mod shard;
+pub mod start;
+pub mod subscription;
+pub mod types;
+
+pub use admin::ExchangeChange;
+pub use error::EngineError;
+pub use mesh::CallClass;
+pub use placement::{Object, CONTROLLER_SHARD};
+pub use subscription::Subscription;
+pub use types::*;
+
+use crate::server::config::ServerConfig;
+use crate::server::shutdown::ShardShutdown;
+use bytes::{Bytes, BytesMut};
+use shard::Shard;
+use std::future::Future;
+use std::rc::Rc;
+
+/// The engine as one shard's front ends see it. Cheap to clone; lives on its shard.
+#[derive(Clone)]
+pub struct Engine {
+    shard: Rc<Shard>,
+}
+
+impl Engine {
+    pub fn new(shard: Rc<Shard>) -> Engine {
+        Engine { shard }
+    }
+
+    pub(crate) fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    pub fn shard_id(&self) -> u32 {
+        self.shard.id
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shard.nshards
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.shard.config
+    }
+
+    pub fn shutdown(&self) -> &ShardShutdown {
+        &self.shard.shutdown
+    }
+
+    /// The shard that owns `object`.
+    pub fn owner(&self, object: Object<'_>) -> Result<u32, EngineError> {
+        placement::owner(&self.shard.catalog(), self.shard.nshards, object)
+    }
+
+    pub fn topic_exists(&self, name: &str) -> bool {
+        self.shard.catalog().topic(name).is_ok()
+    }
+
+    /// Runs `job` on `owner` (inline when that is this shard) and returns its answer.
+    pub(crate) async fn on_owner<T, F, Fut>(
+        &self,
+        owner: u32,
+        class: CallClass,
+        job: F,
+    ) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, EngineError>> + 'static,
+    {
+        if owner == self.shard.id {
+            return job(self.shard.clone()).await;
+        }
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// The owner of a partition, counting a call that will run elsewhere.
+    fn partition_owner(&self, topic: &str, partition: i32) -> Result<u32, EngineError> {
+        let owner = self.owner(Object::Partition { topic, partition })?;
+        if owner != self.shard.id {
+            self.shard.forwarded.set(self.shard.forwarded.get() + 1);
+        }
+        Ok(owner)
+    }
+
+    // ---- partitions ----
+
+    /// Appends record batches to a partition. With `Acks::None` the caller owes its
+    /// client no answer, whatever this returns.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        acks: Acks,
+        batches: BytesMut,
+    ) -> Result<Produced, EngineError> {
+        self.produce_as(CallClass::Client, topic, partition, acks, batches)
+            .await
+    }
+
+    pub(crate) async fn produce_as(
+        &self,
+        class: CallClass,
+        topic: &str,
+        partition: i32,
+        acks: Acks,
+        batches: BytesMut,
+    ) -> Result<Produced, EngineError> {
+        let owner = self.partition_owner(topic, partition)?;
+        if owner == self.shard.id {
+            return partitions::produce(&self.shard, topic, partition, acks, batches).await;
+        }
+        let topic = topic.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            partitions::produce(&s, &topic, partition, acks, batches).await
+        };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// Record batches from `args.offset` on, waiting up to `args.max_wait_ms` for
+    /// `args.min_bytes`.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        args: FetchArgs,
+    ) -> Result<Fetched, EngineError> {
+        let class = if args.max_wait_ms > 0 {
+            CallClass::LongPoll
+        } else {
+            CallClass::Client
+        };
+        self.fetch_as(class, topic, partition, args).await
+    }
+
+    pub(crate) async fn fetch_as(
+        &self,
+        class: CallClass,
+        topic: &str,
+        partition: i32,
+        args: FetchArgs,
+    ) -> Result<Fetched, EngineError> {
+        let owner = self.partition_owner(topic, partition)?;
+        if owner == self.shard.id {
+            return partitions::fetch(&self.shard, topic, partition, args).await;
+        }
+        let topic = topic.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { partitions::fetch(&s, &topic, partition, args).await };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+    ) -> Result<i64, EngineError> {
+        self.list_offsets_as(CallClass::Client, topic, partition, spec)
+            .await
+    }
+
+    pub(crate) async fn list_offsets_as(
+        &self,
+        class: CallClass,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+    ) -> Result<i64, EngineError> {
+        let owner = self.partition_owner(topic, partition)?;
+        let topic = topic.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            partitions::list_offsets(&s, &topic, partition, spec).await
+        };
+        self.on_owner(owner, class, job).await
+    }
+
+    /// Deletes the records below `offset` (-1: all); answers the new start offset.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, EngineError> {
+        let owner = self.owner(Object::Partition { topic, partition })?;
+        let topic = topic.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            partitions::delete_records(&s, &topic, partition, offset).await
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    pub async fn partition_stats(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<PartitionStats, EngineError> {
+        let owner = self.owner(Object::Partition { topic, partition })?;
+        let topic = topic.to_string();
+        let job = move |s: Rc<Shard>| async move { partitions::stats(&s, &topic, partition) };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    // ---- topics and metadata ----
+
+    /// Topics (all when `None`; an unknown name is an error) and every shard's port.
+    pub fn metadata(&self, topics: Option<Vec<String>>) -> Result<Metadata, EngineError> {
+        admin::metadata(&self.shard, topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, EngineError> {
+        admin::describe_topic(self, name).await
+    }
+
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::create_topic(&s, &name, config).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::delete_topic(&s, &name).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<(), EngineError> {
+        let topic = topic.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { admin::create_partitions(&s, &topic, count).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// A new producer id, or (KIP-360) the next epoch of a known one: (id, epoch).
+    pub async fn init_producer_id(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(i64, i16), EngineError> {
+        let job =
+            move |s: Rc<Shard>| async move { admin::init_producer_id(&s, producer_id, epoch) };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Counters of one shard (`shard` modulo the shard count).
+    pub async fn shard_counters(&self, shard: u32) -> Result<ShardCounters, EngineError> {
+        let job = |s: Rc<Shard>| async move {
+            Ok(ShardCounters {
+                shard: s.id,
+                partition_requests: s.partition_requests.get(),
+                forwarded: s.forwarded.get(),
+            })
+        };
+        self.on_owner(shard % self.shard.nshards.max(1), CallClass::Client, job)
+            .await
+    }
+
+    // ---- consumer groups ----
+
+    pub async fn join_group(&self, args: JoinArgs) -> Result<Joined, EngineError> {
+        let owner = self.owner(Object::Group(&args.group))?;
+        let job = move |s: Rc<Shard>| async move { groups::join(&s, args).await };
+        // A join waits for the rebalance: a long poll.
+        self.on_owner(owner, CallClass::LongPoll, job).await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let (group, member_id) = (group.to_string(), member_id.to_string());
+        let job = move |s: Rc<Shard>| async move {
+            groups::heartbeat(&s, &group, &member_id, generation)
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    pub async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let (group, member_id) = (group.to_string(), member_id.to_string());
+        let job = move |s: Rc<Shard>| async move { groups::leave(&s, &group, &member_id) };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: Vec<CommitEntry>,
+    ) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let (group, member_id) = (group.to_string(), member_id.to_string());
+        let job = move |s: Rc<Shard>| async move {
+            groups::commit(&s, &group, &member_id, generation, offsets).await
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Committed offsets of a group: of `topic`, or of every topic (`None`).
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<CommitEntry>, EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let group = group.to_string();
+        let topic = topic.map(str::to_string);
+        let job = move |s: Rc<Shard>| async move {
+            groups::fetch_offsets(&s, &group, topic.as_deref()).await
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let group = group.to_string();
+        let job = move |s: Rc<Shard>| async move { Ok(groups::describe(&s, &group)) };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Every group of every shard: (id, state), sorted.
+    pub async fn list_groups(&self) -> Result<Vec<(String, String)>, EngineError> {
+        let mut all = Vec::new();
+        for shard in 0..self.shard.nshards {
+            let job = |s: Rc<Shard>| async move { Ok(groups::list_here(&s)) };
+            all.extend(self.on_owner(shard, CallClass::Client, job).await?);
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// Deletes a group without members, and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let group = group.to_string();
+        let job = move |s: Rc<Shard>| async move { groups::delete(&s, &group).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    // ---- queues ----
+
+    /// Declares a queue (idempotent with the same settings).
+    pub async fn declare_queue(&self, name: &str, config: QueueConfig) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::declare_queue(&s, &name, config).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    pub async fn delete_queue(&self, name: &str) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::delete_queue(&s, &name).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    pub fn list_queues(&self) -> Vec<(String, QueueConfig)> {
+        self.shard
+            .catalog()
+            .queues
+            .values()
+            .map(|m| (m.name.clone(), m.config.clone()))
+            .collect()
+    }
+
+    pub async fn queue_stats(&self, name: &str) -> Result<QueueStats, EngineError> {
+        let owner = self.owner(Object::Queue(name))?;
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::stats(&s, &name) };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Drops every ready message; answers how many.
+    pub async fn purge_queue(&self, name: &str) -> Result<u64, EngineError> {
+        let owner = self.owner(Object::Queue(name))?;
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::purge(&s, &name).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Publishes one message; `None`: a FIFO queue dropped it as a duplicate.
+    pub async fn publish(
+        &self,
+        queue: &str,
+        spec: PublishSpec,
+        body: Bytes,
+    ) -> Result<Option<u64>, EngineError> {
+        self.publish_as(CallClass::Client, queue, spec, body).await
+    }
+
+    pub(crate) async fn publish_as(
+        &self,
+        class: CallClass,
+        queue: &str,
+        spec: PublishSpec,
+        body: Bytes,
+    ) -> Result<Option<u64>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::publish(&self.shard, queue, spec, body).await;
+        }
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::publish(&s, &queue, spec, body).await };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// Publishes `bodies` (one after another, `lens` long each), journaled as one batch;
+    /// answers how many were stored.
+    pub async fn publish_batch(
+        &self,
+        queue: &str,
+        spec: PublishSpec,
+        lens: Vec<u32>,
+        bodies: Bytes,
+    ) -> Result<u32, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::publish_batch(&self.shard, queue, spec, &lens, bodies).await;
+        }
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            queues::publish_batch(&s, &queue, spec, &lens, bodies).await
+        };
+        self.shard
+            .router
+            .invoke(owner, CallClass::Client, job)
+            .await?
+    }
+
+    /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first;
+    /// `auto_ack` settles them on delivery (at-most-once) instead of leasing.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        wait_ms: u32,
+        auto_ack: bool,
+    ) -> Result<Received, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::receive(&self.shard, queue, max, wait_ms, auto_ack).await;
+        }
+        let class = if wait_ms > 0 {
+            CallClass::LongPoll
+        } else {
+            CallClass::Client
+        };
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            queues::receive(&s, &queue, max, wait_ms, auto_ack).await
+        };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// Ends or changes leases; an error names the handles that were not leases.
+    pub async fn settle(&self, queue: &str, settle: Settle) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::settle(&s, &queue, settle).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// A push subscription: up to `prefetch` leases at once until it is dropped; then
+    /// every lease it holds returns to the queue.
+    pub fn subscribe(&self, queue: &str, prefetch: u32, auto_ack: bool) -> Subscription {
+        Subscription::new(self.clone(), queue, prefetch, auto_ack)
+    }
+
+    // ---- exchanges ----
+
+    pub async fn change_exchanges(&self, change: ExchangeChange) -> Result<(), EngineError> {
+        let job = move |s: Rc<Shard>| async move { admin::change_exchanges(&s, change).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    pub fn list_exchanges(&self) -> Exchanges {
+        exchanges::list(&self.shard)
+    }
+
+    /// Routes one message through an exchange (the default exchange "" routes to the
+    /// queue named by the routing key) to every matching queue and topic.
+    pub async fn publish_to_exchange(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        spec: PublishSpec,
+        body: Bytes,
+    ) -> Result<Routed, EngineError> {
+        let route = (exchange, routing_key);
+        exchanges::publish_once(&self.shard, CallClass::Client, route, spec, body, None).await
+    }
+}

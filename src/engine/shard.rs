@@ -1,0 +1,258 @@
+//! One shard's state: the partitions, queues, groups and cache owned by one pinned
+//! core, and its catalog snapshot. Only the engine touches it; front ends go through
+//! `Engine`.
+
+use super::error::EngineError;
+use super::mesh::Router;
+use super::placement::{self, Object};
+use crate::server::config::ServerConfig;
+use crate::server::producer_ids::ProducerIds;
+use crate::server::runtime;
+use crate::server::shutdown::ShardShutdown;
+use peregrine_shards::catalog::{Catalog, TopicMeta};
+use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
+use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// An open partition log and the topic incarnation it belongs to.
+pub struct OpenPartition {
+    pub topic_id: u64,
+    pub log: Rc<PartitionLog>,
+}
+
+/// Everything one core owns. Lives on its shard for the executor's lifetime; only
+/// that shard's tasks touch it.
+pub struct Shard {
+    pub id: u32,
+    pub nshards: u32,
+    pub config: Arc<ServerConfig>,
+    /// Each shard's own native port, by shard index.
+    pub shard_ports: Vec<u16>,
+    pub router: Router,
+    pub shutdown: ShardShutdown,
+    pub groups: Rc<GroupCoordinator>,
+    /// Used on the controller shard only.
+    pub producer_ids: ProducerIds,
+    catalog: RefCell<Arc<Catalog>>,
+    partitions: RefCell<HashMap<(String, i32), OpenPartition>>,
+    /// Message queues this shard owns.
+    mq: RefCell<HashMap<String, Rc<super::queues::OpenQueue>>>,
+    cache: Rc<BatchCache>,
+    /// Partition calls served here, and those that arrived here and ran on their owner.
+    pub partition_requests: Cell<u64>,
+    pub forwarded: Cell<u64>,
+    pub queues: runtime::Queues,
+    /// Serialises catalog changes on the controller (a local async lock, no threads).
+    pub admin_lock: glommio::sync::Semaphore,
+}
+
+impl Shard {
+    pub fn new(
+        config: Arc<ServerConfig>,
+        router: Router,
+        shutdown: ShardShutdown,
+        shard_ports: Vec<u16>,
+        queues: runtime::Queues,
+    ) -> Shard {
+        let id = router.shard_id();
+        let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
+        let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
+        Shard {
+            id,
+            nshards: config.shards as u32,
+            cache: BatchCache::new(config.cache_mb << 20),
+            config,
+            shard_ports,
+            router,
+            shutdown,
+            groups,
+            producer_ids,
+            catalog: RefCell::new(Arc::new(Catalog::default())),
+            partitions: RefCell::new(HashMap::new()),
+            mq: RefCell::new(HashMap::new()),
+            admin_lock: glommio::sync::Semaphore::new(1),
+            queues,
+            partition_requests: Cell::new(0),
+            forwarded: Cell::new(0),
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    pub fn message_queue(&self, name: &str) -> Option<Rc<super::queues::OpenQueue>> {
+        self.mq.borrow().get(name).cloned()
+    }
+
+    pub fn message_queues(&self) -> Vec<Rc<super::queues::OpenQueue>> {
+        self.mq.borrow().values().cloned().collect()
+    }
+
+    pub fn catalog_path(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("meta").join("topics.json")
+    }
+
+    /// The open log of a partition this shard owns.
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, EngineError> {
+        let object = Object::Partition { topic, partition };
+        let owner = placement::owner(&self.catalog.borrow(), self.nshards, object)?;
+        // Placement is a pure function of the topic's name and partition, so the shard
+        // that routed here computed the same owner from its own catalog.
+        debug_assert_eq!(owner, self.id, "{topic}/{partition} runs on its owner");
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .map(|p| p.log.clone())
+            .ok_or_else(|| {
+                EngineError::UnknownPartition(format!(
+                    "partition {topic}/{partition} is not open on shard {}",
+                    self.id
+                ))
+            })
+    }
+
+    /// A message queue this shard owns, or the error a client should see.
+    pub fn queue(&self, name: &str) -> Result<Rc<super::queues::OpenQueue>, EngineError> {
+        debug_assert_eq!(
+            placement::owner(&self.catalog.borrow(), self.nshards, Object::Queue(name)),
+            Ok(self.id),
+            "queue '{name}' runs on its owner"
+        );
+        self.message_queue(name).ok_or_else(|| {
+            EngineError::UnknownQueue(format!(
+                "queue '{name}' does not exist (declare it with `peregrine queue declare {name}`)"
+            ))
+        })
+    }
+
+    pub fn open_logs(&self) -> Vec<Rc<PartitionLog>> {
+        self.partitions
+            .borrow()
+            .values()
+            .map(|p| p.log.clone())
+            .collect()
+    }
+
+    /// Makes `next` this shard's catalog: opens the partitions it now owns first (so no
+    /// request is routed here before its log is open), then drops deleted topics.
+    pub async fn apply_catalog(&self, next: Arc<Catalog>) -> Result<(), String> {
+        if next.version < self.catalog.borrow().version {
+            return Ok(());
+        }
+        for meta in next.topics.values() {
+            self.open_owned(meta).await?;
+            glommio::yield_if_needed().await;
+        }
+        for meta in next.queues.values() {
+            if meta.owner(self.nshards) != self.id
+                || self.mq.borrow().get(&meta.name).map(|q| q.id) == Some(meta.id)
+            {
+                continue;
+            }
+            let (owned, data_dir, fsync) = (
+                meta.clone(),
+                self.config.data_dir.clone(),
+                self.config.fsync,
+            );
+            // Opened from the background queue, so the journal's flusher runs there.
+            let open = async move { super::queues::open(&owned, &data_dir, fsync).await };
+            let q = runtime::spawn_into(open, self.queues.background)
+                .map_err(|e| format!("opening queue {}: {e}", meta.name))?
+                .await?;
+            self.mq.borrow_mut().insert(meta.name.clone(), q);
+        }
+        let gone: Vec<String> = self
+            .mq
+            .borrow()
+            .iter()
+            .filter(|(name, q)| next.queues.get(*name).map(|m| m.id) != Some(q.id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            let removed = self.mq.borrow_mut().remove(&name);
+            if let Some(q) = removed {
+                q.delete().await;
+            }
+        }
+        *self.catalog.borrow_mut() = next.clone();
+        let stale: Vec<(String, i32)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|((topic, _), open)| {
+                next.topics.get(topic).map(|m| m.id) != Some(open.topic_id)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(open) = removed {
+                if let Err(e) = open.log.delete().await {
+                    tracing::warn!(topic = %key.0, partition = key.1, "deleting partition: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_owned(&self, meta: &TopicMeta) -> Result<(), String> {
+        for partition in 0..meta.config.partitions {
+            if meta.owner(partition, self.nshards) != Some(self.id) {
+                continue;
+            }
+            let key = (meta.name.clone(), partition);
+            let current = self.partitions.borrow().get(&key).map(|p| p.topic_id);
+            if current == Some(meta.id) {
+                continue;
+            }
+            let log_config = LogConfig {
+                segment_bytes: meta.config.segment_bytes,
+                retention_ms: meta.config.retention_ms,
+                retention_bytes: meta.config.retention_bytes,
+                fsync: self.config.fsync,
+                write_linger: self.config.write_linger,
+                ..LogConfig::default()
+            };
+            let dir = meta.partition_dir(&self.config.data_dir, partition);
+            // Opened from the background queue, so its flusher task runs there.
+            let open = PartitionLog::open(dir, log_config, self.cache.clone());
+            let log = runtime::spawn_into(open, self.queues.background)
+                .map_err(|e| format!("opening {}/{partition}: {e}", meta.name))?
+                .await
+                .map_err(|e| format!("opening {}/{partition}: {e}", meta.name))?;
+            let open = OpenPartition {
+                topic_id: meta.id,
+                log,
+            };
+            let replaced = self.partitions.borrow_mut().insert(key, open);
+            if let Some(old) = replaced {
+                // The topic was deleted and created again while this shard missed it.
+                if let Err(e) = old.log.delete().await {
+                    tracing::warn!("deleting a replaced partition: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every partition and group file; the last step of shutdown.
+    pub async fn close(&self) {
+        let logs: Vec<_> = self.partitions.borrow_mut().drain().collect();
+        for ((topic, partition), open) in logs {
+            if let Err(e) = open.log.close().await {
+                tracing::error!(%topic, partition, "closing partition: {e}");
+            }
+        }
+        let queues: Vec<_> = self.mq.borrow_mut().drain().collect();
+        for (_, q) in queues {
+            q.close().await;
+        }
+        if let Err(e) = self.groups.close().await {
+            tracing::error!("closing groups: {e}");
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! A shard's engine coming up: joining the mesh, taking the catalog (opening what the
+//! shard owns), serving the calls other shards send here, and the background work
+//! (group ticks, queue timers, retention).
+
+use super::mesh::{Mesh, Router, ShardMsg};
+use super::shard::Shard;
+use super::Engine;
+use crate::server::config::ServerConfig;
+use crate::server::runtime;
+use crate::server::shutdown::ShardShutdown;
+use peregrine_shards::catalog::Catalog;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each shard's group coordinator expires sessions and rebalance timeouts.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+/// How often queue timers (visibility timeouts, delays, TTLs) are applied; journals are
+/// reclaimed every 50 ticks.
+const QUEUE_TICK: Duration = Duration::from_millis(20);
+
+/// What a shard's engine starts from.
+pub struct EngineStart {
+    pub config: Arc<ServerConfig>,
+    pub mesh: Mesh,
+    pub catalog: Arc<Catalog>,
+    pub shard_ports: Vec<u16>,
+    pub shutdown: ShardShutdown,
+}
+
+/// Starts this shard's engine (call once, inside its executor); the error says why it
+/// could not.
+pub async fn start(start: EngineStart) -> Result<Engine, String> {
+    let in_flight_max = start.config.cross_core_in_flight_max;
+    let (router, receivers) = Router::join(start.mesh, in_flight_max).await?;
+    let shard = Rc::new(Shard::new(
+        start.config,
+        router,
+        start.shutdown,
+        start.shard_ports,
+        runtime::create_queues(),
+    ));
+    shard
+        .apply_catalog(start.catalog)
+        .await
+        .map_err(|e| format!("shard {}: {e}", shard.id))?;
+    serve_mesh(&shard, receivers);
+    spawn_background(&shard);
+    Ok(Engine::new(shard))
+}
+
+impl Engine {
+    /// Waits for every shard to drain, then flushes and closes what this one owns.
+    pub async fn stop(&self) {
+        let shard = self.shard();
+        shard
+            .shutdown
+            .drained_and_wait_all(shard.nshards as usize)
+            .await;
+        shard.close().await;
+    }
+
+    /// The task queue for request work (connections and what they spawn).
+    pub fn request_queue(&self) -> runtime::TaskQueueHandle {
+        self.shard().queues.requests
+    }
+}
+
+/// Serves the calls that other shards send here, each in its own task.
+fn serve_mesh(
+    shard: &Rc<Shard>,
+    mut receivers: glommio::channels::channel_mesh::Receivers<ShardMsg>,
+) {
+    for (_, rx) in receivers.streams() {
+        let shard = shard.clone();
+        let queue = shard.queues.requests;
+        let serve = async move {
+            while let Some(msg) = rx.recv().await {
+                let shard = shard.clone();
+                runtime::spawn_local(handle_shard_msg(shard, msg)).detach();
+            }
+        };
+        match runtime::spawn_into(serve, queue) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => tracing::error!("starting a mesh receiver: {e}"),
+        };
+    }
+}
+
+async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Invoke(job) => job(shard).await,
+        ShardMsg::Catalog { catalog, done } => {
+            let applied = shard.apply_catalog(catalog).await;
+            if let Err(e) = &applied {
+                tracing::error!(shard = shard.id, "applying catalog: {e}");
+            }
+            let _ = done.send(applied.map_err(|e| format!("shard {}: {e}", shard.id)));
+        }
+    }
+}
+
+fn spawn_background(shard: &Rc<Shard>) {
+    let s = shard.clone();
+    let ticks = async move {
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(GROUP_TICK).await;
+            s.groups.tick(std::time::Instant::now());
+        }
+    };
+    let s = shard.clone();
+    let queue_timers = async move {
+        let mut ticks = 0u64;
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(QUEUE_TICK).await;
+            ticks += 1;
+            super::queues::tick(&s, ticks.is_multiple_of(50)).await;
+        }
+    };
+    let s = shard.clone();
+    let retention = async move {
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(s.config.retention_check).await;
+            super::partitions::enforce_retention(&s).await;
+        }
+    };
+    for spawned in [
+        runtime::spawn_into(ticks, shard.queues.background),
+        runtime::spawn_into(queue_timers, shard.queues.background),
+        runtime::spawn_into(retention, shard.queues.background),
+    ] {
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => tracing::error!("starting background work: {e}"),
+        };
+    }
+}
