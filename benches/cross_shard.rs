@@ -1,7 +1,7 @@
 //! Cross-shard round trip through the broker's own `engine::mesh`: shard 0 calls
 //! `Router::invoke` (a boxed closure in a `ShardMsg` over glommio's full channel mesh,
 //! answered through a `futures_channel` oneshot, inside the in-flight budget) and shard
-//! 1 runs it from a task spawned per message, as the engine's `serve_mesh` does.
+//! 1 runs it in a task of its own, as the engine's `serve_mesh` does.
 //! Executors are pinned to cores 0 and 1 when both exist.
 //!
 //! * `cross_shard/round_trip/{park,spin}`: one call at a time, i.e. latency. `park`
@@ -49,7 +49,7 @@ fn builder(core: usize, spin: Duration) -> LocalExecutorBuilder {
     }
 }
 
-/// Shard 1: runs every call sent here, a task per message like `serve_mesh`.
+/// Shard 1: runs every call sent here (each spawns its own task), as `serve_mesh` does.
 async fn answer(mesh: mesh::Mesh<()>) {
     let (_router, mut receivers) = Router::join(mesh, CROSS_CORE_IN_FLIGHT_MAX_DEFAULT)
         .await
@@ -58,13 +58,9 @@ async fn answer(mesh: mesh::Mesh<()>) {
     let streams = receivers.streams();
     for (_, rx) in streams {
         while let Some(msg) = rx.recv().await {
-            let here = here.clone();
-            glommio::spawn_local(async move {
-                if let ShardMsg::Invoke(job) = msg {
-                    job(here).await;
-                }
-            })
-            .detach();
+            if let ShardMsg::Invoke(job) = msg {
+                job(here.clone());
+            }
         }
     }
 }

@@ -17,17 +17,17 @@ use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use peregrine_shards::catalog::Catalog;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// Messages in flight from one shard to another before the sender waits.
 pub const MESH_CHANNEL_DEPTH: usize = 1024;
 
-/// Work run on the owning shard (`S`: what a shard is to its calls; the broker's
-/// `Shard`, something smaller in the micro-benchmark); it answers through whatever
-/// channel it captured.
-pub type Job<S = Shard> = Box<dyn FnOnce(Rc<S>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+/// Work for the owning shard (`S`: what a shard is to its calls; the broker's `Shard`,
+/// something smaller in the micro-benchmark). Called once on the owner, it spawns the
+/// call as a task of that shard, which answers through the channel it captured: one
+/// allocation for the closure and one for the task, as a forwarded request had.
+pub type Job<S = Shard> = Box<dyn FnOnce(Rc<S>) + Send>;
 
 pub enum ShardMsg<S = Shard> {
     /// A call run on the shard that receives it.
@@ -112,9 +112,10 @@ impl<S: 'static> Router<S> {
             .map_err(|_| unavailable(shard))?;
         let (tx, rx) = oneshot::channel();
         let job: Job<S> = Box::new(move |owner| {
-            Box::pin(async move {
+            let call = async move {
                 let _ = tx.send(job(owner).await);
-            })
+            };
+            crate::server::runtime::spawn_local(call).detach();
         });
         if self
             .senders

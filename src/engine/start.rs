@@ -76,8 +76,14 @@ fn serve_mesh(
         let queue = shard.queues.requests;
         let serve = async move {
             while let Some(msg) = rx.recv().await {
-                let shard = shard.clone();
-                runtime::spawn_local(handle_shard_msg(shard, msg)).detach();
+                match msg {
+                    // Spawns its own task: calls run concurrently, in this task queue.
+                    ShardMsg::Invoke(job) => job(shard.clone()),
+                    ShardMsg::Catalog { catalog, done } => {
+                        let apply = apply_catalog(shard.clone(), catalog, done);
+                        runtime::spawn_local(apply).detach();
+                    }
+                }
             }
         };
         match runtime::spawn_into(serve, queue) {
@@ -89,17 +95,16 @@ fn serve_mesh(
     }
 }
 
-async fn handle_shard_msg(shard: Rc<Shard>, msg: ShardMsg) {
-    match msg {
-        ShardMsg::Invoke(job) => job(shard).await,
-        ShardMsg::Catalog { catalog, done } => {
-            let applied = shard.apply_catalog(catalog).await;
-            if let Err(e) = &applied {
-                tracing::error!(shard = shard.id, "applying catalog: {e}");
-            }
-            let _ = done.send(applied.map_err(|e| format!("shard {}: {e}", shard.id)));
-        }
+async fn apply_catalog(
+    shard: Rc<Shard>,
+    catalog: Arc<Catalog>,
+    done: futures_channel::oneshot::Sender<Result<(), String>>,
+) {
+    let applied = shard.apply_catalog(catalog).await;
+    if let Err(e) = &applied {
+        tracing::error!(shard = shard.id, "applying catalog: {e}");
     }
+    let _ = done.send(applied.map_err(|e| format!("shard {}: {e}", shard.id)));
 }
 
 fn spawn_background(shard: &Rc<Shard>) {

@@ -18,7 +18,6 @@ mod memory;
 mod report;
 mod sysctl;
 
-use crate::cli::CliResult;
 use host::Host;
 use report::{Context, Finding, Report, Status};
 use std::path::PathBuf;
@@ -64,7 +63,11 @@ the tuning/ script that changes it; --jitter-ms also measures how long each core
 while it spins. Guide: tuning/README.md.
 ";
 
-pub fn run(args: TuneArgs) -> CliResult {
+/// What `run` returns: the command line prints the error. Its own type, so that `tune`
+/// does not depend on `cli`, which depends on it.
+pub type TuneResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn run(args: TuneArgs) -> TuneResult {
     if !args.check {
         print!("{USAGE}");
         return Ok(());
