@@ -31,7 +31,7 @@ const QUEUE: &str = "forged-q";
 /// A real queue the forgers may do anything to.
 const PLAYGROUND: &str = "forged-play";
 /// Rounds of every request kind per forging connection.
-const ROUNDS: u64 = 4;
+const ROUNDS: u64 = 16;
 /// How long one call of the background load may take before the broker counts as hung.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the forgers may take in all.
@@ -416,14 +416,23 @@ fn publish(addr: String, stop: Arc<AtomicBool>) -> Result<(), String> {
     Ok(())
 }
 
-/// Receives and acks on a subscription at `address` until stopped.
+/// Receives and acks on a subscription at `address` until stopped. Lease handles are
+/// small sequential numbers, so a forged ack or nack may settle one of this
+/// subscriber's leases first; its own ack then answers UNKNOWN_HANDLE, which is what
+/// the broker says of a lease that ended, and the subscriber goes on.
 fn subscribe(address: String, stop: Arc<AtomicBool>, got: Arc<AtomicU64>) -> Result<(), String> {
+    use peregrine::client::ClientError;
+    use peregrine::native::messages::ErrorCode;
     let mut sub = Subscription::open_at(&address, QUEUE, 8, false).map_err(|e| e.to_string())?;
     while !stop.load(Ordering::Relaxed) {
-        let Some(r) = sub
-            .next(Duration::from_millis(200))
-            .map_err(|e| e.to_string())?
-        else {
+        let next = match sub.next(Duration::from_millis(200)) {
+            Err(ClientError::Broker {
+                code: ErrorCode::UnknownHandle,
+                ..
+            }) => continue,
+            other => other.map_err(|e| e.to_string())?,
+        };
+        let Some(r) = next else {
             continue;
         };
         sub.ack(&[r.delivery.handle]).map_err(|e| e.to_string())?;
@@ -601,5 +610,53 @@ fn queue_subscription_leases_return_when_the_subscriber_disconnects_on_either_sh
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(c.queue_stats(QUEUE).expect("stats").ready, 6);
+    }
+}
+
+#[test]
+fn a_connection_holds_at_most_subscriptions_max_subscriptions() {
+    use peregrine::native::connection::SUBSCRIPTIONS_MAX;
+    use peregrine::native::messages::ErrorCode;
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, QUEUE, 60_000);
+    c.set_shard_aware(true);
+    let (_, port) = c.queue_owner_port(QUEUE).expect("owner").expect("port");
+    let mut conn = Connection::connect(address(&b, port)).expect("connect");
+    let subscribe = || Request::Subscribe {
+        queue: QUEUE.into(),
+        prefetch: 1,
+        auto_ack: false,
+    };
+    for _ in 0..SUBSCRIPTIONS_MAX {
+        conn.send(subscribe(), &[]).expect("subscribe");
+    }
+    let refused = conn.send(subscribe(), &[]).expect("subscribe");
+    assert!(conn.wait_readable(CALL_TIMEOUT).expect("poll"), "no answer");
+    let (id, answer, _) = conn.recv().expect("answer");
+    assert_eq!(id, refused, "only the one past the bound is answered");
+    assert!(
+        matches!(answer, Response::Error { code: ErrorCode::InvalidRequest, ref message }
+            if message.contains(&SUBSCRIPTIONS_MAX.to_string())),
+        "{answer:?}"
+    );
+    let stats = c.queue_stats(QUEUE).expect("stats");
+    assert_eq!(stats.consumers, SUBSCRIPTIONS_MAX as u64);
+    // Still served: a message goes to one of them.
+    c.publish(QUEUE, PublishSpec::default(), b"one")
+        .expect("publish");
+    assert!(
+        conn.wait_readable(CALL_TIMEOUT).expect("poll"),
+        "no delivery"
+    );
+    drop(conn);
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let stats = c.queue_stats(QUEUE).expect("stats");
+        if (stats.consumers, stats.in_flight, stats.ready) == (0, 0, 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {stats:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

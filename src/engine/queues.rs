@@ -66,6 +66,8 @@ pub struct OpenQueue {
 struct Attached {
     /// One of its pulls is running (a subscription has at most one at a time).
     pulling: bool,
+    /// The number of its last pull that arrived here.
+    pulled: u64,
     /// The subscription ended while a pull of it was running or on its way: that pull
     /// leases nothing (it would only go back, one delivery later) and forgets it.
     closed: bool,
@@ -165,7 +167,10 @@ pub async fn subscription_pull(
             subscribers.remove(&holder);
             return Err(EngineError::SubscriptionClosed);
         }
+        debug_assert!(!attached.pulling, "one pull at a time per subscription");
+        debug_assert!(pull.seq > attached.pulled, "pulls arrive in order");
         attached.pulling = true;
+        attached.pulled = pull.seq;
     }
     let holder_of = Holder::Subscription(holder);
     let got = receive_on(
@@ -202,21 +207,28 @@ pub async fn subscription_pull(
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionPull {
     pub holder: u64,
+    /// Numbers the subscription's pulls from 1, so that its close knows whether one is
+    /// still on its way here.
+    pub seq: u64,
     pub prefetch: u32,
     pub wait_ms: u32,
     pub auto_ack: bool,
 }
 
-/// A subscription ended: its leases return to the queue now. `pull_outstanding`: a pull
-/// of it may still run or arrive, and must find it closed.
-pub fn subscription_close(shard: &Rc<Shard>, name: &str, holder: u64, pull_outstanding: bool) {
+/// A subscription ended: its leases return to the queue now. `last_pull`: the number
+/// of the last pull it sent (0: none); one that has not arrived yet, or still runs,
+/// finds it closed and forgets it, so that no entry outlives both.
+pub fn subscription_close(shard: &Rc<Shard>, name: &str, holder: u64, last_pull: u64) {
     let Ok(q) = shard.queue(name) else {
         return;
     };
     {
         let mut subscribers = q.subscribers.borrow_mut();
-        let pulling = subscribers.get(&holder).is_some_and(|a| a.pulling);
-        if pulling || pull_outstanding {
+        let pending = match subscribers.get(&holder) {
+            Some(a) => a.pulling || a.pulled < last_pull,
+            None => last_pull > 0,
+        };
+        if pending {
             subscribers.entry(holder).or_default().closed = true;
         } else {
             subscribers.remove(&holder);

@@ -29,8 +29,8 @@ pub struct Subscription {
     holder: u64,
     prefetch: u32,
     auto_ack: bool,
-    /// A pull was sent and its answer has not come back (it may still run).
-    pull_outstanding: Cell<bool>,
+    /// Pulls sent so far (each is numbered; see `queues::subscription_close`).
+    pulls: Cell<u64>,
 }
 
 /// A unique subscription id: the shard's index above a per-shard counter.
@@ -54,7 +54,7 @@ impl Subscription {
             queue: queue.to_string(),
             prefetch: prefetch.max(1),
             auto_ack,
-            pull_outstanding: Cell::new(false),
+            pulls: Cell::new(0),
         }
     }
 
@@ -75,8 +75,10 @@ impl Subscription {
 
     async fn pull(&self) -> Result<Received, EngineError> {
         let owner = self.engine.owner(Object::Queue(&self.queue))?;
+        self.pulls.set(self.pulls.get() + 1);
         let pull = SubscriptionPull {
             holder: self.holder,
+            seq: self.pulls.get(),
             prefetch: self.prefetch,
             wait_ms: SUBSCRIPTION_PULL_WAIT_MS,
             auto_ack: self.auto_ack,
@@ -84,7 +86,6 @@ impl Subscription {
         let queue = self.queue.clone();
         let job =
             move |s: Rc<Shard>| async move { queues::subscription_pull(&s, &queue, pull).await };
-        self.pull_outstanding.set(true);
         let shard = self.engine.shard();
         let got = if owner == shard.id {
             // Spawned, as a call from another shard is, so that it runs to its end.
@@ -100,7 +101,6 @@ impl Subscription {
         } else {
             shard.router.invoke(owner, CallClass::LongPoll, job).await?
         };
-        self.pull_outstanding.set(false);
         got
     }
 }
@@ -111,11 +111,11 @@ impl Drop for Subscription {
             return;
         };
         let (queue, holder) = (std::mem::take(&mut self.queue), self.holder);
-        let outstanding = self.pull_outstanding.get();
+        let last_pull = self.pulls.get();
         let engine = self.engine.clone();
         let close = async move {
             let job = move |s: Rc<Shard>| async move {
-                queues::subscription_close(&s, &queue, holder, outstanding);
+                queues::subscription_close(&s, &queue, holder, last_pull);
                 Ok(())
             };
             if let Err(e) = engine.on_owner(owner, CallClass::Internal, job).await {

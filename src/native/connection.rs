@@ -13,6 +13,7 @@ use crate::server::stream::{adopt, read_some, write_all, Stream};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// Requests one connection may have in flight before the broker stops reading from it.
@@ -195,8 +196,9 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
     let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
     let mut reader = FrameReader::new(stream, max_frame_bytes);
-    // Dropping one cancels it, which drops its subscription: its leases return.
-    let mut subscriptions: Vec<glommio::Task<()>> = Vec::new();
+    // Push subscriptions end when this does (their leases return); counted to bound them.
+    let closing = Rc::new(Closing::default());
+    let subscriptions = Rc::new(Cell::new(0usize));
     loop {
         let read = async {
             // A client that does not read its answers is not read either.
@@ -232,20 +234,23 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
             auto_ack,
         } = envelope.request
         {
-            if subscriptions.len() >= SUBSCRIPTIONS_MAX {
+            if subscriptions.get() >= SUBSCRIPTIONS_MAX {
                 let refused = invalid(format!(
                     "this connection holds {SUBSCRIPTIONS_MAX} subscriptions, the most it may"
                 ));
                 send_answer(&tx, &budget, envelope.id, refused).await;
                 continue;
             }
+            subscriptions.set(subscriptions.get() + 1);
             let push = Push {
                 subscription: engine.subscribe(&queue, prefetch, auto_ack),
                 answers: Rc::downgrade(&tx),
                 budget: budget.clone(),
                 id: envelope.id,
+                closing: closing.clone(),
+                live: subscriptions.clone(),
             };
-            subscriptions.push(spawn_local(push.run()));
+            spawn_local(push.run()).detach();
             continue;
         }
         // Waiting here stops reading: the client feels TCP backpressure.
@@ -266,33 +271,69 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
         .detach();
     }
     // A subscription's leases return at once when its connection goes.
-    for task in subscriptions {
-        task.cancel().await;
-    }
+    closing.close();
     // Let every request already read finish and be answered before closing.
     let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
     drop(tx);
     writer.await;
 }
 
+/// Set once when a connection ends; what runs on its behalf stops then.
+#[derive(Default)]
+struct Closing {
+    closed: Cell<bool>,
+    event: event_listener::Event,
+}
+
+impl Closing {
+    fn close(&self) {
+        self.closed.set(true);
+        self.event.notify(usize::MAX);
+    }
+
+    async fn wait(&self) {
+        while !self.closed.get() {
+            let listener = self.event.listen();
+            if self.closed.get() {
+                break;
+            }
+            listener.await;
+        }
+    }
+}
+
 /// One push subscription on a connection: answers the Subscribe request again with
-/// every batch the engine's `Subscription` hands out.
+/// every batch the engine's `Subscription` hands out, until the connection closes; then
+/// the subscription is dropped and its leases return.
 struct Push {
     subscription: Subscription,
     /// Weak, so a closing connection need not wait for a pull in progress.
     answers: std::rc::Weak<LocalSender<Outgoing>>,
     budget: Rc<AnswerBudget>,
     id: u64,
+    closing: Rc<Closing>,
+    /// Subscriptions of the connection still running.
+    live: Rc<Cell<usize>>,
 }
 
 impl Push {
     async fn run(self) {
+        self.serve().await;
+        self.live.set(self.live.get() - 1);
+        tracing::debug!(queue = self.subscription.queue(), "subscription ended");
+    }
+
+    async fn serve(&self) {
         loop {
-            let (reply, more) = match self.subscription.next().await {
-                Ok(got) => (handler::received(got), true),
-                // Closed by the connection itself: nobody to tell.
-                Err(EngineError::SubscriptionClosed) => break,
-                Err(e) => ((Response::from(e), Vec::new()), false),
+            let next = future::or(async { Some(self.subscription.next().await) }, async {
+                self.closing.wait().await;
+                None
+            });
+            let (reply, more) = match next.await {
+                // The connection went: nobody to tell.
+                None | Some(Err(EngineError::SubscriptionClosed)) => break,
+                Some(Ok(got)) => (handler::received(got), true),
+                Some(Err(e)) => ((Response::from(e), Vec::new()), false),
             };
             let Some(answers) = self.answers.upgrade() else {
                 break;
@@ -301,7 +342,6 @@ impl Push {
                 break;
             }
         }
-        tracing::debug!(queue = self.subscription.queue(), "subscription ended");
     }
 }
 
