@@ -1,5 +1,6 @@
-//! Topic administration and metadata. Catalog changes run on the controller shard,
-//! which writes the catalog file and then hands the new snapshot to every shard.
+//! Administration and metadata: topics, queues, exchanges and bindings, producer ids.
+//! Catalog changes run on the controller shard, which writes the catalog file and then
+//! hands the new snapshot to every shard.
 
 use super::error::EngineError;
 use super::placement::CONTROLLER_SHARD;

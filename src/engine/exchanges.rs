@@ -1,7 +1,8 @@
 //! Exchanges: declarations and bindings live in the catalog (the controller changes
-//! them, `admin`), and a publish through an exchange is routed on whichever shard received it
-//! (every shard holds the catalog) to each matching queue (on its owner) and topic
-//! (a record on a partition chosen by the routing key, as Kafka's partitioner does).
+//! them, `admin`), and a publish through an exchange is routed on whichever shard
+//! received it (every shard holds the catalog) to each matching queue (on its owner)
+//! and topic (a record on a partition chosen by the routing key, as Kafka's partitioner
+//! does).
 
 use super::error::EngineError;
 use super::mesh::CallClass;

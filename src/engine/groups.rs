@@ -1,7 +1,7 @@
 //! Consumer-group calls on the shard that owns the group.
 
 use super::error::EngineError;
-use super::placement::{self, Object};
+use super::placement::Object;
 use super::shard::Shard;
 use super::types::{Assignment, CommitEntry, GroupDescription, JoinArgs, Joined, MemberInfo};
 use peregrine_shards::groups::{CommittedOffset, JoinRequest};
@@ -16,7 +16,7 @@ fn assignments(list: Vec<(String, Vec<i32>)>) -> Vec<Assignment> {
 /// Placement is a hash of the group id: the shard that routed here computed the same.
 fn assert_owned(shard: &Shard, group: &str) {
     debug_assert_eq!(
-        placement::owner(&shard.catalog(), shard.nshards, Object::Group(group)),
+        shard.owner_of(Object::Group(group)),
         Ok(shard.id),
         "group '{group}' runs on its owner"
     );

@@ -75,7 +75,7 @@ impl Engine {
 
     /// The shard that owns `object`.
     pub fn owner(&self, object: Object<'_>) -> Result<u32, EngineError> {
-        placement::owner(&self.shard.catalog(), self.shard.nshards, object)
+        self.shard.owner_of(object)
     }
 
     pub fn topic_exists(&self, name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! Message queues on the shard that owns each one: the delivery state machine
-//! (`peregrine_shards::queues::Queue`) beside its journal (`QueueStore`), the native
-//! calls (publish, receive with long polling, ack, nack, stats, purge), the timer that
-//! applies visibility timeouts, delays and TTLs, and dead-letter moves.
+//! (`peregrine_shards::queues::Queue`) beside its journal (`QueueStore`), the queue
+//! calls as the owner runs them (publish, receive with long polling, settle, stats,
+//! purge, and the pulls and close of push subscriptions), the timer that applies
+//! visibility timeouts, delays and TTLs, and dead-letter moves.
 //!
 //! Durability: a publish is journaled before it is answered (and on disk first when the
 //! publisher asks for `durable`); an ack or an auto-ack settle is on disk before it is

@@ -96,10 +96,15 @@ impl Shard {
         self.config.data_dir.join("meta").join("topics.json")
     }
 
+    /// The shard that owns `object`, from this shard's catalog (borrowed, not cloned:
+    /// every call asks this).
+    pub fn owner_of(&self, object: Object<'_>) -> Result<u32, EngineError> {
+        placement::owner(&self.catalog.borrow(), self.nshards, object)
+    }
+
     /// The open log of a partition this shard owns.
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Rc<PartitionLog>, EngineError> {
-        let object = Object::Partition { topic, partition };
-        let owner = placement::owner(&self.catalog.borrow(), self.nshards, object)?;
+        let owner = self.owner_of(Object::Partition { topic, partition })?;
         // Placement is a pure function of the topic's name and partition, so the shard
         // that routed here computed the same owner from its own catalog.
         debug_assert_eq!(owner, self.id, "{topic}/{partition} runs on its owner");
@@ -118,7 +123,7 @@ impl Shard {
     /// A message queue this shard owns, or the error a client should see.
     pub fn queue(&self, name: &str) -> Result<Rc<super::queues::OpenQueue>, EngineError> {
         debug_assert_eq!(
-            placement::owner(&self.catalog.borrow(), self.nshards, Object::Queue(name)),
+            self.owner_of(Object::Queue(name)),
             Ok(self.id),
             "queue '{name}' runs on its owner"
         );
