@@ -526,3 +526,6 @@ impl Engine {
         exchanges::publish_once(&self.shard, CallClass::Client, route, spec, body, None).await
     }
 }
+
+#[cfg(test)]
+mod tests;
