@@ -78,7 +78,10 @@ impl SyncStats {
 
 /// Adds to a counter only its own thread writes.
 fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// The calling thread's fdatasync figures; a shard takes this once, on its own thread,
@@ -373,7 +376,11 @@ mod tests {
         assert_eq!(stats.count(), 8);
         assert_eq!((b[0], b[1], b[2], b[3]), (2, 1, 2, 1), "{b:?}");
         assert_eq!(b[10], 1, "1000 µs is at most 1024: {b:?}");
-        assert_eq!(b[SYNC_LATENCY_BUCKETS - 1], 1, "the slowest bucket takes the rest");
+        assert_eq!(
+            b[SYNC_LATENCY_BUCKETS - 1],
+            1,
+            "the slowest bucket takes the rest"
+        );
         assert_eq!(b.iter().sum::<u64>(), 8);
     }
 }
