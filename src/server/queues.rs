@@ -93,9 +93,9 @@ pub fn spec_of(name: &str, c: &QueueConfig) -> QueueSpec {
 fn queue_error(e: QueueError) -> Option<Reply> {
     let code = match e {
         QueueError::UnknownHandle(_) => ErrorCode::UnknownHandle,
-        QueueError::PriorityTooHigh { .. } | QueueError::GroupIdRequired => {
-            ErrorCode::InvalidRequest
-        }
+        QueueError::PriorityTooHigh { .. }
+        | QueueError::GroupIdRequired
+        | QueueError::VisibilityTimeoutTooLong { .. } => ErrorCode::InvalidRequest,
     };
     reply(Response::error(code, e.to_string()))
 }

@@ -26,6 +26,8 @@ pub const PRIORITY_MAX: u8 = 255;
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Default visibility timeout of a lease (SQS default).
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Longest a lease's visibility may be set to (SQS: 12 hours).
+pub const VISIBILITY_TIMEOUT_MS_MAX: u64 = 12 * 60 * 60 * 1000;
 
 /// A queue's declaration; redeclaring with other values is an error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -165,4 +167,6 @@ pub enum QueueError {
     GroupIdRequired,
     #[error("unknown or expired receipt handle {0} (the lease ended; the message may have been redelivered)")]
     UnknownHandle(u64),
+    #[error("visibility timeout of {got} ms is over the maximum of {max} ms")]
+    VisibilityTimeoutTooLong { got: u64, max: u64 },
 }

@@ -21,7 +21,7 @@
 use super::slots::IdSlots;
 use super::{
     DeadLetter, DeadReason, Delivery, Extras, Holder, Message, PublishOptions, QueueConfig,
-    QueueError, DEDUP_WINDOW_MS,
+    QueueError, DEDUP_WINDOW_MS, VISIBILITY_TIMEOUT_MS_MAX,
 };
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -93,6 +93,9 @@ pub struct Queue {
     /// queue makes that deadline order (a wall clock stepping back only delays some
     /// timeouts by the step). Ended leases leave at the front or in a sweep.
     lease_deadlines: VecDeque<(i64, u64)>,
+    /// (deadline, handle) of leases whose visibility was changed: out of the deque's
+    /// order. A deque entry whose deadline is no longer its lease's is stale.
+    moved_deadlines: BTreeSet<(i64, u64)>,
     /// Leases per holder (a subscription's prefetch bound).
     held: FxHashMap<Holder, usize>,
     /// FIFO queues: groups with a message in flight.
@@ -119,6 +122,7 @@ impl Queue {
             expiring: BTreeSet::new(),
             leases: IdSlots::default(),
             lease_deadlines: VecDeque::new(),
+            moved_deadlines: BTreeSet::new(),
             held: FxHashMap::default(),
             busy_groups: FxHashSet::default(),
             dedup: FxHashMap::default(),
@@ -475,6 +479,7 @@ impl Queue {
             .remove(handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
         self.release_held(lease.holder, 1);
+        self.moved_deadlines.remove(&(lease.deadline_ms, handle));
         self.sweep_deadlines();
         let entry = self
             .entries
@@ -500,9 +505,39 @@ impl Queue {
     fn sweep_deadlines(&mut self) {
         if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
             let leases = &self.leases;
-            self.lease_deadlines
-                .retain(|(_, handle)| leases.contains(*handle));
+            self.lease_deadlines.retain(|(deadline, handle)| {
+                leases
+                    .get(*handle)
+                    .is_some_and(|l| l.deadline_ms == *deadline)
+            });
         }
+    }
+
+    /// SQS ChangeMessageVisibility: the lease `handle` now ends `timeout_ms` after
+    /// `now_ms` (0: the message is visible again at once, one delivery behind it, as
+    /// after a timeout). The handle stays valid until then.
+    pub fn change_visibility(
+        &mut self,
+        handle: u64,
+        timeout_ms: u64,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        if timeout_ms > VISIBILITY_TIMEOUT_MS_MAX {
+            return Err(QueueError::VisibilityTimeoutTooLong {
+                got: timeout_ms,
+                max: VISIBILITY_TIMEOUT_MS_MAX,
+            });
+        }
+        let lease = self
+            .leases
+            .get_mut(handle)
+            .ok_or(QueueError::UnknownHandle(handle))?;
+        let old = lease.deadline_ms;
+        // Bounded above, so the sum cannot overflow for any sane clock.
+        lease.deadline_ms = now_ms.saturating_add(timeout_ms as i64);
+        self.moved_deadlines.remove(&(old, handle));
+        self.moved_deadlines.insert((lease.deadline_ms, handle));
+        Ok(())
     }
 
     /// Settles one delivered message (`ack_all` with one handle): it is gone. Returns
@@ -528,6 +563,9 @@ impl Queue {
                 unknown(handle);
                 continue;
             };
+            if !self.moved_deadlines.is_empty() {
+                self.moved_deadlines.remove(&(lease.deadline_ms, handle));
+            }
             match &mut run {
                 Some((holder, n)) if *holder == lease.holder => *n += 1,
                 _ => {
@@ -620,7 +658,9 @@ impl Queue {
     pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
         let mut dead = Vec::new();
         while let Some(&(deadline, handle)) = self.lease_deadlines.front() {
-            if !self.leases.contains(handle) {
+            let current = self.leases.get(handle).map(|l| l.deadline_ms);
+            if current != Some(deadline) {
+                // Ended, or moved to `moved_deadlines`.
                 self.lease_deadlines.pop_front();
                 continue;
             }
@@ -628,6 +668,15 @@ impl Queue {
                 break;
             }
             self.lease_deadlines.pop_front();
+            if let Ok(message) = self.end_lease(handle) {
+                dead.extend(self.come_back(message, now_ms));
+            }
+        }
+        while let Some(&(deadline, handle)) = self.moved_deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            self.moved_deadlines.pop_first();
             if let Ok(message) = self.end_lease(handle) {
                 dead.extend(self.come_back(message, now_ms));
             }
@@ -663,6 +712,7 @@ impl Queue {
     pub fn next_deadline_ms(&self) -> Option<i64> {
         [
             self.lease_deadlines.front().map(|d| d.0),
+            self.moved_deadlines.first().map(|d| d.0),
             self.delayed.first().map(|d| d.0),
             self.expiring.first().map(|d| d.0),
         ]
@@ -1007,6 +1057,86 @@ mod tests {
         assert_eq!(q.held_by(Holder::Subscription(1)), 1);
         assert_eq!(q.held_by(Holder::Subscription(2)), 1);
         assert_eq!(q.stats().in_flight, 2);
+    }
+
+    #[test]
+    fn change_visibility_extends_a_lease_and_its_handle_stays_valid() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "job", 0);
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        q.change_visibility(d[0].handle, 5000, 500).expect("change");
+        assert_eq!(
+            q.next_deadline_ms(),
+            Some(1000),
+            "the stale entry, then dropped"
+        );
+        assert!(
+            q.receive(1, Holder::Pull, 1000).0.is_empty(),
+            "still leased"
+        );
+        assert_eq!(q.next_deadline_ms(), Some(5500));
+        assert!(q.receive(1, Holder::Pull, 5499).0.is_empty());
+        q.ack(d[0].handle).expect("the handle is still good");
+        assert_eq!(q.stats(), Stats::default());
+        assert_eq!(q.next_deadline_ms(), None, "nothing left to time out");
+    }
+
+    #[test]
+    fn change_visibility_to_zero_makes_the_message_visible_at_once() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        q.change_visibility(d[1].handle, 0, 10).expect("change");
+        let (again, _) = q.receive(5, Holder::Pull, 10);
+        assert_eq!(bodies(&again), ["b"]);
+        assert_eq!(again[0].message.deliveries, 2);
+        assert_eq!(
+            q.ack(d[1].handle),
+            Err(QueueError::UnknownHandle(d[1].handle)),
+            "the old lease ended"
+        );
+        q.ack(d[0].handle).expect("the other lease is untouched");
+    }
+
+    #[test]
+    fn a_shortened_lease_times_out_before_older_ones() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "first", 0);
+        publish(&mut q, "second", 0);
+        let (a, _) = q.receive(1, Holder::Pull, 0);
+        let (b, _) = q.receive(1, Holder::Pull, 100);
+        q.change_visibility(b[0].handle, 50, 200).expect("change");
+        assert_eq!(q.next_deadline_ms(), Some(250));
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 250).0), ["second"]);
+        assert_eq!(q.stats().in_flight, 2, "first is still leased");
+        q.ack(a[0].handle).expect("ack");
+    }
+
+    #[test]
+    fn change_visibility_refuses_unknown_handles_and_too_long_timeouts() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        assert_eq!(
+            q.change_visibility(999, 10, 0),
+            Err(QueueError::UnknownHandle(999))
+        );
+        let over = VISIBILITY_TIMEOUT_MS_MAX + 1;
+        assert_eq!(
+            q.change_visibility(d[0].handle, over, 0),
+            Err(QueueError::VisibilityTimeoutTooLong {
+                got: over,
+                max: VISIBILITY_TIMEOUT_MS_MAX
+            })
+        );
+        q.ack(d[0].handle).expect("unchanged lease");
     }
 
     #[test]

@@ -157,11 +157,6 @@ impl<T> IdSlots<T> {
         self.in_ring = 0;
     }
 
-    #[inline]
-    pub fn contains(&self, id: u64) -> bool {
-        self.get(id).is_some()
-    }
-
     /// Every id and value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
         let base = self.base;
