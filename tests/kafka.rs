@@ -164,6 +164,28 @@ fn keyed_messages_with_acks_all_reach_every_group_in_per_key_order() {
     }
 }
 
+/// The partitions librdkafka's `murmur2_random` partitioner (Kafka's Java default)
+/// picked for 200 keys, read back from the broker, are the ones the broker's own
+/// partitioner computes: exchanges routing by key agree with Kafka producers.
+#[test]
+fn librdkafkas_murmur2_partitioner_and_the_brokers_agree_on_every_key() {
+    let b = Broker::start();
+    b.create_topic("hashed", 7);
+    let (p, d) = producer(&b, &[("partitioner", "murmur2_random")]);
+    let msgs = keyed(200, 200, "hashed");
+    produce_all(&p, &d, "hashed", &msgs);
+    let c = consumer(&b, "hash-check");
+    c.subscribe(&["hashed"]).expect("subscribe");
+    let got = consume(&c, msgs.len(), false);
+    assert_eq!(got.len(), msgs.len());
+    let used: HashSet<i32> = got.iter().map(|g| g.0).collect();
+    assert_eq!(used.len(), 7, "200 keys spread over every partition");
+    for (partition, _, key, _) in &got {
+        let ours = peregrine_shards::partitioner::partition_for_key(key.as_bytes(), 7);
+        assert_eq!(*partition, ours, "key {key}");
+    }
+}
+
 #[test]
 fn a_joining_consumer_rebalances_without_loss_or_rereading_commits() {
     let b = Broker::start();
