@@ -83,6 +83,8 @@ pub enum CatalogError {
     InvalidPartitions(String),
     #[error("queue '{0}' does not exist (declare it with `peregrine queue declare {0}`)")]
     UnknownQueue(String),
+    #[error("invalid queue config: {0}")]
+    InvalidQueueConfig(String),
     #[error("queue '{0}' exists with other settings (delete it first to change them)")]
     QueueMismatch(String),
     #[error("exchange '{0}' does not exist (declare it with `peregrine exchange declare {0}`)")]
@@ -242,6 +244,9 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<Option<Catalog>, CatalogError> {
         validate_topic_name(name)?;
+        config
+            .validate()
+            .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
         if let Some(existing) = self.queues.get(name) {
             if existing.config == config {
                 return Ok(None);
@@ -604,5 +609,47 @@ mod tests {
         assert_eq!(removed.name, "a");
         assert!(without.topics.is_empty());
         assert!(without.version > cat.version);
+    }
+
+    #[test]
+    fn queue_bounds_persist_and_a_catalog_without_them_loads() {
+        use crate::queues::Overflow;
+        let bounded = QueueConfig {
+            max_length: Some(10),
+            max_bytes: Some(1 << 20),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        };
+        let cat = Catalog::default()
+            .with_queue("jobs", bounded.clone(), 1)
+            .expect("valid")
+            .expect("new");
+        assert_eq!(reencoded(&cat), Ok(cat.clone()));
+        // A catalog written before the bounds existed: none of their fields.
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let config = &mut json["queues"]["jobs"]["config"];
+        let fields = config.as_object_mut().expect("an object");
+        for field in ["max_length", "max_bytes", "overflow"] {
+            assert!(fields.remove(field).is_some(), "{field} was written");
+        }
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        let config = &old.queue("jobs").expect("queue").config;
+        assert_eq!(
+            (config.max_length, config.max_bytes, config.overflow),
+            (None, None, Overflow::DropHead)
+        );
+    }
+
+    #[test]
+    fn a_queue_declared_with_settings_it_cannot_serve_is_refused() {
+        let long = QueueConfig {
+            visibility_timeout_ms: crate::queues::VISIBILITY_TIMEOUT_MS_MAX + 1,
+            ..QueueConfig::default()
+        };
+        let refused = Catalog::default().with_queue("q", long, 1);
+        assert!(
+            matches!(refused, Err(CatalogError::InvalidQueueConfig(_))),
+            "{refused:?}"
+        );
     }
 }

@@ -19,6 +19,7 @@ fn catalog_error(e: CatalogError) -> Option<Reply> {
         CatalogError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         CatalogError::UnknownQueue(_) => ErrorCode::UnknownQueue,
         CatalogError::QueueMismatch(_) => ErrorCode::QueueMismatch,
+        CatalogError::InvalidQueueConfig(_) => ErrorCode::InvalidRequest,
         CatalogError::UnknownExchange(_) => ErrorCode::UnknownExchange,
         CatalogError::ExchangeMismatch(_) | CatalogError::UnknownBinding(_) => {
             ErrorCode::InvalidRequest

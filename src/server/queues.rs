@@ -56,8 +56,6 @@ pub struct OpenQueue {
     /// Push subscriptions attached (until their last unsubscribe).
     subscribers: RefCell<HashSet<u64>>,
     dead_lettered: Cell<u64>,
-    /// Origin keys of dead letters received (a resumed move is not stored twice).
-    origins: RefCell<HashSet<String>>,
     /// Dead letters whose move to the target has not finished.
     pending_moves: RefCell<Vec<DeadLetter>>,
     /// Subscriptions whose connection closed while a pull may still be waiting: such a
@@ -75,6 +73,7 @@ pub fn config_of(spec: &QueueSpec) -> QueueConfig {
         max_deliveries: spec.max_deliveries,
         dead_letter: spec.dead_letter.clone(),
         fifo: spec.fifo,
+        ..QueueConfig::default()
     }
 }
 
@@ -95,7 +94,8 @@ fn queue_error(e: QueueError) -> Option<Reply> {
         QueueError::UnknownHandle(_) => ErrorCode::UnknownHandle,
         QueueError::PriorityTooHigh { .. }
         | QueueError::GroupIdRequired
-        | QueueError::VisibilityTimeoutTooLong { .. } => ErrorCode::InvalidRequest,
+        | QueueError::VisibilityTimeoutTooLong { .. }
+        | QueueError::QueueFull { .. } => ErrorCode::InvalidRequest,
     };
     reply(Response::error(code, e.to_string()))
 }
@@ -127,6 +127,9 @@ pub async fn open(
         rec.next_id,
         now,
     );
+    for (origin, at_ms) in rec.origins {
+        queue.remember_origin(origin, at_ms, now);
+    }
     // Moves begun before a crash are finished by the timer.
     let pending = rec
         .dead_lettering
@@ -151,7 +154,6 @@ pub async fn open(
         wake_at: Cell::new(i64::MAX),
         subscribers: RefCell::new(HashSet::new()),
         dead_lettered: Cell::new(0),
-        origins: RefCell::new(rec.origins),
         pending_moves: RefCell::new(pending),
         closed_holders: RefCell::new(HashSet::new()),
     }))
@@ -197,9 +199,9 @@ pub async fn execute(shard: &Rc<Shard>, request: Request, payload: BytesMut) -> 
         ));
     };
     match request {
-        Request::Publish { spec, .. } => publish(&q, spec, payload.freeze()).await,
+        Request::Publish { spec, .. } => publish(shard, &q, spec, payload.freeze()).await,
         Request::PublishBatch { spec, lens, .. } => {
-            publish_batch(&q, spec, &lens, payload.freeze()).await
+            publish_batch(shard, &q, spec, &lens, payload.freeze()).await
         }
         Request::Receive {
             max,
@@ -279,15 +281,22 @@ fn publish_options(spec: &PublishSpec, now: i64) -> PublishOptions {
     }
 }
 
-async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply> {
+async fn publish(
+    shard: &Rc<Shard>,
+    q: &Rc<OpenQueue>,
+    spec: PublishSpec,
+    body: Bytes,
+) -> Option<Reply> {
     if let Some(origin) = &spec.origin {
-        if q.origins.borrow().contains(origin) {
+        if q.queue.borrow().knows_origin(origin) {
             return reply(Response::Published { id: None });
         }
     }
     let now = crate::time::now_ms();
     let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
+    // A drop-head publish pushed the oldest out: they move on as dead letters.
+    spawn_dead_letters(shard, q, q.queue.borrow_mut().drain_overflow());
     let id = match published {
         Ok(Some(id)) => id,
         Ok(None) => return reply(Response::Published { id: None }),
@@ -309,7 +318,7 @@ async fn publish(q: &OpenQueue, spec: PublishSpec, body: Bytes) -> Option<Reply>
         return io_error(e);
     }
     if let Some(origin) = spec.origin {
-        q.origins.borrow_mut().insert(origin);
+        q.queue.borrow_mut().remember_origin(origin, now, now);
     }
     q.ready.notify(usize::MAX);
     reply(Response::Published { id: Some(id) })
@@ -340,7 +349,8 @@ async fn durable(
 }
 
 async fn publish_batch(
-    q: &OpenQueue,
+    shard: &Rc<Shard>,
+    q: &Rc<OpenQueue>,
     spec: PublishSpec,
     lens: &[u32],
     bodies: Bytes,
@@ -380,6 +390,7 @@ async fn publish_batch(
         };
         q.store.append_published(publish, now)
     };
+    spawn_dead_letters(shard, q, q.queue.borrow_mut().drain_overflow());
     if let Err(e) = durable(q, (&ids, None), appended, spec.durable).await {
         return io_error(e);
     }

@@ -20,10 +20,13 @@ pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
 use bytes::Bytes;
 
-/// Highest priority a queue may be declared with (AMQP's range).
-pub const PRIORITY_MAX: u8 = 255;
 /// How long a FIFO queue remembers a deduplication id (SQS: 5 minutes).
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// How long a queue remembers the origin key (`source-queue/id`) of a dead letter it
+/// stored, so that a move resumed within it is not stored twice. A move is resumed at
+/// the source's next timer tick, or at its restart: a source down for longer than this
+/// with a move half done may store a second copy.
+pub const ORIGIN_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Default visibility timeout of a lease (SQS default).
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Longest a lease's visibility may be set to (SQS: 12 hours).
@@ -43,6 +46,65 @@ pub struct QueueConfig {
     pub dead_letter: Option<String>,
     /// Strict order per group id, one message in flight per group, deduplication.
     pub fifo: bool,
+    /// Most messages waiting (ready or delayed; leased ones do not count, as in
+    /// RabbitMQ's `x-max-length`); `None`: unbounded.
+    #[serde(default)]
+    pub max_length: Option<u64>,
+    /// Most body bytes waiting (ready or delayed), as `x-max-length-bytes`.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// What a publish that would pass `max_length` or `max_bytes` does.
+    #[serde(default)]
+    pub overflow: Overflow,
+}
+
+/// A full queue's answer to one more publish (RabbitMQ's `x-overflow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// The publish is refused (`QueueError::QueueFull`); the queue keeps what it has.
+    RejectPublish,
+    /// The oldest waiting messages are dead-lettered (dropped without a target) until
+    /// the new one fits. RabbitMQ's default, so it is ours.
+    #[default]
+    DropHead,
+}
+
+impl Overflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::RejectPublish => "reject-publish",
+            Overflow::DropHead => "drop-head",
+        }
+    }
+}
+
+impl std::str::FromStr for Overflow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Overflow, String> {
+        match s {
+            "reject-publish" => Ok(Overflow::RejectPublish),
+            "drop-head" => Ok(Overflow::DropHead),
+            other => Err(format!(
+                "unknown overflow policy '{other}' (use reject-publish or drop-head)"
+            )),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Why this declaration cannot be served, if it cannot. A priority is an octet
+    /// (AMQP's range, 0..=255), so `max_priority` needs no check of its own.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.visibility_timeout_ms > VISIBILITY_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "visibility timeout of {} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms",
+                self.visibility_timeout_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueConfig {
@@ -54,6 +116,9 @@ impl Default for QueueConfig {
             max_deliveries: None,
             dead_letter: None,
             fifo: false,
+            max_length: None,
+            max_bytes: None,
+            overflow: Overflow::default(),
         }
     }
 }
@@ -128,6 +193,8 @@ pub enum DeadReason {
     Rejected,
     Expired,
     MaxDeliveries,
+    /// Dropped from the head of a full queue (`Overflow::DropHead`).
+    MaxLength,
 }
 
 impl DeadReason {
@@ -136,6 +203,7 @@ impl DeadReason {
             DeadReason::Rejected => "rejected",
             DeadReason::Expired => "expired",
             DeadReason::MaxDeliveries => "max-deliveries",
+            DeadReason::MaxLength => "max-length",
         }
     }
 }
@@ -167,6 +235,8 @@ pub enum QueueError {
     GroupIdRequired,
     #[error("unknown or expired receipt handle {0} (the lease ended; the message may have been redelivered)")]
     UnknownHandle(u64),
+    #[error("queue '{queue}' is full ({limit}; its overflow policy is reject-publish): consume or purge it, or publish later")]
+    QueueFull { queue: String, limit: String },
     #[error("visibility timeout of {got} ms is over the maximum of {max} ms")]
     VisibilityTimeoutTooLong { got: u64, max: u64 },
 }

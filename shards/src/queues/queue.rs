@@ -20,8 +20,8 @@
 
 use super::slots::IdSlots;
 use super::{
-    DeadLetter, DeadReason, Delivery, Extras, Holder, Message, PublishOptions, QueueConfig,
-    QueueError, DEDUP_WINDOW_MS, VISIBILITY_TIMEOUT_MS_MAX,
+    DeadLetter, DeadReason, Delivery, Extras, Holder, Message, Overflow, PublishOptions,
+    QueueConfig, QueueError, DEDUP_WINDOW_MS, ORIGIN_WINDOW_MS, VISIBILITY_TIMEOUT_MS_MAX,
 };
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -85,6 +85,10 @@ pub struct Queue {
     /// Ready messages by priority (index = priority).
     levels: Vec<Level>,
     ready: usize,
+    /// Body bytes of ready and delayed messages (`max_bytes` bounds them).
+    queued_bytes: u64,
+    /// Messages a drop-head publish pushed out, until the owner takes them.
+    overflowed: Vec<DeadLetter>,
     delayed: BTreeSet<(i64, u64)>,
     /// Expiry times of ready and delayed messages.
     expiring: BTreeSet<(i64, u64)>,
@@ -103,6 +107,44 @@ pub struct Queue {
     /// FIFO queues: deduplication ids seen, with when they are forgotten.
     dedup: FxHashMap<String, i64>,
     dedup_order: VecDeque<(i64, String)>,
+    /// Origin keys of dead letters stored here, with when they are forgotten.
+    origins: Window,
+}
+
+/// Keys remembered until a time, forgotten in the order they were seen.
+#[derive(Debug, Default)]
+struct Window {
+    until: FxHashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Window {
+    fn contains(&self, key: &str) -> bool {
+        self.until.contains_key(key)
+    }
+
+    fn insert(&mut self, key: String, until: i64) {
+        self.until.insert(key.clone(), until);
+        self.order.push_back((until, key));
+    }
+
+    fn forget(&mut self, now_ms: i64) {
+        while let Some((until, _)) = self.order.front() {
+            if *until > now_ms {
+                break;
+            }
+            if let Some((until, key)) = self.order.pop_front() {
+                if self.until.get(&key) == Some(&until) {
+                    self.until.remove(&key);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.until.len().max(self.order.len())
+    }
 }
 
 impl Queue {
@@ -118,6 +160,8 @@ impl Queue {
             entries: IdSlots::default(),
             levels,
             ready: 0,
+            queued_bytes: 0,
+            overflowed: Vec::new(),
             delayed: BTreeSet::new(),
             expiring: BTreeSet::new(),
             leases: IdSlots::default(),
@@ -127,6 +171,23 @@ impl Queue {
             busy_groups: FxHashSet::default(),
             dedup: FxHashMap::default(),
             dedup_order: VecDeque::new(),
+            origins: Window::default(),
+        }
+    }
+
+    /// Whether a dead letter with this origin key was stored here within
+    /// `ORIGIN_WINDOW_MS` (a resumed move: drop the second copy).
+    pub fn knows_origin(&self, origin: &str) -> bool {
+        self.origins.contains(origin)
+    }
+
+    /// Remembers a stored dead letter's origin key, seen at `at_ms`, for
+    /// `ORIGIN_WINDOW_MS`.
+    pub fn remember_origin(&mut self, origin: String, at_ms: i64, now_ms: i64) {
+        self.origins.forget(now_ms);
+        let until = at_ms.saturating_add(ORIGIN_WINDOW_MS);
+        if until > now_ms {
+            self.origins.insert(origin, until);
         }
     }
 
@@ -189,6 +250,9 @@ impl Queue {
     /// Removes a ready or delayed message's traces (its entry is already out).
     fn unplace(&mut self, entry: &Entry) {
         let m = &entry.message;
+        if entry.place != Place::Leased {
+            self.queued_bytes -= m.body.len() as u64;
+        }
         match entry.place {
             Place::Ready { fresh } => {
                 if !fresh {
@@ -241,14 +305,19 @@ impl Queue {
                 return Err(QueueError::GroupIdRequired);
             }
             self.forget_dedup(now_ms);
-            if let Some(id) = &opts.dedup_id {
-                if self.dedup.contains_key(id) {
-                    return Ok(None);
-                }
-                let until = now_ms + DEDUP_WINDOW_MS;
-                self.dedup.insert(id.clone(), until);
-                self.dedup_order.push_back((until, id.clone()));
+            if opts
+                .dedup_id
+                .as_ref()
+                .is_some_and(|d| self.dedup.contains_key(d))
+            {
+                return Ok(None);
             }
+        }
+        self.make_room(body.len() as u64, now_ms)?;
+        if let Some(id) = &opts.dedup_id {
+            let until = now_ms + DEDUP_WINDOW_MS;
+            self.dedup.insert(id.clone(), until);
+            self.dedup_order.push_back((until, id.clone()));
         }
         let ttl = match (self.config.ttl_ms, opts.ttl_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -270,11 +339,98 @@ impl Queue {
         Ok(Some(id))
     }
 
+    /// Messages waiting: ready or delayed (what `max_length` counts).
+    pub fn queued(&self) -> usize {
+        self.ready + self.delayed.len()
+    }
+
+    /// Body bytes waiting: ready or delayed (what `max_bytes` counts).
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    fn fits(&self, len: u64) -> bool {
+        let c = &self.config;
+        c.max_length.is_none_or(|m| (self.queued() as u64) < m)
+            && c.max_bytes
+                .is_none_or(|m| self.queued_bytes.saturating_add(len) <= m)
+    }
+
+    /// Makes room for one more message of `len` bytes under the queue's bounds: by
+    /// refusing it (reject-publish, or a message no emptying could fit) or by pushing
+    /// the oldest waiting messages out (drop-head; see `drain_overflow`).
+    fn make_room(&mut self, len: u64, now_ms: i64) -> Result<(), QueueError> {
+        if self.fits(len) {
+            return Ok(());
+        }
+        let c = &self.config;
+        let impossible = c.max_length == Some(0) || c.max_bytes.is_some_and(|m| len > m);
+        if c.overflow == Overflow::RejectPublish || impossible {
+            return Err(self.full());
+        }
+        while !self.fits(len) {
+            let Some(id) = self.head() else {
+                return Err(self.full());
+            };
+            let Some(message) = self.take(id) else {
+                return Err(self.full());
+            };
+            let dead = self.dead(message, DeadReason::MaxLength, now_ms);
+            self.overflowed.push(dead);
+        }
+        Ok(())
+    }
+
+    fn full(&self) -> QueueError {
+        let c = &self.config;
+        let limit = match (c.max_length, c.max_bytes) {
+            (Some(n), Some(b)) => format!("max-length {n}, max-bytes {b}"),
+            (Some(n), None) => format!("max-length {n}"),
+            (None, Some(b)) => format!("max-bytes {b}"),
+            (None, None) => "no limit".to_string(),
+        };
+        QueueError::QueueFull {
+            queue: self.name.clone(),
+            limit,
+        }
+    }
+
+    /// The oldest waiting message: the lowest ready id over every priority, else the
+    /// delayed one due first. Stale fresh ids met at a deque's front are dropped.
+    fn head(&mut self) -> Option<u64> {
+        let mut oldest: Option<u64> = None;
+        for p in 0..self.levels.len() {
+            while let Some(&id) = self.levels[p].fresh.front() {
+                let live =
+                    self.entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true });
+                if live {
+                    break;
+                }
+                self.levels[p].fresh.pop_front();
+            }
+            let level = &self.levels[p];
+            let first = [level.fresh.front(), level.back.first()]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+            oldest = [oldest, first].into_iter().flatten().min();
+        }
+        oldest.or_else(|| self.delayed.first().map(|(_, id)| *id))
+    }
+
+    /// Dead letters a drop-head publish pushed out: the owner moves them on (or journals
+    /// them settled when the queue has no target) as for any other dead letter.
+    pub fn drain_overflow(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.overflowed)
+    }
+
     /// Puts an unleased message where it belongs: delayed or ready. `fresh`: it is the
     /// newest id placed so far (a publish, a restore in id order), so it can join the
     /// back of its level's deque.
     fn place(&mut self, message: Message, now_ms: i64, fresh: bool) {
         let id = message.id;
+        self.queued_bytes += message.body.len() as u64;
         if let Some(at) = message.expires_at_ms {
             self.expiring.insert((at, id));
         }
@@ -303,8 +459,11 @@ impl Queue {
             if *until > now_ms {
                 break;
             }
-            if let Some((_, id)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&id);
+            if let Some((until, id)) = self.dedup_order.pop_front() {
+                // Unless it was forgotten (unpublish) and seen again since.
+                if self.dedup.get(&id) == Some(&until) {
+                    self.dedup.remove(&id);
+                }
             }
         }
     }
@@ -453,6 +612,7 @@ impl Queue {
         }
         entry.place = Place::Leased;
         entry.message.deliveries += 1;
+        self.queued_bytes -= entry.message.body.len() as u64;
         let handle = self.next_handle;
         self.next_handle += 1;
         let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
@@ -656,6 +816,9 @@ impl Queue {
 
     /// Applies time: visibility timeouts, delays that ended, expiries.
     pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
+        // Also when nobody publishes: the sets shrink back within a window.
+        self.forget_dedup(now_ms);
+        self.origins.forget(now_ms);
         let mut dead = Vec::new();
         while let Some(&(deadline, handle)) = self.lease_deadlines.front() {
             let current = self.leases.get(handle).map(|l| l.deadline_ms);
@@ -738,6 +901,7 @@ impl Queue {
             level.back.clear();
         }
         self.ready = 0;
+        self.queued_bytes = 0;
         self.delayed.clear();
         self.expiring.clear();
         ids
@@ -1137,6 +1301,204 @@ mod tests {
             })
         );
         q.ack(d[0].handle).expect("unchanged lease");
+    }
+
+    fn bounded(max_length: Option<u64>, max_bytes: Option<u64>, overflow: Overflow) -> Queue {
+        queue(QueueConfig {
+            max_length,
+            max_bytes,
+            overflow,
+            dead_letter: Some("dlq".into()),
+            ..QueueConfig::default()
+        })
+    }
+
+    #[test]
+    fn reject_publish_refuses_past_max_length_and_leased_messages_do_not_count() {
+        let mut q = bounded(Some(2), None, Overflow::RejectPublish);
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let refused = q.publish(body("c"), PublishOptions::default(), 0);
+        assert!(
+            matches!(&refused, Err(QueueError::QueueFull { queue, .. }) if queue == "q"),
+            "{refused:?}"
+        );
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        publish(&mut q, "c", 1);
+        assert_eq!(q.queued(), 2);
+        assert!(q.drain_overflow().is_empty());
+        q.ack(d[0].handle).expect("ack");
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 2).0), ["b", "c"]);
+    }
+
+    #[test]
+    fn reject_publish_refuses_past_max_bytes() {
+        let mut q = bounded(None, Some(10), Overflow::RejectPublish);
+        q.publish(body("12345678"), PublishOptions::default(), 0)
+            .expect("fits");
+        assert_eq!(q.queued_bytes(), 8);
+        let err = q.publish(body("123"), PublishOptions::default(), 0);
+        assert!(matches!(err, Err(QueueError::QueueFull { .. })));
+        q.publish(body("12"), PublishOptions::default(), 0)
+            .expect("exactly fits");
+        assert_eq!(q.queued_bytes(), 10);
+        q.receive(1, Holder::Pull, 0);
+        assert_eq!(q.queued_bytes(), 2, "leased bodies do not count");
+    }
+
+    #[test]
+    fn drop_head_dead_letters_the_oldest_until_the_new_one_fits() {
+        let mut q = bounded(Some(3), Some(100), Overflow::DropHead);
+        for s in ["a", "b", "c"] {
+            publish(&mut q, s, 0);
+        }
+        publish(&mut q, "d", 1);
+        let dead = q.drain_overflow();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.body, body("a"));
+        assert_eq!(dead[0].reason, DeadReason::MaxLength);
+        assert_eq!(dead[0].target.as_deref(), Some("dlq"));
+        // b, c, d hold 3 bytes: 98 more push out only b, as little as fits it.
+        let big = "x".repeat(98);
+        q.publish(body(&big), PublishOptions::default(), 2)
+            .expect("fits after dropping");
+        let dead: Vec<Bytes> = q
+            .drain_overflow()
+            .into_iter()
+            .map(|d| d.message.body)
+            .collect();
+        assert_eq!(dead, [body("b")]);
+        assert_eq!((q.queued(), q.queued_bytes()), (3, 100));
+        // No emptying fits a body over max_bytes: refused, nothing dropped.
+        let huge = "y".repeat(101);
+        let err = q.publish(body(&huge), PublishOptions::default(), 3);
+        assert!(matches!(err, Err(QueueError::QueueFull { .. })));
+        assert!(q.drain_overflow().is_empty());
+        assert_eq!(q.queued(), 3);
+    }
+
+    #[test]
+    fn drop_head_takes_the_oldest_over_every_priority_and_skips_leased_ones() {
+        let mut q = queue(QueueConfig {
+            max_priority: 5,
+            max_length: Some(2),
+            overflow: Overflow::DropHead,
+            ..QueueConfig::default()
+        });
+        let at = |p| PublishOptions {
+            priority: p,
+            ..PublishOptions::default()
+        };
+        q.publish(body("leased"), at(5), 0).expect("publish");
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        q.publish(body("low-old"), at(0), 0).expect("publish");
+        q.publish(body("high-new"), at(5), 0).expect("publish");
+        q.publish(body("newest"), at(1), 0).expect("publish");
+        let dead = q.drain_overflow();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.body, body("low-old"));
+        assert_eq!(dead[0].target, None, "no target: dropped");
+        q.ack(d[0].handle).expect("the leased one stayed leased");
+        assert_eq!(
+            bodies(&q.receive(5, Holder::Pull, 1).0),
+            ["high-new", "newest"]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_is_dropped_before_the_bound_applies() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            max_length: Some(1),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        });
+        let opts = |d: &str| PublishOptions {
+            group_id: Some("g".into()),
+            dedup_id: Some(d.into()),
+            ..PublishOptions::default()
+        };
+        q.publish(body("a"), opts("1"), 0).expect("publish");
+        assert_eq!(q.publish(body("a"), opts("1"), 1), Ok(None));
+        let full = q.publish(body("b"), opts("2"), 1);
+        assert!(matches!(full, Err(QueueError::QueueFull { .. })));
+        let (d, _) = q.receive(1, Holder::Pull, 2);
+        q.ack(d[0].handle).expect("ack");
+        // The refused one's dedup id was not kept: its retry is stored.
+        assert!(q
+            .publish(body("b"), opts("2"), 3)
+            .expect("publish")
+            .is_some());
+    }
+
+    #[test]
+    fn the_dedup_set_stays_within_its_window() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let step = 1_000;
+        let per_window = (DEDUP_WINDOW_MS / step) as usize;
+        for i in 0..3 * per_window as i64 {
+            let opts = PublishOptions {
+                group_id: Some("g".into()),
+                dedup_id: Some(format!("d{i}")),
+                ..PublishOptions::default()
+            };
+            q.publish(body("m"), opts, i * step).expect("publish");
+            let (d, _) = q.receive(1, Holder::Pull, i * step);
+            q.ack(d[0].handle).expect("ack");
+            assert!(q.dedup.len() <= per_window + 1, "{} ids", q.dedup.len());
+            assert!(q.dedup_order.len() <= per_window + 1);
+        }
+        // With nobody publishing, time alone empties it.
+        q.tick(3 * per_window as i64 * step + DEDUP_WINDOW_MS);
+        assert!(q.dedup.is_empty() && q.dedup_order.is_empty());
+    }
+
+    #[test]
+    fn a_dedup_id_forgotten_and_seen_again_keeps_its_new_window() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let opts = PublishOptions {
+            group_id: Some("g".into()),
+            dedup_id: Some("d".into()),
+            ..PublishOptions::default()
+        };
+        let id = q
+            .publish(body("a"), opts.clone(), 0)
+            .expect("ok")
+            .expect("id");
+        q.unpublish(id, Some("d"));
+        q.publish(body("a"), opts.clone(), 1000)
+            .expect("ok")
+            .expect("id");
+        // The first window's end must not forget the second sighting.
+        q.tick(DEDUP_WINDOW_MS + 500);
+        assert_eq!(q.publish(body("a"), opts, DEDUP_WINDOW_MS + 500), Ok(None));
+    }
+
+    #[test]
+    fn dead_letter_origins_are_forgotten_after_their_window() {
+        let mut q = queue(QueueConfig::default());
+        let step = 10_000;
+        let per_window = (ORIGIN_WINDOW_MS / step) as usize;
+        for i in 0..3 * per_window as i64 {
+            let now = i * step;
+            q.remember_origin(format!("src/{i}"), now, now);
+            assert!(q.knows_origin(&format!("src/{i}")));
+            assert!(q.origins.len() <= per_window + 1, "{}", q.origins.len());
+        }
+        let last = (3 * per_window as i64 - 1) * step;
+        assert!(!q.knows_origin("src/0"), "out of its window");
+        q.tick(last + ORIGIN_WINDOW_MS);
+        assert_eq!(q.origins.len(), 0, "time alone empties it");
+        // Replayed at restart with their old times: only those still in the window.
+        q.remember_origin("old".into(), 0, ORIGIN_WINDOW_MS);
+        q.remember_origin("recent".into(), 10, ORIGIN_WINDOW_MS);
+        assert!(!q.knows_origin("old") && q.knows_origin("recent"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -68,6 +68,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::Rejected => 0,
         DeadReason::Expired => 1,
         DeadReason::MaxDeliveries => 2,
+        DeadReason::MaxLength => 3,
     }
 }
 
@@ -75,6 +76,7 @@ fn reason_of(code: u8) -> DeadReason {
     match code {
         0 => DeadReason::Rejected,
         1 => DeadReason::Expired,
+        3 => DeadReason::MaxLength,
         _ => DeadReason::MaxDeliveries,
     }
 }
@@ -97,8 +99,8 @@ pub struct Recovered {
     pub dead_lettering: Vec<(u64, DeadReason, i64)>,
     /// Deduplication ids with their publish times.
     pub dedup: Vec<(String, i64)>,
-    /// Origin keys of dead letters received.
-    pub origins: HashSet<String>,
+    /// Origin keys of dead letters received, with when they were stored.
+    pub origins: Vec<(String, i64)>,
     pub next_id: u64,
 }
 
@@ -330,7 +332,7 @@ impl Replay {
             self.out.dedup.push((d.clone(), meta.published_ms));
         }
         if let Some(o) = &meta.origin {
-            self.out.origins.insert(o.clone());
+            self.out.origins.push((o.clone(), meta.published_ms));
         }
         self.live.insert(meta.first_id, count, offset);
         for m in meta.into_messages(value, offset)? {
@@ -765,7 +767,7 @@ mod tests {
                 .expect("durable");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
-            assert!(rec.origins.contains("src/7"));
+            assert_eq!(rec.origins, [("src/7".to_string(), 1000)]);
             let mut q = Queue::restore("q", fifo, rec.messages, rec.dedup, rec.next_id, 2000);
             let dup = q
                 .publish(Bytes::from_static(b"again"), opts, 2000)
