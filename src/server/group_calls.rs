@@ -15,6 +15,7 @@ fn group_error(e: GroupError) -> Option<Reply> {
         GroupError::InvalidSessionTimeout => ErrorCode::InvalidSessionTimeout,
         GroupError::InvalidGroupId => ErrorCode::InvalidGroup,
         GroupError::NotEmpty => ErrorCode::GroupNotEmpty,
+        GroupError::TooManyGroups { .. } => ErrorCode::InvalidGroup,
         _ => ErrorCode::Internal,
     };
     reply(Response::error(code, e.to_string()))
@@ -128,9 +129,12 @@ pub async fn execute(shard: &Rc<Shard>, request: Request) -> Option<Reply> {
             })
         }
         Request::DeleteGroup { group } => ok_or(groups.delete(&group).await),
-        Request::ListShardGroups { .. } => reply(Response::Groups {
-            groups: groups.list(),
-        }),
+        Request::ListShardGroups { .. } => match groups.loaded().await {
+            Ok(()) => reply(Response::Groups {
+                groups: groups.list(),
+            }),
+            Err(e) => group_error(e),
+        },
         Request::ListGroups => {
             let mut all = Vec::new();
             for s in 0..shard.nshards {

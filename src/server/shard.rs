@@ -69,7 +69,11 @@ impl Shard {
         queues: super::runtime::Queues,
     ) -> Shard {
         let id = router.shard_id();
-        let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
+        let groups = GroupCoordinator::new(GroupConfig {
+            shard: id,
+            shards: config.shards as u32,
+            ..GroupConfig::new(config.data_dir.join("groups"))
+        });
         let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
         Shard {
             id,
