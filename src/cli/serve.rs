@@ -3,7 +3,7 @@
 use super::CliResult;
 use crate::server::config::{self, ServerConfig};
 use clap::Args;
-use peregrine_shards::log::FsyncPolicy;
+use peregrine_shards::log::{FsyncPolicy, LogConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// Busy-poll this many µs before an idle shard sleeps (latency vs. CPU).
     #[arg(long, default_value_t = 0)]
     pub poll_us: u64,
+    /// Forget an idempotent producer's state in a partition after this many ms without
+    /// a write there (Kafka's `producer.id.expiration.ms`; default one day). Bounds the
+    /// state by the producers active within it; one that comes back later starts anew.
+    #[arg(long, default_value_t = LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT)]
+    pub producer_id_expiration_ms: u64,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -128,6 +133,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         cache_mb: args.cache_mb,
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,
+        producer_id_expiration_ms: args.producer_id_expiration_ms,
     })
 }
 

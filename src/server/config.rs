@@ -54,4 +54,6 @@ pub struct ServerConfig {
     pub retention_check: Duration,
     /// Busy-poll this long before an idle shard parks (glommio spin_before_park).
     pub poll_us: u64,
+    /// See `LogConfig::producer_id_expiration_ms` (`--producer-id-expiration-ms`).
+    pub producer_id_expiration_ms: u64,
 }

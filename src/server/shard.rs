@@ -413,6 +413,7 @@ impl Shard {
                 retention_bytes: meta.config.retention_bytes,
                 fsync: self.config.fsync,
                 write_linger: self.config.write_linger,
+                producer_id_expiration_ms: self.config.producer_id_expiration_ms,
                 ..LogConfig::default()
             };
             let dir = meta.partition_dir(&self.config.data_dir, partition);
