@@ -454,9 +454,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Writes the catalog atomically: temp file, fsync, rename, fsync of the directory.
-    /// Rare and small, so plain blocking I/O on the controller shard is acceptable.
-    pub fn save(&self, path: &Path) -> Result<(), CatalogError> {
+    /// Writes the catalog atomically (temp file, fsync, rename, fsync of the directory)
+    /// on the shard's blocking thread, so the shard keeps serving meanwhile. Call it
+    /// inside a shard's executor; elsewhere use `save_blocking`.
+    pub async fn save(&self, path: &Path) -> Result<(), CatalogError> {
+        let catalog = self.clone();
+        let path = path.to_owned();
+        glommio::executor()
+            .spawn_blocking(move || catalog.save_blocking(&path))
+            .await
+    }
+
+    /// `save` with blocking file calls, for threads that are not shards (tests, tools).
+    pub fn save_blocking(&self, path: &Path) -> Result<(), CatalogError> {
         let err = |reason: String| CatalogError::Storage {
             path: path.display().to_string(),
             reason,
@@ -603,7 +613,7 @@ mod tests {
         let cat = Catalog::default()
             .with_topic("a", config(3), 2, 7)
             .expect("valid");
-        cat.save(&path).expect("saved");
+        cat.save_blocking(&path).expect("saved");
         assert_eq!(Catalog::load(&path).expect("loaded"), cat);
         let (without, removed) = cat.without_topic("a").expect("exists");
         assert_eq!(removed.name, "a");
@@ -650,6 +660,27 @@ mod tests {
         assert!(
             matches!(refused, Err(CatalogError::InvalidQueueConfig(_))),
             "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_catalog_saved_from_a_shard_loads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta").join("topics.json");
+        let cat = Catalog::default()
+            .with_topic("a", config(3), 2, 7)
+            .expect("valid");
+        let saved = cat.clone();
+        let at = path.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move { saved.save(&at).await.expect("saved") })
+            .expect("start executor")
+            .join()
+            .expect("executor ran");
+        assert_eq!(Catalog::load(&path).expect("loaded"), cat);
+        assert!(
+            !path.with_extension("tmp").exists(),
+            "the temporary file is renamed"
         );
     }
 }

@@ -324,7 +324,7 @@ impl Shard {
                 "a subscription runs on a client connection",
             )),
             Request::InitProducerId { producer_id, epoch } => {
-                super::admin::init_producer_id(self, producer_id, epoch)
+                super::admin::init_producer_id(self, producer_id, epoch).await
             }
             Request::DeleteTopic { name } => super::admin::delete_topic(self, &name).await,
             Request::CreatePartitions { topic, count } => {
