@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tracing::error;
+use tracing::{error, info};
 
 use super::cache::BatchCache;
 use super::config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX};
@@ -282,6 +282,13 @@ impl PartitionLog {
         } = st.producers.check(&headers, now)?
         {
             debug_assert!(base_offset <= last_offset && last_offset < st.end_offset);
+            // Rare (a client lost an answer and retried) and worth knowing about.
+            info!(
+                dir = %inner.dir.display(),
+                base_offset,
+                last_offset,
+                "duplicate batch from an idempotent producer: answered with its first offsets"
+            );
             return Ok(AppendResult {
                 base_offset,
                 last_offset,
