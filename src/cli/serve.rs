@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// state by the producers active within it; one that comes back later starts anew.
     #[arg(long, default_value_t = LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT)]
     pub producer_id_expiration_ms: u64,
+    /// HTTP address for operators (`/metrics`, `/healthz`, `/readyz`), shared by every
+    /// shard; port 0 picks a free one (the ready line names it).
+    #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
+    pub http_addr: SocketAddr,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -134,6 +138,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,
         producer_id_expiration_ms: args.producer_id_expiration_ms,
+        http_addr: args.http_addr,
     })
 }
 

@@ -251,6 +251,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 continue;
             }
         };
+        crate::metrics::local::native_request(&envelope.request);
         if let Request::Subscribe {
             queue,
             prefetch,
@@ -284,6 +285,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let (shard, tx, budget) = (shard.clone(), tx.clone(), budget.clone());
         spawn_local(async move {
             if let Some(reply) = shard.dispatch(envelope.request, payload).await {
+                crate::metrics::local::answered(crate::metrics::Protocol::Native, &reply.0);
                 send_answer(&tx, &budget, envelope.id, reply).await;
             }
             drop((permit, bytes_permit));

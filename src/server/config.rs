@@ -56,4 +56,6 @@ pub struct ServerConfig {
     pub poll_us: u64,
     /// See `LogConfig::producer_id_expiration_ms` (`--producer-id-expiration-ms`).
     pub producer_id_expiration_ms: u64,
+    /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
+    pub http_addr: SocketAddr,
 }

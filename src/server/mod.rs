@@ -51,6 +51,7 @@ struct ShardSockets {
     own: StdListener,
     kafka: StdListener,
     kafka_own: StdListener,
+    http: StdListener,
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
@@ -91,6 +92,9 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
     };
     let kafka_own = listeners::bind_own(kafka_addr, kafka_base, config.shards)
         .map_err(listen_err(format!("Kafka shard ports from {kafka_base}")))?;
+    let http = listeners::bind_shared(config.http_addr, config.shards)
+        .map_err(listen_err(config.http_addr.to_string()))?;
+    let http_addr = http[0].local_addr().map_err(listen_err("http".into()))?;
     config.kafka_shard_ports = kafka_own
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
@@ -110,9 +114,11 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
     let mesh = router::mesh(config.shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
+    let metrics = crate::metrics::Metrics::new(config.shards);
     let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
-    for (i, (((native, own), kafka), kafka_own)) in sockets.enumerate() {
+    for (i, ((((native, own), kafka), kafka_own), http)) in sockets.zip(http).enumerate() {
         let start = ShardStart {
+            metrics: metrics.clone(),
             config: config.clone(),
             mesh: mesh.clone(),
             catalog: catalog.clone(),
@@ -123,6 +129,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
                 own,
                 kafka,
                 kafka_own,
+                http,
             },
             ready: ready_tx.clone(),
         };
@@ -148,6 +155,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         }
         return Err(ServeError::Shard(e));
     }
+    metrics.set_ready();
     let ports: Vec<String> = shard_ports.iter().map(u16::to_string).collect();
     let kafka_ports: Vec<String> = config
         .kafka_shard_ports
@@ -156,7 +164,7 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         .collect();
     // Tests and scripts read this line to find the ports.
     println!(
-        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={}",
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr}",
         config.shards,
         ports.join(","),
         kafka_ports.join(",")
@@ -189,6 +197,7 @@ fn install_signal_handler(process: Arc<ProcessShutdown>) {
 }
 
 struct ShardStart {
+    metrics: Arc<crate::metrics::Metrics>,
     config: Arc<ServerConfig>,
     mesh: Mesh,
     catalog: Arc<Catalog>,
@@ -219,14 +228,19 @@ async fn shard_main(start: ShardStart) {
         let _ = start.ready.send(Err(format!("shard {}: {e}", shard.id)));
         return;
     }
+    let metrics = start.metrics.shards[shard.id as usize].clone();
+    crate::metrics::local::install(metrics.clone(), shard.cache_counters());
     serve_mesh(&shard, receivers);
     spawn_background(&shard);
+    let refresh =
+        crate::metrics::objects::refresh_loop(shard.clone(), start.metrics.clone(), metrics);
     let gate = Rc::new(glommio::sync::Gate::new());
     let ShardSockets {
         native,
         own,
         kafka,
         kafka_own,
+        http,
     } = start.sockets;
     let accepts = [
         accept_loop(
@@ -255,7 +269,7 @@ async fn shard_main(start: ShardStart) {
         ),
     ];
     // Connections and the request tasks they spawn run in the latency-class queue.
-    let accepts: Vec<_> = accepts
+    let mut accepts: Vec<_> = accepts
         .into_iter()
         .filter_map(|a| match runtime::spawn_into(a, shard.queues.requests) {
             Ok(task) => Some(task),
@@ -265,6 +279,18 @@ async fn shard_main(start: ShardStart) {
             }
         })
         .collect();
+    let http = runtime::adopt_listener(http);
+    let http = crate::http::accept_loop(shard.clone(), gate.clone(), http, start.metrics.clone());
+    match runtime::spawn_into(http, shard.queues.requests) {
+        Ok(task) => accepts.push(task),
+        Err(e) => tracing::error!("starting the HTTP accept loop: {e}"),
+    }
+    match runtime::spawn_into(refresh, shard.queues.background) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => tracing::error!("starting the metrics refresh: {e}"),
+    }
     let _ = start.ready.send(Ok(shard.id));
     shard.shutdown.watch().await;
     for a in accepts {
@@ -366,6 +392,8 @@ enum Protocol {
     Kafka,
 }
 
+use crate::metrics::Protocol as MP;
+
 async fn accept_loop(
     shard: Rc<Shard>,
     gate: Rc<glommio::sync::Gate>,
@@ -389,13 +417,15 @@ async fn accept_loop(
         };
         match protocol {
             Protocol::Native => {
-                let spawned = gate.spawn(crate::native::connection::serve(shard.clone(), stream));
+                let serve = crate::native::connection::serve(shard.clone(), stream);
+                let spawned = gate.spawn(crate::metrics::local::connection(MP::Native, serve));
                 if let Ok(task) = spawned {
                     task.detach();
                 }
             }
             Protocol::Kafka => {
-                let spawned = gate.spawn(crate::kafka::serve(shard.clone(), stream));
+                let serve = crate::kafka::serve(shard.clone(), stream);
+                let spawned = gate.spawn(crate::metrics::local::connection(MP::Kafka, serve));
                 if let Ok(task) = spawned {
                     task.detach();
                 }

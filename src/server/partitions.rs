@@ -38,6 +38,7 @@ pub async fn produce(
     payload: BytesMut,
 ) -> Option<Reply> {
     let answer = |r: Response| if acks == Acks::None { None } else { reply(r) };
+    let timer = crate::metrics::local::ProduceTimer::start(payload.len());
     let log = match shard.partition(topic, partition) {
         Ok(log) => log,
         Err(e) => return answer(e),
@@ -72,6 +73,7 @@ pub async fn produce(
     if acks == Acks::Leader && appended.woke_readers > 0 {
         future::yield_now().await;
     }
+    timer.appended(topic, partition, &appended, acks != Acks::None);
     answer(Response::Produced {
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
@@ -117,6 +119,7 @@ pub async fn fetch(
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
             };
+            crate::metrics::local::fetched(topic, partition, args.offset, &read.batches);
             return Some((response, read.batches));
         }
         // Long poll: wake on the next append, the deadline, or shutdown.

@@ -160,6 +160,11 @@ pub async fn open(
 }
 
 impl OpenQueue {
+    /// Depths now and dead letters moved, for /metrics.
+    pub fn gauges(&self) -> (peregrine_shards::queues::Stats, u64) {
+        (self.queue.borrow().stats(), self.dead_lettered.get())
+    }
+
     pub async fn close(&self) {
         if let Err(e) = self.store.close().await {
             tracing::error!(queue = %self.name, "closing queue journal: {e}");

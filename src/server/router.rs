@@ -58,6 +58,7 @@ impl Router {
 
     /// Executes `request` on `shard` (never this one) and waits for its answer.
     pub async fn call(&self, shard: u32, request: Request, payload: BytesMut) -> Option<Reply> {
+        crate::metrics::local::cross_core_call();
         let (tx, rx) = oneshot::channel();
         let msg = ShardMsg::Request {
             request: Box::new(request),

@@ -95,6 +95,11 @@ impl Shard {
         }
     }
 
+    /// The batch cache's hit and miss counters (for /metrics).
+    pub fn cache_counters(&self) -> Arc<peregrine_shards::log::CacheCounters> {
+        self.cache.counters()
+    }
+
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.borrow().clone()
     }
@@ -318,7 +323,12 @@ impl Shard {
             | Request::Nack { .. }
             | Request::PublishBatch { .. }
             | Request::SubscriptionPull { .. }
-            | Request::Unsubscribe { .. }) => super::queues::execute(self, request, payload).await,
+            | Request::Unsubscribe { .. }) => {
+                let counted = crate::metrics::local::QueueCall::of(&request);
+                let answer = super::queues::execute(self, request, payload).await;
+                counted.settled(&answer);
+                answer
+            }
             Request::Subscribe { .. } => reply(Response::error(
                 ErrorCode::InvalidRequest,
                 "a subscription runs on a client connection",
