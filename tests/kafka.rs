@@ -684,3 +684,50 @@ fn offsets_for_times_finds_the_exact_record() {
         assert_eq!(got, want, "timestamp {ts}");
     }
 }
+
+/// One record from idempotent producer `producer_id` (epoch 0) with sequence `seq`: the
+/// Kafka v2 batch a Kafka producer sends, here through the native Produce request so the
+/// test picks the sequence numbers.
+fn idempotent_batch(producer_id: i64, seq: i32) -> Vec<u8> {
+    let mut builder = peregrine_shards::records::BatchBuilder::new(1_700_000_000_000, 64);
+    builder.push(
+        None,
+        Some(format!("seq-{seq}").as_bytes()),
+        1_700_000_000_000,
+        &[],
+    );
+    let mut batch = builder.finish().expect("one record");
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+    batch[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = peregrine_shards::batch::crc_of(&batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+#[test]
+fn an_idempotent_producer_idle_past_its_expiration_starts_afresh() {
+    use peregrine::native::messages::{Acks, ErrorCode};
+    let b = Broker::start_with(&["--producer-id-expiration-ms", "1000"]);
+    b.create_topic("expiring", 1);
+    let mut c = b.client();
+    let mut produce = |seq| c.produce("expiring", 0, Acks::Durable, &idempotent_batch(77, seq));
+    assert_eq!(produce(0).expect("first"), Some((0, 0)));
+    assert_eq!(produce(1).expect("next"), Some((1, 1)));
+    // Remembered: a retry gets its first offsets, a gap is refused.
+    assert_eq!(produce(1).expect("retry"), Some((1, 1)));
+    let gap = produce(5).expect_err("a gap");
+    assert_eq!(gap.code(), Some(ErrorCode::OutOfOrderSequence), "{gap}");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Forgotten: the producer is new to the partition, so its sequence is taken as it
+    // comes (Kafka since KIP-360), and a retry of what it sent before expiry would be
+    // appended again.
+    assert_eq!(produce(5).expect("after expiry"), Some((2, 2)));
+    assert_eq!(produce(6).expect("in order"), Some((3, 3)));
+    assert_eq!(produce(6).expect("retry"), Some((3, 3)), "remembered again");
+    let fetched = b
+        .client()
+        .fetch("expiring", 0, 0, 1 << 20, 0)
+        .expect("fetch");
+    assert_eq!(fetched.high_watermark, 4);
+}
