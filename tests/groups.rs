@@ -378,3 +378,69 @@ fn offsets_of_an_older_release_are_served_after_the_upgrade_and_their_files_remo
     assert_eq!(fetch(&b, "old1"), vec![(0, 1), (1, 11)]);
     assert_eq!(list_groups(&b).len(), GROUPS);
 }
+
+/// How long the committers run before the kill at most (each also stops at its first
+/// failed commit, which the kill causes).
+const COMMITTING_MAX: Duration = Duration::from_secs(20);
+
+#[test]
+fn no_answered_commit_is_lost_when_the_broker_is_killed_while_committing() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let mut b = Broker::start();
+    b.create_topic("t", 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Per group: (last offset answered Ok, last offset sent).
+    let progress: Vec<Arc<(AtomicI64, AtomicI64)>> = (0..GROUPS)
+        .map(|_| Arc::new((AtomicI64::new(-1), AtomicI64::new(-1))))
+        .collect();
+    let committers: Vec<_> = progress
+        .iter()
+        .enumerate()
+        .map(|(g, p)| {
+            let (p, stop, mut c) = (p.clone(), stop.clone(), b.client());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut offset = 0i64;
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < COMMITTING_MAX {
+                    p.1.store(offset, Ordering::SeqCst);
+                    let request = Request::CommitOffsets {
+                        group: format!("crash{g}"),
+                        member_id: String::new(),
+                        generation: -1,
+                        offsets: vec![CommitEntry {
+                            topic: "t".into(),
+                            partition: 0,
+                            offset,
+                        }],
+                    };
+                    match c.call(request, &[]) {
+                        Ok((Response::Ok, _)) => p.0.store(offset, Ordering::SeqCst),
+                        _ => break, // The broker is gone.
+                    }
+                    offset += 1;
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        "commits answered in every group",
+        Duration::from_secs(20),
+        || progress.iter().all(|p| p.0.load(Ordering::SeqCst) >= 50),
+    );
+    b.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for t in committers {
+        t.join().expect("committer thread");
+    }
+    b.restart();
+    for (g, p) in progress.iter().enumerate() {
+        let (answered, sent) = (p.0.load(Ordering::SeqCst), p.1.load(Ordering::SeqCst));
+        let got = fetch(&b, &format!("crash{g}"));
+        assert_eq!(got.len(), 1, "crash{g}: {got:?}");
+        let offset = got[0].1;
+        assert!(
+            (answered..=sent).contains(&offset),
+            "crash{g}: committed {offset} after the kill; answered up to {answered}, sent up to {sent}"
+        );
+    }
+}
