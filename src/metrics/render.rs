@@ -1,6 +1,10 @@
 //! The `/metrics` page: every shard's counters and rows in the Prometheus text format
 //! (version 0.0.4), written by `prometheus-client`'s encoder from a collector over the
 //! `Metrics` (no copies into the crate's own metric types).
+//!
+//! Request and error series appear at their first event (their label tables hold
+//! hundreds of combinations per shard, mostly never used); everything else is always
+//! present.
 
 use super::{
     kafka_api_name, objects::Snapshot, Histogram, Metrics, ShardMetrics, ERROR_CODES,
@@ -103,9 +107,12 @@ impl Page {
     }
 
     fn shard_counters(&self, encoder: &mut DescriptorEncoder) -> Result<(), Error> {
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
+            c.load(Ordering::Relaxed)
+        }
         let requests = self.shards().flat_map(|(i, m)| {
-            let native = m.requests_native.iter().enumerate().map(move |(api, c)| {
+            let native = m.requests_native.iter().enumerate();
+            let native = native.filter(|(_, c)| load(c) > 0).map(move |(api, c)| {
                 let l = with(
                     with(shard_label(i), "protocol", "native"),
                     "api",
@@ -132,7 +139,8 @@ impl Page {
         family(encoder, "requests", help, MetricType::Counter, requests)?;
         let errors = self.shards().flat_map(|(i, m)| {
             m.errors.iter().enumerate().flat_map(move |(p, codes)| {
-                codes.iter().enumerate().map(move |(code, c)| {
+                let codes = codes.iter().enumerate().filter(|(_, c)| load(c) > 0);
+                codes.map(move |(code, c)| {
                     let l = with(shard_label(i), "protocol", PROTOCOLS[p]);
                     (with(l, "code", ERROR_CODES[code]), load(c))
                 })
