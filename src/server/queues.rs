@@ -134,15 +134,7 @@ pub async fn open(
     let pending = rec
         .dead_lettering
         .into_iter()
-        .filter_map(|(id, reason, began_ms)| {
-            queue.take(id).map(|message| DeadLetter {
-                message,
-                reason,
-                queue: meta.name.clone(),
-                at_ms: began_ms,
-                target: meta.config.dead_letter.clone(),
-            })
-        })
+        .filter_map(|(id, reason, began_ms)| queue.take_dead(id, reason, began_ms))
         .collect();
     Ok(Rc::new(OpenQueue {
         id: meta.id,
@@ -319,6 +311,9 @@ async fn publish(
         };
         q.store.append_published(publish, now)
     };
+    if appended.is_ok() {
+        q.queue.borrow_mut().journaled(&[id]);
+    }
     if let Err(e) = durable(q, (&[id], spec.dedup_id.as_deref()), appended, spec.durable).await {
         return io_error(e);
     }
@@ -396,6 +391,9 @@ async fn publish_batch(
         q.store.append_published(publish, now)
     };
     spawn_dead_letters(shard, q, q.queue.borrow_mut().drain_overflow());
+    if appended.is_ok() {
+        q.queue.borrow_mut().journaled(&ids);
+    }
     if let Err(e) = durable(q, (&ids, None), appended, spec.durable).await {
         return io_error(e);
     }
@@ -449,7 +447,9 @@ async fn receive(
             q.queue.borrow_mut().tick(now)
         };
         spawn_dead_letters(shard, q, dead);
-        if !out.is_empty() || now >= deadline {
+        spawn_loader(q);
+        let loading = q.queue.borrow().waits_for_load();
+        if !out.is_empty() || (now >= deadline && !loading) {
             break;
         }
         // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline
@@ -549,6 +549,24 @@ async fn nack(
     handles_answer(&unknown)
 }
 
+/// Reads bodies near the queue's head back from its journal when a receive waits for
+/// one or the read-ahead has room (one loader per queue at a time).
+fn spawn_loader(q: &Rc<OpenQueue>) {
+    if !q.queue.borrow_mut().start_loading() {
+        return;
+    }
+    let q = q.clone();
+    super::runtime::spawn_local(async move {
+        let woken = || {
+            q.ready.notify(usize::MAX);
+        };
+        if let Err(e) = q.store.load_ahead(&q.queue, woken).await {
+            tracing::error!(queue = %q.name, "reading bodies back from the journal: {e}");
+        }
+    })
+    .detach();
+}
+
 fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter>) {
     if dead.is_empty() {
         return;
@@ -600,7 +618,19 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     };
     // A queue, or an exchange (routed here, with the source queue's name as routing
     // key); either way a target that has this dead letter already keeps one copy.
-    let body = BytesMut::from(&d.message.body[..]);
+    let body = if d.body_on_disk {
+        let bodies = q
+            .store
+            .load_bodies(&[id])
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some((_, body)) = bodies.into_iter().next() else {
+            return Err(format!("message {id}: body not in the journal"));
+        };
+        BytesMut::from(&body[..])
+    } else {
+        BytesMut::from(&d.message.body[..])
+    };
     let moved = if shard.catalog().queue(&target).is_ok() {
         let request = Request::Publish {
             queue: target.clone(),

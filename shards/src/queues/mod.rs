@@ -27,6 +27,10 @@ pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// the source's next timer tick, or at its restart: a source down for longer than this
 /// with a move half done may store a second copy.
 pub const ORIGIN_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Body bytes a queue keeps in memory ahead of its consumers (its read-ahead); bodies
+/// beyond it stay only in the journal and are read back as the head nears them. A
+/// queue whose consumers keep up never reaches it, so its bodies are never read back.
+pub const READ_AHEAD_BYTES: u64 = 8 << 20;
 /// Default visibility timeout of a lease (SQS default).
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Longest a lease's visibility may be set to (SQS: 12 hours).
@@ -217,6 +221,9 @@ pub struct DeadLetter {
     pub at_ms: i64,
     /// Where it goes; `None`: dropped.
     pub target: Option<String>,
+    /// `message.body` is empty: the body is only in the queue's journal
+    /// (`QueueStore::load_bodies`).
+    pub body_on_disk: bool,
 }
 
 /// Who holds a lease: a subscription's leases return when it goes away; pull receives

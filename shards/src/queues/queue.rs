@@ -21,7 +21,8 @@
 use super::slots::IdSlots;
 use super::{
     DeadLetter, DeadReason, Delivery, Extras, Holder, Message, Overflow, PublishOptions,
-    QueueConfig, QueueError, DEDUP_WINDOW_MS, ORIGIN_WINDOW_MS, VISIBILITY_TIMEOUT_MS_MAX,
+    QueueConfig, QueueError, DEDUP_WINDOW_MS, ORIGIN_WINDOW_MS, READ_AHEAD_BYTES,
+    VISIBILITY_TIMEOUT_MS_MAX,
 };
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -54,8 +55,17 @@ enum Place {
 
 #[derive(Debug)]
 struct Entry {
+    /// Its body is empty while it is only in the journal (`len` says how long it is).
     message: Message,
     place: Place,
+    len: u32,
+}
+
+impl Entry {
+    /// Whether its body is in memory (a ready message is handed out only then).
+    fn loaded(&self) -> bool {
+        self.message.body.len() == self.len as usize
+    }
 }
 
 /// The ready messages of one priority, in publish (id) order across both parts.
@@ -69,6 +79,9 @@ struct Level {
     /// Ready again after a lease, a delay or a requeue.
     back: BTreeSet<u64>,
 }
+
+/// Ready messages `to_load` looks at in one call (most of them are loaded already).
+const LOAD_WALK_MAX: usize = 1 << 16;
 
 /// Ended leases may pile up in the deadline deque this far beyond the live ones before
 /// a sweep drops them.
@@ -109,6 +122,14 @@ pub struct Queue {
     dedup_order: VecDeque<(i64, String)>,
     /// Origin keys of dead letters stored here, with when they are forgotten.
     origins: Window,
+    /// Body bytes of ready and delayed messages held in memory (the read-ahead).
+    resident_bytes: u64,
+    /// Ready and delayed messages whose bodies are only in the journal.
+    unloaded: usize,
+    /// A receive stopped at a message whose body is not loaded.
+    blocked: bool,
+    /// A loader is reading bodies for this queue (`start_loading`).
+    loading: bool,
 }
 
 /// Keys remembered until a time, forgotten in the order they were seen.
@@ -172,6 +193,10 @@ impl Queue {
             dedup: FxHashMap::default(),
             dedup_order: VecDeque::new(),
             origins: Window::default(),
+            resident_bytes: 0,
+            unloaded: 0,
+            blocked: false,
+            loading: false,
         }
     }
 
@@ -197,16 +222,16 @@ impl Queue {
     pub fn restore(
         name: &str,
         config: QueueConfig,
-        messages: Vec<Message>,
+        messages: Vec<(Message, u32)>,
         dedup: Vec<(String, i64)>,
         next_id: u64,
         now_ms: i64,
     ) -> Queue {
         let mut q = Queue::new(name, config);
         q.next_id = next_id;
-        for m in messages {
+        for (m, len) in messages {
             q.next_id = q.next_id.max(m.id + 1);
-            q.place(m, now_ms, true);
+            q.place(m, len, now_ms, true);
         }
         let mut dedup: Vec<(i64, String)> = dedup
             .into_iter()
@@ -236,22 +261,35 @@ impl Queue {
         self.take(id)
     }
 
-    /// Takes a ready or delayed message out (to finish moving it elsewhere).
+    /// Takes a ready or delayed message out (its body is empty if it was not loaded).
     pub fn take(&mut self, id: u64) -> Option<Message> {
+        self.take_entry(id).map(|e| e.message)
+    }
+
+    /// Takes a ready or delayed message out as a dead letter (a move begun before a
+    /// restart, finished now).
+    pub fn take_dead(&mut self, id: u64, reason: DeadReason, at_ms: i64) -> Option<DeadLetter> {
+        let entry = self.take_entry(id)?;
+        Some(self.dead(entry, reason, at_ms))
+    }
+
+    fn take_entry(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.get(id)?;
         if entry.place == Place::Leased {
             return None;
         }
         let entry = self.entries.remove(id)?;
         self.unplace(&entry);
-        Some(entry.message)
+        Some(entry)
     }
 
     /// Removes a ready or delayed message's traces (its entry is already out).
     fn unplace(&mut self, entry: &Entry) {
         let m = &entry.message;
         if entry.place != Place::Leased {
-            self.queued_bytes -= m.body.len() as u64;
+            self.queued_bytes -= u64::from(entry.len);
+            self.resident_bytes -= m.body.len() as u64;
+            self.unloaded -= usize::from(!entry.loaded());
         }
         match entry.place {
             Place::Ready { fresh } => {
@@ -335,8 +373,117 @@ impl Queue {
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
             deliveries: 0,
         };
-        self.place(message, now_ms, true);
+        let len = message.body.len() as u32;
+        self.place(message, len, now_ms, true);
         Ok(Some(id))
+    }
+
+    /// Publishes now in the journal (the owner calls this once `append_published` took
+    /// them): their bodies stay in memory while every waiting body is and the
+    /// read-ahead has room, else they are dropped here and read back when near the head.
+    pub fn journaled(&mut self, ids: &[u64]) {
+        for id in ids {
+            if self.unloaded == 0 && self.resident_bytes <= READ_AHEAD_BYTES {
+                continue;
+            }
+            let Some(entry) = self.entries.get_mut(*id) else {
+                continue;
+            };
+            if entry.place == Place::Leased || !entry.loaded() || entry.len == 0 {
+                continue;
+            }
+            self.resident_bytes -= u64::from(entry.len);
+            entry.message.body = Bytes::new();
+            self.unloaded += 1;
+        }
+    }
+
+    /// Whether bodies should be read from the journal now: a receive waits for one, or
+    /// the read-ahead has room for some.
+    pub fn wants_load(&self) -> bool {
+        !self.loading
+            && self.unloaded > 0
+            && (self.blocked || self.resident_bytes < READ_AHEAD_BYTES)
+    }
+
+    /// Claims the loader for this queue if there is something to load (one at a time).
+    pub fn start_loading(&mut self) -> bool {
+        if !self.wants_load() {
+            return false;
+        }
+        self.loading = true;
+        true
+    }
+
+    /// The last receive stopped at a body the running loader is reading: an answer
+    /// with nothing in it now would only mean "not read yet".
+    pub fn waits_for_load(&self) -> bool {
+        self.blocked && self.loading
+    }
+
+    pub fn stop_loading(&mut self) {
+        self.loading = false;
+    }
+
+    /// Ready messages whose bodies to read next, in the order they will be handed out:
+    /// as many as the read-ahead has room for (at least one), looking at no more than
+    /// `LOAD_WALK_MAX` ready messages.
+    pub fn to_load(&self) -> Vec<u64> {
+        let mut room = READ_AHEAD_BYTES.saturating_sub(self.resident_bytes);
+        let mut out = Vec::new();
+        let mut walked = 0;
+        for level in self.levels.iter().rev() {
+            let entries = &self.entries;
+            let fresh = level.fresh.iter().copied().filter(|id| {
+                entries.get(*id).map(|e| e.place) == Some(Place::Ready { fresh: true })
+            });
+            let mut fresh = fresh.peekable();
+            let mut back = level.back.iter().copied().peekable();
+            loop {
+                let id = match (fresh.peek().copied(), back.peek().copied()) {
+                    (Some(f), Some(b)) if b < f => back.next(),
+                    (Some(_), _) => fresh.next(),
+                    (None, Some(_)) => back.next(),
+                    (None, None) => break,
+                };
+                let Some(entry) = id.and_then(|id| entries.get(id)) else {
+                    break;
+                };
+                walked += 1;
+                if !entry.loaded() {
+                    let len = u64::from(entry.len);
+                    if !out.is_empty() && len > room {
+                        return out;
+                    }
+                    room = room.saturating_sub(len);
+                    out.push(entry.message.id);
+                }
+                if walked >= LOAD_WALK_MAX || (room == 0 && !out.is_empty()) {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// A body read back from the journal; ignored unless its message still waits for
+    /// it (it may have been acked, expired or loaded meanwhile).
+    pub fn fill(&mut self, id: u64, body: Bytes) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        if entry.place == Place::Leased || entry.loaded() || body.len() != entry.len as usize {
+            return;
+        }
+        self.resident_bytes += body.len() as u64;
+        entry.message.body = body;
+        self.unloaded -= 1;
+    }
+
+    /// Body bytes of waiting messages held in memory, and how many waiting messages
+    /// have theirs only in the journal.
+    pub fn resident(&self) -> (u64, usize) {
+        (self.resident_bytes, self.unloaded)
     }
 
     /// Messages waiting: ready or delayed (what `max_length` counts).
@@ -372,10 +519,10 @@ impl Queue {
             let Some(id) = self.head() else {
                 return Err(self.full());
             };
-            let Some(message) = self.take(id) else {
+            let Some(entry) = self.take_entry(id) else {
                 return Err(self.full());
             };
-            let dead = self.dead(message, DeadReason::MaxLength, now_ms);
+            let dead = self.dead(entry, DeadReason::MaxLength, now_ms);
             self.overflowed.push(dead);
         }
         Ok(())
@@ -428,9 +575,11 @@ impl Queue {
     /// Puts an unleased message where it belongs: delayed or ready. `fresh`: it is the
     /// newest id placed so far (a publish, a restore in id order), so it can join the
     /// back of its level's deque.
-    fn place(&mut self, message: Message, now_ms: i64, fresh: bool) {
+    fn place(&mut self, message: Message, len: u32, now_ms: i64, fresh: bool) {
         let id = message.id;
-        self.queued_bytes += message.body.len() as u64;
+        self.queued_bytes += u64::from(len);
+        self.resident_bytes += message.body.len() as u64;
+        self.unloaded += usize::from(message.body.len() < len as usize);
         if let Some(at) = message.expires_at_ms {
             self.expiring.insert((at, id));
         }
@@ -441,7 +590,14 @@ impl Queue {
             self.make_ready(id, message.priority, fresh);
             Place::Ready { fresh }
         };
-        self.entries.insert(id, Entry { message, place });
+        self.entries.insert(
+            id,
+            Entry {
+                message,
+                place,
+                len,
+            },
+        );
     }
 
     fn make_ready(&mut self, id: u64, priority: u8, fresh: bool) {
@@ -496,8 +652,9 @@ impl Queue {
     ) -> Vec<DeadLetter> {
         let dead = self.tick(now_ms);
         let mut leased = 0;
+        self.blocked = false;
         for p in (0..self.levels.len()).rev() {
-            if leased == max || self.ready == 0 {
+            if leased == max || self.ready == 0 || self.blocked {
                 break;
             }
             if self.config.fifo {
@@ -527,20 +684,29 @@ impl Queue {
         let mut leased = 0;
         while leased < max {
             let level = &mut self.levels[p];
-            let fresh = match (level.fresh.front(), level.back.first()) {
-                (Some(f), Some(b)) => f < b,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
+            let (id, fresh) = match (level.fresh.front(), level.back.first()) {
+                (Some(&f), Some(&b)) if b < f => (b, false),
+                (Some(&f), _) => (f, true),
+                (None, Some(&b)) => (b, false),
                 (None, None) => break,
             };
-            let id = if fresh {
-                level.fresh.pop_front()
-            } else {
-                level.back.pop_first()
-            };
-            let Some(id) = id else { break };
             // A fresh id whose message went elsewhere meanwhile is skipped (see `Level`).
             let expected = Place::Ready { fresh };
+            let live = self.entries.get(id).filter(|e| e.place == expected);
+            if live.is_some_and(|e| !e.loaded()) {
+                // Its body is still in the journal: nothing after it goes first.
+                self.blocked = true;
+                break;
+            }
+            let level = &mut self.levels[p];
+            if fresh {
+                level.fresh.pop_front();
+            } else {
+                level.back.pop_first();
+            }
+            if live.is_none() {
+                continue;
+            }
             if self.lease(id, Some(expected), holder, now_ms, each) {
                 self.ready -= 1;
                 leased += 1;
@@ -561,6 +727,7 @@ impl Queue {
         let mut back = level.back.iter().copied().peekable();
         let mut groups: FxHashSet<&str> = FxHashSet::default();
         let mut picked = Vec::new();
+        let mut blocked = false;
         while picked.len() < max {
             let id = match (fresh.peek().copied(), back.peek().copied()) {
                 (Some(f), Some(b)) if b < f => back.next(),
@@ -577,8 +744,14 @@ impl Queue {
             if self.busy_groups.contains(group) || !groups.insert(group) {
                 continue;
             }
+            if !entry.loaded() {
+                // Its body is still in the journal: nothing after it goes first.
+                blocked = true;
+                break;
+            }
             picked.push((id, entry.place));
         }
+        self.blocked |= blocked;
         let level = &mut self.levels[p];
         for (id, place) in &picked {
             // A fresh id goes stale by its lease; a back one leaves its set.
@@ -610,9 +783,10 @@ impl Queue {
         if let Some(at) = entry.message.expires_at_ms {
             self.expiring.remove(&(at, id));
         }
+        debug_assert!(entry.loaded(), "only loaded messages are handed out");
         entry.place = Place::Leased;
         entry.message.deliveries += 1;
-        self.queued_bytes -= entry.message.body.len() as u64;
+        self.queued_bytes -= u64::from(entry.len);
         let handle = self.next_handle;
         self.next_handle += 1;
         let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
@@ -630,10 +804,13 @@ impl Queue {
             self.busy_groups.insert(group);
         }
         each(handle, &entry.message);
+        // A leased body stays (a redelivery needs no read) but leaves the read-ahead:
+        // leases are bounded by prefetch and receive sizes, not by it.
+        self.resident_bytes -= entry.message.body.len() as u64;
         true
     }
 
-    fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
+    fn end_lease(&mut self, handle: u64) -> Result<Entry, QueueError> {
         let lease = self
             .leases
             .remove(handle)
@@ -649,7 +826,7 @@ impl Queue {
             self.busy_groups
                 .remove(entry.message.group_id().unwrap_or(""));
         }
-        Ok(entry.message)
+        Ok(entry)
     }
 
     fn release_held(&mut self, holder: Holder, n: usize) {
@@ -760,34 +937,39 @@ impl Queue {
         requeue: bool,
         now_ms: i64,
     ) -> Result<Option<DeadLetter>, QueueError> {
-        let message = self.end_lease(handle)?;
+        let entry = self.end_lease(handle)?;
         if !requeue {
-            return Ok(Some(self.dead(message, DeadReason::Rejected, now_ms)));
+            return Ok(Some(self.dead(entry, DeadReason::Rejected, now_ms)));
         }
-        Ok(self.come_back(message, now_ms))
+        Ok(self.come_back(entry, now_ms))
     }
 
     /// A message whose lease ended without an ack: ready again unless it has had its
     /// deliveries or has expired.
-    fn come_back(&mut self, mut message: Message, now_ms: i64) -> Option<DeadLetter> {
+    fn come_back(&mut self, entry: Entry, now_ms: i64) -> Option<DeadLetter> {
+        let message = &entry.message;
         if self
             .config
             .max_deliveries
             .is_some_and(|max| message.deliveries >= max)
         {
-            return Some(self.dead(message, DeadReason::MaxDeliveries, now_ms));
+            return Some(self.dead(entry, DeadReason::MaxDeliveries, now_ms));
         }
         if message.expires_at_ms.is_some_and(|at| at <= now_ms) {
-            return Some(self.dead(message, DeadReason::Expired, now_ms));
+            return Some(self.dead(entry, DeadReason::Expired, now_ms));
         }
+        let Entry {
+            mut message, len, ..
+        } = entry;
         message.visible_at_ms = message.visible_at_ms.min(now_ms);
-        self.place(message, now_ms, false);
+        self.place(message, len, now_ms, false);
         None
     }
 
-    fn dead(&self, message: Message, reason: DeadReason, now_ms: i64) -> DeadLetter {
+    fn dead(&self, entry: Entry, reason: DeadReason, now_ms: i64) -> DeadLetter {
         DeadLetter {
-            message,
+            body_on_disk: !entry.loaded(),
+            message: entry.message,
             reason,
             queue: self.name.clone(),
             at_ms: now_ms,
@@ -807,8 +989,8 @@ impl Queue {
         handles.sort_unstable();
         let mut dead = Vec::new();
         for handle in handles {
-            if let Ok(message) = self.end_lease(handle) {
-                dead.extend(self.come_back(message, now_ms));
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
             }
         }
         dead
@@ -831,8 +1013,8 @@ impl Queue {
                 break;
             }
             self.lease_deadlines.pop_front();
-            if let Ok(message) = self.end_lease(handle) {
-                dead.extend(self.come_back(message, now_ms));
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
             }
         }
         while let Some(&(deadline, handle)) = self.moved_deadlines.first() {
@@ -840,8 +1022,8 @@ impl Queue {
                 break;
             }
             self.moved_deadlines.pop_first();
-            if let Ok(message) = self.end_lease(handle) {
-                dead.extend(self.come_back(message, now_ms));
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
             }
         }
         while let Some(&(at, id)) = self.delayed.first() {
@@ -865,7 +1047,7 @@ impl Queue {
                 continue;
             };
             self.unplace(&entry);
-            dead.push(self.dead(entry.message, DeadReason::Expired, now_ms));
+            dead.push(self.dead(entry, DeadReason::Expired, now_ms));
         }
         dead
     }
@@ -902,6 +1084,8 @@ impl Queue {
         }
         self.ready = 0;
         self.queued_bytes = 0;
+        self.resident_bytes = 0;
+        self.unloaded = 0;
         self.delayed.clear();
         self.expiring.clear();
         ids
@@ -924,6 +1108,7 @@ mod tests {
     #[test]
     fn a_queue_entry_stays_small() {
         let size = std::mem::size_of::<Option<Entry>>();
+        println!("a queue entry is {size} bytes");
         assert!(size <= 96, "a queue entry is {size} bytes");
     }
 
@@ -1499,6 +1684,127 @@ mod tests {
         q.remember_origin("old".into(), 0, ORIGIN_WINDOW_MS);
         q.remember_origin("recent".into(), 10, ORIGIN_WINDOW_MS);
         assert!(!q.knows_origin("old") && q.knows_origin("recent"));
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// Publishes a body of `size` bytes starting with `tag` and journals it, as the
+    /// owner does.
+    fn publish_sized(q: &mut Queue, tag: &str, size: usize, opts: PublishOptions) -> u64 {
+        let mut b = tag.as_bytes().to_vec();
+        b.resize(size, b'.');
+        let id = q
+            .publish(Bytes::from(b), opts, 0)
+            .expect("publish")
+            .expect("id");
+        q.journaled(&[id]);
+        id
+    }
+
+    fn tags(d: &[Delivery]) -> Vec<String> {
+        bodies(d)
+            .into_iter()
+            .map(|b| b.trim_end_matches('.').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_backlog_past_the_read_ahead_keeps_only_metadata_and_is_delivered_in_order() {
+        let mut q = queue(QueueConfig::default());
+        let n = READ_AHEAD_BYTES as usize / MIB + 4;
+        let ids: Vec<u64> = (0..n)
+            .map(|i| publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default()))
+            .collect();
+        assert_eq!(
+            q.resident(),
+            (READ_AHEAD_BYTES, 4),
+            "the newest four on disk only"
+        );
+        assert_eq!(
+            q.queued_bytes(),
+            (n * MIB) as u64,
+            "bounds count every body"
+        );
+        let (first, _) = q.receive(n, Holder::Pull, 0);
+        let want: Vec<String> = (0..n - 4).map(|i| format!("m{i}")).collect();
+        assert_eq!(tags(&first), want, "stops at the first body not loaded");
+        assert!(q.start_loading(), "a receive waits for a body");
+        assert!(q.waits_for_load());
+        assert!(!q.wants_load(), "one loader at a time");
+        let to_load = q.to_load();
+        assert_eq!(to_load, ids[n - 4..], "the head first, as much as fits");
+        assert!(q.receive(n, Holder::Pull, 0).0.is_empty(), "not loaded yet");
+        for (i, id) in to_load.iter().enumerate() {
+            let mut b = format!("m{}", n - 4 + i).into_bytes();
+            b.resize(MIB, b'.');
+            q.fill(*id, Bytes::from(b));
+        }
+        q.stop_loading();
+        assert_eq!(q.resident(), (4 * MIB as u64, 0));
+        let (rest, _) = q.receive(n, Holder::Pull, 0);
+        let want: Vec<String> = (n - 4..n).map(|i| format!("m{i}")).collect();
+        assert_eq!(tags(&rest), want);
+        assert_eq!(q.resident(), (0, 0));
+        assert!(!q.wants_load());
+    }
+
+    #[test]
+    fn while_consumers_keep_up_bodies_never_leave_memory() {
+        let mut q = queue(QueueConfig::default());
+        for i in 0..4 * READ_AHEAD_BYTES as usize / MIB {
+            publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default());
+            let (d, _) = q.receive(1, Holder::Pull, 0);
+            assert_eq!(tags(&d), [format!("m{i}")]);
+            q.ack(d[0].handle).expect("ack");
+            assert_eq!(q.resident(), (0, 0));
+            assert!(!q.wants_load());
+        }
+    }
+
+    #[test]
+    fn an_unloaded_high_priority_message_is_not_overtaken_by_loaded_lower_ones() {
+        let mut q = queue(QueueConfig {
+            max_priority: 9,
+            ..QueueConfig::default()
+        });
+        let n = READ_AHEAD_BYTES as usize / MIB;
+        for i in 0..n {
+            publish_sized(&mut q, &format!("low{i}"), MIB, PublishOptions::default());
+        }
+        let high = PublishOptions {
+            priority: 9,
+            ..PublishOptions::default()
+        };
+        let urgent = publish_sized(&mut q, "urgent", MIB, high);
+        assert_eq!(q.resident().1, 1, "over the read-ahead: journal only");
+        assert!(
+            q.receive(5, Holder::Pull, 0).0.is_empty(),
+            "urgent goes first"
+        );
+        assert_eq!(q.to_load(), [urgent]);
+        let mut b = b"urgent".to_vec();
+        b.resize(MIB, b'.');
+        q.fill(urgent, Bytes::from(b));
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(tags(&d), ["urgent", "low0"]);
+    }
+
+    #[test]
+    fn an_unloaded_dead_letter_says_its_body_is_on_disk() {
+        let mut q = queue(QueueConfig {
+            ttl_ms: Some(10),
+            ..QueueConfig::default()
+        });
+        let n = READ_AHEAD_BYTES as usize / MIB + 1;
+        for i in 0..n {
+            publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default());
+        }
+        let dead = q.tick(10);
+        assert_eq!(dead.len(), n);
+        let on_disk: Vec<bool> = dead.iter().map(|d| d.body_on_disk).collect();
+        assert_eq!(on_disk.iter().filter(|d| **d).count(), 1);
+        assert!(on_disk[n - 1] && dead[n - 1].message.body.is_empty());
+        assert_eq!(q.resident(), (0, 0));
     }
 
     #[test]

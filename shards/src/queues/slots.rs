@@ -157,6 +157,14 @@ impl<T> IdSlots<T> {
         self.in_ring = 0;
     }
 
+    /// Every value, in no particular order.
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.ring
+            .into_iter()
+            .flatten()
+            .chain(self.behind.into_values())
+    }
+
     /// Every id and value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
         let base = self.base;
