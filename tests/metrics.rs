@@ -308,3 +308,55 @@ fn malformed_and_huge_requests_are_refused_and_the_broker_keeps_serving() {
     })
     .expect("and is served");
 }
+
+#[test]
+fn scrapes_during_load_are_valid_and_counters_only_grow() {
+    let h = start();
+    let mut c = Client::connect(&h.broker.addr).expect("connect");
+    c.create_topic(TopicSpec {
+        name: "load".into(),
+        partitions: 1,
+        retention_ms: None,
+        retention_bytes: None,
+        segment_bytes: None,
+    })
+    .expect("create topic");
+    const BATCHES: usize = 400;
+    let addr = h.broker.addr.clone();
+    let producer = std::thread::spawn(move || {
+        let mut c = Client::connect(&addr).expect("connect");
+        let batch = records(50);
+        for _ in 0..BATCHES {
+            c.produce("load", 0, Acks::Leader, &batch).expect("produce");
+        }
+    });
+    let load = ["topic=load", "partition=0"];
+    let in_total = "peregrine_partition_messages_in_total";
+    let mut seen = Vec::new();
+    while !producer.is_finished() && seen.len() < 20 {
+        let (status, page) = get(&h.broker.http_addr, "/metrics");
+        assert_eq!(status, 200);
+        promtool_check(&page);
+        seen.push(sum(&samples(&page), in_total, &load));
+    }
+    producer.join().expect("producer");
+    let (_, page) = get(&h.broker.http_addr, "/metrics");
+    seen.push(sum(&samples(&page), in_total, &load));
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(
+        seen.last().copied(),
+        Some((BATCHES * 50) as f64),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn kafka_requests_are_counted_by_api() {
+    let h = start();
+    let versions = common::kafka_raw::advertised(&h.broker.kafka_addr).expect("ApiVersions");
+    assert!(!versions.is_empty());
+    let (_, page) = get(&h.broker.http_addr, "/metrics");
+    let s = samples(&page);
+    let api_versions = ["protocol=kafka", "api=ApiVersions"];
+    assert_eq!(sum(&s, "peregrine_requests_total", &api_versions), 1.0);
+}

@@ -47,8 +47,8 @@ pub const CONNECTIONS_MAX: usize = 256;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request may take to arrive once its first byte has.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a scrape waits for every shard to refresh its rows before it answers with
-/// the rows it has (at most `metrics::objects::REFRESH_INTERVAL` old).
+/// How long a scrape waits for every shard to refresh its rows; a shard too busy to
+/// answer in time is reported with the rows it gathered for an earlier scrape.
 const SCRAPE_REFRESH_WAIT: Duration = Duration::from_millis(500);
 const SCRAPE_REFRESH_POLL: Duration = Duration::from_millis(5);
 /// Bytes read from the socket at a time.

@@ -11,9 +11,9 @@
 //!   line. The hot-path calls are in `local`, which finds the block through a
 //!   thread-local set when the shard starts.
 //! * Per-object gauges (partitions, groups, queues): `objects::snapshot` gathers them
-//!   on the owning shard from a background task, every `objects::REFRESH_INTERVAL` or
-//!   sooner when a scrape asks (`Metrics::request_refresh`), into a shared slot the
-//!   scrape reads.
+//!   on the owning shard from a background task when a scrape asks
+//!   (`Metrics::request_refresh`, an atomic generation each shard polls), into a shared
+//!   slot the scrape reads.
 //!
 //! Label sets are bounded: shards, protocols, API names and error codes are fixed
 //! tables; partitions, groups and queues are those that exist (at most

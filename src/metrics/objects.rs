@@ -12,11 +12,10 @@ use crate::server::shard::Shard;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How often a shard refreshes its rows when no scrape asks sooner.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a shard looks whether a scrape asked for fresh rows.
+/// How often a shard looks whether a scrape asked for fresh rows. Rows are gathered only
+/// when asked: a broker nobody scrapes spends nothing on them.
 pub const REFRESH_POLL: Duration = Duration::from_millis(20);
 /// Most rows of each kind (partitions, group offsets, queues) one shard reports; more
 /// are left out and counted in `Snapshot::rows_left_out`.
@@ -168,20 +167,18 @@ async fn group_offsets(shard: &Rc<Shard>, snap: &mut Snapshot) {
     }
 }
 
-/// Refreshes this shard's rows every `REFRESH_INTERVAL`, or within `REFRESH_POLL` of a
-/// scrape asking, until the shard shuts down. Runs in the shard's background queue.
+/// Refreshes this shard's rows within `REFRESH_POLL` of a scrape asking, until the
+/// shard shuts down. Runs in the shard's background queue.
 pub async fn refresh_loop(shard: Rc<Shard>, metrics: Arc<Metrics>, mine: Arc<ShardMetrics>) {
-    let mut last = Instant::now() - REFRESH_INTERVAL;
     while !shard.shutdown.is_triggered() {
         let wanted = metrics.wanted();
-        if wanted > mine.refreshed.load(Ordering::Acquire) || last.elapsed() >= REFRESH_INTERVAL {
+        if wanted > mine.refreshed.load(Ordering::Acquire) {
             let snap = Arc::new(snapshot(&shard).await);
             match mine.snapshot.lock() {
                 Ok(mut slot) => *slot = snap,
                 Err(poisoned) => *poisoned.into_inner() = snap,
             }
             mine.refreshed.fetch_max(wanted, Ordering::AcqRel);
-            last = Instant::now();
         }
         futures_lite::future::or(glommio::timer::sleep(REFRESH_POLL), shard.shutdown.wait()).await;
     }
