@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// state by the producers active within it; one that comes back later starts anew.
     #[arg(long, default_value_t = LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT)]
     pub producer_id_expiration_ms: u64,
+    /// Log (WARN, with a backtrace) a task that keeps a shard's core this many ms past
+    /// its time slice: glommio's stall detection. 0 turns it off.
+    #[arg(long, default_value_t = crate::server::runtime::STALL_WARN_MS_DEFAULT)]
+    pub stall_warn_ms: u64,
     /// HTTP address for operators (`/metrics`, `/healthz`, `/readyz`), shared by every
     /// shard; port 0 picks a free one (the ready line names it).
     #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
@@ -138,6 +142,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,
         producer_id_expiration_ms: args.producer_id_expiration_ms,
+        stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
     })
 }

@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub poll_us: u64,
     /// See `LogConfig::producer_id_expiration_ms` (`--producer-id-expiration-ms`).
     pub producer_id_expiration_ms: u64,
+    /// Stalls longer than this are logged (`--stall-warn-ms`); none: not detected.
+    pub stall_warn: Option<std::time::Duration>,
     /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
     pub http_addr: SocketAddr,
 }

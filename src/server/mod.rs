@@ -135,8 +135,9 @@ pub fn run(mut config: ServerConfig) -> Result<(), ServeError> {
         };
         let core = config.cores.get(i).copied();
         let spin = Duration::from_micros(config.poll_us);
-        let handle = runtime::start_shard(i, core, spin, move || shard_main(start))
-            .map_err(|e| ServeError::Shard(e.to_string()))?;
+        let handle =
+            runtime::start_shard(i, core, spin, config.stall_warn, move || shard_main(start))
+                .map_err(|e| ServeError::Shard(e.to_string()))?;
         handles.push(handle);
     }
     drop(ready_tx);

@@ -6,9 +6,9 @@
 //! io-uring then stays local.
 //!
 //! Stall detection is on for every shard: a task queue that keeps the core for more
-//! than `STALL_THRESHOLD` past its preemption period (a task that does not yield, or a
-//! blocking call) is logged at WARN with the task queue's name and a backtrace of the
-//! stalling task, and counted (`stalls_detected`). glommio arms a timer when a task
+//! than `--stall-warn-ms` (default `STALL_WARN_MS_DEFAULT`) past its preemption period
+//! (a task that does not yield, or a blocking call) is logged at WARN with the task
+//! queue's name and a backtrace of the stalling task, and counted (`stalls_detected`). glommio arms a timer when a task
 //! queue starts running; when it fires, SIGUSR1 makes the shard's thread record its
 //! own stack, reported once the queue gives the core back. The broker uses SIGUSR1 for
 //! nothing else.
@@ -65,10 +65,10 @@ pub fn spawn_into<T: 'static>(
 }
 
 /// How long past its preemption period (`REQUEST_LATENCY` while requests are queued) a
-/// task queue may keep the core before it is logged as a stall. Glommio's default; on
-/// a shared or virtual machine shorter stalls are mostly the hypervisor's or another
-/// process's, not ours.
-pub const STALL_THRESHOLD: Duration = Duration::from_millis(10);
+/// task queue may keep the core before it is logged as a stall (`--stall-warn-ms`).
+/// Glommio's default; on a shared or virtual machine shorter stalls are mostly the
+/// hypervisor's or another process's, not ours.
+pub const STALL_WARN_MS_DEFAULT: u64 = 10;
 
 /// Stalls logged by every shard since the process started.
 static STALLS: AtomicU64 = AtomicU64::new(0);
@@ -101,11 +101,13 @@ impl StallDetectionHandler for StallLogger {
     }
 }
 
-/// Starts one executor thread, pinned to `core` when given.
+/// Starts one executor thread, pinned to `core` when given, logging stalls longer than
+/// `stall_warn` (none: no stall detection, and no timer armed per task queue run).
 pub fn start_shard<G, F>(
     shard: usize,
     core: Option<usize>,
     spin: Duration,
+    stall_warn: Option<Duration>,
     body: G,
 ) -> std::io::Result<ShardHandle>
 where
@@ -116,14 +118,13 @@ where
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
     };
-    let stall_logger = StallLogger {
-        shard,
-        threshold: STALL_THRESHOLD,
-    };
+    let stall_logger = stall_warn.map(|threshold| {
+        Box::new(StallLogger { shard, threshold }) as Box<dyn StallDetectionHandler>
+    });
     let mut builder = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{shard}"))
         .io_memory(IO_MEMORY_BYTES)
-        .detect_stalls(Some(Box::new(stall_logger)));
+        .detect_stalls(stall_logger);
     if !spin.is_zero() {
         builder = builder.spin_before_park(spin);
     }
@@ -152,7 +153,8 @@ mod tests {
     /// Runs `body` on a shard started the way the broker starts them.
     fn on_shard<F: Future<Output = ()> + 'static>(body: impl FnOnce() -> F + Send + 'static) {
         peregrine_shards::sys::raise_memlock_limit().expect("raise RLIMIT_MEMLOCK");
-        start_shard(0, None, Duration::ZERO, body)
+        let stall_warn = Duration::from_millis(STALL_WARN_MS_DEFAULT);
+        start_shard(0, None, Duration::ZERO, Some(stall_warn), body)
             .expect("start shard")
             .join()
             .expect("shard ran");
@@ -164,7 +166,7 @@ mod tests {
         on_shard(|| async {
             let queues = create_queues();
             let blocker = spawn_into(
-                async { std::thread::sleep(STALL_THRESHOLD * 5) },
+                async { std::thread::sleep(Duration::from_millis(5 * STALL_WARN_MS_DEFAULT)) },
                 queues.requests,
             )
             .expect("spawn");
