@@ -134,7 +134,7 @@ pub fn queue_journal(data: &[u8]) {
         rest = &rest[len..];
     }
     let recovered = replay.recovered();
-    assert!(recovered.messages.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(recovered.messages.windows(2).all(|w| w[0].0.id < w[1].0.id));
 }
 
 /// The topic catalog file read at start-up, and what the broker does with each topic.
