@@ -2,10 +2,14 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
+//! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication, length bounds and overflow, which bodies are in memory (the read-ahead); pure, takes `now_ms` |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
-//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay and reclamation |
+//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
+//!
+//! A backlog lives on disk: a queue holds every waiting message's metadata (about 100
+//! bytes, headers and group ids out of line) but bodies only within `READ_AHEAD_BYTES`
+//! near its head; the rest are read back from the journal before they are handed out.
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
@@ -30,7 +34,7 @@ pub const ORIGIN_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Body bytes a queue keeps in memory ahead of its consumers (its read-ahead); bodies
 /// beyond it stay only in the journal and are read back as the head nears them. A
 /// queue whose consumers keep up never reaches it, so its bodies are never read back.
-pub const READ_AHEAD_BYTES: u64 = 8 << 20;
+pub const READ_AHEAD_BYTES: u64 = 64 << 20;
 /// Default visibility timeout of a lease (SQS default).
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Longest a lease's visibility may be set to (SQS: 12 hours).

@@ -12,6 +12,14 @@
 //! deliveries: a message that comes back (timeout, requeue, holder gone) with that many
 //! behind it is dead-lettered instead of made ready again.
 //!
+//! Bodies: a message's body is in memory (loaded) or only in the journal. Publishes
+//! keep theirs while every waiting body is loaded and the read-ahead has room
+//! (`journaled`); past it they keep only metadata. A receive hands out loaded messages
+//! in order and stops at the first one that is not (`blocked`), so order never depends
+//! on what is loaded; the owner's loader (`to_load`, `fill`) reads bodies near the head
+//! back from the journal. A leased body stays in memory (leases are bounded by prefetch
+//! and receive sizes) but out of the read-ahead's count.
+//!
 //! The common path (publish in order, hand out from the front, ack) touches no ordered
 //! tree: fresh messages wait in a deque per priority and lease timeouts in a deque in
 //! the order they were given, both cleaned lazily; only messages that come back, delays
@@ -399,11 +407,12 @@ impl Queue {
     }
 
     /// Whether bodies should be read from the journal now: a receive waits for one, or
-    /// the read-ahead has room for some.
+    /// the read-ahead is down to half (then it is filled again whole: each journal
+    /// read brings a whole publish record, so a few large refills read it once).
     pub fn wants_load(&self) -> bool {
         !self.loading
             && self.unloaded > 0
-            && (self.blocked || self.resident_bytes < READ_AHEAD_BYTES)
+            && (self.blocked || self.resident_bytes <= READ_AHEAD_BYTES / 2)
     }
 
     /// Claims the loader for this queue if there is something to load (one at a time).
