@@ -19,6 +19,8 @@ pub struct BrokerProcess {
     pub kafka_addr: String,
     /// Each shard's own native port.
     pub shard_ports: Vec<u16>,
+    /// The HTTP address (`/metrics`, `/healthz`, `/readyz`).
+    pub http_addr: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +33,8 @@ pub enum SpawnError {
 
 impl BrokerProcess {
     /// Runs `bin serve --data-dir DIR` on ephemeral loopback ports plus `extra` flags
-    /// (a `--kafka-addr` among them replaces the ephemeral one); the broker's stderr
-    /// goes to `DIR/broker.log`.
+    /// (a `--kafka-addr` or `--http-addr` among them replaces the ephemeral one); the
+    /// broker's stderr goes to `DIR/broker.log`.
     pub fn spawn(
         bin: &Path,
         data_dir: &Path,
@@ -56,6 +58,9 @@ impl BrokerProcess {
             .args(["--native-addr", "127.0.0.1:0"]);
         if !extra.iter().any(|a| a == "--kafka-addr") {
             cmd.args(["--kafka-addr", "127.0.0.1:0"]);
+        }
+        if !extra.iter().any(|a| a == "--http-addr") {
+            cmd.args(["--http-addr", "127.0.0.1:0"]);
         }
         cmd.args(extra)
             .stdout(Stdio::piped())
@@ -91,6 +96,7 @@ impl BrokerProcess {
             child: Some(child),
             addr: field("native="),
             kafka_addr: field("kafka="),
+            http_addr: field("http="),
             shard_ports: field("shard_ports=")
                 .split(',')
                 .filter_map(|p| p.parse().ok())

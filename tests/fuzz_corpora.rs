@@ -48,6 +48,7 @@ mod seeds {
     use peregrine::native::messages::{Acks, Request, RequestEnvelope, Response, ResponseEnvelope};
     use peregrine_shards::batch;
     use peregrine_shards::catalog::{Catalog, TopicConfig};
+    use peregrine_shards::groups::offset_records::{encode_batch, OffsetRecord, OffsetValue};
     use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind};
     use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
     use peregrine_shards::records::BatchBuilder;
@@ -294,6 +295,36 @@ mod seeds {
             file.extend_from_slice(payload);
         }
         write("group_offsets", "two-commits", &file);
+        // The offsets log: a batch of two commits, then one with a tombstone.
+        let value = |offset: i64, metadata: &str| {
+            Some(OffsetValue {
+                offset,
+                metadata: metadata.into(),
+                commit_time_ms: 1_700_000_000_000,
+            })
+        };
+        let record = |group: &str, partition: i32, value| OffsetRecord {
+            group: group.into(),
+            topic: "orders".into(),
+            partition,
+            value,
+        };
+        let batches = [
+            vec![
+                record("g", 0, value(42, "")),
+                record("g", 1, value(7, "meta")),
+            ],
+            vec![record("other/é", 3, None)],
+        ];
+        let mut log = Vec::new();
+        for (base, records) in batches.iter().enumerate() {
+            let mut batch = encode_batch(records, 1_700_000_000_000)
+                .expect("offset records encode")
+                .expect("a batch");
+            batch::set_base_offset(&mut batch, 2 * base as i64);
+            log.extend_from_slice(&batch);
+        }
+        write("group_offsets", "log-batches", &log);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 use common::{run_cli, Broker, BIN};
-use peregrine::native::messages::{Request, Response};
+use peregrine::native::messages::{CommitEntry, Request, Response};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -254,5 +254,193 @@ fn three_members_split_six_partitions_and_take_over_from_a_dead_one() {
                 );
             }
         }
+    }
+}
+
+fn commit(c: &mut peregrine::client::Client, group: &str, partition: i32, offset: i64) {
+    let offsets = vec![CommitEntry {
+        topic: "t".into(),
+        partition,
+        offset,
+    }];
+    let request = Request::CommitOffsets {
+        group: group.into(),
+        member_id: String::new(),
+        generation: -1,
+        offsets,
+    };
+    match c.call(request, &[]) {
+        Ok((Response::Ok, _)) => {}
+        other => panic!("commit {group} p{partition}={offset}: {other:?}"),
+    }
+}
+
+fn fetch(b: &Broker, group: &str) -> Vec<(i32, i64)> {
+    let request = Request::FetchOffsets {
+        group: group.into(),
+        topic: "t".into(),
+    };
+    match b.client().call(request, &[]) {
+        Ok((Response::Offsets { offsets }, _)) => {
+            offsets.iter().map(|c| (c.partition, c.offset)).collect()
+        }
+        other => panic!("fetch {group}: {other:?}"),
+    }
+}
+
+fn list_groups(b: &Broker) -> Vec<String> {
+    match b.client().call(Request::ListGroups, &[]) {
+        Ok((Response::Groups { groups }, _)) => groups.into_iter().map(|(g, _)| g).collect(),
+        other => panic!("list groups: {other:?}"),
+    }
+}
+
+/// Groups spread over both shards (the owner is a hash of the id).
+const GROUPS: usize = 8;
+
+#[test]
+fn committed_offsets_are_in_each_shards_offsets_log_and_survive_kill_9() {
+    let mut b = Broker::start();
+    b.create_topic("t", 3);
+    let mut c = b.client();
+    for round in 0..20i64 {
+        for g in 0..GROUPS {
+            commit(
+                &mut c,
+                &format!("g{g}"),
+                (round % 3) as i32,
+                100 * g as i64 + round,
+            );
+        }
+    }
+    b.kill9();
+    b.restart();
+    let mut want_groups: Vec<String> = (0..GROUPS).map(|g| format!("g{g}")).collect();
+    want_groups.sort();
+    assert_eq!(list_groups(&b), want_groups);
+    for g in 0..GROUPS {
+        let base = 100 * g as i64;
+        // The last round that wrote each partition: 18 (p0), 19 (p1), 17 (p2).
+        let want = vec![(0, base + 18), (1, base + 19), (2, base + 17)];
+        assert_eq!(fetch(&b, &format!("g{g}")), want, "g{g}");
+    }
+    // One partition log per shard holds them, not a file per group.
+    let logs = b.data_dir.join("groups").join("__consumer_offsets");
+    for shard in ["0", "1"] {
+        let segment = logs.join(shard).join(format!("{:020}.log", 0));
+        assert!(segment.is_file(), "{} exists", segment.display());
+    }
+    assert!(!b.data_dir.join("groups").join("g0").exists());
+}
+
+/// An offsets file as releases before the offsets log wrote it (groups/<id>/offsets.log).
+fn write_old_offsets(groups_dir: &std::path::Path, group: &str, entries: &[(i32, i64)]) {
+    let dir = groups_dir.join(group);
+    std::fs::create_dir_all(&dir).expect("old group dir");
+    let offsets: Vec<String> = entries
+        .iter()
+        .map(|(p, o)| format!(r#"{{"t":"t","p":{p},"o":{o},"m":""}}"#))
+        .collect();
+    let payload = format!(r#"{{"v":1,"o":[{}]}}"#, offsets.join(","));
+    let mut file = (payload.len() as u32).to_le_bytes().to_vec();
+    file.extend_from_slice(&crc32c::crc32c(payload.as_bytes()).to_le_bytes());
+    file.extend_from_slice(payload.as_bytes());
+    std::fs::write(dir.join("offsets.log"), file).expect("old offsets file");
+}
+
+#[test]
+fn offsets_of_an_older_release_are_served_after_the_upgrade_and_their_files_removed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let groups_dir = tmp.path().join("groups");
+    for g in 0..GROUPS {
+        write_old_offsets(
+            &groups_dir,
+            &format!("old{g}"),
+            &[(0, g as i64), (1, 10 + g as i64)],
+        );
+    }
+    let mut b = Broker::start_in(tmp.path(), &[]);
+    for g in 0..GROUPS {
+        assert_eq!(
+            fetch(&b, &format!("old{g}")),
+            vec![(0, g as i64), (1, 10 + g as i64)]
+        );
+        assert!(
+            !groups_dir.join(format!("old{g}")).exists(),
+            "old{g}'s old directory removed"
+        );
+    }
+    let mut c = b.client();
+    commit(&mut c, "old0", 0, 99);
+    b.kill9();
+    b.restart();
+    assert_eq!(fetch(&b, "old0"), vec![(0, 99), (1, 10)]);
+    assert_eq!(fetch(&b, "old1"), vec![(0, 1), (1, 11)]);
+    assert_eq!(list_groups(&b).len(), GROUPS);
+}
+
+/// How long the committers run before the kill at most (each also stops at its first
+/// failed commit, which the kill causes).
+const COMMITTING_MAX: Duration = Duration::from_secs(20);
+
+#[test]
+fn no_answered_commit_is_lost_when_the_broker_is_killed_while_committing() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let mut b = Broker::start();
+    b.create_topic("t", 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Per group: (last offset answered Ok, last offset sent).
+    let progress: Vec<Arc<(AtomicI64, AtomicI64)>> = (0..GROUPS)
+        .map(|_| Arc::new((AtomicI64::new(-1), AtomicI64::new(-1))))
+        .collect();
+    let committers: Vec<_> = progress
+        .iter()
+        .enumerate()
+        .map(|(g, p)| {
+            let (p, stop, mut c) = (p.clone(), stop.clone(), b.client());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut offset = 0i64;
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < COMMITTING_MAX {
+                    p.1.store(offset, Ordering::SeqCst);
+                    let request = Request::CommitOffsets {
+                        group: format!("crash{g}"),
+                        member_id: String::new(),
+                        generation: -1,
+                        offsets: vec![CommitEntry {
+                            topic: "t".into(),
+                            partition: 0,
+                            offset,
+                        }],
+                    };
+                    match c.call(request, &[]) {
+                        Ok((Response::Ok, _)) => p.0.store(offset, Ordering::SeqCst),
+                        _ => break, // The broker is gone.
+                    }
+                    offset += 1;
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        "commits answered in every group",
+        Duration::from_secs(20),
+        || progress.iter().all(|p| p.0.load(Ordering::SeqCst) >= 50),
+    );
+    b.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for t in committers {
+        t.join().expect("committer thread");
+    }
+    b.restart();
+    for (g, p) in progress.iter().enumerate() {
+        let (answered, sent) = (p.0.load(Ordering::SeqCst), p.1.load(Ordering::SeqCst));
+        let got = fetch(&b, &format!("crash{g}"));
+        assert_eq!(got.len(), 1, "crash{g}: {got:?}");
+        let offset = got[0].1;
+        assert!(
+            (answered..=sent).contains(&offset),
+            "crash{g}: committed {offset} after the kill; answered up to {answered}, sent up to {sent}"
+        );
     }
 }

@@ -69,6 +69,7 @@ fn produce_all(
     msgs: &[(String, String)],
 ) {
     let before = d.ok.load(Ordering::SeqCst);
+    let deadline = Instant::now() + TIMEOUT;
     for (k, v) in msgs {
         let mut record = BaseRecord::to(topic).key(k.as_str()).payload(v.as_str());
         loop {
@@ -77,6 +78,10 @@ fn produce_all(
                 Err((e, back)) => {
                     // Queue full: serve delivery reports, then retry.
                     assert!(e.to_string().contains("Queue full"), "send: {e}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "queue still full after {TIMEOUT:?}"
+                    );
                     p.poll(Duration::from_millis(10));
                     record = back;
                 }
@@ -161,6 +166,28 @@ fn keyed_messages_with_acks_all_reach_every_group_in_per_key_order() {
         }
         let distinct: HashSet<&String> = got.iter().map(|g| &g.3).collect();
         assert_eq!(distinct.len(), msgs.len(), "group {group} got duplicates");
+    }
+}
+
+/// The partitions librdkafka's `murmur2_random` partitioner (Kafka's Java default)
+/// picked for 200 keys, read back from the broker, are the ones the broker's own
+/// partitioner computes: exchanges routing by key agree with Kafka producers.
+#[test]
+fn librdkafkas_murmur2_partitioner_and_the_brokers_agree_on_every_key() {
+    let b = Broker::start();
+    b.create_topic("hashed", 7);
+    let (p, d) = producer(&b, &[("partitioner", "murmur2_random")]);
+    let msgs = keyed(200, 200, "hashed");
+    produce_all(&p, &d, "hashed", &msgs);
+    let c = consumer(&b, "hash-check");
+    c.subscribe(&["hashed"]).expect("subscribe");
+    let got = consume(&c, msgs.len(), false);
+    assert_eq!(got.len(), msgs.len());
+    let used: HashSet<i32> = got.iter().map(|g| g.0).collect();
+    assert_eq!(used.len(), 7, "200 keys spread over every partition");
+    for (partition, _, key, _) in &got {
+        let ours = peregrine_shards::partitioner::partition_for_key(key.as_bytes(), 7);
+        assert_eq!(*partition, ours, "key {key}");
     }
 }
 
@@ -467,9 +494,16 @@ fn free_ports(span: u16) -> u16 {
         .expect("free ports")
 }
 
+/// The broker's log line for a retried batch it recognised (`PartitionLog::append`).
+const DUPLICATE_LOGGED: &str = "duplicate batch from an idempotent producer";
+
+/// Most kill -9 restarts the idempotent-producer test tries before it gives up on
+/// catching a batch that was written but not acknowledged.
+const RESTARTS_MAX: usize = 20;
+
 #[test]
 fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
-    // The same Kafka address after the restart, so the producer reconnects by itself.
+    // The same Kafka address after each restart, so the producer reconnects by itself.
     let addr = format!("127.0.0.1:{}", free_ports(2));
     let mut b = Broker::start_with(&["--kafka-addr", &addr]);
     b.create_topic("ledger", 2);
@@ -478,27 +512,48 @@ fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
         &[
             ("enable.idempotence", "true"),
             ("retry.backoff.ms", "50"),
-            ("message.timeout.ms", "60000"),
+            ("message.timeout.ms", "120000"),
         ],
     );
-    let msgs = keyed(2000, 8, "entry");
+    let msgs = keyed(2000 + 500 * RESTARTS_MAX, 8, "entry");
     produce_all(&p, &d, "ledger", &msgs[..1000]);
-    // The rest is in flight when the broker is killed: some batches are written and
-    // their acknowledgements lost, and the producer retries them after the restart.
-    for (k, v) in &msgs[1000..] {
-        let _ = p.send(BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str()));
+    // Each round leaves 500 messages in flight and kills the broker: once a batch was
+    // written but its answer lost, the producer retries it after the restart and the
+    // broker must recognise it (and say so in its log) instead of appending it again.
+    let mut sent = 1000;
+    let mut restarts = 0;
+    while restarts < RESTARTS_MAX && !b.log().contains(DUPLICATE_LOGGED) {
+        for (k, v) in &msgs[sent..sent + 500] {
+            let record = BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str());
+            p.send(record).map_err(|(e, _)| e).expect("send");
+        }
+        sent += 500;
+        // Let some requests reach the broker, with answers still on their way.
+        p.poll(Duration::from_millis(2 + 3 * restarts as u64));
+        b.restart();
+        restarts += 1;
+        assert_eq!(b.kafka_addr, addr);
+        // Retries happen once the producer is back; the log then shows any duplicate.
+        p.flush(Duration::from_secs(60))
+            .expect("flush after restart");
     }
-    p.poll(Duration::from_millis(5));
-    b.restart();
-    assert_eq!(b.kafka_addr, addr);
-    p.flush(Duration::from_secs(60))
-        .expect("flush after restart");
+    let log = b.log();
+    assert!(
+        log.contains(DUPLICATE_LOGGED),
+        "no retried batch reached the broker in {restarts} restarts"
+    );
+    for (k, v) in &msgs[sent..sent + 1000] {
+        let record = BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str());
+        p.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    sent += 1000;
+    p.flush(Duration::from_secs(60)).expect("flush");
     let errors = d.errors.lock().expect("lock").clone();
     assert!(errors.is_empty(), "delivery errors: {errors:?}");
-    assert_eq!(d.ok.load(Ordering::SeqCst), msgs.len());
+    assert_eq!(d.ok.load(Ordering::SeqCst), sent);
     let c = consumer(&b, "auditor");
     c.subscribe(&["ledger"]).expect("subscribe");
-    let got = consume(&c, msgs.len(), false);
+    let got = consume(&c, sent, false);
     // Anything more would be a duplicate; give one a moment to show up.
     let mut extra = Vec::new();
     let end = Instant::now() + Duration::from_secs(2);
@@ -508,9 +563,13 @@ fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
         }
     }
     let distinct: HashSet<&String> = got.iter().map(|g| &g.3).collect();
-    assert_eq!(got.len(), msgs.len(), "messages missing");
-    assert_eq!(distinct.len(), msgs.len(), "duplicates written");
+    assert_eq!(got.len(), sent, "messages missing");
+    assert_eq!(distinct.len(), sent, "duplicates written");
     assert!(extra.is_empty(), "duplicate after the end: {extra:?}");
+    println!(
+        "{restarts} restarts; {} duplicate batches recognised",
+        log.matches(DUPLICATE_LOGGED).count()
+    );
 }
 
 #[test]
@@ -624,4 +683,51 @@ fn offsets_for_times_finds_the_exact_record() {
             .offset();
         assert_eq!(got, want, "timestamp {ts}");
     }
+}
+
+/// One record from idempotent producer `producer_id` (epoch 0) with sequence `seq`: the
+/// Kafka v2 batch a Kafka producer sends, here through the native Produce request so the
+/// test picks the sequence numbers.
+fn idempotent_batch(producer_id: i64, seq: i32) -> Vec<u8> {
+    let mut builder = peregrine_shards::records::BatchBuilder::new(1_700_000_000_000, 64);
+    builder.push(
+        None,
+        Some(format!("seq-{seq}").as_bytes()),
+        1_700_000_000_000,
+        &[],
+    );
+    let mut batch = builder.finish().expect("one record");
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+    batch[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = peregrine_shards::batch::crc_of(&batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+#[test]
+fn an_idempotent_producer_idle_past_its_expiration_starts_afresh() {
+    use peregrine::native::messages::{Acks, ErrorCode};
+    let b = Broker::start_with(&["--producer-id-expiration-ms", "1000"]);
+    b.create_topic("expiring", 1);
+    let mut c = b.client();
+    let mut produce = |seq| c.produce("expiring", 0, Acks::Durable, &idempotent_batch(77, seq));
+    assert_eq!(produce(0).expect("first"), Some((0, 0)));
+    assert_eq!(produce(1).expect("next"), Some((1, 1)));
+    // Remembered: a retry gets its first offsets, a gap is refused.
+    assert_eq!(produce(1).expect("retry"), Some((1, 1)));
+    let gap = produce(5).expect_err("a gap");
+    assert_eq!(gap.code(), Some(ErrorCode::OutOfOrderSequence), "{gap}");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Forgotten: the producer is new to the partition, so its sequence is taken as it
+    // comes (Kafka since KIP-360), and a retry of what it sent before expiry would be
+    // appended again.
+    assert_eq!(produce(5).expect("after expiry"), Some((2, 2)));
+    assert_eq!(produce(6).expect("in order"), Some((3, 3)));
+    assert_eq!(produce(6).expect("retry"), Some((3, 3)), "remembered again");
+    let fetched = b
+        .client()
+        .fetch("expiring", 0, 0, 1 << 20, 0)
+        .expect("fetch");
+    assert_eq!(fetched.high_watermark, 4);
 }

@@ -9,10 +9,12 @@ use peregrine::client::records::OutRecord;
 use peregrine::client::{Client, Connection};
 use peregrine::native::messages::{OffsetSpec, Request, Response};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SHARDS: u32 = 4;
 const PARTITIONS: i32 = 8;
+/// Longest a consumer may take to read back what the test wrote.
+const READ_ALL_WITHIN: Duration = Duration::from_secs(30);
 
 /// (partition requests served, forwarded) summed over every shard.
 fn totals(b: &Broker) -> (u64, u64) {
@@ -118,7 +120,8 @@ fn shard_aware_client_skips_the_hop_and_routed_client_reaches_every_partition() 
         let mut consumer =
             Consumer::assign(client, "spread", None, StartFrom::Earliest).expect("consumer");
         let mut seen = BTreeSet::new();
-        while seen.len() < (PARTITIONS * 100) as usize {
+        let deadline = Instant::now() + READ_ALL_WITHIN;
+        while seen.len() < (PARTITIONS * 100) as usize && Instant::now() < deadline {
             for r in consumer.poll(Duration::from_millis(200)).expect("poll") {
                 let value =
                     String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
@@ -132,6 +135,11 @@ fn shard_aware_client_skips_the_hop_and_routed_client_reaches_every_partition() 
                 assert!(seen.insert(value), "read twice (shard-aware {aware})");
             }
         }
+        assert_eq!(
+            seen.len(),
+            (PARTITIONS * 100) as usize,
+            "read within {READ_ALL_WITHIN:?} (shard-aware {aware})"
+        );
         assert!(seen.contains("aware-7-49") && seen.contains("routed-0-0"));
     }
 }

@@ -12,7 +12,8 @@ use peregrine::native::frame;
 use peregrine_shards::batch::{self, BatchHeader};
 use peregrine_shards::catalog::Catalog;
 use peregrine_shards::compression::{self, Codec};
-use peregrine_shards::groups::parse_offsets_file;
+use peregrine_shards::groups::offset_records::encode_batch;
+use peregrine_shards::groups::{decode_offsets_batch, parse_offsets_file};
 use peregrine_shards::log::{batch_at, decode_offsets, decode_times, scan_segment_bytes};
 use peregrine_shards::queues::Replay;
 use peregrine_shards::records;
@@ -133,7 +134,7 @@ pub fn queue_journal(data: &[u8]) {
         rest = &rest[len..];
     }
     let recovered = replay.recovered();
-    assert!(recovered.messages.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(recovered.messages.windows(2).all(|w| w[0].0.id < w[1].0.id));
 }
 
 /// The topic catalog file read at start-up, and what the broker does with each topic.
@@ -148,10 +149,35 @@ pub fn catalog(data: &[u8]) {
     }
 }
 
-/// A group's committed-offsets file, as loaded on first touch.
+/// Committed offsets as a shard reads them: the batches of its offsets log, each
+/// decoded as replay decodes it, and an older release's per-group file (read once by
+/// the upgrade). What replay accepts must encode back to the same records.
 pub fn group_offsets(data: &[u8]) {
     let (_commits, valid) = parse_offsets_file(data);
     assert!(valid <= data.len());
+    let mut rest = data;
+    while let Ok(header) = BatchHeader::parse(rest) {
+        let len = header.total_len().min(rest.len());
+        if let Ok(decoded) = decode_offsets_batch(&rest[..len]) {
+            let records: Vec<_> = decoded.into_iter().map(|(_, r)| r).collect();
+            let again = encode_batch(&records, header.base_timestamp)
+                .ok()
+                .flatten()
+                .map(|b| decode_offsets_batch(&b));
+            match again {
+                Some(Ok(back)) => {
+                    let back: Vec<_> = back.into_iter().map(|(_, r)| r).collect();
+                    assert_eq!(back, records, "decoded records encode back to themselves");
+                }
+                Some(Err(e)) => panic!("a batch we encoded does not decode: {e}"),
+                None => assert!(records.is_empty(), "records encode to a batch"),
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        rest = &rest[len..];
+    }
 }
 
 /// Decompression of client batches, as ListOffsets and the native client do it. The

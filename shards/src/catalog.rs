@@ -83,6 +83,8 @@ pub enum CatalogError {
     InvalidPartitions(String),
     #[error("queue '{0}' does not exist (declare it with `peregrine queue declare {0}`)")]
     UnknownQueue(String),
+    #[error("invalid queue config: {0}")]
+    InvalidQueueConfig(String),
     #[error("queue '{0}' exists with other settings (delete it first to change them)")]
     QueueMismatch(String),
     #[error("exchange '{0}' does not exist (declare it with `peregrine exchange declare {0}`)")]
@@ -242,6 +244,9 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<Option<Catalog>, CatalogError> {
         validate_topic_name(name)?;
+        config
+            .validate()
+            .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
         if let Some(existing) = self.queues.get(name) {
             if existing.config == config {
                 return Ok(None);
@@ -449,9 +454,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Writes the catalog atomically: temp file, fsync, rename, fsync of the directory.
-    /// Rare and small, so plain blocking I/O on the controller shard is acceptable.
-    pub fn save(&self, path: &Path) -> Result<(), CatalogError> {
+    /// Writes the catalog atomically (temp file, fsync, rename, fsync of the directory)
+    /// on the shard's blocking thread, so the shard keeps serving meanwhile. Call it
+    /// inside a shard's executor; elsewhere use `save_blocking`.
+    pub async fn save(&self, path: &Path) -> Result<(), CatalogError> {
+        let catalog = self.clone();
+        let path = path.to_owned();
+        glommio::executor()
+            .spawn_blocking(move || catalog.save_blocking(&path))
+            .await
+    }
+
+    /// `save` with blocking file calls, for threads that are not shards (tests, tools).
+    pub fn save_blocking(&self, path: &Path) -> Result<(), CatalogError> {
         let err = |reason: String| CatalogError::Storage {
             path: path.display().to_string(),
             reason,
@@ -598,11 +613,74 @@ mod tests {
         let cat = Catalog::default()
             .with_topic("a", config(3), 2, 7)
             .expect("valid");
-        cat.save(&path).expect("saved");
+        cat.save_blocking(&path).expect("saved");
         assert_eq!(Catalog::load(&path).expect("loaded"), cat);
         let (without, removed) = cat.without_topic("a").expect("exists");
         assert_eq!(removed.name, "a");
         assert!(without.topics.is_empty());
         assert!(without.version > cat.version);
+    }
+
+    #[test]
+    fn queue_bounds_persist_and_a_catalog_without_them_loads() {
+        use crate::queues::Overflow;
+        let bounded = QueueConfig {
+            max_length: Some(10),
+            max_bytes: Some(1 << 20),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        };
+        let cat = Catalog::default()
+            .with_queue("jobs", bounded.clone(), 1)
+            .expect("valid")
+            .expect("new");
+        assert_eq!(reencoded(&cat), Ok(cat.clone()));
+        // A catalog written before the bounds existed: none of their fields.
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let config = &mut json["queues"]["jobs"]["config"];
+        let fields = config.as_object_mut().expect("an object");
+        for field in ["max_length", "max_bytes", "overflow"] {
+            assert!(fields.remove(field).is_some(), "{field} was written");
+        }
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        let config = &old.queue("jobs").expect("queue").config;
+        assert_eq!(
+            (config.max_length, config.max_bytes, config.overflow),
+            (None, None, Overflow::DropHead)
+        );
+    }
+
+    #[test]
+    fn a_queue_declared_with_settings_it_cannot_serve_is_refused() {
+        let long = QueueConfig {
+            visibility_timeout_ms: crate::queues::VISIBILITY_TIMEOUT_MS_MAX + 1,
+            ..QueueConfig::default()
+        };
+        let refused = Catalog::default().with_queue("q", long, 1);
+        assert!(
+            matches!(refused, Err(CatalogError::InvalidQueueConfig(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_catalog_saved_from_a_shard_loads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta").join("topics.json");
+        let cat = Catalog::default()
+            .with_topic("a", config(3), 2, 7)
+            .expect("valid");
+        let saved = cat.clone();
+        let at = path.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move { saved.save(&at).await.expect("saved") })
+            .expect("start executor")
+            .join()
+            .expect("executor ran");
+        assert_eq!(Catalog::load(&path).expect("loaded"), cat);
+        assert!(
+            !path.with_extension("tmp").exists(),
+            "the temporary file is renamed"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod compression;
 pub mod groups;
 pub mod log;
+pub mod partitioner;
 pub mod queues;
 pub mod records;
 pub mod sys;

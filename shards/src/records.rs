@@ -463,13 +463,49 @@ mod tests {
         assert_eq!(records(&bytes).map(Iterator::count), Ok(3));
     }
 
+    /// Every record of `bytes`, or the first error.
+    fn read_all(bytes: &[u8]) -> Result<Vec<RecordView<'_>>, BatchError> {
+        records(bytes)?.collect()
+    }
+
     #[test]
     fn truncated_or_garbage_records_are_errors_not_panics() {
         let bytes = built();
+        // Any cut inside the records leaves the last one short: an error, never fewer
+        // records read as if the batch were whole.
         for cut in BATCH_HEADER_LEN..bytes.len() {
-            let _ = records(&bytes[..cut]).map(|it| it.count());
+            let read = read_all(&bytes[..cut]);
+            assert!(
+                matches!(read, Err(BatchError::Invalid(_))),
+                "cut at {cut} of {}: {read:?}",
+                bytes.len()
+            );
         }
+        // Lengths that lie: a varint that never ends, a negative record length, a record
+        // that claims more bytes than the batch has, a key longer than its record.
+        let lie = |at: usize, with: &[u8], reason: &'static str| {
+            let mut b = bytes.clone();
+            b[at..at + with.len()].copy_from_slice(with);
+            assert_eq!(
+                read_all(&b).err(),
+                Some(BatchError::Invalid(reason)),
+                "{with:?}"
+            );
+        };
+        let first = BATCH_HEADER_LEN;
+        lie(first, &[0xff; 10], "bad varint in record");
+        lie(first, &[0x01], "negative record length");
+        lie(
+            first,
+            &[0xfe, 0xff, 0x7f],
+            "record field runs past its batch",
+        );
+        // The first record's key length (after length, attributes, two one-byte deltas).
+        lie(first + 4, &[0x7e], "record field runs past its batch");
+        // Random bytes anywhere in the records: a clean error, or exactly the records
+        // the header counts, each with headers that parse or fail cleanly.
         let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut errors = 0;
         for _ in 0..2000 {
             let mut b = bytes.clone();
             x ^= x << 13;
@@ -477,11 +513,19 @@ mod tests {
             x ^= x << 17;
             let i = BATCH_HEADER_LEN + (x as usize % (b.len() - BATCH_HEADER_LEN));
             b[i] = (x >> 32) as u8;
-            if let Ok(it) = records(&b) {
-                for r in it {
-                    let _ = r.map(|v| v.headers());
+            match read_all(&b) {
+                Ok(views) => {
+                    assert_eq!(views.len(), 3, "byte {i} = {}", b[i]);
+                    for v in views {
+                        let _ = v.headers();
+                    }
+                }
+                Err(e) => {
+                    assert!(matches!(e, BatchError::Invalid(_)), "{e:?}");
+                    errors += 1;
                 }
             }
         }
+        assert!(errors > 0, "no corruption was ever noticed");
     }
 }

@@ -126,6 +126,11 @@ pub struct BenchArgs {
     /// raised to this when lower, so that every queue has both.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
+    /// Queue mode: publish every message with no consumer attached, then drain the
+    /// backlog; reports the broker's resident set (sampled every 100 ms from /proc)
+    /// in each phase.
+    #[arg(long)]
+    pub backlog: bool,
 }
 
 pub fn run(args: BenchArgs) -> CliResult {
@@ -162,7 +167,7 @@ pub fn run(args: BenchArgs) -> CliResult {
     let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
     if args.mode.is_queue() {
         let cpu_before = broker_pid.and_then(process_cpu_s);
-        let mut outcome = queue::run(&args, &bootstrap)?;
+        let mut outcome = queue::run(&args, &bootstrap, broker_pid)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
     let topic = format!("bench-{}-{}", std::process::id(), crate::time::now_ms());
@@ -252,6 +257,9 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         args.consumers = args.consumers.max(args.queues);
     } else if args.queues != 1 {
         return Err("--queues is for the queue modes; topics spread over --partitions".into());
+    }
+    if args.backlog && (args.mode != Mode::Queue || args.messages.is_none()) {
+        return Err("--backlog is for queue mode with --messages".into());
     }
     if args.mode == Mode::Consume && args.messages.is_none() {
         return Err("consume mode needs --messages (the backlog to fill)".into());

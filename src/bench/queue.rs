@@ -235,21 +235,91 @@ fn declare_queues(bootstrap: &str, n: usize) -> Result<Vec<String>, crate::clien
     Ok(names)
 }
 
-pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let queues = declare_queues(bootstrap, args.queues.max(1))?;
-    // `--duration` alone: no count, the deadline ends the run.
-    let total = args.messages.unwrap_or(u64::MAX);
-    let producers = args.producers.max(1) as u64;
-    let progress = Arc::new(Progress::default());
-    // Producer and consumer `i` use queue `i % queues`.
-    let consumers: Vec<_> = (0..args.consumers.max(1))
+/// How often `--backlog` samples the broker's resident set.
+const RSS_SAMPLE_MS: u64 = 100;
+
+/// The largest resident set (VmRSS) a process had while it was sampled, per phase.
+struct RssSampler {
+    peak_kib: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let peak_kib = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (peak, done) = (peak_kib.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(RSS_SAMPLE_MS));
+            }
+        });
+        RssSampler {
+            peak_kib,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The peak since the last call (MiB); sampling goes on from zero.
+    fn take_peak_mib(&self) -> f64 {
+        self.peak_kib.swap(0, Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn spawn_consumers(
+    args: &BenchArgs,
+    bootstrap: &str,
+    queues: &[String],
+    progress: &Arc<Progress>,
+) -> Vec<std::thread::JoinHandle<ConsumerResult>> {
+    (0..args.consumers.max(1))
         .map(|i| {
             let (a, b) = (args.clone(), bootstrap.to_string());
             let q = queues[i % queues.len()].clone();
             let progress = progress.clone();
             std::thread::spawn(move || consume(&a, &b, &q, &progress))
         })
-        .collect();
+        .collect()
+}
+
+pub fn run(
+    args: &BenchArgs,
+    bootstrap: &str,
+    broker_pid: Option<u32>,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let queues = declare_queues(bootstrap, args.queues.max(1))?;
+    let rss = broker_pid.filter(|_| args.backlog).map(RssSampler::start);
+    // `--duration` alone: no count, the deadline ends the run.
+    let total = args.messages.unwrap_or(u64::MAX);
+    let producers = args.producers.max(1) as u64;
+    let progress = Arc::new(Progress::default());
+    // Producer and consumer `i` use queue `i % queues`; with `--backlog` the consumers
+    // come once every message is published.
+    let mut consumers = if args.backlog {
+        Vec::new()
+    } else {
+        spawn_consumers(args, bootstrap, &queues, &progress)
+    };
     let start = now_ns();
     let deadline = args.duration.map(|d| start + (d * 1e9) as u64);
     let producers: Vec<ProducerResult> = (0..producers)
@@ -264,7 +334,24 @@ pub fn run(args: &BenchArgs, bootstrap: &str) -> Result<Outcome, Box<dyn std::er
         .map(|h| h.join().map_err(|_| "producer panicked"))
         .collect::<Result<_, _>>()?;
     let expected = producers.iter().map(|p| p.acked.len()).sum();
+    if args.backlog {
+        let published_s = (now_ns() - start) as f64 / 1e9;
+        let peak = rss.as_ref().map_or(0.0, RssSampler::take_peak_mib);
+        eprintln!(
+            "backlog: {expected} messages published in {published_s:.1} s, no consumer; broker peak RSS {peak:.0} MiB"
+        );
+        consumers = spawn_consumers(args, bootstrap, &queues, &progress);
+    }
+    let drain_start = now_ns();
     wait_for(&progress, expected, true);
+    if args.backlog {
+        let drained_s = (now_ns() - drain_start) as f64 / 1e9;
+        let peak = rss.as_ref().map_or(0.0, RssSampler::take_peak_mib);
+        let received = progress.received.load(Ordering::Relaxed);
+        eprintln!(
+            "backlog: {received} of {expected} received and acked in {drained_s:.1} s; broker peak RSS while draining {peak:.0} MiB"
+        );
+    }
     progress.stop.store(true, Ordering::Relaxed);
     let consumers: Vec<ConsumerResult> = consumers
         .into_iter()

@@ -3,7 +3,7 @@
 
 use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
-use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueSpec};
+use crate::native::messages::{BindingSpec, ExchangeType, Overflow, PublishSpec, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 
@@ -30,6 +30,16 @@ pub enum QueueCommand {
         /// Strict order per message group, one in flight per group, deduplication.
         #[arg(long)]
         fifo: bool,
+        /// Most messages waiting (ready or delayed); past it, `--overflow` applies.
+        #[arg(long)]
+        max_length: Option<u64>,
+        /// Most body bytes waiting; past it, `--overflow` applies.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// What a publish to a full queue does: refused (`reject-publish`), or the
+        /// oldest waiting messages are dead-lettered (`drop-head`, RabbitMQ's default).
+        #[arg(long, value_enum, default_value_t = OverflowArg::DropHead)]
+        overflow: OverflowArg,
         #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
         bootstrap: String,
     },
@@ -58,6 +68,12 @@ pub enum QueueCommand {
     },
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum OverflowArg {
+    RejectPublish,
+    DropHead,
+}
+
 pub fn run(cmd: QueueCommand) -> CliResult {
     match cmd {
         QueueCommand::Declare {
@@ -68,6 +84,9 @@ pub fn run(cmd: QueueCommand) -> CliResult {
             max_deliveries,
             dead_letter,
             fifo,
+            max_length,
+            max_bytes,
+            overflow,
             bootstrap,
         } => {
             let spec = QueueSpec {
@@ -78,24 +97,33 @@ pub fn run(cmd: QueueCommand) -> CliResult {
                 max_deliveries,
                 dead_letter,
                 fifo,
+                max_length,
+                max_bytes,
+                overflow: match overflow {
+                    OverflowArg::RejectPublish => Overflow::RejectPublish,
+                    OverflowArg::DropHead => Overflow::DropHead,
+                },
             };
             Client::connect(&bootstrap)?.declare_queue(spec)?;
             println!("declared queue {name}");
         }
         QueueCommand::List { bootstrap } => {
             println!(
-                "NAME\tMAX_PRIORITY\tTTL_MS\tVISIBILITY_MS\tMAX_DELIVERIES\tDEAD_LETTER\tFIFO"
+                "NAME\tMAX_PRIORITY\tTTL_MS\tVISIBILITY_MS\tMAX_DELIVERIES\tDEAD_LETTER\tFIFO\tMAX_LENGTH\tMAX_BYTES\tOVERFLOW"
             );
             for q in Client::connect(&bootstrap)?.list_queues()? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:?}",
                     q.name,
                     q.max_priority,
                     opt(q.ttl_ms),
                     opt(q.visibility_timeout_ms),
                     opt(q.max_deliveries),
                     opt(q.dead_letter),
-                    q.fifo
+                    q.fifo,
+                    opt(q.max_length),
+                    opt(q.max_bytes),
+                    q.overflow
                 );
             }
         }

@@ -3,7 +3,7 @@
 use super::CliResult;
 use crate::server::config::{self, ServerConfig};
 use clap::Args;
-use peregrine_shards::log::FsyncPolicy;
+use peregrine_shards::log::{FsyncPolicy, LogConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +67,19 @@ pub struct ServeArgs {
     /// (client calls, long polls, the broker's own); a call past it waits.
     #[arg(long, default_value_t = config::CROSS_CORE_IN_FLIGHT_MAX_DEFAULT)]
     pub cross_core_in_flight_max: usize,
+    /// Forget an idempotent producer's state in a partition after this many ms without
+    /// a write there (Kafka's `producer.id.expiration.ms`; default one day). Bounds the
+    /// state by the producers active within it; one that comes back later starts anew.
+    #[arg(long, default_value_t = LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT)]
+    pub producer_id_expiration_ms: u64,
+    /// Log (WARN, with a backtrace) a task that keeps a shard's core this many ms past
+    /// its time slice: glommio's stall detection. 0 turns it off.
+    #[arg(long, default_value_t = crate::server::runtime::STALL_WARN_MS_DEFAULT)]
+    pub stall_warn_ms: u64,
+    /// HTTP address for operators (`/metrics`, `/healthz`, `/readyz`), shared by every
+    /// shard; port 0 picks a free one (the ready line names it).
+    #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
+    pub http_addr: SocketAddr,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -136,6 +149,9 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         retention_check: Duration::from_millis(args.retention_check_ms.max(10)),
         poll_us: args.poll_us,
         cross_core_in_flight_max: args.cross_core_in_flight_max,
+        producer_id_expiration_ms: args.producer_id_expiration_ms,
+        stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
+        http_addr: args.http_addr,
     })
 }
 
@@ -147,9 +163,25 @@ pub fn run(args: ServeArgs) -> CliResult {
 
 /// The protocols a broker serves: each listener's connections go to one front end.
 pub fn front_ends() -> crate::server::FrontEnds {
+    use crate::metrics::local::connection;
+    use crate::metrics::Protocol;
     crate::server::FrontEnds {
-        native: |engine, stream| Box::pin(crate::native::connection::serve(engine, stream)),
-        kafka: |engine, stream| Box::pin(crate::kafka::serve(engine, stream)),
+        native: |engine, stream| {
+            let serve = crate::native::connection::serve(engine, stream);
+            Box::pin(connection(Protocol::Native, serve))
+        },
+        kafka: |engine, stream| {
+            Box::pin(connection(
+                Protocol::Kafka,
+                crate::kafka::serve(engine, stream),
+            ))
+        },
+        http: |engine, stream| {
+            Box::pin(connection(
+                Protocol::Http,
+                crate::http::serve(engine, stream),
+            ))
+        },
     }
 }
 

@@ -26,7 +26,7 @@ pub fn topic_info(meta: &TopicMeta, nshards: u32) -> TopicInfo {
 }
 
 /// Kafka InitProducerId on the controller: a new id, or the next epoch of a known one.
-pub fn init_producer_id(
+pub async fn init_producer_id(
     shard: &Rc<Shard>,
     producer_id: i64,
     epoch: i16,
@@ -35,7 +35,7 @@ pub fn init_producer_id(
     if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return Ok((producer_id, epoch + 1));
     }
-    match shard.producer_ids.allocate() {
+    match shard.producer_ids.allocate().await {
         Ok(producer_id) => Ok((producer_id, 0)),
         Err(e) => {
             tracing::error!("allocating a producer id: {e}");
@@ -205,6 +205,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
 async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
     let previous = shard.catalog();
     next.save(&shard.catalog_path())
+        .await
         .map_err(|e| e.to_string())?;
     let next = Arc::new(next);
     let Err(e) = apply_everywhere(shard, next.clone()).await else {
@@ -213,7 +214,7 @@ async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
     tracing::error!("catalog change failed, restoring the previous one: {e}");
     let mut undo = (*previous).clone();
     undo.version = next.version + 1;
-    let restored = match undo.save(&shard.catalog_path()) {
+    let restored = match undo.save(&shard.catalog_path()).await {
         Ok(()) => apply_everywhere(shard, Arc::new(undo)).await,
         Err(save) => Err(save.to_string()),
     };

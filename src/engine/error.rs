@@ -30,6 +30,9 @@ pub enum EngineError {
     /// A queue redeclared with other settings.
     #[error("{0}")]
     QueueMismatch(String),
+    /// A publish refused by a queue at its length or byte bound (`reject-publish`).
+    #[error("{0}")]
+    QueueFull(String),
     /// A receipt handle whose lease ended (settled, timed out, or never handed out).
     #[error("{0}")]
     UnknownHandle(String),
@@ -76,6 +79,38 @@ impl EngineError {
     pub fn internal(e: impl std::fmt::Display) -> EngineError {
         EngineError::Internal(e.to_string())
     }
+
+    /// This kind's index in `metrics::ERROR_CODES` (errors are counted by kind).
+    pub fn metrics_index(&self) -> usize {
+        match self {
+            EngineError::InvalidRequest(_) => 0,
+            EngineError::UnknownTopic(_) => 1,
+            EngineError::UnknownPartition(_) => 2,
+            EngineError::TopicExists(_) => 3,
+            EngineError::InvalidTopic(_) => 4,
+            EngineError::InvalidPartitions(_) => 5,
+            EngineError::UnknownQueue(_) => 6,
+            EngineError::UnknownExchange(_) => 7,
+            EngineError::QueueMismatch(_) => 8,
+            EngineError::QueueFull(_) => 9,
+            EngineError::UnknownHandle(_) => 10,
+            EngineError::OffsetOutOfRange(_) => 11,
+            EngineError::CorruptBatch(_) => 12,
+            EngineError::MessageTooLarge(_) => 13,
+            EngineError::UnknownMember(_) => 14,
+            EngineError::IllegalGeneration(_) => 15,
+            EngineError::RebalanceInProgress(_) => 16,
+            EngineError::InvalidSessionTimeout(_) => 17,
+            EngineError::InvalidGroup(_) => 18,
+            EngineError::GroupNotEmpty(_) => 19,
+            EngineError::OutOfOrderSequence(_) => 20,
+            EngineError::ProducerFenced(_) => 21,
+            EngineError::NotSupported(_) => 22,
+            EngineError::SubscriptionClosed => 23,
+            EngineError::ShuttingDown(_) => 24,
+            EngineError::Internal(_) => 25,
+        }
+    }
 }
 
 impl From<LogError> for EngineError {
@@ -105,6 +140,7 @@ impl From<CatalogError> for EngineError {
             CatalogError::InvalidPartitions(_) => EngineError::InvalidPartitions(text),
             CatalogError::UnknownQueue(_) => EngineError::UnknownQueue(text),
             CatalogError::QueueMismatch(_) => EngineError::QueueMismatch(text),
+            CatalogError::InvalidQueueConfig(_) => EngineError::InvalidRequest(text),
             CatalogError::UnknownExchange(_) => EngineError::UnknownExchange(text),
             CatalogError::ExchangeMismatch(_) | CatalogError::UnknownBinding(_) => {
                 EngineError::InvalidRequest(text)
@@ -124,6 +160,7 @@ impl From<GroupError> for EngineError {
             GroupError::InvalidSessionTimeout => EngineError::InvalidSessionTimeout(text),
             GroupError::InvalidGroupId => EngineError::InvalidGroup(text),
             GroupError::NotEmpty => EngineError::GroupNotEmpty(text),
+            GroupError::TooManyGroups { .. } => EngineError::InvalidGroup(text),
             _ => EngineError::Internal(text),
         }
     }
@@ -134,9 +171,31 @@ impl From<QueueError> for EngineError {
         let text = e.to_string();
         match e {
             QueueError::UnknownHandle(_) => EngineError::UnknownHandle(text),
-            QueueError::PriorityTooHigh { .. } | QueueError::GroupIdRequired => {
-                EngineError::InvalidRequest(text)
-            }
+            QueueError::PriorityTooHigh { .. }
+            | QueueError::GroupIdRequired
+            | QueueError::VisibilityTimeoutTooLong { .. } => EngineError::InvalidRequest(text),
+            QueueError::QueueFull { .. } => EngineError::QueueFull(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineError;
+
+    #[test]
+    fn each_kind_is_counted_under_its_own_name() {
+        let samples = [
+            EngineError::InvalidRequest(String::new()),
+            EngineError::QueueFull(String::new()),
+            EngineError::SubscriptionClosed,
+            EngineError::Internal(String::new()),
+            EngineError::ProducerFenced(String::new()),
+        ];
+        for e in samples {
+            let name = format!("{e:?}");
+            let kind = crate::metrics::ERROR_CODES[e.metrics_index()];
+            assert!(name.starts_with(kind), "{name} counted as {kind}");
         }
     }
 }

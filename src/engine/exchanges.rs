@@ -145,6 +145,7 @@ fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
         E::UnknownQueue(m) => E::UnknownQueue(f(&m)),
         E::UnknownExchange(m) => E::UnknownExchange(f(&m)),
         E::QueueMismatch(m) => E::QueueMismatch(f(&m)),
+        E::QueueFull(m) => E::QueueFull(f(&m)),
         E::UnknownHandle(m) => E::UnknownHandle(f(&m)),
         E::OffsetOutOfRange(m) => E::OffsetOutOfRange(f(&m)),
         E::CorruptBatch(m) => E::CorruptBatch(f(&m)),

@@ -131,7 +131,9 @@ pub async fn delete(shard: &Rc<Shard>, group: &str) -> Result<(), EngineError> {
     Ok(shard.groups.delete(group).await?)
 }
 
-/// The groups this shard owns: (id, state).
-pub fn list_here(shard: &Rc<Shard>) -> Vec<(String, String)> {
-    shard.groups.list()
+/// The groups this shard owns: (id, state), once its offsets log is open (before, a
+/// group known only by its committed offsets would be missing).
+pub async fn list_here(shard: &Rc<Shard>) -> Result<Vec<(String, String)>, EngineError> {
+    shard.groups.loaded().await?;
+    Ok(shard.groups.list())
 }

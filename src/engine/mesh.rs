@@ -105,6 +105,7 @@ impl<S: 'static> Router<S> {
         Fut: Future<Output = T> + 'static,
     {
         debug_assert_ne!(shard, self.shard_id(), "a local call needs no hop");
+        crate::metrics::local::cross_core_call();
         let _permit = self
             .budget(class)
             .acquire_permit(1)

@@ -20,6 +20,7 @@ pub mod error;
 pub mod exchanges;
 pub mod groups;
 pub mod mesh;
+mod observe;
 pub mod partitions;
 pub mod placement;
 pub mod queues;
@@ -267,8 +268,9 @@ impl Engine {
         producer_id: i64,
         epoch: i16,
     ) -> Result<(i64, i16), EngineError> {
-        let job =
-            move |s: Rc<Shard>| async move { admin::init_producer_id(&s, producer_id, epoch) };
+        let job = move |s: Rc<Shard>| async move {
+            admin::init_producer_id(&s, producer_id, epoch).await
+        };
         self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
             .await
     }
@@ -357,7 +359,7 @@ impl Engine {
     pub async fn list_groups(&self) -> Result<Vec<(String, String)>, EngineError> {
         let mut all = Vec::new();
         for shard in 0..self.shard.nshards {
-            let job = |s: Rc<Shard>| async move { Ok(groups::list_here(&s)) };
+            let job = |s: Rc<Shard>| async move { groups::list_here(&s).await };
             all.extend(self.on_owner(shard, CallClass::Client, job).await?);
         }
         all.sort();

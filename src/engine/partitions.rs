@@ -30,6 +30,7 @@ pub async fn produce(
     payload: BytesMut,
 ) -> Result<Produced, EngineError> {
     served_here(shard);
+    let timer = crate::metrics::local::ProduceTimer::start(payload.len());
     let log = shard.partition(topic, partition)?;
     if payload.is_empty() {
         return Err(EngineError::CorruptBatch(
@@ -55,6 +56,7 @@ pub async fn produce(
     if acks == Acks::Leader && appended.woke_readers > 0 {
         future::yield_now().await;
     }
+    timer.appended(topic, partition, &appended, acks != Acks::None);
     Ok(Produced {
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
@@ -84,6 +86,7 @@ pub async fn fetch(
             || now >= deadline
             || shard.shutdown.is_triggered()
         {
+            crate::metrics::local::fetched(topic, partition, args.offset, &read.batches);
             return Ok(Fetched {
                 high_watermark: read.high_watermark,
                 // No transactions yet: everything below the high watermark is stable.

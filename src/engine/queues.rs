@@ -25,7 +25,7 @@ use peregrine_shards::queues::{
     DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
 };
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Longest a receive waits for a message (SQS's limit).
@@ -56,8 +56,6 @@ pub struct OpenQueue {
     /// Push subscriptions attached, by holder id.
     subscribers: RefCell<HashMap<u64, Attached>>,
     dead_lettered: Cell<u64>,
-    /// Origin keys of dead letters received (a resumed move is not stored twice).
-    origins: RefCell<HashSet<String>>,
     /// Dead letters whose move to the target has not finished.
     pending_moves: RefCell<Vec<DeadLetter>>,
 }
@@ -101,19 +99,14 @@ pub async fn open(
         rec.next_id,
         now,
     );
+    for (origin, at_ms) in rec.origins {
+        queue.remember_origin(origin, at_ms, now);
+    }
     // Moves begun before a crash are finished by the timer.
     let pending = rec
         .dead_lettering
         .into_iter()
-        .filter_map(|(id, reason, began_ms)| {
-            queue.take(id).map(|message| DeadLetter {
-                message,
-                reason,
-                queue: meta.name.clone(),
-                at_ms: began_ms,
-                target: meta.config.dead_letter.clone(),
-            })
-        })
+        .filter_map(|(id, reason, began_ms)| queue.take_dead(id, reason, began_ms))
         .collect();
     Ok(Rc::new(OpenQueue {
         id: meta.id,
@@ -125,12 +118,16 @@ pub async fn open(
         wake_at: Cell::new(i64::MAX),
         subscribers: RefCell::new(HashMap::new()),
         dead_lettered: Cell::new(0),
-        origins: RefCell::new(rec.origins),
         pending_moves: RefCell::new(pending),
     }))
 }
 
 impl OpenQueue {
+    /// Depths now and dead letters moved, for /metrics.
+    pub fn gauges(&self) -> (peregrine_shards::queues::Stats, u64) {
+        (self.queue.borrow().stats(), self.dead_lettered.get())
+    }
+
     fn is_closed(&self, holder: u64) -> bool {
         self.subscribers
             .borrow()
@@ -265,9 +262,18 @@ pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(),
         Settle::Ack { handles } => ack(&q, &handles).await,
         Settle::Requeue { handles } => nack(shard, &q, &handles, true).await,
         Settle::Reject { handles } => nack(shard, &q, &handles, false).await,
-        Settle::ChangeVisibility { handle, timeout_ms } => Err(EngineError::NotSupported(format!(
-            "changing the visibility of lease {handle} to {timeout_ms} ms is not supported yet"
-        ))),
+        Settle::ChangeVisibility { handle, timeout_ms } => {
+            let now = crate::time::now_ms();
+            q.queue
+                .borrow_mut()
+                .change_visibility(handle, timeout_ms, now)?;
+            // Leases are not journaled (a restart returns them all), so neither is a
+            // new deadline. The queue timer returns the lease when it falls due; wake a
+            // receive waiting for it then.
+            let due = now.saturating_add(timeout_ms as i64);
+            q.wake_at.set(q.wake_at.get().min(due));
+            Ok(())
+        }
     }
 }
 
@@ -325,13 +331,15 @@ pub async fn publish(
 ) -> Result<Option<u64>, EngineError> {
     let q = shard.queue(name)?;
     if let Some(origin) = &spec.origin {
-        if q.origins.borrow().contains(origin) {
+        if q.queue.borrow().knows_origin(origin) {
             return Ok(None);
         }
     }
     let now = crate::time::now_ms();
     let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
+    // A drop-head publish pushed the oldest out: they move on as dead letters.
+    spawn_dead_letters(shard, &q, q.queue.borrow_mut().drain_overflow());
     let Some(id) = published? else {
         return Ok(None);
     };
@@ -347,6 +355,9 @@ pub async fn publish(
         };
         q.store.append_published(publish, now)
     };
+    if appended.is_ok() {
+        q.queue.borrow_mut().journaled(&[id]);
+    }
     durable(
         &q,
         (&[id], spec.dedup_id.as_deref()),
@@ -356,9 +367,10 @@ pub async fn publish(
     .await
     .map_err(io_error)?;
     if let Some(origin) = spec.origin {
-        q.origins.borrow_mut().insert(origin);
+        q.queue.borrow_mut().remember_origin(origin, now, now);
     }
     q.ready.notify(usize::MAX);
+    crate::metrics::local::queue_totals(&q.name, 1, 0, 0);
     Ok(Some(id))
 }
 
@@ -428,10 +440,15 @@ pub async fn publish_batch(
         };
         q.store.append_published(publish, now)
     };
+    spawn_dead_letters(shard, &q, q.queue.borrow_mut().drain_overflow());
+    if appended.is_ok() {
+        q.queue.borrow_mut().journaled(&ids);
+    }
     durable(&q, (&ids, None), appended, spec.durable)
         .await
         .map_err(io_error)?;
     q.ready.notify(usize::MAX);
+    crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
     Ok(ids.len() as u32)
 }
 
@@ -482,7 +499,9 @@ async fn receive_on(
             q.queue.borrow_mut().tick(now)
         };
         spawn_dead_letters(shard, q, dead);
-        if !out.is_empty() || now >= deadline {
+        spawn_loader(q);
+        let loading = q.queue.borrow().waits_for_load();
+        if !out.is_empty() || (now >= deadline && !loading) {
             break;
         }
         // Wake for a publish, or when a delay, lease or TTL falls due, or at the deadline
@@ -520,6 +539,9 @@ async fn receive_on(
             .record(&event, auto_ack, crate::time::now_ms())
             .await
             .map_err(io_error)?;
+        let n = out.ids.len() as u64;
+        let again = out.deliveries.iter().filter(|d| **d > 1).count() as u64;
+        crate::metrics::local::queue_totals(&q.name, 0, if auto_ack { n } else { 0 }, again);
     }
     Ok(Received {
         messages: out,
@@ -536,11 +558,13 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
     q.ready.notify(usize::MAX);
     // An ack is answered only once it is on disk: acked messages never come back.
     if !settled.is_empty() {
+        let acked = settled.len() as u64;
         let event = Event::Settled { ids: settled };
         q.store
             .record(&event, true, crate::time::now_ms())
             .await
             .map_err(io_error)?;
+        crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
     }
     handles_answer(&unknown)
 }
@@ -577,6 +601,24 @@ async fn nack(
         dead_letter(shard, q, d).await.map_err(io_error)?;
     }
     handles_answer(&unknown)
+}
+
+/// Reads bodies near the queue's head back from its journal when a receive waits for
+/// one or the read-ahead has room (one loader per queue at a time).
+fn spawn_loader(q: &Rc<OpenQueue>) {
+    if !q.queue.borrow_mut().start_loading() {
+        return;
+    }
+    let q = q.clone();
+    crate::server::runtime::spawn_local(async move {
+        let woken = || {
+            q.ready.notify(usize::MAX);
+        };
+        if let Err(e) = q.store.load_ahead(&q.queue, woken).await {
+            tracing::error!(queue = %q.name, "reading bodies back from the journal: {e}");
+        }
+    })
+    .detach();
 }
 
 fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter>) {
@@ -631,7 +673,19 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     // A queue, or an exchange (routed here, with the source queue's name as routing
     // key); either way a target that has this dead letter already keeps one copy. The
     // move is the engine's own call, in its own in-flight budget (`CallClass`).
-    let body = d.message.body.clone();
+    let body = if d.body_on_disk {
+        let bodies = q
+            .store
+            .load_bodies(&[id])
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some((_, body)) = bodies.into_iter().next() else {
+            return Err(format!("message {id}: body not in the journal"));
+        };
+        body
+    } else {
+        d.message.body.clone()
+    };
     let moved = if shard.catalog().queue(&target).is_ok() {
         let engine = super::Engine::new(shard.clone());
         Box::pin(engine.publish_as(CallClass::Internal, &target, spec, body))

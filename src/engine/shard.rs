@@ -58,7 +58,11 @@ impl Shard {
         queues: runtime::Queues,
     ) -> Shard {
         let id = router.shard_id();
-        let groups = GroupCoordinator::new(GroupConfig::new(config.data_dir.join("groups")));
+        let groups = GroupCoordinator::new(GroupConfig {
+            shard: id,
+            shards: config.shards as u32,
+            ..GroupConfig::new(config.data_dir.join("groups"))
+        });
         let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
         Shard {
             id,
@@ -78,6 +82,11 @@ impl Shard {
             partition_requests: Cell::new(0),
             forwarded: Cell::new(0),
         }
+    }
+
+    /// The batch cache's hit and miss counters (for /metrics).
+    pub fn cache_counters(&self) -> Arc<peregrine_shards::log::CacheCounters> {
+        self.cache.counters()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -220,6 +229,7 @@ impl Shard {
                 retention_bytes: meta.config.retention_bytes,
                 fsync: self.config.fsync,
                 write_linger: self.config.write_linger,
+                producer_id_expiration_ms: self.config.producer_id_expiration_ms,
                 ..LogConfig::default()
             };
             let dir = meta.partition_dir(&self.config.data_dir, partition);

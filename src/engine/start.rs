@@ -26,6 +26,8 @@ pub struct EngineStart {
     pub catalog: Arc<Catalog>,
     pub shard_ports: Vec<u16>,
     pub shutdown: ShardShutdown,
+    /// The operator's metrics: this shard's counters and its object rows go there.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts this shard's engine (call once, inside its executor); the error says why it
@@ -44,8 +46,17 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         .apply_catalog(start.catalog)
         .await
         .map_err(|e| format!("shard {}: {e}", shard.id))?;
+    let mine = start.metrics.shards[shard.id as usize].clone();
+    crate::metrics::local::install(start.metrics.clone(), mine.clone(), shard.cache_counters());
     serve_mesh(&shard, receivers);
     spawn_background(&shard);
+    let refresh = super::observe::refresh_loop(shard.clone(), start.metrics, mine);
+    match runtime::spawn_into(refresh, shard.queues.background) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => tracing::error!("starting the metrics refresh: {e}"),
+    }
     Ok(Engine::new(shard))
 }
 

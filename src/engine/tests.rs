@@ -32,6 +32,10 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         retention_check: Duration::from_secs(60),
         poll_us: 0,
         cross_core_in_flight_max: CROSS_CORE_IN_FLIGHT_MAX_DEFAULT,
+        producer_id_expiration_ms:
+            peregrine_shards::log::LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+        stall_warn: None,
+        http_addr: any,
     }
 }
 
@@ -52,6 +56,7 @@ where
             catalog: Arc::new(Catalog::default()),
             shard_ports: vec![0],
             shutdown: ShardShutdown::new(process.clone()),
+            metrics: crate::metrics::Metrics::new(1),
         })
         .await
         .expect("engine starts");
@@ -60,7 +65,7 @@ where
         engine.shutdown().watch().await;
         engine.stop().await;
     };
-    crate::server::runtime::start_shard(0, None, Duration::ZERO, run)
+    crate::server::runtime::start_shard(0, None, Duration::ZERO, None, run)
         .expect("executor")
         .join()
         .expect("engine test ran");
@@ -74,6 +79,7 @@ fn queue_config(visibility_timeout_ms: u64) -> QueueConfig {
         max_deliveries: None,
         dead_letter: None,
         fifo: false,
+        ..QueueConfig::default()
     }
 }
 
@@ -97,11 +103,16 @@ fn settling_acks_requeues_and_refuses_what_it_does_not_offer_yet() {
         let (a, b) = (got.messages.handles[0], got.messages.handles[1]);
         let later = Settle::ChangeVisibility {
             handle: a,
+            timeout_ms: 60_000,
+        };
+        engine.settle("q", later).await.expect("change visibility");
+        let unknown = Settle::ChangeVisibility {
+            handle: u64::MAX,
             timeout_ms: 5,
         };
         assert!(matches!(
-            engine.settle("q", later).await,
-            Err(EngineError::NotSupported(_))
+            engine.settle("q", unknown).await,
+            Err(EngineError::UnknownHandle(_))
         ));
         engine
             .settle("q", Settle::Ack { handles: vec![a] })

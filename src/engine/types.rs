@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 pub use peregrine_shards::catalog::TopicConfig;
 pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind};
-pub use peregrine_shards::queues::QueueConfig;
+pub use peregrine_shards::queues::{Overflow, QueueConfig};
 
 /// Durability a producer waits for before the engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

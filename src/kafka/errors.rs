@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError as K;
 pub const NONE: i16 = 0;
 
 pub fn code(e: &EngineError) -> i16 {
+    crate::metrics::local::error(crate::metrics::Protocol::Kafka, e.metrics_index());
     match e {
         EngineError::InvalidRequest(_) => K::InvalidRequest,
         EngineError::UnknownTopic(_) | EngineError::UnknownPartition(_) => {
@@ -19,6 +20,7 @@ pub fn code(e: &EngineError) -> i16 {
         EngineError::UnknownQueue(_)
         | EngineError::UnknownExchange(_)
         | EngineError::QueueMismatch(_)
+        | EngineError::QueueFull(_)
         | EngineError::UnknownHandle(_)
         | EngineError::SubscriptionClosed => K::InvalidRequest,
         EngineError::OffsetOutOfRange(_) => K::OffsetOutOfRange,

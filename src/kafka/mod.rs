@@ -64,6 +64,7 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 /// Runs one decoded request; `None` when Kafka sends no answer (acks=0 produce).
 pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Option<ResponseKind> {
     let v = request.header.request_api_version;
+    crate::metrics::local::kafka_request(request.header.request_api_key);
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(apis::api_versions(errors::NONE)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(ctx, r, v).await),

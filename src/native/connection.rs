@@ -228,6 +228,7 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
                 continue;
             }
         };
+        crate::metrics::local::native_request(envelope.request.api_index());
         if let Request::Subscribe {
             queue,
             prefetch,

@@ -44,6 +44,12 @@ pub fn queue_config(spec: &wire::QueueSpec) -> e::QueueConfig {
         max_deliveries: spec.max_deliveries,
         dead_letter: spec.dead_letter.clone(),
         fifo: spec.fifo,
+        max_length: spec.max_length,
+        max_bytes: spec.max_bytes,
+        overflow: match spec.overflow {
+            wire::Overflow::RejectPublish => e::Overflow::RejectPublish,
+            wire::Overflow::DropHead => e::Overflow::DropHead,
+        },
     }
 }
 
@@ -56,6 +62,12 @@ pub fn queue_spec(name: String, c: e::QueueConfig) -> wire::QueueSpec {
         max_deliveries: c.max_deliveries,
         dead_letter: c.dead_letter,
         fifo: c.fifo,
+        max_length: c.max_length,
+        max_bytes: c.max_bytes,
+        overflow: match c.overflow {
+            e::Overflow::RejectPublish => wire::Overflow::RejectPublish,
+            e::Overflow::DropHead => wire::Overflow::DropHead,
+        },
     }
 }
 

@@ -14,6 +14,8 @@ pub fn code(e: &EngineError) -> ErrorCode {
         EngineError::UnknownQueue(_) => ErrorCode::UnknownQueue,
         EngineError::UnknownExchange(_) => ErrorCode::UnknownExchange,
         EngineError::QueueMismatch(_) => ErrorCode::QueueMismatch,
+        // The text names the bound; the native wire has no code of its own for it.
+        EngineError::QueueFull(_) => ErrorCode::InvalidRequest,
         EngineError::UnknownHandle(_) => ErrorCode::UnknownHandle,
         EngineError::OffsetOutOfRange(_) => ErrorCode::OffsetOutOfRange,
         EngineError::CorruptBatch(_) => ErrorCode::CorruptBatch,
@@ -35,6 +37,7 @@ pub fn code(e: &EngineError) -> ErrorCode {
 
 impl From<EngineError> for Response {
     fn from(e: EngineError) -> Response {
+        crate::metrics::local::error(crate::metrics::Protocol::Native, e.metrics_index());
         Response::error(code(&e), e.to_string())
     }
 }

@@ -47,6 +47,22 @@ pub struct QueueSpec {
     pub max_deliveries: Option<u32>,
     pub dead_letter: Option<String>,
     pub fifo: bool,
+    /// Most messages waiting (ready or delayed); `None`: no bound.
+    pub max_length: Option<u64>,
+    /// Most body bytes waiting; `None`: no bound.
+    pub max_bytes: Option<u64>,
+    /// What a publish past either bound does.
+    pub overflow: Overflow,
+}
+
+/// A full queue's answer to one more publish (RabbitMQ's `x-overflow`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The publish is refused with an error.
+    RejectPublish,
+    /// The oldest waiting messages are dead-lettered until the new one fits.
+    #[default]
+    DropHead,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +398,51 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// This kind's index in `metrics::NATIVE_APIS` (requests are counted by kind).
+    pub fn api_index(&self) -> usize {
+        match self {
+            Request::Metadata { .. } => 0,
+            Request::CreateTopic { .. } => 1,
+            Request::DeleteTopic { .. } => 2,
+            Request::DescribeTopic { .. } => 3,
+            Request::Produce { .. } => 4,
+            Request::Fetch { .. } => 5,
+            Request::ListOffsets { .. } => 6,
+            Request::DeleteRecords { .. } => 7,
+            Request::PartitionStats { .. } => 8,
+            Request::JoinGroup { .. } => 9,
+            Request::Heartbeat { .. } => 10,
+            Request::LeaveGroup { .. } => 11,
+            Request::CommitOffsets { .. } => 12,
+            Request::FetchOffsets { .. } => 13,
+            Request::DescribeGroup { .. } => 14,
+            Request::CreatePartitions { .. } => 15,
+            Request::DeleteGroup { .. } => 16,
+            Request::ListGroups => 17,
+            Request::InitProducerId { .. } => 18,
+            Request::DeclareQueue { .. } => 19,
+            Request::DeleteQueue { .. } => 20,
+            Request::ListQueues => 21,
+            Request::QueueStats { .. } => 22,
+            Request::PurgeQueue { .. } => 23,
+            Request::Publish { .. } => 24,
+            Request::DeclareExchange { .. } => 25,
+            Request::DeleteExchange { .. } => 26,
+            Request::ListExchanges => 27,
+            Request::Bind { .. } => 28,
+            Request::Unbind { .. } => 29,
+            Request::PublishToExchange { .. } => 30,
+            Request::PublishBatch { .. } => 31,
+            Request::Receive { .. } => 32,
+            Request::Ack { .. } => 33,
+            Request::Subscribe { .. } => 34,
+            Request::Nack { .. } => 35,
+            Request::ShardStats { .. } => 36,
+        }
+    }
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RequestEnvelope {
     pub id: u64,
@@ -583,6 +644,26 @@ mod tests {
             group_id: group.map(str::to_string),
             published_ms: 1_000 + id as i64,
             len: id as u32,
+        }
+    }
+
+    #[test]
+    fn each_request_kind_is_counted_under_its_own_name() {
+        let samples = [
+            Request::Metadata { topics: None },
+            Request::ListGroups,
+            Request::Bind(BindingSpec::default()),
+            Request::ShardStats { shard: 0 },
+            Request::Nack {
+                queue: String::new(),
+                handles: Vec::new(),
+                requeue: true,
+            },
+        ];
+        for r in samples {
+            let name = format!("{r:?}");
+            let counted = crate::metrics::NATIVE_APIS[r.api_index()];
+            assert!(name.starts_with(counted), "{name} counted as {counted}");
         }
     }
 

@@ -60,4 +60,10 @@ pub struct ServerConfig {
     /// Cross-core calls of each kind (`engine::CallClass`) one shard may have in flight;
     /// a call past it waits.
     pub cross_core_in_flight_max: usize,
+    /// See `LogConfig::producer_id_expiration_ms` (`--producer-id-expiration-ms`).
+    pub producer_id_expiration_ms: u64,
+    /// Stalls longer than this are logged (`--stall-warn-ms`); none: not detected.
+    pub stall_warn: Option<std::time::Duration>,
+    /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
+    pub http_addr: SocketAddr,
 }

@@ -34,6 +34,7 @@ pub type ServeConnection = fn(Engine, runtime::TcpStream) -> Pin<Box<dyn Future<
 pub struct FrontEnds {
     pub native: ServeConnection,
     pub kafka: ServeConnection,
+    pub http: ServeConnection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,7 @@ struct ShardSockets {
     own: StdListener,
     kafka: StdListener,
     kafka_own: StdListener,
+    http: StdListener,
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
@@ -95,6 +97,9 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         _ if config.kafka_addr.port() == 0 => 0,
         p => p.saturating_add(1),
     };
+    let http = listeners::bind_shared(config.http_addr, config.shards)
+        .map_err(listen_err(config.http_addr.to_string()))?;
+    let http_addr = http[0].local_addr().map_err(listen_err("http".into()))?;
     let kafka_own = listeners::bind_own(kafka_addr, kafka_base, config.shards)
         .map_err(listen_err(format!("Kafka shard ports from {kafka_base}")))?;
     config.kafka_shard_ports = kafka_own
@@ -116,9 +121,11 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let mesh = engine_mesh::mesh(config.shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
+    let metrics = crate::metrics::Metrics::new(config.shards);
     let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
-    for (i, (((native, own), kafka), kafka_own)) in sockets.enumerate() {
+    for (i, ((((native, own), kafka), kafka_own), http)) in sockets.zip(http).enumerate() {
         let start = ShardStart {
+            metrics: metrics.clone(),
             config: config.clone(),
             mesh: mesh.clone(),
             catalog: catalog.clone(),
@@ -129,14 +136,16 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
                 own,
                 kafka,
                 kafka_own,
+                http,
             },
             ready: ready_tx.clone(),
             front_ends,
         };
         let core = config.cores.get(i).copied();
         let spin = Duration::from_micros(config.poll_us);
-        let handle = runtime::start_shard(i, core, spin, move || shard_main(start))
-            .map_err(|e| ServeError::Shard(e.to_string()))?;
+        let handle =
+            runtime::start_shard(i, core, spin, config.stall_warn, move || shard_main(start))
+                .map_err(|e| ServeError::Shard(e.to_string()))?;
         handles.push(handle);
     }
     drop(ready_tx);
@@ -155,6 +164,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         }
         return Err(ServeError::Shard(e));
     }
+    metrics.set_ready();
     let ports: Vec<String> = shard_ports.iter().map(u16::to_string).collect();
     let kafka_ports: Vec<String> = config
         .kafka_shard_ports
@@ -163,7 +173,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         .collect();
     // Tests and scripts read this line to find the ports.
     println!(
-        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={}",
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr}",
         config.shards,
         ports.join(","),
         kafka_ports.join(",")
@@ -196,6 +206,7 @@ fn install_signal_handler(process: Arc<ProcessShutdown>) {
 }
 
 struct ShardStart {
+    metrics: Arc<crate::metrics::Metrics>,
     config: Arc<ServerConfig>,
     mesh: Mesh,
     catalog: Arc<Catalog>,
@@ -213,6 +224,7 @@ async fn shard_main(start: ShardStart) {
         catalog: start.catalog,
         shard_ports: start.shard_ports,
         shutdown: ShardShutdown::new(start.process.clone()),
+        metrics: start.metrics.clone(),
     })
     .await;
     let engine = match engine {
@@ -228,6 +240,7 @@ async fn shard_main(start: ShardStart) {
         own,
         kafka,
         kafka_own,
+        http,
     } = start.sockets;
     let serve = start.front_ends;
     let accepts = [
@@ -235,6 +248,7 @@ async fn shard_main(start: ShardStart) {
         (own, serve.native),
         (kafka, serve.kafka),
         (kafka_own, serve.kafka),
+        (http, serve.http),
     ]
     .map(|(listener, front_end)| {
         let listener = runtime::adopt_listener(listener);

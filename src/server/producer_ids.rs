@@ -1,10 +1,16 @@
 //! Producer ids for idempotent producers (Kafka InitProducerId), never reused for the
 //! life of the data directory: the controller shard hands them out of blocks it first
 //! reserves durably in `meta/producer-ids`, so a restart continues after the last block.
+//!
+//! The file is read and replaced (temporary file, fsync, rename, directory fsync) on
+//! the shard's blocking thread (`runtime::blocking`), never on the shard's own thread.
+//! Owned by the controller shard.
 
 use std::cell::Cell;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use super::runtime;
 
 /// Ids reserved per write of the file.
 const BLOCK: i64 = 1000;
@@ -14,6 +20,9 @@ pub struct ProducerIds {
     next: Cell<i64>,
     /// Ids below this are reserved on disk; 0 until the first allocation reads the file.
     reserved_to: Cell<i64>,
+    /// One reservation at a time: two would read the same file and hand out one block
+    /// twice.
+    reserving: glommio::sync::Semaphore,
 }
 
 impl ProducerIds {
@@ -22,35 +31,52 @@ impl ProducerIds {
             path: meta_dir.join("producer-ids"),
             next: Cell::new(0),
             reserved_to: Cell::new(0),
+            reserving: glommio::sync::Semaphore::new(1),
         }
     }
 
-    /// A fresh producer id. Writes the file once per `BLOCK` ids (a few hundred bytes
-    /// and an fsync, so plain blocking calls).
-    pub fn allocate(&self) -> std::io::Result<i64> {
+    /// A fresh producer id. Reserves a block of `BLOCK` ids on disk first when the
+    /// current one is used up (a few bytes and an fsync, off the shard's thread).
+    pub async fn allocate(&self) -> std::io::Result<i64> {
+        let _one = self
+            .reserving
+            .acquire_permit(1)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         if self.next.get() >= self.reserved_to.get() {
-            let on_disk = match std::fs::read_to_string(&self.path) {
-                Ok(text) => text.trim().parse::<i64>().map_err(std::io::Error::other)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-                Err(e) => return Err(e),
-            };
-            let start = on_disk.max(self.next.get());
-            let end = start + BLOCK;
-            let tmp = self.path.with_extension("tmp");
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(format!("{end}\n").as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
+            let (path, next) = (self.path.clone(), self.next.get());
+            let (start, end) = runtime::blocking(move || reserve_block(&path, next)).await?;
             self.next.set(start);
             self.reserved_to.set(end);
         }
         let id = self.next.get();
+        debug_assert!(
+            id < self.reserved_to.get(),
+            "ids come from a reserved block"
+        );
         self.next.set(id + 1);
         Ok(id)
     }
+}
+
+/// Reserves the block after both what the file reserved and `next`; returns it.
+fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
+    let on_disk = match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse::<i64>().map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let start = on_disk.max(next);
+    let end = start + BLOCK;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{end}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok((start, end))
 }
 
 #[cfg(test)]
@@ -60,15 +86,34 @@ mod tests {
     #[test]
     fn ids_are_unique_across_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = ProducerIds::new(dir.path().to_path_buf());
-        let a: Vec<i64> = (0..3).map(|_| first.allocate().expect("id")).collect();
-        assert_eq!(a, vec![0, 1, 2]);
-        // A restart continues after the whole reserved block.
-        let again = ProducerIds::new(dir.path().to_path_buf());
-        assert_eq!(again.allocate().expect("id"), BLOCK);
-        for _ in 0..BLOCK {
-            again.allocate().expect("id");
-        }
-        assert_eq!(again.allocate().expect("id"), 2 * BLOCK + 1);
+        let meta = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let first = ProducerIds::new(meta.clone());
+                let mut a = Vec::new();
+                for _ in 0..3 {
+                    a.push(first.allocate().await.expect("id"));
+                }
+                assert_eq!(a, vec![0, 1, 2]);
+                // A restart continues after the whole reserved block.
+                let again = ProducerIds::new(meta);
+                assert_eq!(again.allocate().await.expect("id"), BLOCK);
+                for _ in 0..BLOCK {
+                    again.allocate().await.expect("id");
+                }
+                assert_eq!(again.allocate().await.expect("id"), 2 * BLOCK + 1);
+                // Two allocations at once when the block is used up: one reserves the
+                // next block, the other waits for it instead of reserving the same one.
+                for _ in 2 * BLOCK + 2..3 * BLOCK {
+                    again.allocate().await.expect("id");
+                }
+                let (x, y) = futures_lite::future::zip(again.allocate(), again.allocate()).await;
+                let mut both = [x.expect("id"), y.expect("id")];
+                both.sort_unstable();
+                assert_eq!(both, [3 * BLOCK, 3 * BLOCK + 1]);
+            })
+            .expect("start executor")
+            .join()
+            .expect("executor ran");
     }
 }

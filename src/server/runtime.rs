@@ -1,12 +1,22 @@
-//! Our thin layer over glommio: executor start and socket adoption.
+//! Our thin layer over glommio: executor start, stall detection, blocking work off
+//! the shard, socket adoption.
 //!
 //! glommio is barely maintained, so the rest of the broker reaches it through here
 //! (and `peregrine_shards::log::file` for DMA files): a fix, a fork or a move to raw
 //! io-uring then stays local.
+//!
+//! Stall detection is on for every shard: a task queue that keeps the core for more
+//! than `--stall-warn-ms` (default `STALL_WARN_MS_DEFAULT`) past its preemption period
+//! (a task that does not yield, or a blocking call) is logged at WARN with the task
+//! queue's name and a backtrace of the stalling task, and counted (`stalls_detected`). glommio arms a timer when a task
+//! queue starts running; when it fires, SIGUSR1 makes the shard's thread record its
+//! own stack, reported once the queue gives the core back. The broker uses SIGUSR1 for
+//! nothing else.
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, StallDetection, StallDetectionHandler};
 use std::future::Future;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream};
@@ -54,11 +64,50 @@ pub fn spawn_into<T: 'static>(
     glommio::spawn_local_into(future, queue).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// Starts one executor thread, pinned to `core` when given.
+/// How long past its preemption period (`REQUEST_LATENCY` while requests are queued) a
+/// task queue may keep the core before it is logged as a stall (`--stall-warn-ms`).
+/// Glommio's default; on a shared or virtual machine shorter stalls are mostly the
+/// hypervisor's or another process's, not ours.
+pub const STALL_WARN_MS_DEFAULT: u64 = 10;
+
+/// Stalls logged by every shard since the process started.
+static STALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Stalls detected on every shard since the process started (for tests and metrics).
+pub fn stalls_detected() -> u64 {
+    STALLS.load(Ordering::Relaxed)
+}
+
+/// Logs and counts stalls; glommio calls it on the stalled shard's own thread once the
+/// task queue gives the core back.
+#[derive(Debug)]
+struct StallLogger {
+    shard: usize,
+    threshold: Duration,
+}
+
+impl StallDetectionHandler for StallLogger {
+    fn threshold(&self, _queue: TaskQueueHandle, _preempt_after: Duration) -> Option<Duration> {
+        Some(self.threshold)
+    }
+
+    fn stall(&self, detection: StallDetection<'_>) {
+        STALLS.fetch_add(1, Ordering::Relaxed);
+        // The detection names the task queue, the overage and the stalling stack.
+        tracing::warn!(
+            shard = self.shard,
+            "a task held the shard too long: {detection}"
+        );
+    }
+}
+
+/// Starts one executor thread, pinned to `core` when given, logging stalls longer than
+/// `stall_warn` (none: no stall detection, and no timer armed per task queue run).
 pub fn start_shard<G, F>(
     shard: usize,
     core: Option<usize>,
     spin: Duration,
+    stall_warn: Option<Duration>,
     body: G,
 ) -> std::io::Result<ShardHandle>
 where
@@ -69,9 +118,13 @@ where
         Some(c) => Placement::Fixed(c),
         None => Placement::Unbound,
     };
+    let stall_logger = stall_warn.map(|threshold| {
+        Box::new(StallLogger { shard, threshold }) as Box<dyn StallDetectionHandler>
+    });
     let mut builder = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{shard}"))
-        .io_memory(IO_MEMORY_BYTES);
+        .io_memory(IO_MEMORY_BYTES)
+        .detect_stalls(stall_logger);
     if !spin.is_zero() {
         builder = builder.spin_before_park(spin);
     }
@@ -80,8 +133,57 @@ where
         .map_err(|e| std::io::Error::other(format!("starting shard {shard}: {e}")))
 }
 
+/// Runs `work` on the shard's blocking thread (glommio's pool, one thread placed like
+/// the shard) and waits for it without holding the core: for file calls io_uring and
+/// the DMA files do not offer.
+pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(work).await
+}
+
 /// Adopts a bound, listening std socket into the current shard's reactor.
 pub fn adopt_listener(listener: std::net::TcpListener) -> TcpListener {
     // SAFETY: the fd comes from a live listener we own and give up here.
     unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `body` on a shard started the way the broker starts them.
+    fn on_shard<F: Future<Output = ()> + 'static>(body: impl FnOnce() -> F + Send + 'static) {
+        peregrine_shards::sys::raise_memlock_limit().expect("raise RLIMIT_MEMLOCK");
+        let stall_warn = Duration::from_millis(STALL_WARN_MS_DEFAULT);
+        start_shard(0, None, Duration::ZERO, Some(stall_warn), body)
+            .expect("start shard")
+            .join()
+            .expect("shard ran");
+    }
+
+    #[test]
+    fn a_task_that_blocks_the_shard_is_logged_as_a_stall() {
+        let before = stalls_detected();
+        on_shard(|| async {
+            let queues = create_queues();
+            let blocker = spawn_into(
+                async { std::thread::sleep(Duration::from_millis(5 * STALL_WARN_MS_DEFAULT)) },
+                queues.requests,
+            )
+            .expect("spawn");
+            blocker.await;
+            // The stall is reported when the queue gives the core back.
+            glommio::executor().yield_task_queue_now().await;
+        });
+        assert!(stalls_detected() > before, "no stall was detected");
+    }
+
+    #[test]
+    fn blocking_work_runs_off_the_shard() {
+        on_shard(|| async {
+            let shard_thread = std::thread::current().id();
+            let (ran_on, answer) = blocking(|| (std::thread::current().id(), 42)).await;
+            assert_eq!(answer, 42);
+            assert_ne!(ran_on, shard_thread);
+        });
+    }
 }

@@ -8,7 +8,16 @@
 //! Membership transitions are delegated to the pure `group::Group`; this type adds the
 //! clock (`Instant::now()` at the API edge, `tick(now)` from the server's timer), the
 //! waiting joins (one local oneshot per member waiting in a join) and the durable
-//! offsets (`offsets::OffsetStores`).
+//! offsets (`offsets::OffsetLog`, the shard's offsets log).
+//!
+//! The offsets log opens in a task started by [`GroupCoordinator::new`] (replay, then
+//! the upgrade of an older release's files); every async call waits for it, so no
+//! group request is answered from a partial view. If it fails to open, the next call
+//! tries again.
+//!
+//! Bound: at most `GroupConfig::max_groups` groups per shard (with members or with
+//! committed offsets). Groups that have neither are dropped by `tick`, as Kafka drops
+//! an empty group whose offsets are gone.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -17,17 +26,35 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalSender};
 
-use super::group::{Group, JoinStep, Notice};
-use super::offsets::{self, OffsetStores, COMPACT_THRESHOLD_BYTES};
+use super::group::{Group, GroupState, JoinStep, Notice};
+use super::legacy;
+use super::offsets::{OffsetLog, LOG_DIR};
 use super::{check_group_id, CommittedOffset, GroupConfig, GroupDescription, GroupError};
 use super::{JoinRequest, JoinResult};
 use super::{OFFSET_METADATA_MAX_BYTES, PARTITIONS_PER_COMMIT_MAX, TOPICS_PER_MEMBER_MAX};
 use super::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_MAX_BYTES};
+use crate::catalog::group_owner;
 
 /// Longest client id copied into a member id.
 const CLIENT_ID_IN_MEMBER_ID_MAX_BYTES: usize = 128;
 
 type JoinWaiter = LocalSender<Result<JoinResult, GroupError>>;
+type LoadWaiter = LocalSender<Result<Rc<Loaded>, GroupError>>;
+
+/// The shard's open offsets log and what is left of an older release's files.
+struct Loaded {
+    log: Rc<OffsetLog>,
+    /// Old group directories whose shortened names do not say the group id: carried
+    /// over on the group's first touch (directory name → path).
+    legacy_shortened: RefCell<HashMap<String, std::path::PathBuf>>,
+}
+
+enum Load {
+    Loading(Vec<LoadWaiter>),
+    Ready(Rc<Loaded>),
+    /// The last load failed; the next call starts another.
+    Failed,
+}
 
 /// Every consumer group of one shard. See the module docs.
 pub struct GroupCoordinator {
@@ -35,34 +62,149 @@ pub struct GroupCoordinator {
     groups: RefCell<BTreeMap<String, Group>>,
     /// group → member → the join call waiting for the rebalance to complete.
     waiters: RefCell<HashMap<String, HashMap<String, JoinWaiter>>>,
-    offsets: OffsetStores,
+    load: Rc<RefCell<Load>>,
+    /// The loaded log's groups were added to `groups`.
+    merged: Cell<bool>,
+    closed: Cell<bool>,
     /// Random per coordinator, so member ids never repeat across restarts.
     member_nonce: u64,
     member_seq: Cell<u64>,
 }
 
 impl GroupCoordinator {
-    /// Creates the coordinator. Lists groups with offsets under `config.data_dir`
-    /// (blocking `read_dir`, once at shard start) so `list()` shows them; their
-    /// offsets load lazily on first touch.
+    /// Creates the coordinator and starts opening the shard's offsets log. Call it on
+    /// the shard's executor (the load is a task there).
     pub fn new(config: GroupConfig) -> Rc<GroupCoordinator> {
-        let groups = offsets::scan_group_ids(&config.data_dir)
-            .into_iter()
-            .filter(|g| check_group_id(g).is_ok())
-            .map(|g| {
-                let group = Group::new(&g);
-                (g, group)
-            })
-            .collect();
-        let offsets = OffsetStores::new(config.data_dir.clone(), COMPACT_THRESHOLD_BYTES);
-        Rc::new(GroupCoordinator {
+        let c = Rc::new(GroupCoordinator {
             config,
-            groups: RefCell::new(groups),
+            groups: RefCell::new(BTreeMap::new()),
             waiters: RefCell::new(HashMap::new()),
-            offsets,
+            load: Rc::new(RefCell::new(Load::Failed)),
+            merged: Cell::new(false),
+            closed: Cell::new(false),
             member_nonce: random_nonce(),
             member_seq: Cell::new(0),
+        });
+        c.start_load(Vec::new());
+        c
+    }
+
+    /// Waits until the offsets log is open (and its groups listed). `list()` shows the
+    /// groups with committed offsets from then on.
+    pub async fn loaded(&self) -> Result<(), GroupError> {
+        self.offsets().await.map(|_| ())
+    }
+
+    fn start_load(&self, waiters: Vec<LoadWaiter>) {
+        *self.load.borrow_mut() = Load::Loading(waiters);
+        let slot = self.load.clone();
+        let config = self.config.clone();
+        glommio::spawn_local(async move {
+            let loaded = open_offsets(&config).await.map(Rc::new);
+            if let Err(e) = &loaded {
+                tracing::error!(shard = config.shard, error = %e, "cannot open the offsets log");
+            }
+            let next = match &loaded {
+                Ok(l) => Load::Ready(l.clone()),
+                Err(_) => Load::Failed,
+            };
+            let waiters = match std::mem::replace(&mut *slot.borrow_mut(), next) {
+                Load::Loading(w) => w,
+                _ => Vec::new(),
+            };
+            for w in waiters {
+                let _ = w.try_send(loaded.clone()); // A waiter may have gone away; fine.
+            }
         })
+        .detach();
+    }
+
+    /// The open offsets log, waiting for (or retrying) its load.
+    async fn offsets(&self) -> Result<Rc<Loaded>, GroupError> {
+        if self.closed.get() {
+            return Err(GroupError::Io("group coordinator is closed".into()));
+        }
+        let (tx, rx) = local_channel::new_bounded(1);
+        let retry = {
+            let mut load = self.load.borrow_mut();
+            match &mut *load {
+                Load::Ready(l) => {
+                    let l = l.clone();
+                    drop(load);
+                    self.merge_loaded();
+                    return Ok(l);
+                }
+                Load::Loading(w) => {
+                    w.push(tx);
+                    None
+                }
+                Load::Failed => Some(tx),
+            }
+        };
+        if let Some(tx) = retry {
+            // Outside the borrow: glommio may poll the new task right away.
+            self.start_load(vec![tx]);
+        }
+        let loaded = rx
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(GroupError::Io("offsets log load went away".into())))?;
+        self.merge_loaded();
+        Ok(loaded)
+    }
+
+    /// The log of `group`'s shard, with an older release's shortened-name directory of
+    /// this group carried over first.
+    async fn offsets_of(&self, group: &str) -> Result<Rc<OffsetLog>, GroupError> {
+        let loaded = self.offsets().await?;
+        let dir = if loaded.legacy_shortened.borrow().is_empty() {
+            None
+        } else {
+            let name = legacy::escape_group_id(group);
+            loaded.legacy_shortened.borrow_mut().remove(&name)
+        };
+        if let Some(dir) = dir {
+            import_legacy(&loaded.log, vec![(group.to_string(), dir)]).await?;
+        }
+        Ok(loaded.log.clone())
+    }
+
+    /// Adds the groups found in the log (those this shard owns) to `groups`, once.
+    fn merge_loaded(&self) {
+        if self.merged.get() {
+            return;
+        }
+        let Load::Ready(loaded) = &*self.load.borrow() else {
+            return;
+        };
+        self.merged.set(true);
+        let mut groups = self.groups.borrow_mut();
+        for id in loaded.log.group_ids() {
+            if self.owns(&id) {
+                groups.entry(id.clone()).or_insert_with(|| Group::new(&id));
+            }
+        }
+    }
+
+    fn owns(&self, group: &str) -> bool {
+        group_owner(group, self.config.shards) == self.config.shard
+    }
+
+    /// Makes room for `group` in `groups` (creating it) unless the shard is at its cap.
+    fn admit<'a>(
+        &self,
+        groups: &'a mut BTreeMap<String, Group>,
+        group: &str,
+    ) -> Result<&'a mut Group, GroupError> {
+        if !groups.contains_key(group) && groups.len() >= self.config.max_groups {
+            tracing::warn!(%group, max = self.config.max_groups, "group refused: the shard holds its maximum of groups");
+            return Err(GroupError::TooManyGroups {
+                max: self.config.max_groups,
+            });
+        }
+        Ok(groups
+            .entry(group.to_string())
+            .or_insert_with(|| Group::new(group)))
     }
 
     /// Join or rejoin (JoinGroup and SyncGroup in one). A new member or a changed
@@ -73,6 +215,7 @@ impl GroupCoordinator {
     pub async fn join(&self, req: JoinRequest) -> Result<JoinResult, GroupError> {
         check_group_id(&req.group)?;
         self.check_join(&req)?;
+        self.offsets().await?;
         let now = Instant::now();
         let delay = Duration::from_millis(u64::from(self.config.initial_rebalance_delay_ms));
         let (member, rx, notices) = {
@@ -81,9 +224,7 @@ impl GroupCoordinator {
             if !is_new && !groups.contains_key(&req.group) {
                 return Err(GroupError::UnknownMember);
             }
-            let group = groups
-                .entry(req.group.clone())
-                .or_insert_with(|| Group::new(&req.group));
+            let group = self.admit(&mut groups, &req.group)?;
             let member =
                 match group.join(&req, || self.next_member_id(&req.client_id), now, delay)? {
                     JoinStep::Ready(result) => return Ok(result),
@@ -147,26 +288,27 @@ impl GroupCoordinator {
     ) -> Result<(), GroupError> {
         check_group_id(group)?;
         check_offsets(&offsets)?;
+        let log = self.offsets_of(group).await?;
         {
             let now = Instant::now();
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(group) {
                 Some(g) => g.check_commit(member_id, generation, now)?,
-                None if member_id.is_empty() && generation < 0 => {}
+                None if member_id.is_empty() && generation < 0 => {
+                    if offsets.is_empty() {
+                        return Ok(());
+                    }
+                    // A simple commit creates the group (visible to list/describe),
+                    // counted before the write so concurrent ones respect the cap.
+                    self.admit(&mut groups, group)?;
+                }
                 None => return Err(GroupError::UnknownMember),
             }
         }
         if offsets.is_empty() {
             return Ok(());
         }
-        let store = self.offsets.get(group).await?;
-        store.commit(offsets).await?;
-        // A simple commit can create a group: make it visible to list/describe.
-        self.groups
-            .borrow_mut()
-            .entry(group.to_string())
-            .or_insert_with(|| Group::new(group));
-        Ok(())
+        log.commit(group, offsets).await
     }
 
     /// Kafka OffsetFetch: all committed offsets (`None`), or one per requested
@@ -186,12 +328,13 @@ impl GroupCoordinator {
                 "offset fetch of more than {PARTITIONS_PER_COMMIT_MAX} partitions"
             )));
         }
-        let store = self.offsets.get(group).await?;
-        Ok(store.fetch(partitions.as_deref()))
+        let log = self.offsets_of(group).await?;
+        log.fetch(group, partitions.as_deref()).await
     }
 
     /// Kafka DescribeGroups; an unknown group is "Dead" with generation 0.
     pub fn describe(&self, group: &str) -> GroupDescription {
+        self.merge_loaded();
         match self.groups.borrow().get(group) {
             Some(g) => g.describe(),
             None => GroupDescription {
@@ -203,10 +346,10 @@ impl GroupCoordinator {
         }
     }
 
-    /// Kafka ListGroups: (group id, state), sorted by group id. Includes groups with
-    /// offsets on disk from before the start (except those whose id is over ~60 bytes
-    /// of escaped characters, until touched).
+    /// Kafka ListGroups: (group id, state), sorted by group id. Includes the groups
+    /// with committed offsets once the offsets log is open (see [`Self::loaded`]).
     pub fn list(&self) -> Vec<(String, String)> {
+        self.merge_loaded();
         self.groups
             .borrow()
             .iter()
@@ -217,15 +360,16 @@ impl GroupCoordinator {
     /// Kafka DeleteGroups: only a group without members; removes its offsets.
     pub async fn delete(&self, group: &str) -> Result<(), GroupError> {
         check_group_id(group)?;
+        let log = self.offsets_of(group).await?;
         {
             let mut groups = self.groups.borrow_mut();
             if groups.get(group).is_some_and(Group::has_members) {
                 return Err(GroupError::NotEmpty);
             }
-            // Gone from now on: a join during the file removal starts a fresh group.
+            // Gone from now on: a join during the tombstones' write starts a fresh group.
             groups.remove(group);
         }
-        self.offsets.remove(group).await?;
+        log.delete_group(group).await?;
         tracing::info!(%group, "group deleted");
         Ok(())
     }
@@ -236,6 +380,7 @@ impl GroupCoordinator {
         let mut all = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
+            self.drop_forgotten(&mut groups);
             for (id, g) in groups.iter_mut() {
                 let notices = g.tick(now);
                 if !notices.is_empty() {
@@ -248,16 +393,35 @@ impl GroupCoordinator {
         }
     }
 
-    /// Waits for queued commits, closes every offsets file, and fails waiting joins.
-    /// Later commits and fetches fail.
+    /// Waits for queued commits, closes the offsets log, and fails waiting joins.
+    /// Later calls fail.
     pub async fn close(&self) -> Result<(), GroupError> {
+        self.closed.set(true);
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for w in waiters.into_values().flat_map(HashMap::into_values) {
             let _ = w.try_send(Err(GroupError::Io(
                 "group coordinator is shutting down".into(),
             )));
         }
-        self.offsets.close_all().await
+        let loaded = match &*self.load.borrow() {
+            Load::Ready(l) => Some(l.clone()),
+            _ => None,
+        };
+        match loaded {
+            Some(l) => l.log.close().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drops groups with no members and no committed offsets (they hold nothing a
+    /// client could ask for, and would count against the cap forever).
+    fn drop_forgotten(&self, groups: &mut BTreeMap<String, Group>) {
+        let Load::Ready(loaded) = &*self.load.borrow() else {
+            return;
+        };
+        groups.retain(|id, g| {
+            g.has_members() || g.state() != GroupState::Empty || loaded.log.has_offsets(id)
+        });
     }
 
     /// Sends each waiting join its outcome.
@@ -343,6 +507,82 @@ fn check_offsets(offsets: &[CommittedOffset]) -> Result<(), GroupError> {
                 "offset metadata over {OFFSET_METADATA_MAX_BYTES} bytes"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Opens the shard's offsets log, replays it, and carries over the files of an older
+/// release for the groups this shard owns.
+async fn open_offsets(config: &GroupConfig) -> Result<Loaded, GroupError> {
+    let dir = config.data_dir.join(LOG_DIR).join(config.shard.to_string());
+    let log = OffsetLog::open(
+        dir,
+        config.offsets_segment_bytes,
+        config.offsets_compact_bytes,
+    )
+    .await?;
+    let foreign = log
+        .group_ids()
+        .iter()
+        .filter(|g| group_owner(g, config.shards) != config.shard)
+        .count();
+    if foreign > 0 {
+        // The shard count changed since they were committed: another shard serves
+        // these groups now, without these offsets (see the groups README).
+        tracing::warn!(
+            shard = config.shard,
+            groups = foreign,
+            "offsets log holds groups this shard no longer owns; their offsets are kept but not served"
+        );
+    }
+    let mut mine = Vec::new();
+    let mut shortened = HashMap::new();
+    for old in legacy::scan(&config.data_dir) {
+        match old.group {
+            Some(group) if group_owner(&group, config.shards) == config.shard => {
+                mine.push((group, old.path));
+            }
+            Some(_) => {} // Another shard's group: that shard carries it over.
+            None => {
+                shortened.insert(old.name, old.path);
+            }
+        }
+    }
+    import_legacy(&log, mine).await?;
+    Ok(Loaded {
+        log,
+        legacy_shortened: RefCell::new(shortened),
+    })
+}
+
+/// Carries old-format group directories into the log, then removes them. A group
+/// that already has offsets in the log is not imported again (the log is the truth
+/// once it holds the group: its directory is left over from an interrupted upgrade).
+async fn import_legacy(
+    log: &Rc<OffsetLog>,
+    dirs: Vec<(String, std::path::PathBuf)>,
+) -> Result<(), GroupError> {
+    let mut imports = Vec::new();
+    for (group, dir) in &dirs {
+        if check_group_id(group).is_err() || log.has_offsets(group) {
+            continue;
+        }
+        let offsets = legacy::read(dir).await?;
+        if !offsets.is_empty() {
+            imports.push((group.clone(), offsets));
+        }
+    }
+    let groups = imports.len();
+    log.import(imports).await?;
+    for (_, dir) in &dirs {
+        legacy::remove(dir).await?;
+    }
+    if !dirs.is_empty() {
+        tracing::info!(
+            groups,
+            dirs = dirs.len(),
+            "carried committed offsets of an older release into the offsets log"
+        );
     }
     Ok(())
 }
@@ -617,6 +857,7 @@ mod tests {
             ok(c.commit("orders/eu", "", -1, vec![off(0, 11)]).await);
             ok(c.close().await);
             let c = coordinator(&root);
+            ok(c.loaded().await);
             assert_eq!(
                 c.list(),
                 vec![("orders/eu".to_string(), "Empty".to_string())]
@@ -628,7 +869,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_last_record_in_the_offsets_file_is_ignored_and_truncated() {
+    fn torn_tail_of_the_offsets_log_is_cut_and_commits_continue_after_it() {
         let dir = tempdir();
         let root = dir.path().to_path_buf();
         run_local(async move {
@@ -636,20 +877,164 @@ mod tests {
             ok(c.commit("g", "", -1, vec![off(0, 1)]).await);
             ok(c.commit("g", "", -1, vec![off(0, 2)]).await);
             ok(c.close().await);
-            let path: PathBuf = root.join("g").join("offsets.log");
-            let good_len = file_len(&path);
-            // A torn append: a header promising 100 bytes followed by only 10.
-            let mut torn = 100u32.to_le_bytes().to_vec();
+            // A torn append after the last whole batch: a batch header promising
+            // 100 bytes, then garbage, where the next batch would have gone.
+            let segment = log_dir(&root).join(format!("{:020}.log", 0));
+            let data_end = data_len(&segment);
+            let mut torn = 0i64.to_be_bytes().to_vec();
+            torn.extend_from_slice(&100i32.to_be_bytes());
             torn.extend_from_slice(&[7u8; 14]);
-            append(&path, &torn);
+            write_at(&segment, data_end, &torn);
             let c = coordinator(&root);
             assert_eq!(ok(c.fetch_offsets("g", None).await), vec![off(0, 2)]);
-            assert_eq!(file_len(&path), good_len, "torn tail truncated");
-            // Appends continue after the valid prefix.
             ok(c.commit("g", "", -1, vec![off(0, 3)]).await);
             ok(c.close().await);
             let c = coordinator(&root);
             assert_eq!(ok(c.fetch_offsets("g", None).await), vec![off(0, 3)]);
+            ok(c.close().await);
+        });
+    }
+
+    #[test]
+    fn many_commits_keep_the_offsets_log_bounded_by_checkpoints() {
+        const COMPACT_BYTES: u64 = 64 << 10;
+        const SEGMENT_BYTES: u64 = 16 << 10;
+        // Without checkpoints the log would reach ~110 B × 5000 = 550 KB.
+        const BOUND_BYTES: u64 = 2 * COMPACT_BYTES + 2 * SEGMENT_BYTES;
+        let dir = tempdir();
+        let root = dir.path().to_path_buf();
+        run_local(async move {
+            let config = GroupConfig {
+                offsets_segment_bytes: SEGMENT_BYTES,
+                offsets_compact_bytes: COMPACT_BYTES,
+                ..GroupConfig::new(root.clone())
+            };
+            let c = GroupCoordinator::new(config.clone());
+            let mut peak = 0;
+            for round in 0..250i64 {
+                let commits: Vec<_> = (0..20)
+                    .map(|task| {
+                        let c = c.clone();
+                        let group = format!("g{}", task % 4);
+                        glommio::spawn_local(async move {
+                            c.commit(&group, "", -1, vec![off(task % 3, round)]).await
+                        })
+                    })
+                    .collect();
+                for t in commits {
+                    ok(t.await);
+                }
+                peak = peak.max(dir_bytes(&log_dir(&root)));
+            }
+            assert!(
+                peak <= BOUND_BYTES,
+                "offsets log peaked at {peak} bytes on disk (bound {BOUND_BYTES})"
+            );
+            ok(c.close().await);
+            let c = GroupCoordinator::new(config);
+            for g in 0..4 {
+                let got = ok(c.fetch_offsets(&format!("g{g}"), None).await);
+                assert_eq!(got, vec![off(0, 249), off(1, 249), off(2, 249)], "g{g}");
+            }
+            ok(c.close().await);
+        });
+    }
+
+    #[test]
+    fn offsets_of_an_older_release_are_carried_into_the_log_and_their_files_removed() {
+        let dir = tempdir();
+        let root = dir.path().to_path_buf();
+        let long_id = "/".repeat(100); // Its escaped name is shortened: found on touch.
+        let old = [
+            ("orders/eu", vec![off(0, 10), off(1, 20)]),
+            (long_id.as_str(), vec![off(2, 7)]),
+        ];
+        for (group, offsets) in &old {
+            let group_dir = root.join(legacy::escape_group_id(group));
+            std::fs::create_dir_all(&group_dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+            // Two records: the later value of partition 0 wins.
+            let first = ok(legacy::encode_record(&[off(0, 1)]));
+            let second = ok(legacy::encode_record(offsets));
+            std::fs::write(group_dir.join("offsets.log"), [first, second].concat())
+                .unwrap_or_else(|e| panic!("write: {e}"));
+        }
+        run_local(async move {
+            let c = coordinator(&root);
+            ok(c.loaded().await);
+            assert_eq!(
+                c.list(),
+                vec![("orders/eu".to_string(), "Empty".to_string())]
+            );
+            assert!(!root.join("orders%2Feu").exists(), "old directory removed");
+            assert_eq!(
+                ok(c.fetch_offsets(&long_id, None).await),
+                vec![off(0, 1), off(2, 7)]
+            );
+            ok(c.close().await);
+            let leftovers: Vec<_> = std::fs::read_dir(&root)
+                .unwrap_or_else(|e| panic!("read_dir: {e}"))
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(
+                leftovers,
+                vec![std::ffi::OsString::from("__consumer_offsets")]
+            );
+            // From the log alone now.
+            let c = coordinator(&root);
+            assert_eq!(
+                ok(c.fetch_offsets("orders/eu", None).await),
+                vec![off(0, 10), off(1, 20)]
+            );
+            assert_eq!(
+                ok(c.fetch_offsets(&long_id, None).await),
+                vec![off(0, 1), off(2, 7)]
+            );
+            ok(c.close().await);
+        });
+    }
+
+    #[test]
+    fn a_new_group_past_the_cap_is_refused_and_room_comes_back_when_one_goes() {
+        let dir = tempdir();
+        let root = dir.path().to_path_buf();
+        run_local(async move {
+            let c = GroupCoordinator::new(GroupConfig {
+                max_groups: 2,
+                ..GroupConfig::new(root.clone())
+            });
+            let a = ok(c.join(req("g1", None, 10_000)).await);
+            ok(c.commit("g2", "", -1, vec![off(0, 1)]).await);
+            let full = Err(GroupError::TooManyGroups { max: 2 });
+            assert_eq!(c.join(req("g3", None, 10_000)).await.map(|_| ()), full);
+            assert_eq!(c.commit("g3", "", -1, vec![off(0, 1)]).await, full);
+            assert_eq!(c.list().len(), 2, "refused groups are not created");
+            // Groups already there keep working.
+            ok(c.commit("g1", &a.member_id, 1, vec![off(0, 5)]).await);
+            ok(c.commit("g2", "", -1, vec![off(0, 2)]).await);
+            // Deleting one makes room.
+            ok(c.delete("g2").await);
+            ok(c.commit("g3", "", -1, vec![off(0, 1)]).await);
+            assert_eq!(c.join(req("g4", None, 10_000)).await.map(|_| ()), full);
+            ok(c.close().await);
+        });
+    }
+
+    #[test]
+    fn an_empty_group_without_offsets_is_dropped_and_frees_its_place() {
+        let dir = tempdir();
+        let root = dir.path().to_path_buf();
+        run_local(async move {
+            let c = GroupCoordinator::new(GroupConfig {
+                max_groups: 1,
+                ..GroupConfig::new(root.clone())
+            });
+            let a = ok(c.join(req("g1", None, 10_000)).await);
+            ok(c.leave("g1", &a.member_id));
+            assert_eq!(c.describe("g1").state, "Empty");
+            c.tick(Instant::now());
+            assert_eq!(c.describe("g1").state, "Dead");
+            ok(c.join(req("g2", None, 10_000)).await);
             ok(c.close().await);
         });
     }
@@ -692,23 +1077,48 @@ mod tests {
             ok(c.delete("g").await);
             assert_eq!(c.describe("g").state, "Dead");
             assert!(c.list().is_empty());
-            assert!(!root.join("g").exists(), "offsets directory removed");
             assert_eq!(ok(c.fetch_offsets("g", None).await), vec![]);
+            ok(c.close().await);
+            let c = coordinator(&root);
+            assert!(c.list().is_empty() && ok(c.fetch_offsets("g", None).await).is_empty());
+            ok(c.close().await);
         });
     }
 
-    fn file_len(path: &Path) -> u64 {
-        std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or_else(|e| panic!("stat: {e}"))
+    fn log_dir(root: &Path) -> PathBuf {
+        root.join(LOG_DIR).join("0")
     }
 
-    fn append(path: &Path, bytes: &[u8]) {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
+    /// Bytes of every file in `dir` (preallocated space included).
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Where the batches of a segment file end (the rest is preallocated zeros).
+    fn data_len(segment: &Path) -> u64 {
+        let bytes = std::fs::read(segment).unwrap_or_else(|e| panic!("read: {e}"));
+        let mut pos = 0usize;
+        while let Ok(h) = crate::batch::BatchHeader::parse(&bytes[pos..]) {
+            if h.batch_length <= 0 {
+                break;
+            }
+            pos += h.total_len();
+        }
+        pos as u64
+    }
+
+    fn write_at(path: &Path, pos: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
             .open(path)
             .unwrap_or_else(|e| panic!("open: {e}"));
-        f.write_all(bytes).unwrap_or_else(|e| panic!("append: {e}"));
+        f.write_all_at(bytes, pos)
+            .unwrap_or_else(|e| panic!("write: {e}"));
     }
 }

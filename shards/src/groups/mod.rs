@@ -10,9 +10,14 @@
 //!   Stable). Pure: it takes `now` and returns what happened, so it is unit-tested
 //!   without a clock or an executor.
 //! - `assignor`: pure partition assignment, deterministic by sorted member id.
-//! - `offsets`: the durable committed-offset store (one append-only file per group,
-//!   group commit + fdatasync, torn-tail truncation, compaction). The only module that
-//!   touches glommio file types.
+//! - `offsets`: the durable committed offsets of the shard's groups, kept in a
+//!   partition log of the shard's own (`PartitionLog`: group commit + fdatasync,
+//!   recovery, checkpoints that move the log start), as Kafka keeps them in
+//!   `__consumer_offsets`.
+//! - `offset_records`: the records of that log (Kafka's offset-commit key and value
+//!   layout), pure; fuzzed.
+//! - `legacy`: the one-file-per-group format of older releases, read once and carried
+//!   into the log.
 //!
 //! Join is JoinGroup and SyncGroup in one call: the server computes the assignment, so a
 //! join resolves with the member's own partitions once every known member has rejoined
@@ -32,13 +37,16 @@
 pub mod assignor;
 pub mod coordinator;
 mod group;
+mod legacy;
+pub mod offset_records;
 mod offsets;
 
 use std::path::PathBuf;
 
 pub use assignor::Assignment;
 pub use coordinator::GroupCoordinator;
-pub use offsets::parse_records as parse_offsets_file;
+pub use legacy::parse_records as parse_offsets_file;
+pub use offset_records::decode_batch as decode_offsets_batch;
 
 /// Longest group id accepted (Kafka has no limit; ours bounds file names and memory).
 pub const GROUP_ID_MAX_CHARS: usize = 255;
@@ -56,12 +64,36 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 pub const TOPIC_NAME_MAX_BYTES: usize = 255;
 /// Longest rebalance timeout honoured; longer requests are clamped to it.
 pub const REBALANCE_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
+/// Default cap on the groups one shard owns (members or committed offsets); a join or
+/// commit that would create one more gets [`GroupError::TooManyGroups`]. Kafka has no
+/// such cap; 10,000 groups per core is far above what a broker of ours serves in
+/// practice, and bounds the coordinator's memory and offsets log.
+pub const GROUPS_PER_SHARD_DEFAULT: usize = 10_000;
+/// Default segment size of a shard's offsets log.
+pub const OFFSETS_SEGMENT_BYTES_DEFAULT: u64 = 8 << 20;
+/// Default size past which a shard's offsets log is checkpointed and its start moved
+/// (it checkpoints again once past twice the last checkpoint, if that is larger).
+pub const OFFSETS_COMPACT_BYTES_DEFAULT: u64 = 32 << 20;
 
 /// Coordinator settings; one per shard.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
-    /// Root for offsets files: `data_dir/<escaped group id>/offsets.log`.
+    /// The broker's groups directory: the shard's offsets log is
+    /// `data_dir/__consumer_offsets/<shard>/`; older releases kept one file per group
+    /// in `data_dir/<escaped group id>/offsets.log`, read once and removed.
     pub data_dir: PathBuf,
+    /// This shard's index (names its offsets log; default 0).
+    pub shard: u32,
+    /// Shards of the broker: a group belongs to `catalog::group_owner(id, shards)`
+    /// (default 1).
+    pub shards: u32,
+    /// Most groups this shard may own (default [`GROUPS_PER_SHARD_DEFAULT`]).
+    pub max_groups: usize,
+    /// Segment size of the offsets log (default [`OFFSETS_SEGMENT_BYTES_DEFAULT`]).
+    pub offsets_segment_bytes: u64,
+    /// Checkpoint the offsets log past this size (default
+    /// [`OFFSETS_COMPACT_BYTES_DEFAULT`]).
+    pub offsets_compact_bytes: u64,
     /// Smallest session timeout a member may ask for (Kafka default 6000; tests use 100).
     pub min_session_timeout_ms: u32,
     /// Largest session timeout a member may ask for (Kafka default 300_000).
@@ -73,10 +105,15 @@ pub struct GroupConfig {
 }
 
 impl GroupConfig {
-    /// Defaults for a broker: sessions 100 ms ..= 300 s, no initial delay.
+    /// Defaults for a one-shard broker: sessions 100 ms ..= 300 s, no initial delay.
     pub fn new(data_dir: PathBuf) -> GroupConfig {
         GroupConfig {
             data_dir,
+            shard: 0,
+            shards: 1,
+            max_groups: GROUPS_PER_SHARD_DEFAULT,
+            offsets_segment_bytes: OFFSETS_SEGMENT_BYTES_DEFAULT,
+            offsets_compact_bytes: OFFSETS_COMPACT_BYTES_DEFAULT,
             min_session_timeout_ms: 100,
             max_session_timeout_ms: 300_000,
             initial_rebalance_delay_ms: 0,
@@ -153,6 +190,9 @@ pub enum GroupError {
     /// OFFSET_METADATA_TOO_LARGE); the text says which bound.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The shard already owns `max` groups (`GroupConfig::max_groups`).
+    #[error("too many consumer groups: this broker core already holds {max} (delete unused groups with DeleteGroups, or raise the per-core cap)")]
+    TooManyGroups { max: usize },
     #[error("offsets store I/O failed: {0}")]
     Io(String),
 }

@@ -12,11 +12,16 @@
 //! Batches read from disk are not inserted, so a consumer replaying old data does not
 //! push the tail out.
 //!
+//! Hits and misses are counted in `CacheCounters`, which the broker's `/metrics` reads
+//! from another thread.
+//!
 //! Owned by one shard; `!Send`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -38,12 +43,38 @@ struct Inner {
     partitions: HashMap<u64, BTreeMap<i64, Entry>>,
 }
 
+/// Lookups of written batches: a hit is served from memory, a miss is read from disk.
+///
+/// Written only by the cache's shard (a plain load and store per increment, no locked
+/// instruction); read by any thread.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl CacheCounters {
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
 /// Shard-wide bounded cache of recent batches. Owned by one shard; shared by its
 /// partitions via `Rc`.
 pub struct BatchCache {
     capacity_bytes: usize,
     next_partition_id: Cell<u64>,
     inner: RefCell<Inner>,
+    counters: Arc<CacheCounters>,
 }
 
 impl BatchCache {
@@ -52,7 +83,13 @@ impl BatchCache {
             capacity_bytes,
             next_partition_id: Cell::new(0),
             inner: RefCell::new(Inner::default()),
+            counters: Arc::default(),
         })
+    }
+
+    /// Hit and miss counts, readable from any thread.
+    pub fn counters(&self) -> Arc<CacheCounters> {
+        self.counters.clone()
     }
 
     /// Bytes of batch data held now; never more than the capacity.
@@ -105,8 +142,15 @@ impl BatchCache {
         }
     }
 
-    /// The cached batch that contains `offset`, with its last offset.
+    /// The cached batch that contains `offset`, with its last offset; counted as a hit
+    /// or a miss (callers ask only for written offsets, so a miss is a disk read).
     pub(crate) fn get(&self, partition: u64, offset: i64) -> Option<(Bytes, i64)> {
+        let found = self.lookup(partition, offset);
+        self.counters.count(found.is_some());
+        found
+    }
+
+    fn lookup(&self, partition: u64, offset: i64) -> Option<(Bytes, i64)> {
         let inner = self.inner.borrow();
         let map = inner.partitions.get(&partition)?;
         let (_, entry) = map.range(..=offset).next_back()?;
@@ -208,6 +252,8 @@ mod tests {
         assert_eq!(cache.get(p, 15).map(|(_, last)| last), Some(15));
         assert!(cache.get(p, 16).is_none());
         assert!(cache.get(p, 9).is_none());
+        let counters = cache.counters();
+        assert_eq!((counters.hits(), counters.misses()), (2, 2));
     }
 
     #[test]

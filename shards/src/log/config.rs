@@ -53,6 +53,9 @@ pub struct LogConfig {
     /// How long small appends that nobody waits on durably may wait to share one write
     /// (zero: write at once). See `partition_log::linger`.
     pub write_linger: std::time::Duration,
+    /// Idempotent producers idle for longer than this are forgotten (Kafka's
+    /// `producer.id.expiration.ms`; default one day). See `producers`.
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -65,11 +68,16 @@ impl Default for LogConfig {
             preallocate_bytes: 64 << 20,
             fsync: FsyncPolicy::OnDurable,
             write_linger: std::time::Duration::from_millis(1),
+            producer_id_expiration_ms: LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         }
     }
 }
 
 impl LogConfig {
+    /// Kafka's `producer.id.expiration.ms` default, one day (`--producer-id-expiration-ms`).
+    pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 =
+        super::producers::PRODUCER_ID_EXPIRATION_MS_DEFAULT;
+
     /// Clamps values into what the on-disk format and the writer can hold.
     pub(crate) fn normalized(mut self) -> LogConfig {
         self.segment_bytes = self.segment_bytes.clamp(1, SEGMENT_BYTES_MAX);

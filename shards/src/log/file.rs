@@ -4,6 +4,9 @@
 //! move to raw `io-uring` changes this file and nothing else (DESIGN.md "Threads and
 //! cores"). Everything returns `std::io::Error`.
 //!
+//! It also counts this thread's fdatasync calls and their latency (`SyncStats`), read by
+//! the broker's `/metrics` from another thread.
+//!
 //! Owned by the partition's shard; `!Send` like the executor's files.
 
 use std::cell::{Cell, RefCell};
@@ -11,6 +14,9 @@ use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
@@ -26,6 +32,71 @@ thread_local! {
     /// Devices whose io_uring poll-ring support this executor thread has probed.
     static PROBED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
     static PROBE_SEQ: Cell<u64> = const { Cell::new(0) };
+    /// fdatasyncs of files opened through this module on this thread (one shard).
+    static SYNC_STATS: Arc<SyncStats> = Arc::new(SyncStats::default());
+}
+
+/// Latency buckets of `SyncStats`: bucket `i` counts syncs of at most `2^i` µs, the
+/// last one everything slower (2^20 µs is about one second).
+pub const SYNC_LATENCY_BUCKETS: usize = 22;
+
+/// fdatasync calls made by one thread (one shard) and how long they took.
+///
+/// Written only by its own thread, so an increment is a plain load and store (no locked
+/// read-modify-write); any thread may read it (Relaxed: figures for an operator, not
+/// synchronisation).
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    count: AtomicU64,
+    latency_us_sum: AtomicU64,
+    buckets: [AtomicU64; SYNC_LATENCY_BUCKETS],
+}
+
+impl SyncStats {
+    fn record(&self, elapsed_us: u64) {
+        bump(&self.count, 1);
+        bump(&self.latency_us_sum, elapsed_us);
+        let bucket = (u64::BITS - elapsed_us.saturating_sub(1).leading_zeros()) as usize;
+        bump(&self.buckets[bucket.min(SYNC_LATENCY_BUCKETS - 1)], 1);
+    }
+
+    /// fdatasync calls completed (failed ones included).
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of their latencies, in µs.
+    pub fn latency_us_sum(&self) -> u64 {
+        self.latency_us_sum.load(Ordering::Relaxed)
+    }
+
+    /// Calls per bucket (not cumulative); see `SYNC_LATENCY_BUCKETS`.
+    pub fn buckets(&self) -> [u64; SYNC_LATENCY_BUCKETS] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Adds to a counter only its own thread writes.
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// The calling thread's fdatasync figures; a shard takes this once, on its own thread,
+/// and hands it to whoever reports them.
+pub fn sync_stats() -> Arc<SyncStats> {
+    SYNC_STATS.with(Arc::clone)
+}
+
+/// Runs one fdatasync and records it in this thread's `SyncStats`.
+async fn timed_fdatasync(file: &DmaFile) -> io::Result<()> {
+    let started = Instant::now();
+    let synced = file.fdatasync().await.map_err(io_err);
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    SYNC_STATS.with(|s| s.record(elapsed_us));
+    synced
 }
 
 /// Makes glommio decide correctly whether the device of `dir` supports polled I/O.
@@ -177,7 +248,7 @@ impl DirectFile {
     }
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
-        self.file.fdatasync().await.map_err(io_err)
+        timed_fdatasync(&self.file).await
     }
 
     /// Reserves blocks up to `size` bytes and sets the file size to it (reads as zeros),
@@ -289,4 +360,27 @@ pub(crate) async fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()
     result?;
     closed?;
     glommio::io::rename(&tmp, path).await.map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_latencies_land_in_power_of_two_buckets() {
+        let stats = SyncStats::default();
+        for us in [0, 1, 2, 3, 4, 5, 1_000, u64::MAX] {
+            stats.record(us);
+        }
+        let b = stats.buckets();
+        assert_eq!(stats.count(), 8);
+        assert_eq!((b[0], b[1], b[2], b[3]), (2, 1, 2, 1), "{b:?}");
+        assert_eq!(b[10], 1, "1000 µs is at most 1024: {b:?}");
+        assert_eq!(
+            b[SYNC_LATENCY_BUCKETS - 1],
+            1,
+            "the slowest bucket takes the rest"
+        );
+        assert_eq!(b.iter().sum::<u64>(), 8);
+    }
 }

@@ -29,10 +29,10 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use cache::BatchCache;
+pub use cache::{BatchCache, CacheCounters};
 pub use config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX, SEGMENT_BYTES_MAX};
 pub use error::LogError;
-pub use file::prepare_direct_io;
+pub use file::{prepare_direct_io, sync_stats, SyncStats, SYNC_LATENCY_BUCKETS};
 // Pure decoders of what recovery reads from disk, for the fuzz targets (fuzz/).
 pub use index::{decode_offsets, decode_times, OffsetEntry, TimeEntry};
 pub use partition_log::{AppendResult, Durability, PartitionLog, ReadResult};

@@ -7,9 +7,16 @@
 //! per cycle and, when someone waits for durability (or the policy says so), one
 //! fdatasync. Appends that arrive meanwhile go into the next cycle: group commit.
 //!
-//! Offsets: `start_offset <= durable_offset <= written_offset <= end_offset`.
-//! Offsets below `written_offset` are in segment files (and maybe the cache); the
-//! rest are in the pending queue, which reads always consult.
+//! Offsets: `start_offset <= durable_offset <= written_offset <= end_offset`, checked
+//! (`State::check_offsets`) wherever one of them moves, in release builds too; the
+//! pending queue holds exactly the offsets from `written_offset` to `end_offset`, its
+//! bytes counted in `pending_bytes` (checked in debug builds). Offsets below
+//! `written_offset` are in segment files (and maybe the cache); the rest are in the
+//! pending queue, which reads always consult. DeleteRecords waits until its new start
+//! is durable, so the start never passes data a crash could lose.
+//!
+//! Small metadata files (the DeleteRecords start, the producer snapshot) are written
+//! and read through the shard's DMA files, never with blocking calls on its thread.
 //!
 //! Owned by the partition's shard: `!Send`, used inside that shard's glommio executor.
 //! The flusher task shares `Inner` through `Rc`; no `RefCell` borrow is held across an
@@ -22,7 +29,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tracing::error;
+use tracing::{error, info};
 
 use super::cache::BatchCache;
 use super::config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX};
@@ -134,6 +141,9 @@ struct Inner {
     durable_waiters: WaitList,
     stopped_waiters: WaitList,
     fsync_count: Cell<u64>,
+    /// One DeleteRecords at a time moves the start: its file write and the state change
+    /// must not interleave with another's.
+    start_mover: glommio::sync::Semaphore,
 }
 
 /// The log of one partition. Owned by the partition's shard.
@@ -184,10 +194,11 @@ impl PartitionLog {
         };
         let mut state = State::new(segments);
         // A start moved by DeleteRecords (never past what recovery kept).
-        if let Some(deleted_below) = load_log_start(&dir) {
+        if let Some(deleted_below) = load_log_start(&dir).await {
             state.deleted_below = deleted_below.min(state.end_offset);
             state.start_offset = state.start_offset.max(state.deleted_below);
         }
+        state.check_offsets();
         let cache_key = cache.register();
         let inner = Rc::new(Inner {
             dir,
@@ -200,6 +211,7 @@ impl PartitionLog {
             durable_waiters: WaitList::default(),
             stopped_waiters: WaitList::default(),
             fsync_count: Cell::new(0),
+            start_mover: glommio::sync::Semaphore::new(1),
         });
         glommio::spawn_local(run_flusher(inner.clone(), appender)).detach();
         let log = Rc::new(PartitionLog { inner });
@@ -218,10 +230,13 @@ impl PartitionLog {
                 .map_or(st.start_offset, |s| s.base_offset);
             (st.start_offset, st.end_offset, active)
         };
-        let (mut states, mut next) = match ProducerStates::load(&self.inner.dir) {
-            Some((states, covered)) if covered <= end && covered >= start => (states, covered),
-            _ => (ProducerStates::default(), active_base.max(start)),
-        };
+        let expiration_ms = self.inner.config.producer_id_expiration_ms;
+        let now = now_ms();
+        let (mut states, mut next) =
+            match ProducerStates::load(&self.inner.dir, expiration_ms, now).await {
+                Some((states, covered)) if covered <= end && covered >= start => (states, covered),
+                _ => (ProducerStates::new(expiration_ms), active_base.max(start)),
+            };
         while next < end {
             let read = self.read(next, 1 << 20).await?;
             if read.batches.is_empty() {
@@ -229,8 +244,10 @@ impl PartitionLog {
             }
             for bytes in &read.batches {
                 let header = BatchHeader::parse(bytes)?;
+                // When they were appended is not recorded: as if now, so a producer
+                // seen in the log is kept for one more expiration at most.
                 if header.base_offset >= next {
-                    states.record(&header, header.base_offset);
+                    states.record(&header, header.base_offset, now);
                 }
                 next = next.max(header.last_offset() + 1);
             }
@@ -256,17 +273,26 @@ impl PartitionLog {
             });
         }
         let inner = &self.inner;
+        let now = now_ms();
         let mut st = inner.state.borrow_mut();
         let headers: Vec<&BatchHeader> = parts.iter().map(|(_, h)| h).collect();
         if let Verdict::Duplicate {
             base_offset,
             last_offset,
-        } = st.producers.check(&headers)?
+        } = st.producers.check(&headers, now)?
         {
+            debug_assert!(base_offset <= last_offset && last_offset < st.end_offset);
+            // Rare (a client lost an answer and retried) and worth knowing about.
+            info!(
+                dir = %inner.dir.display(),
+                base_offset,
+                last_offset,
+                "duplicate batch from an idempotent producer: answered with its first offsets"
+            );
             return Ok(AppendResult {
                 base_offset,
                 last_offset,
-                log_append_time_ms: now_ms(),
+                log_append_time_ms: now,
                 woke_readers: 0,
                 duplicate: true,
             });
@@ -284,8 +310,9 @@ impl PartitionLog {
         let frozen = batches.freeze();
         let mut offset = base_offset;
         for (range, header) in parts {
+            debug_assert_eq!(range.len(), header.total_len(), "split batch length");
             let last_offset = offset + i64::from(header.last_offset_delta);
-            st.producers.record(&header, offset);
+            st.producers.record(&header, offset, now);
             st.push_batch(
                 &inner.config,
                 frozen.slice(range),
@@ -295,14 +322,17 @@ impl PartitionLog {
             );
             offset = last_offset + 1;
         }
+        debug_assert_eq!(offset, next, "batches placed back to back");
+        assert!(next > base_offset, "an append must move the end forward");
         st.end_offset = next;
+        st.check_offsets();
         drop(st);
         let woke_readers = inner.data_waiters.wake_past(next);
         inner.flusher_wake.notify();
         Ok(AppendResult {
             base_offset,
             last_offset: next - 1,
-            log_append_time_ms: now_ms(),
+            log_append_time_ms: now,
             woke_readers,
             duplicate: false,
         })
@@ -384,6 +414,7 @@ impl PartitionLog {
                 batches.push(bytes);
             }
         }
+        debug_assert!(read_is_contiguous(&batches, offset), "read from {offset}");
         let st = self.inner.state.borrow();
         Ok(ReadResult {
             batches,
@@ -438,6 +469,12 @@ impl PartitionLog {
         self.inner.state.borrow().durable_offset
     }
 
+    /// Idempotent producers whose state is kept (for tests).
+    #[cfg(test)]
+    pub(crate) fn inner_producer_count(&self) -> usize {
+        self.inner.state.borrow().producers.len()
+    }
+
     /// Resolves when `end_offset() > offset` or after `timeout` (long polling).
     pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
         let inner = &self.inner;
@@ -488,10 +525,12 @@ impl PartitionLog {
 
     /// Deletes whole closed segments that retention no longer keeps (never the active
     /// one) and moves the start offset. Returns how many were removed.
+    /// Also forgets idempotent producers idle past their expiration.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let inner = &self.inner;
         let removed: Vec<Segment> = {
             let mut st = inner.state.borrow_mut();
+            st.producers.expire(now_ms);
             let last = st.segments.len().saturating_sub(1);
             let closed: Vec<SegmentStats> = st.segments[..last]
                 .iter()
@@ -513,6 +552,7 @@ impl PartitionLog {
             st.size_bytes -= removed.iter().map(|s| s.size).sum::<u64>();
             let first = st.segments.first().map_or(st.end_offset, |s| s.base_offset);
             st.start_offset = first.max(st.deleted_below);
+            st.check_offsets();
             removed
         };
         if removed.is_empty() {
@@ -533,6 +573,11 @@ impl PartitionLog {
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let inner = &self.inner;
         inner.check_writable()?;
+        let _moving = inner
+            .start_mover
+            .acquire_permit(1)
+            .await
+            .map_err(|_| LogError::Closed)?;
         let (start, end) = {
             let st = inner.state.borrow();
             (st.start_offset, st.end_offset)
@@ -548,7 +593,9 @@ impl PartitionLog {
         if offset <= start {
             return Ok(start);
         }
-        save_log_start(&inner.dir, offset).map_err(|e| {
+        // The start must not pass data a crash could still lose.
+        self.wait_durable(offset - 1).await?;
+        save_log_start(&inner.dir, offset).await.map_err(|e| {
             LogError::io(
                 format!("recording the log start in {}", inner.dir.display()),
                 e,
@@ -558,6 +605,7 @@ impl PartitionLog {
             let mut st = inner.state.borrow_mut();
             st.deleted_below = offset;
             st.start_offset = offset;
+            st.check_offsets();
             let last = st.segments.len().saturating_sub(1);
             let count = st.segments[..last]
                 .iter()
@@ -608,14 +656,21 @@ impl PartitionLog {
             .await;
         inner.cache.remove_partition(inner.cache_key);
         inner.check_failure()?;
-        let st = inner.state.borrow();
-        if !st.producers.is_empty() {
-            st.producers.save(&inner.dir, st.end_offset).map_err(|e| {
-                LogError::io(
-                    format!("saving producer state in {}", inner.dir.display()),
-                    e,
-                )
-            })?;
+        // Cloned so no borrow is held across the write.
+        let (producers, end) = {
+            let st = inner.state.borrow();
+            (st.producers.clone(), st.end_offset)
+        };
+        if !producers.is_empty() {
+            producers
+                .save(&inner.dir, end, now_ms())
+                .await
+                .map_err(|e| {
+                    LogError::io(
+                        format!("saving producer state in {}", inner.dir.display()),
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
@@ -655,23 +710,40 @@ impl Drop for PartitionLog {
 /// File recording the start offset set by DeleteRecords.
 const LOG_START_FILE: &str = "log-start-offset";
 
-/// Small and rare (DeleteRecords), so plain blocking calls: write, fsync, rename.
-fn save_log_start(dir: &std::path::Path, offset: i64) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("{offset}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+/// Records the DeleteRecords start atomically (temporary file, fdatasync, rename,
+/// directory fsync) through the shard's DMA files.
+async fn save_log_start(dir: &std::path::Path, offset: i64) -> std::io::Result<()> {
+    file::write_file_atomic(&dir.join(LOG_START_FILE), format!("{offset}\n").as_bytes()).await?;
+    file::sync_dir(dir).await
 }
 
-fn load_log_start(dir: &std::path::Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The recorded DeleteRecords start; none when missing or unreadable (recovery keeps
+/// what the segments hold).
+async fn load_log_start(dir: &std::path::Path) -> Option<i64> {
+    let bytes = file::read_small_file(&dir.join(LOG_START_FILE))
+        .await
+        .ok()??;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+}
+
+/// Whether `batches` start with the one holding `offset` and follow one another
+/// without gaps or overlaps (what every reader of a `ReadResult` relies on).
+fn read_is_contiguous(batches: &[Bytes], offset: i64) -> bool {
+    let mut next: Option<i64> = None;
+    for bytes in batches {
+        let Ok(h) = BatchHeader::parse(bytes) else {
+            return false;
+        };
+        let fits = match next {
+            None => h.base_offset <= offset && offset <= h.last_offset(),
+            Some(n) => h.base_offset == n,
+        };
+        if !fits || bytes.len() != h.total_len() {
+            return false;
+        }
+        next = Some(h.last_offset() + 1);
+    }
+    true
 }
 
 /// Opens every segment in `dir`, creating the first one for a new partition.
@@ -741,6 +813,11 @@ impl State {
         let Some(seg) = self.segments.last_mut() else {
             return;
         };
+        debug_assert!(
+            seg.size == 0 || seg.next_offset == base_offset,
+            "batch at {base_offset} after a segment ending at {}",
+            seg.next_offset
+        );
         // Both fit u32: the segment was rolled otherwise, and sizes are capped.
         let rel = seg.relative(base_offset).unwrap_or(u32::MAX);
         seg.index.on_batch(rel, seg.size as u32, len as u32, max_ts);
@@ -755,6 +832,47 @@ impl State {
             last_offset,
             bytes,
         });
+    }
+
+    /// The offsets' documented order; four comparisons, so checked in release too: a
+    /// violation means acknowledged data may be misreported, and must stop the shard.
+    fn check_offsets(&self) {
+        assert!(
+            self.start_offset <= self.durable_offset
+                && self.durable_offset <= self.written_offset
+                && self.written_offset <= self.end_offset,
+            "partition log offsets out of order: start {} durable {} written {} end {}",
+            self.start_offset,
+            self.durable_offset,
+            self.written_offset,
+            self.end_offset
+        );
+        debug_assert!(
+            !self.segments.is_empty(),
+            "a log always has an active segment"
+        );
+        debug_assert_eq!(
+            self.pending
+                .front()
+                .map_or(self.end_offset, |p| p.base_offset),
+            self.written_offset,
+            "pending starts where the written data ends"
+        );
+        debug_assert_eq!(
+            self.pending
+                .back()
+                .map_or(self.written_offset, |p| p.last_offset + 1),
+            self.end_offset,
+            "pending ends at the end offset"
+        );
+        debug_assert_eq!(
+            self.pending
+                .iter()
+                .map(|p| p.bytes.len() as u64)
+                .sum::<u64>(),
+            self.pending_bytes,
+            "pending bytes counted"
+        );
     }
 
     fn segment_index(&self, offset: i64) -> Option<usize> {
@@ -887,6 +1005,7 @@ impl Inner {
             self.cache
                 .insert(self.cache_key, p.base_offset, p.last_offset, p.bytes);
         }
+        assert!(next >= st.written_offset, "written offset went back");
         st.written_offset = next;
         st.pending_bytes -= written_bytes;
         if let Some(i) = st.segment_index(run.segment_base) {
@@ -894,6 +1013,7 @@ impl Inner {
             seg.written_size += written_bytes;
             seg.written_next_offset = next;
         }
+        st.check_offsets();
     }
 
     fn set_segment_file(&self, base_offset: i64, file: Rc<file::DirectFile>) {
@@ -907,6 +1027,7 @@ impl Inner {
         let mut st = self.state.borrow_mut();
         if offset > st.durable_offset {
             st.durable_offset = offset;
+            st.check_offsets();
             drop(st);
             self.durable_waiters.wake_past(offset);
         }

@@ -9,8 +9,19 @@
 //! after it. Without a usable snapshot only the active segment is read: a producer
 //! silent for longer is forgotten, and its next batch starts a fresh entry (Kafka's
 //! producer-state expiry; the client's sequence carries on).
+//!
+//! A producer idle for longer than the expiration (Kafka's `producer.id.expiration.ms`,
+//! `--producer-id-expiration-ms`, default one day) is forgotten: its next batch is
+//! checked as a new producer's, whatever its sequence (as Kafka since KIP-360 accepts
+//! an unknown producer), so the state cannot grow without bound with the producers
+//! that ever wrote. Expired entries are dropped lazily when looked up, on every
+//! retention pass (`PartitionLog::enforce_retention`) and from the snapshot.
+//!
+//! The snapshot is written and read through the shard's DMA files (`file`), never with
+//! blocking calls on the shard's thread.
 
 use super::error::LogError;
+use super::file;
 use crate::batch::BatchHeader;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +31,8 @@ use std::path::Path;
 /// producer, so any retry it can make is recognised.
 pub const BATCHES_KEPT: usize = 5;
 pub const SNAPSHOT_FILE: &str = "producers.json";
+/// Kafka's `producer.id.expiration.ms` default: one day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Kept {
@@ -33,11 +46,29 @@ struct Kept {
 struct Producer {
     epoch: i16,
     batches: VecDeque<Kept>,
+    /// Broker time (Unix ms) of the producer's last appended batch. Absent from
+    /// snapshots written before expiry existed: then the time they are loaded.
+    #[serde(default)]
+    last_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Owned by the partition's log (so by the partition's shard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
+    /// Idle time after which a producer is forgotten; a setting, not state.
+    #[serde(skip, default = "expiration_default")]
+    expiration_ms: i64,
+}
+
+fn expiration_default() -> i64 {
+    PRODUCER_ID_EXPIRATION_MS_DEFAULT as i64
+}
+
+impl Default for ProducerStates {
+    fn default() -> ProducerStates {
+        ProducerStates::new(PRODUCER_ID_EXPIRATION_MS_DEFAULT)
+    }
 }
 
 /// What to do with one request's batches.
@@ -68,19 +99,51 @@ struct Snapshot {
 }
 
 impl ProducerStates {
+    /// State kept for producers idle at most `expiration_ms` (clamped to fit an i64).
+    pub fn new(expiration_ms: u64) -> ProducerStates {
+        ProducerStates {
+            producers: HashMap::new(),
+            expiration_ms: i64::try_from(expiration_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The state of `producer_id` unless it expired by `now_ms`.
+    fn live(&self, producer_id: i64, now_ms: i64) -> Option<&Producer> {
+        self.producers
+            .get(&producer_id)
+            .filter(|p| !self.expired(p, now_ms))
+    }
+
+    fn expired(&self, p: &Producer, now_ms: i64) -> bool {
+        now_ms.saturating_sub(p.last_ms) > self.expiration_ms
+    }
+
+    /// Forgets every producer idle for longer than the expiration; returns how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let before = self.producers.len();
+        let expiration_ms = self.expiration_ms;
+        self.producers
+            .retain(|_, p| now_ms.saturating_sub(p.last_ms) <= expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Producers with state kept (expired ones included until `expire` runs).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
     /// Checks the batches of one request, in order, without changing anything.
-    pub fn check(&self, headers: &[&BatchHeader]) -> Result<Verdict, LogError> {
+    pub fn check(&self, headers: &[&BatchHeader], now_ms: i64) -> Result<Verdict, LogError> {
         let mut staged: HashMap<i64, Producer> = HashMap::new();
         let mut duplicate: Option<(i64, i64)> = None;
         let mut fresh = false;
         for h in headers.iter().filter(|h| h.producer_id >= 0) {
-            let p = staged.entry(h.producer_id).or_insert_with(|| {
-                self.producers
-                    .get(&h.producer_id)
-                    .cloned()
-                    .unwrap_or_default()
-            });
-            let known = self.producers.contains_key(&h.producer_id) || !p.batches.is_empty();
+            let live = self.live(h.producer_id, now_ms);
+            let p = staged
+                .entry(h.producer_id)
+                .or_insert_with(|| live.cloned().unwrap_or_default());
+            let known = live.is_some() || !p.batches.is_empty();
             let last = last_seq(h);
             if known && h.producer_epoch < p.epoch {
                 return Err(LogError::ProducerFenced {
@@ -138,16 +201,19 @@ impl ProducerStates {
         }
     }
 
-    /// Records an appended batch (its base offset assigned).
-    pub fn record(&mut self, h: &BatchHeader, base_offset: i64) {
+    /// Records an appended batch (its base offset assigned) at broker time `now_ms`.
+    pub fn record(&mut self, h: &BatchHeader, base_offset: i64, now_ms: i64) {
         if h.producer_id < 0 {
             return;
         }
+        let expiration_ms = self.expiration_ms;
         let p = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != p.epoch {
+        // An expired producer starts over, as `check` judged it.
+        if h.producer_epoch != p.epoch || now_ms.saturating_sub(p.last_ms) > expiration_ms {
             p.batches.clear();
         }
         p.epoch = h.producer_epoch;
+        p.last_ms = p.last_ms.max(now_ms);
         p.batches.push_back(Kept {
             first_seq: h.base_sequence,
             last_seq: last_seq(h),
@@ -163,34 +229,45 @@ impl ProducerStates {
         self.producers.is_empty()
     }
 
-    /// Writes the state covering offsets below `offset` (write, fsync, rename). Small and
-    /// only at close, so plain blocking file calls.
-    pub fn save(&self, dir: &Path, offset: i64) -> std::io::Result<()> {
-        use std::io::Write;
-        let snapshot = Snapshot {
-            offset,
-            states: self.clone(),
-        };
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        std::fs::File::open(dir)?.sync_all()
+    /// Writes the state covering offsets below `offset`, without the producers expired
+    /// by `now_ms`, atomically (temporary file, fdatasync, rename, directory fsync)
+    /// through the shard's DMA files.
+    pub async fn save(&self, dir: &Path, offset: i64, now_ms: i64) -> std::io::Result<()> {
+        let mut states = self.clone();
+        states.expire(now_ms);
+        let snapshot = Snapshot { offset, states };
+        let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+        file::write_file_atomic(&dir.join(SNAPSHOT_FILE), &bytes).await?;
+        file::sync_dir(dir).await
     }
 
-    /// The saved state and the offset it covers up to, if a readable snapshot exists.
-    /// A damaged snapshot is ignored (the log is read instead).
-    pub fn load(dir: &Path) -> Option<(ProducerStates, i64)> {
-        let bytes = std::fs::read(dir.join(SNAPSHOT_FILE)).ok()?;
+    /// The saved state and the offset it covers up to, if a readable snapshot exists,
+    /// its expiration set to `expiration_ms`. A damaged snapshot is ignored (the log is
+    /// read instead).
+    pub async fn load(
+        dir: &Path,
+        expiration_ms: u64,
+        now_ms: i64,
+    ) -> Option<(ProducerStates, i64)> {
+        let bytes = file::read_small_file(&dir.join(SNAPSHOT_FILE))
+            .await
+            .ok()??;
         let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
-        Some((snapshot.states, snapshot.offset))
+        let mut states = snapshot.states;
+        states.expiration_ms = ProducerStates::new(expiration_ms).expiration_ms;
+        for p in states.producers.values_mut().filter(|p| p.last_ms == 0) {
+            p.last_ms = now_ms;
+        }
+        Some((states, snapshot.offset))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Broker time of the appends in these tests.
+    const NOW: i64 = 1_700_000_000_000;
 
     fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchHeader {
         BatchHeader {
@@ -214,19 +291,19 @@ mod tests {
     fn in_order_batches_append_and_a_retry_gets_its_first_offsets() {
         let mut s = ProducerStates::default();
         let (a, b) = (header(7, 0, 0, 3), header(7, 0, 3, 2));
-        assert_eq!(s.check(&[&a]).ok(), Some(Verdict::Append));
-        s.record(&a, 100);
-        assert_eq!(s.check(&[&b]).ok(), Some(Verdict::Append));
-        s.record(&b, 103);
+        assert_eq!(s.check(&[&a], NOW).ok(), Some(Verdict::Append));
+        s.record(&a, 100, NOW);
+        assert_eq!(s.check(&[&b], NOW).ok(), Some(Verdict::Append));
+        s.record(&b, 103, NOW);
         assert_eq!(
-            s.check(&[&a]).ok(),
+            s.check(&[&a], NOW).ok(),
             Some(Verdict::Duplicate {
                 base_offset: 100,
                 last_offset: 102
             })
         );
         assert_eq!(
-            s.check(&[&b]).ok(),
+            s.check(&[&b], NOW).ok(),
             Some(Verdict::Duplicate {
                 base_offset: 103,
                 last_offset: 104
@@ -237,9 +314,9 @@ mod tests {
     #[test]
     fn gaps_old_epochs_and_restarts_without_zero_are_refused() {
         let mut s = ProducerStates::default();
-        s.record(&header(7, 1, 0, 5), 0);
+        s.record(&header(7, 1, 0, 5), 0, NOW);
         assert!(matches!(
-            s.check(&[&header(7, 1, 9, 1)]),
+            s.check(&[&header(7, 1, 9, 1)], NOW),
             Err(LogError::OutOfOrderSequence {
                 expected: 5,
                 got: 9,
@@ -247,7 +324,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            s.check(&[&header(7, 0, 5, 1)]),
+            s.check(&[&header(7, 0, 5, 1)], NOW),
             Err(LogError::ProducerFenced {
                 epoch: 0,
                 current: 1,
@@ -255,52 +332,106 @@ mod tests {
             })
         ));
         assert!(matches!(
-            s.check(&[&header(7, 2, 3, 1)]),
+            s.check(&[&header(7, 2, 3, 1)], NOW),
             Err(LogError::OutOfOrderSequence { expected: 0, .. })
         ));
         // A new epoch from 0 is fine, and forgets the old batches.
-        assert_eq!(s.check(&[&header(7, 2, 0, 1)]).ok(), Some(Verdict::Append));
-        // Non-idempotent batches are never checked; an unknown producer starts anywhere.
         assert_eq!(
-            s.check(&[&header(-1, -1, -1, 4)]).ok(),
+            s.check(&[&header(7, 2, 0, 1)], NOW).ok(),
             Some(Verdict::Append)
         );
-        assert_eq!(s.check(&[&header(8, 0, 42, 1)]).ok(), Some(Verdict::Append));
+        // Non-idempotent batches are never checked; an unknown producer starts anywhere.
+        assert_eq!(
+            s.check(&[&header(-1, -1, -1, 4)], NOW).ok(),
+            Some(Verdict::Append)
+        );
+        assert_eq!(
+            s.check(&[&header(8, 0, 42, 1)], NOW).ok(),
+            Some(Verdict::Append)
+        );
     }
 
     #[test]
     fn several_batches_of_one_request_are_checked_in_sequence() {
         let s = ProducerStates::default();
         let (a, b, c) = (header(1, 0, 0, 2), header(1, 0, 2, 2), header(1, 0, 7, 1));
-        assert_eq!(s.check(&[&a, &b]).ok(), Some(Verdict::Append));
-        assert!(s.check(&[&a, &c]).is_err());
+        assert_eq!(s.check(&[&a, &b], NOW).ok(), Some(Verdict::Append));
+        assert!(s.check(&[&a, &c], NOW).is_err());
     }
 
     #[test]
     fn only_the_last_five_batches_are_kept_and_sequences_wrap() {
         let mut s = ProducerStates::default();
         for i in 0..8 {
-            s.record(&header(3, 0, i, 1), i64::from(i));
+            s.record(&header(3, 0, i, 1), i64::from(i), NOW);
         }
         assert_eq!(s.producers[&3].batches.len(), BATCHES_KEPT);
         assert!(
-            s.check(&[&header(3, 0, 0, 1)]).is_err(),
+            s.check(&[&header(3, 0, 0, 1)], NOW).is_err(),
             "too old to recognise"
         );
         let mut w = ProducerStates::default();
-        w.record(&header(4, 0, i32::MAX - 1, 2), 0);
-        assert_eq!(s.check(&[&header(3, 0, 8, 1)]).ok(), Some(Verdict::Append));
-        assert_eq!(w.check(&[&header(4, 0, 0, 1)]).ok(), Some(Verdict::Append));
+        w.record(&header(4, 0, i32::MAX - 1, 2), 0, NOW);
+        assert_eq!(
+            s.check(&[&header(3, 0, 8, 1)], NOW).ok(),
+            Some(Verdict::Append)
+        );
+        assert_eq!(
+            w.check(&[&header(4, 0, 0, 1)], NOW).ok(),
+            Some(Verdict::Append)
+        );
     }
 
     #[test]
-    fn snapshots_round_trip_and_damage_is_ignored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = ProducerStates::default();
-        s.record(&header(9, 2, 0, 4), 40);
-        s.save(dir.path(), 44).expect("save");
-        assert_eq!(ProducerStates::load(dir.path()), Some((s, 44)));
-        std::fs::write(dir.path().join(SNAPSHOT_FILE), b"{broken").expect("write");
-        assert_eq!(ProducerStates::load(dir.path()), None);
+    fn an_idle_producer_expires_and_comes_back_as_a_new_one() {
+        let mut s = ProducerStates::new(1_000);
+        s.record(&header(7, 0, 0, 5), 0, NOW);
+        s.record(&header(8, 0, 0, 1), 5, NOW + 900);
+        // Within the expiration: a gap is refused and a retry is recognised.
+        assert!(s.check(&[&header(7, 0, 9, 1)], NOW + 1_000).is_err());
+        assert!(matches!(
+            s.check(&[&header(7, 0, 0, 5)], NOW + 1_000),
+            Ok(Verdict::Duplicate { .. })
+        ));
+        // Past it: producer 7 is unknown, so any sequence starts it afresh (Kafka since
+        // KIP-360), and a batch it retries now would be appended again.
+        let later = NOW + 1_001;
+        assert_eq!(
+            s.check(&[&header(7, 0, 9, 1)], later).ok(),
+            Some(Verdict::Append)
+        );
+        assert_eq!(
+            s.check(&[&header(7, 0, 0, 5)], later).ok(),
+            Some(Verdict::Append)
+        );
+        s.record(&header(7, 0, 9, 1), 6, later);
+        assert_eq!(s.producers[&7].batches.len(), 1, "the old batches are gone");
+        assert_eq!(
+            s.check(&[&header(7, 0, 10, 1)], later).ok(),
+            Some(Verdict::Append)
+        );
+        // Expiry removes what no request touched: producer 8 at NOW + 900 goes later.
+        assert_eq!(s.expire(NOW + 1_900), 0);
+        assert_eq!(s.expire(NOW + 1_901), 1);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.expire(later + 1_001), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn the_state_is_bounded_by_the_producers_active_within_the_expiration() {
+        let mut s = ProducerStates::new(60_000);
+        // 200,000 producers over 200 seconds, one batch each: at most a minute's worth
+        // (plus what arrived since the last pass) is kept with a pass every 10 seconds.
+        let mut most = 0;
+        for i in 0..200_000i64 {
+            let now = NOW + i;
+            s.record(&header(i, 0, 0, 1), i, now);
+            if i % 10_000 == 0 {
+                s.expire(now);
+                most = most.max(s.len());
+            }
+        }
+        assert!(most <= 70_001, "{most} producers kept");
     }
 }

@@ -1167,3 +1167,165 @@ fn random_operations_match_a_simple_model() {
         log.close().await.expect("close");
     });
 }
+
+/// A batch of `records` records from idempotent producer `producer_id`, sequences from
+/// `base_sequence`.
+fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BytesMut {
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: base_sequence + i,
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::from(format!(
+                "p{producer_id}-s{}",
+                base_sequence + i
+            ))),
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
+    buf
+}
+
+fn expiring_config(expiration_ms: u64) -> LogConfig {
+    LogConfig {
+        producer_id_expiration_ms: expiration_ms,
+        ..config(1 << 20)
+    }
+}
+
+#[test]
+fn an_idle_producer_expires_and_its_next_batch_starts_afresh() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, expiring_config(300)).await;
+        let first = log.append(idempotent_batch(7, 0, 0, 3)).expect("append");
+        log.append(idempotent_batch(7, 0, 3, 2)).expect("append");
+        let retry = log.append(idempotent_batch(7, 0, 0, 3)).expect("retry");
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, first.base_offset);
+        assert!(matches!(
+            log.append(idempotent_batch(7, 0, 9, 1)),
+            Err(LogError::OutOfOrderSequence {
+                expected: 5,
+                got: 9,
+                ..
+            })
+        ));
+        glommio::timer::sleep(Duration::from_millis(400)).await;
+        // Forgotten: a new producer to the log, so a gap is fine (Kafka's KIP-360).
+        let fresh = log
+            .append(idempotent_batch(7, 0, 9, 1))
+            .expect("after expiry");
+        assert!(!fresh.duplicate);
+        // Producer 8 writes, then idles past the expiration before the log closes:
+        // the snapshot leaves it out, so after the reopen its retry is new data.
+        log.append(idempotent_batch(8, 0, 0, 1)).expect("append");
+        glommio::timer::sleep(Duration::from_millis(400)).await;
+        log.append(idempotent_batch(7, 0, 10, 1)).expect("append");
+        log.close().await.expect("close");
+        let log = open(&dir, expiring_config(300)).await;
+        let kept = log.append(idempotent_batch(7, 0, 10, 1)).expect("retry");
+        assert!(kept.duplicate, "producer 7 was live at close");
+        let end = log.end_offset();
+        let again = log.append(idempotent_batch(8, 0, 0, 1)).expect("append");
+        assert!(
+            !again.duplicate && again.base_offset == end,
+            "producer 8 expired"
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn retention_passes_forget_expired_producers() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, expiring_config(60_000)).await;
+        for producer in 0..50 {
+            log.append(idempotent_batch(producer, 0, 0, 1))
+                .expect("append");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        log.enforce_retention(now).await.expect("retention");
+        assert_eq!(log.inner_producer_count(), 50);
+        log.enforce_retention(now + 120_000)
+            .await
+            .expect("retention");
+        assert_eq!(log.inner_producer_count(), 0);
+        log.close().await.expect("close");
+        assert!(
+            !dir.join(producers::SNAPSHOT_FILE).exists(),
+            "no producer left to snapshot"
+        );
+    });
+}
+
+#[test]
+fn producer_snapshots_round_trip_without_expired_producers_and_damage_is_ignored() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        const NOW: i64 = 1_700_000_000_000;
+        let header = |producer: i64| {
+            BatchHeader::parse(&idempotent_batch(producer, 2, 0, 4)).expect("header")
+        };
+        let mut s = producers::ProducerStates::new(1_000);
+        s.record(&header(9), 40, NOW);
+        s.record(&header(10), 44, NOW - 5_000);
+        s.save(&dir, 48, NOW).await.expect("save");
+        let (loaded, covered) = producers::ProducerStates::load(&dir, 1_000, NOW)
+            .await
+            .expect("snapshot");
+        assert_eq!(covered, 48);
+        assert_eq!(s.expire(NOW), 1);
+        assert_eq!(loaded, s, "producer 10 expired before the save");
+        std::fs::write(dir.join(producers::SNAPSHOT_FILE), b"{broken").expect("write");
+        assert!(producers::ProducerStates::load(&dir, 1_000, NOW)
+            .await
+            .is_none());
+    });
+}
+
+#[test]
+fn delete_records_waits_until_its_new_start_is_durable() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        // Appends linger in memory: nothing is durable until someone waits for it.
+        let cfg = LogConfig {
+            write_linger: Duration::from_secs(30),
+            ..config(1 << 20)
+        };
+        let log = open(&dir, cfg.clone()).await;
+        append_tags(&log, 0..5);
+        let end = log.end_offset();
+        assert!(log.durable_offset() < end);
+        assert_eq!(log.delete_records_before(-1).await.expect("delete"), end);
+        assert!(log.durable_offset() >= log.start_offset());
+        assert!(
+            std::fs::read_to_string(dir.join("log-start-offset"))
+                .expect("start recorded")
+                .trim()
+                == end.to_string()
+        );
+        log.close().await.expect("close");
+        let log = open(&dir, cfg).await;
+        assert_eq!(log.start_offset(), end, "the start survives a reopen");
+        log.close().await.expect("close");
+    });
+}

@@ -2,10 +2,14 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication; pure, takes `now_ms` |
+//! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication, length bounds and overflow, which bodies are in memory (the read-ahead); pure, takes `now_ms` |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
-//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay and reclamation |
+//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
+//!
+//! A backlog lives on disk: a queue holds every waiting message's metadata (about 100
+//! bytes, headers and group ids out of line) but bodies only within `READ_AHEAD_BYTES`
+//! near its head; the rest are read back from the journal before they are handed out.
 //!
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
@@ -20,12 +24,21 @@ pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
 use bytes::Bytes;
 
-/// Highest priority a queue may be declared with (AMQP's range).
-pub const PRIORITY_MAX: u8 = 255;
 /// How long a FIFO queue remembers a deduplication id (SQS: 5 minutes).
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// How long a queue remembers the origin key (`source-queue/id`) of a dead letter it
+/// stored, so that a move resumed within it is not stored twice. A move is resumed at
+/// the source's next timer tick, or at its restart: a source down for longer than this
+/// with a move half done may store a second copy.
+pub const ORIGIN_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Body bytes a queue keeps in memory ahead of its consumers (its read-ahead); bodies
+/// beyond it stay only in the journal and are read back as the head nears them. A
+/// queue whose consumers keep up never reaches it, so its bodies are never read back.
+pub const READ_AHEAD_BYTES: u64 = 64 << 20;
 /// Default visibility timeout of a lease (SQS default).
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Longest a lease's visibility may be set to (SQS: 12 hours).
+pub const VISIBILITY_TIMEOUT_MS_MAX: u64 = 12 * 60 * 60 * 1000;
 
 /// A queue's declaration; redeclaring with other values is an error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +54,65 @@ pub struct QueueConfig {
     pub dead_letter: Option<String>,
     /// Strict order per group id, one message in flight per group, deduplication.
     pub fifo: bool,
+    /// Most messages waiting (ready or delayed; leased ones do not count, as in
+    /// RabbitMQ's `x-max-length`); `None`: unbounded.
+    #[serde(default)]
+    pub max_length: Option<u64>,
+    /// Most body bytes waiting (ready or delayed), as `x-max-length-bytes`.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// What a publish that would pass `max_length` or `max_bytes` does.
+    #[serde(default)]
+    pub overflow: Overflow,
+}
+
+/// A full queue's answer to one more publish (RabbitMQ's `x-overflow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// The publish is refused (`QueueError::QueueFull`); the queue keeps what it has.
+    RejectPublish,
+    /// The oldest waiting messages are dead-lettered (dropped without a target) until
+    /// the new one fits. RabbitMQ's default, so it is ours.
+    #[default]
+    DropHead,
+}
+
+impl Overflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::RejectPublish => "reject-publish",
+            Overflow::DropHead => "drop-head",
+        }
+    }
+}
+
+impl std::str::FromStr for Overflow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Overflow, String> {
+        match s {
+            "reject-publish" => Ok(Overflow::RejectPublish),
+            "drop-head" => Ok(Overflow::DropHead),
+            other => Err(format!(
+                "unknown overflow policy '{other}' (use reject-publish or drop-head)"
+            )),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Why this declaration cannot be served, if it cannot. A priority is an octet
+    /// (AMQP's range, 0..=255), so `max_priority` needs no check of its own.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.visibility_timeout_ms > VISIBILITY_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "visibility timeout of {} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms",
+                self.visibility_timeout_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueConfig {
@@ -52,6 +124,9 @@ impl Default for QueueConfig {
             max_deliveries: None,
             dead_letter: None,
             fifo: false,
+            max_length: None,
+            max_bytes: None,
+            overflow: Overflow::default(),
         }
     }
 }
@@ -126,6 +201,8 @@ pub enum DeadReason {
     Rejected,
     Expired,
     MaxDeliveries,
+    /// Dropped from the head of a full queue (`Overflow::DropHead`).
+    MaxLength,
 }
 
 impl DeadReason {
@@ -134,6 +211,7 @@ impl DeadReason {
             DeadReason::Rejected => "rejected",
             DeadReason::Expired => "expired",
             DeadReason::MaxDeliveries => "max-deliveries",
+            DeadReason::MaxLength => "max-length",
         }
     }
 }
@@ -147,6 +225,9 @@ pub struct DeadLetter {
     pub at_ms: i64,
     /// Where it goes; `None`: dropped.
     pub target: Option<String>,
+    /// `message.body` is empty: the body is only in the queue's journal
+    /// (`QueueStore::load_bodies`).
+    pub body_on_disk: bool,
 }
 
 /// Who holds a lease: a subscription's leases return when it goes away; pull receives
@@ -165,4 +246,8 @@ pub enum QueueError {
     GroupIdRequired,
     #[error("unknown or expired receipt handle {0} (the lease ended; the message may have been redelivered)")]
     UnknownHandle(u64),
+    #[error("queue '{queue}' is full ({limit}; its overflow policy is reject-publish): consume or purge it, or publish later")]
+    QueueFull { queue: String, limit: String },
+    #[error("visibility timeout of {got} ms is over the maximum of {max} ms")]
+    VisibilityTimeoutTooLong { got: u64, max: u64 },
 }

@@ -12,6 +12,14 @@
 //! deliveries: a message that comes back (timeout, requeue, holder gone) with that many
 //! behind it is dead-lettered instead of made ready again.
 //!
+//! Bodies: a message's body is in memory (loaded) or only in the journal. Publishes
+//! keep theirs while every waiting body is loaded and the read-ahead has room
+//! (`journaled`); past it they keep only metadata. A receive hands out loaded messages
+//! in order and stops at the first one that is not (`blocked`), so order never depends
+//! on what is loaded; the owner's loader (`to_load`, `fill`) reads bodies near the head
+//! back from the journal. A leased body stays in memory (leases are bounded by prefetch
+//! and receive sizes) but out of the read-ahead's count.
+//!
 //! The common path (publish in order, hand out from the front, ack) touches no ordered
 //! tree: fresh messages wait in a deque per priority and lease timeouts in a deque in
 //! the order they were given, both cleaned lazily; only messages that come back, delays
@@ -20,8 +28,9 @@
 
 use super::slots::IdSlots;
 use super::{
-    DeadLetter, DeadReason, Delivery, Extras, Holder, Message, PublishOptions, QueueConfig,
-    QueueError, DEDUP_WINDOW_MS,
+    DeadLetter, DeadReason, Delivery, Extras, Holder, Message, Overflow, PublishOptions,
+    QueueConfig, QueueError, DEDUP_WINDOW_MS, ORIGIN_WINDOW_MS, READ_AHEAD_BYTES,
+    VISIBILITY_TIMEOUT_MS_MAX,
 };
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -54,8 +63,17 @@ enum Place {
 
 #[derive(Debug)]
 struct Entry {
+    /// Its body is empty while it is only in the journal (`len` says how long it is).
     message: Message,
     place: Place,
+    len: u32,
+}
+
+impl Entry {
+    /// Whether its body is in memory (a ready message is handed out only then).
+    fn loaded(&self) -> bool {
+        self.message.body.len() == self.len as usize
+    }
 }
 
 /// The ready messages of one priority, in publish (id) order across both parts.
@@ -69,6 +87,9 @@ struct Level {
     /// Ready again after a lease, a delay or a requeue.
     back: BTreeSet<u64>,
 }
+
+/// Ready messages `to_load` looks at in one call (most of them are loaded already).
+const LOAD_WALK_MAX: usize = 1 << 16;
 
 /// Ended leases may pile up in the deadline deque this far beyond the live ones before
 /// a sweep drops them.
@@ -85,6 +106,10 @@ pub struct Queue {
     /// Ready messages by priority (index = priority).
     levels: Vec<Level>,
     ready: usize,
+    /// Body bytes of ready and delayed messages (`max_bytes` bounds them).
+    queued_bytes: u64,
+    /// Messages a drop-head publish pushed out, until the owner takes them.
+    overflowed: Vec<DeadLetter>,
     delayed: BTreeSet<(i64, u64)>,
     /// Expiry times of ready and delayed messages.
     expiring: BTreeSet<(i64, u64)>,
@@ -93,6 +118,9 @@ pub struct Queue {
     /// queue makes that deadline order (a wall clock stepping back only delays some
     /// timeouts by the step). Ended leases leave at the front or in a sweep.
     lease_deadlines: VecDeque<(i64, u64)>,
+    /// (deadline, handle) of leases whose visibility was changed: out of the deque's
+    /// order. A deque entry whose deadline is no longer its lease's is stale.
+    moved_deadlines: BTreeSet<(i64, u64)>,
     /// Leases per holder (a subscription's prefetch bound).
     held: FxHashMap<Holder, usize>,
     /// FIFO queues: groups with a message in flight.
@@ -100,6 +128,52 @@ pub struct Queue {
     /// FIFO queues: deduplication ids seen, with when they are forgotten.
     dedup: FxHashMap<String, i64>,
     dedup_order: VecDeque<(i64, String)>,
+    /// Origin keys of dead letters stored here, with when they are forgotten.
+    origins: Window,
+    /// Body bytes of ready and delayed messages held in memory (the read-ahead).
+    resident_bytes: u64,
+    /// Ready and delayed messages whose bodies are only in the journal.
+    unloaded: usize,
+    /// A receive stopped at a message whose body is not loaded.
+    blocked: bool,
+    /// A loader is reading bodies for this queue (`start_loading`).
+    loading: bool,
+}
+
+/// Keys remembered until a time, forgotten in the order they were seen.
+#[derive(Debug, Default)]
+struct Window {
+    until: FxHashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Window {
+    fn contains(&self, key: &str) -> bool {
+        self.until.contains_key(key)
+    }
+
+    fn insert(&mut self, key: String, until: i64) {
+        self.until.insert(key.clone(), until);
+        self.order.push_back((until, key));
+    }
+
+    fn forget(&mut self, now_ms: i64) {
+        while let Some((until, _)) = self.order.front() {
+            if *until > now_ms {
+                break;
+            }
+            if let Some((until, key)) = self.order.pop_front() {
+                if self.until.get(&key) == Some(&until) {
+                    self.until.remove(&key);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.until.len().max(self.order.len())
+    }
 }
 
 impl Queue {
@@ -115,14 +189,38 @@ impl Queue {
             entries: IdSlots::default(),
             levels,
             ready: 0,
+            queued_bytes: 0,
+            overflowed: Vec::new(),
             delayed: BTreeSet::new(),
             expiring: BTreeSet::new(),
             leases: IdSlots::default(),
             lease_deadlines: VecDeque::new(),
+            moved_deadlines: BTreeSet::new(),
             held: FxHashMap::default(),
             busy_groups: FxHashSet::default(),
             dedup: FxHashMap::default(),
             dedup_order: VecDeque::new(),
+            origins: Window::default(),
+            resident_bytes: 0,
+            unloaded: 0,
+            blocked: false,
+            loading: false,
+        }
+    }
+
+    /// Whether a dead letter with this origin key was stored here within
+    /// `ORIGIN_WINDOW_MS` (a resumed move: drop the second copy).
+    pub fn knows_origin(&self, origin: &str) -> bool {
+        self.origins.contains(origin)
+    }
+
+    /// Remembers a stored dead letter's origin key, seen at `at_ms`, for
+    /// `ORIGIN_WINDOW_MS`.
+    pub fn remember_origin(&mut self, origin: String, at_ms: i64, now_ms: i64) {
+        self.origins.forget(now_ms);
+        let until = at_ms.saturating_add(ORIGIN_WINDOW_MS);
+        if until > now_ms {
+            self.origins.insert(origin, until);
         }
     }
 
@@ -132,16 +230,16 @@ impl Queue {
     pub fn restore(
         name: &str,
         config: QueueConfig,
-        messages: Vec<Message>,
+        messages: Vec<(Message, u32)>,
         dedup: Vec<(String, i64)>,
         next_id: u64,
         now_ms: i64,
     ) -> Queue {
         let mut q = Queue::new(name, config);
         q.next_id = next_id;
-        for m in messages {
+        for (m, len) in messages {
             q.next_id = q.next_id.max(m.id + 1);
-            q.place(m, now_ms, true);
+            q.place(m, len, now_ms, true);
         }
         let mut dedup: Vec<(i64, String)> = dedup
             .into_iter()
@@ -171,20 +269,36 @@ impl Queue {
         self.take(id)
     }
 
-    /// Takes a ready or delayed message out (to finish moving it elsewhere).
+    /// Takes a ready or delayed message out (its body is empty if it was not loaded).
     pub fn take(&mut self, id: u64) -> Option<Message> {
+        self.take_entry(id).map(|e| e.message)
+    }
+
+    /// Takes a ready or delayed message out as a dead letter (a move begun before a
+    /// restart, finished now).
+    pub fn take_dead(&mut self, id: u64, reason: DeadReason, at_ms: i64) -> Option<DeadLetter> {
+        let entry = self.take_entry(id)?;
+        Some(self.dead(entry, reason, at_ms))
+    }
+
+    fn take_entry(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.get(id)?;
         if entry.place == Place::Leased {
             return None;
         }
         let entry = self.entries.remove(id)?;
         self.unplace(&entry);
-        Some(entry.message)
+        Some(entry)
     }
 
     /// Removes a ready or delayed message's traces (its entry is already out).
     fn unplace(&mut self, entry: &Entry) {
         let m = &entry.message;
+        if entry.place != Place::Leased {
+            self.queued_bytes -= u64::from(entry.len);
+            self.resident_bytes -= m.body.len() as u64;
+            self.unloaded -= usize::from(!entry.loaded());
+        }
         match entry.place {
             Place::Ready { fresh } => {
                 if !fresh {
@@ -237,14 +351,19 @@ impl Queue {
                 return Err(QueueError::GroupIdRequired);
             }
             self.forget_dedup(now_ms);
-            if let Some(id) = &opts.dedup_id {
-                if self.dedup.contains_key(id) {
-                    return Ok(None);
-                }
-                let until = now_ms + DEDUP_WINDOW_MS;
-                self.dedup.insert(id.clone(), until);
-                self.dedup_order.push_back((until, id.clone()));
+            if opts
+                .dedup_id
+                .as_ref()
+                .is_some_and(|d| self.dedup.contains_key(d))
+            {
+                return Ok(None);
             }
+        }
+        self.make_room(body.len() as u64, now_ms)?;
+        if let Some(id) = &opts.dedup_id {
+            let until = now_ms + DEDUP_WINDOW_MS;
+            self.dedup.insert(id.clone(), until);
+            self.dedup_order.push_back((until, id.clone()));
         }
         let ttl = match (self.config.ttl_ms, opts.ttl_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -262,15 +381,214 @@ impl Queue {
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
             deliveries: 0,
         };
-        self.place(message, now_ms, true);
+        let len = message.body.len() as u32;
+        self.place(message, len, now_ms, true);
         Ok(Some(id))
+    }
+
+    /// Publishes now in the journal (the owner calls this once `append_published` took
+    /// them): their bodies stay in memory while every waiting body is and the
+    /// read-ahead has room, else they are dropped here and read back when near the head.
+    pub fn journaled(&mut self, ids: &[u64]) {
+        for id in ids {
+            if self.unloaded == 0 && self.resident_bytes <= READ_AHEAD_BYTES {
+                continue;
+            }
+            let Some(entry) = self.entries.get_mut(*id) else {
+                continue;
+            };
+            if entry.place == Place::Leased || !entry.loaded() || entry.len == 0 {
+                continue;
+            }
+            self.resident_bytes -= u64::from(entry.len);
+            entry.message.body = Bytes::new();
+            self.unloaded += 1;
+        }
+    }
+
+    /// Whether bodies should be read from the journal now: a receive waits for one, or
+    /// the read-ahead is down to half (then it is filled again whole: each journal
+    /// read brings a whole publish record, so a few large refills read it once).
+    pub fn wants_load(&self) -> bool {
+        !self.loading
+            && self.unloaded > 0
+            && (self.blocked || self.resident_bytes <= READ_AHEAD_BYTES / 2)
+    }
+
+    /// Claims the loader for this queue if there is something to load (one at a time).
+    pub fn start_loading(&mut self) -> bool {
+        if !self.wants_load() {
+            return false;
+        }
+        self.loading = true;
+        true
+    }
+
+    /// The last receive stopped at a body the running loader is reading: an answer
+    /// with nothing in it now would only mean "not read yet".
+    pub fn waits_for_load(&self) -> bool {
+        self.blocked && self.loading
+    }
+
+    pub fn stop_loading(&mut self) {
+        self.loading = false;
+    }
+
+    /// Ready messages whose bodies to read next, in the order they will be handed out:
+    /// as many as the read-ahead has room for (at least one), looking at no more than
+    /// `LOAD_WALK_MAX` ready messages.
+    pub fn to_load(&self) -> Vec<u64> {
+        let mut room = READ_AHEAD_BYTES.saturating_sub(self.resident_bytes);
+        let mut out = Vec::new();
+        let mut walked = 0;
+        for level in self.levels.iter().rev() {
+            let entries = &self.entries;
+            let fresh = level.fresh.iter().copied().filter(|id| {
+                entries.get(*id).map(|e| e.place) == Some(Place::Ready { fresh: true })
+            });
+            let mut fresh = fresh.peekable();
+            let mut back = level.back.iter().copied().peekable();
+            loop {
+                let id = match (fresh.peek().copied(), back.peek().copied()) {
+                    (Some(f), Some(b)) if b < f => back.next(),
+                    (Some(_), _) => fresh.next(),
+                    (None, Some(_)) => back.next(),
+                    (None, None) => break,
+                };
+                let Some(entry) = id.and_then(|id| entries.get(id)) else {
+                    break;
+                };
+                walked += 1;
+                if !entry.loaded() {
+                    let len = u64::from(entry.len);
+                    if !out.is_empty() && len > room {
+                        return out;
+                    }
+                    room = room.saturating_sub(len);
+                    out.push(entry.message.id);
+                }
+                if walked >= LOAD_WALK_MAX || (room == 0 && !out.is_empty()) {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// A body read back from the journal; ignored unless its message still waits for
+    /// it (it may have been acked, expired or loaded meanwhile).
+    pub fn fill(&mut self, id: u64, body: Bytes) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        if entry.place == Place::Leased || entry.loaded() || body.len() != entry.len as usize {
+            return;
+        }
+        self.resident_bytes += body.len() as u64;
+        entry.message.body = body;
+        self.unloaded -= 1;
+    }
+
+    /// Body bytes of waiting messages held in memory, and how many waiting messages
+    /// have theirs only in the journal.
+    pub fn resident(&self) -> (u64, usize) {
+        (self.resident_bytes, self.unloaded)
+    }
+
+    /// Messages waiting: ready or delayed (what `max_length` counts).
+    pub fn queued(&self) -> usize {
+        self.ready + self.delayed.len()
+    }
+
+    /// Body bytes waiting: ready or delayed (what `max_bytes` counts).
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    fn fits(&self, len: u64) -> bool {
+        let c = &self.config;
+        c.max_length.is_none_or(|m| (self.queued() as u64) < m)
+            && c.max_bytes
+                .is_none_or(|m| self.queued_bytes.saturating_add(len) <= m)
+    }
+
+    /// Makes room for one more message of `len` bytes under the queue's bounds: by
+    /// refusing it (reject-publish, or a message no emptying could fit) or by pushing
+    /// the oldest waiting messages out (drop-head; see `drain_overflow`).
+    fn make_room(&mut self, len: u64, now_ms: i64) -> Result<(), QueueError> {
+        if self.fits(len) {
+            return Ok(());
+        }
+        let c = &self.config;
+        let impossible = c.max_length == Some(0) || c.max_bytes.is_some_and(|m| len > m);
+        if c.overflow == Overflow::RejectPublish || impossible {
+            return Err(self.full());
+        }
+        while !self.fits(len) {
+            let Some(id) = self.head() else {
+                return Err(self.full());
+            };
+            let Some(entry) = self.take_entry(id) else {
+                return Err(self.full());
+            };
+            let dead = self.dead(entry, DeadReason::MaxLength, now_ms);
+            self.overflowed.push(dead);
+        }
+        Ok(())
+    }
+
+    fn full(&self) -> QueueError {
+        let c = &self.config;
+        let limit = match (c.max_length, c.max_bytes) {
+            (Some(n), Some(b)) => format!("max-length {n}, max-bytes {b}"),
+            (Some(n), None) => format!("max-length {n}"),
+            (None, Some(b)) => format!("max-bytes {b}"),
+            (None, None) => "no limit".to_string(),
+        };
+        QueueError::QueueFull {
+            queue: self.name.clone(),
+            limit,
+        }
+    }
+
+    /// The oldest waiting message: the lowest ready id over every priority, else the
+    /// delayed one due first. Stale fresh ids met at a deque's front are dropped.
+    fn head(&mut self) -> Option<u64> {
+        let mut oldest: Option<u64> = None;
+        for p in 0..self.levels.len() {
+            while let Some(&id) = self.levels[p].fresh.front() {
+                let live =
+                    self.entries.get(id).map(|e| e.place) == Some(Place::Ready { fresh: true });
+                if live {
+                    break;
+                }
+                self.levels[p].fresh.pop_front();
+            }
+            let level = &self.levels[p];
+            let first = [level.fresh.front(), level.back.first()]
+                .into_iter()
+                .flatten()
+                .min()
+                .copied();
+            oldest = [oldest, first].into_iter().flatten().min();
+        }
+        oldest.or_else(|| self.delayed.first().map(|(_, id)| *id))
+    }
+
+    /// Dead letters a drop-head publish pushed out: the owner moves them on (or journals
+    /// them settled when the queue has no target) as for any other dead letter.
+    pub fn drain_overflow(&mut self) -> Vec<DeadLetter> {
+        std::mem::take(&mut self.overflowed)
     }
 
     /// Puts an unleased message where it belongs: delayed or ready. `fresh`: it is the
     /// newest id placed so far (a publish, a restore in id order), so it can join the
     /// back of its level's deque.
-    fn place(&mut self, message: Message, now_ms: i64, fresh: bool) {
+    fn place(&mut self, message: Message, len: u32, now_ms: i64, fresh: bool) {
         let id = message.id;
+        self.queued_bytes += u64::from(len);
+        self.resident_bytes += message.body.len() as u64;
+        self.unloaded += usize::from(message.body.len() < len as usize);
         if let Some(at) = message.expires_at_ms {
             self.expiring.insert((at, id));
         }
@@ -281,7 +599,14 @@ impl Queue {
             self.make_ready(id, message.priority, fresh);
             Place::Ready { fresh }
         };
-        self.entries.insert(id, Entry { message, place });
+        self.entries.insert(
+            id,
+            Entry {
+                message,
+                place,
+                len,
+            },
+        );
     }
 
     fn make_ready(&mut self, id: u64, priority: u8, fresh: bool) {
@@ -299,8 +624,11 @@ impl Queue {
             if *until > now_ms {
                 break;
             }
-            if let Some((_, id)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&id);
+            if let Some((until, id)) = self.dedup_order.pop_front() {
+                // Unless it was forgotten (unpublish) and seen again since.
+                if self.dedup.get(&id) == Some(&until) {
+                    self.dedup.remove(&id);
+                }
             }
         }
     }
@@ -333,8 +661,9 @@ impl Queue {
     ) -> Vec<DeadLetter> {
         let dead = self.tick(now_ms);
         let mut leased = 0;
+        self.blocked = false;
         for p in (0..self.levels.len()).rev() {
-            if leased == max || self.ready == 0 {
+            if leased == max || self.ready == 0 || self.blocked {
                 break;
             }
             if self.config.fifo {
@@ -364,20 +693,29 @@ impl Queue {
         let mut leased = 0;
         while leased < max {
             let level = &mut self.levels[p];
-            let fresh = match (level.fresh.front(), level.back.first()) {
-                (Some(f), Some(b)) => f < b,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
+            let (id, fresh) = match (level.fresh.front(), level.back.first()) {
+                (Some(&f), Some(&b)) if b < f => (b, false),
+                (Some(&f), _) => (f, true),
+                (None, Some(&b)) => (b, false),
                 (None, None) => break,
             };
-            let id = if fresh {
-                level.fresh.pop_front()
-            } else {
-                level.back.pop_first()
-            };
-            let Some(id) = id else { break };
             // A fresh id whose message went elsewhere meanwhile is skipped (see `Level`).
             let expected = Place::Ready { fresh };
+            let live = self.entries.get(id).filter(|e| e.place == expected);
+            if live.is_some_and(|e| !e.loaded()) {
+                // Its body is still in the journal: nothing after it goes first.
+                self.blocked = true;
+                break;
+            }
+            let level = &mut self.levels[p];
+            if fresh {
+                level.fresh.pop_front();
+            } else {
+                level.back.pop_first();
+            }
+            if live.is_none() {
+                continue;
+            }
             if self.lease(id, Some(expected), holder, now_ms, each) {
                 self.ready -= 1;
                 leased += 1;
@@ -398,6 +736,7 @@ impl Queue {
         let mut back = level.back.iter().copied().peekable();
         let mut groups: FxHashSet<&str> = FxHashSet::default();
         let mut picked = Vec::new();
+        let mut blocked = false;
         while picked.len() < max {
             let id = match (fresh.peek().copied(), back.peek().copied()) {
                 (Some(f), Some(b)) if b < f => back.next(),
@@ -414,8 +753,14 @@ impl Queue {
             if self.busy_groups.contains(group) || !groups.insert(group) {
                 continue;
             }
+            if !entry.loaded() {
+                // Its body is still in the journal: nothing after it goes first.
+                blocked = true;
+                break;
+            }
             picked.push((id, entry.place));
         }
+        self.blocked |= blocked;
         let level = &mut self.levels[p];
         for (id, place) in &picked {
             // A fresh id goes stale by its lease; a back one leaves its set.
@@ -447,8 +792,10 @@ impl Queue {
         if let Some(at) = entry.message.expires_at_ms {
             self.expiring.remove(&(at, id));
         }
+        debug_assert!(entry.loaded(), "only loaded messages are handed out");
         entry.place = Place::Leased;
         entry.message.deliveries += 1;
+        self.queued_bytes -= u64::from(entry.len);
         let handle = self.next_handle;
         self.next_handle += 1;
         let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
@@ -466,15 +813,19 @@ impl Queue {
             self.busy_groups.insert(group);
         }
         each(handle, &entry.message);
+        // A leased body stays (a redelivery needs no read) but leaves the read-ahead:
+        // leases are bounded by prefetch and receive sizes, not by it.
+        self.resident_bytes -= entry.message.body.len() as u64;
         true
     }
 
-    fn end_lease(&mut self, handle: u64) -> Result<Message, QueueError> {
+    fn end_lease(&mut self, handle: u64) -> Result<Entry, QueueError> {
         let lease = self
             .leases
             .remove(handle)
             .ok_or(QueueError::UnknownHandle(handle))?;
         self.release_held(lease.holder, 1);
+        self.moved_deadlines.remove(&(lease.deadline_ms, handle));
         self.sweep_deadlines();
         let entry = self
             .entries
@@ -484,7 +835,7 @@ impl Queue {
             self.busy_groups
                 .remove(entry.message.group_id().unwrap_or(""));
         }
-        Ok(entry.message)
+        Ok(entry)
     }
 
     fn release_held(&mut self, holder: Holder, n: usize) {
@@ -500,9 +851,39 @@ impl Queue {
     fn sweep_deadlines(&mut self) {
         if self.lease_deadlines.len() > 2 * self.leases.len() + STALE_DEADLINES_MAX {
             let leases = &self.leases;
-            self.lease_deadlines
-                .retain(|(_, handle)| leases.contains(*handle));
+            self.lease_deadlines.retain(|(deadline, handle)| {
+                leases
+                    .get(*handle)
+                    .is_some_and(|l| l.deadline_ms == *deadline)
+            });
         }
+    }
+
+    /// SQS ChangeMessageVisibility: the lease `handle` now ends `timeout_ms` after
+    /// `now_ms` (0: the message is visible again at once, one delivery behind it, as
+    /// after a timeout). The handle stays valid until then.
+    pub fn change_visibility(
+        &mut self,
+        handle: u64,
+        timeout_ms: u64,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        if timeout_ms > VISIBILITY_TIMEOUT_MS_MAX {
+            return Err(QueueError::VisibilityTimeoutTooLong {
+                got: timeout_ms,
+                max: VISIBILITY_TIMEOUT_MS_MAX,
+            });
+        }
+        let lease = self
+            .leases
+            .get_mut(handle)
+            .ok_or(QueueError::UnknownHandle(handle))?;
+        let old = lease.deadline_ms;
+        // Bounded above, so the sum cannot overflow for any sane clock.
+        lease.deadline_ms = now_ms.saturating_add(timeout_ms as i64);
+        self.moved_deadlines.remove(&(old, handle));
+        self.moved_deadlines.insert((lease.deadline_ms, handle));
+        Ok(())
     }
 
     /// Settles one delivered message (`ack_all` with one handle): it is gone. Returns
@@ -528,6 +909,9 @@ impl Queue {
                 unknown(handle);
                 continue;
             };
+            if !self.moved_deadlines.is_empty() {
+                self.moved_deadlines.remove(&(lease.deadline_ms, handle));
+            }
             match &mut run {
                 Some((holder, n)) if *holder == lease.holder => *n += 1,
                 _ => {
@@ -562,34 +946,39 @@ impl Queue {
         requeue: bool,
         now_ms: i64,
     ) -> Result<Option<DeadLetter>, QueueError> {
-        let message = self.end_lease(handle)?;
+        let entry = self.end_lease(handle)?;
         if !requeue {
-            return Ok(Some(self.dead(message, DeadReason::Rejected, now_ms)));
+            return Ok(Some(self.dead(entry, DeadReason::Rejected, now_ms)));
         }
-        Ok(self.come_back(message, now_ms))
+        Ok(self.come_back(entry, now_ms))
     }
 
     /// A message whose lease ended without an ack: ready again unless it has had its
     /// deliveries or has expired.
-    fn come_back(&mut self, mut message: Message, now_ms: i64) -> Option<DeadLetter> {
+    fn come_back(&mut self, entry: Entry, now_ms: i64) -> Option<DeadLetter> {
+        let message = &entry.message;
         if self
             .config
             .max_deliveries
             .is_some_and(|max| message.deliveries >= max)
         {
-            return Some(self.dead(message, DeadReason::MaxDeliveries, now_ms));
+            return Some(self.dead(entry, DeadReason::MaxDeliveries, now_ms));
         }
         if message.expires_at_ms.is_some_and(|at| at <= now_ms) {
-            return Some(self.dead(message, DeadReason::Expired, now_ms));
+            return Some(self.dead(entry, DeadReason::Expired, now_ms));
         }
+        let Entry {
+            mut message, len, ..
+        } = entry;
         message.visible_at_ms = message.visible_at_ms.min(now_ms);
-        self.place(message, now_ms, false);
+        self.place(message, len, now_ms, false);
         None
     }
 
-    fn dead(&self, message: Message, reason: DeadReason, now_ms: i64) -> DeadLetter {
+    fn dead(&self, entry: Entry, reason: DeadReason, now_ms: i64) -> DeadLetter {
         DeadLetter {
-            message,
+            body_on_disk: !entry.loaded(),
+            message: entry.message,
             reason,
             queue: self.name.clone(),
             at_ms: now_ms,
@@ -609,8 +998,8 @@ impl Queue {
         handles.sort_unstable();
         let mut dead = Vec::new();
         for handle in handles {
-            if let Ok(message) = self.end_lease(handle) {
-                dead.extend(self.come_back(message, now_ms));
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
             }
         }
         dead
@@ -618,9 +1007,14 @@ impl Queue {
 
     /// Applies time: visibility timeouts, delays that ended, expiries.
     pub fn tick(&mut self, now_ms: i64) -> Vec<DeadLetter> {
+        // Also when nobody publishes: the sets shrink back within a window.
+        self.forget_dedup(now_ms);
+        self.origins.forget(now_ms);
         let mut dead = Vec::new();
         while let Some(&(deadline, handle)) = self.lease_deadlines.front() {
-            if !self.leases.contains(handle) {
+            let current = self.leases.get(handle).map(|l| l.deadline_ms);
+            if current != Some(deadline) {
+                // Ended, or moved to `moved_deadlines`.
                 self.lease_deadlines.pop_front();
                 continue;
             }
@@ -628,8 +1022,17 @@ impl Queue {
                 break;
             }
             self.lease_deadlines.pop_front();
-            if let Ok(message) = self.end_lease(handle) {
-                dead.extend(self.come_back(message, now_ms));
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
+            }
+        }
+        while let Some(&(deadline, handle)) = self.moved_deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            self.moved_deadlines.pop_first();
+            if let Ok(entry) = self.end_lease(handle) {
+                dead.extend(self.come_back(entry, now_ms));
             }
         }
         while let Some(&(at, id)) = self.delayed.first() {
@@ -653,7 +1056,7 @@ impl Queue {
                 continue;
             };
             self.unplace(&entry);
-            dead.push(self.dead(entry.message, DeadReason::Expired, now_ms));
+            dead.push(self.dead(entry, DeadReason::Expired, now_ms));
         }
         dead
     }
@@ -663,6 +1066,7 @@ impl Queue {
     pub fn next_deadline_ms(&self) -> Option<i64> {
         [
             self.lease_deadlines.front().map(|d| d.0),
+            self.moved_deadlines.first().map(|d| d.0),
             self.delayed.first().map(|d| d.0),
             self.expiring.first().map(|d| d.0),
         ]
@@ -688,6 +1092,9 @@ impl Queue {
             level.back.clear();
         }
         self.ready = 0;
+        self.queued_bytes = 0;
+        self.resident_bytes = 0;
+        self.unloaded = 0;
         self.delayed.clear();
         self.expiring.clear();
         ids
@@ -710,6 +1117,7 @@ mod tests {
     #[test]
     fn a_queue_entry_stays_small() {
         let size = std::mem::size_of::<Option<Entry>>();
+        println!("a queue entry is {size} bytes");
         assert!(size <= 96, "a queue entry is {size} bytes");
     }
 
@@ -1007,6 +1415,405 @@ mod tests {
         assert_eq!(q.held_by(Holder::Subscription(1)), 1);
         assert_eq!(q.held_by(Holder::Subscription(2)), 1);
         assert_eq!(q.stats().in_flight, 2);
+    }
+
+    #[test]
+    fn change_visibility_extends_a_lease_and_its_handle_stays_valid() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "job", 0);
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        q.change_visibility(d[0].handle, 5000, 500).expect("change");
+        assert_eq!(
+            q.next_deadline_ms(),
+            Some(1000),
+            "the stale entry, then dropped"
+        );
+        assert!(
+            q.receive(1, Holder::Pull, 1000).0.is_empty(),
+            "still leased"
+        );
+        assert_eq!(q.next_deadline_ms(), Some(5500));
+        assert!(q.receive(1, Holder::Pull, 5499).0.is_empty());
+        q.ack(d[0].handle).expect("the handle is still good");
+        assert_eq!(q.stats(), Stats::default());
+        assert_eq!(q.next_deadline_ms(), None, "nothing left to time out");
+    }
+
+    #[test]
+    fn change_visibility_to_zero_makes_the_message_visible_at_once() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        q.change_visibility(d[1].handle, 0, 10).expect("change");
+        let (again, _) = q.receive(5, Holder::Pull, 10);
+        assert_eq!(bodies(&again), ["b"]);
+        assert_eq!(again[0].message.deliveries, 2);
+        assert_eq!(
+            q.ack(d[1].handle),
+            Err(QueueError::UnknownHandle(d[1].handle)),
+            "the old lease ended"
+        );
+        q.ack(d[0].handle).expect("the other lease is untouched");
+    }
+
+    #[test]
+    fn a_shortened_lease_times_out_before_older_ones() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "first", 0);
+        publish(&mut q, "second", 0);
+        let (a, _) = q.receive(1, Holder::Pull, 0);
+        let (b, _) = q.receive(1, Holder::Pull, 100);
+        q.change_visibility(b[0].handle, 50, 200).expect("change");
+        assert_eq!(q.next_deadline_ms(), Some(250));
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 250).0), ["second"]);
+        assert_eq!(q.stats().in_flight, 2, "first is still leased");
+        q.ack(a[0].handle).expect("ack");
+    }
+
+    #[test]
+    fn change_visibility_refuses_unknown_handles_and_too_long_timeouts() {
+        let mut q = queue(QueueConfig::default());
+        publish(&mut q, "a", 0);
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        assert_eq!(
+            q.change_visibility(999, 10, 0),
+            Err(QueueError::UnknownHandle(999))
+        );
+        let over = VISIBILITY_TIMEOUT_MS_MAX + 1;
+        assert_eq!(
+            q.change_visibility(d[0].handle, over, 0),
+            Err(QueueError::VisibilityTimeoutTooLong {
+                got: over,
+                max: VISIBILITY_TIMEOUT_MS_MAX
+            })
+        );
+        q.ack(d[0].handle).expect("unchanged lease");
+    }
+
+    fn bounded(max_length: Option<u64>, max_bytes: Option<u64>, overflow: Overflow) -> Queue {
+        queue(QueueConfig {
+            max_length,
+            max_bytes,
+            overflow,
+            dead_letter: Some("dlq".into()),
+            ..QueueConfig::default()
+        })
+    }
+
+    #[test]
+    fn reject_publish_refuses_past_max_length_and_leased_messages_do_not_count() {
+        let mut q = bounded(Some(2), None, Overflow::RejectPublish);
+        publish(&mut q, "a", 0);
+        publish(&mut q, "b", 0);
+        let refused = q.publish(body("c"), PublishOptions::default(), 0);
+        assert!(
+            matches!(&refused, Err(QueueError::QueueFull { queue, .. }) if queue == "q"),
+            "{refused:?}"
+        );
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        publish(&mut q, "c", 1);
+        assert_eq!(q.queued(), 2);
+        assert!(q.drain_overflow().is_empty());
+        q.ack(d[0].handle).expect("ack");
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 2).0), ["b", "c"]);
+    }
+
+    #[test]
+    fn reject_publish_refuses_past_max_bytes() {
+        let mut q = bounded(None, Some(10), Overflow::RejectPublish);
+        q.publish(body("12345678"), PublishOptions::default(), 0)
+            .expect("fits");
+        assert_eq!(q.queued_bytes(), 8);
+        let err = q.publish(body("123"), PublishOptions::default(), 0);
+        assert!(matches!(err, Err(QueueError::QueueFull { .. })));
+        q.publish(body("12"), PublishOptions::default(), 0)
+            .expect("exactly fits");
+        assert_eq!(q.queued_bytes(), 10);
+        q.receive(1, Holder::Pull, 0);
+        assert_eq!(q.queued_bytes(), 2, "leased bodies do not count");
+    }
+
+    #[test]
+    fn drop_head_dead_letters_the_oldest_until_the_new_one_fits() {
+        let mut q = bounded(Some(3), Some(100), Overflow::DropHead);
+        for s in ["a", "b", "c"] {
+            publish(&mut q, s, 0);
+        }
+        publish(&mut q, "d", 1);
+        let dead = q.drain_overflow();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.body, body("a"));
+        assert_eq!(dead[0].reason, DeadReason::MaxLength);
+        assert_eq!(dead[0].target.as_deref(), Some("dlq"));
+        // b, c, d hold 3 bytes: 98 more push out only b, as little as fits it.
+        let big = "x".repeat(98);
+        q.publish(body(&big), PublishOptions::default(), 2)
+            .expect("fits after dropping");
+        let dead: Vec<Bytes> = q
+            .drain_overflow()
+            .into_iter()
+            .map(|d| d.message.body)
+            .collect();
+        assert_eq!(dead, [body("b")]);
+        assert_eq!((q.queued(), q.queued_bytes()), (3, 100));
+        // No emptying fits a body over max_bytes: refused, nothing dropped.
+        let huge = "y".repeat(101);
+        let err = q.publish(body(&huge), PublishOptions::default(), 3);
+        assert!(matches!(err, Err(QueueError::QueueFull { .. })));
+        assert!(q.drain_overflow().is_empty());
+        assert_eq!(q.queued(), 3);
+    }
+
+    #[test]
+    fn drop_head_takes_the_oldest_over_every_priority_and_skips_leased_ones() {
+        let mut q = queue(QueueConfig {
+            max_priority: 5,
+            max_length: Some(2),
+            overflow: Overflow::DropHead,
+            ..QueueConfig::default()
+        });
+        let at = |p| PublishOptions {
+            priority: p,
+            ..PublishOptions::default()
+        };
+        q.publish(body("leased"), at(5), 0).expect("publish");
+        let (d, _) = q.receive(1, Holder::Pull, 0);
+        q.publish(body("low-old"), at(0), 0).expect("publish");
+        q.publish(body("high-new"), at(5), 0).expect("publish");
+        q.publish(body("newest"), at(1), 0).expect("publish");
+        let dead = q.drain_overflow();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message.body, body("low-old"));
+        assert_eq!(dead[0].target, None, "no target: dropped");
+        q.ack(d[0].handle).expect("the leased one stayed leased");
+        assert_eq!(
+            bodies(&q.receive(5, Holder::Pull, 1).0),
+            ["high-new", "newest"]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_is_dropped_before_the_bound_applies() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            max_length: Some(1),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        });
+        let opts = |d: &str| PublishOptions {
+            group_id: Some("g".into()),
+            dedup_id: Some(d.into()),
+            ..PublishOptions::default()
+        };
+        q.publish(body("a"), opts("1"), 0).expect("publish");
+        assert_eq!(q.publish(body("a"), opts("1"), 1), Ok(None));
+        let full = q.publish(body("b"), opts("2"), 1);
+        assert!(matches!(full, Err(QueueError::QueueFull { .. })));
+        let (d, _) = q.receive(1, Holder::Pull, 2);
+        q.ack(d[0].handle).expect("ack");
+        // The refused one's dedup id was not kept: its retry is stored.
+        assert!(q
+            .publish(body("b"), opts("2"), 3)
+            .expect("publish")
+            .is_some());
+    }
+
+    #[test]
+    fn the_dedup_set_stays_within_its_window() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let step = 1_000;
+        let per_window = (DEDUP_WINDOW_MS / step) as usize;
+        for i in 0..3 * per_window as i64 {
+            let opts = PublishOptions {
+                group_id: Some("g".into()),
+                dedup_id: Some(format!("d{i}")),
+                ..PublishOptions::default()
+            };
+            q.publish(body("m"), opts, i * step).expect("publish");
+            let (d, _) = q.receive(1, Holder::Pull, i * step);
+            q.ack(d[0].handle).expect("ack");
+            assert!(q.dedup.len() <= per_window + 1, "{} ids", q.dedup.len());
+            assert!(q.dedup_order.len() <= per_window + 1);
+        }
+        // With nobody publishing, time alone empties it.
+        q.tick(3 * per_window as i64 * step + DEDUP_WINDOW_MS);
+        assert!(q.dedup.is_empty() && q.dedup_order.is_empty());
+    }
+
+    #[test]
+    fn a_dedup_id_forgotten_and_seen_again_keeps_its_new_window() {
+        let mut q = queue(QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        });
+        let opts = PublishOptions {
+            group_id: Some("g".into()),
+            dedup_id: Some("d".into()),
+            ..PublishOptions::default()
+        };
+        let id = q
+            .publish(body("a"), opts.clone(), 0)
+            .expect("ok")
+            .expect("id");
+        q.unpublish(id, Some("d"));
+        q.publish(body("a"), opts.clone(), 1000)
+            .expect("ok")
+            .expect("id");
+        // The first window's end must not forget the second sighting.
+        q.tick(DEDUP_WINDOW_MS + 500);
+        assert_eq!(q.publish(body("a"), opts, DEDUP_WINDOW_MS + 500), Ok(None));
+    }
+
+    #[test]
+    fn dead_letter_origins_are_forgotten_after_their_window() {
+        let mut q = queue(QueueConfig::default());
+        let step = 10_000;
+        let per_window = (ORIGIN_WINDOW_MS / step) as usize;
+        for i in 0..3 * per_window as i64 {
+            let now = i * step;
+            q.remember_origin(format!("src/{i}"), now, now);
+            assert!(q.knows_origin(&format!("src/{i}")));
+            assert!(q.origins.len() <= per_window + 1, "{}", q.origins.len());
+        }
+        let last = (3 * per_window as i64 - 1) * step;
+        assert!(!q.knows_origin("src/0"), "out of its window");
+        q.tick(last + ORIGIN_WINDOW_MS);
+        assert_eq!(q.origins.len(), 0, "time alone empties it");
+        // Replayed at restart with their old times: only those still in the window.
+        q.remember_origin("old".into(), 0, ORIGIN_WINDOW_MS);
+        q.remember_origin("recent".into(), 10, ORIGIN_WINDOW_MS);
+        assert!(!q.knows_origin("old") && q.knows_origin("recent"));
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// Publishes a body of `size` bytes starting with `tag` and journals it, as the
+    /// owner does.
+    fn publish_sized(q: &mut Queue, tag: &str, size: usize, opts: PublishOptions) -> u64 {
+        let mut b = tag.as_bytes().to_vec();
+        b.resize(size, b'.');
+        let id = q
+            .publish(Bytes::from(b), opts, 0)
+            .expect("publish")
+            .expect("id");
+        q.journaled(&[id]);
+        id
+    }
+
+    fn tags(d: &[Delivery]) -> Vec<String> {
+        bodies(d)
+            .into_iter()
+            .map(|b| b.trim_end_matches('.').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_backlog_past_the_read_ahead_keeps_only_metadata_and_is_delivered_in_order() {
+        let mut q = queue(QueueConfig::default());
+        let n = READ_AHEAD_BYTES as usize / MIB + 4;
+        let ids: Vec<u64> = (0..n)
+            .map(|i| publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default()))
+            .collect();
+        assert_eq!(
+            q.resident(),
+            (READ_AHEAD_BYTES, 4),
+            "the newest four on disk only"
+        );
+        assert_eq!(
+            q.queued_bytes(),
+            (n * MIB) as u64,
+            "bounds count every body"
+        );
+        let (first, _) = q.receive(n, Holder::Pull, 0);
+        let want: Vec<String> = (0..n - 4).map(|i| format!("m{i}")).collect();
+        assert_eq!(tags(&first), want, "stops at the first body not loaded");
+        assert!(q.start_loading(), "a receive waits for a body");
+        assert!(q.waits_for_load());
+        assert!(!q.wants_load(), "one loader at a time");
+        let to_load = q.to_load();
+        assert_eq!(to_load, ids[n - 4..], "the head first, as much as fits");
+        assert!(q.receive(n, Holder::Pull, 0).0.is_empty(), "not loaded yet");
+        for (i, id) in to_load.iter().enumerate() {
+            let mut b = format!("m{}", n - 4 + i).into_bytes();
+            b.resize(MIB, b'.');
+            q.fill(*id, Bytes::from(b));
+        }
+        q.stop_loading();
+        assert_eq!(q.resident(), (4 * MIB as u64, 0));
+        let (rest, _) = q.receive(n, Holder::Pull, 0);
+        let want: Vec<String> = (n - 4..n).map(|i| format!("m{i}")).collect();
+        assert_eq!(tags(&rest), want);
+        assert_eq!(q.resident(), (0, 0));
+        assert!(!q.wants_load());
+    }
+
+    #[test]
+    fn while_consumers_keep_up_bodies_never_leave_memory() {
+        let mut q = queue(QueueConfig::default());
+        for i in 0..4 * READ_AHEAD_BYTES as usize / MIB {
+            publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default());
+            let (d, _) = q.receive(1, Holder::Pull, 0);
+            assert_eq!(tags(&d), [format!("m{i}")]);
+            q.ack(d[0].handle).expect("ack");
+            assert_eq!(q.resident(), (0, 0));
+            assert!(!q.wants_load());
+        }
+    }
+
+    #[test]
+    fn an_unloaded_high_priority_message_is_not_overtaken_by_loaded_lower_ones() {
+        let mut q = queue(QueueConfig {
+            max_priority: 9,
+            ..QueueConfig::default()
+        });
+        let n = READ_AHEAD_BYTES as usize / MIB;
+        for i in 0..n {
+            publish_sized(&mut q, &format!("low{i}"), MIB, PublishOptions::default());
+        }
+        let high = PublishOptions {
+            priority: 9,
+            ..PublishOptions::default()
+        };
+        let urgent = publish_sized(&mut q, "urgent", MIB, high);
+        assert_eq!(q.resident().1, 1, "over the read-ahead: journal only");
+        assert!(
+            q.receive(5, Holder::Pull, 0).0.is_empty(),
+            "urgent goes first"
+        );
+        assert_eq!(q.to_load(), [urgent]);
+        let mut b = b"urgent".to_vec();
+        b.resize(MIB, b'.');
+        q.fill(urgent, Bytes::from(b));
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(tags(&d), ["urgent", "low0"]);
+    }
+
+    #[test]
+    fn an_unloaded_dead_letter_says_its_body_is_on_disk() {
+        let mut q = queue(QueueConfig {
+            ttl_ms: Some(10),
+            ..QueueConfig::default()
+        });
+        let n = READ_AHEAD_BYTES as usize / MIB + 1;
+        for i in 0..n {
+            publish_sized(&mut q, &format!("m{i}"), MIB, PublishOptions::default());
+        }
+        let dead = q.tick(10);
+        assert_eq!(dead.len(), n);
+        let on_disk: Vec<bool> = dead.iter().map(|d| d.body_on_disk).collect();
+        assert_eq!(on_disk.iter().filter(|d| **d).count(), 1);
+        assert!(on_disk[n - 1] && dead[n - 1].message.body.is_empty());
+        assert_eq!(q.resident(), (0, 0));
     }
 
     #[test]

@@ -157,9 +157,12 @@ impl<T> IdSlots<T> {
         self.in_ring = 0;
     }
 
-    #[inline]
-    pub fn contains(&self, id: u64) -> bool {
-        self.get(id).is_some()
+    /// Every value, in no particular order.
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.ring
+            .into_iter()
+            .flatten()
+            .chain(self.behind.into_values())
     }
 
     /// Every id and value, in no particular order.

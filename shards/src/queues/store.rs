@@ -17,7 +17,8 @@
 //! are not journaled. The log is reclaimed by whole segments below the oldest publish
 //! still unsettled.
 
-use super::{DeadReason, Extras, Message};
+use super::slots::IdSlots;
+use super::{DeadReason, Extras, Message, Queue};
 use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
 use crate::records::{self, BatchBuilder};
 use bytes::{Bytes, BytesMut};
@@ -26,7 +27,7 @@ use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -68,6 +69,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::Rejected => 0,
         DeadReason::Expired => 1,
         DeadReason::MaxDeliveries => 2,
+        DeadReason::MaxLength => 3,
     }
 }
 
@@ -75,6 +77,7 @@ fn reason_of(code: u8) -> DeadReason {
     match code {
         0 => DeadReason::Rejected,
         1 => DeadReason::Expired,
+        3 => DeadReason::MaxLength,
         _ => DeadReason::MaxDeliveries,
     }
 }
@@ -90,15 +93,16 @@ pub struct Publish<'a> {
 /// What replaying a queue's journal gives back.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Unsettled messages in publish order, delivery counts included.
-    pub messages: Vec<Message>,
+    /// Unsettled messages in publish order, delivery counts included, with their body
+    /// lengths: their bodies stay in the journal (empty here) until read back.
+    pub messages: Vec<(Message, u32)>,
     /// Messages whose move to the dead-letter target was begun and not finished, with
     /// when it began (the intent's time: whatever the move wrote is no older).
     pub dead_lettering: Vec<(u64, DeadReason, i64)>,
     /// Deduplication ids with their publish times.
     pub dedup: Vec<(String, i64)>,
-    /// Origin keys of dead letters received.
-    pub origins: HashSet<String>,
+    /// Origin keys of dead letters received, with when they were stored.
+    pub origins: Vec<(String, i64)>,
     pub next_id: u64,
 }
 
@@ -196,6 +200,13 @@ impl Live {
         }
     }
 
+    /// The publish record holding unsettled message `id`: its offset.
+    fn record_of(&self, id: u64) -> Option<i64> {
+        let at = self.runs.partition_point(|r| r.first_id <= id);
+        let run = self.runs.get(at.checked_sub(1)?)?;
+        (id - run.first_id < u64::from(run.count)).then_some(run.offset)
+    }
+
     /// Log offset of the oldest unsettled publish.
     fn oldest(&self) -> Option<i64> {
         // Emptied runs at the front are popped, so the front one holds something.
@@ -231,8 +242,9 @@ impl PublishedMeta {
             && m.group_id() == self.group_id.as_deref()
     }
 
-    /// The messages of a record, given its value (their bodies one after another).
-    fn into_messages(self, value: &[u8], offset: i64) -> Result<Vec<Message>, LogError> {
+    /// The messages of a record, given its value (their bodies one after another),
+    /// without their bodies (read back by `QueueStore::load_bodies` when needed).
+    fn into_messages(self, value: &[u8], offset: i64) -> Result<Vec<(Message, u32)>, LogError> {
         let total: usize = self.lens.iter().map(|l| *l as usize).sum();
         if total != value.len() {
             return Err(corrupt(format!(
@@ -240,25 +252,31 @@ impl PublishedMeta {
                 value.len()
             )));
         }
-        let bodies = Bytes::copy_from_slice(value);
-        let mut at = 0usize;
+        let extras = Extras::boxed(self.headers, self.group_id);
         let mut out = Vec::with_capacity(self.lens.len());
         for (i, len) in self.lens.iter().enumerate() {
-            let body = bodies.slice(at..at + *len as usize);
-            at += *len as usize;
             // The caller checked that first_id + lens.len() fits a u64.
-            out.push(Message {
+            let message = Message {
                 id: self.first_id.saturating_add(i as u64),
-                body,
-                extras: Extras::boxed(self.headers.clone(), self.group_id.clone()),
+                body: Bytes::new(),
+                extras: extras.clone(),
                 priority: self.priority,
                 published_ms: self.published_ms,
                 visible_at_ms: self.visible_at_ms,
                 expires_at_ms: self.expires_at_ms,
                 deliveries: 0,
-            });
+            };
+            out.push((message, *len));
         }
         Ok(out)
+    }
+
+    /// The body of message `id` in this record's value.
+    fn body_of(&self, id: u64, value: &[u8]) -> Option<Bytes> {
+        let i = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
+        let len = *self.lens.get(i)? as usize;
+        let at: usize = self.lens[..i].iter().map(|l| *l as usize).sum();
+        value.get(at..at + len).map(Bytes::copy_from_slice)
     }
 }
 
@@ -291,7 +309,8 @@ where
 /// it what the log reads back, the fuzz target and the corpus replay feed it bytes.
 #[derive(Default)]
 pub struct Replay {
-    messages: HashMap<u64, Message>,
+    /// Ids come in publish order: a ring, not a map (a backlog of millions).
+    messages: IdSlots<(Message, u32)>,
     dead: HashMap<u64, (DeadReason, i64)>,
     out: Recovered,
     live: Live,
@@ -330,11 +349,11 @@ impl Replay {
             self.out.dedup.push((d.clone(), meta.published_ms));
         }
         if let Some(o) = &meta.origin {
-            self.out.origins.insert(o.clone());
+            self.out.origins.push((o.clone(), meta.published_ms));
         }
         self.live.insert(meta.first_id, count, offset);
         for m in meta.into_messages(value, offset)? {
-            self.messages.insert(m.id, m);
+            self.messages.insert(m.0.id, m);
         }
         Ok(())
     }
@@ -343,14 +362,14 @@ impl Replay {
         match decode::<Event>(value, &mut self.aligned, "event", offset)? {
             Event::Delivered { ids } => {
                 for id in ids {
-                    if let Some(m) = self.messages.get_mut(&id) {
+                    if let Some((m, _)) = self.messages.get_mut(id) {
                         m.deliveries = m.deliveries.saturating_add(1);
                     }
                 }
             }
             Event::Settled { ids } => {
                 for id in ids {
-                    self.messages.remove(&id);
+                    self.messages.remove(id);
                     self.dead.remove(&id);
                     self.live.remove(id);
                 }
@@ -365,8 +384,8 @@ impl Replay {
     /// What the journal held, and where its unsettled publishes are.
     fn finish(self) -> (Recovered, Live) {
         let mut out = self.out;
-        let mut live: Vec<Message> = self.messages.into_values().collect();
-        live.sort_by_key(|m| m.id);
+        let mut live: Vec<(Message, u32)> = self.messages.into_values().collect();
+        live.sort_by_key(|(m, _)| m.id);
         out.messages = live;
         let mut dead: Vec<(u64, DeadReason, i64)> = self
             .dead
@@ -507,6 +526,90 @@ impl QueueStore {
         Ok(Some(appended.base_offset))
     }
 
+    /// Reads the bodies of unsettled messages `ids` (ascending) back from the journal,
+    /// one read per publish record they sit in. Ids not found (settled meanwhile) are
+    /// left out.
+    pub async fn load_bodies(&self, ids: &[u64]) -> Result<Vec<(u64, Bytes)>, LogError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut aligned = AlignedVec::<16>::new();
+        let mut rest = ids;
+        while let Some(&first) = rest.first() {
+            let Some(offset) = self.live.borrow().record_of(first) else {
+                rest = &rest[1..];
+                continue;
+            };
+            // The record's batch: from memory if not yet written, else one disk read.
+            let read = self.log.read(offset, 1).await?;
+            let mut taken = 0;
+            for batch in read.batches.iter().take(1) {
+                for r in records::records(batch)? {
+                    let r = r?;
+                    let (Some(key), Some(value)) = (r.key, r.value) else {
+                        continue;
+                    };
+                    if r.offset != offset {
+                        continue;
+                    }
+                    let meta: PublishedMeta = decode(key, &mut aligned, "publish", offset)?;
+                    let end = meta.first_id.saturating_add(meta.lens.len() as u64);
+                    for &id in rest.iter().take_while(|id| **id < end) {
+                        if let Some(body) = meta.body_of(id, value) {
+                            out.push((id, body));
+                        }
+                        taken += 1;
+                    }
+                }
+            }
+            if taken == 0 {
+                return Err(corrupt(format!(
+                    "message {first}: no publish record at offset {offset}"
+                )));
+            }
+            rest = &rest[taken..];
+        }
+        Ok(out)
+    }
+
+    /// Fills `queue`'s read-ahead from the journal until it is full or nothing is
+    /// left to read (run it once `Queue::start_loading` said yes); `loaded` is called
+    /// after each read, to wake receives waiting for a body. Returns the bodies read.
+    pub async fn load_ahead(
+        &self,
+        queue: &RefCell<Queue>,
+        mut loaded: impl FnMut(),
+    ) -> Result<usize, LogError> {
+        let result = self.load_rounds(queue, &mut loaded).await;
+        queue.borrow_mut().stop_loading();
+        result
+    }
+
+    async fn load_rounds(
+        &self,
+        queue: &RefCell<Queue>,
+        loaded: &mut impl FnMut(),
+    ) -> Result<usize, LogError> {
+        let mut total = 0;
+        loop {
+            let mut ids = queue.borrow().to_load();
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            ids.sort_unstable();
+            let bodies = self.load_bodies(&ids).await?;
+            let mut q = queue.borrow_mut();
+            total += bodies.len();
+            for (id, body) in bodies {
+                q.fill(id, body);
+            }
+            let (resident, unloaded) = q.resident();
+            drop(q);
+            loaded();
+            if unloaded == 0 || resident >= super::READ_AHEAD_BYTES {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Removes whole segments that hold no unsettled publish; returns how many went.
     pub async fn reclaim(&self) -> Result<usize, LogError> {
         let oldest_live = self
@@ -592,9 +695,12 @@ mod tests {
         assert_eq!(replay.batch(&batch).expect("replays"), 2);
         let recovered = replay.recovered();
         assert_eq!(recovered.next_id, 12);
-        let ids: Vec<u64> = recovered.messages.iter().map(|m| m.id).collect();
-        assert_eq!(ids, vec![11]);
-        assert_eq!(&recovered.messages[0].body[..], b"bc");
+        let got: Vec<(u64, u32, bool)> = recovered
+            .messages
+            .iter()
+            .map(|(m, len)| (m.id, *len, m.body.is_empty()))
+            .collect();
+        assert_eq!(got, vec![(11, 2, true)], "replay reads no body");
     }
 
     #[test]
@@ -699,12 +805,14 @@ mod tests {
             s.record(&dead, true, 7).await.expect("journal");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
-            let bodies: Vec<(&[u8], u32)> = rec
-                .messages
+            let ids: Vec<u64> = rec.messages.iter().map(|(m, _)| m.id).collect();
+            let bodies = s.load_bodies(&ids).await.expect("bodies");
+            let got: Vec<(&[u8], u32)> = bodies
                 .iter()
-                .map(|m| (&m.body[..], m.deliveries))
+                .zip(&rec.messages)
+                .map(|((_, b), (m, _))| (&b[..], m.deliveries))
                 .collect();
-            assert_eq!(bodies, vec![(&b"b"[..], 1), (&b"c"[..], 1), (&b"d"[..], 0)]);
+            assert_eq!(got, vec![(&b"b"[..], 1), (&b"c"[..], 1), (&b"d"[..], 0)]);
             assert_eq!(
                 rec.dead_lettering,
                 vec![(d[1].message.id, DeadReason::Rejected, 7)],
@@ -721,7 +829,14 @@ mod tests {
                 5,
             );
             assert_eq!(q.stats().ready, 3);
-            let (again, _) = q.receive(3, Holder::Pull, 5);
+            assert!(
+                q.receive(3, Holder::Pull, 5).0.is_empty(),
+                "bodies not read yet"
+            );
+            let q = RefCell::new(q);
+            assert!(q.borrow_mut().start_loading());
+            assert_eq!(s.load_ahead(&q, || {}).await.expect("load"), 3);
+            let (again, _) = q.borrow_mut().receive(3, Holder::Pull, 5);
             assert_eq!(
                 again
                     .iter()
@@ -765,7 +880,7 @@ mod tests {
                 .expect("durable");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
-            assert!(rec.origins.contains("src/7"));
+            assert_eq!(rec.origins, [("src/7".to_string(), 1000)]);
             let mut q = Queue::restore("q", fifo, rec.messages, rec.dedup, rec.next_id, 2000);
             let dup = q
                 .publish(Bytes::from_static(b"again"), opts, 2000)
@@ -838,10 +953,16 @@ mod tests {
             s.wait_durable(before + 1).await.expect("durable");
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 1 << 20).await;
+            let ids: Vec<u64> = rec.messages.iter().map(|(m, _)| m.id).collect();
+            let bodies = s.load_bodies(&ids).await.expect("bodies");
             let got: Vec<(u64, &[u8], i64)> = rec
                 .messages
                 .iter()
-                .map(|m| (m.id, &m.body[..], m.visible_at_ms))
+                .zip(&bodies)
+                .map(|((m, _), (id, b))| {
+                    assert_eq!(m.id, *id);
+                    (m.id, &b[..], m.visible_at_ms)
+                })
                 .collect();
             let want: Vec<(u64, &[u8], i64)> = vec![
                 (0, b"a", 5),
@@ -852,6 +973,62 @@ mod tests {
             ];
             assert_eq!(got, want);
             assert_eq!(rec.next_id, 5);
+            s.close().await.expect("close");
+        });
+    }
+
+    #[test]
+    fn a_backlog_past_the_read_ahead_is_read_back_after_reclaiming_settled_segments() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("q");
+            let mib = 1usize << 20;
+            let (s, _) = open(&dir, 2 * mib as u64).await;
+            let mut q = Queue::new("q", QueueConfig::default());
+            let n = crate::queues::READ_AHEAD_BYTES as usize / mib + 4;
+            for i in 0..n {
+                let mut body = format!("m{i}").into_bytes();
+                body.resize(mib, b'.');
+                let id = q
+                    .publish(Bytes::from(body), PublishOptions::default(), 0)
+                    .expect("publish")
+                    .expect("id");
+                let publish = Publish {
+                    messages: &[q.message(id).expect("message")],
+                    dedup_id: None,
+                    origin: None,
+                };
+                s.append_published(publish, 0).expect("journal");
+                q.journaled(&[id]);
+            }
+            assert_eq!(q.resident().1, 4);
+            let (first, _) = q.receive(n, Holder::Pull, 0);
+            assert_eq!(first.len(), n - 4);
+            let ids = first.iter().map(|d| d.message.id).collect();
+            s.record(&Event::Settled { ids }, true, 0)
+                .await
+                .expect("journal");
+            assert!(
+                s.reclaim().await.expect("reclaim") > 0,
+                "settled segments go"
+            );
+            let q = RefCell::new(q);
+            assert!(q.borrow_mut().start_loading());
+            let mut wakes = 0;
+            let loaded = s.load_ahead(&q, || wakes += 1).await.expect("load");
+            assert_eq!((loaded, wakes), (4, 1));
+            let (rest, _) = q.borrow_mut().receive(n, Holder::Pull, 0);
+            let tags: Vec<String> = rest
+                .iter()
+                .map(|d| {
+                    String::from_utf8_lossy(&d.message.body[..8])
+                        .trim_end_matches('.')
+                        .to_string()
+                })
+                .collect();
+            let want: Vec<String> = (n - 4..n).map(|i| format!("m{i}")).collect();
+            assert_eq!(tags, want);
+            assert!(rest.iter().all(|d| d.message.body.len() == mib));
             s.close().await.expect("close");
         });
     }
@@ -881,7 +1058,7 @@ mod tests {
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 4096).await;
             assert_eq!(rec.messages.len(), 5, "live messages kept");
-            assert_eq!(rec.messages[0].id, 15);
+            assert_eq!(rec.messages[0].0.id, 15);
             s.close().await.expect("close");
         });
     }

@@ -16,6 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A detected stall, handed to [`StallDetectionHandler::stall`]; its `Display`
+/// names the executor, the task queue, the overage and the stalling stack.
+/// (Peregrine's fork: documented, as it is exported.)
 pub struct StallDetection<'a> {
     executor: usize,
     queue_handle: TaskQueueHandle,

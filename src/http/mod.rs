@@ -1,0 +1,413 @@
+//! The HTTP front end: the operator's `/metrics`, `/healthz` and `/readyz` today, the
+//! SQS and SNS APIs later (`serve --http-addr`).
+//!
+//! Every shard listens on the HTTP address (SO_REUSEPORT, as for the other protocols),
+//! and any shard can answer any route: the metrics of every shard are atomics and
+//! snapshots the scraping shard reads without a cross-core call (`crate::metrics`).
+//! That keeps one code path for the SQS API, which must run on every shard like the
+//! other front ends, and no single shard pays for every scrape.
+//!
+//! The stack: HTTP/1.1 parsed with `httparse` under a connection loop of ours on the
+//! shard's glommio `TcpStream`. Why not hyper 1.x: hyper needs an executor and timer
+//! adapter for glommio and `Send`-free bodies plumbing; its HTTP/1 server would be one
+//! more layer between our bounds and the socket, while what the broker serves (small
+//! bounded requests, answers built in memory, keep-alive, pipelining) is a short loop
+//! whose every bound is visible here. `httparse` is the parser hyper itself uses, so
+//! the wire parsing is the well-fuzzed part; the loop only frames requests by
+//! `Content-Length`. Chunked request bodies and `Expect: 100-continue` are not
+//! supported yet (501 and 417), which SQS/SNS clients do not need.
+//!
+//! Bounds (per connection unless said): request head `HEAD_BYTES_MAX` and
+//! `HEADERS_MAX` headers (431 over them), body `BODY_BYTES_MAX` (413), the whole
+//! request within `REQUEST_TIMEOUT` of its first byte (408), `IDLE_TIMEOUT` between
+//! keep-alive requests, and `CONNECTIONS_MAX` connections per shard (503 beyond).
+//! A malformed request gets 400 and the connection is closed.
+
+use crate::engine::Engine;
+use crate::metrics::{render, Metrics};
+use crate::server::runtime::{self, TcpStream};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `serve --http-addr`'s default: loopback, next to the usual Prometheus exporter ports
+/// and clear of the native (7070 + shards) and Kafka (9092 + 1 + shards) ports.
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:8080";
+/// Largest request head (request line and headers).
+pub const HEAD_BYTES_MAX: usize = 16 << 10;
+/// Most headers in one request.
+pub const HEADERS_MAX: usize = 64;
+/// Largest request body (SQS's largest message is 256 KiB, base64 in a form or JSON).
+pub const BODY_BYTES_MAX: usize = 1 << 20;
+/// Open HTTP connections per shard; more are answered 503 and closed.
+pub const CONNECTIONS_MAX: usize = 256;
+/// How long a keep-alive connection may wait for its next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take to arrive once its first byte has.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a scrape waits for every shard to refresh its rows; a shard too busy to
+/// answer in time is reported with the rows it gathered for an earlier scrape.
+const SCRAPE_REFRESH_WAIT: Duration = Duration::from_millis(500);
+const SCRAPE_REFRESH_POLL: Duration = Duration::from_millis(5);
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 4096;
+
+thread_local! {
+    /// Open HTTP connections on this shard.
+    static OPEN: Rc<Cell<usize>> = Rc::new(Cell::new(0));
+}
+
+/// Serves one HTTP connection (keep-alive) until it closes, idles out or the shard
+/// stops.
+pub async fn serve(engine: Engine, stream: TcpStream) {
+    let Some(metrics) = crate::metrics::local::registry() else {
+        tracing::error!("HTTP connection on a thread without metrics");
+        return;
+    };
+    let conn = Connection {
+        engine,
+        metrics,
+        open: OPEN.with(Rc::clone),
+    };
+    conn.serve(stream).await
+}
+
+struct Connection {
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    open: Rc<Cell<usize>>,
+}
+
+/// An answer: status, extra headers, body.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    headers: &'static str,
+    body: Vec<u8>,
+    /// Close the connection after this answer.
+    close: bool,
+}
+
+impl Answer {
+    fn text(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: "",
+            body: body.as_bytes().to_vec(),
+            close: false,
+        }
+    }
+
+    /// An error after which the request stream cannot be trusted: close.
+    fn fatal(status: u16, body: &str) -> Answer {
+        Answer {
+            close: true,
+            ..Answer::text(status, body)
+        }
+    }
+}
+
+/// A request head, parsed.
+struct Head {
+    method: String,
+    path: String,
+    /// Bytes of the head, body not included.
+    len: usize,
+    body_len: usize,
+    keep_alive: bool,
+}
+
+/// Why reading the next request stopped.
+enum Stop {
+    /// Clean end: the peer closed between requests, idled out, or the shard stops.
+    Quiet,
+    /// Answer this, then close.
+    Refuse(Answer),
+}
+
+impl Connection {
+    async fn serve(self, mut stream: TcpStream) {
+        if self.open.get() >= CONNECTIONS_MAX {
+            let answer = Answer::fatal(503, "too many HTTP connections\n");
+            let _ = write_answer(&mut stream, answer, false).await;
+            return;
+        }
+        self.open.set(self.open.get() + 1);
+        let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
+        loop {
+            let head = match self.next_request(&mut stream, &mut buf).await {
+                Ok(head) => head,
+                Err(Stop::Quiet) => break,
+                Err(Stop::Refuse(answer)) => {
+                    let _ = write_answer(&mut stream, answer, false).await;
+                    break;
+                }
+            };
+            let mut answer = self.route(&head).await;
+            answer.close |= !head.keep_alive;
+            let close = answer.close;
+            if let Err(e) = write_answer(&mut stream, answer, head.method == "HEAD").await {
+                tracing::debug!("HTTP write failed: {e}");
+                break;
+            }
+            buf.drain(..head.len + head.body_len);
+            if close {
+                break;
+            }
+        }
+        self.open.set(self.open.get() - 1);
+    }
+
+    /// Reads until `buf` holds a whole request (head and body) and parses its head.
+    async fn next_request(&self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, Stop> {
+        let mut started = (!buf.is_empty()).then(Instant::now);
+        let head = loop {
+            if let Some(head) = parse_head(buf)? {
+                break head;
+            }
+            let deadline = match started {
+                Some(t) => t + REQUEST_TIMEOUT,
+                None => Instant::now() + IDLE_TIMEOUT,
+            };
+            self.read_more(stream, buf, deadline, started.is_some())
+                .await?;
+            started.get_or_insert_with(Instant::now);
+        };
+        let deadline = started.unwrap_or_else(Instant::now) + REQUEST_TIMEOUT;
+        while buf.len() < head.len + head.body_len {
+            self.read_more(stream, buf, deadline, true).await?;
+        }
+        Ok(head)
+    }
+
+    /// Appends what the peer sends next; `Stop` at its end, the deadline or shutdown.
+    async fn read_more(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+        mid_request: bool,
+    ) -> Result<(), Stop> {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let read = futures_lite::future::or(async { Some(stream.read(&mut chunk).await) }, async {
+            futures_lite::future::or(runtime::sleep(wait), self.engine.shutdown().wait()).await;
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Some(Ok(_)) | Some(Err(_)) => Err(Stop::Quiet),
+            None if mid_request && !self.engine.shutdown().is_triggered() => Err(Stop::Refuse(
+                Answer::fatal(408, "request not received in time\n"),
+            )),
+            None => Err(Stop::Quiet),
+        }
+    }
+
+    async fn route(&self, head: &Head) -> Answer {
+        let path = head.path.split('?').next().unwrap_or("");
+        if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+            return Answer::text(404, "not found (try /metrics, /healthz or /readyz)\n");
+        }
+        if head.method != "GET" && head.method != "HEAD" {
+            return Answer {
+                headers: "Allow: GET, HEAD\r\n",
+                ..Answer::text(405, "method not allowed\n")
+            };
+        }
+        match path {
+            "/healthz" => Answer::text(200, "ok\n"),
+            "/readyz" if self.metrics.is_ready() => Answer::text(200, "ready\n"),
+            "/readyz" => Answer::text(503, "starting\n"),
+            _ => self.scrape().await,
+        }
+    }
+
+    async fn scrape(&self) -> Answer {
+        let generation = self.metrics.request_refresh();
+        let deadline = Instant::now() + SCRAPE_REFRESH_WAIT;
+        while !self.metrics.refreshed_to(generation) && Instant::now() < deadline {
+            runtime::sleep(SCRAPE_REFRESH_POLL).await;
+        }
+        match render::page(&self.metrics) {
+            Ok(page) => Answer {
+                content_type: render::CONTENT_TYPE,
+                body: page.into_bytes(),
+                ..Answer::text(200, "")
+            },
+            Err(e) => Answer::text(500, &format!("rendering metrics failed: {e}\n")),
+        }
+    }
+}
+
+/// The head of the request at the start of `buf`, `None` while it is incomplete, or
+/// the answer that refuses it.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= HEAD_BYTES_MAX => {
+            return Err(Stop::Refuse(Answer::fatal(431, "request head too large\n")))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Stop::Refuse(Answer::fatal(
+                431,
+                "too many request headers\n",
+            )))
+        }
+        Err(e) => {
+            return Err(Stop::Refuse(Answer::fatal(
+                400,
+                &format!("bad request: {e}\n"),
+            )))
+        }
+    };
+    if len > HEAD_BYTES_MAX {
+        return Err(Stop::Refuse(Answer::fatal(431, "request head too large\n")));
+    }
+    let version = req.version.unwrap_or(0);
+    let mut keep_alive = version >= 1;
+    let mut body_len = 0usize;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = match value.parse::<usize>() {
+                Ok(n) if n <= BODY_BYTES_MAX => n,
+                Ok(_) => return Err(Stop::Refuse(Answer::fatal(413, "request body too large\n"))),
+                Err(_) => return Err(Stop::Refuse(Answer::fatal(400, "bad Content-Length\n"))),
+            };
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let answer = Answer::fatal(501, "chunked request bodies are not supported\n");
+            return Err(Stop::Refuse(answer));
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            return Err(Stop::Refuse(Answer::fatal(
+                417,
+                "Expect is not supported\n",
+            )));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let value = value.to_ascii_lowercase();
+            if value.split(',').any(|t| t.trim() == "close") {
+                keep_alive = false;
+            } else if value.split(',').any(|t| t.trim() == "keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    Ok(Some(Head {
+        method: req.method.unwrap_or("").to_string(),
+        path: req.path.unwrap_or("").to_string(),
+        len,
+        body_len,
+        keep_alive,
+    }))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+async fn write_answer(
+    stream: &mut TcpStream,
+    answer: Answer,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let connection = if answer.close { "close" } else { "keep-alive" };
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n{}\r\n",
+        answer.status,
+        reason(answer.status),
+        answer.content_type,
+        answer.body.len(),
+        answer.headers,
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(&answer.body);
+    }
+    stream.write_all(&out).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str) -> Result<Option<Head>, u16> {
+        parse_head(raw.as_bytes()).map_err(|stop| match stop {
+            Stop::Refuse(a) => a.status,
+            Stop::Quiet => 0,
+        })
+    }
+
+    #[test]
+    fn a_whole_head_is_framed_by_its_content_length() {
+        let head = parsed("POST /q HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+            .ok()
+            .flatten();
+        let head = head.map(|h| (h.method, h.path, h.body_len, h.keep_alive));
+        assert_eq!(head, Some(("POST".into(), "/q".into(), 5, true)));
+        assert!(matches!(
+            parsed("GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn http_1_0_closes_unless_asked_to_keep_alive() {
+        let keep = |raw: &str| parsed(raw).ok().flatten().map(|h| h.keep_alive);
+        assert_eq!(keep("GET / HTTP/1.0\r\n\r\n"), Some(false));
+        assert_eq!(
+            keep("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            Some(true)
+        );
+        assert_eq!(
+            keep("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn bad_and_oversized_requests_are_refused_with_their_status() {
+        assert_eq!(parsed("GET\0 / HTTP/1.1\r\n\r\n").err(), Some(400));
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(HEAD_BYTES_MAX));
+        assert_eq!(parsed(&huge).err(), Some(431));
+        let many: String = (0..=HEADERS_MAX).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(
+            parsed(&format!("GET / HTTP/1.1\r\n{many}\r\n")).err(),
+            Some(431)
+        );
+        let big = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            BODY_BYTES_MAX + 1
+        );
+        assert_eq!(parsed(&big).err(), Some(413));
+        assert_eq!(
+            parsed("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n").err(),
+            Some(400)
+        );
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parsed(chunked).err(), Some(501));
+    }
+}
