@@ -602,6 +602,7 @@ fn native_queue_requests() -> Vec<(Request, Vec<u8>)> {
                 max_deliveries: Some(3),
                 dead_letter: Some("hammer-dlq".into()),
                 fifo: false,
+                ..QueueSpec::default()
             }),
             vec![],
         ),

@@ -3,7 +3,7 @@
 
 use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
-use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueSpec};
+use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueOverflow, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 
@@ -30,6 +30,16 @@ pub enum QueueCommand {
         /// Strict order per message group, one in flight per group, deduplication.
         #[arg(long)]
         fifo: bool,
+        /// Most messages waiting (ready or delayed; leased ones do not count).
+        #[arg(long)]
+        max_length: Option<u64>,
+        /// Most body bytes waiting.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// A publish past --max-length or --max-bytes: drop-head dead-letters the oldest
+        /// waiting messages, reject-publish refuses it.
+        #[arg(long, default_value = "drop-head", value_parser = ["drop-head", "reject-publish"])]
+        overflow: String,
         #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
         bootstrap: String,
     },
@@ -68,8 +78,15 @@ pub fn run(cmd: QueueCommand) -> CliResult {
             max_deliveries,
             dead_letter,
             fifo,
+            max_length,
+            max_bytes,
+            overflow,
             bootstrap,
         } => {
+            let overflow = match overflow.as_str() {
+                "reject-publish" => QueueOverflow::RejectPublish,
+                _ => QueueOverflow::DropHead,
+            };
             let spec = QueueSpec {
                 name: name.clone(),
                 max_priority,
@@ -78,6 +95,9 @@ pub fn run(cmd: QueueCommand) -> CliResult {
                 max_deliveries,
                 dead_letter,
                 fifo,
+                max_length,
+                max_bytes,
+                overflow,
             };
             Client::connect(&bootstrap)?.declare_queue(spec)?;
             println!("declared queue {name}");

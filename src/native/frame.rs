@@ -297,6 +297,7 @@ mod tests {
                 max_deliveries: Some(5),
                 dead_letter: Some("orders-dead-letters".into()),
                 fifo: true,
+                ..QueueSpec::default()
             }),
             Request::DeleteQueue { name: name() },
             Request::ListQueues,

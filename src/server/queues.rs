@@ -15,14 +15,16 @@
 use super::router::Reply;
 use super::shard::{reply, Shard};
 use crate::native::messages::{
-    Deliveries, ErrorCode, PublishSpec, QueueDelivery, QueueSpec, QueueStatsInfo, Request, Response,
+    Deliveries, ErrorCode, PublishSpec, QueueDelivery, QueueOverflow, QueueSpec, QueueStatsInfo,
+    Request, Response,
 };
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueConfig, QueueError, QueueStore,
+    DeadLetter, Event, Holder, Overflow, Publish, PublishOptions, Queue, QueueConfig, QueueError,
+    QueueStore,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -73,7 +75,12 @@ pub fn config_of(spec: &QueueSpec) -> QueueConfig {
         max_deliveries: spec.max_deliveries,
         dead_letter: spec.dead_letter.clone(),
         fifo: spec.fifo,
-        ..QueueConfig::default()
+        max_length: spec.max_length,
+        max_bytes: spec.max_bytes,
+        overflow: match spec.overflow {
+            QueueOverflow::DropHead => Overflow::DropHead,
+            QueueOverflow::RejectPublish => Overflow::RejectPublish,
+        },
     }
 }
 
@@ -86,6 +93,12 @@ pub fn spec_of(name: &str, c: &QueueConfig) -> QueueSpec {
         max_deliveries: c.max_deliveries,
         dead_letter: c.dead_letter.clone(),
         fifo: c.fifo,
+        max_length: c.max_length,
+        max_bytes: c.max_bytes,
+        overflow: match c.overflow {
+            Overflow::DropHead => QueueOverflow::DropHead,
+            Overflow::RejectPublish => QueueOverflow::RejectPublish,
+        },
     }
 }
 
