@@ -497,63 +497,155 @@ fn free_ports(span: u16) -> u16 {
 /// The broker's log line for a retried batch it recognised (`PartitionLog::append`).
 const DUPLICATE_LOGGED: &str = "duplicate batch from an idempotent producer";
 
-/// Most kill -9 restarts the idempotent-producer test tries before it gives up on
-/// catching a batch that was written but not acknowledged.
-const RESTARTS_MAX: usize = 20;
+/// A TCP proxy in front of the broker's Kafka port that can swallow the broker's
+/// answers: requests are served, their acknowledgements never arrive.
+struct AnswerEater {
+    addr: String,
+    swallow: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl AnswerEater {
+    fn start(upstream: String) -> AnswerEater {
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let swallow = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (sw, cs) = (swallow.clone(), conns.clone());
+        // Serves until the test process ends; each connection until either side closes.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let clones = (client.try_clone(), server.try_clone());
+                let (Ok(client2), Ok(server2)) = clones else {
+                    continue;
+                };
+                if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                    cs.lock().expect("lock").extend([c, s]);
+                }
+                let never = Arc::new(AtomicBool::new(false));
+                std::thread::spawn(move || pump(client, server, never));
+                let sw = sw.clone();
+                std::thread::spawn(move || pump(server2, client2, sw));
+            }
+        });
+        AnswerEater {
+            addr,
+            swallow,
+            conns,
+        }
+    }
+
+    /// Closes every proxied connection (clients reconnect through the proxy).
+    fn cut(&self) {
+        for c in self.conns.lock().expect("lock").drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either closes, dropping what arrives while `swallow`.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    swallow: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if swallow.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// Sum of the high watermarks of `topic`'s `partitions` partitions.
+fn end_offsets(b: &Broker, topic: &str, partitions: i32) -> i64 {
+    let mut c = b.client();
+    (0..partitions)
+        .map(|p| c.fetch(topic, p, 0, 1, 0).expect("fetch").high_watermark)
+        .sum()
+}
 
 #[test]
 fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
-    // The same Kafka address after each restart, so the producer reconnects by itself.
+    // Kafka clients reach the broker only through the proxy (one node, advertised at
+    // the proxy), and the broker keeps its Kafka address across the restart.
     let addr = format!("127.0.0.1:{}", free_ports(2));
-    let mut b = Broker::start_with(&["--kafka-addr", &addr]);
+    let proxy = AnswerEater::start(addr.clone());
+    let mut b = Broker::start_with(&[
+        "--kafka-addr",
+        &addr,
+        "--kafka-nodes",
+        "single",
+        "--advertised-kafka-addr",
+        &proxy.addr,
+    ]);
     b.create_topic("ledger", 2);
-    let (p, d) = producer(
-        &b,
-        &[
-            ("enable.idempotence", "true"),
-            ("retry.backoff.ms", "50"),
-            ("message.timeout.ms", "120000"),
-        ],
-    );
-    let msgs = keyed(2000 + 500 * RESTARTS_MAX, 8, "entry");
+    let mut c = config(&b);
+    c.set("bootstrap.servers", &proxy.addr)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("retry.backoff.ms", "50")
+        .set("message.timeout.ms", "120000");
+    let d = Deliveries::default();
+    let p: BaseProducer<Deliveries> = c.create_with_context(d.clone()).expect("producer");
+    let msgs = keyed(3000, 8, "entry");
     produce_all(&p, &d, "ledger", &msgs[..1000]);
-    // Each round leaves 500 messages in flight and kills the broker: once a batch was
-    // written but its answer lost, the producer retries it after the restart and the
-    // broker must recognise it (and say so in its log) instead of appending it again.
-    let mut sent = 1000;
-    let mut restarts = 0;
-    while restarts < RESTARTS_MAX && !b.log().contains(DUPLICATE_LOGGED) {
-        for (k, v) in &msgs[sent..sent + 500] {
-            let record = BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str());
-            p.send(record).map_err(|(e, _)| e).expect("send");
-        }
-        sent += 500;
-        // Let some requests reach the broker, with answers still on their way.
-        p.poll(Duration::from_millis(2 + 3 * restarts as u64));
-        b.restart();
-        restarts += 1;
-        assert_eq!(b.kafka_addr, addr);
-        // Retries happen once the producer is back; the log then shows any duplicate.
-        p.flush(Duration::from_secs(60))
-            .expect("flush after restart");
-    }
-    let log = b.log();
-    assert!(
-        log.contains(DUPLICATE_LOGGED),
-        "no retried batch reached the broker in {restarts} restarts"
-    );
-    for (k, v) in &msgs[sent..sent + 1000] {
+    // The next 500 are written (and synced: acks=all) but their answers are swallowed;
+    // then the broker is killed. After the restart the producer must retry them, and
+    // the broker must recognise them from its log instead of appending them again.
+    proxy.swallow.store(true, Ordering::SeqCst);
+    for (k, v) in &msgs[1000..1500] {
         let record = BaseRecord::to("ledger").key(k.as_str()).payload(v.as_str());
         p.send(record).map_err(|(e, _)| e).expect("send");
     }
-    sent += 1000;
-    p.flush(Duration::from_secs(60)).expect("flush");
+    let deadline = Instant::now() + TIMEOUT;
+    while end_offsets(&b, "ledger", 2) < 1500 && Instant::now() < deadline {
+        p.poll(Duration::from_millis(20));
+    }
+    assert_eq!(
+        end_offsets(&b, "ledger", 2),
+        1500,
+        "the unanswered batches arrived"
+    );
+    assert_eq!(d.ok.load(Ordering::SeqCst), 1000, "no answer got through");
+    // acks=all answers follow the fdatasync: give the flusher its moment, then crash.
+    std::thread::sleep(Duration::from_millis(300));
+    b.restart();
+    assert_eq!(b.kafka_addr, addr);
+    proxy.swallow.store(false, Ordering::SeqCst);
+    proxy.cut();
+    p.flush(Duration::from_secs(60))
+        .expect("flush after restart");
+    let log = b.log();
+    assert!(
+        log.contains(DUPLICATE_LOGGED),
+        "the producer's retries never reached the broker as duplicates"
+    );
+    produce_all(&p, &d, "ledger", &msgs[1500..]);
     let errors = d.errors.lock().expect("lock").clone();
     assert!(errors.is_empty(), "delivery errors: {errors:?}");
-    assert_eq!(d.ok.load(Ordering::SeqCst), sent);
+    assert_eq!(d.ok.load(Ordering::SeqCst), msgs.len());
+    assert_eq!(
+        end_offsets(&b, "ledger", 2),
+        msgs.len() as i64,
+        "duplicates written"
+    );
     let c = consumer(&b, "auditor");
     c.subscribe(&["ledger"]).expect("subscribe");
-    let got = consume(&c, sent, false);
+    let got = consume(&c, msgs.len(), false);
     // Anything more would be a duplicate; give one a moment to show up.
     let mut extra = Vec::new();
     let end = Instant::now() + Duration::from_secs(2);
@@ -563,13 +655,9 @@ fn an_idempotent_producer_across_a_broker_restart_writes_no_duplicates() {
         }
     }
     let distinct: HashSet<&String> = got.iter().map(|g| &g.3).collect();
-    assert_eq!(got.len(), sent, "messages missing");
-    assert_eq!(distinct.len(), sent, "duplicates written");
+    assert_eq!(got.len(), msgs.len(), "messages missing");
+    assert_eq!(distinct.len(), msgs.len(), "duplicates written");
     assert!(extra.is_empty(), "duplicate after the end: {extra:?}");
-    println!(
-        "{restarts} restarts; {} duplicate batches recognised",
-        log.matches(DUPLICATE_LOGGED).count()
-    );
 }
 
 #[test]

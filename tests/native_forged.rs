@@ -16,8 +16,8 @@ use peregrine::client::records::{encode_batch, OutRecord};
 use peregrine::client::{Client, Connection};
 use peregrine::native::frame;
 use peregrine::native::messages::{
-    Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, Overflow, PublishSpec, QueueSpec,
-    Request, RequestEnvelope, Response, TopicSpec,
+    Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, PublishSpec, QueueOverflow,
+    QueueSpec, Request, RequestEnvelope, Response, TopicSpec,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -224,7 +224,7 @@ fn forged(round: u64) -> Vec<(Request, Vec<u8>, bool)> {
             fifo: true,
             max_length: Some(u64::MAX),
             max_bytes: Some(0),
-            overflow: Overflow::RejectPublish,
+            overflow: QueueOverflow::RejectPublish,
         })),
         answered(Request::DeleteQueue {
             name: unknown.clone(),

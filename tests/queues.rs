@@ -5,7 +5,7 @@ mod common;
 use common::Broker;
 use peregrine::client::queues::Received;
 use peregrine::client::Client;
-use peregrine::native::messages::{ErrorCode, PublishSpec, QueueSpec};
+use peregrine::native::messages::{ErrorCode, PublishSpec, QueueOverflow, QueueSpec};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -923,6 +923,58 @@ fn batch_publishes_survive_a_kill_9_with_part_of_each_batch_acked() {
         want,
         "every unacked message, in order, none acked"
     );
+}
+
+/// `--max-length` with both overflow policies: reject-publish refuses the publish with
+/// a clear error, drop-head dead-letters the oldest; a client of the full queue and of
+/// its neighbours keeps working.
+#[test]
+fn a_full_queue_refuses_or_drops_its_oldest_as_declared() {
+    let b = Broker::start();
+    let mut c = b.client();
+    declare(&mut c, queue("dlq"));
+    let strict = QueueSpec {
+        max_length: Some(2),
+        overflow: QueueOverflow::RejectPublish,
+        ..queue("strict")
+    };
+    declare(&mut c, strict);
+    let rolling = QueueSpec {
+        max_length: Some(2),
+        dead_letter: Some("dlq".into()),
+        ..queue("rolling")
+    };
+    declare(&mut c, rolling);
+    let listed = c.list_queues().expect("list");
+    let kept = listed.iter().find(|q| q.name == "strict").expect("listed");
+    assert_eq!(
+        (kept.max_length, kept.max_bytes, kept.overflow),
+        (Some(2), None, QueueOverflow::RejectPublish),
+        "the bounds are kept"
+    );
+    for body in ["a", "b"] {
+        c.publish("strict", durable(), body.as_bytes())
+            .expect("publish");
+        c.publish("rolling", durable(), body.as_bytes())
+            .expect("publish");
+    }
+    let err = c.publish("strict", durable(), b"c").expect_err("full");
+    assert_eq!(err.code(), Some(ErrorCode::InvalidRequest));
+    assert!(err.to_string().contains("is full"), "{err}");
+    c.publish("rolling", durable(), b"c")
+        .expect("drop-head takes it");
+    let mut other = b.client();
+    let got = other.receive("strict", 10, 0, true).expect("receive");
+    assert_eq!(texts(&got), ["a", "b"], "the refused one was not stored");
+    c.publish("strict", durable(), b"c")
+        .expect("room again once received");
+    assert_eq!(
+        texts(&other.receive("rolling", 10, 0, true).expect("receive")),
+        ["b", "c"]
+    );
+    let dead = c.receive("dlq", 10, 5_000, true).expect("receive");
+    assert_eq!(texts(&dead), ["a"]);
+    assert_eq!(header(&dead[0], "x-death-reason"), Some("max-length"));
 }
 
 /// The body of backlog message `i`: its number, padded to 1 KiB.

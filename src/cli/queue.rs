@@ -3,7 +3,7 @@
 
 use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::Client;
-use crate::native::messages::{BindingSpec, ExchangeType, Overflow, PublishSpec, QueueSpec};
+use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueOverflow, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
 
@@ -100,8 +100,8 @@ pub fn run(cmd: QueueCommand) -> CliResult {
                 max_length,
                 max_bytes,
                 overflow: match overflow {
-                    OverflowArg::RejectPublish => Overflow::RejectPublish,
-                    OverflowArg::DropHead => Overflow::DropHead,
+                    OverflowArg::RejectPublish => QueueOverflow::RejectPublish,
+                    OverflowArg::DropHead => QueueOverflow::DropHead,
                 },
             };
             Client::connect(&bootstrap)?.declare_queue(spec)?;

@@ -47,8 +47,8 @@ pub fn queue_config(spec: &wire::QueueSpec) -> e::QueueConfig {
         max_length: spec.max_length,
         max_bytes: spec.max_bytes,
         overflow: match spec.overflow {
-            wire::Overflow::RejectPublish => e::Overflow::RejectPublish,
-            wire::Overflow::DropHead => e::Overflow::DropHead,
+            wire::QueueOverflow::RejectPublish => e::Overflow::RejectPublish,
+            wire::QueueOverflow::DropHead => e::Overflow::DropHead,
         },
     }
 }
@@ -65,8 +65,8 @@ pub fn queue_spec(name: String, c: e::QueueConfig) -> wire::QueueSpec {
         max_length: c.max_length,
         max_bytes: c.max_bytes,
         overflow: match c.overflow {
-            e::Overflow::RejectPublish => wire::Overflow::RejectPublish,
-            e::Overflow::DropHead => wire::Overflow::DropHead,
+            e::Overflow::RejectPublish => wire::QueueOverflow::RejectPublish,
+            e::Overflow::DropHead => wire::QueueOverflow::DropHead,
         },
     }
 }

@@ -115,8 +115,8 @@ pub fn decode_response(envelope: &[u8]) -> Result<ResponseEnvelope, FrameError> 
 mod tests {
     use super::*;
     use crate::native::messages::{
-        Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, Overflow, PublishSpec, QueueSpec,
-        Request, TopicSpec,
+        Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, PublishSpec, QueueOverflow,
+        QueueSpec, Request, TopicSpec,
     };
 
     #[test]
@@ -298,7 +298,7 @@ mod tests {
                 fifo: true,
                 max_length: Some(100_000),
                 max_bytes: Some(1 << 30),
-                overflow: Overflow::RejectPublish,
+                overflow: QueueOverflow::RejectPublish,
             }),
             Request::DeleteQueue { name: name() },
             Request::ListQueues,
@@ -389,8 +389,10 @@ mod tests {
     #[test]
     fn every_request_kind_round_trips() {
         let frames = valid_frames();
-        let kinds: std::collections::BTreeSet<usize> =
-            frames.iter().map(|(env, _)| env.request.api_index()).collect();
+        let kinds: std::collections::BTreeSet<usize> = frames
+            .iter()
+            .map(|(env, _)| env.request.api_index())
+            .collect();
         assert_eq!(
             kinds.len(),
             crate::metrics::NATIVE_APIS.len(),

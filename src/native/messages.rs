@@ -47,22 +47,22 @@ pub struct QueueSpec {
     pub max_deliveries: Option<u32>,
     pub dead_letter: Option<String>,
     pub fifo: bool,
-    /// Most messages waiting (ready or delayed); `None`: no bound.
+    /// Most messages waiting (ready or delayed), RabbitMQ's `x-max-length`.
     pub max_length: Option<u64>,
-    /// Most body bytes waiting; `None`: no bound.
+    /// Most body bytes waiting, `x-max-length-bytes`.
     pub max_bytes: Option<u64>,
-    /// What a publish past either bound does.
-    pub overflow: Overflow,
+    /// What a publish past a bound does (`x-overflow`).
+    pub overflow: QueueOverflow,
 }
 
-/// A full queue's answer to one more publish (RabbitMQ's `x-overflow`).
+/// A full queue's answer to one more publish (see `peregrine_shards::queues::Overflow`).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// The publish is refused with an error.
-    RejectPublish,
+pub enum QueueOverflow {
     /// The oldest waiting messages are dead-lettered until the new one fits.
     #[default]
     DropHead,
+    /// The publish is refused with an error.
+    RejectPublish,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -160,9 +160,22 @@ mod tests {
             .expect("shard ran");
     }
 
+    /// This process's resident memory, in bytes (`VmRSS` in /proc/self/status).
+    fn rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+        let kib = line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+        kib.unwrap_or(0) * 1024
+    }
+
+    /// Most a stall report may grow the process: resolving the stalling stack's symbols
+    /// would load the binary's debug info (100+ MiB for a test binary).
+    const STALL_REPORT_GROWTH_MAX_BYTES: u64 = 32 << 20;
+
     #[test]
     fn a_task_that_blocks_the_shard_is_logged_as_a_stall() {
         let before = stalls_detected();
+        let rss_before = rss_bytes();
         on_shard(|| async {
             let queues = create_queues();
             let blocker = spawn_into(
@@ -175,6 +188,11 @@ mod tests {
             glommio::executor().yield_task_queue_now().await;
         });
         assert!(stalls_detected() > before, "no stall was detected");
+        let grown = rss_bytes().saturating_sub(rss_before);
+        assert!(
+            grown < STALL_REPORT_GROWTH_MAX_BYTES,
+            "reporting a stall grew the process by {grown} bytes"
+        );
     }
 
     #[test]

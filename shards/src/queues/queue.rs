@@ -390,10 +390,11 @@ impl Queue {
     /// them): their bodies stay in memory while every waiting body is and the
     /// read-ahead has room, else they are dropped here and read back when near the head.
     pub fn journaled(&mut self, ids: &[u64]) {
+        if self.unloaded == 0 && self.resident_bytes <= READ_AHEAD_BYTES {
+            // The common case: all in memory, within the read-ahead.
+            return;
+        }
         for id in ids {
-            if self.unloaded == 0 && self.resident_bytes <= READ_AHEAD_BYTES {
-                continue;
-            }
             let Some(entry) = self.entries.get_mut(*id) else {
                 continue;
             };

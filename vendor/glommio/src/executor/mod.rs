@@ -1366,12 +1366,8 @@ impl LocalExecutor {
             let detector = self.stall_detector.borrow();
             let guard = detector.as_ref().map(|x| {
                 let queue = queue.borrow_mut();
-                x.enter_task_queue(
-                    queue.stats.index,
-                    queue.name.clone(),
-                    time,
-                    self.preempt_timer_duration(),
-                )
+                // Peregrine's fork: the name is read only if a stall is reported.
+                x.enter_task_queue(queue.stats.index, time, self.preempt_timer_duration())
             });
 
             let mut tasks_executed_this_loop = 0;
@@ -1390,7 +1386,9 @@ impl LocalExecutor {
                 }
             }
             let elapsed = time.elapsed();
-            drop(guard);
+            if let Some(Some(guard)) = guard {
+                guard.finish(&queue.borrow().name);
+            }
             (elapsed, tasks_executed_this_loop)
         };
 
