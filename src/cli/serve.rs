@@ -80,6 +80,19 @@ pub struct ServeArgs {
     /// shard; port 0 picks a free one (the ready line names it).
     #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
     pub http_addr: SocketAddr,
+    /// Open connections per listener (native, Kafka, HTTP), across every shard and the
+    /// shards' own ports. One past it is accepted and closed at once (native clients
+    /// get an error frame first); refusals are logged at most once a second per shard.
+    #[arg(long, default_value_t = config::ConnectionLimits::MAX_CONNECTIONS_DEFAULT)]
+    pub max_connections: usize,
+    /// Requests one native or Kafka connection may have in flight (read, not yet
+    /// answered); past it the broker stops reading that connection (TCP backpressure).
+    #[arg(long, default_value_t = config::ConnectionLimits::MAX_IN_FLIGHT_REQUESTS_DEFAULT)]
+    pub max_in_flight_requests: usize,
+    /// Request bytes one native or Kafka connection may have in flight; past it the
+    /// broker stops reading that connection. A larger frame is still served, alone.
+    #[arg(long, default_value_t = config::ConnectionLimits::MAX_IN_FLIGHT_BYTES_DEFAULT)]
+    pub max_in_flight_bytes: u64,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -127,6 +140,12 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     if args.cross_core_in_flight_max == 0 {
         return Err("--cross-core-in-flight-max must be at least 1".into());
     }
+    if args.max_connections == 0 || args.max_in_flight_requests == 0 {
+        return Err("--max-connections and --max-in-flight-requests must be at least 1".into());
+    }
+    if args.max_in_flight_bytes == 0 {
+        return Err("--max-in-flight-bytes must be at least 1".into());
+    }
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
@@ -152,6 +171,11 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         producer_id_expiration_ms: args.producer_id_expiration_ms,
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
+        connection_limits: config::ConnectionLimits {
+            max_connections: args.max_connections,
+            max_in_flight_requests: args.max_in_flight_requests,
+            max_in_flight_bytes: args.max_in_flight_bytes,
+        },
     })
 }
 
@@ -165,22 +189,33 @@ pub fn run(args: ServeArgs) -> CliResult {
 pub fn front_ends() -> crate::server::FrontEnds {
     use crate::metrics::local::connection;
     use crate::metrics::Protocol;
+    use crate::server::FrontEnd;
     crate::server::FrontEnds {
-        native: |engine, stream| {
-            let serve = crate::native::connection::serve(engine, stream);
-            Box::pin(connection(Protocol::Native, serve))
+        native: FrontEnd {
+            serve: |engine, stream| {
+                let serve = crate::native::connection::serve(engine, stream);
+                Box::pin(connection(Protocol::Native, serve))
+            },
+            refusal: crate::native::connection::refusal,
         },
-        kafka: |engine, stream| {
-            Box::pin(connection(
-                Protocol::Kafka,
-                crate::kafka::serve(engine, stream),
-            ))
+        kafka: FrontEnd {
+            serve: |engine, stream| {
+                Box::pin(connection(
+                    Protocol::Kafka,
+                    crate::kafka::serve(engine, stream),
+                ))
+            },
+            // Kafka has no unsolicited answer: the connection is just closed.
+            refusal: Vec::new,
         },
-        http: |engine, stream| {
-            Box::pin(connection(
-                Protocol::Http,
-                crate::http::serve(engine, stream),
-            ))
+        http: FrontEnd {
+            serve: |engine, stream| {
+                Box::pin(connection(
+                    Protocol::Http,
+                    crate::http::serve(engine, stream),
+                ))
+            },
+            refusal: crate::http::refusal,
         },
     }
 }

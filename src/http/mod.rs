@@ -59,6 +59,16 @@ thread_local! {
     static OPEN: Rc<Cell<usize>> = Rc::new(Cell::new(0));
 }
 
+/// What a connection past `--max-connections` is told before it is closed.
+pub fn refusal() -> Vec<u8> {
+    let body = "too many HTTP connections (--max-connections)\n";
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Serves one HTTP connection (keep-alive) until it closes, idles out or the shard
 /// stops.
 pub async fn serve(engine: Engine, stream: TcpStream) {

@@ -1,5 +1,10 @@
 //! One Kafka connection on a shard. Requests are read as they come and run
 //! concurrently, but answered in the order they arrived, as Kafka clients require.
+//!
+//! Bounds, as on a native connection: `--max-in-flight-requests` requests read and not
+//! yet answered, and `--max-in-flight-bytes` request bytes whose handling has not
+//! finished (a frame larger than that is still served, alone); past either the
+//! connection is not read (TCP backpressure).
 
 use super::codec::{self, Incoming};
 use super::Ctx;
@@ -13,8 +18,6 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::Task;
 use std::rc::Rc;
 
-/// Requests one connection may have in flight before the broker stops reading it.
-const IN_FLIGHT_MAX: usize = 128;
 /// Smallest read into the receive buffer.
 const READ_CHUNK: usize = 64 * 1024;
 /// A frame split off the receive buffer keeps the whole buffer alive while the batch
@@ -28,10 +31,13 @@ type Answer = Task<Option<BytesMut>>;
 pub async fn serve(engine: Engine, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
     let ctx = Rc::new(Ctx::new(engine.clone()));
-    let (tx, rx) = local_channel::new_bounded::<Answer>(IN_FLIGHT_MAX);
+    let limits = engine.config().connection_limits;
+    let (tx, rx) = local_channel::new_bounded::<Answer>(limits.max_in_flight_requests);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
     let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone(), peer.clone()));
     let max_frame = engine.config().max_frame_bytes as usize;
+    let bytes_max = limits.max_in_flight_bytes.max(max_frame as u64);
+    let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
     let mut reader = FrameReader {
         stream,
         buf: BytesMut::new(),
@@ -54,6 +60,11 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
                 break;
             }
         };
+        // Waiting here stops reading: the client feels TCP backpressure.
+        let size = (frame.len() as u64).clamp(1, bytes_max);
+        let Ok(bytes_permit) = in_flight_bytes.acquire_static_permit(size).await else {
+            break;
+        };
         let answer = match codec::decode(frame) {
             Ok(Incoming::Answered(bytes)) => {
                 budget.hold(bytes.len());
@@ -69,8 +80,9 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
                         request.api_key,
                         request.header.request_api_version,
                     );
-                    let body = super::handle(&ctx, request).await?;
-                    match codec::encode(id, key, version, &body) {
+                    let body = super::handle(&ctx, request).await;
+                    drop(bytes_permit);
+                    match codec::encode(id, key, version, &body?) {
                         Ok(bytes) => {
                             budget.hold(bytes.len());
                             Some(bytes)

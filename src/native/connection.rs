@@ -2,6 +2,10 @@
 //! engine call (requests are pipelined, answered by id in completion order), write
 //! answers. A `Subscribe` becomes an engine `Subscription` owned by the connection;
 //! when the connection goes, so does the subscription, and its leases return.
+//!
+//! Bounds: `--max-in-flight-requests` requests and `--max-in-flight-bytes` payload
+//! bytes (at least one whole frame) read and not yet answered; past either the
+//! connection is not read, so the client feels TCP backpressure.
 
 use super::frame::{self, FrameError, HEAD_LEN};
 use super::handler::{self, Reply};
@@ -16,11 +20,6 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Requests one connection may have in flight before the broker stops reading from it.
-pub const IN_FLIGHT_MAX: usize = 1024;
-/// Request payload bytes one connection may hold in flight (at least one whole frame):
-/// with the count above, this bounds a connection's memory.
-pub const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
 /// Size of each receive buffer (a larger frame gets a buffer of its own size). When a
 /// frame does not fit in what is left, the part of it already read moves to a new
 /// buffer: the larger the buffer, the rarer that copy (1 MiB measured 25 % less broker
@@ -65,6 +64,19 @@ impl Outgoing {
     fn len(&self) -> usize {
         self.head.len() + self.payload.iter().map(|b| b.len()).sum::<usize>()
     }
+}
+
+/// What a connection past `--max-connections` is told before it is closed: an error
+/// answer with id 0 (no request of the client's has that id).
+pub fn refusal() -> Vec<u8> {
+    let message = "the broker has as many native connections open as --max-connections \
+                   allows; close one or try again later";
+    let env = ResponseEnvelope {
+        id: 0,
+        response: Response::error(ErrorCode::InvalidRequest, message),
+    };
+    // A short error envelope always encodes; nothing is sent if it did not.
+    frame::encode_response(&env, 0).unwrap_or_default()
 }
 
 /// Sends an answer to the writer, counting it against the connection's budget;
@@ -187,13 +199,16 @@ pub const SUBSCRIPTIONS_MAX: usize = 1024;
 
 pub async fn serve(engine: Engine, stream: TcpStream) {
     let (peer, stream) = adopt(stream);
-    let (tx, rx) = local_channel::new_bounded::<Outgoing>(IN_FLIGHT_MAX);
+    let limits = engine.config().connection_limits;
+    let (tx, rx) = local_channel::new_bounded::<Outgoing>(limits.max_in_flight_requests);
     let tx = Rc::new(tx);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
     let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone()));
-    let in_flight = Rc::new(glommio::sync::Semaphore::new(IN_FLIGHT_MAX as u64));
+    let requests_max = limits.max_in_flight_requests as u64;
+    let in_flight = Rc::new(glommio::sync::Semaphore::new(requests_max));
     let max_frame_bytes = engine.config().max_frame_bytes;
-    let bytes_max = IN_FLIGHT_BYTES_MAX.max(u64::from(max_frame_bytes));
+    // A frame larger than the byte bound is still served, alone.
+    let bytes_max = limits.max_in_flight_bytes.max(u64::from(max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
     let mut reader = FrameReader::new(stream, max_frame_bytes);
     // Push subscriptions end when this does (their leases return); counted to bound them.
@@ -274,7 +289,7 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
     // A subscription's leases return at once when its connection goes.
     closing.close();
     // Let every request already read finish and be answered before closing.
-    let _ = in_flight.acquire(IN_FLIGHT_MAX as u64).await;
+    let _ = in_flight.acquire(requests_max).await;
     drop(tx);
     writer.await;
 }

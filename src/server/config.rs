@@ -14,6 +14,42 @@ pub const CACHE_MB_DEFAULT: usize = 256;
 /// worth of pipelined requests (1,024 each), a few hundred bytes each while they wait.
 pub const CROSS_CORE_IN_FLIGHT_MAX_DEFAULT: usize = 4096;
 
+/// What one client connection, and all the connections of one listener, may make the
+/// broker hold (`--max-connections`, `--max-in-flight-requests`, `--max-in-flight-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections per listener kind (native, Kafka, HTTP), counted across every
+    /// shard and the shards' own ports; one past it is accepted and closed at once.
+    pub max_connections: usize,
+    /// Requests one native or Kafka connection may have read and not yet answered; past
+    /// it the connection is not read (TCP backpressure).
+    pub max_in_flight_requests: usize,
+    /// Request bytes one native or Kafka connection may hold in flight; past it the
+    /// connection is not read. A frame larger than this is still served, alone.
+    pub max_in_flight_bytes: u64,
+}
+
+impl ConnectionLimits {
+    /// Per listener: far above what a broker serves in practice, well under the file
+    /// descriptors a production host allows (raise `ulimit -n` to match a higher value).
+    pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+    /// Enough pipelining for any client (librdkafka keeps at most 5 produce requests
+    /// per partition leader by default; the native bench pipelines hundreds).
+    pub const MAX_IN_FLIGHT_REQUESTS_DEFAULT: usize = 1024;
+    /// With the request bound, this bounds a connection's request memory.
+    pub const MAX_IN_FLIGHT_BYTES_DEFAULT: u64 = 64 << 20;
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: Self::MAX_CONNECTIONS_DEFAULT,
+            max_in_flight_requests: Self::MAX_IN_FLIGHT_REQUESTS_DEFAULT,
+            max_in_flight_bytes: Self::MAX_IN_FLIGHT_BYTES_DEFAULT,
+        }
+    }
+}
+
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaNodes {
@@ -66,4 +102,6 @@ pub struct ServerConfig {
     pub stall_warn: Option<std::time::Duration>,
     /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
     pub http_addr: SocketAddr,
+    /// Connections per listener and what each may hold in flight.
+    pub connection_limits: ConnectionLimits,
 }

@@ -3,7 +3,8 @@
 //!
 //! The server knows no protocol: `run` is given one connection handler per listener kind
 //! (`FrontEnds`), so a new protocol is a new front-end module and its listener here.
-//! `stream` is the connection plumbing front ends share.
+//! `stream` is the connection plumbing front ends share. `listeners` owns the sockets
+//! and the per-listener connection bound (`--max-connections`).
 
 pub mod answer_budget;
 pub mod config;
@@ -29,12 +30,21 @@ use std::time::Duration;
 /// A front end's connection handler: serves one accepted connection until it closes.
 pub type ServeConnection = fn(Engine, runtime::TcpStream) -> Pin<Box<dyn Future<Output = ()>>>;
 
+/// One listener kind's front end: how it serves a connection, and what it tells a
+/// connection refused past `--max-connections` before closing it (nothing, where its
+/// protocol has no way to say it unasked).
+#[derive(Clone, Copy)]
+pub struct FrontEnd {
+    pub serve: ServeConnection,
+    pub refusal: fn() -> Vec<u8>,
+}
+
 /// The front end that serves each kind of listener.
 #[derive(Clone, Copy)]
 pub struct FrontEnds {
-    pub native: ServeConnection,
-    pub kafka: ServeConnection,
-    pub http: ServeConnection,
+    pub native: FrontEnd,
+    pub kafka: FrontEnd,
+    pub http: FrontEnd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +132,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
     let metrics = crate::metrics::Metrics::new(config.shards);
+    let open = listeners::OpenConnections::new(config.connection_limits.max_connections);
     let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
     for (i, ((((native, own), kafka), kafka_own), http)) in sockets.zip(http).enumerate() {
         let start = ShardStart {
@@ -140,6 +151,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
             },
             ready: ready_tx.clone(),
             front_ends,
+            open: open.clone(),
         };
         let core = config.cores.get(i).copied();
         let spin = Duration::from_micros(config.poll_us);
@@ -215,6 +227,7 @@ struct ShardStart {
     sockets: ShardSockets,
     ready: mpsc::Sender<Result<u32, String>>,
     front_ends: FrontEnds,
+    open: listeners::OpenConnections,
 }
 
 async fn shard_main(start: ShardStart) {
@@ -243,16 +256,18 @@ async fn shard_main(start: ShardStart) {
         http,
     } = start.sockets;
     let serve = start.front_ends;
+    let open = start.open;
+    // A shard's own port counts with its protocol's shared port.
     let accepts = [
-        (native, serve.native),
-        (own, serve.native),
-        (kafka, serve.kafka),
-        (kafka_own, serve.kafka),
-        (http, serve.http),
+        (native, serve.native, open.native.clone()),
+        (own, serve.native, open.native),
+        (kafka, serve.kafka, open.kafka.clone()),
+        (kafka_own, serve.kafka, open.kafka),
+        (http, serve.http, open.http),
     ]
-    .map(|(listener, front_end)| {
+    .map(|(listener, front_end, open)| {
         let listener = runtime::adopt_listener(listener);
-        accept_loop(engine.clone(), gate.clone(), listener, front_end)
+        accept_loop(engine.clone(), gate.clone(), listener, front_end, open)
     });
     // Connections and the request tasks they spawn run in the latency-class queue.
     let accepts: Vec<_> = accepts
@@ -281,8 +296,10 @@ async fn accept_loop(
     engine: Engine,
     gate: Rc<glommio::sync::Gate>,
     listener: runtime::TcpListener,
-    front_end: ServeConnection,
+    front_end: FrontEnd,
+    open: listeners::ListenerCount,
 ) {
+    let mut refusals = listeners::RefusalLog::default();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             engine.shutdown().wait().await;
@@ -298,7 +315,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        if let Ok(task) = gate.spawn(front_end(engine.clone(), stream)) {
+        let Some(slot) = open.take() else {
+            refusals.refused(open.kind(), open.max());
+            listeners::refuse(stream, &(front_end.refusal)()).await;
+            continue;
+        };
+        let serve = (front_end.serve)(engine.clone(), stream);
+        let served = async move {
+            serve.await;
+            drop(slot);
+        };
+        if let Ok(task) = gate.spawn(served) {
             task.detach();
         }
     }
