@@ -93,6 +93,24 @@ pub struct ServeArgs {
     /// broker stops reading that connection. A larger frame is still served, alone.
     #[arg(long, default_value_t = config::ConnectionLimits::MAX_IN_FLIGHT_BYTES_DEFAULT)]
     pub max_in_flight_bytes: u64,
+    /// Topics the broker may hold; creating one more is refused (Kafka
+    /// POLICY_VIOLATION) until one is deleted.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_TOPICS_DEFAULT)]
+    pub max_topics: usize,
+    /// Partitions of all topics together; a topic creation or partition increase past
+    /// it is refused (Kafka INVALID_PARTITIONS). One topic has at most 10,000 either way.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_PARTITIONS_DEFAULT)]
+    pub max_partitions: u64,
+    /// Message queues the broker may hold; declaring one more is refused.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_QUEUES_DEFAULT)]
+    pub max_queues: usize,
+    /// Exchanges the broker may hold; declaring one more is refused.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_EXCHANGES_DEFAULT)]
+    pub max_exchanges: usize,
+    /// Consumer groups (with members or committed offsets) each shard may own; a join
+    /// or commit that would create one more there is refused until one is deleted.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_GROUPS_PER_SHARD_DEFAULT)]
+    pub max_groups_per_shard: usize,
 }
 
 /// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
@@ -146,6 +164,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     if args.max_in_flight_bytes == 0 {
         return Err("--max-in-flight-bytes must be at least 1".into());
     }
+    let object_limits = object_limits(&args)?;
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
@@ -176,6 +195,28 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             max_in_flight_requests: args.max_in_flight_requests,
             max_in_flight_bytes: args.max_in_flight_bytes,
         },
+        object_limits,
+    })
+}
+
+/// The object caps, each at least 1 (a cap of 0 would only make every create fail).
+fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
+    let caps = [
+        ("--max-topics", args.max_topics as u64),
+        ("--max-partitions", args.max_partitions),
+        ("--max-queues", args.max_queues as u64),
+        ("--max-exchanges", args.max_exchanges as u64),
+        ("--max-groups-per-shard", args.max_groups_per_shard as u64),
+    ];
+    if let Some((flag, _)) = caps.iter().find(|(_, cap)| *cap == 0) {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    Ok(config::ObjectLimits {
+        max_topics: args.max_topics,
+        max_partitions: args.max_partitions,
+        max_queues: args.max_queues,
+        max_exchanges: args.max_exchanges,
+        max_groups_per_shard: args.max_groups_per_shard,
     })
 }
 

@@ -1,6 +1,9 @@
 //! Administration and metadata: topics, queues, exchanges and bindings, producer ids.
 //! Catalog changes run on the controller shard, which writes the catalog file and then
-//! hands the new snapshot to every shard.
+//! hands the new snapshot to every shard. The controller also enforces the caps on how
+//! many topics, partitions (all topics together), queues and exchanges exist
+//! (`ObjectLimits`, from `serve --max-*`): a change that would grow a count past its cap
+//! is refused with an error naming the flag; a redeclare or a delete never is.
 
 use super::error::EngineError;
 use super::placement::CONTROLLER_SHARD;
@@ -9,6 +12,7 @@ use super::types::{
     Binding, ExchangeKind, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
     TopicInfo,
 };
+use crate::server::config::ObjectLimits;
 use peregrine_shards::catalog::{Catalog, TopicMeta};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -87,9 +91,9 @@ pub async fn create_topic(
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let partitions = config.partitions;
     let now = crate::time::now_ms();
-    let next = shard
-        .catalog()
-        .with_topic(name, config, shard.nshards, now)?;
+    let previous = shard.catalog();
+    let next = previous.with_topic(name, config, shard.nshards, now)?;
+    within_limits(&previous, &next, &shard.config.object_limits)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;
     tracing::info!(topic = %name, partitions, "topic created");
     Ok(())
@@ -102,9 +106,9 @@ pub async fn create_partitions(
 ) -> Result<(), EngineError> {
     debug_assert_eq!(shard.id, CONTROLLER_SHARD);
     let _serial = shard.admin_lock.acquire_permit(1).await;
-    let next = shard
-        .catalog()
-        .with_partitions(name, count, shard.nshards)?;
+    let previous = shard.catalog();
+    let next = previous.with_partitions(name, count, shard.nshards)?;
+    within_limits(&previous, &next, &shard.config.object_limits)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;
     tracing::info!(topic = %name, partitions = count, "partitions added");
     Ok(())
@@ -133,6 +137,7 @@ pub async fn declare_queue(
     let Some(next) = catalog.with_queue(name, config, crate::time::now_ms())? else {
         return Ok(());
     };
+    within_limits(&catalog, &next, &shard.config.object_limits)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;
     tracing::info!(queue = %name, "queue declared");
     Ok(())
@@ -164,6 +169,7 @@ pub async fn change_exchanges(
     let Some(next) = changed? else {
         return Ok(());
     };
+    within_limits(&catalog, &next, &shard.config.object_limits)?;
     publish(shard, next).await.map_err(EngineError::Internal)
 }
 
@@ -196,6 +202,65 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
     }
     tracing::info!(topic = %name, "topic deleted");
     Ok(())
+}
+
+/// Refuses a catalog change that grows a count past its cap. Only growth is refused: a
+/// broker restarted with lower caps still serves, changes and deletes what it holds.
+/// Kafka's CreateTopics answers the topic cap's `InvalidRequest` as POLICY_VIOLATION.
+fn within_limits(
+    previous: &Catalog,
+    next: &Catalog,
+    limits: &ObjectLimits,
+) -> Result<(), EngineError> {
+    let over = |before: usize, after: usize, max: usize| after > before && after > max;
+    if over(previous.topics.len(), next.topics.len(), limits.max_topics) {
+        return Err(EngineError::InvalidRequest(format!(
+            "topic limit reached: the broker holds {} topics and its cap is {} \
+             (`peregrine serve --max-topics`); delete unused topics, or raise the cap",
+            previous.topics.len(),
+            limits.max_topics
+        )));
+    }
+    let (before, after) = (total_partitions(previous), total_partitions(next));
+    if after > before && after > limits.max_partitions {
+        return Err(EngineError::InvalidPartitions(format!(
+            "partition limit reached: {} more partitions would make {after} across all \
+             topics, over the broker's cap of {} (`peregrine serve --max-partitions`); \
+             delete unused topics, or raise the cap",
+            after - before,
+            limits.max_partitions
+        )));
+    }
+    if over(previous.queues.len(), next.queues.len(), limits.max_queues) {
+        return Err(EngineError::InvalidRequest(format!(
+            "queue limit reached: the broker holds {} queues and its cap is {} \
+             (`peregrine serve --max-queues`); delete unused queues, or raise the cap",
+            previous.queues.len(),
+            limits.max_queues
+        )));
+    }
+    if over(
+        previous.exchanges.len(),
+        next.exchanges.len(),
+        limits.max_exchanges,
+    ) {
+        return Err(EngineError::InvalidRequest(format!(
+            "exchange limit reached: the broker holds {} exchanges and its cap is {} \
+             (`peregrine serve --max-exchanges`); delete unused exchanges, or raise the cap",
+            previous.exchanges.len(),
+            limits.max_exchanges
+        )));
+    }
+    Ok(())
+}
+
+/// Partitions of every topic together.
+fn total_partitions(catalog: &Catalog) -> u64 {
+    catalog
+        .topics
+        .values()
+        .map(|t| u64::try_from(t.config.partitions).unwrap_or(0))
+        .sum()
 }
 
 /// Persists `next`, then applies it on every shard; the change is visible to clients
@@ -248,4 +313,100 @@ pub async fn describe_topic(
         topic: topic_info(meta, shard.nshards),
         partitions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{within_limits, EngineError, ObjectLimits};
+    use crate::engine::types::{ExchangeKind, QueueConfig, TopicConfig};
+    use peregrine_shards::catalog::{Catalog, SEGMENT_BYTES_DEFAULT};
+
+    fn topic(partitions: i32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+        }
+    }
+
+    fn limits() -> ObjectLimits {
+        ObjectLimits {
+            max_topics: 2,
+            max_partitions: 4,
+            max_queues: 1,
+            max_exchanges: 1,
+            max_groups_per_shard: 1,
+        }
+    }
+
+    fn grow(
+        previous: &Catalog,
+        change: impl Fn(&Catalog) -> Catalog,
+    ) -> Result<Catalog, EngineError> {
+        let next = change(previous);
+        within_limits(previous, &next, &limits()).map(|()| next)
+    }
+
+    #[test]
+    fn topics_and_partitions_stop_at_their_caps() {
+        let add = |name: &'static str, n: i32| {
+            move |c: &Catalog| c.with_topic(name, topic(n), 2, 0).expect("valid topic")
+        };
+        let one = grow(&Catalog::default(), add("a", 3)).expect("3 of 4 partitions");
+        let err = grow(&one, add("b", 2)).expect_err("5 partitions");
+        assert!(
+            matches!(&err, EngineError::InvalidPartitions(m) if m.contains("--max-partitions"))
+        );
+        let more = |c: &Catalog| c.with_partitions("a", 5, 2).expect("more");
+        assert!(matches!(
+            grow(&one, more),
+            Err(EngineError::InvalidPartitions(_))
+        ));
+        let two = grow(&one, add("b", 1)).expect("4 of 4 partitions");
+        let err = grow(&two, add("c", 1)).expect_err("a third topic");
+        assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-topics")));
+        // Deleting makes room again.
+        let fewer = two.without_topic("b").expect("delete").0;
+        grow(&fewer, add("c", 1)).expect("room again");
+    }
+
+    #[test]
+    fn a_catalog_over_lowered_caps_may_still_shrink_and_change() {
+        let mut big = Catalog::default();
+        for name in ["a", "b", "c"] {
+            big = big.with_topic(name, topic(2), 1, 0).expect("topic");
+        }
+        let smaller = big.without_topic("c").expect("delete").0;
+        within_limits(&big, &smaller, &limits()).expect("a delete is never refused");
+        let exchange = big
+            .with_exchange("x", ExchangeKind::Fanout)
+            .expect("valid")
+            .expect("new");
+        within_limits(&big, &exchange, &limits()).expect("other counts do not grow");
+    }
+
+    #[test]
+    fn queues_and_exchanges_stop_at_their_caps() {
+        let q = |name: &'static str| {
+            move |c: &Catalog| {
+                c.with_queue(name, QueueConfig::default(), 0)
+                    .expect("valid")
+                    .expect("new")
+            }
+        };
+        let one = grow(&Catalog::default(), q("q1")).expect("first queue");
+        let err = grow(&one, q("q2")).expect_err("second queue");
+        assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-queues")));
+        let x = |name: &'static str| {
+            move |c: &Catalog| {
+                c.with_exchange(name, ExchangeKind::Direct)
+                    .expect("valid")
+                    .expect("new")
+            }
+        };
+        let one = grow(&one, x("x1")).expect("first exchange");
+        let err = grow(&one, x("x2")).expect_err("second exchange");
+        assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-exchanges")));
+    }
 }

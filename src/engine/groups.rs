@@ -1,11 +1,25 @@
-//! Consumer-group calls on the shard that owns the group.
+//! Consumer-group calls on the shard that owns the group. The number of groups a shard
+//! owns is capped by `--max-groups-per-shard` (`GroupConfig::max_groups`); a join or
+//! commit that would create one more is refused with an error that names the flag.
 
 use super::error::EngineError;
 use super::placement::Object;
 use super::shard::Shard;
 use super::types::{Assignment, CommitEntry, GroupDescription, JoinArgs, Joined, MemberInfo};
-use peregrine_shards::groups::{CommittedOffset, JoinRequest};
+use peregrine_shards::groups::{CommittedOffset, GroupError, JoinRequest};
 use std::rc::Rc;
+
+/// A group call's error as the engine's; a refusal at the per-shard cap says which flag
+/// sets it, which the coordinator (a library without flags) cannot.
+fn refused(e: GroupError) -> EngineError {
+    match e {
+        GroupError::TooManyGroups { max } => EngineError::InvalidGroup(format!(
+            "too many consumer groups: this broker core already owns {max}, its cap \
+             (`peregrine serve --max-groups-per-shard`); delete unused groups, or raise the cap"
+        )),
+        other => other.into(),
+    }
+}
 
 fn assignments(list: Vec<(String, Vec<i32>)>) -> Vec<Assignment> {
     list.into_iter()
@@ -40,7 +54,7 @@ pub async fn join(shard: &Rc<Shard>, args: JoinArgs) -> Result<Joined, EngineErr
         session_timeout_ms: args.session_timeout_ms,
         rebalance_timeout_ms: args.rebalance_timeout_ms,
     };
-    let j = shard.groups.join(join).await?;
+    let j = shard.groups.join(join).await.map_err(refused)?;
     Ok(Joined {
         member_id: j.member_id,
         generation: j.generation,
@@ -82,10 +96,11 @@ pub async fn commit(
             metadata: String::new(),
         })
         .collect();
-    Ok(shard
+    shard
         .groups
         .commit(group, member_id, generation, offsets)
-        .await?)
+        .await
+        .map_err(refused)
 }
 
 /// Committed offsets of a group, of one topic or (`None`) of every topic.

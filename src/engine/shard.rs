@@ -61,6 +61,7 @@ impl Shard {
         let groups = GroupCoordinator::new(GroupConfig {
             shard: id,
             shards: config.shards as u32,
+            max_groups: config.object_limits.max_groups_per_shard,
             ..GroupConfig::new(config.data_dir.join("groups"))
         });
         let producer_ids = ProducerIds::new(config.data_dir.join("meta"));

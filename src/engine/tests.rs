@@ -37,6 +37,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         stall_warn: None,
         http_addr: any,
         connection_limits: Default::default(),
+        object_limits: Default::default(),
     }
 }
 

@@ -93,6 +93,18 @@ fn spec_of(topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
     Ok(spec)
 }
 
+/// Why the engine refused a topic creation, in Kafka's terms. A creation the request
+/// itself is fine for is refused as `InvalidRequest` only by a broker policy (the
+/// `--max-topics` cap), which Kafka calls POLICY_VIOLATION; the rest map as everywhere.
+fn creation_refused(e: crate::engine::EngineError) -> Refusal {
+    match e {
+        crate::engine::EngineError::InvalidRequest(text) => {
+            (ResponseError::PolicyViolation.code(), text)
+        }
+        other => errors::of(other),
+    }
+}
+
 pub async fn create_topics(
     ctx: &Ctx,
     req: CreateTopicsRequest,
@@ -108,7 +120,7 @@ pub async fn create_topics(
                 .create_topic(topic.name.0.as_str(), spec.clone())
                 .await
                 .map(|()| spec)
-                .map_err(errors::of),
+                .map_err(creation_refused),
             Err(e) => Err(e),
         };
         match outcome {

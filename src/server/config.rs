@@ -50,6 +50,52 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How many topics, partitions, queues, exchanges and groups clients may create
+/// (`--max-topics`, `--max-partitions`, `--max-queues`, `--max-exchanges`,
+/// `--max-groups-per-shard`). Each object holds memory and open files for as long as it
+/// exists, so each count has a cap; a create past it is refused with an error that
+/// names the flag, and a redeclare of an existing object or a delete is never refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLimits {
+    /// Topics in the catalog.
+    pub max_topics: usize,
+    /// Partitions of all topics together (each holds its segment files open).
+    pub max_partitions: u64,
+    /// Message queues in the catalog.
+    pub max_queues: usize,
+    /// Exchanges in the catalog.
+    pub max_exchanges: usize,
+    /// Consumer groups (with members or committed offsets) each shard owns.
+    pub max_groups_per_shard: usize,
+}
+
+impl ObjectLimits {
+    /// Far more topics than a broker of ours serves in practice; bounds the catalog
+    /// (its file and the snapshot each shard holds) to a few MiB.
+    pub const MAX_TOPICS_DEFAULT: usize = 10_000;
+    /// Each partition holds open segment files and in-memory indexes; 100,000 is what a
+    /// production host serves once `ulimit -n` is raised, as Kafka needs too.
+    pub const MAX_PARTITIONS_DEFAULT: u64 = 100_000;
+    /// As topics: a queue holds a journal and its messages' metadata.
+    pub const MAX_QUEUES_DEFAULT: usize = 10_000;
+    /// Exchanges hold only their bindings; as many as queues.
+    pub const MAX_EXCHANGES_DEFAULT: usize = 10_000;
+    pub const MAX_GROUPS_PER_SHARD_DEFAULT: usize =
+        peregrine_shards::groups::GROUPS_PER_SHARD_DEFAULT;
+}
+
+impl Default for ObjectLimits {
+    fn default() -> ObjectLimits {
+        ObjectLimits {
+            max_topics: Self::MAX_TOPICS_DEFAULT,
+            max_partitions: Self::MAX_PARTITIONS_DEFAULT,
+            max_queues: Self::MAX_QUEUES_DEFAULT,
+            max_exchanges: Self::MAX_EXCHANGES_DEFAULT,
+            max_groups_per_shard: Self::MAX_GROUPS_PER_SHARD_DEFAULT,
+        }
+    }
+}
+
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaNodes {
@@ -104,4 +150,6 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Connections per listener and what each may hold in flight.
     pub connection_limits: ConnectionLimits,
+    /// Caps on the numbers of topics, partitions, queues, exchanges and groups.
+    pub object_limits: ObjectLimits,
 }
