@@ -268,3 +268,155 @@ fn native_connection_is_not_read_past_its_bytes_in_flight() {
     // A small request still fits beside them.
     assert!(metadata_answered_behind_long_polls(&flags, &big, b""));
 }
+
+/// A Kafka request frame whose header carries a client id of `client_id_len` bytes, so
+/// that a small request can weigh what a test needs against the byte bound.
+fn kafka_frame<Req: Encodable>(
+    key: ApiKey,
+    version: i16,
+    id: i32,
+    req: &Req,
+    pad: usize,
+) -> Vec<u8> {
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{encode_request_header_into_buffer, StrBytes};
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(id)
+        .with_client_id(Some(StrBytes::from_string("c".repeat(pad.max(1)))));
+    let mut buf = bytes::BytesMut::new();
+    encode_request_header_into_buffer(&mut buf, &header).expect("header");
+    req.encode(&mut buf, version).expect("body");
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// A Fetch of partition 0 of `topic` from offset 0 that waits up to 30 s for data.
+fn kafka_long_poll(topic: &str) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    FetchRequest::default()
+        .with_max_wait_ms(30_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![
+                FetchPartition::default().with_partition_max_bytes(1 << 20)
+            ])])
+}
+
+fn kafka_produce(topic: &str, value: &[u8]) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let record = peregrine::client::records::OutRecord {
+        key: None,
+        value: bytes::Bytes::copy_from_slice(value),
+        timestamp_ms: 1,
+    };
+    let batch = peregrine::client::records::encode_batch(&[record]).expect("batch");
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.freeze()))])])
+}
+
+/// Starts a broker with `flags` and pipelines on one raw Kafka connection `polls` long
+/// polls on an empty topic, each weighing about `poll_bytes`, then a produce of
+/// `value_bytes` to another topic. Returns whether the produce was appended while the
+/// polls waited (seen by another client), after checking that the other client kept
+/// working and that the connection got all its answers once the polls ended.
+fn kafka_produce_read_behind_long_polls(
+    flags: &[&str],
+    polls: i32,
+    poll_bytes: usize,
+    value_bytes: usize,
+) -> bool {
+    use peregrine::native::messages::OffsetSpec;
+    let broker = Broker::start_with(flags);
+    broker.create_topic("polled", 1);
+    broker.create_topic("written", 1);
+    let mut conn = TcpStream::connect(&broker.kafka_addr).expect("connect");
+    conn.set_read_timeout(Some(WITHIN)).expect("timeout");
+    for id in 0..polls {
+        let fetch = kafka_long_poll("polled");
+        conn.write_all(&kafka_frame(ApiKey::Fetch, 4, id, &fetch, poll_bytes))
+            .expect("send fetch");
+    }
+    let produce = kafka_produce("written", &vec![1u8; value_bytes]);
+    conn.write_all(&kafka_frame(ApiKey::Produce, 7, polls, &produce, 1))
+        .expect("send produce");
+    std::thread::sleep(QUIET_FOR);
+    let mut other = broker.client();
+    let end = other.list_offset("written", 0, OffsetSpec::Latest);
+    let appended_early = end.expect("list offsets") > 0;
+    // Data for the polls: they end, and the connection is read again.
+    let record = peregrine::client::records::OutRecord {
+        key: None,
+        value: bytes::Bytes::from_static(b"wake"),
+        timestamp_ms: 1,
+    };
+    let batch = peregrine::client::records::encode_batch(&[record]).expect("batch");
+    other
+        .produce(
+            "polled",
+            0,
+            peregrine::native::messages::Acks::Leader,
+            &batch,
+        )
+        .expect("another client keeps producing");
+    for _ in 0..=polls {
+        read_frame(&mut conn).expect("every request is answered in the end");
+    }
+    assert!(
+        eventually(|| other
+            .list_offset("written", 0, OffsetSpec::Latest)
+            .is_ok_and(|end| end == 1)),
+        "the produce is appended once the polls end"
+    );
+    appended_early
+}
+
+#[test]
+fn kafka_connection_is_not_read_past_its_requests_in_flight() {
+    assert!(
+        !kafka_produce_read_behind_long_polls(&["--max-in-flight-requests", "2"], 2, 1, 100),
+        "a third request must not be read while two wait"
+    );
+    assert!(kafka_produce_read_behind_long_polls(
+        &["--max-in-flight-requests", "3"],
+        2,
+        1,
+        100
+    ));
+}
+
+#[test]
+fn kafka_connection_is_not_read_past_its_bytes_in_flight() {
+    // Four polls of ~30 KiB hold ~120 KiB of a 128 KiB bound, so a 20 KiB produce
+    // waits; a 1 KiB one fits beside them.
+    let flags = [
+        "--max-frame-bytes",
+        "131072",
+        "--max-in-flight-bytes",
+        "131072",
+    ];
+    assert!(
+        !kafka_produce_read_behind_long_polls(&flags, 4, 30 << 10, 20 << 10),
+        "a request must not be read while the bytes in flight are at the bound"
+    );
+    assert!(kafka_produce_read_behind_long_polls(
+        &flags,
+        4,
+        30 << 10,
+        1 << 10
+    ));
+}

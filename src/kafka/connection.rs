@@ -38,6 +38,11 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
     let max_frame = engine.config().max_frame_bytes as usize;
     let bytes_max = limits.max_in_flight_bytes.max(max_frame as u64);
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
+    // Counted apart from the answer channel: a request runs from the moment it is
+    // spawned, before it waits for room in the channel.
+    let in_flight = Rc::new(glommio::sync::Semaphore::new(
+        limits.max_in_flight_requests as u64,
+    ));
     let mut reader = FrameReader {
         stream,
         buf: BytesMut::new(),
@@ -61,6 +66,9 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
             }
         };
         // Waiting here stops reading: the client feels TCP backpressure.
+        let Ok(permit) = in_flight.acquire_static_permit(1).await else {
+            break;
+        };
         let size = (frame.len() as u64).clamp(1, bytes_max);
         let Ok(bytes_permit) = in_flight_bytes.acquire_static_permit(size).await else {
             break;
@@ -81,7 +89,7 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
                         request.header.request_api_version,
                     );
                     let body = super::handle(&ctx, request).await;
-                    drop(bytes_permit);
+                    drop((permit, bytes_permit));
                     match codec::encode(id, key, version, &body?) {
                         Ok(bytes) => {
                             budget.hold(bytes.len());
