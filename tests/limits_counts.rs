@@ -50,7 +50,16 @@ fn name(s: &str) -> TopicName {
 
 /// Kafka CreateTopics (v5) of `(name, partitions)`: each topic's (code, message).
 fn kafka_create_topics(kafka: &mut RawKafka, topics: &[(&str, i32)]) -> Vec<(i16, String)> {
+    kafka_create_topics_as(kafka, topics, false)
+}
+
+fn kafka_create_topics_as(
+    kafka: &mut RawKafka,
+    topics: &[(&str, i32)],
+    validate_only: bool,
+) -> Vec<(i16, String)> {
     let mut req = CreateTopicsRequest::default();
+    req.validate_only = validate_only;
     req.timeout_ms = 10_000;
     req.topics = topics
         .iter()
@@ -74,6 +83,15 @@ fn kafka_create_topics(kafka: &mut RawKafka, topics: &[(&str, i32)]) -> Vec<(i16
 
 /// Kafka CreatePartitions (v1) growing `topic` to `count`: (code, message).
 fn kafka_create_partitions(kafka: &mut RawKafka, topic: &str, count: i32) -> (i16, String) {
+    kafka_create_partitions_as(kafka, topic, count, false)
+}
+
+fn kafka_create_partitions_as(
+    kafka: &mut RawKafka,
+    topic: &str,
+    count: i32,
+    validate_only: bool,
+) -> (i16, String) {
     let mut t = CreatePartitionsTopic::default();
     t.name = name(topic);
     t.count = count;
@@ -81,6 +99,7 @@ fn kafka_create_partitions(kafka: &mut RawKafka, topic: &str, count: i32) -> (i1
     let mut req = CreatePartitionsRequest::default();
     req.timeout_ms = 10_000;
     req.topics = vec![t];
+    req.validate_only = validate_only;
     let resp: CreatePartitionsResponse = kafka.call(ApiKey::CreatePartitions, 1, &req);
     let r = &resp.results[0];
     let message = r.error_message.as_ref().map(|m| m.to_string());
@@ -143,6 +162,15 @@ fn a_topic_past_the_cap_is_refused_on_both_protocols_until_one_is_deleted() {
     );
     assert!(answers[0].1.contains("--max-topics"), "{answers:?}");
     assert_eq!(answers[1].0, ResponseError::TopicAlreadyExists.code());
+    // A validate-only creation answers as the creation would.
+    let answers = kafka_create_topics_as(&mut kafka, &[("c", 1), ("a", 1)], true);
+    assert_eq!(
+        answers[0].0,
+        ResponseError::PolicyViolation.code(),
+        "{answers:?}"
+    );
+    assert!(answers[0].1.contains("--max-topics"), "{answers:?}");
+    assert_eq!(answers[1].0, ResponseError::TopicAlreadyExists.code());
 
     // Other clients keep working.
     round_trip(&mut b.client(), "a", 0, "still served");
@@ -190,6 +218,18 @@ fn partitions_are_capped_across_all_topics_and_per_topic() {
     let (code, message) = kafka_create_partitions(&mut kafka, "wide", 7);
     assert_eq!(code, ResponseError::InvalidPartitions.code(), "{message}");
     assert!(message.contains("--max-partitions"), "{message}");
+    // Validate-only requests answer as the real ones would.
+    let answers = kafka_create_topics_as(&mut kafka, &[("more", 3)], true);
+    assert_eq!(
+        answers[0].0,
+        ResponseError::InvalidPartitions.code(),
+        "{answers:?}"
+    );
+    let (code, message) = kafka_create_partitions_as(&mut kafka, "wide", 7, true);
+    assert_eq!(code, ResponseError::InvalidPartitions.code(), "{message}");
+    assert!(message.contains("--max-partitions"), "{message}");
+    let answers = kafka_create_topics_as(&mut kafka, &[("more", 2)], true);
+    assert_eq!(answers[0].0, 0, "up to the cap validates: {answers:?}");
     // The per-topic bound stays, whatever the total cap.
     let answers = kafka_create_topics(&mut kafka, &[("huge", 10_001)]);
     assert_ne!(answers[0].0, 0, "{answers:?}");

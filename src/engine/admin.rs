@@ -204,63 +204,82 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
     Ok(())
 }
 
-/// Refuses a catalog change that grows a count past its cap. Only growth is refused: a
-/// broker restarted with lower caps still serves, changes and deletes what it holds.
-/// Kafka's CreateTopics answers the topic cap's `InvalidRequest` as POLICY_VIOLATION.
+/// How many of each capped object a catalog holds (`ObjectLimits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub topics: usize,
+    /// Partitions of every topic together.
+    pub partitions: u64,
+    pub queues: usize,
+    pub exchanges: usize,
+}
+
+impl ObjectCounts {
+    pub fn of(catalog: &Catalog) -> ObjectCounts {
+        ObjectCounts {
+            topics: catalog.topics.len(),
+            partitions: catalog
+                .topics
+                .values()
+                .map(|t| u64::try_from(t.config.partitions).unwrap_or(0))
+                .sum(),
+            queues: catalog.queues.len(),
+            exchanges: catalog.exchanges.len(),
+        }
+    }
+}
+
+/// Refuses a catalog change that grows a count past its cap.
 fn within_limits(
     previous: &Catalog,
     next: &Catalog,
     limits: &ObjectLimits,
 ) -> Result<(), EngineError> {
+    check_growth(ObjectCounts::of(previous), ObjectCounts::of(next), limits)
+}
+
+/// Refuses growing from `before` to `after` past a cap. Only growth is refused: a
+/// broker restarted with lower caps still serves, changes and deletes what it holds.
+/// Kafka's CreateTopics answers the topic cap's `InvalidRequest` as POLICY_VIOLATION;
+/// its validate-only requests ask this too, with the counts Metadata shows.
+pub fn check_growth(
+    before: ObjectCounts,
+    after: ObjectCounts,
+    limits: &ObjectLimits,
+) -> Result<(), EngineError> {
     let over = |before: usize, after: usize, max: usize| after > before && after > max;
-    if over(previous.topics.len(), next.topics.len(), limits.max_topics) {
+    if over(before.topics, after.topics, limits.max_topics) {
         return Err(EngineError::InvalidRequest(format!(
             "topic limit reached: the broker holds {} topics and its cap is {} \
              (`peregrine serve --max-topics`); delete unused topics, or raise the cap",
-            previous.topics.len(),
-            limits.max_topics
+            before.topics, limits.max_topics
         )));
     }
-    let (before, after) = (total_partitions(previous), total_partitions(next));
-    if after > before && after > limits.max_partitions {
+    if after.partitions > before.partitions && after.partitions > limits.max_partitions {
         return Err(EngineError::InvalidPartitions(format!(
-            "partition limit reached: {} more partitions would make {after} across all \
+            "partition limit reached: {} more partitions would make {} across all \
              topics, over the broker's cap of {} (`peregrine serve --max-partitions`); \
              delete unused topics, or raise the cap",
-            after - before,
+            after.partitions - before.partitions,
+            after.partitions,
             limits.max_partitions
         )));
     }
-    if over(previous.queues.len(), next.queues.len(), limits.max_queues) {
+    if over(before.queues, after.queues, limits.max_queues) {
         return Err(EngineError::InvalidRequest(format!(
             "queue limit reached: the broker holds {} queues and its cap is {} \
              (`peregrine serve --max-queues`); delete unused queues, or raise the cap",
-            previous.queues.len(),
-            limits.max_queues
+            before.queues, limits.max_queues
         )));
     }
-    if over(
-        previous.exchanges.len(),
-        next.exchanges.len(),
-        limits.max_exchanges,
-    ) {
+    if over(before.exchanges, after.exchanges, limits.max_exchanges) {
         return Err(EngineError::InvalidRequest(format!(
             "exchange limit reached: the broker holds {} exchanges and its cap is {} \
              (`peregrine serve --max-exchanges`); delete unused exchanges, or raise the cap",
-            previous.exchanges.len(),
-            limits.max_exchanges
+            before.exchanges, limits.max_exchanges
         )));
     }
     Ok(())
-}
-
-/// Partitions of every topic together.
-fn total_partitions(catalog: &Catalog) -> u64 {
-    catalog
-        .topics
-        .values()
-        .map(|t| u64::try_from(t.config.partitions).unwrap_or(0))
-        .sum()
 }
 
 /// Persists `next`, then applies it on every shard; the change is visible to clients

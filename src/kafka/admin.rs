@@ -1,7 +1,10 @@
 //! CreateTopics and DeleteTopics on the native catalog (shard 0 writes it and hands it to
 //! every shard). The broker is one node, so a replication factor above 1 is refused.
+//! Validate-only requests are checked against the broker's caps (`--max-topics`,
+//! `--max-partitions`) as a real one would be.
 
 use super::{errors, str_bytes, Ctx};
+use crate::engine::admin::{check_growth, ObjectCounts};
 use crate::engine::{TopicConfig, TopicInfo};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -114,7 +117,11 @@ pub async fn create_topics(
     for topic in req.topics {
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = match spec_of(&topic) {
-            Ok(spec) if req.validate_only => Ok(spec),
+            Ok(spec) if req.validate_only => {
+                validate_creation(ctx, topic.name.0.as_str(), spec.partitions)
+                    .await
+                    .map(|()| spec)
+            }
             Ok(spec) => ctx
                 .engine
                 .create_topic(topic.name.0.as_str(), spec.clone())
@@ -350,6 +357,40 @@ pub async fn create_partitions(
     kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
 }
 
+/// The counts Metadata shows now, and with `more_topics` topics and `more_partitions`
+/// partitions added.
+fn counts_with(
+    topics: &[TopicInfo],
+    more_topics: usize,
+    more_partitions: u64,
+) -> [ObjectCounts; 2] {
+    let now = ObjectCounts {
+        topics: topics.len(),
+        partitions: topics.iter().map(|t| t.owners.len() as u64).sum(),
+        ..ObjectCounts::default()
+    };
+    let then = ObjectCounts {
+        topics: now.topics + more_topics,
+        partitions: now.partitions + more_partitions,
+        ..now
+    };
+    [now, then]
+}
+
+/// A validate-only CreateTopics: what the creation would answer for an existing name
+/// or a broker cap (the rest is `spec_of`). Concurrent creations may still change it.
+async fn validate_creation(ctx: &Ctx, name: &str, partitions: i32) -> Result<(), Refusal> {
+    let topics = super::metadata::all_topics(ctx).await?;
+    if topics.iter().any(|t| t.name == name) {
+        return Err((
+            ResponseError::TopicAlreadyExists.code(),
+            format!("topic '{name}' already exists"),
+        ));
+    }
+    let [now, then] = counts_with(&topics, 1, u64::try_from(partitions).unwrap_or(0));
+    check_growth(now, then, &ctx.engine.config().object_limits).map_err(creation_refused)
+}
+
 async fn validate_partition_count(ctx: &Ctx, name: &str, count: i32) -> Result<(), Refusal> {
     let topics = super::metadata::all_topics(ctx).await?;
     let Some(t) = topics.iter().find(|t| t.name == name) else {
@@ -367,7 +408,11 @@ async fn validate_partition_count(ctx: &Ctx, name: &str, count: i32) -> Result<(
             ),
         ));
     }
-    Ok(())
+    let more = u64::try_from(count)
+        .unwrap_or(0)
+        .saturating_sub(t.owners.len() as u64);
+    let [now, then] = counts_with(&topics, 0, more);
+    check_growth(now, then, &ctx.engine.config().object_limits).map_err(errors::of)
 }
 
 pub async fn delete_records(
