@@ -537,7 +537,7 @@ async fn open_offsets(config: &GroupConfig) -> Result<Loaded, GroupError> {
     }
     let mut mine = Vec::new();
     let mut shortened = HashMap::new();
-    for old in legacy::scan(&config.data_dir) {
+    for old in legacy::scan(&config.data_dir).await {
         match old.group {
             Some(group) if group_owner(&group, config.shards) == config.shard => {
                 mine.push((group, old.path));

@@ -166,9 +166,16 @@ pub(crate) struct LegacyDir {
     pub(crate) group: Option<String>,
 }
 
-/// Old-format group directories under `data_dir`. Blocking `read_dir`: once, while the
-/// shard's offsets log opens (before it serves any group request).
-pub(crate) fn scan(data_dir: &Path) -> Vec<LegacyDir> {
+/// Old-format group directories under `data_dir`, listed on the executor's blocking
+/// thread (once, while the shard's offsets log opens).
+pub(crate) async fn scan(data_dir: &Path) -> Vec<LegacyDir> {
+    let data_dir = data_dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || scan_blocking(&data_dir))
+        .await
+}
+
+fn scan_blocking(data_dir: &Path) -> Vec<LegacyDir> {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return Vec::new();
     };
@@ -224,7 +231,11 @@ pub(crate) async fn remove(dir: &Path) -> Result<(), GroupError> {
             _ => {}
         }
     }
-    if let Err(e) = std::fs::remove_dir(dir) {
+    let owned = dir.to_path_buf();
+    let removed = glommio::executor()
+        .spawn_blocking(move || std::fs::remove_dir(owned))
+        .await;
+    if let Err(e) = removed {
         tracing::warn!(dir = %dir.display(), error = %e, "old offsets directory not removed");
     }
     Ok(())

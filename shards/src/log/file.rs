@@ -110,19 +110,21 @@ async fn timed_fdatasync(file: &DmaFile) -> io::Result<()> {
 /// Every open in this module calls it. Code elsewhere that opens glommio DMA files on
 /// the same executor thread should call it first with the file's directory.
 pub async fn prepare_direct_io(dir: &Path) -> io::Result<()> {
-    let dev = std::fs::metadata(dir)?.dev();
+    let owned = dir.to_path_buf();
+    let dev = off_shard(move || std::fs::metadata(owned)).await?.dev();
     if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
     let seq = PROBE_SEQ.with(|s| s.replace(s.get() + 1));
     // Ends in .tmp: recovery removes it if we crash before the removal below.
     let probe = dir.join(format!(".direct-io-probe-{}-{seq}.tmp", std::process::id()));
-    std::fs::write(&probe, [0u8; PROBE_BYTES])?;
+    let written = probe.clone();
+    off_shard(move || std::fs::write(written, [0u8; PROBE_BYTES])).await?;
     let opened = DmaFile::open(&probe).await.map_err(io_err);
     if let Ok(file) = opened {
         let _ = file.close().await;
     }
-    std::fs::remove_file(&probe)?;
+    off_shard(move || std::fs::remove_file(probe)).await?;
     PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
     Ok(())
 }
@@ -270,21 +272,33 @@ impl DirectFile {
     }
 }
 
+/// Runs a directory call io_uring does not offer on the executor's blocking thread, so
+/// that a slow disk never holds the shard's core (DESIGN: no blocking file call on a
+/// serving shard).
+async fn off_shard<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(work).await
+}
+
 /// Creates `dir` and its missing parents. Runs once per partition open.
-pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)
+pub(crate) async fn create_dir_all(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    off_shard(move || std::fs::create_dir_all(dir)).await
 }
 
 /// Lists the file names in `dir`. Runs once per partition open.
-pub(crate) fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if let Ok(name) = entry.file_name().into_string() {
-            names.push(name);
+pub(crate) async fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
+    let dir = dir.to_path_buf();
+    off_shard(move || {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
         }
-    }
-    Ok(names)
+        Ok(names)
+    })
+    .await
 }
 
 /// fsyncs a directory so that files created or renamed in it survive a power loss.
@@ -304,8 +318,9 @@ pub(crate) async fn remove_file(path: &Path) -> io::Result<()> {
 }
 
 /// Removes an empty directory.
-pub(crate) fn remove_dir(dir: &Path) -> io::Result<()> {
-    std::fs::remove_dir(dir)
+pub(crate) async fn remove_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    off_shard(move || std::fs::remove_dir(dir)).await
 }
 
 /// Reads a whole small file; `Ok(None)` if it does not exist, an error if it is larger

@@ -166,7 +166,7 @@ impl PartitionLog {
         cache: Rc<BatchCache>,
     ) -> Result<Rc<PartitionLog>, LogError> {
         let config = config.normalized();
-        file::create_dir_all(&dir).map_err(|e| {
+        file::create_dir_all(&dir).await.map_err(|e| {
             LogError::io(format!("creating partition directory {}", dir.display()), e)
         })?;
         let segments = recover_segments(&dir, &config).await?;
@@ -680,6 +680,7 @@ impl PartitionLog {
         let closed = self.close().await;
         let dir = &self.inner.dir;
         let names = file::list_dir(dir)
+            .await
             .map_err(|e| LogError::io(format!("listing {} to delete it", dir.display()), e))?;
         for name in names {
             let path = dir.join(&name);
@@ -688,6 +689,7 @@ impl PartitionLog {
                 .map_err(|e| LogError::io(format!("deleting {}", path.display()), e))?;
         }
         file::remove_dir(dir)
+            .await
             .map_err(|e| LogError::io(format!("removing directory {}", dir.display()), e))?;
         // A failed final flush does not matter once the data is deleted.
         match closed {

@@ -223,6 +223,7 @@ fn is_zero(bytes: &[u8]) -> bool {
 /// files of segments that are gone and temporary files of interrupted writes.
 pub(crate) async fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     let names = file::list_dir(dir)
+        .await
         .map_err(|e| LogError::io(format!("listing partition directory {}", dir.display()), e))?;
     let mut bases: Vec<i64> = names
         .iter()
