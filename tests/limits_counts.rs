@@ -19,8 +19,8 @@ use peregrine::client::consumer::{Consumer, GroupConfig, StartFrom};
 use peregrine::client::records::{decode_batches, encode_batch, OutRecord};
 use peregrine::client::{Client, ClientError};
 use peregrine::native::messages::{
-    Acks, CommitEntry, ErrorCode, ExchangeType, PublishSpec, QueueSpec, Request, Response,
-    TopicSpec,
+    Acks, BindingSpec, CommitEntry, ErrorCode, ExchangeType, PublishSpec, QueueSpec, Request,
+    Response, TopicSpec,
 };
 
 fn topic_spec(name: &str, partitions: i32) -> TopicSpec {
@@ -249,7 +249,14 @@ fn partitions_are_capped_across_all_topics_and_per_topic() {
 
 #[test]
 fn queues_and_exchanges_past_their_caps_are_refused_and_redeclares_accepted() {
-    let b = Broker::start_with(&["--max-queues", "2", "--max-exchanges", "1"]);
+    let b = Broker::start_with(&[
+        "--max-queues",
+        "2",
+        "--max-exchanges",
+        "1",
+        "--max-bindings",
+        "1",
+    ]);
     let mut c = b.client();
     let queue = |name: &str| QueueSpec {
         name: name.into(),
@@ -273,6 +280,29 @@ fn queues_and_exchanges_past_their_caps_are_refused_and_redeclares_accepted() {
     );
     c.declare_exchange("x1", ExchangeType::Fanout)
         .expect("a redeclare at the cap is accepted");
+    let binding = |key: &str| BindingSpec {
+        exchange: "x1".into(),
+        queue: Some("q1".into()),
+        topic: None,
+        routing_key: key.into(),
+        headers: Vec::new(),
+        match_all: false,
+    };
+    c.bind(binding("k1")).expect("first binding");
+    refused(
+        c.bind(binding("k2")),
+        ErrorCode::InvalidRequest,
+        "--max-bindings",
+    );
+    c.bind(binding("k1"))
+        .expect("the same binding again at the cap is accepted");
+    c.unbind(binding("k1")).expect("unbind");
+    refused(
+        c.bind(binding(&"k".repeat(5000))),
+        ErrorCode::InvalidRequest,
+        "4096",
+    );
+    c.bind(binding("k2")).expect("an unbind makes room");
 
     // Another client's queue keeps working.
     let mut other = b.client();

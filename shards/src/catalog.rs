@@ -477,6 +477,15 @@ impl Catalog {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        // A catalog `load` would refuse must never be written: the broker could not
+        // start again. The change that made it this large is refused instead.
+        if bytes.len() as u64 > CATALOG_BYTES_MAX {
+            return Err(err(format!(
+                "{} bytes is more than a catalog may be ({CATALOG_BYTES_MAX}); the change is \
+                 refused (delete unused topics, queues or bindings)",
+                bytes.len()
+            )));
+        }
         let mut file = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
         file.write_all(&bytes).map_err(|e| err(e.to_string()))?;
         file.sync_all().map_err(|e| err(e.to_string()))?;
@@ -499,6 +508,37 @@ mod tests {
             retention_bytes: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
         }
+    }
+
+    #[test]
+    fn a_catalog_too_large_to_load_is_never_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("topics.json");
+        let mut cat = Catalog::default()
+            .with_topic("t", config(1), 1, 0)
+            .expect("valid topic")
+            .with_exchange("x", ExchangeKind::Direct)
+            .expect("valid exchange")
+            .expect("new");
+        cat.save_blocking(&path)
+            .expect("a small catalog is written");
+        let key = "k".repeat(1 << 20);
+        for i in 0..=(CATALOG_BYTES_MAX >> 20) {
+            cat.bindings.push(Binding {
+                exchange: "x".into(),
+                target: BindTarget::Topic("t".into()),
+                routing_key: format!("{i}{key}"),
+                headers: Vec::new(),
+                match_all: false,
+            });
+        }
+        let refused = cat.save_blocking(&path);
+        assert!(
+            matches!(&refused, Err(CatalogError::Storage { reason, .. }) if reason.contains("refused")),
+            "{refused:?}"
+        );
+        let kept = Catalog::load(&path).expect("the last good catalog still loads");
+        assert!(kept.bindings.is_empty());
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Exchanges the broker may hold; declaring one more is refused.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_EXCHANGES_DEFAULT)]
     pub max_exchanges: usize,
+    /// Bindings of all exchanges together; binding one more is refused. Each binding's
+    /// routing key and headers are at most 4 KiB.
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_BINDINGS_DEFAULT)]
+    pub max_bindings: usize,
     /// Consumer groups (with members or committed offsets) each shard may own; a join
     /// or commit that would create one more there is refused until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_GROUPS_PER_SHARD_DEFAULT)]
@@ -206,6 +210,7 @@ fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
         ("--max-partitions", args.max_partitions),
         ("--max-queues", args.max_queues as u64),
         ("--max-exchanges", args.max_exchanges as u64),
+        ("--max-bindings", args.max_bindings as u64),
         ("--max-groups-per-shard", args.max_groups_per_shard as u64),
     ];
     if let Some((flag, _)) = caps.iter().find(|(_, cap)| *cap == 0) {
@@ -216,6 +221,7 @@ fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
         max_partitions: args.max_partitions,
         max_queues: args.max_queues,
         max_exchanges: args.max_exchanges,
+        max_bindings: args.max_bindings,
         max_groups_per_shard: args.max_groups_per_shard,
     })
 }

@@ -3,7 +3,9 @@
 //! hands the new snapshot to every shard. The controller also enforces the caps on how
 //! many topics, partitions (all topics together), queues and exchanges exist
 //! (`ObjectLimits`, from `serve --max-*`): a change that would grow a count past its cap
-//! is refused with an error naming the flag; a redeclare or a delete never is.
+//! is refused with an error naming the flag; a redeclare or a delete never is. Bindings
+//! are capped in number and size too, and `Catalog::save` refuses a catalog too large
+//! to load again, so no change can keep the broker from starting.
 
 use super::error::EngineError;
 use super::placement::CONTROLLER_SHARD;
@@ -152,6 +154,24 @@ pub enum ExchangeChange {
     Unbind(Binding),
 }
 
+/// Most bytes of routing key plus header names and values one binding may carry (AMQP
+/// routing keys are short strings of at most 255 bytes; headers a few short pairs). With
+/// `--max-bindings` it bounds what bindings add to the catalog.
+pub const BINDING_ARGUMENTS_MAX_BYTES: usize = 4096;
+
+fn check_binding_size(binding: &Binding) -> Result<(), EngineError> {
+    let headers: usize = binding.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let bytes = binding.routing_key.len() + headers;
+    if bytes > BINDING_ARGUMENTS_MAX_BYTES {
+        return Err(EngineError::InvalidRequest(format!(
+            "binding of exchange '{}': its routing key and headers are {bytes} bytes, more \
+             than the {BINDING_ARGUMENTS_MAX_BYTES} a binding may carry",
+            binding.exchange
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one exchange or binding change on the controller.
 pub async fn change_exchanges(
     shard: &Rc<Shard>,
@@ -163,7 +183,10 @@ pub async fn change_exchanges(
     let changed = match change {
         ExchangeChange::Declare { name, kind } => catalog.with_exchange(&name, kind),
         ExchangeChange::Delete { name } => catalog.without_exchange(&name).map(Some),
-        ExchangeChange::Bind(binding) => catalog.with_binding(binding),
+        ExchangeChange::Bind(binding) => {
+            check_binding_size(&binding)?;
+            catalog.with_binding(binding)
+        }
         ExchangeChange::Unbind(binding) => catalog.without_binding(&binding).map(Some),
     };
     let Some(next) = changed? else {
@@ -212,6 +235,7 @@ pub struct ObjectCounts {
     pub partitions: u64,
     pub queues: usize,
     pub exchanges: usize,
+    pub bindings: usize,
 }
 
 impl ObjectCounts {
@@ -225,6 +249,7 @@ impl ObjectCounts {
                 .sum(),
             queues: catalog.queues.len(),
             exchanges: catalog.exchanges.len(),
+            bindings: catalog.bindings.len(),
         }
     }
 }
@@ -277,6 +302,13 @@ pub fn check_growth(
             "exchange limit reached: the broker holds {} exchanges and its cap is {} \
              (`peregrine serve --max-exchanges`); delete unused exchanges, or raise the cap",
             before.exchanges, limits.max_exchanges
+        )));
+    }
+    if over(before.bindings, after.bindings, limits.max_bindings) {
+        return Err(EngineError::InvalidRequest(format!(
+            "binding limit reached: the broker holds {} bindings and its cap is {} \
+             (`peregrine serve --max-bindings`); remove unused bindings, or raise the cap",
+            before.bindings, limits.max_bindings
         )));
     }
     Ok(())
@@ -336,8 +368,10 @@ pub async fn describe_topic(
 
 #[cfg(test)]
 mod tests {
-    use super::{within_limits, EngineError, ObjectLimits};
-    use crate::engine::types::{ExchangeKind, QueueConfig, TopicConfig};
+    use super::{
+        check_binding_size, within_limits, EngineError, ObjectLimits, BINDING_ARGUMENTS_MAX_BYTES,
+    };
+    use crate::engine::types::{BindTarget, Binding, ExchangeKind, QueueConfig, TopicConfig};
     use peregrine_shards::catalog::{Catalog, SEGMENT_BYTES_DEFAULT};
 
     fn topic(partitions: i32) -> TopicConfig {
@@ -355,6 +389,7 @@ mod tests {
             max_partitions: 4,
             max_queues: 1,
             max_exchanges: 1,
+            max_bindings: 1,
             max_groups_per_shard: 1,
         }
     }
@@ -427,5 +462,33 @@ mod tests {
         let one = grow(&one, x("x1")).expect("first exchange");
         let err = grow(&one, x("x2")).expect_err("second exchange");
         assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-exchanges")));
+        let bind = |key: &'static str| {
+            move |c: &Catalog| c.with_binding(binding(key)).expect("valid").expect("new")
+        };
+        let one = grow(&one, bind("k1")).expect("first binding");
+        let err = grow(&one, bind("k2")).expect_err("second binding");
+        assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-bindings")));
+    }
+
+    fn binding(key: &str) -> Binding {
+        Binding {
+            exchange: "x1".into(),
+            target: BindTarget::Queue("q1".into()),
+            routing_key: key.into(),
+            headers: Vec::new(),
+            match_all: false,
+        }
+    }
+
+    #[test]
+    fn a_binding_carries_a_bounded_key_and_headers() {
+        let mut b = binding(&"k".repeat(BINDING_ARGUMENTS_MAX_BYTES / 2));
+        b.headers = vec![("h".into(), "v".repeat(BINDING_ARGUMENTS_MAX_BYTES / 2 - 1))];
+        check_binding_size(&b).expect("at the bound");
+        b.headers[0].1.push('v');
+        assert!(matches!(
+            check_binding_size(&b),
+            Err(EngineError::InvalidRequest(_))
+        ));
     }
 }

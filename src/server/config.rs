@@ -50,9 +50,9 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// How many topics, partitions, queues, exchanges and groups clients may create
-/// (`--max-topics`, `--max-partitions`, `--max-queues`, `--max-exchanges`,
-/// `--max-groups-per-shard`). Each object holds memory and open files for as long as it
+/// How many topics, partitions, queues, exchanges, bindings and groups clients may
+/// create (`--max-topics`, `--max-partitions`, `--max-queues`, `--max-exchanges`,
+/// `--max-bindings`, `--max-groups-per-shard`). Each object holds memory and open files for as long as it
 /// exists, so each count has a cap; a create past it is refused with an error that
 /// names the flag, and a redeclare of an existing object or a delete is never refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,8 @@ pub struct ObjectLimits {
     pub max_queues: usize,
     /// Exchanges in the catalog.
     pub max_exchanges: usize,
+    /// Bindings of all exchanges together.
+    pub max_bindings: usize,
     /// Consumer groups (with members or committed offsets) each shard owns.
     pub max_groups_per_shard: usize,
 }
@@ -80,6 +82,8 @@ impl ObjectLimits {
     pub const MAX_QUEUES_DEFAULT: usize = 10_000;
     /// Exchanges hold only their bindings; as many as queues.
     pub const MAX_EXCHANGES_DEFAULT: usize = 10_000;
+    /// Ten per queue; at most `BINDING_ARGUMENTS_MAX_BYTES` of key and headers each.
+    pub const MAX_BINDINGS_DEFAULT: usize = 100_000;
     pub const MAX_GROUPS_PER_SHARD_DEFAULT: usize =
         peregrine_shards::groups::GROUPS_PER_SHARD_DEFAULT;
 }
@@ -91,6 +95,7 @@ impl Default for ObjectLimits {
             max_partitions: Self::MAX_PARTITIONS_DEFAULT,
             max_queues: Self::MAX_QUEUES_DEFAULT,
             max_exchanges: Self::MAX_EXCHANGES_DEFAULT,
+            max_bindings: Self::MAX_BINDINGS_DEFAULT,
             max_groups_per_shard: Self::MAX_GROUPS_PER_SHARD_DEFAULT,
         }
     }
