@@ -9,9 +9,10 @@ use common::kafka_raw::RawKafka;
 use common::Broker;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, TopicName,
+    CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -22,6 +23,7 @@ use peregrine::native::messages::{
     Acks, BindingSpec, CommitEntry, ErrorCode, ExchangeType, PublishSpec, QueueSpec, Request,
     Response, TopicSpec,
 };
+use std::time::{Duration, Instant};
 
 fn topic_spec(name: &str, partitions: i32) -> TopicSpec {
     TopicSpec {
@@ -185,6 +187,38 @@ fn a_topic_past_the_cap_is_refused_on_both_protocols_until_one_is_deleted() {
         "--max-topics",
     );
     assert_eq!(topic_names(&mut c), ["a", "c"]);
+}
+
+/// Waits until the broker's log contains `text`.
+fn wait_for_log(b: &Broker, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no '{text}' in the log:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_kafka_auto_creation_past_the_cap_is_logged_for_the_operator() {
+    let b = Broker::start_with(&["--max-topics", "1", "--auto-create-topics"]);
+    b.create_topic("a", 1);
+    let mut req = MetadataRequest::default();
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(name("auto"));
+    req.topics = Some(vec![wanted]);
+    req.allow_auto_topic_creation = true;
+    let resp: MetadataResponse = RawKafka::connect(&b.kafka_addr).call(ApiKey::Metadata, 9, &req);
+    let auto = resp.topics.iter().find(|t| t.name == Some(name("auto")));
+    assert_eq!(
+        auto.map(|t| t.error_code),
+        Some(ResponseError::UnknownTopicOrPartition.code()),
+        "{resp:?}"
+    );
+    wait_for_log(&b, "--max-topics");
 }
 
 #[test]

@@ -254,13 +254,39 @@ impl ObjectCounts {
     }
 }
 
-/// Refuses a catalog change that grows a count past its cap.
+/// Refuses a catalog change that grows a count past its cap, and tells the operator
+/// (a Kafka auto-creation past the cap shows its client only an unknown topic).
 fn within_limits(
     previous: &Catalog,
     next: &Catalog,
     limits: &ObjectLimits,
 ) -> Result<(), EngineError> {
-    check_growth(ObjectCounts::of(previous), ObjectCounts::of(next), limits)
+    let checked = check_growth(ObjectCounts::of(previous), ObjectCounts::of(next), limits);
+    if let Err(e) = &checked {
+        log_refusal(e);
+    }
+    checked
+}
+
+/// Refusals at a cap are logged at most once per this interval (a client retrying in a
+/// loop must not flood the log); the line counts those not logged.
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+thread_local! {
+    /// When this shard last logged a refusal, and the refusals since.
+    static REFUSALS: std::cell::Cell<(Option<std::time::Instant>, u64)> =
+        const { std::cell::Cell::new((None, 0)) };
+}
+
+fn log_refusal(e: &EngineError) {
+    let now = std::time::Instant::now();
+    let (last, unlogged) = REFUSALS.get();
+    if last.is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_INTERVAL) {
+        REFUSALS.set((last, unlogged + 1));
+        return;
+    }
+    REFUSALS.set((Some(now), 0));
+    tracing::warn!(not_logged_since = unlogged, "catalog change refused: {e}");
 }
 
 /// Refuses growing from `before` to `after` past a cap. Only growth is refused: a
