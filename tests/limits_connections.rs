@@ -420,3 +420,52 @@ fn kafka_connection_is_not_read_past_its_bytes_in_flight() {
         1 << 10
     ));
 }
+
+/// Sends a keep-alive `GET /healthz` and returns the start of the answer.
+fn healthz(conn: &mut TcpStream) -> String {
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: broker\r\n\r\n")
+        .expect("send");
+    let mut buf = [0u8; 512];
+    let n = conn.read(&mut buf).expect("answer");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn http_connection_past_the_bound_gets_503_and_is_closed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra: Vec<String> = [
+        "--shards",
+        "2",
+        "--cache-mb",
+        "64",
+        "--max-connections",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let bin = std::path::Path::new(common::BIN);
+    let broker =
+        peregrine::embedded::BrokerProcess::spawn(bin, dir.path(), &extra).expect("broker starts");
+    let mut open: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let conn = TcpStream::connect(&broker.http_addr).expect("connect");
+            conn.set_read_timeout(Some(WITHIN)).expect("timeout");
+            conn
+        })
+        .collect();
+    for conn in &mut open {
+        assert!(healthz(conn).starts_with("HTTP/1.1 200"));
+    }
+    let said = String::from_utf8_lossy(&read_until_closed(&broker.http_addr)).into_owned();
+    assert!(
+        said.starts_with("HTTP/1.1 503") && said.contains("--max-connections"),
+        "the 3rd HTTP connection gets 503, got {said:?}"
+    );
+    for conn in &mut open {
+        assert!(
+            healthz(conn).starts_with("HTTP/1.1 200"),
+            "connections within the bound keep working"
+        );
+    }
+}
