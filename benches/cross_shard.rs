@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::{ExecutorJoinHandle, LocalExecutor, LocalExecutorBuilder, Placement};
+use peregrine::config::CROSS_CORE_IN_FLIGHT_MAX_DEFAULT;
 use peregrine::engine::mesh::{self, CallClass, ShardMsg};
 use peregrine::engine::Produced;
-use peregrine::server::config::CROSS_CORE_IN_FLIGHT_MAX_DEFAULT;
 
 /// What a shard is to the calls in this bench: nothing (the call's work is the hop).
 type Router = mesh::Router<()>;

@@ -13,9 +13,7 @@ mod queue;
 pub mod report;
 mod spin;
 
-use crate::cli::produce::AcksArg;
-use crate::cli::serve::parse_cores;
-use crate::cli::CliResult;
+use crate::args::{parse_cores, AcksArg};
 use crate::client::Client;
 use crate::embedded::BrokerProcess;
 use crate::native::messages::{Acks, TopicSpec};
@@ -133,7 +131,10 @@ pub struct BenchArgs {
     pub backlog: bool,
 }
 
-pub fn run(args: BenchArgs) -> CliResult {
+/// A bench run's outcome: its error says what went wrong, for the CLI to print.
+pub type BenchResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn run(args: BenchArgs) -> BenchResult {
     payload::start_clock();
     let args = validated(args)?;
     let _tmp;
@@ -190,7 +191,7 @@ fn finish(
     broker_pid: Option<u32>,
     cpu_before: Option<f64>,
     summary: &mut Outcome,
-) -> CliResult {
+) -> BenchResult {
     if let (Some(before), Some(after)) = (cpu_before, broker_pid.and_then(process_cpu_s)) {
         let cpu = after - before;
         let moved = summary
@@ -568,7 +569,7 @@ fn write_outputs(
     args: &BenchArgs,
     e2e: &hdrhistogram::Histogram<u64>,
     ack: &hdrhistogram::Histogram<u64>,
-) -> CliResult {
+) -> BenchResult {
     if let Some(path) = &args.hgrm {
         std::fs::write(path, report::hgrm(e2e))?;
         let mut ack_path = path.clone().into_os_string();

@@ -1,31 +1,13 @@
 //! `peregrine produce`: stdin lines to a topic, one message per line.
 
 use super::{CliResult, BOOTSTRAP_DEFAULT};
+use crate::args::AcksArg;
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::records::OutRecord;
 use crate::client::Client;
-use crate::native::messages::Acks;
 use bytes::Bytes;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::io::BufRead;
-
-/// `--acks`, shared by `produce` and `bench`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AcksArg {
-    None,
-    Leader,
-    Durable,
-}
-
-impl From<AcksArg> for Acks {
-    fn from(a: AcksArg) -> Acks {
-        match a {
-            AcksArg::None => Acks::None,
-            AcksArg::Leader => Acks::Leader,
-            AcksArg::Durable => Acks::Durable,
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct ProduceArgs {

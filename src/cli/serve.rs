@@ -1,7 +1,8 @@
 //! `peregrine serve`: flags, their defaults, and the broker start.
 
 use super::CliResult;
-use crate::server::config::{self, ServerConfig};
+use crate::args::parse_cores;
+use crate::config::{self, ServerConfig};
 use clap::Args;
 use peregrine_shards::log::{FsyncPolicy, LogConfig};
 use std::net::SocketAddr;
@@ -74,7 +75,7 @@ pub struct ServeArgs {
     pub producer_id_expiration_ms: u64,
     /// Log (WARN, with a backtrace) a task that keeps a shard's core this many ms past
     /// its time slice: glommio's stall detection. 0 turns it off.
-    #[arg(long, default_value_t = crate::server::runtime::STALL_WARN_MS_DEFAULT)]
+    #[arg(long, default_value_t = crate::runtime::STALL_WARN_MS_DEFAULT)]
     pub stall_warn_ms: u64,
     /// HTTP address for operators (`/metrics`, `/healthz`, `/readyz`), shared by every
     /// shard; port 0 picks a free one (the ready line names it).
@@ -115,16 +116,6 @@ pub struct ServeArgs {
     /// or commit that would create one more there is refused until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_GROUPS_PER_SHARD_DEFAULT)]
     pub max_groups_per_shard: usize,
-}
-
-/// Parses a core list such as `0-3,6,8-9` (the kernel's CPU list syntax); at least
-/// one core.
-pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
-    let cores = crate::tune::cpulist::parse(list)?;
-    if cores.is_empty() {
-        return Err(format!("core list '{list}' names no core"));
-    }
-    Ok(cores)
 }
 
 pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -264,19 +255,5 @@ pub fn front_ends() -> crate::server::FrontEnds {
             },
             refusal: crate::http::refusal,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_cores;
-
-    #[test]
-    fn core_lists_parse() {
-        assert_eq!(parse_cores("0-3"), Ok(vec![0, 1, 2, 3]));
-        assert_eq!(parse_cores("0,2, 5-6"), Ok(vec![0, 2, 5, 6]));
-        assert!(parse_cores("3-1").is_err());
-        assert!(parse_cores("x").is_err());
-        assert!(parse_cores("").is_err());
     }
 }

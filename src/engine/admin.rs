@@ -14,7 +14,7 @@ use super::types::{
     Binding, ExchangeKind, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
     TopicInfo,
 };
-use crate::server::config::ObjectLimits;
+use crate::config::ObjectLimits;
 use peregrine_shards::catalog::{Catalog, TopicMeta};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -202,11 +202,7 @@ pub async fn delete_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
     let (next, removed) = shard.catalog().without_queue(name)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;
     let dir = removed.dir(&shard.config.data_dir);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), "removing queue folder: {e}");
-        }
-    }
+    remove_folder(dir, "queue").await;
     tracing::info!(queue = %name, "queue deleted");
     Ok(())
 }
@@ -218,11 +214,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
     publish(shard, next).await.map_err(EngineError::Internal)?;
     // Every owner has deleted its partitions; the topic's own folder goes last.
     let dir = removed.topic_dir(&shard.config.data_dir);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), "removing topic folder: {e}");
-        }
-    }
+    remove_folder(dir, "topic").await;
     tracing::info!(topic = %name, "topic deleted");
     Ok(())
 }
@@ -390,6 +382,18 @@ pub async fn describe_topic(
         topic: topic_info(meta, shard.nshards),
         partitions,
     })
+}
+
+/// Removes a deleted object's folder on the shard's blocking thread (a recursive
+/// delete is many file calls io_uring does not batch for us).
+async fn remove_folder(dir: std::path::PathBuf, what: &'static str) {
+    let shown = dir.display().to_string();
+    let removed = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
+    if let Err(e) = removed {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %shown, "removing {what} folder: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

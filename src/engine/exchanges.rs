@@ -87,7 +87,7 @@ pub async fn publish_once(
                 let partition = if routing_key.is_empty() {
                     0
                 } else {
-                    crate::client::partitioner::partition_for_key(
+                    peregrine_shards::partitioner::partition_for_key(
                         routing_key.as_bytes(),
                         meta.config.partitions,
                     )

@@ -116,7 +116,7 @@ impl<S: 'static> Router<S> {
             let call = async move {
                 let _ = tx.send(job(owner).await);
             };
-            crate::server::runtime::spawn_local(call).detach();
+            crate::runtime::spawn_local(call).detach();
         });
         if self
             .senders

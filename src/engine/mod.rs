@@ -23,6 +23,7 @@ pub mod mesh;
 mod observe;
 pub mod partitions;
 pub mod placement;
+pub mod producer_ids;
 pub mod queues;
 pub mod shard;
 pub mod start;
@@ -36,8 +37,8 @@ pub use placement::{Object, CONTROLLER_SHARD};
 pub use subscription::Subscription;
 pub use types::*;
 
-use crate::server::config::ServerConfig;
-use crate::server::shutdown::ShardShutdown;
+use crate::config::ServerConfig;
+use crate::shutdown::ShardShutdown;
 use bytes::{Bytes, BytesMut};
 use shard::Shard;
 use std::future::Future;

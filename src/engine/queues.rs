@@ -610,7 +610,7 @@ fn spawn_loader(q: &Rc<OpenQueue>) {
         return;
     }
     let q = q.clone();
-    crate::server::runtime::spawn_local(async move {
+    crate::runtime::spawn_local(async move {
         let woken = || {
             q.ready.notify(usize::MAX);
         };
@@ -626,7 +626,7 @@ fn spawn_dead_letters(shard: &Rc<Shard>, q: &Rc<OpenQueue>, dead: Vec<DeadLetter
         return;
     }
     let (shard, q) = (shard.clone(), q.clone());
-    crate::server::runtime::spawn_local(async move {
+    crate::runtime::spawn_local(async move {
         for d in dead {
             if let Err(e) = dead_letter(&shard, &q, d).await {
                 tracing::error!(queue = %q.name, "dead-lettering: {e}");

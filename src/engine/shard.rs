@@ -5,10 +5,10 @@
 use super::error::EngineError;
 use super::mesh::Router;
 use super::placement::{self, Object};
-use crate::server::config::ServerConfig;
-use crate::server::producer_ids::ProducerIds;
-use crate::server::runtime;
-use crate::server::shutdown::ShardShutdown;
+use crate::config::ServerConfig;
+use crate::engine::producer_ids::ProducerIds;
+use crate::runtime;
+use crate::shutdown::ShardShutdown;
 use peregrine_shards::catalog::{Catalog, TopicMeta};
 use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
 use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};

@@ -5,9 +5,9 @@
 use super::mesh::{Mesh, Router, ShardMsg};
 use super::shard::Shard;
 use super::Engine;
-use crate::server::config::ServerConfig;
-use crate::server::runtime;
-use crate::server::shutdown::ShardShutdown;
+use crate::config::ServerConfig;
+use crate::runtime;
+use crate::shutdown::ShardShutdown;
 use peregrine_shards::catalog::Catalog;
 use std::rc::Rc;
 use std::sync::Arc;

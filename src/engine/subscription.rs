@@ -14,7 +14,7 @@ use super::queues::{self, SubscriptionPull};
 use super::shard::Shard;
 use super::types::Received;
 use super::Engine;
-use crate::server::runtime;
+use crate::runtime;
 use futures_channel::oneshot;
 use std::cell::Cell;
 use std::rc::Rc;

@@ -3,8 +3,8 @@
 
 use super::start::{start, EngineStart};
 use super::*;
-use crate::server::config::{KafkaNodes, ServerConfig, CROSS_CORE_IN_FLIGHT_MAX_DEFAULT};
-use crate::server::shutdown::{ProcessShutdown, ShardShutdown};
+use crate::config::{KafkaNodes, ServerConfig, CROSS_CORE_IN_FLIGHT_MAX_DEFAULT};
+use crate::shutdown::{ProcessShutdown, ShardShutdown};
 use peregrine_shards::catalog::Catalog;
 use peregrine_shards::log::FsyncPolicy;
 use std::future::Future;
@@ -67,7 +67,7 @@ where
         engine.shutdown().watch().await;
         engine.stop().await;
     };
-    crate::server::runtime::start_shard(0, None, Duration::ZERO, None, run)
+    crate::runtime::start_shard(0, None, Duration::ZERO, None, run)
         .expect("executor")
         .join()
         .expect("engine test ran");
@@ -160,7 +160,7 @@ fn a_dropped_subscription_returns_its_leases() {
                 assert_eq!(stats.ready, 5);
                 return;
             }
-            crate::server::runtime::sleep(Duration::from_millis(10)).await;
+            crate::runtime::sleep(Duration::from_millis(10)).await;
         }
         panic!("leases not returned");
     });

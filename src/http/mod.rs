@@ -25,7 +25,7 @@
 
 use crate::engine::Engine;
 use crate::metrics::{render, Metrics};
-use crate::server::runtime::{self, TcpStream};
+use crate::runtime::{self, TcpStream};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::cell::Cell;
 use std::rc::Rc;

@@ -9,8 +9,8 @@
 use super::codec::{self, Incoming};
 use super::Ctx;
 use crate::engine::Engine;
+use crate::runtime::{spawn_local, TcpStream};
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
-use crate::server::runtime::{spawn_local, TcpStream};
 use crate::server::stream::{adopt, read_some, write_all, Stream};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::future;

@@ -7,7 +7,7 @@
 
 use super::{errors, Ctx};
 use crate::engine::{FetchArgs, Fetched};
-use crate::server::runtime::spawn_local;
+use crate::runtime::spawn_local;
 use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel;
 use kafka_protocol::messages::fetch_response::{

@@ -6,8 +6,8 @@
 //! shard that does not own its partition or group is forwarded inside.
 
 use super::{errors, str_bytes, Ctx, NODE_ID};
+use crate::config::KafkaNodes;
 use crate::engine::{Object, TopicConfig, TopicInfo};
-use crate::server::config::KafkaNodes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,

@@ -4,7 +4,7 @@
 
 use super::{errors, metadata, Ctx};
 use crate::engine::{Acks, Produced};
-use crate::server::runtime::spawn_local;
+use crate::runtime::spawn_local;
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};

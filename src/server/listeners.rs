@@ -109,14 +109,14 @@ impl RefusalLog {
 }
 
 /// Writes `farewell` (if any) to a connection over the bound, then closes it.
-pub async fn refuse(stream: super::runtime::TcpStream, farewell: &[u8]) {
+pub async fn refuse(stream: crate::runtime::TcpStream, farewell: &[u8]) {
     use futures_lite::AsyncWriteExt;
     let mut stream = stream;
     if !farewell.is_empty() {
         let write = async {
             let _ = stream.write_all(farewell).await;
         };
-        futures_lite::future::or(write, super::runtime::sleep(REFUSAL_WRITE_MAX)).await;
+        futures_lite::future::or(write, crate::runtime::sleep(REFUSAL_WRITE_MAX)).await;
     }
     let _ = stream.shutdown(std::net::Shutdown::Both).await;
 }

@@ -7,19 +7,16 @@
 //! and the per-listener connection bound (`--max-connections`).
 
 pub mod answer_budget;
-pub mod config;
 pub mod listeners;
-pub mod producer_ids;
-pub mod runtime;
-pub mod shutdown;
 pub mod stream;
 
+use crate::config::ServerConfig;
 use crate::engine::mesh::{self as engine_mesh, Mesh};
 use crate::engine::start::EngineStart;
 use crate::engine::Engine;
-use config::ServerConfig;
+use crate::runtime;
+use crate::shutdown::{ProcessShutdown, ShardShutdown};
 use peregrine_shards::catalog::Catalog;
-use shutdown::{ProcessShutdown, ShardShutdown};
 use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! Connection plumbing every front end shares: an accepted socket made ready for a
 //! reader task and a writer task on its shard.
 
-use super::runtime::TcpStream;
+use crate::runtime::TcpStream;
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use std::cell::RefCell;
 use std::pin::Pin;

@@ -34,7 +34,7 @@ pub struct TuneArgs {
     #[arg(long)]
     pub nic: Option<String>,
     /// Data directory of the broker, to find the disk under it.
-    #[arg(long, default_value = crate::server::config::DATA_DIR_DEFAULT)]
+    #[arg(long, default_value = crate::config::DATA_DIR_DEFAULT)]
     pub data_dir: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]

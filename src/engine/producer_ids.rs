@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::runtime;
+use crate::runtime;
 
 /// Ids reserved per write of the file.
 const BLOCK: i64 = 1000;
