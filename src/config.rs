@@ -27,6 +27,10 @@ pub struct ConnectionLimits {
     /// Request bytes one native or Kafka connection may hold in flight; past it the
     /// connection is not read. A frame larger than this is still served, alone.
     pub max_in_flight_bytes: u64,
+    /// Long polls (a Fetch or a pull Receive waiting for data) one shard keeps waiting
+    /// at once; past it a long poll is answered at once with what there is, which both
+    /// protocols allow. Bounds what clients, including gone ones, leave waiting.
+    pub max_long_polls: usize,
 }
 
 impl ConnectionLimits {
@@ -38,6 +42,8 @@ impl ConnectionLimits {
     pub const MAX_IN_FLIGHT_REQUESTS_DEFAULT: usize = 1024;
     /// With the request bound, this bounds a connection's request memory.
     pub const MAX_IN_FLIGHT_BYTES_DEFAULT: u64 = 64 << 20;
+    /// Per shard: one per connection at the connection bound.
+    pub const MAX_LONG_POLLS_DEFAULT: usize = 10_000;
 }
 
 impl Default for ConnectionLimits {
@@ -46,6 +52,7 @@ impl Default for ConnectionLimits {
             max_connections: Self::MAX_CONNECTIONS_DEFAULT,
             max_in_flight_requests: Self::MAX_IN_FLIGHT_REQUESTS_DEFAULT,
             max_in_flight_bytes: Self::MAX_IN_FLIGHT_BYTES_DEFAULT,
+            max_long_polls: Self::MAX_LONG_POLLS_DEFAULT,
         }
     }
 }

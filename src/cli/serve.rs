@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// broker stops reading that connection. A larger frame is still served, alone.
     #[arg(long, default_value_t = config::ConnectionLimits::MAX_IN_FLIGHT_BYTES_DEFAULT)]
     pub max_in_flight_bytes: u64,
+    /// Long polls (Fetch, pull Receive) one shard keeps waiting at once; past it a long
+    /// poll is answered at once with what there is (possibly nothing).
+    #[arg(long, default_value_t = config::ConnectionLimits::MAX_LONG_POLLS_DEFAULT)]
+    pub max_long_polls: usize,
     /// Topics the broker may hold; creating one more is refused (Kafka
     /// POLICY_VIOLATION) until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_TOPICS_DEFAULT)]
@@ -189,6 +193,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             max_connections: args.max_connections,
             max_in_flight_requests: args.max_in_flight_requests,
             max_in_flight_bytes: args.max_in_flight_bytes,
+            max_long_polls: args.max_long_polls,
         },
         object_limits,
     })

@@ -82,9 +82,11 @@ pub async fn fetch(
         let read = log.read(args.offset, max_bytes).await?;
         let bytes: usize = read.batches.iter().map(|b| b.len()).sum();
         let now = Instant::now();
+        let slot = (now < deadline).then(|| shard.long_poll_slot()).flatten();
         if bytes >= args.min_bytes.max(1) as usize
             || now >= deadline
             || shard.shutdown.is_triggered()
+            || slot.is_none()
         {
             crate::metrics::local::fetched(topic, partition, args.offset, &read.batches);
             return Ok(Fetched {
@@ -102,6 +104,7 @@ pub async fn fetch(
             shard.shutdown.wait(),
         )
         .await;
+        drop(slot);
     }
 }
 

@@ -513,10 +513,20 @@ async fn receive_on(
             .map_or(deadline, |d| d.min(deadline));
         q.wake_at.set(q.wake_at.get().min(due));
         let pulling = holder == Holder::Pull;
+        // Subscriptions are bounded per connection; pull waits by the shard's cap.
+        let slot = if pulling {
+            match shard.long_poll_slot() {
+                Some(slot) => Some(slot),
+                None => break,
+            }
+        } else {
+            None
+        };
         if pulling {
             q.waiting.set(q.waiting.get() + 1);
         }
         listener.await;
+        drop(slot);
         if pulling {
             q.waiting.set(q.waiting.get() - 1);
         }

@@ -43,6 +43,8 @@ pub struct Shard {
     cache: Rc<BatchCache>,
     /// Partition calls served here, and those that arrived here and ran on their owner.
     pub partition_requests: Cell<u64>,
+    /// Long polls waiting on this shard now (`long_poll_slot`).
+    long_polls: Rc<Cell<usize>>,
     pub forwarded: Cell<u64>,
     pub queues: runtime::Queues,
     /// Serialises catalog changes on the controller (a local async lock, no threads).
@@ -81,6 +83,7 @@ impl Shard {
             admin_lock: glommio::sync::Semaphore::new(1),
             queues,
             partition_requests: Cell::new(0),
+            long_polls: Rc::new(Cell::new(0)),
             forwarded: Cell::new(0),
         }
     }
@@ -88,6 +91,22 @@ impl Shard {
     /// The batch cache's hit and miss counters (for /metrics).
     pub fn cache_counters(&self) -> Arc<peregrine_shards::log::CacheCounters> {
         self.cache.counters()
+    }
+
+    /// A place for one more long poll on this shard, held while it waits; `None` at
+    /// `--max-long-polls`: the caller answers at once with what it has.
+    pub fn long_poll_slot(&self) -> Option<LongPollSlot> {
+        let max = self.config.connection_limits.max_long_polls;
+        if self.long_polls.get() >= max {
+            return None;
+        }
+        self.long_polls.set(self.long_polls.get() + 1);
+        Some(LongPollSlot(self.long_polls.clone()))
+    }
+
+    /// Long polls waiting on this shard now.
+    pub fn long_polls_waiting(&self) -> usize {
+        self.long_polls.get()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -270,5 +289,15 @@ impl Shard {
         if let Err(e) = self.groups.close().await {
             tracing::error!("closing groups: {e}");
         }
+    }
+}
+
+/// One waiting long poll's place in its shard's count; given back when dropped, so a
+/// long poll that is cancelled (its task dropped) gives it back too.
+pub struct LongPollSlot(Rc<Cell<usize>>);
+
+impl Drop for LongPollSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
