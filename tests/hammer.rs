@@ -61,8 +61,9 @@ const PEAK_RSS_MAX_BYTES: u64 = 256 << 20;
 /// 4,097 partitions made before the hammer, peaks of 271-347 MiB, and 439-553 MiB with
 /// native frames only (not yet explained: metadata, produce, consume, create and
 /// delete of such a topic each cost 3-12 MiB in all). The number of partitions a client
-/// may create is not bounded yet (issue 16); until it is, the bound grows with the most
-/// that existed during the hammer.
+/// may create is bounded by `--max-partitions` (100,000 by default), which is too many
+/// for a fixed RSS bound here, so the bound grows with the most that existed during the
+/// hammer.
 const PEAK_RSS_PER_PARTITION_BYTES: u64 = 128 << 10;
 /// The partitions `start_broker` makes (two topics of two).
 const PARTITIONS_AT_START: u64 = 4;
