@@ -36,52 +36,10 @@ const ROUNDS: u64 = 16;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the forgers may take in all.
 const FORGING_DEADLINE: Duration = Duration::from_secs(60);
-/// Request kinds of the native wire (see `kind`).
-const KINDS: usize = 37;
-
-/// The index of a request's kind. No catch-all: a new request kind does not compile
-/// until it is listed here, and the test then fails until `forged` sends it too.
-fn kind(r: &Request) -> usize {
-    match r {
-        Request::Metadata { .. } => 0,
-        Request::CreateTopic(_) => 1,
-        Request::DeleteTopic { .. } => 2,
-        Request::DescribeTopic { .. } => 3,
-        Request::Produce { .. } => 4,
-        Request::Fetch { .. } => 5,
-        Request::ListOffsets { .. } => 6,
-        Request::DeleteRecords { .. } => 7,
-        Request::PartitionStats { .. } => 8,
-        Request::JoinGroup { .. } => 9,
-        Request::Heartbeat { .. } => 10,
-        Request::LeaveGroup { .. } => 11,
-        Request::CommitOffsets { .. } => 12,
-        Request::FetchOffsets { .. } => 13,
-        Request::DescribeGroup { .. } => 14,
-        Request::CreatePartitions { .. } => 15,
-        Request::DeleteGroup { .. } => 16,
-        Request::ListGroups => 17,
-        Request::InitProducerId { .. } => 18,
-        Request::DeclareQueue(_) => 19,
-        Request::DeleteQueue { .. } => 20,
-        Request::ListQueues => 21,
-        Request::QueueStats { .. } => 22,
-        Request::PurgeQueue { .. } => 23,
-        Request::Publish { .. } => 24,
-        Request::DeclareExchange { .. } => 25,
-        Request::DeleteExchange { .. } => 26,
-        Request::ListExchanges => 27,
-        Request::Bind(_) => 28,
-        Request::Unbind(_) => 29,
-        Request::PublishToExchange { .. } => 30,
-        Request::PublishBatch { .. } => 31,
-        Request::Receive { .. } => 32,
-        Request::Ack { .. } => 33,
-        Request::Subscribe { .. } => 34,
-        Request::Nack { .. } => 35,
-        Request::ShardStats { .. } => 36,
-    }
-}
+/// Native request kinds: `Request::api_index` is an exhaustive match (no catch-all), so
+/// a new kind does not compile until it is listed there, and this test then fails until
+/// `forged` sends it too.
+const KINDS: usize = peregrine::metrics::NATIVE_APIS.len();
 
 /// Lease handles and holder-like ids nobody was given: zero, the largest, the top bit,
 /// and ids laid out as the broker numbers its subscriptions (shard above a counter).
@@ -319,7 +277,7 @@ fn forge(addr: &str, seed: u64) -> Result<u64, String> {
         let requests = forged(round + seed * ROUNDS);
         let mut covered = [false; KINDS];
         for (i, (request, payload, _)) in requests.into_iter().enumerate() {
-            covered[kind(&request)] = true;
+            covered[request.api_index()] = true;
             let id = [0, u64::MAX, 7, i as u64][i % 4];
             conn.send_raw(&frame_with_id(id, request, &payload))
                 .map_err(|e| e.to_string())?;

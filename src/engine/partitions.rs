@@ -82,12 +82,16 @@ pub async fn fetch(
         let read = log.read(args.offset, max_bytes).await?;
         let bytes: usize = read.batches.iter().map(|b| b.len()).sum();
         let now = Instant::now();
-        let slot = (now < deadline).then(|| shard.long_poll_slot()).flatten();
-        if bytes >= args.min_bytes.max(1) as usize
+        let answer_now = bytes >= args.min_bytes.max(1) as usize
             || now >= deadline
-            || shard.shutdown.is_triggered()
-            || slot.is_none()
-        {
+            || shard.shutdown.is_triggered();
+        // A place among the shard's long polls is taken only to wait (none: answer now).
+        let slot = if answer_now {
+            None
+        } else {
+            shard.long_poll_slot()
+        };
+        if slot.is_none() {
             crate::metrics::local::fetched(topic, partition, args.offset, &read.batches);
             return Ok(Fetched {
                 high_watermark: read.high_watermark,

@@ -156,16 +156,7 @@ impl OffsetLog {
         let now = now_ms();
         let records = offsets
             .into_iter()
-            .map(|c| OffsetRecord {
-                group: group.to_string(),
-                topic: c.topic,
-                partition: c.partition,
-                value: Some(OffsetValue {
-                    offset: c.offset,
-                    metadata: c.metadata,
-                    commit_time_ms: now,
-                }),
-            })
+            .map(|c| committed(group.to_string(), c, now))
             .collect();
         self.append_durably(records).await?;
         self.maybe_compact();
@@ -334,16 +325,9 @@ impl OffsetLog {
         let records: Vec<OffsetRecord> = imports
             .into_iter()
             .flat_map(|(group, offsets)| {
-                offsets.into_iter().map(move |c| OffsetRecord {
-                    group: group.clone(),
-                    topic: c.topic,
-                    partition: c.partition,
-                    value: Some(OffsetValue {
-                        offset: c.offset,
-                        metadata: c.metadata,
-                        commit_time_ms: now,
-                    }),
-                })
+                offsets
+                    .into_iter()
+                    .map(move |c| committed(group.clone(), c, now))
             })
             .collect();
         for chunk in records.chunks(CHECKPOINT_RECORDS_PER_BATCH) {
@@ -404,4 +388,17 @@ async fn replay(log: &PartitionLog) -> Result<BTreeMap<String, PartitionOffsets>
         glommio::yield_if_needed().await;
     }
     Ok(groups)
+}
+/// The log record of one committed offset, stamped with its commit time.
+fn committed(group: String, c: CommittedOffset, commit_time_ms: i64) -> OffsetRecord {
+    OffsetRecord {
+        group,
+        topic: c.topic,
+        partition: c.partition,
+        value: Some(OffsetValue {
+            offset: c.offset,
+            metadata: c.metadata,
+            commit_time_ms,
+        }),
+    }
 }
