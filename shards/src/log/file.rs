@@ -31,6 +31,9 @@ fn io_err(err: glommio::GlommioError<()>) -> io::Error {
 thread_local! {
     /// Devices whose io_uring poll-ring support this executor thread has probed.
     static PROBED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+    /// Directories already known to be on a probed device: their files open without
+    /// asking for the directory's device again (a hop to the blocking thread).
+    static PREPARED_DIRS: RefCell<HashSet<PathBuf>> = RefCell::new(HashSet::new());
     static PROBE_SEQ: Cell<u64> = const { Cell::new(0) };
     /// fdatasyncs of files opened through this module on this thread (one shard).
     static SYNC_STATS: Arc<SyncStats> = Arc::new(SyncStats::default());
@@ -110,11 +113,31 @@ async fn timed_fdatasync(file: &DmaFile) -> io::Result<()> {
 /// Every open in this module calls it. Code elsewhere that opens glommio DMA files on
 /// the same executor thread should call it first with the file's directory.
 pub async fn prepare_direct_io(dir: &Path) -> io::Result<()> {
-    let owned = dir.to_path_buf();
-    let dev = off_shard(move || std::fs::metadata(owned)).await?.dev();
-    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+    if PREPARED_DIRS.with(|d| d.borrow().contains(dir)) {
         return Ok(());
     }
+    let owned = dir.to_path_buf();
+    let dev = off_shard(move || std::fs::metadata(owned)).await?.dev();
+    if !PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        probe_device(dir).await?;
+        PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
+    }
+    PREPARED_DIRS.with(|d| {
+        let mut dirs = d.borrow_mut();
+        // Directories of deleted partitions stay listed; start afresh past a bound.
+        if dirs.len() >= PREPARED_DIRS_MAX {
+            dirs.clear();
+        }
+        dirs.insert(dir.to_path_buf());
+    });
+    Ok(())
+}
+
+/// Most directories `PREPARED_DIRS` remembers per thread.
+const PREPARED_DIRS_MAX: usize = 16_384;
+
+/// Gives glommio's pollable-device probe a real read on `dir`'s device.
+async fn probe_device(dir: &Path) -> io::Result<()> {
     let seq = PROBE_SEQ.with(|s| s.replace(s.get() + 1));
     // Ends in .tmp: recovery removes it if we crash before the removal below.
     let probe = dir.join(format!(".direct-io-probe-{}-{seq}.tmp", std::process::id()));
@@ -124,9 +147,7 @@ pub async fn prepare_direct_io(dir: &Path) -> io::Result<()> {
     if let Ok(file) = opened {
         let _ = file.close().await;
     }
-    off_shard(move || std::fs::remove_file(probe)).await?;
-    PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
-    Ok(())
+    off_shard(move || std::fs::remove_file(probe)).await
 }
 
 /// Bytes in the probe file: one block of the largest direct-I/O alignment we use.
