@@ -7,7 +7,7 @@
 
 use super::{errors, str_bytes, Ctx, NODE_ID};
 use crate::config::KafkaNodes;
-use crate::engine::{Object, TopicConfig, TopicInfo};
+use crate::engine::{EngineError, Object, TopicConfig, TopicInfo};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -39,7 +39,8 @@ pub async fn auto_create(ctx: &Ctx, name: &str) -> bool {
     };
     match ctx.engine.create_topic(name, config).await {
         Ok(()) => true,
-        Err(e) => errors::code(&e) == ResponseError::TopicAlreadyExists.code(),
+        // Created by another request meanwhile: not an error this client sees.
+        Err(e) => matches!(e, EngineError::TopicExists(_)),
     }
 }
 
