@@ -160,6 +160,10 @@ pub struct ServerConfig {
     pub stall_warn: Option<std::time::Duration>,
     /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
     pub http_addr: SocketAddr,
+    /// AMQP 0-9-1 address, shared by every shard.
+    pub amqp_addr: SocketAddr,
+    /// AMQP users besides `guest` (`--amqp-users`): name and password.
+    pub amqp_users: Vec<(String, String)>,
     /// Connections per listener and what each may hold in flight.
     pub connection_limits: ConnectionLimits,
     /// Caps on the numbers of topics, partitions, queues, exchanges and groups.

@@ -21,6 +21,8 @@ pub struct BrokerProcess {
     pub shard_ports: Vec<u16>,
     /// The HTTP address (`/metrics`, `/healthz`, `/readyz`).
     pub http_addr: String,
+    /// The AMQP 0-9-1 address.
+    pub amqp_addr: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +35,7 @@ pub enum SpawnError {
 
 impl BrokerProcess {
     /// Runs `bin serve --data-dir DIR` on ephemeral loopback ports plus `extra` flags
-    /// (a `--kafka-addr` or `--http-addr` among them replaces the ephemeral one); the
+    /// (a `--kafka-addr`, `--http-addr` or `--amqp-addr` among them replaces the ephemeral one); the
     /// broker's stderr goes to `DIR/broker.log`.
     pub fn spawn(
         bin: &Path,
@@ -61,6 +63,9 @@ impl BrokerProcess {
         }
         if !extra.iter().any(|a| a == "--http-addr") {
             cmd.args(["--http-addr", "127.0.0.1:0"]);
+        }
+        if !extra.iter().any(|a| a == "--amqp-addr") {
+            cmd.args(["--amqp-addr", "127.0.0.1:0"]);
         }
         cmd.args(extra)
             .stdout(Stdio::piped())
@@ -97,6 +102,7 @@ impl BrokerProcess {
             addr: field("native="),
             kafka_addr: field("kafka="),
             http_addr: field("http="),
+            amqp_addr: field("amqp="),
             shard_ports: field("shard_ports=")
                 .split(',')
                 .filter_map(|p| p.parse().ok())

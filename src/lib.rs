@@ -9,6 +9,7 @@
 //! bench, tests); `bench` and `tune` are tools the CLI runs; `args` holds the argument
 //! types the CLI and the bench share.
 
+pub mod amqp;
 pub mod args;
 pub mod bench;
 pub mod cli;

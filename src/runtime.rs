@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::timer::sleep;
-pub use glommio::{spawn_local, yield_if_needed};
+pub use glommio::{spawn_local, yield_if_needed, Task};
 
 /// io_uring registered buffer memory per shard.
 const IO_MEMORY_BYTES: usize = 16 << 20;

@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// shard; port 0 picks a free one (the ready line names it).
     #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
     pub http_addr: SocketAddr,
+    /// AMQP 0-9-1 address (RabbitMQ clients), shared by every shard; port 0 picks a free
+    /// one (the ready line names it).
+    #[arg(long, default_value = crate::amqp::AMQP_ADDR_DEFAULT)]
+    pub amqp_addr: SocketAddr,
+    /// AMQP users besides `guest` (who may log in from loopback only): a file of
+    /// `name:password` lines (`#` starts a comment).
+    #[arg(long)]
+    pub amqp_users: Option<std::path::PathBuf>,
     /// Open connections per listener (native, Kafka, HTTP), across every shard and the
     /// shards' own ports. One past it is accepted and closed at once (native clients
     /// get an error frame first); refusals are logged at most once a second per shard.
@@ -167,6 +175,10 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
+    let amqp_users = match &args.amqp_users {
+        Some(path) => crate::amqp::auth::load_users(path)?,
+        None => Vec::new(),
+    };
     Ok(ServerConfig {
         data_dir: args.data_dir,
         native_addr: args.native_addr,
@@ -189,6 +201,8 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         producer_id_expiration_ms: args.producer_id_expiration_ms,
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
+        amqp_addr: args.amqp_addr,
+        amqp_users,
         connection_limits: config::ConnectionLimits {
             max_connections: args.max_connections,
             max_in_flight_requests: args.max_in_flight_requests,
@@ -259,6 +273,15 @@ pub fn front_ends() -> crate::server::FrontEnds {
                 ))
             },
             refusal: crate::http::refusal,
+        },
+        amqp: FrontEnd {
+            serve: |engine, stream| {
+                Box::pin(connection(
+                    Protocol::Amqp,
+                    crate::amqp::serve(engine, stream),
+                ))
+            },
+            refusal: crate::amqp::refusal,
         },
     }
 }

@@ -35,9 +35,10 @@ pub enum Protocol {
     Native = 0,
     Kafka = 1,
     Http = 2,
+    Amqp = 3,
 }
 
-pub const PROTOCOLS: [&str; 3] = ["native", "kafka", "http"];
+pub const PROTOCOLS: [&str; 4] = ["native", "kafka", "http", "amqp"];
 
 /// Native request kinds, by the index `native::messages::Request::api_index` gives
 /// (the native front end's tests check that the two agree).

@@ -22,6 +22,7 @@ pub struct OpenConnections {
     pub native: ListenerCount,
     pub kafka: ListenerCount,
     pub http: ListenerCount,
+    pub amqp: ListenerCount,
 }
 
 impl OpenConnections {
@@ -35,6 +36,7 @@ impl OpenConnections {
             native: count("native"),
             kafka: count("Kafka"),
             http: count("HTTP"),
+            amqp: count("AMQP"),
         }
     }
 }

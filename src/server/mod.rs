@@ -42,6 +42,7 @@ pub struct FrontEnds {
     pub native: FrontEnd,
     pub kafka: FrontEnd,
     pub http: FrontEnd,
+    pub amqp: FrontEnd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,7 @@ struct ShardSockets {
     kafka: StdListener,
     kafka_own: StdListener,
     http: StdListener,
+    amqp: StdListener,
 }
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
@@ -107,6 +109,9 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let http = listeners::bind_shared(config.http_addr, config.shards)
         .map_err(listen_err(config.http_addr.to_string()))?;
     let http_addr = http[0].local_addr().map_err(listen_err("http".into()))?;
+    let amqp = listeners::bind_shared(config.amqp_addr, config.shards)
+        .map_err(listen_err(config.amqp_addr.to_string()))?;
+    let amqp_addr = amqp[0].local_addr().map_err(listen_err("amqp".into()))?;
     let kafka_own = listeners::bind_own(kafka_addr, kafka_base, config.shards)
         .map_err(listen_err(format!("Kafka shard ports from {kafka_base}")))?;
     config.kafka_shard_ports = kafka_own
@@ -130,8 +135,13 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let mut handles = Vec::new();
     let metrics = crate::metrics::Metrics::new(config.shards);
     let open = listeners::OpenConnections::new(config.connection_limits.max_connections);
-    let sockets = native.into_iter().zip(own).zip(kafka).zip(kafka_own);
-    for (i, ((((native, own), kafka), kafka_own), http)) in sockets.zip(http).enumerate() {
+    let sockets = native
+        .into_iter()
+        .zip(own)
+        .zip(kafka)
+        .zip(kafka_own)
+        .zip(http);
+    for (i, (((((native, own), kafka), kafka_own), http), amqp)) in sockets.zip(amqp).enumerate() {
         let start = ShardStart {
             metrics: metrics.clone(),
             config: config.clone(),
@@ -145,6 +155,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
                 kafka,
                 kafka_own,
                 http,
+                amqp,
             },
             ready: ready_tx.clone(),
             front_ends,
@@ -182,7 +193,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         .collect();
     // Tests and scripts read this line to find the ports.
     println!(
-        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr}",
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr} amqp={amqp_addr}",
         config.shards,
         ports.join(","),
         kafka_ports.join(",")
@@ -251,6 +262,7 @@ async fn shard_main(start: ShardStart) {
         kafka,
         kafka_own,
         http,
+        amqp,
     } = start.sockets;
     let serve = start.front_ends;
     let open = start.open;
@@ -261,6 +273,7 @@ async fn shard_main(start: ShardStart) {
         (kafka, serve.kafka, open.kafka.clone()),
         (kafka_own, serve.kafka, open.kafka),
         (http, serve.http, open.http),
+        (amqp, serve.amqp, open.amqp),
     ]
     .map(|(listener, front_end, open)| {
         let listener = runtime::adopt_listener(listener);

@@ -2,6 +2,7 @@
 //! data directory, and hands out native clients and CLI commands pointed at it.
 #![allow(dead_code)]
 
+pub mod amqp_raw;
 pub mod kafka_raw;
 
 use peregrine::client::Client;
@@ -17,6 +18,8 @@ pub struct Broker {
     process: Option<BrokerProcess>,
     pub addr: String,
     pub kafka_addr: String,
+    /// The AMQP 0-9-1 address (`host:port`).
+    pub amqp_addr: String,
     pub shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     extra: Vec<String>,
@@ -48,6 +51,7 @@ impl Broker {
         Broker {
             addr: process.addr.clone(),
             kafka_addr: process.kafka_addr.clone(),
+            amqp_addr: process.amqp_addr.clone(),
             shard_ports: process.shard_ports.clone(),
             process: Some(process),
             data_dir: data_dir.to_path_buf(),
@@ -92,6 +96,7 @@ impl Broker {
         let process = spawn(&self.data_dir, &self.extra);
         self.addr = process.addr.clone();
         self.kafka_addr = process.kafka_addr.clone();
+        self.amqp_addr = process.amqp_addr.clone();
         self.shard_ports = process.shard_ports.clone();
         self.process = Some(process);
     }

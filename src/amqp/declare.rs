@@ -1,0 +1,429 @@
+//! The `exchange.*` and `queue.*` methods: declarations (with RabbitMQ's `x-` arguments
+//! as engine settings), bindings, purge and delete.
+
+use super::channel::Channel;
+use super::connection::Conn;
+use super::consume::{generated_name, not_found, AMQP_LEASE_MS};
+use super::errors::{self, AmqpError};
+use crate::engine::{
+    BindTarget, Binding, EngineError, ExchangeChange, ExchangeKind, Overflow, QueueConfig,
+};
+use amq_protocol::protocol::{exchange, queue, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use std::rc::Rc;
+
+pub async fn exchange_method(
+    conn: &Rc<Conn>,
+    ch: &Rc<Channel>,
+    m: exchange::AMQPMethod,
+) -> Result<(), AmqpError> {
+    let reply = |nowait: bool, method: exchange::AMQPMethod| {
+        if !nowait {
+            conn.out.method(ch.id, AMQPClass::Exchange(method));
+        }
+    };
+    match m {
+        exchange::AMQPMethod::Declare(d) => {
+            let name = d.exchange.as_str();
+            if d.passive {
+                if name.is_empty() || exchange_exists(conn, name) {
+                    reply(
+                        d.nowait,
+                        exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+                    );
+                    return Ok(());
+                }
+                return Err(no_exchange(name));
+            }
+            check_exchange_name(name)?;
+            let kind = exchange_kind(d.kind.as_str(), &d.arguments)?;
+            let change = ExchangeChange::Declare {
+                name: name.to_string(),
+                kind,
+            };
+            conn.engine
+                .change_exchanges(change)
+                .await
+                .map_err(|e| match e {
+                    EngineError::QueueMismatch(_) | EngineError::InvalidRequest(_) => {
+                        AmqpError::new(
+                            errors::PRECONDITION_FAILED,
+                            format!("inequivalent arg 'type' for exchange '{name}' in vhost '/'"),
+                        )
+                    }
+                    e => AmqpError::from(e),
+                })?;
+            reply(
+                d.nowait,
+                exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+            );
+            Ok(())
+        }
+        exchange::AMQPMethod::Delete(d) => {
+            let name = d.exchange.as_str();
+            check_exchange_name(name)?;
+            if d.if_unused {
+                let bound = conn
+                    .engine
+                    .list_exchanges()
+                    .bindings
+                    .iter()
+                    .any(|b| b.exchange == name);
+                if bound {
+                    return Err(AmqpError::new(
+                        errors::PRECONDITION_FAILED,
+                        format!("exchange '{name}' in vhost '/' in use"),
+                    ));
+                }
+            }
+            let change = ExchangeChange::Delete {
+                name: name.to_string(),
+            };
+            match conn.engine.change_exchanges(change).await {
+                // Deleting what is not there is fine in 0-9-1 (RabbitMQ agrees).
+                Ok(()) | Err(EngineError::UnknownExchange(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            reply(
+                d.nowait,
+                exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+            );
+            Ok(())
+        }
+        exchange::AMQPMethod::Bind(_) | exchange::AMQPMethod::Unbind(_) => Err(AmqpError::new(
+            errors::NOT_IMPLEMENTED,
+            "exchange-to-exchange bindings are not supported yet",
+        )),
+        _ => Err(AmqpError::new(
+            errors::COMMAND_INVALID,
+            "a server-to-client exchange method from the client",
+        )),
+    }
+}
+
+fn exchange_exists(conn: &Conn, name: &str) -> bool {
+    conn.engine
+        .list_exchanges()
+        .exchanges
+        .iter()
+        .any(|(n, _)| n == name)
+}
+
+fn no_exchange(name: &str) -> AmqpError {
+    AmqpError::new(
+        errors::NOT_FOUND,
+        format!("no exchange '{name}' in vhost '/'"),
+    )
+}
+
+/// The default exchange and `amq.*` names are the broker's.
+fn check_exchange_name(name: &str) -> Result<(), AmqpError> {
+    if name.is_empty() || name.starts_with("amq.") {
+        return Err(AmqpError::new(
+            errors::ACCESS_REFUSED,
+            format!("operation not permitted on exchange '{name}' in vhost '/'"),
+        ));
+    }
+    Ok(())
+}
+
+fn exchange_kind(kind: &str, args: &FieldTable) -> Result<ExchangeKind, AmqpError> {
+    let kind = match kind {
+        "x-delayed-message" => match args.inner().get("x-delayed-type") {
+            Some(v) => text(v).unwrap_or_default(),
+            None => {
+                return Err(AmqpError::new(
+                    errors::PRECONDITION_FAILED,
+                    "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                ))
+            }
+        },
+        k => k.to_string(),
+    };
+    match kind.as_str() {
+        "direct" => Ok(ExchangeKind::Direct),
+        "fanout" => Ok(ExchangeKind::Fanout),
+        "topic" => Ok(ExchangeKind::Topic),
+        "headers" => Ok(ExchangeKind::Headers),
+        other => Err(AmqpError::new(
+            errors::COMMAND_INVALID,
+            format!("unknown exchange type '{other}'"),
+        )),
+    }
+}
+
+pub async fn queue_method(
+    conn: &Rc<Conn>,
+    ch: &Rc<Channel>,
+    m: queue::AMQPMethod,
+) -> Result<(), AmqpError> {
+    let reply = |nowait: bool, method: queue::AMQPMethod| {
+        if !nowait {
+            conn.out.method(ch.id, AMQPClass::Queue(method));
+        }
+    };
+    match m {
+        queue::AMQPMethod::Declare(d) => {
+            let mut name = d.queue.as_str().to_string();
+            if d.passive {
+                let stats = conn
+                    .engine
+                    .queue_stats(&name)
+                    .await
+                    .map_err(not_found(&name))?;
+                reply(d.nowait, declare_ok(&name, stats.ready, stats.consumers));
+                return Ok(());
+            }
+            if name.is_empty() {
+                name = generated_name("amq.gen-");
+            } else if name.starts_with("amq.") {
+                return Err(AmqpError::new(
+                    errors::ACCESS_REFUSED,
+                    format!("queue name '{name}' contains reserved prefix 'amq.*'"),
+                ));
+            }
+            let config = queue_config(&d.arguments)?;
+            conn.engine
+                .declare_queue(&name, config)
+                .await
+                .map_err(|e| match e {
+                    EngineError::QueueMismatch(m) => AmqpError::new(
+                        errors::PRECONDITION_FAILED,
+                        format!("inequivalent arg for queue '{name}' in vhost '/': {m}"),
+                    ),
+                    e => AmqpError::from(e),
+                })?;
+            if d.exclusive && !conn.exclusive.borrow().contains(&name) {
+                conn.exclusive.borrow_mut().push(name.clone());
+            }
+            let stats = conn.engine.queue_stats(&name).await?;
+            reply(d.nowait, declare_ok(&name, stats.ready, stats.consumers));
+            Ok(())
+        }
+        queue::AMQPMethod::Bind(b) => {
+            let binding = binding(
+                b.exchange.as_str(),
+                b.queue.as_str(),
+                b.routing_key.as_str(),
+                &b.arguments,
+            )?;
+            bind(conn, ExchangeChange::Bind(binding)).await?;
+            reply(b.nowait, queue::AMQPMethod::BindOk(queue::BindOk {}));
+            Ok(())
+        }
+        queue::AMQPMethod::Unbind(u) => {
+            let binding = binding(
+                u.exchange.as_str(),
+                u.queue.as_str(),
+                u.routing_key.as_str(),
+                &u.arguments,
+            )?;
+            match conn
+                .engine
+                .change_exchanges(ExchangeChange::Unbind(binding))
+                .await
+            {
+                Ok(()) | Err(EngineError::InvalidRequest(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            reply(false, queue::AMQPMethod::UnbindOk(queue::UnbindOk {}));
+            Ok(())
+        }
+        queue::AMQPMethod::Purge(p) => {
+            let name = p.queue.as_str();
+            let purged = conn
+                .engine
+                .purge_queue(name)
+                .await
+                .map_err(not_found(name))?;
+            let ok = queue::PurgeOk {
+                message_count: u32::try_from(purged).unwrap_or(u32::MAX),
+            };
+            reply(p.nowait, queue::AMQPMethod::PurgeOk(ok));
+            Ok(())
+        }
+        queue::AMQPMethod::Delete(d) => {
+            let name = d.queue.as_str();
+            let stats = match conn.engine.queue_stats(name).await {
+                Ok(s) => s,
+                // Deleting what is not there answers 0 (as RabbitMQ does).
+                Err(EngineError::UnknownQueue(_)) => {
+                    reply(
+                        d.nowait,
+                        queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: 0 }),
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if d.if_unused && stats.consumers > 0 {
+                return Err(AmqpError::new(
+                    errors::PRECONDITION_FAILED,
+                    format!("queue '{name}' in vhost '/' in use"),
+                ));
+            }
+            if d.if_empty && stats.ready + stats.delayed + stats.in_flight > 0 {
+                return Err(AmqpError::new(
+                    errors::PRECONDITION_FAILED,
+                    format!("queue '{name}' in vhost '/' is not empty"),
+                ));
+            }
+            match conn.engine.delete_queue(name).await {
+                Ok(()) | Err(EngineError::UnknownQueue(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            conn.exclusive.borrow_mut().retain(|q| q != name);
+            let ok = queue::DeleteOk {
+                message_count: u32::try_from(stats.ready).unwrap_or(u32::MAX),
+            };
+            reply(d.nowait, queue::AMQPMethod::DeleteOk(ok));
+            Ok(())
+        }
+        _ => Err(AmqpError::new(
+            errors::COMMAND_INVALID,
+            "a server-to-client queue method from the client",
+        )),
+    }
+}
+
+async fn bind(conn: &Conn, change: ExchangeChange) -> Result<(), AmqpError> {
+    conn.engine
+        .change_exchanges(change)
+        .await
+        .map_err(|e| match e {
+            EngineError::UnknownExchange(m) | EngineError::UnknownQueue(m) => {
+                AmqpError::new(errors::NOT_FOUND, m)
+            }
+            e => AmqpError::from(e),
+        })
+}
+
+fn declare_ok(name: &str, ready: u64, consumers: u64) -> queue::AMQPMethod {
+    queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+        queue: name.into(),
+        message_count: u32::try_from(ready).unwrap_or(u32::MAX),
+        consumer_count: u32::try_from(consumers).unwrap_or(u32::MAX),
+    })
+}
+
+fn binding(
+    exchange: &str,
+    queue: &str,
+    key: &str,
+    args: &FieldTable,
+) -> Result<Binding, AmqpError> {
+    if exchange.is_empty() {
+        return Err(AmqpError::new(
+            errors::ACCESS_REFUSED,
+            "operation not permitted on the default exchange",
+        ));
+    }
+    let mut match_all = true;
+    let mut headers = Vec::new();
+    for (k, v) in args {
+        match k.as_str() {
+            "x-match" => {
+                match_all = match text(v).as_deref() {
+                    Some("all") | Some("all-with-x") => true,
+                    Some("any") | Some("any-with-x") => false,
+                    _ => return Err(AmqpError::new(
+                        errors::PRECONDITION_FAILED,
+                        "Invalid x-match field value; expected all, any, all-with-x, or any-with-x",
+                    )),
+                }
+            }
+            name if name.starts_with("x-") => {}
+            name => {
+                if let Some(t) = text(v) {
+                    headers.push((name.to_string(), t));
+                }
+            }
+        }
+    }
+    Ok(Binding {
+        exchange: exchange.to_string(),
+        target: BindTarget::Queue(queue.to_string()),
+        routing_key: key.to_string(),
+        headers,
+        match_all,
+    })
+}
+
+/// A scalar argument as text (the form message headers are matched in).
+fn text(v: &AMQPValue) -> Option<String> {
+    Some(match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        _ => return int(v).map(|i| i.to_string()),
+    })
+}
+
+fn int(v: &AMQPValue) -> Option<i64> {
+    Some(match *v {
+        AMQPValue::ShortShortInt(i) => i64::from(i),
+        AMQPValue::ShortShortUInt(i) => i64::from(i),
+        AMQPValue::ShortInt(i) => i64::from(i),
+        AMQPValue::ShortUInt(i) => i64::from(i),
+        AMQPValue::LongInt(i) => i64::from(i),
+        AMQPValue::LongUInt(i) => i64::from(i),
+        AMQPValue::LongLongInt(i) => i,
+        AMQPValue::Timestamp(i) => i64::try_from(i).ok()?,
+        _ => return None,
+    })
+}
+
+/// RabbitMQ's queue arguments as engine settings.
+pub fn queue_config(args: &FieldTable) -> Result<QueueConfig, AmqpError> {
+    let mut config = QueueConfig {
+        visibility_timeout_ms: AMQP_LEASE_MS,
+        ..QueueConfig::default()
+    };
+    let invalid = |name: &str, why: &str| {
+        AmqpError::new(
+            errors::PRECONDITION_FAILED,
+            format!("invalid arg '{name}' for queue: {why}"),
+        )
+    };
+    for (k, v) in args {
+        let name = k.as_str();
+        let non_negative = || {
+            int(v)
+                .filter(|i| *i >= 0)
+                .map(|i| i as u64)
+                .ok_or_else(|| invalid(name, "expected a non-negative integer"))
+        };
+        match name {
+            "x-max-priority" => {
+                let p = non_negative()?;
+                config.max_priority = u8::try_from(p.min(255)).unwrap_or(255);
+            }
+            "x-message-ttl" => config.ttl_ms = Some(non_negative()?),
+            "x-max-length" => config.max_length = Some(non_negative()?),
+            "x-max-length-bytes" => config.max_bytes = Some(non_negative()?),
+            "x-delivery-limit" | "x-max-retries" => {
+                // "Unsuccessful deliveries allowed": dead-lettered on the one after.
+                let limit = non_negative()?;
+                config.max_deliveries = Some(u32::try_from(limit + 1).unwrap_or(u32::MAX));
+            }
+            "x-dead-letter-exchange" => {
+                let dlx = text(v).ok_or_else(|| invalid(name, "expected a string"))?;
+                config.dead_letter = (!dlx.is_empty()).then_some(dlx);
+            }
+            "x-overflow" => {
+                config.overflow = match text(v).as_deref() {
+                    Some("drop-head") => Overflow::DropHead,
+                    Some("reject-publish") | Some("reject-publish-dlx") => Overflow::RejectPublish,
+                    _ => return Err(invalid(name, "expected drop-head or reject-publish")),
+                }
+            }
+            "x-queue-type" => match text(v).as_deref() {
+                Some("classic") | Some("quorum") => {}
+                _ => return Err(invalid(name, "expected classic or quorum")),
+            },
+            // Accepted and not applicable to this engine (or not supported yet).
+            _ => {}
+        }
+    }
+    Ok(config)
+}

@@ -1,0 +1,209 @@
+//! `basic.publish` once its content has arrived: properties checked and carried as
+//! engine headers, the message routed by the engine, `basic.return` for an unroutable
+//! mandatory message, and publisher confirms in publish order (runs of one outcome
+//! confirmed with `multiple`).
+//!
+//! Each publish runs as a task of its own, spawned in arrival order, so a connection
+//! keeps many in flight (bounded by the connection, see `Conn::publish_room`); the
+//! engine appends a publish to its queue when the task first runs, so per-queue order
+//! is the publish order. A persistent message on a confirm channel is confirmed once it
+//! is on disk in every queue it reached (`PublishSpec::durable`).
+
+use super::channel::{Assembly, Channel};
+use super::connection::Conn;
+use super::errors::{self, AmqpError};
+use super::frames;
+use super::props;
+use crate::engine::{EngineError, PublishSpec};
+use amq_protocol::protocol::basic::{self, AMQPProperties};
+use amq_protocol::protocol::AMQPClass;
+use bytes::Bytes;
+use std::rc::Rc;
+
+/// The pseudo-queue of RabbitMQ's direct reply-to.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Headers that carry the exchange and routing key a message was published with.
+pub const EXCHANGE_HEADER: &str = "amqp-exchange";
+pub const ROUTING_KEY_HEADER: &str = "amqp-routing-key";
+
+struct Publish {
+    exchange: String,
+    routing_key: String,
+    /// The properties, kept only for a mandatory publish's `basic.return`.
+    returned: Option<AMQPProperties>,
+    spec: PublishSpec,
+    body: Bytes,
+    seq: Option<u64>,
+}
+
+pub fn start(conn: &Rc<Conn>, ch: &Rc<Channel>, a: Assembly) -> Result<(), AmqpError> {
+    let mut properties = a.properties.unwrap_or_default();
+    if let Some(user) = properties.user_id() {
+        let logged_in = conn.user.borrow();
+        if user.as_str() != logged_in.as_str() {
+            return Err(AmqpError::new(
+                errors::PRECONDITION_FAILED,
+                format!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    user.as_str(),
+                    logged_in.as_str()
+                ),
+            )
+            .at((60, 40)));
+        }
+    }
+    let ttl_ms = match properties.expiration() {
+        Some(e) => Some(e.as_str().parse::<u64>().map_err(|_| {
+            AmqpError::new(
+                errors::PRECONDITION_FAILED,
+                format!("invalid expiration '{}'", e.as_str()),
+            )
+            .at((60, 40))
+        })?),
+        None => None,
+    };
+    if properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO) {
+        let Some(queue) = ch.reply_queue.borrow().clone() else {
+            return Err(AmqpError::new(
+                errors::PRECONDITION_FAILED,
+                "fast reply consumer does not exist",
+            )
+            .at((60, 40)));
+        };
+        properties = properties.with_reply_to(queue.into());
+    }
+    let exchange = a.method.exchange.as_str().to_string();
+    let routing_key = a.method.routing_key.as_str().to_string();
+    let mut headers = props::to_headers(&properties);
+    if !exchange.is_empty() {
+        headers.push((EXCHANGE_HEADER.to_string(), exchange.clone()));
+    }
+    headers.push((ROUTING_KEY_HEADER.to_string(), routing_key.clone()));
+    let spec = PublishSpec {
+        priority: properties.priority().unwrap_or(0),
+        ttl_ms,
+        headers,
+        // Transient messages are journaled without waiting for the disk.
+        durable: ch.confirm.get() && *properties.delivery_mode() == Some(2),
+        ..PublishSpec::default()
+    };
+    let seq = ch.confirm.get().then(|| {
+        let seq = ch.next_publish.get();
+        ch.next_publish.set(seq + 1);
+        seq
+    });
+    let body = a.body.into_bytes();
+    let publish = Publish {
+        exchange,
+        routing_key,
+        returned: a.method.mandatory.then_some(properties),
+        spec,
+        body,
+        seq,
+    };
+    let bytes = publish.body.len() as u64;
+    conn.publish_started(bytes);
+    ch.publishing.set(ch.publishing.get() + 1);
+    let (conn, ch) = (conn.clone(), ch.clone());
+    crate::runtime::spawn_local(async move {
+        let seq = publish.seq;
+        let ack = run(&conn, &ch, publish).await;
+        conn.publish_finished(bytes);
+        ch.publishing.set(ch.publishing.get().saturating_sub(1));
+        if ch.publishing.get() == 0 {
+            ch.publish_idle.notify(usize::MAX);
+        }
+        if let Some(seq) = seq {
+            confirm(&conn, &ch, seq, ack);
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// Routes one message; whether it is acked (false: nacked).
+async fn run(conn: &Rc<Conn>, ch: &Rc<Channel>, p: Publish) -> bool {
+    let routed = conn
+        .engine
+        .publish_to_exchange(&p.exchange, &p.routing_key, p.spec, p.body.clone())
+        .await;
+    match routed {
+        Ok(routed) => {
+            if let Some(properties) = p.returned {
+                if routed.queues + routed.topics == 0 && !ch.is_closing() {
+                    let ret = basic::Return {
+                        reply_code: errors::NO_ROUTE,
+                        reply_text: "NO_ROUTE".into(),
+                        exchange: p.exchange.as_str().into(),
+                        routing_key: p.routing_key.as_str().into(),
+                    };
+                    let frame_max = conn.frame_max.get();
+                    conn.out.push(|b| {
+                        frames::encode_method(
+                            b,
+                            ch.id,
+                            AMQPClass::Basic(basic::AMQPMethod::Return(ret)),
+                        );
+                        frames::encode_content(b, ch.id, properties, &p.body, frame_max);
+                    });
+                }
+            }
+            true
+        }
+        // reject-publish: the publisher hears a nack (nothing without confirms).
+        Err(EngineError::QueueFull(_)) => false,
+        Err(e @ (EngineError::Internal(_) | EngineError::ShuttingDown(_))) => {
+            tracing::warn!(peer = %conn.peer, exchange = %p.exchange, "AMQP publish failed: {e}");
+            false
+        }
+        Err(e) => {
+            let e = AmqpError::from(e).at((60, 40));
+            conn.channel_error(ch, e);
+            false
+        }
+    }
+}
+
+/// Records publish `seq`'s outcome and confirms every publish up to the first still
+/// running, in order, a run of equal outcomes in one `multiple` ack or nack.
+fn confirm(conn: &Rc<Conn>, ch: &Rc<Channel>, seq: u64, ack: bool) {
+    ch.confirmed.borrow_mut().insert(seq, ack);
+    let mut floor = ch.confirm_floor.get();
+    let mut run: Option<(bool, u64, u64)> = None;
+    let mut runs = Vec::new();
+    {
+        let mut confirmed = ch.confirmed.borrow_mut();
+        while let Some(ack) = confirmed.remove(&floor) {
+            run = match run {
+                Some((kind, first, _)) if kind == ack => Some((kind, first, floor)),
+                Some(done) => {
+                    runs.push(done);
+                    Some((ack, floor, floor))
+                }
+                None => Some((ack, floor, floor)),
+            };
+            floor += 1;
+        }
+    }
+    runs.extend(run);
+    ch.confirm_floor.set(floor);
+    if ch.is_closing() {
+        return;
+    }
+    for (ack, first, last) in runs {
+        let multiple = last > first;
+        let method = if ack {
+            basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: last,
+                multiple,
+            })
+        } else {
+            basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: last,
+                multiple,
+                requeue: false,
+            })
+        };
+        conn.out.method(ch.id, AMQPClass::Basic(method));
+    }
+}
