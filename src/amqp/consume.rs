@@ -36,13 +36,28 @@ pub const AMQP_LEASE_MS: u64 = 30 * 60 * 1000;
 /// that holds the lease (kept alive until the lease is settled).
 pub struct Unacked {
     pub queue: Rc<str>,
-    pub handle: u64,
-    /// Held, never read: the subscription lives until this lease is settled.
-    pub _sub: Option<Rc<Subscription>>,
+    pub lease: Lease,
+}
+
+pub enum Lease {
+    /// An engine lease, settled by handle. The subscription (held, never read) lives
+    /// until the lease is settled.
+    Engine {
+        handle: u64,
+        _sub: Option<Rc<Subscription>>,
+    },
+    /// A delivery from a stream: acking it only gives its consumer credit back.
+    Stream { _credit: super::stream::Credit },
 }
 
 pub struct Consumer {
     task: Option<runtime::Task<()>>,
+}
+
+impl Consumer {
+    pub fn new(task: runtime::Task<()>) -> Consumer {
+        Consumer { task: Some(task) }
+    }
 }
 
 impl Drop for Consumer {
@@ -90,11 +105,13 @@ pub async fn consume(
         }
         queue = reply_queue(conn, ch).await?;
     } else {
-        let stats = conn
-            .engine
-            .queue_stats(&queue)
-            .await
-            .map_err(not_found(&queue))?;
+        let stats = match conn.engine.queue_stats(&queue).await {
+            Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&queue) => {
+                let tag = consumer_tag(ch, c.consumer_tag.as_str())?;
+                return super::stream::consume(conn, ch, c, tag).await;
+            }
+            stats => stats.map_err(not_found(&queue))?,
+        };
         if c.exclusive && stats.consumers > 0 {
             return Err(AmqpError::new(
                 errors::ACCESS_REFUSED,
@@ -102,22 +119,7 @@ pub async fn consume(
             ));
         }
     }
-    let tag = match c.consumer_tag.as_str() {
-        "" => generated_name("amq.ctag-"),
-        t => t.to_string(),
-    };
-    if ch.consumers.borrow().contains_key(&tag) {
-        return Err(AmqpError::new(
-            errors::NOT_ALLOWED,
-            format!("attempt to reuse consumer tag '{tag}'"),
-        ));
-    }
-    if ch.consumers.borrow().len() >= CONSUMERS_MAX {
-        return Err(AmqpError::new(
-            errors::RESOURCE_ERROR,
-            format!("a channel may have {CONSUMERS_MAX} consumers"),
-        ));
-    }
+    let tag = consumer_tag(ch, c.consumer_tag.as_str())?;
     let prefetch = match (ch.prefetch_consumer.get(), ch.prefetch_channel.get()) {
         (0, 0) => UNLIMITED_PREFETCH,
         (0, n) | (n, _) => u32::from(n),
@@ -142,6 +144,27 @@ pub async fn consume(
         .borrow_mut()
         .insert(tag, Consumer { task: Some(task) });
     Ok(())
+}
+
+/// The tag a new consumer gets: the client's, or a generated one.
+fn consumer_tag(ch: &Channel, asked: &str) -> Result<String, AmqpError> {
+    let tag = match asked {
+        "" => generated_name("amq.ctag-"),
+        t => t.to_string(),
+    };
+    if ch.consumers.borrow().contains_key(&tag) {
+        return Err(AmqpError::new(
+            errors::NOT_ALLOWED,
+            format!("attempt to reuse consumer tag '{tag}'"),
+        ));
+    }
+    if ch.consumers.borrow().len() >= CONSUMERS_MAX {
+        return Err(AmqpError::new(
+            errors::RESOURCE_ERROR,
+            format!("a channel may have {CONSUMERS_MAX} consumers"),
+        ));
+    }
+    Ok(tag)
 }
 
 /// The private queue behind `amq.rabbitmq.reply-to` for channel `ch` (made on first use).
@@ -186,7 +209,7 @@ impl Delivery {
             match sub.next().await {
                 Ok(got) => self.deliver(&sub, got),
                 Err(e) => {
-                    self.ended(e);
+                    consumer_ended(&self.conn, &self.ch, &self.tag, &e);
                     return;
                 }
             }
@@ -209,29 +232,6 @@ impl Delivery {
                 return;
             }
             listener.await;
-        }
-    }
-
-    /// The queue went (or the broker is stopping): the client is told its consumer
-    /// was cancelled.
-    fn ended(&self, e: EngineError) {
-        tracing::debug!(consumer = %self.tag, queue = %self.queue, "AMQP consumer ended: {e}");
-        let removed = self.ch.consumers.borrow_mut().remove(&self.tag);
-        if let Some(mut consumer) = removed {
-            // This task is that consumer's: let it finish rather than cancel itself.
-            if let Some(task) = consumer.task.take() {
-                task.detach();
-            }
-            if self.conn.cancel_notify.get() && !self.ch.is_closing() {
-                let cancel = basic::Cancel {
-                    consumer_tag: self.tag.as_str().into(),
-                    nowait: true,
-                };
-                self.conn.out.method(
-                    self.ch.id,
-                    AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)),
-                );
-            }
         }
     }
 
@@ -261,8 +261,10 @@ impl Delivery {
                     tag,
                     Unacked {
                         queue: self.queue.clone(),
-                        handle: m.handles[i],
-                        _sub: Some(sub.clone()),
+                        lease: Lease::Engine {
+                            handle: m.handles[i],
+                            _sub: Some(sub.clone()),
+                        },
                     },
                 );
             }
@@ -287,9 +289,30 @@ impl Delivery {
     }
 }
 
+/// A consumer's queue went (or the broker is stopping): the client is told its consumer
+/// was cancelled. Called from the consumer's own task.
+pub fn consumer_ended(conn: &Conn, ch: &Channel, tag: &str, e: &EngineError) {
+    tracing::debug!(consumer = %tag, "AMQP consumer ended: {e}");
+    let removed = ch.consumers.borrow_mut().remove(tag);
+    if let Some(mut consumer) = removed {
+        // This task is that consumer's: let it finish rather than cancel itself.
+        if let Some(task) = consumer.task.take() {
+            task.detach();
+        }
+        if conn.cancel_notify.get() && !ch.is_closing() {
+            let cancel = basic::Cancel {
+                consumer_tag: tag.into(),
+                nowait: true,
+            };
+            conn.out
+                .method(ch.id, AMQPClass::Basic(basic::AMQPMethod::Cancel(cancel)));
+        }
+    }
+}
+
 /// The exchange and routing key a message was published with (a message published by
 /// another protocol: the default exchange and its queue's name).
-fn routing<'a>(headers: &'a [(String, String)], queue: &'a str) -> (&'a str, &'a str) {
+pub fn routing<'a>(headers: &'a [(String, String)], queue: &'a str) -> (&'a str, &'a str) {
     let find = |name: &str| {
         headers
             .iter()
@@ -340,8 +363,10 @@ pub async fn get(conn: &Rc<Conn>, ch: &Rc<Channel>, g: basic::Get) -> Result<(),
             tag,
             Unacked {
                 queue: queue.as_str().into(),
-                handle: m.handles[0],
-                _sub: None,
+                lease: Lease::Engine {
+                    handle: m.handles[0],
+                    _sub: None,
+                },
             },
         );
     }
@@ -431,7 +456,9 @@ fn settle(conn: &Rc<Conn>, ch: &Rc<Channel>, taken: Vec<Unacked>, how: fn(Vec<u6
 async fn settle_now(conn: &Conn, taken: Vec<Unacked>, how: fn(Vec<u64>) -> Settle) {
     let mut by_queue: BTreeMap<Rc<str>, Vec<u64>> = BTreeMap::new();
     for u in &taken {
-        by_queue.entry(u.queue.clone()).or_default().push(u.handle);
+        if let Lease::Engine { handle, .. } = u.lease {
+            by_queue.entry(u.queue.clone()).or_default().push(handle);
+        }
     }
     for (queue, handles) in by_queue {
         if let Err(e) = conn.engine.settle(&queue, how(handles)).await {

@@ -5,6 +5,7 @@ use super::channel::Channel;
 use super::connection::Conn;
 use super::consume::{generated_name, not_found, AMQP_LEASE_MS};
 use super::errors::{self, AmqpError};
+use super::stream;
 use crate::engine::{
     BindTarget, Binding, EngineError, ExchangeChange, ExchangeKind, Overflow, QueueConfig,
 };
@@ -166,11 +167,13 @@ pub async fn queue_method(
         queue::AMQPMethod::Declare(d) => {
             let mut name = d.queue.as_str().to_string();
             if d.passive {
-                let stats = conn
-                    .engine
-                    .queue_stats(&name)
-                    .await
-                    .map_err(not_found(&name))?;
+                let stats = match conn.engine.queue_stats(&name).await {
+                    Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&name) => {
+                        reply(d.nowait, declare_ok(&name, 0, 0));
+                        return Ok(());
+                    }
+                    stats => stats.map_err(not_found(&name))?,
+                };
                 reply(d.nowait, declare_ok(&name, stats.ready, stats.consumers));
                 return Ok(());
             }
@@ -181,6 +184,11 @@ pub async fn queue_method(
                     errors::ACCESS_REFUSED,
                     format!("queue name '{name}' contains reserved prefix 'amq.*'"),
                 ));
+            }
+            if stream::is_stream(&d.arguments) {
+                stream::declare(conn, &name, &d.arguments).await?;
+                reply(d.nowait, declare_ok(&name, 0, 0));
+                return Ok(());
             }
             let config = queue_config(&d.arguments)?;
             conn.engine
@@ -201,23 +209,25 @@ pub async fn queue_method(
             Ok(())
         }
         queue::AMQPMethod::Bind(b) => {
-            let binding = binding(
+            let mut binding = binding(
                 b.exchange.as_str(),
                 b.queue.as_str(),
                 b.routing_key.as_str(),
                 &b.arguments,
             )?;
+            to_stream(conn, &mut binding);
             bind(conn, ExchangeChange::Bind(binding)).await?;
             reply(b.nowait, queue::AMQPMethod::BindOk(queue::BindOk {}));
             Ok(())
         }
         queue::AMQPMethod::Unbind(u) => {
-            let binding = binding(
+            let mut binding = binding(
                 u.exchange.as_str(),
                 u.queue.as_str(),
                 u.routing_key.as_str(),
                 &u.arguments,
             )?;
+            to_stream(conn, &mut binding);
             match conn
                 .engine
                 .change_exchanges(ExchangeChange::Unbind(binding))
@@ -246,6 +256,12 @@ pub async fn queue_method(
             let name = d.queue.as_str();
             let stats = match conn.engine.queue_stats(name).await {
                 Ok(s) => s,
+                Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(name) => {
+                    conn.engine.delete_topic(name).await?;
+                    let ok = queue::DeleteOk { message_count: 0 };
+                    reply(d.nowait, queue::AMQPMethod::DeleteOk(ok));
+                    return Ok(());
+                }
                 // Deleting what is not there answers 0 (as RabbitMQ does).
                 Err(EngineError::UnknownQueue(_)) => {
                     reply(
@@ -283,6 +299,16 @@ pub async fn queue_method(
             errors::COMMAND_INVALID,
             "a server-to-client queue method from the client",
         )),
+    }
+}
+
+/// A binding to a stream targets its topic.
+fn to_stream(conn: &Conn, binding: &mut Binding) {
+    if let BindTarget::Queue(q) = &binding.target {
+        let is_queue = conn.engine.list_queues().iter().any(|(n, _)| n == q);
+        if !is_queue && conn.engine.topic_exists(q) {
+            binding.target = BindTarget::Topic(q.clone());
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod frames;
 pub mod props;
 mod publish;
+mod stream;
 
 pub use connection::{refusal, serve, CHANNEL_MAX, FRAME_MAX, HANDSHAKE_TIMEOUT, HEARTBEAT_S};
 
