@@ -431,6 +431,7 @@ impl RawAmqp {
     /// were already on the way), answers close-ok; returns the reply code and text.
     pub fn expect_channel_close(&mut self, channel: ChannelId) -> (u16, String) {
         let deadline = Instant::now() + ANSWER_WITHIN;
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv_within(left) {
@@ -448,8 +449,12 @@ impl RawAmqp {
                     "expected channel.close on {channel}, the connection was closed: {} {}",
                     c.reply_code, c.reply_text
                 ),
-                Ok(_) => continue,
-                Err(e) => panic!("waiting for channel.close on {channel}: {e:?}"),
+                Ok(AMQPFrame::Heartbeat) => continue,
+                Ok(frame) => skipped.push(frame),
+                Err(e) => panic!(
+                    "waiting for channel.close on {channel}: {e:?}; frames that came instead: \
+                     {skipped:?}"
+                ),
             }
         }
     }
@@ -458,6 +463,7 @@ impl RawAmqp {
     /// the reply code and text.
     pub fn expect_connection_close(&mut self) -> (u16, String) {
         let deadline = Instant::now() + ANSWER_WITHIN;
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv_within(left) {
@@ -472,8 +478,11 @@ impl RawAmqp {
                     let _ = self.try_send_bytes(&method_frame(0, ok));
                     return (c.reply_code, c.reply_text.to_string());
                 }
-                Ok(_) => continue,
-                Err(e) => panic!("waiting for connection.close: {e:?}"),
+                Ok(AMQPFrame::Heartbeat) => continue,
+                Ok(frame) => skipped.push(frame),
+                Err(e) => panic!(
+                    "waiting for connection.close: {e:?}; frames that came instead: {skipped:?}"
+                ),
             }
         }
     }
