@@ -5,6 +5,7 @@
 //! corrected for coordinated omission) and record what arrived, and every run checks
 //! delivery: acknowledged messages never received are lost, and fail the run.
 
+mod amqp;
 mod consumer;
 mod delivery;
 mod payload;
@@ -44,12 +45,27 @@ pub enum Mode {
     Queue,
     /// `queue` at a fixed `--rate`, latency from each message's intended send time.
     QueueLatency,
+    /// A durable queue through AMQP 0-9-1 with a real client (lapin): persistent
+    /// messages, publisher confirms (`--confirm-window`), manual acks with `--prefetch`.
+    Amqp,
+    /// `amqp` at a fixed `--rate`, latency from each message's intended send time.
+    AmqpLatency,
 }
 
 impl Mode {
     /// The modes that run through message queues rather than a topic.
     fn is_queue(self) -> bool {
         matches!(self, Mode::Queue | Mode::QueueLatency)
+    }
+
+    /// The modes that speak AMQP 0-9-1 (to Peregrine or to any AMQP broker).
+    fn is_amqp(self) -> bool {
+        matches!(self, Mode::Amqp | Mode::AmqpLatency)
+    }
+
+    /// The modes that run at a fixed `--rate`.
+    fn is_fixed_rate(self) -> bool {
+        matches!(self, Mode::Latency | Mode::QueueLatency | Mode::AmqpLatency)
     }
 }
 
@@ -129,6 +145,13 @@ pub struct BenchArgs {
     /// in each phase.
     #[arg(long)]
     pub backlog: bool,
+    /// AMQP modes: the broker to measure, e.g. `amqp://guest:guest@127.0.0.1:5673/%2f`
+    /// for a RabbitMQ (default: the embedded broker's AMQP listener).
+    #[arg(long)]
+    pub amqp_uri: Option<String>,
+    /// AMQP modes: most publishes each producer keeps unconfirmed.
+    #[arg(long, default_value_t = 1000)]
+    pub confirm_window: u32,
 }
 
 /// A bench run's outcome: its error says what went wrong, for the CLI to print.
@@ -141,6 +164,8 @@ pub fn run(args: BenchArgs) -> BenchResult {
     let mut _broker = None;
     let bootstrap = match (&args.bootstrap, args.embedded) {
         (Some(b), false) => b.clone(),
+        // Another AMQP broker (RabbitMQ): nothing of ours to start.
+        (None, false) if args.amqp_uri.is_some() => String::new(),
         _ => {
             let dir = tempfile::Builder::new()
                 .prefix("peregrine-bench-")
@@ -166,6 +191,16 @@ pub fn run(args: BenchArgs) -> BenchResult {
         pin_current_thread_family(&parse_cores(cores)?);
     }
     let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
+    if args.mode.is_amqp() {
+        let uri = match (&args.amqp_uri, &_broker) {
+            (Some(uri), _) => uri.clone(),
+            (None, Some(b)) => format!("amqp://guest:guest@{}/%2f", b.amqp_addr),
+            (None, None) => return Err("the AMQP modes need --amqp-uri or --embedded".into()),
+        };
+        let cpu_before = broker_pid.and_then(process_cpu_s);
+        let mut outcome = amqp::run(&args, &uri)?;
+        return finish(&args, broker_pid, cpu_before, &mut outcome);
+    }
     if args.mode.is_queue() {
         let cpu_before = broker_pid.and_then(process_cpu_s);
         let mut outcome = queue::run(&args, &bootstrap, broker_pid)?;
@@ -227,13 +262,19 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     }
     let consuming = matches!(
         args.mode,
-        Mode::Throughput | Mode::Latency | Mode::Consume | Mode::Queue | Mode::QueueLatency
+        Mode::Throughput
+            | Mode::Latency
+            | Mode::Consume
+            | Mode::Queue
+            | Mode::QueueLatency
+            | Mode::Amqp
+            | Mode::AmqpLatency
     );
     if args.consumers == 0 && consuming {
         return Err("this mode needs at least one consumer".into());
     }
     if args.messages.is_none() && args.duration.is_none() {
-        args.messages = Some(if matches!(args.mode, Mode::Latency | Mode::QueueLatency) {
+        args.messages = Some(if args.mode.is_fixed_rate() {
             100_000
         } else {
             1_000_000
@@ -246,6 +287,15 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
             || args.partitions != 1)
     {
         return Err("--spin runs latency mode with 1 producer, 1 consumer and 1 partition".into());
+    }
+    if args.mode.is_amqp() {
+        if args.queues != 1 || args.partitions != 1 || args.shard_aware || args.backlog {
+            return Err("the AMQP modes run one queue (no --queues, --partitions, --shard-aware or --backlog)".into());
+        }
+        // Persistent messages with publisher confirms: what the summary calls durable.
+        args.acks = AcksArg::Durable;
+    } else if args.amqp_uri.is_some() {
+        return Err("--amqp-uri is for the AMQP modes".into());
     }
     if args.mode.is_queue() {
         if args.queues == 0 {
@@ -461,7 +511,7 @@ pub(crate) fn summarize(
     };
     let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
     let msgs_per_s = count as f64 / duration_s;
-    let queue_mode = args.mode.is_queue();
+    let queue_mode = args.mode.is_queue() || args.mode.is_amqp();
     let summary = Summary {
         mode: format!("{:?}", args.mode).to_lowercase(),
         acks: format!("{:?}", args.acks).to_lowercase(),
@@ -472,7 +522,7 @@ pub(crate) fn summarize(
         size: args.size,
         batch: args.batch,
         shard_aware: args.shard_aware,
-        rate: matches!(args.mode, Mode::Latency | Mode::QueueLatency).then_some(args.rate),
+        rate: args.mode.is_fixed_rate().then_some(args.rate),
         messages_sent: if args.mode == Mode::Consume {
             args.messages.unwrap_or(0)
         } else {
