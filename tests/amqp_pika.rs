@@ -199,6 +199,11 @@ fn priority_9_published_after_1_is_delivered_first() {
 }
 
 #[test]
+fn a_queue_without_x_max_priority_accepts_and_keeps_any_priority() {
+    pika(&shared().amqp, "priority_plain", &[]);
+}
+
+#[test]
 fn expired_and_refused_messages_go_to_the_dead_letter_exchange_with_its_key() {
     pika(&shared().amqp, "dead_letters", &[]);
 }

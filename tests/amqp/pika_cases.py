@@ -332,7 +332,9 @@ def payments(addr):
     ex, q = name("payments", "exchange"), name("payments", "queue")
     conn, ch = publisher(addr)
     ch.exchange_declare(ex, exchange_type="direct", durable=True)
-    ch.queue_declare(q, durable=True)
+    # A priority queue, so the priority property is in range (priority checks the
+    # property on a queue without one).
+    ch.queue_declare(q, durable=True, arguments={"x-max-priority": 10})
     ch.queue_bind(q, ex, routing_key="payment.created")
     bodies = [f'{{"order": {i}, "cents": {100 * i}}}' for i in range(3)]
     for i, body in enumerate(bodies):
@@ -386,6 +388,22 @@ def priority(addr):
     ch.basic_consume(q, on_message)
     wait_for(conn, lambda: len(got) == 3, "three prioritised messages")
     assert got == [("high", 9), ("low", 1), ("none", None)], got
+    conn.close()
+
+
+def priority_plain(addr):
+    """A queue without x-max-priority takes any priority, in publish order, and keeps
+    the property."""
+    conn, ch = publisher(addr)
+    plain = name("priority", "plain")
+    ch.queue_declare(plain, durable=True)
+    ch.basic_publish("", plain, b"first", BasicProperties(priority=5))
+    ch.basic_publish("", plain, b"second", BasicProperties(priority=9))
+    got = []
+    for _ in range(2):
+        _m, props, body = get_within(conn, ch, plain, "a message on the plain queue")
+        got.append((body.decode(), props.priority))
+    assert got == [("first", 5), ("second", 9)], got
     conn.close()
 
 
@@ -705,7 +723,7 @@ def fill(addr, queue, count, prefix, *arguments):
 
 CASES = {f.__name__: f for f in [
     work_queue, pubsub, routing, topics, rpc, rpc_direct_reply_to, payments, priority,
-    dead_letters, delivery_limit, max_retries, delayed, confirm_publish, confirm_verify,
+    priority_plain, dead_letters, delivery_limit, max_retries, delayed, confirm_publish, confirm_verify,
     hold, redelivery, get_and_mandatory, overflow, publish_to_exchange, consume_expect,
     fill]}
 
