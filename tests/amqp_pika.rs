@@ -167,6 +167,11 @@ fn tutorial_publish_subscribe_fans_out_to_exclusive_server_named_queues() {
 }
 
 #[test]
+fn another_connection_is_refused_an_exclusive_queue_with_405() {
+    pika(&shared().amqp, "exclusive_locked", &[]);
+}
+
+#[test]
 fn tutorial_routing_delivers_by_exact_key_over_a_direct_exchange() {
     pika(&shared().amqp, "routing", &[]);
 }

@@ -174,9 +174,6 @@ def pubsub(addr):
         wait_for(c, lambda got=got: len(got) >= len(logs), f"{q} to get every line")
         c.process_data_events(time_limit=0.2)
         assert got == logs, f"{q} got {got}"
-    # Another connection may not use an exclusive queue (405 RESOURCE_LOCKED).
-    expect_channel_error(conn, 405, lambda c: c.queue_declare(subs[0][1], passive=True),
-                         "passive declare of another connection's exclusive queue")
     # An exclusive queue goes with its connection.
     c, q, _ = subs[0]
     c.close()
@@ -191,6 +188,20 @@ def pubsub(addr):
         conn.sleep(POLL_S)
     subs[1][0].close()
     conn.close()
+
+
+def exclusive_locked(addr):
+    """Another connection may not use an exclusive queue: 405 RESOURCE_LOCKED."""
+    owner, other = connect(addr), connect(addr)
+    q = owner.channel().queue_declare("", exclusive=True).method.queue
+    for what, action in [
+            ("passive declare", lambda c: c.queue_declare(q, passive=True)),
+            ("consume", lambda c: c.basic_consume(q, lambda *_: None)),
+            ("get", lambda c: c.basic_get(q))]:
+        expect_channel_error(other, 405, action, f"{what} of another connection's "
+                             "exclusive queue")
+    owner.close()
+    other.close()
 
 
 def routing(addr):
@@ -722,10 +733,10 @@ def fill(addr, queue, count, prefix, *arguments):
 
 
 CASES = {f.__name__: f for f in [
-    work_queue, pubsub, routing, topics, rpc, rpc_direct_reply_to, payments, priority,
-    priority_plain, dead_letters, delivery_limit, max_retries, delayed, confirm_publish, confirm_verify,
-    hold, redelivery, get_and_mandatory, overflow, publish_to_exchange, consume_expect,
-    fill]}
+    work_queue, pubsub, exclusive_locked, routing, topics, rpc, rpc_direct_reply_to,
+    payments, priority, priority_plain, dead_letters, delivery_limit, max_retries, delayed,
+    confirm_publish, confirm_verify, hold, redelivery, get_and_mandatory, overflow,
+    publish_to_exchange, consume_expect, fill]}
 
 
 def main():
