@@ -880,6 +880,58 @@ fn frame_claiming_2_gib_is_refused_without_allocating_it() {
     }
     assert!(broker.is_running(), "the broker died");
     let rss_after = broker.peak_rss_bytes().expect("broker rss");
+    eprintln!("peak RSS {rss_before} -> {rss_after} bytes");
+    assert!(
+        rss_after < rss_before + RSS_GROWTH_MAX_BYTES,
+        "peak RSS grew from {rss_before} to {rss_after} bytes"
+    );
+    witness.finish();
+}
+
+/// Lengths inside a method's arguments that run past the frame: RabbitMQ answers 501
+/// FRAME_ERROR ("cannot decode").
+#[test]
+fn method_fields_that_run_past_the_frame_are_a_frame_error() {
+    // A field table that claims 4 GiB, and a short string that claims 250 bytes of
+    // the 3 that follow.
+    let declare = method_frame(1, queue_declare("abc", false, FieldTable::default()));
+    let mut huge_table = declare.clone();
+    let end = huge_table.len() - 1;
+    huge_table[end - 4..end].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
+    let mut long_name = declare;
+    // Frame header (7), class and method ids (4), reserved short (2): the name's length.
+    assert_eq!(long_name[13], 3);
+    long_name[13] = 250;
+    for bytes in [huge_table, long_name] {
+        connection_error_case(hard(AMQPHardError::FRAMEERROR), |conn| {
+            conn.send_bytes(&bytes);
+        });
+    }
+}
+
+/// A content header that announces 2^62 bytes of body: RabbitMQ waits for the body
+/// (nothing is refused before it has come); whatever the connection does, nothing is
+/// reserved for that size and everyone else keeps being served.
+#[test]
+fn content_header_announcing_2_pow_62_bytes_reserves_nothing() {
+    let mut broker = Broker::start();
+    let witness = Witness::start(&broker.amqp_addr);
+    let rss_before = broker.peak_rss_bytes().expect("broker rss");
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let mut bytes = method_frame(1, amqp_raw::publish("", "nowhere"));
+    bytes.extend(encode(&content_header(1, 1 << 62)));
+    bytes.extend(encode(&AMQPFrame::Body(1, vec![b'b'; 100_000])));
+    let _ = conn.try_send_bytes(&bytes);
+    witness.wait_past(witness.round_trips() + 5);
+    drop(conn);
+    let mut fresh = RawAmqp::open(&broker.amqp_addr);
+    fresh.channel_open(1);
+    channel_works(&mut fresh, 1);
+    fresh.close();
+    assert!(broker.is_running(), "the broker died");
+    let rss_after = broker.peak_rss_bytes().expect("broker rss");
+    eprintln!("peak RSS {rss_before} -> {rss_after} bytes");
     assert!(
         rss_after < rss_before + RSS_GROWTH_MAX_BYTES,
         "peak RSS grew from {rss_before} to {rss_after} bytes"
