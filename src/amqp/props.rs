@@ -30,6 +30,9 @@ const TYPE: &str = "amqp-type";
 const USER_ID: &str = "amqp-user-id";
 const APP_ID: &str = "amqp-app-id";
 const CLUSTER_ID: &str = "amqp-cluster-id";
+/// The exchange and routing key a message was published with (set by `publish`).
+pub const EXCHANGE: &str = "amqp-exchange";
+pub const ROUTING_KEY: &str = "amqp-routing-key";
 
 /// The headers that carry `props` (priority travels as the engine's own priority).
 pub fn to_headers(props: &AMQPProperties) -> Vec<(String, String)> {
@@ -142,10 +145,44 @@ pub fn from_headers(headers: &[(String, String)], priority: u8) -> AMQPPropertie
             }
         }
     }
+    if let Some(death) = x_death(headers) {
+        table.insert("x-death".into(), death);
+    }
     if !table.inner().is_empty() {
         props = props.with_headers(table);
     }
     props
+}
+
+/// RabbitMQ's `x-death` (an array of one table per dead-lettering) from the engine's
+/// flat `x-death-*` headers, so that retry code reading `x-death[0]['count']` works.
+fn x_death(headers: &[(String, String)]) -> Option<AMQPValue> {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let reason = get("x-death-reason")?;
+    let mut death = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    death.insert("reason".into(), text(reason));
+    if let Some(q) = get("x-death-queue") {
+        death.insert("queue".into(), text(q));
+    }
+    let count = get("x-death-count").and_then(|c| c.parse::<i64>().ok());
+    death.insert("count".into(), AMQPValue::LongLongInt(count.unwrap_or(1)));
+    if let Some(ms) = get("x-death-time").and_then(|t| t.parse::<u64>().ok()) {
+        death.insert("time".into(), AMQPValue::Timestamp(ms / 1000));
+    }
+    death.insert("exchange".into(), text(get(EXCHANGE).unwrap_or("")));
+    if let Some(key) = get(ROUTING_KEY) {
+        let keys = amq_protocol::types::FieldArray::from(vec![text(key)]);
+        death.insert("routing-keys".into(), AMQPValue::FieldArray(keys));
+    }
+    Some(AMQPValue::FieldArray(
+        vec![AMQPValue::FieldTable(death)].into(),
+    ))
 }
 
 fn with<T>(
@@ -213,6 +250,36 @@ mod tests {
             "application/json".to_string()
         )));
         assert_eq!(from_headers(&stored, 5), props);
+    }
+
+    #[test]
+    fn engine_dead_letter_headers_become_x_death() {
+        let headers = [
+            ("x-death-reason".to_string(), "expired".to_string()),
+            ("x-death-queue".to_string(), "work".to_string()),
+            ("x-death-count".to_string(), "2".to_string()),
+            ("x-death-time".to_string(), "1700000000000".to_string()),
+            (ROUTING_KEY.to_string(), "jobs".to_string()),
+        ];
+        let table = from_headers(&headers, 0)
+            .headers()
+            .clone()
+            .expect("headers");
+        let Some(AMQPValue::FieldArray(deaths)) = table.inner().get("x-death") else {
+            panic!("no x-death in {table:?}");
+        };
+        let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+            panic!("x-death holds no table");
+        };
+        assert_eq!(death.inner().get("count"), Some(&AMQPValue::LongLongInt(2)));
+        assert_eq!(
+            death.inner().get("reason"),
+            Some(&AMQPValue::LongString("expired".into()))
+        );
+        assert_eq!(
+            death.inner().get("time"),
+            Some(&AMQPValue::Timestamp(1_700_000_000))
+        );
     }
 
     #[test]

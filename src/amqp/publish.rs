@@ -23,8 +23,7 @@ use std::rc::Rc;
 /// The pseudo-queue of RabbitMQ's direct reply-to.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Headers that carry the exchange and routing key a message was published with.
-pub const EXCHANGE_HEADER: &str = "amqp-exchange";
-pub const ROUTING_KEY_HEADER: &str = "amqp-routing-key";
+pub use props::{EXCHANGE as EXCHANGE_HEADER, ROUTING_KEY as ROUTING_KEY_HEADER};
 
 struct Publish {
     exchange: String,
