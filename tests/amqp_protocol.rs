@@ -419,6 +419,58 @@ fn channel_past_channel_max_is_a_connection_error() {
     );
 }
 
+/// A tune-ok below the protocol's least frame_max (4096) or above what the server
+/// proposed: RabbitMQ closes the socket without a connection.close; a close frame first
+/// is taken too.
+#[test]
+fn tune_ok_outside_the_servers_bounds_closes_the_connection() {
+    let broker = shared_broker();
+    let server = {
+        let mut conn = RawAmqp::connect(&broker.amqp_addr);
+        conn.start();
+        conn.send_method(0, amqp_raw::start_ok(Login::Plain("guest", "guest")));
+        conn.tune(Tuning::default())
+    };
+    assert!(server.channel_max > 0 && server.channel_max < u16::MAX);
+    let cases = [
+        (
+            "frame_max 1024",
+            Tuning {
+                frame_max: 1024,
+                ..Tuning::default()
+            },
+        ),
+        (
+            "frame_max above the server's",
+            Tuning {
+                frame_max: server.frame_max.saturating_mul(2),
+                ..Tuning::default()
+            },
+        ),
+        (
+            "channel_max above the server's",
+            Tuning {
+                channel_max: server.channel_max + 1,
+                ..Tuning::default()
+            },
+        ),
+    ];
+    for (what, tuning) in cases {
+        let mut conn = RawAmqp::connect(&broker.amqp_addr);
+        conn.start();
+        conn.send_method(0, amqp_raw::start_ok(Login::Plain("guest", "guest")));
+        conn.tune(tuning);
+        let open = AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: "/".into(),
+        }));
+        let _ = conn.try_send_bytes(&method_frame(0, open));
+        assert!(
+            conn.closed_within(ANSWER_WITHIN),
+            "{what}: the connection stayed open"
+        );
+    }
+}
+
 #[test]
 fn method_frame_larger_than_frame_max_is_a_frame_error() {
     let broker = shared_broker();
