@@ -13,7 +13,8 @@
 mod common;
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{
-    basic, channel, connection, queue, AMQPClass, AMQPHardError, AMQPSoftError, BasicProperties,
+    basic, channel, connection, exchange, queue, AMQPClass, AMQPHardError, AMQPSoftError,
+    BasicProperties,
 };
 use amq_protocol::types::{AMQPValue, FieldTable};
 use common::amqp_raw::{
@@ -718,6 +719,184 @@ fn delete_if_empty_of_a_non_empty_queue_is_precondition_failed() {
             nowait: false,
         }));
         conn.send_method(1, delete);
+    });
+}
+
+/// RabbitMQ reserves `amq.` for queue names too (a client may not declare an
+/// `amq.gen-` name of its own).
+#[test]
+fn declaring_an_amq_prefixed_queue_is_access_refused() {
+    channel_error_case(soft(AMQPSoftError::ACCESSREFUSED), |_, conn| {
+        let name = format!("amq.{}", unique("q"));
+        conn.send_method(1, queue_declare(&name, false, FieldTable::default()));
+    });
+}
+
+#[test]
+fn redeclaring_an_exchange_with_another_type_is_precondition_failed() {
+    channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
+        let name = unique("retyped");
+        match conn.call(1, exchange_declare(&name, "direct", false)) {
+            AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)) => {}
+            other => panic!("expected exchange.declare-ok, got {other:?}"),
+        }
+        conn.send_method(1, exchange_declare(&name, "fanout", false));
+    });
+}
+
+#[test]
+fn publish_to_an_internal_exchange_is_access_refused() {
+    channel_error_case(soft(AMQPSoftError::ACCESSREFUSED), |_, conn| {
+        let name = unique("internal");
+        let declare = AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+            exchange: name.as_str().into(),
+            kind: "fanout".into(),
+            auto_delete: true,
+            internal: true,
+            ..exchange::Declare::default()
+        }));
+        match conn.call(1, declare) {
+            AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)) => {}
+            other => panic!("expected exchange.declare-ok, got {other:?}"),
+        }
+        conn.publish(1, &name, "", b"not for clients");
+    });
+}
+
+#[test]
+fn delete_if_unused_of_a_bound_exchange_is_precondition_failed() {
+    channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
+        let name = unique("bound");
+        let declare = AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+            exchange: name.as_str().into(),
+            kind: "fanout".into(),
+            auto_delete: true,
+            ..exchange::Declare::default()
+        }));
+        match conn.call(1, declare) {
+            AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)) => {}
+            other => panic!("expected exchange.declare-ok, got {other:?}"),
+        }
+        let queue = declare_exclusive(conn, 1, "", FieldTable::default());
+        let bind = AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+            queue: queue.as_str().into(),
+            exchange: name.as_str().into(),
+            routing_key: "".into(),
+            nowait: false,
+            arguments: FieldTable::default(),
+        }));
+        match conn.call(1, bind) {
+            AMQPClass::Queue(queue::AMQPMethod::BindOk(_)) => {}
+            other => panic!("expected queue.bind-ok, got {other:?}"),
+        }
+        let delete = AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+            exchange: name.as_str().into(),
+            if_unused: true,
+            nowait: false,
+        }));
+        conn.send_method(1, delete);
+    });
+}
+
+#[test]
+fn delete_if_unused_of_a_consumed_queue_is_precondition_failed() {
+    channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
+        let queue = declare_exclusive(conn, 2, "", FieldTable::default());
+        let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.as_str().into(),
+            consumer_tag: "c1".into(),
+            ..basic::Consume::default()
+        }));
+        match conn.call(2, consume) {
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)) => {}
+            other => panic!("expected basic.consume-ok, got {other:?}"),
+        }
+        let delete = AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+            queue: queue.as_str().into(),
+            if_unused: true,
+            if_empty: false,
+            nowait: false,
+        }));
+        conn.send_method(1, delete);
+    });
+}
+
+#[test]
+fn consume_from_a_missing_queue_is_not_found() {
+    channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
+        let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: unique("missing").as_str().into(),
+            consumer_tag: "c1".into(),
+            ..basic::Consume::default()
+        }));
+        conn.send_method(1, consume);
+    });
+}
+
+#[test]
+fn bind_to_a_missing_exchange_is_not_found() {
+    channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
+        let queue = declare_exclusive(conn, 1, "", FieldTable::default());
+        let bind = AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+            queue: queue.as_str().into(),
+            exchange: unique("missing").as_str().into(),
+            routing_key: "key".into(),
+            nowait: false,
+            arguments: FieldTable::default(),
+        }));
+        conn.send_method(1, bind);
+    });
+}
+
+/// The second ack of one delivery tag acks a tag the channel no longer holds.
+#[test]
+fn second_ack_of_one_delivery_is_precondition_failed() {
+    channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
+        let queue = declare_exclusive(conn, 1, "", FieldTable::default());
+        conn.publish(1, "", &queue, b"ack me twice");
+        let deadline = Instant::now() + ANSWER_WITHIN;
+        let tag = loop {
+            let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+                queue: queue.as_str().into(),
+                no_ack: false,
+            }));
+            match conn.call(1, get) {
+                AMQPClass::Basic(basic::AMQPMethod::GetOk(ok)) => {
+                    conn.recv_content(1);
+                    break ok.delivery_tag;
+                }
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(_)) => {
+                    assert!(Instant::now() < deadline, "the message never arrived");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => panic!("expected basic.get-ok or get-empty, got {other:?}"),
+            }
+        };
+        let ack = AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: tag,
+            multiple: false,
+        }));
+        conn.send_method(1, ack.clone());
+        conn.send_method(1, ack);
+    });
+}
+
+/// RabbitMQ: a consumer tag already in use on the channel is a connection error, 530
+/// NOT_ALLOWED ("attempt to reuse consumer tag").
+#[test]
+fn reusing_a_consumer_tag_on_a_channel_is_not_allowed() {
+    connection_error_case(hard(AMQPHardError::NOTALLOWED), |conn| {
+        let queue = declare_exclusive(conn, 1, "", FieldTable::default());
+        let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.as_str().into(),
+            consumer_tag: "twice".into(),
+            ..basic::Consume::default()
+        }));
+        match conn.call(1, consume.clone()) {
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)) => {}
+            other => panic!("expected basic.consume-ok, got {other:?}"),
+        }
+        conn.send_method(1, consume);
     });
 }
 
