@@ -6,9 +6,13 @@
 //!
 //! Every expectation was first checked against RabbitMQ 3.10.8 (Debian's
 //! `rabbitmq-server`, started with `RABBITMQ_NODE_PORT=5673 RABBITMQ_NODENAME=ref@localhost
-//! rabbitmq-server -detached`), by running this file with a `common::Broker` whose
-//! `amqp_addr` is `127.0.0.1:5673`. Where RabbitMQ's behaviour is kept on purpose, the
-//! case says so; where Peregrine is allowed to differ, the case says that too.
+//! rabbitmq-server -detached`): this file and amqp_raw.rs, built in a scratch crate
+//! (dependencies `amq-protocol` 10 without default features, `tempfile`) beside a stub
+//! `common` module whose `Broker` has `amqp_addr` 127.0.0.1:5673 for every start, adds
+//! the `--amqp-users` file's users with `rabbitmqctl add_user` and `set_permissions -p /
+//! USER ".*" ".*" ".*"`, and reads RSS from the `beam.smp` process. RabbitMQ listens on
+//! every interface, so `--amqp-addr 0.0.0.0:0` needs nothing there. Where RabbitMQ and
+//! the specification differ, the case says which codes it takes.
 
 mod common;
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
@@ -35,7 +39,8 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(30);
 const SILENT_PEER_DEADLINE: Duration = Duration::from_secs(5);
 /// The longest a test's witness connection keeps running round trips.
 const WITNESS_MAX: Duration = Duration::from_secs(120);
-/// How much a broker's peak resident set may grow while a client claims a 2 GiB frame.
+/// How much a broker's peak resident set may grow while a client claims a 2 GiB frame
+/// or a 2^62-byte body.
 const RSS_GROWTH_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 fn soft(e: AMQPSoftError) -> u16 {
