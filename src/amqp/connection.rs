@@ -232,7 +232,13 @@ async fn handshake(
     conn.frame_max.set(frame_max);
     conn.channel_max.set(match tune_ok.channel_max {
         0 => CHANNEL_MAX,
-        n => n.min(CHANNEL_MAX),
+        n if n > CHANNEL_MAX => {
+            return Err(AmqpError::new(
+                errors::NOT_ALLOWED,
+                format!("channel_max={n} > {CHANNEL_MAX} max_channels"),
+            ))
+        }
+        n => n,
     });
     let open = match expect_method(conn, reader).await? {
         Some(AMQPClass::Connection(connection::AMQPMethod::Open(o))) => o,
