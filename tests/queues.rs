@@ -809,6 +809,15 @@ fn bad_exchange_declarations_and_bindings_are_refused_clearly() {
         .declare_exchange("x", ExchangeType::Fanout)
         .expect_err("other type");
     assert!(err.to_string().contains("another type"), "{err}");
+    // The default exchange and the amq.* names are the broker's own.
+    let reserved = c
+        .declare_exchange("amq.mine", ExchangeType::Direct)
+        .expect_err("a reserved name");
+    assert!(reserved.to_string().contains("reserved"), "{reserved}");
+    let standard = c
+        .delete_exchange("amq.direct")
+        .expect_err("a standard exchange");
+    assert!(standard.to_string().contains("reserved"), "{standard}");
     let to_nothing = BindingSpec {
         exchange: "x".into(),
         routing_key: "k".into(),
