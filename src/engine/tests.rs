@@ -84,6 +84,50 @@ where
         .expect("engine test ran");
 }
 
+/// Runs `body` on shard 0 of a two-shard engine (shard 1 serves what it owns), then
+/// shuts both down cleanly.
+fn with_two_shards<F, Fut>(body: F)
+where
+    F: FnOnce(Engine) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let _ = peregrine_shards::sys::raise_memlock_limit();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Arc::new(ServerConfig {
+        shards: 2,
+        ..config(dir.path())
+    });
+    let mesh = mesh::mesh(2);
+    let process = Arc::new(ProcessShutdown::default());
+    let metrics = crate::metrics::Metrics::new(2);
+    let starting = |shard: usize| EngineStart {
+        config: config.clone(),
+        mesh: mesh.clone(),
+        catalog: Arc::new(Catalog::default()),
+        shard_ports: vec![0, 0],
+        shutdown: ShardShutdown::new(process.clone()),
+        metrics: metrics.clone(),
+    };
+    let (first, second) = (starting(0), starting(1));
+    let ask = process.clone();
+    let run0 = move || async move {
+        let engine = start(first).await.expect("shard 0 starts");
+        body(engine.clone()).await;
+        ask.request();
+        engine.shutdown().watch().await;
+        engine.stop().await;
+    };
+    let run1 = move || async move {
+        let engine = start(second).await.expect("shard 1 starts");
+        engine.shutdown().watch().await;
+        engine.stop().await;
+    };
+    let one = crate::runtime::start_shard(1, None, Duration::ZERO, None, run1).expect("shard 1");
+    let zero = crate::runtime::start_shard(0, None, Duration::ZERO, None, run0).expect("shard 0");
+    zero.join().expect("shard 0 ran");
+    one.join().expect("shard 1 ran");
+}
+
 fn queue_config(visibility_timeout_ms: u64) -> QueueConfig {
     QueueConfig {
         max_priority: 0,
@@ -814,6 +858,76 @@ fn delete_queue_if_refuses_a_queue_in_use_or_not_empty_and_counts_what_it_held()
         assert!(
             matches!(gone, Err(EngineError::UnknownQueue(_))),
             "{gone:?}"
+        );
+    });
+}
+
+#[test]
+fn queues_owned_by_another_shard_auto_delete_expire_and_delete_if() {
+    with_two_shards(|engine| async move {
+        // Names owned by shard 1, so every lifecycle step crosses the mesh.
+        let remote: Vec<String> = (0..100)
+            .map(|i| format!("remote-{i}"))
+            .filter(|n| engine.owner(Object::Queue(n)) == Ok(1))
+            .take(3)
+            .collect();
+        assert_eq!(remote.len(), 3, "shard 1 owns some names");
+        let (auto, expiring, plain) = (&remote[0], &remote[1], &remote[2]);
+        let auto_config = QueueConfig {
+            auto_delete: true,
+            ..QueueConfig::default()
+        };
+        declare(&engine, auto, auto_config).await;
+        let expiring_config = QueueConfig {
+            expires_ms: Some(200),
+            ..QueueConfig::default()
+        };
+        declare(&engine, expiring, expiring_config).await;
+        declare(&engine, plain, queue_config(600_000)).await;
+        engine
+            .publish(
+                auto,
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        let sub = engine.subscribe(auto, 1, true);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        drop(sub);
+        let e = engine.clone();
+        let (a, x) = (auto.clone(), expiring.clone());
+        assert!(
+            eventually(|| e.queue_config(&a).is_none()).await,
+            "auto-deleted"
+        );
+        assert!(eventually(|| e.queue_config(&x).is_none()).await, "expired");
+        engine
+            .publish(
+                plain,
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        let sub = engine.subscribe(plain, 1, false);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        let refused = engine.delete_queue_if(plain, true, false).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        let refused = engine.delete_queue_if(plain, false, true).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        // The leased message is not counted as waiting.
+        assert_eq!(engine.delete_queue_if(plain, false, false).await, Ok(0));
+        let ended = within(sub.next()).await.expect("in time");
+        assert!(
+            ended.is_err(),
+            "the subscription ends with its queue: {ended:?}"
         );
     });
 }
