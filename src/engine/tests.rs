@@ -100,7 +100,7 @@ where
     let mesh = mesh::mesh(2);
     let process = Arc::new(ProcessShutdown::default());
     let metrics = crate::metrics::Metrics::new(2);
-    let starting = |shard: usize| EngineStart {
+    let starting = || EngineStart {
         config: config.clone(),
         mesh: mesh.clone(),
         catalog: Arc::new(Catalog::default()),
@@ -108,7 +108,7 @@ where
         shutdown: ShardShutdown::new(process.clone()),
         metrics: metrics.clone(),
     };
-    let (first, second) = (starting(0), starting(1));
+    let (first, second) = (starting(), starting());
     let ask = process.clone();
     let run0 = move || async move {
         let engine = start(first).await.expect("shard 0 starts");
