@@ -231,27 +231,31 @@ struct Walk<'a> {
     headers: &'a [(String, String)],
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
     fn visit(
         &self,
         name: &str,
         hops: usize,
         delayed: bool,
-        visited: &mut Vec<String>,
+        visited: &mut Vec<&'a str>,
         out: &mut Vec<Reached>,
     ) {
-        if hops > ROUTE_HOPS_MAX || visited.iter().any(|v| v == name) {
+        if hops > ROUTE_HOPS_MAX {
             return;
         }
-        let Some(meta) = self.exchanges.get(name) else {
+        // Names borrowed from the catalog: a publish allocates nothing to remember them.
+        let Some((name, meta)) = self.exchanges.get_key_value(name) else {
             return;
         };
-        visited.push(name.to_string());
+        if visited.contains(&name.as_str()) {
+            return;
+        }
+        visited.push(name);
         let delayed = delayed || meta.delayed;
         let own: Vec<&Binding> = self
             .bindings
             .iter()
-            .filter(|b| b.exchange == name)
+            .filter(|b| b.exchange == *name)
             .collect();
         let matched = route(meta.kind, &own, self.routing_key, self.headers);
         if matched.is_empty() {
