@@ -365,27 +365,39 @@ impl Catalog {
         Some(next)
     }
 
-    /// A new catalog without the queues that do not outlive a broker run (not durable,
-    /// or exclusive to a connection), and the removed queues; `None` when there are
-    /// none. Called when the broker starts.
-    pub fn without_transient_queues(&self) -> Option<(Catalog, Vec<QueueMeta>)> {
-        let transient: Vec<String> = self
+    /// A new catalog without what does not outlive a broker run: queues that are not
+    /// durable or are exclusive to a connection, and exchanges that are not durable
+    /// (as in RabbitMQ), each with its bindings; and the removed queues. `None` when
+    /// there is nothing to remove. Called when the broker starts.
+    pub fn without_transient(&self) -> Option<(Catalog, Vec<QueueMeta>)> {
+        let queues: Vec<String> = self
             .queues
             .values()
             .filter(|q| !q.config.durable || q.config.exclusive.is_some())
             .map(|q| q.name.clone())
             .collect();
-        if transient.is_empty() {
+        let exchanges: Vec<String> = self
+            .exchanges
+            .iter()
+            .filter(|(_, meta)| !meta.durable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if queues.is_empty() && exchanges.is_empty() {
             return None;
         }
         let mut next = self.clone();
-        let mut removed = Vec::with_capacity(transient.len());
-        for name in transient {
+        let mut removed = Vec::with_capacity(queues.len());
+        for name in queues {
             if let Some(meta) = next.queues.remove(&name) {
                 removed.push(meta);
             }
             let gone = BindTarget::Queue(name);
             next.remove_bindings(|b| b.target == gone);
+        }
+        for name in exchanges {
+            next.exchanges.remove(&name);
+            let gone = BindTarget::Exchange(name.clone());
+            next.remove_bindings(|b| b.exchange == name || b.target == gone);
         }
         next.version += 1;
         Some((next, removed))
@@ -989,7 +1001,7 @@ mod tests {
     }
 
     #[test]
-    fn queue_lifecycle_settings_persist_and_transient_queues_go_at_start() {
+    fn queue_lifecycle_settings_persist_and_transient_queues_and_exchanges_go_at_start() {
         let transient = QueueConfig {
             durable: false,
             ..QueueConfig::default()
@@ -1028,13 +1040,25 @@ mod tests {
         ));
         let c = with_x(c, "x", ExchangeMeta::new(ExchangeKind::Fanout));
         let c = bound(c, exchange_binding("x", BindTarget::Queue("t".into())));
-        let (start, removed) = c.without_transient_queues().expect("some");
+        let mut transient = ExchangeMeta::new(ExchangeKind::Fanout);
+        transient.durable = false;
+        let c = with_x(c, "passing", transient);
+        let c = bound(
+            c,
+            exchange_binding("passing", BindTarget::Queue("kept".into())),
+        );
+        let c = bound(
+            c,
+            exchange_binding("x", BindTarget::Exchange("passing".into())),
+        );
+        let (start, removed) = c.without_transient().expect("some");
         let mut names: Vec<_> = removed.iter().map(|q| q.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["e", "t"]);
         assert_eq!(start.queues.keys().collect::<Vec<_>>(), ["kept"]);
-        assert!(start.bindings.is_empty());
-        assert_eq!(start.without_transient_queues(), None);
+        assert_eq!(start.exchanges.keys().collect::<Vec<_>>(), ["x"]);
+        assert!(start.bindings.is_empty(), "{:?}", start.bindings);
+        assert_eq!(start.without_transient(), None);
         // A catalog written before these settings: durable, shared, kept.
         let mut json: serde_json::Value = serde_json::to_value(&start).expect("encodes");
         let fields = json["queues"]["kept"]["config"]

@@ -1,8 +1,8 @@
 //! A shard's engine coming up: joining the mesh, taking the catalog (opening what the
 //! shard owns), serving the calls other shards send here, and the background work
 //! (group ticks, queue timers, retention). The catalog a broker starts from gets
-//! RabbitMQ's standard exchanges and loses the queues that do not outlive a run (not
-//! durable, or exclusive); every shard makes the same change to its copy, and the
+//! RabbitMQ's standard exchanges and loses what does not outlive a run (queues not
+//! durable or exclusive, exchanges not durable); every shard makes the same change to its copy, and the
 //! next catalog change writes it to the file.
 
 use super::mesh::{Mesh, Router, ShardMsg};
@@ -65,13 +65,13 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
 }
 
 /// `catalog` as this run starts from it: with the standard exchanges, without the
-/// transient queues (whose folders the owning shard removes).
+/// transient queues (whose folders the owning shard removes) and exchanges.
 async fn starting_catalog(shard: &Rc<Shard>, catalog: Arc<Catalog>) -> Arc<Catalog> {
     let mut catalog = match catalog.with_standard_exchanges() {
         Some(with) => Arc::new(with),
         None => catalog,
     };
-    if let Some((without, removed)) = catalog.without_transient_queues() {
+    if let Some((without, removed)) = catalog.without_transient() {
         for meta in removed {
             if meta.owner(shard.nshards) == shard.id {
                 let dir = meta.dir(&shard.config.data_dir);

@@ -638,7 +638,7 @@ fn a_catalog_from_before_exchange_flags_starts() {
 }
 
 #[test]
-fn non_durable_and_exclusive_queues_are_gone_after_a_restart() {
+fn non_durable_and_exclusive_queues_and_transient_exchanges_are_gone_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     with_engine_at(dir.path(), |engine| async move {
         declare(&engine, "kept", QueueConfig::default()).await;
@@ -656,6 +656,10 @@ fn non_durable_and_exclusive_queues_are_gone_after_a_restart() {
         for q in ["kept", "transient", "mine"] {
             bind(&engine, "x", to_queue(q), "").await;
         }
+        let mut passing = exchange(ExchangeKind::Fanout);
+        passing.durable = false;
+        declare_exchange(&engine, "passing", passing).await;
+        bind(&engine, "passing", to_queue("kept"), "").await;
         assert_eq!(
             send(&engine, "x", "", PublishSpec::default()).await.queues,
             3
@@ -671,6 +675,7 @@ fn non_durable_and_exclusive_queues_are_gone_after_a_restart() {
         assert!(engine.queue_config("kept").is_some());
         assert_eq!(engine.queue_config("transient"), None);
         assert_eq!(engine.queue_config("mine"), None);
+        assert_eq!(engine.exchange("passing"), None, "a transient exchange");
         let routed = send(&engine, "x", "", PublishSpec::default()).await;
         assert_eq!(routed.queues, 1, "their bindings went with them");
         assert_eq!(take_all(&engine, "kept").await, 2);
