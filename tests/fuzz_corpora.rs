@@ -49,7 +49,7 @@ mod seeds {
     use peregrine_shards::batch;
     use peregrine_shards::catalog::{Catalog, TopicConfig};
     use peregrine_shards::groups::offset_records::{encode_batch, OffsetRecord, OffsetValue};
-    use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind};
+    use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
     use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
     use peregrine_shards::records::BatchBuilder;
 
@@ -262,7 +262,7 @@ mod seeds {
             .and_then(|c| c.with_queue("jobs", QueueConfig::default(), 1_700_000_000_000))
             .and_then(|c| {
                 c.expect("new queue")
-                    .with_exchange("ex", ExchangeKind::Topic)
+                    .with_exchange("ex", ExchangeMeta::new(ExchangeKind::Topic))
             })
             .and_then(|c| {
                 c.expect("new exchange").with_binding(Binding {

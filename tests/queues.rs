@@ -689,7 +689,11 @@ fn each_exchange_type_routes_exactly_to_its_matching_bindings() {
     let mut c = b.client();
     assert_eq!(send(&mut c, "logs", "log.x.error", &[], "after"), (2, 0));
     let (exchanges, bindings) = c.list_exchanges().expect("list");
-    assert_eq!(exchanges.len(), 4);
+    // Ours, beside the broker's standard amq.* exchanges (RabbitMQ's five).
+    let (standard, ours): (Vec<_>, Vec<_>) = exchanges
+        .iter()
+        .partition(|(name, _)| name.starts_with("amq."));
+    assert_eq!((ours.len(), standard.len()), (4, 5));
     assert_eq!(bindings.len(), 9);
 }
 
@@ -805,6 +809,15 @@ fn bad_exchange_declarations_and_bindings_are_refused_clearly() {
         .declare_exchange("x", ExchangeType::Fanout)
         .expect_err("other type");
     assert!(err.to_string().contains("another type"), "{err}");
+    // The default exchange and the amq.* names are the broker's own.
+    let reserved = c
+        .declare_exchange("amq.mine", ExchangeType::Direct)
+        .expect_err("a reserved name");
+    assert!(reserved.to_string().contains("reserved"), "{reserved}");
+    let standard = c
+        .delete_exchange("amq.direct")
+        .expect_err("a standard exchange");
+    assert!(standard.to_string().contains("reserved"), "{standard}");
     let to_nothing = BindingSpec {
         exchange: "x".into(),
         routing_key: "k".into(),

@@ -6,7 +6,7 @@
 //! change. Placement is computed once at topic creation and recorded here, so it
 //! survives restarts and changes of `--shards`/`--cores`.
 
-use crate::queues::exchange::{BindTarget, Binding, ExchangeKind};
+use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 use crate::queues::QueueConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,8 +89,14 @@ pub enum CatalogError {
     QueueMismatch(String),
     #[error("exchange '{0}' does not exist (declare it with `peregrine exchange declare {0}`)")]
     UnknownExchange(String),
-    #[error("exchange '{0}' exists with another type (delete it first)")]
+    #[error("exchange '{0}' exists with another type or other settings (delete it first to change them)")]
     ExchangeMismatch(String),
+    #[error(
+        "exchange '{0}' is the source of bindings (unbind them first, or delete without if-unused)"
+    )]
+    ExchangeInUse(String),
+    #[error("exchange name '{0}' is reserved: the default exchange and the amq.* names are the broker's own")]
+    ReservedExchange(String),
     #[error("no such binding: {0}")]
     UnknownBinding(String),
     #[error("metadata file {path}: {reason}")]
@@ -107,8 +113,10 @@ pub struct Catalog {
     /// Message queues, each owned by the shard its name hashes to.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueMeta>,
+    /// Declared exchanges (the default exchange "" is not one of them; the standard
+    /// `amq.*` ones are, see `with_standard_exchanges`).
     #[serde(default)]
-    pub exchanges: BTreeMap<String, ExchangeKind>,
+    pub exchanges: BTreeMap<String, ExchangeMeta>,
     #[serde(default)]
     pub bindings: Vec<Binding>,
 }
@@ -132,6 +140,21 @@ impl QueueMeta {
             .join("queues")
             .join(format!("{}-{}", self.name, self.id))
     }
+}
+
+/// RabbitMQ's standard exchanges, present in every broker: (name, kind).
+pub const STANDARD_EXCHANGES: [(&str, ExchangeKind); 5] = [
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+/// Whether clients may not declare or delete exchange `name`: the default exchange ""
+/// and every `amq.*` name belong to the broker (as in RabbitMQ).
+pub fn is_reserved_exchange(name: &str) -> bool {
+    name.is_empty() || name.starts_with("amq.")
 }
 
 /// The shard that owns a queue: a stable hash of its name.
@@ -248,7 +271,13 @@ impl Catalog {
             .validate()
             .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
         if let Some(existing) = self.queues.get(name) {
-            if existing.config == config {
+            // The owner tag is the front end's to check (AMQP answers another
+            // connection's exclusive queue with its own error).
+            let ours = QueueConfig {
+                exclusive: existing.config.exclusive.clone(),
+                ..config
+            };
+            if existing.config == ours {
                 return Ok(None);
             }
             return Err(CatalogError::QueueMismatch(name.to_string()));
@@ -276,37 +305,141 @@ impl Catalog {
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownQueue(name.to_string()))?;
         // Bindings to it go with it.
-        next.bindings
-            .retain(|b| b.target != BindTarget::Queue(name.to_string()));
+        let gone = BindTarget::Queue(name.to_string());
+        next.remove_bindings(|b| b.target == gone);
         next.version += 1;
         Ok((next, removed))
     }
 
-    /// A new catalog with exchange `name`; `None` when it exists with this type.
+    /// Removes the bindings `remove` picks; an auto-delete exchange that loses its last
+    /// binding as a source goes too, with the bindings to it (which may empty another).
+    fn remove_bindings(&mut self, remove: impl Fn(&Binding) -> bool) {
+        let mut emptied: Vec<String> = Vec::new();
+        let sources_before: Vec<String> =
+            self.bindings.iter().map(|b| b.exchange.clone()).collect();
+        self.bindings.retain(|b| !remove(b));
+        let mut candidates = sources_before;
+        // Each round removes at least one exchange, so this ends within their count.
+        while !candidates.is_empty() {
+            candidates.sort();
+            candidates.dedup();
+            let lost: Vec<String> = candidates
+                .drain(..)
+                .filter(|x| {
+                    self.exchanges.get(x).is_some_and(|m| m.auto_delete)
+                        && !self.bindings.iter().any(|b| &b.exchange == x)
+                        && !emptied.contains(x)
+                })
+                .collect();
+            for x in lost {
+                self.exchanges.remove(&x);
+                let to_it = BindTarget::Exchange(x.clone());
+                candidates.extend(
+                    self.bindings
+                        .iter()
+                        .filter(|b| b.target == to_it)
+                        .map(|b| b.exchange.clone()),
+                );
+                self.bindings.retain(|b| b.target != to_it);
+                emptied.push(x);
+            }
+        }
+    }
+
+    /// A new catalog with RabbitMQ's standard exchanges declared where missing; `None`
+    /// when every one is there already.
+    pub fn with_standard_exchanges(&self) -> Option<Catalog> {
+        let missing: Vec<_> = STANDARD_EXCHANGES
+            .iter()
+            .filter(|(name, _)| !self.exchanges.contains_key(*name))
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        for (name, kind) in missing {
+            next.exchanges
+                .insert(name.to_string(), ExchangeMeta::new(*kind));
+        }
+        Some(next)
+    }
+
+    /// A new catalog without what does not outlive a broker run: queues that are not
+    /// durable or are exclusive to a connection, and exchanges that are not durable
+    /// (as in RabbitMQ), each with its bindings; and the removed queues. `None` when
+    /// there is nothing to remove. Called when the broker starts.
+    pub fn without_transient(&self) -> Option<(Catalog, Vec<QueueMeta>)> {
+        let queues: Vec<String> = self
+            .queues
+            .values()
+            .filter(|q| !q.config.durable || q.config.exclusive.is_some())
+            .map(|q| q.name.clone())
+            .collect();
+        let exchanges: Vec<String> = self
+            .exchanges
+            .iter()
+            .filter(|(_, meta)| !meta.durable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if queues.is_empty() && exchanges.is_empty() {
+            return None;
+        }
+        let mut next = self.clone();
+        let mut removed = Vec::with_capacity(queues.len());
+        for name in queues {
+            if let Some(meta) = next.queues.remove(&name) {
+                removed.push(meta);
+            }
+            let gone = BindTarget::Queue(name);
+            next.remove_bindings(|b| b.target == gone);
+        }
+        for name in exchanges {
+            next.exchanges.remove(&name);
+            let gone = BindTarget::Exchange(name.clone());
+            next.remove_bindings(|b| b.exchange == name || b.target == gone);
+        }
+        next.version += 1;
+        Some((next, removed))
+    }
+
+    /// A new catalog with exchange `name`; `None` when it exists with these settings.
     pub fn with_exchange(
         &self,
         name: &str,
-        kind: ExchangeKind,
+        meta: ExchangeMeta,
     ) -> Result<Option<Catalog>, CatalogError> {
+        if is_reserved_exchange(name) {
+            return Err(CatalogError::ReservedExchange(name.to_string()));
+        }
         validate_topic_name(name)?;
         match self.exchanges.get(name) {
-            Some(k) if *k == kind => return Ok(None),
+            Some(m) if *m == meta => return Ok(None),
             Some(_) => return Err(CatalogError::ExchangeMismatch(name.to_string())),
             None => {}
         }
         let mut next = self.clone();
         next.version += 1;
-        next.exchanges.insert(name.to_string(), kind);
+        next.exchanges.insert(name.to_string(), meta);
         Ok(Some(next))
     }
 
-    /// A new catalog without exchange `name` and its bindings.
-    pub fn without_exchange(&self, name: &str) -> Result<Catalog, CatalogError> {
+    /// A new catalog without exchange `name` and the bindings where it is the source
+    /// or the target; with `if_unused`, refused while it is the source of a binding.
+    pub fn without_exchange(&self, name: &str, if_unused: bool) -> Result<Catalog, CatalogError> {
+        if is_reserved_exchange(name) {
+            return Err(CatalogError::ReservedExchange(name.to_string()));
+        }
+        if !self.exchanges.contains_key(name) {
+            return Err(CatalogError::UnknownExchange(name.to_string()));
+        }
+        if if_unused && self.bindings.iter().any(|b| b.exchange == name) {
+            return Err(CatalogError::ExchangeInUse(name.to_string()));
+        }
         let mut next = self.clone();
-        next.exchanges
-            .remove(name)
-            .ok_or_else(|| CatalogError::UnknownExchange(name.to_string()))?;
-        next.bindings.retain(|b| b.exchange != name);
+        next.exchanges.remove(name);
+        let to_it = BindTarget::Exchange(name.to_string());
+        next.remove_bindings(|b| b.exchange == name || b.target == to_it);
         next.version += 1;
         Ok(next)
     }
@@ -324,6 +457,11 @@ impl Catalog {
             BindTarget::Topic(t) => {
                 self.topic(t)?;
             }
+            BindTarget::Exchange(x) => {
+                if !self.exchanges.contains_key(x) {
+                    return Err(CatalogError::UnknownExchange(x.clone()));
+                }
+            }
         }
         if self.bindings.contains(&binding) {
             return Ok(None);
@@ -335,15 +473,14 @@ impl Catalog {
     }
 
     pub fn without_binding(&self, binding: &Binding) -> Result<Catalog, CatalogError> {
-        let mut next = self.clone();
-        let before = next.bindings.len();
-        next.bindings.retain(|b| b != binding);
-        if next.bindings.len() == before {
+        if !self.bindings.contains(binding) {
             return Err(CatalogError::UnknownBinding(format!(
                 "{} -> {:?} ({})",
                 binding.exchange, binding.target, binding.routing_key
             )));
         }
+        let mut next = self.clone();
+        next.remove_bindings(|b| b == binding);
         next.version += 1;
         Ok(next)
     }
@@ -369,8 +506,8 @@ impl Catalog {
             .topics
             .remove(name)
             .ok_or_else(|| CatalogError::UnknownTopic(name.to_string()))?;
-        next.bindings
-            .retain(|b| b.target != BindTarget::Topic(name.to_string()));
+        let gone = BindTarget::Topic(name.to_string());
+        next.remove_bindings(|b| b.target == gone);
         next.version += 1;
         Ok((next, removed))
     }
@@ -517,7 +654,7 @@ mod tests {
         let mut cat = Catalog::default()
             .with_topic("t", config(1), 1, 0)
             .expect("valid topic")
-            .with_exchange("x", ExchangeKind::Direct)
+            .with_exchange("x", ExchangeMeta::new(ExchangeKind::Direct))
             .expect("valid exchange")
             .expect("new");
         cat.save_blocking(&path)
@@ -721,6 +858,225 @@ mod tests {
         assert!(
             !path.with_extension("tmp").exists(),
             "the temporary file is renamed"
+        );
+    }
+
+    fn exchange_binding(from: &str, target: BindTarget) -> Binding {
+        Binding {
+            exchange: from.into(),
+            target,
+            routing_key: String::new(),
+            headers: Vec::new(),
+            match_all: false,
+        }
+    }
+
+    fn with_x(c: Catalog, name: &str, meta: ExchangeMeta) -> Catalog {
+        c.with_exchange(name, meta).expect("valid").expect("new")
+    }
+
+    fn bound(c: Catalog, b: Binding) -> Catalog {
+        c.with_binding(b).expect("valid").expect("new")
+    }
+
+    #[test]
+    fn a_catalog_written_before_exchange_flags_loads() {
+        let json = r##"{"version": 3, "next_topic_id": 1, "topics": {},
+            "exchanges": {"logs": "Topic", "all": "Fanout"},
+            "bindings": [{"exchange": "logs", "target": {"Topic": "t"},
+                          "routing_key": "#", "headers": [], "match_all": false}]}"##;
+        let old = Catalog::decode(json.as_bytes()).expect("an old catalog loads");
+        assert_eq!(
+            old.exchanges["logs"],
+            ExchangeMeta::new(ExchangeKind::Topic)
+        );
+        assert_eq!(
+            old.exchanges["all"],
+            ExchangeMeta::new(ExchangeKind::Fanout)
+        );
+        assert_eq!(old.bindings.len(), 1);
+        // Written back, it keeps every flag.
+        let mut meta = ExchangeMeta::new(ExchangeKind::Direct);
+        meta.internal = true;
+        meta.alternate = Some("all".into());
+        let newer = with_x(old, "flags", meta.clone());
+        assert_eq!(reencoded(&newer).expect("loads").exchanges["flags"], meta);
+    }
+
+    #[test]
+    fn exchanges_redeclare_only_with_equal_settings_and_reserved_names_are_refused() {
+        let c = with_x(
+            Catalog::default(),
+            "x",
+            ExchangeMeta::new(ExchangeKind::Direct),
+        );
+        assert_eq!(
+            c.with_exchange("x", ExchangeMeta::new(ExchangeKind::Direct)),
+            Ok(None)
+        );
+        let mut durable_not = ExchangeMeta::new(ExchangeKind::Direct);
+        durable_not.durable = false;
+        assert!(matches!(
+            c.with_exchange("x", durable_not),
+            Err(CatalogError::ExchangeMismatch(_))
+        ));
+        for reserved in ["", "amq.direct", "amq.custom"] {
+            let meta = ExchangeMeta::new(ExchangeKind::Fanout);
+            assert!(matches!(
+                c.with_exchange(reserved, meta),
+                Err(CatalogError::ReservedExchange(_))
+            ));
+            assert!(matches!(
+                c.without_exchange(reserved, false),
+                Err(CatalogError::ReservedExchange(_))
+            ));
+        }
+        let std = c.with_standard_exchanges().expect("added");
+        assert_eq!(std.exchanges["amq.match"].kind, ExchangeKind::Headers);
+        assert!(std.exchanges["amq.topic"].durable);
+        assert_eq!(std.with_standard_exchanges(), None);
+    }
+
+    #[test]
+    fn deleting_an_exchange_takes_its_bindings_both_ways_and_if_unused_refuses() {
+        let fanout = || ExchangeMeta::new(ExchangeKind::Fanout);
+        let c = Catalog::default()
+            .with_queue("q", QueueConfig::default(), 0)
+            .expect("valid")
+            .expect("new");
+        let c = with_x(
+            with_x(with_x(c, "a", fanout()), "b", fanout()),
+            "c",
+            fanout(),
+        );
+        let c = bound(c, exchange_binding("a", BindTarget::Exchange("b".into())));
+        let c = bound(c, exchange_binding("b", BindTarget::Queue("q".into())));
+        let c = bound(c, exchange_binding("c", BindTarget::Queue("q".into())));
+        assert!(matches!(
+            c.without_exchange("b", true),
+            Err(CatalogError::ExchangeInUse(_))
+        ));
+        let missing = exchange_binding("a", BindTarget::Exchange("nope".into()));
+        assert!(matches!(
+            c.with_binding(missing),
+            Err(CatalogError::UnknownExchange(_))
+        ));
+        let without = c.without_exchange("b", false).expect("deleted");
+        assert_eq!(
+            without.bindings,
+            [exchange_binding("c", BindTarget::Queue("q".into()))]
+        );
+        // Unused (a source of nothing), if-unused deletes it.
+        without.without_exchange("a", true).expect("unused");
+    }
+
+    #[test]
+    fn an_auto_delete_exchange_goes_with_its_last_source_binding() {
+        let mut auto = ExchangeMeta::new(ExchangeKind::Fanout);
+        auto.auto_delete = true;
+        let c = Catalog::default()
+            .with_queue("q1", QueueConfig::default(), 0)
+            .and_then(|c| c.expect("new").with_queue("q2", QueueConfig::default(), 0))
+            .expect("valid")
+            .expect("new");
+        // Declared without bindings, it stays.
+        let c = with_x(c, "auto", auto.clone());
+        let c = with_x(c, "upstream", auto);
+        let c = bound(c, exchange_binding("auto", BindTarget::Queue("q1".into())));
+        let c = bound(c, exchange_binding("auto", BindTarget::Queue("q2".into())));
+        let c = bound(
+            c,
+            exchange_binding("upstream", BindTarget::Exchange("auto".into())),
+        );
+        let one_left = c
+            .without_binding(&exchange_binding("auto", BindTarget::Queue("q1".into())))
+            .expect("unbound");
+        assert!(one_left.exchanges.contains_key("auto"));
+        // Its last binding goes with its target's deletion; then upstream loses its
+        // only binding (to auto) and goes too.
+        let (gone, _) = one_left.without_queue("q2").expect("deleted");
+        assert!(!gone.exchanges.contains_key("auto"), "{:?}", gone.exchanges);
+        assert!(!gone.exchanges.contains_key("upstream"));
+        assert!(gone.bindings.is_empty());
+    }
+
+    #[test]
+    fn queue_lifecycle_settings_persist_and_transient_queues_and_exchanges_go_at_start() {
+        let transient = QueueConfig {
+            durable: false,
+            ..QueueConfig::default()
+        };
+        let exclusive = QueueConfig {
+            exclusive: Some("conn-1".into()),
+            auto_delete: true,
+            expires_ms: Some(1000),
+            dead_letter_routing_key: Some("dead".into()),
+            ..QueueConfig::default()
+        };
+        let c = Catalog::default()
+            .with_queue("t", transient, 0)
+            .and_then(|c| c.expect("new").with_queue("e", exclusive.clone(), 0))
+            .and_then(|c| {
+                c.expect("new")
+                    .with_queue("kept", QueueConfig::default(), 0)
+            })
+            .expect("valid")
+            .expect("new");
+        assert_eq!(reencoded(&c), Ok(c.clone()));
+        // Another owner tag is no mismatch (the front end checks owners); another
+        // expiry is.
+        let other_owner = QueueConfig {
+            exclusive: Some("conn-2".into()),
+            ..exclusive.clone()
+        };
+        assert_eq!(c.with_queue("e", other_owner, 0), Ok(None));
+        let other_expiry = QueueConfig {
+            expires_ms: Some(2000),
+            ..exclusive
+        };
+        assert!(matches!(
+            c.with_queue("e", other_expiry, 0),
+            Err(CatalogError::QueueMismatch(_))
+        ));
+        let c = with_x(c, "x", ExchangeMeta::new(ExchangeKind::Fanout));
+        let c = bound(c, exchange_binding("x", BindTarget::Queue("t".into())));
+        let mut transient = ExchangeMeta::new(ExchangeKind::Fanout);
+        transient.durable = false;
+        let c = with_x(c, "passing", transient);
+        let c = bound(
+            c,
+            exchange_binding("passing", BindTarget::Queue("kept".into())),
+        );
+        let c = bound(
+            c,
+            exchange_binding("x", BindTarget::Exchange("passing".into())),
+        );
+        let (start, removed) = c.without_transient().expect("some");
+        let mut names: Vec<_> = removed.iter().map(|q| q.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["e", "t"]);
+        assert_eq!(start.queues.keys().collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(start.exchanges.keys().collect::<Vec<_>>(), ["x"]);
+        assert!(start.bindings.is_empty(), "{:?}", start.bindings);
+        assert_eq!(start.without_transient(), None);
+        // A catalog written before these settings: durable, shared, kept.
+        let mut json: serde_json::Value = serde_json::to_value(&start).expect("encodes");
+        let fields = json["queues"]["kept"]["config"]
+            .as_object_mut()
+            .expect("an object");
+        for field in [
+            "durable",
+            "exclusive",
+            "auto_delete",
+            "expires_ms",
+            "dead_letter_routing_key",
+        ] {
+            assert!(fields.remove(field).is_some(), "{field} was written");
+        }
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        assert_eq!(
+            old.queue("kept").expect("queue").config,
+            QueueConfig::default()
         );
     }
 }

@@ -8,14 +8,16 @@
 //! to load again, so no change can keep the broker from starting.
 
 use super::error::EngineError;
+use super::mesh::CallClass;
+use super::placement::Object;
 use super::placement::CONTROLLER_SHARD;
 use super::shard::Shard;
 use super::types::{
-    Binding, ExchangeKind, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
+    Binding, ExchangeMeta, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
     TopicInfo,
 };
 use crate::config::ObjectLimits;
-use peregrine_shards::catalog::{Catalog, TopicMeta};
+use peregrine_shards::catalog::{is_reserved_exchange, Catalog, TopicMeta};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -136,7 +138,12 @@ pub async fn declare_queue(
             )));
         }
     }
+    let expires = config.expires_ms.is_some();
     let Some(next) = catalog.with_queue(name, config, crate::time::now_ms())? else {
+        if expires {
+            // A redeclare counts as a use: its expiry starts again.
+            touch_queue(shard, name).await?;
+        }
         return Ok(());
     };
     within_limits(&catalog, &next, &shard.config.object_limits)?;
@@ -148,8 +155,17 @@ pub async fn declare_queue(
 /// One change to the exchanges and their bindings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExchangeChange {
-    Declare { name: String, kind: ExchangeKind },
-    Delete { name: String },
+    /// Idempotent with equal settings; other settings are `PreconditionFailed`.
+    Declare {
+        name: String,
+        meta: ExchangeMeta,
+    },
+    /// With `if_unused`, refused (`PreconditionFailed`) while the exchange is the
+    /// source of a binding. Bindings from and to it go with it.
+    Delete {
+        name: String,
+        if_unused: bool,
+    },
     Bind(Binding),
     Unbind(Binding),
 }
@@ -181,8 +197,10 @@ pub async fn change_exchanges(
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let catalog = shard.catalog();
     let changed = match change {
-        ExchangeChange::Declare { name, kind } => catalog.with_exchange(&name, kind),
-        ExchangeChange::Delete { name } => catalog.without_exchange(&name).map(Some),
+        ExchangeChange::Declare { name, meta } => catalog.with_exchange(&name, meta),
+        ExchangeChange::Delete { name, if_unused } => {
+            catalog.without_exchange(&name, if_unused).map(Some)
+        }
         ExchangeChange::Bind(binding) => {
             check_binding_size(&binding)?;
             catalog.with_binding(binding)
@@ -199,6 +217,74 @@ pub async fn change_exchanges(
 pub async fn delete_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
     debug_assert_eq!(shard.id, CONTROLLER_SHARD);
     let _serial = shard.admin_lock.acquire_permit(1).await;
+    remove_queue(shard, name).await
+}
+
+/// What a queue must satisfy to be deleted (`delete_queue_if`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteCheck {
+    /// Refused while it has subscriptions.
+    pub if_unused: bool,
+    /// Refused while it holds messages (ready, delayed or leased).
+    pub if_empty: bool,
+    /// Only this incarnation (the engine deleting an auto-delete or expired queue must
+    /// not delete one declared again under its name meanwhile): `Ok(0)` otherwise.
+    pub id: Option<u64>,
+}
+
+/// Deletes a queue once its owner says it passes `check`; answers the messages that
+/// were waiting in it (ready or delayed).
+pub async fn delete_queue_if(
+    shard: &Rc<Shard>,
+    name: &str,
+    check: DeleteCheck,
+) -> Result<u64, EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let id = shard.catalog().queue(name)?.id;
+    if check.id.is_some_and(|wanted| wanted != id) {
+        return Ok(0);
+    }
+    let usage = queue_usage(shard, name).await?;
+    if check.if_unused && usage.subscriptions > 0 {
+        return Err(EngineError::PreconditionFailed(format!(
+            "queue '{name}' has {} subscriptions (cancel them, or delete without if-unused)",
+            usage.subscriptions
+        )));
+    }
+    let held = usage.waiting + usage.in_flight;
+    if check.if_empty && held > 0 {
+        return Err(EngineError::PreconditionFailed(format!(
+            "queue '{name}' holds {held} messages (purge it, or delete without if-empty)"
+        )));
+    }
+    remove_queue(shard, name).await?;
+    Ok(usage.waiting)
+}
+
+/// Asks a queue's owner how it is used now.
+async fn queue_usage(shard: &Rc<Shard>, name: &str) -> Result<super::queues::Usage, EngineError> {
+    let engine = super::Engine::new(shard.clone());
+    let owner = engine.owner(Object::Queue(name))?;
+    let name = name.to_string();
+    let job = move |s: Rc<Shard>| async move { super::queues::usage(&s, &name) };
+    engine.on_owner(owner, CallClass::Internal, job).await
+}
+
+/// Tells a queue's owner it was used (its expiry starts again).
+async fn touch_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
+    let engine = super::Engine::new(shard.clone());
+    let owner = engine.owner(Object::Queue(name))?;
+    let name = name.to_string();
+    let job = move |s: Rc<Shard>| async move {
+        super::queues::touch(&s, &name);
+        Ok(())
+    };
+    engine.on_owner(owner, CallClass::Internal, job).await
+}
+
+/// Removes a queue from the catalog and its folder from the disk (the admin lock held).
+async fn remove_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
     let (next, removed) = shard.catalog().without_queue(name)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;
     let dir = removed.dir(&shard.config.data_dir);
@@ -240,7 +326,12 @@ impl ObjectCounts {
                 .map(|t| u64::try_from(t.config.partitions).unwrap_or(0))
                 .sum(),
             queues: catalog.queues.len(),
-            exchanges: catalog.exchanges.len(),
+            // The standard amq.* exchanges are the broker's, not the clients'.
+            exchanges: catalog
+                .exchanges
+                .keys()
+                .filter(|name| !is_reserved_exchange(name))
+                .count(),
             bindings: catalog.bindings.len(),
         }
     }
@@ -386,7 +477,7 @@ pub async fn describe_topic(
 
 /// Removes a deleted object's folder on the shard's blocking thread (a recursive
 /// delete is many file calls io_uring does not batch for us).
-async fn remove_folder(dir: std::path::PathBuf, what: &'static str) {
+pub(super) async fn remove_folder(dir: std::path::PathBuf, what: &'static str) {
     let shown = dir.display().to_string();
     let removed = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
     if let Err(e) = removed {
@@ -401,7 +492,9 @@ mod tests {
     use super::{
         check_binding_size, within_limits, EngineError, ObjectLimits, BINDING_ARGUMENTS_MAX_BYTES,
     };
-    use crate::engine::types::{BindTarget, Binding, ExchangeKind, QueueConfig, TopicConfig};
+    use crate::engine::types::{
+        BindTarget, Binding, ExchangeKind, ExchangeMeta, QueueConfig, TopicConfig,
+    };
     use peregrine_shards::catalog::{Catalog, SEGMENT_BYTES_DEFAULT};
 
     fn topic(partitions: i32) -> TopicConfig {
@@ -464,7 +557,7 @@ mod tests {
         let smaller = big.without_topic("c").expect("delete").0;
         within_limits(&big, &smaller, &limits()).expect("a delete is never refused");
         let exchange = big
-            .with_exchange("x", ExchangeKind::Fanout)
+            .with_exchange("x", ExchangeMeta::new(ExchangeKind::Fanout))
             .expect("valid")
             .expect("new");
         within_limits(&big, &exchange, &limits()).expect("other counts do not grow");
@@ -484,7 +577,7 @@ mod tests {
         assert!(matches!(&err, EngineError::InvalidRequest(m) if m.contains("--max-queues")));
         let x = |name: &'static str| {
             move |c: &Catalog| {
-                c.with_exchange(name, ExchangeKind::Direct)
+                c.with_exchange(name, ExchangeMeta::new(ExchangeKind::Direct))
                     .expect("valid")
                     .expect("new")
             }

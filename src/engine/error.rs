@@ -73,6 +73,14 @@ pub enum EngineError {
     /// A storage or internal failure on the broker.
     #[error("{0}")]
     Internal(String),
+    /// The object is not in the state the request needs (an exchange redeclared with
+    /// other settings, a delete with if-unused or if-empty refused); AMQP's 406.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The request touches what a client may not (a reserved exchange name, a publish
+    /// straight to an internal exchange); AMQP's 403.
+    #[error("{0}")]
+    AccessRefused(String),
 }
 
 impl EngineError {
@@ -109,6 +117,8 @@ impl EngineError {
             EngineError::SubscriptionClosed => 23,
             EngineError::ShuttingDown(_) => 24,
             EngineError::Internal(_) => 25,
+            EngineError::PreconditionFailed(_) => 26,
+            EngineError::AccessRefused(_) => 27,
         }
     }
 }
@@ -142,9 +152,11 @@ impl From<CatalogError> for EngineError {
             CatalogError::QueueMismatch(_) => EngineError::QueueMismatch(text),
             CatalogError::InvalidQueueConfig(_) => EngineError::InvalidRequest(text),
             CatalogError::UnknownExchange(_) => EngineError::UnknownExchange(text),
-            CatalogError::ExchangeMismatch(_) | CatalogError::UnknownBinding(_) => {
-                EngineError::InvalidRequest(text)
+            CatalogError::ExchangeMismatch(_) | CatalogError::ExchangeInUse(_) => {
+                EngineError::PreconditionFailed(text)
             }
+            CatalogError::ReservedExchange(_) => EngineError::AccessRefused(text),
+            CatalogError::UnknownBinding(_) => EngineError::InvalidRequest(text),
             CatalogError::Storage { .. } => EngineError::Internal(text),
         }
     }
@@ -191,6 +203,8 @@ mod tests {
             EngineError::SubscriptionClosed,
             EngineError::Internal(String::new()),
             EngineError::ProducerFenced(String::new()),
+            EngineError::PreconditionFailed(String::new()),
+            EngineError::AccessRefused(String::new()),
         ];
         for e in samples {
             let name = format!("{e:?}");

@@ -2,7 +2,10 @@
 //! them, `admin`), and a publish through an exchange is routed on whichever shard
 //! received it (every shard holds the catalog) to each matching queue (on its owner)
 //! and topic (a record on a partition chosen by the routing key, as Kafka's partitioner
-//! does).
+//! does). Routing follows exchange-to-exchange bindings and alternate exchanges
+//! (`exchange::route_through`, each target once); a delayed exchange on the way gives
+//! queue targets the delay of the message's `x-delay` header. A client may not publish
+//! straight to an internal exchange (`publish_from_client`).
 
 use super::error::EngineError;
 use super::mesh::CallClass;
@@ -21,7 +24,7 @@ pub fn list(shard: &Rc<Shard>) -> Exchanges {
         exchanges: catalog
             .exchanges
             .iter()
-            .map(|(name, kind)| (name.clone(), *kind))
+            .map(|(name, meta)| (name.clone(), meta.kind))
             .collect(),
         bindings: catalog.bindings.clone(),
     }
@@ -51,22 +54,27 @@ pub async fn publish_once(
     let targets = if exchange.is_empty() {
         // The default exchange: the queue named by the routing key.
         match catalog.queue(routing_key) {
-            Ok(_) => vec![BindTarget::Queue(routing_key.to_string())],
+            Ok(_) => vec![exchange::Reached {
+                target: BindTarget::Queue(routing_key.to_string()),
+                delayed: false,
+            }],
             Err(_) => Vec::new(),
         }
     } else {
-        let Some(kind) = catalog.exchanges.get(exchange) else {
+        if !catalog.exchanges.contains_key(exchange) {
             return Err(EngineError::UnknownExchange(format!(
                 "exchange '{exchange}' does not exist"
             )));
-        };
-        exchange::route(
-            *kind,
-            &catalog.bindings_of(exchange),
+        }
+        exchange::route_through(
+            &catalog.exchanges,
+            &catalog.bindings,
+            exchange,
             routing_key,
             &spec.headers,
         )
     };
+    let delay_ms = exchange::delay_of(&spec.headers);
     let mut routed = Routed {
         queues: 0,
         topics: 0,
@@ -74,14 +82,20 @@ pub async fn publish_once(
     let failed = |target: &BindTarget, e: EngineError| {
         with_message(e, |m| format!("routing to {target:?}: {m}"))
     };
-    for target in targets {
+    for exchange::Reached { target, delayed } in targets {
         match &target {
             BindTarget::Queue(q) => {
-                Box::pin(engine.publish_as(class, q, spec.clone(), body.clone()))
+                let mut spec = spec.clone();
+                if delayed && delay_ms.is_some() {
+                    spec.delay_ms = delay_ms;
+                }
+                Box::pin(engine.publish_as(class, q, spec, body.clone()))
                     .await
                     .map_err(|e| failed(&target, e))?;
                 routed.queues += 1;
             }
+            // Followed by `route_through`, never a target of its own.
+            BindTarget::Exchange(_) => {}
             BindTarget::Topic(t) => {
                 let Ok(meta) = catalog.topic(t) else { continue };
                 let partition = if routing_key.is_empty() {
@@ -132,6 +146,28 @@ pub async fn publish_once(
     Ok(routed)
 }
 
+/// A client's publish through `exchange`: refused when it is internal (reached only
+/// through other exchanges), otherwise `publish_once`.
+pub async fn publish_from_client(
+    shard: &Rc<Shard>,
+    (exchange, routing_key): (&str, &str),
+    spec: PublishSpec,
+    body: Bytes,
+) -> Result<Routed, EngineError> {
+    let internal = shard
+        .catalog()
+        .exchanges
+        .get(exchange)
+        .is_some_and(|m| m.internal);
+    if internal {
+        return Err(EngineError::AccessRefused(format!(
+            "exchange '{exchange}' is internal: publish to an exchange bound to it instead"
+        )));
+    }
+    let route = (exchange, routing_key);
+    publish_once(shard, CallClass::Client, route, spec, body, None).await
+}
+
 /// The same kind of error with its text rewritten.
 fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
     use EngineError as E;
@@ -161,6 +197,8 @@ fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
         E::NotSupported(m) => E::NotSupported(f(&m)),
         E::ShuttingDown(m) => E::ShuttingDown(f(&m)),
         E::Internal(m) => E::Internal(f(&m)),
+        E::PreconditionFailed(m) => E::PreconditionFailed(f(&m)),
+        E::AccessRefused(m) => E::AccessRefused(f(&m)),
         E::SubscriptionClosed => E::SubscriptionClosed,
     }
 }

@@ -392,6 +392,37 @@ impl Engine {
             .await
     }
 
+    /// Deletes a queue as AMQP's `queue.delete` does: refused (`PreconditionFailed`)
+    /// with `if_unused` while it has subscriptions, with `if_empty` while it holds
+    /// messages (ready, delayed or leased). Answers how many messages were waiting in
+    /// it (ready or delayed; leased ones are not counted, as in RabbitMQ's delete-ok).
+    /// Its bindings go with it and its subscriptions' `next()` fail.
+    pub async fn delete_queue_if(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u64, EngineError> {
+        let name = name.to_string();
+        let check = admin::DeleteCheck {
+            if_unused,
+            if_empty,
+            id: None,
+        };
+        let job = move |s: Rc<Shard>| async move { admin::delete_queue_if(&s, &name, check).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// A queue's declaration, from this shard's catalog; `None` when it does not exist.
+    pub fn queue_config(&self, name: &str) -> Option<QueueConfig> {
+        self.shard
+            .catalog()
+            .queues
+            .get(name)
+            .map(|m| m.config.clone())
+    }
+
     pub fn list_queues(&self) -> Vec<(String, QueueConfig)> {
         self.shard
             .catalog()
@@ -525,8 +556,13 @@ impl Engine {
         spec: PublishSpec,
         body: Bytes,
     ) -> Result<Routed, EngineError> {
-        let route = (exchange, routing_key);
-        exchanges::publish_once(&self.shard, CallClass::Client, route, spec, body, None).await
+        exchanges::publish_from_client(&self.shard, (exchange, routing_key), spec, body).await
+    }
+
+    /// An exchange's declaration, from this shard's catalog; `None` for the default
+    /// exchange "" (never declared) and for names not declared.
+    pub fn exchange(&self, name: &str) -> Option<ExchangeMeta> {
+        self.shard.catalog().exchanges.get(name).cloned()
     }
 }
 

@@ -2,7 +2,11 @@
 //! (`peregrine_shards::queues::Queue`) beside its journal (`QueueStore`), the queue
 //! calls as the owner runs them (publish, receive with long polling, settle, stats,
 //! purge, and the pulls and close of push subscriptions), the timer that applies
-//! visibility timeouts, delays and TTLs, and dead-letter moves.
+//! visibility timeouts, delays and TTLs, and dead-letter moves. The owner also ends a
+//! queue's life when its declaration says so: an auto-delete queue once its last
+//! subscription goes, an expiring one (`expires_ms`) after that long unused; either
+//! asks the controller to delete it (`admin::delete_queue_if`, if unused, this
+//! incarnation only). A deleted queue's waiting receives and subscriptions fail.
 //!
 //! Durability: a publish is journaled before it is answered (and on disk first when the
 //! publisher asks for `durable`); an ack or an auto-ack settle is on disk before it is
@@ -58,6 +62,24 @@ pub struct OpenQueue {
     dead_lettered: Cell<u64>,
     /// Dead letters whose move to the target has not finished.
     pending_moves: RefCell<Vec<DeadLetter>>,
+    /// Gone from the catalog: receives and subscriptions waiting on it fail.
+    deleted: Cell<bool>,
+    /// When it was last used (opened, received from, subscribed to, redeclared), for
+    /// `expires_ms`.
+    last_used_ms: Cell<i64>,
+    /// It has had a subscription (an auto-delete queue goes only after one).
+    had_subscription: Cell<bool>,
+    /// Its deletion was asked of the controller and has not answered yet.
+    deleting: Cell<bool>,
+}
+
+/// How a queue is used now, as a delete with if-unused or if-empty needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub subscriptions: u64,
+    /// Ready or delayed.
+    pub waiting: u64,
+    pub in_flight: u64,
 }
 
 /// A push subscription as its queue sees it.
@@ -119,6 +141,10 @@ pub async fn open(
         subscribers: RefCell::new(HashMap::new()),
         dead_lettered: Cell::new(0),
         pending_moves: RefCell::new(pending),
+        deleted: Cell::new(false),
+        last_used_ms: Cell::new(now),
+        had_subscription: Cell::new(false),
+        deleting: Cell::new(false),
     }))
 }
 
@@ -141,7 +167,19 @@ impl OpenQueue {
         }
     }
 
+    /// Subscriptions attached and not closed.
+    fn live_subscriptions(&self) -> usize {
+        self.subscribers
+            .borrow()
+            .values()
+            .filter(|a| !a.closed)
+            .count()
+    }
+
+    /// Removes the journal of a queue gone from the catalog; what waits on it fails.
     pub async fn delete(&self) {
+        self.deleted.set(true);
+        self.ready.notify(usize::MAX);
         if let Err(e) = self.store.log().delete().await {
             tracing::warn!(queue = %self.name, "deleting queue journal: {e}");
         }
@@ -170,6 +208,7 @@ pub async fn subscription_pull(
         attached.pulling = true;
         attached.pulled = pull.seq;
     }
+    q.had_subscription.set(true);
     let holder_of = Holder::Subscription(holder);
     let got = receive_on(
         shard,
@@ -233,6 +272,60 @@ pub fn subscription_close(shard: &Rc<Shard>, name: &str, holder: u64, last_pull:
         }
     }
     release(shard, &q, holder);
+    q.last_used_ms.set(crate::time::now_ms());
+    let auto_delete = q.queue.borrow().config().auto_delete;
+    if auto_delete && q.had_subscription.get() && q.live_subscriptions() == 0 {
+        spawn_delete(shard, &q, "its last subscription ended (auto-delete)");
+    }
+}
+
+/// Asks the controller to delete this incarnation of `q` if it is still unused; a
+/// refusal (a subscription came meanwhile) leaves it, used now.
+fn spawn_delete(shard: &Rc<Shard>, q: &Rc<OpenQueue>, why: &'static str) {
+    if q.deleting.replace(true) || q.deleted.get() {
+        return;
+    }
+    let engine = super::Engine::new(shard.clone());
+    let (q, name) = (q.clone(), q.name.clone());
+    let check = super::admin::DeleteCheck {
+        if_unused: true,
+        if_empty: false,
+        id: Some(q.id),
+    };
+    let delete = async move {
+        let job = {
+            let name = name.clone();
+            move |s: Rc<Shard>| async move { super::admin::delete_queue_if(&s, &name, check).await }
+        };
+        let controller = super::placement::CONTROLLER_SHARD;
+        match engine.on_owner(controller, CallClass::Internal, job).await {
+            Ok(_) => tracing::info!(queue = %name, "queue deleted: {why}"),
+            Err(e) => {
+                tracing::debug!(queue = %name, "queue kept ({why}): {e}");
+                q.last_used_ms.set(crate::time::now_ms());
+                q.deleting.set(false);
+            }
+        }
+    };
+    crate::runtime::spawn_local(delete).detach();
+}
+
+/// How `name` is used now (its owner answers).
+pub fn usage(shard: &Rc<Shard>, name: &str) -> Result<Usage, EngineError> {
+    let q = shard.queue(name)?;
+    let s = q.queue.borrow().stats();
+    Ok(Usage {
+        subscriptions: q.live_subscriptions() as u64,
+        waiting: (s.ready + s.delayed) as u64,
+        in_flight: s.in_flight as u64,
+    })
+}
+
+/// `name` was used (redeclared): its expiry starts again.
+pub fn touch(shard: &Rc<Shard>, name: &str) {
+    if let Ok(q) = shard.queue(name) {
+        q.last_used_ms.set(crate::time::now_ms());
+    }
 }
 
 fn release(shard: &Rc<Shard>, q: &Rc<OpenQueue>, holder: u64) {
@@ -280,12 +373,7 @@ pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(),
 pub fn stats(shard: &Rc<Shard>, name: &str) -> Result<QueueStats, EngineError> {
     let q = shard.queue(name)?;
     let s = q.queue.borrow().stats();
-    let attached = q
-        .subscribers
-        .borrow()
-        .values()
-        .filter(|a| !a.closed)
-        .count();
+    let attached = q.live_subscriptions();
     Ok(QueueStats {
         name: name.to_string(),
         ready: s.ready as u64,
@@ -466,7 +554,14 @@ async fn receive_on(
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
     let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
     let mut bodies = BytesMut::with_capacity(max.min(BATCH_RESERVE) * BODY_RESERVE);
+    q.last_used_ms.set(crate::time::now_ms());
     loop {
+        if q.deleted.get() {
+            return Err(EngineError::UnknownQueue(format!(
+                "queue '{}' was deleted",
+                q.name
+            )));
+        }
         let listener = q.ready.listen();
         let now = crate::time::now_ms();
         let room = match holder {
@@ -680,8 +775,8 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         origin: Some(format!("{}/{id}", d.queue)),
         ..PublishSpec::default()
     };
-    // A queue, or an exchange (routed here, with the source queue's name as routing
-    // key); either way a target that has this dead letter already keeps one copy. The
+    // A queue, or an exchange (routed here, with the queue's dead-letter routing key or
+    // else the source queue's name); either way a target that has this dead letter already keeps one copy. The
     // move is the engine's own call, in its own in-flight budget (`CallClass`).
     let body = if d.body_on_disk {
         let bodies = q
@@ -696,6 +791,13 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     } else {
         d.message.body.clone()
     };
+    let routing_key = q
+        .queue
+        .borrow()
+        .config()
+        .dead_letter_routing_key
+        .clone()
+        .unwrap_or_else(|| d.queue.clone());
     let moved = if shard.catalog().queue(&target).is_ok() {
         let engine = super::Engine::new(shard.clone());
         Box::pin(engine.publish_as(CallClass::Internal, &target, spec, body))
@@ -706,7 +808,7 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         Box::pin(super::exchanges::publish_once(
             shard,
             CallClass::Internal,
-            (&target, &d.queue),
+            (&target, &routing_key),
             spec,
             body,
             since,
@@ -731,6 +833,22 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
     Ok(())
 }
 
+/// Deletes `q` when it has an expiry (`expires_ms`) and has not been used for that
+/// long; a subscription or a waiting receive is a use that lasts.
+fn expire_unused(shard: &Rc<Shard>, q: &Rc<OpenQueue>, now: i64) {
+    let Some(expires_ms) = q.queue.borrow().config().expires_ms else {
+        return;
+    };
+    if q.live_subscriptions() > 0 || q.waiting.get() > 0 {
+        q.last_used_ms.set(now);
+        return;
+    }
+    let idle_ms = now.saturating_sub(q.last_used_ms.get());
+    if idle_ms >= i64::try_from(expires_ms).unwrap_or(i64::MAX) {
+        spawn_delete(shard, q, "unused for its expiry (x-expires)");
+    }
+}
+
 /// Applies time to every queue of a shard: visibility timeouts, delays, expiries,
 /// unfinished dead-letter moves, and journal reclamation.
 pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
@@ -753,6 +871,7 @@ pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
         }
         let retry: Vec<DeadLetter> = q.pending_moves.borrow_mut().drain(..).collect();
         spawn_dead_letters(shard, &q, retry);
+        expire_unused(shard, &q, now);
         if reclaim {
             if let Err(e) = q.store.reclaim().await {
                 tracing::warn!(queue = %q.name, "reclaiming journal segments: {e}");

@@ -1,6 +1,9 @@
 //! A shard's engine coming up: joining the mesh, taking the catalog (opening what the
 //! shard owns), serving the calls other shards send here, and the background work
-//! (group ticks, queue timers, retention).
+//! (group ticks, queue timers, retention). The catalog a broker starts from gets
+//! RabbitMQ's standard exchanges and loses what does not outlive a run (queues not
+//! durable or exclusive, exchanges not durable); every shard makes the same change to its copy, and the
+//! next catalog change writes it to the file.
 
 use super::mesh::{Mesh, Router, ShardMsg};
 use super::shard::Shard;
@@ -42,8 +45,9 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         start.shard_ports,
         runtime::create_queues(),
     ));
+    let catalog = starting_catalog(&shard, start.catalog).await;
     shard
-        .apply_catalog(start.catalog)
+        .apply_catalog(catalog)
         .await
         .map_err(|e| format!("shard {}: {e}", shard.id))?;
     let mine = start.metrics.shards[shard.id as usize].clone();
@@ -58,6 +62,26 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         Err(e) => tracing::error!("starting the metrics refresh: {e}"),
     }
     Ok(Engine::new(shard))
+}
+
+/// `catalog` as this run starts from it: with the standard exchanges, without the
+/// transient queues (whose folders the owning shard removes) and exchanges.
+async fn starting_catalog(shard: &Rc<Shard>, catalog: Arc<Catalog>) -> Arc<Catalog> {
+    let mut catalog = match catalog.with_standard_exchanges() {
+        Some(with) => Arc::new(with),
+        None => catalog,
+    };
+    if let Some((without, removed)) = catalog.without_transient() {
+        for meta in removed {
+            if meta.owner(shard.nshards) == shard.id {
+                let dir = meta.dir(&shard.config.data_dir);
+                super::admin::remove_folder(dir, "queue").await;
+                tracing::info!(queue = %meta.name, "transient queue deleted at start");
+            }
+        }
+        catalog = Arc::new(without);
+    }
+    catalog
 }
 
 impl Engine {

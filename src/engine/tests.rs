@@ -49,15 +49,26 @@ where
     F: FnOnce(Engine) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let _ = peregrine_shards::sys::raise_memlock_limit();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Arc::new(config(dir.path()));
+    with_engine_at(dir.path(), body);
+}
+
+/// Runs `body` against a one-shard engine on `data_dir`, started from the catalog there
+/// (as the broker starts), then shuts it down cleanly.
+fn with_engine_at<F, Fut>(data_dir: &std::path::Path, body: F)
+where
+    F: FnOnce(Engine) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let _ = peregrine_shards::sys::raise_memlock_limit();
+    let config = Arc::new(config(data_dir));
+    let catalog = Catalog::load(&data_dir.join("meta").join("topics.json")).expect("catalog");
     let process = Arc::new(ProcessShutdown::default());
     let run = move || async move {
         let engine = start(EngineStart {
             config,
             mesh: mesh::mesh(1),
-            catalog: Arc::new(Catalog::default()),
+            catalog: Arc::new(catalog),
             shard_ports: vec![0],
             shutdown: ShardShutdown::new(process.clone()),
             metrics: crate::metrics::Metrics::new(1),
@@ -73,6 +84,50 @@ where
         .expect("executor")
         .join()
         .expect("engine test ran");
+}
+
+/// Runs `body` on shard 0 of a two-shard engine (shard 1 serves what it owns), then
+/// shuts both down cleanly.
+fn with_two_shards<F, Fut>(body: F)
+where
+    F: FnOnce(Engine) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let _ = peregrine_shards::sys::raise_memlock_limit();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Arc::new(ServerConfig {
+        shards: 2,
+        ..config(dir.path())
+    });
+    let mesh = mesh::mesh(2);
+    let process = Arc::new(ProcessShutdown::default());
+    let metrics = crate::metrics::Metrics::new(2);
+    let starting = || EngineStart {
+        config: config.clone(),
+        mesh: mesh.clone(),
+        catalog: Arc::new(Catalog::default()),
+        shard_ports: vec![0, 0],
+        shutdown: ShardShutdown::new(process.clone()),
+        metrics: metrics.clone(),
+    };
+    let (first, second) = (starting(), starting());
+    let ask = process.clone();
+    let run0 = move || async move {
+        let engine = start(first).await.expect("shard 0 starts");
+        body(engine.clone()).await;
+        ask.request();
+        engine.shutdown().watch().await;
+        engine.stop().await;
+    };
+    let run1 = move || async move {
+        let engine = start(second).await.expect("shard 1 starts");
+        engine.shutdown().watch().await;
+        engine.stop().await;
+    };
+    let one = crate::runtime::start_shard(1, None, Duration::ZERO, None, run1).expect("shard 1");
+    let zero = crate::runtime::start_shard(0, None, Duration::ZERO, None, run0).expect("shard 0");
+    zero.join().expect("shard 0 ran");
+    one.join().expect("shard 1 ran");
 }
 
 fn queue_config(visibility_timeout_ms: u64) -> QueueConfig {
@@ -199,5 +254,687 @@ fn fetch_results_carry_the_stable_offset_and_no_aborted_ranges_yet() {
         assert!(!fetched.batches.is_empty());
         let missing = engine.fetch("t", 1, args).await;
         assert!(matches!(missing, Err(EngineError::UnknownPartition(_))));
+    });
+}
+
+// ---- exchanges and queue lifecycle (what AMQP needs) ----
+
+/// Longest a test waits for something the engine does in the background.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(5);
+
+fn exchange(kind: ExchangeKind) -> ExchangeMeta {
+    ExchangeMeta::new(kind)
+}
+
+async fn declare_exchange(engine: &Engine, name: &str, meta: ExchangeMeta) {
+    let change = ExchangeChange::Declare {
+        name: name.into(),
+        meta,
+    };
+    engine
+        .change_exchanges(change)
+        .await
+        .expect("declare exchange");
+}
+
+fn binding(from: &str, target: BindTarget, key: &str) -> Binding {
+    Binding {
+        exchange: from.into(),
+        target,
+        routing_key: key.into(),
+        headers: Vec::new(),
+        match_all: false,
+    }
+}
+
+async fn bind(engine: &Engine, from: &str, target: BindTarget, key: &str) {
+    let change = ExchangeChange::Bind(binding(from, target, key));
+    engine.change_exchanges(change).await.expect("bind");
+}
+
+fn to_queue(name: &str) -> BindTarget {
+    BindTarget::Queue(name.into())
+}
+
+fn to_exchange(name: &str) -> BindTarget {
+    BindTarget::Exchange(name.into())
+}
+
+async fn declare(engine: &Engine, name: &str, config: QueueConfig) {
+    engine
+        .declare_queue(name, config)
+        .await
+        .expect("declare queue");
+}
+
+async fn send(engine: &Engine, exchange: &str, key: &str, spec: PublishSpec) -> Routed {
+    engine
+        .publish_to_exchange(exchange, key, spec, bytes::Bytes::from_static(b"m"))
+        .await
+        .expect("publish")
+}
+
+/// Messages ready in `queue` now (taken and acked).
+async fn take_all(engine: &Engine, queue: &str) -> usize {
+    let got = engine.receive(queue, 100, 0, true).await.expect("receive");
+    got.messages.len()
+}
+
+/// `fut`'s output, or `None` when it takes longer than `BACKGROUND_WAIT`.
+async fn within<T>(fut: impl Future<Output = T>) -> Option<T> {
+    let late = async {
+        crate::runtime::sleep(BACKGROUND_WAIT).await;
+        None
+    };
+    futures_lite::future::or(async { Some(fut.await) }, late).await
+}
+
+/// The next batch of a subscription within `BACKGROUND_WAIT`: how many messages.
+async fn next_of(sub: &Subscription) -> Result<usize, EngineError> {
+    let got = within(sub.next())
+        .await
+        .expect("the subscription answers in time");
+    got.map(|r| r.messages.len())
+}
+
+/// Waits (up to `BACKGROUND_WAIT`) until `done` holds; whether it did.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + BACKGROUND_WAIT;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[test]
+fn exchange_bindings_route_through_two_hops_and_a_cycle_ends() {
+    with_engine(|engine| async move {
+        for x in ["front", "middle", "back"] {
+            declare_exchange(&engine, x, exchange(ExchangeKind::Fanout)).await;
+        }
+        declare(&engine, "end", QueueConfig::default()).await;
+        declare(&engine, "side", QueueConfig::default()).await;
+        bind(&engine, "front", to_exchange("middle"), "").await;
+        bind(&engine, "middle", to_exchange("back"), "").await;
+        bind(&engine, "back", to_queue("end"), "").await;
+        // back -> front closes a cycle; front also reaches "end" directly.
+        bind(&engine, "back", to_exchange("front"), "").await;
+        bind(&engine, "front", to_queue("end"), "").await;
+        bind(&engine, "middle", to_queue("side"), "").await;
+        let routed = send(&engine, "front", "k", PublishSpec::default()).await;
+        assert_eq!((routed.queues, routed.topics), (2, 0));
+        assert_eq!(take_all(&engine, "end").await, 1, "reached once");
+        assert_eq!(take_all(&engine, "side").await, 1);
+        // Unbinding the first hop leaves front with its direct binding only.
+        let hop = ExchangeChange::Unbind(binding("front", to_exchange("middle"), ""));
+        engine.change_exchanges(hop).await.expect("unbind");
+        let routed = send(&engine, "front", "k", PublishSpec::default()).await;
+        assert_eq!(routed.queues, 1);
+        let missing = ExchangeChange::Bind(binding("front", to_exchange("nope"), ""));
+        let refused = engine.change_exchanges(missing).await;
+        assert!(
+            matches!(refused, Err(EngineError::UnknownExchange(_))),
+            "{refused:?}"
+        );
+    });
+}
+
+#[test]
+fn an_alternate_exchange_catches_what_matches_no_binding() {
+    with_engine(|engine| async move {
+        declare_exchange(&engine, "ae", exchange(ExchangeKind::Fanout)).await;
+        let mut main = exchange(ExchangeKind::Direct);
+        main.alternate = Some("ae".into());
+        declare_exchange(&engine, "main", main).await;
+        declare(&engine, "keyed", QueueConfig::default()).await;
+        declare(&engine, "unroutable", QueueConfig::default()).await;
+        bind(&engine, "main", to_queue("keyed"), "k").await;
+        bind(&engine, "ae", to_queue("unroutable"), "").await;
+        assert_eq!(
+            send(&engine, "main", "k", PublishSpec::default())
+                .await
+                .queues,
+            1
+        );
+        assert_eq!(
+            send(&engine, "main", "x", PublishSpec::default())
+                .await
+                .queues,
+            1
+        );
+        assert_eq!(take_all(&engine, "keyed").await, 1);
+        assert_eq!(take_all(&engine, "unroutable").await, 1);
+        // Without an alternate, nothing is reached: the front end's mandatory return.
+        declare_exchange(&engine, "plain", exchange(ExchangeKind::Direct)).await;
+        let routed = send(&engine, "plain", "x", PublishSpec::default()).await;
+        assert_eq!((routed.queues, routed.topics), (0, 0));
+    });
+}
+
+#[test]
+fn an_internal_exchange_refuses_direct_publishes_but_routes_from_others() {
+    with_engine(|engine| async move {
+        let mut internal = exchange(ExchangeKind::Fanout);
+        internal.internal = true;
+        declare_exchange(&engine, "inner", internal).await;
+        declare_exchange(&engine, "outer", exchange(ExchangeKind::Fanout)).await;
+        declare(&engine, "q", QueueConfig::default()).await;
+        bind(&engine, "inner", to_queue("q"), "").await;
+        bind(&engine, "outer", to_exchange("inner"), "").await;
+        let direct = engine
+            .publish_to_exchange("inner", "", PublishSpec::default(), bytes::Bytes::new())
+            .await;
+        assert!(
+            matches!(direct, Err(EngineError::AccessRefused(_))),
+            "{direct:?}"
+        );
+        assert_eq!(
+            send(&engine, "outer", "", PublishSpec::default())
+                .await
+                .queues,
+            1
+        );
+        assert_eq!(take_all(&engine, "q").await, 1);
+    });
+}
+
+#[test]
+fn reserved_names_are_refused_the_standard_exchanges_exist_and_redeclares_must_match() {
+    with_engine(|engine| async move {
+        for (name, kind) in peregrine_shards::catalog::STANDARD_EXCHANGES {
+            let meta = engine.exchange(name).expect("a standard exchange");
+            assert_eq!((meta.kind, meta.durable), (kind, true));
+        }
+        assert_eq!(engine.exchange(""), None);
+        for name in ["", "amq.direct", "amq.mine"] {
+            let change = ExchangeChange::Declare {
+                name: name.into(),
+                meta: exchange(ExchangeKind::Direct),
+            };
+            let refused = engine.change_exchanges(change).await;
+            assert!(
+                matches!(refused, Err(EngineError::AccessRefused(_))),
+                "{refused:?}"
+            );
+            let change = ExchangeChange::Delete {
+                name: name.into(),
+                if_unused: false,
+            };
+            let refused = engine.change_exchanges(change).await;
+            assert!(
+                matches!(refused, Err(EngineError::AccessRefused(_))),
+                "{refused:?}"
+            );
+        }
+        // The standard ones route like any other.
+        declare(&engine, "q", QueueConfig::default()).await;
+        bind(&engine, "amq.topic", to_queue("q"), "a.#").await;
+        assert_eq!(
+            send(&engine, "amq.topic", "a.b", PublishSpec::default())
+                .await
+                .queues,
+            1
+        );
+        declare_exchange(&engine, "x", exchange(ExchangeKind::Direct)).await;
+        declare_exchange(&engine, "x", exchange(ExchangeKind::Direct)).await;
+        let mut auto = exchange(ExchangeKind::Direct);
+        auto.auto_delete = true;
+        let change = ExchangeChange::Declare {
+            name: "x".into(),
+            meta: auto,
+        };
+        let refused = engine.change_exchanges(change).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        bind(&engine, "x", to_queue("q"), "k").await;
+        let change = ExchangeChange::Delete {
+            name: "x".into(),
+            if_unused: true,
+        };
+        let refused = engine.change_exchanges(change).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        let change = ExchangeChange::Delete {
+            name: "x".into(),
+            if_unused: false,
+        };
+        engine.change_exchanges(change).await.expect("delete");
+        assert_eq!(engine.exchange("x"), None);
+    });
+}
+
+#[test]
+fn an_auto_delete_exchange_goes_with_its_last_binding() {
+    with_engine(|engine| async move {
+        let mut auto = exchange(ExchangeKind::Direct);
+        auto.auto_delete = true;
+        declare_exchange(&engine, "auto", auto).await;
+        declare(&engine, "a", QueueConfig::default()).await;
+        declare(&engine, "b", QueueConfig::default()).await;
+        bind(&engine, "auto", to_queue("a"), "k").await;
+        bind(&engine, "auto", to_queue("b"), "k").await;
+        let unbind = ExchangeChange::Unbind(binding("auto", to_queue("a"), "k"));
+        engine.change_exchanges(unbind).await.expect("unbind");
+        assert!(engine.exchange("auto").is_some(), "one binding left");
+        // The last binding goes with its queue, and the exchange with it.
+        engine.delete_queue("b").await.expect("delete");
+        assert_eq!(engine.exchange("auto"), None);
+        let gone = engine
+            .publish_to_exchange("auto", "k", PublishSpec::default(), bytes::Bytes::new())
+            .await;
+        assert!(
+            matches!(gone, Err(EngineError::UnknownExchange(_))),
+            "{gone:?}"
+        );
+    });
+}
+
+#[test]
+fn a_delayed_exchange_delays_queue_targets_by_the_x_delay_header() {
+    with_engine(|engine| async move {
+        let mut delayed = exchange(ExchangeKind::Direct);
+        delayed.delayed = true;
+        declare_exchange(&engine, "later", delayed).await;
+        declare(&engine, "q", QueueConfig::default()).await;
+        bind(&engine, "later", to_queue("q"), "k").await;
+        let with_delay = PublishSpec {
+            headers: vec![("x-delay".into(), "300".into())],
+            ..PublishSpec::default()
+        };
+        assert_eq!(send(&engine, "later", "k", with_delay).await.queues, 1);
+        let bad = PublishSpec {
+            headers: vec![("x-delay".into(), "-5".into())],
+            ..PublishSpec::default()
+        };
+        assert_eq!(send(&engine, "later", "k", bad).await.queues, 1);
+        send(&engine, "later", "k", PublishSpec::default()).await;
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!(
+            (stats.ready, stats.delayed),
+            (2, 1),
+            "only x-delay=300 waits"
+        );
+        assert_eq!(take_all(&engine, "q").await, 2);
+        let got = engine.receive("q", 10, 5_000, true).await.expect("receive");
+        assert_eq!(got.messages.len(), 1, "delivered once its delay passed");
+        let waited = got.messages.published_ms[0];
+        assert!(
+            crate::time::now_ms() - waited >= 300,
+            "not before its delay"
+        );
+    });
+}
+
+#[test]
+fn dead_letters_through_an_exchange_use_the_dead_letter_routing_key() {
+    with_engine(|engine| async move {
+        declare_exchange(&engine, "dlx", exchange(ExchangeKind::Direct)).await;
+        declare(&engine, "by-key", QueueConfig::default()).await;
+        declare(&engine, "by-name", QueueConfig::default()).await;
+        bind(&engine, "dlx", to_queue("by-key"), "dead").await;
+        bind(&engine, "dlx", to_queue("by-name"), "plain").await;
+        let keyed = QueueConfig {
+            dead_letter: Some("dlx".into()),
+            dead_letter_routing_key: Some("dead".into()),
+            ..QueueConfig::default()
+        };
+        let plain = QueueConfig {
+            dead_letter: Some("dlx".into()),
+            ..QueueConfig::default()
+        };
+        declare(&engine, "keyed", keyed).await;
+        declare(&engine, "plain", plain).await;
+        for source in ["keyed", "plain"] {
+            engine
+                .publish(
+                    source,
+                    PublishSpec::default(),
+                    bytes::Bytes::from_static(b"x"),
+                )
+                .await
+                .expect("publish");
+            let got = engine.receive(source, 1, 0, false).await.expect("receive");
+            let reject = Settle::Reject {
+                handles: got.messages.handles.clone(),
+            };
+            engine.settle(source, reject).await.expect("reject");
+        }
+        // The key when set, else (as before) the source queue's name.
+        for target in ["by-key", "by-name"] {
+            let got = engine
+                .receive(target, 10, 5_000, true)
+                .await
+                .expect("receive");
+            assert_eq!(got.messages.len(), 1, "{target}");
+        }
+    });
+}
+
+#[test]
+fn a_catalog_from_before_exchange_flags_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta = dir.path().join("meta");
+    std::fs::create_dir_all(&meta).expect("meta dir");
+    let old = r##"{"version": 2, "next_topic_id": 1, "topics": {},
+        "exchanges": {"logs": "Topic"}, "bindings": []}"##;
+    std::fs::write(meta.join("topics.json"), old).expect("old catalog");
+    with_engine_at(dir.path(), |engine| async move {
+        assert_eq!(engine.exchange("logs"), Some(exchange(ExchangeKind::Topic)));
+        assert!(engine.exchange("amq.fanout").is_some());
+        declare(&engine, "q", QueueConfig::default()).await;
+        bind(&engine, "logs", to_queue("q"), "#").await;
+        assert_eq!(
+            send(&engine, "logs", "a", PublishSpec::default())
+                .await
+                .queues,
+            1
+        );
+    });
+}
+
+#[test]
+fn non_durable_and_exclusive_queues_and_transient_exchanges_are_gone_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_engine_at(dir.path(), |engine| async move {
+        declare(&engine, "kept", QueueConfig::default()).await;
+        let transient = QueueConfig {
+            durable: false,
+            ..QueueConfig::default()
+        };
+        let exclusive = QueueConfig {
+            exclusive: Some("connection-1".into()),
+            ..QueueConfig::default()
+        };
+        declare(&engine, "transient", transient).await;
+        declare(&engine, "mine", exclusive).await;
+        declare_exchange(&engine, "x", exchange(ExchangeKind::Fanout)).await;
+        for q in ["kept", "transient", "mine"] {
+            bind(&engine, "x", to_queue(q), "").await;
+        }
+        let mut passing = exchange(ExchangeKind::Fanout);
+        passing.durable = false;
+        declare_exchange(&engine, "passing", passing).await;
+        bind(&engine, "passing", to_queue("kept"), "").await;
+        assert_eq!(
+            send(&engine, "x", "", PublishSpec::default()).await.queues,
+            3
+        );
+        // Another owner tag is no mismatch for the engine: the front end checks it.
+        let other_owner = QueueConfig {
+            exclusive: Some("connection-2".into()),
+            ..QueueConfig::default()
+        };
+        declare(&engine, "mine", other_owner).await;
+    });
+    with_engine_at(dir.path(), |engine| async move {
+        assert!(engine.queue_config("kept").is_some());
+        assert_eq!(engine.queue_config("transient"), None);
+        assert_eq!(engine.queue_config("mine"), None);
+        assert_eq!(engine.exchange("passing"), None, "a transient exchange");
+        let routed = send(&engine, "x", "", PublishSpec::default()).await;
+        assert_eq!(routed.queues, 1, "their bindings went with them");
+        assert_eq!(take_all(&engine, "kept").await, 2);
+    });
+    let folders: Vec<String> = std::fs::read_dir(dir.path().join("queues"))
+        .expect("queues folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert!(folders[0].starts_with("kept-"), "{folders:?}");
+}
+
+#[test]
+fn an_auto_delete_queue_goes_after_its_last_subscription() {
+    with_engine(|engine| async move {
+        let auto = QueueConfig {
+            auto_delete: true,
+            ..QueueConfig::default()
+        };
+        declare(&engine, "auto", auto).await;
+        for _ in 0..2 {
+            engine
+                .publish(
+                    "auto",
+                    PublishSpec::default(),
+                    bytes::Bytes::from_static(b"m"),
+                )
+                .await
+                .expect("publish");
+        }
+        // A pull receive is no subscription.
+        assert_eq!(
+            engine
+                .receive("auto", 1, 0, true)
+                .await
+                .expect("receive")
+                .messages
+                .len(),
+            1
+        );
+        crate::runtime::sleep(Duration::from_millis(100)).await;
+        assert!(engine.queue_config("auto").is_some());
+        let first = engine.subscribe("auto", 10, true);
+        let second = engine.subscribe("auto", 10, true);
+        assert_eq!(next_of(&first).await, Ok(1));
+        let waiting = {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            crate::runtime::spawn_local(async move {
+                let _ = tx.send(second.next().await.map(|r| r.messages.len()));
+            })
+            .detach();
+            rx
+        };
+        // Its pull attaches it before the first one goes.
+        crate::runtime::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        crate::runtime::sleep(Duration::from_millis(100)).await;
+        assert!(
+            engine.queue_config("auto").is_some(),
+            "one subscription left"
+        );
+        // Its last subscription is waiting for a message; delete_queue_if says no.
+        let refused = engine.delete_queue_if("auto", true, false).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        // Deleting the queue ends the subscription's wait with an error.
+        assert_eq!(engine.delete_queue_if("auto", false, true).await, Ok(0));
+        let ended = within(waiting)
+            .await
+            .expect("in time")
+            .expect("the subscription task answers");
+        assert!(
+            matches!(ended, Err(EngineError::UnknownQueue(_))),
+            "{ended:?}"
+        );
+        // Declared again, its new subscription's end deletes it.
+        let auto = QueueConfig {
+            auto_delete: true,
+            ..QueueConfig::default()
+        };
+        declare(&engine, "auto", auto).await;
+        engine
+            .publish(
+                "auto",
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        let sub = engine.subscribe("auto", 10, true);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        drop(sub);
+        let e = engine.clone();
+        assert!(
+            eventually(|| e.queue_config("auto").is_none()).await,
+            "auto-deleted"
+        );
+    });
+}
+
+#[test]
+fn an_unused_queue_with_an_expiry_is_deleted() {
+    with_engine(|engine| async move {
+        let expiring = QueueConfig {
+            expires_ms: Some(200),
+            ..QueueConfig::default()
+        };
+        declare(&engine, "idle", expiring.clone()).await;
+        declare(&engine, "kept", QueueConfig::default()).await;
+        let e = engine.clone();
+        assert!(
+            eventually(|| e.queue_config("idle").is_none()).await,
+            "expired"
+        );
+        assert!(engine.queue_config("kept").is_some());
+        // A subscription is a use that lasts: its queue stays while it is attached.
+        declare(&engine, "used", expiring).await;
+        let sub = engine.subscribe("used", 1, true);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        crate::runtime::spawn_local(async move {
+            let _ = tx.send(sub.next().await.map(|r| r.messages.len()));
+        })
+        .detach();
+        crate::runtime::sleep(Duration::from_millis(600)).await;
+        assert!(engine.queue_config("used").is_some(), "subscribed: in use");
+        engine
+            .publish(
+                "used",
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        assert_eq!(within(rx).await.expect("in time").expect("answered"), Ok(1));
+        // The subscription went with its task; unused again, the queue expires.
+        let e = engine.clone();
+        assert!(
+            eventually(|| e.queue_config("used").is_none()).await,
+            "expired"
+        );
+    });
+}
+
+#[test]
+fn delete_queue_if_refuses_a_queue_in_use_or_not_empty_and_counts_what_it_held() {
+    with_engine(|engine| async move {
+        declare(&engine, "q", queue_config(600_000)).await;
+        for _ in 0..3 {
+            engine
+                .publish("q", PublishSpec::default(), bytes::Bytes::from_static(b"m"))
+                .await
+                .expect("publish");
+        }
+        let sub = engine.subscribe("q", 1, false);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        let in_use = engine.delete_queue_if("q", true, false).await;
+        assert!(
+            matches!(in_use, Err(EngineError::PreconditionFailed(_))),
+            "{in_use:?}"
+        );
+        drop(sub);
+        // The lease returns from a task the drop spawned.
+        let deadline = std::time::Instant::now() + BACKGROUND_WAIT;
+        loop {
+            let stats = engine.queue_stats("q").await.expect("stats");
+            if (stats.ready, stats.in_flight) == (3, 0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lease not returned: {stats:?}"
+            );
+            crate::runtime::sleep(Duration::from_millis(10)).await;
+        }
+        let full = engine.delete_queue_if("q", true, true).await;
+        assert!(
+            matches!(full, Err(EngineError::PreconditionFailed(_))),
+            "{full:?}"
+        );
+        assert_eq!(engine.delete_queue_if("q", true, false).await, Ok(3));
+        assert_eq!(engine.queue_config("q"), None);
+        let gone = engine.delete_queue_if("q", false, false).await;
+        assert!(
+            matches!(gone, Err(EngineError::UnknownQueue(_))),
+            "{gone:?}"
+        );
+    });
+}
+
+#[test]
+fn queues_owned_by_another_shard_auto_delete_expire_and_delete_if() {
+    with_two_shards(|engine| async move {
+        // Names owned by shard 1, so every lifecycle step crosses the mesh.
+        let remote: Vec<String> = (0..100)
+            .map(|i| format!("remote-{i}"))
+            .filter(|n| engine.owner(Object::Queue(n)) == Ok(1))
+            .take(3)
+            .collect();
+        assert_eq!(remote.len(), 3, "shard 1 owns some names");
+        let (auto, expiring, plain) = (&remote[0], &remote[1], &remote[2]);
+        let auto_config = QueueConfig {
+            auto_delete: true,
+            ..QueueConfig::default()
+        };
+        declare(&engine, auto, auto_config).await;
+        let expiring_config = QueueConfig {
+            expires_ms: Some(200),
+            ..QueueConfig::default()
+        };
+        declare(&engine, expiring, expiring_config).await;
+        declare(&engine, plain, queue_config(600_000)).await;
+        engine
+            .publish(
+                auto,
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        let sub = engine.subscribe(auto, 1, true);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        drop(sub);
+        let e = engine.clone();
+        let (a, x) = (auto.clone(), expiring.clone());
+        assert!(
+            eventually(|| e.queue_config(&a).is_none()).await,
+            "auto-deleted"
+        );
+        assert!(eventually(|| e.queue_config(&x).is_none()).await, "expired");
+        engine
+            .publish(
+                plain,
+                PublishSpec::default(),
+                bytes::Bytes::from_static(b"m"),
+            )
+            .await
+            .expect("publish");
+        let sub = engine.subscribe(plain, 1, false);
+        assert_eq!(next_of(&sub).await, Ok(1));
+        let refused = engine.delete_queue_if(plain, true, false).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        let refused = engine.delete_queue_if(plain, false, true).await;
+        assert!(
+            matches!(refused, Err(EngineError::PreconditionFailed(_))),
+            "{refused:?}"
+        );
+        // The leased message is not counted as waiting.
+        assert_eq!(engine.delete_queue_if(plain, false, false).await, Ok(0));
+        let ended = within(sub.next()).await.expect("in time");
+        assert!(
+            ended.is_err(),
+            "the subscription ends with its queue: {ended:?}"
+        );
     });
 }

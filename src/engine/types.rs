@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 pub use peregrine_shards::catalog::TopicConfig;
-pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind};
+pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 pub use peregrine_shards::queues::{Overflow, QueueConfig};
 
 /// Durability a producer waits for before the engine answers.

@@ -22,6 +22,8 @@ pub fn code(e: &EngineError) -> i16 {
         | EngineError::QueueMismatch(_)
         | EngineError::QueueFull(_)
         | EngineError::UnknownHandle(_)
+        | EngineError::PreconditionFailed(_)
+        | EngineError::AccessRefused(_)
         | EngineError::SubscriptionClosed => K::InvalidRequest,
         EngineError::OffsetOutOfRange(_) => K::OffsetOutOfRange,
         EngineError::CorruptBatch(_) => K::CorruptMessage,

@@ -98,7 +98,7 @@ pub fn kafka_api_name(slot: usize) -> String {
 /// Engine error kinds, by the index `engine::EngineError::metrics_index` gives (the
 /// engine's tests check that the two agree). Errors are counted by the engine's kind,
 /// the same for every protocol, whatever code each protocol maps it to.
-pub const ERROR_CODES: [&str; 26] = [
+pub const ERROR_CODES: [&str; 28] = [
     "InvalidRequest",
     "UnknownTopic",
     "UnknownPartition",
@@ -125,6 +125,8 @@ pub const ERROR_CODES: [&str; 26] = [
     "SubscriptionClosed",
     "ShuttingDown",
     "Internal",
+    "PreconditionFailed",
+    "AccessRefused",
 ];
 
 /// Latency buckets of `Histogram`: bucket `i` counts values of at most `2^i` µs, the

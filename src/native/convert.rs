@@ -50,6 +50,8 @@ pub fn queue_config(spec: &wire::QueueSpec) -> e::QueueConfig {
             wire::QueueOverflow::RejectPublish => e::Overflow::RejectPublish,
             wire::QueueOverflow::DropHead => e::Overflow::DropHead,
         },
+        // Native queues are durable, shared and kept until deleted.
+        ..e::QueueConfig::default()
     }
 }
 
@@ -128,21 +130,22 @@ pub fn binding(spec: wire::BindingSpec) -> Result<e::Binding, e::EngineError> {
     })
 }
 
-impl From<e::Binding> for wire::BindingSpec {
-    fn from(b: e::Binding) -> wire::BindingSpec {
-        let (queue, topic) = match b.target {
-            e::BindTarget::Queue(q) => (Some(q), None),
-            e::BindTarget::Topic(t) => (None, Some(t)),
-        };
-        wire::BindingSpec {
-            exchange: b.exchange,
-            queue,
-            topic,
-            routing_key: b.routing_key,
-            headers: b.headers,
-            match_all: b.match_all,
-        }
-    }
+/// A binding as the native wire shows it; `None` for an exchange-to-exchange binding
+/// (made over AMQP), which the native wire cannot name.
+pub fn binding_spec(b: e::Binding) -> Option<wire::BindingSpec> {
+    let (queue, topic) = match b.target {
+        e::BindTarget::Queue(q) => (Some(q), None),
+        e::BindTarget::Topic(t) => (None, Some(t)),
+        e::BindTarget::Exchange(_) => return None,
+    };
+    Some(wire::BindingSpec {
+        exchange: b.exchange,
+        queue,
+        topic,
+        routing_key: b.routing_key,
+        headers: b.headers,
+        match_all: b.match_all,
+    })
 }
 
 impl From<e::TopicInfo> for wire::TopicInfo {

@@ -32,6 +32,12 @@ pub fn code(e: &EngineError) -> ErrorCode {
         EngineError::NotSupported(_) => ErrorCode::InvalidRequest,
         EngineError::SubscriptionClosed | EngineError::ShuttingDown(_) => ErrorCode::ShuttingDown,
         EngineError::Internal(_) => ErrorCode::Internal,
+        // The native wire has no codes of their own for these (an exchange redeclared
+        // with other settings was InvalidRequest before they existed); the text says
+        // what.
+        EngineError::PreconditionFailed(_) | EngineError::AccessRefused(_) => {
+            ErrorCode::InvalidRequest
+        }
     }
 }
 

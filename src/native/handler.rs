@@ -243,13 +243,16 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
         Request::DeclareExchange { name, kind } => {
             let change = ExchangeChange::Declare {
                 name,
-                kind: kind.into(),
+                meta: crate::engine::ExchangeMeta::new(kind.into()),
             };
             done(engine.change_exchanges(change).await)
         }
         Request::DeleteExchange { name } => done(
             engine
-                .change_exchanges(ExchangeChange::Delete { name })
+                .change_exchanges(ExchangeChange::Delete {
+                    name,
+                    if_unused: false,
+                })
                 .await,
         ),
         Request::Bind(spec) => match convert::binding(spec) {
@@ -268,7 +271,11 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
                     .into_iter()
                     .map(|(name, kind)| (name, kind.into()))
                     .collect(),
-                bindings: all.bindings.into_iter().map(Into::into).collect(),
+                bindings: all
+                    .bindings
+                    .into_iter()
+                    .filter_map(convert::binding_spec)
+                    .collect(),
             })
         }
         Request::PublishToExchange {

@@ -64,6 +64,31 @@ pub struct QueueConfig {
     /// What a publish that would pass `max_length` or `max_bytes` does.
     #[serde(default)]
     pub overflow: Overflow,
+    /// Kept across broker restarts; a queue that is not is deleted when the broker
+    /// starts.
+    #[serde(default = "durable_default")]
+    pub durable: bool,
+    /// The owner tag of an exclusive queue (the front end's, e.g. its connection's id);
+    /// deleted by the front end when its owner goes, and when the broker starts. Not
+    /// compared on redeclare: the front end checks the owner itself.
+    #[serde(default)]
+    pub exclusive: Option<String>,
+    /// Deleted once it has had a subscription and the last one goes (pull receives do
+    /// not count).
+    #[serde(default)]
+    pub auto_delete: bool,
+    /// RabbitMQ's `x-expires`: deleted after this long without a subscription, a
+    /// receive or a redeclare (checked by the queue timer).
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// When the dead-letter target is an exchange, dead letters are routed with this
+    /// key; `None`: the source queue's name.
+    #[serde(default)]
+    pub dead_letter_routing_key: Option<String>,
+}
+
+fn durable_default() -> bool {
+    true
 }
 
 /// A full queue's answer to one more publish (RabbitMQ's `x-overflow`).
@@ -111,6 +136,9 @@ impl QueueConfig {
                 self.visibility_timeout_ms
             ));
         }
+        if self.expires_ms == Some(0) {
+            return Err("expires must be at least 1 ms".to_string());
+        }
         Ok(())
     }
 }
@@ -127,6 +155,11 @@ impl Default for QueueConfig {
             max_length: None,
             max_bytes: None,
             overflow: Overflow::default(),
+            durable: true,
+            exclusive: None,
+            auto_delete: false,
+            expires_ms: None,
+            dead_letter_routing_key: None,
         }
     }
 }
