@@ -434,7 +434,7 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
         heard = Instant::now();
         match handle_frame(conn, frame).await {
             Ok(Flow::Go) => {}
-            Ok(Flow::Closed) => return,
+            Ok(Flow::Closed | Flow::CloseRequested) => return,
             Err(e) => {
                 close_with(conn, reader, e).await;
                 return;
@@ -445,6 +445,8 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
 
 pub enum Flow {
     Go,
+    /// The client asked to close: release, then close-ok.
+    CloseRequested,
     /// The client closed the connection (close-ok sent).
     Closed,
 }
@@ -464,7 +466,20 @@ async fn handle_frame(conn: &Rc<Conn>, frame: RawFrame) -> Result<Flow, AmqpErro
             let method = frames::decode_method(&frame.payload)
                 .map_err(|e| AmqpError::new(errors::FRAME_ERROR, e))?;
             if frame.channel == 0 {
-                return connection_method(conn, method);
+                return match connection_method(conn, method)? {
+                    Flow::CloseRequested => {
+                        // What the connection held is gone before close-ok (its
+                        // exclusive queues included), as RabbitMQ does.
+                        release(conn).await;
+                        let ok = connection::CloseOk {};
+                        conn.out.method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(ok)),
+                        );
+                        Ok(Flow::Closed)
+                    }
+                    flow => Ok(flow),
+                };
             }
             channel_frame(conn, frame.channel, Incoming::Method(method)).await?;
             Ok(Flow::Go)
@@ -503,12 +518,7 @@ fn connection_method(conn: &Rc<Conn>, method: AMQPClass) -> Result<Flow, AmqpErr
     match method {
         AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
             tracing::debug!(peer = %conn.peer, code = close.reply_code, "AMQP client closed the connection");
-            let ok = connection::CloseOk {};
-            conn.out.method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::CloseOk(ok)),
-            );
-            Ok(Flow::Closed)
+            Ok(Flow::CloseRequested)
         }
         AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(Flow::Closed),
         AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {

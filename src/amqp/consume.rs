@@ -105,6 +105,7 @@ pub async fn consume(
         }
         queue = reply_queue(conn, ch).await?;
     } else {
+        super::declare::check_exclusive(conn, &queue)?;
         let stats = match conn.engine.queue_stats(&queue).await {
             Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&queue) => {
                 let tag = consumer_tag(ch, c.consumer_tag.as_str())?;
@@ -173,8 +174,11 @@ async fn reply_queue(conn: &Rc<Conn>, ch: &Rc<Channel>) -> Result<String, AmqpEr
         return Ok(q);
     }
     let name = generated_name(&format!("{}.", publish::REPLY_TO));
+    // Gone with its connection, and at a restart.
     let config = QueueConfig {
         visibility_timeout_ms: AMQP_LEASE_MS,
+        durable: false,
+        exclusive: Some(conn.id.clone()),
         ..QueueConfig::default()
     };
     conn.engine.declare_queue(&name, config).await?;
@@ -338,6 +342,7 @@ pub fn cancel(conn: &Rc<Conn>, ch: &Rc<Channel>, tag: &str, nowait: bool) {
 
 pub async fn get(conn: &Rc<Conn>, ch: &Rc<Channel>, g: basic::Get) -> Result<(), AmqpError> {
     let queue = g.queue.as_str().to_string();
+    super::declare::check_exclusive(conn, &queue)?;
     if !g.no_ack && ch.unacked.borrow().len() >= UNACKED_MAX {
         return Err(AmqpError::new(
             errors::PRECONDITION_FAILED,

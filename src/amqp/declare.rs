@@ -7,7 +7,8 @@ use super::consume::{generated_name, not_found, AMQP_LEASE_MS};
 use super::errors::{self, AmqpError};
 use super::stream;
 use crate::engine::{
-    BindTarget, Binding, EngineError, ExchangeChange, ExchangeKind, Overflow, QueueConfig,
+    BindTarget, Binding, EngineError, ExchangeChange, ExchangeKind, ExchangeMeta, Overflow,
+    QueueConfig,
 };
 use amq_protocol::protocol::{exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -27,87 +28,97 @@ pub async fn exchange_method(
         exchange::AMQPMethod::Declare(d) => {
             let name = d.exchange.as_str();
             if d.passive {
-                if name.is_empty() || exchange_exists(conn, name) {
-                    reply(
-                        d.nowait,
-                        exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
-                    );
+                if name.is_empty() || conn.engine.exchange(name).is_some() {
+                    let ok = exchange::DeclareOk {};
+                    reply(d.nowait, exchange::AMQPMethod::DeclareOk(ok));
                     return Ok(());
                 }
                 return Err(no_exchange(name));
             }
             check_exchange_name(name)?;
             let kind = exchange_kind(d.kind.as_str(), &d.arguments)?;
+            let alternate = match d.arguments.inner().get("alternate-exchange") {
+                Some(v) => Some(text(v).ok_or_else(|| {
+                    AmqpError::new(
+                        errors::PRECONDITION_FAILED,
+                        "invalid arg 'alternate-exchange': expected a string",
+                    )
+                })?),
+                None => None,
+            };
+            let meta = ExchangeMeta {
+                kind,
+                durable: d.durable,
+                auto_delete: d.auto_delete,
+                internal: d.internal,
+                alternate,
+                delayed: d.kind.as_str() == "x-delayed-message",
+            };
             let change = ExchangeChange::Declare {
                 name: name.to_string(),
-                kind,
+                meta,
             };
             conn.engine
                 .change_exchanges(change)
                 .await
                 .map_err(|e| match e {
-                    EngineError::QueueMismatch(_) | EngineError::InvalidRequest(_) => {
-                        AmqpError::new(
-                            errors::PRECONDITION_FAILED,
-                            format!("inequivalent arg 'type' for exchange '{name}' in vhost '/'"),
-                        )
-                    }
+                    EngineError::PreconditionFailed(_) => AmqpError::new(
+                        errors::PRECONDITION_FAILED,
+                        format!("inequivalent arg for exchange '{name}' in vhost '/': {e}"),
+                    ),
                     e => AmqpError::from(e),
                 })?;
-            reply(
-                d.nowait,
-                exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
-            );
+            let ok = exchange::DeclareOk {};
+            reply(d.nowait, exchange::AMQPMethod::DeclareOk(ok));
             Ok(())
         }
         exchange::AMQPMethod::Delete(d) => {
             let name = d.exchange.as_str();
             check_exchange_name(name)?;
-            if d.if_unused {
-                let bound = conn
-                    .engine
-                    .list_exchanges()
-                    .bindings
-                    .iter()
-                    .any(|b| b.exchange == name);
-                if bound {
-                    return Err(AmqpError::new(
-                        errors::PRECONDITION_FAILED,
-                        format!("exchange '{name}' in vhost '/' in use"),
-                    ));
-                }
-            }
             let change = ExchangeChange::Delete {
                 name: name.to_string(),
+                if_unused: d.if_unused,
             };
             match conn.engine.change_exchanges(change).await {
                 // Deleting what is not there is fine in 0-9-1 (RabbitMQ agrees).
                 Ok(()) | Err(EngineError::UnknownExchange(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            reply(
-                d.nowait,
-                exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
-            );
+            let ok = exchange::DeleteOk {};
+            reply(d.nowait, exchange::AMQPMethod::DeleteOk(ok));
             Ok(())
         }
-        exchange::AMQPMethod::Bind(_) | exchange::AMQPMethod::Unbind(_) => Err(AmqpError::new(
-            errors::NOT_IMPLEMENTED,
-            "exchange-to-exchange bindings are not supported yet",
-        )),
+        exchange::AMQPMethod::Bind(b) => {
+            let binding = binding(
+                b.source.as_str(),
+                BindTarget::Exchange(b.destination.as_str().to_string()),
+                b.routing_key.as_str(),
+                &b.arguments,
+            )?;
+            if conn.engine.exchange(b.destination.as_str()).is_none() {
+                return Err(no_exchange(b.destination.as_str()));
+            }
+            bind(conn, ExchangeChange::Bind(binding)).await?;
+            reply(b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}));
+            Ok(())
+        }
+        exchange::AMQPMethod::Unbind(u) => {
+            let binding = binding(
+                u.source.as_str(),
+                BindTarget::Exchange(u.destination.as_str().to_string()),
+                u.routing_key.as_str(),
+                &u.arguments,
+            )?;
+            unbind(conn, binding).await?;
+            let ok = exchange::UnbindOk {};
+            reply(u.nowait, exchange::AMQPMethod::UnbindOk(ok));
+            Ok(())
+        }
         _ => Err(AmqpError::new(
             errors::COMMAND_INVALID,
             "a server-to-client exchange method from the client",
         )),
     }
-}
-
-fn exchange_exists(conn: &Conn, name: &str) -> bool {
-    conn.engine
-        .list_exchanges()
-        .exchanges
-        .iter()
-        .any(|(n, _)| n == name)
 }
 
 fn no_exchange(name: &str) -> AmqpError {
@@ -126,6 +137,21 @@ fn check_exchange_name(name: &str) -> Result<(), AmqpError> {
         ));
     }
     Ok(())
+}
+
+/// Another connection's exclusive queue is locked (405), as in RabbitMQ.
+pub fn check_exclusive(conn: &Conn, queue: &str) -> Result<(), AmqpError> {
+    match conn.engine.queue_config(queue).and_then(|c| c.exclusive) {
+        Some(owner) if owner != conn.id => Err(AmqpError::new(
+            errors::RESOURCE_LOCKED,
+            format!(
+                "cannot obtain exclusive access to locked queue '{queue}' in vhost '/'. It \
+                 could be originally declared on another connection or the exclusive \
+                 property value does not match that of the original declaration."
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn exchange_kind(kind: &str, args: &FieldTable) -> Result<ExchangeKind, AmqpError> {
@@ -166,6 +192,7 @@ pub async fn queue_method(
     match m {
         queue::AMQPMethod::Declare(d) => {
             let mut name = d.queue.as_str().to_string();
+            check_exclusive(conn, &name)?;
             if d.passive {
                 let stats = match conn.engine.queue_stats(&name).await {
                     Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&name) => {
@@ -190,7 +217,10 @@ pub async fn queue_method(
                 reply(d.nowait, declare_ok(&name, 0, 0));
                 return Ok(());
             }
-            let config = queue_config(&d.arguments)?;
+            let mut config = queue_config(&d.arguments)?;
+            config.durable = d.durable;
+            config.auto_delete = d.auto_delete;
+            config.exclusive = d.exclusive.then(|| conn.id.clone());
             conn.engine
                 .declare_queue(&name, config)
                 .await
@@ -209,9 +239,10 @@ pub async fn queue_method(
             Ok(())
         }
         queue::AMQPMethod::Bind(b) => {
+            check_exclusive(conn, b.queue.as_str())?;
             let mut binding = binding(
                 b.exchange.as_str(),
-                b.queue.as_str(),
+                BindTarget::Queue(b.queue.as_str().to_string()),
                 b.routing_key.as_str(),
                 &b.arguments,
             )?;
@@ -221,26 +252,21 @@ pub async fn queue_method(
             Ok(())
         }
         queue::AMQPMethod::Unbind(u) => {
+            check_exclusive(conn, u.queue.as_str())?;
             let mut binding = binding(
                 u.exchange.as_str(),
-                u.queue.as_str(),
+                BindTarget::Queue(u.queue.as_str().to_string()),
                 u.routing_key.as_str(),
                 &u.arguments,
             )?;
             to_stream(conn, &mut binding);
-            match conn
-                .engine
-                .change_exchanges(ExchangeChange::Unbind(binding))
-                .await
-            {
-                Ok(()) | Err(EngineError::InvalidRequest(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            unbind(conn, binding).await?;
             reply(false, queue::AMQPMethod::UnbindOk(queue::UnbindOk {}));
             Ok(())
         }
         queue::AMQPMethod::Purge(p) => {
             let name = p.queue.as_str();
+            check_exclusive(conn, name)?;
             let purged = conn
                 .engine
                 .purge_queue(name)
@@ -254,43 +280,24 @@ pub async fn queue_method(
         }
         queue::AMQPMethod::Delete(d) => {
             let name = d.queue.as_str();
-            let stats = match conn.engine.queue_stats(name).await {
-                Ok(s) => s,
+            check_exclusive(conn, name)?;
+            let deleted = conn
+                .engine
+                .delete_queue_if(name, d.if_unused, d.if_empty)
+                .await;
+            let count = match deleted {
+                Ok(count) => count,
                 Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(name) => {
                     conn.engine.delete_topic(name).await?;
-                    let ok = queue::DeleteOk { message_count: 0 };
-                    reply(d.nowait, queue::AMQPMethod::DeleteOk(ok));
-                    return Ok(());
+                    0
                 }
                 // Deleting what is not there answers 0 (as RabbitMQ does).
-                Err(EngineError::UnknownQueue(_)) => {
-                    reply(
-                        d.nowait,
-                        queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: 0 }),
-                    );
-                    return Ok(());
-                }
+                Err(EngineError::UnknownQueue(_)) => 0,
                 Err(e) => return Err(e.into()),
             };
-            if d.if_unused && stats.consumers > 0 {
-                return Err(AmqpError::new(
-                    errors::PRECONDITION_FAILED,
-                    format!("queue '{name}' in vhost '/' in use"),
-                ));
-            }
-            if d.if_empty && stats.ready + stats.delayed + stats.in_flight > 0 {
-                return Err(AmqpError::new(
-                    errors::PRECONDITION_FAILED,
-                    format!("queue '{name}' in vhost '/' is not empty"),
-                ));
-            }
-            match conn.engine.delete_queue(name).await {
-                Ok(()) | Err(EngineError::UnknownQueue(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
             conn.exclusive.borrow_mut().retain(|q| q != name);
             let ok = queue::DeleteOk {
-                message_count: u32::try_from(stats.ready).unwrap_or(u32::MAX),
+                message_count: u32::try_from(count).unwrap_or(u32::MAX),
             };
             reply(d.nowait, queue::AMQPMethod::DeleteOk(ok));
             Ok(())
@@ -309,6 +316,18 @@ fn to_stream(conn: &Conn, binding: &mut Binding) {
         if !is_queue && conn.engine.topic_exists(q) {
             binding.target = BindTarget::Topic(q.clone());
         }
+    }
+}
+
+async fn unbind(conn: &Conn, binding: Binding) -> Result<(), AmqpError> {
+    match conn
+        .engine
+        .change_exchanges(ExchangeChange::Unbind(binding))
+        .await
+    {
+        // Unbinding what is not bound is fine (RabbitMQ agrees).
+        Ok(()) | Err(EngineError::InvalidRequest(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -334,7 +353,7 @@ fn declare_ok(name: &str, ready: u64, consumers: u64) -> queue::AMQPMethod {
 
 fn binding(
     exchange: &str,
-    queue: &str,
+    target: BindTarget,
     key: &str,
     args: &FieldTable,
 ) -> Result<Binding, AmqpError> {
@@ -368,7 +387,7 @@ fn binding(
     }
     Ok(Binding {
         exchange: exchange.to_string(),
-        target: BindTarget::Queue(queue.to_string()),
+        target,
         routing_key: key.to_string(),
         headers,
         match_all,
@@ -425,6 +444,14 @@ pub fn queue_config(args: &FieldTable) -> Result<QueueConfig, AmqpError> {
                 config.max_priority = u8::try_from(p.min(255)).unwrap_or(255);
             }
             "x-message-ttl" => config.ttl_ms = Some(non_negative()?),
+            "x-expires" => match non_negative()? {
+                0 => return Err(invalid(name, "expected a positive integer")),
+                ms => config.expires_ms = Some(ms),
+            },
+            "x-dead-letter-routing-key" => {
+                let key = text(v).ok_or_else(|| invalid(name, "expected a string"))?;
+                config.dead_letter_routing_key = Some(key);
+            }
             "x-max-length" => config.max_length = Some(non_negative()?),
             "x-max-length-bytes" => config.max_bytes = Some(non_negative()?),
             "x-delivery-limit" | "x-max-retries" => {

@@ -129,6 +129,8 @@ pub fn code(e: &EngineError) -> u16 {
         | EngineError::InvalidPartitions(_)
         | EngineError::InvalidGroup(_)
         | EngineError::GroupNotEmpty(_) => PRECONDITION_FAILED,
+        EngineError::PreconditionFailed(_) => PRECONDITION_FAILED,
+        EngineError::AccessRefused(_) => ACCESS_REFUSED,
         EngineError::MessageTooLarge(_) => CONTENT_TOO_LARGE,
         EngineError::CorruptBatch(_)
         | EngineError::UnknownMember(_)

@@ -30,9 +30,11 @@ const TYPE: &str = "amqp-type";
 const USER_ID: &str = "amqp-user-id";
 const APP_ID: &str = "amqp-app-id";
 const CLUSTER_ID: &str = "amqp-cluster-id";
+/// The priority property as published (a queue without priorities stores 0).
+const PRIORITY: &str = "amqp-priority";
 /// The exchange and routing key a message was published with (set by `publish`).
-pub const EXCHANGE: &str = "amqp-exchange";
-pub const ROUTING_KEY: &str = "amqp-routing-key";
+pub const EXCHANGE: &str = crate::engine::EXCHANGE_HEADER;
+pub const ROUTING_KEY: &str = crate::engine::ROUTING_KEY_HEADER;
 
 /// The headers that carry `props` (priority travels as the engine's own priority).
 pub fn to_headers(props: &AMQPProperties) -> Vec<(String, String)> {
@@ -52,6 +54,9 @@ pub fn to_headers(props: &AMQPProperties) -> Vec<(String, String)> {
     put(USER_ID, props.user_id());
     put(APP_ID, props.app_id());
     put(CLUSTER_ID, props.cluster_id());
+    if let Some(priority) = props.priority() {
+        out.push((PRIORITY.to_string(), priority.to_string()));
+    }
     if let Some(mode) = props.delivery_mode() {
         out.push((DELIVERY_MODE.to_string(), mode.to_string()));
     }
@@ -129,6 +134,7 @@ pub fn from_headers(headers: &[(String, String)], priority: u8) -> AMQPPropertie
                 )
             }
             TIMESTAMP => props = with(props, value.parse().ok(), AMQPProperties::with_timestamp),
+            PRIORITY => props = with(props, value.parse().ok(), AMQPProperties::with_priority),
             TYPED => typed = unhex(value),
             other if other.starts_with(PREFIX) => {}
             other => {

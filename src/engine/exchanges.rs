@@ -52,14 +52,22 @@ pub async fn publish_once(
     let engine = Engine::new(shard.clone());
     let catalog = shard.catalog();
     let targets = if exchange.is_empty() {
-        // The default exchange: the queue named by the routing key.
-        match catalog.queue(routing_key) {
-            Ok(_) => vec![exchange::Reached {
-                target: BindTarget::Queue(routing_key.to_string()),
+        // The default exchange: the queue named by the routing key, else the topic
+        // (an AMQP stream is a topic).
+        let target = if catalog.queue(routing_key).is_ok() {
+            Some(BindTarget::Queue(routing_key.to_string()))
+        } else if catalog.topic(routing_key).is_ok() {
+            Some(BindTarget::Topic(routing_key.to_string()))
+        } else {
+            None
+        };
+        target
+            .map(|target| exchange::Reached {
+                target,
                 delayed: false,
-            }],
-            Err(_) => Vec::new(),
-        }
+            })
+            .into_iter()
+            .collect()
     } else {
         if !catalog.exchanges.contains_key(exchange) {
             return Err(EngineError::UnknownExchange(format!(
@@ -88,6 +96,11 @@ pub async fn publish_once(
                 let mut spec = spec.clone();
                 if delayed && delay_ms.is_some() {
                     spec.delay_ms = delay_ms;
+                }
+                // Routed messages follow RabbitMQ: a priority over the queue's maximum is
+                // its maximum (a direct publish to a queue is refused instead).
+                if let Ok(meta) = catalog.queue(q) {
+                    spec.priority = spec.priority.min(meta.config.max_priority);
                 }
                 Box::pin(engine.publish_as(class, q, spec, body.clone()))
                     .await

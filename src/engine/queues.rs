@@ -775,8 +775,8 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         origin: Some(format!("{}/{id}", d.queue)),
         ..PublishSpec::default()
     };
-    // A queue, or an exchange (routed here, with the queue's dead-letter routing key or
-    // else the source queue's name); either way a target that has this dead letter already keeps one copy. The
+    // A queue, or an exchange (routed here, with the queue's dead-letter routing key,
+    // else the key the message was published with, else the source queue's name); either way a target that has this dead letter already keeps one copy. The
     // move is the engine's own call, in its own in-flight budget (`CallClass`).
     let body = if d.body_on_disk {
         let bodies = q
@@ -797,6 +797,13 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
         .config()
         .dead_letter_routing_key
         .clone()
+        .or_else(|| {
+            let published = d.message.headers().iter();
+            published
+                .filter(|(k, _)| k == super::types::ROUTING_KEY_HEADER)
+                .map(|(_, v)| v.clone())
+                .next()
+        })
         .unwrap_or_else(|| d.queue.clone());
     let moved = if shard.catalog().queue(&target).is_ok() {
         let engine = super::Engine::new(shard.clone());
@@ -804,6 +811,16 @@ async fn dead_letter(shard: &Rc<Shard>, q: &Rc<OpenQueue>, d: DeadLetter) -> Res
             .await
             .map(|_| ())
     } else {
+        // Delivered as routed by the dead-letter exchange, as RabbitMQ shows it.
+        let mut spec = spec;
+        let routed_by = [
+            (super::types::EXCHANGE_HEADER, target.as_str()),
+            (super::types::ROUTING_KEY_HEADER, routing_key.as_str()),
+        ];
+        for (name, value) in routed_by {
+            spec.headers.retain(|(k, _)| k != name);
+            spec.headers.push((name.to_string(), value.to_string()));
+        }
         let since = Some(d.at_ms);
         Box::pin(super::exchanges::publish_once(
             shard,

@@ -156,6 +156,13 @@ pub struct GroupDescription {
     pub members: Vec<MemberInfo>,
 }
 
+/// The header holding the routing key a message was published with through an
+/// exchange, where its front end records one (AMQP does): dead letters routed through
+/// an exchange without a dead-letter routing key keep that key, as in RabbitMQ.
+pub const ROUTING_KEY_HEADER: &str = "amqp-routing-key";
+/// The exchange it was published to (beside `ROUTING_KEY_HEADER`).
+pub const EXCHANGE_HEADER: &str = "amqp-exchange";
+
 /// How one message is published to a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PublishSpec {
