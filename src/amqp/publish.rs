@@ -36,6 +36,10 @@ struct Publish {
 }
 
 pub fn start(conn: &Rc<Conn>, ch: &Rc<Channel>, a: Assembly) -> Result<(), AmqpError> {
+    if a.method.immediate {
+        // As RabbitMQ 3 answers it.
+        return Err(AmqpError::new(errors::NOT_IMPLEMENTED, "immediate=true").at((60, 40)));
+    }
     let mut properties = a.properties.unwrap_or_default();
     if let Some(user) = properties.user_id() {
         let logged_in = conn.user.borrow();
