@@ -621,6 +621,31 @@ fn work_queue_dispatches_fairly_to_two_workers() {
     });
 }
 
+/// A client's `connection.close` ends cleanly: lapin gets `close-ok` before the socket
+/// closes (RabbitMQ leaves closing the socket to the client), so neither `close` nor
+/// the connection's state reports an error.
+#[test]
+fn connection_close_is_clean() {
+    let b = Broker::start();
+    block_on(async {
+        for i in 0..20 {
+            let conn = connect(&b).await;
+            let ch = channel(&conn).await;
+            declare_queue(&ch, "close-check", durable()).await;
+            within("connection.close", conn.close(200, "bye".into()))
+                .await
+                .unwrap_or_else(|e| panic!("close {i}: {e}"));
+            // The I/O thread may still be reading: give it the socket's end.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let status = conn.status();
+            assert!(
+                status.closed() && !status.errored(),
+                "connection {i} after a clean close: {status:?}"
+            );
+        }
+    });
+}
+
 /// `peregrine bench amqp --json` with `extra`: its report.
 fn bench_amqp(mode: &str, extra: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(common::BIN)
