@@ -17,7 +17,17 @@
 //! ```
 //!
 //! (`--rabbitmq` leaves out Peregrine-only checks; run the script without a case for the
-//! list.) `.ci/run` installs pika 1.4.4 into target/ci-venv; `PEREGRINE_PYTHON` names the
+//! list.) The restart case ran against a node of its own, which `restart_reference`
+//! restarts with `rabbitmqctl stop_app`/`start_app` where Peregrine's test uses kill -9:
+//!
+//! ```text
+//! RABBITMQ_NODE_PORT=5674 RABBITMQ_DIST_PORT=25774 RABBITMQ_NODENAME=h5ref@localhost \
+//!   rabbitmq-server -detached
+//! RABBITMQ_NODENAME=h5ref@localhost $PY tests/amqp/pika_cases.py 127.0.0.1:5674 \
+//!   restart_reference --rabbitmq
+//! ```
+//!
+//! `.ci/run` installs pika 1.4.4 into target/ci-venv; `PEREGRINE_PYTHON` names the
 //! Python to use (default: that venv's when it exists, else `python3`). Without pika every
 //! case fails and says how to install it: nothing is skipped.
 
@@ -429,4 +439,92 @@ fn queues_declared_with_pika_are_listed_and_keep_persistent_messages_across_kill
         }
     }
     pika(&b.amqp_addr, "consume_expect", &["pika-kept", "5", "k"]);
+}
+
+// 11. Streams
+
+#[test]
+fn a_stream_fed_by_an_exchange_is_read_from_first_next_or_an_offset_and_is_a_topic() {
+    let s = shared();
+    pika(&s.amqp, "streams", &["pika-stream-orders"]);
+    let records = kcat(
+        &s.kafka,
+        &[
+            "-C",
+            "-t",
+            "pika-stream-orders",
+            "-p",
+            "0",
+            "-o",
+            "0",
+            "-e",
+            "-f",
+            "%o %s\n",
+        ],
+    );
+    let want: Vec<String> = (0..7).map(|i| format!("{i} s-{i}")).collect();
+    assert_eq!(records.lines().collect::<Vec<_>>(), want, "{records}");
+}
+
+// 12.-14. Alternate, exchange-to-exchange, headers and internal exchanges
+
+#[test]
+fn an_alternate_exchange_takes_unroutable_messages_and_mandatory_ones_are_not_returned() {
+    pika(&shared().amqp, "alternate_exchange", &[]);
+}
+
+#[test]
+fn exchange_bindings_route_two_hops_until_unbound_and_headers_match_all_or_any() {
+    pika(&shared().amqp, "exchange_to_exchange", &[]);
+}
+
+#[test]
+fn an_internal_exchange_is_reached_through_a_binding_and_refuses_a_direct_publish() {
+    pika(&shared().amqp, "internal_exchange", &[]);
+}
+
+// 15.-18. Prefetch per channel, recover/reject/nack, cancel notices, queue lifetimes
+
+#[test]
+fn a_channel_wide_prefetch_bounds_two_consumers_together() {
+    pika(&shared().amqp, "global_prefetch", &[]);
+}
+
+#[test]
+fn recover_redelivers_reject_dead_letters_and_nack_multiple_requeues() {
+    pika(&shared().amqp, "recover_reject_nack", &[]);
+}
+
+#[test]
+fn deleting_a_consumed_queue_cancels_its_consumer_with_a_notification() {
+    pika(&shared().amqp, "cancel_notification", &[]);
+}
+
+#[test]
+fn an_auto_delete_queue_goes_with_its_consumer_and_an_unused_one_past_x_expires() {
+    pika(&shared().amqp, "auto_delete_and_expires", &[]);
+}
+
+// 19. Restarts
+
+#[test]
+fn a_restart_keeps_durable_queues_exchanges_and_bindings_and_drops_the_rest() {
+    let mut b = Broker::start();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ready = tmp.path().join("ready");
+    let file = ready.to_string_lossy().to_string();
+    let mut holder = spawn(&b.amqp_addr, "restart_setup", &["restart", &file]);
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    while !ready.exists() {
+        if Instant::now() > deadline || matches!(holder.try_wait(), Ok(Some(_))) {
+            let (status, out) = finish(holder, Duration::ZERO);
+            panic!("restart_setup never got ready ({status:?}):\n{out}");
+        }
+        std::thread::sleep(POLL);
+    }
+    // The exclusive queue's connection is still open when the broker dies.
+    b.kill9();
+    let _ = finish(holder, Duration::ZERO);
+    b.restart();
+    pika(&b.amqp_addr, "restart_verify", &["restart"]);
 }

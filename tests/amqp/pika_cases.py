@@ -732,11 +732,384 @@ def fill(addr, queue, count, prefix, *arguments):
     conn.close()
 
 
+# 11. Streams ----------------------------------------------------------------------------
+
+# Prefetch of the stream consumers (a stream consumer must set one in RabbitMQ).
+STREAM_PREFETCH = 2
+
+
+def stream_consumer(addr, stream, offset, prefetch=STREAM_PREFETCH, ack=True):
+    """A connection consuming `stream` from `offset`; (conn, channel, got), got holding
+    (body, x-stream-offset header) in delivery order."""
+    conn = connect(addr)
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=prefetch)
+    got = []
+
+    def on_message(c, method, props, body):
+        got.append((body.decode(), (props.headers or {}).get("x-stream-offset")))
+        if ack:
+            c.basic_ack(method.delivery_tag)
+
+    ch.basic_consume(stream, on_message, arguments={"x-stream-offset": offset})
+    return conn, ch, got
+
+
+def stream_expect(conn, got, want, what):
+    wait_for(conn, lambda: len(got) >= len(want), what)
+    conn.process_data_events(time_limit=0.3)
+    assert got == want, f"{what}: got {got}, wanted {want}"
+
+
+def streams(addr, stream=None):
+    """x-queue-type stream fed by an exchange: consumers read from first, next or an
+    offset, each one everything (not a work queue), in order, with x-stream-offset."""
+    stream = stream or name("stream", "orders")
+    ex = name("stream", "exchange")
+    conn, ch = publisher(addr)
+    ch.queue_declare(stream, durable=True, arguments={"x-queue-type": "stream"})
+    ch.exchange_declare(ex, exchange_type="direct", durable=True)
+    ch.queue_bind(stream, ex, routing_key="orders")
+    for i in range(5):
+        ch.basic_publish(ex, "orders", f"s-{i}".encode(),
+                         BasicProperties(delivery_mode=PERSISTENT))
+    first = [(f"s-{i}", i) for i in range(5)]
+    a = stream_consumer(addr, stream, "first")
+    b = stream_consumer(addr, stream, "first")
+    stream_expect(a[0], a[2], first, "the first consumer from 'first'")
+    stream_expect(b[0], b[2], first, "the second consumer from 'first'")
+    # Unacked, a consumer holds no more than its prefetch.
+    held = stream_consumer(addr, stream, "first", ack=False)
+    wait_for(held[0], lambda: len(held[2]) >= STREAM_PREFETCH, "the prefetch's worth")
+    held[0].process_data_events(time_limit=0.5)
+    assert held[2] == first[:STREAM_PREFETCH], f"unacked past prefetch: {held[2]}"
+    nxt = stream_consumer(addr, stream, "next")
+    nxt[0].process_data_events(time_limit=0.5)
+    assert nxt[2] == [], f"'next' read old records: {nxt[2]}"
+    for i in range(5, 7):
+        ch.basic_publish(ex, "orders", f"s-{i}".encode(),
+                         BasicProperties(delivery_mode=PERSISTENT))
+    later = [(f"s-{i}", i) for i in range(5, 7)]
+    stream_expect(nxt[0], nxt[2], later, "'next' to read the later records")
+    stream_expect(a[0], a[2], first + later, "the first consumer to read on")
+    # (and each consumer reads on, so none has deliveries on the way when it closes:
+    # pika rejects those, which a stream refuses with 540)
+    stream_expect(b[0], b[2], first + later, "the second consumer to read on")
+    at = stream_consumer(addr, stream, 3)
+    stream_expect(at[0], at[2], (first + later)[3:], "the consumer from offset 3")
+    for c in (a[0], b[0], held[0], nxt[0], at[0], conn):
+        c.close()
+
+
+# 12. Alternate exchange -----------------------------------------------------------------
+
+def alternate_exchange(addr):
+    """alternate-exchange takes what its exchange cannot route; a mandatory publish it
+    routes is not returned."""
+    ae, ex = name("ae", "alternate"), name("ae", "main")
+    routed, unrouted = name("ae", "routed"), name("ae", "unrouted")
+    conn, ch = publisher(addr)
+    ch.exchange_declare(ae, exchange_type="fanout")
+    ch.exchange_declare(ex, exchange_type="direct", arguments={"alternate-exchange": ae})
+    ch.queue_declare(routed)
+    ch.queue_declare(unrouted)
+    ch.queue_bind(routed, ex, routing_key="known")
+    ch.queue_bind(unrouted, ae)
+    ch.basic_publish(ex, "known", b"routed")
+    ch.basic_publish(ex, "unknown", b"to-ae")
+    # Confirms are on: an UnroutableError would mean basic.return.
+    ch.basic_publish(ex, "unknown-too", b"mandatory-to-ae", mandatory=True)
+    assert drain(ch, routed) == ["routed"]
+    assert drain(ch, unrouted) == ["to-ae", "mandatory-to-ae"]
+    conn.close()
+
+
+# 13. Exchange-to-exchange bindings, headers exchanges -----------------------------------
+
+def exchange_to_exchange(addr):
+    """exchange_bind: a message crosses two exchanges to a queue; exchange_unbind stops
+    it. A headers exchange matches x-match all and any."""
+    src, dst, q = name("e2e", "source"), name("e2e", "destination"), name("e2e", "queue")
+    conn, ch = publisher(addr)
+    ch.exchange_declare(src, exchange_type="topic")
+    ch.exchange_declare(dst, exchange_type="direct")
+    ch.queue_declare(q)
+    ch.queue_bind(q, dst, routing_key="k.a")
+    ch.exchange_bind(destination=dst, source=src, routing_key="k.#")
+    ch.basic_publish(src, "k.a", b"two-hops")
+    ch.basic_publish(src, "x.a", b"no-source-match")
+    ch.basic_publish(src, "k.b", b"no-destination-match")
+    assert drain(ch, q) == ["two-hops"]
+    ch.exchange_unbind(destination=dst, source=src, routing_key="k.#")
+    try:
+        ch.basic_publish(src, "k.a", b"unbound", mandatory=True)
+        raise AssertionError("a publish after exchange_unbind still reached a queue")
+    except UnroutableError:
+        pass
+    assert drain(ch, q) == []
+
+    hx = name("e2e", "headers")
+    all_q, any_q = name("e2e", "all"), name("e2e", "any")
+    ch.exchange_declare(hx, exchange_type="headers")
+    ch.queue_declare(all_q)
+    ch.queue_declare(any_q)
+    ch.queue_bind(all_q, hx, arguments={"x-match": "all", "a": "1", "b": "2"})
+    ch.queue_bind(any_q, hx, arguments={"x-match": "any", "a": "1", "b": "2"})
+    for body, headers in [("ab", {"a": "1", "b": "2"}), ("a", {"a": "1"}),
+                          ("bc", {"b": "2", "c": "3"}), ("a-wrong", {"a": "2"}),
+                          ("c", {"c": "3"}), ("abc", {"a": "1", "b": "2", "c": "3"})]:
+        ch.basic_publish(hx, "ignored", body.encode(), BasicProperties(headers=headers))
+    assert drain(ch, all_q) == ["ab", "abc"]
+    assert drain(ch, any_q) == ["ab", "a", "bc", "abc"]
+    conn.close()
+
+
+# 14. Internal exchanges -----------------------------------------------------------------
+
+def internal_exchange(addr):
+    """An internal exchange is reached through an exchange binding; a publish straight
+    to it is 403."""
+    inner, outer, q = name("internal", "inner"), name("internal", "outer"), \
+        name("internal", "queue")
+    conn, ch = publisher(addr)
+    ch.exchange_declare(inner, exchange_type="direct", internal=True)
+    ch.exchange_declare(outer, exchange_type="fanout")
+    ch.queue_declare(q)
+    ch.queue_bind(q, inner, routing_key="k")
+    ch.exchange_bind(destination=inner, source=outer)
+    ch.basic_publish(outer, "k", b"through-outer")
+    assert drain(ch, q) == ["through-outer"]
+    expect_channel_error(conn, 403, lambda c: (
+        c.confirm_delivery(), c.basic_publish(inner, "k", b"direct")),
+        "publish straight to an internal exchange")
+    assert drain(ch, q) == []
+    conn.close()
+
+
+# 15. Channel-wide prefetch --------------------------------------------------------------
+
+def global_prefetch(addr):
+    """basic_qos(global_qos=True): two consumers on one channel share the limit."""
+    q, limit = name("global-qos", "queue"), 3
+    conn, ch = publisher(addr)
+    ch.queue_declare(q)
+    for i in range(10):
+        ch.basic_publish("", q, f"g-{i}".encode())
+    consumer = connect(addr)
+    cch = consumer.channel()
+    cch.basic_qos(prefetch_count=limit, global_qos=True)
+    got = {"one": [], "two": []}
+    for tag in got:
+        cch.basic_consume(q, lambda _c, m, _p, _b, tag=tag: got[tag].append(m.delivery_tag),
+                          consumer_tag=tag)
+    total = lambda: len(got["one"]) + len(got["two"])
+    wait_for(consumer, lambda: total() >= limit, f"{limit} deliveries")
+    consumer.process_data_events(time_limit=0.5)
+    assert total() == limit, f"{got} unacked with a channel-wide prefetch of {limit}"
+    # Each ack lets exactly one more through, to whichever consumer.
+    for acked in range(1, 4):
+        cch.basic_ack(sorted(got["one"] + got["two"])[acked - 1])
+        wait_for(consumer, lambda: total() >= limit + acked, "one more after an ack")
+        consumer.process_data_events(time_limit=0.5)
+        assert total() == limit + acked, f"{got} after {acked} acks, one at a time"
+    consumer.close()
+    conn.close()
+
+
+# 16. Recover, reject, nack multiple -----------------------------------------------------
+
+def recover_reject_nack(addr):
+    """basic_recover(requeue=True) redelivers the unacked; basic_reject(requeue=False)
+    dead-letters; basic_nack(multiple=True) requeues several."""
+    q = name("recover", "queue")
+    conn, ch = publisher(addr)
+    ch.queue_declare(q)
+    sent = [f"r-{i}" for i in range(3)]
+    for body in sent:
+        ch.basic_publish("", q, body.encode())
+    consumer = connect(addr)
+    cch = consumer.channel()
+    got = []
+    cch.basic_consume(q, lambda _c, m, _p, b: got.append((b.decode(), m.redelivered,
+                                                          m.delivery_tag)))
+    wait_for(consumer, lambda: len(got) >= 3, "the first deliveries")
+    cch.basic_recover(requeue=True)
+    wait_for(consumer, lambda: len(got) >= 6, "the recovered deliveries")
+    consumer.process_data_events(time_limit=0.3)
+    assert [(b, r) for b, r, _ in got] == [(b, False) for b in sent] + \
+        [(b, True) for b in sent], got
+    cch.basic_ack(got[-1][2], multiple=True)
+    consumer.process_data_events(time_limit=0.2)
+    assert ch.queue_declare(q, passive=True).method.message_count == 0
+    consumer.close()
+
+    dlx, dead, rq = name("recover", "dlx"), name("recover", "dead"), name("recover", "rej")
+    ch.exchange_declare(dlx, exchange_type="fanout")
+    ch.queue_declare(dead)
+    ch.queue_bind(dead, dlx)
+    ch.queue_declare(rq, arguments={"x-dead-letter-exchange": dlx})
+    ch.basic_publish("", rq, b"rejected")
+    method, _p, _b = get_within(conn, ch, rq, "the message to reject", auto_ack=False)
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    method, props, body = get_within(conn, ch, dead, "the rejected message in the DLX queue")
+    assert body == b"rejected", body
+    death = (props.headers or {}).get("x-death") or [{}]
+    assert death[0].get("reason") == "rejected", props.headers
+    assert drain(ch, rq) == []
+
+    nq = name("recover", "nack")
+    ch.queue_declare(nq)
+    for body in sent:
+        ch.basic_publish("", nq, body.encode())
+    tags = [get_within(conn, ch, nq, "a message to nack", auto_ack=False)[0].delivery_tag
+            for _ in sent]
+    ch.basic_nack(tags[-1], multiple=True, requeue=True)
+    again = []
+    for _ in sent:
+        method, _p, body = get_within(conn, ch, nq, "a nacked message again")
+        again.append((body.decode(), method.redelivered))
+    assert again == [(b, True) for b in sent], again
+    assert drain(ch, nq) == []
+    conn.close()
+
+
+# 17. Consumer cancel notification -------------------------------------------------------
+
+def cancel_notification(addr):
+    """Deleting a consumed queue from another connection cancels its consumer: the
+    on-cancel callback runs and the consumer is gone."""
+    q = name("cancel", "queue")
+    conn = connect(addr)
+    ch = conn.channel()
+    ch.queue_declare(q)
+    cancelled = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    tag = ch.basic_consume(q, lambda *_: None)
+    assert tag in ch.consumer_tags, ch.consumer_tags
+    other = connect(addr)
+    other.channel().queue_delete(q)
+    wait_for(conn, lambda: cancelled, "basic.cancel from the broker")
+    assert cancelled == [tag], cancelled
+    assert tag not in ch.consumer_tags, ch.consumer_tags
+    assert ch.is_open, "the channel went with its consumer"
+    expect_channel_error(other, 404, lambda c: c.queue_declare(q, passive=True),
+                         "the deleted queue")
+    other.close()
+    conn.close()
+
+
+# 18. auto-delete and x-expires ----------------------------------------------------------
+
+def gone_within(conn, queue, what, timeout=WAIT_S, step=POLL_S):
+    """Passive declares (each on its own channel: a 404 closes it) until 404."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.channel().queue_declare(queue, passive=True)
+        except ChannelClosedByBroker as e:
+            assert e.reply_code == 404, f"{what}: {e.reply_code} {e.reply_text}"
+            return time.monotonic()
+        assert time.monotonic() < deadline, f"{what}: still there after {timeout} s"
+        conn.sleep(step)
+
+
+def auto_delete_and_expires(addr):
+    """auto_delete: the queue goes with its last consumer. x-expires 1000: an unused
+    queue is there at 0.3 s and gone within 10 s."""
+    q = name("autodel", "queue")
+    conn = connect(addr)
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    tag = ch.basic_consume(q, lambda *_: None)
+    conn.process_data_events(time_limit=0.2)
+    ch.queue_declare(q, passive=True)  # still there while consumed
+    ch.basic_cancel(tag)
+    gone_within(conn, q, "the auto-delete queue after its consumer's cancel")
+
+    eq = name("expires", "queue")
+    ch = conn.channel()
+    declared = time.monotonic()
+    ch.queue_declare(eq, arguments={"x-expires": 1000})
+    conn.sleep(max(0.0, 0.3 - (time.monotonic() - declared)))
+    # Only a check made well before the expiry can tell; a slow machine skips it.
+    ch.queue_declare(eq, passive=True)
+    if time.monotonic() - declared > 0.9:
+        print("note: too slow to check the early passive declare", file=sys.stderr)
+    # Polled more slowly than the expiry, in case a passive declare counts as a use.
+    gone = gone_within(conn, eq, "the x-expires queue", step=1.5)
+    print(f"x-expires queue gone after {gone - declared:.2f} s")
+    conn.close()
+
+
+# 19. Restarts (steps driven by tests/amqp_pika.rs) -------------------------------------
+
+def restart_setup(addr, prefix, ready_file):
+    """Declares what a restart must keep or drop (names PREFIX-...), writes ready_file,
+    and holds its connection (and so its exclusive queue) until killed."""
+    conn, ch = publisher(addr)
+    ch.queue_declare(f"{prefix}-transient")
+    ch.queue_declare(f"{prefix}-exclusive", exclusive=True)
+    ch.queue_declare(f"{prefix}-durable", durable=True)
+    ch.exchange_declare(f"{prefix}-durable-ex", exchange_type="direct", durable=True)
+    ch.exchange_declare(f"{prefix}-transient-ex", exchange_type="direct")
+    ch.queue_bind(f"{prefix}-durable", f"{prefix}-durable-ex", routing_key="k")
+    for i in range(3):
+        ch.basic_publish(f"{prefix}-durable-ex", "k", f"d-{i}".encode(),
+                         BasicProperties(delivery_mode=PERSISTENT))
+    ch.basic_publish("", f"{prefix}-transient", b"t")
+    with open(ready_file, "w", encoding="utf-8") as f:
+        f.write("ready\n")
+    conn.sleep(6 * WAIT_S)
+    raise AssertionError("never killed")
+
+
+def restart_verify(addr, prefix):
+    """After a restart: transient and exclusive queues and the transient exchange are
+    gone; the durable queue keeps its persistent messages, the durable exchange its
+    binding."""
+    conn = connect(addr)
+    for what in ("transient", "exclusive"):
+        expect_channel_error(conn, 404, lambda c, w=what: c.queue_declare(
+            f"{prefix}-{w}", passive=True), f"the {what} queue after a restart")
+    expect_channel_error(conn, 404, lambda c: c.exchange_declare(
+        f"{prefix}-transient-ex", passive=True), "the transient exchange after a restart")
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare(f"{prefix}-durable-ex", passive=True)
+    ch.basic_publish(f"{prefix}-durable-ex", "k", b"d-after", mandatory=True)
+    assert drain(ch, f"{prefix}-durable") == ["d-0", "d-1", "d-2", "d-after"]
+    conn.close()
+
+
+def restart_reference(addr):
+    """Against RabbitMQ only: restart_setup, then stop_app/start_app of the node named
+    by RABBITMQ_NODENAME, then restart_verify."""
+    assert REFERENCE, "restart_reference is for a RabbitMQ node"
+    import tempfile
+    prefix = name("restart", "x")
+    ready = os.path.join(tempfile.mkdtemp(), "ready")
+    holder = subprocess.Popen([sys.executable, os.path.abspath(__file__), addr,
+                               "restart_setup", prefix, ready])
+    deadline = time.monotonic() + WAIT_S
+    while not os.path.exists(ready):
+        assert time.monotonic() < deadline, "restart_setup never got ready"
+        time.sleep(POLL_S)
+    node = os.environ["RABBITMQ_NODENAME"]
+    subprocess.run(["rabbitmqctl", "-n", node, "stop_app"], check=True, timeout=60)
+    holder.kill()
+    holder.wait(timeout=WAIT_S)
+    subprocess.run(["rabbitmqctl", "-n", node, "start_app"], check=True, timeout=60)
+    restart_verify(addr, prefix)
+
+
 CASES = {f.__name__: f for f in [
     work_queue, pubsub, exclusive_locked, routing, topics, rpc, rpc_direct_reply_to,
     payments, priority, priority_plain, dead_letters, delivery_limit, max_retries, delayed,
     confirm_publish, confirm_verify, hold, redelivery, get_and_mandatory, overflow,
-    publish_to_exchange, consume_expect, fill]}
+    publish_to_exchange, consume_expect, fill, streams, alternate_exchange,
+    exchange_to_exchange, internal_exchange, global_prefetch, recover_reject_nack,
+    cancel_notification, auto_delete_and_expires, restart_setup, restart_verify,
+    restart_reference]}
 
 
 def main():
