@@ -1293,3 +1293,215 @@ fn stalled_handshakes_do_not_stop_a_working_client() {
     }
     witness.finish();
 }
+
+// ---------------------------------------------------------------------------------
+// 9. Publisher confirms, channel.flow, connection.blocked
+// ---------------------------------------------------------------------------------
+
+/// Publishes of a persistent 100-byte message to the default exchange that a confirms
+/// case sends in one write.
+const CONFIRMED_PUBLISHES: u64 = 200;
+/// The same for the connection.blocked case.
+const BLOCKED_PUBLISHES: u64 = 100;
+
+/// Declares a durable queue (server-named when `name` is empty); answers its name.
+fn declare_durable(conn: &mut RawAmqp, channel: u16, name: &str) -> String {
+    let declare = AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }));
+    match conn.call(channel, declare) {
+        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => ok.queue.to_string(),
+        other => panic!("expected queue.declare-ok for '{name}', got {other:?}"),
+    }
+}
+
+/// `count` persistent publishes to `queue` through the default exchange, as one buffer.
+fn persistent_publishes(channel: u16, queue: &str, count: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for n in 0..count {
+        bytes.extend(method_frame(channel, amqp_raw::publish("", queue)));
+        let body = format!("{n:0100}").into_bytes();
+        bytes.extend(encode(&AMQPFrame::Header(
+            channel,
+            AMQPContentHeader {
+                class_id: 60,
+                body_size: body.len() as u64,
+                properties: BasicProperties::default().with_delivery_mode(2),
+            },
+        )));
+        bytes.extend(encode(&AMQPFrame::Body(channel, body)));
+    }
+    bytes
+}
+
+/// What a publisher hears while it waits for its confirms.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Ack { tag: u64, multiple: bool },
+    Nack { tag: u64, multiple: bool },
+    Blocked,
+    Unblocked,
+}
+
+/// Reads until confirms (acks or nacks) on `channel` reach delivery tag `last`.
+fn confirms_until(conn: &mut RawAmqp, channel: u16, last: u64) -> Vec<Heard> {
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    let mut heard = Vec::new();
+    let mut reached = 0;
+    while reached < last {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = match conn.recv_within(left) {
+            Ok(AMQPFrame::Heartbeat) => continue,
+            Ok(AMQPFrame::Method(ch, AMQPClass::Basic(basic::AMQPMethod::Ack(a))))
+                if ch == channel =>
+            {
+                reached = reached.max(a.delivery_tag);
+                Heard::Ack {
+                    tag: a.delivery_tag,
+                    multiple: a.multiple,
+                }
+            }
+            Ok(AMQPFrame::Method(ch, AMQPClass::Basic(basic::AMQPMethod::Nack(n))))
+                if ch == channel =>
+            {
+                reached = reached.max(n.delivery_tag);
+                Heard::Nack {
+                    tag: n.delivery_tag,
+                    multiple: n.multiple,
+                }
+            }
+            Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(_)))) => {
+                Heard::Blocked
+            }
+            Ok(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
+            )) => Heard::Unblocked,
+            Ok(other) => panic!("expected confirms, got {other:?} after {heard:?}"),
+            Err(e) => panic!("confirms up to {reached} of {last}: {e:?}; heard {heard:?}"),
+        };
+        heard.push(next);
+    }
+    heard
+}
+
+/// Checks that the acks in `heard` cover tags 1..=last exactly once, in increasing
+/// order, and that nothing was nacked.
+fn assert_acked_once_in_order(heard: &[Heard], last: u64) {
+    let mut covered = 0u64;
+    for h in heard {
+        match *h {
+            Heard::Ack {
+                tag,
+                multiple: true,
+            } => {
+                assert!(
+                    tag > covered,
+                    "multiple ack of {tag} after {covered}: {heard:?}"
+                );
+                covered = tag;
+            }
+            Heard::Ack {
+                tag,
+                multiple: false,
+            } => {
+                assert_eq!(tag, covered + 1, "single ack out of order: {heard:?}");
+                covered = tag;
+            }
+            Heard::Nack { .. } => panic!("a persistent publish was nacked: {heard:?}"),
+            Heard::Blocked | Heard::Unblocked => {}
+        }
+    }
+    assert_eq!(covered, last, "acks cover 1..={covered}: {heard:?}");
+}
+
+#[test]
+fn confirms_of_a_burst_of_persistent_publishes_use_multiple_and_cover_each_tag_once() {
+    let broker = shared_broker();
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let queue = declare_durable(&mut conn, 1, &unique("confirm-burst"));
+    conn.confirm_select(1);
+    conn.send_bytes(&persistent_publishes(1, &queue, CONFIRMED_PUBLISHES));
+    let heard = confirms_until(&mut conn, 1, CONFIRMED_PUBLISHES);
+    assert!(
+        heard
+            .iter()
+            .any(|h| matches!(h, Heard::Ack { multiple: true, .. })),
+        "no multiple ack among {} confirms: {heard:?}",
+        heard.len()
+    );
+    assert_acked_once_in_order(&heard, CONFIRMED_PUBLISHES);
+    conn.close();
+}
+
+/// RabbitMQ answers `channel.flow(active=true)` with flow-ok and refuses
+/// `active=false` from a client as a connection error, 540 NOT_IMPLEMENTED
+/// ("active=false"): consumers are paused with basic.qos or basic.cancel instead.
+#[test]
+fn channel_flow_true_is_answered_and_flow_false_is_not_implemented() {
+    let broker = shared_broker();
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let flow = |active| AMQPClass::Channel(channel::AMQPMethod::Flow(channel::Flow { active }));
+    match conn.call(1, flow(true)) {
+        AMQPClass::Channel(channel::AMQPMethod::FlowOk(ok)) => assert!(ok.active),
+        other => panic!("expected channel.flow-ok, got {other:?}"),
+    }
+    conn.send_method(1, flow(false));
+    let (code, text) = conn.expect_connection_close();
+    assert_eq!(code, hard(AMQPHardError::NOTIMPLEMENTED), "{text}");
+}
+
+/// RabbitMQ blocks publishers on a memory or disk alarm, not per connection: this case
+/// passed against it with `rabbitmqctl set_vm_memory_high_watermark 0` before the
+/// publishes and `0.4` three seconds later, in place of `--max-in-flight-requests 1`.
+#[test]
+fn a_publisher_past_max_in_flight_is_blocked_then_unblocked_and_every_publish_confirmed() {
+    let broker = Broker::start_with(&["--max-in-flight-requests", "1"]);
+    let mut conn = RawAmqp::open_advertising(
+        &broker.amqp_addr,
+        Login::Plain("guest", "guest"),
+        Tuning::default(),
+        &["connection.blocked"],
+    );
+    conn.channel_open(1);
+    let queue = declare_durable(&mut conn, 1, &unique("blocked"));
+    conn.confirm_select(1);
+    conn.send_bytes(&persistent_publishes(1, &queue, BLOCKED_PUBLISHES));
+    let mut heard = confirms_until(&mut conn, 1, BLOCKED_PUBLISHES);
+    assert!(heard.contains(&Heard::Blocked), "never blocked: {heard:?}");
+    // Notices alternate, blocked first; the last unblock may follow the last confirm.
+    let notices = |heard: &[Heard]| -> Vec<bool> {
+        heard
+            .iter()
+            .filter_map(|h| match h {
+                Heard::Blocked => Some(true),
+                Heard::Unblocked => Some(false),
+                _ => None,
+            })
+            .collect()
+    };
+    if notices(&heard).last() == Some(&true) {
+        match conn.recv_within(ANSWER_WITHIN) {
+            Ok(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)),
+            )) => heard.push(Heard::Unblocked),
+            other => panic!("expected connection.unblocked, got {other:?} after {heard:?}"),
+        }
+    }
+    let notices = notices(&heard);
+    assert!(
+        notices.iter().enumerate().all(|(i, b)| *b == (i % 2 == 0)),
+        "blocked and unblocked do not alternate: {heard:?}"
+    );
+    assert_acked_once_in_order(&heard, BLOCKED_PUBLISHES);
+    conn.close();
+}

@@ -129,13 +129,17 @@ pub fn int_argument(name: &str, value: i64) -> FieldTable {
 }
 
 /// The client properties every connection sends: the capability that makes a server
-/// answer a failed login with `connection.close` 403 before it closes the socket.
-fn client_properties() -> FieldTable {
+/// answer a failed login with `connection.close` 403 before it closes the socket, and
+/// `extra` capabilities (e.g. `connection.blocked`).
+fn client_properties(extra: &[&str]) -> FieldTable {
     let mut capabilities = FieldTable::default();
     capabilities.insert(
         "authentication_failure_close".into(),
         AMQPValue::Boolean(true),
     );
+    for capability in extra {
+        capabilities.insert((*capability).into(), AMQPValue::Boolean(true));
+    }
     let mut props = FieldTable::default();
     props.insert("product".into(), AMQPValue::LongString("amqp_raw".into()));
     props.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
@@ -144,12 +148,18 @@ fn client_properties() -> FieldTable {
 
 /// The `connection.start-ok` that logs in with `login`.
 pub fn start_ok(login: Login<'_>) -> AMQPClass {
+    start_ok_with(login, &[])
+}
+
+/// The `connection.start-ok` that logs in with `login` and advertises `capabilities`
+/// besides `authentication_failure_close`.
+pub fn start_ok_with(login: Login<'_>, capabilities: &[&str]) -> AMQPClass {
     let (mechanism, response): (&str, LongString) = match login {
         Login::Plain(user, password) => ("PLAIN", format!("\0{user}\0{password}").into()),
         Login::AmqPlain(user, password) => ("AMQPLAIN", amqplain_response(user, password)),
     };
     AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-        client_properties: client_properties(),
+        client_properties: client_properties(capabilities),
         mechanism: mechanism.into(),
         response,
         locale: "en_US".into(),
@@ -194,9 +204,19 @@ impl RawAmqp {
 
     /// Logged in with `login`, tuned with `tuning`, vhost `/` open; panics on a refusal.
     pub fn open_with(addr: &str, login: Login<'_>, tuning: Tuning) -> RawAmqp {
+        RawAmqp::open_advertising(addr, login, tuning, &[])
+    }
+
+    /// As `open_with`, advertising `capabilities` too (e.g. `connection.blocked`).
+    pub fn open_advertising(
+        addr: &str,
+        login: Login<'_>,
+        tuning: Tuning,
+        capabilities: &[&str],
+    ) -> RawAmqp {
         let mut conn = RawAmqp::connect(addr);
         conn.start();
-        conn.send_method(0, start_ok(login));
+        conn.send_method(0, start_ok_with(login, capabilities));
         conn.tune(tuning);
         conn.send_method(
             0,
