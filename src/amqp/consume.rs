@@ -6,7 +6,7 @@
 //!
 //! Bounds: a consumer holds at most its prefetch (`UNLIMITED_PREFETCH` when the client
 //! sets none) in leases; a channel holds at most `UNACKED_MAX` unacked deliveries from
-//! `basic.get`; `CONSUMERS_MAX` consumers per channel.
+//! `basic.get`; `CONSUMERS_MAX` consumers per connection, over all its channels.
 
 use super::channel::Channel;
 use super::connection::Conn;
@@ -25,7 +25,8 @@ use std::rc::Rc;
 pub const UNLIMITED_PREFETCH: u32 = 2000;
 /// Unacked `basic.get` deliveries one channel may hold; past it `basic.get` fails.
 pub const UNACKED_MAX: usize = 65_536;
-/// Consumers one channel may have.
+/// Consumers one connection may have, over all its channels (each holds up to its
+/// prefetch in leases).
 pub const CONSUMERS_MAX: usize = 1024;
 /// Leases of AMQP consumers last this long without an ack before the message is
 /// redelivered (RabbitMQ's `consumer_timeout`, 30 minutes): AMQP has no visibility
@@ -108,7 +109,7 @@ pub async fn consume(
         super::declare::check_exclusive(conn, &queue)?;
         let stats = match conn.engine.queue_stats(&queue).await {
             Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&queue) => {
-                let tag = consumer_tag(ch, c.consumer_tag.as_str())?;
+                let tag = consumer_tag(conn, ch, c.consumer_tag.as_str())?;
                 return super::stream::consume(conn, ch, c, tag).await;
             }
             stats => stats.map_err(not_found(&queue))?,
@@ -120,7 +121,7 @@ pub async fn consume(
             ));
         }
     }
-    let tag = consumer_tag(ch, c.consumer_tag.as_str())?;
+    let tag = consumer_tag(conn, ch, c.consumer_tag.as_str())?;
     let prefetch = match (ch.prefetch_consumer.get(), ch.prefetch_channel.get()) {
         (0, 0) => UNLIMITED_PREFETCH,
         (0, n) | (n, _) => u32::from(n),
@@ -148,7 +149,7 @@ pub async fn consume(
 }
 
 /// The tag a new consumer gets: the client's, or a generated one.
-fn consumer_tag(ch: &Channel, asked: &str) -> Result<String, AmqpError> {
+fn consumer_tag(conn: &Conn, ch: &Channel, asked: &str) -> Result<String, AmqpError> {
     let tag = match asked {
         "" => generated_name("amq.ctag-"),
         t => t.to_string(),
@@ -159,10 +160,16 @@ fn consumer_tag(ch: &Channel, asked: &str) -> Result<String, AmqpError> {
             format!("attempt to reuse consumer tag '{tag}'"),
         ));
     }
-    if ch.consumers.borrow().len() >= CONSUMERS_MAX {
+    let consumers: usize = conn
+        .channels
+        .borrow()
+        .values()
+        .map(|c| c.consumers.borrow().len())
+        .sum();
+    if consumers >= CONSUMERS_MAX {
         return Err(AmqpError::new(
-            errors::RESOURCE_ERROR,
-            format!("a channel may have {CONSUMERS_MAX} consumers"),
+            errors::PRECONDITION_FAILED,
+            format!("a connection may have {CONSUMERS_MAX} consumers"),
         ));
     }
     Ok(tag)
