@@ -469,7 +469,7 @@ fn a_stream_fed_by_an_exchange_is_read_from_first_next_or_an_offset_and_is_a_top
 // 12.-14. Alternate, exchange-to-exchange, headers and internal exchanges
 
 #[test]
-fn an_alternate_exchange_takes_unroutable_messages_and_mandatory_ones_are_not_returned() {
+fn an_alternate_exchange_takes_unroutable_messages_and_a_mandatory_one_returns_only_if_it_cannot() {
     pika(&shared().amqp, "alternate_exchange", &[]);
 }
 

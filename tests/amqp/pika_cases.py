@@ -821,6 +821,16 @@ def alternate_exchange(addr):
     ch.basic_publish(ex, "unknown-too", b"mandatory-to-ae", mandatory=True)
     assert drain(ch, routed) == ["routed"]
     assert drain(ch, unrouted) == ["to-ae", "mandatory-to-ae"]
+    # An alternate exchange that routes nowhere either: the mandatory publish returns.
+    empty_ae, ex2 = name("ae", "empty-alternate"), name("ae", "main2")
+    ch.exchange_declare(empty_ae, exchange_type="direct")
+    ch.exchange_declare(ex2, exchange_type="direct",
+                        arguments={"alternate-exchange": empty_ae})
+    try:
+        ch.basic_publish(ex2, "unknown", b"nowhere", mandatory=True)
+        raise AssertionError("a publish neither exchange routes was not returned")
+    except UnroutableError as e:
+        assert e.messages[0].method.reply_code == 312, e.messages[0].method
     conn.close()
 
 
@@ -1022,6 +1032,9 @@ def auto_delete_and_expires(addr):
     conn = connect(addr)
     ch = conn.channel()
     ch.queue_declare(q, auto_delete=True)
+    # Never consumed, it stays.
+    conn.sleep(0.5)
+    ch.queue_declare(q, passive=True)
     tag = ch.basic_consume(q, lambda *_: None)
     conn.process_data_events(time_limit=0.2)
     ch.queue_declare(q, passive=True)  # still there while consumed
