@@ -1,8 +1,9 @@
 //! AMQP 0-9-1 at the protocol level, frame by frame (tests/common/amqp_raw.rs): the
 //! handshake and SASL, vhosts, guest only on loopback, tuning (frame_max, channel_max),
 //! heartbeats both ways, channel errors that close only their channel, connection errors
-//! that close only their connection, and hostile bytes (truncated frames, a 2 GiB frame,
-//! handshakes that never finish) while another client keeps working.
+//! that close only their connection, hostile bytes (truncated frames, a 2 GiB frame,
+//! handshakes that never finish) while another client keeps working, and flow control
+//! (confirms with `multiple`, `channel.flow`, `connection.blocked`).
 //!
 //! Every expectation was first checked against RabbitMQ 3.10.8 (Debian's
 //! `rabbitmq-server`, started with `RABBITMQ_NODE_PORT=5673 RABBITMQ_NODENAME=ref@localhost
