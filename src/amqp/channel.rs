@@ -40,6 +40,8 @@ pub struct Channel {
     pub confirmed: RefCell<BTreeMap<u64, bool>>,
     /// The lowest sequence number not yet confirmed to the client.
     pub confirm_floor: Cell<u64>,
+    /// A task to send confirms is queued.
+    pub confirm_flush: Cell<bool>,
     pub publishing: Cell<usize>,
     pub publish_idle: Event,
     /// The private queue behind `amq.rabbitmq.reply-to` for this channel, once consumed.
@@ -51,9 +53,7 @@ pub struct Channel {
     /// `basic.qos` prefetch for new consumers (global=false) and for the channel.
     pub prefetch_consumer: Cell<u16>,
     pub prefetch_channel: Cell<u16>,
-    /// `channel.flow`: false stops deliveries.
-    pub flow: Cell<bool>,
-    /// Wakes consumers when credit returns (acks, flow on).
+    /// Wakes consumers when credit returns (acks, a larger qos).
     pub credit: Event,
 }
 
@@ -67,6 +67,7 @@ impl Channel {
             next_publish: Cell::new(1),
             confirmed: RefCell::new(BTreeMap::new()),
             confirm_floor: Cell::new(1),
+            confirm_flush: Cell::new(false),
             publishing: Cell::new(0),
             publish_idle: Event::new(),
             reply_queue: RefCell::new(None),
@@ -75,7 +76,6 @@ impl Channel {
             consumers: RefCell::new(HashMap::new()),
             prefetch_consumer: Cell::new(0),
             prefetch_channel: Cell::new(0),
-            flow: Cell::new(true),
             credit: Event::new(),
         }
     }
@@ -196,6 +196,7 @@ impl Channel {
             channel::AMQPMethod::Close(_) => {
                 // Publishes already made are confirmed before close-ok.
                 self.publishes_done().await;
+                publish::flush_confirms(conn, self);
                 conn.channels.borrow_mut().remove(&self.id);
                 self.release(conn).await;
                 let ok = channel::CloseOk {};
@@ -208,7 +209,10 @@ impl Channel {
             // close-ok for a close we did not send: nothing to do.
             channel::AMQPMethod::CloseOk(_) => Ok(()),
             channel::AMQPMethod::Flow(f) => {
-                self.flow.set(f.active);
+                if !f.active {
+                    // As RabbitMQ answers it: consumers pause with basic.qos instead.
+                    return Err(AmqpError::new(errors::NOT_IMPLEMENTED, "active=false"));
+                }
                 self.credit.notify(usize::MAX);
                 let ok = channel::FlowOk { active: f.active };
                 conn.out

@@ -218,7 +218,7 @@ impl Delivery {
             self.credit().await;
             self.conn.out.room().await;
             match sub.next().await {
-                Ok(got) => self.deliver(&sub, got),
+                Ok(got) => self.deliver(&sub, got).await,
                 Err(e) => {
                     consumer_ended(&self.conn, &self.ch, &self.tag, &e);
                     return;
@@ -232,7 +232,7 @@ impl Delivery {
         let ch = &self.ch;
         let open = || {
             let limit = usize::from(ch.prefetch_channel.get());
-            ch.flow.get() && (limit == 0 || ch.unacked.borrow().len() < limit)
+            limit == 0 || ch.unacked.borrow().len() < limit
         };
         loop {
             if open() {
@@ -246,17 +246,21 @@ impl Delivery {
         }
     }
 
-    fn deliver(&self, sub: &Rc<Subscription>, got: Received) {
+    /// Delivers what one pull got, each message only while the channel has credit (a
+    /// pull may get more than a channel-wide prefetch leaves: the rest waits here,
+    /// leased to this consumer, until acks make room).
+    async fn deliver(&self, sub: &Rc<Subscription>, got: Received) {
         let (ch, conn) = (&self.ch, &self.conn);
-        if ch.is_closing() || conn.out.is_closed() {
-            // Leases return when the subscription goes with the channel.
-            return;
-        }
         let frame_max = conn.frame_max.get();
         let m = &got.messages;
         let mut extras = m.extras.iter().peekable();
         let mut offset = 0usize;
         for i in 0..m.len() {
+            self.credit().await;
+            if ch.is_closing() || conn.out.is_closed() {
+                // Leases return when the subscription goes with the channel.
+                return;
+            }
             let len = m.lens[i] as usize;
             let body = got.bodies.slice(offset..offset + len);
             offset += len;

@@ -169,8 +169,21 @@ async fn run(conn: &Rc<Conn>, ch: &Rc<Channel>, p: Publish) -> bool {
 
 /// Records publish `seq`'s outcome and confirms every publish up to the first still
 /// running, in order, a run of equal outcomes in one `multiple` ack or nack.
+///
+/// The confirms go out from a task spawned behind the publishes that finished in the
+/// same turn (one group commit wakes many), so that they coalesce into one `multiple`.
 fn confirm(conn: &Rc<Conn>, ch: &Rc<Channel>, seq: u64, ack: bool) {
     ch.confirmed.borrow_mut().insert(seq, ack);
+    if ch.confirm_flush.replace(true) {
+        return;
+    }
+    let (conn, ch) = (conn.clone(), ch.clone());
+    crate::runtime::spawn_local(async move { flush_confirms(&conn, &ch) }).detach();
+}
+
+/// Sends the confirms of every publish finished so far, up to the first still running.
+pub fn flush_confirms(conn: &Conn, ch: &Channel) {
+    ch.confirm_flush.set(false);
     let mut floor = ch.confirm_floor.get();
     let mut run: Option<(bool, u64, u64)> = None;
     let mut runs = Vec::new();

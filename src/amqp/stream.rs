@@ -212,8 +212,7 @@ impl StreamReader {
         let ch = &self.ch;
         let open = || {
             let channel_limit = usize::from(ch.prefetch_channel.get());
-            ch.flow.get()
-                && (self.no_ack || self.outstanding.get() < self.prefetch)
+            (self.no_ack || self.outstanding.get() < self.prefetch)
                 && (channel_limit == 0 || ch.unacked.borrow().len() < channel_limit)
         };
         loop {
