@@ -1,8 +1,13 @@
 //! AMQP 0-9-1 through the real broker with lapin, the Rust RabbitMQ client, unchanged:
 //! declarations and bindings, publisher confirms, consumers with prefetch and manual
 //! acks, message properties, `basic.get`, requeue, channel errors, consumer cancel
-//! notifications, bodies split over many frames and the work-queue tutorial. Each case
-//! encodes what RabbitMQ does (they were first run against RabbitMQ 3.x).
+//! notifications, bodies split over many frames, the work-queue tutorial and a clean
+//! `connection.close`. Each case encodes what RabbitMQ does: every case but the bench
+//! one was first run against RabbitMQ 3.10.8 (Debian's `rabbitmq-server`, started with
+//! `RABBITMQ_NODE_PORT=5673 RABBITMQ_NODENAME=ref@localhost rabbitmq-server -detached`)
+//! by making `uri` return `amqp://guest:guest@127.0.0.1:5673/%2f` without starting a
+//! broker. The queues are durable with fixed names, so run them on a freshly reset node
+//! (`rabbitmqctl -n ref@localhost stop_app && ... reset && ... start_app`).
 //!
 //! lapin runs on a tokio current-thread runtime per test; every wait is under
 //! `WAIT` (or `QUIET` where the point is that nothing arrives).
