@@ -42,6 +42,8 @@ pub struct Channel {
     pub confirm_floor: Cell<u64>,
     /// A task to send confirms is queued.
     pub confirm_flush: Cell<bool>,
+    /// Publishes to one queue waiting to be sent as one (`publish::Batch`).
+    pub batch: RefCell<Option<publish::Batch>>,
     pub publishing: Cell<usize>,
     pub publish_idle: Event,
     /// The private queue behind `amq.rabbitmq.reply-to` for this channel, once consumed.
@@ -68,6 +70,7 @@ impl Channel {
             confirmed: RefCell::new(BTreeMap::new()),
             confirm_floor: Cell::new(1),
             confirm_flush: Cell::new(false),
+            batch: RefCell::new(None),
             publishing: Cell::new(0),
             publish_idle: Event::new(),
             reply_queue: RefCell::new(None),
@@ -154,6 +157,19 @@ impl Channel {
                 "a method frame in the middle of a publish's content",
             )
             .at(at));
+        }
+        let settles = matches!(
+            method,
+            AMQPClass::Basic(
+                basic::AMQPMethod::Publish(_)
+                    | basic::AMQPMethod::Ack(_)
+                    | basic::AMQPMethod::Nack(_)
+                    | basic::AMQPMethod::Reject(_)
+            )
+        );
+        if !settles {
+            // Whatever else comes sees the publishes before it.
+            publish::flush_batch(conn, self);
         }
         let result = match method {
             AMQPClass::Basic(basic::AMQPMethod::Publish(p)) => {
@@ -395,6 +411,9 @@ impl Channel {
     /// direct reply-to queue goes.
     pub async fn release(self: &Rc<Self>, conn: &Rc<Conn>) {
         self.assembly.borrow_mut().take();
+        // Publishes that arrived before the end are made (RabbitMQ does too).
+        publish::flush_batch(conn, self);
+        self.publishes_done().await;
         consume::release(conn, self).await;
         let reply = self.reply_queue.borrow_mut().take();
         if let Some(q) = reply {

@@ -65,6 +65,8 @@ pub struct Conn {
     publish_done: Event,
     /// Set once the connection is ending: tasks stop, nothing more is sent.
     pub ending: Cell<bool>,
+    /// Channels holding a publish batch not yet sent (`publish::flush_all`).
+    pub batching: RefCell<Vec<Rc<Channel>>>,
 }
 
 fn next_conn_id(shard: u32) -> String {
@@ -105,6 +107,7 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
         publish_bytes: Cell::new(0),
         publish_done: Event::new(),
         ending: Cell::new(false),
+        batching: RefCell::new(Vec::new()),
     });
     let writer = {
         let conn = conn.clone();
@@ -432,7 +435,12 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
             }
         };
         heard = Instant::now();
-        match handle_frame(conn, frame).await {
+        let handled = handle_frame(conn, frame).await;
+        if !reader.has_frame() {
+            // Nothing more to read now: batched publishes go.
+            super::publish::flush_all(conn);
+        }
+        match handled {
             Ok(Flow::Go) => {}
             Ok(Flow::Closed | Flow::CloseRequested) => return,
             Err(e) => {
@@ -626,8 +634,8 @@ impl Conn {
         self.publish_bytes.set(self.publish_bytes.get() + bytes);
     }
 
-    pub fn publish_finished(&self, bytes: u64) {
-        self.publishes.set(self.publishes.get().saturating_sub(1));
+    pub fn publish_finished(&self, n: usize, bytes: u64) {
+        self.publishes.set(self.publishes.get().saturating_sub(n));
         self.publish_bytes
             .set(self.publish_bytes.get().saturating_sub(bytes));
         self.publish_done.notify(usize::MAX);
@@ -641,10 +649,12 @@ impl Conn {
 
     /// Waits while the connection has as many publishes in flight as it may; the
     /// client is told it is blocked while it waits (if it takes the notice).
-    async fn publish_room(&self) {
+    async fn publish_room(self: &Rc<Self>) {
         if !self.publish_full() {
             return;
         }
+        // What waits in batches must go, or nothing would ever drain.
+        super::publish::flush_all(self);
         if self.blocked_notify.get() && !self.blocked.get() {
             self.blocked.set(true);
             let blocked = connection::Blocked {

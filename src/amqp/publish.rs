@@ -107,21 +107,154 @@ pub fn start(conn: &Rc<Conn>, ch: &Rc<Channel>, a: Assembly) -> Result<(), AmqpE
     let bytes = publish.body.len() as u64;
     conn.publish_started(bytes);
     ch.publishing.set(ch.publishing.get() + 1);
+    if let Some(queue) = batch_target(conn, &publish) {
+        batch(conn, ch, queue, publish);
+        return Ok(());
+    }
+    flush_batch(conn, ch);
     let (conn, ch) = (conn.clone(), ch.clone());
     crate::runtime::spawn_local(async move {
         let seq = publish.seq;
         let ack = run(&conn, &ch, publish).await;
-        conn.publish_finished(bytes);
-        ch.publishing.set(ch.publishing.get().saturating_sub(1));
-        if ch.publishing.get() == 0 {
-            ch.publish_idle.notify(usize::MAX);
-        }
+        finished(&conn, &ch, 1, bytes);
         if let Some(seq) = seq {
             confirm(&conn, &ch, seq, ack);
         }
     })
     .detach();
     Ok(())
+}
+
+/// `n` publishes of `bytes` in all are done.
+fn finished(conn: &Conn, ch: &Channel, n: usize, bytes: u64) {
+    conn.publish_finished(n, bytes);
+    ch.publishing.set(ch.publishing.get().saturating_sub(n));
+    if ch.publishing.get() == 0 {
+        ch.publish_idle.notify(usize::MAX);
+    }
+}
+
+/// Most messages one batch carries.
+const BATCH_MESSAGES_MAX: usize = 512;
+/// Most body bytes one batch carries.
+const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Consecutive publishes of one channel to the same queue through the default exchange
+/// with the same properties: journaled as one record by one engine call, and confirmed
+/// together. A batch is sent when the connection has no whole frame left to read, when
+/// a publish or method that does not join it arrives, or when it is full.
+pub struct Batch {
+    queue: String,
+    spec: PublishSpec,
+    lens: Vec<u32>,
+    bodies: bytes::BytesMut,
+    seqs: Vec<u64>,
+}
+
+/// The queue a publish may be batched into: the default exchange's (a queue that
+/// exists, so it is routed and never returned), a plain message.
+fn batch_target(conn: &Conn, p: &Publish) -> Option<String> {
+    if !p.exchange.is_empty() || p.body.len() > BATCH_BYTES_MAX {
+        return None;
+    }
+    let config = conn.engine.queue_config(&p.routing_key)?;
+    // FIFO queues need per-message group and dedup ids.
+    (!config.fifo).then(|| p.routing_key.clone())
+}
+
+fn batch(conn: &Rc<Conn>, ch: &Rc<Channel>, queue: String, p: Publish) {
+    let max_priority = conn
+        .engine
+        .queue_config(&queue)
+        .map_or(0, |c| c.max_priority);
+    let mut spec = p.spec;
+    // As the exchange path does: a priority over the queue's maximum is its maximum.
+    spec.priority = spec.priority.min(max_priority);
+    let joins = matches!(&*ch.batch.borrow(), Some(b) if b.queue == queue && b.spec == spec);
+    if !joins {
+        flush_batch(conn, ch);
+    }
+    {
+        let mut slot = ch.batch.borrow_mut();
+        let b = slot.get_or_insert_with(|| Batch {
+            queue,
+            spec,
+            lens: Vec::new(),
+            bodies: bytes::BytesMut::new(),
+            seqs: Vec::new(),
+        });
+        b.lens.push(p.body.len() as u32);
+        b.bodies.extend_from_slice(&p.body);
+        b.seqs.extend(p.seq);
+        if b.lens.len() < BATCH_MESSAGES_MAX && b.bodies.len() < BATCH_BYTES_MAX {
+            let mut pending = conn.batching.borrow_mut();
+            if !pending.iter().any(|c| Rc::ptr_eq(c, ch)) {
+                pending.push(ch.clone());
+            }
+            return;
+        }
+    }
+    flush_batch(conn, ch);
+}
+
+/// Sends channel `ch`'s batch, if it has one.
+pub fn flush_batch(conn: &Rc<Conn>, ch: &Rc<Channel>) {
+    let Some(b) = ch.batch.borrow_mut().take() else {
+        return;
+    };
+    let (conn, ch) = (conn.clone(), ch.clone());
+    crate::runtime::spawn_local(async move {
+        let (n, bytes) = (b.lens.len(), b.bodies.len() as u64);
+        let bodies = b.bodies.freeze();
+        let stored = conn
+            .engine
+            .publish_batch(&b.queue, b.spec.clone(), b.lens.clone(), bodies.clone())
+            .await;
+        let outcomes: Vec<bool> = match stored {
+            Ok(_) => vec![true; b.seqs.len()],
+            // A bound refused the batch as a whole: each message on its own, so that
+            // those that fit are stored and only the rest are nacked.
+            Err(EngineError::QueueFull(_)) => {
+                let mut outcomes = Vec::with_capacity(n);
+                let mut at = 0usize;
+                for len in &b.lens {
+                    let body = bodies.slice(at..at + *len as usize);
+                    at += *len as usize;
+                    let one = conn.engine.publish(&b.queue, b.spec.clone(), body).await;
+                    outcomes.push(one.is_ok());
+                }
+                outcomes
+            }
+            Err(e) => {
+                failed(&conn, &ch, &b.queue, e);
+                vec![false; b.seqs.len()]
+            }
+        };
+        finished(&conn, &ch, n, bytes);
+        for (seq, ack) in b.seqs.iter().zip(outcomes) {
+            confirm(&conn, &ch, *seq, ack);
+        }
+    })
+    .detach();
+}
+
+/// Sends every batch the connection's channels hold (it has nothing more to read now).
+pub fn flush_all(conn: &Rc<Conn>) {
+    let pending = std::mem::take(&mut *conn.batching.borrow_mut());
+    for ch in pending {
+        flush_batch(conn, &ch);
+    }
+}
+
+/// A publish the engine refused: a nack (storage, shutdown) or a channel error.
+fn failed(conn: &Rc<Conn>, ch: &Rc<Channel>, target: &str, e: EngineError) {
+    match e {
+        EngineError::QueueFull(_) => {}
+        EngineError::Internal(_) | EngineError::ShuttingDown(_) => {
+            tracing::warn!(peer = %conn.peer, %target, "AMQP publish failed: {e}");
+        }
+        e => conn.channel_error(ch, AmqpError::from(e).at((60, 40))),
+    }
 }
 
 /// Routes one message; whether it is acked (false: nacked).
@@ -154,14 +287,8 @@ async fn run(conn: &Rc<Conn>, ch: &Rc<Channel>, p: Publish) -> bool {
             true
         }
         // reject-publish: the publisher hears a nack (nothing without confirms).
-        Err(EngineError::QueueFull(_)) => false,
-        Err(e @ (EngineError::Internal(_) | EngineError::ShuttingDown(_))) => {
-            tracing::warn!(peer = %conn.peer, exchange = %p.exchange, "AMQP publish failed: {e}");
-            false
-        }
         Err(e) => {
-            let e = AmqpError::from(e).at((60, 40));
-            conn.channel_error(ch, e);
+            failed(conn, ch, &p.exchange, e);
             false
         }
     }
@@ -170,7 +297,7 @@ async fn run(conn: &Rc<Conn>, ch: &Rc<Channel>, p: Publish) -> bool {
 /// Records publish `seq`'s outcome and confirms every publish up to the first still
 /// running, in order, a run of equal outcomes in one `multiple` ack or nack.
 ///
-/// The confirms go out from a task spawned behind the publishes that finished in the
+/// The confirms go out from a task queued behind the publishes that finished in the
 /// same turn (one group commit wakes many), so that they coalesce into one `multiple`.
 fn confirm(conn: &Rc<Conn>, ch: &Rc<Channel>, seq: u64, ack: bool) {
     ch.confirmed.borrow_mut().insert(seq, ack);
@@ -178,7 +305,12 @@ fn confirm(conn: &Rc<Conn>, ch: &Rc<Channel>, seq: u64, ack: bool) {
         return;
     }
     let (conn, ch) = (conn.clone(), ch.clone());
-    crate::runtime::spawn_local(async move { flush_confirms(&conn, &ch) }).detach();
+    crate::runtime::spawn_local(async move {
+        // glommio may run a new task at once: step back behind the tasks already woken.
+        futures_lite::future::yield_now().await;
+        flush_confirms(&conn, &ch)
+    })
+    .detach();
 }
 
 /// Sends the confirms of every publish finished so far, up to the first still running.
