@@ -626,9 +626,12 @@ fn work_queue_dispatches_fairly_to_two_workers() {
     });
 }
 
-/// A client's `connection.close` ends cleanly: lapin gets `close-ok` before the socket
-/// closes (RabbitMQ leaves closing the socket to the client), so neither `close` nor
-/// the connection's state reports an error.
+/// A client's `connection.close` ends cleanly, with lapin's connection Closed, not
+/// Error. `close-ok` tells its recipient that it may now close the socket, and RabbitMQ
+/// leaves that to the client; lapin reads until the socket would block, so a server
+/// that closes right after `close-ok` hands it the frame and the end of the stream in
+/// one go, and lapin reports the end as a broken connection ("Socket was readable but
+/// we read 0").
 #[test]
 fn connection_close_is_clean() {
     let b = Broker::start();
