@@ -442,7 +442,15 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
         }
         match handled {
             Ok(Flow::Go) => {}
-            Ok(Flow::Closed | Flow::CloseRequested) => return,
+            Ok(Flow::Closed | Flow::CloseRequested) => {
+                // The client closes the socket once it has close-ok (a client that
+                // reads to the end would otherwise see the end of stream with it and
+                // call the close unclean); bounded, for one that never does.
+                conn.out.flushed().await;
+                let eof = async { while let Ok(Some(_)) = reader.next(FRAME_MAX).await {} };
+                future::or(eof, runtime::sleep(CLOSE_OK_WAIT)).await;
+                return;
+            }
             Err(e) => {
                 close_with(conn, reader, e).await;
                 return;
