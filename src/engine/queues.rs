@@ -36,10 +36,10 @@ use std::rc::Rc;
 const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
 /// Most messages one receive hands out.
 const RECEIVE_MAX: u32 = 10_000;
-/// Deliveries a receive reserves room for up front (more grow the buffers).
-const BATCH_RESERVE: usize = 1024;
-/// Bytes reserved per delivery for its body.
-const BODY_RESERVE: usize = 256;
+/// Deliveries a receive reserves room for up front (more grow the columns). Small: a
+/// large reservation per pull (it was 1,024 deliveries and 256 KiB of bodies) made glibc
+/// consolidate its free lists on every pull (issue 17's AMQP profile).
+const BATCH_RESERVE: usize = 64;
 /// Segment size of queue journals: small, so settled ones are reclaimed early.
 const JOURNAL_SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -553,7 +553,9 @@ async fn receive_on(
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
     let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
-    let mut bodies = BytesMut::with_capacity(max.min(BATCH_RESERVE) * BODY_RESERVE);
+    // The bodies are gathered first (reference counts) and copied once into a buffer of
+    // their exact size.
+    let mut taken: Vec<Bytes> = Vec::new();
     q.last_used_ms.set(crate::time::now_ms());
     loop {
         if q.deleted.get() {
@@ -588,7 +590,7 @@ async fn receive_on(
                     out.deliveries.push(m.deliveries);
                     out.lens.push(m.body.len() as u32);
                     out.priorities.push(m.priority);
-                    bodies.extend_from_slice(&m.body);
+                    taken.push(m.body.clone());
                 })
         } else {
             q.queue.borrow_mut().tick(now)
@@ -648,9 +650,20 @@ async fn receive_on(
         let again = out.deliveries.iter().filter(|d| **d > 1).count() as u64;
         crate::metrics::local::queue_totals(&q.name, 0, if auto_ack { n } else { 0 }, again);
     }
+    let bodies = match taken.len() {
+        // One message: its body as it is, no copy.
+        1 => taken.pop().unwrap_or_default(),
+        _ => {
+            let mut all = BytesMut::with_capacity(taken.iter().map(Bytes::len).sum());
+            for body in &taken {
+                all.extend_from_slice(body);
+            }
+            all.freeze()
+        }
+    };
     Ok(Received {
         messages: out,
-        bodies: bodies.freeze(),
+        bodies,
     })
 }
 
