@@ -182,6 +182,16 @@ fn another_connection_is_refused_an_exclusive_queue_with_405() {
 }
 
 #[test]
+fn an_exclusive_consume_of_a_queue_with_a_consumer_is_refused_with_403() {
+    pika(&shared().amqp, "exclusive_consumer", &[]);
+}
+
+#[test]
+fn x_max_length_bytes_with_reject_publish_nacks_the_publish_past_it() {
+    pika(&shared().amqp, "max_length_bytes", &[]);
+}
+
+#[test]
 fn tutorial_routing_delivers_by_exact_key_over_a_direct_exchange() {
     pika(&shared().amqp, "routing", &[]);
 }

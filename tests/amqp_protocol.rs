@@ -688,6 +688,8 @@ fn ack_of_an_unknown_delivery_tag_is_precondition_failed() {
 
 #[test]
 fn declaring_another_connections_exclusive_queue_is_resource_locked() {
+    // Held here so that the shared broker outlives the owner's last check.
+    let _broker = shared_broker();
     let mut owner = None;
     channel_error_case(soft(AMQPSoftError::RESOURCELOCKED), |broker, conn| {
         let mut other = RawAmqp::open(&broker.amqp_addr);

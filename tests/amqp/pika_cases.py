@@ -204,6 +204,37 @@ def exclusive_locked(addr):
     other.close()
 
 
+def exclusive_consumer(addr):
+    """basic.consume(exclusive=True) on a queue that has a consumer: 403 ACCESS_REFUSED."""
+    conn, ch = publisher(addr)
+    q = name("exclusive-consumer", "q")
+    ch.queue_declare(q)
+    ch.basic_consume(q, lambda *_: None)
+    expect_channel_error(conn, 403, lambda c: c.basic_consume(q, lambda *_: None, exclusive=True),
+                         "exclusive consume of a queue with a consumer")
+    ch.queue_delete(q)
+    conn.close()
+
+
+def max_length_bytes(addr):
+    """x-max-length-bytes with reject-publish: a publish past the byte bound is nacked."""
+    conn, ch = publisher(addr)
+    q = name("max-length-bytes", "q")
+    ch.queue_declare(q, arguments={"x-max-length-bytes": 250, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    for i in range(2):
+        ch.basic_publish("", q, b"x" * 100, BasicProperties(delivery_mode=PERSISTENT))
+    try:
+        ch.basic_publish("", q, b"y" * 100, BasicProperties(delivery_mode=PERSISTENT))
+    except NackError:
+        pass
+    else:
+        raise AssertionError("a publish past x-max-length-bytes was not nacked")
+    assert ch.queue_declare(q, passive=True).method.message_count == 2
+    ch.queue_delete(q)
+    conn.close()
+
+
 def routing(addr):
     """Tutorial 4: a direct exchange routes by exact key; one queue may bind several."""
     ex = name("routing", "direct-logs")
@@ -1120,7 +1151,7 @@ def restart_reference(addr):
 
 
 CASES = {f.__name__: f for f in [
-    work_queue, pubsub, exclusive_locked, routing, topics, rpc, rpc_direct_reply_to,
+    work_queue, pubsub, exclusive_locked, exclusive_consumer, max_length_bytes, routing, topics, rpc, rpc_direct_reply_to,
     payments, priority, priority_plain, dead_letters, delivery_limit, max_retries, delayed,
     confirm_publish, confirm_verify, hold, redelivery, get_and_mandatory, overflow,
     publish_to_exchange, consume_expect, fill, streams, alternate_exchange,
