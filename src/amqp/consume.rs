@@ -122,18 +122,9 @@ pub async fn consume(
         }
     }
     let tag = consumer_tag(conn, ch, c.consumer_tag.as_str())?;
-    let prefetch = match (ch.prefetch_consumer.get(), ch.prefetch_channel.get()) {
-        (0, 0) => UNLIMITED_PREFETCH,
-        (0, n) | (n, _) => u32::from(n),
-    };
+    let prefetch = prefetch(ch);
     let sub = Rc::new(conn.engine.subscribe(&queue, prefetch, c.no_ack));
-    if !c.nowait {
-        let ok = basic::ConsumeOk {
-            consumer_tag: tag.as_str().into(),
-        };
-        conn.out
-            .method(ch.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
-    }
+    consume_ok(conn, ch, &tag, c.nowait);
     let delivery = Delivery {
         conn: conn.clone(),
         ch: ch.clone(),
@@ -146,6 +137,25 @@ pub async fn consume(
         .borrow_mut()
         .insert(tag, Consumer { task: Some(task) });
     Ok(())
+}
+
+/// A new consumer's prefetch: its own `basic.qos`, else the channel's, else unlimited
+/// (`UNLIMITED_PREFETCH`).
+pub fn prefetch(ch: &Channel) -> u32 {
+    match (ch.prefetch_consumer.get(), ch.prefetch_channel.get()) {
+        (0, 0) => UNLIMITED_PREFETCH,
+        (0, n) | (n, _) => u32::from(n),
+    }
+}
+
+pub fn consume_ok(conn: &Conn, ch: &Channel, tag: &str, nowait: bool) {
+    if !nowait {
+        let ok = basic::ConsumeOk {
+            consumer_tag: tag.into(),
+        };
+        conn.out
+            .method(ch.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
+    }
 }
 
 /// The tag a new consumer gets: the client's, or a generated one.

@@ -404,7 +404,8 @@ fn text(v: &AMQPValue) -> Option<String> {
     })
 }
 
-fn int(v: &AMQPValue) -> Option<i64> {
+/// An integer argument of any width.
+pub fn int(v: &AMQPValue) -> Option<i64> {
     Some(match *v {
         AMQPValue::ShortShortInt(i) => i64::from(i),
         AMQPValue::ShortShortUInt(i) => i64::from(i),

@@ -10,7 +10,8 @@
 
 use super::channel::Channel;
 use super::connection::Conn;
-use super::consume::{self, Consumer, Lease, Unacked, UNLIMITED_PREFETCH};
+use super::consume::{self, Consumer, Lease, Unacked};
+use super::declare::int;
 use super::errors::{self, AmqpError};
 use super::frames;
 use super::props;
@@ -68,19 +69,6 @@ pub async fn declare(conn: &Conn, name: &str, args: &FieldTable) -> Result<(), A
     }
 }
 
-fn int(v: &AMQPValue) -> Option<i64> {
-    Some(match *v {
-        AMQPValue::ShortShortInt(i) => i64::from(i),
-        AMQPValue::ShortShortUInt(i) => i64::from(i),
-        AMQPValue::ShortInt(i) => i64::from(i),
-        AMQPValue::ShortUInt(i) => i64::from(i),
-        AMQPValue::LongInt(i) => i64::from(i),
-        AMQPValue::LongUInt(i) => i64::from(i),
-        AMQPValue::LongLongInt(i) => i,
-        _ => return None,
-    })
-}
-
 /// Where a consumer starts, from `x-stream-offset`.
 async fn start_offset(conn: &Conn, stream: &str, args: &FieldTable) -> Result<i64, AmqpError> {
     let spec = match args.inner().get("x-stream-offset") {
@@ -130,17 +118,8 @@ pub async fn consume(
 ) -> Result<(), AmqpError> {
     let stream = c.queue.as_str().to_string();
     let offset = start_offset(conn, &stream, &c.arguments).await?;
-    let prefetch = match (ch.prefetch_consumer.get(), ch.prefetch_channel.get()) {
-        (0, 0) => UNLIMITED_PREFETCH,
-        (0, n) | (n, _) => u32::from(n),
-    };
-    if !c.nowait {
-        let ok = basic::ConsumeOk {
-            consumer_tag: tag.as_str().into(),
-        };
-        conn.out
-            .method(ch.id, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
-    }
+    let prefetch = consume::prefetch(ch);
+    consume::consume_ok(conn, ch, &tag, c.nowait);
     let reader = StreamReader {
         conn: conn.clone(),
         ch: ch.clone(),
