@@ -1508,3 +1508,53 @@ fn a_publisher_past_max_in_flight_is_blocked_then_unblocked_and_every_publish_co
     assert_acked_once_in_order(&heard, BLOCKED_PUBLISHES);
     conn.close();
 }
+
+/// A client that keeps asking for a 120 KB message (`basic.get`, then `basic.recover` to
+/// put it back) and never reads the answers: without a bound the broker would buffer
+/// 120 KB per 40 bytes it reads. It stops reading that connection once its answers pile
+/// up (`OUTPUT_READ_STOP_BYTES`), so its RSS stays bounded and others are served.
+#[test]
+fn a_client_that_never_reads_its_answers_is_not_read_either() {
+    let mut broker = Broker::start();
+    let witness = Witness::start(&broker.amqp_addr);
+    let rss_before = broker.peak_rss_bytes().expect("broker rss");
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let queue = declare_durable(&mut conn, 1, &unique("never-reads"));
+    conn.confirm_select(1);
+    // One body frame under the default frame_max.
+    const BODY: usize = 120_000;
+    conn.publish_confirmed(1, &queue, &vec![b'm'; BODY]);
+    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+        queue: queue.as_str().into(),
+        no_ack: false,
+    }));
+    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
+    let mut round = method_frame(1, get);
+    round.extend(method_frame(1, recover));
+    let rounds: Vec<u8> = round.repeat(256);
+    conn.stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("write timeout");
+    // 1 GiB of answers asked for, unless the broker stops reading first (a write that
+    // times out: its socket buffers are full).
+    let rounds_max = (1usize << 30) / BODY;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut asked = 0usize;
+    while asked < rounds_max && Instant::now() < deadline {
+        if conn.try_send_bytes(&rounds).is_err() {
+            break;
+        }
+        asked += 256;
+    }
+    // Time for the broker to serve all it read (kernel buffers hold the rest).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(broker.is_running(), "the broker died");
+    let rss_after = broker.peak_rss_bytes().expect("broker rss");
+    eprintln!("{asked} rounds sent; peak RSS {rss_before} -> {rss_after} bytes");
+    assert!(
+        rss_after < rss_before + RSS_GROWTH_MAX_BYTES,
+        "peak RSS grew from {rss_before} to {rss_after} bytes"
+    );
+    witness.finish();
+}

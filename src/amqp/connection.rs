@@ -7,7 +7,8 @@
 //! channels (`CHANNEL_MAX` offered), the handshake within `HANDSHAKE_TIMEOUT`,
 //! publishes in flight (`--max-in-flight-requests`, `--max-in-flight-bytes`: past them
 //! the connection is not read and the client is told `connection.blocked`), output
-//! buffered up to `OUTPUT_BYTES_MAX` before consumers wait.
+//! buffered up to `OUTPUT_BYTES_MAX` before consumers wait and `OUTPUT_READ_STOP_BYTES`
+//! before the connection is not read.
 
 use super::auth;
 use super::channel::Channel;
@@ -39,6 +40,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_OK_WAIT: Duration = Duration::from_secs(1);
 /// Output bytes buffered for a client that does not read before its consumers wait.
 pub const OUTPUT_BYTES_MAX: usize = 4 << 20;
+/// Output bytes buffered past which the connection is not read (its answers pile up).
+pub const OUTPUT_READ_STOP_BYTES: usize = 4 * OUTPUT_BYTES_MAX;
 
 /// A connection's shared state: its reader, its consumers' tasks and its publishes'
 /// tasks all hold it.
@@ -397,6 +400,10 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
             return;
         }
         conn.publish_room().await;
+        // A client that sends and never reads its answers is not read either. Far above
+        // the consumers' bound, so that a client blocked writing acks while deliveries
+        // wait for it to read is never stopped by this (deliveries stop at the lower one).
+        conn.out.under(OUTPUT_READ_STOP_BYTES).await;
         let next = future::or(
             async { Next::Frame(reader.next(conn.frame_max.get()).await) },
             future::or(

@@ -240,12 +240,17 @@ impl Output {
 
     /// Waits until what is buffered is under the bound (or the connection closed).
     pub async fn room(&self) {
+        self.under(self.max).await;
+    }
+
+    /// Waits until what is buffered is at most `limit` bytes (or the connection closed).
+    pub async fn under(&self, limit: usize) {
         loop {
-            if self.closed.get() || self.buf.borrow().len() <= self.max {
+            if self.closed.get() || self.buf.borrow().len() <= limit {
                 return;
             }
             let listener = self.drained.listen();
-            if self.closed.get() || self.buf.borrow().len() <= self.max {
+            if self.closed.get() || self.buf.borrow().len() <= limit {
                 return;
             }
             listener.await;
