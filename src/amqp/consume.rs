@@ -17,8 +17,9 @@ use super::publish::{self, EXCHANGE_HEADER, ROUTING_KEY_HEADER};
 use crate::engine::{EngineError, QueueConfig, Received, Settle, Subscription};
 use crate::runtime::{self, spawn_local};
 use amq_protocol::protocol::{basic, AMQPClass};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Mutex;
 
 /// Leases a consumer may hold when the client sets no prefetch (RabbitMQ's unlimited):
 /// a bound on what one consumer pins on the broker.
@@ -53,11 +54,43 @@ pub enum Lease {
 
 pub struct Consumer {
     task: Option<runtime::Task<()>>,
+    /// Held while this is its queue's exclusive consumer.
+    _exclusive: Option<ExclusiveClaim>,
+}
+
+/// Queues that have an exclusive AMQP consumer, over every shard. Touched only by
+/// `basic.consume` and a consumer's end, never per message.
+static EXCLUSIVE_CONSUMERS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn exclusive_consumers() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    // The set stays consistent whatever panicked while holding it (one insert/remove).
+    EXCLUSIVE_CONSUMERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A queue's exclusive consumer, released when the consumer goes.
+struct ExclusiveClaim(String);
+
+impl Drop for ExclusiveClaim {
+    fn drop(&mut self) {
+        exclusive_consumers().remove(&self.0);
+    }
+}
+
+fn in_exclusive_use(queue: &str) -> AmqpError {
+    AmqpError::new(
+        errors::ACCESS_REFUSED,
+        format!("queue '{queue}' in vhost '/' in exclusive use"),
+    )
 }
 
 impl Consumer {
     pub fn new(task: runtime::Task<()>) -> Consumer {
-        Consumer { task: Some(task) }
+        Consumer {
+            task: Some(task),
+            _exclusive: None,
+        }
     }
 }
 
@@ -115,13 +148,21 @@ pub async fn consume(
             stats => stats.map_err(not_found(&queue))?,
         };
         if c.exclusive && stats.consumers > 0 {
-            return Err(AmqpError::new(
-                errors::ACCESS_REFUSED,
-                format!("queue '{queue}' in vhost '/' in exclusive use"),
-            ));
+            return Err(in_exclusive_use(&queue));
         }
     }
+    if exclusive_consumers().contains(&queue) {
+        return Err(in_exclusive_use(&queue));
+    }
     let tag = consumer_tag(conn, ch, c.consumer_tag.as_str())?;
+    let exclusive = if c.exclusive {
+        if !exclusive_consumers().insert(queue.clone()) {
+            return Err(in_exclusive_use(&queue));
+        }
+        Some(ExclusiveClaim(queue.clone()))
+    } else {
+        None
+    };
     let prefetch = prefetch(ch);
     let sub = Rc::new(conn.engine.subscribe(&queue, prefetch, c.no_ack));
     consume_ok(conn, ch, &tag, c.nowait);
@@ -133,9 +174,13 @@ pub async fn consume(
         no_ack: c.no_ack,
     };
     let task = spawn_local(delivery.run(sub));
-    ch.consumers
-        .borrow_mut()
-        .insert(tag, Consumer { task: Some(task) });
+    ch.consumers.borrow_mut().insert(
+        tag,
+        Consumer {
+            task: Some(task),
+            _exclusive: exclusive,
+        },
+    );
     Ok(())
 }
 

@@ -205,13 +205,23 @@ def exclusive_locked(addr):
 
 
 def exclusive_consumer(addr):
-    """basic.consume(exclusive=True) on a queue that has a consumer: 403 ACCESS_REFUSED."""
+    """An exclusive consumer: refused (403) on a queue that has a consumer, and while it
+    consumes, every other consume of its queue is refused; once it is cancelled, others
+    may consume again."""
     conn, ch = publisher(addr)
     q = name("exclusive-consumer", "q")
     ch.queue_declare(q)
-    ch.basic_consume(q, lambda *_: None)
+    tag = ch.basic_consume(q, lambda *_: None)
     expect_channel_error(conn, 403, lambda c: c.basic_consume(q, lambda *_: None, exclusive=True),
                          "exclusive consume of a queue with a consumer")
+    ch.basic_cancel(tag)
+    other = connect(addr)
+    tag = ch.basic_consume(q, lambda *_: None, exclusive=True)
+    expect_channel_error(other, 403, lambda c: c.basic_consume(q, lambda *_: None),
+                         "consume of a queue with an exclusive consumer")
+    ch.basic_cancel(tag)
+    other.channel().basic_consume(q, lambda *_: None)
+    other.close()
     ch.queue_delete(q)
     conn.close()
 
