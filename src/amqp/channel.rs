@@ -2,10 +2,10 @@
 //! assembling, its consumers, unacked deliveries and publisher confirms, and the
 //! dispatch of its methods to `declare`, `publish` and `consume`.
 //!
-//! Methods run in the order they arrive. Publishes are pipelined (each runs as its own
-//! task, in order); any other synchronous method first waits for the channel's
-//! publishes to finish, so that it sees their effect (a `basic.get` after a publish
-//! finds the message).
+//! Methods run in the order they arrive. Publishes are pipelined (batched or each a
+//! task of its own, in order; see `publish`); any other synchronous method first sends
+//! the channel's batch and waits for its publishes to finish, so that it sees their
+//! effect (a `basic.get` after a publish finds the message).
 
 use super::connection::{Conn, Incoming};
 use super::consume::{Consumer, Unacked};

@@ -3,11 +3,13 @@
 //! mandatory message, and publisher confirms in publish order (runs of one outcome
 //! confirmed with `multiple`).
 //!
-//! Each publish runs as a task of its own, spawned in arrival order, so a connection
-//! keeps many in flight (bounded by the connection, see `Conn::publish_room`); the
-//! engine appends a publish to its queue when the task first runs, so per-queue order
-//! is the publish order. A persistent message on a confirm channel is confirmed once it
-//! is on disk in every queue it reached (`PublishSpec::durable`).
+//! Publishes to a queue through the default exchange join the channel's `Batch` (one
+//! engine call and one journal record for many); any other publish runs as a task of
+//! its own. Both are spawned in arrival order, so a connection keeps many in flight
+//! (bounded by the connection, see `Conn::publish_room`), and the engine appends a
+//! publish to its queue when its task first runs, so per-queue order is the publish
+//! order. A persistent message on a confirm channel is confirmed once it is on disk in
+//! every queue it reached (`PublishSpec::durable`).
 
 use super::channel::{Assembly, Channel};
 use super::connection::Conn;
