@@ -360,3 +360,29 @@ fn kafka_requests_are_counted_by_api() {
     let api_versions = ["protocol=kafka", "api=ApiVersions"];
     assert_eq!(sum(&s, "peregrine_requests_total", &api_versions), 1.0);
 }
+
+#[test]
+fn amqp_methods_are_counted_by_name() {
+    let h = start();
+    let mut conn = common::amqp_raw::RawAmqp::open(&h.broker.amqp_addr);
+    conn.channel_open(1);
+    let declare = common::amqp_raw::queue_declare("counted", false, Default::default());
+    conn.send_method(1, declare);
+    conn.recv_method(1);
+    let (_, page) = get(&h.broker.http_addr, "/metrics");
+    promtool_check(&page);
+    let s = samples(&page);
+    for (api, n) in [
+        ("api=connection.open", 1.0),
+        ("api=channel.open", 1.0),
+        ("api=queue.declare", 1.0),
+    ] {
+        assert_eq!(
+            sum(&s, "peregrine_requests_total", &["protocol=amqp", api]),
+            n,
+            "{api}"
+        );
+    }
+    let open = sum(&s, "peregrine_connections", &["protocol=amqp"]);
+    assert_eq!(open, 1.0, "open AMQP connections");
+}

@@ -323,9 +323,10 @@ async fn expect_method(
         match (frame.kind, frame.channel) {
             (frames::FRAME_HEARTBEAT, _) => continue,
             (frames::FRAME_METHOD, 0) => {
-                return frames::decode_method(&frame.payload)
-                    .map(Some)
-                    .map_err(|e| AmqpError::new(errors::FRAME_ERROR, e));
+                let method = frames::decode_method(&frame.payload)
+                    .map_err(|e| AmqpError::new(errors::FRAME_ERROR, e))?;
+                count(&method);
+                return Ok(Some(method));
             }
             (frames::FRAME_METHOD, _) => {
                 return Err(AmqpError::new(
@@ -341,6 +342,11 @@ async fn expect_method(
             }
         }
     }
+}
+
+/// A method from the client, counted for `/metrics`.
+fn count(method: &AMQPClass) {
+    crate::metrics::local::amqp_request(method.get_amqp_class_id(), method.get_amqp_method_id());
 }
 
 fn unexpected(got: &AMQPClass, want: &str) -> AmqpError {
@@ -488,6 +494,7 @@ async fn handle_frame(conn: &Rc<Conn>, frame: RawFrame) -> Result<Flow, AmqpErro
         frames::FRAME_METHOD => {
             let method = frames::decode_method(&frame.payload)
                 .map_err(|e| AmqpError::new(errors::FRAME_ERROR, e))?;
+            count(&method);
             if frame.channel == 0 {
                 return match connection_method(conn, method)? {
                     Flow::CloseRequested => {

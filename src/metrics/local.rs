@@ -93,6 +93,12 @@ pub fn kafka_request(api_key: i16) {
     with(|m| bump(&m.requests_kafka[slot], 1));
 }
 
+/// An AMQP method from a client, by its class and method id.
+pub fn amqp_request(class_id: u16, method_id: u16) {
+    let slot = super::amqp_method_slot(class_id, method_id);
+    with(|m| bump(&m.requests_amqp[slot], 1));
+}
+
 /// An engine error about to go to a client of `protocol`, by its index in
 /// `ERROR_CODES` (`EngineError::metrics_index`).
 pub fn error(protocol: Protocol, kind: usize) {

@@ -40,6 +40,57 @@ pub enum Protocol {
 
 pub const PROTOCOLS: [&str; 4] = ["native", "kafka", "http", "amqp"];
 
+/// AMQP 0-9-1 methods a client sends, by class and method id (the spec's), each counted
+/// as its own request; any other id is counted in the last slot, "other".
+pub const AMQP_METHODS: [(u16, u16, &str); 38] = [
+    (10, 11, "connection.start-ok"),
+    (10, 21, "connection.secure-ok"),
+    (10, 31, "connection.tune-ok"),
+    (10, 40, "connection.open"),
+    (10, 50, "connection.close"),
+    (10, 51, "connection.close-ok"),
+    (10, 60, "connection.blocked"),
+    (10, 61, "connection.unblocked"),
+    (10, 70, "connection.update-secret"),
+    (20, 10, "channel.open"),
+    (20, 20, "channel.flow"),
+    (20, 21, "channel.flow-ok"),
+    (20, 40, "channel.close"),
+    (20, 41, "channel.close-ok"),
+    (30, 10, "access.request"),
+    (40, 10, "exchange.declare"),
+    (40, 20, "exchange.delete"),
+    (40, 30, "exchange.bind"),
+    (40, 40, "exchange.unbind"),
+    (50, 10, "queue.declare"),
+    (50, 20, "queue.bind"),
+    (50, 30, "queue.purge"),
+    (50, 40, "queue.delete"),
+    (50, 50, "queue.unbind"),
+    (60, 10, "basic.qos"),
+    (60, 20, "basic.consume"),
+    (60, 30, "basic.cancel"),
+    (60, 40, "basic.publish"),
+    (60, 70, "basic.get"),
+    (60, 80, "basic.ack"),
+    (60, 90, "basic.reject"),
+    (60, 100, "basic.recover-async"),
+    (60, 110, "basic.recover"),
+    (60, 120, "basic.nack"),
+    (85, 10, "confirm.select"),
+    (90, 10, "tx.select"),
+    (90, 20, "tx.commit"),
+    (0, 0, "other"),
+];
+
+/// The `AMQP_METHODS` slot of a method.
+pub fn amqp_method_slot(class_id: u16, method_id: u16) -> usize {
+    AMQP_METHODS
+        .iter()
+        .position(|(c, m, _)| *c == class_id && *m == method_id)
+        .unwrap_or(AMQP_METHODS.len() - 1)
+}
+
 /// Native request kinds, by the index `native::messages::Request::api_index` gives
 /// (the native front end's tests check that the two agree).
 pub const NATIVE_APIS: [&str; 37] = [
@@ -181,6 +232,7 @@ pub type SnapshotSlot = Mutex<Arc<objects::Snapshot>>;
 pub struct ShardMetrics {
     pub requests_native: [AtomicU64; NATIVE_APIS.len()],
     pub requests_kafka: [AtomicU64; KAFKA_API_SLOTS],
+    pub requests_amqp: [AtomicU64; AMQP_METHODS.len()],
     /// Error answers by protocol and engine code.
     pub errors: [[AtomicU64; ERROR_CODES.len()]; PROTOCOLS.len()],
     /// Open connections by protocol (a gauge).
@@ -209,6 +261,7 @@ impl ShardMetrics {
         ShardMetrics {
             requests_native: std::array::from_fn(|_| AtomicU64::new(0)),
             requests_kafka: std::array::from_fn(|_| AtomicU64::new(0)),
+            requests_amqp: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
             cross_core_calls: AtomicU64::new(0),
@@ -297,5 +350,26 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), ERROR_CODES.len());
+        let mut amqp: Vec<_> = AMQP_METHODS.iter().map(|(_, _, n)| *n).collect();
+        amqp.sort_unstable();
+        amqp.dedup();
+        assert_eq!(amqp.len(), AMQP_METHODS.len());
+    }
+
+    #[test]
+    fn amqp_methods_are_found_by_the_codecs_ids() {
+        use amq_protocol::protocol::{basic, confirm, queue, AMQPClass};
+        let publish = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish::default()));
+        let declare = AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare::default()));
+        let select = AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select::default()));
+        for (method, name) in [
+            (publish, "basic.publish"),
+            (declare, "queue.declare"),
+            (select, "confirm.select"),
+        ] {
+            let slot = amqp_method_slot(method.get_amqp_class_id(), method.get_amqp_method_id());
+            assert_eq!(AMQP_METHODS[slot].2, name);
+        }
+        assert_eq!(AMQP_METHODS[amqp_method_slot(60, 60)].2, "other");
     }
 }

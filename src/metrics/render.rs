@@ -7,7 +7,7 @@
 //! present.
 
 use super::{
-    kafka_api_name, objects::Snapshot, Histogram, Metrics, ShardMetrics, ERROR_CODES,
+    kafka_api_name, objects::Snapshot, Histogram, Metrics, ShardMetrics, AMQP_METHODS, ERROR_CODES,
     LATENCY_BUCKETS, NATIVE_APIS, PROTOCOLS,
 };
 use prometheus_client::collector::Collector;
@@ -133,7 +133,16 @@ impl Page {
                 );
                 (l, load(c))
             });
-            native.chain(kafka)
+            let amqp = m.requests_amqp.iter().enumerate();
+            let amqp = amqp.filter(|(_, c)| load(c) > 0).map(move |(slot, c)| {
+                let l = with(
+                    with(shard_label(i), "protocol", "amqp"),
+                    "api",
+                    AMQP_METHODS[slot].2,
+                );
+                (l, load(c))
+            });
+            native.chain(kafka).chain(amqp)
         });
         let help = "Requests decoded from clients, by shard, protocol and API.";
         family(encoder, "requests", help, MetricType::Counter, requests)?;
