@@ -454,6 +454,11 @@ fn queues_declared_with_pika_are_listed_and_keep_persistent_messages_across_kill
 // 11. Streams
 
 #[test]
+fn a_stream_takes_x_max_age_and_is_read_from_an_interval() {
+    pika(&shared().amqp, "stream_ages", &[]);
+}
+
+#[test]
 fn a_stream_fed_by_an_exchange_is_read_from_first_next_or_an_offset_and_is_a_topic() {
     let s = shared();
     pika(&s.amqp, "streams", &["pika-stream-orders"]);

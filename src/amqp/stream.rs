@@ -63,6 +63,15 @@ pub async fn declare(conn: &Conn, name: &str, args: &FieldTable) -> Result<(), A
     if let Some(bytes) = args.inner().get("x-max-length-bytes").and_then(int) {
         config.retention_bytes = u64::try_from(bytes).ok();
     }
+    if let Some(age) = args.inner().get("x-max-age") {
+        let ms = text_of(age).as_deref().and_then(age_ms).ok_or_else(|| {
+            AmqpError::new(
+                errors::PRECONDITION_FAILED,
+                "invalid arg 'x-max-age': expected a number and a unit of Y, M, D, h, m or s",
+            )
+        })?;
+        config.retention_ms = i64::try_from(ms).ok();
+    }
     match conn.engine.create_topic(name, config).await {
         Ok(()) | Err(EngineError::TopicExists(_)) => Ok(()),
         Err(e) => Err(e.into()),
@@ -83,6 +92,14 @@ async fn start_offset(conn: &Conn, stream: &str, args: &FieldTable) -> Result<i6
             (None, AMQPValue::LongString(s)) => match s.as_bytes() {
                 b"first" => OffsetSpec::Earliest,
                 b"next" => OffsetSpec::Latest,
+                // An interval ("1h", "30m"): from that long ago.
+                interval if age_ms_bytes(interval).is_some() => {
+                    let ago = age_ms_bytes(interval).unwrap_or(0);
+                    let now = crate::time::now_ms();
+                    OffsetSpec::Timestamp(
+                        now.saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX)),
+                    )
+                }
                 b"last" => {
                     // The last record (RabbitMQ: the last chunk), or the start if empty.
                     let end = conn
@@ -103,10 +120,40 @@ async fn start_offset(conn: &Conn, stream: &str, args: &FieldTable) -> Result<i6
     Ok(conn.engine.list_offsets(stream, 0, spec).await?)
 }
 
+fn text_of(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn age_ms_bytes(b: &[u8]) -> Option<u64> {
+    std::str::from_utf8(b).ok().and_then(age_ms)
+}
+
+/// RabbitMQ's stream ages and intervals: a number and a unit, `Y` (365 days), `M` (30
+/// days), `D`, `h`, `m` or `s`; in ms.
+fn age_ms(s: &str) -> Option<u64> {
+    const SECOND: u64 = 1000;
+    let unit = match s.chars().last()? {
+        'Y' => 365 * 24 * 3600 * SECOND,
+        'M' => 30 * 24 * 3600 * SECOND,
+        'D' => 24 * 3600 * SECOND,
+        'h' => 3600 * SECOND,
+        'm' => 60 * SECOND,
+        's' => SECOND,
+        _ => return None,
+    };
+    let n: u64 = s[..s.len() - 1].parse().ok()?;
+    n.checked_mul(unit)
+}
+
 fn bad_offset() -> AmqpError {
     AmqpError::new(
         errors::PRECONDITION_FAILED,
-        "x-stream-offset must be first, last, next, an offset or a timestamp",
+        "x-stream-offset must be first, last, next, an offset, a timestamp or an interval \
+         such as 1h",
     )
 }
 
@@ -293,5 +340,22 @@ impl StreamReader {
             }
         }
         offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age_ms;
+
+    #[test]
+    fn ages_and_intervals_read_as_rabbitmq_writes_them() {
+        assert_eq!(age_ms("7D"), Some(7 * 24 * 3600 * 1000));
+        assert_eq!(age_ms("1h"), Some(3600 * 1000));
+        assert_eq!(age_ms("30m"), Some(30 * 60 * 1000));
+        assert_eq!(age_ms("10s"), Some(10_000));
+        assert_eq!(age_ms("1Y"), Some(365 * 24 * 3600 * 1000));
+        for bad in ["", "h", "1x", "-1h", "1.5h", "99999999999999999999D"] {
+            assert_eq!(age_ms(bad), None, "{bad}");
+        }
     }
 }

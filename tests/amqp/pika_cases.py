@@ -842,6 +842,26 @@ def streams(addr, stream=None):
         c.close()
 
 
+def stream_ages(addr):
+    """A stream with x-max-age, read from an interval ('1h': everything from the last
+    hour) and refused an age without a unit (406)."""
+    stream = name("stream-age", "events")
+    conn, ch = publisher(addr)
+    ch.queue_declare(stream, durable=True,
+                     arguments={"x-queue-type": "stream", "x-max-age": "7D"})
+    for i in range(3):
+        ch.basic_publish("", stream, f"a-{i}".encode(),
+                         BasicProperties(delivery_mode=PERSISTENT))
+    recent = stream_consumer(addr, stream, "1h")
+    stream_expect(recent[0], recent[2], [(f"a-{i}", i) for i in range(3)],
+                  "the consumer from an hour ago")
+    recent[0].close()
+    expect_channel_error(conn, 406, lambda c: c.queue_declare(
+        name("stream-age", "bad"), durable=True,
+        arguments={"x-queue-type": "stream", "x-max-age": "7"}), "x-max-age without a unit")
+    conn.close()
+
+
 # 12. Alternate exchange -----------------------------------------------------------------
 
 def alternate_exchange(addr):
@@ -1164,7 +1184,7 @@ CASES = {f.__name__: f for f in [
     work_queue, pubsub, exclusive_locked, exclusive_consumer, max_length_bytes, routing, topics, rpc, rpc_direct_reply_to,
     payments, priority, priority_plain, dead_letters, delivery_limit, max_retries, delayed,
     confirm_publish, confirm_verify, hold, redelivery, get_and_mandatory, overflow,
-    publish_to_exchange, consume_expect, fill, streams, alternate_exchange,
+    publish_to_exchange, consume_expect, fill, streams, stream_ages, alternate_exchange,
     exchange_to_exchange, internal_exchange, global_prefetch, recover_reject_nack,
     cancel_notification, auto_delete_and_expires, restart_setup, restart_verify,
     restart_reference]}
