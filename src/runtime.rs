@@ -140,6 +140,19 @@ pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'stat
     glommio::executor().spawn_blocking(work).await
 }
 
+/// Waits until `ready()` holds, checking again each time `event` is notified. The
+/// listener is taken before the second check, so a notify between the check and the
+/// wait is never missed.
+pub async fn until(event: &event_listener::Event, ready: impl Fn() -> bool) {
+    while !ready() {
+        let listener = event.listen();
+        if ready() {
+            return;
+        }
+        listener.await;
+    }
+}
+
 /// Adopts a bound, listening std socket into the current shard's reactor.
 pub fn adopt_listener(listener: std::net::TcpListener) -> TcpListener {
     // SAFETY: the fd comes from a live listener we own and give up here.

@@ -50,13 +50,7 @@ impl ShardShutdown {
 
     /// Resolves once shutdown has begun on this shard.
     pub async fn wait(&self) {
-        while !self.triggered.get() {
-            let listener = self.event.listen();
-            if self.triggered.get() {
-                break;
-            }
-            listener.await;
-        }
+        crate::runtime::until(&self.event, || self.triggered.get()).await;
     }
 
     /// Watches the process-wide flag; returns once shutdown was triggered here.

@@ -87,6 +87,12 @@ impl Channel {
         self.closing.get()
     }
 
+    /// Whether the channel may take one more delivery under its channel-wide prefetch.
+    pub fn has_credit(&self) -> bool {
+        let limit = usize::from(self.prefetch_channel.get());
+        limit == 0 || self.unacked.borrow().len() < limit
+    }
+
     /// Handles one frame for this channel; an error returned is a connection error
     /// (channel errors are answered here with `channel.close`).
     pub async fn handle(
@@ -395,16 +401,7 @@ impl Channel {
 
     /// Waits until every publish this channel started has finished.
     pub async fn publishes_done(&self) {
-        loop {
-            if self.publishing.get() == 0 {
-                return;
-            }
-            let listener = self.publish_idle.listen();
-            if self.publishing.get() == 0 {
-                return;
-            }
-            listener.await;
-        }
+        crate::runtime::until(&self.publish_idle, || self.publishing.get() == 0).await;
     }
 
     /// The channel ends: consumers stop, unacked messages return to their queues, the

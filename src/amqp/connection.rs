@@ -687,13 +687,8 @@ impl Conn {
                 AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
             );
         }
-        while self.publish_full() && !self.out.is_closed() {
-            let listener = self.publish_done.listen();
-            if !self.publish_full() {
-                break;
-            }
-            listener.await;
-        }
+        let room = || !self.publish_full() || self.out.is_closed();
+        runtime::until(&self.publish_done, room).await;
         if self.blocked.get() {
             self.blocked.set(false);
             let unblocked = connection::Unblocked {};

@@ -285,20 +285,7 @@ impl Delivery {
     /// Waits until the channel may take more: flow on and under its own prefetch.
     async fn credit(&self) {
         let ch = &self.ch;
-        let open = || {
-            let limit = usize::from(ch.prefetch_channel.get());
-            limit == 0 || ch.unacked.borrow().len() < limit
-        };
-        loop {
-            if open() {
-                return;
-            }
-            let listener = ch.credit.listen();
-            if open() {
-                return;
-            }
-            listener.await;
-        }
+        runtime::until(&ch.credit, || ch.has_credit()).await;
     }
 
     /// Delivers what one pull got, each message only while the channel has credit (a

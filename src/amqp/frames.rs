@@ -245,30 +245,13 @@ impl Output {
 
     /// Waits until what is buffered is at most `limit` bytes (or the connection closed).
     pub async fn under(&self, limit: usize) {
-        loop {
-            if self.closed.get() || self.buf.borrow().len() <= limit {
-                return;
-            }
-            let listener = self.drained.listen();
-            if self.closed.get() || self.buf.borrow().len() <= limit {
-                return;
-            }
-            listener.await;
-        }
+        let room = || self.closed.get() || self.buf.borrow().len() <= limit;
+        crate::runtime::until(&self.drained, room).await;
     }
 
     /// Waits until everything appended so far was written (or the connection closed).
     pub async fn flushed(&self) {
-        loop {
-            if self.closed.get() || self.buf.borrow().is_empty() {
-                return;
-            }
-            let listener = self.drained.listen();
-            if self.closed.get() || self.buf.borrow().is_empty() {
-                return;
-            }
-            listener.await;
-        }
+        self.under(0).await;
     }
 
     /// Stops the writer once it has written what is buffered; later pushes are dropped.
@@ -286,15 +269,11 @@ impl Output {
     pub async fn write_loop(&self, stream: Stream) {
         let mut spare = Vec::with_capacity(16 << 10);
         loop {
+            let work = || !self.buf.borrow().is_empty() || self.closed.get();
+            crate::runtime::until(&self.ready, work).await;
             if self.buf.borrow().is_empty() {
-                if self.closed.get() {
-                    return;
-                }
-                let listener = self.ready.listen();
-                if self.buf.borrow().is_empty() && !self.closed.get() {
-                    listener.await;
-                }
-                continue;
+                // Closed, and everything buffered was written.
+                return;
             }
             std::mem::swap(&mut *self.buf.borrow_mut(), &mut spare);
             let written = write_all(&stream, &spare).await;

@@ -56,13 +56,7 @@ impl AnswerBudget {
 
     /// Resolves once the answers held are under the budget.
     pub async fn room(&self) {
-        while self.held.get() >= self.max.get() {
-            let listener = self.written.listen();
-            if self.held.get() < self.max.get() {
-                break;
-            }
-            listener.await;
-        }
+        crate::runtime::until(&self.written, || self.held.get() < self.max.get()).await;
     }
 }
 
