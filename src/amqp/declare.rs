@@ -312,8 +312,7 @@ pub async fn queue_method(
 /// A binding to a stream targets its topic.
 fn to_stream(conn: &Conn, binding: &mut Binding) {
     if let BindTarget::Queue(q) = &binding.target {
-        let is_queue = conn.engine.list_queues().iter().any(|(n, _)| n == q);
-        if !is_queue && conn.engine.topic_exists(q) {
+        if conn.engine.queue_config(q).is_none() && conn.engine.topic_exists(q) {
             binding.target = BindTarget::Topic(q.clone());
         }
     }
@@ -332,15 +331,8 @@ async fn unbind(conn: &Conn, binding: Binding) -> Result<(), AmqpError> {
 }
 
 async fn bind(conn: &Conn, change: ExchangeChange) -> Result<(), AmqpError> {
-    conn.engine
-        .change_exchanges(change)
-        .await
-        .map_err(|e| match e {
-            EngineError::UnknownExchange(m) | EngineError::UnknownQueue(m) => {
-                AmqpError::new(errors::NOT_FOUND, m)
-            }
-            e => AmqpError::from(e),
-        })
+    // A missing exchange or queue is 404 by the one mapping (`errors::code`).
+    Ok(conn.engine.change_exchanges(change).await?)
 }
 
 fn declare_ok(name: &str, ready: u64, consumers: u64) -> queue::AMQPMethod {
@@ -395,7 +387,7 @@ fn binding(
 }
 
 /// A scalar argument as text (the form message headers are matched in).
-fn text(v: &AMQPValue) -> Option<String> {
+pub fn text(v: &AMQPValue) -> Option<String> {
     Some(match v {
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         AMQPValue::ShortString(s) => s.as_str().to_string(),

@@ -109,8 +109,8 @@ pub fn start(conn: &Rc<Conn>, ch: &Rc<Channel>, a: Assembly) -> Result<(), AmqpE
     let bytes = publish.body.len() as u64;
     conn.publish_started(bytes);
     ch.publishing.set(ch.publishing.get() + 1);
-    if let Some(queue) = batch_target(conn, &publish) {
-        batch(conn, ch, queue, publish);
+    if let Some((queue, max_priority)) = batch_target(conn, &publish) {
+        batch(conn, ch, (queue, max_priority), publish);
         return Ok(());
     }
     flush_batch(conn, ch);
@@ -153,22 +153,18 @@ pub struct Batch {
     seqs: Vec<u64>,
 }
 
-/// The queue a publish may be batched into: the default exchange's (a queue that
-/// exists, so it is routed and never returned), a plain message.
-fn batch_target(conn: &Conn, p: &Publish) -> Option<String> {
+/// The queue a publish may be batched into, and its maximum priority: the default
+/// exchange's (a queue that exists, so it is routed and never returned), a plain message.
+fn batch_target(conn: &Conn, p: &Publish) -> Option<(String, u8)> {
     if !p.exchange.is_empty() || p.body.len() > BATCH_BYTES_MAX {
         return None;
     }
     let config = conn.engine.queue_config(&p.routing_key)?;
     // FIFO queues need per-message group and dedup ids.
-    (!config.fifo).then(|| p.routing_key.clone())
+    (!config.fifo).then(|| (p.routing_key.clone(), config.max_priority))
 }
 
-fn batch(conn: &Rc<Conn>, ch: &Rc<Channel>, queue: String, p: Publish) {
-    let max_priority = conn
-        .engine
-        .queue_config(&queue)
-        .map_or(0, |c| c.max_priority);
+fn batch(conn: &Rc<Conn>, ch: &Rc<Channel>, (queue, max_priority): (String, u8), p: Publish) {
     let mut spec = p.spec;
     // As the exchange path does: a priority over the queue's maximum is its maximum.
     spec.priority = spec.priority.min(max_priority);

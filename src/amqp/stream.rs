@@ -11,7 +11,7 @@
 use super::channel::Channel;
 use super::connection::Conn;
 use super::consume::{self, Consumer, Lease, Unacked};
-use super::declare::int;
+use super::declare::{int, text};
 use super::errors::{self, AmqpError};
 use super::frames;
 use super::props;
@@ -40,13 +40,8 @@ impl Drop for Credit {
 
 /// Whether `args` ask for a stream.
 pub fn is_stream(args: &FieldTable) -> bool {
-    matches!(
-        args.inner().get("x-queue-type"),
-        Some(AMQPValue::LongString(s)) if s.as_bytes() == b"stream"
-    ) || matches!(
-        args.inner().get("x-queue-type"),
-        Some(AMQPValue::ShortString(s)) if s.as_str() == "stream"
-    )
+    let kind = args.inner().get("x-queue-type").and_then(text);
+    kind.as_deref() == Some("stream")
 }
 
 /// Declares stream `name` as a one-partition topic (idempotent).
@@ -64,7 +59,7 @@ pub async fn declare(conn: &Conn, name: &str, args: &FieldTable) -> Result<(), A
         config.retention_bytes = u64::try_from(bytes).ok();
     }
     if let Some(age) = args.inner().get("x-max-age") {
-        let ms = text_of(age).as_deref().and_then(age_ms).ok_or_else(|| {
+        let ms = text(age).as_deref().and_then(age_ms).ok_or_else(|| {
             AmqpError::new(
                 errors::PRECONDITION_FAILED,
                 "invalid arg 'x-max-age': expected a number and a unit of Y, M, D, h, m or s",
@@ -92,14 +87,6 @@ async fn start_offset(conn: &Conn, stream: &str, args: &FieldTable) -> Result<i6
             (None, AMQPValue::LongString(s)) => match s.as_bytes() {
                 b"first" => OffsetSpec::Earliest,
                 b"next" => OffsetSpec::Latest,
-                // An interval ("1h", "30m"): from that long ago.
-                interval if age_ms_bytes(interval).is_some() => {
-                    let ago = age_ms_bytes(interval).unwrap_or(0);
-                    let now = crate::time::now_ms();
-                    OffsetSpec::Timestamp(
-                        now.saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX)),
-                    )
-                }
                 b"last" => {
                     // The last record (RabbitMQ: the last chunk), or the start if empty.
                     let end = conn
@@ -112,24 +99,18 @@ async fn start_offset(conn: &Conn, stream: &str, args: &FieldTable) -> Result<i6
                         .await?;
                     return Ok((end - 1).max(start));
                 }
-                _ => return Err(bad_offset()),
+                // An interval ("1h", "30m"): from that long ago.
+                interval => {
+                    let ago = std::str::from_utf8(interval).ok().and_then(age_ms);
+                    let ago = ago.ok_or_else(bad_offset)?;
+                    let ago = i64::try_from(ago).unwrap_or(i64::MAX);
+                    OffsetSpec::Timestamp(crate::time::now_ms().saturating_sub(ago))
+                }
             },
             _ => return Err(bad_offset()),
         },
     };
     Ok(conn.engine.list_offsets(stream, 0, spec).await?)
-}
-
-fn text_of(v: &AMQPValue) -> Option<String> {
-    match v {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
-}
-
-fn age_ms_bytes(b: &[u8]) -> Option<u64> {
-    std::str::from_utf8(b).ok().and_then(age_ms)
 }
 
 /// RabbitMQ's stream ages and intervals: a number and a unit, `Y` (365 days), `M` (30
@@ -236,21 +217,8 @@ impl StreamReader {
 
     async fn credit(&self) {
         let ch = &self.ch;
-        let open = || {
-            let channel_limit = usize::from(ch.prefetch_channel.get());
-            (self.no_ack || self.outstanding.get() < self.prefetch)
-                && (channel_limit == 0 || ch.unacked.borrow().len() < channel_limit)
-        };
-        loop {
-            if open() {
-                return;
-            }
-            let listener = ch.credit.listen();
-            if open() {
-                return;
-            }
-            listener.await;
-        }
+        let open = || (self.no_ack || self.outstanding.get() < self.prefetch) && ch.has_credit();
+        crate::runtime::until(&ch.credit, open).await;
     }
 
     /// Delivers the records from `offset` on while credit lasts; the next offset to read.
