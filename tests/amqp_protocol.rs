@@ -1558,3 +1558,87 @@ fn a_client_that_never_reads_its_answers_is_not_read_either() {
     );
     witness.finish();
 }
+
+/// `CONSUMERS_MAX` consumers over all of a connection's channels: one more is refused
+/// with 406 on its channel, and the connection and its other channel keep working.
+#[test]
+fn consumers_past_the_connections_bound_are_refused() {
+    let broker = shared_broker();
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    conn.channel_open(2);
+    let queue = declare_durable(&mut conn, 1, &unique("consumers-bound"));
+    let consume = |tag: String, nowait: bool| {
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.as_str().into(),
+            consumer_tag: tag.into(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            nowait,
+            arguments: FieldTable::default(),
+        }))
+    };
+    // Half on each channel: the bound is the connection's, not a channel's.
+    let mut bytes = Vec::new();
+    for n in 0..peregrine::amqp::CONSUMERS_MAX {
+        let channel = 1 + (n % 2) as u16;
+        bytes.extend(method_frame(channel, consume(format!("c{n}"), true)));
+    }
+    conn.send_bytes(&bytes);
+    channel_works(&mut conn, 1);
+    channel_works(&mut conn, 2);
+    conn.send_method(2, consume("one-too-many".into(), false));
+    let (code, text) = conn.expect_channel_close(2);
+    assert_eq!(code, soft(AMQPSoftError::PRECONDITIONFAILED), "{text}");
+    channel_works(&mut conn, 1);
+    conn.close();
+}
+
+/// `UNACKED_MAX` unacked `basic.get` deliveries per channel: the next get is refused
+/// with 406, and the deliveries it holds are still there to ack.
+#[test]
+fn basic_get_past_the_channels_unacked_bound_is_refused() {
+    // Its own broker: 65,537 gets keep a debug broker busy for half a minute, which
+    // the shared broker's other cases must not wait behind.
+    let broker = Broker::start();
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let queue = declare_durable(&mut conn, 1, &unique("unacked-bound"));
+    let count = peregrine::amqp::UNACKED_MAX as u64 + 1;
+    conn.send_bytes(&persistent_publishes(1, &queue, count));
+    // A passive declare answers once the publishes before it are in the queue.
+    match conn.call(1, queue_declare(&queue, true, FieldTable::default())) {
+        AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)) => {
+            assert_eq!(u64::from(ok.message_count), count)
+        }
+        other => panic!("expected queue.declare-ok, got {other:?}"),
+    }
+    let get = method_frame(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+            queue: queue.as_str().into(),
+            no_ack: false,
+        })),
+    );
+    conn.send_bytes(&get.repeat(count as usize));
+    let mut got = 0u64;
+    let code = loop {
+        // Gets are answered one after another: each frame within the usual wait.
+        let frame = match conn.recv_within(ANSWER_WITHIN) {
+            Ok(frame) => frame,
+            Err(e) => panic!("after {got} gets: {e:?}"),
+        };
+        match frame {
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::GetOk(_))) => got += 1,
+            AMQPFrame::Header(..) | AMQPFrame::Body(..) | AMQPFrame::Heartbeat => {}
+            AMQPFrame::Method(1, AMQPClass::Channel(channel::AMQPMethod::Close(close))) => {
+                break close.reply_code;
+            }
+            other => panic!("after {got} gets: {other:?}"),
+        }
+    };
+    assert_eq!(got, count - 1, "deliveries before the refusal");
+    assert_eq!(code, soft(AMQPSoftError::PRECONDITIONFAILED));
+    conn.close();
+}

@@ -21,6 +21,7 @@ mod publish;
 mod stream;
 
 pub use connection::{refusal, serve, CHANNEL_MAX, FRAME_MAX, HANDSHAKE_TIMEOUT, HEARTBEAT_S};
+pub use consume::{CONSUMERS_MAX, UNACKED_MAX};
 
 /// `serve --amqp-addr`'s default: RabbitMQ's port, on loopback.
 pub const AMQP_ADDR_DEFAULT: &str = "127.0.0.1:5672";
