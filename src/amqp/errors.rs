@@ -138,7 +138,11 @@ pub fn code(e: &EngineError) -> u16 {
         | EngineError::RebalanceInProgress(_)
         | EngineError::InvalidSessionTimeout(_)
         | EngineError::OutOfOrderSequence(_)
-        | EngineError::ProducerFenced(_) => PRECONDITION_FAILED,
+        | EngineError::ProducerFenced(_)
+        | EngineError::InvalidTxnState(_)
+        | EngineError::ConcurrentTransactions(_)
+        | EngineError::UnknownTransactionalId(_)
+        | EngineError::InvalidTransactionTimeout(_) => PRECONDITION_FAILED,
         EngineError::NotSupported(_) => NOT_IMPLEMENTED,
         EngineError::SubscriptionClosed | EngineError::ShuttingDown(_) => CONNECTION_FORCED,
         EngineError::Internal(_) => INTERNAL_ERROR,

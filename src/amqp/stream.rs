@@ -182,6 +182,7 @@ impl StreamReader {
                 max_bytes: FETCH_BYTES,
                 max_wait_ms: FETCH_WAIT_MS,
                 min_bytes: 1,
+                isolation: Default::default(),
             };
             let fetched = match self.conn.engine.fetch(&self.stream, 0, args).await {
                 Ok(f) => f,

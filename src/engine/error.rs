@@ -81,6 +81,20 @@ pub enum EngineError {
     /// straight to an internal exchange); AMQP's 403.
     #[error("{0}")]
     AccessRefused(String),
+    /// A transactional request that does not fit the transaction's state (EndTxn with
+    /// nothing begun, TxnOffsetCommit for a group not added, ...).
+    #[error("{0}")]
+    InvalidTxnState(String),
+    /// The transaction is still completing (markers being written): retry shortly.
+    #[error("{0}")]
+    ConcurrentTransactions(String),
+    /// A transactional id the coordinator does not know, or one whose producer id is
+    /// not the one given.
+    #[error("{0}")]
+    UnknownTransactionalId(String),
+    /// A transaction timeout above the broker's maximum (or not positive).
+    #[error("{0}")]
+    InvalidTransactionTimeout(String),
 }
 
 impl EngineError {
@@ -119,6 +133,10 @@ impl EngineError {
             EngineError::Internal(_) => 25,
             EngineError::PreconditionFailed(_) => 26,
             EngineError::AccessRefused(_) => 27,
+            EngineError::InvalidTxnState(_) => 28,
+            EngineError::ConcurrentTransactions(_) => 29,
+            EngineError::UnknownTransactionalId(_) => 30,
+            EngineError::InvalidTransactionTimeout(_) => 31,
         }
     }
 }
@@ -205,6 +223,10 @@ mod tests {
             EngineError::ProducerFenced(String::new()),
             EngineError::PreconditionFailed(String::new()),
             EngineError::AccessRefused(String::new()),
+            EngineError::InvalidTxnState(String::new()),
+            EngineError::ConcurrentTransactions(String::new()),
+            EngineError::UnknownTransactionalId(String::new()),
+            EngineError::InvalidTransactionTimeout(String::new()),
         ];
         for e in samples {
             let name = format!("{e:?}");

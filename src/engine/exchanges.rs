@@ -212,6 +212,10 @@ fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
         E::Internal(m) => E::Internal(f(&m)),
         E::PreconditionFailed(m) => E::PreconditionFailed(f(&m)),
         E::AccessRefused(m) => E::AccessRefused(f(&m)),
+        E::InvalidTxnState(m) => E::InvalidTxnState(f(&m)),
+        E::ConcurrentTransactions(m) => E::ConcurrentTransactions(f(&m)),
+        E::UnknownTransactionalId(m) => E::UnknownTransactionalId(f(&m)),
+        E::InvalidTransactionTimeout(m) => E::InvalidTransactionTimeout(f(&m)),
         E::SubscriptionClosed => E::SubscriptionClosed,
     }
 }
@@ -236,6 +240,7 @@ async fn topic_has_origin(
             max_bytes: ORIGIN_SCAN_BYTES,
             max_wait_ms: 0,
             min_bytes: 0,
+            isolation: Default::default(),
         };
         let fetched = Box::pin(engine.fetch_as(class, topic, partition, args))
             .await

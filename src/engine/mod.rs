@@ -28,6 +28,7 @@ pub mod queues;
 pub mod shard;
 pub mod start;
 pub mod subscription;
+pub mod transactions;
 pub mod types;
 
 pub use admin::ExchangeChange;

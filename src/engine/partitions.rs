@@ -3,8 +3,13 @@
 
 use super::error::EngineError;
 use super::shard::Shard;
-use super::types::{Acks, FetchArgs, Fetched, OffsetSpec, PartitionStats, Produced};
-use bytes::BytesMut;
+use super::types::{
+    AbortedRange, Acks, FetchArgs, Fetched, Isolation, Marker, OffsetSpec, PartitionStats,
+    ProducerDescription, Produced,
+};
+use bytes::{Bytes, BytesMut};
+use peregrine_shards::batch::BatchHeader;
+use peregrine_shards::log::PartitionLog;
 use futures_lite::future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -79,7 +84,12 @@ pub async fn fetch(
     let wait = Duration::from_millis(u64::from(args.max_wait_ms)).min(FETCH_MAX_WAIT);
     let deadline = Instant::now() + wait;
     loop {
-        let read = log.read(args.offset, max_bytes).await?;
+        let mut read = log.read(args.offset, max_bytes).await?;
+        let last_stable_offset = log.last_stable_offset();
+        let aborted = match args.isolation {
+            Isolation::Uncommitted => Vec::new(),
+            Isolation::Committed => committed_only(&log, &mut read.batches, args.offset, last_stable_offset),
+        };
         let bytes: usize = read.batches.iter().map(|b| b.len()).sum();
         let now = Instant::now();
         let answer_now = bytes >= args.min_bytes.max(1) as usize
@@ -95,10 +105,9 @@ pub async fn fetch(
             crate::metrics::local::fetched(topic, partition, args.offset, &read.batches);
             return Ok(Fetched {
                 high_watermark: read.high_watermark,
-                // No transactions yet: everything below the high watermark is stable.
-                last_stable_offset: read.high_watermark,
+                last_stable_offset,
                 log_start_offset: read.log_start_offset,
-                aborted: Vec::new(),
+                aborted,
                 batches: read.batches,
             });
         }
@@ -112,6 +121,76 @@ pub async fn fetch(
     }
 }
 
+/// Keeps the batches below the last stable offset (a batch lies wholly on one side:
+/// an open transaction's first batch starts at it) and names the aborted
+/// transactions that may have records among them.
+fn committed_only(
+    log: &PartitionLog,
+    batches: &mut Vec<Bytes>,
+    from: i64,
+    last_stable_offset: i64,
+) -> Vec<AbortedRange> {
+    batches.retain(|b| batch_base_offset(b).is_some_and(|base| base < last_stable_offset));
+    let upto = batches
+        .last()
+        .and_then(|b| BatchHeader::parse(b).ok())
+        .map_or(from, |h| h.last_offset() + 1);
+    if upto <= from {
+        return Vec::new();
+    }
+    log.aborted_in(from, upto)
+        .into_iter()
+        .map(|(producer_id, first_offset)| AbortedRange {
+            producer_id,
+            first_offset,
+        })
+        .collect()
+}
+
+/// The base offset of a batch read back from the log (validated when read).
+fn batch_base_offset(batch: &[u8]) -> Option<i64> {
+    BatchHeader::parse(batch).ok().map(|h| h.base_offset)
+}
+
+/// Appends a transaction marker for `producer_id` and waits until it is durable.
+pub async fn write_marker(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    marker: Marker,
+) -> Result<(), EngineError> {
+    served_here(shard);
+    let log = shard.partition(topic, partition)?;
+    let appended = log.append_marker(
+        marker.producer_id,
+        marker.epoch,
+        marker.commit,
+        marker.coordinator_epoch,
+    )?;
+    log.wait_durable(appended.last_offset).await?;
+    Ok(())
+}
+
+/// Every producer a partition keeps state for.
+pub fn describe_producers(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<ProducerDescription>, EngineError> {
+    let log = shard.partition(topic, partition)?;
+    Ok(log
+        .producer_summaries()
+        .into_iter()
+        .map(|p| ProducerDescription {
+            producer_id: p.producer_id,
+            epoch: p.epoch,
+            last_sequence: p.last_sequence,
+            last_timestamp_ms: p.last_timestamp_ms,
+            txn_start_offset: p.txn_start_offset,
+        })
+        .collect())
+}
+
 pub async fn list_offsets(
     shard: &Rc<Shard>,
     topic: &str,
@@ -123,6 +202,7 @@ pub async fn list_offsets(
     Ok(match spec {
         OffsetSpec::Earliest => log.start_offset(),
         OffsetSpec::Latest => log.end_offset(),
+        OffsetSpec::LastStable => log.last_stable_offset(),
         // Nothing that recent yet: the next message will be the first at or after.
         OffsetSpec::Timestamp(ts) => log
             .offset_for_timestamp(ts)

@@ -19,6 +19,8 @@ pub enum Object<'a> {
     },
     Queue(&'a str),
     Group(&'a str),
+    /// A transactional id: its transaction coordinator.
+    Transaction(&'a str),
     /// The catalog and the producer-id blocks.
     Controller,
 }
@@ -38,6 +40,8 @@ pub fn owner(catalog: &Catalog, nshards: u32, object: Object<'_>) -> Result<u32,
         }
         Object::Queue(name) => Ok(queue_owner(name, nshards)),
         Object::Group(name) => Ok(group_owner(name, nshards)),
+        // The same stable name hash as groups: a different key space, spread alike.
+        Object::Transaction(id) => Ok(group_owner(id, nshards)),
         Object::Controller => Ok(CONTROLLER_SHARD),
     }
 }

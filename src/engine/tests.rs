@@ -246,6 +246,7 @@ fn fetch_results_carry_the_stable_offset_and_no_aborted_ranges_yet() {
             max_bytes: 1 << 20,
             max_wait_ms: 0,
             min_bytes: 1,
+            isolation: Default::default(),
         };
         let fetched = engine.fetch("t", 0, args).await.expect("fetch");
         assert_eq!(fetched.high_watermark, 1);

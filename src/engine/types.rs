@@ -25,6 +25,8 @@ pub enum OffsetSpec {
     Latest,
     /// First offset whose batch has a timestamp at or after this Unix time in ms.
     Timestamp(i64),
+    /// The last stable offset: `Latest` for a `read_committed` reader.
+    LastStable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,20 @@ pub struct FetchArgs {
     pub max_bytes: u32,
     pub max_wait_ms: u32,
     pub min_bytes: u32,
+    /// `Committed` reads stop at the last stable offset and name the aborted
+    /// transactions in the range (Kafka's `read_committed`).
+    pub isolation: Isolation,
+}
+
+/// What a read may see of transactions (Kafka's `isolation_level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Everything appended, open and aborted transactions included.
+    #[default]
+    Uncommitted,
+    /// Only up to the last stable offset: below the first record of any open
+    /// transaction. Aborted records still arrive; `Fetched::aborted` names them.
+    Committed,
 }
 
 /// Offsets of an aborted transaction in a fetched range (Kafka's `AbortedTransaction`).
@@ -52,10 +68,13 @@ pub struct AbortedRange {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fetched {
     pub high_watermark: i64,
-    /// Equal to the high watermark until transactions exist.
+    /// Below the first record of the oldest open transaction (the high watermark
+    /// when none is open).
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    /// Empty until transactions exist.
+    /// With `Isolation::Committed`: the aborted transactions whose records the
+    /// batches may hold (the reader drops that producer's records from
+    /// `first_offset` up to its abort marker).
     pub aborted: Vec<AbortedRange>,
     pub batches: Vec<Bytes>,
 }
@@ -269,4 +288,71 @@ pub struct Routed {
 pub struct Exchanges {
     pub exchanges: Vec<(String, ExchangeKind)>,
     pub bindings: Vec<Binding>,
+}
+
+/// Where a transaction stands (Kafka's transaction states, by their Kafka names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnState {
+    /// No transaction begun since the last one ended (or since InitProducerId).
+    Empty,
+    /// Partitions or a group added; not ended.
+    Ongoing,
+    /// Commit decided and logged; markers being written.
+    PrepareCommit,
+    /// Abort decided and logged; markers being written.
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// The name Kafka's DescribeTransactions and ListTransactions use.
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+}
+
+/// One transactional id as its coordinator holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub state: TxnState,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub timeout_ms: i32,
+    /// When the current transaction began (Unix ms); -1 when none is open.
+    pub start_ms: i64,
+    /// Partitions in the current transaction, sorted.
+    pub partitions: Vec<(String, i32)>,
+    /// Groups whose offsets the current transaction commits, sorted.
+    pub groups: Vec<String>,
+}
+
+/// One producer's state in one partition (Kafka's DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 when no batch with a sequence is kept.
+    pub last_sequence: i32,
+    /// Broker time (Unix ms) of the producer's last batch; -1 when unknown.
+    pub last_timestamp_ms: i64,
+    /// First offset of the producer's open transaction here; -1 when none is open.
+    pub txn_start_offset: i64,
+}
+
+/// A transaction marker for one partition: the end of `producer_id`'s transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
 }

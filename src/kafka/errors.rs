@@ -40,6 +40,10 @@ pub fn code(e: &EngineError) -> i16 {
         // Retriable: the client refreshes metadata and tries again.
         EngineError::ShuttingDown(_) => K::NotLeaderOrFollower,
         EngineError::Internal(_) => K::UnknownServerError,
+        EngineError::InvalidTxnState(_) => K::InvalidTxnState,
+        EngineError::ConcurrentTransactions(_) => K::ConcurrentTransactions,
+        EngineError::UnknownTransactionalId(_) => K::InvalidProducerIdMapping,
+        EngineError::InvalidTransactionTimeout(_) => K::InvalidTransactionTimeout,
     }
     .code()
 }

@@ -76,6 +76,7 @@ async fn fetch_all(ctx: &Rc<Ctx>, wanted: &[Wanted], wait_ms: u32) -> Vec<Outcom
                     max_bytes: w.max_bytes,
                     max_wait_ms: wait_ms,
                     min_bytes: 1,
+                    isolation: Default::default(),
                 },
             );
             spawn_local(async move {
@@ -108,6 +109,7 @@ async fn wait_for_any(ctx: &Rc<Ctx>, wanted: &[Wanted], max_wait_ms: u32) {
                 max_bytes: 1,
                 max_wait_ms,
                 min_bytes: 1,
+                isolation: Default::default(),
             },
         );
         spawn_local(async move {

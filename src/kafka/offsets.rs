@@ -120,6 +120,7 @@ async fn first_at_or_after(
             max_bytes: LOOKUP_FETCH_BYTES,
             max_wait_ms: 0,
             min_bytes: 1,
+            isolation: Default::default(),
         };
         let batches = match ctx.engine.fetch(topic, partition, args).await {
             Ok(fetched) => fetched.batches,

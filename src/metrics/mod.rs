@@ -149,7 +149,7 @@ pub fn kafka_api_name(slot: usize) -> String {
 /// Engine error kinds, by the index `engine::EngineError::metrics_index` gives (the
 /// engine's tests check that the two agree). Errors are counted by the engine's kind,
 /// the same for every protocol, whatever code each protocol maps it to.
-pub const ERROR_CODES: [&str; 28] = [
+pub const ERROR_CODES: [&str; 32] = [
     "InvalidRequest",
     "UnknownTopic",
     "UnknownPartition",
@@ -178,6 +178,10 @@ pub const ERROR_CODES: [&str; 28] = [
     "Internal",
     "PreconditionFailed",
     "AccessRefused",
+    "InvalidTxnState",
+    "ConcurrentTransactions",
+    "UnknownTransactionalId",
+    "InvalidTransactionTimeout",
 ];
 
 /// Latency buckets of `Histogram`: bucket `i` counts values of at most `2^i` µs, the

@@ -35,9 +35,12 @@ pub fn code(e: &EngineError) -> ErrorCode {
         // The native wire has no codes of their own for these (an exchange redeclared
         // with other settings was InvalidRequest before they existed); the text says
         // what.
-        EngineError::PreconditionFailed(_) | EngineError::AccessRefused(_) => {
-            ErrorCode::InvalidRequest
-        }
+        EngineError::PreconditionFailed(_)
+        | EngineError::AccessRefused(_)
+        | EngineError::InvalidTxnState(_)
+        | EngineError::ConcurrentTransactions(_)
+        | EngineError::UnknownTransactionalId(_)
+        | EngineError::InvalidTransactionTimeout(_) => ErrorCode::InvalidRequest,
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
                 max_bytes,
                 max_wait_ms,
                 min_bytes,
+                isolation: Default::default(),
             };
             match engine.fetch(&topic, partition, args).await {
                 Ok(f) => {

@@ -35,6 +35,6 @@ pub use error::LogError;
 pub use file::{prepare_direct_io, sync_stats, SyncStats, SYNC_LATENCY_BUCKETS};
 // Pure decoders of what recovery reads from disk, for the fuzz targets (fuzz/).
 pub use index::{decode_offsets, decode_times, OffsetEntry, TimeEntry};
-pub use partition_log::{AppendResult, Durability, PartitionLog, ReadResult};
+pub use partition_log::{AppendResult, Durability, PartitionLog, ProducerSummary, ReadResult};
 pub use recovery::{scan_segment_bytes, ScanOutcome};
 pub use segment::batch_at;

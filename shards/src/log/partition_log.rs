@@ -91,6 +91,19 @@ pub struct AppendResult {
     pub duplicate: bool,
 }
 
+/// One producer's state in a partition (Kafka's DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 when no batch with a sequence is kept.
+    pub last_sequence: i32,
+    /// Broker time (Unix ms) of the producer's last batch.
+    pub last_timestamp_ms: i64,
+    /// First offset of its open transaction here; -1 when none is open.
+    pub txn_start_offset: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     /// Whole batches with their base offsets set; the first contains the requested offset.
@@ -421,6 +434,40 @@ impl PartitionLog {
             high_watermark: st.end_offset,
             log_start_offset: st.start_offset,
         })
+    }
+
+    /// Appends a transaction marker (a control batch of one record, Kafka's
+    /// `EndTransactionMarker`) for `producer_id`: it closes the producer's open
+    /// transaction in this partition, committed or aborted. Queued like any append;
+    /// the caller waits for durability.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<AppendResult, LogError> {
+        // Issue 18, partition side: not written yet.
+        let _ = (producer_id, epoch, commit, coordinator_epoch);
+        Err(LogError::Closed)
+    }
+
+    /// The first offset of the oldest open transaction, or the end offset when none
+    /// is open: `read_committed` readers stop here.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.end_offset()
+    }
+
+    /// Aborted transactions that may have records in `[from, to)`: (producer id, first
+    /// offset), oldest first.
+    pub fn aborted_in(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let _ = (from, to);
+        Vec::new()
+    }
+
+    /// Every producer with state kept here (Kafka's DescribeProducers).
+    pub fn producer_summaries(&self) -> Vec<ProducerSummary> {
+        Vec::new()
     }
 
     pub fn start_offset(&self) -> i64 {
