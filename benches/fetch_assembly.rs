@@ -34,6 +34,8 @@ async fn assemble(log: &PartitionLog, offset: i64, max_bytes: usize, out: &mut V
         response: Response::Fetched {
             high_watermark: read.high_watermark,
             log_start_offset: read.log_start_offset,
+            last_stable_offset: read.high_watermark,
+            aborted: Vec::new(),
         },
     };
     let head = frame::encode_response(&env, payload_len).expect("encode");

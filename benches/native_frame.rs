@@ -31,6 +31,7 @@ fn fetch_request() -> RequestEnvelope {
             max_bytes: 1 << 20,
             max_wait_ms: 500,
             min_bytes: 1,
+            isolation: Default::default(),
         },
     }
 }
@@ -51,6 +52,8 @@ fn fetched_response() -> ResponseEnvelope {
         response: Response::Fetched {
             high_watermark: 2_000_000,
             log_start_offset: 0,
+            last_stable_offset: 2_000_000,
+            aborted: Vec::new(),
         },
     }
 }

@@ -35,6 +35,7 @@ fn long_poll(partition: i32) -> Request {
         max_bytes: 1 << 20,
         max_wait_ms: LONG_POLL_MS,
         min_bytes: 1,
+        isolation: Default::default(),
     }
 }
 

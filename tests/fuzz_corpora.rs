@@ -118,6 +118,7 @@ mod seeds {
                 max_bytes: 1 << 20,
                 max_wait_ms: 100,
                 min_bytes: 1,
+                isolation: Default::default(),
             },
             Request::DeleteTopic { name: "t".into() },
         ];
@@ -138,6 +139,8 @@ mod seeds {
             Response::Fetched {
                 high_watermark: 100,
                 log_start_offset: 0,
+                last_stable_offset: 100,
+                aborted: Vec::new(),
             },
         ];
         for (i, response) in responses.into_iter().enumerate() {

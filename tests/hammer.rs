@@ -488,6 +488,7 @@ fn native_stream_requests() -> Vec<(Request, Vec<u8>)> {
                 max_bytes: 1 << 16,
                 max_wait_ms: 10,
                 min_bytes: 1,
+                isolation: Default::default(),
             },
             vec![],
         ),

@@ -113,6 +113,7 @@ fn forged(round: u64) -> Vec<(Request, Vec<u8>, bool)> {
             max_bytes: u32::MAX,
             max_wait_ms: u32::MAX,
             min_bytes: u32::MAX,
+            isolation: Default::default(),
         }),
         answered(Request::ListOffsets {
             topic: TOPIC.into(),
@@ -345,6 +346,7 @@ fn produce_and_fetch(
             max_bytes: 1 << 20,
             max_wait_ms: 0,
             min_bytes: 1,
+            isolation: Default::default(),
         };
         match conn.call(fetch, &[]) {
             Ok((Response::Fetched { .. }, batches)) if !batches.is_empty() => {}

@@ -115,6 +115,7 @@ fn spin(
         max_bytes: FETCH_MAX_BYTES,
         max_wait_ms: FETCH_WAIT_MS,
         min_bytes: 1,
+        isolation: Default::default(),
     };
     lanes.fetch.send(fetch(offset), &[])?;
     let gap = 1e9 / plan.rate.unwrap_or(10_000.0).max(1e-3);

@@ -256,6 +256,7 @@ impl Consumer {
                 max_bytes: FETCH_MAX_BYTES,
                 max_wait_ms: wait_ms,
                 min_bytes: 1,
+                isolation: Default::default(),
             };
             let (shard, conn) = self.client.connection_for(&self.topic, partition)?;
             let id = conn.send(request, &[])?;

@@ -327,12 +327,14 @@ impl Client {
             max_bytes,
             max_wait_ms,
             min_bytes: 1,
+            isolation: Default::default(),
         };
         match self.partition_call(topic, partition, request, &[])? {
             (
                 Response::Fetched {
                     high_watermark,
                     log_start_offset,
+                    ..
                 },
                 batches,
             ) => Ok(Fetched {

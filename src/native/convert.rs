@@ -21,6 +21,25 @@ impl From<wire::OffsetSpec> for e::OffsetSpec {
             wire::OffsetSpec::Earliest => e::OffsetSpec::Earliest,
             wire::OffsetSpec::Latest => e::OffsetSpec::Latest,
             wire::OffsetSpec::Timestamp(ts) => e::OffsetSpec::Timestamp(ts),
+            wire::OffsetSpec::LastStable => e::OffsetSpec::LastStable,
+        }
+    }
+}
+
+impl From<wire::Isolation> for e::Isolation {
+    fn from(i: wire::Isolation) -> e::Isolation {
+        match i {
+            wire::Isolation::Uncommitted => e::Isolation::Uncommitted,
+            wire::Isolation::Committed => e::Isolation::Committed,
+        }
+    }
+}
+
+impl From<e::AbortedRange> for wire::AbortedTxn {
+    fn from(a: e::AbortedRange) -> wire::AbortedTxn {
+        wire::AbortedTxn {
+            producer_id: a.producer_id,
+            first_offset: a.first_offset,
         }
     }
 }

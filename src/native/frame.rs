@@ -115,8 +115,8 @@ pub fn decode_response(envelope: &[u8]) -> Result<ResponseEnvelope, FrameError> 
 mod tests {
     use super::*;
     use crate::native::messages::{
-        Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, PublishSpec, QueueOverflow,
-        QueueSpec, Request, TopicSpec,
+        AbortedTxn, Acks, BindingSpec, CommitEntry, ExchangeType, Isolation, OffsetSpec,
+        PublishSpec, QueueOverflow, QueueSpec, Request, Response, TopicSpec,
     };
 
     #[test]
@@ -135,6 +135,31 @@ mod tests {
         let parsed = parse_head(head, 1 << 20).expect("valid head");
         assert_eq!(parsed.payload_len(), 10);
         let back = decode_request(&frame[HEAD_LEN..]).expect("decodes");
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn fetched_answer_round_trips_with_its_aborted_transactions() {
+        let env = ResponseEnvelope {
+            id: 7,
+            response: Response::Fetched {
+                high_watermark: 120,
+                log_start_offset: 3,
+                last_stable_offset: 100,
+                aborted: vec![
+                    AbortedTxn {
+                        producer_id: 5,
+                        first_offset: 10,
+                    },
+                    AbortedTxn {
+                        producer_id: 9,
+                        first_offset: 42,
+                    },
+                ],
+            },
+        };
+        let frame = encode_response(&env, 100).expect("encodes");
+        let back = decode_response(&frame[HEAD_LEN..]).expect("decodes");
         assert_eq!(back, env);
     }
 
@@ -220,6 +245,7 @@ mod tests {
                 max_bytes: 1 << 20,
                 max_wait_ms: 500,
                 min_bytes: 1,
+                isolation: Isolation::Committed,
             },
             Request::ListOffsets {
                 topic: name(),

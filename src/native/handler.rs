@@ -48,19 +48,22 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
             max_bytes,
             max_wait_ms,
             min_bytes,
+            isolation,
         } => {
             let args = FetchArgs {
                 offset,
                 max_bytes,
                 max_wait_ms,
                 min_bytes,
-                isolation: Default::default(),
+                isolation: isolation.into(),
             };
             match engine.fetch(&topic, partition, args).await {
                 Ok(f) => {
                     let response = Response::Fetched {
                         high_watermark: f.high_watermark,
                         log_start_offset: f.log_start_offset,
+                        last_stable_offset: f.last_stable_offset,
+                        aborted: f.aborted.into_iter().map(Into::into).collect(),
                     };
                     Some((response, f.batches))
                 }

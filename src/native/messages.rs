@@ -25,6 +25,28 @@ pub enum OffsetSpec {
     Latest,
     /// First offset whose batch has a timestamp at or after this Unix time in ms.
     Timestamp(i64),
+    /// The last stable offset: where a `Committed` reader's partition ends (below the
+    /// first record of any open transaction).
+    LastStable,
+}
+
+/// What a fetch may see of Kafka transactions (Kafka's `isolation_level`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything appended, open and aborted transactions included.
+    #[default]
+    Uncommitted,
+    /// Only below the last stable offset; the answer names the aborted transactions
+    /// in the range, whose records the client drops.
+    Committed,
+}
+
+/// An aborted transaction that may have records in a fetched range: the client drops
+/// `producer_id`'s transactional records from `first_offset` up to its abort marker.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -258,6 +280,7 @@ pub enum Request {
         max_bytes: u32,
         max_wait_ms: u32,
         min_bytes: u32,
+        isolation: Isolation,
     },
     ListOffsets {
         topic: String,
@@ -545,10 +568,17 @@ pub enum Response {
         base_offset: i64,
         last_offset: i64,
     },
-    /// Payload: whole record batches starting with the one that holds the offset.
+    /// Payload: whole record batches starting with the one that holds the offset
+    /// (with `Isolation::Committed`, only those below the last stable offset).
     Fetched {
         high_watermark: i64,
         log_start_offset: i64,
+        /// Below the first record of the oldest open transaction (the high watermark
+        /// when none is open).
+        last_stable_offset: i64,
+        /// With `Isolation::Committed`: the aborted transactions whose records the
+        /// payload may hold, oldest first; empty otherwise.
+        aborted: Vec<AbortedTxn>,
     },
     Offset {
         offset: i64,
