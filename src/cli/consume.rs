@@ -1,9 +1,11 @@
-//! `peregrine consume`: print messages of a topic.
+//! `peregrine consume`: print messages of a topic (`--isolation committed`: only what
+//! Kafka transactions committed, never a transaction marker).
 
 use super::{CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::consumer::{Consumer, GroupConfig, StartFrom};
 use crate::client::records::InRecord;
 use crate::client::Client;
+use crate::native::messages::Isolation;
 use clap::Args;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,10 @@ pub struct ConsumeArgs {
     /// Join this consumer group; commits after every printed batch.
     #[arg(long)]
     pub group: Option<String>,
+    /// committed: only records of committed Kafka transactions (and non-transactional
+    /// ones), up to the last stable offset; uncommitted: every record.
+    #[arg(long, default_value = "uncommitted", value_parser = parse_isolation)]
+    pub isolation: Isolation,
     /// Stop after this many messages.
     #[arg(long)]
     pub max: Option<u64>,
@@ -42,6 +48,14 @@ pub struct ConsumeArgs {
     pub shard_aware: bool,
     #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
     pub bootstrap: String,
+}
+
+fn parse_isolation(s: &str) -> Result<Isolation, String> {
+    match s {
+        "committed" => Ok(Isolation::Committed),
+        "uncommitted" => Ok(Isolation::Uncommitted),
+        _ => Err(format!("'{s}' is not committed or uncommitted")),
+    }
 }
 
 pub fn format_record(format: &str, topic: &str, r: &InRecord) -> String {
@@ -84,7 +98,7 @@ pub fn run(args: ConsumeArgs) -> CliResult {
     let mut client = Client::connect(&args.bootstrap)?;
     client.set_shard_aware(args.shard_aware);
     let mut consumer = match &args.group {
-        Some(group) => Consumer::join(
+        Some(group) => Consumer::join_with(
             client,
             &args.topic,
             args.from,
@@ -94,12 +108,14 @@ pub fn run(args: ConsumeArgs) -> CliResult {
                 session_timeout_ms: args.session_timeout_ms,
                 rebalance_timeout_ms: args.session_timeout_ms,
             },
+            args.isolation,
         )?,
-        None => Consumer::assign(
+        None => Consumer::assign_with(
             client,
             &args.topic,
             args.partition.map(|p| vec![p]),
             args.from,
+            args.isolation,
         )?,
     };
     let stdout = std::io::stdout();
@@ -129,4 +145,16 @@ pub fn run(args: ConsumeArgs) -> CliResult {
     }
     consumer.close()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_reads_as_its_two_names_only() {
+        assert_eq!(parse_isolation("committed"), Ok(Isolation::Committed));
+        assert_eq!(parse_isolation("uncommitted"), Ok(Isolation::Uncommitted));
+        assert!(parse_isolation("read_committed").is_err());
+    }
 }

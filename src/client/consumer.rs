@@ -1,9 +1,17 @@
 //! A consumer: reads assigned partitions with pipelined long-poll fetches, optionally
 //! as a member of a consumer group (join, heartbeat, rebalance, commit).
+//!
+//! Isolation (Kafka's `isolation.level`): `Uncommitted`, the default, reads every data
+//! record; `Committed` reads up to the last stable offset only and drops the records of
+//! aborted transactions (`records::TxnFilter`), and `Latest` and "caught up" mean the
+//! last stable offset. Control batches (transaction markers) are never handed out; the
+//! position moves past them.
 
-use super::records::{visit_batches, InRecord, RecordRef};
+use super::records::{visit_fetched, InRecord, RecordRef, TxnFilter};
 use super::{check, Client, ClientError};
-use crate::native::messages::{Assignment, CommitEntry, ErrorCode, OffsetSpec, Request, Response};
+use crate::native::messages::{
+    Assignment, CommitEntry, ErrorCode, Isolation, OffsetSpec, Request, Response,
+};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -65,10 +73,17 @@ pub struct Consumer {
     /// Skip records older than this (a timestamp start lands on a whole batch).
     skip_before_ms: BTreeMap<i32, i64>,
     group: Option<Membership>,
+    isolation: Isolation,
 }
 
 impl Consumer {
-    fn new(client: Client, topic: &str, from: StartFrom, group: Option<Membership>) -> Consumer {
+    fn new(
+        client: Client,
+        topic: &str,
+        from: StartFrom,
+        group: Option<Membership>,
+        isolation: Isolation,
+    ) -> Consumer {
         Consumer {
             client,
             topic: topic.to_string(),
@@ -76,19 +91,32 @@ impl Consumer {
             positions: BTreeMap::new(),
             skip_before_ms: BTreeMap::new(),
             group,
+            isolation,
         }
     }
 
-    /// A consumer of the given partitions (all when `None`), outside any group.
+    /// A consumer of the given partitions (all when `None`), outside any group,
+    /// reading uncommitted.
     pub fn assign(
-        mut client: Client,
+        client: Client,
         topic: &str,
         partitions: Option<Vec<i32>>,
         from: StartFrom,
     ) -> Result<Consumer, ClientError> {
+        Consumer::assign_with(client, topic, partitions, from, Isolation::Uncommitted)
+    }
+
+    /// `assign` with the isolation to read at.
+    pub fn assign_with(
+        mut client: Client,
+        topic: &str,
+        partitions: Option<Vec<i32>>,
+        from: StartFrom,
+        isolation: Isolation,
+    ) -> Result<Consumer, ClientError> {
         let info = client.topic(topic)?;
         let all: Vec<i32> = (0..info.owners.len() as i32).collect();
-        let mut consumer = Consumer::new(client, topic, from, None);
+        let mut consumer = Consumer::new(client, topic, from, None, isolation);
         for p in partitions.unwrap_or(all) {
             let offset = consumer.start_offset(p, None)?;
             consumer.positions.insert(p, offset);
@@ -96,12 +124,24 @@ impl Consumer {
         Ok(consumer)
     }
 
-    /// A consumer that joins `config.group` and reads what the group assigns it.
+    /// A consumer that joins `config.group` and reads what the group assigns it,
+    /// uncommitted.
     pub fn join(
         client: Client,
         topic: &str,
         from: StartFrom,
         config: GroupConfig,
+    ) -> Result<Consumer, ClientError> {
+        Consumer::join_with(client, topic, from, config, Isolation::Uncommitted)
+    }
+
+    /// `join` with the isolation to read at.
+    pub fn join_with(
+        client: Client,
+        topic: &str,
+        from: StartFrom,
+        config: GroupConfig,
+        isolation: Isolation,
     ) -> Result<Consumer, ClientError> {
         let membership = Membership {
             config,
@@ -109,7 +149,7 @@ impl Consumer {
             generation: -1,
             last_heartbeat: Instant::now(),
         };
-        let mut consumer = Consumer::new(client, topic, from, Some(membership));
+        let mut consumer = Consumer::new(client, topic, from, Some(membership), isolation);
         consumer.rejoin()?;
         Ok(consumer)
     }
@@ -122,6 +162,19 @@ impl Consumer {
         &self.positions
     }
 
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Where this consumer's partitions end: the last stable offset when it reads
+    /// committed.
+    fn end_spec(&self) -> OffsetSpec {
+        match self.isolation {
+            Isolation::Uncommitted => OffsetSpec::Latest,
+            Isolation::Committed => OffsetSpec::LastStable,
+        }
+    }
+
     pub fn member_id(&self) -> Option<&str> {
         self.group.as_ref().map(|g| g.member_id.as_str())
     }
@@ -132,7 +185,7 @@ impl Consumer {
         }
         let spec = match self.from {
             StartFrom::Earliest => OffsetSpec::Earliest,
-            StartFrom::Latest => OffsetSpec::Latest,
+            StartFrom::Latest => self.end_spec(),
             StartFrom::Offset(o) => return Ok(o),
             StartFrom::Timestamp(ts) => {
                 self.skip_before_ms.insert(partition, ts);
@@ -256,7 +309,7 @@ impl Consumer {
                 max_bytes: FETCH_MAX_BYTES,
                 max_wait_ms: wait_ms,
                 min_bytes: 1,
-                isolation: Default::default(),
+                isolation: self.isolation,
             };
             let (shard, conn) = self.client.connection_for(&self.topic, partition)?;
             let id = conn.send(request, &[])?;
@@ -303,12 +356,19 @@ impl Consumer {
         visit: &mut dyn FnMut(RecordRef<'_>, &Bytes),
     ) -> Result<usize, ClientError> {
         match check(response) {
-            Ok(Response::Fetched { .. }) => {
+            Ok(Response::Fetched {
+                last_stable_offset,
+                aborted,
+                ..
+            }) => {
+                let mut filter = match self.isolation {
+                    Isolation::Uncommitted => TxnFilter::uncommitted(),
+                    Isolation::Committed => TxnFilter::committed(last_stable_offset, &aborted),
+                };
                 // A timestamp start lands on a whole batch: skip what is older.
                 let skip_before = self.skip_before_ms.get(&partition).copied();
-                let (mut last, mut kept) = (None, 0usize);
-                visit_batches(partition, payload, offset, &mut |r| {
-                    last = Some(r.offset);
+                let mut kept = 0usize;
+                let next = visit_fetched(partition, payload, offset, &mut filter, &mut |r| {
                     if skip_before.is_none_or(|ts| r.timestamp_ms >= ts) {
                         kept += 1;
                         visit(r, payload);
@@ -317,8 +377,10 @@ impl Consumer {
                 if kept > 0 {
                     self.skip_before_ms.remove(&partition);
                 }
-                if let Some(last) = last {
-                    self.positions.insert(partition, last + 1);
+                // Past control batches and withheld records too: a partition whose
+                // tail is a transaction marker is read to its end.
+                if let Some(next) = next.filter(|n| *n > offset) {
+                    self.positions.insert(partition, next);
                 }
                 Ok(kept)
             }
@@ -342,15 +404,13 @@ impl Consumer {
         }
     }
 
-    /// Whether every assigned partition has been read up to its current end.
+    /// Whether every assigned partition has been read up to its current end (the last
+    /// stable offset when reading committed).
     pub fn caught_up(&mut self) -> Result<bool, ClientError> {
         let partitions: Vec<(i32, i64)> = self.positions.iter().map(|(p, o)| (*p, *o)).collect();
+        let spec = self.end_spec();
         for (p, position) in partitions {
-            if self
-                .client
-                .list_offset(&self.topic, p, OffsetSpec::Latest)?
-                > position
-            {
+            if self.client.list_offset(&self.topic, p, spec)? > position {
                 return Ok(false);
             }
         }

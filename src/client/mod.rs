@@ -13,8 +13,8 @@ pub mod queues;
 pub mod records;
 
 use crate::native::messages::{
-    Acks, CommitEntry, ErrorCode, OffsetSpec, PartitionStats, Request, Response, TopicInfo,
-    TopicSpec,
+    AbortedTxn, Acks, CommitEntry, ErrorCode, Isolation, OffsetSpec, PartitionStats, Request,
+    Response, TopicInfo, TopicSpec,
 };
 use bytes::Bytes;
 pub use connection::Connection;
@@ -44,6 +44,11 @@ impl ClientError {
 pub struct Fetched {
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// Below the first record of the oldest open transaction.
+    pub last_stable_offset: i64,
+    /// A `Committed` fetch's aborted transactions in the range (see
+    /// `records::TxnFilter`); empty for an `Uncommitted` one.
+    pub aborted: Vec<AbortedTxn>,
     pub batches: Bytes,
 }
 
@@ -312,6 +317,7 @@ impl Client {
         }
     }
 
+    /// Reads uncommitted (every record appended); see `fetch_with`.
     pub fn fetch(
         &mut self,
         topic: &str,
@@ -320,6 +326,28 @@ impl Client {
         max_bytes: u32,
         max_wait_ms: u32,
     ) -> Result<Fetched, ClientError> {
+        self.fetch_with(
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+            Isolation::Uncommitted,
+        )
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes`, waiting up to
+    /// `max_wait_ms` for the first; `Isolation::Committed` stops at the last stable
+    /// offset (read the batches through `records::TxnFilter::of`).
+    pub fn fetch_with(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+        isolation: Isolation,
+    ) -> Result<Fetched, ClientError> {
         let request = Request::Fetch {
             topic: topic.to_string(),
             partition,
@@ -327,19 +355,22 @@ impl Client {
             max_bytes,
             max_wait_ms,
             min_bytes: 1,
-            isolation: Default::default(),
+            isolation,
         };
         match self.partition_call(topic, partition, request, &[])? {
             (
                 Response::Fetched {
                     high_watermark,
                     log_start_offset,
-                    ..
+                    last_stable_offset,
+                    aborted,
                 },
                 batches,
             ) => Ok(Fetched {
                 high_watermark,
                 log_start_offset,
+                last_stable_offset,
+                aborted,
                 batches,
             }),
             (other, _) => Err(unexpected("fetch", &other)),
