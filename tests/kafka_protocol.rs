@@ -114,15 +114,29 @@ fn idempotent_batches_dedup_retries_refuse_gaps_and_fence_old_epochs() {
     assert!(after_restart > other, "{after_restart} after {other}");
 }
 
+fn init_transactional(raw: &mut Raw, id: &str, version: i16) -> InitProducerIdResponse {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.into()))))
+        .with_transaction_timeout_ms(60_000);
+    raw.call(ApiKey::InitProducerId, version, &req)
+}
+
 #[test]
-fn transactional_ids_are_refused_and_old_api_versions_get_the_fallback() {
+fn transactional_ids_get_an_epoch_per_init_and_api_versions_lists_the_transaction_apis() {
     let b = Broker::start();
     let mut raw = Raw::connect(&b.kafka_addr);
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
-        .with_transaction_timeout_ms(60_000);
-    let resp: InitProducerIdResponse = raw.call(ApiKey::InitProducerId, 4, &req);
-    assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
+    // Each init of the same id: the same producer id, the next epoch (fencing the last).
+    let first = init_transactional(&mut raw, "tx", 4);
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let second = init_transactional(&mut raw, "tx", 1);
+    assert_eq!(second.error_code, 0);
+    assert_eq!(
+        (second.producer_id, second.producer_epoch),
+        (first.producer_id, 1)
+    );
+    // Empty is not an id (null is the idempotent producer's).
+    let empty = init_transactional(&mut raw, "", 4);
+    assert_eq!(empty.error_code, ResponseError::InvalidRequest.code());
     // Every advertised API answers ApiVersions v3 with its range.
     let resp: ApiVersionsResponse = raw.call(
         ApiKey::ApiVersions,
@@ -138,6 +152,24 @@ fn transactional_ids_are_refused_and_old_api_versions_get_the_fallback() {
         .find(|k| k.api_key == ApiKey::Produce as i16)
         .expect("produce advertised");
     assert_eq!((produce.min_version, produce.max_version), (3, 9));
+    // Transactions: the pre-KIP-890 versions librdkafka 2.x speaks, and no later ones.
+    for (key, max) in [
+        (ApiKey::InitProducerId, 4),
+        (ApiKey::AddPartitionsToTxn, 3),
+        (ApiKey::AddOffsetsToTxn, 3),
+        (ApiKey::EndTxn, 3),
+        (ApiKey::TxnOffsetCommit, 3),
+        (ApiKey::DescribeTransactions, 0),
+        (ApiKey::ListTransactions, 0),
+        (ApiKey::DescribeProducers, 0),
+    ] {
+        let api = resp
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap_or_else(|| panic!("{key:?} advertised"));
+        assert_eq!((api.min_version, api.max_version), (0, max), "{key:?}");
+    }
     // A client newer than the broker (ApiVersions v4) gets the v0 answer saying so, with
     // the ranges to pick from (KIP-511), on a connection that stays open.
     let resp: ApiVersionsResponse =

@@ -289,29 +289,23 @@ pub async fn describe_configs(
 
 /// Kafka InitProducerId: a producer id (and epoch) for an idempotent producer. Each
 /// partition then checks the producer's sequence numbers (`shards/src/log/producers.rs`).
-/// Transactions are not offered yet: a transactional id is refused.
+/// With a transactional id it is the transaction coordinator's (`txn`).
 pub async fn init_producer_id(
     ctx: &Ctx,
     req: kafka_protocol::messages::InitProducerIdRequest,
     version: i16,
 ) -> kafka_protocol::messages::InitProducerIdResponse {
     use kafka_protocol::messages::{InitProducerIdResponse, ProducerId};
+    // Null: idempotent only. An empty string is refused there, as Kafka does.
+    if req.transactional_id.is_some() {
+        return super::txn::init_producer_id(ctx, req, version).await;
+    }
     let failed = |code: i16| {
         InitProducerIdResponse::default()
             .with_error_code(code)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
-        tracing::info!(
-            "InitProducerId with a transactional id refused: transactions are not supported"
-        );
-        return failed(ResponseError::InvalidRequest.code());
-    }
     let (producer_id, epoch) = if version >= 3 {
         (req.producer_id.0, req.producer_epoch)
     } else {

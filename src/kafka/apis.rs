@@ -2,6 +2,11 @@
 //! Ranges stop below versions that need what the broker lacks (topic ids in Fetch v13+,
 //! Produce v10+ and Metadata v13), and include every version librdkafka 2.x,
 //! kafka-python, aiokafka and KafkaJS negotiate.
+//!
+//! Transactions are the pre-KIP-890 protocol: AddPartitionsToTxn v4+ (broker-to-broker
+//! verification), AddOffsetsToTxn v4+, EndTxn v4+ (TRANSACTION_ABORTABLE, an epoch bump
+//! per transaction) and InitProducerId v5+ are KIP-890's and not offered; TxnOffsetCommit
+//! v4+ likewise. ListTransactions v1+ (duration and id-pattern filters) is not offered.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -28,6 +33,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The version range of an API, if it is implemented.

@@ -48,7 +48,42 @@ pub fn code(e: &EngineError) -> i16 {
     .code()
 }
 
+/// The code of an engine error on a transactional API: PRODUCER_FENCED (90) where the
+/// request's version can carry it (KIP-588: InitProducerId v4+, AddPartitionsToTxn,
+/// AddOffsetsToTxn and EndTxn v2+), INVALID_PRODUCER_EPOCH (47) before. Clients treat
+/// both as fatal fencing; the older code is what older clients understand.
+pub fn txn_code(e: &EngineError, producer_fenced_known: bool) -> i16 {
+    let code = code(e);
+    if producer_fenced_known && matches!(e, EngineError::ProducerFenced(_)) {
+        return K::ProducerFenced.code();
+    }
+    code
+}
+
 /// The Kafka error code and message of an engine error.
 pub fn of(e: EngineError) -> (i16, String) {
     (code(&e), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_producer_gets_producer_fenced_only_where_the_version_knows_it() {
+        let fenced = EngineError::ProducerFenced("epoch 3 is older than 4".into());
+        assert_eq!(txn_code(&fenced, true), K::ProducerFenced.code());
+        assert_eq!(txn_code(&fenced, false), K::InvalidProducerEpoch.code());
+        assert_eq!(
+            code(&fenced),
+            K::InvalidProducerEpoch.code(),
+            "Produce keeps 47"
+        );
+        let other = EngineError::ConcurrentTransactions(String::new());
+        assert_eq!(txn_code(&other, true), K::ConcurrentTransactions.code());
+        assert_eq!(
+            code(&EngineError::UnknownTransactionalId(String::new())),
+            K::InvalidProducerIdMapping.code()
+        );
+    }
 }

@@ -165,36 +165,93 @@ async fn auto_create_then_reload(ctx: &Ctx, name: &str, topics: &mut Vec<TopicIn
     }
 }
 
-/// Groups and transactions are coordinated by this one node.
+/// FindCoordinator `key_type`s: a consumer group, a transactional id.
+const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
+
+/// The object that coordinates a key of `key_type`, or why there is none.
+fn coordinated(key_type: i8, key: &str) -> Result<Object<'_>, (i16, String)> {
+    match key_type {
+        KEY_GROUP => Ok(Object::Group(key)),
+        KEY_TRANSACTION => Ok(Object::Transaction(key)),
+        other => Err((
+            ResponseError::InvalidRequest.code(),
+            format!("coordinator key type {other} is not served (0 group, 1 transaction)"),
+        )),
+    }
+}
+
+/// Groups live on the shard their id hashes to, each transactional id's coordinator on
+/// the shard its id hashes to (`Object::Transaction`); the node is that shard's.
 pub fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // Groups live on the shard their id hashes to; transactions are not offered, so a
-    // transaction coordinator lookup gets the same answer for its key.
+    // v0 has no key type: a group.
+    let key_type = if version >= 1 {
+        req.key_type
+    } else {
+        KEY_GROUP
+    };
     let coordinator = |key: &str| {
-        let owner = ctx.engine.owner(Object::Group(key)).unwrap_or(0);
-        node_of(ctx, owner)
+        let object = coordinated(key_type, key)?;
+        let owner = ctx.engine.owner(object).map_err(errors::of)?;
+        Ok::<_, (i16, String)>(node_of(ctx, owner))
     };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (node, port) = coordinator(key.as_str());
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(node))
-                    .with_host(ctx.host.clone())
-                    .with_port(port)
+                let answer = Coordinator::default();
+                let answer = match coordinator(key.as_str()) {
+                    Ok((node, port)) => answer
+                        .with_node_id(BrokerId(node))
+                        .with_host(ctx.host.clone())
+                        .with_port(port),
+                    Err((code, message)) => answer
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(&message))),
+                };
+                answer.with_key(key)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (node, port) = coordinator(req.key.as_str());
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(node))
-        .with_host(ctx.host.clone())
-        .with_port(port)
+    match coordinator(req.key.as_str()) {
+        Ok((node, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(ctx.host.clone())
+            .with_port(port),
+        Err((code, message)) => {
+            let answer = FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            // v0 has no error message.
+            if version >= 1 {
+                return answer.with_error_message(Some(str_bytes(&message)));
+            }
+            answer
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_types_name_groups_and_transactions() {
+        assert_eq!(coordinated(KEY_GROUP, "g").ok(), Some(Object::Group("g")));
+        assert_eq!(
+            coordinated(KEY_TRANSACTION, "tx").ok(),
+            Some(Object::Transaction("tx"))
+        );
+        let (code, _) = coordinated(2, "share").err().unwrap_or_default();
+        assert_eq!(code, ResponseError::InvalidRequest.code());
+    }
 }

@@ -7,7 +7,8 @@
 //! per-record decode on produce or fetch).
 //!
 //! `connection` owns framing and response order, `codec` headers and versions, `apis`
-//! what is advertised; one module per API family does the translation.
+//! what is advertised; one module per API family does the translation (`txn` for
+//! transactions).
 
 mod admin;
 mod apis;
@@ -19,6 +20,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod txn;
 
 pub use codec::{decode as decode_request, Decoded, Incoming};
 pub use connection::serve;
@@ -109,6 +111,23 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         }
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(admin::delete_topics(ctx, r, v).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r, v).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r, v).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::offset_commit(ctx, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end(ctx, r, v).await),
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe(ctx, r).await)
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(ctx, r).await),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers(ctx, r).await)
         }
         _ => {
             // The codec refuses every API not in `apis::SUPPORTED` before this.

@@ -7,9 +7,12 @@
 //! the lookup decompresses the batches it must look inside, each with a hard output
 //! limit (`peregrine_shards::compression`): a compression bomb in the log answers
 //! MESSAGE_TOO_LARGE for that lookup and costs the shard at most the limit in memory.
+//!
+//! With `isolation_level` 1 (read_committed, v2+) latest is the last stable offset and a
+//! timestamp lookup answers only records below it (none otherwise), as Kafka does.
 
 use super::{errors, Ctx};
-use crate::engine::{FetchArgs, OffsetSpec};
+use crate::engine::{FetchArgs, Isolation, OffsetSpec};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -146,7 +149,57 @@ async fn first_at_or_after(
     Ok(None)
 }
 
+/// The engine's offset spec of a ListOffsets timestamp, or `None` for one not offered.
+fn spec_of(timestamp: i64, isolation: Isolation) -> Option<OffsetSpec> {
+    match timestamp {
+        EARLIEST => Some(OffsetSpec::Earliest),
+        LATEST if isolation == Isolation::Committed => Some(OffsetSpec::LastStable),
+        LATEST => Some(OffsetSpec::Latest),
+        ts if ts >= 0 => Some(OffsetSpec::Timestamp(ts)),
+        // -3 (max timestamp) and the like.
+        _ => None,
+    }
+}
+
+/// A timestamp lookup's answer as a read_committed reader may see it: only a record
+/// below the last stable offset.
+async fn visible(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    found: Option<(i64, i64)>,
+    isolation: Isolation,
+) -> Result<Option<(i64, i64)>, (i16, String)> {
+    let Some((offset, ts)) = found else {
+        return Ok(None);
+    };
+    if isolation == Isolation::Uncommitted {
+        return Ok(Some((offset, ts)));
+    }
+    let stable = ctx
+        .engine
+        .list_offsets(topic, partition, OffsetSpec::LastStable)
+        .await
+        .map_err(errors::of)?;
+    Ok((offset < stable).then_some((offset, ts)))
+}
+
+/// The record at or after `timestamp` from `from` on, as `isolation` may see it.
+async fn by_timestamp(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    timestamp: i64,
+    isolation: Isolation,
+) -> Result<Option<(i64, i64)>, (i16, String)> {
+    let found = first_at_or_after(ctx, topic, partition, from, timestamp).await?;
+    visible(ctx, topic, partition, found, isolation).await
+}
+
 pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // v0-1 have no isolation level (decoded as 0: read_uncommitted).
+    let isolation = super::fetch::isolation_of(req.isolation_level);
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -155,17 +208,10 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
-            let spec = match p.timestamp {
-                EARLIEST => OffsetSpec::Earliest,
-                LATEST => OffsetSpec::Latest,
-                ts if ts >= 0 => OffsetSpec::Timestamp(ts),
-                other => {
-                    // -3 (max timestamp) and the like: not offered by this broker.
-                    partitions
-                        .push(answer.with_error_code(ResponseError::UnsupportedVersion.code()));
-                    tracing::debug!(timestamp = other, "ListOffsets spec not supported");
-                    continue;
-                }
+            let Some(spec) = spec_of(p.timestamp, isolation) else {
+                partitions.push(answer.with_error_code(ResponseError::UnsupportedVersion.code()));
+                tracing::debug!(timestamp = p.timestamp, "ListOffsets spec not supported");
+                continue;
             };
             let topic_name = topic.name.0.to_string();
             let listed = ctx
@@ -174,21 +220,14 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
                 .await;
             partitions.push(match listed {
                 Ok(offset) if p.timestamp >= 0 => {
-                    match first_at_or_after(
-                        ctx,
-                        &topic_name,
-                        p.partition_index,
-                        offset,
-                        p.timestamp,
-                    )
-                    .await
-                    {
+                    let (part, ts) = (p.partition_index, p.timestamp);
+                    match by_timestamp(ctx, &topic_name, part, offset, ts, isolation).await {
                         Ok(Some((offset, ts))) => answer.with_offset(offset).with_timestamp(ts),
                         Ok(None) => answer,
                         Err((code, message)) => {
                             // Debug, not warn: a client could repeat this at will.
-                            tracing::debug!(topic = %topic_name, partition = p.partition_index,
-                                timestamp = p.timestamp, "ListOffsets: {message}");
+                            tracing::debug!(topic = %topic_name, partition = part,
+                                timestamp = ts, "ListOffsets: {message}");
                             answer.with_error_code(code)
                         }
                     }
@@ -204,4 +243,20 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_is_the_last_stable_offset_for_read_committed_only() {
+        let committed = Isolation::Committed;
+        let all = Isolation::Uncommitted;
+        assert_eq!(spec_of(LATEST, committed), Some(OffsetSpec::LastStable));
+        assert_eq!(spec_of(LATEST, all), Some(OffsetSpec::Latest));
+        assert_eq!(spec_of(EARLIEST, committed), Some(OffsetSpec::Earliest));
+        assert_eq!(spec_of(7, committed), Some(OffsetSpec::Timestamp(7)));
+        assert_eq!(spec_of(-3, all), None, "max timestamp is not offered");
+    }
 }
