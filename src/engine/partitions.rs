@@ -5,12 +5,12 @@ use super::error::EngineError;
 use super::shard::Shard;
 use super::types::{
     AbortedRange, Acks, FetchArgs, Fetched, Isolation, Marker, OffsetSpec, PartitionStats,
-    ProducerDescription, Produced,
+    Produced, ProducerDescription,
 };
 use bytes::{Bytes, BytesMut};
+use futures_lite::future;
 use peregrine_shards::batch::BatchHeader;
 use peregrine_shards::log::PartitionLog;
-use futures_lite::future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -88,7 +88,9 @@ pub async fn fetch(
         let last_stable_offset = log.last_stable_offset();
         let aborted = match args.isolation {
             Isolation::Uncommitted => Vec::new(),
-            Isolation::Committed => committed_only(&log, &mut read.batches, args.offset, last_stable_offset),
+            Isolation::Committed => {
+                committed_only(&log, &mut read.batches, args.offset, last_stable_offset)
+            }
         };
         let bytes: usize = read.batches.iter().map(|b| b.len()).sum();
         let now = Instant::now();
