@@ -494,6 +494,22 @@ mod tests {
         b.push(Some(b"x"), None, 0, &[]);
         let odd = b.finish_as(ATTR_TXN_CONTROL, 1, 0, -1).expect("one record");
         assert!(EndTxnMarker::decode(&odd).is_err());
+        // Every cut and every flipped byte decodes or fails cleanly.
+        let marker = EndTxnMarker {
+            commit: true,
+            coordinator_epoch: 1,
+        }
+        .batch(1, 0, 0);
+        for cut in 0..marker.len() {
+            let _ = EndTxnMarker::decode(&marker[..cut]);
+        }
+        for at in 0..marker.len() {
+            for bit in 0..8 {
+                let mut b = marker.clone();
+                b[at] ^= 1 << bit;
+                let _ = EndTxnMarker::decode(&b);
+            }
+        }
     }
 
     #[test]

@@ -295,8 +295,10 @@ impl PartitionLog {
             for bytes in &read.batches {
                 let header = BatchHeader::parse(bytes)?;
                 // When they were appended is not recorded: as if now, so a producer
-                // seen in the log is kept for one more expiration at most.
-                if header.base_offset >= next {
+                // seen in the log is kept for one more expiration at most. A batch
+                // that straddles a DeleteRecords start still counts: its records after
+                // the start are readable, and may be in an open transaction.
+                if header.last_offset() >= next {
                     replay_batch(&mut states, &mut txns, bytes, &header, now)?;
                 }
                 next = next.max(header.last_offset() + 1);

@@ -1731,3 +1731,150 @@ fn retention_and_delete_records_drop_aborted_ranges_below_the_new_start() {
         log.close().await.expect("close");
     });
 }
+
+/// What a partition's transactions should look like, from the operations made.
+#[derive(Default)]
+struct TxnModel {
+    /// Producer -> the (base, last) offsets of its open transaction's batches.
+    open: std::collections::BTreeMap<i64, Vec<(i64, i64)>>,
+    /// (producer, its batches, marker offset), in marker order.
+    aborted: Vec<(i64, Vec<(i64, i64)>, i64)>,
+    /// Offset covered by the snapshot of the last clean close, if one was written.
+    snapshot: Option<i64>,
+}
+
+impl TxnModel {
+    fn last_stable_offset(&self, start: i64, end: i64) -> i64 {
+        self.open
+            .values()
+            .map(|b| b[0].0)
+            .min()
+            .map_or(end, |first| first.clamp(start, end))
+    }
+
+    fn aborted_in(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = self
+            .aborted
+            .iter()
+            .filter(|(_, b, marker)| to > from && *marker >= from && b[0].0 < to)
+            .map(|(p, b, _)| (b[0].0, *p))
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(first, p)| (p, first)).collect()
+    }
+
+    /// A crash without a usable snapshot: only batches that reach `start` are read back.
+    fn forget_below(&mut self, start: i64) {
+        for batches in self.open.values_mut() {
+            batches.retain(|b| b.1 >= start);
+        }
+        self.open.retain(|_, b| !b.is_empty());
+        for (_, batches, _) in &mut self.aborted {
+            batches.retain(|b| b.1 >= start);
+        }
+        self.aborted.retain(|(_, b, _)| !b.is_empty());
+    }
+}
+
+#[test]
+fn random_transactions_match_a_simple_model() {
+    run(|| async {
+        let (tmp, mut dir) = tempdir();
+        let cfg = config(4096);
+        let mut log = open(&dir, cfg.clone()).await;
+        let mut model = TxnModel::default();
+        let mut epoch = [0i16; 4];
+        let mut seq = [0i32; 4];
+        let mut producers_seen = false;
+        // PEREGRINE_TEST_SEED replays another sequence.
+        let mut seed = std::env::var("PEREGRINE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0x7A11_5EED)
+            .max(1);
+        for step in 0..500u64 {
+            let p = (xorshift(&mut seed) % 4) as usize;
+            let pid = p as i64 + 100;
+            match xorshift(&mut seed) % 20 {
+                0..=6 => {
+                    let n = 1 + (xorshift(&mut seed) % 3) as i32;
+                    let res = log
+                        .append(txn_batch(pid, epoch[p], seq[p], n))
+                        .expect("txn data");
+                    assert!(!res.duplicate);
+                    seq[p] += n;
+                    let batches = model.open.entry(pid).or_default();
+                    batches.push((res.base_offset, res.last_offset));
+                    producers_seen = true;
+                }
+                7..=8 => {
+                    append_tags(&log, step..step + 1);
+                }
+                9..=10 => {
+                    log.append_marker(pid, epoch[p], true, 0).expect("commit");
+                    model.open.remove(&pid);
+                    producers_seen = true;
+                }
+                11..=13 => {
+                    // One abort in four comes from the coordinator fencing the producer.
+                    if xorshift(&mut seed).is_multiple_of(4) {
+                        epoch[p] += 1;
+                        seq[p] = 0;
+                    }
+                    let marker = log.append_marker(pid, epoch[p], false, 0).expect("abort");
+                    if let Some(batches) = model.open.remove(&pid) {
+                        model.aborted.push((pid, batches, marker.base_offset));
+                    }
+                    producers_seen = true;
+                }
+                14 => {
+                    log.close().await.expect("close");
+                    if producers_seen {
+                        model.snapshot = Some(log.end_offset());
+                    }
+                    log = open(&dir, cfg.clone()).await;
+                }
+                15..=16 => {
+                    if log.end_offset() > 0 {
+                        log.wait_durable(log.end_offset() - 1)
+                            .await
+                            .expect("durable");
+                    }
+                    let crashed = tmp.path().join(format!("crash-{step}"));
+                    crash_copy(&dir, &crashed);
+                    log.close().await.expect("close");
+                    dir = crashed;
+                    log = open(&dir, cfg.clone()).await;
+                    if !model.snapshot.is_some_and(|c| c >= log.start_offset()) {
+                        model.forget_below(log.start_offset());
+                    }
+                }
+                _ => {
+                    let (start, end) = (log.start_offset(), log.end_offset());
+                    let cut = start + (xorshift(&mut seed) % (end - start + 1) as u64) as i64;
+                    let start = log.delete_records_before(cut).await.expect("delete");
+                    model.aborted.retain(|(_, _, marker)| *marker >= start);
+                }
+            }
+            let (start, end) = (log.start_offset(), log.end_offset());
+            assert_eq!(
+                log.last_stable_offset(),
+                model.last_stable_offset(start, end),
+                "step {step}"
+            );
+            assert_eq!(
+                log.aborted_in(start, end),
+                model.aborted_in(start, end),
+                "step {step}"
+            );
+            let from = start + (xorshift(&mut seed) % (end - start + 1) as u64) as i64;
+            let to = from + (xorshift(&mut seed) % 40) as i64;
+            assert_eq!(
+                log.aborted_in(from, to),
+                model.aborted_in(from, to),
+                "step {step}: [{from}, {to})"
+            );
+        }
+        log.close().await.expect("close");
+    });
+}
