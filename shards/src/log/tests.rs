@@ -1732,13 +1732,16 @@ fn retention_and_delete_records_drop_aborted_ranges_below_the_new_start() {
     });
 }
 
+/// An aborted transaction in `TxnModel`: producer, its batches, its marker's offset.
+type ModeledAbort = (i64, Vec<(i64, i64)>, i64);
+
 /// What a partition's transactions should look like, from the operations made.
 #[derive(Default)]
 struct TxnModel {
     /// Producer -> the (base, last) offsets of its open transaction's batches.
     open: std::collections::BTreeMap<i64, Vec<(i64, i64)>>,
     /// (producer, its batches, marker offset), in marker order.
-    aborted: Vec<(i64, Vec<(i64, i64)>, i64)>,
+    aborted: Vec<ModeledAbort>,
     /// Offset covered by the snapshot of the last clean close, if one was written.
     snapshot: Option<i64>,
 }
@@ -1845,7 +1848,7 @@ fn random_transactions_match_a_simple_model() {
                     log.close().await.expect("close");
                     dir = crashed;
                     log = open(&dir, cfg.clone()).await;
-                    if !model.snapshot.is_some_and(|c| c >= log.start_offset()) {
+                    if model.snapshot.is_none_or(|c| c < log.start_offset()) {
                         model.forget_below(log.start_offset());
                     }
                 }
