@@ -78,12 +78,13 @@ impl Coordinator {
     }
 }
 
-/// Takes an id off `driving` when its drive ends, however it ends.
-struct Driving<'a>(&'a Coordinator, &'a str);
+/// A claim on one id's drive: takes the id off `driving` when dropped, however the
+/// drive ends.
+struct Driving<'a>(&'a Coordinator, String);
 
 impl Drop for Driving<'_> {
     fn drop(&mut self) {
-        self.0.driving.borrow_mut().remove(self.1);
+        self.0.driving.borrow_mut().remove(&self.1);
     }
 }
 
@@ -171,7 +172,7 @@ pub(crate) async fn open(shard: &Rc<Shard>) -> Result<(), String> {
     .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?;
     let now = now_ms();
     let aborts: Vec<(String, Option<TxnMeta>)> = log
-        .all()
+        .select(|_, m| m.state == TxnStatus::Ongoing)
         .into_iter()
         .filter_map(|(id, m)| state::fence_abort(&m, now).map(|a| (id, Some(a))))
         .collect();
@@ -201,15 +202,15 @@ pub(crate) async fn recover(shard: &Rc<Shard>) {
     let Ok(c) = coordinator(shard) else {
         return;
     };
-    let prepared: Vec<String> = c
+    let prepared = c
         .log
-        .all()
-        .into_iter()
-        .filter(|(id, m)| m.state.is_preparing() && !c.driving.borrow().contains(id))
-        .map(|(id, _)| id)
-        .collect();
-    for id in prepared {
-        if let Err(e) = drive(shard, &id).await {
+        .select(|id, m| m.state.is_preparing() && !c.driving.borrow().contains(id));
+    for (id, _) in prepared {
+        // A call may have claimed it meanwhile: then that call completes it.
+        let Some(claimed) = claim(c, &id) else {
+            continue;
+        };
+        if let Err(e) = drive(shard, c, claimed).await {
             tracing::warn!(transactional_id = %id, "completing a transaction: {e}");
         }
     }
@@ -222,22 +223,22 @@ pub(crate) async fn tick(shard: &Rc<Shard>) {
         return;
     };
     let now = now_ms();
-    let all = c.log.all();
-    let aborts: Vec<(String, Option<TxnMeta>)> = all
-        .iter()
-        .filter(|(_, m)| state::timed_out(m, now))
-        .filter_map(|(id, m)| state::fence_abort(m, now).map(|a| (id.clone(), Some(a))))
+    let aborts: Vec<(String, Option<TxnMeta>)> = c
+        .log
+        .select(|_, m| state::timed_out(m, now))
+        .into_iter()
+        .filter_map(|(id, m)| state::fence_abort(&m, now).map(|a| (id, Some(a))))
         .collect();
-    let expired: Vec<(String, Option<TxnMeta>)> = all
-        .iter()
-        .filter(|(_, m)| state::expired(m, now))
-        .map(|(id, _)| (id.clone(), None))
-        .collect();
+    let expired = c.log.select(|_, m| state::expired(m, now));
     for (id, _) in &aborts {
         tracing::info!(transactional_id = %id, "transaction timed out: aborting it");
     }
-    let changes: Vec<_> = aborts.into_iter().chain(expired).collect();
+    let changes: Vec<_> = aborts
+        .into_iter()
+        .chain(expired.into_iter().map(|(id, _)| (id, None)))
+        .collect();
     if !changes.is_empty() {
+        // Durable before `recover` writes their markers.
         if let Err(e) = c.log.put_all(changes).await {
             tracing::warn!("transaction log: {e}");
             return;
@@ -246,16 +247,46 @@ pub(crate) async fn tick(shard: &Rc<Shard>) {
     recover(shard).await;
 }
 
-/// Writes the markers (and, on commit, the offsets) of the id's prepared end, then
-/// logs it complete.
-async fn drive(shard: &Rc<Shard>, id: &str) -> Result<(), EngineError> {
-    let c = coordinator(shard)?;
+/// Claims `id` for one drive; `None` while another is under way.
+fn claim<'a>(c: &'a Coordinator, id: &str) -> Option<Driving<'a>> {
     if !c.driving.borrow_mut().insert(id.to_string()) {
-        return Err(EngineError::ConcurrentTransactions(format!(
-            "transactional id '{id}' is completing a transaction; retry"
-        )));
+        return None;
     }
-    let _driving = Driving(c, id);
+    Some(Driving(c, id.to_string()))
+}
+
+fn concurrent(id: &str) -> EngineError {
+    EngineError::ConcurrentTransactions(format!(
+        "transactional id '{id}' is completing a transaction; retry"
+    ))
+}
+
+/// Logs `prepared` (the id's PrepareCommit or PrepareAbort) durably, then drives it.
+/// The id is claimed before the decision is logged, so no one else writes markers
+/// for a decision that is not durable yet. A drive that fails once the decision is
+/// durable is finished by the tick: the caller is told to retry
+/// (ConcurrentTransactions), and is answered once it is complete.
+async fn decide(shard: &Rc<Shard>, id: &str, prepared: TxnMeta) -> Result<(), EngineError> {
+    debug_assert!(prepared.state.is_preparing());
+    let c = coordinator(shard)?;
+    let claimed = claim(c, id).ok_or_else(|| concurrent(id))?;
+    c.log.put(id, Some(prepared)).await.map_err(engine_error)?;
+    drive(shard, c, claimed).await.map_err(|e| {
+        tracing::warn!(transactional_id = %id, "completing the transaction: {e}");
+        EngineError::ConcurrentTransactions(format!(
+            "the transaction of '{id}' is decided and still completing ({e}); retry"
+        ))
+    })
+}
+
+/// Writes the markers (and, on commit, the offsets) of the claimed id's prepared
+/// end, then logs it complete.
+async fn drive(
+    shard: &Rc<Shard>,
+    c: &Coordinator,
+    claimed: Driving<'_>,
+) -> Result<(), EngineError> {
+    let id = claimed.1.as_str();
     let Some(meta) = c.log.get(id) else {
         return Ok(());
     };
@@ -360,8 +391,7 @@ async fn init_here(
             }
             InitStep::AbortFirst(abort) => {
                 tracing::info!(transactional_id = %id, "InitProducerId aborts the open transaction");
-                c.log.put(id, Some(abort)).await.map_err(engine_error)?;
-                drive(shard, id).await?;
+                decide(shard, id, abort).await?;
                 // Checked once; the abort bumped the epoch the caller gave.
                 args.producer_id = -1;
                 args.epoch = -1;
@@ -386,9 +416,8 @@ async fn make_room(c: &Coordinator, max: usize) -> Result<(), EngineError> {
     let now = now_ms();
     let expired: Vec<(String, Option<TxnMeta>)> = c
         .log
-        .all()
+        .select(|_, m| state::expired(m, now))
         .into_iter()
-        .filter(|(_, m)| state::expired(m, now))
         .map(|(id, _)| (id, None))
         .collect();
     if !expired.is_empty() {
@@ -449,17 +478,7 @@ async fn end_here(
         .map_err(engine_error)?;
     match state::end(id, meta, commit, now_ms()).map_err(engine_error)? {
         EndStep::Done => Ok(()),
-        EndStep::Prepare(next) => {
-            c.log.put(id, Some(next)).await.map_err(engine_error)?;
-            drive(shard, id).await.map_err(|e| {
-                // The decision is durable; the tick finishes it. The client retries
-                // and is answered once it is complete.
-                tracing::warn!(transactional_id = %id, "completing the transaction: {e}");
-                EngineError::ConcurrentTransactions(format!(
-                    "transaction of '{id}' is decided and still completing ({e}); retry"
-                ))
-            })
-        }
+        EndStep::Prepare(next) => decide(shard, id, next).await,
     }
 }
 

@@ -130,8 +130,18 @@ impl TxnLog {
 
     /// Every id and its state, sorted by id.
     pub fn all(&self) -> Vec<(String, TxnMeta)> {
+        self.select(|_, _| true)
+    }
+
+    /// The ids (and states) for which `keep` holds, sorted by id; only those are
+    /// copied (the periodic checks look at every id and keep few).
+    pub fn select(&self, keep: impl Fn(&str, &TxnMeta) -> bool) -> Vec<(String, TxnMeta)> {
         let st = self.state.borrow();
-        st.ids.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        st.ids
+            .iter()
+            .filter(|(k, v)| keep(k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Makes `meta` the id's state (`None`: removes the id), durably.
