@@ -6,9 +6,10 @@
 //!
 //! The state is rebuilt from the log at open: from the snapshot written at the last
 //! clean close (`producers.json`, covering offsets below its `offset`), then the batches
-//! after it. Without a usable snapshot only the active segment is read: a producer
-//! silent for longer is forgotten, and its next batch starts a fresh entry (Kafka's
-//! producer-state expiry; the client's sequence carries on).
+//! after it. Without a usable snapshot only the active segment is read (the whole log
+//! in a partition that ever had a transactional batch, see `partition_log`): a
+//! producer silent for longer is forgotten, and its next batch starts a fresh entry
+//! (Kafka's producer-state expiry; the client's sequence carries on).
 //!
 //! A producer idle for longer than the expiration (Kafka's `producer.id.expiration.ms`,
 //! `--producer-id-expiration-ms`, default one day) is forgotten: its next batch is
