@@ -61,8 +61,19 @@ where
     F: FnOnce(Engine) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    with_engine_configured(config(data_dir), body);
+}
+
+/// Runs `body` against a one-shard engine with `config`, started from the catalog in
+/// its data directory, then shuts it down cleanly.
+fn with_engine_configured<F, Fut>(config: ServerConfig, body: F)
+where
+    F: FnOnce(Engine) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let _ = peregrine_shards::sys::raise_memlock_limit();
-    let config = Arc::new(config(data_dir));
+    let data_dir = config.data_dir.clone();
+    let config = Arc::new(config);
     let catalog = Catalog::load(&data_dir.join("meta").join("topics.json")).expect("catalog");
     let process = Arc::new(ProcessShutdown::default());
     let run = move || async move {
@@ -1448,5 +1459,46 @@ fn after_a_restart_an_open_transaction_is_aborted_and_a_decided_commit_finished(
         let offsets = engine.fetch_offsets("g", None).await.expect("offsets");
         assert_eq!(offsets.len(), 1);
         assert_eq!(offsets[0].offset, 1);
+    });
+}
+
+#[test]
+fn transactional_ids_past_the_shard_cap_are_refused_and_known_ones_still_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limited = ServerConfig {
+        transaction_limits: crate::config::TransactionLimits {
+            max_transactional_ids_per_shard: 2,
+            max_transaction_timeout_ms: 1_000,
+        },
+        ..config(dir.path())
+    };
+    with_engine_configured(limited, |engine| async move {
+        for id in ["a", "b"] {
+            engine
+                .init_transactions(id, 1_000, -1, -1)
+                .await
+                .expect("init");
+        }
+        assert!(matches!(
+            engine.init_transactions("c", 1_000, -1, -1).await,
+            Err(EngineError::InvalidRequest(_))
+        ));
+        let again = engine
+            .init_transactions("a", 1_000, -1, -1)
+            .await
+            .expect("a known id");
+        assert_eq!(again.1, 1);
+        assert!(matches!(
+            engine.init_transactions("a", 1_001, -1, -1).await,
+            Err(EngineError::InvalidTransactionTimeout(_))
+        ));
+        let described = engine
+            .describe_transactions(vec!["a".into(), "c".into()])
+            .await;
+        assert!(described[0].1.is_ok());
+        assert!(matches!(
+            described[1].1,
+            Err(EngineError::UnknownTransactionalId(_))
+        ));
     });
 }

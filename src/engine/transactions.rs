@@ -19,10 +19,11 @@
 //! that the old instance is fenced: on a newer InitProducerId, past the transaction's
 //! timeout (checked every `TICK`), and at start (a transaction open at a crash).
 
+use super::admin;
 use super::error::EngineError;
 use super::mesh::CallClass;
 use super::partitions;
-use super::placement::Object;
+use super::placement::{Object, CONTROLLER_SHARD};
 use super::shard::Shard;
 use super::types::{CommitEntry, Marker, ProducerDescription, TxnDescription, TxnState};
 use super::Engine;
@@ -385,8 +386,13 @@ async fn init_here(
         let meta = c.log.get(id);
         match state::init(id, meta.as_ref(), args, now_ms()).map_err(engine_error)? {
             InitStep::NeedProducerId => {
+                // Internal: a call this one makes for itself must not wait on the
+                // client budget that calls like this one may have used up.
+                let job = |s: Rc<Shard>| async move { admin::init_producer_id(&s, -1, -1).await };
                 let engine = Engine::new(shard.clone());
-                let (fresh, _) = engine.init_producer_id(-1, -1).await?;
+                let (fresh, _) = engine
+                    .on_owner(CONTROLLER_SHARD, CallClass::Internal, job)
+                    .await?;
                 args.fresh_producer_id = Some(fresh);
             }
             InitStep::AbortFirst(abort) => {
