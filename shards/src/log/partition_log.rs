@@ -299,7 +299,7 @@ impl PartitionLog {
                 // that straddles a DeleteRecords start still counts: its records after
                 // the start are readable, and may be in an open transaction.
                 if header.last_offset() >= next {
-                    replay_batch(&mut states, &mut txns, bytes, &header, now)?;
+                    replay_batch(&mut states, &mut txns, bytes, &header, now);
                 }
                 next = next.max(header.last_offset() + 1);
             }
@@ -934,7 +934,7 @@ fn replay_batch(
     bytes: &[u8],
     header: &BatchHeader,
     now: i64,
-) -> Result<(), LogError> {
+) {
     if header.is_control() {
         // Markers come only from `append_marker`; anything else that is a control
         // batch (written by a client before they were refused) ends nothing.
@@ -948,13 +948,12 @@ fn replay_batch(
                 warn!(offset = header.base_offset, %err, "unreadable control batch ignored")
             }
         }
-        return Ok(());
+        return;
     }
     states.record(header, header.base_offset, now);
     if header.is_transactional() {
         txns.on_data(header.producer_id, header.base_offset);
     }
-    Ok(())
 }
 
 /// Whether `batches` start with the one holding `offset` and follow one another
