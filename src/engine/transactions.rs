@@ -377,6 +377,7 @@ async fn init_here(
         producer_id,
         epoch,
         fresh_producer_id: None,
+        replaces_epoch: None,
     };
     for _ in 0..INIT_STEPS_MAX {
         if c.log.get(id).is_none() {
@@ -397,10 +398,12 @@ async fn init_here(
             }
             InitStep::AbortFirst(abort) => {
                 tracing::info!(transactional_id = %id, "InitProducerId aborts the open transaction");
+                let replaced = meta.as_ref().map_or(-1, |m| m.epoch);
                 decide(shard, id, abort).await?;
                 // Checked once; the abort bumped the epoch the caller gave.
                 args.producer_id = -1;
                 args.epoch = -1;
+                args.replaces_epoch = Some(replaced);
             }
             InitStep::Ready(next) => {
                 let answer = (next.producer_id, next.epoch);

@@ -102,6 +102,15 @@ pub struct TxnMeta {
     /// When the current transaction began (Unix ms); -1 when none is open.
     pub start_ms: i64,
     pub last_update_ms: i64,
+    /// The epoch the last InitProducerId replaced (-1: none), so that a client
+    /// retrying a KIP-360 bump it never got the answer to is answered the current
+    /// epoch instead of being fenced (Kafka's `lastProducerEpoch`).
+    #[serde(default = "no_epoch")]
+    pub last_epoch: i16,
+}
+
+fn no_epoch() -> i16 {
+    -1
 }
 
 /// Why a transactional call was refused; each maps onto one engine error.

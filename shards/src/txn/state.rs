@@ -50,6 +50,9 @@ pub struct InitArgs {
     pub epoch: i16,
     /// A producer id allocated after [`InitStep::NeedProducerId`].
     pub fresh_producer_id: Option<i64>,
+    /// The epoch this InitProducerId replaces when an abort it started has already
+    /// bumped the id's epoch (recorded as the new state's `last_epoch`).
+    pub replaces_epoch: Option<i16>,
 }
 
 /// The producer's next epoch is spent past this: a new producer id is taken instead
@@ -85,6 +88,14 @@ pub fn init(
     if meta.state.is_preparing() {
         return Err(concurrent(id));
     }
+    let retry = args.producer_id == meta.producer_id
+        && args.epoch >= 0
+        && args.epoch == meta.last_epoch
+        && meta.state != TxnStatus::Ongoing;
+    if retry {
+        // A KIP-360 bump whose answer the client did not get: the same answer.
+        return Ok(InitStep::Ready(meta.clone()));
+    }
     if args.producer_id >= 0 && (args.producer_id, args.epoch) != (meta.producer_id, meta.epoch) {
         return Err(TxnError::ProducerFenced(format!(
             "producer {}/{} of transactional id '{id}' is not its current one ({}/{})",
@@ -105,6 +116,7 @@ pub fn init(
     }
     let mut next = cleared(meta, TxnStatus::Empty, now);
     next.epoch = meta.epoch + 1;
+    next.last_epoch = args.replaces_epoch.unwrap_or(meta.epoch);
     next.timeout_ms = args.timeout_ms;
     Ok(InitStep::Ready(next))
 }
@@ -120,6 +132,7 @@ fn fresh(producer_id: i64, timeout_ms: i32, now: i64) -> TxnMeta {
         pending: BTreeMap::new(),
         start_ms: -1,
         last_update_ms: now,
+        last_epoch: -1,
     }
 }
 
@@ -337,6 +350,7 @@ mod tests {
             producer_id,
             epoch,
             fresh_producer_id: fresh,
+            replaces_epoch: None,
         }
     }
 
@@ -378,13 +392,51 @@ mod tests {
         assert_eq!((m.producer_id, m.epoch, m.state), (7, 0, TxnStatus::Empty));
         let again = ready(init("t", Some(&m), args(-1, -1, None), 2));
         assert_eq!((again.producer_id, again.epoch), (7, 1));
-        // KIP-360: the current producer bumps its own epoch; an old one is fenced.
+        // KIP-360: the current producer bumps its own epoch; an older one (before
+        // the epoch the bump replaced) is fenced, and so is another producer id.
         let bumped = ready(init("t", Some(&again), args(7, 1, None), 3));
         assert_eq!(bumped.epoch, 2);
         assert!(matches!(
-            init("t", Some(&bumped), args(7, 1, None), 4),
+            init("t", Some(&bumped), args(7, 0, None), 4),
             Err(TxnError::ProducerFenced(_))
         ));
+        assert!(matches!(
+            init("t", Some(&bumped), args(8, 2, None), 4),
+            Err(TxnError::ProducerFenced(_))
+        ));
+    }
+
+    #[test]
+    fn a_retried_kip360_bump_gets_the_same_answer_and_older_epochs_stay_fenced() {
+        let m = initialised();
+        let bumped = ready(init("t", Some(&m), args(7, 0, None), 2));
+        assert_eq!((bumped.epoch, bumped.last_epoch), (1, 0));
+        // The client never got the answer and asks again with the epoch it had.
+        let retried = ready(init("t", Some(&bumped), args(7, 0, None), 3));
+        assert_eq!(retried, bumped);
+        let again = ready(init("t", Some(&bumped), args(7, 1, None), 4));
+        assert_eq!((again.epoch, again.last_epoch), (2, 1));
+        assert!(matches!(
+            init("t", Some(&again), args(7, 0, None), 5),
+            Err(TxnError::ProducerFenced(_))
+        ));
+        // After an abort that already bumped the epoch, the epoch before it is kept.
+        let open = add_partitions(&again, &[("a".into(), 0)], 6)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("added"));
+        let abort = match init("t", Some(&open), args(7, 2, None), 7) {
+            Ok(InitStep::AbortFirst(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        let aborted = complete(&abort, 8).unwrap_or_else(|| panic!("completes"));
+        let after = InitArgs {
+            replaces_epoch: Some(2),
+            ..args(-1, -1, None)
+        };
+        let next = ready(init("t", Some(&aborted), after, 9));
+        assert_eq!((next.epoch, next.last_epoch), (4, 2));
+        assert_eq!(ready(init("t", Some(&next), args(7, 2, None), 10)), next);
     }
 
     #[test]

@@ -352,6 +352,7 @@ mod tests {
             pending: BTreeMap::new(),
             start_ms: 5,
             last_update_ms: 6,
+            last_epoch: -1,
         }
     }
 
