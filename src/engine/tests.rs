@@ -1097,8 +1097,33 @@ fn a_transaction_over_two_shards_commits_with_a_marker_in_each_partition() {
             assert_eq!(fetched.last_stable_offset, 0);
             assert!(headers.is_empty());
         }
+        // Offsets of a group on the shard that does not own the transactional id.
+        let txn_shard = engine.owner(Object::Transaction("tx")).expect("owner");
+        let group = (0..100)
+            .map(|i| format!("g{i}"))
+            .find(|g| engine.owner(Object::Group(g)).expect("owner") != txn_shard)
+            .expect("a group on the other shard");
+        engine
+            .add_offsets_to_txn(p.clone(), &group)
+            .await
+            .expect("add offsets");
+        let at = vec![CommitEntry {
+            topic: "t".into(),
+            partition: a,
+            offset: 2,
+        }];
+        engine
+            .txn_offset_commit(p.clone(), &group, at.clone())
+            .await
+            .expect("txn offset commit");
+        assert!(engine
+            .fetch_offsets(&group, None)
+            .await
+            .expect("fetch")
+            .is_empty());
         let open = txn_state_when(&engine, "tx", |_| true).await;
         assert_eq!(open.state, TxnState::Ongoing);
+        assert_eq!(open.groups, vec![group.clone()]);
         let mut sorted = parts.clone();
         sorted.sort();
         assert_eq!(open.partitions, sorted);
@@ -1114,6 +1139,7 @@ fn a_transaction_over_two_shards_commits_with_a_marker_in_each_partition() {
         }
         let done = txn_state_when(&engine, "tx", |_| true).await;
         assert_eq!(done.state, TxnState::CompleteCommit);
+        assert_eq!(engine.fetch_offsets(&group, None).await.expect("fetch"), at);
         // A client retrying its commit is answered OK; an abort now is not.
         engine
             .end_txn(p.clone(), true)
