@@ -108,6 +108,38 @@ impl Default for ObjectLimits {
     }
 }
 
+/// What Kafka transactions may hold (`--max-transaction-timeout-ms`,
+/// `--max-transactional-ids-per-shard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionLimits {
+    /// Largest `transaction.timeout.ms` a producer may ask for; InitProducerId with a
+    /// larger one is refused (Kafka's `transaction.max.timeout.ms`).
+    pub max_transaction_timeout_ms: i32,
+    /// Transactional ids each shard's coordinator keeps; an InitProducerId for one more
+    /// is refused, after ids idle for 7 days without a transaction under way are
+    /// dropped (Kafka's `transactional.id.expiration.ms`).
+    pub max_transactional_ids_per_shard: usize,
+}
+
+impl TransactionLimits {
+    /// Kafka's default, 15 minutes.
+    pub const MAX_TRANSACTION_TIMEOUT_MS_DEFAULT: i32 =
+        peregrine_shards::txn::MAX_TRANSACTION_TIMEOUT_MS_DEFAULT;
+    /// Each id holds a few hundred bytes of state (more while a transaction spans
+    /// many partitions); 100,000 per core bounds that to tens of MiB.
+    pub const MAX_TRANSACTIONAL_IDS_PER_SHARD_DEFAULT: usize =
+        peregrine_shards::txn::TRANSACTIONAL_IDS_PER_SHARD_DEFAULT;
+}
+
+impl Default for TransactionLimits {
+    fn default() -> TransactionLimits {
+        TransactionLimits {
+            max_transaction_timeout_ms: Self::MAX_TRANSACTION_TIMEOUT_MS_DEFAULT,
+            max_transactional_ids_per_shard: Self::MAX_TRANSACTIONAL_IDS_PER_SHARD_DEFAULT,
+        }
+    }
+}
+
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaNodes {
@@ -168,4 +200,6 @@ pub struct ServerConfig {
     pub connection_limits: ConnectionLimits,
     /// Caps on the numbers of topics, partitions, queues, exchanges and groups.
     pub object_limits: ObjectLimits,
+    /// Transaction timeout cap and transactional ids per shard.
+    pub transaction_limits: TransactionLimits,
 }

@@ -13,3 +13,4 @@ pub mod partitioner;
 pub mod queues;
 pub mod records;
 pub mod sys;
+pub mod txn;

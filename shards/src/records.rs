@@ -166,7 +166,18 @@ impl BatchBuilder {
     }
 
     /// Fills in the header and CRC32C; `None` when no record was pushed.
-    pub fn finish(mut self) -> Option<Vec<u8>> {
+    pub fn finish(self) -> Option<Vec<u8>> {
+        self.finish_as(0, -1, -1, -1)
+    }
+
+    /// `finish` with the given attributes and producer fields (control batches).
+    fn finish_as(
+        mut self,
+        attributes: i16,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Option<Vec<u8>> {
         if self.count == 0 {
             return None;
         }
@@ -176,17 +187,84 @@ impl BatchBuilder {
         b[8..12].copy_from_slice(&batch_length.to_be_bytes());
         b[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
         b[16] = MAGIC_V2 as u8;
-        b[21..23].copy_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+        b[21..23].copy_from_slice(&attributes.to_be_bytes()); // no compression, CreateTime
         b[23..27].copy_from_slice(&(self.count - 1).to_be_bytes());
         b[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
         b[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        b[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producer id
-        b[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        b[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
         b[57..61].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         Some(self.buf)
+    }
+}
+
+/// Attributes of a transaction marker batch: transactional (0x10) and control (0x20).
+const ATTR_TXN_CONTROL: i16 = 0x30;
+/// Control record types (the second field of a control record's key), as Kafka's.
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+
+/// The end of one producer's transaction in a partition, as Kafka writes it: a control
+/// batch of one record whose key is (version i16 0, type i16: 0 abort, 1 commit) and
+/// whose value is Kafka's `EndTransactionMarker` (version i16 0, coordinator epoch i32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndTxnMarker {
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+impl EndTxnMarker {
+    /// The marker batch for `producer_id` at `epoch` (base sequence -1, as Kafka's).
+    pub fn batch(self, producer_id: i64, epoch: i16, timestamp_ms: i64) -> Vec<u8> {
+        let kind = if self.commit {
+            CONTROL_TYPE_COMMIT
+        } else {
+            CONTROL_TYPE_ABORT
+        };
+        let mut key = [0u8; 4];
+        key[2..].copy_from_slice(&kind.to_be_bytes());
+        let mut value = [0u8; 6];
+        value[2..].copy_from_slice(&self.coordinator_epoch.to_be_bytes());
+        let mut builder = BatchBuilder::new(timestamp_ms, 32);
+        builder.push(Some(&key), Some(&value), timestamp_ms, &[]);
+        // One record was pushed, so `finish_as` has a batch to give.
+        builder
+            .finish_as(ATTR_TXN_CONTROL, producer_id, epoch, -1)
+            .unwrap_or_default()
+    }
+
+    /// The marker a control batch holds; `None` for any other batch, including control
+    /// records of other types. Errors only for a control batch that cannot be read.
+    pub fn decode(batch: &[u8]) -> Result<Option<EndTxnMarker>, BatchError> {
+        let header = BatchHeader::parse(batch)?;
+        if !header.is_control() {
+            return Ok(None);
+        }
+        let Some(record) = records(batch)?.next().transpose()? else {
+            return Err(BatchError::Invalid("control batch without a record"));
+        };
+        let key = record
+            .key
+            .filter(|k| k.len() >= 4)
+            .ok_or(BatchError::Invalid(
+                "control record key shorter than 4 bytes",
+            ))?;
+        let commit = match i16::from_be_bytes([key[2], key[3]]) {
+            CONTROL_TYPE_COMMIT => true,
+            CONTROL_TYPE_ABORT => false,
+            _ => return Ok(None),
+        };
+        let coordinator_epoch = match record.value {
+            Some(v) if v.len() >= 6 => i32::from_be_bytes([v[2], v[3], v[4], v[5]]),
+            _ => -1,
+        };
+        Ok(Some(EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        }))
     }
 }
 
@@ -378,6 +456,60 @@ mod tests {
             (r[2].key.as_deref(), r[2].value.as_deref()),
             (Some(&b""[..]), None)
         );
+    }
+
+    #[test]
+    fn end_txn_markers_are_kafka_control_batches_and_decode_back() {
+        for (commit, epoch) in [(true, 7), (false, -1)] {
+            let marker = EndTxnMarker {
+                commit,
+                coordinator_epoch: epoch,
+            };
+            let mut bytes = marker.batch(4_242, 3, 1_700_000_000_000);
+            batch::set_base_offset(&mut bytes, 9);
+            let header = batch::validate(&bytes).expect("valid batch");
+            assert!(header.is_control() && header.is_transactional());
+            assert_eq!(
+                (
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence
+                ),
+                (4_242, 3, -1)
+            );
+            assert_eq!(EndTxnMarker::decode(&bytes), Ok(Some(marker)));
+            let mut buf = bytes::Bytes::from(bytes);
+            let set = RecordBatchDecoder::decode(&mut buf).expect("kafka-protocol decodes it");
+            let r = &set.records[0];
+            assert!(r.control && r.transactional);
+            let kind = if commit { 1u8 } else { 0 };
+            assert_eq!(r.key.as_deref(), Some(&[0u8, 0, 0, kind][..]));
+            let mut value = vec![0u8, 0];
+            value.extend_from_slice(&epoch.to_be_bytes());
+            assert_eq!(r.value.as_deref(), Some(&value[..]));
+        }
+        // A data batch is no marker; a control batch without a readable key is an error.
+        assert_eq!(EndTxnMarker::decode(&built()), Ok(None));
+        let mut b = BatchBuilder::new(0, 16);
+        b.push(Some(b"x"), None, 0, &[]);
+        let odd = b.finish_as(ATTR_TXN_CONTROL, 1, 0, -1).expect("one record");
+        assert!(EndTxnMarker::decode(&odd).is_err());
+        // Every cut and every flipped byte decodes or fails cleanly.
+        let marker = EndTxnMarker {
+            commit: true,
+            coordinator_epoch: 1,
+        }
+        .batch(1, 0, 0);
+        for cut in 0..marker.len() {
+            let _ = EndTxnMarker::decode(&marker[..cut]);
+        }
+        for at in 0..marker.len() {
+            for bit in 0..8 {
+                let mut b = marker.clone();
+                b[at] ^= 1 << bit;
+                let _ = EndTxnMarker::decode(&b);
+            }
+        }
     }
 
     #[test]

@@ -128,6 +128,14 @@ pub struct ServeArgs {
     /// or commit that would create one more there is refused until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_GROUPS_PER_SHARD_DEFAULT)]
     pub max_groups_per_shard: usize,
+    /// Largest transaction timeout (ms) a transactional producer may ask for; a larger
+    /// one is refused (Kafka's transaction.max.timeout.ms).
+    #[arg(long, default_value_t = config::TransactionLimits::MAX_TRANSACTION_TIMEOUT_MS_DEFAULT)]
+    pub max_transaction_timeout_ms: i32,
+    /// Transactional ids each shard may keep; an InitProducerId for one more is refused
+    /// (ids idle for 7 days with no transaction under way are dropped first).
+    #[arg(long, default_value_t = config::TransactionLimits::MAX_TRANSACTIONAL_IDS_PER_SHARD_DEFAULT)]
+    pub max_transactional_ids_per_shard: usize,
 }
 
 pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
@@ -172,6 +180,12 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         return Err("--max-in-flight-bytes must be at least 1".into());
     }
     let object_limits = object_limits(&args)?;
+    if args.max_transaction_timeout_ms < 1 || args.max_transactional_ids_per_shard == 0 {
+        return Err(
+            "--max-transaction-timeout-ms and --max-transactional-ids-per-shard must be at least 1"
+                .into(),
+        );
+    }
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
@@ -210,6 +224,10 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             max_long_polls: args.max_long_polls,
         },
         object_limits,
+        transaction_limits: config::TransactionLimits {
+            max_transaction_timeout_ms: args.max_transaction_timeout_ms,
+            max_transactional_ids_per_shard: args.max_transactional_ids_per_shard,
+        },
     })
 }
 

@@ -103,6 +103,16 @@ pub async fn commit(
         .map_err(refused)
 }
 
+/// A committed transaction's offsets: no member or generation to check.
+pub async fn commit_transactional(
+    shard: &Rc<Shard>,
+    group: &str,
+    offsets: Vec<CommittedOffset>,
+) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    Ok(shard.groups.commit_transactional(group, offsets).await?)
+}
+
 /// Committed offsets of a group, of one topic or (`None`) of every topic.
 pub async fn fetch_offsets(
     shard: &Rc<Shard>,

@@ -68,6 +68,10 @@ fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
     };
     let start = on_disk.max(next);
     let end = start + BLOCK;
+    // A broker that has not written its catalog yet has no meta directory.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(format!("{end}\n").as_bytes())?;
@@ -86,7 +90,8 @@ mod tests {
     #[test]
     fn ids_are_unique_across_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let meta = dir.path().to_path_buf();
+        // Not there yet: the first reservation creates it.
+        let meta = dir.path().join("meta");
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
                 let first = ProducerIds::new(meta.clone());

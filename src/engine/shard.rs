@@ -12,7 +12,7 @@ use crate::shutdown::ShardShutdown;
 use peregrine_shards::catalog::{Catalog, TopicMeta};
 use peregrine_shards::groups::{GroupConfig, GroupCoordinator};
 use peregrine_shards::log::{BatchCache, LogConfig, PartitionLog};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub struct Shard {
     pub router: Router,
     pub shutdown: ShardShutdown,
     pub groups: Rc<GroupCoordinator>,
+    /// The transaction coordinator of the transactional ids this shard owns; set once
+    /// at start (`transactions::open`), before the shard serves calls.
+    pub txn: OnceCell<Rc<super::transactions::Coordinator>>,
     /// Used on the controller shard only.
     pub producer_ids: ProducerIds,
     catalog: RefCell<Arc<Catalog>>,
@@ -76,6 +79,7 @@ impl Shard {
             router,
             shutdown,
             groups,
+            txn: OnceCell::new(),
             producer_ids,
             catalog: RefCell::new(Arc::new(Catalog::default())),
             partitions: RefCell::new(HashMap::new()),
@@ -288,6 +292,11 @@ impl Shard {
         }
         if let Err(e) = self.groups.close().await {
             tracing::error!("closing groups: {e}");
+        }
+        if let Some(txn) = self.txn.get() {
+            if let Err(e) = txn.close().await {
+                tracing::error!("closing the transaction log: {e}");
+            }
         }
     }
 }

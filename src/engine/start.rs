@@ -1,6 +1,7 @@
 //! A shard's engine coming up: joining the mesh, taking the catalog (opening what the
 //! shard owns), serving the calls other shards send here, and the background work
-//! (group ticks, queue timers, retention). The catalog a broker starts from gets
+//! (group ticks, queue timers, retention, the transaction coordinators' recovery and
+//! timeouts). The catalog a broker starts from gets
 //! RabbitMQ's standard exchanges and loses what does not outlive a run (queues not
 //! durable or exclusive, exchanges not durable); every shard makes the same change to its copy, and the
 //! next catalog change writes it to the file.
@@ -50,6 +51,7 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         .apply_catalog(catalog)
         .await
         .map_err(|e| format!("shard {}: {e}", shard.id))?;
+    super::transactions::open(&shard).await?;
     let mine = start.metrics.shards[shard.id as usize].clone();
     crate::metrics::local::install(start.metrics.clone(), mine.clone(), shard.cache_counters());
     serve_mesh(&shard, receivers);
@@ -166,8 +168,19 @@ fn spawn_background(shard: &Rc<Shard>) {
             super::partitions::enforce_retention(&s).await;
         }
     };
+    let s = shard.clone();
+    let transactions = async move {
+        // Prepared transactions a crash left are completed first; their markers wait
+        // in the mesh until the shards that own the partitions serve it.
+        super::transactions::recover(&s).await;
+        while !s.shutdown.is_triggered() {
+            runtime::sleep(super::transactions::TICK).await;
+            super::transactions::tick(&s).await;
+        }
+    };
     for spawned in [
         runtime::spawn_into(ticks, shard.queues.background),
+        runtime::spawn_into(transactions, shard.queues.background),
         runtime::spawn_into(queue_timers, shard.queues.background),
         runtime::spawn_into(retention, shard.queues.background),
     ] {

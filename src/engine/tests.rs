@@ -40,6 +40,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         amqp_users: Vec::new(),
         connection_limits: Default::default(),
         object_limits: Default::default(),
+        transaction_limits: Default::default(),
     }
 }
 
@@ -60,8 +61,19 @@ where
     F: FnOnce(Engine) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    with_engine_configured(config(data_dir), body);
+}
+
+/// Runs `body` against a one-shard engine with `config`, started from the catalog in
+/// its data directory, then shuts it down cleanly.
+fn with_engine_configured<F, Fut>(config: ServerConfig, body: F)
+where
+    F: FnOnce(Engine) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let _ = peregrine_shards::sys::raise_memlock_limit();
-    let config = Arc::new(config(data_dir));
+    let data_dir = config.data_dir.clone();
+    let config = Arc::new(config);
     let catalog = Catalog::load(&data_dir.join("meta").join("topics.json")).expect("catalog");
     let process = Arc::new(ProcessShutdown::default());
     let run = move || async move {
@@ -937,5 +949,582 @@ fn queues_owned_by_another_shard_auto_delete_expire_and_delete_if() {
             ended.is_err(),
             "the subscription ends with its queue: {ended:?}"
         );
+    });
+}
+
+// ---- transactions (issue 18) ----
+
+use super::transactions::{TxnProducer, HOLD_MARKERS};
+use peregrine_shards::batch::BatchHeader;
+
+/// Longest a test waits for a transaction the broker completes by itself.
+const TXN_WAIT: Duration = Duration::from_secs(10);
+
+fn one_topic(partitions: i32) -> TopicConfig {
+    TopicConfig {
+        partitions,
+        retention_ms: None,
+        retention_bytes: None,
+        segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
+    }
+}
+
+/// A transactional batch of `values` from `producer_id`/`epoch`, sequence `seq` on.
+fn txn_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&str]) -> bytes::BytesMut {
+    let mut builder = peregrine_shards::records::BatchBuilder::new(1, 64);
+    for v in values {
+        builder.push(None, Some(v.as_bytes()), 1, &[]);
+    }
+    let mut batch = builder.finish().expect("batch");
+    // RecordBatch v2: attributes at 21, producer id at 43, epoch at 51, sequence at
+    // 53; the CRC32C at 17 covers attributes to the end.
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x10;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::BytesMut::from(&batch[..])
+}
+
+fn producer(id: &str, (producer_id, epoch): (i64, i16)) -> TxnProducer {
+    TxnProducer {
+        transactional_id: id.into(),
+        producer_id,
+        epoch,
+    }
+}
+
+fn committed_from(offset: i64) -> FetchArgs {
+    FetchArgs {
+        offset,
+        max_bytes: 1 << 20,
+        max_wait_ms: 0,
+        min_bytes: 1,
+        isolation: Isolation::Committed,
+    }
+}
+
+/// The headers of every batch a read_committed fetch from 0 returns, and the fetch.
+async fn read_committed(
+    engine: &Engine,
+    topic: &str,
+    partition: i32,
+) -> (Fetched, Vec<BatchHeader>) {
+    let fetched = engine
+        .fetch(topic, partition, committed_from(0))
+        .await
+        .expect("fetch");
+    let headers = fetched
+        .batches
+        .iter()
+        .map(|b| BatchHeader::parse(b).expect("header"))
+        .collect();
+    (fetched, headers)
+}
+
+/// A partition of `topic` owned by each of the two shards.
+fn one_per_shard(engine: &Engine, topic: &str, partitions: i32) -> (i32, i32) {
+    let owner = |p| {
+        engine
+            .owner(Object::Partition {
+                topic,
+                partition: p,
+            })
+            .expect("owner")
+    };
+    let on = |shard| {
+        (0..partitions)
+            .find(|p| owner(*p) == shard)
+            .expect("a partition on each shard")
+    };
+    (on(0), on(1))
+}
+
+/// The id's state once `done` holds for it, within `TXN_WAIT`.
+async fn txn_state_when(
+    engine: &Engine,
+    id: &str,
+    done: impl Fn(&TxnDescription) -> bool,
+) -> TxnDescription {
+    let deadline = std::time::Instant::now() + TXN_WAIT;
+    loop {
+        let (_, described) = engine
+            .describe_transactions(vec![id.to_string()])
+            .await
+            .pop()
+            .expect("one answer");
+        let described = described.expect("described");
+        if done(&described) || std::time::Instant::now() >= deadline {
+            return described;
+        }
+        crate::runtime::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_transaction_over_two_shards_commits_with_a_marker_in_each_partition() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_topic("t", one_topic(8))
+            .await
+            .expect("create");
+        let (a, b) = one_per_shard(&engine, "t", 8);
+        let ids = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        assert_eq!(ids.1, 0);
+        let p = producer("tx", ids);
+        let parts = vec![("t".to_string(), a), ("t".to_string(), b)];
+        engine
+            .add_partitions_to_txn(p.clone(), parts.clone())
+            .await
+            .expect("add partitions");
+        for partition in [a, b] {
+            engine
+                .produce(
+                    "t",
+                    partition,
+                    Acks::Durable,
+                    txn_batch(ids.0, ids.1, 0, &["x", "y"]),
+                )
+                .await
+                .expect("produce");
+            // Open: a read_committed reader sees nothing yet.
+            let (fetched, headers) = read_committed(&engine, "t", partition).await;
+            assert_eq!(fetched.last_stable_offset, 0);
+            assert!(headers.is_empty());
+        }
+        // Offsets of a group on the shard that does not own the transactional id.
+        let txn_shard = engine.owner(Object::Transaction("tx")).expect("owner");
+        let group = (0..100)
+            .map(|i| format!("g{i}"))
+            .find(|g| engine.owner(Object::Group(g)).expect("owner") != txn_shard)
+            .expect("a group on the other shard");
+        engine
+            .add_offsets_to_txn(p.clone(), &group)
+            .await
+            .expect("add offsets");
+        let at = vec![CommitEntry {
+            topic: "t".into(),
+            partition: a,
+            offset: 2,
+        }];
+        engine
+            .txn_offset_commit(p.clone(), &group, at.clone())
+            .await
+            .expect("txn offset commit");
+        assert!(engine
+            .fetch_offsets(&group, None)
+            .await
+            .expect("fetch")
+            .is_empty());
+        let open = txn_state_when(&engine, "tx", |_| true).await;
+        assert_eq!(open.state, TxnState::Ongoing);
+        assert_eq!(open.groups, vec![group.clone()]);
+        let mut sorted = parts.clone();
+        sorted.sort();
+        assert_eq!(open.partitions, sorted);
+        engine.end_txn(p.clone(), true).await.expect("commit");
+        for partition in [a, b] {
+            let (fetched, headers) = read_committed(&engine, "t", partition).await;
+            assert_eq!(fetched.high_watermark, 3, "two records and the marker");
+            assert_eq!(fetched.last_stable_offset, fetched.high_watermark);
+            assert!(fetched.aborted.is_empty());
+            let last = headers.last().expect("batches");
+            assert!(last.is_control(), "the commit marker ends the partition");
+            assert_eq!(last.producer_id, ids.0);
+        }
+        let done = txn_state_when(&engine, "tx", |_| true).await;
+        assert_eq!(done.state, TxnState::CompleteCommit);
+        assert_eq!(engine.fetch_offsets(&group, None).await.expect("fetch"), at);
+        // A client retrying its commit is answered OK; an abort now is not.
+        engine
+            .end_txn(p.clone(), true)
+            .await
+            .expect("commit retried");
+        assert!(matches!(
+            engine.end_txn(p, false).await,
+            Err(EngineError::InvalidTxnState(_))
+        ));
+        let listed = engine
+            .list_transactions(vec![TxnState::CompleteCommit], Vec::new())
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].producer_id, ids.0);
+    });
+}
+
+#[test]
+fn an_aborted_transaction_leaves_aborted_ranges_for_read_committed_readers() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_topic("t", one_topic(8))
+            .await
+            .expect("create");
+        let (a, b) = one_per_shard(&engine, "t", 8);
+        let ids = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let p = producer("tx", ids);
+        let parts = vec![("t".to_string(), a), ("t".to_string(), b)];
+        engine
+            .add_partitions_to_txn(p.clone(), parts)
+            .await
+            .expect("add partitions");
+        for partition in [a, b] {
+            engine
+                .produce(
+                    "t",
+                    partition,
+                    Acks::Durable,
+                    txn_batch(ids.0, ids.1, 0, &["x"]),
+                )
+                .await
+                .expect("produce");
+        }
+        engine.end_txn(p, false).await.expect("abort");
+        for partition in [a, b] {
+            let (fetched, headers) = read_committed(&engine, "t", partition).await;
+            assert_eq!(fetched.last_stable_offset, 2);
+            assert_eq!(
+                fetched.aborted,
+                vec![AbortedRange {
+                    producer_id: ids.0,
+                    first_offset: 0
+                }]
+            );
+            assert!(headers.last().expect("batches").is_control());
+        }
+        let done = txn_state_when(&engine, "tx", |_| true).await;
+        assert_eq!(done.state, TxnState::CompleteAbort);
+        assert!(done.partitions.is_empty());
+    });
+}
+
+#[test]
+fn transactional_offsets_show_only_after_a_commit_and_never_after_an_abort() {
+    with_engine(|engine| async move {
+        engine
+            .create_topic("t", one_topic(1))
+            .await
+            .expect("create");
+        let ids = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let p = producer("tx", ids);
+        let at = |offset| {
+            vec![CommitEntry {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+            }]
+        };
+        // The group must be added first.
+        assert!(matches!(
+            engine.txn_offset_commit(p.clone(), "g", at(5)).await,
+            Err(EngineError::InvalidTxnState(_))
+        ));
+        engine
+            .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
+            .await
+            .expect("add partition");
+        engine
+            .add_offsets_to_txn(p.clone(), "g")
+            .await
+            .expect("add offsets");
+        engine
+            .txn_offset_commit(p.clone(), "g", at(5))
+            .await
+            .expect("txn offset commit");
+        assert!(engine
+            .fetch_offsets("g", None)
+            .await
+            .expect("fetch")
+            .is_empty());
+        engine.end_txn(p.clone(), true).await.expect("commit");
+        assert_eq!(engine.fetch_offsets("g", None).await.expect("fetch"), at(5));
+
+        // The next transaction aborts: its offsets never show.
+        engine
+            .add_offsets_to_txn(p.clone(), "g")
+            .await
+            .expect("add offsets");
+        engine
+            .txn_offset_commit(p.clone(), "g", at(9))
+            .await
+            .expect("txn offset commit");
+        engine.end_txn(p, false).await.expect("abort");
+        assert_eq!(engine.fetch_offsets("g", None).await.expect("fetch"), at(5));
+    });
+}
+
+#[test]
+fn init_with_an_open_transaction_aborts_it_and_fences_the_old_epoch() {
+    with_engine(|engine| async move {
+        engine
+            .create_topic("t", one_topic(1))
+            .await
+            .expect("create");
+        let first = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let old = producer("tx", first);
+        engine
+            .add_partitions_to_txn(old.clone(), vec![("t".into(), 0)])
+            .await
+            .expect("add partition");
+        engine
+            .produce(
+                "t",
+                0,
+                Acks::Durable,
+                txn_batch(first.0, first.1, 0, &["zombie"]),
+            )
+            .await
+            .expect("produce");
+        let second = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("second init");
+        assert_eq!(second.0, first.0, "same producer id");
+        assert!(
+            second.1 > first.1 + 1,
+            "epoch bumped past the fencing abort"
+        );
+        let (fetched, _) = read_committed(&engine, "t", 0).await;
+        assert_eq!(fetched.last_stable_offset, fetched.high_watermark);
+        assert_eq!(fetched.aborted.len(), 1, "the open transaction was aborted");
+        assert!(matches!(
+            engine
+                .add_partitions_to_txn(old.clone(), vec![("t".into(), 0)])
+                .await,
+            Err(EngineError::ProducerFenced(_))
+        ));
+        assert!(matches!(
+            engine.end_txn(old.clone(), true).await,
+            Err(EngineError::ProducerFenced(_))
+        ));
+        assert!(matches!(
+            engine.end_txn(producer("nobody", first), true).await,
+            Err(EngineError::UnknownTransactionalId(_))
+        ));
+        assert!(matches!(
+            engine
+                .end_txn(producer("tx", (first.0 + 1, second.1)), true)
+                .await,
+            Err(EngineError::UnknownTransactionalId(_))
+        ));
+        assert!(matches!(
+            engine
+                .add_partitions_to_txn(producer("tx", second), vec![("nope".into(), 0)])
+                .await,
+            Err(EngineError::UnknownPartition(_))
+        ));
+        assert!(matches!(
+            engine.init_transactions("tx", 900_001, -1, -1).await,
+            Err(EngineError::InvalidTransactionTimeout(_))
+        ));
+    });
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    with_engine(|engine| async move {
+        engine
+            .create_topic("t", one_topic(1))
+            .await
+            .expect("create");
+        let ids = engine
+            .init_transactions("tx", 100, -1, -1)
+            .await
+            .expect("init");
+        let p = producer("tx", ids);
+        engine
+            .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
+            .await
+            .expect("add partition");
+        engine
+            .produce("t", 0, Acks::Durable, txn_batch(ids.0, ids.1, 0, &["late"]))
+            .await
+            .expect("produce");
+        let done = txn_state_when(&engine, "tx", |d| d.state == TxnState::CompleteAbort).await;
+        assert_eq!(done.state, TxnState::CompleteAbort);
+        assert_eq!(done.epoch, ids.1 + 1);
+        let (fetched, _) = read_committed(&engine, "t", 0).await;
+        assert_eq!(fetched.aborted.len(), 1);
+        assert!(matches!(
+            engine.end_txn(p, true).await,
+            Err(EngineError::ProducerFenced(_))
+        ));
+    });
+}
+
+#[test]
+fn calls_for_a_transaction_being_completed_get_concurrent_transactions() {
+    with_engine(|engine| async move {
+        engine
+            .create_topic("t", one_topic(1))
+            .await
+            .expect("create");
+        let ids = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let p = producer("tx", ids);
+        engine
+            .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
+            .await
+            .expect("add partition");
+        HOLD_MARKERS.with(|h| h.set(true));
+        assert!(matches!(
+            engine.end_txn(p.clone(), true).await,
+            Err(EngineError::ConcurrentTransactions(_))
+        ));
+        assert!(matches!(
+            engine
+                .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
+                .await,
+            Err(EngineError::ConcurrentTransactions(_))
+        ));
+        assert!(matches!(
+            engine.init_transactions("tx", 60_000, -1, -1).await,
+            Err(EngineError::ConcurrentTransactions(_))
+        ));
+        HOLD_MARKERS.with(|h| h.set(false));
+        // The tick completes it; the client's retry is then answered OK.
+        let done = txn_state_when(&engine, "tx", |d| d.state == TxnState::CompleteCommit).await;
+        assert_eq!(done.state, TxnState::CompleteCommit);
+        engine.end_txn(p, true).await.expect("commit retried");
+    });
+}
+
+#[test]
+fn after_a_restart_an_open_transaction_is_aborted_and_a_decided_commit_finished() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ids = Arc::new(std::sync::Mutex::new((0i64, 0i16, 0i64, 0i16)));
+    let seen = ids.clone();
+    with_engine_at(dir.path(), move |engine| async move {
+        engine
+            .create_topic("t", one_topic(2))
+            .await
+            .expect("create");
+        let open = engine
+            .init_transactions("open", 60_000, -1, -1)
+            .await
+            .expect("init");
+        engine
+            .add_partitions_to_txn(producer("open", open), vec![("t".into(), 0)])
+            .await
+            .expect("add");
+        engine
+            .produce("t", 0, Acks::Durable, txn_batch(open.0, open.1, 0, &["o"]))
+            .await
+            .expect("produce");
+        let decided = engine
+            .init_transactions("decided", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let d = producer("decided", decided);
+        engine
+            .add_partitions_to_txn(d.clone(), vec![("t".into(), 1)])
+            .await
+            .expect("add");
+        engine
+            .add_offsets_to_txn(d.clone(), "g")
+            .await
+            .expect("add group");
+        let at = vec![CommitEntry {
+            topic: "t".into(),
+            partition: 1,
+            offset: 1,
+        }];
+        engine
+            .txn_offset_commit(d.clone(), "g", at)
+            .await
+            .expect("offsets");
+        engine
+            .produce(
+                "t",
+                1,
+                Acks::Durable,
+                txn_batch(decided.0, decided.1, 0, &["d"]),
+            )
+            .await
+            .expect("produce");
+        // The commit is decided and durable, and the broker stops before any marker.
+        HOLD_MARKERS.with(|h| h.set(true));
+        assert!(engine.end_txn(d, true).await.is_err());
+        let prepared = txn_state_when(&engine, "decided", |_| true).await;
+        assert_eq!(prepared.state, TxnState::PrepareCommit);
+        *seen.lock().expect("lock") = (open.0, open.1, decided.0, decided.1);
+    });
+    let (open_pid, open_epoch, decided_pid, _) = *ids.lock().expect("lock");
+    with_engine_at(dir.path(), move |engine| async move {
+        let open = txn_state_when(&engine, "open", |d| d.state == TxnState::CompleteAbort).await;
+        assert_eq!(open.state, TxnState::CompleteAbort);
+        assert_eq!((open.producer_id, open.epoch), (open_pid, open_epoch + 1));
+        let (fetched, _) = read_committed(&engine, "t", 0).await;
+        assert_eq!(fetched.last_stable_offset, fetched.high_watermark);
+        assert_eq!(fetched.aborted.len(), 1);
+
+        let decided =
+            txn_state_when(&engine, "decided", |d| d.state == TxnState::CompleteCommit).await;
+        assert_eq!(decided.state, TxnState::CompleteCommit);
+        let (fetched, headers) = read_committed(&engine, "t", 1).await;
+        assert_eq!(fetched.last_stable_offset, fetched.high_watermark);
+        assert!(fetched.aborted.is_empty());
+        let last = headers.last().expect("batches");
+        assert!(last.is_control() && last.producer_id == decided_pid);
+        let offsets = engine.fetch_offsets("g", None).await.expect("offsets");
+        assert_eq!(offsets.len(), 1);
+        assert_eq!(offsets[0].offset, 1);
+    });
+}
+
+#[test]
+fn transactional_ids_past_the_shard_cap_are_refused_and_known_ones_still_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limited = ServerConfig {
+        transaction_limits: crate::config::TransactionLimits {
+            max_transactional_ids_per_shard: 2,
+            max_transaction_timeout_ms: 1_000,
+        },
+        ..config(dir.path())
+    };
+    with_engine_configured(limited, |engine| async move {
+        for id in ["a", "b"] {
+            engine
+                .init_transactions(id, 1_000, -1, -1)
+                .await
+                .expect("init");
+        }
+        assert!(matches!(
+            engine.init_transactions("c", 1_000, -1, -1).await,
+            Err(EngineError::InvalidRequest(_))
+        ));
+        let again = engine
+            .init_transactions("a", 1_000, -1, -1)
+            .await
+            .expect("a known id");
+        assert_eq!(again.1, 1);
+        assert!(matches!(
+            engine.init_transactions("a", 1_001, -1, -1).await,
+            Err(EngineError::InvalidTransactionTimeout(_))
+        ));
+        let described = engine
+            .describe_transactions(vec!["a".into(), "c".into()])
+            .await;
+        assert!(described[0].1.is_ok());
+        assert!(matches!(
+            described[1].1,
+            Err(EngineError::UnknownTransactionalId(_))
+        ));
     });
 }

@@ -311,6 +311,30 @@ impl GroupCoordinator {
         log.commit(group, offsets).await
     }
 
+    /// A committed transaction's offsets for `group` (Kafka's TxnOffsetCommit, applied
+    /// when its transaction commits): durable as any commit, without member or
+    /// generation checks (the transactional producer is no member), and not refused at
+    /// the shard's group cap: the transaction's records are already committed, so
+    /// refusing its offsets would break exactly-once; the transaction bounds (groups per
+    /// transaction, transactional ids per shard) bound what this can add.
+    pub async fn commit_transactional(
+        &self,
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), GroupError> {
+        check_group_id(group)?;
+        check_offsets(&offsets)?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let log = self.offsets_of(group).await?;
+        self.groups
+            .borrow_mut()
+            .entry(group.to_string())
+            .or_insert_with(|| Group::new(group));
+        log.commit(group, offsets).await
+    }
+
     /// Kafka OffsetFetch: all committed offsets (`None`), or one per requested
     /// partition, offset -1 where nothing was committed. Loads the group's offsets from
     /// disk on first touch.
@@ -670,6 +694,34 @@ mod tests {
         );
         let a = ok(c.join(req("g", Some(&a.member_id), a_ms)).await);
         (a, ok(b.await))
+    }
+
+    #[test]
+    fn a_transactional_commit_needs_no_member_and_lands_in_a_group_with_members() {
+        let dir = tempdir();
+        let root = dir.path().to_path_buf();
+        run_local(async move {
+            let c = GroupCoordinator::new(GroupConfig {
+                max_groups: 1,
+                ..GroupConfig::new(root.clone())
+            });
+            let a = ok(c.join(req("g", None, 10_000)).await);
+            // A plain commit without the member is refused; a transaction's is not.
+            assert_eq!(
+                c.commit("g", "", -1, vec![off(0, 5)]).await,
+                Err(GroupError::UnknownMember)
+            );
+            ok(c.commit_transactional("g", vec![off(0, 5), off(1, 7)])
+                .await);
+            // Past the group cap too: the transaction has already committed.
+            ok(c.commit_transactional("other", vec![off(2, 9)]).await);
+            assert_eq!(
+                ok(c.fetch_offsets("g", None).await),
+                vec![off(0, 5), off(1, 7)]
+            );
+            assert_eq!(ok(c.fetch_offsets("other", None).await), vec![off(2, 9)]);
+            assert_eq!(c.heartbeat("g", &a.member_id, a.generation), Ok(()));
+        });
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! * `recovery`  start-up scan: validate batches, cut a torn tail, rebuild indexes
 //! * `retention` which whole segments to delete by time and bytes (pure)
 //! * `cache`     the shard-wide bounded cache of recent batches
+//! * `producers` idempotent (and transactional) producers' epochs and sequences
+//! * `transactions` open transactions, aborted ranges and the last stable offset
 //! * `file`      the only user of glommio's file types
 //!
 //! Everything here is owned by one shard and is `!Send`.
@@ -25,6 +27,7 @@ mod producers;
 mod recovery;
 mod retention;
 mod segment;
+mod transactions;
 
 #[cfg(test)]
 mod tests;

@@ -15,8 +15,18 @@
 //! pending queue, which reads always consult. DeleteRecords waits until its new start
 //! is durable, so the start never passes data a crash could lose.
 //!
-//! Small metadata files (the DeleteRecords start, the producer snapshot) are written
-//! and read through the shard's DMA files, never with blocking calls on its thread.
+//! Transactions (Kafka's KIP-98): a transactional data batch opens its producer's
+//! transaction here, `append_marker` writes the control batch that ends it, and
+//! `transactions::PartitionTxns` keeps what is open (the last stable offset) and what
+//! was aborted. The first transactional batch also makes the flusher write the file
+//! `transactional` before that batch reaches the segment: after a crash without a
+//! producer snapshot, such a partition rebuilds its producer and transaction state
+//! from the log start (a transaction may have begun in any older segment), any other
+//! from the active segment only.
+//!
+//! Small metadata files (the DeleteRecords start, the producer snapshot, the
+//! `transactional` flag) are written and read through the shard's DMA files, never
+//! with blocking calls on its thread.
 //!
 //! Owned by the partition's shard: `!Send`, used inside that shard's glommio executor.
 //! The flusher task shares `Inner` through `Rc`; no `RefCell` borrow is held across an
@@ -29,7 +39,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::cache::BatchCache;
 use super::config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX};
@@ -40,7 +50,9 @@ use super::producers::{ProducerStates, Verdict};
 use super::recovery;
 use super::retention::{self, SegmentStats};
 use super::segment::{self, DiskRead, Segment, SegmentAppender};
+use super::transactions::PartitionTxns;
 use crate::batch::{self, BatchError, BatchHeader};
+use crate::records::EndTxnMarker;
 
 /// Largest single write of one flush cycle; more pending data takes more writes.
 const WRITE_BYTES_MAX: usize = 8 << 20;
@@ -141,6 +153,19 @@ struct State {
     producers: ProducerStates,
     /// Records below this were deleted by `delete_records_before` (0: none).
     deleted_below: i64,
+    /// Open transactions and aborted ranges.
+    txns: PartitionTxns,
+    /// Whether the `transactional` file is on disk, or must be before the next write.
+    txn_flag: TxnFlag,
+}
+
+/// The `transactional` file: present once the partition has had a transactional batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnFlag {
+    Absent,
+    /// A transactional batch is pending: the flusher writes the file before it.
+    Wanted,
+    Written,
 }
 
 struct Inner {
@@ -211,6 +236,9 @@ impl PartitionLog {
             state.deleted_below = deleted_below.min(state.end_offset);
             state.start_offset = state.start_offset.max(state.deleted_below);
         }
+        if has_txn_flag(&dir).await? {
+            state.txn_flag = TxnFlag::Written;
+        }
         state.check_offsets();
         let cache_key = cache.register();
         let inner = Rc::new(Inner {
@@ -232,23 +260,32 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// Producer state at open: the clean-close snapshot, then the batches after it (or
-    /// the active segment alone when there is no usable snapshot).
+    /// Producer and transaction state at open: the clean-close snapshot, then the
+    /// batches after it. Without a usable snapshot: the active segment alone, or the
+    /// whole log when it ever had a transactional batch (an open transaction may have
+    /// begun in any segment, and aborted ranges in every one are still read).
     async fn rebuild_producers(&self) -> Result<(), LogError> {
-        let (start, end, active_base) = {
+        let (start, end, active_base, transactional) = {
             let st = self.inner.state.borrow();
             let active = st
                 .segments
                 .last()
                 .map_or(st.start_offset, |s| s.base_offset);
-            (st.start_offset, st.end_offset, active)
+            let transactional = st.txn_flag == TxnFlag::Written;
+            (st.start_offset, st.end_offset, active, transactional)
         };
         let expiration_ms = self.inner.config.producer_id_expiration_ms;
         let now = now_ms();
-        let (mut states, mut next) =
+        let (mut states, mut txns, mut next) =
             match ProducerStates::load(&self.inner.dir, expiration_ms, now).await {
-                Some((states, covered)) if covered <= end && covered >= start => (states, covered),
-                _ => (ProducerStates::new(expiration_ms), active_base.max(start)),
+                Some((states, txns, covered)) if covered <= end && covered >= start => {
+                    (states, txns, covered)
+                }
+                _ => {
+                    let from = if transactional { start } else { active_base };
+                    let fresh = ProducerStates::new(expiration_ms);
+                    (fresh, PartitionTxns::default(), from.max(start))
+                }
             };
         while next < end {
             let read = self.read(next, 1 << 20).await?;
@@ -258,14 +295,19 @@ impl PartitionLog {
             for bytes in &read.batches {
                 let header = BatchHeader::parse(bytes)?;
                 // When they were appended is not recorded: as if now, so a producer
-                // seen in the log is kept for one more expiration at most.
-                if header.base_offset >= next {
-                    states.record(&header, header.base_offset, now);
+                // seen in the log is kept for one more expiration at most. A batch
+                // that straddles a DeleteRecords start still counts: its records after
+                // the start are readable, and may be in an open transaction.
+                if header.last_offset() >= next {
+                    replay_batch(&mut states, &mut txns, bytes, &header, now);
                 }
                 next = next.max(header.last_offset() + 1);
             }
         }
-        self.inner.state.borrow_mut().producers = states;
+        txns.truncate_below(start);
+        let mut st = self.inner.state.borrow_mut();
+        st.producers = states;
+        st.txns = txns;
         Ok(())
     }
 
@@ -284,6 +326,9 @@ impl PartitionLog {
                 size: range.len(),
                 max: BATCH_BYTES_MAX,
             });
+        }
+        if let Some(reason) = parts.iter().find_map(|(_, h)| refused_from_clients(h)) {
+            return Err(LogError::InvalidBatch(BatchError::Invalid(reason)));
         }
         let inner = &self.inner;
         let now = now_ms();
@@ -326,6 +371,10 @@ impl PartitionLog {
             debug_assert_eq!(range.len(), header.total_len(), "split batch length");
             let last_offset = offset + i64::from(header.last_offset_delta);
             st.producers.record(&header, offset, now);
+            if header.is_transactional() {
+                st.txns.on_data(header.producer_id, offset);
+                st.want_txn_flag();
+            }
             st.push_batch(
                 &inner.config,
                 frozen.slice(range),
@@ -440,6 +489,11 @@ impl PartitionLog {
     /// `EndTransactionMarker`) for `producer_id`: it closes the producer's open
     /// transaction in this partition, committed or aborted. Queued like any append;
     /// the caller waits for durability.
+    ///
+    /// A marker from an epoch older than the producer's is refused (`ProducerFenced`);
+    /// a newer epoch becomes the producer's. A marker with no transaction open here is
+    /// written all the same (the coordinator re-sends markers after a crash) and
+    /// changes nothing else.
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -447,27 +501,96 @@ impl PartitionLog {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<AppendResult, LogError> {
-        // Issue 18, partition side: not written yet.
-        let _ = (producer_id, epoch, commit, coordinator_epoch);
-        Err(LogError::Closed)
+        let inner = &self.inner;
+        inner.check_writable()?;
+        if producer_id < 0 {
+            return Err(LogError::InvalidBatch(BatchError::Invalid(
+                "a transaction marker needs a producer id",
+            )));
+        }
+        let now = now_ms();
+        let mut st = inner.state.borrow_mut();
+        st.producers.check_marker(producer_id, epoch, now)?;
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let mut bytes = marker.batch(producer_id, epoch, now);
+        let offset = st.end_offset;
+        batch::set_base_offset(&mut bytes, offset);
+        debug_assert!(batch::validate(&bytes).is_ok_and(|h| h.is_control()));
+        st.producers.record_marker(producer_id, epoch, now);
+        st.txns.on_marker(producer_id, commit, offset);
+        st.want_txn_flag();
+        st.push_batch(&inner.config, Bytes::from(bytes), offset, offset, now);
+        st.end_offset = offset + 1;
+        st.check_offsets();
+        drop(st);
+        // read_committed long polls wait for this: the stable offset may have moved.
+        let woke_readers = inner.data_waiters.wake_past(offset + 1);
+        inner.flusher_wake.notify();
+        Ok(AppendResult {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time_ms: now,
+            woke_readers,
+            duplicate: false,
+        })
     }
 
     /// The first offset of the oldest open transaction, or the end offset when none
-    /// is open: `read_committed` readers stop here.
+    /// is open: `read_committed` readers stop here. Never below the log start (a
+    /// transaction whose first records were deleted holds readers at the start).
     pub fn last_stable_offset(&self) -> i64 {
-        self.end_offset()
+        let st = self.inner.state.borrow();
+        st.txns.first_unstable().map_or(st.end_offset, |first| {
+            first.clamp(st.start_offset, st.end_offset)
+        })
     }
 
     /// Aborted transactions that may have records in `[from, to)`: (producer id, first
-    /// offset), oldest first.
+    /// offset), oldest (lowest first offset) first.
     pub fn aborted_in(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
-        let _ = (from, to);
-        Vec::new()
+        let st = self.inner.state.borrow();
+        st.txns
+            .aborted_in(from, to)
+            .into_iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
     }
 
-    /// Every producer with state kept here (Kafka's DescribeProducers).
+    /// Every producer with state kept here (Kafka's DescribeProducers), by producer id:
+    /// those the idempotence checks keep, and any other with a transaction open here.
     pub fn producer_summaries(&self) -> Vec<ProducerSummary> {
-        Vec::new()
+        let st = self.inner.state.borrow();
+        let mut out: Vec<ProducerSummary> = st
+            .producers
+            .views()
+            .into_iter()
+            .map(|v| ProducerSummary {
+                producer_id: v.producer_id,
+                epoch: v.epoch,
+                last_sequence: v.last_sequence,
+                last_timestamp_ms: v.last_ms,
+                txn_start_offset: st.txns.ongoing_first(v.producer_id).unwrap_or(-1),
+            })
+            .collect();
+        let kept = out.len();
+        for (producer_id, first) in st.txns.ongoing() {
+            let known = out[..kept].binary_search_by_key(&producer_id, |p| p.producer_id);
+            if known.is_err() {
+                // Expired from the idempotence state while its transaction is open.
+                out.push(ProducerSummary {
+                    producer_id,
+                    epoch: -1,
+                    last_sequence: -1,
+                    last_timestamp_ms: -1,
+                    txn_start_offset: first,
+                });
+            }
+        }
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     pub fn start_offset(&self) -> i64 {
@@ -600,6 +723,8 @@ impl PartitionLog {
             let first = st.segments.first().map_or(st.end_offset, |s| s.base_offset);
             st.start_offset = first.max(st.deleted_below);
             st.check_offsets();
+            let start = st.start_offset;
+            st.txns.truncate_below(start);
             removed
         };
         if removed.is_empty() {
@@ -653,6 +778,7 @@ impl PartitionLog {
             st.deleted_below = offset;
             st.start_offset = offset;
             st.check_offsets();
+            st.txns.truncate_below(offset);
             let last = st.segments.len().saturating_sub(1);
             let count = st.segments[..last]
                 .iter()
@@ -704,13 +830,13 @@ impl PartitionLog {
         inner.cache.remove_partition(inner.cache_key);
         inner.check_failure()?;
         // Cloned so no borrow is held across the write.
-        let (producers, end) = {
+        let (producers, txns, end) = {
             let st = inner.state.borrow();
-            (st.producers.clone(), st.end_offset)
+            (st.producers.clone(), st.txns.clone(), st.end_offset)
         };
-        if !producers.is_empty() {
+        if !producers.is_empty() || !txns.is_empty() {
             producers
-                .save(&inner.dir, end, now_ms())
+                .save(&txns, &inner.dir, end, now_ms())
                 .await
                 .map_err(|e| {
                     LogError::io(
@@ -758,6 +884,18 @@ impl Drop for PartitionLog {
 
 /// File recording the start offset set by DeleteRecords.
 const LOG_START_FILE: &str = "log-start-offset";
+/// File present once the partition has had a transactional batch (its content is not
+/// read): then a crash without a producer snapshot rebuilds from the log start.
+const TXN_FLAG_FILE: &str = "transactional";
+
+/// Whether the `transactional` file exists.
+async fn has_txn_flag(dir: &std::path::Path) -> Result<bool, LogError> {
+    let path = dir.join(TXN_FLAG_FILE);
+    file::read_small_file(&path)
+        .await
+        .map(|found| found.is_some())
+        .map_err(|e| LogError::io(format!("reading {}", path.display()), e))
+}
 
 /// Records the DeleteRecords start atomically (temporary file, fdatasync, rename,
 /// directory fsync) through the shard's DMA files.
@@ -773,6 +911,49 @@ async fn load_log_start(dir: &std::path::Path) -> Option<i64> {
         .await
         .ok()??;
     std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+}
+
+/// Why a batch may not come through `append`, if it may not: markers are written by
+/// `append_marker` alone (so the transaction state sees every one), and a transaction
+/// needs a producer id.
+fn refused_from_clients(header: &BatchHeader) -> Option<&'static str> {
+    if header.is_control() {
+        return Some("control batches are written by the broker only");
+    }
+    if header.is_transactional() && header.producer_id < 0 {
+        return Some("a transactional batch needs a producer id");
+    }
+    None
+}
+
+/// Applies one batch read back from the log to the producer and transaction state, as
+/// `append` and `append_marker` did when it was written (checks were made then).
+fn replay_batch(
+    states: &mut ProducerStates,
+    txns: &mut PartitionTxns,
+    bytes: &[u8],
+    header: &BatchHeader,
+    now: i64,
+) {
+    if header.is_control() {
+        // Markers come only from `append_marker`; anything else that is a control
+        // batch (written by a client before they were refused) ends nothing.
+        match EndTxnMarker::decode(bytes) {
+            Ok(Some(marker)) => {
+                states.record_marker(header.producer_id, header.producer_epoch, now);
+                txns.on_marker(header.producer_id, marker.commit, header.base_offset);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                warn!(offset = header.base_offset, %err, "unreadable control batch ignored")
+            }
+        }
+        return;
+    }
+    states.record(header, header.base_offset, now);
+    if header.is_transactional() {
+        txns.on_data(header.producer_id, header.base_offset);
+    }
 }
 
 /// Whether `batches` start with the one holding `offset` and follow one another
@@ -836,6 +1017,15 @@ impl State {
             failure: None,
             producers: ProducerStates::default(),
             deleted_below: 0,
+            txns: PartitionTxns::default(),
+            txn_flag: TxnFlag::Absent,
+        }
+    }
+
+    /// A transactional batch was queued: the flusher writes `transactional` before it.
+    fn want_txn_flag(&mut self) {
+        if self.txn_flag == TxnFlag::Absent {
+            self.txn_flag = TxnFlag::Wanted;
         }
     }
 
@@ -1194,6 +1384,7 @@ async fn flush_cycle(
 ) -> Result<bool, LogError> {
     let started = std::time::Instant::now();
     while let Some(run) = inner.pending_run() {
+        write_txn_flag_if_wanted(inner).await?;
         if run.segment_base != appender.base_offset {
             seal_and_roll(inner, appender, run.segment_base).await?;
         }
@@ -1222,6 +1413,24 @@ async fn flush_cycle(
     inner.count_fsync();
     inner.advance_durable(written);
     Ok(true)
+}
+
+/// Writes the `transactional` file if a pending batch is the partition's first
+/// transactional one, so that the file is durable before any such batch is written.
+async fn write_txn_flag_if_wanted(inner: &Inner) -> Result<(), LogError> {
+    if inner.state.borrow().txn_flag != TxnFlag::Wanted {
+        return Ok(());
+    }
+    let path = inner.dir.join(TXN_FLAG_FILE);
+    let written = async {
+        file::write_file_atomic(&path, b"1\n").await?;
+        file::sync_dir(&inner.dir).await
+    };
+    written
+        .await
+        .map_err(|e| LogError::io(format!("writing {}", path.display()), e))?;
+    inner.state.borrow_mut().txn_flag = TxnFlag::Written;
+    Ok(())
 }
 
 /// Closes the current segment (trimmed, synced, indexes persisted) and starts the file

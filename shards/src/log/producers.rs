@@ -6,9 +6,10 @@
 //!
 //! The state is rebuilt from the log at open: from the snapshot written at the last
 //! clean close (`producers.json`, covering offsets below its `offset`), then the batches
-//! after it. Without a usable snapshot only the active segment is read: a producer
-//! silent for longer is forgotten, and its next batch starts a fresh entry (Kafka's
-//! producer-state expiry; the client's sequence carries on).
+//! after it. Without a usable snapshot only the active segment is read (the whole log
+//! in a partition that ever had a transactional batch, see `partition_log`): a
+//! producer silent for longer is forgotten, and its next batch starts a fresh entry
+//! (Kafka's producer-state expiry; the client's sequence carries on).
 //!
 //! A producer idle for longer than the expiration (Kafka's `producer.id.expiration.ms`,
 //! `--producer-id-expiration-ms`, default one day) is forgotten: its next batch is
@@ -17,11 +18,17 @@
 //! that ever wrote. Expired entries are dropped lazily when looked up, on every
 //! retention pass (`PartitionLog::enforce_retention`) and from the snapshot.
 //!
+//! Transactional producers (KIP-98) are checked the same way. A transaction marker
+//! (`check_marker`, `record_marker`) from an epoch older than the producer's is fenced;
+//! a newer epoch becomes the producer's and starts its sequence over.
+//!
 //! The snapshot is written and read through the shard's DMA files (`file`), never with
-//! blocking calls on the shard's thread.
+//! blocking calls on the shard's thread. It also carries the partition's transaction
+//! state (`transactions::PartitionTxns`), which is rebuilt with the producers.
 
 use super::error::LogError;
 use super::file;
+use super::transactions::PartitionTxns;
 use crate::batch::BatchHeader;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -96,6 +103,19 @@ struct Snapshot {
     /// The state covers every batch below this offset.
     offset: i64,
     states: ProducerStates,
+    /// Absent from snapshots written before transactions existed: none then.
+    #[serde(default)]
+    txns: PartitionTxns,
+}
+
+/// What DescribeProducers shows of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 when no batch with a sequence is kept.
+    pub last_sequence: i32,
+    pub last_ms: i64,
 }
 
 impl ProducerStates {
@@ -201,6 +221,49 @@ impl ProducerStates {
         }
     }
 
+    /// Checks a transaction marker of `producer_id` at `epoch`: one from an older epoch
+    /// than the producer's current one is fenced.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16, now_ms: i64) -> Result<(), LogError> {
+        match self.live(producer_id, now_ms) {
+            Some(p) if epoch < p.epoch => Err(LogError::ProducerFenced {
+                producer_id,
+                epoch,
+                current: p.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records an appended marker: a newer epoch becomes the producer's, and its
+    /// sequence starts over (its next batch at that epoch may start at 0); the same
+    /// epoch keeps the sequence going, as Kafka's producer carries on across
+    /// transactions.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
+        let expiration_ms = self.expiration_ms;
+        let p = self.producers.entry(producer_id).or_default();
+        if epoch != p.epoch || now_ms.saturating_sub(p.last_ms) > expiration_ms {
+            p.batches.clear();
+        }
+        p.epoch = epoch;
+        p.last_ms = p.last_ms.max(now_ms);
+    }
+
+    /// Every producer kept, by producer id.
+    pub fn views(&self) -> Vec<ProducerView> {
+        let mut out: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(id, p)| ProducerView {
+                producer_id: *id,
+                epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |k| k.last_seq),
+                last_ms: p.last_ms,
+            })
+            .collect();
+        out.sort_by_key(|v| v.producer_id);
+        out
+    }
+
     /// Records an appended batch (its base offset assigned) at broker time `now_ms`.
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64, now_ms: i64) {
         if h.producer_id < 0 {
@@ -230,25 +293,35 @@ impl ProducerStates {
     }
 
     /// Writes the state covering offsets below `offset`, without the producers expired
-    /// by `now_ms`, atomically (temporary file, fdatasync, rename, directory fsync)
-    /// through the shard's DMA files.
-    pub async fn save(&self, dir: &Path, offset: i64, now_ms: i64) -> std::io::Result<()> {
+    /// by `now_ms`, and the partition's transactions, atomically (temporary file,
+    /// fdatasync, rename, directory fsync) through the shard's DMA files.
+    pub async fn save(
+        &self,
+        txns: &PartitionTxns,
+        dir: &Path,
+        offset: i64,
+        now_ms: i64,
+    ) -> std::io::Result<()> {
         let mut states = self.clone();
         states.expire(now_ms);
-        let snapshot = Snapshot { offset, states };
+        let snapshot = Snapshot {
+            offset,
+            states,
+            txns: txns.clone(),
+        };
         let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
         file::write_file_atomic(&dir.join(SNAPSHOT_FILE), &bytes).await?;
         file::sync_dir(dir).await
     }
 
-    /// The saved state and the offset it covers up to, if a readable snapshot exists,
-    /// its expiration set to `expiration_ms`. A damaged snapshot is ignored (the log is
-    /// read instead).
+    /// The saved state, the partition's transactions and the offset they cover up to,
+    /// if a readable snapshot exists, its expiration set to `expiration_ms`. A damaged
+    /// snapshot is ignored (the log is read instead).
     pub async fn load(
         dir: &Path,
         expiration_ms: u64,
         now_ms: i64,
-    ) -> Option<(ProducerStates, i64)> {
+    ) -> Option<(ProducerStates, PartitionTxns, i64)> {
         let bytes = file::read_small_file(&dir.join(SNAPSHOT_FILE))
             .await
             .ok()??;
@@ -258,7 +331,7 @@ impl ProducerStates {
         for p in states.producers.values_mut().filter(|p| p.last_ms == 0) {
             p.last_ms = now_ms;
         }
-        Some((states, snapshot.offset))
+        Some((states, snapshot.txns, snapshot.offset))
     }
 }
 
@@ -348,6 +421,53 @@ mod tests {
         assert_eq!(
             s.check(&[&header(8, 0, 42, 1)], NOW).ok(),
             Some(Verdict::Append)
+        );
+    }
+
+    #[test]
+    fn markers_fence_older_epochs_and_a_newer_epoch_starts_the_sequence_over() {
+        let mut s = ProducerStates::default();
+        s.record(&header(7, 2, 0, 4), 0, NOW);
+        assert!(matches!(
+            s.check_marker(7, 1, NOW),
+            Err(LogError::ProducerFenced {
+                epoch: 1,
+                current: 2,
+                ..
+            })
+        ));
+        // Same epoch: the sequence carries on after the marker.
+        assert!(s.check_marker(7, 2, NOW).is_ok());
+        s.record_marker(7, 2, NOW);
+        assert!(
+            s.check(&[&header(7, 2, 0, 1)], NOW).is_err(),
+            "a retry of 0..3 only"
+        );
+        assert_eq!(
+            s.check(&[&header(7, 2, 4, 1)], NOW).ok(),
+            Some(Verdict::Append)
+        );
+        // A newer epoch: older batches are fenced, the new epoch may start at 0.
+        s.record_marker(7, 3, NOW);
+        assert!(matches!(
+            s.check(&[&header(7, 2, 4, 1)], NOW),
+            Err(LogError::ProducerFenced { current: 3, .. })
+        ));
+        assert_eq!(
+            s.check(&[&header(7, 3, 0, 1)], NOW).ok(),
+            Some(Verdict::Append)
+        );
+        // A marker for a producer never seen here creates its entry at that epoch.
+        assert!(s.check_marker(9, 0, NOW).is_ok());
+        s.record_marker(9, 4, NOW);
+        assert!(s.check(&[&header(9, 3, 0, 1)], NOW).is_err());
+        let views = s.views();
+        assert_eq!(
+            views
+                .iter()
+                .map(|v| (v.producer_id, v.epoch, v.last_sequence))
+                .collect::<Vec<_>>(),
+            vec![(7, 3, -1), (9, 4, -1)]
         );
     }
 

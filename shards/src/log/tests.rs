@@ -1288,8 +1288,9 @@ fn producer_snapshots_round_trip_without_expired_producers_and_damage_is_ignored
         let mut s = producers::ProducerStates::new(1_000);
         s.record(&header(9), 40, NOW);
         s.record(&header(10), 44, NOW - 5_000);
-        s.save(&dir, 48, NOW).await.expect("save");
-        let (loaded, covered) = producers::ProducerStates::load(&dir, 1_000, NOW)
+        let txns = transactions::PartitionTxns::default();
+        s.save(&txns, &dir, 48, NOW).await.expect("save");
+        let (loaded, _, covered) = producers::ProducerStates::load(&dir, 1_000, NOW)
             .await
             .expect("snapshot");
         assert_eq!(covered, 48);
@@ -1326,6 +1327,557 @@ fn delete_records_waits_until_its_new_start_is_durable() {
         log.close().await.expect("close");
         let log = open(&dir, cfg).await;
         assert_eq!(log.start_offset(), end, "the start survives a reopen");
+        log.close().await.expect("close");
+    });
+}
+
+/// A transactional batch of `records` records of `value_len` bytes from `producer_id`.
+fn txn_batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BytesMut {
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: base_sequence + i,
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::from(vec![b't'; 300])),
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode batch");
+    buf
+}
+
+/// What a `read_committed` reader depends on: the stable offset and every aborted range
+/// over the whole log.
+fn txn_view(log: &PartitionLog) -> (i64, Vec<(i64, i64)>) {
+    (
+        log.last_stable_offset(),
+        log.aborted_in(log.start_offset(), log.end_offset()),
+    )
+}
+
+#[test]
+fn commit_markers_move_the_stable_offset_as_each_transaction_closes() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(1 << 20)).await;
+        assert_eq!(log.last_stable_offset(), 0);
+        let a1 = log.append(txn_batch(1, 0, 0, 2)).expect("p1").base_offset;
+        let b1 = log.append(txn_batch(2, 0, 0, 1)).expect("p2").base_offset;
+        log.append(batch(7)).expect("plain data");
+        log.append(txn_batch(1, 0, 2, 3)).expect("p1 again");
+        assert_eq!((a1, b1), (0, 2));
+        assert_eq!(log.last_stable_offset(), a1, "p1's transaction is oldest");
+        let m1 = log.append_marker(1, 0, true, 5).expect("commit p1");
+        assert_eq!(m1.base_offset, m1.last_offset);
+        assert_eq!(
+            log.last_stable_offset(),
+            b1,
+            "p2's transaction is still open"
+        );
+        let m2 = log.append_marker(2, 0, true, 5).expect("commit p2");
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        assert_eq!(m2.last_offset + 1, log.end_offset());
+        assert!(
+            log.aborted_in(0, log.end_offset()).is_empty(),
+            "nothing aborted"
+        );
+        // The markers are in the log as control batches, read like any batch.
+        let batches = read_all(&log, 0, 1 << 20).await;
+        let controls: Vec<i64> = batches
+            .iter()
+            .map(|b| BatchHeader::parse(b).expect("header"))
+            .filter(|h| h.is_control())
+            .map(|h| h.base_offset)
+            .collect();
+        assert_eq!(controls, vec![m1.base_offset, m2.base_offset]);
+        let marker = crate::records::EndTxnMarker::decode(&batches[4]).expect("decodes");
+        assert_eq!(
+            marker,
+            Some(crate::records::EndTxnMarker {
+                commit: true,
+                coordinator_epoch: 5
+            })
+        );
+        // A new transaction of p1 holds the stable offset at its first batch again.
+        let a2 = log.append(txn_batch(1, 0, 5, 1)).expect("p1").base_offset;
+        assert_eq!(log.last_stable_offset(), a2);
+        let summaries = log.producer_summaries();
+        let p: Vec<(i64, i16, i32, i64)> = summaries
+            .iter()
+            .map(|s| (s.producer_id, s.epoch, s.last_sequence, s.txn_start_offset))
+            .collect();
+        assert_eq!(p, vec![(1, 0, 5, a2), (2, 0, 0, -1)]);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn abort_markers_record_the_range_up_to_the_marker() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(1 << 20)).await;
+        log.append(batch(1)).expect("plain");
+        let first = log.append(txn_batch(3, 1, 0, 2)).expect("txn").base_offset;
+        log.append(batch(2)).expect("plain");
+        log.append(txn_batch(3, 1, 2, 1)).expect("txn");
+        let marker = log
+            .append_marker(3, 1, false, 0)
+            .expect("abort")
+            .base_offset;
+        let after = log.append(batch(3)).expect("plain").base_offset;
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        assert_eq!(log.aborted_in(0, log.end_offset()), vec![(3, first)]);
+        // [from, to) overlaps [first, marker] exactly when from <= marker and to > first.
+        assert!(log.aborted_in(0, first).is_empty());
+        assert_eq!(log.aborted_in(0, first + 1), vec![(3, first)]);
+        assert_eq!(log.aborted_in(marker, marker + 1), vec![(3, first)]);
+        assert!(log.aborted_in(marker + 1, log.end_offset()).is_empty());
+        assert!(log.aborted_in(after, after + 1).is_empty());
+        // Producer 3 aborts again: a second range; a marker with nothing open adds none.
+        let second = log.append(txn_batch(3, 1, 3, 1)).expect("txn").base_offset;
+        let marker2 = log
+            .append_marker(3, 1, false, 0)
+            .expect("abort")
+            .base_offset;
+        log.append_marker(3, 1, false, 0)
+            .expect("a re-sent abort is written");
+        assert_eq!(
+            log.aborted_in(0, log.end_offset()),
+            vec![(3, first), (3, second)]
+        );
+        assert_eq!(log.aborted_in(marker2, marker2 + 1), vec![(3, second)]);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_marker_from_an_older_epoch_is_fenced_and_a_newer_epoch_starts_the_sequence_over() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(1 << 20)).await;
+        log.append(txn_batch(5, 2, 0, 3)).expect("txn");
+        let end = log.end_offset();
+        assert!(matches!(
+            log.append_marker(5, 1, false, 0),
+            Err(LogError::ProducerFenced {
+                producer_id: 5,
+                epoch: 1,
+                current: 2
+            })
+        ));
+        assert_eq!(log.end_offset(), end, "nothing written");
+        assert_eq!(log.last_stable_offset(), 0, "still open");
+        // The coordinator fences the producer: an abort at epoch 3.
+        log.append_marker(5, 3, false, 0)
+            .expect("abort at a newer epoch");
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        assert!(matches!(
+            log.append(txn_batch(5, 2, 3, 1)),
+            Err(LogError::ProducerFenced { current: 3, .. })
+        ));
+        // The next transaction at epoch 3 begins at sequence 0.
+        let next = log.append(txn_batch(5, 3, 0, 1)).expect("epoch 3 from 0");
+        assert!(!next.duplicate);
+        assert_eq!(log.last_stable_offset(), next.base_offset);
+        assert!(matches!(
+            log.append(txn_batch(5, 3, 5, 1)),
+            Err(LogError::OutOfOrderSequence { expected: 1, .. })
+        ));
+        // Clients cannot write markers or producer-less transactional batches.
+        let mut control = BytesMut::from(
+            &crate::records::EndTxnMarker {
+                commit: true,
+                coordinator_epoch: 0,
+            }
+            .batch(5, 3, 1_000)[..],
+        );
+        batch::set_base_offset(&mut control, 0);
+        assert!(matches!(
+            log.append(control),
+            Err(LogError::InvalidBatch(_))
+        ));
+        assert!(matches!(
+            log.append(txn_batch(-1, -1, -1, 1)),
+            Err(LogError::InvalidBatch(_))
+        ));
+        assert_eq!(log.last_stable_offset(), next.base_offset);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_retried_transactional_batch_is_answered_as_a_duplicate() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(1 << 20)).await;
+        log.append(batch(1)).expect("plain");
+        let first = log.append(txn_batch(8, 0, 0, 2)).expect("txn");
+        let end = log.end_offset();
+        let retry = log.append(txn_batch(8, 0, 0, 2)).expect("retry");
+        assert!(retry.duplicate);
+        assert_eq!(
+            (retry.base_offset, retry.last_offset),
+            (first.base_offset, first.last_offset)
+        );
+        assert_eq!(log.end_offset(), end, "nothing appended");
+        log.append_marker(8, 0, true, 0).expect("commit");
+        // A retry after the commit (same epoch) is still recognised, and opens nothing.
+        assert!(log.append(txn_batch(8, 0, 0, 2)).expect("retry").duplicate);
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_marker_wakes_long_polls() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(1 << 20)).await;
+        log.append(txn_batch(1, 0, 0, 1)).expect("txn");
+        let end = log.end_offset();
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move {
+                log.wait_for_data(end, Duration::from_secs(30)).await;
+                log.last_stable_offset()
+            })
+        };
+        // Let the waiter register before the marker comes.
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+        let marker = log.append_marker(1, 0, true, 0).expect("commit");
+        assert_eq!(marker.woke_readers, 1, "the long poll was woken");
+        assert_eq!(waiter.await, end + 1, "and sees the new stable offset");
+        log.close().await.expect("close");
+    });
+}
+
+/// Writes transactions over many small segments: producer 1's stays open from the
+/// first segment; 2 aborts twice, 3 commits, 4 aborts across a segment roll.
+/// Returns the offset of producer 1's first batch.
+fn write_transactions_over_segments(log: &PartitionLog) -> i64 {
+    let open_first = log.append(txn_batch(1, 0, 0, 1)).expect("p1").base_offset;
+    let mut seq = [0i32; 5];
+    seq[1] = 1;
+    for round in 0..6u64 {
+        append_tags(log, round * 10..round * 10 + 10);
+        for p in [2i64, 3, 4] {
+            let s = &mut seq[p as usize];
+            log.append(txn_batch(p, 0, *s, 2)).expect("txn");
+            *s += 2;
+        }
+        append_tags(log, round * 10 + 100..round * 10 + 104);
+        log.append_marker(2, 0, false, 1).expect("abort p2");
+        log.append_marker(3, 0, true, 1).expect("commit p3");
+        if round % 2 == 1 {
+            log.append_marker(4, 0, false, 1).expect("abort p4");
+        }
+    }
+    open_first
+}
+
+#[test]
+fn transaction_state_survives_a_clean_restart_and_a_crash() {
+    run(|| async {
+        let (tmp, dir) = tempdir();
+        let cfg = config(4096);
+        let log = open(&dir, cfg.clone()).await;
+        let open_first = write_transactions_over_segments(&log);
+        let before = txn_view(&log);
+        assert_eq!(before.0, open_first, "producer 1 holds the stable offset");
+        assert_eq!(before.1.len(), 6 + 3, "six aborts of p2, three of p4");
+        assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+        let summaries = log.producer_summaries();
+        log.wait_durable(log.end_offset() - 1)
+            .await
+            .expect("durable");
+        assert!(dir.join("transactional").exists(), "the flag is on disk");
+        // A crash: no snapshot, and the open transaction began in an older segment.
+        let crashed = tmp.path().join("crashed");
+        crash_copy(&dir, &crashed);
+        assert!(!crashed.join(producers::SNAPSHOT_FILE).exists());
+        let recovered = open(&crashed, cfg.clone()).await;
+        assert_eq!(txn_view(&recovered), before, "after a crash");
+        // Sequences and epochs came back too: a retry is a duplicate, a gap refused.
+        assert!(
+            recovered
+                .append(txn_batch(2, 0, 10, 2))
+                .expect("retry")
+                .duplicate
+        );
+        let summary_of = |s: &[ProducerSummary], p: i64| {
+            s.iter()
+                .find(|x| x.producer_id == p)
+                .map(|x| (x.epoch, x.last_sequence, x.txn_start_offset))
+        };
+        let got = recovered.producer_summaries();
+        for p in 1..=4 {
+            assert_eq!(
+                summary_of(&got, p),
+                summary_of(&summaries, p),
+                "producer {p}"
+            );
+        }
+        recovered.close().await.expect("close");
+        // A clean close writes the snapshot; the reopen reads it.
+        log.close().await.expect("close");
+        assert!(dir.join(producers::SNAPSHOT_FILE).exists());
+        let log = open(&dir, cfg.clone()).await;
+        assert_eq!(txn_view(&log), before, "after a clean restart");
+        // The snapshot plus what follows it, after a crash of the reopened log.
+        log.append_marker(1, 0, false, 2).expect("abort p1");
+        let after = txn_view(&log);
+        assert_eq!(after.0, log.end_offset());
+        assert_eq!(after.1.first(), Some(&(1, open_first)));
+        log.wait_durable(log.end_offset() - 1)
+            .await
+            .expect("durable");
+        let crashed_again = tmp.path().join("crashed-again");
+        crash_copy(&dir, &crashed_again);
+        let recovered = open(&crashed_again, cfg.clone()).await;
+        assert_eq!(
+            txn_view(&recovered),
+            after,
+            "snapshot, then the log after it"
+        );
+        recovered.close().await.expect("close");
+        // Without the flag only the active segment would be read: the test can fail.
+        let no_flag = tmp.path().join("no-flag");
+        crash_copy(&dir, &no_flag);
+        std::fs::remove_file(no_flag.join(producers::SNAPSHOT_FILE)).expect("rm snapshot");
+        std::fs::remove_file(no_flag.join("transactional")).expect("rm flag");
+        let partial = open(&no_flag, cfg).await;
+        assert_ne!(
+            txn_view(&partial),
+            after,
+            "the flag is what makes this work"
+        );
+        partial.close().await.expect("close");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn retention_and_delete_records_drop_aborted_ranges_below_the_new_start() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let cfg = LogConfig {
+            retention_ms: Some(1_000),
+            ..config(4096)
+        };
+        let log = open(&dir, cfg.clone()).await;
+        // Producer 9 aborts with a segment roll between its data and its marker.
+        let first = log.append(txn_batch(9, 0, 0, 1)).expect("txn").base_offset;
+        let first_segments = log.segment_count();
+        append_tags(&log, 0..20);
+        assert!(log.segment_count() > first_segments, "rolled");
+        let marker = log
+            .append_marker(9, 0, false, 0)
+            .expect("abort")
+            .base_offset;
+        assert_eq!(log.aborted_in(0, log.end_offset()), vec![(9, first)]);
+        let after_roll = log.read(marker, 1 << 20).await.expect("read marker");
+        assert!(BatchHeader::parse(&after_roll.batches[0])
+            .expect("header")
+            .is_control());
+        // Producer 10 aborts later, producer 11 stays open.
+        append_tags(&log, 20..40);
+        let second = log.append(txn_batch(10, 0, 0, 1)).expect("txn").base_offset;
+        let marker2 = log
+            .append_marker(10, 0, false, 0)
+            .expect("abort")
+            .base_offset;
+        let open_first = log.append(txn_batch(11, 0, 0, 1)).expect("txn").base_offset;
+        append_tags(&log, 40..60);
+        log.wait_durable(log.end_offset() - 1)
+            .await
+            .expect("durable");
+        // DeleteRecords past the first marker: its range goes, the second stays.
+        log.delete_records_before(marker + 1).await.expect("delete");
+        assert_eq!(
+            log.aborted_in(log.start_offset(), log.end_offset()),
+            vec![(10, second)]
+        );
+        assert!(
+            log.aborted_in(0, marker + 1).is_empty(),
+            "dropped, not just out of range"
+        );
+        // Retention past everything sealed: the second range goes with its segments
+        // once the start passes its marker; producer 11's transaction stays open and
+        // holds read_committed readers at the start.
+        log.enforce_retention(i64::MAX).await.expect("retention");
+        let start = log.start_offset();
+        assert!(start > marker2 && start > open_first, "start {start}");
+        assert!(log.aborted_in(0, log.end_offset()).is_empty());
+        assert_eq!(log.last_stable_offset(), start);
+        log.append_marker(11, 0, true, 0).expect("commit");
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        log.close().await.expect("close");
+        let log = open(&dir, cfg).await;
+        assert!(log.aborted_in(0, log.end_offset()).is_empty());
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        log.close().await.expect("close");
+    });
+}
+
+/// An aborted transaction in `TxnModel`: producer, its batches, its marker's offset.
+type ModeledAbort = (i64, Vec<(i64, i64)>, i64);
+
+/// What a partition's transactions should look like, from the operations made.
+#[derive(Default)]
+struct TxnModel {
+    /// Producer -> the (base, last) offsets of its open transaction's batches.
+    open: std::collections::BTreeMap<i64, Vec<(i64, i64)>>,
+    /// (producer, its batches, marker offset), in marker order.
+    aborted: Vec<ModeledAbort>,
+    /// Offset covered by the snapshot of the last clean close, if one was written.
+    snapshot: Option<i64>,
+}
+
+impl TxnModel {
+    fn last_stable_offset(&self, start: i64, end: i64) -> i64 {
+        self.open
+            .values()
+            .map(|b| b[0].0)
+            .min()
+            .map_or(end, |first| first.clamp(start, end))
+    }
+
+    fn aborted_in(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = self
+            .aborted
+            .iter()
+            .filter(|(_, b, marker)| to > from && *marker >= from && b[0].0 < to)
+            .map(|(p, b, _)| (b[0].0, *p))
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(first, p)| (p, first)).collect()
+    }
+
+    /// A crash without a usable snapshot: only batches that reach `start` are read back.
+    fn forget_below(&mut self, start: i64) {
+        for batches in self.open.values_mut() {
+            batches.retain(|b| b.1 >= start);
+        }
+        self.open.retain(|_, b| !b.is_empty());
+        for (_, batches, _) in &mut self.aborted {
+            batches.retain(|b| b.1 >= start);
+        }
+        self.aborted.retain(|(_, b, _)| !b.is_empty());
+    }
+}
+
+#[test]
+fn random_transactions_match_a_simple_model() {
+    run(|| async {
+        let (tmp, mut dir) = tempdir();
+        let cfg = config(4096);
+        let mut log = open(&dir, cfg.clone()).await;
+        let mut model = TxnModel::default();
+        let mut epoch = [0i16; 4];
+        let mut seq = [0i32; 4];
+        let mut producers_seen = false;
+        // PEREGRINE_TEST_SEED replays another sequence.
+        let mut seed = std::env::var("PEREGRINE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0x7A11_5EED)
+            .max(1);
+        for step in 0..500u64 {
+            let p = (xorshift(&mut seed) % 4) as usize;
+            let pid = p as i64 + 100;
+            match xorshift(&mut seed) % 20 {
+                0..=6 => {
+                    let n = 1 + (xorshift(&mut seed) % 3) as i32;
+                    let res = log
+                        .append(txn_batch(pid, epoch[p], seq[p], n))
+                        .expect("txn data");
+                    assert!(!res.duplicate);
+                    seq[p] += n;
+                    let batches = model.open.entry(pid).or_default();
+                    batches.push((res.base_offset, res.last_offset));
+                    producers_seen = true;
+                }
+                7..=8 => {
+                    append_tags(&log, step..step + 1);
+                }
+                9..=10 => {
+                    log.append_marker(pid, epoch[p], true, 0).expect("commit");
+                    model.open.remove(&pid);
+                    producers_seen = true;
+                }
+                11..=13 => {
+                    // One abort in four comes from the coordinator fencing the producer.
+                    if xorshift(&mut seed).is_multiple_of(4) {
+                        epoch[p] += 1;
+                        seq[p] = 0;
+                    }
+                    let marker = log.append_marker(pid, epoch[p], false, 0).expect("abort");
+                    if let Some(batches) = model.open.remove(&pid) {
+                        model.aborted.push((pid, batches, marker.base_offset));
+                    }
+                    producers_seen = true;
+                }
+                14 => {
+                    log.close().await.expect("close");
+                    if producers_seen {
+                        model.snapshot = Some(log.end_offset());
+                    }
+                    log = open(&dir, cfg.clone()).await;
+                }
+                15..=16 => {
+                    if log.end_offset() > 0 {
+                        log.wait_durable(log.end_offset() - 1)
+                            .await
+                            .expect("durable");
+                    }
+                    let crashed = tmp.path().join(format!("crash-{step}"));
+                    crash_copy(&dir, &crashed);
+                    log.close().await.expect("close");
+                    dir = crashed;
+                    log = open(&dir, cfg.clone()).await;
+                    if model.snapshot.is_none_or(|c| c < log.start_offset()) {
+                        model.forget_below(log.start_offset());
+                    }
+                }
+                _ => {
+                    let (start, end) = (log.start_offset(), log.end_offset());
+                    let cut = start + (xorshift(&mut seed) % (end - start + 1) as u64) as i64;
+                    let start = log.delete_records_before(cut).await.expect("delete");
+                    model.aborted.retain(|(_, _, marker)| *marker >= start);
+                }
+            }
+            let (start, end) = (log.start_offset(), log.end_offset());
+            assert_eq!(
+                log.last_stable_offset(),
+                model.last_stable_offset(start, end),
+                "step {step}"
+            );
+            assert_eq!(
+                log.aborted_in(start, end),
+                model.aborted_in(start, end),
+                "step {step}"
+            );
+            let from = start + (xorshift(&mut seed) % (end - start + 1) as u64) as i64;
+            let to = from + (xorshift(&mut seed) % 40) as i64;
+            assert_eq!(
+                log.aborted_in(from, to),
+                model.aborted_in(from, to),
+                "step {step}: [{from}, {to})"
+            );
+        }
         log.close().await.expect("close");
     });
 }
