@@ -7,9 +7,14 @@
 //! member's SyncGroup returns what the coordinator assigned it for that generation.
 //! Only the "consumer" protocol type is served; its subscription metadata says which
 //! topics a member wants.
+//!
+//! OffsetFetch v7's `require_stable` (KIP-447, sent by read_committed consumers) is
+//! answered UNSTABLE_OFFSET_COMMIT while a transaction that commits offsets for the
+//! group is open or committing, so a consumer never starts from offsets a committing
+//! transaction is about to move.
 
 use super::{errors, str_bytes, Ctx};
-use crate::engine::{Assignment, CommitEntry, JoinArgs};
+use crate::engine::{Assignment, CommitEntry, EngineError, JoinArgs, TxnState};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -20,6 +25,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
@@ -258,11 +264,45 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// Whether a transaction that commits offsets for `group` is open or committing: its
+/// offsets are not applied yet (KIP-447's unstable offsets). Known by group, not by
+/// partition: a transaction adds its group (AddOffsetsToTxn) right before it sends the
+/// offsets (TxnOffsetCommit), so the two differ only for that moment.
+async fn has_pending_txn_offsets(ctx: &Ctx, group: &str) -> Result<bool, EngineError> {
+    let open = vec![TxnState::Ongoing, TxnState::PrepareCommit];
+    let listed = match ctx.engine.list_transactions(open, Vec::new()).await {
+        Ok(listed) => listed,
+        // A broker without transactions has no pending offsets.
+        Err(EngineError::NotSupported(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if listed.is_empty() {
+        return Ok(false);
+    }
+    let ids = listed.into_iter().map(|t| t.transactional_id).collect();
+    let described = ctx.engine.describe_transactions(ids).await;
+    Ok(described.iter().any(|(_, d)| {
+        d.as_ref().is_ok_and(|d| {
+            matches!(d.state, TxnState::Ongoing | TxnState::PrepareCommit)
+                && d.groups.iter().any(|g| g == group)
+        })
+    }))
+}
+
 pub async fn fetch_offsets(
     ctx: &Ctx,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    // v7+: a read_committed consumer asks for stable offsets only; while a transaction
+    // holds offsets for the group it is told UNSTABLE_OFFSET_COMMIT and asks again.
+    if version >= 7 && req.require_stable {
+        match has_pending_txn_offsets(ctx, req.group_id.0.as_str()).await {
+            Ok(false) => {}
+            Ok(true) => return unstable(req.topics),
+            Err(e) => return fetch_failed(errors::code(&e), version),
+        }
+    }
     let committed = match ctx
         .engine
         .fetch_offsets(req.group_id.0.as_str(), None)
@@ -313,6 +353,34 @@ pub async fn fetch_offsets(
             topics
         }
     };
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// The answer while the group's offsets are unstable: every partition asked for says so
+/// (librdkafka retries those partitions); a request for all of them says so at the top.
+fn unstable(topics: Option<Vec<OffsetFetchRequestTopic>>) -> OffsetFetchResponse {
+    let code = ResponseError::UnstableOffsetCommit.code();
+    let Some(topics) = topics else {
+        return OffsetFetchResponse::default().with_error_code(code);
+    };
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|p| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(-1)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
     OffsetFetchResponse::default().with_topics(topics)
 }
 
@@ -391,4 +459,31 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn unstable_offsets_are_named_per_partition_or_at_the_top() {
+        let code = ResponseError::UnstableOffsetCommit.code();
+        let asked = OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("in")))
+            .with_partition_indexes(vec![0, 3]);
+        let mut buf = BytesMut::new();
+        unstable(Some(vec![asked]))
+            .encode(&mut buf, 7)
+            .expect("encodes");
+        let back = OffsetFetchResponse::decode(&mut buf.freeze(), 7).expect("decodes");
+        let got: Vec<(i32, i64, i16)> = back.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect();
+        assert_eq!(got, vec![(0, -1, code), (3, -1, code)]);
+        assert_eq!(back.error_code, 0);
+        assert_eq!(unstable(None).error_code, code);
+    }
 }
