@@ -476,6 +476,8 @@ fn offsets_sent_to_a_transaction_reach_the_group_only_when_it_commits() {
     tp.send_each(&output, 2, "out", 1);
     tp.p.send_offsets_to_transaction(&positions, &metadata, TIMEOUT)
         .expect("send offsets");
+    // A BaseProducer serves delivery reports only when polled: flush before the abort.
+    tp.flush();
     tp.p.abort_transaction(TIMEOUT).expect("abort");
     assert_eq!(
         committed_offsets(&b, &group, &input, 2),
