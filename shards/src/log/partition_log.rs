@@ -278,7 +278,8 @@ impl PartitionLog {
         let now = now_ms();
         let (mut states, mut txns, mut next) =
             match ProducerStates::load(&self.inner.dir, expiration_ms, now).await {
-                Some((states, txns, covered)) if covered <= end && covered >= start => {
+                Some((states, mut txns, covered)) if covered <= end && covered >= start => {
+                    txns.forget_from(covered);
                     (states, txns, covered)
                 }
                 _ => {

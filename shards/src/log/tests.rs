@@ -1881,3 +1881,42 @@ fn random_transactions_match_a_simple_model() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn a_damaged_snapshot_of_a_transactional_partition_is_rebuilt_from_the_whole_log() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let cfg = config(4096);
+        let log = open(&dir, cfg.clone()).await;
+        let open_first = write_transactions_over_segments(&log);
+        let before = txn_view(&log);
+        assert_eq!(before.0, open_first);
+        log.close().await.expect("close");
+        std::fs::write(dir.join(producers::SNAPSHOT_FILE), b"{\"offset\": 3, \"sta")
+            .expect("damage the snapshot");
+        let log = open(&dir, cfg.clone()).await;
+        assert_eq!(txn_view(&log), before);
+        log.close().await.expect("close");
+        // A snapshot whose transaction entries make no sense (a range that ends before it
+        // starts, an open transaction before the log) is kept within the log's bounds.
+        let snapshot = r#"{"offset": 0, "states": {"producers": {}},
+            "txns": {"ongoing": [[5, -40], [7, 1000]], "aborted": [
+                {"producer_id": 6, "first_offset": 9, "last_offset": 2},
+                {"producer_id": 8, "first_offset": 0, "last_offset": 500}]}}"#;
+        let (_tmp2, other) = tempdir();
+        std::fs::create_dir_all(&other).expect("mkdir");
+        std::fs::write(other.join(producers::SNAPSHOT_FILE), snapshot).expect("write");
+        let log = open(&other, cfg).await;
+        assert_eq!(log.last_stable_offset(), 0, "clamped to the log start");
+        assert!(
+            log.aborted_in(0, 1_000).is_empty(),
+            "the backwards range and the one past the snapshot are dropped"
+        );
+        log.append_marker(5, 0, false, 0).expect("abort");
+        log.append_marker(7, 0, false, 0)
+            .expect("nothing open for 7");
+        assert_eq!(log.last_stable_offset(), log.end_offset());
+        assert_eq!(log.aborted_in(0, log.end_offset()), vec![(5, -40)]);
+        log.close().await.expect("close");
+    });
+}

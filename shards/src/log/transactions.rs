@@ -176,13 +176,40 @@ impl PartitionTxns {
             self.aborted.pop_front();
         }
         if self.aborted.len() != before {
-            self.span_max = self
-                .aborted
-                .iter()
-                .map(|a| a.last_offset - a.first_offset)
-                .max()
-                .unwrap_or(0);
+            self.recompute_span();
         }
+    }
+
+    /// Drops whatever claims an offset at or after `end`: a snapshot covering offsets
+    /// below `end` cannot know of it (only a damaged one would hold it).
+    pub fn forget_from(&mut self, end: i64) {
+        let stale: Vec<i64> = self
+            .ongoing
+            .iter()
+            .filter(|(_, first)| **first >= end)
+            .map(|(p, _)| *p)
+            .collect();
+        for producer_id in stale {
+            if let Some(first) = self.ongoing.remove(&producer_id) {
+                self.by_first.remove(&(first, producer_id));
+            }
+        }
+        let before = self.aborted.len();
+        while self.aborted.back().is_some_and(|a| a.last_offset >= end) {
+            self.aborted.pop_back();
+        }
+        if self.aborted.len() != before {
+            self.recompute_span();
+        }
+    }
+
+    fn recompute_span(&mut self) {
+        self.span_max = self
+            .aborted
+            .iter()
+            .map(|a| a.last_offset - a.first_offset)
+            .max()
+            .unwrap_or(0);
     }
 
     pub fn is_empty(&self) -> bool {
