@@ -421,6 +421,16 @@ fn committed_values(
 
 /// ListOffsets v7 LATEST with `isolation`.
 fn latest(raw: &mut Raw, topic: &str, partition: i32, isolation: i8) -> i64 {
+    list_offset(raw, topic, partition, isolation, -1)
+}
+
+/// ListOffsets v7 EARLIEST: the log start offset.
+fn earliest(raw: &mut Raw, topic: &str, partition: i32) -> i64 {
+    list_offset(raw, topic, partition, READ_UNCOMMITTED, -2)
+}
+
+/// ListOffsets v7 of one partition at `timestamp` (-1 latest, -2 earliest).
+fn list_offset(raw: &mut Raw, topic: &str, partition: i32, isolation: i8, timestamp: i64) -> i64 {
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_isolation_level(isolation)
@@ -429,7 +439,7 @@ fn latest(raw: &mut Raw, topic: &str, partition: i32, isolation: i8) -> i64 {
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(partition)
                 .with_current_leader_epoch(-1)
-                .with_timestamp(-1)])]);
+                .with_timestamp(timestamp)])]);
     let resp: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 7, &req);
     let p = &resp.topics[0].partitions[0];
     assert_eq!(p.error_code, 0, "ListOffsets {topic}/{partition}");
@@ -825,4 +835,88 @@ fn markers_stay_right_across_segment_rolls_delete_records_and_kill_9() {
     let mut last = later.to_vec();
     last.extend(values("d", 0..2));
     check_rolled(&mut raw, topic, cut, &last, &[(t3.pid, after_filler)]);
+}
+
+/// What retention leaves of the `retained` topic must read, `read_committed`, as the
+/// plain and committed records at or after the log start, in offset order.
+fn check_retained(raw: &mut Raw, topic: &str, produced: &[(i64, Vec<String>, bool)]) -> i64 {
+    let start = earliest(raw, topic, 0);
+    let want: Vec<String> = produced
+        .iter()
+        .filter(|(_, _, visible)| *visible)
+        .flat_map(|(base, vals, _)| {
+            vals.iter()
+                .enumerate()
+                .filter(move |(i, _)| base + *i as i64 >= start)
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    let r = read(raw, topic, 0, start, READ_COMMITTED);
+    assert_eq!(r.last_stable_offset, r.high_watermark);
+    let leaked: Vec<&String> = r.values.iter().filter(|v| v.starts_with('a')).collect();
+    assert!(
+        leaked.is_empty(),
+        "aborted records read: {} of them",
+        leaked.len()
+    );
+    assert_eq!(r.values.len(), want.len(), "from {start}");
+    assert!(r.values == want, "from {start}: read differs");
+    start
+}
+
+#[test]
+fn transactions_spanning_segments_that_retention_deletes_stay_right_across_kill_9() {
+    let mut b = Broker::start_with(&["--retention-check-ms", "100"]);
+    let topic = "retained";
+    b.client()
+        .create_topic(TopicSpec {
+            name: topic.into(),
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: Some(4 * SMALL_SEGMENT_BYTES),
+            segment_bytes: Some(SMALL_SEGMENT_BYTES),
+        })
+        .expect("create topic");
+    let mut raw = Raw::connect(&b.kafka_addr);
+    // One aborted and one committed transaction, each with a batch in every round,
+    // between plain records: both span several segments.
+    let mut aborted = init(&mut raw, &unique("retained-a"));
+    let mut committed = init(&mut raw, &unique("retained-c"));
+    add_partitions_ok(&mut raw, &aborted, topic, &[0]);
+    add_partitions_ok(&mut raw, &committed, topic, &[0]);
+    let pad = "x".repeat(1000);
+    // (base offset, values, visible to read_committed) of every batch.
+    let mut produced: Vec<(i64, Vec<String>, bool)> = Vec::new();
+    for round in 0..20 {
+        let plain: Vec<String> = (0..10).map(|i| format!("f{round}-{i}-{pad}")).collect();
+        produced.push((produce_plain(&mut raw, topic, 0, &plain), plain, true));
+        let a: Vec<String> = (0..2).map(|i| format!("a{round}-{i}-{pad}")).collect();
+        produced.push((produce_txn(&mut raw, &mut aborted, topic, 0, &a), a, false));
+        let c: Vec<String> = (0..2).map(|i| format!("c{round}-{i}-{pad}")).collect();
+        produced.push((produce_txn(&mut raw, &mut committed, topic, 0, &c), c, true));
+    }
+    assert_eq!(end_txn(&mut raw, &aborted, false), 0);
+    assert_eq!(end_txn(&mut raw, &committed, true), 0);
+    for round in 0..20 {
+        let plain: Vec<String> = (0..10).map(|i| format!("g{round}-{i}-{pad}")).collect();
+        produced.push((produce_plain(&mut raw, topic, 0, &plain), plain, true));
+    }
+    // Retention deletes the oldest segments, with the transactions' first batches.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let start = earliest(&mut raw, topic, 0);
+        if start > produced[3].0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention left the log at {start}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start = check_retained(&mut raw, topic, &produced);
+    // Recovery rebuilds the aborted range from a log that no longer has its start.
+    b.restart();
+    let mut raw = Raw::connect(&b.kafka_addr);
+    assert!(check_retained(&mut raw, topic, &produced) >= start);
 }
