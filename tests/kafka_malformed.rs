@@ -11,6 +11,7 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::kafka_raw::{self, read_frame, request_frame as request};
 use common::Broker;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
@@ -22,6 +23,7 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_producers_request::TopicRequest as DescribeProducersTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -33,6 +35,9 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use peregrine::native::messages::{Acks, OffsetSpec};
@@ -199,6 +204,45 @@ fn samples(key: ApiKey) -> Vec<RequestKind> {
         }
         ApiKey::ApiVersions => {
             out.push(RequestKind::ApiVersions(ApiVersionsRequest::default()));
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let topic = AddPartitionsToTxnTopic::default().with_partitions(vec![0]);
+            out.push(RequestKind::AddPartitionsToTxn(
+                AddPartitionsToTxnRequest::default().with_v3_and_below_topics(vec![topic]),
+            ));
+        }
+        ApiKey::AddOffsetsToTxn => {
+            out.push(RequestKind::AddOffsetsToTxn(
+                AddOffsetsToTxnRequest::default(),
+            ));
+        }
+        ApiKey::EndTxn => {
+            out.push(RequestKind::EndTxn(EndTxnRequest::default()));
+        }
+        ApiKey::TxnOffsetCommit => {
+            let topic = TxnOffsetCommitRequestTopic::default()
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()]);
+            out.push(RequestKind::TxnOffsetCommit(
+                TxnOffsetCommitRequest::default().with_topics(vec![topic]),
+            ));
+        }
+        ApiKey::DescribeTransactions => {
+            out.push(RequestKind::DescribeTransactions(
+                DescribeTransactionsRequest::default().with_transactional_ids(vec![s().into()]),
+            ));
+        }
+        ApiKey::ListTransactions => {
+            out.push(RequestKind::ListTransactions(
+                ListTransactionsRequest::default()
+                    .with_state_filters(vec![s()])
+                    .with_producer_id_filters(vec![ProducerId(0)]),
+            ));
+        }
+        ApiKey::DescribeProducers => {
+            let topic = DescribeProducersTopic::default().with_partition_indexes(vec![0]);
+            out.push(RequestKind::DescribeProducers(
+                DescribeProducersRequest::default().with_topics(vec![topic]),
+            ));
         }
         other => panic!("{other:?} is advertised: add samples of it to this test"),
     }
