@@ -920,3 +920,118 @@ fn transactions_spanning_segments_that_retention_deletes_stay_right_across_kill_
     let mut raw = Raw::connect(&b.kafka_addr);
     assert!(check_retained(&mut raw, topic, &produced) >= start);
 }
+
+#[test]
+fn transaction_timeouts_outside_the_brokers_range_are_refused() {
+    let b = shared();
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let invalid = code(ResponseError::InvalidTransactionTimeout);
+    // Kafka's transaction.max.timeout.ms default, 15 minutes, is the broker's maximum.
+    for timeout_ms in [0, -1, 900_001] {
+        let (err, ..) = init_raw(&mut raw, &unique("timeout-range"), timeout_ms);
+        assert_eq!(err, invalid, "timeout {timeout_ms}");
+    }
+    let (err, ..) = init_raw(&mut raw, &unique("timeout-range"), 900_000);
+    assert_eq!(err, 0);
+}
+
+#[test]
+fn a_retried_end_txn_is_answered_like_the_first_and_the_other_outcome_is_refused() {
+    let b = shared();
+    let topic = unique("retried");
+    b.create_topic(&topic, 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let mut txn = init(&mut raw, &unique("retried-txn"));
+    add_partitions_ok(&mut raw, &txn, &topic, &[0]);
+    produce_txn(&mut raw, &mut txn, &topic, 0, &values("r", 0..2));
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    // The client's retry of a commit whose answer it lost.
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    assert_eq!(
+        end_txn(&mut raw, &txn, false),
+        code(ResponseError::InvalidTxnState)
+    );
+    // One marker only: the two data records and one commit marker.
+    let r = read(&mut raw, &topic, 0, 0, READ_COMMITTED);
+    assert_eq!(r.high_watermark, 3);
+    assert_eq!(r.values, values("r", 0..2));
+    // An id nobody initialised is not found by DescribeTransactions.
+    let req = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(s(&unique("nobody")))]);
+    let resp: DescribeTransactionsResponse = raw.call(ApiKey::DescribeTransactions, 0, &req);
+    assert_eq!(
+        resp.transaction_states[0].error_code,
+        code(ResponseError::TransactionalIdNotFound)
+    );
+}
+
+#[test]
+fn a_transaction_open_at_kill_9_is_aborted_on_restart_with_its_offsets_and_fenced() {
+    let mut b = Broker::start();
+    let topic = "open-at-crash";
+    b.create_topic(topic, 2);
+    let group = "crash-group";
+    let mut raw = Raw::connect(&b.kafka_addr);
+    // A committed transaction's offsets survive; the open one's do not appear.
+    let id = unique("open-at-crash");
+    let mut txn = init(&mut raw, &id);
+    add_partitions_ok(&mut raw, &txn, topic, &[0, 1]);
+    for p in 0..2 {
+        produce_txn(&mut raw, &mut txn, topic, p, &values("kept", 0..2));
+    }
+    assert_eq!(add_offsets(&mut raw, &txn, group), 0);
+    assert_eq!(txn_offset_commit(&mut raw, &txn, group, topic, 0, 2), 0);
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    add_partitions_ok(&mut raw, &txn, topic, &[0, 1]);
+    for p in 0..2 {
+        assert_eq!(
+            produce_txn(&mut raw, &mut txn, topic, p, &values("open", 0..3)),
+            3
+        );
+    }
+    assert_eq!(add_offsets(&mut raw, &txn, group), 0);
+    assert_eq!(txn_offset_commit(&mut raw, &txn, group, topic, 0, 5), 0);
+    assert_eq!(txn_offset_commit(&mut raw, &txn, group, topic, 1, 5), 0);
+
+    b.restart();
+    let mut raw = Raw::connect(&b.kafka_addr);
+    // Recovery aborts it: a marker after the open records, the last stable offset moves.
+    let deadline = Instant::now() + TIMEOUT;
+    for p in 0..2 {
+        loop {
+            let r = read(&mut raw, topic, p, 0, READ_UNCOMMITTED);
+            if r.last_stable_offset == r.high_watermark && r.high_watermark == 7 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {p}: last stable offset {}, end {}",
+                r.last_stable_offset,
+                r.high_watermark
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let r = read(&mut raw, topic, p, 0, READ_COMMITTED);
+        assert_eq!(r.values, values("kept", 0..2), "partition {p}");
+        assert_eq!(r.aborted, [(txn.pid, 3)].into(), "partition {p}");
+    }
+    assert_eq!(committed_offset(&mut raw, group, topic, 0), 2);
+    assert_eq!(committed_offset(&mut raw, group, topic, 1), -1);
+    let (state, pid, _) = describe(&mut raw, &id);
+    assert_eq!((state.as_str(), pid), ("CompleteAbort", txn.pid));
+    // The epoch was bumped by the abort: the instance from before the crash is fenced.
+    let fenced = [
+        code(ResponseError::ProducerFenced),
+        code(ResponseError::InvalidProducerEpoch),
+    ];
+    let err = end_txn(&mut raw, &txn, true);
+    assert!(fenced.contains(&err), "EndTxn from before the crash: {err}");
+    let next = init(&mut raw, &id);
+    assert_eq!(next.pid, txn.pid);
+    assert!(
+        next.epoch > txn.epoch + 1,
+        "{} after {}",
+        next.epoch,
+        txn.epoch
+    );
+}
