@@ -492,3 +492,57 @@ fn offsets_sent_to_a_transaction_reach_the_group_only_when_it_commits() {
     tp.p.commit_transaction(TIMEOUT).expect("commit");
     assert_eq!(committed_offsets(&b, &group, &input, 2), vec![4, 4]);
 }
+
+#[test]
+fn offsets_from_a_subscribed_group_member_commit_with_its_transaction() {
+    let b = shared();
+    let input = topic_on_both_shards(&b, "member-in", 2);
+    let output = topic_on_both_shards(&b, "member-out", 2);
+    let group = unique("member-group");
+    let plain = producer(&b, None, &[]);
+    plain.send_each(&input, 2, "in", 3);
+    plain.flush();
+    // A consumer that joined the group: its metadata carries a member id and generation.
+    let c: BaseConsumer = config(&b)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .create()
+        .expect("create consumer");
+    c.subscribe(&[input.as_str()]).expect("subscribe");
+    let tp = txn_producer(&b, &unique("member-txn"), &[]);
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + TIMEOUT;
+    tp.p.begin_transaction().expect("begin");
+    while next.values().map(|o| *o as usize).sum::<usize>() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "read {next:?} of 3 per partition"
+        );
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            tp.send(&output, m.partition(), &value.replace("in", "out"));
+            next.insert(m.partition(), m.offset() + 1);
+        }
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (p, o) in &next {
+        offsets
+            .add_partition_offset(&input, *p, Offset::Offset(*o))
+            .expect("partition");
+    }
+    let metadata = c.group_metadata().expect("group metadata");
+    tp.p.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT)
+        .expect("send offsets");
+    tp.p.commit_transaction(TIMEOUT).expect("commit");
+    assert_eq!(committed_offsets(&b, &group, &input, 2), vec![3, 3]);
+    write_sentinels(&b, &output, 2);
+    let got = read_to_sentinels(&b, &output, 2, "read_committed");
+    for p in 0..2 {
+        assert_eq!(got[&p], expected("out", p, 3), "partition {p}");
+    }
+}

@@ -1035,3 +1035,44 @@ fn a_transaction_open_at_kill_9_is_aborted_on_restart_with_its_offsets_and_fence
         txn.epoch
     );
 }
+
+#[test]
+fn transactional_batches_keep_the_idempotence_checks_and_a_new_epoch_starts_at_sequence_0() {
+    let b = shared();
+    let topic = unique("idempotent");
+    b.create_topic(&topic, 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let id = unique("idempotent-txn");
+    let mut txn = init(&mut raw, &id);
+    add_partitions_ok(&mut raw, &txn, &topic, &[0]);
+    let first = values("i", 0..3);
+    assert_eq!(produce_txn(&mut raw, &mut txn, &topic, 0, &first), 0);
+    // The retry of that batch: answered with its offset, not appended again.
+    let retry = batch(Some((txn.pid, txn.epoch, 0)), &first);
+    assert_eq!(produce_batch(&mut raw, Some(&id), &topic, 0, retry), (0, 0));
+    // A gap in the sequence.
+    let gap = batch(Some((txn.pid, txn.epoch, 7)), &values("gap", 0..1));
+    let (err, _) = produce_batch(&mut raw, Some(&id), &topic, 0, gap);
+    assert_eq!(err, code(ResponseError::OutOfOrderSequenceNumber));
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    // The next instance (epoch bumped) starts its sequence over.
+    let mut next = init(&mut raw, &id);
+    add_partitions_ok(&mut raw, &next, &topic, &[0]);
+    assert_eq!(
+        produce_txn(&mut raw, &mut next, &topic, 0, &values("n", 0..1)),
+        4
+    );
+    // The older epoch is fenced on produce too.
+    let old = batch(Some((txn.pid, txn.epoch, 3)), &values("old", 0..1));
+    let (err, _) = produce_batch(&mut raw, Some(&id), &topic, 0, old);
+    let fenced = [
+        code(ResponseError::ProducerFenced),
+        code(ResponseError::InvalidProducerEpoch),
+    ];
+    assert!(fenced.contains(&err), "produce from the old epoch: {err}");
+    assert_eq!(end_txn(&mut raw, &next, true), 0);
+    let r = read(&mut raw, &topic, 0, 0, READ_COMMITTED);
+    let mut want = first;
+    want.extend(values("n", 0..1));
+    assert_eq!(r.values, want);
+}
