@@ -375,6 +375,66 @@ fn kafka_admin_request(key: ApiKey, version: i16) -> Option<RequestKind> {
     })
 }
 
+/// Transaction requests with their fields filled in, for the hammer's topic and group
+/// under a transactional id of its own.
+fn kafka_txn_request(key: ApiKey) -> Option<RequestKind> {
+    let txn_id = || TransactionalId(s("hammer-txn"));
+    Some(match key {
+        ApiKey::AddPartitionsToTxn => {
+            let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+            t.name = topic_name();
+            t.partitions = vec![0];
+            let mut r = AddPartitionsToTxnRequest::default();
+            r.v3_and_below_transactional_id = txn_id();
+            r.v3_and_below_topics = vec![t];
+            r.into()
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let mut r = AddOffsetsToTxnRequest::default();
+            r.transactional_id = txn_id();
+            r.group_id = group_id();
+            r.into()
+        }
+        ApiKey::TxnOffsetCommit => {
+            let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+            p.committed_offset = 1;
+            let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+            t.name = topic_name();
+            t.partitions = vec![p];
+            let mut r = TxnOffsetCommitRequest::default();
+            r.transactional_id = txn_id();
+            r.group_id = group_id();
+            r.topics = vec![t];
+            r.into()
+        }
+        ApiKey::EndTxn => {
+            let mut r = EndTxnRequest::default();
+            r.transactional_id = txn_id();
+            r.committed = true;
+            r.into()
+        }
+        ApiKey::DescribeTransactions => {
+            let mut r = DescribeTransactionsRequest::default();
+            r.transactional_ids = vec![txn_id()];
+            r.into()
+        }
+        ApiKey::ListTransactions => {
+            let mut r = ListTransactionsRequest::default();
+            r.state_filters = vec![s("Ongoing")];
+            r.into()
+        }
+        ApiKey::DescribeProducers => {
+            let mut t = describe_producers_request::TopicRequest::default();
+            t.name = topic_name();
+            t.partition_indexes = vec![0];
+            let mut r = DescribeProducersRequest::default();
+            r.topics = vec![t];
+            r.into()
+        }
+        _ => return None,
+    })
+}
+
 /// `i32 length | header | body` of one request; `None` if this version cannot carry it.
 fn kafka_frame(
     key: ApiKey,
@@ -406,6 +466,7 @@ fn kafka_corpus(versions: &[(i16, i16)]) -> (Vec<Vec<u8>>, Vec<(i16, i16)>) {
             let body = kafka_data_request(api)
                 .or_else(|| kafka_group_request(api, version))
                 .or_else(|| kafka_admin_request(api, version))
+                .or_else(|| kafka_txn_request(api))
                 .or_else(|| kafka_plain_request(api))?;
             kafka_frame(api, version, &body, i as i32 + 1)
         });
