@@ -313,3 +313,78 @@ fn fetch_long_polls_until_data_or_max_wait_and_out_of_range_is_an_error() {
         ResponseError::FetchSessionIdNotFound.code()
     );
 }
+
+/// OffsetFetch v7 of one partition: (error code, committed offset).
+fn offset_fetch(raw: &mut Raw, group: &str, topic: &str, require_stable: bool) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_indexes(vec![0])]));
+    let resp: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &req);
+    assert_eq!(resp.error_code, 0, "OffsetFetch");
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+#[test]
+fn offsets_a_transaction_holds_are_unstable_for_require_stable_until_it_commits() {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let b = Broker::start();
+    b.create_topic("in", 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let init = init_transactional(&mut raw, "stable-tx", 4);
+    assert_eq!(init.error_code, 0);
+    let (txn_id, group) = (
+        TransactionalId(StrBytes::from_static_str("stable-tx")),
+        GroupId(StrBytes::from_static_str("stable-group")),
+    );
+    let add: AddOffsetsToTxnResponse = raw.call(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id.clone())
+            .with_producer_id(init.producer_id)
+            .with_producer_epoch(init.producer_epoch)
+            .with_group_id(group.clone()),
+    );
+    assert_eq!(add.error_code, 0, "AddOffsetsToTxn");
+    let commit: TxnOffsetCommitResponse = raw.call(
+        ApiKey::TxnOffsetCommit,
+        3,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn_id.clone())
+            .with_group_id(group)
+            .with_producer_id(init.producer_id)
+            .with_producer_epoch(init.producer_epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("in")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(42)])]),
+    );
+    assert_eq!(commit.topics[0].partitions[0].error_code, 0);
+    // Pending: a read_committed consumer is told to wait; others see the last commit.
+    let unstable = ResponseError::UnstableOffsetCommit.code();
+    assert_eq!(
+        offset_fetch(&mut raw, "stable-group", "in", true),
+        (unstable, -1)
+    );
+    assert_eq!(offset_fetch(&mut raw, "stable-group", "in", false), (0, -1));
+    let end: EndTxnResponse = raw.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(txn_id)
+            .with_producer_id(init.producer_id)
+            .with_producer_epoch(init.producer_epoch)
+            .with_committed(true),
+    );
+    assert_eq!(end.error_code, 0, "EndTxn");
+    assert_eq!(offset_fetch(&mut raw, "stable-group", "in", true), (0, 42));
+}
