@@ -388,3 +388,84 @@ fn offsets_a_transaction_holds_are_unstable_for_require_stable_until_it_commits(
     assert_eq!(end.error_code, 0, "EndTxn");
     assert_eq!(offset_fetch(&mut raw, "stable-group", "in", true), (0, 42));
 }
+
+#[test]
+fn a_fenced_epoch_is_producer_fenced_where_the_version_has_it_else_invalid_producer_epoch() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let b = Broker::start();
+    b.create_topic("fenced", 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let old = init_transactional(&mut raw, "fenced-tx", 4);
+    let new = init_transactional(&mut raw, "fenced-tx", 4);
+    assert_eq!((old.error_code, new.error_code), (0, 0));
+    assert!(new.producer_epoch > old.producer_epoch);
+    let txn_id = TransactionalId(StrBytes::from_static_str("fenced-tx"));
+    let fenced = ResponseError::ProducerFenced.code();
+    let invalid_epoch = ResponseError::InvalidProducerEpoch.code();
+    // KIP-588: AddPartitionsToTxn, AddOffsetsToTxn and EndTxn know PRODUCER_FENCED from v2.
+    for (version, want) in [
+        (0, invalid_epoch),
+        (1, invalid_epoch),
+        (2, fenced),
+        (3, fenced),
+    ] {
+        let add: AddPartitionsToTxnResponse = raw.call(
+            ApiKey::AddPartitionsToTxn,
+            version,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn_id.clone())
+                .with_v3_and_below_producer_id(old.producer_id)
+                .with_v3_and_below_producer_epoch(old.producer_epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("fenced")))
+                    .with_partitions(vec![0])]),
+        );
+        let code =
+            add.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
+        assert_eq!(code, want, "AddPartitionsToTxn v{version}");
+        let offsets: AddOffsetsToTxnResponse = raw.call(
+            ApiKey::AddOffsetsToTxn,
+            version,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id.clone())
+                .with_producer_id(old.producer_id)
+                .with_producer_epoch(old.producer_epoch)
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        );
+        assert_eq!(offsets.error_code, want, "AddOffsetsToTxn v{version}");
+        let end: EndTxnResponse = raw.call(
+            ApiKey::EndTxn,
+            version,
+            &EndTxnRequest::default()
+                .with_transactional_id(txn_id.clone())
+                .with_producer_id(old.producer_id)
+                .with_producer_epoch(old.producer_epoch)
+                .with_committed(true),
+        );
+        assert_eq!(end.error_code, want, "EndTxn v{version}");
+    }
+    // A partition that does not exist fails alone; the others are not attempted.
+    let add: AddPartitionsToTxnResponse = raw.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id)
+            .with_v3_and_below_producer_id(new.producer_id)
+            .with_v3_and_below_producer_epoch(new.producer_epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("fenced")))
+                .with_partitions(vec![0, 7])]),
+    );
+    let codes: Vec<i16> = add.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ResponseError::OperationNotAttempted.code(),
+            ResponseError::UnknownTopicOrPartition.code()
+        ]
+    );
+}
