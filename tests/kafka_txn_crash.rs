@@ -1,10 +1,11 @@
 //! Exactly-once consume-transform-produce across kill -9: an application (librdkafka,
 //! the `rdkafka` crate) copies topic A to topic B in transactions of 100 messages,
 //! sending its consumer offsets to each transaction, while the broker is killed with -9
-//! several times. After each kill the application starts over as a new instance with
-//! the same transactional id (fencing what the old one left open) and resumes from the
-//! group's committed offsets. At the end B, read `read_committed`, holds every message
-//! of A exactly once in per-partition order, and the group's offsets are A's ends.
+//! several times, at different moments of a commit. After each kill the application
+//! starts over as a new instance with the same transactional id (fencing what the old
+//! one left open) and resumes from the group's committed offsets. At the end B, read
+//! `read_committed`, holds every message of A exactly once in per-partition order, and
+//! the group's offsets are A's ends.
 
 mod common;
 use common::Broker;
@@ -22,8 +23,10 @@ const PARTITIONS: i32 = 3;
 const PER_PARTITION: i64 = 1000;
 /// Messages per transaction of the copying application.
 const TXN_MESSAGES: usize = 100;
-/// How many times the broker is killed while the application copies.
-const KILLS: usize = 3;
+/// When each kill comes, in ms after the application called commit_transaction: at
+/// once (its records still in flight), then later into the commit (EndTxn: decision
+/// logged, markers, offsets).
+const KILL_DELAYS_MS: [u64; 4] = [0, 1, 3, 8];
 /// Committed transactions between two kills.
 const COMMITS_PER_KILL: usize = 6;
 const INPUT: &str = "copy-in";
@@ -48,6 +51,8 @@ struct Shared {
     /// The broker's Kafka address now (it changes with every restart).
     addr: Mutex<String>,
     committed_txns: AtomicUsize,
+    /// commit_transaction calls begun.
+    commits_begun: AtomicUsize,
     instances: AtomicUsize,
     done: AtomicBool,
     stop: AtomicBool,
@@ -162,6 +167,7 @@ fn run_instance(addr: &str, shared: &Shared) -> Result<(), String> {
         producer
             .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
             .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+        shared.commits_begun.fetch_add(1, Ordering::SeqCst);
         producer
             .commit_transaction(CALL_TIMEOUT)
             .map_err(|e| format!("commit: {e}"))?;
@@ -322,7 +328,7 @@ fn a_transactional_copy_survives_kill_9_exactly_once() {
         std::thread::spawn(move || copier(shared))
     };
     let deadline = Instant::now() + TEST_TIMEOUT;
-    for kill in 1..=KILLS {
+    for (kill, delay_ms) in (1..).zip(KILL_DELAYS_MS) {
         let target = kill * COMMITS_PER_KILL;
         wait_for(&format!("{target} commits"), deadline, || {
             shared.committed_txns.load(Ordering::SeqCst) >= target || app.is_finished()
@@ -337,6 +343,11 @@ fn a_transactional_copy_survives_kill_9_exactly_once() {
             !shared.done.load(Ordering::SeqCst),
             "the copy finished before kill {kill}: make the input larger"
         );
+        let begun = shared.commits_begun.load(Ordering::SeqCst);
+        wait_for("the next commit", deadline, || {
+            shared.commits_begun.load(Ordering::SeqCst) > begun || app.is_finished()
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
         b.kill9();
         b.restart();
         *shared.addr.lock().expect("lock") = b.kafka_addr.clone();
