@@ -546,3 +546,54 @@ fn offsets_from_a_subscribed_group_member_commit_with_its_transaction() {
         assert_eq!(got[&p], expected("out", p, 3), "partition {p}");
     }
 }
+
+/// Transactions of one producer for `concurrent_producers_commit_and_abort_apart`.
+const CONCURRENT_TXNS: usize = 10;
+
+#[test]
+fn concurrent_producers_commit_and_abort_apart() {
+    let b = shared();
+    let topic = topic_on_both_shards(&b, "concurrent", 4);
+    // Ids spread over both shards' coordinators.
+    let ids: Vec<String> = (0..4).map(|i| unique(&format!("concurrent-{i}"))).collect();
+    let threads: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let (b, id, topic) = (b.clone(), id.clone(), topic.clone());
+            std::thread::spawn(move || {
+                let tp = txn_producer(&b, &id, &[]);
+                for t in 0..CONCURRENT_TXNS {
+                    tp.p.begin_transaction().expect("begin");
+                    tp.send_each(&topic, 4, &format!("w{n}t{t}"), 5);
+                    // Every third transaction of each producer aborts.
+                    if t % 3 == 2 {
+                        tp.flush();
+                        tp.p.abort_transaction(TIMEOUT).expect("abort");
+                    } else {
+                        tp.p.commit_transaction(TIMEOUT).expect("commit");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("producer thread");
+    }
+    write_sentinels(&b, &topic, 4);
+    let got = read_to_sentinels(&b, &topic, 4, "read_committed");
+    for p in 0..4 {
+        // Per producer, its committed transactions in order; nothing of an aborted one.
+        for n in 0..ids.len() {
+            let prefix = format!("w{n}t");
+            let mine: Vec<&String> = got[&p].iter().filter(|v| v.starts_with(&prefix)).collect();
+            let want: Vec<String> = (0..CONCURRENT_TXNS)
+                .filter(|t| t % 3 != 2)
+                .flat_map(|t| expected(&format!("w{n}t{t}"), p, 5))
+                .collect();
+            let want: Vec<&String> = want.iter().collect();
+            assert_eq!(mine, want, "partition {p}, producer {n}");
+        }
+        assert_eq!(got[&p].len(), ids.len() * 7 * 5, "partition {p}");
+    }
+}
