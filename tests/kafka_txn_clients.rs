@@ -1,7 +1,7 @@
 //! Kafka transactions through two more real clients: confluent-kafka (Python) and
 //! KafkaJS (Node). Each runs the cases of its script in tests/txn/ (commit, abort,
-//! timeout, fence) on a topic whose partitions are on both shards; this file starts the
-//! broker, creates the topics and runs the scripts.
+//! timeout, fence, offsets) on a topic whose partitions are on both shards; this file
+//! starts the broker, creates the topics and runs the scripts.
 //!
 //! `.ci/run` installs confluent-kafka into target/ci-venv (`PEREGRINE_PYTHON` names the
 //! Python to use; default: that venv's when it exists, else `python3`) and KafkaJS into
@@ -192,4 +192,14 @@ fn kafkajs_transaction_past_its_timeout_is_aborted_and_fenced() {
 #[test]
 fn kafkajs_second_producer_with_the_same_id_fences_the_first() {
     run_case(ClientKind::KafkaJs, "fence");
+}
+
+#[test]
+fn confluent_kafka_offsets_reach_the_group_only_with_a_commit() {
+    run_case(ClientKind::Confluent, "offsets");
+}
+
+#[test]
+fn kafkajs_offsets_reach_the_group_only_with_a_commit() {
+    run_case(ClientKind::KafkaJs, "offsets");
 }

@@ -3,7 +3,7 @@ run, against a broker whose Kafka address and a fresh topic the caller gives:
 
     python confluent_cases.py HOST:PORT CASE TOPIC PARTITIONS
 
-Cases: commit, abort, timeout, fence (see each function). The topic's partitions must be
+Cases: commit, abort, timeout, fence, offsets (see each function). The topic's partitions must be
 led by at least two nodes (shards), which the script checks first. Every read goes up to
 a sentinel (`end`, written by a plain producer to every partition after the case's
 transactions), so no case waits for silence. Prints `ok CASE` on success; exits 3 when
@@ -237,7 +237,60 @@ def case_fence(c):
         assert committed[part] == c.expected("live", part, 3), (part, committed[part])
 
 
+def case_offsets(c):
+    """Offsets sent to a transaction reach the group only when it commits; an aborted
+    transaction's offsets are dropped."""
+    plain = c.producer()
+    c.send_each(plain, "in", 2)
+    c.flush(plain)
+    group = f"offsets-{uuid.uuid4()}"
+    consumer = Consumer({
+        "bootstrap.servers": c.bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    parts = [TopicPartition(c.topic, p, OFFSET_BEGINNING) for p in range(c.partitions)]
+    consumer.assign(parts)
+    read = 0
+    deadline = time.monotonic() + TIMEOUT
+    while read < 2 * c.partitions:
+        assert time.monotonic() < deadline, f"read {read} input records"
+        m = consumer.poll(0.1)
+        if m is None:
+            continue
+        if m.error():
+            raise KafkaException(m.error())
+        read += 1
+    offsets = [TopicPartition(c.topic, p, 2) for p in range(c.partitions)]
+    p = c.txn_producer(f"offsets-{uuid.uuid4()}")
+
+    def committed():
+        got = consumer.committed(
+            [TopicPartition(c.topic, p) for p in range(c.partitions)], timeout=TIMEOUT)
+        return [tp.offset for tp in got]
+
+    p.begin_transaction()
+    c.send_each(p, "dropped", 1)
+    p.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), TIMEOUT)
+    c.flush(p)
+    p.abort_transaction(TIMEOUT)
+    assert all(o < 0 for o in committed()), f"after the abort: {committed()}"
+    p.begin_transaction()
+    c.send_each(p, "out", 1)
+    p.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), TIMEOUT)
+    p.commit_transaction(TIMEOUT)
+    assert committed() == [2] * c.partitions, f"after the commit: {committed()}"
+    consumer.close()
+    c.write_sentinels()
+    got = c.read("read_committed")
+    for part in range(c.partitions):
+        want = c.expected("in", part, 2) + c.expected("out", part, 1)
+        assert got[part] == want, (part, got[part])
+
+
 CASES = {
+    "offsets": case_offsets,
     "commit": case_commit,
     "abort": case_abort,
     "timeout": case_timeout,

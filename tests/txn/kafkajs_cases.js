@@ -3,7 +3,7 @@
 //
 //     node kafkajs_cases.js HOST:PORT CASE TOPIC PARTITIONS
 //
-// Cases: commit, abort, timeout, fence (see each function). The topic's partitions must
+// Cases: commit, abort, timeout, fence, offsets (see each function). The topic's partitions must
 // be led by at least two nodes (shards), which the script checks first. Every read goes
 // up to a sentinel (`end`, written by a plain producer to every partition after the
 // case's transactions), so no case waits for silence. Prints `ok CASE` on success; exits
@@ -279,7 +279,51 @@ async function caseFence(c) {
   }
 }
 
+// Offsets sent to a transaction reach the group only when it commits; an aborted
+// transaction's offsets are dropped.
+async function caseOffsets(c) {
+  const plain = await c.producer()
+  await plain.send({ topic: c.topic, acks: -1, messages: c.messages('in', 2) })
+  const groupId = unique('offsets')
+  const offsets = {
+    consumerGroupId: groupId,
+    topics: [{
+      topic: c.topic,
+      partitions: Array.from({ length: c.partitions }, (_, partition) => ({ partition, offset: '2' })),
+    }],
+  }
+  const admin = c.kafka.admin()
+  await admin.connect()
+  c.clients.push(admin)
+  const committed = async () => {
+    const got = await admin.fetchOffsets({ groupId, topics: [c.topic] })
+    return got[0].partitions
+      .slice()
+      .sort((a, b) => a.partition - b.partition)
+      .map(p => Number(p.offset))
+  }
+  const p = await c.txnProducer(unique('offsets'))
+  let txn = await p.transaction()
+  await txn.send({ topic: c.topic, messages: c.messages('dropped', 1) })
+  await txn.sendOffsets(offsets)
+  await txn.abort()
+  const afterAbort = await committed()
+  assert(afterAbort.every(o => o < 0), `after the abort: ${afterAbort}`)
+  txn = await p.transaction()
+  await txn.send({ topic: c.topic, messages: c.messages('out', 1) })
+  await txn.sendOffsets(offsets)
+  await txn.commit()
+  assertList(await committed(), Array(c.partitions).fill(2), 'after the commit')
+  await c.writeSentinels()
+  const got = await c.read(false)
+  for (let part = 0; part < c.partitions; part++) {
+    const want = c.expected('in', part, 2).concat(c.expected('out', part, 1))
+    assertList(got[part], want, `committed p${part}`)
+  }
+}
+
 const CASES = {
+  offsets: caseOffsets,
   commit: caseCommit,
   abort: caseAbort,
   timeout: caseTimeout,
