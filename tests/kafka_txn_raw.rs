@@ -1076,3 +1076,65 @@ fn transactional_batches_keep_the_idempotence_checks_and_a_new_epoch_starts_at_s
     want.extend(values("n", 0..1));
     assert_eq!(r.values, want);
 }
+
+/// Kafka's groups-per-transaction bound here (`GROUPS_PER_TXN_MAX`).
+const GROUPS_PER_TXN: usize = 100;
+
+#[test]
+fn a_transaction_takes_offsets_of_at_most_100_groups_and_commits_them_all() {
+    let b = shared();
+    let topic = unique("many-groups");
+    b.create_topic(&topic, 1);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let txn = init(&mut raw, &unique("many-groups-txn"));
+    let groups: Vec<String> = (0..=GROUPS_PER_TXN)
+        .map(|i| unique(&format!("g{i}")))
+        .collect();
+    for g in &groups[..GROUPS_PER_TXN] {
+        assert_eq!(add_offsets(&mut raw, &txn, g), 0, "group {g}");
+        assert_eq!(txn_offset_commit(&mut raw, &txn, g, &topic, 0, 1), 0);
+    }
+    assert_eq!(
+        add_offsets(&mut raw, &txn, &groups[GROUPS_PER_TXN]),
+        code(ResponseError::InvalidRequest),
+        "group {} of {GROUPS_PER_TXN}",
+        GROUPS_PER_TXN + 1
+    );
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    for g in &groups[..GROUPS_PER_TXN] {
+        assert_eq!(committed_offset(&mut raw, g, &topic, 0), 1, "group {g}");
+    }
+    assert_eq!(
+        committed_offset(&mut raw, &groups[GROUPS_PER_TXN], &topic, 0),
+        -1
+    );
+}
+
+#[test]
+fn transactional_ids_past_the_per_shard_cap_are_refused() {
+    let cap = 2;
+    let b = Broker::start_with(&["--max-transactional-ids-per-shard", &cap.to_string()]);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let mut accepted = Vec::new();
+    for i in 0..10 {
+        let id = unique(&format!("capped-{i}"));
+        let (err, ..) = init_raw(&mut raw, &id, TXN_TIMEOUT_MS);
+        if err == 0 {
+            accepted.push(id);
+        } else {
+            assert_eq!(err, code(ResponseError::InvalidRequest), "id {i}");
+        }
+    }
+    // Two shards, two ids each (an id with an open or recent transaction is never
+    // dropped to make room).
+    assert!(
+        (1..=2 * cap).contains(&accepted.len()),
+        "{} ids accepted",
+        accepted.len()
+    );
+    // The accepted ids keep working.
+    for id in &accepted {
+        let (err, ..) = init_raw(&mut raw, id, TXN_TIMEOUT_MS);
+        assert_eq!(err, 0, "{id} again");
+    }
+}
