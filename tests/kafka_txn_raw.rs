@@ -1138,3 +1138,33 @@ fn transactional_ids_past_the_per_shard_cap_are_refused() {
         assert_eq!(err, 0, "{id} again");
     }
 }
+
+#[test]
+fn a_topic_deleted_inside_a_transaction_does_not_stop_its_commit() {
+    let b = shared();
+    let kept = unique("kept-topic");
+    let deleted = unique("deleted-topic");
+    b.create_topic(&kept, 1);
+    b.create_topic(&deleted, 2);
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let id = unique("deleted-txn");
+    let mut txn = init(&mut raw, &id);
+    add_partitions_ok(&mut raw, &txn, &kept, &[0]);
+    add_partitions_ok(&mut raw, &txn, &deleted, &[0, 1]);
+    produce_txn(&mut raw, &mut txn, &kept, 0, &values("k", 0..2));
+    for p in 0..2 {
+        produce_txn(&mut raw, &mut txn, &deleted, p, &values("d", 0..2));
+    }
+    b.client().delete_topic(&deleted).expect("delete topic");
+    // Kafka skips the markers of partitions that no longer exist.
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    let r = read(&mut raw, &kept, 0, 0, READ_COMMITTED);
+    assert_eq!(r.values, values("k", 0..2));
+    assert_eq!(r.last_stable_offset, r.high_watermark);
+    let (state, ..) = describe(&mut raw, &id);
+    assert_eq!(state, "CompleteCommit");
+    // The id goes on.
+    let next = init(&mut raw, &id);
+    add_partitions_ok(&mut raw, &next, &kept, &[0]);
+    assert_eq!(end_txn(&mut raw, &next, false), 0);
+}
