@@ -46,6 +46,9 @@ const TXN_TIMEOUT_MS: i32 = 60_000;
 /// records roll several.
 const SMALL_SEGMENT_BYTES: u64 = 64 * 1024;
 
+/// What one Fetch asks for: more than any test's partition holds.
+const FETCH_MAX_BYTES: i32 = 4 << 20;
+
 const READ_UNCOMMITTED: i8 = 0;
 const READ_COMMITTED: i8 = 1;
 
@@ -287,19 +290,26 @@ fn values(tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{tag}{i}")).collect()
 }
 
-fn fetch(raw: &mut Raw, topic: &str, partition: i32, offset: i64, isolation: i8) -> PartitionData {
+fn fetch(
+    raw: &mut Raw,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation: i8,
+    max_bytes: i32,
+) -> PartitionData {
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
         .with_min_bytes(1)
-        .with_max_bytes(4 << 20)
+        .with_max_bytes(max_bytes)
         .with_isolation_level(isolation)
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(s(topic)))
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(partition)
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(4 << 20)])]);
+                .with_partition_max_bytes(max_bytes)])]);
     let resp: FetchResponse = raw.call(ApiKey::Fetch, 12, &req);
     assert_eq!(resp.error_code, 0);
     let part = resp.responses[0].partitions[0].clone();
@@ -321,12 +331,25 @@ struct Read {
 
 /// Fetches from `from` until the end, as a consumer with `isolation` would read it.
 fn read(raw: &mut Raw, topic: &str, partition: i32, from: i64, isolation: i8) -> Read {
+    read_in(raw, topic, partition, from, isolation, FETCH_MAX_BYTES)
+}
+
+/// `read` with at most `max_bytes` per Fetch (the broker still answers one whole batch
+/// when the first is larger, as Kafka does).
+fn read_in(
+    raw: &mut Raw,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    isolation: i8,
+    max_bytes: i32,
+) -> Read {
     let mut batches = Vec::new();
     let mut aborted = BTreeSet::new();
     let mut next = from;
     let deadline = Instant::now() + TIMEOUT;
     let (lso, hw, start) = loop {
-        let part = fetch(raw, topic, partition, next, isolation);
+        let part = fetch(raw, topic, partition, next, isolation, max_bytes);
         for a in part.aborted_transactions.iter().flatten() {
             aborted.insert((a.producer_id.0, a.first_offset));
         }
@@ -594,6 +617,12 @@ fn two_interleaved_transactions_on_the_same_partitions_commit_and_abort_apart() 
         assert_eq!(r.aborted, expected, "partition {p}");
         let all = read(&mut raw, &topic, p, 0, READ_UNCOMMITTED);
         assert_eq!(all.values.len(), 12, "partition {p}: {:?}", all.values);
+        // One batch per Fetch: each answer lists the aborted transactions of its range.
+        let small = read_in(&mut raw, &topic, p, 0, READ_COMMITTED, 1);
+        assert_eq!(
+            small.values, kept_values,
+            "partition {p}, one batch a fetch"
+        );
     }
 }
 
@@ -742,6 +771,11 @@ fn check_rolled(raw: &mut Raw, topic: &str, from: i64, want: &[String], aborted:
             r.aborted
         );
     }
+    let small = read_in(raw, topic, 0, from, READ_COMMITTED, 1);
+    assert!(
+        small.values == want,
+        "from {from}, one batch a fetch: read differs"
+    );
 }
 
 #[test]
@@ -861,6 +895,11 @@ fn check_retained(raw: &mut Raw, topic: &str, produced: &[(i64, Vec<String>, boo
     );
     assert_eq!(r.values.len(), want.len(), "from {start}");
     assert!(r.values == want, "from {start}: read differs");
+    let small = read_in(raw, topic, 0, start, READ_COMMITTED, 1);
+    assert!(
+        small.values == want,
+        "from {start}, one batch a fetch: read differs"
+    );
     start
 }
 
