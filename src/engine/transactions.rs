@@ -164,13 +164,16 @@ pub(crate) async fn open(shard: &Rc<Shard>) -> Result<(), String> {
         .data_dir
         .join(txn::LOG_DIR)
         .join(shard.id.to_string());
-    let log = TxnLog::open(
+    let open = TxnLog::open(
         dir,
         txn::TXN_LOG_SEGMENT_BYTES_DEFAULT,
         txn::TXN_LOG_COMPACT_BYTES_DEFAULT,
-    )
-    .await
-    .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?;
+    );
+    // Opened from the background queue, as partitions are, so its flusher runs there.
+    let log = runtime::spawn_into(open, shard.queues.background)
+        .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?
+        .await
+        .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?;
     let now = now_ms();
     let aborts: Vec<(String, Option<TxnMeta>)> = log
         .select(|_, m| m.state == TxnStatus::Ongoing)
