@@ -89,11 +89,29 @@ impl Drop for Driving<'_> {
     }
 }
 
+/// Where a drive stops in a test, as a crash there would (engine tests restart the
+/// engine and check recovery).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// After the decision is durable, before any marker.
+    Markers,
+    /// After the markers and offsets, before the Complete record.
+    Complete,
+}
+
 #[cfg(test)]
 thread_local! {
-    /// Test hook: a drive stops after its decision is durable and before any marker,
-    /// as a crash there would (engine tests restart the engine and check recovery).
-    pub(crate) static HOLD_MARKERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test hook: where drives on this shard's thread stop (`None`: they do not).
+    pub(crate) static HOLD: std::cell::Cell<Option<Hold>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn held(at: Hold) -> Result<(), EngineError> {
+    if HOLD.with(std::cell::Cell::get) == Some(at) {
+        return Err(EngineError::ShuttingDown(format!("held at {at:?}")));
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -300,9 +318,7 @@ async fn drive(
         _ => return Ok(()),
     };
     #[cfg(test)]
-    if HOLD_MARKERS.with(std::cell::Cell::get) {
-        return Err(EngineError::ShuttingDown("held before the markers".into()));
-    }
+    held(Hold::Markers)?;
     let engine = Engine::new(shard.clone());
     write_markers(&engine, &meta, commit).await?;
     if commit {
@@ -310,6 +326,8 @@ async fn drive(
             engine.commit_txn_offsets(group, offsets.clone()).await?;
         }
     }
+    #[cfg(test)]
+    held(Hold::Complete)?;
     // Nothing else changes a preparing id, so this is still `meta`'s state.
     debug_assert_eq!(c.log.get(id).as_ref(), Some(&meta));
     if let Some(done) = state::complete(&meta, now_ms()) {
