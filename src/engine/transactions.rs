@@ -689,6 +689,27 @@ impl Engine {
         Ok(all)
     }
 
+    /// Whether an open or committing transaction holds offsets for `group` (added by
+    /// AddOffsetsToTxn, not yet applied): KIP-447's unstable offsets, for OffsetFetch
+    /// with `require_stable`. One call per shard, whatever the number of transactions.
+    pub async fn txn_offsets_pending(&self, group: &str) -> Result<bool, EngineError> {
+        for shard in 0..self.shard_count() {
+            let group = group.to_string();
+            let job = move |s: Rc<Shard>| async move {
+                let c = coordinator(&s)?;
+                let pending = |_: &str, m: &TxnMeta| {
+                    matches!(m.state, TxnStatus::Ongoing | TxnStatus::PrepareCommit)
+                        && m.groups.contains(&group)
+                };
+                Ok(c.log.any(pending))
+            };
+            if self.on_owner(shard, CallClass::Client, job).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A committed transaction's offsets, on the group's shard, durably.
     pub(crate) async fn commit_txn_offsets(
         &self,
