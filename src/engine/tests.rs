@@ -954,7 +954,7 @@ fn queues_owned_by_another_shard_auto_delete_expire_and_delete_if() {
 
 // ---- transactions (issue 18) ----
 
-use super::transactions::{TxnProducer, HOLD_MARKERS};
+use super::transactions::{Hold, TxnProducer, HOLD};
 use peregrine_shards::batch::BatchHeader;
 
 /// Longest a test waits for a transaction the broker completes by itself.
@@ -1382,7 +1382,7 @@ fn calls_for_a_transaction_being_completed_get_concurrent_transactions() {
             .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
             .await
             .expect("add partition");
-        HOLD_MARKERS.with(|h| h.set(true));
+        HOLD.with(|h| h.set(Some(Hold::Markers)));
         assert!(matches!(
             engine.end_txn(p.clone(), true).await,
             Err(EngineError::ConcurrentTransactions(_))
@@ -1397,7 +1397,7 @@ fn calls_for_a_transaction_being_completed_get_concurrent_transactions() {
             engine.init_transactions("tx", 60_000, -1, -1).await,
             Err(EngineError::ConcurrentTransactions(_))
         ));
-        HOLD_MARKERS.with(|h| h.set(false));
+        HOLD.with(|h| h.set(None));
         // The tick completes it; the client's retry is then answered OK.
         let done = txn_state_when(&engine, "tx", |d| d.state == TxnState::CompleteCommit).await;
         assert_eq!(done.state, TxnState::CompleteCommit);
@@ -1459,7 +1459,7 @@ fn after_a_restart_an_open_transaction_is_aborted_and_a_decided_commit_finished(
             .await
             .expect("produce");
         // The commit is decided and durable, and the broker stops before any marker.
-        HOLD_MARKERS.with(|h| h.set(true));
+        HOLD.with(|h| h.set(Some(Hold::Markers)));
         assert!(engine.end_txn(d, true).await.is_err());
         let prepared = txn_state_when(&engine, "decided", |_| true).await;
         assert_eq!(prepared.state, TxnState::PrepareCommit);
@@ -1526,5 +1526,70 @@ fn transactional_ids_past_the_shard_cap_are_refused_and_known_ones_still_served(
             described[1].1,
             Err(EngineError::UnknownTransactionalId(_))
         ));
+    });
+}
+
+#[test]
+fn a_commit_cut_after_its_markers_is_completed_again_after_a_restart_without_harm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ids = Arc::new(std::sync::Mutex::new((0i64, 0i16)));
+    let seen = ids.clone();
+    with_engine_at(dir.path(), move |engine| async move {
+        engine
+            .create_topic("t", one_topic(1))
+            .await
+            .expect("create");
+        let got = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        let p = producer("tx", got);
+        engine
+            .add_partitions_to_txn(p.clone(), vec![("t".into(), 0)])
+            .await
+            .expect("add");
+        engine
+            .produce(
+                "t",
+                0,
+                Acks::Durable,
+                txn_batch(got.0, got.1, 0, &["a", "b"]),
+            )
+            .await
+            .expect("produce");
+        // Markers written, the Complete record not: as a crash right before it.
+        HOLD.with(|h| h.set(Some(Hold::Complete)));
+        assert!(matches!(
+            engine.end_txn(p, true).await,
+            Err(EngineError::ConcurrentTransactions(_))
+        ));
+        let (fetched, _) = read_committed(&engine, "t", 0).await;
+        assert_eq!(fetched.last_stable_offset, 3, "the marker is there");
+        *seen.lock().expect("lock") = got;
+    });
+    let got = *ids.lock().expect("lock");
+    with_engine_at(dir.path(), move |engine| async move {
+        let done = txn_state_when(&engine, "tx", |d| d.state == TxnState::CompleteCommit).await;
+        assert_eq!(done.state, TxnState::CompleteCommit);
+        // The commit is answered to the client's retry; the data stays committed.
+        engine
+            .end_txn(producer("tx", got), true)
+            .await
+            .expect("commit retried");
+        let (fetched, headers) = read_committed(&engine, "t", 0).await;
+        assert_eq!(fetched.last_stable_offset, fetched.high_watermark);
+        assert!(fetched.aborted.is_empty());
+        let records: i32 = headers
+            .iter()
+            .filter(|h| !h.is_control())
+            .map(|h| h.records_count)
+            .sum();
+        assert_eq!(records, 2);
+        // The next transaction of the same producer works as usual.
+        let next = engine
+            .init_transactions("tx", 60_000, -1, -1)
+            .await
+            .expect("init");
+        assert_eq!((next.0, next.1), (got.0, got.1 + 1));
     });
 }

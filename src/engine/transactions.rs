@@ -89,11 +89,29 @@ impl Drop for Driving<'_> {
     }
 }
 
+/// Where a drive stops in a test, as a crash there would (engine tests restart the
+/// engine and check recovery).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// After the decision is durable, before any marker.
+    Markers,
+    /// After the markers and offsets, before the Complete record.
+    Complete,
+}
+
 #[cfg(test)]
 thread_local! {
-    /// Test hook: a drive stops after its decision is durable and before any marker,
-    /// as a crash there would (engine tests restart the engine and check recovery).
-    pub(crate) static HOLD_MARKERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test hook: where drives on this shard's thread stop (`None`: they do not).
+    pub(crate) static HOLD: std::cell::Cell<Option<Hold>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn held(at: Hold) -> Result<(), EngineError> {
+    if HOLD.with(std::cell::Cell::get) == Some(at) {
+        return Err(EngineError::ShuttingDown(format!("held at {at:?}")));
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -164,13 +182,16 @@ pub(crate) async fn open(shard: &Rc<Shard>) -> Result<(), String> {
         .data_dir
         .join(txn::LOG_DIR)
         .join(shard.id.to_string());
-    let log = TxnLog::open(
+    let open = TxnLog::open(
         dir,
         txn::TXN_LOG_SEGMENT_BYTES_DEFAULT,
         txn::TXN_LOG_COMPACT_BYTES_DEFAULT,
-    )
-    .await
-    .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?;
+    );
+    // Opened from the background queue, as partitions are, so its flusher runs there.
+    let log = runtime::spawn_into(open, shard.queues.background)
+        .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?
+        .await
+        .map_err(|e| format!("shard {}: opening the transaction log: {e}", shard.id))?;
     let now = now_ms();
     let aborts: Vec<(String, Option<TxnMeta>)> = log
         .select(|_, m| m.state == TxnStatus::Ongoing)
@@ -297,9 +318,7 @@ async fn drive(
         _ => return Ok(()),
     };
     #[cfg(test)]
-    if HOLD_MARKERS.with(std::cell::Cell::get) {
-        return Err(EngineError::ShuttingDown("held before the markers".into()));
-    }
+    held(Hold::Markers)?;
     let engine = Engine::new(shard.clone());
     write_markers(&engine, &meta, commit).await?;
     if commit {
@@ -307,6 +326,8 @@ async fn drive(
             engine.commit_txn_offsets(group, offsets.clone()).await?;
         }
     }
+    #[cfg(test)]
+    held(Hold::Complete)?;
     // Nothing else changes a preparing id, so this is still `meta`'s state.
     debug_assert_eq!(c.log.get(id).as_ref(), Some(&meta));
     if let Some(done) = state::complete(&meta, now_ms()) {
@@ -666,6 +687,27 @@ impl Engine {
         }
         all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         Ok(all)
+    }
+
+    /// Whether an open or committing transaction holds offsets for `group` (added by
+    /// AddOffsetsToTxn, not yet applied): KIP-447's unstable offsets, for OffsetFetch
+    /// with `require_stable`. One call per shard, whatever the number of transactions.
+    pub async fn txn_offsets_pending(&self, group: &str) -> Result<bool, EngineError> {
+        for shard in 0..self.shard_count() {
+            let group = group.to_string();
+            let job = move |s: Rc<Shard>| async move {
+                let c = coordinator(&s)?;
+                let pending = |_: &str, m: &TxnMeta| {
+                    matches!(m.state, TxnStatus::Ongoing | TxnStatus::PrepareCommit)
+                        && m.groups.contains(&group)
+                };
+                Ok(c.log.any(pending))
+            };
+            if self.on_owner(shard, CallClass::Client, job).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A committed transaction's offsets, on the group's shard, durably.

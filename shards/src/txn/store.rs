@@ -144,6 +144,11 @@ impl TxnLog {
             .collect()
     }
 
+    /// Whether `test` holds for some id (nothing copied).
+    pub fn any(&self, test: impl Fn(&str, &TxnMeta) -> bool) -> bool {
+        self.state.borrow().ids.iter().any(|(k, v)| test(k, v))
+    }
+
     /// Makes `meta` the id's state (`None`: removes the id), durably.
     pub async fn put(self: &Rc<Self>, id: &str, meta: Option<TxnMeta>) -> Result<(), TxnError> {
         self.put_all(vec![(id.to_string(), meta)]).await
