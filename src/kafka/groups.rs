@@ -14,7 +14,7 @@
 //! transaction is about to move.
 
 use super::{errors, str_bytes, Ctx};
-use crate::engine::{Assignment, CommitEntry, EngineError, JoinArgs, TxnState};
+use crate::engine::{Assignment, CommitEntry, JoinArgs};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -264,31 +264,6 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// Whether a transaction that commits offsets for `group` is open or committing: its
-/// offsets are not applied yet (KIP-447's unstable offsets). Known by group, not by
-/// partition: a transaction adds its group (AddOffsetsToTxn) right before it sends the
-/// offsets (TxnOffsetCommit), so the two differ only for that moment.
-async fn has_pending_txn_offsets(ctx: &Ctx, group: &str) -> Result<bool, EngineError> {
-    let open = vec![TxnState::Ongoing, TxnState::PrepareCommit];
-    let listed = match ctx.engine.list_transactions(open, Vec::new()).await {
-        Ok(listed) => listed,
-        // A broker without transactions has no pending offsets.
-        Err(EngineError::NotSupported(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    if listed.is_empty() {
-        return Ok(false);
-    }
-    let ids = listed.into_iter().map(|t| t.transactional_id).collect();
-    let described = ctx.engine.describe_transactions(ids).await;
-    Ok(described.iter().any(|(_, d)| {
-        d.as_ref().is_ok_and(|d| {
-            matches!(d.state, TxnState::Ongoing | TxnState::PrepareCommit)
-                && d.groups.iter().any(|g| g == group)
-        })
-    }))
-}
-
 pub async fn fetch_offsets(
     ctx: &Ctx,
     req: OffsetFetchRequest,
@@ -297,7 +272,7 @@ pub async fn fetch_offsets(
     // v7+: a read_committed consumer asks for stable offsets only; while a transaction
     // holds offsets for the group it is told UNSTABLE_OFFSET_COMMIT and asks again.
     if version >= 7 && req.require_stable {
-        match has_pending_txn_offsets(ctx, req.group_id.0.as_str()).await {
+        match ctx.engine.txn_offsets_pending(req.group_id.0.as_str()).await {
             Ok(false) => {}
             Ok(true) => return unstable(req.topics),
             Err(e) => return fetch_failed(errors::code(&e), version),
