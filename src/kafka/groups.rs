@@ -272,7 +272,11 @@ pub async fn fetch_offsets(
     // v7+: a read_committed consumer asks for stable offsets only; while a transaction
     // holds offsets for the group it is told UNSTABLE_OFFSET_COMMIT and asks again.
     if version >= 7 && req.require_stable {
-        match ctx.engine.txn_offsets_pending(req.group_id.0.as_str()).await {
+        match ctx
+            .engine
+            .txn_offsets_pending(req.group_id.0.as_str())
+            .await
+        {
             Ok(false) => {}
             Ok(true) => return unstable(req.topics),
             Err(e) => return fetch_failed(errors::code(&e), version),
