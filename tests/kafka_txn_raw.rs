@@ -10,7 +10,7 @@
 //! lists, from its first offset up to that producer's abort marker.
 
 mod common;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::kafka_raw::{advertised, RawKafka as Raw};
 use common::Broker;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -19,6 +19,7 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -26,7 +27,7 @@ use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -171,13 +172,24 @@ fn txn_offset_commit(
     partition: i32,
     offset: i64,
 ) -> i16 {
+    txn_offset_commit_as(raw, txn, group, (topic, partition, offset), ("", -1))
+}
+
+/// TxnOffsetCommit v3 naming a group member and generation (KIP-447).
+fn txn_offset_commit_as(
+    raw: &mut Raw,
+    txn: &Txn,
+    group: &str,
+    (topic, partition, offset): (&str, i32, i64),
+    (member, generation): (&str, i32),
+) -> i16 {
     let req = TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(s(&txn.id)))
         .with_group_id(GroupId(s(group)))
         .with_producer_id(ProducerId(txn.pid))
         .with_producer_epoch(txn.epoch)
-        .with_generation_id(-1)
-        .with_member_id(s(""))
+        .with_generation_id(generation)
+        .with_member_id(s(member))
         .with_topics(vec![TxnOffsetCommitRequestTopic::default()
             .with_name(TopicName(s(topic)))
             .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
@@ -533,6 +545,82 @@ fn add_partitions_from_a_fenced_epoch_is_refused_and_the_current_epoch_accepted(
     assert!(fenced.contains(&end_txn(&mut raw, &old, true)));
     add_partitions_ok(&mut raw, &new, &topic, &[0, 1]);
     assert_eq!(end_txn(&mut raw, &new, true), 0);
+}
+
+/// JoinGroup v5 as a new member subscribed to `topic`: its member id and generation.
+fn join_group(raw: &mut Raw, group: &str, topic: &str) -> (String, i32) {
+    let subscription = ConsumerProtocolSubscription::default().with_topics(vec![s(topic)]);
+    // The consumer protocol's metadata: a version, then the subscription at it.
+    let mut metadata = BytesMut::new();
+    metadata.put_i16(0);
+    subscription
+        .encode(&mut metadata, 0)
+        .expect("subscription encodes");
+    let req = JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(60_000)
+        .with_rebalance_timeout_ms(1_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(metadata.freeze())]);
+    let resp: JoinGroupResponse = raw.call(ApiKey::JoinGroup, 5, &req);
+    assert_eq!(resp.error_code, 0, "JoinGroup");
+    (resp.member_id.to_string(), resp.generation_id)
+}
+
+/// KIP-447: a consumer's transactional producer names its member id and generation in
+/// TxnOffsetCommit; a member not in the group, or a generation that is not the group's
+/// (a zombie whose partitions moved), is refused, and nothing it sent reaches the group.
+#[test]
+fn txn_offset_commit_from_an_unknown_member_or_old_generation_is_refused() {
+    let b = shared();
+    let topic = unique("kip447");
+    b.create_topic(&topic, 1);
+    let group = unique("kip447-group");
+    let mut raw = Raw::connect(&b.kafka_addr);
+    let (member, generation) = join_group(&mut raw, &group, &topic);
+    assert!(generation >= 1, "generation {generation}");
+    let mut txn = init(&mut raw, &unique("kip447-txn"));
+    add_partitions_ok(&mut raw, &txn, &topic, &[0]);
+    produce_txn(&mut raw, &mut txn, &topic, 0, &values("k", 0..3));
+    assert_eq!(add_offsets(&mut raw, &txn, &group), 0);
+    let offset = (topic.as_str(), 0, 3);
+    assert_eq!(
+        txn_offset_commit_as(&mut raw, &txn, &group, offset, ("not-a-member", generation)),
+        code(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        txn_offset_commit_as(&mut raw, &txn, &group, offset, (&member, generation + 1)),
+        code(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        txn_offset_commit_as(&mut raw, &txn, &group, offset, (&member, generation - 1)),
+        code(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    assert_eq!(
+        committed_offset(&mut raw, &group, &topic, 0),
+        -1,
+        "refused offsets never reach the group"
+    );
+    // The current member and generation commit.
+    assert_eq!(add_offsets(&mut raw, &txn, &group), 0);
+    assert_eq!(
+        txn_offset_commit_as(&mut raw, &txn, &group, offset, (&member, generation)),
+        0
+    );
+    assert_eq!(end_txn(&mut raw, &txn, true), 0);
+    assert_eq!(committed_offset(&mut raw, &group, &topic, 0), 3);
+    // A group that does not exist has no members.
+    let other = unique("kip447-none");
+    assert_eq!(add_offsets(&mut raw, &txn, &other), 0);
+    assert_eq!(
+        txn_offset_commit_as(&mut raw, &txn, &other, offset, (&member, generation)),
+        code(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(end_txn(&mut raw, &txn, false), 0);
 }
 
 #[test]

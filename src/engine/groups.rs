@@ -113,6 +113,19 @@ pub async fn commit_transactional(
     Ok(shard.groups.commit_transactional(group, offsets).await?)
 }
 
+/// TxnOffsetCommit's member and generation (KIP-447), checked on the group's shard.
+pub fn check_txn_member(
+    shard: &Rc<Shard>,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+) -> Result<(), EngineError> {
+    assert_owned(shard, group);
+    Ok(shard
+        .groups
+        .check_txn_commit(group, member_id, generation)?)
+}
+
 /// Committed offsets of a group, of one topic or (`None`) of every topic.
 pub async fn fetch_offsets(
     shard: &Rc<Shard>,

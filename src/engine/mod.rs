@@ -335,6 +335,24 @@ impl Engine {
         self.on_owner(owner, CallClass::Client, job).await
     }
 
+    /// Whether a transactional producer that names a group member (TxnOffsetCommit v3,
+    /// KIP-447) may commit for it: UnknownMember if `member_id` is not in the group,
+    /// IllegalGeneration if `generation` is not its current one. An empty member id and
+    /// a negative generation pass (a producer outside the group).
+    pub async fn check_txn_member(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let (group, member_id) = (group.to_string(), member_id.to_string());
+        let job = move |s: Rc<Shard>| async move {
+            groups::check_txn_member(&s, &group, &member_id, generation)
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
     /// Committed offsets of a group: of `topic`, or of every topic (`None`).
     pub async fn fetch_offsets(
         &self,

@@ -9,9 +9,10 @@
 //! EndTxn v0-3.
 //!
 //! A fenced producer is told PRODUCER_FENCED where the request's version has that code,
-//! INVALID_PRODUCER_EPOCH before (`errors::txn_code`). TxnOffsetCommit v3's generation
-//! and member id are not checked (the engine's commit bypasses member checks, as the
-//! transaction's own fencing by epoch already guards it).
+//! INVALID_PRODUCER_EPOCH before (`errors::txn_code`). TxnOffsetCommit v3's member id
+//! and generation are checked against the group (KIP-447: UNKNOWN_MEMBER_ID,
+//! ILLEGAL_GENERATION), so a consumer-producer whose partitions moved cannot commit
+//! their offsets; the offsets are applied at commit without further member checks.
 
 use super::{errors, str_bytes, Ctx};
 use crate::engine::transactions::{TxnListing, TxnProducer};
@@ -233,10 +234,19 @@ pub async fn offset_commit(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetC
         })
         .collect();
     let txn = producer(&req.transactional_id, req.producer_id, req.producer_epoch);
-    let committed = ctx
-        .engine
-        .txn_offset_commit(txn, req.group_id.0.as_str(), offsets)
-        .await;
+    let group = req.group_id.0.as_str();
+    // v3 (KIP-447): a member's producer names its member id and generation, and a
+    // zombie whose partitions moved to another member is refused here.
+    let mut committed = Ok(());
+    if !req.member_id.is_empty() || req.generation_id >= 0 {
+        committed = ctx
+            .engine
+            .check_txn_member(group, req.member_id.as_str(), req.generation_id)
+            .await;
+    }
+    if committed.is_ok() {
+        committed = ctx.engine.txn_offset_commit(txn, group, offsets).await;
+    }
     // No TxnOffsetCommit version has PRODUCER_FENCED.
     let code = outcome_code(&committed, false);
     TxnOffsetCommitResponse::default().with_topics(commit_results(req.topics, code))

@@ -311,6 +311,24 @@ impl GroupCoordinator {
         log.commit(group, offsets).await
     }
 
+    /// Kafka TxnOffsetCommit v3's member and generation, checked when the offsets join
+    /// the transaction (KIP-447): see `Group::check_txn_commit`. A group that does not
+    /// exist has no members and no generation.
+    pub fn check_txn_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        check_group_id(group)?;
+        match self.groups.borrow().get(group) {
+            Some(g) => g.check_txn_commit(member_id, generation),
+            None if !member_id.is_empty() => Err(GroupError::UnknownMember),
+            None if generation >= 0 => Err(GroupError::IllegalGeneration),
+            None => Ok(()),
+        }
+    }
+
     /// A committed transaction's offsets for `group` (Kafka's TxnOffsetCommit, applied
     /// when its transaction commits): durable as any commit, without member or
     /// generation checks (the transactional producer is no member), and not refused at

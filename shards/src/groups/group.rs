@@ -225,6 +225,24 @@ impl Group {
         Ok(())
     }
 
+    /// KIP-447's check of a TxnOffsetCommit from a group member's transactional
+    /// producer: a member id that is not in the group, or a generation that is not the
+    /// group's, fences a zombie whose partitions moved. An empty member id or a negative
+    /// generation is not checked (a producer outside the group sends both).
+    pub(crate) fn check_txn_commit(
+        &self,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if !member_id.is_empty() && !self.members.contains_key(member_id) {
+            return Err(GroupError::UnknownMember);
+        }
+        if generation >= 0 && generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Expires members whose session passed (except those waiting in a join, which
     /// cannot heartbeat) and completes a rebalance that is due.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Notice> {
@@ -432,6 +450,37 @@ mod tests {
             Ok(JoinStep::Ready(r)) => assert_eq!(r.generation, 1),
             other => panic!("expected Ready, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_txn_commit_names_a_current_member_and_generation_or_neither() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        join_new(&mut g, "a", now);
+        g.try_complete(now);
+        assert_eq!(g.check_txn_commit("a", 1), Ok(()));
+        assert_eq!(g.check_txn_commit("", -1), Ok(()));
+        assert_eq!(g.check_txn_commit("a", -1), Ok(()));
+        assert_eq!(g.check_txn_commit("", 1), Ok(()));
+        assert_eq!(g.check_txn_commit("b", 1), Err(GroupError::UnknownMember));
+        assert_eq!(
+            g.check_txn_commit("a", 0),
+            Err(GroupError::IllegalGeneration)
+        );
+        // A rebalance fences the old generation.
+        g.join(
+            &req(Some("a"), &[("t", 8)]),
+            || unreachable!(),
+            now,
+            Duration::ZERO,
+        )
+        .expect("rejoin");
+        g.try_complete(now);
+        assert_eq!(
+            g.check_txn_commit("a", 1),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(g.check_txn_commit("a", 2), Ok(()));
     }
 
     #[test]
