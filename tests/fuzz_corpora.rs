@@ -98,6 +98,13 @@ mod seeds {
         kafka::<CreatePartitionsRequest>(ApiKey::CreatePartitions);
         kafka::<DeleteRecordsRequest>(ApiKey::DeleteRecords);
         kafka::<DeleteTopicsRequest>(ApiKey::DeleteTopics);
+        kafka::<AddPartitionsToTxnRequest>(ApiKey::AddPartitionsToTxn);
+        kafka::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
+        kafka::<TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit);
+        kafka::<EndTxnRequest>(ApiKey::EndTxn);
+        kafka::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
+        kafka::<ListTransactionsRequest>(ApiKey::ListTransactions);
+        kafka::<DescribeProducersRequest>(ApiKey::DescribeProducers);
     }
 
     fn native_frames() {
