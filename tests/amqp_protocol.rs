@@ -26,9 +26,9 @@ use common::amqp_raw::{
     self, content_header, encode, exchange_declare, int_argument, method_frame, queue_declare,
     Login, RawAmqp, RecvError, Tuning, ANSWER_WITHIN, FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
-use common::Broker;
+use common::{shared_broker, unique, Broker};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,34 +50,6 @@ fn soft(e: AMQPSoftError) -> u16 {
 
 fn hard(e: AMQPHardError) -> u16 {
     e.get_id()
-}
-
-/// One broker for the cases that need no flags of their own, alive while any case
-/// holds it (a static one would outlive the test binary's last case, never killed).
-fn shared_broker() -> Arc<Broker> {
-    static SHARED: OnceLock<Mutex<Weak<Broker>>> = OnceLock::new();
-    let slot = SHARED.get_or_init(|| Mutex::new(Weak::new()));
-    let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(broker) = weak.upgrade() {
-        return broker;
-    }
-    let broker = Arc::new(Broker::start());
-    *weak = Arc::downgrade(&broker);
-    broker
-}
-
-/// A name no other case (or other run against the same broker) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "h4-{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A second client that publishes and fetches one message at a time, with confirms,
@@ -345,7 +317,7 @@ fn non_loopback_ip() -> std::net::IpAddr {
 fn guest_is_refused_off_loopback_and_a_listed_user_is_accepted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let users = dir.path().join("amqp-users");
-    let user = unique("user");
+    let user = unique("h4-user");
     std::fs::write(&users, format!("# test users\n{user}:s3cret\n")).expect("users file");
     let users_path = users.to_str().expect("utf-8 path");
     let broker = Broker::start_with(&["--amqp-addr", "0.0.0.0:0", "--amqp-users", users_path]);
@@ -551,7 +523,7 @@ fn method_frame_larger_than_frame_max_is_a_frame_error() {
         "x-padding".into(),
         AMQPValue::LongString(vec![b'p'; 5000].into()),
     );
-    let frame = method_frame(1, queue_declare(&unique("big"), false, arguments));
+    let frame = method_frame(1, queue_declare(&unique("h4-big"), false, arguments));
     assert!(frame.len() > 4096);
     conn.send_bytes(&frame);
     let (code, text) = conn.expect_connection_close();
@@ -640,7 +612,7 @@ fn passive_declare_of_a_missing_queue_is_not_found() {
     channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
         conn.send_method(
             1,
-            queue_declare(&unique("missing"), true, FieldTable::default()),
+            queue_declare(&unique("h4-missing"), true, FieldTable::default()),
         );
     });
 }
@@ -648,14 +620,14 @@ fn passive_declare_of_a_missing_queue_is_not_found() {
 #[test]
 fn passive_declare_of_a_missing_exchange_is_not_found() {
     channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
-        conn.send_method(1, exchange_declare(&unique("missing"), "direct", true));
+        conn.send_method(1, exchange_declare(&unique("h4-missing"), "direct", true));
     });
 }
 
 #[test]
 fn publish_to_a_missing_exchange_is_not_found() {
     channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
-        conn.publish(1, &unique("missing"), "key", b"lost");
+        conn.publish(1, &unique("h4-missing"), "key", b"lost");
     });
 }
 
@@ -663,7 +635,7 @@ fn publish_to_a_missing_exchange_is_not_found() {
 fn queue_redeclare_with_other_arguments_is_precondition_failed() {
     channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
         // Named by us: RabbitMQ refuses any declare of an `amq.gen-` name (403).
-        let name = unique("redeclared");
+        let name = unique("h4-redeclared");
         declare_exclusive(conn, 1, &name, int_argument("x-max-length", 10));
         let redeclare = AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
             queue: name.as_str().into(),
@@ -694,7 +666,7 @@ fn declaring_another_connections_exclusive_queue_is_resource_locked() {
     channel_error_case(soft(AMQPSoftError::RESOURCELOCKED), |broker, conn| {
         let mut other = RawAmqp::open(&broker.amqp_addr);
         other.channel_open(1);
-        let name = declare_exclusive(&mut other, 1, &unique("locked"), FieldTable::default());
+        let name = declare_exclusive(&mut other, 1, &unique("h4-locked"), FieldTable::default());
         conn.send_method(1, queue_declare(&name, false, FieldTable::default()));
         owner = Some(other);
     });
@@ -709,7 +681,7 @@ fn declaring_an_amq_prefixed_exchange_is_access_refused() {
     channel_error_case(soft(AMQPSoftError::ACCESSREFUSED), |_, conn| {
         conn.send_method(
             1,
-            exchange_declare(&format!("amq.{}", unique("x")), "direct", false),
+            exchange_declare(&format!("amq.{}", unique("h4-x")), "direct", false),
         );
     });
 }
@@ -735,7 +707,7 @@ fn delete_if_empty_of_a_non_empty_queue_is_precondition_failed() {
 #[test]
 fn declaring_an_amq_prefixed_queue_is_access_refused() {
     channel_error_case(soft(AMQPSoftError::ACCESSREFUSED), |_, conn| {
-        let name = format!("amq.{}", unique("q"));
+        let name = format!("amq.{}", unique("h4-q"));
         conn.send_method(1, queue_declare(&name, false, FieldTable::default()));
     });
 }
@@ -743,7 +715,7 @@ fn declaring_an_amq_prefixed_queue_is_access_refused() {
 #[test]
 fn redeclaring_an_exchange_with_another_type_is_precondition_failed() {
     channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
-        let name = unique("retyped");
+        let name = unique("h4-retyped");
         match conn.call(1, exchange_declare(&name, "direct", false)) {
             AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)) => {}
             other => panic!("expected exchange.declare-ok, got {other:?}"),
@@ -755,7 +727,7 @@ fn redeclaring_an_exchange_with_another_type_is_precondition_failed() {
 #[test]
 fn publish_to_an_internal_exchange_is_access_refused() {
     channel_error_case(soft(AMQPSoftError::ACCESSREFUSED), |_, conn| {
-        let name = unique("internal");
+        let name = unique("h4-internal");
         let declare = AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
             exchange: name.as_str().into(),
             kind: "fanout".into(),
@@ -774,7 +746,7 @@ fn publish_to_an_internal_exchange_is_access_refused() {
 #[test]
 fn delete_if_unused_of_a_bound_exchange_is_precondition_failed() {
     channel_error_case(soft(AMQPSoftError::PRECONDITIONFAILED), |_, conn| {
-        let name = unique("bound");
+        let name = unique("h4-bound");
         let declare = AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
             exchange: name.as_str().into(),
             kind: "fanout".into(),
@@ -833,7 +805,7 @@ fn delete_if_unused_of_a_consumed_queue_is_precondition_failed() {
 fn consume_from_a_missing_queue_is_not_found() {
     channel_error_case(soft(AMQPSoftError::NOTFOUND), |_, conn| {
         let consume = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-            queue: unique("missing").as_str().into(),
+            queue: unique("h4-missing").as_str().into(),
             consumer_tag: "c1".into(),
             ..basic::Consume::default()
         }));
@@ -847,7 +819,7 @@ fn bind_to_a_missing_exchange_is_not_found() {
         let queue = declare_exclusive(conn, 1, "", FieldTable::default());
         let bind = AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
             queue: queue.as_str().into(),
-            exchange: unique("missing").as_str().into(),
+            exchange: unique("h4-missing").as_str().into(),
             routing_key: "key".into(),
             nowait: false,
             arguments: FieldTable::default(),
@@ -964,7 +936,7 @@ fn method_on_a_channel_that_is_not_open_is_a_channel_error() {
     connection_error_case(hard(AMQPHardError::CHANNELERROR), |conn| {
         conn.send_method(
             7,
-            queue_declare(&unique("nochannel"), false, FieldTable::default()),
+            queue_declare(&unique("h4-nochannel"), false, FieldTable::default()),
         );
     });
 }
@@ -1081,7 +1053,7 @@ fn truncated_frames_then_close_leave_the_broker_serving() {
     let witness = Witness::start(&broker.amqp_addr);
     let declare = method_frame(
         1,
-        queue_declare(&unique("cut"), false, FieldTable::default()),
+        queue_declare(&unique("h4-cut"), false, FieldTable::default()),
     );
     let cuts: Vec<(&str, bool, Vec<u8>)> = vec![
         (
@@ -1429,7 +1401,7 @@ fn confirms_of_a_burst_of_persistent_publishes_use_multiple_and_cover_each_tag_o
     let broker = shared_broker();
     let mut conn = RawAmqp::open(&broker.amqp_addr);
     conn.channel_open(1);
-    let queue = declare_durable(&mut conn, 1, &unique("confirm-burst"));
+    let queue = declare_durable(&mut conn, 1, &unique("h4-confirm-burst"));
     conn.confirm_select(1);
     conn.send_bytes(&persistent_publishes(1, &queue, CONFIRMED_PUBLISHES));
     let heard = confirms_until(&mut conn, 1, CONFIRMED_PUBLISHES);
@@ -1475,7 +1447,7 @@ fn a_publisher_past_max_in_flight_is_blocked_then_unblocked_and_every_publish_co
         &["connection.blocked"],
     );
     conn.channel_open(1);
-    let queue = declare_durable(&mut conn, 1, &unique("blocked"));
+    let queue = declare_durable(&mut conn, 1, &unique("h4-blocked"));
     conn.confirm_select(1);
     conn.send_bytes(&persistent_publishes(1, &queue, BLOCKED_PUBLISHES));
     let mut heard = confirms_until(&mut conn, 1, BLOCKED_PUBLISHES);
@@ -1520,7 +1492,7 @@ fn a_client_that_never_reads_its_answers_is_not_read_either() {
     let rss_before = broker.peak_rss_bytes().expect("broker rss");
     let mut conn = RawAmqp::open(&broker.amqp_addr);
     conn.channel_open(1);
-    let queue = declare_durable(&mut conn, 1, &unique("never-reads"));
+    let queue = declare_durable(&mut conn, 1, &unique("h4-never-reads"));
     conn.confirm_select(1);
     // One body frame under the default frame_max.
     const BODY: usize = 120_000;
@@ -1567,7 +1539,7 @@ fn consumers_past_the_connections_bound_are_refused() {
     let mut conn = RawAmqp::open(&broker.amqp_addr);
     conn.channel_open(1);
     conn.channel_open(2);
-    let queue = declare_durable(&mut conn, 1, &unique("consumers-bound"));
+    let queue = declare_durable(&mut conn, 1, &unique("h4-consumers-bound"));
     let consume = |tag: String, nowait: bool| {
         AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
             queue: queue.as_str().into(),
@@ -1604,7 +1576,7 @@ fn basic_get_past_the_channels_unacked_bound_is_refused() {
     let broker = Broker::start();
     let mut conn = RawAmqp::open(&broker.amqp_addr);
     conn.channel_open(1);
-    let queue = declare_durable(&mut conn, 1, &unique("unacked-bound"));
+    let queue = declare_durable(&mut conn, 1, &unique("h4-unacked-bound"));
     let count = peregrine::amqp::UNACKED_MAX as u64 + 1;
     conn.send_bytes(&persistent_publishes(1, &queue, count));
     // A passive declare answers once the publishes before it are in the queue.

@@ -10,7 +10,7 @@
 //! have come before its sentinel: no test waits for silence.
 
 mod common;
-use common::Broker;
+use common::{shared_broker, unique, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -19,7 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest any one client call or wait of these tests takes.
@@ -29,29 +29,6 @@ const SENTINEL: &str = "end";
 /// The client's transaction timeout in the timeout case; the broker checks open
 /// transactions about every second.
 const SHORT_TXN_TIMEOUT_MS: &str = "2000";
-
-/// One broker (two shards) for every case, alive while any case holds it.
-fn shared() -> Arc<Broker> {
-    static SHARED: OnceLock<Mutex<Weak<Broker>>> = OnceLock::new();
-    let slot = SHARED.get_or_init(|| Mutex::new(Weak::new()));
-    let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(broker) = weak.upgrade() {
-        return broker;
-    }
-    let broker = Arc::new(Broker::start());
-    *weak = Arc::downgrade(&broker);
-    broker
-}
-
-/// A name no other case (or other run against the same broker) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Keeps delivery errors; counts successes.
 #[derive(Clone, Default)]
@@ -293,7 +270,7 @@ fn is_fenced(tp: &TestProducer, e: &KafkaError) -> bool {
 
 #[test]
 fn a_committed_transaction_over_partitions_on_both_shards_is_read_whole() {
-    let b = shared();
+    let b = shared_broker();
     let topic = topic_on_both_shards(&b, "commit", 4);
     let tp = txn_producer(&b, &unique("commit-txn"), &[]);
     tp.p.begin_transaction().expect("begin");
@@ -316,7 +293,7 @@ fn a_committed_transaction_over_partitions_on_both_shards_is_read_whole() {
 
 #[test]
 fn an_aborted_transaction_is_seen_only_by_read_uncommitted_consumers() {
-    let b = shared();
+    let b = shared_broker();
     let topic = topic_on_both_shards(&b, "abort", 4);
     let tp = txn_producer(&b, &unique("abort-txn"), &[]);
     tp.p.begin_transaction().expect("begin");
@@ -341,7 +318,7 @@ fn an_aborted_transaction_is_seen_only_by_read_uncommitted_consumers() {
 
 #[test]
 fn a_transaction_left_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
-    let b = shared();
+    let b = shared_broker();
     let topic = topic_on_both_shards(&b, "timeout", 2);
     let tp = txn_producer(
         &b,
@@ -391,7 +368,7 @@ fn a_transaction_left_open_past_its_timeout_is_aborted_and_its_producer_fenced()
 
 #[test]
 fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
-    let b = shared();
+    let b = shared_broker();
     let topic = topic_on_both_shards(&b, "fence", 2);
     let id = unique("fence-txn");
     let first = txn_producer(&b, &id, &[]);
@@ -439,7 +416,7 @@ fn committed_offsets(b: &Broker, group: &str, topic: &str, partitions: i32) -> V
 
 #[test]
 fn offsets_sent_to_a_transaction_reach_the_group_only_when_it_commits() {
-    let b = shared();
+    let b = shared_broker();
     let input = topic_on_both_shards(&b, "offsets-in", 2);
     let output = topic_on_both_shards(&b, "offsets-out", 2);
     let group = unique("offsets-group");
@@ -495,7 +472,7 @@ fn offsets_sent_to_a_transaction_reach_the_group_only_when_it_commits() {
 
 #[test]
 fn offsets_from_a_subscribed_group_member_commit_with_its_transaction() {
-    let b = shared();
+    let b = shared_broker();
     let input = topic_on_both_shards(&b, "member-in", 2);
     let output = topic_on_both_shards(&b, "member-out", 2);
     let group = unique("member-group");
@@ -552,7 +529,7 @@ const CONCURRENT_TXNS: usize = 10;
 
 #[test]
 fn concurrent_producers_commit_and_abort_apart() {
-    let b = shared();
+    let b = shared_broker();
     let topic = topic_on_both_shards(&b, "concurrent", 4);
     // Ids spread over both shards' coordinators.
     let ids: Vec<String> = (0..4).map(|i| unique(&format!("concurrent-{i}"))).collect();

@@ -15,11 +15,9 @@
 //! ```
 
 mod common;
-use common::Broker;
+use common::{shared_broker, unique};
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 const CONFLUENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/txn/confluent_cases.py");
@@ -31,28 +29,6 @@ const EXIT_NO_CLIENT: i32 = 3;
 /// Partitions of each case's topic: round-robin placement puts them on both shards.
 const PARTITIONS: i32 = 4;
 const POLL: Duration = Duration::from_millis(20);
-
-/// One broker (two shards) for every case, alive while any case holds it.
-fn shared() -> Arc<Broker> {
-    static SHARED: OnceLock<Mutex<Weak<Broker>>> = OnceLock::new();
-    let slot = SHARED.get_or_init(|| Mutex::new(Weak::new()));
-    let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(broker) = weak.upgrade() {
-        return broker;
-    }
-    let broker = Arc::new(Broker::start());
-    *weak = Arc::downgrade(&broker);
-    broker
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn python() -> String {
     if let Ok(p) = std::env::var("PEREGRINE_PYTHON") {
@@ -137,7 +113,7 @@ fn finish(mut child: Child, timeout: Duration) -> (Option<ExitStatus>, String) {
 /// Runs one case on a fresh topic of the shared broker; panics with the script's output
 /// unless it printed `ok CASE`.
 fn run_case(kind: ClientKind, case: &str) {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique(&format!("{kind:?}-{case}").to_lowercase());
     b.create_topic(&topic, PARTITIONS);
     let (status, out) = finish(spawn(kind, &b.kafka_addr, case, &topic), SCRIPT_TIMEOUT);

@@ -12,7 +12,7 @@
 mod common;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::kafka_raw::{advertised, RawKafka as Raw};
-use common::Broker;
+use common::{shared_broker, unique, Broker};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -34,8 +34,6 @@ use kafka_protocol::records::{
 use kafka_protocol::ResponseError;
 use peregrine::native::messages::TopicSpec;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// The longest a test waits for a state it polls for.
@@ -52,28 +50,6 @@ const FETCH_MAX_BYTES: i32 = 4 << 20;
 
 const READ_UNCOMMITTED: i8 = 0;
 const READ_COMMITTED: i8 = 1;
-
-/// One broker (two shards) for the cases that need no restart, alive while any holds it.
-fn shared() -> Arc<Broker> {
-    static SHARED: OnceLock<Mutex<Weak<Broker>>> = OnceLock::new();
-    let slot = SHARED.get_or_init(|| Mutex::new(Weak::new()));
-    let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(broker) = weak.upgrade() {
-        return broker;
-    }
-    let broker = Arc::new(Broker::start());
-    *weak = Arc::downgrade(&broker);
-    broker
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
@@ -513,7 +489,7 @@ fn committed_offset(raw: &mut Raw, group: &str, topic: &str, partition: i32) -> 
 
 #[test]
 fn end_txn_for_an_unknown_transactional_id_is_invalid_producer_id_mapping() {
-    let b = shared();
+    let b = shared_broker();
     let mut raw = Raw::connect(&b.kafka_addr);
     let err = end_txn_as(&mut raw, &unique("never-initialised"), 4242, 0, true);
     assert_eq!(err, code(ResponseError::InvalidProducerIdMapping));
@@ -525,7 +501,7 @@ fn end_txn_for_an_unknown_transactional_id_is_invalid_producer_id_mapping() {
 
 #[test]
 fn add_partitions_from_a_fenced_epoch_is_refused_and_the_current_epoch_accepted() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("fenced");
     b.create_topic(&topic, 2);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -575,7 +551,7 @@ fn join_group(raw: &mut Raw, group: &str, topic: &str) -> (String, i32) {
 /// (a zombie whose partitions moved), is refused, and nothing it sent reaches the group.
 #[test]
 fn txn_offset_commit_from_an_unknown_member_or_old_generation_is_refused() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("kip447");
     b.create_topic(&topic, 1);
     let group = unique("kip447-group");
@@ -625,7 +601,7 @@ fn txn_offset_commit_from_an_unknown_member_or_old_generation_is_refused() {
 
 #[test]
 fn txn_offset_commit_for_a_group_not_added_is_invalid_txn_state() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("offsets");
     b.create_topic(&topic, 1);
     let group = unique("offsets-group");
@@ -657,7 +633,7 @@ fn txn_offset_commit_for_a_group_not_added_is_invalid_txn_state() {
 
 #[test]
 fn two_interleaved_transactions_on_the_same_partitions_commit_and_abort_apart() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("interleaved");
     b.create_topic(&topic, 2);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -716,7 +692,7 @@ fn two_interleaved_transactions_on_the_same_partitions_commit_and_abort_apart() 
 
 #[test]
 fn api_versions_lists_exactly_the_transaction_apis_served() {
-    let b = shared();
+    let b = shared_broker();
     let apis = advertised(&b.kafka_addr).expect("ApiVersions");
     let transactional = [
         ApiKey::InitProducerId,
@@ -799,7 +775,7 @@ fn producers(raw: &mut Raw, topic: &str, partition: i32) -> Vec<(i64, i64)> {
 
 #[test]
 fn read_committed_stops_below_an_open_transaction_and_lists_it_once_aborted() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("lso");
     b.create_topic(&topic, 1);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -1050,7 +1026,7 @@ fn transactions_spanning_segments_that_retention_deletes_stay_right_across_kill_
 
 #[test]
 fn transaction_timeouts_outside_the_brokers_range_are_refused() {
-    let b = shared();
+    let b = shared_broker();
     let mut raw = Raw::connect(&b.kafka_addr);
     let invalid = code(ResponseError::InvalidTransactionTimeout);
     // Kafka's transaction.max.timeout.ms default, 15 minutes, is the broker's maximum.
@@ -1064,7 +1040,7 @@ fn transaction_timeouts_outside_the_brokers_range_are_refused() {
 
 #[test]
 fn a_retried_end_txn_is_answered_like_the_first_and_the_other_outcome_is_refused() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("retried");
     b.create_topic(&topic, 1);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -1165,7 +1141,7 @@ fn a_transaction_open_at_kill_9_is_aborted_on_restart_with_its_offsets_and_fence
 
 #[test]
 fn transactional_batches_keep_the_idempotence_checks_and_a_new_epoch_starts_at_sequence_0() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("idempotent");
     b.create_topic(&topic, 1);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -1209,7 +1185,7 @@ const GROUPS_PER_TXN: usize = 100;
 
 #[test]
 fn a_transaction_takes_offsets_of_at_most_100_groups_and_commits_them_all() {
-    let b = shared();
+    let b = shared_broker();
     let topic = unique("many-groups");
     b.create_topic(&topic, 1);
     let mut raw = Raw::connect(&b.kafka_addr);
@@ -1268,7 +1244,7 @@ fn transactional_ids_past_the_per_shard_cap_are_refused() {
 
 #[test]
 fn a_topic_deleted_inside_a_transaction_does_not_stop_its_commit() {
-    let b = shared();
+    let b = shared_broker();
     let kept = unique("kept-topic");
     let deleted = unique("deleted-topic");
     b.create_topic(&kept, 1);

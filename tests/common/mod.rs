@@ -10,6 +10,8 @@ use peregrine::embedded::BrokerProcess;
 use peregrine::native::messages::TopicSpec;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_peregrine");
@@ -171,4 +173,33 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// One broker (two shards) for the cases of a test binary that need no flags or restart
+/// of their own, alive while any case holds it (a static one would outlive the binary's
+/// last case and never be killed).
+pub fn shared_broker() -> Arc<Broker> {
+    static SHARED: OnceLock<Mutex<Weak<Broker>>> = OnceLock::new();
+    let slot = SHARED.get_or_init(|| Mutex::new(Weak::new()));
+    let mut weak = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(broker) = weak.upgrade() {
+        return broker;
+    }
+    let broker = Arc::new(Broker::start());
+    *weak = Arc::downgrade(&broker);
+    broker
+}
+
+/// A name no other case (or other run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
