@@ -32,10 +32,10 @@
 //! case fails and says how to install it: nothing is skipped.
 
 mod common;
+use common::scripts::{finish, python};
 use common::{run_cli, Broker};
 use peregrine::client::Client;
 use peregrine::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueSpec, TopicSpec};
-use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -50,18 +50,6 @@ const CONFIRMED_BEFORE_KILL: usize = 300;
 /// Polling step while waiting for a child process or a file to grow.
 const POLL: Duration = Duration::from_millis(20);
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("PEREGRINE_PYTHON") {
-        return p;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/ci-venv/bin/python");
-    if std::path::Path::new(venv).exists() {
-        venv.to_string()
-    } else {
-        "python3".to_string()
-    }
-}
-
 fn spawn(addr: &str, case: &str, args: &[&str]) -> Child {
     let python = python();
     Command::new(&python)
@@ -74,39 +62,6 @@ fn spawn(addr: &str, case: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{python} not runnable ({e}): run .ci/run, which installs it"))
-}
-
-/// Waits for the script (killing it past `timeout`); its status and its output.
-fn finish(mut child: Child, timeout: Duration) -> (Option<ExitStatus>, String) {
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = pipe(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = pipe(child.stderr.take().map(|r| Box::new(r) as _));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let text = format!(
-        "{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    (status, text)
 }
 
 /// Runs one case to completion; panics with its output unless it printed `ok CASE`.

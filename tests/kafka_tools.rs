@@ -73,7 +73,7 @@ fn kcat_lists_metadata_produces_keys_and_consumes_from_offsets() {
 #[test]
 fn kafka_python_json_producer_and_group_consumer() {
     let b = Broker::start();
-    let python = std::env::var("PEREGRINE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::scripts::python();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/kafka_python_check.py"

@@ -15,10 +15,10 @@
 //! ```
 
 mod common;
+use common::scripts::{finish, node_modules, python};
 use common::{shared_broker, unique};
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const CONFLUENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/txn/confluent_cases.py");
 const KAFKAJS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/txn/kafkajs_cases.js");
@@ -28,25 +28,6 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const EXIT_NO_CLIENT: i32 = 3;
 /// Partitions of each case's topic: round-robin placement puts them on both shards.
 const PARTITIONS: i32 = 4;
-const POLL: Duration = Duration::from_millis(20);
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("PEREGRINE_PYTHON") {
-        return p;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/ci-venv/bin/python");
-    if std::path::Path::new(venv).exists() {
-        venv.to_string()
-    } else {
-        "python3".to_string()
-    }
-}
-
-fn node_modules() -> String {
-    std::env::var("PEREGRINE_NODE_MODULES").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/ci-node/node_modules").to_string()
-    })
-}
 
 #[derive(Clone, Copy, Debug)]
 enum ClientKind {
@@ -75,39 +56,6 @@ fn spawn(kind: ClientKind, addr: &str, case: &str, topic: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{program} not runnable ({e}): run .ci/run, which installs it"))
-}
-
-/// Waits for the script (killing it past `timeout`); its status and its output.
-fn finish(mut child: Child, timeout: Duration) -> (Option<ExitStatus>, String) {
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = pipe(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = pipe(child.stderr.take().map(|r| Box::new(r) as _));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let text = format!(
-        "{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    (status, text)
 }
 
 /// Runs one case on a fresh topic of the shared broker; panics with the script's output

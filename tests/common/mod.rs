@@ -4,6 +4,7 @@
 
 pub mod amqp_raw;
 pub mod kafka_raw;
+pub mod scripts;
 
 use peregrine::client::Client;
 use peregrine::embedded::BrokerProcess;
