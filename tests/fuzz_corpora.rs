@@ -51,7 +51,7 @@ mod seeds {
     use peregrine_shards::groups::offset_records::{encode_batch, OffsetRecord, OffsetValue};
     use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
     use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
-    use peregrine_shards::records::BatchBuilder;
+    use peregrine_shards::records::{BatchBuilder, EndTxnMarker};
 
     fn write(target: &str, name: &str, data: &[u8]) {
         let dir = corpus_dir(target);
@@ -186,6 +186,18 @@ mod seeds {
         let mut two = one.clone();
         two.extend_from_slice(&three);
         write("record_batch", "two-batches", &two);
+        for commit in [true, false] {
+            let marker = EndTxnMarker {
+                commit,
+                coordinator_epoch: 7,
+            };
+            let name = if commit { "commit" } else { "abort" };
+            write(
+                "record_batch",
+                &format!("marker-{name}"),
+                &marker.batch(42, 3, 1_700_000_000_000),
+            );
+        }
         let mut segment = two.clone();
         segment.extend_from_slice(&built_batch(4, 5));
         write("segment_recovery", "three-batches", &segment);

@@ -67,12 +67,14 @@ pub fn native_frame(data: &[u8]) {
     let _ = frame::decode_response(envelope);
 }
 
-/// Produce payloads: whole-batch validation, splitting, and the record iterator with
-/// each record's headers.
+/// Produce payloads: whole-batch validation, splitting, the record iterator with each
+/// record's headers, and the transaction marker a control batch holds (read back from
+/// segments at recovery).
 pub fn record_batch(data: &[u8]) {
     if let Ok(parts) = batch::split(data) {
         for (range, header) in parts {
             assert_eq!(range.len(), header.total_len());
+            let _ = records::EndTxnMarker::decode(&data[range]);
         }
     }
     let _ = batch::validate(data);
