@@ -26,14 +26,12 @@ use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
+    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Longest a receive waits for a message (SQS's limit).
-const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
 /// Most messages one receive hands out.
 const RECEIVE_MAX: u32 = 10_000;
 /// Deliveries a receive reserves room for up front (more grow the columns). Small: a
@@ -423,6 +421,7 @@ pub async fn publish(
             return Ok(None);
         }
     }
+    check_size(&q, &spec, body.len())?;
     let now = crate::time::now_ms();
     let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
@@ -462,6 +461,24 @@ pub async fn publish(
     Ok(Some(id))
 }
 
+/// Refuses a client's body over the queue's `max_message_bytes`. Dead-letter moves
+/// (`origin` set) pass: a target's bound must never make a move fail for ever.
+fn check_size(q: &OpenQueue, spec: &PublishSpec, len: usize) -> Result<(), EngineError> {
+    if spec.origin.is_some() {
+        return Ok(());
+    }
+    let Some(max) = q.queue.borrow().config().max_message_bytes else {
+        return Ok(());
+    };
+    if len > max as usize {
+        return Err(EngineError::MessageTooLarge(format!(
+            "a message of {len} bytes is over the maximum of {max} bytes of queue '{}'",
+            q.name
+        )));
+    }
+    Ok(())
+}
+
 /// Waits for journaled publishes to be on disk when the publisher asked for that; when
 /// the journal refused them, they leave the queue again (never delivered unjournaled).
 async fn durable(
@@ -499,6 +516,9 @@ pub async fn publish_batch(
         return Err(EngineError::InvalidRequest(
             "a batch publish needs bodies matching its lengths, and no dedup or origin ids".into(),
         ));
+    }
+    if let Some(longest) = lens.iter().max() {
+        check_size(&q, &spec, *longest as usize)?;
     }
     let now = crate::time::now_ms();
     let mut ids = Vec::with_capacity(lens.len());

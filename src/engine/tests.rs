@@ -1593,3 +1593,66 @@ fn a_commit_cut_after_its_markers_is_completed_again_after_a_restart_without_har
         assert_eq!((next.0, next.1), (got.0, got.1 + 1));
     });
 }
+
+/// Polls `stats` of `queue` until `done` holds, for at most 2 s.
+async fn wait_for_stats(engine: &Engine, queue: &str, done: impl Fn(&QueueStats) -> bool) {
+    for _ in 0..200 {
+        let stats = engine.queue_stats(queue).await.expect("stats");
+        if done(&stats) {
+            return;
+        }
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = engine.queue_stats(queue).await.expect("stats");
+    panic!("queue '{queue}' did not get there: {stats:?}");
+}
+
+#[test]
+fn oversized_publish_is_refused() {
+    with_engine(|engine| async move {
+        let small = QueueConfig {
+            max_message_bytes: Some(4),
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("small", small).await.expect("declare");
+        let source = QueueConfig {
+            max_deliveries: Some(1),
+            dead_letter: Some("small".into()),
+            ..QueueConfig::default()
+        };
+        engine
+            .declare_queue("source", source)
+            .await
+            .expect("declare");
+        let spec = PublishSpec::default;
+        let over = engine.publish("small", spec(), Bytes::from("12345")).await;
+        assert!(
+            matches!(over, Err(EngineError::MessageTooLarge(_))),
+            "{over:?}"
+        );
+        let batch = engine
+            .publish_batch("small", spec(), vec![1, 5], Bytes::from("a12345"))
+            .await;
+        assert!(
+            matches!(batch, Err(EngineError::MessageTooLarge(_))),
+            "{batch:?}"
+        );
+        let at = engine.publish("small", spec(), Bytes::from("1234")).await;
+        assert!(matches!(at, Ok(Some(_))), "{at:?}");
+        // A dead-letter move is the broker's own: the target's bound does not apply.
+        engine
+            .publish("source", spec(), Bytes::from("a long body"))
+            .await
+            .expect("publish");
+        let got = engine
+            .receive("source", 1, 0, false)
+            .await
+            .expect("receive");
+        let handles = got.messages.handles.clone();
+        engine
+            .settle("source", Settle::Reject { handles })
+            .await
+            .expect("reject");
+        wait_for_stats(&engine, "small", |s| s.ready == 2).await;
+    });
+}

@@ -377,7 +377,12 @@ impl Queue {
             extras: Extras::boxed(opts.headers, opts.group_id),
             priority: opts.priority,
             published_ms: now_ms,
-            visible_at_ms: opts.deliver_at_ms.unwrap_or(now_ms).max(now_ms),
+            visible_at_ms: opts
+                .deliver_at_ms
+                .unwrap_or_else(|| {
+                    now_ms.saturating_add(i64::try_from(self.config.delay_ms).unwrap_or(i64::MAX))
+                })
+                .max(now_ms),
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
             deliveries: 0,
         };
@@ -977,13 +982,17 @@ impl Queue {
     }
 
     fn dead(&self, entry: Entry, reason: DeadReason, now_ms: i64) -> DeadLetter {
+        let target = match reason {
+            DeadReason::Expired if !self.config.dead_letter_on_expiry => None,
+            _ => self.config.dead_letter.clone(),
+        };
         DeadLetter {
             body_on_disk: !entry.loaded(),
             message: entry.message,
             reason,
             queue: self.name.clone(),
             at_ms: now_ms,
-            target: self.config.dead_letter.clone(),
+            target,
         }
     }
 
@@ -1838,5 +1847,58 @@ mod tests {
             }
         );
         q.ack(d[0].handle).expect("ack");
+    }
+
+    #[test]
+    fn queue_delay_applies_without_a_message_delay() {
+        let mut q = queue(QueueConfig {
+            delay_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "queue-delayed", 0);
+        let now = PublishOptions {
+            deliver_at_ms: Some(0),
+            ..PublishOptions::default()
+        };
+        q.publish(body("own-delay-0"), now, 0).expect("publish");
+        assert_eq!(
+            q.stats().delayed,
+            1,
+            "only the one without a delay of its own"
+        );
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 0).0), ["own-delay-0"]);
+        assert!(q.receive(5, Holder::Pull, 999).0.is_empty(), "not yet");
+        assert_eq!(
+            bodies(&q.receive(5, Holder::Pull, 1000).0),
+            ["queue-delayed"]
+        );
+    }
+
+    #[test]
+    fn expired_messages_skip_the_dead_letter_target_when_asked() {
+        let config = |on_expiry| QueueConfig {
+            ttl_ms: Some(100),
+            max_deliveries: Some(1),
+            dead_letter: Some("dlq".into()),
+            dead_letter_on_expiry: on_expiry,
+            ..QueueConfig::default()
+        };
+        let mut kept = queue(config(true));
+        publish(&mut kept, "old", 0);
+        let dead = kept.tick(100);
+        assert_eq!(dead[0].target.as_deref(), Some("dlq"), "today's behaviour");
+
+        let mut sqs = queue(config(false));
+        publish(&mut sqs, "tried", 0);
+        let (d, _) = sqs.receive(1, Holder::Pull, 0);
+        publish(&mut sqs, "unread", 0);
+        let dead = sqs.tick(100);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeadReason::Expired);
+        assert_eq!(dead[0].target, None, "an expired message is dropped");
+        let over = sqs.nack(d[0].handle, true, 100).expect("lease");
+        let over = over.expect("past max deliveries");
+        assert_eq!(over.reason, DeadReason::MaxDeliveries);
+        assert_eq!(over.target.as_deref(), Some("dlq"), "still dead-lettered");
     }
 }
