@@ -524,19 +524,33 @@ impl Engine {
         wait_ms: u32,
         auto_ack: bool,
     ) -> Result<Received, EngineError> {
+        let args = ReceiveArgs {
+            max,
+            wait_ms,
+            auto_ack,
+            visibility_ms: None,
+        };
+        self.receive_leasing(queue, args).await
+    }
+
+    /// `receive`, with leases of `args.visibility_ms` when given (SQS's per-receive
+    /// `VisibilityTimeout`; over `VISIBILITY_TIMEOUT_MS_MAX` is `InvalidRequest`).
+    pub async fn receive_leasing(
+        &self,
+        queue: &str,
+        args: ReceiveArgs,
+    ) -> Result<Received, EngineError> {
         let owner = self.owner(Object::Queue(queue))?;
         if owner == self.shard.id {
-            return queues::receive(&self.shard, queue, max, wait_ms, auto_ack).await;
+            return queues::receive(&self.shard, queue, args).await;
         }
-        let class = if wait_ms > 0 {
+        let class = if args.wait_ms > 0 {
             CallClass::LongPoll
         } else {
             CallClass::Client
         };
         let queue = queue.to_string();
-        let job = move |s: Rc<Shard>| async move {
-            queues::receive(&s, &queue, max, wait_ms, auto_ack).await
-        };
+        let job = move |s: Rc<Shard>| async move { queues::receive(&s, &queue, args).await };
         self.shard.router.invoke(owner, class, job).await?
     }
 

@@ -20,13 +20,16 @@
 use super::error::EngineError;
 use super::mesh::CallClass;
 use super::shard::Shard;
-use super::types::{Deliveries, DeliveryExtras, PublishSpec, QueueStats, Received, Settle};
+use super::types::{
+    Deliveries, DeliveryExtras, PublishSpec, QueueStats, ReceiveArgs, Received, Settle,
+};
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
     DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
+    VISIBILITY_TIMEOUT_MS_MAX,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -208,15 +211,13 @@ pub async fn subscription_pull(
     }
     q.had_subscription.set(true);
     let holder_of = Holder::Subscription(holder);
-    let got = receive_on(
-        shard,
-        &q,
-        holder_of,
-        pull.prefetch,
-        pull.wait_ms,
-        pull.auto_ack,
-    )
-    .await;
+    let args = ReceiveArgs {
+        max: pull.prefetch,
+        wait_ms: pull.wait_ms,
+        auto_ack: pull.auto_ack,
+        visibility_ms: None,
+    };
+    let got = receive_on(shard, &q, holder_of, args).await;
     let closed = {
         let mut subscribers = q.subscribers.borrow_mut();
         match subscribers.get_mut(&holder) {
@@ -339,12 +340,18 @@ fn release(shard: &Rc<Shard>, q: &Rc<OpenQueue>, holder: u64) {
 pub async fn receive(
     shard: &Rc<Shard>,
     name: &str,
-    max: u32,
-    wait_ms: u32,
-    auto_ack: bool,
+    args: ReceiveArgs,
 ) -> Result<Received, EngineError> {
     let q = shard.queue(name)?;
-    receive_on(shard, &q, Holder::Pull, max, wait_ms, auto_ack).await
+    if let Some(ms) = args
+        .visibility_ms
+        .filter(|ms| *ms > VISIBILITY_TIMEOUT_MS_MAX)
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "visibility timeout of {ms} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms"
+        )));
+    }
+    receive_on(shard, &q, Holder::Pull, args).await
 }
 
 pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(), EngineError> {
@@ -560,16 +567,20 @@ pub async fn publish_batch(
     Ok(ids.len() as u32)
 }
 
-/// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
-/// minus the leases it holds: its prefetch).
+/// A pull receive (`Holder::Pull`, up to `args.max`), or a subscription's pull (up to
+/// `args.max` minus the leases it holds: its prefetch).
 async fn receive_on(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,
     holder: Holder,
-    max: u32,
-    wait_ms: u32,
-    auto_ack: bool,
+    args: ReceiveArgs,
 ) -> Result<Received, EngineError> {
+    let ReceiveArgs {
+        max,
+        wait_ms,
+        auto_ack,
+        visibility_ms,
+    } = args;
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
     let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
@@ -596,7 +607,7 @@ async fn receive_on(
             // answer: no clone of the message, one copy of the body.
             q.queue
                 .borrow_mut()
-                .receive_with(room, holder, now, |handle, m| {
+                .receive_leasing(room, holder, visibility_ms, now, |handle, m| {
                     if !m.headers().is_empty() || m.group_id().is_some() {
                         out.extras.push(DeliveryExtras {
                             index: out.ids.len() as u32,

@@ -1656,3 +1656,57 @@ fn oversized_publish_is_refused() {
         wait_for_stats(&engine, "small", |s| s.ready == 2).await;
     });
 }
+
+#[test]
+fn receive_leasing_with_a_1ms_visibility_hands_the_message_out_again() {
+    with_engine(|engine| async move {
+        engine
+            .declare_queue("q", queue_config(60_000))
+            .await
+            .expect("declare");
+        engine
+            .publish("q", PublishSpec::default(), Bytes::from("job"))
+            .await
+            .expect("publish");
+        let args = |visibility_ms, wait_ms| ReceiveArgs {
+            max: 10,
+            wait_ms,
+            auto_ack: false,
+            visibility_ms,
+        };
+        let first = engine.receive_leasing("q", args(Some(1), 0)).await;
+        let first = first.expect("receive").messages;
+        assert_eq!(first.deliveries, [1]);
+        // The queue timer returns the lease and wakes this wait, long before its end.
+        let started = std::time::Instant::now();
+        let again = engine.receive_leasing("q", args(None, 5_000)).await;
+        let again = again.expect("receive").messages;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (again.ids.clone(), again.deliveries.clone()),
+            (first.ids, vec![2])
+        );
+        assert_ne!(again.handles, first.handles);
+        // That lease is the queue's (60 s): nothing comes back meanwhile.
+        let none = engine.receive_leasing("q", args(None, 100)).await;
+        assert!(none.expect("receive").messages.is_empty());
+        let stale = Settle::Ack {
+            handles: first.handles,
+        };
+        let stale = engine.settle("q", stale).await;
+        assert!(
+            matches!(stale, Err(EngineError::UnknownHandle(_))),
+            "{stale:?}"
+        );
+        let over = args(Some(VISIBILITY_TIMEOUT_MS_MAX + 1), 0);
+        let over = engine.receive_leasing("q", over).await;
+        assert!(
+            matches!(over, Err(EngineError::InvalidRequest(_))),
+            "{over:?}"
+        );
+    });
+}
