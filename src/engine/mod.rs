@@ -442,6 +442,12 @@ impl Engine {
             .map(|m| m.config.clone())
     }
 
+    /// A queue's catalog entry (its id, config and times), from this shard's catalog;
+    /// `None` when it does not exist. The id is new with every declaration.
+    pub fn queue_meta(&self, name: &str) -> Option<QueueMeta> {
+        self.shard.catalog().queues.get(name).cloned()
+    }
+
     pub fn list_queues(&self) -> Vec<(String, QueueConfig)> {
         self.shard
             .catalog()
@@ -559,6 +565,36 @@ impl Engine {
         let owner = self.owner(Object::Queue(queue))?;
         let queue = queue.to_string();
         let job = move |s: Rc<Shard>| async move { queues::settle(&s, &queue, settle).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Acks leases, each only if its handle still leases the message it names. Answers
+    /// per entry, in order: `true` settled, `false` not a live lease of that message
+    /// (ended, timed out, or another message's). The settled ones are on disk first.
+    pub async fn ack_leases(
+        &self,
+        queue: &str,
+        leases: Vec<LeaseRef>,
+    ) -> Result<Vec<bool>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::ack_leases(&s, &queue, &leases).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Sets each lease to end `timeout_ms` from now (0: visible again at once), each
+    /// only if its handle still leases the message it names; answers per entry as
+    /// `ack_leases`. A timeout over `VISIBILITY_TIMEOUT_MS_MAX` fails the whole call
+    /// (`InvalidRequest`).
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        changes: Vec<(LeaseRef, u64)>,
+    ) -> Result<Vec<bool>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        let queue = queue.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { queues::change_visibility(&s, &queue, &changes) };
         self.on_owner(owner, CallClass::Client, job).await
     }
 

@@ -21,7 +21,7 @@ use super::error::EngineError;
 use super::mesh::CallClass;
 use super::shard::Shard;
 use super::types::{
-    Deliveries, DeliveryExtras, PublishSpec, QueueStats, ReceiveArgs, Received, Settle,
+    Deliveries, DeliveryExtras, LeaseRef, PublishSpec, QueueStats, ReceiveArgs, Received, Settle,
 };
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
@@ -365,14 +365,90 @@ pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(),
             q.queue
                 .borrow_mut()
                 .change_visibility(handle, timeout_ms, now)?;
-            // Leases are not journaled (a restart returns them all), so neither is a
-            // new deadline. The queue timer returns the lease when it falls due; wake a
-            // receive waiting for it then.
-            let due = now.saturating_add(timeout_ms as i64);
-            q.wake_at.set(q.wake_at.get().min(due));
+            wake_for_lease(&q, now, timeout_ms);
             Ok(())
         }
     }
+}
+
+/// Leases are not journaled (a restart returns them all), so neither is a new
+/// deadline. The queue timer returns the lease when it falls due; wake a receive
+/// waiting for it then.
+fn wake_for_lease(q: &OpenQueue, now: i64, timeout_ms: u64) {
+    let due = now.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
+    q.wake_at.set(q.wake_at.get().min(due));
+}
+
+/// Acks each lease whose handle still leases the message it names (`Engine::ack_leases`).
+pub async fn ack_leases(
+    shard: &Rc<Shard>,
+    name: &str,
+    leases: &[LeaseRef],
+) -> Result<Vec<bool>, EngineError> {
+    let q = shard.queue(name)?;
+    let mut settled = Vec::with_capacity(leases.len());
+    let answers: Vec<bool> = {
+        let mut queue = q.queue.borrow_mut();
+        leases
+            .iter()
+            .map(|l| {
+                if queue.leased_id(l.handle) != Some(l.message_id) {
+                    return false;
+                }
+                let acked = queue.ack(l.handle).ok();
+                settled.extend(acked);
+                acked.is_some()
+            })
+            .collect()
+    };
+    if settled.is_empty() {
+        return Ok(answers);
+    }
+    // A subscription at its prefetch may take more now.
+    q.ready.notify(usize::MAX);
+    let acked = settled.len() as u64;
+    // Answered only once on disk: acked messages never come back.
+    let event = Event::Settled { ids: settled };
+    q.store
+        .record(&event, true, crate::time::now_ms())
+        .await
+        .map_err(io_error)?;
+    crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
+    Ok(answers)
+}
+
+/// Changes each lease whose handle still leases the message it names
+/// (`Engine::change_visibility`).
+pub fn change_visibility(
+    shard: &Rc<Shard>,
+    name: &str,
+    changes: &[(LeaseRef, u64)],
+) -> Result<Vec<bool>, EngineError> {
+    let q = shard.queue(name)?;
+    if let Some((_, ms)) = changes
+        .iter()
+        .find(|(_, ms)| *ms > VISIBILITY_TIMEOUT_MS_MAX)
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "visibility timeout of {ms} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms"
+        )));
+    }
+    let now = crate::time::now_ms();
+    let mut queue = q.queue.borrow_mut();
+    let answers = changes
+        .iter()
+        .map(|(l, timeout_ms)| {
+            if queue.leased_id(l.handle) != Some(l.message_id) {
+                return false;
+            }
+            let changed = queue.change_visibility(l.handle, *timeout_ms, now).is_ok();
+            if changed {
+                wake_for_lease(&q, now, *timeout_ms);
+            }
+            changed
+        })
+        .collect();
+    Ok(answers)
 }
 
 pub fn stats(shard: &Rc<Shard>, name: &str) -> Result<QueueStats, EngineError> {

@@ -1710,3 +1710,86 @@ fn receive_leasing_with_a_1ms_visibility_hands_the_message_out_again() {
         );
     });
 }
+
+#[test]
+fn ack_leases_refuses_a_handle_that_leases_another_message() {
+    with_engine(|engine| async move {
+        engine
+            .declare_queue("q", queue_config(60_000))
+            .await
+            .expect("declare");
+        for body in ["a", "b", "c"] {
+            engine
+                .publish("q", PublishSpec::default(), Bytes::from(body))
+                .await
+                .expect("publish");
+        }
+        let got = engine.receive("q", 3, 0, false).await.expect("receive");
+        let m = got.messages;
+        let lease = |i: usize| LeaseRef {
+            handle: m.handles[i],
+            message_id: m.ids[i],
+        };
+        // A receipt whose handle now leases another message (as after a restart).
+        let crossed = LeaseRef {
+            handle: m.handles[0],
+            message_id: m.ids[1],
+        };
+        let unknown = LeaseRef {
+            handle: u64::MAX,
+            message_id: m.ids[2],
+        };
+        let moved = vec![(crossed, 0), (lease(2), 0), (unknown, 0)];
+        let moved = engine.change_visibility("q", moved).await.expect("change");
+        assert_eq!(moved, [false, true, false]);
+        let over = vec![(lease(1), VISIBILITY_TIMEOUT_MS_MAX + 1)];
+        let over = engine.change_visibility("q", over).await;
+        assert!(
+            matches!(over, Err(EngineError::InvalidRequest(_))),
+            "{over:?}"
+        );
+        // c is visible again at once: the next receive leases it anew.
+        let back = engine.receive("q", 3, 0, false).await.expect("receive");
+        assert_eq!(back.messages.ids, [m.ids[2]]);
+        assert_eq!(back.messages.deliveries, [2]);
+        let acked = engine
+            .ack_leases("q", vec![crossed, lease(1), lease(2), unknown])
+            .await
+            .expect("ack");
+        assert_eq!(acked, [false, true, false, false], "c's first lease ended");
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!((stats.ready, stats.in_flight), (0, 2), "a and c leased");
+        let acked = engine.ack_leases("q", vec![lease(0), lease(0)]).await;
+        assert_eq!(acked.expect("ack"), [true, false], "once");
+        let missing = engine.ack_leases("nope", vec![lease(0)]).await;
+        assert!(
+            matches!(missing, Err(EngineError::UnknownQueue(_))),
+            "{missing:?}"
+        );
+    });
+}
+
+#[test]
+fn queue_meta_names_the_declaration() {
+    with_engine(|engine| async move {
+        assert!(engine.queue_meta("q").is_none());
+        let before = crate::time::now_ms();
+        engine
+            .declare_queue("q", queue_config(5_000))
+            .await
+            .expect("declare");
+        let meta = engine.queue_meta("q").expect("declared");
+        assert_eq!(
+            (meta.name.as_str(), meta.config.visibility_timeout_ms),
+            ("q", 5_000)
+        );
+        assert!(meta.created_ms >= before);
+        engine.delete_queue("q").await.expect("delete");
+        engine
+            .declare_queue("q", queue_config(5_000))
+            .await
+            .expect("declare");
+        let again = engine.queue_meta("q").expect("declared");
+        assert_ne!(again.id, meta.id, "a new declaration, a new id");
+    });
+}

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-pub use peregrine_shards::catalog::TopicConfig;
+pub use peregrine_shards::catalog::{QueueMeta, TopicConfig};
 pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 pub use peregrine_shards::queues::{
     Overflow, QueueConfig, RECEIVE_WAIT_MAX_MS, VISIBILITY_TIMEOUT_MS_MAX,
@@ -278,6 +278,15 @@ pub struct ReceiveArgs {
     /// How long these leases last; `None`: the queue's visibility timeout. At most
     /// `VISIBILITY_TIMEOUT_MS_MAX`.
     pub visibility_ms: Option<u64>,
+}
+
+/// A lease as a client names it: its handle and the message it was given for. Handles
+/// start from 1 again when the broker restarts, so the message id tells an old
+/// receipt from a new lease that happens to have its handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub handle: u64,
+    pub message_id: u64,
 }
 
 /// How leases end (or change).

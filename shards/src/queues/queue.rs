@@ -919,6 +919,12 @@ impl Queue {
         Ok(())
     }
 
+    /// The message the live lease `handle` holds (handles restart from 1 with the
+    /// broker, so a front end that hands handles to clients checks both).
+    pub fn leased_id(&self, handle: u64) -> Option<u64> {
+        self.leases.get(handle).map(|l| l.id)
+    }
+
     /// Settles one delivered message (`ack_all` with one handle): it is gone. Returns
     /// its id (the owner records the ack).
     pub fn ack(&mut self, handle: u64) -> Result<u64, QueueError> {
@@ -1973,5 +1979,24 @@ mod tests {
         for d in [default, short, long, later] {
             assert!(q.ack(d[0].handle).is_err(), "every first lease ended");
         }
+    }
+
+    #[test]
+    fn leased_id_names_the_leased_message() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 100,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "a", 0);
+        let b = publish(&mut q, "b", 0);
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(q.leased_id(d[1].handle), Some(b));
+        assert_eq!(q.leased_id(d[0].handle), Some(d[0].message.id));
+        assert_eq!(q.leased_id(999), None, "no such lease");
+        q.ack(d[1].handle).expect("ack");
+        assert_eq!(q.leased_id(d[1].handle), None, "settled");
+        let (again, _) = q.receive(2, Holder::Pull, 100);
+        assert_eq!(q.leased_id(d[0].handle), None, "timed out");
+        assert_eq!(q.leased_id(again[0].handle), Some(d[0].message.id));
     }
 }
