@@ -829,15 +829,65 @@ mod tests {
 
     #[test]
     fn a_queue_declared_with_settings_it_cannot_serve_is_refused() {
-        let long = QueueConfig {
-            visibility_timeout_ms: crate::queues::VISIBILITY_TIMEOUT_MS_MAX + 1,
+        let over = [
+            QueueConfig {
+                visibility_timeout_ms: crate::queues::VISIBILITY_TIMEOUT_MS_MAX + 1,
+                ..QueueConfig::default()
+            },
+            QueueConfig {
+                delay_ms: crate::queues::DELAY_MS_MAX + 1,
+                ..QueueConfig::default()
+            },
+            QueueConfig {
+                receive_wait_ms: crate::queues::RECEIVE_WAIT_MAX_MS + 1,
+                ..QueueConfig::default()
+            },
+        ];
+        for config in over {
+            let refused = Catalog::default().with_queue("q", config, 1);
+            assert!(
+                matches!(refused, Err(CatalogError::InvalidQueueConfig(_))),
+                "{refused:?}"
+            );
+        }
+        let at_the_limits = QueueConfig {
+            delay_ms: crate::queues::DELAY_MS_MAX,
+            receive_wait_ms: crate::queues::RECEIVE_WAIT_MAX_MS,
             ..QueueConfig::default()
         };
-        let refused = Catalog::default().with_queue("q", long, 1);
-        assert!(
-            matches!(refused, Err(CatalogError::InvalidQueueConfig(_))),
-            "{refused:?}"
-        );
+        assert!(Catalog::default().with_queue("q", at_the_limits, 1).is_ok());
+    }
+
+    #[test]
+    fn sqs_queue_settings_persist_and_an_older_catalog_loads_with_todays_behaviour() {
+        let sqs = QueueConfig {
+            delay_ms: 2000,
+            max_message_bytes: Some(2048),
+            receive_wait_ms: 3000,
+            dead_letter_on_expiry: false,
+            ..QueueConfig::default()
+        };
+        let cat = Catalog::default()
+            .with_queue("sqs", sqs, 1)
+            .expect("valid")
+            .expect("new");
+        assert_eq!(reencoded(&cat), Ok(cat.clone()));
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let config = &mut json["queues"]["sqs"]["config"];
+        let fields = config.as_object_mut().expect("an object");
+        let new = [
+            "delay_ms",
+            "max_message_bytes",
+            "receive_wait_ms",
+            "dead_letter_on_expiry",
+        ];
+        for field in new {
+            assert!(fields.remove(field).is_some(), "{field} was written");
+        }
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        let config = &old.queue("sqs").expect("queue").config;
+        assert_eq!(*config, QueueConfig::default(), "what a queue did before");
+        assert!(config.dead_letter_on_expiry);
     }
 
     #[test]

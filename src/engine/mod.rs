@@ -442,6 +442,12 @@ impl Engine {
             .map(|m| m.config.clone())
     }
 
+    /// A queue's catalog entry (its id, config and times), from this shard's catalog;
+    /// `None` when it does not exist. The id is new with every declaration.
+    pub fn queue_meta(&self, name: &str) -> Option<QueueMeta> {
+        self.shard.catalog().queues.get(name).cloned()
+    }
+
     pub fn list_queues(&self) -> Vec<(String, QueueConfig)> {
         self.shard
             .catalog()
@@ -524,19 +530,33 @@ impl Engine {
         wait_ms: u32,
         auto_ack: bool,
     ) -> Result<Received, EngineError> {
+        let args = ReceiveArgs {
+            max,
+            wait_ms,
+            auto_ack,
+            visibility_ms: None,
+        };
+        self.receive_leasing(queue, args).await
+    }
+
+    /// `receive`, with leases of `args.visibility_ms` when given (SQS's per-receive
+    /// `VisibilityTimeout`; over `VISIBILITY_TIMEOUT_MS_MAX` is `InvalidRequest`).
+    pub async fn receive_leasing(
+        &self,
+        queue: &str,
+        args: ReceiveArgs,
+    ) -> Result<Received, EngineError> {
         let owner = self.owner(Object::Queue(queue))?;
         if owner == self.shard.id {
-            return queues::receive(&self.shard, queue, max, wait_ms, auto_ack).await;
+            return queues::receive(&self.shard, queue, args).await;
         }
-        let class = if wait_ms > 0 {
+        let class = if args.wait_ms > 0 {
             CallClass::LongPoll
         } else {
             CallClass::Client
         };
         let queue = queue.to_string();
-        let job = move |s: Rc<Shard>| async move {
-            queues::receive(&s, &queue, max, wait_ms, auto_ack).await
-        };
+        let job = move |s: Rc<Shard>| async move { queues::receive(&s, &queue, args).await };
         self.shard.router.invoke(owner, class, job).await?
     }
 
@@ -545,6 +565,36 @@ impl Engine {
         let owner = self.owner(Object::Queue(queue))?;
         let queue = queue.to_string();
         let job = move |s: Rc<Shard>| async move { queues::settle(&s, &queue, settle).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Acks leases, each only if its handle still leases the message it names. Answers
+    /// per entry, in order: `true` settled, `false` not a live lease of that message
+    /// (ended, timed out, or another message's). The settled ones are on disk first.
+    pub async fn ack_leases(
+        &self,
+        queue: &str,
+        leases: Vec<LeaseRef>,
+    ) -> Result<Vec<bool>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move { queues::ack_leases(&s, &queue, &leases).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Sets each lease to end `timeout_ms` from now (0: visible again at once), each
+    /// only if its handle still leases the message it names; answers per entry as
+    /// `ack_leases`. A timeout over `VISIBILITY_TIMEOUT_MS_MAX` fails the whole call
+    /// (`InvalidRequest`).
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        changes: Vec<(LeaseRef, u64)>,
+    ) -> Result<Vec<bool>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        let queue = queue.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { queues::change_visibility(&s, &queue, &changes) };
         self.on_owner(owner, CallClass::Client, job).await
     }
 

@@ -20,20 +20,21 @@
 use super::error::EngineError;
 use super::mesh::CallClass;
 use super::shard::Shard;
-use super::types::{Deliveries, DeliveryExtras, PublishSpec, QueueStats, Received, Settle};
+use super::types::{
+    Deliveries, DeliveryExtras, LeaseRef, PublishSpec, QueueStats, ReceiveArgs, Received, Settle,
+};
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
+    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
+    VISIBILITY_TIMEOUT_MS_MAX,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Longest a receive waits for a message (SQS's limit).
-const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
 /// Most messages one receive hands out.
 const RECEIVE_MAX: u32 = 10_000;
 /// Deliveries a receive reserves room for up front (more grow the columns). Small: a
@@ -210,15 +211,13 @@ pub async fn subscription_pull(
     }
     q.had_subscription.set(true);
     let holder_of = Holder::Subscription(holder);
-    let got = receive_on(
-        shard,
-        &q,
-        holder_of,
-        pull.prefetch,
-        pull.wait_ms,
-        pull.auto_ack,
-    )
-    .await;
+    let args = ReceiveArgs {
+        max: pull.prefetch,
+        wait_ms: pull.wait_ms,
+        auto_ack: pull.auto_ack,
+        visibility_ms: None,
+    };
+    let got = receive_on(shard, &q, holder_of, args).await;
     let closed = {
         let mut subscribers = q.subscribers.borrow_mut();
         match subscribers.get_mut(&holder) {
@@ -341,12 +340,18 @@ fn release(shard: &Rc<Shard>, q: &Rc<OpenQueue>, holder: u64) {
 pub async fn receive(
     shard: &Rc<Shard>,
     name: &str,
-    max: u32,
-    wait_ms: u32,
-    auto_ack: bool,
+    args: ReceiveArgs,
 ) -> Result<Received, EngineError> {
     let q = shard.queue(name)?;
-    receive_on(shard, &q, Holder::Pull, max, wait_ms, auto_ack).await
+    if let Some(ms) = args
+        .visibility_ms
+        .filter(|ms| *ms > VISIBILITY_TIMEOUT_MS_MAX)
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "visibility timeout of {ms} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms"
+        )));
+    }
+    receive_on(shard, &q, Holder::Pull, args).await
 }
 
 pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(), EngineError> {
@@ -360,14 +365,90 @@ pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(),
             q.queue
                 .borrow_mut()
                 .change_visibility(handle, timeout_ms, now)?;
-            // Leases are not journaled (a restart returns them all), so neither is a
-            // new deadline. The queue timer returns the lease when it falls due; wake a
-            // receive waiting for it then.
-            let due = now.saturating_add(timeout_ms as i64);
-            q.wake_at.set(q.wake_at.get().min(due));
+            wake_for_lease(&q, now, timeout_ms);
             Ok(())
         }
     }
+}
+
+/// Leases are not journaled (a restart returns them all), so neither is a new
+/// deadline. The queue timer returns the lease when it falls due; wake a receive
+/// waiting for it then.
+fn wake_for_lease(q: &OpenQueue, now: i64, timeout_ms: u64) {
+    let due = now.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
+    q.wake_at.set(q.wake_at.get().min(due));
+}
+
+/// Acks each lease whose handle still leases the message it names (`Engine::ack_leases`).
+pub async fn ack_leases(
+    shard: &Rc<Shard>,
+    name: &str,
+    leases: &[LeaseRef],
+) -> Result<Vec<bool>, EngineError> {
+    let q = shard.queue(name)?;
+    let mut settled = Vec::with_capacity(leases.len());
+    let answers: Vec<bool> = {
+        let mut queue = q.queue.borrow_mut();
+        leases
+            .iter()
+            .map(|l| {
+                if queue.leased_id(l.handle) != Some(l.message_id) {
+                    return false;
+                }
+                let acked = queue.ack(l.handle).ok();
+                settled.extend(acked);
+                acked.is_some()
+            })
+            .collect()
+    };
+    if settled.is_empty() {
+        return Ok(answers);
+    }
+    // A subscription at its prefetch may take more now.
+    q.ready.notify(usize::MAX);
+    let acked = settled.len() as u64;
+    // Answered only once on disk: acked messages never come back.
+    let event = Event::Settled { ids: settled };
+    q.store
+        .record(&event, true, crate::time::now_ms())
+        .await
+        .map_err(io_error)?;
+    crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
+    Ok(answers)
+}
+
+/// Changes each lease whose handle still leases the message it names
+/// (`Engine::change_visibility`).
+pub fn change_visibility(
+    shard: &Rc<Shard>,
+    name: &str,
+    changes: &[(LeaseRef, u64)],
+) -> Result<Vec<bool>, EngineError> {
+    let q = shard.queue(name)?;
+    if let Some((_, ms)) = changes
+        .iter()
+        .find(|(_, ms)| *ms > VISIBILITY_TIMEOUT_MS_MAX)
+    {
+        return Err(EngineError::InvalidRequest(format!(
+            "visibility timeout of {ms} ms is over the maximum of {VISIBILITY_TIMEOUT_MS_MAX} ms"
+        )));
+    }
+    let now = crate::time::now_ms();
+    let mut queue = q.queue.borrow_mut();
+    let answers = changes
+        .iter()
+        .map(|(l, timeout_ms)| {
+            if queue.leased_id(l.handle) != Some(l.message_id) {
+                return false;
+            }
+            let changed = queue.change_visibility(l.handle, *timeout_ms, now).is_ok();
+            if changed {
+                wake_for_lease(&q, now, *timeout_ms);
+            }
+            changed
+        })
+        .collect();
+    Ok(answers)
 }
 
 pub fn stats(shard: &Rc<Shard>, name: &str) -> Result<QueueStats, EngineError> {
@@ -423,6 +504,7 @@ pub async fn publish(
             return Ok(None);
         }
     }
+    check_size(&q, &spec, body.len())?;
     let now = crate::time::now_ms();
     let opts = publish_options(&spec, now);
     let published = q.queue.borrow_mut().publish(body, opts, now);
@@ -462,6 +544,24 @@ pub async fn publish(
     Ok(Some(id))
 }
 
+/// Refuses a client's body over the queue's `max_message_bytes`. Dead-letter moves
+/// (`origin` set) pass: a target's bound must never make a move fail for ever.
+fn check_size(q: &OpenQueue, spec: &PublishSpec, len: usize) -> Result<(), EngineError> {
+    if spec.origin.is_some() {
+        return Ok(());
+    }
+    let Some(max) = q.queue.borrow().config().max_message_bytes else {
+        return Ok(());
+    };
+    if len > max as usize {
+        return Err(EngineError::MessageTooLarge(format!(
+            "a message of {len} bytes is over the maximum of {max} bytes of queue '{}'",
+            q.name
+        )));
+    }
+    Ok(())
+}
+
 /// Waits for journaled publishes to be on disk when the publisher asked for that; when
 /// the journal refused them, they leave the queue again (never delivered unjournaled).
 async fn durable(
@@ -499,6 +599,9 @@ pub async fn publish_batch(
         return Err(EngineError::InvalidRequest(
             "a batch publish needs bodies matching its lengths, and no dedup or origin ids".into(),
         ));
+    }
+    if let Some(longest) = lens.iter().max() {
+        check_size(&q, &spec, *longest as usize)?;
     }
     let now = crate::time::now_ms();
     let mut ids = Vec::with_capacity(lens.len());
@@ -540,16 +643,20 @@ pub async fn publish_batch(
     Ok(ids.len() as u32)
 }
 
-/// A pull receive (`Holder::Pull`, up to `max`), or a subscription's pull (up to `max`
-/// minus the leases it holds: its prefetch).
+/// A pull receive (`Holder::Pull`, up to `args.max`), or a subscription's pull (up to
+/// `args.max` minus the leases it holds: its prefetch).
 async fn receive_on(
     shard: &Rc<Shard>,
     q: &Rc<OpenQueue>,
     holder: Holder,
-    max: u32,
-    wait_ms: u32,
-    auto_ack: bool,
+    args: ReceiveArgs,
 ) -> Result<Received, EngineError> {
+    let ReceiveArgs {
+        max,
+        wait_ms,
+        auto_ack,
+        visibility_ms,
+    } = args;
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
     let mut out = Deliveries::with_capacity(max.min(BATCH_RESERVE));
@@ -576,7 +683,7 @@ async fn receive_on(
             // answer: no clone of the message, one copy of the body.
             q.queue
                 .borrow_mut()
-                .receive_with(room, holder, now, |handle, m| {
+                .receive_leasing(room, holder, visibility_ms, now, |handle, m| {
                     if !m.headers().is_empty() || m.group_id().is_some() {
                         out.extras.push(DeliveryExtras {
                             index: out.ids.len() as u32,

@@ -1593,3 +1593,203 @@ fn a_commit_cut_after_its_markers_is_completed_again_after_a_restart_without_har
         assert_eq!((next.0, next.1), (got.0, got.1 + 1));
     });
 }
+
+/// Polls `stats` of `queue` until `done` holds, for at most 2 s.
+async fn wait_for_stats(engine: &Engine, queue: &str, done: impl Fn(&QueueStats) -> bool) {
+    for _ in 0..200 {
+        let stats = engine.queue_stats(queue).await.expect("stats");
+        if done(&stats) {
+            return;
+        }
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = engine.queue_stats(queue).await.expect("stats");
+    panic!("queue '{queue}' did not get there: {stats:?}");
+}
+
+#[test]
+fn oversized_publish_is_refused() {
+    with_engine(|engine| async move {
+        let small = QueueConfig {
+            max_message_bytes: Some(4),
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("small", small).await.expect("declare");
+        let source = QueueConfig {
+            max_deliveries: Some(1),
+            dead_letter: Some("small".into()),
+            ..QueueConfig::default()
+        };
+        engine
+            .declare_queue("source", source)
+            .await
+            .expect("declare");
+        let spec = PublishSpec::default;
+        let over = engine.publish("small", spec(), Bytes::from("12345")).await;
+        assert!(
+            matches!(over, Err(EngineError::MessageTooLarge(_))),
+            "{over:?}"
+        );
+        let batch = engine
+            .publish_batch("small", spec(), vec![1, 5], Bytes::from("a12345"))
+            .await;
+        assert!(
+            matches!(batch, Err(EngineError::MessageTooLarge(_))),
+            "{batch:?}"
+        );
+        let at = engine.publish("small", spec(), Bytes::from("1234")).await;
+        assert!(matches!(at, Ok(Some(_))), "{at:?}");
+        // A dead-letter move is the broker's own: the target's bound does not apply.
+        engine
+            .publish("source", spec(), Bytes::from("a long body"))
+            .await
+            .expect("publish");
+        let got = engine
+            .receive("source", 1, 0, false)
+            .await
+            .expect("receive");
+        let handles = got.messages.handles.clone();
+        engine
+            .settle("source", Settle::Reject { handles })
+            .await
+            .expect("reject");
+        wait_for_stats(&engine, "small", |s| s.ready == 2).await;
+    });
+}
+
+#[test]
+fn receive_leasing_with_a_1ms_visibility_hands_the_message_out_again() {
+    with_engine(|engine| async move {
+        engine
+            .declare_queue("q", queue_config(60_000))
+            .await
+            .expect("declare");
+        engine
+            .publish("q", PublishSpec::default(), Bytes::from("job"))
+            .await
+            .expect("publish");
+        let args = |visibility_ms, wait_ms| ReceiveArgs {
+            max: 10,
+            wait_ms,
+            auto_ack: false,
+            visibility_ms,
+        };
+        let first = engine.receive_leasing("q", args(Some(1), 0)).await;
+        let first = first.expect("receive").messages;
+        assert_eq!(first.deliveries, [1]);
+        // The queue timer returns the lease and wakes this wait, long before its end.
+        let started = std::time::Instant::now();
+        let again = engine.receive_leasing("q", args(None, 5_000)).await;
+        let again = again.expect("receive").messages;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (again.ids.clone(), again.deliveries.clone()),
+            (first.ids, vec![2])
+        );
+        assert_ne!(again.handles, first.handles);
+        // That lease is the queue's (60 s): nothing comes back meanwhile.
+        let none = engine.receive_leasing("q", args(None, 100)).await;
+        assert!(none.expect("receive").messages.is_empty());
+        let stale = Settle::Ack {
+            handles: first.handles,
+        };
+        let stale = engine.settle("q", stale).await;
+        assert!(
+            matches!(stale, Err(EngineError::UnknownHandle(_))),
+            "{stale:?}"
+        );
+        let over = args(Some(VISIBILITY_TIMEOUT_MS_MAX + 1), 0);
+        let over = engine.receive_leasing("q", over).await;
+        assert!(
+            matches!(over, Err(EngineError::InvalidRequest(_))),
+            "{over:?}"
+        );
+    });
+}
+
+#[test]
+fn ack_leases_refuses_a_handle_that_leases_another_message() {
+    with_engine(|engine| async move {
+        engine
+            .declare_queue("q", queue_config(60_000))
+            .await
+            .expect("declare");
+        for body in ["a", "b", "c"] {
+            engine
+                .publish("q", PublishSpec::default(), Bytes::from(body))
+                .await
+                .expect("publish");
+        }
+        let got = engine.receive("q", 3, 0, false).await.expect("receive");
+        let m = got.messages;
+        let lease = |i: usize| LeaseRef {
+            handle: m.handles[i],
+            message_id: m.ids[i],
+        };
+        // A receipt whose handle now leases another message (as after a restart).
+        let crossed = LeaseRef {
+            handle: m.handles[0],
+            message_id: m.ids[1],
+        };
+        let unknown = LeaseRef {
+            handle: u64::MAX,
+            message_id: m.ids[2],
+        };
+        let moved = vec![(crossed, 0), (lease(2), 0), (unknown, 0)];
+        let moved = engine.change_visibility("q", moved).await.expect("change");
+        assert_eq!(moved, [false, true, false]);
+        let over = vec![(lease(1), VISIBILITY_TIMEOUT_MS_MAX + 1)];
+        let over = engine.change_visibility("q", over).await;
+        assert!(
+            matches!(over, Err(EngineError::InvalidRequest(_))),
+            "{over:?}"
+        );
+        // c is visible again at once: the next receive leases it anew.
+        let back = engine.receive("q", 3, 0, false).await.expect("receive");
+        assert_eq!(back.messages.ids, [m.ids[2]]);
+        assert_eq!(back.messages.deliveries, [2]);
+        let acked = engine
+            .ack_leases("q", vec![crossed, lease(1), lease(2), unknown])
+            .await
+            .expect("ack");
+        assert_eq!(acked, [false, true, false, false], "c's first lease ended");
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!((stats.ready, stats.in_flight), (0, 2), "a and c leased");
+        let acked = engine.ack_leases("q", vec![lease(0), lease(0)]).await;
+        assert_eq!(acked.expect("ack"), [true, false], "once");
+        let missing = engine.ack_leases("nope", vec![lease(0)]).await;
+        assert!(
+            matches!(missing, Err(EngineError::UnknownQueue(_))),
+            "{missing:?}"
+        );
+    });
+}
+
+#[test]
+fn queue_meta_names_the_declaration() {
+    with_engine(|engine| async move {
+        assert!(engine.queue_meta("q").is_none());
+        let before = crate::time::now_ms();
+        engine
+            .declare_queue("q", queue_config(5_000))
+            .await
+            .expect("declare");
+        let meta = engine.queue_meta("q").expect("declared");
+        assert_eq!(
+            (meta.name.as_str(), meta.config.visibility_timeout_ms),
+            ("q", 5_000)
+        );
+        assert!(meta.created_ms >= before);
+        engine.delete_queue("q").await.expect("delete");
+        engine
+            .declare_queue("q", queue_config(5_000))
+            .await
+            .expect("declare");
+        let again = engine.queue_meta("q").expect("declared");
+        assert_ne!(again.id, meta.id, "a new declaration, a new id");
+    });
+}

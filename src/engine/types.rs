@@ -4,9 +4,11 @@
 
 use bytes::Bytes;
 
-pub use peregrine_shards::catalog::TopicConfig;
+pub use peregrine_shards::catalog::{QueueMeta, TopicConfig};
 pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
-pub use peregrine_shards::queues::{Overflow, QueueConfig};
+pub use peregrine_shards::queues::{
+    Overflow, QueueConfig, RECEIVE_WAIT_MAX_MS, VISIBILITY_TIMEOUT_MS_MAX,
+};
 
 /// Durability a producer waits for before the engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +264,29 @@ pub struct Received {
     pub messages: Deliveries,
     /// The bodies, one after another, `messages.lens` long each.
     pub bodies: Bytes,
+}
+
+/// What a pull receive asks for (`Engine::receive_leasing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveArgs {
+    /// Most messages (at least 1 is asked for; capped by the engine).
+    pub max: u32,
+    /// How long to wait for the first message (capped at `RECEIVE_WAIT_MAX_MS`).
+    pub wait_ms: u32,
+    /// Settled on delivery (at-most-once) instead of leased.
+    pub auto_ack: bool,
+    /// How long these leases last; `None`: the queue's visibility timeout. At most
+    /// `VISIBILITY_TIMEOUT_MS_MAX`.
+    pub visibility_ms: Option<u64>,
+}
+
+/// A lease as a client names it: its handle and the message it was given for. Handles
+/// start from 1 again when the broker restarts, so the message id tells an old
+/// receipt from a new lease that happens to have its handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub handle: u64,
+    pub message_id: u64,
 }
 
 /// How leases end (or change).

@@ -39,6 +39,11 @@ pub const READ_AHEAD_BYTES: u64 = 64 << 20;
 pub const VISIBILITY_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Longest a lease's visibility may be set to (SQS: 12 hours).
 pub const VISIBILITY_TIMEOUT_MS_MAX: u64 = 12 * 60 * 60 * 1000;
+/// Longest default delay a queue may give its messages (SQS: 15 minutes).
+pub const DELAY_MS_MAX: u64 = 15 * 60 * 1000;
+/// Longest a receive waits for a message (SQS's limit); also bounds a queue's default
+/// wait (`receive_wait_ms`).
+pub const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
 
 /// A queue's declaration; redeclaring with other values is an error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,9 +90,30 @@ pub struct QueueConfig {
     /// key; `None`: the source queue's name.
     #[serde(default)]
     pub dead_letter_routing_key: Option<String>,
+    /// How long a publish that names no delay of its own stays invisible (SQS's
+    /// `DelaySeconds`); applies to publishes made after it is set.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Largest body a client may publish here (SQS's `MaximumMessageSize`), checked by
+    /// the engine; dead-letter moves are never refused by it. `None`: no bound beyond
+    /// the broker's own.
+    #[serde(default)]
+    pub max_message_bytes: Option<u32>,
+    /// Default long-poll wait for front ends that let the queue decide (SQS's
+    /// `ReceiveMessageWaitTimeSeconds`); the engine itself never applies it.
+    #[serde(default)]
+    pub receive_wait_ms: u32,
+    /// Expired messages go to the dead-letter target (RabbitMQ); `false`: they are
+    /// dropped, and only refused or over-delivered ones go there (SQS).
+    #[serde(default = "dead_letter_on_expiry_default")]
+    pub dead_letter_on_expiry: bool,
 }
 
 fn durable_default() -> bool {
+    true
+}
+
+fn dead_letter_on_expiry_default() -> bool {
     true
 }
 
@@ -139,6 +165,18 @@ impl QueueConfig {
         if self.expires_ms == Some(0) {
             return Err("expires must be at least 1 ms".to_string());
         }
+        if self.delay_ms > DELAY_MS_MAX {
+            return Err(format!(
+                "delay of {} ms is over the maximum of {DELAY_MS_MAX} ms",
+                self.delay_ms
+            ));
+        }
+        if self.receive_wait_ms > RECEIVE_WAIT_MAX_MS {
+            return Err(format!(
+                "receive wait of {} ms is over the maximum of {RECEIVE_WAIT_MAX_MS} ms",
+                self.receive_wait_ms
+            ));
+        }
         Ok(())
     }
 }
@@ -160,6 +198,10 @@ impl Default for QueueConfig {
             auto_delete: false,
             expires_ms: None,
             dead_letter_routing_key: None,
+            delay_ms: 0,
+            max_message_bytes: None,
+            receive_wait_ms: 0,
+            dead_letter_on_expiry: true,
         }
     }
 }

@@ -114,12 +114,14 @@ pub struct Queue {
     /// Expiry times of ready and delayed messages.
     expiring: BTreeSet<(i64, u64)>,
     leases: IdSlots<Lease>,
-    /// (deadline, handle) in the order leases were given. One visibility timeout per
-    /// queue makes that deadline order (a wall clock stepping back only delays some
-    /// timeouts by the step). Ended leases leave at the front or in a sweep.
+    /// (deadline, handle) of leases of the queue's visibility timeout, in the order
+    /// they were given: one length makes that deadline order (a wall clock stepping
+    /// back only delays some timeouts by the step). Ended leases leave at the front or
+    /// in a sweep.
     lease_deadlines: VecDeque<(i64, u64)>,
-    /// (deadline, handle) of leases whose visibility was changed: out of the deque's
-    /// order. A deque entry whose deadline is no longer its lease's is stale.
+    /// (deadline, handle) of leases of another length (given so by a receive, changed
+    /// since, or given before a reconfigure): out of the deque's order. A deque entry
+    /// whose deadline is no longer its lease's is stale.
     moved_deadlines: BTreeSet<(i64, u64)>,
     /// Leases per holder (a subscription's prefetch bound).
     held: FxHashMap<Holder, usize>,
@@ -377,7 +379,12 @@ impl Queue {
             extras: Extras::boxed(opts.headers, opts.group_id),
             priority: opts.priority,
             published_ms: now_ms,
-            visible_at_ms: opts.deliver_at_ms.unwrap_or(now_ms).max(now_ms),
+            visible_at_ms: opts
+                .deliver_at_ms
+                .unwrap_or_else(|| {
+                    now_ms.saturating_add(i64::try_from(self.config.delay_ms).unwrap_or(i64::MAX))
+                })
+                .max(now_ms),
             expires_at_ms: ttl.map(|t| now_ms.saturating_add(i64::try_from(t).unwrap_or(i64::MAX))),
             deliveries: 0,
         };
@@ -658,8 +665,25 @@ impl Queue {
         max: usize,
         holder: Holder,
         now_ms: i64,
+        each: impl FnMut(u64, &Message),
+    ) -> Vec<DeadLetter> {
+        self.receive_leasing(max, holder, None, now_ms, each)
+    }
+
+    /// `receive_with`, leasing for `lease_ms` (SQS's per-receive `VisibilityTimeout`,
+    /// at most `VISIBILITY_TIMEOUT_MS_MAX`) instead of the queue's visibility timeout
+    /// when given.
+    pub fn receive_leasing(
+        &mut self,
+        max: usize,
+        holder: Holder,
+        lease_ms: Option<u64>,
+        now_ms: i64,
         mut each: impl FnMut(u64, &Message),
     ) -> Vec<DeadLetter> {
+        let lease_ms = lease_ms
+            .unwrap_or(self.config.visibility_timeout_ms)
+            .min(VISIBILITY_TIMEOUT_MS_MAX);
         let dead = self.tick(now_ms);
         let mut leased = 0;
         self.blocked = false;
@@ -669,10 +693,12 @@ impl Queue {
             }
             if self.config.fifo {
                 for id in self.pick_fifo(p, max - leased) {
-                    leased += usize::from(self.lease(id, None, holder, now_ms, &mut each));
+                    let to = (holder, lease_ms);
+                    leased += usize::from(self.lease(id, None, to, now_ms, &mut each));
                 }
             } else {
-                leased += self.lease_oldest(p, max - leased, holder, now_ms, &mut each);
+                let to = (holder, lease_ms);
+                leased += self.lease_oldest(p, max - leased, to, now_ms, &mut each);
             }
         }
         if leased > 0 {
@@ -681,13 +707,13 @@ impl Queue {
         dead
     }
 
-    /// Leases up to `max` ready messages of level `p` to `holder`, oldest first, looking
-    /// each up once; returns how many.
+    /// Leases up to `max` ready messages of level `p` to `to` (holder, lease length),
+    /// oldest first, looking each up once; returns how many.
     fn lease_oldest(
         &mut self,
         p: usize,
         max: usize,
-        holder: Holder,
+        to: (Holder, u64),
         now_ms: i64,
         each: &mut impl FnMut(u64, &Message),
     ) -> usize {
@@ -717,7 +743,7 @@ impl Queue {
             if live.is_none() {
                 continue;
             }
-            if self.lease(id, Some(expected), holder, now_ms, each) {
+            if self.lease(id, Some(expected), to, now_ms, each) {
                 self.ready -= 1;
                 leased += 1;
             }
@@ -773,14 +799,14 @@ impl Queue {
         picked.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Leases a message just taken off the ready set to `holder` (the caller counts it
-    /// in `held` and `ready`); false when there is no such message, or it is not at
-    /// `expected` (one lookup checks and leases).
+    /// Leases a message just taken off the ready set to `holder` for `lease_ms` (the
+    /// caller counts it in `held` and `ready`); false when there is no such message, or
+    /// it is not at `expected` (one lookup checks and leases).
     fn lease(
         &mut self,
         id: u64,
         expected: Option<Place>,
-        holder: Holder,
+        (holder, lease_ms): (Holder, u64),
         now_ms: i64,
         each: &mut impl FnMut(u64, &Message),
     ) -> bool {
@@ -799,7 +825,8 @@ impl Queue {
         self.queued_bytes -= u64::from(entry.len);
         let handle = self.next_handle;
         self.next_handle += 1;
-        let deadline_ms = now_ms.saturating_add(self.config.visibility_timeout_ms as i64);
+        // Bounded by `VISIBILITY_TIMEOUT_MS_MAX`, so the cast is exact.
+        let deadline_ms = now_ms.saturating_add(lease_ms as i64);
         self.leases.insert(
             handle,
             Lease {
@@ -808,7 +835,12 @@ impl Queue {
                 deadline_ms,
             },
         );
-        self.lease_deadlines.push_back((deadline_ms, handle));
+        if lease_ms == self.config.visibility_timeout_ms {
+            self.lease_deadlines.push_back((deadline_ms, handle));
+        } else {
+            // Another length than the queue's: out of the deque's order.
+            self.moved_deadlines.insert((deadline_ms, handle));
+        }
         if self.config.fifo {
             let group = entry.message.group_id().unwrap_or_default().to_string();
             self.busy_groups.insert(group);
@@ -885,6 +917,12 @@ impl Queue {
         self.moved_deadlines.remove(&(old, handle));
         self.moved_deadlines.insert((lease.deadline_ms, handle));
         Ok(())
+    }
+
+    /// The message the live lease `handle` holds (handles restart from 1 with the
+    /// broker, so a front end that hands handles to clients checks both).
+    pub fn leased_id(&self, handle: u64) -> Option<u64> {
+        self.leases.get(handle).map(|l| l.id)
     }
 
     /// Settles one delivered message (`ack_all` with one handle): it is gone. Returns
@@ -977,13 +1015,17 @@ impl Queue {
     }
 
     fn dead(&self, entry: Entry, reason: DeadReason, now_ms: i64) -> DeadLetter {
+        let target = match reason {
+            DeadReason::Expired if !self.config.dead_letter_on_expiry => None,
+            _ => self.config.dead_letter.clone(),
+        };
         DeadLetter {
             body_on_disk: !entry.loaded(),
             message: entry.message,
             reason,
             queue: self.name.clone(),
             at_ms: now_ms,
-            target: self.config.dead_letter.clone(),
+            target,
         }
     }
 
@@ -1838,5 +1880,123 @@ mod tests {
             }
         );
         q.ack(d[0].handle).expect("ack");
+    }
+
+    #[test]
+    fn queue_delay_applies_without_a_message_delay() {
+        let mut q = queue(QueueConfig {
+            delay_ms: 1000,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "queue-delayed", 0);
+        let now = PublishOptions {
+            deliver_at_ms: Some(0),
+            ..PublishOptions::default()
+        };
+        q.publish(body("own-delay-0"), now, 0).expect("publish");
+        assert_eq!(
+            q.stats().delayed,
+            1,
+            "only the one without a delay of its own"
+        );
+        assert_eq!(bodies(&q.receive(5, Holder::Pull, 0).0), ["own-delay-0"]);
+        assert!(q.receive(5, Holder::Pull, 999).0.is_empty(), "not yet");
+        assert_eq!(
+            bodies(&q.receive(5, Holder::Pull, 1000).0),
+            ["queue-delayed"]
+        );
+    }
+
+    #[test]
+    fn expired_messages_skip_the_dead_letter_target_when_asked() {
+        let config = |on_expiry| QueueConfig {
+            ttl_ms: Some(100),
+            max_deliveries: Some(1),
+            dead_letter: Some("dlq".into()),
+            dead_letter_on_expiry: on_expiry,
+            ..QueueConfig::default()
+        };
+        let mut kept = queue(config(true));
+        publish(&mut kept, "old", 0);
+        let dead = kept.tick(100);
+        assert_eq!(dead[0].target.as_deref(), Some("dlq"), "today's behaviour");
+
+        let mut sqs = queue(config(false));
+        publish(&mut sqs, "tried", 0);
+        let (d, _) = sqs.receive(1, Holder::Pull, 0);
+        publish(&mut sqs, "unread", 0);
+        let dead = sqs.tick(100);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeadReason::Expired);
+        assert_eq!(dead[0].target, None, "an expired message is dropped");
+        let over = sqs.nack(d[0].handle, true, 100).expect("lease");
+        let over = over.expect("past max deliveries");
+        assert_eq!(over.reason, DeadReason::MaxDeliveries);
+        assert_eq!(over.target.as_deref(), Some("dlq"), "still dead-lettered");
+    }
+
+    fn receive_for(q: &mut Queue, lease_ms: Option<u64>, now: i64) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        q.receive_leasing(1, Holder::Pull, lease_ms, now, |handle, m| {
+            out.push(Delivery {
+                handle,
+                message: m.clone(),
+            })
+        });
+        out
+    }
+
+    #[test]
+    fn a_shorter_receive_lease_comes_back_before_older_default_ones() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        for tag in ["default", "short", "long", "later-default"] {
+            publish(&mut q, tag, 0);
+        }
+        let default = receive_for(&mut q, None, 0);
+        let short = receive_for(&mut q, Some(50), 100);
+        let long = receive_for(&mut q, Some(5000), 100);
+        let later = receive_for(&mut q, None, 120);
+        assert_eq!(bodies(&later), ["later-default"]);
+        assert_eq!(q.next_deadline_ms(), Some(150), "the short lease first");
+        // What comes back is acked at once, so that only first leases time out.
+        let back_at = |q: &mut Queue, now| {
+            let (d, _) = q.receive(5, Holder::Pull, now);
+            for delivery in &d {
+                q.ack(delivery.handle).expect("ack");
+            }
+            bodies(&d)
+        };
+        assert_eq!(back_at(&mut q, 150), ["short"]);
+        assert_eq!(q.stats().in_flight, 3, "the others are still leased");
+        assert_eq!(q.next_deadline_ms(), Some(1000));
+        assert_eq!(back_at(&mut q, 1000), ["default"]);
+        assert_eq!(back_at(&mut q, 1120), ["later-default"]);
+        assert!(back_at(&mut q, 5099).is_empty(), "long holds");
+        assert_eq!(back_at(&mut q, 5100), ["long"]);
+        for d in [default, short, long, later] {
+            assert!(q.ack(d[0].handle).is_err(), "every first lease ended");
+        }
+    }
+
+    #[test]
+    fn leased_id_names_the_leased_message() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 100,
+            ..QueueConfig::default()
+        });
+        publish(&mut q, "a", 0);
+        let b = publish(&mut q, "b", 0);
+        let (d, _) = q.receive(2, Holder::Pull, 0);
+        assert_eq!(q.leased_id(d[1].handle), Some(b));
+        assert_eq!(q.leased_id(d[0].handle), Some(d[0].message.id));
+        assert_eq!(q.leased_id(999), None, "no such lease");
+        q.ack(d[1].handle).expect("ack");
+        assert_eq!(q.leased_id(d[1].handle), None, "settled");
+        let (again, _) = q.receive(2, Holder::Pull, 100);
+        assert_eq!(q.leased_id(d[0].handle), None, "timed out");
+        assert_eq!(q.leased_id(again[0].handle), Some(d[0].message.id));
     }
 }
