@@ -521,6 +521,29 @@ impl Engine {
             .await?
     }
 
+    /// Publishes each entry with its own settings (SQS SendMessageBatch): all or none
+    /// are stored, in one journal append, and the answer (their ids, in order) comes
+    /// after one wait for the disk when any entry asks for `durable`. Entries may not
+    /// carry dedup or origin ids (`InvalidRequest`); a body over the queue's
+    /// `max_message_bytes` fails the call (`MessageTooLarge`).
+    pub async fn publish_each(
+        &self,
+        queue: &str,
+        entries: Vec<PublishEntry>,
+    ) -> Result<Vec<u64>, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::publish_each(&self.shard, queue, entries).await;
+        }
+        let queue = queue.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { queues::publish_each(&s, &queue, entries).await };
+        self.shard
+            .router
+            .invoke(owner, CallClass::Client, job)
+            .await?
+    }
+
     /// Pull receive: up to `max` messages, waiting up to `wait_ms` for the first;
     /// `auto_ack` settles them on delivery (at-most-once) instead of leasing.
     pub async fn receive(

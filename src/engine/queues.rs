@@ -21,7 +21,8 @@ use super::error::EngineError;
 use super::mesh::CallClass;
 use super::shard::Shard;
 use super::types::{
-    Deliveries, DeliveryExtras, LeaseRef, PublishSpec, QueueStats, ReceiveArgs, Received, Settle,
+    Deliveries, DeliveryExtras, LeaseRef, PublishEntry, PublishSpec, QueueStats, ReceiveArgs,
+    Received, Settle,
 };
 use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
@@ -641,6 +642,69 @@ pub async fn publish_batch(
     q.ready.notify(usize::MAX);
     crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
     Ok(ids.len() as u32)
+}
+
+/// `Engine::publish_each`: every entry into the queue, then one journal append and at
+/// most one wait for the disk.
+pub async fn publish_each(
+    shard: &Rc<Shard>,
+    name: &str,
+    entries: Vec<PublishEntry>,
+) -> Result<Vec<u64>, EngineError> {
+    let q = shard.queue(name)?;
+    for e in &entries {
+        if e.spec.origin.is_some() || e.spec.dedup_id.is_some() {
+            return Err(EngineError::InvalidRequest(
+                "a batch publish carries no dedup or origin ids".into(),
+            ));
+        }
+        check_size(&q, &e.spec, e.body.len())?;
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let durable_wait = entries.iter().any(|e| e.spec.durable);
+    let now = crate::time::now_ms();
+    let mut ids = Vec::with_capacity(entries.len());
+    let appended = {
+        let mut queue = q.queue.borrow_mut();
+        for e in entries {
+            let taken = match queue.publish(e.body, publish_options(&e.spec, now), now) {
+                Ok(Some(id)) => Ok(id),
+                // Only a dedup id drops a publish, and entries carry none.
+                Ok(None) => Err(EngineError::Internal("a batch entry was dropped".into())),
+                Err(e) => Err(e.into()),
+            };
+            match taken {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    // Those already taken must not stay unjournaled in the queue.
+                    for id in ids {
+                        queue.unpublish(id, None);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
+        // (A drop-head bound may have pushed an earlier entry out already.)
+        let publish = Publish {
+            messages: &messages,
+            dedup_id: None,
+            origin: None,
+        };
+        q.store.append_published(publish, now)
+    };
+    spawn_dead_letters(shard, &q, q.queue.borrow_mut().drain_overflow());
+    if appended.is_ok() {
+        q.queue.borrow_mut().journaled(&ids);
+    }
+    durable(&q, (&ids, None), appended, durable_wait)
+        .await
+        .map_err(io_error)?;
+    q.ready.notify(usize::MAX);
+    crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
+    Ok(ids)
 }
 
 /// A pull receive (`Holder::Pull`, up to `args.max`), or a subscription's pull (up to

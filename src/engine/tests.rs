@@ -1793,3 +1793,61 @@ fn queue_meta_names_the_declaration() {
         assert_ne!(again.id, meta.id, "a new declaration, a new id");
     });
 }
+
+#[test]
+fn publish_each_answers_ids_in_order() {
+    with_engine(|engine| async move {
+        let small = QueueConfig {
+            max_message_bytes: Some(8),
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("q", small).await.expect("declare");
+        let entry = |body: &'static str, delay_ms: Option<u64>, header: &str| PublishEntry {
+            spec: PublishSpec {
+                delay_ms,
+                headers: vec![("h".to_string(), header.to_string())],
+                durable: true,
+                ..PublishSpec::default()
+            },
+            body: Bytes::from(body),
+        };
+        let first = engine
+            .publish("q", PublishSpec::default(), Bytes::from("0"))
+            .await;
+        assert_eq!(first.expect("publish"), Some(0));
+        let entries = vec![
+            entry("one", None, "1"),
+            entry("later", Some(60_000), "2"),
+            entry("three", None, "3"),
+        ];
+        let ids = engine.publish_each("q", entries).await.expect("publish");
+        assert_eq!(ids, [1, 2, 3]);
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!(
+            (stats.ready, stats.delayed),
+            (3, 1),
+            "each entry's own delay"
+        );
+        let got = engine.receive("q", 10, 0, false).await.expect("receive");
+        assert_eq!(got.messages.ids, [0, 1, 3]);
+        assert_eq!(&got.bodies[..], b"0onethree");
+        let headers: Vec<_> = got
+            .messages
+            .extras
+            .iter()
+            .map(|x| x.headers.clone())
+            .collect();
+        let h = |v: &str| vec![("h".to_string(), v.to_string())];
+        assert_eq!(headers, [h("1"), h("3")], "each entry's own headers");
+        // One entry over the bound: none is stored.
+        let refused = vec![entry("fits", None, "4"), entry("too long!", None, "5")];
+        let refused = engine.publish_each("q", refused).await;
+        assert!(
+            matches!(refused, Err(EngineError::MessageTooLarge(_))),
+            "{refused:?}"
+        );
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!((stats.ready, stats.delayed), (0, 1), "nothing new");
+        assert_eq!(engine.publish_each("q", Vec::new()).await, Ok(Vec::new()));
+    });
+}

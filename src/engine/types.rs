@@ -266,6 +266,13 @@ pub struct Received {
     pub bodies: Bytes,
 }
 
+/// One message of a `publish_each`: its own settings and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishEntry {
+    pub spec: PublishSpec,
+    pub body: Bytes,
+}
+
 /// What a pull receive asks for (`Engine::receive_leasing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiveArgs {
