@@ -11,6 +11,8 @@ pub mod model;
 pub mod query;
 pub mod receipt;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use errors::{ErrorCode, Fault, WireError};
 pub use model::*;

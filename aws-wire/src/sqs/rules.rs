@@ -137,8 +137,11 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
     let body = required("MessageBody", raw.body)?;
     attributes::check_body(&body)?;
     let delay_seconds = ranged("DelaySeconds", raw.delay_seconds, 0, DELAY_SECONDS_MAX)?;
-    attributes::validate(&raw.attributes)?;
-    let size = attributes::message_size(&body, &raw.attributes);
+    let mut attrs = raw.attributes;
+    attributes::validate(&attrs)?;
+    // By name, whatever order the wire had (JSON maps, query indexes).
+    attrs.sort_by(|a, b| a.name.cmp(&b.name));
+    let size = attributes::message_size(&body, &attrs);
     if size > MESSAGE_BYTES_MAX {
         return Err(WireError::invalid(format!(
             "One or more parameters are invalid. Reason: Message must be shorter than {MESSAGE_BYTES_MAX} bytes (it is {size})."
@@ -148,7 +151,7 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
         id: raw.id.unwrap_or_default(),
         body,
         delay_seconds,
-        attributes: raw.attributes,
+        attributes: attrs,
     })
 }
 
