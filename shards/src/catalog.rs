@@ -7,7 +7,7 @@
 //! survives restarts and changes of `--shards`/`--cores`.
 
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
-use crate::queues::QueueConfig;
+use crate::queues::{QueueChange, QueueConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -128,9 +128,22 @@ pub struct QueueMeta {
     pub id: u64,
     pub config: QueueConfig,
     pub created_ms: i64,
+    /// When its settings last changed (`with_queue_change`); 0 in catalogs written
+    /// before it existed, read as `created_ms` (`last_modified_ms`).
+    #[serde(default)]
+    pub modified_ms: i64,
 }
 
 impl QueueMeta {
+    /// When its settings last changed: at its declaration unless changed since.
+    pub fn last_modified_ms(&self) -> i64 {
+        if self.modified_ms == 0 {
+            self.created_ms
+        } else {
+            self.modified_ms
+        }
+    }
+
     pub fn owner(&self, nshards: u32) -> u32 {
         queue_owner(&self.name, nshards)
     }
@@ -292,8 +305,35 @@ impl Catalog {
                 id: self.next_topic_id,
                 config,
                 created_ms: now_ms,
+                modified_ms: now_ms,
             },
         );
+        Ok(Some(next))
+    }
+
+    /// A new catalog with queue `name`'s settings changed (same id: the open queue
+    /// takes them, `Queue::reconfigure`); `None` when the change changes nothing.
+    pub fn with_queue_change(
+        &self,
+        name: &str,
+        change: &QueueChange,
+        now_ms: i64,
+    ) -> Result<Option<Catalog>, CatalogError> {
+        let meta = self.queue(name)?;
+        let config = change.apply(&meta.config);
+        config
+            .validate()
+            .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
+        if config == meta.config {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        if let Some(meta) = next.queues.get_mut(name) {
+            meta.config = config;
+            // Never before its creation, whatever the clock did meanwhile.
+            meta.modified_ms = now_ms.max(meta.created_ms);
+        }
         Ok(Some(next))
     }
 
@@ -856,6 +896,66 @@ mod tests {
             ..QueueConfig::default()
         };
         assert!(Catalog::default().with_queue("q", at_the_limits, 1).is_ok());
+    }
+
+    #[test]
+    fn a_queue_change_keeps_its_id_bumps_the_version_and_is_validated() {
+        let cat = Catalog::default()
+            .with_queue("q", QueueConfig::default(), 10)
+            .expect("valid")
+            .expect("new");
+        let meta = cat.queue("q").expect("queue").clone();
+        assert_eq!(meta.last_modified_ms(), 10);
+        let change = QueueChange {
+            visibility_timeout_ms: Some(5_000),
+            dead_letter: Some(Some(("dlq".to_string(), 3))),
+            ..QueueChange::default()
+        };
+        let next = cat.with_queue_change("q", &change, 20).expect("valid");
+        let next = next.expect("a change");
+        let changed = next.queue("q").expect("queue");
+        assert_eq!((changed.id, changed.created_ms), (meta.id, 10));
+        assert_eq!(
+            (next.version, changed.last_modified_ms()),
+            (cat.version + 1, 20)
+        );
+        let c = &changed.config;
+        assert_eq!(c.visibility_timeout_ms, 5_000);
+        assert_eq!(
+            (c.dead_letter.as_deref(), c.max_deliveries),
+            (Some("dlq"), Some(3))
+        );
+        assert_eq!(reencoded(&next), Ok(next.clone()));
+        let same = next.with_queue_change("q", &change, 30).expect("valid");
+        assert_eq!(same, None, "nothing to change");
+        let off = QueueChange {
+            dead_letter: Some(None),
+            ..QueueChange::default()
+        };
+        let off = next.with_queue_change("q", &off, 30).expect("valid");
+        let off = off.expect("a change");
+        let c = &off.queue("q").expect("queue").config;
+        assert_eq!((c.dead_letter.as_deref(), c.max_deliveries), (None, None));
+        let over = QueueChange {
+            delay_ms: Some(crate::queues::DELAY_MS_MAX + 1),
+            ..QueueChange::default()
+        };
+        let over = next.with_queue_change("q", &over, 30);
+        assert!(
+            matches!(over, Err(CatalogError::InvalidQueueConfig(_))),
+            "{over:?}"
+        );
+        let missing = next.with_queue_change("nope", &change, 30);
+        assert!(
+            matches!(missing, Err(CatalogError::UnknownQueue(_))),
+            "{missing:?}"
+        );
+        // A catalog written before `modified_ms`: the creation time stands in.
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let fields = json["queues"]["q"].as_object_mut().expect("an object");
+        assert!(fields.remove("modified_ms").is_some());
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        assert_eq!(old.queue("q").expect("queue").last_modified_ms(), 10);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::placement::Object;
 use super::placement::CONTROLLER_SHARD;
 use super::shard::Shard;
 use super::types::{
-    Binding, ExchangeMeta, Metadata, QueueConfig, ShardInfo, TopicConfig, TopicDescription,
-    TopicInfo,
+    Binding, ExchangeMeta, Metadata, QueueChange, QueueConfig, ShardInfo, TopicConfig,
+    TopicDescription, TopicInfo,
 };
 use crate::config::ObjectLimits;
 use peregrine_shards::catalog::{is_reserved_exchange, Catalog, TopicMeta};
@@ -128,16 +128,7 @@ pub async fn declare_queue(
     debug_assert_eq!(shard.id, CONTROLLER_SHARD);
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let catalog = shard.catalog();
-    if let Some(target) = &config.dead_letter {
-        let known = target == name
-            || catalog.queue(target).is_ok()
-            || catalog.exchanges.contains_key(target);
-        if !known {
-            return Err(EngineError::UnknownQueue(format!(
-                "dead-letter target '{target}' is neither a queue nor an exchange (declare it first)"
-            )));
-        }
-    }
+    check_dead_letter_target(&catalog, name, config.dead_letter.as_deref())?;
     let expires = config.expires_ms.is_some();
     let Some(next) = catalog.with_queue(name, config, crate::time::now_ms())? else {
         if expires {
@@ -150,6 +141,49 @@ pub async fn declare_queue(
     publish(shard, next).await.map_err(EngineError::Internal)?;
     tracing::info!(queue = %name, "queue declared");
     Ok(())
+}
+
+/// A dead-letter target must exist (a queue or an exchange), or be the queue itself.
+fn check_dead_letter_target(
+    catalog: &Catalog,
+    name: &str,
+    target: Option<&str>,
+) -> Result<(), EngineError> {
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let known =
+        target == name || catalog.queue(target).is_ok() || catalog.exchanges.contains_key(target);
+    if !known {
+        return Err(EngineError::UnknownQueue(format!(
+            "dead-letter target '{target}' is neither a queue nor an exchange (declare it first)"
+        )));
+    }
+    Ok(())
+}
+
+/// Changes a live queue's settings (`QueueChange`); answers its config after the
+/// change. Serialized with every other catalog change, so two changes never lose one
+/// another's settings.
+pub async fn alter_queue(
+    shard: &Rc<Shard>,
+    name: &str,
+    change: QueueChange,
+) -> Result<QueueConfig, EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    if let Some(Some((target, _))) = &change.dead_letter {
+        check_dead_letter_target(&catalog, name, Some(target))?;
+    }
+    let now = crate::time::now_ms();
+    let Some(next) = catalog.with_queue_change(name, &change, now)? else {
+        return Ok(catalog.queue(name)?.config.clone());
+    };
+    let config = next.queue(name)?.config.clone();
+    publish(shard, next).await.map_err(EngineError::Internal)?;
+    tracing::info!(queue = %name, "queue settings changed");
+    Ok(config)
 }
 
 /// One change to the exchanges and their bindings.

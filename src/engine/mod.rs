@@ -433,6 +433,21 @@ impl Engine {
             .await
     }
 
+    /// Changes a live queue's settings (SQS SetQueueAttributes): only what
+    /// `QueueChange` offers; kept in the catalog (so across restarts), taken by the open
+    /// queue at once. Answers the config after the change. A dead-letter target must
+    /// exist (`UnknownQueue`); settings out of range are `InvalidRequest`.
+    pub async fn alter_queue(
+        &self,
+        name: &str,
+        change: QueueChange,
+    ) -> Result<QueueConfig, EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::alter_queue(&s, &name, change).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
     /// A queue's declaration, from this shard's catalog; `None` when it does not exist.
     pub fn queue_config(&self, name: &str) -> Option<QueueConfig> {
         self.shard

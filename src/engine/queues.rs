@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use event_listener::Event as Notify;
 use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
+use peregrine_shards::queues::QueueConfig;
 use peregrine_shards::queues::{
     DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
     VISIBILITY_TIMEOUT_MS_MAX,
@@ -176,6 +177,18 @@ impl OpenQueue {
             .values()
             .filter(|a| !a.closed)
             .count()
+    }
+
+    /// Whether the catalog's `config` differs from what this queue runs with.
+    pub fn config_differs(&self, config: &QueueConfig) -> bool {
+        self.queue.borrow().config() != config
+    }
+
+    /// Takes a changed declaration from the catalog (same queue id). Waiting receives
+    /// look again: a shorter delay or lease may have made messages ready sooner.
+    pub fn reconfigure(&self, config: &QueueConfig) {
+        self.queue.borrow_mut().reconfigure(config.clone());
+        self.ready.notify(usize::MAX);
     }
 
     /// Removes the journal of a queue gone from the catalog; what waits on it fails.

@@ -186,9 +186,15 @@ impl Shard {
             glommio::yield_if_needed().await;
         }
         for meta in next.queues.values() {
-            if meta.owner(self.nshards) != self.id
-                || self.mq.borrow().get(&meta.name).map(|q| q.id) == Some(meta.id)
-            {
+            if meta.owner(self.nshards) != self.id {
+                continue;
+            }
+            let open = self.mq.borrow().get(&meta.name).cloned();
+            if let Some(q) = open.filter(|q| q.id == meta.id) {
+                // The same queue, its settings perhaps changed (`alter_queue`).
+                if q.config_differs(&meta.config) {
+                    q.reconfigure(&meta.config);
+                }
                 continue;
             }
             let (owned, data_dir, fsync) = (

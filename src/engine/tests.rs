@@ -1851,3 +1851,79 @@ fn publish_each_answers_ids_in_order() {
         assert_eq!(engine.publish_each("q", Vec::new()).await, Ok(Vec::new()));
     });
 }
+
+#[test]
+fn alter_queue_survives_a_restart_and_applies_to_the_open_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let changed = QueueChange {
+        visibility_timeout_ms: Some(1),
+        delay_ms: Some(60_000),
+        dead_letter: Some(Some(("dlq".to_string(), 5))),
+        ..QueueChange::default()
+    };
+    let expected = changed.clone();
+    with_engine_at(dir.path(), |engine| async move {
+        engine
+            .declare_queue("q", queue_config(60_000))
+            .await
+            .expect("declare");
+        let no_target = engine.alter_queue("q", expected.clone()).await;
+        assert!(
+            matches!(no_target, Err(EngineError::UnknownQueue(_))),
+            "{no_target:?}"
+        );
+        engine
+            .declare_queue("dlq", QueueConfig::default())
+            .await
+            .expect("declare");
+        engine
+            .publish("q", PublishSpec::default(), Bytes::from("before"))
+            .await
+            .expect("publish");
+        let created = engine.queue_meta("q").expect("queue");
+        let config = engine.alter_queue("q", expected).await.expect("alter");
+        assert_eq!(config, engine.queue_config("q").expect("queue"));
+        assert_eq!((config.visibility_timeout_ms, config.delay_ms), (1, 60_000));
+        let meta = engine.queue_meta("q").expect("queue");
+        assert_eq!(meta.id, created.id, "the same queue");
+        assert!(meta.last_modified_ms() >= created.created_ms);
+        // The open queue took it: 1 ms leases, and a delay for new publishes.
+        let got = engine.receive("q", 10, 0, false).await.expect("receive");
+        assert_eq!(got.messages.deliveries, [1]);
+        let again = engine
+            .receive("q", 10, 2_000, false)
+            .await
+            .expect("receive");
+        assert_eq!(again.messages.deliveries, [2], "its 1 ms lease ended");
+        engine
+            .publish("q", PublishSpec::default(), Bytes::from("after"))
+            .await
+            .expect("publish");
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!(stats.delayed, 1, "the queue's new delay");
+        let bad = QueueChange {
+            receive_wait_ms: Some(RECEIVE_WAIT_MAX_MS + 1),
+            ..QueueChange::default()
+        };
+        let bad = engine.alter_queue("q", bad).await;
+        assert!(
+            matches!(bad, Err(EngineError::InvalidRequest(_))),
+            "{bad:?}"
+        );
+        let nowhere = QueueChange {
+            dead_letter: Some(Some(("nowhere".to_string(), 1))),
+            ..QueueChange::default()
+        };
+        let nowhere = engine.alter_queue("q", nowhere).await;
+        assert!(
+            matches!(nowhere, Err(EngineError::UnknownQueue(_))),
+            "{nowhere:?}"
+        );
+    });
+    with_engine_at(dir.path(), move |engine| async move {
+        let config = engine.queue_config("q").expect("queue");
+        assert_eq!(config, changed.apply(&queue_config(60_000)), "kept on disk");
+        let stats = engine.queue_stats("q").await.expect("stats");
+        assert_eq!((stats.ready, stats.delayed), (1, 1), "its messages too");
+    });
+}

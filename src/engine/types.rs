@@ -7,7 +7,8 @@ use bytes::Bytes;
 pub use peregrine_shards::catalog::{QueueMeta, TopicConfig};
 pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 pub use peregrine_shards::queues::{
-    Overflow, QueueConfig, RECEIVE_WAIT_MAX_MS, VISIBILITY_TIMEOUT_MS_MAX,
+    Overflow, QueueChange, QueueConfig, DELAY_MS_MAX, RECEIVE_WAIT_MAX_MS,
+    VISIBILITY_TIMEOUT_MS_MAX,
 };
 
 /// Durability a producer waits for before the engine answers.

@@ -206,6 +206,57 @@ impl Default for QueueConfig {
     }
 }
 
+/// What may change on a live queue (SQS SetQueueAttributes); each `Some` replaces that
+/// setting. Ordering, priorities, durability and ownership stay as declared: the open
+/// queue's structures depend on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueChange {
+    pub visibility_timeout_ms: Option<u64>,
+    /// `Some(None)`: no TTL. Applies to messages published after the change.
+    pub ttl_ms: Option<Option<u64>>,
+    /// Applies to messages published after the change.
+    pub delay_ms: Option<u64>,
+    pub max_message_bytes: Option<Option<u32>>,
+    pub receive_wait_ms: Option<u32>,
+    /// `Some(Some((target, max_deliveries)))`: dead letters go to `target` after
+    /// `max_deliveries`; `Some(None)`: no target and no bound on deliveries.
+    pub dead_letter: Option<Option<(String, u32)>>,
+}
+
+impl QueueChange {
+    /// `c` with this change applied (not validated: see `QueueConfig::validate`).
+    pub fn apply(&self, c: &QueueConfig) -> QueueConfig {
+        let mut next = c.clone();
+        if let Some(v) = self.visibility_timeout_ms {
+            next.visibility_timeout_ms = v;
+        }
+        if let Some(v) = self.ttl_ms {
+            next.ttl_ms = v;
+        }
+        if let Some(v) = self.delay_ms {
+            next.delay_ms = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            next.max_message_bytes = v;
+        }
+        if let Some(v) = self.receive_wait_ms {
+            next.receive_wait_ms = v;
+        }
+        match &self.dead_letter {
+            None => {}
+            Some(None) => {
+                next.dead_letter = None;
+                next.max_deliveries = None;
+            }
+            Some(Some((target, max))) => {
+                next.dead_letter = Some(target.clone());
+                next.max_deliveries = Some(*max);
+            }
+        }
+        next
+    }
+}
+
 /// How a message is published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishOptions {

@@ -335,6 +335,31 @@ impl Queue {
         &self.config
     }
 
+    /// Takes a changed declaration (`QueueChange`): a new visibility timeout applies
+    /// to later leases, TTL and delay to later publishes, a dead-letter target and max
+    /// deliveries to messages as they come back. Ordering and priorities cannot change.
+    pub fn reconfigure(&mut self, config: QueueConfig) {
+        debug_assert_eq!(
+            (config.fifo, config.max_priority),
+            (self.config.fifo, self.config.max_priority),
+            "ordering and priorities are fixed at declaration"
+        );
+        if config.visibility_timeout_ms != self.config.visibility_timeout_ms {
+            // The deque holds leases of the old length only: live ones move to the
+            // ordered set, so leases of the new length start a deque in order.
+            for (deadline, handle) in std::mem::take(&mut self.lease_deadlines) {
+                let live = self
+                    .leases
+                    .get(handle)
+                    .is_some_and(|l| l.deadline_ms == deadline);
+                if live {
+                    self.moved_deadlines.insert((deadline, handle));
+                }
+            }
+        }
+        self.config = config;
+    }
+
     /// Adds a message; `Ok(None)` when a FIFO queue drops it as a duplicate.
     pub fn publish(
         &mut self,
@@ -1998,5 +2023,38 @@ mod tests {
         let (again, _) = q.receive(2, Holder::Pull, 100);
         assert_eq!(q.leased_id(d[0].handle), None, "timed out");
         assert_eq!(q.leased_id(again[0].handle), Some(d[0].message.id));
+    }
+
+    #[test]
+    fn reconfigured_visibility_keeps_deadlines_in_order() {
+        let mut q = queue(QueueConfig {
+            visibility_timeout_ms: 1000,
+            ..QueueConfig::default()
+        });
+        for tag in ["old-long", "new-short"] {
+            publish(&mut q, tag, 0);
+        }
+        let old = q.receive(1, Holder::Pull, 0).0;
+        q.reconfigure(QueueConfig {
+            visibility_timeout_ms: 100,
+            ..q.config().clone()
+        });
+        let new = q.receive(1, Holder::Pull, 10).0;
+        assert_eq!(
+            q.next_deadline_ms(),
+            Some(110),
+            "the new, shorter lease first"
+        );
+        let again = q.receive(5, Holder::Pull, 110).0;
+        assert_eq!(bodies(&again), ["new-short"]);
+        q.ack(again[0].handle).expect("ack");
+        assert_eq!(q.stats().in_flight, 1, "the old lease holds");
+        assert!(q.ack(new[0].handle).is_err(), "timed out");
+        let (back, _) = q.receive(5, Holder::Pull, 1000);
+        assert_eq!(bodies(&back), ["old-long"]);
+        assert!(
+            q.ack(old[0].handle).is_err(),
+            "timed out at its own deadline"
+        );
     }
 }

@@ -1,0 +1,447 @@
+//! SQS over JSON 1.0 (`application/x-amz-json-1.0`, botocore ≥ 1.34.90): the action in
+//! `X-Amz-Target: AmazonSQS.<Action>`, members PascalCase, blobs base64. Errors are
+//! `{"__type": "com.amazonaws.sqs#<Shape>", "message": …}` with the query code in
+//! `x-amzn-query-error` (the model is `awsQueryCompatible`).
+//!
+//! Unknown members are ignored (newer SDKs may send more); a member of the wrong JSON
+//! type makes the request malformed, as SQS answers it (SerializationException).
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::errors::{ErrorCode, WireError};
+use super::model::*;
+use super::rules::{self, RawReceive, RawSend, RawVisibility};
+
+/// The `X-Amz-Target` prefix of SQS actions.
+pub const TARGET_PREFIX: &str = "AmazonSQS.";
+
+/// A JSON 1.0 request: `target` is the `X-Amz-Target` header's value.
+pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
+    let Some(target) = target else {
+        return Err(WireError::new(
+            ErrorCode::UnknownAction,
+            "The X-Amz-Target header is missing.",
+        ));
+    };
+    let Some(name) = target.strip_prefix(TARGET_PREFIX) else {
+        return Err(WireError::new(
+            ErrorCode::UnknownAction,
+            format!("The operation {target:?} is not valid for this endpoint."),
+        ));
+    };
+    let action = rules::action(name)?;
+    // An empty body reads as `{}` (some clients send nothing for a call without members).
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    match action {
+        Action::CreateQueue => {
+            let r: CreateQueueIn = parse(body)?;
+            rules::queue_attributes(r.attributes.len())?;
+            let tagged = r.tags.is_some_and(|t| !t.is_empty());
+            rules::create_queue(r.queue_name, r.attributes, tagged).map(Request::CreateQueue)
+        }
+        Action::GetQueueUrl => {
+            let r: GetQueueUrlIn = parse(body)?;
+            Ok(Request::GetQueueUrl(GetQueueUrl {
+                queue_name: rules::required("QueueName", r.queue_name)?,
+                queue_owner_account_id: r.queue_owner_aws_account_id,
+            }))
+        }
+        Action::ListQueues => {
+            let r: ListQueuesIn = parse(body)?;
+            rules::list_queues(r.queue_name_prefix, r.max_results, r.next_token)
+                .map(Request::ListQueues)
+        }
+        Action::DeleteQueue => queue_ref(body).map(Request::DeleteQueue),
+        Action::PurgeQueue => queue_ref(body).map(Request::PurgeQueue),
+        Action::GetQueueAttributes => {
+            let r: GetQueueAttributesIn = parse(body)?;
+            Ok(Request::GetQueueAttributes(GetQueueAttributes {
+                queue_url: rules::required("QueueUrl", r.queue_url)?,
+                attribute_names: rules::names("AttributeNames", r.attribute_names)?,
+            }))
+        }
+        Action::SetQueueAttributes => {
+            let r: SetQueueAttributesIn = parse(body)?;
+            let attributes = rules::required("Attributes", r.attributes)?;
+            rules::queue_attributes(attributes.len())?;
+            Ok(Request::SetQueueAttributes(SetQueueAttributes {
+                queue_url: rules::required("QueueUrl", r.queue_url)?,
+                attributes,
+            }))
+        }
+        Action::SendMessage => {
+            let r: SendMessageIn = parse(body)?;
+            let queue_url = rules::required("QueueUrl", r.queue_url.clone())?;
+            let message = rules::send_entry(r.message.into_raw())?;
+            Ok(Request::SendMessage(SendMessage { queue_url, message }))
+        }
+        Action::SendMessageBatch => {
+            let r: BatchIn<SendIn> = parse(body)?;
+            let queue_url = rules::required("QueueUrl", r.queue_url)?;
+            let raw = r
+                .entries
+                .unwrap_or_default()
+                .into_iter()
+                .map(SendIn::into_raw)
+                .collect();
+            let entries = rules::send_batch(raw)?;
+            Ok(Request::SendMessageBatch(SendMessageBatch {
+                queue_url,
+                entries,
+            }))
+        }
+        Action::ReceiveMessage => {
+            let r: ReceiveMessageIn = parse(body)?;
+            let mut attribute_names = r.attribute_names;
+            attribute_names.extend(r.message_system_attribute_names);
+            rules::receive(RawReceive {
+                queue_url: r.queue_url,
+                attribute_names,
+                message_attribute_names: r.message_attribute_names,
+                max_messages: r.max_number_of_messages,
+                visibility_timeout: r.visibility_timeout,
+                wait_time_seconds: r.wait_time_seconds,
+            })
+            .map(Request::ReceiveMessage)
+        }
+        Action::DeleteMessage => {
+            let r: ReceiptIn = parse(body)?;
+            Ok(Request::DeleteMessage(DeleteMessage {
+                queue_url: rules::required("QueueUrl", r.queue_url)?,
+                receipt_handle: rules::required("ReceiptHandle", r.receipt_handle)?,
+            }))
+        }
+        Action::DeleteMessageBatch => {
+            let r: BatchIn<ReceiptIn> = parse(body)?;
+            let queue_url = rules::required("QueueUrl", r.queue_url)?;
+            let raw = r
+                .entries
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| (e.id, e.receipt_handle))
+                .collect();
+            let entries = rules::delete_batch(raw)?;
+            Ok(Request::DeleteMessageBatch(DeleteMessageBatch {
+                queue_url,
+                entries,
+            }))
+        }
+        Action::ChangeMessageVisibility => {
+            let r: ReceiptIn = parse(body)?;
+            let queue_url = rules::required("QueueUrl", r.queue_url.clone())?;
+            let entry = rules::visibility_entry(r.into_raw())?;
+            Ok(Request::ChangeMessageVisibility(ChangeMessageVisibility {
+                queue_url,
+                receipt_handle: entry.receipt_handle,
+                visibility_timeout: entry.visibility_timeout,
+            }))
+        }
+        Action::ChangeMessageVisibilityBatch => {
+            let r: BatchIn<ReceiptIn> = parse(body)?;
+            let queue_url = rules::required("QueueUrl", r.queue_url)?;
+            let raw = r
+                .entries
+                .unwrap_or_default()
+                .into_iter()
+                .map(ReceiptIn::into_raw)
+                .collect();
+            let entries = rules::visibility_batch(raw)?;
+            Ok(Request::ChangeMessageVisibilityBatch(
+                ChangeMessageVisibilityBatch { queue_url, entries },
+            ))
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(body).map_err(|e| WireError::new(ErrorCode::Malformed, e.to_string()))
+}
+
+fn queue_ref(body: &[u8]) -> Result<QueueRef, WireError> {
+    let r: QueueUrlIn = parse(body)?;
+    Ok(QueueRef {
+        queue_url: rules::required("QueueUrl", r.queue_url)?,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateQueueIn {
+    queue_name: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    /// CreateQueue's tags member is the one SQS spells in lower case.
+    #[serde(rename = "tags")]
+    tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetQueueUrlIn {
+    queue_name: Option<String>,
+    #[serde(rename = "QueueOwnerAWSAccountId")]
+    queue_owner_aws_account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListQueuesIn {
+    queue_name_prefix: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueueUrlIn {
+    queue_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetQueueAttributesIn {
+    queue_url: Option<String>,
+    #[serde(default)]
+    attribute_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SetQueueAttributesIn {
+    queue_url: Option<String>,
+    attributes: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendMessageIn {
+    queue_url: Option<String>,
+    #[serde(flatten)]
+    message: SendIn,
+}
+
+/// One message: SendMessage's members, or a SendMessageBatch entry's.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendIn {
+    id: Option<String>,
+    message_body: Option<String>,
+    delay_seconds: Option<i64>,
+    message_attributes: Option<BTreeMap<String, AttributeIn>>,
+    message_system_attributes: Option<BTreeMap<String, Value>>,
+    message_group_id: Option<String>,
+    message_deduplication_id: Option<String>,
+}
+
+impl SendIn {
+    /// A message whose attributes cannot be read carries that error (a batch entry
+    /// fails with it alone).
+    fn into_raw(self) -> RawSend {
+        let attributes = self
+            .message_attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, a)| rules::attribute(name, a.data_type, a.string_value, a.binary_value))
+            .collect::<Result<Vec<_>, _>>();
+        let (attributes, read_error) = match attributes {
+            Ok(attributes) => (attributes, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        RawSend {
+            id: self.id,
+            body: self.message_body,
+            delay_seconds: self.delay_seconds,
+            attributes,
+            fifo: self.message_group_id.is_some() || self.message_deduplication_id.is_some(),
+            system_attributes: self
+                .message_system_attributes
+                .is_some_and(|m| !m.is_empty()),
+            read_error,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttributeIn {
+    data_type: Option<String>,
+    string_value: Option<String>,
+    binary_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchIn<T> {
+    queue_url: Option<String>,
+    entries: Option<Vec<T>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiveMessageIn {
+    queue_url: Option<String>,
+    #[serde(default)]
+    attribute_names: Vec<String>,
+    #[serde(default)]
+    message_system_attribute_names: Vec<String>,
+    #[serde(default)]
+    message_attribute_names: Vec<String>,
+    max_number_of_messages: Option<i64>,
+    visibility_timeout: Option<i64>,
+    wait_time_seconds: Option<i64>,
+}
+
+/// DeleteMessage, ChangeMessageVisibility and their batch entries.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiptIn {
+    queue_url: Option<String>,
+    id: Option<String>,
+    receipt_handle: Option<String>,
+    visibility_timeout: Option<i64>,
+}
+
+impl ReceiptIn {
+    fn into_raw(self) -> RawVisibility {
+        RawVisibility {
+            id: self.id,
+            receipt_handle: self.receipt_handle,
+            visibility_timeout: self.visibility_timeout,
+            read_error: None,
+        }
+    }
+}
+
+/// The JSON body of an answer.
+pub fn encode(response: &Response) -> Vec<u8> {
+    let value = match response {
+        Response::CreateQueue { queue_url } | Response::GetQueueUrl { queue_url } => {
+            json!({ "QueueUrl": queue_url })
+        }
+        Response::ListQueues {
+            queue_urls,
+            next_token,
+        } => {
+            let mut out = Map::new();
+            if !queue_urls.is_empty() {
+                out.insert("QueueUrls".into(), json!(queue_urls));
+            }
+            if let Some(token) = next_token {
+                out.insert("NextToken".into(), json!(token));
+            }
+            Value::Object(out)
+        }
+        Response::DeleteQueue
+        | Response::PurgeQueue
+        | Response::SetQueueAttributes
+        | Response::DeleteMessage
+        | Response::ChangeMessageVisibility => json!({}),
+        Response::GetQueueAttributes { attributes } => {
+            let map: Map<String, Value> = attributes
+                .iter()
+                .map(|(name, value)| (name.clone(), json!(value)))
+                .collect();
+            json!({ "Attributes": map })
+        }
+        Response::SendMessage(sent) => sent_message(sent, false),
+        Response::SendMessageBatch(batch) => batch_result(batch, |sent| sent_message(sent, true)),
+        Response::ReceiveMessage { messages } => {
+            if messages.is_empty() {
+                json!({})
+            } else {
+                json!({ "Messages": messages.iter().map(received).collect::<Vec<_>>() })
+            }
+        }
+        Response::DeleteMessageBatch(batch) | Response::ChangeMessageVisibilityBatch(batch) => {
+            batch_result(batch, |id| json!({ "Id": id }))
+        }
+    };
+    value.to_string().into_bytes()
+}
+
+fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
+    let mut out = Map::new();
+    if with_id {
+        out.insert("Id".into(), json!(sent.id));
+    }
+    out.insert("MessageId".into(), json!(sent.message_id));
+    out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
+    if let Some(md5) = &sent.md5_of_message_attributes {
+        out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    Value::Object(out)
+}
+
+fn batch_result<T>(batch: &BatchResult<T>, entry: impl Fn(&T) -> Value) -> Value {
+    let failed: Vec<Value> = batch
+        .failed
+        .iter()
+        .map(|f| {
+            json!({
+                "Id": f.id,
+                "SenderFault": f.sender_fault,
+                "Code": f.code.shape(),
+                "Message": f.message,
+            })
+        })
+        .collect();
+    json!({
+        "Successful": batch.successful.iter().map(entry).collect::<Vec<_>>(),
+        "Failed": failed,
+    })
+}
+
+fn received(m: &ReceivedMessage) -> Value {
+    let mut out = Map::new();
+    out.insert("MessageId".into(), json!(m.message_id));
+    out.insert("ReceiptHandle".into(), json!(m.receipt_handle));
+    out.insert("MD5OfBody".into(), json!(m.md5_of_body));
+    out.insert("Body".into(), json!(m.body));
+    if !m.attributes.is_empty() {
+        let attrs: Map<String, Value> = m
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        out.insert("Attributes".into(), Value::Object(attrs));
+    }
+    if let Some(md5) = &m.md5_of_message_attributes {
+        out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    if !m.message_attributes.is_empty() {
+        let attrs: Map<String, Value> = m
+            .message_attributes
+            .iter()
+            .map(|a| {
+                let value = match &a.value {
+                    AttributeValue::String(text) => {
+                        json!({ "StringValue": text, "DataType": a.data_type })
+                    }
+                    AttributeValue::Binary(bytes) => {
+                        json!({ "BinaryValue": STANDARD.encode(bytes), "DataType": a.data_type })
+                    }
+                };
+                (a.name.clone(), value)
+            })
+            .collect();
+        out.insert("MessageAttributes".into(), Value::Object(attrs));
+    }
+    Value::Object(out)
+}
+
+/// The JSON body of an error.
+pub fn encode_error(error: &WireError) -> Vec<u8> {
+    json!({ "__type": error.code.json_type(), "message": error.message })
+        .to_string()
+        .into_bytes()
+}

@@ -1,0 +1,494 @@
+//! The SQS API as data: the actions served, each request and answer, and the limits
+//! SQS documents. Both protocols decode into and encode from these types, so a front
+//! end handles one `Request` whatever wire it came on.
+
+use std::collections::BTreeMap;
+
+use super::errors::{ErrorCode, WireError};
+
+/// Most entries in one batch request.
+pub const BATCH_ENTRIES_MAX: usize = 10;
+/// Most message attributes on one message.
+pub const MESSAGE_ATTRIBUTES_MAX: usize = 10;
+/// Longest queue name.
+pub const QUEUE_NAME_MAX: usize = 80;
+/// Longest batch entry id.
+pub const BATCH_ID_MAX: usize = 80;
+/// Longest message attribute name.
+pub const ATTRIBUTE_NAME_MAX: usize = 256;
+/// Most names in one list of attribute names (AttributeNames, MessageAttributeNames).
+pub const ATTRIBUTE_NAMES_MAX: u32 = 256;
+/// Most queue attributes in one CreateQueue or SetQueueAttributes (SQS has about 20).
+pub const QUEUE_ATTRIBUTES_MAX: u32 = 64;
+/// Largest message (body and attributes), and largest batch (all entries together).
+pub const MESSAGE_BYTES_MAX: usize = 262_144;
+/// DelaySeconds range: 0 to 15 minutes.
+pub const DELAY_SECONDS_MAX: u32 = 900;
+/// VisibilityTimeout range: 0 to 12 hours.
+pub const VISIBILITY_TIMEOUT_MAX: u32 = 43_200;
+/// WaitTimeSeconds range: 0 to 20 seconds.
+pub const WAIT_TIME_SECONDS_MAX: u32 = 20;
+/// MaxNumberOfMessages range: 1 to 10.
+pub const RECEIVE_MESSAGES_MAX: u32 = 10;
+/// ListQueues MaxResults range: 1 to 1000 (also the most listed without MaxResults).
+pub const LIST_QUEUES_MAX: u32 = 1000;
+
+/// The actions this slice serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    CreateQueue,
+    GetQueueUrl,
+    ListQueues,
+    DeleteQueue,
+    PurgeQueue,
+    GetQueueAttributes,
+    SetQueueAttributes,
+    SendMessage,
+    SendMessageBatch,
+    ReceiveMessage,
+    DeleteMessage,
+    DeleteMessageBatch,
+    ChangeMessageVisibility,
+    ChangeMessageVisibilityBatch,
+}
+
+impl Action {
+    pub const ALL: [Action; 14] = [
+        Action::CreateQueue,
+        Action::GetQueueUrl,
+        Action::ListQueues,
+        Action::DeleteQueue,
+        Action::PurgeQueue,
+        Action::GetQueueAttributes,
+        Action::SetQueueAttributes,
+        Action::SendMessage,
+        Action::SendMessageBatch,
+        Action::ReceiveMessage,
+        Action::DeleteMessage,
+        Action::DeleteMessageBatch,
+        Action::ChangeMessageVisibility,
+        Action::ChangeMessageVisibilityBatch,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::CreateQueue => "CreateQueue",
+            Action::GetQueueUrl => "GetQueueUrl",
+            Action::ListQueues => "ListQueues",
+            Action::DeleteQueue => "DeleteQueue",
+            Action::PurgeQueue => "PurgeQueue",
+            Action::GetQueueAttributes => "GetQueueAttributes",
+            Action::SetQueueAttributes => "SetQueueAttributes",
+            Action::SendMessage => "SendMessage",
+            Action::SendMessageBatch => "SendMessageBatch",
+            Action::ReceiveMessage => "ReceiveMessage",
+            Action::DeleteMessage => "DeleteMessage",
+            Action::DeleteMessageBatch => "DeleteMessageBatch",
+            Action::ChangeMessageVisibility => "ChangeMessageVisibility",
+            Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
+        }
+    }
+}
+
+/// SQS actions that exist but this slice does not serve: answered UnsupportedOperation
+/// rather than UnknownAction, so the user learns it is a gap, not a typo.
+pub const UNSUPPORTED_ACTIONS: &[&str] = &[
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListDeadLetterSourceQueues",
+    "StartMessageMoveTask",
+    "CancelMessageMoveTask",
+    "ListMessageMoveTasks",
+    "AddPermission",
+    "RemovePermission",
+];
+
+/// A message attribute's value, by transport type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeValue {
+    /// `String*` and `Number*` types.
+    String(String),
+    /// `Binary*` types: the raw bytes (base64 only on the wire).
+    Binary(Vec<u8>),
+}
+
+/// A message attribute: name, full DataType (custom label included, `Number.float`),
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAttribute {
+    pub name: String,
+    pub data_type: String,
+    pub value: AttributeValue,
+}
+
+/// A failed batch entry, as the answer lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError {
+    pub id: String,
+    pub sender_fault: bool,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl BatchError {
+    pub fn new(id: &str, error: WireError) -> BatchError {
+        BatchError {
+            id: id.to_owned(),
+            sender_fault: error.code.fault() == super::errors::Fault::Sender,
+            code: error.code,
+            message: error.message,
+        }
+    }
+}
+
+/// A batch entry as decoded: valid, or already failed (the call goes on for the rest).
+pub type Entry<T> = Result<T, BatchError>;
+
+/// What a batch answers: the entries that succeeded and those that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult<T> {
+    pub successful: Vec<T>,
+    pub failed: Vec<BatchError>,
+}
+
+impl<T> Default for BatchResult<T> {
+    fn default() -> Self {
+        BatchResult {
+            successful: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+/// A decoded request: one variant per action, each checked against the limits above.
+/// Queue attribute names and values are left to the front end (they map onto the
+/// queue's configuration); everything that is pure wire is checked here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    CreateQueue(CreateQueue),
+    GetQueueUrl(GetQueueUrl),
+    ListQueues(ListQueues),
+    DeleteQueue(QueueRef),
+    PurgeQueue(QueueRef),
+    GetQueueAttributes(GetQueueAttributes),
+    SetQueueAttributes(SetQueueAttributes),
+    SendMessage(SendMessage),
+    SendMessageBatch(SendMessageBatch),
+    ReceiveMessage(ReceiveMessage),
+    DeleteMessage(DeleteMessage),
+    DeleteMessageBatch(DeleteMessageBatch),
+    ChangeMessageVisibility(ChangeMessageVisibility),
+    ChangeMessageVisibilityBatch(ChangeMessageVisibilityBatch),
+}
+
+impl Request {
+    pub fn action(&self) -> Action {
+        match self {
+            Request::CreateQueue(_) => Action::CreateQueue,
+            Request::GetQueueUrl(_) => Action::GetQueueUrl,
+            Request::ListQueues(_) => Action::ListQueues,
+            Request::DeleteQueue(_) => Action::DeleteQueue,
+            Request::PurgeQueue(_) => Action::PurgeQueue,
+            Request::GetQueueAttributes(_) => Action::GetQueueAttributes,
+            Request::SetQueueAttributes(_) => Action::SetQueueAttributes,
+            Request::SendMessage(_) => Action::SendMessage,
+            Request::SendMessageBatch(_) => Action::SendMessageBatch,
+            Request::ReceiveMessage(_) => Action::ReceiveMessage,
+            Request::DeleteMessage(_) => Action::DeleteMessage,
+            Request::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
+            Request::ChangeMessageVisibility(_) => Action::ChangeMessageVisibility,
+            Request::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+        }
+    }
+}
+
+/// CreateQueue: the name is checked (`check_queue_name`); tags are refused (slice 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateQueue {
+    pub queue_name: String,
+    /// Queue attribute name → value, as sent (names not checked here).
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetQueueUrl {
+    /// As sent: an invalid name simply names no queue.
+    pub queue_name: String,
+    pub queue_owner_account_id: Option<String>,
+}
+
+/// ListQueues; `max_results` is in `1..=LIST_QUEUES_MAX` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQueues {
+    pub queue_name_prefix: Option<String>,
+    pub max_results: Option<u32>,
+    /// As sent; `receipt::parse_next_token` reads it.
+    pub next_token: Option<String>,
+}
+
+/// DeleteQueue and PurgeQueue: only the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRef {
+    pub queue_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetQueueAttributes {
+    pub queue_url: String,
+    /// As sent (`All`, `VisibilityTimeout`, …); at most `ATTRIBUTE_NAMES_MAX`.
+    pub attribute_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetQueueAttributes {
+    pub queue_url: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// SendMessage, fully checked: body characters (`attributes::check_body`), attributes
+/// (`attributes::validate`), DelaySeconds range, size within `MESSAGE_BYTES_MAX`. The
+/// queue's own MaximumMessageSize is the front end's to check (`attributes::message_size`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    pub queue_url: String,
+    pub message: SendEntry,
+}
+
+/// One message to send (SendMessage, or one SendMessageBatch entry; `id` is `""` for
+/// SendMessage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendEntry {
+    pub id: String,
+    pub body: String,
+    /// `None`: the queue's DelaySeconds applies. In `0..=DELAY_SECONDS_MAX`.
+    pub delay_seconds: Option<u32>,
+    pub attributes: Vec<MessageAttribute>,
+}
+
+/// SendMessageBatch: the call-level rules (1..=10 entries, distinct valid ids, total
+/// size) held; each entry is checked alone, a failed one answered in `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessageBatch {
+    pub queue_url: String,
+    pub entries: Vec<Entry<SendEntry>>,
+}
+
+/// ReceiveMessage with its ranges checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveMessage {
+    pub queue_url: String,
+    /// AttributeNames and MessageSystemAttributeNames together, as sent (`All`,
+    /// `SentTimestamp`, …; names not known are the front end's to ignore).
+    pub attribute_names: Vec<String>,
+    /// Which message attributes to return (MessageAttributeNames).
+    pub message_attributes: super::attributes::AttributeFilter,
+    /// MaxNumberOfMessages, default 1, in `1..=RECEIVE_MESSAGES_MAX`.
+    pub max_messages: u32,
+    /// In `0..=VISIBILITY_TIMEOUT_MAX`; `None`: the queue's.
+    pub visibility_timeout: Option<u32>,
+    /// In `0..=WAIT_TIME_SECONDS_MAX`; `None`: the queue's ReceiveMessageWaitTimeSeconds.
+    pub wait_time_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteMessage {
+    pub queue_url: String,
+    /// As sent; `receipt::Receipt::decode` reads it.
+    pub receipt_handle: String,
+}
+
+/// One DeleteMessageBatch entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteEntry {
+    pub id: String,
+    pub receipt_handle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteMessageBatch {
+    pub queue_url: String,
+    pub entries: Vec<Entry<DeleteEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMessageVisibility {
+    pub queue_url: String,
+    pub receipt_handle: String,
+    /// In `0..=VISIBILITY_TIMEOUT_MAX`.
+    pub visibility_timeout: u32,
+}
+
+/// One ChangeMessageVisibilityBatch entry (`id` is `""` for the single call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibilityEntry {
+    pub id: String,
+    pub receipt_handle: String,
+    /// In `0..=VISIBILITY_TIMEOUT_MAX`.
+    pub visibility_timeout: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeMessageVisibilityBatch {
+    pub queue_url: String,
+    pub entries: Vec<Entry<VisibilityEntry>>,
+}
+
+/// An answer: one variant per action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    CreateQueue {
+        queue_url: String,
+    },
+    GetQueueUrl {
+        queue_url: String,
+    },
+    ListQueues {
+        queue_urls: Vec<String>,
+        next_token: Option<String>,
+    },
+    DeleteQueue,
+    PurgeQueue,
+    GetQueueAttributes {
+        /// Name → value, in the order to answer them.
+        attributes: Vec<(String, String)>,
+    },
+    SetQueueAttributes,
+    SendMessage(SentMessage),
+    SendMessageBatch(BatchResult<SentMessage>),
+    ReceiveMessage {
+        messages: Vec<ReceivedMessage>,
+    },
+    DeleteMessage,
+    /// The ids of the entries that succeeded.
+    DeleteMessageBatch(BatchResult<String>),
+    ChangeMessageVisibility,
+    ChangeMessageVisibilityBatch(BatchResult<String>),
+}
+
+impl Response {
+    pub fn action(&self) -> Action {
+        match self {
+            Response::CreateQueue { .. } => Action::CreateQueue,
+            Response::GetQueueUrl { .. } => Action::GetQueueUrl,
+            Response::ListQueues { .. } => Action::ListQueues,
+            Response::DeleteQueue => Action::DeleteQueue,
+            Response::PurgeQueue => Action::PurgeQueue,
+            Response::GetQueueAttributes { .. } => Action::GetQueueAttributes,
+            Response::SetQueueAttributes => Action::SetQueueAttributes,
+            Response::SendMessage(_) => Action::SendMessage,
+            Response::SendMessageBatch(_) => Action::SendMessageBatch,
+            Response::ReceiveMessage { .. } => Action::ReceiveMessage,
+            Response::DeleteMessage => Action::DeleteMessage,
+            Response::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
+            Response::ChangeMessageVisibility => Action::ChangeMessageVisibility,
+            Response::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+        }
+    }
+}
+
+/// A sent message (SendMessage; one SendMessageBatch entry, whose `id` it echoes;
+/// `""` for SendMessage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub id: String,
+    pub message_id: String,
+    pub md5_of_message_body: String,
+    /// `None` when the message has no attributes.
+    pub md5_of_message_attributes: Option<String>,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub md5_of_body: String,
+    pub body: String,
+    /// System attributes (SentTimestamp, …), name → value.
+    pub attributes: Vec<(String, String)>,
+    /// Over `message_attributes` (those returned); `None` when there are none.
+    pub md5_of_message_attributes: Option<String>,
+    pub message_attributes: Vec<MessageAttribute>,
+}
+
+/// A queue name SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`. A `.fifo` name is a FIFO
+/// queue, not served in this slice.
+pub fn check_queue_name(name: &str) -> Result<(), WireError> {
+    if name.ends_with(".fifo") {
+        return Err(WireError::invalid(
+            "FIFO queues (a name ending in .fifo) are not supported yet",
+        ));
+    }
+    let valid = !name.is_empty()
+        && name.len() <= QUEUE_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(WireError::invalid(format!(
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to {QUEUE_NAME_MAX} in length (queue name {name:?})"
+        )))
+    }
+}
+
+/// A batch entry id SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`.
+pub fn valid_batch_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= BATCH_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_by_name() {
+        for action in Action::ALL {
+            assert_eq!(Action::from_name(action.name()), Some(action));
+        }
+        assert_eq!(Action::from_name("createqueue"), None);
+        assert_eq!(Action::from_name("TagQueue"), None);
+    }
+
+    #[test]
+    fn queue_names_are_1_to_80_of_the_allowed_characters() {
+        assert!(check_queue_name("a").is_ok());
+        assert!(check_queue_name("Orders_2-x").is_ok());
+        assert!(check_queue_name(&"q".repeat(80)).is_ok());
+        for bad in ["", "bad name!", "a.b", "é", "a/b"] {
+            let e = check_queue_name(bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        }
+        assert!(check_queue_name(&"q".repeat(81)).is_err());
+        let fifo = check_queue_name("orders.fifo").expect_err("fifo");
+        assert!(fifo.message.contains("FIFO"));
+    }
+
+    #[test]
+    fn batch_ids_are_1_to_80_of_the_allowed_characters() {
+        assert!(valid_batch_id("a-1_B"));
+        assert!(valid_batch_id(&"i".repeat(80)));
+        assert!(!valid_batch_id(&"i".repeat(81)));
+        assert!(!valid_batch_id(""));
+        assert!(!valid_batch_id("a b"));
+        assert!(!valid_batch_id("a.b"));
+    }
+
+    #[test]
+    fn batch_errors_carry_the_fault_of_their_code() {
+        let e = BatchError::new("x", WireError::invalid("no"));
+        assert!(e.sender_fault);
+        let e = BatchError::new("y", WireError::new(ErrorCode::InternalFailure, "oops"));
+        assert!(!e.sender_fault);
+    }
+}
