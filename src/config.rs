@@ -140,6 +140,31 @@ impl Default for TransactionLimits {
     }
 }
 
+/// How the SQS API names this broker (`--sqs-region`, `--sqs-account-id`): in queue
+/// URLs (`http://host/{account_id}/{queue}`) and ARNs
+/// (`arn:aws:sqs:{region}:{account_id}:{queue}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSettings {
+    pub region: String,
+    /// Twelve digits, as AWS account ids are.
+    pub account_id: String,
+}
+
+impl SqsSettings {
+    /// What local SQS stand-ins answer by default, so clients set up for them work.
+    pub const REGION_DEFAULT: &'static str = "us-east-1";
+    pub const ACCOUNT_ID_DEFAULT: &'static str = "000000000000";
+}
+
+impl Default for SqsSettings {
+    fn default() -> SqsSettings {
+        SqsSettings {
+            region: Self::REGION_DEFAULT.to_string(),
+            account_id: Self::ACCOUNT_ID_DEFAULT.to_string(),
+        }
+    }
+}
+
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaNodes {
@@ -192,6 +217,8 @@ pub struct ServerConfig {
     pub stall_warn: Option<std::time::Duration>,
     /// HTTP address (`/metrics`, `/healthz`, `/readyz`), shared by every shard.
     pub http_addr: SocketAddr,
+    /// Region and account the SQS API puts in queue URLs and ARNs.
+    pub sqs: SqsSettings,
     /// AMQP 0-9-1 address, shared by every shard.
     pub amqp_addr: SocketAddr,
     /// AMQP users besides `guest` (`--amqp-users`): name and password.
@@ -202,4 +229,19 @@ pub struct ServerConfig {
     pub object_limits: ObjectLimits,
     /// Transaction timeout cap and transactional ids per shard.
     pub transaction_limits: TransactionLimits,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqsSettings;
+
+    #[test]
+    fn sqs_settings_default_to_what_local_sqs_stand_ins_answer() {
+        let sqs = SqsSettings::default();
+        assert_eq!(
+            (sqs.region.as_str(), sqs.account_id.as_str()),
+            ("us-east-1", "000000000000")
+        );
+        assert_eq!(sqs.account_id.len(), 12);
+    }
 }

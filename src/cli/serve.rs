@@ -215,6 +215,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         producer_id_expiration_ms: args.producer_id_expiration_ms,
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
+        sqs: config::SqsSettings::default(),
         amqp_addr: args.amqp_addr,
         amqp_users,
         connection_limits: config::ConnectionLimits {

@@ -36,6 +36,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
             peregrine_shards::log::LogConfig::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         stall_warn: None,
         http_addr: any,
+        sqs: Default::default(),
         amqp_addr: any,
         amqp_users: Vec::new(),
         connection_limits: Default::default(),
