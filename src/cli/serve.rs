@@ -81,6 +81,13 @@ pub struct ServeArgs {
     /// shard; port 0 picks a free one (the ready line names it).
     #[arg(long, default_value = crate::http::HTTP_ADDR_DEFAULT)]
     pub http_addr: SocketAddr,
+    /// Region the SQS API names in ARNs (QueueArn, RedrivePolicy targets); `[a-z0-9-]+`.
+    /// Default: us-east-1.
+    #[arg(long)]
+    pub sqs_region: Option<String>,
+    /// Account id in SQS queue URLs and ARNs: 12 digits. Default: 000000000000.
+    #[arg(long)]
+    pub sqs_account_id: Option<String>,
     /// AMQP 0-9-1 address (RabbitMQ clients), shared by every shard; port 0 picks a free
     /// one (the ready line names it).
     #[arg(long, default_value = crate::amqp::AMQP_ADDR_DEFAULT)]
@@ -189,6 +196,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     if args.max_frame_bytes < 1024 {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
+    let sqs = sqs_settings(&args)?;
     let amqp_users = match &args.amqp_users {
         Some(path) => crate::amqp::auth::load_users(path)?,
         None => Vec::new(),
@@ -215,7 +223,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         producer_id_expiration_ms: args.producer_id_expiration_ms,
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
-        sqs: config::SqsSettings::default(),
+        sqs,
         amqp_addr: args.amqp_addr,
         amqp_users,
         connection_limits: config::ConnectionLimits {
@@ -230,6 +238,33 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             max_transactional_ids_per_shard: args.max_transactional_ids_per_shard,
         },
     })
+}
+
+/// `--sqs-region` and `--sqs-account-id`, checked: they end up in every queue URL and
+/// ARN, which clients parse.
+fn sqs_settings(args: &ServeArgs) -> Result<config::SqsSettings, String> {
+    let mut sqs = config::SqsSettings::default();
+    if let Some(region) = &args.sqs_region {
+        let valid = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(format!(
+                "--sqs-region must be lowercase letters, digits and '-' (e.g. eu-west-3), got {region:?}"
+            ));
+        }
+        sqs.region = region.clone();
+    }
+    if let Some(account) = &args.sqs_account_id {
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "--sqs-account-id must be 12 digits (e.g. 123456789012), got {account:?}"
+            ));
+        }
+        sqs.account_id = account.clone();
+    }
+    Ok(sqs)
 }
 
 /// The object caps, each at least 1 (a cap of 0 would only make every create fail).

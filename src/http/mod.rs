@@ -1,5 +1,5 @@
-//! The HTTP front end: the operator's `/metrics`, `/healthz` and `/readyz` today, the
-//! SQS and SNS APIs later (`serve --http-addr`).
+//! The HTTP front end (`serve --http-addr`): the operator's `/metrics`, `/healthz` and
+//! `/readyz`, and the SQS API (`sqs`; SNS later).
 //!
 //! Every shard listens on the HTTP address (SO_REUSEPORT, as for the other protocols),
 //! and any shard can answer any route: the metrics of every shard are atomics and
@@ -22,6 +22,14 @@
 //! request within `REQUEST_TIMEOUT` of its first byte (408), `IDLE_TIMEOUT` between
 //! keep-alive requests, and `CONNECTIONS_MAX` connections per shard (503 beyond).
 //! A malformed request gets 400 and the connection is closed.
+//!
+//! Routing: a request an SQS client sends (`sqs::accepts`: a POST with `X-Amz-Target:
+//! AmazonSQS.*`, a form POST, or `Action=` in the query string, on any path, since
+//! query clients post to the queue's URL) goes to `sqs::serve`; every other request to
+//! the operator routes, exactly as before the SQS API existed (so a plain `POST
+//! /metrics` is still 405).
+
+pub mod sqs;
 
 use crate::engine::Engine;
 use crate::metrics::{render, Metrics};
@@ -94,7 +102,8 @@ struct Connection {
 struct Answer {
     status: u16,
     content_type: &'static str,
-    headers: &'static str,
+    /// Extra header lines, each ending in `\r\n`.
+    headers: String,
     body: Vec<u8>,
     /// Close the connection after this answer.
     close: bool,
@@ -105,7 +114,7 @@ impl Answer {
         Answer {
             status,
             content_type: "text/plain; charset=utf-8",
-            headers: "",
+            headers: String::new(),
             body: body.as_bytes().to_vec(),
             close: false,
         }
@@ -123,7 +132,13 @@ impl Answer {
 /// A request head, parsed.
 struct Head {
     method: String,
+    /// The request target as sent: path and query string.
     path: String,
+    /// `X-Amz-Target` (AWS JSON protocols name the action there).
+    target: Option<String>,
+    content_type: Option<String>,
+    /// `Host`: how the client reached us (SQS queue URLs are built from it).
+    host: Option<String>,
     /// Bytes of the head, body not included.
     len: usize,
     body_len: usize,
@@ -156,7 +171,8 @@ impl Connection {
                     break;
                 }
             };
-            let mut answer = self.route(&head).await;
+            let body = &buf[head.len..head.len + head.body_len];
+            let mut answer = self.route(&head, body).await;
             answer.close |= !head.keep_alive;
             let close = answer.close;
             if let Err(e) = write_answer(&mut stream, answer, head.method == "HEAD").await {
@@ -221,14 +237,27 @@ impl Connection {
         }
     }
 
-    async fn route(&self, head: &Head) -> Answer {
-        let path = head.path.split('?').next().unwrap_or("");
+    async fn route(&self, head: &Head, body: &[u8]) -> Answer {
+        let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
+        let content_type = head.content_type.as_deref();
+        if let Some(protocol) =
+            sqs::accepts(&head.method, head.target.as_deref(), content_type, query)
+        {
+            let request = sqs::SqsHttp {
+                protocol,
+                query,
+                host: head.host.as_deref(),
+                target: head.target.as_deref(),
+                body,
+            };
+            return sqs_answer(sqs::serve(&self.engine, request).await);
+        }
         if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
             return Answer::text(404, "not found (try /metrics, /healthz or /readyz)\n");
         }
         if head.method != "GET" && head.method != "HEAD" {
             return Answer {
-                headers: "Allow: GET, HEAD\r\n",
+                headers: "Allow: GET, HEAD\r\n".to_string(),
                 ..Answer::text(405, "method not allowed\n")
             };
         }
@@ -254,6 +283,24 @@ impl Connection {
             },
             Err(e) => Answer::text(500, &format!("rendering metrics failed: {e}\n")),
         }
+    }
+}
+
+/// An SQS answer as the connection writes it.
+fn sqs_answer(encoded: sqs::Encoded) -> Answer {
+    let mut headers = String::new();
+    for (name, value) in &encoded.headers {
+        headers.push_str(name);
+        headers.push_str(": ");
+        headers.push_str(value);
+        headers.push_str("\r\n");
+    }
+    Answer {
+        status: encoded.status,
+        content_type: encoded.content_type,
+        headers,
+        body: encoded.body,
+        close: false,
     }
 }
 
@@ -287,9 +334,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
     let version = req.version.unwrap_or(0);
     let mut keep_alive = version >= 1;
     let mut body_len = 0usize;
+    let (mut target, mut content_type, mut host) = (None, None, None);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("x-amz-target") {
+            target = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("host") {
+            host = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
             body_len = match value.parse::<usize>() {
                 Ok(n) if n <= BODY_BYTES_MAX => n,
                 Ok(_) => return Err(Stop::Refuse(Answer::fatal(413, "request body too large\n"))),
@@ -315,6 +369,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
     Ok(Some(Head {
         method: req.method.unwrap_or("").to_string(),
         path: req.path.unwrap_or("").to_string(),
+        target,
+        content_type,
+        host,
         len,
         body_len,
         keep_alive,
@@ -325,6 +382,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

@@ -23,6 +23,8 @@ pub struct Broker {
     pub kafka_addr: String,
     /// The AMQP 0-9-1 address (`host:port`).
     pub amqp_addr: String,
+    /// The HTTP address (`host:port`): `/metrics`, health, the SQS API.
+    pub http_addr: String,
     pub shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     extra: Vec<String>,
@@ -55,6 +57,7 @@ impl Broker {
             addr: process.addr.clone(),
             kafka_addr: process.kafka_addr.clone(),
             amqp_addr: process.amqp_addr.clone(),
+            http_addr: process.http_addr.clone(),
             shard_ports: process.shard_ports.clone(),
             process: Some(process),
             data_dir: data_dir.to_path_buf(),
@@ -100,6 +103,7 @@ impl Broker {
         self.addr = process.addr.clone();
         self.kafka_addr = process.kafka_addr.clone();
         self.amqp_addr = process.amqp_addr.clone();
+        self.http_addr = process.http_addr.clone();
         self.shard_ports = process.shard_ports.clone();
         self.process = Some(process);
     }

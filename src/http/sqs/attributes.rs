@@ -1,0 +1,408 @@
+//! Queue attributes ↔ the engine's `QueueConfig`/`QueueChange`: which names exist,
+//! their ranges, SQS's defaults, and how a queue reads back.
+//!
+//! Settable: VisibilityTimeout 0..=43200 s (`visibility_timeout_ms`), DelaySeconds
+//! 0..=900 (`delay_ms`), MessageRetentionPeriod 60..=1209600 (`ttl_ms`),
+//! MaximumMessageSize 1024..=262144 (`max_message_bytes`),
+//! ReceiveMessageWaitTimeSeconds 0..=20 (`receive_wait_ms`) and RedrivePolicy
+//! (`dead_letter` + `max_deliveries`; an empty value removes it). Read-only: QueueArn,
+//! CreatedTimestamp, LastModifiedTimestamp and the three approximate counts. The FIFO,
+//! policy, encryption and RedriveAllowPolicy names are refused on create and set
+//! (InvalidAttributeName saying they are not supported yet) rather than ignored, and
+//! left out of GetQueueAttributes (SQS too leaves out what a queue does not have).
+
+use super::urls;
+use crate::config::SqsSettings;
+use crate::engine::{QueueChange, QueueConfig, QueueMeta, QueueStats};
+use peregrine_aws_wire::sqs::{ErrorCode, WireError};
+use std::collections::BTreeMap;
+
+/// SQS's defaults: 30 s visibility, 4 days retention, 256 KiB messages.
+const RETENTION_S_DEFAULT: u64 = 4 * 24 * 3600;
+const MESSAGE_BYTES_DEFAULT: u32 = 262_144;
+const MESSAGE_BYTES_MIN: u64 = 1024;
+const RETENTION_S_MIN: u64 = 60;
+const RETENTION_S_MAX: u64 = 14 * 24 * 3600;
+const VISIBILITY_S_MAX: u64 = 43_200;
+const DELAY_S_MAX: u64 = 900;
+const WAIT_S_MAX: u64 = 20;
+/// SQS's range for a RedrivePolicy's maxReceiveCount.
+const MAX_RECEIVE_COUNT_MAX: u64 = 1000;
+
+/// Every name GetQueueAttributes answers, in the order it answers them.
+const READABLE: [&str; 12] = [
+    "QueueArn",
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "VisibilityTimeout",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+];
+
+/// Names SQS has that this slice does not offer yet.
+const NOT_YET: [&str; 9] = [
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "RedriveAllowPolicy",
+    "Policy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+];
+
+/// The settable attributes a request named, parsed and range-checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requested {
+    pub visibility_ms: Option<u64>,
+    pub delay_ms: Option<u64>,
+    pub retention_ms: Option<u64>,
+    pub max_message_bytes: Option<u32>,
+    pub receive_wait_ms: Option<u32>,
+    /// `Some(None)`: remove the policy.
+    pub redrive: Option<Option<Redrive>>,
+}
+
+/// A RedrivePolicy: the target queue (in this account and region) and maxReceiveCount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub target: String,
+    pub max_receives: u32,
+}
+
+/// A new SQS queue's declaration before its attributes apply.
+pub fn sqs_defaults() -> QueueConfig {
+    QueueConfig {
+        ttl_ms: Some(RETENTION_S_DEFAULT * 1000),
+        max_message_bytes: Some(MESSAGE_BYTES_DEFAULT),
+        // SQS drops expired messages; only over-received ones go to the target.
+        dead_letter_on_expiry: false,
+        durable: true,
+        ..QueueConfig::default()
+    }
+}
+
+/// Parses the attributes of a CreateQueue or SetQueueAttributes.
+pub fn parse(
+    attrs: &BTreeMap<String, String>,
+    settings: &SqsSettings,
+) -> Result<Requested, WireError> {
+    let mut r = Requested::default();
+    for (name, value) in attrs {
+        match name.as_str() {
+            "VisibilityTimeout" => {
+                r.visibility_ms = Some(seconds(name, value, 0, VISIBILITY_S_MAX)? * 1000)
+            }
+            "DelaySeconds" => r.delay_ms = Some(seconds(name, value, 0, DELAY_S_MAX)? * 1000),
+            "MessageRetentionPeriod" => {
+                r.retention_ms =
+                    Some(seconds(name, value, RETENTION_S_MIN, RETENTION_S_MAX)? * 1000)
+            }
+            "MaximumMessageSize" => {
+                let max = u64::from(MESSAGE_BYTES_DEFAULT);
+                r.max_message_bytes = Some(seconds(name, value, MESSAGE_BYTES_MIN, max)? as u32)
+            }
+            "ReceiveMessageWaitTimeSeconds" => {
+                r.receive_wait_ms = Some((seconds(name, value, 0, WAIT_S_MAX)? * 1000) as u32)
+            }
+            "RedrivePolicy" => r.redrive = Some(redrive(value, settings)?),
+            other if NOT_YET.contains(&other) => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidAttributeName,
+                    format!("The attribute {other} is not supported by this broker yet."),
+                ))
+            }
+            other => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidAttributeName,
+                    format!("Unknown or read-only attribute {other}."),
+                ))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// An integer attribute within `min..=max` (seconds or bytes).
+fn seconds(name: &str, value: &str, min: u64, max: u64) -> Result<u64, WireError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(WireError::new(
+            ErrorCode::InvalidAttributeValue,
+            format!("Invalid value for the parameter {name}: {value:?} is not an integer from {min} to {max}."),
+        )),
+    }
+}
+
+/// `{"deadLetterTargetArn": ARN, "maxReceiveCount": 1..=1000 (number or string)}`;
+/// an empty value removes the policy. Whether the target exists is the caller's check.
+fn redrive(value: &str, settings: &SqsSettings) -> Result<Option<Redrive>, WireError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        WireError::invalid(format!(
+            "Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"
+        ))
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let arn = json
+        .get("deadLetterTargetArn")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| {
+            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+        })?;
+    let target = urls::arn_queue(arn, settings)
+        .ok_or_else(|| bad("Dead-letter target is not a queue of this region and account."))?;
+    let count = match json.get("maxReceiveCount") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let max_receives = count
+        .filter(|n| (1..=MAX_RECEIVE_COUNT_MAX).contains(n))
+        .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
+    Ok(Some(Redrive {
+        target,
+        max_receives: max_receives as u32,
+    }))
+}
+
+/// A new queue's declaration: SQS's defaults with the requested attributes.
+pub fn config(r: &Requested) -> QueueConfig {
+    let defaults = sqs_defaults();
+    change(r).apply(&defaults)
+}
+
+/// The change SetQueueAttributes asks for.
+pub fn change(r: &Requested) -> QueueChange {
+    QueueChange {
+        visibility_timeout_ms: r.visibility_ms,
+        ttl_ms: r.retention_ms.map(Some),
+        delay_ms: r.delay_ms,
+        max_message_bytes: r.max_message_bytes.map(Some),
+        receive_wait_ms: r.receive_wait_ms,
+        dead_letter: r
+            .redrive
+            .clone()
+            .map(|p| p.map(|p| (p.target, p.max_receives))),
+    }
+}
+
+/// Whether an existing queue already has every attribute a CreateQueue names (SQS
+/// answers its URL then, and QueueNameExists otherwise).
+pub fn matches(r: &Requested, c: &QueueConfig) -> bool {
+    let redrive_now = match (&c.dead_letter, c.max_deliveries) {
+        (Some(target), Some(n)) => Some(Redrive {
+            target: target.clone(),
+            max_receives: n,
+        }),
+        _ => None,
+    };
+    r.visibility_ms.is_none_or(|v| v == c.visibility_timeout_ms)
+        && r.delay_ms.is_none_or(|v| v == c.delay_ms)
+        && r.retention_ms.is_none_or(|v| Some(v) == c.ttl_ms)
+        && r.max_message_bytes
+            .is_none_or(|v| v == c.max_message_bytes.unwrap_or(MESSAGE_BYTES_DEFAULT))
+        && r.receive_wait_ms.is_none_or(|v| v == c.receive_wait_ms)
+        && r.redrive.as_ref().is_none_or(|p| *p == redrive_now)
+}
+
+/// Checks GetQueueAttributes names: the known ones, `All`, and the not-yet ones
+/// (answered with nothing); anything else is InvalidAttributeName.
+pub fn check_names(names: &[String]) -> Result<(), WireError> {
+    match names
+        .iter()
+        .find(|n| *n != "All" && !READABLE.contains(&n.as_str()) && !NOT_YET.contains(&n.as_str()))
+    {
+        Some(bad) => Err(WireError::new(
+            ErrorCode::InvalidAttributeName,
+            format!("Unknown Attribute {bad}."),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether any of the names needs the queue's counts (a call to its owner).
+pub fn wants_counts(names: &[String]) -> bool {
+    names
+        .iter()
+        .any(|n| n == "All" || n.starts_with("ApproximateNumberOfMessages"))
+}
+
+/// The attributes asked for, as GetQueueAttributes answers them (seconds, strings).
+pub fn render(
+    meta: &QueueMeta,
+    stats: Option<&QueueStats>,
+    names: &[String],
+    settings: &SqsSettings,
+) -> Vec<(String, String)> {
+    let all = names.iter().any(|n| n == "All");
+    let c = &meta.config;
+    let modified_ms = if meta.modified_ms == 0 {
+        meta.created_ms
+    } else {
+        meta.modified_ms
+    };
+    let mut out = Vec::new();
+    for name in READABLE {
+        if !all && !names.iter().any(|n| n == name) {
+            continue;
+        }
+        let value = match name {
+            "QueueArn" => Some(urls::arn(settings, &meta.name)),
+            "ApproximateNumberOfMessages" => stats.map(|s| s.ready.to_string()),
+            "ApproximateNumberOfMessagesNotVisible" => stats.map(|s| s.in_flight.to_string()),
+            "ApproximateNumberOfMessagesDelayed" => stats.map(|s| s.delayed.to_string()),
+            "CreatedTimestamp" => Some((meta.created_ms / 1000).to_string()),
+            "LastModifiedTimestamp" => Some((modified_ms / 1000).to_string()),
+            "VisibilityTimeout" => Some((c.visibility_timeout_ms / 1000).to_string()),
+            "MaximumMessageSize" => Some(
+                c.max_message_bytes
+                    .unwrap_or(MESSAGE_BYTES_DEFAULT)
+                    .to_string(),
+            ),
+            // A queue declared by another protocol may keep messages for ever: no
+            // period to show.
+            "MessageRetentionPeriod" => c.ttl_ms.map(|t| (t / 1000).to_string()),
+            "DelaySeconds" => Some((c.delay_ms / 1000).to_string()),
+            "ReceiveMessageWaitTimeSeconds" => Some((c.receive_wait_ms / 1000).to_string()),
+            "RedrivePolicy" => redrive_json(c, settings),
+            _ => None,
+        };
+        if let Some(value) = value {
+            out.push((name.to_string(), value));
+        }
+    }
+    out
+}
+
+fn redrive_json(c: &QueueConfig, settings: &SqsSettings) -> Option<String> {
+    let (target, count) = (c.dead_letter.as_ref()?, c.max_deliveries?);
+    let policy = serde_json::json!({
+        "deadLetterTargetArn": urls::arn(settings, target),
+        "maxReceiveCount": count,
+    });
+    Some(policy.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SqsSettings {
+        SqsSettings {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        }
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn code(pairs: &[(&str, &str)]) -> Option<ErrorCode> {
+        parse(&attrs(pairs), &settings()).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn attributes_become_the_queue_declaration() {
+        let r = parse(
+            &attrs(&[
+                ("VisibilityTimeout", "45"),
+                ("DelaySeconds", "2"),
+                ("MessageRetentionPeriod", "3600"),
+                ("MaximumMessageSize", "2048"),
+                ("ReceiveMessageWaitTimeSeconds", "3"),
+                (
+                    "RedrivePolicy",
+                    r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"5"}"#,
+                ),
+            ]),
+            &settings(),
+        )
+        .ok();
+        let c = r.as_ref().map(config);
+        let c = c.as_ref();
+        assert_eq!(c.map(|c| c.visibility_timeout_ms), Some(45_000));
+        assert_eq!(c.map(|c| c.delay_ms), Some(2_000));
+        assert_eq!(c.and_then(|c| c.ttl_ms), Some(3_600_000));
+        assert_eq!(c.and_then(|c| c.max_message_bytes), Some(2048));
+        assert_eq!(c.map(|c| c.receive_wait_ms), Some(3_000));
+        assert_eq!(c.and_then(|c| c.dead_letter.clone()), Some("dlq".into()));
+        assert_eq!(c.and_then(|c| c.max_deliveries), Some(5));
+        assert_eq!(c.map(|c| c.dead_letter_on_expiry), Some(false));
+        assert!(r.is_some_and(|r| c.is_some_and(|c| matches(&r, c))));
+    }
+
+    #[test]
+    fn out_of_range_values_and_unknown_names_are_refused() {
+        use ErrorCode::*;
+        for (pair, want) in [
+            (("VisibilityTimeout", "43201"), InvalidAttributeValue),
+            (("VisibilityTimeout", "-1"), InvalidAttributeValue),
+            (("DelaySeconds", "901"), InvalidAttributeValue),
+            (("MaximumMessageSize", "1023"), InvalidAttributeValue),
+            (("MaximumMessageSize", "262145"), InvalidAttributeValue),
+            (("MessageRetentionPeriod", "59"), InvalidAttributeValue),
+            (
+                ("ReceiveMessageWaitTimeSeconds", "21"),
+                InvalidAttributeValue,
+            ),
+            (("Bogus", "1"), InvalidAttributeName),
+            (("QueueArn", "x"), InvalidAttributeName),
+            (("FifoQueue", "true"), InvalidAttributeName),
+            (("RedrivePolicy", "{"), InvalidParameterValue),
+            (
+                (
+                    "RedrivePolicy",
+                    r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:000000000000:d","maxReceiveCount":2}"#,
+                ),
+                InvalidParameterValue,
+            ),
+            (
+                (
+                    "RedrivePolicy",
+                    r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":1001}"#,
+                ),
+                InvalidParameterValue,
+            ),
+        ] {
+            assert_eq!(code(&[pair]), Some(want), "{pair:?}");
+        }
+        assert_eq!(code(&[("RedrivePolicy", "")]), None);
+    }
+
+    #[test]
+    fn create_again_matches_only_what_it_names() {
+        let c = sqs_defaults();
+        let same = parse(&attrs(&[("VisibilityTimeout", "30")]), &settings()).ok();
+        let other = parse(&attrs(&[("VisibilityTimeout", "31")]), &settings()).ok();
+        assert!(same.is_some_and(|r| matches(&r, &c)));
+        assert!(other.is_some_and(|r| !matches(&r, &c)));
+        assert!(matches(&Requested::default(), &c));
+    }
+
+    #[test]
+    fn unknown_names_to_read_are_refused_and_not_yet_ones_skipped() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_names(&names(&["All", "QueueArn", "Policy"])).is_ok());
+        let bad = check_names(&names(&["Bogus"])).err().map(|e| e.code);
+        assert_eq!(bad, Some(ErrorCode::InvalidAttributeName));
+        assert!(!wants_counts(&names(&["QueueArn"])));
+        assert!(wants_counts(&names(&[
+            "ApproximateNumberOfMessagesDelayed"
+        ])));
+    }
+}

@@ -1,0 +1,346 @@
+//! The message actions: SendMessage(+Batch), ReceiveMessage, DeleteMessage(+Batch) and
+//! ChangeMessageVisibility(+Batch).
+//!
+//! A receipt handle names the queue's catalog id, the message id and the engine's
+//! lease handle (`receipt::Receipt`): one of a deleted and re-created queue, of another
+//! queue, or of a lease that has since ended (expired, deleted, handed out again) is
+//! refused — ReceiptHandleIsInvalid for a delete, MessageNotInflight for a visibility
+//! change — and never settles some other lease. Message attributes travel as the
+//! engine's headers (`attributes::to_headers`), so AMQP and native consumers see them
+//! and their headers reach SQS consumers as String attributes.
+
+use super::{errors, Ctx};
+use crate::engine::{LeaseRef, PublishEntry, PublishSpec, QueueMeta, ReceiveArgs};
+use bytes::Bytes;
+use peregrine_aws_wire::sqs::attributes as msg_attrs;
+use peregrine_aws_wire::sqs::md5::{md5_hex, md5_of_attributes};
+use peregrine_aws_wire::sqs::receipt::{self, Receipt};
+use peregrine_aws_wire::sqs::{
+    BatchError, BatchResult, ChangeMessageVisibility, ChangeMessageVisibilityBatch, DeleteMessage,
+    DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response, SendEntry,
+    SendMessage, SendMessageBatch, SentMessage, WireError,
+};
+
+/// SQS's largest message when a queue names none (body and attributes).
+const MESSAGE_BYTES_MAX: u32 = 262_144;
+
+pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    check_size(&meta, &req.message)?;
+    let entry = publish_entry(&req.message);
+    let ids = ctx
+        .engine
+        .publish_each(&name, vec![entry])
+        .await
+        .map_err(errors::from_engine)?;
+    let id = ids
+        .first()
+        .copied()
+        .ok_or_else(|| WireError::new(ErrorCode::InternalFailure, "the queue stored no message"))?;
+    Ok(Response::SendMessage(sent(&meta, &req.message, id)))
+}
+
+pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let mut result = BatchResult::default();
+    let mut valid = Vec::new();
+    for entry in req.entries {
+        let checked = entry.and_then(|e| match check_size(&meta, &e) {
+            Ok(()) => Ok(e),
+            Err(err) => Err(BatchError::new(&e.id, err)),
+        });
+        match checked {
+            Ok(e) => valid.push(e),
+            Err(failed) => result.failed.push(failed),
+        }
+    }
+    if !valid.is_empty() {
+        let entries = valid.iter().map(publish_entry).collect();
+        let ids = ctx
+            .engine
+            .publish_each(&name, entries)
+            .await
+            .map_err(errors::from_engine)?;
+        if ids.len() != valid.len() {
+            return Err(WireError::new(
+                ErrorCode::InternalFailure,
+                format!("the queue stored {} of {} messages", ids.len(), valid.len()),
+            ));
+        }
+        for (e, id) in valid.iter().zip(ids) {
+            result.successful.push(sent(&meta, e, id));
+        }
+    }
+    Ok(Response::SendMessageBatch(result))
+}
+
+/// The queue's MaximumMessageSize, counting attributes as SQS does.
+fn check_size(meta: &QueueMeta, e: &SendEntry) -> Result<(), WireError> {
+    let max = meta.config.max_message_bytes.unwrap_or(MESSAGE_BYTES_MAX);
+    let size = msg_attrs::message_size(&e.body, &e.attributes);
+    if size > max as usize {
+        return Err(WireError::invalid(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes (this one is {size} with its attributes)."
+        )));
+    }
+    Ok(())
+}
+
+fn publish_entry(e: &SendEntry) -> PublishEntry {
+    PublishEntry {
+        spec: PublishSpec {
+            // None: the queue's DelaySeconds applies.
+            delay_ms: e.delay_seconds.map(|s| u64::from(s) * 1000),
+            headers: msg_attrs::to_headers(&e.attributes),
+            durable: true,
+            ..PublishSpec::default()
+        },
+        body: Bytes::copy_from_slice(e.body.as_bytes()),
+    }
+}
+
+fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
+    SentMessage {
+        id: e.id.clone(),
+        message_id: receipt::message_id(meta.id, id),
+        md5_of_message_body: md5_hex(e.body.as_bytes()),
+        md5_of_message_attributes: md5_of_attributes(&e.attributes),
+    }
+}
+
+/// ReceiveMessage: waits WaitTimeSeconds, else the queue's ReceiveMessageWaitTimeSeconds,
+/// for the first message, and answers as soon as there is one (SQS does not wait to
+/// fill MaxNumberOfMessages either).
+pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let wait_ms = match req.wait_time_seconds {
+        Some(s) => s * 1000,
+        None => meta.config.receive_wait_ms,
+    };
+    let args = ReceiveArgs {
+        max: req.max_messages,
+        wait_ms,
+        auto_ack: false,
+        visibility_ms: req.visibility_timeout.map(|s| u64::from(s) * 1000),
+    };
+    let got = ctx
+        .engine
+        .receive_leasing(&name, args)
+        .await
+        .map_err(errors::from_engine)?;
+    let system = SystemNames::new(&req.attribute_names);
+    let d = &got.messages;
+    let mut messages = Vec::with_capacity(d.ids.len());
+    let mut extras = d.extras.iter().peekable();
+    let mut at = 0usize;
+    for i in 0..d.ids.len() {
+        let len = d.lens.get(i).copied().unwrap_or(0) as usize;
+        let bytes = got.bodies.get(at..at + len).unwrap_or_default();
+        at += len;
+        let headers = match extras.peek() {
+            Some(x) if x.index as usize == i => extras.next().map(|x| x.headers.as_slice()),
+            _ => None,
+        };
+        let body = msg_attrs::body_text(bytes);
+        let message_attributes =
+            msg_attrs::from_headers(headers.unwrap_or_default(), &req.message_attributes);
+        let receipt = Receipt {
+            queue_id: meta.id,
+            message_id: d.ids[i],
+            handle: d.handles.get(i).copied().unwrap_or(0),
+        };
+        messages.push(ReceivedMessage {
+            message_id: receipt::message_id(meta.id, d.ids[i]),
+            receipt_handle: receipt.encode(),
+            md5_of_body: md5_hex(body.as_bytes()),
+            body,
+            attributes: system.render(ctx, d.published_ms.get(i), d.deliveries.get(i)),
+            md5_of_message_attributes: md5_of_attributes(&message_attributes),
+            message_attributes,
+        });
+    }
+    Ok(Response::ReceiveMessage { messages })
+}
+
+/// The system attributes a receive asked for (unknown names are ignored, as AWS asks
+/// clients to allow for names added later).
+struct SystemNames {
+    sender_id: bool,
+    sent_timestamp: bool,
+    receive_count: bool,
+}
+
+impl SystemNames {
+    fn new(names: &[String]) -> SystemNames {
+        let has = |want: &str| names.iter().any(|n| n == "All" || n == want);
+        SystemNames {
+            sender_id: has("SenderId"),
+            sent_timestamp: has("SentTimestamp"),
+            receive_count: has("ApproximateReceiveCount"),
+        }
+    }
+
+    fn render(
+        &self,
+        ctx: &Ctx<'_>,
+        sent_ms: Option<&i64>,
+        count: Option<&u32>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.sender_id {
+            out.push(("SenderId".to_string(), ctx.settings().account_id.clone()));
+        }
+        if let (true, Some(ms)) = (self.sent_timestamp, sent_ms) {
+            out.push(("SentTimestamp".to_string(), ms.to_string()));
+        }
+        if let (true, Some(n)) = (self.receive_count, count) {
+            out.push(("ApproximateReceiveCount".to_string(), n.to_string()));
+        }
+        out
+    }
+}
+
+/// The lease a receipt names, if it is one of this incarnation of the queue.
+fn lease(meta: &QueueMeta, receipt_handle: &str) -> Result<LeaseRef, WireError> {
+    match Receipt::decode(receipt_handle) {
+        Some(r) if r.queue_id == meta.id => Ok(LeaseRef {
+            handle: r.handle,
+            message_id: r.message_id,
+        }),
+        _ => Err(WireError::new(
+            ErrorCode::ReceiptHandleIsInvalid,
+            format!("The input receipt handle \"{receipt_handle}\" is not a valid receipt handle for this queue."),
+        )),
+    }
+}
+
+fn expired() -> WireError {
+    WireError::new(
+        ErrorCode::ReceiptHandleIsInvalid,
+        "The receipt handle has expired: the message was deleted, or received again after its visibility timeout.",
+    )
+}
+
+fn not_inflight() -> WireError {
+    WireError::new(
+        ErrorCode::MessageNotInflight,
+        "The message referred to is not in flight: it was deleted, or its visibility timeout ended.",
+    )
+}
+
+pub async fn delete(ctx: &Ctx<'_>, req: DeleteMessage) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let lease = lease(&meta, &req.receipt_handle)?;
+    let done = ctx
+        .engine
+        .ack_leases(&name, vec![lease])
+        .await
+        .map_err(errors::from_engine)?;
+    match done.first() {
+        Some(true) => Ok(Response::DeleteMessage),
+        _ => Err(expired()),
+    }
+}
+
+pub async fn delete_batch(ctx: &Ctx<'_>, req: DeleteMessageBatch) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let mut result = BatchResult::default();
+    let mut ids = Vec::new();
+    let mut leases = Vec::new();
+    for entry in req.entries {
+        let checked = entry.and_then(|e| {
+            lease(&meta, &e.receipt_handle)
+                .map(|l| (e.id.clone(), l))
+                .map_err(|err| BatchError::new(&e.id, err))
+        });
+        match checked {
+            Ok((id, l)) => {
+                ids.push(id);
+                leases.push(l);
+            }
+            Err(failed) => result.failed.push(failed),
+        }
+    }
+    if !leases.is_empty() {
+        let done = ctx
+            .engine
+            .ack_leases(&name, leases)
+            .await
+            .map_err(errors::from_engine)?;
+        settle_entries(&mut result, ids, &done, expired);
+    }
+    Ok(Response::DeleteMessageBatch(result))
+}
+
+pub async fn change_visibility(
+    ctx: &Ctx<'_>,
+    req: ChangeMessageVisibility,
+) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let lease = lease(&meta, &req.receipt_handle)?;
+    let timeout_ms = u64::from(req.visibility_timeout) * 1000;
+    let done = ctx
+        .engine
+        .change_visibility(&name, vec![(lease, timeout_ms)])
+        .await
+        .map_err(errors::from_engine)?;
+    match done.first() {
+        Some(true) => Ok(Response::ChangeMessageVisibility),
+        _ => Err(not_inflight()),
+    }
+}
+
+pub async fn change_visibility_batch(
+    ctx: &Ctx<'_>,
+    req: ChangeMessageVisibilityBatch,
+) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    let mut result = BatchResult::default();
+    let mut ids = Vec::new();
+    let mut changes = Vec::new();
+    for entry in req.entries {
+        let checked = entry.and_then(|e| {
+            lease(&meta, &e.receipt_handle)
+                .map(|l| (e.id.clone(), l, u64::from(e.visibility_timeout) * 1000))
+                .map_err(|err| BatchError::new(&e.id, err))
+        });
+        match checked {
+            Ok((id, l, ms)) => {
+                ids.push(id);
+                changes.push((l, ms));
+            }
+            Err(failed) => result.failed.push(failed),
+        }
+    }
+    if !changes.is_empty() {
+        let done = ctx
+            .engine
+            .change_visibility(&name, changes)
+            .await
+            .map_err(errors::from_engine)?;
+        settle_entries(&mut result, ids, &done, not_inflight);
+    }
+    Ok(Response::ChangeMessageVisibilityBatch(result))
+}
+
+/// Sorts the entries the engine was asked about by its per-entry answer.
+fn settle_entries(
+    result: &mut BatchResult<String>,
+    ids: Vec<String>,
+    done: &[bool],
+    refused: fn() -> WireError,
+) {
+    for (i, id) in ids.into_iter().enumerate() {
+        match done.get(i) {
+            Some(true) => result.successful.push(id),
+            _ => result.failed.push(BatchError::new(&id, refused())),
+        }
+    }
+}

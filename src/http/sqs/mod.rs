@@ -1,0 +1,194 @@
+//! The SQS API on the HTTP listener: both of SQS's wire protocols (JSON 1.0, which
+//! current SDKs speak, and the query protocol of older ones: forms in, XML out), decoded
+//! and encoded by `peregrine_aws_wire::sqs`, turned here into engine calls. One module
+//! per family: `queues` (CreateQueue … SetQueueAttributes), `messages` (Send …
+//! ChangeMessageVisibilityBatch), `attributes` (queue attributes ↔ `QueueConfig`),
+//! `urls` (queue URLs and ARNs), `errors` (engine errors → SQS errors).
+//!
+//! Decisions (see also the README's "SQS API"):
+//! - An SQS queue is an engine queue: AMQP and native clients see it, and SQS sees
+//!   theirs. Message attributes are the message's headers; a header without an SQS
+//!   type reads as a String attribute, and bodies that are not valid SQS text are sent
+//!   lossily (invalid characters as U+FFFD) with MD5OfBody over what is sent.
+//! - Queue URLs are `http://{Host}/{--sqs-account-id}/{name}` (`urls`); any host
+//!   reaches the queue. ARNs carry `--sqs-region`.
+//! - Receipt handles carry the queue's catalog id, the message id and the engine's
+//!   lease handle (`messages`), so an old or foreign receipt is refused, never applied
+//!   to another lease. MessageIds are the catalog id and message id as a UUID: the
+//!   same on every receive and across restarts.
+//! - Lenient where AWS asks clients to be: unknown system attribute names in
+//!   ReceiveMessage are ignored. Strict where ignoring would fake a feature: FIFO,
+//!   tags, policies and encryption are refused with an error naming them.
+//! - SigV4 signatures are not checked (any key works), as the issue allows by default.
+//! - PurgeQueue leaves leased messages with their consumers and has no 60 s
+//!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
+//! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
+//!   when the broker stops first (a long poll does not hold the shutdown up).
+
+mod attributes;
+mod errors;
+mod messages;
+mod queues;
+mod urls;
+
+use crate::config::SqsSettings;
+use crate::engine::{Engine, QueueMeta};
+use peregrine_aws_wire::sqs::{self, receipt, ErrorCode, Request, Response, WireError};
+pub use peregrine_aws_wire::sqs::{Encoded, Protocol};
+use std::cell::Cell;
+
+/// `X-Amz-Target` prefix of SQS's JSON 1.0 protocol.
+const TARGET_PREFIX: &str = "AmazonSQS.";
+
+thread_local! {
+    /// Requests this shard has answered, for request ids.
+    static REQUESTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// An SQS request as the HTTP layer hands it over.
+pub struct SqsHttp<'a> {
+    pub protocol: Protocol,
+    pub query: &'a str,
+    pub host: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Whether a request is one an SQS client sends, and in which protocol: a POST with
+/// `X-Amz-Target: AmazonSQS.*` is JSON 1.0; a form POST, or any request with `Action=`
+/// in its query string, is the query protocol (on any path: query clients post to the
+/// queue's URL).
+pub fn accepts(
+    method: &str,
+    target: Option<&str>,
+    content_type: Option<&str>,
+    query: &str,
+) -> Option<Protocol> {
+    if method == "POST" && target.is_some_and(|t| t.starts_with(TARGET_PREFIX)) {
+        return Some(Protocol::Json);
+    }
+    let form = content_type.is_some_and(|c| {
+        c.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    let action_in_query = query.split('&').any(|pair| pair.starts_with("Action="));
+    ((method == "POST" && form) || action_in_query).then_some(Protocol::Query)
+}
+
+/// Answers one SQS request.
+pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
+    let request_id = request_id(engine);
+    let protocol = req.protocol;
+    let ctx = Ctx {
+        engine,
+        host: req.host,
+    };
+    let outcome = match sqs::decode(protocol, req.target, req.query, req.body) {
+        Ok(request) => {
+            let action = futures_lite::future::or(dispatch(&ctx, request), async {
+                engine.shutdown().wait().await;
+                Err(WireError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The broker is shutting down.",
+                ))
+            });
+            action.await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(response) => sqs::encode(protocol, &response, &request_id),
+        Err(e) => sqs::encode_error(protocol, &e, &request_id),
+    }
+}
+
+/// A request id unique to this broker run: the shard and its count of requests.
+fn request_id(engine: &Engine) -> String {
+    let seq = REQUESTS.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    receipt::uuid((u128::from(engine.shard_id()) << 64) | u128::from(seq))
+}
+
+async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError> {
+    match request {
+        Request::CreateQueue(r) => queues::create(ctx, r).await,
+        Request::GetQueueUrl(r) => queues::get_url(ctx, r),
+        Request::ListQueues(r) => queues::list(ctx, r),
+        Request::DeleteQueue(r) => queues::delete(ctx, r).await,
+        Request::PurgeQueue(r) => queues::purge(ctx, r).await,
+        Request::GetQueueAttributes(r) => queues::get_attributes(ctx, r).await,
+        Request::SetQueueAttributes(r) => queues::set_attributes(ctx, r).await,
+        Request::SendMessage(r) => messages::send(ctx, r).await,
+        Request::SendMessageBatch(r) => messages::send_batch(ctx, r).await,
+        Request::ReceiveMessage(r) => messages::receive(ctx, r).await,
+        Request::DeleteMessage(r) => messages::delete(ctx, r).await,
+        Request::DeleteMessageBatch(r) => messages::delete_batch(ctx, r).await,
+        Request::ChangeMessageVisibility(r) => messages::change_visibility(ctx, r).await,
+        Request::ChangeMessageVisibilityBatch(r) => messages::change_visibility_batch(ctx, r).await,
+    }
+}
+
+/// What every action needs: the engine and how the client reached us.
+struct Ctx<'a> {
+    engine: &'a Engine,
+    host: Option<&'a str>,
+}
+
+impl Ctx<'_> {
+    fn settings(&self) -> &SqsSettings {
+        &self.engine.config().sqs
+    }
+
+    /// The URL a client uses for a queue.
+    fn url(&self, name: &str) -> String {
+        let host = match self.host {
+            Some(h) if !h.is_empty() => h.to_string(),
+            _ => self.engine.config().http_addr.to_string(),
+        };
+        urls::queue_url(&host, self.settings(), name)
+    }
+
+    /// The queue a QueueUrl names (not yet checked to exist).
+    fn queue(&self, url: &str) -> Result<String, WireError> {
+        urls::queue_name(url, self.settings())
+    }
+
+    /// A queue's catalog entry, or QueueDoesNotExist.
+    fn meta(&self, name: &str) -> Result<QueueMeta, WireError> {
+        self.engine.queue_meta(name).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::QueueDoesNotExist,
+                format!("The specified queue {name} does not exist."),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqs_requests_are_told_from_operator_ones() {
+        let json = accepts("POST", Some("AmazonSQS.ListQueues"), None, "");
+        assert_eq!(json, Some(Protocol::Json));
+        let form = Some("application/x-www-form-urlencoded; charset=utf-8");
+        assert_eq!(accepts("POST", None, form, ""), Some(Protocol::Query));
+        assert_eq!(
+            accepts("GET", None, None, "Action=ListQueues&Version=2012-11-05"),
+            Some(Protocol::Query)
+        );
+        // What the operator routes get stays theirs.
+        assert_eq!(accepts("GET", None, None, ""), None);
+        assert_eq!(accepts("POST", None, Some("text/plain"), ""), None);
+        assert_eq!(
+            accepts("POST", Some("Kinesis_20131202.ListStreams"), None, ""),
+            None
+        );
+        assert_eq!(accepts("GET", Some("AmazonSQS.ListQueues"), None, ""), None);
+    }
+}

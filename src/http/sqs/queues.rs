@@ -1,0 +1,149 @@
+//! The queue actions: CreateQueue, GetQueueUrl, ListQueues, DeleteQueue, PurgeQueue,
+//! GetQueueAttributes and SetQueueAttributes.
+
+use super::{attributes, errors, Ctx};
+use peregrine_aws_wire::sqs::{
+    receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListQueues, QueueRef,
+    Response, SetQueueAttributes, WireError, LIST_QUEUES_MAX,
+};
+
+/// CreateQueue: idempotent when the attributes it names match the existing queue's;
+/// QueueNameExists when they do not.
+pub async fn create(ctx: &Ctx<'_>, req: CreateQueue) -> Result<Response, WireError> {
+    let name = req.queue_name;
+    let requested = attributes::parse(&req.attributes, ctx.settings())?;
+    let url = ctx.url(&name);
+    if let Some(existing) = ctx.engine.queue_config(&name) {
+        return match attributes::matches(&requested, &existing) {
+            true => Ok(Response::CreateQueue { queue_url: url }),
+            false => Err(exists(&name)),
+        };
+    }
+    check_target(ctx, &requested)?;
+    let config = attributes::config(&requested);
+    match ctx.engine.declare_queue(&name, config).await {
+        Ok(()) => Ok(Response::CreateQueue { queue_url: url }),
+        // Another client created it meanwhile, with other settings.
+        Err(crate::engine::EngineError::QueueMismatch(_)) => Err(exists(&name)),
+        Err(e) => Err(errors::from_engine(e)),
+    }
+}
+
+fn exists(name: &str) -> WireError {
+    WireError::new(
+        ErrorCode::QueueNameExists,
+        format!("A queue already exists with the name {name} and other attributes."),
+    )
+}
+
+/// A RedrivePolicy's target must be a queue that exists now.
+fn check_target(ctx: &Ctx<'_>, requested: &attributes::Requested) -> Result<(), WireError> {
+    if let Some(Some(policy)) = &requested.redrive {
+        if ctx.engine.queue_config(&policy.target).is_none() {
+            return Err(WireError::invalid(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter target queue {} does not exist.",
+                policy.target
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn get_url(ctx: &Ctx<'_>, req: GetQueueUrl) -> Result<Response, WireError> {
+    let owner_ok = req
+        .queue_owner_account_id
+        .as_deref()
+        .is_none_or(|a| a == ctx.settings().account_id);
+    if !owner_ok || ctx.engine.queue_config(&req.queue_name).is_none() {
+        return Err(WireError::new(
+            ErrorCode::QueueDoesNotExist,
+            "The specified queue does not exist.",
+        ));
+    }
+    Ok(Response::GetQueueUrl {
+        queue_url: ctx.url(&req.queue_name),
+    })
+}
+
+/// ListQueues: the catalog's queues (sorted by name) under the prefix; with MaxResults,
+/// a page and a NextToken naming the last queue of it.
+pub fn list(ctx: &Ctx<'_>, req: ListQueues) -> Result<Response, WireError> {
+    let after = match &req.next_token {
+        Some(token) => Some(receipt::parse_next_token(token).ok_or_else(|| {
+            WireError::invalid("Invalid NextToken: it is not one this broker handed out.")
+        })?),
+        None => None,
+    };
+    let prefix = req.queue_name_prefix.unwrap_or_default();
+    let limit = req.max_results.unwrap_or(LIST_QUEUES_MAX) as usize;
+    let mut names: Vec<String> = ctx
+        .engine
+        .list_queues()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with(&prefix))
+        .filter(|name| after.as_ref().is_none_or(|a| name > a))
+        .take(limit + 1)
+        .collect();
+    let more = names.len() > limit;
+    names.truncate(limit);
+    // Without MaxResults SQS never pages: at most 1000, no token.
+    let next_token = match (more && req.max_results.is_some(), names.last()) {
+        (true, Some(last)) => Some(receipt::next_token(last)),
+        _ => None,
+    };
+    Ok(Response::ListQueues {
+        queue_urls: names.iter().map(|n| ctx.url(n)).collect(),
+        next_token,
+    })
+}
+
+pub async fn delete(ctx: &Ctx<'_>, req: QueueRef) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    ctx.engine
+        .delete_queue(&name)
+        .await
+        .map_err(errors::from_engine)?;
+    Ok(Response::DeleteQueue)
+}
+
+/// PurgeQueue: ready and delayed messages go; leased ones stay with their consumers
+/// (and no 60 s PurgeQueueInProgress window follows).
+pub async fn purge(ctx: &Ctx<'_>, req: QueueRef) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    ctx.engine
+        .purge_queue(&name)
+        .await
+        .map_err(errors::from_engine)?;
+    Ok(Response::PurgeQueue)
+}
+
+pub async fn get_attributes(ctx: &Ctx<'_>, req: GetQueueAttributes) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    attributes::check_names(&req.attribute_names)?;
+    let meta = ctx.meta(&name)?;
+    let stats = match attributes::wants_counts(&req.attribute_names) {
+        true => Some(
+            ctx.engine
+                .queue_stats(&name)
+                .await
+                .map_err(errors::from_engine)?,
+        ),
+        false => None,
+    };
+    let attributes =
+        attributes::render(&meta, stats.as_ref(), &req.attribute_names, ctx.settings());
+    Ok(Response::GetQueueAttributes { attributes })
+}
+
+pub async fn set_attributes(ctx: &Ctx<'_>, req: SetQueueAttributes) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let requested = attributes::parse(&req.attributes, ctx.settings())?;
+    ctx.meta(&name)?;
+    check_target(ctx, &requested)?;
+    ctx.engine
+        .alter_queue(&name, attributes::change(&requested))
+        .await
+        .map_err(errors::from_engine)?;
+    Ok(Response::SetQueueAttributes)
+}

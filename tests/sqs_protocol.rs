@@ -1,0 +1,232 @@
+//! The SQS API's HTTP surface, byte by byte: malformed JSON, unknown targets and
+//! actions, oversized bodies are answered with SQS's errors in the protocol the client
+//! spoke (or 413), and the broker keeps serving: after each, a ListQueues on a new
+//! connection succeeds and shows that nothing was created. Also the routing: SQS
+//! requests on any path, operator routes untouched.
+
+mod common;
+use common::Broker;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// How long any one exchange may last.
+const DEADLINE: Duration = Duration::from_secs(20);
+const JSON: &str = "application/x-amz-json-1.0";
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes.
+fn exchange(addr: &str, raw: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect HTTP");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    // The server may refuse (and close) before it has read everything.
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+fn parse(raw: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// A POST with these headers and body, `Connection: close`.
+fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut raw = format!("POST {path} HTTP/1.1\r\nHost: sqs.test:1234\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    parse(&exchange(addr, &raw))
+}
+
+fn json(addr: &str, action: &str, body: &str) -> Answer {
+    let target = format!("AmazonSQS.{action}");
+    post(
+        addr,
+        "/",
+        &[("Content-Type", JSON), ("X-Amz-Target", &target)],
+        body.as_bytes(),
+    )
+}
+
+fn form(addr: &str, path: &str, body: &str) -> Answer {
+    post(addr, path, &[("Content-Type", FORM)], body.as_bytes())
+}
+
+/// The broker still answers SQS, and holds no queue.
+fn still_serving_and_empty(addr: &str, after: &str) {
+    let a = json(addr, "ListQueues", "{}");
+    assert_eq!(a.status, 200, "ListQueues after {after}: {}", a.body);
+    assert!(
+        !a.body.contains("http://"),
+        "after {after} a queue exists: {}",
+        a.body
+    );
+}
+
+#[test]
+fn malformed_requests_get_sqs_errors_and_the_broker_keeps_serving() {
+    let b = Broker::start();
+    let addr = &b.http_addr;
+    let a = json(addr, "ListQueues", "{not json");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("SerializationException"), "{}", a.body);
+    assert!(a.head.contains("x-amzn-requestid:"), "{}", a.head);
+    still_serving_and_empty(addr, "malformed JSON");
+
+    let a = json(addr, "CreateQueue", r#"{"QueueName": 7}"#);
+    assert_eq!(a.status, 400, "{}", a.body);
+    still_serving_and_empty(addr, "a number for a string");
+
+    let a = json(addr, "Bogus", "{}");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("UnknownOperationException"), "{}", a.body);
+    still_serving_and_empty(addr, "an unknown X-Amz-Target");
+
+    let a = form(addr, "/", "Version=2012-11-05&QueueName=x");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.head.contains("content-type: text/xml"), "{}", a.head);
+    assert!(a.body.contains("<ErrorResponse"), "{}", a.body);
+    still_serving_and_empty(addr, "a form without Action");
+
+    let a = form(addr, "/", "Action=Bogus&Version=2012-11-05");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("<Code>InvalidAction</Code>"), "{}", a.body);
+    still_serving_and_empty(addr, "an unknown Action");
+
+    let a = form(addr, "/", "Action=CreateQueue&QueueName=%zz");
+    assert_eq!(a.status, 400, "{}", a.body);
+    still_serving_and_empty(addr, "a bad % escape");
+
+    let big = vec![b'a'; (1 << 20) + 1];
+    let a = post(
+        addr,
+        "/",
+        &[
+            ("Content-Type", JSON),
+            ("X-Amz-Target", "AmazonSQS.SendMessage"),
+        ],
+        &big,
+    );
+    assert!(
+        a.status == 413 || a.status == 0,
+        "a 1 MiB + 1 body: {}",
+        a.status
+    );
+    still_serving_and_empty(addr, "a body over 1 MiB");
+}
+
+#[test]
+fn errors_carry_the_query_code_for_json_clients() {
+    let b = Broker::start();
+    let addr = &b.http_addr;
+    let a = json(addr, "GetQueueUrl", r#"{"QueueName": "nothing-here"}"#);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.head
+            .contains("x-amzn-query-error: aws.simplequeueservice.nonexistentqueue;sender"),
+        "{}",
+        a.head
+    );
+    assert!(
+        a.body.contains("com.amazonaws.sqs#QueueDoesNotExist"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.head.contains(&format!("content-type: {JSON}")),
+        "{}",
+        a.head
+    );
+}
+
+#[test]
+fn query_requests_are_served_on_any_path_and_by_get() {
+    let b = Broker::start();
+    let addr = &b.http_addr;
+    let a = form(
+        addr,
+        "/",
+        "Action=CreateQueue&Version=2012-11-05&QueueName=form-q",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body
+            .contains("<QueueUrl>http://sqs.test:1234/000000000000/form-q</QueueUrl>"),
+        "the URL's host is the request's Host: {}",
+        a.body
+    );
+    // Query clients may post to the queue's URL.
+    let a = form(
+        addr,
+        "/000000000000/form-q",
+        "Action=SendMessage&Version=2012-11-05&QueueUrl=http%3A%2F%2Fsqs.test%3A1234%2F000000000000%2Fform-q&MessageBody=hi",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body
+            .contains("<MD5OfMessageBody>49f68a5c8493ec2c0bf489821c21fc3b</MD5OfMessageBody>"),
+        "{}",
+        a.body
+    );
+    let raw = "GET /?Action=ListQueues&Version=2012-11-05 HTTP/1.1\r\nHost: h:1\r\nConnection: close\r\n\r\n";
+    let a = parse(&exchange(addr, raw.as_bytes()));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("<ListQueuesResponse"), "{}", a.body);
+    assert!(
+        a.body.contains("http://h:1/000000000000/form-q"),
+        "{}",
+        a.body
+    );
+}
+
+#[test]
+fn operator_routes_are_untouched_by_the_sqs_api() {
+    let b = Broker::start();
+    let addr = &b.http_addr;
+    let raw = b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    assert_eq!(parse(&exchange(addr, raw)).status, 200);
+    let raw = b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(parse(&exchange(addr, raw)).status, 405);
+    // A POST that is neither JSON with an SQS target nor a form is not SQS.
+    let a = post(
+        addr,
+        "/",
+        &[("Content-Type", "text/plain")],
+        b"Action=ListQueues",
+    );
+    assert_eq!(a.status, 404, "{}", a.body);
+}
+
+#[test]
+fn keep_alive_serves_pipelined_sqs_requests() {
+    let b = Broker::start();
+    let body = "{}";
+    let one = format!(
+        "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: {JSON}\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let last = one.replace("Host: b\r\n", "Host: b\r\nConnection: close\r\n");
+    let raw = format!("{one}{one}{last}");
+    let answer = String::from_utf8_lossy(&exchange(&b.http_addr, raw.as_bytes())).to_string();
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
+}
