@@ -441,13 +441,20 @@ def receive_ten_and_delete_in_a_batch(endpoint):
     assert sorted(m["Body"] for m in got) == sorted(bodies), got
     assert len({m["MessageId"] for m in got}) == 10
     entries = [{"Id": f"d{i}", "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
-    entries.append({"Id": "bogus", "ReceiptHandle": "bogus"})
-    done = c.delete_message_batch(QueueUrl=url, Entries=entries)
+    # A batch holds at most 10 entries: 11 are refused whole, nothing deleted.
+    expect_error(c, "TooManyEntriesInBatchRequest", lambda: c.delete_message_batch(
+        QueueUrl=url, Entries=entries + [{"Id": "bogus", "ReceiptHandle": "bogus"}]),
+        "DeleteMessageBatch of 11")
+    wait_counts(c, url, (0, 10, 0), "a refused batch deleted nothing")
+    done = c.delete_message_batch(
+        QueueUrl=url, Entries=entries[:9] + [{"Id": "bogus", "ReceiptHandle": "bogus"}])
     assert sorted(s["Id"] for s in done.get("Successful", [])) == sorted(
-        f"d{i}" for i in range(10)), done
+        f"d{i}" for i in range(9)), done
     failed = done.get("Failed", [])
     assert [f["Id"] for f in failed] == ["bogus"], done
     assert failed[0]["SenderFault"] and entry_code_is(failed[0]["Code"], "ReceiptHandleIsInvalid")
+    done = c.delete_message_batch(QueueUrl=url, Entries=entries[9:])
+    assert [s["Id"] for s in done.get("Successful", [])] == ["d9"] and not done.get("Failed"), done
     wait_counts(c, url, (0, 0, 0), "after deleting all ten")
     expect_error(c, "InvalidParameterValue", lambda: receive(c, url, MaxNumberOfMessages=11),
                  "MaxNumberOfMessages=11")
