@@ -230,3 +230,29 @@ fn keep_alive_serves_pipelined_sqs_requests() {
     let answer = String::from_utf8_lossy(&exchange(&b.http_addr, raw.as_bytes())).to_string();
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
 }
+
+/// A long poll does not hold a shutdown up: the broker stops at once and cleanly, and
+/// the waiting client is told ServiceUnavailable before its connection closes.
+#[test]
+fn a_long_poll_does_not_hold_up_shutdown() {
+    let mut b = Broker::start();
+    let addr = b.http_addr.clone();
+    let created = json(&addr, "CreateQueue", r#"{"QueueName": "waiting"}"#);
+    assert_eq!(created.status, 200, "{}", created.body);
+    let url = "http://sqs.test:1234/000000000000/waiting";
+    let body = format!(r#"{{"QueueUrl": "{url}", "WaitTimeSeconds": 20}}"#);
+    let poll = std::thread::spawn(move || json(&addr, "ReceiveMessage", &body));
+    // Let the receive reach the engine and wait there.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    assert!(b.stop(), "the broker did not exit cleanly");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    let a = poll.join().expect("poll thread");
+    assert!(
+        a.status == 503 && a.body.contains("ServiceUnavailable"),
+        "the waiting receive got {} {}",
+        a.status,
+        a.body
+    );
+}
