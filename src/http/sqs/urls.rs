@@ -9,10 +9,7 @@
 //! here (QueueDoesNotExist), as SQS answers for another account's queue one cannot see.
 
 use crate::config::SqsSettings;
-use peregrine_aws_wire::sqs::{ErrorCode, WireError};
-
-/// Longest queue name (SQS's).
-pub const QUEUE_NAME_MAX: usize = 80;
+use peregrine_aws_wire::sqs::{ErrorCode, WireError, QUEUE_NAME_MAX};
 
 pub fn queue_url(host: &str, settings: &SqsSettings, name: &str) -> String {
     format!("http://{host}/{}/{name}", settings.account_id)
