@@ -52,6 +52,7 @@ mod seeds {
     use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
     use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
     use peregrine_shards::records::{BatchBuilder, EndTxnMarker};
+    use std::path::Path;
 
     fn write(target: &str, name: &str, data: &[u8]) {
         let dir = corpus_dir(target);
@@ -349,9 +350,56 @@ mod seeds {
         write("group_offsets", "log-batches", &log);
     }
 
+    /// SQS requests as botocore serializes them (`aws-wire/testdata`: JSON by botocore
+    /// 1.43.11, forms by 1.34.89), in the targets' framing: the JSON target's first line
+    /// is the `X-Amz-Target`, the query target's the URL query string.
+    fn sqs_requests() {
+        let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("aws-wire/testdata");
+        for (wire, target) in [("json", "sqs_json"), ("query", "sqs_query")] {
+            let dir = testdata.join(wire);
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .expect("aws-wire testdata")
+                .map(|e| e.expect("testdata entry").path())
+                .collect();
+            names.sort();
+            for path in names {
+                let stem = path.file_stem().and_then(|s| s.to_str()).expect("name");
+                let body = std::fs::read(&path).expect("fixture");
+                let head = if wire == "json" {
+                    format!("AmazonSQS.{}", stem.split('-').next().unwrap_or(stem))
+                } else {
+                    String::new()
+                };
+                let mut seed = head.into_bytes();
+                seed.push(b'\n');
+                seed.extend_from_slice(&body);
+                write(target, stem, &seed);
+            }
+        }
+        // The Action in the query string, and no newline at all.
+        write(
+            "sqs_query",
+            "action-in-query",
+            b"Action=ListQueues&MaxResults=5\nQueueNamePrefix=p",
+        );
+        write(
+            "sqs_query",
+            "no-query-line",
+            b"Action=PurgeQueue&QueueUrl=u",
+        );
+        write("sqs_json", "no-target", b"{}");
+    }
+
+    #[test]
+    #[ignore = "writes the SQS seed corpora into fuzz/corpus (run once, by hand)"]
+    fn write_sqs_seed_corpora() {
+        sqs_requests();
+    }
+
     #[test]
     #[ignore = "writes the seed corpora into fuzz/corpus (run once, by hand)"]
     fn write_seed_corpora() {
+        sqs_requests();
         kafka_requests();
         native_frames();
         batches_and_segments();

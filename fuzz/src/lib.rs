@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
+use peregrine_aws_wire::sqs::{self, attributes, model, Protocol, Request, Response};
 use peregrine_shards::batch::{self, BatchHeader};
 use peregrine_shards::catalog::Catalog;
 use peregrine_shards::compression::{self, Codec};
@@ -32,6 +33,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("catalog", catalog),
     ("group_offsets", group_offsets),
     ("decompress", decompress),
+    ("sqs_json", sqs_json),
+    ("sqs_query", sqs_query),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
@@ -205,4 +208,149 @@ pub fn decompress(data: &[u8]) {
             let _ = record.headers();
         }
     }
+}
+
+/// An SQS JSON 1.0 request: up to the first newline the `X-Amz-Target` header (none if
+/// there is no newline), the rest the body.
+pub fn sqs_json(data: &[u8]) {
+    let (target, body) = split_line(data);
+    let target = target.and_then(|t| std::str::from_utf8(t).ok());
+    if let Ok(request) = sqs::decode(Protocol::Json, target, "", body) {
+        sqs_request_holds(&request);
+    }
+}
+
+/// An SQS query request: up to the first newline the URL's query string (empty if
+/// there is no newline), the rest the form body.
+pub fn sqs_query(data: &[u8]) {
+    let (query, body) = split_line(data);
+    let query = query.map_or(Some(""), |q| std::str::from_utf8(q).ok());
+    let Some(query) = query else {
+        return;
+    };
+    if let Ok(request) = sqs::decode(Protocol::Query, None, query, body) {
+        sqs_request_holds(&request);
+    }
+}
+
+fn split_line(data: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (Some(&data[..at]), &data[at + 1..]),
+        None => (None, data),
+    }
+}
+
+/// What every decoded SQS request keeps to: SQS's limits, and messages that come back
+/// unchanged through both answer encodings.
+fn sqs_request_holds(request: &Request) {
+    let in_range = |v: Option<u32>, max: u32| v.is_none_or(|v| v <= max);
+    match request {
+        Request::SendMessage(r) => sqs_message_holds(&r.message),
+        Request::SendMessageBatch(r) => {
+            sqs_batch_holds(
+                r.entries
+                    .iter()
+                    .map(|e| e.as_ref().map_or_else(|f| &f.id, |e| &e.id)),
+            );
+            let total: usize = r
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| attributes::message_size(&e.body, &e.attributes))
+                .sum();
+            assert!(total <= model::MESSAGE_BYTES_MAX);
+            r.entries.iter().flatten().for_each(sqs_message_holds);
+        }
+        Request::DeleteMessageBatch(r) => {
+            sqs_batch_holds(
+                r.entries
+                    .iter()
+                    .map(|e| e.as_ref().map_or_else(|f| &f.id, |e| &e.id)),
+            );
+        }
+        Request::ChangeMessageVisibilityBatch(r) => {
+            sqs_batch_holds(
+                r.entries
+                    .iter()
+                    .map(|e| e.as_ref().map_or_else(|f| &f.id, |e| &e.id)),
+            );
+            for e in r.entries.iter().flatten() {
+                assert!(e.visibility_timeout <= model::VISIBILITY_TIMEOUT_MAX);
+            }
+        }
+        Request::ChangeMessageVisibility(r) => {
+            assert!(r.visibility_timeout <= model::VISIBILITY_TIMEOUT_MAX);
+        }
+        Request::ReceiveMessage(r) => {
+            assert!((1..=model::RECEIVE_MESSAGES_MAX).contains(&r.max_messages));
+            assert!(in_range(
+                r.visibility_timeout,
+                model::VISIBILITY_TIMEOUT_MAX
+            ));
+            assert!(in_range(r.wait_time_seconds, model::WAIT_TIME_SECONDS_MAX));
+            assert!(r.attribute_names.len() <= 2 * model::ATTRIBUTE_NAMES_MAX as usize);
+        }
+        Request::ListQueues(r) => {
+            assert!(r
+                .max_results
+                .is_none_or(|m| (1..=model::LIST_QUEUES_MAX).contains(&m)));
+        }
+        Request::CreateQueue(r) => {
+            assert!(model::check_queue_name(&r.queue_name).is_ok());
+            assert!(r.attributes.len() <= model::QUEUE_ATTRIBUTES_MAX as usize);
+        }
+        Request::SetQueueAttributes(r) => {
+            assert!(r.attributes.len() <= model::QUEUE_ATTRIBUTES_MAX as usize);
+        }
+        Request::GetQueueAttributes(r) => {
+            assert!(r.attribute_names.len() <= model::ATTRIBUTE_NAMES_MAX as usize);
+        }
+        Request::GetQueueUrl(_)
+        | Request::DeleteQueue(_)
+        | Request::PurgeQueue(_)
+        | Request::DeleteMessage(_) => {}
+    }
+}
+
+fn sqs_batch_holds<'a>(ids: impl ExactSizeIterator<Item = &'a String>) {
+    assert!((1..=model::BATCH_ENTRIES_MAX).contains(&ids.len()));
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        assert!(model::valid_batch_id(id), "{id:?}");
+        assert!(seen.insert(id), "{id:?} twice");
+    }
+}
+
+/// An accepted message is valid, and received back through either wire it is the same
+/// body and attributes (JSON read back here; XML must carry no raw CR, which parsers
+/// would turn into LF).
+fn sqs_message_holds(m: &model::SendEntry) {
+    assert!(attributes::check_body(&m.body).is_ok());
+    assert!(attributes::validate(&m.attributes).is_ok());
+    assert!(attributes::message_size(&m.body, &m.attributes) <= model::MESSAGE_BYTES_MAX);
+    assert!(m
+        .delay_seconds
+        .is_none_or(|d| d <= model::DELAY_SECONDS_MAX));
+    let headers = attributes::to_headers(&m.attributes);
+    let back = attributes::from_headers(&headers, &attributes::AttributeFilter::all());
+    assert_eq!(
+        back, m.attributes,
+        "attributes survive the engine's headers"
+    );
+    let received = Response::ReceiveMessage {
+        messages: vec![model::ReceivedMessage {
+            message_id: sqs::receipt::message_id(1, 2),
+            receipt_handle: String::new(),
+            md5_of_body: sqs::md5::md5_hex(m.body.as_bytes()),
+            body: m.body.clone(),
+            attributes: Vec::new(),
+            md5_of_message_attributes: sqs::md5::md5_of_attributes(&back),
+            message_attributes: back,
+        }],
+    };
+    let xml = sqs::encode(Protocol::Query, &received, "r").body;
+    assert!(!xml.contains(&b'\r'), "a raw CR in XML");
+    let json = sqs::encode(Protocol::Json, &received, "r").body;
+    let value: serde_json::Value = serde_json::from_slice(&json).expect("our JSON parses");
+    assert_eq!(value["Messages"][0]["Body"].as_str(), Some(m.body.as_str()));
 }

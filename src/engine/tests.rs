@@ -1928,3 +1928,60 @@ fn alter_queue_survives_a_restart_and_applies_to_the_open_queue() {
         assert_eq!((stats.ready, stats.delayed), (1, 1), "its messages too");
     });
 }
+
+#[test]
+fn sqs_calls_reach_a_queue_another_shard_owns() {
+    with_two_shards(|engine| async move {
+        let name = (0..100)
+            .map(|i| format!("remote-{i}"))
+            .find(|n| engine.owner(Object::Queue(n)) == Ok(1))
+            .expect("shard 1 owns some name");
+        engine
+            .declare_queue(&name, queue_config(60_000))
+            .await
+            .expect("declare");
+        let short = QueueChange {
+            visibility_timeout_ms: Some(1),
+            ..QueueChange::default()
+        };
+        engine.alter_queue(&name, short).await.expect("alter");
+        let entries = ["a", "b"].map(|b| PublishEntry {
+            spec: PublishSpec::default(),
+            body: Bytes::from(b),
+        });
+        let ids = engine.publish_each(&name, entries.to_vec()).await;
+        assert_eq!(ids.expect("publish"), [0, 1]);
+        let args = ReceiveArgs {
+            max: 2,
+            wait_ms: 2_000,
+            auto_ack: false,
+            visibility_ms: None,
+        };
+        // Its owner took the 1 ms visibility: the leases come back by themselves.
+        let first = engine.receive_leasing(&name, args).await.expect("receive");
+        assert_eq!(first.messages.ids, [0, 1]);
+        crate::runtime::sleep(Duration::from_millis(5)).await;
+        // Leased for long this time, so that no timer tick ends them under the test.
+        let long = ReceiveArgs {
+            visibility_ms: Some(60_000),
+            ..args
+        };
+        let again = engine.receive_leasing(&name, long).await.expect("receive");
+        assert_eq!(again.messages.ids, first.messages.ids);
+        assert_eq!(again.messages.deliveries, [2, 2]);
+        let lease = LeaseRef {
+            handle: again.messages.handles[0],
+            message_id: again.messages.ids[0],
+        };
+        let longer = vec![(lease, 120_000)];
+        let changed = engine
+            .change_visibility(&name, longer)
+            .await
+            .expect("change");
+        assert_eq!(changed, [true]);
+        let acked = engine.ack_leases(&name, vec![lease]).await.expect("ack");
+        assert_eq!(acked, [true]);
+        let stats = engine.queue_stats(&name).await.expect("stats");
+        assert_eq!((stats.owner, stats.in_flight), (1, 1), "b is left");
+    });
+}

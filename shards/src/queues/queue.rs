@@ -22,9 +22,13 @@
 //!
 //! The common path (publish in order, hand out from the front, ack) touches no ordered
 //! tree: fresh messages wait in a deque per priority and lease timeouts in a deque in
-//! the order they were given, both cleaned lazily; only messages that come back, delays
-//! and TTLs use ordered sets. Entries and leases are found by id in `IdSlots`, a ring in
-//! id order, so that path walks memory forward.
+//! the order they were given, both cleaned lazily; only messages that come back, delays,
+//! TTLs and leases of another length than the queue's (a receive's own visibility, a
+//! changed one, one given before a reconfigure) use ordered sets. Entries and leases are
+//! found by id in `IdSlots`, a ring in id order, so that path walks memory forward.
+//!
+//! A live queue may be reconfigured (`reconfigure`): a new visibility timeout applies to
+//! later leases, TTL and delay to later publishes; ordering and priorities are fixed.
 
 use super::slots::IdSlots;
 use super::{
