@@ -231,13 +231,16 @@ fn bad_region_or_account_flags_are_refused() {
     }
 }
 
-/// Attributes set by SetQueueAttributes and an acknowledged send survive kill -9.
+/// Attributes set by SetQueueAttributes and an acknowledged send survive kill -9; the
+/// lease held at the kill does not, and its receipt is refused afterwards.
 #[test]
 fn attributes_and_messages_survive_kill_9() {
     let mut b = Broker::start();
     let q = unique("sqs-kept");
-    boto3(&b, Wire::Json, "persist_setup", &[&q]);
+    let receipt = b.data_dir.join("receipt-before-kill");
+    let receipt = receipt.to_string_lossy().to_string();
+    boto3(&b, Wire::Json, "persist_setup", &[&q, &receipt]);
     b.kill9();
     b.restart();
-    boto3(&b, Wire::Query, "persist_check", &[&q]);
+    boto3(&b, Wire::Query, "persist_check", &[&q, &receipt]);
 }

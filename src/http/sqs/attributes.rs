@@ -247,11 +247,6 @@ pub fn render(
 ) -> Vec<(String, String)> {
     let all = names.iter().any(|n| n == "All");
     let c = &meta.config;
-    let modified_ms = if meta.modified_ms == 0 {
-        meta.created_ms
-    } else {
-        meta.modified_ms
-    };
     let mut out = Vec::new();
     for name in READABLE {
         if !all && !names.iter().any(|n| n == name) {
@@ -263,7 +258,7 @@ pub fn render(
             "ApproximateNumberOfMessagesNotVisible" => stats.map(|s| s.in_flight.to_string()),
             "ApproximateNumberOfMessagesDelayed" => stats.map(|s| s.delayed.to_string()),
             "CreatedTimestamp" => Some((meta.created_ms / 1000).to_string()),
-            "LastModifiedTimestamp" => Some((modified_ms / 1000).to_string()),
+            "LastModifiedTimestamp" => Some((meta.last_modified_ms() / 1000).to_string()),
             "VisibilityTimeout" => Some((c.visibility_timeout_ms / 1000).to_string()),
             "MaximumMessageSize" => Some(
                 c.max_message_bytes

@@ -5,7 +5,10 @@
 //! lease handle (`receipt::Receipt`): one of a deleted and re-created queue, of another
 //! queue, or of a lease that has since ended (expired, deleted, handed out again) is
 //! refused — ReceiptHandleIsInvalid for a delete, MessageNotInflight for a visibility
-//! change — and never settles some other lease. Message attributes travel as the
+//! change — and never settles some other lease. Leases do not outlive a broker run (a
+//! restart returns them all) while lease handles start again from 1, so the receipt's
+//! queue field also carries a tag of the run (`run_tag`): a receipt from before a
+//! restart is refused rather than matched to a new lease that got the same handle. Message attributes travel as the
 //! engine's headers (`attributes::to_headers`), so AMQP and native consumers see them
 //! and their headers reach SQS consumers as String attributes.
 
@@ -20,9 +23,35 @@ use peregrine_aws_wire::sqs::{
     DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response, SendEntry,
     SendMessage, SendMessageBatch, SentMessage, WireError,
 };
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 /// SQS's largest message when a queue names none (body and attributes).
 const MESSAGE_BYTES_MAX: u32 = 262_144;
+/// Where the run tag sits in a receipt's queue field: above any catalog id (ids count
+/// declarations from 1).
+const RUN_TAG_SHIFT: u32 = 40;
+
+/// A random 24-bit tag of this broker run, in the top bits of a u64; the same on every
+/// shard (one process).
+fn run_tag() -> u64 {
+    static TAG: OnceLock<u64> = OnceLock::new();
+    *TAG.get_or_init(|| {
+        let random = std::hash::RandomState::new().hash_one(0u8);
+        // Never 0, so a receipt of this run never equals an untagged catalog id.
+        ((random & 0xff_ffff) | 1) << RUN_TAG_SHIFT
+    })
+}
+
+/// The queue field of this run's receipts for a queue: its catalog id, tagged.
+fn receipt_queue(meta: &QueueMeta) -> u64 {
+    debug_assert!(
+        meta.id < 1 << RUN_TAG_SHIFT,
+        "catalog id {} in the tag bits",
+        meta.id
+    );
+    meta.id ^ run_tag()
+}
 
 pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError> {
     let name = ctx.queue(&req.queue_url)?;
@@ -148,7 +177,7 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         let message_attributes =
             msg_attrs::from_headers(headers.unwrap_or_default(), &req.message_attributes);
         let receipt = Receipt {
-            queue_id: meta.id,
+            queue_id: receipt_queue(&meta),
             message_id: d.ids[i],
             handle: d.handles.get(i).copied().unwrap_or(0),
         };
@@ -203,10 +232,11 @@ impl SystemNames {
     }
 }
 
-/// The lease a receipt names, if it is one of this incarnation of the queue.
+/// The lease a receipt names, if it is one of this incarnation of the queue handed out
+/// in this broker run.
 fn lease(meta: &QueueMeta, receipt_handle: &str) -> Result<LeaseRef, WireError> {
     match Receipt::decode(receipt_handle) {
-        Some(r) if r.queue_id == meta.id => Ok(LeaseRef {
+        Some(r) if r.queue_id == receipt_queue(meta) => Ok(LeaseRef {
             handle: r.handle,
             message_id: r.message_id,
         }),
@@ -342,5 +372,45 @@ fn settle_entries(
             Some(true) => result.successful.push(id),
             _ => result.failed.push(BatchError::new(&id, refused())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::QueueConfig;
+
+    fn meta(id: u64) -> QueueMeta {
+        QueueMeta {
+            name: "q".into(),
+            id,
+            config: QueueConfig::default(),
+            created_ms: 0,
+            modified_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_receipt_names_its_queue_incarnation_and_run() {
+        let receipt = |queue_id| {
+            Receipt {
+                queue_id,
+                message_id: 9,
+                handle: 1,
+            }
+            .encode()
+        };
+        let ours = receipt(receipt_queue(&meta(5)));
+        let got = lease(&meta(5), &ours).ok();
+        assert_eq!(got.map(|l| (l.handle, l.message_id)), Some((1, 9)));
+        // Another incarnation of the queue, and the same queue in another run (another
+        // tag, or none), are refused.
+        let refused = |text: &str, m: &QueueMeta| lease(m, text).err().map(|e| e.code);
+        let invalid = Some(ErrorCode::ReceiptHandleIsInvalid);
+        assert_eq!(refused(&ours, &meta(6)), invalid);
+        assert_eq!(refused(&receipt(5), &meta(5)), invalid);
+        let other_run = receipt(5 ^ (run_tag() ^ (2 << RUN_TAG_SHIFT)));
+        assert_eq!(refused(&other_run, &meta(5)), invalid);
+        assert_eq!(refused("garbage", &meta(5)), invalid);
     }
 }

@@ -12,9 +12,10 @@
 //!   lossily (invalid characters as U+FFFD) with MD5OfBody over what is sent.
 //! - Queue URLs are `http://{Host}/{--sqs-account-id}/{name}` (`urls`); any host
 //!   reaches the queue. ARNs carry `--sqs-region`.
-//! - Receipt handles carry the queue's catalog id, the message id and the engine's
-//!   lease handle (`messages`), so an old or foreign receipt is refused, never applied
-//!   to another lease. MessageIds are the catalog id and message id as a UUID: the
+//! - Receipt handles carry the queue's catalog id (tagged with the broker run, since
+//!   leases end at a restart), the message id and the engine's lease handle
+//!   (`messages`), so an old or foreign receipt is refused, never applied to another
+//!   lease. MessageIds are the catalog id and message id as a UUID: the
 //!   same on every receive and across restarts.
 //! - Lenient where AWS asks clients to be: unknown system attribute names in
 //!   ReceiveMessage are ignored. Strict where ignoring would fake a feature: FIFO,
