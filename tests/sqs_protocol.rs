@@ -256,3 +256,42 @@ fn a_long_poll_does_not_hold_up_shutdown() {
         a.body
     );
 }
+
+/// `--max-long-polls` bounds SQS long polls too: past it a ReceiveMessage answers at once
+/// (with no message: SQS clients just poll again), while the waiting one keeps waiting
+/// and gets what arrives.
+#[test]
+fn long_polls_past_the_bound_answer_at_once() {
+    let b = Broker::start_with(&["--shards", "1", "--max-long-polls", "1"]);
+    let addr = b.http_addr.clone();
+    let created = json(&addr, "CreateQueue", r#"{"QueueName": "bounded"}"#);
+    assert_eq!(created.status, 200, "{}", created.body);
+    let url = "http://b/000000000000/bounded";
+    let receive = format!(r#"{{"QueueUrl": "{url}", "WaitTimeSeconds": 8}}"#);
+    let waiting = {
+        let (addr, receive) = (addr.clone(), receive.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            (json(&addr, "ReceiveMessage", &receive), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let second = json(&addr, "ReceiveMessage", &receive);
+    let took = started.elapsed();
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(!second.body.contains("Body"), "{}", second.body);
+    assert!(
+        took < Duration::from_secs(4),
+        "the long poll past the bound waited {took:?}"
+    );
+    let send = format!(r#"{{"QueueUrl": "{url}", "MessageBody": "for the waiter"}}"#);
+    assert_eq!(json(&addr, "SendMessage", &send).status, 200);
+    let (first, took) = waiting.join().expect("waiting thread");
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body.contains("for the waiter"), "{}", first.body);
+    assert!(
+        took < Duration::from_secs(8),
+        "the waiter was not woken: {took:?}"
+    );
+}
