@@ -45,9 +45,10 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
     match action {
         Action::CreateQueue => {
             let r: CreateQueueIn = parse(body)?;
-            rules::queue_attributes(r.attributes.len())?;
+            let attributes = r.attributes.unwrap_or_default();
+            rules::queue_attributes(attributes.len())?;
             let tagged = r.tags.is_some_and(|t| !t.is_empty());
-            rules::create_queue(r.queue_name, r.attributes, tagged).map(Request::CreateQueue)
+            rules::create_queue(r.queue_name, attributes, tagged).map(Request::CreateQueue)
         }
         Action::GetQueueUrl => {
             let r: GetQueueUrlIn = parse(body)?;
@@ -67,7 +68,10 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
             let r: GetQueueAttributesIn = parse(body)?;
             Ok(Request::GetQueueAttributes(GetQueueAttributes {
                 queue_url: rules::required("QueueUrl", r.queue_url)?,
-                attribute_names: rules::names("AttributeNames", r.attribute_names)?,
+                attribute_names: rules::names(
+                    "AttributeNames",
+                    r.attribute_names.unwrap_or_default(),
+                )?,
             }))
         }
         Action::SetQueueAttributes => {
@@ -102,12 +106,12 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
         }
         Action::ReceiveMessage => {
             let r: ReceiveMessageIn = parse(body)?;
-            let mut attribute_names = r.attribute_names;
-            attribute_names.extend(r.message_system_attribute_names);
+            let mut attribute_names = r.attribute_names.unwrap_or_default();
+            attribute_names.extend(r.message_system_attribute_names.unwrap_or_default());
             rules::receive(RawReceive {
                 queue_url: r.queue_url,
                 attribute_names,
-                message_attribute_names: r.message_attribute_names,
+                message_attribute_names: r.message_attribute_names.unwrap_or_default(),
                 max_messages: r.max_number_of_messages,
                 visibility_timeout: r.visibility_timeout,
                 wait_time_seconds: r.wait_time_seconds,
@@ -178,8 +182,7 @@ fn queue_ref(body: &[u8]) -> Result<QueueRef, WireError> {
 #[serde(rename_all = "PascalCase")]
 struct CreateQueueIn {
     queue_name: Option<String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
+    attributes: Option<BTreeMap<String, String>>,
     /// CreateQueue's tags member is the one SQS spells in lower case.
     #[serde(rename = "tags")]
     tags: Option<BTreeMap<String, String>>,
@@ -211,8 +214,7 @@ struct QueueUrlIn {
 #[serde(rename_all = "PascalCase")]
 struct GetQueueAttributesIn {
     queue_url: Option<String>,
-    #[serde(default)]
-    attribute_names: Vec<String>,
+    attribute_names: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -290,12 +292,9 @@ struct BatchIn<T> {
 #[serde(rename_all = "PascalCase")]
 struct ReceiveMessageIn {
     queue_url: Option<String>,
-    #[serde(default)]
-    attribute_names: Vec<String>,
-    #[serde(default)]
-    message_system_attribute_names: Vec<String>,
-    #[serde(default)]
-    message_attribute_names: Vec<String>,
+    attribute_names: Option<Vec<String>>,
+    message_system_attribute_names: Option<Vec<String>>,
+    message_attribute_names: Option<Vec<String>>,
     max_number_of_messages: Option<i64>,
     visibility_timeout: Option<i64>,
     wait_time_seconds: Option<i64>,

@@ -21,13 +21,18 @@ use crate::xml::Xml;
 /// The namespace of every SQS answer.
 pub const NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 
-/// A query request's parameters (body and query string together).
-pub fn decode(params: &Params) -> Result<Request, WireError> {
+/// A query request's parameters (body and query string together). `path_queue_url`
+/// stands in for a missing `QueueUrl`: SDKs that post to the queue's URL (the AWS SDK
+/// for Java 1.x) move the parameter into the request path.
+pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, WireError> {
     let name = params
         .get("Action")
         .ok_or_else(|| WireError::new(ErrorCode::UnknownAction, "The request has no Action."))?;
     let action = rules::action(name)?;
-    let queue_url = || rules::required("QueueUrl", params.get("QueueUrl").map(str::to_owned));
+    let queue_url = || {
+        let url = params.get("QueueUrl").or(path_queue_url);
+        rules::required("QueueUrl", url.map(str::to_owned))
+    };
     match action {
         Action::CreateQueue => {
             let attributes = queue_attributes(params)?;
@@ -53,7 +58,7 @@ pub fn decode(params: &Params) -> Result<Request, WireError> {
         })),
         Action::GetQueueAttributes => Ok(Request::GetQueueAttributes(GetQueueAttributes {
             queue_url: queue_url()?,
-            attribute_names: params.list("AttributeName", ATTRIBUTE_NAMES_MAX)?,
+            attribute_names: names(params, "AttributeName")?,
         })),
         Action::SetQueueAttributes => {
             let queue_url = queue_url()?;
@@ -90,13 +95,12 @@ pub fn decode(params: &Params) -> Result<Request, WireError> {
             }))
         }
         Action::ReceiveMessage => {
-            let mut attribute_names = params.list("AttributeName", ATTRIBUTE_NAMES_MAX)?;
-            attribute_names.extend(params.list("MessageSystemAttributeName", ATTRIBUTE_NAMES_MAX)?);
+            let mut attribute_names = names(params, "AttributeName")?;
+            attribute_names.extend(names(params, "MessageSystemAttributeName")?);
             rules::receive(RawReceive {
                 queue_url: Some(queue_url()?),
                 attribute_names,
-                message_attribute_names: params
-                    .list("MessageAttributeName", ATTRIBUTE_NAMES_MAX)?,
+                message_attribute_names: names(params, "MessageAttributeName")?,
                 max_messages: params.int("MaxNumberOfMessages")?,
                 visibility_timeout: params.int("VisibilityTimeout")?,
                 wait_time_seconds: params.int("WaitTimeSeconds")?,
@@ -144,6 +148,16 @@ pub fn decode(params: &Params) -> Result<Request, WireError> {
 
 fn string(params: &Params, key: &str) -> Option<String> {
     params.get(key).map(str::to_owned)
+}
+
+/// A list of names: `prefix.N`, and a bare `prefix=Name` as SQS's own examples write
+/// it (`AttributeName=All`); an empty bare value is botocore's empty list.
+fn names(params: &Params, prefix: &str) -> Result<Vec<String>, WireError> {
+    let mut names = params.list(prefix, ATTRIBUTE_NAMES_MAX)?;
+    if let Some(bare) = params.get(prefix).filter(|v| !v.is_empty()) {
+        names.insert(0, bare.to_owned());
+    }
+    rules::names(prefix, names)
 }
 
 /// `Attribute.N.Name` / `Attribute.N.Value` (CreateQueue, SetQueueAttributes).

@@ -895,3 +895,63 @@ fn write_answer_samples() {
         }
     }
 }
+
+#[test]
+fn a_query_posted_to_the_queue_url_takes_it_from_the_path() {
+    let path = Some("/000000000000/orders");
+    let r = decode_query_at(path, "", b"Action=PurgeQueue").expect("path url");
+    assert_eq!(
+        r,
+        Request::PurgeQueue(QueueRef {
+            queue_url: "/000000000000/orders".into()
+        })
+    );
+    let r =
+        decode_query_at(path, "", format!("Action=PurgeQueue&{Q}").as_bytes()).expect("form url");
+    assert_eq!(
+        r,
+        Request::PurgeQueue(QueueRef {
+            queue_url: URL.into()
+        })
+    );
+    let e = decode_query_at(None, "", b"Action=PurgeQueue").expect_err("none");
+    assert_eq!(e.code, ErrorCode::MissingParameter);
+}
+
+#[test]
+fn bare_attribute_names_as_in_the_sqs_docs() {
+    let r = form(&format!(
+        "Action=ReceiveMessage&{Q}&AttributeName=All&MessageAttributeName=All"
+    ))
+    .expect("bare names");
+    let Request::ReceiveMessage(r) = r else {
+        panic!("not ReceiveMessage")
+    };
+    assert_eq!(r.attribute_names, ["All"]);
+    assert_eq!(r.message_attributes, AttributeFilter::all());
+    let r = form(&format!("Action=GetQueueAttributes&{Q}&AttributeName=")).expect("empty");
+    let Request::GetQueueAttributes(r) = r else {
+        panic!("not GetQueueAttributes")
+    };
+    assert!(r.attribute_names.is_empty());
+}
+
+#[test]
+fn json_nulls_read_as_absent() {
+    let r = json(
+        "ReceiveMessage",
+        r#"{"QueueUrl":"u","AttributeNames":null,"MessageAttributeNames":null,"MaxNumberOfMessages":null}"#,
+    )
+    .expect("nulls");
+    let Request::ReceiveMessage(r) = r else {
+        panic!("not ReceiveMessage")
+    };
+    assert!(r.attribute_names.is_empty() && r.message_attributes.is_empty());
+    assert_eq!(r.max_messages, 1);
+    assert!(json("CreateQueue", r#"{"QueueName":"q","Attributes":null}"#).is_ok());
+    assert!(json(
+        "GetQueueAttributes",
+        r#"{"QueueUrl":"u","AttributeNames":null}"#
+    )
+    .is_ok());
+}
