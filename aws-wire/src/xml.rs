@@ -29,7 +29,7 @@ impl Xml {
         }
     }
 
-    /// `<tag>`; with `xmlns`, the root element of an AWS answer.
+    /// `<tag>`.
     pub fn open(&mut self, tag: &'static str) -> &mut Xml {
         self.out.push('<');
         self.out.push_str(tag);

@@ -43,12 +43,9 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
         body
     };
     match action {
-        Action::CreateQueue => {
-            let r: CreateQueueIn = parse(body)?;
-            rules::queue_attributes(r.attributes.len())?;
-            let tagged = r.tags.is_some_and(|t| !t.is_empty());
-            rules::create_queue(r.queue_name, r.attributes, tagged).map(Request::CreateQueue)
-        }
+        Action::CreateQueue => parse::<CreateQueueIn>(body)?
+            .checked()
+            .map(Request::CreateQueue),
         Action::GetQueueUrl => {
             let r: GetQueueUrlIn = parse(body)?;
             Ok(Request::GetQueueUrl(GetQueueUrl {
@@ -63,57 +60,23 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
         }
         Action::DeleteQueue => queue_ref(body).map(Request::DeleteQueue),
         Action::PurgeQueue => queue_ref(body).map(Request::PurgeQueue),
-        Action::GetQueueAttributes => {
-            let r: GetQueueAttributesIn = parse(body)?;
-            Ok(Request::GetQueueAttributes(GetQueueAttributes {
-                queue_url: rules::required("QueueUrl", r.queue_url)?,
-                attribute_names: rules::names("AttributeNames", r.attribute_names)?,
-            }))
-        }
-        Action::SetQueueAttributes => {
-            let r: SetQueueAttributesIn = parse(body)?;
-            let attributes = rules::required("Attributes", r.attributes)?;
-            rules::queue_attributes(attributes.len())?;
-            Ok(Request::SetQueueAttributes(SetQueueAttributes {
-                queue_url: rules::required("QueueUrl", r.queue_url)?,
-                attributes,
-            }))
-        }
+        Action::GetQueueAttributes => parse::<GetQueueAttributesIn>(body)?
+            .checked()
+            .map(Request::GetQueueAttributes),
+        Action::SetQueueAttributes => parse::<SetQueueAttributesIn>(body)?
+            .checked()
+            .map(Request::SetQueueAttributes),
         Action::SendMessage => {
             let r: SendMessageIn = parse(body)?;
-            let queue_url = rules::required("QueueUrl", r.queue_url.clone())?;
-            let message = rules::send_entry(r.message.into_raw())?;
-            Ok(Request::SendMessage(SendMessage { queue_url, message }))
-        }
-        Action::SendMessageBatch => {
-            let r: BatchIn<SendIn> = parse(body)?;
-            let queue_url = rules::required("QueueUrl", r.queue_url)?;
-            let raw = r
-                .entries
-                .unwrap_or_default()
-                .into_iter()
-                .map(SendIn::into_raw)
-                .collect();
-            let entries = rules::send_batch(raw)?;
-            Ok(Request::SendMessageBatch(SendMessageBatch {
-                queue_url,
-                entries,
+            Ok(Request::SendMessage(SendMessage {
+                queue_url: rules::required("QueueUrl", r.queue_url)?,
+                message: rules::send_entry(r.message.into_raw())?,
             }))
         }
-        Action::ReceiveMessage => {
-            let r: ReceiveMessageIn = parse(body)?;
-            let mut attribute_names = r.attribute_names;
-            attribute_names.extend(r.message_system_attribute_names);
-            rules::receive(RawReceive {
-                queue_url: r.queue_url,
-                attribute_names,
-                message_attribute_names: r.message_attribute_names,
-                max_messages: r.max_number_of_messages,
-                visibility_timeout: r.visibility_timeout,
-                wait_time_seconds: r.wait_time_seconds,
-            })
-            .map(Request::ReceiveMessage)
-        }
+        Action::SendMessageBatch => send_message_batch(parse(body)?).map(Request::SendMessageBatch),
+        Action::ReceiveMessage => parse::<ReceiveMessageIn>(body)?
+            .checked()
+            .map(Request::ReceiveMessage),
         Action::DeleteMessage => {
             let r: ReceiptIn = parse(body)?;
             Ok(Request::DeleteMessage(DeleteMessage {
@@ -122,19 +85,7 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
             }))
         }
         Action::DeleteMessageBatch => {
-            let r: BatchIn<ReceiptIn> = parse(body)?;
-            let queue_url = rules::required("QueueUrl", r.queue_url)?;
-            let raw = r
-                .entries
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| (e.id, e.receipt_handle))
-                .collect();
-            let entries = rules::delete_batch(raw)?;
-            Ok(Request::DeleteMessageBatch(DeleteMessageBatch {
-                queue_url,
-                entries,
-            }))
+            delete_message_batch(parse(body)?).map(Request::DeleteMessageBatch)
         }
         Action::ChangeMessageVisibility => {
             let r: ReceiptIn = parse(body)?;
@@ -147,20 +98,53 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
             }))
         }
         Action::ChangeMessageVisibilityBatch => {
-            let r: BatchIn<ReceiptIn> = parse(body)?;
-            let queue_url = rules::required("QueueUrl", r.queue_url)?;
-            let raw = r
-                .entries
-                .unwrap_or_default()
-                .into_iter()
-                .map(ReceiptIn::into_raw)
-                .collect();
-            let entries = rules::visibility_batch(raw)?;
-            Ok(Request::ChangeMessageVisibilityBatch(
-                ChangeMessageVisibilityBatch { queue_url, entries },
-            ))
+            change_visibility_batch(parse(body)?).map(Request::ChangeMessageVisibilityBatch)
         }
     }
+}
+
+fn send_message_batch(r: BatchIn<SendIn>) -> Result<SendMessageBatch, WireError> {
+    let queue_url = rules::required("QueueUrl", r.queue_url)?;
+    let raw = r
+        .entries
+        .unwrap_or_default()
+        .into_iter()
+        .map(SendIn::into_raw)
+        .collect();
+    Ok(SendMessageBatch {
+        queue_url,
+        entries: rules::send_batch(raw)?,
+    })
+}
+
+fn delete_message_batch(r: BatchIn<ReceiptIn>) -> Result<DeleteMessageBatch, WireError> {
+    let queue_url = rules::required("QueueUrl", r.queue_url)?;
+    let raw = r
+        .entries
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.id, e.receipt_handle))
+        .collect();
+    Ok(DeleteMessageBatch {
+        queue_url,
+        entries: rules::delete_batch(raw)?,
+    })
+}
+
+fn change_visibility_batch(
+    r: BatchIn<ReceiptIn>,
+) -> Result<ChangeMessageVisibilityBatch, WireError> {
+    let queue_url = rules::required("QueueUrl", r.queue_url)?;
+    let raw = r
+        .entries
+        .unwrap_or_default()
+        .into_iter()
+        .map(ReceiptIn::into_raw)
+        .collect();
+    Ok(ChangeMessageVisibilityBatch {
+        queue_url,
+        entries: rules::visibility_batch(raw)?,
+    })
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
@@ -178,11 +162,19 @@ fn queue_ref(body: &[u8]) -> Result<QueueRef, WireError> {
 #[serde(rename_all = "PascalCase")]
 struct CreateQueueIn {
     queue_name: Option<String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
+    attributes: Option<BTreeMap<String, String>>,
     /// CreateQueue's tags member is the one SQS spells in lower case.
     #[serde(rename = "tags")]
     tags: Option<BTreeMap<String, String>>,
+}
+
+impl CreateQueueIn {
+    fn checked(self) -> Result<CreateQueue, WireError> {
+        let attributes = self.attributes.unwrap_or_default();
+        rules::queue_attributes(attributes.len())?;
+        let tagged = self.tags.is_some_and(|t| !t.is_empty());
+        rules::create_queue(self.queue_name, attributes, tagged)
+    }
 }
 
 #[derive(Deserialize)]
@@ -211,8 +203,19 @@ struct QueueUrlIn {
 #[serde(rename_all = "PascalCase")]
 struct GetQueueAttributesIn {
     queue_url: Option<String>,
-    #[serde(default)]
-    attribute_names: Vec<String>,
+    attribute_names: Option<Vec<String>>,
+}
+
+impl GetQueueAttributesIn {
+    fn checked(self) -> Result<GetQueueAttributes, WireError> {
+        Ok(GetQueueAttributes {
+            queue_url: rules::required("QueueUrl", self.queue_url)?,
+            attribute_names: rules::names(
+                "AttributeNames",
+                self.attribute_names.unwrap_or_default(),
+            )?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -220,6 +223,17 @@ struct GetQueueAttributesIn {
 struct SetQueueAttributesIn {
     queue_url: Option<String>,
     attributes: Option<BTreeMap<String, String>>,
+}
+
+impl SetQueueAttributesIn {
+    fn checked(self) -> Result<SetQueueAttributes, WireError> {
+        let attributes = rules::required("Attributes", self.attributes)?;
+        rules::queue_attributes(attributes.len())?;
+        Ok(SetQueueAttributes {
+            queue_url: rules::required("QueueUrl", self.queue_url)?,
+            attributes,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -290,15 +304,27 @@ struct BatchIn<T> {
 #[serde(rename_all = "PascalCase")]
 struct ReceiveMessageIn {
     queue_url: Option<String>,
-    #[serde(default)]
-    attribute_names: Vec<String>,
-    #[serde(default)]
-    message_system_attribute_names: Vec<String>,
-    #[serde(default)]
-    message_attribute_names: Vec<String>,
+    attribute_names: Option<Vec<String>>,
+    message_system_attribute_names: Option<Vec<String>>,
+    message_attribute_names: Option<Vec<String>>,
     max_number_of_messages: Option<i64>,
     visibility_timeout: Option<i64>,
     wait_time_seconds: Option<i64>,
+}
+
+impl ReceiveMessageIn {
+    fn checked(self) -> Result<ReceiveMessage, WireError> {
+        let mut attribute_names = self.attribute_names.unwrap_or_default();
+        attribute_names.extend(self.message_system_attribute_names.unwrap_or_default());
+        rules::receive(RawReceive {
+            queue_url: self.queue_url,
+            attribute_names,
+            message_attribute_names: self.message_attribute_names.unwrap_or_default(),
+            max_messages: self.max_number_of_messages,
+            visibility_timeout: self.visibility_timeout,
+            wait_time_seconds: self.wait_time_seconds,
+        })
+    }
 }
 
 /// DeleteMessage, ChangeMessageVisibility and their batch entries.

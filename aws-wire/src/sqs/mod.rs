@@ -63,8 +63,18 @@ pub fn decode(
 ) -> Result<Request, WireError> {
     match protocol {
         Protocol::Json => json::decode(target, body),
-        Protocol::Query => query::decode(&Params::parse(body, query)?),
+        Protocol::Query => query::decode(&Params::parse(body, query)?, None),
     }
+}
+
+/// A query request posted to a queue's URL: `path_queue_url` (what the front end makes
+/// of the request path) is the QueueUrl when the form has none.
+pub fn decode_query_at(
+    path_queue_url: Option<&str>,
+    query: &str,
+    body: &[u8],
+) -> Result<Request, WireError> {
+    query::decode(&Params::parse(body, query)?, path_queue_url)
 }
 
 /// Writes an answer (status 200).

@@ -267,6 +267,7 @@ pub struct SendEntry {
     pub body: String,
     /// `None`: the queue's DelaySeconds applies. In `0..=DELAY_SECONDS_MAX`.
     pub delay_seconds: Option<u32>,
+    /// Valid (`attributes::validate`), sorted by name.
     pub attributes: Vec<MessageAttribute>,
 }
 

@@ -21,20 +21,19 @@ use crate::xml::Xml;
 /// The namespace of every SQS answer.
 pub const NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 
-/// A query request's parameters (body and query string together).
-pub fn decode(params: &Params) -> Result<Request, WireError> {
+/// A query request's parameters (body and query string together). `path_queue_url`
+/// stands in for a missing `QueueUrl`: SDKs that post to the queue's URL (the AWS SDK
+/// for Java 1.x) move the parameter into the request path.
+pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, WireError> {
     let name = params
         .get("Action")
         .ok_or_else(|| WireError::new(ErrorCode::UnknownAction, "The request has no Action."))?;
-    let action = rules::action(name)?;
-    let queue_url = || rules::required("QueueUrl", params.get("QueueUrl").map(str::to_owned));
-    match action {
-        Action::CreateQueue => {
-            let attributes = queue_attributes(params)?;
-            let tagged = params.has("Tag");
-            rules::create_queue(string(params, "QueueName"), attributes, tagged)
-                .map(Request::CreateQueue)
-        }
+    let form = Form {
+        params,
+        path_queue_url,
+    };
+    match rules::action(name)? {
+        Action::CreateQueue => create_queue(params).map(Request::CreateQueue),
         Action::GetQueueUrl => Ok(Request::GetQueueUrl(GetQueueUrl {
             queue_name: rules::required("QueueName", string(params, "QueueName"))?,
             queue_owner_account_id: string(params, "QueueOwnerAWSAccountId"),
@@ -45,82 +44,26 @@ pub fn decode(params: &Params) -> Result<Request, WireError> {
             string(params, "NextToken"),
         )
         .map(Request::ListQueues),
-        Action::DeleteQueue => Ok(Request::DeleteQueue(QueueRef {
-            queue_url: queue_url()?,
-        })),
-        Action::PurgeQueue => Ok(Request::PurgeQueue(QueueRef {
-            queue_url: queue_url()?,
-        })),
+        Action::DeleteQueue => form.queue_ref().map(Request::DeleteQueue),
+        Action::PurgeQueue => form.queue_ref().map(Request::PurgeQueue),
         Action::GetQueueAttributes => Ok(Request::GetQueueAttributes(GetQueueAttributes {
-            queue_url: queue_url()?,
-            attribute_names: params.list("AttributeName", ATTRIBUTE_NAMES_MAX)?,
+            queue_url: form.queue_url()?,
+            attribute_names: names(params, "AttributeName")?,
         })),
-        Action::SetQueueAttributes => {
-            let queue_url = queue_url()?;
-            let attributes = queue_attributes(params)?;
-            if attributes.is_empty() {
-                return Err(WireError::missing("Attribute.1.Name"));
-            }
-            Ok(Request::SetQueueAttributes(SetQueueAttributes {
-                queue_url,
-                attributes,
-            }))
-        }
-        Action::SendMessage => {
-            let queue_url = queue_url()?;
-            let message = rules::send_entry(send_raw(params)?)?;
-            Ok(Request::SendMessage(SendMessage { queue_url, message }))
-        }
-        Action::SendMessageBatch => {
-            let queue_url = queue_url()?;
-            let raw = entries(params, "SendMessageBatchRequestEntry")?
-                .iter()
-                .map(|e| {
-                    send_raw(e).unwrap_or_else(|error| RawSend {
-                        id: string(e, "Id"),
-                        read_error: Some(error),
-                        ..RawSend::default()
-                    })
-                })
-                .collect();
-            let entries = rules::send_batch(raw)?;
-            Ok(Request::SendMessageBatch(SendMessageBatch {
-                queue_url,
-                entries,
-            }))
-        }
-        Action::ReceiveMessage => {
-            let mut attribute_names = params.list("AttributeName", ATTRIBUTE_NAMES_MAX)?;
-            attribute_names.extend(params.list("MessageSystemAttributeName", ATTRIBUTE_NAMES_MAX)?);
-            rules::receive(RawReceive {
-                queue_url: Some(queue_url()?),
-                attribute_names,
-                message_attribute_names: params
-                    .list("MessageAttributeName", ATTRIBUTE_NAMES_MAX)?,
-                max_messages: params.int("MaxNumberOfMessages")?,
-                visibility_timeout: params.int("VisibilityTimeout")?,
-                wait_time_seconds: params.int("WaitTimeSeconds")?,
-            })
-            .map(Request::ReceiveMessage)
-        }
+        Action::SetQueueAttributes => set_queue_attributes(&form).map(Request::SetQueueAttributes),
+        Action::SendMessage => Ok(Request::SendMessage(SendMessage {
+            queue_url: form.queue_url()?,
+            message: rules::send_entry(send_raw(params)?)?,
+        })),
+        Action::SendMessageBatch => send_message_batch(&form).map(Request::SendMessageBatch),
+        Action::ReceiveMessage => receive_message(&form).map(Request::ReceiveMessage),
         Action::DeleteMessage => Ok(Request::DeleteMessage(DeleteMessage {
-            queue_url: queue_url()?,
+            queue_url: form.queue_url()?,
             receipt_handle: rules::required("ReceiptHandle", string(params, "ReceiptHandle"))?,
         })),
-        Action::DeleteMessageBatch => {
-            let queue_url = queue_url()?;
-            let raw = entries(params, "DeleteMessageBatchRequestEntry")?
-                .iter()
-                .map(|e| (string(e, "Id"), string(e, "ReceiptHandle")))
-                .collect();
-            let entries = rules::delete_batch(raw)?;
-            Ok(Request::DeleteMessageBatch(DeleteMessageBatch {
-                queue_url,
-                entries,
-            }))
-        }
+        Action::DeleteMessageBatch => delete_message_batch(&form).map(Request::DeleteMessageBatch),
         Action::ChangeMessageVisibility => {
-            let queue_url = queue_url()?;
+            let queue_url = form.queue_url()?;
             let entry = rules::visibility_entry(visibility_raw(params))?;
             Ok(Request::ChangeMessageVisibility(ChangeMessageVisibility {
                 queue_url,
@@ -129,21 +72,116 @@ pub fn decode(params: &Params) -> Result<Request, WireError> {
             }))
         }
         Action::ChangeMessageVisibilityBatch => {
-            let queue_url = queue_url()?;
-            let raw = entries(params, "ChangeMessageVisibilityBatchRequestEntry")?
-                .iter()
-                .map(visibility_raw)
-                .collect();
-            let entries = rules::visibility_batch(raw)?;
-            Ok(Request::ChangeMessageVisibilityBatch(
-                ChangeMessageVisibilityBatch { queue_url, entries },
-            ))
+            change_visibility_batch(&form).map(Request::ChangeMessageVisibilityBatch)
         }
     }
 }
 
+/// A request's parameters and where its queue may come from.
+struct Form<'a> {
+    params: &'a Params,
+    path_queue_url: Option<&'a str>,
+}
+
+impl Form<'_> {
+    fn queue_url(&self) -> Result<String, WireError> {
+        let url = self.params.get("QueueUrl").or(self.path_queue_url);
+        rules::required("QueueUrl", url.map(str::to_owned))
+    }
+
+    fn queue_ref(&self) -> Result<QueueRef, WireError> {
+        Ok(QueueRef {
+            queue_url: self.queue_url()?,
+        })
+    }
+}
+
+fn create_queue(params: &Params) -> Result<CreateQueue, WireError> {
+    let attributes = queue_attributes(params)?;
+    let tagged = params.has("Tag");
+    rules::create_queue(string(params, "QueueName"), attributes, tagged)
+}
+
+fn set_queue_attributes(form: &Form) -> Result<SetQueueAttributes, WireError> {
+    let queue_url = form.queue_url()?;
+    let attributes = queue_attributes(form.params)?;
+    if attributes.is_empty() {
+        return Err(WireError::missing("Attribute.1.Name"));
+    }
+    Ok(SetQueueAttributes {
+        queue_url,
+        attributes,
+    })
+}
+
+fn send_message_batch(form: &Form) -> Result<SendMessageBatch, WireError> {
+    let queue_url = form.queue_url()?;
+    let raw = entries(form.params, "SendMessageBatchRequestEntry")?
+        .iter()
+        .map(|e| {
+            send_raw(e).unwrap_or_else(|error| RawSend {
+                id: string(e, "Id"),
+                read_error: Some(error),
+                ..RawSend::default()
+            })
+        })
+        .collect();
+    Ok(SendMessageBatch {
+        queue_url,
+        entries: rules::send_batch(raw)?,
+    })
+}
+
+fn receive_message(form: &Form) -> Result<ReceiveMessage, WireError> {
+    let params = form.params;
+    let mut attribute_names = names(params, "AttributeName")?;
+    attribute_names.extend(names(params, "MessageSystemAttributeName")?);
+    rules::receive(RawReceive {
+        queue_url: Some(form.queue_url()?),
+        attribute_names,
+        message_attribute_names: names(params, "MessageAttributeName")?,
+        max_messages: params.int("MaxNumberOfMessages")?,
+        visibility_timeout: params.int("VisibilityTimeout")?,
+        wait_time_seconds: params.int("WaitTimeSeconds")?,
+    })
+}
+
+fn delete_message_batch(form: &Form) -> Result<DeleteMessageBatch, WireError> {
+    let queue_url = form.queue_url()?;
+    let raw = entries(form.params, "DeleteMessageBatchRequestEntry")?
+        .iter()
+        .map(|e| (string(e, "Id"), string(e, "ReceiptHandle")))
+        .collect();
+    Ok(DeleteMessageBatch {
+        queue_url,
+        entries: rules::delete_batch(raw)?,
+    })
+}
+
+fn change_visibility_batch(form: &Form) -> Result<ChangeMessageVisibilityBatch, WireError> {
+    let queue_url = form.queue_url()?;
+    let raw = entries(form.params, "ChangeMessageVisibilityBatchRequestEntry")?
+        .iter()
+        .map(visibility_raw)
+        .collect();
+    Ok(ChangeMessageVisibilityBatch {
+        queue_url,
+        entries: rules::visibility_batch(raw)?,
+    })
+}
+
 fn string(params: &Params, key: &str) -> Option<String> {
     params.get(key).map(str::to_owned)
+}
+
+/// A list of names: `prefix.N`, and a bare `prefix=Name` as SQS's own examples write
+/// it (`AttributeName=All`); an empty bare value is botocore's empty list.
+fn names(params: &Params, prefix: &str) -> Result<Vec<String>, WireError> {
+    let mut names = params.list(prefix, ATTRIBUTE_NAMES_MAX)?;
+    if let Some(bare) = params.get(prefix).filter(|v| !v.is_empty()) {
+        names.insert(0, bare.to_owned());
+    }
+    rules::names(prefix, names)
 }
 
 /// `Attribute.N.Name` / `Attribute.N.Value` (CreateQueue, SetQueueAttributes).

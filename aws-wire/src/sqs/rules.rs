@@ -40,7 +40,7 @@ pub(crate) fn required<T>(name: &str, value: Option<T>) -> Result<T, WireError> 
     value.ok_or_else(|| WireError::missing(name))
 }
 
-/// An optional integer parameter within `0..=max` (or `min..=max`).
+/// An optional integer parameter, which must be within `min..=max`.
 pub(crate) fn ranged(
     name: &str,
     value: Option<i64>,

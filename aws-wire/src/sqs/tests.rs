@@ -895,3 +895,118 @@ fn write_answer_samples() {
         }
     }
 }
+
+#[test]
+fn a_query_posted_to_the_queue_url_takes_it_from_the_path() {
+    let path = Some("/000000000000/orders");
+    let r = decode_query_at(path, "", b"Action=PurgeQueue").expect("path url");
+    assert_eq!(
+        r,
+        Request::PurgeQueue(QueueRef {
+            queue_url: "/000000000000/orders".into()
+        })
+    );
+    let r =
+        decode_query_at(path, "", format!("Action=PurgeQueue&{Q}").as_bytes()).expect("form url");
+    assert_eq!(
+        r,
+        Request::PurgeQueue(QueueRef {
+            queue_url: URL.into()
+        })
+    );
+    let e = decode_query_at(None, "", b"Action=PurgeQueue").expect_err("none");
+    assert_eq!(e.code, ErrorCode::MissingParameter);
+}
+
+#[test]
+fn bare_attribute_names_as_in_the_sqs_docs() {
+    let r = form(&format!(
+        "Action=ReceiveMessage&{Q}&AttributeName=All&MessageAttributeName=All"
+    ))
+    .expect("bare names");
+    let Request::ReceiveMessage(r) = r else {
+        panic!("not ReceiveMessage")
+    };
+    assert_eq!(r.attribute_names, ["All"]);
+    assert_eq!(r.message_attributes, AttributeFilter::all());
+    let r = form(&format!("Action=GetQueueAttributes&{Q}&AttributeName=")).expect("empty");
+    let Request::GetQueueAttributes(r) = r else {
+        panic!("not GetQueueAttributes")
+    };
+    assert!(r.attribute_names.is_empty());
+}
+
+#[test]
+fn json_nulls_read_as_absent() {
+    let r = json(
+        "ReceiveMessage",
+        r#"{"QueueUrl":"u","AttributeNames":null,"MessageAttributeNames":null,"MaxNumberOfMessages":null}"#,
+    )
+    .expect("nulls");
+    let Request::ReceiveMessage(r) = r else {
+        panic!("not ReceiveMessage")
+    };
+    assert!(r.attribute_names.is_empty() && r.message_attributes.is_empty());
+    assert_eq!(r.max_messages, 1);
+    assert!(json("CreateQueue", r#"{"QueueName":"q","Attributes":null}"#).is_ok());
+    assert!(json(
+        "GetQueueAttributes",
+        r#"{"QueueUrl":"u","AttributeNames":null}"#
+    )
+    .is_ok());
+}
+
+#[test]
+fn at_most_64_queue_attributes() {
+    let attrs = |n: u32| -> String {
+        (1..=n)
+            .map(|i| format!("&Attribute.{i}.Name=A{i}&Attribute.{i}.Value=v"))
+            .collect()
+    };
+    let max = QUEUE_ATTRIBUTES_MAX;
+    assert!(form(&format!("Action=CreateQueue&QueueName=q{}", attrs(max))).is_ok());
+    let e = form(&format!("Action=CreateQueue&QueueName=q{}", attrs(max + 1))).expect_err("65");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+    let members: Vec<String> = (0..=max).map(|i| format!(r#""A{i}":"v""#)).collect();
+    let body = format!(
+        r#"{{"QueueUrl":"u","Attributes":{{{}}}}}"#,
+        members.join(",")
+    );
+    let e = json("SetQueueAttributes", &body).expect_err("65");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+}
+
+#[test]
+fn a_batch_entry_with_an_11th_attribute_fails_alone() {
+    let attr = |i: u32| {
+        format!("&SendMessageBatchRequestEntry.1.MessageAttribute.{i}.Name=a{i}&SendMessageBatchRequestEntry.1.MessageAttribute.{i}.Value.DataType=String&SendMessageBatchRequestEntry.1.MessageAttribute.{i}.Value.StringValue=v")
+    };
+    let eleven: String = (1..=11).map(attr).collect();
+    let r = form(&format!(
+        "Action=SendMessageBatch&{Q}&SendMessageBatchRequestEntry.1.Id=big&SendMessageBatchRequestEntry.1.MessageBody=b{eleven}&SendMessageBatchRequestEntry.2.Id=ok&SendMessageBatchRequestEntry.2.MessageBody=b"
+    ))
+    .expect("the call goes on");
+    let Request::SendMessageBatch(r) = r else {
+        panic!("not SendMessageBatch")
+    };
+    let e = r.entries[0].as_ref().expect_err("11 attributes");
+    assert_eq!(
+        (e.id.as_str(), e.code),
+        ("big", ErrorCode::InvalidParameterValue)
+    );
+    assert!(r.entries[1].is_ok());
+}
+
+#[test]
+fn data_types_are_at_most_256_bytes() {
+    let label = "l".repeat(256 - "String.".len());
+    let attr = |data_type: &str| {
+        vec![MessageAttribute {
+            name: "a".into(),
+            data_type: data_type.into(),
+            value: AttributeValue::String("v".into()),
+        }]
+    };
+    assert!(attributes::validate(&attr(&format!("String.{label}"))).is_ok());
+    assert!(attributes::validate(&attr(&format!("String.{label}l"))).is_err());
+}
