@@ -188,6 +188,23 @@ fn query_requests_are_served_on_any_path_and_by_get() {
         "{}",
         a.body
     );
+    // ... and leave QueueUrl out of the form (the AWS SDK for Java 1.x does).
+    let a = form(
+        addr,
+        "/000000000000/form-q",
+        "Action=SendMessage&Version=2012-11-05&MessageBody=hi",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = form(
+        addr,
+        "/000000000000/no-such-queue",
+        "Action=SendMessage&Version=2012-11-05&MessageBody=hi",
+    );
+    assert!(
+        a.body.contains("AWS.SimpleQueueService.NonExistentQueue"),
+        "{}",
+        a.body
+    );
     let raw = "GET /?Action=ListQueues&Version=2012-11-05 HTTP/1.1\r\nHost: h:1\r\nConnection: close\r\n\r\n";
     let a = parse(&exchange(addr, raw.as_bytes()));
     assert_eq!(a.status, 200, "{}", a.body);

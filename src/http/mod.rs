@@ -245,6 +245,7 @@ impl Connection {
         {
             let request = sqs::SqsHttp {
                 protocol,
+                path,
                 query,
                 host: head.host.as_deref(),
                 target: head.target.as_deref(),

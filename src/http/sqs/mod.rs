@@ -49,6 +49,9 @@ thread_local! {
 /// An SQS request as the HTTP layer hands it over.
 pub struct SqsHttp<'a> {
     pub protocol: Protocol,
+    /// The path, without the query string: a query client may post to the queue's URL
+    /// and leave QueueUrl out of the form (the AWS SDK for Java 1.x does).
+    pub path: &'a str,
     pub query: &'a str,
     pub host: Option<&'a str>,
     pub target: Option<&'a str>,
@@ -86,7 +89,14 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
         engine,
         host: req.host,
     };
-    let outcome = match sqs::decode(protocol, req.target, req.query, req.body) {
+    let decoded = match protocol {
+        Protocol::Json => sqs::decode(protocol, req.target, req.query, req.body),
+        Protocol::Query => {
+            let path_queue_url = Some(req.path).filter(|p| !p.is_empty() && *p != "/");
+            sqs::decode_query_at(path_queue_url, req.query, req.body)
+        }
+    };
+    let outcome = match decoded {
         Ok(request) => {
             let action = futures_lite::future::or(dispatch(&ctx, request), async {
                 engine.shutdown().wait().await;
