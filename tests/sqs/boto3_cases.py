@@ -649,6 +649,14 @@ def missing_queue_and_bad_input(endpoint):
     url = create(c, name("missing", "q"))
     expect_error(c, "InvalidParameterValue", lambda: c.send_message(
         QueueUrl=url, MessageBody="x" * 262145), "a 262145-byte body")
+    # The largest message, of characters each protocol escapes to 3 times their size
+    # (\u00e9 in JSON, %C3%A9 in a form), fits the broker's 1 MiB request bound.
+    largest = "\u00e9" * (262144 // 2)
+    sent = c.send_message(QueueUrl=url, MessageBody=largest)
+    assert sent["MD5OfMessageBody"] == md5_hex(largest.encode()), sent
+    m = receive_within(c, url, 1, "the largest message")[0]
+    assert m["Body"] == largest, "the largest message came back changed"
+    c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     small = create(c, name("missing", "small"), MaximumMessageSize=1024)
     expect_error(c, "InvalidParameterValue", lambda: c.send_message(
         QueueUrl=small, MessageBody="x" * 1025), "past the queue's MaximumMessageSize")
