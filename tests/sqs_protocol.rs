@@ -312,3 +312,110 @@ fn long_polls_past_the_bound_answer_at_once() {
         "the waiter was not woken: {took:?}"
     );
 }
+
+/// `GET /metrics` on a new connection: the page.
+fn scrape(addr: &str) -> String {
+    let raw = "GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    let a = parse(&exchange(addr, raw.as_bytes()));
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+/// The sum of the samples of `name` whose labels include every one of `having`
+/// (`protocol="http"`, as the page writes them).
+fn sum(page: &str, name: &str, having: &[&str]) -> u64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            n == name && having.iter().all(|h| labels.contains(h))
+        })
+        .map(|(_, v)| v.parse::<u64>().expect("a whole count"))
+        .sum()
+}
+
+/// `promtool check metrics` accepts the page (tests/metrics.rs checks the rest of it).
+fn promtool_check(page: &str) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package `prometheus`; .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("page to promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{page}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every SQS request counts once in `requests_total{protocol="http"}` under its action,
+/// whichever wire it came on and whether it succeeded; requests naming no served action
+/// count as "unknown"; a missing queue counts in `errors_total` as UnknownQueue; scrapes
+/// and other operator routes count nothing.
+#[test]
+fn sqs_requests_are_counted_by_action() {
+    let b = Broker::start();
+    let addr = &b.http_addr;
+    let url = "http://b/000000000000/counted";
+    let created = json(addr, "CreateQueue", r#"{"QueueName": "counted"}"#);
+    assert_eq!(created.status, 200, "{}", created.body);
+    let send = format!(r#"{{"QueueUrl": "{url}", "MessageBody": "one"}}"#);
+    assert_eq!(json(addr, "SendMessage", &send).status, 200);
+    let form_send = "Action=SendMessage&Version=2012-11-05&MessageBody=two";
+    assert_eq!(form(addr, "/000000000000/counted", form_send).status, 200);
+    // Refused before the engine, still a SendMessage.
+    let bad = format!(r#"{{"QueueUrl": "{url}", "MessageBody": "x", "DelaySeconds": 901}}"#);
+    assert_eq!(json(addr, "SendMessage", &bad).status, 400);
+    let receive = format!(r#"{{"QueueUrl": "{url}", "MaxNumberOfMessages": 10}}"#);
+    assert_eq!(json(addr, "ReceiveMessage", &receive).status, 200);
+    let missing = r#"{"QueueUrl": "http://b/000000000000/missing", "MessageBody": "x"}"#;
+    assert_eq!(json(addr, "SendMessage", missing).status, 400);
+    assert_eq!(json(addr, "Bogus", "{}").status, 400);
+    assert_eq!(json(addr, "TagQueue", "{}").status, 400);
+    assert_eq!(form(addr, "/", "Version=2012-11-05").status, 400);
+    let raw = "GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    assert_eq!(parse(&exchange(addr, raw.as_bytes())).status, 200);
+
+    let page = scrape(addr);
+    promtool_check(&page);
+    let requests = |api: &str| {
+        let api = format!("api=\"{api}\"");
+        sum(
+            &page,
+            "peregrine_requests_total",
+            &["protocol=\"http\"", &api],
+        )
+    };
+    for (api, want) in [
+        ("CreateQueue", 1),
+        ("SendMessage", 4),
+        ("ReceiveMessage", 1),
+        ("unknown", 3),
+    ] {
+        assert_eq!(requests(api), want, "{api}\n{page}");
+    }
+    let http = ["protocol=\"http\""];
+    let all = sum(&page, "peregrine_requests_total", &http);
+    assert_eq!(all, 9, "nothing else is counted\n{page}");
+    let unknown_queue = ["protocol=\"http\"", "code=\"UnknownQueue\""];
+    assert_eq!(
+        sum(&page, "peregrine_errors_total", &unknown_queue),
+        1,
+        "{page}"
+    );
+    // Scrapes are not SQS requests.
+    let again = scrape(addr);
+    assert_eq!(sum(&again, "peregrine_requests_total", &http), 9, "{again}");
+}

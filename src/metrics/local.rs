@@ -99,6 +99,12 @@ pub fn amqp_request(class_id: u16, method_id: u16) {
     with(|m| bump(&m.requests_amqp[slot], 1));
 }
 
+/// An SQS request on the HTTP listener, by its action (`None`: none the broker serves).
+pub fn sqs_request(action: Option<peregrine_aws_wire::sqs::Action>) {
+    let slot = super::sqs_action_slot(action);
+    with(|m| bump(&m.requests_sqs[slot], 1));
+}
+
 /// An engine error about to go to a client of `protocol`, by its index in
 /// `ERROR_CODES` (`EngineError::metrics_index`).
 pub fn error(protocol: Protocol, kind: usize) {

@@ -3,7 +3,8 @@
 //!
 //! Two kinds of figures, chosen so that nothing here needs a cross-core message:
 //!
-//! * Per-shard counters (`ShardMetrics`): requests by protocol and API, errors by code,
+//! * Per-shard counters (`ShardMetrics`): requests by protocol and API (for SQS on the
+//!   HTTP listener: by action), errors by code,
 //!   connections, cross-core calls, produce-to-ack latency, plus the storage's own
 //!   fdatasync and cache counters. Atomics in an `Arc` that the shard writes (a plain
 //!   load and store: one writer, no locked instruction) and any thread reads with
@@ -25,6 +26,7 @@ pub mod local;
 pub mod objects;
 pub mod render;
 
+use peregrine_aws_wire::sqs::Action;
 use peregrine_shards::log::{CacheCounters, SyncStats};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -146,6 +148,23 @@ pub fn kafka_api_name(slot: usize) -> String {
         .map_or_else(|| "other".to_string(), |k| format!("{k:?}"))
 }
 
+/// SQS actions counted one by one (`requests_total{protocol="http",api=ACTION}`), in the
+/// order of `Action::ALL`; a request for any other action (unknown, not served, or none
+/// named) is counted in the last slot as "unknown", so clients cannot grow the label set.
+pub const SQS_ACTION_SLOTS: usize = Action::ALL.len() + 1;
+
+/// The `SQS_ACTION_SLOTS` slot of a request's action (`None`: not one the broker serves).
+pub fn sqs_action_slot(action: Option<Action>) -> usize {
+    action
+        .and_then(|a| Action::ALL.iter().position(|known| *known == a))
+        .unwrap_or(SQS_ACTION_SLOTS - 1)
+}
+
+/// The action name of a slot ("SendMessage"), or "unknown".
+pub fn sqs_action_name(slot: usize) -> &'static str {
+    Action::ALL.get(slot).map_or("unknown", |a| a.name())
+}
+
 /// Engine error kinds, by the index `engine::EngineError::metrics_index` gives (the
 /// engine's tests check that the two agree). Errors are counted by the engine's kind,
 /// the same for every protocol, whatever code each protocol maps it to.
@@ -237,6 +256,8 @@ pub struct ShardMetrics {
     pub requests_native: [AtomicU64; NATIVE_APIS.len()],
     pub requests_kafka: [AtomicU64; KAFKA_API_SLOTS],
     pub requests_amqp: [AtomicU64; AMQP_METHODS.len()],
+    /// SQS requests on the HTTP listener, by `sqs_action_slot`.
+    pub requests_sqs: [AtomicU64; SQS_ACTION_SLOTS],
     /// Error answers by protocol and engine code.
     pub errors: [[AtomicU64; ERROR_CODES.len()]; PROTOCOLS.len()],
     /// Open connections by protocol (a gauge).
@@ -266,6 +287,7 @@ impl ShardMetrics {
             requests_native: std::array::from_fn(|_| AtomicU64::new(0)),
             requests_kafka: std::array::from_fn(|_| AtomicU64::new(0)),
             requests_amqp: std::array::from_fn(|_| AtomicU64::new(0)),
+            requests_sqs: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
             cross_core_calls: AtomicU64::new(0),
@@ -358,6 +380,23 @@ mod tests {
         amqp.sort_unstable();
         amqp.dedup();
         assert_eq!(amqp.len(), AMQP_METHODS.len());
+        let mut sqs: Vec<_> = (0..SQS_ACTION_SLOTS).map(sqs_action_name).collect();
+        sqs.sort_unstable();
+        sqs.dedup();
+        assert_eq!(sqs.len(), SQS_ACTION_SLOTS);
+    }
+
+    #[test]
+    fn sqs_actions_have_a_slot_each_and_the_rest_share_unknown() {
+        for action in Action::ALL {
+            assert_eq!(
+                sqs_action_name(sqs_action_slot(Some(action))),
+                action.name()
+            );
+        }
+        assert_eq!(sqs_action_slot(None), SQS_ACTION_SLOTS - 1);
+        assert_eq!(sqs_action_name(sqs_action_slot(None)), "unknown");
+        assert_eq!(sqs_action_name(SQS_ACTION_SLOTS + 5), "unknown");
     }
 
     #[test]

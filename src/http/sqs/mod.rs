@@ -23,6 +23,10 @@
 //! - SigV4 signatures are not checked (any key works), as the issue allows by default.
 //! - PurgeQueue leaves leased messages with their consumers and has no 60 s
 //!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
+//! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
+//!   action (a request that fails to decode by the action it names; an action the broker
+//!   does not serve as "unknown"); engine errors, and a queue found missing, count in
+//!   `errors_total{protocol="http"}` by engine kind, as the other front ends count theirs.
 //! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
 //!   when the broker stops first (a long poll does not hold the shutdown up).
 
@@ -33,8 +37,10 @@ mod queues;
 mod urls;
 
 use crate::config::SqsSettings;
-use crate::engine::{Engine, QueueMeta};
-use peregrine_aws_wire::sqs::{self, receipt, ErrorCode, Request, Response, WireError};
+use crate::engine::{Engine, EngineError, QueueMeta};
+use crate::metrics::{self, local};
+use peregrine_aws_wire::form::Params;
+use peregrine_aws_wire::sqs::{self, receipt, Action, ErrorCode, Request, Response, WireError};
 pub use peregrine_aws_wire::sqs::{Encoded, Protocol};
 use std::cell::Cell;
 
@@ -96,6 +102,10 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
             sqs::decode_query_at(path_queue_url, req.query, req.body)
         }
     };
+    local::sqs_request(match &decoded {
+        Ok(request) => Some(request.action()),
+        Err(_) => action_named(protocol, &req),
+    });
     let outcome = match decoded {
         Ok(request) => {
             let action = futures_lite::future::or(dispatch(&ctx, request), async {
@@ -113,6 +123,21 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
         Ok(response) => sqs::encode(protocol, &response, &request_id),
         Err(e) => sqs::encode_error(protocol, &e, &request_id),
     }
+}
+
+/// The action a request that could not be decoded names, for the request counters:
+/// a bad SendMessage still counts as a SendMessage. `None` when it names none the broker
+/// serves (or its form cannot be read).
+fn action_named(protocol: Protocol, req: &SqsHttp<'_>) -> Option<Action> {
+    let name = match protocol {
+        Protocol::Json => req.target.and_then(|t| t.strip_prefix(TARGET_PREFIX))?,
+        Protocol::Query => {
+            // Only on the error path: a decoded request names its action itself.
+            let params = Params::parse(req.body, req.query).ok()?;
+            return params.get("Action").and_then(Action::from_name);
+        }
+    };
+    Action::from_name(name)
 }
 
 /// A request id unique to this broker run: the shard and its count of requests.
@@ -171,6 +196,9 @@ impl Ctx<'_> {
     /// A queue's catalog entry, or QueueDoesNotExist.
     fn meta(&self, name: &str) -> Result<QueueMeta, WireError> {
         self.engine.queue_meta(name).ok_or_else(|| {
+            // Counted as the engine's UnknownQueue, as when an engine call finds it missing.
+            let missing = EngineError::UnknownQueue(name.to_string());
+            local::error(metrics::Protocol::Http, missing.metrics_index());
             WireError::new(
                 ErrorCode::QueueDoesNotExist,
                 format!("The specified queue {name} does not exist."),
