@@ -480,13 +480,15 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
         unique_sent,
         unique_deleted
     );
-    if let Some(p) = Percentiles::of(&sent_timestamp_ms) {
+    if !sent_timestamp_ms.is_empty() {
+        // Recorded in milliseconds (the attribute's resolution), not nanoseconds.
+        let q = |q: f64| sent_timestamp_ms.value_at_quantile(q);
         eprintln!(
-            "sqs: send to receive by SentTimestamp (ms resolution): p50 {} p99 {} p99.9 {} max {} ms",
-            p.p50 / 1000.0,
-            p.p99 / 1000.0,
-            p.p999 / 1000.0,
-            p.max / 1000.0
+            "sqs: send to receive by SentTimestamp (ms resolution, at least 1): p50 {} p99 {} p99.9 {} max {} ms",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            sent_timestamp_ms.max()
         );
     }
     let errors: Vec<String> = sent
