@@ -342,6 +342,42 @@ fn receive(addr: &str, url: &str, progress: &Progress, out: &mut Received) -> Re
     Ok(())
 }
 
+/// The exactly-once check by MessageId.
+#[derive(Debug, PartialEq, Eq)]
+struct IdCheck {
+    unique_sent: u64,
+    unique_deleted: u64,
+    /// Accepted by a SendMessageBatch, never deleted.
+    never_deleted: u64,
+    /// Deletions beyond the first of the same id.
+    deleted_twice: u64,
+    /// Deleted, but no sender was given the id.
+    unknown: u64,
+}
+
+impl IdCheck {
+    fn of<'a>(
+        sent: impl Iterator<Item = &'a str>,
+        deleted: impl Iterator<Item = &'a str>,
+    ) -> IdCheck {
+        let sent: HashSet<&str> = sent.collect();
+        let mut unique: HashSet<&str> = HashSet::new();
+        let mut deleted_twice = 0;
+        for id in deleted {
+            if !unique.insert(id) {
+                deleted_twice += 1;
+            }
+        }
+        IdCheck {
+            unique_sent: sent.len() as u64,
+            unique_deleted: unique.len() as u64,
+            never_deleted: sent.iter().filter(|id| !unique.contains(*id)).count() as u64,
+            deleted_twice,
+            unknown: unique.iter().filter(|id| !sent.contains(*id)).count() as u64,
+        }
+    }
+}
+
 /// The `http=` address in an endpoint URL or a bare `host:port`.
 fn authority(endpoint: &str) -> &str {
     let rest = endpoint
@@ -440,32 +476,21 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
 
     let mut delete_ns = histogram();
     let mut sent_timestamp_ms = histogram();
-    let mut deleted_ids: HashSet<&str> = HashSet::new();
-    let mut deleted_twice = 0u64;
     for r in &received {
         let _ = delete_ns.add(&r.delete_ns);
         let _ = sent_timestamp_ms.add(&r.sent_timestamp_ms);
-        for id in &r.ids {
-            if !deleted_ids.insert(id) {
-                deleted_twice += 1;
-            }
-        }
     }
-    let sent_ids: HashSet<&str> = sent
-        .iter()
-        .flat_map(|s| &s.ids)
-        .map(String::as_str)
-        .collect();
-    let never_deleted = sent_ids
-        .iter()
-        .filter(|id| !deleted_ids.contains(*id))
-        .count();
-    let unknown = deleted_ids
-        .iter()
-        .filter(|id| !sent_ids.contains(*id))
-        .count();
-    let (unique_sent, unique_deleted) = (sent_ids.len() as u64, deleted_ids.len() as u64);
-    drop((sent_ids, deleted_ids));
+    let ids = IdCheck::of(
+        sent.iter().flat_map(|s| &s.ids).map(String::as_str),
+        received.iter().flat_map(|r| &r.ids).map(String::as_str),
+    );
+    let IdCheck {
+        unique_sent,
+        unique_deleted,
+        never_deleted,
+        deleted_twice,
+        unknown,
+    } = ids;
     let send_end = sent
         .iter()
         .map(|s| s.result.last_ack_ns)
@@ -529,6 +554,33 @@ mod tests {
         assert_eq!(read_stamp(&body), Some((3, 1 << 40, 123_456_789)));
         assert_eq!(read_stamp("short"), None);
         assert_eq!(read_stamp(&"z".repeat(40)), None);
+    }
+
+    #[test]
+    fn the_id_check_counts_losses_repeats_and_strangers() {
+        let check = |sent: &[&'static str], deleted: &[&'static str]| {
+            IdCheck::of(sent.iter().copied(), deleted.iter().copied())
+        };
+        assert_eq!(
+            check(&["a", "b"], &["b", "a"]),
+            IdCheck {
+                unique_sent: 2,
+                unique_deleted: 2,
+                never_deleted: 0,
+                deleted_twice: 0,
+                unknown: 0
+            }
+        );
+        assert_eq!(
+            check(&["a", "b", "c"], &["a", "a", "z"]),
+            IdCheck {
+                unique_sent: 3,
+                unique_deleted: 2,
+                never_deleted: 2,
+                deleted_twice: 1,
+                unknown: 1
+            }
+        );
     }
 
     #[test]
