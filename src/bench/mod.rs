@@ -13,6 +13,7 @@ mod producer;
 mod queue;
 pub mod report;
 mod spin;
+mod sqs;
 
 use crate::args::{parse_cores, AcksArg};
 use crate::client::Client;
@@ -50,6 +51,12 @@ pub enum Mode {
     Amqp,
     /// `amqp` at a fixed `--rate`, latency from each message's intended send time.
     AmqpLatency,
+    /// A queue through the SQS API (JSON 1.0 over HTTP): `--senders` post
+    /// SendMessageBatch of 10, `--receivers` receive 10 with a 1 s long poll and delete
+    /// them with DeleteMessageBatch; checks by MessageId that each message is deleted once.
+    Sqs,
+    /// `sqs` at a fixed `--rate`, latency from each message's intended send time.
+    SqsLatency,
 }
 
 impl Mode {
@@ -63,9 +70,17 @@ impl Mode {
         matches!(self, Mode::Amqp | Mode::AmqpLatency)
     }
 
+    /// The modes that speak the SQS API on the HTTP listener.
+    fn is_sqs(self) -> bool {
+        matches!(self, Mode::Sqs | Mode::SqsLatency)
+    }
+
     /// The modes that run at a fixed `--rate`.
     fn is_fixed_rate(self) -> bool {
-        matches!(self, Mode::Latency | Mode::QueueLatency | Mode::AmqpLatency)
+        matches!(
+            self,
+            Mode::Latency | Mode::QueueLatency | Mode::AmqpLatency | Mode::SqsLatency
+        )
     }
 }
 
@@ -152,6 +167,16 @@ pub struct BenchArgs {
     /// AMQP modes: most publishes each producer keeps unconfirmed.
     #[arg(long, default_value_t = 1000)]
     pub confirm_window: u32,
+    /// SQS modes: the broker's HTTP listener, e.g. `http://127.0.0.1:8080` (default: the
+    /// embedded broker's).
+    #[arg(long)]
+    pub sqs_endpoint: Option<String>,
+    /// SQS modes: sending clients (threads, one keep-alive connection each).
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// SQS modes: receiving clients (threads, one keep-alive connection each).
+    #[arg(long, default_value_t = 4)]
+    pub receivers: usize,
 }
 
 /// A bench run's outcome: its error says what went wrong, for the CLI to print.
@@ -165,7 +190,7 @@ pub fn run(args: BenchArgs) -> BenchResult {
     let bootstrap = match (&args.bootstrap, args.embedded) {
         (Some(b), false) => b.clone(),
         // Another AMQP broker (RabbitMQ): nothing of ours to start.
-        (None, false) if args.amqp_uri.is_some() => String::new(),
+        (None, false) if args.amqp_uri.is_some() || args.sqs_endpoint.is_some() => String::new(),
         _ => {
             let dir = tempfile::Builder::new()
                 .prefix("peregrine-bench-")
@@ -199,6 +224,16 @@ pub fn run(args: BenchArgs) -> BenchResult {
         };
         let cpu_before = broker_pid.and_then(process_cpu_s);
         let mut outcome = amqp::run(&args, &uri)?;
+        return finish(&args, broker_pid, cpu_before, &mut outcome);
+    }
+    if args.mode.is_sqs() {
+        let endpoint = match (&args.sqs_endpoint, &_broker) {
+            (Some(e), _) => e.clone(),
+            (None, Some(b)) => b.http_addr.clone(),
+            (None, None) => return Err("the SQS modes need --sqs-endpoint or --embedded".into()),
+        };
+        let cpu_before = broker_pid.and_then(process_cpu_s);
+        let mut outcome = sqs::run(&args, &endpoint)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
     if args.mode.is_queue() {
@@ -269,6 +304,8 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
             | Mode::QueueLatency
             | Mode::Amqp
             | Mode::AmqpLatency
+            | Mode::Sqs
+            | Mode::SqsLatency
     );
     if args.consumers == 0 && consuming {
         return Err("this mode needs at least one consumer".into());
@@ -296,6 +333,28 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         args.acks = AcksArg::Durable;
     } else if args.amqp_uri.is_some() {
         return Err("--amqp-uri is for the AMQP modes".into());
+    }
+    if args.mode.is_sqs() {
+        if args.queues != 1 || args.partitions != 1 || args.shard_aware || args.backlog {
+            return Err("the SQS modes run one queue (no --queues, --partitions, --shard-aware or --backlog)".into());
+        }
+        if args.size < sqs::STAMP_LEN {
+            return Err(format!(
+                "the SQS modes need --size of at least {} (the bench stamp, in text)",
+                sqs::STAMP_LEN
+            ));
+        }
+        if args.senders == 0 || args.receivers == 0 {
+            return Err("--senders and --receivers must be at least 1".into());
+        }
+        args.producers = args.senders;
+        args.consumers = args.receivers;
+        // A batch request holds 10 entries at most.
+        args.batch = args.batch.min(sqs::BATCH_MAX);
+        // Messages are deleted after they are received: the SQS acknowledgement.
+        args.acks = AcksArg::Leader;
+    } else if args.sqs_endpoint.is_some() {
+        return Err("--sqs-endpoint is for the SQS modes".into());
     }
     if args.mode.is_queue() {
         if args.queues == 0 {
@@ -511,7 +570,7 @@ pub(crate) fn summarize(
     };
     let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
     let msgs_per_s = count as f64 / duration_s;
-    let queue_mode = args.mode.is_queue() || args.mode.is_amqp();
+    let queue_mode = args.mode.is_queue() || args.mode.is_amqp() || args.mode.is_sqs();
     let summary = Summary {
         mode: format!("{:?}", args.mode).to_lowercase(),
         acks: format!("{:?}", args.acks).to_lowercase(),
