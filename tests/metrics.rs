@@ -4,7 +4,7 @@
 //! broker keeps serving.
 
 mod common;
-use common::BIN;
+use common::{promtool_check, BIN};
 use peregrine::client::records::{encode_batch, OutRecord};
 use peregrine::client::Client;
 use peregrine::embedded::BrokerProcess;
@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long any one wait in these tests may last.
@@ -99,29 +98,6 @@ fn sum(s: &Samples, name: &str, having: &[&str]) -> f64 {
                 .sum()
         })
         .unwrap_or(0.0)
-}
-
-fn promtool_check(page: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (Debian package `prometheus`; .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(page.as_bytes())
-        .expect("page to promtool");
-    let out = child.wait_with_output().expect("promtool finishes");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{page}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn records(n: usize) -> bytes::BytesMut {

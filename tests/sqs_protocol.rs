@@ -5,7 +5,7 @@
 //! requests on any path, operator routes untouched.
 
 mod common;
-use common::Broker;
+use common::{promtool_check, Broker};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -333,31 +333,6 @@ fn sum(page: &str, name: &str, having: &[&str]) -> u64 {
         })
         .map(|(_, v)| v.parse::<u64>().expect("a whole count"))
         .sum()
-}
-
-/// `promtool check metrics` accepts the page (tests/metrics.rs checks the rest of it).
-fn promtool_check(page: &str) {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (Debian package `prometheus`; .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(page.as_bytes())
-        .expect("page to promtool");
-    let out = child.wait_with_output().expect("promtool finishes");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{page}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every SQS request counts once in `requests_total{protocol="http"}` under its action,
