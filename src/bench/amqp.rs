@@ -20,7 +20,7 @@ use super::delivery::Ledger;
 use super::payload::{self, now_ns, Stamp};
 use super::producer::ProducerResult;
 use super::report::histogram;
-use super::{summarize, wait_for, BenchArgs, Mode, Outcome, DRAIN_TIMEOUT};
+use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPlan, DRAIN_TIMEOUT};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -123,18 +123,9 @@ async fn settle(
     Ok(())
 }
 
-/// What one producer does: `count` messages or until `deadline_ns`, `rate` per second if
-/// given.
-struct ProducerPlan {
-    id: u32,
-    count: u64,
-    deadline_ns: Option<u64>,
-    rate: Option<f64>,
-}
-
 /// How many messages to publish next: at a fixed rate what is due now (waiting for the
 /// first), else as many as the window and `--batch` allow.
-async fn next_batch(plan: &ProducerPlan, args: &BenchArgs, seq: u64, start: u64, room: u64) -> u64 {
+async fn next_batch(plan: &PacedPlan, args: &BenchArgs, seq: u64, start: u64, room: u64) -> u64 {
     let n = match plan.rate {
         Some(rate) => {
             let gap = 1e9 / rate.max(1.0);
@@ -191,7 +182,7 @@ async fn produce(
     args: &BenchArgs,
     uri: &str,
     queue: &str,
-    plan: &ProducerPlan,
+    plan: &PacedPlan,
     out: &mut ProducerResult,
 ) -> Result<(), Error> {
     let (conn, ch) = open_channel(uri).await?;
@@ -254,7 +245,7 @@ async fn produce(
     Ok(())
 }
 
-fn run_producer(args: &BenchArgs, uri: &str, queue: &str, plan: ProducerPlan) -> ProducerResult {
+fn run_producer(args: &BenchArgs, uri: &str, queue: &str, plan: PacedPlan) -> ProducerResult {
     let mut out = ProducerResult {
         sent: 0,
         acked: Default::default(),
@@ -415,16 +406,11 @@ pub fn run(args: &BenchArgs, uri: &str) -> Result<Outcome, Box<dyn std::error::E
         .collect();
     let start = now_ns();
     let deadline_ns = args.duration.map(|d| start + (d * 1e9) as u64);
-    let rate = (args.mode == Mode::AmqpLatency).then(|| args.rate as f64 / producers as f64);
-    let producers: Vec<ProducerResult> = (0..producers)
-        .map(|i| {
+    let rate = (args.mode == Mode::AmqpLatency).then_some(args.rate as f64);
+    let producers: Vec<ProducerResult> = paced_plans(producers, total, deadline_ns, rate)
+        .into_iter()
+        .map(|plan| {
             let (a, u, q) = (args.clone(), uri.to_string(), queue.clone());
-            let plan = ProducerPlan {
-                id: i as u32,
-                count: total / producers + u64::from(i < total % producers),
-                deadline_ns,
-                rate,
-            };
             std::thread::spawn(move || run_producer(&a, &u, &q, plan))
         })
         .collect::<Vec<_>>()

@@ -409,6 +409,34 @@ fn pin_current_thread_family(cores: &[usize]) {
     }
 }
 
+/// One paced client's share of a queue workload (the AMQP and SQS modes): `count`
+/// messages or until `deadline_ns`, `rate` per second if given.
+struct PacedPlan {
+    id: u32,
+    count: u64,
+    deadline_ns: Option<u64>,
+    rate: Option<f64>,
+}
+
+/// `total` messages split over `clients` (the first ones take the remainder), each with
+/// its share of `total_rate` when the run is paced.
+fn paced_plans(
+    clients: u64,
+    total: u64,
+    deadline_ns: Option<u64>,
+    total_rate: Option<f64>,
+) -> Vec<PacedPlan> {
+    let rate = total_rate.map(|r| r / clients as f64);
+    (0..clients)
+        .map(|i| PacedPlan {
+            id: i as u32,
+            count: total / clients + u64::from(i < total % clients),
+            deadline_ns,
+            rate,
+        })
+        .collect()
+}
+
 fn producer_plans(
     args: &BenchArgs,
     bootstrap: &str,

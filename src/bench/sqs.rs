@@ -22,7 +22,7 @@ use super::delivery::Ledger;
 use super::payload::now_ns;
 use super::producer::ProducerResult;
 use super::report::{histogram, Percentiles};
-use super::{summarize, wait_for, BenchArgs, Mode, Outcome};
+use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPlan};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -170,15 +170,6 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One sender's share and pace.
-struct SendPlan {
-    id: u32,
-    count: u64,
-    deadline_ns: Option<u64>,
-    /// Messages per second of this sender at a fixed rate.
-    rate: Option<f64>,
-}
-
 /// What a sender leaves: the usual producer result, and the MessageIds the broker gave.
 struct Sent {
     result: ProducerResult,
@@ -189,7 +180,7 @@ fn send(
     args: &BenchArgs,
     addr: &str,
     url: &str,
-    plan: &SendPlan,
+    plan: &PacedPlan,
     out: &mut Sent,
 ) -> Result<(), Error> {
     let mut client = SqsClient::connect(addr)?;
@@ -431,16 +422,11 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
         .collect();
     let start = now_ns();
     let deadline_ns = args.duration.map(|d| start + (d * 1e9) as u64);
-    let rate = (args.mode == Mode::SqsLatency).then(|| args.rate as f64 / senders as f64);
-    let sent: Vec<Sent> = (0..senders)
-        .map(|i| {
+    let rate = (args.mode == Mode::SqsLatency).then_some(args.rate as f64);
+    let sent: Vec<Sent> = paced_plans(senders, total, deadline_ns, rate)
+        .into_iter()
+        .map(|plan| {
             let (a, u, args) = (addr.clone(), url.clone(), args.clone());
-            let plan = SendPlan {
-                id: i as u32,
-                count: total / senders + u64::from(i < total % senders),
-                deadline_ns,
-                rate,
-            };
             std::thread::spawn(move || {
                 let mut out = Sent {
                     result: ProducerResult {
