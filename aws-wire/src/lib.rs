@@ -9,11 +9,14 @@
 //!   decoded and checked against SQS's limits (`sqs::model`), answers and errors
 //!   encoded, MD5 digests, receipt handles and message ids, message attributes as
 //!   engine headers.
+//! - `sns`: the SNS API (2010-03-31) over the query protocol, its filter policies,
+//!   the JSON envelopes it delivers, and how a published message is stored.
 //!
 //! Bounds: the caller caps the body (the HTTP front end does); within it every list a
 //! client can grow has a named limit (`sqs::model::*_MAX`, `form::PAIRS_MAX`), and
 //! serde_json's recursion limit bounds JSON nesting.
 
 pub mod form;
+pub mod sns;
 pub mod sqs;
 pub mod xml;

@@ -1,0 +1,1 @@
+//! SNS decoder and encoder tests.
