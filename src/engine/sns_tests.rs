@@ -382,3 +382,191 @@ fn one_partition() -> TopicConfig {
         segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
     }
 }
+
+/// Longest any background step (a delivery) may take in these tests.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (up to `BACKGROUND_WAIT`) until `done` answers true; whether it did.
+async fn eventually<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + BACKGROUND_WAIT;
+    while std::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        crate::runtime::sleep(Duration::from_millis(20)).await;
+    }
+    done().await
+}
+
+async fn ready(engine: &Engine, queue: &str) -> u64 {
+    engine.queue_stats(queue).await.expect("stats").ready
+}
+
+/// Every message ready in `queue` now, taken and acked: (body, headers).
+async fn take(engine: &Engine, queue: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let got = engine.receive(queue, 100, 0, true).await.expect("receive");
+    let mut at = 0usize;
+    let mut out = Vec::new();
+    for (i, len) in got.messages.lens.iter().enumerate() {
+        let body = &got.bodies[at..at + *len as usize];
+        at += *len as usize;
+        let headers = got
+            .messages
+            .extras
+            .iter()
+            .find(|x| x.index as usize == i)
+            .map(|x| x.headers.clone())
+            .unwrap_or_default();
+        out.push((String::from_utf8_lossy(body).into_owned(), headers));
+    }
+    out
+}
+
+fn arn(queue: &str) -> String {
+    format!("arn:aws:sqs:us-east-1:000000000000:{queue}")
+}
+
+/// A topic with one queue subscription per `(queue, attributes)`.
+async fn fan_out(engine: &Engine, topic: &str, queues: &[(&str, &[(&str, &str)])]) -> SnsTopicMeta {
+    let meta = engine
+        .create_sns_topic(topic, false, map(&[]), map(&[]))
+        .await
+        .expect("topic");
+    for (queue, attributes) in queues {
+        engine
+            .declare_queue(queue, QueueConfig::default())
+            .await
+            .expect("queue");
+        engine
+            .subscribe_sns(topic, "sqs", &arn(queue), map(attributes))
+            .await
+            .expect("subscribed");
+    }
+    meta
+}
+
+fn with_attribute(text: &str, name: &str, value: &str) -> Stored {
+    use peregrine_aws_wire::sns::{AttributeValue, MessageAttribute};
+    Stored {
+        attributes: vec![MessageAttribute {
+            name: name.into(),
+            data_type: "String".into(),
+            value: AttributeValue::String(value.into()),
+        }],
+        ..message(text)
+    }
+}
+
+#[test]
+fn a_publish_reaches_each_queue_once_raw_or_in_its_envelope() {
+    with_two_shards(|engine| async move {
+        let raw: &[(&str, &str)] = &[("RawMessageDelivery", "true")];
+        let queues = [("q1", raw), ("q2", &[][..]), ("q3", &[][..])];
+        let meta = fan_out(&engine, "orders", &queues).await;
+        let published = engine
+            .sns_publish("orders", vec![with_attribute("hello", "kind", "new")])
+            .await
+            .expect("published");
+        for (q, _) in queues {
+            assert!(
+                eventually(|| async { ready(&engine, q).await == 1 }).await,
+                "{q}"
+            );
+        }
+        let (body, headers) = take(&engine, "q1").await.remove(0);
+        assert_eq!(body, "hello");
+        assert!(
+            headers.contains(&("kind".to_string(), "new".to_string())),
+            "{headers:?}"
+        );
+        for q in ["q2", "q3"] {
+            let (body, _) = take(&engine, q).await.remove(0);
+            let doc: serde_json::Value = serde_json::from_str(&body).expect("an envelope");
+            assert_eq!(doc["Type"], "Notification");
+            assert_eq!(doc["Message"], "hello");
+            assert_eq!(doc["MessageId"], published[0].message_id.as_str());
+            assert_eq!(doc["MessageAttributes"]["kind"]["Value"], "new");
+            assert_eq!(
+                doc["TopicArn"],
+                format!("arn:aws:sns:us-east-1:000000000000:{}", meta.name)
+            );
+        }
+        // Nothing more comes.
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        for (q, _) in queues {
+            assert_eq!(ready(&engine, q).await, 0, "{q}");
+        }
+    });
+}
+
+#[test]
+fn a_filter_policy_lets_only_matching_messages_through() {
+    with_two_shards(|engine| async move {
+        let filtered: &[(&str, &str)] = &[("FilterPolicy", r#"{"kind":["new"]}"#)];
+        let body_scope: &[(&str, &str)] = &[
+            ("FilterPolicy", r#"{"total":[{"numeric":[">",100]}]}"#),
+            ("FilterPolicyScope", "MessageBody"),
+        ];
+        let queues = [("all", &[][..]), ("new", filtered), ("big", body_scope)];
+        fan_out(&engine, "t", &queues).await;
+        let entries = vec![
+            with_attribute(r#"{"total":5}"#, "kind", "old"),
+            with_attribute(r#"{"total":500}"#, "kind", "new"),
+        ];
+        engine.sns_publish("t", entries).await.expect("published");
+        assert!(eventually(|| async { ready(&engine, "all").await == 2 }).await);
+        assert!(eventually(|| async { ready(&engine, "new").await == 1 }).await);
+        assert!(eventually(|| async { ready(&engine, "big").await == 1 }).await);
+        let got = take(&engine, "big").await;
+        let doc: serde_json::Value = serde_json::from_str(&got[0].0).expect("envelope");
+        assert_eq!(doc["Message"], r#"{"total":500}"#);
+    });
+}
+
+#[test]
+fn a_worker_restarted_behind_its_deliveries_delivers_once_per_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let queues = [("q1", &[][..]), ("q2", &[][..]), ("q3", &[][..])];
+    with_two_shards_at(dir.path(), move |engine| async move {
+        let meta = fan_out(&engine, "t", &queues).await;
+        engine
+            .sns_publish("t", vec![message("a"), message("b")])
+            .await
+            .expect("published");
+        for (q, _) in queues {
+            assert!(
+                eventually(|| async { ready(&engine, q).await == 2 }).await,
+                "{q}"
+            );
+        }
+        // As after a crash between the deliveries and the commit: the cursor is back
+        // at the start (the running worker never commits below what it committed).
+        let back = CommitEntry {
+            topic: meta.backing_topic(),
+            partition: 0,
+            offset: 0,
+        };
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        engine
+            .commit_offsets(&group, "", -1, vec![back])
+            .await
+            .expect("cursor set back");
+    });
+    with_two_shards_at(dir.path(), move |engine| async move {
+        let meta = engine.sns_topic("t").expect("topic");
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let caught_up = eventually(|| async {
+            let offsets = engine.fetch_offsets(&group, None).await.expect("offsets");
+            offsets.first().is_some_and(|c| c.offset == 2)
+        })
+        .await;
+        assert!(caught_up, "the worker went over both records again");
+        for (q, _) in queues {
+            assert_eq!(ready(&engine, q).await, 2, "{q} kept one copy of each");
+        }
+    });
+}
