@@ -8,8 +8,10 @@ use crate::shutdown::{ProcessShutdown, ShardShutdown};
 use peregrine_aws_wire::sns::record::Stored;
 use peregrine_shards::catalog::Catalog;
 use peregrine_shards::log::FsyncPolicy;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -568,5 +570,231 @@ fn a_worker_restarted_behind_its_deliveries_delivers_once_per_queue() {
         for (q, _) in queues {
             assert_eq!(ready(&engine, q).await, 2, "{q} kept one copy of each");
         }
+    });
+}
+
+/// One request an endpoint received: its `x-amz-sns-message-type` and its body.
+type Received = Rc<RefCell<Vec<(String, String)>>>;
+
+/// An HTTP endpoint on this shard answering the statuses of `script` in turn (then
+/// 200), recording what it gets; answers its port.
+fn endpoint(script: Vec<u16>) -> (u16, Received) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let listener = crate::runtime::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got: Received = Rc::default();
+    let seen = got.clone();
+    let serve = async move {
+        let mut script = script.into_iter();
+        while let Ok(mut stream) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (kind, body) = loop {
+                let n = stream.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut headers);
+                let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+                    continue;
+                };
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                        .unwrap_or_default()
+                };
+                let len: usize = header("content-length").parse().unwrap_or(0);
+                if buf.len() >= head + len {
+                    let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
+                    break (header("x-amz-sns-message-type"), body);
+                }
+            };
+            seen.borrow_mut().push((kind, body));
+            let status = script.next().unwrap_or(200);
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    };
+    crate::runtime::spawn_local(serve).detach();
+    (port, got)
+}
+
+#[test]
+fn an_http_endpoint_confirms_then_gets_a_notification_retried_until_it_succeeds() {
+    with_two_shards(|engine| async move {
+        let policy =
+            r#"{"healthyRetryPolicy":{"numRetries":3,"minDelayTarget":0,"maxDelayTarget":0}}"#;
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        // The confirmation, then two failures of the notification.
+        let (port, got) = endpoint(vec![200, 500, 503]);
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let sub = engine
+            .subscribe_sns("t", "http", &url, map(&[("DeliveryPolicy", policy)]))
+            .await
+            .expect("subscribed");
+        assert!(
+            eventually(|| async { got.borrow().len() == 1 }).await,
+            "a confirmation"
+        );
+        let (kind, body) = got.borrow()[0].clone();
+        assert_eq!(kind, "SubscriptionConfirmation");
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let token = doc["Token"].as_str().expect("token").to_string();
+        assert_eq!(Some(token.clone()), sub.token);
+        let subscribe_url = doc["SubscribeURL"].as_str().expect("url");
+        assert!(
+            subscribe_url.contains("Action=ConfirmSubscription"),
+            "{subscribe_url}"
+        );
+        // Not confirmed yet: nothing is delivered.
+        engine
+            .sns_publish("t", vec![message("early")])
+            .await
+            .expect("published");
+        engine
+            .confirm_subscription("t", &token)
+            .await
+            .expect("confirmed");
+        engine
+            .sns_publish("t", vec![message("hello")])
+            .await
+            .expect("published");
+        assert!(
+            eventually(|| async { got.borrow().len() == 4 }).await,
+            "{:?}",
+            got.borrow()
+        );
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        let got = got.borrow();
+        assert_eq!(got.len(), 4, "no more after a success: {got:?}");
+        for (kind, body) in &got[1..] {
+            assert_eq!(kind, "Notification");
+            let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+            assert_eq!(doc["Message"], "hello");
+            assert_eq!(doc["MessageId"], sns_message_id(meta.id, 1));
+        }
+    });
+}
+
+#[test]
+fn a_kafka_topic_subscription_gets_a_record_with_its_origin() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_topic("events", one_partition())
+            .await
+            .expect("topic");
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("sns topic");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        let sub = engine
+            .subscribe_sns("t", "kafka", "events", raw)
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![with_attribute("hello", "kind", "new")])
+            .await
+            .expect("published");
+        let end = || async {
+            engine
+                .list_offsets("events", 0, OffsetSpec::Latest)
+                .await
+                .expect("offsets")
+                == 1
+        };
+        assert!(eventually(end).await);
+        let args = FetchArgs {
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            isolation: Default::default(),
+        };
+        let fetched = engine.fetch("events", 0, args).await.expect("fetch");
+        let batch = &fetched.batches[0];
+        let record = peregrine_shards::records::records(batch)
+            .expect("records")
+            .next()
+            .expect("one")
+            .expect("valid");
+        assert_eq!(record.value, Some(&b"hello"[..]));
+        let headers = record.headers().expect("headers");
+        let origin = format!("sns:{}/0/{}", meta.id, sub.id);
+        assert!(headers.contains(&(&b"x-origin"[..], Some(origin.as_bytes()))));
+        assert!(headers.contains(&(&b"kind"[..], Some(&b"new"[..]))));
+    });
+}
+
+#[test]
+fn a_fifo_topic_delivers_to_a_fifo_queue_with_its_group_in_order() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t.fifo", true, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        let fifo = QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("q.fifo", fifo).await.expect("queue");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        engine
+            .subscribe_sns("t.fifo", "sqs", &arn("q.fifo"), raw)
+            .await
+            .expect("subscribed");
+        let entries = vec![
+            fifo_message("1", "g", "a"),
+            fifo_message("2", "g", "b"),
+            fifo_message("1 again", "g", "a"),
+        ];
+        engine
+            .sns_publish("t.fifo", entries)
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q.fifo").await == 2 }).await);
+        // One in flight per group: two receives, in order.
+        let first = take(&engine, "q.fifo").await;
+        let second = take(&engine, "q.fifo").await;
+        let bodies: Vec<_> = first
+            .iter()
+            .chain(&second)
+            .map(|(b, _)| b.as_str())
+            .collect();
+        assert_eq!(bodies, ["1", "2"]);
+    });
+}
+
+#[test]
+fn deleting_a_topic_stops_its_worker_and_deletes_its_cursor() {
+    with_two_shards(|engine| async move {
+        let meta = fan_out(&engine, "t", &[("q", &[][..])]).await;
+        engine
+            .sns_publish("t", vec![message("a")])
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 1 }).await);
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let listed = || async {
+            let groups = engine.list_groups().await.expect("groups");
+            groups.iter().any(|(g, _)| *g == group)
+        };
+        assert!(eventually(listed).await, "the cursor is a group");
+        engine.delete_sns_topic("t").await.expect("deleted");
+        assert!(
+            eventually(|| async { !listed().await }).await,
+            "the cursor went with it"
+        );
+        // A topic of the same name is new: its log starts empty, nothing is redelivered.
+        fan_out(&engine, "t", &[("q", &[][..])]).await;
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        assert_eq!(ready(&engine, "q").await, 1);
     });
 }
