@@ -798,3 +798,46 @@ fn deleting_a_topic_stops_its_worker_and_deletes_its_cursor() {
         assert_eq!(ready(&engine, "q").await, 1);
     });
 }
+
+#[test]
+fn a_full_queue_holds_its_deliveries_back_until_there_is_room() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        let bounded = QueueConfig {
+            max_length: Some(1),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("small", bounded).await.expect("queue");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        engine
+            .subscribe_sns("t", "sqs", &arn("small"), raw)
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![message("1")])
+            .await
+            .expect("one");
+        assert!(eventually(|| async { ready(&engine, "small").await == 1 }).await);
+        engine
+            .sns_publish("t", vec![message("2")])
+            .await
+            .expect("two");
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        let first = take(&engine, "small").await;
+        assert_eq!(
+            first.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
+            ["1"]
+        );
+        // Room again: the held delivery is retried and arrives, once.
+        assert!(eventually(|| async { ready(&engine, "small").await == 1 }).await);
+        let second = take(&engine, "small").await;
+        assert_eq!(
+            second.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
+            ["2"]
+        );
+    });
+}

@@ -38,6 +38,11 @@ const FETCH_BYTES: u32 = 1 << 20;
 /// HTTP deliveries (retries included) one topic may have in flight; past it the
 /// worker waits.
 pub const HTTP_PENDING_MAX: usize = 1000;
+/// Records delivered per step (one fetch); the rest wait for the next.
+const RECORDS_PER_STEP: usize = 1024;
+/// Deliveries to queues and Kafka topics one topic runs at once (concurrent durable
+/// publishes share their queue's fdatasync).
+const DELIVERIES_IN_FLIGHT: u64 = 64;
 /// Waits after a failure that may go away (a full queue, a shard shutting down).
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -340,20 +345,94 @@ impl Worker {
                 records.push((offset, stored))
             });
         }
-        let mut next = cursor;
+        records.truncate(RECORDS_PER_STEP);
+        let next = records.last().map_or(cursor, |(offset, _)| offset + 1);
+        let lanes = self.plan(&meta, records).await;
+        self.run_lanes(Rc::new(meta), lanes).await?;
+        Ok(next)
+    }
+
+    /// The deliveries to queues and Kafka topics that `records` make, in lanes that
+    /// run concurrently: one per subscription on a FIFO topic (its order kept), one per
+    /// delivery otherwise. HTTP deliveries start here, in record order.
+    async fn plan(
+        &mut self,
+        meta: &SnsTopicMeta,
+        records: Vec<(i64, Option<Stored>)>,
+    ) -> Vec<Vec<Job>> {
+        let subs: Vec<Rc<SnsSubscription>> = meta
+            .subscriptions
+            .values()
+            .filter(|s| s.confirmed)
+            .map(|s| Rc::new(s.clone()))
+            .collect();
+        let mut lanes: Vec<Vec<Job>> = Vec::new();
+        if meta.fifo {
+            lanes.resize_with(subs.len(), Vec::new);
+        }
         for (offset, stored) in records {
-            match stored {
-                Some(stored) => self
-                    .deliver(&meta, offset, &stored)
-                    .await
-                    .map_err(|why| (offset, why))?,
-                None => {
-                    tracing::warn!(sns_topic = %self.name, offset, "skipping a record that is not an SNS message")
+            let Some(stored) = stored else {
+                tracing::warn!(sns_topic = %self.name, offset, "skipping a record that is not an SNS message");
+                continue;
+            };
+            let stored = Rc::new(stored);
+            for (i, sub) in subs.iter().enumerate() {
+                if !self.filter_of(sub).matches(&stored) {
+                    continue;
+                }
+                if sub.protocol == "http" {
+                    self.spawn_http(meta, sub, offset, &stored).await;
+                    continue;
+                }
+                let job = Job {
+                    offset,
+                    stored: stored.clone(),
+                    sub: sub.clone(),
+                };
+                match lanes.get_mut(i).filter(|_| meta.fifo) {
+                    Some(lane) => lane.push(job),
+                    None => lanes.push(vec![job]),
                 }
             }
-            next = offset + 1;
         }
-        Ok(next)
+        lanes.retain(|lane| !lane.is_empty());
+        lanes
+    }
+
+    /// Runs the lanes, at most `DELIVERIES_IN_FLIGHT` at once; the lowest offset that
+    /// must be tried again, and why, when a delivery may work later.
+    async fn run_lanes(
+        &self,
+        meta: Rc<SnsTopicMeta>,
+        lanes: Vec<Vec<Job>>,
+    ) -> Result<(), (i64, String)> {
+        let ctx = Rc::new(LaneContext {
+            engine: self.engine.clone(),
+            meta,
+            topic_arn: self.topic_arn.clone(),
+            base_url: self.base_url.clone(),
+            limit: glommio::sync::Semaphore::new(DELIVERIES_IN_FLIGHT),
+        });
+        let mut tasks = Vec::with_capacity(lanes.len());
+        for lane in lanes {
+            let first = lane.first().map_or(0, |j| j.offset);
+            match runtime::spawn_into(
+                run_lane(ctx.clone(), lane),
+                self.engine.shard().queues.background,
+            ) {
+                Ok(task) => tasks.push(task),
+                Err(e) => return Err((first, format!("starting a delivery: {e}"))),
+            }
+        }
+        let mut failed: Option<(i64, String)> = None;
+        for task in tasks {
+            if let Err((offset, why)) = task.await {
+                if failed.as_ref().is_none_or(|(low, _)| offset < *low) {
+                    failed = Some((offset, why));
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Records below the log's start were deleted by retention before delivery.
@@ -371,48 +450,6 @@ impl Worker {
         }
     }
 
-    /// Delivers one record to every confirmed subscription whose filter matches.
-    async fn deliver(
-        &mut self,
-        meta: &SnsTopicMeta,
-        offset: i64,
-        stored: &Stored,
-    ) -> Result<(), String> {
-        for sub in meta.subscriptions.values().filter(|s| s.confirmed) {
-            if !self.filter_of(sub).matches(stored) {
-                continue;
-            }
-            let d = Delivery {
-                topic: meta,
-                topic_arn: &self.topic_arn,
-                sub,
-                offset,
-                stored,
-                base_url: &self.base_url,
-            };
-            let sent = match sub.protocol.as_str() {
-                "sqs" => targets::to_queue(&self.engine, &d).await,
-                "kafka" => targets::to_kafka(&self.engine, &d).await,
-                "http" => {
-                    self.spawn_http(&d).await;
-                    Ok(())
-                }
-                other => Err(Failure::Skip(format!(
-                    "protocol '{other}' is not delivered"
-                ))),
-            };
-            match sent {
-                Ok(()) => {}
-                Err(Failure::Skip(why)) => tracing::warn!(
-                    sns_topic = %self.name, offset, subscription = %sub.id,
-                    "message not delivered: {why}"
-                ),
-                Err(Failure::Retry(why)) => return Err(format!("subscription {}: {why}", sub.id)),
-            }
-        }
-        Ok(())
-    }
-
     fn filter_of(&mut self, sub: &SnsSubscription) -> &Filter {
         let stale = self.filters.get(&sub.id).is_none_or(|f| !f.is_of(sub));
         if stale {
@@ -423,27 +460,41 @@ impl Worker {
 
     /// Starts an HTTP delivery with its retries, once fewer than `HTTP_PENDING_MAX` are
     /// in flight.
-    async fn spawn_http(&self, d: &Delivery<'_>) {
+    async fn spawn_http(
+        &self,
+        meta: &SnsTopicMeta,
+        sub: &SnsSubscription,
+        offset: i64,
+        stored: &Stored,
+    ) {
         while self.pending.total.get() >= HTTP_PENDING_MAX && !self.stopped() {
             runtime::sleep(RETRY_MIN).await;
         }
-        let Ok(url) = Url::parse(&d.sub.endpoint) else {
+        let Ok(url) = Url::parse(&sub.endpoint) else {
             return;
         };
+        let d = Delivery {
+            topic: meta,
+            topic_arn: &self.topic_arn,
+            sub,
+            offset,
+            stored,
+            base_url: &self.base_url,
+        };
         let policy = RetryPolicy::of(
-            d.sub.attributes.get("DeliveryPolicy").map(String::as_str),
-            d.topic.attributes.get("DeliveryPolicy").map(String::as_str),
+            sub.attributes.get("DeliveryPolicy").map(String::as_str),
+            meta.attributes.get("DeliveryPolicy").map(String::as_str),
         );
         let post = HttpPost {
             url,
-            headers: targets::http_headers(d, "Notification"),
+            headers: targets::http_headers(&d, "Notification"),
             body: d.body(),
             policy,
             stop: self.stop.clone(),
         };
-        let (pending, offset) = (self.pending.clone(), d.offset);
+        let pending = self.pending.clone();
         pending.add(offset);
-        let what = format!("{} offset {offset} to {}", self.name, d.sub.endpoint);
+        let what = format!("{} offset {offset} to {}", self.name, sub.endpoint);
         let task = async move {
             post.send(&what).await;
             pending.done(offset);
@@ -512,6 +563,60 @@ impl Worker {
             }
         }
     }
+}
+
+/// One record for one queue or Kafka subscription.
+struct Job {
+    offset: i64,
+    stored: Rc<Stored>,
+    sub: Rc<SnsSubscription>,
+}
+
+/// What the lanes of one step share.
+struct LaneContext {
+    engine: Engine,
+    meta: Rc<SnsTopicMeta>,
+    topic_arn: String,
+    base_url: String,
+    limit: glommio::sync::Semaphore,
+}
+
+/// Delivers a lane's jobs in order; stops at the first that may work later.
+async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, String)> {
+    let first = lane.first().map_or(0, |j| j.offset);
+    let _slot = ctx
+        .limit
+        .acquire_permit(1)
+        .await
+        .map_err(|e| (first, e.to_string()))?;
+    for job in lane {
+        let d = Delivery {
+            topic: &ctx.meta,
+            topic_arn: &ctx.topic_arn,
+            sub: &job.sub,
+            offset: job.offset,
+            stored: &job.stored,
+            base_url: &ctx.base_url,
+        };
+        let sent = match job.sub.protocol.as_str() {
+            "sqs" => targets::to_queue(&ctx.engine, &d).await,
+            "kafka" => targets::to_kafka(&ctx.engine, &d).await,
+            other => Err(Failure::Skip(format!(
+                "protocol '{other}' is not delivered"
+            ))),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(Failure::Skip(why)) => tracing::warn!(
+                sns_topic = %ctx.meta.name, offset = job.offset, subscription = %job.sub.id,
+                "message not delivered: {why}"
+            ),
+            Err(Failure::Retry(why)) => {
+                return Err((job.offset, format!("subscription {}: {why}", job.sub.id)))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One HTTP message with its retry schedule.
