@@ -41,6 +41,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         stall_warn: None,
         http_addr: any,
         sqs: Default::default(),
+        http_auth: Default::default(),
         amqp_addr: any,
         amqp_users: Vec::new(),
         connection_limits: Default::default(),
@@ -428,6 +429,23 @@ async fn take(engine: &Engine, queue: &str) -> Vec<(String, Vec<(String, String)
     out
 }
 
+/// SNS deliveries to `protocol` with `outcome`, over every shard of this engine.
+fn sns_deliveries(protocol: &str, outcome: &str) -> u64 {
+    let registry = crate::metrics::local::registry().expect("metrics installed");
+    let p = crate::metrics::SNS_DELIVERY_PROTOCOLS
+        .iter()
+        .position(|n| *n == protocol);
+    let o = crate::metrics::SNS_DELIVERY_OUTCOMES
+        .iter()
+        .position(|n| *n == outcome);
+    let (p, o) = (p.expect("protocol"), o.expect("outcome"));
+    registry
+        .shards
+        .iter()
+        .map(|m| m.sns_deliveries[p][o].load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
 fn arn(queue: &str) -> String {
     format!("arn:aws:sqs:us-east-1:000000000000:{queue}")
 }
@@ -502,6 +520,7 @@ fn a_publish_reaches_each_queue_once_raw_or_in_its_envelope() {
         for (q, _) in queues {
             assert_eq!(ready(&engine, q).await, 0, "{q}");
         }
+        assert_eq!(sns_deliveries("sqs", "delivered"), 3);
     });
 }
 
@@ -674,6 +693,12 @@ fn an_http_endpoint_confirms_then_gets_a_notification_retried_until_it_succeeds(
         crate::runtime::sleep(Duration::from_millis(300)).await;
         let got = got.borrow();
         assert_eq!(got.len(), 4, "no more after a success: {got:?}");
+        assert_eq!(sns_deliveries("http", "retried"), 2);
+        assert_eq!(
+            sns_deliveries("http", "delivered"),
+            2,
+            "the confirmation and the notification"
+        );
         for (kind, body) in &got[1..] {
             assert_eq!(kind, "Notification");
             let doc: serde_json::Value = serde_json::from_str(body).expect("json");

@@ -605,14 +605,19 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                 "protocol '{other}' is not delivered"
             ))),
         };
+        let protocol = job.sub.protocol.as_str();
         match sent {
-            Ok(()) => {}
-            Err(Failure::Skip(why)) => tracing::warn!(
-                sns_topic = %ctx.meta.name, offset = job.offset, subscription = %job.sub.id,
-                "message not delivered: {why}"
-            ),
+            Ok(()) => crate::metrics::local::sns_delivery(protocol, "delivered"),
+            Err(Failure::Skip(why)) => {
+                crate::metrics::local::sns_delivery(protocol, "failed");
+                tracing::warn!(
+                    sns_topic = %ctx.meta.name, offset = job.offset, subscription = %job.sub.id,
+                    "message not delivered: {why}"
+                );
+            }
             Err(Failure::Retry(why)) => {
-                return Err((job.offset, format!("subscription {}: {why}", job.sub.id)))
+                crate::metrics::local::sns_delivery(protocol, "retried");
+                return Err((job.offset, format!("subscription {}: {why}", job.sub.id)));
             }
         }
     }
@@ -644,12 +649,15 @@ impl HttpPost {
             )
             .await;
             let Err(e) = sent else {
+                crate::metrics::local::sns_delivery("http", "delivered");
                 return;
             };
             let Some(delay) = delays.next() else {
+                crate::metrics::local::sns_delivery("http", "failed");
                 tracing::warn!("http delivery of {what} failed after its retries: {e}");
                 return;
             };
+            crate::metrics::local::sns_delivery("http", "retried");
             tracing::debug!("http delivery of {what}: {e}; retrying in {delay:?}");
             runtime::sleep(delay).await;
             if self.stop.get() {
