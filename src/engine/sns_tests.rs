@@ -752,7 +752,9 @@ fn a_kafka_topic_subscription_gets_a_record_with_its_origin() {
             .expect("valid");
         assert_eq!(record.value, Some(&b"hello"[..]));
         let headers = record.headers().expect("headers");
-        let origin = format!("sns:{}/0/{}", meta.id, sub.id);
+        let catalog = engine.shard().catalog();
+        let log_id = catalog.topic(&meta.backing_topic()).expect("log").id;
+        let origin = format!("sns:{log_id}/0/{}", sub.id);
         assert!(headers.contains(&(&b"x-origin"[..], Some(origin.as_bytes()))));
         assert!(headers.contains(&(&b"kind"[..], Some(&b"new"[..]))));
     });
@@ -864,5 +866,30 @@ fn a_full_queue_holds_its_deliveries_back_until_there_is_room() {
             second.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
             ["2"]
         );
+    });
+}
+
+#[test]
+fn a_backing_log_deleted_as_a_plain_topic_is_made_again() {
+    with_two_shards(|engine| async move {
+        let meta = fan_out(&engine, "t", &[("q", &[][..])]).await;
+        let two = vec![message("1"), message("2")];
+        engine.sns_publish("t", two).await.expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 2 }).await);
+        take(&engine, "q").await;
+        engine
+            .delete_topic(&meta.backing_topic())
+            .await
+            .expect("deleted as a Kafka client would");
+        let back = || async { engine.topic_exists(&meta.backing_topic()) };
+        assert!(eventually(back).await, "made again");
+        // The cursor (2) is past the new log's end: it is read from its start.
+        engine
+            .sns_publish("t", vec![message("a")])
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 1 }).await);
+        let got = take(&engine, "q").await;
+        assert_eq!(got[0].0.contains("\"Message\":\"a\""), true, "{got:?}");
     });
 }

@@ -71,6 +71,11 @@ async fn supervise(engine: Engine) {
         let catalog = engine.shard().catalog();
         if seen != Some(catalog.version) {
             seen = Some(catalog.version);
+            if engine.shard_id() == crate::engine::CONTROLLER_SHARD {
+                if let Err(e) = crate::engine::restore_backing_logs(&engine).await {
+                    tracing::error!("restoring the backing logs of sns topics: {e}");
+                }
+            }
             let owned: HashMap<u64, String> = catalog
                 .sns
                 .values()
@@ -339,6 +344,10 @@ impl Worker {
         let Some(meta) = self.meta() else {
             return Ok(cursor);
         };
+        let catalog = self.engine.shard().catalog();
+        let Ok(log_id) = catalog.topic(&self.log).map(|t| t.id) else {
+            return Err((cursor, format!("its log {} is missing", self.log)));
+        };
         let mut records = Vec::new();
         for chunk in &fetched.batches {
             crate::engine::sns_records(chunk, cursor, |offset, stored| {
@@ -347,8 +356,8 @@ impl Worker {
         }
         records.truncate(RECORDS_PER_STEP);
         let next = records.last().map_or(cursor, |(offset, _)| offset + 1);
-        let lanes = self.plan(&meta, records).await;
-        self.run_lanes(Rc::new(meta), lanes).await?;
+        let lanes = self.plan(&meta, log_id, records).await;
+        self.run_lanes(Rc::new(meta), log_id, lanes).await?;
         Ok(next)
     }
 
@@ -358,6 +367,7 @@ impl Worker {
     async fn plan(
         &mut self,
         meta: &SnsTopicMeta,
+        log_id: u64,
         records: Vec<(i64, Option<Stored>)>,
     ) -> Vec<Vec<Job>> {
         let subs: Vec<Rc<SnsSubscription>> = meta
@@ -381,7 +391,7 @@ impl Worker {
                     continue;
                 }
                 if sub.protocol == "http" {
-                    self.spawn_http(meta, sub, offset, &stored).await;
+                    self.spawn_http(meta, sub, (log_id, offset), &stored).await;
                     continue;
                 }
                 let job = Job {
@@ -404,11 +414,13 @@ impl Worker {
     async fn run_lanes(
         &self,
         meta: Rc<SnsTopicMeta>,
+        log_id: u64,
         lanes: Vec<Vec<Job>>,
     ) -> Result<(), (i64, String)> {
         let ctx = Rc::new(LaneContext {
             engine: self.engine.clone(),
             meta,
+            log_id,
             topic_arn: self.topic_arn.clone(),
             base_url: self.base_url.clone(),
             limit: glommio::sync::Semaphore::new(DELIVERIES_IN_FLIGHT),
@@ -435,19 +447,32 @@ impl Worker {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Records below the log's start were deleted by retention before delivery.
-    async fn skip_to_start(&self, cursor: i64) -> i64 {
-        match self
+    /// Where to read from when `cursor` is outside the log: its start, whether
+    /// retention deleted records before their delivery or the log is newer than the
+    /// cursor (made again after a client deleted it: all it holds is undelivered).
+    async fn skip_to_start(&mut self, cursor: i64) -> i64 {
+        let start = self
             .engine
             .list_offsets(&self.log, 0, OffsetSpec::Earliest)
-            .await
-        {
-            Ok(start) if start > cursor => {
-                tracing::warn!(sns_topic = %self.name, lost = start - cursor, "records left the log before their delivery");
-                start
-            }
-            _ => cursor,
+            .await;
+        let end = self
+            .engine
+            .list_offsets(&self.log, 0, OffsetSpec::Latest)
+            .await;
+        let (Ok(start), Ok(end)) = (start, end) else {
+            return cursor;
+        };
+        if start > cursor {
+            tracing::warn!(sns_topic = %self.name, lost = start - cursor, "records left the log before their delivery");
+            return start;
         }
+        if end < cursor {
+            tracing::warn!(sns_topic = %self.name, "the log is newer than the cursor: reading it from its start");
+            // Commits may go below what this run committed on the old log.
+            self.committed = start - 1;
+            return start;
+        }
+        cursor
     }
 
     fn filter_of(&mut self, sub: &SnsSubscription) -> &Filter {
@@ -464,7 +489,7 @@ impl Worker {
         &self,
         meta: &SnsTopicMeta,
         sub: &SnsSubscription,
-        offset: i64,
+        (log_id, offset): (u64, i64),
         stored: &Stored,
     ) {
         while self.pending.total.get() >= HTTP_PENDING_MAX && !self.stopped() {
@@ -477,6 +502,7 @@ impl Worker {
             topic: meta,
             topic_arn: &self.topic_arn,
             sub,
+            log_id,
             offset,
             stored,
             base_url: &self.base_url,
@@ -576,6 +602,7 @@ struct Job {
 struct LaneContext {
     engine: Engine,
     meta: Rc<SnsTopicMeta>,
+    log_id: u64,
     topic_arn: String,
     base_url: String,
     limit: glommio::sync::Semaphore,
@@ -594,6 +621,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             topic: &ctx.meta,
             topic_arn: &ctx.topic_arn,
             sub: &job.sub,
+            log_id: ctx.log_id,
             offset: job.offset,
             stored: &job.stored,
             base_url: &ctx.base_url,
