@@ -27,7 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the supervisor looks for topics gained or lost.
 const SUPERVISE_TICK: Duration = Duration::from_millis(50);
@@ -254,7 +254,10 @@ impl Worker {
                 }
                 Err((next, why)) => {
                     cursor = next;
-                    tracing::warn!(sns_topic = %self.name, offset = cursor, "delivery deferred: {why}");
+                    warn_limited(format_args!(
+                        "sns topic {}: delivery from {cursor} deferred: {why}",
+                        self.name
+                    ));
                     runtime::sleep(backoff).await;
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
@@ -382,7 +385,10 @@ impl Worker {
         }
         for (offset, stored) in records {
             let Some(stored) = stored else {
-                tracing::warn!(sns_topic = %self.name, offset, "skipping a record that is not an SNS message");
+                warn_limited(format_args!(
+                    "sns topic {}: skipping the record at {offset}: not an SNS message",
+                    self.name
+                ));
                 continue;
             };
             let stored = Rc::new(stored);
@@ -638,10 +644,10 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             Ok(()) => crate::metrics::local::sns_delivery(protocol, "delivered"),
             Err(Failure::Skip(why)) => {
                 crate::metrics::local::sns_delivery(protocol, "failed");
-                tracing::warn!(
-                    sns_topic = %ctx.meta.name, offset = job.offset, subscription = %job.sub.id,
-                    "message not delivered: {why}"
-                );
+                warn_limited(format_args!(
+                    "sns topic {}: the message at {} not delivered to subscription {}: {why}",
+                    ctx.meta.name, job.offset, job.sub.id
+                ));
             }
             Err(Failure::Retry(why)) => {
                 crate::metrics::local::sns_delivery(protocol, "retried");
@@ -682,7 +688,9 @@ impl HttpPost {
             };
             let Some(delay) = delays.next() else {
                 crate::metrics::local::sns_delivery("http", "failed");
-                tracing::warn!("http delivery of {what} failed after its retries: {e}");
+                warn_limited(format_args!(
+                    "http delivery of {what} failed after its retries: {e}"
+                ));
                 return;
             };
             crate::metrics::local::sns_delivery("http", "retried");
@@ -695,6 +703,29 @@ impl HttpPost {
     }
 }
 
+/// Delivery failures are logged at most once per this interval per shard (a deleted
+/// queue still subscribed, or a dead endpoint, fails every message); the line counts
+/// those not logged.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// When this shard last logged a delivery failure, and the failures since.
+    static WARNED: Cell<(Option<Instant>, u64)> = const { Cell::new((None, 0)) };
+}
+
+/// Logs `what` unless a failure was logged less than `WARN_INTERVAL` ago; whether it did.
+fn warn_limited(what: std::fmt::Arguments<'_>) -> bool {
+    let now = Instant::now();
+    let (last, unlogged) = WARNED.get();
+    if last.is_some_and(|at| now.duration_since(at) < WARN_INTERVAL) {
+        WARNED.set((last, unlogged + 1));
+        return false;
+    }
+    WARNED.set((Some(now), 0));
+    tracing::warn!(not_logged_since = unlogged, "{what}");
+    true
+}
+
 /// `http://host:port` of the HTTP listener as a client on this host reaches it.
 fn base_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
@@ -704,4 +735,24 @@ fn base_url(addr: SocketAddr) -> String {
         ip => ip.to_string(),
     };
     format!("http://{ip}:{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_at_most_once_a_second() {
+        assert!(warn_limited(format_args!("first")));
+        assert!(!warn_limited(format_args!("second")));
+        assert_eq!(WARNED.get().1, 1, "counted, not logged");
+    }
+
+    #[test]
+    fn the_base_url_names_a_reachable_address() {
+        let any = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert_eq!(base_url(any), "http://127.0.0.1:8080");
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 9));
+        assert_eq!(base_url(v6), "http://[::1]:9");
+    }
 }
