@@ -893,3 +893,58 @@ fn a_backing_log_deleted_as_a_plain_topic_is_made_again() {
         assert!(got[0].0.contains("\"Message\":\"a\""), "{got:?}");
     });
 }
+
+#[test]
+fn failed_deliveries_go_to_the_subscriptions_dead_letter_queue() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        for q in ["gone", "dlq"] {
+            engine
+                .declare_queue(q, QueueConfig::default())
+                .await
+                .expect("queue");
+        }
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{}"}}"#, arn("dlq"));
+        let to_queue = map(&[("RedrivePolicy", &redrive)]);
+        engine
+            .subscribe_sns("t", "sqs", &arn("gone"), to_queue)
+            .await
+            .expect("sqs");
+        let (port, got) = endpoint(vec![500, 500, 500]);
+        let policy =
+            r#"{"healthyRetryPolicy":{"numRetries":1,"minDelayTarget":0,"maxDelayTarget":0}}"#;
+        let to_http = map(&[("RedrivePolicy", &redrive), ("DeliveryPolicy", policy)]);
+        let url = format!("http://127.0.0.1:{port}/");
+        let sub = engine
+            .subscribe_sns("t", "http", &url, to_http)
+            .await
+            .expect("http");
+        let token = sub.token.clone().expect("token");
+        engine
+            .confirm_subscription("t", &token)
+            .await
+            .expect("confirmed");
+        engine.delete_queue("gone").await.expect("deleted");
+        engine
+            .sns_publish("t", vec![with_attribute("lost", "kind", "x")])
+            .await
+            .expect("published");
+        // One from the deleted queue, one from the endpoint after its retry.
+        assert!(eventually(|| async { ready(&engine, "dlq").await == 2 }).await);
+        let letters = take(&engine, "dlq").await;
+        for (body, headers) in &letters {
+            let doc: serde_json::Value = serde_json::from_str(body).expect("the envelope");
+            assert_eq!(doc["Message"], "lost");
+            assert!(
+                headers.contains(&("kind".to_string(), "x".to_string())),
+                "{headers:?}"
+            );
+        }
+        assert!(got.borrow().len() >= 2, "the endpoint was tried twice");
+        assert_eq!(sns_deliveries("sqs", "dead_lettered"), 1);
+        assert_eq!(sns_deliveries("http", "dead_lettered"), 1);
+    });
+}

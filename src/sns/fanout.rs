@@ -16,7 +16,7 @@
 //! both live in the shard's background task queue.
 
 use super::http_delivery::{self, RetryPolicy, Url};
-use super::targets::{self, Delivery, Failure};
+use super::targets::{self, DeadLetter, Delivery, Failure};
 use crate::engine::{CommitEntry, Engine, EngineError, FetchArgs, Object, OffsetSpec};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
 use crate::runtime;
@@ -523,6 +523,9 @@ impl Worker {
             body: d.body(),
             policy,
             stop: self.stop.clone(),
+            dead_letter: d
+                .dead_letter(&self.engine.config().sqs)
+                .map(|letter| (self.engine.clone(), letter)),
         };
         let pending = self.pending.clone();
         pending.add(offset);
@@ -584,6 +587,7 @@ impl Worker {
                     meta.attributes.get("DeliveryPolicy").map(String::as_str),
                 ),
                 stop: self.stop.clone(),
+                dead_letter: None,
             };
             let what = format!("confirmation of {} to {}", self.name, sub.endpoint);
             let task = async move { post.send(&what).await };
@@ -648,6 +652,11 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                     "sns topic {}: the message at {} not delivered to subscription {}: {why}",
                     ctx.meta.name, job.offset, job.sub.id
                 ));
+                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs) {
+                    dead_letter(&ctx.engine, protocol, letter)
+                        .await
+                        .map_err(|why| (job.offset, why))?;
+                }
             }
             Err(Failure::Retry(why)) => {
                 crate::metrics::local::sns_delivery(protocol, "retried");
@@ -665,12 +674,14 @@ struct HttpPost {
     body: String,
     policy: RetryPolicy,
     stop: Rc<Cell<bool>>,
+    /// Where the message goes when every retry failed (a subscription's RedrivePolicy).
+    dead_letter: Option<(Engine, DeadLetter)>,
 }
 
 impl HttpPost {
     /// Tries, then retries on the policy's schedule; gives up (logged) after the last,
     /// or when the worker stops (a restart delivers it again).
-    async fn send(&self, what: &str) {
+    async fn send(mut self, what: &str) {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut delays = self.policy.delays().into_iter();
@@ -691,6 +702,11 @@ impl HttpPost {
                 warn_limited(format_args!(
                     "http delivery of {what} failed after its retries: {e}"
                 ));
+                if let Some((engine, letter)) = self.dead_letter.take() {
+                    if let Err(why) = dead_letter(&engine, "http", letter).await {
+                        warn_limited(format_args!("dead letter of {what}: {why}"));
+                    }
+                }
                 return;
             };
             crate::metrics::local::sns_delivery("http", "retried");
@@ -700,6 +716,23 @@ impl HttpPost {
                 return;
             }
         }
+    }
+}
+
+/// Sends a failed delivery to its subscription's dead-letter queue; why it must be
+/// tried again, when it may work later.
+async fn dead_letter(engine: &Engine, protocol: &str, letter: DeadLetter) -> Result<(), String> {
+    let queue = letter.queue.clone();
+    match targets::to_dead_letter(engine, letter).await {
+        Ok(()) => {
+            crate::metrics::local::sns_delivery(protocol, "dead_lettered");
+            Ok(())
+        }
+        Err(Failure::Skip(why)) => {
+            warn_limited(format_args!("dead-letter queue {queue}: {why}"));
+            Ok(())
+        }
+        Err(Failure::Retry(why)) => Err(format!("dead-letter queue {queue}: {why}")),
     }
 }
 

@@ -110,6 +110,55 @@ impl Delivery<'_> {
     }
 }
 
+/// A message on its way to its subscription's dead-letter queue (`RedrivePolicy`'s
+/// `deadLetterTargetArn`), after its delivery failed for good: the body the subscription
+/// would have got, with the message attributes as SQS attributes.
+pub struct DeadLetter {
+    pub queue: String,
+    spec: PublishSpec,
+    body: Bytes,
+}
+
+impl Delivery<'_> {
+    /// Where this delivery goes when it fails for good; `None` when its subscription
+    /// has no dead-letter queue (of this broker) in its RedrivePolicy.
+    pub fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
+        let policy = self.sub.attributes.get("RedrivePolicy")?;
+        let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+        let arn = policy.get("deadLetterTargetArn")?.as_str()?;
+        let queue = queue_of_arn(arn, &settings.region, &settings.account_id)?;
+        let spec = PublishSpec {
+            headers: to_headers(&record::to_sqs_attributes(&self.stored.attributes)),
+            group_id: self.stored.group_id.clone(),
+            dedup_id: self.stored.dedup_id.clone(),
+            durable: true,
+            origin: Some(format!(
+                "sns-dlq:{}/{}/{}",
+                self.log_id, self.offset, self.sub.id
+            )),
+            ..PublishSpec::default()
+        };
+        Some(DeadLetter {
+            queue: queue.to_string(),
+            spec,
+            body: Bytes::from(self.body()),
+        })
+    }
+}
+
+/// Publishes a dead letter to its queue (group and dedup ids only to a FIFO one).
+pub async fn to_dead_letter(engine: &Engine, mut letter: DeadLetter) -> Result<(), Failure> {
+    if !engine.queue_config(&letter.queue).is_some_and(|c| c.fifo) {
+        letter.spec.group_id = None;
+        letter.spec.dedup_id = None;
+    }
+    engine
+        .publish(&letter.queue, letter.spec, letter.body)
+        .await
+        .map(|_| ())
+        .map_err(classify)
+}
+
 /// `text` escaped for a URL's query string (unreserved characters kept).
 pub fn query_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
