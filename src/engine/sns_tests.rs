@@ -948,3 +948,63 @@ fn failed_deliveries_go_to_the_subscriptions_dead_letter_queue() {
         assert_eq!(sns_deliveries("http", "dead_lettered"), 1);
     });
 }
+
+#[test]
+fn a_kafka_target_keeps_one_copy_when_a_restarted_worker_delivers_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_two_shards_at(dir.path(), |engine| async move {
+        engine
+            .create_topic("events", one_partition())
+            .await
+            .expect("topic");
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("sns topic");
+        engine
+            .subscribe_sns("t", "kafka", "events", map(&[]))
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![message("once")])
+            .await
+            .expect("published");
+        let end = || async {
+            let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+            latest.expect("offsets") == 1
+        };
+        assert!(eventually(end).await);
+        let back = CommitEntry {
+            topic: meta.backing_topic(),
+            partition: 0,
+            offset: 0,
+        };
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        engine
+            .commit_offsets(&group, "", -1, vec![back])
+            .await
+            .expect("cursor set back");
+    });
+    with_two_shards_at(dir.path(), |engine| async move {
+        let meta = engine.sns_topic("t").expect("topic");
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let caught_up = eventually(|| async {
+            let offsets = engine.fetch_offsets(&group, None).await.expect("offsets");
+            offsets.first().is_some_and(|c| c.offset == 1)
+        })
+        .await;
+        assert!(caught_up, "the worker went over the record again");
+        let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+        assert_eq!(latest.expect("offsets"), 1, "found, not appended again");
+        // A new message after the restart is appended as usual.
+        engine
+            .sns_publish("t", vec![message("next")])
+            .await
+            .expect("published");
+        let two = || async {
+            let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+            latest.expect("offsets") == 2
+        };
+        assert!(eventually(two).await);
+    });
+}

@@ -203,6 +203,9 @@ struct Worker {
     /// HTTP subscriptions whose confirmation this run has sent.
     confirmations_sent: HashSet<String>,
     committed: i64,
+    /// The log's end when this run started: records below it may have been delivered
+    /// by an earlier run (Kafka targets are searched for them first).
+    replay_end: i64,
 }
 
 impl Worker {
@@ -221,6 +224,7 @@ impl Worker {
             pending: Rc::new(Pending::default()),
             confirmations_sent: HashSet::new(),
             committed: -1,
+            replay_end: 0,
         }
     }
 
@@ -236,9 +240,10 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        let Some(mut cursor) = self.load_cursor().await else {
+        let Some((mut cursor, end)) = self.load_cursor().await else {
             return;
         };
+        self.replay_end = end;
         tracing::debug!(sns_topic = %self.name, cursor, "fan-out worker started");
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
@@ -266,8 +271,9 @@ impl Worker {
         }
     }
 
-    /// The committed cursor, or the log's start; `None` when stopped first.
-    async fn load_cursor(&self) -> Option<i64> {
+    /// The committed cursor (or the log's start) and the log's end now; `None` when
+    /// stopped first.
+    async fn load_cursor(&self) -> Option<(i64, i64)> {
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
             let group = cursor_group(self.id);
@@ -277,14 +283,15 @@ impl Worker {
                         .iter()
                         .find(|c| c.topic == self.log && c.partition == 0)
                         .map_or(-1, |c| c.offset);
-                    if committed >= 0 {
-                        return Some(committed);
-                    }
                     let start = self.engine.list_offsets(&self.log, 0, OffsetSpec::Earliest);
-                    match start.await {
-                        Ok(start) => return Some(start),
-                        Err(e) => {
-                            tracing::warn!(sns_topic = %self.name, "finding the log start: {e}")
+                    let end = self.engine.list_offsets(&self.log, 0, OffsetSpec::Latest);
+                    match (start.await, end.await) {
+                        (Ok(start), Ok(end)) => {
+                            let cursor = if committed >= 0 { committed } else { start };
+                            return Some((cursor, end));
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::warn!(sns_topic = %self.name, "finding the log's ends: {e}")
                         }
                     }
                 }
@@ -401,6 +408,7 @@ impl Worker {
                     continue;
                 }
                 let job = Job {
+                    replayed: offset < self.replay_end,
                     offset,
                     stored: stored.clone(),
                     sub: sub.clone(),
@@ -509,6 +517,7 @@ impl Worker {
             topic_arn: &self.topic_arn,
             sub,
             log_id,
+            replayed: offset < self.replay_end,
             offset,
             stored,
             base_url: &self.base_url,
@@ -603,6 +612,8 @@ impl Worker {
 
 /// One record for one queue or Kafka subscription.
 struct Job {
+    /// Perhaps delivered by an earlier run.
+    replayed: bool,
     offset: i64,
     stored: Rc<Stored>,
     sub: Rc<SnsSubscription>,
@@ -632,6 +643,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             topic_arn: &ctx.topic_arn,
             sub: &job.sub,
             log_id: ctx.log_id,
+            replayed: job.replayed,
             offset: job.offset,
             stored: &job.stored,
             base_url: &ctx.base_url,

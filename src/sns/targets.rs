@@ -6,8 +6,10 @@
 //! the same origin key `sns:{log id}/{offset}/{subscription}` (the log's own id, new if
 //! the log is ever made again, so its offsets never collide): a queue keeps the copy
 //! it has (it remembers origins for an hour, `ORIGIN_WINDOW_MS`); a Kafka record carries
-//! it in its `x-origin` header, but a Kafka topic is not searched for it, so a Kafka
-//! subscription may get a message twice after a crash (at-least-once, as SNS's HTTP).
+//! it in its `x-origin` header, and a record the worker may have delivered before a
+//! restart is first looked for in the target partition from its publish time (as
+//! `exchanges::publish_once` does for dead letters). HTTP endpoints may get a message
+//! twice (SNS is at-least-once there too).
 
 use crate::config::SqsSettings;
 use crate::engine::{
@@ -47,6 +49,9 @@ pub struct Delivery<'a> {
     pub sub: &'a SnsSubscription,
     /// The id of the backing log (its incarnation) the record was read from.
     pub log_id: u64,
+    /// An earlier run of the worker may have delivered it (it was in the log when this
+    /// run started).
+    pub replayed: bool,
     pub offset: i64,
     pub stored: &'a Stored,
     /// `http://host:port` of this broker's HTTP listener, for the envelope's URLs.
@@ -229,8 +234,23 @@ pub async fn to_kafka(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         }
         None => (d.offset.rem_euclid(i64::from(partitions))) as i32,
     };
+    let origin = d.origin();
+    if d.replayed {
+        // Delivered before a crash? Then the record is there, appended after the
+        // publish: found from that time on through the time index.
+        let place = (topic.as_str(), partition);
+        let since = d.stored.published_ms;
+        let class = crate::engine::CallClass::Internal;
+        let found =
+            crate::engine::exchanges::topic_has_origin(engine, class, place, &origin, since)
+                .await
+                .map_err(classify)?;
+        if found {
+            return Ok(());
+        }
+    }
     let mut headers = d.attribute_headers();
-    headers.push((ORIGIN_HEADER.to_string(), d.origin()));
+    headers.push((ORIGIN_HEADER.to_string(), origin));
     let headers: Vec<(&[u8], &[u8])> = headers
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
@@ -317,6 +337,7 @@ mod tests {
             topic_arn: &arn,
             sub,
             log_id: 8,
+            replayed: false,
             offset: 3,
             stored: &stored,
             base_url: "http://127.0.0.1:1",
