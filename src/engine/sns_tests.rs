@@ -913,7 +913,7 @@ fn failed_deliveries_go_to_the_subscriptions_dead_letter_queue() {
             .subscribe_sns("t", "sqs", &arn("gone"), to_queue)
             .await
             .expect("sqs");
-        let (port, got) = endpoint(vec![500, 500, 500]);
+        let (port, got) = endpoint(vec![500; 10]);
         let policy =
             r#"{"healthyRetryPolicy":{"numRetries":1,"minDelayTarget":0,"maxDelayTarget":0}}"#;
         let to_http = map(&[("RedrivePolicy", &redrive), ("DeliveryPolicy", policy)]);
