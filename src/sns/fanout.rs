@@ -248,8 +248,7 @@ impl Worker {
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
             let Some(meta) = self.meta() else {
-                self.delete_cursor().await;
-                return;
+                break;
             };
             self.send_confirmations(&meta);
             match self.step(cursor).await {
@@ -268,6 +267,11 @@ impl Worker {
                 }
             }
             self.commit(cursor).await;
+        }
+        // Stopped because its topic is gone (the supervisor may see that first), not
+        // for a shutdown: its cursor goes too.
+        if self.meta().is_none() && !self.engine.shutdown().is_triggered() {
+            self.delete_cursor().await;
         }
     }
 
