@@ -144,6 +144,21 @@ case!(
 );
 case!(purge, purge_json, purge_query);
 case!(
+    fifo_attributes_and_rules,
+    fifo_attributes_and_rules_json,
+    fifo_attributes_and_rules_query
+);
+case!(
+    fifo_queue_keeps_group_order_and_drops_duplicates,
+    fifo_queue_keeps_group_order_and_drops_duplicates_json,
+    fifo_queue_keeps_group_order_and_drops_duplicates_query
+);
+case!(
+    fifo_content_based_and_per_group_deduplication,
+    fifo_content_based_and_per_group_deduplication_json,
+    fifo_content_based_and_per_group_deduplication_query
+);
+case!(
     missing_queue_and_bad_input,
     missing_queue_and_bad_input_json,
     missing_queue_and_bad_input_query

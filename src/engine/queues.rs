@@ -534,7 +534,7 @@ pub async fn publish(
         };
         let publish = Publish {
             messages: &[message],
-            dedup_id: spec.dedup_id.as_deref(),
+            dedup_ids: &[spec.dedup_id.as_deref()],
             origin: spec.origin.as_deref(),
         };
         q.store.append_published(publish, now)
@@ -640,7 +640,7 @@ pub async fn publish_batch(
         let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
         let publish = Publish {
             messages: &messages,
-            dedup_id: None,
+            dedup_ids: &[],
             origin: None,
         };
         q.store.append_published(publish, now)
@@ -658,7 +658,9 @@ pub async fn publish_batch(
 }
 
 /// `Engine::publish_each`: every entry into the queue, then one journal append and at
-/// most one wait for the disk.
+/// most one wait for the disk. An entry whose dedup id a FIFO queue saw within its
+/// window (earlier, or in this call) is not stored: its answer is the id of the message
+/// stored under that id.
 pub async fn publish_each(
     shard: &Rc<Shard>,
     name: &str,
@@ -666,9 +668,9 @@ pub async fn publish_each(
 ) -> Result<Vec<u64>, EngineError> {
     let q = shard.queue(name)?;
     for e in &entries {
-        if e.spec.origin.is_some() || e.spec.dedup_id.is_some() {
+        if e.spec.origin.is_some() {
             return Err(EngineError::InvalidRequest(
-                "a batch publish carries no dedup or origin ids".into(),
+                "a batch publish carries no origin ids".into(),
             ));
         }
         check_size(&q, &e.spec, e.body.len())?;
@@ -678,45 +680,74 @@ pub async fn publish_each(
     }
     let durable_wait = entries.iter().any(|e| e.spec.durable);
     let now = crate::time::now_ms();
+    // Per entry: its message id; `stored` the new ones with their dedup ids.
     let mut ids = Vec::with_capacity(entries.len());
+    let mut stored: Vec<(u64, Option<String>)> = Vec::with_capacity(entries.len());
     let appended = {
         let mut queue = q.queue.borrow_mut();
         for e in entries {
+            let dedup = e.spec.dedup_id.clone();
+            if let Some(original) = dedup.as_deref().and_then(|d| queue.duplicate_of(d, now)) {
+                ids.push(original);
+                continue;
+            }
             let taken = match queue.publish(e.body, publish_options(&e.spec, now), now) {
                 Ok(Some(id)) => Ok(id),
-                // Only a dedup id drops a publish, and entries carry none.
+                // `duplicate_of` answered the only case that drops a publish.
                 Ok(None) => Err(EngineError::Internal("a batch entry was dropped".into())),
                 Err(e) => Err(e.into()),
             };
             match taken {
-                Ok(id) => ids.push(id),
+                Ok(id) => {
+                    ids.push(id);
+                    stored.push((id, dedup));
+                }
                 Err(e) => {
                     // Those already taken must not stay unjournaled in the queue.
-                    for id in ids {
-                        queue.unpublish(id, None);
+                    for (id, dedup) in &stored {
+                        queue.unpublish(*id, dedup.as_deref());
                     }
                     return Err(e);
                 }
             }
         }
-        let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
         // (A drop-head bound may have pushed an earlier entry out already.)
+        let (messages, dedup_ids): (Vec<_>, Vec<_>) = stored
+            .iter()
+            .filter_map(|(id, d)| Some((queue.message(*id)?, d.as_deref())))
+            .unzip();
         let publish = Publish {
             messages: &messages,
-            dedup_id: None,
+            dedup_ids: &dedup_ids,
             origin: None,
         };
         q.store.append_published(publish, now)
     };
     spawn_dead_letters(shard, &q, q.queue.borrow_mut().drain_overflow());
+    let new_ids: Vec<u64> = stored.iter().map(|(id, _)| *id).collect();
     if appended.is_ok() {
-        q.queue.borrow_mut().journaled(&ids);
+        q.queue.borrow_mut().journaled(&new_ids);
     }
-    durable(&q, (&ids, None), appended, durable_wait)
+    if let Err(e) = &appended {
+        // Unpublish with each entry's own dedup id (`durable` knows only one).
+        let mut queue = q.queue.borrow_mut();
+        for (id, dedup) in &stored {
+            queue.unpublish(*id, dedup.as_deref());
+        }
+        return Err(io_error(e));
+    }
+    // A duplicate's original may still be on its way to the disk: an answer naming it
+    // waits for everything journaled so far, as the original's own answer does.
+    let duplicates = ids.len() > new_ids.len();
+    let appended = match appended {
+        Ok(None) if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
+        other => other,
+    };
+    durable(&q, (&[], None), appended, durable_wait)
         .await
         .map_err(io_error)?;
     q.ready.notify(usize::MAX);
-    crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
+    crate::metrics::local::queue_totals(&q.name, new_ids.len() as u64, 0, 0);
     Ok(ids)
 }
 

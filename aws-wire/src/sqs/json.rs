@@ -276,7 +276,8 @@ impl SendIn {
             body: self.message_body,
             delay_seconds: self.delay_seconds,
             attributes,
-            fifo: self.message_group_id.is_some() || self.message_deduplication_id.is_some(),
+            group_id: self.message_group_id,
+            dedup_id: self.message_deduplication_id,
             system_attributes: self
                 .message_system_attributes
                 .is_some_and(|m| !m.is_empty()),
@@ -310,6 +311,7 @@ struct ReceiveMessageIn {
     max_number_of_messages: Option<i64>,
     visibility_timeout: Option<i64>,
     wait_time_seconds: Option<i64>,
+    receive_request_attempt_id: Option<String>,
 }
 
 impl ReceiveMessageIn {
@@ -323,6 +325,7 @@ impl ReceiveMessageIn {
             max_messages: self.max_number_of_messages,
             visibility_timeout: self.visibility_timeout,
             wait_time_seconds: self.wait_time_seconds,
+            receive_request_attempt_id: self.receive_request_attempt_id,
         })
     }
 }
@@ -404,6 +407,9 @@ fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
     out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
     if let Some(md5) = &sent.md5_of_message_attributes {
         out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    if let Some(n) = &sent.sequence_number {
+        out.insert("SequenceNumber".into(), json!(n));
     }
     Value::Object(out)
 }

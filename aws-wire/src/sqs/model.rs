@@ -32,6 +32,10 @@ pub const WAIT_TIME_SECONDS_MAX: u32 = 20;
 pub const RECEIVE_MESSAGES_MAX: u32 = 10;
 /// ListQueues MaxResults range: 1 to 1000 (also the most listed without MaxResults).
 pub const LIST_QUEUES_MAX: u32 = 1000;
+/// Longest MessageGroupId, MessageDeduplicationId and ReceiveRequestAttemptId.
+pub const FIFO_ID_MAX: usize = 128;
+/// The suffix of a FIFO queue's name.
+pub const FIFO_SUFFIX: &str = ".fifo";
 
 /// The actions this slice serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -269,6 +273,10 @@ pub struct SendEntry {
     pub delay_seconds: Option<u32>,
     /// Valid (`attributes::validate`), sorted by name.
     pub attributes: Vec<MessageAttribute>,
+    /// MessageGroupId (`check_fifo_id`); whether the queue takes one is the front end's.
+    pub group_id: Option<String>,
+    /// MessageDeduplicationId (`check_fifo_id`).
+    pub dedup_id: Option<String>,
 }
 
 /// SendMessageBatch: the call-level rules (1..=10 entries, distinct valid ids, total
@@ -294,6 +302,8 @@ pub struct ReceiveMessage {
     pub visibility_timeout: Option<u32>,
     /// In `0..=WAIT_TIME_SECONDS_MAX`; `None`: the queue's ReceiveMessageWaitTimeSeconds.
     pub wait_time_seconds: Option<u32>,
+    /// ReceiveRequestAttemptId (`check_fifo_id`): a retried receive of a FIFO queue.
+    pub receive_request_attempt_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +411,8 @@ pub struct SentMessage {
     pub md5_of_message_body: String,
     /// `None` when the message has no attributes.
     pub md5_of_message_attributes: Option<String>,
+    /// FIFO queues: the message's SequenceNumber.
+    pub sequence_number: Option<String>,
 }
 
 /// A received message.
@@ -417,24 +429,33 @@ pub struct ReceivedMessage {
     pub message_attributes: Vec<MessageAttribute>,
 }
 
-/// A queue name SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`. A `.fifo` name is a FIFO
-/// queue, not served in this slice.
+/// A queue name SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`, where a FIFO queue's ends in
+/// `.fifo` (counted in the 80).
 pub fn check_queue_name(name: &str) -> Result<(), WireError> {
-    if name.ends_with(".fifo") {
-        return Err(WireError::invalid(
-            "FIFO queues (a name ending in .fifo) are not supported yet",
-        ));
-    }
-    let valid = !name.is_empty()
+    let base = name.strip_suffix(FIFO_SUFFIX).unwrap_or(name);
+    let valid = !base.is_empty()
         && name.len() <= QUEUE_NAME_MAX
-        && name
+        && base
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if valid {
         Ok(())
     } else {
         Err(WireError::invalid(format!(
-            "Can only include alphanumeric characters, hyphens, or underscores. 1 to {QUEUE_NAME_MAX} in length (queue name {name:?})"
+            "Can only include alphanumeric characters, hyphens, or underscores (and a final {FIFO_SUFFIX} for a FIFO queue). 1 to {QUEUE_NAME_MAX} in length (queue name {name:?})"
+        )))
+    }
+}
+
+/// A MessageGroupId, MessageDeduplicationId or ReceiveRequestAttemptId: 1 to 128 of the
+/// printable ASCII characters other than space (SQS's rule).
+pub fn check_fifo_id(parameter: &str, id: &str) -> Result<(), WireError> {
+    let valid = (1..=FIFO_ID_MAX).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(WireError::invalid(format!(
+            "Value {id:?} for parameter {parameter} is invalid. Reason: it must be 1 to {FIFO_ID_MAX} printable ASCII characters without spaces."
         )))
     }
 }
@@ -471,8 +492,26 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParameterValue);
         }
         assert!(check_queue_name(&"q".repeat(81)).is_err());
-        let fifo = check_queue_name("orders.fifo").expect_err("fifo");
-        assert!(fifo.message.contains("FIFO"));
+        assert!(check_queue_name("orders.fifo").is_ok());
+        assert!(check_queue_name(&format!("{}.fifo", "q".repeat(75))).is_ok());
+        for bad in [
+            ".fifo",
+            "a.b.fifo",
+            "fifo.",
+            &format!("{}.fifo", "q".repeat(76)),
+        ] {
+            assert!(check_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fifo_ids_are_1_to_128_printable_characters() {
+        assert!(check_fifo_id("MessageGroupId", "a-B_9!~{}").is_ok());
+        assert!(check_fifo_id("MessageGroupId", &"g".repeat(128)).is_ok());
+        for bad in ["", "a b", "é", "tab\t", &"g".repeat(129)] {
+            let e = check_fifo_id("MessageGroupId", bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        }
     }
 
     #[test]

@@ -143,6 +143,7 @@ fn receive_message(form: &Form) -> Result<ReceiveMessage, WireError> {
         max_messages: params.int("MaxNumberOfMessages")?,
         visibility_timeout: params.int("VisibilityTimeout")?,
         wait_time_seconds: params.int("WaitTimeSeconds")?,
+        receive_request_attempt_id: string(params, "ReceiveRequestAttemptId"),
     })
 }
 
@@ -235,8 +236,8 @@ fn send_raw(params: &Params) -> Result<RawSend, WireError> {
         body: string(params, "MessageBody"),
         delay_seconds: params.int("DelaySeconds")?,
         attributes,
-        fifo: params.get("MessageGroupId").is_some()
-            || params.get("MessageDeduplicationId").is_some(),
+        group_id: string(params, "MessageGroupId"),
+        dedup_id: string(params, "MessageDeduplicationId"),
         system_attributes: params.has("MessageSystemAttribute"),
         read_error: None,
     })
@@ -367,6 +368,9 @@ fn sent_message(x: &mut Xml, sent: &SentMessage) {
         .leaf("MD5OfMessageBody", &sent.md5_of_message_body);
     if let Some(md5) = &sent.md5_of_message_attributes {
         x.leaf("MD5OfMessageAttributes", md5);
+    }
+    if let Some(n) = &sent.sequence_number {
+        x.leaf("SequenceNumber", n);
     }
 }
 

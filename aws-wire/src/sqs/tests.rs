@@ -97,7 +97,7 @@ fn create_queue_with_attributes() {
 #[test]
 fn create_queue_refuses_tags_and_bad_names() {
     both_refuse("CreateQueue-tags", ErrorCode::UnsupportedOperation);
-    for name in ["bad%20name%21", &"q".repeat(81), "a.fifo", ""] {
+    for name in ["bad%20name%21", &"q".repeat(81), "a.b.fifo", ".fifo", ""] {
         let e = form(&format!("Action=CreateQueue&QueueName={name}")).expect_err(name);
         assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{name}");
     }
@@ -243,8 +243,21 @@ fn send_message_with_every_attribute_type() {
 }
 
 #[test]
-fn send_message_refuses_fifo_and_system_attributes() {
-    both_refuse("SendMessage-fifo", ErrorCode::InvalidParameterValue);
+fn send_message_carries_fifo_ids_and_refuses_system_attributes() {
+    let Request::SendMessage(r) = both("SendMessage-fifo") else {
+        panic!("not SendMessage")
+    };
+    assert_eq!(r.message.group_id.as_deref(), Some("g"));
+    assert_eq!(r.message.dedup_id.as_deref(), Some("d"));
+    let e = form(&format!(
+        "Action=SendMessage&{Q}&MessageBody=x&MessageGroupId=a%20b"
+    ))
+    .expect_err("a space");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+    let long = "d".repeat(FIFO_ID_MAX + 1);
+    let body = format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageDeduplicationId":"{long}"}}"#);
+    let e = json("SendMessage", &body).expect_err("too long");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
     both_refuse("SendMessage-system", ErrorCode::UnsupportedOperation);
 }
 
@@ -484,6 +497,7 @@ fn receive_message_with_every_member() {
             max_messages: 10,
             visibility_timeout: Some(1),
             wait_time_seconds: Some(20),
+            receive_request_attempt_id: Some("x".into()),
         })
     };
     // botocore 1.34.89 has no MessageSystemAttributeNames.
@@ -505,6 +519,7 @@ fn receive_message_with_every_member() {
     assert_eq!(plain.max_messages, 1);
     assert_eq!(plain.visibility_timeout, None);
     assert_eq!(plain.wait_time_seconds, None);
+    assert_eq!(plain.receive_request_attempt_id, None);
     assert!(plain.message_attributes.is_empty());
     let r = form(&format!(
         "Action=ReceiveMessage&{Q}&MessageSystemAttributeName.1=SenderId"
@@ -682,6 +697,7 @@ fn sample_answers() -> Vec<Response> {
         message_id: receipt::message_id(7, 9),
         md5_of_message_body: md5::md5_hex(b"body"),
         md5_of_message_attributes: md5::md5_of_attributes(&attrs),
+        sequence_number: Some(format!("{:020}", 9)),
     };
     let failed = BatchError::new(
         "e2",
@@ -769,6 +785,7 @@ fn json_answers_have_the_model_shapes() {
     let sent = json(8);
     assert_eq!(sent["MessageId"], "00000000-0000-0007-0000-000000000009");
     assert!(sent.get("Id").is_none());
+    assert_eq!(sent["SequenceNumber"], "00000000000000000009");
     let batch = json(9);
     assert_eq!(batch["Successful"][0]["Id"], "e1");
     assert_eq!(

@@ -23,6 +23,7 @@ pub use queue::{Queue, Stats};
 pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
 use bytes::Bytes;
+use std::collections::BTreeMap;
 
 /// How long a FIFO queue remembers a deduplication id (SQS: 5 minutes).
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -44,6 +45,12 @@ pub const DELAY_MS_MAX: u64 = 15 * 60 * 1000;
 /// Longest a receive waits for a message (SQS's limit); also bounds a queue's default
 /// wait (`receive_wait_ms`).
 pub const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
+
+/// Most tags one queue may carry (SQS's limit).
+pub const QUEUE_TAGS_MAX: usize = 50;
+/// Most front-end attributes one queue may carry (`QueueMeta::attributes`); SQS uses
+/// four.
+pub const QUEUE_ATTRIBUTES_MAX: usize = 16;
 
 /// A queue's declaration; redeclaring with other values is an error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,6 +228,11 @@ pub struct QueueChange {
     /// `Some(Some((target, max_deliveries)))`: dead letters go to `target` after
     /// `max_deliveries`; `Some(None)`: no target and no bound on deliveries.
     pub dead_letter: Option<Option<(String, u32)>>,
+    /// Front-end attributes (`QueueMeta::attributes`) to set (`Some`) or remove
+    /// (`None`), by name.
+    pub attributes: BTreeMap<String, Option<String>>,
+    /// Tags (`QueueMeta::tags`) to set (`Some`) or remove (`None`), by key.
+    pub tags: BTreeMap<String, Option<String>>,
 }
 
 impl QueueChange {
@@ -252,6 +264,21 @@ impl QueueChange {
                 next.dead_letter = Some(target.clone());
                 next.max_deliveries = Some(*max);
             }
+        }
+        next
+    }
+
+    /// `map` with `changes` applied (`None` removes a key).
+    pub fn apply_map(
+        map: &BTreeMap<String, String>,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> BTreeMap<String, String> {
+        let mut next = map.clone();
+        for (key, value) in changes {
+            match value {
+                Some(v) => next.insert(key.clone(), v.clone()),
+                None => next.remove(key),
+            };
         }
         next
     }

@@ -2,6 +2,7 @@
 //! GetQueueAttributes and SetQueueAttributes.
 
 use super::{attributes, errors, Ctx};
+use crate::engine::QueueChange;
 use peregrine_aws_wire::sqs::{
     receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListQueues, QueueRef,
     Response, SetQueueAttributes, WireError, LIST_QUEUES_MAX,
@@ -13,15 +14,27 @@ pub async fn create(ctx: &Ctx<'_>, req: CreateQueue) -> Result<Response, WireErr
     let name = req.queue_name;
     let requested = attributes::parse(&req.attributes, ctx.settings())?;
     let url = ctx.url(&name);
-    if let Some(existing) = ctx.engine.queue_config(&name) {
+    if let Some(existing) = ctx.engine.queue_meta(&name) {
         return match attributes::matches(&requested, &existing) {
             true => Ok(Response::CreateQueue { queue_url: url }),
             false => Err(exists(&name)),
         };
     }
-    check_target(ctx, &requested)?;
+    let fifo = requested.fifo.unwrap_or(false);
+    attributes::check_fifo(&name, fifo, &requested.kept)?;
+    check_target(ctx, fifo, &requested)?;
     let config = attributes::config(&requested);
-    match ctx.engine.declare_queue(&name, config).await {
+    let mut annotations = attributes::change(&requested);
+    // Only the kept attributes go beside the config in the declaration.
+    annotations = QueueChange {
+        attributes: std::mem::take(&mut annotations.attributes),
+        ..QueueChange::default()
+    };
+    match ctx
+        .engine
+        .declare_queue_with(&name, config, annotations)
+        .await
+    {
         Ok(()) => Ok(Response::CreateQueue { queue_url: url }),
         // Another client created it meanwhile, with other settings.
         Err(crate::engine::EngineError::QueueMismatch(_)) => Err(exists(&name)),
@@ -36,12 +49,23 @@ fn exists(name: &str) -> WireError {
     )
 }
 
-/// A RedrivePolicy's target must be a queue that exists now.
-fn check_target(ctx: &Ctx<'_>, requested: &attributes::Requested) -> Result<(), WireError> {
+/// A RedrivePolicy's target must be a queue that exists now, FIFO when its source is
+/// (SQS: a FIFO queue's dead letters keep their group order only in a FIFO queue).
+fn check_target(
+    ctx: &Ctx<'_>,
+    fifo: bool,
+    requested: &attributes::Requested,
+) -> Result<(), WireError> {
     if let Some(Some(policy)) = &requested.redrive {
-        if ctx.engine.queue_config(&policy.target).is_none() {
+        let Some(target) = ctx.engine.queue_config(&policy.target) else {
             return Err(WireError::invalid(format!(
                 "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter target queue {} does not exist.",
+                policy.target
+            )));
+        };
+        if target.fifo != fifo {
+            return Err(WireError::invalid(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter target queue {} must be of the same type (FIFO or standard) as the queue.",
                 policy.target
             )));
         }
@@ -139,8 +163,17 @@ pub async fn get_attributes(ctx: &Ctx<'_>, req: GetQueueAttributes) -> Result<Re
 pub async fn set_attributes(ctx: &Ctx<'_>, req: SetQueueAttributes) -> Result<Response, WireError> {
     let name = ctx.queue(&req.queue_url)?;
     let requested = attributes::parse(&req.attributes, ctx.settings())?;
-    ctx.meta(&name)?;
-    check_target(ctx, &requested)?;
+    let meta = ctx.meta(&name)?;
+    if requested.fifo.is_some() {
+        return Err(WireError::new(
+            ErrorCode::InvalidAttributeName,
+            "FifoQueue is set when a queue is created and cannot change.",
+        ));
+    }
+    let kept_after =
+        QueueChange::apply_map(&meta.attributes, &attributes::change(&requested).attributes);
+    attributes::check_fifo(&name, meta.config.fifo, &kept_after)?;
+    check_target(ctx, meta.config.fifo, &requested)?;
     ctx.engine
         .alter_queue(&name, attributes::change(&requested))
         .await
