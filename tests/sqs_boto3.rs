@@ -154,6 +154,11 @@ case!(
     fifo_queue_keeps_group_order_and_drops_duplicates_query
 );
 case!(
+    fifo_receive_request_attempt_id,
+    fifo_receive_request_attempt_id_json,
+    fifo_receive_request_attempt_id_query
+);
+case!(
     fifo_content_based_and_per_group_deduplication,
     fifo_content_based_and_per_group_deduplication_json,
     fifo_content_based_and_per_group_deduplication_query

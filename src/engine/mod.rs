@@ -618,6 +618,33 @@ impl Engine {
         self.shard.router.invoke(owner, class, job).await?
     }
 
+    /// `receive_leasing` retried safely (SQS FIFO's ReceiveRequestAttemptId): within
+    /// `ATTEMPT_WINDOW_MS` of a receive with the same `attempt`, while every lease that
+    /// receive handed out still holds (not deleted, not timed out, not changed to 0), the
+    /// same answer again (same messages, same lease handles); otherwise a receive whose
+    /// answer is remembered under `attempt`. At most `ATTEMPTS_MAX` ids per queue.
+    pub async fn receive_attempt(
+        &self,
+        queue: &str,
+        args: ReceiveArgs,
+        attempt: String,
+    ) -> Result<Received, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::receive_attempt(&self.shard, queue, args, attempt).await;
+        }
+        let class = if args.wait_ms > 0 {
+            CallClass::LongPoll
+        } else {
+            CallClass::Client
+        };
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            queues::receive_attempt(&s, &queue, args, attempt).await
+        };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
     /// Ends or changes leases; an error names the handles that were not leases.
     pub async fn settle(&self, queue: &str, settle: Settle) -> Result<(), EngineError> {
         let owner = self.owner(Object::Queue(queue))?;

@@ -30,8 +30,8 @@ use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::QueueConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
-    VISIBILITY_TIMEOUT_MS_MAX,
+    Attempts, DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
+    RECEIVE_WAIT_MAX_MS, VISIBILITY_TIMEOUT_MS_MAX,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -74,6 +74,8 @@ pub struct OpenQueue {
     had_subscription: Cell<bool>,
     /// Its deletion was asked of the controller and has not answered yet.
     deleting: Cell<bool>,
+    /// Recent receives by attempt id (`receive_attempt`).
+    attempts: RefCell<Attempts<Received>>,
 }
 
 /// How a queue is used now, as a delete with if-unused or if-empty needs to know.
@@ -148,6 +150,7 @@ pub async fn open(
         last_used_ms: Cell::new(now),
         had_subscription: Cell::new(false),
         deleting: Cell::new(false),
+        attempts: RefCell::new(Attempts::default()),
     }))
 }
 
@@ -366,6 +369,43 @@ pub async fn receive(
         )));
     }
     receive_on(shard, &q, Holder::Pull, args).await
+}
+
+/// `Engine::receive_attempt`: the answer of an earlier receive with this attempt id
+/// while every lease it handed out still holds; else a receive, remembered under it.
+pub async fn receive_attempt(
+    shard: &Rc<Shard>,
+    name: &str,
+    args: ReceiveArgs,
+    attempt: String,
+) -> Result<Received, EngineError> {
+    let q = shard.queue(name)?;
+    let now = crate::time::now_ms();
+    let again = {
+        let mut attempts = q.attempts.borrow_mut();
+        let queue = q.queue.borrow();
+        attempts
+            .get(&attempt, now)
+            .filter(|prev| {
+                let m = &prev.messages;
+                m.handles
+                    .iter()
+                    .zip(&m.ids)
+                    .all(|(handle, id)| queue.leased_id(*handle) == Some(*id))
+            })
+            .cloned()
+    };
+    if let Some(prev) = again {
+        return Ok(prev);
+    }
+    let got = receive(shard, name, args).await?;
+    // An empty answer leases nothing: a retry may as well receive afresh.
+    if !got.messages.ids.is_empty() {
+        q.attempts
+            .borrow_mut()
+            .insert(attempt, got.clone(), crate::time::now_ms());
+    }
+    Ok(got)
 }
 
 pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(), EngineError> {

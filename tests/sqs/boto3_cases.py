@@ -837,6 +837,33 @@ def fifo_content_based_and_per_group_deduplication(endpoint):
     c.delete_queue(QueueUrl=url)
 
 
+def fifo_receive_request_attempt_id(endpoint):
+    """A receive retried with the same ReceiveRequestAttemptId gets the same messages and
+    receipts while they are in flight; once they are deleted, a new receive."""
+    c = client(endpoint)
+    q = name("fifoattempt", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for body, group in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("b2", "b")]:
+        fifo_send(c, url, body, group)
+    first = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-1")
+    assert first, "nothing received"
+    again = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-1")
+    key = lambda ms: sorted((m["MessageId"], m["ReceiptHandle"]) for m in ms)
+    assert key(again) == key(first), (again, first)
+    other = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-2")
+    assert not {m["MessageId"] for m in other} & {m["MessageId"] for m in first}, other
+    for m in first + other:
+        c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    rest = receive(c, url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                   ReceiveRequestAttemptId="try-1")
+    got = sorted(m["Body"] for m in first + other + rest)
+    assert got == ["a1", "a2", "b1", "b2"], got
+    expect_error(c, "InvalidParameterValue", lambda: receive(
+        c, url, ReceiveRequestAttemptId="with space"), "an attempt id with a space")
+    c.delete_queue(QueueUrl=url)
+
+
 # 3. Steps of the Rust tests that need the broker's other side -----------------------------
 
 def fill(endpoint, q, n):
@@ -933,7 +960,7 @@ CASES = {f.__name__: f for f in [
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
     missing_queue_and_bad_input, fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
-    fifo_content_based_and_per_group_deduplication, fill, consume_expect, urls_and_arns,
+    fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,
     persist_setup, persist_check]}
 
 

@@ -3,6 +3,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication, length bounds and overflow, which bodies are in memory (the read-ahead); pure, takes `now_ms` |
+//! | `attempts.rs` | recent receives' answers by attempt id (SQS FIFO's ReceiveRequestAttemptId), bounded |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
 //! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
@@ -14,11 +15,13 @@
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
 
+mod attempts;
 pub mod exchange;
 mod queue;
 mod slots;
 mod store;
 
+pub use attempts::{Attempts, ATTEMPTS_MAX, ATTEMPT_WINDOW_MS};
 pub use queue::{Queue, Stats};
 pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 

@@ -217,11 +217,12 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         auto_ack: false,
         visibility_ms: req.visibility_timeout.map(|s| u64::from(s) * 1000),
     };
-    let got = ctx
-        .engine
-        .receive_leasing(&name, args)
-        .await
-        .map_err(errors::from_engine)?;
+    // ReceiveRequestAttemptId is FIFO's (SQS ignores it on standard queues).
+    let got = match req.receive_request_attempt_id {
+        Some(attempt) if meta.config.fifo => ctx.engine.receive_attempt(&name, args, attempt).await,
+        _ => ctx.engine.receive_leasing(&name, args).await,
+    }
+    .map_err(errors::from_engine)?;
     let system = SystemNames::new(&req.attribute_names);
     let d = &got.messages;
     let mut messages = Vec::with_capacity(d.ids.len());
