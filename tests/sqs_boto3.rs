@@ -143,6 +143,12 @@ case!(
     redrive_to_dead_letter_queue_query
 );
 case!(purge, purge_json, purge_query);
+case!(tags, tags_json, tags_query);
+case!(
+    dead_letter_source_queues,
+    dead_letter_source_queues_json,
+    dead_letter_source_queues_query
+);
 case!(
     fifo_attributes_and_rules,
     fifo_attributes_and_rules_json,

@@ -676,6 +676,61 @@ def missing_queue_and_bad_input(endpoint):
     c.delete_queue(QueueUrl=small)
 
 
+def tags(endpoint):
+    """Tags from CreateQueue and TagQueue, listed, replaced, removed; at most 50."""
+    c = client(endpoint)
+    q = name("tags", "q")
+    url = c.create_queue(QueueName=q, tags={"team": "orders", "env": "dev"})["QueueUrl"]
+    assert c.list_queue_tags(QueueUrl=url).get("Tags") == {"team": "orders", "env": "dev"}
+    c.tag_queue(QueueUrl=url, Tags={"env": "prod", "cost": "", "Key with space": "v"})
+    want = {"team": "orders", "env": "prod", "cost": "", "Key with space": "v"}
+    assert c.list_queue_tags(QueueUrl=url)["Tags"] == want, c.list_queue_tags(QueueUrl=url)
+    c.untag_queue(QueueUrl=url, TagKeys=["team", "never-set"])
+    del want["team"]
+    assert c.list_queue_tags(QueueUrl=url)["Tags"] == want
+    c.untag_queue(QueueUrl=url, TagKeys=list(want))
+    assert c.list_queue_tags(QueueUrl=url).get("Tags", {}) == {}, "all removed"
+    c.tag_queue(QueueUrl=url, Tags={f"k{i}": "v" for i in range(50)})
+    expect_error(c, "InvalidParameterValue", lambda: c.tag_queue(
+        QueueUrl=url, Tags={"one-more": "v"}), "a 51st tag")
+    assert len(c.list_queue_tags(QueueUrl=url)["Tags"]) == 50
+    for bad in [{"aws:reserved": "v"}, {"k": "v" * 257}]:
+        expect_error(c, "InvalidParameterValue", lambda: c.tag_queue(
+            QueueUrl=url, Tags=bad), f"tags {list(bad)}")
+    missing = queue_url(endpoint, name("tags", "none"))
+    expect_error(c, "QueueDoesNotExist", lambda: c.list_queue_tags(QueueUrl=missing),
+                 "ListQueueTags on a missing queue")
+    c.delete_queue(QueueUrl=url)
+
+
+def dead_letter_source_queues(endpoint):
+    """ListDeadLetterSourceQueues names the queues whose RedrivePolicy targets a queue,
+    by page."""
+    c = client(endpoint)
+    dlq_name = name("dlsources", "dlq")
+    dlq = create(c, dlq_name)
+    policy = json.dumps({"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 3})
+    sources = [create(c, name("dlsources", f"s{i}"), RedrivePolicy=policy) for i in range(3)]
+    create(c, name("dlsources", "other"))
+    got = c.list_dead_letter_source_queues(QueueUrl=dlq)
+    assert sorted(got["queueUrls"]) == sorted(sources), got
+    assert "NextToken" not in got, got
+    first = c.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2)
+    assert len(first["queueUrls"]) == 2 and first.get("NextToken"), first
+    rest = c.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2,
+                                            NextToken=first["NextToken"])
+    assert sorted(first["queueUrls"] + rest["queueUrls"]) == sorted(sources), (first, rest)
+    assert "NextToken" not in rest, rest
+    pages = c.get_paginator("list_dead_letter_source_queues").paginate(
+        QueueUrl=dlq, PaginationConfig={"PageSize": 1})
+    assert sorted(u for p in pages for u in p["queueUrls"]) == sorted(sources)
+    c.set_queue_attributes(QueueUrl=sources[0], Attributes={"RedrivePolicy": ""})
+    got = c.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"]
+    assert sorted(got) == sorted(sources[1:]), got
+    for url in sources + [dlq, queue_url(endpoint, name("dlsources", "other"))]:
+        c.delete_queue(QueueUrl=url)
+
+
 # 2b. FIFO queues ---------------------------------------------------------------------------
 
 def fifo_send(c, url, body, group, dedup=None, **kw):
@@ -958,7 +1013,7 @@ CASES = {f.__name__: f for f in [
     send_batch_answers_each_entry, receive_ten_and_delete_in_a_batch,
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
-    missing_queue_and_bad_input, fifo_attributes_and_rules,
+    missing_queue_and_bad_input, tags, dead_letter_source_queues, fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
     fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,
     persist_setup, persist_check]}

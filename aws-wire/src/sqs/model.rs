@@ -36,6 +36,11 @@ pub const LIST_QUEUES_MAX: u32 = 1000;
 pub const FIFO_ID_MAX: usize = 128;
 /// The suffix of a FIFO queue's name.
 pub const FIFO_SUFFIX: &str = ".fifo";
+/// Most tags on one queue, and in one request.
+pub const TAGS_MAX: usize = 50;
+/// Longest tag key and value.
+pub const TAG_KEY_MAX: usize = 128;
+pub const TAG_VALUE_MAX: usize = 256;
 
 /// The actions this slice serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,10 +59,14 @@ pub enum Action {
     DeleteMessageBatch,
     ChangeMessageVisibility,
     ChangeMessageVisibilityBatch,
+    TagQueue,
+    UntagQueue,
+    ListQueueTags,
+    ListDeadLetterSourceQueues,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 18] = [
         Action::CreateQueue,
         Action::GetQueueUrl,
         Action::ListQueues,
@@ -72,6 +81,10 @@ impl Action {
         Action::DeleteMessageBatch,
         Action::ChangeMessageVisibility,
         Action::ChangeMessageVisibilityBatch,
+        Action::TagQueue,
+        Action::UntagQueue,
+        Action::ListQueueTags,
+        Action::ListDeadLetterSourceQueues,
     ];
 
     pub fn from_name(name: &str) -> Option<Action> {
@@ -94,6 +107,10 @@ impl Action {
             Action::DeleteMessageBatch => "DeleteMessageBatch",
             Action::ChangeMessageVisibility => "ChangeMessageVisibility",
             Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
+            Action::TagQueue => "TagQueue",
+            Action::UntagQueue => "UntagQueue",
+            Action::ListQueueTags => "ListQueueTags",
+            Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueues",
         }
     }
 }
@@ -101,10 +118,6 @@ impl Action {
 /// SQS actions that exist but this slice does not serve: answered UnsupportedOperation
 /// rather than UnknownAction, so the user learns it is a gap, not a typo.
 pub const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "TagQueue",
-    "UntagQueue",
-    "ListQueueTags",
-    "ListDeadLetterSourceQueues",
     "StartMessageMoveTask",
     "CancelMessageMoveTask",
     "ListMessageMoveTasks",
@@ -188,6 +201,10 @@ pub enum Request {
     DeleteMessageBatch(DeleteMessageBatch),
     ChangeMessageVisibility(ChangeMessageVisibility),
     ChangeMessageVisibilityBatch(ChangeMessageVisibilityBatch),
+    TagQueue(TagQueue),
+    UntagQueue(UntagQueue),
+    ListQueueTags(QueueRef),
+    ListDeadLetterSourceQueues(ListDeadLetterSourceQueues),
 }
 
 impl Request {
@@ -207,16 +224,44 @@ impl Request {
             Request::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
             Request::ChangeMessageVisibility(_) => Action::ChangeMessageVisibility,
             Request::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+            Request::TagQueue(_) => Action::TagQueue,
+            Request::UntagQueue(_) => Action::UntagQueue,
+            Request::ListQueueTags(_) => Action::ListQueueTags,
+            Request::ListDeadLetterSourceQueues(_) => Action::ListDeadLetterSourceQueues,
         }
     }
 }
 
-/// CreateQueue: the name is checked (`check_queue_name`); tags are refused (slice 2).
+/// CreateQueue: the name is checked (`check_queue_name`), and the tags (`check_tags`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateQueue {
     pub queue_name: String,
     /// Queue attribute name → value, as sent (names not checked here).
     pub attributes: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// TagQueue: 1 to `TAGS_MAX` tags, each checked (`check_tags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagQueue {
+    pub queue_url: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// UntagQueue: 1 to `TAGS_MAX` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntagQueue {
+    pub queue_url: String,
+    pub tag_keys: Vec<String>,
+}
+
+/// ListDeadLetterSourceQueues; `max_results` is in `1..=LIST_QUEUES_MAX` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListDeadLetterSourceQueues {
+    pub queue_url: String,
+    pub max_results: Option<u32>,
+    /// As sent; `receipt::parse_next_token` reads it.
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,6 +424,15 @@ pub enum Response {
     DeleteMessageBatch(BatchResult<String>),
     ChangeMessageVisibility,
     ChangeMessageVisibilityBatch(BatchResult<String>),
+    TagQueue,
+    UntagQueue,
+    ListQueueTags {
+        tags: Vec<(String, String)>,
+    },
+    ListDeadLetterSourceQueues {
+        queue_urls: Vec<String>,
+        next_token: Option<String>,
+    },
 }
 
 impl Response {
@@ -398,6 +452,10 @@ impl Response {
             Response::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
             Response::ChangeMessageVisibility => Action::ChangeMessageVisibility,
             Response::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+            Response::TagQueue => Action::TagQueue,
+            Response::UntagQueue => Action::UntagQueue,
+            Response::ListQueueTags { .. } => Action::ListQueueTags,
+            Response::ListDeadLetterSourceQueues { .. } => Action::ListDeadLetterSourceQueues,
         }
     }
 }
@@ -460,6 +518,33 @@ pub fn check_fifo_id(parameter: &str, id: &str) -> Result<(), WireError> {
     }
 }
 
+/// Tags as SQS takes them: at most `TAGS_MAX`, keys 1 to `TAG_KEY_MAX` bytes and not
+/// starting with the reserved `aws:`, values at most `TAG_VALUE_MAX` bytes.
+pub fn check_tags<'a>(
+    count: usize,
+    tags: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<(), WireError> {
+    if count > TAGS_MAX {
+        return Err(WireError::invalid(format!(
+            "Too many tags: {count}; a queue carries at most {TAGS_MAX}."
+        )));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > TAG_KEY_MAX || key.to_ascii_lowercase().starts_with("aws:")
+        {
+            return Err(WireError::invalid(format!(
+                "Tag key {key:?} is invalid: 1 to {TAG_KEY_MAX} bytes, not starting with aws:."
+            )));
+        }
+        if value.is_some_and(|v| v.len() > TAG_VALUE_MAX) {
+            return Err(WireError::invalid(format!(
+                "The value of tag {key:?} is longer than {TAG_VALUE_MAX} bytes."
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A batch entry id SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`.
 pub fn valid_batch_id(id: &str) -> bool {
     !id.is_empty()
@@ -479,7 +564,7 @@ mod tests {
             assert_eq!(Action::from_name(action.name()), Some(action));
         }
         assert_eq!(Action::from_name("createqueue"), None);
-        assert_eq!(Action::from_name("TagQueue"), None);
+        assert_eq!(Action::from_name("StartMessageMoveTask"), None);
     }
 
     #[test]

@@ -338,19 +338,56 @@ pub(crate) fn list_queues(
 pub(crate) fn create_queue(
     name: Option<String>,
     attributes: std::collections::BTreeMap<String, String>,
-    tagged: bool,
+    tags: std::collections::BTreeMap<String, String>,
 ) -> Result<CreateQueue, WireError> {
     let queue_name = required("QueueName", name)?;
     check_queue_name(&queue_name)?;
-    if tagged {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedOperation,
-            "Queue tags are not supported yet",
-        ));
-    }
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
     Ok(CreateQueue {
         queue_name,
         attributes,
+        tags,
+    })
+}
+
+pub(crate) fn tag_queue(
+    queue_url: Option<String>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
+) -> Result<TagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tags = required("Tags", tags.filter(|t| !t.is_empty()))?;
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
+    Ok(TagQueue { queue_url, tags })
+}
+
+pub(crate) fn untag_queue(
+    queue_url: Option<String>,
+    tag_keys: Option<Vec<String>>,
+) -> Result<UntagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tag_keys = required("TagKeys", tag_keys.filter(|t| !t.is_empty()))?;
+    check_tags(tag_keys.len(), tag_keys.iter().map(|k| (k.as_str(), None)))?;
+    Ok(UntagQueue {
+        queue_url,
+        tag_keys,
+    })
+}
+
+pub(crate) fn list_dead_letter_sources(
+    queue_url: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+) -> Result<ListDeadLetterSourceQueues, WireError> {
+    Ok(ListDeadLetterSourceQueues {
+        queue_url: required("QueueUrl", queue_url)?,
+        max_results: ranged("MaxResults", max_results, 1, LIST_QUEUES_MAX)?,
+        next_token,
     })
 }
 

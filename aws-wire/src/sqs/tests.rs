@@ -90,13 +90,17 @@ fn create_queue_with_attributes() {
         Request::CreateQueue(CreateQueue {
             queue_name: "orders".into(),
             attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
         })
     );
 }
 
 #[test]
-fn create_queue_refuses_tags_and_bad_names() {
-    both_refuse("CreateQueue-tags", ErrorCode::UnsupportedOperation);
+fn create_queue_takes_tags_and_refuses_bad_names() {
+    let Request::CreateQueue(r) = both("CreateQueue-tags") else {
+        panic!("not CreateQueue")
+    };
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("a"));
     for name in ["bad%20name%21", &"q".repeat(81), "a.b.fifo", ".fifo", ""] {
         let e = form(&format!("Action=CreateQueue&QueueName={name}")).expect_err(name);
         assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{name}");
@@ -636,8 +640,75 @@ fn visibility_timeouts_are_0_to_12_hours() {
 }
 
 #[test]
+fn tags_are_read_and_checked() {
+    let Request::TagQueue(r) = both("TagQueue") else {
+        panic!("not TagQueue")
+    };
+    assert_eq!(r.queue_url, URL);
+    let want: BTreeMap<String, String> = [("team", "orders"), ("env", "")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    assert_eq!(r.tags, want);
+    let Request::UntagQueue(r) = both("UntagQueue") else {
+        panic!("not UntagQueue")
+    };
+    assert_eq!(r.tag_keys, ["team", "env"]);
+    assert_eq!(
+        both("ListQueueTags"),
+        Request::ListQueueTags(QueueRef {
+            queue_url: URL.into()
+        })
+    );
+    let bad = |tags: &str| json("TagQueue", &format!(r#"{{"QueueUrl":"u","Tags":{tags}}}"#));
+    for tags in [r#"{"aws:x":"v"}"#, r#"{"":"v"}"#] {
+        assert_eq!(
+            bad(tags).expect_err(tags).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let long = format!(r#"{{"k":"{}"}}"#, "v".repeat(TAG_VALUE_MAX + 1));
+    assert_eq!(
+        bad(&long).expect_err("long").code,
+        ErrorCode::InvalidParameterValue
+    );
+    let many: Vec<String> = (0..=TAGS_MAX).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let many = format!("{{{}}}", many.join(","));
+    assert_eq!(
+        bad(&many).expect_err("51").code,
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("{}").expect_err("none").code,
+        ErrorCode::MissingParameter
+    );
+    let e = form(&format!("Action=UntagQueue&{Q}")).expect_err("no keys");
+    assert_eq!(e.code, ErrorCode::MissingParameter);
+}
+
+#[test]
+fn dead_letter_sources_are_listed_by_page() {
+    assert_eq!(
+        both("ListDeadLetterSourceQueues"),
+        Request::ListDeadLetterSourceQueues(ListDeadLetterSourceQueues {
+            queue_url: URL.into(),
+            max_results: Some(2),
+            next_token: Some("cC0y".into()),
+        })
+    );
+    let Request::ListDeadLetterSourceQueues(plain) = both("ListDeadLetterSourceQueues-plain")
+    else {
+        panic!("not ListDeadLetterSourceQueues")
+    };
+    assert_eq!((plain.max_results, plain.next_token), (None, None));
+    let e = form(&format!(
+        "Action=ListDeadLetterSourceQueues&{Q}&MaxResults=1001"
+    ));
+    assert_eq!(e.expect_err("1001").code, ErrorCode::InvalidParameterValue);
+}
+
+#[test]
 fn unknown_and_unsupported_actions() {
-    both_refuse("TagQueue", ErrorCode::UnsupportedOperation);
+    both_refuse("StartMessageMoveTask", ErrorCode::UnsupportedOperation);
     let cases = [
         decode(Protocol::Json, None, "", b"{}"),
         decode(Protocol::Json, Some("AmazonSQS.Bogus"), "", b"{}"),
@@ -741,6 +812,10 @@ fn sample_answers() -> Vec<Response> {
         Response::DeleteMessageBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed.clone()] }),
         Response::ChangeMessageVisibility,
         Response::ChangeMessageVisibilityBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed] }),
+        Response::TagQueue,
+        Response::UntagQueue,
+        Response::ListQueueTags { tags: vec![("team".into(), "<&>".into()), ("env".into(), String::new())] },
+        Response::ListDeadLetterSourceQueues { queue_urls: vec![URL.into()], next_token: Some(receipt::next_token("orders")) },
     ]
 }
 

@@ -4,8 +4,9 @@
 use super::{attributes, errors, Ctx};
 use crate::engine::QueueChange;
 use peregrine_aws_wire::sqs::{
-    receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListQueues, QueueRef,
-    Response, SetQueueAttributes, WireError, LIST_QUEUES_MAX,
+    receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListDeadLetterSourceQueues,
+    ListQueues, QueueRef, Response, SetQueueAttributes, TagQueue, UntagQueue, WireError,
+    LIST_QUEUES_MAX,
 };
 
 /// CreateQueue: idempotent when the attributes it names match the existing queue's;
@@ -25,9 +26,10 @@ pub async fn create(ctx: &Ctx<'_>, req: CreateQueue) -> Result<Response, WireErr
     check_target(ctx, fifo, &requested)?;
     let config = attributes::config(&requested);
     let mut annotations = attributes::change(&requested);
-    // Only the kept attributes go beside the config in the declaration.
+    // Only the kept attributes and the tags go beside the config in the declaration.
     annotations = QueueChange {
         attributes: std::mem::take(&mut annotations.attributes),
+        tags: req.tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
         ..QueueChange::default()
     };
     match ctx
@@ -92,33 +94,103 @@ pub fn get_url(ctx: &Ctx<'_>, req: GetQueueUrl) -> Result<Response, WireError> {
 /// ListQueues: the catalog's queues (sorted by name) under the prefix; with MaxResults,
 /// a page and a NextToken naming the last queue of it.
 pub fn list(ctx: &Ctx<'_>, req: ListQueues) -> Result<Response, WireError> {
-    let after = match &req.next_token {
+    let prefix = req.queue_name_prefix.unwrap_or_default();
+    let queues = ctx.engine.list_queues().into_iter().map(|(name, _)| name);
+    let names = queues.filter(|name| name.starts_with(&prefix));
+    let (queue_urls, next_token) = page(ctx, names, req.max_results, req.next_token)?;
+    Ok(Response::ListQueues {
+        queue_urls,
+        next_token,
+    })
+}
+
+/// One page of queue names (sorted) as URLs: after the queue a NextToken names, at most
+/// MaxResults, with a token naming the last one when more follow. Without MaxResults
+/// SQS never pages: at most 1000, no token.
+fn page(
+    ctx: &Ctx<'_>,
+    names: impl Iterator<Item = String>,
+    max_results: Option<u32>,
+    next_token: Option<String>,
+) -> Result<(Vec<String>, Option<String>), WireError> {
+    let after = match &next_token {
         Some(token) => Some(receipt::parse_next_token(token).ok_or_else(|| {
             WireError::invalid("Invalid NextToken: it is not one this broker handed out.")
         })?),
         None => None,
     };
-    let prefix = req.queue_name_prefix.unwrap_or_default();
-    let limit = req.max_results.unwrap_or(LIST_QUEUES_MAX) as usize;
-    let mut names: Vec<String> = ctx
-        .engine
-        .list_queues()
-        .into_iter()
-        .map(|(name, _)| name)
-        .filter(|name| name.starts_with(&prefix))
+    let limit = max_results.unwrap_or(LIST_QUEUES_MAX) as usize;
+    let mut names: Vec<String> = names
         .filter(|name| after.as_ref().is_none_or(|a| name > a))
         .take(limit + 1)
         .collect();
     let more = names.len() > limit;
     names.truncate(limit);
-    // Without MaxResults SQS never pages: at most 1000, no token.
-    let next_token = match (more && req.max_results.is_some(), names.last()) {
+    let next_token = match (more && max_results.is_some(), names.last()) {
         (true, Some(last)) => Some(receipt::next_token(last)),
         _ => None,
     };
-    Ok(Response::ListQueues {
-        queue_urls: names.iter().map(|n| ctx.url(n)).collect(),
+    Ok((names.iter().map(|n| ctx.url(n)).collect(), next_token))
+}
+
+/// ListDeadLetterSourceQueues: the queues whose RedrivePolicy names this one, paged as
+/// ListQueues.
+pub fn list_dead_letter_sources(
+    ctx: &Ctx<'_>,
+    req: ListDeadLetterSourceQueues,
+) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    ctx.meta(&name)?;
+    let sources = ctx
+        .engine
+        .list_queues()
+        .into_iter()
+        .filter(|(_, c)| {
+            c.dead_letter.as_deref() == Some(name.as_str()) && c.max_deliveries.is_some()
+        })
+        .map(|(source, _)| source);
+    let (queue_urls, next_token) = page(ctx, sources, req.max_results, req.next_token)?;
+    Ok(Response::ListDeadLetterSourceQueues {
+        queue_urls,
         next_token,
+    })
+}
+
+/// TagQueue: adds or replaces tags (at most 50 on the queue after it).
+pub async fn tag(ctx: &Ctx<'_>, req: TagQueue) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    ctx.meta(&name)?;
+    let change = QueueChange {
+        tags: req.tags.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        ..QueueChange::default()
+    };
+    ctx.engine
+        .alter_queue(&name, change)
+        .await
+        .map_err(errors::from_engine)?;
+    Ok(Response::TagQueue)
+}
+
+/// UntagQueue: removes tags; a key the queue does not have is no error.
+pub async fn untag(ctx: &Ctx<'_>, req: UntagQueue) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    ctx.meta(&name)?;
+    let change = QueueChange {
+        tags: req.tag_keys.into_iter().map(|k| (k, None)).collect(),
+        ..QueueChange::default()
+    };
+    ctx.engine
+        .alter_queue(&name, change)
+        .await
+        .map_err(errors::from_engine)?;
+    Ok(Response::UntagQueue)
+}
+
+pub fn list_tags(ctx: &Ctx<'_>, req: QueueRef) -> Result<Response, WireError> {
+    let name = ctx.queue(&req.queue_url)?;
+    let meta = ctx.meta(&name)?;
+    Ok(Response::ListQueueTags {
+        tags: meta.tags.into_iter().collect(),
     })
 }
 
