@@ -145,6 +145,11 @@ case!(
 case!(purge, purge_json, purge_query);
 case!(tags, tags_json, tags_query);
 case!(
+    redrive_allow_policy,
+    redrive_allow_policy_json,
+    redrive_allow_policy_query
+);
+case!(
     dead_letter_source_queues,
     dead_letter_source_queues_json,
     dead_letter_source_queues_query

@@ -731,6 +731,45 @@ def dead_letter_source_queues(endpoint):
         c.delete_queue(QueueUrl=url)
 
 
+def redrive_allow_policy(endpoint):
+    """A dead-letter queue's RedriveAllowPolicy decides which queues may name it in their
+    RedrivePolicy: byQueue lists them, denyAll refuses all, allowAll (or none) takes any."""
+    c = client(endpoint)
+    dlq_name = name("allow", "dlq")
+    ok_name, other_name = name("allow", "ok"), name("allow", "other")
+    allow = {"redrivePermission": "byQueue", "sourceQueueArns": [arn(ok_name)]}
+    dlq = create(c, dlq_name, RedriveAllowPolicy=json.dumps(allow))
+    got = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["RedriveAllowPolicy"])
+    assert json.loads(got["Attributes"]["RedriveAllowPolicy"]) == allow, got
+    policy = json.dumps({"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 2})
+    ok = create(c, ok_name, RedrivePolicy=policy)
+    expect_error(c, "InvalidParameterValue", lambda: create(c, other_name, RedrivePolicy=policy),
+                 "a source the policy does not list")
+    other = create(c, other_name)
+    expect_error(c, "InvalidParameterValue", lambda: c.set_queue_attributes(
+        QueueUrl=other, Attributes={"RedrivePolicy": policy}), "set on an unlisted source")
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={
+        "RedriveAllowPolicy": json.dumps({"redrivePermission": "allowAll"})})
+    c.set_queue_attributes(QueueUrl=other, Attributes={"RedrivePolicy": policy})
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={
+        "RedriveAllowPolicy": json.dumps({"redrivePermission": "denyAll"})})
+    third = name("allow", "third")
+    expect_error(c, "InvalidParameterValue", lambda: create(c, third, RedrivePolicy=policy),
+                 "denyAll")
+    for bad in [{"redrivePermission": "byQueue"},
+                {"redrivePermission": "byQueue",
+                 "sourceQueueArns": [arn(f"q{i}") for i in range(11)]},
+                {"redrivePermission": "sometimes"}]:
+        expect_error(c, "InvalidParameterValue", lambda: c.set_queue_attributes(
+            QueueUrl=dlq, Attributes={"RedriveAllowPolicy": json.dumps(bad)}), f"policy {bad}")
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": ""})
+    got = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert "RedriveAllowPolicy" not in got, got
+    create(c, third, RedrivePolicy=policy)
+    for url in [ok, other, queue_url(endpoint, third), dlq]:
+        c.delete_queue(QueueUrl=url)
+
+
 # 2b. FIFO queues ---------------------------------------------------------------------------
 
 def fifo_send(c, url, body, group, dedup=None, **kw):
@@ -1013,7 +1052,8 @@ CASES = {f.__name__: f for f in [
     send_batch_answers_each_entry, receive_ten_and_delete_in_a_batch,
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
-    missing_queue_and_bad_input, tags, dead_letter_source_queues, fifo_attributes_and_rules,
+    missing_queue_and_bad_input, tags, dead_letter_source_queues, redrive_allow_policy,
+    fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
     fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,
     persist_setup, persist_check]}

@@ -12,7 +12,10 @@
 //! read by the front end: content-based ids and per-group keys (`messages`). They are
 //! refused on standard queues, as SQS refuses them. Read-only: QueueArn,
 //! CreatedTimestamp, LastModifiedTimestamp and the three approximate counts. The
-//! policy, encryption and RedriveAllowPolicy names are refused on create and set
+//! RedriveAllowPolicy (allowAll, denyAll, or byQueue with up to 10 source ARNs) is
+//! kept the same way, as canonical JSON, and checked whenever a RedrivePolicy names the
+//! queue as its target (`allows_source`); an empty value removes it. The
+//! policy and encryption names are refused on create and set
 //! (InvalidAttributeName saying they are not supported yet) rather than ignored, and
 //! left out of GetQueueAttributes (SQS too leaves out what a queue does not have).
 //!
@@ -48,8 +51,13 @@ const FIFO_ATTRIBUTES: [(&str, &str); 3] = [
     (FIFO_THROUGHPUT_LIMIT, "perQueue"),
 ];
 
+/// Who may name a queue as their dead-letter target (kept in the catalog).
+pub const REDRIVE_ALLOW_POLICY: &str = "RedriveAllowPolicy";
+/// Most source queues a byQueue RedriveAllowPolicy names (SQS's limit).
+const SOURCE_QUEUE_ARNS_MAX: usize = 10;
+
 /// Every name GetQueueAttributes answers, in the order it answers them.
-const READABLE: [&str; 16] = [
+const READABLE: [&str; 17] = [
     "QueueArn",
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -62,6 +70,7 @@ const READABLE: [&str; 16] = [
     "DelaySeconds",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+    REDRIVE_ALLOW_POLICY,
     "FifoQueue",
     CONTENT_BASED_DEDUPLICATION,
     DEDUPLICATION_SCOPE,
@@ -69,8 +78,7 @@ const READABLE: [&str; 16] = [
 ];
 
 /// Names SQS has that this broker does not offer yet.
-const NOT_YET: [&str; 5] = [
-    "RedriveAllowPolicy",
+const NOT_YET: [&str; 4] = [
     "Policy",
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
@@ -89,7 +97,8 @@ pub struct Requested {
     pub redrive: Option<Option<Redrive>>,
     /// FifoQueue, as given.
     pub fifo: Option<bool>,
-    /// Attributes kept in the catalog (`QueueMeta::attributes`), canonical values.
+    /// Attributes kept in the catalog (`QueueMeta::attributes`), canonical values; an
+    /// empty one is removed.
     pub kept: BTreeMap<String, String>,
 }
 
@@ -137,6 +146,9 @@ pub fn parse(
             }
             "RedrivePolicy" => r.redrive = Some(redrive(value, settings)?),
             "FifoQueue" => r.fifo = Some(boolean(name, value)?),
+            REDRIVE_ALLOW_POLICY => {
+                r.kept.insert(name.clone(), redrive_allow(value, settings)?);
+            }
             CONTENT_BASED_DEDUPLICATION => {
                 r.kept
                     .insert(name.clone(), boolean(name, value)?.to_string());
@@ -287,6 +299,73 @@ fn redrive(value: &str, settings: &SqsSettings) -> Result<Option<Redrive>, WireE
     }))
 }
 
+/// `{"redrivePermission": "allowAll" | "denyAll" | "byQueue", "sourceQueueArns": [..]}`
+/// (the ARNs with byQueue only, 1 to 10 of this region and account), as canonical JSON;
+/// an empty value removes the policy (anyone may then name the queue).
+fn redrive_allow(value: &str, settings: &SqsSettings) -> Result<String, WireError> {
+    if value.trim().is_empty() {
+        return Ok(String::new());
+    }
+    let bad = |why: &str| {
+        WireError::invalid(format!(
+            "Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {why}"
+        ))
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(value).map_err(|_| bad("it is not a valid JSON map."))?;
+    let permission = json
+        .get("redrivePermission")
+        .and_then(|p| p.as_str())
+        .filter(|p| ["allowAll", "denyAll", "byQueue"].contains(p))
+        .ok_or_else(|| bad("redrivePermission must be allowAll, denyAll or byQueue."))?;
+    let arns = match json.get("sourceQueueArns") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .map(|a| a.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("sourceQueueArns must be a list of queue ARNs."))?,
+        Some(_) => return Err(bad("sourceQueueArns must be a list of queue ARNs.")),
+    };
+    let by_queue = permission == "byQueue";
+    if by_queue != !arns.is_empty() || arns.len() > SOURCE_QUEUE_ARNS_MAX {
+        return Err(bad(&format!(
+            "sourceQueueArns (1 to {SOURCE_QUEUE_ARNS_MAX}) go with byQueue, and only with it."
+        )));
+    }
+    if let Some(foreign) = arns.iter().find(|a| urls::arn_queue(a, settings).is_none()) {
+        return Err(bad(&format!(
+            "{foreign} is not a queue ARN of this region and account."
+        )));
+    }
+    let mut policy = serde_json::json!({ "redrivePermission": permission });
+    if by_queue {
+        policy["sourceQueueArns"] = serde_json::json!(arns);
+    }
+    Ok(policy.to_string())
+}
+
+/// Whether queue `target`'s RedriveAllowPolicy lets queue `source` send it dead letters
+/// (no policy: anyone may).
+pub fn allows_source(target: &QueueMeta, source: &str, settings: &SqsSettings) -> bool {
+    let Some(policy) = target.attributes.get(REDRIVE_ALLOW_POLICY) else {
+        return true;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return true;
+    };
+    match json.get("redrivePermission").and_then(|p| p.as_str()) {
+        Some("denyAll") => false,
+        Some("byQueue") => {
+            let arn = urls::arn(settings, source);
+            json.get("sourceQueueArns")
+                .and_then(|a| a.as_array())
+                .is_some_and(|list| list.iter().any(|a| a.as_str() == Some(arn.as_str())))
+        }
+        _ => true,
+    }
+}
+
 /// A new queue's declaration: SQS's defaults with the requested attributes.
 pub fn config(r: &Requested) -> QueueConfig {
     let defaults = QueueConfig {
@@ -311,7 +390,7 @@ pub fn change(r: &Requested) -> QueueChange {
         attributes: r
             .kept
             .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .map(|(k, v)| (k.clone(), Some(v.clone()).filter(|v| !v.is_empty())))
             .collect(),
         tags: BTreeMap::new(),
     }
@@ -395,6 +474,7 @@ pub fn render(
             "ReceiveMessageWaitTimeSeconds" => Some((c.receive_wait_ms / 1000).to_string()),
             "RedrivePolicy" => redrive_json(c, settings),
             "FifoQueue" => c.fifo.then(|| "true".to_string()),
+            REDRIVE_ALLOW_POLICY => meta.attributes.get(name).cloned(),
             CONTENT_BASED_DEDUPLICATION | DEDUPLICATION_SCOPE | FIFO_THROUGHPUT_LIMIT => {
                 c.fifo.then(|| kept(meta, name).to_string())
             }
@@ -500,7 +580,18 @@ mod tests {
             (("ContentBasedDeduplication", "1"), InvalidAttributeValue),
             (("DeduplicationScope", "group"), InvalidAttributeValue),
             (("FifoThroughputLimit", "perGroup"), InvalidAttributeValue),
-            (("RedriveAllowPolicy", "{}"), InvalidAttributeName),
+            (("RedriveAllowPolicy", "{}"), InvalidParameterValue),
+            (
+                ("RedriveAllowPolicy", r#"{"redrivePermission":"byQueue"}"#),
+                InvalidParameterValue,
+            ),
+            (
+                (
+                    "RedriveAllowPolicy",
+                    r#"{"redrivePermission":"allowAll","sourceQueueArns":["arn:aws:sqs:us-east-1:000000000000:a"]}"#,
+                ),
+                InvalidParameterValue,
+            ),
             (("RedrivePolicy", "{"), InvalidParameterValue),
             (
                 (
@@ -530,6 +621,49 @@ mod tests {
         assert!(same.is_some_and(|r| matches(&r, &c)));
         assert!(other.is_some_and(|r| !matches(&r, &c)));
         assert!(matches(&Requested::default(), &c));
+    }
+
+    #[test]
+    fn a_redrive_allow_policy_names_who_may_send_dead_letters() {
+        let policy = |value: &str| {
+            let r = parse(&attrs(&[("RedriveAllowPolicy", value)]), &settings()).ok();
+            let mut m = meta(sqs_defaults());
+            m.attributes = r.map(|r| r.kept).unwrap_or_default();
+            m.attributes.retain(|_, v| !v.is_empty());
+            m
+        };
+        let s = settings();
+        let arn = |q: &str| format!("arn:aws:sqs:us-east-1:000000000000:{q}");
+        let by_queue = format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":["{}","{}"]}}"#,
+            arn("a"),
+            arn("b")
+        );
+        let m = policy(&by_queue);
+        assert!(allows_source(&m, "a", &s) && allows_source(&m, "b", &s));
+        assert!(!allows_source(&m, "c", &s));
+        assert!(!allows_source(
+            &policy(r#"{"redrivePermission":"denyAll"}"#),
+            "a",
+            &s
+        ));
+        assert!(allows_source(
+            &policy(r#"{"redrivePermission":"allowAll"}"#),
+            "a",
+            &s
+        ));
+        assert!(allows_source(&policy(""), "a", &s), "no policy: anyone");
+        let eleven: Vec<String> = (0..11)
+            .map(|i| format!("\"{}\"", arn(&format!("q{i}"))))
+            .collect();
+        let eleven = format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":[{}]}}"#,
+            eleven.join(",")
+        );
+        assert_eq!(
+            code(&[("RedriveAllowPolicy", &eleven)]),
+            Some(ErrorCode::InvalidParameterValue)
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub async fn create(ctx: &Ctx<'_>, req: CreateQueue) -> Result<Response, WireErr
     }
     let fifo = requested.fifo.unwrap_or(false);
     attributes::check_fifo(&name, fifo, &requested.kept)?;
-    check_target(ctx, fifo, &requested)?;
+    check_target(ctx, &name, fifo, &requested)?;
     let config = attributes::config(&requested);
     let mut annotations = attributes::change(&requested);
     // Only the kept attributes and the tags go beside the config in the declaration.
@@ -52,20 +52,28 @@ fn exists(name: &str) -> WireError {
 }
 
 /// A RedrivePolicy's target must be a queue that exists now, FIFO when its source is
-/// (SQS: a FIFO queue's dead letters keep their group order only in a FIFO queue).
+/// (SQS: a FIFO queue's dead letters keep their group order only in a FIFO queue),
+/// whose RedriveAllowPolicy lets `source` use it.
 fn check_target(
     ctx: &Ctx<'_>,
+    source: &str,
     fifo: bool,
     requested: &attributes::Requested,
 ) -> Result<(), WireError> {
     if let Some(Some(policy)) = &requested.redrive {
-        let Some(target) = ctx.engine.queue_config(&policy.target) else {
+        let Some(target) = ctx.engine.queue_meta(&policy.target) else {
             return Err(WireError::invalid(format!(
                 "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter target queue {} does not exist.",
                 policy.target
             )));
         };
-        if target.fifo != fifo {
+        if !attributes::allows_source(&target, source, ctx.settings()) {
+            return Err(WireError::invalid(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: the RedriveAllowPolicy of the dead-letter target queue {} does not allow queue {source} to use it.",
+                policy.target
+            )));
+        }
+        if target.config.fifo != fifo {
             return Err(WireError::invalid(format!(
                 "Value for parameter RedrivePolicy is invalid. Reason: the dead-letter target queue {} must be of the same type (FIFO or standard) as the queue.",
                 policy.target
@@ -245,7 +253,7 @@ pub async fn set_attributes(ctx: &Ctx<'_>, req: SetQueueAttributes) -> Result<Re
     let kept_after =
         QueueChange::apply_map(&meta.attributes, &attributes::change(&requested).attributes);
     attributes::check_fifo(&name, meta.config.fifo, &kept_after)?;
-    check_target(ctx, meta.config.fifo, &requested)?;
+    check_target(ctx, &name, meta.config.fifo, &requested)?;
     ctx.engine
         .alter_queue(&name, attributes::change(&requested))
         .await
