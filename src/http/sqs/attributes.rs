@@ -328,7 +328,7 @@ fn redrive_allow(value: &str, settings: &SqsSettings) -> Result<String, WireErro
         Some(_) => return Err(bad("sourceQueueArns must be a list of queue ARNs.")),
     };
     let by_queue = permission == "byQueue";
-    if by_queue != !arns.is_empty() || arns.len() > SOURCE_QUEUE_ARNS_MAX {
+    if by_queue == arns.is_empty() || arns.len() > SOURCE_QUEUE_ARNS_MAX {
         return Err(bad(&format!(
             "sourceQueueArns (1 to {SOURCE_QUEUE_ARNS_MAX}) go with byQueue, and only with it."
         )));
