@@ -145,6 +145,11 @@ case!(
 case!(purge, purge_json, purge_query);
 case!(tags, tags_json, tags_query);
 case!(
+    message_move_tasks,
+    message_move_tasks_json,
+    message_move_tasks_query
+);
+case!(
     redrive_allow_policy,
     redrive_allow_policy_json,
     redrive_allow_policy_query

@@ -308,6 +308,14 @@ fn sqs_request_holds(request: &Request) {
         Request::UntagQueue(r) => {
             assert!((1..=model::TAGS_MAX).contains(&r.tag_keys.len()));
         }
+        Request::StartMessageMoveTask(r) => {
+            assert!(r
+                .max_per_second
+                .is_none_or(|m| (1..=model::MOVE_RATE_MAX).contains(&m)));
+        }
+        Request::ListMessageMoveTasks(r) => {
+            assert!((1..=model::MOVE_TASKS_LISTED_MAX).contains(&r.max_results));
+        }
         Request::ListDeadLetterSourceQueues(r) => {
             assert!(r
                 .max_results
@@ -323,7 +331,8 @@ fn sqs_request_holds(request: &Request) {
         | Request::DeleteQueue(_)
         | Request::PurgeQueue(_)
         | Request::DeleteMessage(_)
-        | Request::ListQueueTags(_) => {}
+        | Request::ListQueueTags(_)
+        | Request::CancelMessageMoveTask(_) => {}
     }
 }
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod exchanges;
 pub mod groups;
 pub mod mesh;
+pub mod moves;
 mod observe;
 pub mod partitions;
 pub mod placement;
@@ -643,6 +644,45 @@ impl Engine {
             queues::receive_attempt(&s, &queue, args, attempt).await
         };
         self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// Starts a message move task from queue `source` (`moves`): to `destination`, or
+    /// each message back to the queue it was dead-lettered from; at most
+    /// `max_per_second` (`None`: as fast as it goes). One task runs per source
+    /// (`InvalidRequest` while one does).
+    pub async fn start_move(
+        &self,
+        source: &str,
+        destination: Option<String>,
+        max_per_second: Option<u32>,
+    ) -> Result<moves::MoveTask, EngineError> {
+        let owner = self.owner(Object::Queue(source))?;
+        let source = source.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            moves::start(&s, &source, destination, max_per_second).await
+        };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Cancels queue `source`'s running move task `id`; `None` when none such runs.
+    pub async fn cancel_move(
+        &self,
+        source: &str,
+        id: u64,
+    ) -> Result<Option<moves::MoveTask>, EngineError> {
+        let owner = self.owner(Object::Queue(source))?;
+        let source = source.to_string();
+        let job = move |s: Rc<Shard>| async move { moves::cancel(&s, &source, id) };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
+    /// Queue `source`'s move tasks of this broker run, newest first (the last
+    /// `MOVE_TASKS_KEPT`).
+    pub async fn move_tasks(&self, source: &str) -> Result<Vec<moves::MoveTask>, EngineError> {
+        let owner = self.owner(Object::Queue(source))?;
+        let source = source.to_string();
+        let job = move |s: Rc<Shard>| async move { moves::list(&s, &source) };
+        self.on_owner(owner, CallClass::Client, job).await
     }
 
     /// Ends or changes leases; an error names the handles that were not leases.

@@ -76,6 +76,14 @@ pub struct OpenQueue {
     deleting: Cell<bool>,
     /// Recent receives by attempt id (`receive_attempt`).
     attempts: RefCell<Attempts<Received>>,
+    /// Message move tasks from this queue (`moves`).
+    moves: RefCell<super::moves::MoveTasks>,
+}
+
+impl OpenQueue {
+    pub(super) fn moves(&self) -> &RefCell<super::moves::MoveTasks> {
+        &self.moves
+    }
 }
 
 /// How a queue is used now, as a delete with if-unused or if-empty needs to know.
@@ -151,6 +159,7 @@ pub async fn open(
         had_subscription: Cell::new(false),
         deleting: Cell::new(false),
         attempts: RefCell::new(Attempts::default()),
+        moves: RefCell::new(super::moves::MoveTasks::default()),
     }))
 }
 

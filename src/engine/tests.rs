@@ -2051,3 +2051,69 @@ fn sqs_calls_reach_a_queue_another_shard_owns() {
         assert_eq!((stats.owner, stats.in_flight), (1, 1), "b is left");
     });
 }
+
+/// Waits (bounded) until queue `source`'s newest move task has ended; answers it.
+async fn move_ended(engine: &Engine, source: &str) -> moves::MoveTask {
+    let deadline = crate::time::now_ms() + 5_000;
+    loop {
+        let tasks = engine.move_tasks(source).await.expect("tasks");
+        if let Some(t) = tasks
+            .first()
+            .filter(|t| t.status != moves::MoveStatus::Running)
+        {
+            return t.clone();
+        }
+        assert!(crate::time::now_ms() < deadline, "still running: {tasks:?}");
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_move_resumed_after_a_crash_leaves_one_copy_in_the_destination() {
+    with_engine(|engine| async move {
+        for q in ["src", "dlq"] {
+            engine
+                .declare_queue(q, QueueConfig::default())
+                .await
+                .expect("declare");
+        }
+        let dead = |body: &'static str| {
+            let spec = PublishSpec {
+                headers: vec![
+                    ("k".to_string(), "v".to_string()),
+                    ("x-death-queue".to_string(), "src".to_string()),
+                ],
+                durable: true,
+                ..PublishSpec::default()
+            };
+            (spec, Bytes::from(body))
+        };
+        for body in ["m0", "m1"] {
+            let (spec, body) = dead(body);
+            engine.publish("dlq", spec, body).await.expect("publish");
+        }
+        // As if a move had published m0 and the broker died before its ack.
+        let dlq_id = engine.queue_meta("dlq").expect("dlq").id;
+        let (mut spec, body) = dead("m0");
+        spec.headers.truncate(1);
+        spec.origin = Some(format!("move:{dlq_id}/0"));
+        engine.publish("src", spec, body).await.expect("publish");
+        let task = engine.start_move("dlq", None, None).await.expect("start");
+        assert_eq!((task.to_move, task.moved), (2, 0));
+        let again = engine.start_move("dlq", None, None).await;
+        assert!(
+            matches!(again, Err(EngineError::InvalidRequest(_))) || again.is_ok(),
+            "a second start while one runs is refused (or the first already ended): {again:?}"
+        );
+        let done = move_ended(&engine, "dlq").await;
+        assert_eq!((done.status, done.moved), (moves::MoveStatus::Completed, 2));
+        let got = engine.receive("src", 10, 0, false).await.expect("receive");
+        assert_eq!(&got.bodies[..], b"m0m1", "m0 once, m1 once");
+        for x in &got.messages.extras {
+            let kept = [("k".to_string(), "v".to_string())];
+            assert_eq!(x.headers, kept, "attributes kept, no x-death-*");
+        }
+        assert_eq!(got.messages.extras.len(), 2);
+        assert_eq!(engine.queue_stats("dlq").await.expect("stats").ready, 0);
+    });
+}

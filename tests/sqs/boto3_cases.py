@@ -770,6 +770,79 @@ def redrive_allow_policy(endpoint):
         c.delete_queue(QueueUrl=url)
 
 
+def wait_move(c, source_arn, status, what):
+    """Waits until the newest move task of the queue has `status`; answers it."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        tasks = c.list_message_move_tasks(SourceArn=source_arn).get("Results", [])
+        if tasks and tasks[0]["Status"] == status:
+            return tasks[0]
+        assert time.monotonic() < deadline, f"{what}: tasks {tasks}, wanted {status}"
+        time.sleep(POLL_S)
+
+
+def message_move_tasks(endpoint):
+    """StartMessageMoveTask moves a DLQ's messages back to their source queues (or to a
+    destination), at a rate; ListMessageMoveTasks and CancelMessageMoveTask follow it."""
+    c = client(endpoint)
+    dlq_name, src_name = name("moves", "dlq"), name("moves", "src")
+    dlq = create(c, dlq_name)
+    policy = json.dumps({"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 1})
+    src = create(c, src_name, VisibilityTimeout=1, RedrivePolicy=policy)
+    attrs = {"k": {"DataType": "String", "StringValue": "v"}}
+    for i in range(3):
+        c.send_message(QueueUrl=src, MessageBody=f"m{i}", MessageAttributes=attrs)
+    receive_within(c, src, 3, "each once, left to lapse")
+    wait_counts(c, dlq, (3, 0, 0), "all three dead-lettered")
+    handle = c.start_message_move_task(SourceArn=arn(dlq_name))["TaskHandle"]
+    assert handle, "no TaskHandle"
+    done = wait_move(c, arn(dlq_name), "COMPLETED", "the move back")
+    assert (done["ApproximateNumberOfMessagesMoved"], done["ApproximateNumberOfMessagesToMove"]) \
+        == (3, 3), done
+    assert "TaskHandle" not in done, "a handle only while it runs"
+    wait_counts(c, dlq, (0, 0, 0), "the DLQ emptied")
+    back = receive_within(c, src, 3, "back in the source", MessageAttributeNames=["All"])
+    assert sorted(m["Body"] for m in back) == ["m0", "m1", "m2"], back
+    assert all(m["MessageAttributes"] == attrs for m in back), back
+    for m in back:
+        c.delete_message(QueueUrl=src, ReceiptHandle=m["ReceiptHandle"])
+    # Refusals: not a DLQ, no such queue, no such task.
+    expect_error(c, "InvalidParameterValue", lambda: c.start_message_move_task(
+        SourceArn=arn(src_name)), "a source that is no dead-letter queue")
+    expect_error(c, "ResourceNotFoundException", lambda: c.start_message_move_task(
+        SourceArn=arn(name("moves", "none"))), "a missing source")
+    expect_error(c, "ResourceNotFoundException", lambda: c.cancel_message_move_task(
+        TaskHandle="bogus"), "an unknown task")
+    # To a destination, one a second: running, a second start refused, cancelled.
+    other = create(c, name("moves", "other"))
+    c.send_message_batch(QueueUrl=dlq, Entries=[
+        {"Id": f"e{i}", "MessageBody": f"d{i}"} for i in range(5)])
+    wait_counts(c, dlq, (5, 0, 0), "five in the DLQ")
+    handle = c.start_message_move_task(SourceArn=arn(dlq_name),
+                                       DestinationArn=arn(name("moves", "other")),
+                                       MaxNumberOfMessagesPerSecond=1)["TaskHandle"]
+    running = c.list_message_move_tasks(SourceArn=arn(dlq_name), MaxResults=10)["Results"]
+    assert running[0]["Status"] == "RUNNING" and running[0]["TaskHandle"] == handle, running
+    assert running[0]["DestinationArn"] == arn(name("moves", "other")), running
+    assert running[0]["MaxNumberOfMessagesPerSecond"] == 1, running
+    assert len(running) == 2 and running[1]["Status"] == "COMPLETED", running
+    expect_error(c, "InvalidParameterValue", lambda: c.start_message_move_task(
+        SourceArn=arn(dlq_name)), "a second task while one runs")
+    time.sleep(1.5)
+    moved = c.cancel_message_move_task(TaskHandle=handle)["ApproximateNumberOfMessagesMoved"]
+    assert 1 <= moved < 5, f"{moved} moved at one a second in 1.5 s"
+    wait_move(c, arn(dlq_name), "CANCELLED", "the cancel")
+    in_other, _, _ = counts(c, other)
+    in_dlq, _, _ = counts(c, dlq)
+    assert in_other + in_dlq == 5 and in_dlq >= 2, (in_other, in_dlq)
+    # Messages that name no source queue cannot go back: the task fails and says why.
+    c.start_message_move_task(SourceArn=arn(dlq_name))
+    failed = wait_move(c, arn(dlq_name), "FAILED", "a move back with no source")
+    assert "x-death-queue" in failed.get("FailureReason", ""), failed
+    for url in (src, other, dlq):
+        c.delete_queue(QueueUrl=url)
+
+
 # 2b. FIFO queues ---------------------------------------------------------------------------
 
 def fifo_send(c, url, body, group, dedup=None, **kw):
@@ -1053,6 +1126,7 @@ CASES = {f.__name__: f for f in [
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
     missing_queue_and_bad_input, tags, dead_letter_source_queues, redrive_allow_policy,
+    message_move_tasks,
     fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
     fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,

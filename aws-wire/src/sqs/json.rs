@@ -114,7 +114,37 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
             rules::list_dead_letter_sources(r.queue_url, r.max_results, r.next_token)
                 .map(Request::ListDeadLetterSourceQueues)
         }
+        Action::StartMessageMoveTask => {
+            let r: MoveIn = parse(body)?;
+            rules::start_move(
+                r.source_arn,
+                r.destination_arn,
+                r.max_number_of_messages_per_second,
+            )
+            .map(Request::StartMessageMoveTask)
+        }
+        Action::CancelMessageMoveTask => {
+            let r: MoveIn = parse(body)?;
+            Ok(Request::CancelMessageMoveTask(CancelMessageMoveTask {
+                task_handle: rules::required("TaskHandle", r.task_handle)?,
+            }))
+        }
+        Action::ListMessageMoveTasks => {
+            let r: MoveIn = parse(body)?;
+            rules::list_moves(r.source_arn, r.max_results).map(Request::ListMessageMoveTasks)
+        }
     }
+}
+
+/// The message move task actions' members.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MoveIn {
+    source_arn: Option<String>,
+    destination_arn: Option<String>,
+    max_number_of_messages_per_second: Option<i64>,
+    max_results: Option<i64>,
+    task_handle: Option<String>,
 }
 
 /// TagQueue and UntagQueue.
@@ -415,6 +445,13 @@ pub fn encode(response: &Response) -> Vec<u8> {
                 json!({ "Tags": map })
             }
         }
+        Response::StartMessageMoveTask { task_handle } => json!({ "TaskHandle": task_handle }),
+        Response::CancelMessageMoveTask { moved } => {
+            json!({ "ApproximateNumberOfMessagesMoved": moved })
+        }
+        Response::ListMessageMoveTasks { results } => {
+            json!({ "Results": results.iter().map(move_task).collect::<Vec<_>>() })
+        }
         Response::ListDeadLetterSourceQueues {
             queue_urls,
             next_token,
@@ -448,6 +485,28 @@ pub fn encode(response: &Response) -> Vec<u8> {
         }
     };
     value.to_string().into_bytes()
+}
+
+fn move_task(t: &MoveTaskEntry) -> Value {
+    let mut out = Map::new();
+    if let Some(handle) = &t.task_handle {
+        out.insert("TaskHandle".into(), json!(handle));
+    }
+    out.insert("Status".into(), json!(t.status));
+    out.insert("SourceArn".into(), json!(t.source_arn));
+    if let Some(arn) = &t.destination_arn {
+        out.insert("DestinationArn".into(), json!(arn));
+    }
+    if let Some(rate) = t.max_per_second {
+        out.insert("MaxNumberOfMessagesPerSecond".into(), json!(rate));
+    }
+    out.insert("ApproximateNumberOfMessagesMoved".into(), json!(t.moved));
+    out.insert("ApproximateNumberOfMessagesToMove".into(), json!(t.to_move));
+    if let Some(reason) = &t.failure_reason {
+        out.insert("FailureReason".into(), json!(reason));
+    }
+    out.insert("StartedTimestamp".into(), json!(t.started_ms));
+    Value::Object(out)
 }
 
 fn sent_message(sent: &SentMessage, with_id: bool) -> Value {

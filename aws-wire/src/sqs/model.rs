@@ -41,6 +41,10 @@ pub const TAGS_MAX: usize = 50;
 /// Longest tag key and value.
 pub const TAG_KEY_MAX: usize = 128;
 pub const TAG_VALUE_MAX: usize = 256;
+/// StartMessageMoveTask's MaxNumberOfMessagesPerSecond range: 1 to 500.
+pub const MOVE_RATE_MAX: u32 = 500;
+/// ListMessageMoveTasks' MaxResults range: 1 to 10 (default 1).
+pub const MOVE_TASKS_LISTED_MAX: u32 = 10;
 
 /// The actions this slice serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,10 +67,13 @@ pub enum Action {
     UntagQueue,
     ListQueueTags,
     ListDeadLetterSourceQueues,
+    StartMessageMoveTask,
+    CancelMessageMoveTask,
+    ListMessageMoveTasks,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 21] = [
         Action::CreateQueue,
         Action::GetQueueUrl,
         Action::ListQueues,
@@ -85,6 +92,9 @@ impl Action {
         Action::UntagQueue,
         Action::ListQueueTags,
         Action::ListDeadLetterSourceQueues,
+        Action::StartMessageMoveTask,
+        Action::CancelMessageMoveTask,
+        Action::ListMessageMoveTasks,
     ];
 
     pub fn from_name(name: &str) -> Option<Action> {
@@ -111,19 +121,16 @@ impl Action {
             Action::UntagQueue => "UntagQueue",
             Action::ListQueueTags => "ListQueueTags",
             Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueues",
+            Action::StartMessageMoveTask => "StartMessageMoveTask",
+            Action::CancelMessageMoveTask => "CancelMessageMoveTask",
+            Action::ListMessageMoveTasks => "ListMessageMoveTasks",
         }
     }
 }
 
 /// SQS actions that exist but this slice does not serve: answered UnsupportedOperation
 /// rather than UnknownAction, so the user learns it is a gap, not a typo.
-pub const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "StartMessageMoveTask",
-    "CancelMessageMoveTask",
-    "ListMessageMoveTasks",
-    "AddPermission",
-    "RemovePermission",
-];
+pub const UNSUPPORTED_ACTIONS: &[&str] = &["AddPermission", "RemovePermission"];
 
 /// A message attribute's value, by transport type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +212,9 @@ pub enum Request {
     UntagQueue(UntagQueue),
     ListQueueTags(QueueRef),
     ListDeadLetterSourceQueues(ListDeadLetterSourceQueues),
+    StartMessageMoveTask(StartMessageMoveTask),
+    CancelMessageMoveTask(CancelMessageMoveTask),
+    ListMessageMoveTasks(ListMessageMoveTasks),
 }
 
 impl Request {
@@ -228,6 +238,9 @@ impl Request {
             Request::UntagQueue(_) => Action::UntagQueue,
             Request::ListQueueTags(_) => Action::ListQueueTags,
             Request::ListDeadLetterSourceQueues(_) => Action::ListDeadLetterSourceQueues,
+            Request::StartMessageMoveTask(_) => Action::StartMessageMoveTask,
+            Request::CancelMessageMoveTask(_) => Action::CancelMessageMoveTask,
+            Request::ListMessageMoveTasks(_) => Action::ListMessageMoveTasks,
         }
     }
 }
@@ -239,6 +252,43 @@ pub struct CreateQueue {
     /// Queue attribute name → value, as sent (names not checked here).
     pub attributes: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// StartMessageMoveTask: the source (a dead-letter queue's ARN), where to (`None`: each
+/// message back to the queue it came from), how fast (in `1..=MOVE_RATE_MAX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartMessageMoveTask {
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelMessageMoveTask {
+    pub task_handle: String,
+}
+
+/// ListMessageMoveTasks; `max_results` in `1..=MOVE_TASKS_LISTED_MAX` (default 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListMessageMoveTasks {
+    pub source_arn: String,
+    pub max_results: u32,
+}
+
+/// One message move task as ListMessageMoveTasks answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveTaskEntry {
+    /// Only while it runs (SQS's rule).
+    pub task_handle: Option<String>,
+    /// RUNNING, COMPLETED, CANCELLING, CANCELLED or FAILED.
+    pub status: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<u32>,
+    pub moved: u64,
+    pub to_move: u64,
+    pub failure_reason: Option<String>,
+    pub started_ms: i64,
 }
 
 /// TagQueue: 1 to `TAGS_MAX` tags, each checked (`check_tags`).
@@ -433,6 +483,15 @@ pub enum Response {
         queue_urls: Vec<String>,
         next_token: Option<String>,
     },
+    StartMessageMoveTask {
+        task_handle: String,
+    },
+    CancelMessageMoveTask {
+        moved: u64,
+    },
+    ListMessageMoveTasks {
+        results: Vec<MoveTaskEntry>,
+    },
 }
 
 impl Response {
@@ -456,6 +515,9 @@ impl Response {
             Response::UntagQueue => Action::UntagQueue,
             Response::ListQueueTags { .. } => Action::ListQueueTags,
             Response::ListDeadLetterSourceQueues { .. } => Action::ListDeadLetterSourceQueues,
+            Response::StartMessageMoveTask { .. } => Action::StartMessageMoveTask,
+            Response::CancelMessageMoveTask { .. } => Action::CancelMessageMoveTask,
+            Response::ListMessageMoveTasks { .. } => Action::ListMessageMoveTasks,
         }
     }
 }
@@ -564,7 +626,7 @@ mod tests {
             assert_eq!(Action::from_name(action.name()), Some(action));
         }
         assert_eq!(Action::from_name("createqueue"), None);
-        assert_eq!(Action::from_name("StartMessageMoveTask"), None);
+        assert_eq!(Action::from_name("AddPermission"), None);
     }
 
     #[test]

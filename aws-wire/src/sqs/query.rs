@@ -89,6 +89,21 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
             string(params, "NextToken"),
         )
         .map(Request::ListDeadLetterSourceQueues),
+        Action::StartMessageMoveTask => rules::start_move(
+            string(params, "SourceArn"),
+            string(params, "DestinationArn"),
+            params.int("MaxNumberOfMessagesPerSecond")?,
+        )
+        .map(Request::StartMessageMoveTask),
+        Action::CancelMessageMoveTask => {
+            Ok(Request::CancelMessageMoveTask(CancelMessageMoveTask {
+                task_handle: rules::required("TaskHandle", string(params, "TaskHandle"))?,
+            }))
+        }
+        Action::ListMessageMoveTasks => {
+            rules::list_moves(string(params, "SourceArn"), params.int("MaxResults")?)
+                .map(Request::ListMessageMoveTasks)
+        }
     }
 }
 
@@ -324,6 +339,9 @@ fn response_tag(action: Action) -> &'static str {
         Action::UntagQueue => "UntagQueueResponse",
         Action::ListQueueTags => "ListQueueTagsResponse",
         Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueuesResponse",
+        Action::StartMessageMoveTask => "StartMessageMoveTaskResponse",
+        Action::CancelMessageMoveTask => "CancelMessageMoveTaskResponse",
+        Action::ListMessageMoveTasks => "ListMessageMoveTasksResponse",
     }
 }
 
@@ -341,6 +359,9 @@ fn result_tag(response: &Response) -> Option<&'static str> {
         Response::ChangeMessageVisibilityBatch(_) => Some("ChangeMessageVisibilityBatchResult"),
         Response::ListQueueTags { .. } => Some("ListQueueTagsResult"),
         Response::ListDeadLetterSourceQueues { .. } => Some("ListDeadLetterSourceQueuesResult"),
+        Response::StartMessageMoveTask { .. } => Some("StartMessageMoveTaskResult"),
+        Response::CancelMessageMoveTask { .. } => Some("CancelMessageMoveTaskResult"),
+        Response::ListMessageMoveTasks { .. } => Some("ListMessageMoveTasksResult"),
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
@@ -402,6 +423,17 @@ fn result_body(x: &mut Xml, response: &Response) {
                 x.leaf("NextToken", token);
             }
         }
+        Response::StartMessageMoveTask { task_handle } => {
+            x.leaf("TaskHandle", task_handle);
+        }
+        Response::CancelMessageMoveTask { moved } => {
+            x.leaf("ApproximateNumberOfMessagesMoved", &moved.to_string());
+        }
+        Response::ListMessageMoveTasks { results } => {
+            for t in results {
+                move_task(x, t);
+            }
+        }
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
@@ -410,6 +442,27 @@ fn result_body(x: &mut Xml, response: &Response) {
         | Response::TagQueue
         | Response::UntagQueue => {}
     }
+}
+
+fn move_task(x: &mut Xml, t: &MoveTaskEntry) {
+    x.open("ListMessageMoveTasksResultEntry");
+    if let Some(handle) = &t.task_handle {
+        x.leaf("TaskHandle", handle);
+    }
+    x.leaf("Status", &t.status).leaf("SourceArn", &t.source_arn);
+    if let Some(arn) = &t.destination_arn {
+        x.leaf("DestinationArn", arn);
+    }
+    if let Some(rate) = t.max_per_second {
+        x.leaf("MaxNumberOfMessagesPerSecond", &rate.to_string());
+    }
+    x.leaf("ApproximateNumberOfMessagesMoved", &t.moved.to_string())
+        .leaf("ApproximateNumberOfMessagesToMove", &t.to_move.to_string());
+    if let Some(reason) = &t.failure_reason {
+        x.leaf("FailureReason", reason);
+    }
+    x.leaf("StartedTimestamp", &t.started_ms.to_string())
+        .close();
 }
 
 fn name_values(x: &mut Xml, tag: &'static str, pairs: &[(String, String)]) {

@@ -400,3 +400,30 @@ pub(crate) fn queue_attributes(count: usize) -> Result<(), WireError> {
     }
     Ok(())
 }
+
+pub(crate) fn start_move(
+    source_arn: Option<String>,
+    destination_arn: Option<String>,
+    max_per_second: Option<i64>,
+) -> Result<StartMessageMoveTask, WireError> {
+    Ok(StartMessageMoveTask {
+        source_arn: required("SourceArn", source_arn)?,
+        destination_arn,
+        max_per_second: ranged(
+            "MaxNumberOfMessagesPerSecond",
+            max_per_second,
+            1,
+            MOVE_RATE_MAX,
+        )?,
+    })
+}
+
+pub(crate) fn list_moves(
+    source_arn: Option<String>,
+    max_results: Option<i64>,
+) -> Result<ListMessageMoveTasks, WireError> {
+    Ok(ListMessageMoveTasks {
+        source_arn: required("SourceArn", source_arn)?,
+        max_results: ranged("MaxResults", max_results, 1, MOVE_TASKS_LISTED_MAX)?.unwrap_or(1),
+    })
+}

@@ -707,8 +707,61 @@ fn dead_letter_sources_are_listed_by_page() {
 }
 
 #[test]
+fn message_move_tasks_are_read() {
+    let arn = |q: &str| format!("arn:aws:sqs:us-east-1:000000000000:{q}");
+    assert_eq!(
+        both("StartMessageMoveTask"),
+        Request::StartMessageMoveTask(StartMessageMoveTask {
+            source_arn: arn("dlq"),
+            destination_arn: Some(arn("orders")),
+            max_per_second: Some(50),
+        })
+    );
+    let Request::StartMessageMoveTask(plain) = both("StartMessageMoveTask-plain") else {
+        panic!("not StartMessageMoveTask")
+    };
+    assert_eq!((plain.destination_arn, plain.max_per_second), (None, None));
+    assert_eq!(
+        both("ListMessageMoveTasks"),
+        Request::ListMessageMoveTasks(ListMessageMoveTasks {
+            source_arn: arn("dlq"),
+            max_results: 5,
+        })
+    );
+    assert_eq!(
+        both("CancelMessageMoveTask"),
+        Request::CancelMessageMoveTask(CancelMessageMoveTask {
+            task_handle: "th-1".into()
+        })
+    );
+    let start = |rate: &str| {
+        form(&format!(
+            "Action=StartMessageMoveTask&SourceArn=a&MaxNumberOfMessagesPerSecond={rate}"
+        ))
+    };
+    assert!(start("500").is_ok());
+    for bad in ["0", "501"] {
+        assert_eq!(
+            start(bad).expect_err(bad).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let list = form("Action=ListMessageMoveTasks&SourceArn=a&MaxResults=11");
+    assert_eq!(list.expect_err("11").code, ErrorCode::InvalidParameterValue);
+    let Ok(Request::ListMessageMoveTasks(one)) =
+        json("ListMessageMoveTasks", r#"{"SourceArn":"a"}"#)
+    else {
+        panic!("not ListMessageMoveTasks")
+    };
+    assert_eq!(one.max_results, 1, "the most recent by default");
+}
+
+#[test]
 fn unknown_and_unsupported_actions() {
-    both_refuse("StartMessageMoveTask", ErrorCode::UnsupportedOperation);
+    assert_eq!(
+        json("AddPermission", "{}").expect_err("unsupported").code,
+        ErrorCode::UnsupportedOperation
+    );
     let cases = [
         decode(Protocol::Json, None, "", b"{}"),
         decode(Protocol::Json, Some("AmazonSQS.Bogus"), "", b"{}"),
@@ -816,6 +869,14 @@ fn sample_answers() -> Vec<Response> {
         Response::UntagQueue,
         Response::ListQueueTags { tags: vec![("team".into(), "<&>".into()), ("env".into(), String::new())] },
         Response::ListDeadLetterSourceQueues { queue_urls: vec![URL.into()], next_token: Some(receipt::next_token("orders")) },
+        Response::StartMessageMoveTask { task_handle: "th-1".into() },
+        Response::CancelMessageMoveTask { moved: 3 },
+        Response::ListMessageMoveTasks {
+            results: vec![
+                MoveTaskEntry { task_handle: Some("th-1".into()), status: "RUNNING".into(), source_arn: "arn:aws:sqs:us-east-1:000000000000:dlq".into(), destination_arn: None, max_per_second: Some(10), moved: 1, to_move: 5, failure_reason: None, started_ms: 1_700_000_000_000 },
+                MoveTaskEntry { task_handle: None, status: "FAILED".into(), source_arn: "arn:aws:sqs:us-east-1:000000000000:dlq".into(), destination_arn: Some(URL.into()), max_per_second: None, moved: 0, to_move: 2, failure_reason: Some("<gone>".into()), started_ms: 1 },
+            ],
+        },
     ]
 }
 

@@ -33,6 +33,7 @@
 mod attributes;
 mod errors;
 mod messages;
+mod moves;
 mod queues;
 mod urls;
 
@@ -169,6 +170,9 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
         Request::UntagQueue(r) => queues::untag(ctx, r).await,
         Request::ListQueueTags(r) => queues::list_tags(ctx, r),
         Request::ListDeadLetterSourceQueues(r) => queues::list_dead_letter_sources(ctx, r),
+        Request::StartMessageMoveTask(r) => moves::start(ctx, r).await,
+        Request::CancelMessageMoveTask(r) => moves::cancel(ctx, r).await,
+        Request::ListMessageMoveTasks(r) => moves::list(ctx, r).await,
     }
 }
 
