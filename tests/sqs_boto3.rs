@@ -145,6 +145,11 @@ case!(
 case!(purge, purge_json, purge_query);
 case!(tags, tags_json, tags_query);
 case!(
+    system_attributes_and_first_receive,
+    system_attributes_and_first_receive_json,
+    system_attributes_and_first_receive_query
+);
+case!(
     message_move_tasks,
     message_move_tasks_json,
     message_move_tasks_query

@@ -594,6 +594,7 @@ impl Engine {
             wait_ms,
             auto_ack,
             visibility_ms: None,
+            first_receive: false,
         };
         self.receive_leasing(queue, args).await
     }

@@ -210,6 +210,7 @@ async fn drive(shard: &Rc<Shard>, source: &str, id: u64) -> Result<(), String> {
             wait_ms: 0,
             auto_ack: false,
             visibility_ms: Some(MOVE_LEASE_MS),
+            first_receive: false,
         };
         let got = queues::receive(shard, source, args)
             .await

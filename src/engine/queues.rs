@@ -78,6 +78,40 @@ pub struct OpenQueue {
     attempts: RefCell<Attempts<Received>>,
     /// Message move tasks from this queue (`moves`).
     moves: RefCell<super::moves::MoveTasks>,
+    /// When messages received with `first_receive` were first received.
+    first_received: RefCell<FirstReceived>,
+}
+
+/// A side map, message id → first receive time, for the messages received with
+/// `ReceiveArgs::first_receive` (SQS's): kept beside the queue rather than in each
+/// entry, which stays small for every other protocol. Settled messages are swept out
+/// whenever the map has doubled since the last sweep, so it holds at most twice the
+/// unsettled messages received so (plus `FIRST_RECEIVED_SLACK`). Not journaled: after a
+/// restart a message's first receive is its first one since.
+#[derive(Debug, Default)]
+struct FirstReceived {
+    at_ms: rustc_hash::FxHashMap<u64, i64>,
+    /// Its size after the last sweep.
+    swept: usize,
+}
+
+/// Entries the map may grow by before its first sweep.
+const FIRST_RECEIVED_SLACK: usize = 1024;
+
+impl FirstReceived {
+    /// When message `id` was first received, `now_ms` if this is the first time.
+    fn first(&mut self, id: u64, now_ms: i64) -> i64 {
+        *self.at_ms.entry(id).or_insert(now_ms)
+    }
+
+    /// Forgets the messages `live` says are settled, if the map has grown enough.
+    fn sweep(&mut self, live: impl Fn(u64) -> bool) {
+        if self.at_ms.len() <= 2 * self.swept + FIRST_RECEIVED_SLACK {
+            return;
+        }
+        self.at_ms.retain(|id, _| live(*id));
+        self.swept = self.at_ms.len();
+    }
 }
 
 impl OpenQueue {
@@ -160,6 +194,7 @@ pub async fn open(
         deleting: Cell::new(false),
         attempts: RefCell::new(Attempts::default()),
         moves: RefCell::new(super::moves::MoveTasks::default()),
+        first_received: RefCell::new(FirstReceived::default()),
     }))
 }
 
@@ -242,6 +277,7 @@ pub async fn subscription_pull(
         wait_ms: pull.wait_ms,
         auto_ack: pull.auto_ack,
         visibility_ms: None,
+        first_receive: false,
     };
     let got = receive_on(shard, &q, holder_of, args).await;
     let closed = {
@@ -813,6 +849,7 @@ async fn receive_on(
         wait_ms,
         auto_ack,
         visibility_ms,
+        first_receive,
     } = args;
     let max = max.clamp(1, RECEIVE_MAX) as usize;
     let deadline = crate::time::now_ms() + i64::from(wait_ms.min(RECEIVE_WAIT_MAX_MS));
@@ -891,6 +928,13 @@ async fn receive_on(
         if pulling {
             q.waiting.set(q.waiting.get() - 1);
         }
+    }
+    if first_receive && !out.is_empty() {
+        let now = crate::time::now_ms();
+        let mut first = q.first_received.borrow_mut();
+        out.first_received_ms = out.ids.iter().map(|id| first.first(*id, now)).collect();
+        let queue = q.queue.borrow();
+        first.sweep(|id| queue.message(id).is_some());
     }
     if !out.is_empty() {
         let event = if auto_ack {
@@ -1170,6 +1214,25 @@ pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
             if let Err(e) = q.store.reclaim().await {
                 tracing::warn!(queue = %q.name, "reclaiming journal segments: {e}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_receive_times_stay_and_settled_ones_are_swept_within_the_bound() {
+        let mut first = FirstReceived::default();
+        assert_eq!(first.first(7, 100), 100);
+        assert_eq!(first.first(7, 200), 100, "the first time stays");
+        // Only even ids stay unsettled; the map never holds much more than twice them.
+        for id in 0..10_000u64 {
+            first.first(id, 1);
+            first.sweep(|id| id % 2 == 0);
+            let live = (id / 2 + 1) as usize;
+            assert!(first.at_ms.len() <= 2 * live + FIRST_RECEIVED_SLACK + 1);
         }
     }
 }

@@ -1674,6 +1674,7 @@ fn receive_leasing_with_a_1ms_visibility_hands_the_message_out_again() {
             wait_ms,
             auto_ack: false,
             visibility_ms,
+            first_receive: false,
         };
         let first = engine.receive_leasing("q", args(Some(1), 0)).await;
         let first = first.expect("receive").messages;
@@ -2022,6 +2023,7 @@ fn sqs_calls_reach_a_queue_another_shard_owns() {
             wait_ms: 2_000,
             auto_ack: false,
             visibility_ms: None,
+            first_receive: false,
         };
         // Its owner took the 1 ms visibility: the leases come back by themselves.
         let first = engine.receive_leasing(&name, args).await.expect("receive");

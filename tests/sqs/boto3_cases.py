@@ -843,6 +843,48 @@ def message_move_tasks(endpoint):
         c.delete_queue(QueueUrl=url)
 
 
+def system_attributes_and_first_receive(endpoint):
+    """AWSTraceHeader travels as a message system attribute (with its MD5), and
+    ApproximateFirstReceiveTimestamp stays the first receive's time on later ones."""
+    c = client(endpoint)
+    url = create(c, name("system", "q"))
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    system = {"AWSTraceHeader": {"DataType": "String", "StringValue": trace}}
+    sent = c.send_message(QueueUrl=url, MessageBody="traced", MessageSystemAttributes=system)
+    assert sent["MD5OfMessageSystemAttributes"] == md5_of_attributes(system), sent
+    batch = c.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "t", "MessageBody": "traced too", "MessageSystemAttributes": system},
+        {"Id": "p", "MessageBody": "plain"}])
+    by_id = {e["Id"]: e for e in batch["Successful"]}
+    assert by_id["t"]["MD5OfMessageSystemAttributes"] == md5_of_attributes(system), batch
+    assert "MD5OfMessageSystemAttributes" not in by_id["p"], batch
+    expect_error(c, "InvalidParameterValue", lambda: c.send_message(
+        QueueUrl=url, MessageBody="x", MessageSystemAttributes={
+            "Other": {"DataType": "String", "StringValue": "v"}}), "an unknown system attribute")
+    before = int(time.time() * 1000)
+    first = receive_within(c, url, 3, "three", AttributeNames=[
+        "AWSTraceHeader", "ApproximateFirstReceiveTimestamp"])
+    after = int(time.time() * 1000)
+    for m in first:
+        c.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"],
+                                    VisibilityTimeout=0)
+    by_body = {m["Body"]: m for m in first}
+    assert by_body["traced"]["Attributes"]["AWSTraceHeader"] == trace, by_body
+    assert "AWSTraceHeader" not in by_body["plain"]["Attributes"], by_body
+    assert "MessageAttributes" not in by_body["traced"], "a system attribute is no message attribute"
+    stamps = {b: int(m["Attributes"]["ApproximateFirstReceiveTimestamp"])
+              for b, m in by_body.items()}
+    assert all(before - 1000 <= t <= after + 1000 for t in stamps.values()), (before, stamps)
+    time.sleep(0.05)
+    again = receive_within(c, url, 3, "again", AttributeNames=["All"])
+    for m in again:
+        a = m["Attributes"]
+        assert a["ApproximateReceiveCount"] == "2", m
+        assert int(a["ApproximateFirstReceiveTimestamp"]) == stamps[m["Body"]], (m, stamps)
+        c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    c.delete_queue(QueueUrl=url)
+
+
 # 2b. FIFO queues ---------------------------------------------------------------------------
 
 def fifo_send(c, url, body, group, dedup=None, **kw):
@@ -1126,7 +1168,7 @@ CASES = {f.__name__: f for f in [
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
     missing_queue_and_bad_input, tags, dead_letter_source_queues, redrive_allow_policy,
-    message_move_tasks,
+    message_move_tasks, system_attributes_and_first_receive,
     fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
     fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,

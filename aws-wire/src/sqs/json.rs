@@ -312,7 +312,7 @@ struct SendIn {
     message_body: Option<String>,
     delay_seconds: Option<i64>,
     message_attributes: Option<BTreeMap<String, AttributeIn>>,
-    message_system_attributes: Option<BTreeMap<String, Value>>,
+    message_system_attributes: Option<BTreeMap<String, AttributeIn>>,
     message_group_id: Option<String>,
     message_deduplication_id: Option<String>,
 }
@@ -321,15 +321,19 @@ impl SendIn {
     /// A message whose attributes cannot be read carries that error (a batch entry
     /// fails with it alone).
     fn into_raw(self) -> RawSend {
-        let attributes = self
-            .message_attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, a)| rules::attribute(name, a.data_type, a.string_value, a.binary_value))
-            .collect::<Result<Vec<_>, _>>();
-        let (attributes, read_error) = match attributes {
-            Ok(attributes) => (attributes, None),
-            Err(e) => (Vec::new(), Some(e)),
+        let read = |map: Option<BTreeMap<String, AttributeIn>>| {
+            map.unwrap_or_default()
+                .into_iter()
+                .map(|(name, a)| {
+                    rules::attribute(name, a.data_type, a.string_value, a.binary_value)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let both = read(self.message_attributes)
+            .and_then(|a| read(self.message_system_attributes).map(|s| (a, s)));
+        let ((attributes, system_attributes), read_error) = match both {
+            Ok(both) => (both, None),
+            Err(e) => ((Vec::new(), Vec::new()), Some(e)),
         };
         RawSend {
             id: self.id,
@@ -338,9 +342,7 @@ impl SendIn {
             attributes,
             group_id: self.message_group_id,
             dedup_id: self.message_deduplication_id,
-            system_attributes: self
-                .message_system_attributes
-                .is_some_and(|m| !m.is_empty()),
+            system_attributes,
             read_error,
         }
     }
@@ -518,6 +520,9 @@ fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
     out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
     if let Some(md5) = &sent.md5_of_message_attributes {
         out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    if let Some(md5) = &sent.md5_of_message_system_attributes {
+        out.insert("MD5OfMessageSystemAttributes".into(), json!(md5));
     }
     if let Some(n) = &sent.sequence_number {
         out.insert("SequenceNumber".into(), json!(n));

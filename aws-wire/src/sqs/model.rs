@@ -32,6 +32,13 @@ pub const WAIT_TIME_SECONDS_MAX: u32 = 20;
 pub const RECEIVE_MESSAGES_MAX: u32 = 10;
 /// ListQueues MaxResults range: 1 to 1000 (also the most listed without MaxResults).
 pub const LIST_QUEUES_MAX: u32 = 1000;
+/// The message system attributes SQS takes: AWSTraceHeader, a String.
+pub const TRACE_HEADER_ATTRIBUTE: &str = "AWSTraceHeader";
+/// Most message system attributes on one message (only AWSTraceHeader exists).
+pub const SYSTEM_ATTRIBUTES_MAX: usize = 1;
+/// Longest AWSTraceHeader value (X-Ray headers are about 100 bytes; SQS does not count
+/// it in the message size, so it has a bound of its own).
+pub const TRACE_HEADER_MAX: usize = 8192;
 /// Longest MessageGroupId, MessageDeduplicationId and ReceiveRequestAttemptId.
 pub const FIFO_ID_MAX: usize = 128;
 /// The suffix of a FIFO queue's name.
@@ -372,6 +379,9 @@ pub struct SendEntry {
     pub group_id: Option<String>,
     /// MessageDeduplicationId (`check_fifo_id`).
     pub dedup_id: Option<String>,
+    /// MessageSystemAttributes: at most AWSTraceHeader, a String of at most
+    /// `TRACE_HEADER_MAX` bytes.
+    pub system_attributes: Vec<MessageAttribute>,
 }
 
 /// SendMessageBatch: the call-level rules (1..=10 entries, distinct valid ids, total
@@ -531,6 +541,8 @@ pub struct SentMessage {
     pub md5_of_message_body: String,
     /// `None` when the message has no attributes.
     pub md5_of_message_attributes: Option<String>,
+    /// `None` when the message has no system attributes.
+    pub md5_of_message_system_attributes: Option<String>,
     /// FIFO queues: the message's SequenceNumber.
     pub sequence_number: Option<String>,
 }

@@ -260,14 +260,15 @@ fn entries(params: &Params, prefix: &str) -> Result<Vec<Params>, WireError> {
     }
 }
 
-/// One message's members (SendMessage, or a batch entry with its prefix cut off).
-fn send_raw(params: &Params) -> Result<RawSend, WireError> {
+/// `{prefix}.N.Name` / `.Value.DataType` / `.Value.StringValue` / `.Value.BinaryValue`.
+fn message_attributes(
+    params: &Params,
+    prefix: &str,
+    max: usize,
+) -> Result<Vec<MessageAttribute>, WireError> {
     let mut attributes = Vec::new();
-    for (n, member) in params.indexed("MessageAttribute", MESSAGE_ATTRIBUTES_MAX as u32)? {
-        let name = rules::required(
-            &format!("MessageAttribute.{n}.Name"),
-            string(&member, "Name"),
-        )?;
+    for (n, member) in params.indexed(prefix, max as u32)? {
+        let name = rules::required(&format!("{prefix}.{n}.Name"), string(&member, "Name"))?;
         attributes.push(rules::attribute(
             name,
             string(&member, "Value.DataType"),
@@ -275,6 +276,14 @@ fn send_raw(params: &Params) -> Result<RawSend, WireError> {
             string(&member, "Value.BinaryValue"),
         )?);
     }
+    Ok(attributes)
+}
+
+/// One message's members (SendMessage, or a batch entry with its prefix cut off).
+fn send_raw(params: &Params) -> Result<RawSend, WireError> {
+    let attributes = message_attributes(params, "MessageAttribute", MESSAGE_ATTRIBUTES_MAX)?;
+    let system_attributes =
+        message_attributes(params, "MessageSystemAttribute", SYSTEM_ATTRIBUTES_MAX)?;
     Ok(RawSend {
         id: string(params, "Id"),
         body: string(params, "MessageBody"),
@@ -282,7 +291,7 @@ fn send_raw(params: &Params) -> Result<RawSend, WireError> {
         attributes,
         group_id: string(params, "MessageGroupId"),
         dedup_id: string(params, "MessageDeduplicationId"),
-        system_attributes: params.has("MessageSystemAttribute"),
+        system_attributes,
         read_error: None,
     })
 }
@@ -476,6 +485,9 @@ fn sent_message(x: &mut Xml, sent: &SentMessage) {
         .leaf("MD5OfMessageBody", &sent.md5_of_message_body);
     if let Some(md5) = &sent.md5_of_message_attributes {
         x.leaf("MD5OfMessageAttributes", md5);
+    }
+    if let Some(md5) = &sent.md5_of_message_system_attributes {
+        x.leaf("MD5OfMessageSystemAttributes", md5);
     }
     if let Some(n) = &sent.sequence_number {
         x.leaf("SequenceNumber", n);

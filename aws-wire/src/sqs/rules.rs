@@ -106,8 +106,7 @@ pub(crate) struct RawSend {
     pub attributes: Vec<MessageAttribute>,
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
-    /// MessageSystemAttributes were given.
-    pub system_attributes: bool,
+    pub system_attributes: Vec<MessageAttribute>,
     /// Why a member could not be read (a batch entry fails with it alone).
     pub read_error: Option<WireError>,
 }
@@ -129,12 +128,7 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
     if let Some(id) = &raw.dedup_id {
         check_fifo_id("MessageDeduplicationId", id)?;
     }
-    if raw.system_attributes {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedOperation,
-            "MessageSystemAttributes (AWSTraceHeader) are not supported yet",
-        ));
-    }
+    check_system_attributes(&raw.system_attributes)?;
     let body = required("MessageBody", raw.body)?;
     attributes::check_body(&body)?;
     let delay_seconds = ranged("DelaySeconds", raw.delay_seconds, 0, DELAY_SECONDS_MAX)?;
@@ -155,7 +149,29 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
         attributes: attrs,
         group_id: raw.group_id,
         dedup_id: raw.dedup_id,
+        system_attributes: raw.system_attributes,
     })
+}
+
+/// MessageSystemAttributes: only AWSTraceHeader, a non-empty String within
+/// `TRACE_HEADER_MAX`.
+fn check_system_attributes(attrs: &[MessageAttribute]) -> Result<(), WireError> {
+    for a in attrs {
+        if a.name != TRACE_HEADER_ATTRIBUTE {
+            return Err(WireError::invalid(format!(
+                "Message system attribute name '{}' is invalid: the only one is {TRACE_HEADER_ATTRIBUTE}.",
+                a.name
+            )));
+        }
+        let valid = a.data_type == "String"
+            && matches!(&a.value, AttributeValue::String(v) if !v.is_empty() && v.len() <= TRACE_HEADER_MAX);
+        if !valid {
+            return Err(WireError::invalid(format!(
+                "Message system attribute {TRACE_HEADER_ATTRIBUTE} must be a String of 1 to {TRACE_HEADER_MAX} bytes."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// SendMessageBatch: the call's rules, then each entry's.

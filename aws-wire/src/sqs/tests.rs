@@ -40,14 +40,6 @@ fn both(name: &str) -> Request {
     json
 }
 
-/// A fixture both wires refuse with `code`.
-fn both_refuse(name: &str, code: ErrorCode) {
-    for (wire, result) in [("json", json_fixture(name)), ("query", query_fixture(name))] {
-        let e = result.expect_err(name);
-        assert_eq!(e.code, code, "{wire} {name}: {e}");
-    }
-}
-
 fn json(action: &str, body: &str) -> Result<Request, WireError> {
     decode(
         Protocol::Json,
@@ -247,7 +239,7 @@ fn send_message_with_every_attribute_type() {
 }
 
 #[test]
-fn send_message_carries_fifo_ids_and_refuses_system_attributes() {
+fn send_message_carries_fifo_ids() {
     let Request::SendMessage(r) = both("SendMessage-fifo") else {
         panic!("not SendMessage")
     };
@@ -262,7 +254,55 @@ fn send_message_carries_fifo_ids_and_refuses_system_attributes() {
     let body = format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageDeduplicationId":"{long}"}}"#);
     let e = json("SendMessage", &body).expect_err("too long");
     assert_eq!(e.code, ErrorCode::InvalidParameterValue);
-    both_refuse("SendMessage-system", ErrorCode::UnsupportedOperation);
+}
+
+#[test]
+fn send_message_carries_the_trace_header() {
+    let Request::SendMessage(r) = both("SendMessage-trace") else {
+        panic!("not SendMessage")
+    };
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    assert_eq!(
+        r.message.system_attributes,
+        [string_attr("AWSTraceHeader", "String", trace)]
+    );
+    let Request::SendMessageBatch(b) = both("SendMessageBatch-trace") else {
+        panic!("not SendMessageBatch")
+    };
+    let entry = b.entries[0].as_ref().expect("valid");
+    assert_eq!(entry.system_attributes.len(), 1);
+    let Request::SendMessage(short) = both("SendMessage-system") else {
+        panic!("not SendMessage")
+    };
+    assert_eq!(short.message.system_attributes.len(), 1);
+    let send = |system: &str| {
+        json(
+            "SendMessage",
+            &format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageSystemAttributes":{system}}}"#),
+        )
+    };
+    for bad in [
+        r#"{"Other":{"DataType":"String","StringValue":"v"}}"#,
+        r#"{"AWSTraceHeader":{"DataType":"Number","StringValue":"1"}}"#,
+        r#"{"AWSTraceHeader":{"DataType":"String","StringValue":""}}"#,
+    ] {
+        assert_eq!(
+            send(bad).expect_err(bad).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let long = format!(
+        r#"{{"AWSTraceHeader":{{"DataType":"String","StringValue":"{}"}}}}"#,
+        "r".repeat(TRACE_HEADER_MAX + 1)
+    );
+    assert_eq!(
+        send(&long).expect_err("long").code,
+        ErrorCode::InvalidParameterValue
+    );
+    let two = form(&format!(
+        "Action=SendMessage&{Q}&MessageBody=x&MessageSystemAttribute.2.Name=AWSTraceHeader"
+    ));
+    assert_eq!(two.expect_err("two").code, ErrorCode::InvalidParameterValue);
 }
 
 #[test]
@@ -821,6 +861,7 @@ fn sample_answers() -> Vec<Response> {
         message_id: receipt::message_id(7, 9),
         md5_of_message_body: md5::md5_hex(b"body"),
         md5_of_message_attributes: md5::md5_of_attributes(&attrs),
+        md5_of_message_system_attributes: Some(md5::md5_hex(b"system")),
         sequence_number: Some(format!("{:020}", 9)),
     };
     let failed = BatchError::new(

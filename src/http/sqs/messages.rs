@@ -20,9 +20,9 @@ use peregrine_aws_wire::sqs::fifo;
 use peregrine_aws_wire::sqs::md5::{md5_hex, md5_of_attributes};
 use peregrine_aws_wire::sqs::receipt::{self, Receipt};
 use peregrine_aws_wire::sqs::{
-    BatchError, BatchResult, ChangeMessageVisibility, ChangeMessageVisibilityBatch, DeleteMessage,
-    DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response, SendEntry,
-    SendMessage, SendMessageBatch, SentMessage, WireError,
+    AttributeValue, BatchError, BatchResult, ChangeMessageVisibility, ChangeMessageVisibilityBatch,
+    DeleteMessage, DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response,
+    SendEntry, SendMessage, SendMessageBatch, SentMessage, WireError, TRACE_HEADER_ATTRIBUTE,
 };
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -170,6 +170,12 @@ fn fifo_fields(
 
 fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireError> {
     let mut headers = msg_attrs::to_headers(&e.attributes);
+    // AWSTraceHeader, the one system attribute, is a String (`rules` checked it).
+    for a in &e.system_attributes {
+        if let AttributeValue::String(trace) = &a.value {
+            headers.push((msg_attrs::TRACE_HEADER.to_string(), trace.clone()));
+        }
+    }
     let (group_id, dedup_id) = match fifo_fields(meta, e)? {
         Some((group, key, dedup)) => {
             headers.push((fifo::DEDUP_ID_HEADER.to_string(), dedup));
@@ -197,6 +203,7 @@ fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
         message_id: receipt::message_id(meta.id, id),
         md5_of_message_body: md5_hex(e.body.as_bytes()),
         md5_of_message_attributes: md5_of_attributes(&e.attributes),
+        md5_of_message_system_attributes: md5_of_attributes(&e.system_attributes),
         sequence_number: meta.config.fifo.then(|| fifo::sequence_number(id)),
     }
 }
@@ -211,11 +218,13 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         Some(s) => s * 1000,
         None => meta.config.receive_wait_ms,
     };
+    let system = SystemNames::new(&req.attribute_names);
     let args = ReceiveArgs {
         max: req.max_messages,
         wait_ms,
         auto_ack: false,
         visibility_ms: req.visibility_timeout.map(|s| u64::from(s) * 1000),
+        first_receive: system.first_receive,
     };
     // ReceiveRequestAttemptId is FIFO's (SQS ignores it on standard queues).
     let got = match req.receive_request_attempt_id {
@@ -223,7 +232,6 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         _ => ctx.engine.receive_leasing(&name, args).await,
     }
     .map_err(errors::from_engine)?;
-    let system = SystemNames::new(&req.attribute_names);
     let d = &got.messages;
     let mut messages = Vec::with_capacity(d.ids.len());
     let mut extras = d.extras.iter().peekable();
@@ -258,6 +266,7 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
                     group_id: extra.and_then(|x| x.group_id.as_deref()),
                     headers: headers.unwrap_or_default(),
                     sequence: meta.config.fifo.then_some(d.ids[i]),
+                    first_received_ms: d.first_received_ms.get(i).copied(),
                 },
             ),
             md5_of_message_attributes: md5_of_attributes(&message_attributes),
@@ -276,6 +285,8 @@ struct SystemNames {
     group_id: bool,
     dedup_id: bool,
     sequence_number: bool,
+    trace_header: bool,
+    first_receive: bool,
 }
 
 /// What a receive knows of one message for its system attributes.
@@ -286,6 +297,7 @@ struct Delivered<'a> {
     headers: &'a [(String, String)],
     /// FIFO queues: the message id (its SequenceNumber).
     sequence: Option<u64>,
+    first_received_ms: Option<i64>,
 }
 
 impl SystemNames {
@@ -298,6 +310,8 @@ impl SystemNames {
             group_id: has("MessageGroupId"),
             dedup_id: has("MessageDeduplicationId"),
             sequence_number: has("SequenceNumber"),
+            trace_header: has(TRACE_HEADER_ATTRIBUTE),
+            first_receive: has("ApproximateFirstReceiveTimestamp"),
         }
     }
 
@@ -311,6 +325,16 @@ impl SystemNames {
         }
         if let (true, Some(n)) = (self.receive_count, m.count) {
             out.push(("ApproximateReceiveCount".to_string(), n.to_string()));
+        }
+        if let (true, Some(ms)) = (self.first_receive, m.first_received_ms) {
+            out.push((
+                "ApproximateFirstReceiveTimestamp".to_string(),
+                ms.to_string(),
+            ));
+        }
+        let trace = m.headers.iter().find(|(k, _)| k == msg_attrs::TRACE_HEADER);
+        if let (true, Some((_, value))) = (self.trace_header, trace) {
+            out.push((TRACE_HEADER_ATTRIBUTE.to_string(), value.clone()));
         }
         if let Some(seq) = m.sequence {
             if let (true, Some(group)) = (self.group_id, m.group_id) {
