@@ -63,7 +63,7 @@ pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError
         .engine
         .publish_each(&name, vec![entry])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     let id = ids
         .first()
         .copied()
@@ -97,7 +97,7 @@ pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response
             .engine
             .publish_each(&name, entries)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         if ids.len() != valid.len() {
             return Err(WireError::new(
                 ErrorCode::InternalFailure,
@@ -231,7 +231,7 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         Some(attempt) if meta.config.fifo => ctx.engine.receive_attempt(&name, args, attempt).await,
         _ => ctx.engine.receive_leasing(&name, args).await,
     }
-    .map_err(errors::from_engine)?;
+    .map_err(|e| ctx.engine_error(e))?;
     let d = &got.messages;
     let mut messages = Vec::with_capacity(d.ids.len());
     let mut extras = d.extras.iter().peekable();
@@ -389,7 +389,7 @@ pub async fn delete(ctx: &Ctx<'_>, req: DeleteMessage) -> Result<Response, WireE
         .engine
         .ack_leases(&name, vec![lease])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     match done.first() {
         Some(true) => Ok(Response::DeleteMessage),
         _ => Err(expired()),
@@ -421,7 +421,7 @@ pub async fn delete_batch(ctx: &Ctx<'_>, req: DeleteMessageBatch) -> Result<Resp
             .engine
             .ack_leases(&name, leases)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         settle_entries(&mut result, ids, &done, expired);
     }
     Ok(Response::DeleteMessageBatch(result))
@@ -439,7 +439,7 @@ pub async fn change_visibility(
         .engine
         .change_visibility(&name, vec![(lease, timeout_ms)])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     match done.first() {
         Some(true) => Ok(Response::ChangeMessageVisibility),
         _ => Err(not_inflight()),
@@ -474,7 +474,7 @@ pub async fn change_visibility_batch(
             .engine
             .change_visibility(&name, changes)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         settle_entries(&mut result, ids, &done, not_inflight);
     }
     Ok(Response::ChangeMessageVisibilityBatch(result))

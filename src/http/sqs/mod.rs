@@ -25,8 +25,10 @@
 //!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
 //! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
 //!   action (a request that fails to decode by the action it names; an action the broker
-//!   does not serve as "unknown"); engine errors, and a queue found missing, count in
-//!   `errors_total{protocol="http"}` by engine kind, as the other front ends count theirs.
+//!   does not serve as "unknown"); every failed request counts once in
+//!   `errors_total{protocol="http"}` by engine kind: engine errors by their own, errors
+//!   found before the engine (decoding, validation, a queue found missing) by the kind
+//!   they stand for (`errors::wire_kind`: InvalidRequest, UnknownQueue, NotSupported, …).
 //! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
 //!   when the broker stops first (a long poll does not hold the shutdown up).
 
@@ -95,6 +97,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     let ctx = Ctx {
         engine,
         host: req.host,
+        counted: Cell::new(false),
     };
     let decoded = match protocol {
         Protocol::Json => sqs::decode(protocol, req.target, req.query, req.body),
@@ -122,7 +125,13 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     };
     match outcome {
         Ok(response) => sqs::encode(protocol, &response, &request_id),
-        Err(e) => sqs::encode_error(protocol, &e, &request_id),
+        Err(e) => {
+            // Errors the engine raised were counted by their engine kind already.
+            if !ctx.counted.get() {
+                local::error(metrics::Protocol::Http, errors::wire_kind(e.code));
+            }
+            sqs::encode_error(protocol, &e, &request_id)
+        }
     }
 }
 
@@ -180,6 +189,8 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
 struct Ctx<'a> {
     engine: &'a Engine,
     host: Option<&'a str>,
+    /// This request's error is in `errors_total` already (an engine error).
+    counted: Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -201,17 +212,21 @@ impl Ctx<'_> {
         urls::queue_name(url, self.settings())
     }
 
-    /// A queue's catalog entry, or QueueDoesNotExist.
+    /// A queue's catalog entry, or QueueDoesNotExist (counted by `serve` as the engine's
+    /// UnknownQueue, as when an engine call finds it missing).
     fn meta(&self, name: &str) -> Result<QueueMeta, WireError> {
         self.engine.queue_meta(name).ok_or_else(|| {
-            // Counted as the engine's UnknownQueue, as when an engine call finds it missing.
-            let missing = EngineError::UnknownQueue(name.to_string());
-            local::error(metrics::Protocol::Http, missing.metrics_index());
             WireError::new(
                 ErrorCode::QueueDoesNotExist,
                 format!("The specified queue {name} does not exist."),
             )
         })
+    }
+
+    /// An engine error as SQS's, counted once by its engine kind.
+    fn engine_error(&self, e: EngineError) -> WireError {
+        self.counted.set(true);
+        errors::from_engine(e)
     }
 }
 

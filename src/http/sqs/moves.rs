@@ -45,7 +45,7 @@ pub async fn start(ctx: &Ctx<'_>, req: StartMessageMoveTask) -> Result<Response,
         .engine
         .start_move(&source.name, destination, req.max_per_second)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::StartMessageMoveTask {
         task_handle: handle(&source, &task),
     })
@@ -72,7 +72,7 @@ pub async fn cancel(ctx: &Ctx<'_>, req: CancelMessageMoveTask) -> Result<Respons
         .engine
         .cancel_move(&source.name, id)
         .await
-        .map_err(errors::from_engine)?
+        .map_err(|e| ctx.engine_error(e))?
         .ok_or_else(gone)?;
     Ok(Response::CancelMessageMoveTask { moved: task.moved })
 }
@@ -83,7 +83,7 @@ pub async fn list(ctx: &Ctx<'_>, req: ListMessageMoveTasks) -> Result<Response, 
         .engine
         .move_tasks(&source.name)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     let results = tasks
         .iter()
         .take(req.max_results as usize)

@@ -40,7 +40,7 @@ pub async fn create(ctx: &Ctx<'_>, req: CreateQueue) -> Result<Response, WireErr
         Ok(()) => Ok(Response::CreateQueue { queue_url: url }),
         // Another client created it meanwhile, with other settings.
         Err(crate::engine::EngineError::QueueMismatch(_)) => Err(exists(&name)),
-        Err(e) => Err(errors::from_engine(e)),
+        Err(e) => Err(ctx.engine_error(e)),
     }
 }
 
@@ -175,7 +175,7 @@ pub async fn tag(ctx: &Ctx<'_>, req: TagQueue) -> Result<Response, WireError> {
     ctx.engine
         .alter_queue(&name, change)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::TagQueue)
 }
 
@@ -190,7 +190,7 @@ pub async fn untag(ctx: &Ctx<'_>, req: UntagQueue) -> Result<Response, WireError
     ctx.engine
         .alter_queue(&name, change)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::UntagQueue)
 }
 
@@ -207,7 +207,7 @@ pub async fn delete(ctx: &Ctx<'_>, req: QueueRef) -> Result<Response, WireError>
     ctx.engine
         .delete_queue(&name)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::DeleteQueue)
 }
 
@@ -218,7 +218,7 @@ pub async fn purge(ctx: &Ctx<'_>, req: QueueRef) -> Result<Response, WireError> 
     ctx.engine
         .purge_queue(&name)
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::PurgeQueue)
 }
 
@@ -231,7 +231,7 @@ pub async fn get_attributes(ctx: &Ctx<'_>, req: GetQueueAttributes) -> Result<Re
             ctx.engine
                 .queue_stats(&name)
                 .await
-                .map_err(errors::from_engine)?,
+                .map_err(|e| ctx.engine_error(e))?,
         ),
         false => None,
     };
@@ -257,6 +257,6 @@ pub async fn set_attributes(ctx: &Ctx<'_>, req: SetQueueAttributes) -> Result<Re
     ctx.engine
         .alter_queue(&name, attributes::change(&requested))
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     Ok(Response::SetQueueAttributes)
 }
