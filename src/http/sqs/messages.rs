@@ -12,7 +12,7 @@
 //! engine's headers (`attributes::to_headers`), so AMQP and native consumers see them
 //! and their headers reach SQS consumers as String attributes.
 
-use super::{attributes, errors, Ctx};
+use super::{attributes, Ctx};
 use crate::engine::{LeaseRef, PublishEntry, PublishSpec, QueueMeta, ReceiveArgs};
 use bytes::Bytes;
 use peregrine_aws_wire::sqs::attributes as msg_attrs;

@@ -7,7 +7,7 @@
 //! (some queue's RedrivePolicy names it); without DestinationArn each message goes back
 //! to the queue it was dead-lettered from.
 
-use super::{errors, urls, Ctx};
+use super::{urls, Ctx};
 use crate::engine::moves::{MoveStatus, MoveTask};
 use crate::engine::QueueMeta;
 use peregrine_aws_wire::sqs::{

@@ -1,7 +1,7 @@
 //! The queue actions: CreateQueue, GetQueueUrl, ListQueues, DeleteQueue, PurgeQueue,
 //! GetQueueAttributes and SetQueueAttributes.
 
-use super::{attributes, errors, Ctx};
+use super::{attributes, Ctx};
 use crate::engine::QueueChange;
 use peregrine_aws_wire::sqs::{
     receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListDeadLetterSourceQueues,
