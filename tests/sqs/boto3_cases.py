@@ -1122,8 +1122,10 @@ def urls_and_arns(endpoint):
 
 def persist_setup(endpoint, q, receipt_file):
     """Before a kill -9: queue `q` with VisibilityTimeout 7 and a RedrivePolicy to
-    `q`-dlq (both set by SetQueueAttributes), and one message `kept`, received once
-    (its receipt written to `receipt_file`) and not deleted."""
+    `q`-dlq (both set by SetQueueAttributes), a tag, and one message `kept`, received
+    once (its receipt written to `receipt_file`) and not deleted; FIFO queue `q`.fifo
+    with content-based deduplication and one message (its MessageId in
+    `receipt_file`.fifo)."""
     c = client(endpoint)
     create(c, f"{q}-dlq")
     url = create(c, q)
@@ -1135,6 +1137,13 @@ def persist_setup(endpoint, q, receipt_file):
     m = receive_within(c, url, 1, "the message before the kill")[0]
     with open(receipt_file, "w") as f:
         f.write(m["ReceiptHandle"])
+    # Tags, a FIFO queue's attributes and its deduplication window are durable too.
+    c.tag_queue(QueueUrl=url, Tags={"team": "orders"})
+    fifo = c.create_queue(QueueName=f"{q}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sent = c.send_message(QueueUrl=fifo, MessageBody="once", MessageGroupId="g")
+    with open(receipt_file + ".fifo", "w") as f:
+        f.write(sent["MessageId"])
 
 
 def persist_check(endpoint, q, receipt_file):
@@ -1159,6 +1168,15 @@ def persist_check(endpoint, q, receipt_file):
     wait_counts(c, url, (0, 1, 0), "the new lease outlived the old receipt")
     c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     wait_counts(c, url, (0, 0, 0), "after the delete")
+    assert c.list_queue_tags(QueueUrl=url)["Tags"] == {"team": "orders"}
+    fifo = c.get_queue_url(QueueName=f"{q}.fifo")["QueueUrl"]
+    got = c.get_queue_attributes(QueueUrl=fifo, AttributeNames=["All"])["Attributes"]
+    assert (got["FifoQueue"], got["ContentBasedDeduplication"]) == ("true", "true"), got
+    with open(receipt_file + ".fifo") as f:
+        first_id = f.read()
+    again = c.send_message(QueueUrl=fifo, MessageBody="once", MessageGroupId="g")
+    assert again["MessageId"] == first_id, "the deduplication window outlived the kill"
+    wait_counts(c, fifo, (1, 0, 0), "one copy after the restart")
 
 
 CASES = {f.__name__: f for f in [

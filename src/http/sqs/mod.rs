@@ -1,9 +1,11 @@
 //! The SQS API on the HTTP listener: both of SQS's wire protocols (JSON 1.0, which
 //! current SDKs speak, and the query protocol of older ones: forms in, XML out), decoded
 //! and encoded by `peregrine_aws_wire::sqs`, turned here into engine calls. One module
-//! per family: `queues` (CreateQueue … SetQueueAttributes), `messages` (Send …
-//! ChangeMessageVisibilityBatch), `attributes` (queue attributes ↔ `QueueConfig`),
-//! `urls` (queue URLs and ARNs), `errors` (engine errors → SQS errors).
+//! per family: `queues` (CreateQueue … SetQueueAttributes, tags,
+//! ListDeadLetterSourceQueues), `messages` (Send … ChangeMessageVisibilityBatch),
+//! `moves` (message move tasks), `attributes` (queue attributes ↔ `QueueConfig` and the
+//! queue's catalog attributes), `urls` (queue URLs and ARNs), `errors` (engine errors →
+//! SQS errors).
 //!
 //! Decisions (see also the README's "SQS API"):
 //! - An SQS queue is an engine queue: AMQP and native clients see it, and SQS sees
@@ -17,9 +19,18 @@
 //!   (`messages`), so an old or foreign receipt is refused, never applied to another
 //!   lease. MessageIds are the catalog id and message id as a UUID: the
 //!   same on every receive and across restarts.
+//! - FIFO queues are the engine's FIFO queues: order per MessageGroupId, one message
+//!   of a group in flight at a time (so one receive hands out at most one message per
+//!   group, where SQS may hand out several of a group in order), and a 5-minute
+//!   deduplication window answering a duplicate with the original's MessageId and
+//!   SequenceNumber (the engine's message id, 20 digits). The MessageDeduplicationId and
+//!   AWSTraceHeader travel as `sqs:`-named headers (`fifo::DEDUP_ID_HEADER`,
+//!   `attributes::TRACE_HEADER`), which no SQS attribute name can be. Message groups on
+//!   standard queues (SQS's fair queues) are refused.
 //! - Lenient where AWS asks clients to be: unknown system attribute names in
-//!   ReceiveMessage are ignored. Strict where ignoring would fake a feature: FIFO,
-//!   tags, policies and encryption are refused with an error naming them.
+//!   ReceiveMessage are ignored, and so is ReceiveRequestAttemptId on a standard queue
+//!   (as SQS does). Strict where ignoring would fake a feature: policies and encryption
+//!   are refused with an error naming them.
 //! - SigV4 signatures are not checked (any key works), as the issue allows by default.
 //! - PurgeQueue leaves leased messages with their consumers and has no 60 s
 //!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
