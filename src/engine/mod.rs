@@ -624,7 +624,8 @@ impl Engine {
     /// `ATTEMPT_WINDOW_MS` of a receive with the same `attempt`, while every lease that
     /// receive handed out still holds (not deleted, not timed out, not changed to 0), the
     /// same answer again (same messages, same lease handles); otherwise a receive whose
-    /// answer is remembered under `attempt`. At most `ATTEMPTS_MAX` ids per queue.
+    /// answer is remembered under `attempt`. At most `ATTEMPTS_MAX` ids and
+    /// `ATTEMPT_BYTES_MAX` bytes of answers per queue.
     pub async fn receive_attempt(
         &self,
         queue: &str,

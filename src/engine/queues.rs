@@ -446,9 +446,10 @@ pub async fn receive_attempt(
     let got = receive(shard, name, args).await?;
     // An empty answer leases nothing: a retry may as well receive afresh.
     if !got.messages.ids.is_empty() {
+        let bytes = got.bodies.len() + 64 * got.messages.ids.len();
         q.attempts
             .borrow_mut()
-            .insert(attempt, got.clone(), crate::time::now_ms());
+            .insert(attempt, got.clone(), bytes, crate::time::now_ms());
     }
     Ok(got)
 }

@@ -21,7 +21,7 @@ mod queue;
 mod slots;
 mod store;
 
-pub use attempts::{Attempts, ATTEMPTS_MAX, ATTEMPT_WINDOW_MS};
+pub use attempts::{Attempts, ATTEMPTS_MAX, ATTEMPT_BYTES_MAX, ATTEMPT_WINDOW_MS};
 pub use queue::{Queue, Stats};
 pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
