@@ -1064,6 +1064,7 @@ fn write_answer_samples() {
         ErrorCode::QueueNameExists,
         ErrorCode::ReceiptHandleIsInvalid,
         ErrorCode::InternalFailure,
+        ErrorCode::ResourceNotFound,
     ];
     for (wire, protocol) in [("json", Protocol::Json), ("query", Protocol::Query)] {
         let out = format!("{dir}/{wire}");
