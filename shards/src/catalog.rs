@@ -7,7 +7,7 @@
 //! survives restarts and changes of `--shards`/`--cores`.
 
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
-use crate::queues::{QueueChange, QueueConfig};
+use crate::queues::{QueueChange, QueueConfig, QUEUE_ATTRIBUTES_MAX, QUEUE_TAGS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -336,13 +336,9 @@ impl Catalog {
             .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
         let attributes = QueueChange::apply_map(&meta.attributes, &change.attributes);
         let tags = QueueChange::apply_map(&meta.tags, &change.tags);
-        let (attributes_max, tags_max) = (
-            crate::queues::QUEUE_ATTRIBUTES_MAX,
-            crate::queues::QUEUE_TAGS_MAX,
-        );
-        if attributes.len() > attributes_max || tags.len() > tags_max {
+        if attributes.len() > QUEUE_ATTRIBUTES_MAX || tags.len() > QUEUE_TAGS_MAX {
             return Err(CatalogError::InvalidQueueConfig(format!(
-                "queue '{name}': at most {attributes_max} attributes and {tags_max} tags (it would have {} and {})",
+                "queue '{name}': at most {QUEUE_ATTRIBUTES_MAX} attributes and {QUEUE_TAGS_MAX} tags (it would have {} and {})",
                 attributes.len(),
                 tags.len()
             )));
@@ -1022,7 +1018,7 @@ mod tests {
         let tags = &untagged.queue("q").expect("queue").tags;
         assert_eq!(tags.keys().collect::<Vec<_>>(), ["team"]);
         let too_many = QueueChange {
-            tags: (0..=crate::queues::QUEUE_TAGS_MAX)
+            tags: (0..=QUEUE_TAGS_MAX)
                 .map(|i| (format!("k{i}"), Some("v".to_string())))
                 .collect(),
             ..QueueChange::default()
