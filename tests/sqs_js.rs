@@ -82,3 +82,8 @@ fn send_message_batch_answers_each_entry() {
 fn a_missing_queue_is_queue_does_not_exist() {
     run_case("missing_queue");
 }
+
+#[test]
+fn a_fifo_queue_keeps_order_and_drops_duplicates_and_tags_round_trip() {
+    run_case("fifo_and_tags");
+}

@@ -337,8 +337,8 @@ fn sum(page: &str, name: &str, having: &[&str]) -> u64 {
 
 /// Every SQS request counts once in `requests_total{protocol="http"}` under its action,
 /// whichever wire it came on and whether it succeeded; requests naming no served action
-/// count as "unknown"; a missing queue counts in `errors_total` as UnknownQueue; scrapes
-/// and other operator routes count nothing.
+/// count as "unknown"; every refused request counts once in `errors_total` by the engine
+/// kind it stands for; scrapes and other operator routes count nothing.
 #[test]
 fn sqs_requests_are_counted_by_action() {
     let b = Broker::start();
@@ -358,7 +358,7 @@ fn sqs_requests_are_counted_by_action() {
     let missing = r#"{"QueueUrl": "http://b/000000000000/missing", "MessageBody": "x"}"#;
     assert_eq!(json(addr, "SendMessage", missing).status, 400);
     assert_eq!(json(addr, "Bogus", "{}").status, 400);
-    assert_eq!(json(addr, "TagQueue", "{}").status, 400);
+    assert_eq!(json(addr, "AddPermission", "{}").status, 400);
     assert_eq!(form(addr, "/", "Version=2012-11-05").status, 400);
     let raw = "GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
     assert_eq!(parse(&exchange(addr, raw.as_bytes())).status, 200);
@@ -384,11 +384,28 @@ fn sqs_requests_are_counted_by_action() {
     let http = ["protocol=\"http\""];
     let all = sum(&page, "peregrine_requests_total", &http);
     assert_eq!(all, 9, "nothing else is counted\n{page}");
-    let unknown_queue = ["protocol=\"http\"", "code=\"UnknownQueue\""];
+    // Every refused request counts once, whichever layer refused it: the bad delay as
+    // InvalidRequest, the missing queue as UnknownQueue, the unknown, unsupported and
+    // action-less requests as NotSupported.
+    let errors = |code: &str| {
+        let code = format!("code=\"{code}\"");
+        sum(
+            &page,
+            "peregrine_errors_total",
+            &["protocol=\"http\"", &code],
+        )
+    };
+    for (code, want) in [
+        ("UnknownQueue", 1),
+        ("InvalidRequest", 1),
+        ("NotSupported", 3),
+    ] {
+        assert_eq!(errors(code), want, "{code}\n{page}");
+    }
     assert_eq!(
-        sum(&page, "peregrine_errors_total", &unknown_queue),
-        1,
-        "{page}"
+        sum(&page, "peregrine_errors_total", &http),
+        5,
+        "each error once\n{page}"
     );
     // Scrapes are not SQS requests.
     let again = scrape(addr);

@@ -41,6 +41,13 @@ calls = {
     "DeleteMessageBatch": lambda: c.delete_message_batch(QueueUrl=Q, Entries=[{"Id": "a", "ReceiptHandle": "r"}]),
     "ChangeMessageVisibility": lambda: c.change_message_visibility(QueueUrl=Q, ReceiptHandle="r", VisibilityTimeout=1),
     "ChangeMessageVisibilityBatch": lambda: c.change_message_visibility_batch(QueueUrl=Q, Entries=[{"Id": "a", "ReceiptHandle": "r", "VisibilityTimeout": 1}]),
+    "TagQueue": lambda: c.tag_queue(QueueUrl=Q, Tags={"a": "b"}),
+    "UntagQueue": lambda: c.untag_queue(QueueUrl=Q, TagKeys=["a"]),
+    "ListQueueTags": lambda: c.list_queue_tags(QueueUrl=Q),
+    "ListDeadLetterSourceQueues": lambda: c.list_dead_letter_source_queues(QueueUrl=Q),
+    "StartMessageMoveTask": lambda: c.start_message_move_task(SourceArn="arn:aws:sqs:us-east-1:000000000000:dlq"),
+    "CancelMessageMoveTask": lambda: c.cancel_message_move_task(TaskHandle="th-1"),
+    "ListMessageMoveTasks": lambda: c.list_message_move_tasks(SourceArn="arn:aws:sqs:us-east-1:000000000000:dlq"),
 }
 ATTRS = {"attrB": {"DataType": "Binary", "BinaryValue": bytes(range(256))},
          "attrS": {"DataType": "String.custom", "StringValue": "line\r\nmore <&>\"' é 😀"}}
@@ -69,6 +76,16 @@ for name in sorted(os.listdir(folder)):
             "DeleteMessageBatch": lambda o: o["Successful"] == [{"Id": "a"}] and o["Failed"][0]["Id"] == "e2",
             "ListQueues": lambda o: o == {} or (len(o["QueueUrls"]) == 2 and "NextToken" in o),
             "GetQueueAttributes": lambda o: o["Attributes"]["VisibilityTimeout"] == "30",
+            "SendMessage": lambda o: o["SequenceNumber"] == "00000000000000000009"
+                and len(o["MD5OfMessageSystemAttributes"]) == 32,
+            "ListQueueTags": lambda o: o["Tags"] == {"team": "<&>", "env": ""},
+            "ListDeadLetterSourceQueues": lambda o: o["queueUrls"] == [Q.replace("127.0.0.1:1", "127.0.0.1:1")]
+                and "NextToken" in o,
+            "StartMessageMoveTask": lambda o: o["TaskHandle"] == "th-1",
+            "CancelMessageMoveTask": lambda o: o["ApproximateNumberOfMessagesMoved"] == 3,
+            "ListMessageMoveTasks": lambda o: len(o["Results"]) == 2
+                and o["Results"][0]["TaskHandle"] == "th-1" and o["Results"][0]["ApproximateNumberOfMessagesToMove"] == 5
+                and o["Results"][1]["FailureReason"] == "<gone>" and "TaskHandle" not in o["Results"][1],
         }
         ok = checks.get(action, lambda o: True)(out)
         print("ok " if ok else "BAD", name, repr(out)[:160])

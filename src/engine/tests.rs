@@ -1675,6 +1675,7 @@ fn receive_leasing_with_a_1ms_visibility_hands_the_message_out_again() {
             wait_ms,
             auto_ack: false,
             visibility_ms,
+            first_receive: false,
         };
         let first = engine.receive_leasing("q", args(Some(1), 0)).await;
         let first = first.expect("receive").messages;
@@ -1855,6 +1856,72 @@ fn publish_each_answers_ids_in_order() {
 }
 
 #[test]
+fn fifo_publish_each_answers_a_duplicate_with_the_original_across_a_restart() {
+    fn entry(body: &'static str, group: &str, dedup: &str) -> PublishEntry {
+        PublishEntry {
+            spec: PublishSpec {
+                group_id: Some(group.to_string()),
+                dedup_id: Some(dedup.to_string()),
+                durable: true,
+                ..PublishSpec::default()
+            },
+            body: Bytes::from(body),
+        }
+    }
+    fn tags(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_engine_at(dir.path(), |engine| async move {
+        let fifo = QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        };
+        let annotations = QueueChange {
+            attributes: tags(&[("ContentBasedDeduplication", "true")]),
+            tags: tags(&[("team", "orders")]),
+            ..QueueChange::default()
+        };
+        engine
+            .declare_queue_with("f", fifo, annotations)
+            .await
+            .expect("declare");
+        let meta = engine.queue_meta("f").expect("queue");
+        assert_eq!(meta.tags.get("team").map(String::as_str), Some("orders"));
+        assert_eq!(meta.attributes.len(), 1);
+        let batch = vec![
+            entry("a1", "a", "1"),
+            entry("b1", "b", "2"),
+            entry("a1 again", "a", "1"),
+        ];
+        let ids = engine.publish_each("f", batch).await.expect("publish");
+        assert_eq!(ids, [0, 1, 0], "a duplicate in the call is the original");
+        let again = engine
+            .publish_each("f", vec![entry("b1 again", "b", "2")])
+            .await;
+        assert_eq!(again, Ok(vec![1]), "and so is one in a later call");
+        let stats = engine.queue_stats("f").await.expect("stats");
+        assert_eq!(stats.ready, 2, "no second copy");
+    });
+    with_engine_at(dir.path(), |engine| async move {
+        let meta = engine.queue_meta("f").expect("queue");
+        assert_eq!(meta.tags.len(), 1, "tags are durable");
+        let again = engine
+            .publish_each(
+                "f",
+                vec![entry("a1 later", "a", "1"), entry("a2", "a", "3")],
+            )
+            .await;
+        assert_eq!(again, Ok(vec![0, 2]), "the window outlives a restart");
+        let got = engine.receive("f", 10, 0, false).await.expect("receive");
+        assert_eq!(&got.bodies[..], b"a1b1", "one per group, in order");
+    });
+}
+
+#[test]
 fn alter_queue_survives_a_restart_and_applies_to_the_open_queue() {
     let dir = tempfile::tempdir().expect("temp dir");
     let changed = QueueChange {
@@ -1957,6 +2024,7 @@ fn sqs_calls_reach_a_queue_another_shard_owns() {
             wait_ms: 2_000,
             auto_ack: false,
             visibility_ms: None,
+            first_receive: false,
         };
         // Its owner took the 1 ms visibility: the leases come back by themselves.
         let first = engine.receive_leasing(&name, args).await.expect("receive");
@@ -1984,5 +2052,71 @@ fn sqs_calls_reach_a_queue_another_shard_owns() {
         assert_eq!(acked, [true]);
         let stats = engine.queue_stats(&name).await.expect("stats");
         assert_eq!((stats.owner, stats.in_flight), (1, 1), "b is left");
+    });
+}
+
+/// Waits (bounded) until queue `source`'s newest move task has ended; answers it.
+async fn move_ended(engine: &Engine, source: &str) -> moves::MoveTask {
+    let deadline = crate::time::now_ms() + 5_000;
+    loop {
+        let tasks = engine.move_tasks(source).await.expect("tasks");
+        if let Some(t) = tasks
+            .first()
+            .filter(|t| t.status != moves::MoveStatus::Running)
+        {
+            return t.clone();
+        }
+        assert!(crate::time::now_ms() < deadline, "still running: {tasks:?}");
+        crate::runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_move_resumed_after_a_crash_leaves_one_copy_in_the_destination() {
+    with_engine(|engine| async move {
+        for q in ["src", "dlq"] {
+            engine
+                .declare_queue(q, QueueConfig::default())
+                .await
+                .expect("declare");
+        }
+        let dead = |body: &'static str| {
+            let spec = PublishSpec {
+                headers: vec![
+                    ("k".to_string(), "v".to_string()),
+                    ("x-death-queue".to_string(), "src".to_string()),
+                ],
+                durable: true,
+                ..PublishSpec::default()
+            };
+            (spec, Bytes::from(body))
+        };
+        for body in ["m0", "m1"] {
+            let (spec, body) = dead(body);
+            engine.publish("dlq", spec, body).await.expect("publish");
+        }
+        // As if a move had published m0 and the broker died before its ack.
+        let dlq_id = engine.queue_meta("dlq").expect("dlq").id;
+        let (mut spec, body) = dead("m0");
+        spec.headers.truncate(1);
+        spec.origin = Some(format!("move:{dlq_id}/0"));
+        engine.publish("src", spec, body).await.expect("publish");
+        let task = engine.start_move("dlq", None, None).await.expect("start");
+        assert_eq!((task.to_move, task.moved), (2, 0));
+        let again = engine.start_move("dlq", None, None).await;
+        assert!(
+            matches!(again, Err(EngineError::InvalidRequest(_))) || again.is_ok(),
+            "a second start while one runs is refused (or the first already ended): {again:?}"
+        );
+        let done = move_ended(&engine, "dlq").await;
+        assert_eq!((done.status, done.moved), (moves::MoveStatus::Completed, 2));
+        let got = engine.receive("src", 10, 0, false).await.expect("receive");
+        assert_eq!(&got.bodies[..], b"m0m1", "m0 once, m1 once");
+        for x in &got.messages.extras {
+            let kept = [("k".to_string(), "v".to_string())];
+            assert_eq!(x.headers, kept, "attributes kept, no x-death-*");
+        }
+        assert_eq!(got.messages.extras.len(), 2);
+        assert_eq!(engine.queue_stats("dlq").await.expect("stats").ready, 0);
     });
 }

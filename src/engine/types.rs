@@ -228,6 +228,9 @@ pub struct Deliveries {
     pub priorities: Vec<u8>,
     /// Headers and group ids, only for the messages that have any.
     pub extras: Vec<DeliveryExtras>,
+    /// When each message was first received (`ReceiveArgs::first_receive`); empty
+    /// unless asked for.
+    pub first_received_ms: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +251,7 @@ impl Deliveries {
             lens: Vec::with_capacity(n),
             priorities: Vec::with_capacity(n),
             extras: Vec::new(),
+            first_received_ms: Vec::new(),
         }
     }
 
@@ -287,6 +291,10 @@ pub struct ReceiveArgs {
     /// How long these leases last; `None`: the queue's visibility timeout. At most
     /// `VISIBILITY_TIMEOUT_MS_MAX`.
     pub visibility_ms: Option<u64>,
+    /// Answer when each message was first received (`Deliveries::first_received_ms`,
+    /// SQS's ApproximateFirstReceiveTimestamp): the queue remembers it for messages
+    /// received so until they are settled, not across a restart.
+    pub first_receive: bool,
 }
 
 /// A lease as a client names it: its handle and the message it was given for. Handles

@@ -5,7 +5,7 @@
 //
 // ENDPOINT is the broker's HTTP address as a URL (`http://127.0.0.1:8080`). Cases:
 // queue_url, attributes_and_md5, long_poll, delete_and_stale_receipt, batch_per_entry,
-// missing_queue (see each function). Every wait has a deadline and queue names carry a
+// missing_queue, fifo_and_tags (see each function). Every wait has a deadline and queue names carry a
 // per-run token. Prints `ok CASE` on success; exits 3 when @aws-sdk/client-sqs cannot be
 // loaded (NODE_PATH names the node_modules that has it). Driven by tests/sqs_js.rs.
 'use strict'
@@ -20,7 +20,8 @@ try {
 const {
   SQSClient, CreateQueueCommand, GetQueueUrlCommand, DeleteQueueCommand, SendMessageCommand,
   SendMessageBatchCommand, ReceiveMessageCommand, DeleteMessageCommand,
-  ChangeMessageVisibilityCommand, GetQueueAttributesCommand,
+  ChangeMessageVisibilityCommand, GetQueueAttributesCommand, TagQueueCommand,
+  ListQueueTagsCommand,
 } = sdk
 const crypto = require('crypto')
 
@@ -275,7 +276,45 @@ async function missing_queue(endpoint) {
   await expectError('QueueDoesNotExist', () => c.send(new DeleteQueueCommand({ QueueUrl: url })), 'DeleteQueue')
 }
 
-const CASES = { queue_url, attributes_and_md5, long_poll, delete_and_stale_receipt, batch_per_entry, missing_queue }
+// A FIFO queue from a second SDK: group order, a duplicate answered with the original's
+// MessageId and SequenceNumber, the FIFO system attributes; tags round-trip.
+async function fifo_and_tags(endpoint) {
+  const c = client(endpoint)
+  const q = name('fifo', 'q') + '.fifo'
+  const created = await c.send(new CreateQueueCommand({
+    QueueName: q, Attributes: { FifoQueue: 'true' }, tags: { team: 'orders' },
+  }))
+  const url = created.QueueUrl
+  const tags = await c.send(new ListQueueTagsCommand({ QueueUrl: url }))
+  assertEq(tags.Tags, { team: 'orders' }, 'tags from CreateQueue')
+  await c.send(new TagQueueCommand({ QueueUrl: url, Tags: { env: 'dev' } }))
+  const more = await c.send(new ListQueueTagsCommand({ QueueUrl: url }))
+  assertEq(more.Tags, { env: 'dev', team: 'orders' }, 'tags after TagQueue')
+  const send = (body, dedup) => c.send(new SendMessageCommand({
+    QueueUrl: url, MessageBody: body, MessageGroupId: 'g', MessageDeduplicationId: dedup,
+  }))
+  const first = await send('one', 'd1')
+  const second = await send('two', 'd2')
+  assert(BigInt(second.SequenceNumber) > BigInt(first.SequenceNumber), 'sequence numbers grow')
+  const dup = await send('one again', 'd1')
+  assertEq([dup.MessageId, dup.SequenceNumber], [first.MessageId, first.SequenceNumber], 'duplicate')
+  const got = []
+  const deadline = Date.now() + WAIT_MS
+  while (got.length < 2) {
+    assert(Date.now() < deadline, `received ${JSON.stringify(got)}`)
+    const out = await c.send(new ReceiveMessageCommand({
+      QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['All'],
+    }))
+    for (const m of out.Messages || []) {
+      got.push([m.Body, m.Attributes.MessageGroupId, m.Attributes.MessageDeduplicationId])
+      await c.send(new DeleteMessageCommand({ QueueUrl: url, ReceiptHandle: m.ReceiptHandle }))
+    }
+  }
+  assertEq(got, [['one', 'g', 'd1'], ['two', 'g', 'd2']], 'group order, no duplicate')
+  await c.send(new DeleteQueueCommand({ QueueUrl: url }))
+}
+
+const CASES = { queue_url, attributes_and_md5, long_poll, delete_and_stale_receipt, batch_per_entry, missing_queue, fifo_and_tags }
 
 async function main() {
   const [endpoint, kase] = process.argv.slice(2)

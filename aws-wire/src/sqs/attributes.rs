@@ -22,6 +22,8 @@ use crate::xml::xml_char;
 
 /// The header holding attribute types other than `String`.
 pub const TYPES_HEADER: &str = "sqs:attribute-types";
+/// The header a message keeps its AWSTraceHeader system attribute in (`:` as above).
+pub const TRACE_HEADER: &str = "sqs:aws-trace-header";
 
 /// Longest DataType, custom label included.
 const DATA_TYPE_MAX: usize = 256;

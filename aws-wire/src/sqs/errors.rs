@@ -43,6 +43,8 @@ pub enum ErrorCode {
     UnsupportedOperation,
     InvalidParameterValue,
     MissingParameter,
+    /// A message move task (or its source or destination queue) that does not exist.
+    ResourceNotFound,
     /// No such action (or `X-Amz-Target`).
     UnknownAction,
     /// The request could not be read at all (bad JSON, bad form encoding).
@@ -76,6 +78,7 @@ impl ErrorCode {
             UnsupportedOperation => "UnsupportedOperation",
             InvalidParameterValue => "InvalidParameterValue",
             MissingParameter => "MissingParameter",
+            ResourceNotFound => "ResourceNotFoundException",
             UnknownAction => "UnknownOperationException",
             Malformed => "SerializationException",
             InternalFailure => "InternalFailure",
@@ -114,6 +117,7 @@ impl ErrorCode {
             | OverLimit
             | InvalidParameterValue
             | MissingParameter
+            | ResourceNotFound
             | InternalFailure
             | ServiceUnavailable => self.shape(),
         }
@@ -121,7 +125,7 @@ impl ErrorCode {
 
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::ReceiptHandleIsInvalid => 404,
+            ErrorCode::ReceiptHandleIsInvalid | ErrorCode::ResourceNotFound => 404,
             ErrorCode::OverLimit => 403,
             ErrorCode::InternalFailure => 500,
             ErrorCode::ServiceUnavailable => 503,
@@ -210,6 +214,7 @@ mod tests {
             (UnsupportedOperation, "com.amazonaws.sqs#UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation;Sender", 400),
             (InvalidParameterValue, "com.amazonaws.sqs#InvalidParameterValue", "InvalidParameterValue;Sender", 400),
             (MissingParameter, "com.amazonaws.sqs#MissingParameter", "MissingParameter;Sender", 400),
+            (ResourceNotFound, "com.amazonaws.sqs#ResourceNotFoundException", "ResourceNotFoundException;Sender", 404),
             (UnknownAction, "com.amazon.coral.service#UnknownOperationException", "InvalidAction;Sender", 400),
             (Malformed, "com.amazon.coral.service#SerializationException", "MalformedQueryString;Sender", 400),
             (InternalFailure, "com.amazonaws.sqs#InternalFailure", "InternalFailure;Receiver", 500),

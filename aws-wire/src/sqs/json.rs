@@ -100,7 +100,68 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
         Action::ChangeMessageVisibilityBatch => {
             change_visibility_batch(parse(body)?).map(Request::ChangeMessageVisibilityBatch)
         }
+        Action::TagQueue => {
+            let r: TagQueueIn = parse(body)?;
+            rules::tag_queue(r.queue_url, r.tags).map(Request::TagQueue)
+        }
+        Action::UntagQueue => {
+            let r: TagQueueIn = parse(body)?;
+            rules::untag_queue(r.queue_url, r.tag_keys).map(Request::UntagQueue)
+        }
+        Action::ListQueueTags => queue_ref(body).map(Request::ListQueueTags),
+        Action::ListDeadLetterSourceQueues => {
+            let r: ListSourcesIn = parse(body)?;
+            rules::list_dead_letter_sources(r.queue_url, r.max_results, r.next_token)
+                .map(Request::ListDeadLetterSourceQueues)
+        }
+        Action::StartMessageMoveTask => {
+            let r: MoveIn = parse(body)?;
+            rules::start_move(
+                r.source_arn,
+                r.destination_arn,
+                r.max_number_of_messages_per_second,
+            )
+            .map(Request::StartMessageMoveTask)
+        }
+        Action::CancelMessageMoveTask => {
+            let r: MoveIn = parse(body)?;
+            Ok(Request::CancelMessageMoveTask(CancelMessageMoveTask {
+                task_handle: rules::required("TaskHandle", r.task_handle)?,
+            }))
+        }
+        Action::ListMessageMoveTasks => {
+            let r: MoveIn = parse(body)?;
+            rules::list_moves(r.source_arn, r.max_results).map(Request::ListMessageMoveTasks)
+        }
     }
+}
+
+/// The message move task actions' members.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MoveIn {
+    source_arn: Option<String>,
+    destination_arn: Option<String>,
+    max_number_of_messages_per_second: Option<i64>,
+    max_results: Option<i64>,
+    task_handle: Option<String>,
+}
+
+/// TagQueue and UntagQueue.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagQueueIn {
+    queue_url: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListSourcesIn {
+    queue_url: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
 }
 
 fn send_message_batch(r: BatchIn<SendIn>) -> Result<SendMessageBatch, WireError> {
@@ -172,8 +233,7 @@ impl CreateQueueIn {
     fn checked(self) -> Result<CreateQueue, WireError> {
         let attributes = self.attributes.unwrap_or_default();
         rules::queue_attributes(attributes.len())?;
-        let tagged = self.tags.is_some_and(|t| !t.is_empty());
-        rules::create_queue(self.queue_name, attributes, tagged)
+        rules::create_queue(self.queue_name, attributes, self.tags.unwrap_or_default())
     }
 }
 
@@ -252,7 +312,7 @@ struct SendIn {
     message_body: Option<String>,
     delay_seconds: Option<i64>,
     message_attributes: Option<BTreeMap<String, AttributeIn>>,
-    message_system_attributes: Option<BTreeMap<String, Value>>,
+    message_system_attributes: Option<BTreeMap<String, AttributeIn>>,
     message_group_id: Option<String>,
     message_deduplication_id: Option<String>,
 }
@@ -261,25 +321,28 @@ impl SendIn {
     /// A message whose attributes cannot be read carries that error (a batch entry
     /// fails with it alone).
     fn into_raw(self) -> RawSend {
-        let attributes = self
-            .message_attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, a)| rules::attribute(name, a.data_type, a.string_value, a.binary_value))
-            .collect::<Result<Vec<_>, _>>();
-        let (attributes, read_error) = match attributes {
-            Ok(attributes) => (attributes, None),
-            Err(e) => (Vec::new(), Some(e)),
+        let read = |map: Option<BTreeMap<String, AttributeIn>>| {
+            map.unwrap_or_default()
+                .into_iter()
+                .map(|(name, a)| {
+                    rules::attribute(name, a.data_type, a.string_value, a.binary_value)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let both = read(self.message_attributes)
+            .and_then(|a| read(self.message_system_attributes).map(|s| (a, s)));
+        let ((attributes, system_attributes), read_error) = match both {
+            Ok(both) => (both, None),
+            Err(e) => ((Vec::new(), Vec::new()), Some(e)),
         };
         RawSend {
             id: self.id,
             body: self.message_body,
             delay_seconds: self.delay_seconds,
             attributes,
-            fifo: self.message_group_id.is_some() || self.message_deduplication_id.is_some(),
-            system_attributes: self
-                .message_system_attributes
-                .is_some_and(|m| !m.is_empty()),
+            group_id: self.message_group_id,
+            dedup_id: self.message_deduplication_id,
+            system_attributes,
             read_error,
         }
     }
@@ -310,6 +373,7 @@ struct ReceiveMessageIn {
     max_number_of_messages: Option<i64>,
     visibility_timeout: Option<i64>,
     wait_time_seconds: Option<i64>,
+    receive_request_attempt_id: Option<String>,
 }
 
 impl ReceiveMessageIn {
@@ -323,6 +387,7 @@ impl ReceiveMessageIn {
             max_messages: self.max_number_of_messages,
             visibility_timeout: self.visibility_timeout,
             wait_time_seconds: self.wait_time_seconds,
+            receive_request_attempt_id: self.receive_request_attempt_id,
         })
     }
 }
@@ -371,7 +436,36 @@ pub fn encode(response: &Response) -> Vec<u8> {
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => json!({}),
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => json!({}),
+        Response::ListQueueTags { tags } => {
+            let map: Map<String, Value> = tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            if map.is_empty() {
+                json!({})
+            } else {
+                json!({ "Tags": map })
+            }
+        }
+        Response::StartMessageMoveTask { task_handle } => json!({ "TaskHandle": task_handle }),
+        Response::CancelMessageMoveTask { moved } => {
+            json!({ "ApproximateNumberOfMessagesMoved": moved })
+        }
+        Response::ListMessageMoveTasks { results } => {
+            json!({ "Results": results.iter().map(move_task).collect::<Vec<_>>() })
+        }
+        Response::ListDeadLetterSourceQueues {
+            queue_urls,
+            next_token,
+        } => {
+            // The one member SQS's JSON model spells in lower camel case.
+            let mut out = Map::new();
+            out.insert("queueUrls".into(), json!(queue_urls));
+            if let Some(token) = next_token {
+                out.insert("NextToken".into(), json!(token));
+            }
+            Value::Object(out)
+        }
         Response::GetQueueAttributes { attributes } => {
             let map: Map<String, Value> = attributes
                 .iter()
@@ -395,6 +489,28 @@ pub fn encode(response: &Response) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
+fn move_task(t: &MoveTaskEntry) -> Value {
+    let mut out = Map::new();
+    if let Some(handle) = &t.task_handle {
+        out.insert("TaskHandle".into(), json!(handle));
+    }
+    out.insert("Status".into(), json!(t.status));
+    out.insert("SourceArn".into(), json!(t.source_arn));
+    if let Some(arn) = &t.destination_arn {
+        out.insert("DestinationArn".into(), json!(arn));
+    }
+    if let Some(rate) = t.max_per_second {
+        out.insert("MaxNumberOfMessagesPerSecond".into(), json!(rate));
+    }
+    out.insert("ApproximateNumberOfMessagesMoved".into(), json!(t.moved));
+    out.insert("ApproximateNumberOfMessagesToMove".into(), json!(t.to_move));
+    if let Some(reason) = &t.failure_reason {
+        out.insert("FailureReason".into(), json!(reason));
+    }
+    out.insert("StartedTimestamp".into(), json!(t.started_ms));
+    Value::Object(out)
+}
+
 fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
     let mut out = Map::new();
     if with_id {
@@ -404,6 +520,12 @@ fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
     out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
     if let Some(md5) = &sent.md5_of_message_attributes {
         out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    if let Some(md5) = &sent.md5_of_message_system_attributes {
+        out.insert("MD5OfMessageSystemAttributes".into(), json!(md5));
+    }
+    if let Some(n) = &sent.sequence_number {
+        out.insert("SequenceNumber".into(), json!(n));
     }
     Value::Object(out)
 }

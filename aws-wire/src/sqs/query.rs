@@ -74,7 +74,52 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
         Action::ChangeMessageVisibilityBatch => {
             change_visibility_batch(&form).map(Request::ChangeMessageVisibilityBatch)
         }
+        Action::TagQueue => {
+            let tags = tags(params)?;
+            rules::tag_queue(Some(form.queue_url()?), Some(tags)).map(Request::TagQueue)
+        }
+        Action::UntagQueue => {
+            let keys = params.list("TagKey", TAGS_MAX as u32)?;
+            rules::untag_queue(Some(form.queue_url()?), Some(keys)).map(Request::UntagQueue)
+        }
+        Action::ListQueueTags => form.queue_ref().map(Request::ListQueueTags),
+        Action::ListDeadLetterSourceQueues => rules::list_dead_letter_sources(
+            Some(form.queue_url()?),
+            params.int("MaxResults")?,
+            string(params, "NextToken"),
+        )
+        .map(Request::ListDeadLetterSourceQueues),
+        Action::StartMessageMoveTask => rules::start_move(
+            string(params, "SourceArn"),
+            string(params, "DestinationArn"),
+            params.int("MaxNumberOfMessagesPerSecond")?,
+        )
+        .map(Request::StartMessageMoveTask),
+        Action::CancelMessageMoveTask => {
+            Ok(Request::CancelMessageMoveTask(CancelMessageMoveTask {
+                task_handle: rules::required("TaskHandle", string(params, "TaskHandle"))?,
+            }))
+        }
+        Action::ListMessageMoveTasks => {
+            rules::list_moves(string(params, "SourceArn"), params.int("MaxResults")?)
+                .map(Request::ListMessageMoveTasks)
+        }
     }
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` (CreateQueue, TagQueue).
+fn tags(params: &Params) -> Result<BTreeMap<String, String>, WireError> {
+    let mut tags = BTreeMap::new();
+    for (n, member) in params.indexed("Tag", TAGS_MAX as u32)? {
+        let key = rules::required(&format!("Tag.{n}.Key"), string(&member, "Key"))?;
+        let value = string(&member, "Value").unwrap_or_default();
+        if tags.insert(key.clone(), value).is_some() {
+            return Err(WireError::invalid(format!(
+                "Tag {key} is given more than once."
+            )));
+        }
+    }
+    Ok(tags)
 }
 
 /// A request's parameters and where its queue may come from.
@@ -98,8 +143,7 @@ impl Form<'_> {
 
 fn create_queue(params: &Params) -> Result<CreateQueue, WireError> {
     let attributes = queue_attributes(params)?;
-    let tagged = params.has("Tag");
-    rules::create_queue(string(params, "QueueName"), attributes, tagged)
+    rules::create_queue(string(params, "QueueName"), attributes, tags(params)?)
 }
 
 fn set_queue_attributes(form: &Form) -> Result<SetQueueAttributes, WireError> {
@@ -143,6 +187,7 @@ fn receive_message(form: &Form) -> Result<ReceiveMessage, WireError> {
         max_messages: params.int("MaxNumberOfMessages")?,
         visibility_timeout: params.int("VisibilityTimeout")?,
         wait_time_seconds: params.int("WaitTimeSeconds")?,
+        receive_request_attempt_id: string(params, "ReceiveRequestAttemptId"),
     })
 }
 
@@ -215,14 +260,15 @@ fn entries(params: &Params, prefix: &str) -> Result<Vec<Params>, WireError> {
     }
 }
 
-/// One message's members (SendMessage, or a batch entry with its prefix cut off).
-fn send_raw(params: &Params) -> Result<RawSend, WireError> {
+/// `{prefix}.N.Name` / `.Value.DataType` / `.Value.StringValue` / `.Value.BinaryValue`.
+fn message_attributes(
+    params: &Params,
+    prefix: &str,
+    max: usize,
+) -> Result<Vec<MessageAttribute>, WireError> {
     let mut attributes = Vec::new();
-    for (n, member) in params.indexed("MessageAttribute", MESSAGE_ATTRIBUTES_MAX as u32)? {
-        let name = rules::required(
-            &format!("MessageAttribute.{n}.Name"),
-            string(&member, "Name"),
-        )?;
+    for (n, member) in params.indexed(prefix, max as u32)? {
+        let name = rules::required(&format!("{prefix}.{n}.Name"), string(&member, "Name"))?;
         attributes.push(rules::attribute(
             name,
             string(&member, "Value.DataType"),
@@ -230,14 +276,22 @@ fn send_raw(params: &Params) -> Result<RawSend, WireError> {
             string(&member, "Value.BinaryValue"),
         )?);
     }
+    Ok(attributes)
+}
+
+/// One message's members (SendMessage, or a batch entry with its prefix cut off).
+fn send_raw(params: &Params) -> Result<RawSend, WireError> {
+    let attributes = message_attributes(params, "MessageAttribute", MESSAGE_ATTRIBUTES_MAX)?;
+    let system_attributes =
+        message_attributes(params, "MessageSystemAttribute", SYSTEM_ATTRIBUTES_MAX)?;
     Ok(RawSend {
         id: string(params, "Id"),
         body: string(params, "MessageBody"),
         delay_seconds: params.int("DelaySeconds")?,
         attributes,
-        fifo: params.get("MessageGroupId").is_some()
-            || params.get("MessageDeduplicationId").is_some(),
-        system_attributes: params.has("MessageSystemAttribute"),
+        group_id: string(params, "MessageGroupId"),
+        dedup_id: string(params, "MessageDeduplicationId"),
+        system_attributes,
         read_error: None,
     })
 }
@@ -290,6 +344,13 @@ fn response_tag(action: Action) -> &'static str {
         Action::DeleteMessageBatch => "DeleteMessageBatchResponse",
         Action::ChangeMessageVisibility => "ChangeMessageVisibilityResponse",
         Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatchResponse",
+        Action::TagQueue => "TagQueueResponse",
+        Action::UntagQueue => "UntagQueueResponse",
+        Action::ListQueueTags => "ListQueueTagsResponse",
+        Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueuesResponse",
+        Action::StartMessageMoveTask => "StartMessageMoveTaskResponse",
+        Action::CancelMessageMoveTask => "CancelMessageMoveTaskResponse",
+        Action::ListMessageMoveTasks => "ListMessageMoveTasksResponse",
     }
 }
 
@@ -305,11 +366,18 @@ fn result_tag(response: &Response) -> Option<&'static str> {
         Response::ReceiveMessage { .. } => Some("ReceiveMessageResult"),
         Response::DeleteMessageBatch(_) => Some("DeleteMessageBatchResult"),
         Response::ChangeMessageVisibilityBatch(_) => Some("ChangeMessageVisibilityBatchResult"),
+        Response::ListQueueTags { .. } => Some("ListQueueTagsResult"),
+        Response::ListDeadLetterSourceQueues { .. } => Some("ListDeadLetterSourceQueuesResult"),
+        Response::StartMessageMoveTask { .. } => Some("StartMessageMoveTaskResult"),
+        Response::CancelMessageMoveTask { .. } => Some("CancelMessageMoveTaskResult"),
+        Response::ListMessageMoveTasks { .. } => Some("ListMessageMoveTasksResult"),
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => None,
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => None,
     }
 }
 
@@ -348,12 +416,62 @@ fn result_body(x: &mut Xml, response: &Response) {
         Response::ChangeMessageVisibilityBatch(batch) => {
             batch_ids(x, "ChangeMessageVisibilityBatchResultEntry", batch)
         }
+        Response::ListQueueTags { tags } => {
+            for (key, value) in tags {
+                x.open("Tag").leaf("Key", key).leaf("Value", value).close();
+            }
+        }
+        Response::ListDeadLetterSourceQueues {
+            queue_urls,
+            next_token,
+        } => {
+            for url in queue_urls {
+                x.leaf("QueueUrl", url);
+            }
+            if let Some(token) = next_token {
+                x.leaf("NextToken", token);
+            }
+        }
+        Response::StartMessageMoveTask { task_handle } => {
+            x.leaf("TaskHandle", task_handle);
+        }
+        Response::CancelMessageMoveTask { moved } => {
+            x.leaf("ApproximateNumberOfMessagesMoved", &moved.to_string());
+        }
+        Response::ListMessageMoveTasks { results } => {
+            for t in results {
+                move_task(x, t);
+            }
+        }
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => {}
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => {}
     }
+}
+
+fn move_task(x: &mut Xml, t: &MoveTaskEntry) {
+    x.open("ListMessageMoveTasksResultEntry");
+    if let Some(handle) = &t.task_handle {
+        x.leaf("TaskHandle", handle);
+    }
+    x.leaf("Status", &t.status).leaf("SourceArn", &t.source_arn);
+    if let Some(arn) = &t.destination_arn {
+        x.leaf("DestinationArn", arn);
+    }
+    if let Some(rate) = t.max_per_second {
+        x.leaf("MaxNumberOfMessagesPerSecond", &rate.to_string());
+    }
+    x.leaf("ApproximateNumberOfMessagesMoved", &t.moved.to_string())
+        .leaf("ApproximateNumberOfMessagesToMove", &t.to_move.to_string());
+    if let Some(reason) = &t.failure_reason {
+        x.leaf("FailureReason", reason);
+    }
+    x.leaf("StartedTimestamp", &t.started_ms.to_string())
+        .close();
 }
 
 fn name_values(x: &mut Xml, tag: &'static str, pairs: &[(String, String)]) {
@@ -367,6 +485,12 @@ fn sent_message(x: &mut Xml, sent: &SentMessage) {
         .leaf("MD5OfMessageBody", &sent.md5_of_message_body);
     if let Some(md5) = &sent.md5_of_message_attributes {
         x.leaf("MD5OfMessageAttributes", md5);
+    }
+    if let Some(md5) = &sent.md5_of_message_system_attributes {
+        x.leaf("MD5OfMessageSystemAttributes", md5);
+    }
+    if let Some(n) = &sent.sequence_number {
+        x.leaf("SequenceNumber", n);
     }
 }
 

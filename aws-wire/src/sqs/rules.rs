@@ -104,10 +104,9 @@ pub(crate) struct RawSend {
     pub body: Option<String>,
     pub delay_seconds: Option<i64>,
     pub attributes: Vec<MessageAttribute>,
-    /// MessageGroupId or MessageDeduplicationId was given.
-    pub fifo: bool,
-    /// MessageSystemAttributes were given.
-    pub system_attributes: bool,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub system_attributes: Vec<MessageAttribute>,
     /// Why a member could not be read (a batch entry fails with it alone).
     pub read_error: Option<WireError>,
 }
@@ -123,17 +122,13 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
     if let Some(error) = raw.read_error {
         return Err(error);
     }
-    if raw.fifo {
-        return Err(WireError::invalid(
-            "MessageGroupId and MessageDeduplicationId are for FIFO queues, which are not supported yet",
-        ));
+    if let Some(id) = &raw.group_id {
+        check_fifo_id("MessageGroupId", id)?;
     }
-    if raw.system_attributes {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedOperation,
-            "MessageSystemAttributes (AWSTraceHeader) are not supported yet",
-        ));
+    if let Some(id) = &raw.dedup_id {
+        check_fifo_id("MessageDeduplicationId", id)?;
     }
+    check_system_attributes(&raw.system_attributes)?;
     let body = required("MessageBody", raw.body)?;
     attributes::check_body(&body)?;
     let delay_seconds = ranged("DelaySeconds", raw.delay_seconds, 0, DELAY_SECONDS_MAX)?;
@@ -152,7 +147,31 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
         body,
         delay_seconds,
         attributes: attrs,
+        group_id: raw.group_id,
+        dedup_id: raw.dedup_id,
+        system_attributes: raw.system_attributes,
     })
+}
+
+/// MessageSystemAttributes: only AWSTraceHeader, a non-empty String within
+/// `TRACE_HEADER_MAX`.
+fn check_system_attributes(attrs: &[MessageAttribute]) -> Result<(), WireError> {
+    for a in attrs {
+        if a.name != TRACE_HEADER_ATTRIBUTE {
+            return Err(WireError::invalid(format!(
+                "Message system attribute name '{}' is invalid: the only one is {TRACE_HEADER_ATTRIBUTE}.",
+                a.name
+            )));
+        }
+        let valid = a.data_type == "String"
+            && matches!(&a.value, AttributeValue::String(v) if !v.is_empty() && v.len() <= TRACE_HEADER_MAX);
+        if !valid {
+            return Err(WireError::invalid(format!(
+                "Message system attribute {TRACE_HEADER_ATTRIBUTE} must be a String of 1 to {TRACE_HEADER_MAX} bytes."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// SendMessageBatch: the call's rules, then each entry's.
@@ -283,9 +302,13 @@ pub(crate) struct RawReceive {
     pub max_messages: Option<i64>,
     pub visibility_timeout: Option<i64>,
     pub wait_time_seconds: Option<i64>,
+    pub receive_request_attempt_id: Option<String>,
 }
 
 pub(crate) fn receive(raw: RawReceive) -> Result<ReceiveMessage, WireError> {
+    if let Some(id) = &raw.receive_request_attempt_id {
+        check_fifo_id("ReceiveRequestAttemptId", id)?;
+    }
     Ok(ReceiveMessage {
         queue_url: required("QueueUrl", raw.queue_url)?,
         attribute_names: names("AttributeNames", raw.attribute_names)?,
@@ -312,6 +335,7 @@ pub(crate) fn receive(raw: RawReceive) -> Result<ReceiveMessage, WireError> {
             0,
             WAIT_TIME_SECONDS_MAX,
         )?,
+        receive_request_attempt_id: raw.receive_request_attempt_id,
     })
 }
 
@@ -330,19 +354,56 @@ pub(crate) fn list_queues(
 pub(crate) fn create_queue(
     name: Option<String>,
     attributes: std::collections::BTreeMap<String, String>,
-    tagged: bool,
+    tags: std::collections::BTreeMap<String, String>,
 ) -> Result<CreateQueue, WireError> {
     let queue_name = required("QueueName", name)?;
     check_queue_name(&queue_name)?;
-    if tagged {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedOperation,
-            "Queue tags are not supported yet",
-        ));
-    }
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
     Ok(CreateQueue {
         queue_name,
         attributes,
+        tags,
+    })
+}
+
+pub(crate) fn tag_queue(
+    queue_url: Option<String>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
+) -> Result<TagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tags = required("Tags", tags.filter(|t| !t.is_empty()))?;
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
+    Ok(TagQueue { queue_url, tags })
+}
+
+pub(crate) fn untag_queue(
+    queue_url: Option<String>,
+    tag_keys: Option<Vec<String>>,
+) -> Result<UntagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tag_keys = required("TagKeys", tag_keys.filter(|t| !t.is_empty()))?;
+    check_tags(tag_keys.len(), tag_keys.iter().map(|k| (k.as_str(), None)))?;
+    Ok(UntagQueue {
+        queue_url,
+        tag_keys,
+    })
+}
+
+pub(crate) fn list_dead_letter_sources(
+    queue_url: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+) -> Result<ListDeadLetterSourceQueues, WireError> {
+    Ok(ListDeadLetterSourceQueues {
+        queue_url: required("QueueUrl", queue_url)?,
+        max_results: ranged("MaxResults", max_results, 1, LIST_QUEUES_MAX)?,
+        next_token,
     })
 }
 
@@ -354,4 +415,31 @@ pub(crate) fn queue_attributes(count: usize) -> Result<(), WireError> {
         )));
     }
     Ok(())
+}
+
+pub(crate) fn start_move(
+    source_arn: Option<String>,
+    destination_arn: Option<String>,
+    max_per_second: Option<i64>,
+) -> Result<StartMessageMoveTask, WireError> {
+    Ok(StartMessageMoveTask {
+        source_arn: required("SourceArn", source_arn)?,
+        destination_arn,
+        max_per_second: ranged(
+            "MaxNumberOfMessagesPerSecond",
+            max_per_second,
+            1,
+            MOVE_RATE_MAX,
+        )?,
+    })
+}
+
+pub(crate) fn list_moves(
+    source_arn: Option<String>,
+    max_results: Option<i64>,
+) -> Result<ListMessageMoveTasks, WireError> {
+    Ok(ListMessageMoveTasks {
+        source_arn: required("SourceArn", source_arn)?,
+        max_results: ranged("MaxResults", max_results, 1, MOVE_TASKS_LISTED_MAX)?.unwrap_or(1),
+    })
 }

@@ -40,14 +40,6 @@ fn both(name: &str) -> Request {
     json
 }
 
-/// A fixture both wires refuse with `code`.
-fn both_refuse(name: &str, code: ErrorCode) {
-    for (wire, result) in [("json", json_fixture(name)), ("query", query_fixture(name))] {
-        let e = result.expect_err(name);
-        assert_eq!(e.code, code, "{wire} {name}: {e}");
-    }
-}
-
 fn json(action: &str, body: &str) -> Result<Request, WireError> {
     decode(
         Protocol::Json,
@@ -90,14 +82,18 @@ fn create_queue_with_attributes() {
         Request::CreateQueue(CreateQueue {
             queue_name: "orders".into(),
             attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
         })
     );
 }
 
 #[test]
-fn create_queue_refuses_tags_and_bad_names() {
-    both_refuse("CreateQueue-tags", ErrorCode::UnsupportedOperation);
-    for name in ["bad%20name%21", &"q".repeat(81), "a.fifo", ""] {
+fn create_queue_takes_tags_and_refuses_bad_names() {
+    let Request::CreateQueue(r) = both("CreateQueue-tags") else {
+        panic!("not CreateQueue")
+    };
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("a"));
+    for name in ["bad%20name%21", &"q".repeat(81), "a.b.fifo", ".fifo", ""] {
         let e = form(&format!("Action=CreateQueue&QueueName={name}")).expect_err(name);
         assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{name}");
     }
@@ -243,9 +239,70 @@ fn send_message_with_every_attribute_type() {
 }
 
 #[test]
-fn send_message_refuses_fifo_and_system_attributes() {
-    both_refuse("SendMessage-fifo", ErrorCode::InvalidParameterValue);
-    both_refuse("SendMessage-system", ErrorCode::UnsupportedOperation);
+fn send_message_carries_fifo_ids() {
+    let Request::SendMessage(r) = both("SendMessage-fifo") else {
+        panic!("not SendMessage")
+    };
+    assert_eq!(r.message.group_id.as_deref(), Some("g"));
+    assert_eq!(r.message.dedup_id.as_deref(), Some("d"));
+    let e = form(&format!(
+        "Action=SendMessage&{Q}&MessageBody=x&MessageGroupId=a%20b"
+    ))
+    .expect_err("a space");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+    let long = "d".repeat(FIFO_ID_MAX + 1);
+    let body = format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageDeduplicationId":"{long}"}}"#);
+    let e = json("SendMessage", &body).expect_err("too long");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+}
+
+#[test]
+fn send_message_carries_the_trace_header() {
+    let Request::SendMessage(r) = both("SendMessage-trace") else {
+        panic!("not SendMessage")
+    };
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    assert_eq!(
+        r.message.system_attributes,
+        [string_attr("AWSTraceHeader", "String", trace)]
+    );
+    let Request::SendMessageBatch(b) = both("SendMessageBatch-trace") else {
+        panic!("not SendMessageBatch")
+    };
+    let entry = b.entries[0].as_ref().expect("valid");
+    assert_eq!(entry.system_attributes.len(), 1);
+    let Request::SendMessage(short) = both("SendMessage-system") else {
+        panic!("not SendMessage")
+    };
+    assert_eq!(short.message.system_attributes.len(), 1);
+    let send = |system: &str| {
+        json(
+            "SendMessage",
+            &format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageSystemAttributes":{system}}}"#),
+        )
+    };
+    for bad in [
+        r#"{"Other":{"DataType":"String","StringValue":"v"}}"#,
+        r#"{"AWSTraceHeader":{"DataType":"Number","StringValue":"1"}}"#,
+        r#"{"AWSTraceHeader":{"DataType":"String","StringValue":""}}"#,
+    ] {
+        assert_eq!(
+            send(bad).expect_err(bad).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let long = format!(
+        r#"{{"AWSTraceHeader":{{"DataType":"String","StringValue":"{}"}}}}"#,
+        "r".repeat(TRACE_HEADER_MAX + 1)
+    );
+    assert_eq!(
+        send(&long).expect_err("long").code,
+        ErrorCode::InvalidParameterValue
+    );
+    let two = form(&format!(
+        "Action=SendMessage&{Q}&MessageBody=x&MessageSystemAttribute.2.Name=AWSTraceHeader"
+    ));
+    assert_eq!(two.expect_err("two").code, ErrorCode::InvalidParameterValue);
 }
 
 #[test]
@@ -484,6 +541,7 @@ fn receive_message_with_every_member() {
             max_messages: 10,
             visibility_timeout: Some(1),
             wait_time_seconds: Some(20),
+            receive_request_attempt_id: Some("x".into()),
         })
     };
     // botocore 1.34.89 has no MessageSystemAttributeNames.
@@ -505,6 +563,7 @@ fn receive_message_with_every_member() {
     assert_eq!(plain.max_messages, 1);
     assert_eq!(plain.visibility_timeout, None);
     assert_eq!(plain.wait_time_seconds, None);
+    assert_eq!(plain.receive_request_attempt_id, None);
     assert!(plain.message_attributes.is_empty());
     let r = form(&format!(
         "Action=ReceiveMessage&{Q}&MessageSystemAttributeName.1=SenderId"
@@ -621,8 +680,128 @@ fn visibility_timeouts_are_0_to_12_hours() {
 }
 
 #[test]
+fn tags_are_read_and_checked() {
+    let Request::TagQueue(r) = both("TagQueue") else {
+        panic!("not TagQueue")
+    };
+    assert_eq!(r.queue_url, URL);
+    let want: BTreeMap<String, String> = [("team", "orders"), ("env", "")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    assert_eq!(r.tags, want);
+    let Request::UntagQueue(r) = both("UntagQueue") else {
+        panic!("not UntagQueue")
+    };
+    assert_eq!(r.tag_keys, ["team", "env"]);
+    assert_eq!(
+        both("ListQueueTags"),
+        Request::ListQueueTags(QueueRef {
+            queue_url: URL.into()
+        })
+    );
+    let bad = |tags: &str| json("TagQueue", &format!(r#"{{"QueueUrl":"u","Tags":{tags}}}"#));
+    for tags in [r#"{"aws:x":"v"}"#, r#"{"":"v"}"#] {
+        assert_eq!(
+            bad(tags).expect_err(tags).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let long = format!(r#"{{"k":"{}"}}"#, "v".repeat(TAG_VALUE_MAX + 1));
+    assert_eq!(
+        bad(&long).expect_err("long").code,
+        ErrorCode::InvalidParameterValue
+    );
+    let many: Vec<String> = (0..=TAGS_MAX).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let many = format!("{{{}}}", many.join(","));
+    assert_eq!(
+        bad(&many).expect_err("51").code,
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("{}").expect_err("none").code,
+        ErrorCode::MissingParameter
+    );
+    let e = form(&format!("Action=UntagQueue&{Q}")).expect_err("no keys");
+    assert_eq!(e.code, ErrorCode::MissingParameter);
+}
+
+#[test]
+fn dead_letter_sources_are_listed_by_page() {
+    assert_eq!(
+        both("ListDeadLetterSourceQueues"),
+        Request::ListDeadLetterSourceQueues(ListDeadLetterSourceQueues {
+            queue_url: URL.into(),
+            max_results: Some(2),
+            next_token: Some("cC0y".into()),
+        })
+    );
+    let Request::ListDeadLetterSourceQueues(plain) = both("ListDeadLetterSourceQueues-plain")
+    else {
+        panic!("not ListDeadLetterSourceQueues")
+    };
+    assert_eq!((plain.max_results, plain.next_token), (None, None));
+    let e = form(&format!(
+        "Action=ListDeadLetterSourceQueues&{Q}&MaxResults=1001"
+    ));
+    assert_eq!(e.expect_err("1001").code, ErrorCode::InvalidParameterValue);
+}
+
+#[test]
+fn message_move_tasks_are_read() {
+    let arn = |q: &str| format!("arn:aws:sqs:us-east-1:000000000000:{q}");
+    assert_eq!(
+        both("StartMessageMoveTask"),
+        Request::StartMessageMoveTask(StartMessageMoveTask {
+            source_arn: arn("dlq"),
+            destination_arn: Some(arn("orders")),
+            max_per_second: Some(50),
+        })
+    );
+    let Request::StartMessageMoveTask(plain) = both("StartMessageMoveTask-plain") else {
+        panic!("not StartMessageMoveTask")
+    };
+    assert_eq!((plain.destination_arn, plain.max_per_second), (None, None));
+    assert_eq!(
+        both("ListMessageMoveTasks"),
+        Request::ListMessageMoveTasks(ListMessageMoveTasks {
+            source_arn: arn("dlq"),
+            max_results: 5,
+        })
+    );
+    assert_eq!(
+        both("CancelMessageMoveTask"),
+        Request::CancelMessageMoveTask(CancelMessageMoveTask {
+            task_handle: "th-1".into()
+        })
+    );
+    let start = |rate: &str| {
+        form(&format!(
+            "Action=StartMessageMoveTask&SourceArn=a&MaxNumberOfMessagesPerSecond={rate}"
+        ))
+    };
+    assert!(start("500").is_ok());
+    for bad in ["0", "501"] {
+        assert_eq!(
+            start(bad).expect_err(bad).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let list = form("Action=ListMessageMoveTasks&SourceArn=a&MaxResults=11");
+    assert_eq!(list.expect_err("11").code, ErrorCode::InvalidParameterValue);
+    let Ok(Request::ListMessageMoveTasks(one)) =
+        json("ListMessageMoveTasks", r#"{"SourceArn":"a"}"#)
+    else {
+        panic!("not ListMessageMoveTasks")
+    };
+    assert_eq!(one.max_results, 1, "the most recent by default");
+}
+
+#[test]
 fn unknown_and_unsupported_actions() {
-    both_refuse("TagQueue", ErrorCode::UnsupportedOperation);
+    assert_eq!(
+        json("AddPermission", "{}").expect_err("unsupported").code,
+        ErrorCode::UnsupportedOperation
+    );
     let cases = [
         decode(Protocol::Json, None, "", b"{}"),
         decode(Protocol::Json, Some("AmazonSQS.Bogus"), "", b"{}"),
@@ -682,6 +861,8 @@ fn sample_answers() -> Vec<Response> {
         message_id: receipt::message_id(7, 9),
         md5_of_message_body: md5::md5_hex(b"body"),
         md5_of_message_attributes: md5::md5_of_attributes(&attrs),
+        md5_of_message_system_attributes: Some(md5::md5_hex(b"system")),
+        sequence_number: Some(format!("{:020}", 9)),
     };
     let failed = BatchError::new(
         "e2",
@@ -725,6 +906,18 @@ fn sample_answers() -> Vec<Response> {
         Response::DeleteMessageBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed.clone()] }),
         Response::ChangeMessageVisibility,
         Response::ChangeMessageVisibilityBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed] }),
+        Response::TagQueue,
+        Response::UntagQueue,
+        Response::ListQueueTags { tags: vec![("team".into(), "<&>".into()), ("env".into(), String::new())] },
+        Response::ListDeadLetterSourceQueues { queue_urls: vec![URL.into()], next_token: Some(receipt::next_token("orders")) },
+        Response::StartMessageMoveTask { task_handle: "th-1".into() },
+        Response::CancelMessageMoveTask { moved: 3 },
+        Response::ListMessageMoveTasks {
+            results: vec![
+                MoveTaskEntry { task_handle: Some("th-1".into()), status: "RUNNING".into(), source_arn: "arn:aws:sqs:us-east-1:000000000000:dlq".into(), destination_arn: None, max_per_second: Some(10), moved: 1, to_move: 5, failure_reason: None, started_ms: 1_700_000_000_000 },
+                MoveTaskEntry { task_handle: None, status: "FAILED".into(), source_arn: "arn:aws:sqs:us-east-1:000000000000:dlq".into(), destination_arn: Some(URL.into()), max_per_second: None, moved: 0, to_move: 2, failure_reason: Some("<gone>".into()), started_ms: 1 },
+            ],
+        },
     ]
 }
 
@@ -769,6 +962,7 @@ fn json_answers_have_the_model_shapes() {
     let sent = json(8);
     assert_eq!(sent["MessageId"], "00000000-0000-0007-0000-000000000009");
     assert!(sent.get("Id").is_none());
+    assert_eq!(sent["SequenceNumber"], "00000000000000000009");
     let batch = json(9);
     assert_eq!(batch["Successful"][0]["Id"], "e1");
     assert_eq!(
@@ -870,6 +1064,7 @@ fn write_answer_samples() {
         ErrorCode::QueueNameExists,
         ErrorCode::ReceiptHandleIsInvalid,
         ErrorCode::InternalFailure,
+        ErrorCode::ResourceNotFound,
     ];
     for (wire, protocol) in [("json", Protocol::Json), ("query", Protocol::Query)] {
         let out = format!("{dir}/{wire}");

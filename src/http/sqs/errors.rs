@@ -5,7 +5,8 @@ use crate::engine::EngineError;
 use crate::metrics::{local, Protocol};
 use peregrine_aws_wire::sqs::{ErrorCode, WireError};
 
-/// The SQS error for an engine error, counted in the HTTP front end's error metrics.
+/// The SQS error for an engine error, counted in the HTTP front end's error metrics
+/// (by `Ctx::engine_error`, which marks the request's error as counted).
 /// Lease outcomes are not errors here: DeleteMessage and ChangeMessageVisibility get
 /// them per entry from the engine (`ack_leases`, `change_visibility`), so an
 /// `UnknownHandle` that still arrives is a receipt the engine refused outright.
@@ -51,4 +52,38 @@ pub fn from_engine(e: EngineError) -> WireError {
         tracing::warn!("SQS request failed inside the broker: {e}");
     }
     WireError::new(code, e.to_string())
+}
+
+/// The engine kind an error the front end found itself (a request that does not decode,
+/// an attribute out of range, a missing queue) counts as in `errors_total`, so that
+/// SQS errors are counted whichever layer found them.
+pub fn wire_kind(code: ErrorCode) -> usize {
+    let text = String::new();
+    let kind = match code {
+        ErrorCode::QueueDoesNotExist | ErrorCode::ResourceNotFound => {
+            EngineError::UnknownQueue(text)
+        }
+        ErrorCode::QueueNameExists => EngineError::QueueMismatch(text),
+        ErrorCode::ReceiptHandleIsInvalid | ErrorCode::MessageNotInflight => {
+            EngineError::UnknownHandle(text)
+        }
+        ErrorCode::OverLimit => EngineError::QueueFull(text),
+        ErrorCode::UnsupportedOperation | ErrorCode::UnknownAction => {
+            EngineError::NotSupported(text)
+        }
+        ErrorCode::InternalFailure => EngineError::Internal(text),
+        ErrorCode::ServiceUnavailable => EngineError::ShuttingDown(text),
+        ErrorCode::EmptyBatchRequest
+        | ErrorCode::TooManyEntriesInBatchRequest
+        | ErrorCode::BatchEntryIdsNotDistinct
+        | ErrorCode::InvalidBatchEntryId
+        | ErrorCode::BatchRequestTooLong
+        | ErrorCode::InvalidAttributeName
+        | ErrorCode::InvalidAttributeValue
+        | ErrorCode::InvalidMessageContents
+        | ErrorCode::InvalidParameterValue
+        | ErrorCode::MissingParameter
+        | ErrorCode::Malformed => EngineError::InvalidRequest(text),
+    };
+    kind.metrics_index()
 }

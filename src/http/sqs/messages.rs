@@ -12,16 +12,17 @@
 //! engine's headers (`attributes::to_headers`), so AMQP and native consumers see them
 //! and their headers reach SQS consumers as String attributes.
 
-use super::{errors, Ctx};
+use super::{attributes, Ctx};
 use crate::engine::{LeaseRef, PublishEntry, PublishSpec, QueueMeta, ReceiveArgs};
 use bytes::Bytes;
 use peregrine_aws_wire::sqs::attributes as msg_attrs;
+use peregrine_aws_wire::sqs::fifo;
 use peregrine_aws_wire::sqs::md5::{md5_hex, md5_of_attributes};
 use peregrine_aws_wire::sqs::receipt::{self, Receipt};
 use peregrine_aws_wire::sqs::{
-    BatchError, BatchResult, ChangeMessageVisibility, ChangeMessageVisibilityBatch, DeleteMessage,
-    DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response, SendEntry,
-    SendMessage, SendMessageBatch, SentMessage, WireError,
+    AttributeValue, BatchError, BatchResult, ChangeMessageVisibility, ChangeMessageVisibilityBatch,
+    DeleteMessage, DeleteMessageBatch, ErrorCode, ReceiveMessage, ReceivedMessage, Response,
+    SendEntry, SendMessage, SendMessageBatch, SentMessage, WireError, TRACE_HEADER_ATTRIBUTE,
 };
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -57,12 +58,12 @@ pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     check_size(&meta, &req.message)?;
-    let entry = publish_entry(&req.message);
+    let entry = publish_entry(&meta, &req.message)?;
     let ids = ctx
         .engine
         .publish_each(&name, vec![entry])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     let id = ids
         .first()
         .copied()
@@ -75,23 +76,28 @@ pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
     let mut valid = Vec::new();
+    let mut entries = Vec::new();
     for entry in req.entries {
-        let checked = entry.and_then(|e| match check_size(&meta, &e) {
-            Ok(()) => Ok(e),
-            Err(err) => Err(BatchError::new(&e.id, err)),
+        let checked = entry.and_then(|e| {
+            check_size(&meta, &e)
+                .and_then(|()| publish_entry(&meta, &e))
+                .map(|p| (e.clone(), p))
+                .map_err(|err| BatchError::new(&e.id, err))
         });
         match checked {
-            Ok(e) => valid.push(e),
+            Ok((e, p)) => {
+                valid.push(e);
+                entries.push(p);
+            }
             Err(failed) => result.failed.push(failed),
         }
     }
     if !valid.is_empty() {
-        let entries = valid.iter().map(publish_entry).collect();
         let ids = ctx
             .engine
             .publish_each(&name, entries)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         if ids.len() != valid.len() {
             return Err(WireError::new(
                 ErrorCode::InternalFailure,
@@ -117,17 +123,78 @@ fn check_size(meta: &QueueMeta, e: &SendEntry) -> Result<(), WireError> {
     Ok(())
 }
 
-fn publish_entry(e: &SendEntry) -> PublishEntry {
-    PublishEntry {
+/// A message's FIFO fields as the queue type allows them: a FIFO queue needs a group
+/// and a deduplication id (given, or the body's hash with ContentBasedDeduplication)
+/// and takes no per-message delay; a standard queue takes neither id. Answers the
+/// group, the engine's deduplication key and the MessageDeduplicationId.
+fn fifo_fields(
+    meta: &QueueMeta,
+    e: &SendEntry,
+) -> Result<Option<(String, String, String)>, WireError> {
+    if !meta.config.fifo {
+        if e.group_id.is_some() {
+            return Err(WireError::invalid(
+                "MessageGroupId on a standard queue (SQS fair queues) is not supported by this broker: use a FIFO queue (a name ending in .fifo) for message groups.",
+            ));
+        }
+        if e.dedup_id.is_some() {
+            return Err(WireError::invalid(
+                "The request include parameter MessageDeduplicationId that is not valid for this queue type (deduplication is for FIFO queues).",
+            ));
+        }
+        return Ok(None);
+    }
+    let group = e
+        .group_id
+        .clone()
+        .ok_or_else(|| WireError::missing("MessageGroupId"))?;
+    if let Some(delay) = e.delay_seconds {
+        return Err(WireError::invalid(format!(
+            "Value {delay} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type (a FIFO queue's delay is the queue's DelaySeconds)."
+        )));
+    }
+    let content_based = attributes::kept(meta, attributes::CONTENT_BASED_DEDUPLICATION) == "true";
+    let dedup = match (&e.dedup_id, content_based) {
+        (Some(id), _) => id.clone(),
+        (None, true) => fifo::content_dedup_id(&e.body),
+        (None, false) => {
+            return Err(WireError::invalid(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ))
+        }
+    };
+    let per_group = attributes::kept(meta, attributes::DEDUPLICATION_SCOPE) == "messageGroup";
+    let key = fifo::dedup_key(&dedup, &group, per_group);
+    Ok(Some((group, key, dedup)))
+}
+
+fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireError> {
+    let mut headers = msg_attrs::to_headers(&e.attributes);
+    // AWSTraceHeader, the one system attribute, is a String (`rules` checked it).
+    for a in &e.system_attributes {
+        if let AttributeValue::String(trace) = &a.value {
+            headers.push((msg_attrs::TRACE_HEADER.to_string(), trace.clone()));
+        }
+    }
+    let (group_id, dedup_id) = match fifo_fields(meta, e)? {
+        Some((group, key, dedup)) => {
+            headers.push((fifo::DEDUP_ID_HEADER.to_string(), dedup));
+            (Some(group), Some(key))
+        }
+        None => (None, None),
+    };
+    Ok(PublishEntry {
         spec: PublishSpec {
             // None: the queue's DelaySeconds applies.
             delay_ms: e.delay_seconds.map(|s| u64::from(s) * 1000),
-            headers: msg_attrs::to_headers(&e.attributes),
+            headers,
+            group_id,
+            dedup_id,
             durable: true,
             ..PublishSpec::default()
         },
         body: Bytes::copy_from_slice(e.body.as_bytes()),
-    }
+    })
 }
 
 fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
@@ -136,6 +203,8 @@ fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
         message_id: receipt::message_id(meta.id, id),
         md5_of_message_body: md5_hex(e.body.as_bytes()),
         md5_of_message_attributes: md5_of_attributes(&e.attributes),
+        md5_of_message_system_attributes: md5_of_attributes(&e.system_attributes),
+        sequence_number: meta.config.fifo.then(|| fifo::sequence_number(id)),
     }
 }
 
@@ -149,18 +218,20 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         Some(s) => s * 1000,
         None => meta.config.receive_wait_ms,
     };
+    let system = SystemNames::new(&req.attribute_names);
     let args = ReceiveArgs {
         max: req.max_messages,
         wait_ms,
         auto_ack: false,
         visibility_ms: req.visibility_timeout.map(|s| u64::from(s) * 1000),
+        first_receive: system.first_receive,
     };
-    let got = ctx
-        .engine
-        .receive_leasing(&name, args)
-        .await
-        .map_err(errors::from_engine)?;
-    let system = SystemNames::new(&req.attribute_names);
+    // ReceiveRequestAttemptId is FIFO's (SQS ignores it on standard queues).
+    let got = match req.receive_request_attempt_id {
+        Some(attempt) if meta.config.fifo => ctx.engine.receive_attempt(&name, args, attempt).await,
+        _ => ctx.engine.receive_leasing(&name, args).await,
+    }
+    .map_err(|e| ctx.engine_error(e))?;
     let d = &got.messages;
     let mut messages = Vec::with_capacity(d.ids.len());
     let mut extras = d.extras.iter().peekable();
@@ -169,10 +240,11 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         let len = d.lens.get(i).copied().unwrap_or(0) as usize;
         let bytes = got.bodies.get(at..at + len).unwrap_or_default();
         at += len;
-        let headers = match extras.peek() {
-            Some(x) if x.index as usize == i => extras.next().map(|x| x.headers.as_slice()),
+        let extra = match extras.peek() {
+            Some(x) if x.index as usize == i => extras.next(),
             _ => None,
         };
+        let headers = extra.map(|x| x.headers.as_slice());
         let body = msg_attrs::body_text(bytes);
         let message_attributes =
             msg_attrs::from_headers(headers.unwrap_or_default(), &req.message_attributes);
@@ -186,7 +258,17 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
             receipt_handle: receipt.encode(),
             md5_of_body: md5_hex(body.as_bytes()),
             body,
-            attributes: system.render(ctx, d.published_ms.get(i), d.deliveries.get(i)),
+            attributes: system.render(
+                ctx,
+                Delivered {
+                    sent_ms: d.published_ms.get(i),
+                    count: d.deliveries.get(i),
+                    group_id: extra.and_then(|x| x.group_id.as_deref()),
+                    headers: headers.unwrap_or_default(),
+                    sequence: meta.config.fifo.then_some(d.ids[i]),
+                    first_received_ms: d.first_received_ms.get(i).copied(),
+                },
+            ),
             md5_of_message_attributes: md5_of_attributes(&message_attributes),
             message_attributes,
         });
@@ -200,6 +282,22 @@ struct SystemNames {
     sender_id: bool,
     sent_timestamp: bool,
     receive_count: bool,
+    group_id: bool,
+    dedup_id: bool,
+    sequence_number: bool,
+    trace_header: bool,
+    first_receive: bool,
+}
+
+/// What a receive knows of one message for its system attributes.
+struct Delivered<'a> {
+    sent_ms: Option<&'a i64>,
+    count: Option<&'a u32>,
+    group_id: Option<&'a str>,
+    headers: &'a [(String, String)],
+    /// FIFO queues: the message id (its SequenceNumber).
+    sequence: Option<u64>,
+    first_received_ms: Option<i64>,
 }
 
 impl SystemNames {
@@ -209,24 +307,46 @@ impl SystemNames {
             sender_id: has("SenderId"),
             sent_timestamp: has("SentTimestamp"),
             receive_count: has("ApproximateReceiveCount"),
+            group_id: has("MessageGroupId"),
+            dedup_id: has("MessageDeduplicationId"),
+            sequence_number: has("SequenceNumber"),
+            trace_header: has(TRACE_HEADER_ATTRIBUTE),
+            first_receive: has("ApproximateFirstReceiveTimestamp"),
         }
     }
 
-    fn render(
-        &self,
-        ctx: &Ctx<'_>,
-        sent_ms: Option<&i64>,
-        count: Option<&u32>,
-    ) -> Vec<(String, String)> {
+    fn render(&self, ctx: &Ctx<'_>, m: Delivered<'_>) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.sender_id {
             out.push(("SenderId".to_string(), ctx.settings().account_id.clone()));
         }
-        if let (true, Some(ms)) = (self.sent_timestamp, sent_ms) {
+        if let (true, Some(ms)) = (self.sent_timestamp, m.sent_ms) {
             out.push(("SentTimestamp".to_string(), ms.to_string()));
         }
-        if let (true, Some(n)) = (self.receive_count, count) {
+        if let (true, Some(n)) = (self.receive_count, m.count) {
             out.push(("ApproximateReceiveCount".to_string(), n.to_string()));
+        }
+        if let (true, Some(ms)) = (self.first_receive, m.first_received_ms) {
+            out.push((
+                "ApproximateFirstReceiveTimestamp".to_string(),
+                ms.to_string(),
+            ));
+        }
+        let trace = m.headers.iter().find(|(k, _)| k == msg_attrs::TRACE_HEADER);
+        if let (true, Some((_, value))) = (self.trace_header, trace) {
+            out.push((TRACE_HEADER_ATTRIBUTE.to_string(), value.clone()));
+        }
+        if let Some(seq) = m.sequence {
+            if let (true, Some(group)) = (self.group_id, m.group_id) {
+                out.push(("MessageGroupId".to_string(), group.to_string()));
+            }
+            let dedup = m.headers.iter().find(|(k, _)| k == fifo::DEDUP_ID_HEADER);
+            if let (true, Some((_, id))) = (self.dedup_id, dedup) {
+                out.push(("MessageDeduplicationId".to_string(), id.clone()));
+            }
+            if self.sequence_number {
+                out.push(("SequenceNumber".to_string(), fifo::sequence_number(seq)));
+            }
         }
         out
     }
@@ -269,7 +389,7 @@ pub async fn delete(ctx: &Ctx<'_>, req: DeleteMessage) -> Result<Response, WireE
         .engine
         .ack_leases(&name, vec![lease])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     match done.first() {
         Some(true) => Ok(Response::DeleteMessage),
         _ => Err(expired()),
@@ -301,7 +421,7 @@ pub async fn delete_batch(ctx: &Ctx<'_>, req: DeleteMessageBatch) -> Result<Resp
             .engine
             .ack_leases(&name, leases)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         settle_entries(&mut result, ids, &done, expired);
     }
     Ok(Response::DeleteMessageBatch(result))
@@ -319,7 +439,7 @@ pub async fn change_visibility(
         .engine
         .change_visibility(&name, vec![(lease, timeout_ms)])
         .await
-        .map_err(errors::from_engine)?;
+        .map_err(|e| ctx.engine_error(e))?;
     match done.first() {
         Some(true) => Ok(Response::ChangeMessageVisibility),
         _ => Err(not_inflight()),
@@ -354,7 +474,7 @@ pub async fn change_visibility_batch(
             .engine
             .change_visibility(&name, changes)
             .await
-            .map_err(errors::from_engine)?;
+            .map_err(|e| ctx.engine_error(e))?;
         settle_entries(&mut result, ids, &done, not_inflight);
     }
     Ok(Response::ChangeMessageVisibilityBatch(result))
@@ -387,6 +507,8 @@ mod tests {
             config: QueueConfig::default(),
             created_ms: 0,
             modified_ms: 0,
+            attributes: Default::default(),
+            tags: Default::default(),
         }
     }
 

@@ -1,9 +1,11 @@
 //! The SQS API on the HTTP listener: both of SQS's wire protocols (JSON 1.0, which
 //! current SDKs speak, and the query protocol of older ones: forms in, XML out), decoded
 //! and encoded by `peregrine_aws_wire::sqs`, turned here into engine calls. One module
-//! per family: `queues` (CreateQueue … SetQueueAttributes), `messages` (Send …
-//! ChangeMessageVisibilityBatch), `attributes` (queue attributes ↔ `QueueConfig`),
-//! `urls` (queue URLs and ARNs), `errors` (engine errors → SQS errors).
+//! per family: `queues` (CreateQueue … SetQueueAttributes, tags,
+//! ListDeadLetterSourceQueues), `messages` (Send … ChangeMessageVisibilityBatch),
+//! `moves` (message move tasks), `attributes` (queue attributes ↔ `QueueConfig` and the
+//! queue's catalog attributes), `urls` (queue URLs and ARNs), `errors` (engine errors →
+//! SQS errors).
 //!
 //! Decisions (see also the README's "SQS API"):
 //! - An SQS queue is an engine queue: AMQP and native clients see it, and SQS sees
@@ -17,22 +19,34 @@
 //!   (`messages`), so an old or foreign receipt is refused, never applied to another
 //!   lease. MessageIds are the catalog id and message id as a UUID: the
 //!   same on every receive and across restarts.
+//! - FIFO queues are the engine's FIFO queues: order per MessageGroupId, one message
+//!   of a group in flight at a time (so one receive hands out at most one message per
+//!   group, where SQS may hand out several of a group in order), and a 5-minute
+//!   deduplication window answering a duplicate with the original's MessageId and
+//!   SequenceNumber (the engine's message id, 20 digits). The MessageDeduplicationId and
+//!   AWSTraceHeader travel as `sqs:`-named headers (`fifo::DEDUP_ID_HEADER`,
+//!   `attributes::TRACE_HEADER`), which no SQS attribute name can be. Message groups on
+//!   standard queues (SQS's fair queues) are refused.
 //! - Lenient where AWS asks clients to be: unknown system attribute names in
-//!   ReceiveMessage are ignored. Strict where ignoring would fake a feature: FIFO,
-//!   tags, policies and encryption are refused with an error naming them.
+//!   ReceiveMessage are ignored, and so is ReceiveRequestAttemptId on a standard queue
+//!   (as SQS does). Strict where ignoring would fake a feature: policies and encryption
+//!   are refused with an error naming them.
 //! - SigV4 signatures are not checked (any key works), as the issue allows by default.
 //! - PurgeQueue leaves leased messages with their consumers and has no 60 s
 //!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
 //! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
 //!   action (a request that fails to decode by the action it names; an action the broker
-//!   does not serve as "unknown"); engine errors, and a queue found missing, count in
-//!   `errors_total{protocol="http"}` by engine kind, as the other front ends count theirs.
+//!   does not serve as "unknown"); every failed request counts once in
+//!   `errors_total{protocol="http"}` by engine kind: engine errors by their own, errors
+//!   found before the engine (decoding, validation, a queue found missing) by the kind
+//!   they stand for (`errors::wire_kind`: InvalidRequest, UnknownQueue, NotSupported, …).
 //! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
 //!   when the broker stops first (a long poll does not hold the shutdown up).
 
 mod attributes;
 mod errors;
 mod messages;
+mod moves;
 mod queues;
 mod urls;
 
@@ -94,6 +108,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     let ctx = Ctx {
         engine,
         host: req.host,
+        counted: Cell::new(false),
     };
     let decoded = match protocol {
         Protocol::Json => sqs::decode(protocol, req.target, req.query, req.body),
@@ -121,7 +136,13 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     };
     match outcome {
         Ok(response) => sqs::encode(protocol, &response, &request_id),
-        Err(e) => sqs::encode_error(protocol, &e, &request_id),
+        Err(e) => {
+            // Errors the engine raised were counted by their engine kind already.
+            if !ctx.counted.get() {
+                local::error(metrics::Protocol::Http, errors::wire_kind(e.code));
+            }
+            sqs::encode_error(protocol, &e, &request_id)
+        }
     }
 }
 
@@ -165,6 +186,13 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
         Request::DeleteMessageBatch(r) => messages::delete_batch(ctx, r).await,
         Request::ChangeMessageVisibility(r) => messages::change_visibility(ctx, r).await,
         Request::ChangeMessageVisibilityBatch(r) => messages::change_visibility_batch(ctx, r).await,
+        Request::TagQueue(r) => queues::tag(ctx, r).await,
+        Request::UntagQueue(r) => queues::untag(ctx, r).await,
+        Request::ListQueueTags(r) => queues::list_tags(ctx, r),
+        Request::ListDeadLetterSourceQueues(r) => queues::list_dead_letter_sources(ctx, r),
+        Request::StartMessageMoveTask(r) => moves::start(ctx, r).await,
+        Request::CancelMessageMoveTask(r) => moves::cancel(ctx, r).await,
+        Request::ListMessageMoveTasks(r) => moves::list(ctx, r).await,
     }
 }
 
@@ -172,6 +200,8 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
 struct Ctx<'a> {
     engine: &'a Engine,
     host: Option<&'a str>,
+    /// This request's error is in `errors_total` already (an engine error).
+    counted: Cell<bool>,
 }
 
 impl Ctx<'_> {
@@ -193,17 +223,21 @@ impl Ctx<'_> {
         urls::queue_name(url, self.settings())
     }
 
-    /// A queue's catalog entry, or QueueDoesNotExist.
+    /// A queue's catalog entry, or QueueDoesNotExist (counted by `serve` as the engine's
+    /// UnknownQueue, as when an engine call finds it missing).
     fn meta(&self, name: &str) -> Result<QueueMeta, WireError> {
         self.engine.queue_meta(name).ok_or_else(|| {
-            // Counted as the engine's UnknownQueue, as when an engine call finds it missing.
-            let missing = EngineError::UnknownQueue(name.to_string());
-            local::error(metrics::Protocol::Http, missing.metrics_index());
             WireError::new(
                 ErrorCode::QueueDoesNotExist,
                 format!("The specified queue {name} does not exist."),
             )
         })
+    }
+
+    /// An engine error as SQS's, counted once by its engine kind.
+    fn engine_error(&self, e: EngineError) -> WireError {
+        self.counted.set(true);
+        errors::from_engine(e)
     }
 }
 
