@@ -796,6 +796,14 @@ fn a_fifo_topic_delivers_to_a_fifo_queue_with_its_group_in_order() {
             .map(|(b, _)| b.as_str())
             .collect();
         assert_eq!(bodies, ["1", "2"]);
+        // Each keeps its MessageDeduplicationId for SQS receives.
+        let dedup = |m: &(String, Vec<(String, String)>)| {
+            m.1.iter()
+                .find(|(k, _)| k == peregrine_aws_wire::sqs::fifo::DEDUP_ID_HEADER)
+                .map(|(_, v)| v.clone())
+        };
+        let ids: Vec<_> = first.iter().chain(&second).map(dedup).collect();
+        assert_eq!(ids, [Some("a".to_string()), Some("b".to_string())]);
     });
 }
 

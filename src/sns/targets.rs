@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use peregrine_aws_wire::sns::envelope::{self, Notification};
 use peregrine_aws_wire::sns::record::{self, Stored};
 use peregrine_aws_wire::sqs::attributes::to_headers;
+use peregrine_aws_wire::sqs::fifo;
 use peregrine_shards::records::BatchBuilder;
 
 /// The header that names a Kafka record's origin (as dead letters moved to a topic).
@@ -192,19 +193,31 @@ pub async fn to_queue(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
     let settings = &engine.config().sqs;
     let queue = queue_of_arn(&d.sub.endpoint, &settings.region, &settings.account_id)
         .ok_or_else(|| Failure::Skip(format!("'{}' is not a queue ARN", d.sub.endpoint)))?;
-    let fifo = engine.queue_config(queue).is_some_and(|c| c.fifo);
+    let meta = engine.queue_meta(queue);
+    let fifo = meta.as_ref().is_some_and(|m| m.config.fifo);
+    let mut headers = d.attribute_headers();
+    // A FIFO queue dedups by the key its DeduplicationScope makes (as an SQS send
+    // does) and keeps the id itself for ReceiveMessage's MessageDeduplicationId.
+    let (group_id, dedup_id) = match (&meta, &d.stored.group_id, &d.stored.dedup_id) {
+        (Some(meta), Some(group), Some(dedup)) if fifo => {
+            let per_group = meta
+                .attributes
+                .get("DeduplicationScope")
+                .map(String::as_str)
+                == Some("messageGroup");
+            headers.push((fifo::DEDUP_ID_HEADER.to_string(), dedup.clone()));
+            (
+                Some(group.clone()),
+                Some(fifo::dedup_key(dedup, group, per_group)),
+            )
+        }
+        _ if fifo => (d.stored.group_id.clone(), d.stored.dedup_id.clone()),
+        _ => (None, None),
+    };
     let spec = PublishSpec {
-        headers: d.attribute_headers(),
-        group_id: if fifo {
-            d.stored.group_id.clone()
-        } else {
-            None
-        },
-        dedup_id: if fifo {
-            d.stored.dedup_id.clone()
-        } else {
-            None
-        },
+        headers,
+        group_id,
+        dedup_id,
         durable: true,
         origin: Some(d.origin()),
         ..PublishSpec::default()
