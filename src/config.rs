@@ -76,6 +76,10 @@ pub struct ObjectLimits {
     pub max_bindings: usize,
     /// Consumer groups (with members or committed offsets) each shard owns.
     pub max_groups_per_shard: usize,
+    /// SNS topics in the catalog (each is also an engine topic of one partition).
+    pub max_sns_topics: usize,
+    /// Subscriptions of one SNS topic.
+    pub max_sns_subscriptions_per_topic: usize,
 }
 
 impl ObjectLimits {
@@ -93,6 +97,10 @@ impl ObjectLimits {
     pub const MAX_BINDINGS_DEFAULT: usize = 100_000;
     pub const MAX_GROUPS_PER_SHARD_DEFAULT: usize =
         peregrine_shards::groups::GROUPS_PER_SHARD_DEFAULT;
+    /// As topics: each SNS topic holds a backing topic (and its fan-out cursor, a group).
+    pub const MAX_SNS_TOPICS_DEFAULT: usize = 10_000;
+    /// AWS allows 12.5 million; ours live in the catalog, so far fewer.
+    pub const MAX_SNS_SUBSCRIPTIONS_PER_TOPIC_DEFAULT: usize = 10_000;
 }
 
 impl Default for ObjectLimits {
@@ -104,6 +112,8 @@ impl Default for ObjectLimits {
             max_exchanges: Self::MAX_EXCHANGES_DEFAULT,
             max_bindings: Self::MAX_BINDINGS_DEFAULT,
             max_groups_per_shard: Self::MAX_GROUPS_PER_SHARD_DEFAULT,
+            max_sns_topics: Self::MAX_SNS_TOPICS_DEFAULT,
+            max_sns_subscriptions_per_topic: Self::MAX_SNS_SUBSCRIPTIONS_PER_TOPIC_DEFAULT,
         }
     }
 }

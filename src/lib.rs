@@ -24,5 +24,6 @@ pub mod native;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod sns;
 pub mod time;
 pub mod tune;

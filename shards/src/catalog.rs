@@ -8,6 +8,7 @@
 
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 use crate::queues::{QueueChange, QueueConfig};
+pub use crate::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -119,6 +120,9 @@ pub struct Catalog {
     pub exchanges: BTreeMap<String, ExchangeMeta>,
     #[serde(default)]
     pub bindings: Vec<Binding>,
+    /// SNS topics with their subscriptions, each backed by an engine topic (`sns`).
+    #[serde(default)]
+    pub sns: BTreeMap<String, SnsTopicMeta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,5 +12,6 @@ pub mod log;
 pub mod partitioner;
 pub mod queues;
 pub mod records;
+pub mod sns;
 pub mod sys;
 pub mod txn;

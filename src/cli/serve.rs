@@ -135,6 +135,15 @@ pub struct ServeArgs {
     /// or commit that would create one more there is refused until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_GROUPS_PER_SHARD_DEFAULT)]
     pub max_groups_per_shard: usize,
+    /// SNS topics the broker may hold; creating one more is refused
+    /// (TopicLimitExceeded). Each SNS topic is also a topic of one partition, counted
+    /// under --max-topics and --max-partitions, and a consumer group (its fan-out cursor).
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_SNS_TOPICS_DEFAULT)]
+    pub max_sns_topics: usize,
+    /// Subscriptions one SNS topic may have; one more is refused
+    /// (SubscriptionLimitExceeded).
+    #[arg(long, default_value_t = config::ObjectLimits::MAX_SNS_SUBSCRIPTIONS_PER_TOPIC_DEFAULT)]
+    pub max_sns_subscriptions_per_topic: usize,
     /// Largest transaction timeout (ms) a transactional producer may ask for; a larger
     /// one is refused (Kafka's transaction.max.timeout.ms).
     #[arg(long, default_value_t = config::TransactionLimits::MAX_TRANSACTION_TIMEOUT_MS_DEFAULT)]
@@ -276,6 +285,11 @@ fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
         ("--max-exchanges", args.max_exchanges as u64),
         ("--max-bindings", args.max_bindings as u64),
         ("--max-groups-per-shard", args.max_groups_per_shard as u64),
+        ("--max-sns-topics", args.max_sns_topics as u64),
+        (
+            "--max-sns-subscriptions-per-topic",
+            args.max_sns_subscriptions_per_topic as u64,
+        ),
     ];
     if let Some((flag, _)) = caps.iter().find(|(_, cap)| *cap == 0) {
         return Err(format!("{flag} must be at least 1"));
@@ -287,6 +301,8 @@ fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
         max_exchanges: args.max_exchanges,
         max_bindings: args.max_bindings,
         max_groups_per_shard: args.max_groups_per_shard,
+        max_sns_topics: args.max_sns_topics,
+        max_sns_subscriptions_per_topic: args.max_sns_subscriptions_per_topic,
     })
 }
 

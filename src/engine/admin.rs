@@ -461,7 +461,7 @@ pub fn check_growth(
 /// once this returns. If a shard cannot apply it (a partition that will not open), the
 /// previous catalog is restored on disk and on every shard, so the file never lists a
 /// topic the shards do not serve.
-async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
+pub(super) async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
     let previous = shard.catalog();
     next.save(&shard.catalog_path())
         .await
@@ -548,6 +548,7 @@ mod tests {
             max_exchanges: 1,
             max_bindings: 1,
             max_groups_per_shard: 1,
+            ..ObjectLimits::default()
         }
     }
 

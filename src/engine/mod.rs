@@ -26,6 +26,7 @@ pub mod placement;
 pub mod producer_ids;
 pub mod queues;
 pub mod shard;
+mod sns;
 pub mod start;
 pub mod subscription;
 pub mod transactions;
@@ -35,6 +36,7 @@ pub use admin::ExchangeChange;
 pub use error::EngineError;
 pub use mesh::CallClass;
 pub use placement::{Object, CONTROLLER_SHARD};
+pub use sns::{queue_of_arn, SNS_PROTOCOLS};
 pub use subscription::Subscription;
 pub use types::*;
 
@@ -673,5 +675,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod sns_tests;
 #[cfg(test)]
 mod tests;

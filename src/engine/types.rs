@@ -10,6 +10,7 @@ pub use peregrine_shards::queues::{
     Overflow, QueueChange, QueueConfig, DELAY_MS_MAX, RECEIVE_WAIT_MAX_MS,
     VISIBILITY_TIMEOUT_MS_MAX,
 };
+pub use peregrine_shards::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
 
 /// Durability a producer waits for before the engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

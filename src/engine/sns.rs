@@ -1,0 +1,390 @@
+//! SNS topics and subscriptions (catalog changes on the controller, as `admin` makes
+//! the others) and durable publish to a topic's backing log (on the owner of
+//! `__sns-{id}`/0). Delivery is the fan-out worker's (`crate::sns`), which reads that log.
+//!
+//! Errors, as the front end maps them: a missing topic or subscription is
+//! `UnknownTopic`; a cap reached is `PreconditionFailed` (TopicLimitExceeded or
+//! SubscriptionLimitExceeded, by the call); bad arguments and a topic or subscription
+//! created again with other settings are `InvalidRequest`.
+
+use super::admin::{self, ObjectCounts};
+use super::error::EngineError;
+use super::mesh::CallClass;
+use super::placement::CONTROLLER_SHARD;
+use super::shard::Shard;
+use super::types::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
+use super::Engine;
+use peregrine_shards::sns::SnsError;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Subscription protocols the broker delivers to.
+pub const SNS_PROTOCOLS: [&str; 3] = ["sqs", "http", "kafka"];
+
+impl From<SnsError> for EngineError {
+    fn from(e: SnsError) -> EngineError {
+        let text = e.to_string();
+        match e {
+            SnsError::UnknownTopic(_) | SnsError::UnknownSubscription(_) => {
+                EngineError::UnknownTopic(text)
+            }
+            SnsError::Mismatch(_) | SnsError::Invalid(_) => EngineError::InvalidRequest(text),
+            SnsError::Limit(_) => EngineError::PreconditionFailed(text),
+            SnsError::Catalog(c) => c.into(),
+        }
+    }
+}
+
+impl Engine {
+    /// Creates SNS topic `name` with its backing log; the same name again answers the
+    /// existing topic when every attribute and tag given has its value there.
+    pub async fn create_sns_topic(
+        &self,
+        name: &str,
+        fifo: bool,
+        attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<SnsTopicMeta, EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            create_topic(&s, &name, fifo, (attributes, tags)).await
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Deletes SNS topic `name`, its subscriptions and its log (undelivered messages
+    /// too); `Ok` when there is no such topic.
+    pub async fn delete_sns_topic(&self, name: &str) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { delete_topic(&s, &name).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// An SNS topic, from this shard's catalog.
+    pub fn sns_topic(&self, name: &str) -> Option<SnsTopicMeta> {
+        self.shard().catalog().sns.get(name).cloned()
+    }
+
+    /// Every SNS topic, by name.
+    pub fn sns_topics(&self) -> Vec<SnsTopicMeta> {
+        self.shard().catalog().sns.values().cloned().collect()
+    }
+
+    /// Sets and removes attributes and tags of a topic; answers it after the change.
+    pub async fn alter_sns_topic(
+        &self,
+        name: &str,
+        change: SnsTopicChange,
+    ) -> Result<SnsTopicMeta, EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            let _serial = s.admin_lock.acquire_permit(1).await;
+            let catalog = s.catalog();
+            if let Some(next) = catalog.with_sns_topic_change(&name, &change)? {
+                save(&s, next).await?;
+            }
+            Ok(s.catalog().sns_topic(&name)?.clone())
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Subscribes `endpoint` to `topic` (see `check_endpoint` for what each protocol
+    /// takes). The same protocol and endpoint again answers the existing subscription
+    /// when every attribute given has its value there. `http` subscriptions wait for
+    /// their confirmation (the fan-out worker sends the token); the others are
+    /// confirmed at once.
+    pub async fn subscribe_sns(
+        &self,
+        topic: &str,
+        protocol: &str,
+        endpoint: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<SnsSubscription, EngineError> {
+        let http = protocol == "http";
+        let sub = SnsSubscription {
+            id: random_uuid()?,
+            protocol: protocol.to_string(),
+            endpoint: endpoint.to_string(),
+            attributes,
+            confirmed: !http,
+            token: if http { Some(random_hex(32)?) } else { None },
+            created_ms: crate::time::now_ms(),
+        };
+        let topic = topic.to_string();
+        let job = move |s: Rc<Shard>| async move { subscribe(&s, &topic, sub).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Confirms the subscription of `topic` that waits for `token` (again: the same
+    /// answer); an unknown token is `InvalidRequest`.
+    pub async fn confirm_subscription(
+        &self,
+        topic: &str,
+        token: &str,
+    ) -> Result<SnsSubscription, EngineError> {
+        let (topic, token) = (topic.to_string(), token.to_string());
+        let job = move |s: Rc<Shard>| async move {
+            let _serial = s.admin_lock.acquire_permit(1).await;
+            let (next, sub) = s.catalog().with_sns_confirmed(&topic, &token)?;
+            if let Some(next) = next {
+                save(&s, next).await?;
+                tracing::info!(topic = %topic, subscription = %sub.id, "subscription confirmed");
+            }
+            Ok(sub)
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Removes a subscription; `Ok` when the topic or the subscription does not exist.
+    pub async fn unsubscribe(&self, topic: &str, subscription_id: &str) -> Result<(), EngineError> {
+        let (topic, id) = (topic.to_string(), subscription_id.to_string());
+        let job = move |s: Rc<Shard>| async move {
+            let _serial = s.admin_lock.acquire_permit(1).await;
+            if let Some(next) = s.catalog().without_sns_subscription(&topic, &id) {
+                save(&s, next).await?;
+                tracing::info!(topic = %topic, subscription = %id, "unsubscribed");
+            }
+            Ok(())
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
+    /// Sets one attribute of a subscription (an empty value removes it); answers the
+    /// subscription after the change.
+    pub async fn alter_subscription(
+        &self,
+        topic: &str,
+        subscription_id: &str,
+        key: &str,
+        value: String,
+    ) -> Result<SnsSubscription, EngineError> {
+        let (topic, id, key) = (
+            topic.to_string(),
+            subscription_id.to_string(),
+            key.to_string(),
+        );
+        let job = move |s: Rc<Shard>| async move {
+            let _serial = s.admin_lock.acquire_permit(1).await;
+            let change = (key.as_str(), value);
+            let (next, sub) = s
+                .catalog()
+                .with_sns_subscription_attribute(&topic, &id, change)?;
+            if let Some(next) = next {
+                save(&s, next).await?;
+            }
+            Ok(sub)
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+}
+
+/// Writes `next` and hands it to every shard (the admin lock held).
+async fn save(
+    shard: &Rc<Shard>,
+    next: peregrine_shards::catalog::Catalog,
+) -> Result<(), EngineError> {
+    admin::publish(shard, next)
+        .await
+        .map_err(EngineError::Internal)
+}
+
+async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    fifo: bool,
+    (attributes, tags): (BTreeMap<String, String>, BTreeMap<String, String>),
+) -> Result<SnsTopicMeta, EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    let now = crate::time::now_ms();
+    let placed = (shard.nshards, now);
+    let Some(next) = catalog.with_sns_topic(name, fifo, attributes, tags, placed)? else {
+        return Ok(catalog.sns_topic(name)?.clone());
+    };
+    let limits = &shard.config.object_limits;
+    if next.sns.len() > limits.max_sns_topics {
+        return Err(EngineError::PreconditionFailed(format!(
+            "sns topic limit reached: the broker holds {} SNS topics and its cap is {} \
+             (`peregrine serve --max-sns-topics`); delete unused topics, or raise the cap",
+            catalog.sns.len(),
+            limits.max_sns_topics
+        )));
+    }
+    // Its backing log is a topic: the topic and partition caps hold too.
+    let grown = admin::check_growth(ObjectCounts::of(&catalog), ObjectCounts::of(&next), limits);
+    grown.map_err(|e| EngineError::PreconditionFailed(e.to_string()))?;
+    save(shard, next).await?;
+    let meta = shard.catalog().sns_topic(name)?.clone();
+    tracing::info!(sns_topic = %name, id = meta.id, "sns topic created");
+    Ok(meta)
+}
+
+async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let Some((next, removed, backing)) = shard.catalog().without_sns_topic(name) else {
+        return Ok(());
+    };
+    save(shard, next).await?;
+    // Every owner has deleted the backing partition; its folder goes last. The fan-out
+    // worker deletes its cursor when it sees the topic gone.
+    if let Some(backing) = backing {
+        admin::remove_folder(backing.topic_dir(&shard.config.data_dir), "topic").await;
+    }
+    tracing::info!(sns_topic = %name, id = removed.id, "sns topic deleted");
+    Ok(())
+}
+
+async fn subscribe(
+    shard: &Rc<Shard>,
+    topic: &str,
+    sub: SnsSubscription,
+) -> Result<SnsSubscription, EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let catalog = shard.catalog();
+    let meta = catalog.sns_topic(topic)?;
+    check_endpoint(shard, meta, &sub.protocol, &sub.endpoint)?;
+    let max = shard.config.object_limits.max_sns_subscriptions_per_topic;
+    let (next, sub) = catalog.with_sns_subscription(topic, sub, max)?;
+    if let Some(next) = next {
+        save(shard, next).await?;
+        tracing::info!(sns_topic = %topic, subscription = %sub.id, protocol = %sub.protocol, "subscribed");
+    }
+    Ok(sub)
+}
+
+/// What each protocol's endpoint must be: `sqs`, the ARN of an existing queue of this
+/// broker's region and account (a FIFO queue only for a FIFO topic, as in AWS); `http`,
+/// an `http://` URL; `kafka`, an existing engine topic (not a backing log). `https`
+/// needs a TLS client the broker does not have yet.
+fn check_endpoint(
+    shard: &Rc<Shard>,
+    topic: &SnsTopicMeta,
+    protocol: &str,
+    endpoint: &str,
+) -> Result<(), EngineError> {
+    let catalog = shard.catalog();
+    let invalid = |m: String| Err(EngineError::InvalidRequest(m));
+    match protocol {
+        "sqs" => {
+            let settings = &shard.config.sqs;
+            let Some(queue) = queue_of_arn(endpoint, &settings.region, &settings.account_id) else {
+                return invalid(format!(
+                    "sqs endpoint '{endpoint}' is not a queue ARN of this broker \
+                     (arn:aws:sqs:{}:{}:QUEUE)",
+                    settings.region, settings.account_id
+                ));
+            };
+            let Ok(meta) = catalog.queue(queue) else {
+                return invalid(format!(
+                    "sqs endpoint '{endpoint}': queue '{queue}' does not exist"
+                ));
+            };
+            if meta.config.fifo && !topic.fifo {
+                return invalid(format!(
+                    "queue '{queue}' is a FIFO queue: only FIFO topics deliver to FIFO queues"
+                ));
+            }
+            Ok(())
+        }
+        "http" => match crate::sns::http_delivery::Url::parse(endpoint) {
+            Ok(_) => Ok(()),
+            Err(e) => invalid(format!("http endpoint '{endpoint}': {e}")),
+        },
+        "kafka" => {
+            let backing = endpoint.starts_with(peregrine_shards::sns::BACKING_TOPIC_PREFIX);
+            if backing || catalog.topic(endpoint).is_err() {
+                return invalid(format!(
+                    "kafka endpoint '{endpoint}' is not a topic of this broker (create it first)"
+                ));
+            }
+            Ok(())
+        }
+        "https" => invalid(
+            "https endpoints are not served yet (the broker has no TLS client): use http".into(),
+        ),
+        other => invalid(format!(
+            "protocol '{other}' is not served: use one of {}",
+            SNS_PROTOCOLS.join(", ")
+        )),
+    }
+}
+
+/// The queue an SQS ARN names, when it is of this region and account.
+pub fn queue_of_arn<'a>(arn: &'a str, region: &str, account: &str) -> Option<&'a str> {
+    let rest = arn.strip_prefix("arn:aws:sqs:")?;
+    let rest = rest.strip_prefix(region)?.strip_prefix(':')?;
+    let queue = rest.strip_prefix(account)?.strip_prefix(':')?;
+    (!queue.is_empty() && !queue.contains(':')).then_some(queue)
+}
+
+/// `n` random bytes from the kernel.
+fn random_bytes(n: usize) -> Result<Vec<u8>, EngineError> {
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        // SAFETY: the pointer and length name the unfilled rest of `buf`.
+        let got = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), n - filled, 0) };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(EngineError::Internal(format!("getrandom: {e}")));
+        }
+        filled += got as usize;
+    }
+    Ok(buf)
+}
+
+fn random_hex(n: usize) -> Result<String, EngineError> {
+    Ok(random_bytes(n)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A random (version 4) UUID.
+fn random_uuid() -> Result<String, EngineError> {
+    let bytes = random_bytes(16)?;
+    let mut v = bytes.iter().fold(0u128, |acc, b| acc << 8 | u128::from(*b));
+    v = (v & !(0xf << 76)) | (0x4 << 76);
+    v = (v & !(0x3 << 62)) | (0x2 << 62);
+    Ok(peregrine_aws_wire::sqs::receipt::uuid(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_arns_of_this_broker_name_their_queue() {
+        let q = |arn| queue_of_arn(arn, "us-east-1", "000000000000");
+        assert_eq!(
+            q("arn:aws:sqs:us-east-1:000000000000:orders"),
+            Some("orders")
+        );
+        assert_eq!(q("arn:aws:sqs:eu-west-1:000000000000:orders"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:111111111111:orders"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:a:b"), None);
+    }
+
+    #[test]
+    fn random_ids_are_uuids_and_differ() {
+        let (a, b) = (random_uuid().expect("a"), random_uuid().expect("b"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert_eq!(random_hex(32).expect("hex").len(), 64);
+    }
+}

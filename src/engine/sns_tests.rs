@@ -1,0 +1,1 @@
+//! Engine tests of SNS: topics, subscriptions, publish and the fan-out worker over two shards.

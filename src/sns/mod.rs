@@ -1,0 +1,6 @@
+//! SNS delivery: the fan-out worker (`fanout`) that reads each SNS topic's backing log
+//! on its owner shard and delivers every record to the topic's subscriptions
+//! (`targets`: SQS queues, Kafka topics, HTTP endpoints through `http_delivery`).
+//! Topics and subscriptions themselves, and publish, are the engine's (`engine::sns`).
+
+pub mod http_delivery;
