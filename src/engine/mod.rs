@@ -36,7 +36,10 @@ pub use admin::ExchangeChange;
 pub use error::EngineError;
 pub use mesh::CallClass;
 pub use placement::{Object, CONTROLLER_SHARD};
-pub use sns::{queue_of_arn, SNS_PROTOCOLS};
+pub use sns::{
+    queue_of_arn, sns_message_id, sns_sequence_number, SnsPublished, SNS_DEDUP_IDS_MAX,
+    SNS_DEDUP_WINDOW_MS, SNS_PROTOCOLS,
+};
 pub use subscription::Subscription;
 pub use types::*;
 

@@ -12,10 +12,14 @@ use super::error::EngineError;
 use super::mesh::CallClass;
 use super::placement::CONTROLLER_SHARD;
 use super::shard::Shard;
-use super::types::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
+use super::types::{Acks, FetchArgs, OffsetSpec, SnsSubscription, SnsTopicChange, SnsTopicMeta};
 use super::Engine;
+use bytes::BytesMut;
+use peregrine_aws_wire::sns::record::{self, Stored};
+use peregrine_shards::records::{self as records_view, BatchBuilder};
 use peregrine_shards::sns::SnsError;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 /// Subscription protocols the broker delivers to.
@@ -182,6 +186,309 @@ impl Engine {
         };
         self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
             .await
+    }
+}
+
+/// What one entry of a publish became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsPublished {
+    /// Its offset in the backing log (the original's, for a duplicate).
+    pub offset: i64,
+    pub message_id: String,
+    /// FIFO topics: the offset as 20 digits.
+    pub sequence_number: Option<String>,
+    /// A FIFO duplicate within the dedup window: not stored again.
+    pub duplicate: bool,
+}
+
+/// How long a FIFO topic remembers a deduplication id, as SNS.
+pub const SNS_DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Most deduplication ids one FIFO topic remembers; past it the oldest are forgotten
+/// before their 5 minutes (a FIFO topic takes 300 publishes a second in AWS, 90,000 in
+/// a window; ours may take more, and this bounds the memory).
+pub const SNS_DEDUP_IDS_MAX: usize = 100_000;
+/// Bytes read per fetch while rebuilding a dedup window from the log.
+const DEDUP_SCAN_BYTES: u32 = 1 << 20;
+
+/// The MessageId of the message at `offset` of SNS topic `id`: stable, so the worker
+/// derives the same one from the record.
+pub fn sns_message_id(id: u64, offset: i64) -> String {
+    peregrine_aws_wire::sqs::receipt::uuid(u128::from(id) << 64 | u128::from(offset as u64))
+}
+
+/// The SequenceNumber of a FIFO topic's message at `offset`.
+pub fn sns_sequence_number(offset: i64) -> String {
+    format!("{offset:020}")
+}
+
+impl Engine {
+    /// Publishes `entries` to SNS topic `topic`: one batch appended durably to its log,
+    /// answered in entry order. FIFO topics need a group and a dedup id on each entry
+    /// (`InvalidRequest`) and answer a dedup id seen in the last 5 minutes (or earlier
+    /// in the call) with the original, not stored again.
+    pub async fn sns_publish(
+        &self,
+        topic: &str,
+        entries: Vec<Stored>,
+    ) -> Result<Vec<SnsPublished>, EngineError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let meta = self
+            .sns_topic(topic)
+            .ok_or_else(|| EngineError::from(SnsError::UnknownTopic(topic.to_string())))?;
+        if meta.fifo {
+            if let Some(i) = entries
+                .iter()
+                .position(|e| e.group_id.is_none() || e.dedup_id.is_none())
+            {
+                return Err(EngineError::InvalidRequest(format!(
+                    "entry {i}: a FIFO topic's messages need a group id and a deduplication id"
+                )));
+            }
+        }
+        let backing = meta.backing_topic();
+        let owner = self.partition_owner(&backing, 0)?;
+        let job = move |s: Rc<Shard>| async move { publish_here(&s, &meta, entries).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+}
+
+/// A FIFO topic's recent deduplication ids, on the owner of its log. Publishes to the
+/// topic run one at a time (`serial`), so a check and its append never interleave.
+struct DedupWindow {
+    serial: glommio::sync::Semaphore,
+    loaded: Cell<bool>,
+    /// dedup id -> (offset, remembered until).
+    ids: RefCell<HashMap<String, (i64, i64)>>,
+    order: RefCell<VecDeque<(i64, String)>>,
+}
+
+impl DedupWindow {
+    fn new() -> DedupWindow {
+        DedupWindow {
+            serial: glommio::sync::Semaphore::new(1),
+            loaded: Cell::new(false),
+            ids: RefCell::new(HashMap::new()),
+            order: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    fn get(&self, id: &str, now_ms: i64) -> Option<i64> {
+        self.forget(now_ms);
+        self.ids.borrow().get(id).map(|(offset, _)| *offset)
+    }
+
+    fn remember(&self, id: String, offset: i64, at_ms: i64, now_ms: i64) {
+        let until = at_ms.saturating_add(SNS_DEDUP_WINDOW_MS);
+        if until <= now_ms {
+            return;
+        }
+        self.ids.borrow_mut().insert(id.clone(), (offset, until));
+        self.order.borrow_mut().push_back((until, id));
+        self.forget(now_ms);
+    }
+
+    /// Drops what is past its time, and the oldest past `SNS_DEDUP_IDS_MAX`.
+    fn forget(&self, now_ms: i64) {
+        let mut order = self.order.borrow_mut();
+        let mut ids = self.ids.borrow_mut();
+        while let Some((until, id)) = order.front() {
+            if *until > now_ms && ids.len() <= SNS_DEDUP_IDS_MAX {
+                break;
+            }
+            // A later publish of the same id has its own entry further on.
+            if ids.get(id).is_some_and(|(_, u)| u == until) {
+                ids.remove(id);
+            }
+            order.pop_front();
+        }
+    }
+}
+
+thread_local! {
+    /// This shard's FIFO dedup windows, by SNS topic id (shards are threads).
+    static WINDOWS: RefCell<HashMap<u64, Rc<DedupWindow>>> = RefCell::new(HashMap::new());
+}
+
+fn window_of(id: u64) -> Rc<DedupWindow> {
+    WINDOWS.with(|w| {
+        w.borrow_mut()
+            .entry(id)
+            .or_insert_with(|| Rc::new(DedupWindow::new()))
+            .clone()
+    })
+}
+
+/// Forgets the dedup window of a topic this shard no longer serves.
+pub(crate) fn forget_window(id: u64) {
+    WINDOWS.with(|w| w.borrow_mut().remove(&id));
+}
+
+/// Publish on the owner of the topic's log.
+async fn publish_here(
+    shard: &Rc<Shard>,
+    meta: &SnsTopicMeta,
+    entries: Vec<Stored>,
+) -> Result<Vec<SnsPublished>, EngineError> {
+    let backing = meta.backing_topic();
+    if shard.catalog().sns.get(&meta.name).map(|m| m.id) != Some(meta.id) {
+        forget_window(meta.id);
+        return Err(SnsError::UnknownTopic(meta.name.clone()).into());
+    }
+    if !meta.fifo {
+        let base = append(shard, &backing, &entries).await?;
+        let answers = (0..entries.len() as i64).map(|i| published(meta, base + i, false));
+        return Ok(answers.collect());
+    }
+    let window = window_of(meta.id);
+    let _serial = window.serial.acquire_permit(1).await;
+    if !window.loaded.get() {
+        load_window(shard, &backing, &window).await?;
+        window.loaded.set(true);
+    }
+    let now = crate::time::now_ms();
+    // Each entry: Ok(index among the appended) or Err(the original's offset).
+    let mut fresh: Vec<Stored> = Vec::with_capacity(entries.len());
+    let mut placed: Vec<Result<usize, i64>> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let dedup = entry.dedup_id.as_deref().unwrap_or_default();
+        if let Some(offset) = window.get(dedup, now) {
+            placed.push(Err(offset));
+        } else if let Some(i) = fresh
+            .iter()
+            .position(|f| f.dedup_id.as_deref() == Some(dedup))
+        {
+            placed.push(Ok(i));
+        } else {
+            placed.push(Ok(fresh.len()));
+            fresh.push(entry);
+        }
+    }
+    let base = if fresh.is_empty() {
+        0
+    } else {
+        append(shard, &backing, &fresh).await?
+    };
+    for (i, f) in fresh.iter().enumerate() {
+        let dedup = f.dedup_id.clone().unwrap_or_default();
+        window.remember(dedup, base + i as i64, now, now);
+    }
+    // A repeat within the call is a duplicate of the first entry that carried its id.
+    let mut first_seen = vec![false; fresh.len()];
+    let answers = placed.into_iter().map(|p| match p {
+        Err(offset) => published(meta, offset, true),
+        Ok(i) => {
+            let duplicate = std::mem::replace(&mut first_seen[i], true);
+            published(meta, base + i as i64, duplicate)
+        }
+    });
+    Ok(answers.collect())
+}
+
+fn published(meta: &SnsTopicMeta, offset: i64, duplicate: bool) -> SnsPublished {
+    SnsPublished {
+        offset,
+        message_id: sns_message_id(meta.id, offset),
+        sequence_number: meta.fifo.then(|| sns_sequence_number(offset)),
+        duplicate,
+    }
+}
+
+/// Appends `entries` as one batch, durably; answers the first one's offset.
+async fn append(shard: &Rc<Shard>, backing: &str, entries: &[Stored]) -> Result<i64, EngineError> {
+    let now = crate::time::now_ms();
+    let encoded: Vec<_> = entries.iter().map(record::encode).collect();
+    let bytes: usize = encoded
+        .iter()
+        .map(|(h, v)| v.len() + h.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>())
+        .sum();
+    let mut builder = BatchBuilder::new(now, bytes + 64 * entries.len());
+    for (headers, value) in &encoded {
+        let headers: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        builder.push(None, Some(value), now, &headers);
+    }
+    let batch = builder
+        .finish()
+        .ok_or_else(|| EngineError::Internal("an sns batch without records".into()))?;
+    let produced =
+        super::partitions::produce(shard, backing, 0, Acks::Durable, BytesMut::from(&batch[..]))
+            .await?;
+    debug_assert_eq!(
+        produced.last_offset - produced.base_offset + 1,
+        entries.len() as i64
+    );
+    Ok(produced.base_offset)
+}
+
+/// Rebuilds a FIFO topic's window from the last 5 minutes of its log (found through
+/// the time index) when this shard first publishes to it.
+async fn load_window(
+    shard: &Rc<Shard>,
+    backing: &str,
+    window: &DedupWindow,
+) -> Result<(), EngineError> {
+    let now = crate::time::now_ms();
+    let since = OffsetSpec::Timestamp(now - SNS_DEDUP_WINDOW_MS);
+    let mut offset = super::partitions::list_offsets(shard, backing, 0, since).await?;
+    loop {
+        let args = FetchArgs {
+            offset,
+            max_bytes: DEDUP_SCAN_BYTES,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            isolation: Default::default(),
+        };
+        let fetched = super::partitions::fetch(shard, backing, 0, args).await?;
+        let mut next = offset;
+        for chunk in &fetched.batches {
+            for_each_record(chunk, offset, |at, stored| {
+                next = next.max(at + 1);
+                if let Some(dedup) = stored.and_then(|s| s.dedup_id.map(|d| (d, s.published_ms))) {
+                    window.remember(dedup.0, at, dedup.1, now);
+                }
+            });
+        }
+        if next <= offset || next >= fetched.high_watermark {
+            return Ok(());
+        }
+        offset = next;
+    }
+}
+
+/// Calls `f(offset, record)` for each record at or after `from` in a chunk of fetched
+/// batches; `None` for a record that is not an SNS message (a Kafka client wrote to
+/// the log, or the batch is compressed or a control batch).
+pub(crate) fn for_each_record(chunk: &[u8], from: i64, mut f: impl FnMut(i64, Option<Stored>)) {
+    let Ok(batches) = peregrine_shards::batch::split(chunk) else {
+        return;
+    };
+    for (range, header) in batches {
+        if header.is_control() {
+            f(header.last_offset(), None);
+            continue;
+        }
+        let Ok(found) = records_view::records(&chunk[range]) else {
+            f(header.last_offset(), None);
+            continue;
+        };
+        for r in found {
+            let Ok(r) = r else {
+                f(header.last_offset(), None);
+                break;
+            };
+            if r.offset < from {
+                continue;
+            }
+            let stored = r
+                .headers()
+                .ok()
+                .and_then(|h| record::decode(&h, r.value.unwrap_or_default()).ok());
+            f(r.offset, stored);
+        }
     }
 }
 
