@@ -9,6 +9,7 @@
 //!   decoded and checked against SQS's limits (`sqs::model`), answers and errors
 //!   encoded, MD5 digests, receipt handles and message ids, message attributes as
 //!   engine headers.
+//! - `sigv4`: verification of the SDKs' AWS Signature V4 (`serve --http-auth`).
 //! - `sns`: the SNS API (2010-03-31) over the query protocol, its filter policies,
 //!   the JSON envelopes it delivers, and how a published message is stored.
 //!
@@ -17,6 +18,7 @@
 //! serde_json's recursion limit bounds JSON nesting.
 
 pub mod form;
+pub mod sigv4;
 pub mod sns;
 pub mod sqs;
 pub mod xml;

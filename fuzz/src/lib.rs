@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
+use peregrine_aws_wire::sns;
 use peregrine_aws_wire::sqs::{self, attributes, model, Protocol, Request, Response};
 use peregrine_shards::batch::{self, BatchHeader};
 use peregrine_shards::catalog::Catalog;
@@ -35,6 +36,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("decompress", decompress),
     ("sqs_json", sqs_json),
     ("sqs_query", sqs_query),
+    ("sns_query", sns_query),
+    ("sns_filter", sns_filter),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
@@ -353,4 +356,125 @@ fn sqs_message_holds(m: &model::SendEntry) {
     let json = sqs::encode(Protocol::Json, &received, "r").body;
     let value: serde_json::Value = serde_json::from_slice(&json).expect("our JSON parses");
     assert_eq!(value["Messages"][0]["Body"].as_str(), Some(m.body.as_str()));
+}
+
+/// An SNS query request (as `sqs_query` splits it), then the same bytes as a stored SNS
+/// record (`record::decode`: lines `name=value` up to an empty line are the headers, a
+/// line without `=` a header without value, the rest the value). A decoded Publish(Batch)
+/// keeps SNS's limits, and its messages come back unchanged through the stored record.
+pub fn sns_query(data: &[u8]) {
+    let (query, body) = split_line(data);
+    if let Some(query) = query.map_or(Some(""), |q| std::str::from_utf8(q).ok()) {
+        if let Ok(request) = sns::decode(query, body) {
+            sns_request_holds(&request);
+        }
+    }
+    let (head, value) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&data[..at], &data[at + 2..]),
+        None => (&data[..0], data),
+    };
+    let headers: Vec<(&[u8], Option<&[u8]>)> = head
+        .split(|&b| b == b'\n')
+        .map(|line| match line.iter().position(|&b| b == b'=') {
+            Some(at) => (&line[..at], Some(&line[at + 1..])),
+            None => (line, None),
+        })
+        .collect();
+    if let Ok(stored) = sns::record::decode(&headers, value) {
+        sns_stored_round_trips(&stored);
+    }
+}
+
+fn sns_request_holds(request: &sns::Request) {
+    match request {
+        sns::Request::Publish(p) => sns_entry_holds(&p.message),
+        sns::Request::PublishBatch(b) => {
+            assert!((1..=sns::BATCH_ENTRIES_MAX).contains(&b.entries.len()));
+            let mut seen = std::collections::BTreeSet::new();
+            for e in &b.entries {
+                let id = e.as_ref().map_or_else(|f| &f.id, |e| &e.id);
+                assert!(model::valid_batch_id(id) && seen.insert(id), "{id:?}");
+            }
+            b.entries.iter().flatten().for_each(sns_entry_holds);
+        }
+        sns::Request::CreateTopic(c) => {
+            assert!(sns::check_topic_name(&c.name).is_ok());
+            assert_eq!(c.fifo, c.name.ends_with(sns::FIFO_SUFFIX));
+            assert!(c.tags.len() <= sns::TAGS_MAX);
+        }
+        sns::Request::TagResource(t) => assert!((1..=sns::TAGS_MAX).contains(&t.tags.len())),
+        sns::Request::UntagResource(u) => {
+            assert!((1..=sns::TAGS_MAX).contains(&u.tag_keys.len()))
+        }
+        _ => {}
+    }
+}
+
+fn sns_entry_holds(e: &sns::PublishEntry) {
+    assert!(!e.message.is_empty());
+    assert!(attributes::validate(&e.attributes).is_ok());
+    assert!(attributes::message_size(&e.message, &e.attributes) <= sns::MESSAGE_BYTES_MAX);
+    assert!(e
+        .subject
+        .as_ref()
+        .is_none_or(|s| s.len() <= sns::SUBJECT_MAX));
+    sns_stored_round_trips(&sns::record::Stored {
+        message: e.message.clone(),
+        subject: e.subject.clone(),
+        attributes: e.attributes.clone(),
+        group_id: e.group_id.clone(),
+        dedup_id: e.dedup_id.clone(),
+        published_ms: 1,
+    });
+}
+
+/// What `record::encode` writes, `record::decode` reads back as it was (attributes in
+/// name order, as the decoder gives them).
+fn sns_stored_round_trips(stored: &sns::record::Stored) {
+    let (headers, value) = sns::record::encode(stored);
+    let borrowed: Vec<(&[u8], Option<&[u8]>)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes())))
+        .collect();
+    match sns::record::decode(&borrowed, &value) {
+        Ok(back) => {
+            let mut expected = stored.clone();
+            expected.attributes.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(back, expected);
+        }
+        Err(e) => panic!("a record we encoded does not decode: {e}"),
+    }
+}
+
+/// A filter policy and a message: the first byte picks the scope (even: attributes,
+/// odd: body), up to the next newline the policy, the rest the body. An accepted policy
+/// is matched against the body and against attributes made from it.
+pub fn sns_filter(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let scope = if pick % 2 == 0 {
+        sns::filter::Scope::MessageAttributes
+    } else {
+        sns::filter::Scope::MessageBody
+    };
+    let (policy, body) = split_line(rest);
+    let Some(policy) = policy.and_then(|p| std::str::from_utf8(p).ok()) else {
+        return;
+    };
+    let Ok(policy) = sns::filter::FilterPolicy::parse(policy, scope) else {
+        return;
+    };
+    let body = String::from_utf8_lossy(body);
+    let string = |name: &str, data_type: &str| sns::MessageAttribute {
+        name: name.to_owned(),
+        data_type: data_type.to_owned(),
+        value: sns::AttributeValue::String(body.to_string()),
+    };
+    let attrs = [
+        string("a", "String"),
+        string("n", "Number"),
+        string("s", sns::filter::STRING_ARRAY),
+    ];
+    let _ = policy.matches(&attrs, &body);
 }

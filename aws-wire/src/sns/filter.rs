@@ -533,3 +533,220 @@ impl Range {
         above && below
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message attributes of SNS's filter policy documentation.
+    fn attrs() -> Vec<MessageAttribute> {
+        let s = |name: &str, data_type: &str, value: &str| MessageAttribute {
+            name: name.into(),
+            data_type: data_type.into(),
+            value: AttributeValue::String(value.into()),
+        };
+        vec![
+            s(
+                "customer_interests",
+                STRING_ARRAY,
+                r#"["soccer", "rugby", "hockey"]"#,
+            ),
+            s("store", "String", "example_corp"),
+            s("event", "String", "order_placed"),
+            s("price_usd", "Number", "210.75"),
+            s("quantity", "Number.int", "3"),
+            MessageAttribute {
+                name: "blob".into(),
+                data_type: "Binary".into(),
+                value: AttributeValue::Binary(vec![1]),
+            },
+        ]
+    }
+
+    const BODY: &str = r#"{"store": "example_corp", "event": "order_placed",
+        "customer_interests": ["soccer", "rugby"], "price_usd": 210.75, "gift": true, "note": null,
+        "order": {"id": 7, "items": [{"sku": "a-1"}, {"sku": "b-2"}], "address": {"city": {"name": "Lyon"}}}}"#;
+
+    fn check(scope: Scope, table: &[(&str, bool)]) {
+        for (policy, expected) in table {
+            let parsed =
+                FilterPolicy::parse(policy, scope).unwrap_or_else(|e| panic!("{policy}: {e}"));
+            assert_eq!(parsed.matches(&attrs(), BODY), *expected, "{policy}");
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn attribute_policies_from_the_sns_documentation() {
+        check(Scope::MessageAttributes, &[
+            (r#"{}"#, true),
+            (r#"{"store": ["example_corp"], "event": [{"anything-but": "order_cancelled"}], "customer_interests": ["rugby", "football", "baseball"], "price_usd": [{"numeric": [">=", 100]}]}"#, true),
+            (r#"{"store": ["other_corp"]}"#, false),
+            (r#"{"store": ["other_corp", "example_corp"]}"#, true),
+            (r#"{"store": ["example_corp"], "event": ["order_cancelled"]}"#, false),
+            (r#"{"customer_interests": ["rugby"]}"#, true),
+            (r#"{"customer_interests": ["tennis"]}"#, false),
+            (r#"{"customer_interests": [{"prefix": "hock"}]}"#, true),
+            (r#"{"customer_interests": [{"prefix": "bas"}]}"#, false),
+            (r#"{"store": [{"suffix": "_corp"}]}"#, true),
+            (r#"{"store": [{"suffix": "_inc"}]}"#, false),
+            (r#"{"store": [{"equals-ignore-case": "EXAMPLE_Corp"}]}"#, true),
+            (r#"{"store": [{"equals-ignore-case": "example"}]}"#, false),
+            (r#"{"event": [{"anything-but": ["order_cancelled", "order_failed"]}]}"#, true),
+            (r#"{"event": [{"anything-but": ["order_placed"]}]}"#, false),
+            (r#"{"event": [{"anything-but": {"prefix": "order_"}}]}"#, false),
+            (r#"{"event": [{"anything-but": {"prefix": "refund_"}}]}"#, true),
+            (r#"{"event": [{"anything-but": {"suffix": "_placed"}}]}"#, false),
+            (r#"{"customer_interests": [{"anything-but": ["rugby", "tennis"]}]}"#, true),
+            (r#"{"price_usd": [{"anything-but": [210.75]}]}"#, false),
+            (r#"{"price_usd": [{"anything-but": [100, 200]}]}"#, true),
+            (r#"{"price_usd": [210.75]}"#, true),
+            (r#"{"price_usd": [2.1075e2]}"#, true),
+            (r#"{"price_usd": ["210.75"]}"#, false),
+            (r#"{"price_usd": [{"numeric": ["=", 210.75]}]}"#, true),
+            (r#"{"price_usd": [{"numeric": [">", 0, "<=", 150]}]}"#, false),
+            (r#"{"price_usd": [{"numeric": [">", 210.75]}]}"#, false),
+            (r#"{"price_usd": [{"numeric": [">=", 210.75, "<", 300]}]}"#, true),
+            (r#"{"price_usd": [{"numeric": ["<", 210.75]}]}"#, false),
+            (r#"{"price_usd": [{"numeric": ["<=", 210.75]}]}"#, true),
+            (r#"{"quantity": [{"numeric": ["=", 3]}]}"#, true),
+            (r#"{"store": [{"numeric": [">", 0]}]}"#, false),
+            (r#"{"store": [{"exists": true}]}"#, true),
+            (r#"{"store": [{"exists": false}]}"#, false),
+            (r#"{"encrypted": [{"exists": false}]}"#, true),
+            (r#"{"encrypted": [{"exists": true}]}"#, false),
+            (r#"{"encrypted": [{"anything-but": "x"}]}"#, false),
+            (r#"{"blob": [{"exists": true}]}"#, true),
+            (r#"{"blob": ["\u0001"]}"#, false),
+            (r#"{"store": ["example_corp"], "$or": [{"event": ["order_cancelled"]}, {"price_usd": [{"numeric": [">", 200]}]}]}"#, true),
+            (r#"{"store": ["example_corp"], "$or": [{"event": ["order_cancelled"]}, {"price_usd": [{"numeric": ["<", 200]}]}]}"#, false),
+            (r#"{"store": ["other"], "$or": [{"event": ["order_placed"]}, {"event": ["x"]}]}"#, false),
+        ]);
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn body_policies_nest_and_read_arrays() {
+        check(Scope::MessageBody, &[
+            (r#"{"store": ["example_corp"], "customer_interests": ["rugby"]}"#, true),
+            (r#"{"price_usd": [{"numeric": [">", 200]}]}"#, true),
+            (r#"{"order": {"id": [7]}}"#, true),
+            (r#"{"order": {"id": [8]}}"#, false),
+            (r#"{"order": {"items": {"sku": [{"prefix": "b-"}]}}}"#, true),
+            (r#"{"order": {"items": {"sku": ["c-3"]}}}"#, false),
+            (r#"{"order": {"address": {"city": {"name": ["Lyon"]}}}}"#, true),
+            (r#"{"order": {"coupon": [{"exists": false}]}}"#, true),
+            (r#"{"order": {"id": [{"exists": true}]}}"#, true),
+            (r#"{"order": [{"exists": true}]}"#, false),
+            (r#"{"missing": {"deeper": [{"exists": false}]}}"#, true),
+            (r#"{"gift": [true]}"#, true),
+            (r#"{"gift": [false]}"#, false),
+            (r#"{"note": [null]}"#, true),
+            (r#"{"$or": [{"store": ["x"]}, {"order": {"id": [7]}}]}"#, true),
+        ]);
+        let policy = FilterPolicy::parse(r#"{"a": ["b"]}"#, Scope::MessageBody).expect("parses");
+        assert!(policy.matches(&[], r#"{"a": "b"}"#));
+        for body in ["not json", "[1]", "\"a\"", ""] {
+            assert!(!policy.matches(&[], body), "{body}");
+        }
+        // Attributes do not count in body scope, and the body not in attribute scope.
+        assert!(!policy.matches(&attrs(), "{}"));
+        let attr_policy = FilterPolicy::parse(r#"{"a": ["b"]}"#, Scope::MessageAttributes).expect("parses");
+        assert!(!attr_policy.matches(&[], r#"{"a": "b"}"#));
+    }
+
+    fn refused(policy: &str, scope: Scope) -> String {
+        match FilterPolicy::parse(policy, scope) {
+            Ok(p) => panic!("{policy} parsed: {p:?}"),
+            Err(e) => {
+                assert_eq!(
+                    e.code,
+                    super::super::ErrorCode::InvalidParameter,
+                    "{policy}"
+                );
+                assert!(
+                    e.message.starts_with("Invalid parameter: FilterPolicy: "),
+                    "{}",
+                    e.message
+                );
+                e.message
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_policies_are_refused() {
+        for policy in [
+            "",
+            "[]",
+            "\"x\"",
+            "{\"a\": \"b\"}",
+            "{\"a\": []}",
+            "{\"a\": [[1]]}",
+            "{\"a\": [{\"cidr\": \"10.0.0.0/8\"}]}",
+            "{\"a\": [{\"prefix\": 1}]}",
+            "{\"a\": [{\"prefix\": \"x\", \"suffix\": \"y\"}]}",
+            "{\"a\": [{}]}",
+            "{\"a\": [{\"exists\": \"yes\"}]}",
+            "{\"a\": [{\"anything-but\": []}]}",
+            "{\"a\": [{\"anything-but\": [true]}]}",
+            "{\"a\": [{\"anything-but\": {\"equals\": \"x\"}}]}",
+            "{\"a\": [{\"numeric\": [\">\"]}]}",
+            "{\"a\": [{\"numeric\": [\"!=\", 1]}]}",
+            "{\"a\": [{\"numeric\": [\">\", 1, \">\", 2]}]}",
+            "{\"a\": [{\"numeric\": [\"=\", 1, \"<\", 2]}]}",
+            "{\"a\": [{\"numeric\": [\">\", 5, \"<\", 2]}]}",
+            "{\"a\": [{\"numeric\": [\">\", \"1\"]}]}",
+            "{\"a\": [{\"numeric\": [\">\", 1e10]}]}",
+            "{\"a\": [1e10]}",
+            "{\"$or\": [{\"a\": [\"b\"]}]}",
+            "{\"$or\": {\"a\": [\"b\"]}}",
+            "{\"$or\": [{\"a\": [\"b\"]}, 1]}",
+        ] {
+            refused(policy, Scope::MessageAttributes);
+        }
+        let nested = refused("{\"a\": {\"b\": [\"c\"]}}", Scope::MessageAttributes);
+        assert!(nested.contains("nested"), "{nested}");
+        assert!(FilterPolicy::parse("{\"a\": {\"b\": [\"c\"]}}", Scope::MessageBody).is_ok());
+        refused("{\"a\": {}}", Scope::MessageBody);
+    }
+
+    #[test]
+    fn policies_are_bounded_as_sns_bounds_them() {
+        // Five levels of keys pass, six do not.
+        let five = r#"{"a": {"b": {"c": {"d": {"e": ["x"]}}}}}"#;
+        assert!(FilterPolicy::parse(five, Scope::MessageBody).is_ok());
+        let six = r#"{"a": {"b": {"c": {"d": {"e": {"f": ["x"]}}}}}}"#;
+        assert!(refused(six, Scope::MessageBody).contains("5 levels"));
+        // 150 combinations pass (10 * 15), 169 (13 * 13) do not; $or branches add up.
+        let values = |n: usize| {
+            let v: Vec<String> = (0..n).map(|i| format!("\"v{i}\"")).collect();
+            format!("[{}]", v.join(","))
+        };
+        let ok = format!("{{\"a\": {}, \"b\": {}}}", values(10), values(15));
+        assert!(FilterPolicy::parse(&ok, Scope::MessageAttributes).is_ok());
+        let complex = format!("{{\"a\": {}, \"b\": {}}}", values(13), values(13));
+        assert!(refused(&complex, Scope::MessageAttributes).contains("too complex"));
+        let ors = format!(
+            "{{\"a\": {}, \"$or\": [{{\"b\": {}}}, {{\"c\": {}}}]}}",
+            values(5),
+            values(15),
+            values(16)
+        );
+        assert!(refused(&ors, Scope::MessageAttributes).contains("155"));
+        // At most 256 KiB of policy.
+        let long = format!("{{\"a\": [\"{}\"]}}", "x".repeat(POLICY_BYTES_MAX));
+        assert!(refused(&long, Scope::MessageAttributes).contains("too long"));
+    }
+
+    #[test]
+    fn scope_names() {
+        assert_eq!(Scope::from_name("MessageBody"), Some(Scope::MessageBody));
+        assert_eq!(
+            Scope::from_name("MessageAttributes"),
+            Some(Scope::MessageAttributes)
+        );
+        assert_eq!(Scope::from_name("messagebody"), None);
+        assert_eq!(Scope::default().name(), "MessageAttributes");
+    }
+}
