@@ -178,6 +178,14 @@ fn sns_and_sqs_share_the_listener() {
     let a = get(addr, "/?Action=ListQueues&Version=2012-11-05");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.body.contains("/000000000000/shared"), "{}", a.body);
+    // SNS actions the broker does not serve are SNS's to refuse, saying so.
+    let a = form(addr, b"Action=CreatePlatformEndpoint&Version=2010-03-31");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains(SNS_XMLNS) && a.body.contains("<Code>InvalidAction</Code>"),
+        "{}",
+        a.body
+    );
     // An action neither API has is SQS's to refuse, as before SNS existed.
     let a = form(addr, b"Action=Bogus&Version=2010-03-31");
     assert_eq!(a.status, 400, "{}", a.body);

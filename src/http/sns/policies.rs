@@ -2,8 +2,9 @@
 //! subscription's DeliveryPolicy is `{"healthyRetryPolicy": {...}}`; a topic's is
 //! `{"http": {"defaultHealthyRetryPolicy": {...}, "disableSubscriptionOverrides": b}}`.
 //! Both are checked here against SNS's rules when set; the fan-out worker reads them
-//! when it delivers. Throttle, sickly-retry and request policies are refused: nothing
-//! here would honour them.
+//! when it delivers (a subscription's own retry policy, else its topic's default, else
+//! SNS's). Throttle, sickly-retry and request policies, and
+//! `disableSubscriptionOverrides`, are refused: nothing here would honour them.
 
 use peregrine_aws_wire::sns::errors::WireError;
 use serde::{Deserialize, Serialize};
@@ -109,6 +110,16 @@ fn topic_policy(json: &str) -> Result<TopicPolicy, WireError> {
     if let Some(retry) = retry {
         retry.check().map_err(|e| invalid("DeliveryPolicy", e))?;
     }
+    if policy
+        .http
+        .as_ref()
+        .is_some_and(|h| h.disable_subscription_overrides)
+    {
+        return Err(invalid(
+            "DeliveryPolicy",
+            "disableSubscriptionOverrides is not supported by this broker: a subscription's own policy applies",
+        ));
+    }
     Ok(policy)
 }
 
@@ -138,22 +149,18 @@ pub fn effective_topic_delivery_policy(own: Option<&str>) -> String {
     .to_string()
 }
 
-/// An http subscription's EffectiveDeliveryPolicy: its own retry policy unless the topic
-/// disables overrides, else the topic's default, else SNS's.
+/// An http subscription's EffectiveDeliveryPolicy: its own retry policy, else the
+/// topic's default, else SNS's (what the fan-out applies).
 pub fn effective_subscription_delivery_policy(own: Option<&str>, topic: Option<&str>) -> String {
+    let own = own
+        .and_then(|p| subscription_policy(p).ok())
+        .and_then(|p| p.healthy_retry_policy);
     let topic = topic
         .and_then(|p| topic_policy(p).ok())
         .and_then(|p| p.http)
-        .unwrap_or_default();
-    let own = own
-        .and_then(|p| subscription_policy(p).ok())
-        .and_then(|p| p.healthy_retry_policy)
-        .filter(|_| !topic.disable_subscription_overrides);
-    let retry = own
-        .or(topic.default_healthy_retry_policy)
-        .unwrap_or_default();
+        .and_then(|h| h.default_healthy_retry_policy);
     serde_json::json!({
-        "healthyRetryPolicy": retry,
+        "healthyRetryPolicy": own.or(topic).unwrap_or_default(),
         "sicklyRetryPolicy": null,
         "throttlePolicy": null,
         "guaranteed": false,
@@ -199,12 +206,13 @@ mod tests {
                 .unwrap_or_default();
         assert_eq!(sub["healthyRetryPolicy"]["numRetries"], 5);
         assert_eq!(sub["healthyRetryPolicy"]["maxDelayTarget"], 9);
-        let locked = r#"{"http": {"defaultHealthyRetryPolicy": {"numRetries": 7}, "disableSubscriptionOverrides": true}}"#;
-        let sub: serde_json::Value = serde_json::from_str(&effective_subscription_delivery_policy(
-            Some(own),
-            Some(locked),
-        ))
-        .unwrap_or_default();
+        let topic = r#"{"http": {"defaultHealthyRetryPolicy": {"numRetries": 7}}}"#;
+        let sub: serde_json::Value =
+            serde_json::from_str(&effective_subscription_delivery_policy(None, Some(topic)))
+                .unwrap_or_default();
         assert_eq!(sub["healthyRetryPolicy"]["numRetries"], 7);
+        let locked = r#"{"http": {"disableSubscriptionOverrides": true}}"#;
+        assert!(check_topic_delivery_policy(locked).is_err());
+        assert!(check_topic_delivery_policy(topic).is_ok());
     }
 }
