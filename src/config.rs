@@ -175,6 +175,39 @@ impl Default for SqsSettings {
     }
 }
 
+/// The access keys `--http-auth` accepts (`--http-access-key KEY:SECRET`): access key
+/// id → secret. Debug output names the keys, never the secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HttpAccessKeys {
+    secrets: std::collections::BTreeMap<String, String>,
+}
+
+impl HttpAccessKeys {
+    /// Adds a key; false if the id was there already.
+    pub fn insert(&mut self, key: String, secret: String) -> bool {
+        self.secrets.insert(key, secret).is_none()
+    }
+
+    /// The secret of an access key id.
+    pub fn secret(&self, key: &str) -> Option<&str> {
+        self.secrets.get(key).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+impl std::fmt::Debug for HttpAccessKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.secrets.keys()).finish()
+    }
+}
+
 /// What Kafka Metadata says the cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KafkaNodes {
@@ -229,6 +262,9 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Region and account the SQS API puts in queue URLs and ARNs.
     pub sqs: SqsSettings,
+    /// `--http-auth`: the keys SQS/SNS requests must be signed with (SigV4); None: any
+    /// key is accepted, signatures are not checked.
+    pub http_auth: Option<HttpAccessKeys>,
     /// AMQP 0-9-1 address, shared by every shard.
     pub amqp_addr: SocketAddr,
     /// AMQP users besides `guest` (`--amqp-users`): name and password.

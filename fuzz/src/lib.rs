@@ -417,7 +417,7 @@ fn sns_entry_holds(e: &sns::PublishEntry) {
     assert!(e
         .subject
         .as_ref()
-        .is_none_or(|s| s.len() <= sns::SUBJECT_MAX));
+        .is_none_or(|s| s.chars().count() <= sns::SUBJECT_MAX));
     sns_stored_round_trips(&sns::record::Stored {
         message: e.message.clone(),
         subject: e.subject.clone(),

@@ -88,6 +88,15 @@ pub struct ServeArgs {
     /// Account id in SQS queue URLs and ARNs: 12 digits. Default: 000000000000.
     #[arg(long)]
     pub sqs_account_id: Option<String>,
+    /// Verify the AWS Signature V4 of every SQS and SNS request against the
+    /// --http-access-key keys (refused: InvalidClientTokenId, SignatureDoesNotMatch).
+    /// Off by default: any access key is accepted and signatures are not checked.
+    #[arg(long)]
+    pub http_auth: bool,
+    /// An access key --http-auth accepts, as KEY:SECRET (repeat for more keys). The key
+    /// id is 1 to 128 of A-Z a-z 0-9; the secret at least 1 byte.
+    #[arg(long, value_name = "KEY:SECRET")]
+    pub http_access_key: Vec<String>,
     /// AMQP 0-9-1 address (RabbitMQ clients), shared by every shard; port 0 picks a free
     /// one (the ready line names it).
     #[arg(long, default_value = crate::amqp::AMQP_ADDR_DEFAULT)]
@@ -206,6 +215,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
     let sqs = sqs_settings(&args)?;
+    let http_auth = http_auth(&args)?;
     let amqp_users = match &args.amqp_users {
         Some(path) => crate::amqp::auth::load_users(path)?,
         None => Vec::new(),
@@ -233,6 +243,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
         sqs,
+        http_auth,
         amqp_addr: args.amqp_addr,
         amqp_users,
         connection_limits: config::ConnectionLimits {
@@ -274,6 +285,41 @@ fn sqs_settings(args: &ServeArgs) -> Result<config::SqsSettings, String> {
         sqs.account_id = account.clone();
     }
     Ok(sqs)
+}
+
+/// Longest access key id `--http-access-key` takes (AWS's).
+const HTTP_ACCESS_KEY_ID_MAX: usize = 128;
+
+/// `--http-auth` and its `--http-access-key`s: on with at least one key, or off with
+/// none (keys without the flag would do nothing, so they are refused too).
+fn http_auth(args: &ServeArgs) -> Result<Option<config::HttpAccessKeys>, String> {
+    if !args.http_auth {
+        if !args.http_access_key.is_empty() {
+            return Err(
+                "--http-access-key needs --http-auth (without it any key is accepted)".into(),
+            );
+        }
+        return Ok(None);
+    }
+    if args.http_access_key.is_empty() {
+        return Err("--http-auth needs at least one --http-access-key KEY:SECRET".into());
+    }
+    let mut keys = config::HttpAccessKeys::default();
+    for pair in &args.http_access_key {
+        let (key, secret) = pair.split_once(':').unwrap_or((pair, ""));
+        let key_ok = !key.is_empty()
+            && key.len() <= HTTP_ACCESS_KEY_ID_MAX
+            && key.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !key_ok || secret.is_empty() {
+            return Err(format!(
+                "--http-access-key must be KEY:SECRET, KEY 1 to {HTTP_ACCESS_KEY_ID_MAX} of A-Z a-z 0-9 and SECRET not empty (got key {key:?})"
+            ));
+        }
+        if !keys.insert(key.to_string(), secret.to_string()) {
+            return Err(format!("--http-access-key {key} is given more than once"));
+        }
+    }
+    Ok(Some(keys))
 }
 
 /// The object caps, each at least 1 (a cap of 0 would only make every create fail).

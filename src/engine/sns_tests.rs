@@ -8,8 +8,10 @@ use crate::shutdown::{ProcessShutdown, ShardShutdown};
 use peregrine_aws_wire::sns::record::Stored;
 use peregrine_shards::catalog::Catalog;
 use peregrine_shards::log::FsyncPolicy;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -381,4 +383,461 @@ fn one_partition() -> TopicConfig {
         retention_bytes: None,
         segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
     }
+}
+
+/// Longest any background step (a delivery) may take in these tests.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (up to `BACKGROUND_WAIT`) until `done` answers true; whether it did.
+async fn eventually<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + BACKGROUND_WAIT;
+    while std::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        crate::runtime::sleep(Duration::from_millis(20)).await;
+    }
+    done().await
+}
+
+async fn ready(engine: &Engine, queue: &str) -> u64 {
+    engine.queue_stats(queue).await.expect("stats").ready
+}
+
+/// Every message ready in `queue` now, taken and acked: (body, headers).
+async fn take(engine: &Engine, queue: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let got = engine.receive(queue, 100, 0, true).await.expect("receive");
+    let mut at = 0usize;
+    let mut out = Vec::new();
+    for (i, len) in got.messages.lens.iter().enumerate() {
+        let body = &got.bodies[at..at + *len as usize];
+        at += *len as usize;
+        let headers = got
+            .messages
+            .extras
+            .iter()
+            .find(|x| x.index as usize == i)
+            .map(|x| x.headers.clone())
+            .unwrap_or_default();
+        out.push((String::from_utf8_lossy(body).into_owned(), headers));
+    }
+    out
+}
+
+fn arn(queue: &str) -> String {
+    format!("arn:aws:sqs:us-east-1:000000000000:{queue}")
+}
+
+/// A topic with one queue subscription per `(queue, attributes)`.
+async fn fan_out(engine: &Engine, topic: &str, queues: &[(&str, &[(&str, &str)])]) -> SnsTopicMeta {
+    let meta = engine
+        .create_sns_topic(topic, false, map(&[]), map(&[]))
+        .await
+        .expect("topic");
+    for (queue, attributes) in queues {
+        engine
+            .declare_queue(queue, QueueConfig::default())
+            .await
+            .expect("queue");
+        engine
+            .subscribe_sns(topic, "sqs", &arn(queue), map(attributes))
+            .await
+            .expect("subscribed");
+    }
+    meta
+}
+
+fn with_attribute(text: &str, name: &str, value: &str) -> Stored {
+    use peregrine_aws_wire::sns::{AttributeValue, MessageAttribute};
+    Stored {
+        attributes: vec![MessageAttribute {
+            name: name.into(),
+            data_type: "String".into(),
+            value: AttributeValue::String(value.into()),
+        }],
+        ..message(text)
+    }
+}
+
+#[test]
+fn a_publish_reaches_each_queue_once_raw_or_in_its_envelope() {
+    with_two_shards(|engine| async move {
+        let raw: &[(&str, &str)] = &[("RawMessageDelivery", "true")];
+        let queues = [("q1", raw), ("q2", &[][..]), ("q3", &[][..])];
+        let meta = fan_out(&engine, "orders", &queues).await;
+        let published = engine
+            .sns_publish("orders", vec![with_attribute("hello", "kind", "new")])
+            .await
+            .expect("published");
+        for (q, _) in queues {
+            assert!(
+                eventually(|| async { ready(&engine, q).await == 1 }).await,
+                "{q}"
+            );
+        }
+        let (body, headers) = take(&engine, "q1").await.remove(0);
+        assert_eq!(body, "hello");
+        assert!(
+            headers.contains(&("kind".to_string(), "new".to_string())),
+            "{headers:?}"
+        );
+        for q in ["q2", "q3"] {
+            let (body, _) = take(&engine, q).await.remove(0);
+            let doc: serde_json::Value = serde_json::from_str(&body).expect("an envelope");
+            assert_eq!(doc["Type"], "Notification");
+            assert_eq!(doc["Message"], "hello");
+            assert_eq!(doc["MessageId"], published[0].message_id.as_str());
+            assert_eq!(doc["MessageAttributes"]["kind"]["Value"], "new");
+            assert_eq!(
+                doc["TopicArn"],
+                format!("arn:aws:sns:us-east-1:000000000000:{}", meta.name)
+            );
+        }
+        // Nothing more comes.
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        for (q, _) in queues {
+            assert_eq!(ready(&engine, q).await, 0, "{q}");
+        }
+    });
+}
+
+#[test]
+fn a_filter_policy_lets_only_matching_messages_through() {
+    with_two_shards(|engine| async move {
+        let filtered: &[(&str, &str)] = &[("FilterPolicy", r#"{"kind":["new"]}"#)];
+        let body_scope: &[(&str, &str)] = &[
+            ("FilterPolicy", r#"{"total":[{"numeric":[">",100]}]}"#),
+            ("FilterPolicyScope", "MessageBody"),
+        ];
+        let queues = [("all", &[][..]), ("new", filtered), ("big", body_scope)];
+        fan_out(&engine, "t", &queues).await;
+        let entries = vec![
+            with_attribute(r#"{"total":5}"#, "kind", "old"),
+            with_attribute(r#"{"total":500}"#, "kind", "new"),
+        ];
+        engine.sns_publish("t", entries).await.expect("published");
+        assert!(eventually(|| async { ready(&engine, "all").await == 2 }).await);
+        assert!(eventually(|| async { ready(&engine, "new").await == 1 }).await);
+        assert!(eventually(|| async { ready(&engine, "big").await == 1 }).await);
+        let got = take(&engine, "big").await;
+        let doc: serde_json::Value = serde_json::from_str(&got[0].0).expect("envelope");
+        assert_eq!(doc["Message"], r#"{"total":500}"#);
+    });
+}
+
+#[test]
+fn a_worker_restarted_behind_its_deliveries_delivers_once_per_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let queues = [("q1", &[][..]), ("q2", &[][..]), ("q3", &[][..])];
+    with_two_shards_at(dir.path(), move |engine| async move {
+        let meta = fan_out(&engine, "t", &queues).await;
+        engine
+            .sns_publish("t", vec![message("a"), message("b")])
+            .await
+            .expect("published");
+        for (q, _) in queues {
+            assert!(
+                eventually(|| async { ready(&engine, q).await == 2 }).await,
+                "{q}"
+            );
+        }
+        // As after a crash between the deliveries and the commit: the cursor is back
+        // at the start (the running worker never commits below what it committed).
+        let back = CommitEntry {
+            topic: meta.backing_topic(),
+            partition: 0,
+            offset: 0,
+        };
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        engine
+            .commit_offsets(&group, "", -1, vec![back])
+            .await
+            .expect("cursor set back");
+    });
+    with_two_shards_at(dir.path(), move |engine| async move {
+        let meta = engine.sns_topic("t").expect("topic");
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let caught_up = eventually(|| async {
+            let offsets = engine.fetch_offsets(&group, None).await.expect("offsets");
+            offsets.first().is_some_and(|c| c.offset == 2)
+        })
+        .await;
+        assert!(caught_up, "the worker went over both records again");
+        for (q, _) in queues {
+            assert_eq!(ready(&engine, q).await, 2, "{q} kept one copy of each");
+        }
+    });
+}
+
+/// One request an endpoint received: its `x-amz-sns-message-type` and its body.
+type Received = Rc<RefCell<Vec<(String, String)>>>;
+
+/// An HTTP endpoint on this shard answering the statuses of `script` in turn (then
+/// 200), recording what it gets; answers its port.
+fn endpoint(script: Vec<u16>) -> (u16, Received) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let listener = crate::runtime::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got: Received = Rc::default();
+    let seen = got.clone();
+    let serve = async move {
+        let mut script = script.into_iter();
+        while let Ok(mut stream) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (kind, body) = loop {
+                let n = stream.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut headers);
+                let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+                    continue;
+                };
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                        .unwrap_or_default()
+                };
+                let len: usize = header("content-length").parse().unwrap_or(0);
+                if buf.len() >= head + len {
+                    let body = String::from_utf8_lossy(&buf[head..head + len]).into_owned();
+                    break (header("x-amz-sns-message-type"), body);
+                }
+            };
+            seen.borrow_mut().push((kind, body));
+            let status = script.next().unwrap_or(200);
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    };
+    crate::runtime::spawn_local(serve).detach();
+    (port, got)
+}
+
+#[test]
+fn an_http_endpoint_confirms_then_gets_a_notification_retried_until_it_succeeds() {
+    with_two_shards(|engine| async move {
+        let policy =
+            r#"{"healthyRetryPolicy":{"numRetries":3,"minDelayTarget":0,"maxDelayTarget":0}}"#;
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        // The confirmation, then two failures of the notification.
+        let (port, got) = endpoint(vec![200, 500, 503]);
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let sub = engine
+            .subscribe_sns("t", "http", &url, map(&[("DeliveryPolicy", policy)]))
+            .await
+            .expect("subscribed");
+        assert!(
+            eventually(|| async { got.borrow().len() == 1 }).await,
+            "a confirmation"
+        );
+        let (kind, body) = got.borrow()[0].clone();
+        assert_eq!(kind, "SubscriptionConfirmation");
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let token = doc["Token"].as_str().expect("token").to_string();
+        assert_eq!(Some(token.clone()), sub.token);
+        let subscribe_url = doc["SubscribeURL"].as_str().expect("url");
+        assert!(
+            subscribe_url.contains("Action=ConfirmSubscription"),
+            "{subscribe_url}"
+        );
+        // Not confirmed yet: nothing is delivered.
+        engine
+            .sns_publish("t", vec![message("early")])
+            .await
+            .expect("published");
+        engine
+            .confirm_subscription("t", &token)
+            .await
+            .expect("confirmed");
+        engine
+            .sns_publish("t", vec![message("hello")])
+            .await
+            .expect("published");
+        assert!(
+            eventually(|| async { got.borrow().len() == 4 }).await,
+            "{:?}",
+            got.borrow()
+        );
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        let got = got.borrow();
+        assert_eq!(got.len(), 4, "no more after a success: {got:?}");
+        for (kind, body) in &got[1..] {
+            assert_eq!(kind, "Notification");
+            let doc: serde_json::Value = serde_json::from_str(body).expect("json");
+            assert_eq!(doc["Message"], "hello");
+            assert_eq!(doc["MessageId"], sns_message_id(meta.id, 1));
+        }
+    });
+}
+
+#[test]
+fn a_kafka_topic_subscription_gets_a_record_with_its_origin() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_topic("events", one_partition())
+            .await
+            .expect("topic");
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("sns topic");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        let sub = engine
+            .subscribe_sns("t", "kafka", "events", raw)
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![with_attribute("hello", "kind", "new")])
+            .await
+            .expect("published");
+        let end = || async {
+            engine
+                .list_offsets("events", 0, OffsetSpec::Latest)
+                .await
+                .expect("offsets")
+                == 1
+        };
+        assert!(eventually(end).await);
+        let args = FetchArgs {
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            isolation: Default::default(),
+        };
+        let fetched = engine.fetch("events", 0, args).await.expect("fetch");
+        let batch = &fetched.batches[0];
+        let record = peregrine_shards::records::records(batch)
+            .expect("records")
+            .next()
+            .expect("one")
+            .expect("valid");
+        assert_eq!(record.value, Some(&b"hello"[..]));
+        let headers = record.headers().expect("headers");
+        let origin = format!("sns:{}/0/{}", meta.id, sub.id);
+        assert!(headers.contains(&(&b"x-origin"[..], Some(origin.as_bytes()))));
+        assert!(headers.contains(&(&b"kind"[..], Some(&b"new"[..]))));
+    });
+}
+
+#[test]
+fn a_fifo_topic_delivers_to_a_fifo_queue_with_its_group_in_order() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t.fifo", true, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        let fifo = QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("q.fifo", fifo).await.expect("queue");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        engine
+            .subscribe_sns("t.fifo", "sqs", &arn("q.fifo"), raw)
+            .await
+            .expect("subscribed");
+        let entries = vec![
+            fifo_message("1", "g", "a"),
+            fifo_message("2", "g", "b"),
+            fifo_message("1 again", "g", "a"),
+        ];
+        engine
+            .sns_publish("t.fifo", entries)
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q.fifo").await == 2 }).await);
+        // One in flight per group: two receives, in order.
+        let first = take(&engine, "q.fifo").await;
+        let second = take(&engine, "q.fifo").await;
+        let bodies: Vec<_> = first
+            .iter()
+            .chain(&second)
+            .map(|(b, _)| b.as_str())
+            .collect();
+        assert_eq!(bodies, ["1", "2"]);
+    });
+}
+
+#[test]
+fn deleting_a_topic_stops_its_worker_and_deletes_its_cursor() {
+    with_two_shards(|engine| async move {
+        let meta = fan_out(&engine, "t", &[("q", &[][..])]).await;
+        engine
+            .sns_publish("t", vec![message("a")])
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 1 }).await);
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let listed = || async {
+            let groups = engine.list_groups().await.expect("groups");
+            groups.iter().any(|(g, _)| *g == group)
+        };
+        assert!(eventually(listed).await, "the cursor is a group");
+        engine.delete_sns_topic("t").await.expect("deleted");
+        assert!(
+            eventually(|| async { !listed().await }).await,
+            "the cursor went with it"
+        );
+        // A topic of the same name is new: its log starts empty, nothing is redelivered.
+        fan_out(&engine, "t", &[("q", &[][..])]).await;
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        assert_eq!(ready(&engine, "q").await, 1);
+    });
+}
+
+#[test]
+fn a_full_queue_holds_its_deliveries_back_until_there_is_room() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        let bounded = QueueConfig {
+            max_length: Some(1),
+            overflow: Overflow::RejectPublish,
+            ..QueueConfig::default()
+        };
+        engine.declare_queue("small", bounded).await.expect("queue");
+        let raw = map(&[("RawMessageDelivery", "true")]);
+        engine
+            .subscribe_sns("t", "sqs", &arn("small"), raw)
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![message("1")])
+            .await
+            .expect("one");
+        assert!(eventually(|| async { ready(&engine, "small").await == 1 }).await);
+        engine
+            .sns_publish("t", vec![message("2")])
+            .await
+            .expect("two");
+        crate::runtime::sleep(Duration::from_millis(300)).await;
+        let first = take(&engine, "small").await;
+        assert_eq!(
+            first.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
+            ["1"]
+        );
+        // Room again: the held delivery is retried and arrives, once.
+        assert!(eventually(|| async { ready(&engine, "small").await == 1 }).await);
+        let second = take(&engine, "small").await;
+        assert_eq!(
+            second.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
+            ["2"]
+        );
+    });
 }

@@ -63,7 +63,9 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         }
         Err(e) => tracing::error!("starting the metrics refresh: {e}"),
     }
-    Ok(Engine::new(shard))
+    let engine = Engine::new(shard);
+    crate::sns::fanout::start(&engine);
+    Ok(engine)
 }
 
 /// `catalog` as this run starts from it: with the standard exchanges, without the

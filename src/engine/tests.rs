@@ -39,6 +39,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         sqs: Default::default(),
         amqp_addr: any,
         amqp_users: Vec::new(),
+        http_auth: None,
         connection_limits: Default::default(),
         object_limits: Default::default(),
         transaction_limits: Default::default(),

@@ -28,8 +28,10 @@
 //! query clients post to the queue's URL) goes to `sqs::serve`, unless it is a query
 //! request whose `Action` is SNS's (`sns::accepts`), which goes to `sns::serve`; every
 //! other request to the operator routes, exactly as before the SQS API existed (so a
-//! plain `POST /metrics` is still 405).
+//! plain `POST /metrics` is still 405). With `--http-auth`, such an AWS request is first
+//! checked by `auth` (its SigV4 signature) and refused there if it fails.
 
+pub mod auth;
 pub mod sns;
 pub mod sqs;
 
@@ -174,7 +176,7 @@ impl Connection {
                 }
             };
             let body = &buf[head.len..head.len + head.body_len];
-            let mut answer = self.route(&head, body).await;
+            let mut answer = self.route(&head, &buf[..head.len], body).await;
             answer.close |= !head.keep_alive;
             let close = answer.close;
             if let Err(e) = write_answer(&mut stream, answer, head.method == "HEAD").await {
@@ -239,7 +241,10 @@ impl Connection {
         }
     }
 
-    async fn route(&self, head: &Head, body: &[u8]) -> Answer {
+    async fn route(&self, head: &Head, raw_head: &[u8], body: &[u8]) -> Answer {
+        if let Some(refusal) = auth::refuse(&self.engine, &head.method, raw_head, body) {
+            return sqs_answer(refusal);
+        }
         let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
         let content_type = head.content_type.as_deref();
         if let Some(protocol) =

@@ -3,4 +3,6 @@
 //! (`targets`: SQS queues, Kafka topics, HTTP endpoints through `http_delivery`).
 //! Topics and subscriptions themselves, and publish, are the engine's (`engine::sns`).
 
+pub mod fanout;
 pub mod http_delivery;
+pub mod targets;

@@ -17,7 +17,7 @@ pub const BATCH_ID_MAX: usize = crate::sqs::BATCH_ID_MAX;
 /// Largest message, attributes (names, types, values) included; also the largest
 /// PublishBatch, all entries together.
 pub const MESSAGE_BYTES_MAX: usize = 262_144;
-/// Longest Subject.
+/// Longest Subject, in characters.
 pub const SUBJECT_MAX: usize = 100;
 /// Longest topic name, `.fifo` included.
 pub const TOPIC_NAME_MAX: usize = 256;
@@ -307,8 +307,8 @@ pub struct Publish {
     pub message: PublishEntry,
 }
 
-/// One message to publish, checked: Message non-empty, Subject 1..=100 printable
-/// ASCII without newlines, attributes valid (SQS's rules, ≤ `MESSAGE_ATTRIBUTES_MAX`,
+/// One message to publish, checked: Message non-empty, Subject 1..=100 characters
+/// without line breaks or control characters, attributes valid (SQS's rules, ≤ `MESSAGE_ATTRIBUTES_MAX`,
 /// String.Array a JSON array), message + attributes ≤ `MESSAGE_BYTES_MAX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishEntry {

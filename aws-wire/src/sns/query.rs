@@ -279,18 +279,17 @@ fn publish_entry(params: &Params) -> Result<PublishEntry, WireError> {
     })
 }
 
-/// Subject: 1..=100 printable ASCII characters, no line breaks, not starting with a
-/// space (SNS's rule).
+/// Subject, as SNS's Publish reference constrains it: UTF-8 text of 1 to 100
+/// characters with no line breaks or control characters.
 fn check_subject(subject: &str) -> Result<(), WireError> {
     let valid = !subject.is_empty()
-        && subject.len() <= SUBJECT_MAX
-        && !subject.starts_with(' ')
-        && subject.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        && subject.chars().count() <= SUBJECT_MAX
+        && !subject.chars().any(char::is_control);
     if valid {
         Ok(())
     } else {
         Err(WireError::invalid(format!(
-            "Subject: 1 to {SUBJECT_MAX} printable ASCII characters, no line breaks, not starting with a space"
+            "Subject: 1 to {SUBJECT_MAX} characters, no line breaks or control characters"
         )))
     }
 }

@@ -1,0 +1,283 @@
+//! One stored SNS message on its way to one subscription: the body it gets (the raw
+//! message, or the JSON Notification), and delivery to an SQS queue or a Kafka topic.
+//! HTTP endpoints are `http_delivery`'s, driven by the worker.
+//!
+//! A redelivery after a crash (the worker resumes from its committed cursor) carries
+//! the same origin key `sns:{topic id}/{offset}/{subscription}`: a queue keeps the copy
+//! it has (it remembers origins for an hour, `ORIGIN_WINDOW_MS`); a Kafka record carries
+//! it in its `x-origin` header, but a Kafka topic is not searched for it, so a Kafka
+//! subscription may get a message twice after a crash (at-least-once, as SNS's HTTP).
+
+use crate::config::SqsSettings;
+use crate::engine::{
+    queue_of_arn, sns_message_id, sns_sequence_number, Acks, Engine, EngineError, PublishSpec,
+    SnsSubscription, SnsTopicMeta,
+};
+use bytes::{Bytes, BytesMut};
+use peregrine_aws_wire::sns::envelope::{self, Notification};
+use peregrine_aws_wire::sns::record::{self, Stored};
+use peregrine_aws_wire::sqs::attributes::to_headers;
+use peregrine_shards::records::BatchBuilder;
+
+/// The header that names a Kafka record's origin (as dead letters moved to a topic).
+pub const ORIGIN_HEADER: &str = "x-origin";
+
+/// The ARN of SNS topic `name`.
+pub fn topic_arn(settings: &SqsSettings, name: &str) -> String {
+    format!(
+        "arn:aws:sns:{}:{}:{name}",
+        settings.region, settings.account_id
+    )
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It may work later (a full queue, a shard shutting down): try the record again.
+    Retry(String),
+    /// It never will (the queue or topic is gone, the message does not fit): skip it.
+    Skip(String),
+}
+
+/// One record for one subscription.
+pub struct Delivery<'a> {
+    pub topic: &'a SnsTopicMeta,
+    pub topic_arn: &'a str,
+    pub sub: &'a SnsSubscription,
+    pub offset: i64,
+    pub stored: &'a Stored,
+    /// `http://host:port` of this broker's HTTP listener, for the envelope's URLs.
+    pub base_url: &'a str,
+}
+
+impl Delivery<'_> {
+    pub fn raw(&self) -> bool {
+        self.sub
+            .attributes
+            .get("RawMessageDelivery")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn message_id(&self) -> String {
+        sns_message_id(self.topic.id, self.offset)
+    }
+
+    pub fn subscription_arn(&self) -> String {
+        format!("{}:{}", self.topic_arn, self.sub.id)
+    }
+
+    /// The key a target keeps one copy of this delivery by.
+    pub fn origin(&self) -> String {
+        format!("sns:{}/{}/{}", self.topic.id, self.offset, self.sub.id)
+    }
+
+    /// What the subscription receives: the message itself when raw, else the
+    /// Notification document (with the attributes in it).
+    pub fn body(&self) -> String {
+        if self.raw() {
+            return self.stored.message.clone();
+        }
+        let message_id = self.message_id();
+        let sequence = self.topic.fifo.then(|| sns_sequence_number(self.offset));
+        let unsubscribe = format!(
+            "{}/?Action=Unsubscribe&SubscriptionArn={}",
+            self.base_url,
+            query_escape(&self.subscription_arn())
+        );
+        envelope::notification(&Notification {
+            message_id: &message_id,
+            sequence_number: sequence.as_deref(),
+            topic_arn: self.topic_arn,
+            subject: self.stored.subject.as_deref(),
+            message: &self.stored.message,
+            timestamp_ms: self.stored.published_ms,
+            unsubscribe_url: &unsubscribe,
+            attributes: &self.stored.attributes,
+        })
+    }
+
+    /// Raw deliveries carry the attributes as the target's own (SQS message
+    /// attributes, Kafka headers); enveloped ones carry them in the document.
+    fn attribute_headers(&self) -> Vec<(String, String)> {
+        if self.raw() {
+            to_headers(&record::to_sqs_attributes(&self.stored.attributes))
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// `text` escaped for a URL's query string (unreserved characters kept).
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether an engine error may go away by itself.
+fn classify(e: EngineError) -> Failure {
+    match e {
+        EngineError::QueueFull(m) | EngineError::ShuttingDown(m) | EngineError::Internal(m) => {
+            Failure::Retry(m)
+        }
+        other => Failure::Skip(other.to_string()),
+    }
+}
+
+/// Publishes the delivery to the queue its subscription's ARN names.
+pub async fn to_queue(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> {
+    let settings = &engine.config().sqs;
+    let queue = queue_of_arn(&d.sub.endpoint, &settings.region, &settings.account_id)
+        .ok_or_else(|| Failure::Skip(format!("'{}' is not a queue ARN", d.sub.endpoint)))?;
+    let fifo = engine.queue_config(queue).is_some_and(|c| c.fifo);
+    let spec = PublishSpec {
+        headers: d.attribute_headers(),
+        group_id: if fifo {
+            d.stored.group_id.clone()
+        } else {
+            None
+        },
+        dedup_id: if fifo {
+            d.stored.dedup_id.clone()
+        } else {
+            None
+        },
+        durable: true,
+        origin: Some(d.origin()),
+        ..PublishSpec::default()
+    };
+    let body = Bytes::from(d.body());
+    engine
+        .publish(queue, spec, body)
+        .await
+        .map(|_| ())
+        .map_err(classify)
+}
+
+/// Appends the delivery as one record to the Kafka topic the subscription names: in
+/// the partition of its group id (FIFO topics) or of its offset, durably.
+pub async fn to_kafka(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> {
+    let topic = &d.sub.endpoint;
+    let info = engine
+        .metadata(Some(vec![topic.clone()]))
+        .map_err(classify)?;
+    let partitions = info
+        .topics
+        .first()
+        .map_or(1, |t| t.owners.len().max(1) as i32);
+    let partition = match &d.stored.group_id {
+        Some(group) => {
+            peregrine_shards::partitioner::partition_for_key(group.as_bytes(), partitions)
+        }
+        None => (d.offset.rem_euclid(i64::from(partitions))) as i32,
+    };
+    let mut headers = d.attribute_headers();
+    headers.push((ORIGIN_HEADER.to_string(), d.origin()));
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    let body = d.body();
+    let now = crate::time::now_ms();
+    let mut builder = BatchBuilder::new(now, body.len() + 256);
+    let key = d.stored.group_id.as_deref().map(str::as_bytes);
+    builder.push(key, Some(body.as_bytes()), now, &headers);
+    let batch = builder
+        .finish()
+        .ok_or_else(|| Failure::Skip("an empty record batch".into()))?;
+    engine
+        .produce(topic, partition, Acks::Durable, BytesMut::from(&batch[..]))
+        .await
+        .map(|_| ())
+        .map_err(classify)
+}
+
+/// The headers SNS sends with each POST to an HTTP endpoint.
+pub fn http_headers(d: &Delivery<'_>, message_type: &str) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("x-amz-sns-message-type", message_type.to_string()),
+        ("x-amz-sns-message-id", d.message_id()),
+        ("x-amz-sns-topic-arn", d.topic_arn.to_string()),
+    ];
+    if d.sub.confirmed {
+        headers.push(("x-amz-sns-subscription-arn", d.subscription_arn()));
+    }
+    if d.raw() {
+        headers.push(("x-amz-sns-rawdelivery", "true".to_string()));
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn topic() -> SnsTopicMeta {
+        SnsTopicMeta {
+            name: "t".into(),
+            id: 7,
+            fifo: false,
+            attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            created_ms: 0,
+            subscriptions: BTreeMap::new(),
+        }
+    }
+
+    fn sub(raw: bool) -> SnsSubscription {
+        let mut attributes = BTreeMap::new();
+        if raw {
+            attributes.insert("RawMessageDelivery".to_string(), "true".to_string());
+        }
+        SnsSubscription {
+            id: "s1".into(),
+            protocol: "sqs".into(),
+            endpoint: "arn:aws:sqs:us-east-1:000000000000:q".into(),
+            attributes,
+            confirmed: true,
+            token: None,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn raw_deliveries_get_the_message_and_others_the_envelope() {
+        let (topic, stored) = (
+            topic(),
+            Stored {
+                message: "hello".into(),
+                subject: Some("s".into()),
+                published_ms: 0,
+                ..Stored::default()
+            },
+        );
+        let arn = topic_arn(&SqsSettings::default(), "t");
+        let (raw, wrapped) = (sub(true), sub(false));
+        let delivery = |sub| Delivery {
+            topic: &topic,
+            topic_arn: &arn,
+            sub,
+            offset: 3,
+            stored: &stored,
+            base_url: "http://127.0.0.1:1",
+        };
+        assert_eq!(delivery(&raw).body(), "hello");
+        let doc: serde_json::Value =
+            serde_json::from_str(&delivery(&wrapped).body()).expect("json");
+        assert_eq!(doc["Type"], "Notification");
+        assert_eq!(doc["Message"], "hello");
+        assert_eq!(doc["MessageId"], sns_message_id(7, 3));
+        assert_eq!(doc["TopicArn"], "arn:aws:sns:us-east-1:000000000000:t");
+        let unsubscribe = doc["UnsubscribeURL"].as_str().expect("url");
+        assert!(unsubscribe
+            .ends_with("SubscriptionArn=arn%3Aaws%3Asns%3Aus-east-1%3A000000000000%3At%3As1"));
+        assert_eq!(delivery(&raw).origin(), "sns:7/3/s1");
+    }
+}
