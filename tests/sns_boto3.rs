@@ -11,8 +11,10 @@
 
 mod common;
 use common::scripts::{finish, python};
-use common::{shared_broker, Broker};
+use common::{shared_broker, unique, Broker};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sns/boto3_cases.py");
@@ -70,8 +72,23 @@ macro_rules! case {
 
 case!(topic_lifecycle);
 case!(list_topics_in_pages);
+case!(order_events_fan_out);
+case!(filter_policies);
+case!(publish_batch_answers_each_entry);
+case!(unsubscribe_stops_deliveries);
 case!(subscription_attributes);
+case!(http_subscription_with_confirmation_and_retries);
 case!(errors);
+
+/// A subscription whose endpoint is an engine topic: the Notification is a record there,
+/// read back by confluent-kafka.
+#[test]
+fn kafka_subscription() {
+    let b = shared_broker();
+    let topic = unique("sns-target");
+    b.create_topic(&topic, 1);
+    boto3(&b, "kafka_subscription", &[&topic, &b.kafka_addr]);
+}
 
 /// `--sqs-region` and `--sqs-account-id` shape topic and subscription ARNs too.
 #[test]
@@ -84,4 +101,53 @@ fn region_and_account_flags_shape_topic_arns() {
     ]);
     let flags = ["--region", "eu-west-3", "--account", "123456789012"];
     boto3(&b, "region_and_account", &flags);
+}
+
+/// kill -9 the moment the last Publish is acknowledged: after the restart every
+/// subscribed queue holds every message exactly once (the fan-out resumes from its
+/// committed cursor, and the queues drop what they already had by its origin).
+#[test]
+fn fan_out_survives_kill_9_right_after_publish() {
+    let mut b = Broker::start();
+    let prefix = unique("sns-kept");
+    let n = "200";
+    let mut child = spawn(&b, "durable_setup", &[&prefix, n]);
+    let lines = lines_of(&mut child);
+    let deadline = std::time::Instant::now() + SCRIPT_TIMEOUT;
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.trim() == "published" => break,
+            Ok(line) => seen.push_str(&line),
+            Err(_) => {
+                let (status, out) = finish(child, Duration::from_secs(1));
+                panic!("durable_setup ended without `published` ({status:?}):\n{seen}{out}");
+            }
+        }
+    }
+    b.kill9();
+    let (status, out) = finish(child, SCRIPT_TIMEOUT);
+    // The rest of its stdout (`ok durable_setup`): the pipe closed when it exited.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        seen.push_str(&line);
+    }
+    check("durable_setup", status, &format!("{seen}{out}"));
+    b.restart();
+    boto3(&b, "durable_check", &[&prefix, n]);
+}
+
+/// The child's stdout, line by line, as it comes (its stderr stays with the child).
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line + "\n").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
 }

@@ -26,6 +26,7 @@ import re
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -600,8 +601,14 @@ def http_subscription_with_confirmation_and_retries(endpoint):
     assert headers["x-amz-sns-topic-arn"] == arn, headers
     got = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
     assert got["SubscriptionsPending"] == "1" and got["SubscriptionsConfirmed"] == "0", got
-    # Visiting the SubscribeURL confirms, as an endpoint does with a plain GET.
-    with urllib.request.urlopen(confirmation["SubscribeURL"], timeout=WAIT_S) as r:
+    # Visiting the SubscribeURL confirms, as an endpoint does with a plain GET. Its path
+    # and query are visited on the broker's address: the URL's host is --http-addr as
+    # configured, and test brokers listen on port 0.
+    url = urllib.parse.urlsplit(confirmation["SubscribeURL"])
+    query = urllib.parse.parse_qs(url.query)
+    assert query == {"Action": ["ConfirmSubscription"], "TopicArn": [arn],
+                     "Token": [confirmation["Token"]]}, confirmation["SubscribeURL"]
+    with urllib.request.urlopen(f"{endpoint}{url.path}?{url.query}", timeout=WAIT_S) as r:
         answer = r.read().decode()
     assert "<SubscriptionArn>" + arn + ":" in answer, answer
     ok_sub = re.search(r"<SubscriptionArn>([^<]+)</SubscriptionArn>", answer).group(1)
