@@ -134,7 +134,7 @@ async fn journal_cycles(
         let messages: Vec<_> = ids.iter().filter_map(|id| q.message(*id)).collect();
         let publish = Publish {
             messages: &messages,
-            dedup_id: None,
+            dedup_ids: &[],
             origin: None,
         };
         let _ = store.append_published(publish, 1_000);

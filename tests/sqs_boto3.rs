@@ -143,6 +143,37 @@ case!(
     redrive_to_dead_letter_queue_query
 );
 case!(purge, purge_json, purge_query);
+case!(tags, tags_json, tags_query);
+case!(
+    redrive_allow_policy,
+    redrive_allow_policy_json,
+    redrive_allow_policy_query
+);
+case!(
+    dead_letter_source_queues,
+    dead_letter_source_queues_json,
+    dead_letter_source_queues_query
+);
+case!(
+    fifo_attributes_and_rules,
+    fifo_attributes_and_rules_json,
+    fifo_attributes_and_rules_query
+);
+case!(
+    fifo_queue_keeps_group_order_and_drops_duplicates,
+    fifo_queue_keeps_group_order_and_drops_duplicates_json,
+    fifo_queue_keeps_group_order_and_drops_duplicates_query
+);
+case!(
+    fifo_receive_request_attempt_id,
+    fifo_receive_request_attempt_id_json,
+    fifo_receive_request_attempt_id_query
+);
+case!(
+    fifo_content_based_and_per_group_deduplication,
+    fifo_content_based_and_per_group_deduplication_json,
+    fifo_content_based_and_per_group_deduplication_query
+);
 case!(
     missing_queue_and_bad_input,
     missing_queue_and_bad_input_json,

@@ -358,7 +358,7 @@ fn sqs_requests_are_counted_by_action() {
     let missing = r#"{"QueueUrl": "http://b/000000000000/missing", "MessageBody": "x"}"#;
     assert_eq!(json(addr, "SendMessage", missing).status, 400);
     assert_eq!(json(addr, "Bogus", "{}").status, 400);
-    assert_eq!(json(addr, "TagQueue", "{}").status, 400);
+    assert_eq!(json(addr, "AddPermission", "{}").status, 400);
     assert_eq!(form(addr, "/", "Version=2012-11-05").status, 400);
     let raw = "GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
     assert_eq!(parse(&exchange(addr, raw.as_bytes())).status, 200);

@@ -62,7 +62,17 @@ calls = [
     ("DeleteMessageBatch", dict(QueueUrl=Q, Entries=[{"Id": "0", "ReceiptHandle": "r0"}, {"Id": "1", "ReceiptHandle": "bogus"}])),
     ("ChangeMessageVisibility", dict(QueueUrl=Q, ReceiptHandle="r0", VisibilityTimeout=0)),
     ("ChangeMessageVisibilityBatch", dict(QueueUrl=Q, Entries=[{"Id": "a", "ReceiptHandle": "r0", "VisibilityTimeout": 10}, {"Id": "b", "ReceiptHandle": "r1", "VisibilityTimeout": 43200}])),
-    ("TagQueue", dict(QueueUrl=Q, Tags={"a": "b"})),
+    ("TagQueue", dict(QueueUrl=Q, Tags={"team": "orders", "env": ""})),
+    ("UntagQueue", dict(QueueUrl=Q, TagKeys=["team", "env"])),
+    ("ListQueueTags", dict(QueueUrl=Q)),
+    ("ListDeadLetterSourceQueues", dict(QueueUrl=Q, MaxResults=2, NextToken="cC0y")),
+    ("ListDeadLetterSourceQueues-plain", dict(QueueUrl=Q)),
+    ("StartMessageMoveTask", dict(SourceArn="arn:aws:sqs:us-east-1:000000000000:dlq", DestinationArn="arn:aws:sqs:us-east-1:000000000000:orders", MaxNumberOfMessagesPerSecond=50)),
+    ("StartMessageMoveTask-plain", dict(SourceArn="arn:aws:sqs:us-east-1:000000000000:dlq")),
+    ("ListMessageMoveTasks", dict(SourceArn="arn:aws:sqs:us-east-1:000000000000:dlq", MaxResults=5)),
+    ("CancelMessageMoveTask", dict(TaskHandle="th-1")),
+    ("SendMessage-trace", dict(QueueUrl=Q, MessageBody="hello", MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"}})),
+    ("SendMessageBatch-trace", dict(QueueUrl=Q, Entries=[{"Id": "a", "MessageBody": "one", "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1"}}}])),
 ]
 for name, kw in calls:
     op = name.split("-")[0]

@@ -301,6 +301,20 @@ fn sqs_request_holds(request: &Request) {
         Request::CreateQueue(r) => {
             assert!(model::check_queue_name(&r.queue_name).is_ok());
             assert!(r.attributes.len() <= model::QUEUE_ATTRIBUTES_MAX as usize);
+            assert!(r.tags.len() <= model::TAGS_MAX);
+        }
+        Request::TagQueue(r) => {
+            assert!((1..=model::TAGS_MAX).contains(&r.tags.len()));
+            let tags = r.tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str())));
+            assert!(model::check_tags(r.tags.len(), tags).is_ok());
+        }
+        Request::UntagQueue(r) => {
+            assert!((1..=model::TAGS_MAX).contains(&r.tag_keys.len()));
+        }
+        Request::ListDeadLetterSourceQueues(r) => {
+            assert!(r
+                .max_results
+                .is_none_or(|m| (1..=model::LIST_QUEUES_MAX).contains(&m)));
         }
         Request::SetQueueAttributes(r) => {
             assert!(r.attributes.len() <= model::QUEUE_ATTRIBUTES_MAX as usize);
@@ -311,7 +325,8 @@ fn sqs_request_holds(request: &Request) {
         Request::GetQueueUrl(_)
         | Request::DeleteQueue(_)
         | Request::PurgeQueue(_)
-        | Request::DeleteMessage(_) => {}
+        | Request::DeleteMessage(_)
+        | Request::ListQueueTags(_) => {}
     }
 }
 
@@ -334,6 +349,9 @@ fn sqs_message_holds(m: &model::SendEntry) {
     assert!(m
         .delay_seconds
         .is_none_or(|d| d <= model::DELAY_SECONDS_MAX));
+    for id in [&m.group_id, &m.dedup_id].into_iter().flatten() {
+        assert!(model::check_fifo_id("id", id).is_ok(), "{id:?}");
+    }
     let headers = attributes::to_headers(&m.attributes);
     let back = attributes::from_headers(&headers, &attributes::AttributeFilter::all());
     assert_eq!(

@@ -7,7 +7,7 @@
 //! survives restarts and changes of `--shards`/`--cores`.
 
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
-use crate::queues::{QueueChange, QueueConfig};
+use crate::queues::{QueueChange, QueueConfig, QUEUE_ATTRIBUTES_MAX, QUEUE_TAGS_MAX};
 pub use crate::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -136,6 +136,14 @@ pub struct QueueMeta {
     /// before it existed, read as `created_ms` (`last_modified_ms`).
     #[serde(default)]
     pub modified_ms: i64,
+    /// Attributes a front end keeps with the queue and interprets itself (SQS's
+    /// ContentBasedDeduplication, DeduplicationScope, FifoThroughputLimit,
+    /// RedriveAllowPolicy), at most `QUEUE_ATTRIBUTES_MAX`; the engine only stores them.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Key → value tags (SQS's queue tags), at most `QUEUE_TAGS_MAX`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl QueueMeta {
@@ -310,6 +318,8 @@ impl Catalog {
                 config,
                 created_ms: now_ms,
                 modified_ms: now_ms,
+                attributes: BTreeMap::new(),
+                tags: BTreeMap::new(),
             },
         );
         Ok(Some(next))
@@ -328,13 +338,24 @@ impl Catalog {
         config
             .validate()
             .map_err(|e| CatalogError::InvalidQueueConfig(format!("queue '{name}': {e}")))?;
-        if config == meta.config {
+        let attributes = QueueChange::apply_map(&meta.attributes, &change.attributes);
+        let tags = QueueChange::apply_map(&meta.tags, &change.tags);
+        if attributes.len() > QUEUE_ATTRIBUTES_MAX || tags.len() > QUEUE_TAGS_MAX {
+            return Err(CatalogError::InvalidQueueConfig(format!(
+                "queue '{name}': at most {QUEUE_ATTRIBUTES_MAX} attributes and {QUEUE_TAGS_MAX} tags (it would have {} and {})",
+                attributes.len(),
+                tags.len()
+            )));
+        }
+        if config == meta.config && attributes == meta.attributes && tags == meta.tags {
             return Ok(None);
         }
         let mut next = self.clone();
         next.version += 1;
         if let Some(meta) = next.queues.get_mut(name) {
             meta.config = config;
+            meta.attributes = attributes;
+            meta.tags = tags;
             // Never before its creation, whatever the clock did meanwhile.
             meta.modified_ms = now_ms.max(meta.created_ms);
         }
@@ -960,6 +981,63 @@ mod tests {
         assert!(fields.remove("modified_ms").is_some());
         let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
         assert_eq!(old.queue("q").expect("queue").last_modified_ms(), 10);
+    }
+
+    #[test]
+    fn queue_attributes_and_tags_change_durably_within_their_bounds() {
+        let cat = Catalog::default()
+            .with_queue("q", QueueConfig::default(), 10)
+            .expect("valid")
+            .expect("new");
+        let set = |pairs: &[(&str, Option<&str>)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let change = QueueChange {
+            attributes: set(&[("ContentBasedDeduplication", Some("true"))]),
+            tags: set(&[("team", Some("orders")), ("env", Some("dev"))]),
+            ..QueueChange::default()
+        };
+        let next = cat.with_queue_change("q", &change, 20).expect("valid");
+        let next = next.expect("a change");
+        let meta = next.queue("q").expect("queue");
+        assert_eq!(meta.tags.len(), 2);
+        assert_eq!(
+            meta.attributes
+                .get("ContentBasedDeduplication")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(reencoded(&next), Ok(next.clone()));
+        let same = next.with_queue_change("q", &change, 30).expect("valid");
+        assert_eq!(same, None, "nothing to change");
+        let untag = QueueChange {
+            tags: set(&[("env", None), ("absent", None)]),
+            ..QueueChange::default()
+        };
+        let untagged = next.with_queue_change("q", &untag, 30).expect("valid");
+        let untagged = untagged.expect("a change");
+        let tags = &untagged.queue("q").expect("queue").tags;
+        assert_eq!(tags.keys().collect::<Vec<_>>(), ["team"]);
+        let too_many = QueueChange {
+            tags: (0..=QUEUE_TAGS_MAX)
+                .map(|i| (format!("k{i}"), Some("v".to_string())))
+                .collect(),
+            ..QueueChange::default()
+        };
+        let over = cat.with_queue_change("q", &too_many, 30);
+        assert!(
+            matches!(over, Err(CatalogError::InvalidQueueConfig(_))),
+            "{over:?}"
+        );
+        // A catalog written before tags and attributes reads as having none.
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let fields = json["queues"]["q"].as_object_mut().expect("an object");
+        assert!(fields.remove("tags").is_some() && fields.remove("attributes").is_some());
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        assert!(old.queue("q").expect("queue").tags.is_empty());
     }
 
     #[test]

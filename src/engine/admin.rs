@@ -125,17 +125,42 @@ pub async fn declare_queue(
     name: &str,
     config: QueueConfig,
 ) -> Result<(), EngineError> {
+    declare_queue_with(shard, name, config, QueueChange::default()).await
+}
+
+/// `declare_queue` with a new queue's attributes and tags in the same catalog change.
+pub async fn declare_queue_with(
+    shard: &Rc<Shard>,
+    name: &str,
+    config: QueueConfig,
+    annotations: QueueChange,
+) -> Result<(), EngineError> {
     debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let only_annotations = QueueChange {
+        attributes: annotations.attributes.clone(),
+        tags: annotations.tags.clone(),
+        ..QueueChange::default()
+    };
+    if annotations != only_annotations {
+        return Err(EngineError::InvalidRequest(
+            "a declaration sets only attributes and tags beside its config".into(),
+        ));
+    }
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let catalog = shard.catalog();
     check_dead_letter_target(&catalog, name, config.dead_letter.as_deref())?;
     let expires = config.expires_ms.is_some();
-    let Some(next) = catalog.with_queue(name, config, crate::time::now_ms())? else {
+    let now = crate::time::now_ms();
+    let Some(next) = catalog.with_queue(name, config, now)? else {
         if expires {
             // A redeclare counts as a use: its expiry starts again.
             touch_queue(shard, name).await?;
         }
         return Ok(());
+    };
+    let next = match next.with_queue_change(name, &annotations, now)? {
+        Some(annotated) => annotated,
+        None => next,
     };
     within_limits(&catalog, &next, &shard.config.object_limits)?;
     publish(shard, next).await.map_err(EngineError::Internal)?;

@@ -410,6 +410,24 @@ impl Engine {
             .await
     }
 
+    /// `declare_queue`, with the queue's front-end attributes and tags
+    /// (`QueueChange::attributes`, `tags`; its other fields must be unset) set in the
+    /// same catalog change when the queue is new, so a crash never leaves it without
+    /// them. An existing queue with this config is left as it is.
+    pub async fn declare_queue_with(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        annotations: QueueChange,
+    ) -> Result<(), EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            admin::declare_queue_with(&s, &name, config, annotations).await
+        };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
     pub async fn delete_queue(&self, name: &str) -> Result<(), EngineError> {
         let name = name.to_string();
         let job = move |s: Rc<Shard>| async move { admin::delete_queue(&s, &name).await };
@@ -544,9 +562,11 @@ impl Engine {
 
     /// Publishes each entry with its own settings (SQS SendMessageBatch): all or none
     /// are stored, in one journal append, and the answer (their ids, in order) comes
-    /// after one wait for the disk when any entry asks for `durable`. Entries may not
-    /// carry dedup or origin ids (`InvalidRequest`); a body over the queue's
-    /// `max_message_bytes` fails the call (`MessageTooLarge`).
+    /// after one wait for the disk when any entry asks for `durable`. On a FIFO queue an
+    /// entry whose `dedup_id` was seen within `DEDUP_WINDOW_MS` (before, or earlier in
+    /// the call) is not stored again: its id is the original's. Entries may not carry
+    /// origin ids (`InvalidRequest`); a body over the queue's `max_message_bytes` fails
+    /// the call (`MessageTooLarge`).
     pub async fn publish_each(
         &self,
         queue: &str,
@@ -601,6 +621,33 @@ impl Engine {
         };
         let queue = queue.to_string();
         let job = move |s: Rc<Shard>| async move { queues::receive(&s, &queue, args).await };
+        self.shard.router.invoke(owner, class, job).await?
+    }
+
+    /// `receive_leasing` retried safely (SQS FIFO's ReceiveRequestAttemptId): within
+    /// `ATTEMPT_WINDOW_MS` of a receive with the same `attempt`, while every lease that
+    /// receive handed out still holds (not deleted, not timed out, not changed to 0), the
+    /// same answer again (same messages, same lease handles); otherwise a receive whose
+    /// answer is remembered under `attempt`. At most `ATTEMPTS_MAX` ids per queue.
+    pub async fn receive_attempt(
+        &self,
+        queue: &str,
+        args: ReceiveArgs,
+        attempt: String,
+    ) -> Result<Received, EngineError> {
+        let owner = self.owner(Object::Queue(queue))?;
+        if owner == self.shard.id {
+            return queues::receive_attempt(&self.shard, queue, args, attempt).await;
+        }
+        let class = if args.wait_ms > 0 {
+            CallClass::LongPoll
+        } else {
+            CallClass::Client
+        };
+        let queue = queue.to_string();
+        let job = move |s: Rc<Shard>| async move {
+            queues::receive_attempt(&s, &queue, args, attempt).await
+        };
         self.shard.router.invoke(owner, class, job).await?
     }
 

@@ -30,8 +30,8 @@ use peregrine_shards::catalog::QueueMeta;
 use peregrine_shards::log::LogConfig;
 use peregrine_shards::queues::QueueConfig;
 use peregrine_shards::queues::{
-    DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore, RECEIVE_WAIT_MAX_MS,
-    VISIBILITY_TIMEOUT_MS_MAX,
+    Attempts, DeadLetter, Event, Holder, Publish, PublishOptions, Queue, QueueStore,
+    RECEIVE_WAIT_MAX_MS, VISIBILITY_TIMEOUT_MS_MAX,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -74,6 +74,8 @@ pub struct OpenQueue {
     had_subscription: Cell<bool>,
     /// Its deletion was asked of the controller and has not answered yet.
     deleting: Cell<bool>,
+    /// Recent receives by attempt id (`receive_attempt`).
+    attempts: RefCell<Attempts<Received>>,
 }
 
 /// How a queue is used now, as a delete with if-unused or if-empty needs to know.
@@ -148,6 +150,7 @@ pub async fn open(
         last_used_ms: Cell::new(now),
         had_subscription: Cell::new(false),
         deleting: Cell::new(false),
+        attempts: RefCell::new(Attempts::default()),
     }))
 }
 
@@ -368,6 +371,43 @@ pub async fn receive(
     receive_on(shard, &q, Holder::Pull, args).await
 }
 
+/// `Engine::receive_attempt`: the answer of an earlier receive with this attempt id
+/// while every lease it handed out still holds; else a receive, remembered under it.
+pub async fn receive_attempt(
+    shard: &Rc<Shard>,
+    name: &str,
+    args: ReceiveArgs,
+    attempt: String,
+) -> Result<Received, EngineError> {
+    let q = shard.queue(name)?;
+    let now = crate::time::now_ms();
+    let again = {
+        let mut attempts = q.attempts.borrow_mut();
+        let queue = q.queue.borrow();
+        attempts
+            .get(&attempt, now)
+            .filter(|prev| {
+                let m = &prev.messages;
+                m.handles
+                    .iter()
+                    .zip(&m.ids)
+                    .all(|(handle, id)| queue.leased_id(*handle) == Some(*id))
+            })
+            .cloned()
+    };
+    if let Some(prev) = again {
+        return Ok(prev);
+    }
+    let got = receive(shard, name, args).await?;
+    // An empty answer leases nothing: a retry may as well receive afresh.
+    if !got.messages.ids.is_empty() {
+        q.attempts
+            .borrow_mut()
+            .insert(attempt, got.clone(), crate::time::now_ms());
+    }
+    Ok(got)
+}
+
 pub async fn settle(shard: &Rc<Shard>, name: &str, settle: Settle) -> Result<(), EngineError> {
     let q = shard.queue(name)?;
     match settle {
@@ -534,7 +574,7 @@ pub async fn publish(
         };
         let publish = Publish {
             messages: &[message],
-            dedup_id: spec.dedup_id.as_deref(),
+            dedup_ids: &[spec.dedup_id.as_deref()],
             origin: spec.origin.as_deref(),
         };
         q.store.append_published(publish, now)
@@ -640,7 +680,7 @@ pub async fn publish_batch(
         let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
         let publish = Publish {
             messages: &messages,
-            dedup_id: None,
+            dedup_ids: &[],
             origin: None,
         };
         q.store.append_published(publish, now)
@@ -658,7 +698,9 @@ pub async fn publish_batch(
 }
 
 /// `Engine::publish_each`: every entry into the queue, then one journal append and at
-/// most one wait for the disk.
+/// most one wait for the disk. An entry whose dedup id a FIFO queue saw within its
+/// window (earlier, or in this call) is not stored: its answer is the id of the message
+/// stored under that id.
 pub async fn publish_each(
     shard: &Rc<Shard>,
     name: &str,
@@ -666,9 +708,9 @@ pub async fn publish_each(
 ) -> Result<Vec<u64>, EngineError> {
     let q = shard.queue(name)?;
     for e in &entries {
-        if e.spec.origin.is_some() || e.spec.dedup_id.is_some() {
+        if e.spec.origin.is_some() {
             return Err(EngineError::InvalidRequest(
-                "a batch publish carries no dedup or origin ids".into(),
+                "a batch publish carries no origin ids".into(),
             ));
         }
         check_size(&q, &e.spec, e.body.len())?;
@@ -678,45 +720,74 @@ pub async fn publish_each(
     }
     let durable_wait = entries.iter().any(|e| e.spec.durable);
     let now = crate::time::now_ms();
+    // Per entry: its message id; `stored` the new ones with their dedup ids.
     let mut ids = Vec::with_capacity(entries.len());
+    let mut stored: Vec<(u64, Option<String>)> = Vec::with_capacity(entries.len());
     let appended = {
         let mut queue = q.queue.borrow_mut();
         for e in entries {
+            let dedup = e.spec.dedup_id.clone();
+            if let Some(original) = dedup.as_deref().and_then(|d| queue.duplicate_of(d, now)) {
+                ids.push(original);
+                continue;
+            }
             let taken = match queue.publish(e.body, publish_options(&e.spec, now), now) {
                 Ok(Some(id)) => Ok(id),
-                // Only a dedup id drops a publish, and entries carry none.
+                // `duplicate_of` answered the only case that drops a publish.
                 Ok(None) => Err(EngineError::Internal("a batch entry was dropped".into())),
                 Err(e) => Err(e.into()),
             };
             match taken {
-                Ok(id) => ids.push(id),
+                Ok(id) => {
+                    ids.push(id);
+                    stored.push((id, dedup));
+                }
                 Err(e) => {
                     // Those already taken must not stay unjournaled in the queue.
-                    for id in ids {
-                        queue.unpublish(id, None);
+                    for (id, dedup) in &stored {
+                        queue.unpublish(*id, dedup.as_deref());
                     }
                     return Err(e);
                 }
             }
         }
-        let messages: Vec<_> = ids.iter().filter_map(|id| queue.message(*id)).collect();
         // (A drop-head bound may have pushed an earlier entry out already.)
+        let (messages, dedup_ids): (Vec<_>, Vec<_>) = stored
+            .iter()
+            .filter_map(|(id, d)| Some((queue.message(*id)?, d.as_deref())))
+            .unzip();
         let publish = Publish {
             messages: &messages,
-            dedup_id: None,
+            dedup_ids: &dedup_ids,
             origin: None,
         };
         q.store.append_published(publish, now)
     };
     spawn_dead_letters(shard, &q, q.queue.borrow_mut().drain_overflow());
+    let new_ids: Vec<u64> = stored.iter().map(|(id, _)| *id).collect();
     if appended.is_ok() {
-        q.queue.borrow_mut().journaled(&ids);
+        q.queue.borrow_mut().journaled(&new_ids);
     }
-    durable(&q, (&ids, None), appended, durable_wait)
+    if let Err(e) = &appended {
+        // Unpublish with each entry's own dedup id (`durable` knows only one).
+        let mut queue = q.queue.borrow_mut();
+        for (id, dedup) in &stored {
+            queue.unpublish(*id, dedup.as_deref());
+        }
+        return Err(io_error(e));
+    }
+    // A duplicate's original may still be on its way to the disk: an answer naming it
+    // waits for everything journaled so far, as the original's own answer does.
+    let duplicates = ids.len() > new_ids.len();
+    let appended = match appended {
+        Ok(None) if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
+        other => other,
+    };
+    durable(&q, (&[], None), appended, durable_wait)
         .await
         .map_err(io_error)?;
     q.ready.notify(usize::MAX);
-    crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
+    crate::metrics::local::queue_totals(&q.name, new_ids.len() as u64, 0, 0);
     Ok(ids)
 }
 

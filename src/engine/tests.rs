@@ -1855,6 +1855,72 @@ fn publish_each_answers_ids_in_order() {
 }
 
 #[test]
+fn fifo_publish_each_answers_a_duplicate_with_the_original_across_a_restart() {
+    fn entry(body: &'static str, group: &str, dedup: &str) -> PublishEntry {
+        PublishEntry {
+            spec: PublishSpec {
+                group_id: Some(group.to_string()),
+                dedup_id: Some(dedup.to_string()),
+                durable: true,
+                ..PublishSpec::default()
+            },
+            body: Bytes::from(body),
+        }
+    }
+    fn tags(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_engine_at(dir.path(), |engine| async move {
+        let fifo = QueueConfig {
+            fifo: true,
+            ..QueueConfig::default()
+        };
+        let annotations = QueueChange {
+            attributes: tags(&[("ContentBasedDeduplication", "true")]),
+            tags: tags(&[("team", "orders")]),
+            ..QueueChange::default()
+        };
+        engine
+            .declare_queue_with("f", fifo, annotations)
+            .await
+            .expect("declare");
+        let meta = engine.queue_meta("f").expect("queue");
+        assert_eq!(meta.tags.get("team").map(String::as_str), Some("orders"));
+        assert_eq!(meta.attributes.len(), 1);
+        let batch = vec![
+            entry("a1", "a", "1"),
+            entry("b1", "b", "2"),
+            entry("a1 again", "a", "1"),
+        ];
+        let ids = engine.publish_each("f", batch).await.expect("publish");
+        assert_eq!(ids, [0, 1, 0], "a duplicate in the call is the original");
+        let again = engine
+            .publish_each("f", vec![entry("b1 again", "b", "2")])
+            .await;
+        assert_eq!(again, Ok(vec![1]), "and so is one in a later call");
+        let stats = engine.queue_stats("f").await.expect("stats");
+        assert_eq!(stats.ready, 2, "no second copy");
+    });
+    with_engine_at(dir.path(), |engine| async move {
+        let meta = engine.queue_meta("f").expect("queue");
+        assert_eq!(meta.tags.len(), 1, "tags are durable");
+        let again = engine
+            .publish_each(
+                "f",
+                vec![entry("a1 later", "a", "1"), entry("a2", "a", "3")],
+            )
+            .await;
+        assert_eq!(again, Ok(vec![0, 2]), "the window outlives a restart");
+        let got = engine.receive("f", 10, 0, false).await.expect("receive");
+        assert_eq!(&got.bodies[..], b"a1b1", "one per group, in order");
+    });
+}
+
+#[test]
 fn alter_queue_survives_a_restart_and_applies_to_the_open_queue() {
     let dir = tempfile::tempdir().expect("temp dir");
     let changed = QueueChange {

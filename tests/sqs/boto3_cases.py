@@ -319,9 +319,9 @@ def queue_attributes_round_trip(endpoint):
         QueueUrl=url, Attributes={"Bogus": "1"}), "SetQueueAttributes Bogus")
     expect_error(c, "InvalidAttributeName", lambda: c.get_queue_attributes(
         QueueUrl=url, AttributeNames=["Bogus"]), "GetQueueAttributes Bogus")
-    # FIFO is not in this slice: refused, never faked.
+    # Policies are not served: refused, never faked.
     expect_error(c, "InvalidAttributeName", lambda: create(
-        c, name("attrs", "fifo"), FifoQueue="true"), "CreateQueue FifoQueue")
+        c, name("attrs", "policy"), Policy="{}"), "CreateQueue Policy")
     got = c.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     assert got["Attributes"] == {"VisibilityTimeout": "5"}, "a refused change applied"
     c.delete_queue(QueueUrl=url)
@@ -665,12 +665,297 @@ def missing_queue_and_bad_input(endpoint):
         QueueUrl=url, MessageBody="x", DelaySeconds=901), "DelaySeconds=901")
     expect_error(c, "InvalidMessageContents", lambda: c.send_message(
         QueueUrl=url, MessageBody="\x01"), "a control character in the body")
-    # FIFO message fields are not in this slice: refused, never ignored.
+    # Message groups on a standard queue (SQS's fair queues) are refused, never ignored;
+    # deduplication ids are for FIFO queues.
     expect_error(c, "InvalidParameterValue", lambda: c.send_message(
         QueueUrl=url, MessageBody="x", MessageGroupId="g"), "MessageGroupId")
+    expect_error(c, "InvalidParameterValue", lambda: c.send_message(
+        QueueUrl=url, MessageBody="x", MessageDeduplicationId="d"), "MessageDeduplicationId")
     wait_counts(c, url, (0, 0, 0), "nothing refused was kept")
     c.delete_queue(QueueUrl=url)
     c.delete_queue(QueueUrl=small)
+
+
+def tags(endpoint):
+    """Tags from CreateQueue and TagQueue, listed, replaced, removed; at most 50."""
+    c = client(endpoint)
+    q = name("tags", "q")
+    url = c.create_queue(QueueName=q, tags={"team": "orders", "env": "dev"})["QueueUrl"]
+    assert c.list_queue_tags(QueueUrl=url).get("Tags") == {"team": "orders", "env": "dev"}
+    c.tag_queue(QueueUrl=url, Tags={"env": "prod", "cost": "", "Key with space": "v"})
+    want = {"team": "orders", "env": "prod", "cost": "", "Key with space": "v"}
+    assert c.list_queue_tags(QueueUrl=url)["Tags"] == want, c.list_queue_tags(QueueUrl=url)
+    c.untag_queue(QueueUrl=url, TagKeys=["team", "never-set"])
+    del want["team"]
+    assert c.list_queue_tags(QueueUrl=url)["Tags"] == want
+    c.untag_queue(QueueUrl=url, TagKeys=list(want))
+    assert c.list_queue_tags(QueueUrl=url).get("Tags", {}) == {}, "all removed"
+    c.tag_queue(QueueUrl=url, Tags={f"k{i}": "v" for i in range(50)})
+    expect_error(c, "InvalidParameterValue", lambda: c.tag_queue(
+        QueueUrl=url, Tags={"one-more": "v"}), "a 51st tag")
+    assert len(c.list_queue_tags(QueueUrl=url)["Tags"]) == 50
+    for bad in [{"aws:reserved": "v"}, {"k": "v" * 257}]:
+        expect_error(c, "InvalidParameterValue", lambda: c.tag_queue(
+            QueueUrl=url, Tags=bad), f"tags {list(bad)}")
+    missing = queue_url(endpoint, name("tags", "none"))
+    expect_error(c, "QueueDoesNotExist", lambda: c.list_queue_tags(QueueUrl=missing),
+                 "ListQueueTags on a missing queue")
+    c.delete_queue(QueueUrl=url)
+
+
+def dead_letter_source_queues(endpoint):
+    """ListDeadLetterSourceQueues names the queues whose RedrivePolicy targets a queue,
+    by page."""
+    c = client(endpoint)
+    dlq_name = name("dlsources", "dlq")
+    dlq = create(c, dlq_name)
+    policy = json.dumps({"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 3})
+    sources = [create(c, name("dlsources", f"s{i}"), RedrivePolicy=policy) for i in range(3)]
+    create(c, name("dlsources", "other"))
+    got = c.list_dead_letter_source_queues(QueueUrl=dlq)
+    assert sorted(got["queueUrls"]) == sorted(sources), got
+    assert "NextToken" not in got, got
+    first = c.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2)
+    assert len(first["queueUrls"]) == 2 and first.get("NextToken"), first
+    rest = c.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2,
+                                            NextToken=first["NextToken"])
+    assert sorted(first["queueUrls"] + rest["queueUrls"]) == sorted(sources), (first, rest)
+    assert "NextToken" not in rest, rest
+    pages = c.get_paginator("list_dead_letter_source_queues").paginate(
+        QueueUrl=dlq, PaginationConfig={"PageSize": 1})
+    assert sorted(u for p in pages for u in p["queueUrls"]) == sorted(sources)
+    c.set_queue_attributes(QueueUrl=sources[0], Attributes={"RedrivePolicy": ""})
+    got = c.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"]
+    assert sorted(got) == sorted(sources[1:]), got
+    for url in sources + [dlq, queue_url(endpoint, name("dlsources", "other"))]:
+        c.delete_queue(QueueUrl=url)
+
+
+def redrive_allow_policy(endpoint):
+    """A dead-letter queue's RedriveAllowPolicy decides which queues may name it in their
+    RedrivePolicy: byQueue lists them, denyAll refuses all, allowAll (or none) takes any."""
+    c = client(endpoint)
+    dlq_name = name("allow", "dlq")
+    ok_name, other_name = name("allow", "ok"), name("allow", "other")
+    allow = {"redrivePermission": "byQueue", "sourceQueueArns": [arn(ok_name)]}
+    dlq = create(c, dlq_name, RedriveAllowPolicy=json.dumps(allow))
+    got = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["RedriveAllowPolicy"])
+    assert json.loads(got["Attributes"]["RedriveAllowPolicy"]) == allow, got
+    policy = json.dumps({"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 2})
+    ok = create(c, ok_name, RedrivePolicy=policy)
+    expect_error(c, "InvalidParameterValue", lambda: create(c, other_name, RedrivePolicy=policy),
+                 "a source the policy does not list")
+    other = create(c, other_name)
+    expect_error(c, "InvalidParameterValue", lambda: c.set_queue_attributes(
+        QueueUrl=other, Attributes={"RedrivePolicy": policy}), "set on an unlisted source")
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={
+        "RedriveAllowPolicy": json.dumps({"redrivePermission": "allowAll"})})
+    c.set_queue_attributes(QueueUrl=other, Attributes={"RedrivePolicy": policy})
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={
+        "RedriveAllowPolicy": json.dumps({"redrivePermission": "denyAll"})})
+    third = name("allow", "third")
+    expect_error(c, "InvalidParameterValue", lambda: create(c, third, RedrivePolicy=policy),
+                 "denyAll")
+    for bad in [{"redrivePermission": "byQueue"},
+                {"redrivePermission": "byQueue",
+                 "sourceQueueArns": [arn(f"q{i}") for i in range(11)]},
+                {"redrivePermission": "sometimes"}]:
+        expect_error(c, "InvalidParameterValue", lambda: c.set_queue_attributes(
+            QueueUrl=dlq, Attributes={"RedriveAllowPolicy": json.dumps(bad)}), f"policy {bad}")
+    c.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": ""})
+    got = c.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert "RedriveAllowPolicy" not in got, got
+    create(c, third, RedrivePolicy=policy)
+    for url in [ok, other, queue_url(endpoint, third), dlq]:
+        c.delete_queue(QueueUrl=url)
+
+
+# 2b. FIFO queues ---------------------------------------------------------------------------
+
+def fifo_send(c, url, body, group, dedup=None, **kw):
+    if dedup is not None:
+        kw["MessageDeduplicationId"] = dedup
+    return c.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group, **kw)
+
+
+def fifo_attributes_and_rules(endpoint):
+    """A FIFO queue is a `.fifo` name with FifoQueue=true (both or neither); its
+    attributes read back; the FIFO send rules hold."""
+    c = client(endpoint)
+    q = name("fifoattr", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    assert url == queue_url(endpoint, q), url
+    got = c.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert got["FifoQueue"] == "true", got
+    assert got["ContentBasedDeduplication"] == "false", got
+    assert got["DeduplicationScope"] == "queue", got
+    assert got["FifoThroughputLimit"] == "perQueue", got
+    assert got["QueueArn"] == arn(q), got
+    assert c.create_queue(QueueName=q, Attributes={"FifoQueue": "true"})["QueueUrl"] == url
+    c.set_queue_attributes(QueueUrl=url, Attributes={"ContentBasedDeduplication": "true"})
+    got = c.get_queue_attributes(QueueUrl=url, AttributeNames=["ContentBasedDeduplication"])
+    assert got["Attributes"] == {"ContentBasedDeduplication": "true"}, got
+    standard = create(c, name("fifoattr", "std"))
+    for what, action, shape in [
+            ("a .fifo name without FifoQueue", lambda: c.create_queue(
+                QueueName=name("fifoattr", "no") + ".fifo"), "InvalidParameterValue"),
+            ("FifoQueue on a standard name", lambda: c.create_queue(
+                QueueName=name("fifoattr", "no"), Attributes={"FifoQueue": "true"}),
+             "InvalidParameterValue"),
+            ("ContentBasedDeduplication on a standard queue", lambda: c.create_queue(
+                QueueName=name("fifoattr", "no"),
+                Attributes={"ContentBasedDeduplication": "true"}), "InvalidAttributeName"),
+            ("FifoQueue=yes", lambda: c.create_queue(
+                QueueName=name("fifoattr", "no") + ".fifo",
+                Attributes={"FifoQueue": "yes"}), "InvalidAttributeValue"),
+            ("FifoQueue changed later", lambda: c.set_queue_attributes(
+                QueueUrl=standard, Attributes={"FifoQueue": "true"}), "InvalidAttributeName"),
+            ("a per-group limit with a queue scope", lambda: c.set_queue_attributes(
+                QueueUrl=url, Attributes={"FifoThroughputLimit": "perMessageGroupId"}),
+             "InvalidAttributeValue"),
+            ("a FIFO queue with a standard DLQ", lambda: c.set_queue_attributes(
+                QueueUrl=url, Attributes={"RedrivePolicy": json.dumps({
+                    "deadLetterTargetArn": arn(name("fifoattr", "std")),
+                    "maxReceiveCount": 2})}), "InvalidParameterValue"),
+            ("no MessageGroupId", lambda: c.send_message(QueueUrl=url, MessageBody="x"),
+             "MissingParameter"),
+            ("a per-message delay", lambda: fifo_send(c, url, "x", "g", DelaySeconds=1),
+             "InvalidParameterValue"),
+            ("a group id with a space", lambda: fifo_send(c, url, "x", "g g"),
+             "InvalidParameterValue")]:
+        expect_error(c, shape, action, what)
+    c.set_queue_attributes(QueueUrl=url, Attributes={"ContentBasedDeduplication": "false"})
+    expect_error(c, "InvalidParameterValue", lambda: fifo_send(c, url, "x", "g"),
+                 "no deduplication id without ContentBasedDeduplication")
+    wait_counts(c, url, (0, 0, 0), "nothing refused was kept")
+    c.delete_queue(QueueUrl=url)
+    c.delete_queue(QueueUrl=standard)
+
+
+def fifo_queue_keeps_group_order_and_drops_duplicates(endpoint):
+    """Order within each group, one group's next message only after its earlier ones are
+    deleted, duplicates (explicit ids, a batch, after a delete) answered with the
+    original's MessageId and SequenceNumber and never stored twice."""
+    c = client(endpoint)
+    q = name("fifoorder", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    sent = {}
+    for body, group, dedup in [("a1", "a", "1"), ("b1", "b", "2"), ("a2", "a", "3"),
+                               ("b2", "b", "4")]:
+        sent[body] = fifo_send(c, url, body, group, dedup)
+    seqs = [int(sent[b]["SequenceNumber"]) for b in ("a1", "b1", "a2", "b2")]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4, seqs
+    assert all(len(sent[b]["SequenceNumber"]) == 20 for b in sent), sent
+    again = fifo_send(c, url, "a1 again", "a", "1")
+    assert again["MessageId"] == sent["a1"]["MessageId"], (again, sent["a1"])
+    assert again["SequenceNumber"] == sent["a1"]["SequenceNumber"], again
+    assert again["MD5OfMessageBody"] == md5_hex(b"a1 again"), again
+    batch = c.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "x", "MessageBody": "b1 again", "MessageGroupId": "b",
+         "MessageDeduplicationId": "2"},
+        {"Id": "y", "MessageBody": "a3", "MessageGroupId": "a", "MessageDeduplicationId": "5"},
+        {"Id": "z", "MessageBody": "a3 again", "MessageGroupId": "a",
+         "MessageDeduplicationId": "5"},
+        {"Id": "w", "MessageBody": "no group"}])
+    ok = {e["Id"]: e for e in batch["Successful"]}
+    assert ok["x"]["MessageId"] == sent["b1"]["MessageId"], batch
+    assert ok["y"]["MessageId"] == ok["z"]["MessageId"], batch
+    assert [f["Id"] for f in batch.get("Failed", [])] == ["w"], batch
+    assert entry_code_is(batch["Failed"][0]["Code"], "MissingParameter"), batch
+    wait_counts(c, url, (5, 0, 0), "duplicates were not stored")
+    # Receive everything, deleting as we go: each group comes back in send order, and
+    # while a group has a message in flight, none of its later ones is handed out.
+    order = {"a": [], "b": []}
+    deadline = time.monotonic() + WAIT_S
+    while len(order["a"]) + len(order["b"]) < 5:
+        assert time.monotonic() < deadline, f"received only {order}"
+        got = receive(c, url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                      AttributeNames=["All"])
+        if not got:
+            continue
+        held = {m["Attributes"]["MessageGroupId"] for m in got}
+        for m in receive(c, url, MaxNumberOfMessages=10, AttributeNames=["All"]):
+            assert m["Attributes"]["MessageGroupId"] not in held, \
+                f"{m['Body']} handed out while its group has one in flight"
+            c.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"],
+                                        VisibilityTimeout=0)
+        for m in got:
+            a = m["Attributes"]
+            order[a["MessageGroupId"]].append(m["Body"])
+            first = sent.get(m["Body"])
+            if first:
+                assert m["MessageId"] == first["MessageId"], m
+                assert a["SequenceNumber"] == first["SequenceNumber"], m
+            assert a["MessageDeduplicationId"] in "12345", m
+            c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert order == {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"]}, order
+    # The window outlives the delete: the same id is still a duplicate.
+    late = fifo_send(c, url, "a1 late", "a", "1")
+    assert late["MessageId"] == sent["a1"]["MessageId"], late
+    assert receive(c, url, WaitTimeSeconds=1) == [], "a duplicate was stored after a delete"
+    c.delete_queue(QueueUrl=url)
+
+
+def fifo_content_based_and_per_group_deduplication(endpoint):
+    """ContentBasedDeduplication: the body's SHA-256 is the id; DeduplicationScope
+    messageGroup: the same id in two groups is two messages."""
+    c = client(endpoint)
+    q = name("fifocontent", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    first = fifo_send(c, url, "same", "g")
+    assert fifo_send(c, url, "same", "g")["MessageId"] == first["MessageId"]
+    other = fifo_send(c, url, "other", "g")
+    assert other["MessageId"] != first["MessageId"], other
+    explicit = fifo_send(c, url, "same", "g", dedup="mine")
+    assert explicit["MessageId"] != first["MessageId"], "an explicit id wins over the body's"
+    got = receive_within(c, url, 1, "the first", AttributeNames=["MessageDeduplicationId"])[0]
+    assert got["Body"] == "same", got
+    digest = hashlib.sha256(b"same").hexdigest()
+    assert got["Attributes"] == {"MessageDeduplicationId": digest}, got
+    wait_counts(c, url, (2, 1, 0), "three stored")
+    c.delete_queue(QueueUrl=url)
+    q = name("fifogroup", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={
+        "FifoQueue": "true", "DeduplicationScope": "messageGroup",
+        "FifoThroughputLimit": "perMessageGroupId"})["QueueUrl"]
+    got = c.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (got["DeduplicationScope"], got["FifoThroughputLimit"]) == \
+        ("messageGroup", "perMessageGroupId"), got
+    one = fifo_send(c, url, "in a", "a", "d")
+    two = fifo_send(c, url, "in b", "b", "d")
+    assert one["MessageId"] != two["MessageId"], "per group, the same id is two messages"
+    assert fifo_send(c, url, "in a again", "a", "d")["MessageId"] == one["MessageId"]
+    got = receive_within(c, url, 2, "one per group", AttributeNames=["All"])
+    assert sorted(m["Attributes"]["MessageDeduplicationId"] for m in got) == ["d", "d"], got
+    c.delete_queue(QueueUrl=url)
+
+
+def fifo_receive_request_attempt_id(endpoint):
+    """A receive retried with the same ReceiveRequestAttemptId gets the same messages and
+    receipts while they are in flight; once they are deleted, a new receive."""
+    c = client(endpoint)
+    q = name("fifoattempt", "q") + ".fifo"
+    url = c.create_queue(QueueName=q, Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for body, group in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("b2", "b")]:
+        fifo_send(c, url, body, group)
+    first = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-1")
+    assert first, "nothing received"
+    again = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-1")
+    key = lambda ms: sorted((m["MessageId"], m["ReceiptHandle"]) for m in ms)
+    assert key(again) == key(first), (again, first)
+    other = receive(c, url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-2")
+    assert not {m["MessageId"] for m in other} & {m["MessageId"] for m in first}, other
+    for m in first + other:
+        c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    rest = receive(c, url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                   ReceiveRequestAttemptId="try-1")
+    got = sorted(m["Body"] for m in first + other + rest)
+    assert got == ["a1", "a2", "b1", "b2"], got
+    expect_error(c, "InvalidParameterValue", lambda: receive(
+        c, url, ReceiveRequestAttemptId="with space"), "an attempt id with a space")
+    c.delete_queue(QueueUrl=url)
 
 
 # 3. Steps of the Rust tests that need the broker's other side -----------------------------
@@ -767,8 +1052,11 @@ CASES = {f.__name__: f for f in [
     send_batch_answers_each_entry, receive_ten_and_delete_in_a_batch,
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
-    missing_queue_and_bad_input, fill, consume_expect, urls_and_arns, persist_setup,
-    persist_check]}
+    missing_queue_and_bad_input, tags, dead_letter_source_queues, redrive_allow_policy,
+    fifo_attributes_and_rules,
+    fifo_queue_keeps_group_order_and_drops_duplicates,
+    fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,
+    persist_setup, persist_check]}
 
 
 def main():

@@ -100,7 +100,38 @@ pub fn decode(target: Option<&str>, body: &[u8]) -> Result<Request, WireError> {
         Action::ChangeMessageVisibilityBatch => {
             change_visibility_batch(parse(body)?).map(Request::ChangeMessageVisibilityBatch)
         }
+        Action::TagQueue => {
+            let r: TagQueueIn = parse(body)?;
+            rules::tag_queue(r.queue_url, r.tags).map(Request::TagQueue)
+        }
+        Action::UntagQueue => {
+            let r: TagQueueIn = parse(body)?;
+            rules::untag_queue(r.queue_url, r.tag_keys).map(Request::UntagQueue)
+        }
+        Action::ListQueueTags => queue_ref(body).map(Request::ListQueueTags),
+        Action::ListDeadLetterSourceQueues => {
+            let r: ListSourcesIn = parse(body)?;
+            rules::list_dead_letter_sources(r.queue_url, r.max_results, r.next_token)
+                .map(Request::ListDeadLetterSourceQueues)
+        }
     }
+}
+
+/// TagQueue and UntagQueue.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagQueueIn {
+    queue_url: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListSourcesIn {
+    queue_url: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
 }
 
 fn send_message_batch(r: BatchIn<SendIn>) -> Result<SendMessageBatch, WireError> {
@@ -172,8 +203,7 @@ impl CreateQueueIn {
     fn checked(self) -> Result<CreateQueue, WireError> {
         let attributes = self.attributes.unwrap_or_default();
         rules::queue_attributes(attributes.len())?;
-        let tagged = self.tags.is_some_and(|t| !t.is_empty());
-        rules::create_queue(self.queue_name, attributes, tagged)
+        rules::create_queue(self.queue_name, attributes, self.tags.unwrap_or_default())
     }
 }
 
@@ -276,7 +306,8 @@ impl SendIn {
             body: self.message_body,
             delay_seconds: self.delay_seconds,
             attributes,
-            fifo: self.message_group_id.is_some() || self.message_deduplication_id.is_some(),
+            group_id: self.message_group_id,
+            dedup_id: self.message_deduplication_id,
             system_attributes: self
                 .message_system_attributes
                 .is_some_and(|m| !m.is_empty()),
@@ -310,6 +341,7 @@ struct ReceiveMessageIn {
     max_number_of_messages: Option<i64>,
     visibility_timeout: Option<i64>,
     wait_time_seconds: Option<i64>,
+    receive_request_attempt_id: Option<String>,
 }
 
 impl ReceiveMessageIn {
@@ -323,6 +355,7 @@ impl ReceiveMessageIn {
             max_messages: self.max_number_of_messages,
             visibility_timeout: self.visibility_timeout,
             wait_time_seconds: self.wait_time_seconds,
+            receive_request_attempt_id: self.receive_request_attempt_id,
         })
     }
 }
@@ -371,7 +404,29 @@ pub fn encode(response: &Response) -> Vec<u8> {
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => json!({}),
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => json!({}),
+        Response::ListQueueTags { tags } => {
+            let map: Map<String, Value> = tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            if map.is_empty() {
+                json!({})
+            } else {
+                json!({ "Tags": map })
+            }
+        }
+        Response::ListDeadLetterSourceQueues {
+            queue_urls,
+            next_token,
+        } => {
+            // The one member SQS's JSON model spells in lower camel case.
+            let mut out = Map::new();
+            out.insert("queueUrls".into(), json!(queue_urls));
+            if let Some(token) = next_token {
+                out.insert("NextToken".into(), json!(token));
+            }
+            Value::Object(out)
+        }
         Response::GetQueueAttributes { attributes } => {
             let map: Map<String, Value> = attributes
                 .iter()
@@ -404,6 +459,9 @@ fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
     out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
     if let Some(md5) = &sent.md5_of_message_attributes {
         out.insert("MD5OfMessageAttributes".into(), json!(md5));
+    }
+    if let Some(n) = &sent.sequence_number {
+        out.insert("SequenceNumber".into(), json!(n));
     }
     Value::Object(out)
 }

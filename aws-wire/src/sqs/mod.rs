@@ -5,6 +5,7 @@
 
 pub mod attributes;
 pub mod errors;
+pub mod fifo;
 pub mod json;
 pub mod md5;
 pub mod model;

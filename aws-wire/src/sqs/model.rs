@@ -32,6 +32,15 @@ pub const WAIT_TIME_SECONDS_MAX: u32 = 20;
 pub const RECEIVE_MESSAGES_MAX: u32 = 10;
 /// ListQueues MaxResults range: 1 to 1000 (also the most listed without MaxResults).
 pub const LIST_QUEUES_MAX: u32 = 1000;
+/// Longest MessageGroupId, MessageDeduplicationId and ReceiveRequestAttemptId.
+pub const FIFO_ID_MAX: usize = 128;
+/// The suffix of a FIFO queue's name.
+pub const FIFO_SUFFIX: &str = ".fifo";
+/// Most tags on one queue, and in one request.
+pub const TAGS_MAX: usize = 50;
+/// Longest tag key and value.
+pub const TAG_KEY_MAX: usize = 128;
+pub const TAG_VALUE_MAX: usize = 256;
 
 /// The actions this slice serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,10 +59,14 @@ pub enum Action {
     DeleteMessageBatch,
     ChangeMessageVisibility,
     ChangeMessageVisibilityBatch,
+    TagQueue,
+    UntagQueue,
+    ListQueueTags,
+    ListDeadLetterSourceQueues,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 18] = [
         Action::CreateQueue,
         Action::GetQueueUrl,
         Action::ListQueues,
@@ -68,6 +81,10 @@ impl Action {
         Action::DeleteMessageBatch,
         Action::ChangeMessageVisibility,
         Action::ChangeMessageVisibilityBatch,
+        Action::TagQueue,
+        Action::UntagQueue,
+        Action::ListQueueTags,
+        Action::ListDeadLetterSourceQueues,
     ];
 
     pub fn from_name(name: &str) -> Option<Action> {
@@ -90,6 +107,10 @@ impl Action {
             Action::DeleteMessageBatch => "DeleteMessageBatch",
             Action::ChangeMessageVisibility => "ChangeMessageVisibility",
             Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
+            Action::TagQueue => "TagQueue",
+            Action::UntagQueue => "UntagQueue",
+            Action::ListQueueTags => "ListQueueTags",
+            Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueues",
         }
     }
 }
@@ -97,10 +118,6 @@ impl Action {
 /// SQS actions that exist but this slice does not serve: answered UnsupportedOperation
 /// rather than UnknownAction, so the user learns it is a gap, not a typo.
 pub const UNSUPPORTED_ACTIONS: &[&str] = &[
-    "TagQueue",
-    "UntagQueue",
-    "ListQueueTags",
-    "ListDeadLetterSourceQueues",
     "StartMessageMoveTask",
     "CancelMessageMoveTask",
     "ListMessageMoveTasks",
@@ -184,6 +201,10 @@ pub enum Request {
     DeleteMessageBatch(DeleteMessageBatch),
     ChangeMessageVisibility(ChangeMessageVisibility),
     ChangeMessageVisibilityBatch(ChangeMessageVisibilityBatch),
+    TagQueue(TagQueue),
+    UntagQueue(UntagQueue),
+    ListQueueTags(QueueRef),
+    ListDeadLetterSourceQueues(ListDeadLetterSourceQueues),
 }
 
 impl Request {
@@ -203,16 +224,44 @@ impl Request {
             Request::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
             Request::ChangeMessageVisibility(_) => Action::ChangeMessageVisibility,
             Request::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+            Request::TagQueue(_) => Action::TagQueue,
+            Request::UntagQueue(_) => Action::UntagQueue,
+            Request::ListQueueTags(_) => Action::ListQueueTags,
+            Request::ListDeadLetterSourceQueues(_) => Action::ListDeadLetterSourceQueues,
         }
     }
 }
 
-/// CreateQueue: the name is checked (`check_queue_name`); tags are refused (slice 2).
+/// CreateQueue: the name is checked (`check_queue_name`), and the tags (`check_tags`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateQueue {
     pub queue_name: String,
     /// Queue attribute name → value, as sent (names not checked here).
     pub attributes: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// TagQueue: 1 to `TAGS_MAX` tags, each checked (`check_tags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagQueue {
+    pub queue_url: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// UntagQueue: 1 to `TAGS_MAX` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntagQueue {
+    pub queue_url: String,
+    pub tag_keys: Vec<String>,
+}
+
+/// ListDeadLetterSourceQueues; `max_results` is in `1..=LIST_QUEUES_MAX` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListDeadLetterSourceQueues {
+    pub queue_url: String,
+    pub max_results: Option<u32>,
+    /// As sent; `receipt::parse_next_token` reads it.
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +318,10 @@ pub struct SendEntry {
     pub delay_seconds: Option<u32>,
     /// Valid (`attributes::validate`), sorted by name.
     pub attributes: Vec<MessageAttribute>,
+    /// MessageGroupId (`check_fifo_id`); whether the queue takes one is the front end's.
+    pub group_id: Option<String>,
+    /// MessageDeduplicationId (`check_fifo_id`).
+    pub dedup_id: Option<String>,
 }
 
 /// SendMessageBatch: the call-level rules (1..=10 entries, distinct valid ids, total
@@ -294,6 +347,8 @@ pub struct ReceiveMessage {
     pub visibility_timeout: Option<u32>,
     /// In `0..=WAIT_TIME_SECONDS_MAX`; `None`: the queue's ReceiveMessageWaitTimeSeconds.
     pub wait_time_seconds: Option<u32>,
+    /// ReceiveRequestAttemptId (`check_fifo_id`): a retried receive of a FIFO queue.
+    pub receive_request_attempt_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,6 +424,15 @@ pub enum Response {
     DeleteMessageBatch(BatchResult<String>),
     ChangeMessageVisibility,
     ChangeMessageVisibilityBatch(BatchResult<String>),
+    TagQueue,
+    UntagQueue,
+    ListQueueTags {
+        tags: Vec<(String, String)>,
+    },
+    ListDeadLetterSourceQueues {
+        queue_urls: Vec<String>,
+        next_token: Option<String>,
+    },
 }
 
 impl Response {
@@ -388,6 +452,10 @@ impl Response {
             Response::DeleteMessageBatch(_) => Action::DeleteMessageBatch,
             Response::ChangeMessageVisibility => Action::ChangeMessageVisibility,
             Response::ChangeMessageVisibilityBatch(_) => Action::ChangeMessageVisibilityBatch,
+            Response::TagQueue => Action::TagQueue,
+            Response::UntagQueue => Action::UntagQueue,
+            Response::ListQueueTags { .. } => Action::ListQueueTags,
+            Response::ListDeadLetterSourceQueues { .. } => Action::ListDeadLetterSourceQueues,
         }
     }
 }
@@ -401,6 +469,8 @@ pub struct SentMessage {
     pub md5_of_message_body: String,
     /// `None` when the message has no attributes.
     pub md5_of_message_attributes: Option<String>,
+    /// FIFO queues: the message's SequenceNumber.
+    pub sequence_number: Option<String>,
 }
 
 /// A received message.
@@ -417,26 +487,62 @@ pub struct ReceivedMessage {
     pub message_attributes: Vec<MessageAttribute>,
 }
 
-/// A queue name SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`. A `.fifo` name is a FIFO
-/// queue, not served in this slice.
+/// A queue name SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`, where a FIFO queue's ends in
+/// `.fifo` (counted in the 80).
 pub fn check_queue_name(name: &str) -> Result<(), WireError> {
-    if name.ends_with(".fifo") {
-        return Err(WireError::invalid(
-            "FIFO queues (a name ending in .fifo) are not supported yet",
-        ));
-    }
-    let valid = !name.is_empty()
+    let base = name.strip_suffix(FIFO_SUFFIX).unwrap_or(name);
+    let valid = !base.is_empty()
         && name.len() <= QUEUE_NAME_MAX
-        && name
+        && base
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if valid {
         Ok(())
     } else {
         Err(WireError::invalid(format!(
-            "Can only include alphanumeric characters, hyphens, or underscores. 1 to {QUEUE_NAME_MAX} in length (queue name {name:?})"
+            "Can only include alphanumeric characters, hyphens, or underscores (and a final {FIFO_SUFFIX} for a FIFO queue). 1 to {QUEUE_NAME_MAX} in length (queue name {name:?})"
         )))
     }
+}
+
+/// A MessageGroupId, MessageDeduplicationId or ReceiveRequestAttemptId: 1 to 128 of the
+/// printable ASCII characters other than space (SQS's rule).
+pub fn check_fifo_id(parameter: &str, id: &str) -> Result<(), WireError> {
+    let valid = (1..=FIFO_ID_MAX).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(WireError::invalid(format!(
+            "Value {id:?} for parameter {parameter} is invalid. Reason: it must be 1 to {FIFO_ID_MAX} printable ASCII characters without spaces."
+        )))
+    }
+}
+
+/// Tags as SQS takes them: at most `TAGS_MAX`, keys 1 to `TAG_KEY_MAX` bytes and not
+/// starting with the reserved `aws:`, values at most `TAG_VALUE_MAX` bytes.
+pub fn check_tags<'a>(
+    count: usize,
+    tags: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<(), WireError> {
+    if count > TAGS_MAX {
+        return Err(WireError::invalid(format!(
+            "Too many tags: {count}; a queue carries at most {TAGS_MAX}."
+        )));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > TAG_KEY_MAX || key.to_ascii_lowercase().starts_with("aws:")
+        {
+            return Err(WireError::invalid(format!(
+                "Tag key {key:?} is invalid: 1 to {TAG_KEY_MAX} bytes, not starting with aws:."
+            )));
+        }
+        if value.is_some_and(|v| v.len() > TAG_VALUE_MAX) {
+            return Err(WireError::invalid(format!(
+                "The value of tag {key:?} is longer than {TAG_VALUE_MAX} bytes."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A batch entry id SQS accepts: 1 to 80 of `[A-Za-z0-9_-]`.
@@ -458,7 +564,7 @@ mod tests {
             assert_eq!(Action::from_name(action.name()), Some(action));
         }
         assert_eq!(Action::from_name("createqueue"), None);
-        assert_eq!(Action::from_name("TagQueue"), None);
+        assert_eq!(Action::from_name("StartMessageMoveTask"), None);
     }
 
     #[test]
@@ -471,8 +577,26 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParameterValue);
         }
         assert!(check_queue_name(&"q".repeat(81)).is_err());
-        let fifo = check_queue_name("orders.fifo").expect_err("fifo");
-        assert!(fifo.message.contains("FIFO"));
+        assert!(check_queue_name("orders.fifo").is_ok());
+        assert!(check_queue_name(&format!("{}.fifo", "q".repeat(75))).is_ok());
+        for bad in [
+            ".fifo",
+            "a.b.fifo",
+            "fifo.",
+            &format!("{}.fifo", "q".repeat(76)),
+        ] {
+            assert!(check_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fifo_ids_are_1_to_128_printable_characters() {
+        assert!(check_fifo_id("MessageGroupId", "a-B_9!~{}").is_ok());
+        assert!(check_fifo_id("MessageGroupId", &"g".repeat(128)).is_ok());
+        for bad in ["", "a b", "é", "tab\t", &"g".repeat(129)] {
+            let e = check_fifo_id("MessageGroupId", bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        }
     }
 
     #[test]

@@ -74,7 +74,37 @@ pub fn decode(params: &Params, path_queue_url: Option<&str>) -> Result<Request, 
         Action::ChangeMessageVisibilityBatch => {
             change_visibility_batch(&form).map(Request::ChangeMessageVisibilityBatch)
         }
+        Action::TagQueue => {
+            let tags = tags(params)?;
+            rules::tag_queue(Some(form.queue_url()?), Some(tags)).map(Request::TagQueue)
+        }
+        Action::UntagQueue => {
+            let keys = params.list("TagKey", TAGS_MAX as u32)?;
+            rules::untag_queue(Some(form.queue_url()?), Some(keys)).map(Request::UntagQueue)
+        }
+        Action::ListQueueTags => form.queue_ref().map(Request::ListQueueTags),
+        Action::ListDeadLetterSourceQueues => rules::list_dead_letter_sources(
+            Some(form.queue_url()?),
+            params.int("MaxResults")?,
+            string(params, "NextToken"),
+        )
+        .map(Request::ListDeadLetterSourceQueues),
     }
+}
+
+/// `Tag.N.Key` / `Tag.N.Value` (CreateQueue, TagQueue).
+fn tags(params: &Params) -> Result<BTreeMap<String, String>, WireError> {
+    let mut tags = BTreeMap::new();
+    for (n, member) in params.indexed("Tag", TAGS_MAX as u32)? {
+        let key = rules::required(&format!("Tag.{n}.Key"), string(&member, "Key"))?;
+        let value = string(&member, "Value").unwrap_or_default();
+        if tags.insert(key.clone(), value).is_some() {
+            return Err(WireError::invalid(format!(
+                "Tag {key} is given more than once."
+            )));
+        }
+    }
+    Ok(tags)
 }
 
 /// A request's parameters and where its queue may come from.
@@ -98,8 +128,7 @@ impl Form<'_> {
 
 fn create_queue(params: &Params) -> Result<CreateQueue, WireError> {
     let attributes = queue_attributes(params)?;
-    let tagged = params.has("Tag");
-    rules::create_queue(string(params, "QueueName"), attributes, tagged)
+    rules::create_queue(string(params, "QueueName"), attributes, tags(params)?)
 }
 
 fn set_queue_attributes(form: &Form) -> Result<SetQueueAttributes, WireError> {
@@ -143,6 +172,7 @@ fn receive_message(form: &Form) -> Result<ReceiveMessage, WireError> {
         max_messages: params.int("MaxNumberOfMessages")?,
         visibility_timeout: params.int("VisibilityTimeout")?,
         wait_time_seconds: params.int("WaitTimeSeconds")?,
+        receive_request_attempt_id: string(params, "ReceiveRequestAttemptId"),
     })
 }
 
@@ -235,8 +265,8 @@ fn send_raw(params: &Params) -> Result<RawSend, WireError> {
         body: string(params, "MessageBody"),
         delay_seconds: params.int("DelaySeconds")?,
         attributes,
-        fifo: params.get("MessageGroupId").is_some()
-            || params.get("MessageDeduplicationId").is_some(),
+        group_id: string(params, "MessageGroupId"),
+        dedup_id: string(params, "MessageDeduplicationId"),
         system_attributes: params.has("MessageSystemAttribute"),
         read_error: None,
     })
@@ -290,6 +320,10 @@ fn response_tag(action: Action) -> &'static str {
         Action::DeleteMessageBatch => "DeleteMessageBatchResponse",
         Action::ChangeMessageVisibility => "ChangeMessageVisibilityResponse",
         Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatchResponse",
+        Action::TagQueue => "TagQueueResponse",
+        Action::UntagQueue => "UntagQueueResponse",
+        Action::ListQueueTags => "ListQueueTagsResponse",
+        Action::ListDeadLetterSourceQueues => "ListDeadLetterSourceQueuesResponse",
     }
 }
 
@@ -305,11 +339,15 @@ fn result_tag(response: &Response) -> Option<&'static str> {
         Response::ReceiveMessage { .. } => Some("ReceiveMessageResult"),
         Response::DeleteMessageBatch(_) => Some("DeleteMessageBatchResult"),
         Response::ChangeMessageVisibilityBatch(_) => Some("ChangeMessageVisibilityBatchResult"),
+        Response::ListQueueTags { .. } => Some("ListQueueTagsResult"),
+        Response::ListDeadLetterSourceQueues { .. } => Some("ListDeadLetterSourceQueuesResult"),
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => None,
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => None,
     }
 }
 
@@ -348,11 +386,29 @@ fn result_body(x: &mut Xml, response: &Response) {
         Response::ChangeMessageVisibilityBatch(batch) => {
             batch_ids(x, "ChangeMessageVisibilityBatchResultEntry", batch)
         }
+        Response::ListQueueTags { tags } => {
+            for (key, value) in tags {
+                x.open("Tag").leaf("Key", key).leaf("Value", value).close();
+            }
+        }
+        Response::ListDeadLetterSourceQueues {
+            queue_urls,
+            next_token,
+        } => {
+            for url in queue_urls {
+                x.leaf("QueueUrl", url);
+            }
+            if let Some(token) = next_token {
+                x.leaf("NextToken", token);
+            }
+        }
         Response::DeleteQueue
         | Response::PurgeQueue
         | Response::SetQueueAttributes
         | Response::DeleteMessage
-        | Response::ChangeMessageVisibility => {}
+        | Response::ChangeMessageVisibility
+        | Response::TagQueue
+        | Response::UntagQueue => {}
     }
 }
 
@@ -367,6 +423,9 @@ fn sent_message(x: &mut Xml, sent: &SentMessage) {
         .leaf("MD5OfMessageBody", &sent.md5_of_message_body);
     if let Some(md5) = &sent.md5_of_message_attributes {
         x.leaf("MD5OfMessageAttributes", md5);
+    }
+    if let Some(n) = &sent.sequence_number {
+        x.leaf("SequenceNumber", n);
     }
 }
 

@@ -104,8 +104,8 @@ pub(crate) struct RawSend {
     pub body: Option<String>,
     pub delay_seconds: Option<i64>,
     pub attributes: Vec<MessageAttribute>,
-    /// MessageGroupId or MessageDeduplicationId was given.
-    pub fifo: bool,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
     /// MessageSystemAttributes were given.
     pub system_attributes: bool,
     /// Why a member could not be read (a batch entry fails with it alone).
@@ -123,10 +123,11 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
     if let Some(error) = raw.read_error {
         return Err(error);
     }
-    if raw.fifo {
-        return Err(WireError::invalid(
-            "MessageGroupId and MessageDeduplicationId are for FIFO queues, which are not supported yet",
-        ));
+    if let Some(id) = &raw.group_id {
+        check_fifo_id("MessageGroupId", id)?;
+    }
+    if let Some(id) = &raw.dedup_id {
+        check_fifo_id("MessageDeduplicationId", id)?;
     }
     if raw.system_attributes {
         return Err(WireError::new(
@@ -152,6 +153,8 @@ pub(crate) fn send_entry(raw: RawSend) -> Result<SendEntry, WireError> {
         body,
         delay_seconds,
         attributes: attrs,
+        group_id: raw.group_id,
+        dedup_id: raw.dedup_id,
     })
 }
 
@@ -283,9 +286,13 @@ pub(crate) struct RawReceive {
     pub max_messages: Option<i64>,
     pub visibility_timeout: Option<i64>,
     pub wait_time_seconds: Option<i64>,
+    pub receive_request_attempt_id: Option<String>,
 }
 
 pub(crate) fn receive(raw: RawReceive) -> Result<ReceiveMessage, WireError> {
+    if let Some(id) = &raw.receive_request_attempt_id {
+        check_fifo_id("ReceiveRequestAttemptId", id)?;
+    }
     Ok(ReceiveMessage {
         queue_url: required("QueueUrl", raw.queue_url)?,
         attribute_names: names("AttributeNames", raw.attribute_names)?,
@@ -312,6 +319,7 @@ pub(crate) fn receive(raw: RawReceive) -> Result<ReceiveMessage, WireError> {
             0,
             WAIT_TIME_SECONDS_MAX,
         )?,
+        receive_request_attempt_id: raw.receive_request_attempt_id,
     })
 }
 
@@ -330,19 +338,56 @@ pub(crate) fn list_queues(
 pub(crate) fn create_queue(
     name: Option<String>,
     attributes: std::collections::BTreeMap<String, String>,
-    tagged: bool,
+    tags: std::collections::BTreeMap<String, String>,
 ) -> Result<CreateQueue, WireError> {
     let queue_name = required("QueueName", name)?;
     check_queue_name(&queue_name)?;
-    if tagged {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedOperation,
-            "Queue tags are not supported yet",
-        ));
-    }
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
     Ok(CreateQueue {
         queue_name,
         attributes,
+        tags,
+    })
+}
+
+pub(crate) fn tag_queue(
+    queue_url: Option<String>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
+) -> Result<TagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tags = required("Tags", tags.filter(|t| !t.is_empty()))?;
+    check_tags(
+        tags.len(),
+        tags.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
+    Ok(TagQueue { queue_url, tags })
+}
+
+pub(crate) fn untag_queue(
+    queue_url: Option<String>,
+    tag_keys: Option<Vec<String>>,
+) -> Result<UntagQueue, WireError> {
+    let queue_url = required("QueueUrl", queue_url)?;
+    let tag_keys = required("TagKeys", tag_keys.filter(|t| !t.is_empty()))?;
+    check_tags(tag_keys.len(), tag_keys.iter().map(|k| (k.as_str(), None)))?;
+    Ok(UntagQueue {
+        queue_url,
+        tag_keys,
+    })
+}
+
+pub(crate) fn list_dead_letter_sources(
+    queue_url: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+) -> Result<ListDeadLetterSourceQueues, WireError> {
+    Ok(ListDeadLetterSourceQueues {
+        queue_url: required("QueueUrl", queue_url)?,
+        max_results: ranged("MaxResults", max_results, 1, LIST_QUEUES_MAX)?,
+        next_token,
     })
 }
 

@@ -90,14 +90,18 @@ fn create_queue_with_attributes() {
         Request::CreateQueue(CreateQueue {
             queue_name: "orders".into(),
             attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
         })
     );
 }
 
 #[test]
-fn create_queue_refuses_tags_and_bad_names() {
-    both_refuse("CreateQueue-tags", ErrorCode::UnsupportedOperation);
-    for name in ["bad%20name%21", &"q".repeat(81), "a.fifo", ""] {
+fn create_queue_takes_tags_and_refuses_bad_names() {
+    let Request::CreateQueue(r) = both("CreateQueue-tags") else {
+        panic!("not CreateQueue")
+    };
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("a"));
+    for name in ["bad%20name%21", &"q".repeat(81), "a.b.fifo", ".fifo", ""] {
         let e = form(&format!("Action=CreateQueue&QueueName={name}")).expect_err(name);
         assert_eq!(e.code, ErrorCode::InvalidParameterValue, "{name}");
     }
@@ -243,8 +247,21 @@ fn send_message_with_every_attribute_type() {
 }
 
 #[test]
-fn send_message_refuses_fifo_and_system_attributes() {
-    both_refuse("SendMessage-fifo", ErrorCode::InvalidParameterValue);
+fn send_message_carries_fifo_ids_and_refuses_system_attributes() {
+    let Request::SendMessage(r) = both("SendMessage-fifo") else {
+        panic!("not SendMessage")
+    };
+    assert_eq!(r.message.group_id.as_deref(), Some("g"));
+    assert_eq!(r.message.dedup_id.as_deref(), Some("d"));
+    let e = form(&format!(
+        "Action=SendMessage&{Q}&MessageBody=x&MessageGroupId=a%20b"
+    ))
+    .expect_err("a space");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+    let long = "d".repeat(FIFO_ID_MAX + 1);
+    let body = format!(r#"{{"QueueUrl":"u","MessageBody":"x","MessageDeduplicationId":"{long}"}}"#);
+    let e = json("SendMessage", &body).expect_err("too long");
+    assert_eq!(e.code, ErrorCode::InvalidParameterValue);
     both_refuse("SendMessage-system", ErrorCode::UnsupportedOperation);
 }
 
@@ -484,6 +501,7 @@ fn receive_message_with_every_member() {
             max_messages: 10,
             visibility_timeout: Some(1),
             wait_time_seconds: Some(20),
+            receive_request_attempt_id: Some("x".into()),
         })
     };
     // botocore 1.34.89 has no MessageSystemAttributeNames.
@@ -505,6 +523,7 @@ fn receive_message_with_every_member() {
     assert_eq!(plain.max_messages, 1);
     assert_eq!(plain.visibility_timeout, None);
     assert_eq!(plain.wait_time_seconds, None);
+    assert_eq!(plain.receive_request_attempt_id, None);
     assert!(plain.message_attributes.is_empty());
     let r = form(&format!(
         "Action=ReceiveMessage&{Q}&MessageSystemAttributeName.1=SenderId"
@@ -621,8 +640,75 @@ fn visibility_timeouts_are_0_to_12_hours() {
 }
 
 #[test]
+fn tags_are_read_and_checked() {
+    let Request::TagQueue(r) = both("TagQueue") else {
+        panic!("not TagQueue")
+    };
+    assert_eq!(r.queue_url, URL);
+    let want: BTreeMap<String, String> = [("team", "orders"), ("env", "")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    assert_eq!(r.tags, want);
+    let Request::UntagQueue(r) = both("UntagQueue") else {
+        panic!("not UntagQueue")
+    };
+    assert_eq!(r.tag_keys, ["team", "env"]);
+    assert_eq!(
+        both("ListQueueTags"),
+        Request::ListQueueTags(QueueRef {
+            queue_url: URL.into()
+        })
+    );
+    let bad = |tags: &str| json("TagQueue", &format!(r#"{{"QueueUrl":"u","Tags":{tags}}}"#));
+    for tags in [r#"{"aws:x":"v"}"#, r#"{"":"v"}"#] {
+        assert_eq!(
+            bad(tags).expect_err(tags).code,
+            ErrorCode::InvalidParameterValue
+        );
+    }
+    let long = format!(r#"{{"k":"{}"}}"#, "v".repeat(TAG_VALUE_MAX + 1));
+    assert_eq!(
+        bad(&long).expect_err("long").code,
+        ErrorCode::InvalidParameterValue
+    );
+    let many: Vec<String> = (0..=TAGS_MAX).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let many = format!("{{{}}}", many.join(","));
+    assert_eq!(
+        bad(&many).expect_err("51").code,
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        bad("{}").expect_err("none").code,
+        ErrorCode::MissingParameter
+    );
+    let e = form(&format!("Action=UntagQueue&{Q}")).expect_err("no keys");
+    assert_eq!(e.code, ErrorCode::MissingParameter);
+}
+
+#[test]
+fn dead_letter_sources_are_listed_by_page() {
+    assert_eq!(
+        both("ListDeadLetterSourceQueues"),
+        Request::ListDeadLetterSourceQueues(ListDeadLetterSourceQueues {
+            queue_url: URL.into(),
+            max_results: Some(2),
+            next_token: Some("cC0y".into()),
+        })
+    );
+    let Request::ListDeadLetterSourceQueues(plain) = both("ListDeadLetterSourceQueues-plain")
+    else {
+        panic!("not ListDeadLetterSourceQueues")
+    };
+    assert_eq!((plain.max_results, plain.next_token), (None, None));
+    let e = form(&format!(
+        "Action=ListDeadLetterSourceQueues&{Q}&MaxResults=1001"
+    ));
+    assert_eq!(e.expect_err("1001").code, ErrorCode::InvalidParameterValue);
+}
+
+#[test]
 fn unknown_and_unsupported_actions() {
-    both_refuse("TagQueue", ErrorCode::UnsupportedOperation);
+    both_refuse("StartMessageMoveTask", ErrorCode::UnsupportedOperation);
     let cases = [
         decode(Protocol::Json, None, "", b"{}"),
         decode(Protocol::Json, Some("AmazonSQS.Bogus"), "", b"{}"),
@@ -682,6 +768,7 @@ fn sample_answers() -> Vec<Response> {
         message_id: receipt::message_id(7, 9),
         md5_of_message_body: md5::md5_hex(b"body"),
         md5_of_message_attributes: md5::md5_of_attributes(&attrs),
+        sequence_number: Some(format!("{:020}", 9)),
     };
     let failed = BatchError::new(
         "e2",
@@ -725,6 +812,10 @@ fn sample_answers() -> Vec<Response> {
         Response::DeleteMessageBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed.clone()] }),
         Response::ChangeMessageVisibility,
         Response::ChangeMessageVisibilityBatch(BatchResult { successful: vec!["a".into()], failed: vec![failed] }),
+        Response::TagQueue,
+        Response::UntagQueue,
+        Response::ListQueueTags { tags: vec![("team".into(), "<&>".into()), ("env".into(), String::new())] },
+        Response::ListDeadLetterSourceQueues { queue_urls: vec![URL.into()], next_token: Some(receipt::next_token("orders")) },
     ]
 }
 
@@ -769,6 +860,7 @@ fn json_answers_have_the_model_shapes() {
     let sent = json(8);
     assert_eq!(sent["MessageId"], "00000000-0000-0007-0000-000000000009");
     assert!(sent.get("Id").is_none());
+    assert_eq!(sent["SequenceNumber"], "00000000000000000009");
     let batch = json(9);
     assert_eq!(batch["Successful"][0]["Id"], "e1");
     assert_eq!(

@@ -3,6 +3,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication, length bounds and overflow, which bodies are in memory (the read-ahead); pure, takes `now_ms` |
+//! | `attempts.rs` | recent receives' answers by attempt id (SQS FIFO's ReceiveRequestAttemptId), bounded |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
 //! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
@@ -14,15 +15,18 @@
 //! Times are Unix milliseconds, not `Instant`s: a delay or a TTL must mean the same
 //! after a restart.
 
+mod attempts;
 pub mod exchange;
 mod queue;
 mod slots;
 mod store;
 
+pub use attempts::{Attempts, ATTEMPTS_MAX, ATTEMPT_WINDOW_MS};
 pub use queue::{Queue, Stats};
 pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 
 use bytes::Bytes;
+use std::collections::BTreeMap;
 
 /// How long a FIFO queue remembers a deduplication id (SQS: 5 minutes).
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -44,6 +48,12 @@ pub const DELAY_MS_MAX: u64 = 15 * 60 * 1000;
 /// Longest a receive waits for a message (SQS's limit); also bounds a queue's default
 /// wait (`receive_wait_ms`).
 pub const RECEIVE_WAIT_MAX_MS: u32 = 20_000;
+
+/// Most tags one queue may carry (SQS's limit).
+pub const QUEUE_TAGS_MAX: usize = 50;
+/// Most front-end attributes one queue may carry (`QueueMeta::attributes`); SQS uses
+/// four.
+pub const QUEUE_ATTRIBUTES_MAX: usize = 16;
 
 /// A queue's declaration; redeclaring with other values is an error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,6 +231,11 @@ pub struct QueueChange {
     /// `Some(Some((target, max_deliveries)))`: dead letters go to `target` after
     /// `max_deliveries`; `Some(None)`: no target and no bound on deliveries.
     pub dead_letter: Option<Option<(String, u32)>>,
+    /// Front-end attributes (`QueueMeta::attributes`) to set (`Some`) or remove
+    /// (`None`), by name.
+    pub attributes: BTreeMap<String, Option<String>>,
+    /// Tags (`QueueMeta::tags`) to set (`Some`) or remove (`None`), by key.
+    pub tags: BTreeMap<String, Option<String>>,
 }
 
 impl QueueChange {
@@ -252,6 +267,21 @@ impl QueueChange {
                 next.dead_letter = Some(target.clone());
                 next.max_deliveries = Some(*max);
             }
+        }
+        next
+    }
+
+    /// `map` with `changes` applied (`None` removes a key).
+    pub fn apply_map(
+        map: &BTreeMap<String, String>,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> BTreeMap<String, String> {
+        let mut next = map.clone();
+        for (key, value) in changes {
+            match value {
+                Some(v) => next.insert(key.clone(), v.clone()),
+                None => next.remove(key),
+            };
         }
         next
     }

@@ -131,8 +131,9 @@ pub struct Queue {
     held: FxHashMap<Holder, usize>,
     /// FIFO queues: groups with a message in flight.
     busy_groups: FxHashSet<String>,
-    /// FIFO queues: deduplication ids seen, with when they are forgotten.
-    dedup: FxHashMap<String, i64>,
+    /// FIFO queues: deduplication ids seen, with when they are forgotten and the id of
+    /// the message stored under them (a duplicate is answered with it).
+    dedup: FxHashMap<String, (i64, u64)>,
     dedup_order: VecDeque<(i64, String)>,
     /// Origin keys of dead letters stored here, with when they are forgotten.
     origins: Window,
@@ -231,13 +232,13 @@ impl Queue {
     }
 
     /// A queue rebuilt from its journal: every unsettled message ready again (or
-    /// delayed), delivery counts kept; dedup ids still inside their window. `messages`
-    /// come in id order.
+    /// delayed), delivery counts kept; dedup ids (with their publish times and message
+    /// ids) still inside their window. `messages` come in id order.
     pub fn restore(
         name: &str,
         config: QueueConfig,
         messages: Vec<(Message, u32)>,
-        dedup: Vec<(String, i64)>,
+        dedup: Vec<(String, i64, u64)>,
         next_id: u64,
         now_ms: i64,
     ) -> Queue {
@@ -247,15 +248,15 @@ impl Queue {
             q.next_id = q.next_id.max(m.id + 1);
             q.place(m, len, now_ms, true);
         }
-        let mut dedup: Vec<(i64, String)> = dedup
+        let mut dedup: Vec<(i64, String, u64)> = dedup
             .into_iter()
-            .map(|(id, published)| (published + DEDUP_WINDOW_MS, id))
-            .filter(|(until, _)| *until > now_ms)
+            .map(|(key, published, id)| (published + DEDUP_WINDOW_MS, key, id))
+            .filter(|(until, _, _)| *until > now_ms)
             .collect();
         dedup.sort();
-        for (until, id) in dedup {
-            q.dedup.insert(id.clone(), until);
-            q.dedup_order.push_back((until, id));
+        for (until, key, id) in dedup {
+            q.dedup.insert(key.clone(), (until, id));
+            q.dedup_order.push_back((until, key));
         }
         q
     }
@@ -364,6 +365,17 @@ impl Queue {
         self.config = config;
     }
 
+    /// The message a FIFO queue stored under deduplication id `key` within the last
+    /// `DEDUP_WINDOW_MS` (a publish with it would be dropped), if any. The message may
+    /// be settled already: the window outlives it, as SQS's does.
+    pub fn duplicate_of(&mut self, key: &str, now_ms: i64) -> Option<u64> {
+        if !self.config.fifo {
+            return None;
+        }
+        self.forget_dedup(now_ms);
+        self.dedup.get(key).map(|(_, id)| *id)
+    }
+
     /// Adds a message; `Ok(None)` when a FIFO queue drops it as a duplicate.
     pub fn publish(
         &mut self,
@@ -391,17 +403,17 @@ impl Queue {
             }
         }
         self.make_room(body.len() as u64, now_ms)?;
-        if let Some(id) = &opts.dedup_id {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(key) = &opts.dedup_id {
             let until = now_ms + DEDUP_WINDOW_MS;
-            self.dedup.insert(id.clone(), until);
-            self.dedup_order.push_back((until, id.clone()));
+            self.dedup.insert(key.clone(), (until, id));
+            self.dedup_order.push_back((until, key.clone()));
         }
         let ttl = match (self.config.ttl_ms, opts.ttl_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let id = self.next_id;
-        self.next_id += 1;
         let message = Message {
             id,
             body,
@@ -663,7 +675,7 @@ impl Queue {
             }
             if let Some((until, id)) = self.dedup_order.pop_front() {
                 // Unless it was forgotten (unpublish) and seen again since.
-                if self.dedup.get(&id) == Some(&until) {
+                if self.dedup.get(&id).is_some_and(|(u, _)| *u == until) {
                     self.dedup.remove(&id);
                 }
             }
@@ -1423,6 +1435,9 @@ mod tests {
             assert!(q.publish(body(s), msg(g, d), 0).expect("publish").is_some());
         }
         assert_eq!(q.publish(body("a1 again"), msg("a", "1"), 10), Ok(None));
+        assert_eq!(q.duplicate_of("1", 10), Some(0), "the original's id");
+        assert_eq!(q.duplicate_of("3", 10), Some(2));
+        assert_eq!(q.duplicate_of("9", 10), None);
         assert_eq!(
             q.publish(body("x"), PublishOptions::default(), 0),
             Err(QueueError::GroupIdRequired)
@@ -1436,6 +1451,7 @@ mod tests {
         let (next, _) = q.receive(10, Holder::Pull, 2);
         assert_eq!(bodies(&next), ["a1", "b2"]);
         // The dedup window ends after 5 minutes.
+        assert_eq!(q.duplicate_of("1", DEDUP_WINDOW_MS + 1), None);
         assert!(q
             .publish(body("a1 late"), msg("a", "1"), DEDUP_WINDOW_MS + 1)
             .expect("publish")

@@ -82,11 +82,12 @@ fn reason_of(code: u8) -> DeadReason {
     }
 }
 
-/// Messages to journal as published, with what only the journal keeps (a dedup id
-/// or an origin applies to a single message).
+/// Messages to journal as published, with what only the journal keeps: each one's
+/// dedup id (`dedup_ids[i]` for `messages[i]`; empty when none has one), and the origin
+/// of a single message (a dead letter's).
 pub struct Publish<'a> {
     pub messages: &'a [&'a Message],
-    pub dedup_id: Option<&'a str>,
+    pub dedup_ids: &'a [Option<&'a str>],
     pub origin: Option<&'a str>,
 }
 
@@ -99,8 +100,8 @@ pub struct Recovered {
     /// Messages whose move to the dead-letter target was begun and not finished, with
     /// when it began (the intent's time: whatever the move wrote is no older).
     pub dead_lettering: Vec<(u64, DeadReason, i64)>,
-    /// Deduplication ids with their publish times.
-    pub dedup: Vec<(String, i64)>,
+    /// Deduplication ids with their publish times and the ids of their messages.
+    pub dedup: Vec<(String, i64, u64)>,
     /// Origin keys of dead letters received, with when they were stored.
     pub origins: Vec<(String, i64)>,
     pub next_id: u64,
@@ -346,7 +347,9 @@ impl Replay {
             .ok_or_else(|| corrupt(format!("publish at offset {offset}: ids run past u64")))?;
         self.out.next_id = self.out.next_id.max(end_id);
         if let Some(d) = &meta.dedup_id {
-            self.out.dedup.push((d.clone(), meta.published_ms));
+            self.out
+                .dedup
+                .push((d.clone(), meta.published_ms, meta.first_id));
         }
         if let Some(o) = &meta.origin {
             self.out.origins.push((o.clone(), meta.published_ms));
@@ -455,18 +458,26 @@ impl QueueStore {
         {
             let mut encoder = self.encoder.borrow_mut();
             let mut rest = publish.messages;
+            let mut done = 0usize;
+            let dedup_of = |i: usize| publish.dedup_ids.get(i).copied().flatten();
             while let Some(first) = rest.first() {
-                let mut meta = PublishedMeta::of(first, publish.dedup_id, publish.origin);
+                let dedup = dedup_of(done);
+                let mut meta = PublishedMeta::of(first, dedup, publish.origin);
                 let n = rest
                     .iter()
-                    .take_while(|m| {
-                        let joins = meta.takes(m);
+                    .enumerate()
+                    .take_while(|(i, m)| {
+                        // A message with a dedup id is a record of its own: replay gives
+                        // the id to the record's first message.
+                        let joins = meta.takes(m)
+                            && (*i == 0 || (dedup.is_none() && dedup_of(done + i).is_none()));
                         if joins {
                             meta.lens.push(m.body.len() as u32);
                         }
                         joins
                     })
                     .count();
+                done += n.max(1);
                 let (run, after) = rest.split_at(n.max(1));
                 let key = encoder.encode(&meta)?;
                 let bodies = run.iter().map(|m| &m.body[..]);
@@ -753,7 +764,7 @@ mod tests {
             .expect("accepted");
         let publish = Publish {
             messages: &[q.message(id).expect("message")],
-            dedup_id: dedup.as_deref(),
+            dedup_ids: &[dedup.as_deref()],
             origin: None,
         };
         let last = s.append_published(publish, now).expect("journal");
@@ -871,7 +882,7 @@ mod tests {
             };
             let publish = Publish {
                 messages: &[&moved],
-                dedup_id: None,
+                dedup_ids: &[],
                 origin: Some("src/7"),
             };
             let last = s.append_published(publish, 1000).expect("journal");
@@ -886,6 +897,57 @@ mod tests {
                 .publish(Bytes::from_static(b"again"), opts, 2000)
                 .expect("publish");
             assert_eq!(dup, None, "dedup window survives a restart");
+            assert_eq!(
+                q.duplicate_of("once", 2000),
+                Some(0),
+                "and names its message"
+            );
+            s.close().await.expect("close");
+        });
+    }
+
+    #[test]
+    fn each_message_of_one_append_keeps_its_own_dedup_id() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("q");
+            let (s, _) = open(&dir, 1 << 20).await;
+            let fifo = QueueConfig {
+                fifo: true,
+                ..QueueConfig::default()
+            };
+            let mut q = Queue::new("q", fifo.clone());
+            let keys = [Some("a"), None, Some("b"), Some("c"), None];
+            let mut ids = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let opts = PublishOptions {
+                    group_id: Some("g".into()),
+                    dedup_id: key.map(str::to_string),
+                    ..PublishOptions::default()
+                };
+                let body = Bytes::from(format!("m{i}"));
+                ids.push(q.publish(body, opts, 1000).expect("publish").expect("id"));
+            }
+            let messages: Vec<&Message> = ids.iter().filter_map(|id| q.message(*id)).collect();
+            let publish = Publish {
+                messages: &messages,
+                dedup_ids: &keys,
+                origin: None,
+            };
+            let last = s.append_published(publish, 1000).expect("journal");
+            s.wait_durable(last.expect("appended"))
+                .await
+                .expect("durable");
+            s.close().await.expect("close");
+            let (s, rec) = open(&dir, 1 << 20).await;
+            let mut dedup = rec.dedup.clone();
+            dedup.sort();
+            let want = [("a", 0), ("b", 2), ("c", 3)].map(|(k, id)| (k.to_string(), 1000, id));
+            assert_eq!(dedup, want);
+            assert_eq!(rec.messages.len(), keys.len(), "every message replayed");
+            let mut q = Queue::restore("q", fifo, rec.messages, rec.dedup, rec.next_id, 2000);
+            assert_eq!(q.duplicate_of("b", 2000), Some(2));
+            assert_eq!(q.duplicate_of("z", 2000), None);
             s.close().await.expect("close");
         });
     }
@@ -944,7 +1006,7 @@ mod tests {
                 .collect();
             let publish = Publish {
                 messages: &messages,
-                dedup_id: None,
+                dedup_ids: &[],
                 origin: None,
             };
             let before = s.log().end_offset();
@@ -995,7 +1057,7 @@ mod tests {
                     .expect("id");
                 let publish = Publish {
                     messages: &[q.message(id).expect("message")],
-                    dedup_id: None,
+                    dedup_ids: &[],
                     origin: None,
                 };
                 s.append_published(publish, 0).expect("journal");

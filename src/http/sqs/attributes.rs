@@ -5,16 +5,28 @@
 //! 0..=900 (`delay_ms`), MessageRetentionPeriod 60..=1209600 (`ttl_ms`),
 //! MaximumMessageSize 1024..=262144 (`max_message_bytes`),
 //! ReceiveMessageWaitTimeSeconds 0..=20 (`receive_wait_ms`) and RedrivePolicy
-//! (`dead_letter` + `max_deliveries`; an empty value removes it). Read-only: QueueArn,
-//! CreatedTimestamp, LastModifiedTimestamp and the three approximate counts. The FIFO,
-//! policy, encryption and RedriveAllowPolicy names are refused on create and set
+//! (`dead_letter` + `max_deliveries`; an empty value removes it). FifoQueue is the
+//! engine's `fifo`, set only at creation, with a `.fifo` name (both or neither). The
+//! FIFO queues' ContentBasedDeduplication, DeduplicationScope and FifoThroughputLimit
+//! are kept as given in the queue's catalog attributes (`QueueMeta::attributes`) and
+//! read by the front end: content-based ids and per-group keys (`messages`). They are
+//! refused on standard queues, as SQS refuses them. Read-only: QueueArn,
+//! CreatedTimestamp, LastModifiedTimestamp and the three approximate counts. The
+//! RedriveAllowPolicy (allowAll, denyAll, or byQueue with up to 10 source ARNs) is
+//! kept the same way, as canonical JSON, and checked whenever a RedrivePolicy names the
+//! queue as its target (`allows_source`); an empty value removes it. The
+//! policy and encryption names are refused on create and set
 //! (InvalidAttributeName saying they are not supported yet) rather than ignored, and
 //! left out of GetQueueAttributes (SQS too leaves out what a queue does not have).
+//!
+//! FifoThroughputLimit changes nothing here (every queue is served by one core
+//! whatever its setting); it is kept and answered so that code written for
+//! high-throughput FIFO runs unchanged.
 
 use super::urls;
 use crate::config::SqsSettings;
 use crate::engine::{QueueChange, QueueConfig, QueueMeta, QueueStats};
-use peregrine_aws_wire::sqs::{ErrorCode, WireError};
+use peregrine_aws_wire::sqs::{ErrorCode, WireError, FIFO_SUFFIX};
 use std::collections::BTreeMap;
 
 /// SQS's defaults: 30 s visibility, 4 days retention, 256 KiB messages.
@@ -29,8 +41,23 @@ const WAIT_S_MAX: u64 = 20;
 /// SQS's range for a RedrivePolicy's maxReceiveCount.
 const MAX_RECEIVE_COUNT_MAX: u64 = 1000;
 
+/// FIFO queues' own attributes, kept in the catalog as given, and their defaults.
+pub const CONTENT_BASED_DEDUPLICATION: &str = "ContentBasedDeduplication";
+pub const DEDUPLICATION_SCOPE: &str = "DeduplicationScope";
+pub const FIFO_THROUGHPUT_LIMIT: &str = "FifoThroughputLimit";
+const FIFO_ATTRIBUTES: [(&str, &str); 3] = [
+    (CONTENT_BASED_DEDUPLICATION, "false"),
+    (DEDUPLICATION_SCOPE, "queue"),
+    (FIFO_THROUGHPUT_LIMIT, "perQueue"),
+];
+
+/// Who may name a queue as their dead-letter target (kept in the catalog).
+pub const REDRIVE_ALLOW_POLICY: &str = "RedriveAllowPolicy";
+/// Most source queues a byQueue RedriveAllowPolicy names (SQS's limit).
+const SOURCE_QUEUE_ARNS_MAX: usize = 10;
+
 /// Every name GetQueueAttributes answers, in the order it answers them.
-const READABLE: [&str; 12] = [
+const READABLE: [&str; 17] = [
     "QueueArn",
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -43,15 +70,15 @@ const READABLE: [&str; 12] = [
     "DelaySeconds",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+    REDRIVE_ALLOW_POLICY,
+    "FifoQueue",
+    CONTENT_BASED_DEDUPLICATION,
+    DEDUPLICATION_SCOPE,
+    FIFO_THROUGHPUT_LIMIT,
 ];
 
-/// Names SQS has that this slice does not offer yet.
-const NOT_YET: [&str; 9] = [
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "RedriveAllowPolicy",
+/// Names SQS has that this broker does not offer yet.
+const NOT_YET: [&str; 4] = [
     "Policy",
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
@@ -68,6 +95,11 @@ pub struct Requested {
     pub receive_wait_ms: Option<u32>,
     /// `Some(None)`: remove the policy.
     pub redrive: Option<Option<Redrive>>,
+    /// FifoQueue, as given.
+    pub fifo: Option<bool>,
+    /// Attributes kept in the catalog (`QueueMeta::attributes`), canonical values; an
+    /// empty one is removed.
+    pub kept: BTreeMap<String, String>,
 }
 
 /// A RedrivePolicy: the target queue (in this account and region) and maxReceiveCount.
@@ -113,6 +145,24 @@ pub fn parse(
                 r.receive_wait_ms = Some((seconds(name, value, 0, WAIT_S_MAX)? * 1000) as u32)
             }
             "RedrivePolicy" => r.redrive = Some(redrive(value, settings)?),
+            "FifoQueue" => r.fifo = Some(boolean(name, value)?),
+            REDRIVE_ALLOW_POLICY => {
+                r.kept.insert(name.clone(), redrive_allow(value, settings)?);
+            }
+            CONTENT_BASED_DEDUPLICATION => {
+                r.kept
+                    .insert(name.clone(), boolean(name, value)?.to_string());
+            }
+            DEDUPLICATION_SCOPE => {
+                r.kept.insert(
+                    name.clone(),
+                    one_of(name, value, &["queue", "messageGroup"])?,
+                );
+            }
+            FIFO_THROUGHPUT_LIMIT => {
+                let limits = ["perQueue", "perMessageGroupId"];
+                r.kept.insert(name.clone(), one_of(name, value, &limits)?);
+            }
             other if NOT_YET.contains(&other) => {
                 return Err(WireError::new(
                     ErrorCode::InvalidAttributeName,
@@ -128,6 +178,79 @@ pub fn parse(
         }
     }
     Ok(r)
+}
+
+/// `true` or `false` (SQS takes either case).
+fn boolean(name: &str, value: &str) -> Result<bool, WireError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(WireError::new(
+            ErrorCode::InvalidAttributeValue,
+            format!("Invalid value for the parameter {name}: {value:?} is not true or false."),
+        )),
+    }
+}
+
+fn one_of(name: &str, value: &str, allowed: &[&str]) -> Result<String, WireError> {
+    match allowed.iter().find(|a| **a == value) {
+        Some(a) => Ok(a.to_string()),
+        None => Err(WireError::new(
+            ErrorCode::InvalidAttributeValue,
+            format!(
+                "Invalid value for the parameter {name}: {value:?} is not one of {}.",
+                allowed.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The FIFO rules of a queue's attributes once a request applies: a FIFO queue's name
+/// ends in `.fifo`, only FIFO queues take the FIFO attributes, and a per-group
+/// throughput limit needs per-group deduplication (as SQS's high-throughput mode).
+pub fn check_fifo(
+    name: &str,
+    fifo: bool,
+    kept: &BTreeMap<String, String>,
+) -> Result<(), WireError> {
+    let fifo_name = name.ends_with(FIFO_SUFFIX);
+    if fifo != fifo_name {
+        return Err(WireError::invalid(format!(
+            "The name of a FIFO queue must end with {FIFO_SUFFIX} and it must be created with FifoQueue=true (queue {name}: FifoQueue is {fifo})."
+        )));
+    }
+    if !fifo {
+        if let Some((other, _)) = FIFO_ATTRIBUTES.iter().find(|(n, _)| kept.contains_key(*n)) {
+            return Err(WireError::new(
+                ErrorCode::InvalidAttributeName,
+                format!("Unknown Attribute {other}: it is for FIFO queues only."),
+            ));
+        }
+        return Ok(());
+    }
+    let per_group_limit =
+        kept.get(FIFO_THROUGHPUT_LIMIT).map(String::as_str) == Some("perMessageGroupId");
+    let per_group_scope = kept.get(DEDUPLICATION_SCOPE).map(String::as_str) == Some("messageGroup");
+    if per_group_limit && !per_group_scope {
+        return Err(WireError::new(
+            ErrorCode::InvalidAttributeValue,
+            "FifoThroughputLimit perMessageGroupId needs DeduplicationScope messageGroup.",
+        ));
+    }
+    Ok(())
+}
+
+/// A kept attribute of a queue, or its default.
+pub fn kept<'a>(meta: &'a QueueMeta, name: &str) -> &'a str {
+    meta.attributes.get(name).map_or_else(
+        || {
+            FIFO_ATTRIBUTES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, d)| d)
+        },
+        String::as_str,
+    )
 }
 
 /// An integer attribute within `min..=max` (seconds or bytes).
@@ -176,9 +299,79 @@ fn redrive(value: &str, settings: &SqsSettings) -> Result<Option<Redrive>, WireE
     }))
 }
 
+/// `{"redrivePermission": "allowAll" | "denyAll" | "byQueue", "sourceQueueArns": [..]}`
+/// (the ARNs with byQueue only, 1 to 10 of this region and account), as canonical JSON;
+/// an empty value removes the policy (anyone may then name the queue).
+fn redrive_allow(value: &str, settings: &SqsSettings) -> Result<String, WireError> {
+    if value.trim().is_empty() {
+        return Ok(String::new());
+    }
+    let bad = |why: &str| {
+        WireError::invalid(format!(
+            "Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {why}"
+        ))
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(value).map_err(|_| bad("it is not a valid JSON map."))?;
+    let permission = json
+        .get("redrivePermission")
+        .and_then(|p| p.as_str())
+        .filter(|p| ["allowAll", "denyAll", "byQueue"].contains(p))
+        .ok_or_else(|| bad("redrivePermission must be allowAll, denyAll or byQueue."))?;
+    let arns = match json.get("sourceQueueArns") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .map(|a| a.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("sourceQueueArns must be a list of queue ARNs."))?,
+        Some(_) => return Err(bad("sourceQueueArns must be a list of queue ARNs.")),
+    };
+    let by_queue = permission == "byQueue";
+    if by_queue == arns.is_empty() || arns.len() > SOURCE_QUEUE_ARNS_MAX {
+        return Err(bad(&format!(
+            "sourceQueueArns (1 to {SOURCE_QUEUE_ARNS_MAX}) go with byQueue, and only with it."
+        )));
+    }
+    if let Some(foreign) = arns.iter().find(|a| urls::arn_queue(a, settings).is_none()) {
+        return Err(bad(&format!(
+            "{foreign} is not a queue ARN of this region and account."
+        )));
+    }
+    let mut policy = serde_json::json!({ "redrivePermission": permission });
+    if by_queue {
+        policy["sourceQueueArns"] = serde_json::json!(arns);
+    }
+    Ok(policy.to_string())
+}
+
+/// Whether queue `target`'s RedriveAllowPolicy lets queue `source` send it dead letters
+/// (no policy: anyone may).
+pub fn allows_source(target: &QueueMeta, source: &str, settings: &SqsSettings) -> bool {
+    let Some(policy) = target.attributes.get(REDRIVE_ALLOW_POLICY) else {
+        return true;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return true;
+    };
+    match json.get("redrivePermission").and_then(|p| p.as_str()) {
+        Some("denyAll") => false,
+        Some("byQueue") => {
+            let arn = urls::arn(settings, source);
+            json.get("sourceQueueArns")
+                .and_then(|a| a.as_array())
+                .is_some_and(|list| list.iter().any(|a| a.as_str() == Some(arn.as_str())))
+        }
+        _ => true,
+    }
+}
+
 /// A new queue's declaration: SQS's defaults with the requested attributes.
 pub fn config(r: &Requested) -> QueueConfig {
-    let defaults = sqs_defaults();
+    let defaults = QueueConfig {
+        fifo: r.fifo.unwrap_or(false),
+        ..sqs_defaults()
+    };
     change(r).apply(&defaults)
 }
 
@@ -194,12 +387,19 @@ pub fn change(r: &Requested) -> QueueChange {
             .redrive
             .clone()
             .map(|p| p.map(|p| (p.target, p.max_receives))),
+        attributes: r
+            .kept
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone()).filter(|v| !v.is_empty())))
+            .collect(),
+        tags: BTreeMap::new(),
     }
 }
 
 /// Whether an existing queue already has every attribute a CreateQueue names (SQS
 /// answers its URL then, and QueueNameExists otherwise).
-pub fn matches(r: &Requested, c: &QueueConfig) -> bool {
+pub fn matches(r: &Requested, meta: &QueueMeta) -> bool {
+    let c = &meta.config;
     let redrive_now = match (&c.dead_letter, c.max_deliveries) {
         (Some(target), Some(n)) => Some(Redrive {
             target: target.clone(),
@@ -214,6 +414,8 @@ pub fn matches(r: &Requested, c: &QueueConfig) -> bool {
             .is_none_or(|v| v == c.max_message_bytes.unwrap_or(MESSAGE_BYTES_DEFAULT))
         && r.receive_wait_ms.is_none_or(|v| v == c.receive_wait_ms)
         && r.redrive.as_ref().is_none_or(|p| *p == redrive_now)
+        && r.fifo.is_none_or(|f| f == c.fifo)
+        && r.kept.iter().all(|(k, v)| kept(meta, k) == v)
 }
 
 /// Checks GetQueueAttributes names: the known ones, `All`, and the not-yet ones
@@ -271,6 +473,11 @@ pub fn render(
             "DelaySeconds" => Some((c.delay_ms / 1000).to_string()),
             "ReceiveMessageWaitTimeSeconds" => Some((c.receive_wait_ms / 1000).to_string()),
             "RedrivePolicy" => redrive_json(c, settings),
+            "FifoQueue" => c.fifo.then(|| "true".to_string()),
+            REDRIVE_ALLOW_POLICY => meta.attributes.get(name).cloned(),
+            CONTENT_BASED_DEDUPLICATION | DEDUPLICATION_SCOPE | FIFO_THROUGHPUT_LIMIT => {
+                c.fifo.then(|| kept(meta, name).to_string())
+            }
             _ => None,
         };
         if let Some(value) = value {
@@ -307,6 +514,18 @@ mod tests {
             .collect()
     }
 
+    fn meta(config: QueueConfig) -> QueueMeta {
+        QueueMeta {
+            name: "q".into(),
+            id: 1,
+            config,
+            created_ms: 0,
+            modified_ms: 0,
+            attributes: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+
     fn code(pairs: &[(&str, &str)]) -> Option<ErrorCode> {
         parse(&attrs(pairs), &settings()).err().map(|e| e.code)
     }
@@ -338,7 +557,7 @@ mod tests {
         assert_eq!(c.and_then(|c| c.dead_letter.clone()), Some("dlq".into()));
         assert_eq!(c.and_then(|c| c.max_deliveries), Some(5));
         assert_eq!(c.map(|c| c.dead_letter_on_expiry), Some(false));
-        assert!(r.is_some_and(|r| c.is_some_and(|c| matches(&r, c))));
+        assert!(r.is_some_and(|r| c.is_some_and(|c| matches(&r, &meta(c.clone())))));
     }
 
     #[test]
@@ -357,7 +576,22 @@ mod tests {
             ),
             (("Bogus", "1"), InvalidAttributeName),
             (("QueueArn", "x"), InvalidAttributeName),
-            (("FifoQueue", "true"), InvalidAttributeName),
+            (("FifoQueue", "yes"), InvalidAttributeValue),
+            (("ContentBasedDeduplication", "1"), InvalidAttributeValue),
+            (("DeduplicationScope", "group"), InvalidAttributeValue),
+            (("FifoThroughputLimit", "perGroup"), InvalidAttributeValue),
+            (("RedriveAllowPolicy", "{}"), InvalidParameterValue),
+            (
+                ("RedriveAllowPolicy", r#"{"redrivePermission":"byQueue"}"#),
+                InvalidParameterValue,
+            ),
+            (
+                (
+                    "RedriveAllowPolicy",
+                    r#"{"redrivePermission":"allowAll","sourceQueueArns":["arn:aws:sqs:us-east-1:000000000000:a"]}"#,
+                ),
+                InvalidParameterValue,
+            ),
             (("RedrivePolicy", "{"), InvalidParameterValue),
             (
                 (
@@ -381,12 +615,110 @@ mod tests {
 
     #[test]
     fn create_again_matches_only_what_it_names() {
-        let c = sqs_defaults();
+        let c = meta(sqs_defaults());
         let same = parse(&attrs(&[("VisibilityTimeout", "30")]), &settings()).ok();
         let other = parse(&attrs(&[("VisibilityTimeout", "31")]), &settings()).ok();
         assert!(same.is_some_and(|r| matches(&r, &c)));
         assert!(other.is_some_and(|r| !matches(&r, &c)));
         assert!(matches(&Requested::default(), &c));
+    }
+
+    #[test]
+    fn a_redrive_allow_policy_names_who_may_send_dead_letters() {
+        let policy = |value: &str| {
+            let r = parse(&attrs(&[("RedriveAllowPolicy", value)]), &settings()).ok();
+            let mut m = meta(sqs_defaults());
+            m.attributes = r.map(|r| r.kept).unwrap_or_default();
+            m.attributes.retain(|_, v| !v.is_empty());
+            m
+        };
+        let s = settings();
+        let arn = |q: &str| format!("arn:aws:sqs:us-east-1:000000000000:{q}");
+        let by_queue = format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":["{}","{}"]}}"#,
+            arn("a"),
+            arn("b")
+        );
+        let m = policy(&by_queue);
+        assert!(allows_source(&m, "a", &s) && allows_source(&m, "b", &s));
+        assert!(!allows_source(&m, "c", &s));
+        assert!(!allows_source(
+            &policy(r#"{"redrivePermission":"denyAll"}"#),
+            "a",
+            &s
+        ));
+        assert!(allows_source(
+            &policy(r#"{"redrivePermission":"allowAll"}"#),
+            "a",
+            &s
+        ));
+        assert!(allows_source(&policy(""), "a", &s), "no policy: anyone");
+        let eleven: Vec<String> = (0..11)
+            .map(|i| format!("\"{}\"", arn(&format!("q{i}"))))
+            .collect();
+        let eleven = format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":[{}]}}"#,
+            eleven.join(",")
+        );
+        assert_eq!(
+            code(&[("RedriveAllowPolicy", &eleven)]),
+            Some(ErrorCode::InvalidParameterValue)
+        );
+    }
+
+    #[test]
+    fn fifo_queues_take_fifo_names_and_attributes_and_standard_ones_neither() {
+        let kept = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            parse(&attrs(pairs), &settings())
+                .map(|r| r.kept)
+                .unwrap_or_default()
+        };
+        let none = BTreeMap::new();
+        assert!(check_fifo("q.fifo", true, &none).is_ok());
+        assert!(check_fifo("q", false, &none).is_ok());
+        let code = |r: Result<(), WireError>| r.err().map(|e| e.code);
+        let invalid = Some(ErrorCode::InvalidParameterValue);
+        assert_eq!(code(check_fifo("q.fifo", false, &none)), invalid);
+        assert_eq!(code(check_fifo("q", true, &none)), invalid);
+        let content = kept(&[("ContentBasedDeduplication", "TRUE")]);
+        assert_eq!(
+            content.get(CONTENT_BASED_DEDUPLICATION).map(String::as_str),
+            Some("true")
+        );
+        assert!(check_fifo("q.fifo", true, &content).is_ok());
+        assert_eq!(
+            code(check_fifo("q", false, &content)),
+            Some(ErrorCode::InvalidAttributeName)
+        );
+        let per_group_limit = kept(&[("FifoThroughputLimit", "perMessageGroupId")]);
+        assert_eq!(
+            code(check_fifo("q.fifo", true, &per_group_limit)),
+            Some(ErrorCode::InvalidAttributeValue)
+        );
+        let high = kept(&[
+            ("FifoThroughputLimit", "perMessageGroupId"),
+            ("DeduplicationScope", "messageGroup"),
+        ]);
+        assert!(check_fifo("q.fifo", true, &high).is_ok());
+        // Defaults read back, and a create naming the defaults matches.
+        let fifo = meta(QueueConfig {
+            fifo: true,
+            ..sqs_defaults()
+        });
+        assert_eq!(super::kept(&fifo, DEDUPLICATION_SCOPE), "queue");
+        let names = vec!["All".to_string()];
+        let shown = render(&fifo, None, &names, &settings());
+        let get = |n: &str| shown.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("FifoQueue"), Some("true"));
+        assert_eq!(get("ContentBasedDeduplication"), Some("false"));
+        assert_eq!(get("FifoThroughputLimit"), Some("perQueue"));
+        let standard = render(&meta(sqs_defaults()), None, &names, &settings());
+        assert!(!standard.iter().any(|(k, _)| k.starts_with("Fifo")));
+        let again = parse(
+            &attrs(&[("FifoQueue", "true"), ("DeduplicationScope", "queue")]),
+            &settings(),
+        );
+        assert!(again.is_ok_and(|r| matches(&r, &fifo)));
     }
 
     #[test]

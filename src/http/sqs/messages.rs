@@ -12,10 +12,11 @@
 //! engine's headers (`attributes::to_headers`), so AMQP and native consumers see them
 //! and their headers reach SQS consumers as String attributes.
 
-use super::{errors, Ctx};
+use super::{attributes, errors, Ctx};
 use crate::engine::{LeaseRef, PublishEntry, PublishSpec, QueueMeta, ReceiveArgs};
 use bytes::Bytes;
 use peregrine_aws_wire::sqs::attributes as msg_attrs;
+use peregrine_aws_wire::sqs::fifo;
 use peregrine_aws_wire::sqs::md5::{md5_hex, md5_of_attributes};
 use peregrine_aws_wire::sqs::receipt::{self, Receipt};
 use peregrine_aws_wire::sqs::{
@@ -57,7 +58,7 @@ pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     check_size(&meta, &req.message)?;
-    let entry = publish_entry(&req.message);
+    let entry = publish_entry(&meta, &req.message)?;
     let ids = ctx
         .engine
         .publish_each(&name, vec![entry])
@@ -75,18 +76,23 @@ pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
     let mut valid = Vec::new();
+    let mut entries = Vec::new();
     for entry in req.entries {
-        let checked = entry.and_then(|e| match check_size(&meta, &e) {
-            Ok(()) => Ok(e),
-            Err(err) => Err(BatchError::new(&e.id, err)),
+        let checked = entry.and_then(|e| {
+            check_size(&meta, &e)
+                .and_then(|()| publish_entry(&meta, &e))
+                .map(|p| (e.clone(), p))
+                .map_err(|err| BatchError::new(&e.id, err))
         });
         match checked {
-            Ok(e) => valid.push(e),
+            Ok((e, p)) => {
+                valid.push(e);
+                entries.push(p);
+            }
             Err(failed) => result.failed.push(failed),
         }
     }
     if !valid.is_empty() {
-        let entries = valid.iter().map(publish_entry).collect();
         let ids = ctx
             .engine
             .publish_each(&name, entries)
@@ -117,17 +123,72 @@ fn check_size(meta: &QueueMeta, e: &SendEntry) -> Result<(), WireError> {
     Ok(())
 }
 
-fn publish_entry(e: &SendEntry) -> PublishEntry {
-    PublishEntry {
+/// A message's FIFO fields as the queue type allows them: a FIFO queue needs a group
+/// and a deduplication id (given, or the body's hash with ContentBasedDeduplication)
+/// and takes no per-message delay; a standard queue takes neither id. Answers the
+/// group, the engine's deduplication key and the MessageDeduplicationId.
+fn fifo_fields(
+    meta: &QueueMeta,
+    e: &SendEntry,
+) -> Result<Option<(String, String, String)>, WireError> {
+    if !meta.config.fifo {
+        if e.group_id.is_some() {
+            return Err(WireError::invalid(
+                "MessageGroupId on a standard queue (SQS fair queues) is not supported by this broker: use a FIFO queue (a name ending in .fifo) for message groups.",
+            ));
+        }
+        if e.dedup_id.is_some() {
+            return Err(WireError::invalid(
+                "The request include parameter MessageDeduplicationId that is not valid for this queue type (deduplication is for FIFO queues).",
+            ));
+        }
+        return Ok(None);
+    }
+    let group = e
+        .group_id
+        .clone()
+        .ok_or_else(|| WireError::missing("MessageGroupId"))?;
+    if let Some(delay) = e.delay_seconds {
+        return Err(WireError::invalid(format!(
+            "Value {delay} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type (a FIFO queue's delay is the queue's DelaySeconds)."
+        )));
+    }
+    let content_based = attributes::kept(meta, attributes::CONTENT_BASED_DEDUPLICATION) == "true";
+    let dedup = match (&e.dedup_id, content_based) {
+        (Some(id), _) => id.clone(),
+        (None, true) => fifo::content_dedup_id(&e.body),
+        (None, false) => {
+            return Err(WireError::invalid(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ))
+        }
+    };
+    let per_group = attributes::kept(meta, attributes::DEDUPLICATION_SCOPE) == "messageGroup";
+    let key = fifo::dedup_key(&dedup, &group, per_group);
+    Ok(Some((group, key, dedup)))
+}
+
+fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireError> {
+    let mut headers = msg_attrs::to_headers(&e.attributes);
+    let (group_id, dedup_id) = match fifo_fields(meta, e)? {
+        Some((group, key, dedup)) => {
+            headers.push((fifo::DEDUP_ID_HEADER.to_string(), dedup));
+            (Some(group), Some(key))
+        }
+        None => (None, None),
+    };
+    Ok(PublishEntry {
         spec: PublishSpec {
             // None: the queue's DelaySeconds applies.
             delay_ms: e.delay_seconds.map(|s| u64::from(s) * 1000),
-            headers: msg_attrs::to_headers(&e.attributes),
+            headers,
+            group_id,
+            dedup_id,
             durable: true,
             ..PublishSpec::default()
         },
         body: Bytes::copy_from_slice(e.body.as_bytes()),
-    }
+    })
 }
 
 fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
@@ -136,6 +197,7 @@ fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
         message_id: receipt::message_id(meta.id, id),
         md5_of_message_body: md5_hex(e.body.as_bytes()),
         md5_of_message_attributes: md5_of_attributes(&e.attributes),
+        sequence_number: meta.config.fifo.then(|| fifo::sequence_number(id)),
     }
 }
 
@@ -155,11 +217,12 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         auto_ack: false,
         visibility_ms: req.visibility_timeout.map(|s| u64::from(s) * 1000),
     };
-    let got = ctx
-        .engine
-        .receive_leasing(&name, args)
-        .await
-        .map_err(errors::from_engine)?;
+    // ReceiveRequestAttemptId is FIFO's (SQS ignores it on standard queues).
+    let got = match req.receive_request_attempt_id {
+        Some(attempt) if meta.config.fifo => ctx.engine.receive_attempt(&name, args, attempt).await,
+        _ => ctx.engine.receive_leasing(&name, args).await,
+    }
+    .map_err(errors::from_engine)?;
     let system = SystemNames::new(&req.attribute_names);
     let d = &got.messages;
     let mut messages = Vec::with_capacity(d.ids.len());
@@ -169,10 +232,11 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
         let len = d.lens.get(i).copied().unwrap_or(0) as usize;
         let bytes = got.bodies.get(at..at + len).unwrap_or_default();
         at += len;
-        let headers = match extras.peek() {
-            Some(x) if x.index as usize == i => extras.next().map(|x| x.headers.as_slice()),
+        let extra = match extras.peek() {
+            Some(x) if x.index as usize == i => extras.next(),
             _ => None,
         };
+        let headers = extra.map(|x| x.headers.as_slice());
         let body = msg_attrs::body_text(bytes);
         let message_attributes =
             msg_attrs::from_headers(headers.unwrap_or_default(), &req.message_attributes);
@@ -186,7 +250,16 @@ pub async fn receive(ctx: &Ctx<'_>, req: ReceiveMessage) -> Result<Response, Wir
             receipt_handle: receipt.encode(),
             md5_of_body: md5_hex(body.as_bytes()),
             body,
-            attributes: system.render(ctx, d.published_ms.get(i), d.deliveries.get(i)),
+            attributes: system.render(
+                ctx,
+                Delivered {
+                    sent_ms: d.published_ms.get(i),
+                    count: d.deliveries.get(i),
+                    group_id: extra.and_then(|x| x.group_id.as_deref()),
+                    headers: headers.unwrap_or_default(),
+                    sequence: meta.config.fifo.then_some(d.ids[i]),
+                },
+            ),
             md5_of_message_attributes: md5_of_attributes(&message_attributes),
             message_attributes,
         });
@@ -200,6 +273,19 @@ struct SystemNames {
     sender_id: bool,
     sent_timestamp: bool,
     receive_count: bool,
+    group_id: bool,
+    dedup_id: bool,
+    sequence_number: bool,
+}
+
+/// What a receive knows of one message for its system attributes.
+struct Delivered<'a> {
+    sent_ms: Option<&'a i64>,
+    count: Option<&'a u32>,
+    group_id: Option<&'a str>,
+    headers: &'a [(String, String)],
+    /// FIFO queues: the message id (its SequenceNumber).
+    sequence: Option<u64>,
 }
 
 impl SystemNames {
@@ -209,24 +295,34 @@ impl SystemNames {
             sender_id: has("SenderId"),
             sent_timestamp: has("SentTimestamp"),
             receive_count: has("ApproximateReceiveCount"),
+            group_id: has("MessageGroupId"),
+            dedup_id: has("MessageDeduplicationId"),
+            sequence_number: has("SequenceNumber"),
         }
     }
 
-    fn render(
-        &self,
-        ctx: &Ctx<'_>,
-        sent_ms: Option<&i64>,
-        count: Option<&u32>,
-    ) -> Vec<(String, String)> {
+    fn render(&self, ctx: &Ctx<'_>, m: Delivered<'_>) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.sender_id {
             out.push(("SenderId".to_string(), ctx.settings().account_id.clone()));
         }
-        if let (true, Some(ms)) = (self.sent_timestamp, sent_ms) {
+        if let (true, Some(ms)) = (self.sent_timestamp, m.sent_ms) {
             out.push(("SentTimestamp".to_string(), ms.to_string()));
         }
-        if let (true, Some(n)) = (self.receive_count, count) {
+        if let (true, Some(n)) = (self.receive_count, m.count) {
             out.push(("ApproximateReceiveCount".to_string(), n.to_string()));
+        }
+        if let Some(seq) = m.sequence {
+            if let (true, Some(group)) = (self.group_id, m.group_id) {
+                out.push(("MessageGroupId".to_string(), group.to_string()));
+            }
+            let dedup = m.headers.iter().find(|(k, _)| k == fifo::DEDUP_ID_HEADER);
+            if let (true, Some((_, id))) = (self.dedup_id, dedup) {
+                out.push(("MessageDeduplicationId".to_string(), id.clone()));
+            }
+            if self.sequence_number {
+                out.push(("SequenceNumber".to_string(), fifo::sequence_number(seq)));
+            }
         }
         out
     }
@@ -387,6 +483,8 @@ mod tests {
             config: QueueConfig::default(),
             created_ms: 0,
             modified_ms: 0,
+            attributes: Default::default(),
+            tags: Default::default(),
         }
     }
 

@@ -165,6 +165,10 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
         Request::DeleteMessageBatch(r) => messages::delete_batch(ctx, r).await,
         Request::ChangeMessageVisibility(r) => messages::change_visibility(ctx, r).await,
         Request::ChangeMessageVisibilityBatch(r) => messages::change_visibility_batch(ctx, r).await,
+        Request::TagQueue(r) => queues::tag(ctx, r).await,
+        Request::UntagQueue(r) => queues::untag(ctx, r).await,
+        Request::ListQueueTags(r) => queues::list_tags(ctx, r),
+        Request::ListDeadLetterSourceQueues(r) => queues::list_dead_letter_sources(ctx, r),
     }
 }
 

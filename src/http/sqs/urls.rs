@@ -9,7 +9,7 @@
 //! here (QueueDoesNotExist), as SQS answers for another account's queue one cannot see.
 
 use crate::config::SqsSettings;
-use peregrine_aws_wire::sqs::{ErrorCode, WireError, QUEUE_NAME_MAX};
+use peregrine_aws_wire::sqs::{check_queue_name, ErrorCode, WireError};
 
 pub fn queue_url(host: &str, settings: &SqsSettings, name: &str) -> String {
     format!("http://{host}/{}/{name}", settings.account_id)
@@ -38,12 +38,10 @@ pub fn queue_name(url: &str, settings: &SqsSettings) -> Result<String, WireError
     Ok(name.to_string())
 }
 
-/// Whether SQS allows the name for a standard queue: 1 to 80 of `[A-Za-z0-9_-]`.
+/// Whether SQS allows the name: 1 to 80 of `[A-Za-z0-9_-]`, a FIFO queue's ending in
+/// `.fifo`.
 pub fn valid_name(name: &str) -> bool {
-    (1..=QUEUE_NAME_MAX).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    check_queue_name(name).is_ok()
 }
 
 pub fn arn(settings: &SqsSettings, name: &str) -> String {
@@ -127,7 +125,8 @@ mod tests {
     fn names_are_1_to_80_of_the_sqs_characters() {
         assert!(valid_name("a-B_9"));
         assert!(valid_name(&"x".repeat(80)));
-        for bad in ["", "bad name", "q.fifo", "é", &"x".repeat(81)] {
+        assert!(valid_name("q.fifo"));
+        for bad in ["", "bad name", "q.b.fifo", ".fifo", "é", &"x".repeat(81)] {
             assert!(!valid_name(bad), "{bad}");
         }
     }
