@@ -75,6 +75,7 @@ case!(list_topics_in_pages);
 case!(order_events_fan_out);
 case!(filter_policies);
 case!(publish_batch_answers_each_entry);
+case!(fifo_topic_to_fifo_queue);
 case!(unsubscribe_stops_deliveries);
 case!(subscription_attributes);
 case!(http_subscription_with_confirmation_and_retries);
