@@ -77,6 +77,7 @@ case!(filter_policies);
 case!(publish_batch_answers_each_entry);
 case!(fifo_topic_to_fifo_queue);
 case!(unsubscribe_stops_deliveries);
+case!(list_subscriptions_in_pages);
 case!(subscription_attributes);
 case!(http_subscription_with_confirmation_and_retries);
 case!(errors);
