@@ -110,6 +110,8 @@ EXCEPTIONS = {
     "BatchEntryIdsNotDistinct": "BatchEntryIdsNotDistinctException",
     "InvalidBatchEntryId": "InvalidBatchEntryIdException",
     "BatchRequestTooLong": "BatchRequestTooLongException",
+    "ResourceNotFound": "ResourceNotFoundException",
+    "TagLimitExceeded": "TagLimitExceededException",
 }
 
 
@@ -805,6 +807,12 @@ def errors(endpoint):
         TopicArn=arn, AttributeName="Bogus", AttributeValue="x"), "a topic attribute SNS lacks")
     expect_error(sns, "NotFound", lambda: sns.get_subscription_attributes(
         SubscriptionArn=arn + ":" + str(uuid.uuid4())), "a subscription that never was")
+    expect_error(sns, "ResourceNotFound", lambda: sns.list_tags_for_resource(
+        ResourceArn=missing), "the tags of a missing topic")
+    sns.tag_resource(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
+    expect_error(sns, "TagLimitExceeded", lambda: sns.tag_resource(
+        ResourceArn=arn, Tags=[{"Key": "one-more", "Value": "v"}]), "a 51st tag")
+    assert len(sns.list_tags_for_resource(ResourceArn=arn)["Tags"]) == 50
     sns.delete_topic(TopicArn=arn)
     sqs.delete_queue(QueueUrl=url)
 
