@@ -70,6 +70,16 @@ pub fn backing_topic(id: u64) -> String {
     format!("{BACKING_TOPIC_PREFIX}{id}")
 }
 
+/// The settings of every backing log: one partition (one worker reads it in order).
+pub fn backing_config() -> TopicConfig {
+    TopicConfig {
+        partitions: 1,
+        retention_ms: Some(BACKING_RETENTION_MS),
+        retention_bytes: None,
+        segment_bytes: BACKING_SEGMENT_BYTES,
+    }
+}
+
 /// One subscription of an SNS topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnsSubscription {
@@ -221,12 +231,7 @@ impl Catalog {
             return Ok(None);
         }
         let id = self.next_topic_id;
-        let config = TopicConfig {
-            partitions: 1,
-            retention_ms: Some(BACKING_RETENTION_MS),
-            retention_bytes: None,
-            segment_bytes: BACKING_SEGMENT_BYTES,
-        };
+        let config = backing_config();
         // `with_topic` takes the next id for the engine topic itself; ours is the one
         // before, so the backing topic's name is unique even across deletions.
         let mut next = Catalog {
@@ -267,6 +272,29 @@ impl Catalog {
         };
         next.version = self.version + 1;
         Some((next, removed, backing))
+    }
+
+    /// A new catalog where every SNS topic has its backing log again (one was deleted
+    /// as a plain topic, e.g. by a Kafka client), and the SNS topics that had lost
+    /// theirs; `None` when none had. What the lost log held is gone.
+    pub fn with_backing_logs(
+        &self,
+        nshards: u32,
+        now_ms: i64,
+    ) -> Result<Option<(Catalog, Vec<String>)>, SnsError> {
+        let lost: Vec<&SnsTopicMeta> = self
+            .sns
+            .values()
+            .filter(|m| !self.topics.contains_key(&m.backing_topic()))
+            .collect();
+        if lost.is_empty() {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        for meta in &lost {
+            next = next.with_topic(&meta.backing_topic(), backing_config(), nshards, now_ms)?;
+        }
+        Ok(Some((next, lost.iter().map(|m| m.name.clone()).collect())))
     }
 
     /// A new catalog with topic `name`'s attributes and tags changed; `None` when the
@@ -450,6 +478,21 @@ mod tests {
         // Created again: a new id, so a new log.
         let again = created(&gone, "orders", &[]);
         assert_ne!(again.sns_topic("orders").expect("exists").id, meta.id);
+    }
+
+    #[test]
+    fn a_lost_backing_log_is_made_again() {
+        let c = created(&Catalog::default(), "t", &[]);
+        assert_eq!(c.with_backing_logs(2, 0), Ok(None));
+        let log = c.sns_topic("t").expect("t").backing_topic();
+        let (lost, _) = c.without_topic(&log).expect("deleted as a plain topic");
+        let (again, names) = lost
+            .with_backing_logs(2, 0)
+            .expect("valid")
+            .expect("repaired");
+        assert_eq!(names, ["t"]);
+        assert!(again.topic(&log).is_ok());
+        assert!(again.version > lost.version);
     }
 
     #[test]

@@ -492,6 +492,35 @@ pub(crate) fn for_each_record(chunk: &[u8], from: i64, mut f: impl FnMut(i64, Op
     }
 }
 
+/// Gives every SNS topic its backing log again where a client deleted it as a plain
+/// topic (on the controller, when the catalog changes): publish and delivery work
+/// again, on an empty log.
+pub(crate) async fn restore_backing_logs(engine: &Engine) -> Result<(), EngineError> {
+    let lost = |c: &peregrine_shards::catalog::Catalog| {
+        c.sns
+            .values()
+            .any(|m| !c.topics.contains_key(&m.backing_topic()))
+    };
+    if !lost(&engine.shard().catalog()) {
+        return Ok(());
+    }
+    let job = |s: Rc<Shard>| async move {
+        let _serial = s.admin_lock.acquire_permit(1).await;
+        let now = crate::time::now_ms();
+        let Some((next, names)) = s.catalog().with_backing_logs(s.nshards, now)? else {
+            return Ok(());
+        };
+        save(&s, next).await?;
+        for name in names {
+            tracing::warn!(sns_topic = %name, "its backing log was deleted; made again, empty");
+        }
+        Ok(())
+    };
+    engine
+        .on_owner(CONTROLLER_SHARD, CallClass::Internal, job)
+        .await
+}
+
 /// Writes `next` and hands it to every shard (the admin lock held).
 async fn save(
     shard: &Rc<Shard>,

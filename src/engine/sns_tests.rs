@@ -41,6 +41,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         stall_warn: None,
         http_addr: any,
         sqs: Default::default(),
+        http_auth: Default::default(),
         amqp_addr: any,
         amqp_users: Vec::new(),
         connection_limits: Default::default(),
@@ -428,6 +429,23 @@ async fn take(engine: &Engine, queue: &str) -> Vec<(String, Vec<(String, String)
     out
 }
 
+/// SNS deliveries to `protocol` with `outcome`, over every shard of this engine.
+fn sns_deliveries(protocol: &str, outcome: &str) -> u64 {
+    let registry = crate::metrics::local::registry().expect("metrics installed");
+    let p = crate::metrics::SNS_DELIVERY_PROTOCOLS
+        .iter()
+        .position(|n| *n == protocol);
+    let o = crate::metrics::SNS_DELIVERY_OUTCOMES
+        .iter()
+        .position(|n| *n == outcome);
+    let (p, o) = (p.expect("protocol"), o.expect("outcome"));
+    registry
+        .shards
+        .iter()
+        .map(|m| m.sns_deliveries[p][o].load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
 fn arn(queue: &str) -> String {
     format!("arn:aws:sqs:us-east-1:000000000000:{queue}")
 }
@@ -502,6 +520,7 @@ fn a_publish_reaches_each_queue_once_raw_or_in_its_envelope() {
         for (q, _) in queues {
             assert_eq!(ready(&engine, q).await, 0, "{q}");
         }
+        assert_eq!(sns_deliveries("sqs", "delivered"), 3);
     });
 }
 
@@ -674,6 +693,12 @@ fn an_http_endpoint_confirms_then_gets_a_notification_retried_until_it_succeeds(
         crate::runtime::sleep(Duration::from_millis(300)).await;
         let got = got.borrow();
         assert_eq!(got.len(), 4, "no more after a success: {got:?}");
+        assert_eq!(sns_deliveries("http", "retried"), 2);
+        assert_eq!(
+            sns_deliveries("http", "delivered"),
+            2,
+            "the confirmation and the notification"
+        );
         for (kind, body) in &got[1..] {
             assert_eq!(kind, "Notification");
             let doc: serde_json::Value = serde_json::from_str(body).expect("json");
@@ -727,7 +752,9 @@ fn a_kafka_topic_subscription_gets_a_record_with_its_origin() {
             .expect("valid");
         assert_eq!(record.value, Some(&b"hello"[..]));
         let headers = record.headers().expect("headers");
-        let origin = format!("sns:{}/0/{}", meta.id, sub.id);
+        let catalog = engine.shard().catalog();
+        let log_id = catalog.topic(&meta.backing_topic()).expect("log").id;
+        let origin = format!("sns:{log_id}/0/{}", sub.id);
         assert!(headers.contains(&(&b"x-origin"[..], Some(origin.as_bytes()))));
         assert!(headers.contains(&(&b"kind"[..], Some(&b"new"[..]))));
     });
@@ -839,5 +866,30 @@ fn a_full_queue_holds_its_deliveries_back_until_there_is_room() {
             second.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(),
             ["2"]
         );
+    });
+}
+
+#[test]
+fn a_backing_log_deleted_as_a_plain_topic_is_made_again() {
+    with_two_shards(|engine| async move {
+        let meta = fan_out(&engine, "t", &[("q", &[][..])]).await;
+        let two = vec![message("1"), message("2")];
+        engine.sns_publish("t", two).await.expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 2 }).await);
+        take(&engine, "q").await;
+        engine
+            .delete_topic(&meta.backing_topic())
+            .await
+            .expect("deleted as a Kafka client would");
+        let back = || async { engine.topic_exists(&meta.backing_topic()) };
+        assert!(eventually(back).await, "made again");
+        // The cursor (2) is past the new log's end: it is read from its start.
+        engine
+            .sns_publish("t", vec![message("a")])
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 1 }).await);
+        let got = take(&engine, "q").await;
+        assert!(got[0].0.contains("\"Message\":\"a\""), "{got:?}");
     });
 }

@@ -130,6 +130,20 @@ pub fn error(protocol: Protocol, kind: usize) {
     });
 }
 
+/// One SNS delivery attempt to `protocol` (a `SNS_DELIVERY_PROTOCOLS` name) and its
+/// outcome (a `SNS_DELIVERY_OUTCOMES` name); unknown names are not counted.
+pub fn sns_delivery(protocol: &str, outcome: &str) {
+    let p = super::SNS_DELIVERY_PROTOCOLS
+        .iter()
+        .position(|n| *n == protocol);
+    let o = super::SNS_DELIVERY_OUTCOMES
+        .iter()
+        .position(|n| *n == outcome);
+    if let (Some(p), Some(o)) = (p, o) {
+        with(|m| bump(&m.sns_deliveries[p][o], 1));
+    }
+}
+
 /// A request sent to another shard.
 pub fn cross_core_call() {
     with(|m| bump(&m.cross_core_calls, 1));

@@ -42,6 +42,12 @@ pub enum Protocol {
 
 pub const PROTOCOLS: [&str; 4] = ["native", "kafka", "http", "amqp"];
 
+/// The protocols SNS delivers to, as `sns_deliveries_total` labels them.
+pub const SNS_DELIVERY_PROTOCOLS: [&str; 3] = ["sqs", "http", "kafka"];
+/// What became of one delivery: `delivered`; `retried` (an attempt that failed and is
+/// tried again); `failed` (given up: the target is gone, or its retries ran out).
+pub const SNS_DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retried", "failed"];
+
 /// AMQP 0-9-1 methods a client sends, by class and method id (the spec's), each counted
 /// as its own request; any other id is counted in the last slot, "other".
 pub const AMQP_METHODS: [(u16, u16, &str); 38] = [
@@ -278,6 +284,9 @@ pub struct ShardMetrics {
     pub connections: [AtomicI64; PROTOCOLS.len()],
     /// Calls this shard sent to another shard and waited for.
     pub cross_core_calls: AtomicU64,
+    /// SNS deliveries by protocol (`SNS_DELIVERY_PROTOCOLS`) and outcome
+    /// (`SNS_DELIVERY_OUTCOMES`), counted by the fan-out workers.
+    pub sns_deliveries: [[AtomicU64; SNS_DELIVERY_OUTCOMES.len()]; SNS_DELIVERY_PROTOCOLS.len()],
     /// From a produce reaching its partition's shard to its answer (acks leader or
     /// durable; not counted for acks=none, which has no answer).
     pub produce_ack: Histogram,
@@ -306,6 +315,7 @@ impl ShardMetrics {
             errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
             cross_core_calls: AtomicU64::new(0),
+            sns_deliveries: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             produce_ack: Histogram::default(),
             storage: OnceLock::new(),
             refreshed: AtomicU64::new(0),

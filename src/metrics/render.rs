@@ -9,6 +9,7 @@
 use super::{
     kafka_api_name, objects::Snapshot, sns_action_name, sqs_action_name, Histogram, Metrics,
     ShardMetrics, AMQP_METHODS, ERROR_CODES, LATENCY_BUCKETS, NATIVE_APIS, PROTOCOLS,
+    SNS_DELIVERY_OUTCOMES, SNS_DELIVERY_PROTOCOLS,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -194,6 +195,20 @@ impl Page {
             MetricType::Counter,
             calls,
         )?;
+        let sns = self.shards().flat_map(|(i, m)| {
+            m.sns_deliveries
+                .iter()
+                .enumerate()
+                .flat_map(move |(p, outcomes)| {
+                    outcomes.iter().enumerate().map(move |(o, c)| {
+                        let l = with(shard_label(i), "protocol", SNS_DELIVERY_PROTOCOLS[p]);
+                        (with(l, "outcome", SNS_DELIVERY_OUTCOMES[o]), load(c))
+                    })
+                })
+        });
+        let help = "SNS deliveries by shard, target protocol and outcome (delivered; \
+                    retried: an attempt failed and is tried again; failed: given up).";
+        family(encoder, "sns_deliveries", help, MetricType::Counter, sns)?;
         let storage = |f: fn(&super::StorageCounters) -> u64| {
             self.shards()
                 .map(move |(i, m)| (shard_label(i), m.storage.get().map_or(0, f)))

@@ -27,7 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the supervisor looks for topics gained or lost.
 const SUPERVISE_TICK: Duration = Duration::from_millis(50);
@@ -71,6 +71,11 @@ async fn supervise(engine: Engine) {
         let catalog = engine.shard().catalog();
         if seen != Some(catalog.version) {
             seen = Some(catalog.version);
+            if engine.shard_id() == crate::engine::CONTROLLER_SHARD {
+                if let Err(e) = crate::engine::restore_backing_logs(&engine).await {
+                    tracing::error!("restoring the backing logs of sns topics: {e}");
+                }
+            }
             let owned: HashMap<u64, String> = catalog
                 .sns
                 .values()
@@ -249,7 +254,10 @@ impl Worker {
                 }
                 Err((next, why)) => {
                     cursor = next;
-                    tracing::warn!(sns_topic = %self.name, offset = cursor, "delivery deferred: {why}");
+                    warn_limited(format_args!(
+                        "sns topic {}: delivery from {cursor} deferred: {why}",
+                        self.name
+                    ));
                     runtime::sleep(backoff).await;
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
@@ -339,6 +347,10 @@ impl Worker {
         let Some(meta) = self.meta() else {
             return Ok(cursor);
         };
+        let catalog = self.engine.shard().catalog();
+        let Ok(log_id) = catalog.topic(&self.log).map(|t| t.id) else {
+            return Err((cursor, format!("its log {} is missing", self.log)));
+        };
         let mut records = Vec::new();
         for chunk in &fetched.batches {
             crate::engine::sns_records(chunk, cursor, |offset, stored| {
@@ -347,8 +359,8 @@ impl Worker {
         }
         records.truncate(RECORDS_PER_STEP);
         let next = records.last().map_or(cursor, |(offset, _)| offset + 1);
-        let lanes = self.plan(&meta, records).await;
-        self.run_lanes(Rc::new(meta), lanes).await?;
+        let lanes = self.plan(&meta, log_id, records).await;
+        self.run_lanes(Rc::new(meta), log_id, lanes).await?;
         Ok(next)
     }
 
@@ -358,6 +370,7 @@ impl Worker {
     async fn plan(
         &mut self,
         meta: &SnsTopicMeta,
+        log_id: u64,
         records: Vec<(i64, Option<Stored>)>,
     ) -> Vec<Vec<Job>> {
         let subs: Vec<Rc<SnsSubscription>> = meta
@@ -372,7 +385,10 @@ impl Worker {
         }
         for (offset, stored) in records {
             let Some(stored) = stored else {
-                tracing::warn!(sns_topic = %self.name, offset, "skipping a record that is not an SNS message");
+                warn_limited(format_args!(
+                    "sns topic {}: skipping the record at {offset}: not an SNS message",
+                    self.name
+                ));
                 continue;
             };
             let stored = Rc::new(stored);
@@ -381,7 +397,7 @@ impl Worker {
                     continue;
                 }
                 if sub.protocol == "http" {
-                    self.spawn_http(meta, sub, offset, &stored).await;
+                    self.spawn_http(meta, sub, (log_id, offset), &stored).await;
                     continue;
                 }
                 let job = Job {
@@ -404,11 +420,13 @@ impl Worker {
     async fn run_lanes(
         &self,
         meta: Rc<SnsTopicMeta>,
+        log_id: u64,
         lanes: Vec<Vec<Job>>,
     ) -> Result<(), (i64, String)> {
         let ctx = Rc::new(LaneContext {
             engine: self.engine.clone(),
             meta,
+            log_id,
             topic_arn: self.topic_arn.clone(),
             base_url: self.base_url.clone(),
             limit: glommio::sync::Semaphore::new(DELIVERIES_IN_FLIGHT),
@@ -435,19 +453,32 @@ impl Worker {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Records below the log's start were deleted by retention before delivery.
-    async fn skip_to_start(&self, cursor: i64) -> i64 {
-        match self
+    /// Where to read from when `cursor` is outside the log: its start, whether
+    /// retention deleted records before their delivery or the log is newer than the
+    /// cursor (made again after a client deleted it: all it holds is undelivered).
+    async fn skip_to_start(&mut self, cursor: i64) -> i64 {
+        let start = self
             .engine
             .list_offsets(&self.log, 0, OffsetSpec::Earliest)
-            .await
-        {
-            Ok(start) if start > cursor => {
-                tracing::warn!(sns_topic = %self.name, lost = start - cursor, "records left the log before their delivery");
-                start
-            }
-            _ => cursor,
+            .await;
+        let end = self
+            .engine
+            .list_offsets(&self.log, 0, OffsetSpec::Latest)
+            .await;
+        let (Ok(start), Ok(end)) = (start, end) else {
+            return cursor;
+        };
+        if start > cursor {
+            tracing::warn!(sns_topic = %self.name, lost = start - cursor, "records left the log before their delivery");
+            return start;
         }
+        if end < cursor {
+            tracing::warn!(sns_topic = %self.name, "the log is newer than the cursor: reading it from its start");
+            // Commits may go below what this run committed on the old log.
+            self.committed = start - 1;
+            return start;
+        }
+        cursor
     }
 
     fn filter_of(&mut self, sub: &SnsSubscription) -> &Filter {
@@ -464,7 +495,7 @@ impl Worker {
         &self,
         meta: &SnsTopicMeta,
         sub: &SnsSubscription,
-        offset: i64,
+        (log_id, offset): (u64, i64),
         stored: &Stored,
     ) {
         while self.pending.total.get() >= HTTP_PENDING_MAX && !self.stopped() {
@@ -477,6 +508,7 @@ impl Worker {
             topic: meta,
             topic_arn: &self.topic_arn,
             sub,
+            log_id,
             offset,
             stored,
             base_url: &self.base_url,
@@ -576,6 +608,7 @@ struct Job {
 struct LaneContext {
     engine: Engine,
     meta: Rc<SnsTopicMeta>,
+    log_id: u64,
     topic_arn: String,
     base_url: String,
     limit: glommio::sync::Semaphore,
@@ -594,6 +627,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             topic: &ctx.meta,
             topic_arn: &ctx.topic_arn,
             sub: &job.sub,
+            log_id: ctx.log_id,
             offset: job.offset,
             stored: &job.stored,
             base_url: &ctx.base_url,
@@ -605,14 +639,19 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                 "protocol '{other}' is not delivered"
             ))),
         };
+        let protocol = job.sub.protocol.as_str();
         match sent {
-            Ok(()) => {}
-            Err(Failure::Skip(why)) => tracing::warn!(
-                sns_topic = %ctx.meta.name, offset = job.offset, subscription = %job.sub.id,
-                "message not delivered: {why}"
-            ),
+            Ok(()) => crate::metrics::local::sns_delivery(protocol, "delivered"),
+            Err(Failure::Skip(why)) => {
+                crate::metrics::local::sns_delivery(protocol, "failed");
+                warn_limited(format_args!(
+                    "sns topic {}: the message at {} not delivered to subscription {}: {why}",
+                    ctx.meta.name, job.offset, job.sub.id
+                ));
+            }
             Err(Failure::Retry(why)) => {
-                return Err((job.offset, format!("subscription {}: {why}", job.sub.id)))
+                crate::metrics::local::sns_delivery(protocol, "retried");
+                return Err((job.offset, format!("subscription {}: {why}", job.sub.id)));
             }
         }
     }
@@ -644,12 +683,17 @@ impl HttpPost {
             )
             .await;
             let Err(e) = sent else {
+                crate::metrics::local::sns_delivery("http", "delivered");
                 return;
             };
             let Some(delay) = delays.next() else {
-                tracing::warn!("http delivery of {what} failed after its retries: {e}");
+                crate::metrics::local::sns_delivery("http", "failed");
+                warn_limited(format_args!(
+                    "http delivery of {what} failed after its retries: {e}"
+                ));
                 return;
             };
+            crate::metrics::local::sns_delivery("http", "retried");
             tracing::debug!("http delivery of {what}: {e}; retrying in {delay:?}");
             runtime::sleep(delay).await;
             if self.stop.get() {
@@ -657,6 +701,29 @@ impl HttpPost {
             }
         }
     }
+}
+
+/// Delivery failures are logged at most once per this interval per shard (a deleted
+/// queue still subscribed, or a dead endpoint, fails every message); the line counts
+/// those not logged.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// When this shard last logged a delivery failure, and the failures since.
+    static WARNED: Cell<(Option<Instant>, u64)> = const { Cell::new((None, 0)) };
+}
+
+/// Logs `what` unless a failure was logged less than `WARN_INTERVAL` ago; whether it did.
+fn warn_limited(what: std::fmt::Arguments<'_>) -> bool {
+    let now = Instant::now();
+    let (last, unlogged) = WARNED.get();
+    if last.is_some_and(|at| now.duration_since(at) < WARN_INTERVAL) {
+        WARNED.set((last, unlogged + 1));
+        return false;
+    }
+    WARNED.set((Some(now), 0));
+    tracing::warn!(not_logged_since = unlogged, "{what}");
+    true
 }
 
 /// `http://host:port` of the HTTP listener as a client on this host reaches it.
@@ -668,4 +735,24 @@ fn base_url(addr: SocketAddr) -> String {
         ip => ip.to_string(),
     };
     format!("http://{ip}:{}", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_at_most_once_a_second() {
+        assert!(warn_limited(format_args!("first")));
+        assert!(!warn_limited(format_args!("second")));
+        assert_eq!(WARNED.get().1, 1, "counted, not logged");
+    }
+
+    #[test]
+    fn the_base_url_names_a_reachable_address() {
+        let any = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert_eq!(base_url(any), "http://127.0.0.1:8080");
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 9));
+        assert_eq!(base_url(v6), "http://[::1]:9");
+    }
 }

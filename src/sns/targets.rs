@@ -3,7 +3,8 @@
 //! HTTP endpoints are `http_delivery`'s, driven by the worker.
 //!
 //! A redelivery after a crash (the worker resumes from its committed cursor) carries
-//! the same origin key `sns:{topic id}/{offset}/{subscription}`: a queue keeps the copy
+//! the same origin key `sns:{log id}/{offset}/{subscription}` (the log's own id, new if
+//! the log is ever made again, so its offsets never collide): a queue keeps the copy
 //! it has (it remembers origins for an hour, `ORIGIN_WINDOW_MS`); a Kafka record carries
 //! it in its `x-origin` header, but a Kafka topic is not searched for it, so a Kafka
 //! subscription may get a message twice after a crash (at-least-once, as SNS's HTTP).
@@ -44,6 +45,8 @@ pub struct Delivery<'a> {
     pub topic: &'a SnsTopicMeta,
     pub topic_arn: &'a str,
     pub sub: &'a SnsSubscription,
+    /// The id of the backing log (its incarnation) the record was read from.
+    pub log_id: u64,
     pub offset: i64,
     pub stored: &'a Stored,
     /// `http://host:port` of this broker's HTTP listener, for the envelope's URLs.
@@ -68,7 +71,7 @@ impl Delivery<'_> {
 
     /// The key a target keeps one copy of this delivery by.
     pub fn origin(&self) -> String {
-        format!("sns:{}/{}/{}", self.topic.id, self.offset, self.sub.id)
+        format!("sns:{}/{}/{}", self.log_id, self.offset, self.sub.id)
     }
 
     /// What the subscription receives: the message itself when raw, else the
@@ -264,6 +267,7 @@ mod tests {
             topic: &topic,
             topic_arn: &arn,
             sub,
+            log_id: 8,
             offset: 3,
             stored: &stored,
             base_url: "http://127.0.0.1:1",
@@ -278,6 +282,6 @@ mod tests {
         let unsubscribe = doc["UnsubscribeURL"].as_str().expect("url");
         assert!(unsubscribe
             .ends_with("SubscriptionArn=arn%3Aaws%3Asns%3Aus-east-1%3A000000000000%3At%3As1"));
-        assert_eq!(delivery(&raw).origin(), "sns:7/3/s1");
+        assert_eq!(delivery(&raw).origin(), "sns:8/3/s1");
     }
 }

@@ -110,6 +110,8 @@ EXCEPTIONS = {
     "BatchEntryIdsNotDistinct": "BatchEntryIdsNotDistinctException",
     "InvalidBatchEntryId": "InvalidBatchEntryIdException",
     "BatchRequestTooLong": "BatchRequestTooLongException",
+    "ResourceNotFound": "ResourceNotFoundException",
+    "TagLimitExceeded": "TagLimitExceededException",
 }
 
 
@@ -212,6 +214,20 @@ def topic_lifecycle(endpoint):
     sns.set_topic_attributes(TopicArn=arn, AttributeName="DisplayName", AttributeValue="Shop")
     got = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
     assert got["DisplayName"] == "Shop", got
+    policy = {"http": {"defaultHealthyRetryPolicy": {"numRetries": 5, "minDelayTarget": 2,
+                                                     "maxDelayTarget": 8}}}
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="DeliveryPolicy",
+                             AttributeValue=json.dumps(policy))
+    got = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+    assert json.loads(got["DeliveryPolicy"]) == policy, got
+    effective = json.loads(got["EffectiveDeliveryPolicy"])["http"]["defaultHealthyRetryPolicy"]
+    assert (effective["numRetries"], effective["maxDelayTarget"]) == (5, 8), got
+    expect_error(sns, "InvalidParameter", lambda: sns.set_topic_attributes(
+        TopicArn=arn, AttributeName="DeliveryPolicy",
+        AttributeValue=json.dumps({"http": {"defaultHealthyRetryPolicy": {"numRetries": 101}}})),
+        "numRetries past SNS's 100")
+    expect_error(sns, "InvalidParameter", lambda: sns.set_topic_attributes(
+        TopicArn=arn, AttributeName="Policy", AttributeValue="{}"), "Policy (not honoured)")
     sns.tag_resource(ResourceArn=arn, Tags=[{"Key": "team", "Value": "shop"},
                                             {"Key": "env", "Value": "test"}])
     tags = sns.list_tags_for_resource(ResourceArn=arn)["Tags"]
@@ -505,6 +521,28 @@ def all_subscriptions(sns):
             return subs
 
 
+def list_subscriptions_in_pages(endpoint):
+    """ListSubscriptionsByTopic and ListSubscriptions answer pages of 100 with a NextToken;
+    every subscription appears once."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    arn = sns.create_topic(Name=name("subpages", "t"))["TopicArn"]
+    queues = [name("subpages", f"{i:03}") for i in range(101)]
+    urls = [make_queue(sqs, q) for q in queues]
+    subs = {subscribe_queue(sns, arn, q) for q in queues}
+    first = sns.list_subscriptions_by_topic(TopicArn=arn)
+    assert len(first["Subscriptions"]) == 100 and first.get("NextToken"), first.keys()
+    second = sns.list_subscriptions_by_topic(TopicArn=arn, NextToken=first["NextToken"])
+    assert len(second["Subscriptions"]) == 1 and "NextToken" not in second, second
+    listed = [s["SubscriptionArn"] for s in first["Subscriptions"] + second["Subscriptions"]]
+    assert sorted(listed) == sorted(subs), "ListSubscriptionsByTopic"
+    everything = [s["SubscriptionArn"] for s in all_subscriptions(sns)]
+    assert len(everything) == len(set(everything)), "a subscription listed twice"
+    assert subs <= set(everything), "ListSubscriptions"
+    sns.delete_topic(TopicArn=arn)
+    for url in urls:
+        sqs.delete_queue(QueueUrl=url)
+
+
 def subscription_attributes(endpoint):
     sns, sqs = sns_client(endpoint), sqs_client(endpoint)
     arn = sns.create_topic(Name=name("subattrs", "t"))["TopicArn"]
@@ -601,6 +639,9 @@ def http_subscription_with_confirmation_and_retries(endpoint):
     assert headers["x-amz-sns-topic-arn"] == arn, headers
     got = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
     assert got["SubscriptionsPending"] == "1" and got["SubscriptionsConfirmed"] == "0", got
+    listed = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    assert [(s["SubscriptionArn"], s["Endpoint"]) for s in listed] == [
+        ("PendingConfirmation", server.url + "/ok")], listed
     # Visiting the SubscribeURL confirms, as an endpoint does with a plain GET. Its path
     # and query are visited on the broker's address: the URL's host is --http-addr as
     # configured, and test brokers listen on port 0.
@@ -766,6 +807,12 @@ def errors(endpoint):
         TopicArn=arn, AttributeName="Bogus", AttributeValue="x"), "a topic attribute SNS lacks")
     expect_error(sns, "NotFound", lambda: sns.get_subscription_attributes(
         SubscriptionArn=arn + ":" + str(uuid.uuid4())), "a subscription that never was")
+    expect_error(sns, "ResourceNotFound", lambda: sns.list_tags_for_resource(
+        ResourceArn=missing), "the tags of a missing topic")
+    sns.tag_resource(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
+    expect_error(sns, "TagLimitExceeded", lambda: sns.tag_resource(
+        ResourceArn=arn, Tags=[{"Key": "one-more", "Value": "v"}]), "a 51st tag")
+    assert len(sns.list_tags_for_resource(ResourceArn=arn)["Tags"]) == 50
     sns.delete_topic(TopicArn=arn)
     sqs.delete_queue(QueueUrl=url)
 
@@ -789,8 +836,9 @@ def region_and_account(endpoint):
 CASES = {f.__name__: f for f in [
     topic_lifecycle, list_topics_in_pages, order_events_fan_out, filter_policies,
     publish_batch_answers_each_entry, fifo_topic_to_fifo_queue, unsubscribe_stops_deliveries,
-    subscription_attributes, http_subscription_with_confirmation_and_retries,
-    kafka_subscription, durable_setup, durable_check, errors, region_and_account]}
+    list_subscriptions_in_pages, subscription_attributes,
+    http_subscription_with_confirmation_and_retries, kafka_subscription, durable_setup,
+    durable_check, errors, region_and_account]}
 
 
 def main():

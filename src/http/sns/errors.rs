@@ -72,14 +72,23 @@ pub fn from_engine(e: EngineError, cap: Cap) -> WireError {
 /// NotFound for a topic that does not exist, counted as the engine's UnknownTopic (as
 /// when an engine call finds it missing).
 pub fn topic_not_found(name: &str) -> WireError {
-    let missing = EngineError::UnknownTopic(name.to_string());
-    local::error(Protocol::Http, missing.metrics_index());
+    count_missing(name);
     WireError::new(ErrorCode::NotFound, "Topic does not exist")
+}
+
+/// ResourceNotFound: what the tag actions answer for a topic that does not exist.
+pub fn resource_not_found(name: &str) -> WireError {
+    count_missing(name);
+    WireError::new(ErrorCode::ResourceNotFound, "Resource does not exist")
+}
+
+fn count_missing(what: &str) {
+    let missing = EngineError::UnknownTopic(what.to_string());
+    local::error(Protocol::Http, missing.metrics_index());
 }
 
 /// NotFound for a subscription that does not exist, counted as above.
 pub fn subscription_not_found(arn: &str) -> WireError {
-    let missing = EngineError::UnknownTopic(arn.to_string());
-    local::error(Protocol::Http, missing.metrics_index());
+    count_missing(arn);
     WireError::new(ErrorCode::NotFound, "Subscription does not exist")
 }

@@ -107,14 +107,17 @@ fn action_named(req: &SnsHttp<'_>) -> Option<Action> {
     params.get("Action").and_then(Action::from_name)
 }
 
-/// A request id unique to this broker run: the shard and its count of SNS requests
-/// (the top bit set, so it never equals an SQS request's id).
+/// Marks SNS request ids, so they never equal an SQS request's id (bit 127 marks
+/// `--http-auth` refusals: `auth`).
+const SNS_REQUEST_ID_BIT: u128 = 1 << 126;
+
+/// A request id unique to this broker run: the shard and its count of SNS requests.
 fn request_id(engine: &Engine) -> String {
     let seq = REQUESTS.with(|n| {
         n.set(n.get() + 1);
         n.get()
     });
-    receipt::uuid((1u128 << 127) | (u128::from(engine.shard_id()) << 64) | u128::from(seq))
+    receipt::uuid(SNS_REQUEST_ID_BIT | (u128::from(engine.shard_id()) << 64) | u128::from(seq))
 }
 
 async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError> {

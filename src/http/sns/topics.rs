@@ -247,10 +247,9 @@ async fn alter(ctx: &Ctx<'_>, name: &str, change: SnsTopicChange) -> Result<(), 
 /// NotFound) for the tag actions.
 fn tagged(ctx: &Ctx<'_>, arn: &str) -> Result<SnsTopicMeta, WireError> {
     let name = topic_name(ctx, arn)?;
-    ctx.engine.sns_topic(name).ok_or_else(|| {
-        let _ = errors::topic_not_found(name);
-        WireError::new(ErrorCode::ResourceNotFound, "Resource does not exist")
-    })
+    ctx.engine
+        .sns_topic(name)
+        .ok_or_else(|| errors::resource_not_found(name))
 }
 
 pub async fn tag(ctx: &Ctx<'_>, req: TagResource) -> Result<Response, WireError> {
