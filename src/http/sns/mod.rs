@@ -18,8 +18,7 @@
 //!   Firehose have nothing to deliver to here: all are refused naming what is served.
 //! - Strict where ignoring would fake a feature: topic and subscription attributes SNS
 //!   has but the broker does not honour (access policies, encryption, tracing, archive
-//!   and replay policies, redrive of failed deliveries, feedback roles) are refused by
-//!   name. AuthenticateOnUnsubscribe is accepted: with `--http-auth` every Unsubscribe is
+//!   and replay policies, feedback roles) are refused by name. AuthenticateOnUnsubscribe is accepted: with `--http-auth` every Unsubscribe is
 //!   signed anyway, and without it nothing is.
 //! - Unsubscribe removes the subscription at once (SubscriptionsDeleted is always 0) and
 //!   answers NotFound for one that does not exist.
