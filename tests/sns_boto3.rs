@@ -80,6 +80,7 @@ case!(unsubscribe_stops_deliveries);
 case!(list_subscriptions_in_pages);
 case!(subscription_attributes);
 case!(http_subscription_with_confirmation_and_retries);
+case!(http_failures_go_to_the_dead_letter_queue);
 case!(errors);
 
 /// A subscription whose endpoint is an engine topic: the Notification is a record there,

@@ -223,7 +223,7 @@ fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
 /// Whether `topic`/`partition` holds a record with `origin` in its origin header,
 /// appended at or after `since_ms` (found through the time index, read forward); the
 /// error of a lookup or read that failed.
-async fn topic_has_origin(
+pub(crate) async fn topic_has_origin(
     engine: &Engine,
     class: CallClass,
     (topic, partition): (&str, i32),

@@ -179,6 +179,7 @@ impl Engine {
             let (next, sub) = s
                 .catalog()
                 .with_sns_subscription_attribute(&topic, &id, change)?;
+            check_filter(&sub.attributes)?;
             if let Some(next) = next {
                 save(&s, next).await?;
             }
@@ -589,6 +590,7 @@ async fn subscribe(
     let catalog = shard.catalog();
     let meta = catalog.sns_topic(topic)?;
     check_endpoint(shard, meta, &sub.protocol, &sub.endpoint)?;
+    check_filter(&sub.attributes)?;
     let max = shard.config.object_limits.max_sns_subscriptions_per_topic;
     let (next, sub) = catalog.with_sns_subscription(topic, sub, max)?;
     if let Some(next) = next {
@@ -596,6 +598,25 @@ async fn subscribe(
         tracing::info!(sns_topic = %topic, subscription = %sub.id, protocol = %sub.protocol, "subscribed");
     }
     Ok(sub)
+}
+
+/// A subscription's filter policy must parse (the fan-out worker would otherwise drop
+/// every message for it); its scope must be one SNS names.
+fn check_filter(attributes: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
+    let scope = match attributes.get("FilterPolicyScope") {
+        None => Scope::default(),
+        Some(name) => Scope::from_name(name).ok_or_else(|| {
+            EngineError::InvalidRequest(format!(
+                "FilterPolicyScope '{name}' is neither MessageAttributes nor MessageBody"
+            ))
+        })?,
+    };
+    if let Some(policy) = attributes.get("FilterPolicy") {
+        FilterPolicy::parse(policy, scope)
+            .map_err(|e| EngineError::InvalidRequest(format!("FilterPolicy: {e}")))?;
+    }
+    Ok(())
 }
 
 /// What each protocol's endpoint must be: `sqs`, the ARN of an existing queue of this

@@ -893,3 +893,118 @@ fn a_backing_log_deleted_as_a_plain_topic_is_made_again() {
         assert!(got[0].0.contains("\"Message\":\"a\""), "{got:?}");
     });
 }
+
+#[test]
+fn failed_deliveries_go_to_the_subscriptions_dead_letter_queue() {
+    with_two_shards(|engine| async move {
+        engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("topic");
+        for q in ["gone", "dlq"] {
+            engine
+                .declare_queue(q, QueueConfig::default())
+                .await
+                .expect("queue");
+        }
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{}"}}"#, arn("dlq"));
+        let to_queue = map(&[("RedrivePolicy", &redrive)]);
+        engine
+            .subscribe_sns("t", "sqs", &arn("gone"), to_queue)
+            .await
+            .expect("sqs");
+        let (port, got) = endpoint(vec![500; 10]);
+        let policy =
+            r#"{"healthyRetryPolicy":{"numRetries":1,"minDelayTarget":0,"maxDelayTarget":0}}"#;
+        let to_http = map(&[("RedrivePolicy", &redrive), ("DeliveryPolicy", policy)]);
+        let url = format!("http://127.0.0.1:{port}/");
+        let sub = engine
+            .subscribe_sns("t", "http", &url, to_http)
+            .await
+            .expect("http");
+        let token = sub.token.clone().expect("token");
+        engine
+            .confirm_subscription("t", &token)
+            .await
+            .expect("confirmed");
+        engine.delete_queue("gone").await.expect("deleted");
+        engine
+            .sns_publish("t", vec![with_attribute("lost", "kind", "x")])
+            .await
+            .expect("published");
+        // One from the deleted queue, one from the endpoint after its retry.
+        assert!(eventually(|| async { ready(&engine, "dlq").await == 2 }).await);
+        let letters = take(&engine, "dlq").await;
+        for (body, headers) in &letters {
+            let doc: serde_json::Value = serde_json::from_str(body).expect("the envelope");
+            assert_eq!(doc["Message"], "lost");
+            assert!(
+                headers.contains(&("kind".to_string(), "x".to_string())),
+                "{headers:?}"
+            );
+        }
+        assert!(got.borrow().len() >= 2, "the endpoint was tried twice");
+        assert_eq!(sns_deliveries("sqs", "dead_lettered"), 1);
+        assert_eq!(sns_deliveries("http", "dead_lettered"), 1);
+    });
+}
+
+#[test]
+fn a_kafka_target_keeps_one_copy_when_a_restarted_worker_delivers_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_two_shards_at(dir.path(), |engine| async move {
+        engine
+            .create_topic("events", one_partition())
+            .await
+            .expect("topic");
+        let meta = engine
+            .create_sns_topic("t", false, map(&[]), map(&[]))
+            .await
+            .expect("sns topic");
+        engine
+            .subscribe_sns("t", "kafka", "events", map(&[]))
+            .await
+            .expect("subscribed");
+        engine
+            .sns_publish("t", vec![message("once")])
+            .await
+            .expect("published");
+        let end = || async {
+            let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+            latest.expect("offsets") == 1
+        };
+        assert!(eventually(end).await);
+        let back = CommitEntry {
+            topic: meta.backing_topic(),
+            partition: 0,
+            offset: 0,
+        };
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        engine
+            .commit_offsets(&group, "", -1, vec![back])
+            .await
+            .expect("cursor set back");
+    });
+    with_two_shards_at(dir.path(), |engine| async move {
+        let meta = engine.sns_topic("t").expect("topic");
+        let group = crate::sns::fanout::cursor_group(meta.id);
+        let caught_up = eventually(|| async {
+            let offsets = engine.fetch_offsets(&group, None).await.expect("offsets");
+            offsets.first().is_some_and(|c| c.offset == 1)
+        })
+        .await;
+        assert!(caught_up, "the worker went over the record again");
+        let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+        assert_eq!(latest.expect("offsets"), 1, "found, not appended again");
+        // A new message after the restart is appended as usual.
+        engine
+            .sns_publish("t", vec![message("next")])
+            .await
+            .expect("published");
+        let two = || async {
+            let latest = engine.list_offsets("events", 0, OffsetSpec::Latest).await;
+            latest.expect("offsets") == 2
+        };
+        assert!(eventually(two).await);
+    });
+}

@@ -45,8 +45,9 @@ pub const PROTOCOLS: [&str; 4] = ["native", "kafka", "http", "amqp"];
 /// The protocols SNS delivers to, as `sns_deliveries_total` labels them.
 pub const SNS_DELIVERY_PROTOCOLS: [&str; 3] = ["sqs", "http", "kafka"];
 /// What became of one delivery: `delivered`; `retried` (an attempt that failed and is
-/// tried again); `failed` (given up: the target is gone, or its retries ran out).
-pub const SNS_DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retried", "failed"];
+/// tried again); `failed` (given up: the target is gone, or its retries ran out);
+/// `dead_lettered` (a failed one then stored in its subscription's dead-letter queue).
+pub const SNS_DELIVERY_OUTCOMES: [&str; 4] = ["delivered", "retried", "failed", "dead_lettered"];
 
 /// AMQP 0-9-1 methods a client sends, by class and method id (the spec's), each counted
 /// as its own request; any other id is counted in the last slot, "other".

@@ -207,7 +207,8 @@ impl Page {
                 })
         });
         let help = "SNS deliveries by shard, target protocol and outcome (delivered; \
-                    retried: an attempt failed and is tried again; failed: given up).";
+                    retried: an attempt failed and is tried again; failed: given up; \
+                    dead_lettered: a failed one stored in its dead-letter queue).";
         family(encoder, "sns_deliveries", help, MetricType::Counter, sns)?;
         let storage = |f: fn(&super::StorageCounters) -> u64| {
             self.shards()

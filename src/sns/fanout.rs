@@ -16,7 +16,7 @@
 //! both live in the shard's background task queue.
 
 use super::http_delivery::{self, RetryPolicy, Url};
-use super::targets::{self, Delivery, Failure};
+use super::targets::{self, DeadLetter, Delivery, Failure};
 use crate::engine::{CommitEntry, Engine, EngineError, FetchArgs, Object, OffsetSpec};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
 use crate::runtime;
@@ -203,6 +203,9 @@ struct Worker {
     /// HTTP subscriptions whose confirmation this run has sent.
     confirmations_sent: HashSet<String>,
     committed: i64,
+    /// The log's end when this run started: records below it may have been delivered
+    /// by an earlier run (Kafka targets are searched for them first).
+    replay_end: i64,
 }
 
 impl Worker {
@@ -221,6 +224,7 @@ impl Worker {
             pending: Rc::new(Pending::default()),
             confirmations_sent: HashSet::new(),
             committed: -1,
+            replay_end: 0,
         }
     }
 
@@ -236,9 +240,10 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        let Some(mut cursor) = self.load_cursor().await else {
+        let Some((mut cursor, end)) = self.load_cursor().await else {
             return;
         };
+        self.replay_end = end;
         tracing::debug!(sns_topic = %self.name, cursor, "fan-out worker started");
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
@@ -266,8 +271,9 @@ impl Worker {
         }
     }
 
-    /// The committed cursor, or the log's start; `None` when stopped first.
-    async fn load_cursor(&self) -> Option<i64> {
+    /// The committed cursor (or the log's start) and the log's end now; `None` when
+    /// stopped first.
+    async fn load_cursor(&self) -> Option<(i64, i64)> {
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
             let group = cursor_group(self.id);
@@ -277,14 +283,15 @@ impl Worker {
                         .iter()
                         .find(|c| c.topic == self.log && c.partition == 0)
                         .map_or(-1, |c| c.offset);
-                    if committed >= 0 {
-                        return Some(committed);
-                    }
                     let start = self.engine.list_offsets(&self.log, 0, OffsetSpec::Earliest);
-                    match start.await {
-                        Ok(start) => return Some(start),
-                        Err(e) => {
-                            tracing::warn!(sns_topic = %self.name, "finding the log start: {e}")
+                    let end = self.engine.list_offsets(&self.log, 0, OffsetSpec::Latest);
+                    match (start.await, end.await) {
+                        (Ok(start), Ok(end)) => {
+                            let cursor = if committed >= 0 { committed } else { start };
+                            return Some((cursor, end));
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::warn!(sns_topic = %self.name, "finding the log's ends: {e}")
                         }
                     }
                 }
@@ -401,6 +408,7 @@ impl Worker {
                     continue;
                 }
                 let job = Job {
+                    replayed: offset < self.replay_end,
                     offset,
                     stored: stored.clone(),
                     sub: sub.clone(),
@@ -509,6 +517,7 @@ impl Worker {
             topic_arn: &self.topic_arn,
             sub,
             log_id,
+            replayed: offset < self.replay_end,
             offset,
             stored,
             base_url: &self.base_url,
@@ -523,6 +532,9 @@ impl Worker {
             body: d.body(),
             policy,
             stop: self.stop.clone(),
+            dead_letter: d
+                .dead_letter(&self.engine.config().sqs)
+                .map(|letter| (self.engine.clone(), letter)),
         };
         let pending = self.pending.clone();
         pending.add(offset);
@@ -584,6 +596,7 @@ impl Worker {
                     meta.attributes.get("DeliveryPolicy").map(String::as_str),
                 ),
                 stop: self.stop.clone(),
+                dead_letter: None,
             };
             let what = format!("confirmation of {} to {}", self.name, sub.endpoint);
             let task = async move { post.send(&what).await };
@@ -599,6 +612,8 @@ impl Worker {
 
 /// One record for one queue or Kafka subscription.
 struct Job {
+    /// Perhaps delivered by an earlier run.
+    replayed: bool,
     offset: i64,
     stored: Rc<Stored>,
     sub: Rc<SnsSubscription>,
@@ -628,6 +643,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             topic_arn: &ctx.topic_arn,
             sub: &job.sub,
             log_id: ctx.log_id,
+            replayed: job.replayed,
             offset: job.offset,
             stored: &job.stored,
             base_url: &ctx.base_url,
@@ -648,6 +664,11 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                     "sns topic {}: the message at {} not delivered to subscription {}: {why}",
                     ctx.meta.name, job.offset, job.sub.id
                 ));
+                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs) {
+                    dead_letter(&ctx.engine, protocol, letter)
+                        .await
+                        .map_err(|why| (job.offset, why))?;
+                }
             }
             Err(Failure::Retry(why)) => {
                 crate::metrics::local::sns_delivery(protocol, "retried");
@@ -665,12 +686,14 @@ struct HttpPost {
     body: String,
     policy: RetryPolicy,
     stop: Rc<Cell<bool>>,
+    /// Where the message goes when every retry failed (a subscription's RedrivePolicy).
+    dead_letter: Option<(Engine, DeadLetter)>,
 }
 
 impl HttpPost {
     /// Tries, then retries on the policy's schedule; gives up (logged) after the last,
     /// or when the worker stops (a restart delivers it again).
-    async fn send(&self, what: &str) {
+    async fn send(mut self, what: &str) {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut delays = self.policy.delays().into_iter();
@@ -691,6 +714,11 @@ impl HttpPost {
                 warn_limited(format_args!(
                     "http delivery of {what} failed after its retries: {e}"
                 ));
+                if let Some((engine, letter)) = self.dead_letter.take() {
+                    if let Err(why) = dead_letter(&engine, "http", letter).await {
+                        warn_limited(format_args!("dead letter of {what}: {why}"));
+                    }
+                }
                 return;
             };
             crate::metrics::local::sns_delivery("http", "retried");
@@ -700,6 +728,23 @@ impl HttpPost {
                 return;
             }
         }
+    }
+}
+
+/// Sends a failed delivery to its subscription's dead-letter queue; why it must be
+/// tried again, when it may work later.
+async fn dead_letter(engine: &Engine, protocol: &str, letter: DeadLetter) -> Result<(), String> {
+    let queue = letter.queue.clone();
+    match targets::to_dead_letter(engine, letter).await {
+        Ok(()) => {
+            crate::metrics::local::sns_delivery(protocol, "dead_lettered");
+            Ok(())
+        }
+        Err(Failure::Skip(why)) => {
+            warn_limited(format_args!("dead-letter queue {queue}: {why}"));
+            Ok(())
+        }
+        Err(Failure::Retry(why)) => Err(format!("dead-letter queue {queue}: {why}")),
     }
 }
 

@@ -6,8 +6,10 @@
 //! the same origin key `sns:{log id}/{offset}/{subscription}` (the log's own id, new if
 //! the log is ever made again, so its offsets never collide): a queue keeps the copy
 //! it has (it remembers origins for an hour, `ORIGIN_WINDOW_MS`); a Kafka record carries
-//! it in its `x-origin` header, but a Kafka topic is not searched for it, so a Kafka
-//! subscription may get a message twice after a crash (at-least-once, as SNS's HTTP).
+//! it in its `x-origin` header, and a record the worker may have delivered before a
+//! restart is first looked for in the target partition from its publish time (as
+//! `exchanges::publish_once` does for dead letters). HTTP endpoints may get a message
+//! twice (SNS is at-least-once there too).
 
 use crate::config::SqsSettings;
 use crate::engine::{
@@ -47,6 +49,9 @@ pub struct Delivery<'a> {
     pub sub: &'a SnsSubscription,
     /// The id of the backing log (its incarnation) the record was read from.
     pub log_id: u64,
+    /// An earlier run of the worker may have delivered it (it was in the log when this
+    /// run started).
+    pub replayed: bool,
     pub offset: i64,
     pub stored: &'a Stored,
     /// `http://host:port` of this broker's HTTP listener, for the envelope's URLs.
@@ -108,6 +113,55 @@ impl Delivery<'_> {
             Vec::new()
         }
     }
+}
+
+/// A message on its way to its subscription's dead-letter queue (`RedrivePolicy`'s
+/// `deadLetterTargetArn`), after its delivery failed for good: the body the subscription
+/// would have got, with the message attributes as SQS attributes.
+pub struct DeadLetter {
+    pub queue: String,
+    spec: PublishSpec,
+    body: Bytes,
+}
+
+impl Delivery<'_> {
+    /// Where this delivery goes when it fails for good; `None` when its subscription
+    /// has no dead-letter queue (of this broker) in its RedrivePolicy.
+    pub fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
+        let policy = self.sub.attributes.get("RedrivePolicy")?;
+        let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+        let arn = policy.get("deadLetterTargetArn")?.as_str()?;
+        let queue = queue_of_arn(arn, &settings.region, &settings.account_id)?;
+        let spec = PublishSpec {
+            headers: to_headers(&record::to_sqs_attributes(&self.stored.attributes)),
+            group_id: self.stored.group_id.clone(),
+            dedup_id: self.stored.dedup_id.clone(),
+            durable: true,
+            origin: Some(format!(
+                "sns-dlq:{}/{}/{}",
+                self.log_id, self.offset, self.sub.id
+            )),
+            ..PublishSpec::default()
+        };
+        Some(DeadLetter {
+            queue: queue.to_string(),
+            spec,
+            body: Bytes::from(self.body()),
+        })
+    }
+}
+
+/// Publishes a dead letter to its queue (group and dedup ids only to a FIFO one).
+pub async fn to_dead_letter(engine: &Engine, mut letter: DeadLetter) -> Result<(), Failure> {
+    if !engine.queue_config(&letter.queue).is_some_and(|c| c.fifo) {
+        letter.spec.group_id = None;
+        letter.spec.dedup_id = None;
+    }
+    engine
+        .publish(&letter.queue, letter.spec, letter.body)
+        .await
+        .map(|_| ())
+        .map_err(classify)
 }
 
 /// `text` escaped for a URL's query string (unreserved characters kept).
@@ -180,8 +234,23 @@ pub async fn to_kafka(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         }
         None => (d.offset.rem_euclid(i64::from(partitions))) as i32,
     };
+    let origin = d.origin();
+    if d.replayed {
+        // Delivered before a crash? Then the record is there, appended after the
+        // publish: found from that time on through the time index.
+        let place = (topic.as_str(), partition);
+        let since = d.stored.published_ms;
+        let class = crate::engine::CallClass::Internal;
+        let found =
+            crate::engine::exchanges::topic_has_origin(engine, class, place, &origin, since)
+                .await
+                .map_err(classify)?;
+        if found {
+            return Ok(());
+        }
+    }
     let mut headers = d.attribute_headers();
-    headers.push((ORIGIN_HEADER.to_string(), d.origin()));
+    headers.push((ORIGIN_HEADER.to_string(), origin));
     let headers: Vec<(&[u8], &[u8])> = headers
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
@@ -268,6 +337,7 @@ mod tests {
             topic_arn: &arn,
             sub,
             log_id: 8,
+            replayed: false,
             offset: 3,
             stored: &stored,
             base_url: "http://127.0.0.1:1",

@@ -579,7 +579,7 @@ def subscription_attributes(endpoint):
 
 class Endpoint:
     """A local HTTP endpoint recording each POST; `/flaky` answers 500 to its first two
-    Notifications."""
+    Notifications, `/dead` to every one."""
 
     def __init__(self):
         self.posts = []
@@ -596,7 +596,8 @@ class Endpoint:
                     earlier = [p for p in owner.posts[:-1]
                                if p[0] == self.path and
                                p[1].get("x-amz-sns-message-type") == "Notification"]
-                    fail = self.path == "/flaky" and kind == "Notification" and len(earlier) < 2
+                    fail = kind == "Notification" and (
+                        self.path == "/dead" or self.path == "/flaky" and len(earlier) < 2)
                     owner.cond.notify_all()
                 self.send_response(500 if fail else 200)
                 self.send_header("Content-Length", "0")
@@ -693,6 +694,40 @@ def http_subscription_with_confirmation_and_retries(endpoint):
     expect_error(sns, ("InvalidParameter", "NotFound"), lambda: sns.confirm_subscription(
         TopicArn=arn, Token="00" * 32), "an unknown token")
     sns.delete_topic(TopicArn=arn)
+    server.server.shutdown()
+
+
+def http_failures_go_to_the_dead_letter_queue(endpoint):
+    """A subscription's RedrivePolicy: a message whose retries are spent goes to its
+    dead-letter queue, once."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    server = Endpoint()
+    arn = sns.create_topic(Name=name("dlq", "t"))["TopicArn"]
+    q = name("dlq", "q")
+    url = make_queue(sqs, q)
+    expect_error(sns, "InvalidParameter", lambda: sns.subscribe(
+        TopicArn=arn, Protocol="http", Endpoint=server.url + "/dead", Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(q + "-missing")})}),
+        "a dead-letter queue that does not exist")
+    retry = {"healthyRetryPolicy": {"numRetries": 1, "minDelayTarget": 1, "maxDelayTarget": 1}}
+    sub = sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + "/dead",
+                        ReturnSubscriptionArn=True, Attributes={
+                            "DeliveryPolicy": json.dumps(retry),
+                            "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(q)})})
+    sub = sub["SubscriptionArn"]
+    got = sns.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]
+    assert json.loads(got["RedrivePolicy"]) == {"deadLetterTargetArn": queue_arn(q)}, got
+    assert got["PendingConfirmation"] == "true", got
+    _, _, body, _ = server.wait("the confirmation", kind_is("/dead", "SubscriptionConfirmation"))[0]
+    sns.confirm_subscription(TopicArn=arn, Token=json.loads(body)["Token"])
+    message_id = sns.publish(TopicArn=arn, Message="undeliverable")["MessageId"]
+    server.wait("two attempts", kind_is("/dead", "Notification"), 2)
+    dead = receive_within(sqs, url, 1, "the dead letter")[0]
+    check_envelope(json.loads(dead["Body"]), arn, message_id, "undeliverable")
+    extra = receive_some(sqs, url, 10, wait_s=1)
+    assert not extra, f"dead-lettered twice: {extra}"
+    sns.delete_topic(TopicArn=arn)
+    sqs.delete_queue(QueueUrl=url)
     server.server.shutdown()
 
 
@@ -837,7 +872,8 @@ CASES = {f.__name__: f for f in [
     topic_lifecycle, list_topics_in_pages, order_events_fan_out, filter_policies,
     publish_batch_answers_each_entry, fifo_topic_to_fifo_queue, unsubscribe_stops_deliveries,
     list_subscriptions_in_pages, subscription_attributes,
-    http_subscription_with_confirmation_and_retries, kafka_subscription, durable_setup,
+    http_subscription_with_confirmation_and_retries, http_failures_go_to_the_dead_letter_queue,
+    kafka_subscription, durable_setup,
     durable_check, errors, region_and_account]}
 
 

@@ -2,8 +2,8 @@
 //! in, XML out), decoded and encoded by `peregrine_aws_wire::sns`, turned here into
 //! engine calls. One module per family: `topics` (CreateTopic … ListTagsForResource),
 //! `subscriptions` (Subscribe … SetSubscriptionAttributes), `publish` (Publish,
-//! PublishBatch), `arns` (topic, subscription and queue ARNs), `errors` (engine errors →
-//! SNS errors).
+//! PublishBatch), `arns` (topic and subscription ARNs), `policies` (delivery
+//! policies), `errors` (engine errors → SNS errors).
 //!
 //! Decisions (see also the README's "SNS API"):
 //! - An SNS topic is the engine's (`Engine::create_sns_topic`): a publish is appended
@@ -17,8 +17,11 @@
 //!   name); `https` waits for a TLS client, and email, SMS, mobile push, Lambda and
 //!   Firehose have nothing to deliver to here: all are refused naming what is served.
 //! - Strict where ignoring would fake a feature: topic and subscription attributes SNS
-//!   has but the broker does not honour (encryption, tracing, archive policies, feedback
-//!   roles) are refused by name.
+//!   has but the broker does not honour (access policies, encryption, tracing, archive
+//!   and replay policies, feedback roles) are refused by name. AuthenticateOnUnsubscribe is accepted: with `--http-auth` every Unsubscribe is
+//!   signed anyway, and without it nothing is.
+//! - Unsubscribe removes the subscription at once (SubscriptionsDeleted is always 0) and
+//!   answers NotFound for one that does not exist.
 //! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
 //!   action (a request that fails to decode by the action it names); engine errors count
 //!   in `errors_total{protocol="http"}` by engine kind, as SQS's do.
@@ -30,7 +33,7 @@ mod errors;
 mod policies;
 mod publish;
 mod subscriptions;
-mod topics; // LOCAL ONLY
+mod topics;
 
 use crate::config::SqsSettings;
 use crate::engine::{Engine, SnsTopicMeta};

@@ -6,13 +6,13 @@
 //! engine topic) is the engine's to check (`Engine::subscribe_sns`), since it must hold
 //! when the catalog changes; the attributes are checked here: RawMessageDelivery,
 //! FilterPolicy (parsed as the fan-out will evaluate it, in the scope
-//! FilterPolicyScope names), DeliveryPolicy (http only); the rest SNS has are refused by
-//! name.
+//! FilterPolicyScope names), DeliveryPolicy (http only), RedrivePolicy (an existing
+//! queue of this broker as the dead-letter target); the rest SNS has are refused by name.
 
 use super::errors::{self, Cap};
 use super::topics::after_token;
 use super::{arns, policies, Ctx};
-use crate::engine::{SnsSubscription, SnsTopicMeta};
+use crate::engine::{queue_of_arn, SnsSubscription, SnsTopicMeta};
 use peregrine_aws_wire::sns::errors::WireError;
 use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
 use peregrine_aws_wire::sns::model::{
@@ -34,8 +34,10 @@ pub const FILTER_POLICY: &str = "FilterPolicy";
 pub const FILTER_POLICY_SCOPE: &str = "FilterPolicyScope";
 pub const DELIVERY_POLICY: &str = "DeliveryPolicy";
 
+pub const REDRIVE_POLICY: &str = "RedrivePolicy";
+
 /// SNS subscription attributes the broker does not honour: refused rather than kept.
-const NOT_HONOURED: &[&str] = &["RedrivePolicy", "SubscriptionRoleArn", "ReplayPolicy"];
+const NOT_HONOURED: &[&str] = &["SubscriptionRoleArn", "ReplayPolicy"];
 
 pub async fn subscribe(ctx: &Ctx<'_>, req: Subscribe) -> Result<Response, WireError> {
     let topic = ctx.topic(&req.topic_arn)?;
@@ -44,6 +46,7 @@ pub async fn subscribe(ctx: &Ctx<'_>, req: Subscribe) -> Result<Response, WireEr
         .filter(|e| !e.is_empty())
         .ok_or_else(|| WireError::missing("Endpoint"))?;
     let attributes = checked_attributes(&req.protocol, req.attributes)?;
+    check_dead_letter_queue(ctx, &attributes)?;
     let sub = ctx
         .engine
         .subscribe_sns(&topic.name, &req.protocol, &endpoint, attributes)
@@ -95,6 +98,10 @@ fn check_attribute(protocol: &str, name: &str, value: &str) -> Result<String, Wi
             policies::check_subscription_delivery_policy(value)?;
             Ok(value.to_string())
         }
+        REDRIVE_POLICY => {
+            redrive_target(value)?;
+            Ok(value.to_string())
+        }
         other if NOT_HONOURED.contains(&other) => Err(WireError::invalid(format!(
             "Attributes: {other} is not supported by this broker"
         ))),
@@ -115,6 +122,38 @@ fn check_filter(attributes: &BTreeMap<String, String>) -> Result<(), WireError> 
         _ => Scope::MessageAttributes,
     };
     FilterPolicy::parse(policy, scope).map(|_| ())
+}
+
+/// A RedrivePolicy's dead-letter target: `{"deadLetterTargetArn": ARN}`, nothing else.
+fn redrive_target(value: &str) -> Result<String, WireError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Redrive {
+        dead_letter_target_arn: String,
+    }
+    serde_json::from_str::<Redrive>(value)
+        .map(|r| r.dead_letter_target_arn)
+        .map_err(|e| WireError::invalid(format!("RedrivePolicy: {e}")))
+}
+
+/// A RedrivePolicy must name a queue of this broker that exists now (the fan-out sends
+/// a delivery that failed for good there).
+fn check_dead_letter_queue(
+    ctx: &Ctx<'_>,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), WireError> {
+    let Some(policy) = attributes.get(REDRIVE_POLICY).filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let arn = redrive_target(policy)?;
+    let settings = ctx.settings();
+    let queue = queue_of_arn(&arn, &settings.region, &settings.account_id);
+    match queue {
+        Some(q) if ctx.engine.queue_config(q).is_some() => Ok(()),
+        _ => Err(WireError::invalid(format!(
+            "RedrivePolicy: deadLetterTargetArn {arn:?} is no existing queue of this broker"
+        ))),
+    }
 }
 
 pub async fn confirm(ctx: &Ctx<'_>, req: ConfirmSubscription) -> Result<Response, WireError> {
@@ -256,6 +295,9 @@ pub fn get_attributes(ctx: &Ctx<'_>, req: SubscriptionRef) -> Result<Response, W
         let scope = attr(FILTER_POLICY_SCOPE).unwrap_or_else(|| "MessageAttributes".into());
         out.push((FILTER_POLICY_SCOPE.to_string(), scope));
     }
+    if let Some(policy) = attr(REDRIVE_POLICY) {
+        out.push((REDRIVE_POLICY.to_string(), policy));
+    }
     if sub.protocol == "http" {
         let own = attr(DELIVERY_POLICY);
         if let Some(policy) = &own {
@@ -285,6 +327,7 @@ pub async fn set_attribute(ctx: &Ctx<'_>, req: SetAttribute) -> Result<Response,
         after.insert(req.name.clone(), kept);
     }
     check_filter(&after)?;
+    check_dead_letter_queue(ctx, &after)?;
     let kept = after.get(&req.name).cloned().unwrap_or_default();
     ctx.engine
         .alter_subscription(&topic.name, &sub.id, &req.name, kept)
@@ -299,6 +342,7 @@ fn probe(name: &str) -> &'static str {
         RAW_MESSAGE_DELIVERY => "false",
         FILTER_POLICY_SCOPE => "MessageAttributes",
         DELIVERY_POLICY => "{}",
+        REDRIVE_POLICY => r#"{"deadLetterTargetArn": ""}"#,
         _ => "",
     }
 }
@@ -323,7 +367,12 @@ mod tests {
             &[(RAW_MESSAGE_DELIVERY, "yes")][..],
             &[(FILTER_POLICY_SCOPE, "Body")],
             &[(DELIVERY_POLICY, "{}")],
-            &[("RedrivePolicy", "{}")],
+            &[(REDRIVE_POLICY, "{}")],
+            &[(
+                REDRIVE_POLICY,
+                r#"{"deadLetterTargetArn": "a", "maxReceiveCount": 3}"#,
+            )],
+            &[("ReplayPolicy", "{}")],
             &[("Bogus", "x")],
             &[(FILTER_POLICY, "{not json")],
         ] {
