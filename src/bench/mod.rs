@@ -12,6 +12,7 @@ mod payload;
 mod producer;
 mod queue;
 pub mod report;
+mod sns;
 mod spin;
 mod sqs;
 
@@ -57,6 +58,13 @@ pub enum Mode {
     Sqs,
     /// `sqs` at a fixed `--rate`, latency from each message's intended send time.
     SqsLatency,
+    /// SNS fan-out (query protocol over HTTP): a topic with three SQS queues subscribed
+    /// (raw delivery); `--senders` post PublishBatch of 10, `--receivers` per queue drain
+    /// it as in `sqs` mode; checks that every queue got every message exactly once.
+    Sns,
+    /// `sns` at a fixed `--rate`, latency from each message's intended send time to its
+    /// receipt from a queue.
+    SnsLatency,
 }
 
 impl Mode {
@@ -75,11 +83,26 @@ impl Mode {
         matches!(self, Mode::Sqs | Mode::SqsLatency)
     }
 
+    /// The modes that speak SNS (and SQS, to drain the subscribed queues) on the HTTP
+    /// listener.
+    fn is_sns(self) -> bool {
+        matches!(self, Mode::Sns | Mode::SnsLatency)
+    }
+
+    /// The modes whose clients speak HTTP (SQS, SNS), with `--senders`/`--receivers`.
+    fn is_http(self) -> bool {
+        self.is_sqs() || self.is_sns()
+    }
+
     /// The modes that run at a fixed `--rate`.
     fn is_fixed_rate(self) -> bool {
         matches!(
             self,
-            Mode::Latency | Mode::QueueLatency | Mode::AmqpLatency | Mode::SqsLatency
+            Mode::Latency
+                | Mode::QueueLatency
+                | Mode::AmqpLatency
+                | Mode::SqsLatency
+                | Mode::SnsLatency
         )
     }
 }
@@ -167,14 +190,16 @@ pub struct BenchArgs {
     /// AMQP modes: most publishes each producer keeps unconfirmed.
     #[arg(long, default_value_t = 1000)]
     pub confirm_window: u32,
-    /// SQS modes: the broker's HTTP listener, e.g. `http://127.0.0.1:8080` (default: the
-    /// embedded broker's).
+    /// SQS and SNS modes: the broker's HTTP listener, e.g. `http://127.0.0.1:8080`
+    /// (default: the embedded broker's).
     #[arg(long)]
     pub sqs_endpoint: Option<String>,
-    /// SQS modes: sending clients (threads, one keep-alive connection each).
+    /// SQS and SNS modes: sending (publishing) clients (threads, one keep-alive
+    /// connection each).
     #[arg(long, default_value_t = 4)]
     pub senders: usize,
-    /// SQS modes: receiving clients (threads, one keep-alive connection each).
+    /// SQS and SNS modes: receiving clients (threads, one keep-alive connection each);
+    /// in the SNS modes, per subscribed queue.
     #[arg(long, default_value_t = 4)]
     pub receivers: usize,
 }
@@ -226,14 +251,20 @@ pub fn run(args: BenchArgs) -> BenchResult {
         let mut outcome = amqp::run(&args, &uri)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
-    if args.mode.is_sqs() {
+    if args.mode.is_http() {
         let endpoint = match (&args.sqs_endpoint, &_broker) {
             (Some(e), _) => e.clone(),
             (None, Some(b)) => b.http_addr.clone(),
-            (None, None) => return Err("the SQS modes need --sqs-endpoint or --embedded".into()),
+            (None, None) => {
+                return Err("the SQS and SNS modes need --sqs-endpoint or --embedded".into())
+            }
         };
         let cpu_before = broker_pid.and_then(process_cpu_s);
-        let mut outcome = sqs::run(&args, &endpoint)?;
+        let mut outcome = if args.mode.is_sns() {
+            sns::run(&args, &endpoint)?
+        } else {
+            sqs::run(&args, &endpoint)?
+        };
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
     if args.mode.is_queue() {
@@ -334,13 +365,13 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     } else if args.amqp_uri.is_some() {
         return Err("--amqp-uri is for the AMQP modes".into());
     }
-    if args.mode.is_sqs() {
+    if args.mode.is_http() {
         if args.queues != 1 || args.partitions != 1 || args.shard_aware || args.backlog {
-            return Err("the SQS modes run one queue (no --queues, --partitions, --shard-aware or --backlog)".into());
+            return Err("the SQS modes run one queue and the SNS modes three (no --queues, --partitions, --shard-aware or --backlog)".into());
         }
         if args.size < sqs::STAMP_LEN {
             return Err(format!(
-                "the SQS modes need --size of at least {} (the bench stamp, in text)",
+                "the SQS and SNS modes need --size of at least {} (the bench stamp, in text)",
                 sqs::STAMP_LEN
             ));
         }
@@ -351,10 +382,15 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         args.consumers = args.receivers;
         // A batch request holds 10 entries at most.
         args.batch = args.batch.min(sqs::BATCH_MAX);
-        // Messages are deleted after they are received: the SQS acknowledgement.
-        args.acks = AcksArg::Leader;
+        args.acks = if args.mode.is_sns() {
+            // Publish is answered once the message is on disk (the topic's outbox).
+            AcksArg::Durable
+        } else {
+            // Messages are deleted after they are received: the SQS acknowledgement.
+            AcksArg::Leader
+        };
     } else if args.sqs_endpoint.is_some() {
-        return Err("--sqs-endpoint is for the SQS modes".into());
+        return Err("--sqs-endpoint is for the SQS and SNS modes".into());
     }
     if args.mode.is_queue() {
         if args.queues == 0 {
@@ -598,7 +634,7 @@ pub(crate) fn summarize(
     };
     let duration_s = to.saturating_sub(from).max(1) as f64 / 1e9;
     let msgs_per_s = count as f64 / duration_s;
-    let queue_mode = args.mode.is_queue() || args.mode.is_amqp() || args.mode.is_sqs();
+    let queue_mode = args.mode.is_queue() || args.mode.is_amqp() || args.mode.is_http();
     let summary = Summary {
         mode: format!("{:?}", args.mode).to_lowercase(),
         acks: format!("{:?}", args.acks).to_lowercase(),

@@ -26,6 +26,7 @@ use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPla
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -72,17 +73,10 @@ impl SqsClient {
     /// action, the status and the broker's error body.
     pub fn call(&mut self, action: &str, body: &Value) -> Result<Value, Error> {
         let payload = serde_json::to_vec(body)?;
-        let mut req = format!(
-            "POST / HTTP/1.1\r\nhost: {}\r\nx-amz-target: AmazonSQS.{action}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n",
-            self.host,
-            payload.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(&payload);
-        self.stream
-            .write_all(&req)
-            .map_err(|e| format!("{action}: write: {e}"))?;
-        let (status, body) = self.read_answer().map_err(|e| format!("{action}: {e}"))?;
+        let headers = format!(
+            "x-amz-target: AmazonSQS.{action}\r\ncontent-type: application/x-amz-json-1.0\r\n"
+        );
+        let (status, body) = self.post(action, &headers, &payload)?;
         if status != 200 {
             return Err(format!(
                 "{action}: HTTP {status}: {}",
@@ -91,6 +85,28 @@ impl SqsClient {
             .into());
         }
         Ok(serde_json::from_slice(&body).map_err(|e| format!("{action}: answer: {e}"))?)
+    }
+
+    /// Posts `payload` to `/` with `headers` (whole `name: value\r\n` lines, framing
+    /// excluded) and reads the answer: its status and body. `what` names the request in
+    /// errors. The SNS bench sends its query requests through this too.
+    pub fn post(
+        &mut self,
+        what: &str,
+        headers: &str,
+        payload: &[u8],
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let mut req = format!(
+            "POST / HTTP/1.1\r\nhost: {}\r\n{headers}content-length: {}\r\n\r\n",
+            self.host,
+            payload.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(payload);
+        self.stream
+            .write_all(&req)
+            .map_err(|e| format!("{what}: write: {e}"))?;
+        Ok(self.read_answer().map_err(|e| format!("{what}: {e}"))?)
     }
 
     /// Reads one content-length framed answer: its status and body.
@@ -170,20 +186,26 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What a sender leaves: the usual producer result, and the MessageIds the broker gave.
-struct Sent {
-    result: ProducerResult,
-    ids: Vec<String>,
+/// What a sender leaves: the usual producer result, and the (sequence number, MessageId)
+/// of each message the broker accepted.
+pub(super) struct Sent {
+    pub result: ProducerResult,
+    pub ids: Vec<(u64, String)>,
 }
 
-fn send(
+/// One batch to post: (sequence number, body) of each entry.
+pub(super) type Batch = [(u64, String)];
+
+/// A sender's loop, whatever the API: batches of up to `--batch` (at most 10) stamped
+/// bodies, paced when the plan has a rate, each posted by `post`, which answers the
+/// (sequence number, MessageId) of every entry the broker accepted. Stops at the first
+/// failure: an entry refused or left unanswered is an error.
+pub(super) fn send_loop(
     args: &BenchArgs,
-    addr: &str,
-    url: &str,
     plan: &PacedPlan,
     out: &mut Sent,
+    mut post: impl FnMut(&Batch) -> Result<Vec<(u64, String)>, Error>,
 ) -> Result<(), Error> {
-    let mut client = SqsClient::connect(addr)?;
     let gap = plan.rate.map(|r| 1e9 / r.max(1.0));
     let start = now_ns();
     out.result.first_send_ns = start;
@@ -203,40 +225,20 @@ fn send(
         .clamp(1, args.batch.clamp(1, BATCH_MAX) as u64)
         .min(plan.count - seq);
         let batch_ns = now_ns();
-        let entries: Vec<Value> = (seq..seq + n)
+        let batch: Vec<(u64, String)> = (seq..seq + n)
             .map(|s| {
                 let sent_ns = gap.map_or(batch_ns, |g| start + (s as f64 * g) as u64);
-                json!({
-                    "Id": format!("m{s}"),
-                    "MessageBody": stamped_body(plan.id, s, sent_ns, args.size),
-                })
+                (s, stamped_body(plan.id, s, sent_ns, args.size))
             })
             .collect();
-        let answer = client.call(
-            "SendMessageBatch",
-            &json!({ "QueueUrl": url, "Entries": entries }),
-        )?;
-        if let Some(failed) = answer["Failed"].as_array().filter(|f| !f.is_empty()) {
-            return Err(format!("SendMessageBatch failed entries: {failed:?}").into());
-        }
-        let ok = answer["Successful"]
-            .as_array()
-            .ok_or("SendMessageBatch: no Successful")?;
+        let accepted = post(&batch)?;
         let now = now_ns();
-        for entry in ok {
-            let s: u64 = entry["Id"]
-                .as_str()
-                .and_then(|id| id.strip_prefix('m'))
-                .and_then(|s| s.parse().ok())
-                .ok_or("SendMessageBatch: an entry without its Id")?;
-            let id = entry["MessageId"]
-                .as_str()
-                .ok_or("SendMessageBatch: an entry without MessageId")?;
-            out.ids.push(id.to_string());
-            out.result.acked.insert(s);
+        if accepted.len() as u64 != n {
+            return Err(format!("a batch of {n} answered {} entries", accepted.len()).into());
         }
-        if ok.len() as u64 != n {
-            return Err(format!("SendMessageBatch answered {} of {n} entries", ok.len()).into());
+        for (s, id) in accepted {
+            out.result.acked.insert(s);
+            out.ids.push((s, id));
         }
         let _ = out
             .result
@@ -249,16 +251,139 @@ fn send(
     Ok(())
 }
 
-/// What a receiver leaves: the usual consumer result, the MessageIds it deleted, and its
-/// receive-to-delete and SentTimestamp-based latencies.
-struct Received {
-    result: ConsumerResult,
-    ids: Vec<String>,
-    delete_ns: Histogram<u64>,
-    sent_timestamp_ms: Histogram<u64>,
+/// The sequence number in a batch entry id (`m{seq}`) the bench gave it.
+pub(super) fn entry_seq(id: &str) -> Option<u64> {
+    id.strip_prefix('m').and_then(|s| s.parse().ok())
 }
 
-fn receive(addr: &str, url: &str, progress: &Progress, out: &mut Received) -> Result<(), Error> {
+fn send(
+    args: &BenchArgs,
+    addr: &str,
+    url: &str,
+    plan: &PacedPlan,
+    out: &mut Sent,
+) -> Result<(), Error> {
+    let mut client = SqsClient::connect(addr)?;
+    send_loop(args, plan, out, |batch| {
+        let entries: Vec<Value> = batch
+            .iter()
+            .map(|(s, body)| json!({ "Id": format!("m{s}"), "MessageBody": body }))
+            .collect();
+        let answer = client.call(
+            "SendMessageBatch",
+            &json!({ "QueueUrl": url, "Entries": entries }),
+        )?;
+        if let Some(failed) = answer["Failed"].as_array().filter(|f| !f.is_empty()) {
+            return Err(format!("SendMessageBatch failed entries: {failed:?}").into());
+        }
+        let ok = answer["Successful"]
+            .as_array()
+            .ok_or("SendMessageBatch: no Successful")?;
+        ok.iter()
+            .map(|entry| {
+                let s = entry["Id"]
+                    .as_str()
+                    .and_then(entry_seq)
+                    .ok_or("SendMessageBatch: an entry without its Id")?;
+                let id = entry["MessageId"]
+                    .as_str()
+                    .ok_or("SendMessageBatch: an entry without MessageId")?;
+                Ok((s, id.to_string()))
+            })
+            .collect()
+    })
+}
+
+/// Runs one sender thread per plan with `send` (given the endpoint's address and the
+/// target: queue URL or topic ARN) and waits for them all.
+pub(super) fn run_senders(
+    args: &BenchArgs,
+    addr: &str,
+    target: &str,
+    plans: Vec<PacedPlan>,
+    send: fn(&BenchArgs, &str, &str, &PacedPlan, &mut Sent) -> Result<(), Error>,
+) -> Result<Vec<Sent>, Error> {
+    plans
+        .into_iter()
+        .map(|plan| {
+            let (a, t, args) = (addr.to_string(), target.to_string(), args.clone());
+            std::thread::spawn(move || {
+                let mut out = Sent {
+                    result: ProducerResult {
+                        sent: 0,
+                        acked: Default::default(),
+                        ack_ns: histogram(),
+                        first_send_ns: now_ns(),
+                        last_ack_ns: 0,
+                        error: None,
+                    },
+                    ids: Vec::new(),
+                };
+                if let Err(e) = send(&args, &a, &t, &plan, &mut out) {
+                    out.result.error = Some(e.to_string());
+                }
+                out
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "sender panicked".into()))
+        .collect()
+}
+
+/// What a receiver leaves: the usual consumer result, the MessageIds it deleted with the
+/// (client, sequence number) stamped in each one's body, and its receive-to-delete and
+/// SentTimestamp-based latencies.
+pub(super) struct Received {
+    pub result: ConsumerResult,
+    pub ids: Vec<String>,
+    pub stamps: Vec<(u32, u64)>,
+    pub delete_ns: Histogram<u64>,
+    pub sent_timestamp_ms: Histogram<u64>,
+}
+
+/// Starts `n` receiver threads on the queue at `url`, counting into `progress`; each one
+/// stops the others when it fails, so that none waits for what it would have deleted.
+pub(super) fn spawn_receivers(
+    n: usize,
+    addr: &str,
+    url: &str,
+    producers: usize,
+    progress: &Arc<Progress>,
+) -> Vec<std::thread::JoinHandle<Received>> {
+    (0..n)
+        .map(|_| {
+            let (a, u, p) = (addr.to_string(), url.to_string(), progress.clone());
+            std::thread::spawn(move || {
+                let mut out = Received {
+                    result: ConsumerResult {
+                        ledger: Ledger::new(producers),
+                        e2e_ns: histogram(),
+                        first_receive_ns: 0,
+                        last_receive_ns: 0,
+                        error: None,
+                    },
+                    ids: Vec::new(),
+                    stamps: Vec::new(),
+                    delete_ns: histogram(),
+                    sent_timestamp_ms: histogram(),
+                };
+                if let Err(e) = receive(&a, &u, &p, &mut out) {
+                    out.result.error = Some(e.to_string());
+                    p.stop.store(true, Ordering::Relaxed);
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+pub(super) fn receive(
+    addr: &str,
+    url: &str,
+    progress: &Progress,
+    out: &mut Received,
+) -> Result<(), Error> {
     let mut client = SqsClient::connect(addr)?;
     let request = json!({
         "QueueUrl": url,
@@ -321,6 +446,7 @@ fn receive(addr: &str, url: &str, progress: &Progress, out: &mut Received) -> Re
         for ((client_id, seq, _), id) in stamps {
             out.result.ledger.receive(client_id, seq);
             out.ids.push(id);
+            out.stamps.push((client_id, seq));
         }
         progress
             .received
@@ -333,26 +459,27 @@ fn receive(addr: &str, url: &str, progress: &Progress, out: &mut Received) -> Re
     Ok(())
 }
 
-/// The exactly-once check by MessageId.
+/// The exactly-once check by message identity (the SQS modes: MessageId; the SNS modes:
+/// the stamp in the body, as each queue holds its own copy under its own MessageId).
 #[derive(Debug, PartialEq, Eq)]
-struct IdCheck {
-    unique_sent: u64,
-    unique_deleted: u64,
-    /// Accepted by a SendMessageBatch, never deleted.
-    never_deleted: u64,
+pub(super) struct IdCheck {
+    pub unique_sent: u64,
+    pub unique_deleted: u64,
+    /// Accepted by the broker, never deleted.
+    pub never_deleted: u64,
     /// Deletions beyond the first of the same id.
-    deleted_twice: u64,
+    pub deleted_twice: u64,
     /// Deleted, but no sender was given the id.
-    unknown: u64,
+    pub unknown: u64,
 }
 
 impl IdCheck {
-    fn of<'a>(
-        sent: impl Iterator<Item = &'a str>,
-        deleted: impl Iterator<Item = &'a str>,
+    pub fn of<T: Hash + Eq + Copy>(
+        sent: impl Iterator<Item = T>,
+        deleted: impl Iterator<Item = T>,
     ) -> IdCheck {
-        let sent: HashSet<&str> = sent.collect();
-        let mut unique: HashSet<&str> = HashSet::new();
+        let sent: HashSet<T> = sent.collect();
+        let mut unique: HashSet<T> = HashSet::new();
         let mut deleted_twice = 0;
         for id in deleted {
             if !unique.insert(id) {
@@ -370,7 +497,7 @@ impl IdCheck {
 }
 
 /// The `http=` address in an endpoint URL or a bare `host:port`.
-fn authority(endpoint: &str) -> &str {
+pub(super) fn authority(endpoint: &str) -> &str {
     let rest = endpoint
         .strip_prefix("http://")
         .unwrap_or(endpoint)
@@ -394,61 +521,18 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
     let total = args.messages.unwrap_or(u64::MAX);
     let senders = args.producers.max(1) as u64;
     let progress = Arc::new(Progress::default());
-    let receivers: Vec<_> = (0..args.consumers.max(1))
-        .map(|_| {
-            let (a, u, p) = (addr.clone(), url.clone(), progress.clone());
-            let producers = args.producers.max(1);
-            std::thread::spawn(move || {
-                let mut out = Received {
-                    result: ConsumerResult {
-                        ledger: Ledger::new(producers),
-                        e2e_ns: histogram(),
-                        first_receive_ns: 0,
-                        last_receive_ns: 0,
-                        error: None,
-                    },
-                    ids: Vec::new(),
-                    delete_ns: histogram(),
-                    sent_timestamp_ms: histogram(),
-                };
-                if let Err(e) = receive(&a, &u, &p, &mut out) {
-                    out.result.error = Some(e.to_string());
-                    // The others must not wait for what this one would have deleted.
-                    p.stop.store(true, Ordering::Relaxed);
-                }
-                out
-            })
-        })
-        .collect();
+    let receivers = spawn_receivers(
+        args.consumers.max(1),
+        &addr,
+        &url,
+        args.producers.max(1),
+        &progress,
+    );
     let start = now_ns();
     let deadline_ns = args.duration.map(|d| start + (d * 1e9) as u64);
     let rate = (args.mode == Mode::SqsLatency).then_some(args.rate as f64);
-    let sent: Vec<Sent> = paced_plans(senders, total, deadline_ns, rate)
-        .into_iter()
-        .map(|plan| {
-            let (a, u, args) = (addr.clone(), url.clone(), args.clone());
-            std::thread::spawn(move || {
-                let mut out = Sent {
-                    result: ProducerResult {
-                        sent: 0,
-                        acked: Default::default(),
-                        ack_ns: histogram(),
-                        first_send_ns: now_ns(),
-                        last_ack_ns: 0,
-                        error: None,
-                    },
-                    ids: Vec::new(),
-                };
-                if let Err(e) = send(&args, &a, &u, &plan, &mut out) {
-                    out.result.error = Some(e.to_string());
-                }
-                out
-            })
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|h| h.join().map_err(|_| "sender panicked"))
-        .collect::<Result<_, _>>()?;
+    let plans = paced_plans(senders, total, deadline_ns, rate);
+    let sent = run_senders(args, &addr, &url, plans, send)?;
     let expected: u64 = sent.iter().map(|s| s.ids.len() as u64).sum();
     wait_for(&progress, expected, true);
     progress.stop.store(true, Ordering::Relaxed);
@@ -467,7 +551,7 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
         let _ = sent_timestamp_ms.add(&r.sent_timestamp_ms);
     }
     let ids = IdCheck::of(
-        sent.iter().flat_map(|s| &s.ids).map(String::as_str),
+        sent.iter().flat_map(|s| &s.ids).map(|(_, id)| id.as_str()),
         received.iter().flat_map(|r| &r.ids).map(String::as_str),
     );
     let IdCheck {

@@ -1,5 +1,5 @@
 //! The HTTP front end (`serve --http-addr`): the operator's `/metrics`, `/healthz` and
-//! `/readyz`, and the SQS API (`sqs`; SNS later).
+//! `/readyz`, and the SQS and SNS APIs (`sqs`, `sns`).
 //!
 //! Every shard listens on the HTTP address (SO_REUSEPORT, as for the other protocols),
 //! and any shard can answer any route: the metrics of every shard are atomics and
@@ -25,12 +25,14 @@
 //!
 //! Routing: a request an SQS client sends (`sqs::accepts`: a POST with `X-Amz-Target:
 //! AmazonSQS.*`, a form POST, or `Action=` in the query string, on any path, since
-//! query clients post to the queue's URL) goes to `sqs::serve`; every other request to
-//! the operator routes, exactly as before the SQS API existed (so a plain `POST
-//! /metrics` is still 405). With `--http-auth`, such an AWS request is first checked
-//! by `auth` (its SigV4 signature) and refused there if it fails.
+//! query clients post to the queue's URL) goes to `sqs::serve`, unless it is a query
+//! request whose `Action` is SNS's (`sns::accepts`), which goes to `sns::serve`; every
+//! other request to the operator routes, exactly as before the SQS API existed (so a
+//! plain `POST /metrics` is still 405). With `--http-auth`, such an AWS request is first
+//! checked by `auth` (its SigV4 signature) and refused there if it fails.
 
 pub mod auth;
+pub mod sns;
 pub mod sqs;
 
 use crate::engine::Engine;
@@ -248,6 +250,11 @@ impl Connection {
         if let Some(protocol) =
             sqs::accepts(&head.method, head.target.as_deref(), content_type, query)
         {
+            // SNS speaks SQS's query protocol: its requests are told apart by the Action.
+            if protocol == sqs::Protocol::Query && sns::accepts(query, body) {
+                let request = sns::SnsHttp { query, body };
+                return sqs_answer(sns::serve(&self.engine, request).await);
+            }
             let request = sqs::SqsHttp {
                 protocol,
                 path,
@@ -292,7 +299,7 @@ impl Connection {
     }
 }
 
-/// An SQS answer as the connection writes it.
+/// An SQS or SNS answer (both are `aws_wire::sqs::Encoded`) as the connection writes it.
 fn sqs_answer(encoded: sqs::Encoded) -> Answer {
     let mut headers = String::new();
     for (name, value) in &encoded.headers {

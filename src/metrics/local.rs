@@ -105,6 +105,20 @@ pub fn sqs_request(action: Option<peregrine_aws_wire::sqs::Action>) {
     with(|m| bump(&m.requests_sqs[slot], 1));
 }
 
+/// An SNS request on the HTTP listener, by its action (`None`: none the broker serves,
+/// counted with SQS's as "unknown").
+pub fn sns_request(action: Option<peregrine_aws_wire::sns::Action>) {
+    let slot = action.and_then(|a| {
+        peregrine_aws_wire::sns::Action::ALL
+            .iter()
+            .position(|known| *known == a)
+    });
+    match slot {
+        Some(slot) => with(|m| bump(&m.requests_sns[slot], 1)),
+        None => sqs_request(None),
+    }
+}
+
 /// An engine error about to go to a client of `protocol`, by its index in
 /// `ERROR_CODES` (`EngineError::metrics_index`).
 pub fn error(protocol: Protocol, kind: usize) {

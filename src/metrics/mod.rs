@@ -3,8 +3,8 @@
 //!
 //! Two kinds of figures, chosen so that nothing here needs a cross-core message:
 //!
-//! * Per-shard counters (`ShardMetrics`): requests by protocol and API (for SQS on the
-//!   HTTP listener: by action), errors by code,
+//! * Per-shard counters (`ShardMetrics`): requests by protocol and API (for SQS and
+//!   SNS on the HTTP listener: by action), errors by code,
 //!   connections, cross-core calls, produce-to-ack latency, plus the storage's own
 //!   fdatasync and cache counters. Atomics in an `Arc` that the shard writes (a plain
 //!   load and store: one writer, no locked instruction) and any thread reads with
@@ -172,6 +172,18 @@ pub fn sqs_action_name(slot: usize) -> &'static str {
     Action::ALL.get(slot).map_or("unknown", |a| a.name())
 }
 
+/// SNS actions counted one by one (`requests_total{protocol="http",api=ACTION}`), in the
+/// order of `sns::Action::ALL`. An SNS request naming no served action counts in SQS's
+/// "unknown" slot: the HTTP listener has one "unknown" series.
+pub const SNS_ACTION_SLOTS: usize = peregrine_aws_wire::sns::Action::ALL.len();
+
+/// The action name of an SNS slot ("Publish").
+pub fn sns_action_name(slot: usize) -> &'static str {
+    peregrine_aws_wire::sns::Action::ALL
+        .get(slot)
+        .map_or("unknown", |a| a.name())
+}
+
 /// Engine error kinds, by the index `engine::EngineError::metrics_index` gives (the
 /// engine's tests check that the two agree). Errors are counted by the engine's kind,
 /// the same for every protocol, whatever code each protocol maps it to.
@@ -265,6 +277,8 @@ pub struct ShardMetrics {
     pub requests_amqp: [AtomicU64; AMQP_METHODS.len()],
     /// SQS requests on the HTTP listener, by `sqs_action_slot`.
     pub requests_sqs: [AtomicU64; SQS_ACTION_SLOTS],
+    /// SNS requests on the HTTP listener, by their action's index in `sns::Action::ALL`.
+    pub requests_sns: [AtomicU64; SNS_ACTION_SLOTS],
     /// Error answers by protocol and engine code.
     pub errors: [[AtomicU64; ERROR_CODES.len()]; PROTOCOLS.len()],
     /// Open connections by protocol (a gauge).
@@ -298,6 +312,7 @@ impl ShardMetrics {
             requests_kafka: std::array::from_fn(|_| AtomicU64::new(0)),
             requests_amqp: std::array::from_fn(|_| AtomicU64::new(0)),
             requests_sqs: std::array::from_fn(|_| AtomicU64::new(0)),
+            requests_sns: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
             cross_core_calls: AtomicU64::new(0),
@@ -395,6 +410,14 @@ mod tests {
         sqs.sort_unstable();
         sqs.dedup();
         assert_eq!(sqs.len(), SQS_ACTION_SLOTS);
+        // SQS and SNS share the HTTP series: no action name in both.
+        let mut http: Vec<_> = sqs
+            .into_iter()
+            .chain((0..SNS_ACTION_SLOTS).map(sns_action_name))
+            .collect();
+        http.sort_unstable();
+        http.dedup();
+        assert_eq!(http.len(), SQS_ACTION_SLOTS + SNS_ACTION_SLOTS);
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! present.
 
 use super::{
-    kafka_api_name, objects::Snapshot, sqs_action_name, Histogram, Metrics, ShardMetrics,
-    AMQP_METHODS, ERROR_CODES, LATENCY_BUCKETS, NATIVE_APIS, PROTOCOLS, SNS_DELIVERY_OUTCOMES,
-    SNS_DELIVERY_PROTOCOLS,
+    kafka_api_name, objects::Snapshot, sns_action_name, sqs_action_name, Histogram, Metrics,
+    ShardMetrics, AMQP_METHODS, ERROR_CODES, LATENCY_BUCKETS, NATIVE_APIS, PROTOCOLS,
+    SNS_DELIVERY_OUTCOMES, SNS_DELIVERY_PROTOCOLS,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -152,7 +152,16 @@ impl Page {
                 );
                 (l, load(c))
             });
-            native.chain(kafka).chain(amqp).chain(sqs)
+            let sns = m.requests_sns.iter().enumerate();
+            let sns = sns.filter(|(_, c)| load(c) > 0).map(move |(slot, c)| {
+                let l = with(
+                    with(shard_label(i), "protocol", "http"),
+                    "api",
+                    sns_action_name(slot),
+                );
+                (l, load(c))
+            });
+            native.chain(kafka).chain(amqp).chain(sqs).chain(sns)
         });
         let help = "Requests decoded from clients, by shard, protocol and API.";
         family(encoder, "requests", help, MetricType::Counter, requests)?;

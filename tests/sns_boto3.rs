@@ -1,0 +1,156 @@
+//! boto3 running typical Amazon SNS programs against the real broker's HTTP listener,
+//! changed only in `endpoint_url`: topics fanned out to SQS queues (raw and enveloped),
+//! filter policies, batches, HTTP endpoints with confirmation and retries, a Kafka topic
+//! as a target, and the fan-out surviving kill -9. The programs are the functions of
+//! tests/sns/boto3_cases.py, one per case (SNS has one wire protocol, the query protocol);
+//! this file starts brokers, runs the script, and drives what a script cannot do alone
+//! (flags, kill -9 and restart, an engine topic for the Kafka target).
+//!
+//! `.ci/run` installs boto3 into target/ci-venv; `PEREGRINE_PYTHON` names another Python.
+//! Without boto3 every case fails and says how to install it: nothing is skipped.
+
+mod common;
+use common::scripts::{finish, python};
+use common::{shared_broker, unique, Broker};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sns/boto3_cases.py");
+/// How long one script run may take; each wait inside it is bounded by 10 s (30 s for
+/// the check after a restart).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The exit status boto3_cases.py uses when boto3 is missing.
+const EXIT_NO_BOTO3: i32 = 3;
+
+fn spawn(b: &Broker, case: &str, args: &[&str]) -> Child {
+    let python = python();
+    Command::new(&python)
+        .arg(SCRIPT)
+        .arg(format!("http://{}", b.http_addr))
+        .arg(case)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python} not runnable ({e}): run .ci/run, which installs it"))
+}
+
+/// Runs one case to completion; panics with its output unless it printed `ok CASE`.
+fn boto3(b: &Broker, case: &str, args: &[&str]) -> String {
+    let (status, out) = finish(spawn(b, case, args), SCRIPT_TIMEOUT);
+    check(case, status, &out);
+    out
+}
+
+fn check(case: &str, status: Option<ExitStatus>, out: &str) {
+    match status {
+        None => panic!("boto3 case {case} ran past {SCRIPT_TIMEOUT:?}:\n{out}"),
+        Some(s) if s.code() == Some(EXIT_NO_BOTO3) => panic!(
+            "boto3 is not installed for {}: run .ci/run, or `pip install boto3==1.43.11`, \
+             then set PEREGRINE_PYTHON\n{out}",
+            python()
+        ),
+        Some(s) => assert!(
+            s.success() && out.contains(&format!("ok {case}")),
+            "boto3 case {case} failed ({s}):\n{out}"
+        ),
+    }
+}
+
+/// One script case against the shared broker.
+macro_rules! case {
+    ($case:ident) => {
+        #[test]
+        fn $case() {
+            boto3(&shared_broker(), stringify!($case), &[]);
+        }
+    };
+}
+
+case!(topic_lifecycle);
+case!(list_topics_in_pages);
+case!(order_events_fan_out);
+case!(filter_policies);
+case!(publish_batch_answers_each_entry);
+case!(fifo_topic_to_fifo_queue);
+case!(unsubscribe_stops_deliveries);
+case!(list_subscriptions_in_pages);
+case!(subscription_attributes);
+case!(http_subscription_with_confirmation_and_retries);
+case!(http_failures_go_to_the_dead_letter_queue);
+case!(errors);
+
+/// A subscription whose endpoint is an engine topic: the Notification is a record there,
+/// read back by confluent-kafka.
+#[test]
+fn kafka_subscription() {
+    let b = shared_broker();
+    let topic = unique("sns-target");
+    b.create_topic(&topic, 1);
+    boto3(&b, "kafka_subscription", &[&topic, &b.kafka_addr]);
+}
+
+/// `--sqs-region` and `--sqs-account-id` shape topic and subscription ARNs too.
+#[test]
+fn region_and_account_flags_shape_topic_arns() {
+    let b = Broker::start_with(&[
+        "--sqs-region",
+        "eu-west-3",
+        "--sqs-account-id",
+        "123456789012",
+    ]);
+    let flags = ["--region", "eu-west-3", "--account", "123456789012"];
+    boto3(&b, "region_and_account", &flags);
+}
+
+/// kill -9 the moment the last Publish is acknowledged: after the restart every
+/// subscribed queue holds every message exactly once (the fan-out resumes from its
+/// committed cursor, and the queues drop what they already had by its origin).
+#[test]
+fn fan_out_survives_kill_9_right_after_publish() {
+    let mut b = Broker::start();
+    let prefix = unique("sns-kept");
+    let n = "200";
+    let mut child = spawn(&b, "durable_setup", &[&prefix, n]);
+    let lines = lines_of(&mut child);
+    let deadline = std::time::Instant::now() + SCRIPT_TIMEOUT;
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.trim() == "published" => break,
+            Ok(line) => seen.push_str(&line),
+            Err(_) => {
+                let (status, out) = finish(child, Duration::from_secs(1));
+                panic!("durable_setup ended without `published` ({status:?}):\n{seen}{out}");
+            }
+        }
+    }
+    b.kill9();
+    let (status, out) = finish(child, SCRIPT_TIMEOUT);
+    // The rest of its stdout (`ok durable_setup`): the pipe closed when it exited.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        seen.push_str(&line);
+    }
+    check("durable_setup", status, &format!("{seen}{out}"));
+    b.restart();
+    boto3(&b, "durable_check", &[&prefix, n]);
+}
+
+/// The child's stdout, line by line, as it comes (its stderr stays with the child).
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line + "\n").is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
