@@ -235,9 +235,16 @@ impl Engine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let meta = self
-            .sns_topic(topic)
-            .ok_or_else(|| EngineError::from(SnsError::UnknownTopic(topic.to_string())))?;
+        // Only what the owner needs crosses shards (not the subscriptions).
+        let meta = {
+            let catalog = self.shard().catalog();
+            let meta = catalog.sns_topic(topic)?;
+            Published {
+                name: meta.name.clone(),
+                id: meta.id,
+                fifo: meta.fifo,
+            }
+        };
         if meta.fifo {
             if let Some(i) = entries
                 .iter()
@@ -248,7 +255,7 @@ impl Engine {
                 )));
             }
         }
-        let backing = meta.backing_topic();
+        let backing = peregrine_shards::sns::backing_topic(meta.id);
         let owner = self.partition_owner(&backing, 0)?;
         let job = move |s: Rc<Shard>| async move { publish_here(&s, &meta, entries).await };
         self.on_owner(owner, CallClass::Client, job).await
@@ -327,12 +334,19 @@ pub(crate) fn forget_window(id: u64) {
 }
 
 /// Publish on the owner of the topic's log.
+/// The topic a publish goes to, as its log's owner needs it.
+struct Published {
+    name: String,
+    id: u64,
+    fifo: bool,
+}
+
 async fn publish_here(
     shard: &Rc<Shard>,
-    meta: &SnsTopicMeta,
+    meta: &Published,
     entries: Vec<Stored>,
 ) -> Result<Vec<SnsPublished>, EngineError> {
-    let backing = meta.backing_topic();
+    let backing = peregrine_shards::sns::backing_topic(meta.id);
     if shard.catalog().sns.get(&meta.name).map(|m| m.id) != Some(meta.id) {
         forget_window(meta.id);
         return Err(SnsError::UnknownTopic(meta.name.clone()).into());
@@ -387,7 +401,7 @@ async fn publish_here(
     Ok(answers.collect())
 }
 
-fn published(meta: &SnsTopicMeta, offset: i64, duplicate: bool) -> SnsPublished {
+fn published(meta: &Published, offset: i64, duplicate: bool) -> SnsPublished {
     SnsPublished {
         offset,
         message_id: sns_message_id(meta.id, offset),

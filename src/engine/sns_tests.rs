@@ -1008,3 +1008,55 @@ fn a_kafka_target_keeps_one_copy_when_a_restarted_worker_delivers_again() {
         assert!(eventually(two).await);
     });
 }
+
+#[test]
+fn topic_attributes_tags_and_subscriptions_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    with_two_shards_at(dir.path(), |engine| async move {
+        engine
+            .create_sns_topic("t", false, map(&[("DisplayName", "a")]), map(&[("k", "v")]))
+            .await
+            .expect("topic");
+        let change = SnsTopicChange {
+            set_attributes: map(&[("DisplayName", "b")]),
+            set_tags: map(&[("team", "x")]),
+            remove_tags: vec!["k".into()],
+            ..SnsTopicChange::default()
+        };
+        let changed = engine.alter_sns_topic("t", change).await.expect("altered");
+        assert_eq!(changed.attributes, map(&[("DisplayName", "b")]));
+        assert_eq!(changed.tags, map(&[("team", "x")]));
+        let missing = engine
+            .alter_sns_topic("nope", SnsTopicChange::default())
+            .await;
+        assert!(matches!(missing, Err(EngineError::UnknownTopic(_))));
+        engine
+            .declare_queue("q", QueueConfig::default())
+            .await
+            .expect("queue");
+        engine
+            .subscribe_sns(
+                "t",
+                "sqs",
+                &arn("q"),
+                map(&[("RawMessageDelivery", "true")]),
+            )
+            .await
+            .expect("subscribed");
+    });
+    with_two_shards_at(dir.path(), |engine| async move {
+        let meta = engine.sns_topic("t").expect("kept");
+        assert_eq!(meta.attributes, map(&[("DisplayName", "b")]));
+        assert_eq!(meta.tags, map(&[("team", "x")]));
+        let sub = meta.subscriptions.values().next().expect("kept");
+        assert_eq!(sub.endpoint, arn("q"));
+        assert!(sub.confirmed);
+        assert_eq!(engine.sns_topics().len(), 1);
+        // And it still delivers.
+        engine
+            .sns_publish("t", vec![message("after")])
+            .await
+            .expect("published");
+        assert!(eventually(|| async { ready(&engine, "q").await == 1 }).await);
+    });
+}

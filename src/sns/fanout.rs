@@ -206,6 +206,16 @@ struct Worker {
     /// The log's end when this run started: records below it may have been delivered
     /// by an earlier run (Kafka targets are searched for them first).
     replay_end: i64,
+    current: Option<Current>,
+}
+
+/// A topic as one catalog version holds it.
+#[derive(Clone)]
+struct Current {
+    version: u64,
+    meta: Rc<SnsTopicMeta>,
+    /// Its confirmed subscriptions.
+    subs: Rc<Vec<Rc<SnsSubscription>>>,
 }
 
 impl Worker {
@@ -225,6 +235,7 @@ impl Worker {
             confirmations_sent: HashSet::new(),
             committed: -1,
             replay_end: 0,
+            current: None,
         }
     }
 
@@ -232,11 +243,34 @@ impl Worker {
         self.stop.get() || self.engine.shutdown().is_triggered()
     }
 
-    /// The topic as the catalog holds it now; `None` once it is gone.
-    fn meta(&self) -> Option<SnsTopicMeta> {
-        self.engine
-            .sns_topic(&self.name)
-            .filter(|m| m.id == self.id)
+    /// The topic as the catalog holds it now and its confirmed subscriptions, copied
+    /// once per catalog version (a topic may have thousands); `None` once it is gone.
+    fn meta(&mut self) -> Option<Current> {
+        let catalog = self.engine.shard().catalog();
+        if let Some(current) = self
+            .current
+            .as_ref()
+            .filter(|c| c.version == catalog.version)
+        {
+            return Some(current.clone());
+        }
+        let Some(meta) = catalog.sns.get(&self.name).filter(|m| m.id == self.id) else {
+            self.current = None;
+            return None;
+        };
+        let subs = meta
+            .subscriptions
+            .values()
+            .filter(|s| s.confirmed)
+            .map(|s| Rc::new(s.clone()))
+            .collect();
+        let current = Current {
+            version: catalog.version,
+            meta: Rc::new(meta.clone()),
+            subs: Rc::new(subs),
+        };
+        self.current = Some(current.clone());
+        Some(current)
     }
 
     async fn run(mut self) {
@@ -247,11 +281,10 @@ impl Worker {
         tracing::debug!(sns_topic = %self.name, cursor, "fan-out worker started");
         let mut backoff = RETRY_MIN;
         while !self.stopped() {
-            let Some(meta) = self.meta() else {
-                self.delete_cursor().await;
-                return;
+            let Some(current) = self.meta() else {
+                break;
             };
-            self.send_confirmations(&meta);
+            self.send_confirmations(&current.meta);
             match self.step(cursor).await {
                 Ok(next) => {
                     backoff = RETRY_MIN;
@@ -268,6 +301,11 @@ impl Worker {
                 }
             }
             self.commit(cursor).await;
+        }
+        // Stopped because its topic is gone (the supervisor may see that first), not
+        // for a shutdown: its cursor goes too.
+        if self.meta().is_none() && !self.engine.shutdown().is_triggered() {
+            self.delete_cursor().await;
         }
     }
 
@@ -351,7 +389,7 @@ impl Worker {
         };
         // The subscriptions as they are now, after the wait: a subscription made before
         // a publish was answered gets the message.
-        let Some(meta) = self.meta() else {
+        let Some(current) = self.meta() else {
             return Ok(cursor);
         };
         let catalog = self.engine.shard().catalog();
@@ -366,8 +404,8 @@ impl Worker {
         }
         records.truncate(RECORDS_PER_STEP);
         let next = records.last().map_or(cursor, |(offset, _)| offset + 1);
-        let lanes = self.plan(&meta, log_id, records).await;
-        self.run_lanes(Rc::new(meta), log_id, lanes).await?;
+        let lanes = self.plan(&current, log_id, records).await;
+        self.run_lanes(current.meta.clone(), log_id, lanes).await?;
         Ok(next)
     }
 
@@ -376,16 +414,11 @@ impl Worker {
     /// delivery otherwise. HTTP deliveries start here, in record order.
     async fn plan(
         &mut self,
-        meta: &SnsTopicMeta,
+        current: &Current,
         log_id: u64,
         records: Vec<(i64, Option<Stored>)>,
     ) -> Vec<Vec<Job>> {
-        let subs: Vec<Rc<SnsSubscription>> = meta
-            .subscriptions
-            .values()
-            .filter(|s| s.confirmed)
-            .map(|s| Rc::new(s.clone()))
-            .collect();
+        let (meta, subs) = (&*current.meta, &*current.subs);
         let mut lanes: Vec<Vec<Job>> = Vec::new();
         if meta.fifo {
             lanes.resize_with(subs.len(), Vec::new);
