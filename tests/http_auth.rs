@@ -136,6 +136,20 @@ fn unsigned_requests_are_refused_and_operator_routes_stay_open() {
             .contains("x-amzn-query-error: missingauthenticationtoken;sender"),
         "{json}"
     );
+    // A SubscribeURL visit (unsigned GET of ConfirmSubscription with its token) passes
+    // the check: SNS answers it (here NotFound, no such topic), not the auth layer.
+    let confirm = http(
+        &b,
+        "GET /?Action=ConfirmSubscription&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A000000000000%3Anone&Token=abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(!confirm.contains("MissingAuthenticationToken"), "{confirm}");
+    assert!(confirm.contains("<Code>NotFound</Code>"), "{confirm}");
+    // Without its token it is refused like any other unsigned request.
+    let tokenless = http(
+        &b,
+        "GET /?Action=ConfirmSubscription&TopicArn=x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(tokenless.starts_with("HTTP/1.1 403"), "{tokenless}");
     let health = http(
         &b,
         "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -50,6 +50,11 @@ pub fn refuse(engine: &Engine, method: &str, raw_head: &[u8], body: &[u8]) -> Op
         header("content-type"),
         query,
     )?;
+    // Visiting a SubscribeURL confirms an SNS subscription with a plain unsigned GET: the
+    // token in it is the proof, as in SNS.
+    if method == "GET" && header("authorization").is_none() && confirms_by_token(query) {
+        return None;
+    }
     let result = if complete {
         let pairs: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
         let signed = SignedRequest {
@@ -67,6 +72,14 @@ pub fn refuse(engine: &Engine, method: &str, raw_head: &[u8], body: &[u8]) -> Op
     let error = result.err()?;
     tracing::debug!("HTTP request refused by --http-auth: {error}");
     Some(answer(engine, protocol, query, body, &error))
+}
+
+/// Whether a query string is an SNS ConfirmSubscription carrying a token.
+fn confirms_by_token(query: &str) -> bool {
+    peregrine_aws_wire::form::Params::parse(b"", query).is_ok_and(|p| {
+        p.get("Action") == Some("ConfirmSubscription")
+            && p.get("Token").is_some_and(|t| !t.is_empty())
+    })
 }
 
 fn lookup(keys: &HttpAccessKeys, key: &str) -> Option<String> {

@@ -109,6 +109,9 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let http = listeners::bind_shared(config.http_addr, config.shards)
         .map_err(listen_err(config.http_addr.to_string()))?;
     let http_addr = http[0].local_addr().map_err(listen_err("http".into()))?;
+    // What the broker hands out (SNS SubscribeURL/UnsubscribeURL, SQS queue URLs without
+    // a Host header) must name the port it listens on, also when it was asked for port 0.
+    config.http_addr = http_addr;
     let amqp = listeners::bind_shared(config.amqp_addr, config.shards)
         .map_err(listen_err(config.amqp_addr.to_string()))?;
     let amqp_addr = amqp[0].local_addr().map_err(listen_err("amqp".into()))?;
