@@ -155,6 +155,21 @@ fn unsigned_requests_are_refused_and_operator_routes_stay_open() {
         "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // The three refusals above (form, JSON, tokenless confirmation) are counted.
+    let page = http(
+        &b,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let refused: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("peregrine_errors_total{")
+                && l.contains("protocol=\"http\"")
+                && l.contains("code=\"AccessRefused\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(refused, 3.0, "{page}");
 }
 
 /// Flags that would do nothing or cannot work stop the broker before it starts.

@@ -71,6 +71,9 @@ pub fn refuse(engine: &Engine, method: &str, raw_head: &[u8], body: &[u8]) -> Op
     };
     let error = result.err()?;
     tracing::debug!("HTTP request refused by --http-auth: {error}");
+    // Counted as the engine counts a refused access, so refusals show in errors_total.
+    let refused = crate::engine::EngineError::AccessRefused(String::new());
+    crate::metrics::local::error(crate::metrics::Protocol::Http, refused.metrics_index());
     Some(answer(engine, protocol, query, body, &error))
 }
 
