@@ -27,7 +27,7 @@ pub enum QueueCommand {
         /// Queue that rejected, expired and over-delivered messages move to.
         #[arg(long)]
         dead_letter: Option<String>,
-        /// Strict order per message group, one in flight per group, deduplication.
+        /// Strict order per message group, a group waits while it has messages in flight, deduplication.
         #[arg(long)]
         fifo: bool,
         /// Most messages waiting (ready or delayed); past it, `--overflow` applies.

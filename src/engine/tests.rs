@@ -1917,7 +1917,7 @@ fn fifo_publish_each_answers_a_duplicate_with_the_original_across_a_restart() {
             .await;
         assert_eq!(again, Ok(vec![0, 2]), "the window outlives a restart");
         let got = engine.receive("f", 10, 0, false).await.expect("receive");
-        assert_eq!(&got.bodies[..], b"a1b1", "one per group, in order");
+        assert_eq!(&got.bodies[..], b"a1b1a2", "each group in order");
     });
 }
 

@@ -981,6 +981,7 @@ def fifo_queue_keeps_group_order_and_drops_duplicates(endpoint):
     # Receive everything, deleting as we go: each group comes back in send order, and
     # while a group has a message in flight, none of its later ones is handed out.
     order = {"a": [], "b": []}
+    most_of_one_group = 0
     deadline = time.monotonic() + WAIT_S
     while len(order["a"]) + len(order["b"]) < 5:
         assert time.monotonic() < deadline, f"received only {order}"
@@ -989,6 +990,8 @@ def fifo_queue_keeps_group_order_and_drops_duplicates(endpoint):
         if not got:
             continue
         held = {m["Attributes"]["MessageGroupId"] for m in got}
+        groups = [m["Attributes"]["MessageGroupId"] for m in got]
+        most_of_one_group = max([most_of_one_group] + [groups.count(g) for g in held])
         for m in receive(c, url, MaxNumberOfMessages=10, AttributeNames=["All"]):
             assert m["Attributes"]["MessageGroupId"] not in held, \
                 f"{m['Body']} handed out while its group has one in flight"
@@ -1004,6 +1007,8 @@ def fifo_queue_keeps_group_order_and_drops_duplicates(endpoint):
             assert a["MessageDeduplicationId"] in "12345", m
             c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     assert order == {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"]}, order
+    # As SQS, one receive may hand out several messages of one group (in order).
+    assert most_of_one_group >= 2, most_of_one_group
     # The window outlives the delete: the same id is still a duplicate.
     late = fifo_send(c, url, "a1 late", "a", "1")
     assert late["MessageId"] == sent["a1"]["MessageId"], late
@@ -1041,7 +1046,7 @@ def fifo_content_based_and_per_group_deduplication(endpoint):
     two = fifo_send(c, url, "in b", "b", "d")
     assert one["MessageId"] != two["MessageId"], "per group, the same id is two messages"
     assert fifo_send(c, url, "in a again", "a", "d")["MessageId"] == one["MessageId"]
-    got = receive_within(c, url, 2, "one per group", AttributeNames=["All"])
+    got = receive_within(c, url, 2, "both groups", AttributeNames=["All"])
     assert sorted(m["Attributes"]["MessageDeduplicationId"] for m in got) == ["d", "d"], got
     c.delete_queue(QueueUrl=url)
 

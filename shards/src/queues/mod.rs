@@ -67,7 +67,7 @@ pub struct QueueConfig {
     pub max_deliveries: Option<u32>,
     /// Queue or exchange that dead letters go to; `None`: they are dropped.
     pub dead_letter: Option<String>,
-    /// Strict order per group id, one message in flight per group, deduplication.
+    /// Strict order per group id, a group waits while it has messages in flight, deduplication.
     pub fifo: bool,
     /// Most messages waiting (ready or delayed; leased ones do not count, as in
     /// RabbitMQ's `x-max-length`); `None`: unbounded.

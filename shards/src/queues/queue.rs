@@ -37,7 +37,7 @@ use super::{
     VISIBILITY_TIMEOUT_MS_MAX,
 };
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +129,10 @@ pub struct Queue {
     moved_deadlines: BTreeSet<(i64, u64)>,
     /// Leases per holder (a subscription's prefetch bound).
     held: FxHashMap<Holder, usize>,
-    /// FIFO queues: groups with a message in flight.
-    busy_groups: FxHashSet<String>,
+    /// FIFO queues: groups with messages in flight, and how many. A receive takes a
+    /// group's ready messages in order only while it has none in flight (SQS hands out
+    /// several of one group in one receive, then none until they are settled).
+    busy_groups: FxHashMap<String, u32>,
     /// FIFO queues: deduplication ids seen, with when they are forgotten and the id of
     /// the message stored under them (a duplicate is answered with it).
     dedup: FxHashMap<String, (i64, u64)>,
@@ -204,7 +206,7 @@ impl Queue {
             lease_deadlines: VecDeque::new(),
             moved_deadlines: BTreeSet::new(),
             held: FxHashMap::default(),
-            busy_groups: FxHashSet::default(),
+            busy_groups: FxHashMap::default(),
             dedup: FxHashMap::default(),
             dedup_order: VecDeque::new(),
             origins: Window::default(),
@@ -802,7 +804,6 @@ impl Queue {
             });
         let mut fresh = live_fresh.peekable();
         let mut back = level.back.iter().copied().peekable();
-        let mut groups: FxHashSet<&str> = FxHashSet::default();
         let mut picked = Vec::new();
         let mut blocked = false;
         while picked.len() < max {
@@ -817,8 +818,9 @@ impl Queue {
                 continue;
             };
             let group = entry.message.group_id().unwrap_or("");
-            // One message in flight per group; later ones wait their turn.
-            if self.busy_groups.contains(group) || !groups.insert(group) {
+            // A group with messages in flight waits until they are settled; a free
+            // one gives its ready messages in order (ids are taken in order).
+            if self.busy_groups.contains_key(group) {
                 continue;
             }
             if !entry.loaded() {
@@ -884,7 +886,7 @@ impl Queue {
         }
         if self.config.fifo {
             let group = entry.message.group_id().unwrap_or_default().to_string();
-            self.busy_groups.insert(group);
+            *self.busy_groups.entry(group).or_insert(0) += 1;
         }
         each(handle, &entry.message);
         // A leased body stays (a redelivery needs no read) but leaves the read-ahead:
@@ -906,8 +908,7 @@ impl Queue {
             .remove(lease.id)
             .ok_or(QueueError::UnknownHandle(handle))?;
         if self.config.fifo {
-            self.busy_groups
-                .remove(entry.message.group_id().unwrap_or(""));
+            free_group(&mut self.busy_groups, entry.message.group_id());
         }
         Ok(entry)
     }
@@ -1003,7 +1004,7 @@ impl Queue {
             let (fifo, busy_groups) = (self.config.fifo, &mut self.busy_groups);
             let removed = self.entries.remove_with(lease.id, |entry| {
                 if fifo {
-                    busy_groups.remove(entry.message.group_id().unwrap_or(""));
+                    free_group(busy_groups, entry.message.group_id());
                 }
             });
             if removed {
@@ -1189,6 +1190,17 @@ impl Queue {
             ready: self.ready,
             delayed: self.delayed.len(),
             in_flight: self.leases.len(),
+        }
+    }
+}
+
+/// One message of `group` is no longer in flight; the group is free at the last.
+fn free_group(busy: &mut FxHashMap<String, u32>, group: Option<&str>) {
+    let group = group.unwrap_or("");
+    if let Some(n) = busy.get_mut(group) {
+        *n -= 1;
+        if *n == 0 {
+            busy.remove(group);
         }
     }
 }
@@ -1442,14 +1454,23 @@ mod tests {
             q.publish(body("x"), PublishOptions::default(), 0),
             Err(QueueError::GroupIdRequired)
         );
-        let (first, _) = q.receive(10, Holder::Pull, 0);
-        assert_eq!(bodies(&first), ["a1", "b1"], "one per group");
+        let (first, _) = q.receive(1, Holder::Pull, 0);
+        assert_eq!(bodies(&first), ["a1"]);
+        // Group a is in flight: the next receive starts at group b, in order.
+        let (second, _) = q.receive(10, Holder::Pull, 0);
+        assert_eq!(bodies(&second), ["b1", "b2"], "a group's messages in order");
         assert!(q.receive(10, Holder::Pull, 0).0.is_empty());
         // a1 comes back before a2: order within the group holds.
         q.nack(first[0].handle, true, 1).expect("nack");
-        q.ack(first[1].handle).expect("ack");
+        // Group b stays busy until both its messages are settled.
+        q.ack(second[0].handle).expect("ack");
         let (next, _) = q.receive(10, Holder::Pull, 2);
-        assert_eq!(bodies(&next), ["a1", "b2"]);
+        assert_eq!(bodies(&next), ["a1", "a2"]);
+        q.ack(second[1].handle).expect("ack");
+        assert!(
+            q.receive(10, Holder::Pull, 2).0.is_empty(),
+            "b is done, a in flight"
+        );
         // The dedup window ends after 5 minutes.
         assert_eq!(q.duplicate_of("1", DEDUP_WINDOW_MS + 1), None);
         assert!(q
