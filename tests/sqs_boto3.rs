@@ -145,6 +145,11 @@ case!(
 case!(purge, purge_json, purge_query);
 case!(tags, tags_json, tags_query);
 case!(
+    fair_queue_group_ids,
+    fair_queue_group_ids_json,
+    fair_queue_group_ids_query
+);
+case!(
     system_attributes_and_first_receive,
     system_attributes_and_first_receive_json,
     system_attributes_and_first_receive_query

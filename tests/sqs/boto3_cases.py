@@ -665,15 +665,31 @@ def missing_queue_and_bad_input(endpoint):
         QueueUrl=url, MessageBody="x", DelaySeconds=901), "DelaySeconds=901")
     expect_error(c, "InvalidMessageContents", lambda: c.send_message(
         QueueUrl=url, MessageBody="\x01"), "a control character in the body")
-    # Message groups on a standard queue (SQS's fair queues) are refused, never ignored;
-    # deduplication ids are for FIFO queues.
-    expect_error(c, "InvalidParameterValue", lambda: c.send_message(
-        QueueUrl=url, MessageBody="x", MessageGroupId="g"), "MessageGroupId")
+    # Deduplication ids are for FIFO queues.
     expect_error(c, "InvalidParameterValue", lambda: c.send_message(
         QueueUrl=url, MessageBody="x", MessageDeduplicationId="d"), "MessageDeduplicationId")
     wait_counts(c, url, (0, 0, 0), "nothing refused was kept")
     c.delete_queue(QueueUrl=url)
     c.delete_queue(QueueUrl=small)
+
+
+def fair_queue_group_ids(endpoint):
+    """A standard queue takes MessageGroupId (SQS's fair queues) and returns it on receive,
+    without FIFO's SequenceNumber or ordering; it is no message attribute."""
+    c = client(endpoint)
+    url = create(c, name("fair", "q"))
+    c.send_message(QueueUrl=url, MessageBody="tenant-a", MessageGroupId="tenant-a")
+    batch = c.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "b", "MessageBody": "tenant-b", "MessageGroupId": "tenant-b"},
+        {"Id": "n", "MessageBody": "no group"}])
+    assert len(batch["Successful"]) == 2 and not batch.get("Failed"), batch
+    got = receive_within(c, url, 3, "three messages", AttributeNames=["All"],
+                         MessageAttributeNames=["All"])
+    groups = {m["Body"]: m["Attributes"].get("MessageGroupId") for m in got}
+    assert groups == {"tenant-a": "tenant-a", "tenant-b": "tenant-b", "no group": None}, got
+    assert all("SequenceNumber" not in m["Attributes"] for m in got), got
+    assert all("MessageAttributes" not in m for m in got), got
+    c.delete_queue(QueueUrl=url)
 
 
 def tags(endpoint):
@@ -1190,7 +1206,7 @@ CASES = {f.__name__: f for f in [
     send_batch_answers_each_entry, receive_ten_and_delete_in_a_batch,
     long_poll_answers_when_a_message_arrives, visibility_timeout_and_stale_receipt,
     change_visibility, delays, redrive_to_dead_letter_queue, purge,
-    missing_queue_and_bad_input, tags, dead_letter_source_queues, redrive_allow_policy,
+    missing_queue_and_bad_input, fair_queue_group_ids, tags, dead_letter_source_queues, redrive_allow_policy,
     message_move_tasks, system_attributes_and_first_receive,
     fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,

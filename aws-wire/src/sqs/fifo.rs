@@ -8,6 +8,11 @@ use sha2::{Digest, Sha256};
 /// `attributes::TYPES_HEADER`.
 pub const DEDUP_ID_HEADER: &str = "sqs:deduplication-id";
 
+/// The header a standard queue's message keeps its MessageGroupId in (SQS's fair
+/// queues: the group is returned on receive, it orders nothing). FIFO queues keep theirs
+/// in the engine's group id.
+pub const GROUP_ID_HEADER: &str = "sqs:message-group-id";
+
 /// What separates the group from the id in a per-group deduplication key: no
 /// MessageGroupId can hold it (printable ASCII only).
 const SCOPE_SEPARATOR: char = '\u{0}';

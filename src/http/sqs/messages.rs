@@ -125,18 +125,14 @@ fn check_size(meta: &QueueMeta, e: &SendEntry) -> Result<(), WireError> {
 
 /// A message's FIFO fields as the queue type allows them: a FIFO queue needs a group
 /// and a deduplication id (given, or the body's hash with ContentBasedDeduplication)
-/// and takes no per-message delay; a standard queue takes neither id. Answers the
-/// group, the engine's deduplication key and the MessageDeduplicationId.
+/// and takes no per-message delay; a standard queue takes no deduplication id (its
+/// MessageGroupId, SQS's fair queues, is kept by `publish_entry` as a header). Answers
+/// the group, the engine's deduplication key and the MessageDeduplicationId.
 fn fifo_fields(
     meta: &QueueMeta,
     e: &SendEntry,
 ) -> Result<Option<(String, String, String)>, WireError> {
     if !meta.config.fifo {
-        if e.group_id.is_some() {
-            return Err(WireError::invalid(
-                "MessageGroupId on a standard queue (SQS fair queues) is not supported by this broker: use a FIFO queue (a name ending in .fifo) for message groups.",
-            ));
-        }
         if e.dedup_id.is_some() {
             return Err(WireError::invalid(
                 "The request include parameter MessageDeduplicationId that is not valid for this queue type (deduplication is for FIFO queues).",
@@ -181,7 +177,12 @@ fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireEr
             headers.push((fifo::DEDUP_ID_HEADER.to_string(), dedup));
             (Some(group), Some(key))
         }
-        None => (None, None),
+        None => {
+            if let Some(group) = &e.group_id {
+                headers.push((fifo::GROUP_ID_HEADER.to_string(), group.clone()));
+            }
+            (None, None)
+        }
     };
     Ok(PublishEntry {
         spec: PublishSpec {
@@ -335,6 +336,11 @@ impl SystemNames {
         let trace = m.headers.iter().find(|(k, _)| k == msg_attrs::TRACE_HEADER);
         if let (true, Some((_, value))) = (self.trace_header, trace) {
             out.push((TRACE_HEADER_ATTRIBUTE.to_string(), value.clone()));
+        }
+        // A standard queue's group (fair queues) is a header; a FIFO queue's the engine's.
+        let fair_group = m.headers.iter().find(|(k, _)| k == fifo::GROUP_ID_HEADER);
+        if let (true, None, Some((_, group))) = (self.group_id, m.sequence, fair_group) {
+            out.push(("MessageGroupId".to_string(), group.clone()));
         }
         if let Some(seq) = m.sequence {
             if let (true, Some(group)) = (self.group_id, m.group_id) {

@@ -19,14 +19,16 @@
 //!   (`messages`), so an old or foreign receipt is refused, never applied to another
 //!   lease. MessageIds are the catalog id and message id as a UUID: the
 //!   same on every receive and across restarts.
-//! - FIFO queues are the engine's FIFO queues: order per MessageGroupId, one message
-//!   of a group in flight at a time (so one receive hands out at most one message per
-//!   group, where SQS may hand out several of a group in order), and a 5-minute
+//! - FIFO queues are the engine's FIFO queues: order per MessageGroupId, a receive
+//!   handing out a free group's ready messages in order and none of that group again
+//!   until they are settled (as SQS), and a 5-minute
 //!   deduplication window answering a duplicate with the original's MessageId and
 //!   SequenceNumber (the engine's message id, 20 digits). The MessageDeduplicationId and
 //!   AWSTraceHeader travel as `sqs:`-named headers (`fifo::DEDUP_ID_HEADER`,
-//!   `attributes::TRACE_HEADER`), which no SQS attribute name can be. Message groups on
-//!   standard queues (SQS's fair queues) are refused.
+//!   `attributes::TRACE_HEADER`), which no SQS attribute name can be. A standard queue's
+//!   MessageGroupId (SQS's fair queues) is kept the same way (`fifo::GROUP_ID_HEADER`)
+//!   and returned on receive; it orders nothing (fairness between groups is the one
+//!   queue's order here).
 //! - Lenient where AWS asks clients to be: unknown system attribute names in
 //!   ReceiveMessage are ignored, and so is ReceiveRequestAttemptId on a standard queue
 //!   (as SQS does). Strict where ignoring would fake a feature: policies and encryption
