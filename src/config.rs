@@ -164,6 +164,27 @@ impl SqsSettings {
     /// What local SQS stand-ins answer by default, so clients set up for them work.
     pub const REGION_DEFAULT: &'static str = "us-east-1";
     pub const ACCOUNT_ID_DEFAULT: &'static str = "000000000000";
+
+    /// The ARN of queue `name`: `arn:aws:sqs:{region}:{account}:{name}`.
+    pub fn queue_arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+
+    /// The queue an SQS ARN names, when it is of this region and account (whether the
+    /// name is one SQS allows is the SQS front end's to check).
+    pub fn queue_of_arn<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        let rest = arn.strip_prefix("arn:aws:sqs:")?;
+        let rest = rest.strip_prefix(self.region.as_str())?.strip_prefix(':')?;
+        let queue = rest
+            .strip_prefix(self.account_id.as_str())?
+            .strip_prefix(':')?;
+        (!queue.is_empty() && !queue.contains(':')).then_some(queue)
+    }
+
+    /// The ARN of SNS topic `name`: `arn:aws:sns:{region}:{account}:{name}`.
+    pub fn topic_arn(&self, name: &str) -> String {
+        format!("arn:aws:sns:{}:{}:{name}", self.region, self.account_id)
+    }
 }
 
 impl Default for SqsSettings {
@@ -289,5 +310,24 @@ mod tests {
             ("us-east-1", "000000000000")
         );
         assert_eq!(sqs.account_id.len(), 12);
+    }
+
+    #[test]
+    fn queue_arns_of_this_broker_name_their_queue() {
+        let s = SqsSettings::default();
+        let q = |arn| s.queue_of_arn(arn);
+        assert_eq!(
+            s.queue_arn("orders"),
+            "arn:aws:sqs:us-east-1:000000000000:orders"
+        );
+        assert_eq!(
+            q("arn:aws:sqs:us-east-1:000000000000:orders"),
+            Some("orders")
+        );
+        assert_eq!(q("arn:aws:sqs:eu-west-1:000000000000:orders"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:111111111111:orders"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:"), None);
+        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:a:b"), None);
+        assert_eq!(s.topic_arn("t"), "arn:aws:sns:us-east-1:000000000000:t");
     }
 }

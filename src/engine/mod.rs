@@ -41,8 +41,8 @@ pub(crate) use sns::{
     for_each_record as sns_records, forget_window as forget_dedup_window, restore_backing_logs,
 };
 pub use sns::{
-    queue_of_arn, sns_message_id, sns_sequence_number, SnsPublished, SNS_DEDUP_IDS_MAX,
-    SNS_DEDUP_WINDOW_MS, SNS_PROTOCOLS,
+    sns_message_id, sns_sequence_number, SnsPublished, SNS_DEDUP_IDS_MAX, SNS_DEDUP_WINDOW_MS,
+    SNS_PROTOCOLS,
 };
 pub use subscription::Subscription;
 pub use types::*;

@@ -648,7 +648,7 @@ fn check_endpoint(
     match protocol {
         "sqs" => {
             let settings = &shard.config.sqs;
-            let Some(queue) = queue_of_arn(endpoint, &settings.region, &settings.account_id) else {
+            let Some(queue) = settings.queue_of_arn(endpoint) else {
                 return invalid(format!(
                     "sqs endpoint '{endpoint}' is not a queue ARN of this broker \
                      (arn:aws:sqs:{}:{}:QUEUE)",
@@ -690,14 +690,6 @@ fn check_endpoint(
     }
 }
 
-/// The queue an SQS ARN names, when it is of this region and account.
-pub fn queue_of_arn<'a>(arn: &'a str, region: &str, account: &str) -> Option<&'a str> {
-    let rest = arn.strip_prefix("arn:aws:sqs:")?;
-    let rest = rest.strip_prefix(region)?.strip_prefix(':')?;
-    let queue = rest.strip_prefix(account)?.strip_prefix(':')?;
-    (!queue.is_empty() && !queue.contains(':')).then_some(queue)
-}
-
 /// `n` random bytes from the kernel.
 fn random_bytes(n: usize) -> Result<Vec<u8>, EngineError> {
     let mut buf = vec![0u8; n];
@@ -736,19 +728,6 @@ fn random_uuid() -> Result<String, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_arns_of_this_broker_name_their_queue() {
-        let q = |arn| queue_of_arn(arn, "us-east-1", "000000000000");
-        assert_eq!(
-            q("arn:aws:sqs:us-east-1:000000000000:orders"),
-            Some("orders")
-        );
-        assert_eq!(q("arn:aws:sqs:eu-west-1:000000000000:orders"), None);
-        assert_eq!(q("arn:aws:sqs:us-east-1:111111111111:orders"), None);
-        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:"), None);
-        assert_eq!(q("arn:aws:sqs:us-east-1:000000000000:a:b"), None);
-    }
 
     #[test]
     fn random_ids_are_uuids_and_differ() {

@@ -220,7 +220,7 @@ struct Current {
 
 impl Worker {
     fn new(engine: Engine, name: String, id: u64, stop: Rc<Cell<bool>>) -> Worker {
-        let topic_arn = targets::topic_arn(&engine.config().sqs, &name);
+        let topic_arn = engine.config().sqs.topic_arn(&name);
         let base_url = base_url(engine.config().http_addr);
         Worker {
             log: peregrine_shards::sns::backing_topic(id),

@@ -13,8 +13,8 @@
 
 use crate::config::SqsSettings;
 use crate::engine::{
-    queue_of_arn, sns_message_id, sns_sequence_number, Acks, Engine, EngineError, PublishSpec,
-    SnsSubscription, SnsTopicMeta,
+    sns_message_id, sns_sequence_number, Acks, Engine, EngineError, PublishSpec, SnsSubscription,
+    SnsTopicMeta,
 };
 use bytes::{Bytes, BytesMut};
 use peregrine_aws_wire::sns::envelope::{self, Notification};
@@ -25,14 +25,6 @@ use peregrine_shards::records::BatchBuilder;
 
 /// The header that names a Kafka record's origin (as dead letters moved to a topic).
 pub const ORIGIN_HEADER: &str = "x-origin";
-
-/// The ARN of SNS topic `name`.
-pub fn topic_arn(settings: &SqsSettings, name: &str) -> String {
-    format!(
-        "arn:aws:sns:{}:{}:{name}",
-        settings.region, settings.account_id
-    )
-}
 
 /// Why a delivery did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +124,7 @@ impl Delivery<'_> {
         let policy = self.sub.attributes.get("RedrivePolicy")?;
         let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
         let arn = policy.get("deadLetterTargetArn")?.as_str()?;
-        let queue = queue_of_arn(arn, &settings.region, &settings.account_id)?;
+        let queue = settings.queue_of_arn(arn)?;
         let spec = PublishSpec {
             headers: to_headers(&record::to_sqs_attributes(&self.stored.attributes)),
             group_id: self.stored.group_id.clone(),
@@ -191,7 +183,8 @@ fn classify(e: EngineError) -> Failure {
 /// Publishes the delivery to the queue its subscription's ARN names.
 pub async fn to_queue(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> {
     let settings = &engine.config().sqs;
-    let queue = queue_of_arn(&d.sub.endpoint, &settings.region, &settings.account_id)
+    let queue = settings
+        .queue_of_arn(&d.sub.endpoint)
         .ok_or_else(|| Failure::Skip(format!("'{}' is not a queue ARN", d.sub.endpoint)))?;
     let meta = engine.queue_meta(queue);
     let fifo = meta.as_ref().is_some_and(|m| m.config.fifo);
@@ -343,7 +336,7 @@ mod tests {
                 ..Stored::default()
             },
         );
-        let arn = topic_arn(&SqsSettings::default(), "t");
+        let arn = SqsSettings::default().topic_arn("t");
         let (raw, wrapped) = (sub(true), sub(false));
         let delivery = |sub| Delivery {
             topic: &topic,

@@ -6,15 +6,8 @@
 use crate::config::SqsSettings;
 use peregrine_aws_wire::sns::check_topic_name;
 
-pub fn topic_arn(settings: &SqsSettings, name: &str) -> String {
-    format!(
-        "arn:aws:sns:{}:{}:{name}",
-        settings.region, settings.account_id
-    )
-}
-
 pub fn subscription_arn(settings: &SqsSettings, topic: &str, id: &str) -> String {
-    format!("{}:{id}", topic_arn(settings, topic))
+    format!("{}:{id}", settings.topic_arn(topic))
 }
 
 /// What an SNS ARN names: a topic, or one of its subscriptions.
@@ -83,7 +76,7 @@ mod tests {
     #[test]
     fn topic_and_subscription_arns_read_back() {
         let s = settings();
-        let arn = topic_arn(&s, "orders");
+        let arn = s.topic_arn("orders");
         assert_eq!(arn, "arn:aws:sns:eu-west-3:123456789012:orders");
         assert_eq!(parse(&arn, &s), Some(Named::Topic("orders")));
         assert_eq!(topic_name(&arn, &s), Some("orders"));

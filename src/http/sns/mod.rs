@@ -166,7 +166,7 @@ impl Ctx<'_> {
     }
 
     fn topic_arn(&self, name: &str) -> String {
-        arns::topic_arn(self.settings(), name)
+        self.settings().topic_arn(name)
     }
 
     fn subscription_arn(&self, topic: &str, id: &str) -> String {

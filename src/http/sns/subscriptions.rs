@@ -12,7 +12,7 @@
 use super::errors::{self, Cap};
 use super::topics::after_token;
 use super::{arns, policies, Ctx};
-use crate::engine::{queue_of_arn, SnsSubscription, SnsTopicMeta};
+use crate::engine::{SnsSubscription, SnsTopicMeta};
 use peregrine_aws_wire::sns::errors::WireError;
 use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
 use peregrine_aws_wire::sns::model::{
@@ -147,7 +147,7 @@ fn check_dead_letter_queue(
     };
     let arn = redrive_target(policy)?;
     let settings = ctx.settings();
-    let queue = queue_of_arn(&arn, &settings.region, &settings.account_id);
+    let queue = settings.queue_of_arn(&arn);
     match queue {
         Some(q) if ctx.engine.queue_config(q).is_some() => Ok(()),
         _ => Err(WireError::invalid(format!(

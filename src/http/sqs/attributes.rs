@@ -357,7 +357,7 @@ pub fn allows_source(target: &QueueMeta, source: &str, settings: &SqsSettings) -
     match json.get("redrivePermission").and_then(|p| p.as_str()) {
         Some("denyAll") => false,
         Some("byQueue") => {
-            let arn = urls::arn(settings, source);
+            let arn = settings.queue_arn(source);
             json.get("sourceQueueArns")
                 .and_then(|a| a.as_array())
                 .is_some_and(|list| list.iter().any(|a| a.as_str() == Some(arn.as_str())))
@@ -455,7 +455,7 @@ pub fn render(
             continue;
         }
         let value = match name {
-            "QueueArn" => Some(urls::arn(settings, &meta.name)),
+            "QueueArn" => Some(settings.queue_arn(&meta.name)),
             "ApproximateNumberOfMessages" => stats.map(|s| s.ready.to_string()),
             "ApproximateNumberOfMessagesNotVisible" => stats.map(|s| s.in_flight.to_string()),
             "ApproximateNumberOfMessagesDelayed" => stats.map(|s| s.delayed.to_string()),
@@ -490,7 +490,7 @@ pub fn render(
 fn redrive_json(c: &QueueConfig, settings: &SqsSettings) -> Option<String> {
     let (target, count) = (c.dead_letter.as_ref()?, c.max_deliveries?);
     let policy = serde_json::json!({
-        "deadLetterTargetArn": urls::arn(settings, target),
+        "deadLetterTargetArn": settings.queue_arn(target),
         "maxReceiveCount": count,
     });
     Some(policy.to_string())

@@ -44,23 +44,13 @@ pub fn valid_name(name: &str) -> bool {
     check_queue_name(name).is_ok()
 }
 
-pub fn arn(settings: &SqsSettings, name: &str) -> String {
-    format!(
-        "arn:aws:sqs:{}:{}:{name}",
-        settings.region, settings.account_id
-    )
-}
-
-/// The queue an ARN names, if it is one of this region and account.
+/// The queue an ARN names, if it is one of this region and account with a name SQS
+/// allows.
 pub fn arn_queue(arn: &str, settings: &SqsSettings) -> Option<String> {
-    let mut parts = arn.splitn(6, ':');
-    let fixed = [parts.next()?, parts.next()?, parts.next()?];
-    let (region, account, name) = (parts.next()?, parts.next()?, parts.next()?);
-    let ours = fixed == ["arn", "aws", "sqs"]
-        && region == settings.region
-        && account == settings.account_id
-        && valid_name(name);
-    ours.then(|| name.to_string())
+    settings
+        .queue_of_arn(arn)
+        .filter(|name| valid_name(name))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -107,7 +97,7 @@ mod tests {
     #[test]
     fn arns_of_this_region_and_account_only() {
         let s = settings();
-        let a = arn(&s, "dlq");
+        let a = s.queue_arn("dlq");
         assert_eq!(a, "arn:aws:sqs:eu-west-3:123456789012:dlq");
         assert_eq!(arn_queue(&a, &s), Some("dlq".to_string()));
         for other in [
