@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -473,21 +471,34 @@ pub fn encode(response: &Response) -> Vec<u8> {
                 .collect();
             json!({ "Attributes": map })
         }
-        Response::SendMessage(sent) => sent_message(sent, false),
-        Response::SendMessageBatch(batch) => batch_result(batch, |sent| sent_message(sent, true)),
-        Response::ReceiveMessage { messages } => {
-            if messages.is_empty() {
-                json!({})
-            } else {
-                json!({ "Messages": messages.iter().map(received).collect::<Vec<_>>() })
-            }
+        // The message actions, the hot path, are written from borrowing structs
+        // (`out`) without a `Value` tree in between.
+        Response::SendMessage(sent) => return write(&out::Sent::new(sent, false)),
+        Response::SendMessageBatch(batch) => {
+            return write(&out::Batch::new(batch, |sent| out::Sent::new(sent, true)))
         }
+        Response::ReceiveMessage { messages } => return write(&out::Received::list(messages)),
         Response::DeleteMessageBatch(batch) | Response::ChangeMessageVisibilityBatch(batch) => {
-            batch_result(batch, |id| json!({ "Id": id }))
+            return write(&out::Batch::new(batch, |id| out::Id { id }))
         }
     };
-    value.to_string().into_bytes()
+    write(&value)
 }
+
+/// `value` as JSON, in a buffer sized for a typical answer (a batch of ten) so that it
+/// is not grown a doubling at a time.
+fn write(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(ANSWER_BYTES_TYPICAL);
+    // Writing into a Vec cannot fail, and our values have only string keys.
+    if serde_json::to_writer(&mut body, value).is_err() {
+        body.clear();
+        body.extend_from_slice(b"{}");
+    }
+    body
+}
+
+/// Room for a batch answer of ten entries (about 2 KiB) without growing.
+const ANSWER_BYTES_TYPICAL: usize = 4096;
 
 fn move_task(t: &MoveTaskEntry) -> Value {
     let mut out = Map::new();
@@ -511,85 +522,175 @@ fn move_task(t: &MoveTaskEntry) -> Value {
     Value::Object(out)
 }
 
-fn sent_message(sent: &SentMessage, with_id: bool) -> Value {
-    let mut out = Map::new();
-    if with_id {
-        out.insert("Id".into(), json!(sent.id));
-    }
-    out.insert("MessageId".into(), json!(sent.message_id));
-    out.insert("MD5OfMessageBody".into(), json!(sent.md5_of_message_body));
-    if let Some(md5) = &sent.md5_of_message_attributes {
-        out.insert("MD5OfMessageAttributes".into(), json!(md5));
-    }
-    if let Some(md5) = &sent.md5_of_message_system_attributes {
-        out.insert("MD5OfMessageSystemAttributes".into(), json!(md5));
-    }
-    if let Some(n) = &sent.sequence_number {
-        out.insert("SequenceNumber".into(), json!(n));
-    }
-    Value::Object(out)
-}
+/// The message actions' answers as borrowing structs, serialized in place.
+mod out {
+    use super::super::model::{BatchResult, MessageAttribute, ReceivedMessage, SentMessage};
+    use super::AttributeValue;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::ser::{SerializeMap, Serializer};
+    use serde::Serialize;
 
-fn batch_result<T>(batch: &BatchResult<T>, entry: impl Fn(&T) -> Value) -> Value {
-    let failed: Vec<Value> = batch
-        .failed
-        .iter()
-        .map(|f| {
-            json!({
-                "Id": f.id,
-                "SenderFault": f.sender_fault,
-                "Code": f.code.shape(),
-                "Message": f.message,
-            })
-        })
-        .collect();
-    json!({
-        "Successful": batch.successful.iter().map(entry).collect::<Vec<_>>(),
-        "Failed": failed,
-    })
-}
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    pub struct Sent<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        message_id: &'a str,
+        #[serde(rename = "MD5OfMessageBody")]
+        md5_of_message_body: &'a str,
+        #[serde(
+            rename = "MD5OfMessageAttributes",
+            skip_serializing_if = "Option::is_none"
+        )]
+        md5_of_message_attributes: Option<&'a str>,
+        #[serde(
+            rename = "MD5OfMessageSystemAttributes",
+            skip_serializing_if = "Option::is_none"
+        )]
+        md5_of_message_system_attributes: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<&'a str>,
+    }
 
-fn received(m: &ReceivedMessage) -> Value {
-    let mut out = Map::new();
-    out.insert("MessageId".into(), json!(m.message_id));
-    out.insert("ReceiptHandle".into(), json!(m.receipt_handle));
-    out.insert("MD5OfBody".into(), json!(m.md5_of_body));
-    out.insert("Body".into(), json!(m.body));
-    if !m.attributes.is_empty() {
-        let attrs: Map<String, Value> = m
-            .attributes
-            .iter()
-            .map(|(name, value)| (name.clone(), json!(value)))
-            .collect();
-        out.insert("Attributes".into(), Value::Object(attrs));
+    impl<'a> Sent<'a> {
+        /// SendMessage's answer, or (`with_id`) a SendMessageBatch entry's.
+        pub fn new(sent: &'a SentMessage, with_id: bool) -> Sent<'a> {
+            Sent {
+                id: with_id.then_some(sent.id.as_str()),
+                message_id: &sent.message_id,
+                md5_of_message_body: &sent.md5_of_message_body,
+                md5_of_message_attributes: sent.md5_of_message_attributes.as_deref(),
+                md5_of_message_system_attributes: sent.md5_of_message_system_attributes.as_deref(),
+                sequence_number: sent.sequence_number.as_deref(),
+            }
+        }
     }
-    if let Some(md5) = &m.md5_of_message_attributes {
-        out.insert("MD5OfMessageAttributes".into(), json!(md5));
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    pub struct Id<'a> {
+        pub id: &'a str,
     }
-    if !m.message_attributes.is_empty() {
-        let attrs: Map<String, Value> = m
-            .message_attributes
-            .iter()
-            .map(|a| {
-                let value = match &a.value {
-                    AttributeValue::String(text) => {
-                        json!({ "StringValue": text, "DataType": a.data_type })
-                    }
-                    AttributeValue::Binary(bytes) => {
-                        json!({ "BinaryValue": STANDARD.encode(bytes), "DataType": a.data_type })
-                    }
-                };
-                (a.name.clone(), value)
-            })
-            .collect();
-        out.insert("MessageAttributes".into(), Value::Object(attrs));
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    pub struct Batch<'a, T> {
+        successful: Vec<T>,
+        failed: Vec<Failed<'a>>,
     }
-    Value::Object(out)
+
+    impl<'a, T: Serialize> Batch<'a, T> {
+        pub fn new<E>(batch: &'a BatchResult<E>, entry: impl Fn(&'a E) -> T) -> Batch<'a, T> {
+            Batch {
+                successful: batch.successful.iter().map(entry).collect(),
+                failed: batch
+                    .failed
+                    .iter()
+                    .map(|f| Failed {
+                        id: &f.id,
+                        sender_fault: f.sender_fault,
+                        code: f.code.shape(),
+                        message: &f.message,
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Failed<'a> {
+        id: &'a str,
+        sender_fault: bool,
+        code: &'a str,
+        message: &'a str,
+    }
+
+    /// ReceiveMessage's answer: `{}` when no message came.
+    pub struct Received<'a>(&'a [ReceivedMessage]);
+
+    impl<'a> Received<'a> {
+        pub fn list(messages: &'a [ReceivedMessage]) -> Received<'a> {
+            Received(messages)
+        }
+    }
+
+    impl Serialize for Received<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(None)?;
+            if !self.0.is_empty() {
+                let messages: Vec<Message<'_>> = self.0.iter().map(Message).collect();
+                map.serialize_entry("Messages", &messages)?;
+            }
+            map.end()
+        }
+    }
+
+    struct Message<'a>(&'a ReceivedMessage);
+
+    impl Serialize for Message<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let m = self.0;
+            let mut map = s.serialize_map(None)?;
+            map.serialize_entry("MessageId", &m.message_id)?;
+            map.serialize_entry("ReceiptHandle", &m.receipt_handle)?;
+            map.serialize_entry("MD5OfBody", &m.md5_of_body)?;
+            map.serialize_entry("Body", &m.body)?;
+            if !m.attributes.is_empty() {
+                map.serialize_entry("Attributes", &Pairs(&m.attributes))?;
+            }
+            if let Some(md5) = &m.md5_of_message_attributes {
+                map.serialize_entry("MD5OfMessageAttributes", md5)?;
+            }
+            if !m.message_attributes.is_empty() {
+                map.serialize_entry("MessageAttributes", &Attributes(&m.message_attributes))?;
+            }
+            map.end()
+        }
+    }
+
+    /// Name → value pairs as a JSON object.
+    struct Pairs<'a>(&'a [(String, String)]);
+
+    impl Serialize for Pairs<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    /// Message attributes as SQS's JSON writes them: name → {StringValue|BinaryValue, DataType}.
+    struct Attributes<'a>(&'a [MessageAttribute]);
+
+    impl Serialize for Attributes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for a in self.0 {
+                map.serialize_entry(&a.name, &Attribute(a))?;
+            }
+            map.end()
+        }
+    }
+
+    struct Attribute<'a>(&'a MessageAttribute);
+
+    impl Serialize for Attribute<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let a = self.0;
+            let mut map = s.serialize_map(Some(2))?;
+            match &a.value {
+                AttributeValue::String(text) => map.serialize_entry("StringValue", text)?,
+                AttributeValue::Binary(bytes) => {
+                    map.serialize_entry("BinaryValue", &STANDARD.encode(bytes))?
+                }
+            }
+            map.serialize_entry("DataType", &a.data_type)?;
+            map.end()
+        }
+    }
 }
 
 /// The JSON body of an error.
 pub fn encode_error(error: &WireError) -> Vec<u8> {
-    json!({ "__type": error.code.json_type(), "message": error.message })
-        .to_string()
-        .into_bytes()
+    write(&json!({ "__type": error.code.json_type(), "message": error.message }))
 }

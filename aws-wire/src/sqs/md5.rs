@@ -53,11 +53,7 @@ fn length_prefixed(md5: &mut Md5, bytes: &[u8]) {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(32), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -67,15 +67,11 @@ pub fn message_id(queue_id: u64, id: u64) -> String {
 
 /// `value` written as a UUID (`8-4-4-4-12` lowercase hex digits).
 pub fn uuid(value: u128) -> String {
-    let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_u128(value)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 /// The NextToken of a ListQueues page that ends at `last_name`.
