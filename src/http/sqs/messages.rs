@@ -57,8 +57,8 @@ fn receipt_queue(meta: &QueueMeta) -> u64 {
 pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError> {
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
-    check_size(&meta, &req.message)?;
-    let entry = publish_entry(&meta, &req.message)?;
+    let spec = check_size(&meta, &req.message).and_then(|()| publish_spec(&meta, &req.message))?;
+    let (mut answer, entry) = prepared(req.message, spec);
     let ids = ctx
         .engine
         .publish_each(&name, vec![entry])
@@ -68,44 +68,52 @@ pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError
         .first()
         .copied()
         .ok_or_else(|| WireError::new(ErrorCode::InternalFailure, "the queue stored no message"))?;
-    Ok(Response::SendMessage(sent(&meta, &req.message, id)))
+    stored(&meta, &mut answer, id);
+    Ok(Response::SendMessage(answer))
 }
 
 pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response, WireError> {
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
-    let mut valid = Vec::new();
-    let mut entries = Vec::new();
+    let mut answers = Vec::with_capacity(req.entries.len());
+    let mut entries = Vec::with_capacity(req.entries.len());
     for entry in req.entries {
-        let checked = entry.and_then(|e| {
-            check_size(&meta, &e)
-                .and_then(|()| publish_entry(&meta, &e))
-                .map(|p| (e.clone(), p))
-                .map_err(|err| BatchError::new(&e.id, err))
-        });
-        match checked {
-            Ok((e, p)) => {
-                valid.push(e);
-                entries.push(p);
+        let e = match entry {
+            Ok(e) => e,
+            Err(failed) => {
+                result.failed.push(failed);
+                continue;
             }
-            Err(failed) => result.failed.push(failed),
+        };
+        match check_size(&meta, &e).and_then(|()| publish_spec(&meta, &e)) {
+            Ok(spec) => {
+                let (answer, entry) = prepared(e, spec);
+                answers.push(answer);
+                entries.push(entry);
+            }
+            Err(err) => result.failed.push(BatchError::new(&e.id, err)),
         }
     }
-    if !valid.is_empty() {
+    if !entries.is_empty() {
         let ids = ctx
             .engine
             .publish_each(&name, entries)
             .await
             .map_err(|e| ctx.engine_error(e))?;
-        if ids.len() != valid.len() {
+        if ids.len() != answers.len() {
             return Err(WireError::new(
                 ErrorCode::InternalFailure,
-                format!("the queue stored {} of {} messages", ids.len(), valid.len()),
+                format!(
+                    "the queue stored {} of {} messages",
+                    ids.len(),
+                    answers.len()
+                ),
             ));
         }
-        for (e, id) in valid.iter().zip(ids) {
-            result.successful.push(sent(&meta, e, id));
+        for (mut answer, id) in answers.into_iter().zip(ids) {
+            stored(&meta, &mut answer, id);
+            result.successful.push(answer);
         }
     }
     Ok(Response::SendMessageBatch(result))
@@ -126,7 +134,7 @@ fn check_size(meta: &QueueMeta, e: &SendEntry) -> Result<(), WireError> {
 /// A message's FIFO fields as the queue type allows them: a FIFO queue needs a group
 /// and a deduplication id (given, or the body's hash with ContentBasedDeduplication)
 /// and takes no per-message delay; a standard queue takes no deduplication id (its
-/// MessageGroupId, SQS's fair queues, is kept by `publish_entry` as a header). Answers
+/// MessageGroupId, SQS's fair queues, is kept by `publish_spec` as a header). Answers
 /// the group, the engine's deduplication key and the MessageDeduplicationId.
 fn fifo_fields(
     meta: &QueueMeta,
@@ -164,7 +172,7 @@ fn fifo_fields(
     Ok(Some((group, key, dedup)))
 }
 
-fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireError> {
+fn publish_spec(meta: &QueueMeta, e: &SendEntry) -> Result<PublishSpec, WireError> {
     let mut headers = msg_attrs::to_headers(&e.attributes);
     // AWSTraceHeader, the one system attribute, is a String (`rules` checked it).
     for a in &e.system_attributes {
@@ -184,29 +192,39 @@ fn publish_entry(meta: &QueueMeta, e: &SendEntry) -> Result<PublishEntry, WireEr
             (None, None)
         }
     };
-    Ok(PublishEntry {
-        spec: PublishSpec {
-            // None: the queue's DelaySeconds applies.
-            delay_ms: e.delay_seconds.map(|s| u64::from(s) * 1000),
-            headers,
-            group_id,
-            dedup_id,
-            durable: true,
-            ..PublishSpec::default()
-        },
-        body: Bytes::copy_from_slice(e.body.as_bytes()),
+    Ok(PublishSpec {
+        // None: the queue's DelaySeconds applies.
+        delay_ms: e.delay_seconds.map(|s| u64::from(s) * 1000),
+        headers,
+        group_id,
+        dedup_id,
+        durable: true,
+        ..PublishSpec::default()
     })
 }
 
-fn sent(meta: &QueueMeta, e: &SendEntry, id: u64) -> SentMessage {
-    SentMessage {
-        id: e.id.clone(),
-        message_id: receipt::message_id(meta.id, id),
+/// A checked entry split into its answer (all but what storing it gives: `stored`) and
+/// what the engine stores, the body moved rather than copied.
+fn prepared(e: SendEntry, spec: PublishSpec) -> (SentMessage, PublishEntry) {
+    let answer = SentMessage {
         md5_of_message_body: md5_hex(e.body.as_bytes()),
         md5_of_message_attributes: md5_of_attributes(&e.attributes),
         md5_of_message_system_attributes: md5_of_attributes(&e.system_attributes),
-        sequence_number: meta.config.fifo.then(|| fifo::sequence_number(id)),
-    }
+        id: e.id,
+        message_id: String::new(),
+        sequence_number: None,
+    };
+    let entry = PublishEntry {
+        spec,
+        body: Bytes::from(e.body),
+    };
+    (answer, entry)
+}
+
+/// The answer's fields that the stored message's id gives.
+fn stored(meta: &QueueMeta, answer: &mut SentMessage, id: u64) {
+    answer.message_id = receipt::message_id(meta.id, id);
+    answer.sequence_number = meta.config.fifo.then(|| fifo::sequence_number(id));
 }
 
 /// ReceiveMessage: waits WaitTimeSeconds, else the queue's ReceiveMessageWaitTimeSeconds,
