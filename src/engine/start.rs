@@ -52,6 +52,9 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         .await
         .map_err(|e| format!("shard {}: {e}", shard.id))?;
     super::transactions::open(&shard).await?;
+    if shard.id == super::placement::CONTROLLER_SHARD {
+        shard.producer_ids.check().await?;
+    }
     let mine = start.metrics.shards[shard.id as usize].clone();
     crate::metrics::local::install(start.metrics.clone(), mine.clone(), shard.cache_counters());
     serve_mesh(&shard, receivers);

@@ -27,6 +27,7 @@ mod producers;
 mod recovery;
 mod retention;
 mod segment;
+mod tail;
 mod transactions;
 
 #[cfg(test)]
