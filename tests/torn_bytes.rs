@@ -50,7 +50,9 @@ fn files(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
 /// The segment files (`ext`: log, index, timeindex) under `sub` of the data directory.
 fn segment_files(data_dir: &Path, sub: &str, ext: &str) -> Vec<PathBuf> {
     let root = data_dir.join(sub);
-    files(&root, &|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+    files(&root, &|p| {
+        p.extension().and_then(|e| e.to_str()) == Some(ext)
+    })
 }
 
 /// Byte ranges of the valid batches at the start of a segment file.
@@ -59,8 +61,7 @@ fn batch_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut pos = 0;
     while let Ok(h) = batch::BatchHeader::parse(&bytes[pos..]) {
         let end = pos + h.total_len();
-        if h.batch_length <= 0 || end > bytes.len() || batch::validate(&bytes[pos..end]).is_err()
-        {
+        if h.batch_length <= 0 || end > bytes.len() || batch::validate(&bytes[pos..end]).is_err() {
             break;
         }
         out.push((pos, end));
@@ -179,7 +180,9 @@ fn a_torn_segment_tail_is_cut_and_every_whole_batch_is_kept() {
     let sent = produce_batches(&b, "torn", 10, 10);
     // kill -9: the active segment keeps its preallocated zeros after the data.
     b.kill9();
-    let log = segment_files(tmp.path(), "topics", "log").pop().expect("segment");
+    let log = segment_files(tmp.path(), "topics", "log")
+        .pop()
+        .expect("segment");
     let original = std::fs::read(&log).expect("read");
     let ranges = batch_ranges(&original);
     assert_eq!(ranges.len(), 10);
@@ -188,7 +191,10 @@ fn a_torn_segment_tail_is_cut_and_every_whole_batch_is_kept() {
     let sector = (start / 512 + 1) * 512;
     assert!(sector + 16 <= end, "the last batch spans a sector boundary");
     let tears: Vec<(&str, Vec<u8>)> = vec![
-        ("file ends inside the last batch", original[..start + 40].to_vec()),
+        (
+            "file ends inside the last batch",
+            original[..start + 40].to_vec(),
+        ),
         ("file ends one byte short", original[..end - 1].to_vec()),
         ("sectors after a boundary never written", {
             let mut t = original.clone();
@@ -219,7 +225,9 @@ fn a_flipped_bit_in_a_segment_refuses_the_start_naming_the_file_and_byte() {
     create_topic(&b, "flip", None);
     let sent = produce_batches(&b, "flip", 8, 10);
     b.kill9();
-    let log = segment_files(tmp.path(), "topics", "log").pop().expect("segment");
+    let log = segment_files(tmp.path(), "topics", "log")
+        .pop()
+        .expect("segment");
     let original = std::fs::read(&log).expect("read");
     let ranges = batch_ranges(&original);
     assert_eq!(ranges.len(), 8);
@@ -331,7 +339,9 @@ fn queue_journal_torn_tail_is_cut_and_a_flipped_bit_refuses() {
     }
     drop(c);
     b.kill9();
-    let journal = segment_files(tmp.path(), "queues", "log").pop().expect("journal");
+    let journal = segment_files(tmp.path(), "queues", "log")
+        .pop()
+        .expect("journal");
     let original = std::fs::read(&journal).expect("read");
     let ranges = batch_ranges(&original);
     assert_eq!(ranges.len(), 6, "one journal batch per durable publish");
@@ -451,7 +461,11 @@ fn a_damaged_catalog_refuses_the_start_and_an_old_bare_one_loads() {
     assert!(b.stop());
     let path = tmp.path().join("meta").join("topics.json");
     let framed = std::fs::read(&path).expect("catalog");
-    let body_at = framed.iter().position(|b| *b == b'\n').expect("header line") + 1;
+    let body_at = framed
+        .iter()
+        .position(|b| *b == b'\n')
+        .expect("header line")
+        + 1;
     let name_at = body_at
         + framed[body_at..]
             .windows(4)
@@ -511,7 +525,6 @@ fn a_damaged_log_start_refuses_the_start_and_an_old_bare_one_loads() {
     b.restart();
     assert_eq!(consume_from(&b, "trimmed", 10), sent[10..]);
     assert!(b.stop());
-
 }
 
 /// One uncompressed batch of `count` records from an idempotent producer.

@@ -5,6 +5,11 @@
 //! every other shard holds an immutable snapshot (`Arc<Catalog>`) broadcast after each
 //! change. Placement is computed once at topic creation and recorded here, so it
 //! survives restarts and changes of `--shards`/`--cores`.
+//!
+//! The file (`meta/topics.json`) is JSON in a CRC32C frame (`checked_file`; the bare
+//! JSON of older releases still loads): a torn or flipped byte stops the start with an
+//! error naming the file, since a changed name or count would silently drop or invent
+//! acknowledged declarations.
 
 use crate::checked_file;
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
