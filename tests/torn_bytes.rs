@@ -254,6 +254,15 @@ fn a_flipped_bit_in_a_segment_refuses_the_start_naming_the_file_and_byte() {
         expected[at] ^= 0x08;
         assert!(std::fs::read(&log).expect("read") == expected, "byte {at}");
     }
+    // The refusal's advice, followed: cutting the newest segment at the named byte
+    // gives up that batch and what follows, knowingly, and the broker starts.
+    let log_text = refused_start(tmp.path());
+    let advice = format!("truncate -s {} {}", last.0, log.display());
+    assert!(log_text.contains(&advice), "{advice}:\n{log_text}");
+    std::fs::write(&log, &original[..last.0]).expect("cut as advised");
+    b.restart();
+    assert_eq!(consume_from(&b, "flip", 0), sent[..70]);
+    b.kill9();
     // A flipped bit in the unwritten space after the data is no acknowledged data.
     std::fs::write(&log, &original).expect("restore");
     flip(&log, last.1 + 5000, 0x01);
