@@ -229,4 +229,32 @@ mod tests {
         stale.extend_from_slice(&first);
         assert_eq!(classify(&stale, 0, false, 20), Tail::Torn);
     }
+
+    #[test]
+    fn any_bytes_are_classified_without_panicking() {
+        let (whole, _) = tail();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..3_000 {
+            let len = (next() % 3_000) as usize;
+            let mut bytes: Vec<u8> = match case % 3 {
+                0 => (0..len).map(|_| next() as u8).collect(),
+                _ => whole[..len.min(whole.len())].to_vec(),
+            };
+            for _ in 0..(next() % 4) {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+            }
+            let pos = next() % (1 << 30);
+            let _ = classify(&bytes, pos, case % 2 == 0, (next() % 100) as i64);
+            let _ = window_len(&bytes);
+        }
+    }
 }
