@@ -425,11 +425,12 @@ fn init_producer_id(b: &Broker, transactional_id: Option<&str>) -> (i16, i64) {
 }
 
 #[test]
-fn transaction_state_log_and_producer_id_file_damage_refuses_the_start() {
+fn transaction_log_torn_tail_is_cut_and_damage_there_or_in_producer_ids_refuses() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut b = Broker::start_in(tmp.path(), &[]);
     let (code, first_id) = init_producer_id(&b, Some("payments"));
     assert_eq!(code, 0);
+    assert_eq!(init_producer_id(&b, Some("audit")).0, 0);
     assert!(b.stop());
     // The transaction state log: the id's record is acknowledged state.
     let logs = files(&tmp.path().join("transactions"), &|p| {
@@ -438,8 +439,9 @@ fn transaction_state_log_and_producer_id_file_damage_refuses_the_start() {
     });
     assert_eq!(logs.len(), 1, "{logs:?}");
     let original = std::fs::read(&logs[0]).expect("read");
-    flip(&logs[0], original.len() / 2, 0x01);
-    assert_refused_naming(tmp.path(), &logs[0], Some(0));
+    let (first_start, first_end) = batch_ranges(&original)[0];
+    flip(&logs[0], (first_start + first_end) / 2, 0x01);
+    assert_refused_naming(tmp.path(), &logs[0], Some(first_start));
     std::fs::write(&logs[0], &original).expect("restore");
 
     // The producer-id file: flipped bits anywhere and a torn tail refuse.
@@ -459,6 +461,18 @@ fn transaction_state_log_and_producer_id_file_damage_refuses_the_start() {
     let (code, next_id) = init_producer_id(&b, None);
     assert_eq!(code, 0);
     assert!(next_id >= 5000 && next_id != first_id, "{next_id}");
+
+    // A torn tail of the transaction log loses only the record torn ("audit"'s): the
+    // one before it still gives "payments" its producer id.
+    b.kill9();
+    let bytes = std::fs::read(&logs[0]).expect("read");
+    let ranges = batch_ranges(&bytes);
+    assert_eq!(ranges.len(), 2, "one record per transactional id");
+    let (start, end) = ranges[1];
+    std::fs::write(&logs[0], &bytes[..(start + end) / 2]).expect("tear");
+    b.restart();
+    let (code, again) = init_producer_id(&b, Some("payments"));
+    assert_eq!((code, again), (0, first_id));
 }
 
 #[test]
