@@ -1,5 +1,5 @@
-//! Storage through the real broker: torn tails, flipped bytes, lost indexes and
-//! retention, each checked after a restart.
+//! Storage through the real broker: torn tails, lost indexes and retention, each
+//! checked after a restart (flipped bytes: tests/torn_bytes.rs).
 
 mod common;
 use common::{run_cli, Broker};
@@ -117,7 +117,10 @@ fn torn_tail_is_truncated_on_restart() {
         let cut = last_start + 1 + (x as usize % (last_end - last_start - 1));
         let mut torn = original[..cut].to_vec();
         if round % 2 == 1 {
-            torn.extend_from_slice(&[0xab; 300]); // garbage after the cut
+            // Noise after the cut, the file still ending inside the batch (noise
+            // through the batch's end would be a complete batch failing its CRC32C:
+            // damage, which refuses the start, see tests/torn_bytes.rs).
+            torn.extend(std::iter::repeat_n(0xab, 300.min(last_end - cut - 1)));
         }
         std::fs::write(&log, &torn).expect("write torn segment");
         b.restart();
@@ -140,24 +143,6 @@ fn torn_tail_is_truncated_on_restart() {
         assert_eq!(all.last().map(String::as_str), Some("90 again"));
         assert!(b.stop());
     }
-}
-
-#[test]
-fn flipped_byte_in_last_batch_is_detected_and_truncated() {
-    let mut b = Broker::start();
-    b.create_topic("flip", 1);
-    produce_batches(&b, "flip", 5, 20);
-    assert!(b.stop());
-    let log = segments(&b.data_dir, "flip", "log")
-        .pop()
-        .expect("a segment");
-    let mut bytes = std::fs::read(&log).expect("read");
-    let ranges = batch_ranges(&bytes);
-    let (start, end) = ranges[4];
-    bytes[(start + end) / 2 + 20] ^= 0x40;
-    std::fs::write(&log, &bytes).expect("write");
-    b.restart();
-    assert_eq!(consume_all(&b, "flip"), expected(4, 20));
 }
 
 #[test]

@@ -5,7 +5,13 @@
 //! every other shard holds an immutable snapshot (`Arc<Catalog>`) broadcast after each
 //! change. Placement is computed once at topic creation and recorded here, so it
 //! survives restarts and changes of `--shards`/`--cores`.
+//!
+//! The file (`meta/topics.json`) is JSON in a CRC32C frame (`checked_file`; the bare
+//! JSON of older releases still loads): a torn or flipped byte stops the start with an
+//! error naming the file, since a changed name or count would silently drop or invent
+//! acknowledged declarations.
 
+use crate::checked_file;
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 use crate::queues::{QueueChange, QueueConfig, QUEUE_ATTRIBUTES_MAX, QUEUE_TAGS_MAX};
 pub use crate::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
@@ -600,20 +606,29 @@ impl Catalog {
             _ => {}
         }
         match std::fs::read(path) {
-            Ok(bytes) => Catalog::decode(&bytes).map_err(err),
+            // The catalog says which topics, queues and exchanges exist: the broker
+            // does not start on a damaged one (it would drop or invent acknowledged
+            // declarations).
+            Ok(bytes) => Catalog::decode(&bytes).map_err(|reason| {
+                err(format!(
+                    "{reason}; the broker will not start on a damaged catalog (restore the                      file from a backup)"
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default()),
             Err(e) => Err(err(e.to_string())),
         }
     }
 
-    /// Parses a catalog file and checks what the broker trusts it for: names that are
-    /// safe in paths, partition counts within `PARTITIONS_MAX` with one placement each
-    /// (handlers size vectors and open directories by them), settings create accepts.
+    /// Parses a catalog file (checksummed, `checked_file`, or the bare JSON of older
+    /// releases) and checks what the broker trusts it for: names that are safe in
+    /// paths, partition counts within `PARTITIONS_MAX` with one placement each (handlers
+    /// size vectors and open directories by them), settings create accepts.
     pub fn decode(bytes: &[u8]) -> Result<Catalog, String> {
         if bytes.len() as u64 > CATALOG_BYTES_MAX {
             return Err(format!("catalog of {} bytes is too large", bytes.len()));
         }
-        let catalog: Catalog = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let body = checked_file::open(bytes)?.body();
+        let catalog: Catalog = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         catalog.check().map_err(|e| e.to_string())?;
         Ok(catalog)
     }
@@ -678,7 +693,8 @@ impl Catalog {
             .ok_or_else(|| err("no parent directory".into()))?;
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        let bytes = checked_file::frame(&json);
         // A catalog `load` would refuse must never be written: the broker could not
         // start again. The change that made it this large is refused instead.
         if bytes.len() as u64 > CATALOG_BYTES_MAX {

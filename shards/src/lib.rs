@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod checked_file;
 pub mod compression;
 pub mod groups;
 pub mod log;

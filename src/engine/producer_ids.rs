@@ -4,6 +4,9 @@
 //!
 //! The file is read and replaced (temporary file, fsync, rename, directory fsync) on
 //! the shard's blocking thread (`runtime::blocking`), never on the shard's own thread.
+//! It holds the reserved end in a CRC32C frame (`peregrine_shards::checked_file`; the
+//! bare number of older releases still reads). A damaged file stops the start
+//! (`check`): a smaller number read from it would hand out ids already in use.
 //! Owned by the controller shard.
 
 use std::cell::Cell;
@@ -11,6 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::runtime;
+use peregrine_shards::checked_file;
 
 /// Ids reserved per write of the file.
 const BLOCK: i64 = 1000;
@@ -33,6 +37,13 @@ impl ProducerIds {
             reserved_to: Cell::new(0),
             reserving: glommio::sync::Semaphore::new(1),
         }
+    }
+
+    /// Reads the file once at start: the broker does not start on a damaged one. The
+    /// error names the file and says what to do.
+    pub async fn check(&self) -> Result<(), String> {
+        let path = self.path.clone();
+        runtime::blocking(move || read_reserved(&path).map(|_| ())).await
     }
 
     /// A fresh producer id. Reserves a block of `BLOCK` ids on disk first when the
@@ -59,13 +70,38 @@ impl ProducerIds {
     }
 }
 
+/// The end of the reserved ids recorded in the file (0 when there is none yet); the
+/// error names the file when it cannot be read or is damaged.
+fn read_reserved(path: &Path) -> Result<i64, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    decode_reserved(&bytes).map_err(|reason| {
+        format!(
+            "producer id file {} is damaged: {reason}; the broker will not start on it (ids \
+             already handed out could be given again). Restore it from a backup, or write a \
+             number above every producer id in use",
+            path.display()
+        )
+    })
+}
+
+/// The reserved end in a file's bytes: framed or the bare number of older releases.
+fn decode_reserved(bytes: &[u8]) -> Result<i64, String> {
+    let body = checked_file::open(bytes)?.body();
+    let text = std::str::from_utf8(body).map_err(|_| "not text".to_string())?;
+    match text.trim().parse::<i64>() {
+        Ok(end) if end >= 0 => Ok(end),
+        Ok(end) => Err(format!("negative reserved end {end}")),
+        Err(e) => Err(format!("'{}' is not a number: {e}", text.trim())),
+    }
+}
+
 /// Reserves the block after both what the file reserved and `next`; returns it.
 fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
-    let on_disk = match std::fs::read_to_string(path) {
-        Ok(text) => text.trim().parse::<i64>().map_err(std::io::Error::other)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e),
-    };
+    let on_disk = read_reserved(path).map_err(std::io::Error::other)?;
     let start = on_disk.max(next);
     let end = start + BLOCK;
     // A broker that has not written its catalog yet has no meta directory.
@@ -74,7 +110,7 @@ fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
     }
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(format!("{end}\n").as_bytes())?;
+    f.write_all(&checked_file::frame(format!("{end}\n").as_bytes()))?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -86,6 +122,20 @@ fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_reads_framed_and_bare_and_a_damaged_one_is_refused() {
+        assert_eq!(decode_reserved(&checked_file::frame(b"3000\n")), Ok(3000));
+        assert_eq!(decode_reserved(b"2000\n"), Ok(2000));
+        let framed = checked_file::frame(b"3000\n");
+        for i in 0..framed.len() {
+            let mut bad = framed.clone();
+            bad[i] ^= 0x04;
+            assert!(decode_reserved(&bad).is_err(), "byte {i} flipped");
+        }
+        assert!(decode_reserved(&framed[..framed.len() - 2]).is_err());
+        assert!(decode_reserved(b"").is_err(), "an empty file is torn");
+    }
 
     #[test]
     fn ids_are_unique_across_restarts() {

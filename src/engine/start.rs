@@ -52,6 +52,18 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         .await
         .map_err(|e| format!("shard {}: {e}", shard.id))?;
     super::transactions::open(&shard).await?;
+    // As with partitions and the transaction log, a shard whose offsets log cannot be
+    // opened (damaged acknowledged commits among the reasons) does not start: it would
+    // serve its groups without their committed offsets.
+    shard.groups.loaded().await.map_err(|e| {
+        format!(
+            "shard {}: opening the consumer-group offsets log: {e}",
+            shard.id
+        )
+    })?;
+    if shard.id == super::placement::CONTROLLER_SHARD {
+        shard.producer_ids.check().await?;
+    }
     let mine = start.metrics.shards[shard.id as usize].clone();
     crate::metrics::local::install(start.metrics.clone(), mine.clone(), shard.cache_counters());
     serve_mesh(&shard, receivers);

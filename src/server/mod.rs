@@ -179,12 +179,16 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some("a shard exited during start-up".to_string()),
         }
+        if failure.is_some() {
+            break;
+        }
     }
     if let Some(e) = failure {
+        // The other shards are not waited for: one may wait forever on the shard that
+        // failed (a cross-core call in its own start). The process exits with the
+        // error; what they had open is closed as after a crash, which recovery handles.
         process.request();
-        for h in handles {
-            let _ = h.join();
-        }
+        drop(handles);
         return Err(ServeError::Shard(e));
     }
     metrics.set_ready();

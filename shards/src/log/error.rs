@@ -29,6 +29,16 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
+    /// Found at open: a file holds damage that recovery may not cut away, because
+    /// acknowledged data (or the record of it) is in it or after it. The partition is
+    /// not opened and the broker does not start; `advice` says what the operator can do.
+    #[error("{} is damaged at byte {position}: {reason}; acknowledged data may be lost, so the broker will not start ({advice})", path.display())]
+    Damaged {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+        advice: String,
+    },
     #[error("the partition log is closed")]
     Closed,
     #[error("record batch of {size} bytes is larger than the log's limit of {max} bytes")]

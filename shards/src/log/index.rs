@@ -1,9 +1,10 @@
 //! Sparse offset index and time index of one segment.
 //!
 //! Both live in memory and are written whole to `<base>.index` / `<base>.timeindex`
-//! when a segment is rolled and when the log closes. On open they are validated and,
-//! if missing or damaged, rebuilt by scanning the segment (see `recovery.rs`), so a
-//! bad index file costs start-up time, never data.
+//! when a segment is rolled and when the log closes. On open they are never trusted:
+//! the scan of each segment rebuilds them, and a file that differs is rewritten (see
+//! `recovery.rs`), so a bad index file never costs data. `decode_offsets` and
+//! `decode_times` remain as the fuzzed decoders of the file format.
 //!
 //! * Offset index entry (8 bytes, big endian): relative offset u32 | file position u32.
 //!   One entry per `index_interval_bytes` of log: the batch whose base offset is
@@ -56,23 +57,6 @@ impl SegmentIndex {
             max_timestamp_ms: NO_TIMESTAMP,
             rel_offset_of_max: 0,
         }
-    }
-
-    /// Starts from persisted entries that are known to describe a prefix of the segment
-    /// (recovery then feeds the batches after them through `on_batch`).
-    pub(crate) fn from_entries(
-        interval_bytes: u32,
-        offsets: Vec<OffsetEntry>,
-        times: Vec<TimeEntry>,
-    ) -> SegmentIndex {
-        let mut index = SegmentIndex::new(interval_bytes);
-        if let Some(last) = times.last() {
-            index.max_timestamp_ms = last.timestamp_ms;
-            index.rel_offset_of_max = last.rel_offset;
-        }
-        index.offsets = offsets;
-        index.times = times;
-        index
     }
 
     pub(crate) fn max_timestamp_ms(&self) -> i64 {
@@ -145,20 +129,6 @@ impl SegmentIndex {
             0 => 0,
             _ => self.times[n - 1].rel_offset,
         }
-    }
-
-    /// Keeps only entries strictly before `rel_offset` (recovery restarts a scan there).
-    pub(crate) fn truncate_from(&mut self, rel_offset: u32) {
-        self.offsets.retain(|e| e.rel_offset < rel_offset);
-        self.times.retain(|e| e.rel_offset < rel_offset);
-        let (max, rel) = self
-            .times
-            .last()
-            .map_or((NO_TIMESTAMP, 0), |e| (e.timestamp_ms, e.rel_offset));
-        self.max_timestamp_ms = max;
-        self.rel_offset_of_max = rel;
-        // Resume spacing as if an entry had just been written at the restart point.
-        self.bytes_since_entry = 0;
     }
 }
 
@@ -323,14 +293,5 @@ mod tests {
             decode_offsets(&swapped, 1_000, 50).is_err(),
             "not monotonic"
         );
-    }
-
-    #[test]
-    fn truncating_keeps_a_consistent_prefix() {
-        let mut index = filled(250);
-        index.truncate_from(30);
-        assert!(index.offsets.iter().all(|e| e.rel_offset < 30));
-        assert!(index.times.iter().all(|e| e.rel_offset < 30));
-        assert!(index.max_timestamp_ms() < 1_060);
     }
 }

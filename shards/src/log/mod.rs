@@ -8,6 +8,8 @@
 //!   preallocation, reading batches back with CRC checks
 //! * `index`     sparse offset and time indexes: in memory, persisted, validated
 //! * `recovery`  start-up scan: validate batches, cut a torn tail, rebuild indexes
+//! * `tail`      what follows the last valid batch: a torn write, or damage that
+//!   refuses the open
 //! * `retention` which whole segments to delete by time and bytes (pure)
 //! * `cache`     the shard-wide bounded cache of recent batches
 //! * `producers` idempotent (and transactional) producers' epochs and sequences
@@ -27,6 +29,7 @@ mod producers;
 mod recovery;
 mod retention;
 mod segment;
+mod tail;
 mod transactions;
 
 #[cfg(test)]

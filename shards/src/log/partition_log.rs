@@ -52,6 +52,7 @@ use super::retention::{self, SegmentStats};
 use super::segment::{self, DiskRead, Segment, SegmentAppender};
 use super::transactions::PartitionTxns;
 use crate::batch::{self, BatchError, BatchHeader};
+use crate::checked_file;
 use crate::records::EndTxnMarker;
 
 /// Largest single write of one flush cycle; more pending data takes more writes.
@@ -232,7 +233,7 @@ impl PartitionLog {
         };
         let mut state = State::new(segments);
         // A start moved by DeleteRecords (never past what recovery kept).
-        if let Some(deleted_below) = load_log_start(&dir).await {
+        if let Some(deleted_below) = load_log_start(&dir).await? {
             state.deleted_below = deleted_below.min(state.end_offset);
             state.start_offset = state.start_offset.max(state.deleted_below);
         }
@@ -901,17 +902,44 @@ async fn has_txn_flag(dir: &std::path::Path) -> Result<bool, LogError> {
 /// Records the DeleteRecords start atomically (temporary file, fdatasync, rename,
 /// directory fsync) through the shard's DMA files.
 async fn save_log_start(dir: &std::path::Path, offset: i64) -> std::io::Result<()> {
-    file::write_file_atomic(&dir.join(LOG_START_FILE), format!("{offset}\n").as_bytes()).await?;
+    let bytes = checked_file::frame(format!("{offset}\n").as_bytes());
+    file::write_file_atomic(&dir.join(LOG_START_FILE), &bytes).await?;
     file::sync_dir(dir).await
 }
 
-/// The recorded DeleteRecords start; none when missing or unreadable (recovery keeps
-/// what the segments hold).
-async fn load_log_start(dir: &std::path::Path) -> Option<i64> {
-    let bytes = file::read_small_file(&dir.join(LOG_START_FILE))
+/// The recorded DeleteRecords start; none when missing. A damaged file (CRC32C frame,
+/// or not a number) stops the open: a wrong start would hide acknowledged records or
+/// serve deleted ones.
+async fn load_log_start(dir: &std::path::Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(LOG_START_FILE);
+    let Some(bytes) = file::read_small_file(&path)
         .await
-        .ok()??;
-    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+        .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?
+    else {
+        return Ok(None);
+    };
+    let decoded = checked_file::open(&bytes).and_then(|o| {
+        let text = std::str::from_utf8(o.body()).map_err(|_| "not text".to_string())?;
+        text.trim()
+            .parse::<i64>()
+            .map_err(|e| format!("'{}' is not an offset: {e}", text.trim()))
+    });
+    match decoded {
+        Ok(offset) if offset >= 0 => Ok(Some(offset)),
+        Ok(offset) => Err(damaged_log_start(path, format!("negative start {offset}"))),
+        Err(reason) => Err(damaged_log_start(path, reason)),
+    }
+}
+
+fn damaged_log_start(path: std::path::PathBuf, reason: String) -> LogError {
+    LogError::Damaged {
+        path,
+        position: 0,
+        reason,
+        advice: "it records the start set by DeleteRecords: restore it from a backup, or \
+                 remove it to serve the partition from its first segment again"
+            .into(),
+    }
 }
 
 /// Why a batch may not come through `append`, if it may not: markers are written by

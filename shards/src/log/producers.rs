@@ -30,9 +30,11 @@ use super::error::LogError;
 use super::file;
 use super::transactions::PartitionTxns;
 use crate::batch::BatchHeader;
+use crate::checked_file;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use tracing::warn;
 
 /// Batches kept per producer: Kafka's limit on in-flight requests of an idempotent
 /// producer, so any retry it can make is recognised.
@@ -309,23 +311,38 @@ impl ProducerStates {
             states,
             txns: txns.clone(),
         };
-        let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+        let json = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+        let bytes = checked_file::frame(&json);
         file::write_file_atomic(&dir.join(SNAPSHOT_FILE), &bytes).await?;
         file::sync_dir(dir).await
     }
 
     /// The saved state, the partition's transactions and the offset they cover up to,
     /// if a readable snapshot exists, its expiration set to `expiration_ms`. A damaged
-    /// snapshot is ignored (the log is read instead).
+    /// snapshot (its CRC32C frame or its JSON) is ignored with a warning: it is a cache
+    /// of the log, which is read instead.
     pub async fn load(
         dir: &Path,
         expiration_ms: u64,
         now_ms: i64,
     ) -> Option<(ProducerStates, PartitionTxns, i64)> {
-        let bytes = file::read_small_file(&dir.join(SNAPSHOT_FILE))
-            .await
-            .ok()??;
-        let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
+        let path = dir.join(SNAPSHOT_FILE);
+        let bytes = match file::read_small_file(&path).await {
+            Ok(found) => found?,
+            Err(err) => {
+                warn!(file = %path.display(), %err, "cannot read the producer snapshot; rebuilding it from the log");
+                return None;
+            }
+        };
+        let decoded = checked_file::open(&bytes)
+            .and_then(|o| serde_json::from_slice::<Snapshot>(o.body()).map_err(|e| e.to_string()));
+        let snapshot = match decoded {
+            Ok(snapshot) => snapshot,
+            Err(reason) => {
+                warn!(file = %path.display(), reason, "damaged producer snapshot; rebuilding it from the log");
+                return None;
+            }
+        };
         let mut states = snapshot.states;
         states.expiration_ms = ProducerStates::new(expiration_ms).expiration_ms;
         for p in states.producers.values_mut().filter(|p| p.last_ms == 0) {

@@ -1,13 +1,18 @@
 //! Start-up recovery of a partition directory.
 //!
-//! * Closed segments (all but the newest) were trimmed, synced and indexed when they
-//!   were rolled; their indexes are only validated, and rebuilt by a scan if missing or
-//!   damaged.
-//! * The active (newest) segment may end in a torn write. It is scanned from the last
-//!   trusted index entry, validating each batch by length, CRC32C and contiguous
-//!   offsets. At the first bad or partial batch the log ends: the file is truncated
-//!   there, so stale bytes can never be taken for data later, and appends continue at
-//!   the offset after the last good batch.
+//! Every segment is scanned whole at open, each batch validated by length, CRC32C and
+//! contiguous offsets, so a flipped bit anywhere is found before anything is served
+//! (the cost: start-up reads every segment once). Index files are never trusted: the
+//! scan rebuilds each index, and a file that differs from it is rewritten.
+//!
+//! * Closed segments (all but the newest) were trimmed and synced when they were
+//!   rolled: any bad byte in one is damage to acknowledged data and fails the open.
+//! * The active (newest) segment may end in a torn write. At the first bad or partial
+//!   batch, `tail` tells a torn write (or unwritten space) from damage to written data.
+//!   A torn tail is cut off (the file is truncated there, so stale bytes can never be
+//!   taken for data later, and appends continue at the offset after the last good
+//!   batch); damage fails the open with `LogError::Damaged`, naming the file, the byte
+//!   and the offset, and the broker does not start.
 //!
 //! Runs on the partition's shard inside `PartitionLog::open`.
 
@@ -23,6 +28,7 @@ use super::error::LogError;
 use super::file::{self, DirectFile};
 use super::index::{self, SegmentIndex};
 use super::segment::{parse_segment_name, segment_path, Segment};
+use super::tail::{self, Tail};
 use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 
 /// Scan reads this much of a segment at a time.
@@ -245,37 +251,33 @@ pub(crate) async fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
     Ok(bases)
 }
 
-/// Loads a segment's persisted indexes; None if either is missing or invalid.
-async fn load_index(
-    dir: &Path,
-    base_offset: i64,
-    log_size: u64,
-    rel_offset_end: u64,
-    interval_bytes: u32,
-) -> Option<SegmentIndex> {
-    let read = |ext: &'static str| {
+/// Makes a segment's index files match `index` (rebuilt by the scan): they are never
+/// trusted, only rewritten when they differ (missing, damaged, or written with another
+/// interval).
+async fn refresh_index(dir: &Path, base_offset: i64, index: &SegmentIndex) -> Result<(), LogError> {
+    for (ext, data) in [
+        ("index", index::encode_offsets(&index.offsets)),
+        ("timeindex", index::encode_times(&index.times)),
+    ] {
         let path = segment_path(dir, base_offset, ext);
-        async move {
-            match file::read_small_file(&path).await {
-                Ok(data) => data,
-                Err(err) => {
-                    warn!(file = %path.display(), %err, "cannot read index; rebuilding it");
-                    None
-                }
+        let on_disk = match file::read_small_file(&path).await {
+            Ok(found) => found,
+            Err(err) => {
+                warn!(file = %path.display(), %err, "cannot read index; rewriting it");
+                None
             }
+        };
+        match on_disk {
+            Some(bytes) if bytes[..] == data[..] => continue,
+            Some(_) => warn!(file = %path.display(),
+                "index does not match its segment (damaged, or from another index interval); rewritten"),
+            None => debug!(file = %path.display(), "index missing; rewritten"),
         }
-    };
-    let offsets = read("index").await?;
-    let times = read("timeindex").await?;
-    let decoded = index::decode_offsets(&offsets, log_size, rel_offset_end)
-        .and_then(|o| Ok((o, index::decode_times(&times, rel_offset_end)?)));
-    match decoded {
-        Ok((offsets, times)) => Some(SegmentIndex::from_entries(interval_bytes, offsets, times)),
-        Err(reason) => {
-            warn!(dir = %dir.display(), base_offset, reason, "damaged index; rebuilding it");
-            None
-        }
+        file::write_file_atomic(&path, &data)
+            .await
+            .map_err(|e| LogError::io(format!("writing index {}", path.display()), e))?;
     }
+    Ok(())
 }
 
 /// Writes a segment's indexes (whole files, atomically).
@@ -309,7 +311,10 @@ async fn open_segment_file(dir: &Path, base_offset: i64) -> Result<(DirectFile, 
     Ok((file, size))
 }
 
-/// Opens a closed segment, which ends where the next one (`next_base`) begins.
+/// Opens a closed segment, which ends where the next one (`next_base`) begins. Every
+/// byte of it was synced before the next segment existed, so anything short of whole
+/// valid batches from `base_offset` to `next_base` is damage to acknowledged data: the
+/// open fails, naming the file and the byte.
 pub(crate) async fn recover_closed(
     dir: &Path,
     base_offset: i64,
@@ -317,25 +322,30 @@ pub(crate) async fn recover_closed(
     interval_bytes: u32,
 ) -> Result<Segment, LogError> {
     let (file, size) = open_segment_file(dir, base_offset).await?;
-    let rel_end = u64::try_from(next_base - base_offset).unwrap_or(0);
-    let index = match load_index(dir, base_offset, size, rel_end, interval_bytes).await {
-        Some(index) => index,
-        None => {
-            let mut index = SegmentIndex::new(interval_bytes);
-            let scan = scan_segment(&file, base_offset, 0, base_offset, &mut index)
-                .await
-                .map_err(|e| LogError::io(format!("scanning {}", file.path().display()), e))?;
-            if scan.stopped.is_some() || scan.next_offset != next_base {
-                // Offsets after this segment exist, so it cannot be cut; reads of the
-                // damaged range will report Corrupt.
-                warn!(file = %file.path().display(), position = scan.end_position, reason = ?scan.stopped,
-                    "closed segment is damaged; indexed up to the damage");
-            }
-            index.seal();
-            persist_index(dir, base_offset, &index).await?;
-            index
-        }
+    let mut index = SegmentIndex::new(interval_bytes);
+    let scan = scan_segment(&file, base_offset, 0, base_offset, &mut index)
+        .await
+        .map_err(|e| LogError::io(format!("scanning {}", file.path().display()), e))?;
+    let reason = match (&scan.stopped, scan.next_offset == next_base) {
+        (None, true) => None,
+        (Some(reason), _) => Some(reason.clone()),
+        (None, false) => Some(format!(
+            "the segment ends at offset {}, the next one starts at {next_base}",
+            scan.next_offset
+        )),
     };
+    if let Some(reason) = reason {
+        return Err(LogError::Damaged {
+            path: file.path().to_path_buf(),
+            position: scan.end_position,
+            reason: format!("closed segment, offset {}: {reason}", scan.next_offset),
+            advice: "later segments hold offsets after it, so it cannot be cut: restore it \
+                     from a backup"
+                .into(),
+        });
+    }
+    index.seal();
+    refresh_index(dir, base_offset, &index).await?;
     Ok(Segment {
         base_offset,
         next_offset: next_base,
@@ -348,15 +358,9 @@ pub(crate) async fn recover_closed(
     })
 }
 
-/// Bound on the relative offsets of an active segment's index: a u32, and small enough
-/// that base + relative cannot pass `i64::MAX` (the base comes from a file name).
-fn active_rel_end(base_offset: i64) -> u64 {
-    let room = u64::try_from(i64::MAX.saturating_sub(base_offset)).unwrap_or(0);
-    room.min(u64::from(u32::MAX) + 1)
-}
-
-/// Opens (or creates) the active segment, scans it after its last trusted index entry,
-/// and cuts a torn tail off the file.
+/// Opens (or creates) the active segment and scans it whole. Where the valid batches
+/// end, `tail::classify` decides: a torn write or unwritten space is cut off the file;
+/// damage to written data fails the open, naming the file, the byte and the offset.
 pub(crate) async fn recover_active(
     dir: &Path,
     base_offset: i64,
@@ -370,42 +374,25 @@ pub(crate) async fn recover_active(
         .size()
         .await
         .map_err(|e| LogError::io(format!("sizing {}", path.display()), e))?;
-    let rel_end = active_rel_end(base_offset);
-    let loaded = load_index(dir, base_offset, size, rel_end, interval_bytes).await;
-    let mut scan = None;
-    if let Some(mut index) = loaded {
-        // Entries were persisted after their data was synced; resume at the last one.
-        let start = index.offsets.last().copied().unwrap_or(index::OffsetEntry {
-            rel_offset: 0,
-            position: 0,
-        });
-        index.truncate_from(start.rel_offset);
-        let start_offset = base_offset + i64::from(start.rel_offset);
-        let outcome = scan_segment(
-            &file,
-            base_offset,
-            u64::from(start.position),
-            start_offset,
-            &mut index,
-        )
+    let mut index = SegmentIndex::new(interval_bytes);
+    let outcome = scan_segment(&file, base_offset, 0, base_offset, &mut index)
         .await
         .map_err(|e| LogError::io(format!("scanning {}", path.display()), e))?;
-        // Nothing valid where the index pointed: distrust it and scan everything.
-        let trusted = outcome.end_position > u64::from(start.position) || outcome.stopped.is_none();
-        if trusted {
-            scan = Some((outcome, index));
+    if let Some(reason) = &outcome.stopped {
+        if let Tail::Damaged(found) = classify_tail(&file, size, &outcome).await? {
+            let (pos, next) = (outcome.end_position, outcome.next_offset);
+            return Err(LogError::Damaged {
+                path: path.clone(),
+                position: pos,
+                reason: format!("active segment, offset {next}: {reason}; {found}"),
+                advice: format!(
+                    "restore it from a backup, or give up offsets from {next} on by cutting \
+                     the file there: truncate -s {pos} {}",
+                    path.display()
+                ),
+            });
         }
     }
-    let (outcome, index) = match scan {
-        Some(found) => found,
-        None => {
-            let mut index = SegmentIndex::new(interval_bytes);
-            let outcome = scan_segment(&file, base_offset, 0, base_offset, &mut index)
-                .await
-                .map_err(|e| LogError::io(format!("scanning {}", path.display()), e))?;
-            (outcome, index)
-        }
-    };
     cut_torn_tail(&file, size, &outcome).await?;
     Ok(Segment {
         base_offset,
@@ -417,6 +404,34 @@ pub(crate) async fn recover_active(
         index,
         sealed: false,
     })
+}
+
+/// Reads the window `tail::classify` needs from where the scan stopped.
+async fn classify_tail(
+    file: &DirectFile,
+    size: u64,
+    outcome: &ScanOutcome,
+) -> Result<Tail, LogError> {
+    let pos = outcome.end_position;
+    let context = || format!("reading the tail of {}", file.path().display());
+    let left = size.saturating_sub(pos);
+    let head_len = (BATCH_HEADER_LEN as u64).min(left) as usize;
+    let head = file
+        .read_exact_at(pos, head_len)
+        .await
+        .map_err(|e| LogError::io(context(), e))?;
+    let want = tail::window_len(&head) as u64;
+    let len = want.min(left) as usize;
+    let window = file
+        .read_exact_at(pos, len)
+        .await
+        .map_err(|e| LogError::io(context(), e))?;
+    Ok(tail::classify(
+        &window,
+        pos,
+        want >= left,
+        outcome.next_offset,
+    ))
 }
 
 /// Truncates the file to its last valid batch, so later writes start on clean ground.
@@ -484,12 +499,5 @@ mod tests {
             outcome.stopped.as_deref(),
             Some("batch offsets run past i64::MAX")
         );
-    }
-
-    #[test]
-    fn an_active_index_never_points_past_i64_max() {
-        assert_eq!(active_rel_end(0), 1 << 32);
-        assert_eq!(active_rel_end(i64::MAX - 10), 10);
-        assert_eq!(active_rel_end(i64::MAX), 0);
     }
 }

@@ -273,35 +273,85 @@ async fn assert_recovers_without_last_batch(dir: &Path, expected: &[(u64, i64)],
 fn torn_tail_is_truncated_on_restart() {
     run(|| async {
         let mut seed = 0x5EED_u64;
-        for case in 0..8 {
+        for case in 0..9 {
             let (_tmp, dir) = tempdir();
             let (expected, last) = write_and_close(&dir).await;
             let cut = last.start + 1 + xorshift(&mut seed) % (last.end - last.start - 1);
-            // Half the cases leave garbage after the cut, as a torn write might.
-            let garbage: Vec<u8> = match case % 2 {
-                0 => Vec::new(),
-                _ => (0..1 + xorshift(&mut seed) % 5_000)
-                    .map(|_| xorshift(&mut seed) as u8)
-                    .collect(),
-            };
-            cut_file(&last_log_file(&dir), cut, &garbage);
+            // What a crash can leave: the file ends inside the last batch (with or
+            // without noise up to its end), or the batch's sectors from one boundary on
+            // were never written (zeros, the file keeps its length).
+            let sector = cut.div_ceil(512) * 512;
+            match case % 3 {
+                0 => cut_file(&last_log_file(&dir), cut, &[]),
+                1 => {
+                    let room = last.end - cut - 1;
+                    let noise: Vec<u8> = (0..room.min(1 + xorshift(&mut seed) % 300))
+                        .map(|_| xorshift(&mut seed) as u8)
+                        .collect();
+                    cut_file(&last_log_file(&dir), cut, &noise);
+                }
+                _ if sector + 16 <= last.end => {
+                    let zeros = vec![0u8; (last.end - sector) as usize + 4096];
+                    cut_file(&last_log_file(&dir), sector, &zeros);
+                }
+                _ => cut_file(&last_log_file(&dir), cut, &[]),
+            }
             assert_recovers_without_last_batch(&dir, &expected, last.start).await;
         }
     });
 }
 
+/// Opens `dir` expecting the open to fail on damage at byte `position` of `path`.
+async fn assert_refused(dir: &Path, path: &Path, position: u64) -> String {
+    match PartitionLog::open(dir.to_owned(), config(4 << 10), BatchCache::new(1 << 20)).await {
+        Err(LogError::Damaged {
+            path: p,
+            position: at,
+            reason,
+            ..
+        }) => {
+            assert_eq!((p.as_path(), at), (path, position), "{reason}");
+            reason
+        }
+        Err(other) => panic!("expected Damaged, got {other}"),
+        Ok(_) => panic!("a log with damaged acknowledged data opened"),
+    }
+}
+
 #[test]
-fn flipped_byte_in_last_batch_is_truncated_on_restart() {
+fn flipped_bit_in_a_written_batch_fails_the_open_naming_the_file() {
     run(|| async {
-        for flip_at in [21u64, 40, 70] {
+        // The base offset, the length, the magic, the CRC, the attributes, a record.
+        for flip_at in [3u64, 10, 16, 19, 21, 40, 70] {
             let (_tmp, dir) = tempdir();
-            let (expected, last) = write_and_close(&dir).await;
+            let (_, last) = write_and_close(&dir).await;
             let path = last_log_file(&dir);
             let mut data = std::fs::read(&path).expect("read");
             data[(last.start + flip_at) as usize] ^= 0x01;
-            std::fs::write(&path, data).expect("write");
-            assert_recovers_without_last_batch(&dir, &expected, last.start).await;
+            std::fs::write(&path, &data).expect("write");
+            assert_refused(&dir, &path, last.start).await;
+            // Refused again, and nothing was cut meanwhile.
+            assert_refused(&dir, &path, last.start).await;
+            assert_eq!(std::fs::read(&path).expect("read"), data);
         }
+        // In the middle of the active segment and in a closed one.
+        let (_tmp, dir) = tempdir();
+        write_and_close(&dir).await;
+        let segments = segment_files(&dir, "log");
+        assert!(segments.len() >= 3, "{segments:?}");
+        for path in [&segments[0], &segments[segments.len() - 1]] {
+            let original = std::fs::read(path).expect("read");
+            let parts = batch::split(&original).expect("whole batches");
+            let (range, _) = parts[parts.len() / 2].clone();
+            let mut data = original.clone();
+            data[range.start + 30] ^= 0x80;
+            std::fs::write(path, &data).expect("write");
+            let reason = assert_refused(&dir, path, range.start as u64).await;
+            assert!(reason.contains("segment, offset"), "{reason}");
+            std::fs::write(path, &original).expect("restore");
+        }
+        let log = open(&dir, config(4 << 10)).await;
+        log.close().await.expect("close");
     });
 }
 
@@ -835,21 +885,24 @@ fn cache_stays_under_budget_and_reads_fall_back_to_crc_checked_disk() {
         assert!(log.size_bytes() > 10 * (16 << 10));
         assert_holds(&log, &expected).await;
         assert!(cache.used_bytes() <= 16 << 10);
-        log.close().await.expect("close");
 
-        // Corrupt one byte in the middle of a closed segment: reads there must fail the
-        // CRC check rather than return bad data.
+        // Corrupt one byte in the middle of a closed segment while the log is open:
+        // reads there must fail the CRC check rather than return bad data.
         let first = segment_files(&dir, "log")
             .into_iter()
             .next()
             .expect("segment");
-        let mut data = std::fs::read(&first).expect("read");
+        let data = std::fs::read(&first).expect("read");
         let middle = data.len() / 2;
-        data[middle] ^= 0x10;
-        std::fs::write(&first, data).expect("write");
-        let log = PartitionLog::open(dir.clone(), config(64 << 10), cache.clone())
-            .await
-            .expect("open");
+        {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&first)
+                .expect("open segment");
+            file.write_all_at(&[data[middle] ^ 0x10], middle as u64)
+                .expect("write");
+        }
         let mut corrupt = 0;
         for offset in 0..expected[expected.len() / 2].1 {
             match log.read(offset, 1).await {
@@ -863,6 +916,14 @@ fn cache_stays_under_budget_and_reads_fall_back_to_crc_checked_disk() {
         }
         assert!(corrupt >= 1, "the damaged batch is reported");
         log.close().await.expect("close");
+        // And the next open finds it before serving anything.
+        let refused = PartitionLog::open(dir.clone(), config(64 << 10), cache.clone()).await;
+        assert!(
+            matches!(&refused, Err(LogError::Damaged { path, position, .. })
+                if *path == first && *position <= middle as u64),
+            "{:?}",
+            refused.err()
+        );
     });
 }
 
@@ -1318,11 +1379,12 @@ fn delete_records_waits_until_its_new_start_is_durable() {
         assert!(log.durable_offset() < end);
         assert_eq!(log.delete_records_before(-1).await.expect("delete"), end);
         assert!(log.durable_offset() >= log.start_offset());
-        assert!(
-            std::fs::read_to_string(dir.join("log-start-offset"))
-                .expect("start recorded")
-                .trim()
-                == end.to_string()
+        let recorded = std::fs::read(dir.join("log-start-offset")).expect("start recorded");
+        let body = crate::checked_file::open(&recorded).expect("checked frame");
+        assert!(matches!(body, crate::checked_file::Opened::Checked(_)));
+        assert_eq!(
+            std::str::from_utf8(body.body()).ok(),
+            Some(format!("{end}\n").as_str())
         );
         log.close().await.expect("close");
         let log = open(&dir, cfg).await;
