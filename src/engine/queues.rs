@@ -512,7 +512,7 @@ pub async fn ack_leases(
     q.store
         .record(&event, true, crate::time::now_ms())
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
     Ok(answers)
 }
@@ -574,7 +574,7 @@ pub async fn purge(shard: &Rc<Shard>, name: &str) -> Result<u64, EngineError> {
     q.store
         .record(&settled, true, crate::time::now_ms())
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     Ok(count)
 }
 
@@ -635,7 +635,7 @@ pub async fn publish(
         spec.durable,
     )
     .await
-    .map_err(io_error)?;
+    .map_err(EngineError::from)?;
     if let Some(origin) = spec.origin {
         q.queue.borrow_mut().remember_origin(origin, now, now);
     }
@@ -737,7 +737,7 @@ pub async fn publish_batch(
     }
     durable(&q, (&ids, None), appended, spec.durable)
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     q.ready.notify(usize::MAX);
     crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
     Ok(ids.len() as u32)
@@ -814,24 +814,27 @@ pub async fn publish_each(
     if appended.is_ok() {
         q.queue.borrow_mut().journaled(&new_ids);
     }
-    if let Err(e) = &appended {
-        // Unpublish with each entry's own dedup id (`durable` knows only one).
-        let mut queue = q.queue.borrow_mut();
-        for (id, dedup) in &stored {
-            queue.unpublish(*id, dedup.as_deref());
+    let appended = match appended {
+        Ok(appended) => appended,
+        Err(e) => {
+            // Unpublish with each entry's own dedup id (`durable` knows only one).
+            let mut queue = q.queue.borrow_mut();
+            for (id, dedup) in &stored {
+                queue.unpublish(*id, dedup.as_deref());
+            }
+            return Err(e.into());
         }
-        return Err(io_error(e));
-    }
+    };
     // A duplicate's original may still be on its way to the disk: an answer naming it
     // waits for everything journaled so far, as the original's own answer does.
     let duplicates = ids.len() > new_ids.len();
     let appended = match appended {
-        Ok(None) if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
-        other => other,
+        None if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
+        other => Ok(other),
     };
     durable(&q, (&[], None), appended, durable_wait)
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     q.ready.notify(usize::MAX);
     crate::metrics::local::queue_totals(&q.name, new_ids.len() as u64, 0, 0);
     Ok(ids)
@@ -954,7 +957,7 @@ async fn receive_on(
         q.store
             .record(&event, auto_ack, crate::time::now_ms())
             .await
-            .map_err(io_error)?;
+            .map_err(EngineError::from)?;
         let n = out.ids.len() as u64;
         let again = out.deliveries.iter().filter(|d| **d > 1).count() as u64;
         crate::metrics::local::queue_totals(&q.name, 0, if auto_ack { n } else { 0 }, again);
@@ -990,7 +993,7 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
         q.store
             .record(&event, true, crate::time::now_ms())
             .await
-            .map_err(io_error)?;
+            .map_err(EngineError::from)?;
         crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
     }
     handles_answer(&unknown)
