@@ -92,6 +92,24 @@ impl SmallFs {
         }
     }
 
+    /// Appends to `file` (the broker's log, on this filesystem) until it is refused, so
+    /// that the broker's next log line finds no space either.
+    fn fill_file(&self, file: &Path) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .expect("open for filling");
+        let line = [b'.'; 63].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        // Bounded: at most the last page of the file is left.
+        loop {
+            match f.write_all(&line) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", file.display()),
+            }
+        }
+    }
+
     /// Removes the filler files.
     fn free(&mut self) {
         for path in self.fillers.drain(..) {
@@ -235,6 +253,20 @@ fn assert_acked_once_in_order(read: &[(i64, Vec<u8>)], acked: &[Vec<u8>]) {
     }
 }
 
+/// Bounds how long the client waits for an answer (bootstrap connection, and the
+/// queue owner's when `queue` is given): a broker that stopped answering fails the
+/// test instead of hanging it.
+fn with_timeouts(c: &mut Client, queue: Option<&str>) {
+    c.connection(None)
+        .and_then(|conn| conn.set_read_timeout(Some(TIMEOUT)))
+        .expect("bootstrap timeout");
+    if let Some(queue) = queue {
+        c.queue_connection(queue)
+            .and_then(|conn| conn.set_read_timeout(Some(TIMEOUT)))
+            .expect("queue connection timeout");
+    }
+}
+
 fn create_topic(c: &mut Client, name: &str, segment_bytes: u64) -> Result<(), ErrorCode> {
     c.create_topic(TopicSpec {
         name: name.into(),
@@ -265,6 +297,7 @@ fn kafka_produce_commit_and_create_on_a_full_disk_get_storage_errors_and_resume_
     let mut b = Broker::start_in(&data, &[]);
     let topic = unique("full");
     let mut admin = b.client();
+    with_timeouts(&mut admin, None);
     create_topic(&mut admin, &topic, 1 << 20).expect("create topic");
     let p = producer(&b);
     let mut acked = Vec::new();
@@ -275,6 +308,7 @@ fn kafka_produce_commit_and_create_on_a_full_disk_get_storage_errors_and_resume_
     }
 
     fs.fill();
+    fs.fill_file(&data.join("broker.log"));
     // The active segment's preallocated space still takes appends; the next segment
     // (1 MiB each) cannot be created. Bounded: 400 × 8 KiB is three segments.
     let mut refused = None;
@@ -295,6 +329,7 @@ fn kafka_produce_commit_and_create_on_a_full_disk_get_storage_errors_and_resume_
     );
     // Sealing the full segment trimmed its unused preallocation: take that space too.
     fs.fill();
+    fs.fill_file(&data.join("broker.log"));
     // Refused again while the disk stays full, also with acks=1.
     assert_eq!(
         produce_one(&p, &topic, &value("still-full", 0, 100)),
@@ -384,6 +419,30 @@ fn code_of<T: std::fmt::Debug>(r: Result<T, peregrine::client::ClientError>) -> 
     }
 }
 
+/// One SQS JSON-protocol call over a fresh HTTP connection: (status, body).
+fn sqs(http_addr: &str, action: &str, body: &serde_json::Value) -> (u16, String) {
+    use std::io::Read;
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: sqs.test\r\nConnection: close\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AmazonSQS.{action}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(http_addr).expect("connect HTTP");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
 /// Receives everything ready in `queue` (auto-ack off), until nothing comes for 500 ms.
 fn receive_all(c: &mut Client, queue: &str) -> Vec<peregrine::client::queues::Received> {
     let mut got = Vec::new();
@@ -413,6 +472,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         ..QueueSpec::default()
     })
     .expect("declare");
+    with_timeouts(&mut c, Some(&queue));
     c.bind(BindingSpec {
         exchange: "amq.direct".into(),
         queue: Some(queue.clone()),
@@ -432,8 +492,24 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
     }
     let leased = c.receive(&queue, 2, 1000, false).expect("receive");
     assert_eq!(leased.len(), 2);
+    let (status, body) = sqs(
+        &b.http_addr,
+        "GetQueueUrl",
+        &serde_json::json!({"QueueName": queue}),
+    );
+    assert_eq!(status, 200, "GetQueueUrl: {body}");
+    let url: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let url = url["QueueUrl"].as_str().expect("QueueUrl").to_string();
+    let send = |addr: &str, text: &str| {
+        sqs(
+            addr,
+            "SendMessage",
+            &serde_json::json!({"QueueUrl": url, "MessageBody": text}),
+        )
+    };
 
     fs.fill();
+    fs.fill_file(&data.join("broker.log"));
     // The journal's segment is preallocated (64 MiB): publishes fill it, then the next
     // segment cannot be created. Bounded: 40 × 4 MiB is more than one segment.
     let big: Vec<Vec<u8>> = (0..16).map(|i| value("filling", i, 256 << 10)).collect();
@@ -455,6 +531,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
     );
     // Sealing the full segment trimmed its unused preallocation: take that space too.
     fs.fill();
+    fs.fill_file(&data.join("broker.log"));
     // Once full, every write of the journal is refused with the same clear error.
     assert_eq!(
         code_of(c.publish(&queue, durable(), b"x")),
@@ -478,6 +555,10 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         ErrorCode::StorageFull,
         "a declare cannot be saved"
     );
+    // SQS: 503 ServiceUnavailable, which its SDKs retry.
+    let (status, body) = send(&b.http_addr, "sqs-while-full");
+    assert_eq!(status, 503, "SendMessage on a full disk: {body}");
+    assert!(body.contains("ServiceUnavailable"), "{body}");
     // AMQP: a publisher with confirms hears a nack, and its channel stays open.
     let mut amqp = RawAmqp::open(&b.amqp_addr);
     amqp.channel_open(1);
@@ -502,6 +583,8 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
     }
     published.push(v);
     amqp.publish_confirmed(1, &queue, b"amqp-after");
+    let (status, body) = send(&b.http_addr, "sqs-after");
+    assert_eq!(status, 200, "SendMessage once space is back: {body}");
     c.ack(&queue, &[leased[1].delivery.handle])
         .expect("ack once space is back");
     let settled = leased[1].body.to_vec();
@@ -536,6 +619,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         "a message whose ack was answered came back"
     );
     assert!(got.iter().any(|g| g == b"amqp-after"));
+    assert!(got.iter().any(|g| g == b"sqs-after"));
     assert!(
         repairs(&b).is_empty(),
         "recovery repaired: {:?}",

@@ -32,6 +32,8 @@ mod segment;
 mod transactions;
 
 #[cfg(test)]
+mod full_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cache::{BatchCache, CacheCounters};

@@ -1364,7 +1364,11 @@ async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
             }
             // Closing does not wait for space: what is pending is lost like any
             // unsynced data at a crash (none of it was acknowledged as durable).
-            Err(FlushError::Full(err)) if closing => break Err(err),
+            Err(FlushError::Full(err)) if closing => {
+                let pending_bytes = inner.state.borrow().pending_bytes;
+                warn!(dir = %inner.dir.display(), pending_bytes, %err, "closed while the disk is full: data not yet written is dropped (none of it was acknowledged as durable)");
+                break Err(err);
+            }
             Err(FlushError::Full(err)) => {
                 inner.set_full(&err);
                 full_attempts = full_attempts.saturating_add(1);
