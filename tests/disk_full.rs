@@ -585,9 +585,10 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
     amqp.publish_confirmed(1, &queue, b"amqp-after");
     let (status, body) = send(&b.http_addr, "sqs-after");
     assert_eq!(status, 200, "SendMessage once space is back: {body}");
-    c.ack(&queue, &[leased[1].delivery.handle])
-        .expect("ack once space is back");
-    let settled = leased[1].body.to_vec();
+    // The refused ack settled nothing: the same lease is acked now.
+    let handles = [leased[0].delivery.handle, leased[1].delivery.handle];
+    c.ack(&queue, &handles).expect("ack once space is back");
+    let settled = [leased[0].body.to_vec(), leased[1].body.to_vec()];
     c.declare_queue(QueueSpec {
         name: unique("full-q-new"),
         ..QueueSpec::default()
@@ -603,7 +604,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         .map(|r| r.body.to_vec())
         .collect();
     for want in &published {
-        if *want == settled {
+        if settled.contains(want) {
             continue;
         }
         let copies = got.iter().filter(|g| *g == want).count();
@@ -615,7 +616,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         );
     }
     assert!(
-        !got.contains(&settled),
+        !got.iter().any(|g| settled.contains(g)),
         "a message whose ack was answered came back"
     );
     assert!(got.iter().any(|g| g == b"amqp-after"));

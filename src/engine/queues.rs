@@ -486,6 +486,8 @@ pub async fn ack_leases(
     leases: &[LeaseRef],
 ) -> Result<Vec<bool>, EngineError> {
     let q = shard.queue(name)?;
+    // As in `ack`: refused before anything is settled.
+    q.store.writable()?;
     let mut settled = Vec::with_capacity(leases.len());
     let answers: Vec<bool> = {
         let mut queue = q.queue.borrow_mut();
@@ -980,6 +982,10 @@ async fn receive_on(
 }
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
+    // A journal that refuses appends (disk full, failed write) refuses the ack before
+    // it settles anything: the leases stay, and the same ack works once it can be
+    // journaled. No await until the event is appended, so the answer cannot change.
+    q.store.writable()?;
     let (mut settled, mut unknown) = (Vec::with_capacity(handles.len()), Vec::new());
     q.queue
         .borrow_mut()

@@ -404,6 +404,13 @@ impl PartitionLog {
         })
     }
 
+    /// Whether an append now would be taken: `StorageFull` while the disk is full,
+    /// `ReadOnly` after a failed write, `Closed` once closing. Lets a caller refuse a
+    /// request before it changes any state of its own.
+    pub fn writable(&self) -> Result<(), LogError> {
+        self.inner.check_writable()
+    }
+
     /// Waits until everything up to and including `offset` is written and covered by an
     /// fdatasync. All waiters that arrive during one write + fdatasync share the next.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
