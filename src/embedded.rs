@@ -42,6 +42,17 @@ impl BrokerProcess {
         data_dir: &Path,
         extra: &[String],
     ) -> Result<BrokerProcess, SpawnError> {
+        Self::spawn_with_env(bin, data_dir, extra, &[])
+    }
+
+    /// `spawn` with environment variables added for this process only (tests set the
+    /// debug-only `PEREGRINE_FAULT_INJECT` this way).
+    pub fn spawn_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<BrokerProcess, SpawnError> {
         let spawn_err = |source| SpawnError::Spawn {
             bin: bin.display().to_string(),
             source,
@@ -68,6 +79,7 @@ impl BrokerProcess {
             cmd.args(["--amqp-addr", "127.0.0.1:0"]);
         }
         cmd.args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         let mut child = cmd.spawn().map_err(spawn_err)?;

@@ -10,6 +10,10 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr on a full disk) is dropped: the
+        // subscriber's own report of it goes through `eprintln!`, which panics the
+        // shard that logged when stderr fails.
+        .log_internal_errors(false)
         .init();
     if let Err(e) = peregrine::cli::run(cli) {
         eprintln!("error: {e}");

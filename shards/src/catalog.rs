@@ -108,6 +108,10 @@ pub enum CatalogError {
     UnknownBinding(String),
     #[error("metadata file {path}: {reason}")]
     Storage { path: String, reason: String },
+    /// The filesystem had no space for the new catalog: the change was not made (the
+    /// file still holds the previous catalog); retry once space is freed.
+    #[error("metadata file {path}: no space left on the device ({reason}); the change was not made, retry once space is freed")]
+    StorageFull { path: String, reason: String },
 }
 
 /// Every topic of the broker. Immutable once shared: a change builds a new value.
@@ -704,9 +708,20 @@ impl Catalog {
                 bytes.len()
             )));
         }
-        let mut file = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-        file.write_all(&bytes).map_err(|e| err(e.to_string()))?;
-        file.sync_all().map_err(|e| err(e.to_string()))?;
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+        if let Err(e) = written {
+            // A half-written file would keep blocks a retry needs; the catalog in
+            // place is still the previous one.
+            let _ = std::fs::remove_file(&tmp);
+            if crate::log::is_out_of_space(&e) {
+                return Err(CatalogError::StorageFull {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            return Err(err(e.to_string()));
+        }
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())

@@ -146,5 +146,9 @@ pub fn code(e: &EngineError) -> u16 {
         EngineError::NotSupported(_) => NOT_IMPLEMENTED,
         EngineError::SubscriptionClosed | EngineError::ShuttingDown(_) => CONNECTION_FORCED,
         EngineError::Internal(_) => INTERNAL_ERROR,
+        // "The server could not complete the method because it lacked sufficient
+        // resources" (a connection error): reconnect and retry once space is freed.
+        EngineError::StorageFull(_) => RESOURCE_ERROR,
+        EngineError::StorageFailed(_) => INTERNAL_ERROR,
     }
 }

@@ -248,7 +248,11 @@ pub fn flush_all(conn: &Rc<Conn>) {
 fn failed(conn: &Rc<Conn>, ch: &Rc<Channel>, target: &str, e: EngineError) {
     match e {
         EngineError::QueueFull(_) => {}
-        EngineError::Internal(_) | EngineError::ShuttingDown(_) => {
+        // A publish the disk could not take is nacked; the channel stays open.
+        EngineError::Internal(_)
+        | EngineError::ShuttingDown(_)
+        | EngineError::StorageFull(_)
+        | EngineError::StorageFailed(_) => {
             tracing::warn!(peer = %conn.peer, %target, "AMQP publish failed: {e}");
         }
         e => conn.channel_error(ch, AmqpError::from(e).at((60, 40))),

@@ -98,7 +98,7 @@ pub async fn create_topic(
     let previous = shard.catalog();
     let next = previous.with_topic(name, config, shard.nshards, now)?;
     within_limits(&previous, &next, &shard.config.object_limits)?;
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     tracing::info!(topic = %name, partitions, "topic created");
     Ok(())
 }
@@ -113,7 +113,7 @@ pub async fn create_partitions(
     let previous = shard.catalog();
     let next = previous.with_partitions(name, count, shard.nshards)?;
     within_limits(&previous, &next, &shard.config.object_limits)?;
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     tracing::info!(topic = %name, partitions = count, "partitions added");
     Ok(())
 }
@@ -163,7 +163,7 @@ pub async fn declare_queue_with(
         None => next,
     };
     within_limits(&catalog, &next, &shard.config.object_limits)?;
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     tracing::info!(queue = %name, "queue declared");
     Ok(())
 }
@@ -206,7 +206,7 @@ pub async fn alter_queue(
         return Ok(catalog.queue(name)?.config.clone());
     };
     let config = next.queue(name)?.config.clone();
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     tracing::info!(queue = %name, "queue settings changed");
     Ok(config)
 }
@@ -270,7 +270,7 @@ pub async fn change_exchanges(
         return Ok(());
     };
     within_limits(&catalog, &next, &shard.config.object_limits)?;
-    publish(shard, next).await.map_err(EngineError::Internal)
+    publish(shard, next).await
 }
 
 pub async fn delete_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
@@ -345,7 +345,7 @@ async fn touch_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
 /// Removes a queue from the catalog and its folder from the disk (the admin lock held).
 async fn remove_queue(shard: &Rc<Shard>, name: &str) -> Result<(), EngineError> {
     let (next, removed) = shard.catalog().without_queue(name)?;
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     let dir = removed.dir(&shard.config.data_dir);
     remove_folder(dir, "queue").await;
     tracing::info!(queue = %name, "queue deleted");
@@ -356,7 +356,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<(), EngineErr
     debug_assert_eq!(shard.id, CONTROLLER_SHARD);
     let _serial = shard.admin_lock.acquire_permit(1).await;
     let (next, removed) = shard.catalog().without_topic(name)?;
-    publish(shard, next).await.map_err(EngineError::Internal)?;
+    publish(shard, next).await?;
     // Every owner has deleted its partitions; the topic's own folder goes last.
     let dir = removed.topic_dir(&shard.config.data_dir);
     remove_folder(dir, "topic").await;
@@ -485,12 +485,11 @@ pub fn check_growth(
 /// Persists `next`, then applies it on every shard; the change is visible to clients
 /// once this returns. If a shard cannot apply it (a partition that will not open), the
 /// previous catalog is restored on disk and on every shard, so the file never lists a
-/// topic the shards do not serve.
-pub(super) async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), String> {
+/// topic the shards do not serve. A catalog that cannot be saved (a full or failing
+/// disk) is a storage error, and nothing changed.
+pub(super) async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), EngineError> {
     let previous = shard.catalog();
-    next.save(&shard.catalog_path())
-        .await
-        .map_err(|e| e.to_string())?;
+    next.save(&shard.catalog_path()).await?;
     let next = Arc::new(next);
     let Err(e) = apply_everywhere(shard, next.clone()).await else {
         return Ok(());
@@ -505,7 +504,7 @@ pub(super) async fn publish(shard: &Rc<Shard>, next: Catalog) -> Result<(), Stri
     if let Err(undo_error) = restored {
         tracing::error!("restoring the previous catalog failed too: {undo_error}");
     }
-    Err(e)
+    Err(EngineError::Internal(e))
 }
 
 async fn apply_everywhere(shard: &Rc<Shard>, catalog: Arc<Catalog>) -> Result<(), String> {

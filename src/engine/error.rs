@@ -4,7 +4,7 @@
 
 use peregrine_shards::catalog::CatalogError;
 use peregrine_shards::groups::GroupError;
-use peregrine_shards::log::LogError;
+use peregrine_shards::log::{LogError, StorageFault};
 use peregrine_shards::queues::QueueError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,9 +95,34 @@ pub enum EngineError {
     /// A transaction timeout above the broker's maximum (or not positive).
     #[error("{0}")]
     InvalidTransactionTimeout(String),
+    /// The disk has no space (or quota) left for the request: nothing it carried was
+    /// acknowledged; writes resume by themselves once space is freed, so retry later.
+    #[error("{0}")]
+    StorageFull(String),
+    /// A write or fdatasync failed: the partition or queue is read-only (reads of what
+    /// is durable still work) until the broker restarts and recovers it from disk.
+    #[error("{0}")]
+    StorageFailed(String),
 }
 
 impl EngineError {
+    /// The storage kind of a log failure (`Internal` for one that is not a storage fault).
+    pub fn of_storage(e: &LogError, text: String) -> EngineError {
+        match e.storage_fault() {
+            Some(StorageFault::Full) => EngineError::StorageFull(text),
+            Some(StorageFault::Failed) => EngineError::StorageFailed(text),
+            None => EngineError::Internal(text),
+        }
+    }
+
+    /// Whether this is a storage fault (full or failed): the front ends' storage codes.
+    pub fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            EngineError::StorageFull(_) | EngineError::StorageFailed(_)
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> EngineError {
         EngineError::Internal(e.to_string())
     }
@@ -137,6 +162,8 @@ impl EngineError {
             EngineError::ConcurrentTransactions(_) => 29,
             EngineError::UnknownTransactionalId(_) => 30,
             EngineError::InvalidTransactionTimeout(_) => 31,
+            EngineError::StorageFull(_) => 32,
+            EngineError::StorageFailed(_) => 33,
         }
     }
 }
@@ -151,7 +178,9 @@ impl From<LogError> for EngineError {
             LogError::Closed => EngineError::ShuttingDown(text),
             LogError::OutOfOrderSequence { .. } => EngineError::OutOfOrderSequence(text),
             LogError::ProducerFenced { .. } => EngineError::ProducerFenced(text),
-            _ => EngineError::Internal(text),
+            LogError::StorageFull { .. } | LogError::ReadOnly { .. } | LogError::Io { .. } => {
+                EngineError::of_storage(&e, text)
+            }
         }
     }
 }
@@ -175,7 +204,8 @@ impl From<CatalogError> for EngineError {
             }
             CatalogError::ReservedExchange(_) => EngineError::AccessRefused(text),
             CatalogError::UnknownBinding(_) => EngineError::InvalidRequest(text),
-            CatalogError::Storage { .. } => EngineError::Internal(text),
+            CatalogError::Storage { .. } => EngineError::StorageFailed(text),
+            CatalogError::StorageFull { .. } => EngineError::StorageFull(text),
         }
     }
 }
@@ -191,6 +221,8 @@ impl From<GroupError> for EngineError {
             GroupError::InvalidGroupId => EngineError::InvalidGroup(text),
             GroupError::NotEmpty => EngineError::GroupNotEmpty(text),
             GroupError::TooManyGroups { .. } => EngineError::InvalidGroup(text),
+            GroupError::StorageFull(_) => EngineError::StorageFull(text),
+            GroupError::StorageFailed(_) => EngineError::StorageFailed(text),
             _ => EngineError::Internal(text),
         }
     }
@@ -227,6 +259,8 @@ mod tests {
             EngineError::ConcurrentTransactions(String::new()),
             EngineError::UnknownTransactionalId(String::new()),
             EngineError::InvalidTransactionTimeout(String::new()),
+            EngineError::StorageFull(String::new()),
+            EngineError::StorageFailed(String::new()),
         ];
         for e in samples {
             let name = format!("{e:?}");

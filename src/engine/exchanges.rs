@@ -210,6 +210,8 @@ fn with_message(e: EngineError, f: impl FnOnce(&str) -> String) -> EngineError {
         E::NotSupported(m) => E::NotSupported(f(&m)),
         E::ShuttingDown(m) => E::ShuttingDown(f(&m)),
         E::Internal(m) => E::Internal(f(&m)),
+        E::StorageFull(m) => E::StorageFull(f(&m)),
+        E::StorageFailed(m) => E::StorageFailed(f(&m)),
         E::PreconditionFailed(m) => E::PreconditionFailed(f(&m)),
         E::AccessRefused(m) => E::AccessRefused(f(&m)),
         E::InvalidTxnState(m) => E::InvalidTxnState(f(&m)),

@@ -10,7 +10,7 @@ use super::types::{
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use peregrine_shards::batch::BatchHeader;
-use peregrine_shards::log::PartitionLog;
+use peregrine_shards::log::{LogError, PartitionLog};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,13 @@ pub async fn produce(
     if acks == Acks::Durable || backlogged {
         log.wait_durable(appended.last_offset)
             .await
-            .inspect_err(|e| tracing::error!(topic, partition, "fdatasync failed: {e}"))?;
+            .inspect_err(|e| match e {
+                // The log warned once when it found the disk full; each waiter need not.
+                LogError::StorageFull { .. } => {
+                    tracing::debug!(topic, partition, "produce not made durable: {e}")
+                }
+                _ => tracing::error!(topic, partition, "produce not made durable: {e}"),
+            })?;
     }
     // Consumers first: each answer costs the shard a send (on loopback the kernel
     // delivers it inline, ~5 µs), so letting the woken fetches answer before the

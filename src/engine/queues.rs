@@ -486,6 +486,8 @@ pub async fn ack_leases(
     leases: &[LeaseRef],
 ) -> Result<Vec<bool>, EngineError> {
     let q = shard.queue(name)?;
+    // As in `ack`: refused before anything is settled.
+    q.store.writable()?;
     let mut settled = Vec::with_capacity(leases.len());
     let answers: Vec<bool> = {
         let mut queue = q.queue.borrow_mut();
@@ -512,7 +514,7 @@ pub async fn ack_leases(
     q.store
         .record(&event, true, crate::time::now_ms())
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
     Ok(answers)
 }
@@ -574,7 +576,7 @@ pub async fn purge(shard: &Rc<Shard>, name: &str) -> Result<u64, EngineError> {
     q.store
         .record(&settled, true, crate::time::now_ms())
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     Ok(count)
 }
 
@@ -635,7 +637,7 @@ pub async fn publish(
         spec.durable,
     )
     .await
-    .map_err(io_error)?;
+    .map_err(EngineError::from)?;
     if let Some(origin) = spec.origin {
         q.queue.borrow_mut().remember_origin(origin, now, now);
     }
@@ -737,7 +739,7 @@ pub async fn publish_batch(
     }
     durable(&q, (&ids, None), appended, spec.durable)
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     q.ready.notify(usize::MAX);
     crate::metrics::local::queue_totals(&q.name, ids.len() as u64, 0, 0);
     Ok(ids.len() as u32)
@@ -814,24 +816,27 @@ pub async fn publish_each(
     if appended.is_ok() {
         q.queue.borrow_mut().journaled(&new_ids);
     }
-    if let Err(e) = &appended {
-        // Unpublish with each entry's own dedup id (`durable` knows only one).
-        let mut queue = q.queue.borrow_mut();
-        for (id, dedup) in &stored {
-            queue.unpublish(*id, dedup.as_deref());
+    let appended = match appended {
+        Ok(appended) => appended,
+        Err(e) => {
+            // Unpublish with each entry's own dedup id (`durable` knows only one).
+            let mut queue = q.queue.borrow_mut();
+            for (id, dedup) in &stored {
+                queue.unpublish(*id, dedup.as_deref());
+            }
+            return Err(e.into());
         }
-        return Err(io_error(e));
-    }
+    };
     // A duplicate's original may still be on its way to the disk: an answer naming it
     // waits for everything journaled so far, as the original's own answer does.
     let duplicates = ids.len() > new_ids.len();
     let appended = match appended {
-        Ok(None) if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
-        other => other,
+        None if duplicates => Ok(Some(q.store.log().end_offset() - 1).filter(|o| *o >= 0)),
+        other => Ok(other),
     };
     durable(&q, (&[], None), appended, durable_wait)
         .await
-        .map_err(io_error)?;
+        .map_err(EngineError::from)?;
     q.ready.notify(usize::MAX);
     crate::metrics::local::queue_totals(&q.name, new_ids.len() as u64, 0, 0);
     Ok(ids)
@@ -954,7 +959,7 @@ async fn receive_on(
         q.store
             .record(&event, auto_ack, crate::time::now_ms())
             .await
-            .map_err(io_error)?;
+            .map_err(EngineError::from)?;
         let n = out.ids.len() as u64;
         let again = out.deliveries.iter().filter(|d| **d > 1).count() as u64;
         crate::metrics::local::queue_totals(&q.name, 0, if auto_ack { n } else { 0 }, again);
@@ -977,6 +982,10 @@ async fn receive_on(
 }
 
 async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
+    // A journal that refuses appends (disk full, failed write) refuses the ack before
+    // it settles anything: the leases stay, and the same ack works once it can be
+    // journaled. No await until the event is appended, so the answer cannot change.
+    q.store.writable()?;
     let (mut settled, mut unknown) = (Vec::with_capacity(handles.len()), Vec::new());
     q.queue
         .borrow_mut()
@@ -990,7 +999,7 @@ async fn ack(q: &OpenQueue, handles: &[u64]) -> Result<(), EngineError> {
         q.store
             .record(&event, true, crate::time::now_ms())
             .await
-            .map_err(io_error)?;
+            .map_err(EngineError::from)?;
         crate::metrics::local::queue_totals(&q.name, 0, acked, 0);
     }
     handles_answer(&unknown)

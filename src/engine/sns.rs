@@ -541,9 +541,7 @@ async fn save(
     shard: &Rc<Shard>,
     next: peregrine_shards::catalog::Catalog,
 ) -> Result<(), EngineError> {
-    admin::publish(shard, next)
-        .await
-        .map_err(EngineError::Internal)
+    admin::publish(shard, next).await
 }
 
 async fn create_topic(

@@ -44,6 +44,9 @@ pub fn code(e: &EngineError) -> i16 {
         EngineError::ConcurrentTransactions(_) => K::ConcurrentTransactions,
         EngineError::UnknownTransactionalId(_) => K::InvalidProducerIdMapping,
         EngineError::InvalidTransactionTimeout(_) => K::InvalidTransactionTimeout,
+        // KAFKA_STORAGE_ERROR (56): retriable, the client tries again (a full disk
+        // accepts writes again once space is freed; a failed log after a restart).
+        EngineError::StorageFull(_) | EngineError::StorageFailed(_) => K::KafkaStorageError,
     }
     .code()
 }

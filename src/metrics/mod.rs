@@ -187,7 +187,7 @@ pub fn sns_action_name(slot: usize) -> &'static str {
 /// Engine error kinds, by the index `engine::EngineError::metrics_index` gives (the
 /// engine's tests check that the two agree). Errors are counted by the engine's kind,
 /// the same for every protocol, whatever code each protocol maps it to.
-pub const ERROR_CODES: [&str; 32] = [
+pub const ERROR_CODES: [&str; 34] = [
     "InvalidRequest",
     "UnknownTopic",
     "UnknownPartition",
@@ -220,6 +220,8 @@ pub const ERROR_CODES: [&str; 32] = [
     "ConcurrentTransactions",
     "UnknownTransactionalId",
     "InvalidTransactionTimeout",
+    "StorageFull",
+    "StorageFailed",
 ];
 
 /// Latency buckets of `Histogram`: bucket `i` counts values of at most `2^i` µs, the

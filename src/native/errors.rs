@@ -41,6 +41,8 @@ pub fn code(e: &EngineError) -> ErrorCode {
         | EngineError::ConcurrentTransactions(_)
         | EngineError::UnknownTransactionalId(_)
         | EngineError::InvalidTransactionTimeout(_) => ErrorCode::InvalidRequest,
+        EngineError::StorageFull(_) => ErrorCode::StorageFull,
+        EngineError::StorageFailed(_) => ErrorCode::StorageFailed,
     }
 }
 

@@ -507,6 +507,12 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A storage or internal failure on the broker.
     Internal,
+    /// No space left on the broker's disk: nothing of the request was acknowledged;
+    /// retry once space is freed (writes resume by themselves).
+    StorageFull,
+    /// A write or fdatasync failed: the partition or queue is read-only until the
+    /// broker restarts.
+    StorageFailed,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

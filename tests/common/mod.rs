@@ -47,12 +47,19 @@ impl Broker {
 
     /// A broker on `data_dir` (kept after the broker stops).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        Broker::start_in_with_env(data_dir, extra, &[])
+    }
+
+    /// `start_in` with environment variables for this start only (`restart` runs
+    /// without them).
+    pub fn start_in_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Broker {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if !extra.iter().any(|a| a == "--shards") {
             extra.extend(["--shards".to_string(), "2".to_string()]);
         }
         extra.extend(["--cache-mb".to_string(), "64".to_string()]);
-        let process = spawn(data_dir, &extra);
+        let process = BrokerProcess::spawn_with_env(Path::new(BIN), data_dir, &extra, env)
+            .unwrap_or_else(|e| panic!("{e}"));
         Broker {
             addr: process.addr.clone(),
             kafka_addr: process.kafka_addr.clone(),

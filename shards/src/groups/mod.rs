@@ -195,6 +195,12 @@ pub enum GroupError {
     TooManyGroups { max: usize },
     #[error("offsets store I/O failed: {0}")]
     Io(String),
+    /// The offsets log has no space left: retry once space is freed.
+    #[error("committed offsets cannot be stored: {0}")]
+    StorageFull(String),
+    /// A write or fdatasync of the offsets log failed: it is read-only until restart.
+    #[error("committed offsets cannot be stored: {0}")]
+    StorageFailed(String),
 }
 
 /// Checks the 1..=255 character rule shared by every entry point.

@@ -37,7 +37,7 @@ use bytes::BytesMut;
 use super::offset_records::{decode_batch, encode_batch, OffsetRecord, OffsetValue};
 use super::{CommittedOffset, GroupError};
 use crate::batch::BatchHeader;
-use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
+use crate::log::{BatchCache, LogConfig, LogError, PartitionLog, StorageFault};
 
 /// Distinct (topic, partition) offsets one group may hold.
 pub(crate) const OFFSETS_PER_GROUP_MAX: usize = 100_000;
@@ -60,8 +60,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A failure of the offsets log, with its storage fault kept for the client.
 fn log_err(e: LogError) -> GroupError {
-    GroupError::Io(format!("offsets log: {e}"))
+    match e.storage_fault() {
+        Some(StorageFault::Full) => GroupError::StorageFull(format!("offsets log: {e}")),
+        Some(StorageFault::Failed) => GroupError::StorageFailed(format!("offsets log: {e}")),
+        None => GroupError::Io(format!("offsets log: {e}")),
+    }
 }
 
 struct State {

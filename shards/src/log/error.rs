@@ -43,6 +43,16 @@ pub enum LogError {
     Closed,
     #[error("record batch of {size} bytes is larger than the log's limit of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
+    /// The filesystem has no space (or quota) left for what the log must write. Nothing
+    /// of the refused request was accepted; what the log had accepted stays queued and is
+    /// written as soon as space is freed, and appends resume by themselves then.
+    #[error("no space left on the device for partition log {}: {reason} (appends are refused until space is freed; they resume by themselves)", dir.display())]
+    StorageFull { dir: PathBuf, reason: String },
+    /// A write or fdatasync failed: what is on disk after the durable offset is
+    /// unknown, so the log accepts no more appends or durable waits (reads of what is
+    /// durable still work) until a restart recovers it from disk.
+    #[error("partition log {} is read-only after a failed write or fdatasync ({reason}); nothing it carried was acknowledged as durable; restart the broker to recover it from disk", dir.display())]
+    ReadOnly { dir: PathBuf, reason: String },
     /// An idempotent producer's batch does not follow its previous one.
     #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
     OutOfOrderSequence {
@@ -59,7 +69,35 @@ pub enum LogError {
     },
 }
 
+/// What a storage failure means for the client, beyond its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// Out of space or quota: retry once an operator frees space.
+    Full,
+    /// An I/O error: the data's state is unknown; the log stays read-only.
+    Failed,
+}
+
+/// Whether an I/O error says the filesystem is out of space (ENOSPC) or quota (EDQUOT).
+pub fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl LogError {
+    /// The storage fault this error reports, if it is one (`None` for refusals of the
+    /// request itself: bad batch, offset out of range, ...).
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        match self {
+            LogError::StorageFull { .. } => Some(StorageFault::Full),
+            LogError::Io { source, .. } if is_out_of_space(source) => Some(StorageFault::Full),
+            LogError::ReadOnly { .. } | LogError::Io { .. } => Some(StorageFault::Failed),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LogError {
         LogError::Io {
             context: context.into(),

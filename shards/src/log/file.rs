@@ -238,6 +238,7 @@ impl DirectFile {
         debug_assert_eq!(pos % self.alignment(), 0);
         debug_assert_eq!(buf.len() as u64 % self.alignment(), 0);
         let len = buf.len();
+        super::fault::check(&self.path, super::fault::Op::Write)?;
         let written = self.file.write_at(buf.buf, pos).await.map_err(io_err)?;
         if written != len {
             return Err(io::Error::new(
@@ -271,6 +272,7 @@ impl DirectFile {
     }
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
+        super::fault::check(&self.path, super::fault::Op::Fdatasync)?;
         timed_fdatasync(&self.file).await
     }
 
@@ -393,8 +395,11 @@ pub(crate) async fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()
     }
     .await;
     let closed = file.close().await;
-    result?;
-    closed?;
+    if let Err(err) = result.and(closed) {
+        // Out of space, the half-written file would hold on to blocks the retry needs.
+        let _ = remove_file(&tmp).await;
+        return Err(err);
+    }
     glommio::io::rename(&tmp, path).await.map_err(io_err)
 }
 

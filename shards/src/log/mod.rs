@@ -15,12 +15,14 @@
 //! * `producers` idempotent (and transactional) producers' epochs and sequences
 //! * `transactions` open transactions, aborted ranges and the last stable offset
 //! * `file`      the only user of glommio's file types
+//! * `fault`     injected EIO for tests of the failure paths (debug builds only)
 //!
 //! Everything here is owned by one shard and is `!Send`.
 
 mod cache;
 mod config;
 mod error;
+mod fault;
 mod file;
 mod index;
 mod notify;
@@ -33,11 +35,13 @@ mod tail;
 mod transactions;
 
 #[cfg(test)]
+mod full_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cache::{BatchCache, CacheCounters};
 pub use config::{FsyncPolicy, LogConfig, BATCH_BYTES_MAX, SEGMENT_BYTES_MAX};
-pub use error::LogError;
+pub use error::{is_out_of_space, LogError, StorageFault};
 pub use file::{prepare_direct_io, sync_stats, SyncStats, SYNC_LATENCY_BUCKETS};
 // Pure decoders of what recovery reads from disk, for the fuzz targets (fuzz/).
 pub use index::{decode_offsets, decode_times, OffsetEntry, TimeEntry};

@@ -149,7 +149,10 @@ struct State {
     flusher_done: bool,
     /// A write or fdatasync failed: what we have on disk is uncertain, so the log
     /// refuses appends and durable waits until it is reopened (and recovered).
-    failure: Option<(std::io::ErrorKind, String)>,
+    failure: Option<String>,
+    /// The last write found no space: appends and durable waits are refused while the
+    /// flusher retries what is pending; cleared by the first write that succeeds.
+    full: Option<String>,
     /// Idempotent producers' sequence state.
     producers: ProducerStates,
     /// Records below this were deleted by `delete_records_before` (0: none).
@@ -402,6 +405,13 @@ impl PartitionLog {
         })
     }
 
+    /// Whether an append now would be taken: `StorageFull` while the disk is full,
+    /// `ReadOnly` after a failed write, `Closed` once closing. Lets a caller refuse a
+    /// request before it changes any state of its own.
+    pub fn writable(&self) -> Result<(), LogError> {
+        self.inner.check_writable()
+    }
+
     /// Waits until everything up to and including `offset` is written and covered by an
     /// fdatasync. All waiters that arrive during one write + fdatasync share the next.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
@@ -421,17 +431,22 @@ impl PartitionLog {
             }
         }
         inner.check_failure()?;
+        inner.check_space()?;
         // Registering happens on the first poll, before the flusher can run.
         inner.flusher_wake.notify();
         let ready = || {
             let st = inner.state.borrow();
-            st.durable_offset > offset || st.failure.is_some() || st.flusher_done
+            st.durable_offset > offset
+                || st.failure.is_some()
+                || st.full.is_some()
+                || st.flusher_done
         };
         inner.durable_waiters.wait_until(offset, ready).await;
         if inner.state.borrow().durable_offset > offset {
             return Ok(());
         }
         inner.check_failure()?;
+        inner.check_space()?;
         Err(LogError::Closed)
     }
 
@@ -1044,6 +1059,7 @@ impl State {
             closing: false,
             flusher_done: false,
             failure: None,
+            full: None,
             producers: ProducerStates::default(),
             deleted_below: 0,
             txns: PartitionTxns::default(),
@@ -1159,13 +1175,21 @@ struct PendingRun {
 impl Inner {
     fn check_failure(&self) -> Result<(), LogError> {
         match &self.state.borrow().failure {
-            Some((kind, message)) => Err(LogError::io(
-                format!(
-                    "partition log {} failed earlier and must be reopened",
-                    self.dir.display()
-                ),
-                std::io::Error::new(*kind, message.clone()),
-            )),
+            Some(reason) => Err(LogError::ReadOnly {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses what would need the disk while it is full (see `run_flusher`).
+    fn check_space(&self) -> Result<(), LogError> {
+        match &self.state.borrow().full {
+            Some(reason) => Err(LogError::StorageFull {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -1174,7 +1198,28 @@ impl Inner {
         if self.state.borrow().closing {
             return Err(LogError::Closed);
         }
-        self.check_failure()
+        self.check_failure()?;
+        self.check_space()
+    }
+
+    /// A write found no space: refuse appends, and answer every durable waiter whose
+    /// data is not yet durable with the storage error rather than keep it waiting.
+    fn set_full(&self, err: &LogError) {
+        let first = {
+            let mut st = self.state.borrow_mut();
+            st.full.replace(err.to_string()).is_none()
+        };
+        if first {
+            warn!(dir = %self.dir.display(), %err, "partition log out of space: appends refused, pending data kept and retried until space is freed");
+        }
+        self.durable_waiters.wake_all();
+    }
+
+    /// A write succeeded after `set_full`: appends are accepted again.
+    fn clear_full(&self) {
+        if self.state.borrow_mut().full.take().is_some() {
+            info!(dir = %self.dir.display(), "partition log has space again: appends accepted");
+        }
     }
 
     /// The batch holding `offset` if it is in memory: pending, or cached.
@@ -1314,12 +1359,28 @@ impl Inner {
 
 /// The log's writer task: drains the pending queue, one aligned write per segment run,
 /// and fdatasyncs when durability is wanted. Exits after close (or a failure).
+///
+/// Out of space (ENOSPC, EDQUOT) on a write: the data stays pending (offsets were
+/// assigned, and `acks=leader` appends were answered), appends and durable waits are
+/// refused with `StorageFull`, and the same writes are tried again after a growing
+/// pause (`FULL_RETRY_MIN`..`FULL_RETRY_MAX`) until one succeeds: writes resume by
+/// themselves once space is freed. Retrying is safe because a failed write moved no
+/// state: the appender's position and tail block change only after a write succeeds,
+/// and it rewrites the same bytes at the same place. Any other failure, and every
+/// failed fdatasync (after which the kernel may have dropped the dirty state it could
+/// not write, so a second fdatasync proves nothing), makes the log read-only.
 async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
     let mut last_sync = std::time::Instant::now();
+    // Failed attempts in a row for want of space (0: not full).
+    let mut full_attempts = 0u32;
     let result = loop {
         if !inner.state.borrow().closing {
-            wait_for_work(&inner, last_sync).await;
-            linger(&inner).await;
+            if full_attempts > 0 {
+                wait_for_space(&inner, full_attempts).await;
+            } else {
+                wait_for_work(&inner, last_sync).await;
+                linger(&inner).await;
+            }
         }
         let closing = inner.state.borrow().closing;
         let interval_due = match inner.config.fsync {
@@ -1327,9 +1388,28 @@ async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
             _ => false,
         };
         match flush_cycle(&inner, &mut appender, interval_due).await {
-            Ok(true) => last_sync = std::time::Instant::now(),
-            Ok(false) => {}
-            Err(err) => break Err(err),
+            Ok(synced) => {
+                if synced {
+                    last_sync = std::time::Instant::now();
+                }
+                if full_attempts > 0 {
+                    full_attempts = 0;
+                    inner.clear_full();
+                }
+            }
+            // Closing does not wait for space: what is pending is lost like any
+            // unsynced data at a crash (none of it was acknowledged as durable).
+            Err(FlushError::Full(err)) if closing => {
+                let pending_bytes = inner.state.borrow().pending_bytes;
+                warn!(dir = %inner.dir.display(), pending_bytes, %err, "closed while the disk is full: data not yet written is dropped (none of it was acknowledged as durable)");
+                break Err(err);
+            }
+            Err(FlushError::Full(err)) => {
+                inner.set_full(&err);
+                full_attempts = full_attempts.saturating_add(1);
+                continue;
+            }
+            Err(FlushError::Fatal(err)) => break Err(err),
         }
         // Appends are refused once closing is set, so this cycle drained everything.
         if closing {
@@ -1337,17 +1417,46 @@ async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
         }
     };
     if let Err(err) = result {
-        error!(dir = %inner.dir.display(), %err, "partition log flush failed; refusing appends until reopened");
-        let kind = match &err {
-            LogError::Io { source, .. } => source.kind(),
-            _ => std::io::ErrorKind::Other,
-        };
-        inner.state.borrow_mut().failure = Some((kind, err.to_string()));
+        error!(dir = %inner.dir.display(), %err, "partition log write failed; it is read-only until the broker restarts");
+        inner.state.borrow_mut().failure = Some(err.to_string());
     }
     inner.state.borrow_mut().flusher_done = true;
     inner.stopped_waiters.wake_all();
     inner.durable_waiters.wake_all();
     inner.data_waiters.wake_all();
+}
+
+/// First pause before writing again after a write found no space.
+const FULL_RETRY_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between two attempts while the disk stays full: how late, at most,
+/// writes resume after space is freed.
+const FULL_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// Waits before the next attempt after `attempts` writes in a row found no space
+/// (doubling from `FULL_RETRY_MIN` up to `FULL_RETRY_MAX`); close ends the wait.
+async fn wait_for_space(inner: &Inner, attempts: u32) {
+    let doubled = FULL_RETRY_MIN.saturating_mul(1 << attempts.min(16));
+    let pause = doubled.min(FULL_RETRY_MAX);
+    futures_lite::future::or(inner.flusher_wake.wait(), glommio::timer::sleep(pause)).await;
+}
+
+/// Why a flush step failed, which decides what the flusher does next.
+enum FlushError {
+    /// A write found no space; it changed nothing the next attempt relies on.
+    Full(LogError),
+    /// Anything else: what is on disk is unknown; the log goes read-only.
+    Fatal(LogError),
+}
+
+impl FlushError {
+    /// A write (or file creation) that failed: retried later when for want of space.
+    fn of_write(err: LogError) -> FlushError {
+        if matches!(&err, LogError::Io { source, .. } if super::error::is_out_of_space(source)) {
+            FlushError::Full(err)
+        } else {
+            FlushError::Fatal(err)
+        }
+    }
 }
 
 /// Sleeps until notified, or, under an interval policy with unsynced data, until the
@@ -1406,23 +1515,26 @@ async fn linger(inner: &Inner) {
 
 /// Writes everything pending, then fdatasyncs if anyone waits for durability, the
 /// policy says always, or `force_sync`. Returns whether it synced.
+///
+/// A write that finds no space ends the writing; what was written before it is still
+/// synced for its waiters, and then the cycle reports `Full`.
 async fn flush_cycle(
     inner: &Inner,
     appender: &mut SegmentAppender,
     force_sync: bool,
-) -> Result<bool, LogError> {
+) -> Result<bool, FlushError> {
     let started = std::time::Instant::now();
+    let mut out_of_space = None;
     while let Some(run) = inner.pending_run() {
-        write_txn_flag_if_wanted(inner).await?;
-        if run.segment_base != appender.base_offset {
-            seal_and_roll(inner, appender, run.segment_base).await?;
+        if let Err(err) = write_run(inner, appender, &run).await {
+            match err {
+                FlushError::Full(full) => {
+                    out_of_space = Some(full);
+                    break;
+                }
+                fatal => return Err(fatal),
+            }
         }
-        appender.append(&run.chunks).await?;
-        inner.mark_written(&run);
-        debug_assert_eq!(
-            inner.written_size_of(appender.base_offset),
-            Some(appender.written())
-        );
         // The cycle that closes the log must drain it, whoever waits.
         let closing = inner.state.borrow().closing;
         if !closing && !inner.durable_waiters.is_empty() && started.elapsed() >= SYNC_DEFER_MAX {
@@ -1431,6 +1543,44 @@ async fn flush_cycle(
             break;
         }
     }
+    let synced = sync_if_wanted(inner, appender, force_sync).await?;
+    match out_of_space {
+        Some(err) => Err(FlushError::Full(err)),
+        None => Ok(synced),
+    }
+}
+
+/// Writes one run of pending batches (first the `transactional` flag or the roll to
+/// the run's segment, when due) and moves it from the pending queue to the cache.
+async fn write_run(
+    inner: &Inner,
+    appender: &mut SegmentAppender,
+    run: &PendingRun,
+) -> Result<(), FlushError> {
+    write_txn_flag_if_wanted(inner)
+        .await
+        .map_err(FlushError::of_write)?;
+    if run.segment_base != appender.base_offset {
+        seal_and_roll(inner, appender, run.segment_base).await?;
+    }
+    appender
+        .append(&run.chunks)
+        .await
+        .map_err(FlushError::of_write)?;
+    inner.mark_written(run);
+    debug_assert_eq!(
+        inner.written_size_of(appender.base_offset),
+        Some(appender.written())
+    );
+    Ok(())
+}
+
+/// fdatasyncs what is written when durability is wanted; a failure is always fatal.
+async fn sync_if_wanted(
+    inner: &Inner,
+    appender: &SegmentAppender,
+    force_sync: bool,
+) -> Result<bool, FlushError> {
     let wanted = force_sync
         || inner.config.fsync == FsyncPolicy::Always
         || !inner.durable_waiters.is_empty();
@@ -1438,7 +1588,7 @@ async fn flush_cycle(
     if !wanted || inner.state.borrow().durable_offset >= written {
         return Ok(false);
     }
-    appender.sync().await?;
+    appender.sync().await.map_err(FlushError::Fatal)?;
     inner.count_fsync();
     inner.advance_durable(written);
     Ok(true)
@@ -1463,13 +1613,15 @@ async fn write_txn_flag_if_wanted(inner: &Inner) -> Result<(), LogError> {
 }
 
 /// Closes the current segment (trimmed, synced, indexes persisted) and starts the file
-/// of the next one.
+/// of the next one. Run again from the start after a `Full` failure: each step may be
+/// repeated (trimming to the same size, sealing a sealed index, rewriting the index
+/// files and the new segment's empty file).
 async fn seal_and_roll(
     inner: &Inner,
     appender: &mut SegmentAppender,
     next_base: i64,
-) -> Result<(), LogError> {
-    appender.trim_and_sync().await?;
+) -> Result<(), FlushError> {
+    appender.trim_and_sync().await.map_err(FlushError::Fatal)?;
     inner.count_fsync();
     let base = appender.base_offset;
     let (index, end) = {
@@ -1478,24 +1630,27 @@ async fn seal_and_roll(
             .segment_index(base)
             .filter(|i| st.segments[*i].base_offset == base);
         let Some(seg) = i.map(|i| &mut st.segments[i]) else {
-            return Err(LogError::io(
+            return Err(FlushError::Fatal(LogError::io(
                 "sealing segment",
                 std::io::Error::other("segment vanished"),
-            ));
+            )));
         };
         seg.index.seal();
         (seg.index.clone(), seg.next_offset)
     };
     inner.advance_durable(end);
-    recovery::persist_index(&inner.dir, base, &index).await?;
+    recovery::persist_index(&inner.dir, base, &index)
+        .await
+        .map_err(FlushError::of_write)?;
     {
         let mut st = inner.state.borrow_mut();
         if let Some(i) = st.segment_index(base) {
             st.segments[i].sealed = true;
         }
     }
-    *appender =
-        SegmentAppender::create(&inner.dir, next_base, inner.config.preallocate_bytes).await?;
+    *appender = SegmentAppender::create(&inner.dir, next_base, inner.config.preallocate_bytes)
+        .await
+        .map_err(FlushError::of_write)?;
     inner.set_segment_file(next_base, appender.file().clone());
     Ok(())
 }

@@ -523,6 +523,11 @@ impl QueueStore {
         Ok(())
     }
 
+    /// Whether the journal takes appends now (see `PartitionLog::writable`).
+    pub fn writable(&self) -> Result<(), LogError> {
+        self.log.writable()
+    }
+
     /// Returns once everything up to `offset` is on disk.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
         self.log.wait_durable(offset).await

@@ -30,7 +30,8 @@ pub fn from_engine(e: EngineError, cap: Cap) -> WireError {
             Cap::Subscriptions => ErrorCode::SubscriptionLimitExceeded,
             Cap::None => ErrorCode::InternalError,
         },
-        EngineError::ShuttingDown(_) => ErrorCode::ServiceUnavailable,
+        // 503: retry later; writes resume by themselves once space is freed.
+        EngineError::ShuttingDown(_) | EngineError::StorageFull(_) => ErrorCode::ServiceUnavailable,
         EngineError::QueueFull(_) => ErrorCode::Throttled,
         // Kinds SNS calls cannot produce; a broken invariant or a disk failure is the
         // broker's fault either way.
@@ -53,6 +54,7 @@ pub fn from_engine(e: EngineError, cap: Cap) -> WireError {
         | EngineError::ProducerFenced(_)
         | EngineError::SubscriptionClosed
         | EngineError::Internal(_)
+        | EngineError::StorageFailed(_)
         | EngineError::AccessRefused(_)
         | EngineError::InvalidTxnState(_)
         | EngineError::ConcurrentTransactions(_)

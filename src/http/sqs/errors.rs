@@ -21,7 +21,8 @@ pub fn from_engine(e: EngineError) -> WireError {
         | EngineError::MessageTooLarge(_) => ErrorCode::InvalidParameterValue,
         EngineError::QueueFull(_) => ErrorCode::OverLimit,
         EngineError::NotSupported(_) => ErrorCode::UnsupportedOperation,
-        EngineError::ShuttingDown(_) => ErrorCode::ServiceUnavailable,
+        // 503: retry later; writes resume by themselves once space is freed.
+        EngineError::ShuttingDown(_) | EngineError::StorageFull(_) => ErrorCode::ServiceUnavailable,
         // Topic, group and transaction kinds cannot come from queue calls; a broken
         // invariant or a disk failure is the broker's fault either way.
         EngineError::UnknownTopic(_)
@@ -41,6 +42,7 @@ pub fn from_engine(e: EngineError) -> WireError {
         | EngineError::ProducerFenced(_)
         | EngineError::SubscriptionClosed
         | EngineError::Internal(_)
+        | EngineError::StorageFailed(_)
         | EngineError::PreconditionFailed(_)
         | EngineError::AccessRefused(_)
         | EngineError::InvalidTxnState(_)
