@@ -11,8 +11,9 @@
 //! - an AMQP publisher with publisher confirms (lapin, persistent messages);
 //! - a native queue consumer that receives and acks.
 //!
-//! One round: load for a random time, kill -9, stay down a random moment, restart, let
-//! the clients reconnect, pause them (each settles: flush, no transaction open, every
+//! One round: load for a random time, kill -9, stay down a random moment (one round in
+//! four also kills it while it recovers, one in four again soon after it is ready, while
+//! the clients reconnect and retry), restart, let the clients reconnect, pause them (each settles: flush, no transaction open, every
 //! confirm in), then check (`checks`): both topics read back whole, the queue drained
 //! and acked, the group's offsets read back. A round with a finding ends the run with
 //! the findings, the seed and the broker's log.
@@ -51,6 +52,12 @@ const LONG_ROUNDS: u32 = 100;
 /// How long the load runs before the kill, and how long the broker stays down (ms).
 const LOAD_MS: std::ops::RangeInclusive<u64> = 200..=2500;
 const DOWN_MS: std::ops::RangeInclusive<u64> = 0..=500;
+/// One round in this many adds a kill while the broker recovers (how far into its
+/// start, ms), and one in this many a kill soon after it is ready again, while the
+/// clients reconnect and retry (ms after ready).
+const EXTRA_KILL_ONE_IN: u32 = 4;
+const RECOVERY_KILL_MS: std::ops::RangeInclusive<u64> = 0..=400;
+const RECONNECT_KILL_MS: std::ops::RangeInclusive<u64> = 0..=500;
 /// Load threads (each pauses once per round).
 const WORKERS: usize = 5;
 /// How long the workers may take to reconnect and settle after a restart.
@@ -171,7 +178,20 @@ fn torture(default_rounds: u32) {
             std::thread::sleep(Duration::from_millis(load_ms));
             b.kill9();
             std::thread::sleep(Duration::from_millis(down_ms));
+            let mut how = format!("killed after {load_ms} ms, down {down_ms} ms");
+            if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
+                let ms = rng.u64(RECOVERY_KILL_MS);
+                b.crash_while_starting(Duration::from_millis(ms));
+                how += &format!(", killed again {ms} ms into its start");
+            }
             b.restart();
+            if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
+                let ms = rng.u64(RECONNECT_KILL_MS);
+                std::thread::sleep(Duration::from_millis(ms));
+                b.kill9();
+                b.restart();
+                how += &format!(", killed again {ms} ms after it was ready");
+            }
             ctl.set_native_addr(b.addr.clone());
             if !ctl.pause(WORKERS, SETTLE_WITHIN) {
                 fail_round(
@@ -189,19 +209,21 @@ fn torture(default_rounds: u32) {
             if !findings.is_empty() {
                 fail_round(&b, &s, round, findings);
             }
-            eprintln!(
-                "round {round}: killed after {load_ms} ms, down {down_ms} ms; {}",
-                totals(&ledgers, &carried)
-            );
+            eprintln!("round {round}: {how}; {}", totals(&ledgers, &carried));
         }
         ctl.stop();
     });
+    let log = b.log();
+    let count = |line: &str| log.lines().filter(|l| l.contains(line)).count();
     eprintln!(
-        "crash torture: {} rounds in {:.0} s, seed {}, no findings; {}\nclient errors (expected around kills): {}",
+        "crash torture: {} rounds in {:.0} s, seed {}, no findings; {}\nthe broker's log: {} starts, {} retried idempotent batches answered as duplicates, {} recoveries that aborted open transactions\nclient errors (expected around kills): {}",
         s.rounds,
         started.elapsed().as_secs_f64(),
         s.seed,
         totals(&ledgers, &carried),
+        count("broker ready"),
+        count("duplicate batch from an idempotent producer"),
+        count("aborting transactions left open"),
         errors_of(&ledgers)
     );
     let idem = lock(&ledgers.idem).clone();
@@ -276,9 +298,11 @@ fn read_topic(addr: &str, topic: &str, isolation: Isolation) -> Result<checks::L
                 let end = client.list_offset(topic, p, OffsetSpec::Latest);
                 match (stable, end) {
                     (Ok(s), Ok(e)) if s == e => break,
-                    (Ok(s), Ok(e)) if Instant::now() >= deadline => return Err(fail(&format!(
+                    (Ok(s), Ok(e)) if Instant::now() >= deadline => {
+                        return Err(fail(&format!(
                         "partition {p}: last stable offset {s}, end {e}: a transaction stays open"
-                    ))),
+                    )))
+                    }
                     (Err(e), _) | (_, Err(e)) => return Err(fail(&e)),
                     _ => std::thread::sleep(Duration::from_millis(50)),
                 }
