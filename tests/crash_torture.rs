@@ -90,25 +90,26 @@ fn settings(default_rounds: u32) -> Settings {
     }
 }
 
-/// A free loopback port `p` with `p + 1 ..= p + extra` free too (the Kafka port and
-/// the per-shard Kafka ports above it), found by binding and letting go.
+/// Where fixed ports are looked for: below the kernel's ephemeral range, so that no
+/// outgoing connection of another process takes one while the broker is down.
+const FIXED_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A free loopback port `p` with `p + 1 ..= p + extra` free too, found by binding and
+/// letting go.
 fn free_ports(extra: u16) -> u16 {
-    for _ in 0..50 {
-        let Ok(first) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = first.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        let rest: Vec<_> = (1..=extra)
-            .map_while(|i| port.checked_add(i))
-            .map(|p| TcpListener::bind(("127.0.0.1", p)))
+    for _ in 0..200 {
+        let port = fastrand::u16(FIXED_PORTS);
+        let all: Vec<_> = (0..=extra)
+            .map(|i| TcpListener::bind(("127.0.0.1", port + i)))
             .collect();
-        if rest.len() == extra as usize && rest.iter().all(Result::is_ok) {
+        if all.iter().all(Result::is_ok) {
             return port;
         }
     }
-    panic!("no {} free consecutive loopback ports", extra + 1);
+    panic!(
+        "no {} free consecutive loopback ports in {FIXED_PORTS:?}",
+        extra + 1
+    );
 }
 
 /// Every ledger of the load.
@@ -136,8 +137,9 @@ fn torture(default_rounds: u32) {
         s.rounds, s.seed, s.seed
     );
     let shards = 2u16;
-    let kafka_port = free_ports(shards);
-    let amqp_port = free_ports(0);
+    // The Kafka port, the per-shard Kafka ports above it, then the AMQP port.
+    let kafka_port = free_ports(shards + 1);
+    let amqp_port = kafka_port + shards + 1;
     let kafka_addr = format!("127.0.0.1:{kafka_port}");
     let amqp_addr = format!("127.0.0.1:{amqp_port}");
     let mut b = Broker::start_with(&["--kafka-addr", &kafka_addr, "--amqp-addr", &amqp_addr]);
