@@ -21,6 +21,8 @@ pub const GROUP: &str = "torture-commits";
 const TXN_ID: &str = "torture-txn";
 /// Records each transaction writes to each partition.
 pub const TXN_RECORDS_PER_PARTITION: usize = 3;
+/// One transaction in this many is aborted on purpose.
+const ABORT_ONE_IN: u64 = 5;
 /// Messages the idempotent producer hands librdkafka per step, and the pause between
 /// steps: about 1,000 messages a second, enough to have batches in flight at every
 /// kill without flooding two shared cores.
@@ -213,8 +215,12 @@ pub fn transactional_producer(ctl: &Control, ledger: &Mutex<TxnLedger>) {
         txn += 1;
         lock(ledger).begun.insert(txn);
         match one_transaction(&p, txn) {
-            Ok(()) => {
+            Ok(Ended::Committed) => {
                 lock(ledger).committed.insert(txn);
+                producer = Some(p);
+            }
+            Ok(Ended::Aborted) => {
+                lock(ledger).aborted.insert(txn);
                 producer = Some(p);
             }
             Err(e) => {
@@ -245,7 +251,15 @@ fn new_transactional(ctl: &Control) -> Result<BaseProducer, String> {
     Ok(p)
 }
 
-fn one_transaction(p: &BaseProducer, txn: u64) -> Result<(), String> {
+/// How a transaction the producer ran to its end ended.
+enum Ended {
+    Committed,
+    Aborted,
+}
+
+/// One transaction: committed, or, one in `ABORT_ONE_IN`, aborted on purpose once its
+/// records are written (they must never be read committed).
+fn one_transaction(p: &BaseProducer, txn: u64) -> Result<Ended, String> {
     p.begin_transaction().map_err(|e| format!("begin: {e}"))?;
     for i in 0..TXN_RECORDS_PER_PARTITION {
         for partition in 0..PARTITIONS {
@@ -257,8 +271,16 @@ fn one_transaction(p: &BaseProducer, txn: u64) -> Result<(), String> {
             p.send(record).map_err(|(e, _)| format!("send: {e}"))?;
         }
     }
+    if txn % ABORT_ONE_IN == 0 {
+        p.flush(CALL_TIMEOUT)
+            .map_err(|e| format!("flush before abort: {e}"))?;
+        p.abort_transaction(CALL_TIMEOUT)
+            .map_err(|e| format!("abort: {e}"))?;
+        return Ok(Ended::Aborted);
+    }
     p.commit_transaction(CALL_TIMEOUT)
-        .map_err(|e| format!("commit: {e}"))
+        .map_err(|e| format!("commit: {e}"))?;
+    Ok(Ended::Committed)
 }
 
 /// The committed offset of each partition of `IDEM_TOPIC` the broker acknowledged
