@@ -271,7 +271,7 @@ fn one_transaction(p: &BaseProducer, txn: u64) -> Result<Ended, String> {
             p.send(record).map_err(|(e, _)| format!("send: {e}"))?;
         }
     }
-    if txn % ABORT_ONE_IN == 0 {
+    if txn.is_multiple_of(ABORT_ONE_IN) {
         p.flush(CALL_TIMEOUT)
             .map_err(|e| format!("flush before abort: {e}"))?;
         p.abort_transaction(CALL_TIMEOUT)
