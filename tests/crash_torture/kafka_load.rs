@@ -283,15 +283,27 @@ fn one_transaction(p: &BaseProducer, txn: u64) -> Result<Ended, String> {
     Ok(Ended::Committed)
 }
 
-/// The committed offset of each partition of `IDEM_TOPIC` the broker acknowledged
-/// (the highest per partition).
+/// The group's commits of `IDEM_TOPIC` the broker acknowledged.
 #[derive(Debug, Default, Clone)]
 pub struct CommitLedger {
+    /// The last acknowledged commit of each partition: the broker must keep it (or a
+    /// later one) across any crash.
     pub acked: BTreeMap<i32, i64>,
     pub commits: u64,
+    /// Acknowledged commits below the one before: the consumer went back after a
+    /// position reset (below), and committed where it then was.
+    pub went_back: Errors,
     pub consumed: u64,
     /// Consumers started (a new one resumes from the group's committed offsets).
     pub consumers: u64,
+    /// A consumer handed a record below its position: after a restart the broker
+    /// answered OFFSET_OUT_OF_RANGE for a position it had served records up to (they
+    /// were not on disk yet and died with it), and librdkafka started over from the
+    /// earliest offset (`auto.offset.reset`).
+    pub position_resets: Errors,
+    /// The next offset after the highest one the broker served the consumer, per
+    /// partition.
+    pub served: BTreeMap<i32, i64>,
     pub errors: Errors,
 }
 
@@ -321,7 +333,17 @@ pub fn group_committer(ctl: &Control, ledger: &Mutex<CommitLedger>) {
         let mut positions = positions;
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                positions.insert(m.partition(), m.offset() + 1);
+                let (p, offset) = (m.partition(), m.offset());
+                if let Some(position) = positions.get(&p).filter(|at| offset < **at) {
+                    lock(ledger).position_resets.note(format!(
+                        "{IDEM_TOPIC}/{p}: offset {offset} read at position {position}"
+                    ));
+                }
+                positions.insert(p, offset + 1);
+                let mut l = lock(ledger);
+                let served = l.served.entry(p).or_insert(0);
+                *served = (*served).max(offset + 1);
+                drop(l);
                 since_commit += 1;
                 lock(ledger).consumed += 1;
             }
@@ -336,8 +358,10 @@ pub fn group_committer(ctl: &Control, ledger: &Mutex<CommitLedger>) {
                     let mut l = lock(ledger);
                     l.commits += 1;
                     for (p, o) in &positions {
-                        let acked = l.acked.entry(*p).or_insert(*o);
-                        *acked = (*acked).max(*o);
+                        if let Some(before) = l.acked.insert(*p, *o).filter(|b| b > o) {
+                            l.went_back
+                                .note(format!("{IDEM_TOPIC}/{p}: committed {o} after {before}"));
+                        }
                     }
                     since_commit = 0;
                     last_commit = Instant::now();
