@@ -471,7 +471,7 @@ fn acknowledged_data_survives_repeated_kill_9_under_mixed_load() {
 }
 
 #[test]
-#[ignore = "the long run (100 rounds, about 10 minutes): cargo test --test crash_torture -- --ignored"]
+#[ignore = "the long run (100 rounds, about 14 minutes on dev-2c): cargo test --test crash_torture -- --ignored"]
 fn acknowledged_data_survives_100_kill_9_rounds_under_mixed_load() {
     torture(LONG_ROUNDS);
 }
