@@ -158,19 +158,16 @@ fn note_unsurvived_reads(addr: &str, served: &BTreeMap<i32, i64>, notes: &mut ka
     }
 }
 
-fn torture(default_rounds: u32) {
-    let s = settings(default_rounds);
-    eprintln!(
-        "crash torture: {} rounds, seed {} (PEREGRINE_TORTURE_SEED={} replays the kill times)",
-        s.rounds, s.seed, s.seed
-    );
-    let shards = 2u16;
-    // The Kafka port, the per-shard Kafka ports above it, then the AMQP port.
+/// A broker on fixed Kafka and AMQP ports (its clients reconnect to them after each
+/// restart), with the load's topics and queue; returns it and those two addresses.
+fn start_broker() -> (Broker, String, String) {
+    let shards = 2u16; // the harness starts two unless told otherwise
+                       // The Kafka port, the per-shard Kafka ports above it, then the AMQP port.
     let kafka_port = free_ports(shards + 1);
     let amqp_port = kafka_port + shards + 1;
     let kafka_addr = format!("127.0.0.1:{kafka_port}");
     let amqp_addr = format!("127.0.0.1:{amqp_port}");
-    let mut b = Broker::start_with(&["--kafka-addr", &kafka_addr, "--amqp-addr", &amqp_addr]);
+    let b = Broker::start_with(&["--kafka-addr", &kafka_addr, "--amqp-addr", &amqp_addr]);
     b.create_topic(IDEM_TOPIC, PARTITIONS);
     b.create_topic(TXN_TOPIC, PARTITIONS);
     b.client()
@@ -188,6 +185,38 @@ fn torture(default_rounds: u32) {
         })
         .expect("declare the queue");
 
+    (b, kafka_addr, amqp_addr)
+}
+
+/// Brings the killed broker back after a random moment, with a kill during its
+/// recovery in some rounds and one just after it is ready in others; says how.
+fn restart(b: &mut Broker, rng: &mut fastrand::Rng) -> String {
+    let down_ms = rng.u64(DOWN_MS);
+    std::thread::sleep(Duration::from_millis(down_ms));
+    let mut how = format!("down {down_ms} ms");
+    if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
+        let ms = rng.u64(RECOVERY_KILL_MS);
+        b.crash_while_starting(Duration::from_millis(ms));
+        how += &format!(", killed again {ms} ms into its start");
+    }
+    b.restart();
+    if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
+        let ms = rng.u64(RECONNECT_KILL_MS);
+        std::thread::sleep(Duration::from_millis(ms));
+        b.kill9();
+        b.restart();
+        how += &format!(", killed again {ms} ms after it was ready");
+    }
+    how
+}
+
+fn torture(default_rounds: u32) {
+    let s = settings(default_rounds);
+    eprintln!(
+        "crash torture: {} rounds, seed {} (PEREGRINE_TORTURE_SEED={} replays the kill times)",
+        s.rounds, s.seed, s.seed
+    );
+    let (mut b, kafka_addr, amqp_addr) = start_broker();
     let ctl = Control::new(b.addr.clone(), kafka_addr, amqp_addr);
     let ledgers = Ledgers::default();
     let mut rng = fastrand::Rng::with_seed(s.seed);
@@ -204,25 +233,10 @@ fn torture(default_rounds: u32) {
         for round in 1..=s.rounds {
             ctl.resume();
             let load_ms = rng.u64(LOAD_MS);
-            let down_ms = rng.u64(DOWN_MS);
             std::thread::sleep(Duration::from_millis(load_ms));
             b.kill9();
             let served = lock(&ledgers.commits).served.clone();
-            std::thread::sleep(Duration::from_millis(down_ms));
-            let mut how = format!("killed after {load_ms} ms, down {down_ms} ms");
-            if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
-                let ms = rng.u64(RECOVERY_KILL_MS);
-                b.crash_while_starting(Duration::from_millis(ms));
-                how += &format!(", killed again {ms} ms into its start");
-            }
-            b.restart();
-            if rng.u32(..EXTRA_KILL_ONE_IN) == 0 {
-                let ms = rng.u64(RECONNECT_KILL_MS);
-                std::thread::sleep(Duration::from_millis(ms));
-                b.kill9();
-                b.restart();
-                how += &format!(", killed again {ms} ms after it was ready");
-            }
+            let how = format!("killed after {load_ms} ms, {}", restart(&mut b, &mut rng));
             ctl.set_native_addr(b.addr.clone());
             note_unsurvived_reads(&b.addr, &served, &mut carried.unsurvived);
             if !ctl.pause(WORKERS, SETTLE_WITHIN) {
