@@ -181,6 +181,8 @@ impl From<LogError> for EngineError {
             LogError::StorageFull { .. } | LogError::ReadOnly { .. } | LogError::Io { .. } => {
                 EngineError::of_storage(&e, text)
             }
+            // Found at open (the broker does not start on it): the disk holds damage.
+            LogError::Damaged { .. } => EngineError::StorageFailed(text),
         }
     }
 }

@@ -118,6 +118,38 @@ impl Broker {
     pub fn is_running(&mut self) -> bool {
         self.process.as_mut().is_some_and(BrokerProcess::is_running)
     }
+
+    /// kill -9, start the broker again on its data directory with the flags
+    /// `BrokerProcess::spawn` passes, and kill it -9 `after` later, whether it is ready
+    /// or still recovering: a crash in the middle of recovery. The broker is down
+    /// afterwards (`restart` brings it back).
+    pub fn crash_while_starting(&mut self, after: Duration) {
+        self.kill9();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("broker.log"))
+            .expect("broker log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--native-addr", "127.0.0.1:0"]);
+        for flag in ["--kafka-addr", "--http-addr", "--amqp-addr"] {
+            if !self.extra.iter().any(|a| a == flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        let mut child = cmd
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the broker");
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 fn spawn(data_dir: &Path, extra: &[String]) -> BrokerProcess {
