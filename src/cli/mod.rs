@@ -6,6 +6,7 @@ mod group;
 pub mod produce;
 mod queue;
 pub mod serve;
+pub mod tls;
 mod topic;
 
 use clap::{Parser, Subcommand};
