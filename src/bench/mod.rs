@@ -552,11 +552,10 @@ fn execute(
     topic: &str,
     tls: Option<Arc<ClientTls>>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let plan_of = |bootstrap: &str| Target {
+    let bootstrap = &Target {
         bootstrap: bootstrap.to_string(),
-        tls: tls.clone(),
+        tls,
     };
-    let bootstrap = &plan_of(bootstrap);
     let sent = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Progress::default());
     if args.mode == Mode::Consume {

@@ -83,8 +83,11 @@ struct ShardSockets {
     http: StdListener,
     amqp: StdListener,
     /// This shard's TLS listeners (shared ports and its own), if any.
-    tls: Vec<(Protocol, StdListener)>,
+    tls: TlsSockets,
 }
+
+/// One shard's TLS listeners and the protocol each speaks.
+type TlsSockets = Vec<(Protocol, StdListener)>;
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
 pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeError> {
@@ -458,10 +461,9 @@ async fn handshake(
 fn bind_tls(
     tls: &mut crate::config::TlsListeners,
     shards: usize,
-) -> Result<(Vec<Vec<(Protocol, StdListener)>>, String), ServeError> {
+) -> Result<(Vec<TlsSockets>, String), ServeError> {
     let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
-    let mut per_shard: Vec<Vec<(Protocol, StdListener)>> =
-        (0..shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<TlsSockets> = (0..shards).map(|_| Vec::new()).collect();
     let mut ready = String::new();
     let mut add = |protocol, listeners: Vec<StdListener>| {
         for (shard, l) in listeners.into_iter().enumerate() {
