@@ -578,3 +578,39 @@ fn a_certificate_without_a_tls_listener_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn cli_produce_and_consume_over_tls_with_a_client_certificate() {
+    let pki = Pki::new("cli CA");
+    let (cert, key) = pki.server();
+    let b = tls_broker(&cert, &key, &["--tls-client-ca", s(&pki.ca())]);
+    let (client_cert, client_key) = pki.issue("cli", "cli-user", &[]);
+    b.create_topic("cli-lines", 2);
+    let addr = ready_field(&b, "native_tls=");
+    let ca = pki.ca();
+    let tls = [
+        "--bootstrap",
+        addr.as_str(),
+        "--tls-ca",
+        s(&ca),
+        "--tls-client-cert",
+        s(&client_cert),
+        "--tls-client-key",
+        s(&client_key),
+        "--tls-server-name",
+        "localhost",
+    ];
+    let mut produce = vec!["produce", "cli-lines", "--shard-aware"];
+    produce.extend_from_slice(&tls);
+    common::run_cli(&produce, "one\ntwo\nthree\n");
+    let mut consume = vec!["consume", "cli-lines", "--max", "3"];
+    consume.extend_from_slice(&tls);
+    let out = common::run_cli(&consume, "");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["one", "three", "two"]);
+    // Without the client certificate the same command is refused.
+    let (ok, _, err) = common::run_cli_status(&consume[..consume.len() - 6], "");
+    assert!(!ok, "consumed without a client certificate");
+    assert!(!err.is_empty());
+}
