@@ -11,6 +11,11 @@
 //! taker holds the connection's one send permit and is written before the permit is
 //! given back, so records reach the socket in the order rustls sealed them, whichever
 //! task (the writer with answers, the reader with handshake messages or alerts) sent them.
+//!
+//! Cancel safety: front ends race reads with timers (AMQP heartbeats, HTTP idle time) and
+//! drop the losing future. Every byte taken from the socket or from rustls is kept in the
+//! connection's own buffers (ciphertext in, sealed records out) and moved only inside a
+//! single poll, so a dropped read or write loses nothing: the next one goes on from there.
 
 use crate::runtime::TcpStream;
 use futures_lite::{future, AsyncRead, AsyncWrite};
@@ -40,13 +45,16 @@ struct Conn {
 /// One TLS session over the connection's socket. Owned by the connection's shard.
 struct Tls {
     session: RefCell<rustls::ServerConnection>,
-    /// Ciphertext from the socket that rustls has not taken yet: `incoming[taken..]`.
+    /// Ciphertext from the socket that rustls has not taken yet: `incoming[taken..filled]`.
     incoming: RefCell<Vec<u8>>,
     taken: Cell<usize>,
+    filled: Cell<usize>,
     /// One task at a time takes ciphertext out of the session and writes it.
     send: glommio::sync::Semaphore,
-    /// Sealed records on their way to the socket; used by the send permit's holder.
+    /// Sealed records on their way to the socket, `sealed[sent..]` not written yet; used
+    /// by the send permit's holder.
     sealed: RefCell<Vec<u8>>,
+    sent: Cell<usize>,
     /// The verified client certificate's subject (mTLS), see `tls::principal`.
     principal: Option<String>,
 }
@@ -73,10 +81,12 @@ impl Stream {
         let session = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
         let tls = Tls {
             session: RefCell::new(session),
-            incoming: RefCell::new(Vec::with_capacity(TLS_READ_CHUNK)),
+            incoming: RefCell::new(vec![0; TLS_READ_CHUNK]),
             taken: Cell::new(0),
+            filled: Cell::new(0),
             send: glommio::sync::Semaphore::new(1),
             sealed: RefCell::new(Vec::new()),
+            sent: Cell::new(0),
             principal: None,
         };
         let tcp = RefCell::new(tcp);
@@ -184,12 +194,12 @@ impl Tls {
     async fn feed(&self, tcp: &RefCell<TcpStream>) -> std::io::Result<bool> {
         let processed = {
             let incoming = self.incoming.borrow();
-            let taken = self.taken.get();
-            if taken == incoming.len() {
+            let (taken, filled) = (self.taken.get(), self.filled.get());
+            if taken == filled {
                 return Ok(false);
             }
             let mut session = self.session.borrow_mut();
-            let mut rest = &incoming[taken..];
+            let mut rest = &incoming[taken..filled];
             let n = session.read_tls(&mut rest)?;
             self.taken.set(taken + n);
             session.process_new_packets().map(|_| ())
@@ -207,15 +217,30 @@ impl Tls {
 
     /// Reads more ciphertext from the socket; false at its end.
     async fn read_more(&self, tcp: &RefCell<TcpStream>) -> std::io::Result<bool> {
-        // Taken out of the cell for the await; only the reader touches `incoming`.
-        let mut incoming = std::mem::take(&mut *self.incoming.borrow_mut());
-        incoming.drain(..self.taken.replace(0));
-        let have = incoming.len();
-        incoming.resize(have + TLS_READ_CHUNK, 0);
-        let read = tcp_read(tcp, &mut incoming[have..]).await;
-        incoming.truncate(have + *read.as_ref().unwrap_or(&0));
-        *self.incoming.borrow_mut() = incoming;
-        Ok(read? > 0)
+        {
+            // Room for a chunk after what is buffered (at most one partial record, since
+            // everything is fed to rustls before reading more).
+            let mut incoming = self.incoming.borrow_mut();
+            let (taken, filled) = (self.taken.get(), self.filled.get());
+            incoming.copy_within(taken..filled, 0);
+            self.taken.set(0);
+            self.filled.set(filled - taken);
+            if incoming.len() < filled - taken + TLS_READ_CHUNK {
+                incoming.resize(filled - taken + TLS_READ_CHUNK, 0);
+            }
+        }
+        // The bytes land in `incoming` within the poll that completes the read.
+        let n = future::poll_fn(|cx| {
+            let mut incoming = self.incoming.borrow_mut();
+            let filled = self.filled.get();
+            let read = Pin::new(&mut *tcp.borrow_mut()).poll_read(cx, &mut incoming[filled..]);
+            if let std::task::Poll::Ready(Ok(n)) = read {
+                self.filled.set(filled + n);
+            }
+            read
+        })
+        .await?;
+        Ok(n > 0)
     }
 
     async fn write_all(&self, tcp: &RefCell<TcpStream>, mut buf: &[u8]) -> std::io::Result<()> {
@@ -254,27 +279,34 @@ impl Tls {
     }
 
     /// Writes the session's sealed records to the socket; the caller holds the permit.
+    /// Records a dropped writer left unsent go first.
     async fn send_sealed(&self, tcp: &RefCell<TcpStream>) -> std::io::Result<()> {
-        // Taken out of the cell for the await; the permit keeps other takers away.
-        let mut out = std::mem::take(&mut *self.sealed.borrow_mut());
-        let sent = loop {
-            out.clear();
-            let sealed = {
+        loop {
+            if self.sent.get() == self.sealed.borrow().len() {
+                let mut sealed = self.sealed.borrow_mut();
+                sealed.clear();
+                self.sent.set(0);
                 let mut session = self.session.borrow_mut();
                 if !session.wants_write() {
-                    break Ok(());
+                    return Ok(());
                 }
-                session.write_tls(&mut out)
-            };
-            if let Err(e) = sealed {
-                break Err(e);
+                session.write_tls(&mut *sealed)?;
             }
-            if let Err(e) = tcp_write_all(tcp, &out).await {
-                break Err(e);
+            // `sent` moves within the poll that completes the write.
+            let n = future::poll_fn(|cx| {
+                let sealed = self.sealed.borrow();
+                let sent = self.sent.get();
+                let write = Pin::new(&mut *tcp.borrow_mut()).poll_write(cx, &sealed[sent..]);
+                if let std::task::Poll::Ready(Ok(n)) = write {
+                    self.sent.set(sent + n);
+                }
+                write
+            })
+            .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
             }
-        };
-        *self.sealed.borrow_mut() = out;
-        sent
+        }
     }
 }
 

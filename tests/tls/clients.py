@@ -24,6 +24,9 @@ def pika_amqps(addr, ca):
         port=int(port),
         ssl_options=pika.SSLOptions(context, server_hostname="localhost"),
         connection_attempts=1,
+        # Heartbeats every second: the broker's reads race its heartbeat timer, and a
+        # read dropped by the timer must lose no TLS bytes.
+        heartbeat=1,
         socket_timeout=10,
         blocked_connection_timeout=10,
     )
@@ -31,9 +34,14 @@ def pika_amqps(addr, ca):
     ch = conn.channel()
     queue = "tls-" + uuid.uuid4().hex[:8]
     ch.queue_declare(queue=queue)
+    ch.queue_declare(queue=queue + "-idle")
     ch.confirm_delivery()
     body = b"over amqps " + queue.encode()
     ch.basic_publish(exchange="", routing_key=queue, body=body)
+    conn.sleep(3)
+    for i in range(50):
+        ch.basic_publish(exchange="", routing_key=queue + "-idle", body=bytes(i))
+        conn.sleep(0.05)
     method, _props, got = ch.basic_get(queue=queue, auto_ack=True)
     assert method is not None, "no message came back"
     assert got == body, got
