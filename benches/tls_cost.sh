@@ -5,7 +5,7 @@
 # Prints each run's JSON line and the medians per mode and transport.
 #
 #   benches/tls_cost.sh                 # release binary, 3 rounds
-#   ROUNDS=5 MESSAGES=2000000 BIN=target/release/peregrine benches/tls_cost.sh
+#   ROUNDS=5 MESSAGES=2000000 SIZE=1024 BIN=target/release/peregrine benches/tls_cost.sh
 set -euo pipefail
 BIN=${BIN:-target/release/peregrine}
 ROUNDS=${ROUNDS:-3}
@@ -13,6 +13,7 @@ MESSAGES=${MESSAGES:-1000000}
 RATE=${RATE:-10000}
 LATENCY_MESSAGES=${LATENCY_MESSAGES:-100000}
 SHARDS=${SHARDS:-2}
+SIZE=${SIZE:-100}
 
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -32,9 +33,9 @@ for round in $(seq 1 "$ROUNDS"); do
   for transport in plain tls; do
     extra=()
     [ "$transport" = tls ] && extra=("${tls_args[@]}")
-    line=$("$BIN" bench throughput --embedded --broker-shards "$SHARDS" --messages "$MESSAGES" --json "${extra[@]}")
+    line=$("$BIN" bench throughput --embedded --broker-shards "$SHARDS" --messages "$MESSAGES" --size "$SIZE" --json "${extra[@]}")
     echo "{\"round\":$round,\"transport\":\"$transport\",\"mode\":\"throughput\",\"run\":$line}" | tee -a "$out"
-    line=$("$BIN" bench latency --embedded --broker-shards "$SHARDS" --rate "$RATE" --messages "$LATENCY_MESSAGES" --json "${extra[@]}")
+    line=$("$BIN" bench latency --embedded --broker-shards "$SHARDS" --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$SIZE" --json "${extra[@]}")
     echo "{\"round\":$round,\"transport\":\"$transport\",\"mode\":\"latency\",\"run\":$line}" | tee -a "$out"
   done
 done
