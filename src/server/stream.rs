@@ -28,9 +28,11 @@ use std::sync::Arc;
 
 /// Ciphertext read from the socket at once, at most (a few TLS records).
 const TLS_READ_CHUNK: usize = 64 * 1024;
-/// Plaintext sealed before its records are written to the socket: bounds what one
-/// connection holds sealed and unsent (rustls's own buffer limit is 64 KiB too).
-const TLS_SEAL_CHUNK: usize = 64 * 1024;
+/// Plaintext sealed before its records are written to the socket: one send per this
+/// much of a large answer (each send waits for its completion before more is sealed, so
+/// fewer, larger sends keep a fetch answer moving), and what one connection holds sealed
+/// and unsent at most, beside its answer budget.
+const TLS_SEAL_CHUNK: usize = 256 * 1024;
 
 /// A connection's socket, shared by its reader and writer tasks on one shard.
 #[derive(Clone)]
@@ -78,7 +80,11 @@ impl Stream {
     pub async fn tls(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result<Stream> {
         let peer = tcp.peer_addr().ok();
         let _ = tcp.set_nodelay(true);
-        let session = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        let mut session =
+            rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        // rustls's default 64 KiB would split each chunk into several sends; record
+        // overhead (about 22 bytes per 16 KiB) fits in the second chunk's worth.
+        session.set_buffer_limit(Some(2 * TLS_SEAL_CHUNK));
         let tls = Tls {
             session: RefCell::new(session),
             incoming: RefCell::new(vec![0; TLS_READ_CHUNK]),
