@@ -80,8 +80,7 @@ impl Stream {
     pub async fn tls(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result<Stream> {
         let peer = tcp.peer_addr().ok();
         let _ = tcp.set_nodelay(true);
-        let mut session =
-            rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        let mut session = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
         // rustls's default 64 KiB would split each chunk into several sends; record
         // overhead (about 22 bytes per 16 KiB) fits in the second chunk's worth.
         session.set_buffer_limit(Some(2 * TLS_SEAL_CHUNK));
