@@ -296,6 +296,32 @@ pub struct ServerConfig {
     pub object_limits: ObjectLimits,
     /// Transaction timeout cap and transactional ids per shard.
     pub transaction_limits: TransactionLimits,
+    /// TLS listeners beside the plaintext ones (`--tls-cert` and the `--*-tls-addr`
+    /// flags); None: no TLS.
+    pub tls: Option<TlsListeners>,
+}
+
+/// The TLS listeners and the files they serve. Each one speaks the same protocol as its
+/// plaintext sibling; their connections count with the sibling's under
+/// `--max-connections`.
+#[derive(Debug, Clone)]
+pub struct TlsListeners {
+    pub files: crate::server::tls::TlsFiles,
+    /// Native protocol over TLS; shards' own TLS ports follow it (port + 1 + shard, or
+    /// free ports when it is 0).
+    pub native_addr: Option<SocketAddr>,
+    /// Kafka over TLS (`security.protocol=ssl`); shards' own TLS ports follow it as for
+    /// the plaintext Kafka port.
+    pub kafka_addr: Option<SocketAddr>,
+    /// `host:port` told to Kafka clients that came in over TLS. Default: the Kafka TLS
+    /// address (127.0.0.1 in place of an unspecified address).
+    pub advertised_kafka_addr: Option<String>,
+    pub amqp_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    /// Each shard's own native TLS port, by shard index (filled in when bound).
+    pub native_shard_ports: Vec<u16>,
+    /// Each shard's own Kafka TLS port, by shard index (filled in when bound).
+    pub kafka_shard_ports: Vec<u16>,
 }
 
 #[cfg(test)]

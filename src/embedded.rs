@@ -23,6 +23,10 @@ pub struct BrokerProcess {
     pub http_addr: String,
     /// The AMQP 0-9-1 address.
     pub amqp_addr: String,
+    /// The native TLS address (`--native-tls-addr`); empty without one.
+    pub native_tls_addr: String,
+    /// The whole ready line (`peregrine ready ...`), for the addresses not above.
+    pub ready_line: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +119,12 @@ impl BrokerProcess {
             kafka_addr: field("kafka="),
             http_addr: field("http="),
             amqp_addr: field("amqp="),
+            native_tls_addr: field("native_tls="),
             shard_ports: field("shard_ports=")
                 .split(',')
                 .filter_map(|p| p.parse().ok())
                 .collect(),
+            ready_line: line.clone(),
         })
     }
 

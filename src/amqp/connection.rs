@@ -15,8 +15,8 @@ use super::channel::Channel;
 use super::errors::{self, AmqpError};
 use super::frames::{self, FrameError, FrameReader, Output, RawFrame};
 use crate::engine::Engine;
-use crate::runtime::{self, TcpStream};
-use crate::server::stream::adopt;
+use crate::runtime;
+use crate::server::stream::Stream;
 use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use event_listener::Event;
@@ -90,9 +90,9 @@ pub fn refusal() -> Vec<u8> {
     Vec::new()
 }
 
-pub async fn serve(engine: Engine, stream: TcpStream) {
-    let peer_ip = stream.peer_addr().ok().map(|a| a.ip());
-    let (peer, stream) = adopt(stream);
+pub async fn serve(engine: Engine, stream: Stream) {
+    let peer_ip = stream.peer_addr().map(|a| a.ip());
+    let peer = stream.peer();
     let conn = Rc::new(Conn {
         id: next_conn_id(engine.shard_id()),
         engine,

@@ -5,6 +5,7 @@ use super::delivery::Ledger;
 use super::payload::{self, now_ns};
 use super::report::histogram;
 use crate::client::consumer::{Consumer, StartFrom};
+use crate::client::tls::ClientTls;
 use crate::client::Client;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +18,8 @@ const POLL_WAIT: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct ConsumerPlan {
     pub bootstrap: String,
+    /// Set to connect over TLS.
+    pub tls: Option<Arc<ClientTls>>,
     pub topic: String,
     pub partitions: Vec<i32>,
     pub producers: usize,
@@ -47,15 +50,16 @@ pub fn run(plan: ConsumerPlan, progress: Arc<Progress>) -> ConsumerResult {
         last_receive_ns: 0,
         error: None,
     };
-    let consumer = Client::connect(&plan.bootstrap).and_then(|mut client| {
-        client.set_shard_aware(plan.shard_aware);
-        Consumer::assign(
-            client,
-            &plan.topic,
-            Some(plan.partitions.clone()),
-            StartFrom::Earliest,
-        )
-    });
+    let consumer =
+        Client::connect_with(&plan.bootstrap, plan.tls.clone()).and_then(|mut client| {
+            client.set_shard_aware(plan.shard_aware);
+            Consumer::assign(
+                client,
+                &plan.topic,
+                Some(plan.partitions.clone()),
+                StartFrom::Earliest,
+            )
+        });
     let mut consumer = match consumer {
         Ok(c) => c,
         Err(e) => {

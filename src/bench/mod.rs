@@ -17,6 +17,7 @@ mod spin;
 mod sqs;
 
 use crate::args::{parse_cores, AcksArg};
+use crate::client::tls::ClientTls;
 use crate::client::Client;
 use crate::embedded::BrokerProcess;
 use crate::native::messages::{Acks, TopicSpec};
@@ -202,6 +203,11 @@ pub struct BenchArgs {
     /// in the SNS modes, per subscribed queue.
     #[arg(long, default_value_t = 4)]
     pub receivers: usize,
+    /// Native modes (throughput, latency, produce, consume) over TLS: --bootstrap is
+    /// then the broker's --native-tls-addr (with --embedded, the embedded broker's,
+    /// which --broker-args must start: --tls-cert, --tls-key, --native-tls-addr).
+    #[command(flatten)]
+    pub tls: crate::cli::tls::TlsClientArgs,
 }
 
 /// A bench run's outcome: its error says what went wrong, for the CLI to print.
@@ -231,7 +237,13 @@ pub fn run(args: BenchArgs) -> BenchResult {
             );
             let bin = crate::embedded::current_binary()?;
             let broker = BrokerProcess::spawn(&bin, dir.path(), &extra)?;
-            let addr = broker.addr.clone();
+            let addr = match args.tls.tls_ca {
+                None => broker.addr.clone(),
+                Some(_) if broker.native_tls_addr.is_empty() => {
+                    return Err("--tls-ca with --embedded: start the broker's native TLS listener with --broker-args \"--tls-cert FILE --tls-key FILE --native-tls-addr 127.0.0.1:0\"".into());
+                }
+                Some(_) => broker.native_tls_addr.clone(),
+            };
             _broker = Some(broker);
             _tmp = dir;
             addr
@@ -272,8 +284,9 @@ pub fn run(args: BenchArgs) -> BenchResult {
         let mut outcome = queue::run(&args, &bootstrap, broker_pid)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
+    let tls = args.tls.client_tls()?;
     let topic = format!("bench-{}-{}", std::process::id(), crate::time::now_ms());
-    Client::connect(&bootstrap)?.create_topic(TopicSpec {
+    Client::connect_with(&bootstrap, tls.clone())?.create_topic(TopicSpec {
         name: topic.clone(),
         partitions: args.partitions,
         retention_ms: None,
@@ -281,7 +294,7 @@ pub fn run(args: BenchArgs) -> BenchResult {
         segment_bytes: None,
     })?;
     let cpu_before = broker_pid.and_then(process_cpu_s);
-    let mut summary = execute(&args, &bootstrap, &topic)?;
+    let mut summary = execute(&args, &bootstrap, &topic, tls)?;
     finish(&args, broker_pid, cpu_before, &mut summary)
 }
 
@@ -340,6 +353,10 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     );
     if args.consumers == 0 && consuming {
         return Err("this mode needs at least one consumer".into());
+    }
+    let native = !(args.mode.is_queue() || args.mode.is_amqp() || args.mode.is_http());
+    if args.tls.tls_ca.is_some() && !native {
+        return Err("--tls-ca applies to the native modes (throughput, latency, produce, consume); this mode has no TLS client yet".into());
     }
     if args.messages.is_none() && args.duration.is_none() {
         args.messages = Some(if args.mode.is_fixed_rate() {
@@ -473,9 +490,16 @@ fn paced_plans(
         .collect()
 }
 
+/// Where the bench's clients connect, and how.
+#[derive(Clone)]
+struct Target {
+    bootstrap: String,
+    tls: Option<Arc<ClientTls>>,
+}
+
 fn producer_plans(
     args: &BenchArgs,
-    bootstrap: &str,
+    bootstrap: &Target,
     topic: &str,
     messages: Option<u64>,
     deadline: Option<u64>,
@@ -484,7 +508,8 @@ fn producer_plans(
     (0..n)
         .map(|i| ProducerPlan {
             id: i as u32,
-            bootstrap: bootstrap.to_string(),
+            bootstrap: bootstrap.bootstrap.clone(),
+            tls: bootstrap.tls.clone(),
             topic: topic.to_string(),
             partitions: args.partitions,
             messages: messages.map(|m| m / n + u64::from(i < m % n)),
@@ -498,11 +523,12 @@ fn producer_plans(
         .collect()
 }
 
-fn consumer_plans(args: &BenchArgs, bootstrap: &str, topic: &str) -> Vec<ConsumerPlan> {
+fn consumer_plans(args: &BenchArgs, bootstrap: &Target, topic: &str) -> Vec<ConsumerPlan> {
     let n = args.consumers.max(1);
     (0..n)
         .map(|i| ConsumerPlan {
-            bootstrap: bootstrap.to_string(),
+            bootstrap: bootstrap.bootstrap.clone(),
+            tls: bootstrap.tls.clone(),
             topic: topic.to_string(),
             partitions: (0..args.partitions)
                 .filter(|p| *p as usize % n == i)
@@ -524,7 +550,12 @@ fn execute(
     args: &BenchArgs,
     bootstrap: &str,
     topic: &str,
+    tls: Option<Arc<ClientTls>>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let bootstrap = &Target {
+        bootstrap: bootstrap.to_string(),
+        tls,
+    };
     let sent = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Progress::default());
     if args.mode == Mode::Consume {

@@ -6,6 +6,7 @@ use super::delivery::SeqSet;
 use super::payload::{self, now_ns};
 use super::report::histogram;
 use crate::client::connection::{FrameReader, FrameWriter};
+use crate::client::tls::ClientTls;
 use crate::client::{check, Client, ClientError, Connection};
 use crate::native::messages::{Acks, Request, Response};
 use hdrhistogram::Histogram;
@@ -24,6 +25,8 @@ const WINDOW: usize = 64;
 pub struct ProducerPlan {
     pub id: u32,
     pub bootstrap: String,
+    /// Set to connect over TLS.
+    pub tls: Option<Arc<ClientTls>>,
     pub topic: String,
     pub partitions: i32,
     /// Messages to send (None: until the deadline).
@@ -138,7 +141,7 @@ struct Lane {
 }
 
 fn open_lanes(plan: &ProducerPlan) -> Result<(Vec<Lane>, Vec<usize>), ClientError> {
-    let mut client = Client::connect(&plan.bootstrap)?;
+    let mut client = Client::connect_with(&plan.bootstrap, plan.tls.clone())?;
     // Which lane each partition uses: one per owning shard when shard-aware, else one.
     let mut lane_of_shard: HashMap<u32, usize> = HashMap::new();
     let mut lane_of_partition = Vec::new();
@@ -154,8 +157,8 @@ fn open_lanes(plan: &ProducerPlan) -> Result<(Vec<Lane>, Vec<usize>), ClientErro
             Some(l) => *l,
             None => {
                 let conn = match owner {
-                    Some((_, port)) => Connection::connect((client.host(), port))?,
-                    None => Connection::connect(plan.bootstrap.as_str())?,
+                    Some((_, port)) => client.connect_port(port)?,
+                    None => Connection::connect_addr(&plan.bootstrap, plan.tls.as_deref())?,
                 };
                 let (writer, reader) = conn.into_split();
                 let (tx, rx) = sync_channel(WINDOW);

@@ -34,14 +34,14 @@ struct Lanes {
 }
 
 fn open(plan: &ProducerPlan) -> Result<(Lanes, i64), ClientError> {
-    let mut client = Client::connect(&plan.bootstrap)?;
+    let mut client = Client::connect_with(&plan.bootstrap, plan.tls.clone())?;
     let owner = match plan.shard_aware {
         true => client.owner_port(&plan.topic, 0)?,
         false => None,
     };
     let connect = |client: &Client| match owner {
-        Some((_, port)) => Connection::connect((client.host(), port)),
-        None => Connection::connect(plan.bootstrap.as_str()),
+        Some((_, port)) => client.connect_port(port),
+        None => Connection::connect_addr(&plan.bootstrap, plan.tls.as_deref()),
     };
     let start = client.list_offset(&plan.topic, 0, OffsetSpec::Earliest)?;
     let (produce, acks) = connect(&client)?.into_polling()?;

@@ -48,6 +48,8 @@ pub struct ConsumeArgs {
     pub shard_aware: bool,
     #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
     pub bootstrap: String,
+    #[command(flatten)]
+    pub tls: super::tls::TlsClientArgs,
 }
 
 fn parse_isolation(s: &str) -> Result<Isolation, String> {
@@ -95,7 +97,7 @@ pub fn run(args: ConsumeArgs) -> CliResult {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = Client::connect_with(&args.bootstrap, args.tls.client_tls()?)?;
     client.set_shard_aware(args.shard_aware);
     let mut consumer = match &args.group {
         Some(group) => Consumer::join_with(

@@ -6,6 +6,7 @@ mod group;
 pub mod produce;
 mod queue;
 pub mod serve;
+pub mod tls;
 mod topic;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the broker.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -72,7 +73,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Topic(cmd) => topic::run(cmd),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -31,10 +31,12 @@ pub struct ProduceArgs {
     pub shard_aware: bool,
     #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
     pub bootstrap: String,
+    #[command(flatten)]
+    pub tls: super::tls::TlsClientArgs,
 }
 
 pub fn run(args: ProduceArgs) -> CliResult {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = Client::connect_with(&args.bootstrap, args.tls.client_tls()?)?;
     client.set_shard_aware(args.shard_aware);
     let config = ProducerConfig {
         acks: args.acks.into(),

@@ -161,9 +161,11 @@ pub struct ServeArgs {
     /// (ids idle for 7 days with no transaction under way are dropped first).
     #[arg(long, default_value_t = config::TransactionLimits::MAX_TRANSACTIONAL_IDS_PER_SHARD_DEFAULT)]
     pub max_transactional_ids_per_shard: usize,
+    #[command(flatten)]
+    pub tls: super::tls::TlsServeArgs,
 }
 
-pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
+pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
     let available: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_default();
@@ -216,6 +218,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     }
     let sqs = sqs_settings(&args)?;
     let http_auth = http_auth(&args)?;
+    let tls = std::mem::take(&mut args.tls).listeners()?;
     let amqp_users = match &args.amqp_users {
         Some(path) => crate::amqp::auth::load_users(path)?,
         None => Vec::new(),
@@ -257,6 +260,7 @@ pub fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
             max_transaction_timeout_ms: args.max_transaction_timeout_ms,
             max_transactional_ids_per_shard: args.max_transactional_ids_per_shard,
         },
+        tls,
     })
 }
 

@@ -1,6 +1,7 @@
 //! One blocking native-protocol connection with pipelining: many requests may be sent
 //! before their answers are read; answers carry the request id.
 
+use super::tls::{ClientTls, TlsReader, TlsWriter};
 use super::ClientError;
 use crate::native::frame::{self, HEAD_LEN};
 use crate::native::messages::{Request, RequestEnvelope, Response};
@@ -27,11 +28,64 @@ pub struct Connection {
 
 /// The sending half of a connection (see `Connection::into_split`).
 pub struct FrameWriter {
-    stream: TcpStream,
+    stream: WriteHalf,
     next_id: u64,
 }
 
-fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice]) -> std::io::Result<()> {
+/// Where a connection's requests go: the socket, or a TLS session over it.
+enum WriteHalf {
+    Plain(TcpStream),
+    Tls(TlsWriter),
+}
+
+impl Write for WriteHalf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            WriteHalf::Plain(s) => s.write(buf),
+            WriteHalf::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            WriteHalf::Plain(s) => s.write_vectored(bufs),
+            WriteHalf::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            WriteHalf::Plain(s) => s.flush(),
+            WriteHalf::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Where a connection's answers come from.
+enum ReadHalf {
+    Plain(TcpStream),
+    Tls(TlsReader),
+}
+
+impl ReadHalf {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            ReadHalf::Plain(s) => s,
+            ReadHalf::Tls(s) => s.socket(),
+        }
+    }
+}
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ReadHalf::Plain(s) => s.read(buf),
+            ReadHalf::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+fn write_all_vectored(stream: &mut impl Write, mut slices: &mut [IoSlice]) -> std::io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match stream.write_vectored(slices) {
@@ -48,7 +102,7 @@ fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice]) -> std
 
 /// The receiving half of a connection.
 pub struct FrameReader {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<ReadHalf>,
 }
 
 impl FrameWriter {
@@ -167,11 +221,49 @@ impl Connection {
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        let reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
-        Ok(Connection {
-            writer: FrameWriter { stream, next_id: 1 },
-            reader: FrameReader { reader },
-        })
+        let reader = ReadHalf::Plain(stream.try_clone()?);
+        Ok(Connection::from_halves(WriteHalf::Plain(stream), reader))
+    }
+
+    /// Connects to `host:port`, over TLS when `tls` is given (the handshake is done
+    /// before this returns); `host` is also the name the broker's certificate must
+    /// carry unless `tls` names another.
+    pub fn connect_to(
+        host: &str,
+        port: u16,
+        tls: Option<&ClientTls>,
+    ) -> Result<Connection, ClientError> {
+        let Some(tls) = tls else {
+            return Connection::connect((host, port));
+        };
+        let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))?;
+        stream.set_nodelay(true)?;
+        let (writer, reader) = tls.connect(stream, host)?;
+        Ok(Connection::from_halves(
+            WriteHalf::Tls(writer),
+            ReadHalf::Tls(reader),
+        ))
+    }
+
+    /// Connects to `host:port` text, over TLS when `tls` is given.
+    pub fn connect_addr(addr: &str, tls: Option<&ClientTls>) -> Result<Connection, ClientError> {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| ClientError::Protocol(format!("'{addr}' is not host:port")))?;
+        Connection::connect_to(host, port, tls)
+    }
+
+    fn from_halves(writer: WriteHalf, reader: ReadHalf) -> Connection {
+        Connection {
+            writer: FrameWriter {
+                stream: writer,
+                next_id: 1,
+            },
+            reader: FrameReader {
+                reader: BufReader::with_capacity(256 * 1024, reader),
+            },
+        }
     }
 
     /// Separate halves, so that one thread can send while another reads answers.
@@ -183,7 +275,11 @@ impl Connection {
     /// while the socket buffer is full) and answers are read with `PollReader::try_recv`.
     pub fn into_polling(self) -> Result<(FrameWriter, PollReader), ClientError> {
         let buffered = self.reader.reader.buffer().to_vec();
-        let stream = self.reader.reader.into_inner();
+        let ReadHalf::Plain(stream) = self.reader.reader.into_inner() else {
+            return Err(ClientError::Protocol(
+                "busy polling (bench --spin) is not offered over TLS".into(),
+            ));
+        };
         stream.set_nonblocking(true)?;
         let mut buf = vec![0u8; 256 * 1024];
         buf[..buffered.len()].copy_from_slice(&buffered);
@@ -200,11 +296,13 @@ impl Connection {
     /// `recv` then reads a whole frame without a timeout cutting it in half).
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool, ClientError> {
         use std::os::fd::AsRawFd;
-        if !self.reader.reader.buffer().is_empty() {
+        let half = self.reader.reader.get_ref();
+        let tls_buffered = matches!(half, ReadHalf::Tls(t) if t.has_buffered());
+        if !self.reader.reader.buffer().is_empty() || tls_buffered {
             return Ok(true);
         }
         let mut fd = libc::pollfd {
-            fd: self.reader.reader.get_ref().as_raw_fd(),
+            fd: half.socket().as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -224,7 +322,11 @@ impl Connection {
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        self.writer.stream.set_read_timeout(timeout)?;
+        self.reader
+            .reader
+            .get_ref()
+            .socket()
+            .set_read_timeout(timeout)?;
         Ok(())
     }
 

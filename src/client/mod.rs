@@ -11,6 +11,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod queues;
 pub mod records;
+pub mod tls;
 
 use crate::native::messages::{
     AbortedTxn, Acks, CommitEntry, ErrorCode, Isolation, OffsetSpec, PartitionStats, Request,
@@ -19,6 +20,7 @@ use crate::native::messages::{
 use bytes::Bytes;
 pub use connection::Connection;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -73,18 +75,30 @@ pub struct Client {
     topics: HashMap<String, TopicInfo>,
     /// Owner shard of each queue used shard-aware.
     queue_owners: HashMap<String, u32>,
+    /// Set when the broker is reached over TLS (its shards' own ports too).
+    tls: Option<Arc<tls::ClientTls>>,
 }
 
 impl Client {
     /// Connects to `bootstrap` (`host:port`).
     pub fn connect(bootstrap: &str) -> Result<Client, ClientError> {
-        let host = bootstrap
-            .rsplit_once(':')
-            .map(|(h, _)| h.to_string())
-            .ok_or_else(|| ClientError::Protocol(format!("'{bootstrap}' is not host:port")))?;
+        Client::connect_with(bootstrap, None)
+    }
+
+    /// Connects to `bootstrap` (`host:port`), over TLS when `tls` is given: the broker's
+    /// native TLS port (`--native-tls-addr`), whose metadata names its shards' TLS ports.
+    pub fn connect_with(
+        bootstrap: &str,
+        tls: Option<Arc<tls::ClientTls>>,
+    ) -> Result<Client, ClientError> {
+        let not_host_port = || ClientError::Protocol(format!("'{bootstrap}' is not host:port"));
+        let (host, port) = bootstrap.rsplit_once(':').ok_or_else(not_host_port)?;
+        let port: u16 = port.parse().map_err(|_| not_host_port())?;
+        let host = host.to_string();
         Ok(Client {
+            bootstrap: Connection::connect_to(&host, port, tls.as_deref())?,
             host,
-            bootstrap: Connection::connect(bootstrap)?,
+            tls,
             shard_aware: false,
             shard_ports: Vec::new(),
             shard_conns: HashMap::new(),
@@ -184,7 +198,7 @@ impl Client {
             return Ok((None, &mut self.bootstrap));
         };
         if !self.shard_conns.contains_key(&shard) {
-            let conn = Connection::connect((self.host.as_str(), port))?;
+            let conn = Connection::connect_to(&self.host, port, self.tls.as_deref())?;
             self.shard_conns.insert(shard, conn);
         }
         let conn = self
@@ -240,7 +254,7 @@ impl Client {
             return Ok(&mut self.bootstrap);
         };
         if !self.shard_conns.contains_key(&shard) {
-            let conn = Connection::connect((self.host.as_str(), port))?;
+            let conn = Connection::connect_to(&self.host, port, self.tls.as_deref())?;
             self.shard_conns.insert(shard, conn);
         }
         self.connection(Some(shard))
@@ -261,6 +275,16 @@ impl Client {
     /// The host of the bootstrap address; shard ports are on it.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The TLS settings this client connects with (None: plaintext).
+    pub fn tls(&self) -> Option<&Arc<tls::ClientTls>> {
+        self.tls.as_ref()
+    }
+
+    /// A new connection to one of the broker's ports, as this client connects (TLS or not).
+    pub fn connect_port(&self, port: u16) -> Result<Connection, ClientError> {
+        Connection::connect_to(&self.host, port, self.tls.as_deref())
     }
 
     /// The connection for a shard returned by `connection_for`.

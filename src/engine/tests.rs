@@ -21,6 +21,7 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         auto_create_topics: false,
         kafka_message_max_bytes: 1 << 20,
         kafka_nodes: KafkaNodes::Single,
+        tls: None,
         kafka_shard_ports: vec![0],
         shard_port_base: 0,
         shards: 1,

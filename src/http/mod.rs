@@ -37,8 +37,8 @@ pub mod sqs;
 
 use crate::engine::Engine;
 use crate::metrics::{render, Metrics};
-use crate::runtime::{self, TcpStream};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use crate::runtime;
+use crate::server::stream::{read_some, write_all, Stream};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub fn refusal() -> Vec<u8> {
 
 /// Serves one HTTP connection (keep-alive) until it closes, idles out or the shard
 /// stops.
-pub async fn serve(engine: Engine, stream: TcpStream) {
+pub async fn serve(engine: Engine, stream: Stream) {
     let Some(metrics) = crate::metrics::local::registry() else {
         tracing::error!("HTTP connection on a thread without metrics");
         return;
@@ -158,20 +158,20 @@ enum Stop {
 }
 
 impl Connection {
-    async fn serve(self, mut stream: TcpStream) {
+    async fn serve(self, stream: Stream) {
         if self.open.get() >= CONNECTIONS_MAX {
             let answer = Answer::fatal(503, "too many HTTP connections\n");
-            let _ = write_answer(&mut stream, answer, false).await;
+            let _ = write_answer(&stream, answer, false).await;
             return;
         }
         self.open.set(self.open.get() + 1);
         let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
         loop {
-            let head = match self.next_request(&mut stream, &mut buf).await {
+            let head = match self.next_request(&stream, &mut buf).await {
                 Ok(head) => head,
                 Err(Stop::Quiet) => break,
                 Err(Stop::Refuse(answer)) => {
-                    let _ = write_answer(&mut stream, answer, false).await;
+                    let _ = write_answer(&stream, answer, false).await;
                     break;
                 }
             };
@@ -179,7 +179,7 @@ impl Connection {
             let mut answer = self.route(&head, &buf[..head.len], body).await;
             answer.close |= !head.keep_alive;
             let close = answer.close;
-            if let Err(e) = write_answer(&mut stream, answer, head.method == "HEAD").await {
+            if let Err(e) = write_answer(&stream, answer, head.method == "HEAD").await {
                 tracing::debug!("HTTP write failed: {e}");
                 break;
             }
@@ -192,7 +192,7 @@ impl Connection {
     }
 
     /// Reads until `buf` holds a whole request (head and body) and parses its head.
-    async fn next_request(&self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, Stop> {
+    async fn next_request(&self, stream: &Stream, buf: &mut Vec<u8>) -> Result<Head, Stop> {
         let mut started = (!buf.is_empty()).then(Instant::now);
         let head = loop {
             if let Some(head) = parse_head(buf)? {
@@ -216,18 +216,19 @@ impl Connection {
     /// Appends what the peer sends next; `Stop` at its end, the deadline or shutdown.
     async fn read_more(
         &self,
-        stream: &mut TcpStream,
+        stream: &Stream,
         buf: &mut Vec<u8>,
         deadline: Instant,
         mid_request: bool,
     ) -> Result<(), Stop> {
         let mut chunk = [0u8; READ_CHUNK_BYTES];
         let wait = deadline.saturating_duration_since(Instant::now());
-        let read = futures_lite::future::or(async { Some(stream.read(&mut chunk).await) }, async {
-            futures_lite::future::or(runtime::sleep(wait), self.engine.shutdown().wait()).await;
-            None
-        })
-        .await;
+        let read =
+            futures_lite::future::or(async { Some(read_some(stream, &mut chunk).await) }, async {
+                futures_lite::future::or(runtime::sleep(wait), self.engine.shutdown().wait()).await;
+                None
+            })
+            .await;
         match read {
             Some(Ok(n)) if n > 0 => {
                 buf.extend_from_slice(&chunk[..n]);
@@ -409,11 +410,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-async fn write_answer(
-    stream: &mut TcpStream,
-    answer: Answer,
-    head_only: bool,
-) -> std::io::Result<()> {
+async fn write_answer(stream: &Stream, answer: Answer, head_only: bool) -> std::io::Result<()> {
     let connection = if answer.close { "close" } else { "keep-alive" };
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n{}\r\n",
@@ -427,8 +424,7 @@ async fn write_answer(
     if !head_only {
         out.extend_from_slice(&answer.body);
     }
-    stream.write_all(&out).await?;
-    stream.flush().await
+    write_all(stream, &out).await
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@
 use super::codec::{self, Incoming};
 use super::Ctx;
 use crate::engine::Engine;
-use crate::runtime::{spawn_local, TcpStream};
+use crate::runtime::spawn_local;
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
-use crate::server::stream::{adopt, read_some, write_all, Stream};
+use crate::server::stream::{read_some, write_all, Stream};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver};
@@ -28,9 +28,9 @@ const FRAME_COPY_BELOW: usize = READ_CHUNK / 16;
 /// A request's answer: `None` for requests Kafka does not answer (acks=0 produce).
 type Answer = Task<Option<BytesMut>>;
 
-pub async fn serve(engine: Engine, stream: TcpStream) {
-    let (peer, stream) = adopt(stream);
-    let ctx = Rc::new(Ctx::new(engine.clone()));
+pub async fn serve(engine: Engine, stream: Stream) {
+    let peer = stream.peer();
+    let ctx = Rc::new(Ctx::new(engine.clone(), stream.is_tls()));
     let limits = engine.config().connection_limits;
     let (tx, rx) = local_channel::new_bounded::<Answer>(limits.max_in_flight_requests);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));

@@ -49,9 +49,7 @@ fn nodes(ctx: &Ctx) -> Vec<(i32, i32)> {
     match ctx.engine.config().kafka_nodes {
         KafkaNodes::Single => vec![(NODE_ID, ctx.port)],
         KafkaNodes::PerShard => ctx
-            .engine
-            .config()
-            .kafka_shard_ports
+            .shard_ports
             .iter()
             .enumerate()
             .map(|(i, port)| (i as i32, i32::from(*port)))

@@ -37,15 +37,25 @@ pub struct Ctx {
     pub engine: Engine,
     pub host: StrBytes,
     pub port: i32,
+    /// Each shard's own Kafka port on the listener this connection came in on (TLS or
+    /// plaintext): a client is sent on to ports that speak what it speaks.
+    pub shard_ports: Vec<u16>,
 }
 
 impl Ctx {
-    pub fn new(engine: Engine) -> Ctx {
+    /// `tls`: the connection came in on a TLS listener.
+    pub fn new(engine: Engine, tls: bool) -> Ctx {
         let config = engine.config();
-        let advertised = config
-            .advertised_kafka_addr
-            .clone()
-            .unwrap_or_else(|| config.kafka_addr.to_string());
+        let tls_listener = config.tls.as_ref().filter(|_| tls);
+        let advertised = match tls_listener {
+            Some(t) => t.advertised_kafka_addr.clone(),
+            None => config.advertised_kafka_addr.clone(),
+        }
+        .unwrap_or_else(|| config.kafka_addr.to_string());
+        let shard_ports = match tls_listener {
+            Some(t) => t.kafka_shard_ports.clone(),
+            None => config.kafka_shard_ports.clone(),
+        };
         let (host, port) = match advertised.rsplit_once(':') {
             Some((h, p)) => (
                 h.trim_matches(['[', ']']).to_string(),
@@ -57,6 +67,7 @@ impl Ctx {
             engine,
             host: StrBytes::from_string(host),
             port,
+            shard_ports,
         }
     }
 }

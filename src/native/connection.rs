@@ -11,9 +11,9 @@ use super::frame::{self, FrameError, HEAD_LEN};
 use super::handler::{self, Reply};
 use super::messages::{ErrorCode, Request, Response, ResponseEnvelope};
 use crate::engine::{Engine, EngineError, Subscription};
-use crate::runtime::{spawn_local, TcpStream};
+use crate::runtime::spawn_local;
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
-use crate::server::stream::{adopt, read_some, write_all, Stream};
+use crate::server::stream::{read_some, write_all, Stream};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -197,8 +197,9 @@ enum ReadError {
 /// refused (each holds up to its prefetch in leases and one pull in flight).
 pub const SUBSCRIPTIONS_MAX: usize = 1024;
 
-pub async fn serve(engine: Engine, stream: TcpStream) {
-    let (peer, stream) = adopt(stream);
+pub async fn serve(engine: Engine, stream: Stream) {
+    let peer = stream.peer();
+    let tls_shard_ports = tls_shard_ports(&engine, &stream);
     let limits = engine.config().connection_limits;
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(limits.max_in_flight_requests);
     let tx = Rc::new(tx);
@@ -278,8 +279,12 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
             break;
         };
         let (engine, tx, budget) = (engine.clone(), tx.clone(), budget.clone());
+        let tls_shard_ports = tls_shard_ports.clone();
         spawn_local(async move {
-            if let Some(reply) = handler::handle(&engine, envelope.request, payload).await {
+            if let Some(mut reply) = handler::handle(&engine, envelope.request, payload).await {
+                if let Some(ports) = &tls_shard_ports {
+                    to_tls_ports(&mut reply.0, ports);
+                }
                 send_answer(&tx, &budget, envelope.id, reply).await;
             }
             drop((permit, bytes_permit));
@@ -292,6 +297,21 @@ pub async fn serve(engine: Engine, stream: TcpStream) {
     let _ = in_flight.acquire(requests_max).await;
     drop(tx);
     writer.await;
+}
+
+/// The shards' own TLS ports, for a connection that came in over TLS: its Metadata
+/// names them in place of the plaintext ones, so the client stays on TLS.
+fn tls_shard_ports(engine: &Engine, stream: &Stream) -> Option<Rc<Vec<u16>>> {
+    let tls = engine.config().tls.as_ref().filter(|_| stream.is_tls())?;
+    Some(Rc::new(tls.native_shard_ports.clone()))
+}
+
+fn to_tls_ports(response: &mut super::messages::Response, ports: &[u16]) {
+    if let super::messages::Response::Metadata { shards, .. } = response {
+        for s in shards.iter_mut() {
+            s.port = ports.get(s.shard as usize).copied().unwrap_or(0);
+        }
+    }
 }
 
 /// Set once when a connection ends; what runs on its behalf stops then.

@@ -4,11 +4,13 @@
 //! The server knows no protocol: `run` is given one connection handler per listener kind
 //! (`FrontEnds`), so a new protocol is a new front-end module and its listener here.
 //! `stream` is the connection plumbing front ends share. `listeners` owns the sockets
-//! and the per-listener connection bound (`--max-connections`).
+//! and the per-listener connection bound (`--max-connections`). `tls` owns the TLS
+//! configuration (and its reload) of the TLS listeners that run beside the plaintext ones.
 
 pub mod answer_budget;
 pub mod listeners;
 pub mod stream;
+pub mod tls;
 
 use crate::config::ServerConfig;
 use crate::engine::mesh::{self as engine_mesh, Mesh};
@@ -18,14 +20,15 @@ use crate::runtime;
 use crate::shutdown::{ProcessShutdown, ShardShutdown};
 use peregrine_shards::catalog::Catalog;
 use std::future::Future;
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-/// A front end's connection handler: serves one accepted connection until it closes.
-pub type ServeConnection = fn(Engine, runtime::TcpStream) -> Pin<Box<dyn Future<Output = ()>>>;
+/// A front end's connection handler: serves one accepted connection (plaintext, or TLS
+/// with its handshake done) until it closes.
+pub type ServeConnection = fn(Engine, stream::Stream) -> Pin<Box<dyn Future<Output = ()>>>;
 
 /// One listener kind's front end: how it serves a connection, and what it tells a
 /// connection refused past `--max-connections` before closing it (nothing, where its
@@ -58,6 +61,17 @@ pub enum ServeError {
     Catalog(#[from] peregrine_shards::catalog::CatalogError),
     #[error("shard failed: {0}")]
     Shard(String),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The protocol a listener speaks.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Native,
+    Kafka,
+    Http,
+    Amqp,
 }
 
 /// The sockets one shard serves.
@@ -68,7 +82,12 @@ struct ShardSockets {
     kafka_own: StdListener,
     http: StdListener,
     amqp: StdListener,
+    /// This shard's TLS listeners (shared ports and its own), if any.
+    tls: TlsSockets,
 }
+
+/// One shard's TLS listeners and the protocol each speaks.
+type TlsSockets = Vec<(Protocol, StdListener)>;
 
 /// Runs the broker until SIGINT/SIGTERM; returns after every shard closed its files.
 pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeError> {
@@ -129,9 +148,20 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         }
         config.advertised_kafka_addr = Some(advertised.to_string());
     }
+    let (acceptor, mut tls_sockets, tls_ready) = match config.tls.as_mut() {
+        None => (None, Vec::new(), String::new()),
+        Some(tls) => {
+            let acceptor = tls::TlsAcceptor::new(tls.files.clone())?;
+            let (sockets, ready) = bind_tls(tls, config.shards)?;
+            (Some(acceptor), sockets, ready)
+        }
+    };
 
     let process = Arc::new(ProcessShutdown::default());
     install_signal_handler(process.clone());
+    if let Some(acceptor) = &acceptor {
+        acceptor.watch();
+    }
     let config = Arc::new(config);
     let mesh = engine_mesh::mesh(config.shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
@@ -159,7 +189,12 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
                 kafka_own,
                 http,
                 amqp,
+                tls: tls_sockets
+                    .get_mut(i)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
             },
+            tls: acceptor.clone(),
             ready: ready_tx.clone(),
             front_ends,
             open: open.clone(),
@@ -200,7 +235,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
         .collect();
     // Tests and scripts read this line to find the ports.
     println!(
-        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr} amqp={amqp_addr}",
+        "peregrine ready native={native_addr} kafka={kafka_addr} shards={} shard_ports={} kafka_shard_ports={} http={http_addr} amqp={amqp_addr}{tls_ready}",
         config.shards,
         ports.join(","),
         kafka_ports.join(",")
@@ -243,6 +278,7 @@ struct ShardStart {
     ready: mpsc::Sender<Result<u32, String>>,
     front_ends: FrontEnds,
     open: listeners::OpenConnections,
+    tls: Option<Arc<tls::TlsAcceptor>>,
 }
 
 async fn shard_main(start: ShardStart) {
@@ -270,22 +306,42 @@ async fn shard_main(start: ShardStart) {
         kafka_own,
         http,
         amqp,
+        tls,
     } = start.sockets;
     let serve = start.front_ends;
     let open = start.open;
-    // A shard's own port counts with its protocol's shared port.
-    let accepts = [
-        (native, serve.native, open.native.clone()),
-        (own, serve.native, open.native),
-        (kafka, serve.kafka, open.kafka.clone()),
-        (kafka_own, serve.kafka, open.kafka),
-        (http, serve.http, open.http),
-        (amqp, serve.amqp, open.amqp),
+    let of = |protocol| match protocol {
+        Protocol::Native => (serve.native, open.native.clone()),
+        Protocol::Kafka => (serve.kafka, open.kafka.clone()),
+        Protocol::Http => (serve.http, open.http.clone()),
+        Protocol::Amqp => (serve.amqp, open.amqp.clone()),
+    };
+    // A shard's own port, and a TLS port, count with its protocol's shared port.
+    let plain = [
+        (Protocol::Native, native),
+        (Protocol::Native, own),
+        (Protocol::Kafka, kafka),
+        (Protocol::Kafka, kafka_own),
+        (Protocol::Http, http),
+        (Protocol::Amqp, amqp),
     ]
-    .map(|(listener, front_end, open)| {
-        let listener = runtime::adopt_listener(listener);
-        accept_loop(engine.clone(), gate.clone(), listener, front_end, open)
-    });
+    .map(|(protocol, listener)| (protocol, listener, None));
+    let secure = tls
+        .into_iter()
+        .map(|(protocol, listener)| (protocol, listener, start.tls.clone()));
+    let accepts = plain
+        .into_iter()
+        .chain(secure)
+        .map(|(protocol, listener, tls)| {
+            let listener = runtime::adopt_listener(listener);
+            let (front_end, open) = of(protocol);
+            let accept = Accept {
+                front_end,
+                open,
+                tls,
+            };
+            accept_loop(engine.clone(), gate.clone(), listener, accept)
+        });
     // Connections and the request tasks they spawn run in the latency-class queue.
     let accepts: Vec<_> = accepts
         .into_iter()
@@ -309,14 +365,27 @@ async fn shard_main(start: ShardStart) {
     tracing::debug!(shard = engine.shard_id(), "shard stopped");
 }
 
+/// What one listener's accept loop hands its connections to.
+struct Accept {
+    front_end: FrontEnd,
+    open: listeners::ListenerCount,
+    /// Set on a TLS listener: every connection starts with a handshake.
+    tls: Option<Arc<tls::TlsAcceptor>>,
+}
+
 async fn accept_loop(
     engine: Engine,
     gate: Rc<glommio::sync::Gate>,
     listener: runtime::TcpListener,
-    front_end: FrontEnd,
-    open: listeners::ListenerCount,
+    accept: Accept,
 ) {
+    let Accept {
+        front_end,
+        open,
+        tls,
+    } = accept;
     let mut refusals = listeners::RefusalLog::default();
+    let failures = Rc::new(tls::HandshakeFailures::default());
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             engine.shutdown().wait().await;
@@ -334,16 +403,141 @@ async fn accept_loop(
         };
         let Some(slot) = open.take() else {
             refusals.refused(open.kind(), open.max());
-            listeners::refuse(stream, &(front_end.refusal)()).await;
+            // A TLS client could not read a plaintext farewell: it is just closed.
+            let farewell = match tls {
+                None => (front_end.refusal)(),
+                Some(_) => Vec::new(),
+            };
+            listeners::refuse(stream, &farewell).await;
             continue;
         };
-        let serve = (front_end.serve)(engine.clone(), stream);
+        let config = tls.as_ref().map(|t| t.config());
+        let (engine, failures) = (engine.clone(), failures.clone());
         let served = async move {
-            serve.await;
+            let stream = match config {
+                None => stream::Stream::plain(stream),
+                Some(config) => match handshake(&engine, stream, config).await {
+                    Ok(stream) => stream,
+                    Err(e) => return failures.failed(&e),
+                },
+            };
+            (front_end.serve)(engine, stream).await;
             drop(slot);
         };
         if let Ok(task) = gate.spawn(served) {
             task.detach();
         }
     }
+}
+
+/// A TLS connection's handshake, within `tls::HANDSHAKE_TIMEOUT` and until shutdown.
+async fn handshake(
+    engine: &Engine,
+    tcp: runtime::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<stream::Stream, String> {
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let done = async {
+        stream::Stream::tls(tcp, config)
+            .await
+            .map_err(|e| format!("{peer}: {e}"))
+    };
+    let late = async {
+        futures_lite::future::or(
+            runtime::sleep(tls::HANDSHAKE_TIMEOUT),
+            engine.shutdown().wait(),
+        )
+        .await;
+        Err(format!(
+            "{peer}: no TLS handshake within {:?}",
+            tls::HANDSHAKE_TIMEOUT
+        ))
+    };
+    let stream = futures_lite::future::or(done, late).await?;
+    if let Some(principal) = stream.principal() {
+        tracing::debug!(%peer, principal, "TLS client certificate accepted");
+    }
+    Ok(stream)
+}
+
+/// Binds the TLS listeners `tls` names, fills in their shards' own ports, and returns
+/// each shard's sockets and the ready line's words for them.
+fn bind_tls(
+    tls: &mut crate::config::TlsListeners,
+    shards: usize,
+) -> Result<(Vec<TlsSockets>, String), ServeError> {
+    let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
+    let mut per_shard: Vec<TlsSockets> = (0..shards).map(|_| Vec::new()).collect();
+    let mut ready = String::new();
+    let mut add = |protocol, listeners: Vec<StdListener>| {
+        for (shard, l) in listeners.into_iter().enumerate() {
+            per_shard[shard].push((protocol, l));
+        }
+    };
+    let ports = |ls: &[StdListener]| -> Vec<u16> {
+        ls.iter()
+            .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+            .collect()
+    };
+    let join = |ports: &[u16]| -> String {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // Shards' own ports follow the shared one: port + 1 + shard, or free ports for :0.
+    let own = |addr: SocketAddr| -> Result<Vec<StdListener>, ServeError> {
+        let base = match addr.port() {
+            0 => 0,
+            p => p.saturating_add(1),
+        };
+        listeners::bind_own(addr, base, shards)
+            .map_err(listen_err(format!("TLS shard ports from {base}")))
+    };
+    let shared = |addr: SocketAddr| -> Result<(SocketAddr, Vec<StdListener>), ServeError> {
+        let ls = listeners::bind_shared(addr, shards).map_err(listen_err(addr.to_string()))?;
+        let bound = ls[0].local_addr().map_err(listen_err(addr.to_string()))?;
+        Ok((bound, ls))
+    };
+    if let Some(addr) = tls.native_addr {
+        let (bound, ls) = shared(addr)?;
+        let mine = own(addr)?;
+        tls.native_shard_ports = ports(&mine);
+        ready += &format!(
+            " native_tls={bound} native_tls_shard_ports={}",
+            join(&tls.native_shard_ports)
+        );
+        add(Protocol::Native, ls);
+        add(Protocol::Native, mine);
+    }
+    if let Some(addr) = tls.kafka_addr {
+        let (bound, ls) = shared(addr)?;
+        let mine = own(addr)?;
+        tls.kafka_shard_ports = ports(&mine);
+        if tls.advertised_kafka_addr.is_none() {
+            let mut advertised = bound;
+            if advertised.ip().is_unspecified() {
+                advertised.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            tls.advertised_kafka_addr = Some(advertised.to_string());
+        }
+        ready += &format!(
+            " kafka_tls={bound} kafka_tls_shard_ports={}",
+            join(&tls.kafka_shard_ports)
+        );
+        add(Protocol::Kafka, ls);
+        add(Protocol::Kafka, mine);
+    }
+    if let Some(addr) = tls.http_addr {
+        let (bound, ls) = shared(addr)?;
+        ready += &format!(" http_tls={bound}");
+        add(Protocol::Http, ls);
+    }
+    if let Some(addr) = tls.amqp_addr {
+        let (bound, ls) = shared(addr)?;
+        ready += &format!(" amqp_tls={bound}");
+        add(Protocol::Amqp, ls);
+    }
+    Ok((per_shard, ready))
 }

@@ -26,6 +26,8 @@ pub struct Broker {
     /// The HTTP address (`host:port`): `/metrics`, health, the SQS API.
     pub http_addr: String,
     pub shard_ports: Vec<u16>,
+    /// The broker's whole ready line (TLS addresses and the like are read from it).
+    pub ready_line: String,
     pub data_dir: PathBuf,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
@@ -66,6 +68,7 @@ impl Broker {
             amqp_addr: process.amqp_addr.clone(),
             http_addr: process.http_addr.clone(),
             shard_ports: process.shard_ports.clone(),
+            ready_line: process.ready_line.clone(),
             process: Some(process),
             data_dir: data_dir.to_path_buf(),
             extra,
@@ -112,6 +115,7 @@ impl Broker {
         self.amqp_addr = process.amqp_addr.clone();
         self.http_addr = process.http_addr.clone();
         self.shard_ports = process.shard_ports.clone();
+        self.ready_line = process.ready_line.clone();
         self.process = Some(process);
     }
 
