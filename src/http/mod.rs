@@ -92,6 +92,7 @@ pub async fn serve(engine: Engine, stream: Stream) {
         engine,
         metrics,
         open: OPEN.with(Rc::clone),
+        tls: stream.is_tls(),
     };
     conn.serve(stream).await
 }
@@ -100,6 +101,8 @@ struct Connection {
     engine: Engine,
     metrics: Arc<Metrics>,
     open: Rc<Cell<usize>>,
+    /// Came in on a TLS listener: SQS queue URLs handed out say `https`.
+    tls: bool,
 }
 
 /// An answer: status, extra headers, body.
@@ -261,6 +264,7 @@ impl Connection {
                 path,
                 query,
                 host: head.host.as_deref(),
+                tls: self.tls,
                 target: head.target.as_deref(),
                 body,
             };

@@ -66,6 +66,8 @@ def boto3_https(addr, ca):
     )
     name = "tls-" + uuid.uuid4().hex[:8]
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    # A queue URL handed out over TLS says https (clients may send to it).
+    assert url.startswith("https://"), url
     sqs.send_message(QueueUrl=url, MessageBody="over https")
     got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5).get("Messages", [])
     assert [m["Body"] for m in got] == ["over https"], got

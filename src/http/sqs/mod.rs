@@ -76,6 +76,8 @@ pub struct SqsHttp<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub host: Option<&'a str>,
+    /// The request came over TLS (queue URLs then say `https`).
+    pub tls: bool,
     pub target: Option<&'a str>,
     pub body: &'a [u8],
 }
@@ -110,6 +112,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     let ctx = Ctx {
         engine,
         host: req.host,
+        tls: req.tls,
         counted: Cell::new(false),
     };
     let decoded = match protocol {
@@ -202,6 +205,7 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
 struct Ctx<'a> {
     engine: &'a Engine,
     host: Option<&'a str>,
+    tls: bool,
     /// This request's error is in `errors_total` already (an engine error).
     counted: Cell<bool>,
 }
@@ -217,7 +221,8 @@ impl Ctx<'_> {
             Some(h) if !h.is_empty() => h.to_string(),
             _ => self.engine.config().http_addr.to_string(),
         };
-        urls::queue_url(&host, self.settings(), name)
+        let scheme = if self.tls { "https" } else { "http" };
+        urls::queue_url(scheme, &host, self.settings(), name)
     }
 
     /// The queue a QueueUrl names (not yet checked to exist).

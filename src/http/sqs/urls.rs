@@ -11,8 +11,9 @@
 use crate::config::SqsSettings;
 use peregrine_aws_wire::sqs::{check_queue_name, ErrorCode, WireError};
 
-pub fn queue_url(host: &str, settings: &SqsSettings, name: &str) -> String {
-    format!("http://{host}/{}/{name}", settings.account_id)
+/// A queue's URL as the client reached us (`https` over the TLS listener).
+pub fn queue_url(scheme: &str, host: &str, settings: &SqsSettings, name: &str) -> String {
+    format!("{scheme}://{host}/{}/{name}", settings.account_id)
 }
 
 /// The queue a URL (or a request path, `/{account}/{name}`) names.
@@ -67,7 +68,7 @@ mod tests {
     #[test]
     fn a_url_names_its_queue_whatever_the_host() {
         let s = settings();
-        let url = queue_url("localhost:9324", &s, "orders");
+        let url = queue_url("http", "localhost:9324", &s, "orders");
         assert_eq!(url, "http://localhost:9324/123456789012/orders");
         assert_eq!(queue_name(&url, &s), Ok("orders".to_string()));
         let other = "https://sqs.eu-west-3.amazonaws.com/123456789012/orders";
