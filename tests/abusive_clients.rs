@@ -976,3 +976,153 @@ fn requests_pipelined_after_a_protocol_error_are_not_served() {
     }
     witness.finish(1);
 }
+
+/// A field table nested `depth` deep, with its length prefix: each level one entry `k`
+/// holding the next table (7 bytes a level).
+fn nested_table(depth: usize) -> Vec<u8> {
+    let mut content: Vec<u8> = Vec::new();
+    for _ in 0..depth {
+        let mut next = vec![1u8, b'k', b'F'];
+        next.extend_from_slice(&(content.len() as u32).to_be_bytes());
+        next.extend_from_slice(&content);
+        content = next;
+    }
+    let mut table = (content.len() as u32).to_be_bytes().to_vec();
+    table.extend_from_slice(&content);
+    table
+}
+
+/// A whole AMQP frame of `kind` on `channel` around `payload`.
+fn amqp_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![kind];
+    frame.extend_from_slice(&channel.to_be_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame.push(amqp_raw::FRAME_END);
+    frame
+}
+
+/// Nesting that fills a frame of `frame_max` bytes.
+fn depth_filling(frame_max: usize) -> usize {
+    (frame_max - 64) / 7
+}
+
+/// Field tables nested as deep as a frame allows, where each protocol lets a client
+/// put one: in a publish's content header (18,000 levels in a 128 KiB frame), in a
+/// `queue.declare`'s arguments, in `start-ok`'s client properties before login (585
+/// levels in the 4 KiB a frame may have then), and as `amqp-typed-headers` published
+/// from the native protocol and delivered to an AMQP consumer (60,000 levels, what a
+/// native envelope of 1 MiB holds in hex). amq-protocol's parser recursed once per
+/// level: the first of these aborted the (debug) broker with a stack overflow. Now
+/// nesting past 128 levels is refused (vendor/amq-protocol-types): the AMQP client gets
+/// 501 FRAME_ERROR, the stored message is delivered without its typed headers, and the
+/// broker keeps serving everyone.
+#[test]
+fn field_tables_nested_a_frame_deep_are_refused_without_recursing() {
+    use amq_protocol::protocol::{basic, AMQPClass};
+    let mut b = Broker::start();
+    let witness = Witness::start(&b);
+    let frame_max = peregrine::amqp::FRAME_MAX as usize;
+
+    // A publish's content header: class 60, weight, body size, the headers flag.
+    let mut amqp = RawAmqp::open(&b.amqp_addr);
+    amqp.channel_open(1);
+    let mut header = Vec::new();
+    header.extend_from_slice(&60u16.to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&3u64.to_be_bytes());
+    header.extend_from_slice(&0x2000u16.to_be_bytes());
+    header.extend_from_slice(&nested_table(depth_filling(frame_max)));
+    let mut bytes = method_frame(1, amqp_raw::publish("", "nowhere"));
+    bytes.extend_from_slice(&amqp_frame(2, 1, &header));
+    amqp.send_bytes(&bytes);
+    let (code, text) = amqp.expect_connection_close();
+    assert_eq!(code, 501, "content header: {text}");
+    assert!(b.is_running(), "a nested content header killed the broker");
+
+    // A queue.declare whose arguments nest: the method's own bytes with the (empty)
+    // arguments table at its end replaced.
+    let mut amqp = RawAmqp::open(&b.amqp_addr);
+    amqp.channel_open(1);
+    let declare = method_frame(
+        1,
+        amqp_raw::queue_declare("nested", false, Default::default()),
+    );
+    let mut payload = declare[7..declare.len() - 1 - 4].to_vec();
+    payload.extend_from_slice(&nested_table(depth_filling(frame_max)));
+    amqp.send_bytes(&amqp_frame(1, 1, &payload));
+    let (code, text) = amqp.expect_connection_close();
+    assert_eq!(code, 501, "queue.declare: {text}");
+    assert!(b.is_running(), "nested declare arguments killed the broker");
+
+    // start-ok before login, with client properties nested to fill 4 KiB.
+    let mut amqp = RawAmqp::connect(&b.amqp_addr);
+    amqp.start();
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&10u16.to_be_bytes());
+    payload.extend_from_slice(&11u16.to_be_bytes());
+    payload.extend_from_slice(&nested_table(depth_filling(4096) - 8));
+    for text in ["PLAIN"] {
+        payload.push(text.len() as u8);
+        payload.extend_from_slice(text.as_bytes());
+    }
+    let response = b"\0guest\0guest";
+    payload.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    payload.extend_from_slice(response);
+    payload.push(5);
+    payload.extend_from_slice(b"en_US");
+    amqp.send_bytes(&amqp_frame(1, 0, &payload));
+    let (code, text) = amqp.expect_connection_close();
+    assert_eq!(code, 501, "start-ok: {text}");
+    assert!(b.is_running(), "nested client properties killed the broker");
+
+    // Typed headers written by another protocol, read when an AMQP consumer gets it.
+    let queue = "typed";
+    let mut native = b.client();
+    native
+        .declare_queue(peregrine::native::messages::QueueSpec {
+            name: queue.into(),
+            ..Default::default()
+        })
+        .expect("declare");
+    let hex: String = nested_table(60_000)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let spec = peregrine::native::messages::PublishSpec {
+        headers: vec![
+            ("amqp-typed-headers".into(), hex),
+            ("plain".into(), "kept".into()),
+        ],
+        ..Default::default()
+    };
+    native.publish(queue, spec, b"body").expect("publish");
+    let mut amqp = RawAmqp::open(&b.amqp_addr);
+    amqp.channel_open(1);
+    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+        queue: queue.into(),
+        no_ack: true,
+    }));
+    amqp.send_method(1, get);
+    match amqp.recv_within(Duration::from_secs(10)) {
+        Ok(amq_protocol::frame::AMQPFrame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::GetOk(_)),
+        )) => {}
+        other => panic!("basic.get of the typed message: {other:?}"),
+    }
+    match amqp.recv_within(Duration::from_secs(10)) {
+        Ok(amq_protocol::frame::AMQPFrame::Header(1, header)) => {
+            let headers = header.properties.headers().clone().unwrap_or_default();
+            assert_eq!(
+                headers.inner().get("plain"),
+                Some(&amq_protocol::types::AMQPValue::LongString("kept".into())),
+                "{headers:?}"
+            );
+            assert!(headers.inner().get("k").is_none(), "{headers:?}");
+        }
+        other => panic!("the typed message's content header: {other:?}"),
+    }
+    assert!(b.is_running(), "nested typed headers killed the broker");
+    witness.finish(1);
+}

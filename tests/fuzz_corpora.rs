@@ -682,6 +682,33 @@ mod seeds {
             session.extend_from_slice(bytes);
         }
         write("amqp_frames", "session", &session);
+        // What aborted the broker before field tables' nesting was bounded: a content
+        // header whose headers table nests 18,000 deep (tests/abusive_clients.rs).
+        let mut header = Vec::new();
+        header.extend_from_slice(&60u16.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&3u64.to_be_bytes());
+        header.extend_from_slice(&0x2000u16.to_be_bytes());
+        header.extend_from_slice(&nested_table(18_000));
+        let mut frame = vec![2u8, 0, 1];
+        frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&header);
+        frame.push(0xCE);
+        write("amqp_frames", "nested-content-header", &frame);
+    }
+
+    /// A field table nested `depth` deep, with its length prefix.
+    fn nested_table(depth: usize) -> Vec<u8> {
+        let mut content: Vec<u8> = Vec::new();
+        for _ in 0..depth {
+            let mut next = vec![1u8, b'k', b'F'];
+            next.extend_from_slice(&(content.len() as u32).to_be_bytes());
+            next.extend_from_slice(&content);
+            content = next;
+        }
+        let mut table = (content.len() as u32).to_be_bytes().to_vec();
+        table.extend_from_slice(&content);
+        table
     }
 
     /// Properties with every field set and a headers table of every value type.
@@ -742,6 +769,12 @@ mod seeds {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         write("amqp_headers", "dead-lettered", &lines(0, &death));
+        let hex: String = nested_table(20_000)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let typed = [("amqp-typed-headers".to_string(), hex)];
+        write("amqp_headers", "nested-typed-headers", &lines(0, &typed));
     }
 
     fn sns_deliveries() {
