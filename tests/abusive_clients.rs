@@ -1062,10 +1062,8 @@ fn field_tables_nested_a_frame_deep_are_refused_without_recursing() {
     payload.extend_from_slice(&10u16.to_be_bytes());
     payload.extend_from_slice(&11u16.to_be_bytes());
     payload.extend_from_slice(&nested_table(depth_filling(4096) - 8));
-    for text in ["PLAIN"] {
-        payload.push(text.len() as u8);
-        payload.extend_from_slice(text.as_bytes());
-    }
+    payload.push(5);
+    payload.extend_from_slice(b"PLAIN");
     let response = b"\0guest\0guest";
     payload.extend_from_slice(&(response.len() as u32).to_be_bytes());
     payload.extend_from_slice(response);
