@@ -678,7 +678,8 @@ pub fn sigv4(data: &[u8]) {
     );
 }
 
-/// Where the first digit after `Signature=` in the Authorization header's value sits.
+/// Where the first digit of the Authorization header's `Signature` part sits (the part
+/// the verifier reads: `Signature=` may also occur inside another part's value).
 fn signature_digit(data: &[u8]) -> Option<usize> {
     let mut headers = [httparse::EMPTY_HEADER; peregrine::http::HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
@@ -690,12 +691,19 @@ fn signature_digit(data: &[u8]) -> Option<usize> {
         .value;
     // The value is a slice of `data`: its offset there.
     let start = value.as_ptr() as usize - data.as_ptr() as usize;
-    let key = b"Signature=";
-    let at = value.windows(key.len()).position(|w| w == key)? + key.len();
-    value
-        .get(at)
-        .is_some_and(u8::is_ascii_hexdigit)
-        .then_some(start + at)
+    let mut at = 0;
+    for part in value.split(|&b| b == b',') {
+        let blank = part.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        if part[blank..].starts_with(b"Signature=") {
+            let digit = at + blank + b"Signature=".len();
+            return value
+                .get(digit)
+                .is_some_and(u8::is_ascii_hexdigit)
+                .then_some(start + digit);
+        }
+        at += part.len() + 1;
+    }
+    None
 }
 
 /// `Some(verified)` for a request with a whole head; `None` otherwise.
