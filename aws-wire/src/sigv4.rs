@@ -131,6 +131,19 @@ pub fn verify(
     let text = std::str::from_utf8(raw)
         .map_err(|_| AuthError::Incomplete("The Authorization header is not UTF-8.".into()))?;
     let auth = parse_authorization(text)?;
+    // aws-sigv4 panics when it signs `host` for a request with neither a Host header
+    // nor an authority in its target, and on a target that is not a path (found by the
+    // `sigv4` fuzz target).
+    if header(req, "host").is_none() {
+        return Err(AuthError::Incomplete(
+            "The request has no Host header, which must be signed.".into(),
+        ));
+    }
+    if !req.target.starts_with('/') {
+        return Err(AuthError::Incomplete(
+            "The request target is not a path.".into(),
+        ));
+    }
     let date = header(req, "x-amz-date")
         .and_then(|d| std::str::from_utf8(d).ok())
         .ok_or_else(|| {
@@ -262,7 +275,13 @@ fn signature(
         .build()
         .map_err(|_| AuthError::BadSignature)?
         .into();
-    let output = sign(signable, &params).map_err(|_| AuthError::BadSignature)?;
+    // A panic in aws-sigv4 on an input the checks above do not foresee refuses the
+    // request instead of killing the shard thread.
+    let signed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sign(signable, &params)));
+    let output = match signed {
+        Ok(Ok(output)) => output,
+        Ok(Err(_)) | Err(_) => return Err(AuthError::BadSignature),
+    };
     Ok(output.signature().to_owned())
 }
 
@@ -280,8 +299,9 @@ fn check_skew(request: SystemTime, now: SystemTime) -> Result<(), AuthError> {
     })
 }
 
-/// `20150830T123600Z` as a time.
-fn parse_amz_date(text: &str) -> Option<SystemTime> {
+/// `20150830T123600Z` as a time (public for the `sigv4` fuzz target, which verifies
+/// at each request's own date).
+pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let b = text.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
@@ -421,6 +441,31 @@ mod tests {
         ("post-header-key-case", "POST / HTTP/1.1\nHost:example.amazonaws.com\nX-Amz-Date:20150830T123600Z\nAuthorization:AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b\n\n"),
         ("post-x-www-form-urlencoded", "POST / HTTP/1.1\nContent-Type:application/x-www-form-urlencoded\nHost:example.amazonaws.com\nContent-Length:13\nX-Amz-Date:20150830T123600Z\nx-amz-content-sha256:9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e\nAuthorization:AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-content-sha256;x-amz-date, Signature=d3875051da38690788ef43de4db0d8f280229d82040bfac253562e56c3f20e0b\n\nParam1=value1"),
     ];
+
+    #[test]
+    fn a_request_signing_host_without_a_host_header_is_incomplete() {
+        let mut raw = Raw::parse(SUITE[0].1);
+        raw.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("host"));
+        assert!(matches!(
+            raw.verify(SUITE_KEY, SUITE_SECRET, 0),
+            Err(AuthError::Incomplete(_))
+        ));
+    }
+
+    #[test]
+    fn a_request_whose_target_is_not_a_path_is_incomplete() {
+        for target in ["'", "*", "http://example.amazonaws.com/"] {
+            let mut raw = Raw::parse(SUITE[0].1);
+            raw.target = target.into();
+            assert!(
+                matches!(
+                    raw.verify(SUITE_KEY, SUITE_SECRET, 0),
+                    Err(AuthError::Incomplete(_))
+                ),
+                "{target}"
+            );
+        }
+    }
 
     #[test]
     fn the_aws_test_suite_verifies() {

@@ -6,10 +6,17 @@
 //! A function here never asserts what the decoder may legitimately refuse; it asserts
 //! only what must hold of anything the decoder accepts.
 
-use bytes::Bytes;
+use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
+use amq_protocol::protocol::{connection, AMQPClass};
+use bytes::{Bytes, BytesMut};
+use peregrine::amqp::{auth as amqp_auth, frames as amqp_frames, props as amqp_props};
+use peregrine::http::fuzzing::{self as http_fuzzing, Routed};
 use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
+use peregrine::sns::http_delivery::{RetryPolicy, Url};
+use peregrine_aws_wire::sigv4::{self, AuthError, SignedRequest};
 use peregrine_aws_wire::sns;
+use peregrine_aws_wire::sqs::receipt::Receipt;
 use peregrine_aws_wire::sqs::{self, attributes, model, Protocol, Request, Response};
 use peregrine_shards::batch::{self, BatchHeader};
 use peregrine_shards::catalog::Catalog;
@@ -38,6 +45,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sqs_query", sqs_query),
     ("sns_query", sns_query),
     ("sns_filter", sns_filter),
+    ("amqp_frames", amqp_frames),
+    ("amqp_headers", amqp_headers),
+    ("http_request", http_request),
+    ("sigv4", sigv4),
+    ("sns_delivery", sns_delivery),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
@@ -504,4 +516,254 @@ pub fn sns_filter(data: &[u8]) {
         string("s", sns::filter::STRING_ARRAY),
     ];
     let _ = policy.matches(&attrs, &body);
+}
+
+/// What an AMQP client sends after the protocol header: frames split off as the
+/// connection's reader splits them (`frames::frame_len`, `frames::take_frame`, at the
+/// largest frame_max the broker offers), methods and content headers decoded as the
+/// connection and its channels decode them, a `start-ok`'s SASL response checked as the
+/// handshake checks it, and a publish's properties stored as engine headers and
+/// delivered back (`amqp_delivery_holds`).
+pub fn amqp_frames(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    loop {
+        let total = match amqp_frames::frame_len(&buf, peregrine::amqp::FRAME_MAX) {
+            Ok(Some(total)) if total <= buf.len() => total,
+            _ => return,
+        };
+        assert!(total >= amqp_frames::FRAME_OVERHEAD);
+        let Ok(frame) = amqp_frames::take_frame(buf.split_to(total)) else {
+            return;
+        };
+        assert_eq!(frame.payload.len() + amqp_frames::FRAME_OVERHEAD, total);
+        match frame.kind {
+            amqp_frames::FRAME_METHOD => {
+                let Ok(method) = amqp_frames::decode_method(&frame.payload) else {
+                    continue;
+                };
+                if let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = method {
+                    let users = [("app".to_string(), "s3cret".to_string())];
+                    let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+                    let mechanism = start_ok.mechanism.as_str();
+                    let response = start_ok.response.as_bytes();
+                    if let Ok(user) = amqp_auth::authenticate(&users, loopback, mechanism, response)
+                    {
+                        assert!(user == "app" || user == "guest", "logged in as {user:?}");
+                    }
+                }
+            }
+            amqp_frames::FRAME_HEADER => {
+                if let Ok(header) = amqp_frames::decode_content_header(&frame.payload) {
+                    let stored = amqp_props::to_headers(&header.properties);
+                    let priority = header.properties.priority().unwrap_or(0);
+                    amqp_delivery_holds(&stored, priority);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A stored message's engine headers as an AMQP consumer gets them: the first byte is
+/// the message's priority, the rest `name=value` lines (any protocol may have written
+/// them, `amqp-typed-headers` included).
+pub fn amqp_headers(data: &[u8]) {
+    let Some((&priority, rest)) = data.split_first() else {
+        return;
+    };
+    let headers: Vec<(String, String)> = rest
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let (name, value) = match line.iter().position(|&b| b == b'=') {
+                Some(at) => (&line[..at], &line[at + 1..]),
+                None => (line, &line[..0]),
+            };
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (text(name), text(value))
+        })
+        .collect();
+    amqp_delivery_holds(&headers, priority);
+}
+
+/// Whatever headers a stored message has, its delivery's content header encodes (the
+/// broker would otherwise send body frames without one), and reads back to the same
+/// bytes.
+fn amqp_delivery_holds(headers: &[(String, String)], priority: u8) {
+    let properties = amqp_props::from_headers(headers, priority);
+    let encode = |properties| {
+        let header = AMQPContentHeader {
+            class_id: 60,
+            body_size: 3,
+            properties,
+        };
+        let frame = AMQPFrame::Header(1, header);
+        let encoded = gen_frame(&frame)(WriteContext::from(Vec::new()));
+        match encoded {
+            Ok(ctx) => ctx.write,
+            Err(e) => panic!("a delivery's content header does not encode: {e:?}"),
+        }
+    };
+    let bytes = encode(properties);
+    let payload = &bytes[amqp_frames::FRAME_HEAD_LEN..bytes.len() - 1];
+    let back = match amqp_frames::decode_content_header(payload) {
+        Ok(header) => header,
+        Err(e) => panic!("a content header we encoded does not decode: {e}"),
+    };
+    assert_eq!(
+        encode(back.properties),
+        bytes,
+        "a content header reads back as it was written"
+    );
+}
+
+/// A connection's bytes on the HTTP port: requests framed by the connection's own head
+/// parser, routed and decoded as the connection does it (`peregrine::http::fuzzing`).
+/// Framing stays within the head and body bounds; a refusal has a status the module
+/// documents; decoded SQS and SNS requests keep to their limits; receipt handles that
+/// decode encode back.
+pub fn http_request(data: &[u8]) {
+    let mut at = 0usize;
+    for framed in http_fuzzing::requests(data) {
+        match framed.routed {
+            Routed::Refused(status) => {
+                assert!(
+                    [400, 408, 413, 417, 431, 501].contains(&status),
+                    "refused with {status}"
+                );
+                return;
+            }
+            Routed::Sqs(_, Ok(request)) => {
+                sqs_request_holds(&request);
+                let receipt = match &request {
+                    Request::DeleteMessage(r) => Some(&r.receipt_handle),
+                    Request::ChangeMessageVisibility(r) => Some(&r.receipt_handle),
+                    _ => None,
+                };
+                if let Some(receipt) = receipt.and_then(|r| Receipt::decode(r)) {
+                    assert_eq!(Receipt::decode(&receipt.encode()), Some(receipt));
+                }
+            }
+            Routed::Sns(Ok(request)) => sns_request_holds(&request),
+            Routed::Sqs(_, Err(_)) | Routed::Sns(Err(_)) | Routed::Operator => {}
+        }
+        assert!(framed.head_len <= peregrine::http::HEAD_BYTES_MAX);
+        assert!(framed.body_len <= peregrine::http::BODY_BYTES_MAX);
+        at += framed.head_len + framed.body_len;
+        assert!(at <= data.len(), "framed past the bytes received");
+    }
+}
+
+/// The access key and secret the `sigv4` target verifies with (those of the botocore
+/// captures in `aws-wire/testdata/sigv4`).
+pub const SIGV4_KEY: &str = "AKIDPEREGRINE";
+pub const SIGV4_SECRET: &str = "peregrine/secret+key";
+
+/// A request as `--http-auth` checks it (`http::auth::refuse`): its head parsed with
+/// httparse, the rest its body, verified against `SIGV4_KEY` at the request's own
+/// X-Amz-Date, so the signature itself is computed and compared, not only the clock.
+/// A request that verifies must stop verifying when one digit of its signature changes.
+pub fn sigv4(data: &[u8]) {
+    if sigv4_verifies(data) != Some(true) {
+        return;
+    }
+    let Some(digit) = signature_digit(data) else {
+        panic!("verified without a signature in its Authorization header");
+    };
+    let mut forged = data.to_vec();
+    forged[digit] = if forged[digit] == b'0' { b'1' } else { b'0' };
+    assert_eq!(
+        sigv4_verifies(&forged),
+        Some(false),
+        "a changed signature still verifies"
+    );
+}
+
+/// Where the first digit of the Authorization header's `Signature` part sits (the part
+/// the verifier reads: `Signature=` may also occur inside another part's value).
+fn signature_digit(data: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; peregrine::http::HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(data).ok()?;
+    let value = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?
+        .value;
+    // The value is a slice of `data`: its offset there.
+    let start = value.as_ptr() as usize - data.as_ptr() as usize;
+    let mut at = 0;
+    for part in value.split(|&b| b == b',') {
+        let blank = part.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        if part[blank..].starts_with(b"Signature=") {
+            let digit = at + blank + b"Signature=".len();
+            return value
+                .get(digit)
+                .is_some_and(u8::is_ascii_hexdigit)
+                .then_some(start + digit);
+        }
+        at += part.len() + 1;
+    }
+    None
+}
+
+/// `Some(verified)` for a request with a whole head; `None` otherwise.
+pub fn sigv4_verifies(data: &[u8]) -> Option<bool> {
+    let mut headers = [httparse::EMPTY_HEADER; peregrine::http::HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(len)) = req.parse(data) else {
+        return None;
+    };
+    let pairs: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+    let signed = SignedRequest {
+        method: req.method.unwrap_or(""),
+        target: req.path.unwrap_or(""),
+        headers: &pairs,
+        body: &data[len..],
+    };
+    let now = pairs
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-date"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .and_then(sigv4::parse_amz_date)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let keys = |key: &str| (key == SIGV4_KEY).then(|| SIGV4_SECRET.to_string());
+    match sigv4::verify(&signed, &keys, now) {
+        Ok(()) => Some(true),
+        Err(e) => {
+            // Every refusal is one the SDKs know, with its status.
+            assert!(matches!(e.status(), 400 | 403));
+            assert!(
+                !matches!(e, AuthError::Skewed { .. }),
+                "skewed at its own date"
+            );
+            Some(false)
+        }
+    }
+}
+
+/// An SNS subscription's HTTP delivery settings, as Subscribe and SetSubscriptionAttributes
+/// hand them over: up to the first newline the endpoint URL (`Url::parse`), the rest a
+/// subscription's `DeliveryPolicy` JSON read as the retry policy (and as a topic's,
+/// `RetryPolicy::of`). A parsed URL names a host, a port and a path; a policy's schedule
+/// has one delay per retry, each within the policy's bounds.
+pub fn sns_delivery(data: &[u8]) {
+    let (url, policy) = split_line(data);
+    if let Some(url) = url.and_then(|u| std::str::from_utf8(u).ok()) {
+        if let Ok(parsed) = Url::parse(url) {
+            assert!(!parsed.host.is_empty() && parsed.port != 0);
+            assert!(parsed.path.starts_with('/'), "{parsed:?}");
+        }
+    }
+    let Ok(policy) = std::str::from_utf8(policy) else {
+        return;
+    };
+    for of in [
+        RetryPolicy::of(Some(policy), None),
+        RetryPolicy::of(None, Some(policy)),
+    ] {
+        let delays = of.delays();
+        assert_eq!(delays.len(), of.retries as usize);
+        let max = std::time::Duration::from_secs(u64::from(of.max_delay_s));
+        assert!(delays.iter().all(|d| *d <= max), "{of:?}: {delays:?}");
+    }
 }

@@ -106,11 +106,8 @@ impl FrameReader {
     /// Whether a whole frame is already buffered (so the caller can handle it before
     /// flushing what it owes).
     pub fn has_frame(&self) -> bool {
-        if self.filled < FRAME_HEAD_LEN {
-            return false;
-        }
-        let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]);
-        self.filled >= FRAME_OVERHEAD + size as usize
+        let buffered = &self.buf[..self.filled];
+        matches!(frame_len(buffered, u32::MAX), Ok(Some(total)) if buffered.len() >= total)
     }
 
     /// The next frame, at most `frame_max` bytes long with its framing; None when the
@@ -123,37 +120,61 @@ impl FrameReader {
                 Err(FrameError::Truncated)
             };
         }
-        let kind = self.buf[0];
-        let channel = u16::from_be_bytes([self.buf[1], self.buf[2]]);
-        let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]);
-        let total = FRAME_OVERHEAD + size as usize;
-        // frame_max 0 would mean "no limit": the broker never offers it.
-        if total > frame_max as usize {
-            return Err(FrameError::TooLarge {
-                size: total,
-                max: frame_max,
-            });
-        }
+        let total = match frame_len(&self.buf[..self.filled], frame_max)? {
+            Some(total) => total,
+            None => return Err(FrameError::Truncated),
+        };
         if !self.fill(total).await? {
             return Err(FrameError::Truncated);
         }
-        let mut frame = self.buf.split_to(total);
+        let frame = self.buf.split_to(total);
         self.filled -= total;
-        let end = frame[total - 1];
-        if end != FRAME_END {
-            return Err(FrameError::BadEnd(end));
-        }
-        frame.truncate(total - 1);
-        let mut payload = frame.split_off(FRAME_HEAD_LEN);
-        if payload.len() < PAYLOAD_COPY_BELOW {
-            payload = BytesMut::from(&payload[..]);
-        }
-        Ok(Some(RawFrame {
-            kind,
-            channel,
-            payload: payload.freeze(),
-        }))
+        take_frame(frame).map(Some)
     }
+}
+
+/// The length (head, payload and end octet) of the frame whose head starts `buf`;
+/// `None` while the head is incomplete. A frame over `frame_max` is refused from its
+/// head, before any of its payload is read.
+pub fn frame_len(buf: &[u8], frame_max: u32) -> Result<Option<usize>, FrameError> {
+    let Some(head) = buf.first_chunk::<FRAME_HEAD_LEN>() else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+    let total = FRAME_OVERHEAD + size as usize;
+    // frame_max 0 would mean "no limit": the broker never offers it.
+    if total > frame_max as usize {
+        return Err(FrameError::TooLarge {
+            size: total,
+            max: frame_max,
+        });
+    }
+    Ok(Some(total))
+}
+
+/// One whole frame, `frame_len` bytes split off the receive buffer: its end octet
+/// checked, its payload copied out of the buffer when small.
+pub fn take_frame(mut frame: BytesMut) -> Result<RawFrame, FrameError> {
+    let total = frame.len();
+    if total < FRAME_OVERHEAD {
+        return Err(FrameError::Truncated);
+    }
+    let kind = frame[0];
+    let channel = u16::from_be_bytes([frame[1], frame[2]]);
+    let end = frame[total - 1];
+    if end != FRAME_END {
+        return Err(FrameError::BadEnd(end));
+    }
+    frame.truncate(total - 1);
+    let mut payload = frame.split_off(FRAME_HEAD_LEN);
+    if payload.len() < PAYLOAD_COPY_BELOW {
+        payload = BytesMut::from(&payload[..]);
+    }
+    Ok(RawFrame {
+        kind,
+        channel,
+        payload: payload.freeze(),
+    })
 }
 
 /// Encodes one frame with amq-protocol's generator onto `buf`.

@@ -32,6 +32,8 @@
 //! checked by `auth` (its SigV4 signature) and refused there if it fails.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod sns;
 pub mod sqs;
 
