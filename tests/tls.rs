@@ -614,3 +614,65 @@ fn cli_produce_and_consume_over_tls_with_a_client_certificate() {
     assert!(!ok, "consumed without a client certificate");
     assert!(!err.is_empty());
 }
+
+/// The admin commands (topic, queue, exchange, group, publish, receive, ack) take the
+/// same TLS flags as produce and consume.
+#[test]
+fn cli_admin_and_queue_commands_over_tls_with_a_client_certificate() {
+    let pki = Pki::new("cli admin CA");
+    let (cert, key) = pki.server();
+    let b = tls_broker(&cert, &key, &["--tls-client-ca", s(&pki.ca())]);
+    let (client_cert, client_key) = pki.issue("cli admin", "cli-admin", &[]);
+    let addr = ready_field(&b, "native_tls=");
+    let ca = pki.ca();
+    let tls = [
+        "--bootstrap",
+        addr.as_str(),
+        "--tls-ca",
+        s(&ca),
+        "--tls-client-cert",
+        s(&client_cert),
+        "--tls-client-key",
+        s(&client_key),
+        "--tls-server-name",
+        "localhost",
+    ];
+    let run = |args: &[&str], stdin: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&tls);
+        common::run_cli(&all, stdin)
+    };
+    let out = run(&["topic", "create", "tls-admin", "--partitions", "2"], "");
+    assert!(out.contains("created topic tls-admin"), "{out}");
+    let out = run(&["topic", "list"], "");
+    assert!(out.contains("tls-admin\tpartitions=2"), "{out}");
+    run(&["queue", "declare", "tls-q"], "");
+    run(&["exchange", "declare", "tls-x", "--type", "fanout"], "");
+    run(&["bind", "--exchange", "tls-x", "--queue", "tls-q"], "");
+    run(
+        &["publish", "--exchange", "tls-x", "--routing-key", "k"],
+        "over tls\n",
+    );
+    let stats = run(&["queue", "stats", "tls-q"], "");
+    assert!(stats.contains("ready=1"), "{stats}");
+    let got = run(&["receive", "tls-q", "--max", "1", "--ack", "auto"], "");
+    assert!(got.contains("over tls"), "{got}");
+    run(&["group", "list"], "");
+    // Without the client certificate an admin command is refused too.
+    let (ok, _, err) = common::run_cli_status(
+        &[
+            "queue",
+            "stats",
+            "tls-q",
+            "--bootstrap",
+            addr.as_str(),
+            "--tls-ca",
+            s(&ca),
+            "--tls-server-name",
+            "localhost",
+        ],
+        "",
+    );
+    assert!(!ok, "queue stats without a client certificate");
+    assert!(!err.is_empty());
+}

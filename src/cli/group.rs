@@ -1,7 +1,6 @@
 //! `peregrine group ...`
 
-use super::{CliResult, BOOTSTRAP_DEFAULT};
-use crate::client::Client;
+use super::CliResult;
 use crate::native::messages::{Request, Response};
 use clap::Subcommand;
 
@@ -9,37 +8,35 @@ use clap::Subcommand;
 pub enum GroupCommand {
     /// List consumer groups and their states.
     List {
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Members, generation and assignment of a group.
     Describe {
         group: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
 }
 
 pub fn run(cmd: GroupCommand) -> CliResult {
     match cmd {
-        GroupCommand::List { bootstrap } => {
-            if let Response::Groups { groups } = Client::connect(&bootstrap)?
-                .call(Request::ListGroups, &[])?
-                .0
+        GroupCommand::List { broker } => {
+            if let Response::Groups { groups } = broker.connect()?.call(Request::ListGroups, &[])?.0
             {
                 for (group, state) in groups {
                     println!("{group}\t{state}");
                 }
             }
         }
-        GroupCommand::Describe { group, bootstrap } => {
+        GroupCommand::Describe { group, broker } => {
             let request = Request::DescribeGroup { group };
             if let Response::GroupDescribed {
                 group,
                 state,
                 generation,
                 members,
-            } = Client::connect(&bootstrap)?.call(request, &[])?.0
+            } = broker.connect()?.call(request, &[])?.0
             {
                 println!("group {group} state={state} generation={generation}");
                 for m in members {

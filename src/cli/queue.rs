@@ -2,7 +2,6 @@
 //! the command line.
 
 use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
-use crate::client::Client;
 use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueOverflow, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
@@ -40,31 +39,31 @@ pub enum QueueCommand {
         /// oldest waiting messages are dead-lettered (`drop-head`, RabbitMQ's default).
         #[arg(long, value_enum, default_value_t = OverflowArg::DropHead)]
         overflow: OverflowArg,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// List queues and their settings.
     List {
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Ready, in flight, delayed, dead-lettered, waiting consumers.
     Stats {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Drop every ready and delayed message.
     Purge {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Delete a queue and its messages.
     Delete {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
 }
 
@@ -87,7 +86,7 @@ pub fn run(cmd: QueueCommand) -> CliResult {
             max_length,
             max_bytes,
             overflow,
-            bootstrap,
+            broker,
         } => {
             let spec = QueueSpec {
                 name: name.clone(),
@@ -104,14 +103,14 @@ pub fn run(cmd: QueueCommand) -> CliResult {
                     OverflowArg::DropHead => QueueOverflow::DropHead,
                 },
             };
-            Client::connect(&bootstrap)?.declare_queue(spec)?;
+            broker.connect()?.declare_queue(spec)?;
             println!("declared queue {name}");
         }
-        QueueCommand::List { bootstrap } => {
+        QueueCommand::List { broker } => {
             println!(
                 "NAME\tMAX_PRIORITY\tTTL_MS\tVISIBILITY_MS\tMAX_DELIVERIES\tDEAD_LETTER\tFIFO\tMAX_LENGTH\tMAX_BYTES\tOVERFLOW"
             );
-            for q in Client::connect(&bootstrap)?.list_queues()? {
+            for q in broker.connect()?.list_queues()? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:?}",
                     q.name,
@@ -127,19 +126,19 @@ pub fn run(cmd: QueueCommand) -> CliResult {
                 );
             }
         }
-        QueueCommand::Stats { name, bootstrap } => {
-            let s = Client::connect(&bootstrap)?.queue_stats(&name)?;
+        QueueCommand::Stats { name, broker } => {
+            let s = broker.connect()?.queue_stats(&name)?;
             println!(
                 "queue {} ready={} in_flight={} delayed={} dead_lettered={} consumers={}",
                 s.name, s.ready, s.in_flight, s.delayed, s.dead_lettered, s.consumers
             );
         }
-        QueueCommand::Purge { name, bootstrap } => {
-            let n = Client::connect(&bootstrap)?.purge_queue(&name)?;
+        QueueCommand::Purge { name, broker } => {
+            let n = broker.connect()?.purge_queue(&name)?;
             println!("purged {n} messages from {name}");
         }
-        QueueCommand::Delete { name, bootstrap } => {
-            Client::connect(&bootstrap)?.delete_queue(&name)?;
+        QueueCommand::Delete { name, broker } => {
+            broker.connect()?.delete_queue(&name)?;
             println!("deleted queue {name}");
         }
     }
@@ -172,34 +171,30 @@ pub enum ExchangeCommand {
         name: String,
         #[arg(long = "type", value_enum)]
         kind: ExchangeTypeArg,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// List exchanges and their bindings.
     List {
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Delete an exchange and its bindings.
     Delete {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
 }
 
 pub fn exchange(cmd: ExchangeCommand) -> CliResult {
     match cmd {
-        ExchangeCommand::Declare {
-            name,
-            kind,
-            bootstrap,
-        } => {
-            Client::connect(&bootstrap)?.declare_exchange(&name, kind.into())?;
+        ExchangeCommand::Declare { name, kind, broker } => {
+            broker.connect()?.declare_exchange(&name, kind.into())?;
             println!("declared exchange {name}");
         }
-        ExchangeCommand::List { bootstrap } => {
-            let (exchanges, bindings) = Client::connect(&bootstrap)?.list_exchanges()?;
+        ExchangeCommand::List { broker } => {
+            let (exchanges, bindings) = broker.connect()?.list_exchanges()?;
             for (name, kind) in exchanges {
                 println!("{name}\t{}", format!("{kind:?}").to_lowercase());
                 for b in bindings.iter().filter(|b| b.exchange == name) {
@@ -219,8 +214,8 @@ pub fn exchange(cmd: ExchangeCommand) -> CliResult {
                 }
             }
         }
-        ExchangeCommand::Delete { name, bootstrap } => {
-            Client::connect(&bootstrap)?.delete_exchange(&name)?;
+        ExchangeCommand::Delete { name, broker } => {
+            broker.connect()?.delete_exchange(&name)?;
             println!("deleted exchange {name}");
         }
     }
@@ -250,8 +245,8 @@ pub struct BindArgs {
     pub headers: Vec<(String, String)>,
     #[arg(long = "match", value_enum, default_value = "all")]
     pub match_mode: MatchArg,
-    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-    pub bootstrap: String,
+    #[command(flatten)]
+    pub broker: super::tls::Broker,
 }
 
 fn binding_spec(args: &BindArgs) -> BindingSpec {
@@ -266,12 +261,12 @@ fn binding_spec(args: &BindArgs) -> BindingSpec {
 }
 
 pub fn bind(args: BindArgs) -> CliResult {
-    Client::connect(&args.bootstrap)?.bind(binding_spec(&args))?;
+    args.broker.connect()?.bind(binding_spec(&args))?;
     Ok(())
 }
 
 pub fn unbind(args: BindArgs) -> CliResult {
-    Client::connect(&args.bootstrap)?.unbind(binding_spec(&args))?;
+    args.broker.connect()?.unbind(binding_spec(&args))?;
     Ok(())
 }
 
@@ -316,13 +311,13 @@ pub struct PublishArgs {
     /// Answer only once each message is on disk.
     #[arg(long)]
     pub durable: bool,
-    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-    pub bootstrap: String,
+    #[command(flatten)]
+    pub broker: super::tls::Broker,
 }
 
 /// Publishes stdin lines, one message each.
 pub fn publish(args: PublishArgs) -> CliResult {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.broker.connect()?;
     let (mut sent, mut dropped) = (0u64, 0u64);
     for line in std::io::stdin().lock().lines() {
         let line = line?;
@@ -396,13 +391,13 @@ pub struct ReceiveArgs {
     /// Print each receipt handle (and the delivery count) before the message.
     #[arg(long)]
     pub show_handles: bool,
-    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-    pub bootstrap: String,
+    #[command(flatten)]
+    pub broker: super::tls::Broker,
 }
 
 /// Pull receive: prints one message per line.
 pub fn receive(args: ReceiveArgs) -> CliResult {
-    let mut client = Client::connect(&args.bootstrap)?;
+    let mut client = args.broker.connect()?;
     let got = client.receive(
         &args.queue,
         args.max,
@@ -439,17 +434,19 @@ pub struct HandlesArgs {
     /// nack only: dead-letter instead of requeueing.
     #[arg(long)]
     pub reject: bool,
-    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-    pub bootstrap: String,
+    #[command(flatten)]
+    pub broker: super::tls::Broker,
 }
 
 pub fn ack(args: HandlesArgs) -> CliResult {
-    Client::connect(&args.bootstrap)?.ack(&args.queue, &args.handles)?;
+    args.broker.connect()?.ack(&args.queue, &args.handles)?;
     Ok(())
 }
 
 pub fn nack(args: HandlesArgs) -> CliResult {
-    Client::connect(&args.bootstrap)?.nack(&args.queue, &args.handles, !args.reject)?;
+    args.broker
+        .connect()?
+        .nack(&args.queue, &args.handles, !args.reject)?;
     Ok(())
 }
 

@@ -107,3 +107,22 @@ impl TlsClientArgs {
             .map_err(|e| e.to_string())
     }
 }
+
+/// The broker a command talks to: its native address, over TLS when `--tls-ca` is given.
+#[derive(Args, Debug, Clone)]
+pub struct Broker {
+    #[arg(long, default_value = super::BOOTSTRAP_DEFAULT)]
+    pub bootstrap: String,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+}
+
+impl Broker {
+    /// A native client connected to it.
+    pub fn connect(&self) -> Result<crate::client::Client, Box<dyn std::error::Error>> {
+        Ok(crate::client::Client::connect_with(
+            &self.bootstrap,
+            self.tls.client_tls()?,
+        )?)
+    }
+}

@@ -1,7 +1,6 @@
 //! `peregrine topic ...`
 
-use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
-use crate::client::Client;
+use super::{opt, CliResult};
 use crate::native::messages::TopicSpec;
 use clap::Subcommand;
 
@@ -21,25 +20,25 @@ pub enum TopicCommand {
         /// Roll to a new segment file at this size (default 1 GiB).
         #[arg(long)]
         segment_bytes: Option<u64>,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// List topics.
     List {
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Per partition: owning shard, start offset, end offset, bytes.
     Describe {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
     /// Delete a topic and its data.
     Delete {
         name: String,
-        #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-        bootstrap: String,
+        #[command(flatten)]
+        broker: super::tls::Broker,
     },
 }
 
@@ -51,7 +50,7 @@ pub fn run(cmd: TopicCommand) -> CliResult {
             retention_ms,
             retention_bytes,
             segment_bytes,
-            bootstrap,
+            broker,
         } => {
             let spec = TopicSpec {
                 name: name.clone(),
@@ -60,16 +59,16 @@ pub fn run(cmd: TopicCommand) -> CliResult {
                 retention_bytes,
                 segment_bytes,
             };
-            Client::connect(&bootstrap)?.create_topic(spec)?;
+            broker.connect()?.create_topic(spec)?;
             println!("created topic {name} with {partitions} partitions");
         }
-        TopicCommand::List { bootstrap } => {
-            for t in Client::connect(&bootstrap)?.metadata(None)? {
+        TopicCommand::List { broker } => {
+            for t in broker.connect()?.metadata(None)? {
                 println!("{}\tpartitions={}", t.name, t.owners.len());
             }
         }
-        TopicCommand::Describe { name, bootstrap } => {
-            let (topic, partitions) = Client::connect(&bootstrap)?.describe_topic(&name)?;
+        TopicCommand::Describe { name, broker } => {
+            let (topic, partitions) = broker.connect()?.describe_topic(&name)?;
             println!(
                 "topic {} partitions={} retention_ms={} retention_bytes={} segment_bytes={}",
                 topic.name,
@@ -86,8 +85,8 @@ pub fn run(cmd: TopicCommand) -> CliResult {
                 );
             }
         }
-        TopicCommand::Delete { name, bootstrap } => {
-            Client::connect(&bootstrap)?.delete_topic(&name)?;
+        TopicCommand::Delete { name, broker } => {
+            broker.connect()?.delete_topic(&name)?;
             println!("deleted topic {name}");
         }
     }
