@@ -548,6 +548,11 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
         "an ack cannot be journaled"
     );
     assert_eq!(
+        code_of(c.nack(&queue, &[leased[1].delivery.handle], false)),
+        ErrorCode::StorageFull,
+        "a reject cannot be journaled"
+    );
+    assert_eq!(
         code_of(c.declare_queue(QueueSpec {
             name: unique("full-q-new"),
             ..QueueSpec::default()
@@ -585,7 +590,7 @@ fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_wh
     amqp.publish_confirmed(1, &queue, b"amqp-after");
     let (status, body) = send(&b.http_addr, "sqs-after");
     assert_eq!(status, 200, "SendMessage once space is back: {body}");
-    // The refused ack settled nothing: the same lease is acked now.
+    // The refused ack and reject settled nothing: the same leases are acked now.
     let handles = [leased[0].delivery.handle, leased[1].delivery.handle];
     c.ack(&queue, &handles).expect("ack once space is back");
     let settled = [leased[0].body.to_vec(), leased[1].body.to_vec()];

@@ -1021,6 +1021,9 @@ async fn nack(
     handles: &[u64],
     requeue: bool,
 ) -> Result<(), EngineError> {
+    // As in `ack`: a journal that refuses appends refuses the nack before anything is
+    // returned or dead-lettered (a reject's move writes an intent record first).
+    q.store.writable()?;
     let now = crate::time::now_ms();
     let (mut dead, mut unknown) = (Vec::new(), Vec::new());
     {
