@@ -97,6 +97,22 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// The CLI's flags for the native TLS listener at `addr` with a client certificate.
+fn cli_tls<'a>(addr: &'a str, ca: &'a Path, cert: &'a Path, key: &'a Path) -> [&'a str; 10] {
+    [
+        "--bootstrap",
+        addr,
+        "--tls-ca",
+        s(ca),
+        "--tls-client-cert",
+        s(cert),
+        "--tls-client-key",
+        s(key),
+        "--tls-server-name",
+        "localhost",
+    ]
+}
+
 /// A word of the ready line, e.g. `native_tls=`.
 fn ready_field(b: &Broker, name: &str) -> String {
     b.ready_line
@@ -588,18 +604,7 @@ fn cli_produce_and_consume_over_tls_with_a_client_certificate() {
     b.create_topic("cli-lines", 2);
     let addr = ready_field(&b, "native_tls=");
     let ca = pki.ca();
-    let tls = [
-        "--bootstrap",
-        addr.as_str(),
-        "--tls-ca",
-        s(&ca),
-        "--tls-client-cert",
-        s(&client_cert),
-        "--tls-client-key",
-        s(&client_key),
-        "--tls-server-name",
-        "localhost",
-    ];
+    let tls = cli_tls(&addr, &ca, &client_cert, &client_key);
     let mut produce = vec!["produce", "cli-lines", "--shard-aware"];
     produce.extend_from_slice(&tls);
     common::run_cli(&produce, "one\ntwo\nthree\n");
@@ -625,18 +630,7 @@ fn cli_admin_and_queue_commands_over_tls_with_a_client_certificate() {
     let (client_cert, client_key) = pki.issue("cli admin", "cli-admin", &[]);
     let addr = ready_field(&b, "native_tls=");
     let ca = pki.ca();
-    let tls = [
-        "--bootstrap",
-        addr.as_str(),
-        "--tls-ca",
-        s(&ca),
-        "--tls-client-cert",
-        s(&client_cert),
-        "--tls-client-key",
-        s(&client_key),
-        "--tls-server-name",
-        "localhost",
-    ];
+    let tls = cli_tls(&addr, &ca, &client_cert, &client_key);
     let run = |args: &[&str], stdin: &str| {
         let mut all = args.to_vec();
         all.extend_from_slice(&tls);
