@@ -57,7 +57,7 @@ fn receipt_queue(meta: &QueueMeta) -> u64 {
 pub async fn send(ctx: &Ctx<'_>, req: SendMessage) -> Result<Response, WireError> {
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
-    let spec = check_size(&meta, &req.message).and_then(|()| publish_spec(&meta, &req.message))?;
+    let spec = publish_spec(&meta, &req.message)?;
     let (mut answer, entry) = prepared(req.message, spec);
     let ids = ctx
         .engine
@@ -86,7 +86,7 @@ pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response
                 continue;
             }
         };
-        match check_size(&meta, &e).and_then(|()| publish_spec(&meta, &e)) {
+        match publish_spec(&meta, &e) {
             Ok(spec) => {
                 let (answer, entry) = prepared(e, spec);
                 answers.push(answer);
@@ -172,7 +172,9 @@ fn fifo_fields(
     Ok(Some((group, key, dedup)))
 }
 
+/// What the engine stores of a message besides its body, once its size is checked.
 fn publish_spec(meta: &QueueMeta, e: &SendEntry) -> Result<PublishSpec, WireError> {
+    check_size(meta, e)?;
     let mut headers = msg_attrs::to_headers(&e.attributes);
     // AWSTraceHeader, the one system attribute, is a String (`rules` checked it).
     for a in &e.system_attributes {
