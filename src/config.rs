@@ -31,6 +31,10 @@ pub struct ConnectionLimits {
     /// at once; past it a long poll is answered at once with what there is, which both
     /// protocols allow. Bounds what clients, including gone ones, leave waiting.
     pub max_long_polls: usize,
+    /// A native, Kafka or AMQP (heartbeats off) connection idle this long, with nothing
+    /// in progress (no request being served, no long poll or subscription waiting), is
+    /// closed, as Kafka's `connections.max.idle.ms`; 0: never.
+    pub connections_max_idle_ms: u64,
 }
 
 impl ConnectionLimits {
@@ -44,6 +48,9 @@ impl ConnectionLimits {
     pub const MAX_IN_FLIGHT_BYTES_DEFAULT: u64 = 64 << 20;
     /// Per shard: one per connection at the connection bound.
     pub const MAX_LONG_POLLS_DEFAULT: usize = 10_000;
+    /// Kafka's broker default (10 minutes): far longer than any client's own idle close
+    /// (librdkafka 9 min, the Java client 9 min), so a client closes first.
+    pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 }
 
 impl Default for ConnectionLimits {
@@ -53,6 +60,7 @@ impl Default for ConnectionLimits {
             max_in_flight_requests: Self::MAX_IN_FLIGHT_REQUESTS_DEFAULT,
             max_in_flight_bytes: Self::MAX_IN_FLIGHT_BYTES_DEFAULT,
             max_long_polls: Self::MAX_LONG_POLLS_DEFAULT,
+            connections_max_idle_ms: Self::CONNECTIONS_MAX_IDLE_MS_DEFAULT,
         }
     }
 }
@@ -152,12 +160,15 @@ impl Default for TransactionLimits {
 
 /// How the SQS API names this broker (`--sqs-region`, `--sqs-account-id`): in queue
 /// URLs (`http://host/{account_id}/{queue}`) and ARNs
-/// (`arn:aws:sqs:{region}:{account_id}:{queue}`).
+/// (`arn:aws:sqs:{region}:{account_id}:{queue}`); and what SNS trusts beyond the
+/// system's CAs when it delivers to https endpoints (`--sns-https-ca`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsSettings {
     pub region: String,
     /// Twelve digits, as AWS account ids are.
     pub account_id: String,
+    /// PEM files of CA certificates an https SNS endpoint's certificate may chain to.
+    pub sns_https_ca: Vec<std::path::PathBuf>,
 }
 
 impl SqsSettings {
@@ -192,12 +203,12 @@ impl Default for SqsSettings {
         SqsSettings {
             region: Self::REGION_DEFAULT.to_string(),
             account_id: Self::ACCOUNT_ID_DEFAULT.to_string(),
+            sns_https_ca: Vec::new(),
         }
     }
 }
 
-/// The access keys `--http-auth` accepts (`--http-access-key KEY:SECRET`): access key
-/// id → secret. Debug output names the keys, never the secrets.
+/// The `--http-access-key KEY:SECRET` access keys: access key id → secret. Debug output names the keys, never the secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HttpAccessKeys {
     secrets: std::collections::BTreeMap<String, String>,
@@ -252,6 +263,9 @@ pub struct ServerConfig {
     pub auto_create_topics: bool,
     /// Largest record batch a Kafka produce may carry (Kafka's `message.max.bytes`).
     pub kafka_message_max_bytes: u32,
+    /// Longest a Kafka SASL session lasts before the client must re-authenticate
+    /// (`--sasl-session-lifetime-ms`, KIP-368); 0: no limit.
+    pub sasl_session_lifetime_ms: u64,
     /// How the broker describes itself to Kafka clients.
     pub kafka_nodes: KafkaNodes,
     /// Each shard's own Kafka port, by shard index (filled in when the ports are bound).
@@ -283,9 +297,13 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Region and account the SQS API puts in queue URLs and ARNs.
     pub sqs: SqsSettings,
-    /// `--http-auth`: the keys SQS/SNS requests must be signed with (SigV4); None: any
-    /// key is accepted, signatures are not checked.
-    pub http_auth: Option<HttpAccessKeys>,
+    /// `--http-auth`: every SQS/SNS request must be signed (SigV4) by a known key.
+    pub http_auth: bool,
+    /// `--http-access-key`s: access keys of principal `User:<key id>`, beside the user
+    /// store's.
+    pub http_access_keys: HttpAccessKeys,
+    /// `--metrics-token-file`: the bearer token `/metrics` asks for; None: open.
+    pub metrics_token: Option<crate::http::auth::MetricsToken>,
     /// AMQP 0-9-1 address, shared by every shard.
     pub amqp_addr: SocketAddr,
     /// AMQP users besides `guest` (`--amqp-users`): name and password.
@@ -299,6 +317,94 @@ pub struct ServerConfig {
     /// TLS listeners beside the plaintext ones (`--tls-cert` and the `--*-tls-addr`
     /// flags); None: no TLS.
     pub tls: Option<TlsListeners>,
+    /// Authentication and authorization (`--require-auth`, `--acls`, `--super-user`,
+    /// `--login-failures-per-minute`).
+    pub security: SecurityConfig,
+}
+
+impl ServerConfig {
+    /// Whether `listener` serves nothing but the authentication handshake until the
+    /// client has authenticated (`--require-auth`). A client whose TLS certificate was
+    /// verified counts as authenticated.
+    pub fn require_auth(&self, listener: Listener) -> bool {
+        self.security.require_auth.contains(&listener)
+    }
+}
+
+/// A kind of listener, as `--require-auth` names it: each protocol in plaintext and
+/// over TLS (a shard's own ports count as their shared listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Listener {
+    Native,
+    NativeTls,
+    Kafka,
+    KafkaTls,
+    Amqp,
+    AmqpTls,
+    Http,
+    HttpTls,
+}
+
+impl Listener {
+    /// The listener of `protocol` over TLS or not.
+    pub fn of(protocol: crate::metrics::Protocol, tls: bool) -> Listener {
+        use crate::metrics::Protocol;
+        match (protocol, tls) {
+            (Protocol::Native, false) => Listener::Native,
+            (Protocol::Native, true) => Listener::NativeTls,
+            (Protocol::Kafka, false) => Listener::Kafka,
+            (Protocol::Kafka, true) => Listener::KafkaTls,
+            (Protocol::Amqp, false) => Listener::Amqp,
+            (Protocol::Amqp, true) => Listener::AmqpTls,
+            (Protocol::Http, false) => Listener::Http,
+            (Protocol::Http, true) => Listener::HttpTls,
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Native => "native",
+            Listener::NativeTls => "native-tls",
+            Listener::Kafka => "kafka",
+            Listener::KafkaTls => "kafka-tls",
+            Listener::Amqp => "amqp",
+            Listener::AmqpTls => "amqp-tls",
+            Listener::Http => "http",
+            Listener::HttpTls => "http-tls",
+        }
+    }
+}
+
+/// Who must log in where, whether ACLs are enforced, and how failed logins are limited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Listeners that serve nothing but the handshake before authentication.
+    pub require_auth: std::collections::BTreeSet<Listener>,
+    /// `--acls`: enforce ACLs (a request is allowed only when a binding allows it and
+    /// none denies it). Off: everything is allowed, as Kafka without an authorizer.
+    pub acls: bool,
+    /// Principals (`User:NAME`) that every ACL check allows.
+    pub super_users: Vec<String>,
+    /// Failed logins one peer address may have per minute (per shard); past it its
+    /// logins are refused without checking the password.
+    pub login_failures_per_minute: u32,
+}
+
+impl SecurityConfig {
+    /// A few typos a minute, far fewer guesses than a password search needs.
+    pub const LOGIN_FAILURES_PER_MINUTE_DEFAULT: u32 = 10;
+}
+
+impl Default for SecurityConfig {
+    fn default() -> SecurityConfig {
+        SecurityConfig {
+            require_auth: std::collections::BTreeSet::new(),
+            acls: false,
+            super_users: Vec::new(),
+            login_failures_per_minute: Self::LOGIN_FAILURES_PER_MINUTE_DEFAULT,
+        }
+    }
 }
 
 /// The TLS listeners and the files they serve. Each one speaks the same protocol as its

@@ -153,6 +153,20 @@ pub async fn until(event: &event_listener::Event, ready: impl Fn() -> bool) {
     }
 }
 
+/// Shuts a connected socket down both ways at once, without closing its descriptor
+/// (the stream's owner still does that on drop): reads pending on it end, and a write
+/// blocked on a peer that does not read fails instead of waiting forever.
+pub fn shut_down(tcp: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor belongs to `tcp`, alive for this call; shutdown(2) neither
+    // closes nor reuses it.
+    let rc = unsafe { libc::shutdown(tcp.as_raw_fd(), libc::SHUT_RDWR) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Adopts a bound, listening std socket into the current shard's reactor.
 pub fn adopt_listener(listener: std::net::TcpListener) -> TcpListener {
     // SAFETY: the fd comes from a live listener we own and give up here.

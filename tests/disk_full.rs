@@ -1,8 +1,9 @@
 //! A full disk and failing I/O, against the real broker with real clients.
 //!
-//! Full disk: the broker's data directory is a small tmpfs (`size=`) the test mounts
-//! itself (root; tmpfs takes O_DIRECT since Linux 6.6), filled with a filler file until
-//! ENOSPC. Each client then gets its protocol's storage error, what was acknowledged
+//! Full disk: the broker's data directory is a small filesystem the test mounts itself
+//! (root): a tmpfs (`size=`; it takes O_DIRECT since Linux 6.6), and an ext4 image on a
+//! loop device, where space runs out in block groups, journal and extents as on a real
+//! disk; filled with a filler file until ENOSPC. Each client then gets its protocol's storage error, what was acknowledged
 //! stays readable, writes resume by themselves once the filler is removed (no
 //! restart), and a restart afterwards finds every acknowledged message once, in order,
 //! with no segment or journal repaired.
@@ -37,25 +38,65 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// every 500 ms).
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
 
-/// A tmpfs of a fixed size mounted on a fresh directory; unmounted on drop.
+/// Which filesystem a `SmallFs` is.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tmpfs,
+    /// ext4 on a loop device, made with no blocks reserved for root (the broker runs as
+    /// root here: reserved blocks would let it write past "full").
+    Ext4,
+}
+
+/// A small filesystem of a fixed size mounted on a fresh directory; unmounted on drop.
 struct SmallFs {
     dir: tempfile::TempDir,
+    /// Holds the ext4 image, outside the mount.
+    _image: Option<tempfile::TempDir>,
     fillers: Vec<PathBuf>,
 }
 
 impl SmallFs {
     /// Mounts `size_mb` MiB; `None` (with the reason printed) where mounts are refused.
-    fn mount(size_mb: u32) -> Option<SmallFs> {
+    fn mount(kind: Kind, size_mb: u32) -> Option<SmallFs> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
+        let mut image = None;
+        let out = match kind {
+            Kind::Tmpfs => Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m")])
+                .arg("tmpfs")
+                .arg(dir.path())
+                .output()
+                .expect("run mount"),
+            Kind::Ext4 => {
+                let holder = tempfile::tempdir().expect("temp dir");
+                let file = holder.path().join("fs.img");
+                std::fs::File::create(&file)
+                    .and_then(|f| f.set_len(u64::from(size_mb) << 20))
+                    .expect("image file");
+                let made = Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-m", "0"])
+                    .arg(&file)
+                    .output();
+                match made {
+                    Ok(out) if out.status.success() => {}
+                    other => {
+                        eprintln!("SKIPPED: mkfs.ext4 failed here: {other:?}");
+                        return None;
+                    }
+                }
+                let out = Command::new("mount")
+                    .args(["-t", "ext4", "-o", "loop"])
+                    .arg(&file)
+                    .arg(dir.path())
+                    .output()
+                    .expect("run mount");
+                image = Some(holder);
+                out
+            }
+        };
         if !out.status.success() {
             eprintln!(
-                "SKIPPED: cannot mount a small tmpfs here ({}); disk-full tests need root \
+                "SKIPPED: cannot mount a small {kind:?} here ({}); disk-full tests need root \
                  and a kernel that allows mounts",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
@@ -63,6 +104,7 @@ impl SmallFs {
         }
         Some(SmallFs {
             dir,
+            _image: image,
             fillers: Vec::new(),
         })
     }
@@ -290,7 +332,16 @@ fn repairs(b: &Broker) -> Vec<String> {
 #[test]
 fn kafka_produce_commit_and_create_on_a_full_disk_get_storage_errors_and_resume_when_space_is_freed(
 ) {
-    let Some(mut fs) = SmallFs::mount(192) else {
+    kafka_on_a_full_disk(Kind::Tmpfs);
+}
+
+#[test]
+fn kafka_on_a_full_ext4_disk_gets_storage_errors_and_resumes_when_space_is_freed() {
+    kafka_on_a_full_disk(Kind::Ext4);
+}
+
+fn kafka_on_a_full_disk(kind: Kind) {
+    let Some(mut fs) = SmallFs::mount(kind, 192) else {
         return;
     };
     let data = fs.path().join("data");
@@ -460,7 +511,16 @@ fn receive_all(c: &mut Client, queue: &str) -> Vec<peregrine::client::queues::Re
 #[test]
 fn queue_publish_ack_and_declare_on_a_full_disk_get_storage_errors_and_resume_when_space_is_freed()
 {
-    let Some(mut fs) = SmallFs::mount(256) else {
+    queues_on_a_full_disk(Kind::Tmpfs);
+}
+
+#[test]
+fn queues_on_a_full_ext4_disk_get_storage_errors_and_resume_when_space_is_freed() {
+    queues_on_a_full_disk(Kind::Ext4);
+}
+
+fn queues_on_a_full_disk(kind: Kind) {
+    let Some(mut fs) = SmallFs::mount(kind, 256) else {
         return;
     };
     let data = fs.path().join("data");

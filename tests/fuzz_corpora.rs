@@ -128,6 +128,7 @@ mod seeds {
         kafka::<ListOffsetsRequest>(ApiKey::ListOffsets);
         kafka::<MetadataRequest>(ApiKey::Metadata);
         kafka::<FindCoordinatorRequest>(ApiKey::FindCoordinator);
+        kafka::<kafka_protocol::messages::DescribeClusterRequest>(ApiKey::DescribeCluster);
         kafka::<ApiVersionsRequest>(ApiKey::ApiVersions);
         kafka::<OffsetCommitRequest>(ApiKey::OffsetCommit);
         kafka::<OffsetFetchRequest>(ApiKey::OffsetFetch);
@@ -151,6 +152,9 @@ mod seeds {
         kafka::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
         kafka::<ListTransactionsRequest>(ApiKey::ListTransactions);
         kafka::<DescribeProducersRequest>(ApiKey::DescribeProducers);
+        kafka::<DescribeAclsRequest>(ApiKey::DescribeAcls);
+        kafka::<CreateAclsRequest>(ApiKey::CreateAcls);
+        kafka::<DeleteAclsRequest>(ApiKey::DeleteAcls);
     }
 
     fn native_frames() {

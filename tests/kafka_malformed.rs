@@ -126,6 +126,9 @@ fn samples(key: ApiKey) -> Vec<RequestKind> {
                 FindCoordinatorRequest::default().with_coordinator_keys(vec![s()]),
             ));
         }
+        ApiKey::DescribeCluster => out.push(RequestKind::DescribeCluster(
+            kafka_protocol::messages::DescribeClusterRequest::default(),
+        )),
         ApiKey::JoinGroup => {
             out.push(RequestKind::JoinGroup(
                 JoinGroupRequest::default()
@@ -175,6 +178,38 @@ fn samples(key: ApiKey) -> Vec<RequestKind> {
                 DescribeConfigsResource::default().with_configuration_keys(Some(vec![s()]));
             out.push(RequestKind::DescribeConfigs(
                 DescribeConfigsRequest::default().with_resources(vec![resource]),
+            ));
+        }
+        ApiKey::AlterConfigs => {
+            use kafka_protocol::messages::alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            let config = AlterableConfig::default().with_value(Some(s()));
+            let resource = AlterConfigsResource::default().with_configs(vec![config]);
+            out.push(RequestKind::AlterConfigs(
+                AlterConfigsRequest::default().with_resources(vec![resource]),
+            ));
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            use kafka_protocol::messages::incremental_alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            let config = AlterableConfig::default().with_value(Some(s()));
+            let resource = AlterConfigsResource::default().with_configs(vec![config]);
+            out.push(RequestKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+            ));
+        }
+        ApiKey::OffsetDelete => {
+            use kafka_protocol::messages::offset_delete_request::{
+                OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+            };
+            let topic = OffsetDeleteRequestTopic::default()
+                .with_partitions(vec![OffsetDeleteRequestPartition::default()]);
+            out.push(RequestKind::OffsetDelete(
+                OffsetDeleteRequest::default()
+                    .with_group_id(s().into())
+                    .with_topics(vec![topic]),
             ));
         }
         ApiKey::InitProducerId => {
@@ -242,6 +277,55 @@ fn samples(key: ApiKey) -> Vec<RequestKind> {
             let topic = DescribeProducersTopic::default().with_partition_indexes(vec![0]);
             out.push(RequestKind::DescribeProducers(
                 DescribeProducersRequest::default().with_topics(vec![topic]),
+            ));
+        }
+        ApiKey::SaslHandshake => {
+            out.push(RequestKind::SaslHandshake(
+                SaslHandshakeRequest::default().with_mechanism(s()),
+            ));
+        }
+        ApiKey::SaslAuthenticate => {
+            out.push(RequestKind::SaslAuthenticate(
+                SaslAuthenticateRequest::default(),
+            ));
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            out.push(RequestKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::default()
+                    .with_users(Some(vec![UserName::default()])),
+            ));
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                ScramCredentialDeletion, ScramCredentialUpsertion,
+            };
+            out.push(RequestKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsRequest::default()
+                    .with_deletions(vec![ScramCredentialDeletion::default()])
+                    .with_upsertions(vec![ScramCredentialUpsertion::default()]),
+            ));
+        }
+        ApiKey::DescribeAcls => {
+            out.push(RequestKind::DescribeAcls(
+                DescribeAclsRequest::default()
+                    .with_resource_name_filter(Some(s()))
+                    .with_principal_filter(Some(s()))
+                    .with_host_filter(Some(s())),
+            ));
+        }
+        ApiKey::CreateAcls => {
+            use kafka_protocol::messages::create_acls_request::AclCreation;
+            out.push(RequestKind::CreateAcls(CreateAclsRequest::default()));
+            out.push(RequestKind::CreateAcls(
+                CreateAclsRequest::default().with_creations(vec![AclCreation::default()]),
+            ));
+        }
+        ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+            out.push(RequestKind::DeleteAcls(DeleteAclsRequest::default()));
+            out.push(RequestKind::DeleteAcls(
+                DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()]),
             ));
         }
         other => panic!("{other:?} is advertised: add samples of it to this test"),
@@ -381,8 +465,9 @@ fn a_huge_count_in_every_served_api_and_version_closes_only_that_connection() {
                 }
             }
         }
+        // SaslHandshake holds one string and no count.
         assert!(
-            refused_here > 0,
+            refused_here > 0 || key == ApiKey::SaslHandshake,
             "{key:?}: no hostile count reached the decoder"
         );
         assert!(b.is_running(), "broker died on {key:?}");

@@ -1004,11 +1004,17 @@ fn transactions_spanning_segments_that_retention_deletes_stay_right_across_kill_
         let plain: Vec<String> = (0..10).map(|i| format!("g{round}-{i}-{pad}")).collect();
         produced.push((produce_plain(&mut raw, topic, 0, &plain), plain, true));
     }
-    // Retention deletes the oldest segments, with the transactions' first batches.
+    // Retention deletes the oldest segments, with the transactions' first batches. It
+    // only deletes sealed segments, and a rolled segment is sealed in the background, so
+    // the start can move in several steps: wait until it has not moved for ten checks,
+    // or a read could start below a start that moves on under it.
     let deadline = Instant::now() + TIMEOUT;
+    let mut seen = (-1, Instant::now());
     loop {
         let start = earliest(&mut raw, topic, 0);
-        if start > produced[3].0 {
+        if start != seen.0 {
+            seen = (start, Instant::now());
+        } else if start > produced[3].0 && seen.1.elapsed() >= Duration::from_secs(1) {
             break;
         }
         assert!(
@@ -1120,8 +1126,19 @@ fn a_transaction_open_at_kill_9_is_aborted_on_restart_with_its_offsets_and_fence
     }
     assert_eq!(committed_offset(&mut raw, group, topic, 0), 2);
     assert_eq!(committed_offset(&mut raw, group, topic, 1), -1);
-    let (state, pid, _) = describe(&mut raw, &id);
-    assert_eq!((state.as_str(), pid), ("CompleteAbort", txn.pid));
+    // The coordinator moves PrepareAbort -> CompleteAbort once every marker is written,
+    // which can come a moment after the markers are readable.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (state, pid, _) = describe(&mut raw, &id);
+        assert_eq!(pid, txn.pid);
+        if state == "CompleteAbort" {
+            break;
+        }
+        assert_eq!(state, "PrepareAbort");
+        assert!(Instant::now() < deadline, "still {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The epoch was bumped by the abort: the instance from before the crash is fenced.
     let fenced = [
         code(ResponseError::ProducerFenced),

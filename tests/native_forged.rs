@@ -16,8 +16,10 @@ use peregrine::client::records::{encode_batch, OutRecord};
 use peregrine::client::{Client, Connection};
 use peregrine::native::frame;
 use peregrine::native::messages::{
-    Acks, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, PublishSpec, QueueOverflow,
-    QueueSpec, Request, RequestEnvelope, Response, TopicSpec,
+    Acks, AclBinding, AclFilter, AclOperation, AclPatternFilter, AclPatternType, AclPermission,
+    AclResourceType, BindingSpec, CommitEntry, ExchangeType, OffsetSpec, PublishSpec,
+    QueueOverflow, QueueSpec, Request, RequestEnvelope, Response, ScramMechanism, TopicSpec,
+    UserChange,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,6 +80,16 @@ fn forged(round: u64) -> Vec<(Request, Vec<u8>, bool)> {
         routing_key: "#".into(),
         headers: vec![(String::new(), String::new())],
         match_all: true,
+    };
+    // Matches nothing the forgers could have made (they make no valid binding).
+    let acl_filter = AclFilter {
+        resource_type: Some(AclResourceType::Exchange),
+        resource_name: Some(unknown.clone()),
+        pattern: AclPatternFilter::Match,
+        principal: Some(format!("User:{unknown}")),
+        host: None,
+        operation: None,
+        permission: None,
     };
     let answered = |r: Request| (r, Vec::new(), true);
     vec![
@@ -256,6 +268,37 @@ fn forged(round: u64) -> Vec<(Request, Vec<u8>, bool)> {
             requeue: round % 2 == 1,
         }),
         answered(Request::ShardStats { shard: u32::MAX }),
+        // Logins that cannot succeed: a made-up user, junk, a final step out of order.
+        answered(Request::ScramFirst {
+            mechanism: ScramMechanism::ScramSha512,
+            client_first: format!("n,,n=forged-{round},r=abc").into_bytes(),
+        }),
+        answered(Request::ScramFinal {
+            client_final: vec![0xff; 300],
+        }),
+        answered(Request::AlterUser(UserChange::Upsert {
+            name: String::new(),
+            mechanism: ScramMechanism::ScramSha256,
+            iterations: u32::MAX,
+            salt: Vec::new(),
+            salted_password: vec![0; 7],
+        })),
+        answered(Request::ListUsers),
+        answered(Request::CreateAcls {
+            bindings: vec![AclBinding {
+                resource_type: AclResourceType::Cluster,
+                resource_name: unknown.clone(),
+                pattern: AclPatternType::Prefixed,
+                principal: "nobody".into(),
+                host: "not-an-address".into(),
+                operation: AclOperation::All,
+                permission: AclPermission::Deny,
+            }],
+        }),
+        answered(Request::DeleteAcls {
+            filters: vec![acl_filter.clone()],
+        }),
+        answered(Request::DescribeAcls { filter: acl_filter }),
     ]
 }
 

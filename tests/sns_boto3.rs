@@ -10,6 +10,7 @@
 //! Without boto3 every case fails and says how to install it: nothing is skipped.
 
 mod common;
+use common::pki::{arg, Pki};
 use common::scripts::{finish, python};
 use common::{shared_broker, unique, Broker};
 use std::io::{BufRead, BufReader};
@@ -81,6 +82,8 @@ case!(list_subscriptions_in_pages);
 case!(subscription_attributes);
 case!(http_subscription_with_confirmation_and_retries);
 case!(http_failures_go_to_the_dead_letter_queue);
+case!(message_structure_json_sends_each_protocol_its_own);
+case!(authenticate_on_unsubscribe_refuses_the_unsigned_link);
 case!(errors);
 
 /// A subscription whose endpoint is an engine topic: the Notification is a record there,
@@ -91,6 +94,18 @@ fn kafka_subscription() {
     let topic = unique("sns-target");
     b.create_topic(&topic, 1);
     boto3(&b, "kafka_subscription", &[&topic, &b.kafka_addr]);
+}
+
+/// An https endpoint: certificates chaining to a `--sns-https-ca` CA are trusted, others
+/// (another CA) refused at the handshake.
+#[test]
+fn https_subscription_trusts_only_its_cas() {
+    let (trusted, stranger) = (Pki::new("sns endpoints CA"), Pki::new("someone else's CA"));
+    let (cert, key) = trusted.server();
+    let (other_cert, other_key) = stranger.server();
+    let b = Broker::start_with(&["--sns-https-ca", arg(&trusted.ca())]);
+    let files = [&cert, &key, &other_cert, &other_key].map(|p| arg(p));
+    boto3(&b, "https_subscription", &files);
 }
 
 /// `--sqs-region` and `--sqs-account-id` shape topic and subscription ARNs too.

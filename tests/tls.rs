@@ -9,20 +9,20 @@
 //! a server certificate for `localhost` and 127.0.0.1 signed by it, client certificates.
 
 mod common;
+use common::pki::{arg as s, Pki};
 use common::scripts::{finish, python};
 use common::Broker;
 use peregrine::client::records::{decode_batches, encode_batch, OutRecord};
 use peregrine::client::tls::ClientTls;
 use peregrine::client::{Client, Connection};
 use peregrine::native::messages::{Acks, Request, Response, TopicSpec};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,70 +32,6 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/clients.py");
 /// The exit status clients.py uses when pika or boto3 is missing.
 const EXIT_NO_LIBRARY: i32 = 3;
-
-/// A CA and what it signed, as PEM files in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_cert: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let ca_key = KeyPair::generate().expect("key");
-        let ca_cert = params.self_signed(&ca_key).expect("CA");
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write CA");
-        Pki {
-            dir,
-            ca_cert,
-            ca_key,
-        }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A certificate signed by this CA for `sans`, with `cn` as its common name (none if
-    /// empty); written as NAME.pem and NAME.key, whose paths are returned.
-    fn issue(&self, name: &str, cn: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("params");
-        // rcgen names a subject of its own by default: replaced, or emptied.
-        params.distinguished_name = DistinguishedName::new();
-        if !cn.is_empty() {
-            params.distinguished_name.push(DnType::CommonName, cn);
-        }
-        let key = KeyPair::generate().expect("key");
-        let cert = params
-            .signed_by(&key, &self.ca_cert, &self.ca_key)
-            .expect("sign");
-        let (cert_path, key_path) = (
-            self.dir.path().join(format!("{name}.pem")),
-            self.dir.path().join(format!("{name}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (cert_path, key_path)
-    }
-
-    /// The broker's certificate: `localhost` and 127.0.0.1.
-    fn server(&self) -> (PathBuf, PathBuf) {
-        self.issue(
-            "server",
-            "peregrine test broker",
-            &["localhost", "127.0.0.1"],
-        )
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// The CLI's flags for the native TLS listener at `addr` with a client certificate.
 fn cli_tls<'a>(addr: &'a str, ca: &'a Path, cert: &'a Path, key: &'a Path) -> [&'a str; 10] {

@@ -51,6 +51,9 @@ pub enum AuthError {
     BadSignature,
     #[error("Signature not yet current or expired: request time {request}, server time {server} (at most 15 minutes apart).")]
     Skewed { request: String, server: String },
+    /// Too many failed signatures from the client's address: refused unchecked for now.
+    #[error("Too many requests with a wrong signature or unknown key came from this address; try again in a minute.")]
+    Throttled,
 }
 
 impl AuthError {
@@ -62,12 +65,13 @@ impl AuthError {
             AuthError::UnknownKey => "InvalidClientTokenId",
             AuthError::BadSignature => "SignatureDoesNotMatch",
             AuthError::Skewed { .. } => "RequestTimeTooSkewed",
+            AuthError::Throttled => "Throttling",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
-            AuthError::Incomplete(_) => 400,
+            AuthError::Incomplete(_) | AuthError::Throttled => 400,
             _ => 403,
         }
     }

@@ -116,6 +116,19 @@ pub fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// Whether every character of `text` is an `xml_char`: ASCII a byte at a time (only
+/// the controls other than tab, LF and CR fail), the rest by character.
+pub fn xml_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    match bytes.iter().position(|b| *b < 0x20 || *b >= 0x80) {
+        None => true,
+        // Everything before `at` is ASCII, so `at` starts a character.
+        Some(at) => text
+            .get(at..)
+            .is_some_and(|rest| rest.chars().all(xml_char)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext}
 use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::{Bytes, BytesMut};
 use peregrine::amqp::{auth as amqp_auth, frames as amqp_frames, props as amqp_props};
+use peregrine::auth::sasl::{parse_plain, ScramClient, ScramServer};
 use peregrine::http::fuzzing::{self as http_fuzzing, Routed};
 use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
@@ -26,6 +27,7 @@ use peregrine_shards::groups::{decode_offsets_batch, parse_offsets_file};
 use peregrine_shards::log::{batch_at, decode_offsets, decode_times, scan_segment_bytes};
 use peregrine_shards::queues::Replay;
 use peregrine_shards::records;
+use peregrine_shards::security::{ScramCredential, ScramMechanism};
 
 /// What a target runs on one input.
 pub type Target = fn(&[u8]);
@@ -50,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_request", http_request),
     ("sigv4", sigv4),
     ("sns_delivery", sns_delivery),
+    ("sasl", sasl),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
@@ -464,7 +467,18 @@ fn sns_entry_holds(e: &sns::PublishEntry) {
         group_id: e.group_id.clone(),
         dedup_id: e.dedup_id.clone(),
         published_ms: 1,
+        structured: e.structured,
     });
+    if e.structured {
+        // A checked structure always yields one of its members (each shorter than the
+        // object's text), never the object itself.
+        let stored = sns::record::Stored {
+            message: e.message.clone(),
+            structured: true,
+            ..Default::default()
+        };
+        assert!(stored.message_for("sqs").len() < e.message.len());
+    }
 }
 
 /// What `record::encode` writes, `record::decode` reads back as it was (attributes in
@@ -544,10 +558,13 @@ pub fn amqp_frames(data: &[u8]) {
                 if let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = method {
                     let users = [("app".to_string(), "s3cret".to_string())];
                     let loopback = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-                    let mechanism = start_ok.mechanism.as_str();
-                    let response = start_ok.response.as_bytes();
-                    if let Ok(user) = amqp_auth::authenticate(&users, loopback, mechanism, response)
-                    {
+                    let login = amqp_auth::Login {
+                        peer: loopback,
+                        certificate: None,
+                        mechanism: start_ok.mechanism.as_str(),
+                        response: start_ok.response.as_bytes(),
+                    };
+                    if let Ok(user) = amqp_auth::authenticate_without_store(&users, true, &login) {
                         assert!(user == "app" || user == "guest", "logged in as {user:?}");
                     }
                 }
@@ -765,5 +782,90 @@ pub fn sns_delivery(data: &[u8]) {
         assert_eq!(delays.len(), of.retries as usize);
         let max = std::time::Duration::from_secs(u64::from(of.max_delay_s));
         assert!(delays.iter().all(|d| *d <= max), "{of:?}: {delays:?}");
+    }
+}
+
+/// Where a `sasl` input stands for the nonce of the exchange (random on each run), so
+/// that the fuzzer gets past the nonce check.
+const SASL_NONCE: &[u8] = b"@NONCE@";
+
+fn with_nonce(message: &[u8], nonce: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + nonce.len());
+    let mut rest = message;
+    while let Some(at) = rest.windows(SASL_NONCE.len()).position(|w| w == SASL_NONCE) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(nonce.as_bytes());
+        rest = &rest[at + SASL_NONCE.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// A SASL login as the broker reads it, and SCRAM answers as the native client reads
+/// them. The first byte picks: 0 PLAIN (the rest is the message); 1 and 2 a SCRAM-SHA-256
+/// or -512 server for user `user` (the first line is the client-first message, the rest
+/// the client-final one); 3 and 4 a SCRAM client (the server-first, then the
+/// server-final message). `@NONCE@` stands for the exchange's nonce. Without the
+/// password no login and no server can be accepted.
+pub fn sasl(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mechanism = if selector % 2 == 1 {
+        ScramMechanism::Sha256
+    } else {
+        ScramMechanism::Sha512
+    };
+    let (first, last) = split_line(rest);
+    match selector % 5 {
+        0 => {
+            if let Ok(plain) = parse_plain(rest) {
+                assert!(!plain.user.is_empty() && !plain.password.is_empty());
+                assert!(plain.authzid.is_empty() || plain.authzid == plain.user);
+                assert!(!plain.user.contains('\0') && !plain.password.contains('\0'));
+            }
+        }
+        1 | 2 => {
+            let salt = b"fuzzing salt".to_vec();
+            let salted = mechanism.salted_password(b"not in the input", &salt, 4096);
+            let Ok(credential) =
+                ScramCredential::from_salted_password(mechanism, salt, 4096, &salted)
+            else {
+                return;
+            };
+            let mut server = ScramServer::new(mechanism);
+            let Ok(challenge) = server.client_first(first.unwrap_or(rest), |user| {
+                (user == "user").then(|| credential.clone())
+            }) else {
+                return;
+            };
+            let challenge = String::from_utf8(challenge).expect("a server-first message is text");
+            let nonce = challenge
+                .strip_prefix("r=")
+                .and_then(|r| r.split(',').next())
+                .expect("a server-first message starts with the nonce");
+            let accepted = server.client_final(&with_nonce(last, nonce));
+            assert!(
+                accepted.is_err(),
+                "a login without the password was accepted"
+            );
+        }
+        _ => {
+            let Ok(mut client) = ScramClient::new(mechanism, "user", "pencil") else {
+                return;
+            };
+            let hello = String::from_utf8(client.client_first()).expect("text");
+            let nonce = hello.rsplit_once("r=").map_or("", |(_, n)| n).to_string();
+            if client
+                .server_first(&with_nonce(first.unwrap_or(rest), &nonce))
+                .is_ok()
+            {
+                let verified = client.server_final(last);
+                assert!(
+                    verified.is_err(),
+                    "a server without the credential was accepted"
+                );
+            }
+        }
     }
 }

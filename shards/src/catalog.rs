@@ -14,10 +14,14 @@
 use crate::checked_file;
 use crate::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 use crate::queues::{QueueChange, QueueConfig, QUEUE_ATTRIBUTES_MAX, QUEUE_TAGS_MAX};
+use crate::security::{
+    AclBinding, AclError, AclFilter, AclStore, UserChange, UserError, UserStore,
+};
 pub use crate::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Longest topic name, as in Kafka.
@@ -27,10 +31,15 @@ pub const PARTITIONS_MAX: i32 = 10_000;
 /// Largest catalog file read at start-up: far above any real one (a topic is a few
 /// hundred bytes plus four per partition), far below what memory could not hold.
 pub const CATALOG_BYTES_MAX: u64 = 64 << 20;
+/// Permissions of the catalog file: read and written by the broker's user only, since
+/// it holds the user store's keys and access key secrets.
+pub const CATALOG_FILE_MODE: u32 = 0o600;
 /// Default segment size when a topic does not set one.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
 /// Smallest segment size accepted: one preallocation chunk must fit meaningfully.
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest segment size accepted: index entries hold positions in a segment as u32.
+pub const SEGMENT_BYTES_MAX: u64 = crate::log::SEGMENT_BYTES_MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -38,6 +47,75 @@ pub struct TopicConfig {
     pub retention_ms: Option<i64>,
     pub retention_bytes: Option<u64>,
     pub segment_bytes: u64,
+}
+
+/// The settings of a live topic that may change (Kafka's AlterConfigs); the partition
+/// count grows through `with_partitions`. Every owner applies a change to its open
+/// partitions when it takes the new catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// `None`: kept forever (Kafka's -1).
+    pub retention_ms: Option<i64>,
+    /// `None`: no size bound (Kafka's -1).
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+}
+
+impl TopicConfig {
+    pub fn settings(&self) -> TopicSettings {
+        TopicSettings {
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            segment_bytes: self.segment_bytes,
+        }
+    }
+}
+
+/// A change of some of a topic's settings (`None`: kept as it is), applied to the
+/// settings the catalog holds when the change runs, so two changes of different keys
+/// never undo one another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicSettingsChange {
+    pub retention_ms: Option<Option<i64>>,
+    pub retention_bytes: Option<Option<u64>>,
+    pub segment_bytes: Option<u64>,
+}
+
+impl TopicSettingsChange {
+    /// Every setting at once: the topic ends up with exactly `settings`.
+    pub fn all(settings: TopicSettings) -> TopicSettingsChange {
+        TopicSettingsChange {
+            retention_ms: Some(settings.retention_ms),
+            retention_bytes: Some(settings.retention_bytes),
+            segment_bytes: Some(settings.segment_bytes),
+        }
+    }
+
+    pub fn applied_to(&self, current: TopicSettings) -> TopicSettings {
+        TopicSettings {
+            retention_ms: self.retention_ms.unwrap_or(current.retention_ms),
+            retention_bytes: self.retention_bytes.unwrap_or(current.retention_bytes),
+            segment_bytes: self.segment_bytes.unwrap_or(current.segment_bytes),
+        }
+    }
+}
+
+impl TopicSettings {
+    /// Refuses what a log cannot run with, as at creation.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if self.segment_bytes < SEGMENT_BYTES_MIN || self.segment_bytes > SEGMENT_BYTES_MAX {
+            return Err(CatalogError::InvalidConfig(format!(
+                "segment bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}",
+                self.segment_bytes
+            )));
+        }
+        if matches!(self.retention_ms, Some(ms) if ms < 1) {
+            return Err(CatalogError::InvalidConfig(
+                "retention ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +211,12 @@ pub struct Catalog {
     /// SNS topics with their subscriptions, each backed by an engine topic (`sns`).
     #[serde(default)]
     pub sns: BTreeMap<String, SnsTopicMeta>,
+    /// Users and their credentials (`security::users`); checked as it is read.
+    #[serde(default)]
+    pub users: UserStore,
+    /// ACL bindings (`security::acls`); checked as they are read.
+    #[serde(default)]
+    pub acls: AclStore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,17 +323,7 @@ impl Catalog {
                 config.partitions
             )));
         }
-        if config.segment_bytes < SEGMENT_BYTES_MIN {
-            return Err(CatalogError::InvalidConfig(format!(
-                "segment bytes must be at least {SEGMENT_BYTES_MIN}, got {}",
-                config.segment_bytes
-            )));
-        }
-        if matches!(config.retention_ms, Some(ms) if ms < 1) {
-            return Err(CatalogError::InvalidConfig(
-                "retention ms must be positive".into(),
-            ));
-        }
+        config.settings().validate()?;
         let placement = (0..config.partitions)
             .map(|p| place_partition(name, p, nshards))
             .collect();
@@ -265,6 +339,29 @@ impl Catalog {
         };
         next.topics.insert(name.to_string(), meta);
         Ok(next)
+    }
+
+    /// A new catalog where topic `name` runs with its settings changed by `change`
+    /// (and those settings); no catalog when they are what it has (nothing to write).
+    pub fn with_topic_settings(
+        &self,
+        name: &str,
+        change: &TopicSettingsChange,
+    ) -> Result<(Option<Catalog>, TopicSettings), CatalogError> {
+        let current = self.topic(name)?.config.settings();
+        let settings = change.applied_to(current);
+        if settings == current {
+            return Ok((None, settings));
+        }
+        settings.validate()?;
+        let mut next = self.clone();
+        next.version += 1;
+        if let Some(meta) = next.topics.get_mut(name) {
+            meta.config.retention_ms = settings.retention_ms;
+            meta.config.retention_bytes = settings.retention_bytes;
+            meta.config.segment_bytes = settings.segment_bytes;
+        }
+        Ok((Some(next), settings))
     }
 
     /// A new catalog where topic `name` has `count` partitions, more than it has now.
@@ -560,6 +657,64 @@ impl Catalog {
         Ok(next)
     }
 
+    /// A new catalog with `changes` applied, each on its own: the result of each, and
+    /// the new catalog when at least one changed something (`None`: all refused).
+    pub fn with_user_changes(
+        &self,
+        changes: Vec<UserChange>,
+    ) -> (Option<Catalog>, Vec<Result<(), UserError>>) {
+        let mut users = self.users.clone();
+        let results: Vec<_> = changes.into_iter().map(|c| users.apply(c)).collect();
+        if !results.iter().any(Result::is_ok) {
+            return (None, results);
+        }
+        let mut next = self.clone();
+        next.users = users;
+        next.version += 1;
+        (Some(next), results)
+    }
+
+    /// A new catalog with `bindings` added, each on its own (adding one that exists
+    /// succeeds and changes nothing): the result of each, and the new catalog when one
+    /// was added.
+    pub fn with_acls(
+        &self,
+        bindings: Vec<AclBinding>,
+    ) -> (Option<Catalog>, Vec<Result<(), AclError>>) {
+        let mut acls = self.acls.clone();
+        let mut added = false;
+        let results = bindings
+            .into_iter()
+            .map(|b| acls.add(b).map(|new| added |= new))
+            .collect();
+        if !added {
+            return (None, results);
+        }
+        let mut next = self.clone();
+        next.acls = acls;
+        next.version += 1;
+        (Some(next), results)
+    }
+
+    /// A new catalog without the bindings each filter matches, and those bindings per
+    /// filter (one matched by two filters is listed under both, as Kafka answers);
+    /// `None` when no filter matched anything.
+    pub fn without_acls(&self, filters: &[AclFilter]) -> (Option<Catalog>, Vec<Vec<AclBinding>>) {
+        let mut acls = self.acls.clone();
+        let matched: Vec<Vec<AclBinding>> = filters.iter().map(|f| self.acls.matching(f)).collect();
+        let mut removed = 0;
+        for f in filters {
+            removed += acls.remove_matching(f).len();
+        }
+        if removed == 0 {
+            return (None, matched);
+        }
+        let mut next = self.clone();
+        next.acls = acls;
+        next.version += 1;
+        (Some(next), matched)
+    }
+
     /// The bindings of one exchange.
     pub fn bindings_of(&self, exchange: &str) -> Vec<&Binding> {
         self.bindings
@@ -708,8 +863,18 @@ impl Catalog {
                 bytes.len()
             )));
         }
-        let written = std::fs::File::create(&tmp)
-            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+        // Owner-only: the file holds SCRAM keys and SigV4 secrets (`security::users`).
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(CATALOG_FILE_MODE)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.set_permissions(std::fs::Permissions::from_mode(CATALOG_FILE_MODE))?;
+                file.write_all(&bytes)?;
+                file.sync_all()
+            });
         if let Err(e) = written {
             // A half-written file would keep blocks a retry needs; the catalog in
             // place is still the previous one.
@@ -741,6 +906,72 @@ mod tests {
             retention_bytes: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
         }
+    }
+
+    #[test]
+    fn topic_settings_change_in_a_new_version_and_are_validated() {
+        let cat = Catalog::default()
+            .with_topic("t", config(2), 1, 0)
+            .expect("valid topic");
+        let same = TopicSettingsChange::all(cat.topics["t"].config.settings());
+        assert!(cat
+            .with_topic_settings("t", &same)
+            .expect("valid")
+            .0
+            .is_none());
+        let shorter = TopicSettings {
+            retention_ms: Some(60_000),
+            retention_bytes: Some(1 << 20),
+            segment_bytes: SEGMENT_BYTES_MIN,
+        };
+        let (next, settings) = cat
+            .with_topic_settings("t", &TopicSettingsChange::all(shorter))
+            .expect("valid");
+        let next = next.expect("changed");
+        assert_eq!(settings, shorter);
+        assert_eq!(next.version, cat.version + 1);
+        assert_eq!(next.topics["t"].config.settings(), shorter);
+        assert_eq!(next.topics["t"].config.partitions, 2, "partitions kept");
+        assert_eq!(
+            next.topics["t"].id, cat.topics["t"].id,
+            "same topic, same files"
+        );
+        // A change of one key keeps the others as they are then.
+        let one = TopicSettingsChange {
+            retention_bytes: Some(None),
+            ..TopicSettingsChange::default()
+        };
+        let (_, settings) = next.with_topic_settings("t", &one).expect("valid");
+        assert_eq!(
+            settings,
+            TopicSettings {
+                retention_bytes: None,
+                ..shorter
+            }
+        );
+        for bad in [
+            TopicSettings {
+                retention_ms: Some(0),
+                ..shorter
+            },
+            TopicSettings {
+                segment_bytes: SEGMENT_BYTES_MIN - 1,
+                ..shorter
+            },
+            TopicSettings {
+                segment_bytes: SEGMENT_BYTES_MAX + 1,
+                ..shorter
+            },
+        ] {
+            assert!(matches!(
+                cat.with_topic_settings("t", &TopicSettingsChange::all(bad)),
+                Err(CatalogError::InvalidConfig(_))
+            ));
+        }
+        assert!(matches!(
+            cat.with_topic_settings("u", &same),
+            Err(CatalogError::UnknownTopic(_))
+        ));
     }
 
     #[test]
@@ -847,6 +1078,74 @@ mod tests {
 
     fn reencoded(catalog: &Catalog) -> Result<Catalog, String> {
         Catalog::decode(&serde_json::to_vec(catalog).expect("encodes"))
+    }
+
+    #[test]
+    fn users_and_acls_change_in_new_catalogs_and_read_back_from_the_file() {
+        use crate::security::{
+            AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType,
+            ScramMechanism, UserChange, UserError,
+        };
+        let cat = one_topic();
+        let set = UserChange::SetPassword {
+            name: "alice".into(),
+            password: "pw".into(),
+            iterations: 4096,
+        };
+        let unknown = UserChange::Delete {
+            name: "bob".into(),
+            mechanism: None,
+        };
+        let (next, results) = cat.with_user_changes(vec![set, unknown]);
+        let next = next.expect("one change succeeded");
+        assert_eq!(results[0], Ok(()));
+        assert_eq!(results[1], Err(UserError::UnknownUser("bob".into())));
+        assert_eq!(next.version, cat.version + 1);
+        assert!(cat.users.is_empty(), "the old snapshot is unchanged");
+        let (none, _) =
+            next.with_user_changes(vec![UserChange::RemoveAccessKey { id: "x".into() }]);
+        assert_eq!(none, None, "nothing changed");
+        let read = AclBinding {
+            resource_type: ResourceType::Topic,
+            name: "a".into(),
+            pattern: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        let (with, results) = next.with_acls(vec![read.clone(), read.clone()]);
+        let with = with.expect("added");
+        assert_eq!(results, [Ok(()), Ok(())]);
+        assert_eq!(with.with_acls(vec![read.clone()]).0, None, "already there");
+        // Through the file's encoding and its checks.
+        let back = reencoded(&with).expect("loads");
+        assert_eq!(back, with);
+        assert!(back.users.verify_password("alice", "pw"));
+        assert!(back
+            .users
+            .scram_credential("alice", ScramMechanism::Sha512)
+            .is_some());
+        assert!(back.acls.authorize(
+            "User:alice",
+            "127.0.0.1".parse().expect("ip"),
+            Operation::Describe,
+            ResourceType::Topic,
+            "a"
+        ));
+        let (without, removed) = back.without_acls(&[AclFilter::any(), AclFilter::exact(&read)]);
+        assert_eq!(removed, [vec![read.clone()], vec![read]]);
+        assert!(without.expect("removed").acls.is_empty());
+        // A damaged credential in the file stops the load, as any damaged entry does.
+        let mut json: serde_json::Value = serde_json::to_value(&with).expect("encodes");
+        json["users"]["alice"]["scram"]["Sha256"]["iterations"] = 1.into();
+        assert!(Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).is_err());
+        // A catalog written before users and ACLs loads with none.
+        let mut json: serde_json::Value = serde_json::to_value(&with).expect("encodes");
+        let fields = json.as_object_mut().expect("an object");
+        assert!(fields.remove("users").is_some() && fields.remove("acls").is_some());
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        assert!(old.users.is_empty() && old.acls.is_empty());
     }
 
     #[test]
@@ -1121,6 +1420,15 @@ mod tests {
         assert!(
             !path.with_extension("tmp").exists(),
             "the temporary file is renamed"
+        );
+        let mode = std::fs::metadata(&path)
+            .expect("saved")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            CATALOG_FILE_MODE,
+            "owner-only: it holds credentials"
         );
     }
 

@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 
 /// Longest SNS topic name (`.fifo` included), as in AWS.
 pub const SNS_TOPIC_NAME_MAX: usize = 256;
+/// The subscription attribute that marks one confirmed with AuthenticateOnUnsubscribe:
+/// only a signed Unsubscribe removes it. Its `:` keeps it out of the names
+/// SetSubscriptionAttributes takes.
+pub const AUTHENTICATE_ON_UNSUBSCRIBE: &str = "sns:authenticate-on-unsubscribe";
 /// Prefix of the engine topics that back SNS topics.
 pub const BACKING_TOPIC_PREFIX: &str = "__sns-";
 /// Most attributes a topic or a subscription keeps (AWS defines about a dozen each).
@@ -370,10 +374,14 @@ impl Catalog {
 
     /// A new catalog where the subscription of `topic` holding `token` is confirmed
     /// (`None`: it was already), and that subscription.
+    /// `authenticated_unsubscribe` (ConfirmSubscription's AuthenticateOnUnsubscribe)
+    /// marks the subscription `AUTHENTICATE_ON_UNSUBSCRIBE`; a later confirmation never
+    /// takes the mark away.
     pub fn with_sns_confirmed(
         &self,
         topic: &str,
         token: &str,
+        authenticated_unsubscribe: bool,
     ) -> Result<(Option<Catalog>, SnsSubscription), SnsError> {
         let mut meta = self.sns_topic(topic)?.clone();
         let Some(sub) = meta
@@ -386,6 +394,10 @@ impl Catalog {
             )));
         };
         sub.confirmed = true;
+        if authenticated_unsubscribe {
+            sub.attributes
+                .insert(AUTHENTICATE_ON_UNSUBSCRIBE.to_string(), "true".to_string());
+        }
         let sub = sub.clone();
         Ok((self.with_sns_meta(meta)?, sub))
     }
@@ -535,11 +547,27 @@ mod tests {
         assert!(
             matches!(over, Err(SnsError::Limit(m)) if m.contains("--max-sns-subscriptions-per-topic"))
         );
-        assert!(c.with_sns_confirmed("t", "nope").is_err());
-        let (next, s) = c.with_sns_confirmed("t", "tok").expect("known token");
+        assert!(c.with_sns_confirmed("t", "nope", false).is_err());
+        let (next, s) = c
+            .with_sns_confirmed("t", "tok", false)
+            .expect("known token");
         assert!(s.confirmed && next.is_some());
         let c = next.expect("changed");
-        assert!(c.with_sns_confirmed("t", "tok").expect("again").0.is_none());
+        assert!(c
+            .with_sns_confirmed("t", "tok", false)
+            .expect("again")
+            .0
+            .is_none());
+        let (marked, s) = c.with_sns_confirmed("t", "tok", true).expect("marked");
+        assert_eq!(
+            s.attributes
+                .get(AUTHENTICATE_ON_UNSUBSCRIBE)
+                .map(String::as_str),
+            Some("true")
+        );
+        let c = marked.expect("changed");
+        let (same, s) = c.with_sns_confirmed("t", "tok", false).expect("again");
+        assert!(same.is_none() && s.attributes.contains_key(AUTHENTICATE_ON_UNSUBSCRIBE));
         let (next, s) = c
             .with_sns_subscription_attribute("t", "3", ("RawMessageDelivery", "true".into()))
             .expect("set");

@@ -1,15 +1,35 @@
-//! AMQP login: SASL PLAIN and AMQPLAIN responses checked against the user store. The
-//! store is `guest`/`guest`, accepted from loopback only (as RabbitMQ does), plus the
-//! users of `--amqp-users FILE`. Issue 20 replaces this with one salted, hashed store
-//! for every protocol.
+//! AMQP login: the SASL mechanisms offered in `connection.start` and the check of the
+//! client's `start-ok` response. PLAIN and AMQPLAIN carry a name and password, checked
+//! against the user store (`peregrine user add`), then the users of `--amqp-users FILE`
+//! (kept for existing setups: plaintext passwords in a file the operator keeps), then
+//! `guest`/`guest`, accepted from loopback only (as RabbitMQ does) and only while
+//! `--require-auth` does not name the listener and the store has no `guest`. EXTERNAL (RabbitMQ's `rabbitmq_auth_mechanism_ssl`) logs in
+//! as the subject of the client's verified TLS certificate, so it is offered only on a
+//! TLS connection that showed one (`--tls-client-ca`).
 
+use crate::engine::Engine;
 use amq_protocol::types::{AMQPValue, FieldTable};
+use peregrine_shards::security::ScramMechanism;
 use std::net::IpAddr;
 use std::path::Path;
+use subtle::ConstantTimeEq;
 
-pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// Offered on every connection.
+const PASSWORD_MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// Offered where the client showed a verified certificate.
+const WITH_EXTERNAL: &str = "PLAIN AMQPLAIN EXTERNAL";
 /// Largest users file read.
 const USERS_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// The mechanisms `connection.start` offers a client whose verified certificate names
+/// `certificate` (None: no certificate, or not TLS).
+pub fn mechanisms(certificate: Option<&str>) -> &'static str {
+    if certificate.is_some() {
+        WITH_EXTERNAL
+    } else {
+        PASSWORD_MECHANISMS
+    }
+}
 
 /// Reads `name:password` lines (`#` starts a comment, blank lines are skipped).
 pub fn load_users(path: &Path) -> Result<Vec<(String, String)>, String> {
@@ -41,51 +61,159 @@ pub fn load_users(path: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(users)
 }
 
-/// Who logged in, or why not (the text goes to the client in connection.close).
-pub fn authenticate(
-    users: &[(String, String)],
-    peer: Option<IpAddr>,
-    mechanism: &str,
-    response: &[u8],
-) -> Result<String, String> {
-    let (name, password) = match mechanism {
-        "PLAIN" => plain(response)?,
-        "AMQPLAIN" => amqplain(response)?,
-        other => {
-            return Err(format!(
-                "unsupported mechanism {other}; use PLAIN or AMQPLAIN"
-            ))
-        }
-    };
-    let refused = || {
-        format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.")
-    };
-    if let Some((_, stored)) = users.iter().find(|(n, _)| *n == name) {
-        return if constant_time_eq(stored.as_bytes(), password.as_bytes()) {
-            Ok(name)
-        } else {
-            Err(refused())
-        };
-    }
-    if name == "guest" && password == "guest" {
-        return if peer.is_some_and(|ip| ip.is_loopback()) {
-            Ok(name)
-        } else {
-            Err("ACCESS_REFUSED - user 'guest' can only connect via localhost".into())
-        };
-    }
-    Err(refused())
+/// What a client's `start-ok` asks for.
+pub struct Login<'a> {
+    pub peer: Option<IpAddr>,
+    /// The subject of the client's verified TLS certificate (mTLS).
+    pub certificate: Option<&'a str>,
+    pub mechanism: &'a str,
+    pub response: &'a [u8],
 }
 
-/// `\0user\0password` (an authorization identity before the first NUL is ignored).
-fn plain(response: &[u8]) -> Result<(String, String), String> {
-    let mut parts = response.split(|b| *b == 0);
-    let (_authz, user, pass) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(a), Some(u), Some(p), None) => (a, u, p),
-        _ => return Err("malformed PLAIN response".into()),
+/// Why a login was refused; `text` goes to the client in `connection.close` (403), the
+/// name tried (never the password) to the log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub user: Option<String>,
+    pub text: String,
+}
+
+impl Refused {
+    fn new(user: Option<String>, text: impl Into<String>) -> Refused {
+        Refused {
+            user,
+            text: text.into(),
+        }
+    }
+}
+
+/// What a `start-ok` response says: a name and password, or EXTERNAL's certificate
+/// subject.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credentials {
+    Password { name: String, password: String },
+    Certificate(String),
+}
+
+/// Who logged in (the user name; the principal is `User:` and it), or why not. A name
+/// the user store has is checked there (its salted hash, on the blocking pool), else
+/// against `--amqp-users`, else it is `guest`/`guest` from loopback when `--require-auth`
+/// does not name this listener (`required`).
+pub async fn authenticate(
+    engine: &Engine,
+    required: bool,
+    login: &Login<'_>,
+) -> Result<String, Refused> {
+    let (name, password) = match credentials(login)? {
+        Credentials::Certificate(name) => return Ok(name),
+        Credentials::Password { name, password } => (name, password),
     };
-    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "PLAIN response is not UTF-8");
-    Ok((text(user)?, text(pass)?))
+    if in_store(engine, &name) {
+        return match engine.check_password(&name, &password).await {
+            true => Ok(name),
+            false => Err(wrong_password(login.mechanism, name)),
+        };
+    }
+    let users = &engine.config().amqp_users;
+    without_store(users, !required, login, name, &password)
+}
+
+/// A login checked without the user store: `--amqp-users`, guest where `guest_allowed`,
+/// EXTERNAL. What the `amqp_frames` fuzz target runs (the store needs an engine).
+pub fn authenticate_without_store(
+    users: &[(String, String)],
+    guest_allowed: bool,
+    login: &Login<'_>,
+) -> Result<String, Refused> {
+    match credentials(login)? {
+        Credentials::Password { name, password } => {
+            without_store(users, guest_allowed, login, name, &password)
+        }
+        Credentials::Certificate(name) => Ok(name),
+    }
+}
+
+/// Whether the user store has a password for `name`.
+fn in_store(engine: &Engine, name: &str) -> bool {
+    [ScramMechanism::Sha256, ScramMechanism::Sha512]
+        .into_iter()
+        .any(|m| engine.scram_credential(name, m).is_some())
+}
+
+/// The name and password, or the certificate's subject, a response carries.
+pub fn credentials(login: &Login<'_>) -> Result<Credentials, Refused> {
+    let (name, password) = match login.mechanism {
+        "PLAIN" => plain(login.response).map_err(|e| Refused::new(None, e))?,
+        "AMQPLAIN" => amqplain(login.response).map_err(|e| Refused::new(None, e))?,
+        "EXTERNAL" => return external(login).map(Credentials::Certificate),
+        other => {
+            let offered = mechanisms(login.certificate);
+            return Err(Refused::new(
+                None,
+                format!("unsupported mechanism {other}; offered: {offered}"),
+            ));
+        }
+    };
+    Ok(Credentials::Password { name, password })
+}
+
+fn wrong_password(mechanism: &str, name: String) -> Refused {
+    Refused::new(
+        Some(name),
+        format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+    )
+}
+
+/// A name the user store does not have: a `--amqp-users` user, or `guest`/`guest` from
+/// loopback (RabbitMQ's default) where `guest_allowed`.
+fn without_store(
+    users: &[(String, String)],
+    guest_allowed: bool,
+    login: &Login<'_>,
+    name: String,
+    password: &str,
+) -> Result<String, Refused> {
+    if let Some((_, stored)) = users.iter().find(|(n, _)| *n == name) {
+        return match bool::from(stored.as_bytes().ct_eq(password.as_bytes())) {
+            true => Ok(name),
+            false => Err(wrong_password(login.mechanism, name)),
+        };
+    }
+    if guest_allowed && name == "guest" && password == "guest" {
+        return if login.peer.is_some_and(|ip| ip.is_loopback()) {
+            Ok(name)
+        } else {
+            Err(Refused::new(
+                Some(name),
+                "user 'guest' can only connect via localhost",
+            ))
+        };
+    }
+    Err(wrong_password(login.mechanism, name))
+}
+
+/// EXTERNAL: the certificate's subject is the user. The response is empty, or names
+/// that same user (an authorization identity for someone else is refused).
+fn external(login: &Login<'_>) -> Result<String, Refused> {
+    let Some(subject) = login.certificate else {
+        return Err(Refused::new(
+            None,
+            "EXTERNAL needs a verified TLS client certificate (amqps with --tls-client-ca)",
+        ));
+    };
+    if !login.response.is_empty() && login.response != subject.as_bytes() {
+        return Err(Refused::new(
+            Some(String::from_utf8_lossy(login.response).into_owned()),
+            format!("EXTERNAL: the certificate names '{subject}', not the user asked for"),
+        ));
+    }
+    Ok(subject.to_string())
+}
+
+/// `authzid\0user\0password` (RFC 4616, bounded; the authzid empty or the user's).
+fn plain(response: &[u8]) -> Result<(String, String), String> {
+    let plain = crate::auth::sasl::parse_plain(response).map_err(|e| format!("PLAIN: {e}"))?;
+    Ok((plain.user.to_string(), plain.password.to_string()))
 }
 
 /// A field table without its length prefix, holding LOGIN and PASSWORD.
@@ -106,10 +234,6 @@ fn amqplain(response: &[u8]) -> Result<(String, String), String> {
     Ok((field("LOGIN")?, field("PASSWORD")?))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,24 +241,49 @@ mod tests {
     const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     const REMOTE: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)));
 
+    fn login(
+        users: &[(String, String)],
+        peer: Option<IpAddr>,
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<String, Refused> {
+        let login = Login {
+            peer,
+            certificate: None,
+            mechanism,
+            response,
+        };
+        authenticate_without_store(users, true, &login)
+    }
+
     #[test]
     fn guest_is_accepted_from_loopback_only() {
         assert_eq!(
-            authenticate(&[], LOOPBACK, "PLAIN", b"\0guest\0guest"),
+            login(&[], LOOPBACK, "PLAIN", b"\0guest\0guest"),
             Ok("guest".into())
         );
-        assert!(authenticate(&[], REMOTE, "PLAIN", b"\0guest\0guest").is_err());
-        assert!(authenticate(&[], LOOPBACK, "PLAIN", b"\0guest\0nope").is_err());
+        assert!(login(&[], REMOTE, "PLAIN", b"\0guest\0guest").is_err());
+        assert!(login(&[], LOOPBACK, "PLAIN", b"\0guest\0nope").is_err());
+        // Not where --require-auth names the listener.
+        let plain = Login {
+            peer: LOOPBACK,
+            certificate: None,
+            mechanism: "PLAIN",
+            response: b"",
+        };
+        let guest = without_store(&[], false, &plain, "guest".into(), "guest");
+        assert!(guest.is_err());
     }
 
     #[test]
     fn configured_users_log_in_from_anywhere() {
         let users = vec![("app".to_string(), "s3cret".to_string())];
         assert_eq!(
-            authenticate(&users, REMOTE, "PLAIN", b"\0app\0s3cret"),
+            login(&users, REMOTE, "PLAIN", b"\0app\0s3cret"),
             Ok("app".into())
         );
-        assert!(authenticate(&users, REMOTE, "PLAIN", b"\0app\0wrong").is_err());
+        let refused = login(&users, REMOTE, "PLAIN", b"\0app\0wrong");
+        assert_eq!(refused.map_err(|r| r.user), Err(Some("app".into())));
     }
 
     #[test]
@@ -147,16 +296,33 @@ mod tests {
             .expect("encodes");
         let response = &ctx.write[4..];
         assert_eq!(
-            authenticate(&[], LOOPBACK, "AMQPLAIN", response),
+            login(&[], LOOPBACK, "AMQPLAIN", response),
             Ok("guest".into())
         );
-        assert!(authenticate(&[], LOOPBACK, "AMQPLAIN", b"\x05LOGINx").is_err());
+        assert!(login(&[], LOOPBACK, "AMQPLAIN", b"\x05LOGINx").is_err());
     }
 
     #[test]
     fn malformed_responses_are_refused() {
-        assert!(authenticate(&[], LOOPBACK, "PLAIN", b"guest").is_err());
-        assert!(authenticate(&[], LOOPBACK, "PLAIN", b"\0a\0b\0c").is_err());
-        assert!(authenticate(&[], LOOPBACK, "EXTERNAL", b"").is_err());
+        assert!(login(&[], LOOPBACK, "PLAIN", b"guest").is_err());
+        assert!(login(&[], LOOPBACK, "PLAIN", b"\0a\0b\0c").is_err());
+        assert!(login(&[], LOOPBACK, "CRAM-MD5", b"").is_err());
+    }
+
+    #[test]
+    fn external_is_the_certificate_subject_and_needs_one() {
+        assert_eq!(mechanisms(None), "PLAIN AMQPLAIN");
+        assert_eq!(mechanisms(Some("app")), "PLAIN AMQPLAIN EXTERNAL");
+        let with_cert = |response: &'static [u8]| Login {
+            peer: REMOTE,
+            certificate: Some("billing"),
+            mechanism: "EXTERNAL",
+            response,
+        };
+        let subject = |name: &str| Ok(Credentials::Certificate(name.into()));
+        assert_eq!(credentials(&with_cert(b"")), subject("billing"));
+        assert_eq!(credentials(&with_cert(b"billing")), subject("billing"));
+        assert!(credentials(&with_cert(b"admin")).is_err());
+        assert!(login(&[], LOOPBACK, "EXTERNAL", b"").is_err());
     }
 }

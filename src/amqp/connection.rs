@@ -8,12 +8,15 @@
 //! publishes in flight (`--max-in-flight-requests`, `--max-in-flight-bytes`: past them
 //! the connection is not read and the client is told `connection.blocked`), output
 //! buffered up to `OUTPUT_BYTES_MAX` before consumers wait and `OUTPUT_READ_STOP_BYTES`
-//! before the connection is not read.
+//! before the connection is not read. A silent peer is closed after two missed
+//! heartbeats, or, with heartbeats off, after `--connections-max-idle-ms` unless it has
+//! a consumer waiting for deliveries.
 
 use super::auth;
 use super::channel::Channel;
 use super::errors::{self, AmqpError};
 use super::frames::{self, FrameError, FrameReader, Output, RawFrame};
+use crate::config::Listener;
 use crate::engine::Engine;
 use crate::runtime;
 use crate::server::stream::Stream;
@@ -51,7 +54,16 @@ pub struct Conn {
     /// `shard:n`, unique in the process: the owner tag of its exclusive queues.
     pub id: String,
     pub peer: String,
+    /// The peer's address, which ACLs match hosts against.
+    pub peer_ip: Option<IpAddr>,
+    /// Came in on the AMQP TLS listener.
+    tls: bool,
+    /// The subject of the client's verified TLS certificate (mTLS): EXTERNAL logs in
+    /// as it.
+    certificate: Option<String>,
+    /// Who logged in (the user name), and as whom ACLs see it (`User:` and the name).
     pub user: RefCell<String>,
+    pub principal: RefCell<String>,
     pub frame_max: Cell<u32>,
     pub channel_max: Cell<u16>,
     pub channels: RefCell<HashMap<u16, Rc<Channel>>>,
@@ -98,7 +110,11 @@ pub async fn serve(engine: Engine, stream: Stream) {
         engine,
         out: Output::new(OUTPUT_BYTES_MAX),
         peer,
+        peer_ip,
+        tls: stream.is_tls(),
+        certificate: stream.principal().map(str::to_string),
         user: RefCell::new(String::new()),
+        principal: RefCell::new(String::new()),
         frame_max: Cell::new(frames::FRAME_MIN_SIZE),
         channel_max: Cell::new(CHANNEL_MAX),
         channels: RefCell::new(HashMap::new()),
@@ -118,13 +134,10 @@ pub async fn serve(engine: Engine, stream: Stream) {
         runtime::spawn_local(async move { conn.out.write_loop(stream).await })
     };
     let mut reader = FrameReader::new(stream);
-    let handshake = future::or(
-        async { Some(handshake(&conn, &mut reader, peer_ip).await) },
-        async {
-            runtime::sleep(HANDSHAKE_TIMEOUT).await;
-            None
-        },
-    )
+    let handshake = future::or(async { Some(handshake(&conn, &mut reader).await) }, async {
+        runtime::sleep(HANDSHAKE_TIMEOUT).await;
+        None
+    })
     .await;
     match handshake {
         Some(Ok(Some(heartbeat))) => {
@@ -165,11 +178,7 @@ async fn release(conn: &Rc<Conn>) {
 
 /// Protocol header to `open-ok`; the negotiated heartbeat in seconds, or None when the
 /// peer went away or spoke another protocol (answered with our header).
-async fn handshake(
-    conn: &Rc<Conn>,
-    reader: &mut FrameReader,
-    peer_ip: Option<IpAddr>,
-) -> Result<Option<u16>, AmqpError> {
+async fn handshake(conn: &Rc<Conn>, reader: &mut FrameReader) -> Result<Option<u16>, AmqpError> {
     let header = match reader.protocol_header().await {
         Ok(Some(h)) => h,
         Ok(None) | Err(_) => return Ok(None),
@@ -182,7 +191,7 @@ async fn handshake(
     }
     conn.out.method(
         0,
-        AMQPClass::Connection(connection::AMQPMethod::Start(start())),
+        AMQPClass::Connection(connection::AMQPMethod::Start(start(conn))),
     );
     let start_ok = match expect_method(conn, reader).await? {
         Some(AMQPClass::Connection(connection::AMQPMethod::StartOk(s))) => s,
@@ -190,22 +199,39 @@ async fn handshake(
         None => return Ok(None),
     };
     read_client_capabilities(conn, &start_ok.client_properties);
-    let users = &conn.engine.config().amqp_users;
-    let user = auth::authenticate(
-        users,
-        peer_ip,
-        start_ok.mechanism.as_str(),
-        start_ok.response.as_bytes(),
-    )
-    .map_err(|e| {
-        tracing::info!(peer = %conn.peer, "AMQP login refused: {e}");
-        let text = e
-            .strip_prefix("ACCESS_REFUSED - ")
-            .unwrap_or(&e)
-            .to_string();
-        AmqpError::new(errors::ACCESS_REFUSED, text)
-    })?;
+    let login = auth::Login {
+        peer: conn.peer_ip,
+        certificate: conn.certificate.as_deref(),
+        mechanism: start_ok.mechanism.as_str(),
+        response: start_ok.response.as_bytes(),
+    };
+    let listener = Listener::of(crate::metrics::Protocol::Amqp, conn.tls);
+    let required = conn.engine.config().require_auth(listener);
+    let engine = &conn.engine;
+    // A peer past --login-failures-per-minute is refused without checking.
+    if let Some(ip) = conn.peer_ip.filter(|ip| !engine.login_permitted(*ip)) {
+        tracing::debug!(peer = %ip, "AMQP login refused unchecked: too many failed logins");
+        return Err(AmqpError::new(
+            errors::ACCESS_REFUSED,
+            "too many failed logins from this address; try again in a minute",
+        ));
+    }
+    let user = match auth::authenticate(engine, required, &login).await {
+        Ok(user) => user,
+        Err(r) => {
+            // The limiter logs the peer and the name tried (never the password).
+            if let Some(ip) = conn.peer_ip {
+                engine.login_failed(ip, "amqp", r.user.as_deref().unwrap_or(""));
+            }
+            tracing::info!(peer = %conn.peer, mechanism = login.mechanism, "AMQP login refused: {}", r.text);
+            return Err(AmqpError::new(errors::ACCESS_REFUSED, r.text));
+        }
+    };
+    if let Some(ip) = conn.peer_ip {
+        engine.login_succeeded(ip);
+    }
     tracing::debug!(peer = %conn.peer, id = %conn.id, %user, "AMQP login");
+    *conn.principal.borrow_mut() = format!("User:{user}");
     *conn.user.borrow_mut() = user;
     let tune = connection::Tune {
         channel_max: CHANNEL_MAX,
@@ -269,7 +295,7 @@ async fn handshake(
     Ok(Some(tune_ok.heartbeat))
 }
 
-fn start() -> connection::Start {
+fn start(conn: &Conn) -> connection::Start {
     let mut caps = FieldTable::default();
     for cap in [
         "publisher_confirms",
@@ -294,7 +320,7 @@ fn start() -> connection::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: LongString::from(auth::MECHANISMS),
+        mechanisms: LongString::from(auth::mechanisms(conn.certificate.as_deref())),
         locales: LongString::from("en_US"),
     }
 }
@@ -391,14 +417,23 @@ enum Next {
 }
 
 /// The frame loop after `open-ok`, until the peer closes, a connection error, a missed
-/// heartbeat or the broker's shutdown.
+/// heartbeat, idleness (heartbeats off) or the broker's shutdown.
 async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
     // Silent for two intervals: dead (the spec's rule).
     let silence_max = Duration::from_secs(2 * u64::from(heartbeat_s));
-    let tick = if heartbeat_s > 0 {
-        Duration::from_millis(u64::from(heartbeat_s) * 250)
-    } else {
-        Duration::from_secs(3600)
+    // A client that turned heartbeats off is bounded by --connections-max-idle-ms
+    // instead, as native and Kafka connections are, unless it consumes (deliveries it
+    // waits for may be far apart).
+    let idle_ms = conn
+        .engine
+        .config()
+        .connection_limits
+        .connections_max_idle_ms;
+    let idle_max = (heartbeat_s == 0 && idle_ms > 0).then(|| Duration::from_millis(idle_ms));
+    let tick = match idle_max {
+        _ if heartbeat_s > 0 => Duration::from_millis(u64::from(heartbeat_s) * 250),
+        Some(max) => max / 4,
+        None => Duration::from_secs(3600),
     };
     let mut heard = Instant::now();
     loop {
@@ -429,6 +464,14 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
                 if heartbeat_s > 0 && heard.elapsed() > silence_max {
                     tracing::info!(peer = %conn.peer, "AMQP client missed heartbeats for {silence_max:?}; closing");
                     return;
+                }
+                if let Some(max) = idle_max.filter(|max| heard.elapsed() > *max) {
+                    if !consuming(conn) {
+                        let why = format!("connection idle for {max:?} with heartbeats off (--connections-max-idle-ms)");
+                        close_with(conn, reader, AmqpError::new(errors::CONNECTION_FORCED, why))
+                            .await;
+                        return;
+                    }
                 }
                 continue;
             }
@@ -470,6 +513,14 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
             }
         }
     }
+}
+
+/// Whether any channel of the connection has a consumer (deliveries may come at any time).
+fn consuming(conn: &Conn) -> bool {
+    conn.channels
+        .borrow()
+        .values()
+        .any(|ch| !ch.consumers.borrow().is_empty())
 }
 
 pub enum Flow {

@@ -17,6 +17,7 @@ use super::publish::{self, EXCHANGE_HEADER, ROUTING_KEY_HEADER};
 use crate::engine::{EngineError, QueueConfig, Received, Settle, Subscription};
 use crate::runtime::{self, spawn_local};
 use amq_protocol::protocol::{basic, AMQPClass};
+use peregrine_shards::security::Operation;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Mutex;
@@ -140,6 +141,7 @@ pub async fn consume(
         queue = reply_queue(conn, ch).await?;
     } else {
         super::declare::check_exclusive(conn, &queue)?;
+        super::access::queue(conn, Operation::Read, &queue)?;
         let stats = match conn.engine.queue_stats(&queue).await {
             Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&queue) => {
                 let tag = consumer_tag(conn, ch, c.consumer_tag.as_str())?;
@@ -396,6 +398,7 @@ pub fn cancel(conn: &Rc<Conn>, ch: &Rc<Channel>, tag: &str, nowait: bool) {
 pub async fn get(conn: &Rc<Conn>, ch: &Rc<Channel>, g: basic::Get) -> Result<(), AmqpError> {
     let queue = g.queue.as_str().to_string();
     super::declare::check_exclusive(conn, &queue)?;
+    super::access::queue(conn, Operation::Read, &queue)?;
     if !g.no_ack && ch.unacked.borrow().len() >= UNACKED_MAX {
         return Err(AmqpError::new(
             errors::PRECONDITION_FAILED,

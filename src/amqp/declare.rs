@@ -5,13 +5,14 @@ use super::channel::Channel;
 use super::connection::Conn;
 use super::consume::{generated_name, not_found, AMQP_LEASE_MS};
 use super::errors::{self, AmqpError};
-use super::stream;
+use super::{access, stream};
 use crate::engine::{
     BindTarget, Binding, EngineError, ExchangeChange, ExchangeKind, ExchangeMeta, Overflow,
     QueueConfig,
 };
 use amq_protocol::protocol::{exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
+use peregrine_shards::security::Operation;
 use std::rc::Rc;
 
 pub async fn exchange_method(
@@ -28,6 +29,9 @@ pub async fn exchange_method(
         exchange::AMQPMethod::Declare(d) => {
             let name = d.exchange.as_str();
             if d.passive {
+                if !name.is_empty() {
+                    access::exchange(conn, Operation::Describe, name)?;
+                }
                 if name.is_empty() || conn.engine.exchange(name).is_some() {
                     let ok = exchange::DeclareOk {};
                     reply(d.nowait, exchange::AMQPMethod::DeclareOk(ok));
@@ -36,6 +40,7 @@ pub async fn exchange_method(
                 return Err(no_exchange(name));
             }
             check_exchange_name(name)?;
+            access::exchange(conn, Operation::Create, name)?;
             let kind = exchange_kind(d.kind.as_str(), &d.arguments)?;
             let alternate = match d.arguments.inner().get("alternate-exchange") {
                 Some(v) => Some(text(v).ok_or_else(|| {
@@ -75,6 +80,7 @@ pub async fn exchange_method(
         exchange::AMQPMethod::Delete(d) => {
             let name = d.exchange.as_str();
             check_exchange_name(name)?;
+            access::exchange(conn, Operation::Delete, name)?;
             let change = ExchangeChange::Delete {
                 name: name.to_string(),
                 if_unused: d.if_unused,
@@ -95,6 +101,8 @@ pub async fn exchange_method(
                 b.routing_key.as_str(),
                 &b.arguments,
             )?;
+            access::exchange(conn, Operation::Write, b.destination.as_str())?;
+            access::exchange(conn, Operation::Read, b.source.as_str())?;
             if conn.engine.exchange(b.destination.as_str()).is_none() {
                 return Err(no_exchange(b.destination.as_str()));
             }
@@ -109,6 +117,8 @@ pub async fn exchange_method(
                 u.routing_key.as_str(),
                 &u.arguments,
             )?;
+            access::exchange(conn, Operation::Write, u.destination.as_str())?;
+            access::exchange(conn, Operation::Read, u.source.as_str())?;
             unbind(conn, binding).await?;
             let ok = exchange::UnbindOk {};
             reply(u.nowait, exchange::AMQPMethod::UnbindOk(ok));
@@ -194,6 +204,7 @@ pub async fn queue_method(
             let mut name = d.queue.as_str().to_string();
             check_exclusive(conn, &name)?;
             if d.passive {
+                access::queue(conn, Operation::Describe, &name)?;
                 let stats = match conn.engine.queue_stats(&name).await {
                     Err(EngineError::UnknownQueue(_)) if conn.engine.topic_exists(&name) => {
                         reply(d.nowait, declare_ok(&name, 0, 0));
@@ -212,6 +223,7 @@ pub async fn queue_method(
                     format!("queue name '{name}' contains reserved prefix 'amq.*'"),
                 ));
             }
+            access::queue(conn, Operation::Create, &name)?;
             if stream::is_stream(&d.arguments) {
                 stream::declare(conn, &name, &d.arguments).await?;
                 reply(d.nowait, declare_ok(&name, 0, 0));
@@ -240,6 +252,8 @@ pub async fn queue_method(
         }
         queue::AMQPMethod::Bind(b) => {
             check_exclusive(conn, b.queue.as_str())?;
+            access::queue(conn, Operation::Write, b.queue.as_str())?;
+            access::exchange(conn, Operation::Read, b.exchange.as_str())?;
             let mut binding = binding(
                 b.exchange.as_str(),
                 BindTarget::Queue(b.queue.as_str().to_string()),
@@ -253,6 +267,8 @@ pub async fn queue_method(
         }
         queue::AMQPMethod::Unbind(u) => {
             check_exclusive(conn, u.queue.as_str())?;
+            access::queue(conn, Operation::Write, u.queue.as_str())?;
+            access::exchange(conn, Operation::Read, u.exchange.as_str())?;
             let mut binding = binding(
                 u.exchange.as_str(),
                 BindTarget::Queue(u.queue.as_str().to_string()),
@@ -267,6 +283,7 @@ pub async fn queue_method(
         queue::AMQPMethod::Purge(p) => {
             let name = p.queue.as_str();
             check_exclusive(conn, name)?;
+            access::queue(conn, Operation::Delete, name)?;
             let purged = conn
                 .engine
                 .purge_queue(name)
@@ -281,6 +298,7 @@ pub async fn queue_method(
         queue::AMQPMethod::Delete(d) => {
             let name = d.queue.as_str();
             check_exclusive(conn, name)?;
+            access::queue(conn, Operation::Delete, name)?;
             let deleted = conn
                 .engine
                 .delete_queue_if(name, d.if_unused, d.if_empty)

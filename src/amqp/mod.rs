@@ -7,8 +7,10 @@
 //! `channel`: one channel's state and method dispatch; `declare`: exchanges, queues and
 //! bindings; `publish`: publishes and confirms; `consume`: consumers, deliveries, acks;
 //! `props`: message properties in engine headers; `auth`: SASL against the user store;
+//! `access`: ACLs on methods;
 //! `frames`: framing and the output buffer; `errors`: reply codes.
 
+mod access;
 pub mod auth;
 mod channel;
 mod connection;

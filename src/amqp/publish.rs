@@ -20,6 +20,7 @@ use crate::engine::{EngineError, PublishSpec};
 use amq_protocol::protocol::basic::{self, AMQPProperties};
 use amq_protocol::protocol::AMQPClass;
 use bytes::Bytes;
+use peregrine_shards::security::Operation;
 use std::rc::Rc;
 
 /// The pseudo-queue of RabbitMQ's direct reply-to.
@@ -42,6 +43,13 @@ pub fn start(conn: &Rc<Conn>, ch: &Rc<Channel>, a: Assembly) -> Result<(), AmqpE
         // As RabbitMQ 3 answers it.
         return Err(AmqpError::new(errors::NOT_IMPLEMENTED, "immediate=true").at((60, 40)));
     }
+    // Before anything is counted or routed: a denied publish changes nothing.
+    let (exchange, routing_key) = (a.method.exchange.as_str(), a.method.routing_key.as_str());
+    match exchange {
+        "" => super::access::queue(conn, Operation::Write, routing_key),
+        exchange => super::access::exchange(conn, Operation::Write, exchange),
+    }
+    .map_err(|e| e.at((60, 40)))?;
     let mut properties = a.properties.unwrap_or_default();
     if let Some(user) = properties.user_id() {
         let logged_in = conn.user.borrow();

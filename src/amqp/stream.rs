@@ -183,6 +183,7 @@ impl StreamReader {
                 max_wait_ms: FETCH_WAIT_MS,
                 min_bytes: 1,
                 isolation: Default::default(),
+                pending: false,
             };
             let fetched = match self.conn.engine.fetch(&self.stream, 0, args).await {
                 Ok(f) => f,

@@ -11,6 +11,9 @@
 //! Latency runs from each message's intended send time to its delivery, so a fixed-rate
 //! run is corrected for coordinated omission.
 //!
+//! Over TLS (`--tls-ca`, an `amqps://` URI) lapin seals with rustls and ring, trusting
+//! only the given CA, and shows `--tls-client-cert` to a broker that asks for one.
+//!
 //! Each client thread runs lapin on a tokio current-thread runtime of its own; lapin adds
 //! one I/O thread per connection. All of them inherit the bench's `--cores` pinning, so
 //! they stay off the broker's cores when the two are given different ones.
@@ -21,11 +24,13 @@ use super::payload::{self, now_ns, Stamp};
 use super::producer::ProducerResult;
 use super::report::histogram;
 use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPlan, DRAIN_TIMEOUT};
+use crate::cli::tls::TlsClientArgs;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use std::collections::VecDeque;
@@ -65,12 +70,67 @@ fn on_runtime<T>(body: impl Future<Output = Result<T, Error>>) -> Result<T, Erro
         .block_on(body)
 }
 
-async fn open_channel(uri: &str) -> Result<(Connection, Channel), Error> {
-    let conn = step(
-        "AMQP connect",
-        Connection::connect(uri, ConnectionProperties::default()),
-    )
-    .await?;
+/// The broker the clients connect to: its URI, and with `amqps://` the TLS settings.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub uri: String,
+    pub tls: OwnedTLSConfig,
+}
+
+impl Endpoint {
+    /// `uri` as the TLS flags say: `amqps://` needs `--tls-ca` (trusted alone, no system
+    /// roots), which is refused for `amqp://`. The certificate must carry the URI's host.
+    pub fn new(uri: String, tls: &TlsClientArgs) -> Result<Endpoint, String> {
+        let secure = uri.starts_with("amqps://");
+        let Some(ca) = &tls.tls_ca else {
+            if secure {
+                return Err("an amqps:// URI needs --tls-ca".into());
+            }
+            return Ok(Endpoint {
+                uri,
+                tls: OwnedTLSConfig::default(),
+            });
+        };
+        if !secure {
+            return Err("--tls-ca: the AMQP URI must be amqps://".into());
+        }
+        if tls.tls_server_name.is_some() {
+            return Err(
+                "--tls-server-name: the AMQP modes check the certificate against the URI's host"
+                    .into(),
+            );
+        }
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let cert_chain = String::from_utf8(read(ca)?)
+            .map_err(|_| format!("{}: not a PEM file", ca.display()))?;
+        let identity = match (&tls.tls_client_cert, &tls.tls_client_key) {
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: read(cert)?,
+                key: read(key)?,
+            }),
+            _ => None,
+        };
+        Ok(Endpoint {
+            uri,
+            tls: OwnedTLSConfig {
+                identity,
+                cert_chain: Some(cert_chain),
+            },
+        })
+    }
+}
+
+async fn open_channel(to: &Endpoint) -> Result<(Connection, Channel), Error> {
+    let runtime = lapin::runtime::default_runtime()?;
+    let connect = Connection::connect_with_config(
+        &to.uri,
+        ConnectionProperties::default(),
+        to.tls.clone(),
+        runtime,
+    );
+    let conn = step("AMQP connect", connect).await?;
     let channel = step("channel.open", conn.create_channel()).await?;
     Ok((conn, channel))
 }
@@ -180,12 +240,12 @@ async fn publish_all(
 
 async fn produce(
     args: &BenchArgs,
-    uri: &str,
+    to: &Endpoint,
     queue: &str,
     plan: &PacedPlan,
     out: &mut ProducerResult,
 ) -> Result<(), Error> {
-    let (conn, ch) = open_channel(uri).await?;
+    let (conn, ch) = open_channel(to).await?;
     step(
         "confirm.select",
         ch.confirm_select(ConfirmSelectOptions::default()),
@@ -245,7 +305,7 @@ async fn produce(
     Ok(())
 }
 
-fn run_producer(args: &BenchArgs, uri: &str, queue: &str, plan: PacedPlan) -> ProducerResult {
+fn run_producer(args: &BenchArgs, to: &Endpoint, queue: &str, plan: PacedPlan) -> ProducerResult {
     let mut out = ProducerResult {
         sent: 0,
         acked: Default::default(),
@@ -254,7 +314,7 @@ fn run_producer(args: &BenchArgs, uri: &str, queue: &str, plan: PacedPlan) -> Pr
         last_ack_ns: 0,
         error: None,
     };
-    if let Err(e) = on_runtime(produce(args, uri, queue, &plan, &mut out)) {
+    if let Err(e) = on_runtime(produce(args, to, queue, &plan, &mut out)) {
         out.error = Some(e.to_string());
     }
     out
@@ -290,12 +350,12 @@ async fn ack_held(
 
 async fn consume(
     args: &BenchArgs,
-    uri: &str,
+    to: &Endpoint,
     queue: &str,
     progress: &Progress,
     out: &mut ConsumerResult,
 ) -> Result<(), Error> {
-    let (conn, ch) = open_channel(uri).await?;
+    let (conn, ch) = open_channel(to).await?;
     let prefetch = u16::try_from(args.prefetch).unwrap_or(u16::MAX);
     step(
         "basic.qos",
@@ -343,7 +403,12 @@ async fn consume(
     Ok(())
 }
 
-fn run_consumer(args: &BenchArgs, uri: &str, queue: &str, progress: &Progress) -> ConsumerResult {
+fn run_consumer(
+    args: &BenchArgs,
+    to: &Endpoint,
+    queue: &str,
+    progress: &Progress,
+) -> ConsumerResult {
     let mut out = ConsumerResult {
         ledger: Ledger::new(args.producers.max(1)),
         e2e_ns: histogram(),
@@ -351,16 +416,16 @@ fn run_consumer(args: &BenchArgs, uri: &str, queue: &str, progress: &Progress) -
         last_receive_ns: 0,
         error: None,
     };
-    if let Err(e) = on_runtime(consume(args, uri, queue, progress, &mut out)) {
+    if let Err(e) = on_runtime(consume(args, to, queue, progress, &mut out)) {
         out.error = Some(e.to_string());
     }
     out
 }
 
 /// Declares the run's durable queue (or deletes it: `delete`).
-fn queue_admin(uri: &str, queue: &str, delete: bool) -> Result<(), Error> {
+fn queue_admin(to: &Endpoint, queue: &str, delete: bool) -> Result<(), Error> {
     on_runtime(async {
-        let (conn, ch) = open_channel(uri).await?;
+        let (conn, ch) = open_channel(to).await?;
         if delete {
             step(
                 "queue.delete",
@@ -383,24 +448,19 @@ fn queue_admin(uri: &str, queue: &str, delete: bool) -> Result<(), Error> {
     })
 }
 
-pub fn run(args: &BenchArgs, uri: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
+pub fn run(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Box<dyn std::error::Error>> {
     let queue = format!(
         "bench-amqp-{}-{}",
         std::process::id(),
         crate::time::now_ms()
     );
-    queue_admin(uri, &queue, false).map_err(|e| e.to_string())?;
+    queue_admin(to, &queue, false).map_err(|e| e.to_string())?;
     let total = args.messages.unwrap_or(u64::MAX);
     let producers = args.producers.max(1) as u64;
     let progress = Arc::new(Progress::default());
     let consumers: Vec<_> = (0..args.consumers.max(1))
         .map(|_| {
-            let (a, u, q, p) = (
-                args.clone(),
-                uri.to_string(),
-                queue.clone(),
-                progress.clone(),
-            );
+            let (a, u, q, p) = (args.clone(), to.clone(), queue.clone(), progress.clone());
             std::thread::spawn(move || run_consumer(&a, &u, &q, &p))
         })
         .collect();
@@ -410,7 +470,7 @@ pub fn run(args: &BenchArgs, uri: &str) -> Result<Outcome, Box<dyn std::error::E
     let producers: Vec<ProducerResult> = paced_plans(producers, total, deadline_ns, rate)
         .into_iter()
         .map(|plan| {
-            let (a, u, q) = (args.clone(), uri.to_string(), queue.clone());
+            let (a, u, q) = (args.clone(), to.clone(), queue.clone());
             std::thread::spawn(move || run_producer(&a, &u, &q, plan))
         })
         .collect::<Vec<_>>()
@@ -424,7 +484,7 @@ pub fn run(args: &BenchArgs, uri: &str) -> Result<Outcome, Box<dyn std::error::E
         .into_iter()
         .map(|h| h.join().map_err(|_| "consumer panicked"))
         .collect::<Result<_, _>>()?;
-    if let Err(e) = queue_admin(uri, &queue, true) {
+    if let Err(e) = queue_admin(to, &queue, true) {
         eprintln!("could not delete the bench queue {queue}: {e}");
     }
     let confirmed: u64 = producers.iter().map(|p| p.acked.len()).sum();

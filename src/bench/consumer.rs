@@ -20,6 +20,8 @@ pub struct ConsumerPlan {
     pub bootstrap: String,
     /// Set to connect over TLS.
     pub tls: Option<Arc<ClientTls>>,
+    /// Set to authenticate (SCRAM).
+    pub credentials: Option<Arc<crate::client::auth::Credentials>>,
     pub topic: String,
     pub partitions: Vec<i32>,
     pub producers: usize,
@@ -50,8 +52,8 @@ pub fn run(plan: ConsumerPlan, progress: Arc<Progress>) -> ConsumerResult {
         last_receive_ns: 0,
         error: None,
     };
-    let consumer =
-        Client::connect_with(&plan.bootstrap, plan.tls.clone()).and_then(|mut client| {
+    let consumer = Client::connect_as(&plan.bootstrap, plan.tls.clone(), plan.credentials.clone())
+        .and_then(|mut client| {
             client.set_shard_aware(plan.shard_aware);
             Consumer::assign(
                 client,

@@ -17,6 +17,7 @@ mod spin;
 mod sqs;
 
 use crate::args::{parse_cores, AcksArg};
+use crate::client::auth::Credentials;
 use crate::client::tls::ClientTls;
 use crate::client::Client;
 use crate::embedded::BrokerProcess;
@@ -203,11 +204,17 @@ pub struct BenchArgs {
     /// in the SNS modes, per subscribed queue.
     #[arg(long, default_value_t = 4)]
     pub receivers: usize,
-    /// Native modes (throughput, latency, produce, consume) over TLS: --bootstrap is
-    /// then the broker's --native-tls-addr (with --embedded, the embedded broker's,
-    /// which --broker-args must start: --tls-cert, --tls-key, --native-tls-addr).
+    /// Over TLS: the native modes (throughput, latency, produce, consume, queue) with
+    /// --bootstrap the broker's --native-tls-addr; the AMQP modes with an amqps://
+    /// --amqp-uri; the SQS and SNS modes with an https:// --sqs-endpoint. With --embedded,
+    /// the embedded broker's TLS listener of the mode, which --broker-args must start
+    /// (--tls-cert, --tls-key and --native-tls-addr, --amqp-tls-addr or --http-tls-addr).
     #[command(flatten)]
     pub tls: crate::cli::tls::TlsClientArgs,
+    /// Native and queue modes against a broker that requires authentication: --user, with the
+    /// password in --password-file or PEREGRINE_PASSWORD.
+    #[command(flatten)]
+    pub auth: crate::cli::auth::AuthClientArgs,
 }
 
 /// A bench run's outcome: its error says what went wrong, for the CLI to print.
@@ -239,10 +246,9 @@ pub fn run(args: BenchArgs) -> BenchResult {
             let broker = BrokerProcess::spawn(&bin, dir.path(), &extra)?;
             let addr = match args.tls.tls_ca {
                 None => broker.addr.clone(),
-                Some(_) if broker.native_tls_addr.is_empty() => {
-                    return Err("--tls-ca with --embedded: start the broker's native TLS listener with --broker-args \"--tls-cert FILE --tls-key FILE --native-tls-addr 127.0.0.1:0\"".into());
-                }
-                Some(_) => broker.native_tls_addr.clone(),
+                // The AMQP and HTTP modes take their TLS listener below.
+                Some(_) if args.mode.is_amqp() || args.mode.is_http() => String::new(),
+                Some(_) => tls_listener(&broker, "native_tls=", "--native-tls-addr")?,
             };
             _broker = Some(broker);
             _tmp = dir;
@@ -253,24 +259,38 @@ pub fn run(args: BenchArgs) -> BenchResult {
         pin_current_thread_family(&parse_cores(cores)?);
     }
     let broker_pid = _broker.as_ref().and_then(BrokerProcess::pid);
+    let tls = args.tls.client_tls()?;
     if args.mode.is_amqp() {
+        let secure = args.tls.tls_ca.is_some();
         let uri = match (&args.amqp_uri, &_broker) {
             (Some(uri), _) => uri.clone(),
+            (None, Some(b)) if secure => {
+                let addr = tls_listener(b, "amqp_tls=", "--amqp-tls-addr")?;
+                format!("amqps://guest:guest@{addr}/%2f")
+            }
             (None, Some(b)) => format!("amqp://guest:guest@{}/%2f", b.amqp_addr),
             (None, None) => return Err("the AMQP modes need --amqp-uri or --embedded".into()),
         };
+        let endpoint = amqp::Endpoint::new(uri, &args.tls)?;
         let cpu_before = broker_pid.and_then(process_cpu_s);
-        let mut outcome = amqp::run(&args, &uri)?;
+        let mut outcome = amqp::run(&args, &endpoint)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
     if args.mode.is_http() {
         let endpoint = match (&args.sqs_endpoint, &_broker) {
             (Some(e), _) => e.clone(),
+            (None, Some(b)) if tls.is_some() => {
+                format!(
+                    "https://{}",
+                    tls_listener(b, "http_tls=", "--http-tls-addr")?
+                )
+            }
             (None, Some(b)) => b.http_addr.clone(),
             (None, None) => {
                 return Err("the SQS and SNS modes need --sqs-endpoint or --embedded".into())
             }
         };
+        let endpoint = sqs::Endpoint::new(&endpoint, tls)?;
         let cpu_before = broker_pid.and_then(process_cpu_s);
         let mut outcome = if args.mode.is_sns() {
             sns::run(&args, &endpoint)?
@@ -279,14 +299,19 @@ pub fn run(args: BenchArgs) -> BenchResult {
         };
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
+    let credentials = args.auth.credentials()?;
     if args.mode.is_queue() {
+        let target = Target {
+            bootstrap,
+            tls,
+            credentials,
+        };
         let cpu_before = broker_pid.and_then(process_cpu_s);
-        let mut outcome = queue::run(&args, &bootstrap, broker_pid)?;
+        let mut outcome = queue::run(&args, &target, broker_pid)?;
         return finish(&args, broker_pid, cpu_before, &mut outcome);
     }
-    let tls = args.tls.client_tls()?;
     let topic = format!("bench-{}-{}", std::process::id(), crate::time::now_ms());
-    Client::connect_with(&bootstrap, tls.clone())?.create_topic(TopicSpec {
+    Client::connect_as(&bootstrap, tls.clone(), credentials.clone())?.create_topic(TopicSpec {
         name: topic.clone(),
         partitions: args.partitions,
         retention_ms: None,
@@ -294,8 +319,24 @@ pub fn run(args: BenchArgs) -> BenchResult {
         segment_bytes: None,
     })?;
     let cpu_before = broker_pid.and_then(process_cpu_s);
-    let mut summary = execute(&args, &bootstrap, &topic, tls)?;
+    let target = Target {
+        bootstrap,
+        tls,
+        credentials,
+    };
+    let mut summary = execute(&args, &target, &topic)?;
     finish(&args, broker_pid, cpu_before, &mut summary)
+}
+
+/// The embedded broker's TLS listener named `field` in its ready line (`amqp_tls=`...);
+/// an error naming the `serve` flag that starts it when there is none.
+fn tls_listener(broker: &BrokerProcess, field: &str, flag: &str) -> Result<String, String> {
+    broker
+        .ready_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(field))
+        .map(str::to_string)
+        .ok_or_else(|| format!("--tls-ca with --embedded: start the broker's TLS listener with --broker-args \"--tls-cert FILE --tls-key FILE {flag} 127.0.0.1:0\""))
 }
 
 /// Adds the broker's CPU and memory to a run's outcome, prints it, writes the files,
@@ -354,9 +395,12 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     if args.consumers == 0 && consuming {
         return Err("this mode needs at least one consumer".into());
     }
-    let native = !(args.mode.is_queue() || args.mode.is_amqp() || args.mode.is_http());
-    if args.tls.tls_ca.is_some() && !native {
-        return Err("--tls-ca applies to the native modes (throughput, latency, produce, consume); this mode has no TLS client yet".into());
+    let native = !(args.mode.is_amqp() || args.mode.is_http());
+    if args.auth.user.is_some() && !native {
+        return Err(
+            "--user applies to the native modes (throughput, latency, produce, consume, queue)"
+                .into(),
+        );
     }
     if args.messages.is_none() && args.duration.is_none() {
         args.messages = Some(if args.mode.is_fixed_rate() {
@@ -495,6 +539,14 @@ fn paced_plans(
 struct Target {
     bootstrap: String,
     tls: Option<Arc<ClientTls>>,
+    credentials: Option<Arc<Credentials>>,
+}
+
+impl Target {
+    /// A native client on the bootstrap address, over TLS and logged in as the flags say.
+    fn connect(&self) -> Result<Client, crate::client::ClientError> {
+        Client::connect_as(&self.bootstrap, self.tls.clone(), self.credentials.clone())
+    }
 }
 
 fn producer_plans(
@@ -510,6 +562,7 @@ fn producer_plans(
             id: i as u32,
             bootstrap: bootstrap.bootstrap.clone(),
             tls: bootstrap.tls.clone(),
+            credentials: bootstrap.credentials.clone(),
             topic: topic.to_string(),
             partitions: args.partitions,
             messages: messages.map(|m| m / n + u64::from(i < m % n)),
@@ -529,6 +582,7 @@ fn consumer_plans(args: &BenchArgs, bootstrap: &Target, topic: &str) -> Vec<Cons
         .map(|i| ConsumerPlan {
             bootstrap: bootstrap.bootstrap.clone(),
             tls: bootstrap.tls.clone(),
+            credentials: bootstrap.credentials.clone(),
             topic: topic.to_string(),
             partitions: (0..args.partitions)
                 .filter(|p| *p as usize % n == i)
@@ -548,14 +602,9 @@ pub(crate) type Outcome = (
 
 fn execute(
     args: &BenchArgs,
-    bootstrap: &str,
+    bootstrap: &Target,
     topic: &str,
-    tls: Option<Arc<ClientTls>>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let bootstrap = &Target {
-        bootstrap: bootstrap.to_string(),
-        tls,
-    };
     let sent = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(Progress::default());
     if args.mode == Mode::Consume {

@@ -7,7 +7,7 @@ use super::payload::{self, now_ns};
 use super::report::histogram;
 use crate::client::connection::{FrameReader, FrameWriter};
 use crate::client::tls::ClientTls;
-use crate::client::{check, Client, ClientError, Connection};
+use crate::client::{check, Client, ClientError};
 use crate::native::messages::{Acks, Request, Response};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -27,6 +27,8 @@ pub struct ProducerPlan {
     pub bootstrap: String,
     /// Set to connect over TLS.
     pub tls: Option<Arc<ClientTls>>,
+    /// Set to authenticate (SCRAM).
+    pub credentials: Option<Arc<crate::client::auth::Credentials>>,
     pub topic: String,
     pub partitions: i32,
     /// Messages to send (None: until the deadline).
@@ -141,7 +143,8 @@ struct Lane {
 }
 
 fn open_lanes(plan: &ProducerPlan) -> Result<(Vec<Lane>, Vec<usize>), ClientError> {
-    let mut client = Client::connect_with(&plan.bootstrap, plan.tls.clone())?;
+    let mut client =
+        Client::connect_as(&plan.bootstrap, plan.tls.clone(), plan.credentials.clone())?;
     // Which lane each partition uses: one per owning shard when shard-aware, else one.
     let mut lane_of_shard: HashMap<u32, usize> = HashMap::new();
     let mut lane_of_partition = Vec::new();
@@ -158,7 +161,7 @@ fn open_lanes(plan: &ProducerPlan) -> Result<(Vec<Lane>, Vec<usize>), ClientErro
             None => {
                 let conn = match owner {
                     Some((_, port)) => client.connect_port(port)?,
-                    None => Connection::connect_addr(&plan.bootstrap, plan.tls.as_deref())?,
+                    None => client.connect_bootstrap()?,
                 };
                 let (writer, reader) = conn.into_split();
                 let (tx, rx) = sync_channel(WINDOW);

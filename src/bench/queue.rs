@@ -11,9 +11,8 @@ use super::delivery::Ledger;
 use super::payload::{self, now_ns, Stamp};
 use super::producer::ProducerResult;
 use super::report::histogram;
-use super::{summarize, wait_for, BenchArgs, Mode, Outcome};
+use super::{summarize, wait_for, BenchArgs, Mode, Outcome, Target};
 use crate::client::queues::{BatchPublisher, Subscription};
-use crate::client::Client;
 use crate::native::messages::{Acks, PublishSpec, QueueSpec};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use std::time::Duration;
 /// Publishes `count` messages, or until `deadline_ns` (`now_ns` clock) if that comes first.
 fn produce(
     args: &BenchArgs,
-    bootstrap: &str,
+    target: &Target,
     queue: &str,
     id: u32,
     count: u64,
@@ -36,7 +35,7 @@ fn produce(
         last_ack_ns: 0,
         error: None,
     };
-    let mut client = match Client::connect(bootstrap) {
+    let mut client = match target.connect() {
         Ok(c) => c,
         Err(e) => {
             out.error = Some(e.to_string());
@@ -130,7 +129,7 @@ fn take_answer(
     Ok(())
 }
 
-fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) -> ConsumerResult {
+fn consume(args: &BenchArgs, target: &Target, queue: &str, progress: &Progress) -> ConsumerResult {
     let mut out = ConsumerResult {
         ledger: Ledger::new(args.producers.max(1)),
         e2e_ns: histogram(),
@@ -138,8 +137,12 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
         last_receive_ns: 0,
         error: None,
     };
-    // A subscription connects to the queue's owner shard by itself.
-    let mut sub = match Subscription::open(bootstrap, queue, args.prefetch, false) {
+    // A subscription connects to the queue's owner shard by itself (as the client does:
+    // TLS, credentials).
+    let opened = target
+        .connect()
+        .and_then(|mut client| Subscription::open_with(&mut client, queue, args.prefetch, false));
+    let mut sub = match opened {
         Ok(s) => s,
         Err(e) => {
             out.error = Some(e.to_string());
@@ -202,8 +205,8 @@ fn consume(args: &BenchArgs, bootstrap: &str, queue: &str, progress: &Progress) 
 
 /// Declares `n` bench queues, queue `i` owned by shard `i % shards`, so that several
 /// queues spread over the broker's cores as partitions do.
-fn declare_queues(bootstrap: &str, n: usize) -> Result<Vec<String>, crate::client::ClientError> {
-    let mut client = Client::connect(bootstrap)?;
+fn declare_queues(target: &Target, n: usize) -> Result<Vec<String>, crate::client::ClientError> {
+    let mut client = target.connect()?;
     let shards = client.shard_count()?.max(1) as u32;
     let base = format!("bench-q-{}-{}", std::process::id(), crate::time::now_ms());
     let mut names = Vec::with_capacity(n);
@@ -288,13 +291,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 fn spawn_consumers(
     args: &BenchArgs,
-    bootstrap: &str,
+    target: &Target,
     queues: &[String],
     progress: &Arc<Progress>,
 ) -> Vec<std::thread::JoinHandle<ConsumerResult>> {
     (0..args.consumers.max(1))
         .map(|i| {
-            let (a, b) = (args.clone(), bootstrap.to_string());
+            let (a, b) = (args.clone(), target.clone());
             let q = queues[i % queues.len()].clone();
             let progress = progress.clone();
             std::thread::spawn(move || consume(&a, &b, &q, &progress))
@@ -304,10 +307,10 @@ fn spawn_consumers(
 
 pub fn run(
     args: &BenchArgs,
-    bootstrap: &str,
+    target: &Target,
     broker_pid: Option<u32>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let queues = declare_queues(bootstrap, args.queues.max(1))?;
+    let queues = declare_queues(target, args.queues.max(1))?;
     let rss = broker_pid.filter(|_| args.backlog).map(RssSampler::start);
     // `--duration` alone: no count, the deadline ends the run.
     let total = args.messages.unwrap_or(u64::MAX);
@@ -318,13 +321,13 @@ pub fn run(
     let mut consumers = if args.backlog {
         Vec::new()
     } else {
-        spawn_consumers(args, bootstrap, &queues, &progress)
+        spawn_consumers(args, target, &queues, &progress)
     };
     let start = now_ns();
     let deadline = args.duration.map(|d| start + (d * 1e9) as u64);
     let producers: Vec<ProducerResult> = (0..producers)
         .map(|i| {
-            let (a, b) = (args.clone(), bootstrap.to_string());
+            let (a, b) = (args.clone(), target.clone());
             let q = queues[i as usize % queues.len()].clone();
             let count = total / producers + u64::from(i < total % producers);
             std::thread::spawn(move || produce(&a, &b, &q, i as u32, count, deadline))
@@ -340,7 +343,7 @@ pub fn run(
         eprintln!(
             "backlog: {expected} messages published in {published_s:.1} s, no consumer; broker peak RSS {peak:.0} MiB"
         );
-        consumers = spawn_consumers(args, bootstrap, &queues, &progress);
+        consumers = spawn_consumers(args, target, &queues, &progress);
     }
     let drain_start = now_ns();
     wait_for(&progress, expected, true);

@@ -17,7 +17,7 @@
 use super::consumer::Progress;
 use super::payload::now_ns;
 use super::sqs::{
-    authority, entry_seq, run_senders, send_loop, spawn_receivers, IdCheck, Received, Sent,
+    entry_seq, run_senders, send_loop, spawn_receivers, Endpoint, IdCheck, Received, Sent,
     SqsClient,
 };
 use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPlan};
@@ -181,12 +181,12 @@ impl Fixture {
 /// One publisher: PublishBatch requests of the plan's stamped bodies to `topic_arn`.
 fn publish(
     args: &BenchArgs,
-    addr: &str,
+    to: &Endpoint,
     topic_arn: &str,
     plan: &PacedPlan,
     out: &mut Sent,
 ) -> Result<(), Error> {
-    let mut client = SqsClient::connect(addr)?;
+    let mut client = SqsClient::connect(to)?;
     send_loop(args, plan, out, |batch| {
         let mut request = Vec::with_capacity(1 + 2 * batch.len());
         request.push(("TopicArn".to_string(), topic_arn.to_string()));
@@ -216,19 +216,18 @@ fn publish(
     })
 }
 
-/// Runs the SNS fan-out workload against the HTTP listener at `endpoint`.
-pub fn run(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
-    run_checked(args, endpoint).map_err(|e| e.to_string().into())
+/// Runs the SNS fan-out workload against the HTTP listener `to`.
+pub fn run(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Box<dyn std::error::Error>> {
+    run_checked(args, to).map_err(|e| e.to_string().into())
 }
 
-fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
-    let addr = authority(endpoint).to_string();
+fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
     let name = format!("bench-sns-{}-{}", std::process::id(), crate::time::now_ms());
-    let mut admin = SqsClient::connect(&addr)?;
+    let mut admin = SqsClient::connect(to)?;
     let mut fixture = Fixture::default();
     let outcome = fixture
         .set_up(&mut admin, &name)
-        .and_then(|()| measure(args, &addr, &fixture));
+        .and_then(|()| measure(args, to, &fixture));
     fixture.tear_down(&mut admin);
     outcome
 }
@@ -240,14 +239,14 @@ struct QueueReport {
     last_receive_ns: u64,
 }
 
-fn measure(args: &BenchArgs, addr: &str, fixture: &Fixture) -> Result<Outcome, Error> {
+fn measure(args: &BenchArgs, to: &Endpoint, fixture: &Fixture) -> Result<Outcome, Error> {
     let producers = args.producers.max(1);
     let queues: Vec<_> = fixture
         .queues
         .iter()
         .map(|url| {
             let progress = Arc::new(Progress::default());
-            let receivers = spawn_receivers(args.consumers.max(1), addr, url, producers, &progress);
+            let receivers = spawn_receivers(args.consumers.max(1), to, url, producers, &progress);
             (progress, receivers)
         })
         .collect();
@@ -260,7 +259,7 @@ fn measure(args: &BenchArgs, addr: &str, fixture: &Fixture) -> Result<Outcome, E
         deadline_ns,
         rate,
     );
-    let sent = run_senders(args, addr, &fixture.topic_arn, plans, publish)?;
+    let sent = run_senders(args, to, &fixture.topic_arn, plans, publish)?;
     let published: u64 = sent.iter().map(|s| s.ids.len() as u64).sum();
     for (progress, _) in &queues {
         wait_for(progress, published, true);

@@ -10,7 +10,7 @@ use super::producer::{record_acks, ProducerPlan, ProducerResult};
 use super::report::histogram;
 use crate::client::connection::{FrameWriter, PollReader};
 use crate::client::records::visit_batches;
-use crate::client::{check, Client, ClientError, Connection};
+use crate::client::{check, Client, ClientError};
 use crate::native::messages::{Acks, OffsetSpec, Request, Response};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,14 +34,15 @@ struct Lanes {
 }
 
 fn open(plan: &ProducerPlan) -> Result<(Lanes, i64), ClientError> {
-    let mut client = Client::connect_with(&plan.bootstrap, plan.tls.clone())?;
+    let mut client =
+        Client::connect_as(&plan.bootstrap, plan.tls.clone(), plan.credentials.clone())?;
     let owner = match plan.shard_aware {
         true => client.owner_port(&plan.topic, 0)?,
         false => None,
     };
     let connect = |client: &Client| match owner {
         Some((_, port)) => client.connect_port(port),
-        None => Connection::connect_addr(&plan.bootstrap, plan.tls.as_deref()),
+        None => client.connect_bootstrap(),
     };
     let start = client.list_offset(&plan.topic, 0, OffsetSpec::Earliest)?;
     let (produce, acks) = connect(&client)?.into_polling()?;

@@ -23,6 +23,7 @@ use super::payload::now_ns;
 use super::producer::ProducerResult;
 use super::report::{histogram, Percentiles};
 use super::{paced_plans, summarize, wait_for, BenchArgs, Mode, Outcome, PacedPlan};
+use crate::client::tls::{ClientTls, TlsReader, TlsWriter};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -48,23 +49,83 @@ const BODY_MAX: usize = 64 * 1024 * 1024;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The HTTP listener the clients connect to (`host:port`), over TLS when `tls` is set.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addr: String,
+    pub tls: Option<Arc<ClientTls>>,
+}
+
+impl Endpoint {
+    /// An endpoint URL (`http://` or `https://`) or a bare `host:port`; `https://` needs
+    /// `tls` (`--tls-ca`), and `tls` without it means HTTPS on `host:port`.
+    pub fn new(endpoint: &str, tls: Option<Arc<ClientTls>>) -> Result<Endpoint, String> {
+        if endpoint.starts_with("https://") && tls.is_none() {
+            return Err(format!("{endpoint}: https:// needs --tls-ca"));
+        }
+        if endpoint.starts_with("http://") && tls.is_some() {
+            return Err(format!(
+                "--tls-ca with {endpoint}: the endpoint must be https://"
+            ));
+        }
+        Ok(Endpoint {
+            addr: authority(endpoint).to_string(),
+            tls,
+        })
+    }
+}
+
+/// A connection's socket, plaintext or TLS (the native client's TLS halves, both used
+/// by the one thread that owns the client).
+enum Transport {
+    Plain(TcpStream),
+    Tls(TlsWriter, TlsReader),
+}
+
+impl Transport {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.write_all(buf),
+            Transport::Tls(writer, _) => writer.write_all(buf),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.read(buf),
+            Transport::Tls(_, reader) => reader.read(buf),
+        }
+    }
+}
+
 /// One keep-alive HTTP/1.1 connection speaking the SQS JSON 1.0 protocol.
 pub struct SqsClient {
-    stream: TcpStream,
+    stream: Transport,
     host: String,
     buf: Vec<u8>,
 }
 
 impl SqsClient {
-    pub fn connect(addr: &str) -> Result<SqsClient, Error> {
+    pub fn connect(to: &Endpoint) -> Result<SqsClient, Error> {
+        let addr = &to.addr;
         let stream =
             TcpStream::connect(addr).map_err(|e| format!("connect to SQS at {addr}: {e}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        let stream = match &to.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let (writer, reader) = tls
+                    .connect(stream, host)
+                    .map_err(|e| format!("TLS to SQS at {addr}: {e}"))?;
+                Transport::Tls(writer, reader)
+            }
+        };
         Ok(SqsClient {
             stream,
-            host: addr.to_string(),
+            host: addr.clone(),
             buf: Vec::with_capacity(64 * 1024),
         })
     }
@@ -258,12 +319,12 @@ pub(super) fn entry_seq(id: &str) -> Option<u64> {
 
 fn send(
     args: &BenchArgs,
-    addr: &str,
+    to: &Endpoint,
     url: &str,
     plan: &PacedPlan,
     out: &mut Sent,
 ) -> Result<(), Error> {
-    let mut client = SqsClient::connect(addr)?;
+    let mut client = SqsClient::connect(to)?;
     send_loop(args, plan, out, |batch| {
         let entries: Vec<Value> = batch
             .iter()
@@ -298,15 +359,15 @@ fn send(
 /// target: queue URL or topic ARN) and waits for them all.
 pub(super) fn run_senders(
     args: &BenchArgs,
-    addr: &str,
+    to: &Endpoint,
     target: &str,
     plans: Vec<PacedPlan>,
-    send: fn(&BenchArgs, &str, &str, &PacedPlan, &mut Sent) -> Result<(), Error>,
+    send: fn(&BenchArgs, &Endpoint, &str, &PacedPlan, &mut Sent) -> Result<(), Error>,
 ) -> Result<Vec<Sent>, Error> {
     plans
         .into_iter()
         .map(|plan| {
-            let (a, t, args) = (addr.to_string(), target.to_string(), args.clone());
+            let (a, t, args) = (to.clone(), target.to_string(), args.clone());
             std::thread::spawn(move || {
                 let mut out = Sent {
                     result: ProducerResult {
@@ -346,14 +407,14 @@ pub(super) struct Received {
 /// stops the others when it fails, so that none waits for what it would have deleted.
 pub(super) fn spawn_receivers(
     n: usize,
-    addr: &str,
+    to: &Endpoint,
     url: &str,
     producers: usize,
     progress: &Arc<Progress>,
 ) -> Vec<std::thread::JoinHandle<Received>> {
     (0..n)
         .map(|_| {
-            let (a, u, p) = (addr.to_string(), url.to_string(), progress.clone());
+            let (a, u, p) = (to.clone(), url.to_string(), progress.clone());
             std::thread::spawn(move || {
                 let mut out = Received {
                     result: ConsumerResult {
@@ -379,12 +440,12 @@ pub(super) fn spawn_receivers(
 }
 
 pub(super) fn receive(
-    addr: &str,
+    to: &Endpoint,
     url: &str,
     progress: &Progress,
     out: &mut Received,
 ) -> Result<(), Error> {
-    let mut client = SqsClient::connect(addr)?;
+    let mut client = SqsClient::connect(to)?;
     let request = json!({
         "QueueUrl": url,
         "MaxNumberOfMessages": BATCH_MAX,
@@ -500,20 +561,20 @@ impl IdCheck {
 pub(super) fn authority(endpoint: &str) -> &str {
     let rest = endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .unwrap_or(endpoint)
         .trim_end_matches('/');
     rest.split('/').next().unwrap_or(rest)
 }
 
-/// Runs the SQS workload against the HTTP listener at `endpoint`.
-pub fn run(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Box<dyn std::error::Error>> {
-    run_checked(args, endpoint).map_err(|e| e.to_string().into())
+/// Runs the SQS workload against the HTTP listener `to`.
+pub fn run(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Box<dyn std::error::Error>> {
+    run_checked(args, to).map_err(|e| e.to_string().into())
 }
 
-fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
-    let addr = authority(endpoint).to_string();
+fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
     let name = format!("bench-sqs-{}-{}", std::process::id(), crate::time::now_ms());
-    let mut admin = SqsClient::connect(&addr)?;
+    let mut admin = SqsClient::connect(to)?;
     let url = admin.call("CreateQueue", &json!({ "QueueName": name }))?["QueueUrl"]
         .as_str()
         .ok_or("CreateQueue: no QueueUrl")?
@@ -523,7 +584,7 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
     let progress = Arc::new(Progress::default());
     let receivers = spawn_receivers(
         args.consumers.max(1),
-        &addr,
+        to,
         &url,
         args.producers.max(1),
         &progress,
@@ -532,7 +593,7 @@ fn run_checked(args: &BenchArgs, endpoint: &str) -> Result<Outcome, Error> {
     let deadline_ns = args.duration.map(|d| start + (d * 1e9) as u64);
     let rate = (args.mode == Mode::SqsLatency).then_some(args.rate as f64);
     let plans = paced_plans(senders, total, deadline_ns, rate);
-    let sent = run_senders(args, &addr, &url, plans, send)?;
+    let sent = run_senders(args, to, &url, plans, send)?;
     let expected: u64 = sent.iter().map(|s| s.ids.len() as u64).sum();
     wait_for(&progress, expected, true);
     progress.stop.store(true, Ordering::Relaxed);
@@ -658,5 +719,6 @@ mod tests {
         assert_eq!(authority("http://127.0.0.1:9000/"), "127.0.0.1:9000");
         assert_eq!(authority("127.0.0.1:9000"), "127.0.0.1:9000");
         assert_eq!(authority("http://h:1/000000000000/q"), "h:1");
+        assert_eq!(authority("https://127.0.0.1:9443"), "127.0.0.1:9443");
     }
 }

@@ -4,7 +4,6 @@
 use super::{CliResult, BOOTSTRAP_DEFAULT};
 use crate::client::consumer::{Consumer, GroupConfig, StartFrom};
 use crate::client::records::InRecord;
-use crate::client::Client;
 use crate::native::messages::Isolation;
 use clap::Args;
 use std::io::Write;
@@ -50,6 +49,8 @@ pub struct ConsumeArgs {
     pub bootstrap: String,
     #[command(flatten)]
     pub tls: super::tls::TlsClientArgs,
+    #[command(flatten)]
+    pub auth: super::auth::AuthClientArgs,
 }
 
 fn parse_isolation(s: &str) -> Result<Isolation, String> {
@@ -97,7 +98,7 @@ pub fn run(args: ConsumeArgs) -> CliResult {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let mut client = Client::connect_with(&args.bootstrap, args.tls.client_tls()?)?;
+    let mut client = super::tls::connect(&args.bootstrap, &args.tls, &args.auth)?;
     client.set_shard_aware(args.shard_aware);
     let mut consumer = match &args.group {
         Some(group) => Consumer::join_with(

@@ -1,13 +1,18 @@
 //! Command-line front end: `serve` runs the broker; the other commands are native
-//! clients of a running broker.
+//! clients of a running broker (`user` and `acl` also work on a stopped broker's data
+//! directory).
 
+mod acl;
+pub mod auth;
 mod consume;
 mod group;
 pub mod produce;
 mod queue;
 pub mod serve;
+mod store;
 pub mod tls;
 mod topic;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -65,6 +70,12 @@ pub enum Command {
     Ack(queue::HandlesArgs),
     /// Give received messages back (requeue), or `--reject` them to the dead-letter target.
     Nack(queue::HandlesArgs),
+    /// Add, remove and list users (SCRAM credentials, SigV4 access keys).
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Add, remove and list ACL bindings (Kafka's model; enforced with `serve --acls`).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Load-generate against a broker and report throughput and latency (HDR).
     Bench(crate::bench::BenchArgs),
     /// Check how far this host is from a low-latency setup.
@@ -87,7 +98,19 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Subscribe(args) => queue::subscribe(args),
         Command::Ack(args) => queue::ack(args),
         Command::Nack(args) => queue::nack(args),
+        Command::User(cmd) => user::run(cmd),
+        Command::Acl(cmd) => acl::run(cmd),
         Command::Bench(args) => crate::bench::run(args),
         Command::Tune(args) => crate::tune::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_s_flags_are_consistent() {
+        use clap::CommandFactory;
+        // Flags flattened from several places (broker, TLS, credentials) must not clash.
+        super::Cli::command().debug_assert();
     }
 }

@@ -4,7 +4,6 @@ use super::{CliResult, BOOTSTRAP_DEFAULT};
 use crate::args::AcksArg;
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::records::OutRecord;
-use crate::client::Client;
 use bytes::Bytes;
 use clap::Args;
 use std::io::BufRead;
@@ -33,10 +32,12 @@ pub struct ProduceArgs {
     pub bootstrap: String,
     #[command(flatten)]
     pub tls: super::tls::TlsClientArgs,
+    #[command(flatten)]
+    pub auth: super::auth::AuthClientArgs,
 }
 
 pub fn run(args: ProduceArgs) -> CliResult {
-    let mut client = Client::connect_with(&args.bootstrap, args.tls.client_tls()?)?;
+    let mut client = super::tls::connect(&args.bootstrap, &args.tls, &args.auth)?;
     client.set_shard_aware(args.shard_aware);
     let config = ProducerConfig {
         acks: args.acks.into(),

@@ -1,7 +1,7 @@
 //! `peregrine queue ...`, `publish`, `receive`, `ack` and `nack`: message queues from
 //! the command line.
 
-use super::{opt, CliResult, BOOTSTRAP_DEFAULT};
+use super::{opt, CliResult};
 use crate::native::messages::{BindingSpec, ExchangeType, PublishSpec, QueueOverflow, QueueSpec};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{BufRead, Write};
@@ -461,15 +461,16 @@ pub struct SubscribeArgs {
     /// Stop after this many messages (default: run until interrupted).
     #[arg(long)]
     pub max: Option<u64>,
-    #[arg(long, default_value = BOOTSTRAP_DEFAULT)]
-    pub bootstrap: String,
+    #[command(flatten)]
+    pub broker: super::tls::Broker,
 }
 
 /// Push mode: prints messages as they come, acking each once printed (manual mode).
 pub fn subscribe(args: SubscribeArgs) -> CliResult {
     let auto = args.ack == AckMode::Auto;
-    let mut sub = crate::client::queues::Subscription::open(
-        &args.bootstrap,
+    let mut client = args.broker.connect()?;
+    let mut sub = crate::client::queues::Subscription::open_with(
+        &mut client,
         &args.queue,
         args.prefetch,
         auto,

@@ -1,10 +1,13 @@
-//! `peregrine serve`: flags, their defaults, and the broker start.
+//! `peregrine serve`: flags, their defaults, and the broker start: the data directory's
+//! lock, taken for the broker's whole run, and the initial user (`--initial-user`).
 
 use super::CliResult;
 use crate::args::parse_cores;
 use crate::config::{self, ServerConfig};
 use clap::Args;
+use peregrine_shards::data_dir_lock::DataDirLock;
 use peregrine_shards::log::{FsyncPolicy, LogConfig};
+use peregrine_shards::security::offline::OfflineCatalog;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +33,11 @@ pub struct ServeArgs {
     /// MESSAGE_TOO_LARGE (Kafka's `message.max.bytes`, same default).
     #[arg(long, default_value_t = 1_048_588)]
     pub kafka_message_max_bytes: u32,
+    /// Longest a Kafka SASL session lasts (KIP-368, Kafka's `connections.max.reauth.ms`):
+    /// the client is told it at authentication and must re-authenticate before it ends,
+    /// or its connection is closed at its next request. 0: sessions do not expire.
+    #[arg(long, default_value_t = 0)]
+    pub sasl_session_lifetime_ms: u64,
     /// How Kafka clients see the broker: each shard as a node on its own Kafka port
     /// (Kafka port + 1 + shard, or free ports when the Kafka port is 0), or one node.
     #[arg(long, value_enum, default_value = "per-shard")]
@@ -88,15 +96,26 @@ pub struct ServeArgs {
     /// Account id in SQS queue URLs and ARNs: 12 digits. Default: 000000000000.
     #[arg(long)]
     pub sqs_account_id: Option<String>,
-    /// Verify the AWS Signature V4 of every SQS and SNS request against the
-    /// --http-access-key keys (refused: InvalidClientTokenId, SignatureDoesNotMatch).
-    /// Off by default: any access key is accepted and signatures are not checked.
+    /// A PEM file of CA certificates that https SNS endpoints may be signed by, beside
+    /// the system's trusted CAs (repeat for more files).
+    #[arg(long, value_name = "PATH")]
+    pub sns_https_ca: Vec<std::path::PathBuf>,
+    /// Require an AWS Signature V4 on every SQS and SNS request, by a --http-access-key
+    /// key or a user's access key (refused: MissingAuthenticationToken,
+    /// InvalidClientTokenId, SignatureDoesNotMatch). Off by default: unsigned requests
+    /// and unknown keys are served as User:ANONYMOUS; known keys are still verified.
     #[arg(long)]
     pub http_auth: bool,
-    /// An access key --http-auth accepts, as KEY:SECRET (repeat for more keys). The key
-    /// id is 1 to 128 of A-Z a-z 0-9; the secret at least 1 byte.
+    /// An access key of principal User:KEY, as KEY:SECRET (repeat for more keys; the user
+    /// store's keys keep secrets off the command line). The key id is 1 to 128 of A-Z
+    /// a-z 0-9; the secret at least 1 byte.
     #[arg(long, value_name = "KEY:SECRET")]
     pub http_access_key: Vec<String>,
+    /// A file holding the bearer token `GET /metrics` must present (`Authorization:
+    /// Bearer TOKEN`; 401 without it). `/healthz` and `/readyz` stay open. Default: none,
+    /// `/metrics` is open.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_token_file: Option<PathBuf>,
     /// AMQP 0-9-1 address (RabbitMQ clients), shared by every shard; port 0 picks a free
     /// one (the ready line names it).
     #[arg(long, default_value = crate::amqp::AMQP_ADDR_DEFAULT)]
@@ -122,6 +141,12 @@ pub struct ServeArgs {
     /// poll is answered at once with what there is (possibly nothing).
     #[arg(long, default_value_t = config::ConnectionLimits::MAX_LONG_POLLS_DEFAULT)]
     pub max_long_polls: usize,
+    /// Close a native or Kafka connection (and an AMQP one with heartbeats off) that
+    /// has sent and received nothing this long with nothing in progress: no request
+    /// being served, no long poll, fetch or subscription waiting. Kafka's
+    /// `connections.max.idle.ms`; 0: never. HTTP keep-alive connections close after 30 s.
+    #[arg(long, default_value_t = config::ConnectionLimits::CONNECTIONS_MAX_IDLE_MS_DEFAULT)]
+    pub connections_max_idle_ms: u64,
     /// Topics the broker may hold; creating one more is refused (Kafka
     /// POLICY_VIOLATION) until one is deleted.
     #[arg(long, default_value_t = config::ObjectLimits::MAX_TOPICS_DEFAULT)]
@@ -163,6 +188,32 @@ pub struct ServeArgs {
     pub max_transactional_ids_per_shard: usize,
     #[command(flatten)]
     pub tls: super::tls::TlsServeArgs,
+    /// Listeners that serve nothing but the login handshake until the client has
+    /// authenticated: a comma list of native, native-tls, kafka, kafka-tls, amqp,
+    /// amqp-tls, http, http-tls. A client whose TLS certificate was verified
+    /// (--tls-client-ca) counts as authenticated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LISTENERS")]
+    pub require_auth: Vec<config::Listener>,
+    /// Enforce ACLs on every request of every protocol: allowed only when an ACL allows
+    /// it and none denies it. Off by default: everything is allowed.
+    #[arg(long)]
+    pub acls: bool,
+    /// A principal (User:NAME) that every ACL check allows; repeat for more.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub super_user: Vec<String>,
+    /// A user to create when the broker starts with an empty user store (a first start),
+    /// as RabbitMQ's default user: the first user of a `--require-auth` broker. Every
+    /// SCRAM mechanism, the password from --initial-user-password-file. A store that
+    /// holds any user is left alone. Give it rights with --super-user User:NAME.
+    #[arg(long, value_name = "NAME", requires = "initial_user_password_file")]
+    pub initial_user: Option<String>,
+    /// A file whose first line is --initial-user's password.
+    #[arg(long, value_name = "PATH", requires = "initial_user")]
+    pub initial_user_password_file: Option<PathBuf>,
+    /// Failed logins one peer address may have in a minute (counted per shard); past it
+    /// its logins are refused without checking the password.
+    #[arg(long, default_value_t = config::SecurityConfig::LOGIN_FAILURES_PER_MINUTE_DEFAULT)]
+    pub login_failures_per_minute: u32,
 }
 
 pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
@@ -217,8 +268,13 @@ pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
         return Err("--max-frame-bytes must be at least 1024".into());
     }
     let sqs = sqs_settings(&args)?;
-    let http_auth = http_auth(&args)?;
+    let http_access_keys = http_access_keys(&args)?;
+    let metrics_token = match &args.metrics_token_file {
+        Some(path) => Some(crate::http::auth::MetricsToken::load(path)?),
+        None => None,
+    };
     let tls = std::mem::take(&mut args.tls).listeners()?;
+    let security = security(&args, tls.as_ref())?;
     let amqp_users = match &args.amqp_users {
         Some(path) => crate::amqp::auth::load_users(path)?,
         None => Vec::new(),
@@ -231,6 +287,7 @@ pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
         auto_create_topics: args.auto_create_topics,
         kafka_nodes: args.kafka_nodes,
         kafka_message_max_bytes: args.kafka_message_max_bytes,
+        sasl_session_lifetime_ms: args.sasl_session_lifetime_ms,
         kafka_shard_ports: Vec::new(),
         shard_port_base,
         shards,
@@ -246,7 +303,9 @@ pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
         stall_warn: (args.stall_warn_ms > 0).then(|| Duration::from_millis(args.stall_warn_ms)),
         http_addr: args.http_addr,
         sqs,
-        http_auth,
+        http_auth: args.http_auth,
+        http_access_keys,
+        metrics_token,
         amqp_addr: args.amqp_addr,
         amqp_users,
         connection_limits: config::ConnectionLimits {
@@ -254,6 +313,7 @@ pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
             max_in_flight_requests: args.max_in_flight_requests,
             max_in_flight_bytes: args.max_in_flight_bytes,
             max_long_polls: args.max_long_polls,
+            connections_max_idle_ms: args.connections_max_idle_ms,
         },
         object_limits,
         transaction_limits: config::TransactionLimits {
@@ -261,6 +321,48 @@ pub fn config_from(mut args: ServeArgs) -> Result<ServerConfig, String> {
             max_transactional_ids_per_shard: args.max_transactional_ids_per_shard,
         },
         tls,
+        security,
+    })
+}
+
+/// `--require-auth`, `--acls`, `--super-user` and `--login-failures-per-minute`,
+/// checked: a TLS listener named must exist, a super-user is a principal.
+fn security(
+    args: &ServeArgs,
+    tls: Option<&config::TlsListeners>,
+) -> Result<config::SecurityConfig, String> {
+    use config::Listener;
+    for listener in &args.require_auth {
+        let configured = match listener {
+            Listener::Native | Listener::Kafka | Listener::Amqp | Listener::Http => true,
+            Listener::NativeTls => tls.is_some_and(|t| t.native_addr.is_some()),
+            Listener::KafkaTls => tls.is_some_and(|t| t.kafka_addr.is_some()),
+            Listener::AmqpTls => tls.is_some_and(|t| t.amqp_addr.is_some()),
+            Listener::HttpTls => tls.is_some_and(|t| t.http_addr.is_some()),
+        };
+        if !configured {
+            return Err(format!(
+                "--require-auth {0} names a listener that is not configured (add --{0}-addr and --tls-cert)",
+                listener.name()
+            ));
+        }
+    }
+    for principal in &args.super_user {
+        let name = principal.strip_prefix("User:").unwrap_or("");
+        if name.is_empty() || name.len() > peregrine_shards::security::users::USER_NAME_MAX {
+            return Err(format!(
+                "--super-user must be a principal such as User:admin, got {principal:?}"
+            ));
+        }
+    }
+    if args.login_failures_per_minute == 0 {
+        return Err("--login-failures-per-minute must be at least 1".into());
+    }
+    Ok(config::SecurityConfig {
+        require_auth: args.require_auth.iter().copied().collect(),
+        acls: args.acls,
+        super_users: args.super_user.clone(),
+        login_failures_per_minute: args.login_failures_per_minute,
     })
 }
 
@@ -288,26 +390,19 @@ fn sqs_settings(args: &ServeArgs) -> Result<config::SqsSettings, String> {
         }
         sqs.account_id = account.clone();
     }
+    // Read now, so that a bad file stops the start rather than every https delivery.
+    if !args.sns_https_ca.is_empty() {
+        crate::sns::trust::client_config(&args.sns_https_ca)?;
+        sqs.sns_https_ca = args.sns_https_ca.clone();
+    }
     Ok(sqs)
 }
 
 /// Longest access key id `--http-access-key` takes (AWS's).
 const HTTP_ACCESS_KEY_ID_MAX: usize = 128;
 
-/// `--http-auth` and its `--http-access-key`s: on with at least one key, or off with
-/// none (keys without the flag would do nothing, so they are refused too).
-fn http_auth(args: &ServeArgs) -> Result<Option<config::HttpAccessKeys>, String> {
-    if !args.http_auth {
-        if !args.http_access_key.is_empty() {
-            return Err(
-                "--http-access-key needs --http-auth (without it any key is accepted)".into(),
-            );
-        }
-        return Ok(None);
-    }
-    if args.http_access_key.is_empty() {
-        return Err("--http-auth needs at least one --http-access-key KEY:SECRET".into());
-    }
+/// The `--http-access-key`s, checked.
+fn http_access_keys(args: &ServeArgs) -> Result<config::HttpAccessKeys, String> {
     let mut keys = config::HttpAccessKeys::default();
     for pair in &args.http_access_key {
         let (key, secret) = pair.split_once(':').unwrap_or((pair, ""));
@@ -323,7 +418,7 @@ fn http_auth(args: &ServeArgs) -> Result<Option<config::HttpAccessKeys>, String>
             return Err(format!("--http-access-key {key} is given more than once"));
         }
     }
-    Ok(Some(keys))
+    Ok(keys)
 }
 
 /// The object caps, each at least 1 (a cap of 0 would only make every create fail).
@@ -357,8 +452,44 @@ fn object_limits(args: &ServeArgs) -> Result<config::ObjectLimits, String> {
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
+    let initial_user = match (&args.initial_user, &args.initial_user_password_file) {
+        (Some(name), Some(file)) => Some((name.clone(), super::auth::read_password_file(file)?)),
+        _ => None,
+    };
     let config = config_from(args)?;
+    // Held until the broker has stopped: no second broker and no `--data-dir` command
+    // may change the directory under this one.
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    if let Some((name, password)) = initial_user {
+        create_initial_user(&lock, &config.data_dir, &name, &password)?;
+    }
     crate::server::run(config, front_ends())?;
+    drop(lock);
+    Ok(())
+}
+
+/// `--initial-user`: created only in an empty user store (see the flag).
+fn create_initial_user(
+    lock: &DataDirLock,
+    data_dir: &std::path::Path,
+    name: &str,
+    password: &str,
+) -> Result<(), String> {
+    let mut catalog = OfflineCatalog::load(lock, data_dir).map_err(|e| e.to_string())?;
+    let created = catalog
+        .add_initial_user(name, password)
+        .map_err(|e| format!("--initial-user {name}: {e}"))?;
+    if created {
+        tracing::info!(
+            user = name,
+            "initial user created (the user store was empty)"
+        );
+    } else {
+        tracing::info!(
+            user = name,
+            "--initial-user left alone: the user store holds users already"
+        );
+    }
     Ok(())
 }
 
@@ -403,5 +534,62 @@ pub fn front_ends() -> crate::server::FrontEnds {
             },
             refusal: crate::amqp::refusal,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Listener;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(flags: &[&str]) -> Result<ServerConfig, String> {
+        let argv = std::iter::once("serve").chain(flags.iter().copied());
+        let parsed = Serve::try_parse_from(argv).map_err(|e| e.to_string())?;
+        config_from(parsed.args)
+    }
+
+    #[test]
+    fn security_flags_are_read_and_checked() {
+        let c = config(&[
+            "--require-auth",
+            "kafka,native",
+            "--require-auth",
+            "amqp",
+            "--acls",
+            "--super-user",
+            "User:admin",
+            "--login-failures-per-minute",
+            "3",
+        ])
+        .expect("valid");
+        assert!(c.require_auth(Listener::Kafka) && c.require_auth(Listener::Amqp));
+        assert!(c.require_auth(Listener::Native));
+        assert!(!c.require_auth(Listener::Http) && !c.require_auth(Listener::KafkaTls));
+        assert!(c.security.acls);
+        assert_eq!(c.security.super_users, ["User:admin"]);
+        assert_eq!(c.security.login_failures_per_minute, 3);
+
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(defaults.security, config::SecurityConfig::default());
+        assert!(!defaults.security.acls && defaults.security.require_auth.is_empty());
+        assert_eq!(defaults.security.login_failures_per_minute, 10);
+
+        for (flags, says) in [
+            (&["--require-auth", "kafka-tls"][..], "not configured"),
+            (&["--require-auth", "smtp"], "invalid value"),
+            (&["--super-user", "admin"], "--super-user"),
+            (&["--super-user", "User:"], "--super-user"),
+            (&["--login-failures-per-minute", "0"], "at least 1"),
+        ] {
+            let e = config(flags).expect_err("refused");
+            assert!(e.contains(says), "{flags:?}: {e}");
+        }
     }
 }

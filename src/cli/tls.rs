@@ -1,5 +1,6 @@
 //! The TLS flags: `serve`'s TLS listeners and files, and the native clients' (`produce`,
-//! `consume`, `bench`) way to connect over TLS.
+//! `consume`, `bench`) way to connect over TLS; `Broker`, the target of the client
+//! commands, also carries their credential flags (`cli::auth`).
 
 use crate::client::tls::ClientTls;
 use crate::config::TlsListeners;
@@ -108,21 +109,34 @@ impl TlsClientArgs {
     }
 }
 
-/// The broker a command talks to: its native address, over TLS when `--tls-ca` is given.
+/// The broker a command talks to: its native address, over TLS when `--tls-ca` is given,
+/// authenticated when `--user` is.
 #[derive(Args, Debug, Clone)]
 pub struct Broker {
     #[arg(long, default_value = super::BOOTSTRAP_DEFAULT)]
     pub bootstrap: String,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub auth: super::auth::AuthClientArgs,
 }
 
 impl Broker {
-    /// A native client connected to it.
+    /// A native client connected to it (and authenticated).
     pub fn connect(&self) -> Result<crate::client::Client, Box<dyn std::error::Error>> {
-        Ok(crate::client::Client::connect_with(
-            &self.bootstrap,
-            self.tls.client_tls()?,
-        )?)
+        connect(&self.bootstrap, &self.tls, &self.auth)
     }
+}
+
+/// A native client connected to `bootstrap` as the flags say: TLS, credentials.
+pub fn connect(
+    bootstrap: &str,
+    tls: &TlsClientArgs,
+    auth: &super::auth::AuthClientArgs,
+) -> Result<crate::client::Client, Box<dyn std::error::Error>> {
+    Ok(crate::client::Client::connect_as(
+        bootstrap,
+        tls.client_tls()?,
+        auth.credentials()?,
+    )?)
 }

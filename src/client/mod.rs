@@ -5,12 +5,14 @@
 //! partition's requests straight to the shard that owns it, skipping the broker's
 //! cross-core hop; otherwise every request goes through the bootstrap connection.
 
+pub mod auth;
 pub mod connection;
 pub mod consumer;
 pub mod partitioner;
 pub mod producer;
 pub mod queues;
 pub mod records;
+pub mod security;
 pub mod tls;
 
 use crate::native::messages::{
@@ -68,6 +70,8 @@ fn unexpected(what: &str, got: &Response) -> ClientError {
 
 pub struct Client {
     host: String,
+    /// The bootstrap port (`connect_bootstrap`).
+    port: u16,
     bootstrap: Connection,
     shard_aware: bool,
     shard_ports: Vec<u16>,
@@ -77,6 +81,8 @@ pub struct Client {
     queue_owners: HashMap<String, u32>,
     /// Set when the broker is reached over TLS (its shards' own ports too).
     tls: Option<Arc<tls::ClientTls>>,
+    /// Set by `authenticate`: every connection opened later authenticates with them.
+    credentials: Option<Arc<auth::Credentials>>,
 }
 
 impl Client {
@@ -98,13 +104,61 @@ impl Client {
         Ok(Client {
             bootstrap: Connection::connect_to(&host, port, tls.as_deref())?,
             host,
+            port,
             tls,
+            credentials: None,
             shard_aware: false,
             shard_ports: Vec::new(),
             shard_conns: HashMap::new(),
             topics: HashMap::new(),
             queue_owners: HashMap::new(),
         })
+    }
+
+    /// `connect_with`, then `authenticate` when `credentials` are given.
+    pub fn connect_as(
+        bootstrap: &str,
+        tls: Option<Arc<tls::ClientTls>>,
+        credentials: Option<Arc<auth::Credentials>>,
+    ) -> Result<Client, ClientError> {
+        let mut client = Client::connect_with(bootstrap, tls)?;
+        if let Some(credentials) = credentials {
+            client.authenticate(credentials)?;
+        }
+        Ok(client)
+    }
+
+    /// Authenticates the bootstrap connection (SCRAM) and keeps the credentials for
+    /// every connection this client opens later (shard ports); returns the principal
+    /// the broker now knows this client as (`User:NAME`).
+    pub fn authenticate(
+        &mut self,
+        credentials: impl Into<Arc<auth::Credentials>>,
+    ) -> Result<String, ClientError> {
+        let credentials = credentials.into();
+        let principal = self.bootstrap.authenticate(&credentials)?;
+        self.credentials = Some(credentials);
+        Ok(principal)
+    }
+
+    /// Another connection to the bootstrap address, as this client connects.
+    pub fn connect_bootstrap(&self) -> Result<Connection, ClientError> {
+        self.connect_port(self.port)
+    }
+
+    /// A new connection to one of the broker's ports, as this client connects: over TLS
+    /// when it does, authenticated when it is.
+    pub fn connect_port(&self, port: u16) -> Result<Connection, ClientError> {
+        let mut conn = Connection::connect_to(&self.host, port, self.tls.as_deref())?;
+        if let Some(credentials) = &self.credentials {
+            conn.authenticate(credentials)?;
+        }
+        Ok(conn)
+    }
+
+    /// The credentials this client authenticated with, if it did.
+    pub fn credentials(&self) -> Option<&Arc<auth::Credentials>> {
+        self.credentials.as_ref()
     }
 
     /// How many shards the broker runs (from its metadata).
@@ -198,7 +252,7 @@ impl Client {
             return Ok((None, &mut self.bootstrap));
         };
         if !self.shard_conns.contains_key(&shard) {
-            let conn = Connection::connect_to(&self.host, port, self.tls.as_deref())?;
+            let conn = self.connect_port(port)?;
             self.shard_conns.insert(shard, conn);
         }
         let conn = self
@@ -254,7 +308,7 @@ impl Client {
             return Ok(&mut self.bootstrap);
         };
         if !self.shard_conns.contains_key(&shard) {
-            let conn = Connection::connect_to(&self.host, port, self.tls.as_deref())?;
+            let conn = self.connect_port(port)?;
             self.shard_conns.insert(shard, conn);
         }
         self.connection(Some(shard))
@@ -280,11 +334,6 @@ impl Client {
     /// The TLS settings this client connects with (None: plaintext).
     pub fn tls(&self) -> Option<&Arc<tls::ClientTls>> {
         self.tls.as_ref()
-    }
-
-    /// A new connection to one of the broker's ports, as this client connects (TLS or not).
-    pub fn connect_port(&self, port: u16) -> Result<Connection, ClientError> {
-        Connection::connect_to(&self.host, port, self.tls.as_deref())
     }
 
     /// The connection for a shard returned by `connection_for`.

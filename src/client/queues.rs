@@ -317,6 +317,25 @@ impl Subscription {
         }
     }
 
+    /// `open` through `client`: the subscription's connection is made as the client's
+    /// are (TLS, credentials), to the port of the shard that owns the queue.
+    pub fn open_with(
+        client: &mut Client,
+        queue: &str,
+        prefetch: u32,
+        auto_ack: bool,
+    ) -> Result<Subscription, ClientError> {
+        let conn = match client.queue_owner_port(queue)? {
+            Some((_, port)) => match client.connect_port(port) {
+                // Only the main port may be reachable from here: it routes instead.
+                Err(ClientError::Io(_)) => client.connect_bootstrap()?,
+                connected => connected?,
+            },
+            None => client.connect_bootstrap()?,
+        };
+        Subscription::on(conn, queue, prefetch, auto_ack)
+    }
+
     /// `open` on exactly this address (`host:port`), wherever the queue lives.
     pub fn open_at(
         address: &str,
@@ -324,7 +343,16 @@ impl Subscription {
         prefetch: u32,
         auto_ack: bool,
     ) -> Result<Subscription, ClientError> {
-        let mut conn = super::Connection::connect(address)?;
+        let conn = super::Connection::connect(address)?;
+        Subscription::on(conn, queue, prefetch, auto_ack)
+    }
+
+    fn on(
+        mut conn: super::Connection,
+        queue: &str,
+        prefetch: u32,
+        auto_ack: bool,
+    ) -> Result<Subscription, ClientError> {
         let request = Request::Subscribe {
             queue: queue.to_string(),
             prefetch,

@@ -17,7 +17,9 @@ use super::types::{
     TopicDescription, TopicInfo,
 };
 use crate::config::ObjectLimits;
-use peregrine_shards::catalog::{is_reserved_exchange, Catalog, TopicMeta};
+use peregrine_shards::catalog::{
+    is_reserved_exchange, Catalog, TopicMeta, TopicSettings, TopicSettingsChange,
+};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -116,6 +118,25 @@ pub async fn create_partitions(
     publish(shard, next).await?;
     tracing::info!(topic = %name, partitions = count, "partitions added");
     Ok(())
+}
+
+/// Changes a live topic's retention and segment size (Kafka's AlterConfigs): durable in
+/// the catalog, then taken by every owner's open partitions (`Shard::apply_catalog`).
+/// Serialized with every other catalog change, so a change applies to the settings the
+/// topic has then. Answers the topic's settings afterwards.
+pub async fn alter_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    change: TopicSettingsChange,
+) -> Result<TopicSettings, EngineError> {
+    debug_assert_eq!(shard.id, CONTROLLER_SHARD);
+    let _serial = shard.admin_lock.acquire_permit(1).await;
+    let (next, settings) = shard.catalog().with_topic_settings(name, &change)?;
+    if let Some(next) = next {
+        publish(shard, next).await?;
+        tracing::info!(topic = %name, ?settings, "topic settings changed");
+    }
+    Ok(settings)
 }
 
 /// Declares a queue (idempotent with the same settings). A dead-letter target must be an

@@ -243,6 +243,7 @@ pub(crate) async fn topic_has_origin(
             max_wait_ms: 0,
             min_bytes: 0,
             isolation: Default::default(),
+            pending: true,
         };
         let fetched = Box::pin(engine.fetch_as(class, topic, partition, args))
             .await

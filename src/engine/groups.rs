@@ -169,6 +169,16 @@ pub async fn delete(shard: &Rc<Shard>, group: &str) -> Result<(), EngineError> {
     Ok(shard.groups.delete(group).await?)
 }
 
+/// Kafka OffsetDelete on the group's shard (`GroupCoordinator::delete_offsets`).
+pub async fn delete_offsets(
+    shard: &Rc<Shard>,
+    group: &str,
+    partitions: Vec<(String, i32)>,
+) -> Result<Option<Vec<bool>>, EngineError> {
+    assert_owned(shard, group);
+    Ok(shard.groups.delete_offsets(group, partitions).await?)
+}
+
 /// The groups this shard owns: (id, state), once its offsets log is open (before, a
 /// group known only by its committed offsets would be missing).
 pub async fn list_here(shard: &Rc<Shard>) -> Result<Vec<(String, String)>, EngineError> {

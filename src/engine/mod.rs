@@ -8,7 +8,8 @@
 //! `partitions` (produce, fetch, offsets), `queues` (publish, receive, settle,
 //! subscriptions' pulls, dead letters, timers), `groups`, `admin` (topics, queues,
 //! exchanges on the controller; metadata), `exchanges` (routing a publish),
-//! `subscription` (a push subscription as an object), `start` (a shard's engine coming
+//! `subscription` (a push subscription as an object), `security` (users, ACLs, the
+//! authorization check every front end makes), `start` (a shard's engine coming
 //! up: mesh, catalog, background work).
 //!
 //! A new protocol is a new front-end module that maps its requests to these methods and
@@ -26,6 +27,7 @@ pub mod partitions;
 pub mod placement;
 pub mod producer_ids;
 pub mod queues;
+pub mod security;
 pub mod shard;
 mod sns;
 pub mod start;
@@ -264,6 +266,19 @@ impl Engine {
             .await
     }
 
+    /// Changes a topic's retention and segment size (`admin::alter_topic`); answers
+    /// its settings afterwards.
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        change: TopicSettingsChange,
+    ) -> Result<TopicSettings, EngineError> {
+        let name = name.to_string();
+        let job = move |s: Rc<Shard>| async move { admin::alter_topic(&s, &name, change).await };
+        self.on_owner(CONTROLLER_SHARD, CallClass::Client, job)
+            .await
+    }
+
     /// Grows a topic to `count` partitions.
     pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<(), EngineError> {
         let topic = topic.to_string();
@@ -396,6 +411,20 @@ impl Engine {
     }
 
     /// Deletes a group without members, and its committed offsets.
+    /// Deletes a group's committed offsets of `partitions`, but not of topics a member
+    /// is subscribed to: per partition, whether it was deleted; `None` for no such group.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Option<Vec<bool>>, EngineError> {
+        let owner = self.owner(Object::Group(group))?;
+        let group = group.to_string();
+        let job =
+            move |s: Rc<Shard>| async move { groups::delete_offsets(&s, &group, partitions).await };
+        self.on_owner(owner, CallClass::Client, job).await
+    }
+
     pub async fn delete_group(&self, group: &str) -> Result<(), EngineError> {
         let owner = self.owner(Object::Group(group))?;
         let group = group.to_string();
@@ -770,6 +799,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod sns_tests;
 #[cfg(test)]

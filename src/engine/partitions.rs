@@ -60,19 +60,16 @@ pub async fn produce(
                 _ => tracing::error!(topic, partition, "produce not made durable: {e}"),
             })?;
     }
-    // Consumers first: each answer costs the shard a send (on loopback the kernel
-    // delivers it inline, ~5 µs), so letting the woken fetches answer before the
-    // producer's acknowledgement takes that off the end-to-end path (bench latency --spin:
-    // p50 28 → 25 µs; the ack waits that much longer).
-    if acks == Acks::Leader && appended.woke_readers > 0 {
-        future::yield_now().await;
-    }
     timer.appended(topic, partition, &appended, acks != Acks::None);
     Ok(Produced {
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
     })
 }
+
+/// The longest a fetch waits for acknowledged data still in memory to be written: a
+/// write takes well under a millisecond, but a full disk holds it until space is freed.
+const PENDING_WRITE_WAIT: Duration = Duration::from_secs(1);
 
 pub async fn fetch(
     shard: &Rc<Shard>,
@@ -90,8 +87,19 @@ pub async fn fetch(
     let wait = Duration::from_millis(u64::from(args.max_wait_ms)).min(FETCH_MAX_WAIT);
     let deadline = Instant::now() + wait;
     loop {
-        let mut read = log.read(args.offset, max_bytes).await?;
-        let last_stable_offset = log.last_stable_offset();
+        // Acknowledged (acks=leader) but still in memory: a consumer asking for it waits
+        // for the write that makes it readable (its wait ends the write linger), so that
+        // what was acknowledged can be read back at once.
+        if !args.pending && log.high_watermark() <= args.offset && log.end_offset() > args.offset {
+            log.wait_for_written(args.offset, PENDING_WRITE_WAIT).await;
+        }
+        let (mut read, last_stable_offset) = if args.pending {
+            let read = log.read(args.offset, max_bytes).await?;
+            (read, log.last_stable_offset())
+        } else {
+            let read = log.read_written(args.offset, max_bytes).await?;
+            (read, log.written_stable_offset())
+        };
         let aborted = match args.isolation {
             Isolation::Uncommitted => Vec::new(),
             Isolation::Committed => {
@@ -119,12 +127,16 @@ pub async fn fetch(
                 batches: read.batches,
             });
         }
-        // Long poll: wake on the next append, the deadline, or shutdown.
-        future::or(
-            log.wait_for_data(read.high_watermark, deadline - now),
-            shard.shutdown.wait(),
-        )
-        .await;
+        // Long poll: wake when more is readable, at the deadline, or on shutdown.
+        let more = async {
+            if args.pending {
+                log.wait_for_data(read.high_watermark, deadline - now).await
+            } else {
+                log.wait_for_written(read.high_watermark, deadline - now)
+                    .await
+            }
+        };
+        future::or(more, shard.shutdown.wait()).await;
         drop(slot);
     }
 }
@@ -207,10 +219,20 @@ pub async fn list_offsets(
 ) -> Result<i64, EngineError> {
     served_here(shard);
     let log = shard.partition(topic, partition)?;
+    if matches!(spec, OffsetSpec::Latest | OffsetSpec::LastStable) {
+        // What was acknowledged before this request is counted once it is written (as a
+        // fetch waits for it): a producer's acks=leader ack is then followed by a `latest`
+        // that includes it.
+        let end = log.end_offset();
+        if log.high_watermark() < end {
+            log.wait_for_written(end - 1, PENDING_WRITE_WAIT).await;
+        }
+    }
     Ok(match spec {
         OffsetSpec::Earliest => log.start_offset(),
-        OffsetSpec::Latest => log.end_offset(),
-        OffsetSpec::LastStable => log.last_stable_offset(),
+        // Consumers' view: what a kill -9 cannot take back (`PartitionLog::high_watermark`).
+        OffsetSpec::Latest => log.high_watermark(),
+        OffsetSpec::LastStable => log.written_stable_offset(),
         // Nothing that recent yet: the next message will be the first at or after.
         OffsetSpec::Timestamp(ts) => log
             .offset_for_timestamp(ts)

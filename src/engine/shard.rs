@@ -52,6 +52,8 @@ pub struct Shard {
     pub queues: runtime::Queues,
     /// Serialises catalog changes on the controller (a local async lock, no threads).
     pub admin_lock: glommio::sync::Semaphore,
+    /// Failed logins on this shard's connections, per peer (`--login-failures-per-minute`).
+    pub logins: RefCell<crate::auth::logins::LoginLimiter>,
 }
 
 impl Shard {
@@ -70,6 +72,9 @@ impl Shard {
             ..GroupConfig::new(config.data_dir.join("groups"))
         });
         let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
+        let logins = RefCell::new(crate::auth::logins::LoginLimiter::new(
+            config.security.login_failures_per_minute,
+        ));
         Shard {
             id,
             nshards: config.shards as u32,
@@ -85,6 +90,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             mq: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
+            logins,
             queues,
             partition_requests: Cell::new(0),
             long_polls: Rc::new(Cell::new(0)),
@@ -249,19 +255,18 @@ impl Shard {
                 continue;
             }
             let key = (meta.name.clone(), partition);
-            let current = self.partitions.borrow().get(&key).map(|p| p.topic_id);
-            if current == Some(meta.id) {
+            let log_config = self.log_config(meta);
+            let open = self
+                .partitions
+                .borrow()
+                .get(&key)
+                .filter(|p| p.topic_id == meta.id)
+                .map(|p| p.log.clone());
+            if let Some(log) = open {
+                // The same topic, its settings perhaps changed (AlterConfigs).
+                log.reconfigure(&log_config);
                 continue;
             }
-            let log_config = LogConfig {
-                segment_bytes: meta.config.segment_bytes,
-                retention_ms: meta.config.retention_ms,
-                retention_bytes: meta.config.retention_bytes,
-                fsync: self.config.fsync,
-                write_linger: self.config.write_linger,
-                producer_id_expiration_ms: self.config.producer_id_expiration_ms,
-                ..LogConfig::default()
-            };
             let dir = meta.partition_dir(&self.config.data_dir, partition);
             // Opened from the background queue, so its flusher task runs there.
             let open = PartitionLog::open(dir, log_config, self.cache.clone());
@@ -282,6 +287,19 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// The log settings of a partition of `meta` on this broker.
+    fn log_config(&self, meta: &TopicMeta) -> LogConfig {
+        LogConfig {
+            segment_bytes: meta.config.segment_bytes,
+            retention_ms: meta.config.retention_ms,
+            retention_bytes: meta.config.retention_bytes,
+            fsync: self.config.fsync,
+            write_linger: self.config.write_linger,
+            producer_id_expiration_ms: self.config.producer_id_expiration_ms,
+            ..LogConfig::default()
+        }
     }
 
     /// Flushes and closes every partition and group file; the last step of shutdown.

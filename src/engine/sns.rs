@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 /// Subscription protocols the broker delivers to.
-pub const SNS_PROTOCOLS: [&str; 3] = ["sqs", "http", "kafka"];
+pub const SNS_PROTOCOLS: [&str; 4] = ["sqs", "http", "https", "kafka"];
 
 impl From<SnsError> for EngineError {
     fn from(e: SnsError) -> EngineError {
@@ -97,7 +97,7 @@ impl Engine {
 
     /// Subscribes `endpoint` to `topic` (see `check_endpoint` for what each protocol
     /// takes). The same protocol and endpoint again answers the existing subscription
-    /// when every attribute given has its value there. `http` subscriptions wait for
+    /// when every attribute given has its value there. `http(s)` subscriptions wait for
     /// their confirmation (the fan-out worker sends the token); the others are
     /// confirmed at once.
     pub async fn subscribe_sns(
@@ -107,7 +107,7 @@ impl Engine {
         endpoint: &str,
         attributes: BTreeMap<String, String>,
     ) -> Result<SnsSubscription, EngineError> {
-        let http = protocol == "http";
+        let http = crate::sns::http_delivery::is_http(protocol);
         let sub = SnsSubscription {
             id: random_uuid()?,
             protocol: protocol.to_string(),
@@ -129,11 +129,14 @@ impl Engine {
         &self,
         topic: &str,
         token: &str,
+        authenticated_unsubscribe: bool,
     ) -> Result<SnsSubscription, EngineError> {
         let (topic, token) = (topic.to_string(), token.to_string());
         let job = move |s: Rc<Shard>| async move {
             let _serial = s.admin_lock.acquire_permit(1).await;
-            let (next, sub) = s.catalog().with_sns_confirmed(&topic, &token)?;
+            let (next, sub) =
+                s.catalog()
+                    .with_sns_confirmed(&topic, &token, authenticated_unsubscribe)?;
             if let Some(next) = next {
                 save(&s, next).await?;
                 tracing::info!(topic = %topic, subscription = %sub.id, "subscription confirmed");
@@ -456,6 +459,7 @@ async fn load_window(
             max_wait_ms: 0,
             min_bytes: 0,
             isolation: Default::default(),
+            pending: true,
         };
         let fetched = super::partitions::fetch(shard, backing, 0, args).await?;
         let mut next = offset;
@@ -665,9 +669,12 @@ fn check_endpoint(
             }
             Ok(())
         }
-        "http" => match crate::sns::http_delivery::Url::parse(endpoint) {
-            Ok(_) => Ok(()),
-            Err(e) => invalid(format!("http endpoint '{endpoint}': {e}")),
+        "http" | "https" => match crate::sns::http_delivery::Url::parse(endpoint) {
+            Ok(url) if url.tls == (protocol == "https") => Ok(()),
+            Ok(_) => invalid(format!(
+                "{protocol} endpoint '{endpoint}' must start with {protocol}://"
+            )),
+            Err(e) => invalid(format!("{protocol} endpoint '{endpoint}': {e}")),
         },
         "kafka" => {
             let backing = endpoint.starts_with(peregrine_shards::sns::BACKING_TOPIC_PREFIX);
@@ -678,9 +685,6 @@ fn check_endpoint(
             }
             Ok(())
         }
-        "https" => invalid(
-            "https endpoints are not served yet (the broker has no TLS client): use http".into(),
-        ),
         other => invalid(format!(
             "protocol '{other}' is not served: use one of {}",
             SNS_PROTOCOLS.join(", ")

@@ -24,8 +24,10 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         advertised_kafka_addr: None,
         auto_create_topics: false,
         kafka_message_max_bytes: 1 << 20,
+        sasl_session_lifetime_ms: 0,
         kafka_nodes: KafkaNodes::Single,
         tls: None,
+        security: Default::default(),
         kafka_shard_ports: vec![0, 0],
         shard_port_base: 0,
         shards: 2,
@@ -43,6 +45,8 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         http_addr: any,
         sqs: Default::default(),
         http_auth: Default::default(),
+        http_access_keys: Default::default(),
+        metrics_token: None,
         amqp_addr: any,
         amqp_users: Vec::new(),
         connection_limits: Default::default(),
@@ -144,6 +148,7 @@ async fn log_of(engine: &Engine, topic: &str) -> Vec<(i64, Option<Stored>)> {
         max_wait_ms: 0,
         min_bytes: 0,
         isolation: Default::default(),
+        pending: false,
     };
     let fetched = engine
         .fetch(&meta.backing_topic(), 0, args)
@@ -218,7 +223,8 @@ fn subscriptions_check_their_endpoints_and_http_ones_wait_for_their_token() {
         for (protocol, endpoint) in [
             ("sqs", "arn:aws:sqs:us-east-1:000000000000:missing"),
             ("sqs", "arn:aws:sqs:eu-west-1:000000000000:q"),
-            ("https", "https://h/"),
+            ("https", "http://h/"),
+            ("http", "https://h/"),
             ("email", "a@b"),
             ("kafka", "no-such-topic"),
             ("http", "http://"),
@@ -237,9 +243,12 @@ fn subscriptions_check_their_endpoints_and_http_ones_wait_for_their_token() {
             .expect("http");
         assert!(!http.confirmed);
         let token = http.token.clone().expect("a token");
-        let wrong = engine.confirm_subscription("t", "nope").await;
+        let wrong = engine.confirm_subscription("t", "nope", false).await;
         assert!(matches!(wrong, Err(EngineError::InvalidRequest(_))));
-        let confirmed = engine.confirm_subscription("t", &token).await.expect("ok");
+        let confirmed = engine
+            .confirm_subscription("t", &token, false)
+            .await
+            .expect("ok");
         assert!(confirmed.confirmed && confirmed.id == http.id);
         let raw = engine
             .alter_subscription("t", &sqs.id, "RawMessageDelivery", "true".into())
@@ -679,7 +688,7 @@ fn an_http_endpoint_confirms_then_gets_a_notification_retried_until_it_succeeds(
             .await
             .expect("published");
         engine
-            .confirm_subscription("t", &token)
+            .confirm_subscription("t", &token, false)
             .await
             .expect("confirmed");
         engine
@@ -743,6 +752,7 @@ fn a_kafka_topic_subscription_gets_a_record_with_its_origin() {
             max_wait_ms: 0,
             min_bytes: 0,
             isolation: Default::default(),
+            pending: false,
         };
         let fetched = engine.fetch("events", 0, args).await.expect("fetch");
         let batch = &fetched.batches[0];
@@ -933,7 +943,7 @@ fn failed_deliveries_go_to_the_subscriptions_dead_letter_queue() {
             .expect("http");
         let token = sub.token.clone().expect("token");
         engine
-            .confirm_subscription("t", &token)
+            .confirm_subscription("t", &token, false)
             .await
             .expect("confirmed");
         engine.delete_queue("gone").await.expect("deleted");

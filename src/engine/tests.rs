@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn config(data_dir: &std::path::Path) -> ServerConfig {
+pub(super) fn config(data_dir: &std::path::Path) -> ServerConfig {
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     ServerConfig {
         data_dir: data_dir.to_path_buf(),
@@ -20,8 +20,10 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         advertised_kafka_addr: None,
         auto_create_topics: false,
         kafka_message_max_bytes: 1 << 20,
+        sasl_session_lifetime_ms: 0,
         kafka_nodes: KafkaNodes::Single,
         tls: None,
+        security: Default::default(),
         kafka_shard_ports: vec![0],
         shard_port_base: 0,
         shards: 1,
@@ -40,7 +42,9 @@ fn config(data_dir: &std::path::Path) -> ServerConfig {
         sqs: Default::default(),
         amqp_addr: any,
         amqp_users: Vec::new(),
-        http_auth: None,
+        http_auth: false,
+        http_access_keys: Default::default(),
+        metrics_token: None,
         connection_limits: Default::default(),
         object_limits: Default::default(),
         transaction_limits: Default::default(),
@@ -69,7 +73,7 @@ where
 
 /// Runs `body` against a one-shard engine with `config`, started from the catalog in
 /// its data directory, then shuts it down cleanly.
-fn with_engine_configured<F, Fut>(config: ServerConfig, body: F)
+pub(super) fn with_engine_configured<F, Fut>(config: ServerConfig, body: F)
 where
     F: FnOnce(Engine) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -103,7 +107,7 @@ where
 
 /// Runs `body` on shard 0 of a two-shard engine (shard 1 serves what it owns), then
 /// shuts both down cleanly.
-fn with_two_shards<F, Fut>(body: F)
+pub(super) fn with_two_shards<F, Fut>(body: F)
 where
     F: FnOnce(Engine) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -262,6 +266,7 @@ fn fetch_results_carry_the_stable_offset_and_no_aborted_ranges_yet() {
             max_wait_ms: 0,
             min_bytes: 1,
             isolation: Default::default(),
+            pending: false,
         };
         let fetched = engine.fetch("t", 0, args).await.expect("fetch");
         assert_eq!(fetched.high_watermark, 1);
@@ -1006,6 +1011,7 @@ fn committed_from(offset: i64) -> FetchArgs {
         max_wait_ms: 0,
         min_bytes: 1,
         isolation: Isolation::Committed,
+        pending: false,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-pub use peregrine_shards::catalog::{QueueMeta, TopicConfig};
+pub use peregrine_shards::catalog::{QueueMeta, TopicConfig, TopicSettings, TopicSettingsChange};
 pub use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
 pub use peregrine_shards::queues::{
     Overflow, QueueChange, QueueConfig, DELAY_MS_MAX, RECEIVE_WAIT_MAX_MS,
@@ -48,6 +48,10 @@ pub struct FetchArgs {
     /// `Committed` reads stop at the last stable offset and name the aborted
     /// transactions in the range (Kafka's `read_committed`).
     pub isolation: Isolation,
+    /// Whether batches still pending in memory are read too: the engine's own scans of
+    /// logs it appends to. Consumers (false) read up to the high watermark, what is
+    /// written to the segment files and so survives a kill -9 (`PartitionLog::read_written`).
+    pub pending: bool,
 }
 
 /// What a read may see of transactions (Kafka's `isolation_level`).

@@ -5,7 +5,7 @@
 //! order, and decoded by the decoder that route runs. A child of `http` so that it
 //! calls the private parser itself, not a copy.
 
-use super::{parse_head, sns, sqs, Stop};
+use super::{parse_head, sns, sqs, Head, Span, Stop};
 use peregrine_aws_wire::sns as sns_wire;
 use peregrine_aws_wire::sqs::{self as sqs_wire, Protocol, WireError};
 
@@ -54,10 +54,14 @@ pub fn requests(stream: &[u8]) -> Vec<Framed> {
         let Some(body) = rest.get(head.len..head.len + head.body_len) else {
             break;
         };
-        let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
-        let content_type = head.content_type.as_deref();
-        let target = head.target.as_deref();
-        let routed = match sqs::accepts(&head.method, target, content_type, query) {
+        let text = |span: &Span| Head::text(&rest[..head.len], span);
+        let request_target = text(&head.path);
+        let (path, query) = request_target
+            .split_once('?')
+            .unwrap_or((request_target, ""));
+        let content_type = head.content_type.as_ref().map(text);
+        let target = head.target.as_ref().map(text);
+        let routed = match sqs::accepts(text(&head.method), target, content_type, query) {
             Some(Protocol::Query) if sns::accepts(query, body) => {
                 Routed::Sns(sns_wire::decode(query, body))
             }

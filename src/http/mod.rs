@@ -28,8 +28,8 @@
 //! query clients post to the queue's URL) goes to `sqs::serve`, unless it is a query
 //! request whose `Action` is SNS's (`sns::accepts`), which goes to `sns::serve`; every
 //! other request to the operator routes, exactly as before the SQS API existed (so a
-//! plain `POST /metrics` is still 405). With `--http-auth`, such an AWS request is first
-//! checked by `auth` (its SigV4 signature) and refused there if it fails.
+//! plain `POST /metrics` is still 405). Such an AWS request is first checked by `auth`
+//! (its SigV4 signature, which names the caller ACLs see) and refused there if it fails.
 
 pub mod auth;
 #[doc(hidden)]
@@ -67,6 +67,11 @@ const SCRAPE_REFRESH_WAIT: Duration = Duration::from_millis(500);
 const SCRAPE_REFRESH_POLL: Duration = Duration::from_millis(5);
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 4096;
+/// The answer buffer a connection starts with: a batch answer of ten SQS messages and
+/// its head fit.
+const ANSWER_BYTES_TYPICAL: usize = 8 << 10;
+/// Largest answer buffer a connection keeps between answers.
+const ANSWER_BYTES_KEPT: usize = 64 << 10;
 
 thread_local! {
     /// Open HTTP connections on this shard.
@@ -95,6 +100,8 @@ pub async fn serve(engine: Engine, stream: Stream) {
         metrics,
         open: OPEN.with(Rc::clone),
         tls: stream.is_tls(),
+        peer: stream.peer_addr().map(|a| a.ip()),
+        certificate: stream.principal().map(str::to_string),
     };
     conn.serve(stream).await
 }
@@ -105,14 +112,18 @@ struct Connection {
     open: Rc<Cell<usize>>,
     /// Came in on a TLS listener: SQS queue URLs handed out say `https`.
     tls: bool,
+    peer: Option<std::net::IpAddr>,
+    /// The subject of the client's verified TLS certificate (mTLS).
+    certificate: Option<String>,
 }
 
 /// An answer: status, extra headers, body.
 struct Answer {
     status: u16,
     content_type: &'static str,
-    /// Extra header lines, each ending in `\r\n`.
-    headers: String,
+    /// Extra headers: name and value (the SQS and SNS answers' own are moved in as
+    /// they are, not rebuilt).
+    headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
     /// Close the connection after this answer.
     close: bool,
@@ -123,7 +134,7 @@ impl Answer {
         Answer {
             status,
             content_type: "text/plain; charset=utf-8",
-            headers: String::new(),
+            headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             close: false,
         }
@@ -138,20 +149,38 @@ impl Answer {
     }
 }
 
-/// A request head, parsed.
+/// A request head, parsed: where its parts lie in the connection's buffer (read with
+/// `Head::text` from the head's bytes), so that parsing copies nothing.
 struct Head {
-    method: String,
+    method: Span,
     /// The request target as sent: path and query string.
-    path: String,
+    path: Span,
     /// `X-Amz-Target` (AWS JSON protocols name the action there).
-    target: Option<String>,
-    content_type: Option<String>,
+    target: Option<Span>,
+    content_type: Option<Span>,
     /// `Host`: how the client reached us (SQS queue URLs are built from it).
-    host: Option<String>,
+    host: Option<Span>,
     /// Bytes of the head, body not included.
     len: usize,
     body_len: usize,
     keep_alive: bool,
+}
+
+/// A part of a request head: its byte range in the head, always valid UTF-8.
+type Span = std::ops::Range<usize>;
+
+impl Head {
+    /// The text of `span` in `raw` (this head's bytes).
+    fn text<'a>(raw: &'a [u8], span: &Span) -> &'a str {
+        // `parse_head` only records UTF-8 ranges of these very bytes.
+        raw.get(span.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+
+    fn is_head_method(&self, raw: &[u8]) -> bool {
+        Head::text(raw, &self.method) == "HEAD"
+    }
 }
 
 /// Why reading the next request stopped.
@@ -166,25 +195,29 @@ impl Connection {
     async fn serve(self, stream: Stream) {
         if self.open.get() >= CONNECTIONS_MAX {
             let answer = Answer::fatal(503, "too many HTTP connections\n");
-            let _ = write_answer(&stream, answer, false).await;
+            let _ = write_answer(&stream, &mut Vec::new(), answer, false).await;
             return;
         }
         self.open.set(self.open.get() + 1);
         let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
+        // Every answer is written from this one buffer (its head and body together).
+        let mut out = Vec::with_capacity(ANSWER_BYTES_TYPICAL);
         loop {
             let head = match self.next_request(&stream, &mut buf).await {
                 Ok(head) => head,
                 Err(Stop::Quiet) => break,
                 Err(Stop::Refuse(answer)) => {
-                    let _ = write_answer(&stream, answer, false).await;
+                    let _ = write_answer(&stream, &mut out, answer, false).await;
                     break;
                 }
             };
+            let raw_head = &buf[..head.len];
             let body = &buf[head.len..head.len + head.body_len];
-            let mut answer = self.route(&head, &buf[..head.len], body).await;
+            let mut answer = self.route(&head, raw_head, body).await;
             answer.close |= !head.keep_alive;
             let close = answer.close;
-            if let Err(e) = write_answer(&stream, answer, head.method == "HEAD").await {
+            let head_only = head.is_head_method(raw_head);
+            if let Err(e) = write_answer(&stream, &mut out, answer, head_only).await {
                 tracing::debug!("HTTP write failed: {e}");
                 break;
             }
@@ -248,36 +281,51 @@ impl Connection {
     }
 
     async fn route(&self, head: &Head, raw_head: &[u8], body: &[u8]) -> Answer {
-        if let Some(refusal) = auth::refuse(&self.engine, &head.method, raw_head, body) {
-            return sqs_answer(refusal);
-        }
-        let (path, query) = head.path.split_once('?').unwrap_or((&head.path, ""));
-        let content_type = head.content_type.as_deref();
-        if let Some(protocol) =
-            sqs::accepts(&head.method, head.target.as_deref(), content_type, query)
-        {
+        let peer = auth::Peer {
+            addr: self.peer,
+            tls: self.tls,
+            certificate: self.certificate.as_deref(),
+        };
+        let text = |span: &Span| Head::text(raw_head, span);
+        let method = text(&head.method);
+        let target = head.target.as_ref().map(text);
+        let caller = match auth::authenticate(&self.engine, &peer, method, raw_head, body) {
+            Ok(caller) => caller,
+            Err(refusal) => return sqs_answer(refusal),
+        };
+        let request_target = text(&head.path);
+        let (path, query) = request_target
+            .split_once('?')
+            .unwrap_or((request_target, ""));
+        let content_type = head.content_type.as_ref().map(text);
+        if let Some(protocol) = sqs::accepts(method, target, content_type, query) {
             // SNS speaks SQS's query protocol: its requests are told apart by the Action.
             if protocol == sqs::Protocol::Query && sns::accepts(query, body) {
-                let request = sns::SnsHttp { query, body };
+                let request = sns::SnsHttp {
+                    query,
+                    body,
+                    caller: &caller,
+                };
                 return sqs_answer(sns::serve(&self.engine, request).await);
             }
             let request = sqs::SqsHttp {
                 protocol,
                 path,
                 query,
-                host: head.host.as_deref(),
+                host: head.host.as_ref().map(text),
                 tls: self.tls,
-                target: head.target.as_deref(),
+                target,
                 body,
+                caller: &caller,
             };
             return sqs_answer(sqs::serve(&self.engine, request).await);
         }
         if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
             return Answer::text(404, "not found (try /metrics, /healthz or /readyz)\n");
         }
-        if head.method != "GET" && head.method != "HEAD" {
+        if method != "GET" && method != "HEAD" {
             return Answer {
-                headers: "Allow: GET, HEAD\r\n".to_string(),
+                headers: vec![("Allow", "GET, HEAD".to_string())],
                 ..Answer::text(405, "method not allowed\n")
             };
         }
@@ -285,6 +333,16 @@ impl Connection {
             "/healthz" => Answer::text(200, "ok\n"),
             "/readyz" if self.metrics.is_ready() => Answer::text(200, "ready\n"),
             "/readyz" => Answer::text(503, "starting\n"),
+            _ if !auth::metrics_admitted(&self.engine, raw_head) => Answer {
+                headers: vec![(
+                    "WWW-Authenticate",
+                    "Bearer realm=\"peregrine metrics\"".to_string(),
+                )],
+                ..Answer::text(
+                    401,
+                    "/metrics needs its bearer token (--metrics-token-file)\n",
+                )
+            },
             _ => self.scrape().await,
         }
     }
@@ -308,17 +366,10 @@ impl Connection {
 
 /// An SQS or SNS answer (both are `aws_wire::sqs::Encoded`) as the connection writes it.
 fn sqs_answer(encoded: sqs::Encoded) -> Answer {
-    let mut headers = String::new();
-    for (name, value) in &encoded.headers {
-        headers.push_str(name);
-        headers.push_str(": ");
-        headers.push_str(value);
-        headers.push_str("\r\n");
-    }
     Answer {
         status: encoded.status,
         content_type: encoded.content_type,
-        headers,
+        headers: encoded.headers,
         body: encoded.body,
         close: false,
     }
@@ -351,18 +402,29 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
     if len > HEAD_BYTES_MAX {
         return Err(Stop::Refuse(Answer::fatal(431, "request head too large\n")));
     }
+    // Where a part httparse returned lies in `buf` (it borrows from it); an empty part
+    // (or, never, one from elsewhere) is the empty span.
+    let base = buf.as_ptr() as usize;
+    let span = |part: &str| -> Span {
+        let start = (part.as_ptr() as usize).wrapping_sub(base);
+        match start.checked_add(part.len()) {
+            Some(end) if !part.is_empty() && end <= buf.len() => start..end,
+            _ => 0..0,
+        }
+    };
     let version = req.version.unwrap_or(0);
     let mut keep_alive = version >= 1;
     let mut body_len = 0usize;
     let (mut target, mut content_type, mut host) = (None, None, None);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        // A value that is not UTF-8 reads as empty.
         if h.name.eq_ignore_ascii_case("x-amz-target") {
-            target = Some(value.to_string());
+            target = Some(span(value));
         } else if h.name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(value.to_string());
+            content_type = Some(span(value));
         } else if h.name.eq_ignore_ascii_case("host") {
-            host = Some(value.to_string());
+            host = Some(span(value));
         } else if h.name.eq_ignore_ascii_case("content-length") {
             body_len = match value.parse::<usize>() {
                 Ok(n) if n <= BODY_BYTES_MAX => n,
@@ -387,8 +449,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Stop> {
         }
     }
     Ok(Some(Head {
-        method: req.method.unwrap_or("").to_string(),
-        path: req.path.unwrap_or("").to_string(),
+        method: span(req.method.unwrap_or("")),
+        path: span(req.path.unwrap_or("")),
         target,
         content_type,
         host,
@@ -402,6 +464,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -416,21 +479,42 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-async fn write_answer(stream: &Stream, answer: Answer, head_only: bool) -> std::io::Result<()> {
+/// Writes `answer` through `out`, a buffer the connection keeps (cleared here), so that
+/// an answer's head and body go out in one write without an allocation of their own.
+async fn write_answer(
+    stream: &Stream,
+    out: &mut Vec<u8>,
+    answer: Answer,
+    head_only: bool,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
     let connection = if answer.close { "close" } else { "keep-alive" };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n{}\r\n",
+    out.clear();
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n",
         answer.status,
         reason(answer.status),
         answer.content_type,
         answer.body.len(),
-        answer.headers,
-    )
-    .into_bytes();
+    );
+    for (name, value) in &answer.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(&answer.body);
     }
-    write_all(stream, &out).await
+    let written = write_all(stream, out).await;
+    // A large answer (a /metrics page) does not stay pinned in the connection.
+    if out.capacity() > ANSWER_BYTES_KEPT {
+        *out = Vec::with_capacity(ANSWER_BYTES_TYPICAL);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -446,11 +530,28 @@ mod tests {
 
     #[test]
     fn a_whole_head_is_framed_by_its_content_length() {
-        let head = parsed("POST /q HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
-            .ok()
-            .flatten();
-        let head = head.map(|h| (h.method, h.path, h.body_len, h.keep_alive));
-        assert_eq!(head, Some(("POST".into(), "/q".into(), 5, true)));
+        let raw = "POST /q?a=b HTTP/1.1\r\nHost: h:1\r\nX-Amz-Target:  AmazonSQS.ListQueues \r\nContent-Length: 5\r\n\r\nhello";
+        let head = parsed(raw).ok().flatten();
+        let text = |span: &Span| Head::text(raw.as_bytes(), span).to_string();
+        let head = head.map(|h| {
+            let parts = (text(&h.method), text(&h.path), h.target.as_ref().map(text));
+            (
+                parts,
+                h.host.as_ref().map(text),
+                h.content_type,
+                h.body_len,
+                h.keep_alive,
+            )
+        });
+        let parts = (
+            "POST".into(),
+            "/q?a=b".into(),
+            Some("AmazonSQS.ListQueues".into()),
+        );
+        assert_eq!(head, Some((parts, Some("h:1".into()), None, 5, true)));
+        // An empty header value reads as empty.
+        let head = parsed("GET / HTTP/1.1\r\nHost:\r\n\r\n").ok().flatten();
+        assert_eq!(head.and_then(|h| h.host), Some(0..0));
         assert!(matches!(
             parsed("GET /metrics HTTP/1.1\r\nHost: x\r\n"),
             Ok(None)

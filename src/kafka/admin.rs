@@ -2,33 +2,26 @@
 //! every shard). The broker is one node, so a replication factor above 1 is refused.
 //! Validate-only requests are checked against the broker's caps (`--max-topics`,
 //! `--max-partitions`) as a real one would be.
+//!
+//! With `--acls`, as Kafka: CreateTopics needs Create (cluster or topic), DeleteTopics and
+//! DeleteRecords Delete on the topic, CreatePartitions Alter, InitProducerId without a
+//! transactional id IdempotentWrite on the cluster or Write on some topic. Topic configs
+//! (read and changed) are `configs`'.
 
+use super::acls::{self, Op};
+use super::configs;
 use super::{errors, str_bytes, Ctx};
 use crate::engine::admin::{check_growth, ObjectCounts};
-use crate::engine::{TopicConfig, TopicInfo};
+use crate::engine::{TopicConfig, TopicInfo, TopicSettingsChange};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT;
-
-/// Topic configs the broker honours; others are refused rather than ignored.
-pub const TOPIC_CONFIGS: &[&str] = &[
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "cleanup.policy",
-];
 
 type Refusal = (i16, String);
-
-fn invalid_config(message: String) -> Refusal {
-    (ResponseError::InvalidConfig.code(), message)
-}
 
 /// The engine's config of a Kafka topic creation, or why it is refused.
 fn spec_of(topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
@@ -57,42 +50,18 @@ fn spec_of(topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
             "manual replica assignment is not supported (one node)".into(),
         ));
     }
-    let mut spec = TopicConfig {
-        partitions,
-        retention_ms: None,
-        retention_bytes: None,
-        segment_bytes: SEGMENT_BYTES_DEFAULT,
-    };
+    let mut change = TopicSettingsChange::all(configs::default_settings());
     for config in &topic.configs {
-        let name = config.name.as_str();
-        let value = config.value.as_ref().map(|v| v.as_str()).unwrap_or("");
-        let number = || {
-            value
-                .parse::<i64>()
-                .map_err(|_| invalid_config(format!("{name}={value} is not a number")))
-        };
-        match name {
-            // -1 is Kafka's "no limit".
-            "retention.ms" => spec.retention_ms = Some(number()?).filter(|v| *v >= 0),
-            "retention.bytes" => spec.retention_bytes = u64::try_from(number()?).ok(),
-            "segment.bytes" => {
-                spec.segment_bytes = u64::try_from(number()?)
-                    .map_err(|_| invalid_config(format!("{name}={value}")))?
-            }
-            "cleanup.policy" if value == "delete" => {}
-            "cleanup.policy" => {
-                return Err(invalid_config(format!(
-                    "cleanup.policy={value}: only 'delete' is supported (no compaction)"
-                )))
-            }
-            _ => {
-                return Err(invalid_config(format!(
-                    "unknown or unsupported topic config '{name}' (supported: {})",
-                    TOPIC_CONFIGS.join(", ")
-                )))
-            }
-        }
+        let value = config.value.as_ref().map_or("", |v| v.as_str());
+        configs::set(&mut change, config.name.as_str(), value)?;
     }
+    let settings = change.applied_to(configs::default_settings());
+    let spec = TopicConfig {
+        partitions,
+        retention_ms: settings.retention_ms,
+        retention_bytes: settings.retention_bytes,
+        segment_bytes: settings.segment_bytes,
+    };
     Ok(spec)
 }
 
@@ -116,7 +85,9 @@ pub async fn create_topics(
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let outcome = match spec_of(&topic) {
+        let spec =
+            acls::check_create_topic(ctx, topic.name.0.as_str()).and_then(|()| spec_of(&topic));
+        let outcome = match spec {
             Ok(spec) if req.validate_only => {
                 validate_creation(ctx, topic.name.0.as_str(), spec.partitions)
                     .await
@@ -164,11 +135,14 @@ pub async fn delete_topics(
     for name in names {
         let mut result = DeletableTopicResult::default().with_name(name.clone());
         let outcome = match &name {
-            Some(n) => ctx
-                .engine
-                .delete_topic(n.0.as_str())
-                .await
-                .map_err(errors::of),
+            Some(n) => match acls::check_topic(ctx, Op::Delete, n.0.as_str()) {
+                Ok(()) => ctx
+                    .engine
+                    .delete_topic(n.0.as_str())
+                    .await
+                    .map_err(errors::of),
+                Err(refused) => Err(refused),
+            },
             None => Err((
                 ResponseError::UnknownTopicId.code(),
                 "topics are deleted by name (no topic ids)".to_string(),
@@ -183,108 +157,6 @@ pub async fn delete_topics(
         results.push(result);
     }
     DeleteTopicsResponse::default().with_responses(results)
-}
-
-/// DescribeConfigs resource types.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-/// Config sources: set on the topic, or the broker's default.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
-/// Config types (v3+).
-const TYPE_STRING: i8 = 2;
-const TYPE_LONG: i8 = 5;
-
-/// A topic's configs as Kafka names them: (name, value, set on the topic, type).
-fn topic_configs(t: &TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
-    vec![
-        (
-            "retention.ms",
-            t.retention_ms.unwrap_or(-1).to_string(),
-            t.retention_ms.is_some(),
-            TYPE_LONG,
-        ),
-        (
-            "retention.bytes",
-            t.retention_bytes.map_or(-1, |b| b as i64).to_string(),
-            t.retention_bytes.is_some(),
-            TYPE_LONG,
-        ),
-        (
-            "segment.bytes",
-            t.segment_bytes.to_string(),
-            false,
-            TYPE_LONG,
-        ),
-        ("cleanup.policy", "delete".to_string(), false, TYPE_STRING),
-    ]
-}
-
-pub async fn describe_configs(
-    ctx: &Ctx,
-    req: kafka_protocol::messages::DescribeConfigsRequest,
-    version: i16,
-) -> kafka_protocol::messages::DescribeConfigsResponse {
-    use kafka_protocol::messages::describe_configs_response::{
-        DescribeConfigsResourceResult, DescribeConfigsResult,
-    };
-    let topics = super::metadata::all_topics(ctx).await;
-    let mut results = Vec::with_capacity(req.resources.len());
-    for resource in req.resources {
-        let mut result = DescribeConfigsResult::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        let wanted = |name: &str| {
-            resource
-                .configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-        };
-        let fail = |code: i16, message: String| (code, Some(str_bytes(&message)));
-        let outcome = match (resource.resource_type, &topics) {
-            (RESOURCE_TOPIC, Ok(all)) => match all
-                .iter()
-                .find(|t| t.name == resource.resource_name.as_str())
-            {
-                Some(t) => Ok(topic_configs(t)),
-                None => Err(fail(
-                    ResponseError::UnknownTopicOrPartition.code(),
-                    format!("unknown topic '{}'", resource.resource_name.as_str()),
-                )),
-            },
-            (RESOURCE_TOPIC, Err((code, message))) => Err(fail(*code, message.clone())),
-            // No broker-level settings are exposed as Kafka configs yet.
-            (RESOURCE_BROKER, _) => Ok(Vec::new()),
-            (other, _) => Err(fail(
-                ResponseError::InvalidRequest.code(),
-                format!("resource type {other} is not described by this broker"),
-            )),
-        };
-        match outcome {
-            Ok(configs) => {
-                let configs = configs
-                    .into_iter()
-                    .filter(|(name, ..)| wanted(name))
-                    .map(|(name, value, set, kind)| {
-                        let mut c = DescribeConfigsResourceResult::default()
-                            .with_name(StrBytes::from_static_str(name))
-                            .with_value(Some(str_bytes(&value)))
-                            .with_config_source(if set { SOURCE_TOPIC } else { SOURCE_DEFAULT });
-                        if version >= 3 {
-                            c = c.with_config_type(kind);
-                        }
-                        c
-                    })
-                    .collect();
-                result = result.with_configs(configs);
-            }
-            Err((code, message)) => {
-                result = result.with_error_code(code).with_error_message(message)
-            }
-        }
-        results.push(result);
-    }
-    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
 }
 
 /// Kafka InitProducerId: a producer id (and epoch) for an idempotent producer. Each
@@ -306,6 +178,9 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
+    if let Err((code, _)) = acls::check_idempotent_write(ctx) {
+        return failed(code);
+    }
     let (producer_id, epoch) = if version >= 3 {
         (req.producer_id.0, req.producer_epoch)
     } else {
@@ -327,7 +202,9 @@ pub async fn create_partitions(
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let name = topic.name.0.to_string();
-        let outcome = if topic.assignments.is_some() {
+        let outcome = if let Err(refused) = acls::check_topic(ctx, Op::Alter, &name) {
+            Err(refused)
+        } else if topic.assignments.is_some() {
             Err((
                 ResponseError::InvalidReplicaAssignment.code(),
                 "manual replica assignment is not supported (one node per shard)".to_string(),
@@ -418,14 +295,19 @@ pub async fn delete_records(
     };
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
+        let deletable = acls::check_topic(ctx, Op::Delete, topic.name.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
+            let result =
+                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            if let Err((code, _)) = &deletable {
+                partitions.push(result.with_low_watermark(-1).with_error_code(*code));
+                continue;
+            }
             let deleted = ctx
                 .engine
                 .delete_records(topic.name.0.as_str(), p.partition_index, p.offset)
                 .await;
-            let result =
-                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             partitions.push(match deleted {
                 Ok(offset) => result.with_low_watermark(offset),
                 Err(e) => result

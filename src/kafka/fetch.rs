@@ -10,7 +10,11 @@
 //! below the LSO, not for an open transaction's records), and names the aborted
 //! transactions in the range; read_uncommitted carries the LSO but no aborted list
 //! (null, as Kafka answers).
+//!
+//! With `--acls` each topic needs Read; a partition of a topic the client may not read
+//! answers TOPIC_AUTHORIZATION_FAILED and is not read.
 
+use super::acls::{self, Op};
 use super::{errors, Ctx};
 use crate::engine::{FetchArgs, Fetched, Isolation};
 use crate::runtime::spawn_local;
@@ -43,6 +47,8 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: u32,
+    /// The client may read the topic (`--acls`).
+    readable: bool,
 }
 
 type Outcome = Result<Fetched, (i16, String)>;
@@ -56,11 +62,13 @@ pub async fn fetch(ctx: &Rc<Ctx>, req: FetchRequest, version: i16) -> FetchRespo
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
+            let readable = acls::topic(ctx, Op::Read, t.topic.0.as_str());
+            t.partitions.iter().map(move |p| Wanted {
                 topic: t.topic.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as u32,
+                readable,
             })
         })
         .collect();
@@ -99,6 +107,7 @@ async fn fetch_all(
         .map(|w| {
             let ctx = ctx.clone();
             let topic = w.topic.clone();
+            let readable = w.readable;
             let (partition, args) = (
                 w.partition,
                 FetchArgs {
@@ -107,9 +116,13 @@ async fn fetch_all(
                     max_wait_ms: wait_ms,
                     min_bytes: 1,
                     isolation,
+                    pending: false,
                 },
             );
             spawn_local(async move {
+                if !readable {
+                    return Err(acls::topic_refusal(&ctx, Op::Read, topic.0.as_str()));
+                }
                 ctx.engine
                     .fetch(topic.0.as_str(), partition, args)
                     .await
@@ -140,6 +153,7 @@ async fn wait_for_any(ctx: &Rc<Ctx>, wanted: &[Wanted], max_wait_ms: u32, isolat
                 max_wait_ms,
                 min_bytes: 1,
                 isolation,
+                pending: false,
             },
         );
         spawn_local(async move {
@@ -269,6 +283,7 @@ mod tests {
             partition: 0,
             offset: 0,
             max_bytes: 1 << 20,
+            readable: true,
         }];
         for version in 4..=12 {
             for isolation in [Isolation::Committed, Isolation::Uncommitted] {

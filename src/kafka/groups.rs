@@ -12,7 +12,17 @@
 //! answered UNSTABLE_OFFSET_COMMIT while a transaction that commits offsets for the
 //! group is open or committing, so a consumer never starts from offsets a committing
 //! transaction is about to move.
+//!
+//! With `--acls`, as Kafka: joining, syncing, heartbeats, leaving and committing need
+//! Read on the group (GROUP_AUTHORIZATION_FAILED), a commit also Read on each topic
+//! (only those partitions are refused, the others committed); OffsetFetch and
+//! DescribeGroups need Describe on the group, and OffsetFetch answers only topics the
+//! client may Describe; ListGroups lists the groups the client may Describe (all with
+//! Describe on the cluster); DeleteGroups needs Delete, OffsetDelete Delete on the group
+//! and Read on each topic. A member joins with the
+//! subscribed topics it may Describe, so the coordinator never assigns it others.
 
+use super::acls::{self, Op};
 use super::{errors, str_bytes, Ctx};
 use crate::engine::{Assignment, CommitEntry, JoinArgs};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -92,6 +102,9 @@ pub async fn join(
             .with_generation_id(-1)
             .with_member_id(req.member_id.clone())
     };
+    if let Err((code, _)) = acls::check_group(ctx, Op::Read, req.group_id.0.as_str()) {
+        return failed(code);
+    }
     if req.protocol_type.as_str() != PROTOCOL_TYPE {
         return failed(ResponseError::InconsistentGroupProtocol.code());
     }
@@ -109,7 +122,7 @@ pub async fn join(
     // A subscription may name topics that do not exist (yet): join with the others.
     let topics: Vec<String> = topics
         .into_iter()
-        .filter(|t| ctx.engine.topic_exists(t))
+        .filter(|t| ctx.engine.topic_exists(t) && acls::topic(ctx, Op::Describe, t))
         .collect();
     let args = JoinArgs {
         group: req.group_id.0.to_string(),
@@ -159,6 +172,9 @@ pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupRe
             .with_protocol_type(req.protocol_type.clone())
             .with_protocol_name(req.protocol_name.clone());
     }
+    if let Err((code, _)) = acls::check_group(ctx, Op::Read, req.group_id.0.as_str()) {
+        return response.with_error_code(code);
+    }
     let described = ctx.engine.describe_group(req.group_id.0.as_str()).await;
     let code = match described {
         Ok(d) => {
@@ -181,6 +197,9 @@ pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupRe
 }
 
 pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Err((code, _)) = acls::check_group(ctx, Op::Read, req.group_id.0.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let beat = ctx
         .engine
         .heartbeat(
@@ -195,6 +214,9 @@ pub async fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
+    if let Err((code, _)) = acls::check_group(ctx, Op::Read, &group) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let ids: Vec<StrBytes> = if version >= 3 {
         req.members.iter().map(|m| m.member_id.clone()).collect()
     } else {
@@ -221,10 +243,19 @@ pub async fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGrou
 }
 
 pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_refused = acls::check_group(ctx, Op::Read, req.group_id.0.as_str()).err();
+    // A topic the client may not read is refused alone; the others are committed.
+    let readable: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| acls::topic(ctx, Op::Read, t.name.0.as_str()))
+        .collect();
     let offsets: Vec<CommitEntry> = req
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&readable)
+        .filter(|(_, readable)| **readable)
+        .flat_map(|(t, _)| {
             t.partitions.iter().map(|p| CommitEntry {
                 topic: t.name.0.to_string(),
                 partition: p.partition_index,
@@ -232,21 +263,32 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             })
         })
         .collect();
-    let committed = ctx
-        .engine
-        .commit_offsets(
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            req.generation_id_or_member_epoch,
-            offsets,
-        )
-        .await;
-    // The coordinator commits all or nothing: one code for every partition.
-    let code = code_of(&committed);
+    let code = match &group_refused {
+        Some((code, _)) => *code,
+        None if offsets.is_empty() && readable.contains(&false) => errors::NONE,
+        None => code_of(
+            &ctx.engine
+                .commit_offsets(
+                    req.group_id.0.as_str(),
+                    req.member_id.as_str(),
+                    req.generation_id_or_member_epoch,
+                    offsets,
+                )
+                .await,
+        ),
+    };
+    // The coordinator commits all or nothing: one code for every readable partition.
+    let topic_refused = ResponseError::TopicAuthorizationFailed.code();
     let topics = req
         .topics
         .into_iter()
-        .map(|t| {
+        .zip(readable)
+        .map(|(t, readable)| {
+            let code = if readable || group_refused.is_some() {
+                code
+            } else {
+                topic_refused
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -269,6 +311,9 @@ pub async fn fetch_offsets(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    if let Err((code, _)) = acls::check_group(ctx, Op::Describe, req.group_id.0.as_str()) {
+        return fetch_failed(code, version);
+    }
     // v7+: a read_committed consumer asks for stable offsets only; while a transaction
     // holds offsets for the group it is told UNSTABLE_OFFSET_COMMIT and asks again.
     if version >= 7 && req.require_stable {
@@ -282,7 +327,7 @@ pub async fn fetch_offsets(
             Err(e) => return fetch_failed(errors::code(&e), version),
         }
     }
-    let committed = match ctx
+    let mut committed = match ctx
         .engine
         .fetch_offsets(req.group_id.0.as_str(), None)
         .await
@@ -290,6 +335,7 @@ pub async fn fetch_offsets(
         Ok(offsets) => offsets,
         Err(e) => return fetch_failed(errors::code(&e), version),
     };
+    committed.retain(|c| acls::topic(ctx, Op::Describe, &c.topic));
     let entry = |partition: i32, offset: i64| {
         OffsetFetchResponsePartition::default()
             .with_partition_index(partition)
@@ -301,10 +347,15 @@ pub async fn fetch_offsets(
         Some(wanted) => wanted
             .into_iter()
             .map(|t| {
+                let describable = acls::topic(ctx, Op::Describe, t.name.as_str());
                 let partitions = t
                     .partition_indexes
                     .iter()
                     .map(|p| {
+                        if !describable {
+                            return entry(*p, -1)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
                         let found = committed
                             .iter()
                             .find(|c| c.topic == t.name.as_str() && c.partition == *p);
@@ -371,10 +422,26 @@ fn fetch_failed(code: i16, version: i16) -> OffsetFetchResponse {
     OffsetFetchResponse::default()
 }
 
-pub async fn describe(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+/// DescribeGroups; asked for (v3+), each group described carries the operations the
+/// client may do on it (KIP-430).
+pub async fn describe(
+    ctx: &Ctx,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let with_operations = version >= 3 && req.include_authorized_operations;
     let mut groups = Vec::with_capacity(req.groups.len());
     for group in req.groups {
         let described = DescribedGroup::default().with_group_id(group.clone());
+        if let Err((code, _)) = acls::check_group(ctx, Op::Describe, group.0.as_str()) {
+            groups.push(described.with_error_code(code));
+            continue;
+        }
+        let described = if with_operations {
+            described.with_authorized_operations(acls::group_operations(ctx, group.0.as_str()))
+        } else {
+            described
+        };
         groups.push(match ctx.engine.describe_group(group.0.as_str()).await {
             Ok(d) => {
                 let (state, members) = (d.state, d.members);
@@ -409,8 +476,10 @@ pub async fn describe(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsRe
 pub async fn list(ctx: &Ctx, version: i16) -> ListGroupsResponse {
     match ctx.engine.list_groups().await {
         Ok(groups) => {
+            let all = acls::cluster(ctx, Op::Describe);
             let listed = groups
                 .into_iter()
+                .filter(|(id, _)| all || acls::group(ctx, Op::Describe, id))
                 .map(|(id, state)| {
                     let g = ListedGroup::default()
                         .with_group_id(GroupId(str_bytes(&id)))
@@ -430,7 +499,10 @@ pub async fn list(ctx: &Ctx, version: i16) -> ListGroupsResponse {
 pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for group in req.groups_names {
-        let code = code_of(&ctx.engine.delete_group(group.0.as_str()).await);
+        let code = match acls::check_group(ctx, Op::Delete, group.0.as_str()) {
+            Ok(()) => code_of(&ctx.engine.delete_group(group.0.as_str()).await),
+            Err((code, _)) => code,
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(group)
@@ -438,6 +510,91 @@ pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// Where one partition of an OffsetDelete stands before the group is asked.
+enum Deletion {
+    /// Refused here (no Read on the topic, no such partition): its code.
+    Refused(i16),
+    /// Asked of the group coordinator, as its `i`th partition.
+    Asked(usize),
+}
+
+/// OffsetDelete: a group's committed offsets of some partitions, deleted unless a
+/// member is subscribed to their topic (GROUP_SUBSCRIBED_TO_TOPIC, as in Kafka); a
+/// group that does not exist is GROUP_ID_NOT_FOUND. Needs Delete on the group (else the
+/// whole request is GROUP_AUTHORIZATION_FAILED) and Read on each topic (else its
+/// partitions are TOPIC_AUTHORIZATION_FAILED and kept).
+pub async fn delete_offsets(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{
+        OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+    };
+    let group = req.group_id.0.as_str();
+    let failed = |code: i16| OffsetDeleteResponse::default().with_error_code(code);
+    if let Err((code, _)) = acls::check_group(ctx, Op::Delete, group) {
+        return failed(code);
+    }
+    let topics = super::metadata::all_topics(ctx).await.unwrap_or_default();
+    let partition_count = |name: &str| {
+        topics
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(0, |t| t.owners.len())
+    };
+    let mut asked: Vec<(String, i32)> = Vec::new();
+    let mut plan: Vec<Vec<(i32, Deletion)>> = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name = topic.name.0.as_str();
+        let readable = acls::topic(ctx, Op::Read, name);
+        let count = partition_count(name);
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let index = p.partition_index;
+                let known = usize::try_from(index).is_ok_and(|i| i < count);
+                let step = if !readable {
+                    Deletion::Refused(ResponseError::TopicAuthorizationFailed.code())
+                } else if !known {
+                    Deletion::Refused(ResponseError::UnknownTopicOrPartition.code())
+                } else {
+                    asked.push((name.to_string(), index));
+                    Deletion::Asked(asked.len() - 1)
+                };
+                (index, step)
+            })
+            .collect();
+        plan.push(partitions);
+    }
+    let deleted = match ctx.engine.delete_offsets(group, asked).await {
+        Ok(Some(deleted)) => deleted,
+        Ok(None) => return failed(ResponseError::GroupIdNotFound.code()),
+        Err(e) => return failed(errors::code(&e)),
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .zip(plan)
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, step)| {
+                    let code = match step {
+                        Deletion::Refused(code) => code,
+                        Deletion::Asked(i) if deleted.get(i) == Some(&true) => errors::NONE,
+                        Deletion::Asked(_) => ResponseError::GroupSubscribedToTopic.code(),
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }
 
 #[cfg(test)]

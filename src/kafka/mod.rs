@@ -8,11 +8,16 @@
 //!
 //! `connection` owns framing and response order, `codec` headers and versions, `apis`
 //! what is advertised; one module per API family does the translation (`txn` for
-//! transactions).
+//! transactions, `configs` for reading and changing topic configs). `sasl` authenticates a connection (and keeps an unauthenticated
+//! client to the handshake where `--require-auth` says so), `users` serves the SCRAM
+//! credential admin APIs, `acls` decides what the connection's principal may do
+//! (`--acls`) and serves the ACL APIs.
 
+mod acls;
 mod admin;
 mod apis;
 mod codec;
+mod configs;
 mod connection;
 mod errors;
 mod fetch;
@@ -20,13 +25,19 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod sasl;
 mod txn;
+mod users;
 
 pub use codec::{decode as decode_request, Decoded, Incoming};
 pub use connection::serve;
 
 use crate::engine::Engine;
+use crate::server::stream::Stream;
 use kafka_protocol::protocol::StrBytes;
+use peregrine_shards::security::acls::ANONYMOUS;
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 
 /// This broker's node id: one node, whatever the number of shards.
@@ -40,6 +51,12 @@ pub struct Ctx {
     /// Each shard's own Kafka port on the listener this connection came in on (TLS or
     /// plaintext): a client is sent on to ports that speak what it speaks.
     pub shard_ports: Vec<u16>,
+    /// Who the client is, in Kafka's form `User:NAME`: the name in its verified
+    /// certificate (mTLS), else `User:ANONYMOUS`; SASL replaces it when the client
+    /// authenticates. ACLs are checked against it on every request (`acls`).
+    pub principal: RefCell<String>,
+    /// The client's address, which an ACL's host may name.
+    pub peer_ip: IpAddr,
 }
 
 impl Ctx {
@@ -68,7 +85,31 @@ impl Ctx {
             host: StrBytes::from_string(host),
             port,
             shard_ports,
+            principal: RefCell::new(ANONYMOUS.to_string()),
+            peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
+    }
+
+    /// This context for the client at the other end of `stream`: its address, and its
+    /// certificate's principal when it presented a verified one.
+    pub fn for_client(mut self, stream: &Stream) -> Ctx {
+        if let Some(addr) = stream.peer_addr() {
+            self.peer_ip = addr.ip();
+        }
+        if let Some(name) = stream.principal() {
+            self.principal = RefCell::new(format!("User:{name}"));
+        }
+        self
+    }
+
+    /// The principal now (a clone: it may change while a request waits).
+    pub fn principal(&self) -> String {
+        self.principal.borrow().clone()
+    }
+
+    /// The principal SASL authenticated.
+    pub fn set_principal(&self, principal: String) {
+        *self.principal.borrow_mut() = principal;
     }
 }
 
@@ -83,6 +124,9 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(ctx, r, v).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(metadata::find_coordinator(ctx, r, v))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(ctx, r, v))
         }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::produce(ctx, r, v).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(ctx, r, v).await),
@@ -101,12 +145,21 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
             ResponseKind::OffsetFetch(groups::fetch_offsets(ctx, r, v).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::describe(ctx, r).await)
+            ResponseKind::DescribeGroups(groups::describe(ctx, r, v).await)
         }
         RequestKind::ListGroups(_) => ResponseKind::ListGroups(groups::list(ctx, v).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::delete_offsets(ctx, r).await)
+        }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r, v).await)
+            ResponseKind::DescribeConfigs(configs::describe_configs(ctx, r, v).await)
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(ctx, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(ctx, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(admin::init_producer_id(ctx, r, v).await)
@@ -139,6 +192,15 @@ pub(crate) async fn handle(ctx: &Rc<Ctx>, request: Box<codec::Decoded>) -> Optio
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(ctx, r).await),
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers(ctx, r).await)
+        }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(users::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(users::alter(ctx, r).await)
         }
         _ => {
             // The codec refuses every API not in `apis::SUPPORTED` before this.

@@ -10,7 +10,10 @@
 //!
 //! With `isolation_level` 1 (read_committed, v2+) latest is the last stable offset and a
 //! timestamp lookup answers only records below it (none otherwise), as Kafka does.
+//!
+//! With `--acls` a topic needs Describe (TOPIC_AUTHORIZATION_FAILED otherwise).
 
+use super::acls::{self, Op};
 use super::{errors, Ctx};
 use crate::engine::{FetchArgs, Isolation, OffsetSpec};
 use kafka_protocol::messages::list_offsets_response::{
@@ -124,6 +127,7 @@ async fn first_at_or_after(
             max_wait_ms: 0,
             min_bytes: 1,
             isolation: Default::default(),
+            pending: false,
         };
         let batches = match ctx.engine.fetch(topic, partition, args).await {
             Ok(fetched) => fetched.batches,
@@ -202,12 +206,17 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResp
     let isolation = super::fetch::isolation_of(req.isolation_level);
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
+        let described = acls::check_topic(ctx, Op::Describe, topic.name.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let answer = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
+            if let Err((code, _)) = &described {
+                partitions.push(answer.with_error_code(*code));
+                continue;
+            }
             let Some(spec) = spec_of(p.timestamp, isolation) else {
                 partitions.push(answer.with_error_code(ResponseError::UnsupportedVersion.code()));
                 tracing::debug!(timestamp = p.timestamp, "ListOffsets spec not supported");

@@ -1,7 +1,11 @@
 //! Produce: each partition's record batches go to the owning shard as received (the
 //! broker writes only their base offsets). acks 0 → none (no answer at all), 1 →
 //! leader, -1 → durable (group-committed fdatasync), as DESIGN.md maps them.
+//!
+//! With `--acls` a topic needs Write (and Create to be auto-created), a transactional
+//! produce Write on its transactional id; a refused topic is neither created nor written.
 
+use super::acls::{self, Op};
 use super::{errors, metadata, Ctx};
 use crate::engine::{Acks, Produced};
 use crate::runtime::spawn_local;
@@ -20,10 +24,30 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
         other => Err(other),
     };
     let max_batch = ctx.engine.config().kafka_message_max_bytes as usize;
+    let txn_refused = match &req.transactional_id {
+        Some(id) => acls::check_transactional_id(ctx, Op::Write, id.0.as_str()).err(),
+        None => None,
+    };
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
-        if ctx.engine.config().auto_create_topics {
+        let refused = txn_refused
+            .clone()
+            .or_else(|| acls::check_topic(ctx, Op::Write, &name).err());
+        if let Some(refused) = refused {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| partition_response(p.index, Err(refused.clone()), version))
+                .collect();
+            topics.push(
+                TopicProduceResponse::default()
+                    .with_name(topic.name)
+                    .with_partition_responses(partitions),
+            );
+            continue;
+        }
+        if ctx.engine.config().auto_create_topics && acls::may_create_topic(ctx, &name) {
             ensure_topic(ctx, &name).await;
         }
         // Partitions run concurrently, on their own shards.

@@ -13,7 +13,14 @@
 //! and generation are checked against the group (KIP-447: UNKNOWN_MEMBER_ID,
 //! ILLEGAL_GENERATION), so a consumer-producer whose partitions moved cannot commit
 //! their offsets; the offsets are applied at commit without further member checks.
+//!
+//! With `--acls`, as Kafka: every producer request needs Write on its transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), AddPartitionsToTxn Write on each topic,
+//! AddOffsetsToTxn and TxnOffsetCommit Read on the group (and TxnOffsetCommit Read on
+//! each topic); DescribeTransactions and ListTransactions show the ids the client may
+//! Describe, DescribeProducers needs Read on the topic.
 
+use super::acls::{self, Op};
 use super::{errors, str_bytes, Ctx};
 use crate::engine::transactions::{TxnListing, TxnProducer};
 use crate::engine::{
@@ -89,6 +96,12 @@ pub async fn init_producer_id(
         (-1, -1)
     };
     let answer = InitProducerIdResponse::default();
+    if let Err((code, _)) = acls::check_transactional_id(ctx, Op::Write, transactional_id) {
+        return answer
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let init = if transactional_id.is_empty() {
         // As Kafka: an empty id is neither idempotent-only (null) nor a usable id.
         Err(EngineError::InvalidRequest(
@@ -118,24 +131,19 @@ pub async fn init_producer_id(
     }
 }
 
-/// The codes of AddPartitionsToTxn, one per requested partition in request order.
-/// As Kafka does, partitions that do not exist are named UNKNOWN_TOPIC_OR_PARTITION and
-/// the others OPERATION_NOT_ATTEMPTED, without adding any; otherwise the engine's one
-/// answer applies to all of them (it adds all or none).
-fn add_partition_codes(exists: &[bool], added: impl FnOnce() -> Option<i16>) -> Vec<i16> {
-    if exists.iter().all(|e| *e) {
+/// The codes of AddPartitionsToTxn, one per requested partition in request order, from
+/// why each partition cannot be added (none: it can). As Kafka does, the partitions that
+/// cannot be added (a topic the client may not write, a partition that does not exist)
+/// are named with their code and the others OPERATION_NOT_ATTEMPTED, without adding any;
+/// otherwise the engine's one answer applies to all of them (it adds all or none).
+fn add_partition_codes(refused: &[Option<i16>], added: impl FnOnce() -> Option<i16>) -> Vec<i16> {
+    if refused.iter().all(Option::is_none) {
         let code = added().unwrap_or(errors::NONE);
-        return vec![code; exists.len()];
+        return vec![code; refused.len()];
     }
-    exists
+    refused
         .iter()
-        .map(|e| {
-            if *e {
-                ResponseError::OperationNotAttempted.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            }
-        })
+        .map(|r| r.unwrap_or(ResponseError::OperationNotAttempted.code()))
         .collect()
 }
 
@@ -149,18 +157,30 @@ pub async fn add_partitions(
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
-    let exists: Vec<bool> = wanted
+    let txn_refused =
+        acls::check_transactional_id(ctx, Op::Write, req.v3_and_below_transactional_id.0.as_str())
+            .err()
+            .map(|(code, _)| code);
+    let refused: Vec<Option<i16>> = wanted
         .iter()
         .map(|(topic, partition)| {
-            ctx.engine
+            let exists = ctx
+                .engine
                 .owner(Object::Partition {
                     topic,
                     partition: *partition,
                 })
-                .is_ok()
+                .is_ok();
+            if let Some(code) = txn_refused {
+                Some(code)
+            } else if !acls::topic(ctx, Op::Write, topic) {
+                Some(ResponseError::TopicAuthorizationFailed.code())
+            } else {
+                (!exists).then_some(ResponseError::UnknownTopicOrPartition.code())
+            }
         })
         .collect();
-    let code = if exists.iter().all(|e| *e) {
+    let code = if refused.iter().all(Option::is_none) {
         let txn = producer(
             &req.v3_and_below_transactional_id,
             req.v3_and_below_producer_id,
@@ -175,7 +195,7 @@ pub async fn add_partitions(
     } else {
         None
     };
-    let codes = add_partition_codes(&exists, || code);
+    let codes = add_partition_codes(&refused, || code);
     AddPartitionsToTxnResponse::default()
         .with_results_by_topic_v3_and_below(partition_results(req.v3_and_below_topics, codes))
 }
@@ -211,6 +231,11 @@ pub async fn add_offsets(
     version: i16,
 ) -> AddOffsetsToTxnResponse {
     let txn = producer(&req.transactional_id, req.producer_id, req.producer_epoch);
+    let allowed = acls::check_transactional_id(ctx, Op::Write, &txn.transactional_id)
+        .and_then(|()| acls::check_group(ctx, Op::Read, req.group_id.0.as_str()));
+    if let Err((code, _)) = allowed {
+        return AddOffsetsToTxnResponse::default().with_error_code(code);
+    }
     let added = ctx
         .engine
         .add_offsets_to_txn(txn, req.group_id.0.as_str())
@@ -221,7 +246,28 @@ pub async fn add_offsets(
 
 /// TxnOffsetCommit: offsets the transaction commits for its group, applied when it
 /// commits. The engine takes all of them or none: one code for every partition.
-pub async fn offset_commit(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn offset_commit(ctx: &Ctx, mut req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let refused = acls::check_transactional_id(ctx, Op::Write, req.transactional_id.0.as_str())
+        .and_then(|()| acls::check_group(ctx, Op::Read, req.group_id.0.as_str()));
+    if let Err((code, _)) = refused {
+        return TxnOffsetCommitResponse::default().with_topics(commit_results(req.topics, code));
+    }
+    // A topic the client may not read is refused alone; the others are committed.
+    let (topics, unreadable): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
+        .into_iter()
+        .partition(|t| acls::topic(ctx, Op::Read, t.name.0.as_str()));
+    let code = ResponseError::TopicAuthorizationFailed.code();
+    if topics.is_empty() && !unreadable.is_empty() {
+        return TxnOffsetCommitResponse::default().with_topics(commit_results(unreadable, code));
+    }
+    req.topics = topics;
+    let mut answer = txn_offset_commit(ctx, req).await;
+    answer.topics.extend(commit_results(unreadable, code));
+    answer
+}
+
+/// TxnOffsetCommit of offsets the client may commit.
+async fn txn_offset_commit(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let offsets: Vec<CommitEntry> = req
         .topics
         .iter()
@@ -279,6 +325,9 @@ fn commit_results(
 /// EndTxn: answered once the decision, every marker and the offsets are durable.
 pub async fn end(ctx: &Ctx, req: EndTxnRequest, version: i16) -> EndTxnResponse {
     let txn = producer(&req.transactional_id, req.producer_id, req.producer_epoch);
+    if let Err((code, _)) = acls::check_transactional_id(ctx, Op::Write, &txn.transactional_id) {
+        return EndTxnResponse::default().with_error_code(code);
+    }
     let ended = ctx.engine.end_txn(txn, req.committed).await;
     if let Err(e) = &ended {
         tracing::debug!(transactional_id = %req.transactional_id.0,
@@ -323,18 +372,24 @@ fn described(id: String, outcome: Result<TxnDescription, EngineError>) -> Transa
 }
 
 pub async fn describe(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
-    let ids = req
+    let (ids, refused): (Vec<String>, Vec<String>) = req
         .transactional_ids
         .into_iter()
         .map(|id| id.0.to_string())
-        .collect();
-    let states = ctx
+        .partition(|id| acls::transactional_id(ctx, Op::Describe, id));
+    let mut states: Vec<TransactionState> = ctx
         .engine
         .describe_transactions(ids)
         .await
         .into_iter()
         .map(|(id, outcome)| described(id, outcome))
         .collect();
+    let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+    states.extend(refused.into_iter().map(|id| {
+        TransactionState::default()
+            .with_transactional_id(TransactionalId(str_bytes(&id)))
+            .with_error_code(code)
+    }));
     DescribeTransactionsResponse::default().with_transaction_states(states)
 }
 
@@ -371,7 +426,12 @@ pub async fn list(ctx: &Ctx, req: ListTransactionsRequest) -> ListTransactionsRe
     };
     let producer_ids = req.producer_id_filters.iter().map(|p| p.0).collect();
     match ctx.engine.list_transactions(states, producer_ids).await {
-        Ok(all) => answer.with_transaction_states(all.into_iter().map(listed).collect()),
+        Ok(all) => answer.with_transaction_states(
+            all.into_iter()
+                .filter(|t| acls::transactional_id(ctx, Op::Describe, &t.transactional_id))
+                .map(listed)
+                .collect(),
+        ),
         Err(e) => answer.with_error_code(errors::code(&e)),
     }
 }
@@ -394,8 +454,17 @@ pub async fn describe_producers(
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+        let readable = acls::check_topic(ctx, Op::Read, topic.name.0.as_str());
         for p in &topic.partition_indexes {
             let answer = PartitionResponse::default().with_partition_index(*p);
+            if let Err(refused) = &readable {
+                partitions.push(
+                    answer
+                        .with_error_code(refused.0)
+                        .with_error_message(acls::message(refused)),
+                );
+                continue;
+            }
             partitions.push(
                 match ctx
                     .engine
@@ -433,11 +502,14 @@ mod tests {
     fn unknown_partitions_fail_alone_and_the_rest_are_not_attempted() {
         let unknown = ResponseError::UnknownTopicOrPartition.code();
         let skipped = ResponseError::OperationNotAttempted.code();
-        let codes = add_partition_codes(&[true, false, true], || panic!("not called"));
-        assert_eq!(codes, vec![skipped, unknown, skipped]);
+        let denied = ResponseError::TopicAuthorizationFailed.code();
+        let codes = add_partition_codes(&[None, Some(unknown), Some(denied), None], || {
+            panic!("not called")
+        });
+        assert_eq!(codes, vec![skipped, unknown, denied, skipped]);
         let fenced = ResponseError::ProducerFenced.code();
         assert_eq!(
-            add_partition_codes(&[true, true], || Some(fenced)),
+            add_partition_codes(&[None, None], || Some(fenced)),
             vec![fenced; 2]
         );
         assert!(add_partition_codes(&[], || Some(0)).is_empty());

@@ -43,7 +43,7 @@ pub enum Protocol {
 pub const PROTOCOLS: [&str; 4] = ["native", "kafka", "http", "amqp"];
 
 /// The protocols SNS delivers to, as `sns_deliveries_total` labels them.
-pub const SNS_DELIVERY_PROTOCOLS: [&str; 3] = ["sqs", "http", "kafka"];
+pub const SNS_DELIVERY_PROTOCOLS: [&str; 4] = ["sqs", "http", "https", "kafka"];
 /// What became of one delivery: `delivered`; `retried` (an attempt that failed and is
 /// tried again); `failed` (given up: the target is gone, or its retries ran out);
 /// `dead_lettered` (a failed one then stored in its subscription's dead-letter queue).
@@ -102,7 +102,7 @@ pub fn amqp_method_slot(class_id: u16, method_id: u16) -> usize {
 
 /// Native request kinds, by the index `native::messages::Request::api_index` gives
 /// (the native front end's tests check that the two agree).
-pub const NATIVE_APIS: [&str; 37] = [
+pub const NATIVE_APIS: [&str; 44] = [
     "Metadata",
     "CreateTopic",
     "DeleteTopic",
@@ -140,6 +140,13 @@ pub const NATIVE_APIS: [&str; 37] = [
     "Subscribe",
     "Nack",
     "ShardStats",
+    "ScramFirst",
+    "ScramFinal",
+    "AlterUser",
+    "ListUsers",
+    "CreateAcls",
+    "DeleteAcls",
+    "DescribeAcls",
 ];
 
 /// Kafka API keys counted one by one; a larger key (which the codec refuses anyway) is

@@ -5,14 +5,18 @@
 //!
 //! Bounds: `--max-in-flight-requests` requests and `--max-in-flight-bytes` payload
 //! bytes (at least one whole frame) read and not yet answered; past either the
-//! connection is not read, so the client feels TCP backpressure.
+//! connection is not read, so the client feels TCP backpressure. A connection idle for
+//! `--connections-max-idle-ms` with no request in flight and no subscription is closed
+//! (`server::idle`).
 
+use super::auth::{Gate, Session};
 use super::frame::{self, FrameError, HEAD_LEN};
 use super::handler::{self, Reply};
-use super::messages::{ErrorCode, Request, Response, ResponseEnvelope};
+use super::messages::{Acks, ErrorCode, Request, Response, ResponseEnvelope};
 use crate::engine::{Engine, EngineError, Subscription};
 use crate::runtime::spawn_local;
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
+use crate::server::idle::{close_when_idle, Idle};
 use crate::server::stream::{read_some, write_all, Stream};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
@@ -80,13 +84,16 @@ pub fn refusal() -> Vec<u8> {
 }
 
 /// Sends an answer to the writer, counting it against the connection's budget;
-/// false once the writer is gone.
+/// false once the writer is gone (a push subscription then stops taking messages).
 async fn send_answer(
     tx: &LocalSender<Outgoing>,
     budget: &AnswerBudget,
     id: u64,
     reply: Reply,
 ) -> bool {
+    if budget.is_closed() {
+        return false;
+    }
     let out = Outgoing::encode(id, reply);
     let len = out.len();
     budget.hold(len);
@@ -109,6 +116,8 @@ struct FrameReader {
     /// Bytes of `buf` holding received data; the rest is zeroed room to read into.
     filled: usize,
     max_frame_bytes: u32,
+    /// Every read counts as activity, so a large frame arriving slowly is not idle.
+    idle: Rc<Idle>,
 }
 
 enum Incoming {
@@ -120,12 +129,13 @@ enum Incoming {
 }
 
 impl FrameReader {
-    fn new(stream: Stream, max_frame_bytes: u32) -> FrameReader {
+    fn new(stream: Stream, max_frame_bytes: u32, idle: Rc<Idle>) -> FrameReader {
         FrameReader {
             stream,
             buf: BytesMut::zeroed(READ_CHUNK),
             filled: 0,
             max_frame_bytes,
+            idle,
         }
     }
 
@@ -149,6 +159,7 @@ impl FrameReader {
             if n == 0 {
                 return Ok(false);
             }
+            self.idle.touch();
             self.filled += n;
         }
         Ok(true)
@@ -204,17 +215,29 @@ pub async fn serve(engine: Engine, stream: Stream) {
     let (tx, rx) = local_channel::new_bounded::<Outgoing>(limits.max_in_flight_requests);
     let tx = Rc::new(tx);
     let budget = Rc::new(AnswerBudget::new(ANSWER_BYTES_MAX));
-    let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone()));
+    let idle = Rc::new(Idle::new(limits.connections_max_idle_ms));
+    let writer = spawn_local(write_loop(stream.clone(), rx, budget.clone(), idle.clone()));
     let requests_max = limits.max_in_flight_requests as u64;
     let in_flight = Rc::new(glommio::sync::Semaphore::new(requests_max));
     let max_frame_bytes = engine.config().max_frame_bytes;
     // A frame larger than the byte bound is still served, alone.
     let bytes_max = limits.max_in_flight_bytes.max(u64::from(max_frame_bytes));
     let in_flight_bytes = Rc::new(glommio::sync::Semaphore::new(bytes_max));
-    let mut reader = FrameReader::new(stream, max_frame_bytes);
+    let mut session = Session::new(&engine, &stream);
+    let mut reader = FrameReader::new(stream.clone(), max_frame_bytes, idle.clone());
     // Push subscriptions end when this does (their leases return); counted to bound them.
     let closing = Rc::new(Closing::default());
     let subscriptions = Rc::new(Cell::new(0usize));
+    // A request being served (a long poll among them) or a subscription waiting for
+    // messages keeps the connection from counting as idle; answers waiting for a peer
+    // that does not read them do not.
+    let serving = Rc::new(Cell::new(0usize));
+    let busy = {
+        let (serving, subscriptions) = (serving.clone(), subscriptions.clone());
+        move || serving.get() > 0 || subscriptions.get() > 0
+    };
+    // Dropped (so cancelled) when the connection ends.
+    let _idle_watch = spawn_local(close_when_idle(idle, busy, stream.clone(), "native"));
     loop {
         let read = async {
             // A client that does not read its answers is not read either.
@@ -245,6 +268,20 @@ pub async fn serve(engine: Engine, stream: Stream) {
             }
         };
         crate::metrics::local::native_request(envelope.request.api_index());
+        match admit(&engine, &mut session, &envelope.request).await {
+            Admit::Serve => {}
+            Admit::Answer(reply) => {
+                send_answer(&tx, &budget, envelope.id, reply).await;
+                continue;
+            }
+            Admit::Close(reply, why) => {
+                tracing::warn!(%peer, "closing native connection: {why}");
+                if let Some(reply) = reply {
+                    send_answer(&tx, &budget, envelope.id, reply).await;
+                }
+                break;
+            }
+        }
         if let Request::Subscribe {
             queue,
             prefetch,
@@ -280,10 +317,18 @@ pub async fn serve(engine: Engine, stream: Stream) {
         };
         let (engine, tx, budget) = (engine.clone(), tx.clone(), budget.clone());
         let tls_shard_ports = tls_shard_ports.clone();
+        let requester = session.requester().clone();
+        let serving = serving.clone();
         spawn_local(async move {
-            if let Some(mut reply) = handler::handle(&engine, envelope.request, payload).await {
+            serving.set(serving.get() + 1);
+            let reply = handler::handle(&engine, envelope.request, payload).await;
+            serving.set(serving.get() - 1);
+            if let Some(mut reply) = reply {
                 if let Some(ports) = &tls_shard_ports {
                     to_tls_ports(&mut reply.0, ports);
+                }
+                if super::authz::enforced(&engine) {
+                    requester.filter(&engine, &mut reply.0);
                 }
                 send_answer(&tx, &budget, envelope.id, reply).await;
             }
@@ -297,6 +342,56 @@ pub async fn serve(engine: Engine, stream: Stream) {
     let _ = in_flight.acquire(requests_max).await;
     drop(tx);
     writer.await;
+}
+
+/// What the read loop does with a request before serving it.
+enum Admit {
+    Serve,
+    /// Answer this in its place and go on.
+    Answer(Reply),
+    /// Answer this (if anything) and close the connection, for the reason given.
+    Close(Option<Reply>, String),
+}
+
+/// The handshake steps and the authentication gate (`auth`), then the ACLs (`authz`):
+/// a refused request never reaches the engine.
+async fn admit(engine: &Engine, session: &mut Session, request: &Request) -> Admit {
+    let gate = match request {
+        Request::ScramFirst {
+            mechanism,
+            client_first,
+        } => session.scram_first(engine, *mechanism, client_first).await,
+        Request::ScramFinal { client_final } => session.scram_final(engine, client_final).await,
+        other => session.gate(other),
+    };
+    match gate {
+        Gate::Pass => {}
+        Gate::Answer(reply) => return Admit::Answer(reply),
+        Gate::Close(reply) => {
+            let why = "too many refused requests before authentication".to_string();
+            return Admit::Close(Some(reply), why);
+        }
+    }
+    if !super::authz::enforced(engine) {
+        return Admit::Serve;
+    }
+    let Err(message) = session.requester().check(engine, request) else {
+        return Admit::Serve;
+    };
+    tracing::debug!(principal = %session.requester().principal, "denied: {message}");
+    // Counted as the other protocols count theirs: errors_total{code="AccessRefused"}.
+    let kind = EngineError::AccessRefused(String::new()).metrics_index();
+    crate::metrics::local::error(crate::metrics::Protocol::Native, kind);
+    if let Request::Produce {
+        acks: Acks::None, ..
+    } = request
+    {
+        // Nothing reads the answer to a produce with acks=none: the connection closes,
+        // as Kafka's does, so that the client notices.
+        return Admit::Close(None, message);
+    }
+    let refused = Response::error(ErrorCode::AuthorizationFailed, message);
+    Admit::Answer((refused, Vec::new()))
 }
 
 /// The shards' own TLS ports, for a connection that came in over TLS: its Metadata
@@ -388,19 +483,29 @@ fn invalid(message: String) -> Reply {
     )
 }
 
-async fn write_loop(stream: Stream, rx: LocalReceiver<Outgoing>, budget: Rc<AnswerBudget>) {
+async fn write_loop(
+    stream: Stream,
+    rx: LocalReceiver<Outgoing>,
+    budget: Rc<AnswerBudget>,
+    idle: Rc<Idle>,
+) {
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    if let Err(e) = write_answers(&stream, &rx, &budget, &mut out).await {
+    if let Err(e) = write_answers(&stream, &rx, &budget, &idle, &mut out).await {
         tracing::debug!("native connection write failed: {e}");
     }
     // Nothing will be written any more: the reader must not wait for room.
     budget.close();
+    // Answers still coming are dropped, not left to fill the channel: glommio's `send`
+    // on a full channel never returns once its receiver is gone, so the request tasks
+    // (and the reader waiting for their permits) would hang.
+    while rx.recv().await.is_some() {}
 }
 
 async fn write_answers(
     stream: &Stream,
     rx: &LocalReceiver<Outgoing>,
     budget: &AnswerBudget,
+    idle: &Idle,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     while let Some(first) = rx.recv().await {
@@ -413,6 +518,7 @@ async fn write_answers(
             pending = future::poll_once(rx.recv()).await.flatten();
         }
         write_all(stream, out).await?;
+        idle.touch();
         out.clear();
         budget.release(written);
     }

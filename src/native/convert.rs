@@ -4,6 +4,7 @@
 use super::messages as wire;
 use crate::engine as e;
 use peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT;
+use peregrine_shards::security as sec;
 
 impl From<wire::Acks> for e::Acks {
     fn from(a: wire::Acks) -> e::Acks {
@@ -277,6 +278,224 @@ impl From<e::Deliveries> for wire::Deliveries {
                     group_id: x.group_id,
                 })
                 .collect(),
+        }
+    }
+}
+
+// Users and ACLs: the wire's own copies of the store's types (the store's derive serde
+// for the catalog file, the wire's rkyv), moved field by field.
+
+impl From<wire::ScramMechanism> for sec::ScramMechanism {
+    fn from(m: wire::ScramMechanism) -> sec::ScramMechanism {
+        match m {
+            wire::ScramMechanism::ScramSha256 => sec::ScramMechanism::Sha256,
+            wire::ScramMechanism::ScramSha512 => sec::ScramMechanism::Sha512,
+        }
+    }
+}
+
+impl From<sec::ScramMechanism> for wire::ScramMechanism {
+    fn from(m: sec::ScramMechanism) -> wire::ScramMechanism {
+        match m {
+            sec::ScramMechanism::Sha256 => wire::ScramMechanism::ScramSha256,
+            sec::ScramMechanism::Sha512 => wire::ScramMechanism::ScramSha512,
+        }
+    }
+}
+
+impl From<wire::UserChange> for sec::UserChange {
+    fn from(c: wire::UserChange) -> sec::UserChange {
+        match c {
+            wire::UserChange::Upsert {
+                name,
+                mechanism,
+                iterations,
+                salt,
+                salted_password,
+            } => sec::UserChange::Upsert {
+                name,
+                mechanism: mechanism.into(),
+                iterations,
+                salt,
+                salted_password,
+            },
+            wire::UserChange::Delete { name, mechanism } => sec::UserChange::Delete {
+                name,
+                mechanism: mechanism.map(Into::into),
+            },
+            wire::UserChange::AddAccessKey {
+                name,
+                key_id,
+                secret,
+            } => sec::UserChange::AddAccessKey {
+                name,
+                id: key_id,
+                secret,
+            },
+            wire::UserChange::RemoveAccessKey { key_id } => {
+                sec::UserChange::RemoveAccessKey { id: key_id }
+            }
+        }
+    }
+}
+
+impl From<sec::UserInfo> for wire::UserInfo {
+    fn from(u: sec::UserInfo) -> wire::UserInfo {
+        wire::UserInfo {
+            name: u.name,
+            mechanisms: u
+                .mechanisms
+                .into_iter()
+                .map(|(m, iterations)| (m.into(), iterations))
+                .collect(),
+            access_keys: u.access_keys,
+        }
+    }
+}
+
+impl From<wire::AclResourceType> for sec::ResourceType {
+    fn from(r: wire::AclResourceType) -> sec::ResourceType {
+        match r {
+            wire::AclResourceType::Topic => sec::ResourceType::Topic,
+            wire::AclResourceType::Group => sec::ResourceType::Group,
+            wire::AclResourceType::TransactionalId => sec::ResourceType::TransactionalId,
+            wire::AclResourceType::Cluster => sec::ResourceType::Cluster,
+            wire::AclResourceType::Queue => sec::ResourceType::Queue,
+            wire::AclResourceType::Exchange => sec::ResourceType::Exchange,
+        }
+    }
+}
+
+impl From<sec::ResourceType> for wire::AclResourceType {
+    fn from(r: sec::ResourceType) -> wire::AclResourceType {
+        match r {
+            sec::ResourceType::Topic => wire::AclResourceType::Topic,
+            sec::ResourceType::Group => wire::AclResourceType::Group,
+            sec::ResourceType::TransactionalId => wire::AclResourceType::TransactionalId,
+            sec::ResourceType::Cluster => wire::AclResourceType::Cluster,
+            sec::ResourceType::Queue => wire::AclResourceType::Queue,
+            sec::ResourceType::Exchange => wire::AclResourceType::Exchange,
+        }
+    }
+}
+
+impl From<wire::AclPatternType> for sec::PatternType {
+    fn from(p: wire::AclPatternType) -> sec::PatternType {
+        match p {
+            wire::AclPatternType::Literal => sec::PatternType::Literal,
+            wire::AclPatternType::Prefixed => sec::PatternType::Prefixed,
+        }
+    }
+}
+
+impl From<sec::PatternType> for wire::AclPatternType {
+    fn from(p: sec::PatternType) -> wire::AclPatternType {
+        match p {
+            sec::PatternType::Literal => wire::AclPatternType::Literal,
+            sec::PatternType::Prefixed => wire::AclPatternType::Prefixed,
+        }
+    }
+}
+
+impl From<wire::AclOperation> for sec::Operation {
+    fn from(o: wire::AclOperation) -> sec::Operation {
+        use wire::AclOperation as W;
+        match o {
+            W::All => sec::Operation::All,
+            W::Read => sec::Operation::Read,
+            W::Write => sec::Operation::Write,
+            W::Create => sec::Operation::Create,
+            W::Delete => sec::Operation::Delete,
+            W::Alter => sec::Operation::Alter,
+            W::Describe => sec::Operation::Describe,
+            W::ClusterAction => sec::Operation::ClusterAction,
+            W::DescribeConfigs => sec::Operation::DescribeConfigs,
+            W::AlterConfigs => sec::Operation::AlterConfigs,
+            W::IdempotentWrite => sec::Operation::IdempotentWrite,
+        }
+    }
+}
+
+impl From<sec::Operation> for wire::AclOperation {
+    fn from(o: sec::Operation) -> wire::AclOperation {
+        use sec::Operation as S;
+        match o {
+            S::All => wire::AclOperation::All,
+            S::Read => wire::AclOperation::Read,
+            S::Write => wire::AclOperation::Write,
+            S::Create => wire::AclOperation::Create,
+            S::Delete => wire::AclOperation::Delete,
+            S::Alter => wire::AclOperation::Alter,
+            S::Describe => wire::AclOperation::Describe,
+            S::ClusterAction => wire::AclOperation::ClusterAction,
+            S::DescribeConfigs => wire::AclOperation::DescribeConfigs,
+            S::AlterConfigs => wire::AclOperation::AlterConfigs,
+            S::IdempotentWrite => wire::AclOperation::IdempotentWrite,
+        }
+    }
+}
+
+impl From<wire::AclPermission> for sec::Permission {
+    fn from(p: wire::AclPermission) -> sec::Permission {
+        match p {
+            wire::AclPermission::Allow => sec::Permission::Allow,
+            wire::AclPermission::Deny => sec::Permission::Deny,
+        }
+    }
+}
+
+impl From<sec::Permission> for wire::AclPermission {
+    fn from(p: sec::Permission) -> wire::AclPermission {
+        match p {
+            sec::Permission::Allow => wire::AclPermission::Allow,
+            sec::Permission::Deny => wire::AclPermission::Deny,
+        }
+    }
+}
+
+impl From<wire::AclBinding> for sec::AclBinding {
+    fn from(b: wire::AclBinding) -> sec::AclBinding {
+        sec::AclBinding {
+            resource_type: b.resource_type.into(),
+            name: b.resource_name,
+            pattern: b.pattern.into(),
+            principal: b.principal,
+            host: b.host,
+            operation: b.operation.into(),
+            permission: b.permission.into(),
+        }
+    }
+}
+
+impl From<sec::AclBinding> for wire::AclBinding {
+    fn from(b: sec::AclBinding) -> wire::AclBinding {
+        wire::AclBinding {
+            resource_type: b.resource_type.into(),
+            resource_name: b.name,
+            pattern: b.pattern.into(),
+            principal: b.principal,
+            host: b.host,
+            operation: b.operation.into(),
+            permission: b.permission.into(),
+        }
+    }
+}
+
+impl From<wire::AclFilter> for sec::AclFilter {
+    fn from(f: wire::AclFilter) -> sec::AclFilter {
+        sec::AclFilter {
+            resource_type: f.resource_type.map(Into::into),
+            name: f.resource_name,
+            pattern: match f.pattern {
+                wire::AclPatternFilter::Any => sec::PatternFilter::Any,
+                wire::AclPatternFilter::Match => sec::PatternFilter::Match,
+                wire::AclPatternFilter::Literal => sec::PatternFilter::Literal,
+                wire::AclPatternFilter::Prefixed => sec::PatternFilter::Prefixed,
+            },
+            principal: f.principal,
+            host: f.host,
+            operation: f.operation.map(Into::into),
+            permission: f.permission.map(Into::into),
         }
     }
 }

@@ -115,8 +115,10 @@ pub fn decode_response(envelope: &[u8]) -> Result<ResponseEnvelope, FrameError> 
 mod tests {
     use super::*;
     use crate::native::messages::{
-        AbortedTxn, Acks, BindingSpec, CommitEntry, ExchangeType, Isolation, OffsetSpec,
-        PublishSpec, QueueOverflow, QueueSpec, Request, Response, TopicSpec,
+        AbortedTxn, Acks, AclBinding, AclFilter, AclOperation, AclPatternFilter, AclPatternType,
+        AclPermission, AclResourceType, BindingSpec, CommitEntry, ExchangeType, Isolation,
+        OffsetSpec, PublishSpec, QueueOverflow, QueueSpec, Request, Response, ScramMechanism,
+        TopicSpec, UserChange,
     };
 
     #[test]
@@ -211,6 +213,24 @@ mod tests {
             dedup_id: Some("dedup-000000001".into()),
             durable: true,
             origin: Some("source-queue/17".into()),
+        };
+        let acl = AclBinding {
+            resource_type: AclResourceType::Topic,
+            resource_name: name(),
+            pattern: AclPatternType::Prefixed,
+            principal: "User:operator".into(),
+            host: "192.168.100.100".into(),
+            operation: AclOperation::Write,
+            permission: AclPermission::Deny,
+        };
+        let acl_filter = AclFilter {
+            resource_type: Some(AclResourceType::Queue),
+            resource_name: Some(name()),
+            pattern: AclPatternFilter::Match,
+            principal: Some("User:operator".into()),
+            host: None,
+            operation: Some(AclOperation::Read),
+            permission: None,
         };
         let binding = BindingSpec {
             exchange: "amq.topic.events".into(),
@@ -375,6 +395,29 @@ mod tests {
                 requeue: true,
             },
             Request::ShardStats { shard: 1 },
+            Request::ScramFirst {
+                mechanism: ScramMechanism::ScramSha512,
+                client_first: b"n,,n=operator,r=fyko+d2lbbFgONRv9qkxdawL".to_vec(),
+            },
+            Request::ScramFinal {
+                client_final: b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
+                    .to_vec(),
+            },
+            Request::AlterUser(UserChange::Upsert {
+                name: name(),
+                mechanism: ScramMechanism::ScramSha512,
+                iterations: 8192,
+                salt: vec![7; 32],
+                salted_password: vec![9; 64],
+            }),
+            Request::ListUsers,
+            Request::CreateAcls {
+                bindings: vec![acl.clone(), acl],
+            },
+            Request::DeleteAcls {
+                filters: vec![acl_filter.clone()],
+            },
+            Request::DescribeAcls { filter: acl_filter },
         ]
     }
 

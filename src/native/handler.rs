@@ -56,6 +56,7 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
                 max_wait_ms,
                 min_bytes,
                 isolation: isolation.into(),
+                pending: false,
             };
             match engine.fetch(&topic, partition, args).await {
                 Ok(f) => {
@@ -244,6 +245,50 @@ pub async fn handle(engine: &Engine, request: Request, payload: BytesMut) -> Opt
             ErrorCode::InvalidRequest,
             "a subscription runs on a client connection",
         )),
+        Request::ScramFirst { .. } | Request::ScramFinal { .. } => reply(Response::error(
+            ErrorCode::InvalidRequest,
+            "the SCRAM handshake runs on a client connection",
+        )),
+        Request::AlterUser(change) => {
+            let altered = engine.alter_users(vec![change.into()]).await;
+            done(altered.and_then(|mut results| match results.pop() {
+                Some(result) => result.map_err(EngineError::from),
+                None => Err(EngineError::Internal(
+                    "a user change went unanswered".into(),
+                )),
+            }))
+        }
+        Request::ListUsers => reply(Response::Users {
+            users: engine.list_users().into_iter().map(Into::into).collect(),
+        }),
+        Request::CreateAcls { bindings } => {
+            let bindings = bindings.into_iter().map(Into::into).collect();
+            // Each binding is added or refused on its own; the first refusal answers.
+            let created = engine.create_acls(bindings).await;
+            done(
+                created
+                    .into_iter()
+                    .collect::<Result<Vec<()>, _>>()
+                    .map(drop),
+            )
+        }
+        Request::DeleteAcls { filters } => {
+            let filters = filters.into_iter().map(Into::into).collect();
+            let deleted = engine.delete_acls(filters).await;
+            answer(
+                deleted.into_iter().collect::<Result<Vec<_>, _>>(),
+                |per_filter| Response::Acls {
+                    bindings: per_filter.into_iter().flatten().map(Into::into).collect(),
+                },
+            )
+        }
+        Request::DescribeAcls { filter } => reply(Response::Acls {
+            bindings: engine
+                .describe_acls(&filter.into())
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        }),
         Request::DeclareExchange { name, kind } => {
             let change = ExchangeChange::Declare {
                 name,

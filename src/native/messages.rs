@@ -253,6 +253,149 @@ pub struct CommitEntry {
     pub offset: i64,
 }
 
+/// A SCRAM mechanism (RFC 5802 with RFC 7677's SHA-256, or SHA-512 as Kafka offers).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramMechanism {
+    ScramSha256,
+    ScramSha512,
+}
+
+/// A change to the user store (`peregrine user ...`); needs Alter on the cluster.
+/// Passwords never travel: the client salts and iterates them (as Kafka's
+/// AlterUserScramCredentials does) and the broker keeps only the SCRAM keys.
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// Creates the user or replaces its credential for one mechanism.
+    Upsert {
+        name: String,
+        mechanism: ScramMechanism,
+        iterations: u32,
+        salt: Vec<u8>,
+        /// PBKDF2 of the password with `salt` and `iterations` (RFC 5802 SaltedPassword).
+        salted_password: Vec<u8>,
+    },
+    /// Removes one mechanism's credential, or the whole user when `mechanism` is None.
+    Delete {
+        name: String,
+        mechanism: Option<ScramMechanism>,
+    },
+    /// Binds a SigV4 access key to the user (the client made the secret).
+    AddAccessKey {
+        name: String,
+        key_id: String,
+        secret: String,
+    },
+    RemoveAccessKey {
+        key_id: String,
+    },
+}
+
+/// Never prints a salted password or a secret.
+impl std::fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserChange::Upsert {
+                name,
+                mechanism,
+                iterations,
+                ..
+            } => write!(f, "Upsert({name}, {mechanism:?}, {iterations})"),
+            UserChange::Delete { name, mechanism } => write!(f, "Delete({name}, {mechanism:?})"),
+            UserChange::AddAccessKey { name, key_id, .. } => {
+                write!(f, "AddAccessKey({name}, {key_id})")
+            }
+            UserChange::RemoveAccessKey { key_id } => write!(f, "RemoveAccessKey({key_id})"),
+        }
+    }
+}
+
+/// One user as listed: never a secret.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    /// Each SCRAM credential the user has, with its iteration count.
+    pub mechanisms: Vec<(ScramMechanism, u32)>,
+    pub access_keys: Vec<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclResourceType {
+    Topic,
+    Group,
+    TransactionalId,
+    /// Named `kafka-cluster`, as in Kafka.
+    Cluster,
+    Queue,
+    Exchange,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclPatternType {
+    /// The name itself (`*`: every name).
+    Literal,
+    /// Every name that starts with it.
+    Prefixed,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclOperation {
+    All,
+    Read,
+    Write,
+    Create,
+    Delete,
+    Alter,
+    Describe,
+    ClusterAction,
+    DescribeConfigs,
+    AlterConfigs,
+    IdempotentWrite,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclPermission {
+    Allow,
+    Deny,
+}
+
+/// One ACL binding (Kafka's model).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AclBinding {
+    pub resource_type: AclResourceType,
+    pub resource_name: String,
+    pub pattern: AclPatternType,
+    /// `User:NAME` or `User:*`.
+    pub principal: String,
+    /// An IP address or `*`.
+    pub host: String,
+    pub operation: AclOperation,
+    pub permission: AclPermission,
+}
+
+/// How a filter matches a binding's pattern (Kafka's `PatternTypeFilter`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclPatternFilter {
+    /// Any pattern type, names compared as written.
+    Any,
+    /// Every binding that would apply to the filter's (literal) name: literal ones with
+    /// that name or `*`, prefixed ones whose prefix it starts with.
+    Match,
+    Literal,
+    Prefixed,
+}
+
+/// Which bindings a describe or delete touches: a `None` field matches anything.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AclFilter {
+    pub resource_type: Option<AclResourceType>,
+    pub resource_name: Option<String>,
+    pub pattern: AclPatternFilter,
+    pub principal: Option<String>,
+    pub host: Option<String>,
+    pub operation: Option<AclOperation>,
+    pub permission: Option<AclPermission>,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Topics (all when `None`), their partitions' owning shards and each shard's port.
@@ -419,6 +562,33 @@ pub enum Request {
     ShardStats {
         shard: u32,
     },
+    /// SCRAM step 1 (RFC 5802 client-first-message). The only requests a listener that
+    /// requires authentication serves before it succeeds are these two.
+    ScramFirst {
+        mechanism: ScramMechanism,
+        client_first: Vec<u8>,
+    },
+    /// SCRAM step 2 (client-final-message), on the same connection after `ScramFirst`.
+    ScramFinal {
+        client_final: Vec<u8>,
+    },
+    /// One change to the user store (Alter on the cluster).
+    AlterUser(UserChange),
+    /// Users and their mechanisms, never a secret (Describe on the cluster).
+    ListUsers,
+    /// Adds bindings (Alter on the cluster), each on its own; answered with the first
+    /// refusal if any.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes every binding a filter matches (Alter on the cluster); answered with them.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
+    /// The bindings a filter matches (Describe on the cluster).
+    DescribeAcls {
+        filter: AclFilter,
+    },
 }
 
 impl Request {
@@ -462,6 +632,13 @@ impl Request {
             Request::Subscribe { .. } => 34,
             Request::Nack { .. } => 35,
             Request::ShardStats { .. } => 36,
+            Request::ScramFirst { .. } => 37,
+            Request::ScramFinal { .. } => 38,
+            Request::AlterUser { .. } => 39,
+            Request::ListUsers => 40,
+            Request::CreateAcls { .. } => 41,
+            Request::DeleteAcls { .. } => 42,
+            Request::DescribeAcls { .. } => 43,
         }
     }
 }
@@ -513,6 +690,13 @@ pub enum ErrorCode {
     /// A write or fdatasync failed: the partition or queue is read-only until the
     /// broker restarts.
     StorageFailed,
+    /// The SCRAM handshake failed (unknown user, wrong password, or too many failed
+    /// logins from this address); the connection stays unauthenticated.
+    AuthenticationFailed,
+    /// This listener serves nothing before the client authenticated (`ScramFirst`).
+    AuthenticationRequired,
+    /// The principal may not do this (`--acls`); nothing was changed.
+    AuthorizationFailed,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -641,6 +825,22 @@ pub enum Response {
     },
     Groups {
         groups: Vec<(String, String)>,
+    },
+    /// SCRAM server-first-message, answering `ScramFirst`.
+    ScramChallenge {
+        server_first: Vec<u8>,
+    },
+    /// SCRAM server-final-message: the connection now acts as `principal`. The client
+    /// checks the server signature in it (the broker knew the credentials).
+    Authenticated {
+        principal: String,
+        server_final: Vec<u8>,
+    },
+    Users {
+        users: Vec<UserInfo>,
+    },
+    Acls {
+        bindings: Vec<AclBinding>,
     },
     ShardStats {
         shard: u32,

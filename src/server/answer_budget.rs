@@ -50,6 +50,11 @@ impl AnswerBudget {
         self.written.notify(usize::MAX);
     }
 
+    /// Whether the writer is gone (`close`): an answer sent now would never be written.
+    pub fn is_closed(&self) -> bool {
+        self.max.get() == usize::MAX
+    }
+
     pub fn held(&self) -> usize {
         self.held.get()
     }

@@ -6,8 +6,10 @@
 //! `stream` is the connection plumbing front ends share. `listeners` owns the sockets
 //! and the per-listener connection bound (`--max-connections`). `tls` owns the TLS
 //! configuration (and its reload) of the TLS listeners that run beside the plaintext ones.
+//! `idle` is the idle-connection bound (`--connections-max-idle-ms`) front ends apply.
 
 pub mod answer_budget;
+pub mod idle;
 pub mod listeners;
 pub mod stream;
 pub mod tls;

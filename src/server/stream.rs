@@ -128,6 +128,16 @@ impl Stream {
         self.0.peer
     }
 
+    /// Ends the connection from the broker's side (both directions, at once): the front
+    /// end's reader sees the end of the stream and its writer's next (or blocked) write
+    /// fails, so the connection unwinds even when the peer does not read.
+    pub fn shut_down(&self) {
+        // Not across an await: no other borrow can be live.
+        if let Err(e) = crate::runtime::shut_down(&self.0.tcp.borrow()) {
+            tracing::debug!(peer = %self.peer(), "shutting a connection down: {e}");
+        }
+    }
+
     /// Whether the connection came in on a TLS listener.
     pub fn is_tls(&self) -> bool {
         self.0.tls.is_some()

@@ -17,6 +17,7 @@
 
 use super::http_delivery::{self, RetryPolicy, Url};
 use super::targets::{self, DeadLetter, Delivery, Failure};
+use super::trust;
 use crate::engine::{CommitEntry, Engine, EngineError, FetchArgs, Object, OffsetSpec};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
 use crate::runtime;
@@ -27,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the supervisor looks for topics gained or lost.
@@ -381,6 +383,7 @@ impl Worker {
             max_wait_ms: FETCH_WAIT_MS,
             min_bytes: 1,
             isolation: Default::default(),
+            pending: false,
         };
         let fetched = match self.engine.fetch(&self.log, 0, args).await {
             Ok(f) => f,
@@ -436,7 +439,7 @@ impl Worker {
                 if !self.filter_of(sub).matches(&stored) {
                     continue;
                 }
-                if sub.protocol == "http" {
+                if http_delivery::is_http(&sub.protocol) {
                     self.spawn_http(meta, sub, (log_id, offset), &stored).await;
                     continue;
                 }
@@ -522,6 +525,21 @@ impl Worker {
         cursor
     }
 
+    /// The TLS client configuration an https endpoint is reached with; None for http,
+    /// and (logged) when the CA files cannot be read: the attempts then fail and retry.
+    fn tls_for(&self, url: &Url) -> Option<Arc<rustls::ClientConfig>> {
+        if !url.tls {
+            return None;
+        }
+        match trust::client_config(&self.engine.config().sqs.sns_https_ca) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                warn_limited(format_args!("https delivery: {e}"));
+                None
+            }
+        }
+    }
+
     fn filter_of(&mut self, sub: &SnsSubscription) -> &Filter {
         let stale = self.filters.get(&sub.id).is_none_or(|f| !f.is_of(sub));
         if stale {
@@ -545,6 +563,7 @@ impl Worker {
         let Ok(url) = Url::parse(&sub.endpoint) else {
             return;
         };
+        let tls = self.tls_for(&url);
         let d = Delivery {
             topic: meta,
             topic_arn: &self.topic_arn,
@@ -561,6 +580,7 @@ impl Worker {
         );
         let post = HttpPost {
             url,
+            tls,
             headers: targets::http_headers(&d, "Notification"),
             body: d.body(),
             policy,
@@ -600,6 +620,7 @@ impl Worker {
             let Ok(url) = Url::parse(&sub.endpoint) else {
                 continue;
             };
+            let tls = self.tls_for(&url);
             let subscribe_url = format!(
                 "{}/?Action=ConfirmSubscription&TopicArn={}&Token={token}",
                 self.base_url,
@@ -618,6 +639,7 @@ impl Worker {
             );
             let post = HttpPost {
                 url,
+                tls,
                 headers: vec![
                     ("x-amz-sns-message-type", "SubscriptionConfirmation".into()),
                     ("x-amz-sns-message-id", message_id),
@@ -715,6 +737,8 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
 /// One HTTP message with its retry schedule.
 struct HttpPost {
     url: Url,
+    /// An https endpoint's TLS client configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
     headers: Vec<(&'static str, String)>,
     body: String,
     policy: RetryPolicy,
@@ -730,32 +754,34 @@ impl HttpPost {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut delays = self.policy.delays().into_iter();
+        let protocol = if self.url.tls { "https" } else { "http" };
         loop {
             let sent = http_delivery::post(
                 &self.url,
+                self.tls.as_ref(),
                 &headers,
                 &self.body,
                 http_delivery::ATTEMPT_TIMEOUT,
             )
             .await;
             let Err(e) = sent else {
-                crate::metrics::local::sns_delivery("http", "delivered");
+                crate::metrics::local::sns_delivery(protocol, "delivered");
                 return;
             };
             let Some(delay) = delays.next() else {
-                crate::metrics::local::sns_delivery("http", "failed");
+                crate::metrics::local::sns_delivery(protocol, "failed");
                 warn_limited(format_args!(
-                    "http delivery of {what} failed after its retries: {e}"
+                    "{protocol} delivery of {what} failed after its retries: {e}"
                 ));
                 if let Some((engine, letter)) = self.dead_letter.take() {
-                    if let Err(why) = dead_letter(&engine, "http", letter).await {
+                    if let Err(why) = dead_letter(&engine, protocol, letter).await {
                         warn_limited(format_args!("dead letter of {what}: {why}"));
                     }
                 }
                 return;
             };
-            crate::metrics::local::sns_delivery("http", "retried");
-            tracing::debug!("http delivery of {what}: {e}; retrying in {delay:?}");
+            crate::metrics::local::sns_delivery(protocol, "retried");
+            tracing::debug!("{protocol} delivery of {what}: {e}; retrying in {delay:?}");
             runtime::sleep(delay).await;
             if self.stop.get() {
                 return;

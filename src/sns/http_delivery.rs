@@ -1,19 +1,24 @@
-//! Delivery to an `http://` endpoint: one POST over the shard's own TCP, its answer's
-//! status read with `httparse` from a bounded head under a timeout (2xx: delivered),
-//! and the retry schedule of SNS's `DeliveryPolicy.healthyRetryPolicy`.
+//! Delivery to an `http://` or `https://` endpoint: one POST over the shard's own TCP
+//! (TLS by rustls for https, the certificate checked against `trust`'s CAs and the URL's
+//! host), its answer's status read with `httparse` from a bounded head under a timeout
+//! (2xx: delivered), and the retry schedule of SNS's `DeliveryPolicy.healthyRetryPolicy`.
 
 use crate::runtime;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::pki_types::ServerName;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest host name in an endpoint URL (DNS's limit).
 const HOST_MAX: usize = 253;
 
-/// An `http://host[:port][/path]` endpoint, split for a request.
+/// An `http[s]://host[:port][/path]` endpoint, split for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`: the request goes over TLS.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Starts with `/`; the query string included.
@@ -32,8 +37,12 @@ impl fmt::Display for UrlError {
 impl Url {
     pub fn parse(url: &str) -> Result<Url, UrlError> {
         let err = |m: &str| Err(UrlError(m.to_string()));
-        let Some(rest) = url.strip_prefix("http://") else {
-            return err("an http endpoint starts with http://");
+        let (tls, rest, default_port) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest, 443)
+        } else {
+            return err("an endpoint starts with http:// or https://");
         };
         if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return err("the URL holds spaces or control characters");
@@ -53,18 +62,24 @@ impl Url {
                 };
                 (host, port)
             }
-            _ => (authority, 80),
+            _ => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.len() > HOST_MAX || port == 0 {
             return err("the URL names no host or port");
         }
         Ok(Url {
+            tls,
             host: host.to_string(),
             port,
             path,
         })
     }
+}
+
+/// Whether subscriptions of `protocol` are delivered here (`http` or `https`).
+pub fn is_http(protocol: &str) -> bool {
+    protocol == "http" || protocol == "https"
 }
 
 /// How long one attempt may take, connection to status line (AWS waits 15 s).
@@ -91,13 +106,15 @@ impl fmt::Display for PostError {
 }
 
 /// One POST of `body` to `url` with `headers`, within `timeout`: `Ok` on a 2xx answer.
+/// An https URL's certificate must chain to a CA of `tls` (`trust::client_config`).
 pub async fn post(
     url: &Url,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     headers: &[(&str, &str)],
     body: &str,
     timeout: Duration,
 ) -> Result<(), PostError> {
-    let attempt = attempt(url, headers, body);
+    let attempt = attempt(url, tls, headers, body);
     let late = async {
         runtime::sleep(timeout).await;
         Err(PostError::Network(format!("no answer within {timeout:?}")))
@@ -105,12 +122,42 @@ pub async fn post(
     futures_lite::future::or(attempt, late).await
 }
 
-async fn attempt(url: &Url, headers: &[(&str, &str)], body: &str) -> Result<(), PostError> {
-    let net = |what: &str, e: std::io::Error| PostError::Network(format!("{what}: {e}"));
+fn net(what: &str, e: std::io::Error) -> PostError {
+    PostError::Network(format!("{what}: {e}"))
+}
+
+async fn attempt(
+    url: &Url,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(), PostError> {
     let addr = resolve(url).await?;
-    let mut stream = runtime::TcpStream::connect(addr)
+    let tcp = runtime::TcpStream::connect(addr)
         .await
         .map_err(|e| net("connecting", e.into()))?;
+    if !url.tls {
+        return exchange(tcp, url, headers, body).await;
+    }
+    let Some(config) = tls else {
+        return Err(PostError::Network("no TLS client configuration".into()));
+    };
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|_| PostError::Network(format!("'{}' is not a TLS server name", url.host)))?;
+    let stream = futures_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| net("TLS handshake", e))?;
+    exchange(stream, url, headers, body).await
+}
+
+/// The request and its answer's status, over a connected (plaintext or TLS) stream.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(), PostError> {
     let request = request_head(url, headers, body.len());
     stream
         .write_all(request.as_bytes())
@@ -373,8 +420,12 @@ mod tests {
         );
         let u = Url::parse("http://[::1]:9/").expect("valid");
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
+        let u = Url::parse("https://example.com/hook").expect("valid");
+        assert_eq!((u.tls, u.port, u.path.as_str()), (true, 443, "/hook"));
+        assert!(!Url::parse("http://h/").expect("valid").tls);
         for bad in [
-            "https://h/",
+            "ftp://h/",
+            "https://",
             "http://",
             "http://h:0/",
             "http://h:x/",

@@ -73,10 +73,12 @@ impl Delivery<'_> {
     }
 
     /// What the subscription receives: the message itself when raw, else the
-    /// Notification document (with the attributes in it).
+    /// Notification document (with the attributes in it). A structured message
+    /// (`MessageStructure=json`) gives the subscription its protocol's member.
     pub fn body(&self) -> String {
+        let message = self.stored.message_for(&self.sub.protocol);
         if self.raw() {
-            return self.stored.message.clone();
+            return message.into_owned();
         }
         let message_id = self.message_id();
         let sequence = self.topic.fifo.then(|| sns_sequence_number(self.offset));
@@ -90,7 +92,7 @@ impl Delivery<'_> {
             sequence_number: sequence.as_deref(),
             topic_arn: self.topic_arn,
             subject: self.stored.subject.as_deref(),
-            message: &self.stored.message,
+            message: &message,
             timestamp_ms: self.stored.published_ms,
             unsubscribe_url: &unsubscribe,
             attributes: &self.stored.attributes,

@@ -4,6 +4,7 @@
 
 pub mod amqp_raw;
 pub mod kafka_raw;
+pub mod pki;
 pub mod scripts;
 
 use peregrine::client::Client;
@@ -215,6 +216,28 @@ impl Broker {
         std::fs::read_to_string(self.data_dir.join("broker.log")).unwrap_or_default()
     }
 }
+
+/// A failing test shows the end of the broker's log: the temporary data directory, and
+/// the log with it, is gone once the test ends.
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(BROKER_LOG_TAIL_LINES)..];
+        eprintln!(
+            "--- last {} lines of the broker log ({}) ---\n{}\n--- end of the broker log ---",
+            tail.len(),
+            self.data_dir.join("broker.log").display(),
+            tail.join("\n")
+        );
+    }
+}
+
+/// How much of the broker's log a failing test prints.
+const BROKER_LOG_TAIL_LINES: usize = 60;
 
 /// One `kB` field of /proc/PID/status, e.g. `VmHWM:`.
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {

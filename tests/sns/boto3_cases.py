@@ -23,9 +23,11 @@ import base64
 import http.server
 import json
 import re
+import ssl
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -579,9 +581,10 @@ def subscription_attributes(endpoint):
 
 class Endpoint:
     """A local HTTP endpoint recording each POST; `/flaky` answers 500 to its first two
-    Notifications, `/dead` to every one."""
+    Notifications, `/dead` to every one. With `tls` (certificate and key files) it is an
+    https endpoint."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.posts = []
         self.cond = threading.Condition()
         owner = self
@@ -607,8 +610,14 @@ class Endpoint:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def wait(self, what, pred, n=1):
         deadline = time.monotonic() + WAIT_S
@@ -697,6 +706,82 @@ def http_subscription_with_confirmation_and_retries(endpoint):
     server.server.shutdown()
 
 
+def message_structure_json_sends_each_protocol_its_own(endpoint):
+    """MessageStructure=json: an SQS subscription (raw or enveloped) gets the `sqs`
+    member, an HTTP endpoint the `http` member, and a protocol without a member the
+    `default`; a structure without `default` or not JSON is refused."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    server = Endpoint()
+    arn = sns.create_topic(Name=name("structured", "t"))["TopicArn"]
+    raw_q, wrapped_q = name("structured", "raw"), name("structured", "wrapped")
+    raw_url, wrapped_url = make_queue(sqs, raw_q), make_queue(sqs, wrapped_q)
+    subscribe_queue(sns, arn, raw_q, RawMessageDelivery="true")
+    subscribe_queue(sns, arn, wrapped_q)
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + "/ok")
+    _, _, body, _ = server.wait("the confirmation", kind_is("/ok", "SubscriptionConfirmation"))[0]
+    sns.confirm_subscription(TopicArn=arn, Token=json.loads(body)["Token"])
+    for bad, what in [('{"sqs": "no default"}', "no default"), ("not json", "not JSON"),
+                      ('{"default": 7}', "a number")]:
+        expect_error(sns, "InvalidParameter", lambda: sns.publish(
+            TopicArn=arn, Message=bad, MessageStructure="json"), what)
+    structured = json.dumps({"default": "for anyone", "sqs": "for queues",
+                             "email": "for mail"})
+    first = sns.publish(TopicArn=arn, Message=structured, MessageStructure="json")["MessageId"]
+    only_default = json.dumps({"default": "the default", "http": "for endpoints"})
+    second = sns.publish(TopicArn=arn, Message=only_default,
+                         MessageStructure="json")["MessageId"]
+    raw = receive_within(sqs, raw_url, 2, "raw deliveries")
+    assert sorted(m["Body"] for m in raw) == ["for queues", "the default"], raw
+    by_id = lambda docs: {d["MessageId"]: d for d in docs}
+    wrapped = by_id(envelope(m) for m in receive_within(sqs, wrapped_url, 2, "enveloped"))
+    check_envelope(wrapped[first], arn, first, "for queues")
+    check_envelope(wrapped[second], arn, second, "the default")
+    posts = server.wait("two notifications", kind_is("/ok", "Notification"), 2)
+    notes = by_id(json.loads(p[2]) for p in posts)
+    check_envelope(notes[first], arn, first, "for anyone")
+    check_envelope(notes[second], arn, second, "for endpoints")
+    sns.delete_topic(TopicArn=arn)
+    for url in (raw_url, wrapped_url):
+        sqs.delete_queue(QueueUrl=url)
+    server.server.shutdown()
+
+
+def authenticate_on_unsubscribe_refuses_the_unsigned_link(endpoint):
+    """A subscription confirmed with AuthenticateOnUnsubscribe=true is not removed by its
+    notifications' UnsubscribeURL (an unsigned GET), only by a signed Unsubscribe; one
+    confirmed without it is removed by the link."""
+    sns = sns_client(endpoint)
+    server = Endpoint()
+    arn = sns.create_topic(Name=name("unsub", "t"))["TopicArn"]
+    subs = {}
+    for path, guarded in (("/guarded", "true"), ("/open", None)):
+        sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + path)
+        _, _, body, _ = server.wait("a confirmation", kind_is(path, "SubscriptionConfirmation"))[0]
+        extra = {"AuthenticateOnUnsubscribe": guarded} if guarded else {}
+        subs[path] = sns.confirm_subscription(
+            TopicArn=arn, Token=json.loads(body)["Token"], **extra)["SubscriptionArn"]
+    sns.publish(TopicArn=arn, Message="with links")
+    for path in subs:
+        _, _, body, _ = server.wait("a notification", kind_is(path, "Notification"))[0]
+        link = json.loads(body)["UnsubscribeURL"]
+        assert subs[path] in urllib.parse.unquote(link), (link, subs[path])
+        try:
+            with urllib.request.urlopen(link, timeout=WAIT_S) as r:
+                status, answer = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, answer = e.code, e.read().decode()
+        if path == "/guarded":
+            assert status == 403 and "AuthorizationError" in answer, (status, answer)
+        else:
+            assert status == 200, (status, answer)
+    left = [x["SubscriptionArn"] for x in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]]
+    assert left == [subs["/guarded"]], left
+    sns.unsubscribe(SubscriptionArn=subs["/guarded"])  # signed: served
+    assert not sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    sns.delete_topic(TopicArn=arn)
+    server.server.shutdown()
+
+
 def http_failures_go_to_the_dead_letter_queue(endpoint):
     """A subscription's RedrivePolicy: a message whose retries are spent goes to its
     dead-letter queue, once."""
@@ -729,6 +814,48 @@ def http_failures_go_to_the_dead_letter_queue(endpoint):
     sns.delete_topic(TopicArn=arn)
     sqs.delete_queue(QueueUrl=url)
     server.server.shutdown()
+
+
+def https_subscription(endpoint, cert, key, untrusted_cert, untrusted_key):
+    """An https endpoint whose certificate chains to a CA the broker trusts
+    (`--sns-https-ca`) gets its confirmation and notifications over TLS; one signed by
+    another CA gets nothing, and its subscription stays pending."""
+    sns = sns_client(endpoint)
+    server, stranger = Endpoint(tls=(cert, key)), Endpoint(tls=(untrusted_cert, untrusted_key))
+    arn = sns.create_topic(Name=name("https", "t"))["TopicArn"]
+    expect_error(sns, "InvalidParameter", lambda: sns.subscribe(
+        TopicArn=arn, Protocol="https", Endpoint=server.url.replace("https:", "http:") + "/ok"),
+        "an https subscription to an http:// URL")
+    expect_error(sns, "InvalidParameter", lambda: sns.subscribe(
+        TopicArn=arn, Protocol="http", Endpoint=server.url + "/ok"),
+        "an http subscription to an https:// URL")
+    pending = sns.subscribe(TopicArn=arn, Protocol="https", Endpoint=server.url + "/ok")
+    assert pending["SubscriptionArn"] == "pending confirmation", pending
+    retry = {"healthyRetryPolicy": {"numRetries": 2, "minDelayTarget": 1, "maxDelayTarget": 1}}
+    sns.subscribe(TopicArn=arn, Protocol="https", Endpoint=stranger.url + "/ok",
+                  Attributes={"DeliveryPolicy": json.dumps(retry)})
+    _, headers, body, _ = server.wait("the SubscriptionConfirmation over TLS",
+                                      kind_is("/ok", "SubscriptionConfirmation"))[0]
+    confirmation = json.loads(body)
+    assert confirmation["TopicArn"] == arn and headers["x-amz-sns-topic-arn"] == arn, body
+    sub = sns.confirm_subscription(TopicArn=arn, Token=confirmation["Token"])["SubscriptionArn"]
+    got = sns.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]
+    assert got["Protocol"] == "https" and got["PendingConfirmation"] == "false", got
+    message_id = sns.publish(TopicArn=arn, Message="hello https")["MessageId"]
+    _, headers, body, _ = server.wait("the Notification over TLS", kind_is("/ok", "Notification"))[0]
+    check_envelope(json.loads(body), arn, message_id, "hello https")
+    assert headers["x-amz-sns-subscription-arn"] == sub, headers
+    # The untrusted endpoint's confirmation had its first try and two retries 1 s apart
+    # (the trusted one's arrived meanwhile): each handshake was refused by the broker.
+    time.sleep(3)
+    with stranger.cond:
+        assert not stranger.posts, f"a certificate of an unknown CA was accepted: {stranger.posts}"
+    listed = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+    assert sorted((s["Endpoint"], s["SubscriptionArn"] == "PendingConfirmation") for s in listed) \
+        == sorted([(server.url + "/ok", False), (stranger.url + "/ok", True)]), listed
+    sns.delete_topic(TopicArn=arn)
+    server.server.shutdown()
+    stranger.server.shutdown()
 
 
 # 4. A Kafka topic as a target ------------------------------------------------------------
@@ -824,8 +951,7 @@ def errors(endpoint):
     expect_error(sns, "InvalidParameter", lambda: sns.subscribe(
         TopicArn=arn, Protocol="http", Endpoint="ftp://example.com/"), "an http endpoint no URL")
     expect_error(sns, "InvalidParameter", lambda: sns.subscribe(
-        TopicArn=arn, Protocol="https", Endpoint="https://example.com/"),
-        "https (no TLS client yet)")
+        TopicArn=arn, Protocol="https", Endpoint="https://"), "an https endpoint with no host")
     expect_error(sns, "InvalidParameter", lambda: sns.publish(TopicArn=arn, Message=""),
                  "an empty message")
     expect_error(sns, "InvalidParameter", lambda: sns.publish(
@@ -873,6 +999,8 @@ CASES = {f.__name__: f for f in [
     publish_batch_answers_each_entry, fifo_topic_to_fifo_queue, unsubscribe_stops_deliveries,
     list_subscriptions_in_pages, subscription_attributes,
     http_subscription_with_confirmation_and_retries, http_failures_go_to_the_dead_letter_queue,
+    https_subscription, message_structure_json_sends_each_protocol_its_own,
+    authenticate_on_unsubscribe_refuses_the_unsigned_link,
     kafka_subscription, durable_setup,
     durable_check, errors, region_and_account]}
 

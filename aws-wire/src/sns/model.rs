@@ -314,6 +314,9 @@ pub struct Publish {
 pub struct PublishEntry {
     pub id: String,
     pub message: String,
+    /// `MessageStructure=json`: `message` is a JSON object of one message per protocol
+    /// (`default` for the others), checked (`record::per_protocol`).
+    pub structured: bool,
     pub subject: Option<String>,
     /// Sorted by name.
     pub attributes: Vec<MessageAttribute>,

@@ -255,16 +255,23 @@ fn publish(params: &Params) -> Result<Publish, WireError> {
 
 /// One message's members (Publish, or a batch entry with its prefix cut off).
 fn publish_entry(params: &Params) -> Result<PublishEntry, WireError> {
-    if params.has("MessageStructure") {
-        return Err(WireError::invalid(
-            "MessageStructure is not supported by this broker: publish one message for every protocol",
-        ));
-    }
     let message = params
         .get("Message")
         .filter(|m| !m.is_empty())
         .ok_or_else(|| WireError::invalid("Empty message"))?
         .to_owned();
+    let structured = match params.get("MessageStructure") {
+        None => false,
+        Some("json") => {
+            super::record::check_per_protocol(&message)?;
+            true
+        }
+        Some(_) => {
+            return Err(WireError::invalid(
+                "MessageStructure: the only value is json",
+            ))
+        }
+    };
     let subject = string(params, "Subject");
     if let Some(subject) = &subject {
         check_subject(subject)?;
@@ -272,6 +279,7 @@ fn publish_entry(params: &Params) -> Result<PublishEntry, WireError> {
     Ok(PublishEntry {
         id: string(params, "Id").unwrap_or_default(),
         message,
+        structured,
         subject,
         attributes: message_attributes(params)?,
         group_id: string(params, "MessageGroupId"),

@@ -8,8 +8,12 @@
 //! and the non-`String` types in `sqs::attributes::TYPES_HEADER`), plus the `sns:`
 //! headers below. Their names hold a `:`, which no attribute name can, so they never
 //! collide with an attribute.
+//!
+//! A `MessageStructure=json` publish stores its JSON object as the value, marked by
+//! `sns:structure`; each delivery takes the member of its protocol, else `default`.
 
 use sha2::{Digest as _, Sha256};
+use std::borrow::Cow;
 
 use super::errors::{ErrorCode, WireError};
 use super::model::MessageAttribute;
@@ -23,6 +27,28 @@ pub const GROUP_ID_HEADER: &str = "sns:group-id";
 pub const DEDUP_ID_HEADER: &str = "sns:dedup-id";
 /// When the publish was accepted, ms since the epoch (the envelope's Timestamp).
 pub const PUBLISHED_MS_HEADER: &str = "sns:published-ms";
+/// `json` when the message is one per protocol (`MessageStructure=json`).
+pub const STRUCTURE_HEADER: &str = "sns:structure";
+
+/// Checks a `MessageStructure=json` message as SNS does: a JSON object of strings with a
+/// `default` member.
+pub fn check_per_protocol(message: &str) -> Result<(), WireError> {
+    let invalid = |why: &str| {
+        Err(WireError::invalid(format!(
+            "Invalid parameter: Message Structure - {why}"
+        )))
+    };
+    let Ok(serde_json::Value::Object(members)) = serde_json::from_str(message) else {
+        return invalid("JSON message body failed to parse");
+    };
+    if !members.contains_key("default") {
+        return invalid("No default entry in JSON message body");
+    }
+    if members.values().any(|v| !v.is_string()) {
+        return invalid("every protocol's message must be a JSON string");
+    }
+    Ok(())
+}
 
 /// One published message, as the backing topic holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +60,29 @@ pub struct Stored {
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
     pub published_ms: i64,
+    /// `message` is one message per protocol (`MessageStructure=json`).
+    pub structured: bool,
+}
+
+impl Stored {
+    /// What a subscription of `protocol` receives as the message: the message, or for
+    /// a structured one the member named `protocol`, else `default`. A structured value
+    /// that does not read as one (a record some Kafka client wrote) is sent as it is.
+    pub fn message_for(&self, protocol: &str) -> Cow<'_, str> {
+        if !self.structured {
+            return Cow::Borrowed(&self.message);
+        }
+        let Ok(serde_json::Value::Object(mut members)) = serde_json::from_str(&self.message) else {
+            return Cow::Borrowed(&self.message);
+        };
+        let chosen = members
+            .remove(protocol)
+            .or_else(|| members.remove("default"));
+        match chosen {
+            Some(serde_json::Value::String(s)) => Cow::Owned(s),
+            _ => Cow::Borrowed(&self.message),
+        }
+    }
 }
 
 /// The record headers and value that store `stored`.
@@ -48,6 +97,9 @@ pub fn encode(stored: &Stored) -> (Vec<(String, String)>, Vec<u8>) {
         if let Some(value) = value {
             headers.push((name.to_owned(), value.clone()));
         }
+    }
+    if stored.structured {
+        headers.push((STRUCTURE_HEADER.to_owned(), "json".to_owned()));
     }
     headers.push((
         PUBLISHED_MS_HEADER.to_owned(),
@@ -69,6 +121,7 @@ pub fn decode(headers: &[(&[u8], Option<&[u8]>)], value: &[u8]) -> Result<Stored
         ..Stored::default()
     };
     let mut published_ms = None;
+    let mut structure = None;
     let mut rest = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = std::str::from_utf8(name).map_err(|_| corrupt("a header name is not UTF-8"))?;
@@ -81,6 +134,7 @@ pub fn decode(headers: &[(&[u8], Option<&[u8]>)], value: &[u8]) -> Result<Stored
             GROUP_ID_HEADER => &mut stored.group_id,
             DEDUP_ID_HEADER => &mut stored.dedup_id,
             PUBLISHED_MS_HEADER => &mut published_ms,
+            STRUCTURE_HEADER => &mut structure,
             _ => {
                 rest.push((name.to_owned(), value));
                 continue;
@@ -90,6 +144,7 @@ pub fn decode(headers: &[(&[u8], Option<&[u8]>)], value: &[u8]) -> Result<Stored
             return Err(corrupt(&format!("header {name} is repeated")));
         }
     }
+    stored.structured = structure.as_deref() == Some("json");
     stored.published_ms = published_ms
         .ok_or_else(|| corrupt("no sns:published-ms header"))?
         .parse()
@@ -158,6 +213,7 @@ mod tests {
             group_id: Some("g".into()),
             dedup_id: Some("d".into()),
             published_ms: 1_796_000_000_123,
+            structured: false,
         }
     }
 

@@ -354,7 +354,8 @@ fn publish_with_attributes() {
 
 #[test]
 fn publish_refuses_what_is_not_served_or_invalid() {
-    assert_eq!(code(ok_or("Publish")), ErrorCode::InvalidParameter); // MessageStructure
+    // MessageStructure=json with a Message that is not a JSON object.
+    assert_eq!(code(ok_or("Publish")), ErrorCode::InvalidParameter);
     assert_eq!(code(ok_or("Publish-phone")), ErrorCode::InvalidParameter);
     let p = "Action=Publish&TopicArn=t";
     assert_eq!(code(form(p)), ErrorCode::InvalidParameter); // no message
@@ -716,4 +717,61 @@ fn write_sns_answer_samples() {
         )
         .expect("write");
     }
+}
+
+#[test]
+fn message_structure_json_is_checked_and_stored_per_protocol() {
+    let publish = |message: &str, structure: &str| {
+        let body = format!(
+            "Action=Publish&TopicArn=t&Message={}&MessageStructure={structure}",
+            message
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>()
+        );
+        form(&body)
+    };
+    let ok = publish(r#"{"default":"d","sqs":"q"}"#, "json").expect("valid");
+    let Request::Publish(p) = ok else {
+        panic!("{ok:?}")
+    };
+    assert!(p.message.structured);
+    for (bad, why) in [
+        (r#"{"sqs":"q"}"#, "No default entry"),
+        ("plain text", "failed to parse"),
+        (r#"{"default":1}"#, "JSON string"),
+        (r#"["default"]"#, "failed to parse"),
+    ] {
+        let e = publish(bad, "json").expect_err(bad);
+        assert_eq!(e.code, ErrorCode::InvalidParameter, "{bad}");
+        assert!(e.message.contains(why), "{bad}: {}", e.message);
+    }
+    assert_eq!(
+        code(publish(r#"{"default":"d"}"#, "xml")),
+        ErrorCode::InvalidParameter
+    );
+
+    // Stored and read back, each protocol gets its member or the default.
+    let stored = crate::sns::record::Stored {
+        message: p.message.message.clone(),
+        structured: true,
+        published_ms: 1,
+        ..Default::default()
+    };
+    let (headers, value) = crate::sns::record::encode(&stored);
+    let headers: Vec<(&[u8], Option<&[u8]>)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes())))
+        .collect();
+    let back = crate::sns::record::decode(&headers, &value).expect("decode");
+    assert_eq!(back, stored);
+    assert_eq!(back.message_for("sqs"), "q");
+    assert_eq!(back.message_for("http"), "d");
+    // An unstructured message that looks like one is sent whole.
+    let plain = crate::sns::record::Stored {
+        message: r#"{"sqs":"q"}"#.into(),
+        structured: false,
+        ..stored
+    };
+    assert_eq!(plain.message_for("sqs"), r#"{"sqs":"q"}"#);
 }

@@ -18,7 +18,7 @@ use base64::Engine as _;
 
 use super::errors::{ErrorCode, WireError};
 use super::model::{AttributeValue, MessageAttribute, ATTRIBUTE_NAME_MAX, MESSAGE_ATTRIBUTES_MAX};
-use crate::xml::xml_char;
+use crate::xml::{xml_char, xml_text};
 
 /// The header holding attribute types other than `String`.
 pub const TYPES_HEADER: &str = "sqs:attribute-types";
@@ -199,6 +199,10 @@ fn is_number(text: &str) -> bool {
 
 /// The headers that store `attrs` in the engine (see the module doc).
 pub fn to_headers(attrs: &[MessageAttribute]) -> Vec<(String, String)> {
+    if attrs.is_empty() {
+        // No allocation for the usual message without attributes.
+        return Vec::new();
+    }
     let mut headers = Vec::with_capacity(attrs.len() + 1);
     let mut types = Vec::new();
     for attr in attrs {
@@ -294,6 +298,9 @@ pub fn check_body(body: &str) -> Result<(), WireError> {
     if body.is_empty() {
         return Err(WireError::missing("MessageBody"));
     }
+    if xml_text(body) {
+        return Ok(());
+    }
     match body.chars().position(|c| !xml_char(c)) {
         None => Ok(()),
         Some(at) => Err(WireError::new(
@@ -312,7 +319,7 @@ pub fn body_text(bytes: &[u8]) -> String {
 }
 
 fn text_of(text: &str) -> String {
-    if text.chars().all(xml_char) {
+    if xml_text(text) {
         return text.to_owned();
     }
     text.chars()

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     UnknownAction,
     /// The request could not be read at all (bad JSON, bad form encoding).
     Malformed,
+    /// The caller may not do this to this queue (an ACL denies it).
+    AccessDenied,
     InternalFailure,
     ServiceUnavailable,
 }
@@ -81,6 +83,7 @@ impl ErrorCode {
             ResourceNotFound => "ResourceNotFoundException",
             UnknownAction => "UnknownOperationException",
             Malformed => "SerializationException",
+            AccessDenied => "AccessDeniedException",
             InternalFailure => "InternalFailure",
             ServiceUnavailable => "ServiceUnavailable",
         }
@@ -89,7 +92,9 @@ impl ErrorCode {
     /// The JSON body's `__type`.
     pub fn json_type(self) -> String {
         let namespace = match self {
-            ErrorCode::UnknownAction | ErrorCode::Malformed => CORAL_NAMESPACE,
+            ErrorCode::UnknownAction | ErrorCode::Malformed | ErrorCode::AccessDenied => {
+                CORAL_NAMESPACE
+            }
             _ => SQS_NAMESPACE,
         };
         format!("{namespace}{}", self.shape())
@@ -110,6 +115,7 @@ impl ErrorCode {
             UnsupportedOperation => "AWS.SimpleQueueService.UnsupportedOperation",
             UnknownAction => "InvalidAction",
             Malformed => "MalformedQueryString",
+            AccessDenied => "AccessDenied",
             ReceiptHandleIsInvalid
             | InvalidAttributeName
             | InvalidAttributeValue
@@ -126,7 +132,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::ReceiptHandleIsInvalid | ErrorCode::ResourceNotFound => 404,
-            ErrorCode::OverLimit => 403,
+            ErrorCode::OverLimit | ErrorCode::AccessDenied => 403,
             ErrorCode::InternalFailure => 500,
             ErrorCode::ServiceUnavailable => 503,
             _ => 400,
@@ -217,6 +223,7 @@ mod tests {
             (ResourceNotFound, "com.amazonaws.sqs#ResourceNotFoundException", "ResourceNotFoundException;Sender", 404),
             (UnknownAction, "com.amazon.coral.service#UnknownOperationException", "InvalidAction;Sender", 400),
             (Malformed, "com.amazon.coral.service#SerializationException", "MalformedQueryString;Sender", 400),
+            (AccessDenied, "com.amazon.coral.service#AccessDeniedException", "AccessDenied;Sender", 403),
             (InternalFailure, "com.amazonaws.sqs#InternalFailure", "InternalFailure;Receiver", 500),
             (ServiceUnavailable, "com.amazonaws.sqs#ServiceUnavailable", "ServiceUnavailable;Receiver", 503),
         ];

@@ -41,8 +41,13 @@ impl Receipt {
         if text.len() > RECEIPT_TEXT_MAX {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let bytes: [u8; RECEIPT_LEN] = bytes.try_into().ok()?;
+        // Decoded on the stack (room for base64's estimate of 34 characters); a text
+        // that decodes to any other length is refused.
+        let mut bytes = [0u8; RECEIPT_LEN + 3];
+        let len = URL_SAFE_NO_PAD.decode_slice(text, &mut bytes).ok()?;
+        if len != RECEIPT_LEN {
+            return None;
+        }
         if bytes[0] != RECEIPT_VERSION {
             return None;
         }

@@ -416,6 +416,45 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Kafka OffsetDelete: deletes `group`'s committed offsets of `partitions`, durably,
+    /// except those of topics a member is subscribed to. One answer per partition: true
+    /// when deleted (or there was none), false when a member's subscription keeps it
+    /// (Kafka's GROUP_SUBSCRIBED_TO_TOPIC). `None`: the group does not exist.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Option<Vec<bool>>, GroupError> {
+        check_group_id(group)?;
+        if partitions.len() > PARTITIONS_PER_COMMIT_MAX {
+            return Err(GroupError::InvalidRequest(format!(
+                "offset delete of more than {PARTITIONS_PER_COMMIT_MAX} partitions"
+            )));
+        }
+        let log = self.offsets_of(group).await?;
+        let deletable: Vec<bool> = {
+            let groups = self.groups.borrow();
+            let Some(g) = groups.get(group) else {
+                return Ok(None);
+            };
+            partitions
+                .iter()
+                .map(|(topic, _)| !g.subscribed_to(topic))
+                .collect()
+        };
+        let deleted: Vec<(String, i32)> = partitions
+            .into_iter()
+            .zip(&deletable)
+            .filter(|(_, ok)| **ok)
+            .map(|(p, _)| p)
+            .collect();
+        log.delete_offsets(group, &deleted).await?;
+        if !deleted.is_empty() {
+            tracing::info!(%group, partitions = deleted.len(), "committed offsets deleted");
+        }
+        Ok(Some(deletable))
+    }
+
     /// Called periodically by the server (e.g. every 100 ms): expires sessions and
     /// completes rebalances that are due. `now` is a parameter so tests are exact.
     pub fn tick(&self, now: Instant) {

@@ -104,6 +104,13 @@ impl Group {
         !self.members.is_empty()
     }
 
+    /// Whether a member is subscribed to `topic` (its committed offsets are in use).
+    pub(crate) fn subscribed_to(&self, topic: &str) -> bool {
+        self.members
+            .values()
+            .any(|m| m.topics.iter().any(|(t, _)| t == topic))
+    }
+
     /// Joins (`req.member_id` empty: a new member with id `new_id()`) or rejoins.
     /// Call [`Group::try_complete`] after registering a waiter for `Waiting`.
     pub(crate) fn join(

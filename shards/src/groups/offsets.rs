@@ -202,12 +202,35 @@ impl OffsetLog {
 
     /// Deletes every offset of `group` (one tombstone each), durably.
     pub(crate) async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {
+        self.tombstone(group, None).await
+    }
+
+    /// Deletes `group`'s committed offsets of `partitions` (one tombstone for each it
+    /// holds), durably.
+    pub(crate) async fn delete_offsets(
+        self: &Rc<Self>,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), GroupError> {
+        self.tombstone(group, Some(partitions)).await
+    }
+
+    /// Writes a tombstone for each offset `group` holds (of `only`, when given), durably.
+    async fn tombstone(
+        self: &Rc<Self>,
+        group: &str,
+        only: Option<&[(String, i32)]>,
+    ) -> Result<(), GroupError> {
         let tombstones: Vec<OffsetRecord> = {
             let st = self.state.borrow();
             let Some(held) = st.groups.get(group) else {
                 return Ok(());
             };
-            held.keys()
+            let keys: Vec<&(String, i32)> = match only {
+                None => held.keys().collect(),
+                Some(list) => list.iter().filter(|key| held.contains_key(*key)).collect(),
+            };
+            keys.into_iter()
                 .map(|(topic, partition)| OffsetRecord {
                     group: group.to_string(),
                     topic: topic.clone(),

@@ -37,7 +37,7 @@ impl FromStr for FsyncPolicy {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
     /// Roll to a new segment when the active one would grow past this (default 1 GiB).
     pub segment_bytes: u64,

@@ -174,12 +174,15 @@ enum TxnFlag {
 
 struct Inner {
     dir: PathBuf,
-    config: LogConfig,
+    /// Retention and segment size change live (`reconfigure`); the rest is fixed at open.
+    config: Cell<LogConfig>,
     cache: Rc<BatchCache>,
     cache_key: u64,
     state: RefCell<State>,
     flusher_wake: Notify,
     data_waiters: WaitList,
+    /// Consumers' long polls: woken when written data passes their offset.
+    written_waiters: WaitList,
     durable_waiters: WaitList,
     stopped_waiters: WaitList,
     fsync_count: Cell<u64>,
@@ -247,12 +250,13 @@ impl PartitionLog {
         let cache_key = cache.register();
         let inner = Rc::new(Inner {
             dir,
-            config,
+            config: Cell::new(config),
             cache,
             cache_key,
             state: RefCell::new(state),
             flusher_wake: Notify::default(),
             data_waiters: WaitList::default(),
+            written_waiters: WaitList::default(),
             durable_waiters: WaitList::default(),
             stopped_waiters: WaitList::default(),
             fsync_count: Cell::new(0),
@@ -262,6 +266,27 @@ impl PartitionLog {
         let log = Rc::new(PartitionLog { inner });
         log.rebuild_producers().await?;
         Ok(log)
+    }
+
+    /// Takes a topic's changed retention and segment size (Kafka's AlterConfigs):
+    /// retention applies at the next retention pass, the segment size at the next roll
+    /// (the active segment is not cut short). Everything else stays as opened.
+    pub fn reconfigure(&self, next: &LogConfig) {
+        let mut config = self.inner.config.get();
+        let before = config;
+        config.retention_ms = next.retention_ms;
+        config.retention_bytes = next.retention_bytes;
+        config.segment_bytes = next.segment_bytes;
+        config.preallocate_bytes = next.preallocate_bytes;
+        let config = config.normalized();
+        if config != before {
+            self.inner.config.set(config);
+        }
+    }
+
+    /// The settings the log runs with now.
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.get()
     }
 
     /// Producer and transaction state at open: the clean-close snapshot, then the
@@ -278,7 +303,7 @@ impl PartitionLog {
             let transactional = st.txn_flag == TxnFlag::Written;
             (st.start_offset, st.end_offset, active, transactional)
         };
-        let expiration_ms = self.inner.config.producer_id_expiration_ms;
+        let expiration_ms = self.inner.config.get().producer_id_expiration_ms;
         let now = now_ms();
         let (mut states, mut txns, mut next) =
             match ProducerStates::load(&self.inner.dir, expiration_ms, now).await {
@@ -381,7 +406,7 @@ impl PartitionLog {
                 st.want_txn_flag();
             }
             st.push_batch(
-                &inner.config,
+                &inner.config.get(),
                 frozen.slice(range),
                 offset,
                 last_offset,
@@ -451,8 +476,31 @@ impl PartitionLog {
     }
 
     /// Reads whole batches from `offset` on, up to about `max_bytes` (at least one batch
-    /// when any exists at `offset`).
+    /// when any exists at `offset`), pending ones included: the log's own readers (queue
+    /// journals, the transaction log, recovery scans) need what they appended.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_until(offset, max_bytes, Bound::Appended).await
+    }
+
+    /// `read` as consumers see the log: only batches already written to the segment
+    /// file, up to `high_watermark`. A batch still pending in memory dies with the
+    /// process on kill -9 and its offsets are then given to other records; a consumer
+    /// that had read it would be past the log's end after the restart (librdkafka then
+    /// resets to the start, and a group's committed offset would point at other records).
+    pub async fn read_written(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        self.read_until(offset, max_bytes, Bound::Written).await
+    }
+
+    async fn read_until(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        bound: Bound,
+    ) -> Result<ReadResult, LogError> {
         let end = {
             let st = self.inner.state.borrow();
             if offset < st.start_offset || offset > st.end_offset {
@@ -463,7 +511,7 @@ impl PartitionLog {
                     end,
                 });
             }
-            st.end_offset
+            st.bound(bound)
         };
         let mut batches: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
@@ -497,7 +545,7 @@ impl PartitionLog {
         let st = self.inner.state.borrow();
         Ok(ReadResult {
             batches,
-            high_watermark: st.end_offset,
+            high_watermark: st.bound(bound),
             log_start_offset: st.start_offset,
         })
     }
@@ -539,7 +587,7 @@ impl PartitionLog {
         st.producers.record_marker(producer_id, epoch, now);
         st.txns.on_marker(producer_id, commit, offset);
         st.want_txn_flag();
-        st.push_batch(&inner.config, Bytes::from(bytes), offset, offset, now);
+        st.push_batch(&inner.config.get(), Bytes::from(bytes), offset, offset, now);
         st.end_offset = offset + 1;
         st.check_offsets();
         drop(st);
@@ -614,9 +662,20 @@ impl PartitionLog {
         self.inner.state.borrow().start_offset
     }
 
-    /// The next offset to assign; also the high watermark (single replica).
+    /// The next offset to assign.
     pub fn end_offset(&self) -> i64 {
         self.inner.state.borrow().end_offset
+    }
+
+    /// The end of what consumers are served (`read_written`): everything below it is in
+    /// the segment files, so a kill -9 keeps it. Kafka's high watermark.
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.state.borrow().written_offset
+    }
+
+    /// `last_stable_offset` as consumers see it: never past the high watermark.
+    pub fn written_stable_offset(&self) -> i64 {
+        self.last_stable_offset().min(self.high_watermark())
     }
 
     /// Bytes of all segments, including batches not yet written.
@@ -662,6 +721,26 @@ impl PartitionLog {
         self.inner.state.borrow().producers.len()
     }
 
+    /// Resolves when `high_watermark() > offset` or after `timeout` (consumers' long
+    /// polls): woken by the flusher once a write carries the data to the file.
+    pub async fn wait_for_written(&self, offset: i64, timeout: Duration) {
+        let inner = &self.inner;
+        let ready = || {
+            let st = inner.state.borrow();
+            st.written_offset > offset || st.closing
+        };
+        if ready() {
+            return;
+        }
+        // A lingering flusher (`linger`) stops lingering once it sees this waiter, which
+        // registers on its first poll below, before the flusher can run.
+        if inner.state.borrow().end_offset > offset {
+            inner.flusher_wake.notify();
+        }
+        let waiting = inner.written_waiters.wait_until(offset, ready);
+        futures_lite::future::or(waiting, glommio::timer::sleep(timeout)).await;
+    }
+
     /// Resolves when `end_offset() > offset` or after `timeout` (long polling).
     pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
         let inner = &self.inner;
@@ -692,7 +771,8 @@ impl PartitionLog {
         };
         // The time index lands within about one index interval of the answer: read that
         // much first, then widen the step for long scans.
-        let mut step = (self.inner.config.index_interval_bytes as usize).min(TIME_SCAN_READ_BYTES);
+        let mut step =
+            (self.inner.config.get().index_interval_bytes as usize).min(TIME_SCAN_READ_BYTES);
         while next < end {
             let read = self.read(next, step).await?;
             step = (step * 4).min(TIME_SCAN_READ_BYTES);
@@ -727,7 +807,7 @@ impl PartitionLog {
                     max_timestamp_ms: s.index.max_timestamp_ms(),
                 })
                 .collect();
-            let cfg = &inner.config;
+            let cfg = inner.config.get();
             let count = retention::segments_to_delete(
                 &closed,
                 st.size_bytes,
@@ -840,6 +920,7 @@ impl PartitionLog {
         inner.state.borrow_mut().closing = true;
         inner.flusher_wake.notify();
         inner.data_waiters.wake_all();
+        inner.written_waiters.wake_all();
         inner
             .stopped_waiters
             .wait_until(0, || inner.state.borrow().flusher_done)
@@ -896,6 +977,7 @@ impl Drop for PartitionLog {
         self.inner.state.borrow_mut().closing = true;
         self.inner.flusher_wake.notify();
         self.inner.data_waiters.wake_all();
+        self.inner.written_waiters.wake_all();
     }
 }
 
@@ -1042,7 +1124,23 @@ async fn recover_segments(
     Ok(segments)
 }
 
+/// Where a read stops (`PartitionLog::read`, `read_written`).
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Everything appended, pending batches included.
+    Appended,
+    /// Only what is written to the segment files: the high watermark.
+    Written,
+}
+
 impl State {
+    fn bound(&self, bound: Bound) -> i64 {
+        match bound {
+            Bound::Appended => self.end_offset,
+            Bound::Written => self.written_offset,
+        }
+    }
+
     fn new(segments: Vec<Segment>) -> State {
         let start_offset = segments.first().map_or(0, |s| s.base_offset);
         let end_offset = segments.last().map_or(0, |s| s.next_offset);
@@ -1383,7 +1481,7 @@ async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
             }
         }
         let closing = inner.state.borrow().closing;
-        let interval_due = match inner.config.fsync {
+        let interval_due = match inner.config.get().fsync {
             FsyncPolicy::IntervalMs(ms) => last_sync.elapsed() >= Duration::from_millis(ms),
             _ => false,
         };
@@ -1424,6 +1522,7 @@ async fn run_flusher(inner: Rc<Inner>, mut appender: SegmentAppender) {
     inner.stopped_waiters.wake_all();
     inner.durable_waiters.wake_all();
     inner.data_waiters.wake_all();
+    inner.written_waiters.wake_all();
 }
 
 /// First pause before writing again after a write found no space.
@@ -1466,7 +1565,7 @@ async fn wait_for_work(inner: &Inner, last_sync: std::time::Instant) {
         let st = inner.state.borrow();
         st.durable_offset < st.end_offset
     };
-    match inner.config.fsync {
+    match inner.config.get().fsync {
         FsyncPolicy::IntervalMs(ms) if unsynced => {
             let due = Duration::from_millis(ms).saturating_sub(last_sync.elapsed());
             futures_lite::future::or(inner.flusher_wake.wait(), glommio::timer::sleep(due)).await;
@@ -1479,11 +1578,11 @@ async fn wait_for_work(inner: &Inner, last_sync: std::time::Instant) {
 /// before they are written together. Written one by one, 10 k single-message batches a
 /// second rewrite the same 4 KiB tail block 10 k times a second: 40 MB/s of O_DIRECT
 /// writes, each completed by a kernel worker that competes with the shard's core. A
-/// durable waiter, closing, an `always` policy or `LINGER_BYTES_MAX` pending end the
-/// wait at once; acks=leader data is in memory (and served from there) meanwhile.
+/// durable waiter, a consumer's long poll (consumers are served written data only),
+/// closing, an `always` policy or `LINGER_BYTES_MAX` pending end the wait at once.
 async fn linger(inner: &Inner) {
-    let linger = inner.config.write_linger;
-    if linger.is_zero() || inner.config.fsync == FsyncPolicy::Always {
+    let linger = inner.config.get().write_linger;
+    if linger.is_zero() || inner.config.get().fsync == FsyncPolicy::Always {
         return;
     }
     // One timer for the whole linger; appends wake the loop to re-check the size.
@@ -1495,6 +1594,7 @@ async fn linger(inner: &Inner) {
             if st.closing
                 || st.pending_bytes >= LINGER_BYTES_MAX
                 || !inner.durable_waiters.is_empty()
+                || !inner.written_waiters.is_empty()
             {
                 return;
             }
@@ -1568,6 +1668,8 @@ async fn write_run(
         .await
         .map_err(FlushError::of_write)?;
     inner.mark_written(run);
+    let written = inner.state.borrow().written_offset;
+    inner.written_waiters.wake_past(written);
     debug_assert_eq!(
         inner.written_size_of(appender.base_offset),
         Some(appender.written())
@@ -1582,7 +1684,7 @@ async fn sync_if_wanted(
     force_sync: bool,
 ) -> Result<bool, FlushError> {
     let wanted = force_sync
-        || inner.config.fsync == FsyncPolicy::Always
+        || inner.config.get().fsync == FsyncPolicy::Always
         || !inner.durable_waiters.is_empty();
     let written = inner.state.borrow().written_offset;
     if !wanted || inner.state.borrow().durable_offset >= written {
@@ -1648,9 +1750,10 @@ async fn seal_and_roll(
             st.segments[i].sealed = true;
         }
     }
-    *appender = SegmentAppender::create(&inner.dir, next_base, inner.config.preallocate_bytes)
-        .await
-        .map_err(FlushError::of_write)?;
+    *appender =
+        SegmentAppender::create(&inner.dir, next_base, inner.config.get().preallocate_bytes)
+            .await
+            .map_err(FlushError::of_write)?;
     inner.set_segment_file(next_base, appender.file().clone());
     Ok(())
 }

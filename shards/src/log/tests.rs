@@ -482,7 +482,7 @@ fn retention_by_time_removes_only_whole_closed_segments() {
             retention_ms: Some(1_000),
             ..config(8 << 10)
         };
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         // Old batches (timestamps ~1000), then new ones (~100_000).
         let old = append_tags(&log, 0..60);
         let new: Vec<(u64, i64)> = (60..120u64)
@@ -566,6 +566,36 @@ fn retention_by_bytes_keeps_at_least_the_limit() {
             "kept no more than one extra segment"
         );
         assert!(log.size_bytes() < before);
+        assert_every_offset_readable(&log).await;
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn retention_set_on_an_open_log_applies_at_the_next_pass() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        let log = open(&dir, config(8 << 10)).await;
+        append_tags(&log, 0..200);
+        log.wait_durable(log.end_offset() - 1)
+            .await
+            .expect("durable");
+        assert_eq!(log.enforce_retention(0).await.expect("retention"), 0);
+        let before = log.size_bytes();
+        log.reconfigure(&LogConfig {
+            retention_bytes: Some(20_000),
+            ..config(8 << 10)
+        });
+        assert_eq!(log.config().retention_bytes, Some(20_000));
+        assert!(log.enforce_retention(0).await.expect("retention") > 0);
+        assert!(log.size_bytes() >= 20_000 && log.size_bytes() < before);
+        // Index spacing is fixed at open; only retention and segments change live.
+        log.reconfigure(&LogConfig {
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        });
+        assert_eq!(log.config().index_interval_bytes, 512);
+        assert_eq!(log.config().retention_bytes, None);
         assert_every_offset_readable(&log).await;
         log.close().await.expect("close");
     });
@@ -723,7 +753,7 @@ fn small_leader_appends_linger_and_durable_waiters_or_size_end_the_linger() {
             write_linger: Duration::from_secs(60),
             ..LogConfig::default()
         };
-        let log = open(&dir, config.clone()).await;
+        let log = open(&dir, config).await;
         let within = |limit: Duration| {
             let log = log.clone();
             async move {
@@ -1037,6 +1067,52 @@ fn wait_for_data_wakes_on_append_or_times_out() {
 }
 
 #[test]
+fn consumers_read_only_written_batches_and_a_long_poll_ends_the_linger() {
+    run(|| async {
+        let (_tmp, dir) = tempdir();
+        // A linger far longer than the test: only the waiting consumer can end it.
+        let config = LogConfig {
+            write_linger: Duration::from_secs(60),
+            ..LogConfig::default()
+        };
+        let log = open(&dir, config).await;
+        let first = log.append(batch(1)).expect("append");
+        log.wait_durable(first.last_offset).await.expect("durable");
+        let written = first.last_offset + 1;
+        assert_eq!(log.high_watermark(), written);
+        // Pending in memory (lingering): the log's own reads see it, consumers do not.
+        let second = log.append(batch(2)).expect("append");
+        let end = second.last_offset + 1;
+        assert_eq!(log.end_offset(), end);
+        assert_eq!(log.high_watermark(), written, "nothing written yet");
+        assert_eq!(log.written_stable_offset(), written);
+        let all = log.read(written, 1 << 20).await.expect("read");
+        assert_eq!(all.batches.len(), 1);
+        let served = log.read_written(written, 1 << 20).await.expect("read");
+        assert!(served.batches.is_empty(), "a pending batch was served");
+        assert_eq!(served.high_watermark, written);
+        let from_start = log.read_written(0, 1 << 20).await.expect("read");
+        assert_eq!(from_start.batches.len(), 1, "only the written batch");
+        // A consumer's long poll makes the flusher write, and the write wakes it.
+        let started = std::time::Instant::now();
+        log.wait_for_written(written, Duration::from_secs(30)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the long poll waited out its timeout: the linger did not end"
+        );
+        assert_eq!(log.high_watermark(), end);
+        let served = log.read_written(written, 1 << 20).await.expect("read");
+        assert_eq!(served.batches.len(), 1);
+        assert_eq!(served.high_watermark, end);
+        // Nothing pending: a long poll waits for its timeout.
+        let started = std::time::Instant::now();
+        log.wait_for_written(end, Duration::from_millis(30)).await;
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn dropping_a_log_without_close_still_writes_pending_batches() {
     run(|| async {
         let (_tmp, dir) = tempdir();
@@ -1111,9 +1187,8 @@ fn random_operations_match_a_simple_model() {
             ..config(6 << 10)
         };
         let cache = BatchCache::new(12 << 10);
-        let reopen = |dir: PathBuf, cache: Rc<BatchCache>| {
-            let cfg = cfg.clone();
-            async move { PartitionLog::open(dir, cfg, cache).await.expect("open") }
+        let reopen = |dir: PathBuf, cache: Rc<BatchCache>| async move {
+            PartitionLog::open(dir, cfg, cache).await.expect("open")
         };
         let mut log = reopen(dir.clone(), cache.clone()).await;
         let mut model: Vec<Modeled> = Vec::new();
@@ -1373,7 +1448,7 @@ fn delete_records_waits_until_its_new_start_is_durable() {
             write_linger: Duration::from_secs(30),
             ..config(1 << 20)
         };
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         append_tags(&log, 0..5);
         let end = log.end_offset();
         assert!(log.durable_offset() < end);
@@ -1655,7 +1730,7 @@ fn transaction_state_survives_a_clean_restart_and_a_crash() {
     run(|| async {
         let (tmp, dir) = tempdir();
         let cfg = config(4096);
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         let open_first = write_transactions_over_segments(&log);
         let before = txn_view(&log);
         assert_eq!(before.0, open_first, "producer 1 holds the stable offset");
@@ -1670,7 +1745,7 @@ fn transaction_state_survives_a_clean_restart_and_a_crash() {
         let crashed = tmp.path().join("crashed");
         crash_copy(&dir, &crashed);
         assert!(!crashed.join(producers::SNAPSHOT_FILE).exists());
-        let recovered = open(&crashed, cfg.clone()).await;
+        let recovered = open(&crashed, cfg).await;
         assert_eq!(txn_view(&recovered), before, "after a crash");
         // Sequences and epochs came back too: a retry is a duplicate, a gap refused.
         assert!(
@@ -1696,7 +1771,7 @@ fn transaction_state_survives_a_clean_restart_and_a_crash() {
         // A clean close writes the snapshot; the reopen reads it.
         log.close().await.expect("close");
         assert!(dir.join(producers::SNAPSHOT_FILE).exists());
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         assert_eq!(txn_view(&log), before, "after a clean restart");
         // The snapshot plus what follows it, after a crash of the reopened log.
         log.append_marker(1, 0, false, 2).expect("abort p1");
@@ -1708,7 +1783,7 @@ fn transaction_state_survives_a_clean_restart_and_a_crash() {
             .expect("durable");
         let crashed_again = tmp.path().join("crashed-again");
         crash_copy(&dir, &crashed_again);
-        let recovered = open(&crashed_again, cfg.clone()).await;
+        let recovered = open(&crashed_again, cfg).await;
         assert_eq!(
             txn_view(&recovered),
             after,
@@ -1739,7 +1814,7 @@ fn retention_and_delete_records_drop_aborted_ranges_below_the_new_start() {
             retention_ms: Some(1_000),
             ..config(4096)
         };
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         // Producer 9 aborts with a segment roll between its data and its marker.
         let first = log.append(txn_batch(9, 0, 0, 1)).expect("txn").base_offset;
         let first_segments = log.segment_count();
@@ -1846,7 +1921,7 @@ fn random_transactions_match_a_simple_model() {
     run(|| async {
         let (tmp, mut dir) = tempdir();
         let cfg = config(4096);
-        let mut log = open(&dir, cfg.clone()).await;
+        let mut log = open(&dir, cfg).await;
         let mut model = TxnModel::default();
         let mut epoch = [0i16; 4];
         let mut seq = [0i32; 4];
@@ -1897,7 +1972,7 @@ fn random_transactions_match_a_simple_model() {
                     if producers_seen {
                         model.snapshot = Some(log.end_offset());
                     }
-                    log = open(&dir, cfg.clone()).await;
+                    log = open(&dir, cfg).await;
                 }
                 15..=16 => {
                     if log.end_offset() > 0 {
@@ -1909,7 +1984,7 @@ fn random_transactions_match_a_simple_model() {
                     crash_copy(&dir, &crashed);
                     log.close().await.expect("close");
                     dir = crashed;
-                    log = open(&dir, cfg.clone()).await;
+                    log = open(&dir, cfg).await;
                     if model.snapshot.is_none_or(|c| c < log.start_offset()) {
                         model.forget_below(log.start_offset());
                     }
@@ -1949,14 +2024,14 @@ fn a_damaged_snapshot_of_a_transactional_partition_is_rebuilt_from_the_whole_log
     run(|| async {
         let (_tmp, dir) = tempdir();
         let cfg = config(4096);
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         let open_first = write_transactions_over_segments(&log);
         let before = txn_view(&log);
         assert_eq!(before.0, open_first);
         log.close().await.expect("close");
         std::fs::write(dir.join(producers::SNAPSHOT_FILE), b"{\"offset\": 3, \"sta")
             .expect("damage the snapshot");
-        let log = open(&dir, cfg.clone()).await;
+        let log = open(&dir, cfg).await;
         assert_eq!(txn_view(&log), before);
         log.close().await.expect("close");
         // A snapshot whose transaction entries make no sense (a range that ends before it

@@ -18,8 +18,11 @@
 //!   Firehose have nothing to deliver to here: all are refused naming what is served.
 //! - Strict where ignoring would fake a feature: topic and subscription attributes SNS
 //!   has but the broker does not honour (access policies, encryption, tracing, archive
-//!   and replay policies, feedback roles) are refused by name. AuthenticateOnUnsubscribe is accepted: with `--http-auth` every Unsubscribe is
-//!   signed anyway, and without it nothing is.
+//!   and replay policies, feedback roles) are refused by name. A subscription confirmed
+//!   with AuthenticateOnUnsubscribe=true is removed only by a signed Unsubscribe (its
+//!   notifications' UnsubscribeURL, an unsigned GET, is AuthorizationError), as in SNS.
+//! - ACLs (`--acls`) are checked by `access` before an action runs: SNS topics are
+//!   Exchange resources (AuthorizationError when denied).
 //! - Unsubscribe removes the subscription at once (SubscriptionsDeleted is always 0) and
 //!   answers NotFound for one that does not exist.
 //! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
@@ -28,6 +31,7 @@
 //! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
 //!   when the broker stops first.
 
+mod access;
 mod arns;
 mod errors;
 mod policies;
@@ -37,6 +41,7 @@ mod topics;
 
 use crate::config::SqsSettings;
 use crate::engine::{Engine, SnsTopicMeta};
+use crate::http::auth::Caller;
 use crate::metrics::local;
 use peregrine_aws_wire::form::Params;
 use peregrine_aws_wire::sns::{
@@ -54,6 +59,8 @@ thread_local! {
 pub struct SnsHttp<'a> {
     pub query: &'a str,
     pub body: &'a [u8],
+    /// Who sent it (`http::auth`).
+    pub caller: &'a Caller,
 }
 
 /// Whether a query-protocol request (a form POST, or `Action=` in the query string) is
@@ -76,7 +83,10 @@ fn action_in(form: &[u8]) -> Option<&str> {
 /// Answers one SNS request.
 pub async fn serve(engine: &Engine, req: SnsHttp<'_>) -> Encoded {
     let request_id = request_id(engine);
-    let ctx = Ctx { engine };
+    let ctx = Ctx {
+        engine,
+        caller: req.caller,
+    };
     let decoded = sns::decode(req.query, req.body);
     local::sns_request(match &decoded {
         Ok(request) => Some(request.action()),
@@ -124,6 +134,7 @@ fn request_id(engine: &Engine) -> String {
 }
 
 async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError> {
+    access::check_request(ctx, &request)?;
     match request {
         Request::CreateTopic(r) => topics::create(ctx, r).await,
         Request::DeleteTopic(r) => topics::delete(ctx, r).await,
@@ -148,6 +159,8 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
 /// What every action needs.
 struct Ctx<'a> {
     engine: &'a Engine,
+    /// Who sent the request: ACLs are checked for it.
+    caller: &'a Caller,
 }
 
 impl Ctx<'_> {

@@ -86,6 +86,7 @@ fn stored(topic: &SnsTopicMeta, entry: PublishEntry) -> Result<Stored, WireError
     };
     Ok(Stored {
         message: entry.message,
+        structured: entry.structured,
         subject: entry.subject,
         attributes: entry.attributes,
         group_id: entry.group_id,

@@ -11,15 +11,17 @@
 
 use super::errors::{self, Cap};
 use super::topics::after_token;
-use super::{arns, policies, Ctx};
+use super::{access, arns, policies, Ctx};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
-use peregrine_aws_wire::sns::errors::WireError;
+use peregrine_aws_wire::sns::errors::{ErrorCode, WireError};
 use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
 use peregrine_aws_wire::sns::model::{
     ConfirmSubscription, ListSubscriptionsByTopic, Page, Response, SetAttribute, Subscribe,
     SubscriptionRef, SubscriptionSummary,
 };
 use peregrine_aws_wire::sqs::receipt;
+use peregrine_shards::security::{Operation, ResourceType};
+use peregrine_shards::sns::AUTHENTICATE_ON_UNSUBSCRIBE;
 use std::collections::BTreeMap;
 
 /// Subscriptions per List page, as SNS answers.
@@ -91,9 +93,11 @@ fn check_attribute(protocol: &str, name: &str, value: &str) -> Result<String, Wi
                 "FilterPolicyScope: must be MessageAttributes or MessageBody",
             )),
         },
-        DELIVERY_POLICY if protocol != "http" => Err(WireError::invalid(format!(
-            "DeliveryPolicy: only http subscriptions have one, not {protocol}"
-        ))),
+        DELIVERY_POLICY if !crate::sns::http_delivery::is_http(protocol) => {
+            Err(WireError::invalid(format!(
+                "DeliveryPolicy: only http and https subscriptions have one, not {protocol}"
+            )))
+        }
         DELIVERY_POLICY => {
             policies::check_subscription_delivery_policy(value)?;
             Ok(value.to_string())
@@ -160,7 +164,7 @@ pub async fn confirm(ctx: &Ctx<'_>, req: ConfirmSubscription) -> Result<Response
     let topic = ctx.topic(&req.topic_arn)?;
     let sub = ctx
         .engine
-        .confirm_subscription(&topic.name, &req.token)
+        .confirm_subscription(&topic.name, &req.token, req.authenticate_on_unsubscribe)
         .await
         .map_err(|e| errors::from_engine(e, Cap::None))?;
     Ok(Response::ConfirmSubscription {
@@ -192,6 +196,14 @@ fn find(ctx: &Ctx<'_>, arn: &str) -> Result<(SnsTopicMeta, SnsSubscription), Wir
 /// is idempotent; SNS's answer is not).
 pub async fn unsubscribe(ctx: &Ctx<'_>, req: SubscriptionRef) -> Result<Response, WireError> {
     let (topic, sub) = find(ctx, &req.subscription_arn)?;
+    // Confirmed with AuthenticateOnUnsubscribe: the UnsubscribeURL of a notification (an
+    // unsigned GET) no longer removes it, as in SNS.
+    if sub.attributes.contains_key(AUTHENTICATE_ON_UNSUBSCRIBE) && !ctx.caller.signed {
+        return Err(WireError::new(
+            ErrorCode::AuthorizationError,
+            "This subscription was confirmed with AuthenticateOnUnsubscribe: Unsubscribe must be signed",
+        ));
+    }
     ctx.engine
         .unsubscribe(&topic.name, &sub.id)
         .await
@@ -212,6 +224,10 @@ pub fn list(ctx: &Ctx<'_>, req: Page) -> Result<Response, WireError> {
         .iter()
         .flat_map(|t| t.subscriptions.values().map(move |s| (t.name.as_str(), s)));
     let rows = rows.filter(|(topic, s)| after.is_none_or(|a| (*topic, s.id.as_str()) > a));
+    // Only the subscriptions of topics the caller may see (with --acls).
+    let rows = rows.filter(|(topic, _)| {
+        access::allowed(ctx, Operation::Describe, ResourceType::Exchange, topic)
+    });
     let (subscriptions, last) = page(ctx, rows);
     let next_token = last.map(|(topic, id)| receipt::next_token(&format!("{topic}/{id}")));
     Ok(Response::ListSubscriptions {
@@ -298,7 +314,7 @@ pub fn get_attributes(ctx: &Ctx<'_>, req: SubscriptionRef) -> Result<Response, W
     if let Some(policy) = attr(REDRIVE_POLICY) {
         out.push((REDRIVE_POLICY.to_string(), policy));
     }
-    if sub.protocol == "http" {
+    if crate::sns::http_delivery::is_http(&sub.protocol) {
         let own = attr(DELIVERY_POLICY);
         if let Some(policy) = &own {
             out.push((DELIVERY_POLICY.to_string(), policy.clone()));

@@ -8,7 +8,7 @@
 //! broker does not honour them, and keeping them would pretend it does.
 
 use super::errors::{self, Cap};
-use super::{arns, policies, Ctx};
+use super::{access, arns, policies, Ctx};
 use crate::engine::{SnsTopicChange, SnsTopicMeta};
 use peregrine_aws_wire::sns::errors::{ErrorCode, WireError};
 use peregrine_aws_wire::sns::model::{
@@ -16,6 +16,7 @@ use peregrine_aws_wire::sns::model::{
     TAGS_MAX,
 };
 use peregrine_aws_wire::sqs::receipt;
+use peregrine_shards::security::{Operation, ResourceType};
 use std::collections::BTreeMap;
 
 /// Topics per ListTopics page, as SNS answers.
@@ -115,6 +116,8 @@ pub fn list(ctx: &Ctx<'_>, req: Page) -> Result<Response, WireError> {
         .into_iter()
         .map(|t| t.name)
         .filter(|name| after.as_ref().is_none_or(|a| name > a))
+        // Only the topics the caller may see (with --acls).
+        .filter(|name| access::allowed(ctx, Operation::Describe, ResourceType::Exchange, name))
         .collect();
     names.sort_unstable();
     let more = names.len() > LIST_TOPICS_PAGE;

@@ -504,6 +504,7 @@ mod tests {
         SqsSettings {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
+            ..SqsSettings::default()
         }
     }
 

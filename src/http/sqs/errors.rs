@@ -20,6 +20,7 @@ pub fn from_engine(e: EngineError) -> WireError {
         | EngineError::InvalidTopic(_)
         | EngineError::MessageTooLarge(_) => ErrorCode::InvalidParameterValue,
         EngineError::QueueFull(_) => ErrorCode::OverLimit,
+        EngineError::AccessRefused(_) => ErrorCode::AccessDenied,
         EngineError::NotSupported(_) => ErrorCode::UnsupportedOperation,
         // 503: retry later; writes resume by themselves once space is freed.
         EngineError::ShuttingDown(_) | EngineError::StorageFull(_) => ErrorCode::ServiceUnavailable,
@@ -44,7 +45,6 @@ pub fn from_engine(e: EngineError) -> WireError {
         | EngineError::Internal(_)
         | EngineError::StorageFailed(_)
         | EngineError::PreconditionFailed(_)
-        | EngineError::AccessRefused(_)
         | EngineError::InvalidTxnState(_)
         | EngineError::ConcurrentTransactions(_)
         | EngineError::UnknownTransactionalId(_)
@@ -74,6 +74,7 @@ pub fn wire_kind(code: ErrorCode) -> usize {
             EngineError::NotSupported(text)
         }
         ErrorCode::InternalFailure => EngineError::Internal(text),
+        ErrorCode::AccessDenied => EngineError::AccessRefused(text),
         ErrorCode::ServiceUnavailable => EngineError::ShuttingDown(text),
         ErrorCode::EmptyBatchRequest
         | ErrorCode::TooManyEntriesInBatchRequest

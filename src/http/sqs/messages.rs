@@ -76,6 +76,7 @@ pub async fn send_batch(ctx: &Ctx<'_>, req: SendMessageBatch) -> Result<Response
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
+    result.successful.reserve(req.entries.len());
     let mut answers = Vec::with_capacity(req.entries.len());
     let mut entries = Vec::with_capacity(req.entries.len());
     for entry in req.entries {
@@ -426,13 +427,12 @@ pub async fn delete_batch(ctx: &Ctx<'_>, req: DeleteMessageBatch) -> Result<Resp
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
-    let mut ids = Vec::new();
-    let mut leases = Vec::new();
+    let mut ids = Vec::with_capacity(req.entries.len());
+    let mut leases = Vec::with_capacity(req.entries.len());
     for entry in req.entries {
-        let checked = entry.and_then(|e| {
-            lease(&meta, &e.receipt_handle)
-                .map(|l| (e.id.clone(), l))
-                .map_err(|err| BatchError::new(&e.id, err))
+        let checked = entry.and_then(|e| match lease(&meta, &e.receipt_handle) {
+            Ok(l) => Ok((e.id, l)),
+            Err(err) => Err(BatchError::new(&e.id, err)),
         });
         match checked {
             Ok((id, l)) => {
@@ -479,13 +479,12 @@ pub async fn change_visibility_batch(
     let name = ctx.queue(&req.queue_url)?;
     let meta = ctx.meta(&name)?;
     let mut result = BatchResult::default();
-    let mut ids = Vec::new();
-    let mut changes = Vec::new();
+    let mut ids = Vec::with_capacity(req.entries.len());
+    let mut changes = Vec::with_capacity(req.entries.len());
     for entry in req.entries {
-        let checked = entry.and_then(|e| {
-            lease(&meta, &e.receipt_handle)
-                .map(|l| (e.id.clone(), l, u64::from(e.visibility_timeout) * 1000))
-                .map_err(|err| BatchError::new(&e.id, err))
+        let checked = entry.and_then(|e| match lease(&meta, &e.receipt_handle) {
+            Ok(l) => Ok((e.id, l, u64::from(e.visibility_timeout) * 1000)),
+            Err(err) => Err(BatchError::new(&e.id, err)),
         });
         match checked {
             Ok((id, l, ms)) => {
@@ -513,6 +512,7 @@ fn settle_entries(
     done: &[bool],
     refused: fn() -> WireError,
 ) {
+    result.successful.reserve(ids.len());
     for (i, id) in ids.into_iter().enumerate() {
         match done.get(i) {
             Some(true) => result.successful.push(id),

@@ -33,7 +33,9 @@
 //!   ReceiveMessage are ignored, and so is ReceiveRequestAttemptId on a standard queue
 //!   (as SQS does). Strict where ignoring would fake a feature: policies and encryption
 //!   are refused with an error naming them.
-//! - SigV4 signatures are not checked (any key works), as the issue allows by default.
+//! - SigV4 signatures are checked by `http::auth` (without `--http-auth` an unsigned
+//!   request, or one signed with an unknown key, is `User:ANONYMOUS`); ACLs by `access`
+//!   before an action runs (AccessDenied).
 //! - PurgeQueue leaves leased messages with their consumers and has no 60 s
 //!   PurgeQueueInProgress window; a deleted queue's name may be created again at once.
 //! - Metrics: every request counts once in `requests_total{protocol="http"}` by its
@@ -45,6 +47,7 @@
 //! - Shutdown: an action races the broker's shutdown and answers ServiceUnavailable
 //!   when the broker stops first (a long poll does not hold the shutdown up).
 
+mod access;
 mod attributes;
 mod errors;
 mod messages;
@@ -54,6 +57,7 @@ mod urls;
 
 use crate::config::SqsSettings;
 use crate::engine::{Engine, EngineError, QueueMeta};
+use crate::http::auth::Caller;
 use crate::metrics::{self, local};
 use peregrine_aws_wire::form::Params;
 use peregrine_aws_wire::sqs::{self, receipt, Action, ErrorCode, Request, Response, WireError};
@@ -80,6 +84,8 @@ pub struct SqsHttp<'a> {
     pub tls: bool,
     pub target: Option<&'a str>,
     pub body: &'a [u8],
+    /// Who sent it (`http::auth`).
+    pub caller: &'a Caller,
 }
 
 /// Whether a request is one an SQS client sends, and in which protocol: a POST with
@@ -111,6 +117,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
     let protocol = req.protocol;
     let ctx = Ctx {
         engine,
+        caller: req.caller,
         host: req.host,
         tls: req.tls,
         counted: Cell::new(false),
@@ -176,6 +183,7 @@ fn request_id(engine: &Engine) -> String {
 }
 
 async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError> {
+    access::check_request(ctx, &request)?;
     match request {
         Request::CreateQueue(r) => queues::create(ctx, r).await,
         Request::GetQueueUrl(r) => queues::get_url(ctx, r),
@@ -204,6 +212,8 @@ async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Response, WireError
 /// What every action needs: the engine and how the client reached us.
 struct Ctx<'a> {
     engine: &'a Engine,
+    /// Who sent the request: ACLs are checked for it.
+    caller: &'a Caller,
     host: Option<&'a str>,
     tls: bool,
     /// This request's error is in `errors_total` already (an engine error).

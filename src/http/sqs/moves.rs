@@ -14,6 +14,7 @@ use peregrine_aws_wire::sqs::{
     receipt, CancelMessageMoveTask, ErrorCode, ListMessageMoveTasks, MoveTaskEntry, Response,
     StartMessageMoveTask, WireError,
 };
+use peregrine_shards::security::Operation;
 
 fn not_found(what: &str) -> WireError {
     WireError::new(ErrorCode::ResourceNotFound, what.to_string())
@@ -68,6 +69,8 @@ fn parse_handle(ctx: &Ctx<'_>, handle: &str) -> Option<(QueueMeta, u64)> {
 pub async fn cancel(ctx: &Ctx<'_>, req: CancelMessageMoveTask) -> Result<Response, WireError> {
     let gone = || not_found("The task handle names no running message move task.");
     let (source, id) = parse_handle(ctx, &req.task_handle).ok_or_else(gone)?;
+    let action = "CancelMessageMoveTask";
+    super::access::check(ctx, action, Operation::Read, &source.name)?;
     let task = ctx
         .engine
         .cancel_move(&source.name, id)

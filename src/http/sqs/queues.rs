@@ -1,13 +1,14 @@
 //! The queue actions: CreateQueue, GetQueueUrl, ListQueues, DeleteQueue, PurgeQueue,
 //! GetQueueAttributes and SetQueueAttributes.
 
-use super::{attributes, Ctx};
+use super::{access, attributes, Ctx};
 use crate::engine::QueueChange;
 use peregrine_aws_wire::sqs::{
     receipt, CreateQueue, ErrorCode, GetQueueAttributes, GetQueueUrl, ListDeadLetterSourceQueues,
     ListQueues, QueueRef, Response, SetQueueAttributes, TagQueue, UntagQueue, WireError,
     LIST_QUEUES_MAX,
 };
+use peregrine_shards::security::Operation;
 
 /// CreateQueue: idempotent when the attributes it names match the existing queue's;
 /// QueueNameExists when they do not.
@@ -104,7 +105,10 @@ pub fn get_url(ctx: &Ctx<'_>, req: GetQueueUrl) -> Result<Response, WireError> {
 pub fn list(ctx: &Ctx<'_>, req: ListQueues) -> Result<Response, WireError> {
     let prefix = req.queue_name_prefix.unwrap_or_default();
     let queues = ctx.engine.list_queues().into_iter().map(|(name, _)| name);
-    let names = queues.filter(|name| name.starts_with(&prefix));
+    // Only the queues the caller may see (with --acls), as Kafka's Metadata lists topics.
+    let names = queues.filter(|name| {
+        name.starts_with(&prefix) && access::allowed(ctx, Operation::Describe, name)
+    });
     let (queue_urls, next_token) = page(ctx, names, req.max_results, req.next_token)?;
     Ok(Response::ListQueues {
         queue_urls,

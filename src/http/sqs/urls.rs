@@ -62,6 +62,7 @@ mod tests {
         SqsSettings {
             region: "eu-west-3".into(),
             account_id: "123456789012".into(),
+            ..SqsSettings::default()
         }
     }
 

@@ -300,17 +300,37 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Peregrine's fork: a foreign thread never takes the count to zero.
+                    // Upstream decremented to zero and then cloned (back to one) to
+                    // send the last reference home; between the two, the owner's
+                    // `JoinHandle::drop` could read zero, destroy the completed task, and
+                    // the clone then revived freed memory that the owner destroyed a
+                    // second time ("double free detected in tcache", seen in a Kafka
+                    // fetch task woken from another shard). Now the last reference
+                    // itself is sent home, where the owner drops it; any other is
+                    // decremented only while it is not the last.
+                    let header = &*(raw.header as *mut Header);
+                    let mut refs = header.references.load(Ordering::Acquire);
+                    loop {
+                        assert_ne!(refs, 0, "Waker invariant broken: {header:?}");
+                        if refs == 1 {
+                            let notifier = raw.notifier();
+                            notifier.queue_waker(
+                                Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+                                header.latency_matters,
+                            );
+                            return;
+                        }
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => refs = now,
+                        }
                     }
-                    return;
                 });
             }
 
