@@ -155,7 +155,7 @@ async fn journal_cycles(
         timed += start.elapsed();
         if i % CHUNK_BATCHES == CHUNK_BATCHES - 1 {
             common::drain(store.log()).await;
-            let _ = store.reclaim().await;
+            let _ = store.reclaim(1_000).await;
         }
     }
     common::drain(store.log()).await;

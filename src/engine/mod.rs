@@ -711,12 +711,12 @@ impl Engine {
     ) -> Result<Option<moves::MoveTask>, EngineError> {
         let owner = self.owner(Object::Queue(source))?;
         let source = source.to_string();
-        let job = move |s: Rc<Shard>| async move { moves::cancel(&s, &source, id) };
+        let job = move |s: Rc<Shard>| async move { moves::cancel(&s, &source, id).await };
         self.on_owner(owner, CallClass::Client, job).await
     }
 
-    /// Queue `source`'s move tasks of this broker run, newest first (the last
-    /// `MOVE_TASKS_KEPT`).
+    /// Queue `source`'s move tasks, newest first (the last `MOVE_TASKS_KEPT`; they
+    /// outlive restarts).
     pub async fn move_tasks(&self, source: &str) -> Result<Vec<moves::MoveTask>, EngineError> {
         let owner = self.owner(Object::Queue(source))?;
         let source = source.to_string();

@@ -3,25 +3,31 @@
 //! dead-lettered from (its `x-death-queue` header), at a bounded rate.
 //!
 //! A task runs on the source queue's shard and is kept there, beside the open queue
-//! (`MoveTasks`, the last `MOVE_TASKS_KEPT`). Each message is leased from the source,
-//! published to its destination with the origin key `move:{source id}/{message id}`,
-//! then acked: a crash between the two leaves the message in the source (its lease
-//! ends with the broker run) while the destination remembers the origin for
-//! `ORIGIN_WINDOW_MS`, so a task started again within it moves the message without a
-//! second copy. Tasks are not journaled: after a restart none runs and none is listed.
-//! The task moves at most the messages ready when it started
-//! (ApproximateNumberOfMessagesToMove) and ends when the source has none ready.
+//! (`MoveTasks`, the last `MOVE_TASKS_KEPT`), and in the source's journal: the whole
+//! list at each change (`Event::MoveTasks`), on disk before a start or a cancel is
+//! answered, after each batch without waiting. After a restart the tasks are listed
+//! again and one that was running resumes (from the queue timer's first tick); one
+//! that was cancelling is cancelled. Its count of messages moved may lag by the last
+//! batch after a kill -9.
+//!
+//! Each message is leased from the source, published to its destination with the
+//! origin key `move:{source id}/{message id}`, then acked: a crash between the two
+//! leaves the message in the source (leases end with the broker run) while the
+//! destination remembers the origin for `ORIGIN_WINDOW_MS`, so the resumed task moves
+//! the message without a second copy. The destination's memory of origins outlives the
+//! restart too: it is rebuilt from the origin each publish record carries (the record
+//! is the journal's newest, so not yet reclaimed). The task moves at most the messages
+//! ready when it started (ApproximateNumberOfMessagesToMove) and ends when the source
+//! has none ready.
 
 use super::error::EngineError;
-use super::queues;
+use super::queues::{self, OpenQueue};
 use super::shard::Shard;
 use super::types::{LeaseRef, PublishSpec, ReceiveArgs};
 use super::Engine;
-use std::collections::VecDeque;
+pub use peregrine_shards::queues::{MoveStatus, MoveTask, MoveTasks, MOVE_TASKS_KEPT};
 use std::rc::Rc;
 
-/// Tasks one queue keeps for listing (SQS lists the most recent ones).
-pub const MOVE_TASKS_KEPT: usize = 10;
 /// How long a message being moved is leased: far longer than one publish and ack.
 const MOVE_LEASE_MS: u64 = 30_000;
 /// Most messages leased at once by a task.
@@ -31,85 +37,8 @@ const DEATH_QUEUE_HEADER: &str = "x-death-queue";
 /// Headers dead-lettering adds; a message moved back leaves them behind.
 const DEATH_HEADER_PREFIX: &str = "x-death-";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoveStatus {
-    Running,
-    Completed,
-    Cancelling,
-    Cancelled,
-    Failed,
-}
-
-impl MoveStatus {
-    /// SQS's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MoveStatus::Running => "RUNNING",
-            MoveStatus::Completed => "COMPLETED",
-            MoveStatus::Cancelling => "CANCELLING",
-            MoveStatus::Cancelled => "CANCELLED",
-            MoveStatus::Failed => "FAILED",
-        }
-    }
-}
-
-/// One task as it stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoveTask {
-    /// Unique among the queue's tasks in this broker run.
-    pub id: u64,
-    pub status: MoveStatus,
-    /// `None`: each message back to the queue it was dead-lettered from.
-    pub destination: Option<String>,
-    pub max_per_second: Option<u32>,
-    pub moved: u64,
-    pub to_move: u64,
-    pub failure: Option<String>,
-    pub started_ms: i64,
-}
-
-/// A queue's tasks, oldest first. Owned by the queue's shard (`OpenQueue`).
-#[derive(Debug, Default)]
-pub struct MoveTasks {
-    tasks: VecDeque<MoveTask>,
-    next_id: u64,
-}
-
-impl MoveTasks {
-    fn running(&self) -> Option<&MoveTask> {
-        self.tasks
-            .iter()
-            .find(|t| matches!(t.status, MoveStatus::Running | MoveStatus::Cancelling))
-    }
-
-    fn get_mut(&mut self, id: u64) -> Option<&mut MoveTask> {
-        self.tasks.iter_mut().find(|t| t.id == id)
-    }
-
-    /// A new running task, unless one runs already.
-    fn start(&mut self, mut task: MoveTask) -> Result<MoveTask, EngineError> {
-        if let Some(t) = self.running() {
-            return Err(EngineError::InvalidRequest(format!(
-                "a message move task (started at {} ms) is already running on this queue: cancel it or wait for it to end",
-                t.started_ms
-            )));
-        }
-        self.next_id += 1;
-        task.id = self.next_id;
-        while self.tasks.len() >= MOVE_TASKS_KEPT {
-            self.tasks.pop_front();
-        }
-        self.tasks.push_back(task.clone());
-        Ok(task)
-    }
-
-    /// Newest first.
-    pub fn list(&self) -> Vec<MoveTask> {
-        self.tasks.iter().rev().cloned().collect()
-    }
-}
-
-/// `Engine::start_move` on the source's shard: registers the task and spawns it.
+/// `Engine::start_move` on the source's shard: registers the task, journals it (on
+/// disk before it is answered) and spawns it.
 pub async fn start(
     shard: &Rc<Shard>,
     source: &str,
@@ -128,25 +57,66 @@ pub async fn start(
         failure: None,
         started_ms: crate::time::now_ms(),
     };
-    let task = q.moves().borrow_mut().start(task)?;
-    let (shard, name, id) = (shard.clone(), source.to_string(), task.id);
-    crate::runtime::spawn_local(async move { run(shard, name, id).await }).detach();
+    let before = q.moves().borrow().clone();
+    let task = q.moves().borrow_mut().start(task).map_err(|running| {
+        EngineError::InvalidRequest(format!(
+            "a message move task (started at {} ms) is already running on this queue: cancel it or wait for it to end",
+            running.started_ms
+        ))
+    })?;
+    // While this waits, the task is listed and a second start is refused.
+    if let Err(e) = q.journal_moves(true).await {
+        *q.moves().borrow_mut() = before;
+        return Err(e);
+    }
+    spawn(shard, source, task.id);
     Ok(task)
 }
 
-/// `Engine::cancel_move`: the task, now cancelling (it stops before its next message);
-/// `None` when no running task has this id.
-pub fn cancel(shard: &Rc<Shard>, source: &str, id: u64) -> Result<Option<MoveTask>, EngineError> {
+fn spawn(shard: &Rc<Shard>, source: &str, id: u64) {
+    let (shard, name) = (shard.clone(), source.to_string());
+    crate::runtime::spawn_local(async move { run(shard, name, id).await }).detach();
+}
+
+/// Runs again the tasks that were running when the broker stopped (the queue timer
+/// calls it once for a queue opened from its journal).
+pub fn resume(shard: &Rc<Shard>, q: &OpenQueue) {
+    for id in q.moves().borrow().running_ids() {
+        tracing::info!(queue = %q.name(), task = id, "resuming a message move task");
+        spawn(shard, q.name(), id);
+    }
+}
+
+/// `Engine::cancel_move`: the task, now cancelling (it stops before its next message;
+/// on disk before it is answered); `None` when no running task has this id.
+pub async fn cancel(
+    shard: &Rc<Shard>,
+    source: &str,
+    id: u64,
+) -> Result<Option<MoveTask>, EngineError> {
     let q = shard.queue(source)?;
-    let mut moves = q.moves().borrow_mut();
-    let Some(task) = moves
-        .get_mut(id)
-        .filter(|t| t.status == MoveStatus::Running)
-    else {
-        return Ok(None);
+    let task = {
+        let mut moves = q.moves().borrow_mut();
+        let Some(task) = moves
+            .get_mut(id)
+            .filter(|t| t.status == MoveStatus::Running)
+        else {
+            return Ok(None);
+        };
+        task.status = MoveStatus::Cancelling;
+        task.clone()
     };
-    task.status = MoveStatus::Cancelling;
-    Ok(Some(task.clone()))
+    if let Err(e) = q.journal_moves(true).await {
+        let mut moves = q.moves().borrow_mut();
+        if let Some(t) = moves
+            .get_mut(id)
+            .filter(|t| t.status == MoveStatus::Cancelling)
+        {
+            t.status = MoveStatus::Running;
+        }
+        return Err(e);
+    }
+    Ok(Some(task))
 }
 
 pub fn list(shard: &Rc<Shard>, source: &str) -> Result<Vec<MoveTask>, EngineError> {
@@ -158,18 +128,25 @@ async fn run(shard: Rc<Shard>, source: String, id: u64) {
     let Ok(q) = shard.queue(&source) else {
         return; // The queue went, and its tasks with it.
     };
-    let mut moves = q.moves().borrow_mut();
-    let Some(task) = moves.get_mut(id) else {
-        return;
-    };
-    match ended {
-        Ok(()) if task.status == MoveStatus::Cancelling => task.status = MoveStatus::Cancelled,
-        Ok(()) => task.status = MoveStatus::Completed,
-        Err(reason) => {
-            tracing::warn!(queue = %source, "message move task failed: {reason}");
-            task.status = MoveStatus::Failed;
-            task.failure = Some(reason);
+    {
+        let mut moves = q.moves().borrow_mut();
+        let Some(task) = moves.get_mut(id) else {
+            return;
+        };
+        match ended {
+            Ok(()) if task.status == MoveStatus::Cancelling => task.status = MoveStatus::Cancelled,
+            Ok(()) => task.status = MoveStatus::Completed,
+            Err(reason) => {
+                tracing::warn!(queue = %source, "message move task failed: {reason}");
+                task.status = MoveStatus::Failed;
+                task.failure = Some(reason);
+            }
         }
+    }
+    // Not waited for: lost in a crash, the task runs again at the restart and ends
+    // at once (or, cancelling, is cancelled).
+    if let Err(e) = q.journal_moves(false).await {
+        tracing::warn!(queue = %source, "journaling the end of a message move task: {e}");
     }
 }
 
@@ -177,27 +154,23 @@ async fn run(shard: Rc<Shard>, source: String, id: u64) {
 /// none ready; `Err` says why it failed.
 async fn drive(shard: &Rc<Shard>, source: &str, id: u64) -> Result<(), String> {
     let engine = Engine::new(shard.clone());
+    // Paced from when this run began (a resumed task does not rush to catch up).
+    let mut paced: Option<(i64, u64)> = None;
     loop {
         let q = shard.queue(source).map_err(|e| e.to_string())?;
-        let Some(task) = q
-            .moves()
-            .borrow()
-            .tasks
-            .iter()
-            .find(|t| t.id == id)
-            .cloned()
-        else {
+        let Some(task) = q.moves().borrow().get(id).cloned() else {
             return Ok(());
         };
         if task.status != MoveStatus::Running || task.moved >= task.to_move {
             return Ok(());
         }
+        let (from_ms, from_moved) = *paced.get_or_insert((crate::time::now_ms(), task.moved));
         let mut batch =
             MOVE_BATCH.min(u32::try_from(task.to_move - task.moved).unwrap_or(MOVE_BATCH));
         if let Some(rate) = task.max_per_second {
-            // Paced from the start: message n goes no earlier than n / rate seconds in.
-            let due = task.started_ms
-                + i64::try_from(task.moved * 1000 / u64::from(rate)).unwrap_or(i64::MAX);
+            // Message n of this run goes no earlier than n / rate seconds in.
+            let n = task.moved.saturating_sub(from_moved);
+            let due = from_ms + i64::try_from(n * 1000 / u64::from(rate)).unwrap_or(i64::MAX);
             let wait = due - crate::time::now_ms();
             if wait > 0 {
                 crate::runtime::sleep(std::time::Duration::from_millis(wait as u64)).await;
@@ -219,9 +192,13 @@ async fn drive(shard: &Rc<Shard>, source: &str, id: u64) -> Result<(), String> {
             return Ok(());
         }
         let moved = move_each(&engine, shard, source, q.id, &task, &got).await?;
-        let mut moves = q.moves().borrow_mut();
-        if let Some(t) = moves.get_mut(id) {
+        if let Some(t) = q.moves().borrow_mut().get_mut(id) {
             t.moved += moved;
+        }
+        // The progress, not waited for (the next ack's write takes it to disk): a
+        // journal that refuses it refuses that ack too, which fails the task.
+        if let Err(e) = q.journal_moves(false).await {
+            tracing::debug!(queue = %source, "journaling a message move task's progress: {e}");
         }
     }
 }
@@ -282,42 +259,4 @@ async fn move_each(
         moved += u64::from(acked.first() == Some(&true));
     }
     Ok(moved)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn task() -> MoveTask {
-        MoveTask {
-            id: 0,
-            status: MoveStatus::Running,
-            destination: None,
-            max_per_second: None,
-            moved: 0,
-            to_move: 1,
-            failure: None,
-            started_ms: 0,
-        }
-    }
-
-    #[test]
-    fn one_task_runs_at_a_time_and_the_last_ten_are_kept() {
-        let mut moves = MoveTasks::default();
-        let first = moves.start(task()).expect("first");
-        assert!(matches!(
-            moves.start(task()),
-            Err(EngineError::InvalidRequest(_))
-        ));
-        for n in 0..MOVE_TASKS_KEPT + 3 {
-            if let Some(t) = moves.get_mut(first.id + n as u64) {
-                t.status = MoveStatus::Completed;
-            }
-            moves.start(task()).expect("after the last ended");
-            assert!(moves.tasks.len() <= MOVE_TASKS_KEPT);
-        }
-        let listed = moves.list();
-        assert_eq!(listed.len(), MOVE_TASKS_KEPT);
-        assert!(listed[0].id > listed[1].id, "newest first");
-    }
 }

@@ -76,8 +76,11 @@ pub struct OpenQueue {
     deleting: Cell<bool>,
     /// Recent receives by attempt id (`receive_attempt`).
     attempts: RefCell<Attempts<Received>>,
-    /// Message move tasks from this queue (`moves`).
+    /// Message move tasks from this queue (`moves`), journaled.
     moves: RefCell<super::moves::MoveTasks>,
+    /// Running move tasks replayed from the journal wait for the queue timer to resume
+    /// them (`moves::resume`: it needs the shard, which `open` does not have).
+    moves_to_resume: Cell<bool>,
     /// When messages received with `first_receive` were first received.
     first_received: RefCell<FirstReceived>,
 }
@@ -86,8 +89,10 @@ pub struct OpenQueue {
 /// `ReceiveArgs::first_receive` (SQS's): kept beside the queue rather than in each
 /// entry, which stays small for every other protocol. Settled messages are swept out
 /// whenever the map has doubled since the last sweep, so it holds at most twice the
-/// unsettled messages received so (plus `FIRST_RECEIVED_SLACK`). Not journaled: after a
-/// restart a message's first receive is its first one since.
+/// unsettled messages received so (plus `FIRST_RECEIVED_SLACK`). Journaled at no cost
+/// of its own: such a receive journals its hand-out as `Event::DeliveredTimed` (instead
+/// of `Delivered`) stamped with the same time, and replay rebuilds the map from the
+/// first such record of each unsettled message.
 #[derive(Debug, Default)]
 struct FirstReceived {
     at_ms: rustc_hash::FxHashMap<u64, i64>,
@@ -99,6 +104,15 @@ struct FirstReceived {
 const FIRST_RECEIVED_SLACK: usize = 1024;
 
 impl FirstReceived {
+    /// The times a journal held (`Recovered::first_received`).
+    fn restore(at_ms: impl IntoIterator<Item = (u64, i64)>) -> FirstReceived {
+        let at_ms: rustc_hash::FxHashMap<u64, i64> = at_ms.into_iter().collect();
+        FirstReceived {
+            swept: at_ms.len(),
+            at_ms,
+        }
+    }
+
     /// When message `id` was first received, `now_ms` if this is the first time.
     fn first(&mut self, id: u64, now_ms: i64) -> i64 {
         *self.at_ms.entry(id).or_insert(now_ms)
@@ -115,8 +129,23 @@ impl FirstReceived {
 }
 
 impl OpenQueue {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn moves(&self) -> &RefCell<super::moves::MoveTasks> {
         &self.moves
+    }
+
+    /// Journals this queue's move tasks as they stand now, on disk before it returns
+    /// when `durable`.
+    pub(super) async fn journal_moves(&self, durable: bool) -> Result<(), EngineError> {
+        let (next_id, tasks) = self.moves.borrow().to_record();
+        let event = Event::MoveTasks { next_id, tasks };
+        self.store
+            .record(&event, durable, crate::time::now_ms())
+            .await
+            .map_err(EngineError::from)
     }
 }
 
@@ -177,6 +206,7 @@ pub async fn open(
         .into_iter()
         .filter_map(|(id, reason, began_ms)| queue.take_dead(id, reason, began_ms))
         .collect();
+    let moves_to_resume = !rec.move_tasks.running_ids().is_empty();
     Ok(Rc::new(OpenQueue {
         id: meta.id,
         name: meta.name.clone(),
@@ -193,8 +223,9 @@ pub async fn open(
         had_subscription: Cell::new(false),
         deleting: Cell::new(false),
         attempts: RefCell::new(Attempts::default()),
-        moves: RefCell::new(super::moves::MoveTasks::default()),
-        first_received: RefCell::new(FirstReceived::default()),
+        moves: RefCell::new(rec.move_tasks),
+        moves_to_resume: Cell::new(moves_to_resume),
+        first_received: RefCell::new(FirstReceived::restore(rec.first_received)),
     }))
 }
 
@@ -935,8 +966,9 @@ async fn receive_on(
             q.waiting.set(q.waiting.get() - 1);
         }
     }
+    // One time for the answer and the journal, so a replay gives back the same.
+    let now = crate::time::now_ms();
     if first_receive && !out.is_empty() {
-        let now = crate::time::now_ms();
         let mut first = q.first_received.borrow_mut();
         out.first_received_ms = out.ids.iter().map(|id| first.first(*id, now)).collect();
         let queue = q.queue.borrow();
@@ -951,13 +983,17 @@ async fn receive_on(
                 .ack_all(&out.handles, |id| ids.push(id), |_| {});
             out.handles.iter_mut().for_each(|h| *h = 0);
             Event::Settled { ids }
+        } else if first_receive {
+            Event::DeliveredTimed {
+                ids: out.ids.clone(),
+            }
         } else {
             Event::Delivered {
                 ids: out.ids.clone(),
             }
         };
         q.store
-            .record(&event, auto_ack, crate::time::now_ms())
+            .record(&event, auto_ack, now)
             .await
             .map_err(EngineError::from)?;
         let n = out.ids.len() as u64;
@@ -1201,7 +1237,8 @@ fn expire_unused(shard: &Rc<Shard>, q: &Rc<OpenQueue>, now: i64) {
 }
 
 /// Applies time to every queue of a shard: visibility timeouts, delays, expiries,
-/// unfinished dead-letter moves, and journal reclamation.
+/// unfinished dead-letter moves, move tasks to resume after a restart, and journal
+/// reclamation.
 pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
     let now = crate::time::now_ms();
     for q in shard.message_queues() {
@@ -1223,8 +1260,11 @@ pub async fn tick(shard: &Rc<Shard>, reclaim: bool) {
         let retry: Vec<DeadLetter> = q.pending_moves.borrow_mut().drain(..).collect();
         spawn_dead_letters(shard, &q, retry);
         expire_unused(shard, &q, now);
+        if q.moves_to_resume.replace(false) {
+            super::moves::resume(shard, &q);
+        }
         if reclaim {
-            if let Err(e) = q.store.reclaim().await {
+            if let Err(e) = q.store.reclaim(now).await {
                 tracing::warn!(queue = %q.name, "reclaiming journal segments: {e}");
             }
         }

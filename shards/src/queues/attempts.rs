@@ -3,9 +3,15 @@
 //! answer again while its leases hold, so a client whose answer was lost on the network
 //! does not leave those messages leased until their visibility timeout ends.
 //!
-//! Owned by the queue's shard, beside its `Queue`; not journaled (leases end at a
-//! restart, and so does what the answers name). Bounded: at most `ATTEMPTS_MAX` ids and
-//! `ATTEMPT_BYTES_MAX` bytes of answers per queue, the oldest forgotten first.
+//! Owned by the queue's shard, beside its `Queue`; deliberately not journaled. Leases
+//! are not journaled (a restart returns every leased message, ready again), and an
+//! answer is only given again while each of its leases holds, so after a restart no
+//! remembered answer could be given: a retry receives afresh, as one does in SQS once
+//! the visibility timeout has ended. Journaled answers would even be wrong: their
+//! receipts name the broker run before, and a restarted queue hands out lease handles
+//! from 1 again, so an old handle and id pair could match a new lease. Bounded: at
+//! most `ATTEMPTS_MAX` ids and `ATTEMPT_BYTES_MAX` bytes of answers per queue, the
+//! oldest forgotten first.
 
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;

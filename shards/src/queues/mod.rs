@@ -4,9 +4,10 @@
 //! |---|---|
 //! | `queue.rs` | one queue's delivery state machine: ready (by priority, FIFO within one), delayed, leased, expiry, dead-lettering, FIFO groups and deduplication, length bounds and overflow, which bodies are in memory (the read-ahead); pure, takes `now_ms` |
 //! | `attempts.rs` | recent receives' answers by attempt id (SQS FIFO's ReceiveRequestAttemptId), bounded |
+//! | `moves.rs` | message move tasks as state (SQS's StartMessageMoveTask): the last `MOVE_TASKS_KEPT`, one running; the engine drives them |
 //! | `exchange.rs` | routing of a publish over an exchange's bindings (direct, fanout, topic, headers) |
 //! | `slots.rs` | values keyed by ids handed out in order (message ids, lease handles): a ring over the live window, a map for stragglers |
-//! | `store.rs` | the queue's durable journal (publish records, delivered, settled and dead-lettering events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
+//! | `store.rs` | the queue's durable journal (publish records, delivered, settled, dead-lettering and move-task events in a partition log of its own), replay, reading bodies back (the loader) and reclamation |
 //!
 //! A backlog lives on disk: a queue holds every waiting message's metadata (about 100
 //! bytes, headers and group ids out of line) but bodies only within `READ_AHEAD_BYTES`
@@ -17,11 +18,13 @@
 
 mod attempts;
 pub mod exchange;
+mod moves;
 mod queue;
 mod slots;
 mod store;
 
 pub use attempts::{Attempts, ATTEMPTS_MAX, ATTEMPT_BYTES_MAX, ATTEMPT_WINDOW_MS};
+pub use moves::{AlreadyRunning, MoveStatus, MoveTask, MoveTasks, MOVE_TASKS_KEPT};
 pub use queue::{Queue, Stats};
 pub use store::{Event, Publish, PublishedMeta, QueueStore, Recovered, Replay};
 

@@ -12,11 +12,19 @@
 //!   so a crash in between resumes the move (from the intent's time) and the target's
 //!   origin key (`queue/id`) drops the second copy.
 //!
-//! Replaying the log gives back every unsettled message with its delivery count; those
-//! that were leased come back ready, as after a consumer's timeout. Leases themselves
-//! are not journaled. The log is reclaimed by whole segments below the oldest publish
-//! still unsettled.
+//! - a receive that keeps first-receive times (SQS's ApproximateFirstReceiveTimestamp)
+//!   journals its hand-out as `DeliveredTimed`: the record's timestamp is the first
+//!   receive of each id not so received before;
+//! - the queue's message move tasks are journaled whole (`MoveTasks`, at most
+//!   `MOVE_TASKS_KEPT`) at each change; the last such record is their state.
+//!
+//! Replaying the log gives back every unsettled message with its delivery count and
+//! first-receive time; those that were leased come back ready, as after a consumer's
+//! timeout. Leases themselves are not journaled. The log is reclaimed by whole segments
+//! below the oldest publish still unsettled; the last move-task record is carried past
+//! that: before the segment holding it goes, it is journaled again at the tail.
 
+use super::moves::{MoveTask, MoveTasks};
 use super::slots::IdSlots;
 use super::{DeadReason, Extras, Message, Queue};
 use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
@@ -62,6 +70,19 @@ pub enum Event {
         id: u64,
         reason: u8,
     },
+    // Variants are only ever added at the end, no larger than those above: replay finds
+    // an event's root by the archived enum's size, and its tag by the variant's place.
+    /// As `Delivered`, by a receive that keeps first-receive times: the record's
+    /// timestamp is the first receive of each of these not so received before.
+    DeliveredTimed {
+        ids: Vec<u64>,
+    },
+    /// The queue's message move tasks, oldest first, and the id after the highest ever
+    /// handed out: the last such record is their state.
+    MoveTasks {
+        next_id: u64,
+        tasks: Vec<MoveTask>,
+    },
 }
 
 fn reason_code(r: DeadReason) -> u8 {
@@ -104,6 +125,10 @@ pub struct Recovered {
     pub dedup: Vec<(String, i64, u64)>,
     /// Origin keys of dead letters received, with when they were stored.
     pub origins: Vec<(String, i64)>,
+    /// First-receive times (`Event::DeliveredTimed`) of unsettled messages, by id.
+    pub first_received: Vec<(u64, i64)>,
+    /// The move tasks of the last `Event::MoveTasks`.
+    pub move_tasks: MoveTasks,
     pub next_id: u64,
 }
 
@@ -140,6 +165,8 @@ impl Encoder {
 pub struct QueueStore {
     log: Rc<PartitionLog>,
     live: RefCell<Live>,
+    /// The last `Event::MoveTasks` and its offset: reclamation keeps it (`reclaim`).
+    carried: RefCell<Option<(i64, Event)>>,
     encoder: RefCell<Encoder>,
     /// The journal's own batch cache, which never holds anything (see `open`).
     #[cfg(test)]
@@ -313,6 +340,10 @@ pub struct Replay {
     /// Ids come in publish order: a ring, not a map (a backlog of millions).
     messages: IdSlots<(Message, u32)>,
     dead: HashMap<u64, (DeadReason, i64)>,
+    /// First-receive times of the messages not settled yet.
+    first_received: HashMap<u64, i64>,
+    /// The last `Event::MoveTasks` and its offset.
+    carried: Option<(i64, Event)>,
     out: Recovered,
     live: Live,
     aligned: AlignedVec<16>,
@@ -363,10 +394,12 @@ impl Replay {
 
     fn event(&mut self, value: &[u8], offset: i64, timestamp_ms: i64) -> Result<(), LogError> {
         match decode::<Event>(value, &mut self.aligned, "event", offset)? {
-            Event::Delivered { ids } => {
+            Event::Delivered { ids } => self.delivered(&ids),
+            Event::DeliveredTimed { ids } => {
+                self.delivered(&ids);
                 for id in ids {
-                    if let Some((m, _)) = self.messages.get_mut(id) {
-                        m.deliveries = m.deliveries.saturating_add(1);
+                    if self.messages.get_mut(id).is_some() {
+                        self.first_received.entry(id).or_insert(timestamp_ms);
                     }
                 }
             }
@@ -374,22 +407,40 @@ impl Replay {
                 for id in ids {
                     self.messages.remove(id);
                     self.dead.remove(&id);
+                    self.first_received.remove(&id);
                     self.live.remove(id);
                 }
             }
             Event::DeadLettering { id, reason } => {
                 self.dead.insert(id, (reason_of(reason), timestamp_ms));
             }
+            tasks @ Event::MoveTasks { .. } => self.carried = Some((offset, tasks)),
         }
         Ok(())
     }
 
-    /// What the journal held, and where its unsettled publishes are.
-    fn finish(self) -> (Recovered, Live) {
+    fn delivered(&mut self, ids: &[u64]) {
+        for id in ids {
+            if let Some((m, _)) = self.messages.get_mut(*id) {
+                m.deliveries = m.deliveries.saturating_add(1);
+            }
+        }
+    }
+
+    /// What the journal held, where its unsettled publishes are, and its last
+    /// move-task record.
+    fn finish(self) -> (Recovered, Live, Option<(i64, Event)>) {
         let mut out = self.out;
         let mut live: Vec<(Message, u32)> = self.messages.into_values().collect();
         live.sort_by_key(|(m, _)| m.id);
         out.messages = live;
+        // Settled ones were taken out as they came; those left are unsettled.
+        let mut first: Vec<(u64, i64)> = self.first_received.into_iter().collect();
+        first.sort_unstable();
+        out.first_received = first;
+        if let Some((_, Event::MoveTasks { next_id, tasks })) = &self.carried {
+            out.move_tasks = MoveTasks::restore(*next_id, tasks.clone());
+        }
         let mut dead: Vec<(u64, DeadReason, i64)> = self
             .dead
             .into_iter()
@@ -397,7 +448,7 @@ impl Replay {
             .collect();
         dead.sort_by_key(|(id, _, _)| *id);
         out.dead_lettering = dead;
-        (out, self.live)
+        (out, self.live, self.carried)
     }
 
     /// What the journal held (the fuzz target's and corpus replay's end).
@@ -421,6 +472,7 @@ impl QueueStore {
             cache,
             log,
             live: RefCell::new(Live::default()),
+            carried: RefCell::new(None),
             encoder: RefCell::new(Encoder::default()),
         };
         let recovered = store.replay().await?;
@@ -440,8 +492,9 @@ impl QueueStore {
                 next = next.max(replay.batch(batch)?);
             }
         }
-        let (recovered, live) = replay.finish();
+        let (recovered, live, carried) = replay.finish();
         *self.live.borrow_mut() = live;
+        *self.carried.borrow_mut() = carried;
         Ok(recovered)
     }
 
@@ -505,11 +558,15 @@ impl QueueStore {
             builder.push(None, Some(value), now_ms, &[]);
         }
         let offset = self.append_batch(builder)?.unwrap_or(-1);
-        if let Event::Settled { ids } = event {
-            let mut live = self.live.borrow_mut();
-            for id in ids {
-                live.remove(*id);
+        match event {
+            Event::Settled { ids } => {
+                let mut live = self.live.borrow_mut();
+                for id in ids {
+                    live.remove(*id);
+                }
             }
+            Event::MoveTasks { .. } => *self.carried.borrow_mut() = Some((offset, event.clone())),
+            _ => {}
         }
         Ok(offset)
     }
@@ -627,7 +684,9 @@ impl QueueStore {
     }
 
     /// Removes whole segments that hold no unsettled publish; returns how many went.
-    pub async fn reclaim(&self) -> Result<usize, LogError> {
+    /// The last move-task record is not lost with them: when the next segment to go
+    /// holds it, it is journaled again (on disk) at the tail first, at `now_ms`.
+    pub async fn reclaim(&self, now_ms: i64) -> Result<usize, LogError> {
         let oldest_live = self
             .live
             .borrow()
@@ -639,6 +698,18 @@ impl QueueStore {
             .first_sealed_end()
             .filter(|end| *end <= oldest_live)
         {
+            let held = self
+                .carried
+                .borrow()
+                .as_ref()
+                .filter(|(at, _)| *at < end)
+                .map(|(_, event)| event.clone());
+            if let Some(event) = held {
+                // Sealed segments are behind the tail: the copy lands past `end`.
+                let offset = self.append_event(&event, now_ms)?;
+                self.wait_durable(offset).await?;
+                continue;
+            }
             self.log.delete_records_before(end).await?;
             removed += 1;
         }
@@ -725,7 +796,7 @@ mod tests {
         let batch = journal_batch(&[(Some(key), b"ab".to_vec())]);
         assert!(Replay::default().batch(&batch).is_err());
     }
-    use crate::queues::{Holder, PublishOptions, Queue, QueueConfig};
+    use crate::queues::{Holder, MoveStatus, PublishOptions, Queue, QueueConfig};
     use std::future::Future;
 
     fn run<F, Fut>(test: F)
@@ -957,6 +1028,150 @@ mod tests {
         });
     }
 
+    /// The journal's events before `DeliveredTimed` and `MoveTasks` were added.
+    #[derive(Archive, Serialize)]
+    enum EventBefore {
+        Delivered { ids: Vec<u64> },
+        Settled { ids: Vec<u64> },
+        DeadLettering { id: u64, reason: u8 },
+    }
+
+    #[test]
+    fn journals_written_before_the_newer_events_replay_unchanged() {
+        assert_eq!(
+            std::mem::size_of::<ArchivedEvent>(),
+            std::mem::size_of::<ArchivedEventBefore>(),
+            "replay finds an event's root by the archived size"
+        );
+        let cases = [
+            (
+                EventBefore::Delivered { ids: vec![1, 2] },
+                Event::Delivered { ids: vec![1, 2] },
+            ),
+            (
+                EventBefore::Settled { ids: vec![3] },
+                Event::Settled { ids: vec![3] },
+            ),
+            (
+                EventBefore::DeadLettering { id: 9, reason: 2 },
+                Event::DeadLettering { id: 9, reason: 2 },
+            ),
+        ];
+        let mut aligned = AlignedVec::new();
+        for (before, now) in cases {
+            let bytes = rkyv_bytes(&before);
+            let read: Event = decode(&bytes, &mut aligned, "event", 0).expect("decodes");
+            assert_eq!(read, now);
+        }
+    }
+
+    fn move_task(id: u64, status: MoveStatus, moved: u64) -> MoveTask {
+        MoveTask {
+            id,
+            status,
+            destination: Some("back".into()),
+            max_per_second: Some(3),
+            moved,
+            to_move: 5,
+            failure: None,
+            started_ms: 77,
+        }
+    }
+
+    #[test]
+    fn move_tasks_and_first_receive_times_survive_replay() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("q");
+            let (s, _) = open(&dir, 1 << 20).await;
+            let mut q = Queue::new("q", QueueConfig::default());
+            for body in ["a", "b", "c"] {
+                publish(&mut q, &s, body, PublishOptions::default(), 0).await;
+            }
+            let timed = |ids: Vec<u64>| Event::DeliveredTimed { ids };
+            s.record(&timed(vec![0, 1]), false, 100)
+                .await
+                .expect("journal");
+            s.record(&Event::Delivered { ids: vec![2] }, false, 150)
+                .await
+                .expect("journal");
+            s.record(&timed(vec![0, 1, 2]), false, 200)
+                .await
+                .expect("journal");
+            s.record(&Event::Settled { ids: vec![1] }, false, 250)
+                .await
+                .expect("journal");
+            let first = Event::MoveTasks {
+                next_id: 1,
+                tasks: vec![move_task(1, MoveStatus::Running, 0)],
+            };
+            s.record(&first, false, 300).await.expect("journal");
+            let last = Event::MoveTasks {
+                next_id: 2,
+                tasks: vec![
+                    move_task(1, MoveStatus::Completed, 5),
+                    move_task(2, MoveStatus::Running, 2),
+                ],
+            };
+            s.record(&last, true, 400).await.expect("journal");
+            s.close().await.expect("close");
+            let (s, rec) = open(&dir, 1 << 20).await;
+            assert_eq!(
+                rec.first_received,
+                [(0, 100), (2, 200)],
+                "the first timed receive of each unsettled message"
+            );
+            let deliveries: Vec<u32> = rec.messages.iter().map(|(m, _)| m.deliveries).collect();
+            assert_eq!(deliveries, [2, 2], "a timed hand-out is a delivery too");
+            let want = MoveTasks::restore(
+                2,
+                vec![
+                    move_task(1, MoveStatus::Completed, 5),
+                    move_task(2, MoveStatus::Running, 2),
+                ],
+            );
+            assert_eq!(rec.move_tasks, want, "the last record is the state");
+            assert_eq!(rec.move_tasks.running_ids(), [2]);
+            s.close().await.expect("close");
+        });
+    }
+
+    #[test]
+    fn the_last_move_task_record_outlives_reclamation() {
+        run(|| async {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("q");
+            // Small segments: each publish of ~1 KiB rolls often.
+            let (s, _) = open(&dir, 4096).await;
+            let tasks = Event::MoveTasks {
+                next_id: 4,
+                tasks: vec![move_task(4, MoveStatus::Cancelled, 1)],
+            };
+            s.record(&tasks, true, 0).await.expect("journal");
+            let mut q = Queue::new("q", QueueConfig::default());
+            let body = "x".repeat(1000);
+            for _ in 0..20 {
+                publish(&mut q, &s, &body, PublishOptions::default(), 0).await;
+            }
+            let (d, _) = q.receive(20, Holder::Pull, 0);
+            let ids = d.iter().map(|d| d.message.id).collect();
+            s.record(&Event::Settled { ids }, true, 0)
+                .await
+                .expect("journal");
+            let segments = s.log().segment_count();
+            assert!(s.reclaim(0).await.expect("reclaim") > 0);
+            assert!(s.log().segment_count() < segments, "settled segments went");
+            // Again: the copy journaled at the tail is not taken either.
+            s.reclaim(0).await.expect("reclaim");
+            s.close().await.expect("close");
+            let (s, rec) = open(&dir, 4096).await;
+            assert!(rec.messages.is_empty());
+            let want = MoveTasks::restore(4, vec![move_task(4, MoveStatus::Cancelled, 1)]);
+            assert_eq!(rec.move_tasks, want);
+            s.close().await.expect("close");
+        });
+    }
+
     #[test]
     fn live_runs_track_the_oldest_unsettled_publish() {
         let mut live = Live::default();
@@ -1076,7 +1291,7 @@ mod tests {
                 .await
                 .expect("journal");
             assert!(
-                s.reclaim().await.expect("reclaim") > 0,
+                s.reclaim(0).await.expect("reclaim") > 0,
                 "settled segments go"
             );
             let q = RefCell::new(q);
@@ -1120,7 +1335,7 @@ mod tests {
             s.record(&Event::Settled { ids }, true, 0)
                 .await
                 .expect("journal");
-            let removed = s.reclaim().await.expect("reclaim");
+            let removed = s.reclaim(0).await.expect("reclaim");
             assert!(removed > 0 && s.log().segment_count() < segments);
             s.close().await.expect("close");
             let (s, rec) = open(&dir, 4096).await;
