@@ -290,3 +290,45 @@ fn attributes_and_messages_survive_kill_9() {
     b.restart();
     boto3(&b, Wire::Query, "persist_check", &[&q, &receipt]);
 }
+
+/// Message move tasks outlive a kill -9: the finished ones stay listed, and the one that
+/// was running resumes under its handle and moves the rest, storing none twice.
+#[test]
+fn message_move_tasks_survive_kill_9_and_the_running_one_resumes() {
+    let mut b = Broker::start();
+    let q = unique("sqs-moves-kept");
+    let state = b.data_dir.join("move-task-before-kill");
+    let state = state.to_string_lossy().to_string();
+    boto3(&b, Wire::Json, "moves_persist_setup", &[&q, &state]);
+    b.kill9();
+    b.restart();
+    boto3(&b, Wire::Query, "moves_persist_check", &[&q, &state]);
+}
+
+/// ApproximateFirstReceiveTimestamp outlives a clean stop for a message still in the
+/// queue: received again after the restart, it shows the first receive's time.
+#[test]
+fn first_receive_timestamp_survives_a_restart() {
+    let mut b = Broker::start();
+    let q = unique("sqs-first-kept");
+    let state = b.data_dir.join("first-receive-before-stop");
+    let state = state.to_string_lossy().to_string();
+    boto3(&b, Wire::Json, "first_receive_persist_setup", &[&q, &state]);
+    assert!(b.stop(), "a clean stop exits 0:\n{}", b.log());
+    b.restart();
+    boto3(&b, Wire::Json, "first_receive_persist_check", &[&q, &state]);
+}
+
+/// Receive attempt ids are not kept across a restart, on purpose: leases are not, so a
+/// retry after a kill -9 receives the same messages afresh, under new receipts.
+#[test]
+fn a_receive_attempt_retried_after_kill_9_receives_afresh() {
+    let mut b = Broker::start();
+    let q = unique("sqs-attempt-kept");
+    let state = b.data_dir.join("attempt-before-kill");
+    let state = state.to_string_lossy().to_string();
+    boto3(&b, Wire::Json, "attempt_persist_setup", &[&q, &state]);
+    b.kill9();
+    b.restart();
+    boto3(&b, Wire::Json, "attempt_persist_check", &[&q, &state]);
+}

@@ -786,9 +786,9 @@ def redrive_allow_policy(endpoint):
         c.delete_queue(QueueUrl=url)
 
 
-def wait_move(c, source_arn, status, what):
+def wait_move(c, source_arn, status, what, timeout=WAIT_S):
     """Waits until the newest move task of the queue has `status`; answers it."""
-    deadline = time.monotonic() + WAIT_S
+    deadline = time.monotonic() + timeout
     while True:
         tasks = c.list_message_move_tasks(SourceArn=source_arn).get("Results", [])
         if tasks and tasks[0]["Status"] == status:
@@ -1200,6 +1200,150 @@ def persist_check(endpoint, q, receipt_file):
     wait_counts(c, fifo, (1, 0, 0), "one copy after the restart")
 
 
+def wait_moved(c, source_arn, n, what):
+    """Waits until the newest move task of the queue runs and has moved `n`; answers it."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        tasks = c.list_message_move_tasks(SourceArn=source_arn).get("Results", [])
+        if tasks and tasks[0]["Status"] == "RUNNING" \
+                and tasks[0]["ApproximateNumberOfMessagesMoved"] >= n:
+            return tasks[0]
+        assert time.monotonic() < deadline, f"{what}: tasks {tasks}, wanted {n} moved"
+        time.sleep(POLL_S)
+
+
+def send_many(c, url, prefix, n):
+    for at in range(0, n, 10):
+        c.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": f"e{i}", "MessageBody": f"{prefix}{i}"} for i in range(at, min(n, at + 10))])
+
+
+def moves_persist_setup(endpoint, q, state_file):
+    """Before a kill -9: dead-letter queue `q`-dlq (the RedrivePolicy target of `q`) and
+    three move tasks from it to `q`-to: one completed (a0..a2), one cancelled and one
+    running at one message a second (b0..b9 between them); the running one's handle and
+    ApproximateNumberOfMessagesToMove go to `state_file`."""
+    c = client(endpoint)
+    dlq_name, to_name = f"{q}-dlq", f"{q}-to"
+    dlq = create(c, dlq_name)
+    create(c, q, RedrivePolicy=json.dumps(
+        {"deadLetterTargetArn": arn(dlq_name), "maxReceiveCount": 1}))
+    create(c, to_name)
+    source, to = arn(dlq_name), arn(to_name)
+    send_many(c, dlq, "a", 3)
+    wait_counts(c, dlq, (3, 0, 0), "three in the DLQ")
+    c.start_message_move_task(SourceArn=source, DestinationArn=to)
+    wait_move(c, source, "COMPLETED", "the first move")
+    send_many(c, dlq, "b", 10)
+    wait_counts(c, dlq, (10, 0, 0), "ten more in the DLQ")
+    slow = {"SourceArn": source, "DestinationArn": to, "MaxNumberOfMessagesPerSecond": 1}
+    handle = c.start_message_move_task(**slow)["TaskHandle"]
+    wait_moved(c, source, 1, "the second move's first message")
+    c.cancel_message_move_task(TaskHandle=handle)
+    wait_move(c, source, "CANCELLED", "the cancel")
+    handle = c.start_message_move_task(**slow)["TaskHandle"]
+    task = wait_moved(c, source, 1, "the third move's first message")
+    with open(state_file, "w") as f:
+        json.dump({"handle": handle, "to_move": task["ApproximateNumberOfMessagesToMove"]}, f)
+
+
+def moves_persist_check(endpoint, q, state_file):
+    """After the restart: the three tasks are listed, newest first; the running one runs
+    on under its handle to its end; every message is in `q`-to exactly once."""
+    c = client(endpoint)
+    with open(state_file) as f:
+        state = json.load(f)
+    dlq_name, to_name = f"{q}-dlq", f"{q}-to"
+    source = arn(dlq_name)
+    tasks = c.list_message_move_tasks(SourceArn=source, MaxResults=10).get("Results", [])
+    assert [t["Status"] for t in tasks] == ["RUNNING", "CANCELLED", "COMPLETED"], tasks
+    running, cancelled, completed = tasks
+    assert running["TaskHandle"] == state["handle"], (running, state)
+    assert running["ApproximateNumberOfMessagesToMove"] == state["to_move"], (running, state)
+    assert running["MaxNumberOfMessagesPerSecond"] == 1, running
+    assert running["DestinationArn"] == arn(to_name), running
+    assert 1 <= cancelled["ApproximateNumberOfMessagesMoved"] < 10, cancelled
+    assert (completed["ApproximateNumberOfMessagesMoved"],
+            completed["ApproximateNumberOfMessagesToMove"]) == (3, 3), completed
+    # At one a second, up to 9 messages to go after the restart.
+    done = wait_move(c, source, "COMPLETED", "the resumed move", timeout=30)
+    # The count is journaled after each batch (here one message): a kill -9 may lose one.
+    moved = done["ApproximateNumberOfMessagesMoved"]
+    assert state["to_move"] - 1 <= moved <= state["to_move"], (done, state)
+    dlq = c.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+    to = c.get_queue_url(QueueName=to_name)["QueueUrl"]
+    wait_counts(c, dlq, (0, 0, 0), "the DLQ emptied")
+    wait_counts(c, to, (13, 0, 0), "13 moved, none twice")
+    got = receive_within(c, to, 13, "every message moved")
+    want = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(10)]
+    assert sorted(m["Body"] for m in got) == sorted(want), got
+    # A handle from before the restart cancels nothing once the task has ended.
+    expect_error(c, "ResourceNotFoundException", lambda: c.cancel_message_move_task(
+        TaskHandle=state["handle"]), "the handle of the ended task")
+
+
+def first_receive_persist_setup(endpoint, q, state_file):
+    """Before a restart: one message in `q`, received once with
+    ApproximateFirstReceiveTimestamp (written to `state_file`) and not deleted."""
+    c = client(endpoint)
+    url = create(c, q)
+    c.send_message(QueueUrl=url, MessageBody="stamped")
+    m = receive_within(c, url, 1, "the message", AttributeNames=[
+        "ApproximateFirstReceiveTimestamp"])[0]
+    with open(state_file, "w") as f:
+        f.write(m["Attributes"]["ApproximateFirstReceiveTimestamp"])
+
+
+def first_receive_persist_check(endpoint, q, state_file):
+    """After the restart the message is received again (its lease ended with the broker)
+    and its ApproximateFirstReceiveTimestamp is still the first receive's."""
+    c = client(endpoint)
+    with open(state_file) as f:
+        first = int(f.read())
+    url = c.get_queue_url(QueueName=q)["QueueUrl"]
+    m = receive_within(c, url, 1, "the message after the restart", AttributeNames=["All"])[0]
+    assert m["Attributes"]["ApproximateReceiveCount"] == "2", m
+    assert int(m["Attributes"]["ApproximateFirstReceiveTimestamp"]) == first, (m, first)
+    c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    wait_counts(c, url, (0, 0, 0), "after the delete")
+
+
+def attempt_persist_setup(endpoint, q, state_file):
+    """Before a kill -9: FIFO queue `q`.fifo with two messages of one group, received with
+    ReceiveRequestAttemptId `retry-me` and not deleted (ids and receipts in `state_file`)."""
+    c = client(endpoint)
+    url = c.create_queue(QueueName=f"{q}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    for body in ["g1", "g2"]:
+        fifo_send(c, url, body, "g")
+    got = receive(c, url, MaxNumberOfMessages=10, WaitTimeSeconds=2,
+                  ReceiveRequestAttemptId="retry-me")
+    assert sorted(m["Body"] for m in got) == ["g1", "g2"], got
+    with open(state_file, "w") as f:
+        json.dump({m["MessageId"]: m["ReceiptHandle"] for m in got}, f)
+
+
+def attempt_persist_check(endpoint, q, state_file):
+    """After the restart no lease is left, so the same attempt id receives afresh: the same
+    messages, delivered once more, under new receipts that delete them; the old receipts
+    are refused."""
+    c = client(endpoint)
+    with open(state_file) as f:
+        before = json.load(f)
+    url = c.get_queue_url(QueueName=f"{q}.fifo")["QueueUrl"]
+    got = receive(c, url, MaxNumberOfMessages=10, WaitTimeSeconds=5, AttributeNames=["All"],
+                  ReceiveRequestAttemptId="retry-me")
+    assert sorted(m["MessageId"] for m in got) == sorted(before), (got, before)
+    assert all(m["Attributes"]["ApproximateReceiveCount"] == "2" for m in got), got
+    assert not {m["ReceiptHandle"] for m in got} & set(before.values()), "new receipts"
+    for old in before.values():
+        expect_error(c, "ReceiptHandleIsInvalid", lambda: c.delete_message(
+            QueueUrl=url, ReceiptHandle=old), "a receipt from before the restart")
+    for m in got:
+        c.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    wait_counts(c, url, (0, 0, 0), "after the deletes")
+
+
 CASES = {f.__name__: f for f in [
     md5_vectors, queue_lifecycle, list_queues_by_prefix_and_page, queue_attributes_round_trip,
     approximate_counts, send_receive_delete_with_attributes_and_md5,
@@ -1211,7 +1355,9 @@ CASES = {f.__name__: f for f in [
     fifo_attributes_and_rules,
     fifo_queue_keeps_group_order_and_drops_duplicates,
     fifo_content_based_and_per_group_deduplication, fifo_receive_request_attempt_id, fill, consume_expect, urls_and_arns,
-    persist_setup, persist_check]}
+    persist_setup, persist_check, moves_persist_setup, moves_persist_check,
+    first_receive_persist_setup, first_receive_persist_check, attempt_persist_setup,
+    attempt_persist_check]}
 
 
 def main():
