@@ -95,7 +95,7 @@ mod seeds {
     use peregrine_shards::catalog::{Catalog, TopicConfig};
     use peregrine_shards::groups::offset_records::{encode_batch, OffsetRecord, OffsetValue};
     use peregrine_shards::queues::exchange::{BindTarget, Binding, ExchangeKind, ExchangeMeta};
-    use peregrine_shards::queues::{Event, PublishedMeta, QueueConfig};
+    use peregrine_shards::queues::{Event, MoveStatus, MoveTask, PublishedMeta, QueueConfig};
     use peregrine_shards::records::{BatchBuilder, EndTxnMarker};
     use std::path::Path;
 
@@ -320,6 +320,52 @@ mod seeds {
             "publish-deliver-deadletter-settle",
             &journal,
         );
+    }
+
+    /// A journal with the events added for durable SQS state: a timed hand-out
+    /// (first-receive times) and a queue's move tasks.
+    fn journal_timed_delivery_and_move_tasks() {
+        let meta = PublishedMeta {
+            first_id: 0,
+            lens: vec![1, 1],
+            priority: 0,
+            published_ms: 1_700_000_000_000,
+            visible_at_ms: 1_700_000_000_000,
+            expires_at_ms: None,
+            headers: Vec::new(),
+            group_id: None,
+            dedup_id: None,
+            origin: Some("move:3/7".into()),
+        };
+        let task = MoveTask {
+            id: 2,
+            status: MoveStatus::Running,
+            destination: Some("back".into()),
+            max_per_second: Some(5),
+            moved: 1,
+            to_move: 2,
+            failure: None,
+            started_ms: 1_700_000_000_000,
+        };
+        let events = [
+            Event::DeliveredTimed { ids: vec![0, 1] },
+            Event::MoveTasks {
+                next_id: 2,
+                tasks: vec![task],
+            },
+            Event::Settled { ids: vec![1] },
+        ];
+        let mut b = BatchBuilder::new(1_700_000_000_000, 256);
+        b.push(Some(&rkyv(&meta)), Some(b"ab"), 1_700_000_000_000, &[]);
+        let mut journal = b.finish().expect("publish");
+        for (i, event) in events.iter().enumerate() {
+            let mut b = BatchBuilder::new(1_700_000_000_001, 64);
+            b.push(None, Some(&rkyv(event)), 1_700_000_000_001, &[]);
+            let mut bytes = b.finish().expect("event");
+            batch::set_base_offset(&mut bytes, 1 + i as i64);
+            journal.extend_from_slice(&bytes);
+        }
+        write("queue_journal", "timed-delivery-move-tasks", &journal);
     }
 
     fn catalog() {
@@ -800,6 +846,12 @@ mod seeds {
         amqp_frames();
         amqp_headers();
         sns_deliveries();
+    }
+
+    #[test]
+    #[ignore = "writes the seed journal of the durable SQS state events into fuzz/corpus (run once, by hand)"]
+    fn write_durable_sqs_state_seed_corpora() {
+        journal_timed_delivery_and_move_tasks();
     }
 
     #[test]
