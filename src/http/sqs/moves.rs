@@ -3,7 +3,8 @@
 //!
 //! A TaskHandle names the source queue's catalog id, the task and the queue
 //! (base64url), so a cancel reaches the source's shard and a handle of a deleted and
-//! re-created queue names nothing. As in SQS, the source must be a dead-letter queue
+//! re-created queue names nothing. Tasks and their ids are journaled, so a handle
+//! still names its task after a restart (`engine::moves`). As in SQS, the source must be a dead-letter queue
 //! (some queue's RedrivePolicy names it); without DestinationArn each message goes back
 //! to the queue it was dead-lettered from.
 
