@@ -167,6 +167,24 @@ pub fn shut_down(tcp: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A second descriptor of `tcp`'s socket (close-on-exec), which another shard can adopt
+/// with `adopt_stream` once this shard has dropped `tcp` and reads and writes it no more.
+/// glommio keeps no received bytes of a stream (`TcpStream` is unbuffered) and its
+/// pending readiness polls take nothing from the socket, so nothing is lost in the move.
+pub fn duplicate(tcp: &TcpStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `tcp`, open for this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    fd.try_clone_to_owned()
+}
+
+/// Adopts a connected socket (from `duplicate` on another shard) into the current
+/// shard's reactor.
+pub fn adopt_stream(fd: std::os::fd::OwnedFd) -> TcpStream {
+    // SAFETY: the fd is a connected TCP socket we own and give up here.
+    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+}
+
 /// Adopts a bound, listening std socket into the current shard's reactor.
 pub fn adopt_listener(listener: std::net::TcpListener) -> TcpListener {
     // SAFETY: the fd comes from a live listener we own and give up here.

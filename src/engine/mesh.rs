@@ -111,6 +111,31 @@ impl<S: 'static> Router<S> {
             .acquire_permit(1)
             .await
             .map_err(|_| unavailable(shard))?;
+        self.send_job(shard, job).await
+    }
+
+    /// Runs `job` on `shard` (never this one) outside every call budget and waits for
+    /// its answer: only for work bounded by a limit of its own (a connection moved to
+    /// the shard that owns what it uses counts under `--max-connections`, and may run
+    /// for as long as the connection lives, which a budget's permit must not).
+    pub async fn run_unbudgeted<T, F, Fut>(&self, shard: u32, job: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        debug_assert_ne!(shard, self.shard_id(), "a local call needs no hop");
+        self.send_job(shard, job).await
+    }
+
+    /// Sends `job` to `shard`, where it runs as a task of its own, and waits for its
+    /// answer.
+    async fn send_job<T, F, Fut>(&self, shard: u32, job: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job<S> = Box::new(move |owner| {
             let call = async move {

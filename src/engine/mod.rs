@@ -114,6 +114,23 @@ impl Engine {
         self.shard.router.invoke(owner, class, job).await?
     }
 
+    /// Runs `work` on shard `owner` with that shard's engine (inline when that is this
+    /// shard) and returns its answer. Outside the cross-core call budgets: for a front
+    /// end that moves a connection to the shard that owns what it uses, where the
+    /// connection then lives (bounded by `--max-connections`, not by calls in flight).
+    pub async fn run_on<T, F, Fut>(&self, owner: u32, work: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Engine) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if owner == self.shard.id {
+            return Ok(work(self.clone()).await);
+        }
+        let job = move |shard: Rc<Shard>| work(Engine::new(shard));
+        self.shard.router.run_unbudgeted(owner, job).await
+    }
+
     /// The owner of a partition, counting a call that will run elsewhere.
     fn partition_owner(&self, topic: &str, partition: i32) -> Result<u32, EngineError> {
         let owner = self.owner(Object::Partition { topic, partition })?;

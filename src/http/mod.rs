@@ -30,10 +30,15 @@
 //! other request to the operator routes, exactly as before the SQS API existed (so a
 //! plain `POST /metrics` is still 405). Such an AWS request is first checked by `auth`
 //! (its SigV4 signature, which names the caller ACLs see) and refused there if it fails.
+//!
+//! Placement: a plaintext connection whose SQS request named a queue another shard owns
+//! moves to that shard after the answer, once (`handoff`), so that its next requests
+//! run where the queue lives instead of hopping there and back.
 
 pub mod auth;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handoff;
 pub mod sns;
 pub mod sqs;
 
@@ -89,23 +94,26 @@ pub fn refusal() -> Vec<u8> {
 }
 
 /// Serves one HTTP connection (keep-alive) until it closes, idles out or the shard
-/// stops.
+/// stops; on this shard, or on the shard that owns the queue it uses (`handoff`).
 pub async fn serve(engine: Engine, stream: Stream) {
-    let Some(metrics) = crate::metrics::local::registry() else {
-        tracing::error!("HTTP connection on a thread without metrics");
+    if !has_room() {
+        let answer = Answer::fatal(503, "too many HTTP connections\n");
+        let _ = write_answer(&stream, &mut Vec::new(), answer, false).await;
+        return;
+    }
+    let Some(conn) = Connection::new(engine, &stream, false) else {
         return;
     };
-    let conn = Connection {
-        engine,
-        metrics,
-        open: OPEN.with(Rc::clone),
-        tls: stream.is_tls(),
-        peer: stream.peer_addr().map(|a| a.ip()),
-        certificate: stream.principal().map(str::to_string),
-    };
-    conn.serve(stream).await
+    conn.serve(stream, Vec::with_capacity(READ_CHUNK_BYTES))
+        .await
 }
 
+/// Whether this shard may open one more HTTP connection (`CONNECTIONS_MAX`).
+fn has_room() -> bool {
+    OPEN.with(|open| open.get() < CONNECTIONS_MAX)
+}
+
+/// One HTTP connection's state, on the shard that serves it.
 struct Connection {
     engine: Engine,
     metrics: Arc<Metrics>,
@@ -115,6 +123,9 @@ struct Connection {
     peer: Option<std::net::IpAddr>,
     /// The subject of the client's verified TLS certificate (mTLS).
     certificate: Option<String>,
+    /// Came here from its accepting shard, or was refused by the shard it was offered
+    /// to: it moves no more (`handoff`).
+    moved: bool,
 }
 
 /// An answer: status, extra headers, body.
@@ -127,6 +138,8 @@ struct Answer {
     body: Vec<u8>,
     /// Close the connection after this answer.
     close: bool,
+    /// The shard that owns the queue the request named (SQS requests only).
+    queue_owner: Option<u32>,
 }
 
 impl Answer {
@@ -137,6 +150,7 @@ impl Answer {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             close: false,
+            queue_owner: None,
         }
     }
 
@@ -192,23 +206,58 @@ enum Stop {
 }
 
 impl Connection {
-    async fn serve(self, stream: Stream) {
-        if self.open.get() >= CONNECTIONS_MAX {
-            let answer = Answer::fatal(503, "too many HTTP connections\n");
-            let _ = write_answer(&stream, &mut Vec::new(), answer, false).await;
-            return;
-        }
-        self.open.set(self.open.get() + 1);
-        let mut buf = Vec::with_capacity(READ_CHUNK_BYTES);
+    /// `None` on a thread without metrics (not a shard).
+    fn new(engine: Engine, stream: &Stream, moved: bool) -> Option<Connection> {
+        let Some(metrics) = crate::metrics::local::registry() else {
+            tracing::error!("HTTP connection on a thread without metrics");
+            return None;
+        };
+        Some(Connection {
+            engine,
+            metrics,
+            open: OPEN.with(Rc::clone),
+            tls: stream.is_tls(),
+            peer: stream.peer_addr().map(|a| a.ip()),
+            certificate: stream.principal().map(str::to_string),
+            moved,
+        })
+    }
+
+    /// Serves `stream` (`buf`: bytes read from it already) until it ends here or on the
+    /// shard it moves to. The caller checked `has_room`.
+    async fn serve(mut self, mut stream: Stream, mut buf: Vec<u8>) {
         // Every answer is written from this one buffer (its head and body together).
         let mut out = Vec::with_capacity(ANSWER_BYTES_TYPICAL);
         loop {
-            let head = match self.next_request(&stream, &mut buf).await {
+            self.open.set(self.open.get() + 1);
+            let move_to = self.serve_requests(&stream, &mut buf, &mut out).await;
+            self.open.set(self.open.get() - 1);
+            let Some(owner) = move_to else {
+                return;
+            };
+            self.moved = true;
+            match handoff::move_to(&self.engine, owner, stream, buf).await {
+                handoff::Moved::Away => return,
+                handoff::Moved::Back(back, rest) => (stream, buf) = (back, rest),
+            }
+        }
+    }
+
+    /// Answers requests until the connection ends (`None`) or should move to the shard
+    /// that owns the queue its last request named (`Some(owner)`, see `handoff`).
+    async fn serve_requests(
+        &self,
+        stream: &Stream,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<u32> {
+        loop {
+            let head = match self.next_request(stream, buf).await {
                 Ok(head) => head,
-                Err(Stop::Quiet) => break,
+                Err(Stop::Quiet) => return None,
                 Err(Stop::Refuse(answer)) => {
-                    let _ = write_answer(&stream, &mut out, answer, false).await;
-                    break;
+                    let _ = write_answer(stream, out, answer, false).await;
+                    return None;
                 }
             };
             let raw_head = &buf[..head.len];
@@ -216,17 +265,25 @@ impl Connection {
             let mut answer = self.route(&head, raw_head, body).await;
             answer.close |= !head.keep_alive;
             let close = answer.close;
+            let queue_owner = answer.queue_owner;
             let head_only = head.is_head_method(raw_head);
-            if let Err(e) = write_answer(&stream, &mut out, answer, head_only).await {
+            if let Err(e) = write_answer(stream, out, answer, head_only).await {
                 tracing::debug!("HTTP write failed: {e}");
-                break;
+                return None;
             }
             buf.drain(..head.len + head.body_len);
             if close {
-                break;
+                return None;
+            }
+            if let Some(owner) = queue_owner.filter(|&owner| self.may_move_to(owner)) {
+                return Some(owner);
             }
         }
-        self.open.set(self.open.get() - 1);
+    }
+
+    /// Whether the connection should move to `owner` (see `handoff`).
+    fn may_move_to(&self, owner: u32) -> bool {
+        !self.moved && !self.tls && owner != self.engine.shard_id()
     }
 
     /// Reads until `buf` holds a whole request (head and body) and parses its head.
@@ -291,7 +348,7 @@ impl Connection {
         let target = head.target.as_ref().map(text);
         let caller = match auth::authenticate(&self.engine, &peer, method, raw_head, body) {
             Ok(caller) => caller,
-            Err(refusal) => return sqs_answer(refusal),
+            Err(refusal) => return sqs_answer(refusal, None),
         };
         let request_target = text(&head.path);
         let (path, query) = request_target
@@ -306,7 +363,7 @@ impl Connection {
                     body,
                     caller: &caller,
                 };
-                return sqs_answer(sns::serve(&self.engine, request).await);
+                return sqs_answer(sns::serve(&self.engine, request).await, None);
             }
             let request = sqs::SqsHttp {
                 protocol,
@@ -318,7 +375,8 @@ impl Connection {
                 body,
                 caller: &caller,
             };
-            return sqs_answer(sqs::serve(&self.engine, request).await);
+            let served = sqs::serve(&self.engine, request).await;
+            return sqs_answer(served.encoded, served.queue_owner);
         }
         if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
             return Answer::text(404, "not found (try /metrics, /healthz or /readyz)\n");
@@ -365,13 +423,14 @@ impl Connection {
 }
 
 /// An SQS or SNS answer (both are `aws_wire::sqs::Encoded`) as the connection writes it.
-fn sqs_answer(encoded: sqs::Encoded) -> Answer {
+fn sqs_answer(encoded: sqs::Encoded, queue_owner: Option<u32>) -> Answer {
     Answer {
         status: encoded.status,
         content_type: encoded.content_type,
         headers: encoded.headers,
         body: encoded.body,
         close: false,
+        queue_owner,
     }
 }
 

@@ -169,6 +169,30 @@ pub async fn connection<F: Future<Output = ()>>(protocol: Protocol, serve: F) {
     serve.await
 }
 
+/// A connection this shard counts as open (`connection`) that another shard serves for
+/// now: while the guard lives, this shard's gauge leaves it out (the other shard counts
+/// it, under its own `connection`).
+pub fn connection_moved_out(protocol: Protocol) -> MovedOut {
+    let metrics = SHARD.with(|s| s.get().cloned());
+    if let Some(m) = &metrics {
+        let gauge = &m.connections[protocol as usize];
+        gauge.store(gauge.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    }
+    MovedOut(metrics, protocol as usize)
+}
+
+/// See `connection_moved_out`; counts the connection here again when dropped.
+pub struct MovedOut(Option<Arc<ShardMetrics>>, usize);
+
+impl Drop for MovedOut {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            let gauge = &m.connections[self.1];
+            gauge.store(gauge.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The traffic counters of a partition that exists on this shard.
 fn partition(topic: &str, partition: i32) -> Option<Rc<PartitionTraffic>> {
     let index = usize::try_from(partition).ok()?;

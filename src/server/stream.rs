@@ -119,6 +119,37 @@ impl Stream {
         })))
     }
 
+    /// Gives up a plaintext connection so that another shard can serve it
+    /// (`Stream::adopt` there): its socket as a descriptor of its own, this shard's
+    /// closed. Refused, and the stream given back, for a TLS connection (its session
+    /// lives here) or while another handle to the stream is alive (a reader or writer
+    /// task of its own could still use it).
+    pub fn detach(self) -> Result<Detached, (Stream, std::io::Error)> {
+        if self.is_tls() {
+            let refused = std::io::Error::other("a TLS connection stays on its shard");
+            return Err((self, refused));
+        }
+        let conn = match Rc::try_unwrap(self.0) {
+            Ok(conn) => conn,
+            Err(shared) => {
+                let refused = std::io::Error::other("the connection has other handles");
+                return Err((Stream(shared), refused));
+            }
+        };
+        // No other handle: nothing else can borrow the socket.
+        let duplicated = crate::runtime::duplicate(&conn.tcp.borrow());
+        match duplicated {
+            // `conn` (this shard's descriptor and its pending polls) is dropped here.
+            Ok(fd) => Ok(Detached(fd)),
+            Err(e) => Err((Stream(Rc::new(conn)), e)),
+        }
+    }
+
+    /// Serves, on this shard, a connection another shard detached.
+    pub fn adopt(detached: Detached) -> Stream {
+        Stream::plain(crate::runtime::adopt_stream(detached.0))
+    }
+
     /// The peer's address as text, for logs (empty when the socket does not know it).
     pub fn peer(&self) -> String {
         self.0.peer.map(|a| a.to_string()).unwrap_or_default()
@@ -324,6 +355,11 @@ impl Tls {
         }
     }
 }
+
+/// A plaintext connection on its way to another shard (`Stream::detach`, `Stream::adopt`):
+/// owned by no shard until adopted; dropped unadopted, the connection is closed.
+#[derive(Debug)]
+pub struct Detached(std::os::fd::OwnedFd);
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -111,8 +111,15 @@ pub fn accepts(
     ((method == "POST" && form) || action_in_query).then_some(Protocol::Query)
 }
 
+/// An SQS request's answer, and the shard that owns the queue it named (if it named one
+/// that exists): the HTTP connection may move there (`http::handoff`).
+pub struct Served {
+    pub encoded: Encoded,
+    pub queue_owner: Option<u32>,
+}
+
 /// Answers one SQS request.
-pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
+pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Served {
     let request_id = request_id(engine);
     let protocol = req.protocol;
     let ctx = Ctx {
@@ -121,6 +128,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
         host: req.host,
         tls: req.tls,
         counted: Cell::new(false),
+        queue_owner: Cell::new(None),
     };
     let decoded = match protocol {
         Protocol::Json => sqs::decode(protocol, req.target, req.query, req.body),
@@ -146,7 +154,7 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
         }
         Err(e) => Err(e),
     };
-    match outcome {
+    let encoded = match outcome {
         Ok(response) => sqs::encode(protocol, &response, &request_id),
         Err(e) => {
             // Errors the engine raised were counted by their engine kind already.
@@ -155,6 +163,10 @@ pub async fn serve(engine: &Engine, req: SqsHttp<'_>) -> Encoded {
             }
             sqs::encode_error(protocol, &e, &request_id)
         }
+    };
+    Served {
+        encoded,
+        queue_owner: ctx.queue_owner.get(),
     }
 }
 
@@ -218,6 +230,8 @@ struct Ctx<'a> {
     tls: bool,
     /// This request's error is in `errors_total` already (an engine error).
     counted: Cell<bool>,
+    /// The shard that owns the queue the request named (`meta` found it).
+    queue_owner: Cell<Option<u32>>,
 }
 
 impl Ctx<'_> {
@@ -243,12 +257,15 @@ impl Ctx<'_> {
     /// A queue's catalog entry, or QueueDoesNotExist (counted by `serve` as the engine's
     /// UnknownQueue, as when an engine call finds it missing).
     fn meta(&self, name: &str) -> Result<QueueMeta, WireError> {
-        self.engine.queue_meta(name).ok_or_else(|| {
+        let meta = self.engine.queue_meta(name).ok_or_else(|| {
             WireError::new(
                 ErrorCode::QueueDoesNotExist,
                 format!("The specified queue {name} does not exist."),
             )
-        })
+        })?;
+        self.queue_owner
+            .set(Some(meta.owner(self.engine.shard_count())));
+        Ok(meta)
     }
 
     /// An engine error as SQS's, counted once by its engine kind.
