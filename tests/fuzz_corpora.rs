@@ -374,6 +374,7 @@ mod seeds {
             retention_ms: Some(60_000),
             retention_bytes: None,
             segment_bytes: 1 << 20,
+            max_message_bytes: None,
         };
         let catalog = Catalog::default()
             .with_topic("orders", config, 2, 1_700_000_000_000)

@@ -296,7 +296,8 @@ fn altered_configs_are_described_and_survive_a_restart() {
     );
     assert_eq!(done, Value::Null);
     let expected = json!({"retention.ms": "3600000", "retention.bytes": "-1",
-                          "segment.bytes": "1048576", "cleanup.policy": "delete"});
+                          "segment.bytes": "1048576", "cleanup.policy": "delete",
+                          "max.message.bytes": "1048588"});
     assert_eq!(c.described(SUPER_USER, "orders"), expected);
     let native = c.broker.client().topic("orders").expect("topic");
     assert_eq!(
@@ -321,7 +322,7 @@ fn bad_configs_are_refused_and_change_nothing() {
     let before = c.described(SUPER_USER, "orders");
     let refused = |ops: &[(&str, &str, &str)]| c.incremental(SUPER_USER, ("topic", "orders"), ops);
     assert_eq!(
-        refused(&[("max.message.bytes", "set", "1024")]),
+        refused(&[("min.insync.replicas", "set", "2")]),
         "INVALID_CONFIG"
     );
     assert_eq!(
@@ -338,6 +339,10 @@ fn bad_configs_are_refused_and_change_nothing() {
     );
     assert_eq!(
         refused(&[("segment.bytes", "set", "1000")]),
+        "INVALID_CONFIG"
+    );
+    assert_eq!(
+        refused(&[("max.message.bytes", "set", "-1")]),
         "INVALID_CONFIG"
     );
     assert_eq!(
@@ -706,4 +711,120 @@ fn describe_groups_reports_the_operations_the_acls_allow() {
     assert_eq!(ops("alice"), json!(["DESCRIBE"]));
     c.grant(&[allow("group", "g", "User:alice", "read")]);
     assert_eq!(ops("alice"), json!(["DESCRIBE", "READ"]));
+}
+
+/// The delivery reports of a producer: the first one's outcome.
+#[derive(Default)]
+struct FirstDelivery(std::sync::Mutex<Option<Result<(), rdkafka::types::RDKafkaErrorCode>>>);
+
+impl rdkafka::ClientContext for FirstDelivery {}
+
+impl rdkafka::producer::ProducerContext for FirstDelivery {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e
+                .rdkafka_error_code()
+                .unwrap_or(rdkafka::types::RDKafkaErrorCode::Fail)),
+        };
+        let mut first = self.0.lock().expect("lock");
+        first.get_or_insert(outcome);
+    }
+}
+
+/// Sends one record of `bytes` through a fresh producer and waits for its delivery
+/// report: `Ok` or the broker's error code.
+fn produce_one(
+    c: &Cluster,
+    topic: &str,
+    bytes: usize,
+) -> Result<(), rdkafka::types::RDKafkaErrorCode> {
+    let producer: BaseProducer<FirstDelivery> = c
+        .config(SUPER_USER)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        // The client's own bound stays out of the way: the broker decides.
+        .set("message.max.bytes", "4000000")
+        .create_with_context(FirstDelivery::default())
+        .expect("producer");
+    let payload = vec![b'm'; bytes];
+    producer
+        .send(BaseRecord::<(), _>::to(topic).payload(&payload))
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        producer.poll(Duration::from_millis(100));
+        if let Some(outcome) = *producer.context().0.lock().expect("lock") {
+            return outcome;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery report for {bytes} bytes"
+        );
+    }
+}
+
+/// A native produce of one record of `bytes` to partition 0: `Ok` or the error code.
+fn native_produce(
+    c: &Cluster,
+    topic: &str,
+    bytes: usize,
+) -> Result<(), Option<peregrine::native::messages::ErrorCode>> {
+    let record = peregrine::client::records::OutRecord {
+        key: None,
+        value: bytes::Bytes::from(vec![b'n'; bytes]),
+        timestamp_ms: 1,
+    };
+    let batch = peregrine::client::records::encode_batch(&[record]).expect("encode");
+    let mut client = c.broker.client();
+    client
+        .produce(topic, 0, peregrine::native::messages::Acks::Leader, &batch)
+        .map(|_| ())
+        .map_err(|e| e.code())
+}
+
+#[test]
+fn a_topics_max_message_bytes_bounds_its_batches_for_every_producer() {
+    use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
+    let mut c = Cluster::plain(&[]);
+    c.create_topic("small", 1, &[("max.message.bytes", "4096")]);
+    assert_eq!(c.rdkafka_configs("small")["max.message.bytes"], "4096");
+    assert_eq!(produce_one(&c, "small", 1000), Ok(()));
+    assert_eq!(produce_one(&c, "small", 8000), Err(MessageSizeTooLarge));
+    // The engine holds the bound for every front end, the native protocol's too.
+    assert_eq!(native_produce(&c, "small", 1000), Ok(()));
+    assert_eq!(
+        native_produce(&c, "small", 8000),
+        Err(Some(
+            peregrine::native::messages::ErrorCode::MessageTooLarge
+        ))
+    );
+
+    // Above the broker's message.max.bytes (1048588), as Kafka allows a topic.
+    let done = c.incremental(
+        SUPER_USER,
+        ("topic", "small"),
+        &[("max.message.bytes", "set", "3000000")],
+    );
+    assert_eq!(done, Value::Null);
+    assert_eq!(produce_one(&c, "small", 2_000_000), Ok(()));
+    // Durable, as the topic's other settings (kill -9, new ports).
+    c.broker.restart();
+    assert_eq!(c.rdkafka_configs("small")["max.message.bytes"], "3000000");
+    // Deleted: back to the broker's default, which refuses the same record.
+    let done = c.incremental(
+        SUPER_USER,
+        ("topic", "small"),
+        &[("max.message.bytes", "delete", "")],
+    );
+    assert_eq!(done, Value::Null);
+    assert_eq!(c.rdkafka_configs("small")["max.message.bytes"], "1048588");
+    assert_eq!(
+        produce_one(&c, "small", 2_000_000),
+        Err(MessageSizeTooLarge)
+    );
+    // Exactly what was acknowledged is in the log.
+    assert_eq!(c.watermarks("small"), (0, 3));
 }

@@ -47,6 +47,10 @@ pub struct TopicConfig {
     pub retention_ms: Option<i64>,
     pub retention_bytes: Option<u64>,
     pub segment_bytes: u64,
+    /// Largest record batch a producer may write (Kafka's `max.message.bytes`); `None`:
+    /// the broker's default. Absent from catalogs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_bytes: Option<u32>,
 }
 
 /// The settings of a live topic that may change (Kafka's AlterConfigs); the partition
@@ -59,6 +63,8 @@ pub struct TopicSettings {
     /// `None`: no size bound (Kafka's -1).
     pub retention_bytes: Option<u64>,
     pub segment_bytes: u64,
+    /// `None`: the broker's default.
+    pub max_message_bytes: Option<u32>,
 }
 
 impl TopicConfig {
@@ -67,6 +73,7 @@ impl TopicConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             segment_bytes: self.segment_bytes,
+            max_message_bytes: self.max_message_bytes,
         }
     }
 }
@@ -79,6 +86,7 @@ pub struct TopicSettingsChange {
     pub retention_ms: Option<Option<i64>>,
     pub retention_bytes: Option<Option<u64>>,
     pub segment_bytes: Option<u64>,
+    pub max_message_bytes: Option<Option<u32>>,
 }
 
 impl TopicSettingsChange {
@@ -88,6 +96,7 @@ impl TopicSettingsChange {
             retention_ms: Some(settings.retention_ms),
             retention_bytes: Some(settings.retention_bytes),
             segment_bytes: Some(settings.segment_bytes),
+            max_message_bytes: Some(settings.max_message_bytes),
         }
     }
 
@@ -96,6 +105,7 @@ impl TopicSettingsChange {
             retention_ms: self.retention_ms.unwrap_or(current.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(current.retention_bytes),
             segment_bytes: self.segment_bytes.unwrap_or(current.segment_bytes),
+            max_message_bytes: self.max_message_bytes.unwrap_or(current.max_message_bytes),
         }
     }
 }
@@ -360,6 +370,7 @@ impl Catalog {
             meta.config.retention_ms = settings.retention_ms;
             meta.config.retention_bytes = settings.retention_bytes;
             meta.config.segment_bytes = settings.segment_bytes;
+            meta.config.max_message_bytes = settings.max_message_bytes;
         }
         Ok((Some(next), settings))
     }
@@ -905,7 +916,32 @@ mod tests {
             retention_ms: None,
             retention_bytes: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            max_message_bytes: None,
         }
+    }
+
+    #[test]
+    fn a_topics_max_message_bytes_persists_and_an_older_catalog_loads_without_it() {
+        let mut bounded = config(1);
+        bounded.max_message_bytes = Some(4096);
+        let cat = Catalog::default()
+            .with_topic("t", bounded, 1, 0)
+            .expect("valid");
+        assert_eq!(reencoded(&cat), Ok(cat.clone()));
+        let mut json: serde_json::Value = serde_json::to_value(&cat).expect("encodes");
+        let fields = json["topics"]["t"]["config"]
+            .as_object_mut()
+            .expect("an object");
+        assert!(
+            fields.remove("max_message_bytes").is_some(),
+            "written when set"
+        );
+        let old = Catalog::decode(&serde_json::to_vec(&json).expect("encodes")).expect("loads");
+        assert_eq!(
+            old.topics["t"].config,
+            config(1),
+            "the broker's default applies"
+        );
     }
 
     #[test]
@@ -923,6 +959,7 @@ mod tests {
             retention_ms: Some(60_000),
             retention_bytes: Some(1 << 20),
             segment_bytes: SEGMENT_BYTES_MIN,
+            max_message_bytes: Some(2048),
         };
         let (next, settings) = cat
             .with_topic_settings("t", &TopicSettingsChange::all(shorter))

@@ -81,6 +81,7 @@ pub fn backing_config() -> TopicConfig {
         retention_ms: Some(BACKING_RETENTION_MS),
         retention_bytes: None,
         segment_bytes: BACKING_SEGMENT_BYTES,
+        max_message_bytes: None,
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn declare(conn: &Conn, name: &str, args: &FieldTable) -> Result<(), A
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
+        max_message_bytes: None,
     };
     if let Some(bytes) = args.inner().get("x-max-length-bytes").and_then(int) {
         config.retention_bytes = u64::try_from(bytes).ok();

@@ -32,6 +32,7 @@ pub fn topic_info(meta: &TopicMeta, nshards: u32) -> TopicInfo {
         retention_ms: meta.config.retention_ms,
         retention_bytes: meta.config.retention_bytes,
         segment_bytes: meta.config.segment_bytes,
+        max_message_bytes: meta.config.max_message_bytes,
     }
 }
 
@@ -582,6 +583,7 @@ mod tests {
             retention_ms: None,
             retention_bytes: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            max_message_bytes: None,
         }
     }
 

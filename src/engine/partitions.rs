@@ -42,6 +42,21 @@ pub async fn produce(
             "produce request carries no record batch".into(),
         ));
     }
+    // The topic's own bound (Kafka's max.message.bytes) holds for every front end; the
+    // broker-wide default is the Kafka front end's (`--kafka-message-max-bytes`).
+    if let Some(max) = shard
+        .catalog()
+        .topic(topic)
+        .ok()
+        .and_then(|t| t.config.max_message_bytes)
+    {
+        if payload.len() > max as usize {
+            return Err(EngineError::MessageTooLarge(format!(
+                "{} bytes of records, more than the topic's max.message.bytes ({max})",
+                payload.len()
+            )));
+        }
+    }
     let appended = log.append(payload).inspect_err(|e| {
         tracing::debug!(topic, partition, "produce refused: {e}");
     })?;

@@ -393,6 +393,7 @@ fn one_partition() -> TopicConfig {
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
+        max_message_bytes: None,
     }
 }
 

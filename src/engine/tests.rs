@@ -250,6 +250,7 @@ fn fetch_results_carry_the_stable_offset_and_no_aborted_ranges_yet() {
             retention_ms: None,
             retention_bytes: None,
             segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
+            max_message_bytes: None,
         };
         engine.create_topic("t", topic).await.expect("create");
         let mut builder = peregrine_shards::records::BatchBuilder::new(1, 64);
@@ -974,6 +975,7 @@ fn one_topic(partitions: i32) -> TopicConfig {
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: peregrine_shards::catalog::SEGMENT_BYTES_DEFAULT,
+        max_message_bytes: None,
     }
 }
 

@@ -105,6 +105,8 @@ pub struct TopicInfo {
     pub retention_ms: Option<i64>,
     pub retention_bytes: Option<u64>,
     pub segment_bytes: u64,
+    /// Kafka's `max.message.bytes`; `None`: the broker's default.
+    pub max_message_bytes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,6 +61,7 @@ fn spec_of(topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
         retention_ms: settings.retention_ms,
         retention_bytes: settings.retention_bytes,
         segment_bytes: settings.segment_bytes,
+        max_message_bytes: settings.max_message_bytes,
     };
     Ok(spec)
 }

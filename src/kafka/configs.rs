@@ -35,6 +35,7 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "retention.bytes",
     "segment.bytes",
     "cleanup.policy",
+    "max.message.bytes",
 ];
 
 /// Resource types of the config APIs.
@@ -45,6 +46,7 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 /// Config types (DescribeConfigs v3+).
 const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 /// IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
@@ -68,6 +70,7 @@ pub fn default_settings() -> TopicSettings {
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: SEGMENT_BYTES_DEFAULT,
+        max_message_bytes: None,
     }
 }
 
@@ -124,6 +127,21 @@ pub fn set(change: &mut TopicSettingsChange, name: &str, value: &str) -> Result<
             change.segment_bytes = Some(bytes);
         }
         "cleanup.policy" => check_cleanup(&policies(value))?,
+        "max.message.bytes" => {
+            // Kafka's range: an int of at least 0.
+            let bytes = value
+                .trim()
+                .parse::<i32>()
+                .ok()
+                .and_then(|n| u32::try_from(n).ok());
+            let bytes = bytes.ok_or_else(|| {
+                invalid_config(format!(
+                    "{name}={value}: expected a number of bytes from 0 to {}",
+                    i32::MAX
+                ))
+            })?;
+            change.max_message_bytes = Some(Some(bytes));
+        }
         _ => return Err(unknown_key(name)),
     }
     Ok(())
@@ -136,6 +154,7 @@ fn reset(change: &mut TopicSettingsChange, name: &str) -> Result<(), Refusal> {
         "retention.ms" => change.retention_ms = Some(defaults.retention_ms),
         "retention.bytes" => change.retention_bytes = Some(defaults.retention_bytes),
         "segment.bytes" => change.segment_bytes = Some(defaults.segment_bytes),
+        "max.message.bytes" => change.max_message_bytes = Some(defaults.max_message_bytes),
         "cleanup.policy" => {}
         _ => return Err(unknown_key(name)),
     }
@@ -196,7 +215,8 @@ fn check_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), Refusal>
 }
 
 /// A topic's configs as Kafka names them: (name, value, set on the topic, type).
-fn topic_configs(t: &TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
+/// `broker_max`: the broker's `message.max.bytes`, a topic's default.
+fn topic_configs(t: &TopicInfo, broker_max: u32) -> Vec<(&'static str, String, bool, i8)> {
     vec![
         (
             "retention.ms",
@@ -221,6 +241,12 @@ fn topic_configs(t: &TopicInfo) -> Vec<(&'static str, String, bool, i8)> {
             CLEANUP_DELETE.to_string(),
             false,
             TYPE_STRING,
+        ),
+        (
+            "max.message.bytes",
+            t.max_message_bytes.unwrap_or(broker_max).to_string(),
+            t.max_message_bytes.is_some(),
+            TYPE_INT,
         ),
     ]
 }
@@ -254,7 +280,8 @@ pub async fn describe_configs(
         let outcome = match (resource.resource_type, &topics, refused) {
             (_, _, Err(refusal)) => Err(refusal),
             (RESOURCE_TOPIC, Ok(all), Ok(())) => {
-                find_topic(all, &resource.resource_name).map(topic_configs)
+                let broker_max = ctx.engine.config().kafka_message_max_bytes;
+                find_topic(all, &resource.resource_name).map(|t| topic_configs(t, broker_max))
             }
             (RESOURCE_TOPIC, Err(refusal), Ok(())) => Err(refusal.clone()),
             // No broker-level settings are exposed as Kafka configs yet.
@@ -345,6 +372,7 @@ async fn alter(ctx: &Ctx, a: Alteration<'_>, validate_only: bool) -> Result<(), 
             retention_ms: current.retention_ms,
             retention_bytes: current.retention_bytes,
             segment_bytes: current.segment_bytes,
+            max_message_bytes: current.max_message_bytes,
         });
         return settings
             .validate()

@@ -45,6 +45,7 @@ pub async fn auto_create(ctx: &Ctx, name: &str) -> bool {
         retention_ms: None,
         retention_bytes: None,
         segment_bytes: SEGMENT_BYTES_DEFAULT,
+        max_message_bytes: None,
     };
     match ctx.engine.create_topic(name, config).await {
         Ok(()) => true,

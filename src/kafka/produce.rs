@@ -23,7 +23,7 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
         -1 => Ok(Acks::Durable),
         other => Err(other),
     };
-    let max_batch = ctx.engine.config().kafka_message_max_bytes as usize;
+    let broker_max = ctx.engine.config().kafka_message_max_bytes;
     let txn_refused = match &req.transactional_id {
         Some(id) => acls::check_transactional_id(ctx, Op::Write, id.0.as_str()).err(),
         None => None,
@@ -50,6 +50,12 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
         if ctx.engine.config().auto_create_topics && acls::may_create_topic(ctx, &name) {
             ensure_topic(ctx, &name).await;
         }
+        // The topic's max.message.bytes replaces the broker's message.max.bytes, as in
+        // Kafka (it may be larger); checked here before the batch is copied.
+        let max_batch = ctx
+            .engine
+            .topic_max_message_bytes(&name)
+            .unwrap_or(broker_max) as usize;
         // Partitions run concurrently, on their own shards.
         let tasks: Vec<_> = topic
             .partition_data
@@ -70,7 +76,7 @@ pub async fn produce(ctx: &Rc<Ctx>, req: ProduceRequest, version: i16) -> Option
                         (_, Some(records)) if records.len() > max_batch => Err((
                             ResponseError::MessageTooLarge.code(),
                             format!(
-                                "{} bytes of records, more than message.max.bytes ({max_batch})",
+                                "{} bytes of records, more than max.message.bytes ({max_batch})",
                                 records.len()
                             ),
                         )),

@@ -51,6 +51,7 @@ pub fn topic_config(spec: &wire::TopicSpec) -> e::TopicConfig {
         retention_ms: spec.retention_ms,
         retention_bytes: spec.retention_bytes,
         segment_bytes: spec.segment_bytes.unwrap_or(SEGMENT_BYTES_DEFAULT),
+        max_message_bytes: None,
     }
 }
 
