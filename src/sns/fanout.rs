@@ -293,7 +293,7 @@ impl Worker {
             let Some(current) = self.meta() else {
                 break;
             };
-            self.send_confirmations(&current.meta);
+            self.send_confirmations(&current.meta).await;
             match self.step(cursor).await {
                 Ok(next) => {
                     backoff = RETRY_MIN;
@@ -591,11 +591,12 @@ impl Worker {
             url,
             tls,
             headers: targets::http_headers(&d, "Notification"),
-            body: d.body(),
+            body: d.body().await,
             policy,
             stop: self.stop.clone(),
             dead_letter: d
                 .dead_letter(&self.engine.config().sqs)
+                .await
                 .map(|letter| (self.engine.clone(), letter)),
         };
         let pending = self.pending.clone();
@@ -618,7 +619,7 @@ impl Worker {
 
     /// Sends the SubscriptionConfirmation of each http subscription still pending that
     /// this run has not sent yet.
-    fn send_confirmations(&mut self, meta: &SnsTopicMeta) {
+    async fn send_confirmations(&mut self, meta: &SnsTopicMeta) {
         for sub in meta.subscriptions.values() {
             let Some(token) = sub.token.as_deref() else {
                 continue;
@@ -647,7 +648,7 @@ impl Worker {
             };
             let version = signing::version_of(meta);
             let text = envelope::confirmation_string_to_sign(&confirmation);
-            let value = self.signer.sign(version, &text);
+            let value = self.signer.sign(version, &text).await;
             let signature = Signature {
                 version,
                 value: &value,
@@ -738,7 +739,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                     "sns topic {}: the message at {} not delivered to subscription {}: {why}",
                     ctx.meta.name, job.offset, job.sub.id
                 ));
-                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs) {
+                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs).await {
                     dead_letter(&ctx.engine, protocol, letter)
                         .await
                         .map_err(|why| (job.offset, why))?;

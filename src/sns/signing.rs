@@ -19,10 +19,14 @@
 //! the SDKs' validators do) never holds a stale one after the key changes.
 //!
 //! RSA is RustCrypto's `rsa` 0.10 (constant-time arithmetic: the Marvin timing leak of
-//! 0.9 is fixed). A private-key operation costs far more CPU than the rest of a
-//! delivery, so the fan-out signs each distinct string once (`Signer`'s memo): a message
-//! fanned out to many subscriptions with the same Message is signed once (the string to
-//! sign leaves out the UnsubscribeURL, the one per-subscription field).
+//! 0.9 is fixed). A signature costs about 3.4 ms of CPU (benches/RESULTS.md), far more
+//! than the rest of a delivery, so it runs on the shard's blocking thread, not on the
+//! shard's executor (which would stall every other task for as long), and the fan-out
+//! signs each distinct string once (`Signer`'s memo): a message fanned out to many
+//! subscriptions with the same Message is signed once (the string to sign leaves out the
+//! UnsubscribeURL, the one per-subscription field). The blocking thread is the one the
+//! shard's few blocking file calls use too: a burst of distinct messages to sign delays
+//! those by as long.
 
 use peregrine_aws_wire::sns::envelope::SignatureVersion;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -200,20 +204,22 @@ impl Signer {
     }
 
     /// The base64 signature of `text` with `version`'s hash (empty, logged, if signing
-    /// failed, which a key that loaded does not).
-    pub fn sign(&self, version: SignatureVersion, text: &str) -> Arc<str> {
-        let Some(key) = &self.key else {
+    /// failed, which a key that loaded does not), made on the shard's blocking thread.
+    pub async fn sign(&self, version: SignatureVersion, text: &str) -> Arc<str> {
+        let Some(key) = self.key.clone() else {
             return Arc::from("");
         };
         let digest = match version {
             SignatureVersion::V1 => Sha1::digest(text.as_bytes()).to_vec(),
             SignatureVersion::V2 => Sha256::digest(text.as_bytes()).to_vec(),
         };
-        let memo_key = (version, digest);
-        if let Some(hit) = self.memo.borrow().get(&memo_key) {
-            return hit.clone();
+        let hit = self.memo.borrow().get(&(version, digest.clone())).cloned();
+        if let Some(hit) = hit {
+            return hit;
         }
-        let signature: Arc<str> = match key.sign_digest(version, &memo_key.1) {
+        let to_sign = digest.clone();
+        let signed = crate::runtime::blocking(move || key.sign_digest(version, &to_sign)).await;
+        let signature: Arc<str> = match signed {
             Ok(s) => Arc::from(s),
             Err(e) => {
                 tracing::error!("signing an SNS message: {e}");
@@ -224,7 +230,7 @@ impl Signer {
         if memo.len() >= MEMO_MAX {
             memo.clear();
         }
-        memo.insert(memo_key, signature.clone());
+        memo.insert((version, digest), signature.clone());
         signature
     }
 }
@@ -328,14 +334,21 @@ mod tests {
             .cert_url()
             .starts_with("https://127.0.0.1:1/SimpleNotificationService-"));
         let key = SigningKey::load(dir.path(), None).expect("loaded");
-        for version in [SignatureVersion::V1, SignatureVersion::V2] {
-            let signature = signer.sign(version, "Message\nhi\n");
-            assert!(verifies(&key, version, "Message\nhi\n", &signature));
-            assert!(!verifies(&key, version, "Message\nho\n", &signature));
-            assert_eq!(signer.sign(version, "Message\nhi\n"), signature, "memo");
-        }
-        let v1 = signer.sign(SignatureVersion::V1, "x");
-        assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
+        // Signing runs on the blocking thread of a glommio executor.
+        let executor = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                for version in [SignatureVersion::V1, SignatureVersion::V2] {
+                    let signature = signer.sign(version, "Message\nhi\n").await;
+                    assert!(verifies(&key, version, "Message\nhi\n", &signature));
+                    assert!(!verifies(&key, version, "Message\nho\n", &signature));
+                    let again = signer.sign(version, "Message\nhi\n").await;
+                    assert_eq!(again, signature, "memo");
+                }
+                let v1 = signer.sign(SignatureVersion::V1, "x").await;
+                assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
+            })
+            .expect("executor");
+        executor.join().expect("signed");
     }
 
     #[test]
@@ -355,5 +368,32 @@ mod tests {
         assert!(e.is_some_and(|e| e.contains("not of this key")));
         let swapped = (file(&a, CERT_FILE), file(&a, KEY_FILE));
         assert!(SigningKey::load(Path::new("/nonexistent"), Some(&swapped)).is_err());
+    }
+
+    /// Not a check: what one signature costs (benches/RESULTS.md). Run with
+    /// `cargo test --lib sns::signing::tests::signing_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn signing_cost() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = SigningKey::load(dir.path(), None).expect("made");
+        for round in 1..=5 {
+            for version in [SignatureVersion::V1, SignatureVersion::V2] {
+                let started = std::time::Instant::now();
+                for i in 0..100u32 {
+                    let digest = Sha256::digest(i.to_le_bytes());
+                    let digest = match version {
+                        SignatureVersion::V1 => &digest[..20],
+                        SignatureVersion::V2 => &digest[..],
+                    };
+                    key.sign_digest(version, digest).expect("signed");
+                }
+                let us = started.elapsed().as_micros() / 100;
+                println!(
+                    "round {round} SignatureVersion {}: {us} µs a signature",
+                    version.name()
+                );
+            }
+        }
     }
 }

@@ -79,7 +79,7 @@ impl Delivery<'_> {
     /// Notification document (with the attributes in it), signed with the topic's
     /// SignatureVersion. A structured message (`MessageStructure=json`) gives the
     /// subscription its protocol's member.
-    pub fn body(&self) -> String {
+    pub async fn body(&self) -> String {
         let message = self.stored.message_for(&self.sub.protocol);
         if self.raw() {
             return message.into_owned();
@@ -104,7 +104,8 @@ impl Delivery<'_> {
         let version = signing::version_of(self.topic);
         let value = self
             .signer
-            .sign(version, &envelope::notification_string_to_sign(&note));
+            .sign(version, &envelope::notification_string_to_sign(&note))
+            .await;
         let signature = Signature {
             version,
             value: &value,
@@ -136,7 +137,7 @@ pub struct DeadLetter {
 impl Delivery<'_> {
     /// Where this delivery goes when it fails for good; `None` when its subscription
     /// has no dead-letter queue (of this broker) in its RedrivePolicy.
-    pub fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
+    pub async fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
         let policy = self.sub.attributes.get("RedrivePolicy")?;
         let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
         let arn = policy.get("deadLetterTargetArn")?.as_str()?;
@@ -155,7 +156,7 @@ impl Delivery<'_> {
         Some(DeadLetter {
             queue: queue.to_string(),
             spec,
-            body: Bytes::from(self.body()),
+            body: Bytes::from(self.body().await),
         })
     }
 }
@@ -231,7 +232,7 @@ pub async fn to_queue(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         origin: Some(d.origin()),
         ..PublishSpec::default()
     };
-    let body = Bytes::from(d.body());
+    let body = Bytes::from(d.body().await);
     engine
         .publish(queue, spec, body)
         .await
@@ -277,7 +278,7 @@ pub async fn to_kafka(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
         .collect();
-    let body = d.body();
+    let body = d.body().await;
     let now = crate::time::now_ms();
     let mut builder = BatchBuilder::new(now, body.len() + 256);
     let key = d.stored.group_id.as_deref().map(str::as_bytes);
@@ -366,9 +367,10 @@ mod tests {
             base_url: "http://127.0.0.1:1",
             signer: &signer,
         };
-        assert_eq!(delivery(&raw).body(), "hello");
-        let doc: serde_json::Value =
-            serde_json::from_str(&delivery(&wrapped).body()).expect("json");
+        // No key here: nothing runs on a blocking thread, no executor is needed.
+        let body = |d: Delivery<'_>| futures_lite::future::block_on(async move { d.body().await });
+        assert_eq!(body(delivery(&raw)), "hello");
+        let doc: serde_json::Value = serde_json::from_str(&body(delivery(&wrapped))).expect("json");
         assert_eq!(doc["Type"], "Notification");
         assert_eq!(doc["Message"], "hello");
         assert_eq!(doc["MessageId"], sns_message_id(7, 3));
