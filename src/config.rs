@@ -161,7 +161,8 @@ impl Default for TransactionLimits {
 /// How the SQS API names this broker (`--sqs-region`, `--sqs-account-id`): in queue
 /// URLs (`http://host/{account_id}/{queue}`) and ARNs
 /// (`arn:aws:sqs:{region}:{account_id}:{queue}`); and what SNS trusts beyond the
-/// system's CAs when it delivers to https endpoints (`--sns-https-ca`).
+/// system's CAs when it delivers to https endpoints (`--sns-https-ca`), and the key SNS
+/// signs its messages with (`--sns-signing-key`, `--sns-signing-cert`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsSettings {
     pub region: String,
@@ -169,6 +170,13 @@ pub struct SqsSettings {
     pub account_id: String,
     /// PEM files of CA certificates an https SNS endpoint's certificate may chain to.
     pub sns_https_ca: Vec<std::path::PathBuf>,
+    /// `--sns-signing-key` and `--sns-signing-cert` (PEM files); None: the data
+    /// directory's key, made at the first start (`sns::signing`).
+    pub sns_signing_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The SNS signing key, loaded when the broker starts (before the shards). None
+    /// only in configurations no start loaded (unit tests): their envelopes carry
+    /// empty signatures.
+    pub sns_signing: Option<std::sync::Arc<crate::sns::signing::SigningKey>>,
 }
 
 impl SqsSettings {
@@ -204,6 +212,8 @@ impl Default for SqsSettings {
             region: Self::REGION_DEFAULT.to_string(),
             account_id: Self::ACCOUNT_ID_DEFAULT.to_string(),
             sns_https_ca: Vec::new(),
+            sns_signing_files: None,
+            sns_signing: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! boto3 running typical Amazon SNS programs against the real broker's HTTP listener,
 //! changed only in `endpoint_url`: topics fanned out to SQS queues (raw and enveloped),
 //! filter policies, batches, HTTP endpoints with confirmation and retries, a Kafka topic
-//! as a target, and the fan-out surviving kill -9. The programs are the functions of
+//! as a target, the fan-out surviving kill -9, and signed envelopes verified by AWS's own
+//! validator (npm `sns-validator`, run by the script with node). The programs are the functions of
 //! tests/sns/boto3_cases.py, one per case (SNS has one wire protocol, the query protocol);
 //! this file starts brokers, runs the script, and drives what a script cannot do alone
 //! (flags, kill -9 and restart, an engine topic for the Kafka target).
@@ -11,8 +12,9 @@
 
 mod common;
 use common::pki::{arg, Pki};
-use common::scripts::{finish, python};
+use common::scripts::{finish, node_modules, python};
 use common::{shared_broker, unique, Broker};
+use rsa::sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -85,6 +87,7 @@ case!(http_failures_go_to_the_dead_letter_queue);
 case!(message_structure_json_sends_each_protocol_its_own);
 case!(authenticate_on_unsubscribe_refuses_the_unsigned_link);
 case!(errors);
+case!(signature_version_attribute);
 
 /// A subscription whose endpoint is an engine topic: the Notification is a record there,
 /// read back by confluent-kafka.
@@ -106,6 +109,118 @@ fn https_subscription_trusts_only_its_cas() {
     let b = Broker::start_with(&["--sns-https-ca", arg(&trusted.ca())]);
     let files = [&cert, &key, &other_cert, &other_key].map(|p| arg(p));
     boto3(&b, "https_subscription", &files);
+}
+
+/// A broker with an HTTPS listener (SigningCertURL points there: verifiers fetch
+/// certificates over https only) whose certificate chains to `pki`'s CA.
+fn https_broker(pki: &Pki, extra: &[&str]) -> Broker {
+    let (cert, key) = pki.server();
+    let mut args = vec![
+        "--tls-cert",
+        arg(&cert),
+        "--tls-key",
+        arg(&key),
+        "--http-tls-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Broker::start_with(&args)
+}
+
+/// The `certificate HEX` line `signed_envelopes` prints: the SHA-256 of the PEM it
+/// fetched from SigningCertURL.
+fn certificate_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("certificate "))
+        .unwrap_or_else(|| panic!("no certificate line in:\n{out}"))
+        .to_string()
+}
+
+/// Confirmations and Notifications (at an HTTP endpoint and in a queue) verify with npm
+/// `sns-validator` against the certificate at SigningCertURL, for SignatureVersion 1 and
+/// 2, and tampered copies do not; after a restart the broker signs with the same key it
+/// made at its first start (the same certificate, and new messages verify).
+#[test]
+fn envelopes_verify_with_the_brokers_key_across_a_restart() {
+    let pki = Pki::new("sns signing test CA");
+    let mut b = https_broker(&pki, &[]);
+    let (modules, ca) = (node_modules(), pki.ca());
+    let before = certificate_of(&boto3(&b, "signed_envelopes", &[&modules, arg(&ca)]));
+    let on_disk = std::fs::read(b.data_dir.join("meta/sns-signing-cert.pem")).expect("cert file");
+    b.restart();
+    let after = certificate_of(&boto3(&b, "signed_envelopes", &[&modules, arg(&ca)]));
+    assert_eq!(
+        before, after,
+        "the signing certificate changed across the restart"
+    );
+    let kept = std::fs::read(b.data_dir.join("meta/sns-signing-cert.pem")).expect("cert file");
+    assert_eq!(on_disk, kept);
+}
+
+/// `--sns-signing-key` and `--sns-signing-cert`: the operator's pair signs, and its
+/// certificate is the one served at SigningCertURL; a key and a certificate that are not
+/// one pair stop the start.
+#[test]
+fn a_given_signing_key_signs_and_a_mismatched_pair_is_refused() {
+    let pki = Pki::new("sns signing test CA");
+    // A pair made by a broker of its own (RSA; rcgen here makes ECDSA keys only).
+    let mut maker = Broker::start();
+    maker.stop();
+    let (key, cert) = (
+        maker.data_dir.join("meta/sns-signing-key.pem"),
+        maker.data_dir.join("meta/sns-signing-cert.pem"),
+    );
+    let b = https_broker(
+        &pki,
+        &[
+            "--sns-signing-key",
+            arg(&key),
+            "--sns-signing-cert",
+            arg(&cert),
+        ],
+    );
+    let (modules, ca) = (node_modules(), pki.ca());
+    let served = certificate_of(&boto3(&b, "signed_envelopes", &[&modules, arg(&ca)]));
+    let given = std::fs::read(&cert).expect("cert");
+    assert_eq!(
+        served,
+        hex::encode(Sha256::digest(&given)),
+        "SigningCertURL serves it"
+    );
+    assert!(
+        !b.data_dir.join("meta/sns-signing-key.pem").exists(),
+        "a given key leaves the data directory alone"
+    );
+    let other = Broker::start();
+    let other_cert = other.data_dir.join("meta/sns-signing-cert.pem");
+    let dir = tempfile::tempdir().expect("dir");
+    let child = Command::new(common::BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--native-addr",
+            "127.0.0.1:0",
+            "--kafka-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
+        .args([
+            "--sns-signing-key",
+            arg(&key),
+            "--sns-signing-cert",
+            arg(&other_cert),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the broker");
+    let (status, out) = finish(child, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()) && out.contains("not of this key"),
+        "a mismatched pair must stop the start ({status:?}):\n{out}"
+    );
 }
 
 /// `--sqs-region` and `--sqs-account-id` shape topic and subscription ARNs too.

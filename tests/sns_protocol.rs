@@ -258,3 +258,41 @@ fn sns_requests_are_counted_by_action() {
         "the missing topic is not counted\n{page}"
     );
 }
+
+/// The SNS signing certificate is served, unsigned and without a token, at the path its
+/// fingerprint names (`/SimpleNotificationService-{first 16 bytes of its SHA-256}.pem`);
+/// it is the data directory's; other methods get 405 and another `.pem` path 404.
+#[test]
+fn the_signing_certificate_is_served_at_its_fingerprint_path() {
+    use rsa::sha2::{Digest, Sha256};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let b = Broker::start();
+    let pem = std::fs::read(b.data_dir.join("meta/sns-signing-cert.pem")).expect("cert file");
+    let der = CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
+    let path = format!(
+        "/SimpleNotificationService-{}.pem",
+        hex::encode(&Sha256::digest(&der[..])[..16])
+    );
+    let a = get(&b.http_addr, &path);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.head.contains("content-type: application/x-pem-file"),
+        "{}",
+        a.head
+    );
+    assert_eq!(
+        a.body.as_bytes(),
+        &pem[..],
+        "the data directory's certificate"
+    );
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(parse(&exchange(&b.http_addr, raw.as_bytes())).status, 405);
+    let other = get(
+        &b.http_addr,
+        "/SimpleNotificationService-00000000000000000000000000000000.pem",
+    );
+    assert_eq!(other.status, 404, "{}", other.body);
+}

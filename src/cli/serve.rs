@@ -100,6 +100,15 @@ pub struct ServeArgs {
     /// the system's trusted CAs (repeat for more files).
     #[arg(long, value_name = "PATH")]
     pub sns_https_ca: Vec<std::path::PathBuf>,
+    /// The RSA private key (PEM, PKCS#8 or PKCS#1) SNS signs its messages with, given
+    /// with --sns-signing-cert, its certificate (PEM), which the HTTP listeners serve as
+    /// SigningCertURL. Default: a key made at the first start and kept in the data
+    /// directory (meta/sns-signing-key.pem, meta/sns-signing-cert.pem).
+    #[arg(long, value_name = "PATH", requires = "sns_signing_cert")]
+    pub sns_signing_key: Option<PathBuf>,
+    /// The certificate of --sns-signing-key (PEM).
+    #[arg(long, value_name = "PATH", requires = "sns_signing_key")]
+    pub sns_signing_cert: Option<PathBuf>,
     /// Require an AWS Signature V4 on every SQS and SNS request, by a --http-access-key
     /// key or a user's access key (refused: MissingAuthenticationToken,
     /// InvalidClientTokenId, SignatureDoesNotMatch). Off by default: unsigned requests
@@ -394,6 +403,9 @@ fn sqs_settings(args: &ServeArgs) -> Result<config::SqsSettings, String> {
     if !args.sns_https_ca.is_empty() {
         crate::sns::trust::client_config(&args.sns_https_ca)?;
         sqs.sns_https_ca = args.sns_https_ca.clone();
+    }
+    if let (Some(key), Some(cert)) = (&args.sns_signing_key, &args.sns_signing_cert) {
+        sqs.sns_signing_files = Some((key.clone(), cert.clone()));
     }
     Ok(sqs)
 }

@@ -1,5 +1,6 @@
 //! The HTTP front end (`serve --http-addr`): the operator's `/metrics`, `/healthz` and
-//! `/readyz`, and the SQS and SNS APIs (`sqs`, `sns`).
+//! `/readyz`, the SQS and SNS APIs (`sqs`, `sns`), and the certificate SNS messages are
+//! signed with (`GET` of its `SigningCertURL` path, `sns::signing`; open, as SNS's).
 //!
 //! Every shard listens on the HTTP address (SO_REUSEPORT, as for the other protocols),
 //! and any shard can answer any route: the metrics of every shard are atomics and
@@ -378,13 +379,22 @@ impl Connection {
             let served = sqs::serve(&self.engine, request).await;
             return sqs_answer(served.encoded, served.queue_owner);
         }
-        if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+        let signing = self.engine.config().sqs.sns_signing.as_deref();
+        let certificate = signing.filter(|key| key.cert_path() == path);
+        if certificate.is_none() && !matches!(path, "/metrics" | "/healthz" | "/readyz") {
             return Answer::text(404, "not found (try /metrics, /healthz or /readyz)\n");
         }
         if method != "GET" && method != "HEAD" {
             return Answer {
                 headers: vec![("Allow", "GET, HEAD".to_string())],
                 ..Answer::text(405, "method not allowed\n")
+            };
+        }
+        if let Some(key) = certificate {
+            return Answer {
+                content_type: crate::sns::signing::CERT_CONTENT_TYPE,
+                body: key.cert_pem().as_bytes().to_vec(),
+                ..Answer::text(200, "")
             };
         }
         match path {

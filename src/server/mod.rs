@@ -20,6 +20,7 @@ use crate::engine::start::EngineStart;
 use crate::engine::Engine;
 use crate::runtime;
 use crate::shutdown::{ProcessShutdown, ShardShutdown};
+use crate::sns::signing::SigningKey;
 use peregrine_shards::catalog::Catalog;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -65,6 +66,8 @@ pub enum ServeError {
     Shard(String),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("SNS signing key: {0}")]
+    SnsSigning(String),
 }
 
 /// The protocol a listener speaks.
@@ -106,6 +109,9 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(dir_err(&config.data_dir))?;
     let data_dir = config.data_dir.clone();
     let catalog = Arc::new(Catalog::load(&data_dir.join("meta").join("topics.json"))?);
+    let signing = SigningKey::load(&data_dir, config.sqs.sns_signing_files.as_ref())
+        .map_err(ServeError::SnsSigning)?;
+    config.sqs.sns_signing = Some(Arc::new(signing));
     let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
     let native = listeners::bind_shared(config.native_addr, config.shards)
         .map_err(listen_err(config.native_addr.to_string()))?;
@@ -533,6 +539,8 @@ fn bind_tls(
     }
     if let Some(addr) = tls.http_addr {
         let (bound, ls) = shared(addr)?;
+        // SNS's SigningCertURL names the port it listens on, also when asked for port 0.
+        tls.http_addr = Some(bound);
         ready += &format!(" http_tls={bound}");
         add(Protocol::Http, ls);
     }

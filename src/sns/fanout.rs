@@ -16,12 +16,13 @@
 //! both live in the shard's background task queue.
 
 use super::http_delivery::{self, RetryPolicy, Url};
+use super::signing::{self, Signer};
 use super::targets::{self, DeadLetter, Delivery, Failure};
 use super::trust;
 use crate::engine::{CommitEntry, Engine, EngineError, FetchArgs, Object, OffsetSpec};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
 use crate::runtime;
-use peregrine_aws_wire::sns::envelope;
+use peregrine_aws_wire::sns::envelope::{self, Confirmation, Signature};
 use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
 use peregrine_aws_wire::sns::record::Stored;
 use std::cell::{Cell, RefCell};
@@ -200,6 +201,7 @@ struct Worker {
     stop: Rc<Cell<bool>>,
     topic_arn: String,
     base_url: String,
+    signer: Rc<Signer>,
     filters: HashMap<String, Filter>,
     pending: Rc<Pending>,
     /// HTTP subscriptions whose confirmation this run has sent.
@@ -224,6 +226,10 @@ impl Worker {
     fn new(engine: Engine, name: String, id: u64, stop: Rc<Cell<bool>>) -> Worker {
         let topic_arn = engine.config().sqs.topic_arn(&name);
         let base_url = base_url(engine.config().http_addr);
+        let signer = Signer::new(
+            engine.config().sqs.sns_signing.clone(),
+            &cert_base_url(engine.config()),
+        );
         Worker {
             log: peregrine_shards::sns::backing_topic(id),
             engine,
@@ -232,6 +238,7 @@ impl Worker {
             stop,
             topic_arn,
             base_url,
+            signer: Rc::new(signer),
             filters: HashMap::new(),
             pending: Rc::new(Pending::default()),
             confirmations_sent: HashSet::new(),
@@ -286,7 +293,7 @@ impl Worker {
             let Some(current) = self.meta() else {
                 break;
             };
-            self.send_confirmations(&current.meta);
+            self.send_confirmations(&current.meta).await;
             match self.step(cursor).await {
                 Ok(next) => {
                     backoff = RETRY_MIN;
@@ -473,6 +480,7 @@ impl Worker {
             log_id,
             topic_arn: self.topic_arn.clone(),
             base_url: self.base_url.clone(),
+            signer: self.signer.clone(),
             limit: glommio::sync::Semaphore::new(DELIVERIES_IN_FLIGHT),
         });
         let mut tasks = Vec::with_capacity(lanes.len());
@@ -573,6 +581,7 @@ impl Worker {
             offset,
             stored,
             base_url: &self.base_url,
+            signer: &self.signer,
         };
         let policy = RetryPolicy::of(
             sub.attributes.get("DeliveryPolicy").map(String::as_str),
@@ -582,11 +591,12 @@ impl Worker {
             url,
             tls,
             headers: targets::http_headers(&d, "Notification"),
-            body: d.body(),
+            body: d.body().await,
             policy,
             stop: self.stop.clone(),
             dead_letter: d
                 .dead_letter(&self.engine.config().sqs)
+                .await
                 .map(|letter| (self.engine.clone(), letter)),
         };
         let pending = self.pending.clone();
@@ -609,7 +619,7 @@ impl Worker {
 
     /// Sends the SubscriptionConfirmation of each http subscription still pending that
     /// this run has not sent yet.
-    fn send_confirmations(&mut self, meta: &SnsTopicMeta) {
+    async fn send_confirmations(&mut self, meta: &SnsTopicMeta) {
         for sub in meta.subscriptions.values() {
             let Some(token) = sub.token.as_deref() else {
                 continue;
@@ -629,14 +639,22 @@ impl Worker {
             let message_id = peregrine_aws_wire::sqs::receipt::uuid(
                 u128::from(self.id) << 64 | u128::from(crc32c::crc32c(sub.id.as_bytes())),
             );
-            let now = crate::time::now_ms();
-            let body = envelope::subscription_confirmation(
-                &self.topic_arn,
+            let confirmation = Confirmation {
+                topic_arn: &self.topic_arn,
                 token,
-                &subscribe_url,
-                &message_id,
-                now,
-            );
+                subscribe_url: &subscribe_url,
+                message_id: &message_id,
+                timestamp_ms: crate::time::now_ms(),
+            };
+            let version = signing::version_of(meta);
+            let text = envelope::confirmation_string_to_sign(&confirmation);
+            let value = self.signer.sign(version, &text).await;
+            let signature = Signature {
+                version,
+                value: &value,
+                cert_url: self.signer.cert_url(),
+            };
+            let body = envelope::subscription_confirmation(&confirmation, &signature);
             let post = HttpPost {
                 url,
                 tls,
@@ -681,6 +699,7 @@ struct LaneContext {
     log_id: u64,
     topic_arn: String,
     base_url: String,
+    signer: Rc<Signer>,
     limit: glommio::sync::Semaphore,
 }
 
@@ -702,6 +721,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
             offset: job.offset,
             stored: &job.stored,
             base_url: &ctx.base_url,
+            signer: &ctx.signer,
         };
         let sent = match job.sub.protocol.as_str() {
             "sqs" => targets::to_queue(&ctx.engine, &d).await,
@@ -719,7 +739,7 @@ async fn run_lane(ctx: Rc<LaneContext>, lane: Vec<Job>) -> Result<(), (i64, Stri
                     "sns topic {}: the message at {} not delivered to subscription {}: {why}",
                     ctx.meta.name, job.offset, job.sub.id
                 ));
-                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs) {
+                if let Some(letter) = d.dead_letter(&ctx.engine.config().sqs).await {
                     dead_letter(&ctx.engine, protocol, letter)
                         .await
                         .map_err(|why| (job.offset, why))?;
@@ -832,13 +852,28 @@ fn warn_limited(what: std::fmt::Arguments<'_>) -> bool {
 
 /// `http://host:port` of the HTTP listener as a client on this host reaches it.
 fn base_url(addr: SocketAddr) -> String {
+    format!("http://{}", host_port(addr))
+}
+
+/// Where SigningCertURL points: the HTTPS listener (`--http-tls-addr`) when there is
+/// one, since verifiers fetch certificates over HTTPS only (as SNS's are), else the
+/// HTTP listener.
+fn cert_base_url(config: &crate::config::ServerConfig) -> String {
+    match config.tls.as_ref().and_then(|t| t.http_addr) {
+        Some(addr) => format!("https://{}", host_port(addr)),
+        None => base_url(config.http_addr),
+    }
+}
+
+/// `host:port` of a listener's address as a client on this host reaches it.
+fn host_port(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         ip => ip.to_string(),
     };
-    format!("http://{ip}:{}", addr.port())
+    format!("{ip}:{}", addr.port())
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@
 //! `exchanges::publish_once` does for dead letters). HTTP endpoints may get a message
 //! twice (SNS is at-least-once there too).
 
+use super::signing::{self, Signer};
 use crate::config::SqsSettings;
 use crate::engine::{
     sns_message_id, sns_sequence_number, Acks, Engine, EngineError, PublishSpec, SnsSubscription,
     SnsTopicMeta,
 };
 use bytes::{Bytes, BytesMut};
-use peregrine_aws_wire::sns::envelope::{self, Notification};
+use peregrine_aws_wire::sns::envelope::{self, Notification, Signature};
 use peregrine_aws_wire::sns::record::{self, Stored};
 use peregrine_aws_wire::sqs::attributes::to_headers;
 use peregrine_aws_wire::sqs::fifo;
@@ -49,6 +50,8 @@ pub struct Delivery<'a> {
     pub stored: &'a Stored,
     /// `http://host:port` of this broker's HTTP listener, for the envelope's URLs.
     pub base_url: &'a str,
+    /// Signs the envelope.
+    pub signer: &'a Signer,
 }
 
 impl Delivery<'_> {
@@ -73,9 +76,10 @@ impl Delivery<'_> {
     }
 
     /// What the subscription receives: the message itself when raw, else the
-    /// Notification document (with the attributes in it). A structured message
-    /// (`MessageStructure=json`) gives the subscription its protocol's member.
-    pub fn body(&self) -> String {
+    /// Notification document (with the attributes in it), signed with the topic's
+    /// SignatureVersion. A structured message (`MessageStructure=json`) gives the
+    /// subscription its protocol's member.
+    pub async fn body(&self) -> String {
         let message = self.stored.message_for(&self.sub.protocol);
         if self.raw() {
             return message.into_owned();
@@ -87,7 +91,7 @@ impl Delivery<'_> {
             self.base_url,
             query_escape(&self.subscription_arn())
         );
-        envelope::notification(&Notification {
+        let note = Notification {
             message_id: &message_id,
             sequence_number: sequence.as_deref(),
             topic_arn: self.topic_arn,
@@ -96,7 +100,18 @@ impl Delivery<'_> {
             timestamp_ms: self.stored.published_ms,
             unsubscribe_url: &unsubscribe,
             attributes: &self.stored.attributes,
-        })
+        };
+        let version = signing::version_of(self.topic);
+        let value = self
+            .signer
+            .sign(version, &envelope::notification_string_to_sign(&note))
+            .await;
+        let signature = Signature {
+            version,
+            value: &value,
+            cert_url: self.signer.cert_url(),
+        };
+        envelope::notification(&note, &signature)
     }
 
     /// Raw deliveries carry the attributes as the target's own (SQS message
@@ -122,7 +137,7 @@ pub struct DeadLetter {
 impl Delivery<'_> {
     /// Where this delivery goes when it fails for good; `None` when its subscription
     /// has no dead-letter queue (of this broker) in its RedrivePolicy.
-    pub fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
+    pub async fn dead_letter(&self, settings: &SqsSettings) -> Option<DeadLetter> {
         let policy = self.sub.attributes.get("RedrivePolicy")?;
         let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
         let arn = policy.get("deadLetterTargetArn")?.as_str()?;
@@ -141,7 +156,7 @@ impl Delivery<'_> {
         Some(DeadLetter {
             queue: queue.to_string(),
             spec,
-            body: Bytes::from(self.body()),
+            body: Bytes::from(self.body().await),
         })
     }
 }
@@ -217,7 +232,7 @@ pub async fn to_queue(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         origin: Some(d.origin()),
         ..PublishSpec::default()
     };
-    let body = Bytes::from(d.body());
+    let body = Bytes::from(d.body().await);
     engine
         .publish(queue, spec, body)
         .await
@@ -263,7 +278,7 @@ pub async fn to_kafka(engine: &Engine, d: &Delivery<'_>) -> Result<(), Failure> 
         .iter()
         .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
         .collect();
-    let body = d.body();
+    let body = d.body().await;
     let now = crate::time::now_ms();
     let mut builder = BatchBuilder::new(now, body.len() + 256);
     let key = d.stored.group_id.as_deref().map(str::as_bytes);
@@ -340,6 +355,7 @@ mod tests {
         );
         let arn = SqsSettings::default().topic_arn("t");
         let (raw, wrapped) = (sub(true), sub(false));
+        let signer = Signer::new(None, "http://127.0.0.1:1");
         let delivery = |sub| Delivery {
             topic: &topic,
             topic_arn: &arn,
@@ -349,13 +365,16 @@ mod tests {
             offset: 3,
             stored: &stored,
             base_url: "http://127.0.0.1:1",
+            signer: &signer,
         };
-        assert_eq!(delivery(&raw).body(), "hello");
-        let doc: serde_json::Value =
-            serde_json::from_str(&delivery(&wrapped).body()).expect("json");
+        // No key here: nothing runs on a blocking thread, no executor is needed.
+        let body = |d: Delivery<'_>| futures_lite::future::block_on(async move { d.body().await });
+        assert_eq!(body(delivery(&raw)), "hello");
+        let doc: serde_json::Value = serde_json::from_str(&body(delivery(&wrapped))).expect("json");
         assert_eq!(doc["Type"], "Notification");
         assert_eq!(doc["Message"], "hello");
         assert_eq!(doc["MessageId"], sns_message_id(7, 3));
+        assert_eq!(doc["SignatureVersion"], "1", "SNS's default");
         assert_eq!(doc["TopicArn"], "arn:aws:sns:us-east-1:000000000000:t");
         let unsubscribe = doc["UnsubscribeURL"].as_str().expect("url");
         assert!(unsubscribe

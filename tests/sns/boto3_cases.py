@@ -20,10 +20,13 @@ tests/sns_boto3.rs runs these against Peregrine.
 """
 
 import base64
+import hashlib
 import http.server
 import json
 import re
+import os
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -187,12 +190,13 @@ def envelope(m):
     return body
 
 
-def check_envelope(body, arn, message_id, message):
+def check_envelope(body, arn, message_id, message, version="1"):
     assert body["MessageId"] == message_id, body
     assert body["TopicArn"] == arn, body
     assert body["Message"] == message, body
     assert TIMESTAMP.match(body["Timestamp"]), body
-    assert body["SignatureVersion"] == "1", body
+    assert body["SignatureVersion"] == version, body
+    assert body["Signature"] and body["SigningCertURL"].endswith(".pem"), body
     assert "UnsubscribeURL" in body, body
 
 
@@ -994,6 +998,95 @@ def region_and_account(endpoint):
     sqs.delete_queue(QueueUrl=url)
 
 
+# 7. Signatures ----------------------------------------------------------------------------
+
+VALIDATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "validate.js")
+
+
+def validate(messages, node_modules, ca):
+    """What npm sns-validator says of each message: `valid` or `invalid: REASON`. It fetches
+    each SigningCertURL over https, trusting the test CA; the host pattern admits the
+    broker's address (SNS's default admits only sns.REGION.amazonaws.com)."""
+    env = dict(os.environ, NODE_PATH=node_modules, NODE_EXTRA_CA_CERTS=ca)
+    run = subprocess.run(["node", VALIDATOR, r"^127\.0\.0\.1:\d+$"],
+                         input=json.dumps(messages), capture_output=True, text=True,
+                         env=env, timeout=WAIT_S * 3)
+    assert run.returncode == 0, f"node {VALIDATOR} exited {run.returncode}: {run.stderr}"
+    return run.stdout.splitlines()
+
+
+def signed_envelopes(endpoint, node_modules, ca):
+    """Every envelope carries the broker's signature: a SubscriptionConfirmation and a
+    Notification at an HTTP endpoint, and the Notification a queue holds, verify with AWS's
+    validator against the certificate it fetches from SigningCertURL, for SignatureVersion 1
+    (the default) and 2 (set at CreateTopic); a tampered copy does not verify. Prints the
+    certificate's SHA-256 (`certificate HEX`) for a comparison across a restart."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    server = Endpoint()
+    certificates = set()
+    for version in ("1", "2"):
+        attributes = {"SignatureVersion": "2"} if version == "2" else {}
+        arn = sns.create_topic(Name=name("signed", "v" + version),
+                               Attributes=attributes)["TopicArn"]
+        got = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+        assert got["SignatureVersion"] == version, got
+        path = "/signed-v" + version
+        sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + path)
+        _, _, body, _ = server.wait("the confirmation", kind_is(path, "SubscriptionConfirmation"))[0]
+        confirmation = json.loads(body)
+        sns.confirm_subscription(TopicArn=arn, Token=confirmation["Token"])
+        q = name("signed", "q" + version)
+        url = make_queue(sqs, q)
+        subscribe_queue(sns, arn, q)
+        message_id = sns.publish(TopicArn=arn, Message="signed \u00e9\n\"line\"",
+                                 Subject="s")["MessageId"]
+        _, _, body, _ = server.wait("the Notification", kind_is(path, "Notification"))[0]
+        note = json.loads(body)
+        check_envelope(note, arn, message_id, "signed \u00e9\n\"line\"", version)
+        queued = envelope(receive_within(sqs, url, 1, "the queued Notification")[0])
+        check_envelope(queued, arn, message_id, "signed \u00e9\n\"line\"", version)
+        for doc in (confirmation, note, queued):
+            assert doc["SignatureVersion"] == version and doc["Signature"], doc
+            assert doc["SigningCertURL"] == note["SigningCertURL"], doc
+        tampered = [dict(note, Message="forged"), dict(confirmation, Token="00" * 32),
+                    dict(note, SignatureVersion="1" if version == "2" else "2")]
+        verdicts = validate([confirmation, note, queued] + tampered, node_modules, ca)
+        invalid = "invalid: The message signature is invalid."
+        assert verdicts == ["valid"] * 3 + [invalid] * 3, (version, verdicts)
+        context = ssl.create_default_context(cafile=ca)
+        with urllib.request.urlopen(note["SigningCertURL"], timeout=WAIT_S,
+                                    context=context) as r:
+            pem = r.read()
+        assert pem.startswith(b"-----BEGIN CERTIFICATE-----"), pem
+        certificates.add(hashlib.sha256(pem).hexdigest())
+        sns.delete_topic(TopicArn=arn)
+        sqs.delete_queue(QueueUrl=url)
+    assert len(certificates) == 1, certificates
+    expect_error(sns, "InvalidParameter", lambda: sns.set_topic_attributes(
+        TopicArn=sns.create_topic(Name=name("signed", "bad"))["TopicArn"],
+        AttributeName="SignatureVersion", AttributeValue="3"), "SignatureVersion 3")
+    server.server.shutdown()
+    print("certificate", certificates.pop(), flush=True)
+
+
+def signature_version_attribute(endpoint):
+    """SignatureVersion is 1 unless set; SetTopicAttributes sets it (1 or 2) and an empty
+    value puts back the default."""
+    sns = sns_client(endpoint)
+    arn = sns.create_topic(Name=name("sigversion", "t"))["TopicArn"]
+    get = lambda: sns.get_topic_attributes(TopicArn=arn)["Attributes"]["SignatureVersion"]
+    assert get() == "1"
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="SignatureVersion", AttributeValue="2")
+    assert get() == "2"
+    for bad in ("3", "SHA256"):
+        expect_error(sns, "InvalidParameter", lambda: sns.set_topic_attributes(
+            TopicArn=arn, AttributeName="SignatureVersion", AttributeValue=bad), bad)
+    assert get() == "2"
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="SignatureVersion", AttributeValue="")
+    assert get() == "1"
+    sns.delete_topic(TopicArn=arn)
+
+
 CASES = {f.__name__: f for f in [
     topic_lifecycle, list_topics_in_pages, order_events_fan_out, filter_policies,
     publish_batch_answers_each_entry, fifo_topic_to_fifo_queue, unsubscribe_stops_deliveries,
@@ -1002,7 +1095,7 @@ CASES = {f.__name__: f for f in [
     https_subscription, message_structure_json_sends_each_protocol_its_own,
     authenticate_on_unsubscribe_refuses_the_unsigned_link,
     kafka_subscription, durable_setup,
-    durable_check, errors, region_and_account]}
+    durable_check, errors, region_and_account, signed_envelopes, signature_version_attribute]}
 
 
 def main():

@@ -2,15 +2,57 @@
 //! receives as its message) and a `SubscriptionConfirmation` (what an HTTP endpoint
 //! receives on Subscribe). Keys come in SNS's order.
 //!
-//! Neither carries `Signature` or `SigningCertURL`: they would be signed with AWS's
-//! certificate, which this broker cannot do, and a fake signature would make a
-//! verifying client fail anyway. `SignatureVersion` is "1" as SNS writes it; a client
-//! that verifies signatures must be told not to (e.g. the SDKs' message validators).
+//! Both are signed as SNS signs them: `SignatureVersion` ("1": SHA1withRSA, "2":
+//! SHA256withRSA, the topic's attribute), `Signature` (base64 RSASSA-PKCS1-v1_5) and
+//! `SigningCertURL` (where the PEM certificate of the signing key is served). The key is
+//! the broker's own (`src/sns/signing.rs` keeps it), not AWS's: a verifier must be told to
+//! trust the broker's certificate host (e.g. the SDKs' validators' host pattern) in place
+//! of `sns.<region>.amazonaws.com`. This module writes the string to sign
+//! (`notification_string_to_sign`, `confirmation_string_to_sign`: AWS's documented
+//! canonical form) and the documents around a signature computed by the caller.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::model::{AttributeValue, MessageAttribute};
+
+/// SNS's message signature versions: the topic attribute `SignatureVersion`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SignatureVersion {
+    /// "1": SHA1withRSA, SNS's default.
+    #[default]
+    V1,
+    /// "2": SHA256withRSA.
+    V2,
+}
+
+impl SignatureVersion {
+    /// The attribute's and the document's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureVersion::V1 => "1",
+            SignatureVersion::V2 => "2",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SignatureVersion> {
+        match name {
+            "1" => Some(SignatureVersion::V1),
+            "2" => Some(SignatureVersion::V2),
+            _ => None,
+        }
+    }
+}
+
+/// The signature fields of one document.
+#[derive(Debug, Clone, Copy)]
+pub struct Signature<'a> {
+    pub version: SignatureVersion,
+    /// Base64 of the RSASSA-PKCS1-v1_5 signature of the document's string to sign.
+    pub value: &'a str,
+    /// Where the signing key's PEM certificate is served.
+    pub cert_url: &'a str,
+}
 
 /// One message as delivered to one subscription.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +70,26 @@ pub struct Notification<'a> {
     pub attributes: &'a [MessageAttribute],
 }
 
-/// The Notification document.
-pub fn notification(n: &Notification<'_>) -> String {
+/// What a Notification's signature covers, in AWS's canonical form: `Key\nValue\n` for
+/// Message, MessageId, Subject (only when present), Timestamp, TopicArn and Type, in that
+/// order. The UnsubscribeURL and the attributes are not covered (as in SNS), so one
+/// signature serves every subscription a message reaches with the same Message.
+pub fn notification_string_to_sign(n: &Notification<'_>) -> String {
+    let timestamp = timestamp(n.timestamp_ms);
+    let mut out = String::with_capacity(n.message.len() + 256);
+    canonical(&mut out, "Message", n.message);
+    canonical(&mut out, "MessageId", n.message_id);
+    if let Some(subject) = n.subject {
+        canonical(&mut out, "Subject", subject);
+    }
+    canonical(&mut out, "Timestamp", &timestamp);
+    canonical(&mut out, "TopicArn", n.topic_arn);
+    canonical(&mut out, "Type", "Notification");
+    out
+}
+
+/// The Notification document, signed with `signature`.
+pub fn notification(n: &Notification<'_>, signature: &Signature<'_>) -> String {
     let mut doc = Doc::default();
     doc.field("Type", "Notification");
     doc.field("MessageId", n.message_id);
@@ -42,7 +102,7 @@ pub fn notification(n: &Notification<'_>) -> String {
     }
     doc.field("Message", n.message);
     doc.field("Timestamp", &timestamp(n.timestamp_ms));
-    doc.field("SignatureVersion", "1");
+    doc.signature(signature);
     doc.field("UnsubscribeURL", n.unsubscribe_url);
     if !n.attributes.is_empty() {
         let mut attrs = Doc::default();
@@ -61,27 +121,60 @@ pub fn notification(n: &Notification<'_>) -> String {
     doc.finish()
 }
 
-/// The SubscriptionConfirmation document an HTTP endpoint gets on Subscribe.
-pub fn subscription_confirmation(
-    topic_arn: &str,
-    token: &str,
-    subscribe_url: &str,
-    message_id: &str,
-    timestamp_ms: i64,
-) -> String {
+/// The SubscriptionConfirmation an HTTP endpoint gets on Subscribe.
+#[derive(Debug, Clone, Copy)]
+pub struct Confirmation<'a> {
+    pub topic_arn: &'a str,
+    pub token: &'a str,
+    pub subscribe_url: &'a str,
+    pub message_id: &'a str,
+    pub timestamp_ms: i64,
+}
+
+impl Confirmation<'_> {
+    fn message(&self) -> String {
+        format!(
+            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+            self.topic_arn
+        )
+    }
+}
+
+/// What a confirmation's signature covers, in AWS's canonical form: Message, MessageId,
+/// SubscribeURL, Timestamp, Token, TopicArn and Type (an UnsubscribeConfirmation, which
+/// this broker does not send, would be signed over the same keys).
+pub fn confirmation_string_to_sign(c: &Confirmation<'_>) -> String {
+    let mut out = String::with_capacity(512);
+    canonical(&mut out, "Message", &c.message());
+    canonical(&mut out, "MessageId", c.message_id);
+    canonical(&mut out, "SubscribeURL", c.subscribe_url);
+    canonical(&mut out, "Timestamp", &timestamp(c.timestamp_ms));
+    canonical(&mut out, "Token", c.token);
+    canonical(&mut out, "TopicArn", c.topic_arn);
+    canonical(&mut out, "Type", "SubscriptionConfirmation");
+    out
+}
+
+/// The SubscriptionConfirmation document, signed with `signature`.
+pub fn subscription_confirmation(c: &Confirmation<'_>, signature: &Signature<'_>) -> String {
     let mut doc = Doc::default();
     doc.field("Type", "SubscriptionConfirmation");
-    doc.field("MessageId", message_id);
-    doc.field("Token", token);
-    doc.field("TopicArn", topic_arn);
-    doc.field(
-        "Message",
-        &format!("You have chosen to subscribe to the topic {topic_arn}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
-    );
-    doc.field("SubscribeURL", subscribe_url);
-    doc.field("Timestamp", &timestamp(timestamp_ms));
-    doc.field("SignatureVersion", "1");
+    doc.field("MessageId", c.message_id);
+    doc.field("Token", c.token);
+    doc.field("TopicArn", c.topic_arn);
+    doc.field("Message", &c.message());
+    doc.field("SubscribeURL", c.subscribe_url);
+    doc.field("Timestamp", &timestamp(c.timestamp_ms));
+    doc.signature(signature);
     doc.finish()
+}
+
+/// One `Key\nValue\n` of a string to sign.
+fn canonical(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push('\n');
+    out.push_str(value);
+    out.push('\n');
 }
 
 /// A JSON object written in insertion order (serde_json's map sorts its keys).
@@ -100,6 +193,12 @@ impl Doc {
         self.out.push_str(&json_string(key));
         self.out.push(':');
         self.out.push_str(json);
+    }
+
+    fn signature(&mut self, signature: &Signature<'_>) {
+        self.field("SignatureVersion", signature.version.name());
+        self.field("Signature", signature.value);
+        self.field("SigningCertURL", signature.cert_url);
     }
 
     fn finish(mut self) -> String {
@@ -150,6 +249,12 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
+    const SIGNED: Signature<'static> = Signature {
+        version: SignatureVersion::V2,
+        value: "c2ln",
+        cert_url: "https://h/SimpleNotificationService-ab.pem",
+    };
+
     #[test]
     fn timestamps_are_utc_with_milliseconds() {
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
@@ -172,7 +277,7 @@ mod tests {
                 value: AttributeValue::String("v\"".into()),
             },
         ];
-        let doc = notification(&Notification {
+        let note = Notification {
             message_id: "m",
             sequence_number: Some("00000000000000000007"),
             topic_arn: "arn:aws:sns:us-east-1:000000000000:t",
@@ -181,18 +286,24 @@ mod tests {
             timestamp_ms: 0,
             unsubscribe_url: "http://h/?Action=Unsubscribe",
             attributes: &attrs,
-        });
+        };
+        let doc = notification(&note, &SIGNED);
         assert_eq!(
             doc,
-            r#"{"Type":"Notification","MessageId":"m","SequenceNumber":"00000000000000000007","TopicArn":"arn:aws:sns:us-east-1:000000000000:t","Subject":"S","Message":"line\n\"quoted\" é","Timestamp":"1970-01-01T00:00:00.000Z","SignatureVersion":"1","UnsubscribeURL":"http://h/?Action=Unsubscribe","MessageAttributes":{"b":{"Type":"Binary","Value":"AP8="},"s":{"Type":"String","Value":"v\""}}}"#
+            r#"{"Type":"Notification","MessageId":"m","SequenceNumber":"00000000000000000007","TopicArn":"arn:aws:sns:us-east-1:000000000000:t","Subject":"S","Message":"line\n\"quoted\" é","Timestamp":"1970-01-01T00:00:00.000Z","SignatureVersion":"2","Signature":"c2ln","SigningCertURL":"https://h/SimpleNotificationService-ab.pem","UnsubscribeURL":"http://h/?Action=Unsubscribe","MessageAttributes":{"b":{"Type":"Binary","Value":"AP8="},"s":{"Type":"String","Value":"v\""}}}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
         assert_eq!(parsed["Message"], "line\n\"quoted\" é");
+        // The string to sign holds the values as they are, not as JSON escapes them.
+        assert_eq!(
+            notification_string_to_sign(&note),
+            "Message\nline\n\"quoted\" é\nMessageId\nm\nSubject\nS\nTimestamp\n1970-01-01T00:00:00.000Z\nTopicArn\narn:aws:sns:us-east-1:000000000000:t\nType\nNotification\n"
+        );
     }
 
     #[test]
     fn optional_keys_are_left_out() {
-        let doc = notification(&Notification {
+        let note = Notification {
             message_id: "m",
             sequence_number: None,
             topic_arn: "t",
@@ -201,7 +312,13 @@ mod tests {
             timestamp_ms: 0,
             unsubscribe_url: "u",
             attributes: &[],
-        });
+        };
+        let doc = notification(&note, &SIGNED);
+        assert_eq!(
+            notification_string_to_sign(&note),
+            "Message\nx\nMessageId\nm\nTimestamp\n1970-01-01T00:00:00.000Z\nTopicArn\nt\nType\nNotification\n",
+            "no Subject key without a subject"
+        );
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
         let keys: Vec<&str> = parsed
             .as_object()
@@ -209,25 +326,21 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        for absent in [
-            "SequenceNumber",
-            "Subject",
-            "MessageAttributes",
-            "Signature",
-        ] {
+        for absent in ["SequenceNumber", "Subject", "MessageAttributes"] {
             assert!(!keys.contains(&absent), "{absent}");
         }
     }
 
     #[test]
     fn a_confirmation_carries_token_and_url() {
-        let doc = subscription_confirmation(
-            "arn:t",
-            "tok",
-            "http://h/?Action=ConfirmSubscription&Token=tok",
-            "m",
-            0,
-        );
+        let confirmation = Confirmation {
+            topic_arn: "arn:t",
+            token: "tok",
+            subscribe_url: "http://h/?Action=ConfirmSubscription&Token=tok",
+            message_id: "m",
+            timestamp_ms: 0,
+        };
+        let doc = subscription_confirmation(&confirmation, &SIGNED);
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
         assert_eq!(parsed["Type"], "SubscriptionConfirmation");
         assert_eq!(parsed["Token"], "tok");
@@ -239,5 +352,25 @@ mod tests {
         assert!(
             doc.starts_with(r#"{"Type":"SubscriptionConfirmation","MessageId":"m","Token":"tok""#)
         );
+        assert!(doc.ends_with(
+            r#""SignatureVersion":"2","Signature":"c2ln","SigningCertURL":"https://h/SimpleNotificationService-ab.pem"}"#
+        ));
+        let message = parsed["Message"].as_str().expect("message");
+        assert_eq!(
+            confirmation_string_to_sign(&confirmation),
+            format!(
+                "Message\n{message}\nMessageId\nm\nSubscribeURL\nhttp://h/?Action=ConfirmSubscription&Token=tok\nTimestamp\n1970-01-01T00:00:00.000Z\nToken\ntok\nTopicArn\narn:t\nType\nSubscriptionConfirmation\n"
+            )
+        );
+    }
+
+    #[test]
+    fn signature_versions_are_named_as_sns_names_them() {
+        assert_eq!(SignatureVersion::default(), SignatureVersion::V1);
+        for v in [SignatureVersion::V1, SignatureVersion::V2] {
+            assert_eq!(SignatureVersion::from_name(v.name()), Some(v));
+        }
+        assert_eq!(SignatureVersion::from_name("3"), None);
+        assert_eq!(SignatureVersion::from_name(""), None);
     }
 }

@@ -2,14 +2,18 @@
 //! SetTopicAttributes, and the tag actions (TagResource, UntagResource,
 //! ListTagsForResource), which SNS has for topics only.
 //!
-//! Topic attributes kept: DisplayName, DeliveryPolicy, and for FIFO topics
-//! ContentBasedDeduplication (FifoTopic is fixed at creation). Policy, encryption,
+//! Topic attributes kept: DisplayName, DeliveryPolicy, SignatureVersion ("1" or "2",
+//! the hash the topic's messages are signed with: `sns::signing`; "1" when unset, as in
+//! SNS, and always answered), and for FIFO topics ContentBasedDeduplication (FifoTopic
+//! is fixed at creation). Policy, encryption,
 //! tracing, archive and delivery-status feedback attributes are refused by name: the
 //! broker does not honour them, and keeping them would pretend it does.
 
 use super::errors::{self, Cap};
 use super::{access, arns, policies, Ctx};
 use crate::engine::{SnsTopicChange, SnsTopicMeta};
+use crate::sns::signing::{self, SIGNATURE_VERSION};
+use peregrine_aws_wire::sns::envelope::SignatureVersion;
 use peregrine_aws_wire::sns::errors::{ErrorCode, WireError};
 use peregrine_aws_wire::sns::model::{
     CreateTopic, Page, ResourceRef, Response, SetAttribute, TagResource, TopicRef, UntagResource,
@@ -33,7 +37,6 @@ const FIFO_TOPIC: &str = "FifoTopic";
 const NOT_HONOURED: &[&str] = &[
     "Policy",
     "KmsMasterKeyId",
-    "SignatureVersion",
     "TracingConfig",
     "ArchivePolicy",
     "FifoThroughputScope",
@@ -70,6 +73,10 @@ fn check_attribute(name: &str, value: &str, fifo: bool) -> Result<(), WireError>
         )),
         DISPLAY_NAME => Ok(()),
         DELIVERY_POLICY => policies::check_topic_delivery_policy(value),
+        SIGNATURE_VERSION => match SignatureVersion::from_name(value) {
+            Some(_) => Ok(()),
+            None => Err(WireError::invalid("SignatureVersion: must be 1 or 2")),
+        },
         CONTENT_BASED_DEDUPLICATION if !fifo => Err(WireError::invalid(
             "ContentBasedDeduplication: only FIFO topics have it",
         )),
@@ -176,6 +183,10 @@ fn attributes(ctx: &Ctx<'_>, topic: &SnsTopicMeta) -> Vec<(String, String)> {
         ),
         // Unsubscribed subscriptions are gone at once here: none is ever pending deletion.
         ("SubscriptionsDeleted".to_string(), "0".to_string()),
+        (
+            SIGNATURE_VERSION.to_string(),
+            signing::version_of(topic).name().to_string(),
+        ),
     ];
     if let Some(policy) = delivery {
         out.push((DELIVERY_POLICY.to_string(), policy.clone()));
@@ -228,6 +239,7 @@ pub async fn set_attribute(ctx: &Ctx<'_>, req: SetAttribute) -> Result<Response,
             let default = match req.name.as_str() {
                 CONTENT_BASED_DEDUPLICATION => "false",
                 DELIVERY_POLICY => "{}",
+                SIGNATURE_VERSION => "1",
                 _ => "",
             };
             check_attribute(&req.name, default, topic.fifo)?;
@@ -307,6 +319,11 @@ mod tests {
         assert!(code(CONTENT_BASED_DEDUPLICATION, "yes", true).is_some());
         assert!(code(CONTENT_BASED_DEDUPLICATION, "true", false).is_some());
         assert!(code(FIFO_TOPIC, "true", true).is_some());
+        assert_eq!(code(SIGNATURE_VERSION, "1", false), None);
+        assert_eq!(code(SIGNATURE_VERSION, "2", true), None);
+        for bad in ["3", "", "v2", "01"] {
+            assert!(code(SIGNATURE_VERSION, bad, false).is_some(), "{bad}");
+        }
         for refused in NOT_HONOURED.iter().chain(&["Bogus"]) {
             let e = check_attribute(refused, "x", false).err();
             let e = e.map(|e| (e.code, e.message.contains(refused)));

@@ -1,0 +1,399 @@
+//! The broker's SNS signing key: every Notification and SubscriptionConfirmation it
+//! sends (to HTTP endpoints, and as the envelope of non-raw queue and Kafka deliveries)
+//! is signed with it, as SNS signs with AWS's key (`SignatureVersion` 1: SHA1withRSA,
+//! 2: SHA256withRSA, RSASSA-PKCS1-v1_5; the string to sign is `envelope`'s).
+//!
+//! Where the key comes from, read once when the broker starts (before the shards, so
+//! `std::fs` is fine here):
+//! - `--sns-signing-key` and `--sns-signing-cert` (PEM, PKCS#8 or PKCS#1 key): the
+//!   operator's, checked to be one pair; the data directory is not touched.
+//! - Else the data directory's `meta/sns-signing-key.pem` and `meta/sns-signing-cert.pem`:
+//!   made at the first start (RSA 2048 as SNS's, a self-signed certificate for it made
+//!   with rcgen), written atomically (temp file, fsync, rename, fsync of the directory;
+//!   the key readable by its owner only), and the same key after every restart. A
+//!   certificate file that is missing is made again from the key.
+//!
+//! The certificate is served by the HTTP listeners at `cert_path()`,
+//! `/SimpleNotificationService-{first 16 bytes of its SHA-256, hex}.pem` (SNS's shape):
+//! the path names the certificate, so a verifier that caches certificates by URL (as
+//! the SDKs' validators do) never holds a stale one after the key changes.
+//!
+//! RSA is RustCrypto's `rsa` 0.10 (constant-time arithmetic: the Marvin timing leak of
+//! 0.9 is fixed). A signature costs about 3.4 ms of CPU (benches/RESULTS.md), far more
+//! than the rest of a delivery, so it runs on the shard's blocking thread, not on the
+//! shard's executor (which would stall every other task for as long), and the fan-out
+//! signs each distinct string once (`Signer`'s memo): a message fanned out to many
+//! subscriptions with the same Message is signed once (the string to sign leaves out the
+//! UnsubscribeURL, the one per-subscription field). The blocking thread is the one the
+//! shard's few blocking file calls use too: a burst of distinct messages to sign delays
+//! those by as long.
+
+use peregrine_aws_wire::sns::envelope::SignatureVersion;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::sha2::{Digest, Sha256};
+use rsa::{Pkcs1v15Sign, PrivateKey};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use sha1::Sha1;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Modulus size of a key the broker makes (that of SNS's certificates).
+pub const KEY_BITS: usize = 2048;
+/// Where the data directory keeps the key and its certificate (under `meta/`).
+pub const KEY_FILE: &str = "sns-signing-key.pem";
+pub const CERT_FILE: &str = "sns-signing-cert.pem";
+/// The subject of a certificate the broker makes.
+const CERT_COMMON_NAME: &str = "Peregrine SNS signing";
+/// Signatures one `Signer` remembers; past it the memo starts again.
+const MEMO_MAX: usize = 4096;
+/// The topic attribute that picks the signature version.
+pub const SIGNATURE_VERSION: &str = "SignatureVersion";
+/// The content type the certificate is served with.
+pub const CERT_CONTENT_TYPE: &str = "application/x-pem-file";
+
+/// The key and its certificate. Read-only after the start; shared by every shard.
+pub struct SigningKey {
+    key: PrivateKey,
+    cert_pem: String,
+    cert_path: String,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.debug_struct("SigningKey")
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &SigningKey) -> bool {
+        self.cert_pem == other.cert_pem
+    }
+}
+
+impl Eq for SigningKey {}
+
+impl SigningKey {
+    /// The operator's pair (`given`: key file, certificate file), else the data
+    /// directory's, made at the first start.
+    pub fn load(
+        data_dir: &Path,
+        given: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> Result<SigningKey, String> {
+        if let Some((key, cert)) = given {
+            let key_pem = read(key)?;
+            let cert_pem = read(cert)?;
+            return SigningKey::from_pems(&key_pem, &cert_pem)
+                .map_err(|e| format!("{} and {}: {e}", key.display(), cert.display()));
+        }
+        let meta = data_dir.join("meta");
+        std::fs::create_dir_all(&meta).map_err(|e| format!("{}: {e}", meta.display()))?;
+        let (key_file, cert_file) = (meta.join(KEY_FILE), meta.join(CERT_FILE));
+        let key_pem = match std::fs::read_to_string(&key_file) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pem = generate_key()?;
+                write_durably(&meta, KEY_FILE, &pem, 0o600)?;
+                tracing::info!(file = %key_file.display(), "made the SNS signing key");
+                pem
+            }
+            Err(e) => return Err(format!("{}: {e}", key_file.display())),
+        };
+        let cert_pem = match std::fs::read_to_string(&cert_file) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pem = self_signed(&key_pem)?;
+                write_durably(&meta, CERT_FILE, &pem, 0o644)?;
+                pem
+            }
+            Err(e) => return Err(format!("{}: {e}", cert_file.display())),
+        };
+        SigningKey::from_pems(&key_pem, &cert_pem)
+            .map_err(|e| format!("{} and {}: {e}", key_file.display(), cert_file.display()))
+    }
+
+    /// A key (PKCS#8 or PKCS#1 PEM) and the certificate (PEM) of its public key.
+    pub fn from_pems(key_pem: &str, cert_pem: &str) -> Result<SigningKey, String> {
+        let key = PrivateKey::from_pkcs8_pem(key_pem)
+            .or_else(|_| PrivateKey::from_pkcs1_pem(key_pem))
+            .map_err(|e| format!("not an RSA private key in PEM: {e}"))?;
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let public = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| format!("encoding the public key: {e}"))?;
+        if cert.tbs_certificate.subject_pki.raw != public.as_bytes() {
+            return Err("the certificate is not of this key".into());
+        }
+        let fingerprint = Sha256::digest(&der[..]);
+        Ok(SigningKey {
+            key,
+            cert_pem: cert_pem.to_string(),
+            cert_path: format!(
+                "/SimpleNotificationService-{}.pem",
+                hex::encode(&fingerprint[..16])
+            ),
+        })
+    }
+
+    /// The certificate, PEM, as served at `cert_path`.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Where the HTTP listeners serve the certificate.
+    pub fn cert_path(&self) -> &str {
+        &self.cert_path
+    }
+
+    /// The RSASSA-PKCS1-v1_5 signature of `digest` (of `version`'s hash), base64.
+    fn sign_digest(&self, version: SignatureVersion, digest: &[u8]) -> Result<String, String> {
+        let scheme = match version {
+            SignatureVersion::V1 => Pkcs1v15Sign::new::<Sha1>(),
+            SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
+        };
+        let signature = self.key.sign(scheme, digest).map_err(|e| e.to_string())?;
+        Ok(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            signature,
+        ))
+    }
+}
+
+/// What one fan-out worker signs with: the key, the URL its certificate is served at,
+/// and the signatures it made lately. Owned by the worker's shard.
+pub struct Signer {
+    key: Option<Arc<SigningKey>>,
+    cert_url: String,
+    /// Signature by version and digest: a signature is a function of the digest alone
+    /// (PKCS#1 v1.5 is deterministic), so a hit is the signature signing would make.
+    memo: RefCell<HashMap<MemoKey, Arc<str>>>,
+}
+
+/// A signature version and the digest of a string to sign.
+type MemoKey = (SignatureVersion, Vec<u8>);
+
+impl Signer {
+    /// `key`: None only in configurations no `serve` start loaded (unit tests), whose
+    /// documents carry empty signatures. `base_url`: the HTTP listener the certificate
+    /// is fetched from (`http[s]://host:port`).
+    pub fn new(key: Option<Arc<SigningKey>>, base_url: &str) -> Signer {
+        let cert_url = key
+            .as_ref()
+            .map_or_else(String::new, |k| format!("{base_url}{}", k.cert_path()));
+        Signer {
+            key,
+            cert_url,
+            memo: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn cert_url(&self) -> &str {
+        &self.cert_url
+    }
+
+    /// The base64 signature of `text` with `version`'s hash (empty, logged, if signing
+    /// failed, which a key that loaded does not), made on the shard's blocking thread.
+    pub async fn sign(&self, version: SignatureVersion, text: &str) -> Arc<str> {
+        let Some(key) = self.key.clone() else {
+            return Arc::from("");
+        };
+        let digest = match version {
+            SignatureVersion::V1 => Sha1::digest(text.as_bytes()).to_vec(),
+            SignatureVersion::V2 => Sha256::digest(text.as_bytes()).to_vec(),
+        };
+        let hit = self.memo.borrow().get(&(version, digest.clone())).cloned();
+        if let Some(hit) = hit {
+            return hit;
+        }
+        let to_sign = digest.clone();
+        let signed = crate::runtime::blocking(move || key.sign_digest(version, &to_sign)).await;
+        let signature: Arc<str> = match signed {
+            Ok(s) => Arc::from(s),
+            Err(e) => {
+                tracing::error!("signing an SNS message: {e}");
+                return Arc::from("");
+            }
+        };
+        let mut memo = self.memo.borrow_mut();
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert((version, digest), signature.clone());
+        signature
+    }
+}
+
+/// The signature version of a topic's messages (its attribute; SNS's default, 1).
+pub fn version_of(topic: &crate::engine::SnsTopicMeta) -> SignatureVersion {
+    topic
+        .attributes
+        .get(SIGNATURE_VERSION)
+        .and_then(|v| SignatureVersion::from_name(v))
+        .unwrap_or_default()
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A new RSA key, PKCS#8 PEM.
+fn generate_key() -> Result<String, String> {
+    let key = PrivateKey::new(&mut getrandom::SysRng, KEY_BITS)
+        .map_err(|e| format!("making an RSA key: {e}"))?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| format!("encoding the RSA key: {e}"))?;
+    Ok(pem.to_string())
+}
+
+/// A self-signed certificate (PEM) for the key (PKCS#8 PEM).
+fn self_signed(key_pem: &str) -> Result<String, String> {
+    let err = |e: rcgen::Error| format!("making the signing certificate: {e}");
+    let pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(key_pem, &rcgen::PKCS_RSA_SHA256)
+        .map_err(err)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, CERT_COMMON_NAME);
+    Ok(params.self_signed(&pair).map_err(err)?.pem())
+}
+
+/// Writes `dir/name` so that a crash leaves the old file or the whole new one.
+fn write_durably(dir: &Path, name: &str, text: &str, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    // Made readable by its owner only; the certificate is opened up after.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    tmp.write_all(text.as_bytes()).map_err(err)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(&path).map_err(|e| err(e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1v15::{Signature, VerifyingKey};
+    use rsa::signature::Verifier as _;
+
+    fn verifies(key: &SigningKey, version: SignatureVersion, text: &str, b64: &str) -> bool {
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+            .expect("base64");
+        let Ok(signature) = Signature::try_from(&bytes[..]) else {
+            return false;
+        };
+        let public = key.key.to_public_key();
+        match version {
+            SignatureVersion::V1 => VerifyingKey::<Sha1>::new(public)
+                .verify(text.as_bytes(), &signature)
+                .is_ok(),
+            SignatureVersion::V2 => VerifyingKey::<Sha256>::new(public)
+                .verify(text.as_bytes(), &signature)
+                .is_ok(),
+        }
+    }
+
+    #[test]
+    fn the_key_is_made_once_kept_and_signs_both_versions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = SigningKey::load(dir.path(), None).expect("made");
+        let again = SigningKey::load(dir.path(), None).expect("loaded");
+        assert_eq!(key, again, "the same certificate after a restart");
+        assert_eq!(key.key, again.key, "and the same key");
+        assert!(key.cert_path().starts_with("/SimpleNotificationService-"));
+        assert!(key.cert_path().ends_with(".pem") && key.cert_path().len() == 63);
+        let mode = std::fs::metadata(dir.path().join("meta").join(KEY_FILE))
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        // A missing certificate is made again, for the same key.
+        std::fs::remove_file(dir.path().join("meta").join(CERT_FILE)).expect("rm");
+        let remade = SigningKey::load(dir.path(), None).expect("remade");
+        assert_eq!(remade.key, key.key);
+
+        let signer = Signer::new(Some(Arc::new(key)), "https://127.0.0.1:1");
+        assert!(signer
+            .cert_url()
+            .starts_with("https://127.0.0.1:1/SimpleNotificationService-"));
+        let key = SigningKey::load(dir.path(), None).expect("loaded");
+        // Signing runs on the blocking thread of a glommio executor.
+        let executor = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                for version in [SignatureVersion::V1, SignatureVersion::V2] {
+                    let signature = signer.sign(version, "Message\nhi\n").await;
+                    assert!(verifies(&key, version, "Message\nhi\n", &signature));
+                    assert!(!verifies(&key, version, "Message\nho\n", &signature));
+                    let again = signer.sign(version, "Message\nhi\n").await;
+                    assert_eq!(again, signature, "memo");
+                }
+                let v1 = signer.sign(SignatureVersion::V1, "x").await;
+                assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
+            })
+            .expect("executor");
+        executor.join().expect("signed");
+    }
+
+    #[test]
+    fn a_given_pair_must_match() {
+        let (a, b) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        SigningKey::load(a.path(), None).expect("a");
+        SigningKey::load(b.path(), None).expect("b");
+        let file = |d: &tempfile::TempDir, f: &str| d.path().join("meta").join(f);
+        let mine = (file(&a, KEY_FILE), file(&a, CERT_FILE));
+        let loaded = SigningKey::load(Path::new("/nonexistent"), Some(&mine)).expect("a pair");
+        assert!(loaded.cert_pem().contains("BEGIN CERTIFICATE"));
+        let mixed = (file(&a, KEY_FILE), file(&b, CERT_FILE));
+        let e = SigningKey::load(Path::new("/nonexistent"), Some(&mixed)).err();
+        assert!(e.is_some_and(|e| e.contains("not of this key")));
+        let swapped = (file(&a, CERT_FILE), file(&a, KEY_FILE));
+        assert!(SigningKey::load(Path::new("/nonexistent"), Some(&swapped)).is_err());
+    }
+
+    /// Not a check: what one signature costs (benches/RESULTS.md). Run with
+    /// `cargo test --lib sns::signing::tests::signing_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn signing_cost() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = SigningKey::load(dir.path(), None).expect("made");
+        for round in 1..=5 {
+            for version in [SignatureVersion::V1, SignatureVersion::V2] {
+                let started = std::time::Instant::now();
+                for i in 0..100u32 {
+                    let digest = Sha256::digest(i.to_le_bytes());
+                    let digest = match version {
+                        SignatureVersion::V1 => &digest[..20],
+                        SignatureVersion::V2 => &digest[..],
+                    };
+                    key.sign_digest(version, digest).expect("signed");
+                }
+                let us = started.elapsed().as_micros() / 100;
+                println!(
+                    "round {round} SignatureVersion {}: {us} µs a signature",
+                    version.name()
+                );
+            }
+        }
+    }
+}
