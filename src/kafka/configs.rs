@@ -535,8 +535,10 @@ mod tests {
     fn bad_keys_and_values_are_invalid_config_and_bad_requests_invalid_request() {
         let config = ResponseError::InvalidConfig.code();
         let request = ResponseError::InvalidRequest.code();
-        let cases: [(&str, i8, Option<&str>, i16); 9] = [
-            ("max.message.bytes", OP_SET, Some("1"), config),
+        let cases: [(&str, i8, Option<&str>, i16); 11] = [
+            ("compression.type", OP_SET, Some("lz4"), config),
+            ("max.message.bytes", OP_SET, Some("-1"), config),
+            ("max.message.bytes", OP_APPEND, Some("1"), config),
             ("min.insync.replicas", OP_DELETE, None, config),
             ("retention.ms", OP_SET, Some("soon"), config),
             ("retention.ms", OP_SET, Some("-2"), config),
