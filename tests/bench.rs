@@ -283,7 +283,7 @@ fn bad_bench_arguments_are_refused() {
         (["queue", "--partitions", "2"], "not --partitions"),
         (
             ["throughput", "--queues", "2"],
-            "--queues is for the queue modes",
+            "--queues is for the queue and SQS modes",
         ),
     ] {
         let out = Command::new(BIN)

@@ -85,11 +85,38 @@ fn sqs_latency_mode_paces_sends_and_reports_broker_cpu_when_embedded() {
     assert!(r["broker_cpu_ns_per_msg"].as_f64().is_some_and(|x| x > 0.0));
 }
 
+/// `--queues`: the senders and receivers spread over several queues (raised to one of
+/// each per queue), and the exactly-once check covers them all.
+#[test]
+fn sqs_mode_spreads_over_several_queues() {
+    let r = bench(&[
+        "sqs",
+        "--embedded",
+        "--broker-shards",
+        "2",
+        "--queues",
+        "3",
+        "--senders",
+        "1",
+        "--receivers",
+        "1",
+        "--messages",
+        "601",
+    ]);
+    assert_eq!(r["queues"], 3);
+    assert_eq!(r["producers"], 3, "one sender per queue at least");
+    assert_eq!(r["consumers"], 3, "one receiver per queue at least");
+    assert_eq!(r["messages_sent"], 601);
+    assert_eq!(r["messages_received"], 601);
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["duplicated"], 0);
+}
+
 #[test]
 fn sqs_modes_refuse_what_they_cannot_run() {
     for args in [
         vec!["sqs", "--embedded", "--size", "39"],
-        vec!["sqs", "--embedded", "--queues", "2"],
+        vec!["sqs", "--embedded", "--queues", "0"],
         vec!["queue", "--sqs-endpoint", "http://127.0.0.1:1"],
         vec!["sqs", "--embedded", "--senders", "0"],
     ] {

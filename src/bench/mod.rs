@@ -175,9 +175,9 @@ pub struct BenchArgs {
     /// answer to an earlier one is in, as a Kafka producer pipelines).
     #[arg(long, default_value_t = 2)]
     pub in_flight: usize,
-    /// Queue modes: queues, spread over the broker's shards as partitions are. Producer
-    /// and consumer `i` use queue `i % queues`; `--producers` and `--consumers` are
-    /// raised to this when lower, so that every queue has both.
+    /// Queue and SQS modes: queues, spread over the broker's shards as partitions are.
+    /// Producer (sender) and consumer (receiver) `i` use queue `i % queues`; their
+    /// counts are raised to this when lower, so that every queue has both.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
     /// Queue mode: publish every message with no consumer attached, then drain the
@@ -427,8 +427,13 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         return Err("--amqp-uri is for the AMQP modes".into());
     }
     if args.mode.is_http() {
-        if args.queues != 1 || args.partitions != 1 || args.shard_aware || args.backlog {
-            return Err("the SQS modes run one queue and the SNS modes three (no --queues, --partitions, --shard-aware or --backlog)".into());
+        if args.partitions != 1 || args.shard_aware || args.backlog {
+            return Err(
+                "the SQS and SNS modes take no --partitions, --shard-aware or --backlog".into(),
+            );
+        }
+        if args.queues == 0 || (args.mode.is_sns() && args.queues != 1) {
+            return Err("--queues: at least 1 for the SQS modes; the SNS modes run three".into());
         }
         if args.size < sqs::STAMP_LEN {
             return Err(format!(
@@ -439,8 +444,9 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         if args.senders == 0 || args.receivers == 0 {
             return Err("--senders and --receivers must be at least 1".into());
         }
-        args.producers = args.senders;
-        args.consumers = args.receivers;
+        // Every queue has a sender and a receiver.
+        args.producers = args.senders.max(args.queues);
+        args.consumers = args.receivers.max(args.queues);
         // A batch request holds 10 entries at most.
         args.batch = args.batch.min(sqs::BATCH_MAX);
         args.acks = if args.mode.is_sns() {
@@ -462,8 +468,10 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         }
         args.producers = args.producers.max(args.queues);
         args.consumers = args.consumers.max(args.queues);
-    } else if args.queues != 1 {
-        return Err("--queues is for the queue modes; topics spread over --partitions".into());
+    } else if args.queues != 1 && !(args.mode.is_http() && !args.mode.is_sns()) {
+        return Err(
+            "--queues is for the queue and SQS modes; topics spread over --partitions".into(),
+        );
     }
     if args.backlog && (args.mode != Mode::Queue || args.messages.is_none()) {
         return Err("--backlog is for queue mode with --messages".into());

@@ -246,7 +246,13 @@ fn measure(args: &BenchArgs, to: &Endpoint, fixture: &Fixture) -> Result<Outcome
         .iter()
         .map(|url| {
             let progress = Arc::new(Progress::default());
-            let receivers = spawn_receivers(args.consumers.max(1), to, url, producers, &progress);
+            let receivers = spawn_receivers(
+                args.consumers.max(1),
+                to,
+                std::slice::from_ref(url),
+                producers,
+                &progress,
+            );
             (progress, receivers)
         })
         .collect();
@@ -259,7 +265,8 @@ fn measure(args: &BenchArgs, to: &Endpoint, fixture: &Fixture) -> Result<Outcome
         deadline_ns,
         rate,
     );
-    let sent = run_senders(args, to, &fixture.topic_arn, plans, publish)?;
+    let targets = std::slice::from_ref(&fixture.topic_arn);
+    let sent = run_senders(args, to, targets, plans, publish)?;
     let published: u64 = sent.iter().map(|s| s.ids.len() as u64).sum();
     for (progress, _) in &queues {
         wait_for(progress, published, true);

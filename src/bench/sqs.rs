@@ -356,18 +356,21 @@ fn send(
 }
 
 /// Runs one sender thread per plan with `send` (given the endpoint's address and the
-/// target: queue URL or topic ARN) and waits for them all.
+/// target: queue URL or topic ARN; plan `i` sends to `targets[i % targets.len()]`) and
+/// waits for them all.
 pub(super) fn run_senders(
     args: &BenchArgs,
     to: &Endpoint,
-    target: &str,
+    targets: &[String],
     plans: Vec<PacedPlan>,
     send: fn(&BenchArgs, &Endpoint, &str, &PacedPlan, &mut Sent) -> Result<(), Error>,
 ) -> Result<Vec<Sent>, Error> {
     plans
         .into_iter()
-        .map(|plan| {
-            let (a, t, args) = (to.clone(), target.to_string(), args.clone());
+        .enumerate()
+        .map(|(i, plan)| {
+            let t = targets[i % targets.len().max(1)].clone();
+            let (a, args) = (to.clone(), args.clone());
             std::thread::spawn(move || {
                 let mut out = Sent {
                     result: ProducerResult {
@@ -403,18 +406,20 @@ pub(super) struct Received {
     pub sent_timestamp_ms: Histogram<u64>,
 }
 
-/// Starts `n` receiver threads on the queue at `url`, counting into `progress`; each one
-/// stops the others when it fails, so that none waits for what it would have deleted.
+/// Starts `n` receiver threads on the queues at `urls` (receiver `i` on
+/// `urls[i % urls.len()]`), counting into `progress`; each one stops the others when it
+/// fails, so that none waits for what it would have deleted.
 pub(super) fn spawn_receivers(
     n: usize,
     to: &Endpoint,
-    url: &str,
+    urls: &[String],
     producers: usize,
     progress: &Arc<Progress>,
 ) -> Vec<std::thread::JoinHandle<Received>> {
     (0..n)
-        .map(|_| {
-            let (a, u, p) = (to.clone(), url.to_string(), progress.clone());
+        .map(|i| {
+            let u = urls[i % urls.len().max(1)].clone();
+            let (a, p) = (to.clone(), progress.clone());
             std::thread::spawn(move || {
                 let mut out = Received {
                     result: ConsumerResult {
@@ -573,19 +578,29 @@ pub fn run(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Box<dyn std::erro
 }
 
 fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
-    let name = format!("bench-sqs-{}-{}", std::process::id(), crate::time::now_ms());
+    let run_id = format!("bench-sqs-{}-{}", std::process::id(), crate::time::now_ms());
     let mut admin = SqsClient::connect(to)?;
-    let url = admin.call("CreateQueue", &json!({ "QueueName": name }))?["QueueUrl"]
-        .as_str()
-        .ok_or("CreateQueue: no QueueUrl")?
-        .to_string();
+    // `--queues`: the senders and receivers spread over them round-robin (each queue
+    // has both: `--senders` and `--receivers` are at least `--queues`).
+    let mut urls = Vec::with_capacity(args.queues.max(1));
+    for q in 0..args.queues.max(1) {
+        let name = match args.queues {
+            0 | 1 => run_id.clone(),
+            _ => format!("{run_id}-{q}"),
+        };
+        let url = admin.call("CreateQueue", &json!({ "QueueName": name }))?["QueueUrl"]
+            .as_str()
+            .ok_or("CreateQueue: no QueueUrl")?
+            .to_string();
+        urls.push(url);
+    }
     let total = args.messages.unwrap_or(u64::MAX);
     let senders = args.producers.max(1) as u64;
     let progress = Arc::new(Progress::default());
     let receivers = spawn_receivers(
         args.consumers.max(1),
         to,
-        &url,
+        &urls,
         args.producers.max(1),
         &progress,
     );
@@ -593,7 +608,7 @@ fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
     let deadline_ns = args.duration.map(|d| start + (d * 1e9) as u64);
     let rate = (args.mode == Mode::SqsLatency).then_some(args.rate as f64);
     let plans = paced_plans(senders, total, deadline_ns, rate);
-    let sent = run_senders(args, to, &url, plans, send)?;
+    let sent = run_senders(args, to, &urls, plans, send)?;
     let expected: u64 = sent.iter().map(|s| s.ids.len() as u64).sum();
     wait_for(&progress, expected, true);
     progress.stop.store(true, Ordering::Relaxed);
@@ -601,8 +616,10 @@ fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
         .into_iter()
         .map(|h| h.join().map_err(|_| "receiver panicked"))
         .collect::<Result<_, _>>()?;
-    if let Err(e) = admin.call("DeleteQueue", &json!({ "QueueUrl": url })) {
-        eprintln!("could not delete the bench queue {url}: {e}");
+    for url in &urls {
+        if let Err(e) = admin.call("DeleteQueue", &json!({ "QueueUrl": url })) {
+            eprintln!("could not delete the bench queue {url}: {e}");
+        }
     }
 
     let mut delete_ns = histogram();
