@@ -18,11 +18,16 @@
 //! the path names the certificate, so a verifier that caches certificates by URL (as
 //! the SDKs' validators do) never holds a stale one after the key changes.
 //!
-//! RSA is RustCrypto's `rsa` 0.10 (constant-time arithmetic: the Marvin timing leak of
-//! 0.9 is fixed). A signature costs about 3.4 ms of CPU (benches/RESULTS.md), far more
-//! than the rest of a delivery, so it runs on the shard's blocking thread, not on the
-//! shard's executor (which would stall every other task for as long), and the fan-out
-//! signs each distinct string once (`Signer`'s memo): a message fanned out to many
+//! SignatureVersion 2 is signed with ring (`RsaKeyPair`, the crypto rustls already
+//! uses): about 0.7 ms of CPU a signature, 5x less than RustCrypto's `rsa` 0.10
+//! (benches/RESULTS.md, "What one SNS message signature costs"). ring cannot sign with
+//! SHA-1, so SignatureVersion 1 (SNS's default) is signed with `rsa` 0.10 (constant-time
+//! arithmetic: the Marvin timing leak of 0.9 is fixed), at about 3.5 ms of CPU a
+//! signature; so is version 2 with a key
+//! ring refuses (it takes 2048 to 8192 bits). Either costs more than the rest of a
+//! delivery, so signing runs on the shard's blocking thread, not on the shard's executor
+//! (which would stall every other task for as long), and the fan-out signs each distinct
+//! string once (`Signer`'s memo): a message fanned out to many
 //! subscriptions with the same Message is signed once (the string to sign leaves out the
 //! UnsubscribeURL, the one per-subscription field). The blocking thread is the one the
 //! shard's few blocking file calls use too: a burst of distinct messages to sign delays
@@ -60,6 +65,10 @@ pub const CERT_CONTENT_TYPE: &str = "application/x-pem-file";
 /// The key and its certificate. Read-only after the start; shared by every shard.
 pub struct SigningKey {
     key: PrivateKey,
+    /// The same key for ring, which signs SignatureVersion 2; None if ring refused it.
+    fast: Option<ring::signature::RsaKeyPair>,
+    /// ring's blinding randomness.
+    rng: ring::rand::SystemRandom,
     cert_pem: String,
     cert_path: String,
 }
@@ -137,8 +146,23 @@ impl SigningKey {
             return Err("the certificate is not of this key".into());
         }
         let fingerprint = Sha256::digest(&der[..]);
+        let pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("encoding the RSA key: {e}"))?;
+        let fast = match ring::signature::RsaKeyPair::from_pkcs8(pkcs8.as_bytes()) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(
+                    "ring refuses the SNS signing key ({e}): SignatureVersion 2 is signed \
+                     with the slower rsa crate"
+                );
+                None
+            }
+        };
         Ok(SigningKey {
             key,
+            fast,
+            rng: ring::rand::SystemRandom::new(),
             cert_pem: cert_pem.to_string(),
             cert_path: format!(
                 "/SimpleNotificationService-{}.pem",
@@ -157,17 +181,38 @@ impl SigningKey {
         &self.cert_path
     }
 
-    /// The RSASSA-PKCS1-v1_5 signature of `digest` (of `version`'s hash), base64.
-    fn sign_digest(&self, version: SignatureVersion, digest: &[u8]) -> Result<String, String> {
-        let scheme = match version {
-            SignatureVersion::V1 => Pkcs1v15Sign::new::<Sha1>(),
-            SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
+    /// The RSASSA-PKCS1-v1_5 signature of `text` with `version`'s hash, base64: ring's
+    /// for version 2 where it took the key, else `rsa`'s (the same bytes: PKCS#1 v1.5 is
+    /// deterministic).
+    fn sign_text(&self, version: SignatureVersion, text: &[u8]) -> Result<String, String> {
+        let signature = match (version, &self.fast) {
+            (SignatureVersion::V2, Some(pair)) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &self.rng,
+                    text,
+                    &mut signature,
+                )
+                .map_err(|e| format!("ring: {e}"))?;
+                signature
+            }
+            (SignatureVersion::V2, None) => self.sign_digest_rsa(version, &Sha256::digest(text))?,
+            (SignatureVersion::V1, _) => self.sign_digest_rsa(version, &Sha1::digest(text))?,
         };
-        let signature = self.key.sign(scheme, digest).map_err(|e| e.to_string())?;
         Ok(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             signature,
         ))
+    }
+
+    /// `rsa`'s RSASSA-PKCS1-v1_5 signature of `digest` (of `version`'s hash).
+    fn sign_digest_rsa(&self, version: SignatureVersion, digest: &[u8]) -> Result<Vec<u8>, String> {
+        let scheme = match version {
+            SignatureVersion::V1 => Pkcs1v15Sign::new::<Sha1>(),
+            SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
+        };
+        self.key.sign(scheme, digest).map_err(|e| e.to_string())
     }
 }
 
@@ -217,8 +262,8 @@ impl Signer {
         if let Some(hit) = hit {
             return hit;
         }
-        let to_sign = digest.clone();
-        let signed = crate::runtime::blocking(move || key.sign_digest(version, &to_sign)).await;
+        let to_sign = text.as_bytes().to_vec();
+        let signed = crate::runtime::blocking(move || key.sign_text(version, &to_sign)).await;
         let signature: Arc<str> = match signed {
             Ok(s) => Arc::from(s),
             Err(e) => {
@@ -319,6 +364,7 @@ mod tests {
         let again = SigningKey::load(dir.path(), None).expect("loaded");
         assert_eq!(key, again, "the same certificate after a restart");
         assert_eq!(key.key, again.key, "and the same key");
+        assert!(key.fast.is_some(), "ring takes a key the broker makes");
         assert!(key.cert_path().starts_with("/SimpleNotificationService-"));
         assert!(key.cert_path().ends_with(".pem") && key.cert_path().len() == 63);
         let mode = std::fs::metadata(dir.path().join("meta").join(KEY_FILE))
@@ -346,6 +392,14 @@ mod tests {
                 }
                 let v1 = signer.sign(SignatureVersion::V1, "x").await;
                 assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
+                // ring's version 2 signature is the one `rsa` makes.
+                let v2 = signer.sign(SignatureVersion::V2, "x").await;
+                let by_rsa = key
+                    .sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(b"x"))
+                    .expect("rsa");
+                let by_rsa =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, by_rsa);
+                assert_eq!(&*v2, by_rsa.as_str());
             })
             .expect("executor");
         executor.join().expect("signed");
@@ -370,30 +424,39 @@ mod tests {
         assert!(SigningKey::load(Path::new("/nonexistent"), Some(&swapped)).is_err());
     }
 
-    /// Not a check: what one signature costs (benches/RESULTS.md). Run with
+    /// Not a check: what one signature costs (benches/RESULTS.md), as the broker signs
+    /// (version 1 with `rsa`, version 2 with ring) and version 2 with `rsa` for
+    /// comparison. Run with
     /// `cargo test --lib sns::signing::tests::signing_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn signing_cost() {
         let dir = tempfile::tempdir().expect("dir");
         let key = SigningKey::load(dir.path(), None).expect("made");
-        for round in 1..=5 {
-            for version in [SignatureVersion::V1, SignatureVersion::V2] {
-                let started = std::time::Instant::now();
-                for i in 0..100u32 {
-                    let digest = Sha256::digest(i.to_le_bytes());
-                    let digest = match version {
-                        SignatureVersion::V1 => &digest[..20],
-                        SignatureVersion::V2 => &digest[..],
-                    };
-                    key.sign_digest(version, digest).expect("signed");
-                }
-                let us = started.elapsed().as_micros() / 100;
-                println!(
-                    "round {round} SignatureVersion {}: {us} µs a signature",
-                    version.name()
-                );
+        assert!(key.fast.is_some(), "ring takes the key");
+        const N: u32 = 100;
+        let time = |sign: &dyn Fn(&[u8])| {
+            let started = std::time::Instant::now();
+            for i in 0..N {
+                sign(format!("Message\n{i}\n").as_bytes());
             }
+            started.elapsed().as_micros() / u128::from(N)
+        };
+        for round in 1..=5 {
+            let v1 = time(&|t| {
+                key.sign_text(SignatureVersion::V1, t).expect("v1");
+            });
+            let v2_ring = time(&|t| {
+                key.sign_text(SignatureVersion::V2, t).expect("v2");
+            });
+            let v2_rsa = time(&|t| {
+                key.sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(t))
+                    .expect("v2 rsa");
+            });
+            println!(
+                "round {round}: SignatureVersion 1 (rsa) {v1} µs, 2 (ring) {v2_ring} µs, \
+                 2 (rsa) {v2_rsa} µs a signature"
+            );
         }
     }
 }
