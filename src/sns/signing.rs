@@ -13,6 +13,12 @@
 //!   the key readable by its owner only), and the same key after every restart. A
 //!   certificate file that is missing is made again from the key.
 //!
+//! What is signed is the operator's choice (`--sns-signing`, `Scope`): every envelope
+//! (`all`, the default, as SNS), only what goes to HTTP/HTTPS endpoints (`http`: the
+//! documents SNS's verifiers check; queue and Kafka envelopes then carry no signature),
+//! or nothing (`off`: no key is loaded or made). A signature costs milliseconds of CPU
+//! (below), and an enveloped fan-out signs every distinct message.
+//!
 //! The certificate is served by the HTTP listeners at `cert_path()`,
 //! `/SimpleNotificationService-{first 16 bytes of its SHA-256, hex}.pem` (SNS's shape):
 //! the path names the certificate, so a verifier that caches certificates by URL (as
@@ -61,6 +67,29 @@ const MEMO_MAX: usize = 4096;
 pub const SIGNATURE_VERSION: &str = "SignatureVersion";
 /// The content type the certificate is served with.
 pub const CERT_CONTENT_TYPE: &str = "application/x-pem-file";
+
+/// Which envelopes the broker signs (`--sns-signing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every Notification and SubscriptionConfirmation, as SNS.
+    #[default]
+    All,
+    /// Only what goes to HTTP/HTTPS subscriptions.
+    Http,
+    /// Nothing; no key.
+    Off,
+}
+
+impl Scope {
+    /// Whether what a subscription of `protocol` receives is signed.
+    pub fn signs(self, protocol: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Http => crate::sns::http_delivery::is_http(protocol),
+            Scope::Off => false,
+        }
+    }
+}
 
 /// The key and its certificate. Read-only after the start; shared by every shard.
 pub struct SigningKey {
@@ -216,10 +245,11 @@ impl SigningKey {
     }
 }
 
-/// What one fan-out worker signs with: the key, the URL its certificate is served at,
-/// and the signatures it made lately. Owned by the worker's shard.
+/// What one fan-out worker signs with: the key, what it signs, the URL its certificate
+/// is served at, and the signatures it made lately. Owned by the worker's shard.
 pub struct Signer {
     key: Option<Arc<SigningKey>>,
+    scope: Scope,
     cert_url: String,
     /// Signature by version and digest: a signature is a function of the digest alone
     /// (PKCS#1 v1.5 is deterministic), so a hit is the signature signing would make.
@@ -230,15 +260,17 @@ pub struct Signer {
 type MemoKey = (SignatureVersion, Vec<u8>);
 
 impl Signer {
-    /// `key`: None only in configurations no `serve` start loaded (unit tests), whose
-    /// documents carry empty signatures. `base_url`: the HTTP listener the certificate
+    /// `key`: None with `--sns-signing off` (`scope` then signs nothing) and in
+    /// configurations no `serve` start loaded (unit tests), whose signed documents carry
+    /// empty signatures. `base_url`: the HTTP listener the certificate
     /// is fetched from (`http[s]://host:port`).
-    pub fn new(key: Option<Arc<SigningKey>>, base_url: &str) -> Signer {
+    pub fn new(key: Option<Arc<SigningKey>>, scope: Scope, base_url: &str) -> Signer {
         let cert_url = key
             .as_ref()
             .map_or_else(String::new, |k| format!("{base_url}{}", k.cert_path()));
         Signer {
             key,
+            scope,
             cert_url,
             memo: RefCell::new(HashMap::new()),
         }
@@ -246,6 +278,21 @@ impl Signer {
 
     pub fn cert_url(&self) -> &str {
         &self.cert_url
+    }
+
+    /// The signature of what a subscription of `protocol` receives, whose string to
+    /// sign is `text()` (not made when unsigned), or None where `--sns-signing` leaves
+    /// it unsigned.
+    pub async fn sign_for(
+        &self,
+        protocol: &str,
+        version: SignatureVersion,
+        text: impl FnOnce() -> String,
+    ) -> Option<Arc<str>> {
+        if !self.scope.signs(protocol) {
+            return None;
+        }
+        Some(self.sign(version, &text()).await)
     }
 
     /// The base64 signature of `text` with `version`'s hash (empty, logged, if signing
@@ -375,7 +422,7 @@ mod tests {
         let remade = SigningKey::load(dir.path(), None).expect("remade");
         assert_eq!(remade.key, key.key);
 
-        let signer = Signer::new(Some(Arc::new(key)), "https://127.0.0.1:1");
+        let signer = Signer::new(Some(Arc::new(key)), Scope::All, "https://127.0.0.1:1");
         assert!(signer
             .cert_url()
             .starts_with("https://127.0.0.1:1/SimpleNotificationService-"));
@@ -422,6 +469,15 @@ mod tests {
         assert!(e.is_some_and(|e| e.contains("not of this key")));
         let swapped = (file(&a, CERT_FILE), file(&a, KEY_FILE));
         assert!(SigningKey::load(Path::new("/nonexistent"), Some(&swapped)).is_err());
+    }
+
+    #[test]
+    fn the_scope_names_what_is_signed() {
+        for protocol in ["http", "https", "sqs", "kafka"] {
+            assert!(Scope::All.signs(protocol));
+            assert_eq!(Scope::Http.signs(protocol), protocol.starts_with("http"));
+            assert!(!Scope::Off.signs(protocol));
+        }
     }
 
     /// Not a check: what one signature costs (benches/RESULTS.md), as the broker signs
