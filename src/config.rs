@@ -174,9 +174,11 @@ pub struct SqsSettings {
     /// directory's key, made at the first start (`sns::signing`).
     pub sns_signing_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The SNS signing key, loaded when the broker starts (before the shards). None
-    /// only in configurations no start loaded (unit tests): their envelopes carry
-    /// empty signatures.
+    /// with `--sns-signing off`, and in configurations no start loaded (unit tests):
+    /// their signed envelopes carry empty signatures.
     pub sns_signing: Option<std::sync::Arc<crate::sns::signing::SigningKey>>,
+    /// `--sns-signing`: which envelopes are signed.
+    pub sns_signing_scope: crate::sns::signing::Scope,
 }
 
 impl SqsSettings {
@@ -214,6 +216,7 @@ impl Default for SqsSettings {
             sns_https_ca: Vec::new(),
             sns_signing_files: None,
             sns_signing: None,
+            sns_signing_scope: crate::sns::signing::Scope::All,
         }
     }
 }

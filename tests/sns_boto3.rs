@@ -157,6 +157,30 @@ fn envelopes_verify_with_the_brokers_key_across_a_restart() {
     assert_eq!(on_disk, kept);
 }
 
+/// `--sns-signing http`: what goes to an HTTP endpoint is signed (and verifies), the
+/// envelope a queue receives is not.
+#[test]
+fn sns_signing_http_signs_what_goes_to_http_endpoints_only() {
+    let pki = Pki::new("sns signing test CA");
+    let b = https_broker(&pki, &["--sns-signing", "http"]);
+    boto3(
+        &b,
+        "signing_scope",
+        &["http", &node_modules(), arg(&pki.ca())],
+    );
+    assert!(b.data_dir.join("meta/sns-signing-key.pem").exists());
+}
+
+/// `--sns-signing off`: no envelope is signed, and no key is made in the data directory.
+#[test]
+fn sns_signing_off_signs_nothing_and_makes_no_key() {
+    let b = Broker::start_with(&["--sns-signing", "off"]);
+    boto3(&b, "signing_scope", &["off"]);
+    for file in ["meta/sns-signing-key.pem", "meta/sns-signing-cert.pem"] {
+        assert!(!b.data_dir.join(file).exists(), "{file} was made");
+    }
+}
+
 /// `--sns-signing-key` and `--sns-signing-cert`: the operator's pair signs, and its
 /// certificate is the one served at SigningCertURL; a key and a certificate that are not
 /// one pair stop the start.

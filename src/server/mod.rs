@@ -109,9 +109,12 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(dir_err(&config.data_dir))?;
     let data_dir = config.data_dir.clone();
     let catalog = Arc::new(Catalog::load(&data_dir.join("meta").join("topics.json"))?);
-    let signing = SigningKey::load(&data_dir, config.sqs.sns_signing_files.as_ref())
-        .map_err(ServeError::SnsSigning)?;
-    config.sqs.sns_signing = Some(Arc::new(signing));
+    // `--sns-signing off`: no key is read or made.
+    if config.sqs.sns_signing_scope != crate::sns::signing::Scope::Off {
+        let signing = SigningKey::load(&data_dir, config.sqs.sns_signing_files.as_ref())
+            .map_err(ServeError::SnsSigning)?;
+        config.sqs.sns_signing = Some(Arc::new(signing));
+    }
     let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
     let native = listeners::bind_shared(config.native_addr, config.shards)
         .map_err(listen_err(config.native_addr.to_string()))?;

@@ -228,6 +228,7 @@ impl Worker {
         let base_url = base_url(engine.config().http_addr);
         let signer = Signer::new(
             engine.config().sqs.sns_signing.clone(),
+            engine.config().sqs.sns_signing_scope,
             &cert_base_url(engine.config()),
         );
         Worker {
@@ -647,14 +648,18 @@ impl Worker {
                 timestamp_ms: crate::time::now_ms(),
             };
             let version = signing::version_of(meta);
-            let text = envelope::confirmation_string_to_sign(&confirmation);
-            let value = self.signer.sign(version, &text).await;
-            let signature = Signature {
+            let value = self
+                .signer
+                .sign_for(&sub.protocol, version, || {
+                    envelope::confirmation_string_to_sign(&confirmation)
+                })
+                .await;
+            let signature = value.as_deref().map(|value| Signature {
                 version,
-                value: &value,
+                value,
                 cert_url: self.signer.cert_url(),
-            };
-            let body = envelope::subscription_confirmation(&confirmation, &signature);
+            });
+            let body = envelope::subscription_confirmation(&confirmation, signature.as_ref());
             let post = HttpPost {
                 url,
                 tls,

@@ -13,16 +13,27 @@
 //!   the key readable by its owner only), and the same key after every restart. A
 //!   certificate file that is missing is made again from the key.
 //!
+//! What is signed is the operator's choice (`--sns-signing`, `Scope`): every envelope
+//! (`all`, the default, as SNS), only what goes to HTTP/HTTPS endpoints (`http`: the
+//! documents SNS's verifiers check; queue and Kafka envelopes then carry no signature),
+//! or nothing (`off`: no key is loaded or made). A signature costs milliseconds of CPU
+//! (below), and an enveloped fan-out signs every distinct message.
+//!
 //! The certificate is served by the HTTP listeners at `cert_path()`,
 //! `/SimpleNotificationService-{first 16 bytes of its SHA-256, hex}.pem` (SNS's shape):
 //! the path names the certificate, so a verifier that caches certificates by URL (as
 //! the SDKs' validators do) never holds a stale one after the key changes.
 //!
-//! RSA is RustCrypto's `rsa` 0.10 (constant-time arithmetic: the Marvin timing leak of
-//! 0.9 is fixed). A signature costs about 3.4 ms of CPU (benches/RESULTS.md), far more
-//! than the rest of a delivery, so it runs on the shard's blocking thread, not on the
-//! shard's executor (which would stall every other task for as long), and the fan-out
-//! signs each distinct string once (`Signer`'s memo): a message fanned out to many
+//! SignatureVersion 2 is signed with ring (`RsaKeyPair`, the crypto rustls already
+//! uses): about 0.7 ms of CPU a signature, 5x less than RustCrypto's `rsa` 0.10
+//! (benches/RESULTS.md, "What one SNS message signature costs"). ring cannot sign with
+//! SHA-1, so SignatureVersion 1 (SNS's default) is signed with `rsa` 0.10 (constant-time
+//! arithmetic: the Marvin timing leak of 0.9 is fixed), at about 3.5 ms of CPU a
+//! signature; so is version 2 with a key
+//! ring refuses (it takes 2048 to 8192 bits). Either costs more than the rest of a
+//! delivery, so signing runs on the shard's blocking thread, not on the shard's executor
+//! (which would stall every other task for as long), and the fan-out signs each distinct
+//! string once (`Signer`'s memo): a message fanned out to many
 //! subscriptions with the same Message is signed once (the string to sign leaves out the
 //! UnsubscribeURL, the one per-subscription field). The blocking thread is the one the
 //! shard's few blocking file calls use too: a burst of distinct messages to sign delays
@@ -57,9 +68,36 @@ pub const SIGNATURE_VERSION: &str = "SignatureVersion";
 /// The content type the certificate is served with.
 pub const CERT_CONTENT_TYPE: &str = "application/x-pem-file";
 
+/// Which envelopes the broker signs (`--sns-signing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every Notification and SubscriptionConfirmation, as SNS.
+    #[default]
+    All,
+    /// Only what goes to HTTP/HTTPS subscriptions.
+    Http,
+    /// Nothing; no key.
+    Off,
+}
+
+impl Scope {
+    /// Whether what a subscription of `protocol` receives is signed.
+    pub fn signs(self, protocol: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Http => crate::sns::http_delivery::is_http(protocol),
+            Scope::Off => false,
+        }
+    }
+}
+
 /// The key and its certificate. Read-only after the start; shared by every shard.
 pub struct SigningKey {
     key: PrivateKey,
+    /// The same key for ring, which signs SignatureVersion 2; None if ring refused it.
+    fast: Option<ring::signature::RsaKeyPair>,
+    /// ring's blinding randomness.
+    rng: ring::rand::SystemRandom,
     cert_pem: String,
     cert_path: String,
 }
@@ -137,8 +175,23 @@ impl SigningKey {
             return Err("the certificate is not of this key".into());
         }
         let fingerprint = Sha256::digest(&der[..]);
+        let pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("encoding the RSA key: {e}"))?;
+        let fast = match ring::signature::RsaKeyPair::from_pkcs8(pkcs8.as_bytes()) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                tracing::warn!(
+                    "ring refuses the SNS signing key ({e}): SignatureVersion 2 is signed \
+                     with the slower rsa crate"
+                );
+                None
+            }
+        };
         Ok(SigningKey {
             key,
+            fast,
+            rng: ring::rand::SystemRandom::new(),
             cert_pem: cert_pem.to_string(),
             cert_path: format!(
                 "/SimpleNotificationService-{}.pem",
@@ -157,24 +210,46 @@ impl SigningKey {
         &self.cert_path
     }
 
-    /// The RSASSA-PKCS1-v1_5 signature of `digest` (of `version`'s hash), base64.
-    fn sign_digest(&self, version: SignatureVersion, digest: &[u8]) -> Result<String, String> {
-        let scheme = match version {
-            SignatureVersion::V1 => Pkcs1v15Sign::new::<Sha1>(),
-            SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
+    /// The RSASSA-PKCS1-v1_5 signature of `text` with `version`'s hash, base64: ring's
+    /// for version 2 where it took the key, else `rsa`'s (the same bytes: PKCS#1 v1.5 is
+    /// deterministic).
+    fn sign_text(&self, version: SignatureVersion, text: &[u8]) -> Result<String, String> {
+        let signature = match (version, &self.fast) {
+            (SignatureVersion::V2, Some(pair)) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &self.rng,
+                    text,
+                    &mut signature,
+                )
+                .map_err(|e| format!("ring: {e}"))?;
+                signature
+            }
+            (SignatureVersion::V2, None) => self.sign_digest_rsa(version, &Sha256::digest(text))?,
+            (SignatureVersion::V1, _) => self.sign_digest_rsa(version, &Sha1::digest(text))?,
         };
-        let signature = self.key.sign(scheme, digest).map_err(|e| e.to_string())?;
         Ok(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             signature,
         ))
     }
+
+    /// `rsa`'s RSASSA-PKCS1-v1_5 signature of `digest` (of `version`'s hash).
+    fn sign_digest_rsa(&self, version: SignatureVersion, digest: &[u8]) -> Result<Vec<u8>, String> {
+        let scheme = match version {
+            SignatureVersion::V1 => Pkcs1v15Sign::new::<Sha1>(),
+            SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
+        };
+        self.key.sign(scheme, digest).map_err(|e| e.to_string())
+    }
 }
 
-/// What one fan-out worker signs with: the key, the URL its certificate is served at,
-/// and the signatures it made lately. Owned by the worker's shard.
+/// What one fan-out worker signs with: the key, what it signs, the URL its certificate
+/// is served at, and the signatures it made lately. Owned by the worker's shard.
 pub struct Signer {
     key: Option<Arc<SigningKey>>,
+    scope: Scope,
     cert_url: String,
     /// Signature by version and digest: a signature is a function of the digest alone
     /// (PKCS#1 v1.5 is deterministic), so a hit is the signature signing would make.
@@ -185,15 +260,17 @@ pub struct Signer {
 type MemoKey = (SignatureVersion, Vec<u8>);
 
 impl Signer {
-    /// `key`: None only in configurations no `serve` start loaded (unit tests), whose
-    /// documents carry empty signatures. `base_url`: the HTTP listener the certificate
+    /// `key`: None with `--sns-signing off` (`scope` then signs nothing) and in
+    /// configurations no `serve` start loaded (unit tests), whose signed documents carry
+    /// empty signatures. `base_url`: the HTTP listener the certificate
     /// is fetched from (`http[s]://host:port`).
-    pub fn new(key: Option<Arc<SigningKey>>, base_url: &str) -> Signer {
+    pub fn new(key: Option<Arc<SigningKey>>, scope: Scope, base_url: &str) -> Signer {
         let cert_url = key
             .as_ref()
             .map_or_else(String::new, |k| format!("{base_url}{}", k.cert_path()));
         Signer {
             key,
+            scope,
             cert_url,
             memo: RefCell::new(HashMap::new()),
         }
@@ -201,6 +278,21 @@ impl Signer {
 
     pub fn cert_url(&self) -> &str {
         &self.cert_url
+    }
+
+    /// The signature of what a subscription of `protocol` receives, whose string to
+    /// sign is `text()` (not made when unsigned), or None where `--sns-signing` leaves
+    /// it unsigned.
+    pub async fn sign_for(
+        &self,
+        protocol: &str,
+        version: SignatureVersion,
+        text: impl FnOnce() -> String,
+    ) -> Option<Arc<str>> {
+        if !self.scope.signs(protocol) {
+            return None;
+        }
+        Some(self.sign(version, &text()).await)
     }
 
     /// The base64 signature of `text` with `version`'s hash (empty, logged, if signing
@@ -217,8 +309,8 @@ impl Signer {
         if let Some(hit) = hit {
             return hit;
         }
-        let to_sign = digest.clone();
-        let signed = crate::runtime::blocking(move || key.sign_digest(version, &to_sign)).await;
+        let to_sign = text.as_bytes().to_vec();
+        let signed = crate::runtime::blocking(move || key.sign_text(version, &to_sign)).await;
         let signature: Arc<str> = match signed {
             Ok(s) => Arc::from(s),
             Err(e) => {
@@ -319,6 +411,7 @@ mod tests {
         let again = SigningKey::load(dir.path(), None).expect("loaded");
         assert_eq!(key, again, "the same certificate after a restart");
         assert_eq!(key.key, again.key, "and the same key");
+        assert!(key.fast.is_some(), "ring takes a key the broker makes");
         assert!(key.cert_path().starts_with("/SimpleNotificationService-"));
         assert!(key.cert_path().ends_with(".pem") && key.cert_path().len() == 63);
         let mode = std::fs::metadata(dir.path().join("meta").join(KEY_FILE))
@@ -329,7 +422,7 @@ mod tests {
         let remade = SigningKey::load(dir.path(), None).expect("remade");
         assert_eq!(remade.key, key.key);
 
-        let signer = Signer::new(Some(Arc::new(key)), "https://127.0.0.1:1");
+        let signer = Signer::new(Some(Arc::new(key)), Scope::All, "https://127.0.0.1:1");
         assert!(signer
             .cert_url()
             .starts_with("https://127.0.0.1:1/SimpleNotificationService-"));
@@ -346,6 +439,14 @@ mod tests {
                 }
                 let v1 = signer.sign(SignatureVersion::V1, "x").await;
                 assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
+                // ring's version 2 signature is the one `rsa` makes.
+                let v2 = signer.sign(SignatureVersion::V2, "x").await;
+                let by_rsa = key
+                    .sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(b"x"))
+                    .expect("rsa");
+                let by_rsa =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, by_rsa);
+                assert_eq!(&*v2, by_rsa.as_str());
             })
             .expect("executor");
         executor.join().expect("signed");
@@ -370,30 +471,48 @@ mod tests {
         assert!(SigningKey::load(Path::new("/nonexistent"), Some(&swapped)).is_err());
     }
 
-    /// Not a check: what one signature costs (benches/RESULTS.md). Run with
+    #[test]
+    fn the_scope_names_what_is_signed() {
+        for protocol in ["http", "https", "sqs", "kafka"] {
+            assert!(Scope::All.signs(protocol));
+            assert_eq!(Scope::Http.signs(protocol), protocol.starts_with("http"));
+            assert!(!Scope::Off.signs(protocol));
+        }
+    }
+
+    /// Not a check: what one signature costs (benches/RESULTS.md), as the broker signs
+    /// (version 1 with `rsa`, version 2 with ring) and version 2 with `rsa` for
+    /// comparison. Run with
     /// `cargo test --lib sns::signing::tests::signing_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn signing_cost() {
         let dir = tempfile::tempdir().expect("dir");
         let key = SigningKey::load(dir.path(), None).expect("made");
-        for round in 1..=5 {
-            for version in [SignatureVersion::V1, SignatureVersion::V2] {
-                let started = std::time::Instant::now();
-                for i in 0..100u32 {
-                    let digest = Sha256::digest(i.to_le_bytes());
-                    let digest = match version {
-                        SignatureVersion::V1 => &digest[..20],
-                        SignatureVersion::V2 => &digest[..],
-                    };
-                    key.sign_digest(version, digest).expect("signed");
-                }
-                let us = started.elapsed().as_micros() / 100;
-                println!(
-                    "round {round} SignatureVersion {}: {us} µs a signature",
-                    version.name()
-                );
+        assert!(key.fast.is_some(), "ring takes the key");
+        const N: u32 = 100;
+        let time = |sign: &dyn Fn(&[u8])| {
+            let started = std::time::Instant::now();
+            for i in 0..N {
+                sign(format!("Message\n{i}\n").as_bytes());
             }
+            started.elapsed().as_micros() / u128::from(N)
+        };
+        for round in 1..=5 {
+            let v1 = time(&|t| {
+                key.sign_text(SignatureVersion::V1, t).expect("v1");
+            });
+            let v2_ring = time(&|t| {
+                key.sign_text(SignatureVersion::V2, t).expect("v2");
+            });
+            let v2_rsa = time(&|t| {
+                key.sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(t))
+                    .expect("v2 rsa");
+            });
+            println!(
+                "round {round}: SignatureVersion 1 (rsa) {v1} µs, 2 (ring) {v2_ring} µs, \
+                 2 (rsa) {v2_rsa} µs a signature"
+            );
         }
     }
 }

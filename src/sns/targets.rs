@@ -104,14 +104,16 @@ impl Delivery<'_> {
         let version = signing::version_of(self.topic);
         let value = self
             .signer
-            .sign(version, &envelope::notification_string_to_sign(&note))
+            .sign_for(&self.sub.protocol, version, || {
+                envelope::notification_string_to_sign(&note)
+            })
             .await;
-        let signature = Signature {
+        let signature = value.as_deref().map(|value| Signature {
             version,
-            value: &value,
+            value,
             cert_url: self.signer.cert_url(),
-        };
-        envelope::notification(&note, &signature)
+        });
+        envelope::notification(&note, signature.as_ref())
     }
 
     /// Raw deliveries carry the attributes as the target's own (SQS message
@@ -355,7 +357,7 @@ mod tests {
         );
         let arn = SqsSettings::default().topic_arn("t");
         let (raw, wrapped) = (sub(true), sub(false));
-        let signer = Signer::new(None, "http://127.0.0.1:1");
+        let signer = Signer::new(None, signing::Scope::All, "http://127.0.0.1:1");
         let delivery = |sub| Delivery {
             topic: &topic,
             topic_arn: &arn,

@@ -1069,6 +1069,45 @@ def signed_envelopes(endpoint, node_modules, ca):
     print("certificate", certificates.pop(), flush=True)
 
 
+def signing_scope(endpoint, scope, node_modules=None, ca=None):
+    """`--sns-signing http`: the SubscriptionConfirmation and Notification at an HTTP
+    endpoint are signed (and verify with AWS's validator), the Notification a queue holds
+    has no SignatureVersion, Signature or SigningCertURL; `off`: neither is signed."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    server = Endpoint()
+    signature_fields = ("SignatureVersion", "Signature", "SigningCertURL")
+    arn = sns.create_topic(Name=name("scope", scope))["TopicArn"]
+    path = "/scope-" + scope
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + path)
+    _, _, body, _ = server.wait("the confirmation", kind_is(path, "SubscriptionConfirmation"))[0]
+    confirmation = json.loads(body)
+    sns.confirm_subscription(TopicArn=arn, Token=confirmation["Token"])
+    q = name("scope", "q" + scope)
+    url = make_queue(sqs, q)
+    subscribe_queue(sns, arn, q)
+    message_id = sns.publish(TopicArn=arn, Message="scoped", Subject="s")["MessageId"]
+    _, _, body, _ = server.wait("the Notification", kind_is(path, "Notification"))[0]
+    note = json.loads(body)
+    queued = envelope(receive_within(sqs, url, 1, "the queued Notification")[0])
+    for doc in (note, queued):
+        assert doc["MessageId"] == message_id and doc["Message"] == "scoped", doc
+        assert "UnsubscribeURL" in doc, doc
+    for field in signature_fields:
+        assert field not in queued, ("queue", field, queued)
+    if scope == "http":
+        for doc in (confirmation, note):
+            assert doc["SignatureVersion"] == "1" and doc["Signature"], doc
+        assert validate([confirmation, note], node_modules, ca) == ["valid"] * 2
+    else:
+        assert scope == "off", scope
+        for doc in (confirmation, note):
+            for field in signature_fields:
+                assert field not in doc, (field, doc)
+    sns.delete_topic(TopicArn=arn)
+    sqs.delete_queue(QueueUrl=url)
+    server.server.shutdown()
+
+
 def signature_version_attribute(endpoint):
     """SignatureVersion is 1 unless set; SetTopicAttributes sets it (1 or 2) and an empty
     value puts back the default."""
@@ -1095,7 +1134,8 @@ CASES = {f.__name__: f for f in [
     https_subscription, message_structure_json_sends_each_protocol_its_own,
     authenticate_on_unsubscribe_refuses_the_unsigned_link,
     kafka_subscription, durable_setup,
-    durable_check, errors, region_and_account, signed_envelopes, signature_version_attribute]}
+    durable_check, errors, region_and_account, signed_envelopes, signature_version_attribute,
+    signing_scope]}
 
 
 def main():

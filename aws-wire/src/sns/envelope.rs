@@ -9,7 +9,9 @@
 //! trust the broker's certificate host (e.g. the SDKs' validators' host pattern) in place
 //! of `sns.<region>.amazonaws.com`. This module writes the string to sign
 //! (`notification_string_to_sign`, `confirmation_string_to_sign`: AWS's documented
-//! canonical form) and the documents around a signature computed by the caller.
+//! canonical form) and the documents around a signature computed by the caller. A
+//! document the broker does not sign (`--sns-signing http` or `off`) has none of the
+//! three fields.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -88,8 +90,8 @@ pub fn notification_string_to_sign(n: &Notification<'_>) -> String {
     out
 }
 
-/// The Notification document, signed with `signature`.
-pub fn notification(n: &Notification<'_>, signature: &Signature<'_>) -> String {
+/// The Notification document, signed with `signature` (None: unsigned).
+pub fn notification(n: &Notification<'_>, signature: Option<&Signature<'_>>) -> String {
     let mut doc = Doc::default();
     doc.field("Type", "Notification");
     doc.field("MessageId", n.message_id);
@@ -102,7 +104,9 @@ pub fn notification(n: &Notification<'_>, signature: &Signature<'_>) -> String {
     }
     doc.field("Message", n.message);
     doc.field("Timestamp", &timestamp(n.timestamp_ms));
-    doc.signature(signature);
+    if let Some(signature) = signature {
+        doc.signature(signature);
+    }
     doc.field("UnsubscribeURL", n.unsubscribe_url);
     if !n.attributes.is_empty() {
         let mut attrs = Doc::default();
@@ -155,8 +159,11 @@ pub fn confirmation_string_to_sign(c: &Confirmation<'_>) -> String {
     out
 }
 
-/// The SubscriptionConfirmation document, signed with `signature`.
-pub fn subscription_confirmation(c: &Confirmation<'_>, signature: &Signature<'_>) -> String {
+/// The SubscriptionConfirmation document, signed with `signature` (None: unsigned).
+pub fn subscription_confirmation(
+    c: &Confirmation<'_>,
+    signature: Option<&Signature<'_>>,
+) -> String {
     let mut doc = Doc::default();
     doc.field("Type", "SubscriptionConfirmation");
     doc.field("MessageId", c.message_id);
@@ -165,7 +172,9 @@ pub fn subscription_confirmation(c: &Confirmation<'_>, signature: &Signature<'_>
     doc.field("Message", &c.message());
     doc.field("SubscribeURL", c.subscribe_url);
     doc.field("Timestamp", &timestamp(c.timestamp_ms));
-    doc.signature(signature);
+    if let Some(signature) = signature {
+        doc.signature(signature);
+    }
     doc.finish()
 }
 
@@ -287,7 +296,16 @@ mod tests {
             unsubscribe_url: "http://h/?Action=Unsubscribe",
             attributes: &attrs,
         };
-        let doc = notification(&note, &SIGNED);
+        let unsigned: serde_json::Value =
+            serde_json::from_str(&notification(&note, None)).expect("JSON");
+        for field in ["SignatureVersion", "Signature", "SigningCertURL"] {
+            assert!(
+                unsigned.get(field).is_none(),
+                "{field} in an unsigned document"
+            );
+        }
+        assert_eq!(unsigned["UnsubscribeURL"], "http://h/?Action=Unsubscribe");
+        let doc = notification(&note, Some(&SIGNED));
         assert_eq!(
             doc,
             r#"{"Type":"Notification","MessageId":"m","SequenceNumber":"00000000000000000007","TopicArn":"arn:aws:sns:us-east-1:000000000000:t","Subject":"S","Message":"line\n\"quoted\" é","Timestamp":"1970-01-01T00:00:00.000Z","SignatureVersion":"2","Signature":"c2ln","SigningCertURL":"https://h/SimpleNotificationService-ab.pem","UnsubscribeURL":"http://h/?Action=Unsubscribe","MessageAttributes":{"b":{"Type":"Binary","Value":"AP8="},"s":{"Type":"String","Value":"v\""}}}"#
@@ -313,7 +331,7 @@ mod tests {
             unsubscribe_url: "u",
             attributes: &[],
         };
-        let doc = notification(&note, &SIGNED);
+        let doc = notification(&note, Some(&SIGNED));
         assert_eq!(
             notification_string_to_sign(&note),
             "Message\nx\nMessageId\nm\nTimestamp\n1970-01-01T00:00:00.000Z\nTopicArn\nt\nType\nNotification\n",
@@ -340,7 +358,7 @@ mod tests {
             message_id: "m",
             timestamp_ms: 0,
         };
-        let doc = subscription_confirmation(&confirmation, &SIGNED);
+        let doc = subscription_confirmation(&confirmation, Some(&SIGNED));
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
         assert_eq!(parsed["Type"], "SubscriptionConfirmation");
         assert_eq!(parsed["Token"], "tok");
