@@ -440,6 +440,9 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
         if conn.out.is_closed() {
             return;
         }
+        // Frames already buffered and methods answered on this shard never wait: the
+        // shard's other connections get their turn here.
+        runtime::yield_if_needed().await;
         conn.publish_room().await;
         // A client that sends and never reads its answers is not read either. Far above
         // the consumers' bound, so that a client blocked writing acks while deliveries

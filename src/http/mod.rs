@@ -203,6 +203,9 @@ impl Connection {
         // Every answer is written from this one buffer (its head and body together).
         let mut out = Vec::with_capacity(ANSWER_BYTES_TYPICAL);
         loop {
+            // Pipelined requests answered here never wait: the shard's other
+            // connections get their turn here.
+            runtime::yield_if_needed().await;
             let head = match self.next_request(&stream, &mut buf).await {
                 Ok(head) => head,
                 Err(Stop::Quiet) => break,
