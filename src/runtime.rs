@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::timer::sleep;
-pub use glommio::{spawn_local, yield_if_needed, Task};
+pub use glommio::{spawn_local, Task};
 
 /// io_uring registered buffer memory per shard.
 const IO_MEMORY_BYTES: usize = 16 << 20;
@@ -30,7 +30,8 @@ pub type ShardHandle = glommio::ExecutorJoinHandle<()>;
 pub use glommio::TaskQueueHandle;
 
 /// How soon request work must get the core back when background work runs (glommio
-/// preempts between task queues at this deadline).
+/// preempts between task queues at this deadline, and only between tasks: a task that
+/// never waits must call `yield_if_needed`).
 const REQUEST_LATENCY: Duration = Duration::from_micros(500);
 
 /// A shard's task queues: requests (connections, forwarded calls) are latency-class and
@@ -54,6 +55,20 @@ pub fn create_queues() -> Queues {
         ),
         background: ex.create_task_queue(Shares::Static(250), Latency::NotImportant, "background"),
     }
+}
+
+/// Gives the core to the shard's other tasks once this task queue has had its turn
+/// (`REQUEST_LATENCY` while requests are queued); otherwise a look at one counter.
+///
+/// glommio switches tasks only when one returns `Pending`, and a connection's loop often
+/// never does: a socket read finds bytes already in the kernel, an engine call on a queue
+/// or partition of its own shard completes at once, a write finds room. A client that
+/// pipelines cheap requests keeps its loop in that state, and every other connection on
+/// the shard waits until it stops (300,000 pipelined AMQP `basic.qos` held a debug
+/// build's shard for 2.7 s: `tests/fairness.rs`). So every loop that serves a peer calls
+/// this once per request or answer: frame loops, answer writers, consumers.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await
 }
 
 /// Spawns `future` into `queue` on the current shard.

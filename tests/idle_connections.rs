@@ -1,8 +1,9 @@
 //! The idle-connection bound (`--connections-max-idle-ms`, Kafka's
 //! `connections.max.idle.ms`, issue 20): a native, Kafka, or heartbeat-less AMQP
-//! connection that sends nothing is closed after the bound; one that keeps sending, one
-//! waiting in a long poll (native pull Receive, Kafka Fetch) or holding a subscription
-//! or an AMQP consumer is not, however long it waits.
+//! connection that sends nothing is closed after the bound, and so is a Kafka or AMQP
+//! client that pipelines requests and never reads the answers; one that keeps sending,
+//! one waiting in a long poll (native pull Receive, Kafka Fetch) or holding a
+//! subscription or an AMQP consumer is not, however long it waits.
 //!
 //! The bounds here are short; every wait for something that must happen has a generous
 //! deadline, and the "not closed" cases keep well inside what a loaded machine allows.
@@ -11,7 +12,7 @@ mod common;
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
-use common::amqp_raw::{Login, RawAmqp, RecvError, Tuning};
+use common::amqp_raw::{method_frame, Login, RawAmqp, RecvError, Tuning};
 use common::kafka_raw::{request_frame, RawKafka};
 use common::Broker;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -284,5 +285,48 @@ fn an_amqp_connection_without_heartbeats_is_closed_when_idle_unless_it_consumes(
         Err(RecvError::TimedOut) => {}
         other => panic!("the consuming connection got {other:?}"),
     }
+    assert_eq!(idle_closes(&broker), 1, "{}", broker.log());
+}
+
+/// With heartbeats on, too: the connection is not read while its answers wait, so its
+/// heartbeats cannot be heard, and the idle bound applies instead.
+#[test]
+fn an_amqp_client_that_never_reads_its_answers_is_closed_after_the_bound() {
+    let broker = broker(IDLE_MS);
+    let mut conn = RawAmqp::open(&broker.amqp_addr);
+    conn.channel_open(1);
+    let queue = conn.declare_queue(1, "", Default::default());
+    conn.confirm_select(1);
+    conn.publish_confirmed(1, &queue, &vec![b'm'; 120_000]);
+    // `basic.get` and `basic.recover` of that message, over and over, never reading a
+    // `get-ok`: the broker stops reading once its answers back up.
+    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+        queue: queue.as_str().into(),
+        no_ack: false,
+    }));
+    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
+    let mut round = method_frame(1, get);
+    round.extend(method_frame(1, recover));
+    let burst = round.repeat(1024);
+    let mut stream = conn.stream;
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ended = loop {
+            if let Err(e) = stream.write_all(&burst) {
+                break e;
+            }
+        };
+        let _ = done_tx.send(ended);
+    });
+    let ended = done
+        .recv_timeout(WITHIN)
+        .expect("the broker never closed the AMQP connection that does not read");
+    assert!(
+        matches!(
+            ended.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+        ),
+        "{ended}"
+    );
     assert_eq!(idle_closes(&broker), 1, "{}", broker.log());
 }

@@ -152,19 +152,22 @@ fn native_client_produces_and_consumes_over_tls_on_shared_and_shard_ports() {
     round_trip(&mut plain, "secured", "plaintext beside TLS");
 }
 
-/// A bare rustls client limited to one protocol version, on the native TLS port.
-fn handshake_with(
+type BareTls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A bare rustls client of `addr` trusting `pki`'s CA, limited to `versions`; nothing
+/// sent yet.
+fn bare_tls(
     pki: &Pki,
     addr: &str,
-    version: &'static rustls::SupportedProtocolVersion,
-) -> rustls::ProtocolVersion {
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> BareTls {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(pki.ca()).expect("CA");
     let ca = rustls::pki_types::pem::PemObject::from_pem_slice(&ca).expect("CA PEM");
     roots.add(ca).expect("root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -172,7 +175,16 @@ fn handshake_with(
     let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("session");
     let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// A bare rustls client limited to one protocol version, on the native TLS port.
+fn handshake_with(
+    pki: &Pki,
+    addr: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> rustls::ProtocolVersion {
+    let mut tls = bare_tls(pki, addr, &[version]);
     // A native Metadata request, answered: the handshake and a round trip both worked.
     let env = peregrine::native::messages::RequestEnvelope {
         id: 1,
@@ -605,4 +617,82 @@ fn cli_admin_and_queue_commands_over_tls_with_a_client_certificate() {
     );
     assert!(!ok, "queue stats without a client certificate");
     assert!(!err.is_empty());
+}
+
+/// How long a connection may idle in `idle_tls_connections_are_closed_after_the_bound`.
+const IDLE_MS: u64 = 500;
+
+/// Reads until the broker ends the TLS connection; how long after `since` that came, or
+/// None if it was still open after `TIMEOUT`. The broker's idle watch shuts the socket
+/// down under the session, without a close_notify: rustls reports that end as an
+/// unexpected EOF.
+fn tls_closed_after(tls: &mut BareTls, since: Instant) -> Option<Duration> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+}
+
+fn idle_closes(b: &Broker) -> usize {
+    b.log().matches("(--connections-max-idle-ms)").count()
+}
+
+/// `--connections-max-idle-ms` closes silent connections on the TLS listeners as on the
+/// plaintext ones: the idle watch shuts the socket under the TLS session down, and the
+/// front end unwinds from there.
+#[test]
+fn idle_tls_connections_are_closed_after_the_bound() {
+    let pki = Pki::new("idle CA");
+    let (cert, key) = pki.server();
+    let idle_ms = IDLE_MS.to_string();
+    let b = tls_broker(&cert, &key, &["--connections-max-idle-ms", &idle_ms]);
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    // A handshake, then silence, on the native and Kafka TLS ports.
+    for (n, name) in ["native_tls=", "kafka_tls="].into_iter().enumerate() {
+        let since = Instant::now();
+        let mut tls = bare_tls(&pki, &ready_field(&b, name), &all);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        }
+        let took = tls_closed_after(&mut tls, since)
+            .unwrap_or_else(|| panic!("{name}: an idle TLS connection stayed open"));
+        assert!(
+            took >= Duration::from_millis(IDLE_MS),
+            "{name}: closed after {took:?}, before the {IDLE_MS} ms bound"
+        );
+        assert_eq!(idle_closes(&b), n + 1, "{name}: {}", b.log());
+    }
+    // A native client served over TLS, then left idle: closed, its next request fails.
+    let addr = ready_field(&b, "native_tls=");
+    let mut client = Client::connect_with(&addr, Some(client_tls(&pki, None))).expect("connect");
+    client.metadata(None).expect("a first request over TLS");
+    let deadline = Instant::now() + TIMEOUT;
+    while idle_closes(&b) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle TLS client was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        client.metadata(None).is_err(),
+        "a request on the closed TLS connection was answered"
+    );
+    let mut fresh = Client::connect_with(&addr, Some(client_tls(&pki, None))).expect("connect");
+    fresh
+        .metadata(None)
+        .expect("a fresh TLS connection is served");
 }

@@ -1,15 +1,18 @@
 //! Clients that pipeline requests and never read the answers: the broker holds a bounded
 //! amount of answers for each (`server::answer_budget`), then stops reading its
-//! requests, and keeps serving everyone else.
+//! requests, and keeps serving everyone else. When such a client goes away, its
+//! connection is released on every protocol, with answers still queued for it.
 
 mod common;
+use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
+use common::amqp_raw::{method_frame, RawAmqp};
 use common::kafka_raw::request_frame;
 use common::Broker;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestKind};
 use peregrine::native::frame;
 use peregrine::native::messages::{Request, RequestEnvelope};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -94,4 +97,85 @@ fn clients_that_never_read_their_answers_make_the_broker_hold_a_bounded_amount()
         "peak RSS grew by {grown} bytes, over {GROWTH_MAX_BYTES}"
     );
     drop(flooders);
+}
+
+/// How long a test waits for something that must happen.
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Open connections of `protocol` on every shard (the `connections` gauge), the
+/// scraping connection included.
+fn open_connections(b: &Broker, protocol: &str) -> u64 {
+    let mut conn = TcpStream::connect(&b.http_addr).expect("connect");
+    conn.set_read_timeout(Some(WITHIN)).expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .expect("scrape");
+    let mut page = String::new();
+    conn.read_to_string(&mut page).expect("metrics page");
+    let label = format!("protocol=\"{protocol}\"");
+    page.lines()
+        .filter(|l| l.starts_with("peregrine_connections{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Pipelines `requests` on `conn`, never reading, until a write times out (every buffer
+/// between client and broker holds requests), gives the broker `SETTLE` to serve what it
+/// read and back its answers up, then closes the connection with all of them unread.
+fn stop_reading_then_leave(mut conn: TcpStream, requests: &[u8]) {
+    conn.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let deadline = Instant::now() + WITHIN;
+    while conn.write_all(requests).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the requests of a client that never reads were read without end"
+        );
+    }
+    std::thread::sleep(SETTLE);
+}
+
+/// The AMQP and HTTP writers are not fed through a bounded channel (glommio's `send`
+/// on a full one never returns once its receiver is gone, which the native and Kafka
+/// writers guard against): a client that stops reading with answers queued and then
+/// disconnects must still be released, its writer failing and its reader unwinding.
+#[test]
+fn clients_that_stop_reading_and_disconnect_are_released() {
+    let b = Broker::start();
+    // AMQP: `basic.get` of a 120 kB message and `basic.recover` to get it again, until
+    // the broker stops reading (its answers' read-stop bound).
+    let mut amqp = RawAmqp::open(&b.amqp_addr);
+    amqp.channel_open(1);
+    let queue = amqp.declare_queue(1, "", Default::default());
+    amqp.confirm_select(1);
+    amqp.publish_confirmed(1, &queue, &vec![b'm'; 120_000]);
+    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+        queue: queue.as_str().into(),
+        no_ack: false,
+    }));
+    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
+    let mut round = method_frame(1, get);
+    round.extend(method_frame(1, recover));
+    assert_eq!(open_connections(&b, "amqp"), 1);
+    stop_reading_then_leave(amqp.stream, &round.repeat(1024));
+    // HTTP: metrics pages until the broker stops reading.
+    let http = TcpStream::connect(&b.http_addr).expect("connect");
+    let scrape = b"GET /metrics HTTP/1.1\r\nHost: b\r\n\r\n".repeat(64);
+    stop_reading_then_leave(http, &scrape);
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let (amqp, http) = (open_connections(&b, "amqp"), open_connections(&b, "http"));
+        // The scrape itself is the one HTTP connection left.
+        if (amqp, http) == (0, 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{amqp} AMQP and {} HTTP connections still open after their clients left",
+            http - 1
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both listeners serve new clients as ever.
+    RawAmqp::open(&b.amqp_addr).close();
+    assert_eq!(open_connections(&b, "http"), 1);
 }

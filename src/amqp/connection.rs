@@ -10,7 +10,10 @@
 //! buffered up to `OUTPUT_BYTES_MAX` before consumers wait and `OUTPUT_READ_STOP_BYTES`
 //! before the connection is not read. A silent peer is closed after two missed
 //! heartbeats, or, with heartbeats off, after `--connections-max-idle-ms` unless it has
-//! a consumer waiting for deliveries.
+//! a consumer waiting for deliveries. A peer that reads none of its answers for
+//! `--connections-max-idle-ms` while the connection is not read for it is closed too,
+//! heartbeats or not, and an ending connection gives the peer `DRAIN_MAX` to read
+//! what it is still owed before the socket is shut down.
 
 use super::auth;
 use super::channel::Channel;
@@ -41,6 +44,10 @@ pub const HEARTBEAT_S: u16 = 60;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing side waits for the peer's `close-ok`.
 const CLOSE_OK_WAIT: Duration = Duration::from_secs(1);
+/// How long an ending connection waits for the client to read what it is still owed
+/// (`close-ok`, a `connection.close`, answers before them); past it the socket is shut
+/// down, so that a client that reads nothing cannot hold the connection.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 /// Output bytes buffered for a client that does not read before its consumers wait.
 pub const OUTPUT_BYTES_MAX: usize = 4 << 20;
 /// Output bytes buffered past which the connection is not read (its answers pile up).
@@ -133,6 +140,7 @@ pub async fn serve(engine: Engine, stream: Stream) {
         let stream = stream.clone();
         runtime::spawn_local(async move { conn.out.write_loop(stream).await })
     };
+    let socket = stream.clone();
     let mut reader = FrameReader::new(stream);
     let handshake = future::or(async { Some(handshake(&conn, &mut reader).await) }, async {
         runtime::sleep(HANDSHAKE_TIMEOUT).await;
@@ -158,7 +166,34 @@ pub async fn serve(engine: Engine, stream: Stream) {
     conn.ending.set(true);
     release(&conn).await;
     conn.out.close();
-    writer.await;
+    finish_writing(writer, &socket).await;
+}
+
+/// Lets the writer write what is buffered, for at most `DRAIN_MAX`; then shuts the
+/// socket down, which fails the write it is blocked in.
+async fn finish_writing(mut writer: runtime::Task<()>, socket: &Stream) {
+    let written = future::or(
+        async {
+            (&mut writer).await;
+            true
+        },
+        async {
+            runtime::sleep(DRAIN_MAX).await;
+            false
+        },
+    )
+    .await;
+    if !written {
+        tracing::info!(peer = %socket.peer(), "AMQP client read nothing of what it was sent for {DRAIN_MAX:?}; closing");
+        socket.shut_down();
+        writer.await;
+    }
+}
+
+/// Waits until everything buffered was written, at most `DRAIN_MAX` (the connection is
+/// ending: `finish_writing` then cuts a client that reads nothing).
+async fn flushed_or_late(conn: &Conn) {
+    future::or(conn.out.flushed(), runtime::sleep(DRAIN_MAX)).await;
 }
 
 /// Everything the connection held goes: channels (their unacked messages return to
@@ -341,6 +376,9 @@ async fn expect_method(
     reader: &mut FrameReader,
 ) -> Result<Option<AMQPClass>, AmqpError> {
     loop {
+        // Heartbeats sent without end would otherwise keep the shard (and the handshake
+        // timer would never be looked at).
+        runtime::yield_if_needed().await;
         let frame = match reader.next(conn.frame_max.get()).await {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
@@ -416,37 +454,81 @@ enum Next {
     Shutdown,
 }
 
-/// The frame loop after `open-ok`, until the peer closes, a connection error, a missed
-/// heartbeat, idleness (heartbeats off) or the broker's shutdown.
-async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
+/// What a tick of the frame loop decides.
+enum Verdict {
+    Go,
+    /// Dead: end without a word.
+    End,
+    /// Close with this error.
+    Close(AmqpError),
+}
+
+/// The liveness rules, checked on each tick; `heard` is when the last frame was read,
+/// `stopped` whether the reader is waiting for the client to read its answers. While it
+/// waits, the client's frames (heartbeats among them) are not read, so the heartbeat
+/// rule is paused, as RabbitMQ pauses it for a blocked connection; the idle bound
+/// applies instead, heartbeats or not: a client that has read nothing of what it was
+/// sent for that long is as idle as a silent one (as native and Kafka connections are).
+fn on_tick(conn: &Conn, heard: Instant, stopped: bool, heartbeat_s: u16) -> Verdict {
     // Silent for two intervals: dead (the spec's rule).
     let silence_max = Duration::from_secs(2 * u64::from(heartbeat_s));
+    if heartbeat_s > 0 && !stopped && heard.elapsed() > silence_max {
+        tracing::info!(peer = %conn.peer, "AMQP client missed heartbeats for {silence_max:?}; closing");
+        return Verdict::End;
+    }
     // A client that turned heartbeats off is bounded by --connections-max-idle-ms
-    // instead, as native and Kafka connections are, unless it consumes (deliveries it
-    // waits for may be far apart).
-    let idle_ms = conn
-        .engine
-        .config()
-        .connection_limits
-        .connections_max_idle_ms;
-    let idle_max = (heartbeat_s == 0 && idle_ms > 0).then(|| Duration::from_millis(idle_ms));
-    let tick = match idle_max {
-        _ if heartbeat_s > 0 => Duration::from_millis(u64::from(heartbeat_s) * 250),
-        Some(max) => max / 4,
-        None => Duration::from_secs(3600),
+    // instead, unless it consumes (deliveries it waits for may be far apart).
+    let Some(max) = idle_max(conn).filter(|max| heard.elapsed() > *max) else {
+        return Verdict::Go;
     };
+    let why = if stopped {
+        format!("the client read none of its answers for {max:?} (--connections-max-idle-ms)")
+    } else if heartbeat_s == 0 && !consuming(conn) {
+        format!("connection idle for {max:?} with heartbeats off (--connections-max-idle-ms)")
+    } else {
+        return Verdict::Go;
+    };
+    Verdict::Close(AmqpError::new(errors::CONNECTION_FORCED, why))
+}
+
+/// `--connections-max-idle-ms`; None when 0 (no bound).
+fn idle_max(conn: &Conn) -> Option<Duration> {
+    let limits = conn.engine.config().connection_limits;
+    let idle_ms = limits.connections_max_idle_ms;
+    (idle_ms > 0).then(|| Duration::from_millis(idle_ms))
+}
+
+/// The frame loop after `open-ok`, until the peer closes, a connection error, a missed
+/// heartbeat, idleness or the broker's shutdown.
+async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
+    let heartbeat_tick =
+        (heartbeat_s > 0).then(|| Duration::from_millis(u64::from(heartbeat_s) * 250));
+    let tick = [heartbeat_tick, idle_max(conn).map(|max| max / 4)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(3600));
     let mut heard = Instant::now();
+    let stopped = Cell::new(false);
     loop {
         if conn.out.is_closed() {
             return;
         }
+        // Frames already buffered and methods answered on this shard never wait: the
+        // shard's other connections get their turn here.
+        runtime::yield_if_needed().await;
         conn.publish_room().await;
-        // A client that sends and never reads its answers is not read either. Far above
-        // the consumers' bound, so that a client blocked writing acks while deliveries
-        // wait for it to read is never stopped by this (deliveries stop at the lower one).
-        conn.out.under(OUTPUT_READ_STOP_BYTES).await;
         let next = future::or(
-            async { Next::Frame(reader.next(conn.frame_max.get()).await) },
+            async {
+                // A client that sends and never reads its answers is not read either.
+                // Far above the consumers' bound, so that a client blocked writing acks
+                // while deliveries wait for it to read is never stopped by this
+                // (deliveries stop at the lower one).
+                stopped.set(true);
+                conn.out.under(OUTPUT_READ_STOP_BYTES).await;
+                stopped.set(false);
+                Next::Frame(reader.next(conn.frame_max.get()).await)
+            },
             future::or(
                 async {
                     runtime::sleep(tick).await;
@@ -460,21 +542,14 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
         )
         .await;
         let frame = match next {
-            Next::Tick => {
-                if heartbeat_s > 0 && heard.elapsed() > silence_max {
-                    tracing::info!(peer = %conn.peer, "AMQP client missed heartbeats for {silence_max:?}; closing");
+            Next::Tick => match on_tick(conn, heard, stopped.get(), heartbeat_s) {
+                Verdict::Go => continue,
+                Verdict::End => return,
+                Verdict::Close(e) => {
+                    close_with(conn, reader, e).await;
                     return;
                 }
-                if let Some(max) = idle_max.filter(|max| heard.elapsed() > *max) {
-                    if !consuming(conn) {
-                        let why = format!("connection idle for {max:?} with heartbeats off (--connections-max-idle-ms)");
-                        close_with(conn, reader, AmqpError::new(errors::CONNECTION_FORCED, why))
-                            .await;
-                        return;
-                    }
-                }
-                continue;
-            }
+            },
             Next::Shutdown => {
                 let e = AmqpError::new(errors::CONNECTION_FORCED, "broker shutdown");
                 close_with(conn, reader, e).await;
@@ -502,8 +577,14 @@ async fn run(conn: &Rc<Conn>, reader: &mut FrameReader, heartbeat_s: u16) {
                 // The client closes the socket once it has close-ok (a client that
                 // reads to the end would otherwise see the end of stream with it and
                 // call the close unclean); bounded, for one that never does.
-                conn.out.flushed().await;
-                let eof = async { while let Ok(Some(_)) = reader.next(FRAME_MAX).await {} };
+                flushed_or_late(conn).await;
+                let eof = async {
+                    while let Ok(Some(_)) = reader.next(FRAME_MAX).await {
+                        // A client that keeps sending would otherwise keep the shard,
+                        // and the timer beside this loop would never be looked at.
+                        runtime::yield_if_needed().await;
+                    }
+                };
                 future::or(eof, runtime::sleep(CLOSE_OK_WAIT)).await;
                 return;
             }
@@ -683,6 +764,9 @@ async fn close_with(conn: &Rc<Conn>, reader: &mut FrameReader, e: AmqpError) {
     );
     let wait = async {
         loop {
+            // A client that keeps sending would otherwise keep the shard, and the timer
+            // beside this loop would never be looked at.
+            runtime::yield_if_needed().await;
             match reader.next(FRAME_MAX).await {
                 Ok(Some(f)) if f.kind == frames::FRAME_METHOD && f.channel == 0 => {
                     if let Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) =
@@ -696,8 +780,9 @@ async fn close_with(conn: &Rc<Conn>, reader: &mut FrameReader, e: AmqpError) {
             }
         }
     };
+    // The close goes out before the socket closes: the connection's end lets the writer
+    // write what is buffered (`finish_writing`).
     future::or(wait, runtime::sleep(CLOSE_OK_WAIT)).await;
-    conn.out.flushed().await;
 }
 
 impl Conn {

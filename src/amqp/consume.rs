@@ -272,6 +272,8 @@ struct Delivery {
 impl Delivery {
     async fn run(self, sub: Rc<Subscription>) {
         loop {
+            // Pulls that find messages ready and output with room never wait.
+            runtime::yield_if_needed().await;
             self.credit().await;
             self.conn.out.room().await;
             match sub.next().await {

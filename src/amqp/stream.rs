@@ -176,6 +176,8 @@ struct StreamReader {
 impl StreamReader {
     async fn run(self, mut offset: i64) {
         loop {
+            // Fetches that find records ready and output with room never wait.
+            crate::runtime::yield_if_needed().await;
             self.credit().await;
             self.conn.out.room().await;
             let args = FetchArgs {

@@ -253,6 +253,9 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Option<u32> {
         loop {
+            // Pipelined requests answered here never wait: the shard's other
+            // connections get their turn here.
+            runtime::yield_if_needed().await;
             let head = match self.next_request(stream, buf).await {
                 Ok(head) => head,
                 Err(Stop::Quiet) => return None,

@@ -11,7 +11,7 @@
 use super::codec::{self, Incoming};
 use super::Ctx;
 use crate::engine::Engine;
-use crate::runtime::spawn_local;
+use crate::runtime::{self, spawn_local};
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
 use crate::server::idle::{close_when_idle, Idle};
 use crate::server::stream::{read_some, write_all, Stream};
@@ -73,6 +73,8 @@ pub async fn serve(engine: Engine, stream: Stream) {
         idle,
     };
     loop {
+        // Buffered frames never wait: the shard's other connections get their turn here.
+        runtime::yield_if_needed().await;
         let frame_max = session.frame_max(max_frame);
         let read = async {
             // A client that does not read its answers is not read either.
@@ -199,6 +201,8 @@ async fn write_loop(
             tracing::debug!(%peer, "Kafka connection write failed: {e}");
             break;
         }
+        // Answers ready and a socket with room never wait.
+        runtime::yield_if_needed().await;
     }
     budget.close();
     // Answers still coming are dropped, not left to fill the channel: glommio's `send`

@@ -14,7 +14,7 @@ use super::frame::{self, FrameError, HEAD_LEN};
 use super::handler::{self, Reply};
 use super::messages::{Acks, ErrorCode, Request, Response, ResponseEnvelope};
 use crate::engine::{Engine, EngineError, Subscription};
-use crate::runtime::spawn_local;
+use crate::runtime::{self, spawn_local};
 use crate::server::answer_budget::{AnswerBudget, ANSWER_BYTES_MAX};
 use crate::server::idle::{close_when_idle, Idle};
 use crate::server::stream::{read_some, write_all, Stream};
@@ -239,6 +239,9 @@ pub async fn serve(engine: Engine, stream: Stream) {
     // Dropped (so cancelled) when the connection ends.
     let _idle_watch = spawn_local(close_when_idle(idle, busy, stream.clone(), "native"));
     loop {
+        // Buffered frames and requests answered in this loop never wait: the shard's
+        // other connections get their turn here.
+        runtime::yield_if_needed().await;
         let read = async {
             // A client that does not read its answers is not read either.
             budget.room().await;
@@ -521,6 +524,8 @@ async fn write_answers(
         idle.touch();
         out.clear();
         budget.release(written);
+        // Answers ready and a socket with room never wait.
+        runtime::yield_if_needed().await;
     }
     Ok(())
 }
