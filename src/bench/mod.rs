@@ -459,6 +459,8 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     } else if args.sqs_endpoint.is_some() {
         return Err("--sqs-endpoint is for the SQS and SNS modes".into());
     }
+    // The SQS modes spread over `--queues` too; the SNS modes run three.
+    let sqs_mode = args.mode.is_http() && !args.mode.is_sns();
     if args.mode.is_queue() {
         if args.queues == 0 {
             return Err("--queues must be at least 1".into());
@@ -468,7 +470,7 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         }
         args.producers = args.producers.max(args.queues);
         args.consumers = args.consumers.max(args.queues);
-    } else if args.queues != 1 && !(args.mode.is_http() && !args.mode.is_sns()) {
+    } else if args.queues != 1 && !sqs_mode {
         return Err(
             "--queues is for the queue and SQS modes; topics spread over --partitions".into(),
         );
