@@ -99,11 +99,7 @@ impl Engine {
     /// The topic's own `max.message.bytes`, from this shard's catalog snapshot (`None`:
     /// unknown topic, or the broker's default applies).
     pub fn topic_max_message_bytes(&self, name: &str) -> Option<u32> {
-        self.shard
-            .catalog()
-            .topic(name)
-            .ok()
-            .and_then(|t| t.config.max_message_bytes)
+        self.shard.topic_max_message_bytes(name)
     }
 
     /// Runs `job` on `owner` (inline when that is this shard) and returns its answer.

@@ -44,12 +44,7 @@ pub async fn produce(
     }
     // The topic's own bound (Kafka's max.message.bytes) holds for every front end; the
     // broker-wide default is the Kafka front end's (`--kafka-message-max-bytes`).
-    if let Some(max) = shard
-        .catalog()
-        .topic(topic)
-        .ok()
-        .and_then(|t| t.config.max_message_bytes)
-    {
+    if let Some(max) = shard.topic_max_message_bytes(topic) {
         if payload.len() > max as usize {
             return Err(EngineError::MessageTooLarge(format!(
                 "{} bytes of records, more than the topic's max.message.bytes ({max})",

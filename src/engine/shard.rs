@@ -123,6 +123,16 @@ impl Shard {
         self.catalog.borrow().clone()
     }
 
+    /// The topic's own `max.message.bytes` in this shard's catalog snapshot (`None`:
+    /// unknown topic, or the broker's default applies).
+    pub fn topic_max_message_bytes(&self, topic: &str) -> Option<u32> {
+        let catalog = self.catalog.borrow();
+        catalog
+            .topic(topic)
+            .ok()
+            .and_then(|t| t.config.max_message_bytes)
+    }
+
     pub fn message_queue(&self, name: &str) -> Option<Rc<super::queues::OpenQueue>> {
         self.mq.borrow().get(name).cloned()
     }
