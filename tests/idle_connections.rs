@@ -216,7 +216,7 @@ fn a_busy_kafka_connection_and_a_long_fetch_are_not_closed() {
 #[test]
 fn a_kafka_client_that_never_reads_its_answers_is_closed_after_the_bound() {
     let broker = broker(IDLE_MS);
-    let mut conn = TcpStream::connect(&broker.kafka_addr).expect("connect");
+    let conn = TcpStream::connect(&broker.kafka_addr).expect("connect");
     let mut body = BytesMut::new();
     ApiVersionsRequest::default()
         .encode(&mut body, 0)
@@ -230,25 +230,7 @@ fn a_kafka_client_that_never_reads_its_answers_is_closed_after_the_bound() {
         .collect();
     // Requests pipelined without reading a single answer: the broker stops reading once
     // its answers back up, and the connection goes quiet with answers still unsent.
-    let (done_tx, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let ended = loop {
-            if let Err(e) = conn.write_all(&burst) {
-                break e;
-            }
-        };
-        let _ = done_tx.send(ended);
-    });
-    let ended = done
-        .recv_timeout(WITHIN)
-        .expect("the broker never closed the connection that does not read");
-    assert!(
-        matches!(
-            ended.kind(),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
-        ),
-        "{ended}"
-    );
+    writes_until_closed(conn, burst, "the connection that does not read");
     assert_eq!(idle_closes(&broker), 1, "{}", broker.log());
 }
 
@@ -308,7 +290,14 @@ fn an_amqp_client_that_never_reads_its_answers_is_closed_after_the_bound() {
     let mut round = method_frame(1, get);
     round.extend(method_frame(1, recover));
     let burst = round.repeat(1024);
-    let mut stream = conn.stream;
+    let stream = conn.stream;
+    writes_until_closed(stream, burst, "the AMQP connection that does not read");
+    assert_eq!(idle_closes(&broker), 1, "{}", broker.log());
+}
+
+/// Writes `burst` to `stream` over and over, never reading, until the broker closes the
+/// connection (a broken pipe or a reset), which must happen within `WITHIN`.
+fn writes_until_closed(mut stream: TcpStream, burst: Vec<u8>, what: &str) {
     let (done_tx, done) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let ended = loop {
@@ -320,7 +309,7 @@ fn an_amqp_client_that_never_reads_its_answers_is_closed_after_the_bound() {
     });
     let ended = done
         .recv_timeout(WITHIN)
-        .expect("the broker never closed the AMQP connection that does not read");
+        .unwrap_or_else(|_| panic!("the broker never closed {what}"));
     assert!(
         matches!(
             ended.kind(),
@@ -328,5 +317,4 @@ fn an_amqp_client_that_never_reads_its_answers_is_closed_after_the_bound() {
         ),
         "{ended}"
     );
-    assert_eq!(idle_closes(&broker), 1, "{}", broker.log());
 }
