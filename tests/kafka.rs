@@ -202,12 +202,15 @@ fn a_joining_consumer_rebalances_without_loss_or_rereading_commits() {
     first.subscribe(&["work"]).expect("subscribe");
     let mut got = consume(&first, 100, true);
     assert_eq!(got.len(), 100);
-    // A second member joins: both poll until the rebalance gave it partitions.
+    // A second member joins: both poll until the rebalance gave it partitions and the
+    // first member has taken its new assignment too (each member learns its share in
+    // its own SyncGroup, so one may still hold none while the other has its own).
     let second = consumer(&b, "workers");
     second.subscribe(&["work"]).expect("subscribe");
     let deadline = Instant::now() + TIMEOUT;
     let assigned = |c: &BaseConsumer| c.assignment().map_or(0, |a| a.count());
-    while assigned(&second) == 0 && Instant::now() < deadline {
+    let settled = || assigned(&second) > 0 && assigned(&first) + assigned(&second) == 4;
+    while !settled() && Instant::now() < deadline {
         got.extend(consume_for(&first, Duration::from_millis(100)));
         got.extend(consume_for(&second, Duration::from_millis(100)));
     }
