@@ -20,8 +20,6 @@ use crate::security::{
 pub use crate::sns::{SnsSubscription, SnsTopicChange, SnsTopicMeta};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Longest topic name, as in Kafka.
@@ -862,7 +860,6 @@ impl Catalog {
             .parent()
             .ok_or_else(|| err("no parent directory".into()))?;
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
         let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
         let bytes = checked_file::frame(&json);
         // A catalog `load` would refuse must never be written: the broker could not
@@ -875,33 +872,17 @@ impl Catalog {
             )));
         }
         // Owner-only: the file holds SCRAM keys and SigV4 secrets (`security::users`).
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(CATALOG_FILE_MODE)
-            .open(&tmp)
-            .and_then(|mut file| {
-                file.set_permissions(std::fs::Permissions::from_mode(CATALOG_FILE_MODE))?;
-                file.write_all(&bytes)?;
-                file.sync_all()
-            });
-        if let Err(e) = written {
-            // A half-written file would keep blocks a retry needs; the catalog in
-            // place is still the previous one.
-            let _ = std::fs::remove_file(&tmp);
+        // On an error the catalog in place is still the previous one.
+        crate::replace_file::replace(path, &bytes, CATALOG_FILE_MODE).map_err(|e| {
             if crate::log::is_out_of_space(&e) {
-                return Err(CatalogError::StorageFull {
+                CatalogError::StorageFull {
                     path: path.display().to_string(),
                     reason: e.to_string(),
-                });
+                }
+            } else {
+                err(e.to_string())
             }
-            return Err(err(e.to_string()));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| err(e.to_string()))?;
+        })?;
         Ok(())
     }
 }
@@ -909,6 +890,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn config(partitions: i32) -> TopicConfig {
         TopicConfig {
@@ -1455,7 +1437,7 @@ mod tests {
             .expect("executor ran");
         assert_eq!(Catalog::load(&path).expect("loaded"), cat);
         assert!(
-            !path.with_extension("tmp").exists(),
+            !crate::replace_file::tmp_path(&path).exists(),
             "the temporary file is renamed"
         );
         let mode = std::fs::metadata(&path)

@@ -14,6 +14,7 @@ pub mod log;
 pub mod partitioner;
 pub mod queues;
 pub mod records;
+pub mod replace_file;
 pub mod security;
 pub mod sns;
 pub mod sys;

@@ -10,7 +10,6 @@
 //! Owned by the controller shard.
 
 use std::cell::Cell;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::runtime;
@@ -108,14 +107,8 @@ fn reserve_block(path: &Path, next: i64) -> std::io::Result<(i64, i64)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&checked_file::frame(format!("{end}\n").as_bytes()))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let framed = checked_file::frame(format!("{end}\n").as_bytes());
+    peregrine_shards::replace_file::replace(path, &framed, 0o644)?;
     Ok((start, end))
 }
 

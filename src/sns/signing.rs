@@ -50,7 +50,6 @@ use sha1::Sha1;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -365,20 +364,9 @@ fn self_signed(key_pem: &str) -> Result<String, String> {
 
 /// Writes `dir/name` so that a crash leaves the old file or the whole new one.
 fn write_durably(dir: &Path, name: &str, text: &str, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
     let path = dir.join(name);
-    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
-    // Made readable by its owner only; the certificate is opened up after.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(text.as_bytes()).map_err(err)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(&path).map_err(|e| err(e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
+    peregrine_shards::replace_file::replace(&path, text.as_bytes(), mode)
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]
