@@ -1,20 +1,22 @@
-//! Failed logins, counted per peer address on each shard: past
+//! Failed logins, counted per peer address across the broker: past
 //! `--login-failures-per-minute` failures in a minute, a peer's logins are refused
 //! without checking the password until the minute is over. That bounds password
-//! guessing from one address to a few tries a minute per shard, and the hashing work a
-//! peer can make the broker do.
+//! guessing from one address to a few tries a minute, and the hashing work a peer can
+//! make the broker do.
 //!
-//! Each shard keeps its own counts (no cross-shard hop on a login; the kernel spreads
-//! one peer's connections over the shards, so a peer gets at most shards × N tries a
-//! minute). An IPv6 peer is counted by its /64, which one host usually holds whole. The
+//! One limiter serves every shard, behind a mutex (`SharedLoginLimiter`): the kernel
+//! spreads one peer's connections over the shards, and counts kept per shard would let
+//! it try shards × N times a minute. A login is rare next to the messages a connection
+//! carries, and the lock is held for one map lookup. An IPv6 peer is counted by its /64, which one host usually holds whole. The
 //! map holds at most `PEERS_TRACKED_MAX` peers; past it the peer whose last failure is
 //! oldest is forgotten. A success does not clear a peer's failures: a valid account
 //! must not reset the guessing of another's password.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Peers whose failures one shard remembers at most.
+/// Peers whose failures the broker remembers at most.
 pub const PEERS_TRACKED_MAX: usize = 4096;
 /// The window failures are counted in.
 pub const WINDOW_MS: i64 = 60_000;
@@ -39,7 +41,25 @@ struct Failures {
     last_ms: i64,
 }
 
-/// One shard's failed-login counts. Owned by its shard (`Shard::logins`).
+/// The broker's failed-login counts, shared by its shards (each `Shard::logins`).
+#[derive(Debug, Clone)]
+pub struct SharedLoginLimiter(Arc<Mutex<LoginLimiter>>);
+
+impl SharedLoginLimiter {
+    pub fn new(max_per_minute: u32) -> SharedLoginLimiter {
+        SharedLoginLimiter(Arc::new(Mutex::new(LoginLimiter::new(max_per_minute))))
+    }
+
+    /// The counts, locked. A panic while they were held left them whole (each change
+    /// is one map update), so a poisoned lock is taken as it is.
+    pub fn lock(&self) -> MutexGuard<'_, LoginLimiter> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Failed-login counts per peer.
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_per_minute: u32,

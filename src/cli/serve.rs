@@ -227,7 +227,7 @@ pub struct ServeArgs {
     /// A file whose first line is --initial-user's password.
     #[arg(long, value_name = "PATH", requires = "initial_user")]
     pub initial_user_password_file: Option<PathBuf>,
-    /// Failed logins one peer address may have in a minute (counted per shard); past it
+    /// Failed logins one peer address may have in a minute (counted across the shards); past it
     /// its logins are refused without checking the password.
     #[arg(long, default_value_t = config::SecurityConfig::LOGIN_FAILURES_PER_MINUTE_DEFAULT)]
     pub login_failures_per_minute: u32,

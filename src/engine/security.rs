@@ -151,13 +151,13 @@ impl Engine {
     // ---- failed logins ----
 
     /// Whether a login from `peer` may be checked now: false once it failed
-    /// `--login-failures-per-minute` times within a minute on this shard. A refused
+    /// `--login-failures-per-minute` times within a minute, on any shard. A refused
     /// login is answered as a failed one, without looking at the password.
     pub fn login_permitted(&self, peer: IpAddr) -> bool {
         let permitted = self
             .shard()
             .logins
-            .borrow()
+            .lock()
             .permitted(peer, crate::time::now_ms());
         if !permitted {
             tracing::debug!(%peer, "login refused: too many failed logins from this address");
@@ -171,7 +171,7 @@ impl Engine {
         let limited = self
             .shard()
             .logins
-            .borrow_mut()
+            .lock()
             .failed(peer, crate::time::now_ms());
         tracing::warn!(%peer, protocol, user, "login failed");
         if limited {

@@ -52,8 +52,8 @@ pub struct Shard {
     pub queues: runtime::Queues,
     /// Serialises catalog changes on the controller (a local async lock, no threads).
     pub admin_lock: glommio::sync::Semaphore,
-    /// Failed logins on this shard's connections, per peer (`--login-failures-per-minute`).
-    pub logins: RefCell<crate::auth::logins::LoginLimiter>,
+    /// Failed logins per peer, counted across the broker (`--login-failures-per-minute`).
+    pub logins: crate::auth::logins::SharedLoginLimiter,
 }
 
 impl Shard {
@@ -63,6 +63,7 @@ impl Shard {
         shutdown: ShardShutdown,
         shard_ports: Vec<u16>,
         queues: runtime::Queues,
+        logins: crate::auth::logins::SharedLoginLimiter,
     ) -> Shard {
         let id = router.shard_id();
         let groups = GroupCoordinator::new(GroupConfig {
@@ -72,9 +73,6 @@ impl Shard {
             ..GroupConfig::new(config.data_dir.join("groups"))
         });
         let producer_ids = ProducerIds::new(config.data_dir.join("meta"));
-        let logins = RefCell::new(crate::auth::logins::LoginLimiter::new(
-            config.security.login_failures_per_minute,
-        ));
         Shard {
             id,
             nshards: config.shards as u32,

@@ -79,6 +79,8 @@ where
     let mesh = mesh::mesh(2);
     let process = Arc::new(ProcessShutdown::default());
     let metrics = crate::metrics::Metrics::new(2);
+    let logins =
+        crate::auth::logins::SharedLoginLimiter::new(config.security.login_failures_per_minute);
     let starting = || EngineStart {
         config: config.clone(),
         mesh: mesh.clone(),
@@ -86,6 +88,7 @@ where
         shard_ports: vec![0, 0],
         shutdown: ShardShutdown::new(process.clone()),
         metrics: metrics.clone(),
+        logins: logins.clone(),
     };
     let (first, second) = (starting(), starting());
     let ask = process.clone();

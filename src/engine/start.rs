@@ -32,6 +32,8 @@ pub struct EngineStart {
     pub shutdown: ShardShutdown,
     /// The operator's metrics: this shard's counters and its object rows go there.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Failed logins, counted for every shard together.
+    pub logins: crate::auth::logins::SharedLoginLimiter,
 }
 
 /// Starts this shard's engine (call once, inside its executor); the error says why it
@@ -45,6 +47,7 @@ pub async fn start(start: EngineStart) -> Result<Engine, String> {
         start.shutdown,
         start.shard_ports,
         runtime::create_queues(),
+        start.logins,
     ));
     let catalog = starting_catalog(&shard, start.catalog).await;
     shard

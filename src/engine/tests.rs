@@ -83,6 +83,8 @@ where
     let config = Arc::new(config);
     let catalog = Catalog::load(&data_dir.join("meta").join("topics.json")).expect("catalog");
     let process = Arc::new(ProcessShutdown::default());
+    let logins =
+        crate::auth::logins::SharedLoginLimiter::new(config.security.login_failures_per_minute);
     let run = move || async move {
         let engine = start(EngineStart {
             config,
@@ -91,6 +93,7 @@ where
             shard_ports: vec![0],
             shutdown: ShardShutdown::new(process.clone()),
             metrics: crate::metrics::Metrics::new(1),
+            logins,
         })
         .await
         .expect("engine starts");
@@ -121,6 +124,8 @@ where
     let mesh = mesh::mesh(2);
     let process = Arc::new(ProcessShutdown::default());
     let metrics = crate::metrics::Metrics::new(2);
+    let logins =
+        crate::auth::logins::SharedLoginLimiter::new(config.security.login_failures_per_minute);
     let starting = || EngineStart {
         config: config.clone(),
         mesh: mesh.clone(),
@@ -128,6 +133,7 @@ where
         shard_ports: vec![0, 0],
         shutdown: ShardShutdown::new(process.clone()),
         metrics: metrics.clone(),
+        logins: logins.clone(),
     };
     let (first, second) = (starting(), starting());
     let ask = process.clone();

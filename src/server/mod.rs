@@ -178,6 +178,8 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
     let mut handles = Vec::new();
     let metrics = crate::metrics::Metrics::new(config.shards);
+    let logins =
+        crate::auth::logins::SharedLoginLimiter::new(config.security.login_failures_per_minute);
     let open = listeners::OpenConnections::new(config.connection_limits.max_connections);
     let sockets = native
         .into_iter()
@@ -188,6 +190,7 @@ pub fn run(mut config: ServerConfig, front_ends: FrontEnds) -> Result<(), ServeE
     for (i, (((((native, own), kafka), kafka_own), http), amqp)) in sockets.zip(amqp).enumerate() {
         let start = ShardStart {
             metrics: metrics.clone(),
+            logins: logins.clone(),
             config: config.clone(),
             mesh: mesh.clone(),
             catalog: catalog.clone(),
@@ -280,6 +283,7 @@ fn install_signal_handler(process: Arc<ProcessShutdown>) {
 
 struct ShardStart {
     metrics: Arc<crate::metrics::Metrics>,
+    logins: crate::auth::logins::SharedLoginLimiter,
     config: Arc<ServerConfig>,
     mesh: Mesh,
     catalog: Arc<Catalog>,
@@ -300,6 +304,7 @@ async fn shard_main(start: ShardStart) {
         shard_ports: start.shard_ports,
         shutdown: ShardShutdown::new(start.process.clone()),
         metrics: start.metrics.clone(),
+        logins: start.logins.clone(),
     })
     .await;
     let engine = match engine {
