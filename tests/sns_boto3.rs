@@ -86,6 +86,7 @@ case!(http_subscription_with_confirmation_and_retries);
 case!(http_failures_go_to_the_dead_letter_queue);
 case!(message_structure_json_sends_each_protocol_its_own);
 case!(authenticate_on_unsubscribe_refuses_the_unsigned_link);
+case!(unsubscribe_confirmation_restores_the_subscription);
 case!(errors);
 case!(signature_version_attribute);
 

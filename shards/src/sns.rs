@@ -31,6 +31,8 @@ pub const SNS_TAGS_MAX: usize = 50;
 /// Longest tag key and value, as in AWS.
 pub const SNS_TAG_KEY_MAX: usize = 128;
 pub const SNS_TAG_VALUE_MAX: usize = 256;
+/// Most removed http(s) subscriptions a topic keeps for restoring (the oldest goes first).
+pub const SNS_UNSUBSCRIBED_MAX: usize = 100;
 /// Longest subscription endpoint (a URL, an ARN or a topic name).
 pub const SNS_ENDPOINT_MAX: usize = 2048;
 /// How long a backing log keeps records: far beyond the longest retry schedule of a
@@ -53,6 +55,11 @@ pub struct SnsTopicMeta {
     pub created_ms: i64,
     /// By subscription id (a UUID).
     pub subscriptions: BTreeMap<String, SnsSubscription>,
+    /// Confirmed http(s) subscriptions that Unsubscribe removed, oldest first, at most
+    /// `SNS_UNSUBSCRIBED_MAX`, each holding the token of its UnsubscribeConfirmation: as
+    /// in SNS, ConfirmSubscription with that token restores it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsubscribed: Vec<SnsSubscription>,
 }
 
 impl SnsTopicMeta {
@@ -254,6 +261,7 @@ impl Catalog {
                 tags,
                 created_ms: now_ms,
                 subscriptions: BTreeMap::new(),
+                unsubscribed: Vec::new(),
             },
         );
         Ok(Some(next))
@@ -377,22 +385,45 @@ impl Catalog {
     /// (`None`: it was already), and that subscription.
     /// `authenticated_unsubscribe` (ConfirmSubscription's AuthenticateOnUnsubscribe)
     /// marks the subscription `AUTHENTICATE_ON_UNSUBSCRIBE`; a later confirmation never
-    /// takes the mark away.
+    /// takes the mark away. The token of an UnsubscribeConfirmation restores the
+    /// subscription it names, unless one to the same endpoint exists again (that one is
+    /// answered); `max` bounds the subscriptions as for a Subscribe.
     pub fn with_sns_confirmed(
         &self,
         topic: &str,
         token: &str,
         authenticated_unsubscribe: bool,
+        max: usize,
     ) -> Result<(Option<Catalog>, SnsSubscription), SnsError> {
         let mut meta = self.sns_topic(topic)?.clone();
-        let Some(sub) = meta
-            .subscriptions
-            .values_mut()
-            .find(|s| s.token.as_deref() == Some(token))
-        else {
-            return Err(SnsError::Invalid(format!(
-                "no subscription of topic '{topic}' waits for this token"
-            )));
+        let held = |s: &SnsSubscription| s.token.as_deref() == Some(token);
+        let id = match meta.subscriptions.values().find(|s| held(s)) {
+            Some(sub) => sub.id.clone(),
+            None => {
+                let Some(at) = meta.unsubscribed.iter().position(held) else {
+                    return Err(SnsError::Invalid(format!(
+                        "no subscription of topic '{topic}' waits for this token"
+                    )));
+                };
+                let removed = meta.unsubscribed.remove(at);
+                if let Some(again) = meta.subscription_to(&removed.protocol, &removed.endpoint) {
+                    let again = again.clone();
+                    return Ok((self.with_sns_meta(meta)?, again));
+                }
+                if meta.subscriptions.len() >= max {
+                    return Err(SnsError::Limit(format!(
+                        "subscription limit reached: topic '{topic}' has {} subscriptions and \
+                         the cap is {max} (`peregrine serve --max-sns-subscriptions-per-topic`)",
+                        meta.subscriptions.len()
+                    )));
+                }
+                let id = removed.id.clone();
+                meta.subscriptions.insert(id.clone(), removed);
+                id
+            }
+        };
+        let Some(sub) = meta.subscriptions.get_mut(&id) else {
+            return Err(SnsError::UnknownSubscription(id));
         };
         sub.confirmed = true;
         if authenticated_unsubscribe {
@@ -404,10 +435,24 @@ impl Catalog {
     }
 
     /// A new catalog without subscription `id` of `topic`; `None` when there is no
-    /// such topic or subscription.
-    pub fn without_sns_subscription(&self, topic: &str, id: &str) -> Option<Catalog> {
+    /// such topic or subscription. A confirmed http(s) subscription is kept aside with
+    /// `restore_token` (see `SnsTopicMeta::unsubscribed`).
+    pub fn without_sns_subscription(
+        &self,
+        topic: &str,
+        id: &str,
+        restore_token: &str,
+    ) -> Option<Catalog> {
         let mut meta = self.sns.get(topic)?.clone();
-        meta.subscriptions.remove(id)?;
+        let mut sub = meta.subscriptions.remove(id)?;
+        if sub.confirmed && matches!(sub.protocol.as_str(), "http" | "https") {
+            sub.confirmed = false;
+            sub.token = Some(restore_token.to_string());
+            meta.unsubscribed.push(sub);
+            if meta.unsubscribed.len() > SNS_UNSUBSCRIBED_MAX {
+                meta.unsubscribed.remove(0);
+            }
+        }
         self.with_sns_meta(meta).ok().flatten()
     }
 
@@ -548,18 +593,18 @@ mod tests {
         assert!(
             matches!(over, Err(SnsError::Limit(m)) if m.contains("--max-sns-subscriptions-per-topic"))
         );
-        assert!(c.with_sns_confirmed("t", "nope", false).is_err());
+        assert!(c.with_sns_confirmed("t", "nope", false, 2).is_err());
         let (next, s) = c
-            .with_sns_confirmed("t", "tok", false)
+            .with_sns_confirmed("t", "tok", false, 2)
             .expect("known token");
         assert!(s.confirmed && next.is_some());
         let c = next.expect("changed");
         assert!(c
-            .with_sns_confirmed("t", "tok", false)
+            .with_sns_confirmed("t", "tok", false, 2)
             .expect("again")
             .0
             .is_none());
-        let (marked, s) = c.with_sns_confirmed("t", "tok", true).expect("marked");
+        let (marked, s) = c.with_sns_confirmed("t", "tok", true, 2).expect("marked");
         assert_eq!(
             s.attributes
                 .get(AUTHENTICATE_ON_UNSUBSCRIBE)
@@ -567,7 +612,7 @@ mod tests {
             Some("true")
         );
         let c = marked.expect("changed");
-        let (same, s) = c.with_sns_confirmed("t", "tok", false).expect("again");
+        let (same, s) = c.with_sns_confirmed("t", "tok", false, 2).expect("again");
         assert!(same.is_none() && s.attributes.contains_key(AUTHENTICATE_ON_UNSUBSCRIBE));
         let (next, s) = c
             .with_sns_subscription_attribute("t", "3", ("RawMessageDelivery", "true".into()))
@@ -577,9 +622,88 @@ mod tests {
             Some("true")
         );
         let c = next.expect("changed");
-        let c = c.without_sns_subscription("t", "3").expect("removed");
-        assert!(c.without_sns_subscription("t", "3").is_none());
+        let c = c.without_sns_subscription("t", "3", "r3").expect("removed");
+        assert!(c.without_sns_subscription("t", "3", "r3").is_none());
         assert_eq!(c.sns_topic("t").expect("topic").subscriptions.len(), 1);
+    }
+
+    #[test]
+    fn an_unsubscribed_http_subscription_is_restored_by_its_token_and_bounded() {
+        let c = created(&Catalog::default(), "t", &[]);
+        let c = c
+            .with_sns_subscription("t", sub("1", "http", "http://h/"), 2)
+            .expect("new")
+            .0
+            .expect("changed");
+        let c = c
+            .with_sns_confirmed("t", "tok", true, 2)
+            .expect("ok")
+            .0
+            .expect("changed");
+        let c = c
+            .without_sns_subscription("t", "1", "back")
+            .expect("removed");
+        let meta = c.sns_topic("t").expect("topic");
+        assert!(meta.subscriptions.is_empty());
+        assert_eq!(meta.unsubscribed.len(), 1);
+        assert!(
+            c.with_sns_confirmed("t", "tok", false, 2).is_err(),
+            "the old token"
+        );
+        // Restored under its id, confirmed, with its attributes; the token is spent.
+        let (next, s) = c
+            .with_sns_confirmed("t", "back", false, 2)
+            .expect("restored");
+        let c = next.expect("changed");
+        assert_eq!(s.id, "1");
+        assert!(s.confirmed && s.attributes.contains_key(AUTHENTICATE_ON_UNSUBSCRIBE));
+        assert!(c.sns_topic("t").expect("topic").unsubscribed.is_empty());
+        let (same, _) = c.with_sns_confirmed("t", "back", false, 2).expect("again");
+        assert!(same.is_none());
+        // Subscribed again meanwhile: the restore answers that subscription.
+        let c = c
+            .without_sns_subscription("t", "1", "back2")
+            .expect("removed");
+        let mut fresh = sub("9", "http", "http://h/");
+        fresh.token = Some("tok9".into());
+        let c = c
+            .with_sns_subscription("t", fresh, 2)
+            .expect("new")
+            .0
+            .expect("changed");
+        let (_, s) = c
+            .with_sns_confirmed("t", "back2", false, 2)
+            .expect("answered");
+        assert_eq!(s.id, "9");
+        // Queues are not kept aside; the list is bounded.
+        let mut c = c
+            .with_sns_subscription("t", sub("q", "sqs", "arn:q"), 2)
+            .expect("queue")
+            .0
+            .expect("changed");
+        c = c.without_sns_subscription("t", "q", "x").expect("removed");
+        assert!(c
+            .sns_topic("t")
+            .expect("topic")
+            .unsubscribed
+            .iter()
+            .all(|s| s.id != "q"));
+        for i in 0..=SNS_UNSUBSCRIBED_MAX {
+            let mut s = sub(&format!("h{i}"), "http", &format!("http://h/{i}"));
+            s.confirmed = true;
+            c = c
+                .with_sns_subscription("t", s, 2)
+                .expect("new")
+                .0
+                .expect("changed");
+            c = c
+                .without_sns_subscription("t", &format!("h{i}"), &format!("r{i}"))
+                .expect("removed");
+        }
+        let kept = &c.sns_topic("t").expect("topic").unsubscribed;
+        assert_eq!(kept.len(), SNS_UNSUBSCRIBED_MAX);
+        assert_eq!(kept.last().map(|s| s.id.as_str()), Some("h100"));
+        assert!(kept.iter().all(|s| s.id != "h0"), "the oldest went first");
     }
 
     #[test]

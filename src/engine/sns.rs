@@ -124,7 +124,8 @@ impl Engine {
     }
 
     /// Confirms the subscription of `topic` that waits for `token` (again: the same
-    /// answer); an unknown token is `InvalidRequest`.
+    /// answer), or restores the one an UnsubscribeConfirmation's token names; an unknown
+    /// token is `InvalidRequest`.
     pub async fn confirm_subscription(
         &self,
         topic: &str,
@@ -134,9 +135,10 @@ impl Engine {
         let (topic, token) = (topic.to_string(), token.to_string());
         let job = move |s: Rc<Shard>| async move {
             let _serial = s.admin_lock.acquire_permit(1).await;
+            let max = s.config.object_limits.max_sns_subscriptions_per_topic;
             let (next, sub) =
                 s.catalog()
-                    .with_sns_confirmed(&topic, &token, authenticated_unsubscribe)?;
+                    .with_sns_confirmed(&topic, &token, authenticated_unsubscribe, max)?;
             if let Some(next) = next {
                 save(&s, next).await?;
                 tracing::info!(topic = %topic, subscription = %sub.id, "subscription confirmed");
@@ -148,11 +150,17 @@ impl Engine {
     }
 
     /// Removes a subscription; `Ok` when the topic or the subscription does not exist.
+    /// A confirmed http(s) one is kept aside with a new token, which the fan-out worker
+    /// sends in an UnsubscribeConfirmation and ConfirmSubscription takes to restore it.
     pub async fn unsubscribe(&self, topic: &str, subscription_id: &str) -> Result<(), EngineError> {
         let (topic, id) = (topic.to_string(), subscription_id.to_string());
+        let restore_token = random_hex(32)?;
         let job = move |s: Rc<Shard>| async move {
             let _serial = s.admin_lock.acquire_permit(1).await;
-            if let Some(next) = s.catalog().without_sns_subscription(&topic, &id) {
+            let next = s
+                .catalog()
+                .without_sns_subscription(&topic, &id, &restore_token);
+            if let Some(next) = next {
                 save(&s, next).await?;
                 tracing::info!(topic = %topic, subscription = %id, "unsubscribed");
             }

@@ -22,7 +22,7 @@ use super::trust;
 use crate::engine::{CommitEntry, Engine, EngineError, FetchArgs, Object, OffsetSpec};
 use crate::engine::{SnsSubscription, SnsTopicMeta};
 use crate::runtime;
-use peregrine_aws_wire::sns::envelope::{self, Confirmation, Signature};
+use peregrine_aws_wire::sns::envelope::{self, Confirmation, ConfirmationKind, Signature};
 use peregrine_aws_wire::sns::filter::{FilterPolicy, Scope};
 use peregrine_aws_wire::sns::record::Stored;
 use std::cell::{Cell, RefCell};
@@ -206,6 +206,10 @@ struct Worker {
     pending: Rc<Pending>,
     /// HTTP subscriptions whose confirmation this run has sent.
     confirmations_sent: HashSet<String>,
+    /// Tokens of the UnsubscribeConfirmations sent, or held when this run started:
+    /// those are not sent again after a restart (a kill -9 right after an Unsubscribe
+    /// may lose its notice; SNS too sends it once, without retries).
+    unsubscribes_sent: Option<HashSet<String>>,
     committed: i64,
     /// The log's end when this run started: records below it may have been delivered
     /// by an earlier run (Kafka targets are searched for them first).
@@ -243,6 +247,7 @@ impl Worker {
             filters: HashMap::new(),
             pending: Rc::new(Pending::default()),
             confirmations_sent: HashSet::new(),
+            unsubscribes_sent: None,
             committed: -1,
             replay_end: 0,
             current: None,
@@ -618,8 +623,9 @@ impl Worker {
         }
     }
 
-    /// Sends the SubscriptionConfirmation of each http subscription still pending that
-    /// this run has not sent yet.
+    /// Sends the SubscriptionConfirmation of each http subscription still pending, and
+    /// the UnsubscribeConfirmation of each one unsubscribed, that this run has not sent
+    /// yet.
     async fn send_confirmations(&mut self, meta: &SnsTopicMeta) {
         for sub in meta.subscriptions.values() {
             let Some(token) = sub.token.as_deref() else {
@@ -628,62 +634,101 @@ impl Worker {
             if sub.confirmed || !self.confirmations_sent.insert(sub.id.clone()) {
                 continue;
             }
-            let Ok(url) = Url::parse(&sub.endpoint) else {
+            self.confirm(meta, sub, token, ConfirmationKind::Subscription)
+                .await;
+        }
+        let held = || {
+            meta.unsubscribed
+                .iter()
+                .filter_map(|s| s.token.clone())
+                .collect()
+        };
+        let sent = self.unsubscribes_sent.get_or_insert_with(held);
+        let fresh: Vec<&SnsSubscription> = meta
+            .unsubscribed
+            .iter()
+            .filter(|s| s.token.as_ref().is_some_and(|t| sent.insert(t.clone())))
+            .collect();
+        for sub in fresh {
+            let Some(token) = sub.token.as_deref() else {
                 continue;
             };
-            let tls = self.tls_for(&url);
-            let subscribe_url = format!(
-                "{}/?Action=ConfirmSubscription&TopicArn={}&Token={token}",
-                self.base_url,
-                targets::query_escape(&self.topic_arn)
-            );
-            let message_id = peregrine_aws_wire::sqs::receipt::uuid(
-                u128::from(self.id) << 64 | u128::from(crc32c::crc32c(sub.id.as_bytes())),
-            );
-            let confirmation = Confirmation {
-                topic_arn: &self.topic_arn,
-                token,
-                subscribe_url: &subscribe_url,
-                message_id: &message_id,
-                timestamp_ms: crate::time::now_ms(),
+            let subscription_arn = format!("{}:{}", self.topic_arn, sub.id);
+            let kind = ConfirmationKind::Unsubscribe {
+                subscription_arn: &subscription_arn,
             };
-            let version = signing::version_of(meta);
-            let value = self
-                .signer
-                .sign_for(&sub.protocol, version, || {
-                    envelope::confirmation_string_to_sign(&confirmation)
-                })
-                .await;
-            let signature = value.as_deref().map(|value| Signature {
-                version,
-                value,
-                cert_url: self.signer.cert_url(),
-            });
-            let body = envelope::subscription_confirmation(&confirmation, signature.as_ref());
-            let post = HttpPost {
-                url,
-                tls,
-                headers: vec![
-                    ("x-amz-sns-message-type", "SubscriptionConfirmation".into()),
-                    ("x-amz-sns-message-id", message_id),
-                    ("x-amz-sns-topic-arn", self.topic_arn.clone()),
-                ],
-                body,
-                policy: RetryPolicy::of(
-                    sub.attributes.get("DeliveryPolicy").map(String::as_str),
-                    meta.attributes.get("DeliveryPolicy").map(String::as_str),
-                ),
-                stop: self.stop.clone(),
-                dead_letter: None,
-            };
-            let what = format!("confirmation of {} to {}", self.name, sub.endpoint);
-            let task = async move { post.send(&what).await };
-            match runtime::spawn_into(task, self.engine.shard().queues.background) {
-                Ok(task) => {
-                    task.detach();
-                }
-                Err(e) => tracing::error!("starting an http confirmation: {e}"),
+            self.confirm(meta, sub, token, kind).await;
+        }
+    }
+
+    /// Posts one confirmation to `sub`'s endpoint, with the subscription's retries.
+    async fn confirm(
+        &self,
+        meta: &SnsTopicMeta,
+        sub: &SnsSubscription,
+        token: &str,
+        kind: ConfirmationKind<'_>,
+    ) {
+        let Ok(url) = Url::parse(&sub.endpoint) else {
+            return;
+        };
+        let tls = self.tls_for(&url);
+        let subscribe_url = format!(
+            "{}/?Action=ConfirmSubscription&TopicArn={}&Token={token}",
+            self.base_url,
+            targets::query_escape(&self.topic_arn)
+        );
+        let message_id = peregrine_aws_wire::sqs::receipt::uuid(
+            u128::from(self.id) << 64 | u128::from(crc32c::crc32c(token.as_bytes())),
+        );
+        let confirmation = Confirmation {
+            kind,
+            topic_arn: &self.topic_arn,
+            token,
+            subscribe_url: &subscribe_url,
+            message_id: &message_id,
+            timestamp_ms: crate::time::now_ms(),
+        };
+        let version = signing::version_of(meta);
+        let value = self
+            .signer
+            .sign_for(&sub.protocol, version, || {
+                envelope::confirmation_string_to_sign(&confirmation)
+            })
+            .await;
+        let signature = value.as_deref().map(|value| Signature {
+            version,
+            value,
+            cert_url: self.signer.cert_url(),
+        });
+        let body = envelope::confirmation(&confirmation, signature.as_ref());
+        let mut headers = vec![
+            ("x-amz-sns-message-type", kind.type_name().into()),
+            ("x-amz-sns-message-id", message_id),
+            ("x-amz-sns-topic-arn", self.topic_arn.clone()),
+        ];
+        if let ConfirmationKind::Unsubscribe { subscription_arn } = kind {
+            headers.push(("x-amz-sns-subscription-arn", subscription_arn.to_string()));
+        }
+        let post = HttpPost {
+            url,
+            tls,
+            headers,
+            body,
+            policy: RetryPolicy::of(
+                sub.attributes.get("DeliveryPolicy").map(String::as_str),
+                meta.attributes.get("DeliveryPolicy").map(String::as_str),
+            ),
+            stop: self.stop.clone(),
+            dead_letter: None,
+        };
+        let what = format!("{} of {} to {}", kind.type_name(), self.name, sub.endpoint);
+        let task = async move { post.send(&what).await };
+        match runtime::spawn_into(task, self.engine.shard().queues.background) {
+            Ok(task) => {
+                task.detach();
             }
+            Err(e) => tracing::error!("starting an http confirmation: {e}"),
         }
     }
 }

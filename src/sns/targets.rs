@@ -325,6 +325,7 @@ mod tests {
             tags: BTreeMap::new(),
             created_ms: 0,
             subscriptions: BTreeMap::new(),
+            unsubscribed: Vec::new(),
         }
     }
 

@@ -786,6 +786,59 @@ def authenticate_on_unsubscribe_refuses_the_unsigned_link(endpoint):
     server.server.shutdown()
 
 
+def unsubscribe_confirmation_restores_the_subscription(endpoint):
+    """Unsubscribing a confirmed HTTP subscription POSTs an UnsubscribeConfirmation naming
+    it; a GET of its SubscribeURL restores the subscription under the same ARN and
+    notifications reach the endpoint again. Each Unsubscribe has a token of its own (an
+    older one restores nothing), and a queue subscription gets no notice."""
+    sns, sqs = sns_client(endpoint), sqs_client(endpoint)
+    server = Endpoint()
+    arn = sns.create_topic(Name=name("unsubconf", "t"))["TopicArn"]
+    q = name("unsubconf", "q")
+    url = make_queue(sqs, q)
+    queue_sub = subscribe_queue(sns, arn, q)
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + "/u")
+    _, _, body, _ = server.wait("the confirmation", kind_is("/u", "SubscriptionConfirmation"))[0]
+    sub = sns.confirm_subscription(TopicArn=arn,
+                                   Token=json.loads(body)["Token"])["SubscriptionArn"]
+    sns.unsubscribe(SubscriptionArn=sub)
+    listed = [s["SubscriptionArn"] for s in
+              sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]]
+    assert listed == [queue_sub], listed
+    _, headers, body, _ = server.wait("the UnsubscribeConfirmation",
+                                      kind_is("/u", "UnsubscribeConfirmation"))[0]
+    notice = json.loads(body)
+    assert notice["TopicArn"] == arn and notice["Token"], notice
+    assert f"deactivate subscription {sub}." in notice["Message"], notice
+    assert headers["x-amz-sns-subscription-arn"] == sub, headers
+    assert headers["x-amz-sns-topic-arn"] == arn, headers
+    first_token = notice["Token"]
+    with urllib.request.urlopen(notice["SubscribeURL"], timeout=WAIT_S) as r:
+        answer = r.read().decode()
+    assert f"<SubscriptionArn>{sub}</SubscriptionArn>" in answer, answer
+    got = sns.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]
+    assert got["PendingConfirmation"] == "false" and got["Endpoint"] == server.url + "/u", got
+    message_id = sns.publish(TopicArn=arn, Message="back again")["MessageId"]
+    is_it = lambda p: kind_is("/u", "Notification")(p) and \
+        json.loads(p[2])["MessageId"] == message_id
+    _, _, body, _ = server.wait("the Notification after the restore", is_it)[0]
+    check_envelope(json.loads(body), arn, message_id, "back again")
+    # A second Unsubscribe sends a new token; the first one no longer restores.
+    sns.unsubscribe(SubscriptionArn=sub)
+    notices = server.wait("a second notice", kind_is("/u", "UnsubscribeConfirmation"), 2)
+    assert json.loads(notices[1][2])["Token"] != first_token, notices
+    expect_error(sns, "InvalidParameter", lambda: sns.confirm_subscription(
+        TopicArn=arn, Token=first_token), "the first Unsubscribe's token")
+    sns.unsubscribe(SubscriptionArn=queue_sub)
+    time.sleep(1)
+    with server.cond:
+        kinds = [p[1].get("x-amz-sns-message-type") for p in server.posts]
+    assert kinds.count("UnsubscribeConfirmation") == 2, kinds
+    sns.delete_topic(TopicArn=arn)
+    sqs.delete_queue(QueueUrl=url)
+    server.server.shutdown()
+
+
 def http_failures_go_to_the_dead_letter_queue(endpoint):
     """A subscription's RedrivePolicy: a message whose retries are spent goes to its
     dead-letter queue, once."""
@@ -1016,8 +1069,9 @@ def validate(messages, node_modules, ca):
 
 
 def signed_envelopes(endpoint, node_modules, ca):
-    """Every envelope carries the broker's signature: a SubscriptionConfirmation and a
-    Notification at an HTTP endpoint, and the Notification a queue holds, verify with AWS's
+    """Every envelope carries the broker's signature: a SubscriptionConfirmation, a
+    Notification and an UnsubscribeConfirmation at an HTTP endpoint, and the Notification a
+    queue holds, verify with AWS's
     validator against the certificate it fetches from SigningCertURL, for SignatureVersion 1
     (the default) and 2 (set at CreateTopic); a tampered copy does not verify. Prints the
     certificate's SHA-256 (`certificate HEX`) for a comparison across a restart."""
@@ -1034,7 +1088,8 @@ def signed_envelopes(endpoint, node_modules, ca):
         sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=server.url + path)
         _, _, body, _ = server.wait("the confirmation", kind_is(path, "SubscriptionConfirmation"))[0]
         confirmation = json.loads(body)
-        sns.confirm_subscription(TopicArn=arn, Token=confirmation["Token"])
+        http_sub = sns.confirm_subscription(TopicArn=arn,
+                                            Token=confirmation["Token"])["SubscriptionArn"]
         q = name("signed", "q" + version)
         url = make_queue(sqs, q)
         subscribe_queue(sns, arn, q)
@@ -1045,14 +1100,19 @@ def signed_envelopes(endpoint, node_modules, ca):
         check_envelope(note, arn, message_id, "signed \u00e9\n\"line\"", version)
         queued = envelope(receive_within(sqs, url, 1, "the queued Notification")[0])
         check_envelope(queued, arn, message_id, "signed \u00e9\n\"line\"", version)
-        for doc in (confirmation, note, queued):
+        sns.unsubscribe(SubscriptionArn=http_sub)
+        _, _, body, _ = server.wait("the UnsubscribeConfirmation",
+                                    kind_is(path, "UnsubscribeConfirmation"))[0]
+        notice = json.loads(body)
+        for doc in (confirmation, note, queued, notice):
             assert doc["SignatureVersion"] == version and doc["Signature"], doc
             assert doc["SigningCertURL"] == note["SigningCertURL"], doc
         tampered = [dict(note, Message="forged"), dict(confirmation, Token="00" * 32),
-                    dict(note, SignatureVersion="1" if version == "2" else "2")]
-        verdicts = validate([confirmation, note, queued] + tampered, node_modules, ca)
+                    dict(note, SignatureVersion="1" if version == "2" else "2"),
+                    dict(notice, Token="00" * 32)]
+        verdicts = validate([confirmation, note, queued, notice] + tampered, node_modules, ca)
         invalid = "invalid: The message signature is invalid."
-        assert verdicts == ["valid"] * 3 + [invalid] * 3, (version, verdicts)
+        assert verdicts == ["valid"] * 4 + [invalid] * 4, (version, verdicts)
         context = ssl.create_default_context(cafile=ca)
         with urllib.request.urlopen(note["SigningCertURL"], timeout=WAIT_S,
                                     context=context) as r:
@@ -1133,7 +1193,7 @@ CASES = {f.__name__: f for f in [
     http_subscription_with_confirmation_and_retries, http_failures_go_to_the_dead_letter_queue,
     https_subscription, message_structure_json_sends_each_protocol_its_own,
     authenticate_on_unsubscribe_refuses_the_unsigned_link,
-    kafka_subscription, durable_setup,
+    unsubscribe_confirmation_restores_the_subscription, kafka_subscription, durable_setup,
     durable_check, errors, region_and_account, signed_envelopes, signature_version_attribute,
     signing_scope]}
 

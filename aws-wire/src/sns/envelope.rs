@@ -1,6 +1,7 @@
 //! The JSON documents SNS delivers: a `Notification` (what a non-raw subscription
-//! receives as its message) and a `SubscriptionConfirmation` (what an HTTP endpoint
-//! receives on Subscribe). Keys come in SNS's order.
+//! receives as its message), and the `SubscriptionConfirmation` and
+//! `UnsubscribeConfirmation` an HTTP endpoint receives on Subscribe and Unsubscribe.
+//! Keys come in SNS's order.
 //!
 //! Both are signed as SNS signs them: `SignatureVersion` ("1": SHA1withRSA, "2":
 //! SHA256withRSA, the topic's attribute), `Signature` (base64 RSASSA-PKCS1-v1_5) and
@@ -125,9 +126,31 @@ pub fn notification(n: &Notification<'_>, signature: Option<&Signature<'_>>) -> 
     doc.finish()
 }
 
-/// The SubscriptionConfirmation an HTTP endpoint gets on Subscribe.
+/// Which confirmation: the one an HTTP endpoint gets on Subscribe, or the one it gets
+/// on Unsubscribe (its SubscribeURL restores the subscription).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationKind<'a> {
+    Subscription,
+    /// Of the subscription with this ARN.
+    Unsubscribe {
+        subscription_arn: &'a str,
+    },
+}
+
+impl ConfirmationKind<'_> {
+    /// Its `Type` (and `x-amz-sns-message-type`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ConfirmationKind::Subscription => "SubscriptionConfirmation",
+            ConfirmationKind::Unsubscribe { .. } => "UnsubscribeConfirmation",
+        }
+    }
+}
+
+/// A SubscriptionConfirmation or UnsubscribeConfirmation to an HTTP endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct Confirmation<'a> {
+    pub kind: ConfirmationKind<'a>,
     pub topic_arn: &'a str,
     pub token: &'a str,
     pub subscribe_url: &'a str,
@@ -136,17 +159,22 @@ pub struct Confirmation<'a> {
 }
 
 impl Confirmation<'_> {
+    /// SNS's own wording.
     fn message(&self) -> String {
-        format!(
-            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
-            self.topic_arn
-        )
+        match self.kind {
+            ConfirmationKind::Subscription => format!(
+                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+                self.topic_arn
+            ),
+            ConfirmationKind::Unsubscribe { subscription_arn } => format!(
+                "You have chosen to deactivate subscription {subscription_arn}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message."
+            ),
+        }
     }
 }
 
 /// What a confirmation's signature covers, in AWS's canonical form: Message, MessageId,
-/// SubscribeURL, Timestamp, Token, TopicArn and Type (an UnsubscribeConfirmation, which
-/// this broker does not send, would be signed over the same keys).
+/// SubscribeURL, Timestamp, Token, TopicArn and Type (the same keys for both kinds).
 pub fn confirmation_string_to_sign(c: &Confirmation<'_>) -> String {
     let mut out = String::with_capacity(512);
     canonical(&mut out, "Message", &c.message());
@@ -155,17 +183,14 @@ pub fn confirmation_string_to_sign(c: &Confirmation<'_>) -> String {
     canonical(&mut out, "Timestamp", &timestamp(c.timestamp_ms));
     canonical(&mut out, "Token", c.token);
     canonical(&mut out, "TopicArn", c.topic_arn);
-    canonical(&mut out, "Type", "SubscriptionConfirmation");
+    canonical(&mut out, "Type", c.kind.type_name());
     out
 }
 
-/// The SubscriptionConfirmation document, signed with `signature` (None: unsigned).
-pub fn subscription_confirmation(
-    c: &Confirmation<'_>,
-    signature: Option<&Signature<'_>>,
-) -> String {
+/// The confirmation document, signed with `signature` (None: unsigned).
+pub fn confirmation(c: &Confirmation<'_>, signature: Option<&Signature<'_>>) -> String {
     let mut doc = Doc::default();
-    doc.field("Type", "SubscriptionConfirmation");
+    doc.field("Type", c.kind.type_name());
     doc.field("MessageId", c.message_id);
     doc.field("Token", c.token);
     doc.field("TopicArn", c.topic_arn);
@@ -352,13 +377,14 @@ mod tests {
     #[test]
     fn a_confirmation_carries_token_and_url() {
         let confirmation = Confirmation {
+            kind: ConfirmationKind::Subscription,
             topic_arn: "arn:t",
             token: "tok",
             subscribe_url: "http://h/?Action=ConfirmSubscription&Token=tok",
             message_id: "m",
             timestamp_ms: 0,
         };
-        let doc = subscription_confirmation(&confirmation, Some(&SIGNED));
+        let doc = super::confirmation(&confirmation, Some(&SIGNED));
         let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
         assert_eq!(parsed["Type"], "SubscriptionConfirmation");
         assert_eq!(parsed["Token"], "tok");
@@ -379,6 +405,38 @@ mod tests {
             format!(
                 "Message\n{message}\nMessageId\nm\nSubscribeURL\nhttp://h/?Action=ConfirmSubscription&Token=tok\nTimestamp\n1970-01-01T00:00:00.000Z\nToken\ntok\nTopicArn\narn:t\nType\nSubscriptionConfirmation\n"
             )
+        );
+    }
+
+    #[test]
+    fn an_unsubscribe_confirmation_names_the_subscription_and_signs_its_type() {
+        let c = Confirmation {
+            kind: ConfirmationKind::Unsubscribe {
+                subscription_arn: "arn:t:sub",
+            },
+            topic_arn: "arn:t",
+            token: "tok",
+            subscribe_url: "http://h/?Action=ConfirmSubscription&Token=tok",
+            message_id: "m",
+            timestamp_ms: 0,
+        };
+        let doc = confirmation(&c, None);
+        let parsed: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
+        assert_eq!(parsed["Type"], "UnsubscribeConfirmation");
+        let message = parsed["Message"].as_str().expect("message");
+        assert!(
+            message.contains("deactivate subscription arn:t:sub."),
+            "{message}"
+        );
+        assert!(!doc.contains("Signature"), "{doc}");
+        let signed = confirmation_string_to_sign(&c);
+        assert!(
+            signed.starts_with(&format!("Message\n{message}\n")),
+            "{signed}"
+        );
+        assert!(
+            signed.ends_with("Type\nUnsubscribeConfirmation\n"),
+            "{signed}"
         );
     }
 

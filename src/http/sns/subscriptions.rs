@@ -166,7 +166,8 @@ pub async fn confirm(ctx: &Ctx<'_>, req: ConfirmSubscription) -> Result<Response
         .engine
         .confirm_subscription(&topic.name, &req.token, req.authenticate_on_unsubscribe)
         .await
-        .map_err(|e| errors::from_engine(e, Cap::None))?;
+        // A restore (an UnsubscribeConfirmation's token) counts against the cap.
+        .map_err(|e| errors::from_engine(e, Cap::Subscriptions))?;
     Ok(Response::ConfirmSubscription {
         subscription_arn: ctx.subscription_arn(&topic.name, &sub.id),
     })
