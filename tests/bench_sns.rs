@@ -86,6 +86,34 @@ fn sns_mode_delivers_every_message_once_to_each_of_three_queues() {
         report.contains("sns: 3 queues: 1509 delivered in"),
         "{report}"
     );
+    assert!(
+        report.contains("sns: 0 of 1509 deliveries in an SNS envelope"),
+        "{report}"
+    );
+}
+
+/// `--sns-envelope`: every delivery is the signed JSON envelope, and still each message
+/// reaches each queue once.
+#[test]
+fn sns_envelope_mode_delivers_signed_envelopes_once_to_each_queue() {
+    let (r, report) = bench(&[
+        "sns",
+        "--embedded",
+        "--sns-envelope",
+        "--senders",
+        "2",
+        "--receivers",
+        "1",
+        "--messages",
+        "120",
+    ]);
+    assert_eq!(r["messages_received"], 3 * 120);
+    assert_eq!(r["lost"], 0);
+    assert_eq!(r["duplicated"], 0);
+    assert!(
+        report.contains("sns: 360 of 360 deliveries in an SNS envelope"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -116,6 +144,7 @@ fn sns_modes_refuse_what_they_cannot_run() {
         vec!["sns", "--embedded", "--size", "39"],
         vec!["sns", "--embedded", "--queues", "2"],
         vec!["sns", "--embedded", "--receivers", "0"],
+        vec!["sqs", "--embedded", "--sns-envelope"],
     ] {
         let out = Command::new(BIN)
             .arg("bench")

@@ -200,6 +200,10 @@ pub struct BenchArgs {
     /// connection each).
     #[arg(long, default_value_t = 4)]
     pub senders: usize,
+    /// SNS modes: subscribe the queues without raw delivery, so that each message is
+    /// delivered in its JSON envelope, signed as the broker's --sns-signing says.
+    #[arg(long)]
+    pub sns_envelope: bool,
     /// SQS and SNS modes: receiving clients (threads, one keep-alive connection each);
     /// in the SNS modes, per subscribed queue.
     #[arg(long, default_value_t = 4)]
@@ -425,6 +429,9 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
         args.acks = AcksArg::Durable;
     } else if args.amqp_uri.is_some() {
         return Err("--amqp-uri is for the AMQP modes".into());
+    }
+    if args.sns_envelope && !args.mode.is_sns() {
+        return Err("--sns-envelope is for the SNS modes".into());
     }
     if args.mode.is_http() {
         if args.partitions != 1 || args.shard_aware || args.backlog {

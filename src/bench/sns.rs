@@ -1,7 +1,9 @@
 //! `peregrine bench sns` and `sns-latency`: SNS fan-out to three SQS queues on the HTTP
 //! listener, as an AWS SDK program drives it.
 //!
-//! The run creates a topic and three queues, each subscribed with raw message delivery.
+//! The run creates a topic and three queues, each subscribed with raw message delivery
+//! (with `--sns-envelope`, without: each delivery is the JSON envelope, signed per the
+//! broker's `--sns-signing`, and receivers take the stamp from its Message).
 //! Publishers (`--senders`) post PublishBatch requests (SNS query protocol) of up to 10
 //! stamped bodies; on every queue `--receivers` clients loop on ReceiveMessage (10, 1 s
 //! long poll) and DeleteMessageBatch, as the `sqs` mode's receivers do (the same code).
@@ -125,8 +127,9 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// A topic `name` and queues `name-1`… subscribed to it with raw delivery.
-    fn set_up(&mut self, admin: &mut SqsClient, name: &str) -> Result<(), Error> {
+    /// A topic `name` and queues `name-1`… subscribed to it, with raw delivery unless
+    /// `enveloped`.
+    fn set_up(&mut self, admin: &mut SqsClient, name: &str, enveloped: bool) -> Result<(), Error> {
         let xml = sns_call(admin, "CreateTopic", &params([("Name", name)]))?;
         self.topic_arn = one(&xml, "TopicArn", "CreateTopic")?;
         for i in 1..=QUEUES {
@@ -154,7 +157,10 @@ impl Fixture {
                     ("Protocol", "sqs"),
                     ("Endpoint", arn),
                     ("Attributes.entry.1.key", "RawMessageDelivery"),
-                    ("Attributes.entry.1.value", "true"),
+                    (
+                        "Attributes.entry.1.value",
+                        if enveloped { "false" } else { "true" },
+                    ),
                     ("ReturnSubscriptionArn", "true"),
                 ]),
             )?;
@@ -226,7 +232,7 @@ fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
     let mut admin = SqsClient::connect(to)?;
     let mut fixture = Fixture::default();
     let outcome = fixture
-        .set_up(&mut admin, &name)
+        .set_up(&mut admin, &name, args.sns_envelope)
         .and_then(|()| measure(args, to, &fixture));
     fixture.tear_down(&mut admin);
     outcome
@@ -338,6 +344,8 @@ fn measure(args: &BenchArgs, to: &Endpoint, fixture: &Fixture) -> Result<Outcome
         );
     }
     let delivered: u64 = reports.iter().map(|q| q.deleted).sum();
+    let enveloped: u64 = received.iter().flatten().map(|r| r.enveloped).sum();
+    eprintln!("sns: {enveloped} of {delivered} deliveries in an SNS envelope");
     let last_receive = reports
         .iter()
         .map(|q| q.last_receive_ns)

@@ -241,6 +241,12 @@ pub fn read_stamp(body: &str) -> Option<(u32, u64, u64)> {
     ))
 }
 
+/// The stamp of an SNS envelope's Message (what a non-raw subscription delivers).
+fn enveloped_stamp(body: &str) -> Option<(u32, u64, u64)> {
+    let envelope: Value = serde_json::from_str(body).ok()?;
+    read_stamp(envelope["Message"].as_str()?)
+}
+
 fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -404,6 +410,8 @@ pub(super) struct Received {
     pub stamps: Vec<(u32, u64)>,
     pub delete_ns: Histogram<u64>,
     pub sent_timestamp_ms: Histogram<u64>,
+    /// Bodies that were SNS envelopes (a non-raw subscription's delivery).
+    pub enveloped: u64,
 }
 
 /// Starts `n` receiver threads on the queues at `urls` (receiver `i` on
@@ -433,6 +441,7 @@ pub(super) fn spawn_receivers(
                     stamps: Vec::new(),
                     delete_ns: histogram(),
                     sent_timestamp_ms: histogram(),
+                    enveloped: 0,
                 };
                 if let Err(e) = receive(&a, &u, &p, &mut out) {
                     out.result.error = Some(e.to_string());
@@ -468,7 +477,13 @@ pub(super) fn receive(
         let mut stamps = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
             let body = m["Body"].as_str().ok_or("ReceiveMessage: no Body")?;
-            let stamp = read_stamp(body).ok_or("ReceiveMessage: a body without the stamp")?;
+            let stamp = match read_stamp(body) {
+                Some(stamp) => stamp,
+                None => {
+                    out.enveloped += 1;
+                    enveloped_stamp(body).ok_or("ReceiveMessage: a body without the stamp")?
+                }
+            };
             let id = m["MessageId"]
                 .as_str()
                 .ok_or("ReceiveMessage: no MessageId")?;
