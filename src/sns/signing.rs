@@ -35,7 +35,9 @@
 //! (which would stall every other task for as long), and the fan-out signs each distinct
 //! string once (`Signer`'s memo): a message fanned out to many
 //! subscriptions with the same Message is signed once (the string to sign leaves out the
-//! UnsubscribeURL, the one per-subscription field). The blocking thread is the one the
+//! UnsubscribeURL, the one per-subscription field), also when the deliveries ask for it
+//! at the same time (they run concurrently: the later ones wait for the first one's
+//! signature instead of each making its own). The blocking thread is the one the
 //! shard's few blocking file calls use too: a burst of distinct messages to sign delays
 //! those by as long.
 
@@ -51,6 +53,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Modulus size of a key the broker makes (that of SNS's certificates).
@@ -252,7 +255,15 @@ pub struct Signer {
     cert_url: String,
     /// Signature by version and digest: a signature is a function of the digest alone
     /// (PKCS#1 v1.5 is deterministic), so a hit is the signature signing would make.
-    memo: RefCell<HashMap<MemoKey, Arc<str>>>,
+    memo: RefCell<HashMap<MemoKey, Memo>>,
+    /// Signatures made (not taken from the memo).
+    made: std::cell::Cell<u64>,
+}
+
+/// A memo entry: a signature made, or one being made (notified when it is).
+enum Memo {
+    Signed(Arc<str>),
+    Signing(Rc<event_listener::Event>),
 }
 
 /// A signature version and the digest of a string to sign.
@@ -272,7 +283,13 @@ impl Signer {
             scope,
             cert_url,
             memo: RefCell::new(HashMap::new()),
+            made: std::cell::Cell::new(0),
         }
+    }
+
+    /// Signatures this signer made, memo hits left out.
+    pub fn signatures_made(&self) -> u64 {
+        self.made.get()
     }
 
     pub fn cert_url(&self) -> &str {
@@ -304,24 +321,41 @@ impl Signer {
             SignatureVersion::V1 => Sha1::digest(text.as_bytes()).to_vec(),
             SignatureVersion::V2 => Sha256::digest(text.as_bytes()).to_vec(),
         };
-        let hit = self.memo.borrow().get(&(version, digest.clone())).cloned();
-        if let Some(hit) = hit {
-            return hit;
+        let memo_key = (version, digest);
+        // Made, being made (wait, then look again), or ours to make.
+        let made = loop {
+            let listener = match self.memo.borrow().get(&memo_key) {
+                Some(Memo::Signed(signature)) => return signature.clone(),
+                Some(Memo::Signing(made)) => made.listen(),
+                None => break Rc::new(event_listener::Event::new()),
+            };
+            listener.await;
+        };
+        {
+            let mut memo = self.memo.borrow_mut();
+            if memo.len() >= MEMO_MAX {
+                memo.retain(|_, m| matches!(m, Memo::Signing(_)));
+            }
+            memo.insert(memo_key.clone(), Memo::Signing(made.clone()));
         }
         let to_sign = text.as_bytes().to_vec();
+        self.made.set(self.made.get() + 1);
         let signed = crate::runtime::blocking(move || key.sign_text(version, &to_sign)).await;
-        let signature: Arc<str> = match signed {
-            Ok(s) => Arc::from(s),
+        let signature = match signed {
+            Ok(s) => {
+                let signature: Arc<str> = Arc::from(s);
+                let entry = Memo::Signed(signature.clone());
+                self.memo.borrow_mut().insert(memo_key, entry);
+                signature
+            }
             Err(e) => {
+                // The waiters try for themselves.
                 tracing::error!("signing an SNS message: {e}");
-                return Arc::from("");
+                self.memo.borrow_mut().remove(&memo_key);
+                Arc::from("")
             }
         };
-        let mut memo = self.memo.borrow_mut();
-        if memo.len() >= MEMO_MAX {
-            memo.clear();
-        }
-        memo.insert((version, digest), signature.clone());
+        made.notify(usize::MAX);
         signature
     }
 }
@@ -410,14 +444,16 @@ mod tests {
         let remade = SigningKey::load(dir.path(), None).expect("remade");
         assert_eq!(remade.key, key.key);
 
-        let signer = Signer::new(Some(Arc::new(key)), Scope::All, "https://127.0.0.1:1");
+        let key = Arc::new(key);
+        let signer = Signer::new(Some(key.clone()), Scope::All, "https://127.0.0.1:1");
         assert!(signer
             .cert_url()
             .starts_with("https://127.0.0.1:1/SimpleNotificationService-"));
-        let key = SigningKey::load(dir.path(), None).expect("loaded");
-        // Signing runs on the blocking thread of a glommio executor.
+        // Signing runs on the blocking thread of a glommio executor; a signer belongs to
+        // one shard's thread.
         let executor = glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
+                let signer = Signer::new(Some(key.clone()), Scope::All, "https://127.0.0.1:1");
                 for version in [SignatureVersion::V1, SignatureVersion::V2] {
                     let signature = signer.sign(version, "Message\nhi\n").await;
                     assert!(verifies(&key, version, "Message\nhi\n", &signature));
@@ -425,6 +461,19 @@ mod tests {
                     let again = signer.sign(version, "Message\nhi\n").await;
                     assert_eq!(again, signature, "memo");
                 }
+                // Asked for at once, one text is signed once: the others wait for it.
+                let before = signer.signatures_made();
+                let text = "Message\nthe same to three subscriptions\n";
+                let ((a, b), c) = futures_lite::future::zip(
+                    futures_lite::future::zip(
+                        signer.sign(SignatureVersion::V1, text),
+                        signer.sign(SignatureVersion::V1, text),
+                    ),
+                    signer.sign(SignatureVersion::V1, text),
+                )
+                .await;
+                assert!(a == b && b == c && verifies(&key, SignatureVersion::V1, text, &a));
+                assert_eq!(signer.signatures_made(), before + 1, "signed once");
                 let v1 = signer.sign(SignatureVersion::V1, "x").await;
                 assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
                 // ring's version 2 signature is the one `rsa` makes.
