@@ -87,33 +87,46 @@ fn sns_mode_delivers_every_message_once_to_each_of_three_queues() {
         "{report}"
     );
     assert!(
-        report.contains("sns: 0 of 1509 deliveries in an SNS envelope"),
+        report.contains("sns: 0 of 1509 deliveries in an SNS envelope ("),
         "{report}"
     );
 }
 
-/// `--sns-envelope`: every delivery is the signed JSON envelope, and still each message
-/// reaches each queue once.
+/// `--sns-envelope`: every delivery is the JSON envelope, signed with the topic's
+/// SignatureVersion (`--sns-signature-version`, default 1), or unsigned with the
+/// broker's `--sns-signing off`; and still each message reaches each queue once.
 #[test]
 fn sns_envelope_mode_delivers_signed_envelopes_once_to_each_queue() {
-    let (r, report) = bench(&[
-        "sns",
-        "--embedded",
-        "--sns-envelope",
-        "--senders",
-        "2",
-        "--receivers",
-        "1",
-        "--messages",
-        "120",
-    ]);
-    assert_eq!(r["messages_received"], 3 * 120);
-    assert_eq!(r["lost"], 0);
-    assert_eq!(r["duplicated"], 0);
-    assert!(
-        report.contains("sns: 360 of 360 deliveries in an SNS envelope"),
-        "{report}"
-    );
+    for (extra, counts) in [
+        (&[][..], "SignatureVersion 1: 360, 2: 0, unsigned: 0"),
+        (
+            &["--sns-signature-version", "2"][..],
+            "SignatureVersion 1: 0, 2: 360, unsigned: 0",
+        ),
+        (
+            &["--broker-args", "--sns-signing off"][..],
+            "SignatureVersion 1: 0, 2: 0, unsigned: 360",
+        ),
+    ] {
+        let mut args = vec![
+            "sns",
+            "--embedded",
+            "--sns-envelope",
+            "--senders",
+            "2",
+            "--receivers",
+            "1",
+            "--messages",
+            "120",
+        ];
+        args.extend_from_slice(extra);
+        let (r, report) = bench(&args);
+        assert_eq!(r["messages_received"], 3 * 120);
+        assert_eq!(r["lost"], 0);
+        assert_eq!(r["duplicated"], 0);
+        let line = format!("sns: 360 of 360 deliveries in an SNS envelope ({counts})");
+        assert!(report.contains(&line), "{extra:?}: {report}");
+    }
 }
 
 #[test]
@@ -145,6 +158,8 @@ fn sns_modes_refuse_what_they_cannot_run() {
         vec!["sns", "--embedded", "--queues", "2"],
         vec!["sns", "--embedded", "--receivers", "0"],
         vec!["sqs", "--embedded", "--sns-envelope"],
+        vec!["sqs", "--embedded", "--sns-signature-version", "2"],
+        vec!["sns", "--embedded", "--sns-signature-version", "3"],
     ] {
         let out = Command::new(BIN)
             .arg("bench")

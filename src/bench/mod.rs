@@ -201,9 +201,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 4)]
     pub senders: usize,
     /// SNS modes: subscribe the queues without raw delivery, so that each message is
-    /// delivered in its JSON envelope, signed as the broker's --sns-signing says.
+    /// delivered in its JSON envelope, signed as the broker's --sns-signing says (the
+    /// report counts the envelopes by SignatureVersion).
     #[arg(long)]
     pub sns_envelope: bool,
+    /// SNS modes: the topic's SignatureVersion (1: SHA1withRSA, SNS's default; 2:
+    /// SHA256withRSA), which signs its envelopes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub sns_signature_version: u8,
     /// SQS and SNS modes: receiving clients (threads, one keep-alive connection each);
     /// in the SNS modes, per subscribed queue.
     #[arg(long, default_value_t = 4)]
@@ -430,8 +435,8 @@ fn validated(mut args: BenchArgs) -> Result<BenchArgs, String> {
     } else if args.amqp_uri.is_some() {
         return Err("--amqp-uri is for the AMQP modes".into());
     }
-    if args.sns_envelope && !args.mode.is_sns() {
-        return Err("--sns-envelope is for the SNS modes".into());
+    if (args.sns_envelope || args.sns_signature_version != 1) && !args.mode.is_sns() {
+        return Err("--sns-envelope and --sns-signature-version are for the SNS modes".into());
     }
     if args.mode.is_http() {
         if args.partitions != 1 || args.shard_aware || args.backlog {

@@ -127,10 +127,17 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// A topic `name` and queues `name-1`… subscribed to it, with raw delivery unless
-    /// `enveloped`.
-    fn set_up(&mut self, admin: &mut SqsClient, name: &str, enveloped: bool) -> Result<(), Error> {
-        let xml = sns_call(admin, "CreateTopic", &params([("Name", name)]))?;
+    /// A topic `name` (its SignatureVersion `--sns-signature-version`) and queues
+    /// `name-1`… subscribed to it, with raw delivery unless `--sns-envelope`.
+    fn set_up(&mut self, admin: &mut SqsClient, name: &str, args: &BenchArgs) -> Result<(), Error> {
+        let enveloped = args.sns_envelope;
+        let version = args.sns_signature_version.to_string();
+        let create = params([
+            ("Name", name),
+            ("Attributes.entry.1.key", "SignatureVersion"),
+            ("Attributes.entry.1.value", version.as_str()),
+        ]);
+        let xml = sns_call(admin, "CreateTopic", &create)?;
         self.topic_arn = one(&xml, "TopicArn", "CreateTopic")?;
         for i in 1..=QUEUES {
             let answer = admin.call(
@@ -232,7 +239,7 @@ fn run_checked(args: &BenchArgs, to: &Endpoint) -> Result<Outcome, Error> {
     let mut admin = SqsClient::connect(to)?;
     let mut fixture = Fixture::default();
     let outcome = fixture
-        .set_up(&mut admin, &name, args.sns_envelope)
+        .set_up(&mut admin, &name, args)
         .and_then(|()| measure(args, to, &fixture));
     fixture.tear_down(&mut admin);
     outcome
@@ -344,8 +351,17 @@ fn measure(args: &BenchArgs, to: &Endpoint, fixture: &Fixture) -> Result<Outcome
         );
     }
     let delivered: u64 = reports.iter().map(|q| q.deleted).sum();
-    let enveloped: u64 = received.iter().flatten().map(|r| r.enveloped).sum();
-    eprintln!("sns: {enveloped} of {delivered} deliveries in an SNS envelope");
+    let mut envelopes = [0u64; 3];
+    for r in received.iter().flatten() {
+        for (total, n) in envelopes.iter_mut().zip(r.envelopes) {
+            *total += n;
+        }
+    }
+    let [unsigned, v1, v2] = envelopes;
+    eprintln!(
+        "sns: {} of {delivered} deliveries in an SNS envelope (SignatureVersion 1: {v1}, 2: {v2}, unsigned: {unsigned})",
+        v1 + v2 + unsigned
+    );
     let last_receive = reports
         .iter()
         .map(|q| q.last_receive_ns)

@@ -241,10 +241,17 @@ pub fn read_stamp(body: &str) -> Option<(u32, u64, u64)> {
     ))
 }
 
-/// The stamp of an SNS envelope's Message (what a non-raw subscription delivers).
-fn enveloped_stamp(body: &str) -> Option<(u32, u64, u64)> {
+/// The stamp of an SNS envelope's Message (what a non-raw subscription delivers), and
+/// the envelope's SignatureVersion (0: unsigned).
+fn enveloped_stamp(body: &str) -> Option<((u32, u64, u64), usize)> {
     let envelope: Value = serde_json::from_str(body).ok()?;
-    read_stamp(envelope["Message"].as_str()?)
+    let version = match envelope["SignatureVersion"].as_str() {
+        None => 0,
+        Some("1") => 1,
+        Some("2") => 2,
+        Some(_) => return None,
+    };
+    Some((read_stamp(envelope["Message"].as_str()?)?, version))
 }
 
 fn epoch_ms() -> u64 {
@@ -410,8 +417,9 @@ pub(super) struct Received {
     pub stamps: Vec<(u32, u64)>,
     pub delete_ns: Histogram<u64>,
     pub sent_timestamp_ms: Histogram<u64>,
-    /// Bodies that were SNS envelopes (a non-raw subscription's delivery).
-    pub enveloped: u64,
+    /// Bodies that were SNS envelopes (a non-raw subscription's delivery), by their
+    /// SignatureVersion: unsigned, 1, 2.
+    pub envelopes: [u64; 3],
 }
 
 /// Starts `n` receiver threads on the queues at `urls` (receiver `i` on
@@ -441,7 +449,7 @@ pub(super) fn spawn_receivers(
                     stamps: Vec::new(),
                     delete_ns: histogram(),
                     sent_timestamp_ms: histogram(),
-                    enveloped: 0,
+                    envelopes: [0; 3],
                 };
                 if let Err(e) = receive(&a, &u, &p, &mut out) {
                     out.result.error = Some(e.to_string());
@@ -480,8 +488,10 @@ pub(super) fn receive(
             let stamp = match read_stamp(body) {
                 Some(stamp) => stamp,
                 None => {
-                    out.enveloped += 1;
-                    enveloped_stamp(body).ok_or("ReceiveMessage: a body without the stamp")?
+                    let (stamp, version) =
+                        enveloped_stamp(body).ok_or("ReceiveMessage: a body without the stamp")?;
+                    out.envelopes[version] += 1;
+                    stamp
                 }
             };
             let id = m["MessageId"]
