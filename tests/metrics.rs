@@ -4,14 +4,13 @@
 //! broker keeps serving.
 
 mod common;
+use common::http_raw::exchange;
 use common::{promtool_check, BIN};
 use peregrine::client::records::{encode_batch, OutRecord};
 use peregrine::client::Client;
 use peregrine::embedded::BrokerProcess;
 use peregrine::native::messages::{Acks, CommitEntry, PublishSpec, QueueSpec, TopicSpec};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,17 +35,6 @@ fn start() -> Http {
         broker.http_addr
     );
     Http { broker, _dir: dir }
-}
-
-/// Sends raw bytes and reads the answer until the server closes or `DEADLINE`.
-fn exchange(addr: &str, raw: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect HTTP");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    // The server may refuse (and close) before it has read everything.
-    let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
 }
 
 /// (status, body) of a GET on a connection of its own.

@@ -5,46 +5,12 @@
 //! requests on any path, operator routes untouched.
 
 mod common;
+use common::http_raw::{exchange, parse, Answer};
 use common::{promtool_check, Broker};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-/// How long any one exchange may last.
-const DEADLINE: Duration = Duration::from_secs(20);
 const JSON: &str = "application/x-amz-json-1.0";
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// Sends raw bytes on a new connection and reads until the server closes.
-fn exchange(addr: &str, raw: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect HTTP");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    // The server may refuse (and close) before it has read everything.
-    let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
-fn parse(raw: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Answer {
-        status: head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        head: head.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
-}
 
 /// A POST with these headers and body, `Connection: close`.
 fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod amqp_raw;
+pub mod http_raw;
 pub mod kafka_raw;
 pub mod pki;
 pub mod scripts;
