@@ -8,7 +8,7 @@
 mod common;
 use common::pki::{arg, Pki};
 use common::scripts::{finish, python};
-use common::Broker;
+use common::{admin_cli, Broker, ADMIN_PASSWORD};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -164,63 +164,29 @@ fn failed_logins_past_the_limit_refuse_the_address_for_a_minute() {
     );
 }
 
-/// Runs the CLI against `b`'s native port as `admin`; panics unless it succeeds.
-fn admin_cli(b: &Broker, args: &[&str], stdin: &str) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--bootstrap", &b.addr, "--user", "admin"]);
-    let out = Command::new(common::BIN)
-        .args(&all)
-        .env("PEREGRINE_PASSWORD", "admin-secret")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            if let Some(mut input) = child.stdin.take() {
-                input.write_all(stdin.as_bytes())?;
-            }
-            child.wait_with_output()
-        })
-        .expect("run the CLI");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "peregrine {all:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-/// A broker whose user store has `admin` (added before ACLs were on, as a first user
-/// is), restarted with `--acls --super-user User:admin` and `extra`.
-fn store_broker(dir: &tempfile::TempDir, extra: &[&str]) -> Broker {
-    let mut first = Broker::start_in(dir.path(), &[]);
-    let (ok, _, err) = common::run_cli_status(
-        &["user", "add", "admin", "--bootstrap", &first.addr],
-        "admin-secret\n",
-    );
-    assert!(ok, "user add admin: {err}");
-    first.kill9();
-    let mut args = vec!["--acls", "--super-user", "User:admin"];
-    args.extend_from_slice(extra);
-    Broker::start_in(dir.path(), &args)
-}
-
 /// Users of the store (`peregrine user add`) log in with PLAIN; a wrong password and an
 /// unknown user are refused. An ACL added by the CLI (All on queues prefixed `bob-`)
 /// lets bob use those queues and nothing else.
 #[test]
 fn store_users_log_in_and_their_acls_allow_what_they_grant() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let b = store_broker(&dir, &["--require-auth", "amqp"]);
+    let b = common::broker_with_admin(
+        dir.path(),
+        &[
+            "--acls",
+            "--super-user",
+            "User:admin",
+            "--require-auth",
+            "amqp",
+        ],
+    );
     admin_cli(&b, &["user", "add", "bob"], "bob's pass\n");
     pika("plain_refused", &b.amqp_addr, &["bob", "bob's pasS"]);
     pika("plain_refused", &b.amqp_addr, &["carol", "bob's pass"]);
     pika(
         "publish_denied",
         &b.amqp_addr,
-        &["bob", "bob's pass", "admin", "admin-secret"],
+        &["bob", "bob's pass", "admin", ADMIN_PASSWORD],
     );
     admin_cli(
         &b,
@@ -241,7 +207,7 @@ fn store_users_log_in_and_their_acls_allow_what_they_grant() {
     pika(
         "allowed",
         &b.amqp_addr,
-        &["bob", "bob's pass", "bob-", "admin", "admin-secret"],
+        &["bob", "bob's pass", "bob-", "admin", ADMIN_PASSWORD],
     );
 }
 

@@ -9,7 +9,7 @@
 
 mod common;
 use common::scripts::{finish, python};
-use common::Broker;
+use common::{admin_cli, Broker};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -413,14 +413,9 @@ fn wrong_signatures_past_the_limit_refuse_the_address_for_a_minute() {
     assert!(!log.contains(SECRET), "a secret was logged:\n{log}");
 }
 
-/// Runs the CLI against `b`'s native port as `admin` (password `admin-secret`); stdout.
-fn admin_cli(b: &Broker, args: &[&str]) -> String {
-    admin_cli_with_stdin(b, args, "")
-}
-
 /// `peregrine user add-key NAME`: the key id and secret it prints once.
 fn add_key(b: &Broker, user: &str) -> (String, String) {
-    let out = admin_cli(b, &["user", "add-key", user]);
+    let out = admin_cli(b, &["user", "add-key", user], "");
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -439,14 +434,7 @@ fn add_key(b: &Broker, user: &str) -> (String, String) {
 #[test]
 fn a_users_access_key_signs_as_that_user() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut first = Broker::start_in(dir.path(), &[]);
-    let (ok, _, err) = common::run_cli_status(
-        &["user", "add", "admin", "--bootstrap", &first.addr],
-        "admin-secret\n",
-    );
-    assert!(ok, "user add admin: {err}");
-    first.kill9();
-    let b = Broker::start_in(
+    let b = common::broker_with_admin(
         dir.path(),
         &[
             "--acls",
@@ -457,7 +445,7 @@ fn a_users_access_key_signs_as_that_user() {
         ],
     );
     let (admin_key, admin_secret) = add_key(&b, "admin");
-    let bob_password = admin_cli_with_stdin(&b, &["user", "add", "bob"], "bob-password\n");
+    let bob_password = admin_cli(&b, &["user", "add", "bob"], "bob-password\n");
     assert!(bob_password.contains("bob"), "{bob_password}");
     let (bob_key, bob_secret) = add_key(&b, "bob");
     admin_cli(
@@ -474,6 +462,7 @@ fn a_users_access_key_signs_as_that_user() {
             "--resource-pattern-type",
             "prefixed",
         ],
+        "",
     );
     let script = |case: &str, query: bool| {
         let python = python();
@@ -508,7 +497,7 @@ fn a_users_access_key_signs_as_that_user() {
         "not-bobs-secret",
         "SignatureDoesNotMatch",
     );
-    admin_cli(&b, &["user", "remove-key", &bob_key]);
+    admin_cli(&b, &["user", "remove-key", &bob_key], "");
     case(
         &b,
         "sqs",
@@ -518,33 +507,6 @@ fn a_users_access_key_signs_as_that_user() {
         "InvalidClientTokenId",
     );
     assert!(!b.log().contains(&bob_secret), "a secret was logged");
-}
-
-/// `admin_cli` feeding `stdin` (a new user's password). The CLI reads its stdin to the
-/// end or exits, so the wait is bounded by the CLI's own network timeouts.
-fn admin_cli_with_stdin(b: &Broker, args: &[&str], stdin: &str) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--bootstrap", &b.addr, "--user", "admin"]);
-    let out = Command::new(common::BIN)
-        .args(&all)
-        .env("PEREGRINE_PASSWORD", "admin-secret")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(mut input) = child.stdin.take() {
-                input.write_all(stdin.as_bytes())?;
-            }
-            child.wait_with_output()
-        })
-        .expect("run the CLI");
-    assert!(
-        out.status.success(),
-        "peregrine {all:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// On a `--require-auth` HTTPS listener with `--tls-client-ca`, a client's verified

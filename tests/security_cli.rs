@@ -8,39 +8,13 @@
 
 mod common;
 
-use common::{Broker, BIN};
+use common::run_cli_with_password as cli;
+use common::{admin_cli, Broker, ADMIN_PASSWORD, BIN};
 use peregrine::client::auth::Credentials;
 use peregrine::client::Client;
 use peregrine::native::messages::{Acks, ErrorCode, OffsetSpec, ScramMechanism};
-use std::process::{Command, Stdio};
 
-const ADMIN_PASSWORD: &str = "admin-secret-1";
 const BOB_PASSWORD: &str = "bob's long pass";
-
-/// Runs the CLI with `stdin` and, as the password source, `PEREGRINE_PASSWORD`
-/// (None: unset); returns (success, stdout, stderr).
-fn cli(args: &[&str], stdin: &str, password: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("PEREGRINE_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(p) = password {
-        cmd.env("PEREGRINE_PASSWORD", p);
-    }
-    let mut child = cmd.spawn().expect("spawn cli");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).expect("stdin");
-    drop(input);
-    let out = child.wait_with_output().expect("cli output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `cli` that must succeed; returns stdout.
 fn ok(args: &[&str], stdin: &str, password: Option<&str>) -> String {
@@ -49,26 +23,10 @@ fn ok(args: &[&str], stdin: &str, password: Option<&str>) -> String {
     out
 }
 
-/// As admin: `args` then the broker and credential flags.
-fn admin_cli(b: &Broker, args: &[&str], stdin: &str) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--bootstrap", &b.addr, "--user", "admin"]);
-    ok(&all, stdin, Some(ADMIN_PASSWORD))
-}
-
-/// A broker with `admin` (added by the CLI before authentication is required, as a
-/// first user is), restarted with `extra`.
+/// `common::broker_with_admin` on a directory of its own.
 fn broker_with_admin(extra: &[&str]) -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut first = Broker::start_in(dir.path(), &[]);
-    let out = ok(
-        &["user", "add", "admin", "--bootstrap", &first.addr],
-        &format!("{ADMIN_PASSWORD}\n"),
-        None,
-    );
-    assert!(out.contains("admin"), "{out}");
-    first.kill9();
-    let broker = Broker::start_in(dir.path(), extra);
+    let broker = common::broker_with_admin(dir.path(), extra);
     (dir, broker)
 }
 

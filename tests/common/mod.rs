@@ -174,14 +174,29 @@ pub fn run_cli(args: &[&str], stdin: &str) -> String {
 
 /// Runs a CLI command; returns (success, stdout, stderr).
 pub fn run_cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
+    run_cli_with_password(args, stdin, None)
+}
+
+/// Runs a CLI command with `password` as its password source (`PEREGRINE_PASSWORD`;
+/// None: unset, whatever the test's environment holds); returns (success, stdout,
+/// stderr).
+pub fn run_cli_with_password(
+    args: &[&str],
+    stdin: &str,
+    password: Option<&str>,
+) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cli");
+        .stderr(Stdio::piped());
+    match password {
+        Some(password) => command.env("PEREGRINE_PASSWORD", password),
+        None => command.env_remove("PEREGRINE_PASSWORD"),
+    };
+    let mut child = command.spawn().expect("spawn cli");
     let mut input = child.stdin.take().expect("stdin");
     let data = stdin.to_string();
     let writer = std::thread::spawn(move || {
@@ -194,6 +209,33 @@ pub fn run_cli_status(args: &[&str], stdin: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The password `broker_with_admin` gives `admin`.
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A broker on `dir` whose user store has `admin` (added by the CLI before any login is
+/// required, as a first user is), restarted with `extra`.
+pub fn broker_with_admin(dir: &Path, extra: &[&str]) -> Broker {
+    let mut first = Broker::start_in(dir, &[]);
+    let (ok, _, err) = run_cli_status(
+        &["user", "add", "admin", "--bootstrap", &first.addr],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert!(ok, "user add admin: {err}");
+    first.kill9();
+    Broker::start_in(dir, extra)
+}
+
+/// Runs the CLI against `b`'s native port as `admin`, feeding `stdin` (the CLI reads it
+/// to the end or exits, so the wait is bounded by its own network timeouts); stdout,
+/// panics unless it succeeds.
+pub fn admin_cli(b: &Broker, args: &[&str], stdin: &str) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--bootstrap", &b.addr, "--user", "admin"]);
+    let (ok, out, err) = run_cli_with_password(&all, stdin, Some(ADMIN_PASSWORD));
+    assert!(ok, "peregrine {all:?}: {err}");
+    out
 }
 
 impl Broker {
