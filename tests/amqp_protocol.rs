@@ -23,8 +23,9 @@ use amq_protocol::protocol::{
 };
 use amq_protocol::types::{AMQPValue, FieldTable};
 use common::amqp_raw::{
-    self, content_header, encode, exchange_declare, int_argument, method_frame, queue_declare,
-    Login, RawAmqp, RecvError, Tuning, ANSWER_WITHIN, FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER,
+    self, content_header, encode, exchange_declare, get_and_recover, int_argument, method_frame,
+    queue_declare, Login, RawAmqp, RecvError, Tuning, ANSWER_WITHIN, FRAME_END, FRAME_OVERHEAD,
+    PROTOCOL_HEADER,
 };
 use common::{shared_broker, unique, Broker};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1497,13 +1498,7 @@ fn a_client_that_never_reads_its_answers_is_not_read_either() {
     // One body frame under the default frame_max.
     const BODY: usize = 120_000;
     conn.publish_confirmed(1, &queue, &vec![b'm'; BODY]);
-    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
-        queue: queue.as_str().into(),
-        no_ack: false,
-    }));
-    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
-    let mut round = method_frame(1, get);
-    round.extend(method_frame(1, recover));
+    let round = get_and_recover(1, &queue);
     let rounds: Vec<u8> = round.repeat(256);
     conn.stream
         .set_write_timeout(Some(Duration::from_millis(200)))

@@ -176,7 +176,6 @@ fn unsigned_requests_are_refused_and_operator_routes_stay_open() {
 #[test]
 fn auth_flags_are_checked_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_string_lossy().to_string();
     let cases: [(&[&str], &str); 3] = [
         (
             &["--http-auth", "--http-access-key", "K"],
@@ -198,23 +197,8 @@ fn auth_flags_are_checked_at_start() {
         ),
     ];
     for (flags, said) in cases {
-        let child = Command::new(common::BIN)
-            .args(["serve", "--data-dir", &data])
-            .args([
-                "--native-addr",
-                "127.0.0.1:0",
-                "--kafka-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run peregrine serve");
         // A broker that accepted the flags would serve until killed: bounded wait.
-        let (status, out) = finish(child, Duration::from_secs(30));
+        let (status, out) = common::serve_refused(dir.path(), flags);
         assert!(
             status.is_some_and(|s| !s.success()) && out.contains(said),
             "{flags:?} was accepted or not explained ({status:?}): {out}"
@@ -274,22 +258,10 @@ fn an_empty_metrics_token_file_stops_the_broker_at_start() {
     let token_file = dir.path().join("metrics-token");
     std::fs::write(&token_file, "\n").expect("write token");
     let data = dir.path().join("data");
-    let child = Command::new(common::BIN)
-        .args(["serve", "--data-dir", data.to_str().expect("path")])
-        .args([
-            "--native-addr",
-            "127.0.0.1:0",
-            "--kafka-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
-        .args(["--metrics-token-file", token_file.to_str().expect("path")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run peregrine serve");
-    let (status, out) = finish(child, Duration::from_secs(30));
+    let (status, out) = common::serve_refused(
+        &data,
+        &["--metrics-token-file", token_file.to_str().expect("path")],
+    );
     assert!(
         status.is_some_and(|s| !s.success()) && out.contains("--metrics-token-file"),
         "an empty token file was accepted ({status:?}): {out}"

@@ -12,7 +12,7 @@ mod common;
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
-use common::amqp_raw::{method_frame, Login, RawAmqp, RecvError, Tuning};
+use common::amqp_raw::{get_and_recover, Login, RawAmqp, RecvError, Tuning};
 use common::kafka_raw::{request_frame, RawKafka};
 use common::Broker;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -282,13 +282,7 @@ fn an_amqp_client_that_never_reads_its_answers_is_closed_after_the_bound() {
     conn.publish_confirmed(1, &queue, &vec![b'm'; 120_000]);
     // `basic.get` and `basic.recover` of that message, over and over, never reading a
     // `get-ok`: the broker stops reading once its answers back up.
-    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
-        queue: queue.as_str().into(),
-        no_ack: false,
-    }));
-    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
-    let mut round = method_frame(1, get);
-    round.extend(method_frame(1, recover));
+    let round = get_and_recover(1, &queue);
     let burst = round.repeat(1024);
     let stream = conn.stream;
     writes_until_closed(stream, burst, "the AMQP connection that does not read");

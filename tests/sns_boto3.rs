@@ -219,29 +219,15 @@ fn a_given_signing_key_signs_and_a_mismatched_pair_is_refused() {
     let other = Broker::start();
     let other_cert = other.data_dir.join("meta/sns-signing-cert.pem");
     let dir = tempfile::tempdir().expect("dir");
-    let child = Command::new(common::BIN)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--native-addr",
-            "127.0.0.1:0",
-            "--kafka-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
-        .args([
+    let (status, out) = common::serve_refused(
+        dir.path(),
+        &[
             "--sns-signing-key",
             arg(&key),
             "--sns-signing-cert",
             arg(&other_cert),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the broker");
-    let (status, out) = finish(child, Duration::from_secs(30));
+        ],
+    );
     assert!(
         status.is_some_and(|s| !s.success()) && out.contains("not of this key"),
         "a mismatched pair must stop the start ({status:?}):\n{out}"

@@ -247,29 +247,13 @@ fn region_and_account_flags_shape_urls_and_arns() {
 #[test]
 fn bad_region_or_account_flags_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_string_lossy().to_string();
     for flags in [
         ["--sqs-region", "EU West"],
         ["--sqs-account-id", "12345"],
         ["--sqs-account-id", "12345678901x"],
     ] {
-        let child = Command::new(common::BIN)
-            .args(["serve", "--data-dir", &data])
-            .args([
-                "--native-addr",
-                "127.0.0.1:0",
-                "--kafka-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run peregrine serve");
         // A broker that accepted the flags would serve until killed: bounded wait.
-        let (status, out) = finish(child, Duration::from_secs(30));
+        let (status, out) = common::serve_refused(dir.path(), &flags);
         assert!(
             status.is_some_and(|s| !s.success()) && out.contains(flags[0]),
             "{flags:?} was accepted or not explained ({status:?}): {out}"

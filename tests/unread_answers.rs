@@ -4,9 +4,8 @@
 //! connection is released on every protocol, with answers still queued for it.
 
 mod common;
-use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
-use common::amqp_raw::{method_frame, RawAmqp};
+use common::amqp_raw::{get_and_recover, RawAmqp};
 use common::kafka_raw::request_frame;
 use common::Broker;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestKind};
@@ -148,13 +147,7 @@ fn clients_that_stop_reading_and_disconnect_are_released() {
     let queue = amqp.declare_queue(1, "", Default::default());
     amqp.confirm_select(1);
     amqp.publish_confirmed(1, &queue, &vec![b'm'; 120_000]);
-    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
-        queue: queue.as_str().into(),
-        no_ack: false,
-    }));
-    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
-    let mut round = method_frame(1, get);
-    round.extend(method_frame(1, recover));
+    let round = get_and_recover(1, &queue);
     assert_eq!(open_connections(&b, "amqp"), 1);
     stop_reading_then_leave(amqp.stream, &round.repeat(1024));
     // HTTP: metrics pages until the broker stops reading.

@@ -109,6 +109,20 @@ pub fn publish(exchange: &str, routing_key: &str) -> AMQPClass {
     }))
 }
 
+/// A `basic.get` of `queue` (acknowledged later) and a `basic.recover` that puts the
+/// message back: repeated, it asks for the same message's content again and again
+/// from a client that sends 40 bytes per answer.
+pub fn get_and_recover(channel: ChannelId, queue: &str) -> Vec<u8> {
+    let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+        queue: queue.into(),
+        no_ack: false,
+    }));
+    let recover = AMQPClass::Basic(basic::AMQPMethod::Recover(basic::Recover { requeue: true }));
+    let mut round = method_frame(channel, get);
+    round.extend(method_frame(channel, recover));
+    round
+}
+
 /// The content header frame of a basic message of `body_size` bytes.
 pub fn content_header(channel: ChannelId, body_size: u64) -> AMQPFrame {
     AMQPFrame::Header(

@@ -211,6 +211,33 @@ pub fn run_cli_with_password(
     )
 }
 
+/// Runs `peregrine serve` on `data_dir` with ephemeral ports and `flags`, for a start
+/// that must be refused: its status (`None`: still serving after 30 s, then killed) and
+/// its output.
+pub fn serve_refused(
+    data_dir: &Path,
+    flags: &[&str],
+) -> (Option<std::process::ExitStatus>, String) {
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--native-addr",
+            "127.0.0.1:0",
+            "--kafka-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--amqp-addr", "127.0.0.1:0"])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run peregrine serve");
+    scripts::finish(child, Duration::from_secs(30))
+}
+
 /// The password `broker_with_admin` gives `admin`.
 pub const ADMIN_PASSWORD: &str = "admin-secret";
 
