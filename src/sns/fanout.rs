@@ -210,6 +210,10 @@ struct Worker {
     /// those are not sent again after a restart (a kill -9 right after an Unsubscribe
     /// may lose its notice; SNS too sends it once, without retries).
     unsubscribes_sent: Option<HashSet<String>>,
+    /// The catalog version `send_confirmations` last looked at: a confirmation to send
+    /// comes only with a catalog change, so the subscriptions (thousands, perhaps) are
+    /// not walked again on every step.
+    confirmations_version: Option<u64>,
     committed: i64,
     /// The log's end when this run started: records below it may have been delivered
     /// by an earlier run (Kafka targets are searched for them first).
@@ -248,6 +252,7 @@ impl Worker {
             pending: Rc::new(Pending::default()),
             confirmations_sent: HashSet::new(),
             unsubscribes_sent: None,
+            confirmations_version: None,
             committed: -1,
             replay_end: 0,
             current: None,
@@ -299,7 +304,10 @@ impl Worker {
             let Some(current) = self.meta() else {
                 break;
             };
-            self.send_confirmations(&current.meta).await;
+            if self.confirmations_version != Some(current.version) {
+                self.confirmations_version = Some(current.version);
+                self.send_confirmations(&current.meta).await;
+            }
             match self.step(cursor).await {
                 Ok(next) => {
                     backoff = RETRY_MIN;
@@ -647,7 +655,11 @@ impl Worker {
         let fresh: Vec<&SnsSubscription> = meta
             .unsubscribed
             .iter()
-            .filter(|s| s.token.as_ref().is_some_and(|t| sent.insert(t.clone())))
+            .filter(|s| {
+                s.token
+                    .as_ref()
+                    .is_some_and(|t| !sent.contains(t) && sent.insert(t.clone()))
+            })
             .collect();
         for sub in fresh {
             let Some(token) = sub.token.as_deref() else {
