@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# What TLS costs the native protocol: `peregrine bench throughput` and `latency`, each
-# round once over plaintext and once over TLS (an embedded broker per run, the TLS one
-# with --native-tls-addr), alternating so that both see the same machine noise.
-# Prints each run's JSON line and the medians per mode and transport.
+# What TLS costs each front end: every `peregrine bench` mode in MODES, each round once
+# over plaintext and once over TLS (an embedded broker per run, the TLS one with the
+# mode's TLS listener: --native-tls-addr, --amqp-tls-addr or --http-tls-addr),
+# alternating so that both see the same machine noise. Prints each run's JSON line,
+# then per mode the medians and the median of the per-round TLS/plain ratios.
 #
-#   benches/tls_cost.sh                 # release binary, 3 rounds
-#   ROUNDS=5 MESSAGES=2000000 SIZE=1024 BIN=target/release/peregrine benches/tls_cost.sh
+#   benches/tls_cost.sh                           # release binary, 3 rounds, every mode
+#   ROUNDS=5 MODES="throughput latency" SIZE=1024 benches/tls_cost.sh
+#   MODES="queue amqp sqs" BIN=target/release/peregrine benches/tls_cost.sh
+#
+# Modes: throughput and latency (native, `--rate RATE`), queue (native), amqp, sqs.
 set -euo pipefail
 BIN=${BIN:-target/release/peregrine}
 ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-throughput latency queue amqp sqs}
+SHARDS=${SHARDS:-2}
+SIZE=${SIZE:-100}
 MESSAGES=${MESSAGES:-1000000}
 RATE=${RATE:-10000}
 LATENCY_MESSAGES=${LATENCY_MESSAGES:-100000}
-SHARDS=${SHARDS:-2}
-SIZE=${SIZE:-100}
+QUEUE_MESSAGES=${QUEUE_MESSAGES:-300000}
+AMQP_MESSAGES=${AMQP_MESSAGES:-100000}
+SQS_MESSAGES=${SQS_MESSAGES:-50000}
 
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -26,17 +34,26 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' 
 openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
   -CAcreateserial -days 1 -extfile "$dir/ext" -out "$dir/server.pem" 2>/dev/null
 
-tls_args=(--broker-args "--tls-cert $dir/server.pem --tls-key $dir/server.key --native-tls-addr 127.0.0.1:0"
-  --tls-ca "$dir/ca.pem")
+files="--tls-cert $dir/server.pem --tls-key $dir/server.key"
 out="$dir/runs.jsonl"
 for round in $(seq 1 "$ROUNDS"); do
-  for transport in plain tls; do
-    extra=()
-    [ "$transport" = tls ] && extra=("${tls_args[@]}")
-    line=$("$BIN" bench throughput --embedded --broker-shards "$SHARDS" --messages "$MESSAGES" --size "$SIZE" --json "${extra[@]}")
-    echo "{\"round\":$round,\"transport\":\"$transport\",\"mode\":\"throughput\",\"run\":$line}" | tee -a "$out"
-    line=$("$BIN" bench latency --embedded --broker-shards "$SHARDS" --rate "$RATE" --messages "$LATENCY_MESSAGES" --size "$SIZE" --json "${extra[@]}")
-    echo "{\"round\":$round,\"transport\":\"$transport\",\"mode\":\"latency\",\"run\":$line}" | tee -a "$out"
+  for mode in $MODES; do
+    args=()
+    case $mode in
+      throughput) listener=--native-tls-addr; count=$MESSAGES ;;
+      latency) listener=--native-tls-addr; count=$LATENCY_MESSAGES; args=(--rate "$RATE") ;;
+      queue) listener=--native-tls-addr; count=$QUEUE_MESSAGES ;;
+      amqp) listener=--amqp-tls-addr; count=$AMQP_MESSAGES ;;
+      sqs) listener=--http-tls-addr; count=$SQS_MESSAGES ;;
+      *) echo "unknown mode $mode" >&2; exit 2 ;;
+    esac
+    for transport in plain tls; do
+      extra=()
+      [ "$transport" = tls ] && extra=(--broker-args "$files $listener 127.0.0.1:0" --tls-ca "$dir/ca.pem")
+      line=$("$BIN" bench "$mode" --embedded --broker-shards "$SHARDS" --messages "$count" \
+        --size "$SIZE" --json "${args[@]}" "${extra[@]}")
+      echo "{\"round\":$round,\"transport\":\"$transport\",\"mode\":\"$mode\",\"run\":$line}" | tee -a "$out"
+    done
   done
 done
 python3 - "$out" <<'PY'
@@ -45,21 +62,26 @@ runs = [json.loads(l) for l in open(sys.argv[1])]
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
-for mode in ("throughput", "latency"):
-    row = {}
-    for t in ("plain", "tls"):
-        rs = [r["run"] for r in runs if r["mode"] == mode and r["transport"] == t]
-        row[t] = {
-            "msgs_per_s": med([r["msgs_per_s"] for r in rs]),
-            "mb_per_s": med([r["mb_per_s"] for r in rs]),
-            "cpu_ns_per_msg": med([r.get("broker_cpu_ns_per_msg") for r in rs]),
-            "e2e_p50_us": med([(r.get("e2e_us") or {}).get("p50") for r in rs]),
-            "e2e_p99_us": med([(r.get("e2e_us") or {}).get("p99") for r in rs]),
-            "ack_p50_us": med([(r.get("ack_us") or {}).get("p50") for r in rs]),
-            "ack_p99_us": med([(r.get("ack_us") or {}).get("p99") for r in rs]),
-        }
-    print(f"{mode}: medians of {len(rs)} rounds")
-    for k in row["plain"]:
-        p, t = row["plain"][k], row["tls"][k]
-        print(f"  {k:<15} plain {p:>12.1f}  tls {t:>12.1f}  tls/plain {t / p if p else float('nan'):.3f}")
+fields = {
+    "msgs_per_s": lambda r: r["msgs_per_s"],
+    "mb_per_s": lambda r: r.get("mb_per_s"),
+    "cpu_ns_per_msg": lambda r: r.get("broker_cpu_ns_per_msg"),
+    "e2e_p50_us": lambda r: (r.get("e2e_us") or {}).get("p50"),
+    "e2e_p99_us": lambda r: (r.get("e2e_us") or {}).get("p99"),
+    "ack_p50_us": lambda r: (r.get("ack_us") or {}).get("p50"),
+    "ack_p99_us": lambda r: (r.get("ack_us") or {}).get("p99"),
+}
+for mode in dict.fromkeys(r["mode"] for r in runs):
+    rounds = sorted({r["round"] for r in runs if r["mode"] == mode})
+    by = {(r["round"], r["transport"]): r["run"] for r in runs if r["mode"] == mode}
+    print(f"{mode}: {len(rounds)} rounds")
+    for name, get in fields.items():
+        plain = [get(by[(n, "plain")]) for n in rounds]
+        tls = [get(by[(n, "tls")]) for n in rounds]
+        if not any(plain) and not any(tls):
+            continue
+        ratios = [t / p for p, t in zip(plain, tls) if p and t]
+        print(f"  {name:<15} plain {med(plain):>12.1f}  tls {med(tls):>12.1f}  "
+              f"tls/plain (median of rounds) {med(ratios):.3f}   "
+              f"rounds plain {[round(x or 0) for x in plain]} tls {[round(x or 0) for x in tls]}")
 PY
