@@ -17,5 +17,8 @@ pub mod records;
 pub mod replace_file;
 pub mod security;
 pub mod sns;
+pub mod state_log;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod txn;

@@ -129,6 +129,8 @@ fn engine_error(e: TxnError) -> EngineError {
         TxnError::ProducerFenced(t) => EngineError::ProducerFenced(t),
         e @ TxnError::InvalidRequest(_) => EngineError::InvalidRequest(e.to_string()),
         e @ TxnError::Io(_) => EngineError::Internal(e.to_string()),
+        e @ TxnError::StorageFull(_) => EngineError::StorageFull(e.to_string()),
+        e @ TxnError::StorageFailed(_) => EngineError::StorageFailed(e.to_string()),
     }
 }
 

@@ -26,29 +26,20 @@
 //! - After a failed write or fdatasync the log refuses appends and durable waits, so
 //!   commits and fetches fail until a restart recovers what is durable.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use bytes::BytesMut;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::offset_records::{decode_batch, encode_batch, OffsetRecord, OffsetValue};
 use super::{CommittedOffset, GroupError};
-use crate::batch::BatchHeader;
-use crate::log::{BatchCache, LogConfig, LogError, PartitionLog, StorageFault};
+use crate::log::{LogError, StorageFault};
+use crate::state_log::{StateLog, StateMachine};
 
 /// Distinct (topic, partition) offsets one group may hold.
 pub(crate) const OFFSETS_PER_GROUP_MAX: usize = 100_000;
 /// Commits of one shard that may wait for the disk at once; more are refused.
 const COMMITS_IN_FLIGHT_MAX: usize = 4096;
-/// Bytes read per step while replaying the log at open.
-const REPLAY_READ_BYTES: usize = 1 << 20;
-/// Records per checkpoint batch: keeps each batch far below the log's batch limit.
-const CHECKPOINT_RECORDS_PER_BATCH: usize = 2048;
-/// The offsets log's own batch cache: it is read only at open, so a small one.
-const CACHE_BYTES: usize = 1 << 20;
 /// Name of the directory (under the groups dir) holding one log per shard.
 pub(crate) const LOG_DIR: &str = "__consumer_offsets";
 
@@ -69,29 +60,76 @@ fn log_err(e: LogError) -> GroupError {
     }
 }
 
-struct State {
-    /// group → partition → latest appended value (see the module docs on visibility).
-    groups: BTreeMap<String, PartitionOffsets>,
-    /// Bytes of the last checkpoint (0: none since open).
-    checkpoint_bytes: u64,
-    compacting: bool,
+/// group → partition → latest appended value (see the module docs on visibility).
+#[derive(Default)]
+pub(crate) struct Groups(BTreeMap<String, PartitionOffsets>);
+
+impl StateMachine for Groups {
+    type Record = OffsetRecord;
+    type Error = GroupError;
+    const NAME: &'static str = "offsets log";
+    const IN_FLIGHT_MAX: usize = COMMITS_IN_FLIGHT_MAX;
+    const RECORDS_PER_BATCH: usize = 2048;
+
+    fn busy() -> GroupError {
+        GroupError::Io(format!(
+            "{COMMITS_IN_FLIGHT_MAX} offset commits are waiting for the disk; retry"
+        ))
+    }
+
+    fn log_error(e: LogError) -> GroupError {
+        log_err(e)
+    }
+
+    fn encode(records: &[OffsetRecord], now_ms: i64) -> Result<Option<Vec<u8>>, GroupError> {
+        encode_batch(records, now_ms)
+    }
+
+    fn decode(batch: &[u8]) -> Result<Vec<(i64, OffsetRecord)>, GroupError> {
+        decode_batch(batch)
+    }
+
+    fn apply(&mut self, records: Vec<OffsetRecord>) {
+        let groups = &mut self.0;
+        for r in records {
+            match r.value {
+                Some(value) => {
+                    groups
+                        .entry(r.group)
+                        .or_default()
+                        .insert((r.topic, r.partition), value);
+                }
+                None => {
+                    if let Some(held) = groups.get_mut(&r.group) {
+                        held.remove(&(r.topic, r.partition));
+                        if held.is_empty() {
+                            groups.remove(&r.group);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<OffsetRecord> {
+        self.0
+            .iter()
+            .flat_map(|(group, held)| {
+                held.iter()
+                    .map(move |((topic, partition), value)| OffsetRecord {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: Some(value.clone()),
+                    })
+            })
+            .collect()
+    }
 }
 
 /// The committed offsets of one shard's groups. See the module docs.
 pub(crate) struct OffsetLog {
-    log: Rc<PartitionLog>,
-    compact_bytes: u64,
-    state: RefCell<State>,
-    in_flight: Cell<usize>,
-}
-
-/// Counts a commit waiting for the disk until it is answered or dropped.
-struct InFlight<'a>(&'a Cell<usize>);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
+    log: Rc<StateLog<Groups>>,
 }
 
 impl OffsetLog {
@@ -101,53 +139,29 @@ impl OffsetLog {
         segment_bytes: u64,
         compact_bytes: u64,
     ) -> Result<Rc<OffsetLog>, GroupError> {
-        let config = LogConfig {
-            segment_bytes,
-            // Every append is waited on durably: lingering would only delay it.
-            write_linger: Duration::ZERO,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(dir, config, BatchCache::new(CACHE_BYTES))
-            .await
-            .map_err(log_err)?;
-        let groups = replay(&log).await?;
-        tracing::debug!(
-            groups = groups.len(),
-            start = log.start_offset(),
-            end = log.end_offset(),
-            bytes = log.size_bytes(),
-            "offsets log replayed"
-        );
-        Ok(Rc::new(OffsetLog {
-            log,
-            compact_bytes,
-            state: RefCell::new(State {
-                groups,
-                checkpoint_bytes: 0,
-                compacting: false,
-            }),
-            in_flight: Cell::new(0),
-        }))
+        let log = StateLog::<Groups>::open(dir, segment_bytes, compact_bytes).await?;
+        tracing::debug!(groups = log.map().0.len(), "offsets log opened");
+        Ok(Rc::new(OffsetLog { log }))
     }
 
     /// Every group with at least one committed offset.
     pub(crate) fn group_ids(&self) -> Vec<String> {
-        self.state.borrow().groups.keys().cloned().collect()
+        self.log.map().0.keys().cloned().collect()
     }
 
     pub(crate) fn has_offsets(&self, group: &str) -> bool {
-        self.state.borrow().groups.contains_key(group)
+        self.log.map().0.contains_key(group)
     }
 
     /// Makes `offsets` durable for `group`, then answers.
     pub(crate) async fn commit(
-        self: &Rc<Self>,
+        &self,
         group: &str,
         offsets: Vec<CommittedOffset>,
     ) -> Result<(), GroupError> {
         {
-            let st = self.state.borrow();
-            let held = st.groups.get(group);
+            let map = self.log.map();
+            let held = map.0.get(group);
             let new_keys = offsets
                 .iter()
                 .filter(|c| held.is_none_or(|h| !h.contains_key(&(c.topic.clone(), c.partition))))
@@ -163,9 +177,7 @@ impl OffsetLog {
             .into_iter()
             .map(|c| committed(group.to_string(), c, now))
             .collect();
-        self.append_durably(records).await?;
-        self.maybe_compact();
-        Ok(())
+        self.log.append(records).await
     }
 
     /// Committed offsets of `group`: all (`None`), or one per requested partition
@@ -175,12 +187,9 @@ impl OffsetLog {
         group: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<CommittedOffset>, GroupError> {
-        let end = self.log.end_offset();
-        if self.log.durable_offset() < end {
-            self.log.wait_durable(end - 1).await.map_err(log_err)?;
-        }
-        let st = self.state.borrow();
-        let held = st.groups.get(group);
+        self.log.wait_all_durable().await?;
+        let map = self.log.map();
+        let held = map.0.get(group);
         let entry = |t: &str, p: i32, v: Option<&OffsetValue>| CommittedOffset {
             topic: t.to_string(),
             partition: p,
@@ -201,14 +210,14 @@ impl OffsetLog {
     }
 
     /// Deletes every offset of `group` (one tombstone each), durably.
-    pub(crate) async fn delete_group(self: &Rc<Self>, group: &str) -> Result<(), GroupError> {
+    pub(crate) async fn delete_group(&self, group: &str) -> Result<(), GroupError> {
         self.tombstone(group, None).await
     }
 
     /// Deletes `group`'s committed offsets of `partitions` (one tombstone for each it
     /// holds), durably.
     pub(crate) async fn delete_offsets(
-        self: &Rc<Self>,
+        &self,
         group: &str,
         partitions: &[(String, i32)],
     ) -> Result<(), GroupError> {
@@ -217,13 +226,13 @@ impl OffsetLog {
 
     /// Writes a tombstone for each offset `group` holds (of `only`, when given), durably.
     async fn tombstone(
-        self: &Rc<Self>,
+        &self,
         group: &str,
         only: Option<&[(String, i32)]>,
     ) -> Result<(), GroupError> {
         let tombstones: Vec<OffsetRecord> = {
-            let st = self.state.borrow();
-            let Some(held) = st.groups.get(group) else {
+            let map = self.log.map();
+            let Some(held) = map.0.get(group) else {
                 return Ok(());
             };
             let keys: Vec<&(String, i32)> = match only {
@@ -239,109 +248,7 @@ impl OffsetLog {
                 })
                 .collect()
         };
-        for chunk in tombstones.chunks(CHECKPOINT_RECORDS_PER_BATCH) {
-            self.append_durably(chunk.to_vec()).await?;
-        }
-        self.maybe_compact();
-        Ok(())
-    }
-
-    /// Appends `records` as one batch, applies them, and waits until they are durable.
-    async fn append_durably(&self, records: Vec<OffsetRecord>) -> Result<(), GroupError> {
-        if self.in_flight.get() >= COMMITS_IN_FLIGHT_MAX {
-            return Err(GroupError::Io(format!(
-                "{COMMITS_IN_FLIGHT_MAX} offset commits are waiting for the disk; retry"
-            )));
-        }
-        let Some(batch) = encode_batch(&records, now_ms())? else {
-            return Ok(());
-        };
-        let appended = self
-            .log
-            .append(BytesMut::from(&batch[..]))
-            .map_err(log_err)?;
-        apply_all(&mut self.state.borrow_mut().groups, records);
-        self.in_flight.set(self.in_flight.get() + 1);
-        let _counted = InFlight(&self.in_flight);
-        self.log
-            .wait_durable(appended.last_offset)
-            .await
-            .map_err(log_err)
-    }
-
-    /// Starts a checkpoint in the background when the log has grown past its bound.
-    fn maybe_compact(self: &Rc<Self>) {
-        {
-            let mut st = self.state.borrow_mut();
-            let limit = self
-                .compact_bytes
-                .max(st.checkpoint_bytes.saturating_mul(2));
-            if st.compacting || self.log.size_bytes() <= limit {
-                return;
-            }
-            st.compacting = true;
-        }
-        let this = self.clone();
-        glommio::spawn_local(async move {
-            match this.checkpoint().await {
-                Ok(bytes) => tracing::debug!(
-                    bytes,
-                    log_bytes = this.log.size_bytes(),
-                    start = this.log.start_offset(),
-                    "offsets log checkpointed"
-                ),
-                Err(e) => tracing::warn!(error = %e, "offsets log checkpoint failed"),
-            }
-            this.state.borrow_mut().compacting = false;
-        })
-        .detach();
-    }
-
-    /// Appends the live map, waits for it to be durable, then moves the log start to
-    /// its first batch. Returns the checkpoint's size in bytes.
-    async fn checkpoint(&self) -> Result<u64, GroupError> {
-        // No await from the snapshot to the append: the checkpoint states the map of
-        // exactly the log prefix before `from`.
-        let (from, last, bytes) = {
-            let st = self.state.borrow();
-            let mut buf = BytesMut::new();
-            let now = now_ms();
-            let records: Vec<OffsetRecord> = st
-                .groups
-                .iter()
-                .flat_map(|(group, held)| {
-                    held.iter()
-                        .map(move |((topic, partition), value)| OffsetRecord {
-                            group: group.clone(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                            value: Some(value.clone()),
-                        })
-                })
-                .collect();
-            for chunk in records.chunks(CHECKPOINT_RECORDS_PER_BATCH) {
-                if let Some(batch) = encode_batch(chunk, now)? {
-                    buf.extend_from_slice(&batch);
-                }
-            }
-            let from = self.log.end_offset();
-            let bytes = buf.len() as u64;
-            let last = if buf.is_empty() {
-                None
-            } else {
-                Some(self.log.append(buf).map_err(log_err)?.last_offset)
-            };
-            (from, last, bytes)
-        };
-        if let Some(last) = last {
-            self.log.wait_durable(last).await.map_err(log_err)?;
-        }
-        self.log
-            .delete_records_before(from)
-            .await
-            .map_err(log_err)?;
-        self.state.borrow_mut().checkpoint_bytes = bytes;
-        Ok(bytes)
+        self.log.append(tombstones).await
     }
 
     /// Carries offsets read from an older release's files into the log (durably).
@@ -358,65 +265,15 @@ impl OffsetLog {
                     .map(move |c| committed(group.clone(), c, now))
             })
             .collect();
-        for chunk in records.chunks(CHECKPOINT_RECORDS_PER_BATCH) {
-            self.append_durably(chunk.to_vec()).await?;
-        }
-        Ok(())
+        self.log.append(records).await
     }
 
     /// Writes what is pending, fdatasyncs and closes the log.
     pub(crate) async fn close(&self) -> Result<(), GroupError> {
-        self.log.close().await.map_err(log_err)
+        self.log.close().await
     }
 }
 
-fn apply_all(groups: &mut BTreeMap<String, PartitionOffsets>, records: Vec<OffsetRecord>) {
-    for r in records {
-        match r.value {
-            Some(value) => {
-                groups
-                    .entry(r.group)
-                    .or_default()
-                    .insert((r.topic, r.partition), value);
-            }
-            None => {
-                if let Some(held) = groups.get_mut(&r.group) {
-                    held.remove(&(r.topic, r.partition));
-                    if held.is_empty() {
-                        groups.remove(&r.group);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Rebuilds the map from the log's start to its end.
-async fn replay(log: &PartitionLog) -> Result<BTreeMap<String, PartitionOffsets>, GroupError> {
-    let mut groups = BTreeMap::new();
-    let start = log.start_offset();
-    let end = log.end_offset();
-    let mut next = start;
-    while next < end {
-        let read = log.read(next, REPLAY_READ_BYTES).await.map_err(log_err)?;
-        if read.batches.is_empty() {
-            break;
-        }
-        for bytes in &read.batches {
-            let header = BatchHeader::parse(bytes).map_err(|e| log_err(e.into()))?;
-            // A batch may straddle a start moved by DeleteRecords: skip what is below.
-            let records = decode_batch(bytes)?
-                .into_iter()
-                .filter(|(offset, _)| *offset >= start)
-                .map(|(_, r)| r)
-                .collect();
-            apply_all(&mut groups, records);
-            next = next.max(header.last_offset() + 1);
-        }
-        glommio::yield_if_needed().await;
-    }
-    Ok(groups)
-}
 /// The log record of one committed offset, stamped with its commit time.
 fn committed(group: String, c: CommittedOffset, commit_time_ms: i64) -> OffsetRecord {
     OffsetRecord {

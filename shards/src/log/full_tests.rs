@@ -2,10 +2,7 @@
 //! with a filler file until ENOSPC. What the log accepted before the disk filled stays
 //! queued and is written once space is freed, without reopening the log.
 
-use std::future::Future;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -14,82 +11,7 @@ use bytes::BytesMut;
 use super::*;
 use crate::batch::BatchHeader;
 use crate::records::BatchBuilder;
-
-/// Runs `test` on a fresh glommio executor thread and propagates its panics.
-fn run<F, Fut>(test: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    crate::sys::raise_memlock_limit().expect("raise RLIMIT_MEMLOCK");
-    let handle = glommio::LocalExecutorBuilder::default()
-        .spawn(test)
-        .expect("start executor");
-    handle.join().expect("test executor");
-}
-
-/// A tmpfs of `size_mb` MiB on a fresh directory; unmounted on drop.
-struct SmallFs {
-    dir: tempfile::TempDir,
-    fillers: Vec<PathBuf>,
-}
-
-impl SmallFs {
-    /// `None` (with the reason printed) where mounts are refused.
-    fn mount(size_mb: u32) -> Option<SmallFs> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        if !out.status.success() {
-            eprintln!(
-                "SKIPPED: cannot mount a small tmpfs ({}); needs root and mounts allowed",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(SmallFs {
-            dir,
-            fillers: Vec::new(),
-        })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a filler file until ENOSPC (bounded by the filesystem's size).
-    fn fill(&mut self) {
-        let path = self.path().join(format!("filler-{}", self.fillers.len()));
-        let mut file = std::fs::File::create(&path).expect("create filler");
-        self.fillers.push(path);
-        let block = vec![0u8; 4096];
-        loop {
-            match file.write_all(&block) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling: {e}"),
-            }
-        }
-    }
-
-    fn free(&mut self) {
-        for path in self.fillers.drain(..) {
-            std::fs::remove_file(path).expect("remove filler");
-        }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use crate::test_support::{run, SmallFs};
 
 /// One batch of one record whose value is `len` bytes of `tag`.
 fn batch(tag: u8, len: usize) -> BytesMut {

@@ -1,7 +1,6 @@
 //! Storage tests: each runs a real glommio executor on a temporary directory and uses
 //! real Kafka v2 batches built by the `kafka-protocol` crate.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,19 +13,7 @@ use kafka_protocol::records::{
 
 use super::*;
 use crate::batch::{self, BatchError, BatchHeader};
-
-/// Runs `test` on a fresh glommio executor thread and propagates its panics.
-fn run<F, Fut>(test: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    crate::sys::raise_memlock_limit().expect("raise RLIMIT_MEMLOCK");
-    let handle = glommio::LocalExecutorBuilder::default()
-        .spawn(test)
-        .expect("start executor");
-    handle.join().expect("test executor");
-}
+use crate::test_support::run;
 
 /// One v2 batch of `records` records with `value_len`-byte values tagged with `tag`.
 fn batch_with(tag: u64, records: usize, value_len: usize, timestamp_ms: i64) -> BytesMut {

@@ -797,20 +797,7 @@ mod tests {
         assert!(Replay::default().batch(&batch).is_err());
     }
     use crate::queues::{Holder, MoveStatus, PublishOptions, Queue, QueueConfig};
-    use std::future::Future;
-
-    fn run<F, Fut>(test: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        crate::sys::raise_memlock_limit().expect("raise RLIMIT_MEMLOCK");
-        glommio::LocalExecutorBuilder::default()
-            .spawn(test)
-            .expect("start executor")
-            .join()
-            .expect("test executor");
-    }
+    use crate::test_support::run;
 
     fn config(segment_bytes: u64) -> LogConfig {
         LogConfig {

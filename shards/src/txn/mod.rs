@@ -136,6 +136,13 @@ pub enum TxnError {
     InvalidRequest(String),
     #[error("transaction log I/O failed: {0}")]
     Io(String),
+    /// The transaction log has no space left: retry once space is freed.
+    #[error("transaction state cannot be stored: {0}")]
+    StorageFull(String),
+    /// A write or fdatasync of the transaction log failed: it is read-only until
+    /// restart.
+    #[error("transaction state cannot be stored: {0}")]
+    StorageFailed(String),
 }
 
 /// Runs `fut` on a fresh glommio executor (tests only).

@@ -1,82 +1,99 @@
 //! [`TxnLog`]: the durable state of every transactional id one shard owns, in a
 //! partition log of the shard's own (`<data>/transactions/<shard>/`), as Kafka keeps
-//! `__transaction_state`. The same machinery as the committed-offsets log
-//! (`groups::offsets`): group commit, recovery that cuts a torn tail, checkpoints that
-//! move the log start.
-//!
-//! Owned by the shard; `!Send`; the map sits in a `RefCell` never borrowed across an
-//! await.
+//! `__transaction_state`: a [`StateLog`] (group commit, recovery that cuts a torn tail,
+//! checkpoints that move the log start), as the committed offsets are.
 //!
 //! - Record: key = the transactional id (UTF-8), value = the id's whole [`TxnMeta`] as
 //!   JSON; a null value removes the id. The last record of an id wins.
-//! - [`TxnLog::put`] appends one record and applies it to the map with no await in
-//!   between (so the log's order is the order of the map's changes), then waits until
-//!   it is durable (written and fdatasynced, shared with every append of the same
-//!   flush). A caller acts on a state only after `put` returned.
-//! - Open: replay from the log start; a malformed record fails the open rather than
-//!   guess at a transaction's fate.
-//! - Checkpoint: once the log passes `max(compact_bytes, 2 × last checkpoint)`, the
-//!   live map is appended and, once durable, the log start moves to it. A crash in
-//!   between leaves old records and the checkpoint; replaying both gives the same map.
+//! - [`TxnLog::put`] answers once the change is durable; a caller acts on a state only
+//!   after `put` returned.
+//! - A malformed record fails the open rather than guess at a transaction's fate.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use bytes::BytesMut;
 
 use super::{TxnError, TxnMeta};
 use crate::batch::BatchHeader;
-use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
+use crate::log::{LogError, StorageFault};
 use crate::records::{self, BatchBuilder};
+use crate::state_log::{StateLog, StateMachine};
 
 /// Appends of one shard that may wait for the disk at once; more are refused.
 const PUTS_IN_FLIGHT_MAX: usize = 4096;
-/// Bytes read per step while replaying the log at open.
-const REPLAY_READ_BYTES: usize = 1 << 20;
-/// Records per checkpoint batch.
-const CHECKPOINT_RECORDS_PER_BATCH: usize = 256;
-/// The log's own batch cache: it is read only at open.
-const CACHE_BYTES: usize = 1 << 20;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
+/// A failure of the transaction log, with its storage fault kept for the client.
 fn log_err(e: LogError) -> TxnError {
-    TxnError::Io(format!("transaction log: {e}"))
+    match e.storage_fault() {
+        Some(StorageFault::Full) => TxnError::StorageFull(format!("transaction log: {e}")),
+        Some(StorageFault::Failed) => TxnError::StorageFailed(format!("transaction log: {e}")),
+        None => TxnError::Io(format!("transaction log: {e}")),
+    }
 }
 
 fn corrupt(what: &str) -> TxnError {
     TxnError::Io(format!("transaction log record is malformed: {what}"))
 }
 
-struct State {
-    ids: BTreeMap<String, TxnMeta>,
-    /// Bytes of the last checkpoint (0: none since open).
-    checkpoint_bytes: u64,
-    compacting: bool,
+/// One change: an id's new state, or its removal.
+type Change = (String, Option<TxnMeta>);
+
+/// Every transactional id and its state.
+#[derive(Default)]
+pub struct Ids(BTreeMap<String, TxnMeta>);
+
+impl StateMachine for Ids {
+    type Record = Change;
+    type Error = TxnError;
+    const NAME: &'static str = "transaction log";
+    const IN_FLIGHT_MAX: usize = PUTS_IN_FLIGHT_MAX;
+    const RECORDS_PER_BATCH: usize = 256;
+
+    fn busy() -> TxnError {
+        TxnError::Io(format!(
+            "{PUTS_IN_FLIGHT_MAX} transaction state changes are waiting for the disk; retry"
+        ))
+    }
+
+    fn log_error(e: LogError) -> TxnError {
+        log_err(e)
+    }
+
+    fn encode(changes: &[Change], now_ms: i64) -> Result<Option<Vec<u8>>, TxnError> {
+        encode_batch(changes, now_ms)
+    }
+
+    fn decode(batch: &[u8]) -> Result<Vec<(i64, Change)>, TxnError> {
+        Ok(decode_batch(batch)?
+            .into_iter()
+            .map(|(offset, id, meta)| (offset, (id, meta)))
+            .collect())
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) {
+        for (id, meta) in changes {
+            match meta {
+                Some(m) => {
+                    self.0.insert(id, m);
+                }
+                None => {
+                    self.0.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<Change> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect()
+    }
 }
 
 /// The durable state of one shard's transactional ids. See the module docs.
 pub struct TxnLog {
-    log: Rc<PartitionLog>,
-    compact_bytes: u64,
-    state: RefCell<State>,
-    in_flight: Cell<usize>,
-}
-
-/// Counts an append waiting for the disk until it is answered or dropped.
-struct InFlight<'a>(&'a Cell<usize>);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
+    log: Rc<StateLog<Ids>>,
 }
 
 impl TxnLog {
@@ -86,46 +103,23 @@ impl TxnLog {
         segment_bytes: u64,
         compact_bytes: u64,
     ) -> Result<Rc<TxnLog>, TxnError> {
-        let config = LogConfig {
-            segment_bytes,
-            // Every append is waited on durably: lingering would only delay it.
-            write_linger: Duration::ZERO,
-            ..LogConfig::default()
-        };
-        let log = PartitionLog::open(dir, config, BatchCache::new(CACHE_BYTES))
-            .await
-            .map_err(log_err)?;
-        let ids = replay(&log).await?;
-        tracing::debug!(
-            ids = ids.len(),
-            start = log.start_offset(),
-            end = log.end_offset(),
-            "transaction log replayed"
-        );
-        Ok(Rc::new(TxnLog {
-            log,
-            compact_bytes,
-            state: RefCell::new(State {
-                ids,
-                checkpoint_bytes: 0,
-                compacting: false,
-            }),
-            in_flight: Cell::new(0),
-        }))
+        let log = StateLog::<Ids>::open(dir, segment_bytes, compact_bytes).await?;
+        tracing::debug!(ids = log.map().0.len(), "transaction log opened");
+        Ok(Rc::new(TxnLog { log }))
     }
 
     /// The id's state as last put (durable once that put returned).
     pub fn get(&self, id: &str) -> Option<TxnMeta> {
-        self.state.borrow().ids.get(id).cloned()
+        self.log.map().0.get(id).cloned()
     }
 
     /// Transactional ids held.
     pub fn len(&self) -> usize {
-        self.state.borrow().ids.len()
+        self.log.map().0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.state.borrow().ids.is_empty()
+        self.log.map().0.is_empty()
     }
 
     /// Every id and its state, sorted by id.
@@ -136,8 +130,9 @@ impl TxnLog {
     /// The ids (and states) for which `keep` holds, sorted by id; only those are
     /// copied (the periodic checks look at every id and keep few).
     pub fn select(&self, keep: impl Fn(&str, &TxnMeta) -> bool) -> Vec<(String, TxnMeta)> {
-        let st = self.state.borrow();
-        st.ids
+        self.log
+            .map()
+            .0
             .iter()
             .filter(|(k, v)| keep(k, v))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -146,101 +141,22 @@ impl TxnLog {
 
     /// Whether `test` holds for some id (nothing copied).
     pub fn any(&self, test: impl Fn(&str, &TxnMeta) -> bool) -> bool {
-        self.state.borrow().ids.iter().any(|(k, v)| test(k, v))
+        self.log.map().0.iter().any(|(k, v)| test(k, v))
     }
 
     /// Makes `meta` the id's state (`None`: removes the id), durably.
-    pub async fn put(self: &Rc<Self>, id: &str, meta: Option<TxnMeta>) -> Result<(), TxnError> {
+    pub async fn put(&self, id: &str, meta: Option<TxnMeta>) -> Result<(), TxnError> {
         self.put_all(vec![(id.to_string(), meta)]).await
     }
 
-    /// Several ids' changes in one batch, durably.
-    pub async fn put_all(
-        self: &Rc<Self>,
-        changes: Vec<(String, Option<TxnMeta>)>,
-    ) -> Result<(), TxnError> {
-        if self.in_flight.get() >= PUTS_IN_FLIGHT_MAX {
-            return Err(TxnError::Io(format!(
-                "{PUTS_IN_FLIGHT_MAX} transaction state changes are waiting for the disk; retry"
-            )));
-        }
-        let Some(batch) = encode_batch(&changes, now_ms())? else {
-            return Ok(());
-        };
-        let appended = self
-            .log
-            .append(BytesMut::from(&batch[..]))
-            .map_err(log_err)?;
-        apply_all(&mut self.state.borrow_mut().ids, changes);
-        self.in_flight.set(self.in_flight.get() + 1);
-        let counted = InFlight(&self.in_flight);
-        let durable = self.log.wait_durable(appended.last_offset).await;
-        drop(counted);
-        durable.map_err(log_err)?;
-        self.maybe_compact();
-        Ok(())
+    /// Several ids' changes, durably.
+    pub async fn put_all(&self, changes: Vec<Change>) -> Result<(), TxnError> {
+        self.log.append(changes).await
     }
 
-    /// Starts a checkpoint in the background when the log has grown past its bound.
-    fn maybe_compact(self: &Rc<Self>) {
-        {
-            let mut st = self.state.borrow_mut();
-            let limit = self
-                .compact_bytes
-                .max(st.checkpoint_bytes.saturating_mul(2));
-            if st.compacting || self.log.size_bytes() <= limit {
-                return;
-            }
-            st.compacting = true;
-        }
-        let this = self.clone();
-        glommio::spawn_local(async move {
-            match this.checkpoint().await {
-                Ok(bytes) => tracing::debug!(bytes, "transaction log checkpointed"),
-                Err(e) => tracing::warn!(error = %e, "transaction log checkpoint failed"),
-            }
-            this.state.borrow_mut().compacting = false;
-        })
-        .detach();
-    }
-
-    /// Appends the live map, waits for it to be durable, then moves the log start to
-    /// its first batch. Returns the checkpoint's size in bytes.
+    /// Appends the live map and moves the log start to it (see [`StateLog`]).
     pub async fn checkpoint(&self) -> Result<u64, TxnError> {
-        // No await from the snapshot to the append: the checkpoint states the map of
-        // exactly the log prefix before `from`.
-        let (from, last, bytes) = {
-            let st = self.state.borrow();
-            let now = now_ms();
-            let live: Vec<(String, Option<TxnMeta>)> = st
-                .ids
-                .iter()
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect();
-            let mut buf = BytesMut::new();
-            for chunk in live.chunks(CHECKPOINT_RECORDS_PER_BATCH) {
-                if let Some(batch) = encode_batch(chunk, now)? {
-                    buf.extend_from_slice(&batch);
-                }
-            }
-            let from = self.log.end_offset();
-            let bytes = buf.len() as u64;
-            let last = if buf.is_empty() {
-                None
-            } else {
-                Some(self.log.append(buf).map_err(log_err)?.last_offset)
-            };
-            (from, last, bytes)
-        };
-        if let Some(last) = last {
-            self.log.wait_durable(last).await.map_err(log_err)?;
-        }
-        self.log
-            .delete_records_before(from)
-            .await
-            .map_err(log_err)?;
-        self.state.borrow_mut().checkpoint_bytes = bytes;
-        Ok(bytes)
+        self.log.checkpoint().await
     }
 
     /// The log's size on disk (for tests and metrics).
@@ -255,20 +171,7 @@ impl TxnLog {
 
     /// Writes what is pending, fdatasyncs and closes the log.
     pub async fn close(&self) -> Result<(), TxnError> {
-        self.log.close().await.map_err(log_err)
-    }
-}
-
-fn apply_all(ids: &mut BTreeMap<String, TxnMeta>, changes: Vec<(String, Option<TxnMeta>)>) {
-    for (id, meta) in changes {
-        match meta {
-            Some(m) => {
-                ids.insert(id, m);
-            }
-            None => {
-                ids.remove(&id);
-            }
-        }
+        self.log.close().await
     }
 }
 
@@ -311,33 +214,6 @@ fn decode_batch(batch: &[u8]) -> Result<Vec<(i64, String, Option<TxnMeta>)>, Txn
         out.push((record.offset, id, meta));
     }
     Ok(out)
-}
-
-/// Rebuilds the map from the log's start to its end.
-async fn replay(log: &PartitionLog) -> Result<BTreeMap<String, TxnMeta>, TxnError> {
-    let mut ids = BTreeMap::new();
-    let start = log.start_offset();
-    let end = log.end_offset();
-    let mut next = start;
-    while next < end {
-        let read = log.read(next, REPLAY_READ_BYTES).await.map_err(log_err)?;
-        if read.batches.is_empty() {
-            break;
-        }
-        for bytes in &read.batches {
-            let header = BatchHeader::parse(bytes).map_err(|e| corrupt(&e.to_string()))?;
-            // A batch may straddle a start moved by a checkpoint: skip what is below.
-            let changes = decode_batch(bytes)?
-                .into_iter()
-                .filter(|(offset, _, _)| *offset >= start)
-                .map(|(_, id, meta)| (id, meta))
-                .collect();
-            apply_all(&mut ids, changes);
-            next = next.max(header.last_offset() + 1);
-        }
-        glommio::yield_if_needed().await;
-    }
-    Ok(ids)
 }
 
 #[cfg(test)]
@@ -416,10 +292,10 @@ mod tests {
             // Let a background checkpoint started by the last puts finish, then one
             // more of our own.
             for _ in 0..100 {
-                if !log.state.borrow().compacting {
+                if !log.log.compacting() {
                     break;
                 }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
             log.checkpoint().await.unwrap_or_else(|e| panic!("{e}"));
             assert!(log.start_offset() > 0, "the log start moved");
@@ -430,6 +306,59 @@ mod tests {
             let again = open(&path, 32 << 10).await;
             assert_eq!(again.all(), live);
             assert_eq!(again.get("y"), Some(meta(9, 199, TxnStatus::Ongoing)));
+        });
+    }
+
+    /// The storage fault reaches the caller as such (KAFKA_STORAGE_ERROR for the
+    /// client, which retries), and puts resume by themselves once space is freed.
+    #[test]
+    fn a_full_disk_refuses_puts_with_a_storage_error_until_space_is_freed() {
+        crate::test_support::run(|| async move {
+            let Some(mut fs) = crate::test_support::SmallFs::mount(8) else {
+                return;
+            };
+            // Segments of 64 KiB, each preallocated whole: a full disk shows at a roll.
+            let log = TxnLog::open(fs.path().join("txn"), 64 << 10, u64::MAX)
+                .await
+                .unwrap_or_else(|e| panic!("open: {e}"));
+            log.put("before", Some(meta(1, 0, TxnStatus::Ongoing)))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            fs.fill();
+            // About 300 bytes a put: 2,000 fill the open segment several times over.
+            let mut refused = None;
+            for i in 0..2000i16 {
+                if let Err(e) = log
+                    .put("filling", Some(meta(2, i, TxnStatus::Ongoing)))
+                    .await
+                {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            assert!(
+                matches!(refused, Some(TxnError::StorageFull(_))),
+                "{refused:?}"
+            );
+            fs.free();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match log.put("after", Some(meta(3, 0, TxnStatus::Ongoing))).await {
+                    Ok(()) => break,
+                    Err(TxnError::StorageFull(e)) if std::time::Instant::now() < deadline => {
+                        tracing::debug!("still full: {e}");
+                        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("a put once space is back: {e}"),
+                }
+            }
+            assert_eq!(log.get("before"), Some(meta(1, 0, TxnStatus::Ongoing)));
+            log.close().await.unwrap_or_else(|e| panic!("{e}"));
+            let again = TxnLog::open(fs.path().join("txn"), 64 << 10, u64::MAX)
+                .await
+                .unwrap_or_else(|e| panic!("reopen: {e}"));
+            assert!(again.get("before").is_some() && again.get("after").is_some());
+            again.close().await.unwrap_or_else(|e| panic!("{e}"));
         });
     }
 
