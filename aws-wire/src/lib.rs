@@ -17,6 +17,7 @@
 //! client can grow has a named limit (`sqs::model::*_MAX`, `form::PAIRS_MAX`), and
 //! serde_json's recursion limit bounds JSON nesting.
 
+pub mod batch;
 pub mod form;
 pub mod sigv4;
 pub mod sns;

@@ -141,14 +141,8 @@ pub fn is_sns_action(name: &str) -> bool {
     Action::from_name(name).is_some() || UNSUPPORTED_ACTIONS.contains(&name)
 }
 
-/// A failed PublishBatch entry, as the answer lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchError {
-    pub id: String,
-    pub sender_fault: bool,
-    pub code: ErrorCode,
-    pub message: String,
-}
+/// A failed batch entry, as the answer lists it.
+pub type BatchError = crate::batch::BatchError<ErrorCode>;
 
 impl BatchError {
     pub fn new(id: &str, error: WireError) -> BatchError {
@@ -165,20 +159,7 @@ impl BatchError {
 pub type Entry<T> = Result<T, BatchError>;
 
 /// What a batch answers: the entries that succeeded and those that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchResult<T> {
-    pub successful: Vec<T>,
-    pub failed: Vec<BatchError>,
-}
-
-impl<T> Default for BatchResult<T> {
-    fn default() -> Self {
-        BatchResult {
-            successful: Vec::new(),
-            failed: Vec::new(),
-        }
-    }
-}
+pub type BatchResult<T> = crate::batch::BatchResult<T, ErrorCode>;
 
 /// A decoded request, checked against what is pure wire (shapes, limits, names);
 /// whether a topic exists and what its attributes mean is the front end's.

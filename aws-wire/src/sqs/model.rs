@@ -158,13 +158,7 @@ pub struct MessageAttribute {
 }
 
 /// A failed batch entry, as the answer lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchError {
-    pub id: String,
-    pub sender_fault: bool,
-    pub code: ErrorCode,
-    pub message: String,
-}
+pub type BatchError = crate::batch::BatchError<ErrorCode>;
 
 impl BatchError {
     pub fn new(id: &str, error: WireError) -> BatchError {
@@ -181,20 +175,7 @@ impl BatchError {
 pub type Entry<T> = Result<T, BatchError>;
 
 /// What a batch answers: the entries that succeeded and those that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchResult<T> {
-    pub successful: Vec<T>,
-    pub failed: Vec<BatchError>,
-}
-
-impl<T> Default for BatchResult<T> {
-    fn default() -> Self {
-        BatchResult {
-            successful: Vec::new(),
-            failed: Vec::new(),
-        }
-    }
-}
+pub type BatchResult<T> = crate::batch::BatchResult<T, ErrorCode>;
 
 /// A decoded request: one variant per action, each checked against the limits above.
 /// Queue attribute names and values are left to the front end (they map onto the
