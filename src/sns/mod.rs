@@ -5,6 +5,7 @@
 //! (`signing`).
 //! Topics and subscriptions themselves, and publish, are the engine's (`engine::sns`).
 
+mod aws_lc_rsa;
 pub mod fanout;
 pub mod http_delivery;
 pub mod signing;

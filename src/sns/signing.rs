@@ -16,22 +16,20 @@
 //! What is signed is the operator's choice (`--sns-signing`, `Scope`): every envelope
 //! (`all`, the default, as SNS), only what goes to HTTP/HTTPS endpoints (`http`: the
 //! documents SNS's verifiers check; queue and Kafka envelopes then carry no signature),
-//! or nothing (`off`: no key is loaded or made). A signature costs milliseconds of CPU
-//! (below), and an enveloped fan-out signs every distinct message.
+//! or nothing (`off`: no key is loaded or made). A signature costs a quarter of a
+//! millisecond of CPU (below), and an enveloped fan-out signs every distinct message.
 //!
 //! The certificate is served by the HTTP listeners at `cert_path()`,
 //! `/SimpleNotificationService-{first 16 bytes of its SHA-256, hex}.pem` (SNS's shape):
 //! the path names the certificate, so a verifier that caches certificates by URL (as
 //! the SDKs' validators do) never holds a stale one after the key changes.
 //!
-//! SignatureVersion 2 is signed with ring (`RsaKeyPair`, the crypto rustls already
-//! uses): about 0.7 ms of CPU a signature, 5x less than RustCrypto's `rsa` 0.10
-//! (benches/RESULTS.md, "What one SNS message signature costs"). ring cannot sign with
-//! SHA-1, so SignatureVersion 1 (SNS's default) is signed with `rsa` 0.10 (constant-time
-//! arithmetic: the Marvin timing leak of 0.9 is fixed), at about 3.5 ms of CPU a
-//! signature; so is version 2 with a key
-//! ring refuses (it takes 2048 to 8192 bits). Either costs more than the rest of a
-//! delivery, so signing runs on the shard's blocking thread, not on the shard's executor
+//! Both versions are signed with AWS-LC (`aws_lc_rsa`): about 0.26 ms of CPU a
+//! signature, against 3.5 ms with RustCrypto's `rsa` 0.10 and 0.7 ms with ring, which
+//! cannot sign SHA-1 (benches/RESULTS.md, "What one SNS message signature costs"). A key
+//! AWS-LC refuses is signed with `rsa` 0.10 instead (constant-time arithmetic: the Marvin
+//! timing leak of 0.9 is fixed). A signature costs more than the rest of a delivery, so
+//! signing runs on the shard's blocking thread, not on the shard's executor
 //! (which would stall every other task for as long), and the fan-out signs each distinct
 //! string once (`Signer`'s memo): a message fanned out to many
 //! subscriptions with the same Message is signed once (the string to sign leaves out the
@@ -41,8 +39,9 @@
 //! shard's few blocking file calls use too: a burst of distinct messages to sign delays
 //! those by as long.
 
+use super::aws_lc_rsa::{Hash, RsaKey};
 use peregrine_aws_wire::sns::envelope::SignatureVersion;
-use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::sha2::{Digest, Sha256};
 use rsa::{Pkcs1v15Sign, PrivateKey};
@@ -96,10 +95,8 @@ impl Scope {
 /// The key and its certificate. Read-only after the start; shared by every shard.
 pub struct SigningKey {
     key: PrivateKey,
-    /// The same key for ring, which signs SignatureVersion 2; None if ring refused it.
-    fast: Option<ring::signature::RsaKeyPair>,
-    /// ring's blinding randomness.
-    rng: ring::rand::SystemRandom,
+    /// The same key in AWS-LC, which signs both versions; None if AWS-LC refused it.
+    fast: Option<RsaKey>,
     cert_pem: String,
     cert_path: String,
 }
@@ -177,23 +174,19 @@ impl SigningKey {
             return Err("the certificate is not of this key".into());
         }
         let fingerprint = Sha256::digest(&der[..]);
-        let pkcs8 = key
-            .to_pkcs8_der()
+        let pkcs1 = key
+            .to_pkcs1_der()
             .map_err(|e| format!("encoding the RSA key: {e}"))?;
-        let fast = match ring::signature::RsaKeyPair::from_pkcs8(pkcs8.as_bytes()) {
-            Ok(pair) => Some(pair),
+        let fast = match RsaKey::from_pkcs1_der(pkcs1.as_bytes()) {
+            Ok(fast) => Some(fast),
             Err(e) => {
-                tracing::warn!(
-                    "ring refuses the SNS signing key ({e}): SignatureVersion 2 is signed \
-                     with the slower rsa crate"
-                );
+                tracing::warn!("{e}: SNS messages are signed with the slower rsa crate");
                 None
             }
         };
         Ok(SigningKey {
             key,
             fast,
-            rng: ring::rand::SystemRandom::new(),
             cert_pem: cert_pem.to_string(),
             cert_path: format!(
                 "/SimpleNotificationService-{}.pem",
@@ -212,24 +205,17 @@ impl SigningKey {
         &self.cert_path
     }
 
-    /// The RSASSA-PKCS1-v1_5 signature of `text` with `version`'s hash, base64: ring's
-    /// for version 2 where it took the key, else `rsa`'s (the same bytes: PKCS#1 v1.5 is
+    /// The RSASSA-PKCS1-v1_5 signature of `text` with `version`'s hash, base64:
+    /// AWS-LC's where it took the key, else `rsa`'s (the same bytes: PKCS#1 v1.5 is
     /// deterministic).
     fn sign_text(&self, version: SignatureVersion, text: &[u8]) -> Result<String, String> {
-        let signature = match (version, &self.fast) {
-            (SignatureVersion::V2, Some(pair)) => {
-                let mut signature = vec![0; pair.public().modulus_len()];
-                pair.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
-                    &self.rng,
-                    text,
-                    &mut signature,
-                )
-                .map_err(|e| format!("ring: {e}"))?;
-                signature
-            }
-            (SignatureVersion::V2, None) => self.sign_digest_rsa(version, &Sha256::digest(text))?,
-            (SignatureVersion::V1, _) => self.sign_digest_rsa(version, &Sha1::digest(text))?,
+        let (hash, digest) = match version {
+            SignatureVersion::V1 => (Hash::Sha1, Sha1::digest(text).to_vec()),
+            SignatureVersion::V2 => (Hash::Sha256, Sha256::digest(text).to_vec()),
+        };
+        let signature = match &self.fast {
+            Some(fast) => fast.sign(hash, &digest)?,
+            None => self.sign_digest_rsa(version, &digest)?,
         };
         Ok(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
@@ -433,7 +419,7 @@ mod tests {
         let again = SigningKey::load(dir.path(), None).expect("loaded");
         assert_eq!(key, again, "the same certificate after a restart");
         assert_eq!(key.key, again.key, "and the same key");
-        assert!(key.fast.is_some(), "ring takes a key the broker makes");
+        assert!(key.fast.is_some(), "AWS-LC takes a key the broker makes");
         assert!(key.cert_path().starts_with("/SimpleNotificationService-"));
         assert!(key.cert_path().ends_with(".pem") && key.cert_path().len() == 63);
         let mode = std::fs::metadata(dir.path().join("meta").join(KEY_FILE))
@@ -526,7 +512,7 @@ mod tests {
     fn signing_cost() {
         let dir = tempfile::tempdir().expect("dir");
         let key = SigningKey::load(dir.path(), None).expect("made");
-        assert!(key.fast.is_some(), "ring takes the key");
+        assert!(key.fast.is_some(), "AWS-LC takes the key");
         const N: u32 = 100;
         let time = |sign: &dyn Fn(&[u8])| {
             let started = std::time::Instant::now();
@@ -539,17 +525,43 @@ mod tests {
             let v1 = time(&|t| {
                 key.sign_text(SignatureVersion::V1, t).expect("v1");
             });
-            let v2_ring = time(&|t| {
+            let v2 = time(&|t| {
                 key.sign_text(SignatureVersion::V2, t).expect("v2");
             });
-            let v2_rsa = time(&|t| {
-                key.sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(t))
-                    .expect("v2 rsa");
+            let v1_rsa = time(&|t| {
+                key.sign_digest_rsa(SignatureVersion::V1, &Sha1::digest(t))
+                    .expect("v1 rsa");
             });
             println!(
-                "round {round}: SignatureVersion 1 (rsa) {v1} µs, 2 (ring) {v2_ring} µs, \
-                 2 (rsa) {v2_rsa} µs a signature"
+                "round {round}: SignatureVersion 1 (AWS-LC) {v1} µs, 2 (AWS-LC) {v2} µs, \
+                 1 (rsa) {v1_rsa} µs a signature"
             );
         }
+    }
+
+    /// PKCS#1 v1.5 is deterministic: AWS-LC's signatures are `rsa`'s, byte for byte,
+    /// for both versions (and so verify as the fallback's do).
+    #[test]
+    fn aws_lc_signs_the_same_bytes_as_the_rsa_crate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = SigningKey::load(dir.path(), None).expect("made");
+        let fast = key.fast.as_ref().expect("AWS-LC takes the key");
+        let text = b"Message\nhello\nMessageId\n1\n";
+        let v1 = Sha1::digest(text);
+        let v2 = Sha256::digest(text);
+        assert_eq!(
+            fast.sign(Hash::Sha1, &v1).expect("v1"),
+            key.sign_digest_rsa(SignatureVersion::V1, &v1)
+                .expect("v1 rsa")
+        );
+        assert_eq!(
+            fast.sign(Hash::Sha256, &v2).expect("v2"),
+            key.sign_digest_rsa(SignatureVersion::V2, &v2)
+                .expect("v2 rsa")
+        );
+        assert!(
+            fast.sign(Hash::Sha256, &v1).is_err(),
+            "a digest of the wrong size"
+        );
     }
 }
