@@ -5,26 +5,17 @@
 //!
 //! Owned by the shard; `!Send`; state in a `RefCell` never borrowed across an await.
 //!
-//! Layout: `<groups dir>/__consumer_offsets/<shard>/`, a [`PartitionLog`] of record
+//! Layout: `<groups dir>/__consumer_offsets/<shard>/`, a [`crate::log::PartitionLog`] of record
 //! batches whose records are `offset_records`: key group/topic/partition, value the
 //! offset, metadata and commit time; a null value is a tombstone. A directory of an
 //! older release named `__consumer_offsets` holds only `offsets.log`, which the
 //! upgrade removes; the log lives in the numbered directories below it.
 //!
-//! - Commit: one batch appended (offsets assigned in call order, no await between the
-//!   append and applying it to the map), answered after `wait_durable`: written and
-//!   covered by an fdatasync, shared with every commit in the same flush (group
-//!   commit). The map holds what was appended; a fetch first waits until everything
-//!   appended is durable, so it never answers a value a crash could take back.
-//! - Open: replay the log from its start; the log's own recovery has already cut a torn
-//!   tail. A malformed record fails the open rather than guess at offsets.
-//! - Compaction (checkpoint): once the log passes `max(compact_bytes, 2 × last
-//!   checkpoint)`, the live map is appended as batches, and once they are durable the
-//!   log start moves to the first of them (DeleteRecords), which drops every whole
-//!   segment before it. A crash in between leaves old records and the checkpoint, and
-//!   replaying both gives the same map.
-//! - After a failed write or fdatasync the log refuses appends and durable waits, so
-//!   commits and fetches fail until a restart recovers what is durable.
+//! The log is a [`StateLog`] (group commit, replay at open, checkpoints that move the
+//! log start, read-only after a failed write), as the transaction state's is. A commit
+//! is answered once durable; the map holds what was appended, and a fetch first waits
+//! until everything appended is durable, so it never answers a value a crash could take
+//! back.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
