@@ -1,7 +1,7 @@
 //! RSASSA-PKCS1-v1_5 signing with AWS-LC (`aws-lc-sys`), for SNS message signatures:
 //! the only well-kept Rust-reachable RSA that signs SHA-1 (SignatureVersion 1, SNS's
 //! default) fast. ring and aws-lc-rs sign SHA-256 only, and RustCrypto's `rsa` takes
-//! about 3.5 ms a signature here against AWS-LC's 0.26 ms (benches/RESULTS.md, "What
+//! about 2.7 ms a signature here against AWS-LC's 0.25 ms (benches/RESULTS.md, "What
 //! one SNS message signature costs").
 //!
 //! The FFI is three calls: parse a PKCS#1 DER private key, sign a digest, free the key.

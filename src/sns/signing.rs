@@ -24,8 +24,8 @@
 //! the path names the certificate, so a verifier that caches certificates by URL (as
 //! the SDKs' validators do) never holds a stale one after the key changes.
 //!
-//! Both versions are signed with AWS-LC (`aws_lc_rsa`): about 0.26 ms of CPU a
-//! signature, against 3.5 ms with RustCrypto's `rsa` 0.10 and 0.7 ms with ring, which
+//! Both versions are signed with AWS-LC (`aws_lc_rsa`): about 0.25 ms of CPU a
+//! signature, against 2.7 ms with RustCrypto's `rsa` 0.10 and 0.7 ms with ring, which
 //! cannot sign SHA-1 (benches/RESULTS.md, "What one SNS message signature costs"). A key
 //! AWS-LC refuses is signed with `rsa` 0.10 instead (constant-time arithmetic: the Marvin
 //! timing leak of 0.9 is fixed). A signature costs more than the rest of a delivery, so
@@ -462,7 +462,7 @@ mod tests {
                 assert_eq!(signer.signatures_made(), before + 1, "signed once");
                 let v1 = signer.sign(SignatureVersion::V1, "x").await;
                 assert!(!verifies(&key, SignatureVersion::V2, "x", &v1));
-                // ring's version 2 signature is the one `rsa` makes.
+                // AWS-LC's version 2 signature is the one `rsa` makes.
                 let v2 = signer.sign(SignatureVersion::V2, "x").await;
                 let by_rsa = key
                     .sign_digest_rsa(SignatureVersion::V2, &Sha256::digest(b"x"))
@@ -504,7 +504,7 @@ mod tests {
     }
 
     /// Not a check: what one signature costs (benches/RESULTS.md), as the broker signs
-    /// (version 1 with `rsa`, version 2 with ring) and version 2 with `rsa` for
+    /// (both versions with AWS-LC) and version 1 with `rsa`, the fallback, for
     /// comparison. Run with
     /// `cargo test --lib sns::signing::tests::signing_cost -- --ignored --nocapture`.
     #[test]
