@@ -205,17 +205,17 @@ impl SigningKey {
         &self.cert_path
     }
 
-    /// The RSASSA-PKCS1-v1_5 signature of `text` with `version`'s hash, base64:
-    /// AWS-LC's where it took the key, else `rsa`'s (the same bytes: PKCS#1 v1.5 is
-    /// deterministic).
-    fn sign_text(&self, version: SignatureVersion, text: &[u8]) -> Result<String, String> {
-        let (hash, digest) = match version {
-            SignatureVersion::V1 => (Hash::Sha1, Sha1::digest(text).to_vec()),
-            SignatureVersion::V2 => (Hash::Sha256, Sha256::digest(text).to_vec()),
+    /// The RSASSA-PKCS1-v1_5 signature of `digest` (of the text to sign, with
+    /// `version`'s hash), base64: AWS-LC's where it took the key, else `rsa`'s (the same
+    /// bytes: PKCS#1 v1.5 is deterministic).
+    fn sign_digest(&self, version: SignatureVersion, digest: &[u8]) -> Result<String, String> {
+        let hash = match version {
+            SignatureVersion::V1 => Hash::Sha1,
+            SignatureVersion::V2 => Hash::Sha256,
         };
         let signature = match &self.fast {
-            Some(fast) => fast.sign(hash, &digest)?,
-            None => self.sign_digest_rsa(version, &digest)?,
+            Some(fast) => fast.sign(hash, digest)?,
+            None => self.sign_digest_rsa(version, digest)?,
         };
         Ok(base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
@@ -230,6 +230,14 @@ impl SigningKey {
             SignatureVersion::V2 => Pkcs1v15Sign::new::<Sha256>(),
         };
         self.key.sign(scheme, digest).map_err(|e| e.to_string())
+    }
+}
+
+/// `text`'s digest with `version`'s hash: what is signed, and the signature memo's key.
+fn digest(version: SignatureVersion, text: &[u8]) -> Vec<u8> {
+    match version {
+        SignatureVersion::V1 => Sha1::digest(text).to_vec(),
+        SignatureVersion::V2 => Sha256::digest(text).to_vec(),
     }
 }
 
@@ -303,11 +311,7 @@ impl Signer {
         let Some(key) = self.key.clone() else {
             return Arc::from("");
         };
-        let digest = match version {
-            SignatureVersion::V1 => Sha1::digest(text.as_bytes()).to_vec(),
-            SignatureVersion::V2 => Sha256::digest(text.as_bytes()).to_vec(),
-        };
-        let memo_key = (version, digest);
+        let memo_key = (version, digest(version, text.as_bytes()));
         // Made, being made (wait, then look again), or ours to make.
         let made = loop {
             let listener = match self.memo.borrow().get(&memo_key) {
@@ -324,9 +328,10 @@ impl Signer {
             }
             memo.insert(memo_key.clone(), Memo::Signing(made.clone()));
         }
-        let to_sign = text.as_bytes().to_vec();
+        // What is signed is the digest the memo is keyed by: the text is hashed once.
+        let to_sign = memo_key.1.clone();
         self.made.set(self.made.get() + 1);
-        let signed = crate::runtime::blocking(move || key.sign_text(version, &to_sign)).await;
+        let signed = crate::runtime::blocking(move || key.sign_digest(version, &to_sign)).await;
         let signature = match signed {
             Ok(s) => {
                 let signature: Arc<str> = Arc::from(s);
@@ -523,10 +528,12 @@ mod tests {
         };
         for round in 1..=5 {
             let v1 = time(&|t| {
-                key.sign_text(SignatureVersion::V1, t).expect("v1");
+                key.sign_digest(SignatureVersion::V1, &digest(SignatureVersion::V1, t))
+                    .expect("v1");
             });
             let v2 = time(&|t| {
-                key.sign_text(SignatureVersion::V2, t).expect("v2");
+                key.sign_digest(SignatureVersion::V2, &digest(SignatureVersion::V2, t))
+                    .expect("v2");
             });
             let v1_rsa = time(&|t| {
                 key.sign_digest_rsa(SignatureVersion::V1, &Sha1::digest(t))
