@@ -1,9 +1,3 @@
-//! Wall-clock time as record batches carry it.
+//! Wall-clock time as record batches carry it: the storage crate's clock.
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use peregrine_shards::time::now_ms;

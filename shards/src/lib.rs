@@ -21,4 +21,5 @@ pub mod state_log;
 pub mod sys;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod time;
 pub mod txn;

@@ -25,12 +25,13 @@
 use std::cell::{Cell, Ref, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
 use crate::batch::BatchHeader;
 use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
+use crate::time::now_ms;
 
 /// Bytes read per step while replaying the log at open.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -87,12 +88,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get().saturating_sub(1));
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl<S: StateMachine> StateLog<S> {

@@ -28,6 +28,7 @@ use super::shard::Shard;
 use super::types::{CommitEntry, Marker, ProducerDescription, TxnDescription, TxnState};
 use super::Engine;
 use crate::runtime;
+use crate::time::now_ms;
 use peregrine_shards::groups::{CommittedOffset, GROUP_ID_MAX_CHARS};
 use peregrine_shards::txn::{
     self, state, EndStep, InitArgs, InitStep, PendingOffset, TxnError, TxnLog, TxnMeta, TxnStatus,
@@ -35,7 +36,7 @@ use peregrine_shards::txn::{
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// What a transactional producer identifies itself with on every call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +113,6 @@ fn held(at: Hold) -> Result<(), EngineError> {
         return Err(EngineError::ShuttingDown(format!("held at {at:?}")));
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn engine_error(e: TxnError) -> EngineError {

@@ -20,12 +20,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::offset_records::{decode_batch, encode_batch, OffsetRecord, OffsetValue};
 use super::{CommittedOffset, GroupError};
 use crate::log::{LogError, StorageFault};
 use crate::state_log::{StateLog, StateMachine};
+use crate::time::now_ms;
 
 /// Distinct (topic, partition) offsets one group may hold.
 pub(crate) const OFFSETS_PER_GROUP_MAX: usize = 100_000;
@@ -35,12 +35,6 @@ const COMMITS_IN_FLIGHT_MAX: usize = 4096;
 pub(crate) const LOG_DIR: &str = "__consumer_offsets";
 
 type PartitionOffsets = BTreeMap<(String, i32), OffsetValue>;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A failure of the offsets log, with its storage fault kept for the client.
 fn log_err(e: LogError) -> GroupError {

@@ -36,7 +36,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tracing::{error, info, warn};
@@ -54,6 +54,7 @@ use super::transactions::PartitionTxns;
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::checked_file;
 use crate::records::EndTxnMarker;
+use crate::time::now_ms;
 
 /// Largest single write of one flush cycle; more pending data takes more writes.
 const WRITE_BYTES_MAX: usize = 8 << 20;
@@ -194,12 +195,6 @@ struct Inner {
 /// The log of one partition. Owned by the partition's shard.
 pub struct PartitionLog {
     inner: Rc<Inner>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl PartitionLog {
