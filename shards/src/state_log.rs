@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use crate::batch::BatchHeader;
-use crate::log::{BatchCache, LogConfig, LogError, PartitionLog};
+use crate::log::{BatchCache, LogConfig, LogError, PartitionLog, StorageFault};
 use crate::time::now_ms;
 
 /// Bytes read per step while replaying the log at open.
@@ -52,8 +52,9 @@ pub trait StateMachine: Default + 'static {
 
     /// The answer to an append over `IN_FLIGHT_MAX`.
     fn busy() -> Self::Error;
-    /// A failure of the log itself (with its storage fault, for the client).
-    fn log_error(e: LogError) -> Self::Error;
+    /// A failure of the log itself: `fault` is its storage fault (a full disk, a failed
+    /// write), which the client must be told as such; `message` names the log.
+    fn failed(fault: Option<StorageFault>, message: String) -> Self::Error;
     /// One batch of `records` (None when there are none).
     fn encode(records: &[Self::Record], now_ms: i64) -> Result<Option<Vec<u8>>, Self::Error>;
     /// The records of one batch read back, with their offsets; control batches yield
@@ -105,7 +106,7 @@ impl<S: StateMachine> StateLog<S> {
         };
         let log = PartitionLog::open(dir, config, BatchCache::new(CACHE_BYTES))
             .await
-            .map_err(S::log_error)?;
+            .map_err(log_error::<S>)?;
         let map = replay::<S>(&log).await?;
         tracing::debug!(
             start = log.start_offset(),
@@ -149,7 +150,7 @@ impl<S: StateMachine> StateLog<S> {
             let appended = self
                 .log
                 .append(BytesMut::from(&batch[..]))
-                .map_err(S::log_error)?;
+                .map_err(log_error::<S>)?;
             self.state.borrow_mut().map.apply(chunk);
             last = Some(appended.last_offset);
         }
@@ -160,7 +161,7 @@ impl<S: StateMachine> StateLog<S> {
         let counted = InFlight(&self.in_flight);
         let durable = self.log.wait_durable(last).await;
         drop(counted);
-        durable.map_err(S::log_error)?;
+        durable.map_err(log_error::<S>)?;
         self.maybe_compact();
         Ok(())
     }
@@ -170,7 +171,10 @@ impl<S: StateMachine> StateLog<S> {
     pub async fn wait_all_durable(&self) -> Result<(), S::Error> {
         let end = self.log.end_offset();
         if self.log.durable_offset() < end {
-            self.log.wait_durable(end - 1).await.map_err(S::log_error)?;
+            self.log
+                .wait_durable(end - 1)
+                .await
+                .map_err(log_error::<S>)?;
         }
         Ok(())
     }
@@ -224,17 +228,17 @@ impl<S: StateMachine> StateLog<S> {
             let last = if buf.is_empty() {
                 None
             } else {
-                Some(self.log.append(buf).map_err(S::log_error)?.last_offset)
+                Some(self.log.append(buf).map_err(log_error::<S>)?.last_offset)
             };
             (from, last, bytes)
         };
         if let Some(last) = last {
-            self.log.wait_durable(last).await.map_err(S::log_error)?;
+            self.log.wait_durable(last).await.map_err(log_error::<S>)?;
         }
         self.log
             .delete_records_before(from)
             .await
-            .map_err(S::log_error)?;
+            .map_err(log_error::<S>)?;
         self.state.borrow_mut().checkpoint_bytes = bytes;
         Ok(bytes)
     }
@@ -256,8 +260,13 @@ impl<S: StateMachine> StateLog<S> {
 
     /// Writes what is pending, fdatasyncs and closes the log.
     pub async fn close(&self) -> Result<(), S::Error> {
-        self.log.close().await.map_err(S::log_error)
+        self.log.close().await.map_err(log_error::<S>)
     }
+}
+
+/// A failure of the log as `S` tells it, its storage fault kept.
+fn log_error<S: StateMachine>(e: LogError) -> S::Error {
+    S::failed(e.storage_fault(), format!("{}: {e}", S::NAME))
 }
 
 /// Rebuilds the map from the log's start to its end.
@@ -270,12 +279,12 @@ async fn replay<S: StateMachine>(log: &PartitionLog) -> Result<S, S::Error> {
         let read = log
             .read(next, REPLAY_READ_BYTES)
             .await
-            .map_err(S::log_error)?;
+            .map_err(log_error::<S>)?;
         if read.batches.is_empty() {
             break;
         }
         for bytes in &read.batches {
-            let header = BatchHeader::parse(bytes).map_err(|e| S::log_error(e.into()))?;
+            let header = BatchHeader::parse(bytes).map_err(|e| log_error::<S>(e.into()))?;
             // A batch may straddle a start moved by a checkpoint: skip what is below.
             let records = S::decode(bytes)?
                 .into_iter()

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use super::offset_records::{decode_batch, encode_batch, OffsetRecord, OffsetValue};
 use super::{CommittedOffset, GroupError};
-use crate::log::{LogError, StorageFault};
+use crate::log::StorageFault;
 use crate::state_log::{StateLog, StateMachine};
 use crate::time::now_ms;
 
@@ -35,15 +35,6 @@ const COMMITS_IN_FLIGHT_MAX: usize = 4096;
 pub(crate) const LOG_DIR: &str = "__consumer_offsets";
 
 type PartitionOffsets = BTreeMap<(String, i32), OffsetValue>;
-
-/// A failure of the offsets log, with its storage fault kept for the client.
-fn log_err(e: LogError) -> GroupError {
-    match e.storage_fault() {
-        Some(StorageFault::Full) => GroupError::StorageFull(format!("offsets log: {e}")),
-        Some(StorageFault::Failed) => GroupError::StorageFailed(format!("offsets log: {e}")),
-        None => GroupError::Io(format!("offsets log: {e}")),
-    }
-}
 
 /// group → partition → latest appended value (see the module docs on visibility).
 #[derive(Default)]
@@ -62,8 +53,12 @@ impl StateMachine for Groups {
         ))
     }
 
-    fn log_error(e: LogError) -> GroupError {
-        log_err(e)
+    fn failed(fault: Option<StorageFault>, message: String) -> GroupError {
+        match fault {
+            Some(StorageFault::Full) => GroupError::StorageFull(message),
+            Some(StorageFault::Failed) => GroupError::StorageFailed(message),
+            None => GroupError::Io(message),
+        }
     }
 
     fn encode(records: &[OffsetRecord], now_ms: i64) -> Result<Option<Vec<u8>>, GroupError> {

@@ -15,21 +15,12 @@ use std::rc::Rc;
 
 use super::{TxnError, TxnMeta};
 use crate::batch::BatchHeader;
-use crate::log::{LogError, StorageFault};
+use crate::log::StorageFault;
 use crate::records::{self, BatchBuilder};
 use crate::state_log::{StateLog, StateMachine};
 
 /// Appends of one shard that may wait for the disk at once; more are refused.
 const PUTS_IN_FLIGHT_MAX: usize = 4096;
-
-/// A failure of the transaction log, with its storage fault kept for the client.
-fn log_err(e: LogError) -> TxnError {
-    match e.storage_fault() {
-        Some(StorageFault::Full) => TxnError::StorageFull(format!("transaction log: {e}")),
-        Some(StorageFault::Failed) => TxnError::StorageFailed(format!("transaction log: {e}")),
-        None => TxnError::Io(format!("transaction log: {e}")),
-    }
-}
 
 fn corrupt(what: &str) -> TxnError {
     TxnError::Io(format!("transaction log record is malformed: {what}"))
@@ -55,8 +46,12 @@ impl StateMachine for Ids {
         ))
     }
 
-    fn log_error(e: LogError) -> TxnError {
-        log_err(e)
+    fn failed(fault: Option<StorageFault>, message: String) -> TxnError {
+        match fault {
+            Some(StorageFault::Full) => TxnError::StorageFull(message),
+            Some(StorageFault::Failed) => TxnError::StorageFailed(message),
+            None => TxnError::Io(message),
+        }
     }
 
     fn encode(changes: &[Change], now_ms: i64) -> Result<Option<Vec<u8>>, TxnError> {
