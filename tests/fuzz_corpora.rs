@@ -84,11 +84,40 @@ fn http_fixture_seeds_route_to_their_decoders() {
     assert!(decoded.iter().all(|&n| n > 10), "decoded {decoded:?}");
 }
 
+/// The `acl_requests` seeds get their bindings into the store (a valid CreateAcls
+/// frame, seven good creations and one bad host), so the fuzzer starts with a store to
+/// check `authorize` and the filters against.
+#[test]
+fn acl_seeds_add_bindings() {
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(corpus_dir("acl_requests")).expect("corpus") {
+        let path = entry.expect("entry").path();
+        if !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("seed-"))
+        {
+            continue;
+        }
+        let data = std::fs::read(&path).expect("seed");
+        assert_eq!(
+            targets::acl_requests_applied(&data),
+            7,
+            "{}",
+            path.display()
+        );
+        seeds += 1;
+    }
+    assert_eq!(seeds, 4);
+}
+
 mod seeds {
     use super::corpus_dir;
     use bytes::BytesMut;
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, Message};
+    use kafka_protocol::protocol::{
+        encode_request_header_into_buffer, Encodable, Message, StrBytes,
+    };
     use peregrine::native::frame;
     use peregrine::native::messages::{Acks, Request, RequestEnvelope, Response, ResponseEnvelope};
     use peregrine_shards::batch;
@@ -839,6 +868,118 @@ mod seeds {
         }
     }
 
+    /// `body` as an `acl_requests` frame: a u16 length, then the request with its header.
+    fn acl_frame<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_client_id(Some(StrBytes::from_static_str("seed")));
+        let mut buf = BytesMut::new();
+        encode_request_header_into_buffer(&mut buf, &header).expect("header");
+        body.encode(&mut buf, version).expect("body");
+        let mut out = (buf.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Kafka's codes: resource topic 2, group 3, cluster 4, transactional id 5; pattern
+    /// literal 3, prefixed 4 (filters: any 1, match 2); operation all 2, read 3, write 4,
+    /// alter 7, describe 8; permission deny 2, allow 3.
+    fn acl_creation(
+        (rtype, name, pattern): (i8, &'static str, i8),
+        (principal, host): (&'static str, &'static str),
+        (op, permission): (i8, i8),
+    ) -> create_acls_request::AclCreation {
+        create_acls_request::AclCreation::default()
+            .with_resource_type(rtype)
+            .with_resource_name(StrBytes::from_static_str(name))
+            .with_resource_pattern_type(pattern)
+            .with_principal(StrBytes::from_static_str(principal))
+            .with_host(StrBytes::from_static_str(host))
+            .with_operation(op)
+            .with_permission_type(permission)
+    }
+
+    fn acl_delete_filter(
+        rtype: i8,
+        name: Option<&'static str>,
+        pattern: i8,
+    ) -> delete_acls_request::DeleteAclsFilter {
+        delete_acls_request::DeleteAclsFilter::default()
+            .with_resource_type_filter(rtype)
+            .with_resource_name_filter(name.map(StrBytes::from_static_str))
+            .with_pattern_type_filter(pattern)
+            .with_operation(1)
+            .with_permission_type(1)
+    }
+
+    fn acl_requests() {
+        let creations = vec![
+            acl_creation((2, "orders", 3), ("User:alice", "*"), (3, 3)),
+            acl_creation((2, "ord", 4), ("User:*", "*"), (4, 3)),
+            acl_creation((2, "orders-eu", 4), ("User:alice", "10.0.0.1"), (2, 2)),
+            acl_creation((2, "*", 3), ("User:bob", "10.0.0.1"), (2, 2)),
+            acl_creation((3, "g-", 4), ("User:alice", "::ffff:10.0.0.2"), (8, 3)),
+            acl_creation((4, "kafka-cluster", 3), ("User:carol", "*"), (7, 3)),
+            acl_creation((5, "tx", 4), ("User:dave", "2001:db8::1"), (4, 3)),
+            acl_creation((2, "bad-host", 3), ("User:eve", "nope"), (3, 3)),
+        ];
+        for version in [1, 3] {
+            let create = acl_frame(
+                ApiKey::CreateAcls,
+                version,
+                &CreateAclsRequest::default().with_creations(creations.clone()),
+            );
+            let describe_match = acl_frame(
+                ApiKey::DescribeAcls,
+                version,
+                &DescribeAclsRequest::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(StrBytes::from_static_str("orders-eu-1")))
+                    .with_pattern_type_filter(2)
+                    .with_principal_filter(Some(StrBytes::from_static_str("User:alice")))
+                    .with_host_filter(Some(StrBytes::from_static_str("10.0.0.1")))
+                    .with_operation(3)
+                    .with_permission_type(1),
+            );
+            let describe_all = acl_frame(
+                ApiKey::DescribeAcls,
+                version,
+                &DescribeAclsRequest::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            );
+            let delete = acl_frame(
+                ApiKey::DeleteAcls,
+                version,
+                &DeleteAclsRequest::default().with_filters(vec![
+                    acl_delete_filter(2, Some("ord"), 4),
+                    acl_delete_filter(1, Some("g-"), 1),
+                ]),
+            );
+            let grant = [create.clone(), describe_match.clone(), describe_all.clone()].concat();
+            write(
+                "acl_requests",
+                &format!("grant-describe-v{version}"),
+                &grant,
+            );
+            let revoke = [create, delete, describe_match, describe_all].concat();
+            write(
+                "acl_requests",
+                &format!("grant-delete-describe-v{version}"),
+                &revoke,
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "writes the seed corpus of the acl_requests target into fuzz/corpus (run once, by hand)"]
+    fn write_acl_seed_corpora() {
+        acl_requests();
+    }
+
     #[test]
     #[ignore = "writes the seed corpora of the issue 20 targets into fuzz/corpus (run once, by hand)"]
     fn write_issue_20_seed_corpora() {
@@ -865,6 +1006,7 @@ mod seeds {
     #[ignore = "writes the seed corpora into fuzz/corpus (run once, by hand)"]
     fn write_seed_corpora() {
         write_issue_20_seed_corpora();
+        acl_requests();
         sqs_requests();
         kafka_requests();
         native_frames();

@@ -9,9 +9,11 @@
 use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::RequestKind;
 use peregrine::amqp::{auth as amqp_auth, frames as amqp_frames, props as amqp_props};
 use peregrine::auth::sasl::{parse_plain, ScramClient, ScramServer};
 use peregrine::http::fuzzing::{self as http_fuzzing, Routed};
+use peregrine::kafka::fuzzing::{binding_of, delete_filters, describe_filters};
 use peregrine::kafka::{decode_request, Incoming};
 use peregrine::native::frame;
 use peregrine::sns::http_delivery::{RetryPolicy, Url};
@@ -27,7 +29,11 @@ use peregrine_shards::groups::{decode_offsets_batch, parse_offsets_file};
 use peregrine_shards::log::{batch_at, decode_offsets, decode_times, scan_segment_bytes};
 use peregrine_shards::queues::Replay;
 use peregrine_shards::records;
+use peregrine_shards::security::acls::{
+    AclBinding, AclFilter, AclStore, Operation, PatternType, Permission, ANY_PRINCIPAL, WILDCARD,
+};
 use peregrine_shards::security::{ScramCredential, ScramMechanism};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// What a target runs on one input.
 pub type Target = fn(&[u8]);
@@ -53,6 +59,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sigv4", sigv4),
     ("sns_delivery", sns_delivery),
     ("sasl", sasl),
+    ("acl_requests", acl_requests),
 ];
 
 /// The largest native frame the broker accepts by default (`--max-frame-bytes`).
@@ -868,4 +875,178 @@ pub fn sasl(data: &[u8]) {
             }
         }
     }
+}
+
+/// DescribeAcls, CreateAcls and DeleteAcls.
+const ACL_API_KEYS: [i16; 3] = [29, 30, 31];
+
+/// Most bindings whose resources `acl_requests` asks `authorize` about after a request.
+const ACL_QUERIES_MAX: usize = 32;
+
+/// Kafka's ACL requests as the broker applies them, short of the engine: frames (a
+/// big-endian u16 length, then a request as `kafka_request` reads it) of CreateAcls,
+/// DeleteAcls and DescribeAcls change or read one `AclStore`, through the handlers' own
+/// conversions. After each, the store's indexed answers (`matching`, `remove_matching`,
+/// `authorize` with its per-length prefix lookups) must equal a plain scan of every
+/// binding with Kafka's rules.
+pub fn acl_requests(data: &[u8]) {
+    acl_requests_applied(data);
+}
+
+/// `acl_requests`, answering how many bindings its creations added.
+pub fn acl_requests_applied(data: &[u8]) -> usize {
+    let mut store = AclStore::default();
+    let mut added = 0;
+    let mut rest = data;
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let (frame, next) = tail.split_at((u16::from_be_bytes(*len) as usize).min(tail.len()));
+        rest = next;
+        // The other APIs are `kafka_request`'s: time goes to the ACL requests.
+        let api_key = frame.first_chunk::<2>().map(|k| i16::from_be_bytes(*k));
+        if !api_key.is_some_and(|k| ACL_API_KEYS.contains(&k)) {
+            continue;
+        }
+        let Ok(Incoming::Request(decoded)) = decode_request(Bytes::copy_from_slice(frame)) else {
+            continue;
+        };
+        let mut asked: Vec<AclFilter> = Vec::new();
+        match decoded.body {
+            RequestKind::CreateAcls(req) => {
+                for creation in &req.creations {
+                    let Ok(binding) = binding_of(creation) else {
+                        continue;
+                    };
+                    let valid = binding.validate().is_ok();
+                    let known = store.bindings().any(|b| *b == binding);
+                    match store.add(binding.clone()) {
+                        Ok(new) => {
+                            assert!(valid, "an invalid binding was added: {binding:?}");
+                            assert_eq!(new, !known, "{binding:?}");
+                            added += usize::from(new);
+                        }
+                        Err(_) => assert!(!valid, "a valid binding was refused: {binding:?}"),
+                    }
+                }
+            }
+            RequestKind::DescribeAcls(req) => {
+                for filter in describe_filters(&req).unwrap_or_default() {
+                    let expected: Vec<AclBinding> = store
+                        .bindings()
+                        .filter(|b| filter.matches(b))
+                        .cloned()
+                        .collect();
+                    assert_eq!(store.matching(&filter), expected);
+                    asked.push(filter);
+                }
+            }
+            RequestKind::DeleteAcls(req) => {
+                for f in &req.filters {
+                    for filter in delete_filters(f).unwrap_or_default() {
+                        let before: Vec<AclBinding> = store.bindings().cloned().collect();
+                        let mut removed = store.remove_matching(&filter);
+                        let mut expected: Vec<AclBinding> = before
+                            .iter()
+                            .filter(|b| filter.matches(b))
+                            .cloned()
+                            .collect();
+                        removed.sort();
+                        expected.sort();
+                        assert_eq!(removed, expected);
+                        assert!(store.bindings().all(|b| !filter.matches(b)));
+                        asked.push(filter);
+                    }
+                }
+            }
+            _ => continue,
+        }
+        check_acl_store(&store, &asked);
+    }
+    added
+}
+
+/// The store's count and `authorize` against a scan of its bindings, for resources
+/// named by its bindings (and one byte longer and shorter, across prefix lengths) and
+/// by the request's filters.
+fn check_acl_store(store: &AclStore, asked: &[AclFilter]) {
+    let bindings: Vec<AclBinding> = store.bindings().cloned().collect();
+    assert_eq!(store.len(), bindings.len());
+    let mut queries = Vec::new();
+    for b in bindings.iter().take(ACL_QUERIES_MAX) {
+        let host = b.host.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let principal = if b.principal == ANY_PRINCIPAL {
+            "User:someone"
+        } else {
+            &b.principal
+        };
+        let mut longer = b.name.clone();
+        longer.push('x');
+        let mut shorter = b.name.clone();
+        shorter.pop();
+        for name in [b.name.clone(), longer, shorter] {
+            queries.push((
+                principal.to_string(),
+                host,
+                b.operation,
+                b.resource_type,
+                name,
+            ));
+        }
+    }
+    for f in asked {
+        let (Some(rtype), Some(name)) = (f.resource_type, &f.name) else {
+            continue;
+        };
+        let principal = f.principal.clone().unwrap_or_else(|| "User:someone".into());
+        let host = f.host.as_deref().and_then(|h| h.parse().ok());
+        let host = host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        queries.push((
+            principal,
+            host,
+            f.operation.unwrap_or(Operation::Read),
+            rtype,
+            name.clone(),
+        ));
+    }
+    for (principal, host, op, rtype, name) in &queries {
+        let plain = authorize_by_scan(&bindings, principal, *host, *op, *rtype, name);
+        assert_eq!(
+            store.authorize(principal, *host, *op, *rtype, name),
+            plain,
+            "{principal} from {host}: {op:?} on {rtype:?} {name:?}"
+        );
+    }
+}
+
+/// Kafka's decision, binding by binding: a deny of the operation (or All) that applies
+/// wins; otherwise some allow that applies must grant it.
+fn authorize_by_scan(
+    bindings: &[AclBinding],
+    principal: &str,
+    host: IpAddr,
+    op: Operation,
+    rtype: peregrine_shards::security::acls::ResourceType,
+    name: &str,
+) -> bool {
+    let mut allowed = false;
+    for b in bindings {
+        let resource = b.resource_type == rtype
+            && match b.pattern {
+                PatternType::Literal => b.name == name || b.name == WILDCARD,
+                PatternType::Prefixed => name.starts_with(&b.name),
+            };
+        let who = b.principal == principal || b.principal == ANY_PRINCIPAL;
+        let from = b.host == WILDCARD
+            || b.host
+                .parse::<IpAddr>()
+                .is_ok_and(|h| h.to_canonical() == host.to_canonical());
+        if !(resource && who && from) {
+            continue;
+        }
+        match b.permission {
+            Permission::Deny if b.operation == op || b.operation == Operation::All => return false,
+            Permission::Deny => {}
+            Permission::Allow => allowed |= b.operation.grants(op),
+        }
+    }
+    allowed
 }

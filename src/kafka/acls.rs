@@ -12,6 +12,7 @@ use super::{errors, str_bytes, Ctx};
 use crate::engine::EngineError;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
@@ -252,7 +253,7 @@ fn invalid(what: String) -> Refusal {
 }
 
 /// A CreateAcls creation as a binding, or why it is not one.
-fn binding_of(c: &AclCreation) -> Result<AclBinding, Refusal> {
+pub fn binding_of(c: &AclCreation) -> Result<AclBinding, Refusal> {
     let resource_type = ResourceType::from_kafka_code(c.resource_type).ok_or_else(|| {
         invalid(format!(
             "resource type {} cannot hold ACLs",
@@ -344,6 +345,32 @@ fn filters_of(f: &KafkaFilter<'_>) -> Result<Vec<AclFilter>, Refusal> {
         .collect())
 }
 
+/// A DescribeAcls request's filter as the store's filters.
+pub fn describe_filters(req: &DescribeAclsRequest) -> Result<Vec<AclFilter>, Refusal> {
+    filters_of(&KafkaFilter {
+        resource_type: req.resource_type_filter,
+        name: req.resource_name_filter.as_ref(),
+        pattern: req.pattern_type_filter,
+        principal: req.principal_filter.as_ref(),
+        host: req.host_filter.as_ref(),
+        operation: req.operation,
+        permission: req.permission_type,
+    })
+}
+
+/// One DeleteAcls filter as the store's filters.
+pub fn delete_filters(f: &DeleteAclsFilter) -> Result<Vec<AclFilter>, Refusal> {
+    filters_of(&KafkaFilter {
+        resource_type: f.resource_type_filter,
+        name: f.resource_name_filter.as_ref(),
+        pattern: f.pattern_type_filter,
+        principal: f.principal_filter.as_ref(),
+        host: f.host_filter.as_ref(),
+        operation: f.operation,
+        permission: f.permission_type,
+    })
+}
+
 /// CreateAcls: needs Alter on the cluster. Each creation succeeds or fails alone.
 pub async fn create(ctx: &Ctx, req: CreateAclsRequest) -> CreateAclsResponse {
     let allowed = check_cluster(ctx, Operation::Alter);
@@ -407,16 +434,7 @@ fn described(bindings: Vec<AclBinding>) -> Vec<DescribeAclsResource> {
 
 /// DescribeAcls: needs Describe on the cluster.
 pub fn describe(ctx: &Ctx, req: DescribeAclsRequest) -> DescribeAclsResponse {
-    let filter = KafkaFilter {
-        resource_type: req.resource_type_filter,
-        name: req.resource_name_filter.as_ref(),
-        pattern: req.pattern_type_filter,
-        principal: req.principal_filter.as_ref(),
-        host: req.host_filter.as_ref(),
-        operation: req.operation,
-        permission: req.permission_type,
-    };
-    let filters = check_cluster(ctx, Operation::Describe).and_then(|()| filters_of(&filter));
+    let filters = check_cluster(ctx, Operation::Describe).and_then(|()| describe_filters(&req));
     match filters {
         Ok(filters) => {
             let bindings = filters
@@ -451,16 +469,7 @@ pub async fn delete(ctx: &Ctx, req: DeleteAclsRequest) -> DeleteAclsResponse {
     let mut planned: Vec<Result<usize, Refusal>> = Vec::with_capacity(req.filters.len());
     let mut filters = Vec::new();
     for f in &req.filters {
-        let filter = KafkaFilter {
-            resource_type: f.resource_type_filter,
-            name: f.resource_name_filter.as_ref(),
-            pattern: f.pattern_type_filter,
-            principal: f.principal_filter.as_ref(),
-            host: f.host_filter.as_ref(),
-            operation: f.operation,
-            permission: f.permission_type,
-        };
-        let parts = allowed.clone().and_then(|()| filters_of(&filter));
+        let parts = allowed.clone().and_then(|()| delete_filters(f));
         planned.push(parts.map(|parts| {
             let n = parts.len();
             filters.extend(parts);

@@ -30,6 +30,12 @@ mod txn;
 mod users;
 
 pub use codec::{decode as decode_request, Decoded, Incoming};
+
+/// Kafka's ACL requests short of the engine, for the `acl_requests` fuzz target
+/// (`fuzz/src/lib.rs`) and its corpus replay: the conversions the handlers run.
+pub mod fuzzing {
+    pub use super::acls::{binding_of, delete_filters, describe_filters, Refusal};
+}
 pub use connection::serve;
 
 use crate::engine::Engine;
