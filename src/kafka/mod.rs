@@ -30,13 +30,13 @@ mod txn;
 mod users;
 
 pub use codec::{decode as decode_request, Decoded, Incoming};
+pub use connection::serve;
 
 /// Kafka's ACL requests short of the engine, for the `acl_requests` fuzz target
 /// (`fuzz/src/lib.rs`) and its corpus replay: the conversions the handlers run.
 pub mod fuzzing {
     pub use super::acls::{binding_of, delete_filters, describe_filters, Refusal};
 }
-pub use connection::serve;
 
 use crate::engine::Engine;
 use crate::server::stream::Stream;
