@@ -39,9 +39,13 @@ run() { # target: fuzz until CPU_S of CPU, over as many runs as pauses make
     # Ended early. libFuzzer's -timeout is wall time, so a fuzzer paused (SIGSTOP, e.g.
     # for a benchmark) reports its input as a timeout: if every artifact of this run is
     # a timeout or slow unit that replays within the limit, resume on the working corpus.
-    real=0
+    # A run that ended without a timeout artifact (a crash, or killed) is not a pause.
+    real=1
     for a in "$WORK/artifacts/$t-$n-"*; do
-      [ -e "$a" ] || { real=1; continue; } # ended with no artifact: not a pause
+      case $a in *-timeout-*) real=0 ;; esac
+    done
+    for a in "$WORK/artifacts/$t-$n-"*; do
+      [ -e "$a" ] || continue
       case $a in
         *-timeout-* | *-slow-unit-*)
           "$BIN/$t" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 "$a" > /dev/null 2>&1 || real=1 ;;
