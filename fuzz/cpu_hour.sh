@@ -75,10 +75,15 @@ figures() { # target: one line of figures, then the merge
     "peak_rss_mb=$(cat "$WORK/$t".run*.log | grep stat::peak_rss_mb | awk '{print $2}' | sort -n | tail -1)" \
     "artifacts=$(ls "$WORK/artifacts" | grep -c "^$t-") new_inputs=$((after - before))"
 }
-targets=("$@")
-for ((i = 0; i < ${#targets[@]}; i += SLOTS)); do
-  for t in "${targets[@]:i:SLOTS}"; do run "$t" & done
-  wait
-done
-for t in "${targets[@]}"; do figures "$t"; done
-echo "logs and working corpora: $WORK"
+# One block, read whole before it runs, ending in exit: bash reads a script as it goes,
+# so an edit to this file during an hour-long run would otherwise change what it does next.
+{
+  targets=("$@")
+  for ((i = 0; i < ${#targets[@]}; i += SLOTS)); do
+    for t in "${targets[@]:i:SLOTS}"; do run "$t" & done
+    wait
+  done
+  for t in "${targets[@]}"; do figures "$t"; done
+  echo "logs and working corpora: $WORK"
+  exit
+}
